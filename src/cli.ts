@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+/** drawbridge: one binary, subcommands. */
+import 'reflect-metadata';
+import { parseArgs } from 'node:util';
+import { ConfigInvalidError, ConfigUnreadableError, formatProblem, type Problem } from './errors.js';
+
+const USAGE = `usage: drawbridge <command> [options]
+
+commands:
+  gateway [--config FILE]                 serve the gateway (config found with cosmiconfig when --config is left out)
+  lint [FILE...] [--format text|json|github]
+                                          check config files; exit 0 valid, 1 invalid, 2 unreadable
+  schema [--config FILE]                  print the JSON Schema of gateway.config.yaml
+  demo [--config FILE]                    run the demo: sample app and gateway on localhost
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'lint':
+      return (await import('./commands/lint.js')).lintCommand(rest);
+    case 'schema':
+      return (await import('./commands/schema.js')).schemaCommand(rest);
+    case 'gateway':
+      return (await import('./commands/gateway.js')).gatewayCommand(rest);
+    case 'demo':
+      return (await import('./demo/demo.js')).demoCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return command ? 0 : 2;
+    default:
+      process.stderr.write(`drawbridge: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+export function printProblems(problems: readonly Problem[], stream: NodeJS.WritableStream = process.stderr): void {
+  for (const p of problems) stream.write(formatProblem(p) + '\n');
+}
+
+export { parseArgs };
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined && code >= 0) process.exitCode = code;
+  },
+  (e) => {
+    if (e instanceof ConfigInvalidError) {
+      printProblems(e.problems);
+      process.exitCode = 1;
+    } else if (e instanceof ConfigUnreadableError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`drawbridge: ${(e as Error)?.stack ?? e}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,47 @@
+import { parseArgs } from 'node:util';
+import { ConfigUnreadableError, formatProblem, type Problem } from '../errors.js';
+import { discoverConfig, loadConfigFile } from '../config/load.js';
+
+/** exit 0: every file valid (warnings allowed); 1: a file is invalid; 2: a file can't be read or parsed */
+export async function lintCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { format: { type: 'string', default: 'text' } } });
+  const format = values.format!;
+  if (!['text', 'json', 'github'].includes(format)) {
+    process.stderr.write(`drawbridge lint: --format must be text, json or github\n`);
+    return 2;
+  }
+  const files = positionals.length ? positionals : [await discoverConfig()].filter((f): f is string => !!f);
+  if (!files.length) {
+    process.stderr.write('drawbridge lint: no file given and no gateway.config.yaml found\n');
+    return 2;
+  }
+  let exit = 0;
+  const all: Problem[] = [];
+  for (const file of files) {
+    try {
+      const r = await loadConfigFile(file, { mode: 'lint' });
+      all.push(...r.problems);
+      if (!r.config) exit = Math.max(exit, 1);
+    } catch (e) {
+      if (!(e instanceof ConfigUnreadableError)) throw e;
+      const line = (e as ConfigUnreadableError).line;
+      const col = (e as ConfigUnreadableError).col;
+      all.push({ severity: 'error', message: e.message.replace(/^.*?: (?=not valid YAML)/, ''), path: '', file, line: line ?? 1, col: col ?? 1 });
+      exit = 2;
+    }
+  }
+  const errors = all.filter((p) => p.severity === 'error').length;
+  const warnings = all.length - errors;
+  if (format === 'json') {
+    process.stdout.write(JSON.stringify({ valid: exit === 0, errors, warnings, problems: all }, null, 2) + '\n');
+  } else if (format === 'github') {
+    for (const p of all) {
+      const msg = `${p.path ? p.path + ': ' : ''}${p.message}`.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+      process.stdout.write(`::${p.severity} file=${p.file},line=${p.line},col=${p.col}::${msg}\n`);
+    }
+  } else {
+    for (const p of all) process.stdout.write(formatProblem(p) + '\n');
+    process.stderr.write(`${files.length} file(s): ${errors} error(s), ${warnings} warning(s)\n`);
+  }
+  return exit;
+}

@@ -1,0 +1,227 @@
+/**
+ * Checks a schema cannot express: references between sections, duplicates,
+ * and values that need parsing (CIDR, duration, URL, timezone).
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseDuration } from './duration.js';
+import { parseCidr } from './net.js';
+import type { KeyPath } from './source.js';
+import type { LoadedPlugin } from '../plugins/registry.js';
+import { validateAgainst } from './validate.js';
+
+export interface CrossIssue {
+  path: KeyPath;
+  atKey?: boolean;
+  message: string;
+  severity: 'error' | 'warning';
+  /** a file that is missing here may exist where the gateway runs */
+  environmental?: boolean;
+}
+
+/** Header names an identity mapping may never set: the gateway or HTTP framing owns them. */
+const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'cookie', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-correlation-id']);
+
+export interface CrossCheckInput {
+  raw: any;
+  configDir: string;
+  plugins: readonly LoadedPlugin[];
+  /** names of plugins that could not be loaded here (lint) */
+  unloadedPluginNames: ReadonlySet<string>;
+  /** paths (JSON of KeyPath) whose value came from an unresolved ${...} */
+  unresolved: ReadonlySet<string>;
+}
+
+export function crossCheck(input: CrossCheckInput): CrossIssue[] {
+  const { raw, configDir } = input;
+  const issues: CrossIssue[] = [];
+  const err = (path: KeyPath, message: string, atKey = false) => issues.push({ path, message, severity: 'error', atKey });
+  const warn = (path: KeyPath, message: string) => issues.push({ path, message, severity: 'warning' });
+  const unresolved = (path: KeyPath) => input.unresolved.has(JSON.stringify(path));
+  const fileMustExist = (path: KeyPath, file: unknown) => {
+    if (typeof file !== 'string' || unresolved(path)) return;
+    if (!existsSync(resolve(configDir, file))) issues.push({ path, message: `file ${JSON.stringify(file)} not found`, severity: 'error', environmental: true });
+  };
+  const isObj = (v: unknown): v is Record<string, any> => !!v && typeof v === 'object' && !Array.isArray(v);
+  const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
+
+  if (!isObj(raw)) return issues;
+  const gw = isObj(raw.gateway) ? raw.gateway : {};
+  const listen = isObj(gw.listen) ? gw.listen : {};
+
+  // gateway
+  if (typeof gw.publicUrl === 'string') checkUrl(['gateway', 'publicUrl'], gw.publicUrl, { err, allowPath: true });
+  if (isObj(gw.listen) && listen.https === undefined && listen.http === undefined) err(['gateway', 'listen'], 'needs at least one listener: https or http');
+  if (listen.https !== undefined && !isObj(gw.tls)) err(['gateway', 'listen', 'https'], 'an https listener needs gateway.tls.cert and gateway.tls.key');
+  if (isObj(gw.tls)) {
+    fileMustExist(['gateway', 'tls', 'cert'], gw.tls.cert);
+    fileMustExist(['gateway', 'tls', 'key'], gw.tls.key);
+    if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
+  }
+  arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
+
+  // identity and session
+  const id = isObj(raw.identity) ? raw.identity : undefined;
+  if (id) {
+    if (typeof id.issuer === 'string' && !unresolved(['identity', 'issuer'])) checkUrl(['identity', 'issuer'], id.issuer, { err, allowPath: true, httpsUnlessLoopback: true });
+    if (Array.isArray(id.scopes) && !id.scopes.includes('openid')) err(['identity', 'scopes'], 'must include "openid"');
+    if (id.clientSecret === undefined) warn(['identity'], 'no clientSecret: the provider must accept a public client with PKCE');
+  }
+  const session = isObj(raw.session) ? raw.session : undefined;
+  arr(session?.secrets).forEach((s, i) => {
+    if (typeof s === 'string' && !unresolved(['session', 'secrets', i]) && s.length < 32) err(['session', 'secrets', i], 'a session secret needs at least 32 characters');
+  });
+
+  // connectors and groups
+  const groups = isObj(raw.connectorGroups) ? raw.connectorGroups : {};
+  const locations = isObj(raw.locations) ? raw.locations : {};
+  for (const [name, list] of Object.entries(locations)) {
+    arr(list).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['locations', name, i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
+  }
+  const cl = isObj(raw.connectors) ? raw.connectors : undefined;
+  if (cl && typeof cl.certificateLifetime === 'string') {
+    const ms = parseDuration(cl.certificateLifetime);
+    if (ms !== undefined && ms < 60_000) err(['connectors', 'certificateLifetime'], 'must be at least 1m');
+  }
+
+  // apps (collected first: policies refer to them)
+  const apps = arr(raw.apps);
+  const appNames = new Map<string, number>();
+  apps.forEach((a, i) => {
+    if (isObj(a) && typeof a.name === 'string') {
+      const key = a.name.toLowerCase();
+      if (appNames.has(key)) err(['apps', i, 'name'], `duplicate app name ${JSON.stringify(a.name)} (also apps[${appNames.get(key)}])`);
+      else appNames.set(key, i);
+    }
+  });
+
+  // policies
+  const policies = isObj(raw.policies) ? raw.policies : {};
+  for (const [name, p] of Object.entries(policies)) {
+    if (!isObj(p)) continue;
+    const when = isObj(p.when) ? p.when : {};
+    arr(when.apps).forEach((a, i) => typeof a === 'string' && !appNames.has(a.toLowerCase()) && err(['policies', name, 'when', 'apps', i], `unknown app ${JSON.stringify(a)}`));
+    for (const key of ['locations', 'notLocations'] as const) {
+      arr(when[key]).forEach((l, i) => typeof l === 'string' && !(l in locations) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
+    }
+    if (isObj(when.time)) {
+      if (typeof when.time.timezone === 'string' && !isTimezone(when.time.timezone)) err(['policies', name, 'when', 'time', 'timezone'], `${JSON.stringify(when.time.timezone)} is not an IANA timezone (e.g. Europe/Berlin)`);
+      if (typeof when.time.hours === 'string') {
+        const [from, to] = when.time.hours.split('-');
+        if (from && to && from >= to) err(['policies', name, 'when', 'time', 'hours'], 'the window must end after it starts (use two policies for a window across midnight)');
+      }
+    }
+    if (p.grant === undefined && !isObj(p.session)) err(['policies', name], 'a policy needs a grant or a session control');
+  }
+
+  // plugins by name
+  const pluginByName = new Map(input.plugins.map((l) => [l.plugin.name, l.plugin]));
+
+  // apps
+  const claims = new Map<string, number>();
+  apps.forEach((a, i) => {
+    if (!isObj(a)) return;
+    const at = (...p: (string | number)[]): KeyPath => ['apps', i, ...p];
+    const preAuth = a.preAuth ?? 'oidc';
+    let ext: URL | undefined;
+    if (typeof a.externalUrl === 'string') {
+      ext = checkUrl(at('externalUrl'), a.externalUrl, { err, allowPath: true, wildcard: true });
+      if (ext) {
+        const scheme = ext.protocol.slice(0, -1);
+        if (scheme === 'https' && listen.https === undefined) err(at('externalUrl'), 'is https but gateway.listen.https is not set');
+        if (scheme === 'http' && listen.http === undefined) err(at('externalUrl'), 'is http but gateway.listen.http is not set');
+        if (scheme === 'http' && listen.https !== undefined) err(at('externalUrl'), 'is http, but with an https listener the http listener only redirects to https');
+        const host = ext.hostname.toLowerCase().replace('%2a', '*');
+        const prefix = ext.pathname.endsWith('/') ? ext.pathname : ext.pathname + '/';
+        const key = `${host}${prefix}`;
+        if (claims.has(key)) err(at('externalUrl'), `host and path already claimed by apps[${claims.get(key)}]`);
+        else claims.set(key, i);
+      }
+    }
+    if (typeof a.internalUrl === 'string' && !unresolved(at('internalUrl'))) {
+      const int = checkUrl(at('internalUrl'), a.internalUrl, { err, allowPath: true });
+      if (int && a.backend?.tls?.ca !== undefined && int.protocol !== 'https:') warn(at('backend', 'tls', 'ca'), 'only used for https internal URLs');
+    }
+    if (typeof a.connectorGroup === 'string') {
+      if (!(a.connectorGroup in groups)) err(at('connectorGroup'), `unknown connector group ${JSON.stringify(a.connectorGroup)}${hint(a.connectorGroup, Object.keys(groups))}`);
+      else if (!cl) err(at('connectorGroup'), 'apps behind a connector group need the connectors: section');
+    }
+    if (preAuth === 'oidc') {
+      if (!id) err(at('preAuth'), 'preAuth oidc needs the identity: section');
+      if (!session) err(at('preAuth'), 'preAuth oidc needs the session: section (secrets)');
+    } else {
+      if (a.assignment) err(at('assignment'), 'assignment needs preAuth: oidc (a passthrough app has no signed-in user)');
+      if (a.audience) warn(at('audience'), 'ignored: a passthrough app accepts no bearer tokens');
+      if (a.requiredScopes) warn(at('requiredScopes'), 'ignored: a passthrough app accepts no bearer tokens');
+      if (a.headers?.identity) err(at('headers', 'identity'), 'identity headers need preAuth: oidc');
+      if (a.headers?.assertion) err(at('headers', 'assertion'), 'an identity assertion needs preAuth: oidc');
+      if (a.sso) err(at('sso'), 'single sign-on needs preAuth: oidc');
+    }
+    arr(a.conditionalAccess).forEach((p, j) => typeof p === 'string' && !(p in policies) && err(at('conditionalAccess', j), `unknown policy ${JSON.stringify(p)}${hint(p, Object.keys(policies))}`));
+    if (isObj(a.headers?.identity)) {
+      for (const h of Object.keys(a.headers.identity)) if (RESERVED_HEADERS.has(h.toLowerCase())) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
+    }
+    if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
+    if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
+      const ms = parseDuration(a.backendTimeout);
+      if (ms !== undefined && (ms < 100 || ms > 3_600_000)) err(at('backendTimeout'), 'must be between 100ms and 1h');
+    }
+    if (a.backend?.tls?.ca !== undefined) fileMustExist(at('backend', 'tls', 'ca'), a.backend.tls.ca);
+    if (a.translateUrls?.body === true) err(at('translateUrls', 'body'), 'rewriting URLs in bodies is not supported yet; set it to false');
+    if (isObj(a.sso) && typeof a.sso.plugin === 'string') {
+      const p = pluginByName.get(a.sso.plugin);
+      if (!p) {
+        if (!input.unloadedPluginNames.has(a.sso.plugin)) err(at('sso', 'plugin'), `unknown plugin ${JSON.stringify(a.sso.plugin)}${hint(a.sso.plugin, [...pluginByName.keys()])}`);
+      } else if (p.kind !== 'sso') {
+        err(at('sso', 'plugin'), `plugin ${JSON.stringify(p.name)} is a ${p.kind} plugin, not an sso plugin`);
+      } else {
+        for (const s of validateAgainst(p.optionsSchema, a.sso.options ?? {}, at('sso', 'options'))) err(s.path, s.message, s.atKey);
+      }
+    }
+  });
+  return issues;
+}
+
+function hint(word: string, known: string[]): string {
+  return known.length ? ` (known: ${known.join(', ')})` : ` (none defined)`;
+}
+
+export function isTimezone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return tz.length > 0;
+  } catch {
+    return false;
+  }
+}
+
+function checkUrl(
+  path: KeyPath,
+  text: string,
+  o: { err: (p: KeyPath, m: string) => void; allowPath?: boolean; wildcard?: boolean; httpsUnlessLoopback?: boolean },
+): URL | undefined {
+  let url: URL;
+  const probe = o.wildcard && /^https?:\/\/\*\./i.test(text) ? text.replace('*.', 'wildcard---.') : text;
+  try {
+    url = new URL(probe);
+  } catch {
+    o.err(path, `${JSON.stringify(text)} is not a valid URL`);
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    o.err(path, `${JSON.stringify(text)} must be an http or https URL`);
+    return undefined;
+  }
+  if (url.username || url.password) o.err(path, 'must not contain credentials');
+  if (url.search || url.hash || text.includes('?') || text.includes('#')) o.err(path, 'must not contain a query or fragment');
+  if (!o.wildcard && url.hostname.includes('*')) o.err(path, 'wildcard hosts are only allowed in externalUrl');
+  if (o.httpsUnlessLoopback && url.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) o.err(path, 'must be https (http only for localhost)');
+  return probe !== text ? new URLWithWildcard(probe) : url;
+}
+
+/** A URL whose first host label was "*"; hostname reports it as "*.rest". */
+class URLWithWildcard extends URL {
+  override get hostname(): string {
+    return super.hostname.replace(/^wildcard---\./, '*.');
+  }
+}

@@ -1,0 +1,13 @@
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_RE = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/;
+const PART_RE = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+
+/** Parses "90s", "1h30m", "500ms", "30d" to milliseconds; undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  if (typeof text !== 'string' || !DURATION_RE.test(text)) return undefined;
+  let total = 0;
+  for (const m of text.matchAll(PART_RE)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return Number.isFinite(total) ? Math.round(total) : undefined;
+}
+
+export const DURATION_PATTERN = DURATION_RE.source;

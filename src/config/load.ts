@@ -1,0 +1,143 @@
+/**
+ * raw YAML -> validated, frozen Config. Every problem is collected with its
+ * file:line:col and key path; nothing downstream ever sees raw input.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { cosmiconfig } from 'cosmiconfig';
+import { LineCounter, parseDocument } from 'yaml';
+import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
+import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
+import { crossCheck } from './crosscheck.js';
+import { ConfigSchema, type RawConfig } from './schema.js';
+import { SourceMap, formatPath, type KeyPath } from './source.js';
+import { substitute } from './substitute.js';
+import { validateAgainst } from './validate.js';
+
+export type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+
+/** A validated config: typed, frozen, with ${...} references resolved. */
+export type Config = DeepReadonly<RawConfig>;
+
+export interface LoadOptions {
+  /** lint: the environment (secrets, mounted files, plugins) may be absent, so those are warnings */
+  mode: 'lint' | 'start';
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface LoadResult {
+  file: string;
+  dir: string;
+  text: string;
+  /** present only when there is no error */
+  config?: Config;
+  problems: Problem[];
+  plugins: LoadedPlugin[];
+  /** files the config refers to (certificates, ${file:...}, plugin modules): a change to them is a reload */
+  referencedFiles: string[];
+}
+
+export async function loadConfigFile(file: string, opts: LoadOptions): Promise<LoadResult> {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(abs, 'utf8');
+  } catch (e) {
+    throw new ConfigUnreadableError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file);
+  }
+  return loadConfigText(text, file, opts);
+}
+
+export async function loadConfigText(text: string, file: string, opts: LoadOptions): Promise<LoadResult> {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false });
+  const problems: Problem[] = [];
+  const map = new SourceMap(file, doc, lines);
+  const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
+    const pos = map.position(path, atKey);
+    problems.push({ severity, message, path: formatPath(path), file, line: pos.line, col: pos.col });
+  };
+
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
+    if (e.code === 'DUPLICATE_KEY') {
+      problems.push({ severity: 'error', message: 'duplicate key (a later value would silently replace the earlier one)', path: '', file, line: pos.line, col: pos.col });
+      continue;
+    }
+    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${e.message.split('\n')[0]}`, file, pos.line, pos.col);
+  }
+  for (const w of doc.warnings) {
+    const pos = w.linePos?.[0] ?? { line: 1, col: 1 };
+    problems.push({ severity: 'warning', message: w.message.split('\n')[0]!, path: '', file, line: pos.line, col: pos.col });
+  }
+
+  const rawJs = doc.toJS({ maxAliasCount: 50 }) ?? {};
+  const env = opts.env ?? process.env;
+  const sub = substitute(rawJs, dir, env);
+  for (const s of sub.issues) add(s.missing && opts.mode === 'lint' ? 'warning' : 'error', s.path, s.message);
+
+  const value = sub.value as any;
+  for (const s of validateAgainst(ConfigSchema, value)) {
+    if (sub.unresolved.has(JSON.stringify(s.path))) continue;
+    add('error', s.path, s.message, s.atKey);
+  }
+
+  const specifiers: string[] = Array.isArray(value?.plugins) ? value.plugins.filter((p: unknown) => typeof p === 'string') : [];
+  const { loaded, failures } = await loadPlugins(specifiers, dir);
+  const unloaded = new Set<string>();
+  for (const f of failures) {
+    const lenient = opts.mode === 'lint' && f.notFound;
+    add(lenient ? 'warning' : 'error', ['plugins', f.index], lenient ? `${f.message}; its options were not checked` : f.message);
+    unloaded.add(f.guessedName);
+  }
+
+  for (const c of crossCheck({ raw: value, configDir: dir, plugins: loaded, unloadedPluginNames: unloaded, unresolved: sub.unresolved })) {
+    add(c.environmental && opts.mode === 'lint' ? 'warning' : c.severity, c.path, c.message, c.atKey);
+  }
+
+  problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
+  const referencedFiles = [...new Set([...sub.files, ...collectFiles(value, dir), ...loaded.flatMap((l) => (l.file ? [l.file] : []))])];
+  const ok = !problems.some((p) => p.severity === 'error');
+  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles };
+}
+
+/** Loads for serving: throws ConfigInvalidError unless the file is clean. */
+export async function loadForStart(file: string, env?: NodeJS.ProcessEnv): Promise<LoadResult & { config: Config }> {
+  const result = await loadConfigFile(file, { mode: 'start', env });
+  if (!result.config) throw new ConfigInvalidError(result.problems, file);
+  return result as LoadResult & { config: Config };
+}
+
+function collectFiles(raw: any, dir: string): string[] {
+  const out: string[] = [];
+  const push = (p: unknown) => typeof p === 'string' && p && out.push(resolve(dir, p));
+  push(raw?.gateway?.tls?.cert);
+  push(raw?.gateway?.tls?.key);
+  if (Array.isArray(raw?.apps)) for (const a of raw.apps) push(a?.backend?.tls?.ca);
+  return out;
+}
+
+export function deepFreeze<T>(v: T): DeepReadonly<T> {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as any)[k]);
+  }
+  return v as DeepReadonly<T>;
+}
+
+export const SEARCH_PLACES = ['gateway.config.yaml', 'gateway.config.yml', '.config/gateway.config.yaml', '.drawbridgerc.yaml', '.drawbridgerc.yml', '.config/drawbridgerc.yaml'];
+
+/** Finds gateway.config.yaml the way cosmiconfig does (cwd up to the project root). */
+export async function discoverConfig(from = process.cwd()): Promise<string | undefined> {
+  const pathOnly = () => ({});
+  const explorer = cosmiconfig('drawbridge', {
+    searchPlaces: SEARCH_PLACES,
+    searchStrategy: 'project',
+    // We only want the path; the file is parsed by `yaml` so problems keep positions.
+    loaders: { '.yaml': pathOnly, '.yml': pathOnly, noExt: pathOnly },
+  });
+  const found = await explorer.search(from);
+  return found?.filepath;
+}

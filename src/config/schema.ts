@@ -1,0 +1,301 @@
+/**
+ * The one source of truth for gateway.config.yaml: these TypeBox definitions
+ * are JSON Schema objects at run time (printed by `drawbridge schema`, used by
+ * the validator) and TypeScript types at compile time (`Static<...>`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { DURATION_PATTERN } from './duration.js';
+
+const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
+const Duration = (description: string, def?: string) =>
+  Type.String({ pattern: DURATION_PATTERN, description: `${description} A duration such as 90s, 15m, 8h, 30d or 1h30m.`, ...(def ? { default: def } : {}) });
+
+const StringList = (description: string) => Type.Array(Type.String({ minLength: 1 }), { description, uniqueItems: true });
+
+const Listen = (description: string) =>
+  Type.Union(
+    [
+      Type.Integer({ minimum: 0, maximum: 65535, description: 'A port on all interfaces.' }),
+      Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+):[0-9]{1,5}$', description: 'host:port, e.g. 127.0.0.1:9090 or [::1]:9090.' }),
+    ],
+    { description },
+  );
+
+const CidrList = (description: string) => Type.Array(Type.String({ minLength: 1 }), { description });
+
+export const GatewaySection = Type.Object(
+  {
+    publicUrl: Type.String({ description: 'Base URL of the gateway itself: sign-in callback, sign-out and the portal live here.' }),
+    listen: Type.Object(
+      {
+        https: Type.Optional(Listen('Public HTTPS endpoint; TLS is terminated here with gateway.tls.')),
+        http: Type.Optional(Listen('Plain HTTP endpoint. When https is also set it only redirects to https (except /.well-known/acme-challenge/); otherwise it serves apps itself.')),
+      },
+      { additionalProperties: false, description: 'Public listeners. At least one of https or http.' },
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          cert: Type.String({ minLength: 1, description: 'PEM certificate chain for the https listener (path relative to this file). Re-read on change.' }),
+          key: Type.String({ minLength: 1, description: 'PEM private key for the https listener (path relative to this file). Re-read on change.' }),
+        },
+        { additionalProperties: false, description: 'Server certificate for the https listener.' },
+      ),
+    ),
+    trustedProxies: Type.Optional(CidrList('Peers (CIDR) allowed to contribute X-Forwarded-For / -Proto / -Host. Everyone else has those headers replaced.')),
+    admin: Type.Optional(
+      Type.Object(
+        { listen: Listen('Admin endpoint: /healthz, /readyz, /metrics, /connectors. Keep it on a private address.') },
+        { additionalProperties: false },
+      ),
+    ),
+    stateDir: Type.Optional(Type.String({ minLength: 1, default: './state', description: 'Embedded state: connector CA, issued certificates, used enrollment tokens, signing keys, audit log.' })),
+  },
+  { additionalProperties: false, description: 'The gateway process: listeners, TLS and trust.' },
+);
+
+export const IdentitySection = Type.Object(
+  {
+    issuer: Type.String({ description: 'OpenID Connect issuer; discovery is read from {issuer}/.well-known/openid-configuration.' }),
+    clientId: Type.String({ minLength: 1, description: 'The client id registered for the gateway at the provider.' }),
+    clientSecret: Type.Optional(Type.String({ description: 'The client secret; use ${env:NAME} or ${file:path}, never a literal.' })),
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'profile', 'email'], description: 'Scopes asked for at sign-in; must include openid.' })),
+    claims: Type.Optional(
+      Type.Object(
+        {
+          user: Type.Optional(Type.String({ default: 'preferred_username', description: 'Claim that names the user.' })),
+          groups: Type.Optional(Type.String({ default: 'groups', description: 'Claim that lists the user\'s groups.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes.', '60s')),
+    algorithms: Type.Optional(
+      Type.Array(Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a))), {
+        default: ['RS256', 'PS256', 'ES256'],
+        minItems: 1,
+        uniqueItems: true,
+        description: 'Token signature algorithms accepted; anything else (none, HMAC) is refused.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
+);
+
+const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { description: 'SameSite attribute of the session cookie.' });
+
+export const CookieOptions = Type.Object(
+  {
+    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'drawbridge_session', description: 'Cookie name (the __Host- prefix is added where the app lives at the host root).' })),
+    lifetime: Type.Optional(Duration('How long a session lasts after sign-in.', '8h')),
+    httpOnly: Type.Optional(Type.Boolean({ default: true, description: 'Hide the cookie from scripts.' })),
+    secure: Type.Optional(Type.Boolean({ default: true, description: 'Send the cookie over HTTPS only.' })),
+    persistent: Type.Optional(Type.Boolean({ default: false, description: 'false: a session cookie the browser drops on close; true: kept until it expires.' })),
+    sameSite: Type.Optional(SameSite),
+  },
+  { additionalProperties: false },
+);
+
+export const SessionSection = Type.Object(
+  {
+    secrets: Type.Array(Type.String(), { minItems: 1, description: 'Session encryption secrets (at least 32 characters each). The first encrypts; all decrypt, for rotation.' }),
+    cookie: Type.Optional(CookieOptions),
+  },
+  { additionalProperties: false, description: 'Encrypted session cookies for browser sign-in.' },
+);
+
+export const ConnectorsSection = Type.Object(
+  {
+    listen: Listen('Where connectors dial out to (TLS; mutual TLS after enrollment).'),
+    certificateLifetime: Type.Optional(Duration('Lifetime of connector client certificates; connectors renew at two thirds of it.', '30d')),
+    revoked: Type.Optional(StringList('Connector ids that may no longer connect; their live channels are closed on reload.')),
+  },
+  { additionalProperties: false, description: 'The endpoint that outbound-only connectors dial.' },
+);
+
+export const ConnectorGroup = Type.Object(
+  {
+    loadBalancing: Type.Optional(Type.Union([Type.Literal('least-inflight'), Type.Literal('round-robin')], { default: 'least-inflight', description: 'How requests are spread over the group\'s live connectors.' })),
+  },
+  { additionalProperties: false },
+);
+
+const Weekday = Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)));
+
+export const PolicyConditions = Type.Object(
+  {
+    users: Type.Optional(StringList('Users this policy applies to.')),
+    groups: Type.Optional(StringList('Groups this policy applies to (any of them).')),
+    apps: Type.Optional(StringList('App names this policy applies to.')),
+    locations: Type.Optional(StringList('Named locations the client address must be in.')),
+    notLocations: Type.Optional(StringList('Named locations the client address must not be in.')),
+    clientApps: Type.Optional(Type.Array(Type.Union([Type.Literal('browser'), Type.Literal('native')]), { uniqueItems: true, description: 'browser (session cookie) or native (bearer token).' })),
+    devicePlatforms: Type.Optional(Type.Array(Type.Union(['windows', 'macos', 'linux', 'ios', 'android', 'other'].map((p) => Type.Literal(p))), { uniqueItems: true, description: 'Platforms, read from the User-Agent.' })),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { uniqueItems: true, description: 'HTTP methods.' })),
+    paths: Type.Optional(StringList('Path globs, matched on the normalized path that is forwarded (* within a segment, ** across segments).')),
+    time: Type.Optional(
+      Type.Object(
+        {
+          days: Type.Optional(Type.Array(Weekday, { uniqueItems: true, description: 'Days of the week.' })),
+          hours: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$', description: 'A time window, e.g. 08:00-18:00.' })),
+          timezone: Type.String({ description: 'IANA timezone, e.g. Europe/Berlin.' }),
+        },
+        { additionalProperties: false, description: 'When in local time the policy applies.' },
+      ),
+    ),
+    claims: Type.Optional(
+      Type.Record(
+        Type.String(),
+        Type.Object(
+          {
+            equals: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
+            includes: Type.Optional(Type.String()),
+            exists: Type.Optional(Type.Boolean()),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'Conditions on any identity claim: equals, includes (for arrays) or exists.' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'All listed conditions must match for the policy to apply.' },
+);
+
+export const Policy = Type.Object(
+  {
+    when: Type.Optional(PolicyConditions),
+    grant: Type.Optional(
+      Type.Union([Type.Literal('block'), Type.Literal('allow'), Type.Literal('requireMfa'), Type.Literal('requireCompliantDevice')], {
+        description: 'What applies when the conditions match: block wins over everything; requirements add up.',
+      }),
+    ),
+    session: Type.Optional(
+      Type.Object(
+        { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again.')) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'A conditional-access policy.' },
+);
+
+export const App = Type.Object(
+  {
+    name: Type.String({ pattern: NAME_PATTERN, description: 'Unique app name (used in policies, logs and metrics).' }),
+    externalUrl: Type.String({ description: 'Public URL; host (a leading *. wildcard allowed) and path prefix route requests to this app.' }),
+    internalUrl: Type.String({ description: 'Where the app lives inside the private network (http or https).' }),
+    connectorGroup: Type.Optional(Type.String({ description: 'Connector group that reaches the app. Without it the gateway connects directly.' })),
+    preAuth: Type.Optional(Type.Union([Type.Literal('oidc'), Type.Literal('passthrough')], { default: 'oidc', description: 'oidc: sign-in or bearer token required; passthrough: no sign-in (location rules still apply).' })),
+    audience: Type.Optional(Type.String({ minLength: 1, description: 'The aud that bearer tokens from native clients must carry.' })),
+    requiredScopes: Type.Optional(StringList('Scopes (scp) or roles a bearer token must carry.')),
+    assignment: Type.Optional(
+      Type.Object(
+        { users: Type.Optional(StringList('Users assigned to the app.')), groups: Type.Optional(StringList('Groups assigned to the app.')) },
+        { additionalProperties: false, description: 'Who may use the app; unassigned users get 403.' },
+      ),
+    ),
+    visibleToUsers: Type.Optional(Type.Boolean({ default: true, description: 'Listed in the portal.' })),
+    conditionalAccess: Type.Optional(StringList('Names of policies that apply to this app.')),
+    headers: Type.Optional(
+      Type.Object(
+        {
+          forwarded: Type.Optional(Type.Boolean({ default: true, description: 'Send X-Forwarded-For (client IP appended), X-Forwarded-Proto and X-Forwarded-Host.' })),
+          identity: Type.Optional(
+            Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String({ minLength: 1 }), {
+              description: 'Header-based SSO: header name -> identity field (user, groups, email, name) or claim. Same-named incoming headers are always stripped.',
+            }),
+          ),
+          assertion: Type.Optional(Type.String({ pattern: HEADER_NAME_PATTERN, description: 'Header that carries a signed JWT of the identity, verifiable at /.well-known/drawbridge/jwks.json.' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    backendTimeout: Type.Optional(
+      Type.Union([Type.Literal('default'), Type.Literal('long'), Type.String({ pattern: DURATION_PATTERN })], {
+        default: 'default',
+        description: 'How long to wait for the app: default (85s), long (180s) or a duration. On expiry the client gets 504.',
+      }),
+    ),
+    backend: Type.Optional(
+      Type.Object(
+        {
+          tls: Type.Optional(
+            Type.Object(
+              {
+                ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle that signs the internal certificate.' })),
+                verify: Type.Optional(Type.Boolean({ default: true, description: 'Validate the internal certificate (on by default).' })),
+                serverName: Type.Optional(Type.String({ description: 'SNI / name to check, when it differs from the internal URL host.' })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false, description: 'How the gateway or connector talks to the internal URL.' },
+      ),
+    ),
+    translateUrls: Type.Optional(
+      Type.Object(
+        {
+          headers: Type.Optional(Type.Boolean({ default: true, description: 'Rewrite internal URLs to external ones in response headers (Location, Content-Location, Refresh).' })),
+          body: Type.Optional(Type.Boolean({ default: false, description: 'Rewrite internal URLs in HTML/JS/CSS bodies (not yet supported: must be false).' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    websockets: Type.Optional(Type.Boolean({ default: false, description: 'Allow WebSocket upgrades (after the pipeline ran).' })),
+    cookies: Type.Optional(CookieOptions),
+    sso: Type.Optional(
+      Type.Object(
+        {
+          plugin: Type.String({ minLength: 1, description: 'Name of an sso plugin (built-in or from plugins:).' }),
+          options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Options checked against the plugin\'s own schema.' })),
+        },
+        { additionalProperties: false, description: 'Single sign-on to the app.' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'A published app.' },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    gateway: GatewaySection,
+    identity: Type.Optional(IdentitySection),
+    session: Type.Optional(SessionSection),
+    connectors: Type.Optional(ConnectorsSection),
+    connectorGroups: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), ConnectorGroup, { description: 'Connector groups by name.' })),
+    locations: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), CidrList('CIDR ranges (IPv4 or IPv6).'), { description: 'Named locations for conditional access.' })),
+    policies: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), Policy, { description: 'Conditional-access policies by name.' })),
+    plugins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Extra plugins: a path (relative to this file) or a package name.' })),
+    apps: Type.Array(App, { description: 'Published apps.' }),
+  },
+  {
+    additionalProperties: false,
+    $id: 'https://drawbridge.dev/schema/gateway.config.json',
+    title: 'Drawbridge gateway configuration',
+    description: 'gateway.config.yaml: apps, pre-authentication, conditional access, headers, connector groups and plugins.',
+  },
+);
+
+export type RawConfig = Static<typeof ConfigSchema>;
+export type AppConfig = Static<typeof App>;
+export type PolicyConfig = Static<typeof Policy>;
+export type CookieConfig = Static<typeof CookieOptions>;
+
+/** The JSON Schema of the whole file, with plugins' option schemas where known. */
+export function jsonSchema(pluginOptionSchemas: Record<string, TSchema> = {}): Record<string, unknown> {
+  const schema = structuredClone(ConfigSchema) as Record<string, unknown>;
+  schema.$schema = 'https://json-schema.org/draft/2020-12/schema';
+  const names = Object.keys(pluginOptionSchemas);
+  if (names.length) {
+    const app = (schema.properties as any).apps.items;
+    app.allOf = names.map((name) => ({
+      if: { properties: { sso: { properties: { plugin: { const: name } }, required: ['plugin'] } }, required: ['sso'] },
+      then: { properties: { sso: { properties: { options: pluginOptionSchemas[name] } } } },
+    }));
+  }
+  return JSON.parse(JSON.stringify(schema));
+}

@@ -1,0 +1,60 @@
+/** Maps key paths back to file:line:col in the YAML document they came from. */
+import { isMap, isSeq, isPair, isScalar, type Document, type LineCounter, type Node } from 'yaml';
+
+export type KeyPath = readonly (string | number)[];
+
+export function formatPath(path: KeyPath): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else if (/^[A-Za-z_$][\w$-]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+export class SourceMap {
+  constructor(
+    readonly file: string,
+    private readonly doc: Document,
+    private readonly lines: LineCounter,
+  ) {}
+
+  /**
+   * Position of the value at `path`, or of its key when `key` is set. When the
+   * path does not exist (a missing key), the nearest existing ancestor is used.
+   */
+  position(path: KeyPath, key = false): { line: number; col: number } {
+    let node: unknown = this.doc.contents;
+    let best: { start: number } | undefined = rangeOf(node);
+    for (let i = 0; i < path.length; i++) {
+      const seg = path[i]!;
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isPair(p) && (isScalar(p.key) ? p.key.value : p.key) === seg);
+        if (!pair) break;
+        const last = i === path.length - 1;
+        if (last && key) {
+          best = rangeOf(pair.key) ?? best;
+          node = undefined;
+          break;
+        }
+        node = pair.value;
+        best = rangeOf(node) ?? rangeOf(pair.key) ?? best;
+      } else if (isSeq(node) && typeof seg === 'number') {
+        const item = node.items[seg];
+        if (item === undefined) break;
+        node = item;
+        best = rangeOf(node) ?? best;
+      } else {
+        break;
+      }
+    }
+    const pos = this.lines.linePos(best?.start ?? 0);
+    return { line: pos.line, col: pos.col };
+  }
+}
+
+function rangeOf(node: unknown): { start: number } | undefined {
+  const r = (node as Node | undefined)?.range;
+  return r ? { start: r[0] } : undefined;
+}

@@ -1,0 +1,75 @@
+/**
+ * ${env:NAME} and ${file:path} references. Resolved once at load time, so a
+ * secret never sits in the file and the rest of the gateway only sees values.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { KeyPath } from './source.js';
+
+const REF = /\$\{(env|file):([^}]*)\}/g;
+
+export interface SubstitutionIssue {
+  path: KeyPath;
+  message: string;
+  /** unset variable or missing file: a warning in lint, an error at start */
+  missing: boolean;
+}
+
+export interface SubstitutionResult {
+  value: unknown;
+  issues: SubstitutionIssue[];
+  /** paths whose value could not be resolved (their constraints are not checked in lint) */
+  unresolved: Set<string>;
+  files: string[];
+}
+
+export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessEnv): SubstitutionResult {
+  const issues: SubstitutionIssue[] = [];
+  const unresolved = new Set<string>();
+  const files: string[] = [];
+  const walk = (v: unknown, path: (string | number)[]): unknown => {
+    if (typeof v === 'string') {
+      if (!v.includes('${')) return v;
+      let missing = false;
+      const out = v.replace(REF, (_m, kind: string, arg: string) => {
+        const name = arg.trim();
+        if (kind === 'env') {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+            issues.push({ path, message: `invalid environment variable name ${JSON.stringify(name)}`, missing: false });
+            missing = true;
+            return '';
+          }
+          const val = env[name];
+          if (val === undefined) {
+            issues.push({ path, message: `environment variable ${name} is not set`, missing: true });
+            missing = true;
+            return '';
+          }
+          return val;
+        }
+        const file = resolve(baseDir, name);
+        files.push(file);
+        try {
+          return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+        } catch (e) {
+          issues.push({ path, message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, missing: true });
+          missing = true;
+          return '';
+        }
+      });
+      if (/\$\{(?!env:|file:)[^}]*\}/.test(v)) {
+        issues.push({ path, message: 'unknown reference: use ${env:NAME} or ${file:path}', missing: false });
+      }
+      if (missing) unresolved.add(JSON.stringify(path));
+      return out;
+    }
+    if (Array.isArray(v)) return v.map((item, i) => walk(item, [...path, i]));
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, item] of Object.entries(v)) out[k] = walk(item, [...path, k]);
+      return out;
+    }
+    return v;
+  };
+  return { value: walk(value, []), issues, unresolved, files };
+}

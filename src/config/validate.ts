@@ -1,0 +1,165 @@
+/** JSON Schema validation with messages an operator can act on. */
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { DURATION_PATTERN } from './duration.js';
+import type { KeyPath } from './source.js';
+
+export interface SchemaIssue {
+  path: KeyPath;
+  /** point at the key rather than the value (unknown keys) */
+  atKey: boolean;
+  message: string;
+}
+
+const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true });
+const cache = new WeakMap<object, ValidateFunction>();
+
+export function compileSchema(schema: object): ValidateFunction {
+  let fn = cache.get(schema);
+  if (!fn) {
+    fn = ajv.compile(JSON.parse(JSON.stringify(schema)));
+    cache.set(schema, fn);
+  }
+  return fn;
+}
+
+export function validateAgainst(schema: object, value: unknown, base: KeyPath = []): SchemaIssue[] {
+  const fn = compileSchema(schema);
+  if (fn(value)) return [];
+  return describeErrors(fn.errors ?? [], value, base);
+}
+
+function pointerToPath(pointer: string): (string | number)[] {
+  if (!pointer) return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function valueAt(root: unknown, path: (string | number)[]): unknown {
+  let v: any = root;
+  for (const s of path) v = v?.[s];
+  return v;
+}
+
+function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): SchemaIssue[] {
+  // A union reports one error per branch plus the anyOf itself; keep only the anyOf,
+  // described from its branches ("must be default, long or a duration").
+  const unionSchemaPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath + '/');
+  const out: SchemaIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    if (unionSchemaPaths.some((p) => e.schemaPath.startsWith(p))) continue;
+    const path = pointerToPath(e.instancePath);
+    const value = valueAt(root, path);
+    let issue: SchemaIssue;
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        const key = (e.params as { additionalProperty: string }).additionalProperty;
+        const parent = e.parentSchema as { properties?: Record<string, unknown>; patternProperties?: Record<string, unknown> };
+        if (parent.patternProperties && !parent.properties) {
+          issue = { path: [...path, key], atKey: true, message: `invalid name ${JSON.stringify(key)}: use letters, digits, '.', '_' or '-', starting with a letter or digit` };
+        } else {
+          const known = Object.keys(parent.properties ?? {});
+          const hint = suggest(key, known);
+          issue = { path: [...path, key], atKey: true, message: `unknown key ${JSON.stringify(key)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}` };
+        }
+        break;
+      }
+      case 'required': {
+        const key = (e.params as { missingProperty: string }).missingProperty;
+        issue = { path, atKey: path.length > 0, message: `missing required key ${JSON.stringify(key)}` };
+        break;
+      }
+      case 'type':
+        issue = { path, atKey: false, message: `must be ${article((e.params as { type: string }).type)}, not ${kindOf(value)}` };
+        break;
+      case 'pattern': {
+        const pattern = (e.params as { pattern: string }).pattern;
+        issue = { path, atKey: false, message: describePattern(pattern, value) };
+        break;
+      }
+      case 'anyOf':
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${describeUnion(e.parentSchema as { anyOf: any[] })}` };
+        break;
+      case 'const':
+      case 'enum':
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: ${e.message}` };
+        break;
+      default:
+        issue = { path, atKey: false, message: e.message ?? `fails ${e.keyword}` };
+    }
+    issue.path = [...base, ...issue.path];
+    const key = JSON.stringify([issue.path, issue.message]);
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(issue);
+    }
+  }
+  return out;
+}
+
+function article(type: string): string {
+  if (type === 'object') return 'a mapping';
+  if (type === 'array') return 'a list';
+  if (type === 'integer') return 'an integer';
+  return `a ${type}`;
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function describePattern(pattern: string, value: unknown): string {
+  const v = JSON.stringify(value);
+  if (pattern === DURATION_PATTERN) return `${v} is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m)`;
+  if (pattern.startsWith('^[A-Za-z0-9][A-Za-z0-9._-]')) return `${v} is not a valid name: use letters, digits, '.', '_' or '-', starting with a letter or digit`;
+  if (pattern.startsWith("^[!#$%&'*+")) return `${v} is not a valid header name`;
+  if (pattern.startsWith('^[A-Z]+$')) return `${v} is not an HTTP method (upper case, e.g. GET)`;
+  if (pattern.includes('[0-5][0-9]-')) return `${v} is not a time window (use HH:MM-HH:MM, e.g. 08:00-18:00)`;
+  if (pattern.startsWith('^[A-Za-z0-9_-]+$')) return `${v} may only hold letters, digits, '_' and '-'`;
+  return `${v} does not match ${pattern}`;
+}
+
+function describeUnion(schema: { anyOf: any[] }): string {
+  const parts = schema.anyOf.map((b) => {
+    if ('const' in b) return JSON.stringify(b.const);
+    if (b.type === 'integer') return `a port number (${b.minimum ?? 0}-${b.maximum ?? 65535})`;
+    if (b.pattern === DURATION_PATTERN) return 'a duration such as 90s';
+    if (b.type === 'string' && typeof b.pattern === 'string' && b.pattern.includes(':[0-9]{1,5}')) return 'host:port';
+    return b.description ?? b.type ?? 'another form';
+  });
+  return parts.length > 1 ? `${parts.slice(0, -1).join(', ')} or ${parts[parts.length - 1]}` : parts[0];
+}
+
+/** Closest known key within a small edit distance, for "did you mean". */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length]!;
+}

@@ -1,0 +1,74 @@
+/**
+ * Watches the config file, its folder and every file it refers to. Editors
+ * that save by rename and Kubernetes' ..data symlink swaps both show up as
+ * events in the folder, so the folder is what is watched; the content hash
+ * decides whether anything really changed.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import chokidar, { type FSWatcher } from 'chokidar';
+
+export interface WatchOptions {
+  debounceMs?: number;
+  /** a slow safety poll in case an event is lost (network file systems) */
+  pollMs?: number;
+}
+
+export class ConfigWatcher {
+  private watcher?: FSWatcher;
+  private timer?: NodeJS.Timeout;
+  private poll?: NodeJS.Timeout;
+  private watched = new Set<string>();
+
+  constructor(
+    private readonly file: string,
+    private readonly onChange: () => void,
+    private readonly opts: WatchOptions = {},
+  ) {}
+
+  start(referenced: readonly string[]): void {
+    this.watcher = chokidar.watch([], { ignoreInitial: true, followSymlinks: true, depth: 0, awaitWriteFinish: false });
+    this.watcher.on('all', () => this.kick());
+    this.watcher.on('error', () => this.kick());
+    this.update(referenced);
+    if (this.opts.pollMs) {
+      this.poll = setInterval(() => this.onChange(), this.opts.pollMs);
+      this.poll.unref();
+    }
+  }
+
+  /** Follows the set of referenced files as the config changes. */
+  update(referenced: readonly string[]): void {
+    if (!this.watcher) return;
+    const want = new Set([dirname(resolve(this.file)), ...referenced.map((f) => dirname(resolve(f)))]);
+    for (const p of want) if (!this.watched.has(p)) this.watcher.add(p);
+    for (const p of this.watched) if (!want.has(p)) this.watcher.unwatch(p);
+    this.watched = want;
+  }
+
+  private kick(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.onChange, this.opts.debounceMs ?? 100);
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    clearInterval(this.poll);
+    await this.watcher?.close();
+  }
+}
+
+/** Hash of the config text and every file it refers to: unchanged hash, no reload. */
+export function contentHash(text: string, files: readonly string[]): string {
+  const h = createHash('sha256').update(text);
+  for (const f of [...files].sort()) {
+    h.update('\0' + f + '\0');
+    try {
+      h.update(readFileSync(f));
+    } catch {
+      h.update('<missing>');
+    }
+  }
+  return h.digest('hex');
+}

@@ -1,0 +1,28 @@
+/**
+ * `npm start`: the whole product on localhost, in one process tree. Each part
+ * is the real thing (the same gateway the `gateway` command runs).
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { GatewayServer } from '../gateway/server.js';
+import { runUntilSignalled } from '../commands/gateway.js';
+import { listen } from '../gateway/listen.js';
+import { createSampleApp } from './sampleApp.js';
+
+export async function demoCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } });
+  const configFile = resolve(values.config!);
+  const appPort = Number(process.env.DEMO_APP_PORT ?? 3001);
+  const app = createSampleApp();
+  await listen(app, { host: '127.0.0.1', port: appPort });
+  const gateway = new GatewayServer({ configFile });
+  await gateway.start();
+  const gen = gateway.generation!;
+  const lines = ['', 'Drawbridge demo is running.', ''];
+  for (const a of gen.apps.values()) lines.push(`  ${a.name.padEnd(10)} ${a.externalUrl.padEnd(34)} -> ${a.internalUrl.href} (${a.preAuth})`);
+  const admin = gateway.addresses().admin;
+  lines.push('', `  admin      http://${admin}/metrics`, `  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
+  process.stderr.write(lines.join('\n') + '\n');
+  runUntilSignalled(gateway, () => new Promise((r) => app.close(() => r())));
+  return -1;
+}

@@ -1,0 +1,287 @@
+/**
+ * The edge: one handler for every public request. It picks the live
+ * generation once, routes by host and normalized path, runs the app's stages
+ * and hands the request to the app's upstream. Stages return decisions; only
+ * this file acts on them, so no stage can skip authentication by accident.
+ */
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Metrics } from '../observability/metrics.js';
+import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
+import type { Decision, RequestContext } from '../pipeline/stage.js';
+import { clientAddress } from './clientAddress.js';
+import { sendError } from './errorPages.js';
+import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
+import { normalizeTarget } from './normalize.js';
+import { hostnameOf } from './router.js';
+import type { UpstreamFailure } from './upstream.js';
+
+/** Paths the gateway answers itself on every host; they are never forwarded. */
+export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
+
+export type InternalHandler = (req: IncomingMessage, res: ServerResponse, ctx: { id: string; path: string; search: string; host: string; protocol: 'http' | 'https'; generation: Generation }) => void | Promise<void>;
+
+interface Outcome {
+  app?: string;
+  decision: string;
+  reasons?: readonly string[];
+}
+
+export class Edge {
+  /** gateway-owned endpoints by exact path (sign-in callback, sign-out, JWKS...) */
+  readonly internal = new Map<string, InternalHandler>();
+
+  constructor(
+    private readonly holder: GenerationHolder,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
+    private readonly protocol: 'http' | 'https',
+  ) {}
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const id = randomUUID();
+    res.setHeader(CORRELATION_HEADER, id);
+    const gen = this.holder.current;
+    if (!gen) {
+      sendError(res, req.headers, { status: 503, reason: 'The gateway is starting.', correlationId: id });
+      return;
+    }
+    gen.acquire();
+    const outcome: Outcome = { decision: 'error' };
+    res.once('close', () => {
+      gen.release();
+      this.finish(req, res, id, outcome, started);
+    });
+    try {
+      this.route(req, res, id, gen, outcome);
+    } catch (e) {
+      this.fail(req, res, id, outcome, e);
+    }
+  };
+
+  /** WebSocket upgrades run the same pipeline before any 101 is sent. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const res = new http.ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    res.once('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    socket.on('error', () => socket.destroy());
+    (req as IncomingMessage & { upgradeHead?: Buffer }).upgradeHead = head;
+    this.handle(req, res);
+  };
+
+  private route(req: IncomingMessage, res: ServerResponse, id: string, gen: Generation, outcome: Outcome): void {
+    const h = req.headers;
+    // Request smuggling guard: a body framed two ways is refused before anything reads it.
+    if (h['transfer-encoding'] !== undefined && h['content-length'] !== undefined) return this.deny(req, res, id, outcome, 400, 'The request has both Content-Length and Transfer-Encoding.');
+    if (h['content-length'] !== undefined && conflictingLengths(req.rawHeaders)) return this.deny(req, res, id, outcome, 400, 'The request has conflicting Content-Length headers.');
+    const host = hostnameOf(h.host);
+    if (!host) return this.deny(req, res, id, outcome, 400, 'The request has no valid Host header.');
+    const target = normalizeTarget(req.url ?? '');
+    if (!target.ok) return this.deny(req, res, id, outcome, 400, `The request path is not acceptable (${target.reason}).`);
+
+    const path = target.path;
+    if (path.startsWith('/.drawbridge/') || path.startsWith('/.well-known/drawbridge/')) {
+      const handler = this.internal.get(path);
+      outcome.decision = 'internal';
+      if (!handler) return this.deny(req, res, id, outcome, 404, 'There is nothing here.');
+      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen })).catch((e) => this.fail(req, res, id, outcome, e));
+      return;
+    }
+
+    const match = gen.router.match(host, path);
+    if (!match) return this.deny(req, res, id, outcome, 404, 'No app is published at this address.');
+    const app = match.target;
+    outcome.app = app.name;
+
+    const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);
+    if (!addr.ok) return this.deny(req, res, id, outcome, 400, `The client address cannot be determined (${addr.reason}).`);
+
+    const headers = upstreamRequestHeaders(h, app.stripHeaders);
+    const ctx: RequestContext = {
+      id,
+      method: req.method ?? 'GET',
+      path,
+      search: target.search,
+      host,
+      protocol: this.protocol,
+      headers: h,
+      clientIp: addr.ip,
+      peerIp: normalizePeer(req.socket.remoteAddress),
+      upgrade: (req as { upgradeHead?: Buffer }).upgradeHead !== undefined,
+      startedAt: Date.now(),
+      app,
+      upstreamHeaders: headers,
+    };
+    this.runStages(req, res, ctx, app, 0, outcome);
+  }
+
+  private runStages(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, from: number, outcome: Outcome): void {
+    const stages = app.stages;
+    for (let i = from; i < stages.length; i++) {
+      let d: Decision | Promise<Decision>;
+      try {
+        d = stages[i]!.run(ctx);
+      } catch (e) {
+        return this.fail(req, res, ctx.id, outcome, e, stages[i]!.name);
+      }
+      if (typeof (d as Promise<Decision>).then === 'function') {
+        (d as Promise<Decision>).then(
+          (resolved) => {
+            if (res.destroyed) return;
+            if (this.apply(req, res, ctx, resolved, outcome)) this.runStages(req, res, ctx, app, i + 1, outcome);
+          },
+          (e) => this.fail(req, res, ctx.id, outcome, e, stages[i]!.name),
+        );
+        return;
+      }
+      if (!this.apply(req, res, ctx, d as Decision, outcome)) return;
+    }
+    outcome.decision = 'allow';
+    this.forward(req, res, ctx, app, outcome);
+  }
+
+  /** Applies one decision; true means go on to the next stage. */
+  private apply(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, d: Decision, outcome: Outcome): boolean {
+    switch (d.kind) {
+      case 'continue':
+        if (d.identity) ctx.identity = d.identity;
+        if (d.setHeaders) for (const k in d.setHeaders) ctx.upstreamHeaders[k.toLowerCase()] = d.setHeaders[k]!;
+        return true;
+      case 'deny':
+        outcome.decision = 'deny';
+        outcome.reasons = d.reasons;
+        sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers });
+        return false;
+      case 'redirect':
+        outcome.decision = 'redirect';
+        outcome.reasons = d.reasons;
+        for (const [k, v] of Object.entries(d.headers ?? {})) res.setHeader(k, v);
+        res.statusCode = d.status ?? 302;
+        res.setHeader('location', d.location);
+        res.setHeader('cache-control', 'no-store');
+        res.end();
+        return false;
+      case 'respond':
+        outcome.decision = 'respond';
+        outcome.reasons = d.reasons;
+        for (const [k, v] of Object.entries(d.headers ?? {})) res.setHeader(k, v);
+        res.statusCode = d.status;
+        res.end(d.body);
+        return false;
+    }
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
+    const rest = ctx.path.length >= app.externalPrefix.length ? ctx.path.slice(app.externalPrefix.length) : undefined;
+    const upstreamPath = (rest === undefined ? app.internalPrefix.slice(0, -1) || '/' : app.internalPrefix + rest) + ctx.search;
+    const headers = ctx.upstreamHeaders;
+    headers.host = app.internalUrl.host;
+    headers[CORRELATION_HEADER] = ctx.id;
+    const done = (failure?: UpstreamFailure) => {
+      if (!failure) return;
+      outcome.decision = failure.status === 504 ? 'timeout' : 'upstream-error';
+      outcome.reasons = [failure.detail];
+      if (!failure.afterHeaders) sendError(res, req.headers, { status: failure.status, reason: failure.reason, correlationId: ctx.id, app: app.name });
+    };
+    if (ctx.upgrade) {
+      const upgradeHeader = String(req.headers.upgrade ?? '').toLowerCase();
+      // Only WebSocket may switch protocols, and only for apps that allow it.
+      if (upgradeHeader !== 'websocket' || !app.websockets) {
+        return this.deny(req, res, ctx.id, outcome, 400, upgradeHeader === 'websocket' ? 'This app does not accept WebSocket connections.' : 'This protocol upgrade is not supported.');
+      }
+      const head = (req as { upgradeHead?: Buffer }).upgradeHead ?? Buffer.alloc(0);
+      outcome.decision = 'upgrade';
+      app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, (failure) => {
+        if (!failure) {
+          res.detachSocket(res.socket!);
+          res.removeAllListeners('finish');
+          res.emit('close');
+          return;
+        }
+        done(failure);
+      });
+      return;
+    }
+    const rewriteLocation = app.translateHeaders ? locationRewriter(app, ctx) : undefined;
+    app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation }, done);
+  }
+
+  private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {
+    outcome.decision = 'deny';
+    outcome.reasons = [reason];
+    sendError(res, req.headers, { status, reason, correlationId: id, app: outcome.app });
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, e: unknown, stage?: string): void {
+    // Fail closed: an error anywhere in the pipeline denies.
+    outcome.decision = 'error';
+    outcome.reasons = [`${stage ? `stage ${stage}: ` : ''}${(e as Error)?.message ?? String(e)}`];
+    this.log.error({ err: e, correlationId: id, app: outcome.app, stage }, 'request failed inside the gateway');
+    if (!res.headersSent) sendError(res, req.headers, { status: 500, reason: 'The gateway could not process this request.', correlationId: id, app: outcome.app });
+    else res.destroy();
+  }
+
+  private finish(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, started: number): void {
+    const seconds = (performance.now() - started) / 1000;
+    const status = res.headersSent ? res.statusCode : 0;
+    const app = outcome.app ?? '-';
+    this.metrics.requests.inc({ app, status });
+    this.metrics.latency.observe({ app }, seconds);
+    this.log.info(
+      {
+        correlationId: id,
+        app,
+        method: req.method,
+        path: req.url,
+        status,
+        ms: Math.round(seconds * 1e4) / 10,
+        decision: outcome.decision,
+        ...(outcome.reasons ? { reasons: outcome.reasons } : {}),
+        ...(res.writableFinished ? {} : { aborted: true }),
+      },
+      'request',
+    );
+  }
+}
+
+function defaultReason(status: number): string {
+  if (status === 401) return 'Sign-in is required.';
+  if (status === 403) return 'You are not allowed to use this app.';
+  return 'The request was refused.';
+}
+
+function conflictingLengths(raw: string[]): boolean {
+  let seen: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 14 && raw[i]!.toLowerCase() === 'content-length') {
+      const v = raw[i + 1]!.trim();
+      if (seen !== undefined && seen !== v) return true;
+      if (v.includes(',')) return true;
+      seen = v;
+    }
+  }
+  return false;
+}
+
+function normalizePeer(addr: string | undefined): string {
+  if (!addr) return '';
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
+/** Rewrites internal URLs in Location-like headers to the URL the client used. */
+function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) => string {
+  const internalBase = app.internalUrl.origin + app.internalPrefix;
+  return (v: string) => {
+    if (!v.startsWith(internalBase) && v !== internalBase.slice(0, -1)) return v;
+    const hostHeader = Array.isArray(ctx.headers.host) ? ctx.headers.host[0] : ctx.headers.host;
+    return `${ctx.protocol}://${hostHeader}${app.externalPrefix}${v.slice(internalBase.length)}`;
+  };
+}

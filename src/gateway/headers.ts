@@ -1,0 +1,87 @@
+/**
+ * Header hygiene at the trust boundary. Order matters and is fixed: strip
+ * everything the client must not control, then let stages set their own.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** RFC 9110 7.6.1 plus the de-facto ones proxies must not forward. */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/**
+ * Headers a client could use to impersonate the gateway's view of the
+ * request. They are rebuilt by the forwarded-headers stage from what the
+ * gateway itself saw (and trusted proxies said).
+ */
+export const CLIENT_FORWARDING_HEADERS = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-correlation-id',
+  // the client cannot ask us to hold the body: the gateway answers 100-continue itself
+  'expect',
+]);
+
+export const CORRELATION_HEADER = 'x-correlation-id';
+
+/** Names listed in a Connection header (lower case). */
+export function connectionTokens(value: string | string[] | undefined): string[] {
+  if (!value) return [];
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const out: string[] = [];
+  for (const t of joined.split(',')) {
+    const name = t.trim().toLowerCase();
+    if (name) out.push(name);
+  }
+  return out;
+}
+
+/**
+ * Copies request headers for the upstream, leaving out hop-by-hop headers,
+ * headers named in Connection, client copies of forwarding headers, and the
+ * app's own strip list (identity headers and their look-alikes).
+ */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: ReadonlySet<string>): Record<string, string | string[]> {
+  const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
+  const out: Record<string, string | string[]> = {};
+  for (const key in incoming) {
+    if (HOP_BY_HOP.has(key) || CLIENT_FORWARDING_HEADERS.has(key) || appStrip.has(key) || (named && named.has(key))) continue;
+    // Underscore and dot spellings can be folded into the same variable by CGI-style
+    // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
+    if ((key.includes('_') || key.includes('.')) && appStrip.has(key.replace(/[_.]/g, '-'))) continue;
+    const v = incoming[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}
+
+/** Response headers from the app, minus hop-by-hop ones (Node frames the response itself). */
+export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+  const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
+  const out: OutgoingHttpHeaders = {};
+  for (const key in incoming) {
+    if (HOP_BY_HOP.has(key) || (named && named.has(key))) continue;
+    const v = incoming[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}

@@ -1,0 +1,73 @@
+/**
+ * Request-target normalization. The path that access rules see must be the
+ * exact path that is forwarded, so it is normalized once, here, and anything
+ * that cannot be normalized without guessing what the app would make of it is
+ * refused (400) instead of passed on.
+ */
+export type NormalizedTarget = { ok: true; path: string; search: string } | { ok: false; reason: string };
+
+// Paths made only of these characters, with no '//' and no '/.', need no work.
+const CLEAN_PATH = /^\/[A-Za-z0-9\-_~!$&'()*+,;=:@/.]*$/;
+const HEX = /^[0-9A-Fa-f]{2}$/;
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+export function normalizeTarget(target: string): NormalizedTarget {
+  const q = target.indexOf('?');
+  const rawPath = q < 0 ? target : target.slice(0, q);
+  const search = q < 0 ? '' : target.slice(q);
+  if (search.includes('#') || rawPath.includes('#')) return { ok: false, reason: 'fragment in request target' };
+  if (rawPath.charCodeAt(0) !== 47 /* / */) return { ok: false, reason: 'request target is not an absolute path' };
+  if (CLEAN_PATH.test(rawPath) && !rawPath.includes('//') && !rawPath.includes('/.')) return { ok: true, path: rawPath, search };
+
+  // Decode what is safe to decode, remembering which segments held an encoded dot.
+  const segments: { text: string; encodedDot: boolean }[] = [];
+  let text = '';
+  let encodedDot = false;
+  for (let i = 1; i <= rawPath.length; i++) {
+    const c = i < rawPath.length ? rawPath[i]! : '/';
+    if (c === '/') {
+      segments.push({ text, encodedDot });
+      text = '';
+      encodedDot = false;
+      continue;
+    }
+    const code = c.charCodeAt(0);
+    if (code < 0x21 || code === 0x7f) return { ok: false, reason: 'control character in path' };
+    if (c === '\\') return { ok: false, reason: 'backslash in path' };
+    if (c !== '%') {
+      text += c;
+      continue;
+    }
+    const hex = rawPath.slice(i + 1, i + 3);
+    if (!HEX.test(hex)) return { ok: false, reason: 'malformed percent-encoding in path' };
+    const ch = String.fromCharCode(parseInt(hex, 16));
+    i += 2;
+    if (ch === '/' || ch === '\\') return { ok: false, reason: 'encoded slash in path' };
+    if (ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f) return { ok: false, reason: 'encoded control character in path' };
+    if (UNRESERVED.test(ch)) {
+      if (ch === '.') encodedDot = true;
+      text += ch;
+    } else {
+      text += '%' + hex.toUpperCase();
+    }
+  }
+
+  // The last pushed segment is the one after the final '/' ('' when the path ends with '/').
+  const out: string[] = [];
+  const last = segments.length - 1;
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (s.text === '.' || s.text === '..') {
+      if (s.encodedDot) return { ok: false, reason: 'encoded dot segment in path' };
+      if (s.text === '..') {
+        if (out.length === 0) return { ok: false, reason: 'path escapes the root' };
+        out.pop();
+      }
+      if (i === last) out.push('');
+      continue;
+    }
+    if (s.text === '' && i !== last) continue; // duplicate slash
+    out.push(s.text);
+  }
+  return { ok: true, path: '/' + out.join('/'), search };
+}

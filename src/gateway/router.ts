@@ -1,0 +1,80 @@
+/**
+ * Route table: host (exact, or one leading "*." label) and path prefix; the
+ * most specific route wins. Built once per generation, read per request.
+ */
+export interface RouteTarget {
+  readonly name: string;
+}
+
+interface Route<T> {
+  readonly prefix: string; // always ends with '/'
+  readonly target: T;
+}
+
+export function hostPatternOf(url: URL): string {
+  return url.hostname.toLowerCase().replace(/\.$/, '');
+}
+
+export function prefixOf(url: URL): string {
+  return url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
+}
+
+export class Router<T extends RouteTarget> {
+  private readonly exact = new Map<string, Route<T>[]>();
+  private readonly wildcard = new Map<string, Route<T>[]>();
+
+  add(hostPattern: string, prefix: string, target: T): void {
+    const wild = hostPattern.startsWith('*.');
+    const map = wild ? this.wildcard : this.exact;
+    const key = wild ? hostPattern.slice(2) : hostPattern;
+    const list = map.get(key) ?? [];
+    list.push({ prefix, target });
+    // Longest prefix first: the first match is the most specific.
+    list.sort((a, b) => b.prefix.length - a.prefix.length);
+    map.set(key, list);
+  }
+
+  /** `host` is lower-case without port; `path` is normalized. */
+  match(host: string, path: string): { target: T; prefix: string } | undefined {
+    const exact = this.exact.get(host);
+    const hit = exact && pick(exact, path);
+    if (hit) return hit;
+    const dot = host.indexOf('.');
+    if (dot <= 0) return undefined;
+    const wild = this.wildcard.get(host.slice(dot + 1));
+    return wild && pick(wild, path);
+  }
+
+  *entries(): Iterable<{ host: string; prefix: string; target: T }> {
+    for (const [host, list] of this.exact) for (const r of list) yield { host, prefix: r.prefix, target: r.target };
+    for (const [host, list] of this.wildcard) for (const r of list) yield { host: `*.${host}`, prefix: r.prefix, target: r.target };
+  }
+}
+
+function pick<T>(routes: Route<T>[], path: string): { target: T; prefix: string } | undefined {
+  for (const r of routes) {
+    // "/app/" also claims "/app" itself, so the app can redirect to its slash form.
+    if (path.startsWith(r.prefix) || path === r.prefix.slice(0, -1)) return { target: r.target, prefix: r.prefix };
+  }
+  return undefined;
+}
+
+/** Host header -> lower-case hostname without port; undefined when malformed. */
+export function hostnameOf(hostHeader: string | undefined): string | undefined {
+  if (!hostHeader) return undefined;
+  let h = hostHeader.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0) return undefined;
+    return h.slice(0, end + 1);
+  }
+  const colon = h.indexOf(':');
+  if (colon >= 0) {
+    const port = h.slice(colon + 1);
+    if (!/^[0-9]{0,5}$/.test(port)) return undefined;
+    h = h.slice(0, colon);
+  }
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  if (!/^[a-z0-9.-]+$/.test(h) || h.length === 0) return undefined;
+  return h;
+}

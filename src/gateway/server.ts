@@ -1,0 +1,260 @@
+/**
+ * The gateway process: public listeners, the admin listener, and the config
+ * lifecycle (load -> compile -> swap, and again on every change).
+ */
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { join, resolve } from 'node:path';
+import type { Server } from 'node:net';
+import type { Logger } from 'pino';
+import { loadConfigText, type Config, type LoadResult } from '../config/load.js';
+import { ConfigWatcher, contentHash } from '../config/watch.js';
+import { ConfigInvalidError, formatProblem } from '../errors.js';
+import { createLogger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { compile, type CompileDeps } from '../pipeline/compile.js';
+import { GenerationHolder, type Generation } from '../pipeline/generation.js';
+import { adminApp } from './admin.js';
+import { Edge } from './edge.js';
+import { sendError } from './errorPages.js';
+import { addressOf, closeServer, listen, parseListen } from './listen.js';
+import { CORRELATION_HEADER } from './headers.js';
+
+export interface GatewayOptions {
+  configFile: string;
+  logger?: Logger;
+  metrics?: Metrics;
+  env?: NodeJS.ProcessEnv;
+  /** watch the file and reload on change (default true) */
+  watch?: boolean;
+  debounceMs?: number;
+  /** hooks for subsystems that add upstreams and stages */
+  compileHooks?: Pick<CompileDeps, 'upstreamFor' | 'extraStages'>;
+}
+
+export type ReloadOutcome = 'success' | 'failure' | 'unchanged';
+
+export class GatewayServer {
+  readonly holder = new GenerationHolder();
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly edges: { http: Edge; https: Edge };
+  private servers: { http?: Server; https?: Server; admin?: Server } = {};
+  private watcher?: ConfigWatcher;
+  private reloading?: Promise<ReloadOutcome>;
+  private reloadAgain = false;
+  private lastProblems: string[] = [];
+  private tlsFingerprint?: string;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.log = opts.logger ?? createLogger();
+    this.metrics = opts.metrics ?? new Metrics();
+    this.edges = { http: new Edge(this.holder, this.log, this.metrics, 'http'), https: new Edge(this.holder, this.log, this.metrics, 'https') };
+  }
+
+  get generation(): Generation | undefined {
+    return this.holder.current;
+  }
+
+  get config(): Config | undefined {
+    return this.holder.current?.config;
+  }
+
+  /** Loads the config (throwing ConfigInvalidError with every problem), then listens. */
+  async start(): Promise<void> {
+    const { result, hash } = await this.read();
+    if (!result.config) throw new ConfigInvalidError(result.problems, this.opts.configFile);
+    this.logWarnings(result);
+    const gen = await compile(result.config, hash, this.compileDeps(result));
+    this.holder.swap(gen);
+    this.metrics.generation.set(gen.id);
+    this.metrics.configValid.set(1);
+    await this.listenAll(result.config, result.dir);
+    if (this.opts.watch !== false) {
+      this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: 5000 });
+      this.watcher.start(result.referencedFiles);
+    }
+    this.log.info({ generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
+  }
+
+  /** Re-reads the file; an invalid file keeps the last good generation serving. */
+  reload(reason = 'requested'): Promise<ReloadOutcome> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = this.reloadOnce(reason).finally(() => {
+      this.reloading = undefined;
+      if (this.reloadAgain) {
+        this.reloadAgain = false;
+        void this.reload(reason);
+      }
+    });
+    return this.reloading;
+  }
+
+  private async reloadOnce(reason: string): Promise<ReloadOutcome> {
+    const live = this.holder.current;
+    let read: { result: LoadResult; hash: string };
+    try {
+      const text = await readFile(this.opts.configFile, 'utf8');
+      if (live && contentHash(text, this.referenced) === live.hash) {
+        this.metrics.reloads.inc({ outcome: 'unchanged' });
+        return 'unchanged';
+      }
+      read = await this.read(text);
+    } catch (e) {
+      return this.rejected([(e as Error).message]);
+    }
+    const { result, hash } = read;
+    if (live && hash === live.hash) {
+      this.metrics.reloads.inc({ outcome: 'unchanged' });
+      return 'unchanged';
+    }
+    if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
+    let gen: Generation;
+    try {
+      gen = await compile(result.config, hash, this.compileDeps(result));
+    } catch (e) {
+      return this.rejected([(e as Error).message]);
+    }
+    this.logWarnings(result);
+    this.holder.swap(gen);
+    this.referenced = result.referencedFiles;
+    this.watcher?.update(result.referencedFiles);
+    this.metrics.generation.set(gen.id);
+    this.metrics.configValid.set(1);
+    this.metrics.reloads.inc({ outcome: 'success' });
+    this.lastProblems = [];
+    this.applyListenerChanges(result.config, result.dir);
+    this.log.info({ generation: gen.id, previous: live?.id, reason, apps: [...gen.apps.keys()] }, 'config reloaded');
+    return 'success';
+  }
+
+  private referenced: readonly string[] = [];
+
+  private rejected(problems: string[]): ReloadOutcome {
+    this.metrics.reloads.inc({ outcome: 'failure' });
+    this.metrics.configValid.set(0);
+    // Log every problem with its position, once per distinct broken file.
+    const key = problems.join('\n');
+    if (key !== this.lastProblems.join('\n')) {
+      for (const p of problems) this.log.error({ problem: p }, `config rejected, still serving generation ${this.holder.current?.id ?? '-'}: ${p}`);
+    }
+    this.lastProblems = problems;
+    return 'failure';
+  }
+
+  private async read(text?: string): Promise<{ result: LoadResult; hash: string }> {
+    const body = text ?? (await readFile(this.opts.configFile, 'utf8'));
+    const result = await loadConfigText(body, this.opts.configFile, { mode: 'start', env: this.opts.env });
+    if (!text) this.referenced = result.referencedFiles;
+    return { result, hash: contentHash(body, result.referencedFiles) };
+  }
+
+  private compileDeps(result: LoadResult): CompileDeps {
+    return { logger: this.log, plugins: result.plugins, configDir: result.dir, ...this.opts.compileHooks };
+  }
+
+  private logWarnings(result: LoadResult): void {
+    for (const p of result.problems) if (p.severity === 'warning') this.log.warn({ problem: formatProblem(p) }, formatProblem(p));
+  }
+
+  private async listenAll(config: Config, dir: string): Promise<void> {
+    const { listen: l } = config.gateway;
+    if (l.https !== undefined && config.gateway.tls) {
+      const tls = this.readTls(config, dir);
+      const server = https.createServer({ ...tls, requestTimeout: 0, headersTimeout: 60_000 }, this.edges.https.handle);
+      server.on('upgrade', this.edges.https.handleUpgrade);
+      this.guard(server);
+      await listen(server, parseListen(l.https));
+      this.servers.https = server;
+    }
+    if (l.http !== undefined) {
+      const redirectOnly = l.https !== undefined;
+      const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000 }, redirectOnly ? this.redirectToHttps(config, dir) : this.edges.http.handle);
+      if (!redirectOnly) server.on('upgrade', this.edges.http.handleUpgrade);
+      this.guard(server);
+      await listen(server, parseListen(l.http));
+      this.servers.http = server;
+    }
+    if (config.gateway.admin) {
+      const server = http.createServer(adminApp(this.holder, this.metrics));
+      await listen(server, parseListen(config.gateway.admin.listen));
+      this.servers.admin = server;
+    }
+  }
+
+  private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer } {
+    const cert = readFileSync(resolve(dir, config.gateway.tls!.cert));
+    const key = readFileSync(resolve(dir, config.gateway.tls!.key));
+    this.tlsFingerprint = contentHash(cert.toString('latin1') + key.toString('latin1'), []);
+    return { cert, key };
+  }
+
+  /** Certificates are swapped live; listener addresses need a restart. */
+  private applyListenerChanges(config: Config, dir: string): void {
+    if (this.servers.https && config.gateway.tls) {
+      const before = this.tlsFingerprint;
+      try {
+        const tls = this.readTls(config, dir);
+        if (before !== this.tlsFingerprint) {
+          (this.servers.https as https.Server).setSecureContext(tls);
+          this.log.info('gateway certificate reloaded');
+        }
+      } catch (e) {
+        this.log.error({ err: e }, 'new gateway certificate could not be loaded; keeping the old one');
+      }
+    }
+  }
+
+  /** Malformed requests get a 4xx with a correlation id; nothing reaches an app. */
+  private guard(server: Server): void {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      this.log.warn({ code: err.code, reason: err.message }, 'malformed request refused');
+      if (!socket.writable || (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) return socket.destroy();
+      const body = `${status} ${http.STATUS_CODES[status]}\n`;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+    });
+  }
+
+  private redirectToHttps(config: Config, dir: string): http.RequestListener {
+    const httpsPort = parseListen(config.gateway.listen.https!).port;
+    const publicPort = new URL(config.gateway.publicUrl).protocol === 'https:' ? new URL(config.gateway.publicUrl).port : String(httpsPort);
+    const acmeDir = join(resolve(dir, config.gateway.stateDir ?? './state'), 'acme-challenge');
+    return (req, res) => {
+      const url = req.url ?? '/';
+      if (url.startsWith('/.well-known/acme-challenge/')) {
+        const token = url.slice('/.well-known/acme-challenge/'.length);
+        if (/^[A-Za-z0-9_-]+$/.test(token)) {
+          try {
+            return void res.writeHead(200, { 'content-type': 'text/plain' }).end(readFileSync(join(acmeDir, token)));
+          } catch {
+            /* fall through to 404 */
+          }
+        }
+        return void res.writeHead(404).end();
+      }
+      const host = (req.headers.host ?? '').replace(/:\d+$/, '');
+      if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId: String(res.getHeader(CORRELATION_HEADER) ?? '-') });
+      const port = publicPort && publicPort !== '443' ? `:${publicPort}` : '';
+      res.writeHead(308, { location: `https://${host}${port}${url.startsWith('/') ? url : '/'}` }).end();
+    };
+  }
+
+  addresses(): { http?: string; https?: string; admin?: string } {
+    return { http: addressOf(this.servers.http), https: addressOf(this.servers.https), admin: addressOf(this.servers.admin) };
+  }
+
+  async stop(): Promise<void> {
+    await this.watcher?.close();
+    await Promise.all([closeServer(this.servers.http), closeServer(this.servers.https), closeServer(this.servers.admin)]);
+    const gen = this.holder.current;
+    this.holder.current = undefined;
+    await gen?.retire();
+    this.log.flush?.();
+  }
+}

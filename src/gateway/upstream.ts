@@ -1,0 +1,210 @@
+/**
+ * The direct upstream: the gateway itself connects to the app's internal URL.
+ *
+ * Built on undici (maintained by the Node.js project) rather than http-proxy,
+ * which http-proxy-middleware 3 uses: http-proxy is unmaintained and has
+ * request-smuggling and crash reports, and http-proxy-middleware 4 needs
+ * Node 22. undici's pool is also several times cheaper per request than
+ * http.request, which is what lets the gateway keep up with bare proxies.
+ */
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
+import { downstreamResponseHeaders } from './headers.js';
+
+export interface ForwardRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  /** path on the internal app, with the query */
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly timeoutMs: number;
+  /** rewrites internal URLs in Location and similar headers; undefined: leave them */
+  readonly rewriteLocation?: (value: string) => string;
+}
+
+export interface UpstreamFailure {
+  status: 502 | 504 | 400;
+  /** safe to show */
+  reason: string;
+  /** for the log */
+  detail: string;
+  /** the response had already started; the client connection was cut */
+  afterHeaders: boolean;
+}
+
+export interface Upstream {
+  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void;
+  close(): Promise<void>;
+}
+
+export interface BackendTlsOptions {
+  ca?: string;
+  verify?: boolean;
+  serverName?: string;
+}
+
+const REWRITABLE = ['location', 'content-location', 'refresh'] as const;
+
+export class DirectUpstream implements Upstream {
+  private readonly pool: Pool;
+  private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
+
+  constructor(
+    private readonly target: URL,
+    tls: BackendTlsOptions = {},
+    configDirResolve: (p: string) => string = (p) => p,
+  ) {
+    if (target.protocol === 'https:') {
+      this.tls = {
+        ca: tls.ca ? readFileSync(configDirResolve(tls.ca)) : undefined,
+        rejectUnauthorized: tls.verify !== false,
+        servername: tls.serverName ?? (isIp(target.hostname) ? undefined : target.hostname),
+      };
+    }
+    this.pool = new Pool(target.origin, {
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 600_000,
+      connect: this.tls ? { ...this.tls, ca: this.tls.ca ? [this.tls.ca] : undefined } : undefined,
+    });
+  }
+
+  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void {
+    const { req, res } = f;
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    const abort = new AbortController();
+    let started = false;
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.once('close', onClose);
+    const opts: Dispatcher.RequestOptions = {
+      path: f.path,
+      method: f.method as Dispatcher.HttpMethod,
+      headers: f.headers,
+      body: hasBody ? req : null,
+      signal: abort.signal,
+      headersTimeout: f.timeoutMs,
+      bodyTimeout: f.timeoutMs,
+    };
+    this.pool.stream(
+      opts,
+      ({ statusCode, headers }) => {
+        started = true;
+        const out = downstreamResponseHeaders(headers as Record<string, string | string[]>);
+        if (f.rewriteLocation) {
+          for (const h of REWRITABLE) {
+            const v = out[h];
+            if (typeof v === 'string') out[h] = f.rewriteLocation(v);
+          }
+        }
+        res.writeHead(statusCode, out);
+        return res;
+      },
+      (err) => {
+        res.removeListener('close', onClose);
+        if (!err) return done();
+        if (abort.signal.aborted) return done(); // the client left; nothing to tell it
+        const failure = classify(err, started);
+        if (started) res.destroy();
+        done(failure);
+      },
+    );
+  }
+
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
+    const mod = this.target.protocol === 'https:' ? https : http;
+    const upReq = mod.request({
+      host: this.target.hostname,
+      port: this.target.port || (this.target.protocol === 'https:' ? 443 : 80),
+      method: req.method,
+      path,
+      headers: { ...headers, connection: 'Upgrade', upgrade: 'websocket' },
+      timeout: timeoutMs,
+      agent: false,
+      ...(this.tls ?? {}),
+    });
+    pipeUpgrade(upReq, socket, head, done);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+/**
+ * Relays an upgrade request: the app's 101 is copied to the client and both
+ * sockets are spliced; a non-101 answer is relayed as a normal response.
+ */
+export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, done: (failure?: UpstreamFailure) => void): void {
+  let answered = false;
+  socket.on('error', () => upReq.destroy());
+  upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('timed out'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+  upReq.on('error', (err) => {
+    if (answered) return socket.destroy();
+    answered = true;
+    done(classify(err, false));
+  });
+  upReq.on('response', (upRes) => {
+    answered = true;
+    const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}`];
+    const hdrs = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
+    for (const [k, v] of Object.entries(hdrs)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
+    lines.push('connection: close');
+    socket.write(lines.join('\r\n') + '\r\n\r\n');
+    upRes.pipe(socket);
+    done();
+  });
+  upReq.on('upgrade', (upRes, upSocket, upHead) => {
+    answered = true;
+    upReq.setTimeout(0);
+    const lines = [`HTTP/1.1 101 Switching Protocols`];
+    for (let i = 0; i < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+    socket.write(lines.join('\r\n') + '\r\n\r\n');
+    if (upHead.length) socket.write(upHead);
+    if (head.length) upSocket.write(head);
+    upSocket.on('error', () => socket.destroy());
+    socket.on('error', () => upSocket.destroy());
+    upSocket.on('close', () => socket.destroy());
+    socket.on('close', () => upSocket.destroy());
+    upSocket.pipe(socket);
+    socket.pipe(upSocket);
+    done();
+  });
+  upReq.end();
+}
+
+const TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+]);
+
+export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.code ?? e.cause?.code ?? '';
+  const detail = `${code || e.name}: ${e.message}`;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { status: 504, reason: 'The app did not answer in time.', detail, afterHeaders };
+  }
+  if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
+    return { status: 400, reason: 'The request body did not match its Content-Length.', detail, afterHeaders };
+  }
+  if (TLS_CODES.has(code)) {
+    return { status: 502, reason: "The gateway can't reach the app.", detail: `backend certificate rejected (${code}): ${e.message}`, afterHeaders };
+  }
+  return { status: 502, reason: "The gateway can't reach the app.", detail, afterHeaders };
+}
+
+function isIp(host: string): boolean {
+  return /^[0-9.]+$/.test(host) || host.includes(':');
+}

@@ -1,0 +1,58 @@
+import pino, { type Logger } from 'pino';
+
+/**
+ * JSON logs. Anything that can carry a secret is redacted by path, so a
+ * careless `log.info({ headers })` cannot leak a token or cookie.
+ */
+export const REDACT_PATHS = [
+  'headers.authorization',
+  'headers.cookie',
+  'headers["proxy-authorization"]',
+  'headers["set-cookie"]',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'config.session.secrets',
+  'config.identity.clientSecret',
+  'clientSecret',
+  'secrets',
+  'token',
+  'accessToken',
+  'idToken',
+  'refreshToken',
+  'password',
+];
+
+export interface LoggerOptions {
+  level?: string;
+  /** write synchronously (CLI tools, tests); the gateway writes asynchronously */
+  sync?: boolean;
+  destination?: number | string;
+  name?: string;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const level = opts.level ?? process.env.DRAWBRIDGE_LOG_LEVEL ?? 'info';
+  const dest = pino.destination({ dest: opts.destination ?? 1, sync: opts.sync ?? false, minLength: opts.sync ? 0 : 4096 });
+  const logger = pino(
+    {
+      level,
+      name: opts.name ?? 'drawbridge',
+      base: { pid: process.pid },
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  );
+  if (!opts.sync) {
+    // Flush the async buffer on the way out so the last lines are not lost.
+    process.once('exit', () => {
+      try {
+        dest.flushSync();
+      } catch {
+        /* destination already closed */
+      }
+    });
+  }
+  return logger;
+}

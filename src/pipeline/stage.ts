@@ -1,0 +1,98 @@
+/**
+ * The stage and plugin contract. Built-in modes and third-party plugins are
+ * written against exactly this file, so it is kept small and stable
+ * (`PLUGIN_API_VERSION` changes only with a migration note).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from 'pino';
+
+export const PLUGIN_API_VERSION = 1;
+
+/** Stages run in this order of kinds, whatever order they were declared in. */
+export const STAGE_KINDS = ['preauth', 'access', 'sso', 'headers'] as const;
+export type StageKind = (typeof STAGE_KINDS)[number];
+
+export interface Identity {
+  /** what the gateway calls the user (identity.claims.user) */
+  readonly user: string;
+  readonly groups: readonly string[];
+  /** true when the provider said the group list was cut short (overage) */
+  readonly groupsIncomplete?: boolean;
+  /** how this request proved who it is */
+  readonly via: 'session' | 'bearer';
+  /** every claim the policies may look at (amr, acr, auth_time, email, device claims...) */
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** What a stage may read about the request. The path is the normalized one that is forwarded. */
+export interface RequestContext {
+  readonly id: string;
+  readonly method: string;
+  readonly path: string;
+  /** the query string including the leading '?', or '' */
+  readonly search: string;
+  readonly host: string;
+  readonly protocol: 'http' | 'https';
+  readonly headers: Readonly<IncomingHttpHeaders>;
+  /** the client as the gateway trusts it (peer, or X-Forwarded-For through trusted proxies) */
+  readonly clientIp: string;
+  readonly peerIp: string;
+  readonly upgrade: boolean;
+  readonly startedAt: number;
+  readonly app: { readonly name: string; readonly externalUrl: string };
+  /** set by a preauth stage; later stages see it */
+  identity?: Identity;
+  /** headers to send upstream; stages add to it through their decisions */
+  readonly upstreamHeaders: Record<string, string | string[]>;
+}
+
+export type Decision =
+  | { readonly kind: 'continue'; readonly identity?: Identity; readonly setHeaders?: Readonly<Record<string, string | string[]>>; readonly reasons?: readonly string[] }
+  | {
+      readonly kind: 'deny';
+      readonly status: number;
+      /** full reasons: audit log and logs */
+      readonly reasons: readonly string[];
+      /** a reason safe to show the user; defaults to the status text */
+      readonly publicReason?: string;
+      readonly headers?: Readonly<Record<string, string | string[]>>;
+    }
+  | { readonly kind: 'redirect'; readonly location: string; readonly status?: 302 | 303 | 307; readonly headers?: Readonly<Record<string, string | string[]>>; readonly reasons?: readonly string[] }
+  | { readonly kind: 'respond'; readonly status: number; readonly headers?: Readonly<Record<string, string | string[]>>; readonly body?: string | Buffer; readonly reasons?: readonly string[] };
+
+export interface Stage {
+  readonly name: string;
+  readonly kind: StageKind;
+  /** May return synchronously: most stages do, and the hot path avoids a microtask for them. */
+  run(ctx: RequestContext): Decision | Promise<Decision>;
+  /**
+   * Request headers (lower case) that must never reach the app from the client,
+   * typically the ones this stage sets. The edge drops them, with their `_` and
+   * `.` spellings, before any stage runs: strip before set.
+   */
+  readonly stripHeaders?: readonly string[];
+  /** Called once the generation that built this stage has no request left. */
+  dispose?(): void | Promise<void>;
+}
+
+/** What a plugin may use. Deliberately narrow: not the DI container. */
+export interface PluginContext {
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly app: { readonly name: string; readonly externalUrl: string; readonly internalUrl: string; readonly connectorGroup?: string };
+  /** directory of the config file; relative paths in options resolve against it */
+  readonly configDir: string;
+  readonly stateDir: string;
+}
+
+export interface Plugin<Options = Record<string, unknown>> {
+  readonly name: string;
+  readonly kind: StageKind;
+  readonly apiVersion: typeof PLUGIN_API_VERSION;
+  readonly description?: string;
+  /** JSON Schema (draft 2020-12) of `options`; checked when the config loads, never per request. */
+  readonly optionsSchema: Record<string, unknown>;
+  create(options: Options, context: PluginContext): Stage | Promise<Stage>;
+}
+
+export const CONTINUE: Decision = Object.freeze({ kind: 'continue' });
