@@ -1,0 +1,172 @@
+/**
+ * Shared test helpers: a real echo backend, a real gateway on loopback with
+ * ephemeral ports, and a plain HTTP client. No mocks: every test talks TCP.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import * as netModule from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { WebSocketServer } from 'ws';
+import { GatewayServer, type GatewayOptions } from '../../src/gateway/server.js';
+import { Metrics } from '../../src/observability/metrics.js';
+
+export interface EchoBackend {
+  url: string;
+  port: number;
+  /** every request the backend received, in order */
+  received: { method: string; url: string; headers: http.IncomingHttpHeaders; body: Buffer }[];
+  close(): Promise<void>;
+}
+
+/**
+ * GET/POST anything: answers JSON {method,url,headers,body}. Special paths:
+ * /slow?ms=N waits N ms, /status/NNN answers NNN, /redirect sends a Location to
+ * itself, /big?bytes=N sends N bytes, /ws echoes WebSocket messages.
+ */
+export async function startEchoBackend(): Promise<EchoBackend> {
+  const received: EchoBackend['received'] = [];
+  const wss = new WebSocketServer({ noServer: true });
+  wss.on('connection', (ws) => ws.on('message', (m, bin) => ws.send(m, { binary: bin })));
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+      const u = new URL(req.url!, 'http://x');
+      const reply = () => {
+        if (u.pathname.startsWith('/status/')) return void res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' }).end('status');
+        if (u.pathname === '/redirect') return void res.writeHead(302, { location: `http://127.0.0.1:${port}/landed` }).end();
+        if (u.pathname === '/big') {
+          const n = Number(u.searchParams.get('bytes') ?? 1 << 20);
+          return void res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n }).end(Buffer.alloc(n, 7));
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'x-backend': 'echo', connection: 'keep-alive' });
+        res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: body.toString('utf8') }));
+      };
+      const ms = u.pathname === '/slow' ? Number(u.searchParams.get('ms') ?? 1000) : 0;
+      if (ms) setTimeout(reply, ms);
+      else reply();
+    });
+  });
+  server.on('upgrade', (req, socket, head) => {
+    received.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.alloc(0) });
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    received,
+    close: () =>
+      new Promise((r) => {
+        for (const c of wss.clients) c.terminate();
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+export function tempDir(prefix = 'drawbridge-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TestGateway {
+  server: GatewayServer;
+  /** http://127.0.0.1:PORT of the http listener */
+  url: string;
+  port: number;
+  adminUrl?: string;
+  configFile: string;
+  dir: string;
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a real gateway in this process on ephemeral ports. `yaml` is the
+ * config text; use listen `http: 127.0.0.1:0`. Log lines are collected.
+ */
+export async function startGateway(yaml: string, opts: Partial<GatewayOptions> & { dir?: string; file?: string } = {}): Promise<TestGateway> {
+  const dir = opts.dir ?? tempDir();
+  const configFile = join(dir, opts.file ?? 'gateway.config.yaml');
+  writeFileSync(configFile, yaml);
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  const server = new GatewayServer({ configFile, logger, metrics: new Metrics({ defaultMetrics: false }), debounceMs: 50, ...opts });
+  await server.start();
+  const a = server.addresses();
+  const hostPort = a.http ?? a.https!;
+  const port = Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
+  return { server, url: `http://127.0.0.1:${port}`, port, adminUrl: a.admin ? `http://${a.admin}` : undefined, configFile, dir, logs, stop: () => server.stop() };
+}
+
+export interface SimpleResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  json<T = any>(): T;
+}
+
+/** One HTTP/1.1 request with full control of headers (including Host), no redirects followed. */
+export function request(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false } = {}): Promise<SimpleResponse> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: u.pathname + u.search, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, setHost: !(opts.headers && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'host')) },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** Sends raw bytes and returns the raw answer (for framing attacks the client library would refuse to send). */
+export function rawRequest(port: number, bytes: string, waitMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netModule.connect(port, '127.0.0.1', () => socket.write(bytes));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    const done = () => resolve(Buffer.concat(chunks).toString('latin1'));
+    socket.on('close', done);
+    setTimeout(() => {
+      socket.destroy();
+      done();
+    }, waitMs);
+  });
+}
+
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` until it returns truthy or `ms` passes. */
+export async function eventually<T>(fn: () => Promise<T> | T, ms = 3000, step = 25): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw last instanceof Error ? last : new Error('condition not met in time');
+    await sleep(step);
+  }
+}
