@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
-import type { Decision, RequestContext } from '../pipeline/stage.js';
+import type { Decision, RequestContext, StepUp } from '../pipeline/stage.js';
 import { clientAddress } from './clientAddress.js';
 import { sendError } from './errorPages.js';
 import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
@@ -21,6 +21,9 @@ import type { UpstreamFailure } from './upstream.js';
 
 /** Paths the gateway answers itself on every host; they are never forwarded. */
 export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
+
+/** Sends a browser back to the identity provider for a stronger or fresher sign-in. */
+export type StepUpHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, stepUp: StepUp) => void | Promise<void>;
 
 export type InternalHandler = (req: IncomingMessage, res: ServerResponse, ctx: { id: string; path: string; search: string; host: string; protocol: 'http' | 'https'; generation: Generation }) => void | Promise<void>;
 
@@ -33,6 +36,8 @@ interface Outcome {
 export class Edge {
   /** gateway-owned endpoints by exact path (sign-in callback, sign-out, JWKS...) */
   readonly internal = new Map<string, InternalHandler>();
+  /** set by the identity subsystem; without it a step-up deny is answered as a plain deny */
+  stepUpHandler?: StepUpHandler;
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -156,8 +161,13 @@ export class Edge {
         if (d.setHeaders) for (const k in d.setHeaders) ctx.upstreamHeaders[k.toLowerCase()] = d.setHeaders[k]!;
         return true;
       case 'deny':
-        outcome.decision = 'deny';
         outcome.reasons = d.reasons;
+        if (d.stepUp && this.stepUpHandler && ctx.identity?.via === 'session') {
+          outcome.decision = 'step-up';
+          void Promise.resolve(this.stepUpHandler(req, res, ctx, d.stepUp)).catch((e) => this.fail(req, res, ctx.id, outcome, e, 'step-up'));
+          return false;
+        }
+        outcome.decision = 'deny';
         sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers });
         return false;
       case 'redirect':

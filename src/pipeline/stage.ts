@@ -56,9 +56,23 @@ export type Decision =
       /** a reason safe to show the user; defaults to the status text */
       readonly publicReason?: string;
       readonly headers?: Readonly<Record<string, string | string[]>>;
+      /**
+       * The user could pass after a stronger or fresher sign-in. A browser
+       * (identity via session) is sent back to the provider with these; an API
+       * client gets the deny as it is (the stage sets WWW-Authenticate).
+       */
+      readonly stepUp?: StepUp;
     }
   | { readonly kind: 'redirect'; readonly location: string; readonly status?: 302 | 303 | 307; readonly headers?: Readonly<Record<string, string | string[]>>; readonly reasons?: readonly string[] }
   | { readonly kind: 'respond'; readonly status: number; readonly headers?: Readonly<Record<string, string | string[]>>; readonly body?: string | Buffer; readonly reasons?: readonly string[] };
+
+export interface StepUp {
+  /** space-separated acr values to ask the provider for (e.g. for MFA) */
+  readonly acrValues?: string;
+  /** seconds: the sign-in must be at most this old */
+  readonly maxAge?: number;
+  readonly prompt?: 'login';
+}
 
 export interface Stage {
   readonly name: string;
