@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { normalizeTarget } from '../../src/gateway/normalize.js';
+
+describe('normalizeTarget: the path rules see is the path forwarded', () => {
+  const ok: [string, string, string][] = [
+    ['plain path passes untouched', '/a/b/c', '/a/b/c'],
+    ['query is kept verbatim', '/a?x=%2F&y=..', '/a'],
+    ['duplicate slashes collapse', '//a///b//', '/a/b/'],
+    ['dot segments resolve', '/a/./b/../c', '/a/c'],
+    ['trailing dot-dot keeps a directory form', '/a/b/..', '/a/'],
+    ['encoded unreserved characters are decoded', '/%61%62%7E', '/ab~'],
+    ['other encodings are upper-cased, not decoded', '/a%3fb%2a', '/a%3Fb%2A'],
+    ['encoded space stays encoded', '/a%20b', '/a%20b'],
+    ['root', '/', '/'],
+  ];
+  for (const [desc, input, path] of ok) {
+    it(`accepts: ${desc}`, () => {
+      const r = normalizeTarget(input);
+      assert.equal(r.ok, true, JSON.stringify(r));
+      if (r.ok) assert.equal(r.path, path);
+    });
+  }
+  it('keeps the query string including "?"', () => {
+    const r = normalizeTarget('/a?x=%2F&y=..');
+    assert.deepEqual(r, { ok: true, path: '/a', search: '?x=%2F&y=..' });
+  });
+
+  const bad: [string, string, RegExp][] = [
+    ['encoded slash', '/a%2Fb', /encoded slash/],
+    ['encoded slash lower case', '/a%2fb', /encoded slash/],
+    ['encoded backslash', '/a%5Cb', /encoded slash/],
+    ['raw backslash', '/a\\b', /backslash/],
+    ['encoded dot-dot', '/a/%2e%2e/admin', /encoded dot/],
+    ['half-encoded dot-dot', '/a/.%2E/admin', /encoded dot/],
+    ['encoded single dot', '/a/%2e/b', /encoded dot/],
+    ['escape above the root', '/../etc/passwd', /escapes the root/],
+    ['escape above the root after collapse', '/a/../../b', /escapes the root/],
+    ['encoded NUL', '/a%00b', /control/],
+    ['encoded newline', '/a%0Ab', /control/],
+    ['malformed escape', '/a%zz', /malformed/],
+    ['truncated escape', '/a%2', /malformed/],
+    ['asterisk form', '*', /absolute path/],
+    ['absolute form', 'http://evil.test/a', /absolute path/],
+    ['fragment', '/a#b', /fragment/],
+  ];
+  for (const [desc, input, reason] of bad) {
+    it(`refuses: ${desc}`, () => {
+      const r = normalizeTarget(input);
+      assert.equal(r.ok, false);
+      if (!r.ok) assert.match(r.reason, reason);
+    });
+  }
+});
