@@ -38,6 +38,8 @@ export class Edge {
   readonly internal = new Map<string, InternalHandler>();
   /** set by the identity subsystem; without it a step-up deny is answered as a plain deny */
   stepUpHandler?: StepUpHandler;
+  /** sockets taken over by upgrades: the HTTP server no longer tracks them */
+  private readonly upgraded = new Set<Duplex>();
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -73,14 +75,21 @@ export class Edge {
     const res = new http.ServerResponse(req);
     res.assignSocket(socket as Socket);
     res.shouldKeepAlive = false;
-    res.once('finish', () => {
-      res.detachSocket(socket as Socket);
-      socket.end();
-    });
+    // A refused upgrade gets an ordinary response; closing the socket then emits
+    // 'close' on res, which releases the generation like any other request.
+    res.once('finish', () => socket.end());
     socket.on('error', () => socket.destroy());
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     (req as IncomingMessage & { upgradeHead?: Buffer }).upgradeHead = head;
     this.handle(req, res);
   };
+
+  /** Cuts every upgraded connection (shutdown). */
+  closeUpgraded(): void {
+    for (const s of this.upgraded) s.destroy();
+    this.upgraded.clear();
+  }
 
   private route(req: IncomingMessage, res: ServerResponse, id: string, gen: Generation, outcome: Outcome): void {
     const h = req.headers;

@@ -251,10 +251,13 @@ export class GatewayServer {
 
   async stop(): Promise<void> {
     await this.watcher?.close();
+    this.edges.http.closeUpgraded();
+    this.edges.https.closeUpgraded();
     await Promise.all([closeServer(this.servers.http), closeServer(this.servers.https), closeServer(this.servers.admin)]);
     const gen = this.holder.current;
     this.holder.current = undefined;
-    await gen?.retire();
+    // Every connection is closed by now, so in-flight requests are ending; do not hang on a straggler.
+    await Promise.race([gen?.retire(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.log.flush?.();
   }
 }

@@ -1,18 +1,40 @@
 import assert from 'node:assert/strict';
-import { request, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
-const config = (backend: string, extra = '') => `
+const config = (backend: string) => `
 gateway:
   publicUrl: http://gw.test
   listen: { http: 127.0.0.1:0 }
+  trustedProxies: [127.0.0.2/32]
 apps:
   - name: Echo
     externalUrl: http://echo.test/
     internalUrl: ${backend}/
     preAuth: passthrough
-${extra}`;
+    websockets: true
+  - name: Prefixed
+    externalUrl: http://echo.test/portal/
+    internalUrl: ${backend}/internal/portal/
+    preAuth: passthrough
+  - name: Wild
+    externalUrl: http://*.wild.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    headers: { forwarded: false }
+  - name: Slow
+    externalUrl: http://slow.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    backendTimeout: 300ms
+  - name: Down
+    externalUrl: http://down.test/
+    internalUrl: http://127.0.0.1:1/
+    preAuth: passthrough
+`;
 
-describe('edge: routing and forwarding through a real backend', () => {
+describe('edge: forwarding, header hygiene and error paths through a real backend', () => {
   let backend: EchoBackend;
   let gw: TestGateway;
   before(async () => {
@@ -23,12 +45,188 @@ describe('edge: routing and forwarding through a real backend', () => {
     await gw.stop();
     await backend.close();
   });
+  const last = () => backend.received[backend.received.length - 1]!;
 
-  it('forwards a request for a published host and returns the app answer with a correlation id', async () => {
+  it('forwards a request for a published host with a correlation id both ways', async () => {
     const res = await request(`${gw.url}/hello?x=1`, { headers: { host: 'echo.test' } });
     assert.equal(res.status, 200);
     assert.equal(res.json().url, '/hello?x=1');
     assert.match(String(res.headers['x-correlation-id']), /^[0-9a-f-]{36}$/);
-    assert.equal(res.json().headers['x-correlation-id'], res.headers['x-correlation-id']);
+    assert.equal(last().headers['x-correlation-id'], res.headers['x-correlation-id']);
+    assert.equal(last().headers.host, new URL(backend.url).host, 'the app sees its internal host');
+  });
+
+  it('maps the external path prefix onto the internal one (most specific app wins)', async () => {
+    const res = await request(`${gw.url}/portal/a/b`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/internal/portal/a/b');
+  });
+
+  it('forwards the normalized path, not the raw one', async () => {
+    const res = await request(`${gw.url}//x/./y/../%7Ez`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/x/~z');
+  });
+
+  it('routes wildcard hosts', async () => {
+    const res = await request(`${gw.url}/w`, { headers: { host: 'team1.wild.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/w');
+  });
+
+  it('strips hop-by-hop headers, headers named in Connection, and client forwarding headers', async () => {
+    await request(`${gw.url}/h`, {
+      headers: {
+        host: 'echo.test',
+        connection: 'keep-alive, X-Private, x-other',
+        'x-private': 'secret',
+        'x-other': 'also',
+        'keep-alive': 'timeout=5',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        te: 'trailers',
+        'x-forwarded-for': '6.6.6.6',
+        'x-forwarded-host': 'evil.test',
+        'x-forwarded-proto': 'https',
+        forwarded: 'for=6.6.6.6',
+        'x-real-ip': '6.6.6.6',
+        'x-correlation-id': 'spoofed',
+        'x-kept': 'yes',
+      },
+    });
+    const h = last().headers;
+    for (const name of ['x-private', 'x-other', 'keep-alive', 'proxy-authorization', 'te', 'forwarded', 'x-real-ip']) assert.equal(h[name], undefined, `${name} must not reach the app`);
+    assert.equal(h['x-forwarded-for'], '127.0.0.1', 'an untrusted peer cannot contribute X-Forwarded-For');
+    assert.equal(h['x-forwarded-host'], 'echo.test');
+    assert.equal(h['x-forwarded-proto'], 'http');
+    assert.notEqual(h['x-correlation-id'], 'spoofed');
+    assert.equal(h['x-kept'], 'yes');
+  });
+
+  it('appends the peer to X-Forwarded-For only when the peer is a trusted proxy', async () => {
+    const res = await new Promise<string>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.2' }, () => {
+        s.write('GET /t HTTP/1.1\r\nHost: echo.test\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n');
+      });
+      const chunks: Buffer[] = [];
+      s.on('data', (c) => chunks.push(c));
+      s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+      s.on('error', reject);
+    });
+    assert.match(res, /^HTTP\/1\.1 200/);
+    assert.equal(last().headers['x-forwarded-for'], '198.51.100.7, 127.0.0.2');
+    assert.equal(last().headers['x-forwarded-proto'], 'https');
+  });
+
+  it('sends no X-Forwarded-* when the app turns them off (and still strips client copies)', async () => {
+    await request(`${gw.url}/nf`, { headers: { host: 'a.wild.test', 'x-forwarded-for': '6.6.6.6' } });
+    assert.equal(last().headers['x-forwarded-for'], undefined);
+    assert.equal(last().headers['x-forwarded-host'], undefined);
+  });
+
+  it('rewrites internal URLs in Location to the URL the client used', async () => {
+    const res = await request(`${gw.url}/redirect`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.location, 'http://echo.test/landed');
+  });
+
+  it('relays request bodies (content-length and chunked) and response status codes', async () => {
+    const body = 'x'.repeat(100_000);
+    const a = await request(`${gw.url}/post`, { method: 'POST', headers: { host: 'echo.test', 'content-type': 'text/plain' }, body });
+    assert.equal(a.json().body.length, body.length);
+    const raw = await rawRequest(gw.port, 'POST /chunked HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    assert.match(raw, /^HTTP\/1\.1 200/);
+    assert.match(raw, /"body":"hello"/);
+    const s = await request(`${gw.url}/status/418`, { headers: { host: 'echo.test' } });
+    assert.equal(s.status, 418);
+  });
+
+  it('answers 404 from the gateway itself for an unknown host, as HTML for browsers', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'unknown.test', accept: 'text/html,application/xhtml+xml' } });
+    assert.equal(res.status, 404);
+    assert.match(String(res.headers['content-type']), /text\/html/);
+    assert.match(res.body, /This corporate app can&#39;t be accessed|This corporate app can't be accessed/);
+    assert.ok(res.body.includes(String(res.headers['x-correlation-id'])), 'the page shows the correlation id');
+  });
+
+  it('answers problem+json to clients that ask for JSON', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'unknown.test', accept: 'application/json' } });
+    assert.equal(res.status, 404);
+    assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+    const p = res.json();
+    assert.equal(p.status, 404);
+    assert.equal(p.title, 'Not found');
+    assert.equal(p.correlationId, res.headers['x-correlation-id']);
+  });
+
+  it('answers 400 to paths that cannot be normalized safely, and forwards nothing', async () => {
+    const before = backend.received.length;
+    for (const p of ['/a%2Fb', '/a/%2e%2e/b', '/..%2F', '/a%00']) {
+      const res = await request(`${gw.url}${p}`, { headers: { host: 'echo.test' } });
+      assert.equal(res.status, 400, p);
+    }
+    assert.equal(backend.received.length, before);
+  });
+
+  it('answers 400 to Content-Length with Transfer-Encoding and to conflicting lengths, forwarding nothing', async () => {
+    const before = backend.received.length;
+    const both = await rawRequest(gw.port, 'POST /smuggle HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: echo.test\r\n\r\n');
+    assert.match(both, /^HTTP\/1\.1 400/);
+    const twice = await rawRequest(gw.port, 'POST /smuggle HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde');
+    assert.match(twice, /^HTTP\/1\.1 400/);
+    const bad = await rawRequest(gw.port, 'GET /x HTTP/1.1\r\nHost: echo.test\r\nBad Header: x\r\n\r\n');
+    assert.match(bad, /^HTTP\/1\.1 400/);
+    assert.equal(backend.received.length, before, 'nothing reached the app');
+  });
+
+  it('answers 400 without a Host header', async () => {
+    const raw = await rawRequest(gw.port, 'GET / HTTP/1.0\r\n\r\n');
+    assert.match(raw, /^HTTP\/1\.1 400/);
+  });
+
+  it('answers 502 "Bad gateway" when the app cannot be reached', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'down.test', accept: 'application/json' } });
+    assert.equal(res.status, 502);
+    assert.equal(res.json().title, 'Bad gateway');
+  });
+
+  it('answers 504 "Gateway time-out" when the app is slower than backendTimeout', async () => {
+    const t0 = Date.now();
+    const res = await request(`${gw.url}/slow?ms=3000`, { headers: { host: 'slow.test', accept: 'application/json' } });
+    assert.equal(res.status, 504);
+    assert.equal(res.json().title, 'Gateway time-out');
+    assert.ok(Date.now() - t0 < 2500, 'it did not wait for the app');
+  });
+
+  it('lets only WebSocket upgrades through, after the pipeline, to apps that allow them', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'echo.test' } });
+    const echoed = await new Promise<string>((resolve, reject) => {
+      ws.on('open', () => ws.send('ping through the gateway'));
+      ws.on('message', (m) => resolve(m.toString()));
+      ws.on('error', reject);
+    });
+    ws.close();
+    assert.equal(echoed, 'ping through the gateway');
+    const refused = await rawRequest(gw.port, 'GET /ws HTTP/1.1\r\nHost: slow.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    assert.match(refused, /^HTTP\/1\.1 400/);
+    const h2c = await rawRequest(gw.port, 'GET / HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    assert.match(h2c, /^HTTP\/1\.1 400/);
+  });
+
+  it('never forwards the gateway-reserved paths', async () => {
+    const before = backend.received.length;
+    const res = await request(`${gw.url}/.drawbridge/nothing`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 404);
+    assert.equal(backend.received.length, before);
+  });
+
+  it('writes one JSON log line per request with app, status, duration, correlation id and decision', async () => {
+    const res = await request(`${gw.url}/logged`, { headers: { host: 'echo.test' } });
+    const id = res.headers['x-correlation-id'];
+    const line = gw.logs.find((l) => l.correlationId === id && l.msg === 'request');
+    assert.ok(line, 'a request line exists');
+    assert.equal(line!.app, 'Echo');
+    assert.equal(line!.status, 200);
+    assert.equal(line!.decision, 'allow');
+    assert.equal(typeof line!.ms, 'number');
   });
 });

@@ -116,9 +116,11 @@ export interface SimpleResponse {
 /** One HTTP/1.1 request with full control of headers (including Host), no redirects followed. */
 export function request(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false } = {}): Promise<SimpleResponse> {
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
+    // Not new URL(): it would resolve dot segments and %2e before the gateway sees them.
+    const m = /^http:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url);
+    if (!m) throw new Error(`request(): unsupported URL ${url}`);
     const req = http.request(
-      { host: u.hostname, port: u.port, path: u.pathname + u.search, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, setHost: !(opts.headers && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'host')) },
+      { host: m[1], port: Number(m[2]), path: m[3] ?? '/', method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, setHost: !(opts.headers && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'host')) },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
