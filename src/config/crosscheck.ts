@@ -51,7 +51,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
 
   // gateway
   if (typeof gw.publicUrl === 'string') checkUrl(['gateway', 'publicUrl'], gw.publicUrl, { err, allowPath: true });
-  if (isObj(gw.listen) && listen.https === undefined && listen.http === undefined) err(['gateway', 'listen'], 'needs at least one listener: https or http');
+  // A mapping holding only misspelt keys already has an "unknown key" each; saying it is empty too would be noise.
+  if (isObj(gw.listen) && Object.keys(listen).length === 0) err(['gateway', 'listen'], 'needs at least one listener: https or http');
   if (listen.https !== undefined && !isObj(gw.tls)) err(['gateway', 'listen', 'https'], 'an https listener needs gateway.tls.cert and gateway.tls.key');
   if (isObj(gw.tls)) {
     fileMustExist(['gateway', 'tls', 'cert'], gw.tls.cert);

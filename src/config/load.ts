@@ -60,16 +60,19 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
     problems.push({ severity, message, path: formatPath(path), file, line: pos.line, col: pos.col });
   };
 
+  // prettyErrors is off (its messages quote the source), so linePos is not filled in: map the offsets ourselves.
   for (const e of doc.errors) {
-    const pos = e.linePos?.[0] ?? { line: 1, col: 1 };
+    const pos = map.positionOf(e.pos[0]);
     if (e.code === 'DUPLICATE_KEY') {
-      problems.push({ severity: 'error', message: 'duplicate key (a later value would silently replace the earlier one)', path: '', file, line: pos.line, col: pos.col });
+      const path = map.keyPathAt(e.pos[0]);
+      const name = path?.length ? JSON.stringify(path[path.length - 1]) : 'key';
+      problems.push({ severity: 'error', message: `duplicate key ${name} (the later value would silently replace the earlier one)`, path: path ? formatPath(path) : '', file, line: pos.line, col: pos.col });
       continue;
     }
     throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${e.message.split('\n')[0]}`, file, pos.line, pos.col);
   }
   for (const w of doc.warnings) {
-    const pos = w.linePos?.[0] ?? { line: 1, col: 1 };
+    const pos = map.positionOf(w.pos[0]);
     problems.push({ severity: 'warning', message: w.message.split('\n')[0]!, path: '', file, line: pos.line, col: pos.col });
   }
 

@@ -204,6 +204,7 @@ export const App = Type.Object(
           forwarded: Type.Optional(Type.Boolean({ default: true, description: 'Send X-Forwarded-For (client IP appended), X-Forwarded-Proto and X-Forwarded-Host.' })),
           identity: Type.Optional(
             Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String({ minLength: 1 }), {
+              additionalProperties: false,
               description: 'Header-based SSO: header name -> identity field (user, groups, email, name) or claim. Same-named incoming headers are always stripped.',
             }),
           ),
@@ -266,9 +267,9 @@ export const ConfigSchema = Type.Object(
     identity: Type.Optional(IdentitySection),
     session: Type.Optional(SessionSection),
     connectors: Type.Optional(ConnectorsSection),
-    connectorGroups: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), ConnectorGroup, { description: 'Connector groups by name.' })),
-    locations: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), CidrList('CIDR ranges (IPv4 or IPv6).'), { description: 'Named locations for conditional access.' })),
-    policies: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), Policy, { description: 'Conditional-access policies by name.' })),
+    connectorGroups: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), ConnectorGroup, { additionalProperties: false, description: 'Connector groups by name.' })),
+    locations: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), CidrList('CIDR ranges (IPv4 or IPv6).'), { additionalProperties: false, description: 'Named locations for conditional access.' })),
+    policies: Type.Optional(Type.Record(Type.String({ pattern: NAME_PATTERN }), Policy, { additionalProperties: false, description: 'Conditional-access policies by name.' })),
     plugins: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'Extra plugins: a path (relative to this file) or a package name.' })),
     apps: Type.Array(App, { description: 'Published apps.' }),
   },

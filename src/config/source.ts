@@ -52,6 +52,37 @@ export class SourceMap {
     const pos = this.lines.linePos(best?.start ?? 0);
     return { line: pos.line, col: pos.col };
   }
+
+  /** Line and column of a character offset (the yaml parser reports offsets). */
+  positionOf(offset: number): { line: number; col: number } {
+    const pos = this.lines.linePos(offset);
+    return { line: pos.line, col: pos.col };
+  }
+
+  /**
+   * Key path of the mapping key that starts at `offset`, e.g. for a duplicate
+   * key (the parser only reports where it is). Undefined when no key starts there.
+   */
+  keyPathAt(offset: number): KeyPath | undefined {
+    const walk = (node: unknown, path: (string | number)[]): KeyPath | undefined => {
+      if (isMap(node)) {
+        for (const pair of node.items) {
+          const seg = isScalar(pair.key) ? pair.key.value : pair.key;
+          const segment = typeof seg === 'number' ? String(seg) : typeof seg === 'string' ? seg : '?';
+          if (rangeOf(pair.key)?.start === offset) return [...path, segment];
+          const found = walk(pair.value, [...path, segment]);
+          if (found) return found;
+        }
+      } else if (isSeq(node)) {
+        for (const [i, item] of node.items.entries()) {
+          const found = walk(item, [...path, i]);
+          if (found) return found;
+        }
+      }
+      return undefined;
+    };
+    return walk(this.doc.contents, []);
+  }
 }
 
 function rangeOf(node: unknown): { start: number } | undefined {

@@ -10,7 +10,8 @@ export interface SchemaIssue {
   message: string;
 }
 
-const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true });
+// verbose: the messages below are built from each error's parentSchema (known keys, union branches).
+const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
 const cache = new WeakMap<object, ValidateFunction>();
 
 export function compileSchema(schema: object): ValidateFunction {
@@ -59,7 +60,8 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         const key = (e.params as { additionalProperty: string }).additionalProperty;
         const parent = e.parentSchema as { properties?: Record<string, unknown>; patternProperties?: Record<string, unknown> };
         if (parent.patternProperties && !parent.properties) {
-          issue = { path: [...path, key], atKey: true, message: `invalid name ${JSON.stringify(key)}: use letters, digits, '.', '_' or '-', starting with a letter or digit` };
+          const pattern = Object.keys(parent.patternProperties)[0] ?? '';
+          issue = { path: [...path, key], atKey: true, message: describePattern(pattern, key) };
         } else {
           const known = Object.keys(parent.properties ?? {});
           const hint = suggest(key, known);
@@ -77,7 +79,9 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         break;
       case 'pattern': {
         const pattern = (e.params as { pattern: string }).pattern;
-        issue = { path, atKey: false, message: describePattern(pattern, value) };
+        // Patterns we know get a plain-words message; a plugin's own pattern is explained by its description.
+        const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
+        issue = { path, atKey: false, message: describePattern(pattern, value, typeof description === 'string' ? description : undefined) };
         break;
       }
       case 'anyOf':
@@ -114,7 +118,7 @@ function kindOf(v: unknown): string {
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
-function describePattern(pattern: string, value: unknown): string {
+function describePattern(pattern: string, value: unknown, description?: string): string {
   const v = JSON.stringify(value);
   if (pattern === DURATION_PATTERN) return `${v} is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m)`;
   if (pattern.startsWith('^[A-Za-z0-9][A-Za-z0-9._-]')) return `${v} is not a valid name: use letters, digits, '.', '_' or '-', starting with a letter or digit`;
@@ -122,6 +126,7 @@ function describePattern(pattern: string, value: unknown): string {
   if (pattern.startsWith('^[A-Z]+$')) return `${v} is not an HTTP method (upper case, e.g. GET)`;
   if (pattern.includes('[0-5][0-9]-')) return `${v} is not a time window (use HH:MM-HH:MM, e.g. 08:00-18:00)`;
   if (pattern.startsWith('^[A-Za-z0-9_-]+$')) return `${v} may only hold letters, digits, '_' and '-'`;
+  if (description) return `${v} is not valid: ${description.replace(/\.$/, '')}`;
   return `${v} does not match ${pattern}`;
 }
 
