@@ -7,7 +7,8 @@ import { ConfigInvalidError, ConfigUnreadableError, formatProblem, type Problem 
 const USAGE = `usage: drawbridge <command> [options]
 
 commands:
-  gateway [--config FILE]                 serve the gateway (config found with cosmiconfig when --config is left out)
+  gateway [--config FILE] [--no-watch]    serve the gateway (config found with cosmiconfig when --config is left out);
+                                          reloads on file change and on SIGHUP
   lint [FILE...] [--format text|json|github]
                                           check config files; exit 0 valid, 1 invalid, 2 unreadable
   schema [--config FILE]                  print the JSON Schema of gateway.config.yaml

@@ -3,13 +3,14 @@ import { discoverConfig } from '../config/load.js';
 import { GatewayServer } from '../gateway/server.js';
 
 export async function gatewayCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'no-watch': { type: 'boolean', default: false } } });
   const file = values.config ?? (await discoverConfig());
   if (!file) {
     process.stderr.write('drawbridge gateway: no --config given and no gateway.config.yaml found\n');
     return 2;
   }
-  const gateway = new GatewayServer({ configFile: file });
+  // --no-watch: reload only on SIGHUP (for orchestrators that signal after a rollout).
+  const gateway = new GatewayServer({ configFile: file, watch: !values['no-watch'] });
   await gateway.start();
   runUntilSignalled(gateway);
   return -1;

@@ -27,15 +27,18 @@ export class ConfigWatcher {
     private readonly opts: WatchOptions = {},
   ) {}
 
-  start(referenced: readonly string[]): void {
+  /** Resolves once the initial scan is done: changes made before that would be missed. */
+  start(referenced: readonly string[]): Promise<void> {
     this.watcher = chokidar.watch([], { ignoreInitial: true, followSymlinks: true, depth: 0, awaitWriteFinish: false });
     this.watcher.on('all', () => this.kick());
     this.watcher.on('error', () => this.kick());
+    const ready = new Promise<void>((r) => this.watcher!.once('ready', () => r()));
     this.update(referenced);
     if (this.opts.pollMs) {
       this.poll = setInterval(() => this.onChange(), this.opts.pollMs);
       this.poll.unref();
     }
+    return ready;
   }
 
   /** Follows the set of referenced files as the config changes. */

@@ -74,7 +74,7 @@ export class GatewayServer {
     await this.listenAll(result.config, result.dir);
     if (this.opts.watch !== false) {
       this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: 5000 });
-      this.watcher.start(result.referencedFiles);
+      await this.watcher.start(result.referencedFiles);
     }
     this.log.info({ generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
   }

@@ -45,6 +45,9 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     dest,
   );
   if (!opts.sync) {
+    // Buffered for throughput, but never held back for long: operators tail these.
+    const flusher = setInterval(() => dest.flush(), 500);
+    flusher.unref();
     // Flush the async buffer on the way out so the last lines are not lost.
     process.once('exit', () => {
       try {

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+
+const cfg = (backend: string, version: string, extraApp = '') => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:0 }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${backend}/${version}/
+    preAuth: passthrough
+${extraApp}`;
+
+const BROKEN = `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: not a url
+    preAuth: passthroug
+`;
+
+/** Keeps `conns` keep-alive connections busy until stopped; counts every failure. */
+function load(url: string, conns: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
+  let running = true;
+  const stats = { ok: 0, failed: 0, errors: [] as string[], versions: new Set<string>() };
+  const worker = async () => {
+    while (running) {
+      try {
+        const res = await request(`${url}/probe`, { headers: { host: 'echo.test' }, agent });
+        if (res.status === 200) {
+          stats.ok++;
+          stats.versions.add(res.json().url.split('/')[1]);
+        } else {
+          stats.failed++;
+          stats.errors.push(`${res.status} ${res.body.slice(0, 120)}`);
+        }
+      } catch (e) {
+        stats.failed++;
+        stats.errors.push((e as Error).message);
+      }
+    }
+  };
+  const workers = Array.from({ length: conns }, worker);
+  return {
+    stats,
+    stop: async () => {
+      running = false;
+      await Promise.all(workers);
+      agent.destroy();
+    },
+  };
+}
+
+async function seenVersion(gw: TestGateway): Promise<string> {
+  const res = await request(`${gw.url}/probe`, { headers: { host: 'echo.test' } });
+  return res.status === 200 ? res.json().url.split('/')[1] : `status ${res.status}`;
+}
+
+describe('hot reload', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  after(() => backend.close());
+
+  it('keeps 50 busy connections error-free through 20 rewrites (valid and invalid, by rename and in place), each valid change live within 1 s', async () => {
+    const gw = await startGateway(cfg(backend.url, 'v0'));
+    const traffic = load(gw.url, 50);
+    try {
+      await eventually(() => traffic.stats.ok > 100, 5000);
+      for (let i = 1; i <= 20; i++) {
+        const valid = i % 2 === 0;
+        const text = valid ? cfg(backend.url, `v${i}`) : BROKEN;
+        if (i % 4 < 2) {
+          // the way editors such as vim save: write a temp file, rename it over the config
+          const tmp = join(gw.dir, `.gateway.config.yaml.${i}.tmp`);
+          writeFileSync(tmp, text);
+          renameSync(tmp, gw.configFile);
+        } else {
+          writeFileSync(gw.configFile, text);
+        }
+        if (valid) {
+          const t0 = Date.now();
+          await eventually(async () => (await seenVersion(gw)) === `v${i}`, 1000, 20);
+          assert.ok(Date.now() - t0 <= 1000, `change ${i} visible within 1 s`);
+        } else {
+          await sleep(250);
+          assert.equal(await seenVersion(gw), `v${i - 1}`, 'an invalid file leaves the last good config serving');
+        }
+      }
+    } finally {
+      await traffic.stop();
+      await gw.stop();
+    }
+    assert.equal(traffic.stats.failed, 0, `failed requests: ${traffic.stats.errors.slice(0, 5).join('; ')}`);
+    assert.ok(traffic.stats.ok > 500, `requests served: ${traffic.stats.ok}`);
+  });
+
+  it('logs each problem of an invalid file with line and column, keeps serving, and shows it in metrics', async () => {
+    const gw = await startGateway(cfg(backend.url, 'good'));
+    try {
+      writeFileSync(gw.configFile, BROKEN);
+      await eventually(() => gw.logs.some((l) => String(l.problem ?? '').includes('apps[0].internalUrl')), 2000);
+      const problems = gw.logs.filter((l) => l.problem).map((l) => String(l.problem));
+      assert.ok(problems.some((p) => /gateway\.config\.yaml:8:18: error: apps\[0\]\.internalUrl: "not a url" is not a valid URL/.test(p)), problems.join('\n'));
+      assert.ok(problems.some((p) => /gateway\.config\.yaml:9:14: error: apps\[0\]\.preAuth/.test(p)), problems.join('\n'));
+      assert.equal(await seenVersion(gw), 'good');
+      const metrics = (await request(`${gw.adminUrl}/metrics`)).body;
+      assert.match(metrics, /drawbridge_config_last_reload_success 0/);
+      assert.match(metrics, /drawbridge_config_reloads_total\{outcome="failure"\} [1-9]/);
+      const ready = await request(`${gw.adminUrl}/readyz`);
+      assert.equal(ready.status, 200, 'still ready: a good config is live');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('drops a removed app on the next request and picks up a new internalUrl', async () => {
+    const other = `  - name: Other
+    externalUrl: http://other.test/
+    internalUrl: ${backend.url}/other/
+    preAuth: passthrough
+`;
+    const gw = await startGateway(cfg(backend.url, 'a', other));
+    try {
+      assert.equal((await request(`${gw.url}/`, { headers: { host: 'other.test' } })).status, 200);
+      const gen = gw.server.generation!.id;
+      writeFileSync(gw.configFile, cfg(backend.url, 'b'));
+      await eventually(() => gw.server.generation!.id !== gen, 2000);
+      assert.equal((await request(`${gw.url}/`, { headers: { host: 'other.test' } })).status, 404);
+      assert.equal(await seenVersion(gw), 'b');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('ignores a save that does not change the content', async () => {
+    const text = cfg(backend.url, 'same');
+    const gw = await startGateway(text);
+    try {
+      const gen = gw.server.generation!.id;
+      writeFileSync(gw.configFile, text);
+      await eventually(async () => /drawbridge_config_reloads_total\{outcome="unchanged"\} [1-9]/.test((await request(`${gw.adminUrl}/metrics`)).body), 2000);
+      assert.equal(gw.server.generation!.id, gen);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('reloads when a file the config refers to changes (${file:...})', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'internal-url'), `${backend.url}/from-file-1/\n`);
+    const text = cfg(backend.url, 'x').replace(`internalUrl: ${backend.url}/x/`, 'internalUrl: ${file:./internal-url}');
+    const gw = await startGateway(text, { dir });
+    try {
+      assert.equal(await seenVersion(gw), 'from-file-1');
+      writeFileSync(join(dir, 'internal-url'), `${backend.url}/from-file-2/\n`);
+      await eventually(async () => (await seenVersion(gw)) === 'from-file-2', 1500);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('reloads on a Kubernetes-style ..data symlink swap', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, '..2026_01'));
+    writeFileSync(join(dir, '..2026_01', 'gateway.config.yaml'), cfg(backend.url, 'k1'));
+    symlinkSync('..2026_01', join(dir, '..data'));
+    symlinkSync('..data/gateway.config.yaml', join(dir, 'gateway.config.yaml'));
+    const { GatewayServer } = await import('../../src/gateway/server.js');
+    const { Metrics } = await import('../../src/observability/metrics.js');
+    const pino = (await import('pino')).default;
+    const server = new GatewayServer({ configFile: join(dir, 'gateway.config.yaml'), logger: pino({ level: 'silent' }), metrics: new Metrics({ defaultMetrics: false }), debounceMs: 50 });
+    await server.start();
+    const port = Number(server.addresses().http!.split(':').pop());
+    const gw = { url: `http://127.0.0.1:${port}` } as TestGateway;
+    try {
+      assert.equal(await seenVersion(gw), 'k1');
+      mkdirSync(join(dir, '..2026_02'));
+      writeFileSync(join(dir, '..2026_02', 'gateway.config.yaml'), cfg(backend.url, 'k2'));
+      symlinkSync('..2026_02', join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+      await eventually(async () => (await seenVersion(gw)) === 'k2', 1500);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('reloads on SIGHUP (the real CLI, with watching off)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, cfg(backend.url, 'h1'));
+    const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    try {
+      const addr = await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000);
+      const gw = { url: `http://127.0.0.1:${addr}` } as TestGateway;
+      assert.equal(await seenVersion(gw), 'h1');
+      writeFileSync(file, cfg(backend.url, 'h2'));
+      await sleep(400);
+      assert.equal(await seenVersion(gw), 'h1', 'no watcher: nothing changes without the signal');
+      child.kill('SIGHUP');
+      await eventually(async () => (await seenVersion(gw)) === 'h2', 2000);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  });
+});
