@@ -1,0 +1,86 @@
+/**
+ * `headers.assertion`: a short-lived JWT of the identity, signed by the
+ * gateway (ES256), so an app can verify who is calling without trusting the
+ * network path: verify with the keys at /.well-known/drawbridge/jwks.json,
+ * pin alg ES256, check iss (the gateway's publicUrl) and aud (the app's
+ * externalUrl). Only identity claims go in; never a token or a secret.
+ */
+import { SignJWT } from 'jose';
+import type { Config } from '../../config/load.js';
+import type { InternalHandler } from '../../gateway/edge.js';
+import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext } from '../../pipeline/stage.js';
+import { AssertionKeyStore } from './assertionKeys.js';
+import { stripNamesFor } from './identityHeaders.js';
+
+export interface AssertionOptions {
+  header: string;
+  /** the gateway's publicUrl: the iss */
+  issuer: string;
+  /** seconds; default 60 */
+  lifetime?: number;
+}
+
+/** Claims copied from the identity when present; nothing else (never tokens). */
+const COPIED_CLAIMS = ['email', 'name', 'amr', 'acr', 'auth_time', 'oid', 'tid', 'roles'];
+
+export const identityAssertion: Plugin<AssertionOptions> = {
+  name: 'identity-assertion',
+  kind: 'headers',
+  apiVersion: PLUGIN_API_VERSION,
+  description: 'A signed JWT of the identity in a request header, verifiable at /.well-known/drawbridge/jwks.json.',
+  optionsSchema: {
+    type: 'object',
+    properties: { header: { type: 'string', minLength: 1 }, issuer: { type: 'string', minLength: 1 }, lifetime: { type: 'integer', minimum: 5, maximum: 3600 } },
+    required: ['header', 'issuer'],
+    additionalProperties: false,
+  },
+  async create(options, context) {
+    const header = options.header.toLowerCase();
+    const lifetime = options.lifetime ?? 60;
+    const audience = context.app.externalUrl;
+    const store = AssertionKeyStore.for(context.stateDir);
+    await store.ready();
+    return {
+      name: 'identity-assertion',
+      kind: 'headers',
+      stripHeaders: stripNamesFor([options.header]),
+      async run(ctx: RequestContext): Promise<Decision> {
+        const id = ctx.identity;
+        if (!id) return { kind: 'continue' };
+        const extra: Record<string, unknown> = {};
+        for (const c of COPIED_CLAIMS) if (id.claims[c] !== undefined) extra[c] = id.claims[c];
+        const { kid, key } = store.signingKey();
+        const iat = Math.floor(context.now() / 1000);
+        const jwt = await new SignJWT({ ...extra, groups: [...id.groups], via: id.via })
+          .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
+          .setIssuer(options.issuer)
+          .setSubject(id.user)
+          .setAudience(audience)
+          .setIssuedAt(iat)
+          .setNotBefore(iat - 5)
+          .setExpirationTime(iat + lifetime)
+          .setJti(ctx.id)
+          .sign(key);
+        return { kind: 'continue', setHeaders: { [header]: jwt } };
+      },
+    };
+  },
+};
+
+/**
+ * GET /.well-known/drawbridge/jwks.json on every host: the public keys of the
+ * store the live config's stateDir holds (empty when no app signs assertions).
+ */
+export function jwksHandler(stateDirOf: (config: Config) => string): InternalHandler {
+  return (req, res, ctx) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    const store = AssertionKeyStore.existing(stateDirOf(ctx.generation.config));
+    const body = JSON.stringify(store ? store.jwks() : { keys: [] });
+    // Short cache: apps pick up a new key well within the activation delay.
+    res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * The gateway's signing keys for identity assertions, kept in stateDir so
+ * every restart (and every app) signs with the same published keys.
+ *
+ * Rotation with overlap: a new key is made when the newest one is older than
+ * `rotateAfterMs`. It is published at once but only signs once it has been
+ * published for `activateAfterMs`, so apps that cache the JWKS learn it first;
+ * the old key stays published for `retainMs` after its successor took over, so
+ * assertions signed just before the switch still verify.
+ */
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+
+export const JWKS_PATH = '/.well-known/drawbridge/jwks.json';
+const FILE = 'assertion-keys.json';
+
+export interface KeyTimings {
+  rotateAfterMs: number;
+  activateAfterMs: number;
+  retainMs: number;
+}
+
+export const DEFAULT_TIMINGS: KeyTimings = { rotateAfterMs: 7 * 86_400_000, activateAfterMs: 10 * 60_000, retainMs: 86_400_000 };
+
+interface StoredKey {
+  kid: string;
+  createdAt: number;
+  jwk: JWK;
+}
+
+export interface SigningKey {
+  kid: string;
+  key: CryptoKey | Uint8Array;
+}
+
+export class AssertionKeyStore {
+  private static readonly byDir = new Map<string, AssertionKeyStore>();
+
+  /** One store per stateDir, shared by every app's stage and the JWKS endpoint. */
+  static for(stateDir: string, now: () => number = Date.now, timings: KeyTimings = DEFAULT_TIMINGS): AssertionKeyStore {
+    let s = AssertionKeyStore.byDir.get(stateDir);
+    if (!s) {
+      s = new AssertionKeyStore(stateDir, now, timings);
+      AssertionKeyStore.byDir.set(stateDir, s);
+    }
+    return s;
+  }
+
+  static existing(stateDir: string): AssertionKeyStore | undefined {
+    return AssertionKeyStore.byDir.get(stateDir);
+  }
+
+  private keys: StoredKey[] = [];
+  private imported = new Map<string, CryptoKey | Uint8Array>();
+  private loading?: Promise<void>;
+  private rotating?: Promise<void>;
+
+  constructor(
+    readonly dir: string,
+    private readonly now: () => number = Date.now,
+    private readonly timings: KeyTimings = DEFAULT_TIMINGS,
+  ) {}
+
+  /** Loads the keys (making the first one if there is none). */
+  ready(): Promise<void> {
+    this.loading ??= this.load();
+    return this.loading;
+  }
+
+  private async load(): Promise<void> {
+    let stored: StoredKey[] = [];
+    try {
+      const parsed = JSON.parse(readFileSync(join(this.dir, FILE), 'utf8')) as { keys?: StoredKey[] };
+      stored = (parsed.keys ?? []).filter((k) => k && typeof k.kid === 'string' && typeof k.createdAt === 'number' && k.jwk?.kty === 'EC' && typeof k.jwk.d === 'string');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${join(this.dir, FILE)}: ${(e as Error).message}`);
+    }
+    this.keys = stored.sort((a, b) => a.createdAt - b.createdAt);
+    for (const k of this.keys) this.imported.set(k.kid, await importJWK({ ...k.jwk, alg: 'ES256' }, 'ES256'));
+    if (!this.keys.length) await this.addKey();
+    else await this.maintain();
+  }
+
+  private async addKey(): Promise<void> {
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(privateKey);
+    const createdAt = this.now();
+    const kid = `${new Date(createdAt).toISOString().slice(0, 10)}-${Math.random().toString(36).slice(2, 10)}`;
+    this.keys.push({ kid, createdAt, jwk });
+    this.imported.set(kid, await importJWK({ ...jwk, alg: 'ES256' }, 'ES256'));
+    this.save();
+  }
+
+  private save(): void {
+    mkdirSync(this.dir, { recursive: true });
+    const file = join(this.dir, FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    // Private keys: readable by the gateway's user only.
+    writeFileSync(tmp, JSON.stringify({ keys: this.keys }, null, 2), { mode: 0o600 });
+    chmodSync(tmp, 0o600);
+    renameSync(tmp, file);
+  }
+
+  /** Rotates and retires as the clock says; cheap when nothing is due. */
+  async maintain(): Promise<void> {
+    const t = this.now();
+    const newest = this.keys[this.keys.length - 1];
+    if (!newest || t - newest.createdAt >= this.timings.rotateAfterMs) await this.addKey();
+    const active = this.activeIndex(t);
+    // Keys older than the active one stay while their successor has been signing for less than retainMs.
+    const keep = this.keys.filter((k, i) => i >= active || t - this.activationOf(this.keys[i + 1]!) < this.timings.retainMs);
+    if (keep.length !== this.keys.length) {
+      for (const k of this.keys) if (!keep.includes(k)) this.imported.delete(k.kid);
+      this.keys = keep;
+      this.save();
+    }
+  }
+
+  private activationOf(k: StoredKey): number {
+    return k.createdAt + this.timings.activateAfterMs;
+  }
+
+  private activeIndex(t: number): number {
+    // The newest key that has been published long enough; the oldest if none has (first start).
+    for (let i = this.keys.length - 1; i > 0; i--) if (t >= this.activationOf(this.keys[i]!)) return i;
+    return 0;
+  }
+
+  /** The key to sign with now. Starts a rotation in the background when one is due. */
+  signingKey(): SigningKey {
+    const t = this.now();
+    const newest = this.keys[this.keys.length - 1];
+    if (!newest) throw new Error('assertion keys are not loaded');
+    const retireDue = this.keys.length > 1 && t - this.activationOf(this.keys[1]!) >= this.timings.retainMs;
+    if (!this.rotating && (t - newest.createdAt >= this.timings.rotateAfterMs || retireDue)) {
+      this.rotating = this.maintain().finally(() => (this.rotating = undefined));
+      this.rotating.catch(() => undefined);
+    }
+    const k = this.keys[this.activeIndex(t)]!;
+    return { kid: k.kid, key: this.imported.get(k.kid)! };
+  }
+
+  /** The public keys to publish (every key still kept, including the next one). */
+  jwks(): { keys: JWK[] } {
+    return {
+      keys: this.keys.map((k) => {
+        const { kty, crv, x, y } = k.jwk;
+        return { kty, crv, x, y, kid: k.kid, alg: 'ES256', use: 'sig' };
+      }),
+    };
+  }
+}

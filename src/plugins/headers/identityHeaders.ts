@@ -1,0 +1,104 @@
+/**
+ * Header-based SSO (`headers.identity`): identity fields and claims become
+ * request headers for the app.
+ *
+ * Field names: `user`, `groups`, or any claim name (email, name, oid, roles...).
+ * Encoding, so an app can always tell what it got:
+ * - a scalar is sent as text; an array is joined with "," (no spaces);
+ * - when any element is outside printable ASCII, or contains "," or "%", the
+ *   whole value is sent RFC 8187-style as `UTF-8''` followed by each element
+ *   percent-encoded (UTF-8), still joined with ",". Apps split on "," and
+ *   percent-decode each part when the value starts with `UTF-8''`.
+ * - an absent field sends no header at all (the client's copy is gone anyway).
+ *
+ * Strip before set: every configured name is declared in stripHeaders, with
+ * its dashed spelling, so the edge drops client copies in any letter case and
+ * in `_` / `.` spellings before this stage runs. Request trailers are never
+ * forwarded by the upstream, so they cannot smuggle a copy either.
+ */
+import { PLUGIN_API_VERSION, type Decision, type Identity, type Plugin, type RequestContext } from '../../pipeline/stage.js';
+
+export interface IdentityHeadersOptions {
+  /** header name -> identity field or claim */
+  map: Record<string, string>;
+}
+
+const EXT_PREFIX = "UTF-8''";
+// RFC 8187 attr-char, minus nothing: everything else is percent-encoded.
+const ATTR_CHAR = /[A-Za-z0-9!#$&+\-.^_`|~]/;
+
+export function valueOf(identity: Identity, field: string): unknown {
+  if (field === 'user') return identity.user;
+  if (field === 'groups') return identity.groups;
+  return Object.prototype.hasOwnProperty.call(identity.claims, field) ? identity.claims[field] : undefined;
+}
+
+/** Encodes a field value for a header; undefined when there is nothing to send. */
+export function encodeHeaderValue(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  const parts = (Array.isArray(v) ? v : [v]).filter((x) => x !== undefined && x !== null).map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x)));
+  if (Array.isArray(v) && parts.length === 0) return '';
+  const plain = parts.every((p) => /^[\x20-\x7e]*$/.test(p) && !p.includes(',') && !p.includes('%'));
+  if (plain) return parts.join(',');
+  return EXT_PREFIX + parts.map(percentEncode).join(',');
+}
+
+function percentEncode(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += byte < 0x80 && ATTR_CHAR.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The inverse, for apps and tests. */
+export function decodeHeaderValue(h: string): string[] {
+  if (!h.startsWith(EXT_PREFIX)) return h === '' ? [] : h.split(',');
+  return h.slice(EXT_PREFIX.length).split(',').map((p) => decodeURIComponent(p));
+}
+
+/** Lower-case names to strip: the name as written and its dashed spelling. */
+export function stripNamesFor(names: Iterable<string>): string[] {
+  const out = new Set<string>();
+  for (const n of names) {
+    out.add(n.toLowerCase());
+    out.add(n.toLowerCase().replace(/[_.]/g, '-'));
+  }
+  return [...out];
+}
+
+export const identityHeaders: Plugin<IdentityHeadersOptions> = {
+  name: 'identity-headers',
+  kind: 'headers',
+  apiVersion: PLUGIN_API_VERSION,
+  description: 'Header-based SSO: identity fields and claims as request headers.',
+  optionsSchema: {
+    type: 'object',
+    properties: { map: { type: 'object', additionalProperties: { type: 'string', minLength: 1 } } },
+    required: ['map'],
+    additionalProperties: false,
+  },
+  create(options) {
+    const entries = Object.entries(options.map).map(([header, field]) => {
+      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header)) throw new Error(`identity header ${JSON.stringify(header)} is not a valid header name`);
+      return [header.toLowerCase(), field] as const;
+    });
+    return {
+      name: 'identity-headers',
+      kind: 'headers',
+      stripHeaders: stripNamesFor(Object.keys(options.map)),
+      run(ctx: RequestContext): Decision {
+        const id = ctx.identity;
+        // No identity here means a pipeline without sign-in; the client's copies are already gone.
+        if (!id) return { kind: 'continue' };
+        const set: Record<string, string> = {};
+        for (const [header, field] of entries) {
+          const v = encodeHeaderValue(valueOf(id, field));
+          if (v !== undefined) set[header] = v;
+        }
+        return { kind: 'continue', setHeaders: set };
+      },
+    };
+  },
+};
