@@ -15,8 +15,10 @@ import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { compile, type CompileDeps } from '../pipeline/compile.js';
+import { ConnectorHub } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
+import { DirectUpstream } from './upstream.js';
 import { Edge } from './edge.js';
 import { sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
@@ -47,6 +49,8 @@ export class GatewayServer {
   private reloadAgain = false;
   private lastProblems: string[] = [];
   private tlsFingerprint?: string;
+  /** the connector endpoint, when `connectors:` is configured */
+  connectorHub?: ConnectorHub;
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger ?? createLogger();
@@ -67,6 +71,7 @@ export class GatewayServer {
     const { result, hash } = await this.read();
     if (!result.config) throw new ConfigInvalidError(result.problems, this.opts.configFile);
     this.logWarnings(result);
+    if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
     const gen = await compile(result.config, hash, this.compileDeps(result));
     this.holder.swap(gen);
     this.metrics.generation.set(gen.id);
@@ -122,6 +127,7 @@ export class GatewayServer {
     }
     this.logWarnings(result);
     this.holder.swap(gen);
+    this.connectorHub?.applyConfig(result.config);
     this.referenced = result.referencedFiles;
     this.watcher?.update(result.referencedFiles);
     this.metrics.generation.set(gen.id);
@@ -155,7 +161,14 @@ export class GatewayServer {
   }
 
   private compileDeps(result: LoadResult): CompileDeps {
-    return { logger: this.log, plugins: result.plugins, configDir: result.dir, ...this.opts.compileHooks };
+    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, ...this.opts.compileHooks };
+    const hub = this.connectorHub;
+    if (hub) {
+      // Apps with a connectorGroup go through the tunnel; the others as before.
+      const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));
+      deps.upstreamFor = (app, url, dir) => (app.connectorGroup ? hub.upstreamFor(app, url, dir) : other(app, url, dir));
+    }
+    return deps;
   }
 
   private logWarnings(result: LoadResult): void {
@@ -181,7 +194,7 @@ export class GatewayServer {
       this.servers.http = server;
     }
     if (config.gateway.admin) {
-      const server = http.createServer(adminApp(this.holder, this.metrics));
+      const server = http.createServer(adminApp(this.holder, this.metrics, (app) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }))));
       await listen(server, parseListen(config.gateway.admin.listen));
       this.servers.admin = server;
     }
@@ -230,11 +243,13 @@ export class GatewayServer {
       if (url.startsWith('/.well-known/acme-challenge/')) {
         const token = url.slice('/.well-known/acme-challenge/'.length);
         if (/^[A-Za-z0-9_-]+$/.test(token)) {
+          let body: Buffer | undefined;
           try {
-            return void res.writeHead(200, { 'content-type': 'text/plain' }).end(readFileSync(join(acmeDir, token)));
+            body = readFileSync(join(acmeDir, token));
           } catch {
-            /* fall through to 404 */
+            /* no such challenge: 404 below */
           }
+          if (body) return void res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
         }
         return void res.writeHead(404).end();
       }
@@ -245,8 +260,8 @@ export class GatewayServer {
     };
   }
 
-  addresses(): { http?: string; https?: string; admin?: string } {
-    return { http: addressOf(this.servers.http), https: addressOf(this.servers.https), admin: addressOf(this.servers.admin) };
+  addresses(): { http?: string; https?: string; admin?: string; connectors?: string } {
+    return { http: addressOf(this.servers.http), https: addressOf(this.servers.https), admin: addressOf(this.servers.admin), connectors: this.connectorHub?.address() };
   }
 
   async stop(): Promise<void> {
@@ -258,6 +273,7 @@ export class GatewayServer {
     this.holder.current = undefined;
     // Every connection is closed by now, so in-flight requests are ending; do not hang on a straggler.
     await Promise.race([gen?.retire(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await this.connectorHub?.stop();
     this.log.flush?.();
   }
 }

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { join } from 'node:path';
+import { selfSignedCert } from '../support/certs.js';
+import { eventually, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+
+function httpsGet(port: number, host: string, ca: string, path = '/'): Promise<{ status: number; body: string; peerCn: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, path, servername: host, headers: { host }, ca, agent: false }, (res) => {
+      let body = '';
+      const peerCn = String((res.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN);
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body, peerCn }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('TLS listener, http -> https redirect, certificate reload, admin', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let dir: string;
+  let ca1: string;
+  before(async () => {
+    backend = await startEchoBackend();
+    dir = tempDir();
+    const c = selfSignedCert(dir, 'one', ['echo.test', 'localhost']);
+    ca1 = c.certPem;
+    copyFileSync(c.cert, join(dir, 'gateway.crt'));
+    copyFileSync(c.key, join(dir, 'gateway.key'));
+    mkdirSync(join(dir, 'state', 'acme-challenge'), { recursive: true });
+    writeFileSync(join(dir, 'state', 'acme-challenge', 'tok_123'), 'tok_123.thumbprint');
+    gw = await startGateway(
+      `
+gateway:
+  publicUrl: https://echo.test:8443
+  listen: { https: 127.0.0.1:0, http: 127.0.0.1:0 }
+  tls: { cert: ./gateway.crt, key: ./gateway.key }
+  admin: { listen: 127.0.0.1:0 }
+  stateDir: ./state
+apps:
+  - name: Echo
+    externalUrl: https://echo.test:8443/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`,
+      { dir },
+    );
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+  const httpsPort = () => Number(gw.server.addresses().https!.split(':').pop());
+  const httpPort = () => Number(gw.server.addresses().http!.split(':').pop());
+
+  it('serves apps over real TLS and tells the app the client used https', async () => {
+    const res = await httpsGet(httpsPort(), 'echo.test', ca1, '/x');
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body).headers['x-forwarded-proto'], 'https');
+  });
+
+  it('redirects plain http to https (308, same path and query)', async () => {
+    const res = await request(`http://127.0.0.1:${httpPort()}/a/b?c=d`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 308);
+    assert.equal(res.headers.location, 'https://echo.test:8443/a/b?c=d');
+    assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
+  });
+
+  it('answers ACME http-01 challenges on http instead of redirecting them', async () => {
+    const res = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/tok_123`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'tok_123.thumbprint');
+    const missing = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/nope`, { headers: { host: 'echo.test' } });
+    assert.equal(missing.status, 404);
+  });
+
+  it('swaps the certificate live when the files change, without dropping the listener', async () => {
+    const c2 = selfSignedCert(dir, 'two', ['echo.test', 'second.test']);
+    copyFileSync(c2.key, join(dir, 'gateway.key'));
+    copyFileSync(c2.cert, join(dir, 'gateway.crt'));
+    await eventually(async () => (await httpsGet(httpsPort(), 'echo.test', c2.certPem).catch(() => ({ peerCn: '' }))).peerCn === 'echo.test', 3000);
+    const res = await httpsGet(httpsPort(), 'echo.test', c2.certPem);
+    assert.equal(res.status, 200);
+    await assert.rejects(httpsGet(httpsPort(), 'echo.test', ca1), 'the old certificate is no longer served');
+  });
+
+  it('admin: healthz, readyz with the generation, and Prometheus metrics', async () => {
+    assert.deepEqual((await request(`${gw.adminUrl}/healthz`)).json(), { status: 'ok' });
+    const ready = (await request(`${gw.adminUrl}/readyz`)).json();
+    assert.equal(ready.status, 'ready');
+    assert.equal(typeof ready.generation, 'number');
+    const m = (await request(`${gw.adminUrl}/metrics`)).body;
+    assert.match(m, /drawbridge_requests_total\{app="Echo",status="200"\} [1-9]/);
+    assert.match(m, /drawbridge_request_duration_seconds_bucket\{le="0.005",app="Echo"\}/);
+    assert.match(m, /drawbridge_config_generation [1-9]/);
+  });
+});
