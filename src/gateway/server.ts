@@ -20,6 +20,7 @@ import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
 import { DirectUpstream } from './upstream.js';
 import { Edge } from './edge.js';
+import { installIdentity } from '../identity/signIn.js';
 import { sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
@@ -56,6 +57,7 @@ export class GatewayServer {
     this.log = opts.logger ?? createLogger();
     this.metrics = opts.metrics ?? new Metrics();
     this.edges = { http: new Edge(this.holder, this.log, this.metrics, 'http'), https: new Edge(this.holder, this.log, this.metrics, 'https') };
+    installIdentity(this.edges, this.log);
   }
 
   get generation(): Generation | undefined {

@@ -93,6 +93,8 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
   const stages: Stage[] = [];
   const preAuth = app.preAuth ?? 'oidc';
   if (preAuth === 'passthrough') stages.push(await use('passthrough', {}));
+  if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }));
+  if (app.assignment) stages.push(await use('assignment', app.assignment));
   if (deps.extraStages) stages.push(...(await deps.extraStages(app, config)));
   if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}));
   if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }));

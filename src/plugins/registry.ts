@@ -8,8 +8,10 @@ import { pathToFileURL } from 'node:url';
 import { PLUGIN_API_VERSION, STAGE_KINDS, type Plugin } from '../pipeline/stage.js';
 import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
+import { oidcPreauth } from './preauth/oidc.js';
+import { assignment } from './access/assignment.js';
 
-export const BUILTIN_PLUGINS: readonly Plugin<any>[] = [passthrough, forwardedHeaders];
+export const BUILTIN_PLUGINS: readonly Plugin<any>[] = [passthrough, oidcPreauth, assignment, forwardedHeaders];
 
 export interface LoadedPlugin {
   plugin: Plugin<any>;

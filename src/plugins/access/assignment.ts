@@ -1,7 +1,7 @@
 /**
  * Assignment: only the users and groups listed may use the app. Unassigned
  * users get 403 Forbidden, as in Entra. A group list the provider cut short
- * (overage) or the gateway trimmed never satisfies a group rule.
+ * (overage) never satisfies a group rule.
  */
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 
@@ -41,10 +41,8 @@ class AssignmentStage implements Stage {
     // Fail closed: assignment without a signed-in user is a misbuilt pipeline.
     if (!id) return { kind: 'deny', status: 401, reasons: ['assignment: no identity'] };
     if (this.users.has(id.user.toLowerCase())) return { kind: 'continue', reasons: [`assigned user ${id.user}`] };
-    if (!id.groupsIncomplete && id.claims.groupsFiltered !== true || this.groups.size) {
-      const trusted = !id.groupsIncomplete;
-      if (trusted) for (const g of id.groups) if (this.groups.has(g)) return { kind: 'continue', reasons: [`assigned group ${g}`] };
-    }
+    // A trimmed session list still holds every group the config names, so it is trusted; an overage list is not.
+    if (!id.groupsIncomplete) for (const g of id.groups) if (this.groups.has(g)) return { kind: 'continue', reasons: [`assigned group ${g}`] };
     return {
       kind: 'deny',
       status: 403,

@@ -1,0 +1,120 @@
+/**
+ * Bearer access tokens from native clients and scripts. Everything that can be
+ * refused without a key is refused first, from the token's own header: no
+ * outbound fetch for alg none, HMAC, embedded keys, key URLs, crit or JWE.
+ * Only then is the issuer's JWKS consulted (cached; an unknown kid refreshes
+ * it at most once per cooldown).
+ */
+import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { Identity } from '../pipeline/stage.js';
+import { identityFromClaims, type ClaimNames } from './claims.js';
+
+export interface BearerOptions {
+  issuer: string;
+  /** the app's audience */
+  audience: string;
+  algorithms: readonly string[];
+  clockToleranceSec: number;
+  requiredScopes: readonly string[];
+  claimNames: ClaimNames;
+  /** the gateway's own client id: a token for it is an ID token, not an access token */
+  clientId: string;
+  now?: () => number;
+}
+
+export class BearerError extends Error {
+  constructor(
+    /** stable, machine-readable: which check failed (safe to show) */
+    readonly check: string,
+    /** what the client is told */
+    readonly publicMessage: string,
+    /** more for the log */
+    readonly detail?: string,
+    /** insufficient_scope (403) or invalid_token (401) */
+    readonly oauthError: 'invalid_token' | 'insufficient_scope' = 'invalid_token',
+  ) {
+    super(`${check}: ${detail ?? publicMessage}`);
+  }
+}
+
+const ALLOWED_HEADER = new Set(['alg', 'kid', 'typ', 'x5t', 'x5t#S256', 'cty']);
+const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
+
+export class BearerVerifier {
+  constructor(
+    private readonly jwks: JWTVerifyGetKey,
+    private readonly opts: BearerOptions,
+  ) {
+    for (const a of opts.algorithms) if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) throw new Error(`identity.algorithms: ${a} is not an asymmetric signature algorithm`);
+  }
+
+  async verify(token: string): Promise<{ identity: Identity; payload: JWTPayload }> {
+    const parts = token.split('.');
+    if (parts.length === 5) throw new BearerError('format', 'Encrypted tokens (JWE) are not accepted.');
+    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || !parts[2]) throw new BearerError('format', 'The bearer token is not a signed JWT.');
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      throw new BearerError('format', 'The bearer token header cannot be read.');
+    }
+    const alg = String(header.alg ?? '');
+    if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg || '(none)'} is not accepted.`);
+    for (const k of Object.keys(header)) {
+      if (!ALLOWED_HEADER.has(k)) throw new BearerError('header', `The token header parameter ${k} is not accepted.`);
+    }
+    if (header.typ !== undefined && !ACCESS_TOKEN_TYPES.has(String(header.typ).toLowerCase())) throw new BearerError('typ', 'The token is not an access token.');
+
+    let payload: JWTPayload;
+    try {
+      const now = this.opts.now?.();
+      ({ payload } = await jwtVerify(token, this.jwks, {
+        algorithms: [...this.opts.algorithms],
+        issuer: this.opts.issuer,
+        audience: this.opts.audience,
+        clockTolerance: this.opts.clockToleranceSec,
+        requiredClaims: ['exp'],
+        ...(now !== undefined ? { currentDate: new Date(now) } : {}),
+      }));
+    } catch (e) {
+      throw fromJose(e);
+    }
+    // An ID token is proof of a sign-in for the gateway, never a key to an API.
+    if (payload.nonce !== undefined || payload.at_hash !== undefined || payload.c_hash !== undefined || payload.s_hash !== undefined || audiences(payload).includes(this.opts.clientId) && this.opts.clientId !== this.opts.audience) {
+      throw new BearerError('token_type', 'An ID token cannot be used as an access token.');
+    }
+    if (this.opts.requiredScopes.length) {
+      const granted = new Set<string>([...(typeof payload.scp === 'string' ? payload.scp.split(' ') : Array.isArray(payload.scp) ? payload.scp.map(String) : []), ...(Array.isArray(payload.roles) ? payload.roles.map(String) : [])]);
+      const missing = this.opts.requiredScopes.filter((s) => !granted.has(s));
+      if (missing.length) throw new BearerError('scope', `The token lacks the required scope ${missing.join(' ')}.`, undefined, 'insufficient_scope');
+    }
+    return { identity: identityFromClaims(payload, this.opts.claimNames, 'bearer'), payload };
+  }
+}
+
+function audiences(p: JWTPayload): string[] {
+  return Array.isArray(p.aud) ? p.aud : p.aud === undefined ? [] : [p.aud];
+}
+
+function fromJose(e: unknown): BearerError {
+  if (e instanceof BearerError) return e;
+  if (e instanceof errors.JWTExpired) return new BearerError('exp', 'The token has expired.', e.message);
+  if (e instanceof errors.JWTClaimValidationFailed) {
+    const claim = e.claim;
+    if (claim === 'nbf') return new BearerError('nbf', 'The token is not valid yet.', e.message);
+    if (claim === 'iss') return new BearerError('iss', 'The token was issued by another issuer.', e.message);
+    if (claim === 'aud') return new BearerError('aud', 'The token is for another audience.', e.message);
+    return new BearerError(claim || 'claims', `The token claim ${claim} is not acceptable.`, e.message);
+  }
+  if (e instanceof errors.JWKSNoMatchingKey) return new BearerError('kid', 'The token was signed with a key the issuer does not publish.', e.message);
+  if (e instanceof errors.JWSSignatureVerificationFailed) return new BearerError('signature', 'The token signature is not valid.', e.message);
+  if (e instanceof errors.JOSEAlgNotAllowed) return new BearerError('alg', 'The token algorithm is not accepted.', e.message);
+  if (e instanceof errors.JWKSTimeout || (e as { code?: string })?.code === 'ERR_JWKS_TIMEOUT') return new BearerError('jwks', 'The issuer keys could not be fetched.', (e as Error).message);
+  if (e instanceof errors.JOSEError) return new BearerError('token', 'The token is not valid.', `${e.code}: ${e.message}`);
+  return new BearerError('jwks', 'The issuer keys could not be fetched.', (e as Error)?.message);
+}
+
+/** The issuer's JWKS, cached; an unknown kid refreshes it at most once per cooldown. */
+export function remoteJwks(uri: string, cooldownMs = 30_000): JWTVerifyGetKey {
+  return createRemoteJWKSet(new URL(uri), { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5000 });
+}

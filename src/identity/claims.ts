@@ -1,0 +1,30 @@
+/** Turning token claims into the gateway's Identity. */
+import type { Identity } from '../pipeline/stage.js';
+
+export interface ClaimNames {
+  user: string;
+  groups: string;
+}
+
+/** Claims that policies read (issue 5) and that therefore travel in the session. */
+export const POLICY_CLAIMS = ['sub', 'iss', 'amr', 'acr', 'auth_time', 'email', 'name', 'preferred_username', 'tid', 'oid', 'deviceid', 'device_id', 'device_compliant', 'device_trust', 'xms_dc'];
+
+export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity {
+  const user = firstString(claims[names.user], claims.preferred_username, claims.upn, claims.email, claims.sub);
+  if (!user) throw new Error('the token names no user');
+  const raw = claims[names.groups];
+  const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
+  return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: groupsOverage(claims, names.groups) || undefined, via, claims: Object.freeze({ ...claims }) });
+}
+
+/** Entra leaves groups out past a limit and says so with _claim_names / hasgroups. */
+export function groupsOverage(claims: Record<string, unknown>, groupsClaim: string): boolean {
+  const names = claims._claim_names;
+  if (names && typeof names === 'object' && groupsClaim in (names as object)) return true;
+  return claims.hasgroups === true || claims.hasgroups === 'true';
+}
+
+function firstString(...vals: unknown[]): string | undefined {
+  for (const v of vals) if (typeof v === 'string' && v) return v;
+  return undefined;
+}

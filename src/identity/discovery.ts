@@ -1,0 +1,113 @@
+/**
+ * The gateway as an OpenID Connect client (openid-client 6). Discovery runs
+ * once per generation and is cached; while the provider cannot be reached the
+ * gateway answers 503 and tries again after a short pause, never crashes and
+ * never lets anyone through.
+ */
+import * as oidc from 'openid-client';
+import { DrawbridgeError } from '../errors.js';
+
+export class ProviderUnavailableError extends DrawbridgeError {
+  constructor(issuer: string, cause: string) {
+    super('ERR_IDP_UNAVAILABLE', `the identity provider ${issuer} cannot be reached: ${cause}`, { issuer });
+  }
+}
+
+export interface OidcClientOptions {
+  issuer: string;
+  clientId: string;
+  clientSecret?: string;
+  clockToleranceSec: number;
+  /** a failed discovery is retried after this long */
+  retryMs?: number;
+}
+
+/** http is allowed only for an issuer on this machine (the embedded provider, tests). */
+export function isLoopbackHttp(url: URL): boolean {
+  if (url.protocol !== 'http:') return false;
+  const h = url.hostname;
+  return h === 'localhost' || h.endsWith('.localhost') || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+export class OidcClient {
+  private pending?: Promise<oidc.Configuration>;
+  private failedAt = 0;
+
+  constructor(readonly opts: OidcClientOptions) {
+    const u = new URL(opts.issuer);
+    if (u.protocol !== 'https:' && !isLoopbackHttp(u)) throw new Error(`identity.issuer must be https (http only for a loopback issuer): ${opts.issuer}`);
+  }
+
+  /** The discovered configuration; throws ProviderUnavailableError while the provider is down. */
+  async configuration(): Promise<oidc.Configuration> {
+    if (!this.pending) {
+      if (Date.now() - this.failedAt < (this.opts.retryMs ?? 5000) && this.failedAt) throw new ProviderUnavailableError(this.opts.issuer, 'discovery failed recently');
+      const issuer = new URL(this.opts.issuer);
+      const metadata: Partial<oidc.ClientMetadata> = { [oidc.clockTolerance]: this.opts.clockToleranceSec };
+      if (this.opts.clientSecret) metadata.client_secret = this.opts.clientSecret;
+      const auth = this.opts.clientSecret ? oidc.ClientSecretBasic(this.opts.clientSecret) : oidc.None();
+      this.pending = oidc
+        .discovery(issuer, this.opts.clientId, metadata, auth, {
+          execute: isLoopbackHttp(issuer) ? [oidc.allowInsecureRequests] : [],
+          timeout: 5,
+        })
+        .catch((e: Error) => {
+          this.pending = undefined;
+          this.failedAt = Date.now();
+          throw new ProviderUnavailableError(this.opts.issuer, e.message);
+        });
+    }
+    return this.pending;
+  }
+
+  /** The JWKS URI from discovery, for bearer tokens. */
+  async jwksUri(): Promise<string> {
+    const c = await this.configuration();
+    const uri = c.serverMetadata().jwks_uri;
+    if (!uri) throw new ProviderUnavailableError(this.opts.issuer, 'the provider publishes no jwks_uri');
+    return uri;
+  }
+
+  async authorizationUrl(params: { redirectUri: string; scope: string; state: string; nonce: string; codeVerifier: string; acrValues?: string; maxAge?: number; prompt?: string }): Promise<URL> {
+    const c = await this.configuration();
+    const p: Record<string, string> = {
+      redirect_uri: params.redirectUri,
+      scope: params.scope,
+      response_type: 'code',
+      state: params.state,
+      nonce: params.nonce,
+      code_challenge: await oidc.calculatePKCECodeChallenge(params.codeVerifier),
+      code_challenge_method: 'S256',
+    };
+    if (params.acrValues) p.acr_values = params.acrValues;
+    if (params.maxAge !== undefined) p.max_age = String(params.maxAge);
+    if (params.prompt) p.prompt = params.prompt;
+    return oidc.buildAuthorizationUrl(c, p);
+  }
+
+  /** Code -> tokens; openid-client checks state, PKCE, and the ID token (iss, aud, nonce, signature, lifetime). */
+  async finishSignIn(currentUrl: URL, checks: { state: string; nonce: string; codeVerifier: string; maxAge?: number }): Promise<{ claims: Record<string, unknown>; idToken: string }> {
+    const c = await this.configuration();
+    const tokens = await oidc.authorizationCodeGrant(c, currentUrl, {
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+      pkceCodeVerifier: checks.codeVerifier,
+      idTokenExpected: true,
+      ...(checks.maxAge !== undefined ? { maxAge: checks.maxAge } : {}),
+    });
+    const claims = tokens.claims();
+    if (!claims || !tokens.id_token) throw new Error('the provider returned no ID token');
+    return { claims: { ...claims }, idToken: tokens.id_token };
+  }
+
+  async endSessionUrl(postLogoutRedirectUri: string): Promise<URL | undefined> {
+    let c: oidc.Configuration;
+    try {
+      c = await this.configuration();
+    } catch {
+      return undefined;
+    }
+    if (!c.serverMetadata().end_session_endpoint) return undefined;
+    return oidc.buildEndSessionUrl(c, { client_id: this.opts.clientId, post_logout_redirect_uri: postLogoutRedirectUri });
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Where to send the browser after sign-in. Only URLs of the same published
+ * app are honoured; anything else (other hosts, protocol-relative or
+ * backslash forms, control characters, credentials, look-alike hosts) falls
+ * back to the app's root. Open redirects start here, so the rule is an allow
+ * list: same origin, same path prefix, nothing odd anywhere in the string.
+ */
+
+export interface AppLocation {
+  /** scheme://host[:port] as the browser sees the app */
+  origin: string;
+  /** the app's path prefix, ending in '/' */
+  prefix: string;
+}
+
+export function appRoot(app: AppLocation): string {
+  return app.origin + app.prefix;
+}
+
+// Raw or percent-encoded control characters and backslashes: browsers strip or
+// reinterpret them, so a string that contains them means something else to them.
+const SUSPICIOUS = /[\u0000-\u001f\u007f\\\s]|%(?:[01][0-9a-f]|7f|5c)/i;
+
+export function safeReturnUrl(candidate: string | undefined | null, app: AppLocation): string {
+  const root = appRoot(app);
+  if (typeof candidate !== 'string' || candidate === '' || candidate.length > 4096) return root;
+  if (SUSPICIOUS.test(candidate)) return root;
+  let decodedOnce: string;
+  try {
+    decodedOnce = decodeURIComponent(candidate);
+  } catch {
+    return root;
+  }
+  // A double-encoded payload must be as harmless as the plain one.
+  if (SUSPICIOUS.test(decodedOnce) || decodedOnce.startsWith('//')) return root;
+  const relative = candidate.startsWith('/');
+  if (relative && candidate.startsWith('//')) return root;
+  if (!relative && !candidate.toLowerCase().startsWith(app.origin.toLowerCase() + '/') && candidate.toLowerCase() !== app.origin.toLowerCase()) return root;
+  let url: URL;
+  try {
+    url = new URL(candidate, root);
+  } catch {
+    return root;
+  }
+  if (url.origin !== app.origin || url.username || url.password) return root;
+  if (url.pathname !== app.prefix.slice(0, -1) && !url.pathname.startsWith(app.prefix)) return root;
+  // Paths the gateway owns are never a place to land after sign-in.
+  if (url.pathname.startsWith('/.drawbridge/') || url.pathname.startsWith('/.well-known/drawbridge/')) return root;
+  return url.href;
+}

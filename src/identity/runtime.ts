@@ -1,0 +1,144 @@
+/**
+ * Everything identity needs for one generation, built once from the validated
+ * config: the OIDC client (discovery cached), the cookie sealers, the bearer
+ * verifiers per audience, and per-app cookie settings. Found again by the
+ * gateway's own endpoints through the generation's config object.
+ */
+import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/load.js';
+import type { AppConfig } from '../config/schema.js';
+import { BearerVerifier, remoteJwks } from './bearer.js';
+import type { ClaimNames } from './claims.js';
+import { OidcClient } from './discovery.js';
+import { CookieSealer } from './sessionCookie.js';
+import type { JWTVerifyGetKey } from 'jose';
+
+export const LOGIN_COOKIE = 'drawbridge_login';
+export const CALLBACK_PATH = '/.drawbridge/callback';
+export const SIGN_OUT_PATH = '/.drawbridge/sign-out';
+export const SIGNED_OUT_PATH = '/.drawbridge/signed-out';
+export const SIGN_IN_PATH = '/.drawbridge/sign-in';
+export const ME_PATH = '/.drawbridge/me';
+export const LOGIN_TTL_SEC = 600;
+
+export interface AppIdentity {
+  name: string;
+  externalUrl: string;
+  /** path prefix ending in '/' */
+  prefix: string;
+  cookieName: string;
+  lifetimeSec: number;
+  httpOnly: boolean;
+  /** as configured; effective only on https */
+  secure: boolean;
+  persistent: boolean;
+  sameSite: 'lax' | 'strict' | 'none';
+  audience?: string;
+  requiredScopes: readonly string[];
+  /** forward the client's bearer token to the app (default off) */
+  forwardToken: boolean;
+}
+
+export class IdentityRuntime {
+  readonly client: OidcClient;
+  readonly sessions: CookieSealer;
+  readonly logins: CookieSealer;
+  readonly claimNames: ClaimNames;
+  readonly scopes: string;
+  readonly algorithms: readonly string[];
+  readonly clockToleranceSec: number;
+  readonly apps = new Map<string, AppIdentity>();
+  /** every cookie name the gateway owns in this generation (stripped before forwarding) */
+  readonly cookieNames = new Set<string>();
+  /** groups that any rule in the config refers to: kept first when a session must shrink */
+  readonly referencedGroups: ReadonlySet<string>;
+  private jwks?: JWTVerifyGetKey;
+  private readonly verifiers = new Map<string, BearerVerifier>();
+
+  constructor(readonly config: Config, readonly now: () => number = Date.now) {
+    const id = config.identity;
+    const session = config.session;
+    if (!id) throw new Error('preAuth oidc needs the identity: section');
+    if (!session) throw new Error('preAuth oidc needs the session: section');
+    this.clockToleranceSec = Math.round((parseDuration(id.clockTolerance ?? '60s') ?? 60_000) / 1000);
+    this.client = new OidcClient({ issuer: id.issuer, clientId: id.clientId, clientSecret: id.clientSecret, clockToleranceSec: this.clockToleranceSec });
+    for (const s of session.secrets) if (s.length < 32) throw new Error('a session secret needs at least 32 characters');
+    this.sessions = new CookieSealer(session.secrets, 'session');
+    this.logins = new CookieSealer(session.secrets, 'login');
+    this.claimNames = { user: id.claims?.user ?? 'preferred_username', groups: id.claims?.groups ?? 'groups' };
+    this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
+    this.algorithms = id.algorithms ?? ['RS256', 'PS256', 'ES256'];
+    const groups = new Set<string>();
+    for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g);
+    for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g);
+    this.referencedGroups = groups;
+  }
+
+  registerApp(app: AppConfig): AppIdentity {
+    const base = { ...(this.config.session?.cookie ?? {}), ...(app.cookies ?? {}) };
+    const url = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+    const prefix = url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
+    const name = base.name ?? 'drawbridge_session';
+    const ai: AppIdentity = Object.freeze({
+      name: app.name,
+      externalUrl: app.externalUrl,
+      prefix,
+      cookieName: name,
+      lifetimeSec: Math.round((parseDuration(base.lifetime ?? '8h') ?? 8 * 3600_000) / 1000),
+      httpOnly: base.httpOnly ?? true,
+      secure: base.secure ?? true,
+      persistent: base.persistent ?? false,
+      sameSite: base.sameSite ?? 'lax',
+      audience: app.audience,
+      requiredScopes: Object.freeze([...(app.requiredScopes ?? [])]),
+      forwardToken: (app as { forwardBearerToken?: boolean }).forwardBearerToken === true,
+    });
+    this.apps.set(app.name, ai);
+    for (const n of [name, `__Host-${name}`, `__Secure-${name}`]) this.cookieNames.add(n);
+    return ai;
+  }
+
+  isGatewayCookie = (name: string): boolean => this.cookieNames.has(name) || /^(__Host-|__Secure-)?drawbridge_login(_|$)/.test(name);
+
+  /** One verifier per audience, all sharing the issuer's JWKS cache. */
+  async bearerVerifier(app: AppIdentity): Promise<BearerVerifier> {
+    const audience = app.audience!;
+    let v = this.verifiers.get(audience + '\n' + app.requiredScopes.join(' '));
+    if (v) return v;
+    if (!this.jwks) this.jwks = remoteJwks(await this.client.jwksUri());
+    v = new BearerVerifier(this.jwks, {
+      issuer: (await this.client.configuration()).serverMetadata().issuer,
+      audience,
+      algorithms: this.algorithms,
+      clockToleranceSec: this.clockToleranceSec,
+      requiredScopes: app.requiredScopes,
+      claimNames: this.claimNames,
+      clientId: this.config.identity!.clientId,
+      now: this.now,
+    });
+    this.verifiers.set(audience + '\n' + app.requiredScopes.join(' '), v);
+    return v;
+  }
+
+  /** The JWKS used for ID tokens at the callback (same cache as bearer tokens). */
+  async idTokenKeys(): Promise<JWTVerifyGetKey> {
+    if (!this.jwks) this.jwks = remoteJwks(await this.client.jwksUri());
+    return this.jwks;
+  }
+}
+
+const runtimes = new WeakMap<Config, IdentityRuntime>();
+
+/** The runtime of this config (generation), created on first use. */
+export function runtimeFor(config: Config, now?: () => number): IdentityRuntime {
+  let r = runtimes.get(config);
+  if (!r) {
+    r = new IdentityRuntime(config, now);
+    runtimes.set(config, r);
+  }
+  return r;
+}
+
+export function existingRuntime(config: Config): IdentityRuntime | undefined {
+  return runtimes.get(config);
+}

@@ -1,0 +1,98 @@
+/**
+ * The browser session: what goes into the encrypted cookie and how it comes
+ * back out. Bound to the app and the exact host it was issued for, so a
+ * cookie lifted from one app or host is worthless on another.
+ */
+import type { Identity } from '../pipeline/stage.js';
+import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
+import { POLICY_CLAIMS, groupsOverage } from './claims.js';
+import type { AppIdentity, IdentityRuntime } from './runtime.js';
+
+/** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
+export const MAX_COOKIE_BYTES = 4000;
+
+interface SessionPayload {
+  v: 1;
+  /** binding: app name and host */
+  b: string;
+  u: string;
+  g: string[];
+  /** groups incomplete (provider overage) */
+  gi?: 1;
+  /** groups cut down to the ones the config refers to, so the cookie fits */
+  gf?: 1;
+  c: Record<string, unknown>;
+  iat: number;
+  exp: number;
+}
+
+export class SessionTooLargeError extends Error {
+  readonly code = 'ERR_SESSION_TOO_LARGE';
+}
+
+export function bindingOf(app: AppIdentity, host: string): string {
+  return `${app.name}\n${host.toLowerCase()}`;
+}
+
+export function cookieFor(app: AppIdentity, protocol: 'http' | 'https'): { name: string; attrs: Omit<CookieAttributes, 'maxAge'> } {
+  // Secure cookies cannot be set over plain http; there the session cookie is host-only and unprefixed.
+  const secure = app.secure && protocol === 'https';
+  const atRoot = app.prefix === '/';
+  const name = secure && atRoot ? `__Host-${app.cookieName}` : app.cookieName;
+  return { name, attrs: { path: app.prefix, httpOnly: app.httpOnly, secure, sameSite: app.sameSite === 'none' && !secure ? 'lax' : app.sameSite } };
+}
+
+export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', claims: Record<string, unknown>): Promise<{ setCookie: string; identity: Identity }> {
+  const now = Math.floor(rt.now() / 1000);
+  const user = [claims[rt.claimNames.user], claims.preferred_username, claims.email, claims.sub].find((v): v is string => typeof v === 'string' && v !== '');
+  if (!user) throw new Error('the ID token names no user');
+  const raw = claims[rt.claimNames.groups];
+  const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
+  const kept: Record<string, unknown> = {};
+  for (const k of POLICY_CLAIMS) if (claims[k] !== undefined) kept[k] = claims[k];
+  const payload: SessionPayload = { v: 1, b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
+  if (groupsOverage(claims, rt.claimNames.groups)) payload.gi = 1;
+  const { name, attrs } = cookieFor(app, protocol);
+  const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: app.lifetimeSec } : {}) };
+  let value = await rt.sessions.seal(payload);
+  let header = serializeCookie(name, value, cookieAttrs);
+  if (header.length > MAX_COOKIE_BYTES) {
+    // Keep the groups the rules look at; say so, so no group rule is fooled by the cut.
+    payload.g = groups.filter((g) => rt.referencedGroups.has(g));
+    payload.gf = 1;
+    value = await rt.sessions.seal(payload);
+    header = serializeCookie(name, value, cookieAttrs);
+    if (header.length > MAX_COOKIE_BYTES) throw new SessionTooLargeError(`the session for ${user} needs ${header.length} bytes, more than a browser keeps`);
+  }
+  return { setCookie: header, identity: toIdentity(payload) };
+}
+
+function toIdentity(p: SessionPayload): Identity {
+  return Object.freeze({
+    user: p.u,
+    groups: Object.freeze([...p.g]),
+    ...(p.gi ? { groupsIncomplete: true } : {}),
+    via: 'session' as const,
+    claims: Object.freeze({ ...p.c, ...(p.gf ? { groupsFiltered: true } : {}) }),
+  });
+}
+
+/** The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...). */
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
+  const binding = bindingOf(app, host);
+  let present = false;
+  const now = Math.floor(rt.now() / 1000);
+  for (const [name, value] of parseCookies(cookieHeader)) {
+    if (name !== app.cookieName && name !== `__Host-${app.cookieName}`) continue;
+    present = true;
+    const p = await rt.sessions.open<SessionPayload>(value);
+    if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
+    return { identity: toIdentity(p), present, exp: p.exp };
+  }
+  return { present };
+}
+
+export function clearSessionCookie(app: AppIdentity, protocol: 'http' | 'https'): string {
+  const { name, attrs } = cookieFor(app, protocol);
+  return clearCookie(name, attrs);
+}

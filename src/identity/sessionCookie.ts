@@ -1,0 +1,59 @@
+/**
+ * Encrypted cookies (jose JWE, dir + A256GCM). One key per secret, derived
+ * with HKDF and a purpose label, so the session and login cookies can never
+ * be swapped for each other. The first secret encrypts; every secret
+ * decrypts, which is how `session.secrets` rotates without signing anyone out.
+ */
+import { createHash, hkdfSync } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { CompactEncrypt, compactDecrypt } from 'jose';
+
+export type CookiePurpose = 'session' | 'login' | 'handoff';
+
+interface Key {
+  kid: string;
+  key: Uint8Array;
+}
+
+export class CookieSealer {
+  private readonly keys: readonly Key[];
+
+  constructor(secrets: readonly string[], purpose: CookiePurpose) {
+    if (!secrets.length) throw new Error('session.secrets needs at least one secret');
+    this.keys = secrets.map((s) => {
+      const key = new Uint8Array(hkdfSync('sha256', Buffer.from(s, 'utf8'), Buffer.from('drawbridge'), Buffer.from(`drawbridge ${purpose} cookie v1`), 32));
+      // The kid only picks the key quickly; it reveals nothing about the secret.
+      const kid = createHash('sha256').update(key).digest('base64url').slice(0, 8);
+      return { kid, key };
+    });
+  }
+
+  /** JSON -> deflate -> JWE compact. Deflate keeps long group lists small. */
+  async seal(payload: object): Promise<string> {
+    const { kid, key } = this.keys[0]!;
+    const plain = deflateRawSync(Buffer.from(JSON.stringify(payload), 'utf8'));
+    return new CompactEncrypt(plain).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid }).encrypt(key);
+  }
+
+  /** undefined for anything that does not decrypt to a JSON object: tampered, truncated, foreign. */
+  async open<T extends object>(token: string | undefined): Promise<T | undefined> {
+    if (!token || token.length > 8192 || token.split('.').length !== 5) return undefined;
+    let kid: unknown;
+    try {
+      kid = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')).kid;
+    } catch {
+      return undefined;
+    }
+    const ordered = [...this.keys.filter((k) => k.kid === kid), ...this.keys.filter((k) => k.kid !== kid)];
+    for (const { key } of ordered) {
+      try {
+        const { plaintext } = await compactDecrypt(token, key, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
+        const value = JSON.parse(inflateRawSync(plaintext, { maxOutputLength: 1 << 20 }).toString('utf8'));
+        return value && typeof value === 'object' && !Array.isArray(value) ? (value as T) : undefined;
+      } catch {
+        /* try the next key */
+      }
+    }
+    return undefined;
+  }
+}

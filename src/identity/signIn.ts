@@ -1,0 +1,212 @@
+/**
+ * Browser sign-in: sending the browser to the provider, the callback, sign-out
+ * and step-up. The gateway owns these paths on every app host.
+ *
+ * Callback choice: one callback per app host, `/.drawbridge/callback`. The
+ * session cookie is host-only, so the host that receives the code is the host
+ * that sets the cookie: no cross-host hand-off token to sign, replay-protect
+ * and expire, and no single public host every sign-in depends on. The cost is
+ * one redirect URI per app host at the provider (the embedded provider
+ * registers them from the config).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { jwtVerify } from 'jose';
+import type { Logger } from 'pino';
+import type { Edge, InternalHandler } from '../gateway/edge.js';
+import { sendError } from '../gateway/errorPages.js';
+import type { Generation } from '../pipeline/generation.js';
+import type { RequestContext, StepUp } from '../pipeline/stage.js';
+import { ProviderUnavailableError } from './discovery.js';
+import { clearLoginCookie, loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { appRoot, safeReturnUrl } from './returnUrl.js';
+import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
+import { clearSessionCookie, createSessionCookie, readSession, SessionTooLargeError } from './session.js';
+
+const HOST_HEADER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/** scheme://host[:port] as the browser addressed us, or undefined for a Host header we would not echo. */
+export function originOf(protocol: 'http' | 'https', hostHeader: string | string[] | undefined): string | undefined {
+  const h = Array.isArray(hostHeader) ? hostHeader[0] : hostHeader;
+  if (!h || !HOST_HEADER.test(h)) return undefined;
+  try {
+    return new URL(`${protocol}://${h}`).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface SignInStart {
+  location: string;
+  setCookie: string;
+}
+
+/** A redirect to the provider, with the login state cookie that will finish it. */
+export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin: string, returnUrl: string, stepUp?: StepUp): Promise<SignInStart> {
+  const redirectUri = origin + CALLBACK_PATH;
+  const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp?.maxAge);
+  const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
+  return { location: url.href, setCookie: await loginCookie(rt, st, origin.startsWith('https:')) };
+}
+
+function redirect(res: ServerResponse, location: string, cookies: string[] = []): void {
+  res.statusCode = 302;
+  res.setHeader('location', location);
+  res.setHeader('cache-control', 'no-store');
+  if (cookies.length) res.setHeader('set-cookie', cookies);
+  res.end();
+}
+
+function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
+  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app });
+}
+
+/** Registers the gateway-owned identity endpoints and the step-up handler on both edges. */
+export function installIdentity(edges: { http: Edge; https: Edge }, log: Logger): void {
+  for (const edge of [edges.http, edges.https]) {
+    edge.internal.set(CALLBACK_PATH, callbackHandler(log));
+    edge.internal.set(SIGN_IN_PATH, signInHandler);
+    edge.internal.set(SIGN_OUT_PATH, signOutHandler);
+    edge.internal.set(SIGNED_OUT_PATH, signedOutHandler);
+    edge.internal.set(ME_PATH, meHandler);
+    edge.stepUpHandler = stepUpHandler(log);
+  }
+}
+
+function appAt(gen: Generation, host: string, path: string): { rt: IdentityRuntime; app: AppIdentity } | undefined {
+  const m = gen.router.match(host, path);
+  if (!m || m.target.preAuth !== 'oidc') return undefined;
+  const rt = existingRuntime(gen.config);
+  const app = rt?.apps.get(m.target.name);
+  return rt && app ? { rt, app } : undefined;
+}
+
+const callbackHandler =
+  (log: Logger): InternalHandler =>
+  async (req, res, ctx) => {
+    const origin = originOf(ctx.protocol, req.headers.host);
+    const params = new URLSearchParams(ctx.search);
+    const state = params.get('state');
+    const rt = existingRuntime(ctx.generation.config);
+    const fail = (status: number, reason: string, detail: string, cookies: string[] = []) => {
+      log.warn({ correlationId: ctx.id, reason: detail }, 'sign-in callback refused');
+      if (cookies.length) res.setHeader('set-cookie', cookies);
+      sendError(res, req.headers, { status, reason, correlationId: ctx.id });
+    };
+    if (!origin || !rt || !state) return fail(400, 'The sign-in response is incomplete. Open the app again to sign in.', 'no state, origin or identity runtime');
+    const secure = ctx.protocol === 'https';
+    const st = await readLoginState(rt, state, req.headers.cookie, secure);
+    if (!st) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+    const clear = clearLoginCookie(state, secure);
+    const app = rt.apps.get(st.a);
+    const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
+    if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
+    if (params.get('error')) {
+      return fail(params.get('error') === 'access_denied' ? 403 : 401, 'The sign-in did not complete.', `provider error ${params.get('error')}: ${params.get('error_description') ?? ''}`, [clear]);
+    }
+    let claims: Record<string, unknown>;
+    try {
+      const done = await rt.client.finishSignIn(new URL(st.ru + ctx.search), { state: st.s, nonce: st.n, codeVerifier: st.pv, maxAge: st.ma });
+      await verifyIdTokenSignature(rt, done.idToken);
+      claims = done.claims;
+    } catch (e) {
+      if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
+      return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
+    }
+    let session: { setCookie: string };
+    try {
+      session = await createSessionCookie(rt, app, ctx.host, ctx.protocol, claims);
+    } catch (e) {
+      if (e instanceof SessionTooLargeError) return fail(431, 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.', e.message, [clear]);
+      return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
+    }
+    log.info({ correlationId: ctx.id, app: app.name, user: claims[rt.claimNames.user] ?? claims.sub, acr: claims.acr, amr: claims.amr }, 'signed in');
+    redirect(res, safeReturnUrl(st.r, { origin, prefix: app.prefix }), [clear, session.setCookie]);
+  };
+
+/** Verifies the ID token signature too: openid-client trusts the TLS channel, we pin keys and algorithms as for bearer tokens. */
+export async function verifyIdTokenSignature(rt: IdentityRuntime, idToken: string): Promise<void> {
+  await jwtVerify(idToken, await rt.idTokenKeys(), { algorithms: [...rt.algorithms], issuer: rt.config.identity!.issuer, audience: rt.config.identity!.clientId, clockTolerance: rt.clockToleranceSec });
+}
+
+/** GET /.drawbridge/sign-in?returnUrl=...: starts a sign-in for the app at this host. */
+const signInHandler: InternalHandler = async (req, res, ctx) => {
+  const origin = originOf(ctx.protocol, req.headers.host);
+  const candidate = new URLSearchParams(ctx.search).get('returnUrl');
+  let path = '/';
+  try {
+    if (candidate?.startsWith('/') && !candidate.startsWith('//')) path = new URL(candidate, 'http://x').pathname;
+  } catch {
+    /* the root app */
+  }
+  const found = appAt(ctx.generation, ctx.host, path) ?? appAt(ctx.generation, ctx.host, '/');
+  if (!origin || !found) return sendError(res, req.headers, { status: 404, reason: 'No app with sign-in is published at this address.', correlationId: ctx.id });
+  const target = safeReturnUrl(candidate, { origin, prefix: found.app.prefix });
+  try {
+    const s = await startSignIn(found.rt, found.app, origin, target);
+    redirect(res, s.location, [s.setCookie]);
+  } catch (e) {
+    if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, found.app.name);
+    throw e;
+  }
+};
+
+/** Ends the sessions of every app on this host, then at the provider when it offers end_session. */
+const signOutHandler: InternalHandler = async (req, res, ctx) => {
+  const origin = originOf(ctx.protocol, req.headers.host);
+  const rt = existingRuntime(ctx.generation.config);
+  const cookies: string[] = [];
+  if (rt) {
+    for (const app of rt.apps.values()) {
+      const m = ctx.generation.router.match(ctx.host, app.prefix);
+      if (m?.target.name === app.name) cookies.push(clearSessionCookie(app, ctx.protocol));
+    }
+  }
+  const done = origin ? origin + SIGNED_OUT_PATH : SIGNED_OUT_PATH;
+  const end = rt && origin ? await rt.client.endSessionUrl(done) : undefined;
+  redirect(res, end?.href ?? done, cookies);
+};
+
+const signedOutHandler: InternalHandler = (_req, res) => {
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>You have signed out</h1><p>Close the browser to finish, or open an app again to sign in.</p></body></html>`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'clear-site-data': '"cookies"' }).end(body);
+};
+
+/** Who is signed in to the app at this host (JSON; `?path=` picks an app under a path prefix). */
+const meHandler: InternalHandler = async (req, res, ctx) => {
+  const path = new URLSearchParams(ctx.search).get('path') ?? '/';
+  const found = appAt(ctx.generation, ctx.host, path.startsWith('/') ? path : '/');
+  const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body, null, 2));
+  if (!found) return void send(404, { error: 'no app with sign-in at this address' });
+  const s = await readSession(found.rt, found.app, ctx.host, req.headers.cookie);
+  if (!s.identity) return void send(401, { signedIn: false, app: found.app.name, signIn: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(path)}` });
+  send(200, { signedIn: true, app: found.app.name, user: s.identity.user, groups: s.identity.groups, claims: s.identity.claims, expires: new Date(s.exp! * 1000).toISOString(), signOut: SIGN_OUT_PATH });
+};
+
+/** A stage asked for a stronger or fresher sign-in: back to the provider, then back here. */
+const stepUpHandler =
+  (log: Logger) =>
+  async (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, stepUp: StepUp): Promise<void> => {
+    const origin = originOf(ctx.protocol, req.headers.host);
+    const rt = runtimeForContext(ctx);
+    const app = rt?.apps.get(ctx.app.name);
+    if (!origin || !rt || !app) return sendError(res, req.headers, { status: 401, reason: 'A stronger sign-in is required.', correlationId: ctx.id, app: ctx.app.name });
+    const prefix = app.prefix;
+    const target = safeReturnUrl(ctx.path + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
+    try {
+      const s = await startSignIn(rt, app, origin, target, stepUp);
+      log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up sign-in');
+      redirect(res, s.location, [s.setCookie]);
+    } catch (e) {
+      if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
+      throw e;
+    }
+  };
+
+/** The runtime of the generation that is serving this request, recorded by the OIDC stage. */
+const contextRuntime = new WeakMap<RequestContext, IdentityRuntime>();
+export function rememberRuntime(ctx: RequestContext, rt: IdentityRuntime): void {
+  contextRuntime.set(ctx, rt);
+}
+function runtimeForContext(ctx: RequestContext): IdentityRuntime | undefined {
+  return contextRuntime.get(ctx);
+}

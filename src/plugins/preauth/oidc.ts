@@ -1,0 +1,119 @@
+/**
+ * preAuth: oidc. A request gets through with a valid bearer token for the
+ * app's audience or a valid session cookie for this app and host; otherwise a
+ * browser navigation is sent to sign in and anything else gets 401 with
+ * WWW-Authenticate. The gateway's cookies and (unless the app asks) the bearer
+ * token are removed before the request goes on.
+ */
+import type { Config } from '../../config/load.js';
+import type { AppConfig } from '../../config/schema.js';
+import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
+import { BearerError } from '../../identity/bearer.js';
+import { isBrowserNavigation } from '../../identity/clientKind.js';
+import { withoutCookies } from '../../identity/cookies.js';
+import { ProviderUnavailableError } from '../../identity/discovery.js';
+import { safeReturnUrl } from '../../identity/returnUrl.js';
+import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
+import { clearSessionCookie, readSession } from '../../identity/session.js';
+import { originOf, rememberRuntime, startSignIn } from '../../identity/signIn.js';
+
+export interface OidcStageOptions {
+  /** the whole validated config: identity, session and this app */
+  config: Config;
+  app: AppConfig;
+}
+
+export const oidcPreauth: Plugin<OidcStageOptions> = {
+  name: 'oidc',
+  kind: 'preauth',
+  apiVersion: PLUGIN_API_VERSION,
+  description: 'OpenID Connect sign-in (session cookie) or bearer token.',
+  optionsSchema: { type: 'object' },
+  create: (options, context) => {
+    const rt = runtimeFor(options.config, context.now);
+    const app = rt.registerApp(options.app);
+    return new OidcStage(rt, app, context.logger);
+  },
+};
+
+const json = (body: unknown) => JSON.stringify(body);
+
+class OidcStage implements Stage {
+  readonly name = 'oidc';
+  readonly kind = 'preauth' as const;
+
+  constructor(
+    private readonly rt: IdentityRuntime,
+    private readonly app: AppIdentity,
+    private readonly log: import('pino').Logger,
+  ) {}
+
+  async run(ctx: RequestContext): Promise<Decision> {
+    rememberRuntime(ctx, this.rt);
+    this.stripOurCookies(ctx);
+    const auth = ctx.headers.authorization;
+    if (auth !== undefined && /^bearer\s/i.test(auth)) return this.bearer(ctx, auth.slice(7).trim());
+
+    const s = await readSession(this.rt, this.app, ctx.host, ctx.headers.cookie);
+    if (s.identity) return { kind: 'continue', identity: s.identity };
+    const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
+
+    if (!isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
+    const origin = originOf(ctx.protocol, ctx.headers.host);
+    if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
+    try {
+      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.search, { origin, prefix: this.app.prefix }));
+      return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
+    } catch (e) {
+      return this.providerDown(e);
+    }
+  }
+
+  private async bearer(ctx: RequestContext, token: string): Promise<Decision> {
+    if (!this.app.audience) return this.unauthorized(ctx, 'This app accepts no bearer tokens.', 'invalid_token');
+    try {
+      const verifier = await this.rt.bearerVerifier(this.app);
+      const { identity } = await verifier.verify(token);
+      if (!this.app.forwardToken) delete ctx.upstreamHeaders.authorization;
+      return { kind: 'continue', identity };
+    } catch (e) {
+      if (e instanceof BearerError) {
+        this.log.info({ correlationId: ctx.id, check: e.check, detail: e.detail ?? e.publicMessage }, 'bearer token refused');
+        if (e.oauthError === 'insufficient_scope') return this.unauthorized(ctx, e.publicMessage, 'insufficient_scope', [], e.check, 403);
+        return this.unauthorized(ctx, e.publicMessage, 'invalid_token', [], e.check);
+      }
+      return this.providerDown(e);
+    }
+  }
+
+  private unauthorized(ctx: RequestContext, description: string, error?: 'invalid_token' | 'insufficient_scope', cookies: string[] = [], check?: string, status = 401): Decision {
+    const realm = `realm="${this.app.name}"`;
+    const challenge = error ? `Bearer ${realm}, error="${error}", error_description="${description.replace(/["\\]/g, '')}"` : `Bearer ${realm}`;
+    const headers: Record<string, string | string[]> = { 'www-authenticate': challenge, 'content-type': 'application/json', 'cache-control': 'no-store', 'x-drawbridge-correlation-id': ctx.id };
+    if (cookies.length) headers['set-cookie'] = cookies;
+    return {
+      kind: 'respond',
+      status,
+      headers,
+      body: json({ error: error ?? 'unauthorized', error_description: description, ...(check ? { check } : {}), app: this.app.name, correlationId: ctx.id }),
+      reasons: [check ? `bearer token refused (${check}): ${description}` : description],
+    };
+  }
+
+  private providerDown(e: unknown): Decision {
+    if (e instanceof ProviderUnavailableError) {
+      this.log.error({ err: e }, 'identity provider unavailable');
+      return { kind: 'deny', status: 503, reasons: [e.message], publicReason: 'The sign-in service cannot be reached right now. Try again in a moment.', headers: { 'retry-after': '5' } };
+    }
+    throw e;
+  }
+
+  /** The app never sees the gateway's cookies; its own cookies pass untouched. */
+  private stripOurCookies(ctx: RequestContext): void {
+    const c = ctx.upstreamHeaders.cookie;
+    if (c === undefined) return;
+    const kept = withoutCookies(c, this.rt.isGatewayCookie);
+    if (kept === undefined) delete ctx.upstreamHeaders.cookie;
+    else ctx.upstreamHeaders.cookie = kept;
+  }
+}
