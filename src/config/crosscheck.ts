@@ -19,6 +19,8 @@ export interface CrossIssue {
   environmental?: boolean;
 }
 
+const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
+
 /** Header names an identity mapping may never set: the gateway or HTTP framing owns them. */
 const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'cookie', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-correlation-id']);
 
@@ -107,12 +109,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     }
     if (isObj(when.time)) {
       if (typeof when.time.timezone === 'string' && !isTimezone(when.time.timezone)) err(['policies', name, 'when', 'time', 'timezone'], `${JSON.stringify(when.time.timezone)} is not an IANA timezone (e.g. Europe/Berlin)`);
-      if (typeof when.time.hours === 'string') {
+      // Only a well-formed window can be compared; a malformed one already has its schema error.
+      if (typeof when.time.hours === 'string' && HOURS_WINDOW.test(when.time.hours)) {
         const [from, to] = when.time.hours.split('-');
         if (from && to && from >= to) err(['policies', name, 'when', 'time', 'hours'], 'the window must end after it starts (use two policies for a window across midnight)');
       }
     }
-    if (p.grant === undefined && !isObj(p.session)) err(['policies', name], 'a policy needs a grant or a session control');
+    if (p.grant === undefined && !isObj(p.session)) err(['policies', name], 'a policy needs a grant or a session control', true);
   }
 
   // plugins by name

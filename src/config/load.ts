@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { cosmiconfig } from 'cosmiconfig';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, isScalar, parseDocument } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { crossCheck } from './crosscheck.js';
@@ -74,6 +74,12 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   for (const w of doc.warnings) {
     const pos = map.positionOf(w.pos[0]);
     problems.push({ severity: 'warning', message: w.message.split('\n')[0]!, path: '', file, line: pos.line, col: pos.col });
+  }
+
+  // An empty file (or only comments) would otherwise read as two "missing required key" errors.
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    problems.push({ severity: 'error', message: 'the file is empty: it needs at least gateway: and apps:', path: '', file, line: 1, col: 1 });
+    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [] };
   }
 
   const rawJs = doc.toJS({ maxAliasCount: 50 }) ?? {};

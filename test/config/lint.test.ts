@@ -1,0 +1,496 @@
+/**
+ * Broken configs through the real loader: each case asserts every error it
+ * produces (position, key path, message), so both missing and noisy reports fail.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadConfigFile } from '../../src/config/load.js';
+import { tempDir } from '../support/harness.js';
+
+const KCD_SHIM = resolve('plugins-examples/kcd-shim/index.js');
+
+/** 3 lines: a valid gateway section with a plain http listener. */
+const GW = `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+`;
+/** 5 lines: GW plus identity and session, so preAuth oidc apps are valid. */
+const OIDC = `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+`;
+/** A valid passthrough app as a list item (4 lines). */
+const app = (name: string, host: string, extra = '') => `  - name: ${name}
+    externalUrl: http://${host}/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+${extra}`;
+
+interface Expected {
+  /** line:col */
+  at: string;
+  path: string;
+  /** a substring of the message */
+  message: string;
+}
+interface Case {
+  description: string;
+  yaml: string;
+  errors: Expected[];
+}
+
+const cases: Case[] = [
+  {
+    description: 'unknown key with a did-you-mean',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen:
+    htp: 8080
+apps: []
+`,
+    errors: [{ at: '4:5', path: 'gateway.listen.htp', message: 'unknown key "htp" (did you mean "http"?)' }],
+  },
+  {
+    description: 'misspelt top-level key: the unknown key and the missing one are both reported',
+    yaml: `${GW}app:
+${app('Hello', 'hello.localhost:8080')}`,
+    errors: [
+      { at: '1:1', path: '', message: 'missing required key "apps"' },
+      { at: '4:1', path: 'app', message: 'unknown key "app" (did you mean "apps"?)' },
+    ],
+  },
+  {
+    description: 'wrong type: a string where a boolean belongs',
+    yaml: `${GW}apps:
+${app('Hello', 'hello.localhost:8080', '    websockets: yes please\n')}`,
+    errors: [{ at: '9:17', path: 'apps[0].websockets', message: 'must be a boolean, not string "yes please"' }],
+  },
+  {
+    description: 'wrong type: apps as a mapping',
+    yaml: `${GW}apps:
+  name: Hello
+`,
+    errors: [{ at: '5:3', path: 'apps', message: 'must be a list, not a mapping' }],
+  },
+  {
+    description: 'missing required key in an app',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    preAuth: passthrough
+`,
+    errors: [{ at: '5:5', path: 'apps[0]', message: 'missing required key "internalUrl"' }],
+  },
+  {
+    description: 'missing gateway.publicUrl',
+    yaml: `gateway:
+  listen: { http: 8080 }
+apps: []
+`,
+    errors: [{ at: '1:1', path: 'gateway', message: 'missing required key "publicUrl"' }],
+  },
+  {
+    description: 'bad duration',
+    yaml: `${GW}identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  clientSecret: s
+  clockTolerance: 60 seconds
+apps: []
+`,
+    errors: [{ at: '8:19', path: 'identity.clockTolerance', message: '"60 seconds" is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m)' }],
+  },
+  {
+    description: 'bad CIDR in trustedProxies',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  trustedProxies: [10.0.0.0/8, 10.0.0.0/33]
+apps: []
+`,
+    errors: [{ at: '4:32', path: 'gateway.trustedProxies[1]', message: '"10.0.0.0/33" is not a valid CIDR range or address' }],
+  },
+  {
+    description: 'bad CIDR in locations',
+    yaml: `${GW}locations:
+  corp-network:
+    - 203.0.113.0/24
+    - corp.example.test
+apps: []
+`,
+    errors: [{ at: '7:7', path: 'locations.corp-network[1]', message: '"corp.example.test" is not a valid CIDR range or address' }],
+  },
+  {
+    description: 'bad URL',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http//127.0.0.1:3001/
+    preAuth: passthrough
+`,
+    errors: [{ at: '7:18', path: 'apps[0].internalUrl', message: '"http//127.0.0.1:3001/" is not a valid URL' }],
+  },
+  {
+    description: 'internal URL that is not http or https',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: ftp://files.corp.internal/
+    preAuth: passthrough
+`,
+    errors: [{ at: '7:18', path: 'apps[0].internalUrl', message: 'must be an http or https URL' }],
+  },
+  {
+    description: 'wildcard internalUrl',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://*.apps.localhost:8080/
+    internalUrl: http://*.corp.internal/
+    preAuth: passthrough
+`,
+    errors: [{ at: '7:18', path: 'apps[0].internalUrl', message: 'wildcard hosts are only allowed in externalUrl' }],
+  },
+  {
+    description: 'unknown connector group',
+    yaml: `${GW}connectors: { listen: 8444 }
+connectorGroups:
+  default: {}
+apps:
+${app('Hello', 'hello.localhost:8080', '    connectorGroup: defualt\n')}`,
+    errors: [{ at: '12:21', path: 'apps[0].connectorGroup', message: 'unknown connector group "defualt" (known: default)' }],
+  },
+  {
+    description: 'unknown policy',
+    yaml: `${GW}policies:
+  block-all: { grant: block }
+apps:
+${app('Hello', 'hello.localhost:8080', '    conditionalAccess: [block-all, mfa]\n')}`,
+    errors: [{ at: '11:36', path: 'apps[0].conditionalAccess[1]', message: 'unknown policy "mfa" (known: block-all)' }],
+  },
+  {
+    description: 'unknown location',
+    yaml: `${GW}locations:
+  corp: [10.0.0.0/8]
+policies:
+  outside:
+    when: { notLocations: [corp, home] }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '8:34', path: 'policies.outside.when.notLocations[1]', message: 'unknown location "home" (known: corp)' }],
+  },
+  {
+    description: 'unknown app in a policy',
+    yaml: `${GW}policies:
+  p:
+    when: { apps: [Helo] }
+    grant: block
+apps:
+${app('Hello', 'hello.localhost:8080')}`,
+    errors: [{ at: '6:20', path: 'policies.p.when.apps[0]', message: 'unknown app "Helo"' }],
+  },
+  {
+    description: 'unknown plugin in sso.plugin',
+    yaml: `${OIDC}apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso: { plugin: kerberos }
+`,
+    errors: [{ at: '10:20', path: 'apps[0].sso.plugin', message: 'unknown plugin "kerberos"' }],
+  },
+  {
+    description: 'a plugin of the wrong kind in sso.plugin',
+    yaml: `${OIDC}apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso: { plugin: passthrough }
+`,
+    errors: [{ at: '10:20', path: 'apps[0].sso.plugin', message: 'plugin "passthrough" is a preauth plugin, not an sso plugin' }],
+  },
+  {
+    description: 'sso options failing the plugin schema (kcd-shim)',
+    yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso:
+      plugin: kcd-shim
+      options:
+        servicePrincipal: payroll.corp.internal
+        tokenEndpoint: 42
+`,
+    errors: [
+      { at: '14:27', path: 'apps[0].sso.options.servicePrincipal', message: '"payroll.corp.internal" is not valid: Service principal name of the app: SERVICE/host@REALM' },
+      { at: '15:24', path: 'apps[0].sso.options.tokenEndpoint', message: 'must be a string, not number 42' },
+    ],
+  },
+  {
+    description: 'sso options missing a key the plugin requires',
+    yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso: { plugin: kcd-shim }
+`,
+    errors: [{ at: '11:10', path: 'apps[0].sso.options', message: 'missing required key "servicePrincipal"' }],
+  },
+  {
+    description: 'duplicate app names (case-insensitive)',
+    yaml: `${GW}apps:
+${app('Hello', 'a.localhost:8080')}${app('hello', 'b.localhost:8080')}`,
+    errors: [{ at: '9:11', path: 'apps[1].name', message: 'duplicate app name "hello" (also apps[0])' }],
+  },
+  {
+    description: 'two apps claiming the same host and path',
+    yaml: `${GW}apps:
+${app('One', 'hello.localhost:8080')}  - name: Two
+    externalUrl: http://HELLO.localhost:8080
+    internalUrl: http://127.0.0.1:3002/
+    preAuth: passthrough
+`,
+    errors: [{ at: '10:18', path: 'apps[1].externalUrl', message: 'host and path already claimed by apps[0]' }],
+  },
+  {
+    description: 'bad timezone',
+    yaml: `${GW}policies:
+  office-hours:
+    when:
+      time: { hours: 08:00-18:00, timezone: Europe/Atlantis }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '7:45', path: 'policies.office-hours.when.time.timezone', message: '"Europe/Atlantis" is not an IANA timezone' }],
+  },
+  {
+    description: 'hours window reversed',
+    yaml: `${GW}policies:
+  nights:
+    when:
+      time: { hours: 18:00-08:00, timezone: Europe/Berlin }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '7:22', path: 'policies.nights.when.time.hours', message: 'the window must end after it starts' }],
+  },
+  {
+    description: 'hours that are not a time window',
+    yaml: `${GW}policies:
+  nights:
+    when:
+      time: { hours: 8-18, timezone: Europe/Berlin }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '7:22', path: 'policies.nights.when.time.hours', message: '"8-18" is not a time window (use HH:MM-HH:MM, e.g. 08:00-18:00)' }],
+  },
+  {
+    description: 'https listener without tls',
+    yaml: `gateway:
+  publicUrl: https://apps.example.test
+  listen:
+    https: 8443
+apps: []
+`,
+    errors: [{ at: '4:12', path: 'gateway.listen.https', message: 'an https listener needs gateway.tls.cert and gateway.tls.key' }],
+  },
+  {
+    description: 'externalUrl scheme without a matching listener',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: https://hello.example.test/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+`,
+    errors: [{ at: '6:18', path: 'apps[0].externalUrl', message: 'is https but gateway.listen.https is not set' }],
+  },
+  {
+    description: 'preAuth oidc (the default) without identity and session',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+`,
+    errors: [
+      { at: '5:5', path: 'apps[0].preAuth', message: 'preAuth oidc needs the identity: section' },
+      { at: '5:5', path: 'apps[0].preAuth', message: 'preAuth oidc needs the session: section' },
+    ],
+  },
+  {
+    description: 'assignment on a passthrough app',
+    yaml: `${GW}apps:
+${app('Hello', 'hello.localhost:8080', '    assignment: { groups: [finance] }\n')}`,
+    errors: [{ at: '9:17', path: 'apps[0].assignment', message: 'assignment needs preAuth: oidc' }],
+  },
+  {
+    description: 'sso on a passthrough app',
+    yaml: `${GW}plugins: [${JSON.stringify(KCD_SHIM)}]
+apps:
+${app('Hello', 'hello.localhost:8080', '    sso: { plugin: kcd-shim, options: { servicePrincipal: HTTP/hello@CORP } }\n')}`,
+    errors: [{ at: '10:10', path: 'apps[0].sso', message: 'single sign-on needs preAuth: oidc' }],
+  },
+  {
+    description: 'short session secret',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session:
+  secrets: ["0123456789abcdef0123456789abcdef", too-short]
+apps: []
+`,
+    errors: [{ at: '6:49', path: 'session.secrets[1]', message: 'a session secret needs at least 32 characters' }],
+  },
+  {
+    description: 'identity scopes without openid',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s, scopes: [profile] }
+apps: []
+`,
+    errors: [{ at: '4:91', path: 'identity.scopes', message: 'must include "openid"' }],
+  },
+  {
+    description: 'a non-https issuer that is not on loopback',
+    yaml: `${GW}identity: { issuer: http://login.example.test, clientId: drawbridge, clientSecret: s }
+apps: []
+`,
+    errors: [{ at: '4:21', path: 'identity.issuer', message: 'must be https (http only for localhost)' }],
+  },
+  {
+    description: 'an algorithm outside the allowed list',
+    yaml: `${GW}identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  clientSecret: s
+  algorithms: [RS256, none]
+apps: []
+`,
+    errors: [{ at: '8:23', path: 'identity.algorithms[1]', message: '"none" is not allowed here: must be "RS256"' }],
+  },
+  {
+    description: 'duplicate YAML key',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  publicUrl: http://localhost:8081
+apps: []
+`,
+    errors: [{ at: '4:3', path: 'gateway.publicUrl', message: 'duplicate key "publicUrl"' }],
+  },
+  {
+    description: 'invalid name key in connectorGroups',
+    yaml: `${GW}connectors: { listen: 8444 }
+connectorGroups:
+  eu datacenter: {}
+apps: []
+`,
+    errors: [{ at: '6:3', path: 'connectorGroups["eu datacenter"]', message: `"eu datacenter" is not a valid name: use letters, digits, '.', '_' or '-'` }],
+  },
+  {
+    description: 'backendTimeout that is neither default, long nor a duration',
+    yaml: `${GW}apps:
+${app('Hello', 'hello.localhost:8080', '    backendTimeout: forever\n')}`,
+    errors: [{ at: '9:21', path: 'apps[0].backendTimeout', message: '"forever" is not allowed here: must be "default", "long" or a duration such as 90s' }],
+  },
+  {
+    description: 'backendTimeout out of range',
+    yaml: `${GW}apps:
+${app('Hello', 'hello.localhost:8080', '    backendTimeout: 2h\n')}`,
+    errors: [{ at: '9:21', path: 'apps[0].backendTimeout', message: 'must be between 100ms and 1h' }],
+  },
+  {
+    description: 'listen port out of range',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 70000 }
+apps: []
+`,
+    errors: [{ at: '3:19', path: 'gateway.listen.http', message: '70000 is not allowed here: must be a port number (0-65535) or host:port' }],
+  },
+  {
+    description: 'translateUrls.body true',
+    yaml: `${GW}apps:
+${app('Hello', 'hello.localhost:8080', '    translateUrls: { body: true }\n')}`,
+    errors: [{ at: '9:28', path: 'apps[0].translateUrls.body', message: 'rewriting URLs in bodies is not supported yet; set it to false' }],
+  },
+  {
+    description: 'reserved identity header (Host)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity:
+        X-Remote-User: user
+        Host: user
+`,
+    errors: [{ at: '13:9', path: 'apps[0].headers.identity.Host', message: 'Host cannot carry an identity: the gateway or HTTP owns it' }],
+  },
+  {
+    description: 'identity header name that is not a header name',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity: { "X Remote User": user }
+`,
+    errors: [{ at: '11:19', path: 'apps[0].headers.identity["X Remote User"]', message: '"X Remote User" is not a valid header name' }],
+  },
+  {
+    description: 'policy with neither grant nor session',
+    yaml: `${GW}policies:
+  useless:
+    when: { groups: [finance] }
+apps: []
+`,
+    errors: [{ at: '5:3', path: 'policies.useless', message: 'a policy needs a grant or a session control' }],
+  },
+  {
+    description: 'clientApps bad enum',
+    yaml: `${GW}policies:
+  p:
+    when: { clientApps: [browser, mobile] }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '6:35', path: 'policies.p.when.clientApps[1]', message: '"mobile" is not allowed here: must be "browser" or "native"' }],
+  },
+  {
+    description: 'connector certificate lifetime under a minute',
+    yaml: `${GW}connectors: { listen: 8444, certificateLifetime: 30s }
+apps: []
+`,
+    errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at least 1m' }],
+  },
+  {
+    description: 'a reference that is neither ${env:} nor ${file:}',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "\${vault:secret}" }
+apps: []
+`,
+    errors: [{ at: '4:80', path: 'identity.clientSecret', message: 'unknown reference: use ${env:NAME} or ${file:path}' }],
+  },
+];
+
+describe('config lint: broken configs', () => {
+  const dir = tempDir('drawbridge-lint-');
+  cases.forEach((c, i) => {
+    it(c.description, async () => {
+      const file = join(dir, `case${i}.yaml`);
+      writeFileSync(file, c.yaml);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      const errors = r.problems.filter((p) => p.severity === 'error');
+      const got = errors.map((p) => `${p.line}:${p.col} ${p.path} | ${p.message}`);
+      assert.equal(r.config, undefined, 'an invalid file yields no config');
+      assert.equal(errors.length, c.errors.length, `expected ${c.errors.length} error(s), got:\n${got.join('\n')}`);
+      c.errors.forEach((e, j) => {
+        const p = errors[j]!;
+        assert.equal(`${p.line}:${p.col}`, e.at, `error ${j} position: ${got[j]}`);
+        assert.equal(p.path, e.path, `error ${j} key path: ${got[j]}`);
+        assert.ok(p.message.includes(e.message), `error ${j} message: ${got[j]}\nexpected to contain: ${e.message}`);
+        assert.equal(p.file, file);
+      });
+    });
+  });
+
+  it(`has at least 30 cases (${cases.length})`, () => assert.ok(cases.length >= 30));
+});

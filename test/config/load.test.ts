@@ -1,0 +1,183 @@
+/**
+ * The loader beyond single broken keys: several problems in one file,
+ * ${env:}/${file:} in lint and at start, plugins that fail to load, and
+ * files that are not YAML at all.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigInvalidError, ConfigUnreadableError } from '../../src/errors.js';
+import { loadConfigFile, loadForStart } from '../../src/config/load.js';
+import { tempDir } from '../support/harness.js';
+
+const dir = tempDir('drawbridge-load-');
+let n = 0;
+function write(text: string, name = `config${n++}.yaml`): string {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+const lines = (r: { problems: { severity: string; line?: number; col?: number; path: string; message: string }[] }, severity: 'error' | 'warning') =>
+  r.problems.filter((p) => p.severity === severity).map((p) => `${p.line}:${p.col} ${p.path}: ${p.message}`);
+
+describe('config load', () => {
+  it('reports every problem in one file, in file order, not only the first', async () => {
+    const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  trustedProxies: [300.0.0.1]
+locations:
+  corp: [10.0.0.0/8]
+policies:
+  p: { when: { locations: [elsewhere] } }
+apps:
+  - name: One
+    externalUrl: http://one.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+    backendTimeout: soon
+    websocket: true
+  - name: one
+    externalUrl: http://one.localhost:8080/
+    internalUrl: http://127.0.0.1:3002/
+    preAuth: passthrough
+    connectorGroup: nowhere
+`);
+    const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+    assert.deepEqual(lines(r, 'error'), [
+      '4:20 gateway.trustedProxies[0]: "300.0.0.1" is not a valid CIDR range or address',
+      '8:3 policies.p: a policy needs a grant or a session control',
+      '8:28 policies.p.when.locations[0]: unknown location "elsewhere" (known: corp)',
+      '14:21 apps[0].backendTimeout: "soon" is not allowed here: must be "default", "long" or a duration such as 90s',
+      '15:5 apps[0].websocket: unknown key "websocket" (did you mean "websockets"?)',
+      '16:11 apps[1].name: duplicate app name "one" (also apps[0])',
+      '17:18 apps[1].externalUrl: host and path already claimed by apps[0]',
+      '20:21 apps[1].connectorGroup: unknown connector group "nowhere" (none defined)',
+    ]);
+  });
+
+  describe('${env:} and ${file:}', () => {
+    const config = (secret: string) => `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session:
+  secrets: ["${secret}"]
+apps: []
+`;
+
+    it('an unset variable is a warning in lint, and the value it stands for is not checked', async () => {
+      const r = await loadConfigFile(write(config('${env:DB_SESSION_SECRET}')), { mode: 'lint', env: {} });
+      assert.deepEqual(lines(r, 'error'), []);
+      assert.deepEqual(lines(r, 'warning'), ['6:13 session.secrets[0]: environment variable DB_SESSION_SECRET is not set']);
+      assert.ok(r.config, 'lint accepts the file');
+    });
+
+    it('an unset variable is an error at start that names it', async () => {
+      const file = write(config('${env:DB_SESSION_SECRET}'));
+      await assert.rejects(loadForStart(file, {}), (e: unknown) => {
+        assert.ok(e instanceof ConfigInvalidError);
+        assert.equal(e.code, 'ERR_CONFIG_INVALID');
+        assert.match(e.message, /6:13: error: session\.secrets\[0\]: environment variable DB_SESSION_SECRET is not set/);
+        return true;
+      });
+    });
+
+    it('a set variable is substituted and then checked like a literal', async () => {
+      const file = write(config('${env:DB_SESSION_SECRET}'));
+      const short = await loadConfigFile(file, { mode: 'lint', env: { DB_SESSION_SECRET: 'short' } });
+      assert.deepEqual(lines(short, 'error'), ['6:13 session.secrets[0]: a session secret needs at least 32 characters']);
+      const good = await loadForStart(file, { DB_SESSION_SECRET: 'x'.repeat(40) });
+      assert.equal(good.config.session?.secrets[0], 'x'.repeat(40));
+      assert.ok(Object.isFrozen(good.config.session?.secrets), 'the validated config is frozen');
+    });
+
+    it('${file:} reads a file relative to the config (trailing newline dropped) and watches it', async () => {
+      const secretFile = join(dir, 'session.secret');
+      writeFileSync(secretFile, 'y'.repeat(33) + '\n');
+      const r = await loadForStart(write(config('${file:session.secret}')), {});
+      assert.equal(r.config.session?.secrets[0], 'y'.repeat(33));
+      assert.ok(r.referencedFiles.includes(secretFile));
+    });
+
+    it('a missing ${file:} is a warning in lint and an error at start', async () => {
+      const file = write(config('${file:missing.secret}'));
+      const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(lines(lint, 'warning'), ['6:13 session.secrets[0]: cannot read missing.secret: ENOENT']);
+      const start = await loadConfigFile(file, { mode: 'start', env: {} });
+      assert.deepEqual(lines(start, 'error'), ['6:13 session.secrets[0]: cannot read missing.secret: ENOENT']);
+      assert.equal(start.config, undefined);
+    });
+  });
+
+  describe('plugins', () => {
+    const withPlugin = (spec: string) => `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+plugins:
+  - ${spec}
+apps: []
+`;
+    const pluginDir = join(dir, 'plugins');
+    mkdirSync(pluginDir, { recursive: true });
+    const plugin = (name: string, body: string) => {
+      writeFileSync(join(pluginDir, name), body);
+      return `./plugins/${name}`;
+    };
+    const broken: { description: string; file: string; body: string; message: RegExp }[] = [
+      { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: boom at import/ },
+      { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: / },
+      { description: 'exports nothing', file: 'empty.js', body: `export const unrelated = 1;\n`, message: /exports no plugin/ },
+      { description: 'has no create function', file: 'nocreate.js', body: `export default { name: 'nocreate', kind: 'sso', apiVersion: 1, optionsSchema: {} };\n`, message: /plugin nocreate: create must be a function/ },
+      { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
+      { description: 'has an unknown kind', file: 'kind.js', body: `export default { name: 'kind', kind: 'upstream', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /kind must be one of preauth, access, sso, headers/ },
+      { description: 'takes a built-in name', file: 'clash.js', body: `export default { name: 'passthrough', kind: 'preauth', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /name "passthrough" is already taken by a built-in/ },
+    ];
+    for (const b of broken) {
+      it(`a plugin that ${b.description} fails the config, in lint and at start`, async () => {
+        const file = write(withPlugin(plugin(b.file, b.body)));
+        for (const mode of ['lint', 'start'] as const) {
+          const r = await loadConfigFile(file, { mode, env: {} });
+          const errors = r.problems.filter((p) => p.severity === 'error');
+          assert.equal(errors.length, 1, lines(r, 'error').join('\n'));
+          assert.equal(`${errors[0]!.line}:${errors[0]!.col} ${errors[0]!.path}`, '5:5 plugins[0]');
+          assert.match(errors[0]!.message, b.message);
+          assert.equal(r.config, undefined);
+        }
+      });
+    }
+
+    it('a plugin that is not installed here is a warning in lint (it may exist where the gateway runs) but fails start', async () => {
+      const file = write(withPlugin('./plugins/not-there.js'));
+      const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(lines(lint, 'error'), []);
+      assert.match(lines(lint, 'warning')[0]!, /^5:5 plugins\[0\]: plugin ".\/plugins\/not-there.js" not found .*its options were not checked$/);
+      const start = await loadConfigFile(file, { mode: 'start', env: {} });
+      assert.match(lines(start, 'error')[0]!, /^5:5 plugins\[0\]: plugin ".\/plugins\/not-there.js" not found/);
+    });
+  });
+
+  describe('files that are not a config at all', () => {
+    it('YAML syntax errors are unreadable, with the position', async () => {
+      const file = write('gateway:\n  publicUrl: [http://x\napps: []\n');
+      await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => {
+        assert.ok(e instanceof ConfigUnreadableError);
+        assert.equal(e.code, 'ERR_CONFIG_UNREADABLE');
+        assert.match(e.message, /not valid YAML/);
+        assert.equal(typeof e.line, 'number');
+        return true;
+      });
+    });
+
+    it('a missing file is unreadable', async () => {
+      await assert.rejects(loadConfigFile(join(dir, 'nope.yaml'), { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /ENOENT/.test(e.message));
+    });
+
+    it('an empty file and a scalar are invalid, not unreadable', async () => {
+      const empty = await loadConfigFile(write(''), { mode: 'lint' });
+      assert.deepEqual(lines(empty, 'error'), ['1:1 : the file is empty: it needs at least gateway: and apps:']);
+      const scalar = await loadConfigFile(write('hello\n'), { mode: 'lint' });
+      assert.deepEqual(lines(scalar, 'error'), ['1:1 : must be a mapping, not string "hello"']);
+    });
+  });
+});
