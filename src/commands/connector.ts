@@ -1,0 +1,65 @@
+import { parseArgs } from 'node:util';
+import { ConnectorAgent, enroll, isEnrolled } from '../connector/agent.js';
+import { createLogger } from '../observability/logger.js';
+
+const USAGE = `usage:
+  drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
+  drawbridge connector run [--state-dir DIR] [--channels N] [--gateway URL --token TOKEN [--ca FILE]]
+      run enrolls first when the state dir holds no enrollment and a token is given
+      (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
+`;
+
+export async function connectorCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      gateway: { type: 'string' },
+      token: { type: 'string' },
+      'state-dir': { type: 'string' },
+      ca: { type: 'string' },
+      channels: { type: 'string' },
+      'drain-timeout': { type: 'string' },
+    },
+  });
+  const stateDir = values['state-dir'] ?? process.env.DRAWBRIDGE_CONNECTOR_STATE_DIR ?? './connector-state';
+  const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
+  const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
+  if (sub === 'enroll') {
+    if (!gateway || !token) {
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    const s = await enroll({ gateway, token, stateDir, caFile: values.ca });
+    process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
+    return 0;
+  }
+  if (sub === 'run') {
+    const log = createLogger({ name: 'drawbridge-connector' });
+    if (!isEnrolled(stateDir)) {
+      if (!gateway || !token) {
+        process.stderr.write(`drawbridge connector run: ${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)\n`);
+        return 2;
+      }
+      const s = await enroll({ gateway, token, stateDir, caFile: values.ca });
+      log.info({ connector: s.id, group: s.group }, 'enrolled');
+    }
+    const agent = new ConnectorAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined });
+    agent.start();
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      void agent.drain().finally(() => {
+        log.flush?.();
+        setTimeout(() => process.exit(0), 50);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    return -1;
+  }
+  process.stderr.write(USAGE);
+  return 2;
+}

@@ -1,0 +1,336 @@
+/**
+ * The connector: runs inside the private network and only dials out.
+ *
+ * enroll(): makes a key pair locally (the private key never leaves this
+ * machine), trusts the gateway by system CAs, a CA file, or the CA pin inside
+ * the token, and stores the client certificate it gets for its CSR.
+ *
+ * ConnectorAgent: keeps `channels` WebSocket channels to the gateway (mutual
+ * TLS), each carrying an HTTP/2 session in which this side is the server. The
+ * gateway opens a CONNECT stream per upstream connection; the agent dials the
+ * target only if it is on the list the gateway pushed, and relays bytes with
+ * HTTP/2 flow control as backpressure.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
+import { WebSocket, createWebSocketStream } from 'ws';
+import { DrawbridgeError } from '../errors.js';
+import { createCsr, generateKeyPair, pinOf } from './ca.js';
+import { MAX_FRAME_BYTES } from './hub.js';
+import { decodeToken } from './tokens.js';
+
+export const CONNECTOR_VERSION = '0.1.0';
+const H2_WINDOW = 8 << 20;
+
+export class ConnectorError extends DrawbridgeError {}
+
+export interface ConnectorState {
+  id: string;
+  group: string;
+  gateway: string;
+  notAfter: string;
+}
+
+interface Files {
+  state: string;
+  key: string;
+  cert: string;
+  ca: string;
+}
+
+function filesOf(stateDir: string): Files {
+  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
+}
+
+export function isEnrolled(stateDir: string): boolean {
+  const f = filesOf(stateDir);
+  return existsSync(f.state) && existsSync(f.key) && existsSync(f.cert);
+}
+
+function writeAtomic(file: string, data: string, mode = 0o644): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, file);
+}
+
+function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const text = JSON.stringify(body);
+    const req = https.request(url, { ...tlsOpts, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, agent: false, timeout: 15_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> });
+        } catch {
+          resolve({ status: res.statusCode ?? 0, body: {} });
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+function getText(url: URL, tlsOpts: https.RequestOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ...tlsOpts, agent: false, timeout: 15_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`GET ${url.pathname}: ${res.statusCode}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
+    req.on('error', reject);
+  });
+}
+
+/** The CA to trust for the gateway: a file, the pinned CA, or the system store. */
+async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string | undefined): Promise<string | undefined> {
+  if (caFile) return readFileSync(caFile, 'utf8');
+  if (!pin) return undefined;
+  // The CA is fetched unauthenticated and accepted only if it matches the pin.
+  const pem = await getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false });
+  if (pinOf(pem) !== pin) throw new ConnectorError('ERR_CA_PIN_MISMATCH', 'the gateway presented a CA that does not match the pin in the token: refusing to enroll');
+  return pem;
+}
+
+export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string }): Promise<ConnectorState> {
+  const gateway = new URL(opts.gateway);
+  if (gateway.protocol !== 'https:' && gateway.protocol !== 'wss:') throw new ConnectorError('ERR_GATEWAY_URL', 'the gateway URL must be https://host:port (the connectors.listen endpoint)');
+  gateway.protocol = 'https:';
+  const payload = decodeToken(opts.token);
+  const ca = await gatewayCa(gateway, payload.p, opts.caFile);
+  const kp = await generateKeyPair();
+  const csr = await createCsr(kp.keys, 'drawbridge-connector');
+  const res = await postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca });
+  if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
+  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+  const f = filesOf(opts.stateDir);
+  writeAtomic(f.key, kp.keyPem, 0o600);
+  writeAtomic(f.cert, String(res.body.cert));
+  writeAtomic(f.ca, ca ?? String(res.body.ca));
+  const state: ConnectorState = { id: String(res.body.id), group: String(res.body.group), gateway: gateway.origin, notAfter: String(res.body.notAfter) };
+  writeAtomic(f.state, JSON.stringify(state, null, 2) + '\n');
+  return state;
+}
+
+export interface AgentOptions {
+  stateDir: string;
+  logger: Logger;
+  channels?: number;
+  /** how long SIGTERM waits for in-flight streams */
+  drainTimeoutMs?: number;
+}
+
+interface Creds {
+  key: string;
+  cert: string;
+  ca?: string;
+  notBefore: number;
+  notAfter: number;
+}
+
+export class ConnectorAgent {
+  readonly state: ConnectorState;
+  private creds: Creds;
+  private targets = new Set<string>();
+  private readonly sessions = new Set<Http2Session>();
+  private readonly sockets = new Set<WebSocket>();
+  private draining = false;
+  private stopped = false;
+  private renewTimer?: NodeJS.Timeout;
+  private readonly log: Logger;
+  private readonly files: Files;
+  inflight = 0;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.files = filesOf(opts.stateDir);
+    if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
+    this.state = JSON.parse(readFileSync(this.files.state, 'utf8')) as ConnectorState;
+    this.creds = this.readCreds();
+    this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
+  }
+
+  private readCreds(): Creds {
+    const cert = readFileSync(this.files.cert, 'utf8');
+    const x = new X509Certificate(cert);
+    return {
+      key: readFileSync(this.files.key, 'utf8'),
+      cert,
+      ca: existsSync(this.files.ca) ? readFileSync(this.files.ca, 'utf8') : undefined,
+      notBefore: Date.parse(x.validFrom),
+      notAfter: Date.parse(x.validTo),
+    };
+  }
+
+  start(): void {
+    const n = this.opts.channels ?? 2;
+    this.log.info({ gateway: this.state.gateway, channels: n, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'connector starting');
+    for (let i = 0; i < n; i++) this.channel(i, 0);
+    this.scheduleRenewal();
+  }
+
+  /** Keeps one channel open, reconnecting with exponential backoff and full jitter. */
+  private channel(index: number, failures: number): void {
+    if (this.draining || this.stopped) return;
+    const url = new URL('/v1/tunnel', this.state.gateway);
+    url.protocol = 'wss:';
+    const ws = new WebSocket(url, {
+      key: this.creds.key,
+      cert: this.creds.cert,
+      ca: this.creds.ca,
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      headers: { 'x-drawbridge-version': CONNECTOR_VERSION, 'x-drawbridge-channel': String(index) },
+      handshakeTimeout: 10_000,
+    });
+    this.sockets.add(ws);
+    let opened = false;
+    ws.on('unexpected-response', (_req, res) => {
+      this.log.error({ channel: index, status: res.statusCode }, res.statusCode === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
+      ws.terminate();
+    });
+    ws.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel error'));
+    ws.on('open', () => {
+      opened = true;
+      this.log.info({ channel: index }, 'channel open');
+      const duplex = createWebSocketStream(ws);
+      duplex.on('error', () => undefined);
+      const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: H2_WINDOW }, maxSessionMemory: 64 });
+      this.sessions.add(session);
+      session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
+      session.on('stream', (stream, headers) => this.onStream(stream, headers));
+      session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
+      session.on('close', () => {
+        this.sessions.delete(session);
+        ws.close();
+      });
+      ws.on('close', () => session.destroy());
+    });
+    ws.on('close', () => {
+      this.sockets.delete(ws);
+      if (this.draining || this.stopped) return;
+      const next = opened ? 0 : failures + 1;
+      const delay = Math.min(30_000, 250 * 2 ** Math.min(next, 7)) * (0.5 + Math.random() / 2);
+      this.log.info({ channel: index, retryInMs: Math.round(delay) }, 'channel closed; reconnecting');
+      setTimeout(() => this.channel(index, next), delay).unref();
+    });
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => undefined);
+    if (headers[':method'] === 'POST' && headers[':path'] === '/v1/targets') return this.onTargets(stream);
+    if (headers[':method'] !== 'CONNECT') {
+      this.log.warn({ method: headers[':method'], path: headers[':path'] }, 'unexpected stream refused');
+      return void stream.respond({ ':status': 400 }, { endStream: true });
+    }
+    const authority = String(headers[':authority'] ?? '');
+    if (!this.targets.has(authority)) {
+      this.log.warn({ target: authority }, 'target refused: not an internal URL of an app published to this group');
+      return void stream.respond({ ':status': 403, 'x-drawbridge-error': 'target not allowed' }, { endStream: true });
+    }
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(authority)!;
+    this.inflight++;
+    const sock = net.connect({ host: m[1], port: Number(m[2]) });
+    sock.setNoDelay(true);
+    let connected = false;
+    sock.once('connect', () => {
+      connected = true;
+      if (stream.destroyed) return void sock.destroy();
+      stream.respond({ ':status': 200 });
+      sock.pipe(stream);
+      stream.pipe(sock);
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (!connected) {
+        this.log.warn({ target: authority, reason: err.code ?? err.message }, 'the app could not be reached');
+        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 502, 'x-drawbridge-error': err.code ?? 'connect failed' }, { endStream: true });
+      } else stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    sock.on('close', () => {
+      if (connected && !stream.destroyed && !stream.writableEnded) stream.end();
+    });
+    stream.on('close', () => {
+      this.inflight--;
+      sock.destroy();
+    });
+  }
+
+  private onTargets(stream: ServerHttp2Stream): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= 1 << 20) chunks.push(c);
+    });
+    stream.on('end', () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { targets?: unknown };
+        if (!Array.isArray(body.targets) || !body.targets.every((t) => typeof t === 'string')) throw new Error('targets must be a list of host:port');
+        const next = new Set(body.targets as string[]);
+        if ([...next].join() !== [...this.targets].join()) this.log.info({ targets: [...next] }, 'target list from the gateway');
+        this.targets = next;
+        stream.respond({ ':status': 200 }, { endStream: true });
+      } catch (e) {
+        this.log.warn({ reason: (e as Error).message }, 'bad target list refused');
+        stream.respond({ ':status': 400 }, { endStream: true });
+      }
+    });
+  }
+
+  /** Renews at two thirds of the certificate's lifetime, over mutual TLS. */
+  private scheduleRenewal(): void {
+    const lifetime = this.creds.notAfter - (this.creds.notBefore + 60_000);
+    const at = this.creds.notAfter - lifetime / 3;
+    const delay = Math.max(0, at - Date.now());
+    this.renewTimer = setTimeout(() => void this.renew(), Math.min(delay, 2 ** 31 - 1));
+    this.renewTimer.unref();
+  }
+
+  async renew(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const kp = await generateKeyPair();
+      const csr = await createCsr(kp.keys, 'drawbridge-connector');
+      const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
+      if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
+      writeAtomic(this.files.key, kp.keyPem, 0o600);
+      writeAtomic(this.files.cert, String(res.body.cert));
+      (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
+      writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
+      this.creds = this.readCreds();
+      this.log.info({ certExpiry: this.state.notAfter }, 'certificate renewed');
+      this.scheduleRenewal();
+    } catch (e) {
+      this.log.error({ reason: (e as Error).message }, 'certificate renewal failed; retrying in a minute');
+      this.renewTimer = setTimeout(() => void this.renew(), 60_000);
+      this.renewTimer.unref();
+    }
+  }
+
+  /** Stops taking new streams (GOAWAY), lets in-flight ones finish, then closes. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    clearTimeout(this.renewTimer);
+    this.log.info({ inflight: this.inflight }, 'draining');
+    const closed = [...this.sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : (s.once('close', () => r()), s.close()))));
+    const timeout = new Promise<void>((r) => setTimeout(r, this.opts.drainTimeoutMs ?? 30_000).unref());
+    await Promise.race([Promise.all(closed), timeout]);
+    this.stop();
+    this.log.info('drained');
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.renewTimer);
+    for (const s of this.sessions) s.destroy();
+    for (const ws of this.sockets) ws.terminate();
+  }
+}

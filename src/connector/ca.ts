@@ -1,0 +1,186 @@
+/**
+ * The connector CA: a private ECDSA P-256 root kept in the gateway's stateDir.
+ * It signs connector client certificates (enrollment, renewal) and the hub's
+ * own TLS server certificate, so a connector can trust the hub through a pin
+ * of this CA carried inside its enrollment token.
+ */
+import { createHash, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import { DrawbridgeError } from '../errors.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+export const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+export const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
+
+export class EnrollmentError extends DrawbridgeError {}
+
+export interface KeyPairPem {
+  keyPem: string;
+  publicKeyDer: Buffer;
+  keys: CryptoKeyPair;
+}
+
+export async function generateKeyPair(): Promise<KeyPairPem> {
+  const keys = (await webcrypto.subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey));
+  return { keys, keyPem: toPem(pkcs8, 'PRIVATE KEY'), publicKeyDer: spki };
+}
+
+export function toPem(der: Buffer, label: string): string {
+  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+/** sha256 of the CA certificate's DER, base64url: what tokens carry as the pin */
+export function pinOf(certPem: string): string {
+  return createHash('sha256').update(new NodeX509(certPem).raw).digest('base64url');
+}
+
+export async function createCsr(keys: CryptoKeyPair, name: string): Promise<string> {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${name}`, keys, signingAlgorithm: SIGN_ALG });
+  return csr.toString('pem');
+}
+
+async function importPrivateKey(pem: string): Promise<CryptoKey> {
+  const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  return webcrypto.subtle.importKey('pkcs8', der, EC_ALG, false, ['sign']) as Promise<CryptoKey>;
+}
+
+export interface IssuedClient {
+  id: string;
+  group: string;
+  certPem: string;
+  notAfter: Date;
+}
+
+/** What a client certificate says: CN is the connector id, OU its group. */
+export function identityOfCert(cert: { subject?: Record<string, unknown> | null; valid_to?: string }): { id: string; group: string } | undefined {
+  const cn = cert.subject?.CN;
+  const ou = cert.subject?.OU;
+  if (typeof cn !== 'string' || typeof ou !== 'string') return undefined;
+  return { id: cn, group: ou };
+}
+
+export class ConnectorCa {
+  private constructor(
+    readonly certPem: string,
+    private readonly signingKey: CryptoKey,
+    private readonly cert: x509.X509Certificate,
+  ) {}
+
+  get pin(): string {
+    return pinOf(this.certPem);
+  }
+
+  /** Loads the CA from `<stateDir>/connectors`, creating it on first use. */
+  static async loadOrCreate(stateDir: string): Promise<ConnectorCa> {
+    const dir = join(stateDir, 'connectors');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const keyFile = join(dir, 'ca.key');
+    const certFile = join(dir, 'ca.pem');
+    try {
+      return await ConnectorCa.read(keyFile, certFile);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const kp = await generateKeyPair();
+    const now = Date.now();
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: randomSerial(),
+      name: `CN=Drawbridge connector CA ${randomBytes(4).toString('hex')}`,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 20 * 365 * 86400_000),
+      keys: kp.keys,
+      signingAlgorithm: SIGN_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+        await x509.SubjectKeyIdentifierExtension.create(kp.keys.publicKey),
+      ],
+    });
+    try {
+      // wx: two processes (gateway and `token create`) may race; the first one wins.
+      writeFileSync(keyFile, kp.keyPem, { mode: 0o600, flag: 'wx' });
+      writeFileSync(certFile, cert.toString('pem') + '\n', { flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return ConnectorCa.read(keyFile, certFile);
+  }
+
+  private static async read(keyFile: string, certFile: string): Promise<ConnectorCa> {
+    const certPem = readFileSync(certFile, 'utf8');
+    const key = await importPrivateKey(readFileSync(keyFile, 'utf8'));
+    return new ConnectorCa(certPem, key, new x509.X509Certificate(certPem));
+  }
+
+  /**
+   * Signs a connector's CSR. The CSR must verify and carry exactly the public
+   * key the connector announced; the subject is ours, never the CSR's.
+   */
+  async issueClient(csrPem: string, announcedPublicKey: Buffer, group: string, lifetimeMs: number, id = `c-${randomBytes(8).toString('hex')}`): Promise<IssuedClient> {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrPem);
+    } catch (e) {
+      throw new EnrollmentError('ERR_CSR_INVALID', `the CSR could not be parsed: ${(e as Error).message}`);
+    }
+    if (!(await csr.verify())) throw new EnrollmentError('ERR_CSR_SIGNATURE', 'the CSR signature does not verify');
+    if (!Buffer.from(csr.publicKey.rawData).equals(announcedPublicKey)) throw new EnrollmentError('ERR_CSR_KEY_MISMATCH', 'the CSR public key differs from the announced one');
+    const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
+    if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') throw new EnrollmentError('ERR_CSR_KEY_TYPE', 'connector keys must be ECDSA P-256');
+    const now = Date.now();
+    const notAfter = new Date(now + lifetimeMs);
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: `CN=${id}, OU=${group}`,
+      issuer: this.cert.subject,
+      notBefore: new Date(now - 60_000),
+      notAfter,
+      publicKey: csr.publicKey,
+      signingKey: this.signingKey,
+      signingAlgorithm: SIGN_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      ],
+    });
+    return { id, group, certPem: cert.toString('pem') + '\n', notAfter };
+  }
+
+  /** The hub's TLS server certificate, for the names connectors dial. */
+  async issueServer(names: string[]): Promise<{ keyPem: string; certPem: string }> {
+    const kp = await generateKeyPair();
+    const now = Date.now();
+    const sans = [...new Set(names)].map((n) => (/^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }));
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: 'CN=drawbridge connector hub',
+      issuer: this.cert.subject,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 365 * 86400_000),
+      publicKey: kp.keys.publicKey,
+      signingKey: this.signingKey,
+      signingAlgorithm: SIGN_ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension(sans),
+      ],
+    });
+    return { keyPem: kp.keyPem, certPem: cert.toString('pem') + '\n' + this.certPem };
+  }
+}
+
+function randomSerial(): string {
+  const b = randomBytes(16);
+  b[0] &= 0x7f; // positive
+  return b.toString('hex');
+}

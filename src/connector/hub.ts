@@ -1,0 +1,314 @@
+/**
+ * The gateway side of connectors: a TLS listener that connectors dial out to.
+ *
+ *   GET  /v1/ca      the connector CA certificate (the connector checks it against the pin in its token)
+ *   POST /v1/enroll  token + CSR -> client certificate (no client certificate needed)
+ *   POST /v1/renew   CSR -> fresh client certificate (mutual TLS)
+ *   GET  /v1/tunnel  WebSocket upgrade (mutual TLS); HTTP/2 runs over it with the gateway as the client
+ *
+ * Who a connector is comes only from its verified client certificate
+ * (`socket.authorized` against our CA), never from a header.
+ */
+import http2, { type ClientHttp2Session } from 'node:http2';
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/load.js';
+import type { AppConfig } from '../config/schema.js';
+import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
+import type { Upstream } from '../gateway/upstream.js';
+import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
+import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
+import { TokenStore } from './tokens.js';
+import { TunnelUpstream } from './tunnelUpstream.js';
+
+export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
+/** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
+export const MAX_FRAME_BYTES = 4 << 20;
+const MAX_BODY_BYTES = 64 << 10;
+const H2_WINDOW = 8 << 20;
+
+export interface HubOptions {
+  pingIntervalMs?: number;
+}
+
+export function targetOf(u: URL): string {
+  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  const host = u.hostname.startsWith('[') ? u.hostname : u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname;
+  return `${host}:${port}`;
+}
+
+export class ConnectorHub {
+  readonly registry = new ChannelRegistry();
+  private targets = new Map<string, string[]>();
+  private revoked = new Set<string>();
+  private lifetimeMs = DEFAULT_CERT_LIFETIME_MS;
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  private readonly server: https.Server;
+  private readonly pingTimer: NodeJS.Timeout;
+  private readonly tokens: TokenStore;
+  private nextChannel = 1;
+  private readonly pingMs: number;
+
+  private constructor(
+    readonly ca: ConnectorCa,
+    tls: { keyPem: string; certPem: string },
+    readonly stateDir: string,
+    readonly log: Logger,
+    opts: HubOptions,
+  ) {
+    this.tokens = new TokenStore(stateDir);
+    this.server = https.createServer(
+      { key: tls.keyPem, cert: tls.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+      (req, res) => void this.onRequest(req, res),
+    );
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.server.on('tlsClientError', (err) => this.log.warn({ reason: err.message }, 'connector TLS handshake refused'));
+    this.pingMs = opts.pingIntervalMs ?? 5000;
+    this.pingTimer = setInterval(() => this.pingAll(), this.pingMs);
+    this.pingTimer.unref();
+  }
+
+  /** Creates the CA on first start, then listens on connectors.listen. */
+  static async start(config: Config, configDir: string, logger: Logger, opts: HubOptions = {}): Promise<ConnectorHub> {
+    const stateDir = resolve(configDir, config.gateway.stateDir ?? './state');
+    const ca = await ConnectorCa.loadOrCreate(stateDir);
+    const addr = parseListen(config.connectors!.listen);
+    const names = ['localhost', '127.0.0.1', '::1', hostname(), new URL(config.gateway.publicUrl).hostname];
+    if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
+    const hub = new ConnectorHub(ca, await ca.issueServer(names), stateDir, logger.child({ component: 'connectors' }), opts);
+    hub.applyConfig(config);
+    await listen(hub.server, addr);
+    hub.log.info({ address: hub.address() }, 'connector hub listening');
+    return hub;
+  }
+
+  address(): string | undefined {
+    return addressOf(this.server);
+  }
+
+  /** Targets per group, load balancing and revocations from a (re)loaded config. */
+  applyConfig(config: Config): void {
+    this.lifetimeMs = parseDuration(config.connectors?.certificateLifetime ?? '30d') ?? DEFAULT_CERT_LIFETIME_MS;
+    const targets = new Map<string, Set<string>>();
+    for (const name of Object.keys(config.connectorGroups ?? {})) targets.set(name, new Set());
+    for (const app of config.apps as AppConfig[]) {
+      if (!app.connectorGroup) continue;
+      const set = targets.get(app.connectorGroup) ?? new Set();
+      set.add(targetOf(new URL(app.internalUrl)));
+      targets.set(app.connectorGroup, set);
+    }
+    const before = this.targets;
+    this.targets = new Map([...targets].map(([g, s]) => [g, [...s].sort()]));
+    for (const [g, cfg] of Object.entries(config.connectorGroups ?? {})) this.registry.balancing.set(g, ((cfg as { loadBalancing?: Balancing }).loadBalancing ?? 'least-inflight'));
+    this.revoked = new Set(config.connectors?.revoked ?? []);
+    for (const ch of this.registry.all()) {
+      if (this.revoked.has(ch.connectorId)) {
+        this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
+        ch.ready = false;
+        ch.session.destroy();
+      } else if (JSON.stringify(before.get(ch.group)) !== JSON.stringify(this.targets.get(ch.group))) {
+        this.pushTargets(ch);
+      }
+    }
+  }
+
+  upstreamFor(app: AppConfig, internalUrl: URL, configDir: string): Upstream {
+    return new TunnelUpstream(this, app.connectorGroup!, internalUrl, app.backend?.tls ?? {}, (p) => resolve(configDir, p));
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.pingTimer);
+    for (const ch of this.registry.all()) ch.session.destroy();
+    for (const ws of this.wss.clients) ws.terminate();
+    await closeServer(this.server);
+  }
+
+  // --- enrollment and renewal -------------------------------------------------
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const sock = req.socket as TLSSocket;
+    const path = (req.url ?? '').split('?')[0];
+    try {
+      if (req.method === 'GET' && path === '/v1/ca') return void res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(this.ca.certPem);
+      if (req.method === 'POST' && path === '/v1/enroll') {
+        const body = await readJson(req);
+        const payload = this.tokens.consume(String(body.token ?? ''));
+        if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
+        const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), payload.g, this.lifetimeMs);
+        this.log.info({ connector: issued.id, group: issued.group, address: sock.remoteAddress, notAfter: issued.notAfter }, 'connector enrolled');
+        return void json(res, 200, { id: issued.id, group: issued.group, cert: issued.certPem, ca: this.ca.certPem, notAfter: issued.notAfter.toISOString() });
+      }
+      if (req.method === 'POST' && path === '/v1/renew') {
+        const who = this.authenticate(sock);
+        const body = await readJson(req);
+        const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), who.group, this.lifetimeMs, who.id);
+        this.log.info({ connector: who.id, group: who.group, notAfter: issued.notAfter }, 'connector certificate renewed');
+        return void json(res, 200, { id: issued.id, group: issued.group, cert: issued.certPem, ca: this.ca.certPem, notAfter: issued.notAfter.toISOString() });
+      }
+      json(res, 404, { error: 'not found' });
+    } catch (e) {
+      const err = e as EnrollmentError;
+      const status = err.code === 'ERR_NOT_AUTHENTICATED' || err.code === 'ERR_REVOKED' ? 403 : 400;
+      this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
+      if (!res.headersSent) json(res, status, { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
+    }
+  }
+
+  /** The connector named by a verified client certificate from our CA, if not revoked. */
+  private authenticate(sock: TLSSocket): { id: string; group: string; notAfter: Date } {
+    if (!sock.authorized) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', `no valid connector certificate (${sock.authorizationError ?? 'none presented'})`);
+    const cert = sock.getPeerCertificate();
+    const who = identityOfCert(cert);
+    if (!who) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', 'the certificate is not a connector certificate');
+    if (this.revoked.has(who.id)) throw new EnrollmentError('ERR_REVOKED', `connector ${who.id} is revoked`);
+    return { ...who, notAfter: new Date(cert.valid_to) };
+  }
+
+  // --- channels ----------------------------------------------------------------
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const sock = req.socket as TLSSocket;
+    socket.on('error', () => undefined);
+    let who: { id: string; group: string; notAfter: Date };
+    try {
+      if ((req.url ?? '').split('?')[0] !== '/v1/tunnel') throw new EnrollmentError('ERR_NOT_FOUND', 'no such endpoint');
+      who = this.authenticate(sock);
+    } catch (e) {
+      const err = e as EnrollmentError;
+      this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress }, `connector channel refused: ${err.message}`);
+      const status = err.code === 'ERR_NOT_FOUND' ? 404 : 403;
+      socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, who, req));
+  }
+
+  private attach(ws: WebSocket, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
+    const duplex = createWebSocketStream(ws);
+    const log = this.log.child({ connector: who.id, group: who.group });
+    ws.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));
+    duplex.on('error', () => undefined);
+    const session = http2.connect('http://connector.invalid', {
+      createConnection: () => duplex,
+      settings: { initialWindowSize: H2_WINDOW, enablePush: false },
+      maxSessionMemory: 64,
+    });
+    const ch: Channel = {
+      key: `ch${this.nextChannel++}`,
+      connectorId: who.id,
+      group: who.group,
+      version: String(req.headers['x-drawbridge-version'] ?? '-').slice(0, 40),
+      address: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+      certExpiry: who.notAfter,
+      session,
+      openedAt: Date.now(),
+      inflight: 0,
+      lastSeen: Date.now(),
+      ready: false,
+      draining: false,
+      missedPings: 0,
+    };
+    session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
+    session.on('goaway', () => {
+      if (!ch.draining) log.info({ channel: ch.key, inflight: ch.inflight }, 'connector draining: no new streams on this channel');
+      ch.draining = true;
+    });
+    session.on('error', (err) => log.warn({ channel: ch.key, reason: err.message }, 'connector channel error'));
+    session.on('close', () => {
+      this.registry.remove(ch);
+      ws.terminate();
+      log.info({ channel: ch.key }, 'connector channel closed');
+    });
+    ws.on('close', () => session.destroy());
+    this.registry.add(ch);
+    log.info({ channel: ch.key, address: ch.address, version: ch.version }, 'connector channel open');
+    this.pushTargets(ch);
+  }
+
+  /** Tells a connector which targets it may reach; the channel takes work once acknowledged. */
+  private pushTargets(ch: Channel): void {
+    const targets = this.targets.get(ch.group) ?? [];
+    let stream;
+    try {
+      stream = ch.session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });
+    } catch (e) {
+      return void this.log.warn({ connector: ch.connectorId, reason: (e as Error).message }, 'could not send targets');
+    }
+    stream.on('response', (h) => {
+      if (h[':status'] === 200) {
+        ch.ready = true;
+        ch.lastSeen = Date.now();
+      } else this.log.warn({ connector: ch.connectorId, status: h[':status'] }, 'connector refused its target list');
+    });
+    stream.on('error', (err) => this.log.warn({ connector: ch.connectorId, reason: err.message }, 'could not send targets'));
+    stream.resume();
+    stream.end(JSON.stringify({ targets }));
+  }
+
+  private pingAll(): void {
+    for (const ch of this.registry.all()) {
+      if (ch.session.destroyed || ch.session.closed) continue;
+      const sentAt = Date.now();
+      let answered = false;
+      const ok = ch.session.ping((err) => {
+        answered = true;
+        if (err) return;
+        ch.missedPings = 0;
+        ch.lastSeen = Date.now();
+      });
+      if (!ok) continue;
+      // Judged at the next round: a channel that did not answer within one interval stops getting work.
+      setTimeout(() => {
+        if (answered || ch.session.destroyed) return;
+        ch.missedPings++;
+        this.log.warn({ connector: ch.connectorId, channel: ch.key, missed: ch.missedPings, since: Date.now() - sentAt }, 'connector missed a ping');
+        if (ch.missedPings >= 3) ch.session.destroy();
+      }, this.pingMs).unref();
+    }
+  }
+
+  connectors(): ReturnType<ChannelRegistry['summary']> {
+    return this.registry.summary();
+  }
+
+  /** For tests and the admin endpoint: sessions that still exist */
+  get sessions(): ClientHttp2Session[] {
+    return this.registry.all().map((c) => c.session);
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+}
+
+function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new EnrollmentError('ERR_BODY_TOO_LARGE', 'request body too large'));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      try {
+        const v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (!v || typeof v !== 'object') throw new Error('not an object');
+        resolve(v as Record<string, unknown>);
+      } catch {
+        reject(new EnrollmentError('ERR_BAD_REQUEST', 'the body is not a JSON object'));
+      }
+    });
+    req.on('error', reject);
+  });
+}

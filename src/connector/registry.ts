@@ -1,0 +1,108 @@
+/**
+ * Live channels per connector group, and the choice of one for each new
+ * stream: least in-flight streams (or round-robin), never a channel that is
+ * draining, not yet configured or missing pings.
+ */
+import type { ClientHttp2Session } from 'node:http2';
+
+export type Balancing = 'least-inflight' | 'round-robin';
+
+export interface Channel {
+  readonly key: string;
+  readonly connectorId: string;
+  readonly group: string;
+  readonly version: string;
+  readonly address: string;
+  readonly certExpiry: Date;
+  readonly session: ClientHttp2Session;
+  readonly openedAt: number;
+  inflight: number;
+  lastSeen: number;
+  /** the connector acknowledged its target list */
+  ready: boolean;
+  /** the connector said goodbye (GOAWAY): no new streams */
+  draining: boolean;
+  missedPings: number;
+}
+
+export interface ConnectorSummary {
+  id: string;
+  group: string;
+  version: string;
+  address: string;
+  channels: number;
+  inflight: number;
+  lastSeen: string;
+  certExpiry: string;
+  draining: boolean;
+}
+
+export class ChannelRegistry {
+  private readonly byGroup = new Map<string, Channel[]>();
+  private rr = new Map<string, number>();
+  balancing = new Map<string, Balancing>();
+
+  add(ch: Channel): void {
+    const list = this.byGroup.get(ch.group) ?? [];
+    list.push(ch);
+    this.byGroup.set(ch.group, list);
+  }
+
+  remove(ch: Channel): void {
+    const list = this.byGroup.get(ch.group);
+    if (!list) return;
+    const i = list.indexOf(ch);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byGroup.delete(ch.group);
+  }
+
+  all(): Channel[] {
+    return [...this.byGroup.values()].flat();
+  }
+
+  usable(ch: Channel): boolean {
+    return ch.ready && !ch.draining && ch.missedPings === 0 && !ch.session.closed && !ch.session.destroyed;
+  }
+
+  /**
+   * A channel for a new stream. `avoid` names a connector that just failed:
+   * another connector is preferred, the same one is used only if it is alone.
+   */
+  pick(group: string, avoid?: string): Channel | undefined {
+    const live = (this.byGroup.get(group) ?? []).filter((c) => this.usable(c));
+    if (live.length === 0) return undefined;
+    const others = avoid ? live.filter((c) => c.connectorId !== avoid) : live;
+    const pool = others.length ? others : live;
+    if (this.balancing.get(group) === 'round-robin') {
+      const n = (this.rr.get(group) ?? 0) % pool.length;
+      this.rr.set(group, n + 1);
+      return pool[n];
+    }
+    let best = pool[0];
+    for (const c of pool) if (c.inflight < best.inflight) best = c;
+    return best;
+  }
+
+  summary(): ConnectorSummary[] {
+    const out = new Map<string, ConnectorSummary>();
+    for (const c of this.all()) {
+      const s = out.get(c.connectorId) ?? {
+        id: c.connectorId,
+        group: c.group,
+        version: c.version,
+        address: c.address,
+        channels: 0,
+        inflight: 0,
+        lastSeen: new Date(c.lastSeen).toISOString(),
+        certExpiry: c.certExpiry.toISOString(),
+        draining: false,
+      };
+      s.channels++;
+      s.inflight += c.inflight;
+      if (c.lastSeen > Date.parse(s.lastSeen)) s.lastSeen = new Date(c.lastSeen).toISOString();
+      s.draining ||= c.draining;
+      out.set(c.connectorId, s);
+    }
+    return [...out.values()].sort((a, b) => a.group.localeCompare(b.group) || a.id.localeCompare(b.id));
+  }
+}

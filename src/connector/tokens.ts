@@ -1,0 +1,102 @@
+/**
+ * One-time, expiring enrollment tokens. A token is signed with a key kept in
+ * the gateway's stateDir, so `drawbridge token create` can mint one while the
+ * gateway runs without talking to it; the gateway records every used token in
+ * stateDir, so a token is refused the second time, also after a restart.
+ *
+ * Format: dbt1.<base64url JSON {g: group, e: expiry ms, n: nonce, p: CA pin}>.<base64url HMAC-SHA256>
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EnrollmentError } from './ca.js';
+
+export interface TokenPayload {
+  /** connector group */
+  g: string;
+  /** expiry, ms since epoch */
+  e: number;
+  /** nonce: identifies the token in the used list */
+  n: string;
+  /** sha256 pin of the connector CA certificate */
+  p: string;
+}
+
+const PREFIX = 'dbt1';
+
+function keyOf(stateDir: string): Buffer {
+  const dir = join(stateDir, 'connectors');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, 'token.key');
+  try {
+    writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+  if (key.length < 32) throw new Error(`${file} is damaged: remove it to make a new one (issued tokens stop working)`);
+  return key;
+}
+
+export function createToken(stateDir: string, group: string, ttlMs: number, pin: string, now = Date.now()): string {
+  const payload: TokenPayload = { g: group, e: now + ttlMs, n: randomBytes(16).toString('base64url'), p: pin };
+  const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
+  const mac = createHmac('sha256', keyOf(stateDir)).update(`${PREFIX}.${body}`).digest('base64url');
+  return `${PREFIX}.${body}.${mac}`;
+}
+
+/** Reads a token's payload without checking it (the connector needs the pin). */
+export function decodeToken(token: string): TokenPayload {
+  const parts = token.trim().split('.');
+  if (parts.length !== 3 || parts[0] !== PREFIX) throw new EnrollmentError('ERR_TOKEN_MALFORMED', 'not a Drawbridge enrollment token');
+  try {
+    const p = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) as TokenPayload;
+    if (typeof p.g !== 'string' || typeof p.e !== 'number' || typeof p.n !== 'string' || typeof p.p !== 'string') throw new Error('fields');
+    return p;
+  } catch {
+    throw new EnrollmentError('ERR_TOKEN_MALFORMED', 'the enrollment token is damaged');
+  }
+}
+
+export class TokenStore {
+  private readonly key: Buffer;
+  private readonly usedFile: string;
+
+  constructor(stateDir: string) {
+    this.key = keyOf(stateDir);
+    this.usedFile = join(stateDir, 'connectors', 'used-tokens.jsonl');
+  }
+
+  /** Checks signature, expiry and one-time use; marks the token used. Throws EnrollmentError. */
+  consume(token: string, now = Date.now()): TokenPayload {
+    const payload = decodeToken(token);
+    const [prefix, body, mac] = token.trim().split('.');
+    const want = createHmac('sha256', this.key).update(`${prefix}.${body}`).digest();
+    const got = Buffer.from(mac, 'base64url');
+    if (got.length !== want.length || !timingSafeEqual(got, want)) throw new EnrollmentError('ERR_TOKEN_SIGNATURE', 'the enrollment token was not issued by this gateway');
+    if (payload.e <= now) throw new EnrollmentError('ERR_TOKEN_EXPIRED', `the enrollment token expired at ${new Date(payload.e).toISOString()}`);
+    // Synchronous read-check-append: nothing else in this process can interleave.
+    if (this.used().has(payload.n)) throw new EnrollmentError('ERR_TOKEN_USED', 'the enrollment token was already used');
+    appendFileSync(this.usedFile, JSON.stringify({ n: payload.n, e: payload.e, at: now }) + '\n', { mode: 0o600 });
+    return payload;
+  }
+
+  private used(): Set<string> {
+    let text = '';
+    try {
+      text = readFileSync(this.usedFile, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const out = new Set<string>();
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      try {
+        out.add((JSON.parse(line) as { n: string }).n);
+      } catch {
+        /* a torn last line: the token it named was never accepted */
+      }
+    }
+    return out;
+  }
+}
