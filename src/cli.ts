@@ -13,6 +13,11 @@ commands:
                                           check config files; exit 0 valid, 1 invalid, 2 unreadable
   schema [--config FILE]                  print the JSON Schema of gateway.config.yaml
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
+  token create --group NAME [--ttl 1h] [--config FILE]
+                                          print a one-time connector enrollment token
+  connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
+  connector run [--state-dir DIR]         run an outbound-only connector
+  connectors [--config FILE]              list the connectors connected to the running gateway
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -24,6 +29,12 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/schema.js')).schemaCommand(rest);
     case 'gateway':
       return (await import('./commands/gateway.js')).gatewayCommand(rest);
+    case 'token':
+      return (await import('./commands/token.js')).tokenCommand(rest);
+    case 'connector':
+      return (await import('./commands/connector.js')).connectorCommand(rest);
+    case 'connectors':
+      return (await import('./commands/connectors.js')).connectorsCommand(rest);
     case 'demo':
       return (await import('./demo/demo.js')).demoCommand(rest);
     case undefined:
