@@ -13,6 +13,7 @@ import { DrawbridgeError } from '../errors.js';
 import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
+import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { Generation, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage } from './stage.js';
 
@@ -96,6 +97,10 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
   if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }));
   if (app.assignment) stages.push(await use('assignment', app.assignment));
   if (deps.extraStages) stages.push(...(await deps.extraStages(app, config)));
+  const policies = conditionalAccessOptionsFor(app, config);
+  if (policies) stages.push(await use('conditional-access', policies));
+  if (app.headers?.identity) stages.push(await use('identity-headers', { map: { ...app.headers.identity } }));
+  if (app.headers?.assertion) stages.push(await use('identity-assertion', { header: app.headers.assertion, issuer: config.gateway.publicUrl }));
   if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}));
   if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }));
   // A pipeline without its authentication stage must never be built: fail closed.

@@ -10,8 +10,11 @@ import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
 import { oidcPreauth } from './preauth/oidc.js';
 import { assignment } from './access/assignment.js';
+import { conditionalAccess } from './access/conditionalAccess.js';
+import { identityHeaders } from './headers/identityHeaders.js';
+import { identityAssertion } from './headers/assertion.js';
 
-export const BUILTIN_PLUGINS: readonly Plugin<any>[] = [passthrough, oidcPreauth, assignment, forwardedHeaders];
+export const BUILTIN_PLUGINS: readonly Plugin<any>[] = [passthrough, oidcPreauth, assignment, conditionalAccess, forwardedHeaders, identityHeaders, identityAssertion];
 
 export interface LoadedPlugin {
   plugin: Plugin<any>;

@@ -5,10 +5,9 @@
  * pin alg ES256, check iss (the gateway's publicUrl) and aud (the app's
  * externalUrl). Only identity claims go in; never a token or a secret.
  */
-import { SignJWT } from 'jose';
-import type { Config } from '../../config/load.js';
+import { SignJWT, type JWK } from 'jose';
 import type { InternalHandler } from '../../gateway/edge.js';
-import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext } from '../../pipeline/stage.js';
+import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { AssertionKeyStore } from './assertionKeys.js';
 import { stripNamesFor } from './identityHeaders.js';
 
@@ -18,6 +17,11 @@ export interface AssertionOptions {
   issuer: string;
   /** seconds; default 60 */
   lifetime?: number;
+}
+
+export interface AssertionStage extends Stage {
+  /** the public keys apps verify this stage's assertions with */
+  jwks(): { keys: JWK[] };
 }
 
 /** Claims copied from the identity when present; nothing else (never tokens). */
@@ -40,9 +44,10 @@ export const identityAssertion: Plugin<AssertionOptions> = {
     const audience = context.app.externalUrl;
     const store = AssertionKeyStore.for(context.stateDir);
     await store.ready();
-    return {
+    const stage: AssertionStage = {
       name: 'identity-assertion',
       kind: 'headers',
+      jwks: () => store.jwks(),
       stripHeaders: stripNamesFor([options.header]),
       async run(ctx: RequestContext): Promise<Decision> {
         const id = ctx.identity;
@@ -64,23 +69,25 @@ export const identityAssertion: Plugin<AssertionOptions> = {
         return { kind: 'continue', setHeaders: { [header]: jwt } };
       },
     };
+    return stage;
   },
 };
 
 /**
- * GET /.well-known/drawbridge/jwks.json on every host: the public keys of the
- * store the live config's stateDir holds (empty when no app signs assertions).
+ * GET /.well-known/drawbridge/jwks.json on every host: the public keys of
+ * every assertion stage in the live generation (empty when no app signs).
  */
-export function jwksHandler(stateDirOf: (config: Config) => string): InternalHandler {
-  return (req, res, ctx) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    const store = AssertionKeyStore.existing(stateDirOf(ctx.generation.config));
-    const body = JSON.stringify(store ? store.jwks() : { keys: [] });
-    // Short cache: apps pick up a new key well within the activation delay.
-    res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': Buffer.byteLength(body) });
-    res.end(req.method === 'HEAD' ? undefined : body);
-  };
-}
+export const jwksHandler: InternalHandler = (req, res, ctx) => {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+    return;
+  }
+  const keys = new Map<string, JWK>();
+  for (const app of ctx.generation.apps.values()) {
+    for (const s of app.stages) if (s.name === 'identity-assertion') for (const k of (s as AssertionStage).jwks().keys) keys.set(k.kid!, k);
+  }
+  const body = JSON.stringify({ keys: [...keys.values()] });
+  // Short cache: apps pick up a new key well within the activation delay.
+  res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300', 'content-length': Buffer.byteLength(body) });
+  res.end(req.method === 'HEAD' ? undefined : body);
+};

@@ -1,0 +1,153 @@
+/**
+ * The audit trail: one JSON line per access decision (allow, deny, step-up,
+ * sign-in redirect, error) with who, from where, to which app, and why.
+ * Written to `stateDir/audit/audit.log`, rotated by size, counted in metrics.
+ *
+ * What never goes in: query strings (they carry codes and tokens), header
+ * values, cookies, tokens. Reasons are stage-written text; anything in them
+ * that looks like a JWT is redacted as a last line of defence.
+ */
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { policyNamesIn } from '../policy/engine.js';
+import type { Metrics } from './metrics.js';
+
+/** What the edge reports when a request is finished. */
+export interface DecisionEvent {
+  readonly correlationId: string;
+  readonly app: string;
+  /** the edge's outcome: allow, deny, step-up, redirect, respond, upgrade, timeout, upstream-error, error */
+  readonly decision: string;
+  readonly stepUp?: boolean;
+  readonly status: number;
+  readonly method?: string;
+  /** the path without the query string */
+  readonly path?: string;
+  readonly user?: string;
+  readonly clientIp?: string;
+  readonly reasons?: readonly string[];
+}
+
+export type AuditDecision = 'allow' | 'deny' | 'step-up' | 'redirect' | 'respond' | 'error';
+
+export interface AuditRecord {
+  time: string;
+  correlationId: string;
+  app: string;
+  user?: string;
+  clientIp?: string;
+  method?: string;
+  path?: string;
+  decision: AuditDecision;
+  status: number;
+  policies: string[];
+  reasons: string[];
+}
+
+export interface AuditOptions {
+  /** rotate when the file reaches this size (default 10 MiB) */
+  maxBytes?: number;
+  /** rotated files kept: audit.log.1 ... audit.log.N (default 5) */
+  keep?: number;
+  metrics?: Metrics;
+  logger?: Logger;
+  now?: () => number;
+}
+
+const JWT_LIKE = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+
+export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp'>): AuditDecision {
+  switch (e.decision) {
+    case 'allow':
+    case 'upgrade':
+    case 'timeout':
+    case 'upstream-error':
+      // the gateway let the request through; what the app did afterwards is not an access decision
+      return 'allow';
+    case 'step-up':
+      return 'step-up';
+    case 'deny':
+      return e.stepUp ? 'step-up' : 'deny';
+    case 'redirect':
+      return 'redirect';
+    case 'respond':
+      return 'respond';
+    default:
+      return 'error';
+  }
+}
+
+export function auditRecordOf(e: DecisionEvent, now: number): AuditRecord {
+  const reasons = (e.reasons ?? []).map((r) => r.replace(JWT_LIKE, '[redacted token]'));
+  return {
+    time: new Date(now).toISOString(),
+    correlationId: e.correlationId,
+    app: e.app,
+    ...(e.user !== undefined ? { user: e.user } : {}),
+    ...(e.clientIp !== undefined ? { clientIp: e.clientIp } : {}),
+    ...(e.method !== undefined ? { method: e.method } : {}),
+    ...(e.path !== undefined ? { path: e.path.split('?')[0]! } : {}),
+    decision: auditDecisionOf(e),
+    status: e.status,
+    policies: policyNamesIn(reasons),
+    reasons,
+  };
+}
+
+export class AuditLog {
+  readonly file: string;
+  private stream?: WriteStream;
+  private size = 0;
+  private readonly maxBytes: number;
+  private readonly keep: number;
+  private readonly now: () => number;
+  private failed = false;
+
+  constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
+    this.file = join(dir, 'audit.log');
+    this.maxBytes = opts.maxBytes ?? 10 * 1024 * 1024;
+    this.keep = Math.max(1, opts.keep ?? 5);
+    this.now = opts.now ?? Date.now;
+    if (this.maxBytes < 1024) throw new Error('audit maxBytes must be at least 1024');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.open();
+  }
+
+  private open(): void {
+    this.size = existsSync(this.file) ? statSync(this.file).size : 0;
+    this.stream = createWriteStream(this.file, { flags: 'a', mode: 0o600 });
+    this.stream.on('error', (err) => {
+      if (!this.failed) this.opts.logger?.error({ err, file: this.file }, 'audit log cannot be written');
+      this.failed = true;
+    });
+  }
+
+  /** Records one decision; counts it in drawbridge_decisions_total. */
+  record(e: DecisionEvent): AuditRecord {
+    const rec = auditRecordOf(e, this.now());
+    this.opts.metrics?.decisions.inc({ app: rec.app, decision: rec.decision });
+    if (!this.stream) return rec;
+    const line = JSON.stringify(rec) + '\n';
+    const bytes = Buffer.byteLength(line);
+    if (this.size > 0 && this.size + bytes > this.maxBytes) this.rotate();
+    this.size += bytes;
+    this.stream!.write(line);
+    return rec;
+  }
+
+  /** audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file. */
+  private rotate(): void {
+    this.stream!.end();
+    rmSync(`${this.file}.${this.keep}`, { force: true });
+    for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
+    renameSync(this.file, `${this.file}.1`);
+    this.open();
+  }
+
+  close(): Promise<void> {
+    const s = this.stream;
+    this.stream = undefined;
+    return new Promise((r) => (s ? s.end(() => r()) : r()));
+  }
+}
