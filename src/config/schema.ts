@@ -262,7 +262,7 @@ export const App = Type.Object(
 
 export const ConfigSchema = Type.Object(
   {
-    $schema: Type.Optional(Type.String()),
+    $schema: Type.Optional(Type.String({ description: 'JSON Schema of this file, for editors; the gateway ignores it.' })),
     gateway: GatewaySection,
     identity: Type.Optional(IdentitySection),
     session: Type.Optional(SessionSection),
@@ -288,8 +288,8 @@ export type CookieConfig = Static<typeof CookieOptions>;
 
 /** The JSON Schema of the whole file, with plugins' option schemas where known. */
 export function jsonSchema(pluginOptionSchemas: Record<string, TSchema> = {}): Record<string, unknown> {
-  const schema = structuredClone(ConfigSchema) as Record<string, unknown>;
-  schema.$schema = 'https://json-schema.org/draft/2020-12/schema';
+  // $schema first: editors and readers look for the dialect at the top.
+  const schema = { $schema: 'https://json-schema.org/draft/2020-12/schema', ...structuredClone(ConfigSchema) } as Record<string, unknown>;
   const names = Object.keys(pluginOptionSchemas);
   if (names.length) {
     const app = (schema.properties as any).apps.items;
