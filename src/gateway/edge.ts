@@ -18,6 +18,9 @@ import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import type { UpstreamFailure } from './upstream.js';
+import type { DecisionEvent } from '../observability/audit.js';
+import { jwksHandler } from '../plugins/headers/assertion.js';
+import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
 
 /** Paths the gateway answers itself on every host; they are never forwarded. */
 export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
@@ -31,6 +34,10 @@ interface Outcome {
   app?: string;
   decision: string;
   reasons?: readonly string[];
+  /** for the audit trail */
+  user?: string;
+  clientIp?: string;
+  stepUp?: boolean;
 }
 
 export class Edge {
@@ -38,6 +45,8 @@ export class Edge {
   readonly internal = new Map<string, InternalHandler>();
   /** set by the identity subsystem; without it a step-up deny is answered as a plain deny */
   stepUpHandler?: StepUpHandler;
+  /** told about every finished request to an app (the audit trail) */
+  onDecision?: (e: DecisionEvent) => void;
   /** sockets taken over by upgrades: the HTTP server no longer tracks them */
   private readonly upgraded = new Set<Duplex>();
 
@@ -46,7 +55,9 @@ export class Edge {
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly protocol: 'http' | 'https',
-  ) {}
+  ) {
+    this.internal.set(JWKS_PATH, jwksHandler);
+  }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
@@ -117,6 +128,7 @@ export class Edge {
 
     const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);
     if (!addr.ok) return this.deny(req, res, id, outcome, 400, `The client address cannot be determined (${addr.reason}).`);
+    outcome.clientIp = addr.ip;
 
     const headers = upstreamRequestHeaders(h, app.stripHeaders);
     const ctx: RequestContext = {
@@ -166,11 +178,17 @@ export class Edge {
   private apply(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, d: Decision, outcome: Outcome): boolean {
     switch (d.kind) {
       case 'continue':
-        if (d.identity) ctx.identity = d.identity;
+        if (d.identity) {
+          ctx.identity = d.identity;
+          outcome.user = d.identity.user;
+        }
+        // Reasons of passing stages (e.g. the policies that applied) go to the log and the audit trail.
+        if (d.reasons?.length) outcome.reasons = [...(outcome.reasons ?? []), ...d.reasons];
         if (d.setHeaders) for (const k in d.setHeaders) ctx.upstreamHeaders[k.toLowerCase()] = d.setHeaders[k]!;
         return true;
       case 'deny':
-        outcome.reasons = d.reasons;
+        outcome.reasons = [...(outcome.reasons ?? []), ...d.reasons];
+        if (d.stepUp) outcome.stepUp = true;
         if (d.stepUp && this.stepUpHandler && ctx.identity?.via === 'session') {
           outcome.decision = 'step-up';
           void Promise.resolve(this.stepUpHandler(req, res, ctx, d.stepUp)).catch((e) => this.fail(req, res, ctx.id, outcome, e, 'step-up'));
@@ -254,6 +272,14 @@ export class Edge {
     const app = outcome.app ?? '-';
     this.metrics.requests.inc({ app, status });
     this.metrics.latency.observe({ app }, seconds);
+    if (outcome.app && this.onDecision) {
+      try {
+        const q = req.url?.indexOf('?') ?? -1;
+        this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: q >= 0 ? req.url!.slice(0, q) : req.url, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });
+      } catch (e) {
+        this.log.error({ err: e, correlationId: id }, 'decision could not be recorded');
+      }
+    }
     this.log.info(
       {
         correlationId: id,

@@ -2,6 +2,7 @@
  * The gateway process: public listeners, the admin listener, and the config
  * lifecycle (load -> compile -> swap, and again on every change).
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -14,6 +15,7 @@ import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { AuditLog } from '../observability/audit.js';
 import { compile, type CompileDeps } from '../pipeline/compile.js';
 import { ConnectorHub } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
@@ -50,6 +52,8 @@ export class GatewayServer {
   private reloadAgain = false;
   private lastProblems: string[] = [];
   private tlsFingerprint?: string;
+  /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
+  audit?: AuditLog;
   /** the connector endpoint, when `connectors:` is configured */
   connectorHub?: ConnectorHub;
 
@@ -73,6 +77,8 @@ export class GatewayServer {
     const { result, hash } = await this.read();
     if (!result.config) throw new ConfigInvalidError(result.problems, this.opts.configFile);
     this.logWarnings(result);
+    this.audit = new AuditLog(join(resolve(result.dir, result.config.gateway.stateDir ?? './state'), 'audit'), { metrics: this.metrics, logger: this.log });
+    for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
     if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
     const gen = await compile(result.config, hash, this.compileDeps(result));
     this.holder.swap(gen);
@@ -229,10 +235,11 @@ export class GatewayServer {
   private guard(server: Server): void {
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      this.log.warn({ code: err.code, reason: err.message }, 'malformed request refused');
+      const correlationId = randomUUID();
+      this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');
       if (!socket.writable || (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) return socket.destroy();
-      const body = `${status} ${http.STATUS_CODES[status]}\n`;
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+      const body = JSON.stringify({ type: 'about:blank', title: http.STATUS_CODES[status], status, detail: 'The request is malformed.', correlationId });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     });
   }
 
@@ -241,6 +248,7 @@ export class GatewayServer {
     const publicPort = new URL(config.gateway.publicUrl).protocol === 'https:' ? new URL(config.gateway.publicUrl).port : String(httpsPort);
     const acmeDir = join(resolve(dir, config.gateway.stateDir ?? './state'), 'acme-challenge');
     return (req, res) => {
+      res.setHeader(CORRELATION_HEADER, randomUUID());
       const url = req.url ?? '/';
       if (url.startsWith('/.well-known/acme-challenge/')) {
         const token = url.slice('/.well-known/acme-challenge/'.length);
@@ -276,6 +284,7 @@ export class GatewayServer {
     // Every connection is closed by now, so in-flight requests are ending; do not hang on a straggler.
     await Promise.race([gen?.retire(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.connectorHub?.stop();
+    await this.audit?.close();
     this.log.flush?.();
   }
 }
