@@ -8,6 +8,7 @@ import { GatewayServer } from '../gateway/server.js';
 import { runUntilSignalled } from '../commands/gateway.js';
 import { listen } from '../gateway/listen.js';
 import { createSampleApp } from './sampleApp.js';
+import { startDemoConnector, stopDemoConnector } from '../connector/demoConnector.js';
 
 export async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } });
@@ -17,12 +18,14 @@ export async function demoCommand(args: string[]): Promise<number> {
   await listen(app, { host: '127.0.0.1', port: appPort });
   const gateway = new GatewayServer({ configFile });
   await gateway.start();
+  // Apps behind a connector group are reached through a real connector process.
+  const connector = startDemoConnector(gateway, resolve(configFile, '..', '.demo-state/connector'));
   const gen = gateway.generation!;
   const lines = ['', 'Drawbridge demo is running.', ''];
   for (const a of gen.apps.values()) lines.push(`  ${a.name.padEnd(10)} ${a.externalUrl.padEnd(34)} -> ${a.internalUrl.href} (${a.preAuth})`);
   const admin = gateway.addresses().admin;
   lines.push('', `  admin      http://${admin}/metrics`, `  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
   process.stderr.write(lines.join('\n') + '\n');
-  runUntilSignalled(gateway, () => new Promise((r) => app.close(() => r())));
+  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), new Promise<void>((r) => app.close(() => r()))]).then(() => undefined));
   return -1;
 }
