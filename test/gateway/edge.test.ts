@@ -175,6 +175,7 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.match(twice, /^HTTP\/1\.1 400/);
     const bad = await rawRequest(gw.port, 'GET /x HTTP/1.1\r\nHost: echo.test\r\nBad Header: x\r\n\r\n');
     assert.match(bad, /^HTTP\/1\.1 400/);
+    assert.match(bad, /x-correlation-id: [0-9a-f-]{36}/, 'even a parser-level refusal carries a correlation id');
     assert.equal(backend.received.length, before, 'nothing reached the app');
   });
 
