@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { Browser, startStack, type Stack } from './support.js';
+
+describe('identity: browser sign-in through the embedded provider (HTTP client)', function () {
+  this.timeout(20_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack();
+  });
+  after(async () => s?.stop());
+
+  it('redirects a browser navigation to the provider with PKCE S256, state and nonce', async () => {
+    const b = new Browser();
+    const res = await b.get(`${s.origin('web')}/deep/link?x=1`);
+    assert.equal(res.status, 302);
+    const loc = new URL(res.headers.location!);
+    assert.equal(loc.origin, s.idp.issuer);
+    assert.equal(loc.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(loc.searchParams.get('state'));
+    assert.ok(loc.searchParams.get('nonce'));
+    assert.equal(loc.searchParams.get('redirect_uri'), `${s.origin('web')}/.drawbridge/callback`);
+    assert.equal(s.backend.received.length, 0);
+  });
+
+  it('signs bob in and lands on the deep link; the app sees neither the gateway cookies nor a token', async () => {
+    const b = new Browser();
+    const before = s.backend.received.length;
+    const { res, url } = await b.browse(`${s.origin('web')}/deep/link?x=1`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(url, `${s.origin('web')}/deep/link?x=1`);
+    assert.equal(res.json().url, '/deep/link?x=1');
+    const got = s.backend.received.slice(before);
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.headers.cookie, undefined);
+    const me = await b.get(`${s.origin('web')}/.drawbridge/me`);
+    assert.equal(me.status, 200);
+    assert.equal(me.json().user, 'bob');
+    assert.deepEqual(me.json().claims.amr, ['pwd']);
+    assert.equal(typeof me.json().claims.auth_time, 'number');
+  });
+
+  it('alice needs the one-time code; her session says mfa', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'alice', password: 'alice-pw', code: () => s.codes.get('alice') });
+    assert.equal(res.status, 200, res.body);
+    const me = (await b.get(`${s.origin('web')}/.drawbridge/me`)).json();
+    assert.equal(me.user, 'alice');
+    assert.equal(me.claims.acr, 'mfa');
+    assert.ok(me.claims.amr.includes('mfa'));
+    assert.deepEqual(me.groups, ['engineering', 'everyone']);
+  });
+
+  it('an API client without a token gets 401 with WWW-Authenticate: Bearer and JSON, never a redirect', async () => {
+    const b = new Browser();
+    for (const headers of [{ accept: 'application/json' }, { 'sec-fetch-mode': 'cors' }, { 'x-requested-with': 'XMLHttpRequest' }, { "sec-fetch-mode": "no-cors" }] as Record<string, string>[]) {
+      const res = await b.get(`${s.origin('web')}/api`, headers);
+      assert.equal(res.status, 401, JSON.stringify(headers));
+      assert.match(String(res.headers['www-authenticate']), /^Bearer/);
+      assert.match(String(res.headers['content-type']), /json/);
+      assert.equal(res.headers.location, undefined);
+    }
+    const post = await b.send('POST', `${s.origin('web')}/api`, {}, 'x');
+    assert.equal(post.status, 401);
+  });
+
+  it('assignment: bob (finance) and carol (user) get in, alice gets 403 Forbidden', async () => {
+    for (const [user, code, want] of [['bob', 'bob-pw', 200], ['carol', 'carol-pw', 200], ['alice', 'alice-pw', 403]] as const) {
+      const b = new Browser();
+      const { res } = await b.browse(`${s.origin('finance')}/`, { user, password: code, code: () => s.codes.get(user) });
+      assert.equal(res.status, want, `${user}: ${res.body.slice(0, 200)}`);
+      if (want === 403) assert.match(res.body, /403 Forbidden/);
+    }
+  });
+
+  it('passthrough apps keep working without identity', async () => {
+    const res = await new Browser().get(`${s.origin('open')}/x`);
+    assert.equal(res.status, 200);
+  });
+
+  it('sign-out ends the session', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 200);
+    const out = await b.get(`${s.origin('web')}/.drawbridge/sign-out`);
+    assert.equal(out.status, 302);
+    assert.ok(out.headers.location!.startsWith(s.idp.issuer), out.headers.location);
+    assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+    assert.equal((await b.get(`${s.origin('web')}/`)).status, 302);
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * Identity test support: the embedded provider, a gateway and an echo backend
+ * wired together on loopback, and a small cookie-keeping HTTP client that
+ * signs in through the real pages (for tests that need a session but not a
+ * whole browser).
+ */
+import { EmbeddedIdp, type DemoUser } from '../../src/identity/provider/embeddedIdp.js';
+import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
+
+export const SECRET_A = 'a'.repeat(20) + '-session-secret-one';
+export const SECRET_B = 'b'.repeat(20) + '-session-secret-two';
+export const CLIENT_SECRET = 'client-secret-for-tests-0123456789';
+
+export const USERS: DemoUser[] = [
+  { username: 'alice', password: 'alice-pw', name: 'Alice', email: 'alice@example.test', groups: ['engineering', 'everyone'], mfa: true },
+  { username: 'bob', password: 'bob-pw', name: 'Bob', email: 'bob@example.test', groups: ['finance', 'everyone'], mfa: false },
+  { username: 'carol', password: 'carol-pw', name: 'Carol', email: 'carol@example.test', groups: ['everyone'], mfa: false },
+];
+
+export interface Stack {
+  idp: EmbeddedIdp;
+  gw: TestGateway;
+  backend: EchoBackend;
+  codes: Map<string, string>;
+  /** http://<host>.localhost:<gateway port> */
+  origin(host: string): string;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  apps?: (backendUrl: string) => string;
+  secrets?: string[];
+  extraYaml?: string;
+  accessTokenTtlSec?: number;
+  audiences?: { audience: string; scopes: string[] }[];
+  users?: DemoUser[];
+}
+
+export function defaultApps(backend: string): string {
+  return `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://web
+  - name: Api
+    externalUrl: http://api.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://secret
+    requiredScopes: [user_impersonation]
+  - name: Finance
+    externalUrl: http://finance.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    assignment: { groups: [finance], users: [carol] }
+  - name: Open
+    externalUrl: http://open.localhost/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`;
+}
+
+export function gatewayYaml(issuer: string, secrets: string[], apps: string, extra = ''): string {
+  return `gateway:
+  publicUrl: http://localhost
+  listen: { http: 127.0.0.1:0 }
+identity:
+  issuer: ${issuer}
+  clientId: drawbridge
+  clientSecret: ${CLIENT_SECRET}
+  clockTolerance: 5s
+session:
+  secrets:
+${secrets.map((s) => `    - ${s}`).join('\n')}
+${extra}
+apps:${apps}`;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const codes = new Map<string, string>();
+  const backend = await startEchoBackend();
+  const idp = await EmbeddedIdp.start({
+    clientId: 'drawbridge',
+    clientSecret: CLIENT_SECRET,
+    users: opts.users ?? USERS,
+    audiences: opts.audiences ?? [
+      { audience: 'api://web', scopes: ['read'] },
+      { audience: 'api://secret', scopes: ['user_impersonation'] },
+      { audience: 'api://other', scopes: ['user_impersonation'] },
+    ],
+    onOneTimeCode: (u, c) => codes.set(u, c),
+    accessTokenTtlSec: opts.accessTokenTtlSec,
+  });
+  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml));
+  const origin = (host: string) => `http://${host}.localhost:${gw.port}`;
+  for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix']) {
+    idp.allowRedirectUri(`${origin(h)}/.drawbridge/callback`);
+    idp.allowPostLogoutUri(`${origin(h)}/.drawbridge/signed-out`);
+  }
+  return {
+    idp,
+    gw,
+    backend,
+    codes,
+    origin,
+    stop: async () => {
+      await gw.stop();
+      await idp.close();
+      await backend.close();
+    },
+  };
+}
+
+/** A cookie-keeping client that talks to *.localhost through 127.0.0.1, like a browser without scripts. */
+export class Browser {
+  readonly jar = new Map<string, Map<string, string>>();
+
+  async get(url: string, headers: Record<string, string> = {}): Promise<SimpleResponse> {
+    return this.send('GET', url, headers);
+  }
+
+  async send(method: string, url: string, headers: Record<string, string> = {}, body?: string): Promise<SimpleResponse> {
+    const u = new URL(url);
+    const cookies = this.jar.get(u.host);
+    const h: Record<string, string> = { host: u.host, accept: 'text/html', ...headers };
+    if (cookies?.size) h.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await request(`http://127.0.0.1:${u.port}${u.pathname}${u.search}`, { method, headers: h, body });
+    for (const sc of [res.headers['set-cookie'] ?? []].flat()) {
+      const [pair, ...attrs] = sc.split(';');
+      const eq = pair!.indexOf('=');
+      const name = pair!.slice(0, eq).trim();
+      const value = pair!.slice(eq + 1).trim();
+      const jar = this.jar.get(u.host) ?? new Map<string, string>();
+      this.jar.set(u.host, jar);
+      if (attrs.some((a) => /max-age=0/i.test(a.trim())) || value === '') jar.delete(name);
+      else jar.set(name, value);
+    }
+    return res;
+  }
+
+  /** Follows redirects; fills the provider's sign-in pages with these credentials. Returns the final response and its URL. */
+  async browse(url: string, creds?: { user: string; password: string; code?: () => string | undefined }, maxHops = 20): Promise<{ res: SimpleResponse; url: string; hops: string[] }> {
+    let current = url;
+    const hops: string[] = [];
+    let method = 'GET';
+    let body: string | undefined;
+    for (let i = 0; i < maxHops; i++) {
+      hops.push(current);
+      const res = await this.send(method, current, body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}, body);
+      method = 'GET';
+      body = undefined;
+      if (res.status >= 300 && res.status < 400 && res.headers.location) {
+        current = new URL(res.headers.location, current).href;
+        continue;
+      }
+      const action = /<form method="post" action="([^"]+)"/.exec(res.body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+      if (res.status === 200 && action && creds && /\/(login|mfa)$/.test(action)) {
+        const next = new URL(action, current).href;
+        if (action.endsWith('/login')) body = new URLSearchParams({ username: creds.user, password: creds.password }).toString();
+        else body = new URLSearchParams({ code: creds.code?.() ?? '' }).toString();
+        method = 'POST';
+        current = next;
+        continue;
+      }
+      return { res, url: current, hops };
+    }
+    throw new Error(`too many redirects: ${hops.join(' -> ')}`);
+  }
+}
