@@ -1,0 +1,171 @@
+/**
+ * `drawbridge lint` and the start-time counterpart, run as the real CLI in a
+ * child process: exit codes, output formats, several files in one run.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tempDir } from '../support/harness.js';
+
+/** dist/test/commands -> repo root */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const CLI = join(ROOT, 'dist/src/cli.js');
+const REFERENCE = join(ROOT, 'test/fixtures/gateway.config.reference.yaml');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with a clean environment (no DRAWBRIDGE_* secrets), killed after `timeoutMs`. */
+function cli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((done) => {
+    const child = execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...opts.env }, timeout: opts.timeoutMs ?? 15_000 }, (err, stdout, stderr) => {
+      done({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+    });
+    child.stdin?.end();
+  });
+}
+
+const dir = tempDir('drawbridge-cli-');
+const write = (name: string, text: string | Buffer) => {
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return file;
+};
+
+const INVALID = write(
+  'invalid.yaml',
+  `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+    connectorGroup: eu
+    backendTimeout: 10 minutes
+`,
+);
+const UNSET_ENV = write(
+  'unset-env.yaml',
+  `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: "\${env:DB_CLI_TEST_SECRET}" }
+apps: []
+`,
+);
+const GARBAGE = write('garbage.yaml', Buffer.from('\u0000\u0001 apps: [\n  {{ not: yaml\n', 'utf8'));
+
+describe('drawbridge lint (CLI)', function () {
+  this.timeout(30_000);
+
+  it('exits 0 for the demo gateway.config.yaml', async () => {
+    const r = await cli(['lint', 'gateway.config.yaml']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /1 file\(s\): 0 error\(s\), 0 warning\(s\)/);
+  });
+
+  it('exits 0 for the reference file (unset secrets and absent files are warnings)', async () => {
+    const r = await cli(['lint', REFERENCE]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /warning: identity\.clientSecret: environment variable DRAWBRIDGE_CLIENT_SECRET is not set/);
+    assert.doesNotMatch(r.stdout, /: error: /);
+  });
+
+  it('lints the discovered gateway.config.yaml when no file is given', async () => {
+    const r = await cli(['lint']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /1 file\(s\): 0 error\(s\)/);
+  });
+
+  it('exits 1 for an invalid file and prints every problem as FILE:LINE:COL: severity: path: message', async () => {
+    const r = await cli(['lint', INVALID]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.stdout.trim().split('\n'), [
+      `${INVALID}:9:21: error: apps[0].connectorGroup: unknown connector group "eu" (none defined)`,
+      `${INVALID}:10:21: error: apps[0].backendTimeout: "10 minutes" is not allowed here: must be "default", "long" or a duration such as 90s`,
+    ]);
+    assert.match(r.stderr, /1 file\(s\): 2 error\(s\), 0 warning\(s\)/);
+  });
+
+  it('exits 2 for a file that cannot be read', async () => {
+    const missing = join(dir, 'missing.yaml');
+    const r = await cli(['lint', missing]);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout, new RegExp(`^${missing.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:1:1: error: cannot read .*ENOENT`));
+  });
+
+  it('exits 2 for non-YAML garbage, with the position of the parse error', async () => {
+    const r = await cli(['lint', GARBAGE]);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout, new RegExp(`^${GARBAGE.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+:\\d+: error: not valid YAML: `));
+  });
+
+  it('--format json is parseable and counts errors and warnings', async () => {
+    const r = await cli(['lint', '--format', 'json', INVALID, UNSET_ENV]);
+    assert.equal(r.code, 1);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.valid, false);
+    assert.equal(out.errors, 2);
+    assert.equal(out.warnings, 1);
+    assert.deepEqual(out.problems.map((p: any) => [p.file, p.line, p.col, p.severity, p.path]), [
+      [INVALID, 9, 21, 'error', 'apps[0].connectorGroup'],
+      [INVALID, 10, 21, 'error', 'apps[0].backendTimeout'],
+      [UNSET_ENV, 4, 77, 'warning', 'identity.clientSecret'],
+    ]);
+    assert.match(out.problems[2].message, /environment variable DB_CLI_TEST_SECRET is not set/);
+  });
+
+  it('--format github prints workflow commands that annotate the lines', async () => {
+    const r = await cli(['lint', '--format', 'github', INVALID]);
+    assert.equal(r.code, 1);
+    assert.deepEqual(r.stdout.trim().split('\n'), [
+      `::error file=${INVALID},line=9,col=21::apps[0].connectorGroup: unknown connector group "eu" (none defined)`,
+      `::error file=${INVALID},line=10,col=21::apps[0].backendTimeout: "10 minutes" is not allowed here: must be "default", "long" or a duration such as 90s`,
+    ]);
+  });
+
+  it('refuses an unknown --format with exit 2', async () => {
+    const r = await cli(['lint', '--format', 'xml', INVALID]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--format must be text, json or github/);
+  });
+
+  it('an unset ${env:X} is a warning in lint (exit 0), but `drawbridge gateway` refuses to start and names it', async () => {
+    const lint = await cli(['lint', UNSET_ENV]);
+    assert.equal(lint.code, 0, lint.stdout + lint.stderr);
+    assert.match(lint.stdout, /:4:77: warning: identity\.clientSecret: environment variable DB_CLI_TEST_SECRET is not set/);
+
+    const start = await cli(['gateway', '--config', UNSET_ENV], { timeoutMs: 15_000 });
+    assert.notEqual(start.code, 0);
+    assert.notEqual(start.code, null, 'the gateway exited by itself instead of serving');
+    assert.match(start.stderr, /4:77: error: identity\.clientSecret: environment variable DB_CLI_TEST_SECRET is not set/);
+
+    const withSecret = await cli(['lint', UNSET_ENV], { env: { DB_CLI_TEST_SECRET: 'set' } });
+    assert.doesNotMatch(withSecret.stdout, /DB_CLI_TEST_SECRET/);
+  });
+
+  it('several files in one run: every file is reported and the worst exit code wins', async () => {
+    const valid = join(ROOT, 'gateway.config.yaml');
+    const mixed = await cli(['lint', valid, INVALID, UNSET_ENV]);
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stdout, new RegExp(`invalid\\.yaml:9:21: error`));
+    assert.match(mixed.stdout, /unset-env\.yaml:4:77: warning/);
+    assert.match(mixed.stderr, /3 file\(s\): 2 error\(s\), 1 warning\(s\)/);
+
+    const unreadable = await cli(['lint', INVALID, GARBAGE, valid]);
+    assert.equal(unreadable.code, 2, 'unreadable beats invalid');
+    assert.match(unreadable.stdout, /invalid\.yaml:9:21: error/);
+    assert.match(unreadable.stdout, /garbage\.yaml:\d+:\d+: error: not valid YAML/);
+
+    const allValid = await cli(['lint', valid, REFERENCE]);
+    assert.equal(allValid.code, 0);
+  });
+});
