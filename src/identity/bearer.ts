@@ -51,7 +51,7 @@ export class BearerVerifier {
   async verify(token: string): Promise<{ identity: Identity; payload: JWTPayload }> {
     const parts = token.split('.');
     if (parts.length === 5) throw new BearerError('format', 'Encrypted tokens (JWE) are not accepted.');
-    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p)) || !parts[2]) throw new BearerError('format', 'The bearer token is not a signed JWT.');
+    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) throw new BearerError('format', 'The bearer token is not a signed JWT.');
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);
@@ -60,6 +60,7 @@ export class BearerVerifier {
     }
     const alg = String(header.alg ?? '');
     if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg || '(none)'} is not accepted.`);
+    if (!parts[2]) throw new BearerError('format', 'The bearer token is not signed.');
     for (const k of Object.keys(header)) {
       if (!ALLOWED_HEADER.has(k)) throw new BearerError('header', `The token header parameter ${k} is not accepted.`);
     }

@@ -148,9 +148,13 @@ export class EmbeddedIdp {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
+  /** requests per path (tests count JWKS fetches with it) */
+  readonly hits = new Map<string, number>();
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', this.issuer);
+      this.hits.set(url.pathname, (this.hits.get(url.pathname) ?? 0) + 1);
       const m = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|mfa))?$/.exec(url.pathname);
       if (m) return await this.interaction(req, res, m[1]!, m[2]);
       this.provider.callback()(req, res);

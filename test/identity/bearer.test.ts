@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as rsaSign, type KeyObject } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CompactEncrypt, exportJWK, SignJWT } from 'jose';
+import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
+import { request } from '../support/harness.js';
+import { startStack, type Stack } from './support.js';
+
+const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
+
+/** Signs any header we like (jose refuses to produce some of the attacks). */
+function rawJwt(header: Record<string, unknown>, payload: Record<string, unknown>, key: KeyObject): string {
+  const input = `${b64(header)}.${b64(payload)}`;
+  return `${input}.${rsaSign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+describe('identity: bearer tokens', function () {
+  this.timeout(20_000);
+
+  describe('tokens from the real provider, through the gateway', () => {
+    let s: Stack;
+    before(async () => {
+      s = await startStack();
+    });
+    after(async () => s?.stop());
+
+    it('a token for the app audience gets through; the token itself is not forwarded', async () => {
+      const token = await s.idp.clientCredentialsToken('api://web');
+      const before = s.backend.received.length;
+      const res = await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}`, accept: 'application/json', cookie: 'app_pref=1; drawbridge_session=junk' } });
+      assert.equal(res.status, 200, res.body);
+      const got = s.backend.received.slice(before);
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.headers.authorization, undefined);
+      assert.equal(got[0]!.headers.cookie, 'app_pref=1');
+    });
+
+    it('a token for another audience gets 401 invalid_token naming the aud check', async () => {
+      const token = await s.idp.clientCredentialsToken('api://other');
+      const res = await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 401);
+      assert.match(String(res.headers['www-authenticate']), /^Bearer .*error="invalid_token"/);
+      assert.equal(res.json().check, 'aud');
+      assert.equal(res.headers.location, undefined);
+    });
+
+    it('requiredScopes: a token with the scope passes', async () => {
+      const token = await s.idp.clientCredentialsToken('api://secret', 'user_impersonation');
+      const res = await request(`${s.gw.url}/x`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 200, res.body);
+    });
+
+    it('an app without an audience accepts no bearer token', async () => {
+      const token = await s.idp.clientCredentialsToken('api://web');
+      const res = await request(`${s.gw.url}/x`, { headers: { host: 'finance.localhost', authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 401);
+    });
+
+    it('key rotation: new kid accepted after one JWKS refresh; a removed key stops verifying', async () => {
+      const jwksUri = `${s.idp.issuer}/jwks`;
+      const v = new BearerVerifier(remoteJwks(jwksUri, 300), { issuer: s.idp.issuer, audience: 'api://web', algorithms: ['RS256'], clockToleranceSec: 5, requiredScopes: [], claimNames: { user: 'preferred_username', groups: 'groups' }, clientId: 'drawbridge' });
+      const hits = () => s.idp.hits.get('/jwks') ?? 0;
+      const t1 = await s.idp.clientCredentialsToken('api://web');
+      const h0 = hits();
+      await v.verify(t1);
+      assert.equal(hits(), h0 + 1);
+      await v.verify(t1);
+      assert.equal(hits(), h0 + 1, 'cached');
+      await s.idp.rotateKeys();
+      const t2 = await s.idp.clientCredentialsToken('api://web');
+      assert.notEqual(JSON.parse(Buffer.from(t2.split('.')[0]!, 'base64url').toString()).kid, JSON.parse(Buffer.from(t1.split('.')[0]!, 'base64url').toString()).kid);
+      await new Promise((r) => setTimeout(r, 350));
+      await v.verify(t2);
+      assert.equal(hits(), h0 + 2, 'exactly one refresh for the new kid');
+      await v.verify(t1);
+      await s.idp.rotateKeys({ dropOld: true });
+      const t3 = await s.idp.clientCredentialsToken('api://web');
+      await new Promise((r) => setTimeout(r, 350));
+      await v.verify(t3);
+      await new Promise((r) => setTimeout(r, 350));
+      await assert.rejects(v.verify(t1), (e: BearerError) => e.check === 'kid');
+      await assert.rejects(v.verify(t2), (e: BearerError) => e.check === 'kid');
+    });
+  });
+
+  describe('forged tokens (jose-minted), refused with the failing check named', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const attacker = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const ISS = 'https://issuer.test';
+    const NOW = 1_800_000_000_000;
+    let server: http.Server;
+    let hits = 0;
+    let jwksUri = '';
+    before(async () => {
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+      server = http.createServer((_req, res) => {
+        hits++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+    });
+    after(() => new Promise<void>((r) => server.close(() => r())));
+
+    const verifier = (now = NOW) => new BearerVerifier(remoteJwks(jwksUri, 60_000), { issuer: ISS, audience: 'api://app', algorithms: ['RS256', 'PS256', 'ES256'], clockToleranceSec: 60, requiredScopes: ['read'], claimNames: { user: 'preferred_username', groups: 'groups' }, clientId: 'drawbridge', now: () => now });
+    const sec = NOW / 1000;
+    const claims = (over: Record<string, unknown> = {}) => ({ iss: ISS, aud: 'api://app', sub: 'u1', preferred_username: 'alice', scp: 'read write', iat: sec - 10, exp: sec + 600, ...over });
+    const good = (over: Record<string, unknown> = {}, header: Record<string, unknown> = {}) => rawJwt({ alg: 'RS256', kid: 'k1', typ: 'at+jwt', ...header }, claims(over), privateKey);
+
+    it('a well-formed token passes (the table below is not vacuous)', async () => {
+      const { identity } = await verifier().verify(good());
+      assert.equal(identity.user, 'alice');
+      assert.equal(identity.via, 'bearer');
+    });
+
+    const publicPem = publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    const offline: [string, string, () => Promise<string> | string][] = [
+      ['alg none', 'alg', () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`],
+      ['alg none with a signature part', 'alg', () => `${b64({ alg: 'none' })}.${b64(claims())}.${b64('x')}`],
+      ['HS256 keyed with the public key', 'alg', () => new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', kid: 'k1' }).sign(new TextEncoder().encode(publicPem))],
+      ['embedded jwk', 'header', async () => rawJwt({ alg: 'RS256', jwk: await exportJWK(attacker.publicKey) }, claims(), attacker.privateKey)],
+      ['jku pointing elsewhere', 'header', () => rawJwt({ alg: 'RS256', kid: 'k1', jku: 'http://127.0.0.1:1/evil.json' }, claims(), attacker.privateKey)],
+      ['x5u pointing elsewhere', 'header', () => rawJwt({ alg: 'RS256', kid: 'k1', x5u: 'http://127.0.0.1:1/evil.pem' }, claims(), attacker.privateKey)],
+      ['x5c chain', 'header', () => rawJwt({ alg: 'RS256', x5c: ['MIIB'] }, claims(), attacker.privateKey)],
+      ['crit extension', 'header', () => rawJwt({ alg: 'RS256', kid: 'k1', crit: ['http://x'], 'http://x': 1 }, claims(), privateKey)],
+      ['JWE instead of JWS', 'format', () => new CompactEncrypt(Buffer.from(JSON.stringify(claims()))).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }).encrypt(publicKey)],
+      ['not a JWT', 'format', () => 'abc.def'],
+      ['ID token typ', 'typ', () => good({}, { typ: 'id_token+jwt' })],
+      ['alg outside the pinned list (RS512)', 'alg', () => good({}, { alg: 'RS512' })],
+    ];
+    for (const [name, check, mint] of offline) {
+      it(`${name}: refused (${check}) without fetching the JWKS`, async () => {
+        const before = hits;
+        const t0 = performance.now();
+        await assert.rejects(verifier().verify(await mint()), (e: unknown) => e instanceof BearerError && e.check === check);
+        assert.equal(hits, before, 'no outbound fetch');
+        assert.ok(performance.now() - t0 < 100, 'fast');
+      });
+    }
+
+    const online: [string, string, () => string, number?][] = [
+      ['wrong issuer', 'iss', () => good({ iss: 'https://evil.test' })],
+      ['wrong audience', 'aud', () => good({ aud: 'api://other' })],
+      ['expired beyond the tolerance', 'exp', () => good({ exp: sec - 61 })],
+      ['not yet valid beyond the tolerance', 'nbf', () => good({ nbf: sec + 61 })],
+      ['no exp at all', 'exp', () => good({ exp: undefined })],
+      ['ID token (nonce, aud = client id) as an access token', 'token_type', () => good({ aud: ['api://app', 'drawbridge'], nonce: 'n' }, { typ: 'JWT' })],
+      ['missing scope', 'scope', () => good({ scp: 'write' })],
+      ['signed by an unknown key with a known kid', 'signature', () => rawJwt({ alg: 'RS256', kid: 'k1' }, claims(), attacker.privateKey)],
+      ['payload changed after signing', 'signature', () => { const [h, , sig] = good().split('.'); return `${h}.${b64(claims({ preferred_username: 'admin' }))}.${sig}`; }],
+      ['unknown kid', 'kid', () => rawJwt({ alg: 'RS256', kid: 'k9' }, claims(), attacker.privateKey)],
+    ];
+    for (const [name, check, mint] of online) {
+      it(`${name}: refused (${check})`, async () => {
+        await assert.rejects(verifier().verify(mint()), (e: unknown) => e instanceof BearerError && e.check === check);
+      });
+    }
+
+    it('lifetime edges with a frozen clock: inside the tolerance passes, past it fails', async () => {
+      await verifier(NOW + 59_000).verify(good({ exp: sec }));
+      await assert.rejects(verifier(NOW + 61_000).verify(good({ exp: sec })), (e: BearerError) => e.check === 'exp');
+      await verifier(NOW).verify(good({ nbf: sec + 59 }));
+      await assert.rejects(verifier(NOW).verify(good({ nbf: sec + 61 })), (e: BearerError) => e.check === 'nbf');
+    });
+
+    it('roles satisfy requiredScopes too; overage marks groups incomplete', async () => {
+      const { identity } = await verifier().verify(good({ scp: undefined, roles: ['read'], groups: ['g1'], _claim_names: { groups: 'src1' } }));
+      assert.equal(identity.groupsIncomplete, true);
+    });
+
+    it('a private key in the pinned algorithm list is refused at build time (no HMAC)', () => {
+      assert.throws(() => new BearerVerifier(remoteJwks(jwksUri), { issuer: ISS, audience: 'a', algorithms: ['HS256'], clockToleranceSec: 0, requiredScopes: [], claimNames: { user: 'sub', groups: 'groups' }, clientId: 'c' }));
+      void createPrivateKey;
+      void createPublicKey;
+    });
+  });
+});
