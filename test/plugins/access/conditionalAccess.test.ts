@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../../support/harness.js';
+
+const config = (backend: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  trustedProxies: [127.0.0.2/32]
+  stateDir: ./state
+locations:
+  corp: [203.0.113.0/24, 2001:db8:1::/48]
+  loopback: [127.0.0.0/8]
+policies:
+  office-only:
+    when: { notLocations: [corp] }
+    grant: block
+  no-loopback:
+    when: { locations: [loopback] }
+    grant: block
+  no-admin-writes:
+    when: { methods: [DELETE, PUT], paths: [/admin/**] }
+    grant: block
+  finance-blocked:
+    when: { groups: [finance] }
+    grant: block
+apps:
+  - name: Office
+    externalUrl: http://office.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    conditionalAccess: [office-only]
+  - name: NoLoopback
+    externalUrl: http://noloop.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    conditionalAccess: [no-loopback]
+  - name: Admin
+    externalUrl: http://admin.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    conditionalAccess: [no-admin-writes]
+  - name: NeedsIdentity
+    externalUrl: http://groups.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    conditionalAccess: [finance-blocked]
+  - name: Open
+    externalUrl: http://open.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`;
+
+/** A request from a chosen loopback source address (127.0.0.2 is the trusted proxy). */
+function requestFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<SimpleResponse> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, localAddress, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('conditional access through a real gateway: client address, passthrough apps, audit', () => {
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startGateway(config(backend.url));
+  });
+  after(async () => {
+    await gw?.stop();
+    await backend?.close();
+  });
+  const audit = () =>
+    readFileSync(join(gw.dir, 'state', 'audit', 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+  const auditOf = (id: unknown) => audit().find((r) => r.correlationId === id);
+
+  it('a spoofed X-Forwarded-For from an untrusted peer does not put the client in the office', async () => {
+    const before = backend.received.length;
+    for (const xff of ['203.0.113.5', '203.0.113.5, 203.0.113.6', '::ffff:203.0.113.5']) {
+      const res = await request(`${gw.url}/`, { headers: { host: 'office.test', 'x-forwarded-for': xff, accept: 'application/json' } });
+      assert.equal(res.status, 403, xff);
+      assert.match(res.json().detail, /access policy blocks/);
+    }
+    assert.equal(backend.received.length, before, 'nothing reached the app');
+  });
+
+  it('a spoofed X-Forwarded-For does not get an untrusted client out of a blocked location', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'noloop.test', 'x-forwarded-for': '198.51.100.1' } });
+    assert.equal(res.status, 403);
+    assert.match(res.body, /This corporate app can&#39;t be accessed|This corporate app can't be accessed/);
+    assert.ok(res.body.includes(String(res.headers['x-correlation-id'])), 'the deny page shows the correlation id');
+  });
+
+  it('the same header from a trusted proxy is believed (rightmost untrusted entry)', async () => {
+    const inside = await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': '198.51.100.9, 203.0.113.5' });
+    assert.equal(inside.status, 200, inside.body);
+    // the leftmost entry is the client's own word: 203.0.113.5 on the left does not help
+    const outside = await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': '203.0.113.5, 198.51.100.9' });
+    assert.equal(outside.status, 403);
+    // an unparsable entry from a trusted proxy fails closed
+    const junk = await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': 'not-an-ip' });
+    assert.equal(junk.status, 400);
+  });
+
+  it('passthrough apps get method and path conditions', async () => {
+    assert.equal((await request(`${gw.url}/admin/users/1`, { method: 'DELETE', headers: { host: 'admin.test' } })).status, 403);
+    assert.equal((await request(`${gw.url}/admin`, { method: 'PUT', headers: { host: 'admin.test' } })).status, 403);
+    const ok = await request(`${gw.url}/admin/users/1`, { headers: { host: 'admin.test' } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.json().url, '/admin/users/1');
+    assert.equal((await request(`${gw.url}/public/x`, { method: 'DELETE', headers: { host: 'admin.test' } })).status, 200);
+    // the path is matched after normalization: an encoded or dotted detour is the same path
+    assert.equal((await request(`${gw.url}/public/../admin/x`, { method: 'DELETE', headers: { host: 'admin.test' } })).status, 403);
+    assert.equal((await request(`${gw.url}/%61dmin/x`, { method: 'DELETE', headers: { host: 'admin.test' } })).status, 403);
+  });
+
+  it('an identity condition on a passthrough app cannot be decided and fails closed', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'groups.test' } });
+    assert.equal(res.status, 403);
+  });
+
+  it('writes one audit line per decision with policies and reasons, and counts decisions', async () => {
+    const denied = await request(`${gw.url}/x?token=secret-value`, { headers: { host: 'office.test' } });
+    const allowed = await request(`${gw.url}/y`, { headers: { host: 'open.test' } });
+    assert.equal(denied.status, 403);
+    assert.equal(allowed.status, 200);
+    let d: any;
+    let a: any;
+    for (let i = 0; i < 50 && !(d && a); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      d = auditOf(denied.headers['x-correlation-id']);
+      a = auditOf(allowed.headers['x-correlation-id']);
+    }
+    assert.ok(d && a, 'both decisions are in the audit log');
+    assert.equal(d.decision, 'deny');
+    assert.equal(d.app, 'Office');
+    assert.equal(d.clientIp, '127.0.0.1');
+    assert.equal(d.status, 403);
+    assert.deepEqual(d.policies, ['office-only']);
+    assert.match(d.reasons.join('\n'), /policy office-only: applied \(notLocations: client 127\.0\.0\.1 in none of corp\)/);
+    assert.equal(d.path, '/x', 'the query string (which can carry tokens) is not recorded');
+    assert.ok(!JSON.stringify(audit()).includes('secret-value'));
+    assert.ok(!Number.isNaN(Date.parse(d.time)));
+    assert.equal(a.decision, 'allow');
+    assert.deepEqual(a.policies, []);
+    const metrics = await gw.server.metrics.registry.getSingleMetricAsString('drawbridge_decisions_total');
+    assert.match(metrics, /drawbridge_decisions_total\{app="Office",decision="deny"\} [1-9]/);
+    assert.match(metrics, /drawbridge_decisions_total\{app="Open",decision="allow"\} [1-9]/);
+  });
+
+  it('a policy removed from the file no longer applies to the next request', async () => {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(gw.configFile, config(backend.url).replace('conditionalAccess: [office-only]', 'conditionalAccess: []'));
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = (await request(`${gw.url}/`, { headers: { host: 'office.test' } })).status;
+    }
+    assert.equal(status, 200);
+  });
+});
