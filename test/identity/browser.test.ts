@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { chromium, type Browser } from 'playwright-core';
+import { startStack, type Stack } from './support.js';
+
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+describe('identity: the whole browser flow in Chromium', function () {
+  this.timeout(60_000);
+  let s: Stack;
+  let browser: Browser;
+  before(async () => {
+    s = await startStack();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await s?.stop();
+  });
+
+  it('bob opens a deep link, signs in at the provider and lands on it', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const deep = `${s.origin('web')}/reports/q3?year=2026`;
+    await page.goto(deep);
+    assert.ok(page.url().startsWith(s.idp.issuer + '/interaction/'), page.url());
+    assert.match(await page.textContent('body') ?? '', /for the demo and tests only/);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL((u) => u.href.startsWith(s.origin('web') + '/reports')), page.click('button[type=submit]')]);
+    assert.equal(page.url(), deep);
+    const echoed = JSON.parse((await page.textContent('body'))!);
+    assert.equal(echoed.url, '/reports/q3?year=2026');
+    assert.equal(echoed.headers.cookie, undefined, 'the gateway cookie never reaches the app');
+    const cookies = await ctx.cookies(s.origin('web'));
+    const session = cookies.find((c) => c.name === 'drawbridge_session');
+    assert.ok(session, JSON.stringify(cookies));
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.expires, -1, 'not persistent by default');
+    // Another app host does not accept this session: it asks to sign in (at the provider, which remembers bob).
+    await page.goto(`${s.origin('api')}/`);
+    assert.ok(!page.url().startsWith(s.origin('web')));
+    await ctx.close();
+  });
+
+  it('alice signs in with her one-time code; sign-out ends the session', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${s.origin('web')}/start`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-pw');
+    await Promise.all([page.waitForSelector('#code'), page.click('button[type=submit]')]);
+    await page.fill('#code', s.codes.get('alice')!);
+    await Promise.all([page.waitForURL(`${s.origin('web')}/start`), page.click('button[type=submit]')]);
+    await page.goto(`${s.origin('web')}/.drawbridge/me`);
+    const me = JSON.parse((await page.textContent('body'))!);
+    assert.equal(me.user, 'alice');
+    assert.equal(me.claims.acr, 'mfa');
+    await page.goto(`${s.origin('web')}/.drawbridge/sign-out`);
+    await page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`);
+    assert.match((await page.textContent('h1'))!, /signed out/);
+    const res = await page.goto(`${s.origin('web')}/.drawbridge/me`);
+    assert.equal(res!.status(), 401);
+    await ctx.close();
+  });
+});
