@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { AssertionKeyStore } from '../../../src/plugins/headers/assertionKeys.js';
+import { tempDir } from '../../support/harness.js';
+
+describe('assertion signing keys: kept in stateDir, rotated with overlap', () => {
+  const H = 3_600_000;
+  const timings = { rotateAfterMs: 24 * H, activateAfterMs: 1 * H, retainMs: 2 * H };
+
+  it('makes one key on first start, keeps it private on disk, and reloads the same key', async () => {
+    const dir = tempDir();
+    const a = new AssertionKeyStore(dir, () => 0, timings);
+    await a.ready();
+    const kid = a.signingKey().kid;
+    assert.equal(statSync(join(dir, 'assertion-keys.json')).mode & 0o777, 0o600);
+    const b = new AssertionKeyStore(dir, () => 0, timings);
+    await b.ready();
+    assert.equal(b.signingKey().kid, kid);
+    assert.deepEqual(b.jwks(), a.jwks());
+  });
+
+  it('publishes the next key before signing with it and the old one after', async () => {
+    const dir = tempDir();
+    let t = 0;
+    const store = new AssertionKeyStore(dir, () => t, timings);
+    await store.ready();
+    const k1 = store.signingKey().kid;
+
+    t = 25 * H; // rotation due
+    await store.maintain();
+    const published = store.jwks().keys.map((k) => k.kid);
+    assert.equal(published.length, 2, 'the new key is published at once');
+    assert.equal(store.signingKey().kid, k1, 'but does not sign until apps could have fetched it');
+    const k2 = published.find((k) => k !== k1)!;
+
+    t = 26 * H + 1; // activated
+    assert.equal(store.signingKey().kid, k2);
+    assert.deepEqual(store.jwks().keys.map((k) => k.kid).sort(), [k1, k2].sort(), 'the old key stays for assertions already out');
+
+    t = 28 * H + 2; // retained long enough
+    await store.maintain();
+    assert.deepEqual(store.jwks().keys.map((k) => k.kid), [k2]);
+    const reloaded = new AssertionKeyStore(dir, () => t, timings);
+    await reloaded.ready();
+    assert.deepEqual(reloaded.jwks().keys.map((k) => k.kid), [k2], 'rotation is persisted');
+  });
+});

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { decodeHeaderValue, encodeHeaderValue } from '../../../src/plugins/headers/identityHeaders.js';
+import { Browser, USERS, startStack, type Stack } from '../../identity/support.js';
+import { request } from '../../support/harness.js';
+
+/** Records what the app got, trailers included. */
+async function startTrailerBackend(): Promise<{ url: string; got: { headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string> }[]; close(): Promise<void> }> {
+  const got: { headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string> }[] = [];
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      got.push({ headers: req.headers, trailers: req.trailers });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+const SPOOFS: Record<string, string>[] = [
+  { 'x-remote-user': 'admin' },
+  { 'X-REMOTE-USER': 'admin' },
+  { 'X-Remote-User': 'admin' },
+  { x_remote_user: 'admin' },
+  { 'x.remote.user': 'admin' },
+  { 'X_Remote.User': 'admin' },
+  { 'x-remote-groups': 'admins' },
+  { x_remote_groups: 'admins' },
+  { 'x-drawbridge-assertion': 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.' },
+  { X_Drawbridge_Assertion: 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.' },
+];
+
+describe('identity headers and the signed assertion, at a real backend', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  let trailers: Awaited<ReturnType<typeof startTrailerBackend>>;
+  const zoe = { username: 'zoe', password: 'zoe-pw', name: 'Zoë Ünal', email: 'zoe@example.test', groups: ['R&D, Europe', 'everyone'], mfa: false };
+  before(async () => {
+    trailers = await startTrailerBackend();
+    s = await startStack({
+      users: [...USERS, zoe],
+      apps: (backend) => `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://web
+    headers:
+      identity:
+        X-Remote-User: user
+        X-Remote-Groups: groups
+        X-Remote-Email: email
+        X-Remote-Name: name
+        X-Remote-Amr: amr
+      assertion: X-Drawbridge-Assertion
+  - name: Other
+    externalUrl: http://other.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    headers:
+      assertion: X-Drawbridge-Assertion
+  - name: Trailers
+    externalUrl: http://app.localhost/
+    internalUrl: ${trailers.url}/
+    preAuth: oidc
+    headers:
+      identity: { X-Remote-User: user }
+`,
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    await trailers?.close();
+  });
+  const last = () => s.backend.received[s.backend.received.length - 1]!;
+
+  it('maps the identity to headers: arrays joined by comma', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    const h = last().headers;
+    assert.equal(h['x-remote-user'], 'bob');
+    assert.equal(h['x-remote-groups'], 'finance,everyone');
+    assert.equal(h['x-remote-email'], 'bob@example.test');
+    assert.equal(h['x-remote-name'], 'Bob');
+    assert.equal(h['x-remote-amr'], 'pwd');
+  });
+
+  it('encodes non-ASCII values and commas inside elements RFC 8187-style', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'zoe', password: 'zoe-pw' });
+    assert.equal(res.status, 200, res.body);
+    const h = last().headers;
+    assert.equal(h['x-remote-name'], "UTF-8''Zo%C3%AB%20%C3%9Cnal");
+    assert.deepEqual(decodeHeaderValue(String(h['x-remote-name'])), ['Zoë Ünal']);
+    assert.deepEqual(decodeHeaderValue(String(h['x-remote-groups'])), ['R&D, Europe', 'everyone']);
+    assert.equal(h['x-remote-user'], 'zoe', 'plain ASCII stays plain');
+  });
+
+  it('drops client copies of identity and assertion headers in every spelling before setting its own', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    for (const spoof of SPOOFS) {
+      const res = await b.get(`${s.origin('web')}/spoof`, spoof);
+      assert.equal(res.status, 200);
+      const h = last().headers;
+      const all = JSON.stringify(h);
+      assert.ok(!all.includes('admin'), `${JSON.stringify(spoof)} reached the app: ${all}`);
+      assert.equal(h['x-remote-user'], 'bob');
+      assert.equal(h['x-remote-groups'], 'finance,everyone');
+      for (const k of Object.keys(h)) assert.ok(!/^x[_.]remote|^x[_.]drawbridge/i.test(k), `look-alike ${k} reached the app`);
+    }
+  });
+
+  it('never passes a client copy in a request trailer', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('app')}/`, { user: 'bob', password: 'bob-pw' });
+    const cookie = [...b.jar.get(new URL(s.origin('app')).host)!].map(([k, v]) => `${k}=${v}`).join('; ');
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: s.gw.port, path: '/upload', method: 'POST', headers: { host: new URL(s.origin('app')).host, cookie, trailer: 'X-Remote-User', 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
+      });
+      req.on('error', reject);
+      req.write('body');
+      req.addTrailers({ 'X-Remote-User': 'admin', x_remote_user: 'admin' });
+      req.end();
+    });
+    const got = trailers.got[trailers.got.length - 1]!;
+    assert.equal(got.headers['x-remote-user'], 'bob');
+    assert.equal(got.headers.trailer, undefined);
+    assert.ok(!JSON.stringify(got.trailers).includes('admin'), JSON.stringify(got.trailers));
+  });
+
+  it('signs an assertion that verifies with jose against the JWKS the gateway publishes', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    const res = await b.get(`${s.origin('web')}/who`);
+    const jwt = String(last().headers['x-drawbridge-assertion']);
+    const jwksRes = await request(`http://127.0.0.1:${s.gw.port}/.well-known/drawbridge/jwks.json`, { headers: { host: 'anything.localhost' } });
+    assert.equal(jwksRes.status, 200);
+    assert.match(String(jwksRes.headers['content-type']), /jwk-set\+json/);
+    const jwks = jwksRes.json();
+    assert.ok(jwks.keys.length >= 1);
+    for (const k of jwks.keys) assert.equal(k.d, undefined, 'no private key material is published');
+    const { payload, protectedHeader } = await jwtVerify(jwt, createLocalJWKSet(jwks), { issuer: 'http://localhost', audience: 'http://web.localhost/', algorithms: ['ES256'] });
+    assert.equal(protectedHeader.alg, 'ES256');
+    assert.equal(payload.sub, 'bob');
+    assert.deepEqual(payload.groups, ['finance', 'everyone']);
+    assert.equal(payload.jti, res.headers['x-correlation-id'], 'jti is the correlation id');
+    assert.ok(payload.exp! - payload.iat! <= 60, 'short-lived');
+    assert.equal(JSON.stringify(payload).includes('eyJ'), false, 'no token inside');
+    // an assertion for Web is not one for Other
+    await assert.rejects(jwtVerify(jwt, createLocalJWKSet(jwks), { issuer: 'http://localhost', audience: 'http://other.localhost/', algorithms: ['ES256'] }), /aud/);
+    // tampering breaks it
+    const [h, p, sig] = jwt.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...payload, sub: 'admin' })).toString('base64url');
+    await assert.rejects(jwtVerify(`${h}.${forged}.${sig}`, createLocalJWKSet(jwks), { algorithms: ['ES256'] }));
+    assert.ok(jwks.keys.some((k: { kid: string }) => k.kid === decodeProtectedHeader(jwt).kid) && p);
+  });
+
+  it('encoding rules', () => {
+    assert.equal(encodeHeaderValue(['a', 'b']), 'a,b');
+    assert.equal(encodeHeaderValue('50%'), "UTF-8''50%25");
+    assert.equal(encodeHeaderValue('line\r\nX-Evil: 1'), "UTF-8''line%0D%0AX-Evil%3A%201");
+    assert.equal(encodeHeaderValue(undefined), undefined);
+    assert.equal(encodeHeaderValue(true), 'true');
+    assert.equal(encodeHeaderValue([]), '');
+  });
+});
