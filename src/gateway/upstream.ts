@@ -7,6 +7,7 @@
  * Node 22. undici's pool is also several times cheaper per request than
  * http.request, which is what lets the gateway keep up with bare proxies.
  */
+import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -76,10 +77,15 @@ export class DirectUpstream implements Upstream {
   forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void {
     const { req, res } = f;
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    const abort = new AbortController();
+    // undici accepts an EventEmitter as the abort signal; it costs a fraction of an
+    // AbortController (an EventTarget), which showed up in the hot-path profile.
+    const clientGone = new EventEmitter();
+    let aborted = false;
     let started = false;
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (res.writableFinished) return;
+      aborted = true;
+      clientGone.emit('abort');
     };
     res.once('close', onClose);
     const opts: Dispatcher.RequestOptions = {
@@ -87,7 +93,7 @@ export class DirectUpstream implements Upstream {
       method: f.method as Dispatcher.HttpMethod,
       headers: f.headers,
       body: hasBody ? req : null,
-      signal: abort.signal,
+      signal: clientGone,
       headersTimeout: f.timeoutMs,
       bodyTimeout: f.timeoutMs,
     };
@@ -108,7 +114,7 @@ export class DirectUpstream implements Upstream {
       (err) => {
         res.removeListener('close', onClose);
         if (!err) return done();
-        if (abort.signal.aborted) return done(); // the client left; nothing to tell it
+        if (aborted) return done(); // the client left; nothing to tell it
         const failure = classify(err, started);
         if (started) res.destroy();
         done(failure);
