@@ -143,7 +143,7 @@ preflight() {
   wait "$gpid" "$bpid" 2>/dev/null || true
   if ((rc)); then
     if [[ -n ${code:-} && $code != 000 ]]; then echo "GET / answered $code"
-    else grep -o '"msg":"[^"]*"\|"message":"[^"]*"\|^[^{].*' "$out" | grep -v '^$' | tail -3 | tr '\n' ' '; fi
+    else grep -v '^[[:space:]]*at \|^[[:space:]]*$' "$out" | grep -o '"msg":"[^"]*"\|"message":"[^"]*"\|^[^{].*' | tail -2 | tr '\n' ' '; fi
   fi
   return $rc
 }
