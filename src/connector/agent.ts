@@ -220,7 +220,7 @@ export class ConnectorAgent {
       const next = opened ? 0 : failures + 1;
       const delay = Math.min(30_000, 250 * 2 ** Math.min(next, 7)) * (0.5 + Math.random() / 2);
       this.log.info({ channel: index, retryInMs: Math.round(delay) }, 'channel closed; reconnecting');
-      setTimeout(() => this.channel(index, next), delay).unref();
+      setTimeout(() => this.channel(index, next), delay);
     });
   }
 

@@ -111,8 +111,7 @@ export class ConnectorHub {
     for (const ch of this.registry.all()) {
       if (this.revoked.has(ch.connectorId)) {
         this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
-        ch.ready = false;
-        ch.session.destroy();
+        ch.terminate();
       } else if (JSON.stringify(before.get(ch.group)) !== JSON.stringify(this.targets.get(ch.group))) {
         this.pushTargets(ch);
       }
@@ -125,7 +124,7 @@ export class ConnectorHub {
 
   async stop(): Promise<void> {
     clearInterval(this.pingTimer);
-    for (const ch of this.registry.all()) ch.session.destroy();
+    for (const ch of this.registry.all()) ch.terminate();
     for (const ws of this.wss.clients) ws.terminate();
     await closeServer(this.server);
   }
@@ -139,9 +138,12 @@ export class ConnectorHub {
       if (req.method === 'GET' && path === '/v1/ca') return void res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(this.ca.certPem);
       if (req.method === 'POST' && path === '/v1/enroll') {
         const body = await readJson(req);
-        const payload = this.tokens.consume(String(body.token ?? ''));
+        const token = String(body.token ?? '');
+        const payload = this.tokens.check(token);
         if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
+        // A bad CSR leaves the token usable; the token is spent only on success.
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), payload.g, this.lifetimeMs);
+        this.tokens.consume(token);
         this.log.info({ connector: issued.id, group: issued.group, address: sock.remoteAddress, notAfter: issued.notAfter }, 'connector enrolled');
         return void json(res, 200, { id: issued.id, group: issued.group, cert: issued.certPem, ca: this.ca.certPem, notAfter: issued.notAfter.toISOString() });
       }
@@ -214,6 +216,12 @@ export class ConnectorHub {
       ready: false,
       draining: false,
       missedPings: 0,
+      terminate: () => {
+        ch.ready = false;
+        this.registry.remove(ch);
+        session.destroy();
+        ws.terminate();
+      },
     };
     session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
     session.on('goaway', () => {
@@ -269,7 +277,7 @@ export class ConnectorHub {
         if (answered || ch.session.destroyed) return;
         ch.missedPings++;
         this.log.warn({ connector: ch.connectorId, channel: ch.key, missed: ch.missedPings, since: Date.now() - sentAt }, 'connector missed a ping');
-        if (ch.missedPings >= 3) ch.session.destroy();
+        if (ch.missedPings >= 3) ch.terminate();
       }, this.pingMs).unref();
     }
   }

@@ -23,6 +23,8 @@ export interface Channel {
   /** the connector said goodbye (GOAWAY): no new streams */
   draining: boolean;
   missedPings: number;
+  /** cuts the channel at once (revocation, missed pings) */
+  terminate(): void;
 }
 
 export interface ConnectorSummary {

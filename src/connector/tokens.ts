@@ -69,6 +69,13 @@ export class TokenStore {
 
   /** Checks signature, expiry and one-time use; marks the token used. Throws EnrollmentError. */
   consume(token: string, now = Date.now()): TokenPayload {
+    const payload = this.check(token, now);
+    appendFileSync(this.usedFile, JSON.stringify({ n: payload.n, e: payload.e, at: now }) + '\n', { mode: 0o600 });
+    return payload;
+  }
+
+  /** Checks signature, expiry and one-time use without using the token up. */
+  check(token: string, now = Date.now()): TokenPayload {
     const payload = decodeToken(token);
     const [prefix, body, mac] = token.trim().split('.');
     const want = createHmac('sha256', this.key).update(`${prefix}.${body}`).digest();
@@ -77,7 +84,6 @@ export class TokenStore {
     if (payload.e <= now) throw new EnrollmentError('ERR_TOKEN_EXPIRED', `the enrollment token expired at ${new Date(payload.e).toISOString()}`);
     // Synchronous read-check-append: nothing else in this process can interleave.
     if (this.used().has(payload.n)) throw new EnrollmentError('ERR_TOKEN_USED', 'the enrollment token was already used');
-    appendFileSync(this.usedFile, JSON.stringify({ n: payload.n, e: payload.e, at: now }) + '\n', { mode: 0o600 });
     return payload;
   }
 

@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { createToken } from '../../src/connector/tokens.js';
+import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+function post(gw: TestGateway, path: string, body: unknown): Promise<{ status: number; body: Record<string, any> }> {
+  const hub = gw.server.connectorHub!;
+  const [host, port] = [hub.address()!.split(':')[0], Number(hub.address()!.split(':')[1])];
+  return new Promise((resolve, reject) => {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    const req = https.request({ host, port, path, method: 'POST', ca: hub.ca.certPem, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      let t = '';
+      res.on('data', (c) => (t += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(t) }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+function wsStatus(gw: TestGateway, tls: { key?: string; cert?: string }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://${gw.server.connectorHub!.address()}/v1/tunnel`, { ...tls, ca: gw.server.connectorHub!.ca.certPem });
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode!);
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      resolve(101);
+      ws.terminate();
+    });
+    ws.on('error', (e) => reject(e));
+  });
+}
+
+function refusedCodes(gw: TestGateway): string[] {
+  return gw.logs.filter((l) => String(l.msg).startsWith('connector request refused') || String(l.msg).startsWith('connector channel refused')).map((l) => String(l.code));
+}
+
+describe('connector enrollment, mutual TLS and revocation', function () {
+  this.timeout(40_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let dir: string;
+  const procs: ConnectorProcess[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  beforeEach(async () => {
+    dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend), dir);
+  });
+  afterEach(async () => {
+    for (const p of procs.splice(0)) await killConnector(p);
+    await gw.stop();
+  });
+  after(() => backend.close());
+
+  it('enrolls end to end with the CLI (token create, connector enroll, run) and serves the app through the tunnel', async () => {
+    const t = await runCli(['token', 'create', '--group', 'g1', '--ttl', '10m', '--config', gw.configFile]);
+    assert.equal(t.code, 0, t.stderr);
+    const tok = t.stdout.trim();
+    assert.match(tok, /^dbt1\./);
+    const state = join(dir, 'conn');
+    const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', state]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /enrolled connector c-[0-9a-f]+ in group g1/);
+    assert.equal(statSync(join(state, 'key.pem')).mode & 0o777, 0o600);
+    const cert = new X509Certificate(readFileSync(join(state, 'cert.pem')));
+    const ca = new X509Certificate(gw.server.connectorHub!.ca.certPem);
+    assert.ok(cert.verify(ca.publicKey), 'the client certificate is signed by the connector CA');
+    assert.match(cert.subject, /OU=g1/);
+    // the private key never left: the certificate carries the key made locally
+    assert.ok(cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(readFileSync(join(state, 'key.pem')))));
+
+    const c = startConnector(state);
+    procs.push(c);
+    await waitChannels(gw, 2);
+    const res = await request(`${gw.url}/hello?x=1`, { headers: { host: 'app.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/hello?x=1');
+    assert.equal(backend.received.at(-1)!.url, '/hello?x=1');
+
+    const admin = await request(`${gw.adminUrl}/connectors`);
+    const list = admin.json().connectors;
+    assert.equal(list.length, 1);
+    assert.equal(list[0].group, 'g1');
+    assert.equal(list[0].channels, 2);
+    assert.equal(list[0].version, '0.1.0');
+    assert.match(list[0].certExpiry, /^\d{4}-/);
+
+    const cli = await runCli(['connectors', '--config', gw.configFile]);
+    // the CLI reads the admin address from the config; ours is ephemeral, so use --json against a config pointing at it
+    const cfg2 = join(dir, 'admin-view.yaml');
+    writeFileSync(cfg2, readFileSync(gw.configFile, 'utf8').replace('admin: { listen: 127.0.0.1:0 }', `admin: { listen: ${gw.adminUrl!.slice(7)} }`));
+    const cli2 = await runCli(['connectors', '--config', cfg2]);
+    assert.equal(cli2.code, 0, cli2.stderr + cli.stderr);
+    assert.match(cli2.stdout, /ID\s+GROUP\s+VERSION\s+ADDRESS\s+CHANNELS\s+IN-FLIGHT\s+LAST SEEN\s+CERT EXPIRY/);
+    assert.match(cli2.stdout, new RegExp(`${list[0].id}\\s+g1\\s+0\\.1\\.0\\s+127\\.0\\.0\\.1:\\d+\\s+2\\s+0`));
+  });
+
+  it('refuses a reused token, also after a gateway restart', async () => {
+    const tok = token(gw);
+    const first = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', join(dir, 'a')]);
+    assert.equal(first.code, 0, first.stderr);
+    const again = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', join(dir, 'b')]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already used/);
+    await gw.stop();
+    gw = await startHubGateway(readFileSync(gw.configFile, 'utf8'), dir);
+    const afterRestart = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', join(dir, 'c')]);
+    assert.notEqual(afterRestart.code, 0);
+    assert.match(afterRestart.stderr, /already used/);
+    assert.deepEqual(refusedCodes(gw), ['ERR_TOKEN_USED']);
+  });
+
+  it('refuses wrong, expired and damaged tokens and a CSR whose key differs from the announced one, leaving the token usable', async () => {
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const other = await generateKeyPair();
+    const csr = await createCsr(kp.keys, 'x');
+    const publicKey = kp.publicKeyDer.toString('base64');
+
+    const foreign = createToken(tempDir(), 'g1', 60_000, hub.ca.pin);
+    assert.equal((await post(gw, '/v1/enroll', { token: foreign, csr, publicKey })).body.error, 'ERR_TOKEN_SIGNATURE');
+    const expired = createToken(hub.stateDir, 'g1', -1000, hub.ca.pin);
+    assert.equal((await post(gw, '/v1/enroll', { token: expired, csr, publicKey })).body.error, 'ERR_TOKEN_EXPIRED');
+    assert.equal((await post(gw, '/v1/enroll', { token: 'dbt1.garbage.x', csr, publicKey })).body.error, 'ERR_TOKEN_MALFORMED');
+    assert.equal((await post(gw, '/v1/enroll', 'not json')).status, 400);
+
+    const good = token(gw);
+    const mismatch = await post(gw, '/v1/enroll', { token: good, csr, publicKey: other.publicKeyDer.toString('base64') });
+    assert.equal(mismatch.status, 400);
+    assert.equal(mismatch.body.error, 'ERR_CSR_KEY_MISMATCH');
+    assert.equal((await post(gw, '/v1/enroll', { token: good, csr: 'garbage', publicKey })).body.error, 'ERR_CSR_INVALID');
+    // nothing changed: the same token still enrolls once
+    const ok = await post(gw, '/v1/enroll', { token: good, csr, publicKey });
+    assert.equal(ok.status, 200);
+    assert.match(ok.body.cert, /BEGIN CERTIFICATE/);
+    assert.deepEqual(refusedCodes(gw), ['ERR_TOKEN_SIGNATURE', 'ERR_TOKEN_EXPIRED', 'ERR_TOKEN_MALFORMED', 'ERR_BAD_REQUEST', 'ERR_CSR_KEY_MISMATCH', 'ERR_CSR_INVALID']);
+  });
+
+  it('mutual TLS: refuses channels without a certificate or with one from another CA; renewal needs a valid certificate too', async () => {
+    const foreignCa = await ConnectorCa.loadOrCreate(tempDir());
+    const kp = await generateKeyPair();
+    const issued = await foreignCa.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 3600_000);
+    assert.equal(await wsStatus(gw, { key: kp.keyPem, cert: issued.certPem }), 403);
+    assert.equal(await wsStatus(gw, {}), 403);
+    const renew = await post(gw, '/v1/renew', { csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') });
+    assert.equal(renew.status, 403);
+    const refused = gw.logs.filter((l) => l.code === 'ERR_NOT_AUTHENTICATED');
+    assert.equal(refused.length, 3);
+    assert.ok(refused.some((l) => /certificate|none presented/.test(String(l.reason))));
+    // a certificate from our CA is accepted
+    const mine = await gw.server.connectorHub!.ca.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 3600_000);
+    assert.equal(await wsStatus(gw, { key: kp.keyPem, cert: mine.certPem }), 101);
+  });
+
+  it('revocation by reload closes the live channels within a second and refuses reconnects', async () => {
+    const c = startConnector(join(dir, 'r'), { gateway: hubUrl(gw), token: token(gw) });
+    procs.push(c);
+    const chans = await waitChannels(gw, 2);
+    const id = chans[0].connectorId;
+    assert.equal((await request(`${gw.url}/before`, { headers: { host: 'app.test' } })).status, 200);
+    writeFileSync(gw.configFile, gatewayYaml(backend, '', '', [id]));
+    const t0 = Date.now();
+    assert.equal(await gw.server.reload('test'), 'success');
+    await eventually(() => gw.server.connectorHub!.registry.all().length === 0, 1000, 10);
+    assert.ok(Date.now() - t0 < 1000);
+    const res = await request(`${gw.url}/after`, { headers: { host: 'app.test' } });
+    assert.equal(res.status, 504);
+    assert.match(res.body, /Gateway time-out|can't be accessed/i);
+    await eventually(() => gw.logs.some((l) => l.code === 'ERR_REVOKED'), 5000);
+    await eventually(() => c.logs().some((l) => /refused this connector/.test(String(l.msg))), 5000);
+    assert.equal(gw.server.connectorHub!.registry.all().length, 0);
+  });
+});

@@ -1,0 +1,119 @@
+/** Helpers for connector tests: a gateway with a hub, real connector child processes. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createToken } from '../../src/connector/tokens.js';
+import type { Channel } from '../../src/connector/registry.js';
+import { eventually, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+
+export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli.js');
+
+export function gatewayYaml(backend: EchoBackend | { url: string }, extra = '', appExtra = '', revoked: string[] = []): string {
+  return `
+gateway:
+  publicUrl: http://app.test
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:0 }
+  stateDir: ./state
+connectors:
+  listen: 127.0.0.1:0
+  revoked: [${revoked.join(', ')}]
+connectorGroups:
+  g1: {}
+  g2: {}
+${extra}
+apps:
+  - name: App
+    externalUrl: http://app.test/
+    internalUrl: ${backend.url}/
+    connectorGroup: g1
+    preAuth: passthrough
+    websockets: true
+${appExtra}
+`;
+}
+
+export async function startHubGateway(yaml: string, dir = tempDir()): Promise<TestGateway> {
+  return startGateway(yaml, { dir, watch: false });
+}
+
+export function hubUrl(gw: TestGateway): string {
+  return `https://${gw.server.connectorHub!.address()}`;
+}
+
+export function token(gw: TestGateway, group = 'g1', ttlMs = 60_000): string {
+  const hub = gw.server.connectorHub!;
+  return createToken(hub.stateDir, group, ttlMs, hub.ca.pin);
+}
+
+export interface ConnectorProcess {
+  child: ChildProcess;
+  stateDir: string;
+  lines: string[];
+  /** resolves with the exit code or signal */
+  exited: Promise<number | string>;
+  logs(): Record<string, unknown>[];
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolveP) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('exit', (code) => resolveP({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Starts `drawbridge connector run` as a child process (enrolling first when a token is given). */
+export function startConnector(stateDir: string, opts: { gateway?: string; token?: string; args?: string[] } = {}): ConnectorProcess {
+  const args = [CLI, 'connector', 'run', '--state-dir', stateDir, ...(opts.args ?? [])];
+  if (opts.gateway) args.push('--gateway', opts.gateway);
+  if (opts.token) args.push('--token', opts.token);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DRAWBRIDGE_LOG_LEVEL: 'info' } });
+  const lines: string[] = [];
+  let buf = '';
+  const onData = (c: Buffer) => {
+    buf += c.toString('utf8');
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts.filter(Boolean));
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | string>((r) => child.on('exit', (code, signal) => r(signal ?? code ?? -1)));
+  return {
+    child,
+    stateDir,
+    lines,
+    exited,
+    logs: () =>
+      lines.flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      }),
+  };
+}
+
+export function readyChannels(gw: TestGateway, group = 'g1'): Channel[] {
+  return gw.server.connectorHub!.registry.all().filter((c) => c.group === group && c.ready && !c.draining);
+}
+
+/** Waits until `n` ready channels of distinct-or-not connectors exist in the group. */
+export async function waitChannels(gw: TestGateway, n: number, group = 'g1', ms = 15_000): Promise<Channel[]> {
+  return (await eventually(() => (readyChannels(gw, group).length >= n ? readyChannels(gw, group) : undefined), ms, 50))!;
+}
+
+export function connectorDir(base: string, name: string): string {
+  return join(base, name);
+}
+
+export async function killConnector(c: ConnectorProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (c.child.exitCode !== null || c.child.signalCode !== null) return;
+  c.child.kill(signal);
+  await c.exited;
+}
