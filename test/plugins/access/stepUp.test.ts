@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Browser, startStack, type Stack } from '../../identity/support.js';
+import { request } from '../../support/harness.js';
+
+/** Step-up (RFC 9470) end to end: the embedded provider, the real OIDC stage, the access stage. */
+describe('conditional access step-up: bearer clients get the challenge, browsers go back to the provider', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack({
+      extraYaml: `locations:
+  nowhere: [192.0.2.0/24]
+policies:
+  mfa-outside-nowhere:
+    when: { notLocations: [nowhere] }
+    grant: requireMfa
+  fresh:
+    session: { signInFrequency: 2s }
+`,
+      apps: (backend) => `
+  - name: Api
+    externalUrl: http://api.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://secret
+    requiredScopes: [user_impersonation]
+    conditionalAccess: [mfa-outside-nowhere]
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    conditionalAccess: [mfa-outside-nowhere]
+  - name: Fresh
+    externalUrl: http://finance.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    conditionalAccess: [fresh]
+`,
+    });
+  });
+  after(async () => s?.stop());
+  const audit = () =>
+    readFileSync(join(s.gw.dir, 'state', 'audit', 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+
+  it('a bearer client without MFA gets 401 insufficient_user_authentication with acr_values, and nothing reaches the app', async () => {
+    const token = await s.idp.clientCredentialsToken('api://secret', 'user_impersonation');
+    const before = s.backend.received.length;
+    const res = await request(`http://127.0.0.1:${s.gw.port}/data`, { headers: { host: new URL(s.origin('api')).host, authorization: `Bearer ${token}`, accept: 'application/json' } });
+    assert.equal(res.status, 401, res.body);
+    const www = String(res.headers['www-authenticate']);
+    assert.match(www, /^Bearer error="insufficient_user_authentication"/);
+    assert.match(www, /acr_values="mfa"/);
+    assert.equal(res.headers.location, undefined, 'an API client is never redirected');
+    assert.match(res.json().detail, /multi-factor/);
+    assert.equal(s.backend.received.length, before);
+    await new Promise((r) => setTimeout(r, 50));
+    const rec = audit().find((r) => r.correlationId === res.headers['x-correlation-id']);
+    assert.equal(rec?.decision, 'step-up');
+    assert.deepEqual(rec?.policies, ['mfa-outside-nowhere']);
+    assert.ok(!JSON.stringify(audit()).includes(token.split('.')[2]!), 'the token is never in the audit log');
+  });
+
+  it('a browser without MFA is sent back to the provider with acr_values=mfa, does MFA, and lands where it was', async () => {
+    const b = new Browser();
+    const { res, url, hops } = await b.browse(`${s.origin('web')}/deep/link?x=1`, { user: 'carol', password: 'carol-pw', code: () => s.codes.get('carol') });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(url, `${s.origin('web')}/deep/link?x=1`);
+    const stepUp = hops.find((h) => h.startsWith(s.idp.issuer) && new URL(h).searchParams.get('acr_values') === 'mfa');
+    assert.ok(stepUp, `no step-up redirect in ${hops.join('\n')}`);
+    const me = (await b.get(`${s.origin('web')}/.drawbridge/me`)).json();
+    assert.equal(me.claims.acr, 'mfa');
+    const again = await b.get(`${s.origin('web')}/next`);
+    assert.equal(again.status, 200, 'no second step-up once MFA is done');
+  });
+
+  it('a browser session older than signInFrequency must sign in again (max_age, prompt=login)', async () => {
+    const b = new Browser();
+    const first = await b.browse(`${s.origin('finance')}/`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(first.res.status, 200, first.res.body);
+    await new Promise((r) => setTimeout(r, 3200));
+    const stale = await b.get(`${s.origin('finance')}/report`);
+    assert.equal(stale.status, 302);
+    const loc = new URL(stale.headers.location!);
+    assert.equal(loc.origin, s.idp.issuer);
+    assert.equal(loc.searchParams.get('max_age'), '2');
+    assert.equal(loc.searchParams.get('prompt'), 'login');
+    const { res, url } = await b.browse(stale.headers.location!, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(url, `${s.origin('finance')}/report`);
+  });
+});
