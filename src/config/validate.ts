@@ -48,10 +48,20 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
   // A union reports one error per branch plus the anyOf itself; keep only the anyOf,
   // described from its branches ("must be default, long or a duration").
   const unionSchemaPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath + '/');
+  // A misspelt required key shows up twice: as unknown ("internalURL") and as missing
+  // ("internalUrl"). The did-you-mean says it all, so the missing one is dropped.
+  const suggested = new Set<string>();
+  for (const e of errors) {
+    if (e.keyword !== 'additionalProperties') continue;
+    const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+    const hint = suggest((e.params as { additionalProperty: string }).additionalProperty, known);
+    if (hint) suggested.add(`${e.instancePath}\u0000${hint}`);
+  }
   const out: SchemaIssue[] = [];
   const seen = new Set<string>();
   for (const e of errors) {
     if (unionSchemaPaths.some((p) => e.schemaPath.startsWith(p))) continue;
+    if (e.keyword === 'required' && suggested.has(`${e.instancePath}\u0000${(e.params as { missingProperty: string }).missingProperty}`)) continue;
     const path = pointerToPath(e.instancePath);
     const value = valueAt(root, path);
     let issue: SchemaIssue;
@@ -59,7 +69,9 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
       case 'additionalProperties': {
         const key = (e.params as { additionalProperty: string }).additionalProperty;
         const parent = e.parentSchema as { properties?: Record<string, unknown>; patternProperties?: Record<string, unknown> };
-        if (parent.patternProperties && !parent.properties) {
+        if (key === '<<') {
+          issue = { path: [...path, key], atKey: true, message: 'YAML merge keys (<<) are not supported: repeat the keys, or alias a whole value (&name / *name)' };
+        } else if (parent.patternProperties && !parent.properties) {
           const pattern = Object.keys(parent.patternProperties)[0] ?? '';
           issue = { path: [...path, key], atKey: true, message: describePattern(pattern, key) };
         } else {
@@ -87,6 +99,34 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
       case 'anyOf':
         issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${describeUnion(e.parentSchema as { anyOf: any[] })}` };
         break;
+      case 'uniqueItems': {
+        // Point at the later copy: the first one is where the reader expects it.
+        const { i, j } = e.params as { i: number; j: number };
+        const later = Math.max(i, j);
+        issue = { path: [...path, later], atKey: false, message: `${JSON.stringify((value as unknown[])[later])} is listed twice` };
+        break;
+      }
+      case 'minItems': {
+        const limit = (e.params as { limit: number }).limit;
+        issue = { path, atKey: false, message: limit === 1 ? 'must not be empty' : `must have at least ${limit} items` };
+        break;
+      }
+      case 'maxItems':
+        issue = { path, atKey: false, message: `must have at most ${(e.params as { limit: number }).limit} items` };
+        break;
+      case 'minLength': {
+        const limit = (e.params as { limit: number }).limit;
+        issue = { path, atKey: false, message: limit === 1 ? 'must not be empty' : `must be at least ${limit} characters long` };
+        break;
+      }
+      case 'minimum':
+      case 'maximum':
+      case 'exclusiveMinimum':
+      case 'exclusiveMaximum': {
+        const { comparison, limit } = e.params as { comparison: string; limit: number };
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is out of range: must be ${comparison} ${limit}` };
+        break;
+      }
       case 'const':
       case 'enum':
         issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: ${e.message}` };

@@ -51,12 +51,69 @@ apps: []
     errors: [{ at: '4:5', path: 'gateway.listen.htp', message: 'unknown key "htp" (did you mean "http"?)' }],
   },
   {
-    description: 'misspelt top-level key: the unknown key and the missing one are both reported',
+    description: 'misspelt required top-level key: one did-you-mean, not also "missing apps"',
     yaml: `${GW}app:
 ${app('Hello', 'hello.localhost:8080')}`,
+    errors: [{ at: '4:1', path: 'app', message: 'unknown key "app" (did you mean "apps"?)' }],
+  },
+  {
+    description: 'misspelt required key in an app: one did-you-mean',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalURL: http://127.0.0.1:3001/
+    preAuth: passthrough
+`,
+    errors: [{ at: '7:5', path: 'apps[0].internalURL', message: 'unknown key "internalURL" (did you mean "internalUrl"?)' }],
+  },
+  {
+    description: 'a key that is missing, not misspelt, is still reported missing',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    preAuth: passthrough
+    color: blue
+`,
     errors: [
-      { at: '1:1', path: '', message: 'missing required key "apps"' },
-      { at: '4:1', path: 'app', message: 'unknown key "app" (did you mean "apps"?)' },
+      { at: '5:5', path: 'apps[0]', message: 'missing required key "internalUrl"' },
+      { at: '8:5', path: 'apps[0].color', message: 'unknown key "color"' },
+    ],
+  },
+  {
+    description: 'a value listed twice points at the second copy',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    assignment: { groups: [finance, hr, finance] }
+`,
+    errors: [{ at: '10:41', path: 'apps[0].assignment.groups[2]', message: '"finance" is listed twice' }],
+  },
+  {
+    description: 'an empty list where one entry is needed',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: [] }
+apps: []
+`,
+    errors: [{ at: '5:21', path: 'session.secrets', message: 'must not be empty' }],
+  },
+  {
+    description: 'YAML merge keys are refused with a reason',
+    yaml: `${GW}apps:
+  - &hello
+    name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+  - <<: *hello
+    name: Other
+    externalUrl: http://other.localhost:8080/
+`,
+    errors: [
+      { at: '10:5', path: 'apps[1]', message: 'missing required key "internalUrl"' },
+      { at: '10:5', path: 'apps[1]["<<"]', message: 'YAML merge keys (<<) are not supported' },
+      { at: '10:5', path: 'apps[1].preAuth', message: 'preAuth oidc needs the identity: section' },
+      { at: '10:5', path: 'apps[1].preAuth', message: 'preAuth oidc needs the session: section' },
     ],
   },
   {
