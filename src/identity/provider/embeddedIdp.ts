@@ -43,7 +43,11 @@ export interface EmbeddedIdpOptions {
   /** where the one-time codes go (the console in the demo) */
   onOneTimeCode?: (user: string, code: string) => void;
   accessTokenTtlSec?: number;
+  /** accept any http://<loopback host>:<port>/.drawbridge/callback (the demo, where apps change while it runs) */
+  allowLoopbackCallbacks?: boolean;
 }
+
+const LOOPBACK_CALLBACK = /^http:\/\/(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.localhost|127\.0\.0\.1)(?::\d{1,5})?\/\.drawbridge\/(?:callback|signed-out)$/;
 
 export const MFA_ACR = 'mfa';
 export const PASSWORD_ACR = 'pwd';
@@ -286,11 +290,13 @@ export class EmbeddedIdp {
     const Client = provider.Client;
     const redirectAllowed = Client.prototype.redirectUriAllowed;
     Client.prototype.redirectUriAllowed = function (this: any, value: string) {
-      return (this.clientId === self.opts.clientId && self.redirectUris.has(value)) || redirectAllowed.call(this, value);
+      if (this.clientId === self.opts.clientId && (self.redirectUris.has(value) || (self.opts.allowLoopbackCallbacks && LOOPBACK_CALLBACK.test(value) && value.endsWith('/callback')))) return true;
+      return redirectAllowed.call(this, value);
     };
     const logoutAllowed = Client.prototype.postLogoutRedirectUriAllowed;
     Client.prototype.postLogoutRedirectUriAllowed = function (this: any, value: string) {
-      return (this.clientId === self.opts.clientId && self.postLogoutUris.has(value)) || logoutAllowed.call(this, value);
+      if (this.clientId === self.opts.clientId && (self.postLogoutUris.has(value) || (self.opts.allowLoopbackCallbacks && LOOPBACK_CALLBACK.test(value) && value.endsWith('/signed-out')))) return true;
+      return logoutAllowed.call(this, value);
     };
     return provider;
   }
