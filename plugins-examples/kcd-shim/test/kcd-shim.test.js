@@ -12,7 +12,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const pluginFile = join(here, '..', 'index.js');
 const repo = join(here, '..', '..', '..');
 const { loadConfigText } = await import(join(repo, 'dist/src/config/load.js'));
-const harness = await import(join(repo, 'dist/test/support/harness.js'));
+const identity = await import(join(repo, 'dist/test/identity/support.js'));
 
 const context = {
   logger: pino({ level: 'silent' }),
@@ -209,64 +209,53 @@ apps:
     });
   });
 
-  describe('end to end through a real gateway', () => {
-    /** @type {any[]} */
+  describe('end to end: real sign-in, gateway and app', () => {
+    /** @type {(() => Promise<unknown>)[]} */
     const cleanup = [];
     afterEach(async () => {
       while (cleanup.length) await cleanup.pop()();
     });
 
-    // The OpenID Connect stage belongs to another issue; a stand-in preauth stage
-    // (identity from a test header) lets the real pipeline, edge and upstream run.
-    const testSignIn = {
-      extraStages: () => [{
-        name: 'test-sign-in',
-        kind: 'preauth',
-        stripHeaders: ['x-test-user'],
-        run: (ctx) => {
-          const user = ctx.headers['x-test-user'];
-          return typeof user === 'string' ? { kind: 'continue', identity: { user, groups: [], via: 'session', claims: {} } } : { kind: 'deny', status: 401, reasons: ['no test user'] };
-        },
-      }],
-    };
-
-    async function gatewayWith(options) {
-      const backend = await harness.startEchoBackend();
-      cleanup.push(() => backend.close());
-      const dir = harness.tempDir();
-      const gw = await harness.startGateway(`gateway:
-  publicUrl: http://localhost:8080
-  listen: { http: 127.0.0.1:0 }
-identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: s }
-session: { secrets: ["0123456789abcdef0123456789abcdef"] }
-plugins: [${JSON.stringify(pluginFile)}]
-apps:
+    /** The embedded identity provider, a gateway and an echo backend; Payroll uses kcd-shim. */
+    async function stackWith(options) {
+      const s = await identity.startStack({
+        extraYaml: `plugins: [${JSON.stringify(pluginFile)}]`,
+        apps: (backend) => `
   - name: Payroll
-    externalUrl: http://payroll.localhost/
-    internalUrl: ${backend.url}/
+    externalUrl: http://app.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
     sso: { plugin: kcd-shim, options: ${JSON.stringify(options)} }
-`, { dir, compileHooks: testSignIn });
-      cleanup.push(() => gw.stop());
-      return { backend, gw };
+`,
+      });
+      cleanup.push(() => s.stop());
+      return s;
     }
 
-    it('the app receives the ticket from the delegation service, never the client\'s header', async () => {
+    it('after sign-in the app receives the ticket from the delegation service, never the client\'s header', async () => {
       const svc = await startDelegationService((b) => ({ status: 200, body: JSON.stringify({ ticket: ticketFor(b.user) }) }));
       cleanup.push(() => svc.close());
-      const { backend, gw } = await gatewayWith({ servicePrincipal: SPN, tokenEndpoint: svc.url });
-      const res = await harness.request(`${gw.url}/reports`, { headers: { host: 'payroll.localhost', 'x-test-user': 'bob@example.test', authorization: 'Negotiate forged', 'x-test_user': 'x' } });
+      const s = await stackWith({ servicePrincipal: SPN, tokenEndpoint: svc.url });
+      const browser = new identity.Browser();
+      const signedIn = await browser.browse(`${s.origin('app')}/reports`, { user: 'bob', password: 'bob-pw' });
+      assert.equal(signedIn.res.status, 200, signedIn.res.body);
+
+      const before = s.backend.received.length;
+      const res = await browser.get(`${s.origin('app')}/reports`, { authorization: 'Negotiate forged-by-client' });
       assert.equal(res.status, 200, res.body);
-      assert.equal(backend.received.length, 1);
-      assert.equal(backend.received[0].headers.authorization, `Negotiate ${ticketFor('bob@example.test')}`);
-      assert.deepEqual(svc.received.map((r) => r.body), [{ user: 'bob@example.test', servicePrincipal: SPN }]);
+      const seen = s.backend.received.slice(before);
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0].headers.authorization, `Negotiate ${ticketFor('bob')}`);
+      assert.deepEqual(svc.received.at(-1)?.body, { user: 'bob', servicePrincipal: SPN });
     });
 
-    it('without a delegation service the user gets a 502 page and the app receives nothing', async () => {
-      const { backend, gw } = await gatewayWith({ servicePrincipal: SPN });
-      const res = await harness.request(`${gw.url}/`, { headers: { host: 'payroll.localhost', 'x-test-user': 'bob@example.test', authorization: 'Negotiate forged', accept: 'text/html' } });
+    it('without a delegation service a signed-in user gets a 502 page and the app receives nothing', async () => {
+      const s = await stackWith({ servicePrincipal: SPN });
+      const browser = new identity.Browser();
+      const { res } = await browser.browse(`${s.origin('app')}/`, { user: 'bob', password: 'bob-pw' });
       assert.equal(res.status, 502);
       assert.match(res.body, /no Kerberos delegation service is configured/);
-      assert.equal(backend.received.length, 0);
+      assert.equal(s.backend.received.length, 0);
     });
   });
 
