@@ -25,14 +25,14 @@ export function safeReturnUrl(candidate: string | undefined | null, app: AppLoca
   const root = appRoot(app);
   if (typeof candidate !== 'string' || candidate === '' || candidate.length > 4096) return root;
   if (SUSPICIOUS.test(candidate)) return root;
-  let decodedOnce: string;
+  let decodedPath: string;
   try {
-    decodedOnce = decodeURIComponent(candidate);
+    decodedPath = decodeURIComponent(candidate.split(/[?#]/, 1)[0]!);
   } catch {
     return root;
   }
-  // A double-encoded payload must be as harmless as the plain one.
-  if (SUSPICIOUS.test(decodedOnce) || decodedOnce.startsWith('//')) return root;
+  // A double-encoded path must be as harmless as the plain one (the query may encode what it likes).
+  if (SUSPICIOUS.test(decodedPath) || decodedPath.startsWith('//') || decodedPath.startsWith('/\\')) return root;
   const relative = candidate.startsWith('/');
   if (relative && candidate.startsWith('//')) return root;
   if (!relative && !candidate.toLowerCase().startsWith(app.origin.toLowerCase() + '/') && candidate.toLowerCase() !== app.origin.toLowerCase()) return root;
