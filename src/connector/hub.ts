@@ -234,7 +234,7 @@ export class ConnectorHub {
       ws.terminate();
       log.info({ channel: ch.key }, 'connector channel closed');
     });
-    ws.on('close', () => session.destroy());
+    ws.on('close', () => ch.terminate());
     this.registry.add(ch);
     log.info({ channel: ch.key, address: ch.address, version: ch.version }, 'connector channel open');
     this.pushTargets(ch);

@@ -37,7 +37,7 @@ class NotDialed extends Error {
 
 export class TunnelUpstream implements Upstream {
   private readonly target: string;
-  private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
+  private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string; host: string };
 
   constructor(
     private readonly hub: ConnectorHub,
@@ -51,6 +51,8 @@ export class TunnelUpstream implements Upstream {
       this.tls = {
         ca: tlsOpts.ca ? readFileSync(resolvePath(tlsOpts.ca)) : undefined,
         rejectUnauthorized: tlsOpts.verify !== false,
+        // checked against the certificate when there is no server name (an IP address)
+        host: url.hostname.replace(/^\[|\]$/g, ''),
         servername: tlsOpts.serverName ?? (/^[0-9.]+$/.test(url.hostname) || url.hostname.includes(':') ? undefined : url.hostname),
       };
     }
@@ -86,7 +88,7 @@ export class TunnelUpstream implements Upstream {
           return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
         }
         let socket: Duplex = stream;
-        if (this.tls) socket = tls.connect({ socket: stream, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+        if (this.tls) socket = tls.connect({ socket: stream, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
         resolve({ socket, channel });
       });
     });

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+describe('tunnel upstream: apps behind a connector', function () {
+  this.timeout(40_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  let tlsBackend: https.Server;
+  let dir: string;
+  const host = (h: string) => ({ host: h });
+
+  before(async () => {
+    backend = await startEchoBackend();
+    dir = tempDir();
+    // an https app with a certificate from a private root
+    const privateRoot = await ConnectorCa.loadOrCreate(tempDir());
+    const leaf = await privateRoot.issueServer(['127.0.0.1']);
+    writeFileSync(join(dir, 'private-root.pem'), privateRoot.certPem);
+    tlsBackend = https.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (req, res) => res.end(`tls app saw ${req.url}`));
+    await new Promise<void>((r) => tlsBackend.listen(0, '127.0.0.1', r));
+    const tlsUrl = `https://127.0.0.1:${(tlsBackend.address() as AddressInfo).port}`;
+    const apps = `
+  - name: NoConnector
+    externalUrl: http://lonely.test/
+    internalUrl: ${backend.url}/
+    connectorGroup: g2
+    preAuth: passthrough
+  - name: Down
+    externalUrl: http://down.test/
+    internalUrl: http://127.0.0.1:1/
+    connectorGroup: g1
+    preAuth: passthrough
+  - name: Tls
+    externalUrl: http://tls.test/
+    internalUrl: ${tlsUrl}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backend: { tls: { ca: ./private-root.pem } }
+  - name: TlsUntrusted
+    externalUrl: http://untrusted.test/
+    internalUrl: ${tlsUrl}/other/
+    connectorGroup: g1
+    preAuth: passthrough
+`;
+    gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
+    conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw.stop();
+    await backend.close();
+    tlsBackend.close();
+  });
+
+  it('carries GET and streamed POST bodies both ways', async () => {
+    const res = await request(`${gw.url}/a/b?c=d`, { headers: { host: 'app.test', 'x-test': '1' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-backend'], 'echo');
+    assert.equal(res.json().url, '/a/b?c=d');
+    assert.equal(res.json().headers['x-test'], '1');
+    const body = Buffer.alloc(3 << 20, 'z').toString();
+    const post = await request(`${gw.url}/upload`, { method: 'POST', headers: { host: 'app.test', 'content-type': 'text/plain' }, body });
+    assert.equal(post.status, 200);
+    assert.equal(post.json().body.length, body.length);
+    const big = await request(`${gw.url}/big?bytes=${5 << 20}`, { headers: { host: 'app.test' } });
+    assert.equal(big.body.length, 5 << 20);
+  });
+
+  it('carries WebSocket connections', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'app.test' } });
+    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    const got: string[] = [];
+    ws.on('message', (m) => got.push(String(m)));
+    for (let i = 0; i < 5; i++) ws.send(`hello ${i}`);
+    await eventually(() => got.length === 5);
+    assert.deepEqual(got, [0, 1, 2, 3, 4].map((i) => `hello ${i}`));
+    ws.close();
+    assert.equal(backend.received.filter((r) => r.url === '/ws').length, 1);
+  });
+
+  it('answers 504 "Gateway time-out" when no connector of the group is connected', async () => {
+    const res = await request(`${gw.url}/`, { headers: host('lonely.test') });
+    assert.equal(res.status, 504);
+    assert.match(res.body, /Gateway time-out/);
+    assert.ok(gw.logs.some((l) => l.status === 504 && JSON.stringify(l.reasons).includes('no live connector in group g2')));
+  });
+
+  it('answers 502 "Bad gateway" when the connector cannot reach the app', async () => {
+    const res = await request(`${gw.url}/`, { headers: host('down.test') });
+    assert.equal(res.status, 502);
+    assert.match(res.body, /Bad gateway/);
+    await eventually(() => conn.logs().some((l) => l.msg === 'the app could not be reached' && l.reason === 'ECONNREFUSED'));
+  });
+
+  it('validates https apps end to end: a private root via backend.tls.ca, 502 with the reason logged otherwise', async () => {
+    const ok = await request(`${gw.url}/x`, { headers: host('tls.test') });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, 'tls app saw /x');
+    const bad = await request(`${gw.url}/x`, { headers: host('untrusted.test') });
+    assert.equal(bad.status, 502);
+    assert.ok(gw.logs.some((l) => l.status === 502 && /backend certificate rejected/.test(JSON.stringify(l))), 'the reason is logged');
+  });
+
+  it('the connector refuses targets outside the list the gateway pushed, and follows reloads', async () => {
+    const ch = gw.server.connectorHub!.registry.all()[0];
+    const status = (authority: string) =>
+      new Promise<number>((resolve, reject) => {
+        const s = ch.session.request({ ':method': 'CONNECT', ':authority': authority });
+        s.on('response', (h) => {
+          resolve(Number(h[':status']));
+          s.close();
+        });
+        s.on('error', reject);
+      });
+    assert.equal(await status('127.0.0.1:22'), 403);
+    assert.equal(await status('169.254.169.254:80'), 403);
+    assert.equal(await status(new URL(backend.url).host), 200);
+    await eventually(() => conn.logs().some((l) => l.msg?.toString().startsWith('target refused') && l.target === '169.254.169.254:80'));
+    // a reload that moves the Down app: the old target is withdrawn, the new one allowed
+    assert.equal(await status('127.0.0.1:1'), 502);
+    writeFileSync(gw.configFile, readFileSync(gw.configFile, 'utf8').replace('internalUrl: http://127.0.0.1:1/', 'internalUrl: http://127.0.0.1:2/'));
+    assert.equal(await gw.server.reload('test'), 'success');
+    await eventually(async () => (await status('127.0.0.1:1')) === 403);
+    assert.equal(await status('127.0.0.1:2'), 502);
+  });
+
+  it('bad input on a channel: garbage and oversized frames close only that channel, an abandoned stream blocks nothing', async () => {
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 3600_000, 'c-fuzzer')).certPem;
+    const open = () =>
+      new Promise<WebSocket>((r, j) => {
+        const ws = new WebSocket(`wss://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, maxPayload: 64 << 20 });
+        ws.once('open', () => r(ws));
+        ws.once('error', j);
+      });
+    const garbage = await open();
+    garbage.send(Buffer.from('this is not HTTP/2 at all, just garbage bytes\r\n\r\n'.repeat(10)));
+    await new Promise((r) => garbage.once('close', r));
+    const oversized = await open();
+    const code = await new Promise<number>((r) => {
+      oversized.once('close', (c) => r(c));
+      oversized.send(Buffer.alloc(5 << 20));
+    });
+    assert.equal(code, 1009);
+    await eventually(() => gw.logs.some((l) => l.connector === 'c-fuzzer' && /channel (error|broken)/.test(String(l.msg))));
+    await eventually(() => !hub.registry.all().some((c) => c.connectorId === 'c-fuzzer'), 3000);
+
+    // an abandoned stream: opened to an allowed target and never used
+    const ch = hub.registry.all().find((c) => c.connectorId !== 'c-fuzzer')!;
+    const abandoned = ch.session.request({ ':method': 'CONNECT', ':authority': new URL(backend.url).host });
+    await new Promise((r) => abandoned.once('response', r));
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => request(`${gw.url}/after-fuzz/${i}`, { headers: { host: 'app.test' } })));
+    assert.deepEqual(results.map((r) => r.status), Array(20).fill(200));
+    abandoned.close();
+    await eventually(() => hub.registry.all().every((c) => c.inflight === 0));
+    await sleep(10);
+  });
+});
