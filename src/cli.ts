@@ -12,6 +12,10 @@ commands:
   lint [FILE...] [--format text|json|github]
                                           check config files; exit 0 valid, 1 invalid, 2 unreadable
   schema [--config FILE]                  print the JSON Schema of gateway.config.yaml
+  what-if --config FILE --app NAME [--user U] [--groups a,b] [--ip IP] [--claims JSON] [--at ISO-8601]
+          [--client browser|native] [--method M] [--path P] [--json]
+                                          explain the conditional-access decision; exit 0 allow, 3 deny, 4 step-up
+  test-policies FILE.yaml [--config FILE] run expected decisions (CI); exit 0 all pass, 1 a case failed
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token
@@ -37,6 +41,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/connectors.js')).connectorsCommand(rest);
     case 'demo':
       return (await import('./demo/demo.js')).demoCommand(rest);
+    case 'what-if':
+      return (await import('./commands/whatIf.js')).whatIfCommand(rest);
+    case 'test-policies':
+      return (await import('./commands/testPolicies.js')).testPoliciesCommand(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -1,0 +1,141 @@
+/**
+ * drawbridge test-policies FILE.yaml [--config FILE]: expected decisions for
+ * CI, like `opa test`. Each case has what-if's inputs and an `expect`:
+ *
+ *   config: ./gateway.config.yaml          # relative to the test file; --config wins
+ *   cases:
+ *     - name: alice from home needs MFA
+ *       app: Payroll
+ *       user: alice
+ *       groups: [finance]
+ *       ip: 198.51.100.7
+ *       at: 2026-11-18T10:00:00+01:00
+ *       expect: step-up                     # or an object:
+ *       # expect: { decision: step-up, status: 401, applied: [mfa-outside-corp], acrValues: mfa, maxAge: 3600 }
+ *
+ * Exit: 0 all passed, 1 a case failed (or the config is invalid), 2 unreadable input.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
+import { loadForSimulation } from './whatIf.js';
+
+interface Expectation {
+  decision?: string;
+  status?: number;
+  applied?: string[];
+  acrValues?: string;
+  maxAge?: number;
+}
+
+interface Case extends Partial<WhatIfInput> {
+  name?: string;
+  expect?: string | Expectation;
+  signedInAgo?: string;
+}
+
+const INPUT_KEYS = new Set(['name', 'app', 'user', 'groups', 'ip', 'claims', 'at', 'client', 'method', 'path', 'userAgent', 'signedInAgo', 'expect']);
+const EXPECT_KEYS = new Set(['decision', 'status', 'applied', 'acrValues', 'maxAge']);
+
+export async function testPoliciesCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } });
+  } catch (e) {
+    process.stderr.write(`drawbridge test-policies: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const file = parsed.positionals[0];
+  if (!file || parsed.positionals.length > 1) {
+    process.stderr.write('usage: drawbridge test-policies FILE.yaml [--config FILE]\n');
+    return 2;
+  }
+  let doc: { config?: string; cases?: Case[] };
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8')) ?? {};
+  } catch (e) {
+    process.stderr.write(`drawbridge test-policies: cannot read ${file}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const configFile = parsed.values.config ?? (doc.config ? resolve(dirname(resolve(file)), doc.config) : undefined);
+  if (!configFile) {
+    process.stderr.write(`drawbridge test-policies: ${file} names no config: and --config is not given\n`);
+    return 2;
+  }
+  if (!Array.isArray(doc.cases) || !doc.cases.length) {
+    process.stderr.write(`drawbridge test-policies: ${file} has no cases:\n`);
+    return 2;
+  }
+  const config = await loadForSimulation(configFile, 'test-policies');
+  if (typeof config === 'number') return config === 2 ? 2 : 1;
+
+  let failed = 0;
+  const out: string[] = [];
+  for (const [i, c] of doc.cases.entries()) {
+    const label = c.name ?? `case ${i + 1}`;
+    const problems = checkCase(c);
+    if (problems.length) {
+      failed++;
+      out.push(`FAIL ${label}\n${problems.map((p) => `     ${p}`).join('\n')}`);
+      continue;
+    }
+    let result: WhatIfResult;
+    try {
+      result = await whatIf(config, { ...(c as WhatIfInput), at: c.at === undefined ? undefined : String(c.at) });
+    } catch (e) {
+      if (!(e instanceof WhatIfError)) throw e;
+      failed++;
+      out.push(`FAIL ${label}\n     ${e.message}`);
+      continue;
+    }
+    const want = typeof c.expect === 'string' ? { decision: c.expect } : c.expect!;
+    const got = actualFor(result, want);
+    const diff = diffLines(want as Record<string, unknown>, got);
+    if (diff.length) {
+      failed++;
+      out.push(`FAIL ${label}\n${diff.map((d) => `     ${d}`).join('\n')}${result.reasons.length ? `\n     reasons:\n${result.reasons.map((r) => `       ${r}`).join('\n')}` : ''}`);
+    } else {
+      out.push(`ok   ${label}`);
+    }
+  }
+  process.stdout.write(out.join('\n') + `\n\n${doc.cases.length - failed} passed, ${failed} failed (${doc.cases.length} cases, config ${configFile})\n`);
+  return failed ? 1 : 0;
+}
+
+function checkCase(c: Case): string[] {
+  const problems: string[] = [];
+  if (!c || typeof c !== 'object') return ['a case must be a mapping'];
+  for (const k of Object.keys(c)) if (!INPUT_KEYS.has(k)) problems.push(`unknown key ${JSON.stringify(k)} (known: ${[...INPUT_KEYS].join(', ')})`);
+  if (typeof c.app !== 'string') problems.push('app: is required');
+  if (c.expect === undefined) problems.push('expect: is required (allow, deny, step-up, or a mapping)');
+  else if (typeof c.expect === 'string') {
+    if (!['allow', 'deny', 'step-up'].includes(c.expect)) problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny or step-up`);
+  } else if (typeof c.expect === 'object') {
+    for (const k of Object.keys(c.expect)) if (!EXPECT_KEYS.has(k)) problems.push(`expect: unknown key ${JSON.stringify(k)} (known: ${[...EXPECT_KEYS].join(', ')})`);
+  }
+  if (c.groups !== undefined && !Array.isArray(c.groups)) problems.push('groups: must be a list');
+  return problems;
+}
+
+/** The actual values of the fields the case expects, so the diff shows only what was asked. */
+function actualFor(r: WhatIfResult, want: Expectation): Record<string, unknown> {
+  const got: Record<string, unknown> = {};
+  if ('decision' in want) got.decision = r.decision;
+  if ('status' in want) got.status = r.status ?? 200;
+  if ('applied' in want) got.applied = r.policies.filter((p) => p.applied).map((p) => p.policy);
+  if ('acrValues' in want) got.acrValues = r.stepUp?.acrValues;
+  if ('maxAge' in want) got.maxAge = r.stepUp?.maxAge;
+  return got;
+}
+
+function diffLines(want: Record<string, unknown>, got: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  for (const k of Object.keys(want)) {
+    const w = JSON.stringify(want[k]);
+    const g = JSON.stringify(got[k]);
+    if (w !== g) lines.push(`${k}:`, `  - expected ${w}`, `  + actual   ${g ?? 'nothing'}`);
+  }
+  return lines;
+}

@@ -1,0 +1,107 @@
+/**
+ * What-if: the decision a request would get, computed with the same code the
+ * gateway runs (assignment stage, policy engine), from inputs an operator
+ * types instead of a live request. Used by `what-if` and `test-policies`.
+ */
+import type { Config } from '../config/load.js';
+import type { AppConfig } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import { parseIp } from '../config/net.js';
+import type { Identity, RequestContext } from '../pipeline/stage.js';
+import { assignment } from '../plugins/access/assignment.js';
+import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
+import { DrawbridgeError } from '../errors.js';
+import { DEFAULT_REQUIREMENTS, PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
+import type { StepUp } from '../pipeline/stage.js';
+
+export interface WhatIfInput {
+  app: string;
+  user?: string;
+  groups?: string[];
+  /** default 192.0.2.1: an address on the internet, in no private range */
+  ip?: string;
+  claims?: Record<string, unknown>;
+  /** ISO-8601; default now */
+  at?: string;
+  client?: 'browser' | 'native';
+  method?: string;
+  path?: string;
+  userAgent?: string;
+  /** how long ago the user signed in (sets auth_time unless claims has one); default: just now */
+  signedInAgo?: string;
+}
+
+export interface WhatIfResult {
+  app: string;
+  decision: DecisionKind;
+  status?: number;
+  /** identity as simulated; absent for passthrough apps */
+  identity?: { user: string; groups: string[]; via: 'session' | 'bearer'; claims: Record<string, unknown> };
+  clientIp: string;
+  at: string;
+  method: string;
+  path: string;
+  assignment?: { assigned: boolean; reason: string };
+  policies: readonly PolicyTrace[];
+  reasons: readonly string[];
+  askFor: readonly string[];
+  stepUp?: StepUp;
+  publicReason?: string;
+}
+
+export class WhatIfError extends DrawbridgeError {
+  constructor(message: string) {
+    super('ERR_WHAT_IF_INPUT', message);
+  }
+}
+
+export const DEFAULT_CLIENT_IP = '192.0.2.1';
+
+export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIfResult> {
+  const app = (config.apps as readonly AppConfig[]).find((a) => a.name.toLowerCase() === input.app.toLowerCase());
+  if (!app) throw new WhatIfError(`no app named ${JSON.stringify(input.app)} (apps: ${config.apps.map((a) => a.name).join(', ')})`);
+  const now = input.at === undefined ? Date.now() : Date.parse(input.at);
+  if (!Number.isFinite(now)) throw new WhatIfError(`--at ${JSON.stringify(input.at)} is not an ISO-8601 time`);
+  const clientIp = input.ip ?? DEFAULT_CLIENT_IP;
+  const ip = parseIp(clientIp);
+  if (!ip) throw new WhatIfError(`--ip ${JSON.stringify(clientIp)} is not an IP address`);
+  const method = (input.method ?? 'GET').toUpperCase();
+  const path = input.path ?? '/';
+  if (!path.startsWith('/')) throw new WhatIfError('--path must start with /');
+
+  let identity: Identity | undefined;
+  if ((app.preAuth ?? 'oidc') === 'oidc') {
+    if (!input.user) throw new WhatIfError(`app ${app.name} signs users in: give --user (and --groups, --claims as needed)`);
+    const claims: Record<string, unknown> = { ...(input.claims ?? {}) };
+    if (claims.auth_time === undefined) {
+      const ago = input.signedInAgo === undefined ? 0 : parseDuration(input.signedInAgo);
+      if (ago === undefined) throw new WhatIfError(`signed-in-ago ${JSON.stringify(input.signedInAgo)} is not a duration`);
+      claims.auth_time = Math.floor((now - ago) / 1000);
+    }
+    identity = { user: input.user, groups: input.groups ?? [], via: input.client === 'native' ? 'bearer' : 'session', claims };
+  }
+
+  const result: WhatIfResult = { app: app.name, decision: 'allow', clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
+  if (identity) result.identity = { user: identity.user, groups: [...identity.groups], via: identity.via, claims: { ...identity.claims } };
+
+  // Assignment runs before conditional access in the pipeline; an unassigned user never reaches the policies.
+  if (app.assignment && identity) {
+    const stage = await assignment.create(app.assignment as never, undefined as never);
+    const d = await stage.run({ identity, app: { name: app.name, externalUrl: app.externalUrl } } as unknown as RequestContext);
+    const assigned = d.kind === 'continue';
+    const reason = (d.kind === 'continue' || d.kind === 'deny' ? d.reasons?.[0] : undefined) ?? '';
+    result.assignment = { assigned, reason };
+    if (!assigned) return { ...result, decision: 'deny', status: d.kind === 'deny' ? d.status : 403, reasons: [reason], publicReason: d.kind === 'deny' ? d.publicReason : undefined };
+  }
+
+  const opts = conditionalAccessOptionsFor(app, config);
+  if (!opts) return result;
+  const set = new PolicySet(opts.policyNames, opts.policies, opts.locations, DEFAULT_REQUIREMENTS);
+  let e: Evaluation;
+  try {
+    e = set.evaluate({ app: app.name, identity, clientIp: ip.toString(), method, path, userAgent: input.userAgent, now });
+  } catch (err) {
+    throw new WhatIfError(`evaluation failed: ${(err as Error).message}`);
+  }
+  return { ...result, decision: e.decision, status: e.status, policies: e.policies, reasons: e.reasons, askFor: e.askFor, stepUp: e.stepUp, publicReason: e.publicReason };
+}
