@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse } from 'yaml';
+import { tempDir } from '../support/harness.js';
 
 /** dist/test/commands -> repo root */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -60,5 +61,20 @@ describe('JSON Schema (drawbridge schema)', function () {
     const data = parse(readFileSync(FIXTURE, 'utf8'));
     data.apps[0].websocket = true;
     assert.equal(validate(data), false);
+  });
+
+  it('with --config, the options schema of each sso plugin the file loads is included', async () => {
+    // The reference loads ./plugins-examples/kcd-shim: lay it out beside a copy.
+    const dir = tempDir('drawbridge-schema-');
+    copyFileSync(FIXTURE, join(dir, 'gateway.config.yaml'));
+    symlinkSync(join(ROOT, 'plugins-examples'), join(dir, 'plugins-examples'));
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'schema', '--config', join(dir, 'gateway.config.yaml')], { cwd: ROOT });
+    const validate = new Ajv2020({ strict: false }).compile(JSON.parse(stdout));
+    const data = parse(readFileSync(FIXTURE, 'utf8'));
+    assert.equal(validate(data), true, JSON.stringify(validate.errors));
+    const payroll = data.apps.find((a: { name: string }) => a.name === 'Payroll');
+    payroll.sso.options.servicePrincipal = 'payroll';
+    assert.equal(validate(data), false, 'a servicePrincipal that is not SERVICE/host@REALM is flagged');
+    assert.ok(validate.errors!.some((e) => e.instancePath.endsWith('/sso/options/servicePrincipal')), JSON.stringify(validate.errors));
   });
 });
