@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { CookieSealer } from '../../src/identity/sessionCookie.js';
+import { Browser, defaultApps, gatewayYaml, SECRET_A, SECRET_B, startStack, USERS, type Stack } from './support.js';
+import { request } from '../support/harness.js';
+
+describe('identity: session cookies', function () {
+  this.timeout(30_000);
+
+  describe('sealing', () => {
+    it('the first secret encrypts, every secret decrypts; other purposes and keys do not', async () => {
+      const old = new CookieSealer([SECRET_A], 'session');
+      const token = await old.seal({ u: 'bob' });
+      assert.deepEqual(await new CookieSealer([SECRET_B, SECRET_A], 'session').open(token), { u: 'bob' });
+      assert.equal(await new CookieSealer([SECRET_B], 'session').open(token), undefined);
+      assert.equal(await new CookieSealer([SECRET_A], 'login').open(token), undefined);
+    });
+
+    it('tampered, truncated and garbage values open to nothing', async () => {
+      const s = new CookieSealer([SECRET_A], 'session');
+      const token = await s.seal({ u: 'bob', g: ['x'] });
+      const parts = token.split('.');
+      const flip = (p: string) => (p[5] === 'A' ? p.slice(0, 5) + 'B' + p.slice(6) : p.slice(0, 5) + 'A' + p.slice(6));
+      for (const bad of [token.slice(0, -3), token.slice(0, token.length / 2), parts.map((p, i) => (i === 3 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 4 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 2 ? flip(p) : p)).join('.'), '', 'a.b.c.d.e', 'x'.repeat(9000)]) {
+        assert.equal(await s.open(bad), undefined, bad.slice(0, 40));
+      }
+    });
+  });
+
+  describe('through the gateway', () => {
+    let s: Stack;
+    before(async () => {
+      s = await startStack({
+        apps: (b) => `${defaultApps(b)}
+  - name: Short
+    externalUrl: http://other.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    cookies: { lifetime: 1s, persistent: true, name: short_session }
+  - name: Prefixed
+    externalUrl: http://prefix.localhost/app/
+    internalUrl: ${b}/
+    preAuth: oidc
+`,
+      });
+    });
+    after(async () => s?.stop());
+
+    const sessionOf = (b: Browser, host: string) => [...(b.jar.get(new URL(s.origin(host)).host) ?? [])].find(([k]) => k.includes('session'));
+
+    it('a tampered, truncated or foreign cookie means sign in again, never access', async () => {
+      const b = new Browser();
+      await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+      const [name, value] = sessionOf(b, 'web')!;
+      const host = new URL(s.origin('web')).host;
+      const ok = await request(`${s.gw.url}/x`, { headers: { host, cookie: `${name}=${value}`, accept: 'text/html' } });
+      assert.equal(ok.status, 200);
+      const bad = [value.slice(0, -2), value.slice(0, 40), value.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')), `${value}x`, 'garbage'];
+      for (const v of bad) {
+        const res = await request(`${s.gw.url}/x`, { headers: { host, cookie: `${name}=${v}`, accept: 'text/html' } });
+        assert.equal(res.status, 302, v.slice(0, 30));
+        assert.ok(res.headers.location!.startsWith(s.idp.issuer));
+        assert.ok([res.headers['set-cookie']].flat().some((c) => c!.startsWith(`${name}=;`)), 'the bad cookie is cleared');
+      }
+      // The same cookie presented to another app host (same name, same secret) does not work there.
+      const other = await request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin('api')).host, cookie: `${name}=${value}`, accept: 'text/html' } });
+      assert.equal(other.status, 302);
+      // Nor does it work as an API call to the other app.
+      const api = await request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin('api')).host, cookie: `${name}=${value}`, accept: 'application/json' } });
+      assert.equal(api.status, 401);
+    });
+
+    it('an expired session asks to sign in again', async () => {
+      const b = new Browser();
+      const flow = await b.browse(`${s.origin('other')}/`, { user: 'bob', password: 'bob-pw' });
+      assert.equal(flow.res.status, 200);
+      assert.ok(sessionOf(b, 'other'));
+      const [name, value] = sessionOf(b, 'other')!;
+      assert.equal(name, 'short_session');
+      await new Promise((r) => setTimeout(r, 1500));
+      const res = await request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin('other')).host, cookie: `${name}=${value}` } });
+      assert.equal(res.status, 302);
+    });
+
+    it('an app under a path prefix: sign-in lands on the deep link under the prefix', async () => {
+      const b = new Browser();
+      const before = s.backend.received.length;
+      const flow = await b.browse(`${s.origin('prefix')}/app/x?y=1`, { user: 'carol', password: 'carol-pw' });
+      assert.equal(flow.url, `${s.origin('prefix')}/app/x?y=1`);
+      assert.equal(s.backend.received.length, before + 1);
+    });
+
+    it('session secret rotation: a cookie made with the old first key still works after the list changes; removed, it does not', async () => {
+      const b = new Browser();
+      await b.browse(`${s.origin('web')}/`, { user: 'carol', password: 'carol-pw' });
+      const me = () => b.get(`${s.origin('web')}/.drawbridge/me`);
+      assert.equal((await me()).status, 200);
+      const apps = (backend: string) => defaultApps(backend);
+      writeFileSync(s.gw.configFile, gatewayYaml(s.idp.issuer, [SECRET_B, SECRET_A], apps(s.backend.url)));
+      assert.equal(await s.gw.server.reload('test'), 'success');
+      assert.equal((await me()).status, 200, 'old cookie still valid');
+      assert.equal((await b.get(`${s.origin('web')}/x`)).status, 200);
+      // New sign-ins are sealed with the new first key...
+      const b2 = new Browser();
+      await b2.browse(`${s.origin('web')}/`, { user: 'carol', password: 'carol-pw' });
+      writeFileSync(s.gw.configFile, gatewayYaml(s.idp.issuer, [SECRET_B], apps(s.backend.url)));
+      assert.equal(await s.gw.server.reload('test'), 'success');
+      assert.equal((await me()).status, 401, 'old key removed: signed out');
+      assert.equal((await b2.get(`${s.origin('web')}/.drawbridge/me`)).status, 200, '...and survive the old key going');
+    });
+  });
+
+  describe('hundreds of groups', () => {
+    let s: Stack;
+    const many = Array.from({ length: 400 }, () => randomUUID());
+    before(async () => {
+      s = await startStack({ users: [...USERS, { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'd@example.test', groups: [...many, 'finance'], mfa: false }] });
+    });
+    after(async () => s?.stop());
+
+    it('the session keeps the groups the rules name, says it was trimmed, and fits a cookie', async () => {
+      const b = new Browser();
+      const flow = await b.browse(`${s.origin('finance')}/`, { user: 'dave', password: 'dave-pw' });
+      assert.equal(flow.res.status, 200, flow.res.body.slice(0, 300));
+      const [, value] = [...b.jar.get(new URL(s.origin('finance')).host)!].find(([k]) => k.includes('session'))!;
+      assert.ok(value.length < 4000, String(value.length));
+      const me = (await b.get(`${s.origin('finance')}/.drawbridge/me`)).json();
+      assert.deepEqual(me.groups, ['finance']);
+      assert.equal(me.claims.groupsFiltered, true);
+    });
+  });
+});
