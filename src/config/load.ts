@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { cosmiconfig } from 'cosmiconfig';
-import { LineCounter, isScalar, parseDocument } from 'yaml';
+import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { crossCheck } from './crosscheck.js';
@@ -82,7 +82,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
     return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [] };
   }
 
-  const rawJs = doc.toJS({ maxAliasCount: 50 }) ?? {};
+  const rawJs = toPlain(doc, map, file);
   const env = opts.env ?? process.env;
   const sub = substitute(rawJs, dir, env);
   for (const s of sub.issues) add(s.missing && opts.mode === 'lint' ? 'warning' : 'error', s.path, s.message);
@@ -117,6 +117,33 @@ export async function loadForStart(file: string, env?: NodeJS.ProcessEnv): Promi
   const result = await loadConfigFile(file, { mode: 'start', env });
   if (!result.config) throw new ConfigInvalidError(result.problems, file);
   return result as LoadResult & { config: Config };
+}
+
+/**
+ * The document as plain values. Aliases are resolved here, and this is where
+ * the parser reports an alias to an undefined anchor or an alias bomb (a few
+ * lines that expand to millions of nodes): both make the file unreadable.
+ */
+function toPlain(doc: Document, map: SourceMap, file: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 50 }) ?? {};
+  } catch (e) {
+    const message = (e as Error).message;
+    const unresolved = /^Unresolved alias.*: (.+)$/.exec(message)?.[1];
+    let offset = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        if (unresolved === undefined || node.source === unresolved) {
+          offset = node.range?.[0] ?? 0;
+          return visit.BREAK;
+        }
+        return undefined;
+      },
+    });
+    const pos = map.positionOf(offset);
+    const why = unresolved !== undefined ? `alias *${unresolved} has no anchor &${unresolved} before it` : 'its aliases expand to far more data than they take up (refused: a resource exhaustion guard)';
+    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
+  }
 }
 
 function collectFiles(raw: any, dir: string): string[] {

@@ -169,6 +169,43 @@ apps: []
       });
     });
 
+    it('an alias without its anchor is unreadable, at the alias', async () => {
+      const file = write('gateway:\n  publicUrl: http://localhost:8080\n  listen: { http: 8080 }\napps: *apps\n');
+      await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => {
+        assert.ok(e instanceof ConfigUnreadableError);
+        assert.equal(`${e.line}:${e.col}`, '4:7');
+        assert.match(e.message, /alias \*apps has no anchor &apps before it/);
+        return true;
+      });
+    });
+
+    it('an alias bomb is refused as unreadable, not expanded', async () => {
+      const rows = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+      for (const [name, prev] of [['b', 'a'], ['c', 'b'], ['d', 'c'], ['e', 'd'], ['f', 'e'], ['g', 'f']]) rows.push(`${name}: &${name} [${Array(9).fill(`*${prev}`).join(', ')}]`);
+      const file = write(rows.join('\n') + '\n');
+      await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /resource exhaustion/.test(e.message));
+    });
+
+    it('ordinary anchors and aliases work', async () => {
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: One
+    externalUrl: http://one.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    assignment: &finance { groups: [finance, audit] }
+  - name: Two
+    externalUrl: http://two.localhost:8080/
+    internalUrl: http://127.0.0.1:3002/
+    assignment: *finance
+`);
+      const r = await loadForStart(file, {});
+      assert.deepEqual(r.config.apps[1]!.assignment?.groups, ['finance', 'audit']);
+    });
+
     it('a missing file is unreadable', async () => {
       await assert.rejects(loadConfigFile(join(dir, 'nope.yaml'), { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /ENOENT/.test(e.message));
     });
