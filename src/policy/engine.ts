@@ -134,12 +134,14 @@ export class PolicySet {
       let applied = true;
       let decidedBy = 'all conditions';
       const seen: string[] = [];
+      let missed = '';
       try {
         for (const c of p.conditions) {
           const v = c.test(input);
           seen.push(`${c.name}: ${v.detail}${v.match === 'unknown' ? ' (unknown, assumed to match)' : ''}`);
           if (v.match === false) {
             applied = false;
+            missed = v.detail;
             decidedBy = c.name;
             break;
           }
@@ -151,7 +153,7 @@ export class PolicySet {
         traces.push({ policy: p.name, applied: true, decidedBy: 'error', detail: (e as Error).message, grant: p.grant, result: 'error' });
         continue;
       }
-      const detail = applied ? (seen.length ? seen.join('; ') : 'no conditions') : seen[seen.length - 1]!;
+      const detail = applied ? (seen.length ? seen.join('; ') : 'no conditions') : missed;
       const trace: PolicyTrace = { policy: p.name, applied, decidedBy, detail, grant: p.grant, signInFrequency: p.frequencyS };
       if (!applied) {
         traces.push(trace);

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tempDir } from '../support/harness.js';
+
+const CLI = resolve('dist/src/cli.js');
+
+function run(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((r) => {
+    execFile(process.execPath, [CLI, ...args], { cwd }, (err, stdout, stderr) => r({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+const CONFIG = `
+gateway:
+  publicUrl: https://apps.example.test
+  listen: { http: 8080 }
+identity:
+  issuer: https://login.example.test/v2.0
+  clientId: drawbridge
+  clientSecret: \${env:NOT_SET_IN_TESTS}
+session:
+  secrets:
+    - \${env:NOT_SET_EITHER}
+locations:
+  corp: [203.0.113.0/24]
+policies:
+  mfa-outside-corp:
+    when: { notLocations: [corp] }
+    grant: requireMfa
+  finance-weekdays-only:
+    when:
+      groups: [finance]
+      time: { days: [sat, sun], timezone: Europe/Berlin }
+    grant: block
+  fresh-sign-in:
+    when: { apps: [Payroll] }
+    session: { signInFrequency: 1h }
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.apps.example.test/
+    internalUrl: http://10.0.0.5/
+    assignment: { groups: [finance] }
+    conditionalAccess: [finance-weekdays-only, mfa-outside-corp]
+  - name: Status
+    externalUrl: http://status.apps.example.test/
+    internalUrl: http://10.0.0.6/
+    preAuth: passthrough
+    conditionalAccess: [mfa-outside-corp]
+`;
+
+describe('what-if and test-policies through the real CLI', function () {
+  this.timeout(30_000);
+  const dir = tempDir();
+  const config = join(dir, 'gateway.config.yaml');
+  writeFileSync(config, CONFIG);
+  const WED = '2026-11-18T10:00:00+01:00';
+  const SAT = '2026-11-21T10:00:00+01:00';
+  const whatIf = (...a: string[]) => run(['what-if', '--config', config, ...a]);
+
+  it('exit 0 and ALLOW: finance user on a weekday from the office', async () => {
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /Decision: ALLOW/);
+    assert.match(r.stdout, /finance-weekdays-only\s+not applied: time did not match \(local time wed 10:00 Europe\/Berlin\)/);
+    assert.match(r.stdout, /mfa-outside-corp\s+not applied: notLocations did not match/);
+    assert.match(r.stdout, /fresh-sign-in\s+APPLIED: signInFrequency 1h -> met/, 'a policy naming the app applies without being listed');
+  });
+
+  it('exit 3 and DENY: the weekend block wins over everything', async () => {
+    const r = await whatIf('--app', 'payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', SAT);
+    assert.equal(r.code, 3, r.stderr + r.stdout);
+    assert.match(r.stdout, /Decision: DENY \(403\)/);
+    assert.match(r.stdout, /finance-weekdays-only\s+APPLIED: block -> block/);
+  });
+
+  it('exit 4 and STEP-UP with what the user would be asked for', async () => {
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--signed-in-ago', '2h');
+    assert.equal(r.code, 4, r.stderr + r.stdout);
+    assert.match(r.stdout, /STEP-UP REQUIRED \(401\)/);
+    assert.match(r.stdout, /Would be asked for: multi-factor authentication and a sign-in within the last 1h/);
+    assert.match(r.stdout, /acr_values=mfa max_age=3600 prompt=login/);
+  });
+
+  it('--json gives the full explanation; claims and native clients count', async () => {
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"]}', '--client', 'native', '--json');
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.decision, 'allow');
+    assert.equal(j.identity.via, 'bearer');
+    assert.deepEqual(
+      j.policies.map((p: { policy: string; applied: boolean }) => [p.policy, p.applied]),
+      [
+        ['finance-weekdays-only', false],
+        ['mfa-outside-corp', true],
+        ['fresh-sign-in', true],
+      ],
+    );
+  });
+
+  it('exit 3 for an unassigned user, before any policy', async () => {
+    const r = await whatIf('--app', 'Payroll', '--user', 'carol', '--groups', 'everyone', '--at', WED, '--json');
+    assert.equal(r.code, 3);
+    assert.equal(JSON.parse(r.stdout).assignment.assigned, false);
+  });
+
+  it('passthrough: an unmet requirement without sign-in denies (exit 3)', async () => {
+    assert.equal((await whatIf('--app', 'Status', '--ip', '198.51.100.1')).code, 3);
+    assert.equal((await whatIf('--app', 'Status', '--ip', '::ffff:203.0.113.9')).code, 0);
+  });
+
+  it('exit 2 for bad usage, with a message', async () => {
+    for (const args of [['--app', 'Nope'], ['--app', 'Payroll'], ['--app', 'Status', '--ip', 'x.y'], ['--app', 'Status', '--at', 'yesterday'], ['--app', 'Payroll', '--user', 'a', '--claims', '[1']]) {
+      const r = await whatIf(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}`);
+      assert.match(r.stderr, /drawbridge what-if: /);
+    }
+  });
+
+  it('exit 1 for an invalid config', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, CONFIG.replace('notLocations: [corp]', 'notLocations: [korp]'));
+    const r = await run(['what-if', '--config', bad, '--app', 'Status']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unknown location "korp"/);
+  });
+
+  it('test-policies: exit 0 when every case passes', async () => {
+    const file = join(dir, 'ok.test.yaml');
+    writeFileSync(
+      file,
+      `config: ./gateway.config.yaml
+cases:
+  - { name: weekday office, app: Payroll, user: bob, groups: [finance], ip: 203.0.113.4, at: "${WED}", expect: allow }
+  - { name: weekend, app: Payroll, user: bob, groups: [finance], at: "${SAT}", expect: { decision: deny, status: 403, applied: [finance-weekdays-only, mfa-outside-corp, fresh-sign-in] } }
+  - { name: outside, app: Payroll, user: bob, groups: [finance], ip: 198.51.100.1, at: "${WED}", expect: { decision: step-up, acrValues: mfa } }
+`,
+    );
+    const r = await run(['test-policies', file]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /3 passed, 0 failed/);
+  });
+
+  it('test-policies: exit 1 and a diff for each failing case', async () => {
+    const file = join(dir, 'fail.test.yaml');
+    writeFileSync(
+      file,
+      `cases:
+  - { name: wrong guess, app: Payroll, user: bob, groups: [finance], ip: 198.51.100.1, at: "${WED}", expect: { decision: allow, maxAge: 60 } }
+  - { name: right guess, app: Status, ip: 203.0.113.1, expect: allow }
+  - { name: typo, app: Status, ipp: 1.2.3.4, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file, '--config', config]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /FAIL wrong guess\n\s+decision:\n\s+- expected "allow"\n\s+\+ actual\s+"step-up"\n\s+maxAge:\n\s+- expected 60\n\s+\+ actual\s+nothing/);
+    assert.match(r.stdout, /ok   right guess/);
+    assert.match(r.stdout, /FAIL typo\n\s+unknown key "ipp"/);
+    assert.match(r.stdout, /1 passed, 2 failed/);
+  });
+
+  it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {
+    assert.equal((await run(['test-policies', join(dir, 'missing.yaml')])).code, 2);
+    const r = await run(['test-policies', 'policies.test.yaml'], resolve('.'));
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+});
