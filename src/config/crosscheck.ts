@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseDuration } from './duration.js';
 import { parseCidr } from './net.js';
-import type { KeyPath } from './source.js';
+import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 
@@ -62,6 +62,29 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }
   arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
+
+  // listeners: a port out of range in host:port form, or two listeners on one port, would only fail at bind time
+  const listeners: { path: KeyPath; value: unknown }[] = [
+    { path: ['gateway', 'listen', 'https'], value: listen.https },
+    { path: ['gateway', 'listen', 'http'], value: listen.http },
+    { path: ['gateway', 'admin', 'listen'], value: isObj(gw.admin) ? gw.admin.listen : undefined },
+    { path: ['connectors', 'listen'], value: isObj(raw.connectors) ? raw.connectors.listen : undefined },
+  ];
+  const bound: { path: KeyPath; host?: string; port: number }[] = [];
+  for (const l of listeners) {
+    if (unresolved(l.path)) continue;
+    const addr = listenAddress(l.value);
+    if (!addr) continue;
+    if (addr.port > 65535) {
+      // A bare number out of range already has its schema error.
+      if (typeof l.value === 'string') err(l.path, `port ${addr.port} is out of range (0-65535)`);
+      continue;
+    }
+    // Port 0 asks the system for a free port: never a clash.
+    const clash = addr.port !== 0 && bound.find((b) => b.port === addr.port && (b.host === undefined || addr.host === undefined || b.host === addr.host));
+    if (clash) err(l.path, `port ${addr.port} is already taken by ${formatPath(clash.path)}`);
+    else bound.push({ path: l.path, ...addr });
+  }
 
   // identity and session
   const id = isObj(raw.identity) ? raw.identity : undefined;
@@ -186,6 +209,16 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   return issues;
 }
 
+/** host (undefined: every interface) and port of a `listen` value; undefined when the schema rejects its form anyway. */
+function listenAddress(v: unknown): { host?: string; port: number } | undefined {
+  if (typeof v === 'number' && Number.isInteger(v)) return { port: v };
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+):([0-9]{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const host = m[1]!.toLowerCase();
+  return { host: host === '0.0.0.0' || host === '[::]' || host === '::' ? undefined : host, port: Number(m[2]) };
+}
+
 function hint(word: string, known: string[]): string {
   return known.length ? ` (known: ${known.join(', ')})` : ` (none defined)`;
 }
@@ -219,6 +252,11 @@ function checkUrl(
   if (url.username || url.password) o.err(path, 'must not contain credentials');
   if (url.search || url.hash || text.includes('?') || text.includes('#')) o.err(path, 'must not contain a query or fragment');
   if (!o.wildcard && url.hostname.includes('*')) o.err(path, 'wildcard hosts are only allowed in externalUrl');
+  // The router knows one wildcard form, a whole first label; anything else would be matched literally.
+  if (o.wildcard && url.hostname.includes('*')) {
+    o.err(path, 'a wildcard must be the whole first label of the host, e.g. https://*.apps.example.test/');
+    return undefined;
+  }
   if (o.httpsUnlessLoopback && url.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) o.err(path, 'must be https (http only for localhost)');
   return probe !== text ? new URLWithWildcard(probe) : url;
 }

@@ -464,6 +464,35 @@ apps: []
     errors: [{ at: '3:19', path: 'gateway.listen.http', message: '70000 is not allowed here: must be a port number (0-65535) or host:port' }],
   },
   {
+    description: 'host:port listen with a port out of range',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: "127.0.0.1:99999" }
+apps: []
+`,
+    errors: [{ at: '3:19', path: 'gateway.listen.http', message: 'port 99999 is out of range (0-65535)' }],
+  },
+  {
+    description: 'two listeners on one port',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  admin: { listen: 127.0.0.1:8080 }
+apps: []
+`,
+    errors: [{ at: '4:20', path: 'gateway.admin.listen', message: 'port 8080 is already taken by gateway.listen.http' }],
+  },
+  {
+    description: 'a wildcard that is not the whole first label',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://apps.*.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+`,
+    errors: [{ at: '6:18', path: 'apps[0].externalUrl', message: 'a wildcard must be the whole first label of the host' }],
+  },
+  {
     description: 'translateUrls.body true',
     yaml: `${GW}apps:
 ${app('Hello', 'hello.localhost:8080', '    translateUrls: { body: true }\n')}`,
