@@ -7,7 +7,7 @@
  * values, cookies, tokens. Reasons are stage-written text; anything in them
  * that looks like a JWT is redacted as a last line of defence.
  */
-import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { policyNamesIn } from '../policy/engine.js';
@@ -115,8 +115,11 @@ export class AuditLog {
   }
 
   private open(): void {
-    this.size = existsSync(this.file) ? statSync(this.file).size : 0;
-    this.stream = createWriteStream(this.file, { flags: 'a', mode: 0o600 });
+    // Opened synchronously so the file exists at once: a rotation right after (a burst) can rename it,
+    // and lines still queued on this stream follow the descriptor into the renamed file.
+    const fd = openSync(this.file, 'a', 0o600);
+    this.size = fstatSync(fd).size;
+    this.stream = createWriteStream(this.file, { fd });
     this.stream.on('error', (err) => {
       if (!this.failed) this.opts.logger?.error({ err, file: this.file }, 'audit log cannot be written');
       this.failed = true;

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { AuditLog, auditRecordOf } from '../../src/observability/audit.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { tempDir } from '../support/harness.js';
+
+const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+
+describe('audit log: one JSON line per decision, rotated by size, no secrets', () => {
+  it('maps edge outcomes to decisions and keeps queries and tokens out', () => {
+    const r = auditRecordOf(
+      { correlationId: 'c1', app: 'A', decision: 'deny', stepUp: true, status: 401, method: 'GET', path: '/x?code=abc', user: 'bob', clientIp: '192.0.2.1', reasons: ['policy mfa: applied (x); requireMfa unmet: needs mfa', 'bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl rejected'] },
+      Date.parse('2026-11-22T05:00:00Z'),
+    );
+    assert.equal(r.decision, 'step-up');
+    assert.equal(r.path, '/x');
+    assert.deepEqual(r.policies, ['mfa']);
+    assert.equal(r.time, '2026-11-22T05:00:00.000Z');
+    assert.ok(!JSON.stringify(r).includes('eyJ'), JSON.stringify(r));
+    assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'upstream-error', status: 502 }, 0).decision, 'allow');
+    assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'error', status: 500 }, 0).decision, 'error');
+  });
+
+  it('rotates at the size limit, keeps N files, and counts every decision', async () => {
+    const dir = tempDir();
+    const metrics = new Metrics({ defaultMetrics: false });
+    const log = new AuditLog(dir, { maxBytes: 2048, keep: 2, metrics });
+    for (let i = 0; i < 60; i++) log.record({ correlationId: `id-${i}`, app: 'A', decision: i % 3 ? 'allow' : 'deny', status: i % 3 ? 200 : 403, reasons: ['x'.repeat(50)] });
+    await log.close();
+    const file = join(dir, 'audit.log');
+    assert.ok(existsSync(`${file}.1`) && existsSync(`${file}.2`));
+    assert.ok(!existsSync(`${file}.3`), 'only `keep` rotated files are kept');
+    for (const f of [file, `${file}.1`, `${file}.2`]) assert.ok(statSync(f).size <= 2048, `${f} is over the limit`);
+    const newest = lines(file);
+    assert.equal(newest[newest.length - 1].correlationId, 'id-59', 'the newest decision is in audit.log');
+    const all = [...lines(`${file}.2`), ...lines(`${file}.1`), ...newest].map((r) => Number(r.correlationId.slice(3)));
+    assert.deepEqual(all, [...all].sort((a, b) => a - b), 'rotated files hold older lines, in order, none lost between them');
+    assert.equal(all[all.length - 1], 59);
+    const m = await metrics.registry.getSingleMetricAsString('drawbridge_decisions_total');
+    assert.match(m, /decision="deny"\} 20/);
+    assert.match(m, /decision="allow"\} 40/);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+  });
+});
