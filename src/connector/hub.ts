@@ -70,7 +70,8 @@ export class ConnectorHub {
     );
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('tlsClientError', (err) => this.log.warn({ reason: err.message }, 'connector TLS handshake refused'));
-    this.pingMs = opts.pingIntervalMs ?? 5000;
+    // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
+    this.pingMs = opts.pingIntervalMs ?? (Number(process.env.DRAWBRIDGE_CONNECTOR_PING_MS) || 5000);
     this.pingTimer = setInterval(() => this.pingAll(), this.pingMs);
     this.pingTimer.unref();
   }
@@ -257,7 +258,7 @@ export class ConnectorHub {
     });
     stream.on('error', (err) => this.log.warn({ connector: ch.connectorId, reason: err.message }, 'could not send targets'));
     stream.resume();
-    stream.end(JSON.stringify({ targets }));
+    stream.end(Buffer.from(JSON.stringify({ targets })));
   }
 
   private pingAll(): void {

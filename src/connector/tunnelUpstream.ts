@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Stream } from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { downstreamResponseHeaders } from '../gateway/headers.js';
 import { classify, pipeUpgrade, type BackendTlsOptions, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
@@ -87,8 +87,8 @@ export class TunnelUpstream implements Upstream {
           const why = String(h['x-drawbridge-error'] ?? '');
           return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
         }
-        let socket: Duplex = stream;
-        if (this.tls) socket = tls.connect({ socket: stream, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+        let socket: Duplex = new StreamSocket(stream);
+        if (this.tls) socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
         resolve({ socket, channel });
       });
     });
@@ -194,3 +194,63 @@ class DialRefused extends NotDialed {
 }
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
+
+/**
+ * The CONNECT stream as the socket of an HTTP/1.1 request. Only Buffers reach
+ * the HTTP/2 stream, one write at a time: a corked header string plus body
+ * written straight to an Http2Stream that runs over a JS stream (the
+ * WebSocket) arrived corrupted at the app in our tests (Node 20.20).
+ */
+class StreamSocket extends Duplex {
+  constructor(private readonly s: ClientHttp2Stream) {
+    super({ allowHalfOpen: true });
+    s.on('data', (c: Buffer) => {
+      if (!this.push(c)) s.pause();
+    });
+    s.on('end', () => this.push(null));
+    s.on('error', (e) => this.destroy(e));
+    s.on('close', () => {
+      if (!this.destroyed) this.destroy(s.rstCode && s.rstCode !== 0 ? Object.assign(new Error(`tunnel stream reset (code ${s.rstCode})`), { code: 'ECONNRESET' }) : undefined);
+    });
+    s.on('timeout', () => this.emit('timeout'));
+  }
+
+  override _read(): void {
+    this.s.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.s.write(chunk, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.s.end(cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.s.destroyed) this.s.close(err ? http2Cancel : 0);
+    cb(err);
+  }
+
+  setTimeout(ms: number, cb?: () => void): this {
+    this.s.setTimeout(ms);
+    if (cb) this.once('timeout', cb);
+    return this;
+  }
+
+  setNoDelay(): this {
+    return this;
+  }
+
+  setKeepAlive(): this {
+    return this;
+  }
+
+  ref(): this {
+    return this;
+  }
+
+  unref(): this {
+    return this;
+  }
+}

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+interface LoadResult {
+  statuses: Map<number | string, number>;
+  total: number;
+  failed: { status: number | string; body: string }[];
+}
+
+/** `workers` clients in a loop until `stop()`; each request is a GET or (postEvery) a uniquely numbered POST. */
+function load(gw: TestGateway, workers: number, opts: { path?: string; postEvery?: number } = {}) {
+  let running = true;
+  const res: LoadResult = { statuses: new Map(), total: 0, failed: [] };
+  let seq = 0;
+  const worker = async () => {
+    while (running) {
+      const n = seq++;
+      const isPost = opts.postEvery !== undefined && n % opts.postEvery === 0;
+      let status: number | string;
+      let body = '';
+      try {
+        const r = await request(`${gw.url}${opts.path ?? '/slow?ms=30'}&n=${n}`, { method: isPost ? 'POST' : 'GET', headers: { host: 'app.test', ...(isPost ? { 'content-type': 'text/plain' } : {}) }, body: isPost ? `post-${n}` : undefined });
+        status = r.status;
+        body = r.body;
+      } catch (e) {
+        status = (e as NodeJS.ErrnoException).code ?? 'error';
+      }
+      res.total++;
+      res.statuses.set(status, (res.statuses.get(status) ?? 0) + 1);
+      if (status !== 200) res.failed.push({ status, body: body.slice(0, 200) });
+    }
+  };
+  const all = Promise.all(Array.from({ length: workers }, worker));
+  return {
+    stop: async () => {
+      running = false;
+      await all;
+      return res;
+    },
+  };
+}
+
+function postsReceived(backend: EchoBackend): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const r of backend.received) if (r.method === 'POST') m.set(r.body.toString(), (m.get(r.body.toString()) ?? 0) + 1);
+  return m;
+}
+
+describe('connector groups: balancing, failover and drain', function () {
+  this.timeout(50_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let dir: string;
+  let a: ConnectorProcess;
+  let b: ConnectorProcess;
+
+  before(async () => {
+    process.env.DRAWBRIDGE_CONNECTOR_PING_MS = '200';
+    backend = await startEchoBackend();
+    dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend), dir);
+    a = startConnector(join(dir, 'a'), { gateway: hubUrl(gw), token: token(gw) });
+    b = startConnector(join(dir, 'b'), { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 4);
+  });
+  after(async () => {
+    delete process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
+    await killConnector(a);
+    await killConnector(b);
+    await gw.stop();
+    await backend.close();
+  });
+
+  async function restart(which: 'a' | 'b'): Promise<void> {
+    const c = startConnector(join(dir, which));
+    if (which === 'a') a = c;
+    else b = c;
+    await waitChannels(gw, 4);
+  }
+
+  it('spreads streams over both connectors (least in-flight)', async () => {
+    const seen = new Set<string>();
+    const hub = gw.server.connectorHub!;
+    const l = load(gw, 20, { path: '/slow?ms=100' });
+    for (let i = 0; i < 10; i++) {
+      await sleep(50);
+      for (const ch of hub.registry.all()) if (ch.inflight > 0) seen.add(ch.connectorId);
+    }
+    const r = await l.stop();
+    assert.equal(r.failed.length, 0);
+    assert.equal(seen.size, 2, 'both connectors carried streams');
+  });
+
+  it('SIGKILL of one connector during 50 concurrent GETs: zero failed requests', async () => {
+    backend.received.length = 0;
+    const l = load(gw, 50);
+    await sleep(700);
+    await killConnector(a, 'SIGKILL');
+    await sleep(1000);
+    const r = await l.stop();
+    assert.ok(r.total > 200, `enough load (${r.total})`);
+    assert.deepEqual(r.failed, []);
+    assert.ok(gw.logs.some((l) => /retrying once on another connector/.test(String(l.msg))), 'a retry happened');
+    await restart('a');
+  });
+
+  it('POSTs are never sent twice, also when a connector dies under them', async () => {
+    backend.received.length = 0;
+    const l = load(gw, 50, { postEvery: 2 });
+    await sleep(700);
+    await killConnector(b, 'SIGKILL');
+    await sleep(800);
+    const r = await l.stop();
+    const counts = postsReceived(backend);
+    assert.ok(counts.size > 100, `enough POSTs (${counts.size})`);
+    const twice = [...counts].filter(([, n]) => n > 1);
+    assert.deepEqual(twice, []);
+    // GETs never fail; a POST that was cut after it reached the app is a 502, never a replay
+    for (const f of r.failed) assert.equal(f.status, 502);
+    await restart('b');
+  });
+
+  it('SIGTERM drains a connector under load: zero failed requests, the connector exits 0', async () => {
+    backend.received.length = 0;
+    const l = load(gw, 50, { postEvery: 3, path: '/slow?ms=200' });
+    await sleep(700);
+    a.child.kill('SIGTERM');
+    assert.equal(await a.exited, 0);
+    await sleep(500);
+    const r = await l.stop();
+    assert.deepEqual(r.failed, []);
+    assert.deepEqual([...postsReceived(backend)].filter(([, n]) => n > 1), []);
+    assert.ok(a.logs().some((l) => l.msg === 'drained'));
+    assert.ok(gw.logs.some((l) => /connector draining/.test(String(l.msg))));
+    await restart('a');
+  });
+
+  it('a connector that stops answering pings gets no new work; its GETs are retried elsewhere', async () => {
+    const l = load(gw, 20);
+    await sleep(500);
+    b.child.kill('SIGSTOP');
+    await sleep(2000);
+    const r = await l.stop();
+    b.child.kill('SIGCONT');
+    assert.deepEqual(r.failed, []);
+    assert.ok(gw.logs.some((l) => l.msg === 'connector missed a ping'));
+  });
+});
