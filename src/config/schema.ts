@@ -80,6 +80,23 @@ export const IdentitySection = Type.Object(
         description: 'Token signature algorithms accepted; anything else (none, HMAC) is refused.',
       }),
     ),
+    mfaAcrValues: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['mfa'],
+        description: 'acr values that count as multi-factor for requireMfa (an amr containing "mfa" always counts). The first is what a step-up asks the provider for (acr_values).',
+      }),
+    ),
+    compliantDevice: Type.Optional(
+      Type.Object(
+        {
+          claim: Type.String({ minLength: 1, default: 'device_compliant', description: 'Claim that says the device is compliant.' }),
+          equals: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Boolean()], { default: true, description: 'Value the claim must have.' })),
+        },
+        { additionalProperties: false, description: 'What requireCompliantDevice checks; default: the claim device_compliant equals true.' },
+      ),
+    ),
   },
   { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
 );
@@ -190,6 +207,7 @@ export const App = Type.Object(
     preAuth: Type.Optional(Type.Union([Type.Literal('oidc'), Type.Literal('passthrough')], { default: 'oidc', description: 'oidc: sign-in or bearer token required; passthrough: no sign-in (location rules still apply).' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'The aud that bearer tokens from native clients must carry.' })),
     requiredScopes: Type.Optional(StringList('Scopes (scp) or roles a bearer token must carry.')),
+    forwardBearerToken: Type.Optional(Type.Boolean({ default: false, description: 'Send the client\'s verified bearer token on to the app (off: the gateway removes Authorization).' })),
     assignment: Type.Optional(
       Type.Object(
         { users: Type.Optional(StringList('Users assigned to the app.')), groups: Type.Optional(StringList('Groups assigned to the app.')) },

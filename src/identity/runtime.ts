@@ -91,7 +91,7 @@ export class IdentityRuntime {
       sameSite: base.sameSite ?? 'lax',
       audience: app.audience,
       requiredScopes: Object.freeze([...(app.requiredScopes ?? [])]),
-      forwardToken: (app as { forwardBearerToken?: boolean }).forwardBearerToken === true,
+      forwardToken: app.forwardBearerToken === true,
     });
     this.apps.set(app.name, ai);
     for (const n of [name, `__Host-${name}`, `__Secure-${name}`]) this.cookieNames.add(n);

@@ -243,7 +243,7 @@ export class EmbeddedIdp {
       acrValues: [PASSWORD_ACR, MFA_ACR],
       conformIdTokenClaims: false,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
-      claims: { openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['name', 'preferred_username', 'groups'], email: ['email'], sid: null },
+      claims: { openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['name', 'preferred_username', 'groups', '_claim_names', '_claim_sources', 'hasgroups'], email: ['email'], sid: null },
       findAccount: async (_ctx: unknown, id: string) => {
         const user = self.users.get(id);
         if (!user) return undefined;
@@ -254,7 +254,7 @@ export class EmbeddedIdp {
         const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
         const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
         grant.addOIDCScope('openid profile email offline_access');
-        grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time']);
+        grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time', '_claim_names', '_claim_sources', 'hasgroups']);
         await grant.save();
         return grant;
       },

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { request, startEchoBackend, startGateway } from '../support/harness.js';
+import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, type Stack } from './support.js';
+
+describe('identity: callback and login state', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack({ apps: (b) => `${defaultApps(b)}
+  - name: Fwd
+    externalUrl: http://app.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    audience: api://web
+    forwardBearerToken: true
+` });
+  });
+  after(async () => s?.stop());
+
+  /** Runs the flow up to the provider's redirect back to the gateway, without following it. */
+  async function codeFor(b: Browser, host = 'web'): Promise<string> {
+    let url = (await b.get(`${s.origin(host)}/start`)).headers.location!;
+    for (let i = 0; i < 10; i++) {
+      const res = url.includes('/interaction/') && !url.endsWith('/login') ? await b.get(url) : await b.get(url);
+      if (res.status === 200 && /action="[^"]+\/login"/.test(res.body)) {
+        const action = new URL(/action="([^"]+)"/.exec(res.body)![1]!, url).href;
+        const r2 = await b.send('POST', action, { 'content-type': 'application/x-www-form-urlencoded' }, 'username=bob&password=bob-pw');
+        url = new URL(r2.headers.location!, action).href;
+        continue;
+      }
+      const loc = res.headers.location!;
+      url = new URL(loc, url).href;
+      if (url.includes('/.drawbridge/callback')) return url;
+    }
+    throw new Error('no callback');
+  }
+
+  it('a callback URL replayed in another browser finds no sign-in to finish', async () => {
+    const callback = await codeFor(new Browser());
+    const res = await new Browser().get(callback);
+    assert.equal(res.status, 400);
+    assert.equal(res.headers['set-cookie'], undefined);
+  });
+
+  it('the same callback cannot be used twice (login cookie cleared, code single-use)', async () => {
+    const b = new Browser();
+    const callback = await codeFor(b);
+    const loginCookies = [...b.jar.get(new URL(s.origin('web')).host)!.entries()];
+    const first = await b.get(callback);
+    assert.equal(first.status, 302);
+    assert.equal(first.headers.location, `${s.origin('web')}/start`);
+    const again = new Browser();
+    again.jar.set(new URL(s.origin('web')).host, new Map(loginCookies));
+    const second = await again.get(callback);
+    assert.equal(second.status, 401, 'the provider refuses a used code');
+  });
+
+  it('a tampered state or code is refused', async () => {
+    const b = new Browser();
+    const callback = new URL(await codeFor(b));
+    const badState = new URL(callback);
+    badState.searchParams.set('state', 'x' + callback.searchParams.get('state')!.slice(1));
+    assert.equal((await b.get(badState.href)).status, 400);
+    const badCode = new URL(callback);
+    badCode.searchParams.set('code', 'nope');
+    assert.equal((await b.get(badCode.href)).status, 401);
+  });
+
+  it('a login cookie from one app host does not finish a sign-in on another', async () => {
+    const b = new Browser();
+    const callback = new URL(await codeFor(b, 'web'));
+    const moved = new Browser();
+    moved.jar.set(new URL(s.origin('api')).host, b.jar.get(new URL(s.origin('web')).host)!);
+    const res = await moved.get(`${s.origin('api')}/.drawbridge/callback${callback.search}`);
+    assert.equal(res.status, 400);
+  });
+
+  it('forwardBearerToken: true sends the verified token on to the app', async () => {
+    const token = await s.idp.clientCredentialsToken('api://web');
+    const before = s.backend.received.length;
+    const res = await new Browser().get(`${s.origin('app')}/x`, { authorization: `Bearer ${token}` });
+    assert.equal(res.status, 200);
+    assert.equal(s.backend.received[before]!.headers.authorization, `Bearer ${token}`);
+  });
+
+  it('provider unreachable: 503 page for browsers and API clients, nobody gets through, and it recovers', async () => {
+    const backend = await startEchoBackend();
+    const gw = await startGateway(gatewayYaml('http://127.0.0.1:1', [SECRET_A], defaultApps(backend.url)));
+    try {
+      const page = await request(`${gw.url}/x`, { headers: { host: 'web.localhost', accept: 'text/html' } });
+      assert.equal(page.status, 503);
+      assert.match(page.body, /sign-in service cannot be reached/);
+      const api = await request(`${gw.url}/x`, { headers: { host: 'web.localhost', authorization: 'Bearer a.b.c' } });
+      assert.equal(api.status, 503);
+      assert.equal(backend.received.length, 0);
+      assert.equal((await request(`${gw.url}/x`, { headers: { host: 'open.localhost' } })).status, 200, 'passthrough unaffected');
+      writeFileSync(gw.configFile, gatewayYaml(s.idp.issuer, [SECRET_A], defaultApps(backend.url)));
+      assert.equal(await gw.server.reload('test'), 'success');
+      const ok = await request(`${gw.url}/x`, { headers: { host: `web.localhost:${gw.port}`, accept: 'text/html' } });
+      assert.equal(ok.status, 302);
+      assert.ok(ok.headers.location!.startsWith(s.idp.issuer));
+      void CLIENT_SECRET;
+    } finally {
+      await gw.stop();
+      await backend.close();
+    }
+  });
+});
