@@ -9,9 +9,9 @@ import { parseDuration } from '../config/duration.js';
 import { parseIp } from '../config/net.js';
 import type { Identity, RequestContext } from '../pipeline/stage.js';
 import { assignment } from '../plugins/access/assignment.js';
-import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
+import { conditionalAccessOptionsFor, requirementsOf } from '../plugins/access/conditionalAccess.js';
 import { DrawbridgeError } from '../errors.js';
-import { DEFAULT_REQUIREMENTS, PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
+import { PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
 import type { StepUp } from '../pipeline/stage.js';
 
 export interface WhatIfInput {
@@ -96,7 +96,7 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
 
   const opts = conditionalAccessOptionsFor(app, config);
   if (!opts) return result;
-  const set = new PolicySet(opts.policyNames, opts.policies, opts.locations, DEFAULT_REQUIREMENTS);
+  const set = new PolicySet(opts.policyNames, opts.policies, opts.locations, requirementsOf(config));
   let e: Evaluation;
   try {
     e = set.evaluate({ app: app.name, identity, clientIp: ip.toString(), method, path, userAgent: input.userAgent, now });

@@ -142,6 +142,14 @@ describe('policy engine: grants, session control and how they combine', () => {
     assert.deepEqual(policyNamesFor({ name: 'Hello' }, policies), []);
   });
 
+  it('uses the configured MFA acr values and device claim', () => {
+    const req = { mfaAcrValues: ['c2', 'c3'], compliantDeviceClaim: 'trust', compliantDeviceValue: 'managed' };
+    const set = new PolicySet(['m', 'd'], { m: { grant: 'requireMfa' }, d: { grant: 'requireCompliantDevice' } }, locations, req);
+    assert.equal(set.evaluate(input({ identity: alice({}, { acr: 'c3', trust: 'managed' }) })).decision, 'allow');
+    assert.equal(set.evaluate(input({ identity: alice({}, { acr: 'mfa', trust: 'managed' }) })).stepUp?.acrValues, 'c2', 'the first configured acr is asked for');
+    assert.equal(set.evaluate(input({ identity: alice({}, { amr: ['mfa'], device_compliant: true }) })).decision, 'deny', 'the default device claim no longer counts');
+  });
+
   it('rejects malformed policies when built, not per request', () => {
     assert.throws(() => new PolicySet(['x'], {}, locations), /unknown policy "x"/);
     assert.throws(() => new PolicySet(['x'], { x: { when: { locations: ['nowhere'] }, grant: 'block' } }, locations), /unknown location "nowhere"/);

@@ -24,11 +24,21 @@ export interface ConditionalAccessOptions {
 }
 
 /** The stage's options for an app, or undefined when no policy applies to it (no stage at all). */
-export function conditionalAccessOptionsFor(app: Pick<AppConfig, 'name' | 'conditionalAccess'>, config: Pick<Config, 'policies' | 'locations'>): ConditionalAccessOptions | undefined {
+export function conditionalAccessOptionsFor(app: Pick<AppConfig, 'name' | 'conditionalAccess'>, config: Pick<Config, 'policies' | 'locations' | 'identity'>): ConditionalAccessOptions | undefined {
   const policies = (config.policies ?? {}) as Record<string, PolicySpec>;
   const policyNames = policyNamesFor(app as { name: string; conditionalAccess?: readonly string[] }, policies);
   if (!policyNames.length) return undefined;
-  return { policyNames, policies, locations: (config.locations ?? {}) as Record<string, string[]> };
+  return { policyNames, policies, locations: (config.locations ?? {}) as Record<string, string[]>, requirements: requirementsOf(config) };
+}
+
+/** identity.mfaAcrValues and identity.compliantDevice, over the defaults. */
+export function requirementsOf(config: Pick<Config, 'identity'>): RequirementOptions {
+  const id = config.identity;
+  return {
+    mfaAcrValues: id?.mfaAcrValues?.length ? [...id.mfaAcrValues] : DEFAULT_REQUIREMENTS.mfaAcrValues,
+    compliantDeviceClaim: id?.compliantDevice?.claim ?? DEFAULT_REQUIREMENTS.compliantDeviceClaim,
+    compliantDeviceValue: id?.compliantDevice?.equals ?? DEFAULT_REQUIREMENTS.compliantDeviceValue,
+  };
 }
 
 /** The pipeline decision for an evaluation. */
