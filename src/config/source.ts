@@ -30,7 +30,8 @@ export class SourceMap {
     for (let i = 0; i < path.length; i++) {
       const seg = path[i]!;
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && (isScalar(p.key) ? p.key.value : p.key) === seg);
+        // Keys become strings in the loaded object (an unquoted 2024: is a number in YAML), so compare as strings.
+        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg));
         if (!pair) break;
         const last = i === path.length - 1;
         if (last && key) {

@@ -29,13 +29,18 @@ export function validateAgainst(schema: object, value: unknown, base: KeyPath = 
   return describeErrors(fn.errors ?? [], value, base);
 }
 
-function pointerToPath(pointer: string): (string | number)[] {
+/** JSON pointer -> key path; a segment is an index only inside a list (a policy may be named "2024"). */
+function pointerToPath(pointer: string, root: unknown): (string | number)[] {
   if (!pointer) return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+  const path: (string | number)[] = [];
+  let v: any = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    const key = Array.isArray(v) && /^\d+$/.test(seg) ? Number(seg) : seg;
+    path.push(key);
+    v = v?.[key];
+  }
+  return path;
 }
 
 function valueAt(root: unknown, path: (string | number)[]): unknown {
@@ -62,7 +67,7 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
   for (const e of errors) {
     if (unionSchemaPaths.some((p) => e.schemaPath.startsWith(p))) continue;
     if (e.keyword === 'required' && suggested.has(`${e.instancePath}\u0000${(e.params as { missingProperty: string }).missingProperty}`)) continue;
-    const path = pointerToPath(e.instancePath);
+    const path = pointerToPath(e.instancePath, root);
     const value = valueAt(root, path);
     let issue: SchemaIssue;
     switch (e.keyword) {

@@ -443,6 +443,20 @@ apps: []
     errors: [{ at: '6:3', path: 'connectorGroups["eu datacenter"]', message: `"eu datacenter" is not a valid name: use letters, digits, '.', '_' or '-'` }],
   },
   {
+    description: 'names that look like numbers are names, not list indexes',
+    yaml: `${GW}connectors: { listen: 8444 }
+connectorGroups:
+  2024: { loadBalancing: random }
+policies:
+  "1": { when: { group: [x] }, grant: block }
+apps: []
+`,
+    errors: [
+      { at: '6:26', path: 'connectorGroups["2024"].loadBalancing', message: '"random" is not allowed here: must be "least-inflight" or "round-robin"' },
+      { at: '8:18', path: 'policies["1"].when.group', message: 'unknown key "group" (did you mean "groups"?)' },
+    ],
+  },
+  {
     description: 'backendTimeout that is neither default, long nor a duration',
     yaml: `${GW}apps:
 ${app('Hello', 'hello.localhost:8080', '    backendTimeout: forever\n')}`,
