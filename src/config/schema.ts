@@ -48,7 +48,7 @@ export const GatewaySection = Type.Object(
     admin: Type.Optional(
       Type.Object(
         { listen: Listen('Admin endpoint: /healthz, /readyz, /metrics, /connectors. Keep it on a private address.') },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'The admin listener: health, readiness, metrics and connector status.' },
       ),
     ),
     stateDir: Type.Optional(Type.String({ minLength: 1, default: './state', description: 'Embedded state: connector CA, issued certificates, used enrollment tokens, signing keys, audit log.' })),
@@ -68,7 +68,7 @@ export const IdentitySection = Type.Object(
           user: Type.Optional(Type.String({ default: 'preferred_username', description: 'Claim that names the user.' })),
           groups: Type.Optional(Type.String({ default: 'groups', description: 'Claim that lists the user\'s groups.' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Which token claims name the user and list the groups.' },
       ),
     ),
     clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes.', '60s')),
@@ -118,7 +118,7 @@ export const CookieOptions = Type.Object(
 export const SessionSection = Type.Object(
   {
     secrets: Type.Array(Type.String(), { minItems: 1, description: 'Session encryption secrets (at least 32 characters each). The first encrypts; all decrypt, for rotation.' }),
-    cookie: Type.Optional(CookieOptions),
+    cookie: Type.Optional(Type.Object(CookieOptions.properties, { additionalProperties: false, description: 'The session cookie: name, lifetime and attributes.' })),
   },
   { additionalProperties: false, description: 'Encrypted session cookies for browser sign-in.' },
 );
@@ -136,7 +136,7 @@ export const ConnectorGroup = Type.Object(
   {
     loadBalancing: Type.Optional(Type.Union([Type.Literal('least-inflight'), Type.Literal('round-robin')], { default: 'least-inflight', description: 'How requests are spread over the group\'s live connectors.' })),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'A connector group: the connectors enrolled in it reach the apps that name it.' },
 );
 
 const Weekday = Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)));
@@ -191,7 +191,7 @@ export const Policy = Type.Object(
     session: Type.Optional(
       Type.Object(
         { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again.')) },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Session controls that apply when the conditions match.' },
       ),
     ),
   },
@@ -221,14 +221,14 @@ export const App = Type.Object(
         {
           forwarded: Type.Optional(Type.Boolean({ default: true, description: 'Send X-Forwarded-For (client IP appended), X-Forwarded-Proto and X-Forwarded-Host.' })),
           identity: Type.Optional(
-            Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String({ minLength: 1 }), {
+            Type.Record(Type.String({ pattern: HEADER_NAME_PATTERN }), Type.String({ minLength: 1, description: 'user, groups, email, name, or the name of a claim.' }), {
               additionalProperties: false,
               description: 'Header-based SSO: header name -> identity field (user, groups, email, name) or claim. Same-named incoming headers are always stripped.',
             }),
           ),
           assertion: Type.Optional(Type.String({ pattern: HEADER_NAME_PATTERN, description: 'Header that carries a signed JWT of the identity, verifiable at /.well-known/drawbridge/jwks.json.' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Headers the gateway sends to the app: forwarding headers and the signed-in identity.' },
       ),
     ),
     backendTimeout: Type.Optional(
@@ -247,7 +247,7 @@ export const App = Type.Object(
                 verify: Type.Optional(Type.Boolean({ default: true, description: 'Validate the internal certificate (on by default).' })),
                 serverName: Type.Optional(Type.String({ description: 'SNI / name to check, when it differs from the internal URL host.' })),
               },
-              { additionalProperties: false },
+              { additionalProperties: false, description: 'TLS to an https internal URL.' },
             ),
           ),
         },
@@ -260,11 +260,11 @@ export const App = Type.Object(
           headers: Type.Optional(Type.Boolean({ default: true, description: 'Rewrite internal URLs to external ones in response headers (Location, Content-Location, Refresh).' })),
           body: Type.Optional(Type.Boolean({ default: false, description: 'Rewrite internal URLs in HTML/JS/CSS bodies (not yet supported: must be false).' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Rewrite the app\'s internal URLs to its external URL in responses.' },
       ),
     ),
     websockets: Type.Optional(Type.Boolean({ default: false, description: 'Allow WebSocket upgrades (after the pipeline ran).' })),
-    cookies: Type.Optional(CookieOptions),
+    cookies: Type.Optional(Type.Object(CookieOptions.properties, { additionalProperties: false, description: 'Session cookie settings for this app, over those in session.cookie.' })),
     sso: Type.Optional(
       Type.Object(
         {

