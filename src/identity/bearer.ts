@@ -40,7 +40,25 @@ export class BearerError extends Error {
 const ALLOWED_HEADER = new Set(['alg', 'kid', 'typ', 'x5t', 'x5t#S256', 'cty']);
 const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
 
+/** How long a verified token is remembered (bounded by its own exp). */
+export const VERIFIED_CACHE_MS = 60_000;
+const VERIFIED_CACHE_MAX = 10_000;
+
+interface Verified {
+  identity: Identity;
+  payload: JWTPayload;
+}
+
 export class BearerVerifier {
+  /**
+   * Tokens already verified, by their exact text: an API client sends the
+   * same token many times, and the signature check dominates the cost. An
+   * entry lives at most a minute and never past the token's exp; the whole
+   * cache is dropped when the JWKS changes, so a removed key stops working.
+   */
+  private readonly verified = new Map<string, Verified & { until: number }>();
+  private seenKeys: unknown;
+
   constructor(
     private readonly jwks: JWTVerifyGetKey,
     private readonly opts: BearerOptions,
@@ -48,7 +66,36 @@ export class BearerVerifier {
     for (const a of opts.algorithms) if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) throw new Error(`identity.algorithms: ${a} is not an asymmetric signature algorithm`);
   }
 
-  async verify(token: string): Promise<{ identity: Identity; payload: JWTPayload }> {
+  async verify(token: string): Promise<Verified> {
+    const now = this.opts.now?.() ?? Date.now();
+    const hit = this.verified.get(token);
+    if (hit) {
+      if (now < hit.until) return hit;
+      this.verified.delete(token);
+    }
+    let result: Verified;
+    try {
+      result = await this.verifyFully(token);
+    } finally {
+      this.noticeKeyChange();
+    }
+    const until = Math.min(now + VERIFIED_CACHE_MS, ((result.payload.exp ?? 0) + this.opts.clockToleranceSec) * 1000);
+    if (until > now) {
+      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, { ...result, until });
+    }
+    return result;
+  }
+
+  private noticeKeyChange(): void {
+    const current = (this.jwks as { jwks?: () => unknown }).jwks?.();
+    if (current !== this.seenKeys) {
+      this.verified.clear();
+      this.seenKeys = current;
+    }
+  }
+
+  private async verifyFully(token: string): Promise<Verified> {
     const parts = token.split('.');
     if (parts.length === 5) throw new BearerError('format', 'Encrypted tokens (JWE) are not accepted.');
     if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) throw new BearerError('format', 'The bearer token is not a signed JWT.');
