@@ -133,9 +133,13 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         break;
       }
       case 'const':
-      case 'enum':
-        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: ${e.message}` };
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}` };
         break;
+      case 'enum': {
+        const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v));
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}` : allowed[0]}` };
+        break;
+      }
       default:
         issue = { path, atKey: false, message: e.message ?? `fails ${e.keyword}` };
     }

@@ -1,0 +1,57 @@
+/**
+ * Messages for plugin option schemas: a third-party schema uses any JSON
+ * Schema keyword, and each must read as plain words with the right key path.
+ */
+import assert from 'node:assert/strict';
+import { suggest, validateAgainst } from '../../src/config/validate.js';
+
+const schema = {
+  type: 'object',
+  properties: {
+    mode: { enum: ['fast', 'safe'] },
+    version: { const: 1 },
+    retries: { type: 'integer', minimum: 0, maximum: 5 },
+    realm: { type: 'string', minLength: 3 },
+    spn: { type: 'string', pattern: '^[A-Z]+/', description: 'Service principal, SERVICE/host.' },
+    hosts: { type: 'array', items: { type: 'string' }, uniqueItems: true, minItems: 1, maxItems: 3 },
+    nested: { type: 'object', properties: { timeoutMs: { type: 'number' } }, required: ['timeoutMs'], additionalProperties: false },
+  },
+  required: ['mode'],
+  additionalProperties: false,
+};
+
+const cases: { description: string; value: unknown; issues: [string, string][] }[] = [
+  { description: 'enum lists the allowed values', value: { mode: 'slow' }, issues: [['mode', '"slow" is not allowed here: must be "fast" or "safe"']] },
+  { description: 'const names the one value', value: { mode: 'fast', version: 2 }, issues: [['version', '2 is not allowed here: must be 1']] },
+  { description: 'minimum', value: { mode: 'fast', retries: -1 }, issues: [['retries', '-1 is out of range: must be >= 0']] },
+  { description: 'maximum', value: { mode: 'fast', retries: 9 }, issues: [['retries', '9 is out of range: must be <= 5']] },
+  { description: 'integer type', value: { mode: 'fast', retries: 1.5 }, issues: [['retries', 'must be an integer, not number 1.5']] },
+  { description: 'minLength', value: { mode: 'fast', realm: 'ab' }, issues: [['realm', 'must be at least 3 characters long']] },
+  { description: 'a pattern is explained by the description', value: { mode: 'fast', spn: 'http' }, issues: [['spn', '"http" is not valid: Service principal, SERVICE/host']] },
+  { description: 'duplicates point at the later copy', value: { mode: 'fast', hosts: ['a', 'b', 'a'] }, issues: [['hosts[2]', '"a" is listed twice']] },
+  { description: 'an empty list', value: { mode: 'fast', hosts: [] }, issues: [['hosts', 'must not be empty']] },
+  { description: 'too many items', value: { mode: 'fast', hosts: ['a', 'b', 'c', 'd'] }, issues: [['hosts', 'must have at most 3 items']] },
+  { description: 'a misspelt key gets a did-you-mean, and no "missing" for the same key', value: { mode: 'fast', nested: { timeoutMS: 1 } }, issues: [['nested.timeoutMS', 'unknown key "timeoutMS" (did you mean "timeoutMs"?)']] },
+  { description: 'a missing key that is not misspelt', value: { nested: {} }, issues: [['', 'missing required key "mode"'], ['nested', 'missing required key "timeoutMs"']] },
+  { description: 'every problem, not only the first', value: { mode: 'x', version: 0, realm: '', colour: 1 }, issues: [['colour', 'unknown key "colour"'], ['mode', '"x" is not allowed here: must be "fast" or "safe"'], ['version', '0 is not allowed here: must be 1'], ['realm', 'must be at least 3 characters long']] },
+];
+
+describe('config validate: schema messages', () => {
+  for (const c of cases) {
+    it(c.description, () => {
+      const got = validateAgainst(schema, c.value).map((i) => [i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${p}`)).join('').replace(/^\./, ''), i.message]);
+      assert.deepEqual(got, c.issues);
+    });
+  }
+
+  it('the base path is prepended (plugin options live under apps[i].sso.options)', () => {
+    const [issue] = validateAgainst(schema, { mode: 'slow' }, ['apps', 2, 'sso', 'options']);
+    assert.deepEqual(issue!.path, ['apps', 2, 'sso', 'options', 'mode']);
+  });
+
+  it('suggest() finds near misses only', () => {
+    assert.equal(suggest('internalURL', ['internalUrl', 'externalUrl']), 'internalUrl');
+    assert.equal(suggest('websocket', ['websockets', 'cookies']), 'websockets');
+    assert.equal(suggest('colour', ['mode', 'version']), undefined);
+  });
+});
