@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { CookieSealer } from '../../src/identity/sessionCookie.js';
+import { cookieFor } from '../../src/identity/session.js';
 import { Browser, defaultApps, gatewayYaml, SECRET_A, SECRET_B, startStack, USERS, type Stack } from './support.js';
 import { request } from '../support/harness.js';
 
@@ -25,6 +26,17 @@ describe('identity: session cookies', function () {
       for (const bad of [token.slice(0, -3), token.slice(0, token.length / 2), parts.map((p, i) => (i === 3 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 4 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 2 ? flip(p) : p)).join('.'), '', 'a.b.c.d.e', 'x'.repeat(9000)]) {
         assert.equal(await s.open(bad), undefined, bad.slice(0, 40));
       }
+    });
+  });
+
+  describe('cookie attributes', () => {
+    const app = { name: 'A', externalUrl: 'https://a.test/', prefix: '/', cookieName: 'drawbridge_session', lifetimeSec: 60, httpOnly: true, secure: true, persistent: false, sameSite: 'lax' as const, requiredScopes: [], forwardToken: false };
+    it('__Host- prefix at the host root over https; a path-scoped plain name under a prefix; never Secure over http', () => {
+      assert.deepEqual(cookieFor(app, 'https'), { name: '__Host-drawbridge_session', attrs: { path: '/', httpOnly: true, secure: true, sameSite: 'lax' } });
+      assert.deepEqual(cookieFor({ ...app, prefix: '/app/' }, 'https'), { name: 'drawbridge_session', attrs: { path: '/app/', httpOnly: true, secure: true, sameSite: 'lax' } });
+      assert.deepEqual(cookieFor(app, 'http').name, 'drawbridge_session');
+      assert.equal(cookieFor(app, 'http').attrs.secure, false);
+      assert.equal(cookieFor({ ...app, sameSite: 'none' }, 'http').attrs.sameSite, 'lax', 'SameSite=None needs Secure');
     });
   });
 
@@ -54,6 +66,7 @@ describe('identity: session cookies', function () {
       await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
       const [name, value] = sessionOf(b, 'web')!;
       const host = new URL(s.origin('web')).host;
+      assert.match(b.setCookies.find((c) => c.startsWith(`${name}=`))!, /; Path=\/; HttpOnly; SameSite=Lax$/, 'a browser-session cookie by default (no Max-Age)');
       const ok = await request(`${s.gw.url}/x`, { headers: { host, cookie: `${name}=${value}`, accept: 'text/html' } });
       assert.equal(ok.status, 200);
       const bad = [value.slice(0, -2), value.slice(0, 40), value.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')), `${value}x`, 'garbage'];
@@ -78,6 +91,10 @@ describe('identity: session cookies', function () {
       assert.ok(sessionOf(b, 'other'));
       const [name, value] = sessionOf(b, 'other')!;
       assert.equal(name, 'short_session');
+      const set = b.setCookies.find((c) => c.startsWith('short_session='))!;
+      assert.match(set, /; Path=\/; Max-Age=1; HttpOnly; SameSite=Lax$/, 'app override: persistent, 1s lifetime');
+      const login = b.setCookies.find((c) => c.startsWith('drawbridge_login_'))!;
+      assert.match(login, /; Path=\/\.drawbridge\/; Max-Age=600; HttpOnly; SameSite=Lax$/);
       await new Promise((r) => setTimeout(r, 1500));
       const res = await request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin('other')).host, cookie: `${name}=${value}` } });
       assert.equal(res.status, 302);

@@ -115,6 +115,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 /** A cookie-keeping client that talks to *.localhost through 127.0.0.1, like a browser without scripts. */
 export class Browser {
   readonly jar = new Map<string, Map<string, string>>();
+  /** every Set-Cookie header received, as sent */
+  readonly setCookies: string[] = [];
 
   async get(url: string, headers: Record<string, string> = {}): Promise<SimpleResponse> {
     return this.send('GET', url, headers);
@@ -127,6 +129,7 @@ export class Browser {
     if (cookies?.size) h.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     const res = await request(`http://127.0.0.1:${u.port}${u.pathname}${u.search}`, { method, headers: h, body });
     for (const sc of [res.headers['set-cookie'] ?? []].flat()) {
+      this.setCookies.push(sc);
       const [pair, ...attrs] = sc.split(';');
       const eq = pair!.indexOf('=');
       const name = pair!.slice(0, eq).trim();
