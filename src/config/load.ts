@@ -103,6 +103,9 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   }
 
   for (const c of crossCheck({ raw: value, configDir: dir, plugins: loaded, unloadedPluginNames: unloaded, unresolved: sub.unresolved })) {
+    // A value whose ${...} could not be resolved already has its own problem; checking the
+    // empty stand-in ("" is not a valid URL) would turn a lint warning into an error.
+    if (sub.unresolved.has(JSON.stringify(c.path))) continue;
     add(c.environmental && opts.mode === 'lint' ? 'warning' : c.severity, c.path, c.message, c.atKey);
   }
 

@@ -73,6 +73,39 @@ apps: []
       assert.ok(r.config, 'lint accepts the file');
     });
 
+    it('unset variables anywhere (URLs, CIDRs, timezones, listeners, names) are only warnings in lint', async () => {
+      const file = write(`gateway:
+  publicUrl: \${env:PUBLIC_URL}
+  listen: { http: "\${env:LISTEN}" }
+  trustedProxies: ["\${env:PROXY_CIDR}"]
+locations:
+  corp: ["\${env:CORP_CIDR}"]
+policies:
+  p:
+    when: { time: { timezone: "\${env:TZ_NAME}", hours: "\${env:HOURS}" } }
+    grant: block
+apps:
+  - name: \${env:APP_NAME}
+    externalUrl: \${env:EXTERNAL_URL}
+    internalUrl: \${env:INTERNAL_URL}
+    preAuth: passthrough
+    backendTimeout: \${env:TIMEOUT}
+`);
+      const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(lines(lint, 'error'), []);
+      assert.equal(lines(lint, 'warning').length, 10);
+      assert.ok(lines(lint, 'warning').every((w) => / environment variable [A-Z_]+ is not set$/.test(w)), lines(lint, 'warning').join('\n'));
+      // At start each is one error naming its variable, without a second one about the empty stand-in.
+      const start = await loadConfigFile(file, { mode: 'start', env: {} });
+      assert.equal(lines(start, 'error').length, 10, lines(start, 'error').join('\n'));
+      // Once set, the values are checked like literals.
+      const set = await loadConfigFile(file, {
+        mode: 'start',
+        env: { PUBLIC_URL: 'http://localhost:8080', LISTEN: '127.0.0.1:8080', PROXY_CIDR: '10.0.0.0/8', CORP_CIDR: '10.1.0.0/99', TZ_NAME: 'Europe/Berlin', HOURS: '08:00-18:00', APP_NAME: 'Hello', EXTERNAL_URL: 'http://hello.localhost:8080/', INTERNAL_URL: 'http://127.0.0.1:3001/', TIMEOUT: '30s' },
+      });
+      assert.deepEqual(lines(set, 'error'), ['6:10 locations.corp[0]: "10.1.0.0/99" is not a valid CIDR range or address']);
+    });
+
     it('an unset variable is an error at start that names it', async () => {
       const file = write(config('${env:DB_SESSION_SECRET}'));
       await assert.rejects(loadForStart(file, {}), (e: unknown) => {
