@@ -66,3 +66,11 @@ export async function readLoginState(rt: IdentityRuntime, state: string, cookieH
   }
   return undefined;
 }
+
+/** Sign-ins started and never finished pile up; keep the newest few so the Cookie header cannot outgrow the server's limit. */
+export function clearStaleLogins(cookieHeader: string | string[] | undefined, secure: boolean, keep = 2): string[] {
+  const ours = parseCookies(cookieHeader)
+    .map(([name]) => name)
+    .filter((n) => n.startsWith(`${secure ? '__Secure-' : ''}${LOGIN_COOKIE}_`));
+  return ours.slice(0, Math.max(0, ours.length - keep)).map((n) => clearCookie(n, attrs(secure)));
+}

@@ -17,7 +17,7 @@ import { sendError } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { ProviderUnavailableError } from './discovery.js';
-import { clearLoginCookie, loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 import { clearSessionCookie, createSessionCookie, readSession, SessionTooLargeError } from './session.js';
@@ -37,15 +37,17 @@ export function originOf(protocol: 'http' | 'https', hostHeader: string | string
 
 export interface SignInStart {
   location: string;
-  setCookie: string;
+  /** the login state cookie, after clearing stale ones */
+  setCookie: string[];
 }
 
 /** A redirect to the provider, with the login state cookie that will finish it. */
-export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin: string, returnUrl: string, stepUp?: StepUp): Promise<SignInStart> {
+export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin: string, returnUrl: string, stepUp?: StepUp, cookieHeader?: string | string[]): Promise<SignInStart> {
   const redirectUri = origin + CALLBACK_PATH;
   const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp?.maxAge);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
-  return { location: url.href, setCookie: await loginCookie(rt, st, origin.startsWith('https:')) };
+  const secure = origin.startsWith('https:');
+  return { location: url.href, setCookie: [...clearStaleLogins(cookieHeader, secure), await loginCookie(rt, st, secure)] };
 }
 
 function redirect(res: ServerResponse, location: string, cookies: string[] = []): void {
@@ -142,8 +144,8 @@ const signInHandler: InternalHandler = async (req, res, ctx) => {
   if (!origin || !found) return sendError(res, req.headers, { status: 404, reason: 'No app with sign-in is published at this address.', correlationId: ctx.id });
   const target = safeReturnUrl(candidate, { origin, prefix: found.app.prefix });
   try {
-    const s = await startSignIn(found.rt, found.app, origin, target);
-    redirect(res, s.location, [s.setCookie]);
+    const s = await startSignIn(found.rt, found.app, origin, target, undefined, req.headers.cookie);
+    redirect(res, s.location, s.setCookie);
   } catch (e) {
     if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, found.app.name);
     throw e;
@@ -193,9 +195,9 @@ const stepUpHandler =
     const prefix = app.prefix;
     const target = safeReturnUrl(ctx.path + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
     try {
-      const s = await startSignIn(rt, app, origin, target, stepUp);
+      const s = await startSignIn(rt, app, origin, target, stepUp, req.headers.cookie);
       log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up sign-in');
-      redirect(res, s.location, [s.setCookie]);
+      redirect(res, s.location, s.setCookie);
     } catch (e) {
       if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
       throw e;

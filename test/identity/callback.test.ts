@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { WebSocket } from 'ws';
 import { request, startEchoBackend, startGateway } from '../support/harness.js';
 import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, type Stack } from './support.js';
 
@@ -14,7 +15,13 @@ describe('identity: callback and login state', function () {
     preAuth: oidc
     audience: api://web
     forwardBearerToken: true
+  - name: Ws
+    externalUrl: http://ws.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    websockets: true
 ` });
+    s.idp.allowRedirectUri(`${s.origin('ws')}/.drawbridge/callback`);
   });
   after(async () => s?.stop());
 
@@ -74,6 +81,37 @@ describe('identity: callback and login state', function () {
     moved.jar.set(new URL(s.origin('api')).host, b.jar.get(new URL(s.origin('web')).host)!);
     const res = await moved.get(`${s.origin('api')}/.drawbridge/callback${callback.search}`);
     assert.equal(res.status, 400);
+  });
+
+  it('sign-ins started and never finished do not pile up login cookies', async () => {
+    const b = new Browser();
+    for (let i = 0; i < 8; i++) assert.equal((await b.get(`${s.origin('web')}/p${i}`)).status, 302);
+    const logins = [...b.jar.get(new URL(s.origin('web')).host)!.keys()].filter((k) => k.startsWith('drawbridge_login_'));
+    assert.ok(logins.length <= 3, String(logins.length));
+    const { url } = await b.browse(`${s.origin('web')}/last`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(url, `${s.origin('web')}/last`);
+  });
+
+  it('WebSocket upgrades need the session too; with it they reach the app without the gateway cookie', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
+    const host = new URL(s.origin('ws')).host;
+    const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ') + '; app_cookie=1';
+    const open = (headers: Record<string, string>) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, ...headers } });
+        ws.on('open', () => ws.send('ping'));
+        ws.on('message', (m) => {
+          resolve(`message:${m}`);
+          ws.close();
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(`status:${res.statusCode}`));
+        ws.on('error', (e) => resolve(`error:${e.message}`));
+      });
+    assert.equal(await open({}), 'status:401');
+    const before = s.backend.received.length;
+    assert.equal(await open({ cookie }), 'message:ping');
+    assert.equal(s.backend.received[before]!.headers.cookie, 'app_cookie=1');
   });
 
   it('forwardBearerToken: true sends the verified token on to the app', async () => {

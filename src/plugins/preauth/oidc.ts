@@ -58,12 +58,12 @@ class OidcStage implements Stage {
     if (s.identity) return { kind: 'continue', identity: s.identity };
     const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
 
-    if (!isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
+    if (ctx.upgrade || !isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
-      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.search, { origin, prefix: this.app.prefix }));
-      return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
+      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
+      return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
       return this.providerDown(e);
     }
