@@ -27,16 +27,13 @@ export interface PolicyInput {
 
 export type Match = true | false | 'unknown';
 
-export interface Verdict {
-  readonly match: Match;
-  /** what was seen, for what-if and the audit trail */
-  readonly detail: string;
-}
-
 export interface Condition {
   /** the key in `when:` (groups, locations, time...) */
   readonly name: string;
-  test(input: PolicyInput): Verdict;
+  /** the per-request call: no strings built here */
+  test(input: PolicyInput): Match;
+  /** what was seen, in words, for what-if and the audit trail (only called when needed) */
+  describe(input: PolicyInput): string;
 }
 
 export interface ClaimTest {
@@ -69,19 +66,20 @@ export function compileConditions(when: ConditionsSpec | undefined, locations: R
   // Cheap, identity-free conditions first: the first one that does not match decides.
   if (when.apps) {
     const want = lower(when.apps);
-    out.push({ name: 'apps', test: (i) => ({ match: want.has(i.app.toLowerCase()), detail: `app ${i.app}` }) });
+    out.push({ name: 'apps', test: (i) => want.has(i.app.toLowerCase()), describe: (i) => `app ${i.app}` });
   }
   if (when.methods) {
     const want = new Set(when.methods.map((m) => m.toUpperCase()));
-    out.push({ name: 'methods', test: (i) => ({ match: want.has(i.method.toUpperCase()), detail: `method ${i.method}` }) });
+    out.push({ name: 'methods', test: (i) => want.has(i.method.toUpperCase()), describe: (i) => `method ${i.method}` });
   }
   if (when.paths) {
     const globs = when.paths.map((p) => new PathGlob(p));
     out.push({
       name: 'paths',
-      test: (i) => {
+      test: (i) => globs.some((g) => g.matches(i.path)),
+      describe: (i) => {
         const hit = globs.find((g) => g.matches(i.path));
-        return { match: !!hit, detail: hit ? `path ${i.path} matches ${hit.pattern}` : `path ${i.path} matches none of ${list(globs.map((g) => g.pattern))}` };
+        return hit ? `path ${i.path} matches ${hit.pattern}` : `path ${i.path} matches none of ${list(globs.map((g) => g.pattern))}`;
       },
     });
   }
@@ -89,53 +87,46 @@ export function compileConditions(when: ConditionsSpec | undefined, locations: R
   if (when.notLocations) out.push(locationCondition('notLocations', when.notLocations, locations, false));
   if (when.devicePlatforms) {
     const want = new Set(when.devicePlatforms);
-    out.push({
-      name: 'devicePlatforms',
-      test: (i) => {
-        const p = platformOf(i.userAgent);
-        return { match: want.has(p), detail: `device platform ${p}` };
-      },
-    });
+    out.push({ name: 'devicePlatforms', test: (i) => want.has(platformOf(i.userAgent)), describe: (i) => `device platform ${platformOf(i.userAgent)}` });
   }
   if (when.time) {
     const w = new TimeWindow(when.time);
-    out.push({
-      name: 'time',
-      test: (i) => {
-        const r = w.check(i.now);
-        return { match: r.inside, detail: `local time ${r.detail}` };
-      },
-    });
+    out.push({ name: 'time', test: (i) => w.check(i.now).inside, describe: (i) => `local time ${w.check(i.now).detail}` });
   }
   if (when.clientApps) {
     const want = new Set(when.clientApps);
+    const kind = (id: Identity) => (id.via === 'bearer' ? 'native' : 'browser');
     out.push({
       name: 'clientApps',
-      test: (i) => {
-        if (!i.identity) return { match: 'unknown', detail: 'no sign-in, so no client app' };
-        const kind = i.identity.via === 'bearer' ? 'native' : 'browser';
-        return { match: want.has(kind), detail: `client app ${kind}` };
-      },
+      test: (i) => (i.identity ? want.has(kind(i.identity)) : 'unknown'),
+      describe: (i) => (i.identity ? `client app ${kind(i.identity)}` : 'no sign-in, so no client app'),
     });
   }
   if (when.users) {
     const want = lower(when.users);
     out.push({
       name: 'users',
-      test: (i) => (i.identity ? { match: want.has(i.identity.user.toLowerCase()), detail: `user ${i.identity.user}` } : { match: 'unknown', detail: 'no signed-in user' }),
+      test: (i) => (i.identity ? want.has(i.identity.user.toLowerCase()) : 'unknown'),
+      describe: (i) => (i.identity ? `user ${i.identity.user}` : 'no signed-in user'),
     });
   }
   if (when.groups) {
     const want = lower(when.groups);
+    const hitOf = (id: Identity) => id.groups.find((g) => want.has(g.toLowerCase()));
     out.push({
       name: 'groups',
       test: (i) => {
-        if (!i.identity) return { match: 'unknown', detail: 'no signed-in user' };
-        const hit = i.identity.groups.find((g) => want.has(g.toLowerCase()));
-        if (hit) return { match: true, detail: `member of ${hit}` };
+        if (!i.identity) return 'unknown';
+        if (hitOf(i.identity) !== undefined) return true;
         // An overage claim means the list is partial: the user may be in the group.
-        if (i.identity.groupsIncomplete) return { match: 'unknown', detail: 'group list incomplete (overage)' };
-        return { match: false, detail: i.identity.groups.length ? `groups ${list(i.identity.groups)}` : 'no groups' };
+        return i.identity.groupsIncomplete ? 'unknown' : false;
+      },
+      describe: (i) => {
+        if (!i.identity) return 'no signed-in user';
+        const hit = hitOf(i.identity);
+        if (hit !== undefined) return `member of ${hit}`;
+        if (i.identity.groupsIncomplete) return 'group list incomplete (overage)';
+        return i.identity.groups.length ? `groups ${list(i.identity.groups)}` : 'no groups';
       },
     });
   }
@@ -151,15 +142,30 @@ function locationCondition(name: 'locations' | 'notLocations', names: readonly s
     if (!ranges) throw new Error(`unknown location ${JSON.stringify(n)}`);
     return { name: n, set: new CidrSet(ranges) };
   });
+  // One parse per address, not one per location condition: the same request meets several.
+  let lastText = '';
+  let lastIp: ReturnType<typeof parseIp>;
+  const ipOf = (text: string) => {
+    if (text !== lastText) {
+      lastIp = parseIp(text);
+      lastText = text;
+    }
+    // The edge refuses unparsable addresses already; anything else evaluating here must not slip through.
+    if (!lastIp) throw new Error(`client address ${JSON.stringify(text)} is not an IP address`);
+    return lastIp;
+  };
+  const hitOf = (text: string) => {
+    const ip = ipOf(text);
+    for (const s of sets) if (s.set.has(ip)) return s.name;
+    return undefined;
+  };
   return {
     name,
-    test: (i) => {
-      const ip = parseIp(i.clientIp);
-      // The edge refuses unparsable addresses already; anything else evaluating here must not slip through.
-      if (!ip) throw new Error(`client address ${JSON.stringify(i.clientIp)} is not an IP address`);
-      const hit = sets.find((s) => s.set.has(ip));
-      const where = hit ? `client ${ip} in ${hit.name}` : `client ${ip} in none of ${list(names)}`;
-      return { match: inside ? !!hit : !hit, detail: where };
+    test: (i) => (hitOf(i.clientIp) !== undefined) === inside,
+    describe: (i) => {
+      const hit = hitOf(i.clientIp);
+      const ip = ipOf(i.clientIp).toString();
+      return hit !== undefined ? `client ${ip} in ${hit}` : `client ${ip} in none of ${list(names)}`;
     },
   };
 }
@@ -171,12 +177,12 @@ function claimCondition(claim: string, t: ClaimTest): Condition {
   if (t.equals !== undefined) ops.push(`equals ${JSON.stringify(t.equals)}`);
   if (t.includes !== undefined) ops.push(`includes ${JSON.stringify(t.includes)}`);
   const want = `claim ${claim} ${ops.join(' and ')}`;
+  const valueOf = (id: Identity) => (Object.prototype.hasOwnProperty.call(id.claims, claim) ? id.claims[claim] : undefined);
   return {
     name: `claims.${claim}`,
     test: (i) => {
-      if (!i.identity) return { match: 'unknown', detail: `${want}: no signed-in user` };
-      const v = Object.prototype.hasOwnProperty.call(i.identity.claims, claim) ? i.identity.claims[claim] : undefined;
-      const seen = v === undefined ? 'absent' : JSON.stringify(v);
+      if (!i.identity) return 'unknown';
+      const v = valueOf(i.identity);
       let ok = true;
       if (t.exists !== undefined) ok &&= (v !== undefined && v !== null) === t.exists;
       if (t.equals !== undefined) ok &&= v === t.equals;
@@ -184,7 +190,12 @@ function claimCondition(claim: string, t: ClaimTest): Condition {
         // arrays (amr, roles) or space-separated strings (scp)
         ok &&= Array.isArray(v) ? v.includes(t.includes) : typeof v === 'string' ? v.split(' ').includes(t.includes) : false;
       }
-      return { match: ok, detail: `${want}: ${seen}` };
+      return ok;
+    },
+    describe: (i) => {
+      if (!i.identity) return `${want}: no signed-in user`;
+      const v = valueOf(i.identity);
+      return `${want}: ${v === undefined ? 'absent' : JSON.stringify(v)}`;
     },
   };
 }

@@ -120,7 +120,8 @@ export class PolicySet {
     return this.compiled.map((p) => p.name);
   }
 
-  evaluate(input: PolicyInput): Evaluation {
+  /** `explain` also describes why policies did not apply (what-if); the gateway leaves it off. */
+  evaluate(input: PolicyInput, explain = false): Evaluation {
     const traces: PolicyTrace[] = [];
     const reasons: string[] = [];
     let blocked = false;
@@ -133,19 +134,21 @@ export class PolicySet {
     for (const p of this.compiled) {
       let applied = true;
       let decidedBy = 'all conditions';
-      const seen: string[] = [];
-      let missed = '';
+      let detail = '';
       try {
+        let unknown: Set<Condition> | undefined;
         for (const c of p.conditions) {
-          const v = c.test(input);
-          seen.push(`${c.name}: ${v.detail}${v.match === 'unknown' ? ' (unknown, assumed to match)' : ''}`);
-          if (v.match === false) {
+          const m = c.test(input);
+          if (m === 'unknown') (unknown ??= new Set()).add(c);
+          if (m === false) {
             applied = false;
-            missed = v.detail;
             decidedBy = c.name;
+            // Words cost: the deciding miss is described for what-if only, never on the request path.
+            if (explain) detail = c.describe(input);
             break;
           }
         }
+        if (applied) detail = p.conditions.length ? p.conditions.map((c) => `${c.name}: ${c.describe(input)}${unknown?.has(c) ? ' (unknown, assumed to match)' : ''}`).join('; ') : 'no conditions';
       } catch (e) {
         errored = true;
         const msg = `policy ${p.name}: could not be evaluated (${(e as Error).message}); counted as block`;
@@ -153,7 +156,6 @@ export class PolicySet {
         traces.push({ policy: p.name, applied: true, decidedBy: 'error', detail: (e as Error).message, grant: p.grant, result: 'error' });
         continue;
       }
-      const detail = applied ? (seen.length ? seen.join('; ') : 'no conditions') : missed;
       const trace: PolicyTrace = { policy: p.name, applied, decidedBy, detail, grant: p.grant, signInFrequency: p.frequencyS };
       if (!applied) {
         traces.push(trace);
@@ -182,7 +184,8 @@ export class PolicySet {
       const i = traces.indexOf(trace);
       traces[i] = { ...trace, result, ...(unmet.length ? { unmet } : {}) };
       const what = [p.grant, p.frequencyS !== undefined ? `signInFrequency ${p.frequencyS}s` : undefined].filter(Boolean).join(' + ');
-      reasons.push(`policy ${p.name}: applied (${trace.detail}); ${what} ${result}${unmet.length ? `: needs ${unmet.join(', ')}` : ''}${p.frequencyS !== undefined && fresh.detail ? ` (${fresh.detail})` : ''}`);
+      const outcome = result === 'allow' || result === 'block' ? result : `${what} ${result}`;
+      reasons.push(`policy ${p.name}: applied (${trace.detail}); ${outcome}${unmet.length ? `: needs ${unmet.join(', ')}` : ''}${p.frequencyS !== undefined && fresh.detail ? ` (${fresh.detail})` : ''}`);
     }
 
     if (errored || blocked) {

@@ -99,7 +99,7 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   const set = new PolicySet(opts.policyNames, opts.policies, opts.locations, requirementsOf(config));
   let e: Evaluation;
   try {
-    e = set.evaluate({ app: app.name, identity, clientIp: ip.toString(), method, path, userAgent: input.userAgent, now });
+    e = set.evaluate({ app: app.name, identity, clientIp: ip.toString(), method, path, userAgent: input.userAgent, now }, true);
   } catch (err) {
     throw new WhatIfError(`evaluation failed: ${(err as Error).message}`);
   }

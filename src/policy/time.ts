@@ -25,6 +25,9 @@ export class TimeWindow {
   private readonly days?: ReadonlySet<number>;
   private readonly from?: number;
   private readonly to?: number;
+  /** the last minute checked: Intl is costly and the answer only changes by the minute */
+  private cachedMinute = NaN;
+  private cached?: { inside: boolean; detail: string };
 
   constructor(readonly spec: TimeWindowSpec) {
     try {
@@ -66,6 +69,16 @@ export class TimeWindow {
 
   /** [in the window, and a human description of the local time] */
   check(epochMs: number): { inside: boolean; detail: string } {
+    // Every IANA offset is a whole number of minutes, so local time within one UTC minute is one answer.
+    const minute = Math.floor(epochMs / 60_000);
+    if (minute === this.cachedMinute) return this.cached!;
+    const r = this.compute(epochMs);
+    this.cachedMinute = minute;
+    this.cached = r;
+    return r;
+  }
+
+  private compute(epochMs: number): { inside: boolean; detail: string } {
     const t = this.local(epochMs);
     const hhmm = `${String(Math.floor(t.minutes / 60)).padStart(2, '0')}:${String(t.minutes % 60).padStart(2, '0')}`;
     const detail = `${SHORT_DAYS[t.day]} ${hhmm} ${this.spec.timezone}`;
