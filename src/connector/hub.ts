@@ -224,6 +224,7 @@ export class ConnectorHub {
         ws.terminate();
       },
     };
+    session.setMaxListeners(0); // one goaway listener per kept-alive connection
     session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
     session.on('goaway', () => {
       if (!ch.draining) log.info({ channel: ch.key, inflight: ch.inflight }, 'connector draining: no new streams on this channel');

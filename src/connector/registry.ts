@@ -71,7 +71,11 @@ export class ChannelRegistry {
    * another connector is preferred, the same one is used only if it is alone.
    */
   pick(group: string, avoid?: string): Channel | undefined {
-    const live = (this.byGroup.get(group) ?? []).filter((c) => this.usable(c));
+    const open = (this.byGroup.get(group) ?? []).filter((c) => c.ready && !c.draining && !c.session.closed && !c.session.destroyed);
+    // A late ping on a busy machine must not empty the group: channels that
+    // missed one are used only when no channel is fully healthy.
+    const healthy = open.filter((c) => c.missedPings === 0);
+    const live = healthy.length ? healthy : open;
     if (live.length === 0) return undefined;
     const others = avoid ? live.filter((c) => c.connectorId !== avoid) : live;
     const pool = others.length ? others : live;

@@ -37,6 +37,7 @@ class NotDialed extends Error {
 
 export class TunnelUpstream implements Upstream {
   private readonly target: string;
+  private readonly agent: http.Agent;
   private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string; host: string };
 
   constructor(
@@ -47,6 +48,7 @@ export class TunnelUpstream implements Upstream {
     resolvePath: (p: string) => string = (p) => p,
   ) {
     this.target = targetOf(url);
+    this.agent = tunnelAgent(this);
     if (url.protocol === 'https:') {
       this.tls = {
         ca: tlsOpts.ca ? readFileSync(resolvePath(tlsOpts.ca)) : undefined,
@@ -59,7 +61,7 @@ export class TunnelUpstream implements Upstream {
   }
 
   /** Opens a CONNECT stream to the target; resolves with the byte stream to the app. */
-  private dial(avoid: string | undefined, timeoutMs: number): Promise<{ socket: Duplex; channel: Channel }> {
+  dial(avoid: string | undefined, timeoutMs: number): Promise<{ socket: Duplex; channel: Channel }> {
     const channel = this.hub.registry.pick(this.group, avoid);
     if (!channel) return Promise.reject(Object.assign(new NotDialed(`no live connector in group ${this.group}`, 504), { channel: undefined }));
     return new Promise((resolve, reject) => {
@@ -87,8 +89,16 @@ export class TunnelUpstream implements Upstream {
           const why = String(h['x-drawbridge-error'] ?? '');
           return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
         }
-        let socket: Duplex = new StreamSocket(stream);
+        const raw = new StreamSocket(stream, channel.connectorId);
+        let socket: Duplex = raw;
         if (this.tls) socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+        Object.assign(socket, { connectorId: channel.connectorId, channel });
+        // A connector that says goodbye gets no more requests on idle kept-alive connections.
+        const onGoaway = () => {
+          if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+        };
+        channel.session.on('goaway', onGoaway);
+        socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
         resolve({ socket, channel });
       });
     });
@@ -103,64 +113,70 @@ export class TunnelUpstream implements Upstream {
       if (!res.writableFinished) clientGone = true;
     });
 
-    const attempt = (n: number, avoid?: string) => {
-      this.dial(avoid, f.timeoutMs).then(
-        ({ socket, channel }) => {
-          if (clientGone) return void socket.destroy();
-          let started = false;
-          const upReq = http.request({
-            method: f.method,
-            path: f.path,
-            headers: f.headers,
-            createConnection: () => socket as never,
-            timeout: f.timeoutMs,
-          });
-          res.once('close', () => {
-            if (!res.writableFinished) upReq.destroy();
-          });
-          upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
-          upReq.on('error', (err) => {
-            if (clientGone) return done();
-            if (!started && replayable && n === 0) {
-              this.hub.log.warn({ connector: channel.connectorId, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
-              return attempt(1, channel.connectorId);
-            }
-            const failure = classify(err, started);
-            if (started) res.destroy();
-            done(failure);
-          });
-          upReq.on('response', (upRes: IncomingMessage) => {
-            started = true;
-            upReq.setTimeout(0);
-            const out = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
-            if (f.rewriteLocation) {
-              for (const h of REWRITABLE) {
-                const v = out[h];
-                if (typeof v === 'string') out[h] = f.rewriteLocation(v);
-              }
-            }
-            res.writeHead(upRes.statusCode ?? 502, out);
-            upRes.pipe(res);
-            upRes.on('error', () => res.destroy());
-            upRes.on('aborted', () => res.destroy());
-            upRes.on('end', () => done());
-          });
-          if (hasBody) req.pipe(upReq);
-          else upReq.end();
-        },
-        (err: NotDialed & { channel?: Channel }) => {
-          if (clientGone) return done();
-          if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
-          // Nothing reached the app: any method may try another connector once.
-          if (err.channel && n === 0) {
-            this.hub.log.warn({ reason: err.message }, 'tunnel stream failed before the connector answered: retrying once on another connector');
-            return attempt(1, err.channel.connectorId);
+    // First try: a kept-alive connection from the pool (or a new stream). A
+    // retry always dials a new stream, on another connector when there is one.
+    const send = (n: number, avoid?: string) => {
+      let started = false;
+      const upReq = http.request({
+        method: f.method,
+        path: f.path,
+        headers: f.headers,
+        timeout: f.timeoutMs,
+        ...(n === 0
+          ? { agent: this.agent }
+          : {
+              // (agent: false would make Node build a plain Agent and ignore createConnection)
+              createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
+                this.dial(avoid, f.timeoutMs).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+                return undefined;
+              },
+            }),
+      } as http.RequestOptions);
+      const onClientClose = () => {
+        if (!res.writableFinished) upReq.destroy();
+      };
+      res.once('close', onClientClose);
+      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+      upReq.on('error', (err: Error & { channel?: Channel }) => {
+        res.removeListener('close', onClientClose);
+        if (clientGone) return done();
+        if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
+        if (err instanceof NotDialed && err.status === 504) return done({ status: 504, reason: 'No connector is available for this app.', detail: err.message, afterHeaders: false });
+        const failedOn = (upReq.socket as { connectorId?: string } | null)?.connectorId ?? err.channel?.connectorId;
+        // Nothing reached the app when the connector never answered the CONNECT (any method),
+        // and replaying an idempotent request without a body is harmless.
+        if (n === 0 && !started && (err instanceof NotDialed || replayable)) {
+          this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
+          return send(1, failedOn);
+        }
+        const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
+        if (started) res.destroy();
+        done(failure);
+      });
+      upReq.on('response', (upRes: IncomingMessage) => {
+        started = true;
+        upReq.setTimeout(0);
+        const out = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
+        if (f.rewriteLocation) {
+          for (const h of REWRITABLE) {
+            const v = out[h];
+            if (typeof v === 'string') out[h] = f.rewriteLocation(v);
           }
-          done({ status: err.status === 504 ? 504 : 502, reason: err.status === 504 ? 'No connector is available for this app.' : "The connector can't reach the app.", detail: err.message, afterHeaders: false });
-        },
-      );
+        }
+        res.writeHead(upRes.statusCode ?? 502, out);
+        upRes.pipe(res);
+        upRes.on('error', () => res.destroy());
+        upRes.on('aborted', () => res.destroy());
+        upRes.on('end', () => {
+          res.removeListener('close', onClientClose);
+          done();
+        });
+      });
+      // The body is read only once a connection exists, so a failed dial can still be retried.
+      if (hasBody) upReq.once('socket', () => req.pipe(upReq));
+      else upReq.end();
     };
-    attempt(0);
+    send(0);
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
@@ -183,7 +199,8 @@ export class TunnelUpstream implements Upstream {
   }
 
   async close(): Promise<void> {
-    /* channels belong to the hub; streams end with their requests */
+    // channels belong to the hub; only this app's idle connections end here
+    this.agent.destroy();
   }
 }
 
@@ -202,7 +219,10 @@ const http2Cancel = 8; // NGHTTP2_CANCEL
  * WebSocket) arrived corrupted at the app in our tests (Node 20.20).
  */
 class StreamSocket extends Duplex {
-  constructor(private readonly s: ClientHttp2Stream) {
+  constructor(
+    private readonly s: ClientHttp2Stream,
+    readonly connectorId: string,
+  ) {
     super({ allowHalfOpen: true });
     s.on('data', (c: Buffer) => {
       if (!this.push(c)) s.pause();
@@ -253,4 +273,27 @@ class StreamSocket extends Duplex {
   unref(): this {
     return this;
   }
+}
+
+/**
+ * Keeps HTTP/1.1 connections to the app alive over their tunnel streams, so a
+ * request costs no CONNECT and no TCP handshake at the connector. A connection
+ * whose channel is draining or unhealthy is not kept.
+ */
+function tunnelAgent(up: TunnelUpstream): http.Agent {
+  const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: 4000 });
+  const hub = (up as unknown as { hub: ConnectorHub }).hub;
+  Object.assign(agent, {
+    createConnection: (_opts: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
+      up.dial(undefined, CONNECT_TIMEOUT_MS).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+      return undefined;
+    },
+  });
+  const keep = agent.keepSocketAlive.bind(agent);
+  agent.keepSocketAlive = (socket) => {
+    const ch = (socket as unknown as { channel?: Channel }).channel;
+    if (!ch || !hub.registry.usable(ch)) return false;
+    return keep(socket);
+  };
+  return agent;
 }

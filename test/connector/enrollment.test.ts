@@ -103,7 +103,7 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     const cli2 = await runCli(['connectors', '--config', cfg2]);
     assert.equal(cli2.code, 0, cli2.stderr + cli.stderr);
     assert.match(cli2.stdout, /ID\s+GROUP\s+VERSION\s+ADDRESS\s+CHANNELS\s+IN-FLIGHT\s+LAST SEEN\s+CERT EXPIRY/);
-    assert.match(cli2.stdout, new RegExp(`${list[0].id}\\s+g1\\s+0\\.1\\.0\\s+127\\.0\\.0\\.1:\\d+\\s+2\\s+0`));
+    assert.match(cli2.stdout, new RegExp(`${list[0].id}\\s+g1\\s+0\\.1\\.0\\s+127\\.0\\.0\\.1:\\d+\\s+2\\s+\\d+\\s+\\d{4}-`));
   });
 
   it('refuses a reused token, also after a gateway restart', async () => {
