@@ -103,6 +103,9 @@ export class AuditLog {
   private readonly keep: number;
   private readonly now: () => number;
   private failed = false;
+  /** lines not yet handed to the stream: one write per event-loop turn, not one syscall per request */
+  private pending: string[] = [];
+  private flushScheduled = false;
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
     this.file = join(dir, 'audit.log');
@@ -135,12 +138,25 @@ export class AuditLog {
     const bytes = Buffer.byteLength(line);
     if (this.size > 0 && this.size + bytes > this.maxBytes) this.rotate();
     this.size += bytes;
-    this.stream!.write(line);
+    this.pending.push(line);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     return rec;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (!this.pending.length || !this.stream) return;
+    const chunk = this.pending.join('');
+    this.pending = [];
+    this.stream.write(chunk);
   }
 
   /** audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file. */
   private rotate(): void {
+    this.flush();
     this.stream!.end();
     rmSync(`${this.file}.${this.keep}`, { force: true });
     for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
@@ -149,6 +165,7 @@ export class AuditLog {
   }
 
   close(): Promise<void> {
+    this.flush();
     const s = this.stream;
     this.stream = undefined;
     return new Promise((r) => (s ? s.end(() => r()) : r()));
