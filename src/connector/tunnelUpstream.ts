@@ -254,7 +254,11 @@ class StreamSocket extends Duplex {
 
   setTimeout(ms: number, cb?: () => void): this {
     this.s.setTimeout(ms);
-    if (cb) this.once('timeout', cb);
+    // as net.Socket: 0 with a callback removes it (http's keep-alive cleanup relies on that)
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
     return this;
   }
 
