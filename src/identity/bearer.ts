@@ -98,7 +98,7 @@ export class BearerVerifier {
   private async verifyFully(token: string): Promise<Verified> {
     const parts = token.split('.');
     if (parts.length === 5) throw new BearerError('format', 'Encrypted tokens (JWE) are not accepted.');
-    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) throw new BearerError('format', 'The bearer token is not a signed JWT.');
+    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p) || Buffer.from(p, 'base64url').toString('base64url') !== p)) throw new BearerError('format', 'The bearer token is not a signed JWT.');
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);

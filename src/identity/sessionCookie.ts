@@ -37,7 +37,11 @@ export class CookieSealer {
 
   /** undefined for anything that does not decrypt to a JSON object: tampered, truncated, foreign. */
   async open<T extends object>(token: string | undefined): Promise<T | undefined> {
-    if (!token || token.length > 8192 || token.split('.').length !== 5) return undefined;
+    if (!token || token.length > 8192) return undefined;
+    const parts = token.split('.');
+    // Only the canonical encoding: base64url decoders ignore stray bits, and a
+    // cookie that can be changed and still work is not what "tampered" means to anyone.
+    if (parts.length !== 5 || parts.some((p) => Buffer.from(p, 'base64url').toString('base64url') !== p)) return undefined;
     let kid: unknown;
     try {
       kid = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')).kid;

@@ -126,6 +126,7 @@ describe('identity: bearer tokens', function () {
       ['crit extension', 'header', () => rawJwt({ alg: 'RS256', kid: 'k1', crit: ['http://x'], 'http://x': 1 }, claims(), privateKey)],
       ['JWE instead of JWS', 'format', () => new CompactEncrypt(Buffer.from(JSON.stringify(claims()))).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM' }).encrypt(publicKey)],
       ['not a JWT', 'format', () => 'abc.def'],
+      ['non-canonical base64url (stray bits in the last signature character)', 'format', () => { const t = good(); const last = t.at(-1)!; const alt = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].find((c) => c !== last && Buffer.from(t.split('.')[2]!.slice(0, -1) + c, 'base64url').equals(Buffer.from(t.split('.')[2]!, 'base64url')))!; return t.slice(0, -1) + alt; }],
       ['ID token typ', 'typ', () => good({}, { typ: 'id_token+jwt' })],
       ['alg outside the pinned list (RS512)', 'alg', () => good({}, { alg: 'RS512' })],
     ];

@@ -26,6 +26,10 @@ describe('identity: session cookies', function () {
       for (const bad of [token.slice(0, -3), token.slice(0, token.length / 2), parts.map((p, i) => (i === 3 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 4 ? flip(p) : p)).join('.'), parts.map((p, i) => (i === 2 ? flip(p) : p)).join('.'), '', 'a.b.c.d.e', 'x'.repeat(9000)]) {
         assert.equal(await s.open(bad), undefined, bad.slice(0, 40));
       }
+      for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_') {
+        const changed = token.slice(0, -1) + c;
+        if (changed !== token) assert.equal(await s.open(changed), undefined, `last character ${c}`);
+      }
     });
   });
 
@@ -69,7 +73,8 @@ describe('identity: session cookies', function () {
       assert.match(b.setCookies.find((c) => c.startsWith(`${name}=`))!, /; Path=\/; HttpOnly; SameSite=Lax$/, 'a browser-session cookie by default (no Max-Age)');
       const ok = await request(`${s.gw.url}/x`, { headers: { host, cookie: `${name}=${value}`, accept: 'text/html' } });
       assert.equal(ok.status, 200);
-      const bad = [value.slice(0, -2), value.slice(0, 40), value.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')), `${value}x`, 'garbage'];
+      // Every single-character change of the last part (including the ones a lenient base64 decoder would ignore).
+      const bad = [value.slice(0, -2), value.slice(0, 40), ...['A', 'B', 'Q', 'g', 'w', '_'].map((c) => value.slice(0, -1) + c).filter((v) => v !== value), `${value}x`, `${value}A`, 'garbage'];
       for (const v of bad) {
         const res = await request(`${s.gw.url}/x`, { headers: { host, cookie: `${name}=${v}`, accept: 'text/html' } });
         assert.equal(res.status, 302, v.slice(0, 30));
