@@ -185,6 +185,18 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (a.sso) err(at('sso'), 'single sign-on needs preAuth: oidc');
     }
     arr(a.conditionalAccess).forEach((p, j) => typeof p === 'string' && !(p in policies) && err(at('conditionalAccess', j), `unknown policy ${JSON.stringify(p)}${hint(p, Object.keys(policies))}`));
+    if (preAuth === 'passthrough') {
+      // Nobody signs in here: identity conditions count as matching and requirements cannot be met (fail closed).
+      arr(a.conditionalAccess).forEach((p, j) => {
+        const pol = typeof p === 'string' && isObj(policies[p]) ? policies[p] : undefined;
+        if (!pol) return;
+        const w = isObj(pol.when) ? pol.when : {};
+        const asks = [pol.grant === 'requireMfa' || pol.grant === 'requireCompliantDevice' ? pol.grant : undefined, isObj(pol.session) ? 'signInFrequency' : undefined].filter(Boolean);
+        const needs = ['users', 'groups', 'claims', 'clientApps'].filter((k) => w[k] !== undefined);
+        if (asks.length) warn(at('conditionalAccess', j), `policy ${p} needs ${asks.join(' and ')}, which nobody can meet without sign-in: on this passthrough app it denies every request it applies to`);
+        else if (needs.length && pol.grant === 'block') warn(at('conditionalAccess', j), `policy ${p} tests ${needs.join(', ')}, unknown without sign-in and taken to match: on this passthrough app it blocks every request its other conditions match`);
+      });
+    }
     if (isObj(a.headers?.identity)) {
       for (const h of Object.keys(a.headers.identity)) if (RESERVED_HEADERS.has(h.toLowerCase())) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
     }
