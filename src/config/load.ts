@@ -12,7 +12,7 @@ import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
 import { substitute } from './substitute.js';
-import { validateAgainst } from './validate.js';
+import { coerceScalars, validateAgainst } from './validate.js';
 
 export type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
 
@@ -88,6 +88,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   for (const s of sub.issues) add(s.missing && opts.mode === 'lint' ? 'warning' : 'error', s.path, s.message);
 
   const value = sub.value as any;
+  coerceScalars(ConfigSchema, value, sub.wholeReferences);
   for (const s of validateAgainst(ConfigSchema, value)) {
     if (sub.unresolved.has(JSON.stringify(s.path))) continue;
     add('error', s.path, s.message, s.atKey);

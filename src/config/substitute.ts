@@ -21,12 +21,19 @@ export interface SubstitutionResult {
   /** paths whose value could not be resolved (their constraints are not checked in lint) */
   unresolved: Set<string>;
   files: string[];
+  /**
+   * Paths whose whole value was one resolved reference (`http: ${env:PORT}`). A
+   * reference always yields a string; these may be read as the number or boolean
+   * the schema wants there (see coerceScalars).
+   */
+  wholeReferences: KeyPath[];
 }
 
 export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessEnv): SubstitutionResult {
   const issues: SubstitutionIssue[] = [];
   const unresolved = new Set<string>();
   const files: string[] = [];
+  const wholeReferences: KeyPath[] = [];
   const walk = (v: unknown, path: (string | number)[]): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
@@ -61,6 +68,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
         issues.push({ path, message: 'unknown reference: use ${env:NAME} or ${file:path}', missing: false });
       }
       if (missing) unresolved.add(JSON.stringify(path));
+      else if (/^\$\{(env|file):[^}]*\}$/.test(v)) wholeReferences.push(path);
       return out;
     }
     if (Array.isArray(v)) return v.map((item, i) => walk(item, [...path, i]));
@@ -71,5 +79,5 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
     }
     return v;
   };
-  return { value: walk(value, []), issues, unresolved, files };
+  return { value: walk(value, []), issues, unresolved, files, wholeReferences };
 }

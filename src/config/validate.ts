@@ -217,3 +217,42 @@ function distance(a: string, b: string): number {
   }
   return dp[b.length]!;
 }
+
+/**
+ * `${env:PORT}` always substitutes a string, but `listen: { http: ${env:PORT} }`
+ * means the number. For each path whose whole value came from one reference,
+ * read "8080" as 8080 (or "true" as true) when the schema there wants a number
+ * or boolean and no string form accepts the text. Changes `root` in place.
+ */
+export function coerceScalars(schema: object, root: unknown, paths: readonly KeyPath[]): void {
+  for (const path of paths) {
+    if (!path.length) continue;
+    let parent: any = root;
+    for (const seg of path.slice(0, -1)) parent = parent?.[seg];
+    const last = path[path.length - 1]!;
+    const text = parent?.[last];
+    if (typeof text !== 'string') continue;
+    const candidates = schemasAt(schema, path);
+    if (!candidates.length) continue;
+    if (candidates.some((c) => c.type === 'string' && compileSchema(c)(text))) continue;
+    const wants = (t: string) => candidates.some((c) => c.type === t);
+    if ((wants('integer') && /^-?\d+$/.test(text)) || (wants('number') && /^-?\d+(\.\d+)?$/.test(text))) parent[last] = Number(text);
+    else if (wants('boolean') && (text === 'true' || text === 'false')) parent[last] = text === 'true';
+  }
+}
+
+/** The subschemas (unions expanded) that describe the value at `path`. */
+function schemasAt(schema: object, path: KeyPath): any[] {
+  const expand = (nodes: any[]): any[] => nodes.flatMap((n) => (Array.isArray(n?.anyOf) ? expand(n.anyOf) : [n]));
+  let nodes = expand([schema]);
+  for (const seg of path) {
+    const next: any[] = [];
+    for (const n of nodes) {
+      if (typeof seg === 'number' && n.items) next.push(n.items);
+      else if (typeof seg === 'string' && n.properties?.[seg]) next.push(n.properties[seg]);
+      else if (typeof seg === 'string' && n.patternProperties) next.push(...Object.values(n.patternProperties));
+    }
+    nodes = expand(next);
+  }
+  return nodes;
+}

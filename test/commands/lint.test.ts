@@ -175,17 +175,17 @@ describe('drawbridge lint (CLI)', function () {
   it('several files in one run: every file is reported and the worst exit code wins', async () => {
     const valid = VALID;
     const mixed = await cli(['lint', valid, INVALID, UNSET_ENV]);
-    assert.equal(mixed.code, 1);
+    assert.equal(mixed.code, 1, mixed.stdout + mixed.stderr);
     assert.match(mixed.stdout, new RegExp(`invalid\\.yaml:9:21: error`));
     assert.match(mixed.stdout, /unset-env\.yaml:4:77: warning/);
     assert.match(mixed.stderr, /3 file\(s\): 2 error\(s\), 1 warning\(s\)/);
 
     const unreadable = await cli(['lint', INVALID, GARBAGE, valid]);
-    assert.equal(unreadable.code, 2, 'unreadable beats invalid');
+    assert.equal(unreadable.code, 2, `unreadable beats invalid\n${unreadable.stdout}${unreadable.stderr}`);
     assert.match(unreadable.stdout, /invalid\.yaml:9:21: error/);
     assert.match(unreadable.stdout, /garbage\.yaml:\d+:\d+: error: not valid YAML/);
 
     const allValid = await cli(['lint', valid, REFERENCE]);
-    assert.equal(allValid.code, 0);
+    assert.equal(allValid.code, 0, allValid.stdout + allValid.stderr);
   });
 });

@@ -106,6 +106,40 @@ apps:
       assert.deepEqual(lines(set, 'error'), ['6:10 locations.corp[0]: "10.1.0.0/99" is not a valid CIDR range or address']);
     });
 
+    it('a whole-value reference reads as the number or boolean the schema wants there, and stays a string elsewhere', async () => {
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen:
+    http: \${env:PORT}
+  admin:
+    listen: \${env:ADMIN}
+identity:
+  issuer: http://127.0.0.1:9000
+  clientId: \${env:CLIENT_ID}
+  clientSecret: s
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: \${env:CLIENT_ID}
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    websockets: \${env:WEBSOCKETS}
+    visibleToUsers: \${env:VISIBLE}
+`);
+      const env = { PORT: '8080', ADMIN: '127.0.0.1:9090', CLIENT_ID: '12345', WEBSOCKETS: 'true', VISIBLE: 'false' };
+      const r = await loadForStart(file, env);
+      assert.equal(r.config.gateway.listen.http, 8080);
+      assert.equal(r.config.gateway.admin?.listen, '127.0.0.1:9090');
+      assert.equal(r.config.identity?.clientId, '12345');
+      assert.equal(r.config.apps[0]!.name, '12345');
+      assert.equal(r.config.apps[0]!.websockets, true);
+      assert.equal(r.config.apps[0]!.visibleToUsers, false);
+      const bad = await loadConfigFile(file, { mode: 'start', env: { ...env, PORT: 'eighty', VISIBLE: 'yes' } });
+      assert.deepEqual(lines(bad, 'error'), [
+        '4:11 gateway.listen.http: "eighty" is not allowed here: must be a port number (0-65535) or host:port',
+        '17:21 apps[0].visibleToUsers: must be a boolean, not string "yes"',
+      ]);
+    });
+
     it('an unset variable is an error at start that names it', async () => {
       const file = write(config('${env:DB_SESSION_SECRET}'));
       await assert.rejects(loadForStart(file, {}), (e: unknown) => {
