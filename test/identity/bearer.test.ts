@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { CompactEncrypt, exportJWK, SignJWT } from 'jose';
 import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
 import { request } from '../support/harness.js';
-import { startStack, type Stack } from './support.js';
+import { Browser, startStack, type Stack } from './support.js';
 
 const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
 
@@ -186,5 +186,42 @@ describe('identity: bearer tokens', function () {
       void createPrivateKey;
       void createPublicKey;
     });
+  });
+});
+
+describe('identity: a native client with a user token (authorization code + PKCE + resource)', function () {
+  this.timeout(20_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack();
+  });
+  after(async () => s?.stop());
+
+  async function userToken(user: string, password: string, resource: string): Promise<string> {
+    const { calculatePKCECodeChallenge, randomPKCECodeVerifier } = await import('openid-client');
+    const verifier = randomPKCECodeVerifier();
+    const redirectUri = `http://127.0.0.1:${s.backend.port}/callback`;
+    const auth = new URL(`${s.idp.issuer}/auth`);
+    for (const [k, v] of Object.entries({ client_id: 'drawbridge-native', response_type: 'code', scope: 'openid user_impersonation', redirect_uri: redirectUri, resource, code_challenge: await calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state: 'st' })) auth.searchParams.set(k, v);
+    const { url } = await new Browser().browse(auth.href, { user, password, code: () => s.codes.get(user) });
+    const code = new URL(url).searchParams.get('code');
+    assert.ok(code, url);
+    const res = await fetch(`${s.idp.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'authorization_code', client_id: 'drawbridge-native', code, redirect_uri: redirectUri, code_verifier: verifier, resource }) });
+    const json = (await res.json()) as { access_token: string };
+    assert.ok(json.access_token, JSON.stringify(json));
+    return json.access_token;
+  }
+
+  it('bob calls the API with his own token (user, groups and scope in it); it works only for its audience', async () => {
+    const token = await userToken('bob', 'bob-pw', 'api://secret');
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    assert.equal(payload.aud, 'api://secret');
+    assert.equal(payload.scp, 'user_impersonation');
+    assert.equal(payload.preferred_username, 'bob');
+    assert.deepEqual(payload.groups, ['finance', 'everyone']);
+    const res = await request(`${s.gw.url}/me`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}`, accept: 'application/json' } });
+    assert.equal(res.status, 200, res.body);
+    const wrongApp = await request(`${s.gw.url}/me`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } });
+    assert.equal(wrongApp.status, 401, 'a token for api://secret is not a token for api://web');
   });
 });

@@ -50,6 +50,8 @@ export interface EmbeddedIdpOptions {
 const LOOPBACK_CALLBACK = /^http:\/\/(?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.localhost|127\.0\.0\.1)(?::\d{1,5})?\/\.drawbridge\/(?:callback|signed-out)$/;
 
 export const MFA_ACR = 'mfa';
+/** the public native client (authorization code + PKCE, loopback redirect) */
+export const NATIVE_CLIENT_ID = 'drawbridge-native';
 export const PASSWORD_ACR = 'pwd';
 
 export function demoUsers(password: (u: string) => string = () => randomBytes(6).toString('base64url')): DemoUser[] {
@@ -174,8 +176,12 @@ export class EmbeddedIdp {
     const acrValues = String(details.params.acr_values ?? '').split(' ');
     const wantsMfa = acrValues.includes(MFA_ACR);
     if (details.prompt.name !== 'login') {
-      // The gateway is first party: no consent screen (loadExistingGrant grants).
-      return this.provider.interactionFinished(req, res, {}, { mergeWithLastSubmission: true });
+      // Demo clients are first party: consent is granted without a screen (native clients are always asked, RFC 8252).
+      const { Grant } = this.provider;
+      const grant = details.grantId ? await Grant.find(details.grantId) : new Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+      this.grantEverything(grant, details.params.resource);
+      const grantId = await grant.save();
+      return this.provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
     }
     if (req.method === 'GET') return send(res, 200, loginPage(uid, details.params.login_hint, wantsMfa));
     const form = await readForm(req);
@@ -212,6 +218,15 @@ export class EmbeddedIdp {
     );
   }
 
+  private grantEverything(grant: any, resources: unknown): void {
+    grant.addOIDCScope('openid profile email offline_access');
+    grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time', '_claim_names', '_claim_sources', 'hasgroups']);
+    for (const resource of [resources ?? []].flat() as string[]) {
+      const api = this.audiences.get(resource);
+      if (api) grant.addResourceScope(resource, api.scopes.join(' '));
+    }
+  }
+
   private build(): any {
     const policy = interactionPolicy.base();
     const { Check } = interactionPolicy;
@@ -236,6 +251,8 @@ export class EmbeddedIdp {
           token_endpoint_auth_method: 'client_secret_basic',
         },
         { client_id: this.cliClientId, client_secret: this.opts.clientSecret, grant_types: ['client_credentials'], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' },
+        // A public native client (RFC 8252: loopback redirect on any port) that gets user tokens for an API audience.
+        { client_id: NATIVE_CLIENT_ID, application_type: 'native', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], response_types: ['code'], redirect_uris: ['http://127.0.0.1/callback'] },
       ],
       jwks: { keys: this.keys },
       cookies: { keys: this.cookieKeys },
@@ -253,8 +270,7 @@ export class EmbeddedIdp {
       loadExistingGrant: async (ctx: any) => {
         const grantId = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
         const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
-        grant.addOIDCScope('openid profile email offline_access');
-        grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time', '_claim_names', '_claim_sources', 'hasgroups']);
+        self.grantEverything(grant, ctx.oidc.params.resource);
         await grant.save();
         return grant;
       },
@@ -279,7 +295,15 @@ export class EmbeddedIdp {
         },
       },
       // Entra names scopes in `scp`; RFC 9068 says `scope`: send both.
-      extraTokenClaims: async (_ctx: unknown, token: { scope?: string; resourceServer?: unknown }) => (token.resourceServer && token.scope ? { scp: token.scope } : undefined),
+      // A user's access token names the user and groups, as Entra's do, so assignment works for native clients too.
+      extraTokenClaims: async (_ctx: unknown, token: { scope?: string; resourceServer?: unknown; accountId?: string; amr?: string[]; acr?: string }) => {
+        if (!token.resourceServer) return undefined;
+        const user = token.accountId ? self.users.get(token.accountId) : undefined;
+        return {
+          ...(token.scope ? { scp: token.scope } : {}),
+          ...(user ? { preferred_username: user.username, name: user.name, email: user.email, groups: user.groups, ...(token.amr ? { amr: token.amr } : {}), ...(token.acr ? { acr: token.acr } : {}), ...user.claims } : {}),
+        };
+      },
       ttl: { AccessToken: ttl, ClientCredentials: ttl, IdToken: 3600, Interaction: 600, Session: 86400, Grant: 86400, AuthorizationCode: 60 },
       renderError: async (ctx: any, out: Record<string, string>) => {
         ctx.type = 'html';
