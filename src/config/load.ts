@@ -145,7 +145,12 @@ function toPlain(doc: Document, map: SourceMap, file: string): unknown {
       },
     });
     const pos = map.positionOf(offset);
-    const why = unresolved !== undefined ? `alias *${unresolved} has no anchor &${unresolved} before it` : 'its aliases expand to far more data than they take up (refused: a resource exhaustion guard)';
+    const why =
+      unresolved !== undefined
+        ? `alias *${unresolved} has no anchor &${unresolved} before it`
+        : /alias count/i.test(message)
+          ? 'its aliases expand to far more data than they take up (refused: a resource exhaustion guard)'
+          : message.split('\n')[0];
     throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
   }
 }
