@@ -194,7 +194,7 @@ export class ConnectorHub {
   }
 
   private attach(ws: WebSocket, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
-    const duplex = createWebSocketStream(ws);
+    const duplex = channelStream(ws);
     const log = this.log.child({ connector: who.id, group: who.group });
     ws.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));
     duplex.on('error', () => undefined);
@@ -321,4 +321,18 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * The WebSocket as a byte stream for HTTP/2. Writes queued while the socket
+ * is busy (an HTTP/2 frame header and its payload, several frames) go out as
+ * one WebSocket message: per-message work dominated bulk transfers.
+ */
+export function channelStream(ws: WebSocket): Duplex {
+  const duplex = createWebSocketStream(ws);
+  (duplex as Duplex & { _writev: Duplex['_writev'] })._writev = (chunks, cb) => {
+    if (ws.readyState !== ws.OPEN) return cb(new Error('WebSocket is not open'));
+    ws.send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), cb);
+  };
+  return duplex;
 }
