@@ -5,7 +5,8 @@
  * pin alg ES256, check iss (the gateway's publicUrl) and aud (the app's
  * externalUrl). Only identity claims go in; never a token or a secret.
  */
-import { SignJWT, type JWK } from 'jose';
+import { sign as cryptoSign } from 'node:crypto';
+import type { JWK } from 'jose';
 import type { InternalHandler } from '../../gateway/edge.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { AssertionKeyStore } from './assertionKeys.js';
@@ -44,28 +45,30 @@ export const identityAssertion: Plugin<AssertionOptions> = {
     const audience = context.app.externalUrl;
     const store = AssertionKeyStore.for(context.stateDir);
     await store.ready();
+    const headers = new Map<string, string>();
+    const headerFor = (kid: string) => {
+      let h = headers.get(kid);
+      if (!h) headers.set(kid, (h = Buffer.from(JSON.stringify({ alg: 'ES256', kid, typ: 'JWT' })).toString('base64url')));
+      return h;
+    };
     const stage: AssertionStage = {
       name: 'identity-assertion',
       kind: 'headers',
       jwks: () => store.jwks(),
       stripHeaders: stripNamesFor([options.header]),
-      async run(ctx: RequestContext): Promise<Decision> {
+      run(ctx: RequestContext): Decision {
         const id = ctx.identity;
         if (!id) return { kind: 'continue' };
-        const extra: Record<string, unknown> = {};
-        for (const c of COPIED_CLAIMS) if (id.claims[c] !== undefined) extra[c] = id.claims[c];
         const { kid, key } = store.signingKey();
         const iat = Math.floor(context.now() / 1000);
-        const jwt = await new SignJWT({ ...extra, groups: [...id.groups], via: id.via })
-          .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
-          .setIssuer(options.issuer)
-          .setSubject(id.user)
-          .setAudience(audience)
-          .setIssuedAt(iat)
-          .setNotBefore(iat - 5)
-          .setExpirationTime(iat + lifetime)
-          .setJti(ctx.id)
-          .sign(key);
+        const claims: Record<string, unknown> = { iss: options.issuer, sub: id.user, aud: audience, iat, nbf: iat - 5, exp: iat + lifetime, jti: ctx.id };
+        for (const c of COPIED_CLAIMS) if (id.claims[c] !== undefined) claims[c] = id.claims[c];
+        claims.groups = [...id.groups];
+        claims.via = id.via;
+        // A compact JWS (RFC 7515) signed with node:crypto: ES256 is P-256 + SHA-256 with the
+        // signature as r||s (ieee-p1363), which is what JOSE expects, not DER.
+        const signingInput = `${headerFor(kid)}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+        const jwt = `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
         return { kind: 'continue', setHeaders: { [header]: jwt } };
       },
     };

@@ -10,7 +10,8 @@
  */
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { JWK } from 'jose';
 
 export const JWKS_PATH = '/.well-known/drawbridge/jwks.json';
 const FILE = 'assertion-keys.json';
@@ -31,7 +32,8 @@ interface StoredKey {
 
 export interface SigningKey {
   kid: string;
-  key: CryptoKey | Uint8Array;
+  /** node:crypto key: signing is synchronous and several times cheaper than WebCrypto's */
+  key: KeyObject;
 }
 
 export class AssertionKeyStore {
@@ -52,7 +54,7 @@ export class AssertionKeyStore {
   }
 
   private keys: StoredKey[] = [];
-  private imported = new Map<string, CryptoKey | Uint8Array>();
+  private imported = new Map<string, KeyObject>();
   private loading?: Promise<void>;
   private rotating?: Promise<void>;
 
@@ -77,18 +79,18 @@ export class AssertionKeyStore {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${join(this.dir, FILE)}: ${(e as Error).message}`);
     }
     this.keys = stored.sort((a, b) => a.createdAt - b.createdAt);
-    for (const k of this.keys) this.imported.set(k.kid, await importJWK({ ...k.jwk, alg: 'ES256' }, 'ES256'));
+    for (const k of this.keys) this.imported.set(k.kid, createPrivateKey({ key: k.jwk as never, format: 'jwk' }));
     if (!this.keys.length) await this.addKey();
     else await this.maintain();
   }
 
   private async addKey(): Promise<void> {
-    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-    const jwk = await exportJWK(privateKey);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = privateKey.export({ format: 'jwk' }) as JWK;
     const createdAt = this.now();
     const kid = `${new Date(createdAt).toISOString().slice(0, 10)}-${Math.random().toString(36).slice(2, 10)}`;
     this.keys.push({ kid, createdAt, jwk });
-    this.imported.set(kid, await importJWK({ ...jwk, alg: 'ES256' }, 'ES256'));
+    this.imported.set(kid, privateKey);
     this.save();
   }
 
