@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -131,6 +132,23 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(await gw.server.reload('test'), 'success');
     await eventually(async () => (await status('127.0.0.1:1')) === 403);
     assert.equal(await status('127.0.0.1:2'), 502);
+  });
+
+  it('1,000 concurrent slow requests on one connector all complete', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 2000 });
+    const one = (i: number) =>
+      new Promise<number | string>((resolve) => {
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: `/slow?ms=1000&i=${i}`, headers: { host: 'app.test' }, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        });
+        r.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      });
+    const before = backend.received.length;
+    const statuses = await Promise.all(Array.from({ length: 1000 }, (_, i) => one(i)));
+    agent.destroy();
+    assert.deepEqual([...new Set(statuses)], [200]);
+    assert.equal(backend.received.length - before, 1000);
   });
 
   it('bad input on a channel: garbage and oversized frames close only that channel, an abandoned stream blocks nothing', async () => {
