@@ -171,11 +171,13 @@ export class GatewayServer {
   private compileDeps(result: LoadResult): CompileDeps {
     const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, ...this.opts.compileHooks };
     const hub = this.connectorHub;
-    if (hub) {
-      // Apps with a connectorGroup go through the tunnel; the others as before.
-      const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));
-      deps.upstreamFor = (app, url, dir) => (app.connectorGroup ? hub.upstreamFor(app, url, dir) : other(app, url, dir));
-    }
+    // Apps with a connectorGroup go through the tunnel, never directly (fail closed); the others as before.
+    const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));
+    deps.upstreamFor = (app, url, dir) => {
+      if (!app.connectorGroup) return other(app, url, dir);
+      if (!hub) throw new Error('connectors: was added after the gateway started; restart it to open the connector listener');
+      return hub.upstreamFor(app, url, dir);
+    };
     return deps;
   }
 
