@@ -25,6 +25,7 @@ export function createSampleApp(name = 'Sample internal app'): http.Server {
 <style>body{font:15px system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}td{border-bottom:1px solid #ddd;padding:.2rem .6rem;vertical-align:top}</style></head>
 <body><h1>${escape(name)}</h1>
 <p id="who">${user ? `Signed in as <strong>${escape(String(user))}</strong>` : 'No signed-in user (passthrough)'}</p>
+${user ? '<p><a href="/.drawbridge/me">What the gateway knows about you</a> · <a href="/.drawbridge/sign-out">Sign out</a></p>' : ''}
 <p>This page runs on a private address. You reached it through Drawbridge at <code>${escape(req.url ?? '/')}</code>.</p>
 <h2>What the gateway sent</h2><table>${rows}</table></body></html>`);
   });
