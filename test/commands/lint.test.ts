@@ -159,33 +159,34 @@ describe('drawbridge lint (CLI)', function () {
   });
 
   it('an unset ${env:X} is a warning in lint (exit 0), but `drawbridge gateway` refuses to start and names it', async () => {
-    const lint = await cli(['lint', UNSET_ENV]);
+    const [lint, start, withSecret] = await Promise.all([
+      cli(['lint', UNSET_ENV]),
+      cli(['gateway', '--config', UNSET_ENV], { timeoutMs: 15_000 }),
+      cli(['lint', UNSET_ENV], { env: { DB_CLI_TEST_SECRET: 'set' } }),
+    ]);
     assert.equal(lint.code, 0, lint.stdout + lint.stderr);
     assert.match(lint.stdout, /:4:77: warning: identity\.clientSecret: environment variable DB_CLI_TEST_SECRET is not set/);
 
-    const start = await cli(['gateway', '--config', UNSET_ENV], { timeoutMs: 15_000 });
     assert.notEqual(start.code, 0);
     assert.notEqual(start.code, null, 'the gateway exited by itself instead of serving');
     assert.match(start.stderr, /4:77: error: identity\.clientSecret: environment variable DB_CLI_TEST_SECRET is not set/);
 
-    const withSecret = await cli(['lint', UNSET_ENV], { env: { DB_CLI_TEST_SECRET: 'set' } });
     assert.doesNotMatch(withSecret.stdout, /DB_CLI_TEST_SECRET/);
   });
 
   it('several files in one run: every file is reported and the worst exit code wins', async () => {
     const valid = VALID;
-    const mixed = await cli(['lint', valid, INVALID, UNSET_ENV]);
+    // Independent runs, in parallel: each CLI start costs a second on a busy machine.
+    const [mixed, unreadable, allValid] = await Promise.all([cli(['lint', valid, INVALID, UNSET_ENV]), cli(['lint', INVALID, GARBAGE, valid]), cli(['lint', valid, REFERENCE])]);
     assert.equal(mixed.code, 1, mixed.stdout + mixed.stderr);
     assert.match(mixed.stdout, new RegExp(`invalid\\.yaml:9:21: error`));
     assert.match(mixed.stdout, /unset-env\.yaml:4:77: warning/);
     assert.match(mixed.stderr, /3 file\(s\): 2 error\(s\), 1 warning\(s\)/);
 
-    const unreadable = await cli(['lint', INVALID, GARBAGE, valid]);
     assert.equal(unreadable.code, 2, `unreadable beats invalid\n${unreadable.stdout}${unreadable.stderr}`);
     assert.match(unreadable.stdout, /invalid\.yaml:9:21: error/);
     assert.match(unreadable.stdout, /garbage\.yaml:\d+:\d+: error: not valid YAML/);
 
-    const allValid = await cli(['lint', valid, REFERENCE]);
     assert.equal(allValid.code, 0, allValid.stdout + allValid.stderr);
   });
 });
