@@ -69,7 +69,9 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
       problems.push({ severity: 'error', message: `duplicate key ${name} (the later value would silently replace the earlier one)`, path: path ? formatPath(path) : '', file, line: pos.line, col: pos.col });
       continue;
     }
-    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${e.message.split('\n')[0]}`, file, pos.line, pos.col);
+    // The parser's own wording for this one is advice to programmers (use parseAllDocuments).
+    const why = e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document (a --- line); the config must be one document' : e.message.split('\n')[0];
+    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
   }
   for (const w of doc.warnings) {
     const pos = map.positionOf(w.pos[0]);

@@ -273,6 +273,16 @@ apps:
       assert.deepEqual(r.config.apps[1]!.assignment?.groups, ['finance', 'audit']);
     });
 
+    it('several YAML documents in one file are unreadable, in words an operator understands', async () => {
+      const file = write('gateway:\n  publicUrl: http://localhost:8080\n---\napps: []\n');
+      await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => {
+        assert.ok(e instanceof ConfigUnreadableError);
+        assert.equal(`${e.line}:${e.col}`, '3:1');
+        assert.match(e.message, /more than one YAML document \(a --- line\)/);
+        return true;
+      });
+    });
+
     it('a missing file is unreadable', async () => {
       await assert.rejects(loadConfigFile(join(dir, 'nope.yaml'), { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /ENOENT/.test(e.message));
     });
