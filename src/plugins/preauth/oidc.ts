@@ -77,6 +77,10 @@ class OidcStage implements Stage {
       if (!this.app.forwardToken) delete ctx.upstreamHeaders.authorization;
       return { kind: 'continue', identity };
     } catch (e) {
+      if (e instanceof BearerError && e.check === 'jwks') {
+        // The provider's keys are out of reach: nobody can be verified, which is an outage, not a bad token.
+        return this.providerDown(new ProviderUnavailableError(this.rt.config.identity!.issuer, e.detail ?? e.message));
+      }
       if (e instanceof BearerError) {
         this.log.info({ correlationId: ctx.id, check: e.check, detail: e.detail ?? e.publicMessage }, 'bearer token refused');
         if (e.oauthError === 'insufficient_scope') return this.unauthorized(ctx, e.publicMessage, 'insufficient_scope', [], e.check, 403);
