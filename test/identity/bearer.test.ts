@@ -225,3 +225,22 @@ describe('identity: a native client with a user token (authorization code + PKCE
     assert.equal(wrongApp.status, 401, 'a token for api://secret is not a token for api://web');
   });
 });
+
+describe('identity: the provider goes away after discovery', function () {
+  this.timeout(20_000);
+  it('a bearer request whose keys cannot be fetched gets 503, not 401, and nothing reaches the app', async () => {
+    const s = await startStack();
+    try {
+      const token = await s.idp.clientCredentialsToken('api://web');
+      const nav = await request(`${s.gw.url}/x`, { headers: { host: `web.localhost:${s.gw.port}`, accept: 'text/html' } });
+      assert.equal(nav.status, 302, 'discovery done');
+      await s.idp.close();
+      const res = await request(`${s.gw.url}/x`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}`, accept: 'application/json' } });
+      assert.equal(res.status, 503, res.body);
+      assert.equal(s.backend.received.length, 0);
+    } finally {
+      await s.gw.stop();
+      await s.backend.close();
+    }
+  });
+});
