@@ -122,8 +122,19 @@ const callbackHandler =
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
     log.info({ correlationId: ctx.id, app: app.name, user: claims[rt.claimNames.user] ?? claims.sub, acr: claims.acr, amr: claims.amr }, 'signed in');
-    redirect(res, safeReturnUrl(st.r, { origin, prefix: app.prefix }), [clear, session.setCookie]);
+    const target = safeReturnUrl(st.r, { origin, prefix: app.prefix });
+    // A SameSite=Strict cookie is not sent on a redirect chain that started at the provider (another
+    // site): the browser would come back without it and sign in again, forever. A page on our own
+    // origin that moves on starts a same-site navigation, which carries the cookie.
+    if (app.sameSite === 'strict') return continuePage(res, target, [clear, session.setCookie]);
+    redirect(res, target, [clear, session.setCookie]);
   };
+
+function continuePage(res: ServerResponse, target: string, cookies: string[]): void {
+  const url = target.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${url}"><title>Signed in</title></head><body><p>Signed in. <a href="${url}">Continue</a></p></body></html>`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'set-cookie': cookies, 'content-security-policy': "default-src 'none'" }).end(body);
+}
 
 /** Verifies the ID token signature too: openid-client trusts the TLS channel, we pin keys and algorithms as for bearer tokens. */
 export async function verifyIdTokenSignature(rt: IdentityRuntime, idToken: string): Promise<void> {

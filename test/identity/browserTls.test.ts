@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { chromium, type Browser } from 'playwright-core';
+import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
+import { selfSignedCert } from '../support/certs.js';
+import { startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { CLIENT_SECRET, SECRET_A, USERS } from './support.js';
+
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+describe('identity: sign-in over https in Chromium (__Host- session cookie)', function () {
+  this.timeout(60_000);
+  let idp: EmbeddedIdp;
+  let gw: TestGateway;
+  let backend: EchoBackend;
+  let browser: Browser;
+  let origin = '';
+  before(async () => {
+    backend = await startEchoBackend();
+    idp = await EmbeddedIdp.start({ clientId: 'drawbridge', clientSecret: CLIENT_SECRET, users: USERS });
+    const dir = tempDir();
+    selfSignedCert(dir, 'gateway', ['secure.localhost']);
+    gw = await startGateway(
+      `gateway:
+  publicUrl: https://secure.localhost
+  listen: { https: 127.0.0.1:0 }
+  tls: { cert: ./gateway.crt, key: ./gateway.key }
+identity:
+  issuer: ${idp.issuer}
+  clientId: drawbridge
+  clientSecret: ${CLIENT_SECRET}
+session:
+  secrets: [${SECRET_A}]
+  cookie: { sameSite: strict }
+apps:
+  - name: Secure
+    externalUrl: https://secure.localhost/
+    internalUrl: ${backend.url}/
+    preAuth: oidc
+`,
+      { dir },
+    );
+    const port = Number(gw.server.addresses().https!.split(':').pop());
+    origin = `https://secure.localhost:${port}`;
+    idp.allowRedirectUri(`${origin}/.drawbridge/callback`);
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await gw?.stop();
+    await idp?.close();
+    await backend?.close();
+  });
+
+  it('signs in and keeps the session in a Secure, HttpOnly __Host- cookie the app never sees', async () => {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await ctx.newPage();
+    await page.goto(`${origin}/deep?x=1`);
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'carol-pw');
+    await Promise.all([page.waitForURL(`${origin}/deep?x=1`), page.click('button[type=submit]')]);
+    const echoed = JSON.parse((await page.textContent('body'))!);
+    assert.equal(echoed.url, '/deep?x=1');
+    assert.equal(echoed.headers.cookie, undefined);
+    const cookie = (await ctx.cookies(origin)).find((c) => c.name === '__Host-drawbridge_session');
+    assert.ok(cookie, JSON.stringify(await ctx.cookies(origin)));
+    assert.equal(cookie.secure, true);
+    assert.equal(cookie.httpOnly, true);
+    assert.equal(cookie.path, '/');
+    assert.equal(cookie.sameSite, 'Strict');
+    // A second visit uses the cookie: no trip to the provider.
+    await page.goto(`${origin}/again`);
+    assert.equal(page.url(), `${origin}/again`);
+    await ctx.close();
+  });
+});
