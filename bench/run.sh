@@ -147,6 +147,11 @@ preflight() {
     [[ $code =~ ^[1-5][0-9][0-9]$ ]] && break
     sleep 0.1
   done
+  if ((rc == 0 && $# > 0)); then
+    # a row that sends credentials must also refuse a request without them, or it measures nothing
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $GATEWAY_HOST_HEADER" -H 'Accept: application/json' --max-time 5 "http://127.0.0.1:$port/" || true)
+    if [[ $code == 200 ]]; then rc=1; code="200 without credentials (the row would not measure authentication)"; fi
+  fi
   kill -TERM "$gpid" "$bpid" 2>/dev/null || true
   wait "$gpid" "$bpid" 2>/dev/null || true
   if ((rc)); then
