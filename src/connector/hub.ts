@@ -54,6 +54,7 @@ export class ConnectorHub {
   private readonly pingTimer: NodeJS.Timeout;
   private readonly tokens: TokenStore;
   private nextChannel = 1;
+  private listenAt?: string;
   private readonly pingMs: number;
 
   private constructor(
@@ -96,6 +97,9 @@ export class ConnectorHub {
 
   /** Targets per group, load balancing and revocations from a (re)loaded config. */
   applyConfig(config: Config): void {
+    const listenAt = String(config.connectors?.listen ?? '');
+    if (this.listenAt !== undefined && listenAt !== this.listenAt) this.log.warn({ listen: listenAt, serving: this.address() }, 'connectors.listen changed: it takes effect after a restart');
+    this.listenAt ??= listenAt;
     this.lifetimeMs = parseDuration(config.connectors?.certificateLifetime ?? '30d') ?? DEFAULT_CERT_LIFETIME_MS;
     const targets = new Map<string, Set<string>>();
     for (const name of Object.keys(config.connectorGroups ?? {})) targets.set(name, new Set());
