@@ -52,6 +52,12 @@ export class IdentityRuntime {
   readonly cookieNames = new Set<string>();
   /** groups that any rule in the config refers to: kept first when a session must shrink */
   readonly referencedGroups: ReadonlySet<string>;
+  /**
+   * Session cookies already decrypted, by their exact value (at most a minute; the
+   * expiry and binding are still checked on every request). One per generation, so
+   * a secret removed by a reload takes effect at once.
+   */
+  readonly openedSessions = new Map<string, { payload: object; until: number }>();
   private jwks?: JWTVerifyGetKey;
   private readonly verifiers = new Map<string, BearerVerifier>();
 

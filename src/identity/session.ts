@@ -85,11 +85,25 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
   for (const [name, value] of parseCookies(cookieHeader)) {
     if (name !== app.cookieName && name !== `__Host-${app.cookieName}`) continue;
     present = true;
-    const p = await rt.sessions.open<SessionPayload>(value);
+    const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
     return { identity: toIdentity(p), present, exp: p.exp };
   }
   return { present };
+}
+
+const OPENED_MAX = 10_000;
+
+async function openCached(rt: IdentityRuntime, value: string, nowSec: number): Promise<SessionPayload | undefined> {
+  const nowMs = nowSec * 1000;
+  const hit = rt.openedSessions.get(value);
+  if (hit && hit.until > nowMs) return hit.payload as SessionPayload;
+  const p = await rt.sessions.open<SessionPayload>(value);
+  if (p && typeof p.exp === 'number') {
+    if (rt.openedSessions.size >= OPENED_MAX) rt.openedSessions.delete(rt.openedSessions.keys().next().value!);
+    rt.openedSessions.set(value, { payload: p, until: Math.min(nowMs + 60_000, p.exp * 1000) });
+  }
+  return p;
 }
 
 export function clearSessionCookie(app: AppIdentity, protocol: 'http' | 'https'): string {
