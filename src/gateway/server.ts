@@ -79,15 +79,23 @@ export class GatewayServer {
     this.logWarnings(result);
     this.audit = new AuditLog(join(resolve(result.dir, result.config.gateway.stateDir ?? './state'), 'audit'), { metrics: this.metrics, logger: this.log });
     for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
-    if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
-    const gen = await compile(result.config, hash, this.compileDeps(result));
-    this.holder.swap(gen);
-    this.metrics.generation.set(gen.id);
-    this.metrics.configValid.set(1);
-    await this.listenAll(result.config, result.dir);
-    if (this.opts.watch !== false) {
-      this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: 5000 });
-      await this.watcher.start(result.referencedFiles);
+    let gen: Generation;
+    try {
+      // The hub comes first: compiling an app behind a connector group needs it.
+      if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
+      gen = await compile(result.config, hash, this.compileDeps(result));
+      this.holder.swap(gen);
+      this.metrics.generation.set(gen.id);
+      this.metrics.configValid.set(1);
+      await this.listenAll(result.config, result.dir);
+      if (this.opts.watch !== false) {
+        this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: 5000 });
+        await this.watcher.start(result.referencedFiles);
+      }
+    } catch (e) {
+      // A gateway that failed to start must not leave a listener (or the connector hub) behind.
+      await this.stop().catch(() => undefined);
+      throw e;
     }
     this.log.info({ generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
   }

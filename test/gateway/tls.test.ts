@@ -99,3 +99,28 @@ apps:
     assert.match(m, /drawbridge_config_generation [1-9]/);
   });
 });
+
+describe('a gateway that cannot start', () => {
+  it('leaves no listener behind when a port is taken', async () => {
+    const blocker = await startEchoBackend();
+    const dir = tempDir();
+    const yaml = `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:${blocker.port} }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${blocker.url}/
+    preAuth: passthrough
+`;
+    const { GatewayServer } = await import('../../src/gateway/server.js');
+    const pino = (await import('pino')).default;
+    writeFileSync(join(dir, 'gateway.config.yaml'), yaml);
+    const server = new GatewayServer({ configFile: join(dir, 'gateway.config.yaml'), logger: pino({ level: 'silent' }) });
+    await assert.rejects(server.start(), /EADDRINUSE/);
+    assert.ok(Object.values(server.addresses()).every((a) => a === undefined), 'the public listener that did open was closed again');
+    await blocker.close();
+  });
+});
