@@ -26,7 +26,7 @@ export async function lintCommand(args: string[]): Promise<number> {
       if (!(e instanceof ConfigUnreadableError)) throw e;
       const line = (e as ConfigUnreadableError).line;
       const col = (e as ConfigUnreadableError).col;
-      all.push({ severity: 'error', message: e.message.replace(/^.*?: (?=not valid YAML)/, ''), path: '', file, line: line ?? 1, col: col ?? 1 });
+      all.push({ severity: 'error', message: e.message.replace(/^.*?: (?=not valid YAML)/, '').replace(`cannot read ${file}: `, 'cannot read the file: '), path: '', file, line: line ?? 1, col: col ?? 1 });
       exit = 2;
     }
   }
