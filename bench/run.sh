@@ -29,7 +29,7 @@ QUICK=0
 for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$a' (--quick, --help)" ;;
   esac
 done
@@ -139,14 +139,21 @@ preflight() {
   local bpid=$!
   GATEWAY_PORT=$port BACKEND_URL="http://127.0.0.1:$bport" BACKEND_PORT=$bport \
     timeout 60 node "$REPO/dist/src/cli.js" gateway --config "$BENCH_SRC/$config" --no-watch >"$out" 2>&1 &
-  local gpid=$!
-  for _ in $(seq 1 100); do
+  local gpid=$! cpid=
+  if [[ -n ${PREFLIGHT_CONNECTOR:-} ]]; then
+    # the connector dials the gateway once it listens; until a channel is up the gateway answers 504
+    for _ in $(seq 1 100); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    GATEWAY_PORT=$port BACKEND_URL="http://127.0.0.1:$bport" BACKEND_PORT=$bport timeout 60 bash -c "$PREFLIGHT_CONNECTOR" >"$STATE/preflight-connector.log" 2>&1 &
+    cpid=$!
+  fi
+  for _ in $(seq 1 150); do
     kill -0 "$gpid" 2>/dev/null || break
     code=$(curl "${args[@]}" "http://127.0.0.1:$port/" 2>/dev/null || true)
     if [[ $code == 200 ]]; then rc=0; break; fi
-    [[ $code =~ ^[1-5][0-9][0-9]$ ]] && break
+    if [[ $code =~ ^[1-5][0-9][0-9]$ ]] && ! [[ -n $cpid && $code =~ ^50[234]$ ]]; then break; fi
     sleep 0.1
   done
+  if [[ -n $cpid ]]; then kill -TERM "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; fi
   if ((rc == 0 && $# > 0)); then
     # a row that sends credentials must also refuse a request without them, or it measures nothing
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $GATEWAY_HOST_HEADER" -H 'Accept: application/json' --max-time 5 "http://127.0.0.1:$port/" || true)
@@ -181,12 +188,27 @@ check_row gateway gateway.bench.yaml
 [[ -z ${BENCH_SKIP_gateway:-} ]] || die "the passthrough gateway row does not work: ${BENCH_SKIP_gateway}"
 check_row gateway-bearer gateway.bench-bearer.yaml "Authorization: Bearer ${BENCH_BEARER_TOKEN:-}"
 check_row gateway-policies gateway.bench-policies.yaml "Authorization: Bearer ${BENCH_BEARER_TOKEN:-}"
-# The connector row needs a connector command (issue 3): BENCH_CONNECTOR_CMD, run by bash -c with
-# GATEWAY_PORT, BENCH_CONNECTOR_LISTEN_PORT, BACKEND_URL, BENCH_STATE_DIR exported.
+# The connector row (issue 3) runs BENCH_CONNECTOR_CMD by bash -c once the gateway listens, with
+# GATEWAY_PORT, BENCH_CONNECTOR_LISTEN_PORT, BACKEND_URL, BENCH_STATE_DIR exported. By default, when
+# the CLI has `connector run`: a fresh gateway state dir (connector CA), an enrollment token for the
+# group "bench" from `drawbridge token create`, and a connector that enrolls with it on first start
+# (in the preflight) and reuses its enrollment afterwards (the run, and harness restarts).
 if row_wanted gateway-connector; then
+  if [[ -z ${BENCH_CONNECTOR_CMD:-} ]] && { node "$REPO/dist/src/cli.js" connector --help 2>&1 || true; } | grep -q "connector run"; then
+    rm -rf "$STATE/gateway-connector" "$STATE/connector"
+    if BENCH_CONNECTOR_TOKEN=$(GATEWAY_PORT=1 BACKEND_URL=http://127.0.0.1:1 \
+        node "$REPO/dist/src/cli.js" token create --group bench --ttl 2h --config "$BENCH_SRC/gateway.bench-connector.yaml" 2>"$STATE/token.log"); then
+      export BENCH_CONNECTOR_TOKEN
+      export BENCH_CONNECTOR_CMD='exec node "$BENCH_REPO/dist/src/cli.js" connector run --state-dir "$BENCH_STATE_DIR/connector" --gateway "https://127.0.0.1:$BENCH_CONNECTOR_LISTEN_PORT" --token "$BENCH_CONNECTOR_TOKEN"'
+    else
+      log "row gateway-connector: drawbridge token create failed: $(tr '\n' ' ' <"$STATE/token.log")"
+    fi
+  fi
   if [[ -z ${BENCH_CONNECTOR_CMD:-} ]]; then
     export BENCH_SKIP_gateway_connector="no connector yet: set BENCH_CONNECTOR_CMD (issue 3, 'drawbridge connector run')"
     log "row gateway-connector: skipped (${BENCH_SKIP_gateway_connector})"
+  else
+    PREFLIGHT_CONNECTOR=$BENCH_CONNECTOR_CMD check_row gateway-connector gateway.bench-connector.yaml
   fi
 fi
 # rows not wanted are simply not selected; TARGETS names them when the user picks a subset
