@@ -2,7 +2,7 @@
 # npm run bench: Drawbridge in the peer harness (../shared/bench), one run, ratios to direct.
 #
 #   npm run bench                      # full run (~10 min): every peer + every gateway row that works
-#   npm run bench -- --quick           # smoke run (~2 min): 1 round x 3 s, gateway rows + Node peers only
+#   npm run bench -- --quick           # smoke run (~2 min): 1 round x 3 s, our rows + the Node peers + localtunnel
 #   ROUNDS=3 DURATION=7 npm run bench  # any harness knob: ROUNDS DURATION WARMUP TARGETS SCENARIOS CONNS ...
 #
 # Rows we add (bench/targets/*.sh, copied into the harness copy):
@@ -35,7 +35,7 @@ for a in "$@"; do
 done
 if ((QUICK)); then
   export ROUNDS=${ROUNDS:-1} DURATION=${DURATION:-3} WARMUP=${WARMUP:-1}
-  export TARGETS=${TARGETS:-node-http-proxy,express-hpm,gateway,gateway-bearer,gateway-policies,gateway-connector}
+  export TARGETS=${TARGETS:-node-http-proxy,express-hpm,localtunnel,gateway,gateway-bearer,gateway-policies,gateway-connector}
 fi
 
 # ---------------------------------------------------------------- tools
