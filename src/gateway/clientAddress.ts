@@ -9,10 +9,26 @@ import { parseIp } from '../config/net.js';
 
 export type ClientAddress = { ok: true; ip: string } | { ok: false; reason: string };
 
+const UNPARSABLE_PEER: ClientAddress = Object.freeze({ ok: false, reason: 'unparsable peer address' });
+const peers = new Map<string, ClientAddress>();
+
+/** The peer alone, parsed once per distinct address (kept-alive clients repeat theirs on every request). */
+function peerAddress(peer: string): ClientAddress {
+  let known = peers.get(peer);
+  if (!known) {
+    const ip = parseIp(peer);
+    known = ip ? Object.freeze({ ok: true, ip: ip.toString() }) : UNPARSABLE_PEER;
+    if (peers.size >= 4096) peers.clear();
+    peers.set(peer, known);
+  }
+  return known;
+}
+
 export function clientAddress(peer: string, xff: string | string[] | undefined, trusted: CidrSet): ClientAddress {
+  if (trusted.size === 0 || !xff) return peerAddress(peer);
   const peerIp = parseIp(peer);
-  if (!peerIp) return { ok: false, reason: 'unparsable peer address' };
-  if (trusted.size === 0 || !xff || !trusted.has(peerIp)) return { ok: true, ip: peerIp.toString() };
+  if (!peerIp) return UNPARSABLE_PEER;
+  if (!trusted.has(peerIp)) return peerAddress(peer);
   const entries = (Array.isArray(xff) ? xff.join(',') : xff).split(',');
   for (let i = entries.length - 1; i >= 0; i--) {
     const ip = parseIp(stripPort(entries[i]!.trim()));

@@ -270,7 +270,7 @@ export class Edge {
     const seconds = (performance.now() - started) / 1000;
     const status = res.headersSent ? res.statusCode : 0;
     const app = outcome.app ?? '-';
-    this.metrics.requests.inc({ app, status });
+    this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);
     if (outcome.app && this.onDecision) {
       try {
