@@ -67,11 +67,16 @@ policies:
 
   it('a browser without MFA is sent back to the provider with acr_values=mfa, does MFA, and lands where it was', async () => {
     const b = new Browser();
+    const before = s.backend.received.length;
     const { res, url, hops } = await b.browse(`${s.origin('web')}/deep/link?x=1`, { user: 'carol', password: 'carol-pw', code: () => s.codes.get('carol') });
     assert.equal(res.status, 200, res.body);
     assert.equal(url, `${s.origin('web')}/deep/link?x=1`);
-    const stepUp = hops.find((h) => h.startsWith(s.idp.issuer) && new URL(h).searchParams.get('acr_values') === 'mfa');
-    assert.ok(stepUp, `no step-up redirect in ${hops.join('\n')}`);
+    const authorizeRequests = hops.filter((h) => h.startsWith(`${s.idp.issuer}/auth?`)).map((h) => new URL(h));
+    assert.equal(authorizeRequests.length, 2, hops.join('\n'));
+    assert.equal(authorizeRequests[0]!.searchParams.get('acr_values'), null, 'the first sign-in asks for nothing special');
+    assert.equal(authorizeRequests[1]!.searchParams.get('acr_values'), 'mfa', 'the step-up asks for MFA');
+    assert.ok(s.codes.get('carol'), 'carol was asked for a one-time code');
+    assert.equal(s.backend.received.length, before + 1, 'the app saw only the request after MFA');
     const me = (await b.get(`${s.origin('web')}/.drawbridge/me`)).json();
     assert.equal(me.claims.acr, 'mfa');
     const again = await b.get(`${s.origin('web')}/next`);
