@@ -7,7 +7,7 @@
  * Format: dbt1.<base64url JSON {g: group, e: expiry ms, n: nonce, p: CA pin}>.<base64url HMAC-SHA256>
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnrollmentError } from './ca.js';
 
@@ -70,7 +70,16 @@ export class TokenStore {
   /** Checks signature, expiry and one-time use; marks the token used. Throws EnrollmentError. */
   consume(token: string, now = Date.now()): TokenPayload {
     const payload = this.check(token, now);
-    appendFileSync(this.usedFile, JSON.stringify({ n: payload.n, e: payload.e, at: now }) + '\n', { mode: 0o600 });
+    const line = JSON.stringify({ n: payload.n, e: payload.e, at: now }) + '\n';
+    // A used token that has expired since is refused for its expiry alone: its line can go.
+    const entries = this.entries();
+    const live = entries.filter((u) => u.e > now);
+    if (live.length === entries.length) appendFileSync(this.usedFile, line, { mode: 0o600 });
+    else {
+      const tmp = `${this.usedFile}.tmp`;
+      writeFileSync(tmp, live.map((u) => JSON.stringify(u) + '\n').join('') + line, { mode: 0o600 });
+      renameSync(tmp, this.usedFile);
+    }
     return payload;
   }
 
@@ -83,22 +92,24 @@ export class TokenStore {
     if (got.length !== want.length || !timingSafeEqual(got, want)) throw new EnrollmentError('ERR_TOKEN_SIGNATURE', 'the enrollment token was not issued by this gateway');
     if (payload.e <= now) throw new EnrollmentError('ERR_TOKEN_EXPIRED', `the enrollment token expired at ${new Date(payload.e).toISOString()}`);
     // Synchronous read-check-append: nothing else in this process can interleave.
-    if (this.used().has(payload.n)) throw new EnrollmentError('ERR_TOKEN_USED', 'the enrollment token was already used');
+    if (this.entries().some((u) => u.n === payload.n)) throw new EnrollmentError('ERR_TOKEN_USED', 'the enrollment token was already used');
     return payload;
   }
 
-  private used(): Set<string> {
+  private entries(): { n: string; e: number; at?: number }[] {
     let text = '';
     try {
       text = readFileSync(this.usedFile, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    const out = new Set<string>();
+    const out: { n: string; e: number; at?: number }[] = [];
     for (const line of text.split('\n')) {
       if (!line) continue;
       try {
-        out.add((JSON.parse(line) as { n: string }).n);
+        const u = JSON.parse(line) as { n: string; e: number; at?: number };
+        // an entry without a valid expiry is kept for good: pruning must never forget a live token
+        out.push({ n: String(u.n), e: typeof u.e === 'number' ? u.e : Infinity, at: u.at });
       } catch {
         /* a torn last line: the token it named was never accepted */
       }
