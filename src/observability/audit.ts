@@ -90,7 +90,7 @@ function isoTime(ms: number): string {
 }
 
 export function auditRecordOf(e: DecisionEvent, now: number): AuditRecord {
-  const reasons = e.reasons?.length ? e.reasons.map((r) => r.replace(JWT_LIKE, '[redacted token]')) : [];
+  const reasons = e.reasons?.length ? e.reasons.map((r) => (r.includes('eyJ') ? r.replace(JWT_LIKE, '[redacted token]') : r)) : [];
   // Built field by field (no spreads): keys keep this order in the JSON line.
   const rec = { time: isoTime(now), correlationId: e.correlationId, app: e.app } as AuditRecord;
   if (e.user !== undefined) rec.user = e.user;

@@ -40,6 +40,11 @@ describe('audit log: one JSON line per decision, rotated by size, no secrets', (
     const m = await metrics.registry.getSingleMetricAsString('drawbridge_decisions_total');
     assert.match(m, /decision="deny"\} 20/);
     assert.match(m, /decision="allow"\} 40/);
+    assert.match(await metrics.registry.getSingleMetricAsString('drawbridge_decisions_total'), /decision="deny"\} 20/, 'a second scrape counts nothing twice');
+    const more = new AuditLog(tempDir(), { metrics });
+    more.record({ correlationId: 'late', app: 'A', decision: 'deny', status: 403 });
+    await more.close();
+    assert.match(await metrics.registry.getSingleMetricAsString('drawbridge_decisions_total'), /decision="deny"\} 21/, 'decisions after a scrape show in the next one');
     assert.equal(statSync(file).mode & 0o777, 0o600);
   });
 });
