@@ -82,16 +82,20 @@ export class TunnelUpstream implements Upstream {
       stream.once('close', () => fail(new Error(`stream closed before the connector answered (code ${stream.rstCode})`)));
       stream.once('response', (h) => {
         clearTimeout(timer);
-        stream.removeListener('error', fail);
         const status = Number(h[':status']);
         if (status !== 200) {
+          // `fail` stays on: the channel can still break while this stream closes
           stream.close();
           const why = String(h['x-drawbridge-error'] ?? '');
           return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
         }
+        stream.removeListener('error', fail);
         const raw = new StreamSocket(stream, channel.connectorId);
         let socket: Duplex = raw;
-        if (this.tls) socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+        if (this.tls) {
+          socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+          socket.on('error', ignoreError);
+        }
         Object.assign(socket, { connectorId: channel.connectorId, channel });
         // A connector that says goodbye gets no more requests on idle kept-alive connections.
         const onGoaway = () => {
@@ -137,7 +141,10 @@ export class TunnelUpstream implements Upstream {
       };
       res.once('close', onClientClose);
       upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
-      upReq.on('error', (err: Error & { channel?: Channel }) => {
+      let failed = false;
+      const onError = (err: Error & { channel?: Channel }) => {
+        if (failed) return;
+        failed = true;
         res.removeListener('close', onClientClose);
         if (clientGone) return done();
         if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
@@ -152,7 +159,8 @@ export class TunnelUpstream implements Upstream {
         const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
         if (started) res.destroy();
         done(failure);
-      });
+      };
+      upReq.on('error', onError);
       upReq.on('response', (upRes: IncomingMessage) => {
         started = true;
         upReq.setTimeout(0);
@@ -172,9 +180,19 @@ export class TunnelUpstream implements Upstream {
           done();
         });
       });
-      // The body is read only once a connection exists, so a failed dial can still be retried.
-      if (hasBody) upReq.once('socket', () => req.pipe(upReq));
-      else upReq.end();
+      upReq.once('socket', (socket: Duplex) => {
+        // Node's http hands a request its socket a tick after picking it: a
+        // channel that broke in between leaves a closed socket whose 'close'
+        // already passed, and the request would wait for its timeout. Nothing
+        // was written to it, so this is a failed dial (retried, body unread).
+        if (socket.destroyed) {
+          upReq.destroy();
+          return onError(Object.assign(new NotDialed(`connector ${(socket as { connectorId?: string }).connectorId ?? '?'}: tunnel stream closed before the request was sent`, 502), { channel: (socket as { channel?: Channel }).channel }));
+        }
+        // The body is read only once a live connection exists, so a failed dial can still be retried.
+        if (hasBody) req.pipe(upReq);
+      });
+      if (!hasBody) upReq.end();
     };
     send(0);
   }
@@ -212,6 +230,8 @@ class DialRefused extends NotDialed {
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
 
+function ignoreError(): void {}
+
 /**
  * The CONNECT stream as the socket of an HTTP/1.1 request. Only Buffers reach
  * the HTTP/2 stream, one write at a time: a corked header string plus body
@@ -224,6 +244,11 @@ class StreamSocket extends Duplex {
     readonly connectorId: string,
   ) {
     super({ allowHalfOpen: true });
+    // Node's http agent leaves a socket without an 'error' listener for a tick
+    // when it moves between the pool and a request; a channel that breaks
+    // right then must not take the process down. The request still learns of
+    // it (its own listener, or the destroyed-socket check in forward()).
+    this.on('error', ignoreError);
     s.on('data', (c: Buffer) => {
       if (!this.push(c)) s.pause();
     });
