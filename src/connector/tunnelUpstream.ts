@@ -208,6 +208,10 @@ export class TunnelUpstream implements Upstream {
           createConnection: () => up as never,
         });
         pipeUpgrade(upReq, socket, head, done);
+        // as in forward(): a stream that closed before http attached to it would never answer
+        upReq.once('socket', (s: Duplex) => {
+          if (s.destroyed) upReq.emit('error', Object.assign(new Error('tunnel stream closed before the request was sent'), { code: 'ECONNRESET' }));
+        });
       },
       (err: NotDialed) => {
         const status = err instanceof DialRefused ? 502 : err.status === 504 ? 504 : 502;
