@@ -119,6 +119,28 @@ describe('tunnel upstream: apps behind a connector', function () {
     }
   });
 
+  it('a WebSocket whose tunnel stream breaks in the hand-off gets 502 at once, not after the backend timeout', async () => {
+    const dial = TunnelUpstream.prototype.dial;
+    TunnelUpstream.prototype.dial = async function (this: TunnelUpstream, ...args: Parameters<typeof dial>) {
+      const r = await dial.apply(this, args);
+      r.socket.destroy(Object.assign(new Error('channel broke in the hand-off'), { code: 'ECONNRESET' }));
+      return r;
+    };
+    try {
+      const started = Date.now();
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'app.test' } });
+      const status = await new Promise<number>((resolve, reject) => {
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('open', () => reject(new Error('opened over a dead stream')));
+        ws.on('error', () => undefined);
+      });
+      assert.equal(status, 502);
+      assert.ok(Date.now() - started < 5_000, `answered after ${Date.now() - started} ms`);
+    } finally {
+      TunnelUpstream.prototype.dial = dial;
+    }
+  });
+
   it('answers 504 "Gateway time-out" when no connector of the group is connected', async () => {
     const res = await request(`${gw.url}/`, { headers: host('lonely.test') });
     assert.equal(res.status, 504);
