@@ -164,8 +164,36 @@ const signInHandler: InternalHandler = async (req, res, ctx) => {
 };
 
 /** Ends the sessions of every app on this host, then at the provider when it offers end_session. */
+/**
+ * Sign-out changes state, so a page elsewhere must not be able to trigger it
+ * (a hidden image, a link preview, a prefetch). It runs on a GET the user
+ * made at this site (typed, bookmarked, or a link on one of its pages, as
+ * the browser's Sec-Fetch-Site says) or on a POST whose Origin is this site;
+ * anything else gets a page with a button that makes that POST.
+ */
+export function signOutIntent(req: Pick<IncomingMessage, 'method' | 'headers'>, origin: string | undefined): 'sign-out' | 'confirm' | 'refuse' {
+  const h = req.headers;
+  const site = h['sec-fetch-site'];
+  if (req.method === 'POST') return origin !== undefined && (h.origin === origin || (h.origin === undefined && site === 'same-origin')) ? 'sign-out' : 'refuse';
+  const purpose = String(h['sec-purpose'] ?? h['purpose'] ?? '');
+  if (/prefetch|prerender/i.test(purpose)) return 'confirm';
+  return site === 'same-origin' || site === 'none' ? 'sign-out' : 'confirm';
+}
+
+function signOutConfirmPage(res: ServerResponse): void {
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}button{font:inherit;padding:.4rem 1.2rem}</style></head><body><h1>Sign out?</h1><p>This ends your session with the apps published at this address.</p><form method="post" action="${SIGN_OUT_PATH}"><button type="submit">Sign out</button></form></body></html>`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'" }).end(body);
+}
+
 const signOutHandler: InternalHandler = async (req, res, ctx) => {
   const origin = originOf(ctx.protocol, req.headers.host);
+  if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
+    res.setHeader('allow', 'GET, HEAD, POST');
+    return sendError(res, req.headers, { status: 405, reason: 'Sign out with GET or POST.', correlationId: ctx.id });
+  }
+  const intent = signOutIntent(req, origin);
+  if (intent === 'refuse') return sendError(res, req.headers, { status: 403, reason: 'A sign-out request must come from this site.', correlationId: ctx.id });
+  if (intent === 'confirm') return signOutConfirmPage(res);
   const rt = existingRuntime(ctx.generation.config);
   const cookies: string[] = [];
   if (rt) {

@@ -55,8 +55,31 @@ describe('identity: the whole browser flow in Chromium', function () {
     const me = JSON.parse((await page.textContent('body'))!);
     assert.equal(me.user, 'alice');
     assert.equal(me.claims.acr, 'mfa');
-    await page.goto(`${s.origin('web')}/.drawbridge/sign-out`);
-    await page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`);
+    // Another site cannot sign her out by sending her to the sign-out URL (a top-level
+    // navigation, which SameSite=Lax cookies do not stop): she gets a page with a button.
+    const signOut = `${s.origin('web')}/.drawbridge/sign-out`;
+    const elsewhere = `http://elsewhere.localhost:${new URL(s.origin('web')).port}/`;
+    await page.route(elsewhere, (r) => r.fulfill({ contentType: 'text/html', body: `<meta http-equiv="refresh" content="0;url=${signOut}">` }));
+    await page.goto(elsewhere);
+    await page.waitForURL(signOut);
+    await page.waitForSelector('form[method=post] button');
+    const still = await page.goto(`${s.origin('web')}/.drawbridge/me`);
+    assert.equal(still!.status(), 200);
+    // The button on that page signs her out (a POST from the site's own origin), and so
+    // does a sign-out link on one of the site's pages, like the demo app's.
+    await page.goto(elsewhere);
+    await page.waitForSelector('form[method=post] button');
+    await Promise.all([page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`), page.click('form[method=post] button')]);
+    assert.equal((await page.goto(`${s.origin('web')}/.drawbridge/me`))!.status(), 401);
+    await page.goto(`${s.origin('web')}/start`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-pw');
+    await Promise.all([page.waitForSelector('#code'), page.click('button[type=submit]')]);
+    await page.fill('#code', s.codes.get('alice')!);
+    await Promise.all([page.waitForURL(`${s.origin('web')}/start`), page.click('button[type=submit]')]);
+    await page.route(`${s.origin('web')}/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href="/.drawbridge/sign-out">Sign out</a>' }));
+    await page.goto(`${s.origin('web')}/with-link`);
+    await Promise.all([page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`), page.click('#out')]);
     assert.match((await page.textContent('h1'))!, /signed out/);
     const res = await page.goto(`${s.origin('web')}/.drawbridge/me`);
     assert.equal(res!.status(), 401);

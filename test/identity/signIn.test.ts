@@ -81,10 +81,39 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     const b = new Browser();
     await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
     assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 200);
-    const out = await b.get(`${s.origin('web')}/.drawbridge/sign-out`);
+    // a "Sign out" link on one of the site's own pages
+    const out = await b.get(`${s.origin('web')}/.drawbridge/sign-out`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' });
     assert.equal(out.status, 302);
     assert.ok(out.headers.location!.startsWith(s.idp.issuer), out.headers.location);
     assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
     assert.equal((await b.get(`${s.origin('web')}/`)).status, 302);
+  });
+
+  it('sign-out cannot be triggered from another site: a cross-site GET or a prefetch gets a page with a button, a foreign POST 403', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    const signOut = `${s.origin('web')}/.drawbridge/sign-out`;
+    const tries: [string, Record<string, string>, number][] = [
+      ['GET', { 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'image' }, 200],
+      ['GET', { 'sec-fetch-site': 'same-site' }, 200],
+      ['GET', { 'sec-fetch-site': 'same-origin', 'sec-purpose': 'prefetch' }, 200],
+      ['GET', {}, 200], // a client that says nothing about where it comes from
+      ['POST', { origin: 'http://evil.localhost:1', 'sec-fetch-site': 'cross-site' }, 403],
+      ['POST', { origin: 'null' }, 403],
+      ['POST', {}, 403],
+      ['PUT', { origin: s.origin('web') }, 405],
+    ];
+    for (const [method, headers, status] of tries) {
+      const res = await b.send(method, signOut, headers);
+      assert.equal(res.status, status, `${method} ${JSON.stringify(headers)}`);
+      assert.equal(res.headers['set-cookie'], undefined, `${method} ${JSON.stringify(headers)} must not clear cookies`);
+      if (status === 200) assert.match(res.body, /<form method="post" action="\/\.drawbridge\/sign-out">/);
+    }
+    assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 200, 'still signed in');
+    // the button on that page: a POST from this site's origin
+    const out = await b.send('POST', signOut, { origin: s.origin('web'), 'sec-fetch-site': 'same-origin', 'content-type': 'application/x-www-form-urlencoded' }, '');
+    assert.equal(out.status, 302);
+    assert.ok(out.headers.location!.startsWith(s.idp.issuer), out.headers.location);
+    assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
   });
 });
