@@ -107,6 +107,19 @@ export class Edge {
     // Request smuggling guard: a body framed two ways is refused before anything reads it.
     if (h['transfer-encoding'] !== undefined && h['content-length'] !== undefined) return this.deny(req, res, id, outcome, 400, 'The request has both Content-Length and Transfer-Encoding.');
     if (h['content-length'] !== undefined && conflictingLengths(req.rawHeaders)) return this.deny(req, res, id, outcome, 400, 'The request has conflicting Content-Length headers.');
+    // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
+    if (hostHeaderCount(req.rawHeaders) > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
+    // TRACE would echo the request, gateway-set identity headers and cookies included, back to the caller.
+    if (req.method === 'TRACE') {
+      res.setHeader('allow', ALLOWED_METHODS);
+      return this.deny(req, res, id, outcome, 405, 'TRACE is not allowed.');
+    }
+    // Max-Forwards: 0 makes the gateway the final recipient of OPTIONS (RFC 9110 7.6.2).
+    if (req.method === 'OPTIONS' && String(h['max-forwards']).trim() === '0') {
+      outcome.decision = 'internal';
+      res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': '0' }).end();
+      return;
+    }
     const host = hostnameOf(h.host);
     if (!host) return this.deny(req, res, id, outcome, 400, 'The request has no valid Host header.');
     const target = normalizeTarget(req.url ?? '');
@@ -301,6 +314,14 @@ function defaultReason(status: number): string {
   if (status === 401) return 'Sign-in is required.';
   if (status === 403) return 'You are not allowed to use this app.';
   return 'The request was refused.';
+}
+
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+function hostHeaderCount(raw: string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
+  return n;
 }
 
 function conflictingLengths(raw: string[]): boolean {

@@ -251,6 +251,22 @@ export class GatewayServer {
       const body = JSON.stringify({ type: 'about:blank', title: http.STATUS_CODES[status], status, detail: 'The request is malformed.', correlationId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     });
+    // The gateway is not a forward proxy: CONNECT gets an answer, not a silently closed socket.
+    server.on('connect', (req: http.IncomingMessage, socket) => {
+      const correlationId = randomUUID();
+      this.log.warn({ correlationId, method: 'CONNECT', target: String(req.url).slice(0, 200), status: 405 }, 'CONNECT refused: the gateway is not a forward proxy');
+      socket.on('error', () => socket.destroy());
+      const body = JSON.stringify({ type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'The gateway does not tunnel CONNECT requests.', correlationId });
+      socket.end(`HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    // An Expect other than 100-continue: 417 with a correlation id, logged, nothing forwarded.
+    server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const correlationId = randomUUID();
+      this.log.warn({ correlationId, expect: String(req.headers.expect).slice(0, 100), status: 417 }, 'unsupported Expect refused');
+      res.setHeader(CORRELATION_HEADER, correlationId);
+      res.shouldKeepAlive = false;
+      sendError(res, req.headers, { status: 417, reason: 'The gateway only supports Expect: 100-continue.', correlationId });
+    });
   }
 
   private redirectToHttps(config: Config, dir: string): http.RequestListener {

@@ -12,6 +12,8 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['other encodings are upper-cased, not decoded', '/a%3fb%2a', '/a%3Fb%2A'],
     ['encoded space stays encoded', '/a%20b', '/a%20b'],
     ['root', '/', '/'],
+    ['a parameter on an ordinary segment stays', '/a/b;v=1/c', '/a/b;v=1/c'],
+    ['dots that are part of a name stay', '/a/...;x/b', '/a/...;x/b'],
   ];
   for (const [desc, input, path] of ok) {
     it(`accepts: ${desc}`, () => {
@@ -33,6 +35,9 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['encoded dot-dot', '/a/%2e%2e/admin', /encoded dot/],
     ['half-encoded dot-dot', '/a/.%2E/admin', /encoded dot/],
     ['encoded single dot', '/a/%2e/b', /encoded dot/],
+    ['dot-dot with a path parameter (servlet containers drop it, then climb)', '/a/..;/admin', /dot segment with parameters/],
+    ['encoded dot-dot with a path parameter', '/a/%2e%2e;x=1/admin', /dot segment with parameters/],
+    ['single dot with a path parameter', '/a/.;/b', /dot segment with parameters/],
     ['escape above the root', '/../etc/passwd', /escapes the root/],
     ['escape above the root after collapse', '/a/../../b', /escapes the root/],
     ['encoded NUL', '/a%00b', /control/],
