@@ -107,6 +107,9 @@ export class Edge {
     // Request smuggling guard: a body framed two ways is refused before anything reads it.
     if (h['transfer-encoding'] !== undefined && h['content-length'] !== undefined) return this.deny(req, res, id, outcome, 400, 'The request has both Content-Length and Transfer-Encoding.');
     if (h['content-length'] !== undefined && conflictingLengths(req.rawHeaders)) return this.deny(req, res, id, outcome, 400, 'The request has conflicting Content-Length headers.');
+    // HTTP/0.9 lines and other major versions get through Node's parser; a client error (400), not 505,
+    // so that 5xx from the gateway keep meaning a fault on this side.
+    if (req.httpVersionMajor !== 1) return this.deny(req, res, id, outcome, 400, 'Only HTTP/1.0 and HTTP/1.1 are served here.');
     // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
     if (hostHeaderCount(req.rawHeaders) > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
     // TRACE would echo the request, gateway-set identity headers and cookies included, back to the caller.

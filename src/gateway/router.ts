@@ -60,18 +60,24 @@ function pick<T>(routes: Route<T>[], path: string): { target: T; prefix: string 
 }
 
 /** Host header -> lower-case hostname without port; undefined when malformed. */
+/** RFC 3986 allows an empty port after the colon; a number must fit in 16 bits. */
+function validPort(p: string): boolean {
+  return /^[0-9]{0,5}$/.test(p) && (p === '' || Number(p) <= 65535);
+}
+
 export function hostnameOf(hostHeader: string | undefined): string | undefined {
   if (!hostHeader) return undefined;
   let h = hostHeader.trim().toLowerCase();
   if (h.startsWith('[')) {
     const end = h.indexOf(']');
     if (end < 0) return undefined;
+    const rest = h.slice(end + 1);
+    if (rest !== '' && !(rest.startsWith(':') && validPort(rest.slice(1)))) return undefined;
     return h.slice(0, end + 1);
   }
   const colon = h.indexOf(':');
   if (colon >= 0) {
-    const port = h.slice(colon + 1);
-    if (!/^[0-9]{0,5}$/.test(port)) return undefined;
+    if (!validPort(h.slice(colon + 1))) return undefined;
     h = h.slice(0, colon);
   }
   if (h.endsWith('.')) h = h.slice(0, -1);

@@ -247,9 +247,13 @@ apps:
     }
 
     const edgeRefusals: [string, string, number][] = [
-      // llhttp reads a request line without a version as HTTP/0.9; the edge then finds no Host.
+      // llhttp reads a request line without a version as HTTP/0.9, and lets HTTP/2.0 through
       ['request line without an HTTP version and no Host', `GET /\r\n\r\n`, 400],
+      ['request line without an HTTP version, with a Host', `GET /\r\n${H}\r\n`, 400],
+      ['HTTP/2.0 in an HTTP/1 request line', `GET / HTTP/2.0\r\n${H}\r\n`, 400],
       ['Host with a port of letters', `GET /h HTTP/1.1\r\nHost: echo.test:abc\r\n\r\n`, 400],
+      ['Host with a port beyond 65535', `GET /h HTTP/1.1\r\nHost: echo.test:99999\r\n\r\n`, 400],
+      ['IPv6 Host with junk after the bracket', `GET /h HTTP/1.1\r\nHost: [::1]junk\r\n\r\n`, 400],
       ['empty Host', `GET /h HTTP/1.1\r\nHost: \r\n\r\n`, 400],
       ['Host with userinfo', `GET /h HTTP/1.1\r\nHost: evil@echo.test\r\n\r\n`, 400],
       ['Host list (comma)', `GET /h HTTP/1.1\r\nHost: echo.test, evil.test\r\n\r\n`, 400],

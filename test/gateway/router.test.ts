@@ -33,6 +33,12 @@ describe('Router: host and path prefix, most specific wins', () => {
     assert.equal(hostnameOf('a.test:80x'), undefined);
     assert.equal(hostnameOf('evil.test/x'), undefined);
     assert.equal(hostnameOf(''), undefined);
+    assert.equal(hostnameOf('a.test:'), 'a.test'); // an empty port is allowed (RFC 3986)
+    assert.equal(hostnameOf('a.test:65535'), 'a.test');
+    assert.equal(hostnameOf('a.test:65536'), undefined);
+    assert.equal(hostnameOf('a.test:99999'), undefined);
+    assert.equal(hostnameOf('[::1]garbage'), undefined);
+    assert.equal(hostnameOf('[::1]:99999'), undefined);
     assert.equal(hostnameOf(undefined), undefined);
   });
 });
