@@ -38,6 +38,8 @@ interface Outcome {
   user?: string;
   clientIp?: string;
   stepUp?: boolean;
+  /** WebSockets: the app's access fingerprint in the generation that let it in */
+  accessFingerprint?: string;
 }
 
 export class Edge {
@@ -49,6 +51,8 @@ export class Edge {
   onDecision?: (e: DecisionEvent) => void;
   /** sockets taken over by upgrades: the HTTP server no longer tracks them */
   private readonly upgraded = new Set<Duplex>();
+  /** open WebSockets: the app and the access fingerprint they were allowed under */
+  private readonly upgradedApps = new Map<Duplex, { app: string; fingerprint: string | undefined; correlationId: string }>();
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -100,6 +104,17 @@ export class Edge {
   closeUpgraded(): void {
     for (const s of this.upgraded) s.destroy();
     this.upgraded.clear();
+    this.upgradedApps.clear();
+  }
+
+  /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
+  closeStaleUpgrades(next: Generation): void {
+    for (const [socket, tag] of this.upgradedApps) {
+      if (next.accessFingerprint(tag.app) === tag.fingerprint) continue;
+      this.log.info({ correlationId: tag.correlationId, app: tag.app }, 'WebSocket closed: its app or access rules changed in the config');
+      this.upgradedApps.delete(socket);
+      socket.destroy();
+    }
   }
 
   private route(req: IncomingMessage, res: ServerResponse, id: string, gen: Generation, outcome: Outcome): void {
@@ -141,6 +156,7 @@ export class Edge {
     if (!match) return this.deny(req, res, id, outcome, 404, 'No app is published at this address.');
     const app = match.target;
     outcome.app = app.name;
+    if ((req as { upgradeHead?: Buffer }).upgradeHead !== undefined) outcome.accessFingerprint = gen.accessFingerprint(app.name);
 
     const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);
     if (!addr.ok) return this.deny(req, res, id, outcome, 400, `The client address cannot be determined (${addr.reason}).`);
@@ -254,7 +270,10 @@ export class Edge {
       outcome.decision = 'upgrade';
       app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, (failure) => {
         if (!failure) {
-          res.detachSocket(res.socket!);
+          const socket = res.socket!;
+          this.upgradedApps.set(socket, { app: app.name, fingerprint: outcome.accessFingerprint, correlationId: ctx.id });
+          socket.once('close', () => this.upgradedApps.delete(socket));
+          res.detachSocket(socket);
           res.removeAllListeners('finish');
           res.emit('close');
           return;

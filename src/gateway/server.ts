@@ -143,6 +143,7 @@ export class GatewayServer {
     }
     this.logWarnings(result);
     this.holder.swap(gen);
+    for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
     this.connectorHub?.applyConfig(result.config);
     this.referenced = result.referencedFiles;
     this.watcher?.update(result.referencedFiles);

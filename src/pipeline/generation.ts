@@ -8,6 +8,7 @@ import type { Config } from '../config/load.js';
 import type { CidrSet } from '../config/net.js';
 import type { Router } from '../gateway/router.js';
 import type { Upstream } from '../gateway/upstream.js';
+import { policyNamesFor, type PolicySpec } from '../policy/engine.js';
 import type { Stage } from './stage.js';
 
 export interface CompiledApp {
@@ -34,6 +35,7 @@ export class Generation {
   private retired = false;
   private disposed?: Promise<void>;
   private resolveDrained?: () => void;
+  private readonly fingerprints = new Map<string, string | undefined>();
 
   constructor(
     readonly id: number,
@@ -44,6 +46,26 @@ export class Generation {
     readonly hash: string,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * Everything an app's access depends on, as one string: its entry, the
+   * policies that apply to it, named locations, identity, session, trusted
+   * proxies and plugins. A WebSocket outlives the request that opened it; when
+   * a reload changes this, the connection is closed so the new rules apply.
+   */
+  accessFingerprint(appName: string): string | undefined {
+    if (this.fingerprints.has(appName)) return this.fingerprints.get(appName);
+    const c = this.config;
+    const app = c.apps.find((a) => a.name === appName);
+    let fp: string | undefined;
+    if (app) {
+      const policies = (c.policies ?? {}) as Readonly<Record<string, PolicySpec>>;
+      const applied = policyNamesFor(app as { name: string; conditionalAccess?: readonly string[] }, policies).map((n) => [n, policies[n]]);
+      fp = JSON.stringify([app, applied, c.locations ?? null, c.identity ?? null, c.session ?? null, c.gateway.trustedProxies ?? null, c.plugins ?? null]);
+    }
+    this.fingerprints.set(appName, fp);
+    return fp;
+  }
 
   acquire(): void {
     this.inflight++;

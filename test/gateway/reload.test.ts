@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import WebSocket from 'ws';
 import { join } from 'node:path';
 import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
@@ -140,6 +141,67 @@ describe('hot reload', function () {
       await eventually(() => gw.server.generation!.id !== gen, 2000);
       assert.equal((await request(`${gw.url}/`, { headers: { host: 'other.test' } })).status, 404);
       assert.equal(await seenVersion(gw), 'b');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('closes open WebSockets of an app whose entry or policies changed; others stay open', async () => {
+    const apps = (blockEcho: boolean) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+locations:
+  nowhere: [192.0.2.0/24]
+policies:
+  only-from-nowhere:
+    when: { notLocations: [nowhere] }
+    grant: ${blockEcho ? 'block' : 'allow'}
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    websockets: true
+    conditionalAccess: [only-from-nowhere]
+  - name: Other
+    externalUrl: http://other.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    websockets: true
+`;
+    const gw = await startGateway(apps(false));
+    const open = async (host: string) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host } });
+      await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+      return ws;
+    };
+    const echoes = (ws: WebSocket) =>
+      new Promise<string>((resolve, reject) => {
+        ws.once('message', (m) => resolve(String(m)));
+        ws.once('close', () => reject(new Error('closed')));
+        ws.send('still there?');
+      });
+    try {
+      const echo = await open('echo.test');
+      const other = await open('other.test');
+      const closed = new Promise<number>((r) => echo.once('close', () => r(Date.now())));
+      // a save that changes nothing these apps depend on (an unrelated app is added) closes nothing
+      const gen = gw.server.generation!.id;
+      writeFileSync(gw.configFile, apps(false) + `  - name: Third\n    externalUrl: http://third.test/\n    internalUrl: ${backend.url}/\n    preAuth: passthrough\n`);
+      await eventually(() => gw.server.generation!.id !== gen, 2000);
+      assert.equal(await echoes(echo), 'still there?');
+      assert.equal(await echoes(other), 'still there?');
+      // the policy on Echo now blocks: its open WebSocket is cut, Other's is not
+      const changedAt = Date.now();
+      writeFileSync(gw.configFile, apps(true));
+      const at = await Promise.race([closed, sleep(3000).then(() => assert.fail('the WebSocket of the changed app is still open 3 s after the save'))]);
+      assert.ok(at - changedAt < 2000, `closed ${at - changedAt} ms after the save`);
+      assert.equal(await echoes(other), 'still there?');
+      assert.ok(gw.logs.some((l) => /WebSocket closed: its app or access rules changed/.test(String(l.msg)) && l.app === 'Echo'));
+      // and a new connection to Echo is refused by the policy
+      await assert.rejects(open('echo.test'), /403/);
+      other.close();
     } finally {
       await gw.stop();
     }
