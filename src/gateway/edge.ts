@@ -272,7 +272,18 @@ export class Edge {
         if (!failure) {
           const socket = res.socket!;
           this.upgradedApps.set(socket, { app: app.name, fingerprint: outcome.accessFingerprint, correlationId: ctx.id });
-          socket.once('close', () => this.upgradedApps.delete(socket));
+          // The session or token that let the WebSocket in has an end; so does the connection.
+          const expiresAt = ctx.identity?.expiresAt;
+          const left = expiresAt !== undefined ? expiresAt * 1000 - Date.now() : Infinity;
+          const timer = left < 2 ** 31 - 1 ? setTimeout(() => {
+            this.log.info({ correlationId: ctx.id, app: app.name, user: ctx.identity?.user }, `WebSocket closed: its ${ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
+            socket.destroy();
+          }, Math.max(0, left)) : undefined;
+          timer?.unref();
+          socket.once('close', () => {
+            this.upgradedApps.delete(socket);
+            if (timer) clearTimeout(timer);
+          });
           res.detachSocket(socket);
           res.removeAllListeners('finish');
           res.emit('close');

@@ -14,7 +14,8 @@ export function identityFromClaims(claims: Record<string, unknown>, names: Claim
   if (!user) throw new Error('the token names no user');
   const raw = claims[names.groups];
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
-  return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: groupsOverage(claims, names.groups) || undefined, via, claims: Object.freeze({ ...claims }) });
+  const exp = typeof claims.exp === 'number' ? claims.exp : undefined;
+  return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: groupsOverage(claims, names.groups) || undefined, via, claims: Object.freeze({ ...claims }), ...(exp !== undefined ? { expiresAt: exp } : {}) });
 }
 
 /** Entra leaves groups out past a limit and says so with _claim_names / hasgroups. */

@@ -74,6 +74,7 @@ function toIdentity(p: SessionPayload): Identity {
     ...(p.gi ? { groupsIncomplete: true } : {}),
     via: 'session' as const,
     claims: Object.freeze({ ...p.c, ...(p.gf ? { groupsFiltered: true } : {}) }),
+    ...(typeof p.exp === 'number' ? { expiresAt: p.exp } : {}),
   });
 }
 

@@ -22,6 +22,8 @@ export interface Identity {
   readonly via: 'session' | 'bearer';
   /** every claim the policies may look at (amr, acr, auth_time, email, device claims...) */
   readonly claims: Readonly<Record<string, unknown>>;
+  /** epoch seconds after which this proof (session or token) is no longer valid */
+  readonly expiresAt?: number;
 }
 
 /** What a stage may read about the request. The path is the normalized one that is forwarded. */

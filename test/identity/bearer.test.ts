@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CompactEncrypt, exportJWK, SignJWT } from 'jose';
 import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
+import WebSocket from 'ws';
 import { request } from '../support/harness.js';
 import { Browser, startStack, type Stack } from './support.js';
 
@@ -81,6 +82,40 @@ describe('identity: bearer tokens', function () {
       await new Promise((r) => setTimeout(r, 350));
       await assert.rejects(v.verify(t1), (e: BearerError) => e.check === 'kid');
       await assert.rejects(v.verify(t2), (e: BearerError) => e.check === 'kid');
+    });
+  });
+
+  describe('a WebSocket opened with a token lasts no longer than the token', () => {
+    let s: Stack;
+    before(async () => {
+      s = await startStack({
+        accessTokenTtlSec: 3,
+        apps: (b) => `
+  - name: Live
+    externalUrl: http://live.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    audience: api://web
+    websockets: true
+`,
+      });
+    });
+    after(async () => s?.stop());
+
+    it('the connection is closed when the token expires', async () => {
+      const token = await s.idp.clientCredentialsToken('api://web');
+      const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number;
+      const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host: new URL(s.origin('live')).host, authorization: `Bearer ${token}` } });
+      await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+      const echoed = await new Promise<string>((r) => (ws.once('message', (m) => r(String(m))), ws.send('while valid')));
+      assert.equal(echoed, 'while valid');
+      const closedAt = await Promise.race([
+        new Promise<number>((r) => ws.once('close', () => r(Date.now()))),
+        new Promise<never>((_, j) => setTimeout(() => j(new Error('still open 5 s after the token expired')), exp * 1000 - Date.now() + 5000)),
+      ]);
+      assert.ok(closedAt >= exp * 1000 - 50, `closed ${exp * 1000 - closedAt} ms before exp`);
+      assert.ok(closedAt < exp * 1000 + 1500, `closed ${closedAt - exp * 1000} ms after exp`);
+      assert.ok(s.gw.logs.some((l) => /WebSocket closed: its token expired/.test(String(l.msg))));
     });
   });
 
