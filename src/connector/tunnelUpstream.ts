@@ -141,10 +141,7 @@ export class TunnelUpstream implements Upstream {
       };
       res.once('close', onClientClose);
       upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
-      let failed = false;
-      const onError = (err: Error & { channel?: Channel }) => {
-        if (failed) return;
-        failed = true;
+      upReq.on('error', (err: Error & { channel?: Channel }) => {
         res.removeListener('close', onClientClose);
         if (clientGone) return done();
         if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
@@ -159,8 +156,7 @@ export class TunnelUpstream implements Upstream {
         const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
         if (started) res.destroy();
         done(failure);
-      };
-      upReq.on('error', onError);
+      });
       upReq.on('response', (upRes: IncomingMessage) => {
         started = true;
         upReq.setTimeout(0);
@@ -180,19 +176,11 @@ export class TunnelUpstream implements Upstream {
           done();
         });
       });
-      upReq.once('socket', (socket: Duplex) => {
-        // Node's http hands a request its socket a tick after picking it: a
-        // channel that broke in between leaves a closed socket whose 'close'
-        // already passed, and the request would wait for its timeout. Nothing
-        // was written to it, so this is a failed dial (retried, body unread).
-        if (socket.destroyed) {
-          upReq.destroy();
-          return onError(Object.assign(new NotDialed(`connector ${(socket as { connectorId?: string }).connectorId ?? '?'}: tunnel stream closed before the request was sent`, 502), { channel: (socket as { channel?: Channel }).channel }));
-        }
-        // The body is read only once a live connection exists, so a failed dial can still be retried.
-        if (hasBody) req.pipe(upReq);
-      });
-      if (!hasBody) upReq.end();
+      // A dead socket is a failed dial: retried, with the body still unread.
+      failOnDeadSocket(upReq);
+      // The body is read only once a live connection exists, so a failed dial can still be retried.
+      if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || req.pipe(upReq)));
+      else upReq.end();
     };
     send(0);
   }
@@ -208,10 +196,7 @@ export class TunnelUpstream implements Upstream {
           createConnection: () => up as never,
         });
         pipeUpgrade(upReq, socket, head, done);
-        // as in forward(): a stream that closed before http attached to it would never answer
-        upReq.once('socket', (s: Duplex) => {
-          if (s.destroyed) upReq.emit('error', Object.assign(new Error('tunnel stream closed before the request was sent'), { code: 'ECONNRESET' }));
-        });
+        failOnDeadSocket(upReq);
       },
       (err: NotDialed) => {
         const status = err instanceof DialRefused ? 502 : err.status === 504 ? 504 : 502;
@@ -237,6 +222,20 @@ const http2Cancel = 8; // NGHTTP2_CANCEL
 function ignoreError(): void {}
 
 /**
+ * Node's http hands a request its socket a tick after picking it. A tunnel
+ * stream that closed in between has already emitted 'close', so the request
+ * would wait for its timeout; nothing was written to it yet, so it fails as a
+ * dial that never happened.
+ */
+function failOnDeadSocket(upReq: http.ClientRequest): void {
+  upReq.once('socket', (socket: Duplex & { connectorId?: string; channel?: Channel }) => {
+    if (!socket.destroyed) return;
+    upReq.destroy();
+    upReq.emit('error', Object.assign(new NotDialed(`connector ${socket.connectorId ?? '?'}: tunnel stream closed before the request was sent`, 502), { channel: socket.channel }));
+  });
+}
+
+/**
  * The CONNECT stream as the socket of an HTTP/1.1 request. Only Buffers reach
  * the HTTP/2 stream, one write at a time: a corked header string plus body
  * written straight to an Http2Stream that runs over a JS stream (the
@@ -251,7 +250,7 @@ class StreamSocket extends Duplex {
     // Node's http agent leaves a socket without an 'error' listener for a tick
     // when it moves between the pool and a request; a channel that breaks
     // right then must not take the process down. The request still learns of
-    // it (its own listener, or the destroyed-socket check in forward()).
+    // it (its own listener, or failOnDeadSocket).
     this.on('error', ignoreError);
     s.on('data', (c: Buffer) => {
       if (!this.push(c)) s.pause();

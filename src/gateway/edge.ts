@@ -49,10 +49,11 @@ export class Edge {
   stepUpHandler?: StepUpHandler;
   /** told about every finished request to an app (the audit trail) */
   onDecision?: (e: DecisionEvent) => void;
-  /** sockets taken over by upgrades: the HTTP server no longer tracks them */
-  private readonly upgraded = new Set<Duplex>();
-  /** open WebSockets: the app and the access fingerprint they were allowed under */
-  private readonly upgradedApps = new Map<Duplex, { app: string; fingerprint: string | undefined; correlationId: string }>();
+  /**
+   * Sockets taken over by upgrades (the HTTP server no longer tracks them);
+   * once the WebSocket is through, the app and access fingerprint it was let in under.
+   */
+  private readonly upgraded = new Map<Duplex, UpgradeTag | undefined>();
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -94,7 +95,7 @@ export class Edge {
     // 'close' on res, which releases the generation like any other request.
     res.once('finish', () => socket.end());
     socket.on('error', () => socket.destroy());
-    this.upgraded.add(socket);
+    this.upgraded.set(socket, undefined);
     socket.once('close', () => this.upgraded.delete(socket));
     (req as IncomingMessage & { upgradeHead?: Buffer }).upgradeHead = head;
     this.handle(req, res);
@@ -102,19 +103,31 @@ export class Edge {
 
   /** Cuts every upgraded connection (shutdown). */
   closeUpgraded(): void {
-    for (const s of this.upgraded) s.destroy();
+    for (const s of this.upgraded.keys()) s.destroy();
     this.upgraded.clear();
-    this.upgradedApps.clear();
   }
 
   /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
   closeStaleUpgrades(next: Generation): void {
-    for (const [socket, tag] of this.upgradedApps) {
-      if (next.accessFingerprint(tag.app) === tag.fingerprint) continue;
+    for (const [socket, tag] of this.upgraded) {
+      if (!tag || next.accessFingerprint(tag.app) === tag.fingerprint) continue;
       this.log.info({ correlationId: tag.correlationId, app: tag.app }, 'WebSocket closed: its app or access rules changed in the config');
-      this.upgradedApps.delete(socket);
       socket.destroy();
     }
+  }
+
+  /** A WebSocket that is through: tagged for reloads, and cut when the session or token that let it in expires. */
+  private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
+    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id });
+    const expiresAt = ctx.identity?.expiresAt;
+    if (expiresAt === undefined) return;
+    const left = Math.max(0, expiresAt * 1000 - Date.now());
+    if (left >= 2 ** 31 - 1) return; // beyond what a timer can hold (~24 days)
+    const timer = setTimeout(() => {
+      this.log.info({ correlationId: ctx.id, app, user: ctx.identity?.user }, `WebSocket closed: its ${ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
+      socket.destroy();
+    }, left).unref();
+    socket.once('close', () => clearTimeout(timer));
   }
 
   private route(req: IncomingMessage, res: ServerResponse, id: string, gen: Generation, outcome: Outcome): void {
@@ -271,19 +284,7 @@ export class Edge {
       app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, (failure) => {
         if (!failure) {
           const socket = res.socket!;
-          this.upgradedApps.set(socket, { app: app.name, fingerprint: outcome.accessFingerprint, correlationId: ctx.id });
-          // The session or token that let the WebSocket in has an end; so does the connection.
-          const expiresAt = ctx.identity?.expiresAt;
-          const left = expiresAt !== undefined ? expiresAt * 1000 - Date.now() : Infinity;
-          const timer = left < 2 ** 31 - 1 ? setTimeout(() => {
-            this.log.info({ correlationId: ctx.id, app: app.name, user: ctx.identity?.user }, `WebSocket closed: its ${ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
-            socket.destroy();
-          }, Math.max(0, left)) : undefined;
-          timer?.unref();
-          socket.once('close', () => {
-            this.upgradedApps.delete(socket);
-            if (timer) clearTimeout(timer);
-          });
+          this.trackWebSocket(socket, ctx, app.name, outcome.accessFingerprint);
           res.detachSocket(socket);
           res.removeAllListeners('finish');
           res.emit('close');
@@ -349,7 +350,14 @@ function defaultReason(status: number): string {
   return 'The request was refused.';
 }
 
-const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+/** the methods the gateway passes on (the Allow header of its own 405s) */
+export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+interface UpgradeTag {
+  readonly app: string;
+  readonly fingerprint: string | undefined;
+  readonly correlationId: string;
+}
 
 function hostHeaderCount(raw: string[]): number {
   let n = 0;

@@ -59,7 +59,7 @@ export function normalizeTarget(target: string): NormalizedTarget {
     const s = segments[i]!;
     // `..;x` is a dot segment to servers that drop path parameters first (Tomcat, Jetty):
     // forwarded as is, it would climb out of the prefix the rules were checked on.
-    if (s.text.charCodeAt(0) === 46 /* . */ && /^\.\.?;/.test(s.text)) return { ok: false, reason: 'dot segment with parameters in path' };
+    if (/^\.\.?;/.test(s.text)) return { ok: false, reason: 'dot segment with parameters in path' };
     if (s.text === '.' || s.text === '..') {
       if (s.encodedDot) return { ok: false, reason: 'encoded dot segment in path' };
       if (s.text === '..') {

@@ -59,12 +59,12 @@ function pick<T>(routes: Route<T>[], path: string): { target: T; prefix: string 
   return undefined;
 }
 
-/** Host header -> lower-case hostname without port; undefined when malformed. */
 /** RFC 3986 allows an empty port after the colon; a number must fit in 16 bits. */
 function validPort(p: string): boolean {
   return /^[0-9]{0,5}$/.test(p) && (p === '' || Number(p) <= 65535);
 }
 
+/** Host header -> lower-case hostname without port; undefined when malformed. */
 export function hostnameOf(hostHeader: string | undefined): string | undefined {
   if (!hostHeader) return undefined;
   let h = hostHeader.trim().toLowerCase();

@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { loadConfigText, type Config, type LoadResult } from '../config/load.js';
 import { ConfigWatcher, contentHash } from '../config/watch.js';
@@ -21,7 +22,7 @@ import { ConnectorHub } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
 import { DirectUpstream } from './upstream.js';
-import { Edge } from './edge.js';
+import { ALLOWED_METHODS, Edge } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
@@ -249,16 +250,14 @@ export class GatewayServer {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');
       if (!socket.writable || (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) return socket.destroy();
-      const body = JSON.stringify({ type: 'about:blank', title: http.STATUS_CODES[status], status, detail: 'The request is malformed.', correlationId });
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      endWithProblem(socket, status, 'The request is malformed.', correlationId);
     });
     // The gateway is not a forward proxy: CONNECT gets an answer, not a silently closed socket.
     server.on('connect', (req: http.IncomingMessage, socket) => {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, method: 'CONNECT', target: String(req.url).slice(0, 200), status: 405 }, 'CONNECT refused: the gateway is not a forward proxy');
       socket.on('error', () => socket.destroy());
-      const body = JSON.stringify({ type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: 'The gateway does not tunnel CONNECT requests.', correlationId });
-      socket.end(`HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      endWithProblem(socket, 405, 'The gateway does not tunnel CONNECT requests.', correlationId, `allow: ${ALLOWED_METHODS}\r\n`);
     });
     // An Expect other than 100-continue: 417 with a correlation id, logged, nothing forwarded.
     server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -314,4 +313,14 @@ export class GatewayServer {
     await this.audit?.close();
     this.log.flush?.();
   }
+}
+
+/**
+ * A problem+json answer written straight to a socket that no ServerResponse
+ * owns (parser errors, CONNECT), then the connection is closed.
+ */
+function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = ''): void {
+  const title = http.STATUS_CODES[status];
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail, correlationId });
+  socket.end(`HTTP/1.1 ${status} ${title}\r\nconnection: close\r\n${extraHeaders}content-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }

@@ -163,7 +163,6 @@ const signInHandler: InternalHandler = async (req, res, ctx) => {
   }
 };
 
-/** Ends the sessions of every app on this host, then at the provider when it offers end_session. */
 /**
  * Sign-out changes state, so a page elsewhere must not be able to trigger it
  * (a hidden image, a link preview, a prefetch). It runs on a GET the user
@@ -171,7 +170,7 @@ const signInHandler: InternalHandler = async (req, res, ctx) => {
  * the browser's Sec-Fetch-Site says) or on a POST whose Origin is this site;
  * anything else gets a page with a button that makes that POST.
  */
-export function signOutIntent(req: Pick<IncomingMessage, 'method' | 'headers'>, origin: string | undefined): 'sign-out' | 'confirm' | 'refuse' {
+function signOutIntent(req: Pick<IncomingMessage, 'method' | 'headers'>, origin: string | undefined): 'sign-out' | 'confirm' | 'refuse' {
   const h = req.headers;
   const site = h['sec-fetch-site'];
   if (req.method === 'POST') return origin !== undefined && (h.origin === origin || (h.origin === undefined && site === 'same-origin')) ? 'sign-out' : 'refuse';
@@ -185,6 +184,7 @@ function signOutConfirmPage(res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'" }).end(body);
 }
 
+/** Ends the sessions of every app on this host, then at the provider when it offers end_session. */
 const signOutHandler: InternalHandler = async (req, res, ctx) => {
   const origin = originOf(ctx.protocol, req.headers.host);
   if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {

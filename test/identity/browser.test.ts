@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { startStack, type Stack } from './support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -42,15 +42,20 @@ describe('identity: the whole browser flow in Chromium', function () {
     await ctx.close();
   });
 
-  it('alice signs in with her one-time code; sign-out ends the session', async () => {
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
+  /** alice at the provider: password, then her one-time code, back on /start */
+  async function signInAlice(page: Page): Promise<void> {
     await page.goto(`${s.origin('web')}/start`);
     await page.fill('#username', 'alice');
     await page.fill('#password', 'alice-pw');
     await Promise.all([page.waitForSelector('#code'), page.click('button[type=submit]')]);
     await page.fill('#code', s.codes.get('alice')!);
     await Promise.all([page.waitForURL(`${s.origin('web')}/start`), page.click('button[type=submit]')]);
+  }
+
+  it('alice signs in with her one-time code; sign-out ends the session', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await signInAlice(page);
     await page.goto(`${s.origin('web')}/.drawbridge/me`);
     const me = JSON.parse((await page.textContent('body'))!);
     assert.equal(me.user, 'alice');
@@ -71,12 +76,7 @@ describe('identity: the whole browser flow in Chromium', function () {
     await page.waitForSelector('form[method=post] button');
     await Promise.all([page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`), page.click('form[method=post] button')]);
     assert.equal((await page.goto(`${s.origin('web')}/.drawbridge/me`))!.status(), 401);
-    await page.goto(`${s.origin('web')}/start`);
-    await page.fill('#username', 'alice');
-    await page.fill('#password', 'alice-pw');
-    await Promise.all([page.waitForSelector('#code'), page.click('button[type=submit]')]);
-    await page.fill('#code', s.codes.get('alice')!);
-    await Promise.all([page.waitForURL(`${s.origin('web')}/start`), page.click('button[type=submit]')]);
+    await signInAlice(page);
     await page.route(`${s.origin('web')}/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href="/.drawbridge/sign-out">Sign out</a>' }));
     await page.goto(`${s.origin('web')}/with-link`);
     await Promise.all([page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`), page.click('#out')]);
