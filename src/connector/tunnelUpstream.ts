@@ -91,12 +91,15 @@ export class TunnelUpstream implements Upstream {
         }
         stream.removeListener('error', fail);
         const raw = new StreamSocket(stream, channel.connectorId);
-        let socket: Duplex = raw;
+        let socket: Duplex & { setTimeout(ms: number): unknown } = raw;
         if (this.tls) {
           socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
           socket.on('error', ignoreError);
         }
         Object.assign(socket, { connectorId: channel.connectorId, channel });
+        // What net.createConnection does with its timeout option: http arms no timer on a
+        // socket it did not make, so without this a silent app would hold a request forever.
+        socket.setTimeout(timeoutMs);
         // A connector that says goodbye gets no more requests on idle kept-alive connections.
         const onGoaway = () => {
           if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
@@ -149,7 +152,9 @@ export class TunnelUpstream implements Upstream {
         const failedOn = (upReq.socket as { connectorId?: string } | null)?.connectorId ?? err.channel?.connectorId;
         // Nothing reached the app when the connector never answered the CONNECT (any method),
         // and replaying an idempotent request without a body is harmless.
-        if (n === 0 && !started && (err instanceof NotDialed || replayable)) {
+        // An app that timed out has the request; sending it again would double the wait and its load.
+        const timedOut = (err as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_TIMEOUT';
+        if (n === 0 && !started && !timedOut && (err instanceof NotDialed || replayable)) {
           this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
         }

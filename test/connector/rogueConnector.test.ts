@@ -1,0 +1,233 @@
+/**
+ * A connector holding a valid certificate is still outside the gateway's trust
+ * for what it sends back: a compromised or broken one must not crash the
+ * gateway, leak garbage to clients as if it were a response, or hold other
+ * apps hostage. Here the "connector" is this test, speaking HTTP/2 over the
+ * WebSocket channel by hand so it can misbehave in ways the real one never does.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import { WebSocket } from 'ws';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { channelStream, type ConnectorHub } from '../../src/connector/hub.js';
+import { eventually, rawRequest, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { startHubGateway } from './support.js';
+
+/** Each app's internal URL names a port the rogue connector maps to one misbehaviour; nothing listens there. */
+const BEHAVIOURS = {
+  garbage: 7101,
+  hugeHeaders: 7102,
+  refused: 7103,
+  truncated: 7104,
+  silent: 7105,
+  smuggled: 7106,
+  hopByHop: 7107,
+  goaway: 7108,
+} as const;
+type Behaviour = keyof typeof BEHAVIOURS;
+
+function yaml(backend: EchoBackend): string {
+  const apps = Object.entries(BEHAVIOURS)
+    .map(
+      ([name, port]) => `
+  - name: ${name}
+    externalUrl: http://${name.toLowerCase()}.test/
+    internalUrl: http://127.0.0.1:${port}/
+    connectorGroup: rogue
+    preAuth: passthrough
+    websockets: true
+    backendTimeout: 2s`,
+    )
+    .join('');
+  return `
+gateway:
+  publicUrl: http://healthy.test
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:0 }
+  stateDir: ./state
+connectors:
+  listen: 127.0.0.1:0
+connectorGroups:
+  rogue: {}
+apps:
+  - name: Healthy
+    externalUrl: http://healthy.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+${apps}
+`;
+}
+
+interface Rogue {
+  ws: WebSocket;
+  session: Http2Session;
+  /** CONNECT streams the gateway opened, by behaviour */
+  opened: Map<Behaviour, number>;
+}
+
+async function rogueConnector(hub: ConnectorHub, act: (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session) => void): Promise<Rogue> {
+  const kp = await generateKeyPair();
+  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'rogue', 3600_000, 'c-rogue')).certPem;
+  const ws = new WebSocket(`wss://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, perMessageDeflate: false });
+  await new Promise((r, j) => {
+    ws.once('open', r);
+    ws.once('error', j);
+  });
+  const session = http2.performServerHandshake(channelStream(ws));
+  session.on('error', () => undefined);
+  const opened = new Map<Behaviour, number>();
+  session.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    if (headers[':path'] === '/v1/targets') {
+      stream.resume();
+      return void stream.on('end', () => stream.respond({ ':status': 200 }, { endStream: true }));
+    }
+    const port = Number(String(headers[':authority']).split(':')[1]);
+    const b = (Object.keys(BEHAVIOURS) as Behaviour[]).find((k) => BEHAVIOURS[k] === port)!;
+    opened.set(b, (opened.get(b) ?? 0) + 1);
+    act(b, stream, session);
+  });
+  return { ws, session, opened };
+}
+
+const misbehave = (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session): void => {
+  switch (b) {
+    case 'garbage':
+      stream.respond({ ':status': 200 });
+      return void stream.end('SSH-2.0-OpenSSH_9.6\r\nnot a response at all\r\n\r\n');
+    case 'hugeHeaders':
+      stream.respond({ ':status': 200 });
+      return void stream.end(`HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(200_000)}\r\n\r\n`);
+    case 'refused':
+      return void stream.respond({ ':status': 500, 'x-drawbridge-error': 'it was not me' }, { endStream: true });
+    case 'truncated':
+      stream.respond({ ':status': 200 });
+      stream.write('HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n' + 'x'.repeat(1000));
+      return void setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 50);
+    case 'silent':
+      return void stream.respond({ ':status': 200 }); // and then not a byte
+    case 'smuggled':
+      stream.respond({ ':status': 200 });
+      return void stream.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstolen');
+    case 'hopByHop':
+      stream.respond({ ':status': 200 });
+      return void stream.end('HTTP/1.1 200 OK\r\nconnection: keep-alive, x-internal\r\nx-internal: secret\r\nkeep-alive: timeout=5\r\nproxy-authenticate: Basic\r\ncontent-length: 2\r\n\r\nok');
+    case 'goaway':
+      stream.respond({ ':status': 200 });
+      stream.write('HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\npartial');
+      return void setTimeout(() => session.goaway(http2.constants.NGHTTP2_PROTOCOL_ERROR), 50);
+  }
+};
+
+/** A GET that reports a truncated body instead of throwing */
+function download(url: string, host: string): Promise<{ status: number; bytes: number; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { host }, agent: false }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('end', () => resolve({ status: res.statusCode!, bytes, complete: res.complete }));
+      res.on('error', () => resolve({ status: res.statusCode!, bytes, complete: false }));
+      res.on('aborted', () => resolve({ status: res.statusCode!, bytes, complete: false }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('a connector with a valid certificate that misbehaves', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let rogue: Rogue;
+  const healthy = async () => assert.equal((await request(`${gw.url}/still-here`, { headers: { host: 'healthy.test' } })).status, 200);
+  const ask = (b: Behaviour) => request(`${gw.url}/x`, { headers: { host: `${b.toLowerCase()}.test`, accept: 'application/problem+json' } });
+
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(yaml(backend));
+    rogue = await rogueConnector(gw.server.connectorHub!, misbehave);
+    await eventually(() => gw.server.connectorHub!.registry.all().some((c) => c.ready));
+  });
+  after(async () => {
+    rogue.ws.terminate();
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('bytes that are not an HTTP response: 502, nothing of them reaches the client', async () => {
+    const res = await ask('garbage');
+    assert.equal(res.status, 502);
+    assert.equal(res.headers['content-type'], 'application/problem+json');
+    assert.doesNotMatch(res.body, /SSH|not a response/);
+    await healthy();
+  });
+
+  it('a response head beyond the header limit: 502', async () => {
+    const res = await ask('hugeHeaders');
+    assert.equal(res.status, 502);
+    assert.doesNotMatch(res.body, /aaaa/);
+    await healthy();
+  });
+
+  it('a CONNECT answered with 500: 502 "the connector can\'t reach the app", the connector\'s words only in the log', async () => {
+    const res = await ask('refused');
+    assert.equal(res.status, 502);
+    assert.doesNotMatch(res.body, /it was not me/);
+    assert.ok(gw.logs.some((l) => /it was not me/.test(JSON.stringify(l))));
+    await healthy();
+  });
+
+  it('a body cut off by a stream reset: the client sees a truncated response, not a complete one', async () => {
+    const res = await download(`${gw.url}/x`, 'truncated.test');
+    assert.equal(res.status, 200);
+    assert.equal(res.complete, false);
+    assert.ok(res.bytes < 100_000, `got ${res.bytes} bytes`);
+    await healthy();
+  });
+
+  it('a connector that accepts the stream and never answers: 504 after the app\'s backendTimeout', async () => {
+    const t0 = Date.now();
+    const res = await ask('silent');
+    assert.equal(res.status, 504);
+    const took = Date.now() - t0;
+    assert.ok(took >= 1900 && took < 3800, `answered after ${took} ms`);
+    // a timed-out request is not sent again: the app may still be working on it
+    assert.equal(rogue.opened.get('silent'), 1);
+    await healthy();
+  });
+
+  it('a WebSocket handshake it never answers: 504 after the backendTimeout, not an open socket forever', async () => {
+    const t0 = Date.now();
+    const reply = await rawRequest(gw.port, 'GET /ws HTTP/1.1\r\nhost: silent.test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 5000);
+    assert.match(reply, /^HTTP\/1\.1 504 /);
+    assert.ok(Date.now() - t0 >= 1900, `answered after ${Date.now() - t0} ms`);
+    await healthy();
+  });
+
+  it('Content-Length with Transfer-Encoding (a smuggled second response): 502, and the smuggled response never reaches anyone', async () => {
+    const res = await ask('smuggled');
+    assert.equal(res.status, 502);
+    assert.doesNotMatch(res.body, /stolen/);
+    // the next client of that app gets a fresh stream, not the smuggled leftovers
+    const again = await ask('smuggled');
+    assert.doesNotMatch(again.body, /stolen/);
+    await healthy();
+  });
+
+  it('hop-by-hop headers and headers named in Connection are stripped from its response', async () => {
+    const res = await ask('hopByHop');
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'ok');
+    for (const h of ['x-internal', 'keep-alive', 'proxy-authenticate']) assert.equal(res.headers[h], undefined, h);
+    await healthy();
+  });
+
+  it('a GOAWAY in the middle of a response: that response is cut, the channel is dropped, the gateway keeps serving', async () => {
+    const res = await download(`${gw.url}/x`, 'goaway.test');
+    assert.equal(res.complete, false);
+    await eventually(() => !gw.server.connectorHub!.registry.all().some((c) => c.connectorId === 'c-rogue' && !c.draining));
+    const after = await ask('garbage');
+    assert.ok([502, 504].includes(after.status), `status ${after.status}`);
+    await healthy();
+  });
+});
