@@ -162,7 +162,8 @@ export class ConnectorHub {
       json(res, 404, { error: 'not found' });
     } catch (e) {
       const err = e as EnrollmentError;
-      const status = err.code === 'ERR_NOT_AUTHENTICATED' || err.code === 'ERR_REVOKED' ? 403 : 400;
+      const status = err.code === 'ERR_NOT_AUTHENTICATED' || err.code === 'ERR_REVOKED' ? 403 : err.code === 'ERR_BODY_TOO_LARGE' ? 413 : 400;
+      if (status === 413) res.setHeader('connection', 'close');
       this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
       if (!res.headersSent) json(res, status, { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
     }
@@ -310,8 +311,9 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY_BYTES) {
-        reject(new EnrollmentError('ERR_BODY_TOO_LARGE', 'request body too large'));
-        req.destroy();
+        // Answer 413 and close, rather than cut the socket and leave the client guessing; the rest is read and dropped.
+        reject(new EnrollmentError('ERR_BODY_TOO_LARGE', `request body over ${MAX_BODY_BYTES} bytes`));
+        chunks.length = 0;
       } else chunks.push(c);
     });
     req.on('end', () => {

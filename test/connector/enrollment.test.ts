@@ -147,6 +147,19 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     assert.deepEqual(refusedCodes(gw), ['ERR_TOKEN_SIGNATURE', 'ERR_TOKEN_EXPIRED', 'ERR_TOKEN_MALFORMED', 'ERR_BAD_REQUEST', 'ERR_CSR_KEY_MISMATCH', 'ERR_CSR_INVALID']);
   });
 
+  it('one token, two enrollments at once: exactly one certificate; an oversized body gets 413', async () => {
+    const kp = await generateKeyPair();
+    const body = { token: token(gw), csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') };
+    const both = await Promise.all([post(gw, '/v1/enroll', body), post(gw, '/v1/enroll', body)]);
+    assert.deepEqual(both.map((r) => r.status).sort(), [200, 400]);
+    assert.equal(both.find((r) => r.status === 400)!.body.error, 'ERR_TOKEN_USED');
+    const big = await post(gw, '/v1/enroll', { ...body, token: token(gw), padding: 'x'.repeat(1 << 20) });
+    assert.equal(big.status, 413);
+    assert.equal(big.body.error, 'ERR_BODY_TOO_LARGE');
+    // the gateway still enrolls
+    assert.equal((await post(gw, '/v1/enroll', { ...body, token: token(gw) })).status, 200);
+  });
+
   it('mutual TLS: refuses channels without a certificate or with one from another CA; renewal needs a valid certificate too', async () => {
     const foreignCa = await ConnectorCa.loadOrCreate(tempDir());
     const kp = await generateKeyPair();
