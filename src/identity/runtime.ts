@@ -12,6 +12,7 @@ import type { ClaimNames } from './claims.js';
 import { OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
+import { SessionRevocations } from './revocations.js';
 
 export const LOGIN_COOKIE = 'drawbridge_login';
 export const CALLBACK_PATH = '/.drawbridge/callback';
@@ -61,7 +62,11 @@ export class IdentityRuntime {
   private jwks?: JWTVerifyGetKey;
   private readonly verifiers = new Map<string, BearerVerifier>();
 
-  constructor(readonly config: Config, readonly now: () => number = Date.now) {
+  /** sessions ended by sign-out; shared by every generation with this stateDir */
+  readonly revocations: SessionRevocations;
+
+  constructor(readonly config: Config, readonly now: () => number, stateDir: string) {
+    this.revocations = SessionRevocations.at(stateDir);
     const id = config.identity;
     const session = config.session;
     if (!id) throw new Error('preAuth oidc needs the identity: section');
@@ -136,10 +141,10 @@ export class IdentityRuntime {
 const runtimes = new WeakMap<Config, IdentityRuntime>();
 
 /** The runtime of this config (generation), created on first use. */
-export function runtimeFor(config: Config, now?: () => number): IdentityRuntime {
+export function runtimeFor(config: Config, now: () => number, stateDir: string): IdentityRuntime {
   let r = runtimes.get(config);
   if (!r) {
-    r = new IdentityRuntime(config, now);
+    r = new IdentityRuntime(config, now, stateDir);
     runtimes.set(config, r);
   }
   return r;

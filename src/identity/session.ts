@@ -3,6 +3,7 @@
  * back out. Bound to the app and the exact host it was issued for, so a
  * cookie lifted from one app or host is worthless on another.
  */
+import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
 import { POLICY_CLAIMS, groupsOverage } from './claims.js';
@@ -13,6 +14,8 @@ export const MAX_COOKIE_BYTES = 4000;
 
 interface SessionPayload {
   v: 1;
+  /** id: what sign-out revokes (revocations.ts) */
+  j: string;
   /** binding: app name and host */
   b: string;
   u: string;
@@ -50,7 +53,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
   const kept: Record<string, unknown> = {};
   for (const k of POLICY_CLAIMS) if (claims[k] !== undefined) kept[k] = claims[k];
-  const payload: SessionPayload = { v: 1, b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
+  const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
   if (groupsOverage(claims, rt.claimNames.groups)) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
   const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: app.lifetimeSec } : {}) };
@@ -79,7 +82,7 @@ function toIdentity(p: SessionPayload): Identity {
 }
 
 /** The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...). */
-export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number; id?: string }> {
   const binding = bindingOf(app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
@@ -88,9 +91,18 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
     present = true;
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
-    return { identity: toIdentity(p), present, exp: p.exp };
+    if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;
+    return { identity: toIdentity(p), present, exp: p.exp, id: p.j };
   }
   return { present };
+}
+
+/** Revokes the session this request carries for the app, if any; returns its user. Throws if stateDir cannot be written. */
+export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<string | undefined> {
+  const s = await readSession(rt, app, host, cookieHeader);
+  if (!s.identity || !s.id) return undefined;
+  rt.revocations.revoke(s.id, s.exp!, Math.floor(rt.now() / 1000));
+  return s.identity.user;
 }
 
 const OPENED_MAX = 10_000;

@@ -20,7 +20,7 @@ import { ProviderUnavailableError } from './discovery.js';
 import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
-import { clearSessionCookie, createSessionCookie, readSession, SessionTooLargeError } from './session.js';
+import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
 
 const HOST_HEADER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
@@ -67,7 +67,7 @@ export function installIdentity(edges: { http: Edge; https: Edge }, log: Logger)
   for (const edge of [edges.http, edges.https]) {
     edge.internal.set(CALLBACK_PATH, callbackHandler(log));
     edge.internal.set(SIGN_IN_PATH, signInHandler);
-    edge.internal.set(SIGN_OUT_PATH, signOutHandler);
+    edge.internal.set(SIGN_OUT_PATH, signOutHandler(log));
     edge.internal.set(SIGNED_OUT_PATH, signedOutHandler);
     edge.internal.set(ME_PATH, meHandler);
     edge.stepUpHandler = stepUpHandler(log);
@@ -184,8 +184,12 @@ function signOutConfirmPage(res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'" }).end(body);
 }
 
-/** Ends the sessions of every app on this host, then at the provider when it offers end_session. */
-const signOutHandler: InternalHandler = async (req, res, ctx) => {
+/**
+ * Ends the sessions of every app on this host: revoked at the gateway (a copy
+ * of the cookie stops working too) and cleared in the browser; then at the
+ * provider when it offers end_session.
+ */
+const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) => {
   const origin = originOf(ctx.protocol, req.headers.host);
   if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
     res.setHeader('allow', 'GET, HEAD, POST');
@@ -199,7 +203,15 @@ const signOutHandler: InternalHandler = async (req, res, ctx) => {
   if (rt) {
     for (const app of rt.apps.values()) {
       const m = ctx.generation.router.match(ctx.host, app.prefix);
-      if (m?.target.name === app.name) cookies.push(clearSessionCookie(app, ctx.protocol));
+      if (m?.target.name !== app.name) continue;
+      cookies.push(clearSessionCookie(app, ctx.protocol));
+      try {
+        const user = await revokeSession(rt, app, ctx.host, req.headers.cookie);
+        if (user) log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
+      } catch (e) {
+        // still revoked in this process, and the browser's cookie is cleared; only a restart would forget it
+        log.error({ correlationId: ctx.id, app: app.name, reason: (e as Error).message }, 'could not record the revoked session in stateDir');
+      }
     }
   }
   const done = origin ? origin + SIGNED_OUT_PATH : SIGNED_OUT_PATH;

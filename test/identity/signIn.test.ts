@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SessionRevocations } from '../../src/identity/revocations.js';
 import { Browser, startStack, type Stack } from './support.js';
 
 describe('identity: browser sign-in through the embedded provider (HTTP client)', function () {
@@ -87,6 +90,32 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     assert.ok(out.headers.location!.startsWith(s.idp.issuer), out.headers.location);
     assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
     assert.equal((await b.get(`${s.origin('web')}/`)).status, 302);
+  });
+
+  it('sign-out revokes the session: a copy of the cookie taken before stops working too, also for a restarted gateway', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    const thief = new Browser();
+    for (const [host, jar] of b.jar) thief.jar.set(host, new Map(jar));
+    assert.equal((await thief.get(`${s.origin('web')}/.drawbridge/me`)).status, 200);
+    const other = new Browser();
+    await other.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+
+    const state = join(s.gw.dir, 'state');
+    const revoked = () => readFileSync(join(state, 'sessions', 'revoked.jsonl'), 'utf8').trim().split('\n').filter(Boolean);
+    const before = existsSync(join(state, 'sessions', 'revoked.jsonl')) ? revoked().length : 0;
+    await b.get(`${s.origin('web')}/.drawbridge/sign-out`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' });
+    assert.equal((await thief.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+    assert.equal((await thief.get(`${s.origin('web')}/`)).status, 302);
+    // bob's session in another browser is his own and stays
+    assert.equal((await other.get(`${s.origin('web')}/.drawbridge/me`)).status, 200);
+    assert.ok(s.gw.logs.some((l) => l.msg === 'signed out: session revoked' && l.user === 'bob'));
+    // what a gateway starting on this stateDir reads: the revoked session, not the live one
+    const lines = revoked();
+    assert.equal(lines.length, before + 1);
+    const { j, exp } = JSON.parse(lines.at(-1)!);
+    assert.ok(exp > Date.now() / 1000);
+    assert.equal(SessionRevocations.read(state).has(j, Math.floor(Date.now() / 1000)), true);
   });
 
   it('sign-out cannot be triggered from another site: a cross-site GET or a prefetch gets a page with a button, a foreign POST 403', async () => {

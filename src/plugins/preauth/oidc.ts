@@ -30,7 +30,7 @@ export const oidcPreauth: Plugin<OidcStageOptions> = {
   description: 'OpenID Connect sign-in (session cookie) or bearer token.',
   optionsSchema: { type: 'object' },
   create: (options, context) => {
-    const rt = runtimeFor(options.config, context.now);
+    const rt = runtimeFor(options.config, context.now, context.stateDir);
     const app = rt.registerApp(options.app);
     return new OidcStage(rt, app, context.logger);
   },
