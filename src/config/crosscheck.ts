@@ -206,7 +206,6 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (ms !== undefined && (ms < 100 || ms > 3_600_000)) err(at('backendTimeout'), 'must be between 100ms and 1h');
     }
     if (a.backend?.tls?.ca !== undefined) fileMustExist(at('backend', 'tls', 'ca'), a.backend.tls.ca);
-    if (a.translateUrls?.body === true) err(at('translateUrls', 'body'), 'rewriting URLs in bodies is not supported yet; set it to false');
     if (isObj(a.sso) && typeof a.sso.plugin === 'string') {
       const p = pluginByName.get(a.sso.plugin);
       if (!p) {

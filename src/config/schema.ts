@@ -258,7 +258,7 @@ export const App = Type.Object(
       Type.Object(
         {
           headers: Type.Optional(Type.Boolean({ default: true, description: 'Rewrite internal URLs to external ones in response headers (Location, Content-Location, Refresh).' })),
-          body: Type.Optional(Type.Boolean({ default: false, description: 'Rewrite internal URLs in HTML/JS/CSS bodies (not yet supported: must be false).' })),
+          body: Type.Optional(Type.Boolean({ default: false, description: 'Rewrite the internal URL to the external one in HTML, XHTML, CSS and JavaScript bodies (streamed; the app is asked for uncompressed bodies, and a compressed one passes untouched).' })),
         },
         { additionalProperties: false, description: 'Rewrite the app\'s internal URLs to its external URL in responses.' },
       ),

@@ -15,14 +15,12 @@ import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { downstreamResponseHeaders } from '../gateway/headers.js';
-import { classify, pipeUpgrade, type BackendTlsOptions, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, pipeUpgrade, type BackendTlsOptions, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-const REWRITABLE = ['location', 'content-location', 'refresh'] as const;
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** A failure before the connector dialed the app: the app never saw a byte. */
@@ -165,15 +163,11 @@ export class TunnelUpstream implements Upstream {
       upReq.on('response', (upRes: IncomingMessage) => {
         started = true;
         upReq.setTimeout(0);
-        const out = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
-        if (f.rewriteLocation) {
-          for (const h of REWRITABLE) {
-            const v = out[h];
-            if (typeof v === 'string') out[h] = f.rewriteLocation(v);
-          }
-        }
-        res.writeHead(upRes.statusCode ?? 502, out);
-        upRes.pipe(res);
+        const status = upRes.statusCode ?? 502;
+        const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
+        res.writeHead(status, r.headers);
+        if (r.body) upRes.pipe(r.body).pipe(res);
+        else upRes.pipe(res);
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => {

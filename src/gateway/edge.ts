@@ -21,6 +21,7 @@ import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
+import type { BodyTranslation } from './translateBody.js';
 
 /** Paths the gateway answers itself on every host; they are never forwarded. */
 export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
@@ -295,7 +296,13 @@ export class Edge {
       return;
     }
     const rewriteLocation = app.translateHeaders ? locationRewriter(app, ctx) : undefined;
-    app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation }, done);
+    let translateBody: BodyTranslation | undefined;
+    if (app.translateBody) {
+      translateBody = { from: internalBaseOf(app), to: externalBaseOf(app, ctx) };
+      // a compressed body could not be rewritten without inflating it here
+      headers['accept-encoding'] = 'identity';
+    }
+    app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody }, done);
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {
@@ -384,11 +391,20 @@ function normalizePeer(addr: string | undefined): string {
 }
 
 /** Rewrites internal URLs in Location-like headers to the URL the client used. */
+function internalBaseOf(app: CompiledApp): string {
+  return app.internalUrl.origin + app.internalPrefix;
+}
+
+/** The app's URL as this client reached it: its scheme, its Host, the app's external path prefix. */
+function externalBaseOf(app: CompiledApp, ctx: RequestContext): string {
+  const hostHeader = Array.isArray(ctx.headers.host) ? ctx.headers.host[0] : ctx.headers.host;
+  return `${ctx.protocol}://${hostHeader}${app.externalPrefix}`;
+}
+
 function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) => string {
-  const internalBase = app.internalUrl.origin + app.internalPrefix;
+  const internalBase = internalBaseOf(app);
   return (v: string) => {
     if (!v.startsWith(internalBase) && v !== internalBase.slice(0, -1)) return v;
-    const hostHeader = Array.isArray(ctx.headers.host) ? ctx.headers.host[0] : ctx.headers.host;
-    return `${ctx.protocol}://${hostHeader}${app.externalPrefix}${v.slice(internalBase.length)}`;
+    return externalBaseOf(app, ctx) + v.slice(internalBase.length);
   };
 }

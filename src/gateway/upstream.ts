@@ -9,11 +9,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Transform } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { downstreamResponseHeaders } from './headers.js';
+import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 
 export interface ForwardRequest {
   readonly req: IncomingMessage;
@@ -25,6 +26,8 @@ export interface ForwardRequest {
   readonly timeoutMs: number;
   /** rewrites internal URLs in Location and similar headers; undefined: leave them */
   readonly rewriteLocation?: (value: string) => string;
+  /** rewrites internal URLs in HTML, CSS and JavaScript bodies (translateUrls.body) */
+  readonly translateBody?: BodyTranslation;
 }
 
 export interface UpstreamFailure {
@@ -50,6 +53,22 @@ export interface BackendTlsOptions {
 }
 
 const REWRITABLE = ['location', 'content-location', 'refresh'] as const;
+
+/**
+ * What the client gets for the app's response head: the headers after hygiene
+ * and URL translation, and the stream the body must pass through, if any.
+ * Shared by the direct and the tunnel upstream.
+ */
+export function clientResponse(f: ForwardRequest, status: number, headers: Record<string, string | string[]>): { headers: OutgoingHttpHeaders; body?: Transform } {
+  const out = downstreamResponseHeaders(headers);
+  if (f.rewriteLocation) {
+    for (const h of REWRITABLE) {
+      const v = out[h];
+      if (typeof v === 'string') out[h] = f.rewriteLocation(v);
+    }
+  }
+  return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out) : undefined };
+}
 
 export class DirectUpstream implements Upstream {
   private readonly pool: Pool;
@@ -101,15 +120,11 @@ export class DirectUpstream implements Upstream {
       opts,
       ({ statusCode, headers }) => {
         started = true;
-        const out = downstreamResponseHeaders(headers as Record<string, string | string[]>);
-        if (f.rewriteLocation) {
-          for (const h of REWRITABLE) {
-            const v = out[h];
-            if (typeof v === 'string') out[h] = f.rewriteLocation(v);
-          }
-        }
-        res.writeHead(statusCode, out);
-        return res;
+        const r = clientResponse(f, statusCode, headers as Record<string, string | string[]>);
+        res.writeHead(statusCode, r.headers);
+        if (!r.body) return res;
+        r.body.pipe(res);
+        return r.body;
       },
       (err) => {
         res.removeListener('close', onClose);

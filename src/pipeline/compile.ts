@@ -126,6 +126,7 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
     timeoutMs: timeoutOf(app.backendTimeout),
     websockets: app.websockets === true,
     translateHeaders: app.translateUrls?.headers !== false,
+    translateBody: app.translateUrls?.body === true,
     upstream,
   });
 }

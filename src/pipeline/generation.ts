@@ -27,6 +27,7 @@ export interface CompiledApp {
   readonly timeoutMs: number;
   readonly websockets: boolean;
   readonly translateHeaders: boolean;
+  readonly translateBody: boolean;
   readonly upstream: Upstream;
 }
 

@@ -507,10 +507,10 @@ apps: []
     errors: [{ at: '6:18', path: 'apps[0].externalUrl', message: 'a wildcard must be the whole first label of the host' }],
   },
   {
-    description: 'translateUrls.body true',
+    description: 'translateUrls.body not a boolean',
     yaml: `${GW}apps:
-${app('Hello', 'hello.localhost:8080', '    translateUrls: { body: true }\n')}`,
-    errors: [{ at: '9:28', path: 'apps[0].translateUrls.body', message: 'rewriting URLs in bodies is not supported yet; set it to false' }],
+${app('Hello', 'hello.localhost:8080', '    translateUrls: { body: yes please }\n')}`,
+    errors: [{ at: '9:28', path: 'apps[0].translateUrls.body', message: 'must be a boolean, not string "yes please"' }],
   },
   {
     description: 'reserved identity header (Host)',

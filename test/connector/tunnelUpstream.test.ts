@@ -56,6 +56,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: ${tlsUrl}/other/
     connectorGroup: g1
     preAuth: passthrough
+  - name: Translated
+    externalUrl: http://translated.test/
+    internalUrl: ${backend.url}/
+    connectorGroup: g1
+    preAuth: passthrough
+    translateUrls: { body: true }
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -80,6 +86,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(post.json().body.length, body.length);
     const big = await request(`${gw.url}/big?bytes=${5 << 20}`, { headers: { host: 'app.test' } });
     assert.equal(big.body.length, 5 << 20);
+  });
+
+  it('translateUrls.body works through the tunnel too', async () => {
+    const page = await request(`${gw.url}/page`, { headers: host('translated.test') });
+    assert.equal(page.status, 200);
+    assert.equal(page.body, '<a href="http://translated.test/landed">in</a> <img src="http://translated.test/logo.png">');
   });
 
   it('carries WebSocket connections', async () => {

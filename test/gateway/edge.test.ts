@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
@@ -32,6 +33,11 @@ apps:
     externalUrl: http://down.test/
     internalUrl: http://127.0.0.1:1/
     preAuth: passthrough
+  - name: Translated
+    externalUrl: http://translated.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+    translateUrls: { body: true }
 `;
 
 describe('edge: forwarding, header hygiene and error paths through a real backend', () => {
@@ -127,6 +133,20 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     const res = await request(`${gw.url}/redirect`, { headers: { host: 'echo.test' } });
     assert.equal(res.status, 302);
     assert.equal(res.headers.location, 'http://echo.test/landed');
+  });
+
+  it('translateUrls.body: the internal URL in an HTML page becomes the one the client used; off by default; gzip passes untouched', async () => {
+    const internal = new URL(backend.url).host;
+    const page = await request(`${gw.url}/page`, { headers: { host: 'translated.test', 'accept-encoding': 'gzip, br' } });
+    assert.equal(page.status, 200);
+    assert.equal(page.body, '<a href="http://translated.test/landed">in</a> <img src="http://translated.test/logo.png">');
+    assert.equal(page.headers['content-length'], undefined);
+    assert.equal(last().headers['accept-encoding'], 'identity', 'the app is asked for a body the gateway can rewrite');
+    const plain = await request(`${gw.url}/page`, { headers: { host: 'echo.test' } });
+    assert.match(plain.body, new RegExp(`http://${internal}/landed`));
+    const gz = await request(`${gw.url}/page?gzip=1`, { headers: { host: 'translated.test' } });
+    assert.equal(gz.headers['content-encoding'], 'gzip');
+    assert.match(gunzipSync(gz.raw).toString(), new RegExp(`http://${internal}/landed`));
   });
 
   it('relays request bodies (content-length and chunked) and response status codes', async () => {

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { WebSocketServer } from 'ws';
 import { GatewayServer, type GatewayOptions } from '../../src/gateway/server.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { gzipSync } from 'node:zlib';
 
 export interface EchoBackend {
   url: string;
@@ -40,6 +41,13 @@ export async function startEchoBackend(): Promise<EchoBackend> {
       const reply = () => {
         if (u.pathname.startsWith('/status/')) return void res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' }).end('status');
         if (u.pathname === '/redirect') return void res.writeHead(302, { location: `http://127.0.0.1:${port}/landed` }).end();
+        if (u.pathname === '/page') {
+          // an HTML page that links to the app's own internal URL; ?gzip=1 compresses it whatever the client asked for
+          const html = Buffer.from(`<a href="http://127.0.0.1:${port}/landed">in</a> <img src="http://127.0.0.1:${port}/logo.png">`);
+          const gz = u.searchParams.get('gzip') === '1';
+          const out = gz ? gzipSync(html) : html;
+          return void res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': out.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) }).end(out);
+        }
         if (u.pathname === '/big') {
           const n = Number(u.searchParams.get('bytes') ?? 1 << 20);
           return void res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n }).end(Buffer.alloc(n, 7));
@@ -110,23 +118,26 @@ export interface SimpleResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: string;
+  /** the body's bytes, for bodies that are not text */
+  raw: Buffer;
   json<T = any>(): T;
 }
 
 /** One HTTP/1.1 request with full control of headers (including Host), no redirects followed. */
-export function request(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false } = {}): Promise<SimpleResponse> {
+export function request(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; agent?: http.Agent | false; localAddress?: string } = {}): Promise<SimpleResponse> {
   return new Promise((resolve, reject) => {
     // Not new URL(): it would resolve dot segments and %2e before the gateway sees them.
     const m = /^http:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url);
     if (!m) throw new Error(`request(): unsupported URL ${url}`);
     const req = http.request(
-      { host: m[1], port: Number(m[2]), path: m[3] ?? '/', method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, setHost: !(opts.headers && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'host')) },
+      { host: m[1], port: Number(m[2]), path: m[3] ?? '/', method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false, localAddress: opts.localAddress, setHost: !(opts.headers && Object.keys(opts.headers).some((k) => k.toLowerCase() === 'host')) },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          const body = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
+          const raw = Buffer.concat(chunks);
+          const body = raw.toString('utf8');
+          resolve({ status: res.statusCode!, headers: res.headers, body, raw, json: () => JSON.parse(body) });
         });
         res.on('error', reject);
       },

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../../support/harness.js';
 
@@ -55,19 +54,7 @@ apps:
 
 /** A request from a chosen loopback source address (127.0.0.2 is the trusted proxy). */
 function requestFrom(localAddress: string, url: string, headers: Record<string, string>): Promise<SimpleResponse> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, localAddress, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString();
-        resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return request(url, { headers, localAddress });
 }
 
 describe('conditional access through a real gateway: client address, passthrough apps, audit', () => {
