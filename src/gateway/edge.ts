@@ -117,9 +117,18 @@ export class Edge {
     }
   }
 
+  /** Closes WebSockets that a now revoked session let in (sign-out). */
+  closeUpgradesOfSession(sessionId: string): void {
+    for (const [socket, tag] of this.upgraded) {
+      if (tag?.sessionId !== sessionId) continue;
+      this.log.info({ correlationId: tag.correlationId, app: tag.app }, 'WebSocket closed: its session was signed out');
+      socket.destroy();
+    }
+  }
+
   /** A WebSocket that is through: tagged for reloads, and cut when the session or token that let it in expires. */
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
-    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id });
+    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id, sessionId: ctx.identity?.sessionId });
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
     const left = Math.max(0, expiresAt * 1000 - Date.now());
@@ -362,6 +371,7 @@ export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 
 interface UpgradeTag {
   readonly app: string;
+  readonly sessionId?: string;
   readonly fingerprint: string | undefined;
   readonly correlationId: string;
 }

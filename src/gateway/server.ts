@@ -24,6 +24,7 @@ import { adminApp } from './admin.js';
 import { DirectUpstream } from './upstream.js';
 import { ALLOWED_METHODS, Edge } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
+import { onSessionRevoked } from '../identity/revocations.js';
 import { sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
@@ -47,6 +48,7 @@ export class GatewayServer {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly edges: { http: Edge; https: Edge };
+  private readonly stopRevocations: () => void;
   private servers: { http?: Server; https?: Server; admin?: Server } = {};
   private watcher?: ConfigWatcher;
   private reloading?: Promise<ReloadOutcome>;
@@ -63,6 +65,9 @@ export class GatewayServer {
     this.metrics = opts.metrics ?? new Metrics();
     this.edges = { http: new Edge(this.holder, this.log, this.metrics, 'http'), https: new Edge(this.holder, this.log, this.metrics, 'https') };
     installIdentity(this.edges, this.log);
+    this.stopRevocations = onSessionRevoked((id) => {
+      for (const edge of [this.edges.http, this.edges.https]) edge.closeUpgradesOfSession(id);
+    });
   }
 
   get generation(): Generation | undefined {
@@ -301,6 +306,7 @@ export class GatewayServer {
   }
 
   async stop(): Promise<void> {
+    this.stopRevocations();
     await this.watcher?.close();
     this.edges.http.closeUpgraded();
     this.edges.https.closeUpgraded();

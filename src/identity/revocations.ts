@@ -15,6 +15,14 @@ import { dirname, join, resolve } from 'node:path';
 /** expired lines are dropped when they outnumber live ones by this much */
 const PRUNE_SLACK = 1000;
 
+const listeners = new Set<(id: string) => void>();
+
+/** Calls `fn` with the id of every session revoked in this process from now on; returns the unsubscribe. */
+export function onSessionRevoked(fn: (id: string) => void): () => void {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
 export class SessionRevocations {
   private static readonly byDir = new Map<string, SessionRevocations>();
   private readonly revoked = new Map<string, number>();
@@ -65,6 +73,7 @@ export class SessionRevocations {
     if (this.revoked.has(id)) return;
     // in memory first: the sign-out takes effect in this process even if the disk refuses
     this.revoked.set(id, exp);
+    for (const fn of listeners) fn(id);
     for (const [j, e] of this.revoked) if (e <= nowSec) this.revoked.delete(j);
     mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
     const line = JSON.stringify({ j: id, exp }) + '\n';

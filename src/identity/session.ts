@@ -78,6 +78,7 @@ function toIdentity(p: SessionPayload): Identity {
     via: 'session' as const,
     claims: Object.freeze({ ...p.c, ...(p.gf ? { groupsFiltered: true } : {}) }),
     ...(typeof p.exp === 'number' ? { expiresAt: p.exp } : {}),
+    ...(typeof p.j === 'string' ? { sessionId: p.j } : {}),
   });
 }
 

@@ -24,6 +24,8 @@ export interface Identity {
   readonly claims: Readonly<Record<string, unknown>>;
   /** epoch seconds after which this proof (session or token) is no longer valid */
   readonly expiresAt?: number;
+  /** a browser session's id: what sign-out revokes (opaque) */
+  readonly sessionId?: string;
 }
 
 /** What a stage may read about the request. The path is the normalized one that is forwarded. */

@@ -114,6 +114,30 @@ describe('identity: callback and login state', function () {
     assert.equal(s.backend.received[before]!.headers.cookie, 'app_cookie=1');
   });
 
+  it('sign-out closes the WebSockets its session opened, and only those', async () => {
+    const host = new URL(s.origin('ws')).host;
+    const signedIn = async () => {
+      const b = new Browser();
+      await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
+      const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ');
+      const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie } });
+      await new Promise((r, j) => (ws.once('open', r), ws.once('unexpected-response', () => j(new Error('refused')))));
+      const closed = new Promise<number>((r) => ws.once('close', () => r(Date.now())));
+      return { b, ws, closed };
+    };
+    const leaving = await signedIn();
+    const staying = await signedIn();
+    const t0 = Date.now();
+    await leaving.b.get(`${s.origin('ws')}/.drawbridge/sign-out`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' });
+    assert.ok((await leaving.closed) - t0 < 1000);
+    assert.equal(staying.ws.readyState, WebSocket.OPEN);
+    const echo = new Promise((r) => staying.ws.once('message', (m) => r(String(m))));
+    staying.ws.send('still here');
+    assert.equal(await echo, 'still here');
+    assert.ok(s.gw.logs.some((l) => l.msg === 'WebSocket closed: its session was signed out'));
+    staying.ws.close();
+  });
+
   it('forwardBearerToken: true sends the verified token on to the app', async () => {
     const token = await s.idp.clientCredentialsToken('api://web');
     const before = s.backend.received.length;
