@@ -55,6 +55,15 @@ export class Edge {
    * once the WebSocket is through, the app and access fingerprint it was let in under.
    */
   private readonly upgraded = new Map<Duplex, UpgradeTag | undefined>();
+  /**
+   * Access rules can stop holding while a WebSocket stays open (a time window
+   * ends, a sign-in grows older than signInFrequency): open WebSockets meet
+   * their app's access stages again this often. DRAWBRIDGE_WS_RECHECK_MS is a
+   * knob for tests, not a config key.
+   */
+  private readonly recheckMs = Number(process.env.DRAWBRIDGE_WS_RECHECK_MS) || 30_000;
+  private recheckTimer?: NodeJS.Timeout;
+  private rechecking = false;
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -106,6 +115,43 @@ export class Edge {
   closeUpgraded(): void {
     for (const s of this.upgraded.keys()) s.destroy();
     this.upgraded.clear();
+    clearInterval(this.recheckTimer);
+    this.recheckTimer = undefined;
+  }
+
+  /** Runs the access stages of the live generation again for every open WebSocket; closes those now refused. */
+  private async recheckUpgrades(): Promise<void> {
+    if (this.rechecking) return; // a slow stage must not stack passes
+    this.rechecking = true;
+    try {
+      await this.recheckEach();
+    } finally {
+      this.rechecking = false;
+    }
+  }
+
+  private async recheckEach(): Promise<void> {
+    const gen = this.holder.current;
+    for (const [socket, tag] of this.upgraded) {
+      if (!tag || socket.destroyed) continue;
+      const app = gen?.apps.get(tag.app);
+      // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
+      if (!app) continue;
+      let why: string | undefined;
+      for (const stage of app.stages) {
+        if (stage.kind !== 'access') continue;
+        try {
+          const d = await stage.run(tag.ctx);
+          if (d.kind !== 'continue') why = `${stage.name}: ${(d.reasons ?? []).join('; ') || d.kind}`;
+        } catch (e) {
+          why = `${stage.name} failed: ${(e as Error).message}`;
+        }
+        if (why) break;
+      }
+      if (!why || socket.destroyed) continue;
+      this.log.info({ correlationId: tag.correlationId, app: tag.app, user: tag.ctx.identity?.user, reasons: [why] }, 'WebSocket closed: its access rules no longer allow it');
+      socket.destroy();
+    }
   }
 
   /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
@@ -128,7 +174,8 @@ export class Edge {
 
   /** A WebSocket that is through: tagged for reloads, and cut when the session or token that let it in expires. */
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
-    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id, sessionId: ctx.identity?.sessionId });
+    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id, sessionId: ctx.identity?.sessionId, ctx });
+    this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
     const left = Math.max(0, expiresAt * 1000 - Date.now());
@@ -371,6 +418,8 @@ export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 
 interface UpgradeTag {
   readonly app: string;
+  /** the upgrade request as the stages saw it, to run the access stages on again */
+  readonly ctx: RequestContext;
   readonly sessionId?: string;
   readonly fingerprint: string | undefined;
   readonly correlationId: string;

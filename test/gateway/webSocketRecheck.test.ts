@@ -1,0 +1,70 @@
+/**
+ * An open WebSocket meets its app's access rules again while it stays open
+ * (edge.ts recheckUpgrades): here a sign-in frequency of 2 s, which the
+ * session passes at the upgrade and fails a few seconds later. Real provider,
+ * real sessions, a real WebSocket echo backend.
+ */
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { Browser, defaultApps, startStack, type Stack } from '../identity/support.js';
+
+describe('edge: open WebSockets are re-checked against their access rules', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  const saved = process.env.DRAWBRIDGE_WS_RECHECK_MS;
+  before(async () => {
+    process.env.DRAWBRIDGE_WS_RECHECK_MS = '250';
+    s = await startStack({
+      extraYaml: `policies:
+  fresh-sign-in:
+    when: { apps: [Fresh] }
+    session: { signInFrequency: 2s }`,
+      apps: (b) => `${defaultApps(b)}
+  - name: Fresh
+    externalUrl: http://fresh.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    websockets: true
+    conditionalAccess: [fresh-sign-in]
+  - name: Steady
+    externalUrl: http://steady.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    websockets: true
+`,
+    });
+    for (const h of ['fresh', 'steady']) s.idp.allowRedirectUri(`${s.origin(h)}/.drawbridge/callback`);
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env.DRAWBRIDGE_WS_RECHECK_MS;
+    else process.env.DRAWBRIDGE_WS_RECHECK_MS = saved;
+    await s?.stop();
+  });
+
+  async function openAs(app: string): Promise<{ ws: WebSocket; closedAt: Promise<number> }> {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin(app)}/`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    const host = new URL(s.origin(app)).host;
+    const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ');
+    const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie } });
+    await new Promise((r, j) => (ws.once('open', r), ws.once('unexpected-response', (_q, rs) => j(new Error(`refused ${rs.statusCode}`)))));
+    return { ws, closedAt: new Promise((r) => ws.once('close', () => r(Date.now()))) };
+  }
+
+  it('a WebSocket whose sign-in grows older than signInFrequency is closed; one on an app without the rule stays', async () => {
+    const t0 = Date.now();
+    const fresh = await openAs('fresh');
+    const steady = await openAs('steady');
+    const closed = await fresh.closedAt;
+    // auth_time has a resolution of one second; one re-check interval on top
+    assert.ok(closed - t0 >= 1000 && closed - t0 < 5000, `closed after ${closed - t0} ms`);
+    assert.ok(s.gw.logs.some((l) => l.msg === 'WebSocket closed: its access rules no longer allow it' && l.app === 'Fresh' && /signInFrequency|sign-in/i.test(JSON.stringify(l.reasons))));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(steady.ws.readyState, WebSocket.OPEN);
+    const echo = new Promise((r) => steady.ws.once('message', (m) => r(String(m))));
+    steady.ws.send('still open');
+    assert.equal(await echo, 'still open');
+    steady.ws.close();
+  });
+});
