@@ -151,6 +151,9 @@ export class Edge {
       if (!why || socket.destroyed) continue;
       this.log.info({ correlationId: tag.correlationId, app: tag.app, user: tag.ctx.identity?.user, reasons: [why] }, 'WebSocket closed: its access rules no longer allow it');
       socket.destroy();
+      // an access decision like any other: it goes to the audit trail, under the upgrade's correlation id
+      const { ctx } = tag;
+      this.onDecision?.({ correlationId: tag.correlationId, app: tag.app, decision: 'deny', status: 403, method: ctx.method, path: ctx.path, user: ctx.identity?.user, clientIp: ctx.clientIp, reasons: [`open WebSocket closed: ${why}`] });
     }
   }
 

@@ -5,8 +5,11 @@
  * real sessions, a real WebSocket echo backend.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { Browser, defaultApps, startStack, type Stack } from '../identity/support.js';
+import { eventually } from '../support/harness.js';
 
 describe('edge: open WebSockets are re-checked against their access rules', function () {
   this.timeout(30_000);
@@ -60,6 +63,17 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     // auth_time has a resolution of one second; one re-check interval on top
     assert.ok(closed - t0 >= 1000 && closed - t0 < 5000, `closed after ${closed - t0} ms`);
     assert.ok(s.gw.logs.some((l) => l.msg === 'WebSocket closed: its access rules no longer allow it' && l.app === 'Fresh' && /signInFrequency|sign-in/i.test(JSON.stringify(l.reasons))));
+    const deniedNow = () =>
+      readFileSync(join(s.gw.dir, 'state', 'audit', 'audit.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((a) => a.app === 'Fresh' && a.decision === 'deny');
+    // the audit trail is a write stream: the line lands a moment after the close
+    const denied = (await eventually(() => (deniedNow().length ? deniedNow() : undefined)))!;
+    assert.equal(denied.length, 1);
+    assert.match(denied[0].reasons.join(' '), /^open WebSocket closed: /);
+    assert.equal(denied[0].user, 'bob');
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(steady.ws.readyState, WebSocket.OPEN);
     const echo = new Promise((r) => steady.ws.once('message', (m) => r(String(m))));
