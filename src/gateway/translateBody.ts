@@ -10,10 +10,13 @@
  *
  * Only uncompressed bodies are rewritten: the gateway asks the app for
  * `accept-encoding: identity` (edge.ts), and a body that comes compressed
- * anyway passes untouched rather than being inflated here.
+ * anyway passes untouched rather than being inflated here. The rewritten
+ * body is gzipped again for a client that accepts gzip, flushed per chunk so
+ * a page the app streams still arrives as it is written.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
 
 const TRANSLATABLE = /^\s*(text\/html|application\/xhtml\+xml|text\/css|text\/javascript|application\/(x-)?javascript|application\/ecmascript)\s*(;|$)/i;
 
@@ -29,7 +32,7 @@ export interface BodyTranslation {
  * one to touch. Adjusts the response headers it is given: the length changes
  * and the representation is no longer byte-identical (weak ETag).
  */
-export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders): Transform | undefined {
+export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders, acceptEncoding?: string | string[]): Transform | undefined {
   if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) return undefined;
   const type = headers['content-type'];
   if (typeof type !== 'string' || !TRANSLATABLE.test(type)) return undefined;
@@ -38,10 +41,70 @@ export function bodyTranslator(t: BodyTranslation, method: string, status: numbe
   delete headers['content-length'];
   const etag = headers['etag'];
   if (typeof etag === 'string' && !etag.startsWith('W/')) headers['etag'] = `W/${etag}`;
-  return new UrlRewrite(t.from, t.to);
+  const vary = headers['vary'];
+  headers['vary'] = vary === undefined || vary === '' ? 'accept-encoding' : `${String(vary)}, accept-encoding`;
+  const rewriter = new UrlRewriter(t.from, t.to);
+  if (!acceptsGzip(acceptEncoding)) return new Rewrite(rewriter);
+  headers['content-encoding'] = 'gzip';
+  return new RewriteGzip(rewriter);
 }
 
-class UrlRewrite extends Transform {
+/** true when the client lists gzip (or *) with a q above 0 */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  for (const part of String(header ?? '').split(',')) {
+    const [name, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (name !== 'gzip' && name !== 'x-gzip' && name !== '*') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
+class Rewrite extends Transform {
+  constructor(private readonly r: UrlRewriter) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const out = this.r.feed(chunk);
+    if (out.length) this.push(out);
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const out = this.r.finish();
+    if (out.length) this.push(out);
+    cb();
+  }
+}
+
+class RewriteGzip extends Transform {
+  private readonly z = zlib.createGzip();
+
+  constructor(private readonly r: UrlRewriter) {
+    super();
+    this.z.on('data', (c: Buffer) => this.push(c));
+    this.z.on('error', (e) => this.destroy(e));
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.z.write(this.r.feed(chunk));
+    this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => cb());
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.z.once('end', () => cb());
+    this.z.end(this.r.finish());
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.z.destroy();
+    cb(err);
+  }
+}
+
+/** The rewriting itself, chunk by chunk: what is safe to send now, and the tail that waits. */
+class UrlRewriter {
   private readonly needle: Buffer;
   /** the path prefix, which unlike the scheme and host must match exactly */
   private readonly path: Buffer;
@@ -50,27 +113,25 @@ class UrlRewrite extends Transform {
   private carry: Buffer = Buffer.alloc(0);
 
   constructor(from: string, to: string) {
-    super();
     this.needle = Buffer.from(from.toLowerCase(), 'latin1');
     this.pathAt = new URL(from).origin.length;
     this.path = Buffer.from(from.slice(this.pathAt), 'latin1');
     this.replacement = Buffer.from(to, 'latin1');
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  feed(chunk: Buffer): Buffer {
     const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
     // the tail that could be the start of a URL split across chunks waits for the next one
     const keep = Math.min(data.length, this.needle.length - 1);
     const { out, rest } = this.rewrite(data, data.length - keep);
     this.carry = rest;
-    if (out.length) this.push(out);
-    cb();
+    return out;
   }
 
-  override _flush(cb: TransformCallback): void {
+  finish(): Buffer {
     const { out } = this.rewrite(this.carry, this.carry.length);
-    if (out.length) this.push(out);
-    cb();
+    this.carry = Buffer.alloc(0);
+    return out;
   }
 
   /** Rewrites every match that starts before `limit`; returns what is done and what is left. */

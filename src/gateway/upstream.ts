@@ -67,7 +67,7 @@ export function clientResponse(f: ForwardRequest, status: number, headers: Recor
       if (typeof v === 'string') out[h] = f.rewriteLocation(v);
     }
   }
-  return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out) : undefined };
+  return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
 }
 
 export class DirectUpstream implements Upstream {

@@ -137,11 +137,18 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
 
   it('translateUrls.body: the internal URL in an HTML page becomes the one the client used; off by default; gzip passes untouched', async () => {
     const internal = new URL(backend.url).host;
-    const page = await request(`${gw.url}/page`, { headers: { host: 'translated.test', 'accept-encoding': 'gzip, br' } });
+    const want = '<a href="http://translated.test/landed">in</a> <img src="http://translated.test/logo.png">';
+    const page = await request(`${gw.url}/page`, { headers: { host: 'translated.test' } });
     assert.equal(page.status, 200);
-    assert.equal(page.body, '<a href="http://translated.test/landed">in</a> <img src="http://translated.test/logo.png">');
+    assert.equal(page.body, want);
     assert.equal(page.headers['content-length'], undefined);
     assert.equal(last().headers['accept-encoding'], 'identity', 'the app is asked for a body the gateway can rewrite');
+    // a client that accepts gzip gets the rewritten page gzipped again
+    const zipped = await request(`${gw.url}/page`, { headers: { host: 'translated.test', 'accept-encoding': 'gzip, br' } });
+    assert.equal(zipped.headers['content-encoding'], 'gzip');
+    assert.match(String(zipped.headers.vary), /accept-encoding/i);
+    assert.equal(gunzipSync(zipped.raw).toString(), want);
+    assert.equal(last().headers['accept-encoding'], 'identity');
     const plain = await request(`${gw.url}/page`, { headers: { host: 'echo.test' } });
     assert.match(plain.body, new RegExp(`http://${internal}/landed`));
     const gz = await request(`${gw.url}/page?gzip=1`, { headers: { host: 'translated.test' } });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { bodyTranslator } from '../../src/gateway/translateBody.js';
+import { gunzipSync } from 'node:zlib';
+import { acceptsGzip, bodyTranslator } from '../../src/gateway/translateBody.js';
 
 const T = { from: 'http://10.0.0.5:8080/hr/', to: 'https://hr.example.test/' };
 
@@ -35,6 +36,24 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'HEAD'), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 304), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 204), undefined);
+  });
+
+  it('gzipped again for a client that accepts gzip, whatever the cuts; Vary says so', async () => {
+    const bytes = Buffer.from(page);
+    for (const cut of [1, 17, 40, bytes.length - 3]) {
+      const headers: OutgoingHttpHeaders = { 'content-type': 'text/html', vary: 'cookie' };
+      const t = bodyTranslator(T, 'GET', 200, headers, 'br, gzip;q=0.8')!;
+      assert.equal(headers['content-encoding'], 'gzip');
+      assert.equal(headers.vary, 'cookie, accept-encoding');
+      const zipped = await buffer(Readable.from([bytes.subarray(0, cut), bytes.subarray(cut)]).pipe(t));
+      assert.equal(gunzipSync(zipped).toString('utf8'), want, `cut at ${cut}`);
+    }
+    const plain: OutgoingHttpHeaders = { 'content-type': 'text/html' };
+    bodyTranslator(T, 'GET', 200, plain, 'gzip;q=0, br');
+    assert.equal(plain['content-encoding'], undefined);
+    assert.equal(plain.vary, 'accept-encoding');
+    for (const [h, yes] of [['gzip', true], ['GZIP; q=0.5', true], ['*', true], ['deflate, x-gzip', true], ['gzip;q=0', false], ['br', false], ['identity', false], ['', false]] as const) assert.equal(acceptsGzip(h), yes, h);
+    assert.equal(acceptsGzip(undefined), false);
   });
 
   it('a compressed body passes untouched; a rewritten one loses its length and its ETag turns weak', async () => {
