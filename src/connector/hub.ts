@@ -32,6 +32,8 @@ export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
 /** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
 export const MAX_FRAME_BYTES = 4 << 20;
 const MAX_BODY_BYTES = 64 << 10;
+/** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_BODY_TOO_LARGE: 413 };
 const H2_WINDOW = 8 << 20;
 
 export interface HubOptions {
@@ -162,7 +164,8 @@ export class ConnectorHub {
       json(res, 404, { error: 'not found' });
     } catch (e) {
       const err = e as EnrollmentError;
-      const status = err.code === 'ERR_NOT_AUTHENTICATED' || err.code === 'ERR_REVOKED' ? 403 : err.code === 'ERR_BODY_TOO_LARGE' ? 413 : 400;
+      const status = REFUSAL_STATUS[err.code] ?? 400;
+      // an oversized body is dropped as it arrives; the connection ends with the answer
       if (status === 413) res.setHeader('connection', 'close');
       this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
       if (!res.headersSent) json(res, status, { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message });

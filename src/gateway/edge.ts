@@ -133,60 +133,50 @@ export class Edge {
   private async recheckEach(): Promise<void> {
     const gen = this.holder.current;
     for (const [socket, tag] of this.upgraded) {
-      if (!tag || socket.destroyed) continue;
-      const app = gen?.apps.get(tag.app);
       // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
-      if (!app) continue;
-      let why: string | undefined;
-      for (const stage of app.stages) {
-        if (stage.kind !== 'access') continue;
-        try {
-          const d = await stage.run(tag.ctx);
-          if (d.kind !== 'continue') why = `${stage.name}: ${(d.reasons ?? []).join('; ') || d.kind}`;
-        } catch (e) {
-          why = `${stage.name} failed: ${(e as Error).message}`;
-        }
-        if (why) break;
-      }
+      const app = tag && gen?.apps.get(tag.app);
+      if (!app || socket.destroyed) continue;
+      const why = await refusalOf(app, tag.ctx);
       if (!why || socket.destroyed) continue;
-      this.log.info({ correlationId: tag.correlationId, app: tag.app, user: tag.ctx.identity?.user, reasons: [why] }, 'WebSocket closed: its access rules no longer allow it');
-      socket.destroy();
-      // an access decision like any other: it goes to the audit trail, under the upgrade's correlation id
       const { ctx } = tag;
-      this.onDecision?.({ correlationId: tag.correlationId, app: tag.app, decision: 'deny', status: 403, method: ctx.method, path: ctx.path, user: ctx.identity?.user, clientIp: ctx.clientIp, reasons: [`open WebSocket closed: ${why}`] });
+      this.closeWebSocket(socket, tag, 'its access rules no longer allow it', [why]);
+      // an access decision like any other: it goes to the audit trail, under the upgrade's correlation id
+      this.onDecision?.({ correlationId: ctx.id, app: tag.app, decision: 'deny', status: 403, method: ctx.method, path: ctx.path, user: ctx.identity?.user, clientIp: ctx.clientIp, reasons: [`open WebSocket closed: ${why}`] });
     }
   }
 
   /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
   closeStaleUpgrades(next: Generation): void {
-    for (const [socket, tag] of this.upgraded) {
-      if (!tag || next.accessFingerprint(tag.app) === tag.fingerprint) continue;
-      this.log.info({ correlationId: tag.correlationId, app: tag.app }, 'WebSocket closed: its app or access rules changed in the config');
-      socket.destroy();
-    }
+    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, 'its app or access rules changed in the config');
   }
 
   /** Closes WebSockets that a now revoked session let in (sign-out). */
   closeUpgradesOfSession(sessionId: string): void {
-    for (const [socket, tag] of this.upgraded) {
-      if (tag?.sessionId !== sessionId) continue;
-      this.log.info({ correlationId: tag.correlationId, app: tag.app }, 'WebSocket closed: its session was signed out');
-      socket.destroy();
-    }
+    this.closeWebSocketsWhere((tag) => tag.ctx.identity?.sessionId === sessionId, 'its session was signed out');
   }
 
-  /** A WebSocket that is through: tagged for reloads, and cut when the session or token that let it in expires. */
+  private closeWebSocketsWhere(match: (tag: UpgradeTag) => boolean, why: string): void {
+    for (const [socket, tag] of this.upgraded) if (tag && match(tag)) this.closeWebSocket(socket, tag, why);
+  }
+
+  private closeWebSocket(socket: Duplex, tag: UpgradeTag, why: string, reasons?: string[]): void {
+    this.log.info({ correlationId: tag.ctx.id, app: tag.app, user: tag.ctx.identity?.user, reasons }, `WebSocket closed: ${why}`);
+    socket.destroy();
+  }
+
+  /**
+   * A WebSocket that is through: tagged for reloads, sign-out and the periodic
+   * access re-check, and cut when the session or token that let it in expires.
+   */
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
-    this.upgraded.set(socket, { app, fingerprint, correlationId: ctx.id, sessionId: ctx.identity?.sessionId, ctx });
+    const tag: UpgradeTag = { app, fingerprint, ctx };
+    this.upgraded.set(socket, tag);
     this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
     const left = Math.max(0, expiresAt * 1000 - Date.now());
     if (left >= 2 ** 31 - 1) return; // beyond what a timer can hold (~24 days)
-    const timer = setTimeout(() => {
-      this.log.info({ correlationId: ctx.id, app, user: ctx.identity?.user }, `WebSocket closed: its ${ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
-      socket.destroy();
-    }, left).unref();
+    const timer = setTimeout(() => this.closeWebSocket(socket, tag, `its ${ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`), left).unref();
     socket.once('close', () => clearTimeout(timer));
   }
 
@@ -421,11 +411,24 @@ export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 
 interface UpgradeTag {
   readonly app: string;
-  /** the upgrade request as the stages saw it, to run the access stages on again */
-  readonly ctx: RequestContext;
-  readonly sessionId?: string;
+  /** the app's access fingerprint when it was let in */
   readonly fingerprint: string | undefined;
-  readonly correlationId: string;
+  /** the upgrade request as the stages saw it (correlation id, identity), to run the access stages on again */
+  readonly ctx: RequestContext;
+}
+
+/** Why the app's access stages now refuse this request, or undefined when they all let it through. */
+async function refusalOf(app: CompiledApp, ctx: RequestContext): Promise<string | undefined> {
+  for (const stage of app.stages) {
+    if (stage.kind !== 'access') continue;
+    try {
+      const d = await stage.run(ctx);
+      if (d.kind !== 'continue') return `${stage.name}: ${(d.reasons ?? []).join('; ') || d.kind}`;
+    } catch (e) {
+      return `${stage.name} failed: ${(e as Error).message}`;
+    }
+  }
+  return undefined;
 }
 
 function hostHeaderCount(raw: string[]): number {
@@ -452,7 +455,6 @@ function normalizePeer(addr: string | undefined): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
-/** Rewrites internal URLs in Location-like headers to the URL the client used. */
 function internalBaseOf(app: CompiledApp): string {
   return app.internalUrl.origin + app.internalPrefix;
 }
@@ -463,6 +465,7 @@ function externalBaseOf(app: CompiledApp, ctx: RequestContext): string {
   return `${ctx.protocol}://${hostHeader}${app.externalPrefix}`;
 }
 
+/** Rewrites internal URLs in Location-like headers to the URL the client used. */
 function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) => string {
   const internalBase = internalBaseOf(app);
   return (v: string) => {

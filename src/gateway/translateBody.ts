@@ -139,10 +139,13 @@ class UrlRewriter {
     const lower = lowerAscii(data);
     const parts: Buffer[] = [];
     let from = 0;
-    for (let at = lower.indexOf(this.needle); at !== -1 && at < limit; at = lower.indexOf(this.needle, at + 1)) {
-      if (at < from || !data.subarray(at + this.pathAt, at + this.needle.length).equals(this.path)) continue;
-      parts.push(data.subarray(from, at), this.replacement);
-      from = at + this.needle.length;
+    let at = lower.indexOf(this.needle);
+    while (at !== -1 && at < limit) {
+      if (data.subarray(at + this.pathAt, at + this.needle.length).equals(this.path)) {
+        parts.push(data.subarray(from, at), this.replacement);
+        from = at + this.needle.length;
+        at = lower.indexOf(this.needle, from);
+      } else at = lower.indexOf(this.needle, at + 1);
     }
     const end = Math.max(from, limit);
     parts.push(data.subarray(from, end));

@@ -78,12 +78,12 @@ function toIdentity(p: SessionPayload): Identity {
     via: 'session' as const,
     claims: Object.freeze({ ...p.c, ...(p.gf ? { groupsFiltered: true } : {}) }),
     ...(typeof p.exp === 'number' ? { expiresAt: p.exp } : {}),
-    ...(typeof p.j === 'string' ? { sessionId: p.j } : {}),
+    sessionId: p.j,
   });
 }
 
 /** The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...). */
-export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number; id?: string }> {
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
   const binding = bindingOf(app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
@@ -93,17 +93,18 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;
-    return { identity: toIdentity(p), present, exp: p.exp, id: p.j };
+    return { identity: toIdentity(p), present, exp: p.exp };
   }
   return { present };
 }
 
 /** Revokes the session this request carries for the app, if any; returns its user. Throws if stateDir cannot be written. */
 export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<string | undefined> {
-  const s = await readSession(rt, app, host, cookieHeader);
-  if (!s.identity || !s.id) return undefined;
-  rt.revocations.revoke(s.id, s.exp!, Math.floor(rt.now() / 1000));
-  return s.identity.user;
+  const { identity, exp } = await readSession(rt, app, host, cookieHeader);
+  // readSession only accepts sessions with an id
+  if (!identity?.sessionId) return undefined;
+  rt.revocations.revoke(identity.sessionId, exp!, Math.floor(rt.now() / 1000));
+  return identity.user;
 }
 
 const OPENED_MAX = 10_000;

@@ -12,7 +12,7 @@ import { WebSocket } from 'ws';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { channelStream, type ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, rawRequest, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { startHubGateway } from './support.js';
+import { gatewayYaml, startHubGateway } from './support.js';
 
 /** Each app's internal URL names a port the rogue connector maps to one misbehaviour; nothing listens there. */
 const BEHAVIOURS = {
@@ -27,36 +27,27 @@ const BEHAVIOURS = {
 } as const;
 type Behaviour = keyof typeof BEHAVIOURS;
 
+/** The gateway of support.ts (groups g1, g2), a direct app to show it keeps serving, and one g2 app per misbehaviour. */
 function yaml(backend: EchoBackend): string {
-  const apps = Object.entries(BEHAVIOURS)
-    .map(
-      ([name, port]) => `
+  const rogueApps = Object.entries(BEHAVIOURS).map(
+    ([name, port]) => `
   - name: ${name}
     externalUrl: http://${name.toLowerCase()}.test/
     internalUrl: http://127.0.0.1:${port}/
-    connectorGroup: rogue
+    connectorGroup: g2
     preAuth: passthrough
     websockets: true
     backendTimeout: 2s`,
-    )
-    .join('');
-  return `
-gateway:
-  publicUrl: http://healthy.test
-  listen: { http: 127.0.0.1:0 }
-  admin: { listen: 127.0.0.1:0 }
-  stateDir: ./state
-connectors:
-  listen: 127.0.0.1:0
-connectorGroups:
-  rogue: {}
-apps:
+  );
+  return gatewayYaml(
+    backend,
+    '',
+    `
   - name: Healthy
     externalUrl: http://healthy.test/
     internalUrl: ${backend.url}/
-    preAuth: passthrough
-${apps}
-`;
+    preAuth: passthrough${rogueApps.join('')}`,
+  );
 }
 
 interface Rogue {
@@ -68,7 +59,7 @@ interface Rogue {
 
 async function rogueConnector(hub: ConnectorHub, act: (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session) => void): Promise<Rogue> {
   const kp = await generateKeyPair();
-  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'rogue', 3600_000, 'c-rogue')).certPem;
+  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
   const ws = new WebSocket(`wss://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, perMessageDeflate: false });
   await new Promise((r, j) => {
     ws.once('open', r);

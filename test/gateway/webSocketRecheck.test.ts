@@ -49,7 +49,7 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     const { res } = await b.browse(`${s.origin(app)}/`, { user: 'bob', password: 'bob-pw' });
     assert.equal(res.status, 200, res.body);
     const host = new URL(s.origin(app)).host;
-    const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ');
+    const cookie = b.cookieHeader(host);
     const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie } });
     await new Promise((r, j) => (ws.once('open', r), ws.once('unexpected-response', (_q, rs) => j(new Error(`refused ${rs.statusCode}`)))));
     return { ws, closedAt: new Promise((r) => ws.once('close', () => r(Date.now()))) };

@@ -96,7 +96,7 @@ describe('identity: callback and login state', function () {
     const b = new Browser();
     await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
     const host = new URL(s.origin('ws')).host;
-    const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ') + '; app_cookie=1';
+    const cookie = b.cookieHeader(host) + '; app_cookie=1';
     const open = (headers: Record<string, string>) =>
       new Promise<string>((resolve) => {
         const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, ...headers } });
@@ -119,7 +119,7 @@ describe('identity: callback and login state', function () {
     const signedIn = async () => {
       const b = new Browser();
       await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
-      const cookie = [...b.jar.get(host)!].map(([k, v]) => `${k}=${v}`).join('; ');
+      const cookie = b.cookieHeader(host);
       const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie } });
       await new Promise((r, j) => (ws.once('open', r), ws.once('unexpected-response', () => j(new Error('refused')))));
       const closed = new Promise<number>((r) => ws.once('close', () => r(Date.now())));

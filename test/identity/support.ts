@@ -122,11 +122,16 @@ export class Browser {
     return this.send('GET', url, headers);
   }
 
+  /** the Cookie header this browser sends to `host` (host:port), '' when it has none */
+  cookieHeader(host: string): string {
+    return [...(this.jar.get(host) ?? [])].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+
   async send(method: string, url: string, headers: Record<string, string> = {}, body?: string): Promise<SimpleResponse> {
     const u = new URL(url);
-    const cookies = this.jar.get(u.host);
     const h: Record<string, string> = { host: u.host, accept: 'text/html', ...headers };
-    if (cookies?.size) h.cookie = [...cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    const cookie = this.cookieHeader(u.host);
+    if (cookie) h.cookie = cookie;
     const res = await request(`http://127.0.0.1:${u.port}${u.pathname}${u.search}`, { method, headers: h, body });
     for (const sc of [res.headers['set-cookie'] ?? []].flat()) {
       this.setCookies.push(sc);
