@@ -1,10 +1,12 @@
 import { parseArgs } from 'node:util';
 import { ConnectorAgent, enroll, isEnrolled } from '../connector/agent.js';
+import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { createLogger } from '../observability/logger.js';
 
 const USAGE = `usage:
   drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
-  drawbridge connector run [--state-dir DIR] [--channels N] [--gateway URL --token TOKEN [--ca FILE]]
+  drawbridge connector run [--state-dir DIR] [--channels N] [--transport h2|websocket]
+                           [--gateway URL --token TOKEN [--ca FILE]]
       run enrolls first when the state dir holds no enrollment and a token is given
       (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 `;
@@ -19,6 +21,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       'state-dir': { type: 'string' },
       ca: { type: 'string' },
       channels: { type: 'string' },
+      transport: { type: 'string' },
       'drain-timeout': { type: 'string' },
     },
   });
@@ -35,6 +38,11 @@ export async function connectorCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'run') {
+    const transport = values.transport ?? process.env.DRAWBRIDGE_CONNECTOR_TRANSPORT ?? 'h2';
+    if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) {
+      process.stderr.write(`drawbridge connector run: --transport must be ${CHANNEL_TRANSPORTS.join(' or ')}, not "${transport}"\n`);
+      return 2;
+    }
     const log = createLogger({ name: 'drawbridge-connector' });
     if (!isEnrolled(stateDir)) {
       if (!gateway || !token) {
@@ -44,7 +52,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       const s = await enroll({ gateway, token, stateDir, caFile: values.ca });
       log.info({ connector: s.id, group: s.group }, 'enrolled');
     }
-    const agent = new ConnectorAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined });
+    const agent = new ConnectorAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, transport: transport as ChannelTransport, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined });
     agent.start();
     let stopping = false;
     const stop = (signal: string) => {

@@ -39,8 +39,8 @@ export async function connectorsCommand(args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(list, null, 2) + '\n');
     return 0;
   }
-  const rows = [['ID', 'GROUP', 'VERSION', 'ADDRESS', 'CHANNELS', 'IN-FLIGHT', 'LAST SEEN', 'CERT EXPIRY']];
-  for (const c of list) rows.push([c.id, c.group, c.version, c.address, String(c.channels), String(c.inflight), c.lastSeen, c.certExpiry + (c.draining ? ' (draining)' : '')]);
+  const rows = [['ID', 'GROUP', 'VERSION', 'ADDRESS', 'TRANSPORT', 'CHANNELS', 'IN-FLIGHT', 'LAST SEEN', 'CERT EXPIRY']];
+  for (const c of list) rows.push([c.id, c.group, c.version, c.address, c.transport ?? '-', String(c.channels), String(c.inflight), c.lastSeen, c.certExpiry + (c.draining ? ' (draining)' : '')]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) process.stdout.write(r.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd() + '\n');
   if (list.length === 0) process.stdout.write('(no connector is connected)\n');

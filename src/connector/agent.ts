@@ -5,9 +5,9 @@
  * machine), trusts the gateway by system CAs, a CA file, or the CA pin inside
  * the token, and stores the client certificate it gets for its CSR.
  *
- * ConnectorAgent: keeps `channels` WebSocket channels to the gateway (mutual
- * TLS), each carrying an HTTP/2 session in which this side is the server. The
- * gateway opens a CONNECT stream per upstream connection; the agent dials the
+ * ConnectorAgent: keeps `channels` channels to the gateway (mutual TLS; the
+ * two transports are in channelLink.ts), each carrying an HTTP/2 session in
+ * which this side is the server. The gateway opens a CONNECT stream per upstream connection; the agent dials the
  * target only if it is on the list the gateway pushed, and relays bytes with
  * HTTP/2 flow control as backpressure.
  */
@@ -18,10 +18,9 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import { WebSocket } from 'ws';
 import { DrawbridgeError } from '../errors.js';
 import { createCsr, generateKeyPair, pinOf } from './ca.js';
-import { MAX_FRAME_BYTES, channelStream } from './hub.js';
+import { dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';
@@ -125,6 +124,8 @@ export interface AgentOptions {
   stateDir: string;
   logger: Logger;
   channels?: number;
+  /** how a channel is carried: HTTP/2 straight on TLS (default) or over a WebSocket */
+  transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
 }
@@ -142,7 +143,7 @@ export class ConnectorAgent {
   private creds: Creds;
   private targets = new Set<string>();
   private readonly sessions = new Set<Http2Session>();
-  private readonly sockets = new Set<WebSocket>();
+  private readonly links = new Set<ChannelLink>();
   private draining = false;
   private stopped = false;
   private renewTimer?: NodeJS.Timeout;
@@ -180,33 +181,25 @@ export class ConnectorAgent {
   /** Keeps one channel open, reconnecting with exponential backoff and full jitter. */
   private channel(index: number, failures: number): void {
     if (this.draining || this.stopped) return;
-    const url = new URL('/v1/tunnel', this.state.gateway);
-    url.protocol = 'wss:';
-    const ws = new WebSocket(url, {
+    const link = dialChannel({
+      gateway: this.state.gateway,
+      transport: this.opts.transport ?? 'h2',
       key: this.creds.key,
       cert: this.creds.cert,
       ca: this.creds.ca,
-      perMessageDeflate: false,
-      maxPayload: MAX_FRAME_BYTES,
       headers: { 'x-drawbridge-version': CONNECTOR_VERSION, 'x-drawbridge-channel': String(index) },
-      handshakeTimeout: 10_000,
-      // Masking guards browsers against proxy cache poisoning; inside TLS between our own
-      // processes it only costs CPU (the gateway's unmasking was 13% of a bulk download).
-      // ws skips both masking and unmasking for an all-zero mask.
-      generateMask: (mask: Buffer) => void mask.fill(0),
+      handshakeTimeoutMs: 10_000,
     });
-    this.sockets.add(ws);
+    this.links.add(link);
     let opened = false;
-    ws.on('unexpected-response', (_req, res) => {
-      this.log.error({ channel: index, status: res.statusCode }, res.statusCode === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
-      ws.terminate();
+    link.on('refused', (status) => {
+      this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
-    ws.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel error'));
-    ws.on('open', () => {
+    link.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel error'));
+    link.on('open', (duplex) => {
       opened = true;
-      this.log.info({ channel: index }, 'channel open');
-      const duplex = channelStream(ws);
-      duplex.on('error', () => undefined);
+      this.log.info({ channel: index, transport: this.opts.transport ?? 'h2' }, 'channel open');
+      duplex.on('error', () => undefined); // reported by the link; the session ends with it
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: H2_WINDOW }, maxSessionMemory: 64 });
       this.sessions.add(session);
       session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
@@ -214,12 +207,12 @@ export class ConnectorAgent {
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
       session.on('close', () => {
         this.sessions.delete(session);
-        ws.close();
+        link.close();
       });
-      ws.on('close', () => session.destroy());
+      link.on('close', () => session.destroy());
     });
-    ws.on('close', () => {
-      this.sockets.delete(ws);
+    link.on('close', () => {
+      this.links.delete(link);
       if (this.draining || this.stopped) return;
       const next = opened ? 0 : failures + 1;
       const delay = Math.min(30_000, 250 * 2 ** Math.min(next, 7)) * (0.5 + Math.random() / 2);
@@ -335,6 +328,6 @@ export class ConnectorAgent {
     this.stopped = true;
     clearTimeout(this.renewTimer);
     for (const s of this.sessions) s.destroy();
-    for (const ws of this.sockets) ws.terminate();
+    for (const link of this.links) link.terminate();
   }
 }

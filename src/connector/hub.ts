@@ -4,7 +4,8 @@
  *   GET  /v1/ca      the connector CA certificate (the connector checks it against the pin in its token)
  *   POST /v1/enroll  token + CSR -> client certificate (no client certificate needed)
  *   POST /v1/renew   CSR -> fresh client certificate (mutual TLS)
- *   GET  /v1/tunnel  WebSocket upgrade (mutual TLS); HTTP/2 runs over it with the gateway as the client
+ *   GET  /v1/tunnel  upgrade to drawbridge-h2 or WebSocket (mutual TLS); HTTP/2 runs over it with
+ *                    the gateway as the client (see channelLink.ts)
  *
  * Who a connector is comes only from its verified client certificate
  * (`socket.authorized` against our CA), never from a header.
@@ -17,24 +18,31 @@ import { resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
+import { MAX_FRAME_BYTES, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
-/** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
-export const MAX_FRAME_BYTES = 4 << 20;
 const MAX_BODY_BYTES = 64 << 10;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_BODY_TOO_LARGE: 413 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413 };
 const H2_WINDOW = 8 << 20;
+
+/** An accepted channel's byte stream, whichever transport carried it. */
+interface AcceptedLink {
+  transport: ChannelTransport;
+  stream: Duplex;
+  terminate(): void;
+  onClose(fn: () => void): void;
+}
 
 export interface HubOptions {
   pingIntervalMs?: number;
@@ -187,25 +195,39 @@ export class ConnectorHub {
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const sock = req.socket as TLSSocket;
     socket.on('error', () => undefined);
+    const transport = String(req.headers.upgrade ?? '').toLowerCase();
     let who: { id: string; group: string; notAfter: Date };
     try {
       if ((req.url ?? '').split('?')[0] !== '/v1/tunnel') throw new EnrollmentError('ERR_NOT_FOUND', 'no such endpoint');
       who = this.authenticate(sock);
+      if (transport !== TUNNEL_PROTOCOL && transport !== 'websocket') throw new EnrollmentError('ERR_BAD_REQUEST', `unsupported channel transport "${transport.slice(0, 40)}" (${TUNNEL_PROTOCOL} or websocket)`);
+      // the connector speaks only after our 101: bytes before it are not a connector's
+      if (transport === TUNNEL_PROTOCOL && head.length > 0) throw new EnrollmentError('ERR_BAD_REQUEST', 'data sent before the channel upgrade was answered');
     } catch (e) {
       const err = e as EnrollmentError;
       this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress }, `connector channel refused: ${err.message}`);
-      const status = err.code === 'ERR_NOT_FOUND' ? 404 : 403;
+      const status = REFUSAL_STATUS[err.code] ?? 400;
       socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(ws, who, req));
+    if (transport === 'websocket') {
+      return void this.wss.handleUpgrade(req, socket, head, (ws) =>
+        this.attach({ transport: 'websocket', stream: channelStream(ws), terminate: () => ws.terminate(), onClose: (fn) => ws.on('close', fn) }, who, req),
+      );
+    }
+    const tlsSocket = socket as TLSSocket;
+    tlsSocket.setNoDelay(true);
+    // HTTP/2 takes the socket over natively; it must not find our 101 still being written.
+    tlsSocket.write(SWITCHING_TO_TUNNEL, (err) => {
+      if (err || tlsSocket.destroyed) return;
+      this.attach({ transport: 'h2', stream: tlsSocket, terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
+    });
   }
 
-  private attach(ws: WebSocket, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
-    const duplex = channelStream(ws);
+  private attach(link: AcceptedLink, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
+    const duplex = link.stream;
     const log = this.log.child({ connector: who.id, group: who.group });
-    ws.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));
-    duplex.on('error', () => undefined);
+    duplex.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));
     const session = http2.connect('http://connector.invalid', {
       createConnection: () => duplex,
       settings: { initialWindowSize: H2_WINDOW, enablePush: false },
@@ -217,6 +239,7 @@ export class ConnectorHub {
       group: who.group,
       version: String(req.headers['x-drawbridge-version'] ?? '-').slice(0, 40),
       address: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+      transport: link.transport,
       certExpiry: who.notAfter,
       session,
       openedAt: Date.now(),
@@ -229,7 +252,7 @@ export class ConnectorHub {
         ch.ready = false;
         this.registry.remove(ch);
         session.destroy();
-        ws.terminate();
+        link.terminate();
       },
     };
     session.setMaxListeners(0); // one goaway listener per kept-alive connection
@@ -241,12 +264,12 @@ export class ConnectorHub {
     session.on('error', (err) => log.warn({ channel: ch.key, reason: err.message }, 'connector channel error'));
     session.on('close', () => {
       this.registry.remove(ch);
-      ws.terminate();
+      link.terminate();
       log.info({ channel: ch.key }, 'connector channel closed');
     });
-    ws.on('close', () => ch.terminate());
+    link.onClose(() => ch.terminate());
     this.registry.add(ch);
-    log.info({ channel: ch.key, address: ch.address, version: ch.version }, 'connector channel open');
+    log.info({ channel: ch.key, address: ch.address, version: ch.version, transport: ch.transport }, 'connector channel open');
     this.pushTargets(ch);
   }
 
@@ -330,18 +353,4 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     });
     req.on('error', reject);
   });
-}
-
-/**
- * The WebSocket as a byte stream for HTTP/2. Writes queued while the socket
- * is busy (an HTTP/2 frame header and its payload, several frames) go out as
- * one WebSocket message: per-message work dominated bulk transfers.
- */
-export function channelStream(ws: WebSocket): Duplex {
-  const duplex = createWebSocketStream(ws);
-  (duplex as Duplex & { _writev: Duplex['_writev'] })._writev = (chunks, cb) => {
-    if (ws.readyState !== ws.OPEN) return cb(new Error('WebSocket is not open'));
-    ws.send(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)), cb);
-  };
-  return duplex;
 }

@@ -4,6 +4,7 @@
  * draining, not yet configured or missing pings.
  */
 import type { ClientHttp2Session } from 'node:http2';
+import type { ChannelTransport } from './channelLink.js';
 
 export type Balancing = 'least-inflight' | 'round-robin';
 
@@ -13,6 +14,8 @@ export interface Channel {
   readonly group: string;
   readonly version: string;
   readonly address: string;
+  /** what carries the channel: HTTP/2 straight on TLS, or over a WebSocket */
+  readonly transport: ChannelTransport;
   readonly certExpiry: Date;
   readonly session: ClientHttp2Session;
   readonly openedAt: number;
@@ -32,6 +35,7 @@ export interface ConnectorSummary {
   group: string;
   version: string;
   address: string;
+  transport: string;
   channels: number;
   inflight: number;
   lastSeen: string;
@@ -97,6 +101,7 @@ export class ChannelRegistry {
         group: c.group,
         version: c.version,
         address: c.address,
+        transport: c.transport,
         channels: 0,
         inflight: 0,
         lastSeen: new Date(c.lastSeen).toISOString(),

@@ -3,8 +3,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
-import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { CHANNEL_TRANSPORTS, dialChannel, type ChannelTransport } from '../../src/connector/channelLink.js';
 import { createToken } from '../../src/connector/tokens.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
@@ -24,18 +24,17 @@ function post(gw: TestGateway, path: string, body: unknown): Promise<{ status: n
   });
 }
 
-function wsStatus(gw: TestGateway, tls: { key?: string; cert?: string }): Promise<number> {
+/** 101 when the hub accepts the channel over that transport, else the status it refused it with */
+function channelStatus(gw: TestGateway, tls: { key?: string; cert?: string }, transport: ChannelTransport): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`wss://${gw.server.connectorHub!.address()}/v1/tunnel`, { ...tls, ca: gw.server.connectorHub!.ca.certPem });
-    ws.on('unexpected-response', (_req, res) => {
-      resolve(res.statusCode!);
-      ws.terminate();
-    });
-    ws.on('open', () => {
+    const hub = gw.server.connectorHub!;
+    const link = dialChannel({ gateway: `https://${hub.address()}`, transport, ...tls, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+    link.on('refused', resolve);
+    link.on('open', () => {
       resolve(101);
-      ws.terminate();
+      link.terminate();
     });
-    ws.on('error', (e) => reject(e));
+    link.on('error', reject);
   });
 }
 
@@ -102,8 +101,8 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     writeFileSync(cfg2, readFileSync(gw.configFile, 'utf8').replace('admin: { listen: 127.0.0.1:0 }', `admin: { listen: ${gw.adminUrl!.slice(7)} }`));
     const cli2 = await runCli(['connectors', '--config', cfg2]);
     assert.equal(cli2.code, 0, cli2.stderr + cli.stderr);
-    assert.match(cli2.stdout, /ID\s+GROUP\s+VERSION\s+ADDRESS\s+CHANNELS\s+IN-FLIGHT\s+LAST SEEN\s+CERT EXPIRY/);
-    assert.match(cli2.stdout, new RegExp(`${list[0].id}\\s+g1\\s+0\\.1\\.0\\s+127\\.0\\.0\\.1:\\d+\\s+2\\s+\\d+\\s+\\d{4}-`));
+    assert.match(cli2.stdout, /ID\s+GROUP\s+VERSION\s+ADDRESS\s+TRANSPORT\s+CHANNELS\s+IN-FLIGHT\s+LAST SEEN\s+CERT EXPIRY/);
+    assert.match(cli2.stdout, new RegExp(`${list[0].id}\\s+g1\\s+0\\.1\\.0\\s+127\\.0\\.0\\.1:\\d+\\s+h2\\s+2\\s+\\d+\\s+\\d{4}-`));
   });
 
   it('refuses a reused token, also after a gateway restart', async () => {
@@ -164,16 +163,18 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     const foreignCa = await ConnectorCa.loadOrCreate(tempDir());
     const kp = await generateKeyPair();
     const issued = await foreignCa.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 3600_000);
-    assert.equal(await wsStatus(gw, { key: kp.keyPem, cert: issued.certPem }), 403);
-    assert.equal(await wsStatus(gw, {}), 403);
+    for (const transport of CHANNEL_TRANSPORTS) {
+      assert.equal(await channelStatus(gw, { key: kp.keyPem, cert: issued.certPem }, transport), 403, transport);
+      assert.equal(await channelStatus(gw, {}, transport), 403, transport);
+    }
     const renew = await post(gw, '/v1/renew', { csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') });
     assert.equal(renew.status, 403);
     const refused = gw.logs.filter((l) => l.code === 'ERR_NOT_AUTHENTICATED');
-    assert.equal(refused.length, 3);
+    assert.equal(refused.length, 5);
     assert.ok(refused.some((l) => /certificate|none presented/.test(String(l.reason))));
     // a certificate from our CA is accepted
     const mine = await gw.server.connectorHub!.ca.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 3600_000);
-    assert.equal(await wsStatus(gw, { key: kp.keyPem, cert: mine.certPem }), 101);
+    for (const transport of CHANNEL_TRANSPORTS) assert.equal(await channelStatus(gw, { key: kp.keyPem, cert: mine.certPem }, transport), 101, transport);
   });
 
   it('revocation by reload closes the live channels within a second and refuses reconnects', async () => {

@@ -2,15 +2,16 @@
  * A connector holding a valid certificate is still outside the gateway's trust
  * for what it sends back: a compromised or broken one must not crash the
  * gateway, leak garbage to clients as if it were a response, or hold other
- * apps hostage. Here the "connector" is this test, speaking HTTP/2 over the
- * WebSocket channel by hand so it can misbehave in ways the real one never does.
+ * apps hostage. Here the "connector" is this test, speaking HTTP/2 by hand
+ * over each channel transport so it can misbehave in ways the real one never does.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import { WebSocket } from 'ws';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { channelStream, type ConnectorHub } from '../../src/connector/hub.js';
+import { CHANNEL_TRANSPORTS, dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
+import type { Duplex } from 'node:stream';
+import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, rawRequest, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, startHubGateway } from './support.js';
 
@@ -51,21 +52,22 @@ function yaml(backend: EchoBackend): string {
 }
 
 interface Rogue {
-  ws: WebSocket;
+  link: ChannelLink;
   session: Http2Session;
   /** CONNECT streams the gateway opened, by behaviour */
   opened: Map<Behaviour, number>;
 }
 
-async function rogueConnector(hub: ConnectorHub, act: (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session) => void): Promise<Rogue> {
+async function rogueConnector(hub: ConnectorHub, transport: ChannelTransport, act: (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session) => void): Promise<Rogue> {
   const kp = await generateKeyPair();
   const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
-  const ws = new WebSocket(`wss://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, perMessageDeflate: false });
-  await new Promise((r, j) => {
-    ws.once('open', r);
-    ws.once('error', j);
+  const link = dialChannel({ gateway: `https://${hub.address()}`, transport, key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+  const stream = await new Promise<Duplex>((r, j) => {
+    link.once('open', r);
+    link.once('error', j);
   });
-  const session = http2.performServerHandshake(channelStream(ws));
+  stream.on('error', () => undefined);
+  const session = http2.performServerHandshake(stream);
   session.on('error', () => undefined);
   const opened = new Map<Behaviour, number>();
   session.on('stream', (stream, headers) => {
@@ -79,7 +81,7 @@ async function rogueConnector(hub: ConnectorHub, act: (b: Behaviour, stream: Ser
     opened.set(b, (opened.get(b) ?? 0) + 1);
     act(b, stream, session);
   });
-  return { ws, session, opened };
+  return { link, session, opened };
 }
 
 const misbehave = (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session): void => {
@@ -125,7 +127,7 @@ function download(url: string, host: string): Promise<{ status: number; bytes: n
   });
 }
 
-describe('a connector with a valid certificate that misbehaves', function () {
+for (const transport of CHANNEL_TRANSPORTS) describe(`a connector with a valid certificate that misbehaves (${transport} channel)`, function () {
   this.timeout(30_000);
   let backend: EchoBackend;
   let gw: TestGateway;
@@ -136,11 +138,11 @@ describe('a connector with a valid certificate that misbehaves', function () {
   before(async () => {
     backend = await startEchoBackend();
     gw = await startHubGateway(yaml(backend));
-    rogue = await rogueConnector(gw.server.connectorHub!, misbehave);
+    rogue = await rogueConnector(gw.server.connectorHub!, transport, misbehave);
     await eventually(() => gw.server.connectorHub!.registry.all().some((c) => c.ready));
   });
   after(async () => {
-    rogue.ws.terminate();
+    rogue.link.terminate();
     await gw.stop();
     await backend.close();
   });

@@ -1,0 +1,144 @@
+/**
+ * The two channel transports: HTTP/2 straight on TLS after an upgrade to
+ * drawbridge-h2 (the default) and HTTP/2 over a WebSocket. Both carry real
+ * connector processes; bad input on the h2 upgrade is refused or closes only
+ * that channel.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import { WebSocket, WebSocketServer } from 'ws';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { MAX_FRAME_BYTES, TUNNEL_PROTOCOL, channelStream, dialChannel } from '../../src/connector/channelLink.js';
+import type { ConnectorHub } from '../../src/connector/hub.js';
+import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+/** Sends `bytes` over mutual TLS to the hub and returns everything it answers until it closes. */
+async function rawTls(hub: ConnectorHub, creds: { key: string; cert: string }, bytes: string): Promise<string> {
+  const [host, port] = hub.address()!.split(':');
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host, port: Number(port), ...creds, ca: hub.ca.certPem, servername: 'localhost' }, () => s.write(bytes));
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', reject);
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    setTimeout(() => s.destroy(), 3000).unref();
+  });
+}
+
+async function clientCert(hub: ConnectorHub, id: string): Promise<{ key: string; cert: string }> {
+  const kp = await generateKeyPair();
+  return { key: kp.keyPem, cert: (await hub.ca.issueClient(await createCsr(kp.keys, id), kp.publicKeyDer, 'g1', 3600_000, id)).certPem };
+}
+
+describe('connector channel transports', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  const dir = tempDir();
+  const procs: ConnectorProcess[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(gatewayYaml(backend));
+  });
+  after(async () => {
+    for (const c of procs) await killConnector(c);
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('a connector on each transport carries GETs, a 4 MiB download and streamed POSTs alone; /connectors names the transport', async () => {
+    const h2Dir = join(dir, 'h2');
+    const wsDir = join(dir, 'ws');
+    let onH2 = startConnector(h2Dir, { gateway: hubUrl(gw), token: token(gw) });
+    const onWs = startConnector(wsDir, { gateway: hubUrl(gw), token: token(gw), args: ['--transport', 'websocket', '--channels', '1'] });
+    procs.push(onH2, onWs);
+    await waitChannels(gw, 3);
+    const byTransport = new Map(gw.server.connectorHub!.connectors().map((c) => [c.transport, c]));
+    assert.equal(byTransport.get('h2')?.channels, 2);
+    assert.equal(byTransport.get('websocket')?.channels, 1);
+
+    const exercise = async (label: string) => {
+      const body = 'p'.repeat(300_000);
+      const post = await request(`${gw.url}/post/${label}`, { method: 'POST', headers: { host: 'app.test', 'content-type': 'text/plain' }, body });
+      assert.equal(post.status, 200, label);
+      assert.equal(JSON.parse(post.body).body, body, label);
+      const big = await request(`${gw.url}/big?bytes=${4 << 20}`, { headers: { host: 'app.test' } });
+      assert.equal(big.status, 200, label);
+      assert.equal(big.body.length, 4 << 20, label);
+      const gets = await Promise.all(Array.from({ length: 20 }, (_, i) => request(`${gw.url}/get/${label}/${i}`, { headers: { host: 'app.test' } })));
+      assert.deepEqual(gets.map((r) => r.status), Array(20).fill(200), label);
+    };
+    // only the WebSocket connector left
+    await killConnector(onH2);
+    await eventually(() => gw.server.connectorHub!.connectors().every((c) => c.transport === 'websocket'));
+    await exercise('websocket');
+    // only an h2 connector left (the same enrollment, restarted)
+    onH2 = startConnector(h2Dir);
+    procs.push(onH2);
+    await waitChannels(gw, 3);
+    await killConnector(onWs);
+    await eventually(() => gw.server.connectorHub!.connectors().every((c) => c.transport === 'h2'));
+    await exercise('h2');
+  });
+
+  it('refuses an unknown upgrade token and bytes sent before its 101, with 400 and the reason logged', async () => {
+    const hub = gw.server.connectorHub!;
+    const creds = await clientCert(hub, 'c-upgrade');
+    const head = (upgrade: string) => `GET /v1/tunnel HTTP/1.1\r\nhost: localhost\r\nconnection: Upgrade\r\nupgrade: ${upgrade}\r\n\r\n`;
+    assert.match(await rawTls(hub, creds, head('h2c')), /^HTTP\/1\.1 400 /);
+    assert.match(await rawTls(hub, creds, head(TUNNEL_PROTOCOL) + 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    await eventually(() => gw.logs.some((l) => /unsupported channel transport "h2c"/.test(String(l.reason))));
+    await eventually(() => gw.logs.some((l) => /before the channel upgrade was answered/.test(String(l.reason))));
+    assert.ok(!hub.registry.all().some((c) => c.connectorId === 'c-upgrade'));
+  });
+
+  it('garbage instead of HTTP/2 after the 101 closes only that channel; the other connectors keep serving', async () => {
+    const hub = gw.server.connectorHub!;
+    const before = hub.registry.all().length;
+    const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', ...(await clientCert(hub, 'c-garbage')), ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+    const stream = await new Promise<import('node:stream').Duplex>((r, j) => {
+      link.once('open', r);
+      link.once('error', j);
+    });
+    stream.on('error', () => undefined);
+    stream.resume(); // reads the gateway's GOAWAY and the end of the socket
+    stream.write(Buffer.from('this is not HTTP/2 at all, just garbage bytes\r\n\r\n'.repeat(20)));
+    await new Promise((r) => link.once('close', r));
+    await eventually(() => !hub.registry.all().some((c) => c.connectorId === 'c-garbage'));
+    assert.equal(hub.registry.all().length, before);
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => request(`${gw.url}/after-garbage/${i}`, { headers: { host: 'app.test' } })));
+    assert.deepEqual(results.map((r) => r.status), Array(20).fill(200));
+  });
+
+  it('a WebSocket channel splits a burst of queued writes into messages the peer accepts', async () => {
+    // The hub refuses WebSocket messages over MAX_FRAME_BYTES; HTTP/2 can queue more than that while the socket is busy.
+    const server = http.createServer();
+    const wss = new WebSocketServer({ server, maxPayload: MAX_FRAME_BYTES });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const received: number[] = [];
+    let closeCode: number | undefined;
+    wss.on('connection', (ws) => {
+      ws.on('message', (m: Buffer) => received.push(m.length));
+      ws.on('close', (code) => (closeCode = code));
+    });
+    const ws = new WebSocket(`ws://127.0.0.1:${(server.address() as { port: number }).port}/`);
+    await new Promise((r) => ws.once('open', r));
+    const duplex = channelStream(ws);
+    duplex.cork();
+    for (let i = 0; i < 6; i++) duplex.write(Buffer.alloc(1 << 20, i));
+    await new Promise<void>((r) => {
+      duplex.uncork();
+      duplex.write(Buffer.alloc(10), () => r());
+    });
+    await eventually(() => received.reduce((a, b) => a + b, 0) === 6 * (1 << 20) + 10);
+    assert.ok(Math.max(...received) <= MAX_FRAME_BYTES, `largest message ${Math.max(...received)} bytes`);
+    assert.equal(closeCode, undefined);
+    ws.terminate();
+    wss.close();
+    server.close();
+  });
+});
