@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DrawbridgeError } from '../errors.js';
+import { relay } from '../gateway/relay.js';
 import { createCsr, generateKeyPair, pinOf } from './ca.js';
 import { dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
@@ -242,8 +243,8 @@ export class ConnectorAgent {
       connected = true;
       if (stream.destroyed) return void sock.destroy();
       stream.respond({ ':status': 200 });
-      sock.pipe(stream);
-      stream.pipe(sock);
+      relay(sock, stream, { maxBuffered: 1 << 20 });
+      relay(stream, sock, { maxBuffered: 1 << 20 });
     });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) {

@@ -15,6 +15,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { relay } from '../gateway/relay.js';
 import { classify, clientResponse, pipeUpgrade, type BackendTlsOptions, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
@@ -166,8 +167,7 @@ export class TunnelUpstream implements Upstream {
         const status = upRes.statusCode ?? 502;
         const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
         res.writeHead(status, r.headers);
-        if (r.body) upRes.pipe(r.body).pipe(res);
-        else upRes.pipe(res);
+        relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: 256 << 10, coalesce: true });
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => {
