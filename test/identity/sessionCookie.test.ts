@@ -48,6 +48,8 @@ describe('identity: session cookies', function () {
     let s: Stack;
     before(async () => {
       s = await startStack({
+        // the rotation test rewrites the file and reloads itself; a watcher could apply the edit first
+        watch: false,
         apps: (b) => `${defaultApps(b)}
   - name: Short
     externalUrl: http://other.localhost/

@@ -34,6 +34,8 @@ export interface StackOptions {
   accessTokenTtlSec?: number;
   audiences?: { audience: string; scopes: string[] }[];
   users?: DemoUser[];
+  /** false: the config file is read only on reload(), so a test's explicit reload is the one that applies its edit */
+  watch?: boolean;
 }
 
 export function defaultApps(backend: string): string {
@@ -92,7 +94,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     onOneTimeCode: (u, c) => codes.set(u, c),
     accessTokenTtlSec: opts.accessTokenTtlSec,
   });
-  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml));
+  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml), opts.watch === false ? { watch: false } : {});
   const origin = (host: string) => `http://${host}.localhost:${gw.port}`;
   for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix']) {
     idp.allowRedirectUri(`${origin(h)}/.drawbridge/callback`);
