@@ -251,6 +251,11 @@ export class GatewayServer {
   /** Malformed requests get a 4xx with a correlation id; nothing reaches an app. */
   private guard(server: Server): void {
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // A client that hung up between requests sent nothing malformed, and can be told nothing.
+      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+        this.log.debug({ code: err.code }, 'client connection reset');
+        return socket.destroy();
+      }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const correlationId = randomUUID();
       this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');

@@ -246,6 +246,23 @@ apps:
       });
     }
 
+    it('a client that resets its connection mid-request: no "malformed request" warning, nothing forwarded, the gateway serves on', async () => {
+      const warnsBefore = gw.logs.filter((l) => l.msg === 'malformed request refused').length;
+      const got = await newForwards(async () => {
+        const s = net.connect(gw.port, '127.0.0.1');
+        await new Promise((r) => s.once('connect', r));
+        s.write(`GET /half HTTP/1.1\r\n${H}X-Partial: `);
+        await new Promise((r) => setTimeout(r, 50));
+        s.resetAndDestroy();
+        await new Promise((r) => setTimeout(r, 100));
+      });
+      assert.deepEqual(got, []);
+      assert.equal(gw.logs.filter((l) => l.msg === 'malformed request refused').length, warnsBefore);
+      assert.ok(gw.logs.some((l) => l.msg === 'client connection reset' && l.code === 'ECONNRESET'));
+      expectedForwards.add('/after-reset');
+      assert.equal((await request(`${gw.url}/after-reset`, { headers: { host: 'echo.test' } })).status, 200);
+    });
+
     const edgeRefusals: [string, string, number][] = [
       // llhttp reads a request line without a version as HTTP/0.9, and lets HTTP/2.0 through
       ['request line without an HTTP version and no Host', `GET /\r\n\r\n`, 400],
