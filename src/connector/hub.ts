@@ -25,7 +25,7 @@ import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
-import { MAX_FRAME_BYTES, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, type ChannelTransport } from './channelLink.js';
+import { MAX_FRAME_BYTES, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -217,11 +217,8 @@ export class ConnectorHub {
     }
     const tlsSocket = socket as TLSSocket;
     tlsSocket.setNoDelay(true);
-    // HTTP/2 takes the socket over natively; it must not find our 101 still being written.
-    tlsSocket.write(SWITCHING_TO_TUNNEL, (err) => {
-      if (err || tlsSocket.destroyed) return;
-      this.attach({ transport: 'h2', stream: tlsSocket, terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
-    });
+    tlsSocket.write(SWITCHING_TO_TUNNEL);
+    this.attach({ transport: 'h2', stream: unblockedStream(tlsSocket), terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
   }
 
   private attach(link: AcceptedLink, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {

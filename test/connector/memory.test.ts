@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createCipheriv, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +8,21 @@ import { tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const MiB = 1 << 20;
+
+/** Deterministic pseudo-random bytes (AES-CTR over zeros), one MiB at a time: `seed` names the stream. */
+function randomStream(seed: number): () => Buffer {
+  const key = createHash('sha256').update(String(seed)).digest().subarray(0, 16);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  const zeros = Buffer.alloc(MiB);
+  return () => cipher.update(zeros);
+}
+
+function expectedDigest(seed: number, mib: number): string {
+  const next = randomStream(seed);
+  const h = createHash('sha256');
+  for (let i = 0; i < mib; i++) h.update(next());
+  return h.digest('hex');
+}
 // 256 MiB in CI; DRAWBRIDGE_TEST_TUNNEL_MIB=1024 for the 1 GiB figures in the README
 const SIZE_MIB = Number(process.env.DRAWBRIDGE_TEST_TUNNEL_MIB) || 256;
 
@@ -20,6 +36,27 @@ describe('tunnel streaming: large bodies are never buffered whole', function () 
   before(async () => {
     // a backend that streams a download and counts an upload, holding one MiB at a time
     backend = http.createServer((req, res) => {
+      const random = /^\/random\/(\d+)\/(\d+)$/.exec(req.url ?? '');
+      if (random && req.method === 'POST') {
+        const h = createHash('sha256');
+        req.on('data', (c: Buffer) => h.update(c));
+        req.on('end', () => res.end(h.digest('hex')));
+        return;
+      }
+      if (random) {
+        const [seed, mib] = [Number(random[1]), Number(random[2])];
+        const next = randomStream(seed);
+        res.writeHead(200, { 'content-length': mib * MiB });
+        let i = 0;
+        const write = () => {
+          while (i < mib) {
+            i++;
+            if (!res.write(next())) return void res.once('drain', write);
+          }
+          res.end();
+        };
+        return write();
+      }
       if (req.method === 'POST') {
         let n = 0;
         req.on('data', (c: Buffer) => (n += c.length));
@@ -111,5 +148,45 @@ describe('tunnel streaming: large bodies are never buffered whole', function () 
     if (process.env.DRAWBRIDGE_TEST_TUNNEL_MIB) console.log(`      upload: gateway +${r.gateway.toFixed(0)} MiB, connector +${r.connector.toFixed(0)} MiB`);
     assert.ok(r.gateway < 100, `gateway process grew ${r.gateway.toFixed(0)} MiB`);
     assert.ok(r.connector < 100, `connector grew ${r.connector.toFixed(0)} MiB`);
+  });
+
+  it('eight 32 MiB downloads and uploads of random bytes at once arrive byte for byte', async () => {
+    const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
+    const downloads = seeds.map(
+      (seed) =>
+        new Promise<string>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port: gw.port, path: `/random/${seed}/32`, headers: { host: 'app.test' } }, (res) => {
+              const h = createHash('sha256');
+              res.on('data', (c: Buffer) => h.update(c));
+              res.on('end', () => resolve(h.digest('hex')));
+            })
+            .on('error', reject);
+        }),
+    );
+    const uploads = seeds.map(
+      (seed) =>
+        new Promise<string>((resolve, reject) => {
+          const req = http.request({ host: '127.0.0.1', port: gw.port, path: `/random/${seed + 100}/32`, method: 'POST', headers: { host: 'app.test', 'content-length': 32 * MiB } }, (res) => {
+            let b = '';
+            res.on('data', (c) => (b += c));
+            res.on('end', () => resolve(b));
+          });
+          req.on('error', reject);
+          const next = randomStream(seed + 100);
+          let i = 0;
+          const write = () => {
+            while (i < 32) {
+              i++;
+              if (!req.write(next())) return void req.once('drain', write);
+            }
+            req.end();
+          };
+          write();
+        }),
+    );
+    const [down, up] = await Promise.all([Promise.all(downloads), Promise.all(uploads)]);
+    assert.deepEqual(down, seeds.map((seed) => expectedDigest(seed, 32)));
+    assert.deepEqual(up, seeds.map((seed) => expectedDigest(seed + 100, 32)));
   });
 });
