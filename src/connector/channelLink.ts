@@ -84,14 +84,14 @@ function dialUpgrade(opts: DialOptions): ChannelLink {
   });
   req.on('upgrade', (res, sock, head) => {
     socket = sock as TLSSocket;
+    socket.on('error', (err) => link.emit('error', err));
+    socket.on('close', end);
     if (String(res.headers.upgrade).toLowerCase() !== TUNNEL_PROTOCOL) {
       link.emit('error', new Error(`the gateway switched to ${String(res.headers.upgrade)}, not ${TUNNEL_PROTOCOL}`));
       return void socket.destroy();
     }
     socket.setTimeout(0);
     socket.setNoDelay(true);
-    socket.on('error', (err) => link.emit('error', err));
-    socket.on('close', end);
     link.emit('open', unblockedStream(socket, head));
   });
   req.on('close', () => {

@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { WebSocket, WebSocketServer } from 'ws';
-import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { MAX_FRAME_BYTES, TUNNEL_PROTOCOL, channelStream, dialChannel } from '../../src/connector/channelLink.js';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
@@ -139,6 +140,22 @@ describe('connector channel transports', function () {
     assert.equal(closeCode, undefined);
     ws.terminate();
     wss.close();
+    server.close();
+  });
+
+  it('a 101 to another protocol: the connector drops the socket and reports the channel closed, so it dials again', async () => {
+    const ca = await ConnectorCa.loadOrCreate(tempDir());
+    const leaf = await ca.issueServer(['127.0.0.1']);
+    const server = https.createServer({ key: leaf.keyPem, cert: leaf.certPem });
+    server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const link = dialChannel({ gateway: `https://127.0.0.1:${(server.address() as { port: number }).port}`, transport: 'h2', ca: ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+    let opened = false;
+    link.on('open', () => (opened = true));
+    const error = new Promise<Error>((r) => link.once('error', r));
+    await new Promise((r) => link.once('close', r));
+    assert.match((await error).message, /switched to websocket, not drawbridge-h2/);
+    assert.equal(opened, false);
     server.close();
   });
 });
