@@ -3,8 +3,9 @@
  * accepts two transports on `GET /v1/tunnel`, both inside mutual TLS:
  *
  * - `h2` (the default): an HTTP/1.1 Upgrade to `drawbridge-h2`, after which
- *   HTTP/2 runs directly on the TLS socket, the way cloudflared runs its tunnel.
- *   No WebSocket framing, masking or message assembly on either side.
+ *   the TLS connection carries HTTP/2 itself, the way cloudflared runs its
+ *   tunnel (through unblockedStream below). No WebSocket framing, masking or
+ *   message assembly on either side.
  * - `websocket`: RFC 6455, with HTTP/2 over `ws.createWebSocketStream`, for
  *   front ends that pass no upgrade but WebSocket.
  *
