@@ -7,9 +7,10 @@
  *
  * ConnectorAgent: keeps `channels` channels to the gateway (mutual TLS; the
  * two transports are in channelLink.ts), each carrying an HTTP/2 session in
- * which this side is the server. The gateway opens a CONNECT stream per upstream connection; the agent dials the
- * target only if it is on the list the gateway pushed, and relays bytes with
- * HTTP/2 flow control as backpressure.
+ * which this side is the server. The gateway opens a CONNECT stream per
+ * upstream connection; the agent dials the target only if it is on the list
+ * the gateway pushed, and relays bytes with HTTP/2 flow control as
+ * backpressure.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
@@ -21,7 +22,7 @@ import type { Logger } from 'pino';
 import { DrawbridgeError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { createCsr, generateKeyPair, pinOf } from './ca.js';
-import { dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
+import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';
@@ -29,16 +30,24 @@ export const CONNECTOR_VERSION = '0.1.0';
 const STREAM_ROOM = 1 << 20;
 
 /** Read buffers for app sockets, handed back once HTTP/2 has taken their bytes. */
-const readBuffers = {
-  free: [] as Uint8Array[],
+class BufferPool {
+  private readonly free: Uint8Array[] = [];
+
+  constructor(
+    private readonly size: number,
+    private readonly keep: number,
+  ) {}
+
   take(): Uint8Array {
-    return this.free.pop() ?? new Uint8Array(128 << 10);
-  },
+    return this.free.pop() ?? new Uint8Array(this.size);
+  }
+
   give(buf: Uint8Array): void {
-    if (this.free.length < 64) this.free.push(buf);
-  },
-};
-const H2_WINDOW = 8 << 20;
+    if (this.free.length < this.keep) this.free.push(buf);
+  }
+}
+
+const readBuffers = new BufferPool(128 << 10, 64);
 
 export class ConnectorError extends DrawbridgeError {}
 
@@ -163,10 +172,12 @@ export class ConnectorAgent {
   private renewTimer?: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly files: Files;
+  private readonly transport: ChannelTransport;
   inflight = 0;
 
   constructor(private readonly opts: AgentOptions) {
     this.files = filesOf(opts.stateDir);
+    this.transport = opts.transport ?? 'h2';
     if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
     this.state = JSON.parse(readFileSync(this.files.state, 'utf8')) as ConnectorState;
     this.creds = this.readCreds();
@@ -197,7 +208,7 @@ export class ConnectorAgent {
     if (this.draining || this.stopped) return;
     const link = dialChannel({
       gateway: this.state.gateway,
-      transport: this.opts.transport ?? 'h2',
+      transport: this.transport,
       key: this.creds.key,
       cert: this.creds.cert,
       ca: this.creds.ca,
@@ -212,11 +223,11 @@ export class ConnectorAgent {
     link.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel error'));
     link.on('open', (duplex) => {
       opened = true;
-      this.log.info({ channel: index, transport: this.opts.transport ?? 'h2' }, 'channel open');
+      this.log.info({ channel: index, transport: this.transport }, 'channel open');
       duplex.on('error', () => undefined); // reported by the link; the session ends with it
-      const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: H2_WINDOW }, maxSessionMemory: 64 });
+      const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
       this.sessions.add(session);
-      session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
+      session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       session.on('stream', (stream, headers) => this.onStream(stream, headers));
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
       session.on('close', () => {

@@ -23,6 +23,13 @@ export const CHANNEL_TRANSPORTS = ['h2', 'websocket'] as const;
 export type ChannelTransport = (typeof CHANNEL_TRANSPORTS)[number];
 /** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
 export const MAX_FRAME_BYTES = 4 << 20;
+/**
+ * HTTP/2 flow-control windows of a channel, the same on both ends: a 1 MiB
+ * response never waits for a WINDOW_UPDATE, and they bound what
+ * unblockedStream can queue for the peer.
+ */
+export const STREAM_WINDOW = 8 << 20;
+export const SESSION_WINDOW = 4 * STREAM_WINDOW;
 
 /** The gateway's answer to an `h2` upgrade; the HTTP/2 client preface follows it. */
 export const SWITCHING_TO_TUNNEL = `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
@@ -92,7 +99,6 @@ function dialUpgrade(opts: DialOptions): ChannelLink {
       return void socket.destroy();
     }
     socket.setTimeout(0);
-    socket.setNoDelay(true);
     link.emit('open', unblockedStream(socket, head));
   });
   req.on('close', () => {
@@ -142,6 +148,7 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
  * Queued bytes are bounded by HTTP/2 flow control: the peer's windows.
  */
 export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
+  socket.setNoDelay(true);
   const stream = new Duplex({
     read() {
       socket.resume();

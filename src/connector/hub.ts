@@ -25,7 +25,7 @@ import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
-import { MAX_FRAME_BYTES, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
+import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -34,7 +34,6 @@ export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
 const MAX_BODY_BYTES = 64 << 10;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
 const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413 };
-const H2_WINDOW = 8 << 20;
 
 /** An accepted channel's byte stream, whichever transport carried it. */
 interface AcceptedLink {
@@ -216,7 +215,6 @@ export class ConnectorHub {
       );
     }
     const tlsSocket = socket as TLSSocket;
-    tlsSocket.setNoDelay(true);
     tlsSocket.write(SWITCHING_TO_TUNNEL);
     this.attach({ transport: 'h2', stream: unblockedStream(tlsSocket), terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
   }
@@ -227,7 +225,7 @@ export class ConnectorHub {
     duplex.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));
     const session = http2.connect('http://connector.invalid', {
       createConnection: () => duplex,
-      settings: { initialWindowSize: H2_WINDOW, enablePush: false },
+      settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
       maxSessionMemory: 64,
     });
     const ch: Channel = {
@@ -253,7 +251,7 @@ export class ConnectorHub {
       },
     };
     session.setMaxListeners(0); // one goaway listener per kept-alive connection
-    session.on('connect', () => session.setLocalWindowSize(H2_WINDOW * 4));
+    session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
     session.on('goaway', () => {
       if (!ch.draining) log.info({ channel: ch.key, inflight: ch.inflight }, 'connector draining: no new streams on this channel');
       ch.draining = true;

@@ -23,6 +23,8 @@ import type { Channel } from './registry.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const CONNECT_TIMEOUT_MS = 10_000;
+/** how much of a response may wait for a slow client before the tunnel stream is paused */
+const CLIENT_ROOM = 256 << 10;
 
 /** A failure before the connector dialed the app: the app never saw a byte. */
 class NotDialed extends Error {
@@ -167,7 +169,7 @@ export class TunnelUpstream implements Upstream {
         const status = upRes.statusCode ?? 502;
         const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
         res.writeHead(status, r.headers);
-        relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: 256 << 10, coalesce: true });
+        relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: CLIENT_ROOM, coalesce: true });
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => {

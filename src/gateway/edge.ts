@@ -124,24 +124,20 @@ export class Edge {
     if (this.rechecking) return; // a slow stage must not stack passes
     this.rechecking = true;
     try {
-      await this.recheckEach();
+      const gen = this.holder.current;
+      for (const [socket, tag] of this.upgraded) {
+        // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
+        const app = tag && gen?.apps.get(tag.app);
+        if (!app || socket.destroyed) continue;
+        const why = await refusalOf(app, tag.ctx);
+        if (!why || socket.destroyed) continue;
+        this.closeWebSocket(socket, tag, 'its access rules no longer allow it', [why]);
+        // an access decision like any other: it goes to the audit trail, under the upgrade's correlation id
+        const { ctx } = tag;
+        this.onDecision?.({ correlationId: ctx.id, app: tag.app, decision: 'deny', status: 403, method: ctx.method, path: ctx.path, user: ctx.identity?.user, clientIp: ctx.clientIp, reasons: [`open WebSocket closed: ${why}`] });
+      }
     } finally {
       this.rechecking = false;
-    }
-  }
-
-  private async recheckEach(): Promise<void> {
-    const gen = this.holder.current;
-    for (const [socket, tag] of this.upgraded) {
-      // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
-      const app = tag && gen?.apps.get(tag.app);
-      if (!app || socket.destroyed) continue;
-      const why = await refusalOf(app, tag.ctx);
-      if (!why || socket.destroyed) continue;
-      const { ctx } = tag;
-      this.closeWebSocket(socket, tag, 'its access rules no longer allow it', [why]);
-      // an access decision like any other: it goes to the audit trail, under the upgrade's correlation id
-      this.onDecision?.({ correlationId: ctx.id, app: tag.app, decision: 'deny', status: 403, method: ctx.method, path: ctx.path, user: ctx.identity?.user, clientIp: ctx.clientIp, reasons: [`open WebSocket closed: ${why}`] });
     }
   }
 
