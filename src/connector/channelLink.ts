@@ -4,9 +4,8 @@
  *
  * - `h2` (the default): an HTTP/1.1 Upgrade to `drawbridge-h2`, after which
  *   the TLS connection carries HTTP/2 itself, the way cloudflared runs its
- *   tunnel: natively on the gateway's socket, through unblockedStream below
- *   on the connector's. No WebSocket framing, masking or message assembly on
- *   either side.
+ *   tunnel (through unblockedStream below). No WebSocket framing, masking or
+ *   message assembly on either side.
  * - `websocket`: RFC 6455, with HTTP/2 over `ws.createWebSocketStream`, for
  *   front ends that pass no upgrade but WebSocket.
  *
@@ -141,14 +140,12 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
 }
 
 /**
- * The connector's TLS socket as the byte stream HTTP/2 runs on, with writes
- * that complete at once. Node's HTTP/2 stops reading its socket while one of
- * its writes is in progress; on a socket whose kernel buffer is full, that
- * write lasts until the peer reads. When both ends did that (a download and an
- * upload on one channel), each waited for the other and the channel froze
- * until pings failed. One end that always reads is enough to rule it out, so
- * the gateway's end stays native (it is the busier one). Queued bytes are
- * bounded by HTTP/2 flow control: the peer's windows.
+ * The TLS socket as the byte stream HTTP/2 runs on, with writes that complete
+ * at once. Node's HTTP/2 stops reading its socket while one of its writes is
+ * in progress; on a socket whose kernel buffer is full, that write lasts until
+ * the peer reads. When both ends send in bulk (a download and an upload on one
+ * channel), each waited for the other: the channel froze until pings failed.
+ * Queued bytes are bounded by HTTP/2 flow control: the peer's windows.
  */
 export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   socket.setNoDelay(true);

@@ -25,7 +25,7 @@ import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
-import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, type ChannelTransport } from './channelLink.js';
+import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -215,19 +215,8 @@ export class ConnectorHub {
       );
     }
     const tlsSocket = socket as TLSSocket;
-    tlsSocket.setNoDelay(true);
-    // HTTP/2 runs on the TLS socket natively here (no JS stream between them: this is the
-    // busier end of a download). Node's HTTP/2 stops reading while its own write waits,
-    // which froze a channel when both ends did that; the connector's end runs through
-    // unblockedStream, whose writes never wait, so it always reads and this end's writes
-    // always complete. Until the 101 is written HTTP/2 must not take the socket (it asserts
-    // on a write it did not start); what arrives meanwhile waits in the socket's buffer,
-    // which HTTP/2 reads first.
-    tlsSocket.pause();
-    tlsSocket.write(SWITCHING_TO_TUNNEL, (err) => {
-      if (err || tlsSocket.destroyed) return;
-      this.attach({ transport: 'h2', stream: tlsSocket, terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
-    });
+    tlsSocket.write(SWITCHING_TO_TUNNEL);
+    this.attach({ transport: 'h2', stream: unblockedStream(tlsSocket), terminate: () => tlsSocket.destroy(), onClose: (fn) => tlsSocket.on('close', fn) }, who, req);
   }
 
   private attach(link: AcceptedLink, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
