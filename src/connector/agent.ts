@@ -151,7 +151,18 @@ export interface AgentOptions {
   transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
+  /** how often each channel pings the gateway; a ping unanswered for twice this redials the channel */
+  pingIntervalMs?: number;
 }
+
+/**
+ * The gateway pings its channels, but a connector whose gateway went silent
+ * (host gone, NAT mapping dropped, a half-open connection) would never hear
+ * that its channels are dead, and never dial again. So each channel pings
+ * the gateway too. DRAWBRIDGE_CHANNEL_PING_MS is a knob for tests, not a
+ * config key.
+ */
+const PING_INTERVAL_MS = Number(process.env.DRAWBRIDGE_CHANNEL_PING_MS) || 10_000;
 
 interface Creds {
   key: string;
@@ -230,7 +241,9 @@ export class ConnectorAgent {
       session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       session.on('stream', (stream, headers) => this.onStream(stream, headers));
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
+      const stopPinging = this.pingGateway(session, index, () => link.terminate());
       session.on('close', () => {
+        stopPinging();
         this.sessions.delete(session);
         link.close();
       });
@@ -244,6 +257,36 @@ export class ConnectorAgent {
       this.log.info({ channel: index, retryInMs: Math.round(delay) }, 'channel closed; reconnecting');
       setTimeout(() => this.channel(index, next), delay);
     });
+  }
+
+  /** Pings the gateway on this session; `dead` runs once a ping goes unanswered for two intervals. */
+  private pingGateway(session: Http2Session, index: number, dead: () => void): () => void {
+    const every = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    let waiting: NodeJS.Timeout | undefined;
+    const timer = setInterval(() => {
+      if (waiting || session.destroyed) return; // the last ping is still out: its own deadline decides
+      const sentAt = Date.now();
+      const deadline = setTimeout(() => {
+        this.log.warn({ channel: index, waitedMs: Date.now() - sentAt }, 'the gateway did not answer a ping: dropping the channel and dialling again');
+        session.destroy();
+        dead();
+      }, 2 * every).unref();
+      waiting = deadline;
+      try {
+        session.ping(() => {
+          clearTimeout(deadline);
+          waiting = undefined;
+        });
+      } catch {
+        // the session is closing; its close ends this timer
+        clearTimeout(deadline);
+        waiting = undefined;
+      }
+    }, every).unref();
+    return () => {
+      clearInterval(timer);
+      clearTimeout(waiting);
+    };
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {

@@ -1,0 +1,104 @@
+/**
+ * The connector notices a gateway that went silent. A proxy between a real
+ * connector process and the gateway stops passing bytes on the connections
+ * it holds, without closing them: what a vanished host or a dropped NAT
+ * mapping looks like from the connector. The gateway's own pings drop its
+ * side; the connector must find out by itself and dial again.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { join } from 'node:path';
+import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+/** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
+async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; close: () => Promise<void> }> {
+  const [host, port] = target.split(':');
+  const pairs = new Set<{ silenced: boolean; a: net.Socket; b: net.Socket }>();
+  let total = 0;
+  const server = net.createServer((a) => {
+    total++;
+    const b = net.connect(Number(port), host);
+    const pair = { silenced: false, a, b };
+    pairs.add(pair);
+    a.on('data', (c) => void (pair.silenced || b.write(c)));
+    b.on('data', (c) => void (pair.silenced || a.write(c)));
+    const end = () => {
+      pairs.delete(pair);
+      a.destroy();
+      b.destroy();
+    };
+    // a silenced pair ignores its ends too: nothing reaches either side any more
+    a.on('close', () => void (pair.silenced || end()));
+    b.on('close', () => void (pair.silenced || end()));
+    a.on('error', () => undefined);
+    b.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port: p } = server.address() as net.AddressInfo;
+  return {
+    url: `https://127.0.0.1:${p}`,
+    connections: () => total,
+    silence: () => {
+      for (const pair of pairs) pair.silenced = true;
+    },
+    close: async () => {
+      for (const { a, b } of pairs) a.destroy(), b.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe('connector agent: a gateway that goes silent', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  const dir = tempDir();
+  const procs: ConnectorProcess[] = [];
+  const pingWas = process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
+
+  before(async () => {
+    // the gateway drops channels that miss its pings within about a second
+    process.env.DRAWBRIDGE_CONNECTOR_PING_MS = '300';
+    backend = await startEchoBackend();
+    gw = await startHubGateway(gatewayYaml(backend));
+  });
+  after(async () => {
+    for (const c of procs) await killConnector(c);
+    await gw.stop();
+    await backend.close();
+    if (pingWas === undefined) delete process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
+    else process.env.DRAWBRIDGE_CONNECTOR_PING_MS = pingWas;
+  });
+
+  for (const transport of ['h2', 'websocket']) {
+    it(`${transport}: the connector's unanswered pings drop its channels and it dials again, without a restart`, async () => {
+      const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
+      process.env.DRAWBRIDGE_CHANNEL_PING_MS = '200';
+      const c = startConnector(join(dir, transport), { gateway: relay.url, token: token(gw), args: ['--transport', transport] });
+      delete process.env.DRAWBRIDGE_CHANNEL_PING_MS;
+      procs.push(c);
+      try {
+        await waitChannels(gw, 2);
+        const before = await request(`${gw.url}/get/before`, { headers: { host: 'app.test' } });
+        assert.equal(before.status, 200);
+        const dialled = relay.connections();
+
+        relay.silence();
+        // the connector dials new connections through the relay, which pass again
+        await eventually(() => relay.connections() >= dialled + 2, 15_000, 50);
+        const after = await eventually(async () => {
+          const r = await request(`${gw.url}/get/after`, { headers: { host: 'app.test' } });
+          return r.status === 200 ? r : undefined;
+        }, 15_000, 100);
+        assert.equal(JSON.parse(after!.body).url, '/get/after');
+        assert.equal(c.child.exitCode, null, 'the connector process kept running');
+        const dropped = c.logs().filter((l) => String(l.msg).startsWith('the gateway did not answer a ping'));
+        assert.ok(dropped.length >= 2, `both channels dropped by the connector's own pings (${dropped.length})`);
+      } finally {
+        await killConnector(c);
+        await relay.close();
+      }
+    });
+  }
+});
