@@ -241,6 +241,7 @@ export class ConnectorAgent {
       session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       session.on('stream', (stream, headers) => this.onStream(stream, headers));
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
+      // the link's close destroys the session, which stops the pings
       const stopPinging = this.pingGateway(session, index, () => link.terminate());
       session.on('close', () => {
         stopPinging();
@@ -262,30 +263,23 @@ export class ConnectorAgent {
   /** Pings the gateway on this session; `dead` runs once a ping goes unanswered for two intervals. */
   private pingGateway(session: Http2Session, index: number, dead: () => void): () => void {
     const every = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
-    let waiting: NodeJS.Timeout | undefined;
+    let deadline: NodeJS.Timeout | undefined;
     const timer = setInterval(() => {
-      if (waiting || session.destroyed) return; // the last ping is still out: its own deadline decides
+      if (deadline || session.destroyed) return; // the last ping is still out: its own deadline decides
       const sentAt = Date.now();
-      const deadline = setTimeout(() => {
+      deadline = setTimeout(() => {
         this.log.warn({ channel: index, waitedMs: Date.now() - sentAt }, 'the gateway did not answer a ping: dropping the channel and dialling again');
-        session.destroy();
         dead();
       }, 2 * every).unref();
-      waiting = deadline;
-      try {
-        session.ping(() => {
-          clearTimeout(deadline);
-          waiting = undefined;
-        });
-      } catch {
-        // the session is closing; its close ends this timer
+      // (a closing session answers at once; only a destroyed one throws, checked above)
+      session.ping(() => {
         clearTimeout(deadline);
-        waiting = undefined;
-      }
+        deadline = undefined;
+      });
     }, every).unref();
     return () => {
       clearInterval(timer);
-      clearTimeout(waiting);
+      clearTimeout(deadline);
     };
   }
 

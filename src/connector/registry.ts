@@ -35,7 +35,7 @@ export interface ConnectorSummary {
   group: string;
   version: string;
   address: string;
-  transport: string;
+  transport: ChannelTransport;
   channels: number;
   inflight: number;
   lastSeen: string;

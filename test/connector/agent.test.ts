@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+import { gatewayYaml, killConnector, startConnector, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
 async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; close: () => Promise<void> }> {
@@ -54,7 +54,6 @@ describe('connector agent: a gateway that goes silent', function () {
   let backend: EchoBackend;
   let gw: TestGateway;
   const dir = tempDir();
-  const procs: ConnectorProcess[] = [];
   const pingWas = process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
 
   before(async () => {
@@ -64,7 +63,6 @@ describe('connector agent: a gateway that goes silent', function () {
     gw = await startHubGateway(gatewayYaml(backend));
   });
   after(async () => {
-    for (const c of procs) await killConnector(c);
     await gw.stop();
     await backend.close();
     if (pingWas === undefined) delete process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
@@ -74,10 +72,7 @@ describe('connector agent: a gateway that goes silent', function () {
   for (const transport of ['h2', 'websocket']) {
     it(`${transport}: the connector's unanswered pings drop its channels and it dials again, without a restart`, async () => {
       const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
-      process.env.DRAWBRIDGE_CHANNEL_PING_MS = '200';
-      const c = startConnector(join(dir, transport), { gateway: relay.url, token: token(gw), args: ['--transport', transport] });
-      delete process.env.DRAWBRIDGE_CHANNEL_PING_MS;
-      procs.push(c);
+      const c = startConnector(join(dir, transport), { gateway: relay.url, token: token(gw), args: ['--transport', transport], env: { DRAWBRIDGE_CHANNEL_PING_MS: '200' } });
       try {
         await waitChannels(gw, 2);
         const before = await request(`${gw.url}/get/before`, { headers: { host: 'app.test' } });

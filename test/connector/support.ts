@@ -67,11 +67,11 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
 }
 
 /** Starts `drawbridge connector run` as a child process (enrolling first when a token is given). */
-export function startConnector(stateDir: string, opts: { gateway?: string; token?: string; args?: string[] } = {}): ConnectorProcess {
+export function startConnector(stateDir: string, opts: { gateway?: string; token?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): ConnectorProcess {
   const args = [CLI, 'connector', 'run', '--state-dir', stateDir, ...(opts.args ?? [])];
   if (opts.gateway) args.push('--gateway', opts.gateway);
   if (opts.token) args.push('--token', opts.token);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DRAWBRIDGE_LOG_LEVEL: 'info' } });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DRAWBRIDGE_LOG_LEVEL: 'info', ...opts.env } });
   const lines: string[] = [];
   let buf = '';
   const onData = (c: Buffer) => {
