@@ -16,7 +16,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
-import { classify, clientResponse, pipeUpgrade, type BackendTlsOptions, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -112,11 +112,12 @@ export class TunnelUpstream implements Upstream {
     });
   }
 
-  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void {
+  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward {
     const { req, res } = f;
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
     const replayable = IDEMPOTENT.has(f.method) && !hasBody;
     let clientGone = false;
+    let current: http.ClientRequest | undefined;
     res.once('close', () => {
       if (!res.writableFinished) clientGone = true;
     });
@@ -140,6 +141,7 @@ export class TunnelUpstream implements Upstream {
               },
             }),
       } as http.RequestOptions);
+      current = upReq;
       const onClientClose = () => {
         if (!res.writableFinished) upReq.destroy();
       };
@@ -184,6 +186,10 @@ export class TunnelUpstream implements Upstream {
       else upReq.end();
     };
     send(0);
+    return () => {
+      clientGone = true;
+      current?.destroy();
+    };
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
@@ -277,7 +283,13 @@ class StreamSocket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.s.destroyed) this.s.close(err ? http2Cancel : 0);
+    // A stream closed with NO_ERROR lingers until what it queued has gone out and what
+    // it received has been read. Neither happens to a request cut short (a body the
+    // app stopped reading, a response the client stopped taking), so the stream, its
+    // window of data and the connector's connection to the app would stay for good.
+    // CANCEL ends it at once.
+    const clean = !err && this.s.writableLength === 0 && this.s.readableEnded;
+    if (!this.s.destroyed) this.s.close(clean ? 0 : http2Cancel);
     cb(err);
   }
 

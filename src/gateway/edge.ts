@@ -17,6 +17,7 @@ import { sendError } from './errorPages.js';
 import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
+import { watchStall } from './stall.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
@@ -313,8 +314,10 @@ export class Edge {
     const headers = ctx.upstreamHeaders;
     headers.host = app.internalUrl.host;
     headers[CORRELATION_HEADER] = ctx.id;
+    let stalled = false;
     const done = (failure?: UpstreamFailure) => {
-      if (!failure) return;
+      // A stall was answered already; the upstream's failure is its echo.
+      if (!failure || stalled) return;
       outcome.decision = failure.status === 504 ? 'timeout' : 'upstream-error';
       outcome.reasons = [failure.detail];
       if (!failure.afterHeaders) sendError(res, req.headers, { status: failure.status, reason: failure.reason, correlationId: ctx.id, app: app.name });
@@ -347,7 +350,30 @@ export class Edge {
       // a compressed body could not be rewritten without inflating it here
       headers['accept-encoding'] = 'identity';
     }
-    app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody }, done);
+    watchStall(req, res, app.timeoutMs, (stall) => {
+      stalled = true;
+      const idle = `${app.timeoutMs / 1000} s`;
+      if (stall === 'client-download') {
+        outcome.decision = 'client-timeout';
+        outcome.reasons = [`the client took no response bytes for ${idle}`];
+        res.destroy();
+        return;
+      }
+      const byClient = stall === 'client-upload';
+      outcome.decision = byClient ? 'client-timeout' : 'timeout';
+      outcome.reasons = [byClient ? `the client sent no request body bytes for ${idle}` : `the app read no request body bytes for ${idle}`];
+      // The page goes out first: cutting the app's side ends the client's request stream, and with it the socket.
+      res.once('close', () => cancel());
+      sendError(res, req.headers, {
+        status: byClient ? 408 : 504,
+        reason: byClient ? 'The request body stopped arriving before it was complete.' : 'The app did not answer in time.',
+        correlationId: ctx.id,
+        app: app.name,
+        // the rest of the body may never come, so the connection cannot carry another request
+        headers: { connection: 'close' },
+      });
+    });
+    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody }, done);
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {

@@ -40,8 +40,11 @@ export interface UpstreamFailure {
   afterHeaders: boolean;
 }
 
+/** ends an exchange with the app early; `done` is then called without a failure */
+export type CancelForward = () => void;
+
 export interface Upstream {
-  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void;
+  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void;
   close(): Promise<void>;
 }
@@ -93,7 +96,7 @@ export class DirectUpstream implements Upstream {
     });
   }
 
-  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): void {
+  forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward {
     const { req, res } = f;
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
     // undici accepts an EventEmitter as the abort signal; it costs a fraction of an
@@ -135,6 +138,10 @@ export class DirectUpstream implements Upstream {
         done(failure);
       },
     );
+    return () => {
+      aborted = true;
+      clientGone.emit('abort');
+    };
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {

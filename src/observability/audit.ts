@@ -63,6 +63,7 @@ export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp'>): 
     case 'upgrade':
     case 'timeout':
     case 'upstream-error':
+    case 'client-timeout':
       // the gateway let the request through; what the app did afterwards is not an access decision
       return 'allow';
     case 'step-up':

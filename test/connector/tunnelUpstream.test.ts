@@ -216,6 +216,25 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(backend.received.length - before, 1000);
   });
 
+  it('a client that leaves in the middle of a large download frees its tunnel stream and what it had buffered', async () => {
+    const streams = () => gw.server.connectorHub!.registry.all().reduce((n, c) => n + c.inflight, 0);
+    // kept-alive connections of earlier tests close after the tunnel agent's idle timeout
+    await eventually(() => streams() === 0, 10_000, 50);
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: `/big?bytes=${64 << 20}`, headers: { host: 'app.test' }, agent: false }, (res) => {
+          res.once('data', () => {
+            // stop reading, so the gateway holds data for this client, then go
+            res.pause();
+            setTimeout(() => (r.destroy(), resolve()), 200);
+          });
+        });
+        r.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      });
+    }
+    await eventually(() => streams() === 0, 3000, 50);
+  });
+
   it('bad input on a channel: garbage and oversized frames close only that channel, an abandoned stream blocks nothing', async () => {
     const hub = gw.server.connectorHub!;
     const kp = await generateKeyPair();

@@ -1,0 +1,41 @@
+/**
+ * Who stopped a proxied exchange from moving. The public listener has no
+ * request timeout (uploads may take as long as they take), so a client that
+ * stops sending its body, or stops taking the response, would otherwise hold a
+ * connection to the app, and whatever the gateway queued for it, for as long as
+ * it kept its socket open. The app's `backendTimeout` bounds how long one
+ * exchange may go without progress in either direction, the way it already
+ * bounds the app.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export type Stall =
+  /** the client sent part of its body, then nothing */
+  | 'client-upload'
+  /** the body waits in the gateway because the app stopped reading it */
+  | 'app-upload'
+  /** the response waits in the gateway because the client stopped reading it */
+  | 'client-download';
+
+export function whoStalled(req: IncomingMessage, res: ServerResponse): Stall | undefined {
+  if (!req.complete) {
+    // Bytes the gateway holds and has not passed on mean the app is the one not reading.
+    if (req.isPaused() || req.readableLength > 0) return res.headersSent ? undefined : 'app-upload';
+    return 'client-upload';
+  }
+  if (res.headersSent && (res.writableLength > 0 || (res.socket?.writableLength ?? 0) > 0)) return 'client-download';
+  // Waiting on the app, whose own timers (headers, body, tunnel socket) answer for it.
+  return undefined;
+}
+
+/**
+ * Calls `onStall` when the client's socket saw no bytes move either way for
+ * `ms` and the stall is one the app's own timers do not cover. Node's socket
+ * timer counts a slow write that still makes progress as activity.
+ */
+export function watchStall(req: IncomingMessage, res: ServerResponse, ms: number, onStall: (stall: Stall) => void): void {
+  res.setTimeout(ms, () => {
+    const stall = whoStalled(req, res);
+    if (stall) onStall(stall);
+  });
+}
