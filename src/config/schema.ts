@@ -234,7 +234,7 @@ export const App = Type.Object(
     backendTimeout: Type.Optional(
       Type.Union([Type.Literal('default'), Type.Literal('long'), Type.String({ pattern: DURATION_PATTERN })], {
         default: 'default',
-        description: 'How long to wait for the app: default (85s), long (180s) or a duration. On expiry the client gets 504. It bounds a stalled client too: a request body with no bytes for that long gets 408, and a client that takes no response bytes for that long is disconnected.',
+        description: 'How long to wait for the app: default (85s), long (180s) or a duration, for its response to begin and for each further piece of it. On expiry the client gets 504, or, once the response has begun, its connection is cut. It bounds a stalled client too: a request body with no bytes for that long gets 408, and a client that takes no response bytes for that long is disconnected.',
       }),
     ),
     backend: Type.Optional(

@@ -168,6 +168,7 @@ export class TunnelUpstream implements Upstream {
       upReq.on('response', (upRes: IncomingMessage) => {
         started = true;
         upReq.setTimeout(0);
+        watchBodyIdle(upReq, upRes, f.timeoutMs);
         const status = upRes.statusCode ?? 502;
         const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
         res.writeHead(status, r.headers);
@@ -225,6 +226,21 @@ class DialRefused extends NotDialed {
 }
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
+
+/**
+ * The app's silence in the middle of a body is bounded by backendTimeout, as
+ * undici's bodyTimeout bounds it for direct apps. A body held back because the
+ * client takes it slowly is not the app's silence: the stall watch at the edge
+ * answers for the client.
+ */
+function watchBodyIdle(upReq: http.ClientRequest, upRes: IncomingMessage, ms: number): void {
+  const idle = setTimeout(() => {
+    if (upRes.isPaused()) return void idle.refresh();
+    upReq.destroy(Object.assign(new Error('the app sent no more of its response in time'), { code: 'UND_ERR_BODY_TIMEOUT' }));
+  }, ms);
+  upRes.on('data', () => idle.refresh());
+  upRes.once('close', () => clearTimeout(idle));
+}
 
 function ignoreError(): void {}
 

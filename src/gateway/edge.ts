@@ -88,7 +88,10 @@ export class Edge {
     const outcome: Outcome = { decision: 'error' };
     res.once('close', () => {
       gen.release();
-      this.finish(req, res, id, outcome, started);
+      if (res.writableFinished) return this.finish(req, res, id, outcome, started);
+      // A response cut short is logged a turn later: the direct upstream learns why (the app
+      // went quiet, or the client left) from undici only after this close.
+      setImmediate(() => this.finish(req, res, id, outcome, started));
     });
     try {
       this.route(req, res, id, gen, outcome);

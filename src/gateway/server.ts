@@ -251,9 +251,10 @@ export class GatewayServer {
   /** Malformed requests get a 4xx with a correlation id; nothing reaches an app. */
   private guard(server: Server): void {
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // A client that hung up between requests sent nothing malformed, and can be told nothing.
-      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
-        this.log.debug({ code: err.code }, 'client connection reset');
+      // Only the parser's errors (and its timeout) are about what the client sent. The rest are the
+      // connection's: a client that hung up, or a response the gateway cut (an app that went quiet).
+      if (!err.code?.startsWith('HPE_') && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+        this.log.debug({ code: err.code, reason: err.message }, 'client connection ended');
         return socket.destroy();
       }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;

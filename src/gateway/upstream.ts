@@ -105,7 +105,8 @@ export class DirectUpstream implements Upstream {
     let aborted = false;
     let started = false;
     const onClose = () => {
-      if (res.writableFinished) return;
+      // undici destroys res with the app's error (a body that stopped coming): not the client leaving
+      if (res.writableFinished || appErrorOf(res)) return;
       aborted = true;
       clientGone.emit('abort');
     };
@@ -131,9 +132,12 @@ export class DirectUpstream implements Upstream {
       },
       (err) => {
         res.removeListener('close', onClose);
-        if (!err) return done();
         if (aborted) return done(); // the client left; nothing to tell it
-        const failure = classify(err, started);
+        // Once the head is out, undici reports an app failure by destroying res with it; the
+        // callback itself then gets no error or a bare "premature close".
+        const cause = appErrorOf(res) ?? err;
+        if (!cause) return done();
+        const failure = classify(cause, started);
         if (started) res.destroy();
         done(failure);
       },
@@ -231,6 +235,12 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
     return { status: 502, reason: "The gateway can't reach the app.", detail: `backend certificate rejected (${code}): ${e.message}`, afterHeaders };
   }
   return { status: 502, reason: "The gateway can't reach the app.", detail, afterHeaders };
+}
+
+/** the error undici destroyed res with, when it gave up on the app mid-response */
+function appErrorOf(res: ServerResponse): Error | undefined {
+  const e = (res as { errored?: (Error & { code?: string }) | null }).errored;
+  return e?.code?.startsWith('UND_ERR_') ? e : undefined;
 }
 
 function isIp(host: string): boolean {

@@ -258,7 +258,7 @@ apps:
       });
       assert.deepEqual(got, []);
       assert.equal(gw.logs.filter((l) => l.msg === 'malformed request refused').length, warnsBefore);
-      assert.ok(gw.logs.some((l) => l.msg === 'client connection reset' && l.code === 'ECONNRESET'));
+      assert.ok(gw.logs.some((l) => l.msg === 'client connection ended' && l.code === 'ECONNRESET'));
       expectedForwards.add('/after-reset');
       assert.equal((await request(`${gw.url}/after-reset`, { headers: { host: 'echo.test' } })).status, 200);
     });

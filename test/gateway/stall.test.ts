@@ -41,6 +41,16 @@ async function startStallApp(): Promise<{ url: string; exchanges: Exchange[]; cl
       };
       res.on('drain', pump);
       pump();
+    } else if (req.url === '/quiet') {
+      // a first piece of the body, then silence with the connection open
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('x'.repeat(1000));
+    } else if (req.url?.startsWith('/drip')) {
+      // a piece every `gap` ms, five in all
+      const gap = Number(new URL(req.url, 'http://x').searchParams.get('gap'));
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let n = 0;
+      const t = setInterval(() => (++n < 5 ? res.write(`piece ${n}\n`) : (clearInterval(t), res.end('last\n'))), gap);
     } else if (req.url === '/sink') {
       req.pause();
       x.release = () => req.resume();
@@ -199,6 +209,38 @@ apps:
         s.destroy();
       });
 
+      it('an app that goes quiet in the middle of its response: the client is cut off after backendTimeout, and so is the app', async () => {
+        const mark = app.exchanges.length;
+        const s = await connect(gw.port);
+        let answer = '';
+        s.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+        s.on('error', () => undefined);
+        s.write(`GET /quiet HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await eventually(() => answer.includes('x'.repeat(1000)), 5000);
+        const t0 = Date.now();
+        await closed(s);
+        const took = Date.now() - t0;
+        // (undici's body timer was seen firing a few hundred ms early on a reused connection)
+        assert.ok(took >= TIMEOUT_MS / 2 && took < TIMEOUT_MS * 3, `cut after ${took} ms`);
+        assert.match(answer, /^HTTP\/1\.1 200 /);
+        assert.ok(!answer.endsWith('0\r\n\r\n'), 'the body is not presented as complete');
+        const x = await exchangeAfter(mark, '/quiet');
+        await eventually(() => x.fate === 'closed', 5000);
+        const line = await eventually(() => logOf(app_, '/quiet'));
+        assert.equal(line!.decision, 'timeout');
+      });
+
+      it('an app whose pauses are each shorter than backendTimeout is not cut, however long the whole response takes', async () => {
+        const s = await connect(gw.port);
+        let answer = '';
+        s.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+        s.write(`GET /drip?gap=${TIMEOUT_MS / 2} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+        await eventually(() => answer.includes('last\n'), 10_000);
+        assert.match(answer, /piece 4\n/);
+        assert.ok(!s.destroyed);
+        s.destroy();
+      });
+
       it('slow clients that keep making progress are not cut: an upload in small pieces and a slow reader, each taking longer than the timeout', async () => {
         const s = await connect(gw.port);
         let answer = '';
@@ -229,4 +271,11 @@ apps:
       });
     });
   }
+
+  // (a suite, so that it runs after the two above: mocha runs a suite's own tests first)
+  describe('afterwards', () => {
+    it('none of it was logged as a malformed request or a failure inside the gateway', () => {
+      assert.deepEqual(gw.logs.filter((l) => (l.level as number) >= 40).map((l) => l.msg), []);
+    });
+  });
 });
