@@ -151,8 +151,6 @@ export interface AgentOptions {
   transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
-  /** how often each channel pings the gateway; a ping unanswered for twice this redials the channel */
-  pingIntervalMs?: number;
 }
 
 /**
@@ -262,7 +260,7 @@ export class ConnectorAgent {
 
   /** Pings the gateway on this session; `dead` runs once a ping goes unanswered for two intervals. */
   private pingGateway(session: Http2Session, index: number, dead: () => void): () => void {
-    const every = this.opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    const every = PING_INTERVAL_MS;
     let deadline: NodeJS.Timeout | undefined;
     const timer = setInterval(() => {
       if (deadline || session.destroyed) return; // the last ping is still out: its own deadline decides

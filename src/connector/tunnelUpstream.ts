@@ -117,9 +117,15 @@ export class TunnelUpstream implements Upstream {
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
     const replayable = IDEMPOTENT.has(f.method) && !hasBody;
     let clientGone = false;
+    /** the attempt in flight (a retry replaces the first) */
     let current: http.ClientRequest | undefined;
+    // (destroying an attempt that already ended is a no-op: a kept-alive one is marked destroyed when its socket is freed)
+    const abort = () => {
+      clientGone = true;
+      current?.destroy();
+    };
     res.once('close', () => {
-      if (!res.writableFinished) clientGone = true;
+      if (!res.writableFinished) abort();
     });
 
     // First try: a kept-alive connection from the pool (or a new stream). A
@@ -142,13 +148,8 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
-      const onClientClose = () => {
-        if (!res.writableFinished) upReq.destroy();
-      };
-      res.once('close', onClientClose);
       upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       upReq.on('error', (err: Error & { channel?: Channel }) => {
-        res.removeListener('close', onClientClose);
         if (clientGone) return done();
         if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
         if (err instanceof NotDialed && err.status === 504) return done({ status: 504, reason: 'No connector is available for this app.', detail: err.message, afterHeaders: false });
@@ -175,10 +176,7 @@ export class TunnelUpstream implements Upstream {
         relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: CLIENT_ROOM, coalesce: true });
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
-        upRes.on('end', () => {
-          res.removeListener('close', onClientClose);
-          done();
-        });
+        upRes.on('end', () => done());
       });
       // A dead socket is a failed dial: retried, with the body still unread.
       failOnDeadSocket(upReq);
@@ -187,10 +185,7 @@ export class TunnelUpstream implements Upstream {
       else upReq.end();
     };
     send(0);
-    return () => {
-      clientGone = true;
-      current?.destroy();
-    };
+    return abort;
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {

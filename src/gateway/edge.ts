@@ -17,7 +17,7 @@ import { sendError } from './errorPages.js';
 import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
-import { watchStall } from './stall.js';
+import { STALL_ANSWERS, watchStall } from './stall.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
@@ -355,26 +355,15 @@ export class Edge {
     }
     watchStall(req, res, app.timeoutMs, (stall) => {
       stalled = true;
-      const idle = `${app.timeoutMs / 1000} s`;
-      if (stall === 'client-download') {
-        outcome.decision = 'client-timeout';
-        outcome.reasons = [`the client took no response bytes for ${idle}`];
-        res.destroy();
-        return;
-      }
-      const byClient = stall === 'client-upload';
-      outcome.decision = byClient ? 'client-timeout' : 'timeout';
-      outcome.reasons = [byClient ? `the client sent no request body bytes for ${idle}` : `the app read no request body bytes for ${idle}`];
+      const answer = STALL_ANSWERS[stall];
+      outcome.decision = answer.decision;
+      outcome.reasons = [`${answer.logged} for ${app.timeoutMs / 1000} s`];
+      // The response has begun: ending the connection is all that is left (the upstream sees the close).
+      if (!answer.page) return void res.destroy();
       // The page goes out first: cutting the app's side ends the client's request stream, and with it the socket.
       res.once('close', () => cancel());
-      sendError(res, req.headers, {
-        status: byClient ? 408 : 504,
-        reason: byClient ? 'The request body stopped arriving before it was complete.' : 'The app did not answer in time.',
-        correlationId: ctx.id,
-        app: app.name,
-        // the rest of the body may never come, so the connection cannot carry another request
-        headers: { connection: 'close' },
-      });
+      // the rest of the body may never come, so the connection cannot carry another request
+      sendError(res, req.headers, { ...answer.page, correlationId: ctx.id, app: app.name, headers: { connection: 'close' } });
     });
     const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody }, done);
   }

@@ -17,6 +17,13 @@ export type Stall =
   /** the response waits in the gateway because the client stopped reading it */
   | 'client-download';
 
+/** What the edge does about each stall: the log's decision and reason, and the page when no response has begun. */
+export const STALL_ANSWERS: Readonly<Record<Stall, { decision: string; logged: string; page?: { status: 408 | 504; reason: string } }>> = {
+  'client-upload': { decision: 'client-timeout', logged: 'the client sent no request body bytes', page: { status: 408, reason: 'The request body stopped arriving before it was complete.' } },
+  'app-upload': { decision: 'timeout', logged: 'the app read no request body bytes', page: { status: 504, reason: 'The app did not answer in time.' } },
+  'client-download': { decision: 'client-timeout', logged: 'the client took no response bytes' },
+};
+
 export function whoStalled(req: IncomingMessage, res: ServerResponse): Stall | undefined {
   if (!req.complete) {
     // Bytes the gateway holds and has not passed on mean the app is the one not reading.

@@ -104,11 +104,13 @@ export class DirectUpstream implements Upstream {
     const clientGone = new EventEmitter();
     let aborted = false;
     let started = false;
-    const onClose = () => {
-      // undici destroys res with the app's error (a body that stopped coming): not the client leaving
-      if (res.writableFinished || appErrorOf(res)) return;
+    const abort = () => {
       aborted = true;
       clientGone.emit('abort');
+    };
+    const onClose = () => {
+      // undici destroys res with the app's error (a body that stopped coming): not the client leaving
+      if (!res.writableFinished && !appErrorOf(res)) abort();
     };
     res.once('close', onClose);
     const opts: Dispatcher.RequestOptions = {
@@ -142,10 +144,7 @@ export class DirectUpstream implements Upstream {
         done(failure);
       },
     );
-    return () => {
-      aborted = true;
-      clientGone.emit('abort');
-    };
+    return abort;
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
