@@ -225,7 +225,7 @@ export class Edge {
     if (!addr.ok) return this.deny(req, res, id, outcome, 400, `The client address cannot be determined (${addr.reason}).`);
     outcome.clientIp = addr.ip;
 
-    const headers = upstreamRequestHeaders(h, app.stripHeaders);
+    const headers = upstreamRequestHeaders(h, app.stripHeaders, app.isGatewayCookie);
     const ctx: RequestContext = {
       id,
       method: req.method ?? 'GET',

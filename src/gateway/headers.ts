@@ -3,6 +3,7 @@
  * everything the client must not control, then let stages set their own.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { withoutCookies } from '../identity/cookies.js';
 
 /** RFC 9110 7.6.1 plus the de-facto ones proxies must not forward. */
 export const HOP_BY_HOP = new Set([
@@ -58,9 +59,10 @@ export function connectionTokens(value: string | string[] | undefined): string[]
 /**
  * Copies request headers for the upstream, leaving out hop-by-hop headers,
  * headers named in Connection, client copies of forwarding headers, and the
- * app's own strip list (identity headers and their look-alikes).
+ * strip list (every app's identity headers and their look-alikes), and the
+ * gateway's cookies from Cookie.
  */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: ReadonlySet<string>): Record<string, string | string[]> {
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: ReadonlySet<string>, isGatewayCookie?: (name: string) => boolean): Record<string, string | string[]> {
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const key in incoming) {
@@ -68,7 +70,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
     // Underscore and dot spellings can be folded into the same variable by CGI-style
     // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
     if ((key.includes('_') || key.includes('.')) && appStrip.has(key.replace(/[_.]/g, '-'))) continue;
-    const v = incoming[key];
+    const v = key === 'cookie' && isGatewayCookie ? withoutCookies(incoming.cookie, isGatewayCookie) : incoming[key];
     if (v !== undefined) out[key] = v;
   }
   return out;

@@ -15,6 +15,7 @@ import type { JWTVerifyGetKey } from 'jose';
 import { SessionRevocations } from './revocations.js';
 
 export const LOGIN_COOKIE = 'drawbridge_login';
+export const DEFAULT_SESSION_COOKIE = 'drawbridge_session';
 export const CALLBACK_PATH = '/.drawbridge/callback';
 export const SIGN_OUT_PATH = '/.drawbridge/sign-out';
 export const SIGNED_OUT_PATH = '/.drawbridge/signed-out';
@@ -49,8 +50,6 @@ export class IdentityRuntime {
   readonly algorithms: readonly string[];
   readonly clockToleranceSec: number;
   readonly apps = new Map<string, AppIdentity>();
-  /** every cookie name the gateway owns in this generation (stripped before forwarding) */
-  readonly cookieNames = new Set<string>();
   /** groups that any rule in the config refers to: kept first when a session must shrink */
   readonly referencedGroups: ReadonlySet<string>;
   /**
@@ -89,7 +88,7 @@ export class IdentityRuntime {
     const base = { ...(this.config.session?.cookie ?? {}), ...(app.cookies ?? {}) };
     const url = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
     const prefix = url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
-    const name = base.name ?? 'drawbridge_session';
+    const name = base.name ?? DEFAULT_SESSION_COOKIE;
     const ai: AppIdentity = Object.freeze({
       name: app.name,
       externalUrl: app.externalUrl,
@@ -105,11 +104,8 @@ export class IdentityRuntime {
       forwardToken: app.forwardBearerToken === true,
     });
     this.apps.set(app.name, ai);
-    for (const n of [name, `__Host-${name}`, `__Secure-${name}`]) this.cookieNames.add(n);
     return ai;
   }
-
-  isGatewayCookie = (name: string): boolean => this.cookieNames.has(name) || /^(__Host-|__Secure-)?drawbridge_login(_|$)/.test(name);
 
   /** One verifier per audience, all sharing the issuer's JWKS cache. */
   async bearerVerifier(app: AppIdentity): Promise<BearerVerifier> {

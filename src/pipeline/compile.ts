@@ -14,6 +14,7 @@ import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
+import { gatewayOwned } from './gatewayOwned.js';
 import { Generation, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage } from './stage.js';
 
@@ -107,9 +108,8 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
   if (!stages.some((s) => s.kind === 'preauth')) throw new Error(`no pre-authentication stage for preAuth ${preAuth}`);
   stages.sort((a, b) => STAGE_KINDS.indexOf(a.kind) - STAGE_KINDS.indexOf(b.kind));
 
-  const strip = new Set<string>();
-  for (const h of Object.keys(app.headers?.identity ?? {})) strip.add(h.toLowerCase());
-  if (app.headers?.assertion) strip.add(app.headers.assertion.toLowerCase());
+  const owned = gatewayOwned(config);
+  const strip = new Set<string>(owned.headers);
   for (const s of stages) for (const h of s.stripHeaders ?? []) strip.add(h.toLowerCase());
 
   const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(deps.configDir, p));
@@ -123,6 +123,7 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
     preAuth,
     stages: Object.freeze(stages),
     stripHeaders: strip,
+    isGatewayCookie: owned.isCookie,
     timeoutMs: timeoutOf(app.backendTimeout),
     websockets: app.websockets === true,
     translateHeaders: app.translateUrls?.headers !== false,

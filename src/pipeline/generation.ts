@@ -24,6 +24,8 @@ export interface CompiledApp {
   readonly stages: readonly Stage[];
   /** request headers never passed on from the client (identity headers and the like) */
   readonly stripHeaders: ReadonlySet<string>;
+  /** the gateway's own cookies (any app's session, sign-in state): removed from Cookie */
+  readonly isGatewayCookie: (name: string) => boolean;
   readonly timeoutMs: number;
   readonly websockets: boolean;
   readonly translateHeaders: boolean;

@@ -10,7 +10,6 @@ import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { BearerError } from '../../identity/bearer.js';
 import { isBrowserNavigation } from '../../identity/clientKind.js';
-import { withoutCookies } from '../../identity/cookies.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { safeReturnUrl } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
@@ -50,7 +49,6 @@ class OidcStage implements Stage {
 
   async run(ctx: RequestContext): Promise<Decision> {
     rememberRuntime(ctx, this.rt);
-    this.stripOurCookies(ctx);
     const auth = ctx.headers.authorization;
     if (auth !== undefined && /^bearer\s/i.test(auth)) return this.bearer(ctx, auth.slice(7).trim());
 
@@ -110,14 +108,5 @@ class OidcStage implements Stage {
       return { kind: 'deny', status: 503, reasons: [e.message], publicReason: 'The sign-in service cannot be reached right now. Try again in a moment.', headers: { 'retry-after': '5' } };
     }
     throw e;
-  }
-
-  /** The app never sees the gateway's cookies; its own cookies pass untouched. */
-  private stripOurCookies(ctx: RequestContext): void {
-    const c = ctx.upstreamHeaders.cookie;
-    if (c === undefined) return;
-    const kept = withoutCookies(c, this.rt.isGatewayCookie);
-    if (kept === undefined) delete ctx.upstreamHeaders.cookie;
-    else ctx.upstreamHeaders.cookie = kept;
   }
 }

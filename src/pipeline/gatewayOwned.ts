@@ -1,0 +1,47 @@
+/**
+ * What the gateway owns in a request, whichever app it is for: the session and
+ * sign-in cookies, and every identity and assertion header any app of the
+ * generation sets. None of it may reach an app from the client.
+ *
+ * Per-app stripping is not enough. A browser sends an app's session cookie
+ * (Path=/) to every app on the same host, passthrough ones included, and an
+ * internal server is often published twice (a passthrough or bearer app beside
+ * a header-SSO one): a header that one app's backend trusts must not pass
+ * through the other, whose own config never names it.
+ */
+import type { Config } from '../config/load.js';
+import type { AppConfig } from '../config/schema.js';
+import { DEFAULT_SESSION_COOKIE, LOGIN_COOKIE } from '../identity/runtime.js';
+import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
+
+export interface GatewayOwned {
+  /** lower-case header names (and their `_`/`.` spellings) no client may send to any app */
+  readonly headers: ReadonlySet<string>;
+  isCookie(name: string): boolean;
+}
+
+const LOGIN_COOKIE_NAME = new RegExp(`^(__Host-|__Secure-)?${LOGIN_COOKIE}(_|$)`);
+const owned = new WeakMap<Config, GatewayOwned>();
+
+export function gatewayOwned(config: Config): GatewayOwned {
+  let o = owned.get(config);
+  if (o) return o;
+  const apps = config.apps as AppConfig[];
+  const sessionNames = new Set<string>([DEFAULT_SESSION_COOKIE]);
+  const base = config.session?.cookie?.name;
+  if (base) sessionNames.add(base);
+  for (const a of apps) if (a.cookies?.name) sessionNames.add(a.cookies.name);
+  const cookies = new Set<string>();
+  for (const n of sessionNames) for (const p of ['', '__Host-', '__Secure-']) cookies.add(p + n);
+  const headerNames: string[] = [];
+  for (const a of apps) {
+    headerNames.push(...Object.keys(a.headers?.identity ?? {}));
+    if (a.headers?.assertion) headerNames.push(a.headers.assertion);
+  }
+  o = Object.freeze({
+    headers: new Set(stripNamesFor(headerNames)),
+    isCookie: (name: string) => cookies.has(name) || LOGIN_COOKIE_NAME.test(name),
+  });
+  owned.set(config, o);
+  return o;
+}
