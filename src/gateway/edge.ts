@@ -230,6 +230,7 @@ export class Edge {
       id,
       method: req.method ?? 'GET',
       path,
+      pathParams: target.params,
       search: target.search,
       host,
       protocol: this.protocol,
@@ -313,7 +314,7 @@ export class Edge {
 
   private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
     const rest = ctx.path.length >= app.externalPrefix.length ? ctx.path.slice(app.externalPrefix.length) : undefined;
-    const upstreamPath = (rest === undefined ? app.internalPrefix.slice(0, -1) || '/' : app.internalPrefix + rest) + ctx.search;
+    const upstreamPath = (rest === undefined ? app.internalPrefix.slice(0, -1) || '/' : app.internalPrefix + rest) + ctx.pathParams + ctx.search;
     const headers = ctx.upstreamHeaders;
     headers.host = app.internalUrl.host;
     headers[CORRELATION_HEADER] = ctx.id;

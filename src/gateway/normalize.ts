@@ -3,11 +3,19 @@
  * exact path that is forwarded, so it is normalized once, here, and anything
  * that cannot be normalized without guessing what the app would make of it is
  * refused (400) instead of passed on.
+ *
+ * Path parameters (`;x`) are where servers disagree most: servlet containers
+ * drop them from every segment before mapping (`/secure;x/data` is their
+ * `/secure/data`), others take them literally. Rules checked on the literal
+ * form could then miss the app or the path the servlet serves, so a parameter
+ * on a directory segment is refused, and one on the last segment (the
+ * `;jsessionid=` of URL rewriting) is set aside: routing and rules see the
+ * path without it, and it is forwarded after the path.
  */
-export type NormalizedTarget = { ok: true; path: string; search: string } | { ok: false; reason: string };
+export type NormalizedTarget = { ok: true; path: string; params: string; search: string } | { ok: false; reason: string };
 
 // Paths made only of these characters, with no '//' and no '/.', need no work.
-const CLEAN_PATH = /^\/[A-Za-z0-9\-_~!$&'()*+,;=:@/.]*$/;
+const CLEAN_PATH = /^\/[A-Za-z0-9\-_~!$&'()*+,=:@/.]*$/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
@@ -17,7 +25,7 @@ export function normalizeTarget(target: string): NormalizedTarget {
   const search = q < 0 ? '' : target.slice(q);
   if (search.includes('#') || rawPath.includes('#')) return { ok: false, reason: 'fragment in request target' };
   if (rawPath.charCodeAt(0) !== 47 /* / */) return { ok: false, reason: 'request target is not an absolute path' };
-  if (CLEAN_PATH.test(rawPath) && !rawPath.includes('//') && !rawPath.includes('/.')) return { ok: true, path: rawPath, search };
+  if (CLEAN_PATH.test(rawPath) && !rawPath.includes('//') && !rawPath.includes('/.')) return { ok: true, path: rawPath, params: '', search };
 
   // Decode what is safe to decode, remembering which segments held an encoded dot.
   const segments: { text: string; encodedDot: boolean }[] = [];
@@ -55,11 +63,18 @@ export function normalizeTarget(target: string): NormalizedTarget {
   // The last pushed segment is the one after the final '/' ('' when the path ends with '/').
   const out: string[] = [];
   const last = segments.length - 1;
+  let params = '';
   for (let i = 0; i < segments.length; i++) {
     const s = segments[i]!;
     // `..;x` is a dot segment to servers that drop path parameters first (Tomcat, Jetty):
     // forwarded as is, it would climb out of the prefix the rules were checked on.
     if (/^\.\.?;/.test(s.text)) return { ok: false, reason: 'dot segment with parameters in path' };
+    const semi = s.text.indexOf(';');
+    if (semi >= 0) {
+      if (i !== last) return { ok: false, reason: 'parameters on a directory segment of the path' };
+      params = s.text.slice(semi);
+      s.text = s.text.slice(0, semi);
+    }
     if (s.text === '.' || s.text === '..') {
       if (s.encodedDot) return { ok: false, reason: 'encoded dot segment in path' };
       if (s.text === '..') {
@@ -72,5 +87,5 @@ export function normalizeTarget(target: string): NormalizedTarget {
     if (s.text === '' && i !== last) continue; // duplicate slash
     out.push(s.text);
   }
-  return { ok: true, path: '/' + out.join('/'), search };
+  return { ok: true, path: '/' + out.join('/'), params, search };
 }

@@ -33,6 +33,12 @@ export interface RequestContext {
   readonly id: string;
   readonly method: string;
   readonly path: string;
+  /**
+   * Parameters of the last path segment (`;jsessionid=...`), or ''. Forwarded right
+   * after the path; routing and rules see the path without them, as servlet
+   * containers do (parameters on other segments are refused).
+   */
+  readonly pathParams: string;
   /** the query string including the leading '?', or '' */
   readonly search: string;
   readonly host: string;

@@ -194,6 +194,22 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(backend.received.length, before);
   });
 
+  it('path parameters: refused on a directory segment; on the last one, routed as a servlet container maps them and forwarded', async () => {
+    const before = backend.received.length;
+    for (const p of ['/portal;x/a', '/portal;/a', '/a;jsessionid=1/b']) {
+      const res = await request(`${gw.url}${p}`, { headers: { host: 'echo.test' } });
+      assert.equal(res.status, 400, p);
+      assert.match(res.body, /parameters on a directory segment/);
+    }
+    assert.equal(backend.received.length, before);
+    // `/portal;x` is `/portal` to Tomcat or Jetty: it belongs to the /portal/ app, not the root app
+    let res = await request(`${gw.url}/portal;x`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/internal/portal;x');
+    res = await request(`${gw.url}/portal/page.jsp;jsessionid=AB12?q=1`, { headers: { host: 'echo.test' } });
+    assert.equal(res.json().url, '/internal/portal/page.jsp;jsessionid=AB12?q=1');
+  });
+
   it('answers 400 to Content-Length with Transfer-Encoding and to conflicting lengths, forwarding nothing', async () => {
     const before = backend.received.length;
     const both = await rawRequest(gw.port, 'POST /smuggle HTTP/1.1\r\nHost: echo.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: echo.test\r\n\r\n');

@@ -12,8 +12,7 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['other encodings are upper-cased, not decoded', '/a%3fb%2a', '/a%3Fb%2A'],
     ['encoded space stays encoded', '/a%20b', '/a%20b'],
     ['root', '/', '/'],
-    ['a parameter on an ordinary segment stays', '/a/b;v=1/c', '/a/b;v=1/c'],
-    ['dots that are part of a name stay', '/a/...;x/b', '/a/...;x/b'],
+    ['dots that are part of a name stay', '/a/.../b', '/a/.../b'],
   ];
   for (const [desc, input, path] of ok) {
     it(`accepts: ${desc}`, () => {
@@ -24,7 +23,15 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
   }
   it('keeps the query string including "?"', () => {
     const r = normalizeTarget('/a?x=%2F&y=..');
-    assert.deepEqual(r, { ok: true, path: '/a', search: '?x=%2F&y=..' });
+    assert.deepEqual(r, { ok: true, path: '/a', params: '', search: '?x=%2F&y=..' });
+  });
+  it('sets the last segment\'s parameters aside: rules see the path a servlet container maps', () => {
+    assert.deepEqual(normalizeTarget('/app/page.jsp;jsessionid=AB12?x=1'), { ok: true, path: '/app/page.jsp', params: ';jsessionid=AB12', search: '?x=1' });
+    assert.deepEqual(normalizeTarget('/secure;x'), { ok: true, path: '/secure', params: ';x', search: '' });
+    assert.deepEqual(normalizeTarget('/a/;x'), { ok: true, path: '/a/', params: ';x', search: '' });
+    assert.deepEqual(normalizeTarget('/a/./b;v=1;w=2'), { ok: true, path: '/a/b', params: ';v=1;w=2', search: '' });
+    // an encoded ';' is no parameter to anyone: it stays in the name
+    assert.deepEqual(normalizeTarget('/a%3bx/b'), { ok: true, path: '/a%3Bx/b', params: '', search: '' });
   });
 
   const bad: [string, string, RegExp][] = [
@@ -38,6 +45,9 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['dot-dot with a path parameter (servlet containers drop it, then climb)', '/a/..;/admin', /dot segment with parameters/],
     ['encoded dot-dot with a path parameter', '/a/%2e%2e;x=1/admin', /dot segment with parameters/],
     ['single dot with a path parameter', '/a/.;/b', /dot segment with parameters/],
+    ['a parameter on a directory segment (/secure;x/data is /secure/data to a servlet container)', '/secure;x/data', /parameters on a directory segment/],
+    ['an empty parameter on a directory segment', '/admin;/x', /parameters on a directory segment/],
+    ['dots with a parameter on a directory segment', '/a/...;x/b', /parameters on a directory segment/],
     ['escape above the root', '/../etc/passwd', /escapes the root/],
     ['escape above the root after collapse', '/a/../../b', /escapes the root/],
     ['encoded NUL', '/a%00b', /control/],
