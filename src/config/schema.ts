@@ -65,7 +65,7 @@ export const IdentitySection = Type.Object(
     claims: Type.Optional(
       Type.Object(
         {
-          user: Type.Optional(Type.String({ default: 'preferred_username', description: 'Claim that names the user.' })),
+          user: Type.Optional(Type.String({ description: 'Claim that names the user; when set, only this claim counts (a token without it is refused). Unset: preferred_username, then upn, email, sub.' })),
           groups: Type.Optional(Type.String({ default: 'groups', description: 'Claim that lists the user\'s groups.' })),
         },
         { additionalProperties: false, description: 'Which token claims name the user and list the groups.' },

@@ -2,15 +2,28 @@
 import type { Identity } from '../pipeline/stage.js';
 
 export interface ClaimNames {
-  user: string;
+  /**
+   * The claim that names the user, when the config names one: then only that
+   * claim counts. Unset: preferred_username, upn, email, then sub.
+   */
+  user?: string;
   groups: string;
 }
 
 /** Claims that policies read (issue 5) and that therefore travel in the session. */
 export const POLICY_CLAIMS = ['sub', 'iss', 'amr', 'acr', 'auth_time', 'email', 'name', 'preferred_username', 'tid', 'oid', 'deviceid', 'device_id', 'device_compliant', 'device_trust', 'xms_dc'];
 
+/**
+ * The user a token names. A configured claim is the only one read: falling
+ * back to `sub` would let a token without it (an app-only token, whose `sub`
+ * is a client id) pass for whoever that id spells.
+ */
+export function userFromClaims(claims: Record<string, unknown>, names: ClaimNames): string | undefined {
+  return names.user !== undefined ? firstString(claims[names.user]) : firstString(claims.preferred_username, claims.upn, claims.email, claims.sub);
+}
+
 export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity {
-  const user = firstString(claims[names.user], claims.preferred_username, claims.upn, claims.email, claims.sub);
+  const user = userFromClaims(claims, names);
   if (!user) throw new Error('the token names no user');
   const raw = claims[names.groups];
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];

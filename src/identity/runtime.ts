@@ -75,7 +75,7 @@ export class IdentityRuntime {
     for (const s of session.secrets) if (s.length < 32) throw new Error('a session secret needs at least 32 characters');
     this.sessions = new CookieSealer(session.secrets, 'session');
     this.logins = new CookieSealer(session.secrets, 'login');
-    this.claimNames = { user: id.claims?.user ?? 'preferred_username', groups: id.claims?.groups ?? 'groups' };
+    this.claimNames = { user: id.claims?.user, groups: id.claims?.groups ?? 'groups' };
     this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
     this.algorithms = id.algorithms ?? ['RS256', 'PS256', 'ES256'];
     const groups = new Set<string>();

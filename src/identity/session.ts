@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
-import { POLICY_CLAIMS, groupsOverage } from './claims.js';
+import { POLICY_CLAIMS, groupsOverage, userFromClaims } from './claims.js';
 import type { AppIdentity, IdentityRuntime } from './runtime.js';
 
 /** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
@@ -47,7 +47,7 @@ export function cookieFor(app: AppIdentity, protocol: 'http' | 'https'): { name:
 
 export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', claims: Record<string, unknown>): Promise<{ setCookie: string; identity: Identity }> {
   const now = Math.floor(rt.now() / 1000);
-  const user = [claims[rt.claimNames.user], claims.preferred_username, claims.email, claims.sub].find((v): v is string => typeof v === 'string' && v !== '');
+  const user = userFromClaims(claims, rt.claimNames);
   if (!user) throw new Error('the ID token names no user');
   const raw = claims[rt.claimNames.groups];
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
@@ -82,13 +82,19 @@ function toIdentity(p: SessionPayload): Identity {
   });
 }
 
-/** The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...). */
-export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
+/**
+ * The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...).
+ * Only the name the gateway issues here counts: where that is `__Host-`, an unprefixed copy is
+ * what a sibling subdomain or a plain-http response can plant, and it would win (browsers send
+ * it first when its path is longer).
+ */
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
   const binding = bindingOf(app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
+  const issued = cookieFor(app, protocol).name;
   for (const [name, value] of parseCookies(cookieHeader)) {
-    if (name !== app.cookieName && name !== `__Host-${app.cookieName}`) continue;
+    if (name !== issued) continue;
     present = true;
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
@@ -99,8 +105,8 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
 }
 
 /** Revokes the session this request carries for the app, if any; returns its user. Throws if stateDir cannot be written. */
-export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, cookieHeader: string | string[] | undefined): Promise<string | undefined> {
-  const { identity, exp } = await readSession(rt, app, host, cookieHeader);
+export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined): Promise<string | undefined> {
+  const { identity, exp } = await readSession(rt, app, host, protocol, cookieHeader);
   // readSession only accepts sessions with an id
   if (!identity?.sessionId) return undefined;
   rt.revocations.revoke(identity.sessionId, exp!, Math.floor(rt.now() / 1000));

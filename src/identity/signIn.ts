@@ -17,6 +17,7 @@ import { sendError } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { ProviderUnavailableError } from './discovery.js';
+import { userFromClaims } from './claims.js';
 import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -121,7 +122,7 @@ const callbackHandler =
       if (e instanceof SessionTooLargeError) return fail(431, 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.', e.message, [clear]);
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
-    log.info({ correlationId: ctx.id, app: app.name, user: claims[rt.claimNames.user] ?? claims.sub, acr: claims.acr, amr: claims.amr }, 'signed in');
+    log.info({ correlationId: ctx.id, app: app.name, user: userFromClaims(claims, rt.claimNames) ?? claims.sub, acr: claims.acr, amr: claims.amr }, 'signed in');
     const target = safeReturnUrl(st.r, { origin, prefix: app.prefix });
     // A SameSite=Strict cookie is not sent on a redirect chain that started at the provider (another
     // site): the browser would come back without it and sign in again, forever. A page on our own
@@ -206,7 +207,7 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
       if (m?.target.name !== app.name) continue;
       cookies.push(clearSessionCookie(app, ctx.protocol));
       try {
-        const user = await revokeSession(rt, app, ctx.host, req.headers.cookie);
+        const user = await revokeSession(rt, app, ctx.host, ctx.protocol, req.headers.cookie);
         if (user) log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
       } catch (e) {
         // still revoked in this process, and the browser's cookie is cleared; only a restart would forget it
@@ -230,7 +231,7 @@ const meHandler: InternalHandler = async (req, res, ctx) => {
   const found = appAt(ctx.generation, ctx.host, path.startsWith('/') ? path : '/');
   const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body, null, 2));
   if (!found) return void send(404, { error: 'no app with sign-in at this address' });
-  const s = await readSession(found.rt, found.app, ctx.host, req.headers.cookie);
+  const s = await readSession(found.rt, found.app, ctx.host, ctx.protocol, req.headers.cookie);
   if (!s.identity) return void send(401, { signedIn: false, app: found.app.name, signIn: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(path)}` });
   send(200, { signedIn: true, app: found.app.name, user: s.identity.user, groups: s.identity.groups, claims: s.identity.claims, expires: new Date(s.exp! * 1000).toISOString(), signOut: SIGN_OUT_PATH });
 };

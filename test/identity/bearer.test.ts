@@ -60,7 +60,7 @@ describe('identity: bearer tokens', function () {
 
     it('key rotation: new kid accepted after one JWKS refresh; a removed key stops verifying', async () => {
       const jwksUri = `${s.idp.issuer}/jwks`;
-      const v = new BearerVerifier(remoteJwks(jwksUri, 300), { issuer: s.idp.issuer, audience: 'api://web', algorithms: ['RS256'], clockToleranceSec: 5, requiredScopes: [], claimNames: { user: 'preferred_username', groups: 'groups' }, clientId: 'drawbridge' });
+      const v = new BearerVerifier(remoteJwks(jwksUri, 300), { issuer: s.idp.issuer, audience: 'api://web', algorithms: ['RS256'], clockToleranceSec: 5, requiredScopes: [], claimNames: { groups: 'groups' }, clientId: 'drawbridge' });
       const hits = () => s.idp.hits.get('/jwks') ?? 0;
       const t1 = await s.idp.clientCredentialsToken('api://web');
       const h0 = hits();
@@ -186,12 +186,22 @@ describe('identity: bearer tokens', function () {
       ['signed by an unknown key with a known kid', 'signature', () => rawJwt({ alg: 'RS256', kid: 'k1' }, claims(), attacker.privateKey)],
       ['payload changed after signing', 'signature', () => { const [h, , sig] = good().split('.'); return `${h}.${b64(claims({ preferred_username: 'admin' }))}.${sig}`; }],
       ['unknown kid', 'kid', () => rawJwt({ alg: 'RS256', kid: 'k9' }, claims(), attacker.privateKey)],
+      ['a genuine signature but no string naming the user', 'user', () => good({ sub: 42, preferred_username: undefined })],
+      // the config names preferred_username: an app-only token's sub (a client id) must not stand in for it
+      ['the configured user claim missing', 'user', () => good({ preferred_username: undefined, sub: 'alice' })],
     ];
     for (const [name, check, mint] of online) {
       it(`${name}: refused (${check})`, async () => {
         await assert.rejects(verifier().verify(mint()), (e: unknown) => e instanceof BearerError && e.check === check);
       });
     }
+
+    it('without a configured user claim, the user is preferred_username, then upn, email, sub', async () => {
+      const v = new BearerVerifier(remoteJwks(jwksUri, 60_000), { issuer: ISS, audience: 'api://app', algorithms: ['RS256'], clockToleranceSec: 60, requiredScopes: [], claimNames: { groups: 'groups' }, clientId: 'drawbridge', now: () => NOW });
+      assert.equal((await v.verify(good())).identity.user, 'alice');
+      assert.equal((await v.verify(good({ preferred_username: undefined, upn: 'alice@corp.test' }))).identity.user, 'alice@corp.test');
+      assert.equal((await v.verify(good({ preferred_username: undefined }))).identity.user, 'u1');
+    });
 
     it('lifetime edges with a frozen clock: inside the tolerance passes, past it fails', async () => {
       await verifier(NOW + 59_000).verify(good({ exp: sec }));

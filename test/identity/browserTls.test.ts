@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import https from 'node:https';
 import { chromium, type Browser } from 'playwright-core';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
 import { selfSignedCert } from '../support/certs.js';
@@ -71,5 +72,25 @@ apps:
     await page.goto(`${origin}/again`);
     assert.equal(page.url(), `${origin}/again`);
     await ctx.close();
+
+    // The same value under the unprefixed name is what a sibling subdomain or an http
+    // response could plant: it opens nothing, alone or sent before the real one.
+    const api = (cookie: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port: new URL(origin).port, path: '/api', servername: 'secure.localhost', rejectUnauthorized: false, headers: { host: new URL(origin).host, cookie, accept: 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    assert.equal((await api(`__Host-drawbridge_session=${cookie.value}`)).status, 200);
+    assert.equal((await api(`drawbridge_session=${cookie.value}`)).status, 401);
+    const before = backend.received.length;
+    const both = await api(`drawbridge_session=${'x'.repeat(10)}; __Host-drawbridge_session=${cookie.value}`);
+    assert.equal(both.status, 200);
+    assert.equal(JSON.parse(both.body).headers.cookie, undefined, 'neither name reaches the app');
+    assert.equal(backend.received.length, before + 1);
   });
 });

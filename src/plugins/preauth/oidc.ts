@@ -52,7 +52,7 @@ class OidcStage implements Stage {
     const auth = ctx.headers.authorization;
     if (auth !== undefined && /^bearer\s/i.test(auth)) return this.bearer(ctx, auth.slice(7).trim());
 
-    const s = await readSession(this.rt, this.app, ctx.host, ctx.headers.cookie);
+    const s = await readSession(this.rt, this.app, ctx.host, ctx.protocol, ctx.headers.cookie);
     if (s.identity) return { kind: 'continue', identity: s.identity };
     const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
 
