@@ -50,7 +50,7 @@ export class IdentityRuntime {
   readonly algorithms: readonly string[];
   readonly clockToleranceSec: number;
   readonly apps = new Map<string, AppIdentity>();
-  /** groups that any rule in the config refers to: kept first when a session must shrink */
+  /** groups that any rule in the config refers to, lower-cased: kept when a session must shrink */
   readonly referencedGroups: ReadonlySet<string>;
   /**
    * Session cookies already decrypted, by their exact value (at most a minute; the
@@ -79,8 +79,9 @@ export class IdentityRuntime {
     this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
     this.algorithms = id.algorithms ?? ['RS256', 'PS256', 'ES256'];
     const groups = new Set<string>();
-    for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g);
-    for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g);
+    // lower case: policy group conditions ignore case, so the session must keep `finance` for a rule on `FINANCE`
+    for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g.toLowerCase());
+    for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g.toLowerCase());
     this.referencedGroups = groups;
   }
 

@@ -61,7 +61,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   let header = serializeCookie(name, value, cookieAttrs);
   if (header.length > MAX_COOKIE_BYTES) {
     // Keep the groups the rules look at; say so, so no group rule is fooled by the cut.
-    payload.g = groups.filter((g) => rt.referencedGroups.has(g));
+    payload.g = groups.filter((g) => rt.referencedGroups.has(g.toLowerCase()));
     payload.gf = 1;
     value = await rt.sessions.seal(payload);
     header = serializeCookie(name, value, cookieAttrs);

@@ -139,7 +139,11 @@ describe('identity: session cookies', function () {
     let s: Stack;
     const many = Array.from({ length: 400 }, () => randomUUID());
     before(async () => {
-      s = await startStack({ users: [...USERS, { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'd@example.test', groups: [...many, 'finance'], mfa: false }] });
+      s = await startStack({
+        users: [...USERS, { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'd@example.test', groups: [...many, 'finance'], mfa: false }],
+        // the config spells the group in another case than the provider does
+        extraYaml: `policies:\n  block-finance:\n    when: { groups: [FINANCE], apps: [Web] }\n    grant: block\n`,
+      });
     });
     after(async () => s?.stop());
 
@@ -152,6 +156,14 @@ describe('identity: session cookies', function () {
       const me = (await b.get(`${s.origin('finance')}/.drawbridge/me`)).json();
       assert.deepEqual(me.groups, ['finance']);
       assert.equal(me.claims.groupsFiltered, true);
+    });
+
+    it('a trimmed session still meets a group rule written in another letter case', async () => {
+      for (const [user, password] of [['bob', 'bob-pw'], ['dave', 'dave-pw']]) {
+        const b = new Browser();
+        const flow = await b.browse(`${s.origin('web')}/`, { user: user!, password: password! });
+        assert.equal(flow.res.status, 403, `${user}: ${flow.res.body.slice(0, 200)}`);
+      }
     });
   });
 });
