@@ -140,9 +140,13 @@ describe('identity: session cookies', function () {
     const many = Array.from({ length: 400 }, () => randomUUID());
     before(async () => {
       s = await startStack({
-        users: [...USERS, { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'd@example.test', groups: [...many, 'finance'], mfa: false }],
-        // the config spells the group in another case than the provider does
-        extraYaml: `policies:\n  block-finance:\n    when: { groups: [FINANCE], apps: [Web] }\n    grant: block\n`,
+        users: [
+          ...USERS,
+          { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'd@example.test', groups: [...many, 'finance', 'auditors'], mfa: false },
+          { username: 'erin', password: 'erin-pw', name: 'Erin', email: 'e@example.test', groups: ['auditors'], mfa: false },
+        ],
+        // the config spells the group in another case than the provider does, and nowhere else
+        extraYaml: `policies:\n  block-auditors:\n    when: { groups: [AUDITORS], apps: [Web] }\n    grant: block\n`,
       });
     });
     after(async () => s?.stop());
@@ -154,12 +158,12 @@ describe('identity: session cookies', function () {
       const [, value] = [...b.jar.get(new URL(s.origin('finance')).host)!].find(([k]) => k.includes('session'))!;
       assert.ok(value.length < 4000, String(value.length));
       const me = (await b.get(`${s.origin('finance')}/.drawbridge/me`)).json();
-      assert.deepEqual(me.groups, ['finance']);
+      assert.deepEqual(me.groups, ['finance', 'auditors']);
       assert.equal(me.claims.groupsFiltered, true);
     });
 
     it('a trimmed session still meets a group rule written in another letter case', async () => {
-      for (const [user, password] of [['bob', 'bob-pw'], ['dave', 'dave-pw']]) {
+      for (const [user, password] of [['erin', 'erin-pw'], ['dave', 'dave-pw']]) {
         const b = new Browser();
         const flow = await b.browse(`${s.origin('web')}/`, { user: user!, password: password! });
         assert.equal(flow.res.status, 403, `${user}: ${flow.res.body.slice(0, 200)}`);
