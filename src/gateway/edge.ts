@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
 import type { Decision, RequestContext, StepUp } from '../pipeline/stage.js';
+import { isBrowserNavigation } from '../identity/clientKind.js';
 import { clientAddress } from './clientAddress.js';
 import { sendError } from './errorPages.js';
 import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
@@ -285,7 +286,9 @@ export class Edge {
       case 'deny':
         outcome.reasons = [...(outcome.reasons ?? []), ...d.reasons];
         if (d.stepUp) outcome.stepUp = true;
-        if (d.stepUp && this.stepUpHandler && ctx.identity?.via === 'session') {
+        // Only a browser navigation can follow a redirect to the provider and back; an API call
+        // made with the session cookie gets the stage's 401 challenge, as a bearer client does.
+        if (d.stepUp && this.stepUpHandler && ctx.identity?.via === 'session' && !ctx.upgrade && isBrowserNavigation(ctx.method, ctx.headers)) {
           outcome.decision = 'step-up';
           void Promise.resolve(this.stepUpHandler(req, res, ctx, d.stepUp)).catch((e) => this.fail(req, res, ctx.id, outcome, e, 'step-up'));
           return false;

@@ -88,6 +88,22 @@ policies:
     const first = await b.browse(`${s.origin('finance')}/`, { user: 'bob', password: 'bob-pw' });
     assert.equal(first.res.status, 200, first.res.body);
     await new Promise((r) => setTimeout(r, 3200));
+    // API calls with the same session cookie cannot follow a redirect to the provider: 401 and the challenge
+    const before = s.backend.received.length;
+    for (const [method, headers] of [
+      ['GET', { 'x-requested-with': 'XMLHttpRequest' }],
+      ['GET', { accept: 'application/json' }],
+      ['GET', { 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty' }],
+      ['POST', { 'content-type': 'application/json' }],
+      ['DELETE', {}],
+    ] as [string, Record<string, string>][]) {
+      const api = await b.send(method, `${s.origin('finance')}/api/items`, headers, method === 'POST' ? '{}' : undefined);
+      assert.equal(api.status, 401, `${method} ${JSON.stringify(headers)}: ${api.body.slice(0, 200)}`);
+      assert.equal(api.headers.location, undefined);
+      assert.match(String(api.headers['www-authenticate']), /insufficient_user_authentication/);
+      assert.match(String(api.headers['www-authenticate']), /max_age="?2/);
+    }
+    assert.equal(s.backend.received.length, before, 'none of them reached the app');
     const stale = await b.get(`${s.origin('finance')}/report`);
     assert.equal(stale.status, 302);
     const loc = new URL(stale.headers.location!);
