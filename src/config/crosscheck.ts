@@ -9,6 +9,7 @@ import { parseCidr } from './net.js';
 import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
+import { canonicalPath } from '../gateway/normalize.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -127,6 +128,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (!isObj(p)) continue;
     const when = isObj(p.when) ? p.when : {};
     arr(when.apps).forEach((a, i) => typeof a === 'string' && !appNames.has(a.toLowerCase()) && err(['policies', name, 'when', 'apps', i], `unknown app ${JSON.stringify(a)}`));
+    arr(when.paths).forEach((g, i) => {
+      if (typeof g !== 'string' || !g.startsWith('/')) return;
+      const canonical = canonicalPath(g);
+      if (canonical !== g) err(['policies', name, 'when', 'paths', i], canonical === undefined ? `no request path can match ${JSON.stringify(g)} (an encoded slash, or ';' parameters on a segment)` : `request paths are compared in normalized form, so ${JSON.stringify(g)} would never match: write ${JSON.stringify(canonical)}`);
+    });
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !(l in locations) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
     }
@@ -158,6 +164,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         if (scheme === 'https' && listen.https === undefined) err(at('externalUrl'), 'is https but gateway.listen.https is not set');
         if (scheme === 'http' && listen.http === undefined) err(at('externalUrl'), 'is http but gateway.listen.http is not set');
         if (scheme === 'http' && listen.https !== undefined) err(at('externalUrl'), 'is http, but with an https listener the http listener only redirects to https');
+        const canonical = canonicalPath(ext.pathname);
+        if (canonical !== ext.pathname) err(at('externalUrl'), canonical === undefined ? `no request path can start with ${ext.pathname} (an encoded slash, or ';' parameters on a segment)` : `request paths are compared in normalized form, so ${ext.pathname} would never match: write ${canonical}`);
         const host = ext.hostname.toLowerCase().replace('%2a', '*');
         const prefix = ext.pathname.endsWith('/') ? ext.pathname : ext.pathname + '/';
         const key = `${host}${prefix}`;

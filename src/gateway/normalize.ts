@@ -89,3 +89,17 @@ export function normalizeTarget(target: string): NormalizedTarget {
   }
   return { ok: true, path: '/' + out.join('/'), params, search };
 }
+
+/**
+ * The form a path written in the config takes among normalized request paths:
+ * characters a client must encode (non-ASCII, spaces) encoded as a browser
+ * does, then normalized like a request. A config path that differs from its
+ * form can never match a request, so the rule it carries would be skipped.
+ * undefined: no request path has this form at all (an encoded slash, a
+ * parameter on a segment).
+ */
+export function canonicalPath(p: string): string | undefined {
+  const encoded = p.replace(/[^\x21-\x7e]/gu, (c) => encodeURIComponent(c));
+  const n = normalizeTarget(encoded.replace(/[?#]/g, encodeURIComponent));
+  return n.ok && n.params === '' ? n.path : undefined;
+}

@@ -13,6 +13,7 @@ import { conditionalAccessOptionsFor, requirementsOf } from '../plugins/access/c
 import { DrawbridgeError } from '../errors.js';
 import { PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
 import type { StepUp } from '../pipeline/stage.js';
+import { normalizeTarget } from '../gateway/normalize.js';
 
 export interface WhatIfInput {
   app: string;
@@ -66,8 +67,11 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   const ip = parseIp(clientIp);
   if (!ip) throw new WhatIfError(`--ip ${JSON.stringify(clientIp)} is not an IP address`);
   const method = (input.method ?? 'GET').toUpperCase();
-  const path = input.path ?? '/';
-  if (!path.startsWith('/')) throw new WhatIfError('--path must start with /');
+  if (input.path !== undefined && !input.path.startsWith('/')) throw new WhatIfError('--path must start with /');
+  // the gateway decides on the normalized path; so does what-if, or the two would disagree
+  const target = normalizeTarget(input.path ?? '/');
+  if (!target.ok) throw new WhatIfError(`--path: the gateway answers 400 to this path (${target.reason})`);
+  const path = target.path;
 
   let identity: Identity | undefined;
   if ((app.preAuth ?? 'oidc') === 'oidc') {

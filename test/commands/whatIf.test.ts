@@ -37,6 +37,9 @@ policies:
   fresh-sign-in:
     when: { apps: [Payroll] }
     session: { signInFrequency: 1h }
+  no-admin-pages:
+    when: { apps: [Status], paths: ["/~admin/**"] }
+    grant: block
 apps:
   - name: Payroll
     externalUrl: http://payroll.apps.example.test/
@@ -108,6 +111,18 @@ describe('what-if and test-policies through the real CLI', function () {
   it('passthrough: an unmet requirement without sign-in denies (exit 3)', async () => {
     assert.equal((await whatIf('--app', 'Status', '--ip', '198.51.100.1')).code, 3);
     assert.equal((await whatIf('--app', 'Status', '--ip', '::ffff:203.0.113.9')).code, 0);
+  });
+
+  it('--path is normalized as the gateway normalizes it: an encoded ~ meets the rule written with ~', async () => {
+    for (const path of ['/~admin/x', '/%7Eadmin/x', '/%7eadmin/./x', '//~admin//x']) {
+      const r = await whatIf('--app', 'Status', '--ip', '203.0.113.4', '--path', path);
+      assert.equal(r.code, 3, `${path}: ${r.stdout}`);
+      assert.match(r.stdout, /no-admin-pages\s+APPLIED: block/);
+    }
+    assert.equal((await whatIf('--app', 'Status', '--ip', '203.0.113.4', '--path', '/public/x')).code, 0);
+    const bad = await whatIf('--app', 'Status', '--ip', '203.0.113.4', '--path', '/~admin;x/y');
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /gateway answers 400 to this path \(parameters on a directory segment/);
   });
 
   it('exit 2 for bad usage, with a message', async () => {

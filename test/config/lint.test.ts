@@ -247,6 +247,37 @@ ${app('Hello', 'hello.localhost:8080')}`,
     errors: [{ at: '6:20', path: 'policies.p.when.apps[0]', message: 'unknown app "Helo"' }],
   },
   {
+    description: 'policy path globs not in the normalized form requests are compared in (they would never match)',
+    yaml: `${GW}policies:
+  p:
+    when: { paths: ["/%7Euser/**", "/docs/./old/**", "/a;x/**", "/ok/**"] }
+    grant: block
+apps:
+${app('Hello', 'hello.localhost:8080')}`,
+    errors: [
+      { at: '6:21', path: 'policies.p.when.paths[0]', message: 'request paths are compared in normalized form, so "/%7Euser/**" would never match: write "/~user/**"' },
+      { at: '6:36', path: 'policies.p.when.paths[1]', message: 'would never match: write "/docs/old/**"' },
+      { at: '6:54', path: 'policies.p.when.paths[2]', message: 'no request path can match "/a;x/**"' },
+    ],
+  },
+  {
+    description: 'an externalUrl path not in normalized form (the app would never be routed to)',
+    yaml: `${GW}apps:
+  - name: Cafe
+    externalUrl: http://app.localhost:8080/caf%c3%a9/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+  - name: Tilde
+    externalUrl: http://app.localhost:8080/%7Eadmin/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+`,
+    errors: [
+      { at: '6:18', path: 'apps[0].externalUrl', message: 'so /caf%c3%a9/ would never match: write /caf%C3%A9/' },
+      { at: '10:18', path: 'apps[1].externalUrl', message: 'so /%7Eadmin/ would never match: write /~admin/' },
+    ],
+  },
+  {
     description: 'unknown plugin in sso.plugin',
     yaml: `${OIDC}apps:
   - name: Payroll
