@@ -11,7 +11,7 @@ import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
-import { substitute } from './substitute.js';
+import { substitute, withoutResolvedValues, type SubstitutionResult } from './substitute.js';
 import { coerceScalars, validateAgainst } from './validate.js';
 
 export type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
@@ -55,9 +55,10 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false });
   const problems: Problem[] = [];
   const map = new SourceMap(file, doc, lines);
+  let resolved: SubstitutionResult['resolved'] = [];
   const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
     const pos = map.position(path, atKey);
-    problems.push({ severity, message, path: formatPath(path), file, line: pos.line, col: pos.col });
+    problems.push({ severity, message: withoutResolvedValues(message, resolved), path: formatPath(path), file, line: pos.line, col: pos.col });
   };
 
   // prettyErrors is off (its messages quote the source), so linePos is not filled in: map the offsets ourselves.
@@ -87,6 +88,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const rawJs = toPlain(doc, map, file);
   const env = opts.env ?? process.env;
   const sub = substitute(rawJs, dir, env);
+  resolved = sub.resolved;
   for (const s of sub.issues) add(s.missing && opts.mode === 'lint' ? 'warning' : 'error', s.path, s.message);
 
   const value = sub.value as any;

@@ -27,6 +27,8 @@ export interface SubstitutionResult {
    * the schema wants there (see coerceScalars).
    */
   wholeReferences: KeyPath[];
+  /** each reference resolved, with its value: messages about the file must not show the value */
+  resolved: { ref: string; value: string }[];
 }
 
 export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessEnv): SubstitutionResult {
@@ -34,6 +36,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
   const unresolved = new Set<string>();
   const files: string[] = [];
   const wholeReferences: KeyPath[] = [];
+  const resolved: SubstitutionResult['resolved'] = [];
   const walk = (v: unknown, path: (string | number)[]): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
@@ -52,12 +55,15 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
             missing = true;
             return '';
           }
+          resolved.push({ ref: `\${env:${name}}`, value: val });
           return val;
         }
         const file = resolve(baseDir, name);
         files.push(file);
         try {
-          return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+          const val = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+          resolved.push({ ref: `\${file:${name}}`, value: val });
+          return val;
         } catch (e) {
           issues.push({ path, message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, missing: true });
           missing = true;
@@ -79,5 +85,23 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
     }
     return v;
   };
-  return { value: walk(value, []), issues, unresolved, files, wholeReferences };
+  return { value: walk(value, []), issues, unresolved, files, wholeReferences, resolved };
+}
+
+/**
+ * A message with every resolved value in it (raw, or JSON-escaped as messages
+ * quote values) replaced by its reference. Lint runs in CI on files anyone can
+ * propose: "${file:/proc/self/environ} is not a valid URL" must not print the
+ * environment into the build log, nor a reload print a secret into the logs.
+ */
+export function withoutResolvedValues(message: string, resolved: SubstitutionResult['resolved']): string {
+  let out = message;
+  for (const { ref, value } of resolved) {
+    // shorter values would only blot out unrelated words; they are not secrets anyway
+    if (value.length < 3) continue;
+    const escaped = JSON.stringify(value).slice(1, -1);
+    out = out.split(value).join(ref);
+    if (escaped !== value) out = out.split(escaped).join(ref);
+  }
+  return out;
 }

@@ -103,7 +103,7 @@ apps:
         mode: 'start',
         env: { PUBLIC_URL: 'http://localhost:8080', LISTEN: '127.0.0.1:8080', PROXY_CIDR: '10.0.0.0/8', CORP_CIDR: '10.1.0.0/99', TZ_NAME: 'Europe/Berlin', HOURS: '08:00-18:00', APP_NAME: 'Hello', EXTERNAL_URL: 'http://hello.localhost:8080/', INTERNAL_URL: 'http://127.0.0.1:3001/', TIMEOUT: '30s' },
       });
-      assert.deepEqual(lines(set, 'error'), ['6:10 locations.corp[0]: "10.1.0.0/99" is not a valid CIDR range or address']);
+      assert.deepEqual(lines(set, 'error'), ['6:10 locations.corp[0]: "${env:CORP_CIDR}" is not a valid CIDR range or address']);
     });
 
     it('a whole-value reference reads as the number or boolean the schema wants there, and stays a string elsewhere', async () => {
@@ -135,8 +135,8 @@ apps:
       assert.equal(r.config.apps[0]!.visibleToUsers, false);
       const bad = await loadConfigFile(file, { mode: 'start', env: { ...env, PORT: 'eighty', VISIBLE: 'yes' } });
       assert.deepEqual(lines(bad, 'error'), [
-        '4:11 gateway.listen.http: "eighty" is not allowed here: must be a port number (0-65535) or host:port',
-        '17:21 apps[0].visibleToUsers: must be a boolean, not string "yes"',
+        '4:11 gateway.listen.http: "${env:PORT}" is not allowed here: must be a port number (0-65535) or host:port',
+        '17:21 apps[0].visibleToUsers: must be a boolean, not string "${env:VISIBLE}"',
       ]);
     });
 
@@ -165,6 +165,24 @@ apps:
       const r = await loadForStart(write(config('${file:session.secret}')), {});
       assert.equal(r.config.session?.secrets[0], 'y'.repeat(33));
       assert.ok(r.referencedFiles.includes(secretFile));
+    });
+
+    it('no problem shows a resolved value: lint in CI must not print secrets or files into the build log', async () => {
+      const leaked = join(dir, 'leaked.env');
+      writeFileSync(leaked, 'TOKEN="ghp_fromfile"\nOTHER=secret-line-two\n');
+      const file = write(`gateway:
+  publicUrl: \${file:leaked.env}
+  listen: { http: 8080 }
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    internalUrl: \${env:CI_TOKEN}
+    preAuth: passthrough
+`);
+      const r = await loadConfigFile(file, { mode: 'lint', env: { CI_TOKEN: 'ghp_fromenv-0123' } });
+      const all = lines(r, 'error');
+      assert.deepEqual(all, ['2:14 gateway.publicUrl: "${file:leaked.env}" is not a valid URL', '7:18 apps[0].internalUrl: "${env:CI_TOKEN}" is not a valid URL']);
+      assert.ok(!JSON.stringify(r.problems).match(/ghp_|secret-line/), JSON.stringify(r.problems));
     });
 
     it('a missing ${file:} is a warning in lint and an error at start', async () => {
