@@ -127,19 +127,13 @@ export class GatewayServer {
     let read: { result: LoadResult; hash: string };
     try {
       const text = await readFile(this.opts.configFile, 'utf8');
-      if (live && contentHash(text, this.referenced) === live.hash) {
-        this.metrics.reloads.inc({ outcome: 'unchanged' });
-        return 'unchanged';
-      }
+      if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id);
       read = await this.read(text);
     } catch (e) {
       return this.rejected([(e as Error).message]);
     }
     const { result, hash } = read;
-    if (live && hash === live.hash) {
-      this.metrics.reloads.inc({ outcome: 'unchanged' });
-      return 'unchanged';
-    }
+    if (live && hash === live.hash) return this.unchanged(live.id);
     if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
     let gen: Generation;
     try {
@@ -163,6 +157,18 @@ export class GatewayServer {
   }
 
   private referenced: readonly string[] = [];
+
+  /**
+   * The files on disk are what is live. After a broken edit that was undone, that
+   * is the fix: the gauge says valid again, and the same break later is logged anew.
+   */
+  private unchanged(generation: number): ReloadOutcome {
+    this.metrics.reloads.inc({ outcome: 'unchanged' });
+    this.metrics.configValid.set(1);
+    if (this.lastProblems.length) this.log.info({ generation }, 'config file valid again (it matches the live generation)');
+    this.lastProblems = [];
+    return 'unchanged';
+  }
 
   private rejected(problems: string[]): ReloadOutcome {
     this.metrics.reloads.inc({ outcome: 'failure' });

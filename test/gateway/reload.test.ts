@@ -118,10 +118,19 @@ describe('hot reload', function () {
       assert.ok(problems.some((p) => /gateway\.config\.yaml:9:14: error: apps\[0\]\.preAuth/.test(p)), problems.join('\n'));
       assert.equal(await seenVersion(gw), 'good');
       const metrics = (await request(`${gw.adminUrl}/metrics`)).body;
-      assert.match(metrics, /drawbridge_config_last_reload_success 0/);
+      assert.match(metrics, /^drawbridge_config_last_reload_success 0$/m);
       assert.match(metrics, /drawbridge_config_reloads_total\{outcome="failure"\} [1-9]/);
       const ready = await request(`${gw.adminUrl}/readyz`);
       assert.equal(ready.status, 200, 'still ready: a good config is live');
+
+      // Undoing the edit (the file is again exactly what is live) is the fix: the gauge says so,
+      // and breaking it the same way again is logged again.
+      writeFileSync(gw.configFile, cfg(backend.url, 'good'));
+      await eventually(async () => /^drawbridge_config_last_reload_success 1$/m.test((await request(`${gw.adminUrl}/metrics`)).body), 2000);
+      const logged = gw.logs.filter((l) => l.problem).length;
+      writeFileSync(gw.configFile, BROKEN);
+      await eventually(() => gw.logs.filter((l) => l.problem).length > logged, 2000);
+      assert.match((await request(`${gw.adminUrl}/metrics`)).body, /^drawbridge_config_last_reload_success 0$/m);
     } finally {
       await gw.stop();
     }
