@@ -2,6 +2,8 @@
  * Plugin registry: the built-in modes plus those listed under `plugins:`.
  * A plugin that cannot be loaded or is malformed fails the config.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -48,7 +50,7 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
       continue;
     }
     try {
-      const mod = await import(pathToFileURL(file).href);
+      const mod = await import(moduleUrl(file, specifier));
       const exported = mod.default ?? mod.plugin ?? mod.plugins;
       const list: unknown[] = Array.isArray(exported) ? exported : [exported];
       if (!list.length || exported === undefined) throw new Error('the module exports no plugin (export default a plugin object)');
@@ -65,6 +67,23 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
     }
   }
   return { loaded, failures };
+}
+
+/**
+ * Node keeps an ES module for good once imported, so an edited plugin file would
+ * reload "successfully" with its old code (and a broken one would only fail at the
+ * next start). A local file is imported under its content's hash: an edit loads the
+ * new code or fails the reload, and an unchanged file stays the module already
+ * loaded. Plugins from packages change with an install, which needs a restart.
+ */
+function moduleUrl(file: string, specifier: string): string {
+  const url = pathToFileURL(file).href;
+  if (!(specifier.startsWith('.') || isAbsolute(specifier))) return url;
+  try {
+    return `${url}?v=${createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16)}`;
+  } catch {
+    return url;
+  }
 }
 
 function checkShape(p: unknown): string | undefined {
