@@ -30,6 +30,8 @@ export const MAX_FRAME_BYTES = 4 << 20;
  */
 export const STREAM_WINDOW = 8 << 20;
 export const SESSION_WINDOW = 4 * STREAM_WINDOW;
+/** what unblockedStream may hold for a peer that reads nothing: our windows, plus frame headers and control frames */
+export const MAX_QUEUED_FOR_PEER = SESSION_WINDOW + (16 << 20);
 
 /** The gateway's answer to an `h2` upgrade; the HTTP/2 client preface follows it. */
 export const SWITCHING_TO_TUNNEL = `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`;
@@ -145,22 +147,30 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
  * in progress; on a socket whose kernel buffer is full, that write lasts until
  * the peer reads. When both ends send in bulk (a download and an upload on one
  * channel), each waited for the other: the channel froze until pings failed.
- * Queued bytes are bounded by HTTP/2 flow control: the peer's windows.
+ * Queued bytes are bounded by HTTP/2 flow control: the peer's windows, and
+ * MAX_QUEUED_FOR_PEER for a peer that announces windows no real end would.
  */
 export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   socket.setNoDelay(true);
-  const stream = new Duplex({
+  // The windows that bound the queue are the peer's to announce. A peer that announces
+  // huge ones and then stops reading (a rogue connector with a valid certificate) would
+  // have us queue every upload in memory: past what our own windows allow, it is cut.
+  const overflowing = () => socket.writableLength > MAX_QUEUED_FOR_PEER;
+  const cut = (): void => void stream.destroy(Object.assign(new Error(`the peer stopped reading: more than ${MAX_QUEUED_FOR_PEER >> 20} MiB queued for it`), { code: 'ERR_PEER_NOT_READING' }));
+  const stream: Duplex = new Duplex({
     read() {
       socket.resume();
     },
     write(chunk: Buffer, _enc, cb) {
       socket.write(chunk);
+      if (overflowing()) return cut();
       cb();
     },
     writev(chunks, cb) {
       socket.cork();
       for (const { chunk } of chunks) socket.write(chunk as Buffer);
       socket.uncork();
+      if (overflowing()) return cut();
       cb();
     },
     final(cb) {

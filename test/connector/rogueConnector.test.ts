@@ -7,10 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { CHANNEL_TRANSPORTS, dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
-import type { Duplex } from 'node:stream';
+import { CHANNEL_TRANSPORTS, TUNNEL_PROTOCOL, dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
+import { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, rawRequest, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, startHubGateway } from './support.js';
@@ -222,5 +224,75 @@ for (const transport of CHANNEL_TRANSPORTS) describe(`a connector with a valid c
     const after = await ask('garbage');
     assert.ok([502, 504].includes(after.status), `status ${after.status}`);
     await healthy();
+  });
+});
+
+describe('a connector with a valid certificate that announces huge windows and stops reading', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(yaml(backend));
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('an upload through it is cut once the gateway holds more than its own windows allow: 502, not every byte in memory', async () => {
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-hoarder')).certPem;
+    // the channel by hand, so that this end can stop reading its TLS socket
+    const socket = await new Promise<TLSSocket>((resolve, reject) => {
+      const req = https.request(`https://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, agent: false, headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL } });
+      req.on('upgrade', (_res, s: TLSSocket) => resolve(s));
+      req.on('response', (res) => reject(new Error(`refused ${res.statusCode}`)));
+      req.on('error', reject);
+      req.end();
+    });
+    socket.on('error', () => undefined);
+    let reading = true;
+    const duplex = new Duplex({ read: () => void (reading && socket.resume()), write: (c, _e, cb) => void socket.write(c, cb) });
+    socket.on('data', (c: Buffer) => void (duplex.push(c) || socket.pause()));
+    const HUGE = 2 ** 31 - 1;
+    const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: HUGE } });
+    session.on('error', () => undefined);
+    session.on('connect', () => session.setLocalWindowSize(HUGE));
+    session.on('stream', (stream, headers) => {
+      stream.on('error', () => undefined);
+      if (headers[':path'] === '/v1/targets') return void stream.resume().on('end', () => stream.respond({ ':status': 200 }, { endStream: true }));
+      stream.respond({ ':status': 200 });
+      stream.once('data', () => {
+        reading = false;
+        socket.pause();
+      });
+    });
+    await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-hoarder' && c.ready));
+
+    let sent = 0;
+    const chunk = Buffer.alloc(1 << 20);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${gw.url}/upload`, { method: 'POST', headers: { host: 'garbage.test', 'content-type': 'application/octet-stream' }, agent: false });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+        req.destroy();
+      });
+      req.on('error', reject);
+      const pump = () => {
+        while (sent < 400 << 20) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+    assert.equal(status, 502);
+    assert.ok(sent < 160 << 20, `the gateway took ${sent >> 20} MiB of the upload from the client`);
+    assert.ok(gw.logs.some((l) => /the peer stopped reading/.test(String(l.reason))), 'the channel is dropped with the reason');
+    socket.destroy();
   });
 });
