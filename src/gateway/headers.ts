@@ -36,8 +36,23 @@ export const CLIENT_FORWARDING_HEADERS = new Set([
   'x-client-ip',
   'true-client-ip',
   'x-original-url',
+  'x-original-uri',
   'x-rewrite-url',
   'x-correlation-id',
+  // other spellings of the client's address, scheme or host that frameworks read
+  // (Rack's X-Forwarded-Ssl, PHP apps' HTTP_CLIENT_IP...); every x-forwarded* is matched by prefix
+  'x-original-forwarded-for',
+  'client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-proxyuser-ip',
+  'x-host',
+  'x-original-host',
+  'x-url-scheme',
+  'front-end-https',
+  // httpoxy: CGI turns it into HTTP_PROXY, which HTTP clients in the app then use
+  'proxy',
   // the client cannot ask us to hold the body: the gateway answers 100-continue itself
   'expect',
 ]);
@@ -66,7 +81,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const key in incoming) {
-    if (HOP_BY_HOP.has(key) || CLIENT_FORWARDING_HEADERS.has(key) || appStrip.has(key) || (named && named.has(key))) continue;
+    if (HOP_BY_HOP.has(key) || CLIENT_FORWARDING_HEADERS.has(key) || key.startsWith('x-forwarded') || appStrip.has(key) || (named && named.has(key))) continue;
     // Underscore and dot spellings can be folded into the same variable by CGI-style
     // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
     if ((key.includes('_') || key.includes('.')) && appStrip.has(key.replace(/[_.]/g, '-'))) continue;

@@ -96,11 +96,20 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
         forwarded: 'for=6.6.6.6',
         'x-real-ip': '6.6.6.6',
         'x-correlation-id': 'spoofed',
+        'x-forwarded-ssl': 'on',
+        'x-forwarded-scheme': 'https',
+        'x-forwarded-uri': '/admin',
+        'client-ip': '1.1.1.1',
+        'x-cluster-client-ip': '1.1.1.1',
+        'x-original-host': 'evil.test',
+        proxy: 'http://evil.test:8080',
         'x-kept': 'yes',
       },
     });
     const h = last().headers;
-    for (const name of ['x-private', 'x-other', 'keep-alive', 'proxy-authorization', 'te', 'forwarded', 'x-real-ip']) assert.equal(h[name], undefined, `${name} must not reach the app`);
+    for (const name of ['x-private', 'x-other', 'keep-alive', 'proxy-authorization', 'te', 'forwarded', 'x-real-ip', 'x-forwarded-ssl', 'x-forwarded-scheme', 'x-forwarded-uri', 'client-ip', 'x-cluster-client-ip', 'x-original-host', 'proxy']) {
+      assert.equal(h[name], undefined, `${name} must not reach the app`);
+    }
     assert.equal(h['x-forwarded-for'], '127.0.0.1', 'an untrusted peer cannot contribute X-Forwarded-For');
     assert.equal(h['x-forwarded-host'], 'echo.test');
     assert.equal(h['x-forwarded-proto'], 'http');
