@@ -112,6 +112,13 @@ export class Edge {
     socket.on('error', () => socket.destroy());
     this.upgraded.set(socket, undefined);
     socket.once('close', () => this.upgraded.delete(socket));
+    // An Upgrade we do not carry (h2c from `curl --http2`, say) may be ignored (RFC 9110 7.8):
+    // a request without a body is served as plain HTTP/1.1 on this connection, then closed.
+    const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' && bodiless && head.length === 0) {
+      req.push(null);
+      return this.handle(req, res);
+    }
     (req as IncomingMessage & { upgradeHead?: Buffer }).upgradeHead = head;
     this.handle(req, res);
   };

@@ -261,8 +261,17 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(echoed, 'ping through the gateway');
     const refused = await rawRequest(gw.port, 'GET /ws HTTP/1.1\r\nHost: slow.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
     assert.match(refused, /^HTTP\/1\.1 400/);
-    const h2c = await rawRequest(gw.port, 'GET / HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
-    assert.match(h2c, /^HTTP\/1\.1 400/);
+    // An upgrade the gateway does not carry is ignored (curl --http2 on http://): served as HTTP/1.1,
+    // with neither Upgrade nor HTTP2-Settings reaching the app.
+    const h2c = await rawRequest(gw.port, 'GET /h2c HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    assert.match(h2c, /^HTTP\/1\.1 200/);
+    assert.match(h2c, /\r\nconnection: close\r\n/i);
+    assert.equal(last().url, '/h2c');
+    assert.equal(last().headers.upgrade, undefined);
+    assert.equal(last().headers['http2-settings'], undefined);
+    // with a body it cannot be read as plain HTTP any more (the parser let go of the connection)
+    const withBody = await rawRequest(gw.port, 'POST /h2c HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 3\r\n\r\nx=1');
+    assert.match(withBody, /^HTTP\/1\.1 400/);
   });
 
   it('never forwards the gateway-reserved paths', async () => {

@@ -278,8 +278,16 @@ apps:
       ['absolute-form target for another host', `GET http://evil.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
       ['asterisk-form target', `OPTIONS * HTTP/1.1\r\n${H}\r\n`, 400],
       ['fragment in the target', `GET /a#frag HTTP/1.1\r\n${H}\r\n`, 400],
-      ['Upgrade to something other than WebSocket', `GET / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\n\r\n`, 400],
+      ['Upgrade to something other than WebSocket, with a body', `POST / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nab`, 400],
     ];
+    it('Upgrade to something other than WebSocket, without a body: ignored, served as plain HTTP, the Upgrade not forwarded', async () => {
+      let a!: RawAnswer;
+      const got = await newForwards(async () => void (a = await raw(gw.port, `GET /ignored-upgrade HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\n\r\n`)));
+      expectedForwards.add('/ignored-upgrade');
+      assertAnswer(a, 200, 'ignored upgrade');
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.headers.upgrade, undefined);
+    });
     for (const [name, bytes, status] of edgeRefusals) {
       it(`${name}: ${status} from the edge, nothing forwarded`, async () => {
         let a!: RawAnswer;
