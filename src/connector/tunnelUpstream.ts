@@ -16,7 +16,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
-import { classify, clientResponse, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -167,6 +167,14 @@ export class TunnelUpstream implements Upstream {
         done(failure);
       });
       upReq.on('response', (upRes: IncomingMessage) => {
+        const invalid = invalidStatus(upRes.statusCode ?? 0);
+        if (invalid) {
+          // an answer, not a failed dial: no retry elsewhere
+          upReq.removeAllListeners('error').on('error', () => undefined);
+          upRes.on('error', () => undefined).resume();
+          upReq.destroy();
+          return done(invalid);
+        }
         started = true;
         upReq.setTimeout(0);
         watchBodyIdle(upReq, upRes, f.timeoutMs);

@@ -104,6 +104,7 @@ export class DirectUpstream implements Upstream {
     const clientGone = new EventEmitter();
     let aborted = false;
     let started = false;
+    let invalid: UpstreamFailure | undefined;
     const abort = () => {
       aborted = true;
       clientGone.emit('abort');
@@ -125,6 +126,8 @@ export class DirectUpstream implements Upstream {
     this.pool.stream(
       opts,
       ({ statusCode, headers }) => {
+        invalid = invalidStatus(statusCode);
+        if (invalid) throw new Error(invalid.detail);
         started = true;
         const r = clientResponse(f, statusCode, headers as Record<string, string | string[]>);
         res.writeHead(statusCode, r.headers);
@@ -137,6 +140,7 @@ export class DirectUpstream implements Upstream {
         if (aborted) return done(); // the client left; nothing to tell it
         // Once the head is out, undici reports an app failure by destroying res with it; the
         // callback itself then gets no error or a bare "premature close".
+        if (invalid) return done(invalid);
         const cause = appErrorOf(res) ?? err;
         if (!cause) return done();
         const failure = classify(cause, started);
@@ -182,6 +186,12 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
   });
   upReq.on('response', (upRes) => {
     answered = true;
+    const invalid = invalidStatus(upRes.statusCode ?? 0);
+    if (invalid) {
+      upRes.on('error', () => undefined).resume();
+      upReq.destroy();
+      return done(invalid);
+    }
     const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}`];
     const hdrs = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
     for (const [k, v] of Object.entries(hdrs)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
@@ -219,6 +229,15 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
   'CERT_UNTRUSTED',
 ]);
+
+/**
+ * An app's final status outside 200-599 is no HTTP answer (RFC 9110 15): relayed,
+ * clients and caches in front would each make their own sense of it.
+ */
+export function invalidStatus(status: number): UpstreamFailure | undefined {
+  if (status >= 200 && status <= 599) return undefined;
+  return { status: 502, reason: "The app's answer was not valid HTTP.", detail: `the app answered with status ${status}`, afterHeaders: false };
+}
 
 export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
   const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };

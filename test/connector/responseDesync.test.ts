@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
-import { request, type TestGateway } from '../support/harness.js';
+import { rawRequest, request, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 /**
@@ -32,7 +32,9 @@ describe('upstream keep-alive: an unsolicited extra response never reaches the n
           buf = buf.slice(end + 4);
           connOf.set(path, id);
           const body = `answer for ${path}`;
-          const own = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+          // /status/NNN answers with that status, whatever it is (an app that speaks broken HTTP)
+          const status = /^\/status\/(\d{3})/.exec(path)?.[1] ?? '200';
+          const own = `HTTP/1.1 ${status} ${status === '200' ? 'OK' : 'Odd'}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
           // requests under /two/ get a second, unsolicited response right behind the first
           const extra = path.startsWith('/two/') ? 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Injected: yes\r\n\r\ninjected' : '';
           s.write(own + extra);
@@ -50,6 +52,7 @@ describe('upstream keep-alive: an unsolicited extra response never reaches the n
     externalUrl: http://direct.test/
     internalUrl: ${url}/
     preAuth: passthrough
+    websockets: true
 `,
       ),
     );
@@ -78,6 +81,18 @@ describe('upstream keep-alive: an unsolicited extra response never reaches the n
       const later = [0, 1, 2].map((i) => connOf.get(`/next/${host}/${i}`));
       assert.equal(new Set(later).size, 1, `later requests on connections ${later.join(', ')}`);
       assert.notEqual(later[0], connOf.get(`/two/${host}`));
+    });
+
+    it(`${host === 'app.test' ? 'through a connector' : 'direct'}: a status outside 200-599 is 502, not relayed, also in answer to a WebSocket upgrade`, async () => {
+      for (const code of ['600', '099', '999']) {
+        const res = await request(`${gw.url}/status/${code}`, { headers: { host, accept: 'application/json' } });
+        assert.equal(res.status, 502, `status ${code}`);
+        assert.doesNotMatch(res.body, /answer for/);
+        const up = await rawRequest(gw.port, `GET /status/${code} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+        assert.match(up, /^HTTP\/1\.1 502 /, `upgrade answered ${code}: ${up.split('\r\n')[0]}`);
+      }
+      const ok = await request(`${gw.url}/status/599`, { headers: { host } });
+      assert.equal(ok.status, 599, 'the edge of the range is an answer like any other');
     });
   }
 });
