@@ -91,12 +91,15 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
   return out;
 }
 
-/** Response headers from the app, minus hop-by-hop ones (Node frames the response itself). */
+/**
+ * Response headers from the app, minus hop-by-hop ones (Node frames the response itself)
+ * and the app's own correlation id: the client gets the gateway's, the one in its logs.
+ */
 export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: OutgoingHttpHeaders = {};
   for (const key in incoming) {
-    if (HOP_BY_HOP.has(key) || (named && named.has(key))) continue;
+    if (HOP_BY_HOP.has(key) || key === CORRELATION_HEADER || (named && named.has(key))) continue;
     const v = incoming[key];
     if (v !== undefined) out[key] = v;
   }

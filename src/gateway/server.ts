@@ -29,6 +29,13 @@ import { sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 
+/**
+ * The public listeners' HTTP options. No request timeout: uploads take as long as they take
+ * (stall.ts bounds silences instead). A request without Host is the edge's to refuse, with
+ * its page and a correlation id, not Node's bare 400 that no log line records.
+ */
+const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false } as const;
+
 export interface GatewayOptions {
   configFile: string;
   logger?: Logger;
@@ -210,7 +217,7 @@ export class GatewayServer {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
       const tls = this.readTls(config, dir);
-      const server = https.createServer({ ...tls, requestTimeout: 0, headersTimeout: 60_000 }, this.edges.https.handle);
+      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER }, this.edges.https.handle);
       server.on('upgrade', this.edges.https.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.https));
@@ -218,7 +225,7 @@ export class GatewayServer {
     }
     if (l.http !== undefined) {
       const redirectOnly = l.https !== undefined;
-      const server = http.createServer({ requestTimeout: 0, headersTimeout: 60_000 }, redirectOnly ? this.redirectToHttps(config, dir) : this.edges.http.handle);
+      const server = http.createServer(PUBLIC_LISTENER, redirectOnly ? this.redirectToHttps(config, dir) : this.edges.http.handle);
       if (!redirectOnly) server.on('upgrade', this.edges.http.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.http));

@@ -13,7 +13,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerRespon
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { downstreamResponseHeaders } from './headers.js';
+import { CORRELATION_HEADER, downstreamResponseHeaders } from './headers.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 
 export interface ForwardRequest {
@@ -177,6 +177,8 @@ export class DirectUpstream implements Upstream {
  */
 export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, done: (failure?: UpstreamFailure) => void): void {
   let answered = false;
+  // what the edge sent the app; the client's answer carries it too
+  const correlationId = String(upReq.getHeader(CORRELATION_HEADER) ?? '');
   socket.on('error', () => upReq.destroy());
   upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('timed out'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
   upReq.on('error', (err) => {
@@ -195,7 +197,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}`];
     const hdrs = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
     for (const [k, v] of Object.entries(hdrs)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
-    lines.push('connection: close');
+    lines.push(`${CORRELATION_HEADER}: ${correlationId}`, 'connection: close');
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     upRes.pipe(socket);
     done();
@@ -204,7 +206,8 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     answered = true;
     upReq.setTimeout(0);
     const lines = [`HTTP/1.1 101 Switching Protocols`];
-    for (let i = 0; i < upRes.rawHeaders.length; i += 2) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+    for (let i = 0; i < upRes.rawHeaders.length; i += 2) if (upRes.rawHeaders[i]!.toLowerCase() !== CORRELATION_HEADER) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+    lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     if (upHead.length) socket.write(upHead);
     if (head.length) upSocket.write(head);

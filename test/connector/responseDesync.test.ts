@@ -34,7 +34,7 @@ describe('upstream keep-alive: an unsolicited extra response never reaches the n
           const body = `answer for ${path}`;
           // /status/NNN answers with that status, whatever it is (an app that speaks broken HTTP)
           const status = /^\/status\/(\d{3})/.exec(path)?.[1] ?? '200';
-          const own = `HTTP/1.1 ${status} ${status === '200' ? 'OK' : 'Odd'}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+          const own = `HTTP/1.1 ${status} ${status === '200' ? 'OK' : 'Odd'}\r\nX-Correlation-Id: from-app\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
           // requests under /two/ get a second, unsolicited response right behind the first
           const extra = path.startsWith('/two/') ? 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Injected: yes\r\n\r\ninjected' : '';
           s.write(own + extra);
@@ -93,6 +93,11 @@ describe('upstream keep-alive: an unsolicited extra response never reaches the n
       }
       const ok = await request(`${gw.url}/status/599`, { headers: { host } });
       assert.equal(ok.status, 599, 'the edge of the range is an answer like any other');
+      assert.match(String(ok.headers['x-correlation-id']), /^[0-9a-f-]{36}$/, "the gateway's correlation id, not the app's");
+      const refusedUpgrade = await rawRequest(gw.port, `GET /next/no-ws HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      assert.match(refusedUpgrade, /^HTTP\/1\.1 200 /);
+      assert.match(refusedUpgrade, /\r\nx-correlation-id: [0-9a-f-]{36}\r\n/i);
+      assert.doesNotMatch(refusedUpgrade, /from-app/);
     });
   }
 });

@@ -231,9 +231,13 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(backend.received.length, before, 'nothing reached the app');
   });
 
-  it('answers 400 without a Host header', async () => {
-    const raw = await rawRequest(gw.port, 'GET / HTTP/1.0\r\n\r\n');
-    assert.match(raw, /^HTTP\/1\.1 400/);
+  it('answers 400 without a Host header, with its correlation id, in HTTP/1.0 and 1.1', async () => {
+    for (const version of ['1.0', '1.1']) {
+      const raw = await rawRequest(gw.port, `GET /no-host HTTP/${version}\r\n\r\n`);
+      assert.match(raw, /^HTTP\/1\.1 400/, version);
+      assert.match(raw, /\r\nx-correlation-id: [0-9a-f-]{36}\r\n/i, `${version}: the gateway's own answer, not Node's bare 400`);
+      assert.match(raw, /no valid Host header/);
+    }
   });
 
   it('answers 502 "Bad gateway" when the app cannot be reached', async () => {
@@ -252,6 +256,8 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
 
   it('lets only WebSocket upgrades through, after the pipeline, to apps that allow them', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'echo.test' } });
+    let cid: unknown;
+    ws.on('upgrade', (res) => (cid = res.headers['x-correlation-id']));
     const echoed = await new Promise<string>((resolve, reject) => {
       ws.on('open', () => ws.send('ping through the gateway'));
       ws.on('message', (m) => resolve(m.toString()));
@@ -259,6 +265,7 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     });
     ws.close();
     assert.equal(echoed, 'ping through the gateway');
+    assert.match(String(cid), /^[0-9a-f-]{36}$/, 'the 101 carries the correlation id');
     const refused = await rawRequest(gw.port, 'GET /ws HTTP/1.1\r\nHost: slow.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
     assert.match(refused, /^HTTP\/1\.1 400/);
     // An upgrade the gateway does not carry is ignored (curl --http2 on http://): served as HTTP/1.1,
