@@ -273,7 +273,18 @@ export class GatewayServer {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const correlationId = randomUUID();
       this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');
-      if (!socket.writable || (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) return socket.destroy();
+      if (!socket.writable) return socket.destroy();
+      // A request pipelined before the malformed one may still be answering. Its answer goes
+      // first: a 400 written now would be read as the answer to that earlier request, which the
+      // app did run (a client retrying it would run it twice).
+      const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
+      // (when the pending request's own body is what failed to parse, its answer cannot wait for it)
+      if (pending?.headersSent && !pending.req?.complete) return socket.destroy();
+      if (pending && !pending.writableFinished && pending.req?.complete) {
+        pending.once('finish', () => (socket.writable ? endWithProblem(socket, status, 'The request is malformed.', correlationId) : socket.destroy()));
+        pending.once('close', () => pending.writableFinished || socket.destroy());
+        return;
+      }
       endWithProblem(socket, status, 'The request is malformed.', correlationId);
     });
     // The gateway is not a forward proxy: CONNECT gets an answer, not a silently closed socket.

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
-import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
+import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
 import { Browser, CLIENT_SECRET, SECRET_A, USERS } from '../identity/support.js';
 
 const CID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -280,6 +280,15 @@ apps:
       ['fragment in the target', `GET /a#frag HTTP/1.1\r\n${H}\r\n`, 400],
       ['Upgrade to something other than WebSocket, with a body', `POST / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nab`, 400],
     ];
+    it('a malformed request pipelined behind a valid one: the valid one gets its own answer first, then the 400', async () => {
+      for (const first of ['/pipelined-first', '/slow?ms=300']) {
+        expectedForwards.add(first);
+        const out = await rawRequest(gw.port, `GET ${first} HTTP/1.1\r\n${H}\r\nGET /never HTTP/1.1\r\nHost : x\r\n\r\n`, 2000);
+        const statuses = out.split('\r\n').filter((l) => /^HTTP\/1\.1 \d{3} /.test(l));
+        assert.deepEqual(statuses.map((l) => l.slice(9, 12)), ['200', '400'], `${first}: ${statuses.join(' | ')}`);
+      }
+    });
+
     it('Upgrade to something other than WebSocket, without a body: ignored, served as plain HTTP, the Upgrade not forwarded', async () => {
       let a!: RawAnswer;
       const got = await newForwards(async () => void (a = await raw(gw.port, `GET /ignored-upgrade HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\n\r\n`)));
