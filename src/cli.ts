@@ -2,7 +2,8 @@
 /** drawbridge: one binary, subcommands. */
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
-import { ConfigInvalidError, ConfigUnreadableError, formatProblem, type Problem } from './errors.js';
+import { ConfigInvalidError, ConfigUnreadableError, DrawbridgeError, UsageError, formatProblem, type Problem } from './errors.js';
+import { operationalReason, usageErrorOf } from './commands/usage.js';
 
 const USAGE = `usage: drawbridge <command> [options]
 
@@ -63,20 +64,49 @@ export function printProblems(problems: readonly Problem[], stream: NodeJS.Writa
 
 export { parseArgs };
 
-main(process.argv.slice(2)).then(
+/** The command as users name it in messages: `connector enroll`, `token create`, `lint`. */
+function commandName(argv: readonly string[]): string {
+  const [command, sub] = argv;
+  return (command === 'connector' || command === 'token') && sub && !sub.startsWith('-') ? `${command} ${sub}` : (command ?? '');
+}
+
+/**
+ * Bad usage and expected failures are one line and an exit code; a stack trace is for
+ * bugs (anything that is not one of the project's errors or a failure of the world
+ * around it), or for every error with DRAWBRIDGE_DEBUG=1.
+ */
+export function reportFailure(e: unknown, command: string, stream: NodeJS.WritableStream = process.stderr): number {
+  const prefix = `drawbridge ${command}: `;
+  const debug = process.env.DRAWBRIDGE_DEBUG === '1' && e instanceof Error ? `${e.stack}\n` : '';
+  const usage = e instanceof UsageError ? e : usageErrorOf(e);
+  if (usage) {
+    stream.write(`${prefix}${usage.message}\n${usage.usage ? `usage: ${usage.usage}\n` : 'usage: drawbridge help\n'}${debug}`);
+    return 2;
+  }
+  if (e instanceof ConfigInvalidError) {
+    printProblems(e.problems, stream);
+    stream.write(debug);
+    return 1;
+  }
+  if (e instanceof DrawbridgeError) {
+    stream.write(`${prefix}${e.message}\n${debug}`);
+    return e instanceof ConfigUnreadableError ? 2 : 1;
+  }
+  const reason = operationalReason(e);
+  if (reason !== undefined) {
+    stream.write(`${prefix}${reason}\n${debug}`);
+    return 1;
+  }
+  stream.write(`drawbridge: ${(e as Error)?.stack ?? e}\n`);
+  return 1;
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => {
     if (code !== undefined && code >= 0) process.exitCode = code;
   },
   (e) => {
-    if (e instanceof ConfigInvalidError) {
-      printProblems(e.problems);
-      process.exitCode = 1;
-    } else if (e instanceof ConfigUnreadableError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exitCode = 2;
-    } else {
-      process.stderr.write(`drawbridge: ${(e as Error)?.stack ?? e}\n`);
-      process.exitCode = 1;
-    }
+    process.exitCode = reportFailure(e, commandName(argv));
   },
 );

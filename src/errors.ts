@@ -47,3 +47,20 @@ export function formatProblem(p: Problem): string {
   const path = p.path ? `${p.path}: ` : '';
   return `${where}${p.severity}: ${path}${p.message}`;
 }
+
+/**
+ * The command line is wrong: an unknown option, a missing or malformed value, an extra argument.
+ * The CLI prints the message and `usage`, and exits 2.
+ */
+export class UsageError extends DrawbridgeError {
+  constructor(message: string, readonly usage?: string) {
+    super('ERR_USAGE', message);
+  }
+}
+
+/**
+ * A failure of the world around the program, not of the program: a port in use, a file that
+ * cannot be read, a peer that refused or cannot be trusted. The CLI prints the message alone
+ * (no stack trace) and exits 1. `code` is the cause's (EADDRINUSE, ERR_TLS_CERT_ALTNAME_INVALID, ...).
+ */
+export class OperationalError extends DrawbridgeError {}

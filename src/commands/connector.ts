@@ -1,19 +1,23 @@
-import { parseArgs } from 'node:util';
-import { ConnectorAgent, enroll, isEnrolled } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, enroll, isEnrolled, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
+import { UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
+import { asOperational, parseCommandArgs } from './usage.js';
 
+const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
+const RUN = `drawbridge connector run [--state-dir DIR] [--channels N] [--transport h2|websocket]
+                                [--gateway URL --token TOKEN [--ca FILE]]`;
 const USAGE = `usage:
-  drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
-  drawbridge connector run [--state-dir DIR] [--channels N] [--transport h2|websocket]
-                           [--gateway URL --token TOKEN [--ca FILE]]
+  ${ENROLL}
+  ${RUN.replace(/\n {32}/, '\n                           ')}
       run enrolls first when the state dir holds no enrollment and a token is given
       (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 `;
 
 export async function connectorCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values } = parseArgs({
+  const synopsis = sub === 'enroll' ? ENROLL : RUN;
+  const { values } = parseCommandArgs({
     args: rest,
     options: {
       gateway: { type: 'string' },
@@ -24,7 +28,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       transport: { type: 'string' },
       'drain-timeout': { type: 'string' },
     },
-  });
+  }, synopsis);
   const stateDir = values['state-dir'] ?? process.env.DRAWBRIDGE_CONNECTOR_STATE_DIR ?? './connector-state';
   const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
   const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
@@ -33,7 +37,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       process.stderr.write(USAGE);
       return 2;
     }
-    const s = await enroll({ gateway, token, stateDir, caFile: values.ca });
+    const s = await enrollAt(gateway, token, stateDir, values.ca);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
@@ -49,10 +53,10 @@ export async function connectorCommand(args: string[]): Promise<number> {
         process.stderr.write(`drawbridge connector run: ${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)\n`);
         return 2;
       }
-      const s = await enroll({ gateway, token, stateDir, caFile: values.ca });
+      const s = await enrollAt(gateway, token, stateDir, values.ca);
       log.info({ connector: s.id, group: s.group }, 'enrolled');
     }
-    const agent = new ConnectorAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, transport: transport as ChannelTransport, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined });
+    const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, transport: transport as ChannelTransport, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined }), connectorError);
     agent.start();
     let stopping = false;
     const stop = (signal: string) => {
@@ -70,4 +74,24 @@ export async function connectorCommand(args: string[]): Promise<number> {
   }
   process.stderr.write(USAGE);
   return 2;
+}
+
+function connectorError(code: string, message: string): ConnectorError {
+  return new ConnectorError(code, message);
+}
+
+/** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */
+function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
+  if (!URL.canParse(gateway)) throw new UsageError(`--gateway must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(gateway)}`, ENROLL);
+  return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
+}
+
+/** A state dir whose files were cut short or edited by hand: say which, not where in the parser. */
+function openAgent(opts: ConstructorParameters<typeof ConnectorAgent>[0]): ConnectorAgent {
+  try {
+    return new ConnectorAgent(opts);
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new ConnectorError('ERR_STATE_UNREADABLE', `${opts.stateDir}/connector.json is not valid JSON (${e.message}); enroll again`);
+    throw e;
+  }
 }

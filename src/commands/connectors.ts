@@ -1,13 +1,15 @@
 import http from 'node:http';
-import { parseArgs } from 'node:util';
 import type { ConnectorSummary } from '../connector/registry.js';
 import { parseListen } from '../gateway/listen.js';
 import { gatewayConfig } from './token.js';
+import { parseCommandArgs } from './usage.js';
+
+const USAGE = 'drawbridge connectors [--config FILE] [--json]';
 
 /** drawbridge connectors [--config FILE] [--json]: asks the running gateway's admin listener. */
 export async function connectorsCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } });
-  const { config } = await gatewayConfig(values.config);
+  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } }, USAGE);
+  const { config } = await gatewayConfig(values.config, USAGE);
   if (!config.gateway.admin) {
     process.stderr.write('drawbridge connectors: the config has no gateway.admin listener to ask\n');
     return 1;

@@ -1,17 +1,22 @@
-import { parseArgs } from 'node:util';
+import { accessSync, constants, statSync } from 'node:fs';
 import { discoverConfig } from '../config/load.js';
+import { ConfigUnreadableError } from '../errors.js';
 import { GatewayServer } from '../gateway/server.js';
+import { asOperational, parseCommandArgs } from './usage.js';
+
+const USAGE = 'drawbridge gateway [--config FILE] [--no-watch]';
 
 export async function gatewayCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'no-watch': { type: 'boolean', default: false } } });
+  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c' }, 'no-watch': { type: 'boolean', default: false } } }, USAGE);
   const file = values.config ?? (await discoverConfig());
   if (!file) {
     process.stderr.write('drawbridge gateway: no --config given and no gateway.config.yaml found\n');
     return 2;
   }
+  assertReadable(file);
   // --no-watch: reload only on SIGHUP (for orchestrators that signal after a rollout).
   const gateway = new GatewayServer({ configFile: file, watch: !values['no-watch'] });
-  await gateway.start();
+  await asOperational('cannot start', () => gateway.start());
   runUntilSignalled(gateway);
   return -1;
 }
@@ -30,4 +35,17 @@ export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promi
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Same exit (2) and wording as lint for a config file that cannot be read at all. */
+function assertReadable(file: string): void {
+  let why: string | undefined;
+  try {
+    if (statSync(file).isDirectory()) why = 'it is a directory';
+    else accessSync(file, constants.R_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+  }
+  if (why) throw new ConfigUnreadableError(`cannot read ${file}: ${why}`, file);
 }

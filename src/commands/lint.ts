@@ -1,10 +1,10 @@
-import { parseArgs } from 'node:util';
 import { ConfigUnreadableError, formatProblem, type Problem } from '../errors.js';
 import { discoverConfig, loadConfigFile } from '../config/load.js';
+import { parseCommandArgs } from './usage.js';
 
 /** exit 0: every file valid (warnings allowed); 1: a file is invalid; 2: a file can't be read or parsed */
 export async function lintCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { format: { type: 'string', default: 'text' } } });
+  const { values, positionals } = parseCommandArgs({ args, allowPositionals: true, options: { format: { type: 'string', default: 'text' } } }, 'drawbridge lint [FILE...] [--format text|json|github]');
   const format = values.format!;
   if (!['text', 'json', 'github'].includes(format)) {
     process.stderr.write(`drawbridge lint: --format must be text, json or github\n`);

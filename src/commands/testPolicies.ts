@@ -17,10 +17,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
 import { loadForSimulation } from './whatIf.js';
+import { parseCommandArgs } from './usage.js';
 
 interface Expectation {
   decision?: string;
@@ -40,13 +40,7 @@ const INPUT_KEYS = new Set(['name', 'app', 'user', 'groups', 'ip', 'claims', 'at
 const EXPECT_KEYS = new Set(['decision', 'status', 'applied', 'acrValues', 'maxAge']);
 
 export async function testPoliciesCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } });
-  } catch (e) {
-    process.stderr.write(`drawbridge test-policies: ${(e as Error).message}\n`);
-    return 2;
-  }
+  const parsed = parseCommandArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } }, 'drawbridge test-policies FILE.yaml [--config FILE]');
   const file = parsed.positionals[0];
   if (!file || parsed.positionals.length > 1) {
     process.stderr.write('usage: drawbridge test-policies FILE.yaml [--config FILE]\n');

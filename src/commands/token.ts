@@ -1,15 +1,17 @@
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { discoverConfig, loadConfigFile, type Config } from '../config/load.js';
 import { parseDuration } from '../config/duration.js';
-import { ConfigInvalidError } from '../errors.js';
+import { ConfigInvalidError, UsageError } from '../errors.js';
 import { ConnectorCa } from '../connector/ca.js';
 import { createToken } from '../connector/tokens.js';
+import { asOperational, parseCommandArgs } from './usage.js';
+
+const USAGE = 'drawbridge token create --group NAME [--ttl 1h] [--config FILE]';
 
 /** Loads the gateway config for commands that work on its stateDir. */
-export async function gatewayConfig(file: string | undefined): Promise<{ config: Config; stateDir: string; dir: string }> {
+export async function gatewayConfig(file: string | undefined, usage?: string): Promise<{ config: Config; stateDir: string; dir: string }> {
   const path = file ?? (await discoverConfig());
-  if (!path) throw new Error('no --config given and no gateway.config.yaml found');
+  if (!path) throw new UsageError('no --config given and no gateway.config.yaml found', usage);
   const result = await loadConfigFile(path, { mode: 'start' });
   if (!result.config) throw new ConfigInvalidError(result.problems, path);
   return { config: result.config, dir: result.dir, stateDir: resolve(result.dir, result.config.gateway.stateDir ?? './state') };
@@ -19,10 +21,10 @@ export async function gatewayConfig(file: string | undefined): Promise<{ config:
 export async function tokenCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'create') {
-    process.stderr.write('usage: drawbridge token create --group NAME [--ttl 1h] [--config FILE]\n');
+    process.stderr.write(`usage: ${USAGE}\n`);
     return 2;
   }
-  const { values } = parseArgs({ args: rest, options: { group: { type: 'string', short: 'g' }, ttl: { type: 'string', default: '1h' }, config: { type: 'string', short: 'c' } } });
+  const { values } = parseCommandArgs({ args: rest, options: { group: { type: 'string', short: 'g' }, ttl: { type: 'string', default: '1h' }, config: { type: 'string', short: 'c' } } }, USAGE);
   if (!values.group) {
     process.stderr.write('drawbridge token create: --group NAME is required\n');
     return 2;
@@ -32,7 +34,7 @@ export async function tokenCommand(args: string[]): Promise<number> {
     process.stderr.write(`drawbridge token create: invalid --ttl ${JSON.stringify(values.ttl)} (e.g. 15m, 1h, 2d)\n`);
     return 2;
   }
-  const { config, stateDir } = await gatewayConfig(values.config);
+  const { config, stateDir } = await gatewayConfig(values.config, USAGE);
   if (!config.connectors) {
     process.stderr.write('drawbridge token create: the config has no connectors: section\n');
     return 1;
@@ -41,7 +43,7 @@ export async function tokenCommand(args: string[]): Promise<number> {
     process.stderr.write(`drawbridge token create: unknown connector group ${JSON.stringify(values.group)} (configured: ${Object.keys(config.connectorGroups ?? {}).join(', ') || 'none'})\n`);
     return 1;
   }
-  const ca = await ConnectorCa.loadOrCreate(stateDir);
-  process.stdout.write(createToken(stateDir, values.group, ttl, ca.pin) + '\n');
+  const ca = await asOperational(`cannot open the connector CA in ${stateDir}`, () => ConnectorCa.loadOrCreate(stateDir));
+  process.stdout.write((await asOperational(`cannot record the token in ${stateDir}`, () => createToken(stateDir, values.group!, ttl, ca.pin))) + '\n');
   return 0;
 }

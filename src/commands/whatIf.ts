@@ -2,11 +2,11 @@
  * drawbridge what-if: explains the decision a request would get.
  * Exit codes: 0 allow, 3 deny, 4 step-up; 1 invalid config; 2 bad usage.
  */
-import { parseArgs } from 'node:util';
 import { loadConfigFile, type Config } from '../config/load.js';
-import { ConfigUnreadableError, formatProblem } from '../errors.js';
+import { ConfigUnreadableError, UsageError, formatProblem } from '../errors.js';
 import { formatSeconds } from '../policy/engine.js';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
+import { parseCommandArgs } from './usage.js';
 
 export const EXIT_FOR: Record<WhatIfResult['decision'], number> = { allow: 0, deny: 3, 'step-up': 4 };
 
@@ -39,7 +39,7 @@ export async function loadForSimulation(file: string, cmd: string): Promise<Conf
 export async function whatIfCommand(args: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({
+    values = parseCommandArgs({
       args,
       options: {
         config: { type: 'string', short: 'c' },
@@ -57,8 +57,9 @@ export async function whatIfCommand(args: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
-    }).values;
+    }, USAGE).values;
   } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`drawbridge what-if: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }

@@ -1,0 +1,96 @@
+/**
+ * What every command shares at its edges: reading its arguments, and telling bad usage
+ * and failures of the world around it (exit 2 and 1, one line) from bugs (a stack trace).
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DrawbridgeError, OperationalError, UsageError } from '../errors.js';
+
+/** parseArgs, strict, with its errors as one-line UsageErrors that carry the command's usage. */
+export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: string): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    throw usageErrorOf(e, usage) ?? e;
+  }
+}
+
+/**
+ * Node's parseArgs messages run to three lines with advice about '--'; the user needs the
+ * option and what is wrong with it.
+ */
+export function usageErrorOf(e: unknown, usage?: string): UsageError | undefined {
+  const code = (e as { code?: unknown })?.code;
+  const message = String((e as Error)?.message ?? '');
+  const option = /'(-[^' ]+)/.exec(message)?.[1];
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(`unknown option ${option ?? message}`, usage);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (/ambiguous/.test(message)) return new UsageError(`${option} is followed by an option, not a value (write ${option}=VALUE for a value that starts with '-')`, usage);
+      if (/missing/.test(message)) return new UsageError(`${option} needs a value`, usage);
+      return new UsageError(`${option ?? 'an option'} takes no value`, usage);
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return new UsageError(`unexpected argument ${/'([^']*)'/.exec(message)?.[1] ?? message}`, usage);
+    default:
+      return undefined;
+  }
+}
+
+/** Codes of certificate checks that failed on a peer's chain (OpenSSL's verify results, as Node names them). */
+const UNTRUSTED_CERT = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED',
+]);
+
+/**
+ * The one-line reason for a failure of the world around the program (a system call that
+ * failed, a TLS peer that cannot be trusted, a certificate that cannot be parsed, a URL
+ * that is not one), or undefined for anything else, which is a bug and keeps its stack.
+ */
+export function operationalReason(e: unknown): string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string; input?: string };
+  const code = err.code;
+  if (typeof code !== 'string') return undefined;
+  const where = err.address !== undefined ? `${err.address}${err.port !== undefined ? `:${err.port}` : ''}` : undefined;
+  if (err.syscall) {
+    if (code === 'EADDRINUSE') return `${where ?? 'the address'} is already in use`;
+    if (code === 'EADDRNOTAVAIL') return `${where ?? 'the address'} is not an address of this machine`;
+    if (code === 'EACCES' && err.syscall === 'listen') return `not allowed to listen on ${where ?? 'that port'}`;
+    if (code === 'ENOENT') return `${err.path ?? 'a file'}: no such file or directory`;
+    if (code === 'EISDIR') return err.path ? `${err.path} is a directory, not a file` : 'a path names a directory where a file belongs';
+    if (code === 'EACCES' || code === 'EPERM') return `${err.path ?? 'a file'}: permission denied`;
+    if (code === 'ECONNREFUSED') return `${where ?? 'the peer'} refused the connection`;
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve ${err.hostname ?? 'the host name'}`;
+    // Other system errors (ETIMEDOUT, ECONNRESET, ENOSPC, ...): Node's message is already one line.
+    return err.message;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the certificate does not name the host: ${err.message.replace(/^Hostname\/IP does not match certificate's altnames: /, '')}`;
+  if (UNTRUSTED_CERT.has(code)) return `the certificate is not trusted (${err.message})`;
+  if (code.startsWith('ERR_OSSL_') || code.startsWith('ERR_SSL_')) return `a certificate or key cannot be used (${err.message})`;
+  if (code.startsWith('ERR_TLS_')) return err.message;
+  if (code === 'ERR_INVALID_URL') return `not a URL: ${JSON.stringify(err.input ?? '')}`;
+  return undefined;
+}
+
+/**
+ * Runs a step that talks to the world; a failure of the world becomes an OperationalError
+ * whose message says what was being done, the project's own errors and bugs pass as they are.
+ */
+export async function asOperational<T>(doing: string, step: () => Promise<T> | T, wrap: (code: string, message: string) => DrawbridgeError = (code, message) => new OperationalError(code, message)): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    if (e instanceof DrawbridgeError) throw e;
+    const reason = operationalReason(e);
+    if (reason === undefined) throw e;
+    throw wrap(String((e as NodeJS.ErrnoException).code), `${doing}: ${reason}`);
+  }
+}

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { ConnectorCa } from '../../src/connector/ca.js';
+import { createToken } from '../../src/connector/tokens.js';
+import { startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, startHubGateway, token } from '../connector/support.js';
+
+const CLI = resolve('dist/src/cli.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((r) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, DRAWBRIDGE_DEBUG: '', ...env }, timeout: 15_000 }, (err, stdout, stderr) =>
+      r({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** What a user must see: the exit code, the problem on the first line, and no JavaScript stack. */
+function assertOneLine(r: Run, code: number, command: string, problem: RegExp): void {
+  const shown = `exit ${r.code}\n${r.stderr}`;
+  assert.equal(r.code, code, shown);
+  const [first, ...rest] = r.stderr.split('\n');
+  assert.ok(first.startsWith(`drawbridge ${command}: `), shown);
+  assert.match(first, problem, shown);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace:\n${shown}`);
+  // Bad usage says how the command is used; a failure is the one line alone.
+  if (code === 2 && !/^cannot read /.test(first.slice(`drawbridge ${command}: `.length))) assert.match(rest.join('\n'), /^usage: drawbridge /m, shown);
+}
+
+describe('the CLI: bad usage and expected failures are one line and an exit code, not a stack trace', function () {
+  this.timeout(60_000);
+
+  describe('bad usage exits 2 with a usage hint', () => {
+    const cases: [string[], string, RegExp][] = [
+      [['lint', '--bogus'], 'lint', /unknown option --bogus/],
+      [['lint', '--format'], 'lint', /--format needs a value/],
+      [['gateway', '--bogus'], 'gateway', /unknown option --bogus/],
+      [['gateway', 'extra.yaml'], 'gateway', /unexpected argument extra\.yaml/],
+      [['schema', 'extra'], 'schema', /unexpected argument extra/],
+      [['schema', '--config'], 'schema', /--config needs a value/],
+      [['what-if', '--bogus'], 'what-if', /unknown option --bogus/],
+      [['test-policies', '--bogus'], 'test-policies', /unknown option --bogus/],
+      [['token', 'create', '--group', 'g1', '--bogus'], 'token create', /unknown option --bogus/],
+      [['connectors', 'extra'], 'connectors', /unexpected argument extra/],
+      [['connectors', '--json=yes'], 'connectors', /--json takes no value/],
+      [['connector', 'run', '--bogus'], 'connector run', /unknown option --bogus/],
+      [['connector', 'run', '--channels', '-3'], 'connector run', /--channels is followed by an option, not a value/],
+      [['connector', 'enroll', '--gateway', 'notaurl', '--token', 'x'], 'connector enroll', /--gateway must be a URL like https:\/\/host:port .*not "notaurl"/],
+    ];
+    for (const [args, command, problem] of cases) {
+      it(`drawbridge ${args.join(' ')}`, async () => assertOneLine(await run(args), 2, command, problem));
+    }
+  });
+
+  describe('gateway', () => {
+    const dir = tempDir();
+
+    it('a config file that is missing or a directory is unreadable (exit 2, as in lint)', async () => {
+      assertOneLine(await run(['gateway', '--config', join(dir, 'missing.yaml')]), 2, 'gateway', /cannot read .*missing\.yaml: no such file/);
+      assertOneLine(await run(['gateway', '--config', dir]), 2, 'gateway', /cannot read .*: it is a directory/);
+    });
+
+    it('a port in use and a certificate that cannot be used are one line (exit 1)', async () => {
+      const taken = net.createServer();
+      await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+      try {
+        const port = (taken.address() as net.AddressInfo).port;
+        const file = join(dir, 'busy.yaml');
+        writeFileSync(file, `gateway:\n  publicUrl: http://app.test\n  listen: { http: 127.0.0.1:${port} }\napps:\n  - name: App\n    externalUrl: http://app.test/\n    internalUrl: http://127.0.0.1:9/\n    preAuth: passthrough\n`);
+        assertOneLine(await run(['gateway', '--config', file, '--no-watch']), 1, 'gateway', new RegExp(`cannot start: 127\\.0\\.0\\.1:${port} is already in use`));
+      } finally {
+        taken.close();
+      }
+      writeFileSync(join(dir, 'gw.crt'), 'not a certificate\n');
+      writeFileSync(join(dir, 'gw.key'), 'not a key\n');
+      const tls = join(dir, 'tls.yaml');
+      writeFileSync(tls, `gateway:\n  publicUrl: https://app.test\n  listen: { https: 127.0.0.1:0 }\n  tls: { cert: ./gw.crt, key: ./gw.key }\napps:\n  - name: App\n    externalUrl: https://app.test/\n    internalUrl: http://127.0.0.1:9/\n    preAuth: passthrough\n`);
+      assertOneLine(await run(['gateway', '--config', tls, '--no-watch']), 1, 'gateway', /cannot start: a certificate or key cannot be used \(.*PEM/);
+    });
+
+    it('DRAWBRIDGE_DEBUG=1 adds the stack trace', async () => {
+      const r = await run(['gateway', '--config', dir], { DRAWBRIDGE_DEBUG: '1' });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^drawbridge gateway: cannot read /);
+      assert.match(r.stderr, /^\s+at /m);
+    });
+  });
+
+  describe('connector enroll and run against a real hub', () => {
+    let backend: EchoBackend;
+    let gw: TestGateway;
+    let dir: string;
+    let enrolled: string;
+
+    before(async () => {
+      backend = await startEchoBackend();
+      dir = tempDir();
+      gw = await startHubGateway(gatewayYaml(backend), dir);
+      enrolled = join(dir, 'enrolled');
+      const r = await run(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', enrolled]);
+      assert.equal(r.code, 0, r.stderr);
+    });
+    after(async () => {
+      await gw.stop();
+      backend.close();
+    });
+
+    const enroll = (gateway: string, tok: string, state = join(dir, `s-${Math.random().toString(36).slice(2)}`)) => run(['connector', 'enroll', '--gateway', gateway, '--token', tok, '--state-dir', state]);
+
+    it('a malformed token', async () => {
+      assertOneLine(await enroll(hubUrl(gw), 'garbage'), 1, 'connector enroll', /not a Drawbridge enrollment token/);
+    });
+
+    it('a reused token, and a token for a group the gateway does not have, are refused', async () => {
+      const tok = token(gw);
+      assert.equal((await enroll(hubUrl(gw), tok)).code, 0);
+      assertOneLine(await enroll(hubUrl(gw), tok), 1, 'connector enroll', /enrollment refused \(\d+\): .*already used/);
+      assertOneLine(await enroll(hubUrl(gw), token(gw, 'no-such-group')), 1, 'connector enroll', /enrollment refused \(\d+\)/);
+    });
+
+    it('a CA that does not match the pin, and a certificate that does not name the host', async () => {
+      const other = tempDir();
+      const ca = await ConnectorCa.loadOrCreate(other);
+      assertOneLine(await enroll(hubUrl(gw), createToken(other, 'g1', 60_000, ca.pin)), 1, 'connector enroll', /does not match the pin/);
+      // The hub listens on 127.0.0.1; its certificate names that, not the IPv4-mapped IPv6 form.
+      const mapped = hubUrl(gw).replace('127.0.0.1', '[::ffff:127.0.0.1]');
+      assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host/);
+    });
+
+    it('a gateway that does not answer', async () => {
+      const closed = net.createServer();
+      await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+      const port = (closed.address() as net.AddressInfo).port;
+      await new Promise((r) => closed.close(r));
+      assertOneLine(await enroll(`https://127.0.0.1:${port}`, token(gw)), 1, 'connector enroll', new RegExp(`127\\.0\\.0\\.1:${port} refused the connection`));
+    });
+
+    it('run: a broken state dir is named', async () => {
+      const broken = join(dir, 'broken');
+      mkdirSync(broken);
+      cpSync(enrolled, broken, { recursive: true });
+      writeFileSync(join(broken, 'cert.pem'), 'not a certificate\n');
+      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /cannot read the enrollment in .*broken: a certificate or key cannot be used/);
+      writeFileSync(join(broken, 'connector.json'), '{');
+      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /connector\.json is not valid JSON .*enroll again/);
+    });
+  });
+});
