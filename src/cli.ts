@@ -21,7 +21,8 @@ commands:
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token
   connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
-  connector run [--state-dir DIR]         run an outbound-only connector
+  connector run [--state-dir DIR] [--channels 1-16]
+                                          run an outbound-only connector
   connectors [--config FILE]              list the connectors connected to the running gateway
 `;
 

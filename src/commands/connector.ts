@@ -1,11 +1,12 @@
 import { ConnectorAgent, ConnectorError, enroll, isEnrolled, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
+import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { asOperational, parseCommandArgs } from './usage.js';
+import { asOperational, parseCommandArgs, wholeNumberOption } from './usage.js';
 
 const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
-const RUN = `drawbridge connector run [--state-dir DIR] [--channels N] [--transport h2|websocket]
+const RUN = `drawbridge connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
                                 [--gateway URL --token TOKEN [--ca FILE]]`;
 const USAGE = `usage:
   ${ENROLL}
@@ -13,6 +14,12 @@ const USAGE = `usage:
       run enrolls first when the state dir holds no enrollment and a token is given
       (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 `;
+
+/**
+ * Channels per connector: each is a TLS connection and an HTTP/2 session the gateway keeps
+ * and pings; a few carry any load (streams are multiplexed), the rest only cost both sides.
+ */
+export const MAX_CHANNELS = 16;
 
 export async function connectorCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -47,6 +54,9 @@ export async function connectorCommand(args: string[]): Promise<number> {
       process.stderr.write(`drawbridge connector run: --transport must be ${CHANNEL_TRANSPORTS.join(' or ')}, not "${transport}"\n`);
       return 2;
     }
+    // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
+    const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
+    const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
     const log = createLogger({ name: 'drawbridge-connector' });
     if (!isEnrolled(stateDir)) {
       if (!gateway || !token) {
@@ -56,7 +66,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       const s = await enrollAt(gateway, token, stateDir, values.ca);
       log.info({ connector: s.id, group: s.group }, 'enrolled');
     }
-    const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels: values.channels ? Number(values.channels) : undefined, transport: transport as ChannelTransport, drainTimeoutMs: values['drain-timeout'] ? Number(values['drain-timeout']) : undefined }), connectorError);
+    const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs }), connectorError);
     agent.start();
     let stopping = false;
     const stop = (signal: string) => {
@@ -94,4 +104,11 @@ function openAgent(opts: ConstructorParameters<typeof ConnectorAgent>[0]): Conne
     if (e instanceof SyntaxError) throw new ConnectorError('ERR_STATE_UNREADABLE', `${opts.stateDir}/connector.json is not valid JSON (${e.message}); enroll again`);
     throw e;
   }
+}
+
+/** 30s, 2m, or a bare number of milliseconds (what the option took first). */
+function drainTimeout(text: string): number {
+  const ms = /^\d+$/.test(text) ? Number(text) : parseDuration(text);
+  if (ms === undefined || !Number.isSafeInteger(ms)) throw new UsageError(`--drain-timeout must be a duration such as 30s or 2m, not ${JSON.stringify(text)}`, RUN);
+  return ms;
 }

@@ -36,6 +36,13 @@ export function usageErrorOf(e: unknown, usage?: string): UsageError | undefined
   }
 }
 
+/** A whole number in [min, max] from an option's text; UsageError otherwise. */
+export function wholeNumberOption(name: string, text: string, min: number, max: number, usage: string): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not ${JSON.stringify(text)}`, usage);
+  return n;
+}
+
 /** Codes of certificate checks that failed on a peer's chain (OpenSSL's verify results, as Node names them). */
 const UNTRUSTED_CERT = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',

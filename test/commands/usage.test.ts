@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import { createToken } from '../../src/connector/tokens.js';
 import { startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, hubUrl, startHubGateway, token } from '../connector/support.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels } from '../connector/support.js';
 
 const CLI = resolve('dist/src/cli.js');
 
@@ -54,6 +54,13 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['connectors', '--json=yes'], 'connectors', /--json takes no value/],
       [['connector', 'run', '--bogus'], 'connector run', /unknown option --bogus/],
       [['connector', 'run', '--channels', '-3'], 'connector run', /--channels is followed by an option, not a value/],
+      [['connector', 'run', '--channels=-3'], 'connector run', /--channels must be a whole number from 1 to 16, not "-3"/],
+      [['connector', 'run', '--channels', 'abc'], 'connector run', /--channels must be a whole number from 1 to 16, not "abc"/],
+      [['connector', 'run', '--channels', 'two'], 'connector run', /--channels must be a whole number/],
+      [['connector', 'run', '--channels', '0'], 'connector run', /--channels must be a whole number from 1 to 16, not "0"/],
+      [['connector', 'run', '--channels', '2.5'], 'connector run', /--channels must be a whole number/],
+      [['connector', 'run', '--channels', '17'], 'connector run', /--channels must be a whole number from 1 to 16, not "17"/],
+      [['connector', 'run', '--drain-timeout', 'abc'], 'connector run', /--drain-timeout must be a duration such as 30s/],
       [['connector', 'enroll', '--gateway', 'notaurl', '--token', 'x'], 'connector enroll', /--gateway must be a URL like https:\/\/host:port .*not "notaurl"/],
     ];
     for (const [args, command, problem] of cases) {
@@ -142,6 +149,22 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       const port = (closed.address() as net.AddressInfo).port;
       await new Promise((r) => closed.close(r));
       assertOneLine(await enroll(`https://127.0.0.1:${port}`, token(gw)), 1, 'connector enroll', new RegExp(`127\\.0\\.0\\.1:${port} refused the connection`));
+    });
+
+    it('run: a bad --channels stops before the connector starts (it ran with no channels and exited 0)', async () => {
+      for (const n of ['abc', '0', '2.5']) {
+        const r = await run(['connector', 'run', '--state-dir', enrolled, '--channels', n]);
+        assertOneLine(r, 2, 'connector run', /--channels must be a whole number from 1 to 16/);
+        assert.doesNotMatch(r.stdout + r.stderr, /connector starting/);
+      }
+      // A count in range still runs with that many channels; --drain-timeout takes a duration.
+      const conn = startConnector(enrolled, { args: ['--channels', '3', '--drain-timeout', '1s'] });
+      try {
+        assert.equal((await waitChannels(gw, 3)).length, 3);
+      } finally {
+        await killConnector(conn, 'SIGTERM');
+      }
+      assert.equal(await conn.exited, 0, conn.lines.join('\n'));
     });
 
     it('run: a broken state dir is named', async () => {
