@@ -10,6 +10,7 @@ import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
+import { keyMatches, readCertificates, readPrivateKey } from './pem.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -45,6 +46,15 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (typeof file !== 'string' || unresolved(path)) return;
     if (!existsSync(resolve(configDir, file))) issues.push({ path, message: `file ${JSON.stringify(file)} not found`, severity: 'error', environmental: true });
   };
+  /** The file's certificates (or key) when it exists and holds them; a problem at the key otherwise. */
+  const pemFile = <T>(path: KeyPath, file: unknown, read: (abs: string) => { ok: true; value: T } | { ok: false; message: string }): T | undefined => {
+    if (typeof file !== 'string' || unresolved(path)) return undefined;
+    const abs = resolve(configDir, file);
+    if (!existsSync(abs)) return void fileMustExist(path, file);
+    const r = read(abs);
+    if (!r.ok) err(path, `file ${JSON.stringify(file)} ${r.message}`);
+    return r.ok ? r.value : undefined;
+  };
   const isObj = (v: unknown): v is Record<string, any> => !!v && typeof v === 'object' && !Array.isArray(v);
   const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 
@@ -58,8 +68,9 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   if (isObj(gw.listen) && Object.keys(listen).length === 0) err(['gateway', 'listen'], 'needs at least one listener: https or http');
   if (listen.https !== undefined && !isObj(gw.tls)) err(['gateway', 'listen', 'https'], 'an https listener needs gateway.tls.cert and gateway.tls.key');
   if (isObj(gw.tls)) {
-    fileMustExist(['gateway', 'tls', 'cert'], gw.tls.cert);
-    fileMustExist(['gateway', 'tls', 'key'], gw.tls.key);
+    const certs = pemFile(['gateway', 'tls', 'cert'], gw.tls.cert, readCertificates);
+    const key = pemFile(['gateway', 'tls', 'key'], gw.tls.key, readPrivateKey);
+    if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }
   arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
@@ -213,7 +224,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       const ms = parseDuration(a.backendTimeout);
       if (ms !== undefined && (ms < 100 || ms > 3_600_000)) err(at('backendTimeout'), 'must be between 100ms and 1h');
     }
-    if (a.backend?.tls?.ca !== undefined) fileMustExist(at('backend', 'tls', 'ca'), a.backend.tls.ca);
+    if (a.backend?.tls?.ca !== undefined) pemFile(at('backend', 'tls', 'ca'), a.backend.tls.ca, readCertificates);
     if (isObj(a.sso) && typeof a.sso.plugin === 'string') {
       const p = pluginByName.get(a.sso.plugin);
       if (!p) {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -142,6 +143,13 @@ export class GatewayServer {
     const { result, hash } = read;
     if (live && hash === live.hash) return this.unchanged(live.id);
     if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
+    // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
+    let tls: ReturnType<GatewayServer['changedTls']>;
+    try {
+      tls = this.changedTls(result.config, result.dir);
+    } catch (e) {
+      return this.rejected([`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`]);
+    }
     let gen: Generation;
     try {
       gen = await compile(result.config, hash, this.compileDeps(result));
@@ -150,6 +158,11 @@ export class GatewayServer {
     }
     this.logWarnings(result);
     this.holder.swap(gen);
+    if (tls) {
+      (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key });
+      this.tlsFingerprint = tls.fingerprint;
+      this.log.info('gateway certificate reloaded');
+    }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
     this.connectorHub?.applyConfig(result.config);
     this.referenced = result.referencedFiles;
@@ -158,7 +171,6 @@ export class GatewayServer {
     this.metrics.configValid.set(1);
     this.metrics.reloads.inc({ outcome: 'success' });
     this.lastProblems = [];
-    this.applyListenerChanges(result.config, result.dir);
     this.log.info({ generation: gen.id, previous: live?.id, reason, apps: [...gen.apps.keys()] }, 'config reloaded');
     return 'success';
   }
@@ -216,7 +228,8 @@ export class GatewayServer {
   private async listenAll(config: Config, dir: string): Promise<void> {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
-      const tls = this.readTls(config, dir);
+      const { fingerprint, ...tls } = this.readTls(config, dir);
+      this.tlsFingerprint = fingerprint;
       const server = https.createServer({ ...tls, ...PUBLIC_LISTENER }, this.edges.https.handle);
       server.on('upgrade', this.edges.https.handleUpgrade);
       this.guard(server);
@@ -238,27 +251,22 @@ export class GatewayServer {
     }
   }
 
-  private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer } {
+  private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } {
     const cert = readFileSync(resolve(dir, config.gateway.tls!.cert));
     const key = readFileSync(resolve(dir, config.gateway.tls!.key));
-    this.tlsFingerprint = contentHash(cert.toString('latin1') + key.toString('latin1'), []);
-    return { cert, key };
+    return { cert, key, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
   }
 
-  /** Certificates are swapped live; listener addresses need a restart. */
-  private applyListenerChanges(config: Config, dir: string): void {
-    if (this.servers.https && config.gateway.tls) {
-      const before = this.tlsFingerprint;
-      try {
-        const tls = this.readTls(config, dir);
-        if (before !== this.tlsFingerprint) {
-          (this.servers.https as https.Server).setSecureContext(tls);
-          this.log.info('gateway certificate reloaded');
-        }
-      } catch (e) {
-        this.log.error({ err: e }, 'new gateway certificate could not be loaded; keeping the old one');
-      }
-    }
+  /**
+   * The new certificate and key when they differ from the served ones, checked by building a
+   * TLS context from them (throws when they cannot be used); certificates are swapped live.
+   */
+  private changedTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } | undefined {
+    if (!this.servers.https || !config.gateway.tls) return undefined;
+    const tls = this.readTls(config, dir);
+    if (tls.fingerprint === this.tlsFingerprint) return undefined;
+    createSecureContext({ cert: tls.cert, key: tls.key });
+    return tls;
   }
 
   /** Malformed requests get a 4xx with a correlation id; nothing reaches an app. */

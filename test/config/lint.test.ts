@@ -3,9 +3,10 @@
  * produces (position, key path, message), so both missing and noisy reports fail.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
+import { selfSignedCert } from '../support/certs.js';
 import { tempDir } from '../support/harness.js';
 
 const KCD_SHIM = resolve('plugins-examples/kcd-shim/index.js');
@@ -624,4 +625,75 @@ describe('config lint: broken configs', () => {
   });
 
   it(`has at least 30 cases (${cases.length})`, () => assert.ok(cases.length >= 30));
+});
+
+describe('config lint: certificate files are read, not only found', () => {
+  const dir = tempDir('drawbridge-lint-pem-');
+  before(() => {
+    const one = selfSignedCert(dir, 'one', ['localhost']);
+    const two = selfSignedCert(dir, 'two', ['localhost']);
+    writeFileSync(join(dir, 'garbage.pem'), 'garbage\n');
+    writeFileSync(join(dir, 'broken.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'chain.crt'), `${one.certPem}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`);
+    copyFileSync(two.key, join(dir, 'other.key'));
+  });
+  const TLS = (cert: string, key: string) => `gateway:
+  publicUrl: https://localhost:8443
+  listen: { https: 8443 }
+  tls: { cert: ${cert}, key: ${key} }
+`;
+  const backendCa = (ca: string) => `apps:
+  - name: Hello
+    externalUrl: https://hello.localhost:8443/
+    internalUrl: https://127.0.0.1:3001/
+    preAuth: passthrough
+    backend: { tls: { ca: ${ca} } }
+`;
+  const pemCases: Case[] = [
+    { description: 'a matching certificate and key are clean', yaml: `${TLS('./one.crt', './one.key')}${backendCa('./two.crt')}`, errors: [] },
+    {
+      description: 'a certificate file with no certificate in it',
+      yaml: `${TLS('./garbage.pem', './one.key')}apps: []\n`,
+      errors: [{ at: '4:16', path: 'gateway.tls.cert', message: 'file "./garbage.pem" holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)' }],
+    },
+    {
+      description: 'a certificate block that is not a certificate',
+      yaml: `${TLS('./broken.crt', './one.key')}apps: []\n`,
+      errors: [{ at: '4:16', path: 'gateway.tls.cert', message: 'file "./broken.crt" holds a certificate block that is not a valid X.509 certificate' }],
+    },
+    {
+      description: 'a chain with one broken certificate names which',
+      yaml: `${TLS('./chain.crt', './one.key')}apps: []\n`,
+      errors: [{ at: '4:16', path: 'gateway.tls.cert', message: 'file "./chain.crt" certificate 2 of 2 is not a valid X.509 certificate' }],
+    },
+    {
+      description: 'a key file that holds a certificate',
+      yaml: `${TLS('./one.crt', './one.crt')}apps: []\n`,
+      errors: [{ at: '4:32', path: 'gateway.tls.key', message: 'file "./one.crt" holds no PEM private key' }],
+    },
+    {
+      description: 'a key that belongs to another certificate',
+      yaml: `${TLS('./one.crt', './other.key')}apps: []\n`,
+      errors: [{ at: '4:32', path: 'gateway.tls.key', message: 'is not the private key of the certificate in gateway.tls.cert (CN=localhost)' }],
+    },
+    {
+      description: 'a backend CA file with no certificate in it',
+      yaml: `${TLS('./one.crt', './one.key')}${backendCa('./garbage.pem')}`,
+      errors: [{ at: '10:27', path: 'apps[0].backend.tls.ca', message: 'file "./garbage.pem" holds no PEM certificate' }],
+    },
+  ];
+  pemCases.forEach((c, i) => {
+    it(c.description, async () => {
+      const file = join(dir, `pem${i}.yaml`);
+      writeFileSync(file, c.yaml);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      const got = r.problems.map((p) => `${p.line}:${p.col} ${p.path} | ${p.message}`);
+      assert.deepEqual(
+        r.problems.map((p) => `${p.line}:${p.col} ${p.path}`),
+        c.errors.map((e) => `${e.at} ${e.path}`),
+        got.join('\n'),
+      );
+      c.errors.forEach((e, j) => assert.ok(r.problems[j]!.severity === 'error' && r.problems[j]!.message.includes(e.message), `${got[j]}\nexpected: ${e.message}`));
+    });
+  });
 });

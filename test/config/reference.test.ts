@@ -3,10 +3,11 @@
  * and our fixture copy must not drift from it.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigFile } from '../../src/config/load.js';
+import { selfSignedCert } from '../support/certs.js';
 import { tempDir } from '../support/harness.js';
 
 /** dist/test/config -> repo root */
@@ -36,12 +37,14 @@ describe('reference config', () => {
 
   it('lints with zero errors and zero warnings when its plugin, certificates and secrets are present', async () => {
     // The reference names ./plugins-examples/kcd-shim and ./certs/*: lay them out beside a copy.
-    // Lint only checks that the certificate files exist, so placeholders do.
+    // Lint reads the certificates (and matches the key to its certificate), so they are real ones.
     const dir = tempDir('drawbridge-ref-');
     copyFileSync(FIXTURE, join(dir, 'gateway.config.yaml'));
     symlinkSync(join(ROOT, 'plugins-examples'), join(dir, 'plugins-examples'));
     mkdirSync(join(dir, 'certs'));
-    for (const name of ['gateway.crt', 'gateway.key', 'corp-root.crt']) writeFileSync(join(dir, 'certs', name), 'placeholder\n');
+    const gateway = selfSignedCert(join(dir, 'certs'), 'gateway', ['gateway.example.com']);
+    selfSignedCert(join(dir, 'certs'), 'corp-root', ['corp-root.example.com']);
+    assert.equal(gateway.cert, join(dir, 'certs', 'gateway.crt'));
     const env = { DRAWBRIDGE_CLIENT_SECRET: 'client-secret', DRAWBRIDGE_SESSION_SECRET: 's'.repeat(32) };
     const r = await loadConfigFile(join(dir, 'gateway.config.yaml'), { mode: 'lint', env });
     assert.deepEqual(r.problems.map((p) => `${p.line}:${p.col} ${p.severity} ${p.path}: ${p.message}`), []);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { selfSignedCert } from '../support/certs.js';
@@ -86,6 +86,39 @@ apps:
     const res = await httpsGet(httpsPort(), 'echo.test', c2.certPem);
     assert.equal(res.status, 200);
     await assert.rejects(httpsGet(httpsPort(), 'echo.test', ca1), 'the old certificate is no longer served');
+  });
+
+  it('refuses a reload to a certificate that cannot be used (garbage, or a key of another certificate): the reload fails and the served certificate stays', async () => {
+    const served = () => httpsGet(httpsPort(), 'echo.test', readFileSync(join(dir, 'gateway.crt'), 'utf8')).then((r) => r.peerCn);
+    const cn = await served();
+    const good = { cert: readFileSync(join(dir, 'gateway.crt')), key: readFileSync(join(dir, 'gateway.key')) };
+    const generation = gw.server.generation!.id;
+    const metric = async () => /^drawbridge_config_last_reload_success (\d)$/m.exec((await request(`${gw.adminUrl}/metrics`)).body)?.[1];
+    try {
+      writeFileSync(join(dir, 'gateway.crt'), 'garbage\n');
+      assert.equal(await gw.server.reload('test'), 'failure');
+      assert.equal(await metric(), '0');
+      assert.ok(
+        gw.logs.some((l) => /gateway\.config\.yaml:\d+:\d+: error: gateway\.tls\.cert: file "\.\/gateway\.crt" holds no PEM certificate/.test(String(l.problem))),
+        'the reload is rejected with the position of the key',
+      );
+      assert.ok(!gw.logs.some((l) => l.msg === 'new gateway certificate could not be loaded; keeping the old one'));
+
+      const other = selfSignedCert(dir, 'three', ['echo.test']);
+      copyFileSync(other.cert, join(dir, 'gateway.crt'));
+      assert.equal(await gw.server.reload('test'), 'failure');
+      assert.equal(await metric(), '0');
+      assert.ok(gw.logs.some((l) => /error: gateway\.tls\.key: is not the private key of the certificate in gateway\.tls\.cert/.test(String(l.problem))));
+      assert.equal(gw.server.generation!.id, generation, 'the last good generation keeps serving');
+      const res = await httpsGet(httpsPort(), 'echo.test', good.cert.toString());
+      assert.equal(res.status, 200);
+      assert.equal(res.peerCn, cn, 'the last good certificate keeps serving');
+    } finally {
+      writeFileSync(join(dir, 'gateway.key'), good.key);
+      writeFileSync(join(dir, 'gateway.crt'), good.cert);
+      await gw.server.reload('test');
+    }
+    assert.equal(await metric(), '1');
   });
 
   it('admin: healthz, readyz with the generation, and Prometheus metrics', async () => {
