@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseDuration } from './duration.js';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { parseCidr } from './net.js';
 import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
@@ -20,6 +20,8 @@ export interface CrossIssue {
   /** a file that is missing here may exist where the gateway runs */
   environmental?: boolean;
 }
+
+const MAX_CERTIFICATE_LIFETIME_MS = 365 * 86_400_000;
 
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 
@@ -120,6 +122,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   if (cl && typeof cl.certificateLifetime === 'string') {
     const ms = parseDuration(cl.certificateLifetime);
     if (ms !== undefined && ms < 60_000) err(['connectors', 'certificateLifetime'], 'must be at least 1m');
+    // The certificate is a connector's only credential and revocation is a list someone must remember to
+    // edit: a year bounds a forgotten stolen one, like the connector listener's own certificate from the
+    // same CA. (Without a bound, a lifetime past JavaScript's last date failed every enrollment.)
+    const overflows = ms === undefined && new RegExp(DURATION_PATTERN).test(cl.certificateLifetime);
+    if (overflows || (ms !== undefined && ms > MAX_CERTIFICATE_LIFETIME_MS)) err(['connectors', 'certificateLifetime'], 'must be at most 365d');
   }
 
   // apps (collected first: policies refer to them)

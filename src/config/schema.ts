@@ -126,7 +126,7 @@ export const SessionSection = Type.Object(
 export const ConnectorsSection = Type.Object(
   {
     listen: Listen('Where connectors dial out to (TLS; mutual TLS after enrollment).'),
-    certificateLifetime: Type.Optional(Duration('Lifetime of connector client certificates; connectors renew at two thirds of it.', '30d')),
+    certificateLifetime: Type.Optional(Duration('Lifetime of connector client certificates, 1m to 365d; connectors renew at two thirds of it.', '30d')),
     revoked: Type.Optional(StringList('Connector ids that may no longer connect; their live channels are closed on reload.')),
   },
   { additionalProperties: false, description: 'The endpoint that outbound-only connectors dial.' },

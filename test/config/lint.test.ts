@@ -595,6 +595,20 @@ apps: []
     errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at least 1m' }],
   },
   {
+    description: 'connector certificate lifetime over a year (a far one failed every enrollment)',
+    yaml: `${GW}connectors: { listen: 8444, certificateLifetime: 99999999d }
+apps: []
+`,
+    errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at most 365d' }],
+  },
+  {
+    description: 'connector certificate lifetime too long to be a number at all',
+    yaml: `${GW}connectors: { listen: 8444, certificateLifetime: ${'9'.repeat(400)}d }
+apps: []
+`,
+    errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at most 365d' }],
+  },
+  {
     description: 'a reference that is neither ${env:} nor ${file:}',
     yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "\${vault:secret}" }
 apps: []
