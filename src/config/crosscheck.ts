@@ -61,6 +61,23 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 
   if (!isObj(raw)) return issues;
+
+  // Browsers refuse SameSite=None on a cookie that is not Secure, so the gateway sends such a cookie as Lax.
+  const sessionCookie = isObj(raw.session) && isObj(raw.session.cookie) ? raw.session.cookie : {};
+  const NONE_NEEDS_SECURE = 'sameSite none needs a Secure cookie (browsers refuse it otherwise)';
+  if (sessionCookie.sameSite === 'none' && sessionCookie.secure === false) warn(['session', 'cookie', 'sameSite'], `${NONE_NEEDS_SECURE}: with secure: false the session cookie is sent as SameSite=Lax`);
+  const sameSiteNoneDowngrades = (a: Record<string, any>, i: number, ext: URL | undefined) => {
+    const own = isObj(a.cookies) ? a.cookies : {};
+    const cookie = { ...sessionCookie, ...own };
+    if (cookie.sameSite !== 'none') return;
+    const where: KeyPath | undefined = own.sameSite !== undefined ? ['apps', i, 'cookies', 'sameSite'] : own.secure !== undefined ? ['apps', i, 'cookies', 'secure'] : undefined;
+    if (cookie.secure === false) {
+      // Only session.cookie says so: reported there once, not for every app.
+      if (where) warn(where, `${NONE_NEEDS_SECURE}: with secure: false this app's session cookie is sent as SameSite=Lax`);
+    } else if (ext?.protocol === 'http:') {
+      warn(where ?? ['apps', i, 'externalUrl'], `${NONE_NEEDS_SECURE}, and a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax`);
+    }
+  };
   const gw = isObj(raw.gateway) ? raw.gateway : {};
   const listen = isObj(gw.listen) ? gw.listen : {};
 
@@ -224,8 +241,16 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       });
     }
     if (isObj(a.headers?.identity)) {
-      for (const h of Object.keys(a.headers.identity)) if (RESERVED_HEADERS.has(h.toLowerCase())) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
+      const seen = new Map<string, string>();
+      for (const h of Object.keys(a.headers.identity)) {
+        if (RESERVED_HEADERS.has(h.toLowerCase())) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
+        // Header names ignore letter case: the backend would get one of the two values, the other dropped.
+        const first = seen.get(h.toLowerCase());
+        if (first !== undefined) err(at('headers', 'identity', h), `${h} is ${first} again (header names ignore letter case): only one of the two would be sent`, true);
+        else seen.set(h.toLowerCase(), h);
+      }
     }
+    if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
     if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
       const ms = parseDuration(a.backendTimeout);

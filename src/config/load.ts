@@ -38,21 +38,65 @@ export interface LoadResult {
 }
 
 export async function loadConfigFile(file: string, opts: LoadOptions): Promise<LoadResult> {
-  const abs = resolve(file);
-  let text: string;
+  return loadConfigText(await readConfigText(file), file, opts);
+}
+
+/**
+ * The file's text. It must be UTF-8: decoding other bytes leniently turns them into U+FFFD, so a
+ * Latin-1 `finé` would lint clean and then match no group or user, ever.
+ */
+export async function readConfigText(file: string): Promise<string> {
+  let bytes: Buffer;
   try {
-    text = await readFile(abs, 'utf8');
+    bytes = await readFile(resolve(file));
   } catch (e) {
     throw new ConfigUnreadableError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file);
   }
-  return loadConfigText(text, file, opts);
+  try {
+    // The leading BOM is dropped, as the lenient decoding did (the YAML parser accepts it either way).
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    const lineStart = bytes.lastIndexOf(0x0a, at - 1) + 1;
+    const line = bytes.subarray(0, at).filter((b) => b === 0x0a).length + 1;
+    const col = bytes.subarray(lineStart, at).toString('utf8').length + 1;
+    throw new ConfigUnreadableError(`${file}:${line}:${col}: not valid YAML: the file is not UTF-8 (byte 0x${bytes[at]!.toString(16).padStart(2, '0')} here); save it as UTF-8`, file, line, col);
+  }
+}
+
+/** Offset of the first byte of the first invalid UTF-8 sequence (the input is known to hold one). */
+function firstInvalidUtf8(bytes: Buffer): number {
+  // The shortest prefix that fails to decode ends where the decoder noticed; a prefix cut inside a
+  // valid sequence decodes (stream: true holds the partial sequence back), so the search is monotone.
+  let lo = 0;
+  let hi = bytes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid + 1), { stream: true });
+      lo = mid + 1;
+    } catch {
+      hi = mid;
+    }
+  }
+  const noticed = Math.min(lo, bytes.length - 1);
+  // Noticed on a byte that does not continue the sequence before it (Latin-1 "é\n"): the error is
+  // that sequence's lead byte, which is at most 3 bytes back.
+  for (let i = noticed - 1; i >= Math.max(0, noticed - 3); i--) {
+    const b = bytes[i]!;
+    if ((b & 0xc0) === 0x80) continue;
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return i + length > noticed ? i : noticed;
+  }
+  return noticed;
 }
 
 export async function loadConfigText(text: string, file: string, opts: LoadOptions): Promise<LoadResult> {
   const abs = resolve(file);
   const dir = dirname(abs);
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false });
+  // logLevel error: the parser's warnings are reported below as problems, never on the process's stderr.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false, logLevel: 'error' });
   const problems: Problem[] = [];
   const map = new SourceMap(file, doc, lines);
   let resolved: SubstitutionResult['resolved'] = [];
@@ -85,6 +129,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
     return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [] };
   }
 
+  refuseCollectionKeys(doc, map, file);
   const rawJs = toPlain(doc, map, file);
   const env = opts.env ?? process.env;
   const sub = substitute(rawJs, dir, env);
@@ -159,6 +204,17 @@ function toPlain(doc: Document, map: SourceMap, file: string): unknown {
   }
 }
 
+/** Every key in a config is a name; a `? [a, b]` key would be flattened into the text "[ a, b ]". */
+function refuseCollectionKeys(doc: Document, map: SourceMap, file: string): void {
+  visit(doc, {
+    Pair(_key, pair) {
+      if (pair.key === null || isScalar(pair.key)) return undefined;
+      const pos = map.positionOf((pair.key as { range?: [number] }).range?.[0] ?? 0);
+      throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML for a config: a key must be a single value, not a list or mapping (a "?" complex key)`, file, pos.line, pos.col);
+    },
+  });
+}
+
 function collectFiles(raw: any, dir: string): string[] {
   const out: string[] = [];
   const push = (p: unknown) => typeof p === 'string' && p && out.push(resolve(dir, p));
@@ -169,7 +225,8 @@ function collectFiles(raw: any, dir: string): string[] {
 }
 
 export function deepFreeze<T>(v: T): DeepReadonly<T> {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+  // Bytes (a !!binary value a plugin's options may accept) cannot be frozen.
+  if (v && typeof v === 'object' && !Object.isFrozen(v) && !ArrayBuffer.isView(v)) {
     Object.freeze(v);
     for (const k of Object.keys(v)) deepFreeze((v as any)[k]);
   }

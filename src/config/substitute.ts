@@ -78,7 +78,8 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
       return out;
     }
     if (Array.isArray(v)) return v.map((item, i) => walk(item, [...path, i]));
-    if (v && typeof v === 'object') {
+    // A !!binary value stays the bytes it is (validation names it); spread into an object it read as a mapping.
+    if (v && typeof v === 'object' && !ArrayBuffer.isView(v)) {
       const out: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(v)) out[k] = walk(item, [...path, k]);
       return out;

@@ -163,6 +163,7 @@ function article(type: string): string {
 function kindOf(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
+  if (v instanceof Uint8Array) return 'binary data (a !!binary value)';
   if (typeof v === 'object') return 'a mapping';
   return `${typeof v} ${JSON.stringify(v)}`;
 }

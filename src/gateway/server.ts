@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext } from 'node:tls';
@@ -12,7 +11,7 @@ import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { loadConfigText, type Config, type LoadResult } from '../config/load.js';
+import { loadConfigText, readConfigText, type Config, type LoadResult } from '../config/load.js';
 import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
@@ -134,7 +133,7 @@ export class GatewayServer {
     const live = this.holder.current;
     let read: { result: LoadResult; hash: string };
     try {
-      const text = await readFile(this.opts.configFile, 'utf8');
+      const text = await readConfigText(this.opts.configFile);
       if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id);
       read = await this.read(text);
     } catch (e) {
@@ -202,7 +201,7 @@ export class GatewayServer {
   }
 
   private async read(text?: string): Promise<{ result: LoadResult; hash: string }> {
-    const body = text ?? (await readFile(this.opts.configFile, 'utf8'));
+    const body = text ?? (await readConfigText(this.opts.configFile));
     const result = await loadConfigText(body, this.opts.configFile, { mode: 'start', env: this.opts.env });
     if (!text) this.referenced = result.referencedFiles;
     return { result, hash: contentHash(body, result.referencedFiles) };

@@ -609,6 +609,29 @@ apps: []
     errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at most 365d' }],
   },
   {
+    description: 'one identity header twice in different letter case (only one would be sent)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity:
+        X-Remote-User: groups
+        x-remote-user: user
+`,
+    errors: [{ at: '13:9', path: 'apps[0].headers.identity.x-remote-user', message: 'x-remote-user is X-Remote-User again (header names ignore letter case): only one of the two would be sent' }],
+  },
+  {
+    description: 'a !!binary value is named as binary, not as a mapping',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  stateDir: !!binary aGVsbG8=
+apps: []
+`,
+    errors: [{ at: '4:22', path: 'gateway.stateDir', message: 'must be a string, not binary data (a !!binary value)' }],
+  },
+  {
     description: 'a reference that is neither ${env:} nor ${file:}',
     yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "\${vault:secret}" }
 apps: []
@@ -708,6 +731,68 @@ describe('config lint: certificate files are read, not only found', () => {
         got.join('\n'),
       );
       c.errors.forEach((e, j) => assert.ok(r.problems[j]!.severity === 'error' && r.problems[j]!.message.includes(e.message), `${got[j]}\nexpected: ${e.message}`));
+    });
+  });
+});
+
+describe('config lint: warnings', () => {
+  const dir = tempDir('drawbridge-lint-warn-');
+  const SESSION = `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session:
+  secrets: ["0123456789abcdef0123456789abcdef"]
+`;
+  const warningCases: { description: string; yaml: string; warnings: Expected[] }[] = [
+    {
+      description: 'sameSite none on a cookie that is not Secure is sent as Lax (session.cookie: once, not per app)',
+      yaml: `${SESSION}  cookie: { sameSite: none, secure: false }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+`,
+      warnings: [{ at: '7:23', path: 'session.cookie.sameSite', message: 'sameSite none needs a Secure cookie (browsers refuse it otherwise): with secure: false the session cookie is sent as SameSite=Lax' }],
+    },
+    {
+      description: "an app's own sameSite none with secure: false",
+      yaml: `${SESSION}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { sameSite: none, secure: false }
+`,
+      warnings: [{ at: '11:26', path: 'apps[0].cookies.sameSite', message: "with secure: false this app's session cookie is sent as SameSite=Lax" }],
+    },
+    {
+      description: 'sameSite none on an http app, where no cookie can be Secure',
+      yaml: `${SESSION}  cookie: { sameSite: none }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+`,
+      warnings: [{ at: '10:18', path: 'apps[0].externalUrl', message: "a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax" }],
+    },
+    {
+      description: 'sameSite none on a passthrough app sets no cookie: no warning',
+      yaml: `${SESSION}  cookie: { sameSite: none }
+apps:
+${app('Hello', 'hello.localhost:8080')}`,
+      warnings: [],
+    },
+  ];
+  warningCases.forEach((c, i) => {
+    it(c.description, async () => {
+      const file = join(dir, `warn${i}.yaml`);
+      writeFileSync(file, c.yaml);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      const got = r.problems.map((p) => `${p.line}:${p.col} ${p.severity} ${p.path} | ${p.message}`);
+      assert.ok(r.config, `no errors expected:\n${got.join('\n')}`);
+      assert.deepEqual(
+        r.problems.map((p) => `${p.line}:${p.col} ${p.path}`),
+        c.warnings.map((w) => `${w.at} ${w.path}`),
+        got.join('\n'),
+      );
+      c.warnings.forEach((w, j) => assert.ok(r.problems[j]!.message.includes(w.message), `${got[j]}\nexpected: ${w.message}`));
     });
   });
 });

@@ -301,6 +301,40 @@ apps:
       });
     });
 
+    it('a file that is not UTF-8 is unreadable, at the first bad byte (a Latin-1 group name would match nobody)', async () => {
+      const file = join(dir, `latin1-${n++}.yaml`);
+      writeFileSync(file, Buffer.concat([Buffer.from('gateway:\n  publicUrl: http://localhost:8080 # caf\u00e9 is fine\n  listen: { http: 8080 }\napps: [fin'), Buffer.from([0xe9]), Buffer.from(']\n')]));
+      await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => {
+        assert.ok(e instanceof ConfigUnreadableError);
+        assert.equal(`${e.line}:${e.col}`, '4:11');
+        assert.match(e.message, /not valid YAML: the file is not UTF-8 \(byte 0xe9 here\); save it as UTF-8/);
+        return true;
+      });
+      // A UTF-8 byte-order mark is still fine.
+      const bom = join(dir, `bom-${n++}.yaml`);
+      writeFileSync(bom, '\ufeffgateway:\n  publicUrl: http://localhost:8080\n  listen: { http: 8080 }\napps: []\n');
+      assert.deepEqual((await loadConfigFile(bom, { mode: 'lint' })).problems, []);
+    });
+
+    it('a list or mapping as a key ("? [a, b]") is unreadable at the key, without a warning on stderr', async () => {
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      try {
+        const file = write('gateway:\n  publicUrl: http://localhost:8080\n  listen: { http: 8080 }\n? [a, b]\n: 1\napps: []\n');
+        await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => {
+          assert.ok(e instanceof ConfigUnreadableError);
+          assert.equal(`${e.line}:${e.col}`, '4:3');
+          assert.match(e.message, /a key must be a single value, not a list or mapping/);
+          return true;
+        });
+        await new Promise((r) => setImmediate(r));
+      } finally {
+        process.off('warning', onWarning);
+      }
+      assert.deepEqual(warnings, []);
+    });
+
     it('a missing file is unreadable', async () => {
       await assert.rejects(loadConfigFile(join(dir, 'nope.yaml'), { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /ENOENT/.test(e.message));
     });
