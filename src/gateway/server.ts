@@ -62,6 +62,8 @@ export class GatewayServer {
   private reloadAgain = false;
   private lastProblems: string[] = [];
   private tlsFingerprint?: string;
+  /** what only a restart changes, as the gateway started */
+  private started?: StartedSettings;
   /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
   audit?: AuditLog;
   /** the connector endpoint, when `connectors:` is configured */
@@ -90,7 +92,8 @@ export class GatewayServer {
     const { result, hash } = await this.read();
     if (!result.config) throw new ConfigInvalidError(result.problems, this.opts.configFile);
     this.logWarnings(result);
-    this.audit = new AuditLog(join(resolve(result.dir, result.config.gateway.stateDir ?? './state'), 'audit'), { metrics: this.metrics, logger: this.log });
+    this.started = startedSettings(result.config, result.dir);
+    this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log });
     for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
     let gen: Generation;
     try {
@@ -156,6 +159,7 @@ export class GatewayServer {
       return this.rejected([(e as Error).message]);
     }
     this.logWarnings(result);
+    this.warnRestartNeeded(result.config, result.dir);
     this.holder.swap(gen);
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key });
@@ -208,7 +212,9 @@ export class GatewayServer {
   }
 
   private compileDeps(result: LoadResult): CompileDeps {
-    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, ...this.opts.compileHooks };
+    // Every generation keeps the started stateDir: moving assertion keys and revoked sessions alone would
+    // publish an unannounced signing key and forget sign-outs, while the audit log and connector CA stay.
+    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, ...this.opts.compileHooks };
     const hub = this.connectorHub;
     // Apps with a connectorGroup go through the tunnel, never directly (fail closed); the others as before.
     const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));
@@ -218,6 +224,17 @@ export class GatewayServer {
       return hub.upstreamFor(app, url, dir);
     };
     return deps;
+  }
+
+  /** Listeners and the state folder stay as started; say so for each such key the new file changes (on every reload until a restart). */
+  private warnRestartNeeded(config: Config, dir: string): void {
+    if (!this.started) return;
+    const now = startedSettings(config, dir);
+    for (const key of Object.keys(now) as (keyof StartedSettings)[]) {
+      if (now[key] === this.started[key]) continue;
+      const name = RESTART_KEYS[key];
+      this.log.warn({ key: name, configured: now[key] ?? null, inEffect: this.started[key] ?? null }, `${name} changed: it takes effect after a restart (still ${this.started[key] ?? 'unset'})`);
+    }
   }
 
   private logWarnings(result: LoadResult): void {
@@ -356,6 +373,21 @@ export class GatewayServer {
     await this.audit?.close();
     this.log.flush?.();
   }
+}
+
+/** The settings a reload cannot apply: the listeners are bound and the state folder is open. */
+interface StartedSettings {
+  https?: string;
+  http?: string;
+  admin?: string;
+  stateDir: string;
+}
+const RESTART_KEYS: Record<keyof StartedSettings, string> = { https: 'gateway.listen.https', http: 'gateway.listen.http', admin: 'gateway.admin.listen', stateDir: 'gateway.stateDir' };
+
+function startedSettings(config: Config, dir: string): StartedSettings {
+  const text = (v: string | number | undefined) => (v === undefined ? undefined : String(v));
+  const { listen: l, admin, stateDir } = config.gateway;
+  return { https: text(l.https), http: text(l.http), admin: text(admin?.listen), stateDir: resolve(dir, stateDir ?? './state') };
 }
 
 /**

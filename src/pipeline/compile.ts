@@ -30,6 +30,8 @@ export interface CompileDeps {
   /** extra stages per app from subsystems that are not plugins (identity, policies) */
   extraStages?: (app: AppConfig, config: Config) => Promise<Stage[]> | Stage[];
   now?: () => number;
+  /** the state folder in use (the one the gateway started with); default: the config's gateway.stateDir */
+  stateDir?: string;
 }
 
 export class CompileError extends DrawbridgeError {
@@ -51,7 +53,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
   const router = new Router<CompiledApp>();
   const apps = new Map<string, CompiledApp>();
   const built: CompiledApp[] = [];
-  const stateDir = resolve(deps.configDir, config.gateway.stateDir ?? './state');
+  const stateDir = deps.stateDir ?? resolve(deps.configDir, config.gateway.stateDir ?? './state');
   try {
     for (const appCfg of config.apps as AppConfig[]) {
       try {

@@ -229,6 +229,44 @@ apps:
     }
   });
 
+  it('warns, per key, that listener and stateDir changes need a restart, and keeps the started stateDir for everything (signing keys too)', async () => {
+    const { AssertionKeyStore } = await import('../../src/plugins/headers/assertionKeys.js');
+    const dir = tempDir();
+    const text = (listen: string, admin: string, stateDir: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: ${listen} }
+  admin: { listen: ${admin} }
+  stateDir: ${stateDir}
+identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${backend.url}/v1/
+    preAuth: passthrough
+  - name: Signed
+    externalUrl: http://signed.test/
+    internalUrl: ${backend.url}/v1/
+    headers: { assertion: X-Drawbridge-Assertion }
+`;
+    const gw = await startGateway(text('127.0.0.1:0', '127.0.0.1:0', './state'), { dir });
+    try {
+      const before = gw.server.addresses();
+      const generation = gw.server.generation!.id;
+      writeFileSync(gw.configFile, text('127.0.0.1:19601', '127.0.0.1:19602', './moved').replace('/v1/', '/v2/'));
+      await eventually(async () => (await seenVersion(gw)) === 'v2', 2000);
+      assert.ok(gw.server.generation!.id > generation, 'the rest of the file was applied');
+      const warned = gw.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes('takes effect after a restart')).map((l) => l.key);
+      assert.deepEqual([...new Set(warned)].sort(), ['gateway.admin.listen', 'gateway.listen.http', 'gateway.stateDir']);
+      assert.deepEqual(gw.server.addresses(), before, 'the listeners stay where they were');
+      assert.ok(AssertionKeyStore.existing(join(dir, 'state')), 'the signing keys stay in the started stateDir');
+      assert.equal(AssertionKeyStore.existing(join(dir, 'moved')), undefined, 'no new signing key in the new folder');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('reloads when a file the config refers to changes (${file:...})', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'internal-url'), `${backend.url}/from-file-1/\n`);
