@@ -27,7 +27,7 @@ const CidrList = (description: string) => Type.Array(Type.String({ minLength: 1 
 
 export const GatewaySection = Type.Object(
   {
-    publicUrl: Type.String({ description: 'Base URL of the gateway itself: sign-in callback, sign-out and the portal live here.' }),
+    publicUrl: Type.String({ description: "The gateway's own public URL: the iss of identity assertions, the port the http listener redirects to (when it is https), and a name in the connector listener's certificate. Sign-in callbacks and sign-out are on each app's own host." }),
     listen: Type.Object(
       {
         https: Type.Optional(Listen('Public HTTPS endpoint; TLS is terminated here with gateway.tls.')),
@@ -214,7 +214,7 @@ export const App = Type.Object(
         { additionalProperties: false, description: 'Who may use the app; unassigned users get 403.' },
       ),
     ),
-    visibleToUsers: Type.Optional(Type.Boolean({ default: true, description: 'Listed in the portal.' })),
+    visibleToUsers: Type.Optional(Type.Boolean({ default: true, description: 'Reserved for an app portal, which the gateway does not have yet: accepted, and has no effect.' })),
     conditionalAccess: Type.Optional(StringList('Names of policies that apply to this app.')),
     headers: Type.Optional(
       Type.Object(

@@ -55,3 +55,24 @@ describe('config validate: schema messages', () => {
     assert.equal(suggest('colour', ['mode', 'version']), undefined);
   });
 });
+
+describe('schema descriptions say what the gateway does', () => {
+  it('promise no portal (there is none) and put no callback on publicUrl; visibleToUsers says it has no effect', async () => {
+    const { jsonSchema } = await import('../../src/config/schema.js');
+    const descriptions: { path: string; text: string }[] = [];
+    const walk = (node: unknown, path: string) => {
+      if (!node || typeof node !== 'object') return;
+      const d = (node as { description?: unknown }).description;
+      if (typeof d === 'string') descriptions.push({ path, text: d });
+      for (const [k, v] of Object.entries(node)) walk(v, `${path}/${k}`);
+    };
+    walk(jsonSchema(), '');
+    const portal = descriptions.filter((d) => /portal/i.test(d.text) && !d.path.endsWith('/visibleToUsers'));
+    assert.deepEqual(portal, []);
+    const visible = descriptions.find((d) => d.path.endsWith('/visibleToUsers'))!;
+    assert.match(visible.text, /has no effect/);
+    const publicUrl = descriptions.find((d) => d.path.endsWith('/publicUrl'))!;
+    assert.doesNotMatch(publicUrl.text, /callback[^.]*live here/i);
+    assert.match(publicUrl.text, /iss of identity assertions/);
+  });
+});
