@@ -33,7 +33,15 @@ import { TunnelUpstream } from './tunnelUpstream.js';
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
 const MAX_BODY_BYTES = 64 << 10;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429 };
+/**
+ * Channels one connector may hold at once. `connector run --channels` goes up
+ * to 16, and after a network break its redials can meet old channels the hub
+ * has not yet dropped for missed pings: twice that. Without a cap one
+ * certificate holder could open thousands (about 90 KB and one fd each, all
+ * pinged), spending the gateway's memory and fds for every group.
+ */
+export const MAX_CHANNELS_PER_CONNECTOR = 32;
 
 /** An accepted channel's byte stream, whichever transport carried it. */
 interface AcceptedLink {
@@ -195,23 +203,27 @@ export class ConnectorHub {
     const sock = req.socket as TLSSocket;
     socket.on('error', () => undefined);
     const transport = String(req.headers.upgrade ?? '').toLowerCase();
-    let who: { id: string; group: string; notAfter: Date };
+    let who: { id: string; group: string; notAfter: Date } | undefined;
     try {
       if ((req.url ?? '').split('?')[0] !== '/v1/tunnel') throw new EnrollmentError('ERR_NOT_FOUND', 'no such endpoint');
       who = this.authenticate(sock);
+      if (this.registry.channelsOf(who.id) >= MAX_CHANNELS_PER_CONNECTOR) {
+        throw new EnrollmentError('ERR_TOO_MANY_CHANNELS', `connector ${who.id} already holds ${MAX_CHANNELS_PER_CONNECTOR} channels, the most one connector may hold`);
+      }
       if (transport !== TUNNEL_PROTOCOL && transport !== 'websocket') throw new EnrollmentError('ERR_BAD_REQUEST', `unsupported channel transport "${transport.slice(0, 40)}" (${TUNNEL_PROTOCOL} or websocket)`);
       // the connector speaks only after our 101: bytes before it are not a connector's
       if (transport === TUNNEL_PROTOCOL && head.length > 0) throw new EnrollmentError('ERR_BAD_REQUEST', 'data sent before the channel upgrade was answered');
     } catch (e) {
       const err = e as EnrollmentError;
-      this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress }, `connector channel refused: ${err.message}`);
+      this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress, connector: who?.id }, `connector channel refused: ${err.message}`);
       const status = REFUSAL_STATUS[err.code] ?? 400;
       socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
     if (transport === 'websocket') {
+      const id = who;
       return void this.wss.handleUpgrade(req, socket, head, (ws) =>
-        this.attach({ transport: 'websocket', stream: channelStream(ws), terminate: () => ws.terminate(), onClose: (fn) => ws.on('close', fn) }, who, req),
+        this.attach({ transport: 'websocket', stream: channelStream(ws), terminate: () => ws.terminate(), onClose: (fn) => ws.on('close', fn) }, id, req),
       );
     }
     const tlsSocket = socket as TLSSocket;

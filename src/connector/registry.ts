@@ -62,6 +62,13 @@ export class ChannelRegistry {
     if (list.length === 0) this.byGroup.delete(ch.group);
   }
 
+  /** how many channels the connector holds, in any state */
+  channelsOf(connectorId: string): number {
+    let n = 0;
+    for (const c of this.all()) if (c.connectorId === connectorId) n++;
+    return n;
+  }
+
   all(): Channel[] {
     return [...this.byGroup.values()].flat();
   }

@@ -1,0 +1,110 @@
+/**
+ * What the hub allows a connector holding a valid certificate: how many
+ * channels, for how long its certificate carries them, and what the listing
+ * says about it. The connector here is this test, relaying CONNECT streams to
+ * the app by hand, so it can hold certificates and channels a real one would not.
+ */
+import assert from 'node:assert/strict';
+import http2, { type Http2Session } from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { dialChannel, type ChannelLink } from '../../src/connector/channelLink.js';
+import { MAX_CHANNELS_PER_CONNECTOR, type ConnectorHub } from '../../src/connector/hub.js';
+import { eventually, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, startHubGateway } from './support.js';
+
+interface Creds {
+  key: string;
+  cert: string;
+  publicKeyDer: Buffer;
+}
+
+/** A certificate for connector `id` of g1, as enrollment would give it. */
+async function credsFor(hub: ConnectorHub, id: string, lifetimeMs = 3600_000): Promise<Creds> {
+  const kp = await generateKeyPair();
+  const issued = await hub.ca.issueClient(await createCsr(kp.keys, 'hand-made'), kp.publicKeyDer, 'g1', lifetimeMs, id);
+  return { key: kp.keyPem, cert: issued.certPem, publicKeyDer: kp.publicKeyDer };
+}
+
+interface HandChannel {
+  link: ChannelLink;
+  /** the HTTP/2 session, once the gateway accepted the channel */
+  session?: Http2Session;
+  /** the gateway's status, if it refused the channel */
+  refused?: number;
+}
+
+/** Dials one channel and, once open, relays every CONNECT to its target as a real connector does. */
+async function channel(hub: ConnectorHub, creds: Creds): Promise<HandChannel> {
+  const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', key: creds.key, cert: creds.cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+  link.on('error', () => undefined);
+  return new Promise((resolve) => {
+    link.once('refused', (status) => resolve({ link, refused: status }));
+    link.once('open', (stream: Duplex) => {
+      stream.on('error', () => undefined);
+      const session = http2.performServerHandshake(stream);
+      session.on('error', () => undefined);
+      session.on('stream', (s, headers) => {
+        s.on('error', () => undefined);
+        if (headers[':path'] === '/v1/targets') {
+          s.resume();
+          return void s.on('end', () => s.respond({ ':status': 200 }, { endStream: true }));
+        }
+        const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(String(headers[':authority']))!;
+        const sock = net.connect(Number(port), host, () => {
+          s.respond({ ':status': 200 });
+          sock.pipe(s);
+          s.pipe(sock);
+        });
+        sock.on('error', () => s.destroy());
+        s.on('close', () => sock.destroy());
+      });
+      resolve({ link, session });
+    });
+  });
+}
+
+describe('connector hub limits', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let hub: ConnectorHub;
+  const held: HandChannel[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(gatewayYaml(backend));
+    hub = gw.server.connectorHub!;
+  });
+  afterEach(() => {
+    for (const c of held.splice(0)) c.link.terminate();
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+
+  it(`one connector holds at most ${MAX_CHANNELS_PER_CONNECTOR} channels: the next gets 429, logged with the connector and the cap; another connector is not affected`, async () => {
+    const creds = await credsFor(hub, 'c-greedy');
+    for (let i = 0; i < MAX_CHANNELS_PER_CONNECTOR; i++) held.push(await channel(hub, creds));
+    assert.deepEqual(held.map((c) => c.refused), held.map(() => undefined), 'the channels up to the cap open');
+    const over = await channel(hub, creds);
+    held.push(over);
+    assert.equal(over.refused, 429);
+    assert.equal(hub.registry.all().filter((c) => c.connectorId === 'c-greedy').length, MAX_CHANNELS_PER_CONNECTOR);
+    const line = gw.logs.find((l) => l.code === 'ERR_TOO_MANY_CHANNELS');
+    assert.ok(line, 'the refusal is logged');
+    assert.equal(line.connector, 'c-greedy');
+    assert.match(String(line.msg), new RegExp(`c-greedy already holds ${MAX_CHANNELS_PER_CONNECTOR} channels`));
+    // another certificate holder still gets in, and the greedy one once it lets one go
+    const other = await channel(hub, await credsFor(hub, 'c-other'));
+    held.push(other);
+    assert.equal(other.refused, undefined);
+    held[0].link.terminate();
+    await eventually(() => hub.registry.all().filter((c) => c.connectorId === 'c-greedy').length < MAX_CHANNELS_PER_CONNECTOR, 5000);
+    const again = await channel(hub, creds);
+    held.push(again);
+    assert.equal(again.refused, undefined);
+  });
+});
