@@ -180,10 +180,11 @@ export class ConnectorHub {
     } catch (e) {
       const err = e as EnrollmentError;
       const status = REFUSAL_STATUS[err.code] ?? 400;
-      // an oversized body is dropped as it arrives; the connection ends with the answer
-      if (status === 413) res.setHeader('connection', 'close');
       this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
-      if (!res.headersSent) json(res, status, { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message });
+      if (res.headersSent) return;
+      const answer = { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message };
+      if (status === 413) answerThenClose(req, res, status, answer);
+      else json(res, status, answer);
     }
   }
 
@@ -335,6 +336,31 @@ export class ConnectorHub {
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+}
+
+/** how long the rest of an oversized body is read and dropped before the connection is cut anyway */
+const LINGER_MS = 10_000;
+
+/**
+ * Answers at once, but closes only once the client has sent the rest of its
+ * body (read and dropped) or LINGER_MS passed: a socket closed while bytes are
+ * still arriving is reset, and a client still sending (curl without
+ * `Expect: 100-continue`) lost the answer to a broken pipe.
+ */
+function answerThenClose(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  // the whole answer goes out now; ending the response is what closes the connection
+  res.write(text);
+  const end = () => {
+    clearTimeout(timer);
+    res.end();
+  };
+  const timer = setTimeout(end, LINGER_MS);
+  if (req.complete) return end();
+  req.once('end', end);
+  req.once('close', end);
+  req.resume();
 }
 
 function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {

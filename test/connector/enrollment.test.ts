@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { CHANNEL_TRANSPORTS, dialChannel, type ChannelTransport } from '../../src/connector/channelLink.js';
@@ -157,6 +158,37 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     assert.equal(big.body.error, 'ERR_BODY_TOO_LARGE');
     // the gateway still enrolls
     assert.equal((await post(gw, '/v1/enroll', { ...body, token: token(gw) })).status, 200);
+  });
+
+  it('a body far over the limit, sent in full before reading: the client gets its 413 and a clean close, not a reset under its upload', async () => {
+    const hub = gw.server.connectorHub!;
+    const [host, port] = hub.address()!.split(':');
+    for (let i = 0; i < 3; i++) {
+      const seen = await new Promise<{ answer: string; error?: string; sent: number }>((resolve) => {
+        const sock = tls.connect({ host, port: Number(port), ca: hub.ca.certPem, servername: 'localhost' });
+        const size = 10 << 20;
+        const chunk = Buffer.alloc(64 << 10, 'x');
+        let answer = '';
+        let sent = 0;
+        let error: string | undefined;
+        sock.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+        sock.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+        sock.on('close', () => resolve({ answer, error, sent }));
+        sock.once('secureConnect', () => {
+          sock.write(`POST /v1/enroll HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${size}\r\n\r\n`);
+          const more = () => {
+            while (sent < size && !sock.destroyed) {
+              sent += chunk.length;
+              if (!sock.write(chunk)) return void sock.once('drain', more);
+            }
+          };
+          more();
+        });
+      });
+      assert.equal(seen.error, undefined, `round ${i}: the connection was cut after ${seen.sent} bytes`);
+      assert.match(seen.answer, /^HTTP\/1\.1 413 /);
+      assert.match(seen.answer, /ERR_BODY_TOO_LARGE/);
+    }
   });
 
   it('mutual TLS: refuses channels without a certificate or with one from another CA; renewal needs a valid certificate too', async () => {
