@@ -252,6 +252,7 @@ export class ConnectorHub {
       session,
       openedAt: Date.now(),
       inflight: 0,
+      streams: 0,
       lastSeen: Date.now(),
       ready: false,
       draining: false,

@@ -19,7 +19,10 @@ export interface Channel {
   readonly certExpiry: Date;
   readonly session: ClientHttp2Session;
   readonly openedAt: number;
+  /** requests running on it: an upstream request from its tunnel connection to the end of the app's answer, an upgraded connection while open */
   inflight: number;
+  /** tunnel streams open on it, kept-alive idle ones included */
+  streams: number;
   lastSeen: number;
   /** the connector acknowledged its target list */
   ready: boolean;

@@ -72,8 +72,8 @@ export class TunnelUpstream implements Upstream {
       } catch (e) {
         return reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${(e as Error).message}`, 502), { channel }));
       }
-      channel.inflight++;
-      stream.once('close', () => channel.inflight--);
+      channel.streams++;
+      stream.once('close', () => channel.streams--);
       const timer = setTimeout(() => stream.close(http2Cancel), Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -188,6 +188,7 @@ export class TunnelUpstream implements Upstream {
       });
       // A dead socket is a failed dial: retried, with the body still unread.
       failOnDeadSocket(upReq);
+      countInFlight(upReq);
       // The body is read only once a live connection exists, so a failed dial can still be retried.
       if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || req.pipe(upReq)));
       else upReq.end();
@@ -198,7 +199,12 @@ export class TunnelUpstream implements Upstream {
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
-      ({ socket: up }) => {
+      ({ socket: up, channel }) => {
+        // an upgraded connection carries its exchange for as long as it is open
+        if (!up.destroyed) {
+          channel.inflight++;
+          up.once('close', () => channel.inflight--);
+        }
         const upReq = http.request({
           method: req.method,
           path,
@@ -246,6 +252,33 @@ function watchBodyIdle(upReq: http.ClientRequest, upRes: IncomingMessage, ms: nu
 }
 
 function ignoreError(): void {}
+
+/**
+ * A request counts on its channel (the IN-FLIGHT of `drawbridge connectors`,
+ * and least-inflight balancing) from when it has a tunnel connection until
+ * the app's answer is over. Counting open tunnel streams instead counted the
+ * kept-alive ones waiting idle in the pool as requests.
+ */
+function countInFlight(upReq: http.ClientRequest): void {
+  upReq.once('socket', (socket: Duplex & { channel?: Channel }) => {
+    const ch = socket.channel;
+    // a socket dead on arrival is a failed dial (failOnDeadSocket): the request never runs on it
+    if (!ch || socket.destroyed) return;
+    ch.inflight++;
+    // whichever comes first: the request is over, or its connection is gone (the
+    // socket's close may already be emitting when the request's close runs this)
+    let counted = true;
+    const over = () => {
+      if (!counted) return;
+      counted = false;
+      upReq.removeListener('close', over);
+      socket.removeListener('close', over);
+      ch.inflight--;
+    };
+    upReq.once('close', over);
+    socket.once('close', over);
+  });
+}
 
 /**
  * Node's http hands a request its socket a tick after picking it. A tunnel

@@ -11,7 +11,8 @@ import type { Duplex } from 'node:stream';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { dialChannel, type ChannelLink } from '../../src/connector/channelLink.js';
 import { MAX_CHANNELS_PER_CONNECTOR, type ConnectorHub } from '../../src/connector/hub.js';
-import { eventually, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { WebSocket } from 'ws';
+import { eventually, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, startHubGateway } from './support.js';
 
 interface Creds {
@@ -33,14 +34,18 @@ interface HandChannel {
   session?: Http2Session;
   /** the gateway's status, if it refused the channel */
   refused?: number;
+  /** CONNECT streams open on it now (a kept-alive connection to the app is one) */
+  streams: () => number;
 }
 
 /** Dials one channel and, once open, relays every CONNECT to its target as a real connector does. */
 async function channel(hub: ConnectorHub, creds: Creds): Promise<HandChannel> {
   const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', key: creds.key, cert: creds.cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
   link.on('error', () => undefined);
+  let open = 0;
+  const streams = () => open;
   return new Promise((resolve) => {
-    link.once('refused', (status) => resolve({ link, refused: status }));
+    link.once('refused', (status) => resolve({ link, refused: status, streams }));
     link.once('open', (stream: Duplex) => {
       stream.on('error', () => undefined);
       const session = http2.performServerHandshake(stream);
@@ -51,6 +56,8 @@ async function channel(hub: ConnectorHub, creds: Creds): Promise<HandChannel> {
           s.resume();
           return void s.on('end', () => s.respond({ ':status': 200 }, { endStream: true }));
         }
+        open++;
+        s.once('close', () => open--);
         const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(String(headers[':authority']))!;
         const sock = net.connect(Number(port), host, () => {
           s.respond({ ':status': 200 });
@@ -60,7 +67,7 @@ async function channel(hub: ConnectorHub, creds: Creds): Promise<HandChannel> {
         sock.on('error', () => s.destroy());
         s.on('close', () => sock.destroy());
       });
-      resolve({ link, session });
+      resolve({ link, session, streams });
     });
   });
 }
@@ -106,5 +113,23 @@ describe('connector hub limits', function () {
     const again = await channel(hub, creds);
     held.push(again);
     assert.equal(again.refused, undefined);
+  });
+
+  it('IN-FLIGHT counts requests the app is answering, not kept-alive connections waiting for the next one (the listing and least-inflight balancing)', async () => {
+    const ch = await channel(hub, await credsFor(hub, 'c-count'));
+    held.push(ch);
+    await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-count' && c.ready), 5000);
+    const inflight = () => hub.connectors().find((c) => c.id === 'c-count')!.inflight;
+    const slow = request(`${gw.url}/slow?ms=1000`, { headers: { host: 'app.test' } });
+    await eventually(() => inflight() === 1, 900);
+    assert.equal((await slow).status, 200);
+    assert.equal(ch.streams(), 1, 'the connection to the app is kept alive');
+    assert.equal(inflight(), 0);
+    // an upgraded connection is in flight for as long as it is open
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'app.test' } });
+    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    assert.equal(inflight(), 1);
+    ws.close();
+    await eventually(() => inflight() === 0, 3000);
   });
 });

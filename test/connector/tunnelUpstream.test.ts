@@ -217,7 +217,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   });
 
   it('a client that leaves in the middle of a large download frees its tunnel stream and what it had buffered', async () => {
-    const streams = () => gw.server.connectorHub!.registry.all().reduce((n, c) => n + c.inflight, 0);
+    const streams = () => gw.server.connectorHub!.registry.all().reduce((n, c) => n + c.streams, 0);
     // kept-alive connections of earlier tests close after the tunnel agent's idle timeout
     await eventually(() => streams() === 0, 10_000, 50);
     for (let i = 0; i < 3; i++) {

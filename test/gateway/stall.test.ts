@@ -176,7 +176,7 @@ apps:
       it('an app that stops reading the upload: the client gets 504 and the app\'s connection is closed', async () => {
         const mark = app.exchanges.length;
         // streams the gateway holds open to the connector (kept-alive ones included)
-        const streams = () => readyChannels(gw).reduce((n, c) => n + c.inflight, 0);
+        const streams = () => readyChannels(gw).reduce((n, c) => n + c.streams, 0);
         const streamsBefore = streams();
         const s = await connect(gw.port);
         let answer = '';
