@@ -135,7 +135,8 @@ export class ConnectorCa {
     const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
     if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') throw new EnrollmentError('ERR_CSR_KEY_TYPE', 'connector keys must be ECDSA P-256');
     const now = Date.now();
-    const notAfter = new Date(now + lifetimeMs);
+    // whole seconds, as the certificate encodes it: the hub closes channels at this time
+    const notAfter = new Date(Math.floor((now + lifetimeMs) / 1000) * 1000);
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: `CN=${id}, OU=${group}`,

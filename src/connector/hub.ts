@@ -42,6 +42,8 @@ const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR
  * pinged), spending the gateway's memory and fds for every group.
  */
 export const MAX_CHANNELS_PER_CONNECTOR = 32;
+/** the longest delay setTimeout takes */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** An accepted channel's byte stream, whichever transport carried it. */
 interface AcceptedLink {
@@ -173,6 +175,10 @@ export class ConnectorHub {
         const who = this.authenticate(sock);
         const body = await readJson(req);
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), who.group, this.lifetimeMs, who.id);
+        // The connector keeps its channels across a renewal (closing them would cut its
+        // requests). They carry the connector id, which just proved itself with a valid
+        // certificate of its own: they go on under the new certificate's expiry.
+        for (const ch of this.registry.all()) if (ch.connectorId === who.id) ch.certExpiry = issued.notAfter;
         this.log.info({ connector: who.id, group: who.group, notAfter: issued.notAfter }, 'connector certificate renewed');
         return void json(res, 200, { id: issued.id, group: issued.group, cert: issued.certPem, ca: this.ca.certPem, notAfter: issued.notAfter.toISOString() });
       }
@@ -271,7 +277,21 @@ export class ConnectorHub {
       ch.draining = true;
     });
     session.on('error', (err) => log.warn({ channel: ch.key, reason: err.message }, 'connector channel error'));
+    // TLS checks the certificate at the handshake only: a channel outliving it (a connector
+    // that failed to renew, a copied certificate) is closed when it expires. A renewal
+    // moves certExpiry; the timer looks again when it fires.
+    let expiryTimer: NodeJS.Timeout | undefined;
+    const closeAtExpiry = (): void => {
+      const left = ch.certExpiry.getTime() - Date.now();
+      if (left <= 0) {
+        log.warn({ channel: ch.key, certExpiry: ch.certExpiry }, 'connector certificate expired: closing its channel');
+        return ch.terminate();
+      }
+      expiryTimer = setTimeout(closeAtExpiry, Math.min(left, MAX_TIMER_MS));
+      expiryTimer.unref();
+    };
     session.on('close', () => {
+      clearTimeout(expiryTimer);
       this.registry.remove(ch);
       link.terminate();
       log.info({ channel: ch.key }, 'connector channel closed');
@@ -279,6 +299,7 @@ export class ConnectorHub {
     link.onClose(() => ch.terminate());
     this.registry.add(ch);
     log.info({ channel: ch.key, address: ch.address, version: ch.version, transport: ch.transport }, 'connector channel open');
+    closeAtExpiry();
     this.pushTargets(ch);
   }
 

@@ -16,7 +16,8 @@ export interface Channel {
   readonly address: string;
   /** what carries the channel: HTTP/2 straight on TLS, or over a WebSocket */
   readonly transport: ChannelTransport;
-  readonly certExpiry: Date;
+  /** when the connector's newest certificate expires (a renewal moves it); the channel is closed then */
+  certExpiry: Date;
   readonly session: ClientHttp2Session;
   readonly openedAt: number;
   /** requests running on it: an upstream request from its tunnel connection to the end of the app's answer, an upgraded connection while open */
@@ -77,7 +78,7 @@ export class ChannelRegistry {
   }
 
   usable(ch: Channel): boolean {
-    return ch.ready && !ch.draining && ch.missedPings === 0 && !ch.session.closed && !ch.session.destroyed;
+    return ch.ready && !ch.draining && ch.missedPings === 0 && !ch.session.closed && !ch.session.destroyed && !expired(ch);
   }
 
   /**
@@ -85,7 +86,8 @@ export class ChannelRegistry {
    * another connector is preferred, the same one is used only if it is alone.
    */
   pick(group: string, avoid?: string): Channel | undefined {
-    const open = (this.byGroup.get(group) ?? []).filter((c) => c.ready && !c.draining && !c.session.closed && !c.session.destroyed);
+    // (an expired channel gets no work between its expiry and the ping round that closes it)
+    const open = (this.byGroup.get(group) ?? []).filter((c) => c.ready && !c.draining && !c.session.closed && !c.session.destroyed && !expired(c));
     // A late ping on a busy machine must not empty the group: channels that
     // missed one are used only when no channel is fully healthy.
     const healthy = open.filter((c) => c.missedPings === 0);
@@ -121,9 +123,14 @@ export class ChannelRegistry {
       s.channels++;
       s.inflight += c.inflight;
       if (c.lastSeen > Date.parse(s.lastSeen)) s.lastSeen = new Date(c.lastSeen).toISOString();
+      if (c.certExpiry.getTime() > Date.parse(s.certExpiry)) s.certExpiry = c.certExpiry.toISOString();
       s.draining ||= c.draining;
       out.set(c.connectorId, s);
     }
     return [...out.values()].sort((a, b) => a.group.localeCompare(b.group) || a.id.localeCompare(b.id));
   }
+}
+
+function expired(ch: Channel): boolean {
+  return ch.certExpiry.getTime() <= Date.now();
 }

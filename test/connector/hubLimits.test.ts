@@ -5,6 +5,8 @@
  * the app by hand, so it can hold certificates and channels a real one would not.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
 import http2, { type Http2Session } from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,7 +14,7 @@ import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { dialChannel, type ChannelLink } from '../../src/connector/channelLink.js';
 import { MAX_CHANNELS_PER_CONNECTOR, type ConnectorHub } from '../../src/connector/hub.js';
 import { WebSocket } from 'ws';
-import { eventually, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, request, sleep, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, startHubGateway } from './support.js';
 
 interface Creds {
@@ -132,4 +134,50 @@ describe('connector hub limits', function () {
     ws.close();
     await eventually(() => inflight() === 0, 3000);
   });
+
+  it('a channel whose certificate expires gets no more requests and is closed; a new channel with it is refused', async () => {
+    const creds = await credsFor(hub, 'c-expiring', 2500);
+    const notAfter = Date.parse(new X509Certificate(creds.cert).validTo);
+    held.push(await channel(hub, creds));
+    await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-expiring' && c.ready), 5000);
+    assert.equal((await request(`${gw.url}/before`, { headers: { host: 'app.test' } })).status, 200);
+    await sleep(notAfter - Date.now() + 50);
+    assert.equal((await request(`${gw.url}/after`, { headers: { host: 'app.test' } })).status, 504, 'no live connector');
+    await eventually(() => !hub.registry.all().some((c) => c.connectorId === 'c-expiring'), 2000, 50);
+    assert.ok(gw.logs.some((l) => l.msg === 'connector certificate expired: closing its channel' && l.connector === 'c-expiring'));
+    assert.equal((await channel(hub, creds)).refused, 403);
+  });
+
+  it('a renewal moves the expiry of the connector\'s open channels: the listing shows the new one, and the channels keep serving past the old one', async () => {
+    const creds = await credsFor(hub, 'c-renewing', 2500);
+    const oldNotAfter = Date.parse(new X509Certificate(creds.cert).validTo);
+    held.push(await channel(hub, creds));
+    await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-renewing' && c.ready), 5000);
+    const listed = () => hub.connectors().find((c) => c.id === 'c-renewing')!.certExpiry;
+    assert.equal(listed(), new Date(oldNotAfter).toISOString());
+    const kp = await generateKeyPair();
+    const renewed = await renew(hub, creds, { csr: await createCsr(kp.keys, 'hand-made'), publicKey: kp.publicKeyDer.toString('base64') });
+    assert.equal(renewed.status, 200);
+    const newNotAfter = Date.parse(new X509Certificate(String(renewed.body.cert)).validTo);
+    assert.ok(newNotAfter > oldNotAfter + 3000_000);
+    assert.equal(listed(), new Date(newNotAfter).toISOString());
+    assert.equal(renewed.body.notAfter, new Date(newNotAfter).toISOString(), 'the answer names the expiry the certificate carries');
+    await sleep(oldNotAfter - Date.now() + 50);
+    assert.equal((await request(`${gw.url}/after`, { headers: { host: 'app.test' } })).status, 200);
+    assert.ok(hub.registry.all().some((c) => c.connectorId === 'c-renewing'));
+  });
 });
+
+/** POST /v1/renew over mutual TLS with the given certificate */
+function renew(hub: ConnectorHub, creds: Creds, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const [host, port] = hub.address()!.split(':');
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host, port: Number(port), path: '/v1/renew', method: 'POST', key: creds.key, cert: creds.cert, ca: hub.ca.certPem, servername: 'localhost', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      let t = '';
+      res.on('data', (c) => (t += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(t) }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}

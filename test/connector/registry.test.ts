@@ -7,7 +7,7 @@ describe('channel registry', () => {
     const reg = new ChannelRegistry();
     reg.balancing.set('g', 'round-robin');
     const session = { closed: false, destroyed: false } as never;
-    const mk = (id: string, inflight: number) => ({ key: id, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(), session, openedAt: 0, inflight, streams: inflight, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
+    const mk = (id: string, inflight: number) => ({ key: id, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
     const a = mk('a', 5);
     const b = mk('b', 0);
     reg.add(a);
@@ -21,6 +21,9 @@ describe('channel registry', () => {
     assert.equal(reg.pick('g')!.connectorId, 'a');
     a.draining = true;
     assert.equal(reg.pick('g')!.connectorId, 'b', 'a channel that missed one ping is still better than none');
+    b.certExpiry = new Date(Date.now() - 1000);
+    assert.equal(reg.pick('g'), undefined, 'nor is one whose certificate expired');
+    b.certExpiry = new Date(Date.now() + 3600_000);
     b.ready = false;
     assert.equal(reg.pick('g'), undefined);
   });

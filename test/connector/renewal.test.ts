@@ -38,6 +38,9 @@ describe('connector certificate renewal', function () {
     assert.notEqual(readFileSync(join(dir, 'key.pem'), 'utf8'), firstKey, 'a fresh key pair');
     assert.ok(renewedAt < Date.parse(first.validTo), 'renewed before the old certificate ran out');
     assert.ok(gw.logs.some((l) => l.msg === 'connector certificate renewed' && l.connector === first.subject.match(/CN=([^\n,]+)/)![1]));
+    // the channels the connector kept are listed with the new certificate's expiry
+    const listed = gw.server.connectorHub!.connectors().find((l) => l.id === first.subject.match(/CN=([^\n,]+)/)![1])!;
+    assert.equal(listed.certExpiry, new Date(second.validTo).toISOString());
     // still serving; a reconnect uses the new certificate (the hub reports its expiry)
     assert.equal((await request(`${gw.url}/x`, { headers: { host: 'app.test' } })).status, 200);
     for (const ch of gw.server.connectorHub!.registry.all()) ch.terminate();
