@@ -17,6 +17,9 @@ export const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 export class EnrollmentError extends DrawbridgeError {}
 
+/** The hub's own TLS certificate; the hub replaces it while running, well before it expires. */
+export const SERVER_CERT_LIFETIME_MS = 365 * 86400_000;
+
 export interface KeyPairPem {
   keyPem: string;
   publicKeyDer: Buffer;
@@ -156,16 +159,17 @@ export class ConnectorCa {
   }
 
   /** The hub's TLS server certificate, for the names connectors dial. */
-  async issueServer(names: string[]): Promise<{ keyPem: string; certPem: string }> {
+  async issueServer(names: string[], lifetimeMs = SERVER_CERT_LIFETIME_MS): Promise<{ keyPem: string; certPem: string; notAfter: Date }> {
     const kp = await generateKeyPair();
     const now = Date.now();
+    const notAfter = new Date(Math.floor((now + lifetimeMs) / 1000) * 1000);
     const sans = [...new Set(names)].map((n) => (/^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: 'CN=drawbridge connector hub',
       issuer: this.cert.subject,
       notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 365 * 86400_000),
+      notAfter,
       publicKey: kp.keys.publicKey,
       signingKey: this.signingKey,
       signingAlgorithm: SIGN_ALG,
@@ -176,7 +180,7 @@ export class ConnectorCa {
         new x509.SubjectAlternativeNameExtension(sans),
       ],
     });
-    return { keyPem: kp.keyPem, certPem: cert.toString('pem') + '\n' + this.certPem };
+    return { keyPem: kp.keyPem, certPem: cert.toString('pem') + '\n' + this.certPem, notAfter };
   }
 }
 

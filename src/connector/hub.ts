@@ -24,7 +24,7 @@ import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
-import { ConnectorCa, EnrollmentError, identityOfCert } from './ca.js';
+import { ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { TokenStore } from './tokens.js';
@@ -55,6 +55,14 @@ interface AcceptedLink {
 
 export interface HubOptions {
   pingIntervalMs?: number;
+  /** the hub's own TLS certificate's lifetime (tests shorten it) */
+  serverCertLifetimeMs?: number;
+}
+
+interface ServerTls {
+  keyPem: string;
+  certPem: string;
+  notAfter: Date;
 }
 
 export function targetOf(u: URL): string {
@@ -75,19 +83,24 @@ export class ConnectorHub {
   private nextChannel = 1;
   private listenAt?: string;
   private readonly pingMs: number;
+  private readonly serverCertLifetimeMs: number;
+  private serverCertRenewAt: number;
+  private serverCertTimer?: NodeJS.Timeout;
 
   private constructor(
     readonly ca: ConnectorCa,
-    tls: { keyPem: string; certPem: string },
+    tls: ServerTls,
+    /** what the hub's certificate names: the names connectors dial */
+    private readonly names: string[],
     readonly stateDir: string,
     readonly log: Logger,
     opts: HubOptions,
   ) {
     this.tokens = new TokenStore(stateDir);
-    this.server = https.createServer(
-      { key: tls.keyPem, cert: tls.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
-      (req, res) => void this.onRequest(req, res),
-    );
+    this.server = https.createServer({ ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onRequest(req, res));
+    this.serverCertLifetimeMs = opts.serverCertLifetimeMs ?? SERVER_CERT_LIFETIME_MS;
+    this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
+    this.scheduleServerCertRenewal();
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('tlsClientError', (err) => this.log.warn({ reason: err.message }, 'connector TLS handshake refused'));
     // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
@@ -103,11 +116,41 @@ export class ConnectorHub {
     const addr = parseListen(config.connectors!.listen);
     const names = ['localhost', '127.0.0.1', '::1', hostname(), new URL(config.gateway.publicUrl).hostname];
     if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
-    const hub = new ConnectorHub(ca, await ca.issueServer(names), stateDir, logger.child({ component: 'connectors' }), opts);
+    const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
     hub.applyConfig(config);
     await listen(hub.server, addr);
     hub.log.info({ address: hub.address() }, 'connector hub listening');
     return hub;
+  }
+
+  private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[]; minVersion: 'TLSv1.2' } {
+    return { key: tls.keyPem, cert: tls.certPem, ca: [this.ca.certPem], minVersion: 'TLSv1.2' };
+  }
+
+  /**
+   * The hub's certificate is made at start. A gateway running past its expiry
+   * would present an expired one, and every connector would refuse every new
+   * channel; so it is replaced while running, at two thirds of its lifetime:
+   * new handshakes get the new one, open channels go on.
+   */
+  private scheduleServerCertRenewal(): void {
+    const wait = this.serverCertRenewAt - Date.now();
+    this.serverCertTimer = setTimeout(() => (Date.now() >= this.serverCertRenewAt ? void this.renewServerCert() : this.scheduleServerCertRenewal()), Math.max(0, Math.min(wait, MAX_TIMER_MS)));
+    this.serverCertTimer.unref();
+  }
+
+  private async renewServerCert(): Promise<void> {
+    try {
+      const tls = await this.ca.issueServer(this.names, this.serverCertLifetimeMs);
+      if (!this.server.listening) return;
+      this.server.setSecureContext(this.tlsContext(tls));
+      this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
+      this.log.info({ notAfter: tls.notAfter }, 'connector hub TLS certificate renewed');
+    } catch (e) {
+      this.log.error({ reason: (e as Error).message }, 'could not renew the connector hub TLS certificate; retrying in a minute');
+      this.serverCertRenewAt = Date.now() + 60_000;
+    }
+    this.scheduleServerCertRenewal();
   }
 
   address(): string | undefined {
@@ -148,6 +191,7 @@ export class ConnectorHub {
 
   async stop(): Promise<void> {
     clearInterval(this.pingTimer);
+    clearTimeout(this.serverCertTimer);
     for (const ch of this.registry.all()) ch.terminate();
     for (const ws of this.wss.clients) ws.terminate();
     await closeServer(this.server);

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import pino from 'pino';
+import { loadForStart } from '../../src/config/load.js';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { dialChannel } from '../../src/connector/channelLink.js';
+import { ConnectorHub } from '../../src/connector/hub.js';
+import { request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
 import { gatewayYaml } from './support.js';
 
 describe('connector hub lifecycle in the gateway', function () {
@@ -47,5 +54,47 @@ apps:
       s.on('connect', () => resolve(Object.assign(new Error('connected'), { code: 'CONNECTED' })));
     });
     assert.equal(err.code, 'ECONNREFUSED');
+  });
+
+  it('renews its own TLS certificate while running: new handshakes get a fresh one from the connector CA, and channels still open with it', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, gatewayYaml(backend));
+    const { config } = await loadForStart(file);
+    const logs: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    // renewal is due at two thirds of the lifetime: 2 s here, a year's two thirds by default
+    const hub = await ConnectorHub.start(config, dir, logger, { serverCertLifetimeMs: 3000 });
+    try {
+      const [host, port] = hub.address()!.split(':');
+      const served = () =>
+        new Promise<{ serial: string; validTo: number }>((resolve, reject) => {
+          const s = tls.connect({ host, port: Number(port), ca: hub.ca.certPem, servername: 'localhost' }, () => {
+            const c = s.getPeerCertificate();
+            s.destroy();
+            resolve({ serial: c.serialNumber, validTo: Date.parse(c.valid_to) });
+          });
+          s.on('error', reject);
+        });
+      const first = await served();
+      await sleep(first.validTo - Date.now() + 200);
+      // past the first certificate's expiry, a connector still gets a valid one (a failed check would reject here)
+      const second = await served();
+      assert.notEqual(second.serial, first.serial);
+      assert.ok(second.validTo > first.validTo);
+      assert.ok(logs.some((l) => l.msg === 'connector hub TLS certificate renewed'));
+      const kp = await generateKeyPair();
+      const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'x'), kp.publicKeyDer, 'g1', 60_000, 'c-after-renewal')).certPem;
+      const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+      const outcome = await new Promise<string>((resolve) => {
+        link.once('open', () => resolve('open'));
+        link.once('refused', (status) => resolve(`refused ${status}`));
+        link.once('error', (e) => resolve(e.message));
+      });
+      link.terminate();
+      assert.equal(outcome, 'open', 'the client certificate is still asked for and checked');
+    } finally {
+      await hub.stop();
+    }
   });
 });
