@@ -73,7 +73,19 @@ export class TunnelUpstream implements Upstream {
         return reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${(e as Error).message}`, 502), { channel }));
       }
       channel.streams++;
-      stream.once('close', () => channel.streams--);
+      // A dial counts as in flight from the pick, or a burst of new requests would all see
+      // the same least-loaded channel; the request that gets the connection takes the count over.
+      channel.inflight++;
+      let dialCount = true;
+      const takeDialCount = (): boolean => {
+        const had = dialCount;
+        dialCount = false;
+        return had;
+      };
+      stream.once('close', () => {
+        channel.streams--;
+        if (takeDialCount()) channel.inflight--;
+      });
       const timer = setTimeout(() => stream.close(http2Cancel), Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -97,7 +109,7 @@ export class TunnelUpstream implements Upstream {
           socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
           socket.on('error', ignoreError);
         }
-        Object.assign(socket, { connectorId: channel.connectorId, channel });
+        Object.assign(socket, { connectorId: channel.connectorId, channel, takeDialCount });
         // What net.createConnection does with its timeout option: http arms no timer on a
         // socket it did not make, so without this a silent app would hold a request forever.
         socket.setTimeout(timeoutMs);
@@ -202,7 +214,7 @@ export class TunnelUpstream implements Upstream {
       ({ socket: up, channel }) => {
         // an upgraded connection carries its exchange for as long as it is open
         if (!up.destroyed) {
-          channel.inflight++;
+          if (!(up as { takeDialCount?: () => boolean }).takeDialCount?.()) channel.inflight++;
           up.once('close', () => channel.inflight--);
         }
         const upReq = http.request({
@@ -260,11 +272,12 @@ function ignoreError(): void {}
  * kept-alive ones waiting idle in the pool as requests.
  */
 function countInFlight(upReq: http.ClientRequest): void {
-  upReq.once('socket', (socket: Duplex & { channel?: Channel }) => {
+  upReq.once('socket', (socket: Duplex & { channel?: Channel; takeDialCount?: () => boolean }) => {
     const ch = socket.channel;
     // a socket dead on arrival is a failed dial (failOnDeadSocket): the request never runs on it
     if (!ch || socket.destroyed) return;
-    ch.inflight++;
+    // a fresh connection is already counted since its dial
+    if (!socket.takeDialCount?.()) ch.inflight++;
     // whichever comes first: the request is over, or its connection is gone (the
     // socket's close may already be emitting when the request's close runs this)
     let counted = true;
