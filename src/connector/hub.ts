@@ -32,6 +32,8 @@ import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
 const MAX_BODY_BYTES = 64 << 10;
+/** what a client of the connectors listener gets for its TLS handshake, and then for its request head */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
 const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429 };
 /**
@@ -97,7 +99,20 @@ export class ConnectorHub {
     opts: HubOptions,
   ) {
     this.tokens = new TokenStore(stateDir);
-    this.server = https.createServer({ ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onRequest(req, res));
+    // The listener is open to the internet and needs no certificate to connect to: a TCP
+    // connection that never finishes its handshake, or never sends its request, holds a file
+    // descriptor. Node's defaults (120 s, 60 s) let a few hundred of them starve the gateway.
+    this.server = https.createServer(
+      { ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, requestTimeout: 60_000 },
+      (req, res) => void this.onRequest(req, res),
+    );
+    // Node's headersTimeout only runs once a request has begun: a client that finished its
+    // handshake and then sent nothing would keep its socket. It gets the same time as the handshake.
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS).unref();
+      this.silentSince.set(socket, timer);
+      socket.once('close', () => clearTimeout(timer));
+    });
     this.serverCertLifetimeMs = opts.serverCertLifetimeMs ?? SERVER_CERT_LIFETIME_MS;
     this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
     this.scheduleServerCertRenewal();
@@ -199,7 +214,16 @@ export class ConnectorHub {
 
   // --- enrollment and renewal -------------------------------------------------
 
+  /** connections that have not sent a request yet, and the timer that drops them */
+  private readonly silentSince = new WeakMap<object, NodeJS.Timeout>();
+
+  private spoke(socket: object): void {
+    clearTimeout(this.silentSince.get(socket));
+    this.silentSince.delete(socket);
+  }
+
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.spoke(req.socket);
     const sock = req.socket as TLSSocket;
     const path = (req.url ?? '').split('?')[0];
     try {
@@ -251,6 +275,7 @@ export class ConnectorHub {
   // --- channels ----------------------------------------------------------------
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.spoke(req.socket);
     const sock = req.socket as TLSSocket;
     socket.on('error', () => undefined);
     const transport = String(req.headers.upgrade ?? '').toLowerCase();

@@ -56,6 +56,26 @@ apps:
     assert.equal(err.code, 'ECONNREFUSED');
   });
 
+  it('drops a connection that never finishes its TLS handshake, and one that never sends its request, after 10 s (they held a descriptor for 120 s)', async function () {
+    this.timeout(30_000);
+    const gw = await startGateway(gatewayYaml(backend), { watch: false });
+    try {
+      const port = Number(gw.server.addresses().connectors!.split(':')[1]);
+      const closedAfter = (s: net.Socket | tls.TLSSocket) =>
+        new Promise<number>((resolve) => {
+          const t0 = Date.now();
+          s.on('error', () => undefined);
+          s.on('close', () => resolve(Date.now() - t0));
+        });
+      const bare = net.connect(port, '127.0.0.1'); // not a byte of TLS
+      const quiet = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }); // a handshake, then nothing
+      const [a, b] = await Promise.all([closedAfter(bare), closedAfter(quiet)]);
+      for (const ms of [a, b]) assert.ok(ms >= 9_000 && ms < 15_000, `closed after ${ms} ms`);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('renews its own TLS certificate while running: new handshakes get a fresh one from the connector CA, and channels still open with it', async () => {
     const dir = tempDir();
     const file = join(dir, 'gateway.config.yaml');
