@@ -90,6 +90,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const certs = pemFile(['gateway', 'tls', 'cert'], gw.tls.cert, readCertificates);
     const key = pemFile(['gateway', 'tls', 'key'], gw.tls.key, readPrivateKey);
     if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
+    // A warning, not an error: the file may be renewed where the gateway runs before it matters,
+    // and a gateway that refused to start would take every app down with it.
+    const leaf = certs?.[0];
+    if (leaf && Date.parse(leaf.validTo) < Date.now()) warn(['gateway', 'tls', 'cert'], `the certificate expired on ${new Date(leaf.validTo).toISOString().slice(0, 10)}: browsers and clients will refuse it`);
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }
   arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));

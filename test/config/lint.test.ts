@@ -3,9 +3,11 @@
  * produces (position, key path, message), so both missing and noisy reports fail.
  */
 import assert from 'node:assert/strict';
+import * as x509 from '@peculiar/x509';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
+import { generateKeyPair } from '../../src/connector/ca.js';
 import { selfSignedCert } from '../support/certs.js';
 import { tempDir } from '../support/harness.js';
 
@@ -719,6 +721,27 @@ describe('config lint: certificate files are read, not only found', () => {
       errors: [{ at: '10:27', path: 'apps[0].backend.tls.ca', message: 'file "./garbage.pem" holds no PEM certificate' }],
     },
   ];
+  it('an expired gateway certificate is a warning at its key (it may be renewed where the gateway runs)', async () => {
+    const kp = await generateKeyPair();
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: 'CN=localhost',
+      notBefore: new Date('2020-01-01T00:00:00Z'),
+      notAfter: new Date('2021-01-01T00:00:00Z'),
+      keys: kp.keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    });
+    writeFileSync(join(dir, 'old.crt'), cert.toString('pem'));
+    writeFileSync(join(dir, 'old.key'), kp.keyPem);
+    const file = join(dir, 'expired.yaml');
+    writeFileSync(file, `${TLS('./old.crt', './old.key')}apps: []\n`);
+    const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+    assert.deepEqual(
+      r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
+      ['warning 4:16 gateway.tls.cert: the certificate expired on 2021-01-01: browsers and clients will refuse it'],
+    );
+  });
+
   pemCases.forEach((c, i) => {
     it(c.description, async () => {
       const file = join(dir, `pem${i}.yaml`);
