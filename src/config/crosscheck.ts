@@ -3,6 +3,7 @@
  * and values that need parsing (CIDR, duration, URL, timezone).
  */
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { parseCidr } from './net.js';
@@ -37,6 +38,9 @@ export interface CrossCheckInput {
   /** paths (JSON of KeyPath) whose value came from an unresolved ${...} */
   unresolved: ReadonlySet<string>;
 }
+
+/** a DNS name as a certificate carries it: dot-separated labels of letters, digits and inner hyphens */
+const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const { raw, configDir } = input;
@@ -149,6 +153,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const overflows = ms === undefined && new RegExp(DURATION_PATTERN).test(cl.certificateLifetime);
     if (overflows || (ms !== undefined && ms > MAX_CERTIFICATE_LIFETIME_MS)) err(['connectors', 'certificateLifetime'], 'must be at most 365d');
   }
+  // a name the certificate cannot carry would only show as every connector's TLS error
+  if (cl) arr(cl.serverNames).forEach((n, i) => typeof n === 'string' && !isIP(n.replace(/^\[|\]$/g, '')) && !DNS_NAME.test(n) && err(['connectors', 'serverNames', i], `${JSON.stringify(n)} is not a DNS name or an IP address`));
 
   // apps (collected first: policies refer to them)
   const apps = arr(raw.apps);

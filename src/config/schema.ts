@@ -128,6 +128,11 @@ export const ConnectorsSection = Type.Object(
     listen: Listen('Where connectors dial out to (TLS; mutual TLS after enrollment).'),
     certificateLifetime: Type.Optional(Duration('Lifetime of connector client certificates, 1m to 365d; connectors renew at two thirds of it.', '30d')),
     revoked: Type.Optional(StringList('Connector ids that may no longer connect; their live channels are closed on reload.')),
+    serverNames: Type.Optional(
+      StringList(
+        "More names (DNS names or IP addresses) connectors may dial the listener by, such as a load balancer's: they go into the listener's certificate, which always names localhost, the loopback addresses, this host's name, publicUrl's host and the listen address. A change is applied on reload.",
+      ),
+    ),
   },
   { additionalProperties: false, description: 'The endpoint that outbound-only connectors dial.' },
 );

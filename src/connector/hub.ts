@@ -93,7 +93,7 @@ export class ConnectorHub {
     readonly ca: ConnectorCa,
     tls: ServerTls,
     /** what the hub's certificate names: the names connectors dial */
-    private readonly names: string[],
+    private names: string[],
     readonly stateDir: string,
     readonly log: Logger,
     opts: HubOptions,
@@ -129,8 +129,7 @@ export class ConnectorHub {
     const stateDir = resolve(configDir, config.gateway.stateDir ?? './state');
     const ca = await ConnectorCa.loadOrCreate(stateDir);
     const addr = parseListen(config.connectors!.listen);
-    const names = ['localhost', '127.0.0.1', '::1', hostname(), new URL(config.gateway.publicUrl).hostname];
-    if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
+    const names = hubNames(config);
     const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
     hub.applyConfig(config);
     await listen(hub.server, addr);
@@ -149,6 +148,7 @@ export class ConnectorHub {
    * new handshakes get the new one, open channels go on.
    */
   private scheduleServerCertRenewal(): void {
+    clearTimeout(this.serverCertTimer);
     const wait = this.serverCertRenewAt - Date.now();
     this.serverCertTimer = setTimeout(() => (Date.now() >= this.serverCertRenewAt ? void this.renewServerCert() : this.scheduleServerCertRenewal()), Math.max(0, Math.min(wait, MAX_TIMER_MS)));
     this.serverCertTimer.unref();
@@ -177,6 +177,13 @@ export class ConnectorHub {
     const listenAt = String(config.connectors?.listen ?? '');
     if (this.listenAt !== undefined && listenAt !== this.listenAt) this.log.warn({ listen: listenAt, serving: this.address() }, 'connectors.listen changed: it takes effect after a restart');
     this.listenAt ??= listenAt;
+    const names = hubNames(config);
+    if (names.join(' ') !== this.names.join(' ')) {
+      // new handshakes get a certificate with the new names at once; open channels go on
+      this.names = names;
+      this.log.info({ names }, 'connector hub names changed: reissuing its TLS certificate');
+      void this.renewServerCert();
+    }
     this.lifetimeMs = parseDuration(config.connectors?.certificateLifetime ?? '30d') ?? DEFAULT_CERT_LIFETIME_MS;
     const targets = new Map<string, Set<string>>();
     for (const name of Object.keys(config.connectorGroups ?? {})) targets.set(name, new Set());
@@ -477,4 +484,17 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * The names the hub's certificate carries: the ones a connector on this host or
+ * this network is likely to dial, and connectors.serverNames for the others
+ * (a load balancer's name, a public address).
+ */
+function hubNames(config: Config): string[] {
+  const addr = parseListen(config.connectors!.listen);
+  const names = ['localhost', '127.0.0.1', '::1', hostname(), new URL(config.gateway.publicUrl).hostname];
+  if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
+  for (const n of config.connectors?.serverNames ?? []) names.push(n.toLowerCase().replace(/^\[|\]$/g, ''));
+  return [...new Set(names)];
 }

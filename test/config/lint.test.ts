@@ -604,6 +604,13 @@ apps: []
     errors: [{ at: '4:50', path: 'connectors.certificateLifetime', message: 'must be at most 365d' }],
   },
   {
+    description: 'a connectors.serverNames entry that is neither a DNS name nor an IP address',
+    yaml: `${GW}connectors: { listen: 8444, serverNames: ["lb example", ok.example.test, 10.0.0.1, "[::1]"] }
+apps: []
+`,
+    errors: [{ at: '4:43', path: 'connectors.serverNames[0]', message: '"lb example" is not a DNS name or an IP address' }],
+  },
+  {
     description: 'connector certificate lifetime too long to be a number at all',
     yaml: `${GW}connectors: { listen: 8444, certificateLifetime: ${'9'.repeat(400)}d }
 apps: []

@@ -8,7 +8,7 @@ import { loadForStart } from '../../src/config/load.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { dialChannel } from '../../src/connector/channelLink.js';
 import { ConnectorHub } from '../../src/connector/hub.js';
-import { request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
+import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
 import { gatewayYaml } from './support.js';
 
 describe('connector hub lifecycle in the gateway', function () {
@@ -71,6 +71,31 @@ apps:
       const quiet = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }); // a handshake, then nothing
       const [a, b] = await Promise.all([closedAfter(bare), closedAfter(quiet)]);
       for (const ms of [a, b]) assert.ok(ms >= 9_000 && ms < 15_000, `closed after ${ms} ms`);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('connectors.serverNames: a connector dialling a load balancer\'s name verifies the hub; a reload adding a name reissues the certificate', async () => {
+    const yaml = (names: string[]) => gatewayYaml(backend).replace('connectors:\n', `connectors:\n  serverNames: [${names.join(', ')}]\n`);
+    const gw = await startGateway(yaml(['connectors.example.test']), { watch: false });
+    try {
+      const hub = gw.server.connectorHub!;
+      const port = Number(hub.address()!.split(':')[1]);
+      // checkServerIdentity runs as a connector's would: the name it dialled must be in the certificate
+      const verifies = (servername: string) =>
+        new Promise<string>((resolve) => {
+          const s = tls.connect({ host: '127.0.0.1', port, ca: hub.ca.certPem, servername, checkServerIdentity: (_h, cert) => tls.checkServerIdentity(servername, cert) }, () => {
+            s.destroy();
+            resolve('ok');
+          });
+          s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        });
+      assert.equal(await verifies('connectors.example.test'), 'ok');
+      assert.equal(await verifies('lb.example.test'), 'ERR_TLS_CERT_ALTNAME_INVALID');
+      writeFileSync(gw.configFile, yaml(['connectors.example.test', 'lb.example.test']));
+      await gw.server.reload();
+      await eventually(async () => (await verifies('lb.example.test')) === 'ok', 3000);
     } finally {
       await gw.stop();
     }
