@@ -79,7 +79,8 @@ export function operationalReason(e: unknown): string | undefined {
     // Other system errors (ETIMEDOUT, ECONNRESET, ENOSPC, ...): Node's message is already one line.
     return err.message;
   }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the certificate does not name the host: ${err.message.replace(/^Hostname\/IP does not match certificate's altnames: /, '')}`;
+  // (the only TLS peer the CLI checks by name is the gateway's connectors listener)
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the certificate does not name the host: ${err.message.replace(/^Hostname\/IP does not match certificate's altnames: /, '')} (a name to dial the gateway by goes in its connectors.serverNames)`;
   if (UNTRUSTED_CERT.has(code)) return `the certificate is not trusted (${err.message})`;
   if (code.startsWith('ERR_OSSL_') || code.startsWith('ERR_SSL_')) return `a certificate or key cannot be used (${err.message})`;
   if (code.startsWith('ERR_TLS_')) return err.message;

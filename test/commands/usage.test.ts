@@ -144,7 +144,7 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       assertOneLine(await enroll(hubUrl(gw), createToken(other, 'g1', 60_000, ca.pin)), 1, 'connector enroll', /does not match the pin/);
       // The hub listens on 127.0.0.1; its certificate names that, not the IPv4-mapped IPv6 form.
       const mapped = hubUrl(gw).replace('127.0.0.1', '[::ffff:127.0.0.1]');
-      assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host/);
+      assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host: .*connectors\.serverNames/);
     });
 
     it('a gateway that does not answer', async () => {
