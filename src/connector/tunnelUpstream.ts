@@ -73,18 +73,10 @@ export class TunnelUpstream implements Upstream {
         return reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${(e as Error).message}`, 502), { channel }));
       }
       channel.streams++;
-      // A dial counts as in flight from the pick, or a burst of new requests would all see
-      // the same least-loaded channel; the request that gets the connection takes the count over.
-      channel.inflight++;
-      let dialCount = true;
-      const takeDialCount = (): boolean => {
-        const had = dialCount;
-        dialCount = false;
-        return had;
-      };
+      const load = new InFlight(channel);
       stream.once('close', () => {
         channel.streams--;
-        if (takeDialCount()) channel.inflight--;
+        load.set(false);
       });
       const timer = setTimeout(() => stream.close(http2Cancel), Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
@@ -109,7 +101,7 @@ export class TunnelUpstream implements Upstream {
           socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
           socket.on('error', ignoreError);
         }
-        Object.assign(socket, { connectorId: channel.connectorId, channel, takeDialCount });
+        Object.assign(socket, { connectorId: channel.connectorId, channel, load });
         // What net.createConnection does with its timeout option: http arms no timer on a
         // socket it did not make, so without this a silent app would hold a request forever.
         socket.setTimeout(timeoutMs);
@@ -211,12 +203,8 @@ export class TunnelUpstream implements Upstream {
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
-      ({ socket: up, channel }) => {
-        // an upgraded connection carries its exchange for as long as it is open
-        if (!up.destroyed) {
-          if (!(up as { takeDialCount?: () => boolean }).takeDialCount?.()) channel.inflight++;
-          up.once('close', () => channel.inflight--);
-        }
+      ({ socket: up }) => {
+        // (an upgraded connection stays in flight from its dial until it closes)
         const upReq = http.request({
           method: req.method,
           path,
@@ -266,30 +254,34 @@ function watchBodyIdle(upReq: http.ClientRequest, upRes: IncomingMessage, ms: nu
 function ignoreError(): void {}
 
 /**
- * A request counts on its channel (the IN-FLIGHT of `drawbridge connectors`,
- * and least-inflight balancing) from when it has a tunnel connection until
- * the app's answer is over. Counting open tunnel streams instead counted the
- * kept-alive ones waiting idle in the pool as requests.
+ * A tunnel connection's share of its channel's in-flight count (the IN-FLIGHT of
+ * `drawbridge connectors`, and least-inflight balancing): one from its dial (a burst of
+ * new requests must not all see the same least-loaded channel) while it carries a
+ * request or an upgraded connection, none while it waits idle in the pool or once it
+ * has closed. One flag per connection: no path counts it twice or forgets it.
  */
+class InFlight {
+  private busy = true;
+
+  constructor(private readonly channel: Channel) {
+    channel.inflight++;
+  }
+
+  set(busy: boolean): void {
+    if (busy === this.busy) return;
+    this.busy = busy;
+    this.channel.inflight += busy ? 1 : -1;
+  }
+}
+
+/** A request counts on its tunnel connection from when it has it until the request is over. */
 function countInFlight(upReq: http.ClientRequest): void {
-  upReq.once('socket', (socket: Duplex & { channel?: Channel; takeDialCount?: () => boolean }) => {
-    const ch = socket.channel;
+  upReq.once('socket', (socket: Duplex & { load?: InFlight }) => {
+    const load = socket.load;
     // a socket dead on arrival is a failed dial (failOnDeadSocket): the request never runs on it
-    if (!ch || socket.destroyed) return;
-    // a fresh connection is already counted since its dial
-    if (!socket.takeDialCount?.()) ch.inflight++;
-    // whichever comes first: the request is over, or its connection is gone (the
-    // socket's close may already be emitting when the request's close runs this)
-    let counted = true;
-    const over = () => {
-      if (!counted) return;
-      counted = false;
-      upReq.removeListener('close', over);
-      socket.removeListener('close', over);
-      ch.inflight--;
-    };
-    upReq.once('close', over);
-    socket.once('close', over);
+    if (!load || socket.destroyed) return;
+    load.set(true);
+    upReq.once('close', () => load.set(false));
   });
 }
 
