@@ -110,7 +110,7 @@ export class ConnectorHub {
     // handshake and then sent nothing would keep its socket. It gets the same time as the handshake.
     this.server.on('secureConnection', (socket: TLSSocket) => {
       const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS).unref();
-      this.silentSince.set(socket, timer);
+      this.firstRequestDue.set(socket, timer);
       socket.once('close', () => clearTimeout(timer));
     });
     this.serverCertLifetimeMs = opts.serverCertLifetimeMs ?? SERVER_CERT_LIFETIME_MS;
@@ -221,12 +221,12 @@ export class ConnectorHub {
 
   // --- enrollment and renewal -------------------------------------------------
 
-  /** connections that have not sent a request yet, and the timer that drops them */
-  private readonly silentSince = new WeakMap<object, NodeJS.Timeout>();
+  /** connections that have not sent a request yet: the timer that drops them if none comes */
+  private readonly firstRequestDue = new WeakMap<object, NodeJS.Timeout>();
 
   private spoke(socket: object): void {
-    clearTimeout(this.silentSince.get(socket));
-    this.silentSince.delete(socket);
+    clearTimeout(this.firstRequestDue.get(socket));
+    this.firstRequestDue.delete(socket);
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {

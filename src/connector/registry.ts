@@ -78,7 +78,7 @@ export class ChannelRegistry {
   }
 
   usable(ch: Channel): boolean {
-    return ch.ready && !ch.draining && ch.missedPings === 0 && !ch.session.closed && !ch.session.destroyed && !expired(ch);
+    return open(ch) && ch.missedPings === 0;
   }
 
   /**
@@ -86,12 +86,11 @@ export class ChannelRegistry {
    * another connector is preferred, the same one is used only if it is alone.
    */
   pick(group: string, avoid?: string): Channel | undefined {
-    // (an expired channel gets no work between its expiry and the ping round that closes it)
-    const open = (this.byGroup.get(group) ?? []).filter((c) => c.ready && !c.draining && !c.session.closed && !c.session.destroyed && !expired(c));
+    const candidates = (this.byGroup.get(group) ?? []).filter(open);
     // A late ping on a busy machine must not empty the group: channels that
     // missed one are used only when no channel is fully healthy.
-    const healthy = open.filter((c) => c.missedPings === 0);
-    const live = healthy.length ? healthy : open;
+    const healthy = candidates.filter((c) => c.missedPings === 0);
+    const live = healthy.length ? healthy : candidates;
     if (live.length === 0) return undefined;
     const others = avoid ? live.filter((c) => c.connectorId !== avoid) : live;
     const pool = others.length ? others : live;
@@ -131,6 +130,10 @@ export class ChannelRegistry {
   }
 }
 
-function expired(ch: Channel): boolean {
-  return ch.certExpiry.getTime() <= Date.now();
+/**
+ * A channel that may take new work, pings aside: ready, not draining, its session alive, its
+ * certificate not expired (between the expiry and the timer that closes it).
+ */
+function open(ch: Channel): boolean {
+  return ch.ready && !ch.draining && !ch.session.closed && !ch.session.destroyed && ch.certExpiry.getTime() > Date.now();
 }
