@@ -22,16 +22,11 @@ export const HOP_BY_HOP = new Set([
 /**
  * Headers a client could use to impersonate the gateway's view of the
  * request. They are rebuilt by the forwarded-headers stage from what the
- * gateway itself saw (and trusted proxies said).
+ * gateway itself saw (and trusted proxies said). Every `x-forwarded*` name is
+ * one too, matched by prefix (isClientForwarding).
  */
-export const CLIENT_FORWARDING_HEADERS = new Set([
+const CLIENT_FORWARDING_HEADERS = new Set([
   'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
-  'x-forwarded-server',
   'x-real-ip',
   'x-client-ip',
   'true-client-ip',
@@ -39,8 +34,7 @@ export const CLIENT_FORWARDING_HEADERS = new Set([
   'x-original-uri',
   'x-rewrite-url',
   'x-correlation-id',
-  // other spellings of the client's address, scheme or host that frameworks read
-  // (Rack's X-Forwarded-Ssl, PHP apps' HTTP_CLIENT_IP...); every x-forwarded* is matched by prefix
+  // other spellings of the client's address, scheme or host that frameworks read (PHP apps' HTTP_CLIENT_IP...)
   'x-original-forwarded-for',
   'client-ip',
   'x-cluster-client-ip',
@@ -56,6 +50,11 @@ export const CLIENT_FORWARDING_HEADERS = new Set([
   // the client cannot ask us to hold the body: the gateway answers 100-continue itself
   'expect',
 ]);
+
+/** (Rack reads X-Forwarded-Ssl and -Scheme, others -Uri or -Path: no list of them is complete.) */
+function isClientForwarding(key: string): boolean {
+  return CLIENT_FORWARDING_HEADERS.has(key) || key.startsWith('x-forwarded');
+}
 
 export const CORRELATION_HEADER = 'x-correlation-id';
 
@@ -81,7 +80,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const key in incoming) {
-    if (HOP_BY_HOP.has(key) || CLIENT_FORWARDING_HEADERS.has(key) || key.startsWith('x-forwarded') || appStrip.has(key) || (named && named.has(key))) continue;
+    if (HOP_BY_HOP.has(key) || isClientForwarding(key) || appStrip.has(key) || (named && named.has(key))) continue;
     // Underscore and dot spellings can be folded into the same variable by CGI-style
     // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
     if ((key.includes('_') || key.includes('.')) && appStrip.has(key.replace(/[_.]/g, '-'))) continue;

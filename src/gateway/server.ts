@@ -298,18 +298,20 @@ export class GatewayServer {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');
       if (!socket.writable) return socket.destroy();
-      // A request pipelined before the malformed one may still be answering. Its answer goes
-      // first: a 400 written now would be read as the answer to that earlier request, which the
-      // app did run (a client retrying it would run it twice).
+      const refuse = () => endWithProblem(socket, status, 'The request is malformed.', correlationId);
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
-      // (when the pending request's own body is what failed to parse, its answer cannot wait for it)
-      if (pending?.headersSent && !pending.req?.complete) return socket.destroy();
-      if (pending && !pending.writableFinished && pending.req?.complete) {
-        pending.once('finish', () => (socket.writable ? endWithProblem(socket, status, 'The request is malformed.', correlationId) : socket.destroy()));
+      if (pending && !pending.req?.complete) {
+        // The pending request's own body is what failed to parse: its answer cannot wait for the rest.
+        if (pending.headersSent) return socket.destroy();
+      } else if (pending && !pending.writableFinished) {
+        // A request pipelined before the malformed one is still answering. Its answer goes first: a
+        // 400 written now would be read as the answer to that request, which the app did run (a
+        // client retrying it would run it twice).
+        pending.once('finish', () => (socket.writable ? refuse() : socket.destroy()));
         pending.once('close', () => pending.writableFinished || socket.destroy());
         return;
       }
-      endWithProblem(socket, status, 'The request is malformed.', correlationId);
+      refuse();
     });
     // The gateway is not a forward proxy: CONNECT gets an answer, not a silently closed socket.
     server.on('connect', (req: http.IncomingMessage, socket) => {
