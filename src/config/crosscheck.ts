@@ -42,6 +42,18 @@ export interface CrossCheckInput {
 /** a DNS name as a certificate carries it: dot-separated labels of letters, digits and inner hyphens */
 const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+/**
+ * Why a path written in the config would never meet a request path (those are compared
+ * normalized), or undefined when it is in that form. `show` quotes the path as the message
+ * about its key does.
+ */
+function pathFormProblem(path: string, show: (p: string) => string, verb: 'match' | 'start with'): string | undefined {
+  const canonical = canonicalPath(path);
+  if (canonical === path) return undefined;
+  if (canonical === undefined) return `no request path can ${verb} ${show(path)} (an encoded slash, or ';' parameters on a segment)`;
+  return `request paths are compared in normalized form, so ${show(path)} would never match: write ${show(canonical)}`;
+}
+
 export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const { raw, configDir } = input;
   const issues: CrossIssue[] = [];
@@ -174,9 +186,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const when = isObj(p.when) ? p.when : {};
     arr(when.apps).forEach((a, i) => typeof a === 'string' && !appNames.has(a.toLowerCase()) && err(['policies', name, 'when', 'apps', i], `unknown app ${JSON.stringify(a)}`));
     arr(when.paths).forEach((g, i) => {
-      if (typeof g !== 'string' || !g.startsWith('/')) return;
-      const canonical = canonicalPath(g);
-      if (canonical !== g) err(['policies', name, 'when', 'paths', i], canonical === undefined ? `no request path can match ${JSON.stringify(g)} (an encoded slash, or ';' parameters on a segment)` : `request paths are compared in normalized form, so ${JSON.stringify(g)} would never match: write ${JSON.stringify(canonical)}`);
+      const problem = typeof g === 'string' && g.startsWith('/') ? pathFormProblem(g, JSON.stringify, 'match') : undefined;
+      if (problem) err(['policies', name, 'when', 'paths', i], problem);
     });
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !(l in locations) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
@@ -209,8 +220,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         if (scheme === 'https' && listen.https === undefined) err(at('externalUrl'), 'is https but gateway.listen.https is not set');
         if (scheme === 'http' && listen.http === undefined) err(at('externalUrl'), 'is http but gateway.listen.http is not set');
         if (scheme === 'http' && listen.https !== undefined) err(at('externalUrl'), 'is http, but with an https listener the http listener only redirects to https');
-        const canonical = canonicalPath(ext.pathname);
-        if (canonical !== ext.pathname) err(at('externalUrl'), canonical === undefined ? `no request path can start with ${ext.pathname} (an encoded slash, or ';' parameters on a segment)` : `request paths are compared in normalized form, so ${ext.pathname} would never match: write ${canonical}`);
+        const problem = pathFormProblem(ext.pathname, (p) => p, 'start with');
+        if (problem) err(at('externalUrl'), problem);
         const host = ext.hostname.toLowerCase().replace('%2a', '*');
         const prefix = ext.pathname.endsWith('/') ? ext.pathname : ext.pathname + '/';
         const key = `${host}${prefix}`;

@@ -66,22 +66,13 @@ export async function readConfigText(file: string): Promise<string> {
 
 /** Offset of the first byte of the first invalid UTF-8 sequence (the input is known to hold one). */
 function firstInvalidUtf8(bytes: Buffer): number {
-  // The shortest prefix that fails to decode ends where the decoder noticed; a prefix cut inside a
-  // valid sequence decodes (stream: true holds the partial sequence back), so the search is monotone.
-  let lo = 0;
-  let hi = bytes.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid + 1), { stream: true });
-      lo = mid + 1;
-    } catch {
-      hi = mid;
-    }
-  }
-  const noticed = Math.min(lo, bytes.length - 1);
-  // Noticed on a byte that does not continue the sequence before it (Latin-1 "é\n"): the error is
-  // that sequence's lead byte, which is at most 3 bytes back.
+  // Lenient decoding turns each invalid sequence into U+FFFD and leaves the rest as it was: encoded
+  // again, the text first differs from the bytes inside (or right after) the first invalid sequence.
+  const again = Buffer.from(bytes.toString('utf8'), 'utf8');
+  let noticed = 0;
+  while (noticed < bytes.length - 1 && bytes[noticed] === again[noticed]) noticed++;
+  // Noticed on a byte that does not continue the sequence before it (Latin-1 "é\n", or "\xef\xbfA"
+  // that began like U+FFFD): the error is that sequence's lead byte, which is at most 3 bytes back.
   for (let i = noticed - 1; i >= Math.max(0, noticed - 3); i--) {
     const b = bytes[i]!;
     if ((b & 0xc0) === 0x80) continue;
