@@ -7,7 +7,7 @@
  */
 import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Identity } from '../pipeline/stage.js';
-import { identityFromClaims, userFromClaims, type ClaimNames } from './claims.js';
+import { identityFromClaims, type ClaimNames } from './claims.js';
 
 export interface BearerOptions {
   issuer: string;
@@ -136,8 +136,9 @@ export class BearerVerifier {
       const missing = this.opts.requiredScopes.filter((s) => !granted.has(s));
       if (missing.length) throw new BearerError('scope', `The token lacks the required scope ${missing.join(' ')}.`, undefined, 'insufficient_scope');
     }
-    if (!userFromClaims(payload, this.opts.claimNames)) throw new BearerError('user', 'The token names no user.', this.opts.claimNames.user ? `no string ${this.opts.claimNames.user} claim` : 'no preferred_username, upn, email or sub claim');
-    return { identity: identityFromClaims(payload, this.opts.claimNames, 'bearer'), payload };
+    const identity = identityFromClaims(payload, this.opts.claimNames, 'bearer');
+    if (!identity) throw new BearerError('user', 'The token names no user.', this.opts.claimNames.user ? `no string ${this.opts.claimNames.user} claim` : 'no preferred_username, upn, email or sub claim');
+    return { identity, payload };
   }
 }
 

@@ -22,9 +22,10 @@ export function userFromClaims(claims: Record<string, unknown>, names: ClaimName
   return names.user !== undefined ? firstString(claims[names.user]) : firstString(claims.preferred_username, claims.upn, claims.email, claims.sub);
 }
 
-export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity {
+/** The identity a token's claims give, or undefined when they name no user. */
+export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity | undefined {
   const user = userFromClaims(claims, names);
-  if (!user) throw new Error('the token names no user');
+  if (!user) return undefined;
   const raw = claims[names.groups];
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined;

@@ -17,7 +17,6 @@ import { sendError } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { ProviderUnavailableError } from './discovery.js';
-import { userFromClaims } from './claims.js';
 import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -115,14 +114,14 @@ const callbackHandler =
       if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
       return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
     }
-    let session: { setCookie: string };
+    let session: Awaited<ReturnType<typeof createSessionCookie>>;
     try {
       session = await createSessionCookie(rt, app, ctx.host, ctx.protocol, claims);
     } catch (e) {
       if (e instanceof SessionTooLargeError) return fail(431, 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.', e.message, [clear]);
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
-    log.info({ correlationId: ctx.id, app: app.name, user: userFromClaims(claims, rt.claimNames) ?? claims.sub, acr: claims.acr, amr: claims.amr }, 'signed in');
+    log.info({ correlationId: ctx.id, app: app.name, user: session.identity.user, acr: claims.acr, amr: claims.amr }, 'signed in');
     const target = safeReturnUrl(st.r, { origin, prefix: app.prefix });
     // A SameSite=Strict cookie is not sent on a redirect chain that started at the provider (another
     // site): the browser would come back without it and sign in again, forever. A page on our own
