@@ -64,3 +64,10 @@ export class UsageError extends DrawbridgeError {
  * (no stack trace) and exits 1. `code` is the cause's (EADDRINUSE, ERR_TLS_CERT_ALTNAME_INVALID, ...).
  */
 export class OperationalError extends DrawbridgeError {}
+
+/** A pipeline stage returned a decision the contract does not allow (the request fails with 500). */
+export class InvalidDecisionError extends DrawbridgeError {
+  constructor(problem: string) {
+    super('ERR_INVALID_DECISION', `invalid decision: ${problem}`);
+  }
+}

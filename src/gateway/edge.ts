@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
 import type { Decision, RequestContext, StepUp } from '../pipeline/stage.js';
+import { decisionProblem } from '../pipeline/decisionProblem.js';
+import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
 import { clientAddress } from './clientAddress.js';
 import { sendError } from './errorPages.js';
@@ -256,26 +258,69 @@ export class Edge {
   private runStages(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, from: number, outcome: Outcome): void {
     const stages = app.stages;
     for (let i = from; i < stages.length; i++) {
+      const stage = stages[i]!;
       let d: Decision | Promise<Decision>;
       try {
-        d = stages[i]!.run(ctx);
+        d = stage.run(ctx);
       } catch (e) {
-        return this.fail(req, res, ctx.id, outcome, e, stages[i]!.name);
+        return this.fail(req, res, ctx.id, outcome, e, stage.name);
       }
-      if (typeof (d as Promise<Decision>).then === 'function') {
+      if (d !== null && typeof d === 'object' && typeof (d as Promise<Decision>).then === 'function') {
+        // A stage that never settles must not hold the client (or its generation) for good:
+        // it gets as long as the app's backend, then the client gets a 504 naming it.
+        let settled = false;
+        const deadline = setTimeout(() => {
+          settled = true;
+          this.stageTimedOut(req, res, ctx.id, outcome, stage.name, app.timeoutMs);
+        }, app.timeoutMs);
+        const settle = (): boolean => {
+          if (settled) return false;
+          settled = true;
+          clearTimeout(deadline);
+          return !res.destroyed;
+        };
         (d as Promise<Decision>).then(
           (resolved) => {
-            if (res.destroyed) return;
-            if (this.apply(req, res, ctx, resolved, outcome)) this.runStages(req, res, ctx, app, i + 1, outcome);
+            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage.name)) this.runStages(req, res, ctx, app, i + 1, outcome);
           },
-          (e) => this.fail(req, res, ctx.id, outcome, e, stages[i]!.name),
+          (e) => {
+            if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
+          },
         );
         return;
       }
-      if (!this.apply(req, res, ctx, d as Decision, outcome)) return;
+      if (!this.applyChecked(req, res, ctx, d as Decision, outcome, stage.name)) return;
     }
     outcome.decision = 'allow';
-    this.forward(req, res, ctx, app, outcome);
+    try {
+      this.forward(req, res, ctx, app, outcome);
+    } catch (e) {
+      this.fail(req, res, ctx.id, outcome, e);
+    }
+  }
+
+  /** A malformed decision, or one the response machinery refuses, fails this request, never the process. */
+  private applyChecked(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, d: Decision, outcome: Outcome, stage: string): boolean {
+    const problem = decisionProblem(d);
+    if (problem) {
+      this.fail(req, res, ctx.id, outcome, new InvalidDecisionError(problem), stage);
+      return false;
+    }
+    try {
+      return this.apply(req, res, ctx, d, outcome);
+    } catch (e) {
+      this.fail(req, res, ctx.id, outcome, e, stage);
+      return false;
+    }
+  }
+
+  private stageTimedOut(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, stage: string, timeoutMs: number): void {
+    outcome.decision = 'error';
+    outcome.reasons = [`stage ${stage}: no decision within ${timeoutMs / 1000} s`];
+    this.log.error({ correlationId: id, app: outcome.app, stage, timeoutMs }, 'a stage did not decide in time');
+    if (res.destroyed) return;
+    if (!res.headersSent) sendError(res, req.headers, { status: 504, reason: 'The gateway timed out while checking this request.', correlationId: id, app: outcome.app });
+    else res.destroy();
   }
 
   /** Applies one decision; true means go on to the next stage. */

@@ -39,6 +39,8 @@ export class BearerError extends Error {
 
 const ALLOWED_HEADER = new Set(['alg', 'kid', 'typ', 'x5t', 'x5t#S256', 'cty']);
 const ACCESS_TOKEN_TYPES = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
+/** Text from the unverified token header, as messages may quote it: short, printable ASCII only. */
+const shown = (s: string): string => (s.length > 40 ? `${s.slice(0, 40)}...` : s).replace(/[^\x20-\x7e]/g, '?');
 
 /** How long a verified token is remembered (bounded by its own exp). */
 export const VERIFIED_CACHE_MS = 60_000;
@@ -106,10 +108,10 @@ export class BearerVerifier {
       throw new BearerError('format', 'The bearer token header cannot be read.');
     }
     const alg = String(header.alg ?? '');
-    if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg || '(none)'} is not accepted.`);
+    if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg ? shown(alg) : '(none)'} is not accepted.`);
     if (!parts[2]) throw new BearerError('format', 'The bearer token is not signed.');
     for (const k of Object.keys(header)) {
-      if (!ALLOWED_HEADER.has(k)) throw new BearerError('header', `The token header parameter ${k} is not accepted.`);
+      if (!ALLOWED_HEADER.has(k)) throw new BearerError('header', `The token header parameter ${shown(k)} is not accepted.`);
     }
     if (header.typ !== undefined && !ACCESS_TOKEN_TYPES.has(String(header.typ).toLowerCase())) throw new BearerError('typ', 'The token is not an access token.');
 

@@ -46,6 +46,25 @@ describe('identity: bearer tokens', function () {
       assert.equal(res.headers.location, undefined);
     });
 
+    it('a token header the client wrote is never echoed raw into WWW-Authenticate: 401, and the gateway keeps serving', async () => {
+      const junk = (header: Record<string, unknown>) => `${b64(header)}.${b64({ sub: 'x' })}.c2ln`;
+      for (const [header, check] of [
+        [{ alg: '€', typ: 'JWT' }, 'alg'],
+        [{ alg: 'none\r\nSet-Cookie: a=1' }, 'alg'],
+        [{ alg: 'RS256', 'x\r\ny': 1 }, 'header'],
+        [{ alg: 'A'.repeat(2000) }, 'alg'],
+      ] as const) {
+        const res = await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${junk(header)}` } });
+        assert.equal(res.status, 401, JSON.stringify(header).slice(0, 40));
+        const challenge = String(res.headers['www-authenticate']);
+        assert.match(challenge, /^Bearer .*error="invalid_token", error_description="[\x20-\x7e]{1,200}"$/);
+        assert.equal(res.headers['set-cookie'], undefined);
+        assert.equal(res.json().check, check);
+      }
+      const token = await s.idp.clientCredentialsToken('api://web');
+      assert.equal((await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } })).status, 200, 'still serving');
+    });
+
     it('requiredScopes: a token with the scope passes', async () => {
       const token = await s.idp.clientCredentialsToken('api://secret', 'user_impersonation');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}` } });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import type { AppConfig } from '../../src/config/schema.js';
-import type { RequestContext, Stage } from '../../src/pipeline/stage.js';
+import type { Decision, RequestContext, Stage } from '../../src/pipeline/stage.js';
 import { eventually, request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
 
 /**
@@ -20,6 +20,17 @@ function stagesFor(app: AppConfig): Stage[] {
       if (mode === 'nope') return new Promise((r) => setTimeout(() => r({ kind: 'deny', status: 403, reasons: ['async says no'], publicReason: 'Not today.' }), 20));
       if (mode === 'answer') return { kind: 'respond', status: 200, headers: { 'content-type': 'text/plain' }, body: 'answered by sso' };
       if (mode === 'later') return Promise.resolve({ kind: 'continue', setHeaders: trail(ctx, 'sso') });
+      // What a JavaScript plugin can return although the contract's types forbid it.
+      const untyped = (d: unknown) => d as Decision;
+      if (mode === 'nothing') return Promise.resolve(untyped(null));
+      if (mode === 'nullsync') return untyped(null);
+      if (mode === 'noreasons') return Promise.resolve(untyped({ kind: 'deny', status: 403 }));
+      if (mode === 'statuszero') return untyped({ kind: 'deny', status: 0, reasons: ['zero'] });
+      if (mode === 'badheader') return Promise.resolve(untyped({ kind: 'respond', status: 200, headers: { 'x-note': 'a\r\nset-cookie: x=1' }, body: 'no' }));
+      if (mode === 'badlocation') return Promise.resolve(untyped({ kind: 'redirect', location: '/x\r\nset-cookie: x=1' }));
+      if (mode === 'badupstream') return Promise.resolve(untyped({ kind: 'continue', setHeaders: { 'x-user': 'a\nb' } }));
+      if (mode === 'bogus') return untyped({ kind: 'bogus' });
+      if (mode === 'hang') return new Promise<Decision>(() => {});
       return { kind: 'continue', setHeaders: trail(ctx, 'sso') };
     }),
     stage('access', (ctx) => ({ kind: 'continue', setHeaders: trail(ctx, 'access') })),
@@ -87,6 +98,38 @@ apps:${apps}
       assert.equal(backend.received.length, before, 'deny and respond forward nothing');
       const line = gw.logs.find((l) => l.correlationId === no.headers['x-correlation-id']);
       assert.deepEqual(line?.reasons, ['async says no'], 'the full reason is logged');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('fails a malformed or unsettled decision with an answer for that request, and keeps serving', async () => {
+    const modes = ['Nothing', 'NullSync', 'NoReasons', 'StatusZero', 'BadHeader', 'BadLocation', 'BadUpstream', 'Bogus'];
+    const hang = `
+  - name: Hang
+    externalUrl: http://hang.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    backendTimeout: 400ms`;
+    const gw = await startGateway(config(modes.map((m) => app(m, backend.url)).join('') + hang + app('Plain', backend.url)), hooks);
+    try {
+      const before = backend.received.length;
+      for (const m of modes) {
+        const res = await request(`${gw.url}/`, { headers: { host: `${m.toLowerCase()}.test`, accept: 'application/json' } });
+        assert.equal(res.status, 500, m);
+        assert.equal(res.headers['set-cookie'], undefined, `${m}: nothing of the decision is sent`);
+        assert.ok(res.headers['x-correlation-id'], m);
+        const line = gw.logs.find((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 50);
+        assert.equal(line?.stage, 'sso-test', `${m}: the error names the stage`);
+      }
+      const started = Date.now();
+      const hung = await request(`${gw.url}/`, { headers: { host: 'hang.test', accept: 'application/json' } });
+      assert.equal(hung.status, 504);
+      assert.ok(Date.now() - started < 3000, 'answered at the app\'s backendTimeout');
+      assert.ok(gw.logs.some((l) => l.correlationId === hung.headers['x-correlation-id'] && l.stage === 'sso-test' && /did not decide/.test(String(l.msg))));
+      assert.equal(backend.received.length, before, 'nothing reached the app');
+      assert.equal((await request(`${gw.url}/`, { headers: { host: 'plain.test' } })).status, 200, 'the gateway still serves');
+      await eventually(() => gw.server.generation!.inFlight === 0, 1000);
     } finally {
       await gw.stop();
     }

@@ -36,6 +36,11 @@ export const oidcPreauth: Plugin<OidcStageOptions> = {
 };
 
 const json = (body: unknown) => JSON.stringify(body);
+/**
+ * RFC 6750 allows only printable ASCII other than `"` and `\` in error_description. Messages can
+ * quote the token's own header (its alg, its parameter names), which the client controls.
+ */
+const NOT_IN_ERROR_DESCRIPTION = /[^\x20\x21\x23-\x5b\x5d-\x7e]/g;
 
 class OidcStage implements Stage {
   readonly name = 'oidc';
@@ -90,7 +95,7 @@ class OidcStage implements Stage {
 
   private unauthorized(ctx: RequestContext, description: string, error?: 'invalid_token' | 'insufficient_scope', cookies: string[] = [], check?: string, status = 401): Decision {
     const realm = `realm="${this.app.name}"`;
-    const challenge = error ? `Bearer ${realm}, error="${error}", error_description="${description.replace(/["\\]/g, '')}"` : `Bearer ${realm}`;
+    const challenge = error ? `Bearer ${realm}, error="${error}", error_description="${description.replace(NOT_IN_ERROR_DESCRIPTION, '')}"` : `Bearer ${realm}`;
     const headers: Record<string, string | string[]> = { 'www-authenticate': challenge, 'content-type': 'application/json', 'cache-control': 'no-store', 'x-drawbridge-correlation-id': ctx.id };
     if (cookies.length) headers['set-cookie'] = cookies;
     return {

@@ -1,0 +1,68 @@
+/**
+ * What is wrong with a stage's decision, if anything. Third-party stages are
+ * JavaScript as often as TypeScript, so nothing guarantees the shape the
+ * contract declares; the edge checks each decision before acting on it, and a
+ * malformed one fails that request (500, naming the stage) instead of
+ * throwing inside the response machinery, where it would take the process
+ * down or leave the client without an answer.
+ */
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { CONTINUE } from './stage.js';
+
+const KINDS = new Set(['continue', 'deny', 'redirect', 'respond']);
+
+function statusProblem(status: unknown, min: number, what: string): string | undefined {
+  if (!Number.isInteger(status) || (status as number) < min || (status as number) > 599) return `${what} status must be an integer from ${min} to 599 (got ${String(status)})`;
+  return undefined;
+}
+
+function reasonsProblem(reasons: unknown, required: boolean): string | undefined {
+  if (reasons === undefined && !required) return undefined;
+  if (!Array.isArray(reasons) || reasons.some((r) => typeof r !== 'string')) return 'reasons must be an array of strings';
+  return undefined;
+}
+
+function headersProblem(headers: unknown, what: string): string | undefined {
+  if (headers === undefined) return undefined;
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return `${what} must be an object of header names to values`;
+  for (const [name, value] of Object.entries(headers)) {
+    try {
+      validateHeaderName(name);
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (typeof v !== 'string') throw new TypeError(`the value of ${JSON.stringify(name)} is not a string`);
+        validateHeaderValue(name, v);
+      }
+    } catch (e) {
+      return `${what}: ${(e as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
+export function decisionProblem(d: unknown): string | undefined {
+  if (d === CONTINUE) return undefined;
+  if (d === null || typeof d !== 'object') return `the decision is ${d === null ? 'null' : typeof d}, not an object`;
+  const kind = (d as { kind?: unknown }).kind;
+  if (typeof kind !== 'string' || !KINDS.has(kind)) return `unknown decision kind ${JSON.stringify(kind) ?? 'undefined'}`;
+  const x = d as Record<string, unknown>;
+  switch (kind) {
+    case 'continue':
+      return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders');
+    case 'deny':
+      return statusProblem(x.status, 400, 'a deny') ?? reasonsProblem(x.reasons, true) ?? headersProblem(x.headers, 'headers') ?? (x.publicReason !== undefined && typeof x.publicReason !== 'string' ? 'publicReason must be a string' : undefined);
+    case 'redirect':
+      return (
+        (typeof x.location !== 'string' ? 'a redirect needs a location string' : headersProblem({ location: x.location }, 'location')) ??
+        (x.status !== undefined && x.status !== 302 && x.status !== 303 && x.status !== 307 ? `a redirect status must be 302, 303 or 307 (got ${String(x.status)})` : undefined) ??
+        reasonsProblem(x.reasons, false) ??
+        headersProblem(x.headers, 'headers')
+      );
+    default:
+      return (
+        statusProblem(x.status, 200, 'a respond') ??
+        reasonsProblem(x.reasons, false) ??
+        headersProblem(x.headers, 'headers') ??
+        (x.body !== undefined && typeof x.body !== 'string' && !Buffer.isBuffer(x.body) ? 'a respond body must be a string or a Buffer' : undefined)
+      );
+  }
+}
