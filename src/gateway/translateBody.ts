@@ -8,6 +8,12 @@
  * split or changed. The scheme and host match without regard to case, as
  * browsers read them.
  *
+ * A partial response (206, or anything with Content-Range) passes untouched:
+ * its range counts the app's bytes. A rewritten body says `Accept-Ranges:
+ * none`, since the app can only serve ranges of its own bytes. Range requests
+ * still reach the app: dropping them would cost every video and download on
+ * the app its seeking and resuming, for pages that are rarely asked in parts.
+ *
  * Only uncompressed bodies are rewritten: the gateway asks the app for
  * `accept-encoding: identity` (edge.ts), and a body that comes compressed
  * anyway passes untouched rather than being inflated here. The rewritten
@@ -34,6 +40,9 @@ export interface BodyTranslation {
  */
 export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders, acceptEncoding?: string | string[]): Transform | undefined {
   if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) return undefined;
+  // A part of the app's body (206, or a 416 naming its length) is counted in the app's bytes: rewritten,
+  // it would no longer fit its Content-Range, and a client putting parts together would corrupt the file.
+  if (status === 206 || headers['content-range'] !== undefined) return undefined;
   const type = headers['content-type'];
   if (typeof type !== 'string' || !TRANSLATABLE.test(type)) return undefined;
   const encoding = headers['content-encoding'];
@@ -43,6 +52,8 @@ export function bodyTranslator(t: BodyTranslation, method: string, status: numbe
   if (typeof etag === 'string' && !etag.startsWith('W/')) headers['etag'] = `W/${etag}`;
   const vary = headers['vary'];
   headers['vary'] = vary === undefined || vary === '' ? 'accept-encoding' : `${String(vary)}, accept-encoding`;
+  // The app's ranges are of its own bytes, not of these: a client must not resume or split this body by range.
+  headers['accept-ranges'] = 'none';
   const rewriter = new UrlRewriter(t.from, t.to);
   if (!acceptsGzip(acceptEncoding)) return new Rewrite(rewriter);
   headers['content-encoding'] = 'gzip';

@@ -15,6 +15,7 @@ import type { Duplex, Transform } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { CORRELATION_HEADER, downstreamResponseHeaders } from './headers.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
+import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
 
 export interface ForwardRequest {
   readonly req: IncomingMessage;
@@ -24,8 +25,8 @@ export interface ForwardRequest {
   readonly path: string;
   readonly headers: Record<string, string | string[]>;
   readonly timeoutMs: number;
-  /** rewrites internal URLs in Location and similar headers; undefined: leave them */
-  readonly rewriteLocation?: (value: string) => string;
+  /** rewrites an internal URL in Location, Content-Location and Refresh (translateHeaders.ts); undefined: leave them */
+  readonly rewriteLocation?: UrlRewrite;
   /** rewrites internal URLs in HTML, CSS and JavaScript bodies (translateUrls.body) */
   readonly translateBody?: BodyTranslation;
 }
@@ -55,8 +56,6 @@ export interface BackendTlsOptions {
   serverName?: string;
 }
 
-const REWRITABLE = ['location', 'content-location', 'refresh'] as const;
-
 /**
  * What the client gets for the app's response head: the headers after hygiene
  * and URL translation, and the stream the body must pass through, if any.
@@ -64,12 +63,7 @@ const REWRITABLE = ['location', 'content-location', 'refresh'] as const;
  */
 export function clientResponse(f: ForwardRequest, status: number, headers: Record<string, string | string[]>): { headers: OutgoingHttpHeaders; body?: Transform } {
   const out = downstreamResponseHeaders(headers);
-  if (f.rewriteLocation) {
-    for (const h of REWRITABLE) {
-      const v = out[h];
-      if (typeof v === 'string') out[h] = f.rewriteLocation(v);
-    }
-  }
+  if (f.rewriteLocation) translateHeaders(out, f.rewriteLocation);
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
 }
 

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import type { OutgoingHttpHeaders } from 'node:http';
+import http, { type OutgoingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { gunzipSync } from 'node:zlib';
 import { acceptsGzip, bodyTranslator } from '../../src/gateway/translateBody.js';
+import { request, startGateway, type TestGateway } from '../support/harness.js';
 
 const T = { from: 'http://10.0.0.5:8080/hr/', to: 'https://hr.example.test/' };
 
@@ -29,13 +31,15 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.equal(await through([other]), other);
   });
 
-  it('HTML, XHTML, CSS and JavaScript only; not JSON, images, HEAD, 204 or 304', async () => {
+  it('HTML, XHTML, CSS and JavaScript only; not JSON, images, HEAD, 204, 304 or a part (206, Content-Range)', async () => {
     for (const type of ['text/html', 'application/xhtml+xml', 'text/css; charset=utf-8', 'text/javascript', 'application/javascript']) assert.equal(await through([page], { 'content-type': type }), want, type);
     for (const type of ['application/json', 'image/svg+xml', 'text/plain', 'application/octet-stream', 'text/htmlx']) assert.equal(await through([page], { 'content-type': type }), undefined, type);
     assert.equal(await through([page], {}), undefined, 'no content type');
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'HEAD'), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 304), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 204), undefined);
+    assert.equal(await through([page], { 'content-type': 'text/html', 'content-range': 'bytes 0-9/100' }, 'GET', 206), undefined, 'a part of the body');
+    assert.equal(await through([page], { 'content-type': 'text/html', 'content-range': 'bytes */100' }, 'GET', 416), undefined, 'any answer with Content-Range');
   });
 
   it('gzipped again for a client that accepts gzip, whatever the cuts; Vary says so', async () => {
@@ -64,5 +68,75 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.ok(bodyTranslator(T, 'GET', 200, plain));
     assert.equal(plain['content-length'], undefined);
     assert.equal(plain.etag, 'W/"abc"');
+  });
+});
+
+describe('translateUrls.body: ranges through a real app', () => {
+  let app: http.Server;
+  let base: string;
+  let gw: TestGateway;
+  /** the page as the app stores it; every byte range it serves is of these bytes */
+  const page = () => Buffer.from(`<html><a href="${base}/people">People</a> <img src="${base}/logo.png"> ${'x'.repeat(100)}</html>`);
+  before(async () => {
+    // An app that serves one HTML page with byte ranges, as static file servers do.
+    app = http.createServer((req, res) => {
+      const body = page();
+      const m = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
+      const common = { 'content-type': 'text/html', 'accept-ranges': 'bytes', etag: '"v1"' };
+      if (!m) return void res.writeHead(200, { ...common, 'content-length': body.length }).end(body);
+      const from = Number(m[1]);
+      const to = Math.min(m[2] ? Number(m[2]) : body.length - 1, body.length - 1);
+      if (from >= body.length) return void res.writeHead(416, { 'content-type': 'text/html', 'content-range': `bytes */${body.length}` }).end(`<p>see ${base}/</p>`);
+      res.writeHead(206, { ...common, 'content-range': `bytes ${from}-${to}/${body.length}`, 'content-length': to - from + 1 }).end(body.subarray(from, to + 1));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    gw = await startGateway(`
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Translated
+    externalUrl: http://tr.test/
+    internalUrl: ${base}/
+    preAuth: passthrough
+    translateUrls: { body: true }
+`);
+  });
+  after(async () => {
+    await gw.stop();
+    await new Promise((r) => app.close(r));
+  });
+
+  it('a 206 passes untouched: its bytes, Content-Range and Content-Length are the app’s, so parts put together are the app’s page', async () => {
+    const full = page();
+    const parts: Buffer[] = [];
+    for (const [from, to] of [[0, 59], [60, 119], [120, '']] as const) {
+      const res = await request(`${gw.url}/page`, { headers: { host: 'tr.test', range: `bytes=${from}-${to}`, 'accept-encoding': 'gzip' } });
+      assert.equal(res.status, 206);
+      const end = to === '' ? full.length - 1 : to;
+      assert.equal(res.headers['content-range'], `bytes ${from}-${end}/${full.length}`);
+      assert.equal(res.headers['content-length'], String(end - from + 1));
+      assert.equal(res.headers['content-encoding'], undefined, 'not gzipped either');
+      assert.deepEqual(res.raw, full.subarray(from, end + 1));
+      parts.push(res.raw);
+    }
+    assert.deepEqual(Buffer.concat(parts), full);
+  });
+
+  it('a 416 with Content-Range passes untouched', async () => {
+    const res = await request(`${gw.url}/page`, { headers: { host: 'tr.test', range: 'bytes=9999-' } });
+    assert.equal(res.status, 416);
+    assert.equal(res.headers['content-range'], `bytes */${page().length}`);
+    assert.equal(res.body, `<p>see ${base}/</p>`);
+  });
+
+  it('the whole page is rewritten and says it cannot be asked for in ranges', async () => {
+    const res = await request(`${gw.url}/page`, { headers: { host: 'tr.test' } });
+    assert.equal(res.status, 200);
+    assert.match(res.body, /href="http:\/\/tr\.test\/people"/);
+    assert.ok(!res.body.includes(base));
+    assert.equal(res.headers['accept-ranges'], 'none');
+    assert.equal(res.headers.etag, 'W/"v1"');
   });
 });
