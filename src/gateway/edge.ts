@@ -27,6 +27,9 @@ import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
 import type { BodyTranslation } from './translateBody.js';
 
+/** Requests one connection may have waiting behind the one being answered; more closes it (nginx serves them one by one too). */
+export const MAX_PIPELINED = 32;
+
 /** Paths the gateway answers itself on every host; they are never forwarded. */
 export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
 
@@ -68,6 +71,8 @@ export class Edge {
   private readonly recheckMs = Number(process.env.DRAWBRIDGE_WS_RECHECK_MS) || 30_000;
   private recheckTimer?: NodeJS.Timeout;
   private rechecking = false;
+  /** requests waiting for their turn behind another response, per connection */
+  private readonly pipelined = new WeakMap<Socket, number>();
 
   constructor(
     private readonly holder: GenerationHolder,
@@ -79,6 +84,11 @@ export class Edge {
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    // Node parses every request pipelined on a connection at once and queues their responses.
+    // A queued request waits for its turn: run at once, one connection would fan out to as many
+    // app requests as it can pipeline, and a response still queued when the client leaves never
+    // closes, so its app request, log line and audit record would be lost.
+    if (!res.socket) return this.waitForTurn(req, res);
     const started = performance.now();
     const id = randomUUID();
     res.setHeader(CORRELATION_HEADER, id);
@@ -102,6 +112,35 @@ export class Edge {
       this.fail(req, res, id, outcome, e);
     }
   };
+
+  private waitForTurn(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    const waiting = (this.pipelined.get(socket) ?? 0) + 1;
+    if (waiting > MAX_PIPELINED) {
+      if (waiting === MAX_PIPELINED + 1) this.log.warn({ client: socket.remoteAddress, limit: MAX_PIPELINED }, 'connection closed: too many pipelined requests waiting');
+      this.pipelined.set(socket, waiting);
+      socket.destroy();
+      return;
+    }
+    this.pipelined.set(socket, waiting);
+    const leave = () => {
+      const left = (this.pipelined.get(socket) ?? 1) - 1;
+      if (left > 0) this.pipelined.set(socket, left);
+      else this.pipelined.delete(socket);
+    };
+    const onClose = () => {
+      // the client left before this request's turn: nothing was routed, forwarded or answered
+      res.removeListener('socket', onTurn);
+      leave();
+    };
+    const onTurn = () => {
+      req.removeListener('close', onClose);
+      leave();
+      this.handle(req, res);
+    };
+    res.once('socket', onTurn);
+    req.once('close', onClose);
+  }
 
   /** WebSocket upgrades run the same pipeline before any 101 is sent. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {

@@ -246,6 +246,51 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(res.json().title, 'Bad gateway');
   });
 
+  describe('pipelined requests', () => {
+    /** Writes `count` pipelined GETs on one connection; resolves with what came back when the socket closes or after `closeAfterMs`. */
+    const pipeline = (paths: string[], closeAfterMs: number) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(gw.port, '127.0.0.1', () => socket.write(paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: echo.test\r\n\r\n`).join('')));
+        let out = '';
+        socket.on('data', (d: Buffer) => (out += d.toString('latin1')));
+        socket.on('error', () => {});
+        const timer = setTimeout(() => socket.destroy(), closeAfterMs);
+        socket.on('close', () => (clearTimeout(timer), resolve(out)));
+      });
+    const answers = (out: string) => out.split('\r\n').filter((l) => /^HTTP\/1\.1 \d{3} /.test(l)).map((l) => l.slice(9, 12));
+
+    it('are forwarded one at a time, in order: a client that leaves takes only its current request to the app, and each forwarded one is logged', async () => {
+      const tag = `p${Date.now()}`;
+      const paths = Array.from({ length: 20 }, (_, i) => `/slow?ms=250&${tag}=${i}`);
+      const before = backend.received.length;
+      const out = await pipeline(paths, 600);
+      assert.deepEqual(answers(out), ['200', '200'], 'two answered in 600 ms, one after the other');
+      await new Promise((r) => setTimeout(r, 800));
+      const got = backend.received.slice(before).filter((r) => r.url.includes(tag));
+      assert.deepEqual(got.map((r) => r.url), paths.slice(0, 3), 'only the answered ones and the one in progress reached the app');
+      for (const r of got) assert.ok(gw.logs.some((l) => l.path === r.url), `${r.url} has its log line`);
+    });
+
+    it('all get their answers when the client waits', async () => {
+      const tag = `q${Date.now()}`;
+      const paths = Array.from({ length: 5 }, (_, i) => `/hello?${tag}=${i}`);
+      const out = await pipeline(paths, 1500);
+      assert.deepEqual(answers(out), ['200', '200', '200', '200', '200']);
+      const order = [...out.matchAll(new RegExp(`${tag}=(\\d)`, 'g'))].map((m) => m[1]);
+      assert.deepEqual(order, ['0', '1', '2', '3', '4'], 'in the order asked');
+    });
+
+    it('too many waiting on one connection closes it: the app sees at most the first', async () => {
+      const tag = `r${Date.now()}`;
+      const before = backend.received.length;
+      const out = await pipeline(Array.from({ length: 200 }, (_, i) => `/slow?ms=300&${tag}=${i}`), 3000);
+      assert.ok(answers(out).length <= 1, `got ${answers(out).length} answers`);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(backend.received.slice(before).filter((r) => r.url.includes(tag)).length <= 1);
+      assert.equal((await request(`${gw.url}/hello`, { headers: { host: 'echo.test' } })).status, 200, 'the gateway still serves');
+    });
+  });
+
   it('answers 504 "Gateway time-out" when the app is slower than backendTimeout', async () => {
     const t0 = Date.now();
     const res = await request(`${gw.url}/slow?ms=3000`, { headers: { host: 'slow.test', accept: 'application/json' } });
