@@ -23,6 +23,7 @@ import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
+import { loggedTarget } from '../observability/loggedTarget.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
 import type { BodyTranslation } from './translateBody.js';
@@ -484,10 +485,10 @@ export class Edge {
     const app = outcome.app ?? '-';
     this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);
+    const target = loggedTarget(req.url);
     if (outcome.app && this.onDecision) {
       try {
-        const q = req.url?.indexOf('?') ?? -1;
-        this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: q >= 0 ? req.url!.slice(0, q) : req.url, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });
+        this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: target.path, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });
       } catch (e) {
         this.log.error({ err: e, correlationId: id }, 'decision could not be recorded');
       }
@@ -497,7 +498,8 @@ export class Edge {
         correlationId: id,
         app,
         method: req.method,
-        path: req.url,
+        path: target.path,
+        ...(target.query !== undefined ? { query: target.query } : {}),
         status,
         ms: Math.round(seconds * 1e4) / 10,
         decision: outcome.decision,

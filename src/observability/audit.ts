@@ -57,7 +57,7 @@ export interface AuditOptions {
 
 const JWT_LIKE = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
 
-export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp'>): AuditDecision {
+export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp' | 'status'>): AuditDecision {
   switch (e.decision) {
     case 'allow':
     case 'upgrade':
@@ -73,7 +73,8 @@ export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp'>): 
     case 'redirect':
       return 'redirect';
     case 'respond':
-      return 'respond';
+      // A stage's own answer with an error status (the 401 for a refused bearer token) refused access.
+      return e.status >= 400 ? 'deny' : 'respond';
     default:
       return 'error';
   }

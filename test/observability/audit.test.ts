@@ -20,6 +20,8 @@ describe('audit log: one JSON line per decision, rotated by size, no secrets', (
     assert.ok(!JSON.stringify(r).includes('eyJ'), JSON.stringify(r));
     assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'upstream-error', status: 502 }, 0).decision, 'allow');
     assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'error', status: 500 }, 0).decision, 'error');
+    assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'respond', status: 401 }, 0).decision, 'deny', 'a refused bearer token (a stage answering 401) is a deny');
+    assert.equal(auditRecordOf({ correlationId: 'c', app: 'A', decision: 'respond', status: 200 }, 0).decision, 'respond');
   });
 
   it('rotates at the size limit, keeps N files, and counts every decision', async () => {
