@@ -14,6 +14,7 @@ import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
+import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
 import { gatewayOwned } from './gatewayOwned.js';
 import { Generation, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage } from './stage.js';
@@ -112,7 +113,9 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
 
   const owned = gatewayOwned(config);
   const strip = new Set<string>(owned.headers);
-  for (const s of stages) for (const h of s.stripHeaders ?? []) strip.add(h.toLowerCase());
+  // A name written with `_` or `.` also covers its dashed spelling: the edge folds a client's
+  // `_`/`.` to `-` before looking a name up, and a CGI-style backend reads all three as one.
+  for (const h of stripNamesFor(stages.flatMap((s) => s.stripHeaders ?? []))) strip.add(h);
 
   const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(deps.configDir, p));
   return Object.freeze({
