@@ -15,7 +15,7 @@ import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
-import { gatewayOwned } from './gatewayOwned.js';
+import { gatewayOwned, ownedHeaders } from './gatewayOwned.js';
 import { Generation, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage } from './stage.js';
 
@@ -53,35 +53,42 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
   const byName = new Map<string, Plugin<any>>(deps.plugins.map((l) => [l.plugin.name, l.plugin]));
   const router = new Router<CompiledApp>();
   const apps = new Map<string, CompiledApp>();
+  const staged: { app: AppConfig; stages: Stage[] }[] = [];
   const built: CompiledApp[] = [];
   const stateDir = deps.stateDir ?? resolve(deps.configDir, config.gateway.stateDir ?? './state');
+  const failed = (app: AppConfig, e: unknown) => (e instanceof DrawbridgeError ? e : new CompileError(app.name, e as Error));
   try {
-    for (const appCfg of config.apps as AppConfig[]) {
+    for (const app of config.apps as AppConfig[]) {
       try {
-        const app = await compileApp(appCfg, config, deps, byName, stateDir);
+        staged.push({ app, stages: await stagesOf(app, config, deps, byName, stateDir) });
+      } catch (e) {
+        throw failed(app, e);
+      }
+    }
+    // Known only once every app's stages exist: what one app's stage strips, every app drops.
+    const owned = ownedHeaders(config, staged.flatMap(({ stages }) => stages.flatMap((s) => s.stripHeaders ?? [])));
+    for (const { app: appCfg, stages } of staged) {
+      try {
+        const app = finishApp(appCfg, config, deps, stages, owned);
         built.push(app);
         apps.set(app.name, app);
         const ext = new URL(appCfg.externalUrl.replace('://*.', '://wildcard---.'));
         router.add(hostPatternOf(ext).replace(/^wildcard---\./, '*.'), prefixOf(ext), app);
       } catch (e) {
-        throw e instanceof DrawbridgeError ? e : new CompileError(appCfg.name, e as Error);
+        throw failed(appCfg, e);
       }
     }
   } catch (e) {
     // Nothing of a half-built generation may stay open.
-    for (const app of built) {
-      for (const s of app.stages) await Promise.resolve(s.dispose?.()).catch(() => undefined);
-      await app.upstream.close().catch(() => undefined);
-    }
+    for (const { stages } of staged) for (const s of stages) await Promise.resolve(s.dispose?.()).catch(() => undefined);
+    for (const app of built) await app.upstream.close().catch(() => undefined);
     throw e;
   }
   const trusted = new CidrSet(config.gateway.trustedProxies ?? []);
   return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger);
 }
 
-async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<CompiledApp> {
-  const internalUrl = new URL(app.internalUrl);
-  const external = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+async function stagesOf(app: AppConfig, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<Stage[]> {
   const ctx: PluginContext = {
     logger: deps.logger.child({ app: app.name }),
     now: deps.now ?? Date.now,
@@ -110,11 +117,17 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
   // A pipeline without its authentication stage must never be built: fail closed.
   if (!stages.some((s) => s.kind === 'preauth')) throw new Error(`no pre-authentication stage for preAuth ${preAuth}`);
   stages.sort((a, b) => STAGE_KINDS.indexOf(a.kind) - STAGE_KINDS.indexOf(b.kind));
+  return stages;
+}
 
-  const owned = gatewayOwned(config);
-  const strip = new Set<string>(owned.headers);
+function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: Stage[], owned: ReadonlySet<string>): CompiledApp {
+  const internalUrl = new URL(app.internalUrl);
+  const external = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+  const preAuth = app.preAuth ?? 'oidc';
+  const strip = new Set<string>(owned);
   // A name written with `_` or `.` also covers its dashed spelling: the edge folds a client's
   // `_`/`.` to `-` before looking a name up, and a CGI-style backend reads all three as one.
+  // (This app's own list also holds what ownedHeaders leaves to each app, such as Authorization.)
   for (const h of stripNamesFor(stages.flatMap((s) => s.stripHeaders ?? []))) strip.add(h);
 
   const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(deps.configDir, p));
@@ -128,7 +141,7 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
     preAuth,
     stages: Object.freeze(stages),
     stripHeaders: strip,
-    isGatewayCookie: owned.isCookie,
+    isGatewayCookie: gatewayOwned(config).isCookie,
     timeoutMs: timeoutOf(app.backendTimeout),
     websockets: app.websockets === true,
     translateHeaders: app.translateUrls?.headers !== false,
