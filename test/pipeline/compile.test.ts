@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../support/harness.js';
+import { startGateway, tempDir } from '../support/harness.js';
 import { Browser, startStack, type Stack } from '../identity/support.js';
 
 /** An sso plugin that carries a ticket in the header its options name, as kcd-shim does with delegationHeader. */
@@ -48,4 +48,64 @@ describe('pipeline: compile turns a plugin\'s stripHeaders into what the edge dr
     assert.equal(h['x-kerberos-ticket'], undefined);
     assert.equal(h['x.kerberos.ticket'], undefined);
   });
+});
+
+/** An sso plugin whose create() misbehaves as options.mode says. */
+const ODD_PLUGIN = `export default {
+  name: 'odd', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'object' },
+  create(options) {
+    if (options.mode === 'throws') throw new Error('tokenEndpoint is not reachable from here');
+    const run = () => ({ kind: 'continue' });
+    if (options.mode === 'no-run') return { name: 'odd', kind: 'sso' };
+    if (options.mode === 'bad-strip') return { name: 'odd', kind: 'sso', run, stripHeaders: ['x ok'] };
+    return { name: 'odd', kind: options.mode, run };
+  },
+};
+`;
+
+describe('pipeline: compile refuses a stage it cannot place, at the app\'s plugin reference', function () {
+  this.timeout(20_000);
+  const dir = tempDir();
+  writeFileSync(join(dir, 'odd.mjs'), ODD_PLUGIN);
+  // line 12, col 15: the value of apps[0].sso.plugin
+  const config = (mode: string) => `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:19900, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./odd.mjs]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.test/
+    internalUrl: http://127.0.0.1:19901/
+    sso:
+      plugin: odd
+      options: { mode: ${JSON.stringify(mode)} }
+`;
+  const refusal = async (mode: string): Promise<Error & { code?: string }> => {
+    let started: Awaited<ReturnType<typeof startGateway>> | undefined;
+    try {
+      started = await startGateway(config(mode), { dir, file: `${mode}.yaml` });
+    } catch (e) {
+      return e as Error;
+    }
+    await started.stop();
+    throw new Error(`the gateway started with a stage of mode ${mode}`);
+  };
+
+  const cases: { mode: string; says: RegExp }[] = [
+    { mode: 'Sso', says: /app Payroll: plugin odd: its stage has kind "Sso", but the plugin's kind is "sso"/ },
+    { mode: 'access', says: /app Payroll: plugin odd: its stage has kind "access", but the plugin's kind is "sso"/ },
+    { mode: 'no-run', says: /app Payroll: plugin odd: its stage has no run\(\) function/ },
+    { mode: 'bad-strip', says: /app Payroll: plugin odd: its stage's stripHeaders must be a list of header names/ },
+    { mode: 'throws', says: /app Payroll: plugin odd refused to build its stage: tokenEndpoint is not reachable from here/ },
+  ];
+  for (const c of cases) {
+    it(`${c.mode}: the config is refused with the file, line and column of sso.plugin`, async () => {
+      const e = await refusal(c.mode);
+      assert.equal(e.code, 'ERR_CONFIG_COMPILE', e.message);
+      assert.ok(e.message.startsWith(`${join(dir, `${c.mode}.yaml`)}:12:15: error: apps[0].sso.plugin: `), e.message);
+      assert.match(e.message, c.says);
+    });
+  }
 });
