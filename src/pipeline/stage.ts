@@ -102,7 +102,11 @@ export interface Stage {
   dispose?(): void | Promise<void>;
 }
 
-/** What a plugin may use. Deliberately narrow: not the DI container. */
+/**
+ * What a plugin may use. Deliberately narrow: not the DI container. It has no
+ * secrets, HTTP or JWKS helpers, nor a way through the app's connector group
+ * (ARCHITECTURE.md plans them): a plugin's own fetch leaves from the gateway host.
+ */
 export interface PluginContext {
   readonly logger: Logger;
   readonly now: () => number;
