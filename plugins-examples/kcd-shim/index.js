@@ -50,6 +50,7 @@ const kcdShim = {
       tokenEndpoint: {
         type: 'string',
         pattern: '^https?://[^\\s]+$',
+        format: 'uri',
         description: 'Internal URL of a delegation service that answers POST {user, servicePrincipal} with {ticket}. Without it every request is denied (502).',
       },
       timeoutMs: {

@@ -35,6 +35,14 @@ export interface LoadResult {
   plugins: LoadedPlugin[];
   /** files the config refers to (certificates, ${file:...}, plugin modules): a change to them is a reload */
   referencedFiles: string[];
+  /** where a key path is in the file, for problems found after loading (a plugin's create() refusing its options) */
+  locate(path: KeyPath): SourcePosition;
+}
+
+export interface SourcePosition {
+  file: string;
+  line: number;
+  col: number;
 }
 
 export async function loadConfigFile(file: string, opts: LoadOptions): Promise<LoadResult> {
@@ -91,6 +99,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const problems: Problem[] = [];
   const map = new SourceMap(file, doc, lines);
   let resolved: SubstitutionResult['resolved'] = [];
+  const locate = (path: KeyPath): SourcePosition => ({ file, ...map.position(path) });
   const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
     const pos = map.position(path, atKey);
     problems.push({ severity, message: withoutResolvedValues(message, resolved), path: formatPath(path), file, line: pos.line, col: pos.col });
@@ -117,7 +126,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   // An empty file (or only comments) would otherwise read as two "missing required key" errors.
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
     problems.push({ severity: 'error', message: 'the file is empty: it needs at least gateway: and apps:', path: '', file, line: 1, col: 1 });
-    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [] };
+    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [], locate };
   }
 
   refuseCollectionKeys(doc, map, file);
@@ -153,7 +162,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
   const referencedFiles = [...new Set([...sub.files, ...collectFiles(value, dir), ...loaded.flatMap((l) => (l.file ? [l.file] : []))])];
   const ok = !problems.some((p) => p.severity === 'error');
-  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles };
+  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, locate };
 }
 
 /** Loads for serving: throws ConfigInvalidError unless the file is clean. */

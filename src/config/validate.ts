@@ -12,6 +12,9 @@ export interface SchemaIssue {
 
 // verbose: the messages below are built from each error's parentSchema (known keys, union branches).
 const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
+// `format: uri` is what `new URL()` accepts, the parser the gateway and plugins build URLs with: a
+// plugin's schema can then refuse at load time (in lint too) what its create() would refuse at start.
+ajv.addFormat('uri', { type: 'string', validate: (s: string) => URL.canParse(s) });
 const cache = new WeakMap<object, ValidateFunction>();
 
 export function compileSchema(schema: object): ValidateFunction {
@@ -130,6 +133,11 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
       case 'exclusiveMaximum': {
         const { comparison, limit } = e.params as { comparison: string; limit: number };
         issue = { path, atKey: false, message: `${JSON.stringify(value)} is out of range: must be ${comparison} ${limit}` };
+        break;
+      }
+      case 'format': {
+        const format = (e.params as { format: string }).format;
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not ${format === 'uri' ? 'a valid URL' : `a valid ${format}`}` };
         break;
       }
       case 'const':

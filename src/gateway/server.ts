@@ -214,7 +214,7 @@ export class GatewayServer {
   private compileDeps(result: LoadResult): CompileDeps {
     // Every generation keeps the started stateDir: moving assertion keys and revoked sessions alone would
     // publish an unannounced signing key and forget sign-outs, while the audit log and connector CA stay.
-    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, ...this.opts.compileHooks };
+    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, locate: result.locate, ...this.opts.compileHooks };
     const hub = this.connectorHub;
     // Apps with a connectorGroup go through the tunnel, never directly (fail closed); the others as before.
     const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));

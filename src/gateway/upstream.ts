@@ -32,7 +32,7 @@ export interface ForwardRequest {
 }
 
 export interface UpstreamFailure {
-  status: 502 | 504 | 400;
+  status: 502 | 504 | 500 | 400;
   /** safe to show */
   reason: string;
   /** for the log */
@@ -245,6 +245,11 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
   }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
     return { status: 400, reason: 'The request body did not match its Content-Length.', detail, afterHeaders };
+  }
+  // Raised before anything is sent: a client's headers were checked by Node's parser, so an invalid
+  // one here is one a stage set (a plugin's CR/LF value, transfer-encoding, upgrade). Not the app's fault.
+  if (code === 'UND_ERR_INVALID_ARG') {
+    return { status: 500, reason: 'The gateway could not build a valid request for the app.', detail: `refused before sending, most likely a header a stage or plugin set: ${detail}`, afterHeaders };
   }
   if (TLS_CODES.has(code)) {
     return { status: 502, reason: "The gateway can't reach the app.", detail: `backend certificate rejected (${code}): ${e.message}`, afterHeaders };

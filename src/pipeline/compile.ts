@@ -6,17 +6,19 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { parseDuration } from '../config/duration.js';
-import type { Config } from '../config/load.js';
+import type { Config, SourcePosition } from '../config/load.js';
+import { formatPath, type KeyPath } from '../config/source.js';
 import { CidrSet } from '../config/net.js';
 import type { AppConfig } from '../config/schema.js';
-import { DrawbridgeError } from '../errors.js';
+import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
-import { gatewayOwned } from './gatewayOwned.js';
+import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
+import { gatewayOwned, ownedHeaders } from './gatewayOwned.js';
 import { Generation, type CompiledApp } from './generation.js';
-import { STAGE_KINDS, type Plugin, type PluginContext, type Stage } from './stage.js';
+import { STAGE_KINDS, type Plugin, type PluginContext, type Stage, type StageKind } from './stage.js';
 
 export const BACKEND_TIMEOUT_DEFAULT_MS = 85_000;
 export const BACKEND_TIMEOUT_LONG_MS = 180_000;
@@ -32,11 +34,21 @@ export interface CompileDeps {
   now?: () => number;
   /** the state folder in use (the one the gateway started with); default: the config's gateway.stateDir */
   stateDir?: string;
+  /** file:line:col of a key path (the loader's), so a stage that cannot be built is reported where the app asks for it */
+  locate?: (path: KeyPath) => SourcePosition;
+}
+
+/** Where in the file a failure belongs: the key of the app that asked for the stage. */
+export interface CompileErrorLocation {
+  path: KeyPath;
+  position: SourcePosition;
 }
 
 export class CompileError extends DrawbridgeError {
-  constructor(app: string, cause: Error) {
-    super('ERR_CONFIG_COMPILE', `app ${app}: ${cause.message}`, { app });
+  constructor(app: string, cause: Error, at?: CompileErrorLocation) {
+    const message = `app ${app}: ${cause.message}`;
+    const path = at ? formatPath(at.path) : undefined;
+    super('ERR_CONFIG_COMPILE', at ? formatProblem({ severity: 'error', message, path: path!, ...at.position }) : message, { app, path, ...at?.position });
   }
 }
 
@@ -52,35 +64,42 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
   const byName = new Map<string, Plugin<any>>(deps.plugins.map((l) => [l.plugin.name, l.plugin]));
   const router = new Router<CompiledApp>();
   const apps = new Map<string, CompiledApp>();
+  const staged: { app: AppConfig; stages: Stage[] }[] = [];
   const built: CompiledApp[] = [];
   const stateDir = deps.stateDir ?? resolve(deps.configDir, config.gateway.stateDir ?? './state');
+  const failed = (app: AppConfig, e: unknown) => (e instanceof DrawbridgeError ? e : new CompileError(app.name, e as Error));
   try {
-    for (const appCfg of config.apps as AppConfig[]) {
+    for (const [index, app] of (config.apps as AppConfig[]).entries()) {
       try {
-        const app = await compileApp(appCfg, config, deps, byName, stateDir);
+        staged.push({ app, stages: await stagesOf(app, index, config, deps, byName, stateDir) });
+      } catch (e) {
+        throw failed(app, e);
+      }
+    }
+    // Known only once every app's stages exist: what one app's stage strips, every app drops.
+    const owned = ownedHeaders(config, staged.flatMap(({ stages }) => stages.flatMap((s) => s.stripHeaders ?? [])));
+    for (const { app: appCfg, stages } of staged) {
+      try {
+        const app = finishApp(appCfg, config, deps, stages, owned);
         built.push(app);
         apps.set(app.name, app);
         const ext = new URL(appCfg.externalUrl.replace('://*.', '://wildcard---.'));
         router.add(hostPatternOf(ext).replace(/^wildcard---\./, '*.'), prefixOf(ext), app);
       } catch (e) {
-        throw e instanceof DrawbridgeError ? e : new CompileError(appCfg.name, e as Error);
+        throw failed(appCfg, e);
       }
     }
   } catch (e) {
     // Nothing of a half-built generation may stay open.
-    for (const app of built) {
-      for (const s of app.stages) await Promise.resolve(s.dispose?.()).catch(() => undefined);
-      await app.upstream.close().catch(() => undefined);
-    }
+    for (const { stages } of staged) for (const s of stages) await Promise.resolve(s.dispose?.()).catch(() => undefined);
+    for (const app of built) await app.upstream.close().catch(() => undefined);
     throw e;
   }
   const trusted = new CidrSet(config.gateway.trustedProxies ?? []);
   return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger);
 }
 
-async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<CompiledApp> {
-  const internalUrl = new URL(app.internalUrl);
-  const external = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+async function stagesOf(app: AppConfig, index: number, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<Stage[]> {
   const ctx: PluginContext = {
     logger: deps.logger.child({ app: app.name }),
     now: deps.now ?? Date.now,
@@ -88,31 +107,56 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
     configDir: deps.configDir,
     stateDir,
   };
-  const use = async (name: string, options: unknown): Promise<Stage> => {
-    const plugin = plugins.get(name);
-    if (!plugin) throw new Error(`plugin ${name} is not loaded`);
-    return plugin.create(options as never, ctx);
+  /** `key`: the app's key that asks for this plugin, where a failure to build its stage is reported */
+  const use = async (name: string, options: unknown, key: KeyPath): Promise<Stage> => {
+    try {
+      const plugin = plugins.get(name);
+      if (!plugin) throw new Error(`plugin ${name} is not loaded`);
+      let stage: unknown;
+      try {
+        stage = await plugin.create(options as never, ctx);
+      } catch (e) {
+        throw new Error(`plugin ${name} refused to build its stage: ${(e as Error).message}`);
+      }
+      const problem = stageProblem(stage, plugin.kind);
+      if (problem) throw new Error(`plugin ${name}: ${problem}`);
+      return stage as Stage;
+    } catch (e) {
+      const path = ['apps', index, ...key];
+      throw new CompileError(app.name, e as Error, deps.locate && { path, position: deps.locate(path) });
+    }
   };
 
   const stages: Stage[] = [];
   const preAuth = app.preAuth ?? 'oidc';
-  if (preAuth === 'passthrough') stages.push(await use('passthrough', {}));
-  if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }));
-  if (app.assignment) stages.push(await use('assignment', app.assignment));
+  if (preAuth === 'passthrough') stages.push(await use('passthrough', {}, ['preAuth']));
+  if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }, ['preAuth']));
+  if (app.assignment) stages.push(await use('assignment', app.assignment, ['assignment']));
   if (deps.extraStages) stages.push(...(await deps.extraStages(app, config)));
   const policies = conditionalAccessOptionsFor(app, config);
-  if (policies) stages.push(await use('conditional-access', policies));
-  if (app.headers?.identity) stages.push(await use('identity-headers', { map: { ...app.headers.identity } }));
-  if (app.headers?.assertion) stages.push(await use('identity-assertion', { header: app.headers.assertion, issuer: config.gateway.publicUrl }));
-  if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}));
-  if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }));
+  if (policies) stages.push(await use('conditional-access', policies, ['conditionalAccess']));
+  if (app.headers?.identity) stages.push(await use('identity-headers', { map: { ...app.headers.identity } }, ['headers', 'identity']));
+  if (app.headers?.assertion) stages.push(await use('identity-assertion', { header: app.headers.assertion, issuer: config.gateway.publicUrl }, ['headers', 'assertion']));
+  if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}, ['sso', 'plugin']));
+  if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }, ['headers', 'forwarded']));
   // A pipeline without its authentication stage must never be built: fail closed.
   if (!stages.some((s) => s.kind === 'preauth')) throw new Error(`no pre-authentication stage for preAuth ${preAuth}`);
+  // The sort below puts an unknown kind (indexOf -1) before preauth, where it would see unauthenticated requests.
+  const unknown = stages.find((s) => !STAGE_KINDS.includes(s.kind));
+  if (unknown) throw new Error(`stage ${unknown.name} has kind ${JSON.stringify(unknown.kind)}, not one of ${STAGE_KINDS.join(', ')}`);
   stages.sort((a, b) => STAGE_KINDS.indexOf(a.kind) - STAGE_KINDS.indexOf(b.kind));
+  return stages;
+}
 
-  const owned = gatewayOwned(config);
-  const strip = new Set<string>(owned.headers);
-  for (const s of stages) for (const h of s.stripHeaders ?? []) strip.add(h.toLowerCase());
+function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: Stage[], owned: ReadonlySet<string>): CompiledApp {
+  const internalUrl = new URL(app.internalUrl);
+  const external = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+  const preAuth = app.preAuth ?? 'oidc';
+  const strip = new Set<string>(owned);
+  // A name written with `_` or `.` also covers its dashed spelling: the edge folds a client's
+  // `_`/`.` to `-` before looking a name up, and a CGI-style backend reads all three as one.
+  // (This app's own list also holds what ownedHeaders leaves to each app, such as Authorization.)
+  for (const h of stripNamesFor(stages.flatMap((s) => s.stripHeaders ?? []))) strip.add(h);
 
   const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(deps.configDir, p));
   return Object.freeze({
@@ -125,11 +169,27 @@ async function compileApp(app: AppConfig, config: Config, deps: CompileDeps, plu
     preAuth,
     stages: Object.freeze(stages),
     stripHeaders: strip,
-    isGatewayCookie: owned.isCookie,
+    isGatewayCookie: gatewayOwned(config).isCookie,
     timeoutMs: timeoutOf(app.backendTimeout),
     websockets: app.websockets === true,
     translateHeaders: app.translateUrls?.headers !== false,
     translateBody: app.translateUrls?.body === true,
     upstream,
   });
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * What is wrong with what a plugin's create() returned, or undefined. Its place in the pipeline
+ * comes from its kind, so a kind other than the plugin's (a typo such as "Sso" sorts before
+ * preauth) would run it on requests nobody has authenticated yet.
+ */
+function stageProblem(stage: unknown, kind: StageKind): string | undefined {
+  if (!stage || typeof stage !== 'object') return `create() returned ${stage === null ? 'null' : typeof stage}, not a stage`;
+  const s = stage as Record<string, unknown>;
+  if (s.kind !== kind) return `its stage has kind ${JSON.stringify(s.kind)}, but the plugin's kind is ${JSON.stringify(kind)} (a stage must have its plugin's kind: it decides where in the pipeline the stage runs)`;
+  if (typeof s.run !== 'function') return 'its stage has no run() function';
+  if (s.stripHeaders !== undefined && !(Array.isArray(s.stripHeaders) && s.stripHeaders.every((h) => typeof h === 'string' && HEADER_NAME.test(h)))) return 'its stage\'s stripHeaders must be a list of header names';
+  return undefined;
 }

@@ -1,7 +1,8 @@
 /**
  * What the gateway owns in a request, whichever app it is for: the session and
- * sign-in cookies, and every identity and assertion header any app of the
- * generation sets. None of it may reach an app from the client.
+ * sign-in cookies, every identity and assertion header any app of the
+ * generation sets, and every header any app's stage (an sso plugin's among
+ * them) declares in stripHeaders. None of it may reach an app from the client.
  *
  * Per-app stripping is not enough. A browser sends an app's session cookie
  * (Path=/) to every app on the same host, passthrough ones included, and an
@@ -44,4 +45,23 @@ export function gatewayOwned(config: Config): GatewayOwned {
   });
   owned.set(config, o);
   return o;
+}
+
+/**
+ * Stage strips that stay their own app's business: the client's credentials for the app itself,
+ * which other apps need and check on their own (kcd-shim replaces Authorization on its app; a
+ * bearer or Basic-auth app beside it must still get the client's). Cookies go by name (isCookie).
+ */
+const CLIENT_CREDENTIALS = new Set(['authorization', 'cookie']);
+
+/**
+ * The strip list every app of the generation shares: gatewayOwned's headers plus what the stages
+ * of all apps declare in stripHeaders, in every spelling. A PingAccess-style X-Auth-User that an
+ * sso plugin sets is trusted by its backend exactly as an identity header is, and the same
+ * internal server published as a passthrough app must not receive the client's copy.
+ */
+export function ownedHeaders(config: Config, stageStrips: Iterable<string>): Set<string> {
+  const out = new Set(gatewayOwned(config).headers);
+  for (const n of stripNamesFor([...stageStrips].filter((n) => !CLIENT_CREDENTIALS.has(n.toLowerCase())))) out.add(n);
+  return out;
 }

@@ -92,14 +92,21 @@ export interface Stage {
   /**
    * Request headers (lower case) that must never reach the app from the client,
    * typically the ones this stage sets. The edge drops them, with their `_` and
-   * `.` spellings, before any stage runs: strip before set.
+   * `.` spellings, before any stage runs: strip before set. They are dropped on
+   * every app of the config, since one internal server may be published as two
+   * apps; `authorization` and `cookie`, the client's own credentials, only on
+   * this stage's app.
    */
   readonly stripHeaders?: readonly string[];
   /** Called once the generation that built this stage has no request left. */
   dispose?(): void | Promise<void>;
 }
 
-/** What a plugin may use. Deliberately narrow: not the DI container. */
+/**
+ * What a plugin may use. Deliberately narrow: not the DI container. It has no
+ * secrets, HTTP or JWKS helpers, nor a way through the app's connector group
+ * (ARCHITECTURE.md plans them): a plugin's own fetch leaves from the gateway host.
+ */
 export interface PluginContext {
   readonly logger: Logger;
   readonly now: () => number;

@@ -319,6 +319,21 @@ apps:
     ],
   },
   {
+    description: 'an sso option the plugin\'s create() would refuse at start, declared in its schema (kcd-shim tokenEndpoint: format uri)',
+    yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso:
+      plugin: kcd-shim
+      options:
+        servicePrincipal: HTTP/payroll.corp.internal@CORP.INTERNAL
+        tokenEndpoint: "http://[::1"
+`,
+    errors: [{ at: '15:24', path: 'apps[0].sso.options.tokenEndpoint', message: '"http://[::1" is not a valid URL' }],
+  },
+  {
     description: 'sso options missing a key the plugin requires',
     yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
 apps:

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { request } from '../support/harness.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request, tempDir } from '../support/harness.js';
 import { Browser, startStack, type Stack } from '../identity/support.js';
 
 /**
@@ -75,5 +77,60 @@ describe('pipeline: the gateway strips its cookies and every app\'s identity hea
     await t.get(`${s.origin('app')}/me`, { 'x-remote-user': 'admin' });
     assert.equal(last().headers['x-remote-user'], 'carol');
     assert.notEqual(last().headers['x-drawbridge-assertion'], undefined);
+  });
+});
+
+/** A PingAccess-style sso plugin: the backend trusts X-Auth-User; like kcd-shim it also replaces Authorization. */
+const AUTH_USER_PLUGIN = `export default {
+  name: 'auth-user', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'object' },
+  create: () => ({
+    name: 'auth-user', kind: 'sso', stripHeaders: ['x-auth-user', 'authorization'],
+    run: (ctx) => ({ kind: 'continue', setHeaders: { 'x-auth-user': ctx.identity.user, authorization: 'Negotiate for-' + ctx.identity.user } }),
+  }),
+};
+`;
+
+describe('pipeline: headers an sso plugin strips are dropped on every app, its client credentials only on its own', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    const plugin = join(tempDir(), 'auth-user.mjs');
+    writeFileSync(plugin, AUTH_USER_PLUGIN);
+    s = await startStack({
+      extraYaml: `plugins: [${JSON.stringify(plugin)}]`,
+      apps: (backend) => `
+  - name: Intranet
+    externalUrl: http://app.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    sso: { plugin: auth-user }
+  - name: Open
+    externalUrl: http://open.localhost/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`,
+    });
+  });
+  after(async () => s?.stop());
+
+  const last = () => s.backend.received[s.backend.received.length - 1]!;
+
+  it('a passthrough app on the same backend drops the plugin\'s header in every spelling', async () => {
+    const r = await request(`http://127.0.0.1:${s.gw.port}/x`, {
+      headers: { host: `open.localhost:${s.gw.port}`, 'x-auth-user': 'admin', x_auth_user: 'admin', 'x.auth.user': 'admin', authorization: 'Basic b3BlbjpzZXNhbWU=', 'x-app-own': 'kept' },
+    });
+    assert.equal(r.status, 200);
+    const h = last().headers;
+    for (const name of ['x-auth-user', 'x_auth_user', 'x.auth.user']) assert.equal(h[name], undefined, name);
+    assert.equal(h.authorization, 'Basic b3BlbjpzZXNhbWU=', 'the client\'s own credentials still reach the other apps');
+    assert.equal(h['x-app-own'], 'kept');
+  });
+
+  it('the plugin\'s app gets the plugin\'s values only', async () => {
+    const b = new Browser();
+    assert.equal((await b.browse(`${s.origin('app')}/`, { user: 'carol', password: 'carol-pw' })).res.status, 200);
+    await b.get(`${s.origin('app')}/me`, { 'x-auth-user': 'admin', authorization: 'Basic Zm9yZ2Vk' });
+    assert.equal(last().headers['x-auth-user'], 'carol');
+    assert.equal(last().headers.authorization, 'Negotiate for-carol');
   });
 });

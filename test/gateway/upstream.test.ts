@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import type { Stage } from '../../src/pipeline/stage.js';
+import { request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+
+/** A stage (as a plugin's would be) that sets a header undici refuses to send. */
+const badHeader = (): Stage[] => [{ name: 'bad-header', kind: 'sso', run: () => ({ kind: 'continue', setHeaders: { 'x-evil': 'a\r\nb' } }) }];
+
+describe('upstream: a request the gateway cannot send is its own failure, not the app\'s', function () {
+  this.timeout(20_000);
+  let backend: EchoBackend;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  after(() => backend.close());
+
+  it('a stage\'s invalid header value is a 500 saying the gateway could not build the request, with the cause in the log', async () => {
+    const gw = await startGateway(
+      `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Evil
+    externalUrl: http://evil.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`,
+      { compileHooks: { extraStages: badHeader } },
+    );
+    try {
+      const before = backend.received.length;
+      const res = await request(`${gw.url}/`, { headers: { host: 'evil.test', accept: 'application/json' } });
+      assert.equal(res.status, 500, res.body);
+      assert.match(res.body, /could not build a valid request for the app/);
+      assert.doesNotMatch(res.body, /can't reach the app/);
+      assert.equal(backend.received.length, before, 'nothing reached the app');
+      const line = gw.logs.find((l) => l.app === 'Evil' && Array.isArray(l.reasons));
+      assert.match(String((line?.reasons as string[] | undefined)?.[0]), /header a stage or plugin set: UND_ERR_INVALID_ARG/);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

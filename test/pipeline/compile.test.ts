@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startGateway, tempDir } from '../support/harness.js';
+import { Browser, startStack, type Stack } from '../identity/support.js';
+
+/** An sso plugin that carries a ticket in the header its options name, as kcd-shim does with delegationHeader. */
+const TICKET_PLUGIN = `export default {
+  name: 'ticket-sso', kind: 'sso', apiVersion: 1,
+  optionsSchema: { type: 'object', properties: { header: { type: 'string' } }, required: ['header'], additionalProperties: false },
+  create(options) {
+    const header = options.header.toLowerCase();
+    return { name: 'ticket-sso', kind: 'sso', stripHeaders: [header], run: (ctx) => ({ kind: 'continue', setHeaders: { [header]: 'Negotiate real-for-' + ctx.identity.user } }) };
+  },
+};
+`;
+
+describe('pipeline: compile turns a plugin\'s stripHeaders into what the edge drops', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    const dir = tempDir();
+    const plugin = join(dir, 'ticket-sso.mjs');
+    writeFileSync(plugin, TICKET_PLUGIN);
+    s = await startStack({
+      extraYaml: `plugins: [${JSON.stringify(plugin)}]`,
+      apps: (backend) => `
+  - name: Payroll
+    externalUrl: http://app.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    sso: { plugin: ticket-sso, options: { header: X_Kerberos_Ticket } }
+`,
+    });
+  });
+  after(async () => s?.stop());
+
+  const last = () => s.backend.received[s.backend.received.length - 1]!;
+
+  it('a name written with "_" also drops the client\'s dashed and dotted spellings; the app gets only the plugin\'s value', async () => {
+    const b = new Browser();
+    assert.equal((await b.browse(`${s.origin('app')}/`, { user: 'carol', password: 'carol-pw' })).res.status, 200);
+    const res = await b.get(`${s.origin('app')}/pay`, { 'x-kerberos-ticket': 'Negotiate forged', 'x.kerberos.ticket': 'Negotiate forged2', 'x_kerberos_ticket': 'Negotiate forged3' });
+    assert.equal(res.status, 200);
+    const h = last().headers;
+    assert.equal(last().url, '/pay');
+    assert.equal(h['x_kerberos_ticket'], 'Negotiate real-for-carol');
+    assert.equal(h['x-kerberos-ticket'], undefined);
+    assert.equal(h['x.kerberos.ticket'], undefined);
+  });
+});
+
+/** An sso plugin whose create() misbehaves as options.mode says. */
+const ODD_PLUGIN = `export default {
+  name: 'odd', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'object' },
+  create(options) {
+    if (options.mode === 'throws') throw new Error('tokenEndpoint is not reachable from here');
+    const run = () => ({ kind: 'continue' });
+    if (options.mode === 'no-run') return { name: 'odd', kind: 'sso' };
+    if (options.mode === 'bad-strip') return { name: 'odd', kind: 'sso', run, stripHeaders: ['x ok'] };
+    return { name: 'odd', kind: options.mode, run };
+  },
+};
+`;
+
+describe('pipeline: compile refuses a stage it cannot place, at the app\'s plugin reference', function () {
+  this.timeout(20_000);
+  const dir = tempDir();
+  writeFileSync(join(dir, 'odd.mjs'), ODD_PLUGIN);
+  // line 12, col 15: the value of apps[0].sso.plugin
+  const config = (mode: string) => `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:19900, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./odd.mjs]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.test/
+    internalUrl: http://127.0.0.1:19901/
+    sso:
+      plugin: odd
+      options: { mode: ${JSON.stringify(mode)} }
+`;
+  const refusal = async (mode: string): Promise<Error & { code?: string }> => {
+    let started: Awaited<ReturnType<typeof startGateway>> | undefined;
+    try {
+      started = await startGateway(config(mode), { dir, file: `${mode}.yaml` });
+    } catch (e) {
+      return e as Error;
+    }
+    await started.stop();
+    throw new Error(`the gateway started with a stage of mode ${mode}`);
+  };
+
+  const cases: { mode: string; says: RegExp }[] = [
+    { mode: 'Sso', says: /app Payroll: plugin odd: its stage has kind "Sso", but the plugin's kind is "sso"/ },
+    { mode: 'access', says: /app Payroll: plugin odd: its stage has kind "access", but the plugin's kind is "sso"/ },
+    { mode: 'no-run', says: /app Payroll: plugin odd: its stage has no run\(\) function/ },
+    { mode: 'bad-strip', says: /app Payroll: plugin odd: its stage's stripHeaders must be a list of header names/ },
+    { mode: 'throws', says: /app Payroll: plugin odd refused to build its stage: tokenEndpoint is not reachable from here/ },
+  ];
+  for (const c of cases) {
+    it(`${c.mode}: the config is refused with the file, line and column of sso.plugin`, async () => {
+      const e = await refusal(c.mode);
+      assert.equal(e.code, 'ERR_CONFIG_COMPILE', e.message);
+      assert.ok(e.message.startsWith(`${join(dir, `${c.mode}.yaml`)}:12:15: error: apps[0].sso.plugin: `), e.message);
+      assert.match(e.message, c.says);
+    });
+  }
+});
