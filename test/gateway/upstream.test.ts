@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import type { Stage } from '../../src/pipeline/stage.js';
 import { request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
 
-/** A stage (as a plugin's would be) that sets a header undici refuses to send. */
-const badHeader = (): Stage[] => [{ name: 'bad-header', kind: 'sso', run: () => ({ kind: 'continue', setHeaders: { 'x-evil': 'a\r\nb' } }) }];
+/**
+ * A stage (as a plugin's would be) that sets a header undici refuses to send. (A value no HTTP
+ * message may carry, CR/LF say, is refused earlier, with the decision: test/pipeline/pipeline.test.ts.)
+ */
+const badHeader = (): Stage[] => [{ name: 'bad-header', kind: 'sso', run: () => ({ kind: 'continue', setHeaders: { 'transfer-encoding': 'chunked' } }) }];
 
 describe('upstream: a request the gateway cannot send is its own failure, not the app\'s', function () {
   this.timeout(20_000);
