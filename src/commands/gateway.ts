@@ -41,7 +41,11 @@ export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promi
     // The drain is bounded by DRAIN_GRACE_MS; this bounds whatever comes after it (the connector hub, the audit file).
     const force = setTimeout(() => process.exit(1), FORCE_EXIT_MS);
     force.unref();
-    void Promise.all([gateway.stop(), extraStop()]).finally(() => process.exit(0));
+    // The gateway first: what it still forwards during the drain may need the rest (the demo's app and connector).
+    void gateway
+      .stop()
+      .finally(extraStop)
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
