@@ -2,6 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { discoverConfig } from '../config/load.js';
 import { ConfigUnreadableError } from '../errors.js';
 import { GatewayServer } from '../gateway/server.js';
+import { DRAIN_GRACE_MS } from '../gateway/listen.js';
 import { asOperational, parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge gateway [--config FILE] [--no-watch]';
@@ -21,21 +22,37 @@ export async function gatewayCommand(args: string[]): Promise<number> {
   return -1;
 }
 
-/** SIGHUP reloads; SIGTERM/SIGINT stop taking connections and finish in-flight requests. */
+/**
+ * SIGHUP reloads. SIGTERM/SIGINT drain: stop taking connections, let in-flight requests finish
+ * (up to DRAIN_GRACE_MS), then exit 0. A second SIGTERM/SIGINT exits at once (1): someone who
+ * presses Ctrl-C twice, or an orchestrator that gave up, wants the process gone now.
+ */
 export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promise<void> = async () => undefined): void {
   process.on('SIGHUP', () => void gateway.reload('SIGHUP'));
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      gateway.log.warn({ signal }, 'stopping now: second signal, in-flight requests are cut');
+      gateway.log.flush?.();
+      process.exit(1);
+    }
     stopping = true;
-    gateway.log.info({ signal }, 'stopping');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    gateway.log.info({ signal, drainMs: DRAIN_GRACE_MS }, 'stopping: finishing in-flight requests');
+    // The drain is bounded by DRAIN_GRACE_MS; this bounds whatever comes after it (the connector hub, the audit file).
+    const force = setTimeout(() => process.exit(1), FORCE_EXIT_MS);
     force.unref();
-    void Promise.all([gateway.stop(), extraStop()]).finally(() => process.exit(0));
+    // The gateway first: what it still forwards during the drain may need the rest (the demo's app and connector).
+    void gateway
+      .stop()
+      .finally(extraStop)
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
+
+/** Still inside Kubernetes' default 30 s terminationGracePeriodSeconds. */
+const FORCE_EXIT_MS = DRAIN_GRACE_MS + 5_000;
 
 /** Same exit (2) and wording as lint for a config file that cannot be read at all. */
 function assertReadable(file: string): void {

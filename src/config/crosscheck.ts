@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
-import { parseCidr } from './net.js';
+import { parseCidr, parseIp } from './net.js';
 import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
@@ -130,6 +130,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       // A bare number out of range already has its schema error.
       if (typeof l.value === 'string') err(l.path, `port ${addr.port} is out of range (0-65535)`);
       continue;
+    }
+    if (l.path[1] === 'admin') {
+      const exposed = adminExposure(addr.host);
+      // A warning, not a different meaning: a bare port binds every interface on every listener,
+      // and a container's admin port is often meant to be scraped from outside on purpose.
+      if (exposed) warn(l.path, `binds ${exposed}: /metrics and /connectors answer without authentication to anyone who can reach it; write 127.0.0.1:${addr.port} (or a private address)`);
     }
     // Port 0 asks the system for a free port: never a clash.
     const clash = addr.port !== 0 && bound.find((b) => b.port === addr.port && (b.host === undefined || addr.host === undefined || b.host === addr.host));
@@ -300,6 +306,16 @@ function listenAddress(v: unknown): { host?: string; port: number } | undefined 
   if (!m) return undefined;
   const host = m[1]!.toLowerCase();
   return { host: host === '0.0.0.0' || host === '[::]' || host === '::' ? undefined : host, port: Number(m[2]) };
+}
+
+/** How far an admin listener's host reaches, when further than loopback or a private network; undefined otherwise. */
+function adminExposure(host: string | undefined): string | undefined {
+  if (host === undefined) return 'every interface';
+  if (host === 'localhost') return undefined;
+  const ip = parseIp(host);
+  // A host name: where it resolves is not known here.
+  if (!ip) return undefined;
+  return ['loopback', 'private', 'uniqueLocal', 'linkLocal', 'carrierGradeNat'].includes(ip.range()) ? undefined : `a public address (${host})`;
 }
 
 function hint(word: string, known: string[]): string {

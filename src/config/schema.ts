@@ -47,7 +47,7 @@ export const GatewaySection = Type.Object(
     trustedProxies: Type.Optional(CidrList('Peers (CIDR) allowed to contribute X-Forwarded-For / -Proto / -Host. Everyone else has those headers replaced.')),
     admin: Type.Optional(
       Type.Object(
-        { listen: Listen('Admin endpoint: /healthz, /readyz, /metrics, /connectors. Keep it on a private address.') },
+        { listen: Listen('Admin endpoint: /healthz, /readyz, /metrics, /connectors, without authentication. Keep it on loopback or a private address (127.0.0.1:9090): a bare port binds every interface, like every listener, and lint warns about it.') },
         { additionalProperties: false, description: 'The admin listener: health, readiness, metrics and connector status.' },
       ),
     ),

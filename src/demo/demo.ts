@@ -17,10 +17,19 @@ export async function demoCommand(args: string[]): Promise<number> {
   const appPort = Number(process.env.DEMO_APP_PORT ?? 3001);
   const app = createSampleApp();
   await listen(app, { host: '127.0.0.1', port: appPort });
-  // The embedded provider first: it writes the secrets the config reads with ${file:...}.
-  const demoIdp = await startDemoIdp(resolve(dirname(configFile), '.demo-state'), { port: Number(process.env.DEMO_IDP_PORT ?? 9000) });
+  const closeApp = () => new Promise<void>((r) => app.close(() => r()));
+  let demoIdp: Awaited<ReturnType<typeof startDemoIdp>> | undefined;
   const gateway = new GatewayServer({ configFile });
-  await gateway.start();
+  try {
+    // The embedded provider first: it writes the secrets the config reads with ${file:...}.
+    demoIdp = await startDemoIdp(resolve(dirname(configFile), '.demo-state'), { port: Number(process.env.DEMO_IDP_PORT ?? 9000) });
+    await gateway.start();
+  } catch (e) {
+    // A part that cannot start (a busy port) ends the demo: the parts already listening must not
+    // keep the process, and the terminal, after the one-line error.
+    await Promise.all([closeApp(), demoIdp?.idp.close()]);
+    throw e;
+  }
   // Apps behind a connector group are reached through a real connector process.
   const connector = startDemoConnector(gateway, resolve(configFile, '..', '.demo-state/connector'));
   const gen = gateway.generation!;
@@ -30,6 +39,6 @@ export async function demoCommand(args: string[]): Promise<number> {
   lines.push('', ...demoIdp.banner);
   lines.push('', `  admin      http://${admin}/metrics`, `  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
   process.stderr.write(lines.join('\n') + '\n');
-  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), new Promise<void>((r) => app.close(() => r())), demoIdp.idp.close()]).then(() => undefined));
+  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined));
   return -1;
 }

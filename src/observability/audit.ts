@@ -6,8 +6,14 @@
  * What never goes in: query strings (they carry codes and tokens), header
  * values, cookies, tokens. Reasons are stage-written text; anything in them
  * that looks like a JWT is redacted as a last line of defence.
+ *
+ * A write that fails (disk full, a lost mount) does not stop the gateway: requests are still
+ * served, the records that could not be written are counted in
+ * drawbridge_audit_records_lost_total, and the file is reopened (at most once a second) until a
+ * write succeeds again. Failing open is the choice: a full disk taking every app down, and
+ * /readyz pulling every replica at once, would be worse than a gap the metric shows.
  */
-import { createWriteStream, existsSync, fstatSync, mkdirSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { policyNamesIn } from '../policy/engine.js';
@@ -54,6 +60,11 @@ export interface AuditOptions {
   logger?: Logger;
   now?: () => number;
 }
+
+/** After a failed write, the file is reopened at most this often; records in between are lost (and counted). */
+const REOPEN_EVERY_MS = 1000;
+/** While writes keep failing, the error is logged at most this often, with the count lost so far. */
+const LOG_EVERY_MS = 60_000;
 
 const JWT_LIKE = /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
 
@@ -116,7 +127,10 @@ export class AuditLog {
   private readonly maxBytes: number;
   private readonly keep: number;
   private readonly now: () => number;
-  private failed = false;
+  /** set while writes fail: since when, records lost, when to reopen, when the error was last logged */
+  private outage?: { since: number; lost: number; reopenAt: number; loggedAt: number; failing: boolean };
+  /** the file ends in a line cut by a failed write: the next write starts a new line */
+  private cutLine = false;
   /** lines not yet handed to the stream: one write per event-loop turn, not one syscall per request */
   private pending: string[] = [];
   private flushScheduled = false;
@@ -129,18 +143,19 @@ export class AuditLog {
     if (this.maxBytes < 1024) throw new Error('audit maxBytes must be at least 1024');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.open();
+    opts.metrics?.auditWritable.set(1);
   }
 
   private open(): void {
     // Opened synchronously so the file exists at once: a rotation right after (a burst) can rename it,
     // and lines still queued on this stream follow the descriptor into the renamed file.
-    const fd = openSync(this.file, 'a', 0o600);
+    const fd = openSync(this.file, 'a+', 0o600);
     this.size = fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    this.cutLine = this.size > 0 && readSync(fd, last, 0, 1, this.size - 1) === 1 && last[0] !== 0x0a;
     this.stream = createWriteStream(this.file, { fd });
-    this.stream.on('error', (err) => {
-      if (!this.failed) this.opts.logger?.error({ err, file: this.file }, 'audit log cannot be written');
-      this.failed = true;
-    });
+    // A failed write is handled by its callback (flush); the stream is then done and is replaced.
+    this.stream.on('error', () => undefined);
   }
 
   /** Records one decision; counts it in drawbridge_decisions_total. */
@@ -163,9 +178,62 @@ export class AuditLog {
   private flush(): void {
     this.flushScheduled = false;
     if (!this.pending.length || !this.stream) return;
-    const chunk = this.pending.join('');
+    const lines = this.pending.length;
+    let chunk = this.pending.join('');
     this.pending = [];
-    this.stream.write(chunk);
+    if (this.outage?.failing && !this.reopen()) return this.lose(lines);
+    if (this.cutLine) chunk = '\n' + chunk;
+    this.cutLine = false;
+    const stream = this.stream;
+    stream.write(chunk, (err) => (err ? this.writeFailed(stream, err, lines) : this.written(stream)));
+  }
+
+  /** A new descriptor once REOPEN_EVERY_MS has passed since the failure; false while it is not time or it cannot be opened. */
+  private reopen(): boolean {
+    const outage = this.outage!;
+    if (Date.now() < outage.reopenAt) return false;
+    outage.reopenAt = Date.now() + REOPEN_EVERY_MS;
+    try {
+      this.stream?.destroy();
+      this.open();
+    } catch (err) {
+      this.logOutage(err as Error);
+      return false;
+    }
+    outage.failing = false;
+    return true;
+  }
+
+  private writeFailed(stream: WriteStream, err: Error, lines: number): void {
+    // Only the live stream's failure starts (or continues) an outage; an old one's queued writes just count.
+    if (stream !== this.stream) return this.lose(lines);
+    this.outage ??= { since: Date.now(), lost: 0, reopenAt: 0, loggedAt: -Infinity, failing: true };
+    this.lose(lines);
+    this.outage.failing = true;
+    this.outage.reopenAt = Date.now() + REOPEN_EVERY_MS;
+    this.cutLine = true;
+    this.opts.metrics?.auditWritable.set(0);
+    this.logOutage(err);
+  }
+
+  private written(stream: WriteStream): void {
+    if (!this.outage || stream !== this.stream || this.outage.failing) return;
+    const { since, lost } = this.outage;
+    this.outage = undefined;
+    this.opts.metrics?.auditWritable.set(1);
+    this.opts.logger?.warn({ file: this.file, lost, outageMs: Date.now() - since }, 'audit log written again after a write error');
+  }
+
+  private lose(lines: number): void {
+    this.opts.metrics?.auditLost.inc(lines);
+    if (this.outage) this.outage.lost += lines;
+  }
+
+  private logOutage(err: Error): void {
+    const outage = this.outage!;
+    if (Date.now() - outage.loggedAt < LOG_EVERY_MS) return;
+    outage.loggedAt = Date.now();
+    this.opts.logger?.error({ err, file: this.file, lost: outage.lost }, 'audit log cannot be written: requests are still served, their audit records are lost');
   }
 
   /** audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file. */

@@ -9,6 +9,8 @@ export class Metrics {
   readonly generation: Gauge;
   readonly configValid: Gauge;
   readonly decisions: Counter<'app' | 'decision'>;
+  readonly auditLost: Counter;
+  readonly auditWritable: Gauge;
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
   private readonly decisionCounts = new LabelCounts<'app' | 'decision'>();
 
@@ -44,6 +46,8 @@ export class Metrics {
         decisionCounts.flushInto(this);
       },
     });
+    this.auditLost = new Counter({ name: 'drawbridge_audit_records_lost_total', help: 'Audit records that could not be written (disk full, lost mount); the request was still served.', registers: [this.registry] });
+    this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
   }
 
   /** One finished request (drawbridge_requests_total). */

@@ -818,6 +818,31 @@ apps:
       warnings: [{ at: '10:18', path: 'apps[0].externalUrl', message: "a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax" }],
     },
     {
+      description: 'an admin listener on a bare port binds every interface: warned (unauthenticated /metrics and /connectors)',
+      yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  admin: { listen: 9090 }
+apps: []
+`,
+      warnings: [{ at: '4:20', path: 'gateway.admin.listen', message: 'binds every interface: /metrics and /connectors answer without authentication to anyone who can reach it; write 127.0.0.1:9090' }],
+    },
+    ...['0.0.0.0:9090', '"[::]:9090"'].map((listen) => ({
+      description: `admin listen ${listen} binds every interface`,
+      yaml: `${GW}  admin: { listen: ${listen} }\napps: []\n`,
+      warnings: [{ at: '4:20', path: 'gateway.admin.listen', message: 'binds every interface' }],
+    })),
+    {
+      description: 'admin listen on a public address',
+      yaml: `${GW}  admin: { listen: 203.0.113.7:9090 }\napps: []\n`,
+      warnings: [{ at: '4:20', path: 'gateway.admin.listen', message: 'binds a public address (203.0.113.7)' }],
+    },
+    ...['127.0.0.1:9090', '10.1.2.3:9090', '"[::1]:9090"', 'localhost:9090', '"[fd00::5]:9090"'].map((listen) => ({
+      description: `admin listen ${listen}: no warning`,
+      yaml: `${GW}  admin: { listen: ${listen} }\napps: []\n`,
+      warnings: [],
+    })),
+    {
       description: 'sameSite none on a passthrough app sets no cookie: no warning',
       yaml: `${SESSION}  cookie: { sameSite: none }
 apps:

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import pino from 'pino';
 import { join } from 'node:path';
 import { AuditLog, auditRecordOf } from '../../src/observability/audit.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { tempDir } from '../support/harness.js';
+import { sleep, tempDir } from '../support/harness.js';
 
 const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 
@@ -48,5 +49,41 @@ describe('audit log: one JSON line per decision, rotated by size, no secrets', (
     await more.close();
     assert.match(await metrics.registry.getSingleMetricAsString('drawbridge_decisions_total'), /decision="deny"\} 21/, 'decisions after a scrape show in the next one');
     assert.equal(statSync(file).mode & 0o777, 0o600);
+  });
+
+  it('recovers after a write error (disk full, then space freed), counting and logging the records it lost', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'audit.log');
+    // /dev/full: every write fails with ENOSPC, as on a full disk.
+    symlinkSync('/dev/full', file);
+    const metrics = new Metrics({ defaultMetrics: false });
+    const logs: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
+    const log = new AuditLog(dir, { metrics, logger });
+    const decide = (id: string) => log.record({ correlationId: id, app: 'A', decision: 'allow', status: 200 });
+    const value = async (name: string) => Number(/ (\d+)$/m.exec(await metrics.registry.getSingleMetricAsString(name))![1]);
+
+    decide('full-1');
+    decide('full-2');
+    await sleep(50);
+    decide('full-3');
+    await sleep(50);
+    assert.equal(await value('drawbridge_audit_records_lost_total'), 3);
+    assert.equal(await value('drawbridge_audit_log_writable'), 0);
+    const errors = logs.filter((l) => l.level === 50);
+    assert.equal(errors.length, 1, 'logged once, not once per record');
+    assert.match(String(errors[0].msg), /audit log cannot be written/);
+
+    rmSync(file); // space freed
+    await sleep(1100);
+    decide('after-1');
+    await sleep(50);
+    decide('after-2');
+    await log.close();
+    assert.deepEqual(lines(file).map((r) => r.correlationId), ['after-1', 'after-2'], 'the audit trail is written again, without a restart');
+    assert.equal(await value('drawbridge_audit_records_lost_total'), 3);
+    assert.equal(await value('drawbridge_audit_log_writable'), 1);
+    const back = logs.find((l) => /written again/.test(String(l.msg)));
+    assert.equal(back?.lost, 3);
   });
 });

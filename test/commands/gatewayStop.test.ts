@@ -1,0 +1,104 @@
+/**
+ * Stopping the real `drawbridge gateway` process: SIGTERM drains (in-flight requests finish, new
+ * connections are refused, idle keep-alive connections close), a second signal exits at once.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+
+const cfg = (backend: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`;
+
+interface Started {
+  child: ChildProcess;
+  port: number;
+  exit: Promise<{ code: number | null; ms: number; at: number }>;
+  output: () => string;
+}
+
+async function startGatewayProcess(backend: EchoBackend): Promise<Started> {
+  const dir = tempDir();
+  const file = join(dir, 'gateway.config.yaml');
+  writeFileSync(file, cfg(backend.url));
+  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  const exit = new Promise<{ code: number | null; ms: number; at: number }>((r) => child.once('exit', (code) => r({ code, ms: 0, at: Date.now() })));
+  const port = Number(await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000));
+  return { child, port, exit, output: () => out };
+}
+
+/** GET on a fresh connection; resolves with status, Connection header and when the answer ended. */
+function slowGet(port: number, ms: number): Promise<{ status: number; connection?: string; body: string; at: number }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: `/slow?ms=${ms}`, headers: { host: 'echo.test' }, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body, at: Date.now() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('drawbridge gateway: stopping', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  before(async () => (backend = await startEchoBackend()));
+  after(() => backend.close());
+
+  it('SIGTERM lets a request in flight finish with 200, refuses new connections, closes idle ones, exits 0', async () => {
+    const gw = await startGatewayProcess(backend);
+    // An idle keep-alive connection, open before the signal.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const warm = await request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'echo.test' }, agent });
+    assert.equal(warm.status, 200);
+    const idle = Object.values(agent.freeSockets).flat()[0]!;
+    assert.ok(idle, 'the warm-up left an idle keep-alive connection');
+    const idleClosed = new Promise<number>((r) => idle.once('close', () => r(Date.now())));
+
+    const inFlight = slowGet(gw.port, 1500);
+    await sleep(300);
+    const signalled = Date.now();
+    gw.child.kill('SIGTERM');
+    assert.ok((await idleClosed) - signalled < 1000, 'the idle keep-alive connection is closed at once');
+    await assert.rejects(request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'echo.test' } }), /ECONNREFUSED/);
+
+    const answer = await inFlight;
+    assert.equal(answer.status, 200, 'the in-flight request completes');
+    assert.equal(JSON.parse(answer.body).url, '/slow?ms=1500');
+    assert.equal(answer.connection, 'close', 'its connection is not kept for another request');
+    const exit = await gw.exit;
+    assert.equal(exit.code, 0);
+    assert.ok(exit.at >= answer.at - 50, 'the process waited for the answer');
+    assert.match(gw.output(), /"path":"\/slow\?ms=1500","status":200/);
+    agent.destroy();
+  });
+
+  it('a second SIGTERM exits at once, without waiting for the drain', async () => {
+    const gw = await startGatewayProcess(backend);
+    const inFlight = slowGet(gw.port, 10_000).catch((e: Error) => e);
+    await sleep(300);
+    gw.child.kill('SIGTERM');
+    await sleep(300);
+    assert.equal(gw.child.exitCode, null, 'still draining after the first signal');
+    const second = Date.now();
+    gw.child.kill('SIGTERM');
+    const exit = await gw.exit;
+    assert.equal(exit.code, 1);
+    assert.ok(exit.at - second < 2000, `exited ${exit.at - second} ms after the second signal`);
+    assert.ok((await inFlight) instanceof Error, 'the request in flight was cut');
+  });
+});
