@@ -18,7 +18,7 @@ import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { AuditLog } from '../observability/audit.js';
 import { compile, type CompileDeps } from '../pipeline/compile.js';
-import { ConnectorHub } from '../connector/hub.js';
+import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
 import { DirectUpstream } from './upstream.js';
@@ -246,7 +246,9 @@ export class GatewayServer {
     if (l.https !== undefined && config.gateway.tls) {
       const { fingerprint, ...tls } = this.readTls(config, dir);
       this.tlsFingerprint = fingerprint;
-      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER }, this.edges.https.handle);
+      // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
+      // what headersTimeout gives one that did: it gets what the connectors listener gives.
+      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, this.edges.https.handle);
       server.on('upgrade', this.edges.https.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.https));
