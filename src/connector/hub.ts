@@ -32,8 +32,8 @@ import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
 const MAX_BODY_BYTES = 64 << 10;
-/** what a client of the connectors listener gets for its TLS handshake, and then for its request head */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** what a client of the connectors listener gets for its TLS handshake, and then for its request head (the public https listener's handshake too) */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
 const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429 };
 /**

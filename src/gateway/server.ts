@@ -18,7 +18,7 @@ import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { AuditLog } from '../observability/audit.js';
 import { compile, type CompileDeps } from '../pipeline/compile.js';
-import { ConnectorHub } from '../connector/hub.js';
+import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
 import { DirectUpstream } from './upstream.js';
@@ -35,6 +35,14 @@ import { CORRELATION_HEADER } from './headers.js';
  * its page and a correlation id, not Node's bare 400 that no log line records.
  */
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false } as const;
+
+/**
+ * Header lines a request to a public listener may have. Node keeps only the first
+ * `maxHeadersCount` of them but frames the body by all: a Content-Length or Transfer-Encoding
+ * past the limit would vanish, and the app would run another request than the one sent. The
+ * listeners parse one line more, so that a request over the limit is seen, and refused (431).
+ */
+const MAX_HEADER_LINES = 2000;
 
 export interface GatewayOptions {
   configFile: string;
@@ -246,16 +254,19 @@ export class GatewayServer {
     if (l.https !== undefined && config.gateway.tls) {
       const { fingerprint, ...tls } = this.readTls(config, dir);
       this.tlsFingerprint = fingerprint;
-      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER }, this.edges.https.handle);
-      server.on('upgrade', this.edges.https.handleUpgrade);
+      // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
+      // what headersTimeout gives one that did: it gets what the connectors listener gives.
+      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+      this.limitHeaderLines(server, this.edges.https.handle, this.edges.https.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.https));
       this.servers.https = server;
     }
     if (l.http !== undefined) {
       const redirectOnly = l.https !== undefined;
-      const server = http.createServer(PUBLIC_LISTENER, redirectOnly ? this.redirectToHttps(config, dir) : this.edges.http.handle);
-      if (!redirectOnly) server.on('upgrade', this.edges.http.handleUpgrade);
+      const server = http.createServer(PUBLIC_LISTENER);
+      if (redirectOnly) this.limitHeaderLines(server, this.redirectToHttps(config, dir));
+      else this.limitHeaderLines(server, this.edges.http.handle, this.edges.http.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.http));
       this.servers.http = server;
@@ -283,6 +294,32 @@ export class GatewayServer {
     if (tls.fingerprint === this.tlsFingerprint) return undefined;
     createSecureContext({ cert: tls.cert, key: tls.key });
     return tls;
+  }
+
+  /** Serves requests with at most MAX_HEADER_LINES header lines; more get 431 with a correlation id. */
+  private limitHeaderLines(server: http.Server | https.Server, onRequest: http.RequestListener, onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void): void {
+    server.maxHeadersCount = MAX_HEADER_LINES + 1;
+    const refused = (req: http.IncomingMessage): string | undefined => {
+      if (req.rawHeaders.length / 2 <= MAX_HEADER_LINES) return undefined;
+      const correlationId = randomUUID();
+      this.log.warn({ correlationId, method: req.method, status: 431, limit: MAX_HEADER_LINES }, 'request with too many header lines refused');
+      return correlationId;
+    };
+    const reason = `The request has more than ${MAX_HEADER_LINES} header lines.`;
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const correlationId = refused(req);
+      if (correlationId === undefined) return onRequest(req, res);
+      res.setHeader(CORRELATION_HEADER, correlationId);
+      res.shouldKeepAlive = false;
+      sendError(res, req.headers, { status: 431, reason, correlationId });
+    });
+    if (!onUpgrade) return;
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const correlationId = refused(req);
+      if (correlationId === undefined) return onUpgrade(req, socket, head);
+      socket.on('error', () => socket.destroy());
+      endWithProblem(socket, 431, reason, correlationId);
+    });
   }
 
   /** Malformed requests get a 4xx with a correlation id; nothing reaches an app. */

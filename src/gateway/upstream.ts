@@ -188,13 +188,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       upReq.destroy();
       return done(invalid);
     }
-    const lines = [`HTTP/1.1 ${upRes.statusCode} ${upRes.statusMessage ?? ''}`];
-    const hdrs = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>);
-    for (const [k, v] of Object.entries(hdrs)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
-    lines.push(`${CORRELATION_HEADER}: ${correlationId}`, 'connection: close');
-    socket.write(lines.join('\r\n') + '\r\n\r\n');
-    upRes.pipe(socket);
-    done();
+    relayRefusal(upReq, upRes, socket, done);
   });
   upReq.on('upgrade', (upRes, upSocket, upHead) => {
     answered = true;
@@ -214,6 +208,56 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     done();
   });
   upReq.end();
+}
+
+/**
+ * The app answered an upgrade with something other than 101: the answer goes to the client as
+ * an ordinary response, through the ServerResponse the edge gave the upgrade's socket. Node
+ * frames its body, so one the app cuts stays visibly cut (written raw, a chunked body lost
+ * its framing and a cut one read as complete); the request log carries the app's status;
+ * and the socket closes when the answer is done. `done` is called only if the answer fails:
+ * the socket never becomes a WebSocket. A body the app cuts, or a client that leaves,
+ * closes the other side too (neither was watched: a broken answer hung the client, and a
+ * client that left kept its socket in CLOSE-WAIT).
+ */
+function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket: Duplex, done: (failure?: UpstreamFailure) => void): void {
+  const res = (socket as { _httpMessage?: unknown })._httpMessage;
+  const fail = (detail: string, afterHeaders: boolean) => {
+    upRes.unpipe();
+    upRes.on('error', () => undefined).resume();
+    upReq.destroy();
+    done({ status: 502, reason: "The app's answer was not valid HTTP.", detail, afterHeaders });
+  };
+  if (!(res instanceof http.ServerResponse) || res.headersSent) return fail('no response to relay the answer to an upgrade through', false);
+  try {
+    res.writeHead(upRes.statusCode!, upRes.statusMessage, downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>));
+  } catch (e) {
+    return fail(`the app's answer to an upgrade could not be relayed: ${(e as Error).message}`, false);
+  }
+  let over = false;
+  const appFailed = (err?: Error) => {
+    if (upRes.complete || over) return;
+    over = true;
+    res.destroy();
+    upReq.destroy();
+    done(classify(err ?? Object.assign(new Error("the app's answer to an upgrade ended before its body did"), { code: 'ECONNRESET' }), true));
+  };
+  upReq.on('error', appFailed);
+  upRes.on('error', appFailed);
+  upRes.on('close', () => appFailed());
+  const clientLeft = () => {
+    if (upRes.complete || over) return;
+    over = true; // the app's side goes too, and that is no failure of the app
+    upReq.destroy();
+    res.destroy();
+  };
+  res.on('close', clientLeft);
+  // A client that hangs up sends a FIN, seen only by reading: the upgraded socket has no parser
+  // left to do it. What it sends is dropped, as the connection closes after this answer. Like
+  // Node's server for any request, the gateway then gives up on the answer.
+  socket.on('end', clientLeft);
+  socket.resume();
+  upRes.pipe(res);
 }
 
 const TLS_CODES = new Set([

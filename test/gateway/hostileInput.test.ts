@@ -380,6 +380,33 @@ apps:
       }
     });
 
+    // Node keeps the first maxHeadersCount header lines but frames the body by all of them: a
+    // Content-Length or Transfer-Encoding past line 2,000 was dropped, and the app got the POST
+    // without its body (and the client its 200).
+    it('more than 2,000 header lines (short enough for the 16 KiB limit): 431, nothing forwarded, whatever the framing', async () => {
+      const junk = 'a: b\r\n'.repeat(2000);
+      const bodies: [string, string][] = [
+        ['Content-Length past line 2,000', 'Content-Length: 11\r\n\r\nhello=world'],
+        ['Transfer-Encoding past line 2,000', 'Transfer-Encoding: chunked\r\n\r\nb\r\nhello=world\r\n0\r\n\r\n'],
+        ['a WebSocket upgrade', 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'],
+      ];
+      for (const [what, rest] of bodies) {
+        let a!: RawAnswer;
+        const got = await newForwards(async () => void (a = await raw(gw.port, `POST /many-headers HTTP/1.1\r\n${H}Accept: application/json\r\n${junk}${rest}`)), 100);
+        assertAnswer(a, 431, what);
+        assert.match(JSON.parse(a.body).detail, /more than 2000 header lines/);
+        assert.deepEqual(got, [], what);
+      }
+      // 2,000 lines in all are still served, every one of them forwarded
+      let a!: RawAnswer;
+      const got = await newForwards(async () => void (a = await raw(gw.port, `POST /many-headers HTTP/1.1\r\n${H}${'a: b\r\n'.repeat(1998)}Content-Length: 11\r\n\r\nhello=world`)));
+      expectedForwards.add('/many-headers');
+      assertAnswer(a, 200, '2,000 lines');
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.body.toString(), 'hello=world');
+      assert.equal(got[0]!.headers.a, Array(1998).fill('b').join(', '));
+    });
+
     it('an unknown Expect: 417, nothing forwarded', async () => {
       let a!: RawAnswer;
       const got = await newForwards(async () => void (a = await raw(gw.port, `POST /expect HTTP/1.1\r\n${H}Expect: 999-nope\r\nContent-Length: 3\r\n\r\nabc`)), 50);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import { join } from 'node:path';
 import { selfSignedCert } from '../support/certs.js';
 import { eventually, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
@@ -119,6 +120,17 @@ apps:
       await gw.server.reload('test');
     }
     assert.equal(await metric(), '1');
+  });
+
+  it('drops a connection that never finishes its TLS handshake after 10 s, as the connectors listener does (it held a descriptor for 120 s)', async function () {
+    this.timeout(30_000);
+    const bare = net.connect(httpsPort(), '127.0.0.1'); // not a byte of TLS
+    const t0 = Date.now();
+    const ms = await new Promise<number>((resolve) => {
+      bare.on('error', () => undefined);
+      bare.on('close', () => resolve(Date.now() - t0));
+    });
+    assert.ok(ms >= 9_000 && ms < 15_000, `closed after ${ms} ms`);
   });
 
   it('admin: healthz, readyz with the generation, and Prometheus metrics', async () => {

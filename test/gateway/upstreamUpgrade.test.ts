@@ -1,0 +1,152 @@
+/**
+ * The upgrade relay (pipeUpgrade, direct and through a connector) when the app
+ * does not switch protocols: its answer reaches the client whole, or the
+ * connection is cut (never a hang, never a cut body that reads as complete),
+ * neither side's socket outlives the other, and the request log has the app's
+ * status. A raw TCP app on loopback answers each upgrade as its path says.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { join } from 'node:path';
+import { eventually, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
+
+const UPGRADE = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+
+/** what the app writes for each path; it never closes unless the answer says so */
+const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
+  '/refused': { bytes: 'HTTP/1.1 403 Forbidden\r\ncontent-length: 9\r\n\r\nforbidden' },
+  '/refused-chunked': { bytes: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' },
+  '/cut-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}`, close: true },
+  '/stall-chunked': { bytes: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n' },
+  '/stall-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}` },
+};
+
+interface Exchange {
+  text: string;
+  /** the gateway closed the connection (false: still open when the time was up) */
+  closed: boolean;
+  ms: number;
+}
+
+/** Sends an upgrade request and reads until the gateway closes the connection or `limitMs` passes. */
+function exchange(port: number, host: string, path: string, limitMs: number): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const chunks: Buffer[] = [];
+    const s = net.connect(port, '127.0.0.1', () => s.write(UPGRADE(host, path)));
+    const end = (closed: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed, ms: Date.now() - t0 });
+    };
+    const timer = setTimeout(() => end(false), limitMs);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => undefined);
+    s.on('close', () => end(true));
+  });
+}
+
+describe('upstream: an upgrade the app answers without switching protocols', function () {
+  this.timeout(30_000);
+  let app: net.Server;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  /** the app's connections still open */
+  const open = new Set<net.Socket>();
+
+  before(async () => {
+    app = net.createServer((s) => {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => undefined);
+      let head = '';
+      s.on('data', (c: Buffer) => {
+        head += c.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        const answer = ANSWERS[head.split(' ')[1]!]!;
+        s.write(answer.bytes);
+        if (answer.close) s.end();
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}`;
+    // App (app.test) goes through a connector, Ws (ws.test) is direct
+    const direct = `  - name: Ws
+    externalUrl: http://ws.test/
+    internalUrl: ${url}/
+    preAuth: passthrough
+    websockets: true
+    backendTimeout: 1s
+`;
+    gw = await startHubGateway(gatewayYaml({ url }, '', `    backendTimeout: 1s\n${direct}`));
+    conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    await waitChannels(gw, 1);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw?.stop();
+    for (const s of open) s.destroy();
+    await new Promise((r) => app.close(r));
+  });
+
+  const logOf = (text: string) => {
+    const id = /x-correlation-id: ([0-9a-f-]+)/i.exec(text)?.[1];
+    assert.ok(id, `a correlation id in\n${text}`);
+    return gw.logs.find((l) => l.msg === 'request' && l.correlationId === id);
+  };
+  const settled = () => new Promise((r) => setTimeout(r, 100));
+
+  for (const [via, host] of [['direct', 'ws.test'], ['through a connector', 'app.test']] as const) {
+    it(`${via}: a complete answer reaches the client whole, then the connection closes; the log has its status`, async () => {
+      const a = await exchange(gw.port, host, '/refused', 5000);
+      assert.ok(a.closed, `closed (got ${JSON.stringify(a.text)})`);
+      assert.match(a.text, /^HTTP\/1\.1 403 Forbidden\r\n/);
+      assert.match(a.text, /\r\nconnection: close\r\n/i);
+      assert.ok(a.text.endsWith('\r\n\r\nforbidden'), a.text);
+      await settled();
+      assert.equal(logOf(a.text)?.status, 403);
+      assert.equal(logOf(a.text)?.aborted, undefined);
+    });
+
+    it(`${via}: a chunked answer keeps its chunked framing, terminator included`, async () => {
+      const a = await exchange(gw.port, host, '/refused-chunked', 5000);
+      assert.ok(a.closed);
+      assert.match(a.text, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(a.text, /\r\ntransfer-encoding: chunked\r\n/i);
+      assert.ok(a.text.endsWith('\r\n\r\n5\r\nhello\r\n0\r\n\r\n'), JSON.stringify(a.text));
+      await settled();
+      assert.equal(logOf(a.text)?.status, 200);
+    });
+
+    it(`${via}: a body the app cuts (it closes before its Content-Length): the client connection is cut at once, not left open`, async () => {
+      const a = await exchange(gw.port, host, '/cut-length', 5000);
+      assert.ok(a.closed && a.ms < 900, `closed after ${a.ms} ms (the body was cut at once; backendTimeout is 1 s)`);
+      assert.match(a.text, /^HTTP\/1\.1 403 Forbidden\r\n/);
+      assert.match(a.text, /\r\ncontent-length: 100000\r\n/i);
+      await settled();
+      assert.equal(logOf(a.text)?.status, 403);
+      assert.equal(logOf(a.text)?.aborted, true);
+    });
+
+    it(`${via}: an app that goes quiet mid-body: cut after backendTimeout, and a chunked body lacks its terminator (it read as complete)`, async () => {
+      const a = await exchange(gw.port, host, '/stall-chunked', 5000);
+      assert.ok(a.closed && a.ms >= 900, `closed after ${a.ms} ms`);
+      assert.match(a.text, /\r\ntransfer-encoding: chunked\r\n/i);
+      assert.match(a.text, /\r\n\r\n5\r\nhello\r\n$/);
+      await settled();
+      assert.equal(logOf(a.text)?.status, 200);
+      assert.equal(logOf(a.text)?.decision, 'timeout');
+    });
+
+    it(`${via}: a client that leaves mid-answer: the app connection is closed too, and the gateway keeps no socket (they stayed in CLOSE-WAIT)`, async () => {
+      const before = open.size;
+      const serverConnections = () => new Promise<number>((r) => gw.server['servers'].http!.getConnections((_e, n) => r(n)));
+      const clients = await Promise.all(Array.from({ length: 10 }, () => exchange(gw.port, host, '/stall-length', 300)));
+      for (const c of clients) assert.equal(c.closed, false, 'still open while the app keeps its body coming');
+      // well before backendTimeout (1 s), which would cut them anyway
+      await eventually(() => open.size === before, 500).catch(() => assert.fail(`${open.size - before} app connections still open`));
+      await eventually(async () => (await serverConnections()) === 0, 500).catch(() => assert.fail('gateway sockets still open'));
+    });
+  }
+});
