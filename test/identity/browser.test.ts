@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startStack, type Stack } from './support.js';
+import { defaultApps, startStack, type Stack } from './support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 
@@ -9,7 +9,14 @@ describe('identity: the whole browser flow in Chromium', function () {
   let s: Stack;
   let browser: Browser;
   before(async () => {
-    s = await startStack();
+    s = await startStack({
+      apps: (b) => `${defaultApps(b)}
+  - name: Pre
+    externalUrl: http://prefix.localhost/pre/
+    internalUrl: ${b}/pre/
+    preAuth: oidc
+`,
+    });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
   });
   after(async () => {
@@ -83,6 +90,25 @@ describe('identity: the whole browser flow in Chromium', function () {
     assert.match((await page.textContent('h1'))!, /signed out/);
     const res = await page.goto(`${s.origin('web')}/.drawbridge/me`);
     assert.equal(res!.status(), 401);
+    await ctx.close();
+  });
+
+  it('an app under a path prefix opened without its trailing slash signs in once and lands on the prefix', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const hops: string[] = [];
+    page.on('response', (r) => hops.push(`${r.status()} ${r.url()}`));
+    await page.goto(`${s.origin('prefix')}/pre?tab=2`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL((u) => u.href.startsWith(s.origin('prefix') + '/pre/')), page.click('button[type=submit]')]);
+    assert.equal(page.url(), `${s.origin('prefix')}/pre/?tab=2`, hops.join('\n'));
+    assert.equal(JSON.parse((await page.textContent('body'))!).url, '/pre/?tab=2');
+    // Typed again later: straight to the app, no trip to the provider.
+    hops.length = 0;
+    await page.goto(`${s.origin('prefix')}/pre`);
+    assert.equal(page.url(), `${s.origin('prefix')}/pre/`);
+    assert.ok(hops.every((h) => h.includes(s.origin('prefix'))), hops.join('\n'));
     await ctx.close();
   });
 });

@@ -60,6 +60,13 @@ class OidcStage implements Stage {
     const s = await readSession(this.rt, this.app, ctx.host, ctx.protocol, ctx.headers.cookie);
     if (s.identity) return { kind: 'continue', identity: s.identity };
     const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
+    // `/pre` reaches the app at `/pre/`, but its `Path=/pre/` session cookie is never sent there, so
+    // signing in from `/pre` would come back without a session and sign in again, forever. `Path=/pre`
+    // would also match a sibling app at `/prefix/`; the browser goes to `/pre/` instead, as proxies do.
+    const prefixWithoutSlash = this.app.prefix !== '/' && ctx.path === this.app.prefix.slice(0, -1);
+    if (prefixWithoutSlash && !ctx.upgrade && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      return { kind: 'redirect', location: this.app.prefix + ctx.pathParams + ctx.search, reasons: ['app opened without the trailing slash of its path prefix'] };
+    }
 
     if (ctx.upgrade || !isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
     const origin = originOf(ctx.protocol, ctx.headers.host);
