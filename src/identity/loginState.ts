@@ -23,10 +23,12 @@ export interface LoginState {
   ru: string;
   /** max_age asked for (step-up) */
   ma?: number;
+  /** acr_values asked for (an MFA step-up): the callback checks the provider met it */
+  acr?: string;
   exp: number;
 }
 
-export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: string, returnUrl: string, maxAge?: number): LoginState {
+export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: string, returnUrl: string, stepUp?: { maxAge?: number; acrValues?: string }): LoginState {
   return {
     v: 1,
     s: oidc.randomState(),
@@ -35,7 +37,8 @@ export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: str
     r: returnUrl,
     a: app,
     ru: redirectUri,
-    ...(maxAge !== undefined ? { ma: maxAge } : {}),
+    ...(stepUp?.maxAge !== undefined ? { ma: stepUp.maxAge } : {}),
+    ...(stepUp?.acrValues ? { acr: stepUp.acrValues } : {}),
     exp: Math.floor(rt.now() / 1000) + LOGIN_TTL_SEC,
   };
 }

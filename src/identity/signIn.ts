@@ -16,6 +16,7 @@ import type { Edge, InternalHandler } from '../gateway/edge.js';
 import { sendError } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
+import { meetsMfa } from './claims.js';
 import { ProviderUnavailableError } from './discovery.js';
 import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
@@ -44,7 +45,7 @@ export interface SignInStart {
 /** A redirect to the provider, with the login state cookie that will finish it. */
 export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin: string, returnUrl: string, stepUp?: StepUp, cookieHeader?: string | string[]): Promise<SignInStart> {
   const redirectUri = origin + CALLBACK_PATH;
-  const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp?.maxAge);
+  const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
   const secure = origin.startsWith('https:');
   return { location: url.href, setCookie: [...clearStaleLogins(cookieHeader, secure), await loginCookie(rt, st, secure)] };
@@ -113,6 +114,11 @@ const callbackHandler =
     } catch (e) {
       if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
       return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
+    }
+    // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
+    // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.
+    if (st.acr && !st.acr.split(' ').includes(String(claims.acr)) && !meetsMfa(claims, rt.config.identity!.mfaAcrValues ?? ['mfa'])) {
+      return fail(403, 'This app requires multi-factor authentication, and your sign-in did not provide it. Sign in with a second factor, or ask your administrator how to set one up.', `step-up asked for acr_values=${st.acr}; the ID token has acr=${String(claims.acr)} amr=${JSON.stringify(claims.amr ?? null)}`, [clear]);
     }
     let session: Awaited<ReturnType<typeof createSessionCookie>>;
     try {
