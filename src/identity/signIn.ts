@@ -18,7 +18,7 @@ import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
 import { ProviderUnavailableError } from './discovery.js';
-import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
@@ -38,7 +38,7 @@ export function originOf(protocol: 'http' | 'https', hostHeader: string | string
 
 export interface SignInStart {
   location: string;
-  /** the login state cookie, after clearing stale ones */
+  /** the login state cookie (in one of a few fixed slots) */
   setCookie: string[];
 }
 
@@ -48,7 +48,7 @@ export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin:
   const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
   const secure = origin.startsWith('https:');
-  return { location: url.href, setCookie: [...clearStaleLogins(cookieHeader, secure), await loginCookie(rt, st, secure)] };
+  return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader)] };
 }
 
 function redirect(res: ServerResponse, location: string, cookies: string[] = []): void {
@@ -97,9 +97,9 @@ const callbackHandler =
     };
     if (!origin || !rt || !state) return fail(400, 'The sign-in response is incomplete. Open the app again to sign in.', 'no state, origin or identity runtime');
     const secure = ctx.protocol === 'https';
-    const st = await readLoginState(rt, state, req.headers.cookie, secure);
-    if (!st) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
-    const clear = clearLoginCookie(state, secure);
+    const login = await readLoginState(rt, state, req.headers.cookie, secure);
+    if (!login) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+    const { st, clear } = login;
     const app = rt.apps.get(st.a);
     const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
     if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);

@@ -111,4 +111,32 @@ describe('identity: the whole browser flow in Chromium', function () {
     assert.ok(hops.every((h) => h.includes(s.origin('prefix'))), hops.join('\n'));
     await ctx.close();
   });
+
+  it('sign-ins started again and again (or by another site) never lock the host out: a few login cookies at most', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    // Each navigation to the app starts a sign-in and ends at the provider's page; nobody finishes them.
+    for (let i = 0; i < 40; i++) await page.goto(`${s.origin('web')}/p${i}`);
+    const logins = (await ctx.cookies(s.origin('web'))).filter((c) => c.name.startsWith('drawbridge_login_'));
+    assert.ok(logins.length <= 4, `${logins.length} login cookies`);
+    await page.goto(`${s.origin('web')}/last?x=1`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${s.origin('web')}/last?x=1`), page.click('button[type=submit]')]);
+    assert.equal(JSON.parse((await page.textContent('body'))!).headers.cookie, undefined, 'the login cookies never reach the app');
+    await ctx.close();
+  });
+
+  it('two tabs signing in at once each land on their own URL', async () => {
+    const ctx = await browser.newContext();
+    const [a, b] = [await ctx.newPage(), await ctx.newPage()];
+    await a.goto(`${s.origin('web')}/tab-a`);
+    await b.goto(`${s.origin('web')}/tab-b`);
+    for (const [p, where] of [[a, 'tab-a'], [b, 'tab-b']] as const) {
+      await p.fill('#username', 'bob');
+      await p.fill('#password', 'bob-pw');
+      await Promise.all([p.waitForURL(`${s.origin('web')}/${where}`), p.click('button[type=submit]')]);
+    }
+    await ctx.close();
+  });
 });
