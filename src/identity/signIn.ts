@@ -225,9 +225,14 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
   redirect(res, end?.href ?? done, cookies);
 };
 
+/**
+ * No Clear-Site-Data here: browsers apply `"cookies"` to the whole registrable domain (every
+ * company site under it, every other app host's session), and any site can send the browser
+ * to this page. The sign-out handler has already expired this host's cookies by name.
+ */
 const signedOutHandler: InternalHandler = (_req, res) => {
   const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>You have signed out</h1><p>Close the browser to finish, or open an app again to sign in.</p></body></html>`;
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'clear-site-data': '"cookies"' }).end(body);
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(body);
 };
 
 /** Who is signed in to the app at this host (JSON; `?path=` picks an app under a path prefix). */
