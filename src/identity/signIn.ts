@@ -255,7 +255,7 @@ const stepUpHandler =
     const app = rt?.apps.get(ctx.app.name);
     if (!origin || !rt || !app) return sendError(res, req.headers, { status: 401, reason: 'A stronger sign-in is required.', correlationId: ctx.id, app: ctx.app.name });
     const prefix = app.prefix;
-    const target = safeReturnUrl(ctx.path + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
+    const target = safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
     try {
       const s = await startSignIn(rt, app, origin, target, stepUp, req.headers.cookie);
       log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up sign-in');

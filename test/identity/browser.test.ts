@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { defaultApps, startStack, type Stack } from './support.js';
+import { auditPayloads, defaultApps, startStack, type Stack } from './support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 
@@ -136,6 +136,35 @@ describe('identity: the whole browser flow in Chromium', function () {
       await p.fill('#username', 'bob');
       await p.fill('#password', 'bob-pw');
       await Promise.all([p.waitForURL(`${s.origin('web')}/${where}`), p.click('button[type=submit]')]);
+    }
+    await ctx.close();
+  });
+
+  it('deep links with encoded spaces, backslashes or control characters and path parameters come back exactly after sign-in', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    for (const deep of ['/Shared%20Documents/Forms/AllItems.aspx', '/x?path=C%3A%5Cdir%5Cfile', '/x?msg=line1%0Aline2&q=%09tab', '/app/page.jsp;jsessionid=ABC123?x=1']) {
+      await ctx.clearCookies();
+      await page.goto(s.origin('web') + deep);
+      await page.fill('#username', 'bob');
+      await page.fill('#password', 'bob-pw');
+      await Promise.all([page.waitForURL((u) => u.href.startsWith(s.origin('web'))), page.click('button[type=submit]')]);
+      assert.equal(page.url(), s.origin('web') + deep);
+      assert.equal(JSON.parse((await page.textContent('body'))!).url, deep);
+    }
+    await ctx.close();
+  });
+
+  it('the browser audit\'s 26 return-URL payloads all land on the app\'s own origin', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${s.origin('web')}/`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${s.origin('web')}/`), page.click('button[type=submit]')]);
+    for (const p of auditPayloads(s.origin('web'))) {
+      await page.goto(`${s.origin('web')}/.drawbridge/sign-in?returnUrl=${encodeURIComponent(p)}`);
+      assert.equal(new URL(page.url()).origin, s.origin('web'), `${JSON.stringify(p)} -> ${page.url()}`);
     }
     await ctx.close();
   });

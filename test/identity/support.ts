@@ -181,3 +181,16 @@ export class Browser {
     throw new Error(`too many redirects: ${hops.join(' -> ')}`);
   }
 }
+
+/**
+ * The browser audit's payloads (through /.drawbridge/sign-in in Chromium, test/identity/browser.test.ts):
+ * each must land on the app's own origin, its root or a same-app path. `origin` is the app's.
+ */
+export function auditPayloads(origin: string): string[] {
+  const hostPort = new URL(origin).host;
+  return [
+    '//evil.example/', '/\\evil.example/', '/%5Cevil.example/', '%2F%2Fevil.example', '/%2F/evil.example', 'https://evil.example/', `http://${hostPort}@evil.example/`,
+    `http://${hostPort}.evil.example/`, origin.replace('web.', 'other.') + '/', origin.toUpperCase() + '/x', 'http:evil.example', 'http:/\\/evil.example', '/\t/evil.example', ' //evil.example', 'javascript:alert(1)//',
+    '/.drawbridge/sign-out', '/..//evil.example', '/./\\evil.example', '/%09/evil.example', '\\\\evil.example', '/pre/../../x', `http://${new URL(origin).hostname}/x`, `${origin}:80/x`, '/x#@evil.example', '/%E3%80%82evil', origin.replace('web.', 'web\u3002') + '/x',
+  ];
+}

@@ -72,7 +72,7 @@ class OidcStage implements Stage {
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
-      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
+      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
       return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
       return this.providerDown(e);
