@@ -10,7 +10,7 @@
  * registers them from the config).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { jwtVerify } from 'jose';
+import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
 import type { Edge, InternalHandler } from '../gateway/edge.js';
 import { sendError } from '../gateway/errorPages.js';
@@ -60,7 +60,7 @@ function redirect(res: ServerResponse, location: string, cookies: string[] = [])
 }
 
 function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
-  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app });
+  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app, headers: { 'retry-after': '5' } });
 }
 
 /** Registers the gateway-owned identity endpoints and the step-up handler on both edges. */
@@ -112,7 +112,11 @@ const callbackHandler =
       await verifyIdTokenSignature(rt, done.idToken);
       claims = done.claims;
     } catch (e) {
-      if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
+      if (e instanceof ProviderUnavailableError) {
+        // An outage, not a bad response: the login cookie stays, so a reload can finish while the code is valid.
+        log.error({ correlationId: ctx.id, app: app.name, err: e }, 'identity provider unavailable');
+        return unavailable(req, res, ctx.id, app.name);
+      }
       return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
@@ -144,7 +148,15 @@ function continuePage(res: ServerResponse, target: string, cookies: string[]): v
 
 /** Verifies the ID token signature too: openid-client trusts the TLS channel, we pin keys and algorithms as for bearer tokens. */
 export async function verifyIdTokenSignature(rt: IdentityRuntime, idToken: string): Promise<void> {
-  await jwtVerify(idToken, await rt.idTokenKeys(), { algorithms: [...rt.algorithms], issuer: rt.config.identity!.issuer, audience: rt.config.identity!.clientId, clockTolerance: rt.clockToleranceSec });
+  const keys = await rt.idTokenKeys();
+  try {
+    await jwtVerify(idToken, keys, { algorithms: [...rt.algorithms], issuer: rt.config.identity!.issuer, audience: rt.config.identity!.clientId, clockTolerance: rt.clockToleranceSec });
+  } catch (e) {
+    // The keys out of reach (timeout, network error, a JWKS endpoint failing) is an outage, as for bearer tokens.
+    const unreachable = e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError) || /^Expected 200 OK/.test((e as Error).message);
+    if (unreachable) throw new ProviderUnavailableError(rt.config.identity!.issuer, `JWKS: ${(e as Error).message}`);
+    throw e;
+  }
 }
 
 /** GET /.drawbridge/sign-in?returnUrl=...: starts a sign-in for the app at this host. */
