@@ -128,7 +128,13 @@ const callbackHandler =
     try {
       session = await createSessionCookie(rt, app, ctx.host, ctx.protocol, claims);
     } catch (e) {
-      if (e instanceof SessionTooLargeError) return fail(431, 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.', e.message, [clear]);
+      if (e instanceof SessionTooLargeError) {
+        const reason =
+          e.tooLarge === 'claims'
+            ? 'The sign-in carries claims about your account (such as its name) too large for a browser session. Ask your administrator to shorten them or limit the claims sent to this gateway.'
+            : 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.';
+        return fail(431, reason, e.message, [clear]);
+      }
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
     log.info({ correlationId: ctx.id, app: app.name, user: session.identity.user, acr: claims.acr, amr: claims.amr }, 'signed in');
