@@ -25,7 +25,7 @@ import { DirectUpstream } from './upstream.js';
 import { ALLOWED_METHODS, Edge } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
-import { sendError } from './errorPages.js';
+import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 
@@ -335,7 +335,11 @@ export class GatewayServer {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, code: err.code, reason: err.message, status }, 'malformed request refused');
       if (!socket.writable) return socket.destroy();
-      const refuse = () => endWithProblem(socket, status, 'The request is malformed.', correlationId);
+      // A browser whose cookies outgrew the limit (the usual 431) is shown a page, not JSON; the
+      // headers are only the bytes the parser held, so Accept is read from them as best it can be.
+      const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '';
+      const html = status === 431 && /^accept:[^\r\n]*text\/html/im.test(head);
+      const refuse = () => (html ? endWithPage(socket, status, 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.', correlationId) : endWithProblem(socket, status, 'The request is malformed.', correlationId));
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
         // The pending request's own body is what failed to parse: its answer cannot wait for the rest.
@@ -427,6 +431,13 @@ function startedSettings(config: Config, dir: string): StartedSettings {
   const text = (v: string | number | undefined) => (v === undefined ? undefined : String(v));
   const { listen: l, admin, stateDir } = config.gateway;
   return { https: text(l.https), http: text(l.http), admin: text(admin?.listen), stateDir: resolve(dir, stateDir ?? './state') };
+}
+
+/** The HTML error page written straight to a socket that no ServerResponse owns, then the connection is closed. */
+function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string): void {
+  const title = http.STATUS_CODES[status] ?? String(status);
+  const body = renderPage(status, title, reason, correlationId);
+  socket.end(`HTTP/1.1 ${status} ${title}\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }
 
 /**

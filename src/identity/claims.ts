@@ -32,6 +32,13 @@ export function identityFromClaims(claims: Record<string, unknown>, names: Claim
   return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: groupsOverage(claims, names.groups) || undefined, via, claims: Object.freeze({ ...claims }), ...(exp !== undefined ? { expiresAt: exp } : {}) });
 }
 
+/** requireMfa's test: `amr` contains `mfa`, or `acr` is one of `identity.mfaAcrValues`. */
+export function meetsMfa(claims: Readonly<Record<string, unknown>>, mfaAcrValues: readonly string[]): boolean {
+  const amr = claims.amr;
+  if (Array.isArray(amr) && amr.includes('mfa')) return true;
+  return typeof claims.acr === 'string' && mfaAcrValues.includes(claims.acr);
+}
+
 /** Entra leaves groups out past a limit and says so with _claim_names / hasgroups. */
 export function groupsOverage(claims: Record<string, unknown>, groupsClaim: string): boolean {
   const names = claims._claim_names;

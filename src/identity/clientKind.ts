@@ -21,6 +21,18 @@ export function isBrowserNavigation(method: string, h: Readonly<IncomingHttpHead
   return true;
 }
 
+/**
+ * A request the browser will show as a page (a form POST, a navigation with another method):
+ * it cannot be sent to sign in, since the body would be lost on the way, but it can be told
+ * how to sign in.
+ */
+export function wantsPage(h: Readonly<IncomingHttpHeaders>): boolean {
+  if (h.authorization !== undefined || h['x-requested-with'] !== undefined) return false;
+  const mode = first(h['sec-fetch-mode']);
+  if (mode !== undefined) return mode === 'navigate';
+  return (first(h.accept) ?? '').toLowerCase().includes('text/html');
+}
+
 function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }

@@ -13,6 +13,18 @@ export class ProviderUnavailableError extends DrawbridgeError {
   }
 }
 
+/**
+ * A token request that did not get an answer from the provider (refused, reset, DNS, the
+ * 5 s timeout) or got a 5xx: an outage, not a bad sign-in response. openid-client passes
+ * fetch's TypeError through and names its timeout OAUTH_TIMEOUT.
+ */
+export function providerUnreachable(e: unknown): boolean {
+  const err = e as { code?: string; message?: string; cause?: unknown };
+  if (e instanceof TypeError && err.message === 'fetch failed') return true;
+  if (err?.code === 'OAUTH_TIMEOUT') return true;
+  return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;
+}
+
 export interface OidcClientOptions {
   issuer: string;
   clientId: string;
@@ -88,13 +100,19 @@ export class OidcClient {
   /** Code -> tokens; openid-client checks state, PKCE, and the ID token (iss, aud, nonce, signature, lifetime). */
   async finishSignIn(currentUrl: URL, checks: { state: string; nonce: string; codeVerifier: string; maxAge?: number }): Promise<{ claims: Record<string, unknown>; idToken: string }> {
     const c = await this.configuration();
-    const tokens = await oidc.authorizationCodeGrant(c, currentUrl, {
-      expectedState: checks.state,
-      expectedNonce: checks.nonce,
-      pkceCodeVerifier: checks.codeVerifier,
-      idTokenExpected: true,
-      ...(checks.maxAge !== undefined ? { maxAge: checks.maxAge } : {}),
-    });
+    let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+    try {
+      tokens = await oidc.authorizationCodeGrant(c, currentUrl, {
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        pkceCodeVerifier: checks.codeVerifier,
+        idTokenExpected: true,
+        ...(checks.maxAge !== undefined ? { maxAge: checks.maxAge } : {}),
+      });
+    } catch (e) {
+      if (providerUnreachable(e)) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${(e as Error).message}`);
+      throw e;
+    }
     const claims = tokens.claims();
     if (!claims || !tokens.id_token) throw new Error('the provider returned no ID token');
     return { claims: { ...claims }, idToken: tokens.id_token };

@@ -1,11 +1,17 @@
 /**
  * The sign-in in flight: state, nonce, PKCE verifier and return URL in a
- * short-lived encrypted cookie. The cookie lives in the browser that started
- * the flow and its name carries part of the state, so parallel sign-ins in
- * several tabs do not overwrite each other, and a callback URL replayed in
- * another browser finds nothing to finish.
+ * short-lived encrypted cookie. A callback URL replayed in another browser
+ * finds nothing to finish.
+ *
+ * Bound: the cookie takes one of LOGIN_SLOTS fixed names, so sign-ins started
+ * and never finished (a user opening the app again and again, or another site
+ * sending the browser to app URLs in a loop) can never make the Cookie header
+ * outgrow the server's limit (431 on every gateway path of the host). The
+ * cookies are `Path=/` so that the start of a sign-in, which happens on an
+ * app path, sees which slots are taken and uses a free one (else the oldest):
+ * parallel sign-ins in several tabs do not overwrite each other up to that
+ * many. The gateway removes them before any request reaches an app.
  */
-import { randomBytes } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { clearCookie, parseCookies, serializeCookie } from './cookies.js';
 import { LOGIN_COOKIE, LOGIN_TTL_SEC, type IdentityRuntime } from './runtime.js';
@@ -23,10 +29,12 @@ export interface LoginState {
   ru: string;
   /** max_age asked for (step-up) */
   ma?: number;
+  /** acr_values asked for (an MFA step-up): the callback checks the provider met it */
+  acr?: string;
   exp: number;
 }
 
-export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: string, returnUrl: string, maxAge?: number): LoginState {
+export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: string, returnUrl: string, stepUp?: { maxAge?: number; acrValues?: string }): LoginState {
   return {
     v: 1,
     s: oidc.randomState(),
@@ -35,42 +43,55 @@ export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: str
     r: returnUrl,
     a: app,
     ru: redirectUri,
-    ...(maxAge !== undefined ? { ma: maxAge } : {}),
+    ...(stepUp?.maxAge !== undefined ? { ma: stepUp.maxAge } : {}),
+    ...(stepUp?.acrValues ? { acr: stepUp.acrValues } : {}),
     exp: Math.floor(rt.now() / 1000) + LOGIN_TTL_SEC,
   };
 }
 
-function cookieName(state: string, secure: boolean): string {
-  const tag = state.replace(/[^A-Za-z0-9]/g, '').slice(0, 10) || randomBytes(5).toString('hex');
-  return `${secure ? '__Secure-' : ''}${LOGIN_COOKIE}_${tag}`;
-}
+/** Sign-ins that can be in flight at once in one browser, per host (about 450 bytes each). */
+export const LOGIN_SLOTS = 4;
 
-const attrs = (secure: boolean) => ({ path: '/.drawbridge/', httpOnly: true, secure, sameSite: 'lax' as const });
+const prefix = (secure: boolean) => `${secure ? '__Secure-' : ''}${LOGIN_COOKIE}_`;
+const slotName = (slot: number, secure: boolean) => `${prefix(secure)}${slot}`;
 
-export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean): Promise<string> {
-  return serializeCookie(cookieName(st.s, secure), await rt.logins.seal(st), { ...attrs(secure), maxAge: LOGIN_TTL_SEC });
-}
+const attrs = (secure: boolean) => ({ path: '/', httpOnly: true, secure, sameSite: 'lax' as const });
 
-export function clearLoginCookie(state: string, secure: boolean): string {
-  return clearCookie(cookieName(state, secure), attrs(secure));
-}
-
-/** The login state for this `state` parameter, if this browser started it and it has not expired. */
-export async function readLoginState(rt: IdentityRuntime, state: string, cookieHeader: string | string[] | undefined, secure: boolean): Promise<LoginState | undefined> {
-  const want = cookieName(state, secure);
+/** This browser's login cookies that open, by slot name. */
+async function loginsIn(rt: IdentityRuntime, cookieHeader: string | string[] | undefined, secure: boolean): Promise<Map<string, LoginState>> {
+  const found = new Map<string, LoginState>();
+  const names = new Set(Array.from({ length: LOGIN_SLOTS }, (_, i) => slotName(i, secure)));
   for (const [name, value] of parseCookies(cookieHeader)) {
-    if (name !== want) continue;
+    if (!names.has(name) || found.has(name)) continue;
     const st = await rt.logins.open<LoginState>(value);
-    if (!st || st.v !== 1 || st.s !== state || typeof st.exp !== 'number' || st.exp <= Math.floor(rt.now() / 1000)) continue;
-    return st;
+    if (st && st.v === 1 && typeof st.s === 'string' && typeof st.exp === 'number') found.set(name, st);
+  }
+  return found;
+}
+
+/** The slot for a new sign-in: a free one, else the one whose sign-in expires first. */
+async function freeSlot(rt: IdentityRuntime, cookieHeader: string | string[] | undefined, secure: boolean): Promise<string> {
+  const taken = await loginsIn(rt, cookieHeader, secure);
+  const now = Math.floor(rt.now() / 1000);
+  let oldest: [string, number] | undefined;
+  for (let i = 0; i < LOGIN_SLOTS; i++) {
+    const name = slotName(i, secure);
+    const st = taken.get(name);
+    if (!st || st.exp <= now) return name;
+    if (!oldest || st.exp < oldest[1]) oldest = [name, st.exp];
+  }
+  return oldest![0];
+}
+
+export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined): Promise<string> {
+  return serializeCookie(await freeSlot(rt, cookieHeader, secure), await rt.logins.seal(st), { ...attrs(secure), maxAge: LOGIN_TTL_SEC });
+}
+
+/** The login state for this `state` parameter, if this browser started it and it has not expired, with the Set-Cookie that clears it. */
+export async function readLoginState(rt: IdentityRuntime, state: string, cookieHeader: string | string[] | undefined, secure: boolean): Promise<{ st: LoginState; clear: string } | undefined> {
+  const now = Math.floor(rt.now() / 1000);
+  for (const [name, st] of await loginsIn(rt, cookieHeader, secure)) {
+    if (st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
   }
   return undefined;
-}
-
-/** Sign-ins started and never finished pile up; keep the newest few so the Cookie header cannot outgrow the server's limit. */
-export function clearStaleLogins(cookieHeader: string | string[] | undefined, secure: boolean, keep = 2): string[] {
-  const ours = parseCookies(cookieHeader)
-    .map(([name]) => name)
-    .filter((n) => n.startsWith(`${secure ? '__Secure-' : ''}${LOGIN_COOKIE}_`));
-  return ours.slice(0, Math.max(0, ours.length - keep)).map((n) => clearCookie(n, attrs(secure)));
 }

@@ -17,22 +17,30 @@ export function appRoot(app: AppLocation): string {
   return app.origin + app.prefix;
 }
 
-// Raw or percent-encoded control characters and backslashes: browsers strip or
-// reinterpret them, so a string that contains them means something else to them.
-const SUSPICIOUS = /[\u0000-\u001f\u007f\\\s]|%(?:[01][0-9a-f]|7f|5c)/i;
+// Raw control characters, whitespace and backslashes, anywhere: browsers strip or reinterpret
+// them, so a string that contains them means something else to them.
+const RAW_SUSPICIOUS = /[\u0000-\u001f\u007f\\\s]/;
+// In the path, also their percent-encoded forms: an app or a browser that decodes the path
+// could read `/%5Cevil` as `/\evil`. Not in the query: it never changes where the browser
+// goes, and `?path=C%3A%5Cdir` or `?msg=a%0Ab` are everyday deep links.
+const ENCODED_SUSPICIOUS = /%(?:[01][0-9a-f]|7f|5c)/i;
+const DECODED_SUSPICIOUS = /[\u0000-\u001f\u007f\\]/;
 
 export function safeReturnUrl(candidate: string | undefined | null, app: AppLocation): string {
   const root = appRoot(app);
   if (typeof candidate !== 'string' || candidate === '' || candidate.length > 4096) return root;
-  if (SUSPICIOUS.test(candidate)) return root;
+  if (RAW_SUSPICIOUS.test(candidate)) return root;
+  const rawPath = candidate.split(/[?#]/, 1)[0]!;
+  if (ENCODED_SUSPICIOUS.test(rawPath)) return root;
   let decodedPath: string;
   try {
-    decodedPath = decodeURIComponent(candidate.split(/[?#]/, 1)[0]!);
+    decodedPath = decodeURIComponent(rawPath);
   } catch {
     return root;
   }
-  // A double-encoded path must be as harmless as the plain one (the query may encode what it likes).
-  if (SUSPICIOUS.test(decodedPath) || decodedPath.startsWith('//') || decodedPath.startsWith('/\\')) return root;
+  // A double-encoded path must be as harmless as the plain one. An encoded space is not a
+  // concern in a path (`/Shared%20Documents/`): the URL is resolved and its origin checked below.
+  if (DECODED_SUSPICIOUS.test(decodedPath) || ENCODED_SUSPICIOUS.test(decodedPath) || decodedPath.startsWith('//')) return root;
   const relative = candidate.startsWith('/');
   if (relative && candidate.startsWith('//')) return root;
   if (!relative && !candidate.toLowerCase().startsWith(app.origin.toLowerCase() + '/') && candidate.toLowerCase() !== app.origin.toLowerCase()) return root;

@@ -31,6 +31,10 @@ interface SessionPayload {
 
 export class SessionTooLargeError extends Error {
   readonly code = 'ERR_SESSION_TOO_LARGE';
+  /** what does not fit: the claims alone (a huge name...), or the groups the rules name */
+  constructor(message: string, readonly tooLarge: 'claims' | 'groups') {
+    super(message);
+  }
 }
 
 export function bindingOf(app: AppIdentity, host: string): string {
@@ -65,7 +69,12 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
     payload.gf = 1;
     value = await rt.sessions.seal(payload);
     header = serializeCookie(name, value, cookieAttrs);
-    if (header.length > MAX_COOKIE_BYTES) throw new SessionTooLargeError(`the session for ${user} needs ${header.length} bytes, more than a browser keeps`);
+    if (header.length > MAX_COOKIE_BYTES) {
+      // Which to blame, so the page sends the administrator to the right place: without any group, would it fit?
+      const bare = serializeCookie(name, await rt.sessions.seal({ ...payload, g: [] }), cookieAttrs);
+      const tooLarge = bare.length > MAX_COOKIE_BYTES ? 'claims' : 'groups';
+      throw new SessionTooLargeError(`the session for ${user} needs ${header.length} bytes, more than a browser keeps (${tooLarge === 'claims' ? `its claims alone need ${bare.length}` : `${payload.g.length} groups the rules name`})`, tooLarge);
+    }
   }
   return { setCookie: header, identity: toIdentity(payload) };
 }

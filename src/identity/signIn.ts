@@ -10,14 +10,15 @@
  * registers them from the config).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { jwtVerify } from 'jose';
+import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
 import type { Edge, InternalHandler } from '../gateway/edge.js';
 import { sendError } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
+import { meetsMfa } from './claims.js';
 import { ProviderUnavailableError } from './discovery.js';
-import { clearLoginCookie, clearStaleLogins, loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { appRoot, safeReturnUrl } from './returnUrl.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
@@ -37,17 +38,17 @@ export function originOf(protocol: 'http' | 'https', hostHeader: string | string
 
 export interface SignInStart {
   location: string;
-  /** the login state cookie, after clearing stale ones */
+  /** the login state cookie (in one of a few fixed slots) */
   setCookie: string[];
 }
 
 /** A redirect to the provider, with the login state cookie that will finish it. */
 export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin: string, returnUrl: string, stepUp?: StepUp, cookieHeader?: string | string[]): Promise<SignInStart> {
   const redirectUri = origin + CALLBACK_PATH;
-  const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp?.maxAge);
+  const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
   const secure = origin.startsWith('https:');
-  return { location: url.href, setCookie: [...clearStaleLogins(cookieHeader, secure), await loginCookie(rt, st, secure)] };
+  return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader)] };
 }
 
 function redirect(res: ServerResponse, location: string, cookies: string[] = []): void {
@@ -59,7 +60,7 @@ function redirect(res: ServerResponse, location: string, cookies: string[] = [])
 }
 
 function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
-  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app });
+  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app, headers: { 'retry-after': '5' } });
 }
 
 /** Registers the gateway-owned identity endpoints and the step-up handler on both edges. */
@@ -96,9 +97,9 @@ const callbackHandler =
     };
     if (!origin || !rt || !state) return fail(400, 'The sign-in response is incomplete. Open the app again to sign in.', 'no state, origin or identity runtime');
     const secure = ctx.protocol === 'https';
-    const st = await readLoginState(rt, state, req.headers.cookie, secure);
-    if (!st) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
-    const clear = clearLoginCookie(state, secure);
+    const login = await readLoginState(rt, state, req.headers.cookie, secure);
+    if (!login) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+    const { st, clear } = login;
     const app = rt.apps.get(st.a);
     const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
     if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
@@ -111,14 +112,29 @@ const callbackHandler =
       await verifyIdTokenSignature(rt, done.idToken);
       claims = done.claims;
     } catch (e) {
-      if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, app.name);
+      if (e instanceof ProviderUnavailableError) {
+        // An outage, not a bad response: the login cookie stays, so a reload can finish while the code is valid.
+        log.error({ correlationId: ctx.id, app: app.name, err: e }, 'identity provider unavailable');
+        return unavailable(req, res, ctx.id, app.name);
+      }
       return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
+    }
+    // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
+    // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.
+    if (st.acr && !st.acr.split(' ').includes(String(claims.acr)) && !meetsMfa(claims, rt.config.identity!.mfaAcrValues ?? ['mfa'])) {
+      return fail(403, 'This app requires multi-factor authentication, and your sign-in did not provide it. Sign in with a second factor, or ask your administrator how to set one up.', `step-up asked for acr_values=${st.acr}; the ID token has acr=${String(claims.acr)} amr=${JSON.stringify(claims.amr ?? null)}`, [clear]);
     }
     let session: Awaited<ReturnType<typeof createSessionCookie>>;
     try {
       session = await createSessionCookie(rt, app, ctx.host, ctx.protocol, claims);
     } catch (e) {
-      if (e instanceof SessionTooLargeError) return fail(431, 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.', e.message, [clear]);
+      if (e instanceof SessionTooLargeError) {
+        const reason =
+          e.tooLarge === 'claims'
+            ? 'The sign-in carries claims about your account (such as its name) too large for a browser session. Ask your administrator to shorten them or limit the claims sent to this gateway.'
+            : 'Your account is a member of too many groups for a browser session. Ask your administrator to limit the groups sent to this gateway.';
+        return fail(431, reason, e.message, [clear]);
+      }
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
     log.info({ correlationId: ctx.id, app: app.name, user: session.identity.user, acr: claims.acr, amr: claims.amr }, 'signed in');
@@ -138,7 +154,15 @@ function continuePage(res: ServerResponse, target: string, cookies: string[]): v
 
 /** Verifies the ID token signature too: openid-client trusts the TLS channel, we pin keys and algorithms as for bearer tokens. */
 export async function verifyIdTokenSignature(rt: IdentityRuntime, idToken: string): Promise<void> {
-  await jwtVerify(idToken, await rt.idTokenKeys(), { algorithms: [...rt.algorithms], issuer: rt.config.identity!.issuer, audience: rt.config.identity!.clientId, clockTolerance: rt.clockToleranceSec });
+  const keys = await rt.idTokenKeys();
+  try {
+    await jwtVerify(idToken, keys, { algorithms: [...rt.algorithms], issuer: rt.config.identity!.issuer, audience: rt.config.identity!.clientId, clockTolerance: rt.clockToleranceSec });
+  } catch (e) {
+    // The keys out of reach (timeout, network error, a JWKS endpoint failing) is an outage, as for bearer tokens.
+    const unreachable = e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError) || /^Expected 200 OK/.test((e as Error).message);
+    if (unreachable) throw new ProviderUnavailableError(rt.config.identity!.issuer, `JWKS: ${(e as Error).message}`);
+    throw e;
+  }
 }
 
 /** GET /.drawbridge/sign-in?returnUrl=...: starts a sign-in for the app at this host. */
@@ -219,9 +243,14 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
   redirect(res, end?.href ?? done, cookies);
 };
 
+/**
+ * No Clear-Site-Data here: browsers apply `"cookies"` to the whole registrable domain (every
+ * company site under it, every other app host's session), and any site can send the browser
+ * to this page. The sign-out handler has already expired this host's cookies by name.
+ */
 const signedOutHandler: InternalHandler = (_req, res) => {
   const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>You have signed out</h1><p>Close the browser to finish, or open an app again to sign in.</p></body></html>`;
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'clear-site-data': '"cookies"' }).end(body);
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(body);
 };
 
 /** Who is signed in to the app at this host (JSON; `?path=` picks an app under a path prefix). */
@@ -244,7 +273,7 @@ const stepUpHandler =
     const app = rt?.apps.get(ctx.app.name);
     if (!origin || !rt || !app) return sendError(res, req.headers, { status: 401, reason: 'A stronger sign-in is required.', correlationId: ctx.id, app: ctx.app.name });
     const prefix = app.prefix;
-    const target = safeReturnUrl(ctx.path + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
+    const target = safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
     try {
       const s = await startSignIn(rt, app, origin, target, stepUp, req.headers.cookie);
       log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up sign-in');

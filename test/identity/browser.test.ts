@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startStack, type Stack } from './support.js';
+import { auditPayloads, defaultApps, startStack, type Stack } from './support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 
@@ -9,7 +9,14 @@ describe('identity: the whole browser flow in Chromium', function () {
   let s: Stack;
   let browser: Browser;
   before(async () => {
-    s = await startStack();
+    s = await startStack({
+      apps: (b) => `${defaultApps(b)}
+  - name: Pre
+    externalUrl: http://prefix.localhost/pre/
+    internalUrl: ${b}/pre/
+    preAuth: oidc
+`,
+    });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
   });
   after(async () => {
@@ -83,6 +90,82 @@ describe('identity: the whole browser flow in Chromium', function () {
     assert.match((await page.textContent('h1'))!, /signed out/);
     const res = await page.goto(`${s.origin('web')}/.drawbridge/me`);
     assert.equal(res!.status(), 401);
+    await ctx.close();
+  });
+
+  it('an app under a path prefix opened without its trailing slash signs in once and lands on the prefix', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const hops: string[] = [];
+    page.on('response', (r) => hops.push(`${r.status()} ${r.url()}`));
+    await page.goto(`${s.origin('prefix')}/pre?tab=2`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL((u) => u.href.startsWith(s.origin('prefix') + '/pre/')), page.click('button[type=submit]')]);
+    assert.equal(page.url(), `${s.origin('prefix')}/pre/?tab=2`, hops.join('\n'));
+    assert.equal(JSON.parse((await page.textContent('body'))!).url, '/pre/?tab=2');
+    // Typed again later: straight to the app, no trip to the provider.
+    hops.length = 0;
+    await page.goto(`${s.origin('prefix')}/pre`);
+    assert.equal(page.url(), `${s.origin('prefix')}/pre/`);
+    assert.ok(hops.every((h) => h.includes(s.origin('prefix'))), hops.join('\n'));
+    await ctx.close();
+  });
+
+  it('sign-ins started again and again (or by another site) never lock the host out: a few login cookies at most', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    // Each navigation to the app starts a sign-in and ends at the provider's page; nobody finishes them.
+    for (let i = 0; i < 40; i++) await page.goto(`${s.origin('web')}/p${i}`);
+    const logins = (await ctx.cookies(s.origin('web'))).filter((c) => c.name.startsWith('drawbridge_login_'));
+    assert.ok(logins.length <= 4, `${logins.length} login cookies`);
+    await page.goto(`${s.origin('web')}/last?x=1`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${s.origin('web')}/last?x=1`), page.click('button[type=submit]')]);
+    assert.equal(JSON.parse((await page.textContent('body'))!).headers.cookie, undefined, 'the login cookies never reach the app');
+    await ctx.close();
+  });
+
+  it('two tabs signing in at once each land on their own URL', async () => {
+    const ctx = await browser.newContext();
+    const [a, b] = [await ctx.newPage(), await ctx.newPage()];
+    await a.goto(`${s.origin('web')}/tab-a`);
+    await b.goto(`${s.origin('web')}/tab-b`);
+    for (const [p, where] of [[a, 'tab-a'], [b, 'tab-b']] as const) {
+      await p.fill('#username', 'bob');
+      await p.fill('#password', 'bob-pw');
+      await Promise.all([p.waitForURL(`${s.origin('web')}/${where}`), p.click('button[type=submit]')]);
+    }
+    await ctx.close();
+  });
+
+  it('deep links with encoded spaces, backslashes or control characters and path parameters come back exactly after sign-in', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    for (const deep of ['/Shared%20Documents/Forms/AllItems.aspx', '/x?path=C%3A%5Cdir%5Cfile', '/x?msg=line1%0Aline2&q=%09tab', '/app/page.jsp;jsessionid=ABC123?x=1']) {
+      await ctx.clearCookies();
+      await page.goto(s.origin('web') + deep);
+      await page.fill('#username', 'bob');
+      await page.fill('#password', 'bob-pw');
+      await Promise.all([page.waitForURL((u) => u.href.startsWith(s.origin('web'))), page.click('button[type=submit]')]);
+      assert.equal(page.url(), s.origin('web') + deep);
+      assert.equal(JSON.parse((await page.textContent('body'))!).url, deep);
+    }
+    await ctx.close();
+  });
+
+  it('the browser audit\'s 26 return-URL payloads all land on the app\'s own origin', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(`${s.origin('web')}/`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${s.origin('web')}/`), page.click('button[type=submit]')]);
+    for (const p of auditPayloads(s.origin('web'))) {
+      await page.goto(`${s.origin('web')}/.drawbridge/sign-in?returnUrl=${encodeURIComponent(p)}`);
+      assert.equal(new URL(page.url()).origin, s.origin('web'), `${JSON.stringify(p)} -> ${page.url()}`);
+    }
     await ctx.close();
   });
 });

@@ -19,7 +19,7 @@ describe('identity: sign-in over https in Chromium (__Host- session cookie)', fu
     backend = await startEchoBackend();
     idp = await EmbeddedIdp.start({ clientId: 'drawbridge', clientSecret: CLIENT_SECRET, users: USERS });
     const dir = tempDir();
-    selfSignedCert(dir, 'gateway', ['secure.localhost']);
+    selfSignedCert(dir, 'gateway', ['secure.localhost', 'one.apps.example.test']);
     gw = await startGateway(
       `gateway:
   publicUrl: https://secure.localhost
@@ -37,13 +37,17 @@ apps:
     externalUrl: https://secure.localhost/
     internalUrl: ${backend.url}/
     preAuth: oidc
+  - name: One
+    externalUrl: https://one.apps.example.test/
+    internalUrl: ${backend.url}/
+    preAuth: oidc
 `,
       { dir },
     );
     const port = Number(gw.server.addresses().https!.split(':').pop());
     origin = `https://secure.localhost:${port}`;
     idp.allowRedirectUri(`${origin}/.drawbridge/callback`);
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...ARGS, '--host-resolver-rules=MAP *.example.test 127.0.0.1'] });
   });
   after(async () => {
     await browser?.close();
@@ -92,5 +96,22 @@ apps:
     assert.equal(both.status, 200);
     assert.equal(JSON.parse(both.body).headers.cookie, undefined, 'neither name reaches the app');
     assert.equal(backend.received.length, before + 1);
+  });
+
+  it('the signed-out page, which any site can send the browser to, leaves every cookie of other sites alone', async () => {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    const port = new URL(origin).port;
+    // Cookies of company sites under the same registrable domain that the gateway does not publish.
+    await ctx.addCookies([
+      { name: 'corp_portal', value: '1', domain: '.example.test', path: '/', secure: true },
+      { name: 'www_pref', value: '1', domain: 'www.example.test', path: '/', secure: true },
+    ]);
+    const page = await ctx.newPage();
+    const res = await page.goto(`https://one.apps.example.test:${port}/.drawbridge/signed-out`);
+    assert.match((await page.textContent('h1'))!, /signed out/);
+    assert.equal(res!.headers()['clear-site-data'], undefined);
+    const names = (await ctx.cookies()).map((c) => `${c.domain}:${c.name}`).sort();
+    assert.deepEqual(names, ['.example.test:corp_portal', 'www.example.test:www_pref']);
+    await ctx.close();
   });
 });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { WebSocket } from 'ws';
 import { request, startEchoBackend, startGateway } from '../support/harness.js';
+import { LOGIN_SLOTS } from '../../src/identity/loginState.js';
 import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, type Stack } from './support.js';
 
 describe('identity: callback and login state', function () {
@@ -87,9 +89,27 @@ describe('identity: callback and login state', function () {
     const b = new Browser();
     for (let i = 0; i < 8; i++) assert.equal((await b.get(`${s.origin('web')}/p${i}`)).status, 302);
     const logins = [...b.jar.get(new URL(s.origin('web')).host)!.keys()].filter((k) => k.startsWith('drawbridge_login_'));
-    assert.ok(logins.length <= 3, String(logins.length));
+    assert.ok(logins.length <= LOGIN_SLOTS, String(logins.length));
     const { url } = await b.browse(`${s.origin('web')}/last`, { user: 'bob', password: 'bob-pw' });
     assert.equal(url, `${s.origin('web')}/last`);
+  });
+
+  it('a browser whose cookies are over the header limit gets the 431 as a page; an API client as problem+json', async () => {
+    const send = (accept: string) =>
+      new Promise<string>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = net.connect(s.gw.port, '127.0.0.1', () =>
+          socket.write(`GET /.drawbridge/callback?state=x HTTP/1.1\r\nHost: ${new URL(s.origin('web')).host}\r\nAccept: ${accept}\r\nCookie: ${Array.from({ length: 40 }, (_, i) => `drawbridge_login_${i}=${'A'.repeat(430)}`).join('; ')}\r\n\r\n`),
+        );
+        socket.on('data', (c) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks).toString())).on('error', reject);
+      });
+    const page = await send('text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8');
+    assert.match(page, /^HTTP\/1\.1 431 /);
+    assert.match(page, /content-type: text\/html/i);
+    assert.match(page, /This corporate app can't be accessed[\s\S]*Clearing the cookies of this site/);
+    const problem = await send('application/json');
+    assert.match(problem, /^HTTP\/1\.1 431 /);
+    assert.match(problem, /content-type: application\/problem\+json/i);
   });
 
   it('WebSocket upgrades need the session too; with it they reach the app without the gateway cookie', async () => {

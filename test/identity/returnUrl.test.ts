@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { safeReturnUrl } from '../../src/identity/returnUrl.js';
-import { Browser, startStack, type Stack } from './support.js';
+import { auditPayloads, Browser, startStack, type Stack } from './support.js';
 
 const APP = { origin: 'http://web.localhost:8080', prefix: '/' };
 const ROOT = 'http://web.localhost:8080/';
@@ -66,9 +66,23 @@ describe('identity: return URL after sign-in', function () {
     ['http://WEB.localhost:8080/a', 'http://web.localhost:8080/a'],
     ['/a/../b', 'http://web.localhost:8080/b'],
     ['/search?q=%20a%2Fb', 'http://web.localhost:8080/search?q=%20a%2Fb'],
+    // Deep links of everyday apps (SharePoint, IIS, Java): encoded spaces in the path, encoded
+    // backslashes and control characters in the query, path parameters.
+    ['/Shared%20Documents/Forms/AllItems.aspx', 'http://web.localhost:8080/Shared%20Documents/Forms/AllItems.aspx'],
+    ['/wiki/Main%20Page', 'http://web.localhost:8080/wiki/Main%20Page'],
+    ['/x?path=C%3A%5Cdir%5Cfile', 'http://web.localhost:8080/x?path=C%3A%5Cdir%5Cfile'],
+    ['/x?msg=line1%0Aline2', 'http://web.localhost:8080/x?msg=line1%0Aline2'],
+    ['/x?q=%09tab&z=%00', 'http://web.localhost:8080/x?q=%09tab&z=%00'],
+    ['/app/page.jsp;jsessionid=ABC123?x=1', 'http://web.localhost:8080/app/page.jsp;jsessionid=ABC123?x=1'],
   ]) {
     it(`keeps the same-app URL ${p}`, () => assert.equal(safeReturnUrl(p, APP), want));
   }
+
+  it('the browser audit\'s 26 payloads stay on the app\'s origin', () => {
+    const payloads = auditPayloads(APP.origin);
+    assert.equal(payloads.length, 26);
+    for (const p of payloads) assert.equal(new URL(safeReturnUrl(p, APP)).origin, APP.origin, JSON.stringify(p));
+  });
 
   it('an app under a path prefix: other paths on the same host fall back to its root', () => {
     const app = { origin: 'http://h.localhost', prefix: '/app/' };

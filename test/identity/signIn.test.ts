@@ -66,6 +66,25 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     assert.equal(post.status, 401);
   });
 
+  it('a form posted without a session gets a 401 page with a sign-in link back to it, not JSON and not a redirect', async () => {
+    const b = new Browser();
+    const nav = { accept: 'text/html,application/xhtml+xml', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'content-type': 'application/x-www-form-urlencoded' };
+    const res = await b.send('POST', `${s.origin('web')}/orders/new?step=2`, nav, 'qty=3');
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.location, undefined);
+    assert.match(String(res.headers['www-authenticate']), /^Bearer/);
+    assert.match(String(res.headers['content-type']), /^text\/html/);
+    const href = /<a href="([^"]+)">Sign in again<\/a>/.exec(res.body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+    assert.equal(href, `/.drawbridge/sign-in?returnUrl=${encodeURIComponent('/orders/new?step=2')}`);
+    assert.equal(s.backend.received.filter((r) => r.url.startsWith('/orders')).length, 0);
+    const { url } = await b.browse(`${s.origin('web')}${href}`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(url, `${s.origin('web')}/orders/new?step=2`);
+    // A script's POST still gets JSON.
+    const api = await new Browser().send('POST', `${s.origin('web')}/orders/new`, { accept: 'application/json', 'sec-fetch-mode': 'cors' }, '{}');
+    assert.equal(api.status, 401);
+    assert.match(String(api.headers['content-type']), /json/);
+  });
+
   it('assignment: bob (finance) and carol (user) get in, alice gets 403 Forbidden', async () => {
     for (const [user, code, want] of [['bob', 'bob-pw', 200], ['carol', 'carol-pw', 200], ['alice', 'alice-pw', 403]] as const) {
       const b = new Browser();

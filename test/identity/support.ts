@@ -31,6 +31,8 @@ export interface StackOptions {
   apps?: (backendUrl: string) => string;
   secrets?: string[];
   extraYaml?: string;
+  /** more keys of the identity: section, indented by two spaces */
+  identityYaml?: string;
   accessTokenTtlSec?: number;
   audiences?: { audience: string; scopes: string[] }[];
   users?: DemoUser[];
@@ -63,7 +65,7 @@ export function defaultApps(backend: string): string {
 `;
 }
 
-export function gatewayYaml(issuer: string, secrets: string[], apps: string, extra = ''): string {
+export function gatewayYaml(issuer: string, secrets: string[], apps: string, extra = '', identityExtra = ''): string {
   return `gateway:
   publicUrl: http://localhost
   listen: { http: 127.0.0.1:0 }
@@ -72,6 +74,7 @@ identity:
   clientId: drawbridge
   clientSecret: ${CLIENT_SECRET}
   clockTolerance: 5s
+${identityExtra}
 session:
   secrets:
 ${secrets.map((s) => `    - ${s}`).join('\n')}
@@ -94,7 +97,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     onOneTimeCode: (u, c) => codes.set(u, c),
     accessTokenTtlSec: opts.accessTokenTtlSec,
   });
-  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml), opts.watch === false ? { watch: false } : {});
+  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml), opts.watch === false ? { watch: false } : {});
   const origin = (host: string) => `http://${host}.localhost:${gw.port}`;
   for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix']) {
     idp.allowRedirectUri(`${origin(h)}/.drawbridge/callback`);
@@ -177,4 +180,17 @@ export class Browser {
     }
     throw new Error(`too many redirects: ${hops.join(' -> ')}`);
   }
+}
+
+/**
+ * The browser audit's payloads (through /.drawbridge/sign-in in Chromium, test/identity/browser.test.ts):
+ * each must land on the app's own origin, its root or a same-app path. `origin` is the app's.
+ */
+export function auditPayloads(origin: string): string[] {
+  const hostPort = new URL(origin).host;
+  return [
+    '//evil.example/', '/\\evil.example/', '/%5Cevil.example/', '%2F%2Fevil.example', '/%2F/evil.example', 'https://evil.example/', `http://${hostPort}@evil.example/`,
+    `http://${hostPort}.evil.example/`, origin.replace('web.', 'other.') + '/', origin.toUpperCase() + '/x', 'http:evil.example', 'http:/\\/evil.example', '/\t/evil.example', ' //evil.example', 'javascript:alert(1)//',
+    '/.drawbridge/sign-out', '/..//evil.example', '/./\\evil.example', '/%09/evil.example', '\\\\evil.example', '/pre/../../x', `http://${new URL(origin).hostname}/x`, `${origin}:80/x`, '/x#@evil.example', '/%E3%80%82evil', origin.replace('web.', 'web\u3002') + '/x',
+  ];
 }

@@ -9,11 +9,12 @@ import type { Config } from '../../config/load.js';
 import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { BearerError } from '../../identity/bearer.js';
-import { isBrowserNavigation } from '../../identity/clientKind.js';
+import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { safeReturnUrl } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
+import { SIGN_IN_PATH } from '../../identity/runtime.js';
 import { originOf, rememberRuntime, startSignIn } from '../../identity/signIn.js';
 
 export interface OidcStageOptions {
@@ -60,12 +61,20 @@ class OidcStage implements Stage {
     const s = await readSession(this.rt, this.app, ctx.host, ctx.protocol, ctx.headers.cookie);
     if (s.identity) return { kind: 'continue', identity: s.identity };
     const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
+    // `/pre` reaches the app at `/pre/`, but its `Path=/pre/` session cookie is never sent there, so
+    // signing in from `/pre` would come back without a session and sign in again, forever. `Path=/pre`
+    // would also match a sibling app at `/prefix/`; the browser goes to `/pre/` instead, as proxies do.
+    const prefixWithoutSlash = this.app.prefix !== '/' && ctx.path === this.app.prefix.slice(0, -1);
+    if (prefixWithoutSlash && !ctx.upgrade && (ctx.method === 'GET' || ctx.method === 'HEAD')) {
+      return { kind: 'redirect', location: this.app.prefix + ctx.pathParams + ctx.search, reasons: ['app opened without the trailing slash of its path prefix'] };
+    }
 
+    if (!ctx.upgrade && !isBrowserNavigation(ctx.method, ctx.headers) && wantsPage(ctx.headers)) return this.signInPage(ctx, clear);
     if (ctx.upgrade || !isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
-      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
+      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
       return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
       return this.providerDown(e);
@@ -105,6 +114,16 @@ class OidcStage implements Stage {
       body: json({ error: error ?? 'unauthorized', error_description: description, ...(check ? { check } : {}), app: this.app.name, correlationId: ctx.id }),
       reasons: [check ? `bearer token refused (${check}): ${description}` : description],
     };
+  }
+
+  /** 401 as for an API client, but as a page with a sign-in link: a form posted after the session ended. */
+  private signInPage(ctx: RequestContext, cookies: string[]): Decision {
+    const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    const link = `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(ctx.path + ctx.pathParams + ctx.search)}`;
+    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
+    const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'", 'x-drawbridge-correlation-id': ctx.id };
+    if (cookies.length) headers['set-cookie'] = cookies;
+    return { kind: 'respond', status: 401, headers, body, reasons: [`no session: ${ctx.method} sent from a page, answered with a sign-in link`] };
   }
 
   private providerDown(e: unknown): Decision {
