@@ -15,6 +15,7 @@
 import { parseDuration } from '../config/duration.js';
 import type { Identity, StepUp } from '../pipeline/stage.js';
 import { compileConditions, type Condition, type ConditionsSpec, type PolicyInput } from './conditions.js';
+import { meetsMfa } from '../identity/claims.js';
 
 export type Grant = 'block' | 'allow' | 'requireMfa' | 'requireCompliantDevice';
 
@@ -225,11 +226,7 @@ export class PolicySet {
   }
 
   private hasMfa(id: Identity | undefined): boolean {
-    if (!id) return false;
-    const amr = id.claims.amr;
-    if (Array.isArray(amr) && amr.includes('mfa')) return true;
-    const acr = id.claims.acr;
-    return typeof acr === 'string' && this.req.mfaAcrValues.includes(acr);
+    return !!id && meetsMfa(id.claims, this.req.mfaAcrValues);
   }
 
   private deviceCompliant(id: Identity | undefined): boolean {
