@@ -1,5 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Server, Socket } from 'node:net';
+import type { Server } from 'node:net';
 
 export interface ListenAddress {
   host?: string;
@@ -15,7 +14,6 @@ export function parseListen(v: number | string): ListenAddress {
 }
 
 export function listen(server: Server, addr: ListenAddress): Promise<void> {
-  trackResponses(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(addr.port, addr.host, () => {
@@ -40,40 +38,8 @@ export const DRAIN_GRACE_MS = 20_000;
 
 type HttpServer = Server & { closeIdleConnections?: () => void; closeAllConnections?: () => void };
 
-/** Per listener: the responses not yet finished, by connection, in the order their requests came. */
-interface Tracked {
-  bySocket: Map<Socket, ServerResponse[]>;
-  draining: boolean;
-}
-const tracked = new WeakMap<Server, Tracked>();
-
-function trackResponses(server: Server): void {
-  if (tracked.has(server)) return;
-  const t: Tracked = { bySocket: new Map(), draining: false };
-  tracked.set(server, t);
-  // Prepended: it must see the response before the request handler can write its head.
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    const socket = req.socket;
-    const queue = t.bySocket.get(socket) ?? [];
-    queue.push(res);
-    t.bySocket.set(socket, queue);
-    const writeHead = res.writeHead;
-    // Every head is written through writeHead (end() and write() call it implicitly). While the
-    // listener drains, the last answer on a connection says Connection: close, and Node ends the
-    // connection after it. Not an earlier one: a request pipelined behind it would go unanswered.
-    res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
-      if (t.draining && queue[queue.length - 1] === res) res.shouldKeepAlive = false;
-      return writeHead.apply(this, args);
-    } as ServerResponse['writeHead'];
-    res.once('close', () => {
-      queue.splice(queue.indexOf(res), 1);
-      if (queue.length > 0) return;
-      t.bySocket.delete(socket);
-      // An answer whose head went out before the drain began kept its connection open: now idle, end it.
-      if (t.draining && !socket.destroyed) socket.destroySoon();
-    });
-  });
-}
+/** How often a draining listener closes the connections that have gone idle since. */
+const IDLE_SWEEP_MS = 200;
 
 /**
  * Stops taking connections and lets the requests in flight finish: idle keep-alive connections
@@ -84,15 +50,17 @@ export function closeServer(server: Server | undefined, graceMs = DRAIN_GRACE_MS
   return new Promise((resolve) => {
     if (!server || !server.listening) return resolve();
     const s = server as HttpServer;
-    const t = tracked.get(server);
-    if (t) t.draining = true;
     const cut = setTimeout(() => s.closeAllConnections?.(), graceMs);
     cut.unref();
+    // A connection whose answer is still running is not idle yet; once it is, it goes. (The edge
+    // marks the answers it sends while stopping Connection: close, so most end by themselves.)
+    const sweep = setInterval(() => s.closeIdleConnections?.(), IDLE_SWEEP_MS);
+    sweep.unref();
     server.close(() => {
       clearTimeout(cut);
+      clearInterval(sweep);
       resolve();
     });
-    // close() already closes idle connections on Node >= 19; kept explicit since draining relies on it.
     s.closeIdleConnections?.();
   });
 }

@@ -405,6 +405,8 @@ export class GatewayServer {
   async stop(): Promise<void> {
     this.stopRevocations();
     await this.watcher?.close();
+    this.edges.http.drain();
+    this.edges.https.drain();
     this.edges.http.closeUpgraded();
     this.edges.https.closeUpgraded();
     await Promise.all([closeServer(this.servers.http), closeServer(this.servers.https), closeServer(this.servers.admin)]);

@@ -28,7 +28,7 @@ describe('closeServer (draining a listener)', () => {
     assert.equal(await cut, 'ECONNRESET');
   });
 
-  it('answers pipelined requests in order and closes the connection after the last one only', async () => {
+  it('answers pipelined requests in order, then closes the connection (a listener without the edge: by the idle sweep)', async () => {
     const { server, port } = await slowServer();
     const socket = net.connect(port, '127.0.0.1');
     let raw = '';
@@ -41,7 +41,7 @@ describe('closeServer (draining a listener)', () => {
     await stopped;
     const answers = raw.split('HTTP/1.1 ').slice(1);
     assert.equal(answers.length, 2, raw);
-    assert.match(answers[0], /^200 [\s\S]*Connection: keep-alive[\s\S]*done \/\?ms=400$/);
-    assert.match(answers[1], /^200 [\s\S]*Connection: close[\s\S]*done \/\?ms=300$/);
+    assert.match(answers[0], /^200 [\s\S]*done \/\?ms=400$/);
+    assert.match(answers[1], /^200 [\s\S]*done \/\?ms=300$/);
   });
 });
