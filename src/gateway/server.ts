@@ -315,9 +315,17 @@ export class GatewayServer {
     });
     if (!onUpgrade) return;
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      if (pendingAnswer(socket)) {
+        // Node hands over the socket while the answer to a request before this one is still going
+        // out on it: taking it now would throw (the process went down) or garble that answer.
+        // Browsers never pipeline an upgrade; this one is refused once that answer is out.
+        const id = randomUUID();
+        this.log.warn({ correlationId: id, status: 400 }, 'upgrade pipelined behind another request refused');
+        return afterPendingAnswer(socket, () => endWithProblem(socket, 400, 'An upgrade cannot be pipelined behind another request.', id));
+      }
       const correlationId = refused(req);
       if (correlationId === undefined) return onUpgrade(req, socket, head);
-      socket.on('error', () => socket.destroy());
       endWithProblem(socket, 431, reason, correlationId);
     });
   }
@@ -343,23 +351,19 @@ export class GatewayServer {
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
         // The pending request's own body is what failed to parse: its answer cannot wait for the rest.
-        if (pending.headersSent) return socket.destroy();
-      } else if (pending && !pending.writableFinished) {
-        // A request pipelined before the malformed one is still answering. Its answer goes first: a
-        // 400 written now would be read as the answer to that request, which the app did run (a
-        // client retrying it would run it twice).
-        pending.once('finish', () => (socket.writable ? refuse() : socket.destroy()));
-        pending.once('close', () => pending.writableFinished || socket.destroy());
-        return;
+        return pending.headersSent ? socket.destroy() : refuse();
       }
-      refuse();
+      // A request pipelined before the malformed one may still be answering. Its answer goes first: a
+      // 400 written now would be read as the answer to that request, which the app did run (a
+      // client retrying it would run it twice).
+      afterPendingAnswer(socket, refuse);
     });
     // The gateway is not a forward proxy: CONNECT gets an answer, not a silently closed socket.
     server.on('connect', (req: http.IncomingMessage, socket) => {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, method: 'CONNECT', target: String(req.url).slice(0, 200), status: 405 }, 'CONNECT refused: the gateway is not a forward proxy');
       socket.on('error', () => socket.destroy());
-      endWithProblem(socket, 405, 'The gateway does not tunnel CONNECT requests.', correlationId, `allow: ${ALLOWED_METHODS}\r\n`);
+      afterPendingAnswer(socket, () => endWithProblem(socket, 405, 'The gateway does not tunnel CONNECT requests.', correlationId, `allow: ${ALLOWED_METHODS}\r\n`));
     });
     // An Expect other than 100-continue: 417 with a correlation id, logged, nothing forwarded.
     server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -450,4 +454,21 @@ function endWithProblem(socket: Duplex, status: number, detail: string, correlat
   const title = http.STATUS_CODES[status];
   const body = JSON.stringify({ type: 'about:blank', title, status, detail, correlationId });
   socket.end(`HTTP/1.1 ${status} ${title}\r\nconnection: close\r\n${extraHeaders}content-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+}
+
+/** The answer still going out on this connection to a request pipelined before the current one, if any. */
+function pendingAnswer(socket: Duplex): http.ServerResponse | undefined {
+  const pending = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
+  return pending && !pending.writableFinished ? pending : undefined;
+}
+
+/**
+ * Runs `answer` once the answer pipelined before it on this connection is out (at once if there is
+ * none): written earlier, it would be read as that request's answer. A connection cut before then is closed.
+ */
+function afterPendingAnswer(socket: Duplex, answer: () => void): void {
+  const pending = pendingAnswer(socket);
+  if (!pending) return answer();
+  pending.once('finish', () => (socket.writable ? answer() : socket.destroy()));
+  pending.once('close', () => pending.writableFinished || socket.destroy());
 }

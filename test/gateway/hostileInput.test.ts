@@ -289,6 +289,22 @@ apps:
       }
     });
 
+    it('an upgrade or a CONNECT pipelined behind a request: that request gets its own answer first, then a refusal, and the gateway keeps serving', async () => {
+      for (const [second, status] of [
+        [`GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, '400'],
+        [`GET /h2c HTTP/1.1\r\nHost: nowhere.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`, '400'],
+        [`CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n`, '405'],
+      ] as const) {
+        expectedForwards.add('/slow?ms=200');
+        const out = await rawRequest(gw.port, `GET /slow?ms=200 HTTP/1.1\r\n${H}\r\n${second}`, 2000);
+        const statuses = out.split('\r\n').filter((l) => /^HTTP\/1\.1 \d{3} /.test(l));
+        assert.deepEqual(statuses.map((l) => l.slice(9, 12)), ['200', status], `${second.split(' ')[0]} ${second.split(' ')[1]}: ${statuses.join(' | ')}`);
+      }
+      const ok = await raw(gw.port, `GET /still-up HTTP/1.1\r\n${H}\r\n`);
+      expectedForwards.add('/still-up');
+      assertAnswer(ok, 200, 'still serving');
+    });
+
     it('Upgrade to something other than WebSocket, without a body: ignored, served as plain HTTP, the Upgrade not forwarded', async () => {
       let a!: RawAnswer;
       const got = await newForwards(async () => void (a = await raw(gw.port, `GET /ignored-upgrade HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\n\r\n`)));
