@@ -157,6 +157,12 @@ export class Edge {
     socket.on('error', () => socket.destroy());
     this.upgraded.set(socket, undefined);
     socket.once('close', () => this.upgraded.delete(socket));
+    if (this.draining) {
+      // The open WebSockets were closed when the stop began; a new one would outlive the drain.
+      const id = randomUUID();
+      res.setHeader(CORRELATION_HEADER, id);
+      return sendError(res, req.headers, { status: 503, reason: 'The gateway is stopping.', correlationId: id });
+    }
     // An Upgrade we do not carry (h2c from `curl --http2`, say) may be ignored (RFC 9110 7.8):
     // a request without a body is served as plain HTTP/1.1 on this connection, then closed.
     const bodiless = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;

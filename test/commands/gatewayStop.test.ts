@@ -19,6 +19,7 @@ apps:
     externalUrl: http://echo.test/
     internalUrl: ${backend}/
     preAuth: passthrough
+    websockets: true
 `;
 
 interface Started {
@@ -109,6 +110,29 @@ describe('drawbridge gateway: stopping', function () {
     assert.match(answers[0]!, /^200 [\s\S]*Connection: keep-alive[\s\S]*slow\?ms=600/i);
     assert.match(answers[1]!, /^200 [\s\S]*Connection: close[\s\S]*slow\?ms=300/i);
     assert.equal((await gw.exit).code, 0);
+  });
+
+  it('no WebSocket opens during the drain, even on a connection kept alive from before the signal: the process still exits 0', async () => {
+    const gw = await startGatewayProcess(backend);
+    const socket = net.connect(gw.port, '127.0.0.1');
+    let raw = '';
+    socket.on('error', () => {});
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.on('data', (c: Buffer) => {
+      raw += c.toString('latin1');
+      // the first answer is in: at once, a WebSocket upgrade on the same connection
+      if (raw.includes('slow?ms=600') && !raw.includes('Upgrade'))
+        socket.write('GET /ws HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nUpgrade');
+    });
+    socket.write('GET /slow?ms=600 HTTP/1.1\r\nHost: echo.test\r\n\r\n');
+    await sleep(200);
+    const signalled = Date.now();
+    gw.child.kill('SIGTERM');
+    await closed;
+    assert.doesNotMatch(raw, /HTTP\/1\.1 101/, 'no upgrade during the drain');
+    const exit = await gw.exit;
+    assert.equal(exit.code, 0);
+    assert.ok(exit.at - signalled < 5000, 'the process did not wait for a WebSocket');
   });
 
   it('a second SIGTERM exits at once, without waiting for the drain', async () => {
