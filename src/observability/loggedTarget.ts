@@ -6,7 +6,7 @@
  */
 export interface LoggedTarget {
   path: string;
-  /** the query's parameter names, `&`-joined, in order (`code&state`); absent without a query */
+  /** the query's parameter names, `&`-joined, in order (`code&state`; `-` for a part without `=`); absent without a query */
   query?: string;
 }
 
@@ -23,8 +23,9 @@ export function loggedTarget(url: string | undefined): LoggedTarget {
     .slice(q + 1)
     .split('&')
     .map((pair) => {
+      // `?<token>` (a signed link) is a value without a name: it is not written either.
       const eq = pair.indexOf('=');
-      return eq >= 0 ? pair.slice(0, eq) : pair;
+      return eq >= 0 ? pair.slice(0, eq) : pair === '' ? '' : '-';
     })
     .join('&');
   return { path, query: names.length > MAX_QUERY_NAMES ? `${names.slice(0, MAX_QUERY_NAMES)}...` : names };

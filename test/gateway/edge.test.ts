@@ -252,7 +252,7 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(res.json().url, '/hello;jsessionid=SECRET-ONE?code=SECRET-TWO&state=s3&flag', 'the app still gets all of it');
     const line = gw.logs.find((l) => l.correlationId === res.headers['x-correlation-id'] && l.msg === 'request');
     assert.equal(line?.path, '/hello');
-    assert.equal(line?.query, 'code&state&flag');
+    assert.equal(line?.query, 'code&state&-', 'a part without = is a value (a signed link): not written either');
     assert.ok(!gw.logs.some((l) => JSON.stringify(l).includes('SECRET-')), 'no value in any log line');
   });
 

@@ -9,6 +9,7 @@ describe('observability: the request target as logs keep it', () => {
     assert.deepEqual(loggedTarget('/x/page.jsp;jsessionid=ABC?x=1'), { path: '/x/page.jsp', query: 'x' });
     assert.deepEqual(loggedTarget('/ws?access_token=eyJ.eyJ.sig'), { path: '/ws', query: 'access_token' });
     assert.deepEqual(loggedTarget(undefined), { path: '' });
+    assert.deepEqual(loggedTarget('/download?SIGNED-TOKEN-VALUE&x=1'), { path: '/download', query: '-&x' }, 'a part without = is a value: not written');
   });
 
   it('bounds what a query of thousands of names can add to a line', () => {
