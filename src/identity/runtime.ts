@@ -8,7 +8,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { BearerVerifier, remoteJwks } from './bearer.js';
-import type { ClaimNames } from './claims.js';
+import { POLICY_CLAIMS, type ClaimNames } from './claims.js';
 import { OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
@@ -53,6 +53,12 @@ export class IdentityRuntime {
   /** groups that any rule in the config refers to, lower-cased: kept when a session must shrink */
   readonly referencedGroups: ReadonlySet<string>;
   /**
+   * The claims a browser session keeps: those the built-in rules read, and every claim the config
+   * names (policy claim conditions, the compliant-device claim, identity headers), so a rule reads
+   * the same claims from a session as from a bearer token.
+   */
+  readonly sessionClaims: readonly string[];
+  /**
    * Session cookies already decrypted, by their exact value (at most a minute; the
    * expiry and binding are still checked on every request). One per generation, so
    * a secret removed by a reload takes effect at once.
@@ -83,6 +89,7 @@ export class IdentityRuntime {
     for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g.toLowerCase());
     for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g.toLowerCase());
     this.referencedGroups = groups;
+    this.sessionClaims = Object.freeze([...new Set([...POLICY_CLAIMS, ...claimsReadBy(config)])]);
   }
 
   registerApp(app: AppConfig): AppIdentity {
@@ -149,4 +156,23 @@ export function runtimeFor(config: Config, now: () => number, stateDir: string):
 
 export function existingRuntime(config: Config): IdentityRuntime | undefined {
   return runtimes.get(config);
+}
+
+/** Identity fields an identity header may name besides claims (they are not claims of the token). */
+const IDENTITY_FIELDS = new Set(['user', 'groups']);
+
+/** Every claim name the config reads from an identity. */
+function claimsReadBy(config: Config): string[] {
+  const names: string[] = [];
+  const c = config as {
+    identity?: { compliantDevice?: { claim?: string } };
+    policies?: Record<string, { when?: { claims?: Record<string, unknown> } }>;
+  };
+  names.push(c.identity?.compliantDevice?.claim ?? 'device_compliant');
+  for (const p of Object.values(c.policies ?? {})) names.push(...Object.keys(p.when?.claims ?? {}));
+  for (const a of config.apps as AppConfig[]) {
+    const headers = (a.headers as { identity?: Record<string, string> } | undefined)?.identity ?? {};
+    for (const field of Object.values(headers)) if (!IDENTITY_FIELDS.has(field)) names.push(field);
+  }
+  return names;
 }

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
-import { POLICY_CLAIMS, groupsOverage, userFromClaims } from './claims.js';
+import { groupsOverage, userFromClaims } from './claims.js';
 import type { AppIdentity, IdentityRuntime } from './runtime.js';
 
 /** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
@@ -56,7 +56,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const raw = claims[rt.claimNames.groups];
   const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
   const kept: Record<string, unknown> = {};
-  for (const k of POLICY_CLAIMS) if (claims[k] !== undefined) kept[k] = claims[k];
+  for (const k of rt.sessionClaims) if (claims[k] !== undefined) kept[k] = claims[k];
   const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
   if (groupsOverage(claims, rt.claimNames.groups)) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);

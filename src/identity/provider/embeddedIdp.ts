@@ -218,9 +218,14 @@ export class EmbeddedIdp {
     );
   }
 
+  /** The names of the users' extra claims (fixed when the provider is built). */
+  private extraClaimNames(): string[] {
+    return [...new Set([...this.users.values()].flatMap((u) => Object.keys(u.claims ?? {})))];
+  }
+
   private grantEverything(grant: any, resources: unknown): void {
     grant.addOIDCScope('openid profile email offline_access');
-    grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time', '_claim_names', '_claim_sources', 'hasgroups']);
+    grant.addOIDCClaims(['sub', 'name', 'preferred_username', 'groups', 'email', 'acr', 'amr', 'auth_time', '_claim_names', '_claim_sources', 'hasgroups', ...this.extraClaimNames()]);
     for (const resource of [resources ?? []].flat() as string[]) {
       const api = this.audiences.get(resource);
       if (api) grant.addResourceScope(resource, api.scopes.join(' '));
@@ -260,7 +265,8 @@ export class EmbeddedIdp {
       acrValues: [PASSWORD_ACR, MFA_ACR],
       conformIdTokenClaims: false,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
-      claims: { openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['name', 'preferred_username', 'groups', '_claim_names', '_claim_sources', 'hasgroups'], email: ['email'], sid: null },
+      // A user's extra claims (roles, department, device claims) go in the ID token too, as Entra's optional claims do.
+      claims: { openid: ['sub', 'acr', 'amr', 'auth_time'], profile: ['name', 'preferred_username', 'groups', '_claim_names', '_claim_sources', 'hasgroups', ...this.extraClaimNames()], email: ['email'], sid: null },
       findAccount: async (_ctx: unknown, id: string) => {
         const user = self.users.get(id);
         if (!user) return undefined;
