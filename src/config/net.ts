@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 
 export type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
@@ -13,7 +14,9 @@ export function parseIp(text: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
   if (t.startsWith('[') && t.endsWith(']')) t = t.slice(1, -1);
   const zone = t.indexOf('%');
   if (zone >= 0) t = t.slice(0, zone);
-  if (!ipaddr.isValid(t)) return undefined;
+  // Only the standard forms (Node's own test): ipaddr.js also takes `010.0.0.1` as octal (8.0.0.1),
+  // `0x0a.1` and bare numbers, so a zero-padded range in a config would silently name another network.
+  if (isIP(t) === 0) return undefined;
   const addr = ipaddr.parse(t);
   if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) return (addr as ipaddr.IPv6).toIPv4Address();
   return addr;
@@ -27,6 +30,8 @@ export function parseCidr(text: string): Cidr | undefined {
       const a = parseIp(text);
       return a ? [a, a.kind() === 'ipv4' ? 32 : 128] : undefined;
     }
+    const slash = text.indexOf('/');
+    if (isIP(text.slice(0, slash)) === 0 || !/^\d{1,3}$/.test(text.slice(slash + 1))) return undefined;
     const [addr, bits] = ipaddr.parseCIDR(text);
     if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
       return [(addr as ipaddr.IPv6).toIPv4Address(), bits - 96];

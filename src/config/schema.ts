@@ -161,7 +161,7 @@ export const PolicyConditions = Type.Object(
       Type.Object(
         {
           days: Type.Optional(Type.Array(Weekday, { uniqueItems: true, description: 'Days of the week.' })),
-          hours: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$', description: 'A time window, e.g. 08:00-18:00.' })),
+          hours: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$', description: 'A time window, e.g. 08:00-18:00.' })),
           timezone: Type.String({ description: 'IANA timezone, e.g. Europe/Berlin.' }),
         },
         { additionalProperties: false, description: 'When in local time the policy applies.' },

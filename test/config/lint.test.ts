@@ -181,6 +181,19 @@ apps: []
     errors: [{ at: '7:7', path: 'locations.corp-network[1]', message: '"corp.example.test" is not a valid CIDR range or address' }],
   },
   {
+    description: 'zero-padded IPv4 in locations (other parsers read it as octal: 010 is 8)',
+    yaml: `${GW}locations:
+  corp-network:
+    - 010.000.000.000/8
+    - 10.1.2.003
+apps: []
+`,
+    errors: [
+      { at: '6:7', path: 'locations.corp-network[0]', message: '"010.000.000.000/8" is not a valid CIDR range or address' },
+      { at: '7:7', path: 'locations.corp-network[1]', message: '"10.1.2.003" is not a valid CIDR range or address' },
+    ],
+  },
+  {
     description: 'bad URL',
     yaml: `${GW}apps:
   - name: Hello
@@ -370,6 +383,17 @@ ${app('One', 'hello.localhost:8080')}  - name: Two
 apps: []
 `,
     errors: [{ at: '7:45', path: 'policies.office-hours.when.time.timezone', message: '"Europe/Atlantis" is not an IANA timezone' }],
+  },
+  {
+    description: 'hours past 24:00',
+    yaml: `${GW}policies:
+  late:
+    when:
+      time: { hours: 18:00-24:30, timezone: UTC }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '7:22', path: 'policies.late.when.time.hours', message: '"18:00-24:30" is not a time window (use HH:MM-HH:MM, e.g. 08:00-18:00)' }],
   },
   {
     description: 'hours window reversed',
