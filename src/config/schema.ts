@@ -156,7 +156,7 @@ export const PolicyConditions = Type.Object(
     clientApps: Type.Optional(Type.Array(Type.Union([Type.Literal('browser'), Type.Literal('native')]), { uniqueItems: true, description: 'browser (session cookie) or native (bearer token).' })),
     devicePlatforms: Type.Optional(Type.Array(Type.Union(['windows', 'macos', 'linux', 'ios', 'android', 'other'].map((p) => Type.Literal(p))), { uniqueItems: true, description: 'Platforms, read from the User-Agent.' })),
     methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { uniqueItems: true, description: 'HTTP methods.' })),
-    paths: Type.Optional(StringList('Path globs, matched on the normalized path that is forwarded (* within a segment, ** across segments).')),
+    paths: Type.Optional(StringList("Path globs, matched on the normalized path as the client requests it, the app's externalUrl prefix included (* within a segment, ** across segments).")),
     time: Type.Optional(
       Type.Object(
         {

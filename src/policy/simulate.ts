@@ -72,6 +72,10 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   const target = normalizeTarget(input.path ?? '/');
   if (!target.ok) throw new WhatIfError(`--path: the gateway answers 400 to this path (${target.reason})`);
   const path = target.path;
+  // Policies see the path as the client asks for it, the app's prefix included (the path the app
+  // receives has the internal prefix instead); a path outside the prefix never reaches this app.
+  const prefix = new URL(app.externalUrl.replace('://*.', '://wildcard---.')).pathname;
+  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`--path ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
 
   let identity: Identity | undefined;
   if ((app.preAuth ?? 'oidc') === 'oidc') {

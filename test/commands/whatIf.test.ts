@@ -40,6 +40,9 @@ policies:
   no-admin-pages:
     when: { apps: [Status], paths: ["/~admin/**"] }
     grant: block
+  hr-admin:
+    when: { apps: [Hr], paths: ["/hr/admin/**"] }
+    grant: block
 apps:
   - name: Payroll
     externalUrl: http://payroll.apps.example.test/
@@ -51,6 +54,11 @@ apps:
     internalUrl: http://10.0.0.6/
     preAuth: passthrough
     conditionalAccess: [mfa-outside-corp]
+  - name: Hr
+    externalUrl: http://intranet.apps.example.test/hr/
+    internalUrl: http://10.0.0.7/
+    preAuth: passthrough
+    conditionalAccess: [hr-admin]
 `;
 
 describe('what-if and test-policies through the real CLI', function () {
@@ -123,6 +131,14 @@ describe('what-if and test-policies through the real CLI', function () {
     const bad = await whatIf('--app', 'Status', '--ip', '203.0.113.4', '--path', '/~admin;x/y');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /gateway answers 400 to this path \(parameters on a directory segment/);
+  });
+
+  it('--path is the path the client requests, the app\'s prefix included; one outside the prefix is refused, not judged', async () => {
+    assert.equal((await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/hr/admin/users')).code, 3);
+    assert.equal((await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/hr/people')).code, 0);
+    const outside = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/admin/users');
+    assert.equal(outside.code, 2);
+    assert.match(outside.stderr, /--path \/admin\/users is not under app Hr's prefix \/hr\//);
   });
 
   it('exit 2 for bad usage, with a message', async () => {
