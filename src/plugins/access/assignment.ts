@@ -22,7 +22,8 @@ export const assignment: Plugin<AssignmentOptions> = {
   },
   create: (options) => {
     const users = new Set((options.users ?? []).map((u) => u.toLowerCase()));
-    const groups = new Set(options.groups ?? []);
+    // Without case, as policy group conditions and the session's trimmed group list are.
+    const groups = new Set((options.groups ?? []).map((g) => g.toLowerCase()));
     if (!users.size && !groups.size) throw new Error('assignment lists no users and no groups: nobody could use the app');
     return new AssignmentStage(users, groups);
   },
@@ -42,7 +43,7 @@ class AssignmentStage implements Stage {
     if (!id) return { kind: 'deny', status: 401, reasons: ['assignment: no identity'] };
     if (this.users.has(id.user.toLowerCase())) return { kind: 'continue', reasons: [`assigned user ${id.user}`] };
     // A trimmed session list still holds every group the config names, so it is trusted; an overage list is not.
-    if (!id.groupsIncomplete) for (const g of id.groups) if (this.groups.has(g)) return { kind: 'continue', reasons: [`assigned group ${g}`] };
+    if (!id.groupsIncomplete) for (const g of id.groups) if (this.groups.has(g.toLowerCase())) return { kind: 'continue', reasons: [`assigned group ${g}`] };
     return {
       kind: 'deny',
       status: 403,

@@ -9,6 +9,8 @@ describe('plugins: assignment (users and groups, through real sign-in)', functio
       users: [
         ...USERS,
         // The provider left groups out (Entra overage): the list it did send happens to include finance.
+        // Group names differ in case between providers and configs (the rule says finance).
+        { username: 'frank', password: 'frank-pw', name: 'Frank', email: 'f@example.test', groups: ['Finance'], mfa: false },
         { username: 'erin', password: 'erin-pw', name: 'Erin', email: 'e@example.test', groups: ['finance'], mfa: false, claims: { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.example.test/x' } } } },
       ],
     });
@@ -19,6 +21,10 @@ describe('plugins: assignment (users and groups, through real sign-in)', functio
 
   it('a member of an assigned group gets in', async () => {
     assert.equal((await visit('bob', 'bob-pw')).status, 200);
+  });
+
+  it('group names are compared without case, as policy group conditions are', async () => {
+    assert.equal((await visit('frank', 'frank-pw')).status, 200);
   });
 
   it('an assigned user gets in', async () => {
