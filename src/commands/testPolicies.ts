@@ -109,7 +109,9 @@ function checkCase(c: Case): string[] {
   } else if (typeof c.expect === 'object') {
     for (const k of Object.keys(c.expect)) if (!EXPECT_KEYS.has(k)) problems.push(`expect: unknown key ${JSON.stringify(k)} (known: ${[...EXPECT_KEYS].join(', ')})`);
   }
-  if (c.groups !== undefined && !Array.isArray(c.groups)) problems.push('groups: must be a list');
+  if (c.groups !== undefined && (!Array.isArray(c.groups) || c.groups.some((g) => typeof g !== 'string'))) problems.push('groups: must be a list of names (quote a numeric one)');
+  if (c.user !== undefined && typeof c.user !== 'string') problems.push(`user: must be a string (quote ${JSON.stringify(c.user)})`);
+  if (c.client !== undefined && c.client !== 'browser' && c.client !== 'native') problems.push(`client: ${JSON.stringify(c.client)} must be browser or native`);
   return problems;
 }
 

@@ -196,7 +196,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (problem) err(['policies', name, 'when', 'paths', i], problem);
     });
     for (const key of ['locations', 'notLocations'] as const) {
-      arr(when[key]).forEach((l, i) => typeof l === 'string' && !(l in locations) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
+      arr(when[key]).forEach((l, i) => typeof l === 'string' && !Object.hasOwn(locations, l) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
     }
     if (isObj(when.time)) {
       if (typeof when.time.timezone === 'string' && !isTimezone(when.time.timezone)) err(['policies', name, 'when', 'time', 'timezone'], `${JSON.stringify(when.time.timezone)} is not an IANA timezone (e.g. Europe/Berlin)`);

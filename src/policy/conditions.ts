@@ -138,7 +138,8 @@ export function compileConditions(when: ConditionsSpec | undefined, locations: R
 
 function locationCondition(name: 'locations' | 'notLocations', names: readonly string[], locations: Readonly<Record<string, readonly string[]>>, inside: boolean): Condition {
   const sets = names.map((n) => {
-    const ranges = locations[n];
+    // own keys only: a policy naming `constructor` must not find Object.prototype's
+    const ranges = Object.hasOwn(locations, n) ? locations[n] : undefined;
     if (!ranges) throw new Error(`unknown location ${JSON.stringify(n)}`);
     return { name: n, set: new CidrSet(ranges) };
   });

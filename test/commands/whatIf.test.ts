@@ -181,6 +181,8 @@ cases:
   - { name: wrong guess, app: Payroll, user: bob, groups: [finance], ip: 198.51.100.1, at: "${WED}", expect: { decision: allow, maxAge: 60 } }
   - { name: right guess, app: Status, ip: 203.0.113.1, expect: allow }
   - { name: typo, app: Status, ipp: 1.2.3.4, expect: allow }
+  - { name: client typo, app: Status, client: Native, expect: allow }
+  - { name: employee number, app: Payroll, user: 12345, groups: [finance], expect: allow }
 `,
     );
     const r = await run(['test-policies', file, '--config', config]);
@@ -188,7 +190,9 @@ cases:
     assert.match(r.stdout, /FAIL wrong guess\n\s+decision:\n\s+- expected "allow"\n\s+\+ actual\s+"step-up"\n\s+maxAge:\n\s+- expected 60\n\s+\+ actual\s+nothing/);
     assert.match(r.stdout, /ok   right guess/);
     assert.match(r.stdout, /FAIL typo\n\s+unknown key "ipp"/);
-    assert.match(r.stdout, /1 passed, 2 failed/);
+    assert.match(r.stdout, /FAIL client typo\n\s+client: "Native" must be browser or native/);
+    assert.match(r.stdout, /FAIL employee number\n\s+user: must be a string \(quote 12345\)/);
+    assert.match(r.stdout, /1 passed, 4 failed/);
   });
 
   it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {

@@ -194,6 +194,18 @@ apps: []
     ],
   },
   {
+    description: 'a location name that only Object.prototype has',
+    yaml: `${GW}locations:
+  corp: [203.0.113.0/24]
+policies:
+  outside:
+    when: { notLocations: [constructor] }
+    grant: block
+apps: []
+`,
+    errors: [{ at: '8:28', path: 'policies.outside.when.notLocations[0]', message: 'unknown location "constructor" (known: corp)' }],
+  },
+  {
     description: 'bad URL',
     yaml: `${GW}apps:
   - name: Hello
