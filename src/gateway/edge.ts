@@ -49,6 +49,8 @@ interface Outcome {
   stepUp?: boolean;
   /** WebSockets: the app's access fingerprint in the generation that let it in */
   accessFingerprint?: string;
+  /** a WebSocket that went through: the app's 101 went to the client on the socket, not through res */
+  switched?: boolean;
 }
 
 export class Edge {
@@ -451,6 +453,7 @@ export class Edge {
       outcome.decision = 'upgrade';
       app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, (failure) => {
         if (!failure) {
+          outcome.switched = true;
           const socket = res.socket!;
           this.trackWebSocket(socket, ctx, app.name, outcome.accessFingerprint);
           res.detachSocket(socket);
@@ -501,7 +504,7 @@ export class Edge {
 
   private finish(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, started: number): void {
     const seconds = (performance.now() - started) / 1000;
-    const status = res.headersSent ? res.statusCode : 0;
+    const status = outcome.switched ? 101 : res.headersSent ? res.statusCode : 0;
     const app = outcome.app ?? '-';
     this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);
@@ -524,7 +527,7 @@ export class Edge {
         ms: Math.round(seconds * 1e4) / 10,
         decision: outcome.decision,
         ...(outcome.reasons ? { reasons: outcome.reasons } : {}),
-        ...(res.writableFinished ? {} : { aborted: true }),
+        ...(res.writableFinished || outcome.switched ? {} : { aborted: true }),
       },
       'request',
     );

@@ -321,6 +321,9 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     ws.close();
     assert.equal(echoed, 'ping through the gateway');
     assert.match(String(cid), /^[0-9a-f-]{36}$/, 'the 101 carries the correlation id');
+    const line = gw.logs.find((l) => l.correlationId === cid && l.msg === 'request');
+    assert.equal(line?.status, 101, 'logged with the status the client got');
+    assert.equal(line?.aborted, undefined);
     const refused = await rawRequest(gw.port, 'GET /ws HTTP/1.1\r\nHost: slow.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
     assert.match(refused, /^HTTP\/1\.1 400/);
     // An upgrade the gateway does not carry is ignored (curl --http2 on http://): served as HTTP/1.1,
