@@ -195,6 +195,21 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       const problem = typeof g === 'string' && g.startsWith('/') ? pathFormProblem(g, JSON.stringify, 'match') : undefined;
       if (problem) err(['policies', name, 'when', 'paths', i], problem);
     });
+    const globs = arr(when.paths).filter((g): g is string => typeof g === 'string' && g.startsWith('/'));
+    if (globs.length) {
+      // Paths are matched as the client asks for them, the app's prefix included: a glob written for
+      // the internal path of an app published under a prefix never matches, and its block is skipped.
+      const named = new Set(arr(when.apps).filter((a): a is string => typeof a === 'string').map((a) => a.toLowerCase()));
+      for (const a of apps) {
+        if (!isObj(a) || typeof a.name !== 'string' || typeof a.externalUrl !== 'string') continue;
+        const lists = arr(a.conditionalAccess).includes(name) && (!named.size || named.has(a.name.toLowerCase()));
+        if (!lists && !named.has(a.name.toLowerCase())) continue;
+        const prefix = externalPrefixOf(a.externalUrl);
+        if (prefix && prefix !== '/' && !globs.some((g) => globMayMatchUnder(g, prefix))) {
+          warn(['policies', name, 'when', 'paths'], `none of these paths can match app ${a.name}, published at ${prefix}: paths are matched as the client requests them, prefix included (e.g. ${prefix}${globs[0]!.slice(1)})`);
+        }
+      }
+    }
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !Object.hasOwn(locations, l) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
     }
@@ -254,11 +269,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (a.headers?.assertion) err(at('headers', 'assertion'), 'an identity assertion needs preAuth: oidc');
       if (a.sso) err(at('sso'), 'single sign-on needs preAuth: oidc');
     }
-    arr(a.conditionalAccess).forEach((p, j) => typeof p === 'string' && !(p in policies) && err(at('conditionalAccess', j), `unknown policy ${JSON.stringify(p)}${hint(p, Object.keys(policies))}`));
+    arr(a.conditionalAccess).forEach((p, j) => typeof p === 'string' && !Object.hasOwn(policies, p) && err(at('conditionalAccess', j), `unknown policy ${JSON.stringify(p)}${hint(p, Object.keys(policies))}`));
     if (preAuth === 'passthrough') {
       // Nobody signs in here: identity conditions count as matching and requirements cannot be met (fail closed).
       arr(a.conditionalAccess).forEach((p, j) => {
-        const pol = typeof p === 'string' && isObj(policies[p]) ? policies[p] : undefined;
+        const pol = typeof p === 'string' && Object.hasOwn(policies, p) && isObj(policies[p]) ? policies[p] : undefined;
         if (!pol) return;
         const w = isObj(pol.when) ? pol.when : {};
         const asks = [pol.grant === 'requireMfa' || pol.grant === 'requireCompliantDevice' ? pol.grant : undefined, isObj(pol.session) ? 'signInFrequency' : undefined].filter(Boolean);
@@ -365,4 +380,21 @@ class URLWithWildcard extends URL {
   override get hostname(): string {
     return super.hostname.replace(/^wildcard---\./, '*.');
   }
+}
+
+/** The path of an app's externalUrl, ending in `/`; undefined if it is not a URL. */
+function externalPrefixOf(externalUrl: string): string | undefined {
+  try {
+    const path = new URL(externalUrl.replace('://*.', '://wildcard---.')).pathname;
+    return path.endsWith('/') ? path : `${path}/`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether some path under `prefix` could match `glob`: their literal starts agree. */
+function globMayMatchUnder(glob: string, prefix: string): boolean {
+  const star = glob.indexOf('*');
+  const literal = star >= 0 ? glob.slice(0, star) : glob;
+  return literal.startsWith(prefix) || prefix.startsWith(literal) || literal === prefix.slice(0, -1);
 }

@@ -94,7 +94,7 @@ export class PolicySet {
     private readonly req: RequirementOptions = DEFAULT_REQUIREMENTS,
   ) {
     this.compiled = names.map((name) => {
-      const p = policies[name];
+      const p = Object.hasOwn(policies, name) ? policies[name] : undefined;
       if (!p) throw new Error(`unknown policy ${JSON.stringify(name)}`);
       let frequencyS: number | undefined;
       if (p.session?.signInFrequency !== undefined) {

@@ -206,6 +206,17 @@ apps: []
     errors: [{ at: '8:28', path: 'policies.outside.when.notLocations[0]', message: 'unknown location "constructor" (known: corp)' }],
   },
   {
+    description: 'a policy name that only Object.prototype has',
+    yaml: `${GW}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+    conditionalAccess: [toString]
+`,
+    errors: [{ at: '9:25', path: 'apps[0].conditionalAccess[0]', message: 'unknown policy "toString" (none defined)' }],
+  },
+  {
     description: 'bad URL',
     yaml: `${GW}apps:
   - name: Hello
@@ -823,6 +834,27 @@ session:
   secrets: ["0123456789abcdef0123456789abcdef"]
 `;
   const warningCases: { description: string; yaml: string; warnings: Expected[] }[] = [
+    {
+      description: "policy paths written for the internal path of an app published under a prefix never match (the prefix is part of the path they see)",
+      yaml: `${SESSION}policies:
+  block-admin:
+    when: { paths: [/admin/**] }
+    grant: block
+  block-hr-admin:
+    when: { paths: [/hr/admin/**, /admin/**] }
+    grant: block
+apps:
+  - name: Hr
+    externalUrl: http://intranet.localhost/hr/
+    internalUrl: http://127.0.0.1:3001/
+    conditionalAccess: [block-admin, block-hr-admin]
+  - name: Root
+    externalUrl: http://root.localhost/
+    internalUrl: http://127.0.0.1:3001/
+    conditionalAccess: [block-admin]
+`,
+      warnings: [{ at: '9:20', path: 'policies.block-admin.when.paths', message: 'none of these paths can match app Hr, published at /hr/: paths are matched as the client requests them, prefix included (e.g. /hr/admin/**)' }],
+    },
     {
       description: 'sameSite none on a cookie that is not Secure is sent as Lax (session.cookie: once, not per app)',
       yaml: `${SESSION}  cookie: { sameSite: none, secure: false }
