@@ -161,9 +161,7 @@ export class Edge {
     socket.once('close', () => this.upgraded.delete(socket));
     if (this.draining) {
       // The open WebSockets were closed when the stop began; a new one would outlive the drain.
-      const id = randomUUID();
-      res.setHeader(CORRELATION_HEADER, id);
-      return sendError(res, req.headers, { status: 503, reason: 'The gateway is stopping.', correlationId: id });
+      return sendError(res, req.headers, { status: 503, reason: 'The gateway is stopping.', correlationId: randomUUID() });
     }
     // An Upgrade we do not carry (h2c from `curl --http2`, say) may be ignored (RFC 9110 7.8):
     // a request without a body is served as plain HTTP/1.1 on this connection, then closed.
@@ -380,9 +378,7 @@ export class Edge {
     outcome.decision = 'error';
     outcome.reasons = [`stage ${stage}: no decision within ${timeoutMs / 1000} s`];
     this.log.error({ correlationId: id, app: outcome.app, stage, timeoutMs }, 'a stage did not decide in time');
-    if (res.destroyed) return;
-    if (!res.headersSent) sendError(res, req.headers, { status: 504, reason: 'The gateway timed out while checking this request.', correlationId: id, app: outcome.app });
-    else res.destroy();
+    if (!res.destroyed) sendError(res, req.headers, { status: 504, reason: 'The gateway timed out while checking this request.', correlationId: id, app: outcome.app });
   }
 
   /** Applies one decision; true means go on to the next stage. */
@@ -498,8 +494,8 @@ export class Edge {
     outcome.decision = 'error';
     outcome.reasons = [`${stage ? `stage ${stage}: ` : ''}${(e as Error)?.message ?? String(e)}`];
     this.log.error({ err: e, correlationId: id, app: outcome.app, stage }, 'request failed inside the gateway');
-    if (!res.headersSent) sendError(res, req.headers, { status: 500, reason: 'The gateway could not process this request.', correlationId: id, app: outcome.app });
-    else res.destroy();
+    // (an answer already under way is cut: sendError destroys a response whose head went out)
+    sendError(res, req.headers, { status: 500, reason: 'The gateway could not process this request.', correlationId: id, app: outcome.app });
   }
 
   private finish(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, started: number): void {

@@ -309,7 +309,6 @@ export class GatewayServer {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const correlationId = refused(req);
       if (correlationId === undefined) return onRequest(req, res);
-      res.setHeader(CORRELATION_HEADER, correlationId);
       res.shouldKeepAlive = false;
       sendError(res, req.headers, { status: 431, reason, correlationId });
     });
@@ -369,7 +368,6 @@ export class GatewayServer {
     server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, expect: String(req.headers.expect).slice(0, 100), status: 417 }, 'unsupported Expect refused');
-      res.setHeader(CORRELATION_HEADER, correlationId);
       res.shouldKeepAlive = false;
       sendError(res, req.headers, { status: 417, reason: 'The gateway only supports Expect: 100-continue.', correlationId });
     });
@@ -442,8 +440,7 @@ function startedSettings(config: Config, dir: string): StartedSettings {
 /** The HTML error page written straight to a socket that no ServerResponse owns, then the connection is closed. */
 function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string): void {
   const title = http.STATUS_CODES[status] ?? String(status);
-  const body = renderPage(status, title, reason, correlationId);
-  socket.end(`HTTP/1.1 ${status} ${title}\r\nconnection: close\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n');
 }
 
 /**
@@ -452,8 +449,12 @@ function endWithPage(socket: Duplex, status: number, reason: string, correlation
  */
 function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = ''): void {
   const title = http.STATUS_CODES[status];
-  const body = JSON.stringify({ type: 'about:blank', title, status, detail, correlationId });
-  socket.end(`HTTP/1.1 ${status} ${title}\r\nconnection: close\r\n${extraHeaders}content-type: application/problem+json\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  endRaw(socket, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, detail, correlationId }), correlationId, extraHeaders);
+}
+
+/** One answer written as raw bytes (`extraHeaders` are whole `name: value\r\n` lines), then the connection is closed. */
+function endRaw(socket: Duplex, status: number, contentType: string, body: string, correlationId: string, extraHeaders: string): void {
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }
 
 /** The answer still going out on this connection to a request pipelined before the current one, if any. */
