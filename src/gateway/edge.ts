@@ -429,7 +429,7 @@ export class Edge {
     const rest = ctx.path.length >= app.externalPrefix.length ? ctx.path.slice(app.externalPrefix.length) : undefined;
     const upstreamPath = (rest === undefined ? app.internalPrefix.slice(0, -1) || '/' : app.internalPrefix + rest) + ctx.pathParams + ctx.search;
     const headers = ctx.upstreamHeaders;
-    headers.host = app.internalUrl.host;
+    headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
     let stalled = false;
     const done = (failure?: UpstreamFailure) => {
@@ -464,7 +464,7 @@ export class Edge {
     const rewriteLocation = app.translateHeaders ? locationRewriter(app, ctx) : undefined;
     let translateBody: BodyTranslation | undefined;
     if (app.translateBody) {
-      translateBody = { from: internalBaseOf(app), to: externalBaseOf(app, ctx) };
+      translateBody = { from: app.internalBase, to: externalBaseOf(app, ctx) };
       // a compressed body could not be rewritten without inflating it here
       headers['accept-encoding'] = 'identity';
     }
@@ -585,10 +585,6 @@ function normalizePeer(addr: string | undefined): string {
   return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
 }
 
-function internalBaseOf(app: CompiledApp): string {
-  return app.internalUrl.origin + app.internalPrefix;
-}
-
 /** The app's URL as this client reached it: its scheme, its Host, the app's external path prefix. */
 function externalBaseOf(app: CompiledApp, ctx: RequestContext): string {
   const hostHeader = Array.isArray(ctx.headers.host) ? ctx.headers.host[0] : ctx.headers.host;
@@ -597,7 +593,7 @@ function externalBaseOf(app: CompiledApp, ctx: RequestContext): string {
 
 /** Rewrites internal URLs in Location-like headers to the URL the client used. */
 function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) => string {
-  const internalBase = internalBaseOf(app);
+  const internalBase = app.internalBase;
   return (v: string) => {
     if (!v.startsWith(internalBase) && v !== internalBase.slice(0, -1)) return v;
     return externalBaseOf(app, ctx) + v.slice(internalBase.length);

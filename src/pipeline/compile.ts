@@ -166,6 +166,8 @@ function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: St
     externalPrefix: prefixOf(external),
     internalUrl,
     internalPrefix: prefixOf(internalUrl),
+    internalHost: internalUrl.host,
+    internalBase: internalUrl.origin + prefixOf(internalUrl),
     preAuth,
     stages: Object.freeze(stages),
     stripHeaders: strip,

@@ -19,6 +19,10 @@ export interface CompiledApp {
   readonly externalPrefix: string;
   readonly internalUrl: URL;
   readonly internalPrefix: string;
+  /** the Host header the app is sent (internalUrl.host, read once, not per request) */
+  readonly internalHost: string;
+  /** internalUrl's origin and internalPrefix: what URL translation replaces */
+  readonly internalBase: string;
   readonly preAuth: 'oidc' | 'passthrough';
   /** stages in kind order: preauth, access, sso, headers */
   readonly stages: readonly Stage[];
