@@ -7,7 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DURATION_PATTERN } from './duration.js';
 
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
-const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
 const Duration = (description: string, def?: string) =>
   Type.String({ pattern: DURATION_PATTERN, description: `${description} A duration such as 90s, 15m, 8h, 30d or 1h30m.`, ...(def ? { default: def } : {}) });

@@ -9,7 +9,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Config, SourcePosition } from '../config/load.js';
 import { formatPath, type KeyPath } from '../config/source.js';
 import { CidrSet } from '../config/net.js';
-import type { AppConfig } from '../config/schema.js';
+import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
@@ -180,7 +180,8 @@ function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: St
   });
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** the config's own rule for a header name (an RFC 9110 token) */
+const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 
 /**
  * What is wrong with what a plugin's create() returned, or undefined. Its place in the pipeline
