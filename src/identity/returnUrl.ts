@@ -13,6 +13,11 @@ export interface AppLocation {
   prefix: string;
 }
 
+/** The URL this request asked for, relative to its origin: what sign-in comes back to (`;jsessionid=` and query kept). */
+export function requestedTarget(ctx: { readonly path: string; readonly pathParams: string; readonly search: string }): string {
+  return ctx.path + ctx.pathParams + ctx.search;
+}
+
 export function appRoot(app: AppLocation): string {
   return app.origin + app.prefix;
 }

@@ -19,7 +19,8 @@ import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
 import { ProviderUnavailableError } from './discovery.js';
 import { loginCookie, newLoginState, readLoginState } from './loginState.js';
-import { appRoot, safeReturnUrl } from './returnUrl.js';
+import { appRoot, requestedTarget, safeReturnUrl } from './returnUrl.js';
+import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
 
@@ -121,7 +122,7 @@ const callbackHandler =
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
     // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.
-    if (st.acr && !st.acr.split(' ').includes(String(claims.acr)) && !meetsMfa(claims, rt.config.identity!.mfaAcrValues ?? ['mfa'])) {
+    if (st.acr && !st.acr.split(' ').includes(String(claims.acr)) && !meetsMfa(claims, rt.config.identity!.mfaAcrValues ?? DEFAULT_REQUIREMENTS.mfaAcrValues)) {
       return fail(403, 'This app requires multi-factor authentication, and your sign-in did not provide it. Sign in with a second factor, or ask your administrator how to set one up.', `step-up asked for acr_values=${st.acr}; the ID token has acr=${String(claims.acr)} amr=${JSON.stringify(claims.amr ?? null)}`, [clear]);
     }
     let session: Awaited<ReturnType<typeof createSessionCookie>>;
@@ -273,7 +274,7 @@ const stepUpHandler =
     const app = rt?.apps.get(ctx.app.name);
     if (!origin || !rt || !app) return sendError(res, req.headers, { status: 401, reason: 'A stronger sign-in is required.', correlationId: ctx.id, app: ctx.app.name });
     const prefix = app.prefix;
-    const target = safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix }) || appRoot({ origin, prefix });
+    const target = safeReturnUrl(requestedTarget(ctx), { origin, prefix }) || appRoot({ origin, prefix });
     try {
       const s = await startSignIn(rt, app, origin, target, stepUp, req.headers.cookie);
       log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up sign-in');

@@ -11,7 +11,7 @@ import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, ty
 import { BearerError } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
-import { safeReturnUrl } from '../../identity/returnUrl.js';
+import { requestedTarget, safeReturnUrl } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
 import { SIGN_IN_PATH } from '../../identity/runtime.js';
@@ -74,7 +74,7 @@ class OidcStage implements Stage {
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
-      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(ctx.path + ctx.pathParams + ctx.search, { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
+      const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(requestedTarget(ctx), { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
       return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
       return this.providerDown(e);
@@ -119,7 +119,7 @@ class OidcStage implements Stage {
   /** 401 as for an API client, but as a page with a sign-in link: a form posted after the session ended. */
   private signInPage(ctx: RequestContext, cookies: string[]): Decision {
     const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-    const link = `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(ctx.path + ctx.pathParams + ctx.search)}`;
+    const link = `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(requestedTarget(ctx))}`;
     const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
     const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'", 'x-drawbridge-correlation-id': ctx.id };
     if (cookies.length) headers['set-cookie'] = cookies;
