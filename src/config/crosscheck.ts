@@ -11,6 +11,7 @@ import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
+import { externalUrlOf, prefixOf } from '../gateway/router.js';
 import { keyMatches, readCertificates, readPrivateKey } from './pem.js';
 
 export interface CrossIssue {
@@ -385,8 +386,7 @@ class URLWithWildcard extends URL {
 /** The path of an app's externalUrl, ending in `/`; undefined if it is not a URL. */
 function externalPrefixOf(externalUrl: string): string | undefined {
   try {
-    const path = new URL(externalUrl.replace('://*.', '://wildcard---.')).pathname;
-    return path.endsWith('/') ? path : `${path}/`;
+    return prefixOf(externalUrlOf(externalUrl));
   } catch {
     return undefined;
   }

@@ -15,6 +15,14 @@ export function hostPatternOf(url: URL): string {
   return url.hostname.toLowerCase().replace(/\.$/, '');
 }
 
+/**
+ * An app's externalUrl as a URL. A wildcard first label (`https://*.apps.example.test/`) is not a
+ * host URL accepts, so it is parsed as a placeholder label; the path is the app's either way.
+ */
+export function externalUrlOf(externalUrl: string): URL {
+  return new URL(externalUrl.replace('://*.', '://wildcard---.'));
+}
+
 export function prefixOf(url: URL): string {
   return url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
 }

@@ -13,6 +13,7 @@ import { OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
 import { SessionRevocations } from './revocations.js';
+import { externalUrlOf, prefixOf } from '../gateway/router.js';
 
 export const LOGIN_COOKIE = 'drawbridge_login';
 export const DEFAULT_SESSION_COOKIE = 'drawbridge_session';
@@ -94,8 +95,7 @@ export class IdentityRuntime {
 
   registerApp(app: AppConfig): AppIdentity {
     const base = { ...(this.config.session?.cookie ?? {}), ...(app.cookies ?? {}) };
-    const url = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
-    const prefix = url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
+    const prefix = prefixOf(externalUrlOf(app.externalUrl));
     const name = base.name ?? DEFAULT_SESSION_COOKIE;
     const ai: AppIdentity = Object.freeze({
       name: app.name,

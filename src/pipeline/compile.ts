@@ -11,7 +11,7 @@ import { formatPath, type KeyPath } from '../config/source.js';
 import { CidrSet } from '../config/net.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
-import { Router, hostPatternOf, prefixOf } from '../gateway/router.js';
+import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
@@ -83,7 +83,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
         const app = finishApp(appCfg, config, deps, stages, owned);
         built.push(app);
         apps.set(app.name, app);
-        const ext = new URL(appCfg.externalUrl.replace('://*.', '://wildcard---.'));
+        const ext = externalUrlOf(appCfg.externalUrl);
         router.add(hostPatternOf(ext).replace(/^wildcard---\./, '*.'), prefixOf(ext), app);
       } catch (e) {
         throw failed(appCfg, e);
@@ -150,7 +150,7 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
 
 function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: Stage[], owned: ReadonlySet<string>): CompiledApp {
   const internalUrl = new URL(app.internalUrl);
-  const external = new URL(app.externalUrl.replace('://*.', '://wildcard---.'));
+  const external = externalUrlOf(app.externalUrl);
   const preAuth = app.preAuth ?? 'oidc';
   const strip = new Set<string>(owned);
   // A name written with `_` or `.` also covers its dashed spelling: the edge folds a client's

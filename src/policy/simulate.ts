@@ -14,6 +14,7 @@ import { DrawbridgeError } from '../errors.js';
 import { PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
 import type { StepUp } from '../pipeline/stage.js';
 import { normalizeTarget } from '../gateway/normalize.js';
+import { externalUrlOf, prefixOf } from '../gateway/router.js';
 
 export interface WhatIfInput {
   app: string;
@@ -74,7 +75,7 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   const path = target.path;
   // Policies see the path as the client asks for it, the app's prefix included (the path the app
   // receives has the internal prefix instead); a path outside the prefix never reaches this app.
-  const prefix = new URL(app.externalUrl.replace('://*.', '://wildcard---.')).pathname;
+  const prefix = prefixOf(externalUrlOf(app.externalUrl));
   if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`--path ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
 
   let identity: Identity | undefined;
