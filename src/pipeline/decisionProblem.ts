@@ -25,18 +25,25 @@ function reasonsProblem(reasons: unknown, required: boolean): string | undefined
 function headersProblem(headers: unknown, what: string): string | undefined {
   if (headers === undefined) return undefined;
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return `${what} must be an object of header names to values`;
-  for (const [name, value] of Object.entries(headers)) {
+  // Run for every decision that sets headers (the forwarded-headers stage's, on every request):
+  // no entry arrays, no wrapping of single values.
+  const h = headers as Record<string, unknown>;
+  for (const name in h) {
+    const value = h[name];
     try {
       validateHeaderName(name);
-      for (const v of Array.isArray(value) ? value : [value]) {
-        if (typeof v !== 'string') throw new TypeError(`the value of ${JSON.stringify(name)} is not a string`);
-        validateHeaderValue(name, v);
-      }
+      if (Array.isArray(value)) for (const v of value) checkValue(name, v);
+      else checkValue(name, value);
     } catch (e) {
       return `${what}: ${(e as Error).message}`;
     }
   }
   return undefined;
+}
+
+function checkValue(name: string, v: unknown): void {
+  if (typeof v !== 'string') throw new TypeError(`the value of ${JSON.stringify(name)} is not a string`);
+  validateHeaderValue(name, v);
 }
 
 export function decisionProblem(d: unknown): string | undefined {
