@@ -37,7 +37,31 @@ export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
 /** Sends a browser back to the identity provider for a stronger or fresher sign-in. */
 export type StepUpHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, stepUp: StepUp) => void | Promise<void>;
 
-export type InternalHandler = (req: IncomingMessage, res: ServerResponse, ctx: { id: string; path: string; search: string; host: string; protocol: 'http' | 'https'; generation: Generation }) => void | Promise<void>;
+/**
+ * What a gateway-owned endpoint did for an app that belongs in the audit trail: a sign-in
+ * finished or refused at the callback, a session signed out. Recorded with the request's
+ * final status, method, path and client address when the answer is done.
+ */
+export interface OwnedEvent {
+  readonly app: string;
+  /** `sign-in`, `sign-in-refused` (a deny) or `sign-out` */
+  readonly decision: 'sign-in' | 'sign-in-refused' | 'sign-out';
+  readonly user?: string;
+  readonly reasons?: readonly string[];
+}
+
+export interface InternalContext {
+  id: string;
+  path: string;
+  search: string;
+  host: string;
+  protocol: 'http' | 'https';
+  generation: Generation;
+  /** adds an event to the audit trail (and names the app in the request log) */
+  record(e: OwnedEvent): void;
+}
+
+export type InternalHandler = (req: IncomingMessage, res: ServerResponse, ctx: InternalContext) => void | Promise<void>;
 
 interface Outcome {
   app?: string;
@@ -51,6 +75,8 @@ interface Outcome {
   accessFingerprint?: string;
   /** a WebSocket that went through: the app's 101 went to the client on the socket, not through res */
   switched?: boolean;
+  /** what a gateway-owned endpoint recorded (sign-in, sign-out) */
+  owned?: OwnedEvent[];
 }
 
 export class Edge {
@@ -281,7 +307,17 @@ export class Edge {
       const handler = this.internal.get(path);
       outcome.decision = 'internal';
       if (!handler) return this.deny(req, res, id, outcome, 404, 'There is nothing here.');
-      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen })).catch((e) => this.fail(req, res, id, outcome, e));
+      const record = (e: OwnedEvent) => {
+        if (!outcome.owned) {
+          outcome.owned = [];
+          // the same address the app's requests are audited under; one that cannot be told is left out
+          const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);
+          if (addr.ok) outcome.clientIp = addr.ip;
+          outcome.decision = e.decision;
+        }
+        outcome.owned.push(e);
+      };
+      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen, record })).catch((e) => this.fail(req, res, id, outcome, e));
       return;
     }
 
@@ -501,13 +537,14 @@ export class Edge {
   private finish(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, started: number): void {
     const seconds = (performance.now() - started) / 1000;
     const status = outcome.switched ? 101 : res.headersSent ? res.statusCode : 0;
-    const app = outcome.app ?? '-';
+    const app = outcome.app ?? outcome.owned?.[0]?.app ?? '-';
     this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);
     const target = loggedTarget(req.url);
-    if (outcome.app && this.onDecision) {
+    if (this.onDecision) {
       try {
-        this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: target.path, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });
+        if (outcome.app) this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: target.path, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });
+        if (outcome.owned) for (const e of outcome.owned) this.onDecision({ correlationId: id, app: e.app, decision: e.decision, status, method: req.method, path: target.path, user: e.user, clientIp: outcome.clientIp, reasons: e.reasons });
       } catch (e) {
         this.log.error({ err: e, correlationId: id }, 'decision could not be recorded');
       }

@@ -91,8 +91,12 @@ const callbackHandler =
     const params = new URLSearchParams(ctx.search);
     const state = params.get('state');
     const rt = existingRuntime(ctx.generation.config);
+    let appName: string | undefined;
     const fail = (status: number, reason: string, detail: string, cookies: string[] = []) => {
-      log.warn({ correlationId: ctx.id, reason: detail }, 'sign-in callback refused');
+      log.warn({ correlationId: ctx.id, app: appName, reason: detail }, 'sign-in callback refused');
+      // Once the login state names the app, a refusal is that app's access decision. Before, the
+      // callback is tied to no sign-in this gateway started: the log line is all there is.
+      if (appName) ctx.record({ app: appName, decision: 'sign-in-refused', reasons: [`sign-in refused: ${detail.slice(0, MAX_REASON)}`] });
       if (cookies.length) res.setHeader('set-cookie', cookies);
       sendError(res, req.headers, { status, reason, correlationId: ctx.id });
     };
@@ -102,6 +106,7 @@ const callbackHandler =
     if (!login) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
     const { st, clear } = login;
     const app = rt.apps.get(st.a);
+    appName = app?.name;
     const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
     if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
     if (params.get('error')) {
@@ -139,6 +144,7 @@ const callbackHandler =
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
     log.info({ correlationId: ctx.id, app: app.name, user: session.identity.user, acr: claims.acr, amr: claims.amr }, 'signed in');
+    ctx.record({ app: app.name, decision: 'sign-in', user: session.identity.user, reasons: signInFacts(claims) });
     const target = safeReturnUrl(st.r, { origin, prefix: app.prefix });
     // A SameSite=Strict cookie is not sent on a redirect chain that started at the provider (another
     // site): the browser would come back without it and sign in again, forever. A page on our own
@@ -146,6 +152,18 @@ const callbackHandler =
     if (app.sameSite === 'strict') return continuePage(res, target, [clear, session.setCookie]);
     redirect(res, target, [clear, session.setCookie]);
   };
+
+/** the provider's words in a refusal (error_description) are the client's to choose: kept short */
+const MAX_REASON = 300;
+
+/** How the user signed in, for the audit trail: the methods and the assurance level the provider reported. */
+function signInFacts(claims: Record<string, unknown>): string[] {
+  const amr = Array.isArray(claims.amr) ? claims.amr.filter((m): m is string => typeof m === 'string').join(' ') : '';
+  const facts: string[] = [];
+  if (amr) facts.push(`amr: ${amr.slice(0, MAX_REASON)}`);
+  if (typeof claims.acr === 'string' && claims.acr) facts.push(`acr: ${claims.acr.slice(0, MAX_REASON)}`);
+  return facts;
+}
 
 function continuePage(res: ServerResponse, target: string, cookies: string[]): void {
   const url = target.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -232,7 +250,10 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
       cookies.push(clearSessionCookie(app, ctx.protocol));
       try {
         const user = await revokeSession(rt, app, ctx.host, ctx.protocol, req.headers.cookie);
-        if (user) log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
+        if (user) {
+          log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
+          ctx.record({ app: app.name, decision: 'sign-out', user });
+        }
       } catch (e) {
         // still revoked in this process, and the browser's cookie is cleared; only a restart would forget it
         log.error({ correlationId: ctx.id, app: app.name, reason: (e as Error).message }, 'could not record the revoked session in stateDir');

@@ -1,6 +1,7 @@
 /**
  * The audit trail: one JSON line per access decision (allow, deny, step-up,
- * sign-in redirect, error) with who, from where, to which app, and why.
+ * sign-in redirect, error) and per sign-in and sign-out at the gateway's own
+ * endpoints, with who, from where, to which app, and why.
  * Written to `stateDir/audit/audit.log`, rotated by size, counted in metrics.
  *
  * What never goes in: query strings (they carry codes and tokens), header
@@ -23,7 +24,7 @@ import type { Metrics } from './metrics.js';
 export interface DecisionEvent {
   readonly correlationId: string;
   readonly app: string;
-  /** the edge's outcome: allow, deny, step-up, redirect, respond, upgrade, timeout, upstream-error, error */
+  /** the edge's outcome: allow, deny, step-up, redirect, respond, upgrade, timeout, upstream-error, error; sign-in, sign-in-refused, sign-out at the gateway's own endpoints */
   readonly decision: string;
   readonly stepUp?: boolean;
   readonly status: number;
@@ -35,7 +36,7 @@ export interface DecisionEvent {
   readonly reasons?: readonly string[];
 }
 
-export type AuditDecision = 'allow' | 'deny' | 'step-up' | 'redirect' | 'respond' | 'error';
+export type AuditDecision = 'allow' | 'deny' | 'step-up' | 'redirect' | 'respond' | 'sign-in' | 'sign-out' | 'error';
 
 export interface AuditRecord {
   time: string;
@@ -83,6 +84,12 @@ export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp' | '
       return e.stepUp ? 'step-up' : 'deny';
     case 'redirect':
       return 'redirect';
+    case 'sign-in':
+    case 'sign-out':
+      return e.decision;
+    case 'sign-in-refused':
+      // a callback the gateway would not turn into a session: replayed, forged, or the provider said no
+      return 'deny';
     case 'respond':
       // A stage's own answer with an error status (the 401 for a refused bearer token) refused access.
       return e.status >= 400 ? 'deny' : 'respond';
