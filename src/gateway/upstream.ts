@@ -165,6 +165,9 @@ export class DirectUpstream implements Upstream {
   }
 }
 
+/** what a client may send on an upgrade before the app's 101; more is no WebSocket handshake */
+const MAX_EARLY_BYTES = 64 << 10;
+
 /**
  * Relays an upgrade request: the app's 101 is copied to the client and both
  * sockets are spliced; a non-101 answer is relayed as a normal response.
@@ -174,6 +177,31 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
   // what the edge sent the app; the client's answer carries it too
   const correlationId = String(upReq.getHeader(CORRELATION_HEADER) ?? '');
   socket.on('error', () => upReq.destroy());
+  // The client's side is read while the app decides. A client that hangs up is seen only by
+  // reading (its FIN); unseen, the app's request (a connector stream, for tunnelled apps) was
+  // held until backendTimeout. What a client sends before the 101 (it should wait for it) is
+  // kept for the app, up to a bound.
+  const early: Buffer[] = [];
+  let earlyBytes = 0;
+  const clientLeft = () => {
+    if (answered) return;
+    answered = true;
+    upReq.destroy();
+    socket.destroy();
+  };
+  const keepEarly = (chunk: Buffer) => {
+    earlyBytes += chunk.length;
+    if (earlyBytes > MAX_EARLY_BYTES) return clientLeft();
+    early.push(chunk);
+  };
+  const stopReading = () => {
+    socket.removeListener('data', keepEarly);
+    socket.removeListener('end', clientLeft);
+    socket.pause();
+  };
+  socket.on('data', keepEarly);
+  socket.once('end', clientLeft);
+  socket.once('close', clientLeft);
   upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('timed out'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
   upReq.on('error', (err) => {
     if (answered) return socket.destroy();
@@ -182,6 +210,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
   });
   upReq.on('response', (upRes) => {
     answered = true;
+    stopReading();
     const invalid = invalidStatus(upRes.statusCode ?? 0);
     if (invalid) {
       upRes.on('error', () => undefined).resume();
@@ -192,6 +221,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
   });
   upReq.on('upgrade', (upRes, upSocket, upHead) => {
     answered = true;
+    stopReading();
     upReq.setTimeout(0);
     const lines = [`HTTP/1.1 101 Switching Protocols`];
     for (let i = 0; i < upRes.rawHeaders.length; i += 2) if (upRes.rawHeaders[i]!.toLowerCase() !== CORRELATION_HEADER) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
@@ -199,6 +229,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     if (upHead.length) socket.write(upHead);
     if (head.length) upSocket.write(head);
+    for (const chunk of early) upSocket.write(chunk);
     upSocket.on('error', () => socket.destroy());
     socket.on('error', () => upSocket.destroy());
     upSocket.on('close', () => socket.destroy());

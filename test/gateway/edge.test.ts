@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import WebSocket from 'ws';
-import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { rawRequest, request, sleep, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 const config = (backend: string) => `
 gateway:
@@ -307,6 +307,26 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(res.status, 504);
     assert.equal(res.json().title, 'Gateway time-out');
     assert.ok(Date.now() - t0 < 2500, 'it did not wait for the app');
+  });
+
+  it('a WebSocket frame the client sends before the app has switched protocols reaches the app after the handshake', async () => {
+    const sock = net.connect(gw.port, '127.0.0.1');
+    sock.write('GET /ws?ms=300 HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    let got = '';
+    const echoed = new Promise<void>((resolve, reject) => {
+      sock.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (got.includes('\x81\x05early')) resolve();
+      });
+      sock.on('error', reject);
+      sock.on('close', () => reject(new Error(`closed; got ${JSON.stringify(got)}`)));
+    });
+    // while the app is still deciding: a masked text frame (all-zero mask) "early"
+    await sleep(100);
+    sock.write(Buffer.concat([Buffer.from([0x81, 0x85, 0, 0, 0, 0]), Buffer.from('early')]));
+    await echoed;
+    assert.match(got, /^HTTP\/1\.1 101 /);
+    sock.destroy();
   });
 
   it('lets only WebSocket upgrades through, after the pipeline, to apps that allow them', async () => {

@@ -20,6 +20,7 @@ const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
   '/cut-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}`, close: true },
   '/stall-chunked': { bytes: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n' },
   '/stall-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}` },
+  '/silent': { bytes: '' },
 };
 
 interface Exchange {
@@ -147,6 +148,19 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       // well before backendTimeout (1 s), which would cut them anyway
       await eventually(() => open.size === before, 500).catch(() => assert.fail(`${open.size - before} app connections still open`));
       await eventually(async () => (await serverConnections()) === 0, 500).catch(() => assert.fail('gateway sockets still open'));
+    });
+
+    it(`${via}: a client that leaves before the app answers: the app's request is dropped at once, not held until backendTimeout`, async () => {
+      const before = open.size;
+      const seen = new Promise<void>((r) => app.once('connection', () => r()));
+      const clients = await Promise.all(Array.from({ length: 10 }, () => exchange(gw.port, host, '/silent', 300)));
+      await seen;
+      for (const c of clients) assert.equal(c.text, '', 'the app said nothing yet');
+      // backendTimeout (1 s) would end them anyway: well before it
+      await eventually(() => open.size === before, 400).catch(() => assert.fail(`${open.size - before} app connections still open`));
+      await settled();
+      const aborted = gw.logs.filter((l) => l.msg === 'request' && l.path === '/silent' && l.aborted === true && l.app === (host === 'ws.test' ? 'Ws' : 'App'));
+      assert.ok(aborted.length >= 10, `${aborted.length} aborted requests logged`);
     });
   }
 });

@@ -25,7 +25,7 @@ export interface EchoBackend {
 /**
  * GET/POST anything: answers JSON {method,url,headers,body}. Special paths:
  * /slow?ms=N waits N ms, /status/NNN answers NNN, /redirect sends a Location to
- * itself, /big?bytes=N sends N bytes, /ws echoes WebSocket messages.
+ * itself, /big?bytes=N sends N bytes, /ws echoes WebSocket messages (/ws?ms=N switches after N ms).
  */
 export async function startEchoBackend(): Promise<EchoBackend> {
   const received: EchoBackend['received'] = [];
@@ -62,7 +62,9 @@ export async function startEchoBackend(): Promise<EchoBackend> {
   });
   server.on('upgrade', (req, socket, head) => {
     received.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.alloc(0) });
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    // /ws?ms=N: the app takes N ms to switch protocols
+    const ms = Number(new URL(req.url!, 'http://x').searchParams.get('ms') ?? 0);
+    setTimeout(() => wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req)), ms);
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
