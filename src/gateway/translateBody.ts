@@ -8,6 +8,9 @@
  * split or changed. The scheme and host match without regard to case, as
  * browsers read them.
  *
+ * A HEAD answer gets the head the GET would get (no Content-Length, weak
+ * ETag, the same encoding), and no body.
+ *
  * A partial response (206, or anything with Content-Range) passes untouched:
  * its range counts the app's bytes. A rewritten body says `Accept-Ranges:
  * none`, since the app can only serve ranges of its own bytes. Range requests
@@ -39,7 +42,7 @@ export interface BodyTranslation {
  * and the representation is no longer byte-identical (weak ETag).
  */
 export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders, acceptEncoding?: string | string[]): Transform | undefined {
-  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) return undefined;
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return undefined;
   // A part of the app's body (206, or a 416 naming its length) is counted in the app's bytes: rewritten,
   // it would no longer fit its Content-Range, and a client putting parts together would corrupt the file.
   if (status === 206 || headers['content-range'] !== undefined) return undefined;
@@ -54,10 +57,13 @@ export function bodyTranslator(t: BodyTranslation, method: string, status: numbe
   headers['vary'] = vary === undefined || vary === '' ? 'accept-encoding' : `${String(vary)}, accept-encoding`;
   // The app's ranges are of its own bytes, not of these: a client must not resume or split this body by range.
   headers['accept-ranges'] = 'none';
+  const gzip = acceptsGzip(acceptEncoding);
+  if (gzip) headers['content-encoding'] = 'gzip';
+  // A HEAD answer has no body to rewrite, but the head a GET would get (RFC 9110 9.3.2): the app's
+  // Content-Length is of a page the client would never receive.
+  if (method === 'HEAD') return undefined;
   const rewriter = new UrlRewriter(t.from, t.to);
-  if (!acceptsGzip(acceptEncoding)) return new Rewrite(rewriter);
-  headers['content-encoding'] = 'gzip';
-  return new RewriteGzip(rewriter);
+  return gzip ? new RewriteGzip(rewriter) : new Rewrite(rewriter);
 }
 
 /** true when the client lists gzip (or *) with a q above 0 */

@@ -31,11 +31,11 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.equal(await through([other]), other);
   });
 
-  it('HTML, XHTML, CSS and JavaScript only; not JSON, images, HEAD, 204, 304 or a part (206, Content-Range)', async () => {
+  it('HTML, XHTML, CSS and JavaScript only; not JSON, images, a HEAD body, 204, 304 or a part (206, Content-Range)', async () => {
     for (const type of ['text/html', 'application/xhtml+xml', 'text/css; charset=utf-8', 'text/javascript', 'application/javascript']) assert.equal(await through([page], { 'content-type': type }), want, type);
     for (const type of ['application/json', 'image/svg+xml', 'text/plain', 'application/octet-stream', 'text/htmlx']) assert.equal(await through([page], { 'content-type': type }), undefined, type);
     assert.equal(await through([page], {}), undefined, 'no content type');
-    assert.equal(await through([page], { 'content-type': 'text/html' }, 'HEAD'), undefined);
+    assert.equal(await through([page], { 'content-type': 'text/html' }, 'HEAD'), undefined, 'no body to rewrite');
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 304), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html' }, 'GET', 204), undefined);
     assert.equal(await through([page], { 'content-type': 'text/html', 'content-range': 'bytes 0-9/100' }, 'GET', 206), undefined, 'a part of the body');
@@ -122,6 +122,17 @@ apps:
       parts.push(res.raw);
     }
     assert.deepEqual(Buffer.concat(parts), full);
+  });
+
+  it('HEAD gets the head GET gets: no Content-Length of the app\'s untranslated page, the same encoding, ETag and Accept-Ranges', async () => {
+    for (const enc of ['gzip', 'identity']) {
+      const get = await request(`${gw.url}/page`, { headers: { host: 'tr.test', 'accept-encoding': enc } });
+      const head = await request(`${gw.url}/page`, { method: 'HEAD', headers: { host: 'tr.test', 'accept-encoding': enc } });
+      assert.equal(head.status, 200);
+      assert.equal(head.raw.length, 0);
+      for (const name of ['content-length', 'content-encoding', 'etag', 'accept-ranges', 'vary', 'content-type']) assert.equal(head.headers[name], get.headers[name], `${enc}: ${name}`);
+      assert.equal(head.headers['content-length'], undefined, 'the app\'s length is of bytes the client never gets');
+    }
   });
 
   it('a 416 with Content-Range passes untouched', async () => {
