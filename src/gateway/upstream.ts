@@ -7,12 +7,11 @@
  * Node 22. undici's pool is also several times cheaper per request than
  * http.request, which is what lets the gateway keep up with bare proxies.
  */
-import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { CORRELATION_HEADER, downstreamResponseHeaders } from './headers.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
@@ -91,58 +90,21 @@ export class DirectUpstream implements Upstream {
   }
 
   forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward {
-    const { req, res } = f;
+    const { req } = f;
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-    // undici accepts an EventEmitter as the abort signal; it costs a fraction of an
-    // AbortController (an EventTarget), which showed up in the hot-path profile.
-    const clientGone = new EventEmitter();
-    let aborted = false;
-    let started = false;
-    let invalid: UpstreamFailure | undefined;
-    const abort = () => {
-      aborted = true;
-      clientGone.emit('abort');
-    };
-    const onClose = () => {
-      // undici destroys res with the app's error (a body that stopped coming): not the client leaving
-      if (!res.writableFinished && !appErrorOf(res)) abort();
-    };
-    res.once('close', onClose);
-    const opts: Dispatcher.RequestOptions = {
-      path: f.path,
-      method: f.method as Dispatcher.HttpMethod,
-      headers: f.headers,
-      body: hasBody ? req : null,
-      signal: clientGone,
-      headersTimeout: f.timeoutMs,
-      bodyTimeout: f.timeoutMs,
-    };
-    this.pool.stream(
-      opts,
-      ({ statusCode, headers }) => {
-        invalid = invalidStatus(statusCode);
-        if (invalid) throw new Error(invalid.detail);
-        started = true;
-        const r = clientResponse(f, statusCode, headers as Record<string, string | string[]>);
-        res.writeHead(statusCode, r.headers);
-        if (!r.body) return res;
-        r.body.pipe(res);
-        return r.body;
+    const exchange = new Exchange(f, done);
+    this.pool.dispatch(
+      {
+        path: f.path,
+        method: f.method as Dispatcher.HttpMethod,
+        headers: f.headers,
+        body: hasBody ? req : null,
+        headersTimeout: f.timeoutMs,
+        bodyTimeout: f.timeoutMs,
       },
-      (err) => {
-        res.removeListener('close', onClose);
-        if (aborted) return done(); // the client left; nothing to tell it
-        // Once the head is out, undici reports an app failure by destroying res with it; the
-        // callback itself then gets no error or a bare "premature close".
-        if (invalid) return done(invalid);
-        const cause = appErrorOf(res) ?? err;
-        if (!cause) return done();
-        const failure = classify(cause, started);
-        if (started) res.destroy();
-        done(failure);
-      },
+      exchange,
     );
-    return abort;
+    return exchange.cancel;
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
@@ -162,6 +124,103 @@ export class DirectUpstream implements Upstream {
 
   close(): Promise<void> {
     return this.pool.close();
+  }
+}
+
+/**
+ * One request to a direct app, as undici's dispatch handler: the app's head
+ * goes to the client after hygiene, its body with backpressure (a full client
+ * socket pauses the app's), and a failure is told to the edge once, classified.
+ *
+ * A handler of our own rather than `pool.stream()`: that wraps each request in
+ * an AsyncResource, an abort signal and `stream.finished()`'s listeners on the
+ * response, all per request on the hot path, for what the client's `close`
+ * and undici's callbacks say here directly.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private abortApp?: (err?: Error) => void;
+  /** the app's head went to the client */
+  private started = false;
+  /** the edge was told how it ended (or that there is nothing to tell) */
+  private over = false;
+  private clientGone = false;
+  /** where the app's body goes: the client response, or the URL translator in front of it */
+  private sink?: NodeJS.WritableStream & { writableNeedDrain?: boolean };
+
+  constructor(
+    private readonly f: ForwardRequest,
+    private readonly done: (failure?: UpstreamFailure) => void,
+  ) {
+    f.res.once('close', this.onClientClose);
+  }
+
+  /** the edge ends the exchange early (a stall it answered): the app's side goes, nothing more is told */
+  readonly cancel: CancelForward = () => {
+    if (this.over) return;
+    this.clientGone = true;
+    this.abortApp?.();
+  };
+
+  private readonly onClientClose = (): void => {
+    if (this.over || this.f.res.writableFinished) return;
+    this.cancel();
+  };
+
+  private end(failure?: UpstreamFailure): void {
+    if (this.over) return;
+    this.over = true;
+    this.f.res.removeListener('close', this.onClientClose);
+    this.done(failure);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    // a client that left while the request waited for a pooled connection
+    if (this.clientGone) return abort();
+    this.abortApp = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: the final answer follows
+    const { f } = this;
+    const invalid = invalidStatus(statusCode);
+    if (invalid) {
+      this.end(invalid);
+      this.abortApp?.(new Error(invalid.detail));
+      return false;
+    }
+    const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
+    f.res.writeHead(statusCode, r.headers);
+    this.started = true;
+    let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
+    if (r.body) {
+      r.body.on('error', (err) => this.onError(err));
+      r.body.pipe(f.res);
+      sink = r.body;
+    }
+    sink.on('drain', resume);
+    this.sink = sink;
+    return sink.writableNeedDrain !== true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.sink!.write(chunk);
+  }
+
+  onComplete(): void {
+    this.sink?.end();
+    this.end();
+  }
+
+  onError(err: Error): void {
+    if (this.over) return;
+    // the client left (or the edge cancelled): there is no one to tell
+    if (this.clientGone) return this.end();
+    const failure = classify(err, this.started);
+    this.end(failure);
+    if (this.started) {
+      this.abortApp?.(err);
+      this.f.res.destroy();
+    }
   }
 }
 
@@ -330,12 +389,6 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
     return { status: 502, reason: "The gateway can't reach the app.", detail: `backend certificate rejected (${code}): ${e.message}`, afterHeaders };
   }
   return { status: 502, reason: "The gateway can't reach the app.", detail, afterHeaders };
-}
-
-/** the error undici destroyed res with, when it gave up on the app mid-response */
-function appErrorOf(res: ServerResponse): Error | undefined {
-  const e = (res as { errored?: (Error & { code?: string }) | null }).errored;
-  return e?.code?.startsWith('UND_ERR_') ? e : undefined;
 }
 
 function isIp(host: string): boolean {
