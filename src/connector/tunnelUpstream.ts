@@ -16,13 +16,12 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
-import { classify, clientResponse, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-const CONNECT_TIMEOUT_MS = 10_000;
 /** how much of a response may wait for a slow client before the tunnel stream is paused */
 const CLIENT_ROOM = 256 << 10;
 
@@ -386,8 +385,9 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: 4000 });
   const hub = (up as unknown as { hub: ConnectorHub }).hub;
   Object.assign(agent, {
-    createConnection: (_opts: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-      up.dial(undefined, CONNECT_TIMEOUT_MS).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+    // (the request's options reach here: its timeout is the app's backendTimeout, which bounds the CONNECT too)
+    createConnection: (opts: { timeout?: number }, cb: (err: Error | null, s?: Duplex) => void) => {
+      up.dial(undefined, opts.timeout ?? CONNECT_TIMEOUT_MS).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
       return undefined;
     },
   });

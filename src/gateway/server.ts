@@ -17,11 +17,10 @@ import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { AuditLog } from '../observability/audit.js';
-import { compile, type CompileDeps } from '../pipeline/compile.js';
+import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.js';
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
-import { DirectUpstream } from './upstream.js';
 import { ALLOWED_METHODS, Edge } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
@@ -225,7 +224,7 @@ export class GatewayServer {
     const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, locate: result.locate, ...this.opts.compileHooks };
     const hub = this.connectorHub;
     // Apps with a connectorGroup go through the tunnel, never directly (fail closed); the others as before.
-    const other = deps.upstreamFor ?? ((app, url, dir) => new DirectUpstream(url, app.backend?.tls ?? {}, (p) => resolve(dir, p)));
+    const other = deps.upstreamFor ?? directUpstream;
     deps.upstreamFor = (app, url, dir) => {
       if (!app.connectorGroup) return other(app, url, dir);
       if (!hub) throw new Error('connectors: was added after the gateway started; restart it to open the connector listener');

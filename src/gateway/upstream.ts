@@ -49,6 +49,13 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
+/**
+ * The longest the gateway waits to connect to an app (TCP and TLS), and the
+ * tunnel for the connector's answer to a CONNECT, when backendTimeout is not
+ * shorter: an address that drops the connection attempt is a 504 in seconds.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 export interface BackendTlsOptions {
   ca?: string;
   verify?: boolean;
@@ -74,6 +81,7 @@ export class DirectUpstream implements Upstream {
     private readonly target: URL,
     tls: BackendTlsOptions = {},
     configDirResolve: (p: string) => string = (p) => p,
+    connectTimeoutMs = CONNECT_TIMEOUT_MS,
   ) {
     if (target.protocol === 'https:') {
       this.tls = {
@@ -85,7 +93,7 @@ export class DirectUpstream implements Upstream {
     this.pool = new Pool(target.origin, {
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000,
-      connect: this.tls ? { ...this.tls, ca: this.tls.ca ? [this.tls.ca] : undefined } : undefined,
+      connect: { timeout: connectTimeoutMs, ...(this.tls ? { ...this.tls, ca: this.tls.ca ? [this.tls.ca] : undefined } : {}) },
     });
   }
 

@@ -12,7 +12,7 @@ import { CidrSet } from '../config/net.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
-import { DirectUpstream, type Upstream } from '../gateway/upstream.js';
+import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
@@ -58,6 +58,11 @@ export function timeoutOf(v: string | undefined): number {
   if (v === undefined || v === 'default') return BACKEND_TIMEOUT_DEFAULT_MS;
   if (v === 'long') return BACKEND_TIMEOUT_LONG_MS;
   return parseDuration(v) ?? BACKEND_TIMEOUT_DEFAULT_MS;
+}
+
+/** The gateway's own connection to an app without a connector group; its connect, TLS handshake included, is bounded by backendTimeout too. */
+export function directUpstream(app: AppConfig, internalUrl: URL, configDir: string): DirectUpstream {
+  return new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(configDir, p), Math.min(timeoutOf(app.backendTimeout), CONNECT_TIMEOUT_MS));
 }
 
 export async function compile(config: Config, hash: string, deps: CompileDeps): Promise<Generation> {
@@ -158,7 +163,7 @@ function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: St
   // (This app's own list also holds what ownedHeaders leaves to each app, such as Authorization.)
   for (const h of stripNamesFor(stages.flatMap((s) => s.stripHeaders ?? []))) strip.add(h);
 
-  const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : new DirectUpstream(internalUrl, app.backend?.tls ?? {}, (p) => resolve(deps.configDir, p));
+  const upstream = deps.upstreamFor ? deps.upstreamFor(app, internalUrl, deps.configDir) : directUpstream(app, internalUrl, deps.configDir);
   return Object.freeze({
     name: app.name,
     externalUrl: app.externalUrl,
