@@ -1,7 +1,7 @@
 /**
- * Live channels per connector group, and the choice of one for each new
- * stream: least in-flight streams (or round-robin), never a channel that is
- * draining, not yet configured or missing pings.
+ * Live channels per connector group, and the choice of one for each request:
+ * the connector with the fewest requests in flight (or the next one, round-robin),
+ * never a channel that is draining, not yet configured or missing pings.
  */
 import type { ClientHttp2Session } from 'node:http2';
 import type { ChannelTransport } from './channelLink.js';
@@ -82,8 +82,10 @@ export class ChannelRegistry {
   }
 
   /**
-   * A channel for a new stream. `avoid` names a connector that just failed:
+   * A channel for a new request. `avoid` names a connector that just failed:
    * another connector is preferred, the same one is used only if it is alone.
+   * The choice is between connectors (a connector with more channels gets no
+   * larger share), then between that connector's channels by in-flight load.
    */
   pick(group: string, avoid?: string): Channel | undefined {
     const candidates = (this.byGroup.get(group) ?? []).filter(open);
@@ -94,13 +96,23 @@ export class ChannelRegistry {
     if (live.length === 0) return undefined;
     const others = avoid ? live.filter((c) => c.connectorId !== avoid) : live;
     const pool = others.length ? others : live;
-    if (this.balancing.get(group) === 'round-robin') {
-      const n = (this.rr.get(group) ?? 0) % pool.length;
-      this.rr.set(group, n + 1);
-      return pool[n];
+    if (pool.length === 1) return pool[0];
+    // in-flight requests per connector, in the order the connectors' channels were added
+    const load = new Map<string, number>();
+    for (const c of pool) load.set(c.connectorId, (load.get(c.connectorId) ?? 0) + c.inflight);
+    const ids = [...load.keys()];
+    const turn = (this.rr.get(group) ?? 0) % ids.length;
+    this.rr.set(group, turn + 1);
+    let connector = ids[turn]!;
+    if (this.balancing.get(group) !== 'round-robin') {
+      // the least loaded; among equals (an idle group) the turn goes round, not always to the first
+      for (let i = 1; i < ids.length; i++) {
+        const id = ids[(turn + i) % ids.length]!;
+        if (load.get(id)! < load.get(connector)!) connector = id;
+      }
     }
-    let best = pool[0];
-    for (const c of pool) if (c.inflight < best.inflight) best = c;
+    let best: Channel | undefined;
+    for (const c of pool) if (c.connectorId === connector && (!best || c.inflight < best.inflight)) best = c;
     return best;
   }
 

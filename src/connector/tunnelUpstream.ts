@@ -60,9 +60,9 @@ export class TunnelUpstream implements Upstream {
     }
   }
 
-  /** Opens a CONNECT stream to the target; resolves with the byte stream to the app. */
-  dial(avoid: string | undefined, timeoutMs: number): Promise<{ socket: Duplex; channel: Channel }> {
-    const channel = this.hub.registry.pick(this.group, avoid);
+  /** Opens a CONNECT stream to the target on `on` (or a channel picked now); resolves with the byte stream to the app. */
+  dial(avoid: string | undefined, timeoutMs: number, on?: Channel): Promise<{ socket: Duplex; channel: Channel }> {
+    const channel = on ?? this.hub.registry.pick(this.group, avoid);
     if (!channel) return Promise.reject(Object.assign(new NotDialed(`no live connector in group ${this.group}`, 504), { channel: undefined }));
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream;
@@ -141,7 +141,8 @@ export class TunnelUpstream implements Upstream {
         headers: f.headers,
         timeout: f.timeoutMs,
         ...(n === 0
-          ? { agent: this.agent }
+          ? // The balancing choice is made per request; the pool keeps idle connections per channel (tunnelAgent).
+            { agent: this.agent, channel: this.hub.registry.pick(this.group) }
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
@@ -379,15 +380,19 @@ class StreamSocket extends Duplex {
 /**
  * Keeps HTTP/1.1 connections to the app alive over their tunnel streams, so a
  * request costs no CONNECT and no TCP handshake at the connector. A connection
- * whose channel is draining or unhealthy is not kept.
+ * whose channel is draining or unhealthy is not kept. Idle connections are
+ * pooled per channel, and a request reuses one of the channel the balancing
+ * picked for it: pooled for the whole group, a client's requests one after
+ * another all took the same kept-alive connection, and so the same connector.
  */
 function tunnelAgent(up: TunnelUpstream): http.Agent {
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: 4000 });
   const hub = (up as unknown as { hub: ConnectorHub }).hub;
   Object.assign(agent, {
     // (the request's options reach here: its timeout is the app's backendTimeout, which bounds the CONNECT too)
-    createConnection: (opts: { timeout?: number }, cb: (err: Error | null, s?: Duplex) => void) => {
-      up.dial(undefined, opts.timeout ?? CONNECT_TIMEOUT_MS).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+    getName: (opts: { channel?: Channel }) => opts.channel?.key ?? '',
+    createConnection: (opts: { timeout?: number; channel?: Channel }, cb: (err: Error | null, s?: Duplex) => void) => {
+      up.dial(undefined, opts.timeout ?? CONNECT_TIMEOUT_MS, opts.channel).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
       return undefined;
     },
   });

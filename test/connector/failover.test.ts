@@ -93,6 +93,19 @@ describe('connector groups: balancing, failover and drain', function () {
     assert.equal(seen.size, 2, 'both connectors carried streams');
   });
 
+  it('requests one after another take turns between the connectors, though each could reuse the last one\'s kept-alive connection', async () => {
+    const hub = gw.server.connectorHub!;
+    const served: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = request(`${gw.url}/slow?ms=200`, { headers: { host: 'app.test' } });
+      await sleep(100);
+      served.push([...new Set(hub.registry.all().filter((ch) => ch.inflight > 0).map((ch) => ch.connectorId))].join('+'));
+      assert.equal((await res).status, 200);
+    }
+    assert.equal(new Set(served).size, 2, `served by ${served.join(' ')}`);
+    for (let i = 1; i < served.length; i++) assert.notEqual(served[i], served[i - 1], `served by ${served.join(' ')}`);
+  });
+
   it('SIGKILL of one connector during 50 concurrent GETs: zero failed requests', async () => {
     backend.received.length = 0;
     const l = load(gw, 50);

@@ -15,6 +15,7 @@ describe('channel registry', () => {
     assert.deepEqual([reg.pick('g'), reg.pick('g'), reg.pick('g'), reg.pick('g')].map((c) => c!.connectorId), ['a', 'b', 'a', 'b']);
     reg.balancing.set('g', 'least-inflight');
     assert.equal(reg.pick('g')!.connectorId, 'b');
+    assert.equal(reg.pick('g')!.connectorId, 'b', 'the least loaded, whoever\'s turn it is');
     // a retry avoids the connector that failed; a draining or late-pinging one is not chosen while others are healthy
     assert.equal(reg.pick('g', 'b')!.connectorId, 'a');
     b.missedPings = 1;
@@ -26,5 +27,30 @@ describe('channel registry', () => {
     b.certExpiry = new Date(Date.now() + 3600_000);
     b.ready = false;
     assert.equal(reg.pick('g'), undefined);
+  });
+
+  it('the choice is between connectors, then between a connector\'s channels; equals take turns', () => {
+    const reg = new ChannelRegistry();
+    const session = { closed: false, destroyed: false } as never;
+    const mk = (key: string, id: string, inflight = 0) => ({ key, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
+    // a has three channels, b one: b still gets every other request
+    const a1 = mk('a1', 'a');
+    const a2 = mk('a2', 'a');
+    const a3 = mk('a3', 'a');
+    const b1 = mk('b1', 'b');
+    for (const c of [a1, a2, a3, b1]) reg.add(c);
+    for (const mode of ['round-robin', 'least-inflight'] as const) {
+      reg.balancing.set('g', mode);
+      const seq = Array.from({ length: 6 }, () => reg.pick('g')!.connectorId);
+      assert.equal(seq.filter((c) => c === 'b').length, 3, `${mode}: ${seq.join(' ')}`);
+    }
+    // least-inflight: a's load is the sum of its channels; within a, the least loaded channel
+    reg.balancing.set('g', 'least-inflight');
+    a1.inflight = 1;
+    b1.inflight = 2;
+    assert.equal(reg.pick('g')!.key, 'a2');
+    a2.inflight = 1;
+    a3.inflight = 1;
+    assert.equal(reg.pick('g')!.key, 'b1', 'a has 3 in flight, b 2');
   });
 });
