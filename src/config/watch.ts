@@ -13,6 +13,8 @@ export interface WatchOptions {
   debounceMs?: number;
   /** a slow safety poll in case an event is lost (network file systems) */
   pollMs?: number;
+  /** called by the poll (default: onChange); the poll is no event, and may find nothing new */
+  onPoll?: () => void;
 }
 
 export class ConfigWatcher {
@@ -35,7 +37,7 @@ export class ConfigWatcher {
     const ready = new Promise<void>((r) => this.watcher!.once('ready', () => r()));
     this.update(referenced);
     if (this.opts.pollMs) {
-      this.poll = setInterval(() => this.onChange(), this.opts.pollMs);
+      this.poll = setInterval(this.opts.onPoll ?? this.onChange, this.opts.pollMs);
       this.poll.unref();
     }
     return ready;

@@ -51,11 +51,16 @@ export interface GatewayOptions {
   /** watch the file and reload on change (default true) */
   watch?: boolean;
   debounceMs?: number;
+  /** the watcher's safety poll, for lost events (default 5 s) */
+  pollMs?: number;
   /** hooks for subsystems that add upstreams and stages */
   compileHooks?: Pick<CompileDeps, 'upstreamFor' | 'extraStages'>;
 }
 
 export type ReloadOutcome = 'success' | 'failure' | 'unchanged';
+
+/** the reload reason of the watcher's safety poll, which runs whether or not anything changed */
+const POLL = 'safety poll';
 
 export class GatewayServer {
   readonly holder = new GenerationHolder();
@@ -112,7 +117,7 @@ export class GatewayServer {
       this.metrics.configValid.set(1);
       await this.listenAll(result.config, result.dir);
       if (this.opts.watch !== false) {
-        this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: 5000 });
+        this.watcher = new ConfigWatcher(this.opts.configFile, () => void this.reload('file changed'), { debounceMs: this.opts.debounceMs ?? 100, pollMs: this.opts.pollMs ?? 5000, onPoll: () => void this.reload(POLL) });
         await this.watcher.start(result.referencedFiles);
       }
     } catch (e) {
@@ -144,13 +149,13 @@ export class GatewayServer {
     let read: { result: LoadResult; hash: string };
     try {
       const text = await readConfigText(this.opts.configFile);
-      if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id);
+      if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id, reason);
       read = await this.read(text);
     } catch (e) {
       return this.rejected([(e as Error).message]);
     }
     const { result, hash } = read;
-    if (live && hash === live.hash) return this.unchanged(live.id);
+    if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
     let tls: ReturnType<GatewayServer['changedTls']>;
@@ -191,8 +196,9 @@ export class GatewayServer {
    * The files on disk are what is live. After a broken edit that was undone, that
    * is the fix: the gauge says valid again, and the same break later is logged anew.
    */
-  private unchanged(generation: number): ReloadOutcome {
-    this.metrics.reloads.inc({ outcome: 'unchanged' });
+  private unchanged(generation: number, reason: string): ReloadOutcome {
+    // The safety poll finding what is live is no reload attempt: counted, it grew every 5 s.
+    if (reason !== POLL) this.metrics.reloads.inc({ outcome: 'unchanged' });
     this.metrics.configValid.set(1);
     if (this.lastProblems.length) this.log.info({ generation }, 'config file valid again (it matches the live generation)');
     this.lastProblems = [];
@@ -200,10 +206,12 @@ export class GatewayServer {
   }
 
   private rejected(problems: string[]): ReloadOutcome {
-    this.metrics.reloads.inc({ outcome: 'failure' });
+    const key = problems.join('\n');
+    // A broken file is one failed reload, however often it is read again while it stays broken
+    // (the poll, and the save's own event after the poll saw it first).
+    if (key !== this.lastProblems.join('\n')) this.metrics.reloads.inc({ outcome: 'failure' });
     this.metrics.configValid.set(0);
     // Log every problem with its position, once per distinct broken file.
-    const key = problems.join('\n');
     if (key !== this.lastProblems.join('\n')) {
       for (const p of problems) this.log.error({ problem: p }, `config rejected, still serving generation ${this.holder.current?.id ?? '-'}: ${p}`);
     }

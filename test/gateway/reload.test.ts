@@ -136,6 +136,33 @@ describe('hot reload', function () {
     }
   });
 
+  it('the safety poll is not counted as a reload: a broken save is one failure however long it stays, an untouched file no reload at all', async () => {
+    const gw = await startGateway(cfg(backend.url, 'good'), { pollMs: 50 });
+    const count = async (outcome: string) => Number(new RegExp(`drawbridge_config_reloads_total\\{outcome="${outcome}"\\} (\\d+)`).exec((await request(`${gw.adminUrl}/metrics`)).body)?.[1] ?? 0);
+    // saved whole (by rename): a poll reading a half-written file would see a second, different break
+    const save = (text: string) => {
+      writeFileSync(`${gw.configFile}.tmp`, text);
+      renameSync(`${gw.configFile}.tmp`, gw.configFile);
+    };
+    try {
+      await sleep(500); // ten polls of a file nobody touched
+      assert.equal(await count('unchanged'), 0);
+      assert.equal(await count('failure'), 0);
+      save(BROKEN);
+      await eventually(async () => (await count('failure')) === 1, 2000);
+      await sleep(500);
+      assert.equal(await count('failure'), 1, 'still one failed edit after ten polls read it');
+      // the poll still finds what an event missed: another broken edit counts, as does the fix
+      save(BROKEN.replace('not a url', 'still not a url'));
+      await eventually(async () => (await count('failure')) === 2, 2000);
+      save(cfg(backend.url, 'fixed'));
+      await eventually(async () => (await count('success')) === 1, 2000);
+      assert.equal(await seenVersion(gw), 'fixed');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('drops a removed app on the next request and picks up a new internalUrl', async () => {
     const other = `  - name: Other
     externalUrl: http://other.test/
