@@ -382,7 +382,17 @@ export class GatewayServer {
 
   private redirectToHttps(config: Config, dir: string): http.RequestListener {
     const httpsPort = parseListen(config.gateway.listen.https!).port;
-    const publicPort = new URL(config.gateway.publicUrl).protocol === 'https:' ? new URL(config.gateway.publicUrl).port : String(httpsPort);
+    // publicUrl reloads like the rest of the file (the listener itself needs a restart): read from the live generation
+    let seen = '';
+    let publicPort = '';
+    const portFor = (publicUrl: string): string => {
+      if (publicUrl !== seen) {
+        const u = new URL(publicUrl);
+        publicPort = u.protocol === 'https:' ? u.port : String(httpsPort);
+        seen = publicUrl;
+      }
+      return publicPort;
+    };
     const acmeDir = join(resolve(dir, config.gateway.stateDir ?? './state'), 'acme-challenge');
     return (req, res) => {
       res.setHeader(CORRELATION_HEADER, randomUUID());
@@ -402,6 +412,7 @@ export class GatewayServer {
       }
       const host = (req.headers.host ?? '').replace(/:\d+$/, '');
       if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId: String(res.getHeader(CORRELATION_HEADER) ?? '-') });
+      const publicPort = portFor(this.holder.current?.config.gateway.publicUrl ?? config.gateway.publicUrl);
       const port = publicPort && publicPort !== '443' ? `:${publicPort}` : '';
       res.writeHead(308, { location: `https://${host}${port}${url.startsWith('/') ? url : '/'}` }).end();
     };

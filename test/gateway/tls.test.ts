@@ -71,6 +71,20 @@ apps:
     assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
   });
 
+  it('the redirect follows a publicUrl changed by a reload (it kept the port the gateway started with)', async () => {
+    const before = readFileSync(gw.configFile, 'utf8');
+    try {
+      writeFileSync(gw.configFile, before.replace('publicUrl: https://echo.test:8443', 'publicUrl: https://echo.test'));
+      assert.equal(await gw.server.reload(), 'success');
+      const res = await request(`http://127.0.0.1:${httpPort()}/a?b=c`, { headers: { host: 'echo.test' } });
+      assert.equal(res.headers.location, 'https://echo.test/a?b=c');
+    } finally {
+      writeFileSync(gw.configFile, before);
+      await gw.server.reload();
+    }
+    assert.equal((await request(`http://127.0.0.1:${httpPort()}/a`, { headers: { host: 'echo.test' } })).headers.location, 'https://echo.test:8443/a');
+  });
+
   it('answers ACME http-01 challenges on http instead of redirecting them', async () => {
     const res = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/tok_123`, { headers: { host: 'echo.test' } });
     assert.equal(res.status, 200);
