@@ -210,8 +210,9 @@ apps: []
       return `./plugins/${name}`;
     };
     const broken: { description: string; file: string; body: string; message: RegExp }[] = [
-      { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: boom at import/ },
-      { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: / },
+      // The error's class and where to see the rest: its message may quote the file (see below).
+      { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: Error in \/.*\/throws\.js \(run `node \/.*\/throws\.js` for details\)$/ },
+      { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: SyntaxError in \/.*\/syntax\.js \(run `node / },
       { description: 'exports nothing', file: 'empty.js', body: `export const unrelated = 1;\n`, message: /exports no plugin/ },
       { description: 'has no create function', file: 'nocreate.js', body: `export default { name: 'nocreate', kind: 'sso', apiVersion: 1, optionsSchema: {} };\n`, message: /plugin nocreate: create must be a function/ },
       { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
@@ -231,6 +232,64 @@ apps: []
         }
       });
     }
+
+    describe('a plugins: entry cannot print a file that is not a plugin (lint runs in CI on proposed configs)', () => {
+      const SECRET = 'hunter2SuperSecret';
+      const secretFile = (name: string) => {
+        writeFileSync(join(pluginDir, name), `${SECRET}\n`);
+        return join(pluginDir, name);
+      };
+      const refused = [
+        { description: 'an extensionless file (Node would run it as CommonJS)', spec: () => (secretFile('db_password'), './plugins/db_password') },
+        { description: 'an absolute path', spec: () => secretFile('token') },
+        { description: 'a file with another extension', spec: () => (secretFile('secret.txt'), './plugins/secret.txt') },
+        { description: 'a file that is not there but could not be a plugin anyway', spec: () => './plugins/absent.json' },
+      ];
+      for (const r of refused) {
+        it(`${r.description} is refused before it is imported, in lint too, with nothing from the file`, async () => {
+          const spec = r.spec();
+          const file = write(withPlugin(JSON.stringify(spec)));
+          for (const mode of ['lint', 'start'] as const) {
+            const result = await loadConfigFile(file, { mode, env: {} });
+            assert.deepEqual(lines(result, 'error'), [`5:5 plugins[0]: plugin ${JSON.stringify(spec)} is not a JavaScript module: a plugin path must name a .js, .mjs or .cjs file (or a package folder)`]);
+          }
+        });
+      }
+
+      it('a .js file holding a secret fails with the error class and path only (the ReferenceError would name the secret)', async () => {
+        const js = secretFile('leak.js');
+        const file = write(withPlugin('./plugins/leak.js'));
+        const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), [`5:5 plugins[0]: plugin "./plugins/leak.js" failed to load: ReferenceError in ${js} (run \`node ${js}\` for details)`]);
+        assert.ok(!JSON.stringify(r.problems).includes(SECRET));
+      });
+
+      it('a file whose tokens a SyntaxError would quote is not quoted', async () => {
+        writeFileSync(join(pluginDir, 'quote.mjs'), `export default { ${SECRET} ${SECRET} }\n`);
+        const r = await loadConfigFile(write(withPlugin('./plugins/quote.mjs')), { mode: 'lint', env: {} });
+        assert.match(lines(r, 'error')[0]!, /failed to load: SyntaxError in /);
+        assert.ok(!JSON.stringify(r.problems).includes(SECRET));
+      });
+
+      it('a package whose entry point is not a .js, .mjs or .cjs file is refused before it is imported', async () => {
+        const pkg = join(dir, 'node_modules', 'leaky');
+        mkdirSync(pkg, { recursive: true });
+        writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'leaky', main: 'secret' }));
+        writeFileSync(join(pkg, 'secret'), `${SECRET}\n`);
+        const r = await loadConfigFile(write(withPlugin('leaky')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), [`5:5 plugins[0]: plugin "leaky" is not a JavaScript module: it resolves to ${join(pkg, 'secret')}, and a plugin must be a .js, .mjs or .cjs file`]);
+      });
+
+      it('a package folder given by path loads through its package.json', async () => {
+        const folder = join(pluginDir, 'folder-plugin');
+        mkdirSync(folder, { recursive: true });
+        writeFileSync(join(folder, 'package.json'), JSON.stringify({ name: 'folder-plugin', type: 'module', main: 'index.js' }));
+        writeFileSync(join(folder, 'index.js'), `export default { name: 'folder-plugin', kind: 'sso', apiVersion: 1, optionsSchema: {}, create() {} };\n`);
+        const r = await loadConfigFile(write(withPlugin('./plugins/folder-plugin')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), []);
+        assert.ok(r.plugins.some((l) => l.plugin.name === 'folder-plugin'));
+      });
+    });
 
     it('a plugin that is not installed here is a warning in lint (it may exist where the gateway runs) but fails start', async () => {
       const file = write(withPlugin('./plugins/not-there.js'));
