@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { compileSchema } from '../config/validate.js';
 import { PLUGIN_API_VERSION, STAGE_KINDS, type Plugin } from '../pipeline/stage.js';
 import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
@@ -159,5 +160,12 @@ function checkShape(p: unknown, specifier: string): string | undefined {
   if (o.apiVersion !== PLUGIN_API_VERSION) return `${failed}: plugin ${o.name}: apiVersion ${String(o.apiVersion)} is not supported (this gateway speaks ${PLUGIN_API_VERSION})`;
   if (!o.optionsSchema || typeof o.optionsSchema !== 'object') return `${failed}: plugin ${o.name}: optionsSchema must be a JSON Schema object`;
   if (typeof o.create !== 'function') return `${failed}: plugin ${o.name}: create must be a function`;
+  // Compiled here, where the problem can be pinned on the plugins: entry: lint would
+  // otherwise compile it first when checking an app's options, with no position.
+  try {
+    compileSchema(o.optionsSchema);
+  } catch (e) {
+    return `plugin ${JSON.stringify(specifier)}: optionsSchema is not a valid JSON Schema: ${(e as Error).message.replace(/^schema is invalid: /, '')}`;
+  }
   return undefined;
 }

@@ -217,6 +217,7 @@ apps: []
       { description: 'has no create function', file: 'nocreate.js', body: `export default { name: 'nocreate', kind: 'sso', apiVersion: 1, optionsSchema: {} };\n`, message: /plugin nocreate: create must be a function/ },
       { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
       { description: 'has an unknown kind', file: 'kind.js', body: `export default { name: 'kind', kind: 'upstream', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /kind must be one of preauth, access, sso, headers/ },
+      { description: 'has an optionsSchema that is not JSON Schema', file: 'badschema.js', body: `export default { name: 'badschema', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`, message: /^plugin "\.\/plugins\/badschema\.js": optionsSchema is not a valid JSON Schema: data\/type must be equal to one of the allowed values/ },
       { description: 'takes a built-in name', file: 'clash.js', body: `export default { name: 'passthrough', kind: 'preauth', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /name "passthrough" is already taken by a built-in/ },
     ];
     for (const b of broken) {
@@ -232,6 +233,28 @@ apps: []
         }
       });
     }
+
+    it('an optionsSchema that is not JSON Schema is one error at the plugins: entry, not a stack trace or also an unknown sso.plugin', async () => {
+      writeFileSync(join(pluginDir, 'objekt.mjs'), `export default { name: 'objekt', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`);
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./plugins/objekt.mjs]
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    sso: { plugin: objekt, options: { any: thing } }
+`);
+      for (const mode of ['lint', 'start'] as const) {
+        const r = await loadConfigFile(file, { mode, env: {} });
+        assert.deepEqual(lines(r, 'error').map((l) => l.replace(/: data\/type .*/, '')), ['6:11 plugins[0]: plugin "./plugins/objekt.mjs": optionsSchema is not a valid JSON Schema']);
+        assert.deepEqual(lines(r, 'warning'), []);
+      }
+      await assert.rejects(loadForStart(file, {}), (e: unknown) => e instanceof ConfigInvalidError && /6:11: error: plugins\[0\]: plugin "\.\/plugins\/objekt\.mjs": optionsSchema is not a valid JSON Schema/.test(e.message));
+    });
 
     describe('a plugins: entry cannot print a file that is not a plugin (lint runs in CI on proposed configs)', () => {
       const SECRET = 'hunter2SuperSecret';
