@@ -218,6 +218,7 @@ apps: []
       { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
       { description: 'has an unknown kind', file: 'kind.js', body: `export default { name: 'kind', kind: 'upstream', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /kind must be one of preauth, access, sso, headers/ },
       { description: 'has an optionsSchema that is not JSON Schema', file: 'badschema.js', body: `export default { name: 'badschema', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`, message: /^plugin "\.\/plugins\/badschema\.js": optionsSchema is not a valid JSON Schema: data\/type must be equal to one of the allowed values/ },
+      { description: 'uses a format no one knows in its optionsSchema', file: 'format.js', body: `export default { name: 'format', kind: 'sso', apiVersion: 1, optionsSchema: { properties: { ip: { format: 'ipv5' } } }, create() {} };\n`, message: /^plugin "\.\/plugins\/format\.js": optionsSchema is not a valid JSON Schema: unknown format "ipv5" at \/properties\/ip/ },
       { description: 'takes a built-in name', file: 'clash.js', body: `export default { name: 'passthrough', kind: 'preauth', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /name "passthrough" is already taken by a built-in/ },
     ];
     for (const b of broken) {
