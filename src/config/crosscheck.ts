@@ -303,7 +303,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (isObj(a.sso) && typeof a.sso.plugin === 'string') {
       const p = pluginByName.get(a.sso.plugin);
       if (!p) {
-        if (!input.unloadedPluginNames.has(a.sso.plugin)) err(at('sso', 'plugin'), `unknown plugin ${JSON.stringify(a.sso.plugin)}${hint(a.sso.plugin, [...pluginByName.keys()])}`);
+        if (!input.unloadedPluginNames.has(a.sso.plugin)) {
+          // A package's name need not be its plugin's (drawbridge-plugin-kcd-shim is kcd-shim): while
+          // an entry is not loaded here, the name may be that one's, so lint cannot call it unknown.
+          if (input.unloadedPluginNames.size) issues.push({ path: at('sso', 'plugin'), message: `no plugin loaded here is named ${JSON.stringify(a.sso.plugin)}: it may be the one a plugins: entry that was not loaded provides (its options were not checked)`, severity: 'error', environmental: true });
+          else err(at('sso', 'plugin'), `unknown plugin ${JSON.stringify(a.sso.plugin)}${hint(a.sso.plugin, [...pluginByName.keys()])}`);
+        }
       } else if (p.kind !== 'sso') {
         err(at('sso', 'plugin'), `plugin ${JSON.stringify(p.name)} is a ${p.kind} plugin, not an sso plugin`);
       } else {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigInvalidError, ConfigUnreadableError } from '../../src/errors.js';
 import { loadConfigFile, loadForStart } from '../../src/config/load.js';
 import { tempDir } from '../support/harness.js';
@@ -255,6 +255,39 @@ apps:
         assert.deepEqual(lines(r, 'warning'), []);
       }
       await assert.rejects(loadForStart(file, {}), (e: unknown) => e instanceof ConfigInvalidError && /6:11: error: plugins\[0\]: plugin "\.\/plugins\/objekt\.mjs": optionsSchema is not a valid JSON Schema/.test(e.message));
+    });
+
+    describe('an app\'s sso.plugin', () => {
+      const KCD_SHIM = resolve('plugins-examples/kcd-shim/index.js');
+      const withSso = (plugins: string[], name: string) => `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: ${JSON.stringify(plugins)}
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    sso: { plugin: ${name}, options: { servicePrincipal: HTTP/a@CORP } }
+`;
+
+      it('naming a plugin from a package not installed here, whose package name is not its plugin name, is a warning in lint and an error at start', async () => {
+        const file = write(withSso(['drawbridge-plugin-kcd-shim'], 'kcd-shim'));
+        const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
+        assert.deepEqual(lines(lint, 'error'), []);
+        const warnings = lines(lint, 'warning');
+        assert.equal(warnings.length, 2, warnings.join('\n'));
+        assert.match(warnings[0]!, /^6:11 plugins\[0\]: plugin "drawbridge-plugin-kcd-shim" not found /);
+        assert.equal(warnings[1], '11:20 apps[0].sso.plugin: no plugin loaded here is named "kcd-shim": it may be the one a plugins: entry that was not loaded provides (its options were not checked)');
+        const start = await loadConfigFile(file, { mode: 'start', env: {} });
+        assert.deepEqual(lines(start, 'error').map((l) => l.split(': ')[0]), ['6:11 plugins[0]', '11:20 apps[0].sso.plugin']);
+      });
+
+      it('with every plugins: entry loaded, an unknown name is an error in lint', async () => {
+        const lint = await loadConfigFile(write(withSso([KCD_SHIM], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(lint, 'error').map((l) => l.split(' (')[0]), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos"']);
+      });
     });
 
     describe('a plugins: entry cannot print a file that is not a plugin (lint runs in CI on proposed configs)', () => {
