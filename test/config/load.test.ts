@@ -288,6 +288,18 @@ apps:
         const lint = await loadConfigFile(write(withSso([KCD_SHIM], 'kerberos')), { mode: 'lint', env: {} });
         assert.deepEqual(lines(lint, 'error').map((l) => l.split(' (')[0]), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos"']);
       });
+
+      it('the unknown-plugin hint lists only plugins sso.plugin accepts', async () => {
+        const some = await loadConfigFile(write(withSso([KCD_SHIM], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(some, 'error'), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos" (sso plugins: kcd-shim)']);
+        const none = await loadConfigFile(write(withSso([], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(none, 'error'), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos" (no sso plugin is loaded: list it under plugins:)']);
+      });
+
+      it('a plugin of another kind is named with its article ("an access plugin")', async () => {
+        const r = await loadConfigFile(write(withSso([], 'assignment')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), ['11:20 apps[0].sso.plugin: plugin "assignment" is an access plugin, not an sso plugin']);
+      });
     });
 
     describe('a plugins: entry cannot print a file that is not a plugin (lint runs in CI on proposed configs)', () => {
