@@ -1,5 +1,6 @@
 /** JSON Schema validation with messages an operator can act on. */
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import formatsPlugin from 'ajv-formats';
 import { DURATION_PATTERN } from './duration.js';
 import type { KeyPath } from './source.js';
 
@@ -11,10 +12,21 @@ export interface SchemaIssue {
 }
 
 // verbose: the messages below are built from each error's parentSchema (known keys, union branches).
-const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
+// Without strict mode Ajv ignores a format it does not know with a line on stderr, so a plugin's
+// `format: ipv5` would check nothing and say so outside lint's output: it fails the compile instead.
+// ajv-formats is CommonJS: under NodeNext its default import is module.exports, typed as the namespace.
+const addFormats = formatsPlugin as unknown as typeof formatsPlugin.default;
+const ajv = new Ajv2020({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true, logger: { log: console.log, warn: refuseUnknownFormat, error: console.error } });
+addFormats(ajv);
 // `format: uri` is what `new URL()` accepts, the parser the gateway and plugins build URLs with: a
 // plugin's schema can then refuse at load time (in lint too) what its create() would refuse at start.
 ajv.addFormat('uri', { type: 'string', validate: (s: string) => URL.canParse(s) });
+
+function refuseUnknownFormat(...args: unknown[]): void {
+  const m = /^unknown format "(.*)" ignored in schema at path "#?(.*)"$/s.exec(String(args[0]));
+  if (!m) return console.warn(...args);
+  throw new Error(`unknown format ${JSON.stringify(m[1])} at ${m[2] || '/'} (known: ${Object.keys(ajv.formats).sort().join(', ')})`);
+}
 const cache = new WeakMap<object, ValidateFunction>();
 
 export function compileSchema(schema: object): ValidateFunction {

@@ -3,10 +3,11 @@
  * A plugin that cannot be loaded or is malformed fails the config.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { compileSchema } from '../config/validate.js';
 import { PLUGIN_API_VERSION, STAGE_KINDS, type Plugin } from '../pipeline/stage.js';
 import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
@@ -35,38 +36,100 @@ export interface PluginLoadFailure {
   guessedName: string;
 }
 
+/** What a plugin file may be called: anything else is not imported (Node would run an extensionless file as CommonJS). */
+const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
+
 export async function loadPlugins(specifiers: readonly string[], configDir: string): Promise<{ loaded: LoadedPlugin[]; failures: PluginLoadFailure[] }> {
   const loaded: LoadedPlugin[] = BUILTIN_PLUGINS.map((plugin) => ({ plugin }));
   const failures: PluginLoadFailure[] = [];
   const req = createRequire(resolve(configDir, 'gateway.config.yaml'));
   for (const [index, specifier] of specifiers.entries()) {
-    const guessedName = basename(specifier, extname(specifier));
+    let guessedName = basename(specifier, extname(specifier));
+    const fail = (message: string, notFound = false) => failures.push({ index, specifier, message, notFound, guessedName });
+    const local = specifier.startsWith('.') || isAbsolute(specifier);
+    const path = local ? resolve(configDir, specifier) : undefined;
+    if (path !== undefined && !isDirectory(path) && !MODULE_EXTENSIONS.includes(extname(path))) {
+      // A secret file (./db_password) would be evaluated and its first word printed as a ReferenceError.
+      if (extname(path) || exists(path)) {
+        fail(`plugin ${JSON.stringify(specifier)} is not a JavaScript module: a plugin path must name a .js, .mjs or .cjs file (or a package folder)`);
+        continue;
+      }
+    }
     let file: string;
     try {
-      const local = specifier.startsWith('.') || isAbsolute(specifier);
-      file = req.resolve(local ? resolve(configDir, specifier) : specifier);
+      file = req.resolve(path ?? specifier);
     } catch {
-      failures.push({ index, specifier, message: `plugin ${JSON.stringify(specifier)} not found (relative paths are resolved from ${configDir})`, notFound: true, guessedName });
+      fail(`plugin ${JSON.stringify(specifier)} not found (relative paths are resolved from ${configDir})`, true);
       continue;
     }
-    try {
-      const mod = await import(moduleUrl(file, specifier));
-      const exported = mod.default ?? mod.plugin ?? mod.plugins;
-      const list: unknown[] = Array.isArray(exported) ? exported : [exported];
-      if (!list.length || exported === undefined) throw new Error('the module exports no plugin (export default a plugin object)');
-      for (const candidate of list) {
-        const problem = checkShape(candidate);
-        if (problem) throw new Error(problem);
-        const plugin = candidate as Plugin<any>;
-        const clash = loaded.find((l) => l.plugin.name === plugin.name);
-        if (clash) throw new Error(`plugin name ${JSON.stringify(plugin.name)} is already taken${clash.source ? ` by ${clash.source}` : ' by a built-in'}`);
-        loaded.push({ plugin, source: specifier, file });
-      }
-    } catch (e) {
-      failures.push({ index, specifier, message: `plugin ${JSON.stringify(specifier)} failed to load: ${(e as Error).message}`, notFound: false, guessedName });
+    // A package's main, a package subpath or a symlink may still lead to something that is not JavaScript.
+    if (!MODULE_EXTENSIONS.includes(extname(file))) {
+      fail(`plugin ${JSON.stringify(specifier)} is not a JavaScript module: it resolves to ${file}, and a plugin must be a .js, .mjs or .cjs file`);
+      continue;
     }
+    let mod: Record<string, unknown>;
+    try {
+      mod = await import(moduleUrl(file, specifier));
+    } catch (e) {
+      fail(`plugin ${JSON.stringify(specifier)} failed to load: ${describeLoadError(e, file)}`);
+      continue;
+    }
+    const exported = mod.default ?? mod.plugin ?? mod.plugins;
+    const list: unknown[] = Array.isArray(exported) ? exported : [exported];
+    if (!list.length || exported === undefined) {
+      fail(`plugin ${JSON.stringify(specifier)} failed to load: the module exports no plugin (export default a plugin object)`);
+      continue;
+    }
+    const accepted: LoadedPlugin[] = [];
+    for (const candidate of list) {
+      const name = (candidate as { name?: unknown } | null)?.name;
+      if (typeof name === 'string' && PLUGIN_NAME.test(name)) guessedName = name;
+      const problem = checkShape(candidate, specifier);
+      if (problem) {
+        fail(problem);
+        break;
+      }
+      const plugin = candidate as Plugin<any>;
+      const clash = [...loaded, ...accepted].find((l) => l.plugin.name === plugin.name);
+      if (clash) {
+        fail(`plugin ${JSON.stringify(specifier)} failed to load: plugin name ${JSON.stringify(plugin.name)} is already taken${clash.source ? ` by ${clash.source}` : ' by a built-in'}`);
+        break;
+      }
+      accepted.push({ plugin, source: specifier, file });
+    }
+    if (accepted.length === list.length) loaded.push(...accepted);
   }
   return { loaded, failures };
+}
+
+/**
+ * A load error's message quotes the file: V8 says "hunter2 is not defined" or
+ * "Unexpected identifier 'hunter2'" for a file that is not JavaScript, and lint prints
+ * its problems into CI logs and annotations. So only the error's class (and Node's code)
+ * is reported; `node FILE` shows the rest to whoever may read the file.
+ */
+function describeLoadError(e: unknown, file: string): string {
+  const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'an exception';
+  const code = (e as { code?: unknown } | null)?.code;
+  const coded = typeof code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(code) ? ` [${code}]` : '';
+  return `${name}${coded} in ${file} (run \`node ${file}\` for details)`;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -86,13 +149,23 @@ function moduleUrl(file: string, specifier: string): string {
   }
 }
 
-function checkShape(p: unknown): string | undefined {
-  if (!p || typeof p !== 'object') return 'a plugin must be an object';
+const PLUGIN_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
+function checkShape(p: unknown, specifier: string): string | undefined {
+  const failed = `plugin ${JSON.stringify(specifier)} failed to load`;
+  if (!p || typeof p !== 'object') return `${failed}: a plugin must be an object`;
   const o = p as Record<string, unknown>;
-  if (typeof o.name !== 'string' || !/^[a-z0-9][a-z0-9._-]*$/.test(o.name)) return 'plugin.name must be a lower-case name';
-  if (!STAGE_KINDS.includes(o.kind as never)) return `plugin ${o.name}: kind must be one of ${STAGE_KINDS.join(', ')}`;
-  if (o.apiVersion !== PLUGIN_API_VERSION) return `plugin ${o.name}: apiVersion ${String(o.apiVersion)} is not supported (this gateway speaks ${PLUGIN_API_VERSION})`;
-  if (!o.optionsSchema || typeof o.optionsSchema !== 'object') return `plugin ${o.name}: optionsSchema must be a JSON Schema object`;
-  if (typeof o.create !== 'function') return `plugin ${o.name}: create must be a function`;
+  if (typeof o.name !== 'string' || !PLUGIN_NAME.test(o.name)) return `${failed}: plugin.name must be a lower-case name`;
+  if (!STAGE_KINDS.includes(o.kind as never)) return `${failed}: plugin ${o.name}: kind must be one of ${STAGE_KINDS.join(', ')}`;
+  if (o.apiVersion !== PLUGIN_API_VERSION) return `${failed}: plugin ${o.name}: apiVersion ${String(o.apiVersion)} is not supported (this gateway speaks ${PLUGIN_API_VERSION})`;
+  if (!o.optionsSchema || typeof o.optionsSchema !== 'object') return `${failed}: plugin ${o.name}: optionsSchema must be a JSON Schema object`;
+  if (typeof o.create !== 'function') return `${failed}: plugin ${o.name}: create must be a function`;
+  // Compiled here, where the problem can be pinned on the plugins: entry: lint would
+  // otherwise compile it first when checking an app's options, with no position.
+  try {
+    compileSchema(o.optionsSchema);
+  } catch (e) {
+    return `plugin ${JSON.stringify(specifier)}: optionsSchema is not a valid JSON Schema: ${(e as Error).message.replace(/^schema is invalid: /, '')}`;
+  }
   return undefined;
 }

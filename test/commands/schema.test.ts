@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, readFileSync, symlinkSync } from 'node:fs';
+import { copyFileSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -94,5 +94,26 @@ describe('JSON Schema (drawbridge schema)', function () {
     payroll.sso.options.servicePrincipal = 'payroll';
     assert.equal(validate(data), false, 'a servicePrincipal that is not SERVICE/host@REALM is flagged');
     assert.ok(validate.errors!.some((e) => e.instancePath.endsWith('/sso/options/servicePrincipal')), JSON.stringify(validate.errors));
+  });
+
+  it('with --config, a plugin it cannot find or load is reported on stderr, at its plugins: entry', async () => {
+    const dir = tempDir('drawbridge-schema-');
+    const config = join(dir, 'gateway.config.yaml');
+    const run = (plugin: string) => {
+      writeFileSync(config, `gateway: { publicUrl: http://localhost:8080, listen: { http: 8080 } }\nplugins: [${plugin}]\napps: []\n`);
+      return promisify(execFile)(process.execPath, [CLI, 'schema', '--config', config], { cwd: dir }).then(
+        ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+      );
+    };
+    const missing = await run('drawbridge-plugin-absent');
+    assert.equal(missing.code, 0);
+    assert.match(missing.stderr, new RegExp(`^${config}:2:11: warning: plugins\\[0\\]: plugin "drawbridge-plugin-absent" not found .*its options were not checked\\n$`));
+    assert.ok(JSON.parse(missing.stdout).properties);
+
+    writeFileSync(join(dir, 'bad.mjs'), `export default { name: 'bad', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`);
+    const broken = await run('./bad.mjs');
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, new RegExp(`^${config}:2:11: error: plugins\\[0\\]: plugin "./bad.mjs": optionsSchema is not a valid JSON Schema: [^\\n]*\\n$`));
   });
 });

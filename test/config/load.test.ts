@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigInvalidError, ConfigUnreadableError } from '../../src/errors.js';
 import { loadConfigFile, loadForStart } from '../../src/config/load.js';
 import { tempDir } from '../support/harness.js';
@@ -210,12 +210,15 @@ apps: []
       return `./plugins/${name}`;
     };
     const broken: { description: string; file: string; body: string; message: RegExp }[] = [
-      { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: boom at import/ },
-      { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: / },
+      // The error's class and where to see the rest: its message may quote the file (see below).
+      { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: Error in \/.*\/throws\.js \(run `node \/.*\/throws\.js` for details\)$/ },
+      { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: SyntaxError in \/.*\/syntax\.js \(run `node / },
       { description: 'exports nothing', file: 'empty.js', body: `export const unrelated = 1;\n`, message: /exports no plugin/ },
       { description: 'has no create function', file: 'nocreate.js', body: `export default { name: 'nocreate', kind: 'sso', apiVersion: 1, optionsSchema: {} };\n`, message: /plugin nocreate: create must be a function/ },
       { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
       { description: 'has an unknown kind', file: 'kind.js', body: `export default { name: 'kind', kind: 'upstream', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /kind must be one of preauth, access, sso, headers/ },
+      { description: 'has an optionsSchema that is not JSON Schema', file: 'badschema.js', body: `export default { name: 'badschema', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`, message: /^plugin "\.\/plugins\/badschema\.js": optionsSchema is not a valid JSON Schema: data\/type must be equal to one of the allowed values/ },
+      { description: 'uses a format no one knows in its optionsSchema', file: 'format.js', body: `export default { name: 'format', kind: 'sso', apiVersion: 1, optionsSchema: { properties: { ip: { format: 'ipv5' } } }, create() {} };\n`, message: /^plugin "\.\/plugins\/format\.js": optionsSchema is not a valid JSON Schema: unknown format "ipv5" at \/properties\/ip/ },
       { description: 'takes a built-in name', file: 'clash.js', body: `export default { name: 'passthrough', kind: 'preauth', apiVersion: 1, optionsSchema: {}, create() {} };\n`, message: /name "passthrough" is already taken by a built-in/ },
     ];
     for (const b of broken) {
@@ -231,6 +234,131 @@ apps: []
         }
       });
     }
+
+    it('an optionsSchema that is not JSON Schema is one error at the plugins: entry, not a stack trace or also an unknown sso.plugin', async () => {
+      writeFileSync(join(pluginDir, 'objekt.mjs'), `export default { name: 'objekt', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`);
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./plugins/objekt.mjs]
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    sso: { plugin: objekt, options: { any: thing } }
+`);
+      for (const mode of ['lint', 'start'] as const) {
+        const r = await loadConfigFile(file, { mode, env: {} });
+        assert.deepEqual(lines(r, 'error').map((l) => l.replace(/: data\/type .*/, '')), ['6:11 plugins[0]: plugin "./plugins/objekt.mjs": optionsSchema is not a valid JSON Schema']);
+        assert.deepEqual(lines(r, 'warning'), []);
+      }
+      await assert.rejects(loadForStart(file, {}), (e: unknown) => e instanceof ConfigInvalidError && /6:11: error: plugins\[0\]: plugin "\.\/plugins\/objekt\.mjs": optionsSchema is not a valid JSON Schema/.test(e.message));
+    });
+
+    describe('an app\'s sso.plugin', () => {
+      const KCD_SHIM = resolve('plugins-examples/kcd-shim/index.js');
+      const withSso = (plugins: string[], name: string) => `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: ${JSON.stringify(plugins)}
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    sso: { plugin: ${name}, options: { servicePrincipal: HTTP/a@CORP } }
+`;
+
+      it('naming a plugin from a package not installed here, whose package name is not its plugin name, is a warning in lint and an error at start', async () => {
+        const file = write(withSso(['drawbridge-plugin-kcd-shim'], 'kcd-shim'));
+        const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
+        assert.deepEqual(lines(lint, 'error'), []);
+        const warnings = lines(lint, 'warning');
+        assert.equal(warnings.length, 2, warnings.join('\n'));
+        assert.match(warnings[0]!, /^6:11 plugins\[0\]: plugin "drawbridge-plugin-kcd-shim" not found /);
+        assert.equal(warnings[1], '11:20 apps[0].sso.plugin: no plugin loaded here is named "kcd-shim": it may be the one a plugins: entry that was not loaded provides (its options were not checked)');
+        const start = await loadConfigFile(file, { mode: 'start', env: {} });
+        assert.deepEqual(lines(start, 'error').map((l) => l.split(': ')[0]), ['6:11 plugins[0]', '11:20 apps[0].sso.plugin']);
+      });
+
+      it('with every plugins: entry loaded, an unknown name is an error in lint', async () => {
+        const lint = await loadConfigFile(write(withSso([KCD_SHIM], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(lint, 'error').map((l) => l.split(' (')[0]), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos"']);
+      });
+
+      it('the unknown-plugin hint lists only plugins sso.plugin accepts', async () => {
+        const some = await loadConfigFile(write(withSso([KCD_SHIM], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(some, 'error'), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos" (sso plugins: kcd-shim)']);
+        const none = await loadConfigFile(write(withSso([], 'kerberos')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(none, 'error'), ['11:20 apps[0].sso.plugin: unknown plugin "kerberos" (no sso plugin is loaded: list it under plugins:)']);
+      });
+
+      it('a plugin of another kind is named with its article ("an access plugin")', async () => {
+        const r = await loadConfigFile(write(withSso([], 'assignment')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), ['11:20 apps[0].sso.plugin: plugin "assignment" is an access plugin, not an sso plugin']);
+      });
+    });
+
+    describe('a plugins: entry cannot print a file that is not a plugin (lint runs in CI on proposed configs)', () => {
+      const SECRET = 'hunter2SuperSecret';
+      const secretFile = (name: string) => {
+        writeFileSync(join(pluginDir, name), `${SECRET}\n`);
+        return join(pluginDir, name);
+      };
+      const refused = [
+        { description: 'an extensionless file (Node would run it as CommonJS)', spec: () => (secretFile('db_password'), './plugins/db_password') },
+        { description: 'an absolute path', spec: () => secretFile('token') },
+        { description: 'a file with another extension', spec: () => (secretFile('secret.txt'), './plugins/secret.txt') },
+        { description: 'a file that is not there but could not be a plugin anyway', spec: () => './plugins/absent.json' },
+      ];
+      for (const r of refused) {
+        it(`${r.description} is refused before it is imported, in lint too, with nothing from the file`, async () => {
+          const spec = r.spec();
+          const file = write(withPlugin(JSON.stringify(spec)));
+          for (const mode of ['lint', 'start'] as const) {
+            const result = await loadConfigFile(file, { mode, env: {} });
+            assert.deepEqual(lines(result, 'error'), [`5:5 plugins[0]: plugin ${JSON.stringify(spec)} is not a JavaScript module: a plugin path must name a .js, .mjs or .cjs file (or a package folder)`]);
+          }
+        });
+      }
+
+      it('a .js file holding a secret fails with the error class and path only (the ReferenceError would name the secret)', async () => {
+        const js = secretFile('leak.js');
+        const file = write(withPlugin('./plugins/leak.js'));
+        const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), [`5:5 plugins[0]: plugin "./plugins/leak.js" failed to load: ReferenceError in ${js} (run \`node ${js}\` for details)`]);
+        assert.ok(!JSON.stringify(r.problems).includes(SECRET));
+      });
+
+      it('a file whose tokens a SyntaxError would quote is not quoted', async () => {
+        writeFileSync(join(pluginDir, 'quote.mjs'), `export default { ${SECRET} ${SECRET} }\n`);
+        const r = await loadConfigFile(write(withPlugin('./plugins/quote.mjs')), { mode: 'lint', env: {} });
+        assert.match(lines(r, 'error')[0]!, /failed to load: SyntaxError in /);
+        assert.ok(!JSON.stringify(r.problems).includes(SECRET));
+      });
+
+      it('a package whose entry point is not a .js, .mjs or .cjs file is refused before it is imported', async () => {
+        const pkg = join(dir, 'node_modules', 'leaky');
+        mkdirSync(pkg, { recursive: true });
+        writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'leaky', main: 'secret' }));
+        writeFileSync(join(pkg, 'secret'), `${SECRET}\n`);
+        const r = await loadConfigFile(write(withPlugin('leaky')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), [`5:5 plugins[0]: plugin "leaky" is not a JavaScript module: it resolves to ${join(pkg, 'secret')}, and a plugin must be a .js, .mjs or .cjs file`]);
+      });
+
+      it('a package folder given by path loads through its package.json', async () => {
+        const folder = join(pluginDir, 'folder-plugin');
+        mkdirSync(folder, { recursive: true });
+        writeFileSync(join(folder, 'package.json'), JSON.stringify({ name: 'folder-plugin', type: 'module', main: 'index.js' }));
+        writeFileSync(join(folder, 'index.js'), `export default { name: 'folder-plugin', kind: 'sso', apiVersion: 1, optionsSchema: {}, create() {} };\n`);
+        const r = await loadConfigFile(write(withPlugin('./plugins/folder-plugin')), { mode: 'lint', env: {} });
+        assert.deepEqual(lines(r, 'error'), []);
+        assert.ok(r.plugins.some((l) => l.plugin.name === 'folder-plugin'));
+      });
+    });
 
     it('a plugin that is not installed here is a warning in lint (it may exist where the gateway runs) but fails start', async () => {
       const file = write(withPlugin('./plugins/not-there.js'));

@@ -3,7 +3,7 @@
  * Schema keyword, and each must read as plain words with the right key path.
  */
 import assert from 'node:assert/strict';
-import { suggest, validateAgainst } from '../../src/config/validate.js';
+import { compileSchema, suggest, validateAgainst } from '../../src/config/validate.js';
 
 const schema = {
   type: 'object',
@@ -53,6 +53,28 @@ describe('config validate: schema messages', () => {
     assert.equal(suggest('internalURL', ['internalUrl', 'externalUrl']), 'internalUrl');
     assert.equal(suggest('websocket', ['websockets', 'cookies']), 'websockets');
     assert.equal(suggest('colour', ['mode', 'version']), undefined);
+  });
+});
+
+describe('config validate: formats in plugin option schemas', () => {
+  const formats = { type: 'object', properties: { ip: { format: 'ipv4' }, mail: { format: 'email' }, at: { format: 'date-time' }, host: { format: 'hostname' }, url: { format: 'uri' } } };
+
+  it('the JSON Schema formats are checked, not ignored', () => {
+    const got = validateAgainst(formats, { ip: 'not-an-ip', mail: 'nobody', at: 'yesterday', host: 'a b', url: 'no url' }).map((i) => `${i.path.join('.')}: ${i.message}`);
+    assert.deepEqual(got, ['ip: "not-an-ip" is not a valid ipv4', 'mail: "nobody" is not a valid email', 'at: "yesterday" is not a valid date-time', 'host: "a b" is not a valid hostname', 'url: "no url" is not a valid URL']);
+    assert.deepEqual(validateAgainst(formats, { ip: '10.0.0.1', mail: 'a@example.test', at: '2024-01-02T03:04:05Z', host: 'a.example.test', url: 'https://a.example.test/' }), []);
+  });
+
+  it('an unknown format fails the compile, saying where, and writes nothing to stderr', () => {
+    const write = process.stderr.write;
+    let stderr = '';
+    process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
+    try {
+      assert.throws(() => compileSchema({ type: 'object', properties: { ip: { type: 'string', format: 'ipv5' } } }), /^Error: unknown format "ipv5" at \/properties\/ip \(known: .*ipv4, ipv6.*\)$/);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.equal(stderr, '');
   });
 });
 
