@@ -24,6 +24,7 @@ export interface CrossIssue {
 }
 
 const MAX_CERTIFICATE_LIFETIME_MS = 365 * 86_400_000;
+const MIN_COOKIE_LIFETIME_MS = 1000;
 
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 
@@ -95,6 +96,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       warn(where ?? ['apps', i, 'externalUrl'], `${NONE_NEEDS_SECURE}, and a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax`);
     }
   };
+  const cookieLifetime = (path: KeyPath, value: unknown) => {
+    const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+    // The session's expiry is whole seconds after sign-in: under a second it is expired as it is
+    // issued, and every sign-in ends back at the provider, forever.
+    if (ms !== undefined && ms < MIN_COOKIE_LIFETIME_MS) err(path, 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider');
+  };
+  cookieLifetime(['session', 'cookie', 'lifetime'], sessionCookie.lifetime);
   const gw = isObj(raw.gateway) ? raw.gateway : {};
   const listen = isObj(gw.listen) ? gw.listen : {};
 
@@ -294,6 +302,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
+    if (isObj(a.cookies)) cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
     if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
       const ms = parseDuration(a.backendTimeout);

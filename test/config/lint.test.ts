@@ -709,6 +709,25 @@ apps: []
 `,
     errors: [{ at: '4:80', path: 'identity.clientSecret', message: 'unknown reference: use ${env:NAME} or ${file:path}' }],
   },
+  {
+    description: 'a session cookie lifetime under a second (the session expired as it was issued: every sign-in looped); 1s is fine',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { lifetime: 0s } }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 500ms }
+  - name: Short
+    externalUrl: http://short.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 1s }
+`,
+    errors: [
+      { at: '5:79', path: 'session.cookie.lifetime', message: 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider' },
+      { at: '10:26', path: 'apps[0].cookies.lifetime', message: 'must be at least 1s' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
