@@ -231,6 +231,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (p.grant === undefined && !isObj(p.session)) err(['policies', name], 'a policy needs a grant or a session control', true);
+    if (isObj(p.session) && typeof p.session.signInFrequency === 'string') {
+      const ms = parseDuration(p.session.signInFrequency);
+      // A sign-in's age is counted in whole seconds; the policy engine refuses 0 when it compiles the policy.
+      if (ms !== undefined && ms < 1000) err(['policies', name, 'session', 'signInFrequency'], 'must be at least 1s (sign-in ages are counted in whole seconds)');
+    }
   }
 
   // plugins by name

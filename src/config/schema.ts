@@ -195,7 +195,7 @@ export const Policy = Type.Object(
     ),
     session: Type.Optional(
       Type.Object(
-        { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again.')) },
+        { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again; at least 1s.')) },
         { additionalProperties: false, description: 'Session controls that apply when the conditions match.' },
       ),
     ),

@@ -174,6 +174,35 @@ describe('drawbridge lint (CLI)', function () {
     assert.doesNotMatch(withSecret.stdout, /DB_CLI_TEST_SECRET/);
   });
 
+  it('a signInFrequency of 0s: lint and `drawbridge gateway` refuse it alike, at the value', async () => {
+    // The policy reaches the app through when.apps: the start used to fail at the app, saying "not a duration".
+    const file = write(
+      'sign-in-frequency.yaml',
+      `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+policies:
+  fresh-sign-in:
+    when: { apps: [Payroll] }
+    session: { signInFrequency: 0s }
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost/
+    internalUrl: http://127.0.0.1:3001/
+`,
+    );
+    const [lint, start] = await Promise.all([cli(['lint', file]), cli(['gateway', '--config', file])]);
+    const expected = `${file}:9:33: error: policies.fresh-sign-in.session.signInFrequency: must be at least 1s`;
+    assert.equal(lint.code, 1, lint.stdout + lint.stderr);
+    assert.ok(lint.stdout.includes(expected), lint.stdout);
+    assert.notEqual(start.code, 0);
+    assert.notEqual(start.code, null, 'the gateway exited by itself instead of serving');
+    assert.ok(start.stderr.includes(expected), start.stderr);
+    assert.doesNotMatch(start.stderr, /not a duration|apps\[0\]/);
+  });
+
   it('several files in one run: every file is reported and the worst exit code wins', async () => {
     const valid = VALID;
     // Independent runs, in parallel: each CLI start costs a second on a busy machine.

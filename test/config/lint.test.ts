@@ -728,6 +728,19 @@ apps:
       { at: '10:26', path: 'apps[0].cookies.lifetime', message: 'must be at least 1s' },
     ],
   },
+  {
+    description: 'a signInFrequency of 0s (lint passed it; the start then failed at an app, saying "not a duration")',
+    yaml: `${GW}policies:
+  fresh: { session: { signInFrequency: 0s } }
+  sub-second: { session: { signInFrequency: 500ms } }
+  one-second: { session: { signInFrequency: 1s } }
+apps: []
+`,
+    errors: [
+      { at: '5:40', path: 'policies.fresh.session.signInFrequency', message: 'must be at least 1s (sign-in ages are counted in whole seconds)' },
+      { at: '6:45', path: 'policies.sub-second.session.signInFrequency', message: 'must be at least 1s' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
