@@ -309,6 +309,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
     if (isObj(a.cookies)) cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
+    if (typeof a.headers?.assertion === 'string' && isObj(a.headers.identity)) {
+      const assertion = a.headers.assertion.toLowerCase();
+      const same = Object.keys(a.headers.identity).find((h) => h.toLowerCase() === assertion);
+      // One header, two values: the assertion is set last, so the app would read the JWT as that identity field.
+      if (same !== undefined) err(at('headers', 'assertion'), `${a.headers.assertion} is also headers.identity's ${same} (header names ignore letter case): the app would get the assertion in place of ${JSON.stringify(a.headers.identity[same])}`);
+    }
     if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
       const ms = parseDuration(a.backendTimeout);
       if (ms !== undefined && (ms < 100 || ms > 3_600_000)) err(at('backendTimeout'), 'must be between 100ms and 1h');

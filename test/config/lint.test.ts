@@ -741,6 +741,18 @@ apps: []
       { at: '6:45', path: 'policies.sub-second.session.signInFrequency', message: 'must be at least 1s' },
     ],
   },
+  {
+    description: 'the assertion header named like one of the identity headers (the app got the JWT as the user name)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity: { X-Remote-User: user, X-Remote-Groups: groups }
+      assertion: x-remote-user
+`,
+    errors: [{ at: '12:18', path: 'apps[0].headers.assertion', message: `x-remote-user is also headers.identity's X-Remote-User (header names ignore letter case): the app would get the assertion in place of "user"` }],
+  },
 ];
 
 describe('config lint: broken configs', () => {
