@@ -103,6 +103,14 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (ms !== undefined && ms < MIN_COOKIE_LIFETIME_MS) err(path, 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider');
   };
   cookieLifetime(['session', 'cookie', 'lifetime'], sessionCookie.lifetime);
+  const cookieName = (path: KeyPath, value: unknown) => {
+    // Browsers drop a cookie whose name has a prefix its attributes do not meet (Secure, and for
+    // __Host- also Path=/), in any letter case: over http, with secure: false or under a path prefix
+    // sign-in would loop. The gateway adds __Host- itself where the cookie meets it.
+    const prefix = typeof value === 'string' ? /^__(host|secure)-/i.exec(value)?.[0] : undefined;
+    if (prefix) err(path, `must not start with ${prefix}: the gateway adds the __Host- prefix itself where a cookie can carry it, and browsers drop a prefixed cookie that does not meet the prefix's rules (sign-in would loop)`);
+  };
+  cookieName(['session', 'cookie', 'name'], sessionCookie.name);
   const gw = isObj(raw.gateway) ? raw.gateway : {};
   const listen = isObj(gw.listen) ? gw.listen : {};
 
@@ -307,7 +315,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
-    if (isObj(a.cookies)) cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
+    if (isObj(a.cookies)) {
+      cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
+      cookieName(at('cookies', 'name'), a.cookies.name);
+    }
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
     if (typeof a.headers?.assertion === 'string' && isObj(a.headers.identity)) {
       const assertion = a.headers.assertion.toLowerCase();

@@ -753,6 +753,25 @@ apps: []
 `,
     errors: [{ at: '12:18', path: 'apps[0].headers.assertion', message: `x-remote-user is also headers.identity's X-Remote-User (header names ignore letter case): the app would get the assertion in place of "user"` }],
   },
+  {
+    description: 'a cookie name with a browser prefix (__Host-, __Secure-, any letter case): the gateway adds __Host- itself, and a prefix the cookie does not meet makes sign-in loop',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { name: __Secure-sess } }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { name: __host-sess }
+  - name: Plain
+    externalUrl: http://plain.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { name: _Host_sess }
+`,
+    errors: [
+      { at: '5:75', path: 'session.cookie.name', message: 'must not start with __Secure-: the gateway adds the __Host- prefix itself where a cookie can carry it, and browsers drop a prefixed cookie that does not meet the prefix\'s rules (sign-in would loop)' },
+      { at: '10:22', path: 'apps[0].cookies.name', message: 'must not start with __host-' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
