@@ -230,6 +230,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !Object.hasOwn(locations, l) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
     }
+    // No token has a claim with an empty name: the condition would be decided on a value that is never there.
+    if (isObj(when.claims) && Object.hasOwn(when.claims, '')) err(['policies', name, 'when', 'claims', ''], 'a claim name must not be empty', true);
     if (isObj(when.time)) {
       if (typeof when.time.timezone === 'string' && !isTimezone(when.time.timezone)) err(['policies', name, 'when', 'time', 'timezone'], `${JSON.stringify(when.time.timezone)} is not an IANA timezone (e.g. Europe/Berlin)`);
       // Only a well-formed window can be compared; a malformed one already has its schema error.

@@ -65,8 +65,8 @@ export const IdentitySection = Type.Object(
     claims: Type.Optional(
       Type.Object(
         {
-          user: Type.Optional(Type.String({ description: 'Claim that names the user; when set, only this claim counts (a token without it is refused). Unset: preferred_username, then upn, email, sub.' })),
-          groups: Type.Optional(Type.String({ default: 'groups', description: 'Claim that lists the user\'s groups.' })),
+          user: Type.Optional(Type.String({ minLength: 1, description: 'Claim that names the user; when set, only this claim counts (a token without it is refused). Unset: preferred_username, then upn, email, sub.' })),
+          groups: Type.Optional(Type.String({ minLength: 1, default: 'groups', description: 'Claim that lists the user\'s groups.' })),
         },
         { additionalProperties: false, description: 'Which token claims name the user and list the groups.' },
       ),

@@ -772,6 +772,24 @@ apps:
       { at: '10:22', path: 'apps[0].cookies.name', message: 'must not start with __host-' },
     ],
   },
+  {
+    description: 'empty claim names (with claims.user "" no token names a user, and nobody can sign in)',
+    yaml: `${GW}identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  claims: { user: "", groups: "" }
+policies:
+  p:
+    when: { claims: { "": { exists: true } } }
+    grant: block
+apps: []
+`,
+    errors: [
+      { at: '7:19', path: 'identity.claims.user', message: 'must not be empty' },
+      { at: '7:31', path: 'identity.claims.groups', message: 'must not be empty' },
+      { at: '10:23', path: 'policies.p.when.claims[""]', message: 'a claim name must not be empty' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
