@@ -25,6 +25,7 @@ export interface CrossIssue {
 
 const MAX_CERTIFICATE_LIFETIME_MS = 365 * 86_400_000;
 const MIN_COOKIE_LIFETIME_MS = 1000;
+const MAX_CLOCK_TOLERANCE_MS = 10 * 60_000;
 
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 
@@ -166,6 +167,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (typeof id.issuer === 'string' && !unresolved(['identity', 'issuer'])) checkUrl(['identity', 'issuer'], id.issuer, { err, allowPath: true, httpsUnlessLoopback: true });
     if (Array.isArray(id.scopes) && !id.scopes.includes('openid')) err(['identity', 'scopes'], 'must include "openid"');
     if (id.clientSecret === undefined) warn(['identity'], 'no clientSecret: the provider must accept a public client with PKCE');
+    if (typeof id.clockTolerance === 'string') {
+      // Every token stays good this long after it expires: a slip such as 60d for 60s would accept
+      // tokens months old, without a word.
+      const ms = parseDuration(id.clockTolerance);
+      const overflows = ms === undefined && new RegExp(DURATION_PATTERN).test(id.clockTolerance);
+      if (overflows || (ms !== undefined && ms > MAX_CLOCK_TOLERANCE_MS)) err(['identity', 'clockTolerance'], 'must be at most 10m: tokens are accepted this long after they expire, and clocks that keep time drift by seconds');
+    }
   }
   const session = isObj(raw.session) ? raw.session : undefined;
   arr(session?.secrets).forEach((s, i) => {

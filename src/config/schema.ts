@@ -71,7 +71,7 @@ export const IdentitySection = Type.Object(
         { additionalProperties: false, description: 'Which token claims name the user and list the groups.' },
       ),
     ),
-    clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes.', '60s')),
+    clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes, at most 10m: a token is still accepted this long after it expires, so it is meant for clocks that drift by seconds, not to stretch a token\'s lifetime.', '60s')),
     algorithms: Type.Optional(
       Type.Array(Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a))), {
         default: ['RS256', 'PS256', 'ES256'],

@@ -790,6 +790,20 @@ apps: []
       { at: '10:23', path: 'policies.p.when.claims[""]', message: 'a claim name must not be empty' },
     ],
   },
+  {
+    description: 'a clock tolerance over 10 minutes (60d for 60s accepted tokens expired two months ago)',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s, clockTolerance: 60d }
+apps: []
+`,
+    errors: [{ at: '4:99', path: 'identity.clockTolerance', message: 'must be at most 10m: tokens are accepted this long after they expire' }],
+  },
+  {
+    description: 'a clock tolerance too long to be a number at all',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s, clockTolerance: ${'9'.repeat(400)}d }
+apps: []
+`,
+    errors: [{ at: '4:99', path: 'identity.clockTolerance', message: 'must be at most 10m' }],
+  },
 ];
 
 describe('config lint: broken configs', () => {
