@@ -101,7 +101,7 @@ export const IdentitySection = Type.Object(
   { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
 );
 
-const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { description: 'SameSite attribute of the session cookie.' });
+const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { default: 'lax', description: 'SameSite attribute of the session cookie.' });
 
 export const CookieOptions = Type.Object(
   {
