@@ -41,7 +41,8 @@ export async function lintCommand(args: string[]): Promise<number> {
     }
   } else {
     for (const p of all) process.stdout.write(formatProblem(p) + '\n');
-    process.stderr.write(`${files.length} file(s): ${errors} error(s), ${warnings} warning(s)\n`);
+    // Named, since the file may have been found by searching upwards from the working directory.
+    process.stderr.write(`${files.length} file(s): ${errors} error(s), ${warnings} warning(s) (${files.join(', ')})\n`);
   }
   return exit;
 }

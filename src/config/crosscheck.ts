@@ -24,6 +24,8 @@ export interface CrossIssue {
 }
 
 const MAX_CERTIFICATE_LIFETIME_MS = 365 * 86_400_000;
+const MIN_COOKIE_LIFETIME_MS = 1000;
+const MAX_CLOCK_TOLERANCE_MS = 10 * 60_000;
 
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 
@@ -95,6 +97,21 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       warn(where ?? ['apps', i, 'externalUrl'], `${NONE_NEEDS_SECURE}, and a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax`);
     }
   };
+  const cookieLifetime = (path: KeyPath, value: unknown) => {
+    const ms = typeof value === 'string' ? parseDuration(value) : undefined;
+    // The session's expiry is whole seconds after sign-in: under a second it is expired as it is
+    // issued, and every sign-in ends back at the provider, forever.
+    if (ms !== undefined && ms < MIN_COOKIE_LIFETIME_MS) err(path, 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider');
+  };
+  cookieLifetime(['session', 'cookie', 'lifetime'], sessionCookie.lifetime);
+  const cookieName = (path: KeyPath, value: unknown) => {
+    // Browsers drop a cookie whose name has a prefix its attributes do not meet (Secure, and for
+    // __Host- also Path=/), in any letter case: over http, with secure: false or under a path prefix
+    // sign-in would loop. The gateway adds __Host- itself where the cookie meets it.
+    const prefix = typeof value === 'string' ? /^__(host|secure)-/i.exec(value)?.[0] : undefined;
+    if (prefix) err(path, `must not start with ${prefix}: the gateway adds the __Host- prefix itself where a cookie can carry it, and browsers drop a prefixed cookie that does not meet the prefix's rules (sign-in would loop)`);
+  };
+  cookieName(['session', 'cookie', 'name'], sessionCookie.name);
   const gw = isObj(raw.gateway) ? raw.gateway : {};
   const listen = isObj(gw.listen) ? gw.listen : {};
 
@@ -150,6 +167,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (typeof id.issuer === 'string' && !unresolved(['identity', 'issuer'])) checkUrl(['identity', 'issuer'], id.issuer, { err, allowPath: true, httpsUnlessLoopback: true });
     if (Array.isArray(id.scopes) && !id.scopes.includes('openid')) err(['identity', 'scopes'], 'must include "openid"');
     if (id.clientSecret === undefined) warn(['identity'], 'no clientSecret: the provider must accept a public client with PKCE');
+    if (typeof id.clockTolerance === 'string') {
+      // Every token stays good this long after it expires: a slip such as 60d for 60s would accept
+      // tokens months old, without a word.
+      const ms = parseDuration(id.clockTolerance);
+      const overflows = ms === undefined && new RegExp(DURATION_PATTERN).test(id.clockTolerance);
+      if (overflows || (ms !== undefined && ms > MAX_CLOCK_TOLERANCE_MS)) err(['identity', 'clockTolerance'], 'must be at most 10m: tokens are accepted this long after they expire, and clocks that keep time drift by seconds');
+    }
   }
   const session = isObj(raw.session) ? raw.session : undefined;
   arr(session?.secrets).forEach((s, i) => {
@@ -214,6 +238,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !Object.hasOwn(locations, l) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
     }
+    // No token has a claim with an empty name: the condition would be decided on a value that is never there.
+    if (isObj(when.claims) && Object.hasOwn(when.claims, '')) err(['policies', name, 'when', 'claims', ''], 'a claim name must not be empty', true);
     if (isObj(when.time)) {
       if (typeof when.time.timezone === 'string' && !isTimezone(when.time.timezone)) err(['policies', name, 'when', 'time', 'timezone'], `${JSON.stringify(when.time.timezone)} is not an IANA timezone (e.g. Europe/Berlin)`);
       // Only a well-formed window can be compared; a malformed one already has its schema error.
@@ -223,6 +249,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (p.grant === undefined && !isObj(p.session)) err(['policies', name], 'a policy needs a grant or a session control', true);
+    if (isObj(p.session) && typeof p.session.signInFrequency === 'string') {
+      const ms = parseDuration(p.session.signInFrequency);
+      // A sign-in's age is counted in whole seconds; the policy engine refuses 0 when it compiles the policy.
+      if (ms !== undefined && ms < 1000) err(['policies', name, 'session', 'signInFrequency'], 'must be at least 1s (sign-in ages are counted in whole seconds)');
+    }
   }
 
   // plugins by name
@@ -294,7 +325,17 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
+    if (isObj(a.cookies)) {
+      cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
+      cookieName(at('cookies', 'name'), a.cookies.name);
+    }
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
+    if (typeof a.headers?.assertion === 'string' && isObj(a.headers.identity)) {
+      const assertion = a.headers.assertion.toLowerCase();
+      const same = Object.keys(a.headers.identity).find((h) => h.toLowerCase() === assertion);
+      // One header, two values: the assertion is set last, so the app would read the JWT as that identity field.
+      if (same !== undefined) err(at('headers', 'assertion'), `${a.headers.assertion} is also headers.identity's ${same} (header names ignore letter case): the app would get the assertion in place of ${JSON.stringify(a.headers.identity[same])}`);
+    }
     if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
       const ms = parseDuration(a.backendTimeout);
       if (ms !== undefined && (ms < 100 || ms > 3_600_000)) err(at('backendTimeout'), 'must be between 100ms and 1h');

@@ -241,6 +241,9 @@ export async function discoverConfig(from = process.cwd()): Promise<string | und
   const explorer = cosmiconfig('drawbridge', {
     searchPlaces: SEARCH_PLACES,
     searchStrategy: 'project',
+    // An empty file in the working directory is the config (and reported as empty), not a reason
+    // to serve a parent directory's file in its place.
+    ignoreEmptySearchPlaces: false,
     // We only want the path; the file is parsed by `yaml` so problems keep positions.
     loaders: { '.yaml': pathOnly, '.yml': pathOnly, noExt: pathOnly },
   });

@@ -65,13 +65,13 @@ export const IdentitySection = Type.Object(
     claims: Type.Optional(
       Type.Object(
         {
-          user: Type.Optional(Type.String({ description: 'Claim that names the user; when set, only this claim counts (a token without it is refused). Unset: preferred_username, then upn, email, sub.' })),
-          groups: Type.Optional(Type.String({ default: 'groups', description: 'Claim that lists the user\'s groups.' })),
+          user: Type.Optional(Type.String({ minLength: 1, description: 'Claim that names the user; when set, only this claim counts (a token without it is refused). Unset: preferred_username, then upn, email, sub.' })),
+          groups: Type.Optional(Type.String({ minLength: 1, default: 'groups', description: 'Claim that lists the user\'s groups.' })),
         },
         { additionalProperties: false, description: 'Which token claims name the user and list the groups.' },
       ),
     ),
-    clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes.', '60s')),
+    clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes, at most 10m: a token is still accepted this long after it expires, so it is meant for clocks that drift by seconds, not to stretch a token\'s lifetime.', '60s')),
     algorithms: Type.Optional(
       Type.Array(Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a))), {
         default: ['RS256', 'PS256', 'ES256'],
@@ -101,12 +101,12 @@ export const IdentitySection = Type.Object(
   { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
 );
 
-const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { description: 'SameSite attribute of the session cookie.' });
+const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { default: 'lax', description: 'SameSite attribute of the session cookie.' });
 
 export const CookieOptions = Type.Object(
   {
-    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'drawbridge_session', description: 'Cookie name (the __Host- prefix is added where the app lives at the host root).' })),
-    lifetime: Type.Optional(Duration('How long a session lasts after sign-in.', '8h')),
+    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'drawbridge_session', description: 'Cookie name, without a __Host- or __Secure- prefix: the gateway adds __Host- itself where the app lives at the host root over https.' })),
+    lifetime: Type.Optional(Duration('How long a session lasts after sign-in; at least 1s.', '8h')),
     httpOnly: Type.Optional(Type.Boolean({ default: true, description: 'Hide the cookie from scripts.' })),
     secure: Type.Optional(Type.Boolean({ default: true, description: 'Send the cookie over HTTPS only.' })),
     persistent: Type.Optional(Type.Boolean({ default: false, description: 'false: a session cookie the browser drops on close; true: kept until it expires.' })),
@@ -195,7 +195,7 @@ export const Policy = Type.Object(
     ),
     session: Type.Optional(
       Type.Object(
-        { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again.')) },
+        { signInFrequency: Type.Optional(Duration('Users whose sign-in is older must sign in again; at least 1s.')) },
         { additionalProperties: false, description: 'Session controls that apply when the conditions match.' },
       ),
     ),

@@ -125,7 +125,8 @@ export class GatewayServer {
       await this.stop().catch(() => undefined);
       throw e;
     }
-    this.log.info({ generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
+    // The file may have been found by searching upwards: say which one is served.
+    this.log.info({ config: resolve(this.opts.configFile), generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
   }
 
   /** Re-reads the file; an invalid file keeps the last good generation serving. */

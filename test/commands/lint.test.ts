@@ -3,8 +3,8 @@
  * child process: exit codes, output formats, several files in one run.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../support/harness.js';
@@ -21,9 +21,9 @@ interface Run {
 }
 
 /** Runs the CLI with a clean environment (no DRAWBRIDGE_* secrets), killed after `timeoutMs`. */
-function cli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
+function cli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
   return new Promise((done) => {
-    const child = execFile(process.execPath, [CLI, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...opts.env }, timeout: opts.timeoutMs ?? 15_000 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: { PATH: process.env.PATH ?? '', ...opts.env }, timeout: opts.timeoutMs ?? 15_000 }, (err, stdout, stderr) => {
       done({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
     });
     child.stdin?.end();
@@ -89,7 +89,7 @@ describe('drawbridge lint (CLI)', function () {
     const r = await cli(['lint', VALID]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.stdout, '');
-    assert.equal(r.stderr, '1 file(s): 0 error(s), 0 warning(s)\n');
+    assert.equal(r.stderr, `1 file(s): 0 error(s), 0 warning(s) (${VALID})\n`);
   });
 
   it('exits 0 for the reference file (unset secrets and absent files are warnings)', async () => {
@@ -99,10 +99,12 @@ describe('drawbridge lint (CLI)', function () {
     assert.doesNotMatch(r.stdout, /: error: /);
   });
 
-  it('lints the discovered gateway.config.yaml when no file is given', async () => {
+  it('lints the discovered gateway.config.yaml when no file is given, and names it', async () => {
     const r = await cli(['lint']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stderr, /1 file\(s\): 0 error\(s\)/);
+    // The demo file's secrets are generated on the first `npm start`: before that they are warnings.
+    assert.match(r.stderr, /^1 file\(s\): 0 error\(s\), \d+ warning\(s\) /);
+    assert.ok(r.stderr.endsWith(` (${join(ROOT, 'gateway.config.yaml')})\n`), r.stderr);
   });
 
   it('exits 1 for an invalid file and prints every problem as FILE:LINE:COL: severity: path: message', async () => {
@@ -174,6 +176,35 @@ describe('drawbridge lint (CLI)', function () {
     assert.doesNotMatch(withSecret.stdout, /DB_CLI_TEST_SECRET/);
   });
 
+  it('a signInFrequency of 0s: lint and `drawbridge gateway` refuse it alike, at the value', async () => {
+    // The policy reaches the app through when.apps: the start used to fail at the app, saying "not a duration".
+    const file = write(
+      'sign-in-frequency.yaml',
+      `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+policies:
+  fresh-sign-in:
+    when: { apps: [Payroll] }
+    session: { signInFrequency: 0s }
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost/
+    internalUrl: http://127.0.0.1:3001/
+`,
+    );
+    const [lint, start] = await Promise.all([cli(['lint', file]), cli(['gateway', '--config', file])]);
+    const expected = `${file}:9:33: error: policies.fresh-sign-in.session.signInFrequency: must be at least 1s`;
+    assert.equal(lint.code, 1, lint.stdout + lint.stderr);
+    assert.ok(lint.stdout.includes(expected), lint.stdout);
+    assert.notEqual(start.code, 0);
+    assert.notEqual(start.code, null, 'the gateway exited by itself instead of serving');
+    assert.ok(start.stderr.includes(expected), start.stderr);
+    assert.doesNotMatch(start.stderr, /not a duration|apps\[0\]/);
+  });
+
   it('several files in one run: every file is reported and the worst exit code wins', async () => {
     const valid = VALID;
     // Independent runs, in parallel: each CLI start costs a second on a busy machine.
@@ -188,5 +219,50 @@ describe('drawbridge lint (CLI)', function () {
     assert.match(unreadable.stdout, /garbage\.yaml:\d+:\d+: error: not valid YAML/);
 
     assert.equal(allValid.code, 0, allValid.stdout + allValid.stderr);
+  });
+});
+
+describe('drawbridge lint and gateway without a file: which one they found', function () {
+  this.timeout(30_000);
+  /** a project whose root holds a valid config, with a subdirectory `sub` */
+  const project = () => {
+    const root = realpathSync(tempDir('drawbridge-found-'));
+    writeFileSync(join(root, 'package.json'), '{"name":"ops"}\n');
+    writeFileSync(join(root, 'gateway.config.yaml'), readFileSync(VALID));
+    mkdirSync(join(root, 'sub'));
+    return root;
+  };
+
+  it("an empty gateway.config.yaml in the working directory is the file, reported as empty, not skipped for the parent's", async () => {
+    const root = project();
+    const empty = join(root, 'sub', 'gateway.config.yaml');
+    writeFileSync(empty, '');
+    const [lint, start] = await Promise.all([cli(['lint'], { cwd: join(root, 'sub') }), cli(['gateway'], { cwd: join(root, 'sub') })]);
+    const expected = `${empty}:1:1: error: the file is empty: it needs at least gateway: and apps:`;
+    assert.equal(lint.code, 1, lint.stdout + lint.stderr);
+    assert.equal(lint.stdout, `${expected}\n`);
+    assert.equal(lint.stderr, `1 file(s): 1 error(s), 0 warning(s) (${empty})\n`);
+    assert.notEqual(start.code, null, 'the gateway served a file instead of refusing the empty one');
+    assert.notEqual(start.code, 0);
+    assert.ok(start.stderr.includes(expected), start.stderr);
+  });
+
+  it('`gateway started` names the file the gateway found and serves', async () => {
+    const root = project();
+    const child = spawn(process.execPath, [CLI, 'gateway', '--no-watch'], { cwd: join(root, 'sub'), env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const started = await new Promise<Record<string, unknown>>((done, fail) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+          const line = out.split('\n').find((l) => l.includes('"gateway started"'));
+          if (line) done(JSON.parse(line));
+        });
+        child.on('exit', (code) => fail(new Error(`exited ${code} before starting: ${out}`)));
+      });
+      assert.equal(started.config, join(root, 'gateway.config.yaml'));
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 });

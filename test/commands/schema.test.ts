@@ -39,6 +39,9 @@ describe('JSON Schema (drawbridge schema)', function () {
     assert.match(schema.properties.apps.items.properties.backendTimeout.description, /default \(85s\), long \(180s\)/);
     assert.equal(schema.properties.apps.items.properties.backendTimeout.default, 'default');
     assert.equal(schema.properties.session.properties.cookie.properties.lifetime.default, '8h');
+    // the identity runtime's default when neither session.cookie nor the app's cookies set it
+    assert.equal(schema.properties.session.properties.cookie.properties.sameSite.default, 'lax');
+    assert.equal(schema.properties.apps.items.properties.cookies.properties.sameSite.default, 'lax');
   });
 
   it('describes every key the reference file uses (editors show it on hover)', () => {

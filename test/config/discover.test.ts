@@ -40,6 +40,13 @@ describe('config discovery', () => {
     assert.equal(await discoverConfig(dir), join(dir, 'gateway.config.yaml'));
   });
 
+  it("an empty gateway.config.yaml is the file (linted as empty), not skipped for a parent directory's", async () => {
+    const dir = project();
+    writeFileSync(join(dir, 'gateway.config.yaml'), 'apps: []\n');
+    writeFileSync(join(dir, 'deploy', 'gateway.config.yaml'), '');
+    assert.equal(await discoverConfig(join(dir, 'deploy')), join(dir, 'deploy', 'gateway.config.yaml'));
+  });
+
   it('finds nothing in a project without one', async () => {
     assert.equal(await discoverConfig(join(project(), 'deploy')), undefined);
   });

@@ -709,6 +709,101 @@ apps: []
 `,
     errors: [{ at: '4:80', path: 'identity.clientSecret', message: 'unknown reference: use ${env:NAME} or ${file:path}' }],
   },
+  {
+    description: 'a session cookie lifetime under a second (the session expired as it was issued: every sign-in looped); 1s is fine',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { lifetime: 0s } }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 500ms }
+  - name: Short
+    externalUrl: http://short.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 1s }
+`,
+    errors: [
+      { at: '5:79', path: 'session.cookie.lifetime', message: 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider' },
+      { at: '10:26', path: 'apps[0].cookies.lifetime', message: 'must be at least 1s' },
+    ],
+  },
+  {
+    description: 'a signInFrequency of 0s (lint passed it; the start then failed at an app, saying "not a duration")',
+    yaml: `${GW}policies:
+  fresh: { session: { signInFrequency: 0s } }
+  sub-second: { session: { signInFrequency: 500ms } }
+  one-second: { session: { signInFrequency: 1s } }
+apps: []
+`,
+    errors: [
+      { at: '5:40', path: 'policies.fresh.session.signInFrequency', message: 'must be at least 1s (sign-in ages are counted in whole seconds)' },
+      { at: '6:45', path: 'policies.sub-second.session.signInFrequency', message: 'must be at least 1s' },
+    ],
+  },
+  {
+    description: 'the assertion header named like one of the identity headers (the app got the JWT as the user name)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity: { X-Remote-User: user, X-Remote-Groups: groups }
+      assertion: x-remote-user
+`,
+    errors: [{ at: '12:18', path: 'apps[0].headers.assertion', message: `x-remote-user is also headers.identity's X-Remote-User (header names ignore letter case): the app would get the assertion in place of "user"` }],
+  },
+  {
+    description: 'a cookie name with a browser prefix (__Host-, __Secure-, any letter case): the gateway adds __Host- itself, and a prefix the cookie does not meet makes sign-in loop',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { name: __Secure-sess } }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { name: __host-sess }
+  - name: Plain
+    externalUrl: http://plain.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { name: _Host_sess }
+`,
+    errors: [
+      { at: '5:75', path: 'session.cookie.name', message: 'must not start with __Secure-: the gateway adds the __Host- prefix itself where a cookie can carry it, and browsers drop a prefixed cookie that does not meet the prefix\'s rules (sign-in would loop)' },
+      { at: '10:22', path: 'apps[0].cookies.name', message: 'must not start with __host-' },
+    ],
+  },
+  {
+    description: 'empty claim names (with claims.user "" no token names a user, and nobody can sign in)',
+    yaml: `${GW}identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  claims: { user: "", groups: "" }
+policies:
+  p:
+    when: { claims: { "": { exists: true } } }
+    grant: block
+apps: []
+`,
+    errors: [
+      { at: '7:19', path: 'identity.claims.user', message: 'must not be empty' },
+      { at: '7:31', path: 'identity.claims.groups', message: 'must not be empty' },
+      { at: '10:23', path: 'policies.p.when.claims[""]', message: 'a claim name must not be empty' },
+    ],
+  },
+  {
+    description: 'a clock tolerance over 10 minutes (60d for 60s accepted tokens expired two months ago)',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s, clockTolerance: 60d }
+apps: []
+`,
+    errors: [{ at: '4:99', path: 'identity.clockTolerance', message: 'must be at most 10m: tokens are accepted this long after they expire' }],
+  },
+  {
+    description: 'a clock tolerance too long to be a number at all',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s, clockTolerance: ${'9'.repeat(400)}d }
+apps: []
+`,
+    errors: [{ at: '4:99', path: 'identity.clockTolerance', message: 'must be at most 10m' }],
+  },
 ];
 
 describe('config lint: broken configs', () => {
