@@ -146,6 +146,9 @@ export function formatResult(r: WhatIfResult): string {
       lines.push(`  + ${name}  APPLIED: ${what} -> ${result}`);
       if (p.result !== 'error') lines.push(`    ${' '.repeat(width)}  because ${p.detail}`);
     }
+  } else if (r.decision === 'deny' && !r.assignment) {
+    // refused by the edge or by the bearer token checks, before any policy is looked at
+    lines.push(`Refused before any policy: ${r.reasons.join('; ')}`);
   } else if (!r.assignment || r.assignment.assigned) {
     lines.push('Policies: none apply to this app');
   }

@@ -47,6 +47,8 @@ apps:
   - name: Payroll
     externalUrl: http://payroll.apps.example.test/
     internalUrl: http://10.0.0.5/
+    audience: api://payroll
+    requiredScopes: [payroll.read]
     assignment: { groups: [finance] }
     conditionalAccess: [finance-weekdays-only, mfa-outside-corp]
   - name: Status
@@ -95,7 +97,7 @@ describe('what-if and test-policies through the real CLI', function () {
   });
 
   it('--json gives the full explanation; claims and native clients count', async () => {
-    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"]}', '--client', 'native', '--json');
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"],"scp":"payroll.read"}', '--client', 'native', '--json');
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const j = JSON.parse(r.stdout);
     assert.equal(j.decision, 'allow');
@@ -108,6 +110,34 @@ describe('what-if and test-policies through the real CLI', function () {
         ['fresh-sign-in', true],
       ],
     );
+  });
+
+  it('native clients: a token is refused as the gateway refuses it (no audience 401, missing scope 403), and so is TRACE (405)', async () => {
+    const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native'];
+    const trace = await whatIf('--app', 'Status', '--method', 'TRACE');
+    assert.equal(trace.code, 3, trace.stderr + trace.stdout);
+    assert.match(trace.stdout, /Decision: DENY \(405\)\n\s+the user sees: TRACE is not allowed\.\nRefused before any policy/);
+    const noScope = await whatIf('--app', 'Payroll', ...bob, '--claims', '{"scp":"payroll.write","roles":["reader"]}');
+    assert.equal(noScope.code, 3, noScope.stderr + noScope.stdout);
+    assert.match(noScope.stdout, /Decision: DENY \(403\)\n\s+the user sees: The token lacks the required scope payroll\.read\./);
+    assert.equal((await whatIf('--app', 'Payroll', ...bob, '--claims', '{"roles":["payroll.read"]}')).code, 0, 'a role counts as a scope, as in the gateway');
+    assert.equal((await whatIf('--app', 'Payroll', ...bob.slice(0, -2), '--claims', '{"scp":"payroll.write"}')).code, 0, 'a browser session has no token scopes');
+    const file = join(dir, 'native.test.yaml');
+    writeFileSync(file, `config: ./gateway.config.yaml
+cases:
+  - { name: native without audience, app: Hr2, user: bob, client: native, ip: 203.0.113.4, expect: { decision: deny, status: 401 } }
+  - { name: browser without audience, app: Hr2, user: bob, ip: 203.0.113.4, expect: allow }
+`);
+    writeFileSync(join(dir, 'gateway.config.yaml'), CONFIG + `  - name: Hr2
+    externalUrl: http://hr2.apps.example.test/
+    internalUrl: http://10.0.0.8/
+`);
+    try {
+      const r = await run(['test-policies', file]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    } finally {
+      writeFileSync(config, CONFIG);
+    }
   });
 
   it('exit 3 for an unassigned user, before any policy', async () => {
