@@ -20,6 +20,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
 import { loadForSimulation } from './whatIf.js';
+import { UsageError } from '../errors.js';
 import { parseCommandArgs } from './usage.js';
 
 interface Expectation {
@@ -39,13 +40,13 @@ interface Case extends Partial<WhatIfInput> {
 const INPUT_KEYS = new Set(['name', 'app', 'user', 'groups', 'ip', 'claims', 'at', 'client', 'method', 'path', 'userAgent', 'signedInAgo', 'expect']);
 const EXPECT_KEYS = new Set(['decision', 'status', 'applied', 'acrValues', 'maxAge']);
 
+const USAGE = 'drawbridge test-policies FILE.yaml [--config FILE]';
+
 export async function testPoliciesCommand(args: string[]): Promise<number> {
-  const parsed = parseCommandArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } }, 'drawbridge test-policies FILE.yaml [--config FILE]');
-  const file = parsed.positionals[0];
-  if (!file || parsed.positionals.length > 1) {
-    process.stderr.write('usage: drawbridge test-policies FILE.yaml [--config FILE]\n');
-    return 2;
-  }
+  const parsed = parseCommandArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } }, USAGE);
+  const [file, extra] = parsed.positionals;
+  if (!file) throw new UsageError('a test file is required', USAGE);
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${extra} (one test file at a time)`, USAGE);
   let doc: { config?: string; cases?: Case[] };
   try {
     doc = parseYaml(readFileSync(file, 'utf8')) ?? {};
