@@ -17,7 +17,8 @@ commands:
   what-if --config FILE --app NAME [--user U] [--groups a,b] [--ip IP] [--claims JSON] [--at ISO-8601]
           [--client browser|native] [--method M] [--path P] [--user-agent UA] [--signed-in-ago 2h] [--json]
                                           explain the conditional-access decision; exit 0 allow, 3 deny, 4 step-up
-  test-policies FILE.yaml [--config FILE] run expected decisions (CI); exit 0 all pass, 1 a case failed
+  test-policies FILE.yaml [--config FILE] [--json]
+                                          run expected decisions (CI); exit 0 all pass, 1 a case failed
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token

@@ -20,6 +20,9 @@ run enrolls first when the state dir holds no enrollment and a token is given
  */
 export const MAX_CHANNELS = 16;
 
+/** Options that shape a running connector; enroll stores a certificate and would drop them unseen. */
+const RUN_ONLY = ['channels', 'transport', 'drain-timeout'] as const;
+
 export async function connectorCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (isHelp(sub)) {
@@ -44,6 +47,8 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
   const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
   if (sub === 'enroll') {
+    const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
+    if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
     const s = await enrollAt(gateway, token, stateDir, values.ca);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);

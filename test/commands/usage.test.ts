@@ -79,6 +79,9 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['lint', '--format', 'xml'], 'lint', /--format must be text, json or github, not "xml"/],
       [['connector', 'run', '--transport', 'h3'], 'connector run', /--transport must be h2 or websocket, not "h3"/],
       [['demo', '--bogus'], 'demo', /unknown option --bogus/],
+      // options of a running connector, which enroll accepted and dropped
+      [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45999', '--token', 'x', '--channels', '9', '--transport', 'nope'], 'connector enroll', /--channels and --transport are options of connector run, not enroll/],
+      [['connector', 'enroll', '--drain-timeout', '3s'], 'connector enroll', /--drain-timeout is an option of connector run, not enroll/],
     ];
     for (const [args, command, problem] of cases) {
       it(`drawbridge ${args.join(' ')}`, async () => assertOneLine(await run(args), 2, command, problem));

@@ -225,6 +225,29 @@ cases:
     assert.match(r.stdout, /1 passed, 4 failed/);
   });
 
+  it('test-policies --json: every case, its differences or problems and what-if\'s result, as one JSON document; the exit code is the same', async () => {
+    const file = join(dir, 'json.test.yaml');
+    writeFileSync(
+      file,
+      `cases:
+  - { name: office, app: Payroll, user: bob, groups: [finance], ip: 203.0.113.4, at: "${WED}", expect: allow }
+  - { name: wrong guess, app: Payroll, user: bob, groups: [finance], ip: 198.51.100.1, at: "${WED}", expect: { decision: allow, maxAge: 60 } }
+  - { name: typo, app: Status, ipp: 1.2.3.4, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file, '--config', config, '--json']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual([j.passed, j.failed, j.total, j.config], [1, 2, 3, config]);
+    assert.deepEqual(j.cases.map((c: { name: string; ok: boolean }) => [c.name, c.ok]), [['office', true], ['wrong guess', false], ['typo', false]]);
+    assert.equal(j.cases[0].result.decision, 'allow');
+    assert.deepEqual(j.cases[1].differences, [
+      { field: 'decision', expected: 'allow', actual: 'step-up' },
+      { field: 'maxAge', expected: 60, actual: null },
+    ]);
+    assert.match(j.cases[2].problems[0], /unknown key "ipp"/);
+  });
+
   it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {
     assert.equal((await run(['test-policies', join(dir, 'missing.yaml')])).code, 2);
     const r = await run(['test-policies', 'policies.test.yaml'], resolve('.'));
