@@ -126,19 +126,31 @@ function formatOutcome(o: CaseOutcome): string {
 
 function checkCase(c: Case): string[] {
   const problems: string[] = [];
-  if (!c || typeof c !== 'object') return ['a case must be a mapping'];
+  if (!c || typeof c !== 'object' || Array.isArray(c)) return [`a case must be a mapping (app:, expect: ...), not ${JSON.stringify(c)}`];
   for (const k of Object.keys(c)) if (!INPUT_KEYS.has(k)) problems.push(`unknown key ${JSON.stringify(k)} (known: ${[...INPUT_KEYS].join(', ')})`);
   if (typeof c.app !== 'string') problems.push('app: is required');
   if (c.expect === undefined) problems.push('expect: is required (allow, deny, step-up, or a mapping)');
   else if (typeof c.expect === 'string') {
     if (!['allow', 'deny', 'step-up'].includes(c.expect)) problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny or step-up`);
-  } else if (typeof c.expect === 'object') {
+  } else if (isMapping(c.expect)) {
     for (const k of Object.keys(c.expect)) if (!EXPECT_KEYS.has(k)) problems.push(`expect: unknown key ${JSON.stringify(k)} (known: ${[...EXPECT_KEYS].join(', ')})`);
+  } else {
+    problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny, step-up or a mapping`);
   }
+  // what-if reads these as text; anything else would reach it as a number or a list
+  for (const k of ['name', 'ip', 'method', 'path', 'at', 'userAgent', 'signedInAgo'] as const) {
+    const v: unknown = c[k];
+    if (v !== undefined && typeof v !== 'string') problems.push(`${k}: must be a string, ${typeof v === 'number' || typeof v === 'boolean' ? `quote ${v}` : `not ${JSON.stringify(v)}`}`);
+  }
+  if (c.claims !== undefined && !isMapping(c.claims)) problems.push(`claims: must be a mapping of claim names to values, not ${JSON.stringify(c.claims)}`);
   if (c.groups !== undefined && (!Array.isArray(c.groups) || c.groups.some((g) => typeof g !== 'string'))) problems.push('groups: must be a list of names (quote a numeric one)');
   if (c.user !== undefined && typeof c.user !== 'string') problems.push(`user: must be a string (quote ${JSON.stringify(c.user)})`);
   if (c.client !== undefined && c.client !== 'browser' && c.client !== 'native') problems.push(`client: ${JSON.stringify(c.client)} must be browser or native`);
   return problems;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** The actual values of the fields the case expects, so the diff shows only what was asked. */

@@ -225,6 +225,37 @@ cases:
     assert.match(r.stdout, /1 passed, 4 failed/);
   });
 
+  it('test-policies: a malformed case fails with the field it gets wrong (no stack trace), the other cases still run; a config: that is not a name exits 2', async () => {
+    const file = join(dir, 'malformed.test.yaml');
+    writeFileSync(
+      file,
+      `config: ./gateway.config.yaml
+cases:
+  - null
+  - { name: ip, app: Status, ip: 1, expect: deny }
+  - { name: method, app: Status, method: 5, expect: allow }
+  - { name: path, app: Status, path: [a], expect: allow }
+  - { name: claims, app: Payroll, user: bob, claims: amr, expect: allow }
+  - { name: expect, app: Status, expect: 5 }
+  - { name: fine, app: Status, ip: 203.0.113.1, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /FAIL case 1\n\s+a case must be a mapping \(app:, expect: \.\.\.\), not null\n/);
+    assert.match(r.stdout, /FAIL ip\n\s+ip: must be a string, quote 1\n/);
+    assert.match(r.stdout, /FAIL method\n\s+method: must be a string, quote 5\n/);
+    assert.match(r.stdout, /FAIL path\n\s+path: must be a string, not \["a"\]\n/);
+    assert.match(r.stdout, /FAIL claims\n\s+claims: must be a mapping of claim names to values, not "amr"\n/);
+    assert.match(r.stdout, /FAIL expect\n\s+expect: 5 must be allow, deny, step-up or a mapping\n/);
+    assert.match(r.stdout, /ok   fine\n\n1 passed, 6 failed/);
+    writeFileSync(file, 'config: 5\ncases: [{ app: Status, expect: allow }]\n');
+    const bad = await run(['test-policies', file]);
+    assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /^drawbridge test-policies: .*malformed\.test\.yaml: config: must be a file name, not 5\n$/);
+  });
+
   it('test-policies --json: every case, its differences or problems and what-if\'s result, as one JSON document; the exit code is the same', async () => {
     const file = join(dir, 'json.test.yaml');
     writeFileSync(
