@@ -3,9 +3,10 @@
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { ConfigInvalidError, ConfigUnreadableError, DrawbridgeError, UsageError, formatProblem, type Problem } from './errors.js';
-import { operationalReason, usageErrorOf } from './commands/usage.js';
+import { HelpRequest, operationalReason, usageErrorOf, usageText } from './commands/usage.js';
 
 const USAGE = `usage: drawbridge <command> [options]
+       drawbridge <command> --help             (or -h) the command's usage
 
 commands:
   gateway [--config FILE] [--no-watch]    serve the gateway (config found with cosmiconfig when --config is left out);
@@ -14,16 +15,18 @@ commands:
                                           check config files; exit 0 valid, 1 invalid, 2 unreadable
   schema [--config FILE]                  print the JSON Schema of gateway.config.yaml
   what-if --config FILE --app NAME [--user U] [--groups a,b] [--ip IP] [--claims JSON] [--at ISO-8601]
-          [--client browser|native] [--method M] [--path P] [--json]
+          [--client browser|native] [--method M] [--path P] [--user-agent UA] [--signed-in-ago 2h] [--json]
                                           explain the conditional-access decision; exit 0 allow, 3 deny, 4 step-up
-  test-policies FILE.yaml [--config FILE] run expected decisions (CI); exit 0 all pass, 1 a case failed
+  test-policies FILE.yaml [--config FILE] [--json]
+                                          run expected decisions (CI); exit 0 all pass, 1 a case failed
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token
   connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
-  connector run [--state-dir DIR] [--channels 1-16]
-                                          run an outbound-only connector
-  connectors [--config FILE]              list the connectors connected to the running gateway
+  connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
+                [--gateway URL --token TOKEN [--ca FILE]]
+                                          run an outbound-only connector (enrolls first when the state dir is empty)
+  connectors [--config FILE] [--json]     list the connectors connected to the running gateway
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -68,7 +71,8 @@ export { parseArgs };
 /** The command as users name it in messages: `connector enroll`, `token create`, `lint`. */
 function commandName(argv: readonly string[]): string {
   const [command, sub] = argv;
-  return (command === 'connector' || command === 'token') && sub && !sub.startsWith('-') ? `${command} ${sub}` : (command ?? '');
+  const known = command === 'connector' ? ['enroll', 'run'] : command === 'token' ? ['create'] : [];
+  return sub && known.includes(sub) ? `${command} ${sub}` : (command ?? '');
 }
 
 /**
@@ -77,11 +81,15 @@ function commandName(argv: readonly string[]): string {
  * around it), or for every error with DRAWBRIDGE_DEBUG=1.
  */
 export function reportFailure(e: unknown, command: string, stream: NodeJS.WritableStream = process.stderr): number {
+  if (e instanceof HelpRequest) {
+    process.stdout.write(usageText(e.usage));
+    return 0;
+  }
   const prefix = `drawbridge ${command}: `;
   const debug = process.env.DRAWBRIDGE_DEBUG === '1' && e instanceof Error ? `${e.stack}\n` : '';
   const usage = e instanceof UsageError ? e : usageErrorOf(e);
   if (usage) {
-    stream.write(`${prefix}${usage.message}\n${usage.usage ? `usage: ${usage.usage}\n` : 'usage: drawbridge help\n'}${debug}`);
+    stream.write(`${prefix}${usage.message}\n${usageText(usage.usage ?? 'drawbridge help')}${debug}`);
     return 2;
   }
   if (e instanceof ConfigInvalidError) {

@@ -3,16 +3,15 @@ import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelL
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { asOperational, parseCommandArgs, wholeNumberOption } from './usage.js';
+import { asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
 const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
 const RUN = `drawbridge connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
                                 [--gateway URL --token TOKEN [--ca FILE]]`;
-const USAGE = `usage:
-  ${ENROLL}
-  ${RUN.replace(/\n {32}/, '\n                           ')}
-      run enrolls first when the state dir holds no enrollment and a token is given
-      (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
+const USAGE = `usage: ${ENROLL}
+       ${RUN.replace(/\n {32}/, '\n' + ' '.repeat(39))}
+run enrolls first when the state dir holds no enrollment and a token is given
+(also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 `;
 
 /**
@@ -21,8 +20,16 @@ const USAGE = `usage:
  */
 export const MAX_CHANNELS = 16;
 
+/** Options that shape a running connector; enroll stores a certificate and would drop them unseen. */
+const RUN_ONLY = ['channels', 'transport', 'drain-timeout'] as const;
+
 export async function connectorCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
+  if (isHelp(sub)) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (sub !== 'enroll' && sub !== 'run') throw new UsageError(sub === undefined ? 'a subcommand is required: enroll or run' : `unknown subcommand ${JSON.stringify(sub)} (enroll or run)`, USAGE);
   const synopsis = sub === 'enroll' ? ENROLL : RUN;
   const { values } = parseCommandArgs({
     args: rest,
@@ -40,50 +47,39 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
   const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
   if (sub === 'enroll') {
-    if (!gateway || !token) {
-      process.stderr.write(USAGE);
-      return 2;
-    }
+    const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
+    if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
+    if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
     const s = await enrollAt(gateway, token, stateDir, values.ca);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
-  if (sub === 'run') {
-    const transport = values.transport ?? process.env.DRAWBRIDGE_CONNECTOR_TRANSPORT ?? 'h2';
-    if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) {
-      process.stderr.write(`drawbridge connector run: --transport must be ${CHANNEL_TRANSPORTS.join(' or ')}, not "${transport}"\n`);
-      return 2;
-    }
-    // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
-    const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
-    const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
-    const log = createLogger({ name: 'drawbridge-connector' });
-    if (!isEnrolled(stateDir)) {
-      if (!gateway || !token) {
-        process.stderr.write(`drawbridge connector run: ${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)\n`);
-        return 2;
-      }
-      const s = await enrollAt(gateway, token, stateDir, values.ca);
-      log.info({ connector: s.id, group: s.group }, 'enrolled');
-    }
-    const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs }), connectorError);
-    agent.start();
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'stopping');
-      void agent.drain().finally(() => {
-        log.flush?.();
-        setTimeout(() => process.exit(0), 50);
-      });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    return -1;
+  const transport = values.transport ?? process.env.DRAWBRIDGE_CONNECTOR_TRANSPORT ?? 'h2';
+  if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`--transport must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
+  // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
+  const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
+  const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
+  const log = createLogger({ name: 'drawbridge-connector' });
+  if (!isEnrolled(stateDir)) {
+    if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
+    const s = await enrollAt(gateway, token, stateDir, values.ca);
+    log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
-  process.stderr.write(USAGE);
-  return 2;
+  const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs }), connectorError);
+  agent.start();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    void agent.drain().finally(() => {
+      log.flush?.();
+      setTimeout(() => process.exit(0), 50);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return -1;
 }
 
 function connectorError(code: string, message: string): ConnectorError {

@@ -1,15 +1,15 @@
 import { ConfigUnreadableError, formatProblem, type Problem } from '../errors.js';
 import { discoverConfig, loadConfigFile } from '../config/load.js';
+import { UsageError } from '../errors.js';
 import { parseCommandArgs } from './usage.js';
+
+const USAGE = 'drawbridge lint [FILE...] [--format text|json|github]';
 
 /** exit 0: every file valid (warnings allowed); 1: a file is invalid; 2: a file can't be read or parsed */
 export async function lintCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs({ args, allowPositionals: true, options: { format: { type: 'string', default: 'text' } } }, 'drawbridge lint [FILE...] [--format text|json|github]');
+  const { values, positionals } = parseCommandArgs({ args, allowPositionals: true, options: { format: { type: 'string', default: 'text' } } }, USAGE);
   const format = values.format!;
-  if (!['text', 'json', 'github'].includes(format)) {
-    process.stderr.write(`drawbridge lint: --format must be text, json or github\n`);
-    return 2;
-  }
+  if (!['text', 'json', 'github'].includes(format)) throw new UsageError(`--format must be text, json or github, not ${JSON.stringify(format)}`, USAGE);
   const files = positionals.length ? positionals : [await discoverConfig()].filter((f): f is string => !!f);
   if (!files.length) {
     process.stderr.write('drawbridge lint: no file given and no gateway.config.yaml found\n');

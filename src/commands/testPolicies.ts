@@ -13,13 +13,17 @@
  *       expect: step-up                     # or an object:
  *       # expect: { decision: step-up, status: 401, applied: [mfa-outside-corp], acrValues: mfa, maxAge: 3600 }
  *
+ * --json prints the outcome of every case (with what-if's result) as one JSON document.
+ *
  * Exit: 0 all passed, 1 a case failed (or the config is invalid), 2 unreadable input.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
+import type { Config } from '../config/load.js';
 import { loadForSimulation } from './whatIf.js';
+import { UsageError } from '../errors.js';
 import { parseCommandArgs } from './usage.js';
 
 interface Expectation {
@@ -39,18 +43,22 @@ interface Case extends Partial<WhatIfInput> {
 const INPUT_KEYS = new Set(['name', 'app', 'user', 'groups', 'ip', 'claims', 'at', 'client', 'method', 'path', 'userAgent', 'signedInAgo', 'expect']);
 const EXPECT_KEYS = new Set(['decision', 'status', 'applied', 'acrValues', 'maxAge']);
 
+const USAGE = 'drawbridge test-policies FILE.yaml [--config FILE] [--json]';
+
 export async function testPoliciesCommand(args: string[]): Promise<number> {
-  const parsed = parseCommandArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } }, 'drawbridge test-policies FILE.yaml [--config FILE]');
-  const file = parsed.positionals[0];
-  if (!file || parsed.positionals.length > 1) {
-    process.stderr.write('usage: drawbridge test-policies FILE.yaml [--config FILE]\n');
-    return 2;
-  }
+  const parsed = parseCommandArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean', default: false } } }, USAGE);
+  const [file, extra] = parsed.positionals;
+  if (!file) throw new UsageError('a test file is required', USAGE);
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${extra} (one test file at a time)`, USAGE);
   let doc: { config?: string; cases?: Case[] };
   try {
     doc = parseYaml(readFileSync(file, 'utf8')) ?? {};
   } catch (e) {
     process.stderr.write(`drawbridge test-policies: cannot read ${file}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (doc.config !== undefined && typeof doc.config !== 'string') {
+    process.stderr.write(`drawbridge test-policies: ${file}: config: must be a file name, not ${JSON.stringify(doc.config)}\n`);
     return 2;
   }
   const configFile = parsed.values.config ?? (doc.config ? resolve(dirname(resolve(file)), doc.config) : undefined);
@@ -65,54 +73,84 @@ export async function testPoliciesCommand(args: string[]): Promise<number> {
   const config = await loadForSimulation(configFile, 'test-policies');
   if (typeof config === 'number') return config === 2 ? 2 : 1;
 
-  let failed = 0;
-  const out: string[] = [];
-  for (const [i, c] of doc.cases.entries()) {
-    const label = c.name ?? `case ${i + 1}`;
-    const problems = checkCase(c);
-    if (problems.length) {
-      failed++;
-      out.push(`FAIL ${label}\n${problems.map((p) => `     ${p}`).join('\n')}`);
-      continue;
-    }
-    let result: WhatIfResult;
-    try {
-      result = await whatIf(config, { ...(c as WhatIfInput), at: c.at === undefined ? undefined : String(c.at) });
-    } catch (e) {
-      if (!(e instanceof WhatIfError)) throw e;
-      failed++;
-      out.push(`FAIL ${label}\n     ${e.message}`);
-      continue;
-    }
-    const want = typeof c.expect === 'string' ? { decision: c.expect } : c.expect!;
-    const got = actualFor(result, want);
-    const diff = diffLines(want as Record<string, unknown>, got);
-    if (diff.length) {
-      failed++;
-      out.push(`FAIL ${label}\n${diff.map((d) => `     ${d}`).join('\n')}${result.reasons.length ? `\n     reasons:\n${result.reasons.map((r) => `       ${r}`).join('\n')}` : ''}`);
-    } else {
-      out.push(`ok   ${label}`);
-    }
+  const outcomes: CaseOutcome[] = [];
+  for (const [i, c] of (doc.cases as unknown[]).entries()) outcomes.push(await runCase(config, c, i));
+  const failed = outcomes.filter((o) => !o.ok).length;
+  const total = outcomes.length;
+  if (parsed.values.json) {
+    process.stdout.write(JSON.stringify({ passed: total - failed, failed, total, config: configFile, cases: outcomes }, null, 2) + '\n');
+  } else {
+    process.stdout.write(outcomes.map(formatOutcome).join('\n') + `\n\n${total - failed} passed, ${failed} failed (${total} cases, config ${configFile})\n`);
   }
-  process.stdout.write(out.join('\n') + `\n\n${doc.cases.length - failed} passed, ${failed} failed (${doc.cases.length} cases, config ${configFile})\n`);
   return failed ? 1 : 0;
+}
+
+/** One case as --json shows it: the problems in the case itself, or what differs from what it expects. */
+interface CaseOutcome {
+  name: string;
+  ok: boolean;
+  /** the case cannot be run: which field is wrong */
+  problems?: string[];
+  /** expected fields whose actual value differs (actual null: the result has none) */
+  differences?: { field: string; expected: unknown; actual: unknown }[];
+  result?: WhatIfResult;
+}
+
+async function runCase(config: Config, c: unknown, i: number): Promise<CaseOutcome> {
+  const name = c && typeof c === 'object' && typeof (c as Case).name === 'string' ? (c as Case).name! : `case ${i + 1}`;
+  const problems = checkCase(c as Case);
+  if (problems.length) return { name, ok: false, problems };
+  const k = c as Case;
+  let result: WhatIfResult;
+  try {
+    result = await whatIf(config, { ...(k as WhatIfInput), at: k.at === undefined ? undefined : String(k.at) });
+  } catch (e) {
+    if (!(e instanceof WhatIfError)) throw e;
+    return { name, ok: false, problems: [e.message] };
+  }
+  const want = typeof k.expect === 'string' ? { decision: k.expect } : k.expect!;
+  const got = actualFor(result, want);
+  const differences = Object.keys(want)
+    .filter((f) => JSON.stringify((want as Record<string, unknown>)[f]) !== JSON.stringify(got[f]))
+    .map((field) => ({ field, expected: (want as Record<string, unknown>)[field], actual: got[field] ?? null }));
+  return differences.length ? { name, ok: false, differences, result } : { name, ok: true, result };
+}
+
+function formatOutcome(o: CaseOutcome): string {
+  if (o.ok) return `ok   ${o.name}`;
+  if (o.problems) return `FAIL ${o.name}\n${o.problems.map((p) => `     ${p}`).join('\n')}`;
+  const diff = o.differences!.flatMap((d) => [`${d.field}:`, `  - expected ${JSON.stringify(d.expected)}`, `  + actual   ${d.actual === null ? 'nothing' : JSON.stringify(d.actual)}`]);
+  const reasons = o.result?.reasons.length ? `\n     reasons:\n${o.result.reasons.map((r) => `       ${r}`).join('\n')}` : '';
+  return `FAIL ${o.name}\n${diff.map((d) => `     ${d}`).join('\n')}${reasons}`;
 }
 
 function checkCase(c: Case): string[] {
   const problems: string[] = [];
-  if (!c || typeof c !== 'object') return ['a case must be a mapping'];
+  if (!c || typeof c !== 'object' || Array.isArray(c)) return [`a case must be a mapping (app:, expect: ...), not ${JSON.stringify(c)}`];
   for (const k of Object.keys(c)) if (!INPUT_KEYS.has(k)) problems.push(`unknown key ${JSON.stringify(k)} (known: ${[...INPUT_KEYS].join(', ')})`);
   if (typeof c.app !== 'string') problems.push('app: is required');
   if (c.expect === undefined) problems.push('expect: is required (allow, deny, step-up, or a mapping)');
   else if (typeof c.expect === 'string') {
     if (!['allow', 'deny', 'step-up'].includes(c.expect)) problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny or step-up`);
-  } else if (typeof c.expect === 'object') {
+  } else if (isMapping(c.expect)) {
     for (const k of Object.keys(c.expect)) if (!EXPECT_KEYS.has(k)) problems.push(`expect: unknown key ${JSON.stringify(k)} (known: ${[...EXPECT_KEYS].join(', ')})`);
+  } else {
+    problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny, step-up or a mapping`);
   }
+  // what-if reads these as text; anything else would reach it as a number or a list
+  for (const k of ['name', 'ip', 'method', 'path', 'at', 'userAgent', 'signedInAgo'] as const) {
+    const v: unknown = c[k];
+    if (v !== undefined && typeof v !== 'string') problems.push(`${k}: must be a string, ${typeof v === 'number' || typeof v === 'boolean' ? `quote ${v}` : `not ${JSON.stringify(v)}`}`);
+  }
+  if (c.claims !== undefined && !isMapping(c.claims)) problems.push(`claims: must be a mapping of claim names to values, not ${JSON.stringify(c.claims)}`);
   if (c.groups !== undefined && (!Array.isArray(c.groups) || c.groups.some((g) => typeof g !== 'string'))) problems.push('groups: must be a list of names (quote a numeric one)');
   if (c.user !== undefined && typeof c.user !== 'string') problems.push(`user: must be a string (quote ${JSON.stringify(c.user)})`);
   if (c.client !== undefined && c.client !== 'browser' && c.client !== 'native') problems.push(`client: ${JSON.stringify(c.client)} must be browser or native`);
   return problems;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** The actual values of the fields the case expects, so the diff shows only what was asked. */
@@ -124,14 +162,4 @@ function actualFor(r: WhatIfResult, want: Expectation): Record<string, unknown> 
   if ('acrValues' in want) got.acrValues = r.stepUp?.acrValues;
   if ('maxAge' in want) got.maxAge = r.stepUp?.maxAge;
   return got;
-}
-
-function diffLines(want: Record<string, unknown>, got: Record<string, unknown>): string[] {
-  const lines: string[] = [];
-  for (const k of Object.keys(want)) {
-    const w = JSON.stringify(want[k]);
-    const g = JSON.stringify(got[k]);
-    if (w !== g) lines.push(`${k}:`, `  - expected ${w}`, `  + actual   ${g ?? 'nothing'}`);
-  }
-  return lines;
 }

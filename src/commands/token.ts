@@ -4,7 +4,7 @@ import { parseDuration } from '../config/duration.js';
 import { ConfigInvalidError, UsageError } from '../errors.js';
 import { ConnectorCa } from '../connector/ca.js';
 import { createToken } from '../connector/tokens.js';
-import { asOperational, parseCommandArgs } from './usage.js';
+import { asOperational, isHelp, parseCommandArgs, usageText } from './usage.js';
 
 const USAGE = 'drawbridge token create --group NAME [--ttl 1h] [--config FILE]';
 
@@ -20,20 +20,15 @@ export async function gatewayConfig(file: string | undefined, usage?: string): P
 /** drawbridge token create --group NAME [--ttl 1h] [--config FILE] */
 export async function tokenCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'create') {
-    process.stderr.write(`usage: ${USAGE}\n`);
-    return 2;
+  if (isHelp(sub)) {
+    process.stdout.write(usageText(USAGE));
+    return 0;
   }
+  if (sub !== 'create') throw new UsageError(sub === undefined ? 'a subcommand is required: create' : `unknown subcommand ${JSON.stringify(sub)} (there is only create)`, USAGE);
   const { values } = parseCommandArgs({ args: rest, options: { group: { type: 'string', short: 'g' }, ttl: { type: 'string', default: '1h' }, config: { type: 'string', short: 'c' } } }, USAGE);
-  if (!values.group) {
-    process.stderr.write('drawbridge token create: --group NAME is required\n');
-    return 2;
-  }
+  if (!values.group) throw new UsageError('--group NAME is required', USAGE);
   const ttl = parseDuration(values.ttl!);
-  if (ttl === undefined || ttl <= 0) {
-    process.stderr.write(`drawbridge token create: invalid --ttl ${JSON.stringify(values.ttl)} (e.g. 15m, 1h, 2d)\n`);
-    return 2;
-  }
+  if (ttl === undefined || ttl <= 0) throw new UsageError(`invalid --ttl ${JSON.stringify(values.ttl)} (e.g. 15m, 1h, 2d)`, USAGE);
   const { config, stateDir } = await gatewayConfig(values.config, USAGE);
   if (!config.connectors) {
     process.stderr.write('drawbridge token create: the config has no connectors: section\n');

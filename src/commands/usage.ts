@@ -5,13 +5,40 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DrawbridgeError, OperationalError, UsageError } from '../errors.js';
 
-/** parseArgs, strict, with its errors as one-line UsageErrors that carry the command's usage. */
+/**
+ * `--help` or `-h` on a command: not an error, but it ends the command the same way, before it
+ * does anything; the CLI prints the usage on stdout and exits 0.
+ */
+export class HelpRequest extends Error {
+  constructor(readonly usage: string) {
+    super('help requested');
+  }
+}
+
+/** The usage text as printed, whether or not the command's string starts with `usage:`. */
+export function usageText(usage: string): string {
+  const text = /^usage:/.test(usage) ? usage : `usage: ${usage}`;
+  return text.endsWith('\n') ? text : `${text}\n`;
+}
+
+/**
+ * parseArgs, strict, with its errors as one-line UsageErrors that carry the command's usage;
+ * every command takes --help and -h (a HelpRequest).
+ */
 export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: string): ReturnType<typeof parseArgs<T>> {
+  let parsed: ReturnType<typeof parseArgs<T>>;
   try {
-    return parseArgs(config);
+    parsed = parseArgs({ ...config, options: { ...config.options, help: { type: 'boolean', short: 'h' } } }) as ReturnType<typeof parseArgs<T>>;
   } catch (e) {
     throw usageErrorOf(e, usage) ?? e;
   }
+  if ((parsed.values as { help?: boolean }).help) throw new HelpRequest(usage);
+  return parsed;
+}
+
+/** A subcommand's `--help`/`-h` where a subcommand is expected (`connector --help`, `token -h`). */
+export function isHelp(arg: string | undefined): boolean {
+  return arg === '--help' || arg === '-h';
 }
 
 /**
@@ -21,7 +48,8 @@ export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: st
 export function usageErrorOf(e: unknown, usage?: string): UsageError | undefined {
   const code = (e as { code?: unknown })?.code;
   const message = String((e as Error)?.message ?? '');
-  const option = /'(-[^' ]+)/.exec(message)?.[1];
+  // Node names an option with a short alias as '-g, --group <value>': the long name is the one to show.
+  const option = /'(?:-[^-' ,], )?(-[^' ,]+)/.exec(message)?.[1];
   switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return new UsageError(`unknown option ${option ?? message}`, usage);

@@ -55,17 +55,12 @@ export async function whatIfCommand(args: string[]): Promise<number> {
         'user-agent': { type: 'string' },
         'signed-in-ago': { type: 'string' },
         json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
       },
     }, USAGE).values;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`drawbridge what-if: ${(e as Error).message}\n${USAGE}`);
     return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
   }
   if (!values.config || !values.app) {
     process.stderr.write(`drawbridge what-if: --config and --app are required\n${USAGE}`);
@@ -75,7 +70,7 @@ export async function whatIfCommand(args: string[]): Promise<number> {
   try {
     input = inputFromFlags(values);
   } catch (e) {
-    process.stderr.write(`drawbridge what-if: ${(e as Error).message}\n`);
+    process.stderr.write(`drawbridge what-if: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
   const config = await loadForSimulation(String(values.config), 'what-if');
@@ -85,7 +80,7 @@ export async function whatIfCommand(args: string[]): Promise<number> {
     result = await whatIf(config, input);
   } catch (e) {
     if (e instanceof WhatIfError) {
-      process.stderr.write(`drawbridge what-if: ${e.message}\n`);
+      process.stderr.write(`drawbridge what-if: ${e.message}\n${USAGE}`);
       return 2;
     }
     throw e;
@@ -146,6 +141,9 @@ export function formatResult(r: WhatIfResult): string {
       lines.push(`  + ${name}  APPLIED: ${what} -> ${result}`);
       if (p.result !== 'error') lines.push(`    ${' '.repeat(width)}  because ${p.detail}`);
     }
+  } else if (r.decision === 'deny' && !r.assignment) {
+    // refused by the edge or by the bearer token checks, before any policy is looked at
+    lines.push(`Refused before any policy: ${r.reasons.join('; ')}`);
   } else if (!r.assignment || r.assignment.assigned) {
     lines.push('Policies: none apply to this app');
   }

@@ -3,16 +3,21 @@
  * is the real thing (the same gateway the `gateway` command runs).
  */
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { GatewayServer } from '../gateway/server.js';
 import { runUntilSignalled } from '../commands/gateway.js';
 import { listen } from '../gateway/listen.js';
 import { createSampleApp } from './sampleApp.js';
 import { startDemoIdp } from '../identity/provider/demoIdp.js';
 import { startDemoConnector, stopDemoConnector } from '../connector/demoConnector.js';
+import { parseCommandArgs } from '../commands/usage.js';
+
+const USAGE = `drawbridge demo [--config FILE]
+the sample app, the identity provider and the gateway on localhost (--config: gateway.config.yaml);
+DEMO_APP_PORT (3001) and DEMO_IDP_PORT (9000) move the sample app and the identity provider
+`;
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } });
+  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } }, USAGE);
   const configFile = resolve(values.config!);
   const appPort = Number(process.env.DEMO_APP_PORT ?? 3001);
   const app = createSampleApp();

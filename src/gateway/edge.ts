@@ -287,9 +287,10 @@ export class Edge {
     // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
     if (hostHeaderCount(req.rawHeaders) > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
     // TRACE would echo the request, gateway-set identity headers and cookies included, back to the caller.
-    if (req.method === 'TRACE') {
+    const refused = REFUSED_METHODS.get(req.method ?? '');
+    if (refused !== undefined) {
       res.setHeader('allow', ALLOWED_METHODS);
-      return this.deny(req, res, id, outcome, 405, 'TRACE is not allowed.');
+      return this.deny(req, res, id, outcome, 405, refused);
     }
     // Max-Forwards: 0 makes the gateway the final recipient of OPTIONS (RFC 9110 7.6.2).
     if (req.method === 'OPTIONS' && String(h['max-forwards']).trim() === '0') {
@@ -575,6 +576,15 @@ function defaultReason(status: number): string {
 
 /** the methods the gateway passes on (the Allow header of its own 405s) */
 export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+/**
+ * Methods the gateway answers itself with 405 (and what it tells the client), before any app
+ * or stage sees them; what-if reads the same table. CONNECT never reaches the edge (Node hands
+ * it to server.ts), which answers it from here too.
+ */
+export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
+  ['TRACE', 'TRACE is not allowed.'],
+  ['CONNECT', 'The gateway does not tunnel CONNECT requests.'],
+]);
 
 interface UpgradeTag {
   readonly app: string;

@@ -21,7 +21,7 @@ import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.j
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { adminApp } from './admin.js';
-import { ALLOWED_METHODS, Edge } from './edge.js';
+import { ALLOWED_METHODS, Edge, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
@@ -370,7 +370,7 @@ export class GatewayServer {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, method: 'CONNECT', target: String(req.url).slice(0, 200), status: 405 }, 'CONNECT refused: the gateway is not a forward proxy');
       socket.on('error', () => socket.destroy());
-      afterPendingAnswer(socket, () => endWithProblem(socket, 405, 'The gateway does not tunnel CONNECT requests.', correlationId, `allow: ${ALLOWED_METHODS}\r\n`));
+      afterPendingAnswer(socket, () => endWithProblem(socket, 405, REFUSED_METHODS.get('CONNECT')!, correlationId, `allow: ${ALLOWED_METHODS}\r\n`));
     });
     // An Expect other than 100-continue: 417 with a correlation id, logged, nothing forwarded.
     server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {

@@ -133,15 +133,30 @@ export class BearerVerifier {
     if (payload.nonce !== undefined || payload.at_hash !== undefined || payload.c_hash !== undefined || payload.s_hash !== undefined || audiences(payload).includes(this.opts.clientId) && this.opts.clientId !== this.opts.audience) {
       throw new BearerError('token_type', 'An ID token cannot be used as an access token.');
     }
-    if (this.opts.requiredScopes.length) {
-      const granted = new Set<string>([...(typeof payload.scp === 'string' ? payload.scp.split(' ') : Array.isArray(payload.scp) ? payload.scp.map(String) : []), ...(Array.isArray(payload.roles) ? payload.roles.map(String) : [])]);
-      const missing = this.opts.requiredScopes.filter((s) => !granted.has(s));
-      if (missing.length) throw new BearerError('scope', `The token lacks the required scope ${missing.join(' ')}.`, undefined, 'insufficient_scope');
-    }
+    checkScopes(payload, this.opts.requiredScopes);
     const identity = identityFromClaims(payload, this.opts.claimNames, 'bearer');
     if (!identity) throw new BearerError('user', 'The token names no user.', this.opts.claimNames.user ? `no string ${this.opts.claimNames.user} claim` : 'no preferred_username, upn, email or sub claim');
     return { identity, payload };
   }
+}
+
+/**
+ * The app's requiredScopes against the scopes a token grants (scp, space-separated or a list,
+ * and roles); throws the 403 insufficient_scope BearerError. what-if runs it on typed claims.
+ */
+export function checkScopes(claims: Record<string, unknown>, requiredScopes: readonly string[]): void {
+  if (!requiredScopes.length) return;
+  const granted = new Set<string>([...(typeof claims.scp === 'string' ? claims.scp.split(' ') : Array.isArray(claims.scp) ? claims.scp.map(String) : []), ...(Array.isArray(claims.roles) ? claims.roles.map(String) : [])]);
+  const missing = requiredScopes.filter((s) => !granted.has(s));
+  if (missing.length) throw new BearerError('scope', `The token lacks the required scope ${missing.join(' ')}.`, undefined, 'insufficient_scope');
+}
+
+/** What an app without an audience tells every bearer token (oidc preauth; what-if says the same). */
+export const NO_BEARER_TOKENS = 'This app accepts no bearer tokens.';
+
+/** The status the gateway answers a refused token with: 403 for a missing scope, 401 for the rest. */
+export function refusalStatus(e: BearerError): 401 | 403 {
+  return e.oauthError === 'insufficient_scope' ? 403 : 401;
 }
 
 function audiences(p: JWTPayload): string[] {

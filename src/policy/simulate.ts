@@ -15,6 +15,9 @@ import { PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from 
 import type { StepUp } from '../pipeline/stage.js';
 import { normalizeTarget } from '../gateway/normalize.js';
 import { externalUrlOf, prefixOf } from '../gateway/router.js';
+import { REFUSED_METHODS } from '../gateway/edge.js';
+import { BearerError, NO_BEARER_TOKENS, checkScopes, refusalStatus } from '../identity/bearer.js';
+import { METHODS } from 'node:http';
 
 export interface WhatIfInput {
   app: string;
@@ -68,6 +71,8 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   const ip = parseIp(clientIp);
   if (!ip) throw new WhatIfError(`--ip ${JSON.stringify(clientIp)} is not an IP address`);
   const method = (input.method ?? 'GET').toUpperCase();
+  // Node's parser knows a fixed list of methods and answers 400 to any other before the gateway sees it.
+  if (!METHODS.includes(method)) throw new WhatIfError(`--method ${JSON.stringify(input.method)}: the gateway answers 400 to a method its HTTP parser does not know`);
   if (input.path !== undefined && !input.path.startsWith('/')) throw new WhatIfError('--path must start with /');
   // the gateway decides on the normalized path; so does what-if, or the two would disagree
   const target = normalizeTarget(input.path ?? '/');
@@ -77,6 +82,11 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   // receives has the internal prefix instead); a path outside the prefix never reaches this app.
   const prefix = prefixOf(externalUrlOf(app.externalUrl));
   if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`--path ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
+
+  const base = { app: app.name, clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
+  // The edge answers these before routing: no app, sign-in or policy is involved.
+  const refusedMethod = REFUSED_METHODS.get(method);
+  if (refusedMethod !== undefined) return { ...base, decision: 'deny', status: 405, reasons: [refusedMethod], publicReason: refusedMethod };
 
   let identity: Identity | undefined;
   if ((app.preAuth ?? 'oidc') === 'oidc') {
@@ -90,8 +100,20 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
     identity = { user: input.user, groups: input.groups ?? [], via: input.client === 'native' ? 'bearer' : 'session', claims };
   }
 
-  const result: WhatIfResult = { app: app.name, decision: 'allow', clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
+  const result: WhatIfResult = { ...base, decision: 'allow' };
   if (identity) result.identity = { user: identity.user, groups: [...identity.groups], via: identity.via, claims: { ...identity.claims } };
+
+  // The checks oidc preauth makes on a bearer token that need no token: the signature, issuer,
+  // audience value and expiry are the provider's business and are not simulated.
+  if (identity?.via === 'bearer') {
+    if (!app.audience) return { ...result, decision: 'deny', status: 401, reasons: [`${NO_BEARER_TOKENS} (the app sets no audience)`], publicReason: NO_BEARER_TOKENS };
+    try {
+      checkScopes(identity.claims, app.requiredScopes ?? []);
+    } catch (e) {
+      if (!(e instanceof BearerError)) throw e;
+      return { ...result, decision: 'deny', status: refusalStatus(e), reasons: [`bearer token refused (${e.check}): ${e.publicMessage} (what-if reads the token's scp and roles from --claims)`], publicReason: e.publicMessage };
+    }
+  }
 
   // Assignment runs before conditional access in the pipeline; an unassigned user never reaches the policies.
   if (app.assignment && identity) {

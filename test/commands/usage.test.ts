@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
@@ -33,7 +33,7 @@ function assertOneLine(r: Run, code: number, command: string, problem: RegExp): 
   assert.match(first, problem, shown);
   assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace:\n${shown}`);
   // Bad usage says how the command is used; a failure is the one line alone.
-  if (code === 2 && !/^cannot read /.test(first.slice(`drawbridge ${command}: `.length))) assert.match(rest.join('\n'), /^usage: drawbridge /m, shown);
+  if (code === 2 && !/^cannot read /.test(first.slice(`drawbridge ${command}: `.length))) assert.match(rest.join('\n'), new RegExp(`^usage: drawbridge ${command.split(' ')[0]} `, 'm'), shown);
 }
 
 describe('the CLI: bad usage and expected failures are one line and an exit code, not a stack trace', function () {
@@ -62,10 +62,60 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['connector', 'run', '--channels', '17'], 'connector run', /--channels must be a whole number from 1 to 16, not "17"/],
       [['connector', 'run', '--drain-timeout', 'abc'], 'connector run', /--drain-timeout must be a duration such as 30s/],
       [['connector', 'enroll', '--gateway', 'notaurl', '--token', 'x'], 'connector enroll', /--gateway must be a URL like https:\/\/host:port .*not "notaurl"/],
+      // an option with a short alias is named by its long name (Node's text gave "-g, needs a value")
+      [['token', 'create', '--group'], 'token create', /^drawbridge token create: --group needs a value$/],
+      [['connectors', '-c'], 'connectors', /^drawbridge connectors: --config needs a value$/],
+      [['what-if', '--app', 'X', '--config'], 'what-if', /^drawbridge what-if: --config needs a value$/],
+      // each of these printed the usage alone, or the problem alone
+      [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45144'], 'connector enroll', /--token is required/],
+      [['connector'], 'connector', /a subcommand is required: enroll or run/],
+      [['connector', 'foo'], 'connector', /unknown subcommand "foo"/],
+      [['token'], 'token', /a subcommand is required: create/],
+      [['token', 'list'], 'token', /unknown subcommand "list"/],
+      [['token', 'create'], 'token create', /--group NAME is required/],
+      [['token', 'create', '--group', 'g', '--ttl', 'soon'], 'token create', /invalid --ttl "soon"/],
+      [['test-policies'], 'test-policies', /a test file is required/],
+      [['test-policies', 'a.yaml', 'b.yaml'], 'test-policies', /unexpected argument b\.yaml/],
+      [['lint', '--format', 'xml'], 'lint', /--format must be text, json or github, not "xml"/],
+      [['connector', 'run', '--transport', 'h3'], 'connector run', /--transport must be h2 or websocket, not "h3"/],
+      [['demo', '--bogus'], 'demo', /unknown option --bogus/],
+      // options of a running connector, which enroll accepted and dropped
+      [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45999', '--token', 'x', '--channels', '9', '--transport', 'nope'], 'connector enroll', /--channels and --transport are options of connector run, not enroll/],
+      [['connector', 'enroll', '--drain-timeout', '3s'], 'connector enroll', /--drain-timeout is an option of connector run, not enroll/],
     ];
     for (const [args, command, problem] of cases) {
       it(`drawbridge ${args.join(' ')}`, async () => assertOneLine(await run(args), 2, command, problem));
     }
+  });
+
+  describe('--help and -h', () => {
+    const commands = [['gateway'], ['lint'], ['schema'], ['what-if'], ['test-policies'], ['demo'], ['token'], ['token', 'create'], ['connector'], ['connector', 'enroll'], ['connector', 'run'], ['connectors']];
+    for (const command of commands) {
+      it(`drawbridge ${command.join(' ')} --help and -h print its usage, exit 0`, async () => {
+        for (const flag of ['--help', '-h']) {
+          const r = await run([...command, flag]);
+          assert.equal(r.code, 0, `${flag}: exit ${r.code}\n${r.stderr}`);
+          assert.equal(r.stderr, '');
+          assert.match(r.stdout, new RegExp(`^usage:\\s+drawbridge ${command.join(' ')} `), flag);
+        }
+      });
+    }
+
+    it('drawbridge --help shows every option the README documents for each command', async () => {
+      const r = await run(['--help']);
+      assert.equal(r.code, 0);
+      const readme = readFileSync(resolve('README.md'), 'utf8');
+      const table = readme.slice(readme.indexOf('## Commands'), readme.indexOf('Every command exits 2'));
+      const rows = [...table.matchAll(/^\| `drawbridge ([a-z-]+(?: (?:create|enroll|run))?)([^`]*)`/gm)];
+      assert.ok(rows.length >= 10, `${rows.length} rows`);
+      for (const [, command, synopsis] of rows) {
+        const line = r.stdout.split('\n').findIndex((l) => l.startsWith(`  ${command} `) || l === `  ${command}`);
+        assert.ok(line >= 0, `${command} is listed`);
+        // a command's entry runs until the next command's line
+        const entry = r.stdout.split('\n').slice(line, line + 4).join('\n').split(/\n {2}[a-z]/)[0];
+        for (const flag of synopsis.match(/--[a-z-]+/g) ?? []) assert.ok(entry.includes(flag), `${command} ${flag} in:\n${entry}`);
+      }
+    });
   });
 
   describe('gateway', () => {

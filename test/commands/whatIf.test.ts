@@ -47,6 +47,8 @@ apps:
   - name: Payroll
     externalUrl: http://payroll.apps.example.test/
     internalUrl: http://10.0.0.5/
+    audience: api://payroll
+    requiredScopes: [payroll.read]
     assignment: { groups: [finance] }
     conditionalAccess: [finance-weekdays-only, mfa-outside-corp]
   - name: Status
@@ -95,7 +97,7 @@ describe('what-if and test-policies through the real CLI', function () {
   });
 
   it('--json gives the full explanation; claims and native clients count', async () => {
-    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"]}', '--client', 'native', '--json');
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"],"scp":"payroll.read"}', '--client', 'native', '--json');
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const j = JSON.parse(r.stdout);
     assert.equal(j.decision, 'allow');
@@ -108,6 +110,34 @@ describe('what-if and test-policies through the real CLI', function () {
         ['fresh-sign-in', true],
       ],
     );
+  });
+
+  it('native clients: a token is refused as the gateway refuses it (no audience 401, missing scope 403), and so is TRACE (405)', async () => {
+    const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native'];
+    const trace = await whatIf('--app', 'Status', '--method', 'TRACE');
+    assert.equal(trace.code, 3, trace.stderr + trace.stdout);
+    assert.match(trace.stdout, /Decision: DENY \(405\)\n\s+the user sees: TRACE is not allowed\.\nRefused before any policy/);
+    const noScope = await whatIf('--app', 'Payroll', ...bob, '--claims', '{"scp":"payroll.write","roles":["reader"]}');
+    assert.equal(noScope.code, 3, noScope.stderr + noScope.stdout);
+    assert.match(noScope.stdout, /Decision: DENY \(403\)\n\s+the user sees: The token lacks the required scope payroll\.read\./);
+    assert.equal((await whatIf('--app', 'Payroll', ...bob, '--claims', '{"roles":["payroll.read"]}')).code, 0, 'a role counts as a scope, as in the gateway');
+    assert.equal((await whatIf('--app', 'Payroll', ...bob.slice(0, -2), '--claims', '{"scp":"payroll.write"}')).code, 0, 'a browser session has no token scopes');
+    const file = join(dir, 'native.test.yaml');
+    writeFileSync(file, `config: ./gateway.config.yaml
+cases:
+  - { name: native without audience, app: Hr2, user: bob, client: native, ip: 203.0.113.4, expect: { decision: deny, status: 401 } }
+  - { name: browser without audience, app: Hr2, user: bob, ip: 203.0.113.4, expect: allow }
+`);
+    writeFileSync(join(dir, 'gateway.config.yaml'), CONFIG + `  - name: Hr2
+    externalUrl: http://hr2.apps.example.test/
+    internalUrl: http://10.0.0.8/
+`);
+    try {
+      const r = await run(['test-policies', file]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    } finally {
+      writeFileSync(config, CONFIG);
+    }
   });
 
   it('exit 3 for an unassigned user, before any policy', async () => {
@@ -193,6 +223,60 @@ cases:
     assert.match(r.stdout, /FAIL client typo\n\s+client: "Native" must be browser or native/);
     assert.match(r.stdout, /FAIL employee number\n\s+user: must be a string \(quote 12345\)/);
     assert.match(r.stdout, /1 passed, 4 failed/);
+  });
+
+  it('test-policies: a malformed case fails with the field it gets wrong (no stack trace), the other cases still run; a config: that is not a name exits 2', async () => {
+    const file = join(dir, 'malformed.test.yaml');
+    writeFileSync(
+      file,
+      `config: ./gateway.config.yaml
+cases:
+  - null
+  - { name: ip, app: Status, ip: 1, expect: deny }
+  - { name: method, app: Status, method: 5, expect: allow }
+  - { name: path, app: Status, path: [a], expect: allow }
+  - { name: claims, app: Payroll, user: bob, claims: amr, expect: allow }
+  - { name: expect, app: Status, expect: 5 }
+  - { name: fine, app: Status, ip: 203.0.113.1, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /FAIL case 1\n\s+a case must be a mapping \(app:, expect: \.\.\.\), not null\n/);
+    assert.match(r.stdout, /FAIL ip\n\s+ip: must be a string, quote 1\n/);
+    assert.match(r.stdout, /FAIL method\n\s+method: must be a string, quote 5\n/);
+    assert.match(r.stdout, /FAIL path\n\s+path: must be a string, not \["a"\]\n/);
+    assert.match(r.stdout, /FAIL claims\n\s+claims: must be a mapping of claim names to values, not "amr"\n/);
+    assert.match(r.stdout, /FAIL expect\n\s+expect: 5 must be allow, deny, step-up or a mapping\n/);
+    assert.match(r.stdout, /ok   fine\n\n1 passed, 6 failed/);
+    writeFileSync(file, 'config: 5\ncases: [{ app: Status, expect: allow }]\n');
+    const bad = await run(['test-policies', file]);
+    assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+    assert.match(bad.stderr, /^drawbridge test-policies: .*malformed\.test\.yaml: config: must be a file name, not 5\n$/);
+  });
+
+  it('test-policies --json: every case, its differences or problems and what-if\'s result, as one JSON document; the exit code is the same', async () => {
+    const file = join(dir, 'json.test.yaml');
+    writeFileSync(
+      file,
+      `cases:
+  - { name: office, app: Payroll, user: bob, groups: [finance], ip: 203.0.113.4, at: "${WED}", expect: allow }
+  - { name: wrong guess, app: Payroll, user: bob, groups: [finance], ip: 198.51.100.1, at: "${WED}", expect: { decision: allow, maxAge: 60 } }
+  - { name: typo, app: Status, ipp: 1.2.3.4, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file, '--config', config, '--json']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual([j.passed, j.failed, j.total, j.config], [1, 2, 3, config]);
+    assert.deepEqual(j.cases.map((c: { name: string; ok: boolean }) => [c.name, c.ok]), [['office', true], ['wrong guess', false], ['typo', false]]);
+    assert.equal(j.cases[0].result.decision, 'allow');
+    assert.deepEqual(j.cases[1].differences, [
+      { field: 'decision', expected: 'allow', actual: 'step-up' },
+      { field: 'maxAge', expected: 60, actual: null },
+    ]);
+    assert.match(j.cases[2].problems[0], /unknown key "ipp"/);
   });
 
   it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {

@@ -8,7 +8,7 @@
 import type { Config } from '../../config/load.js';
 import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
-import { BearerError } from '../../identity/bearer.js';
+import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { requestedTarget, safeReturnUrl } from '../../identity/returnUrl.js';
@@ -82,7 +82,7 @@ class OidcStage implements Stage {
   }
 
   private async bearer(ctx: RequestContext, token: string): Promise<Decision> {
-    if (!this.app.audience) return this.unauthorized(ctx, 'This app accepts no bearer tokens.', 'invalid_token');
+    if (!this.app.audience) return this.unauthorized(ctx, NO_BEARER_TOKENS, 'invalid_token');
     try {
       const verifier = await this.rt.bearerVerifier(this.app);
       const { identity } = await verifier.verify(token);
@@ -95,8 +95,7 @@ class OidcStage implements Stage {
       }
       if (e instanceof BearerError) {
         this.log.info({ correlationId: ctx.id, check: e.check, detail: e.detail ?? e.publicMessage }, 'bearer token refused');
-        if (e.oauthError === 'insufficient_scope') return this.unauthorized(ctx, e.publicMessage, 'insufficient_scope', [], e.check, 403);
-        return this.unauthorized(ctx, e.publicMessage, 'invalid_token', [], e.check);
+        return this.unauthorized(ctx, e.publicMessage, e.oauthError, [], e.check, refusalStatus(e));
       }
       return this.providerDown(e);
     }
