@@ -66,6 +66,12 @@ export async function connectorCommand(args: string[]): Promise<number> {
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs }), connectorError);
+  // --gateway and --token enroll a state dir that holds no enrollment (so one command line serves
+  // the first start and every restart); once enrolled, the stored gateway is the one dialled. A
+  // different --gateway is an operator who moved the gateway and expects it to be used: say so.
+  if (gateway && !sameGateway(gateway, agent.state.gateway)) {
+    log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `--gateway ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
+  }
   agent.start();
   let stopping = false;
   const stop = (signal: string) => {
@@ -80,6 +86,14 @@ export async function connectorCommand(args: string[]): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   return -1;
+}
+
+function sameGateway(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return a === b;
+  }
 }
 
 function connectorError(code: string, message: string): ConnectorError {

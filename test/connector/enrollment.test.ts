@@ -80,9 +80,11 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     // the private key never left: the certificate carries the key made locally
     assert.ok(cert.checkPrivateKey((await import('node:crypto')).createPrivateKey(readFileSync(join(state, 'key.pem')))));
 
-    const c = startConnector(state);
+    // the same command line serves every restart: --gateway and --token of the enrolled gateway say nothing
+    const c = startConnector(state, { gateway: hubUrl(gw), token: tok });
     procs.push(c);
     await waitChannels(gw, 2);
+    assert.ok(!c.logs().some((l) => /ignored/.test(String(l.msg))), c.lines.join('\n'));
     const res = await request(`${gw.url}/hello?x=1`, { headers: { host: 'app.test' } });
     assert.equal(res.status, 200);
     assert.equal(res.json().url, '/hello?x=1');
@@ -95,6 +97,16 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     assert.equal(list[0].channels, 2);
     assert.equal(list[0].version, '0.1.0');
     assert.match(list[0].certExpiry, /^\d{4}-/);
+
+    // a --gateway other than the one it enrolled with (the gateway moved) is not used, and the log says so
+    await killConnector(c);
+    procs.splice(procs.indexOf(c), 1);
+    const moved = startConnector(state, { gateway: 'https://gateway.moved.test:8444', token: tok });
+    procs.push(moved);
+    await waitChannels(gw, 2);
+    const warned = moved.logs().find((l) => /--gateway https:\/\/gateway\.moved\.test:8444 ignored/.test(String(l.msg)));
+    assert.ok(warned, moved.lines.join('\n'));
+    assert.equal(new URL(String(warned!.enrolledWith)).origin, new URL(hubUrl(gw)).origin);
 
     const cli = await runCli(['connectors', '--config', gw.configFile]);
     // the CLI reads the admin address from the config; ours is ephemeral, so use --json against a config pointing at it
