@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { ConnectorSummary } from '../connector/registry.js';
+import { discoverConfig, loadConfigFile } from '../config/load.js';
+import { ConfigInvalidError, UsageError, formatProblem } from '../errors.js';
 import { parseListen } from '../gateway/listen.js';
-import { gatewayConfig } from './token.js';
 import { parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge connectors [--config FILE] [--json]';
@@ -9,32 +10,34 @@ const USAGE = 'drawbridge connectors [--config FILE] [--json]';
 /** drawbridge connectors [--config FILE] [--json]: asks the running gateway's admin listener. */
 export async function connectorsCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } }, USAGE);
-  const { config } = await gatewayConfig(values.config, USAGE);
-  if (!config.gateway.admin) {
-    process.stderr.write('drawbridge connectors: the config has no gateway.admin listener to ask\n');
-    return 1;
-  }
-  const addr = parseListen(config.gateway.admin.listen);
+  const admin = await adminListen(values.config);
+  if (typeof admin === 'number') return admin;
+  const addr = parseListen(admin.listen);
   const host = !addr.host || addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
-  let list: ConnectorSummary[];
+  const where = `the gateway admin listener at ${host}:${addr.port}`;
+  let answer: { status: number; type: string; body: string };
   try {
-    list = await new Promise((resolve, reject) => {
+    answer = await new Promise((resolve, reject) => {
       http
         .get({ host, port: addr.port, path: '/connectors', timeout: 5000 }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            try {
-              resolve((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { connectors: ConnectorSummary[] }).connectors);
-            } catch (e) {
-              reject(e);
-            }
-          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? 'no content-type'), body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        })
+        .on('timeout', function (this: http.ClientRequest) {
+          this.destroy(new Error('no answer in 5 s'));
         })
         .on('error', reject);
     });
   } catch (e) {
-    process.stderr.write(`drawbridge connectors: the gateway admin listener at ${host}:${addr.port} did not answer (${(e as Error).message}); is the gateway running?\n`);
+    process.stderr.write(`drawbridge connectors: ${where} did not answer (${(e as Error).message}); is the gateway running?\n`);
+    return 1;
+  }
+  const list = connectorList(answer);
+  if (!list) {
+    // Something answers there, but not this gateway's admin listener (another service, another version).
+    process.stderr.write(`drawbridge connectors: ${where} answered ${answer.status} (${answer.type}) without a connectors list: ${JSON.stringify(answer.body.slice(0, 80))}; is gateway.admin.listen the port of this gateway's admin listener?\n`);
     return 1;
   }
   if (values.json) {
@@ -43,8 +46,43 @@ export async function connectorsCommand(args: string[]): Promise<number> {
   }
   const rows = [['ID', 'GROUP', 'VERSION', 'ADDRESS', 'TRANSPORT', 'CHANNELS', 'IN-FLIGHT', 'LAST SEEN', 'CERT EXPIRY']];
   for (const c of list) rows.push([c.id, c.group, c.version, c.address, c.transport ?? '-', String(c.channels), String(c.inflight), c.lastSeen, c.certExpiry + (c.draining ? ' (draining)' : '')]);
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  for (const r of rows) process.stdout.write(r.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd() + '\n');
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  for (const r of rows) process.stdout.write(r.map((v, i) => String(v).padEnd(widths[i])).join('  ').trimEnd() + '\n');
   if (list.length === 0) process.stdout.write('(no connector is connected)\n');
   return 0;
+}
+
+/**
+ * gateway.admin.listen, the one key this command needs. The config is read in lint mode: an
+ * operator's shell lacks the service's ${env:...} and ${file:...} secrets, and start mode refused
+ * the whole file for session.secrets and identity.clientSecret it never uses.
+ */
+async function adminListen(file: string | undefined): Promise<{ listen: string | number } | number> {
+  const path = file ?? (await discoverConfig());
+  if (!path) throw new UsageError('no --config given and no gateway.config.yaml found', USAGE);
+  const result = await loadConfigFile(path, { mode: 'lint' });
+  if (!result.config) throw new ConfigInvalidError(result.problems, path);
+  const listen = result.config.gateway.admin?.listen;
+  if (listen === undefined) {
+    process.stderr.write('drawbridge connectors: the config has no gateway.admin listener to ask\n');
+    return 1;
+  }
+  // In lint mode an unresolved ${...} is a warning and its value an empty stand-in: here it is the address itself.
+  if (listen === '') {
+    const why = result.problems.find((p) => p.path === 'gateway.admin.listen');
+    process.stderr.write(`drawbridge connectors: ${why ? formatProblem({ ...why, severity: 'error' }) : 'gateway.admin.listen is empty'}\n`);
+    return 1;
+  }
+  return { listen };
+}
+
+/** The list from the admin listener's answer, or undefined when the answer is not one. */
+function connectorList(answer: { status: number; body: string }): ConnectorSummary[] | undefined {
+  if (answer.status !== 200) return undefined;
+  try {
+    const list = (JSON.parse(answer.body) as { connectors?: unknown })?.connectors;
+    return Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object') ? (list as ConnectorSummary[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

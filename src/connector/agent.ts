@@ -17,9 +17,9 @@ import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHead
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
-import { DrawbridgeError } from '../errors.js';
+import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { createCsr, generateKeyPair, pinOf } from './ca.js';
 import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
@@ -113,25 +113,84 @@ function getText(url: URL, tlsOpts: https.RequestOptions): Promise<string> {
   });
 }
 
+/**
+ * What is wrong with a --gateway value, or undefined: it must be the connectors.listen endpoint,
+ * which speaks TLS. Both are bad usage (exit 2); http:// failed later as an enrollment (exit 1).
+ */
+export function gatewayUrlProblem(text: string): string | undefined {
+  if (!URL.canParse(text)) return `--gateway must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(text)}`;
+  const { protocol } = new URL(text);
+  if (protocol !== 'https:' && protocol !== 'wss:') return `--gateway must be https://host:port (the connectors.listen endpoint speaks TLS only), not ${JSON.stringify(text)}`;
+  return undefined;
+}
+
+/**
+ * A TLS client that reached something speaking plain text (the gateway's http listener, its admin
+ * port) gets bytes that are no TLS record: OpenSSL says "wrong version number" or "packet length
+ * too long", as EPROTO on the socket write or as an ERR_SSL_ code, in a message that runs to two lines.
+ */
+function isNotTls(err: unknown): boolean {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (!e || typeof e.message !== 'string') return false;
+  return (e.code === 'EPROTO' || String(e.code).startsWith('ERR_SSL_')) && /wrong version number|packet length too long|http request|record layer failure/i.test(e.message);
+}
+
+function notTlsError(gateway: URL | string): ConnectorError {
+  const origin = typeof gateway === 'string' ? gateway : gateway.origin;
+  return new ConnectorError('ERR_NOT_TLS', `${origin} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?`);
+}
+
+/** The reason to show for a failed dial to the gateway. */
+export function dialFailure(err: Error, gateway: URL | string): string {
+  return isNotTls(err) ? notTlsError(gateway).message : err.message;
+}
+
+async function talkingToGateway<T>(gateway: URL, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    throw isNotTls(e) ? notTlsError(gateway) : e;
+  }
+}
+
+/** The PEM certificate(s) in a --ca file; a file with none failed later as "not trusted", naming neither file nor cause. */
+function readCaFile(file: string): string {
+  const pem = readFileSync(file, 'utf8');
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConnectorError('ERR_CA_FILE', `${file} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA certificate of the gateway's connectors listener`);
+  try {
+    new X509Certificate(pem);
+  } catch (e) {
+    throw new ConnectorError('ERR_CA_FILE', `${file}: its certificate cannot be read (${opensslReason(e)})`);
+  }
+  return pem;
+}
+
+/** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported"). */
+function opensslReason(e: unknown): string {
+  const message = String((e as Error)?.message ?? e);
+  return message.replace(/^error:[0-9A-F]+:/, '').split('\n')[0]!;
+}
+
 /** The CA to trust for the gateway: a file, the pinned CA, or the system store. */
 async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string | undefined): Promise<string | undefined> {
-  if (caFile) return readFileSync(caFile, 'utf8');
+  if (caFile) return readCaFile(caFile);
   if (!pin) return undefined;
   // The CA is fetched unauthenticated and accepted only if it matches the pin.
-  const pem = await getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false });
+  const pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }));
   if (pinOf(pem) !== pin) throw new ConnectorError('ERR_CA_PIN_MISMATCH', 'the gateway presented a CA that does not match the pin in the token: refusing to enroll');
   return pem;
 }
 
 export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string }): Promise<ConnectorState> {
+  const problem = gatewayUrlProblem(opts.gateway);
+  if (problem) throw new UsageError(problem);
   const gateway = new URL(opts.gateway);
-  if (gateway.protocol !== 'https:' && gateway.protocol !== 'wss:') throw new ConnectorError('ERR_GATEWAY_URL', 'the gateway URL must be https://host:port (the connectors.listen endpoint)');
   gateway.protocol = 'https:';
   const payload = decodeToken(opts.token);
   const ca = await gatewayCa(gateway, payload.p, opts.caFile);
   const kp = await generateKeyPair();
   const csr = await createCsr(kp.keys, 'drawbridge-connector');
-  const res = await postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca });
+  const res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }));
   if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const f = filesOf(opts.stateDir);
@@ -193,16 +252,36 @@ export class ConnectorAgent {
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
   }
 
+  /**
+   * The key, certificate and CA, checked here: a damaged file was found only by the TLS handshake,
+   * after "connector starting", as OpenSSL's "DECODER routines::unsupported" naming no file.
+   */
   private readCreds(): Creds {
-    const cert = readFileSync(this.files.cert, 'utf8');
-    const x = new X509Certificate(cert);
-    return {
-      key: readFileSync(this.files.key, 'utf8'),
-      cert,
-      ca: existsSync(this.files.ca) ? readFileSync(this.files.ca, 'utf8') : undefined,
-      notBefore: Date.parse(x.validFrom),
-      notAfter: Date.parse(x.validTo),
-    };
+    const { cert: certFile, key: keyFile, ca: caFile } = this.files;
+    const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); enroll again`);
+    const cert = readFileSync(certFile, 'utf8');
+    let x: X509Certificate;
+    try {
+      x = new X509Certificate(cert);
+    } catch (e) {
+      throw unusable(certFile, 'a readable PEM certificate', e);
+    }
+    const key = readFileSync(keyFile, 'utf8');
+    try {
+      if (!x.checkPrivateKey(createPrivateKey(key))) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+    } catch (e) {
+      throw e instanceof ConnectorError ? e : unusable(keyFile, 'a readable PEM private key', e);
+    }
+    let ca: string | undefined;
+    if (existsSync(caFile)) {
+      ca = readFileSync(caFile, 'utf8');
+      try {
+        new X509Certificate(ca);
+      } catch (e) {
+        throw unusable(caFile, 'a readable PEM certificate', e);
+      }
+    }
+    return { key, cert, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
   }
 
   start(): void {
@@ -229,7 +308,7 @@ export class ConnectorAgent {
     link.on('refused', (status) => {
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
-    link.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel error'));
+    link.on('error', (err) => this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error'));
     link.on('open', (duplex) => {
       opened = true;
       this.log.info({ channel: index, transport: this.transport }, 'channel open');

@@ -6,6 +6,8 @@ import { dirname, resolve } from 'node:path';
 import { GatewayServer } from '../gateway/server.js';
 import { runUntilSignalled } from '../commands/gateway.js';
 import { listen } from '../gateway/listen.js';
+import { loadConfigText, readConfigText, type Config } from '../config/load.js';
+import { DrawbridgeError } from '../errors.js';
 import { createSampleApp } from './sampleApp.js';
 import { startDemoIdp } from '../identity/provider/demoIdp.js';
 import { startDemoConnector, stopDemoConnector } from '../connector/demoConnector.js';
@@ -16,10 +18,19 @@ the sample app, the identity provider and the gateway on localhost (--config: ga
 DEMO_APP_PORT (3001) and DEMO_IDP_PORT (9000) move the sample app and the identity provider
 `;
 
+/** The demo's environment is wrong (a DEMO_*_PORT that is not a port). */
+export class DemoError extends DrawbridgeError {}
+
 export async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } }, USAGE);
   const configFile = resolve(values.config!);
-  const appPort = Number(process.env.DEMO_APP_PORT ?? 3001);
+  const appPort = demoPort('DEMO_APP_PORT', 3001);
+  const idpPort = demoPort('DEMO_IDP_PORT', 9000);
+  // Read before anything listens or writes .demo-state: a mistyped --config must leave nothing behind.
+  // Lint mode, because the secrets it reads with ${file:...} are written by the provider, below.
+  const preview = await loadConfigText(await readConfigText(configFile), configFile, { mode: 'lint' });
+  const mismatch = preview.config && portMismatch(preview.config, appPort, idpPort);
+  if (mismatch) process.stderr.write(`drawbridge demo: warning: ${mismatch}\n`);
   const app = createSampleApp();
   await listen(app, { host: '127.0.0.1', port: appPort });
   const closeApp = () => new Promise<void>((r) => app.close(() => r()));
@@ -27,7 +38,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const gateway = new GatewayServer({ configFile });
   try {
     // The embedded provider first: it writes the secrets the config reads with ${file:...}.
-    demoIdp = await startDemoIdp(resolve(dirname(configFile), '.demo-state'), { port: Number(process.env.DEMO_IDP_PORT ?? 9000) });
+    demoIdp = await startDemoIdp(resolve(dirname(configFile), '.demo-state'), { port: idpPort });
     await gateway.start();
   } catch (e) {
     // A part that cannot start (a busy port) ends the demo: the parts already listening must not
@@ -41,9 +52,48 @@ export async function demoCommand(args: string[]): Promise<number> {
   const lines = ['', 'Drawbridge demo is running.', ''];
   for (const a of gen.apps.values()) lines.push(`  ${a.name.padEnd(10)} ${a.externalUrl.padEnd(34)} -> ${a.internalUrl.href} (${a.preAuth})`);
   const admin = gateway.addresses().admin;
-  lines.push('', ...demoIdp.banner);
-  lines.push('', `  admin      http://${admin}/metrics`, `  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
+  lines.push('', ...demoIdp.banner, '');
+  if (admin) lines.push(`  admin      http://${admin}/metrics`);
+  lines.push(`  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
   process.stderr.write(lines.join('\n') + '\n');
   runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined));
   return -1;
+}
+
+/** A port from the environment; Number('abc') reached listen() and came back as a stack trace. */
+function demoPort(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const port = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(port) || port < 1 || port > 65535) throw new DemoError('ERR_DEMO_PORT', `${name} must be a port number from 1 to 65535, not ${JSON.stringify(text)}`);
+  return port;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * The sample app and the provider listen where DEMO_*_PORT say, the config says where the gateway
+ * looks for them: a config moved without the environment (or the other way) started cleanly and
+ * then answered 502 and 503. Only loopback URLs are compared; anything else is the user's own setup.
+ */
+export function portMismatch(config: Config, appPort: number, idpPort: number): string | undefined {
+  const parts: string[] = [];
+  const appPorts = new Set<number>();
+  for (const a of config.apps ?? []) {
+    const u = urlOf(a.internalUrl);
+    if (u && LOOPBACK.has(u.hostname)) appPorts.add(portOf(u));
+  }
+  if (appPorts.size > 0 && !appPorts.has(appPort)) parts.push(`apps' internalUrl use port ${[...appPorts].join(', ')}, not DEMO_APP_PORT ${appPort}`);
+  const issuer = urlOf(config.identity?.issuer);
+  if (issuer && LOOPBACK.has(issuer.hostname) && portOf(issuer) !== idpPort) parts.push(`identity.issuer uses port ${portOf(issuer)}, not DEMO_IDP_PORT ${idpPort}`);
+  if (parts.length === 0) return undefined;
+  return `the config does not point at the ports the demo starts: ${parts.join('; ')} (set DEMO_APP_PORT and DEMO_IDP_PORT to the config's ports)`;
+}
+
+function urlOf(text: unknown): URL | undefined {
+  return typeof text === 'string' && URL.canParse(text) ? new URL(text) : undefined;
+}
+
+function portOf(u: URL): number {
+  return u.port ? Number(u.port) : u.protocol === 'https:' ? 443 : 80;
 }

@@ -1,11 +1,13 @@
 /** `drawbridge demo` (what `npm start` runs) as a real process. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '../support/harness.js';
+import type { Config } from '../../src/config/load.js';
+import { portMismatch } from '../../src/demo/demo.js';
 
 /** Loopback ports free right now (listened on, then released). */
 async function freePorts(n: number): Promise<number[]> {
@@ -15,8 +17,81 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/** The demo config with every fixed port moved to a free one (as the README's sed does). */
+async function movedConfig(dir: string, edit: (yaml: string) => string = (y) => y): Promise<{ file: string; gw: number; admin: number; hub: number; app: number; idp: number }> {
+  const [gw, admin, hub, app, idp] = await freePorts(5);
+  const config = readFileSync('gateway.config.yaml', 'utf8').replace(/8080/g, String(gw)).replace(/9090/g, String(admin)).replace(/8444/g, String(hub)).replace(/3001/g, String(app)).replace(/9000/g, String(idp));
+  const file = join(dir, 'gateway.config.yaml');
+  writeFileSync(file, edit(config));
+  return { file, gw, admin, hub, app, idp };
+}
+
+interface DemoRun {
+  code: number | string | null;
+  err: string;
+}
+
+/** Runs the demo until it exits, or until its stderr matches `until` (then SIGINT, and waits for the exit). */
+function runDemo(args: string[], env: Record<string, string>, cwd: string, until?: RegExp): Promise<DemoRun> {
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/src/cli.js'), 'demo', ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  let stopped = false;
+  child.stderr.on('data', (c) => {
+    err += c;
+    if (until && !stopped && until.test(err)) stopped = child.kill('SIGINT');
+  });
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the demo still runs 20 s after: ${err}`));
+    }, 20_000);
+    child.once('exit', (code, signal) => (clearTimeout(t), resolve({ code: code ?? signal, err })));
+  });
+}
+
 describe('drawbridge demo', function () {
   this.timeout(30_000);
+
+  for (const [name, value] of [['DEMO_APP_PORT', 'abc'], ['DEMO_IDP_PORT', '99999']] as const) {
+    it(`says in one line that ${name}=${value} is not a port, and exits 1`, async () => {
+      const dir = tempDir();
+      const { file } = await movedConfig(dir);
+      const run = await runDemo(['--config', file], { [name]: value }, dir);
+      assert.equal(run.code, 1);
+      assert.equal(run.err, `drawbridge demo: ${name} must be a port number from 1 to 65535, not "${value}"\n`);
+    });
+  }
+
+  it('fails on a --config that does not exist before it listens on anything or writes .demo-state', async () => {
+    const dir = tempDir();
+    const [app, idp] = await freePorts(2);
+    const run = await runDemo(['--config', join(dir, 'nope.yaml')], { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp) }, dir);
+    assert.equal(run.code, 2);
+    assert.match(run.err, /^drawbridge demo: cannot read .*nope\.yaml: ENOENT\n$/);
+    assert.equal(existsSync(join(dir, '.demo-state')), false);
+  });
+
+  it('warns in one line when the config points at other ports than DEMO_*_PORT start, and prints no admin line without gateway.admin', async () => {
+    const dir = tempDir();
+    const [elsewhere] = await freePorts(1);
+    const { file, app, idp } = await movedConfig(dir, (y) => y.replace(/ {2}admin:\n {4}listen: .*\n/, ''));
+    const run = await runDemo(['--config', file], { DEMO_APP_PORT: String(elsewhere), DEMO_IDP_PORT: String(idp) }, dir, /Ctrl-C stops everything/);
+    assert.equal(run.code, 0, run.err);
+    const warnings = run.err.split('\n').filter((l) => l.includes('warning'));
+    assert.deepEqual(warnings, [`drawbridge demo: warning: the config does not point at the ports the demo starts: apps' internalUrl use port ${app}, not DEMO_APP_PORT ${elsewhere} (set DEMO_APP_PORT and DEMO_IDP_PORT to the config's ports)`]);
+    assert.match(run.err, /Drawbridge demo is running/);
+    assert.doesNotMatch(run.err, /admin|undefined/);
+  });
+
+  it('compares identity.issuer with DEMO_IDP_PORT, and says nothing when the ports agree or the URLs are not loopback', () => {
+    const config = (issuer: string, internalUrl: string) => ({ identity: { issuer }, apps: [{ internalUrl }] }) as unknown as Config;
+    assert.equal(portMismatch(config('http://127.0.0.1:9000', 'http://127.0.0.1:3001/'), 3001, 9000), undefined);
+    assert.equal(portMismatch(config('https://login.example.com', 'http://10.0.0.5:80/'), 3001, 9000), undefined);
+    assert.equal(
+      portMismatch(config('http://localhost:19000', 'http://127.0.0.1:3001/'), 3001, 9000),
+      "the config does not point at the ports the demo starts: identity.issuer uses port 19000, not DEMO_IDP_PORT 9000 (set DEMO_APP_PORT and DEMO_IDP_PORT to the config's ports)",
+    );
+  });
 
   it('exits 1 with the one-line error when the gateway port is busy, closing the sample app and the provider', async () => {
     const [gw, admin, hub, app, idp] = await freePorts(5);

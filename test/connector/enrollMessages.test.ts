@@ -1,0 +1,91 @@
+/**
+ * What `drawbridge connector enroll` and `connector run` say when they are pointed at the wrong
+ * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
+ */
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPair } from '../../src/connector/ca.js';
+import { eventually, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token } from './support.js';
+
+describe('connector enrollment and run messages', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let dir: string;
+  let enrolled: string;
+
+  before(async () => {
+    backend = await startEchoBackend();
+    dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend), dir);
+    enrolled = join(dir, 'enrolled');
+    const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', enrolled]);
+    assert.equal(e.code, 0, e.stderr);
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('says a plain-http port is not a TLS endpoint, not "wrong version number"', async () => {
+    const plain = gw.url.replace(/^http:/, 'https:');
+    const r = await runCli(['connector', 'enroll', '--gateway', plain, '--token', token(gw), '--state-dir', join(dir, 'plain')]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `drawbridge connector enroll: ${plain} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?\n`);
+  });
+
+  it('says a --ca file holds no PEM certificate', async () => {
+    const ca = join(dir, 'notpem.txt');
+    writeFileSync(ca, 'this is not a certificate\n');
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'ca'), '--ca', ca]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `drawbridge connector enroll: ${ca} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA certificate of the gateway's connectors listener\n`);
+  });
+
+  it('takes --gateway http://... and a malformed URL as bad usage alike (exit 2)', async () => {
+    const http = hubUrl(gw).replace(/^https:/, 'http:');
+    const a = await runCli(['connector', 'enroll', '--gateway', http, '--token', token(gw), '--state-dir', join(dir, 'http')]);
+    const b = await runCli(['connector', 'enroll', '--gateway', 'not a url', '--token', token(gw), '--state-dir', join(dir, 'http')]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.equal(b.code, 2, b.stderr);
+    assert.match(a.stderr, new RegExp(`^drawbridge connector enroll: --gateway must be https://host:port \\(the connectors\\.listen endpoint speaks TLS only\\), not "${http}"\\nusage: `));
+    assert.match(b.stderr, /^drawbridge connector enroll: --gateway must be a URL like https:\/\/host:port .*not "not a url"\nusage: /);
+  });
+
+  it('connector run logs a channel to a plain-http port as not a TLS endpoint', async () => {
+    const state = join(tempDir(), 'state');
+    cpSync(enrolled, state, { recursive: true });
+    const plain = gw.url.replace(/^http:/, 'https:');
+    const json = JSON.parse(readFileSync(join(state, 'connector.json'), 'utf8'));
+    writeFileSync(join(state, 'connector.json'), JSON.stringify({ ...json, gateway: plain }));
+    const c = startConnector(state, { args: ['--channels', '1'] });
+    try {
+      const log = await eventually(() => c.logs().find((l) => l.msg === 'channel error'), 10_000, 50);
+      assert.equal(log!.reason, `${plain} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?`);
+    } finally {
+      await killConnector(c);
+    }
+  });
+
+  const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
+    ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again$/],
+    ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again$/],
+    ['a key.pem of another key pair', 'key.pem', async (s) => writeFileSync(join(s, 'key.pem'), (await generateKeyPair()).keyPem), /key\.pem is not the key of .*cert\.pem; enroll again$/],
+  ];
+  for (const [what, file, damage, said] of damaged) {
+    it(`connector run names ${file} when the state dir holds ${what}, before it starts`, async () => {
+      const state = join(tempDir(), 'state');
+      cpSync(enrolled, state, { recursive: true });
+      await damage(state);
+      const r = await runCli(['connector', 'run', '--state-dir', state]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.doesNotMatch(r.stdout + r.stderr, /connector starting/);
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.ok(lines[0]!.startsWith(`drawbridge connector run: ${join(state, file)}`) || lines[0]!.includes(join(state, file)), r.stderr);
+      assert.match(lines[0]!, said);
+    });
+  }
+});
