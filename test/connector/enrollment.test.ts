@@ -103,9 +103,8 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     procs.splice(procs.indexOf(c), 1);
     const moved = startConnector(state, { gateway: 'https://gateway.moved.test:8444', token: tok });
     procs.push(moved);
+    const warned = await eventually(() => moved.logs().find((l) => /--gateway https:\/\/gateway\.moved\.test:8444 ignored/.test(String(l.msg)))).catch(() => assert.fail(moved.lines.join('\n')));
     await waitChannels(gw, 2);
-    const warned = moved.logs().find((l) => /--gateway https:\/\/gateway\.moved\.test:8444 ignored/.test(String(l.msg)));
-    assert.ok(warned, moved.lines.join('\n'));
     assert.equal(new URL(String(warned!.enrolledWith)).origin, new URL(hubUrl(gw)).origin);
 
     const cli = await runCli(['connectors', '--config', gw.configFile]);
