@@ -1,4 +1,4 @@
-import { ConnectorAgent, ConnectorError, enroll, isEnrolled, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, enroll, gatewayUrlProblem, isEnrolled, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
@@ -102,7 +102,8 @@ function connectorError(code: string, message: string): ConnectorError {
 
 /** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */
 function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
-  if (!URL.canParse(gateway)) throw new UsageError(`--gateway must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(gateway)}`, ENROLL);
+  const problem = gatewayUrlProblem(gateway);
+  if (problem) throw new UsageError(problem, ENROLL);
   return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
 }
 

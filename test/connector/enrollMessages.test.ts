@@ -52,6 +52,8 @@ describe('connector enrollment and run messages', function () {
     assert.equal(b.code, 2, b.stderr);
     assert.match(a.stderr, new RegExp(`^drawbridge connector enroll: --gateway must be https://host:port \\(the connectors\\.listen endpoint speaks TLS only\\), not "${http}"\\nusage: `));
     assert.match(b.stderr, /^drawbridge connector enroll: --gateway must be a URL like https:\/\/host:port .*not "not a url"\nusage: /);
+    // both with the usage of enroll, not the generic one
+    for (const r of [a, b]) assert.match(r.stderr, /\nusage: drawbridge connector enroll /);
   });
 
   it('connector run logs a channel to a plain-http port as not a TLS endpoint', async () => {
