@@ -5,8 +5,8 @@ import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import { createToken } from '../../src/connector/tokens.js';
-import { startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels } from '../connector/support.js';
+import { tempDir, type TestGateway } from '../support/harness.js';
+import { hubUrl, killConnector, startConnector, startEnrolledHub, token, waitChannels, type EnrolledHub } from '../connector/support.js';
 
 const CLI = resolve('dist/src/cli.js');
 
@@ -157,23 +157,16 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
   });
 
   describe('connector enroll and run against a real hub', () => {
-    let backend: EchoBackend;
+    let hub: EnrolledHub;
     let gw: TestGateway;
     let dir: string;
     let enrolled: string;
 
     before(async () => {
-      backend = await startEchoBackend();
-      dir = tempDir();
-      gw = await startHubGateway(gatewayYaml(backend), dir);
-      enrolled = join(dir, 'enrolled');
-      const r = await run(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', enrolled]);
-      assert.equal(r.code, 0, r.stderr);
+      hub = await startEnrolledHub();
+      ({ gw, dir, enrolled } = hub);
     });
-    after(async () => {
-      await gw.stop();
-      backend.close();
-    });
+    after(async () => hub?.stop());
 
     const enroll = (gateway: string, tok: string, state = join(dir, `s-${Math.random().toString(36).slice(2)}`)) => run(['connector', 'enroll', '--gateway', gateway, '--token', tok, '--state-dir', state]);
 

@@ -6,28 +6,21 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
-import { eventually, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token } from './support.js';
+import { eventually, tempDir, type TestGateway } from '../support/harness.js';
+import { hubUrl, killConnector, runCli, startConnector, startEnrolledHub, token, type EnrolledHub } from './support.js';
 
 describe('connector enrollment and run messages', function () {
   this.timeout(30_000);
-  let backend: EchoBackend;
+  let hub: EnrolledHub;
   let gw: TestGateway;
   let dir: string;
   let enrolled: string;
 
   before(async () => {
-    backend = await startEchoBackend();
-    dir = tempDir();
-    gw = await startHubGateway(gatewayYaml(backend), dir);
-    enrolled = join(dir, 'enrolled');
-    const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', enrolled]);
-    assert.equal(e.code, 0, e.stderr);
+    hub = await startEnrolledHub();
+    ({ gw, dir, enrolled } = hub);
   });
-  after(async () => {
-    await gw.stop();
-    await backend.close();
-  });
+  after(async () => hub?.stop());
 
   it('says a plain-http port is not a TLS endpoint, not "wrong version number"', async () => {
     const plain = gw.url.replace(/^http:/, 'https:');

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../../src/connector/tokens.js';
 import type { Channel } from '../../src/connector/registry.js';
-import { eventually, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli.js');
 
@@ -64,6 +64,35 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
     child.stderr.on('data', (c) => (stderr += c));
     child.on('exit', (code) => resolveP({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+export interface EnrolledHub {
+  backend: EchoBackend;
+  gw: TestGateway;
+  dir: string;
+  /** a state dir enrolled with `drawbridge connector enroll` (no connector runs on it) */
+  enrolled: string;
+  stop(): Promise<void>;
+}
+
+/** A hub gateway in front of an echo backend, and one connector state dir the CLI enrolled with it. */
+export async function startEnrolledHub(): Promise<EnrolledHub> {
+  const backend = await startEchoBackend();
+  const dir = tempDir();
+  const gw = await startHubGateway(gatewayYaml(backend), dir);
+  const enrolled = join(dir, 'enrolled');
+  const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', enrolled]);
+  if (e.code !== 0) throw new Error(`enrollment failed: ${e.stderr}`);
+  return {
+    backend,
+    gw,
+    dir,
+    enrolled,
+    stop: async () => {
+      await gw.stop();
+      await backend.close();
+    },
+  };
 }
 
 /** Starts `drawbridge connector run` as a child process (enrolling first when a token is given). */
