@@ -33,7 +33,8 @@ export async function lintCommand(args: string[]): Promise<number> {
   const errors = all.filter((p) => p.severity === 'error').length;
   const warnings = all.length - errors;
   if (format === 'json') {
-    process.stdout.write(JSON.stringify({ valid: exit === 0, errors, warnings, problems: all }, null, 2) + '\n');
+    // files: what was checked, also when it was found by searching (a clean file has no problem to name it)
+    process.stdout.write(JSON.stringify({ valid: exit === 0, files, errors, warnings, problems: all }, null, 2) + '\n');
   } else if (format === 'github') {
     for (const p of all) {
       const msg = `${p.path ? p.path + ': ' : ''}${p.message}`.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');

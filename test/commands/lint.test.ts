@@ -135,6 +135,7 @@ describe('drawbridge lint (CLI)', function () {
     assert.equal(r.code, 1);
     const out = JSON.parse(r.stdout);
     assert.equal(out.valid, false);
+    assert.deepEqual(out.files, [INVALID, UNSET_ENV]);
     assert.equal(out.errors, 2);
     assert.equal(out.warnings, 1);
     assert.deepEqual(out.problems.map((p: any) => [p.file, p.line, p.col, p.severity, p.path]), [
