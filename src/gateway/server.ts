@@ -207,13 +207,11 @@ export class GatewayServer {
   }
 
   private rejected(problems: string[]): ReloadOutcome {
-    const key = problems.join('\n');
-    // A broken file is one failed reload, however often it is read again while it stays broken
-    // (the poll, and the save's own event after the poll saw it first).
-    if (key !== this.lastProblems.join('\n')) this.metrics.reloads.inc({ outcome: 'failure' });
     this.metrics.configValid.set(0);
-    // Log every problem with its position, once per distinct broken file.
-    if (key !== this.lastProblems.join('\n')) {
+    // A broken file is one failed reload, logged once with each problem's position, however often
+    // it is read again while it stays broken (the poll, and the save's own event after the poll saw it first).
+    if (problems.join('\n') !== this.lastProblems.join('\n')) {
+      this.metrics.reloads.inc({ outcome: 'failure' });
       for (const p of problems) this.log.error({ problem: p }, `config rejected, still serving generation ${this.holder.current?.id ?? '-'}: ${p}`);
     }
     this.lastProblems = problems;
@@ -384,15 +382,9 @@ export class GatewayServer {
   private redirectToHttps(config: Config, dir: string): http.RequestListener {
     const httpsPort = parseListen(config.gateway.listen.https!).port;
     // publicUrl reloads like the rest of the file (the listener itself needs a restart): read from the live generation
-    let seen = '';
-    let publicPort = '';
-    const portFor = (publicUrl: string): string => {
-      if (publicUrl !== seen) {
-        const u = new URL(publicUrl);
-        publicPort = u.protocol === 'https:' ? u.port : String(httpsPort);
-        seen = publicUrl;
-      }
-      return publicPort;
+    const publicPort = (): string => {
+      const u = new URL(this.holder.current?.config.gateway.publicUrl ?? config.gateway.publicUrl);
+      return u.protocol === 'https:' ? u.port : String(httpsPort);
     };
     const acmeDir = join(resolve(dir, config.gateway.stateDir ?? './state'), 'acme-challenge');
     return (req, res) => {
@@ -413,8 +405,8 @@ export class GatewayServer {
       }
       const host = (req.headers.host ?? '').replace(/:\d+$/, '');
       if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId: String(res.getHeader(CORRELATION_HEADER) ?? '-') });
-      const publicPort = portFor(this.holder.current?.config.gateway.publicUrl ?? config.gateway.publicUrl);
-      const port = publicPort && publicPort !== '443' ? `:${publicPort}` : '';
+      const p = publicPort();
+      const port = p && p !== '443' ? `:${p}` : '';
       res.writeHead(308, { location: `https://${host}${port}${url.startsWith('/') ? url : '/'}` }).end();
     };
   }
