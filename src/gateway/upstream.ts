@@ -147,12 +147,10 @@ export class DirectUpstream implements Upstream {
  */
 class Exchange implements Dispatcher.DispatchHandler {
   private abortApp?: (err?: Error) => void;
-  /** the app's head went to the client */
-  private started = false;
   /** the edge was told how it ended (or that there is nothing to tell) */
   private over = false;
   private clientGone = false;
-  /** where the app's body goes: the client response, or the URL translator in front of it */
+  /** where the app's body goes (the client response, or the URL translator in front of it); set once the app's head went to the client */
   private sink?: NodeJS.WritableStream & { writableNeedDrain?: boolean };
 
   constructor(
@@ -198,7 +196,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
     f.res.writeHead(statusCode, r.headers);
-    this.started = true;
     let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
     if (r.body) {
       r.body.on('error', (err) => this.onError(err));
@@ -223,9 +220,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.over) return;
     // the client left (or the edge cancelled): there is no one to tell
     if (this.clientGone) return this.end();
-    const failure = classify(err, this.started);
-    this.end(failure);
-    if (this.started) {
+    const started = this.sink !== undefined;
+    this.end(classify(err, started));
+    if (started) {
       this.abortApp?.(err);
       this.f.res.destroy();
     }
@@ -247,8 +244,8 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
   // The client's side is read while the app decides. A client that hangs up is seen only by
   // reading (its FIN); unseen, the app's request (a connector stream, for tunnelled apps) was
   // held until backendTimeout. What a client sends before the 101 (it should wait for it) is
-  // kept for the app, up to a bound.
-  const early: Buffer[] = [];
+  // kept for the app after what came with the request (head), up to a bound.
+  const early: Buffer[] = head.length ? [head] : [];
   let earlyBytes = 0;
   const clientLeft = () => {
     if (answered) return;
@@ -295,7 +292,6 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     if (upHead.length) socket.write(upHead);
-    if (head.length) upSocket.write(head);
     for (const chunk of early) upSocket.write(chunk);
     upSocket.on('error', () => socket.destroy());
     socket.on('error', () => upSocket.destroy());
