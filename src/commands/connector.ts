@@ -3,7 +3,7 @@ import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelL
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
-import { asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
+import { HelpRequest, asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
 const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
 const RUN = `drawbridge connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
@@ -25,10 +25,7 @@ const RUN_ONLY = ['channels', 'transport', 'drain-timeout'] as const;
 
 export async function connectorCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (isHelp(sub)) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (isHelp(sub)) throw new HelpRequest(USAGE);
   if (sub !== 'enroll' && sub !== 'run') throw new UsageError(sub === undefined ? 'a subcommand is required: enroll or run' : `unknown subcommand ${JSON.stringify(sub)} (enroll or run)`, USAGE);
   const synopsis = sub === 'enroll' ? ENROLL : RUN;
   const { values } = parseCommandArgs({

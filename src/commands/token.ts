@@ -4,7 +4,7 @@ import { parseDuration } from '../config/duration.js';
 import { ConfigInvalidError, UsageError } from '../errors.js';
 import { ConnectorCa } from '../connector/ca.js';
 import { createToken } from '../connector/tokens.js';
-import { asOperational, isHelp, parseCommandArgs, usageText } from './usage.js';
+import { HelpRequest, asOperational, isHelp, parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge token create --group NAME [--ttl 1h] [--config FILE]';
 
@@ -20,10 +20,7 @@ export async function gatewayConfig(file: string | undefined, usage?: string): P
 /** drawbridge token create --group NAME [--ttl 1h] [--config FILE] */
 export async function tokenCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (isHelp(sub)) {
-    process.stdout.write(usageText(USAGE));
-    return 0;
-  }
+  if (isHelp(sub)) throw new HelpRequest(USAGE);
   if (sub !== 'create') throw new UsageError(sub === undefined ? 'a subcommand is required: create' : `unknown subcommand ${JSON.stringify(sub)} (there is only create)`, USAGE);
   const { values } = parseCommandArgs({ args: rest, options: { group: { type: 'string', short: 'g' }, ttl: { type: 'string', default: '1h' }, config: { type: 'string', short: 'c' } } }, USAGE);
   if (!values.group) throw new UsageError('--group NAME is required', USAGE);

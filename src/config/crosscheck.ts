@@ -344,13 +344,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (isObj(a.sso) && typeof a.sso.plugin === 'string') {
       const p = pluginByName.get(a.sso.plugin);
       if (!p) {
-        if (!input.unloadedPluginNames.has(a.sso.plugin)) {
-          const sso = [...pluginByName.values()].filter((q) => q.kind === 'sso').map((q) => q.name);
-          const known = sso.length ? ` (sso plugins: ${sso.join(', ')})` : ' (no sso plugin is loaded: list it under plugins:)';
+        if (input.unloadedPluginNames.size) {
           // A package's name need not be its plugin's (drawbridge-plugin-kcd-shim is kcd-shim): while
           // an entry is not loaded here, the name may be that one's, so lint cannot call it unknown.
-          if (input.unloadedPluginNames.size) issues.push({ path: at('sso', 'plugin'), message: `no plugin loaded here is named ${JSON.stringify(a.sso.plugin)}: it may be the one a plugins: entry that was not loaded provides (its options were not checked)`, severity: 'error', environmental: true });
-          else err(at('sso', 'plugin'), `unknown plugin ${JSON.stringify(a.sso.plugin)}${known}`);
+          if (!input.unloadedPluginNames.has(a.sso.plugin)) issues.push({ path: at('sso', 'plugin'), message: `no plugin loaded here is named ${JSON.stringify(a.sso.plugin)}: it may be the one a plugins: entry that was not loaded provides (its options were not checked)`, severity: 'error', environmental: true });
+        } else {
+          const sso = [...pluginByName.values()].filter((q) => q.kind === 'sso').map((q) => q.name);
+          err(at('sso', 'plugin'), `unknown plugin ${JSON.stringify(a.sso.plugin)}${sso.length ? ` (sso plugins: ${sso.join(', ')})` : ' (no sso plugin is loaded: list it under plugins:)'}`);
         }
       } else if (p.kind !== 'sso') {
         err(at('sso', 'plugin'), `plugin ${JSON.stringify(p.name)} is ${p.kind === 'access' ? 'an' : 'a'} ${p.kind} plugin, not an sso plugin`);

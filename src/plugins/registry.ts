@@ -3,7 +3,7 @@
  * A plugin that cannot be loaded or is malformed fails the config.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -48,9 +48,10 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
     const fail = (message: string, notFound = false) => failures.push({ index, specifier, message, notFound, guessedName });
     const local = specifier.startsWith('.') || isAbsolute(specifier);
     const path = local ? resolve(configDir, specifier) : undefined;
-    if (path !== undefined && !isDirectory(path) && !MODULE_EXTENSIONS.includes(extname(path))) {
+    const stat = path === undefined ? undefined : statOf(path);
+    if (path !== undefined && !stat?.isDirectory() && !MODULE_EXTENSIONS.includes(extname(path))) {
       // A secret file (./db_password) would be evaluated and its first word printed as a ReferenceError.
-      if (extname(path) || exists(path)) {
+      if (extname(path) || stat) {
         fail(`plugin ${JSON.stringify(specifier)} is not a JavaScript module: a plugin path must name a .js, .mjs or .cjs file (or a package folder)`);
         continue;
       }
@@ -115,20 +116,12 @@ function describeLoadError(e: unknown, file: string): string {
   return `${name}${coded} in ${file} (run \`node ${file}\` for details)`;
 }
 
-function isDirectory(path: string): boolean {
+/** what is at `path`, or undefined when nothing (readable) is */
+function statOf(path: string): Stats | undefined {
   try {
-    return statSync(path).isDirectory();
+    return statSync(path);
   } catch {
-    return false;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
+    return undefined;
   }
 }
 
