@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { loadConfigFile, type Config } from '../../src/config/load.js';
 import { WhatIfError, whatIf, type WhatIfResult } from '../../src/policy/simulate.js';
 import { request } from '../support/harness.js';
-import { startStack, type Stack } from '../identity/support.js';
+import { defaultApps, startStack, type Stack } from '../identity/support.js';
 
 /**
  * what-if against the gateway it simulates: the same config, a real token from the real
@@ -15,32 +15,14 @@ describe('what-if agrees with the running gateway', function () {
   let config: Config;
   before(async () => {
     s = await startStack({
-      apps: (backend) => `
-  - name: Web
-    externalUrl: http://web.localhost/
-    internalUrl: ${backend}/
-    preAuth: oidc
-    audience: api://web
-  - name: Api
-    externalUrl: http://api.localhost/
-    internalUrl: ${backend}/
-    preAuth: oidc
-    audience: api://secret
-    requiredScopes: [user_impersonation]
+      // the default apps (Api requires a scope, Finance sets no audience), and one requiring a scope no token here has
+      apps: (backend) => `${defaultApps(backend)}
   - name: Admin
     externalUrl: http://app.localhost/
     internalUrl: ${backend}/
     preAuth: oidc
     audience: api://secret
     requiredScopes: [admin.write]
-  - name: Finance
-    externalUrl: http://finance.localhost/
-    internalUrl: ${backend}/
-    preAuth: oidc
-  - name: Open
-    externalUrl: http://open.localhost/
-    internalUrl: ${backend}/
-    preAuth: passthrough
 `,
     });
     const loaded = await loadConfigFile(s.gw.configFile, { mode: 'lint' });
