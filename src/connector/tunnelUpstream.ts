@@ -77,29 +77,24 @@ export class TunnelUpstream implements Upstream {
         channel.streams--;
         load.set(false);
       });
-      const timer = setTimeout(() => stream.close(http2Cancel), Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
+      // Bounds the CONNECT and, for an https app, the TLS handshake with it: the socket's own
+      // idle timeout let a handshake the app never answered wait twice as long (Node defers a
+      // socket timeout once while a write on a JS stream is still counted as pending).
+      let handshake: tls.TLSSocket | undefined;
+      const timer = setTimeout(() => {
+        if (!handshake) return void stream.close(http2Cancel);
+        handshake.destroy();
+        stream.close(http2Cancel);
+        reject(Object.assign(new Error(`the app at ${this.target} did not complete the TLS handshake in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
+      }, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
         reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${err.message}`, 502), { channel }));
       };
       stream.once('error', fail);
       stream.once('close', () => fail(new Error(`stream closed before the connector answered (code ${stream.rstCode})`)));
-      stream.once('response', (h) => {
+      const ready = (socket: Duplex & { setTimeout(ms: number): unknown }) => {
         clearTimeout(timer);
-        const status = Number(h[':status']);
-        if (status !== 200) {
-          // `fail` stays on: the channel can still break while this stream closes
-          stream.close();
-          const why = String(h['x-drawbridge-error'] ?? '');
-          return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
-        }
-        stream.removeListener('error', fail);
-        const raw = new StreamSocket(stream, channel.connectorId);
-        let socket: Duplex & { setTimeout(ms: number): unknown } = raw;
-        if (this.tls) {
-          socket = tls.connect({ socket, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
-          socket.on('error', ignoreError);
-        }
         Object.assign(socket, { connectorId: channel.connectorId, channel, load });
         // What net.createConnection does with its timeout option: http arms no timer on a
         // socket it did not make, so without this a silent app would hold a request forever.
@@ -111,6 +106,34 @@ export class TunnelUpstream implements Upstream {
         channel.session.on('goaway', onGoaway);
         socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
         resolve({ socket, channel });
+      };
+      stream.once('response', (h) => {
+        const status = Number(h[':status']);
+        if (status !== 200) {
+          clearTimeout(timer);
+          // `fail` stays on: the channel can still break while this stream closes
+          stream.close();
+          const why = String(h['x-drawbridge-error'] ?? '');
+          return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
+        }
+        stream.removeListener('error', fail);
+        const raw = new StreamSocket(stream, channel.connectorId);
+        if (!this.tls) return ready(raw);
+        const secure = tls.connect({ socket: raw, host: this.tls.host, ca: this.tls.ca ? [this.tls.ca] : undefined, rejectUnauthorized: this.tls.rejectUnauthorized, servername: this.tls.servername, ALPNProtocols: ['http/1.1'] });
+        handshake = secure;
+        secure.on('error', ignoreError);
+        // a rejected certificate keeps its own code, which the error page and log name
+        const refused = (err: Error) => {
+          clearTimeout(timer);
+          secure.destroy();
+          stream.close(http2Cancel);
+          reject(Object.assign(err, { channel }));
+        };
+        secure.once('error', refused);
+        secure.once('secureConnect', () => {
+          secure.removeListener('error', refused);
+          ready(secure);
+        });
       });
     });
   }
@@ -142,7 +165,7 @@ export class TunnelUpstream implements Upstream {
         timeout: f.timeoutMs,
         ...(n === 0
           ? // The balancing choice is made per request; the pool keeps idle connections per channel (tunnelAgent).
-            { agent: this.agent, channel: this.hub.registry.pick(this.group) }
+            { agent: this.agent, channel: this.hub.registry.pick(this.group), dialTimeoutMs: f.timeoutMs }
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
@@ -160,8 +183,9 @@ export class TunnelUpstream implements Upstream {
         const failedOn = (upReq.socket as { connectorId?: string } | null)?.connectorId ?? err.channel?.connectorId;
         // Nothing reached the app when the connector never answered the CONNECT (any method),
         // and replaying an idempotent request without a body is harmless.
-        // An app that timed out has the request; sending it again would double the wait and its load.
-        const timedOut = (err as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_TIMEOUT';
+        // An app that timed out (on the request, or on the TLS handshake before it) would most
+        // likely time out again: a retry would double the wait and its load.
+        const timedOut = (err as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_TIMEOUT' || (err as NodeJS.ErrnoException).code === 'UND_ERR_CONNECT_TIMEOUT';
         if (n === 0 && !started && !timedOut && (err instanceof NotDialed || replayable)) {
           this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
@@ -215,7 +239,8 @@ export class TunnelUpstream implements Upstream {
         pipeUpgrade(upReq, socket, head, done);
         failOnDeadSocket(upReq);
       },
-      (err: NotDialed) => {
+      (err: Error) => {
+        if (!(err instanceof NotDialed)) return done(classify(err, false));
         const status = err instanceof DialRefused ? 502 : err.status === 504 ? 504 : 502;
         done({ status: status as 502 | 504, reason: status === 504 ? 'No connector is available for this app.' : "The connector can't reach the app.", detail: err.message, afterHeaders: false });
       },
@@ -389,10 +414,11 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: 4000 });
   const hub = (up as unknown as { hub: ConnectorHub }).hub;
   Object.assign(agent, {
-    // (the request's options reach here: its timeout is the app's backendTimeout, which bounds the CONNECT too)
     getName: (opts: { channel?: Channel }) => opts.channel?.key ?? '',
-    createConnection: (opts: { timeout?: number; channel?: Channel }, cb: (err: Error | null, s?: Duplex) => void) => {
-      up.dial(undefined, opts.timeout ?? CONNECT_TIMEOUT_MS, opts.channel).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+    // The request's options reach here under the agent's own: `timeout` is the agent's idle
+    // timeout (4 s), so the app's backendTimeout, which bounds the dial, comes by its own name.
+    createConnection: (opts: { dialTimeoutMs?: number; channel?: Channel }, cb: (err: Error | null, s?: Duplex) => void) => {
+      up.dial(undefined, opts.dialTimeoutMs ?? CONNECT_TIMEOUT_MS, opts.channel).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
       return undefined;
     },
   });

@@ -81,7 +81,7 @@ export class DirectUpstream implements Upstream {
     private readonly target: URL,
     tls: BackendTlsOptions = {},
     configDirResolve: (p: string) => string = (p) => p,
-    connectTimeoutMs = CONNECT_TIMEOUT_MS,
+    private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
   ) {
     if (target.protocol === 'https:') {
       this.tls = {
@@ -127,6 +127,7 @@ export class DirectUpstream implements Upstream {
       agent: false,
       ...(this.tls ?? {}),
     });
+    boundConnect(upReq, this.tls ? 'secureConnect' : 'connect', Math.min(timeoutMs, this.connectTimeoutMs));
     pipeUpgrade(upReq, socket, head, done);
   }
 
@@ -236,6 +237,19 @@ const MAX_EARLY_BYTES = 64 << 10;
  * Relays an upgrade request: the app's 101 is copied to the client and both
  * sockets are spliced; a non-101 answer is relayed as a normal response.
  */
+/**
+ * Connecting (TCP, and TLS for an https app) within `ms`, as undici bounds it for
+ * requests. The request's own timeout is the socket's idle timer, which Node put
+ * off once during a TLS handshake the app never answered: twice backendTimeout.
+ */
+function boundConnect(upReq: http.ClientRequest, connected: 'connect' | 'secureConnect', ms: number): void {
+  upReq.once('socket', (socket) => {
+    const timer = setTimeout(() => upReq.destroy(Object.assign(new Error('connecting to the app timed out'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), ms);
+    socket.once(connected, () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
+
 export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, done: (failure?: UpstreamFailure) => void): void {
   let answered = false;
   // what the edge sent the app; the client's answer carries it too
