@@ -104,17 +104,23 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
 }
 
 /**
- * A load error's message quotes the file: V8 says "hunter2 is not defined" or
+ * A load error's message may quote the file: V8 says "hunter2 is not defined" or
  * "Unexpected identifier 'hunter2'" for a file that is not JavaScript, and lint prints
- * its problems into CI logs and annotations. So only the error's class (and Node's code)
- * is reported; `node FILE` shows the rest to whoever may read the file.
+ * its problems into CI logs and annotations. So only the error's class is reported,
+ * and `node FILE` shows the rest to whoever may read the file. Node's own coded errors
+ * are the exception: their messages are built from specifiers and paths (a dependency
+ * the plugin imports that is not installed), and that is what its author needs to see.
  */
 function describeLoadError(e: unknown, file: string): string {
   const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'an exception';
   const code = (e as { code?: unknown } | null)?.code;
-  const coded = typeof code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(code) ? ` [${code}]` : '';
-  return `${name}${coded} in ${file} (run \`node ${file}\` for details)`;
+  const coded = typeof code === 'string' && /^ERR_[A-Z0-9_]{1,60}$/.test(code);
+  if (e instanceof Error && typeof code === 'string' && NODE_LOAD_ERRORS.has(code)) return `${name} [${code}] in ${file}: ${e.message.split('\n')[0]!.slice(0, 300)}`;
+  return `${name}${coded ? ` [${code}]` : ''} in ${file} (run \`node ${file}\` for details)`;
 }
+
+/** Node's resolution errors, whose messages name only modules and paths */
+const NODE_LOAD_ERRORS = new Set(['ERR_MODULE_NOT_FOUND', 'MODULE_NOT_FOUND', 'ERR_PACKAGE_PATH_NOT_EXPORTED', 'ERR_UNSUPPORTED_DIR_IMPORT', 'ERR_REQUIRE_ESM', 'ERR_UNKNOWN_FILE_EXTENSION']);
 
 /** what is at `path`, or undefined when nothing (readable) is */
 function statOf(path: string): Stats | undefined {

@@ -213,6 +213,9 @@ apps: []
       // The error's class and where to see the rest: its message may quote the file (see below).
       { description: 'throws while loading', file: 'throws.js', body: `throw new Error('boom at import');\n`, message: /failed to load: Error in \/.*\/throws\.js \(run `node \/.*\/throws\.js` for details\)$/ },
       { description: 'is not valid JavaScript', file: 'syntax.js', body: `export default { name: 'x', \n`, message: /failed to load: SyntaxError in \/.*\/syntax\.js \(run `node / },
+      // Node's resolution errors name modules and paths, not the file's content: the author needs them.
+      { description: 'imports a package that is not installed', file: 'nodep.mjs', body: `import 'drawbridge-no-such-dependency';\nexport default {};\n`, message: /failed to load: Error \[ERR_MODULE_NOT_FOUND\] in \/.*\/nodep\.mjs: Cannot find package 'drawbridge-no-such-dependency' imported from / },
+      { description: 'requires a package that is not installed', file: 'nodep.cjs', body: `require('drawbridge-no-such-dependency');\n`, message: /failed to load: Error \[MODULE_NOT_FOUND\] in \/.*\/nodep\.cjs: Cannot find module 'drawbridge-no-such-dependency'$/ },
       { description: 'exports nothing', file: 'empty.js', body: `export const unrelated = 1;\n`, message: /exports no plugin/ },
       { description: 'has no create function', file: 'nocreate.js', body: `export default { name: 'nocreate', kind: 'sso', apiVersion: 1, optionsSchema: {} };\n`, message: /plugin nocreate: create must be a function/ },
       { description: 'speaks another API version', file: 'v2.js', body: `export default { name: 'v2', kind: 'sso', apiVersion: 2, optionsSchema: {}, create() {} };\n`, message: /apiVersion 2 is not supported/ },
