@@ -468,19 +468,25 @@ function endRaw(socket: Duplex, status: number, contentType: string, body: strin
   socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }
 
-/** The answer still going out on this connection to a request pipelined before the current one, if any. */
+/**
+ * The answer to a request pipelined before the current one that still owns this connection, if any.
+ * Written is not let go of: an answer the gateway wrote at once (a 404, a policy's 403) is flushed
+ * but keeps the socket until its 'finish', a tick later, and taking the socket then threw (the
+ * process went down).
+ */
 function pendingAnswer(socket: Duplex): http.ServerResponse | undefined {
-  const pending = (socket as { _httpMessage?: http.ServerResponse })._httpMessage;
-  return pending && !pending.writableFinished ? pending : undefined;
+  return (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? undefined;
 }
 
 /**
- * Runs `answer` once the answer pipelined before it on this connection is out (at once if there is
- * none): written earlier, it would be read as that request's answer. A connection cut before then is closed.
+ * Runs `answer` once the answer pipelined before it on this connection is out and has let go of
+ * the socket (at once if there is none): written earlier, it would be read as that request's
+ * answer. A connection cut before then is closed.
  */
 function afterPendingAnswer(socket: Duplex, answer: () => void): void {
   const pending = pendingAnswer(socket);
   if (!pending) return answer();
-  pending.once('finish', () => (socket.writable ? answer() : socket.destroy()));
+  // Node's own 'finish' listener, added before this one, lets go of the socket; check again after it.
+  pending.once('finish', () => setImmediate(() => (socket.writable && !pendingAnswer(socket) ? answer() : socket.destroy())));
   pending.once('close', () => pending.writableFinished || socket.destroy());
 }
