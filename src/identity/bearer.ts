@@ -7,7 +7,7 @@
  */
 import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Identity } from '../pipeline/stage.js';
-import { identityFromClaims, type ClaimNames } from './claims.js';
+import { appOnlySignal, identityFromClaims, type ClaimNames } from './claims.js';
 
 export interface BearerOptions {
   issuer: string;
@@ -133,11 +133,21 @@ export class BearerVerifier {
     if (payload.nonce !== undefined || payload.at_hash !== undefined || payload.c_hash !== undefined || payload.s_hash !== undefined || audiences(payload).includes(this.opts.clientId) && this.opts.clientId !== this.opts.audience) {
       throw new BearerError('token_type', 'An ID token cannot be used as an access token.');
     }
+    checkIssuedToUser(payload);
     checkScopes(payload, this.opts.requiredScopes);
     const identity = identityFromClaims(payload, this.opts.claimNames, 'bearer');
     if (!identity) throw new BearerError('user', 'The token names no user.', this.opts.claimNames.user ? `no string ${this.opts.claimNames.user} claim` : 'no preferred_username, upn, email or sub claim');
     return { identity, payload };
   }
+}
+
+/**
+ * Refuses a token issued to an application rather than a user (401 app_token): the gateway admits
+ * users, and an app-only token's sub is a client id. what-if runs it on typed claims.
+ */
+export function checkIssuedToUser(claims: Record<string, unknown>): void {
+  const signal = appOnlySignal(claims);
+  if (signal) throw new BearerError('app_token', 'The token was issued to an application, not to a user.', `app-only token: ${signal}`);
 }
 
 /**

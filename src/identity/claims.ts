@@ -22,6 +22,26 @@ export function userFromClaims(claims: Record<string, unknown>, names: ClaimName
   return names.user !== undefined ? firstString(claims[names.user]) : firstString(claims.preferred_username, claims.upn, claims.email, claims.sub);
 }
 
+/**
+ * Why a token's claims say it was issued to an application and names no user
+ * (client credentials: a daemon, a script), or undefined for a user's token.
+ * Such a token's `sub` is the client's own id, which would pass for a user
+ * name in identity headers, delegation requests and assignment.
+ */
+export function appOnlySignal(claims: Readonly<Record<string, unknown>>): string | undefined {
+  // Entra's explicit marker (the optional claim idtyp) on app-only tokens.
+  if (claims.idtyp === 'app') return 'idtyp is app';
+  const sub = claims.sub;
+  if (typeof sub !== 'string' || !sub) return undefined;
+  // RFC 9068 section 2.2: for client credentials, sub identifies the client (oidc-provider, Okta); the
+  // client is client_id (RFC 9068, RFC 8693), azp (OpenID Connect) or appid (Entra v1).
+  for (const name of ['client_id', 'azp', 'appid']) if (claims[name] === sub) return `sub equals ${name}`;
+  // Entra app-only: sub and oid are both the service principal's object id. In a user's token oid is
+  // the user's object id and sub a pairwise id for this app: they differ.
+  if (claims.oid === sub) return 'oid equals sub';
+  return undefined;
+}
+
 /** The identity a token's claims give, or undefined when they name no user. */
 export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity | undefined {
   const user = userFromClaims(claims, names);

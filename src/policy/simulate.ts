@@ -16,7 +16,7 @@ import type { StepUp } from '../pipeline/stage.js';
 import { normalizeTarget } from '../gateway/normalize.js';
 import { externalUrlOf, prefixOf } from '../gateway/router.js';
 import { REFUSED_METHODS } from '../gateway/edge.js';
-import { BearerError, NO_BEARER_TOKENS, checkScopes, refusalStatus } from '../identity/bearer.js';
+import { BearerError, NO_BEARER_TOKENS, checkIssuedToUser, checkScopes, refusalStatus } from '../identity/bearer.js';
 import { METHODS } from 'node:http';
 
 export interface WhatIfInput {
@@ -108,10 +108,12 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   if (identity?.via === 'bearer') {
     if (!app.audience) return { ...result, decision: 'deny', status: 401, reasons: [`${NO_BEARER_TOKENS} (the app sets no audience)`], publicReason: NO_BEARER_TOKENS };
     try {
+      checkIssuedToUser(identity.claims);
       checkScopes(identity.claims, app.requiredScopes ?? []);
     } catch (e) {
       if (!(e instanceof BearerError)) throw e;
-      return { ...result, decision: 'deny', status: refusalStatus(e), reasons: [`bearer token refused (${e.check}): ${e.publicMessage} (what-if reads the token's scp and roles from --claims)`], publicReason: e.publicMessage };
+      const read = e.check === 'app_token' ? `${e.detail} in --claims` : "what-if reads the token's scp and roles from --claims";
+      return { ...result, decision: 'deny', status: refusalStatus(e), reasons: [`bearer token refused (${e.check}): ${e.publicMessage} (${read})`], publicReason: e.publicMessage };
     }
   }
 

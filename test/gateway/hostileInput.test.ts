@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
 import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
-import { Browser, CLIENT_SECRET, SECRET_A, USERS } from '../identity/support.js';
+import { Browser, CLIENT_SECRET, SECRET_A, USERS, userToken } from '../identity/support.js';
 
 const CID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SESSION_COOKIE = 'drawbridge_session';
@@ -186,7 +186,7 @@ apps:
     expectedForwards.add('/control-session');
     validSession = b.jar.get(webHost)?.get(SESSION_COOKIE) ?? '';
     assert.ok(validSession.split('.').length === 5, 'a real session cookie (JWE) was issued');
-    validToken = await idp.clientCredentialsToken('api://web');
+    validToken = await userToken({ idp }, 'bob', 'bob-pw', 'api://web');
   });
   after(async () => {
     await gw?.stop();

@@ -3,10 +3,12 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as rsaSign
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CompactEncrypt, exportJWK, SignJWT } from 'jose';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
 import WebSocket from 'ws';
 import { request } from '../support/harness.js';
-import { Browser, startStack, type Stack } from './support.js';
+import { startStack, userToken, type Stack } from './support.js';
 
 const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
 
@@ -26,8 +28,8 @@ describe('identity: bearer tokens', function () {
     });
     after(async () => s?.stop());
 
-    it('a token for the app audience gets through; the token itself is not forwarded', async () => {
-      const token = await s.idp.clientCredentialsToken('api://web');
+    it('a user token for the app audience gets through; the token itself is not forwarded', async () => {
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const before = s.backend.received.length;
       const res = await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}`, accept: 'application/json', cookie: 'app_pref=1; drawbridge_session=junk' } });
       assert.equal(res.status, 200, res.body);
@@ -38,7 +40,7 @@ describe('identity: bearer tokens', function () {
     });
 
     it('a token for another audience gets 401 invalid_token naming the aud check', async () => {
-      const token = await s.idp.clientCredentialsToken('api://other');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://other');
       const res = await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } });
       assert.equal(res.status, 401);
       assert.match(String(res.headers['www-authenticate']), /^Bearer .*error="invalid_token"/);
@@ -61,41 +63,63 @@ describe('identity: bearer tokens', function () {
         assert.equal(res.headers['set-cookie'], undefined);
         assert.equal(res.json().check, check);
       }
-      const token = await s.idp.clientCredentialsToken('api://web');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       assert.equal((await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } })).status, 200, 'still serving');
     });
 
     it('requiredScopes: a token with the scope passes', async () => {
-      const token = await s.idp.clientCredentialsToken('api://secret', 'user_impersonation');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://secret', 'user_impersonation');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}` } });
       assert.equal(res.status, 200, res.body);
     });
 
     it('an app without an audience accepts no bearer token', async () => {
-      const token = await s.idp.clientCredentialsToken('api://web');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'finance.localhost', authorization: `Bearer ${token}` } });
       assert.equal(res.status, 401);
+    });
+
+    it('an app-only token (client credentials: no user, its sub is the client id) gets 401 app_token; nothing reaches the app; the log and the audit say why', async () => {
+      const audit = () => readFileSync(join(s.gw.dir, 'state', 'audit', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      for (const [host, audience, scope] of [['web', 'api://web', undefined], ['api', 'api://secret', 'user_impersonation']] as const) {
+        const token = await s.idp.clientCredentialsToken(audience, scope);
+        const before = s.backend.received.length;
+        const res = await request(`${s.gw.url}/x`, { headers: { host: `${host}.localhost`, authorization: `Bearer ${token}`, accept: 'application/json' } });
+        assert.equal(res.status, 401, res.body);
+        assert.equal(res.headers['www-authenticate'], `Bearer realm="${host === 'web' ? 'Web' : 'Api'}", error="invalid_token", error_description="The token was issued to an application, not to a user."`);
+        assert.equal(res.json().check, 'app_token');
+        assert.equal(s.backend.received.length, before, host);
+        const id = res.headers['x-correlation-id'];
+        const log = s.gw.logs.find((l) => l.correlationId === id && l.msg === 'bearer token refused');
+        assert.equal(log?.check, 'app_token');
+        assert.equal(log?.detail, 'app-only token: sub equals client_id');
+        await new Promise((r) => setTimeout(r, 50));
+        const rec = audit().find((r) => r.correlationId === id);
+        assert.equal(rec?.decision, 'deny');
+        assert.equal(rec?.user, undefined, 'the client id is nobody\'s user name');
+        assert.match(rec?.reasons[0], /^bearer token refused \(app_token\): The token was issued to an application/);
+      }
     });
 
     it('key rotation: new kid accepted after one JWKS refresh; a removed key stops verifying', async () => {
       const jwksUri = `${s.idp.issuer}/jwks`;
       const v = new BearerVerifier(remoteJwks(jwksUri, 300), { issuer: s.idp.issuer, audience: 'api://web', algorithms: ['RS256'], clockToleranceSec: 5, requiredScopes: [], claimNames: { groups: 'groups' }, clientId: 'drawbridge' });
       const hits = () => s.idp.hits.get('/jwks') ?? 0;
-      const t1 = await s.idp.clientCredentialsToken('api://web');
+      const t1 = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const h0 = hits();
       await v.verify(t1);
       assert.equal(hits(), h0 + 1);
       await v.verify(t1);
       assert.equal(hits(), h0 + 1, 'cached');
       await s.idp.rotateKeys();
-      const t2 = await s.idp.clientCredentialsToken('api://web');
+      const t2 = await userToken(s, 'bob', 'bob-pw', 'api://web');
       assert.notEqual(JSON.parse(Buffer.from(t2.split('.')[0]!, 'base64url').toString()).kid, JSON.parse(Buffer.from(t1.split('.')[0]!, 'base64url').toString()).kid);
       await new Promise((r) => setTimeout(r, 350));
       await v.verify(t2);
       assert.equal(hits(), h0 + 2, 'exactly one refresh for the new kid');
       await v.verify(t1);
       await s.idp.rotateKeys({ dropOld: true });
-      const t3 = await s.idp.clientCredentialsToken('api://web');
+      const t3 = await userToken(s, 'bob', 'bob-pw', 'api://web');
       await new Promise((r) => setTimeout(r, 350));
       await v.verify(t3);
       await new Promise((r) => setTimeout(r, 350));
@@ -122,7 +146,7 @@ describe('identity: bearer tokens', function () {
     after(async () => s?.stop());
 
     it('the connection is closed when the token expires', async () => {
-      const token = await s.idp.clientCredentialsToken('api://web');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number;
       const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host: new URL(s.origin('live')).host, authorization: `Bearer ${token}` } });
       await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
@@ -208,12 +232,24 @@ describe('identity: bearer tokens', function () {
       ['a genuine signature but no string naming the user', 'user', () => good({ sub: 42, preferred_username: undefined })],
       // the config names preferred_username: an app-only token's sub (a client id) must not stand in for it
       ['the configured user claim missing', 'user', () => good({ preferred_username: undefined, sub: 'alice' })],
+      // app-only tokens, refused even when they carry the configured user claim
+      ['Entra app-only (idtyp app)', 'app_token', () => good({ idtyp: 'app', sub: 'sp-object-id', oid: undefined })],
+      ['Entra app-only without idtyp (oid equals sub: the service principal)', 'app_token', () => good({ sub: '0f6c1a52-sp', oid: '0f6c1a52-sp' })],
+      ['sub is the client (client_id, RFC 9068)', 'app_token', () => good({ sub: 'daemon', client_id: 'daemon' })],
+      ['sub is the client (azp)', 'app_token', () => good({ sub: 'daemon', azp: 'daemon' })],
+      ['sub is the client (Entra v1 appid)', 'app_token', () => good({ sub: 'daemon', appid: 'daemon' })],
     ];
     for (const [name, check, mint] of online) {
       it(`${name}: refused (${check})`, async () => {
         await assert.rejects(verifier().verify(mint()), (e: unknown) => e instanceof BearerError && e.check === check);
       });
     }
+
+    it('a user token naming its client and the user object passes: Entra (idtyp user, oid and sub differ), RFC 9068 (client_id, azp)', async () => {
+      const entra = await verifier().verify(good({ idtyp: 'user', oid: 'user-object-id', sub: 'pairwise-sub', azp: 'client-app-id', appid: 'client-app-id' }));
+      assert.equal(entra.identity.user, 'alice');
+      assert.equal((await verifier().verify(good({ client_id: 'native-app', azp: 'native-app' }))).identity.user, 'alice');
+    });
 
     it('without a configured user claim, the user is preferred_username, then upn, email, sub', async () => {
       const v = new BearerVerifier(remoteJwks(jwksUri, 60_000), { issuer: ISS, audience: 'api://app', algorithms: ['RS256'], clockToleranceSec: 60, requiredScopes: [], claimNames: { groups: 'groups' }, clientId: 'drawbridge', now: () => NOW });
@@ -261,23 +297,8 @@ describe('identity: a native client with a user token (authorization code + PKCE
   });
   after(async () => s?.stop());
 
-  async function userToken(user: string, password: string, resource: string): Promise<string> {
-    const { calculatePKCECodeChallenge, randomPKCECodeVerifier } = await import('openid-client');
-    const verifier = randomPKCECodeVerifier();
-    const redirectUri = `http://127.0.0.1:${s.backend.port}/callback`;
-    const auth = new URL(`${s.idp.issuer}/auth`);
-    for (const [k, v] of Object.entries({ client_id: 'drawbridge-native', response_type: 'code', scope: 'openid user_impersonation', redirect_uri: redirectUri, resource, code_challenge: await calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state: 'st' })) auth.searchParams.set(k, v);
-    const { url } = await new Browser().browse(auth.href, { user, password, code: () => s.codes.get(user) });
-    const code = new URL(url).searchParams.get('code');
-    assert.ok(code, url);
-    const res = await fetch(`${s.idp.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'authorization_code', client_id: 'drawbridge-native', code, redirect_uri: redirectUri, code_verifier: verifier, resource }) });
-    const json = (await res.json()) as { access_token: string };
-    assert.ok(json.access_token, JSON.stringify(json));
-    return json.access_token;
-  }
-
   it('bob calls the API with his own token (user, groups and scope in it); it works only for its audience', async () => {
-    const token = await userToken('bob', 'bob-pw', 'api://secret');
+    const token = await userToken(s, 'bob', 'bob-pw', 'api://secret');
     const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
     assert.equal(payload.aud, 'api://secret');
     assert.equal(payload.scp, 'user_impersonation');
@@ -295,7 +316,7 @@ describe('identity: the provider goes away after discovery', function () {
   it('a bearer request whose keys cannot be fetched gets 503, not 401, and nothing reaches the app', async () => {
     const s = await startStack();
     try {
-      const token = await s.idp.clientCredentialsToken('api://web');
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const nav = await request(`${s.gw.url}/x`, { headers: { host: `web.localhost:${s.gw.port}`, accept: 'text/html' } });
       assert.equal(nav.status, 302, 'discovery done');
       await s.idp.close();

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { WebSocket } from 'ws';
 import { request, startEchoBackend, startGateway } from '../support/harness.js';
 import { LOGIN_SLOTS } from '../../src/identity/loginState.js';
-import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, type Stack } from './support.js';
+import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, userToken, type Stack } from './support.js';
 
 describe('identity: callback and login state', function () {
   this.timeout(30_000);
@@ -159,7 +159,7 @@ describe('identity: callback and login state', function () {
   });
 
   it('forwardBearerToken: true sends the verified token on to the app', async () => {
-    const token = await s.idp.clientCredentialsToken('api://web');
+    const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
     const before = s.backend.received.length;
     const res = await new Browser().get(`${s.origin('app')}/x`, { authorization: `Bearer ${token}` });
     assert.equal(res.status, 200);

@@ -4,7 +4,7 @@
  * signs in through the real pages (for tests that need a session but not a
  * whole browser).
  */
-import { EmbeddedIdp, type DemoUser } from '../../src/identity/provider/embeddedIdp.js';
+import { EmbeddedIdp, NATIVE_CLIENT_ID, type DemoUser } from '../../src/identity/provider/embeddedIdp.js';
 import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
 
 export const SECRET_A = 'a'.repeat(20) + '-session-secret-one';
@@ -115,6 +115,28 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await backend.close();
     },
   };
+}
+
+/**
+ * A user's access token for `resource`, as a native client gets one: the public client
+ * drawbridge-native, authorization code + PKCE + resource indicator, signed in through the
+ * provider's real pages (a one-time code from `codes` for users with MFA). It carries the user's
+ * preferred_username and groups, and `scope` when the audience has it. The loopback redirect goes
+ * to the provider's own port (RFC 8252: any port), where nothing answers but the code is in the URL.
+ */
+export async function userToken(s: { idp: EmbeddedIdp; codes?: Map<string, string> }, user: string, password: string, resource: string, scope = 'user_impersonation'): Promise<string> {
+  const { calculatePKCECodeChallenge, randomPKCECodeVerifier } = await import('openid-client');
+  const verifier = randomPKCECodeVerifier();
+  const redirectUri = `http://127.0.0.1:${s.idp.port}/callback`;
+  const auth = new URL(`${s.idp.issuer}/auth`);
+  for (const [k, v] of Object.entries({ client_id: NATIVE_CLIENT_ID, response_type: 'code', scope: `openid ${scope}`, redirect_uri: redirectUri, resource, code_challenge: await calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state: 'st' })) auth.searchParams.set(k, v);
+  const { url } = await new Browser().browse(auth.href, { user, password, code: () => s.codes?.get(user) });
+  const code = new URL(url).searchParams.get('code');
+  if (!code) throw new Error(`no authorization code for ${user}: ended at ${url}`);
+  const res = await fetch(`${s.idp.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'authorization_code', client_id: NATIVE_CLIENT_ID, code, redirect_uri: redirectUri, code_verifier: verifier, resource }) });
+  const json = (await res.json()) as { access_token?: string };
+  if (!json.access_token) throw new Error(`no access token for ${user}: ${JSON.stringify(json)}`);
+  return json.access_token;
 }
 
 /** A cookie-keeping client that talks to *.localhost through 127.0.0.1, like a browser without scripts. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { loadConfigFile, type Config } from '../../src/config/load.js';
 import { WhatIfError, whatIf, type WhatIfResult } from '../../src/policy/simulate.js';
 import { request } from '../support/harness.js';
-import { defaultApps, startStack, type Stack } from '../identity/support.js';
+import { defaultApps, startStack, userToken, type Stack } from '../identity/support.js';
 
 /**
  * what-if against the gateway it simulates: the same config, a real token from the real
@@ -33,13 +33,15 @@ describe('what-if agrees with the running gateway', function () {
 
   const claimsOf = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
 
-  for (const [label, app, host, audience, scope, status] of [
-    ['a token for the app, with the scope it requires', 'Api', 'api', 'api://secret', 'user_impersonation', 200],
-    ['a token without the scope the app requires', 'Admin', 'app', 'api://secret', 'user_impersonation', 403],
-    ['any token, to an app with no audience', 'Finance', 'finance', 'api://web', undefined, 401],
+  for (const [label, app, host, audience, scope, status, issuedTo] of [
+    ['a token for the app, with the scope it requires', 'Api', 'api', 'api://secret', 'user_impersonation', 200, 'user'],
+    ['a token without the scope the app requires', 'Admin', 'app', 'api://secret', 'user_impersonation', 403, 'user'],
+    ['any token, to an app with no audience', 'Finance', 'finance', 'api://web', undefined, 401, 'user'],
+    ['an app-only token (client credentials), with the scope the app requires', 'Api', 'api', 'api://secret', 'user_impersonation', 401, 'app'],
+    ['an app-only token to an app that requires no scope', 'Web', 'web', 'api://web', undefined, 401, 'app'],
   ] as const) {
     it(`${label}: gateway ${status}, what-if the same`, async () => {
-      const token = await s.idp.clientCredentialsToken(audience, scope);
+      const token = issuedTo === 'app' ? await s.idp.clientCredentialsToken(audience, scope) : await userToken(s, 'bob', 'bob-pw', audience, scope);
       const res = await request(`${s.gw.url}/x`, { headers: { host: `${host}.localhost`, authorization: `Bearer ${token}`, accept: 'application/json' } });
       assert.equal(res.status, status, res.body);
       const claims = claimsOf(token);

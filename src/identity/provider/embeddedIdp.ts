@@ -131,7 +131,7 @@ export class EmbeddedIdp {
     return key.kid!;
   }
 
-  /** A JWT access token from the real token endpoint (client_credentials + resource indicator). */
+  /** An app-only JWT access token (no user) from the real token endpoint (client_credentials + resource indicator); the gateway refuses it. */
   async clientCredentialsToken(audience: string, scope?: string): Promise<string> {
     const body = new URLSearchParams({ grant_type: 'client_credentials', resource: audience, ...(scope ? { scope } : {}) });
     const res = await fetch(`${this.issuer}/token`, {
@@ -144,7 +144,7 @@ export class EmbeddedIdp {
     return json.access_token;
   }
 
-  /** The client for scripts and native apps (client_credentials); same secret as the gateway client. */
+  /** The client for scripts acting as themselves (client_credentials: app-only tokens); same secret as the gateway client. */
   get cliClientId(): string {
     return `${this.opts.clientId}-cli`;
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Browser, startStack, type Stack } from '../../identity/support.js';
+import { Browser, startStack, userToken, type Stack } from '../../identity/support.js';
 import { request } from '../../support/harness.js';
 
 /** Step-up (RFC 9470) end to end: the embedded provider, the real OIDC stage, the access stage. */
@@ -48,7 +48,7 @@ policies:
       .map((l) => JSON.parse(l));
 
   it('a bearer client without MFA gets 401 insufficient_user_authentication with acr_values, and nothing reaches the app', async () => {
-    const token = await s.idp.clientCredentialsToken('api://secret', 'user_impersonation');
+    const token = await userToken(s, 'bob', 'bob-pw', 'api://secret', 'user_impersonation');
     const before = s.backend.received.length;
     const res = await request(`http://127.0.0.1:${s.gw.port}/data`, { headers: { host: new URL(s.origin('api')).host, authorization: `Bearer ${token}`, accept: 'application/json' } });
     assert.equal(res.status, 401, res.body);
