@@ -77,15 +77,16 @@ export class TunnelUpstream implements Upstream {
         channel.streams--;
         load.set(false);
       });
-      // Bounds the CONNECT and, for an https app, the TLS handshake with it: the socket's own
-      // idle timeout let a handshake the app never answered wait twice as long (Node defers a
-      // socket timeout once while a write on a JS stream is still counted as pending).
+      // Bounds the CONNECT (the connector connecting to the app) and, for an https app, the TLS
+      // handshake with it, as connecting is bounded for direct apps: a 504, not retried. The socket's
+      // own idle timeout let a handshake the app never answered wait twice as long (Node defers a
+      // socket timeout once while a write on a JS stream is still counted as pending), and a CONNECT
+      // closed unanswered was a failed dial, retried on the same app for the same wait again.
       let handshake: tls.TLSSocket | undefined;
       const timer = setTimeout(() => {
-        if (!handshake) return void stream.close(http2Cancel);
-        handshake.destroy();
+        reject(Object.assign(new Error(handshake ? `the app at ${this.target} did not complete the TLS handshake in time` : `connector ${channel.connectorId} did not connect to ${this.target} in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
+        handshake?.destroy();
         stream.close(http2Cancel);
-        reject(Object.assign(new Error(`the app at ${this.target} did not complete the TLS handshake in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
       }, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -132,6 +133,7 @@ export class TunnelUpstream implements Upstream {
         secure.once('error', refused);
         secure.once('secureConnect', () => {
           secure.removeListener('error', refused);
+          keepTimeOnStream(secure, raw);
           ready(secure);
         });
       });
@@ -175,7 +177,8 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
-      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('the app did not answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+      // (a body still going out when the app went quiet is one the app stopped reading)
+      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error(upReq.writableFinished ? 'the app did not answer in time' : `the app read no request body bytes for ${f.timeoutMs / 1000} s`), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       upReq.on('error', (err: Error & { channel?: Channel }) => {
         if (clientGone) return done();
         if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
@@ -279,6 +282,25 @@ function watchBodyIdle(upReq: http.ClientRequest, upRes: IncomingMessage, ms: nu
 function ignoreError(): void {}
 
 /**
+ * The idle timeout of a TLS connection to an https app is kept by the tunnel stream
+ * under it, which sees the same bytes. Node puts a TLS socket's own timer off once while
+ * a write on the stream below is pending: an upload the app stopped reading was cut
+ * after twice backendTimeout. (http and its agent arm the timer through setTimeout and
+ * listen for 'timeout' on the TLS socket; both keep working.)
+ */
+function keepTimeOnStream(secure: tls.TLSSocket, raw: StreamSocket): void {
+  raw.on('timeout', () => secure.emit('timeout'));
+  secure.setTimeout = (ms: number, cb?: () => void) => {
+    raw.setTimeout(ms);
+    if (cb) {
+      if (ms === 0) secure.removeListener('timeout', cb);
+      else secure.once('timeout', cb);
+    }
+    return secure;
+  };
+}
+
+/**
  * A tunnel connection's share of its channel's in-flight count (the IN-FLIGHT of
  * `drawbridge connectors`, and least-inflight balancing): one from its dial (a burst of
  * new requests must not all see the same least-loaded channel) while it carries a
@@ -342,6 +364,7 @@ class StreamSocket extends Duplex {
     // it (its own listener, or failOnDeadSocket).
     this.on('error', ignoreError);
     s.on('data', (c: Buffer) => {
+      this.idle?.refresh();
       if (!this.push(c)) s.pause();
     });
     s.on('end', () => this.push(null));
@@ -349,15 +372,20 @@ class StreamSocket extends Duplex {
     s.on('close', () => {
       if (!this.destroyed) this.destroy(s.rstCode && s.rstCode !== 0 ? Object.assign(new Error(`tunnel stream reset (code ${s.rstCode})`), { code: 'ECONNRESET' }) : undefined);
     });
-    s.on('timeout', () => this.emit('timeout'));
   }
+
+  /** the idle timer (setTimeout): bytes that arrived or that the stream took count as activity */
+  private idle?: NodeJS.Timeout;
 
   override _read(): void {
     this.s.resume();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.s.write(chunk, cb);
+    this.s.write(chunk, (err) => {
+      this.idle?.refresh();
+      cb(err);
+    });
   }
 
   override _final(cb: (err?: Error | null) => void): void {
@@ -365,6 +393,7 @@ class StreamSocket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    clearTimeout(this.idle);
     // A stream closed with NO_ERROR lingers until what it queued has gone out and what
     // it received has been read. Neither happens to a request cut short (a body the
     // app stopped reading, a response the client stopped taking), so the stream, its
@@ -375,8 +404,15 @@ class StreamSocket extends Duplex {
     cb(err);
   }
 
+  /**
+   * An idle timer of its own, not the HTTP/2 stream's: that one, like a socket's, is put off
+   * once when a write is pending and some data went out since the last write, so an upload
+   * the app stopped reading waited twice backendTimeout. Here a write counts when the stream
+   * has taken it, and a write the app's flow control holds back does not.
+   */
   setTimeout(ms: number, cb?: () => void): this {
-    this.s.setTimeout(ms);
+    clearTimeout(this.idle);
+    this.idle = ms > 0 ? setTimeout(() => this.emit('timeout'), ms).unref() : undefined;
     // as net.Socket: 0 with a callback removes it (http's keep-alive cleanup relies on that)
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);

@@ -7,6 +7,7 @@
  * (the socket's idle timer was deferred once), or the tunnel pool's own 4 s.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
   this.timeout(30_000);
   let silent: net.Server;
   let mute: tls.Server;
+  let blackhole: ChildProcess;
   let gw: TestGateway;
   let conn: ConnectorProcess;
   const held = new Set<net.Socket>();
@@ -42,6 +44,21 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
     });
     await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
     const muteUrl = `https://127.0.0.1:${(mute.address() as net.AddressInfo).port}`;
+    // A TCP connect to it hangs: a stopped process's listen queue (backlog 1; Node makes 0 its
+    // default of 511), once full, drops further SYNs.
+    blackhole = spawn(process.execPath, ['-e', `require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })`]);
+    const holePort = await new Promise<number>((r) => blackhole.stdout!.once('data', (d: Buffer) => r(Number(String(d).trim()))));
+    blackhole.kill('SIGSTOP');
+    for (let i = 0; i < 3; i++) {
+      const c = net.connect(holePort, '127.0.0.1');
+      c.on('error', () => undefined);
+      held.add(c);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const probe = net.connect(holePort, '127.0.0.1');
+    held.add(probe.on('error', () => undefined));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(probe.readyState, 'opening', 'a connect to the blackhole must hang');
     gw = await startHubGateway(
       gatewayYaml(
         { url: 'http://127.0.0.1:1' },
@@ -74,6 +91,19 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
     backendTimeout: 2s
     websockets: true
     backend: { tls: { verify: false } }
+  - name: DirectHole
+    externalUrl: http://direct-hole.test/
+    internalUrl: http://127.0.0.1:${holePort}/
+    preAuth: passthrough
+    backendTimeout: 2s
+    websockets: true
+  - name: TunnelledHole
+    externalUrl: http://tunnelled-hole.test/
+    internalUrl: http://127.0.0.1:${holePort}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 2s
+    websockets: true
 `,
       ),
     );
@@ -84,6 +114,7 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
     await killConnector(conn);
     await gw?.stop();
     for (const s of held) s.destroy();
+    blackhole?.kill('SIGKILL');
     await new Promise((r) => silent.close(r));
     await new Promise((r) => mute.close(r));
   });
@@ -96,6 +127,8 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
     ['through a connector', 'a TLS handshake the app never answers', 'tunnelled.test'],
     ['direct', 'a request the app takes over TLS and never answers', 'direct-mute.test'],
     ['through a connector', 'a request the app takes over TLS and never answers', 'tunnelled-mute.test'],
+    ['direct', 'a TCP connect the app never answers', 'direct-hole.test'],
+    ['through a connector', 'a TCP connect the app never answers', 'tunnelled-hole.test'],
   ] as const;
   for (const [via, what, host] of cases) {
     it(`${via}: ${what} is a 504 after backendTimeout (2 s), not after 4 or 10 s`, async () => {
@@ -121,6 +154,24 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
         });
         req.on('error', reject);
         req.end();
+      });
+      assert.equal(status, 504);
+      inTime(Date.now() - t0);
+    });
+  }
+
+  // The client sends its whole body; the app takes the connection and never reads it.
+  for (const [via, host] of [['direct', 'direct-mute.test'], ['through a connector', 'tunnelled-mute.test']] as const) {
+    it(`${via}: an https app that never reads a 12 MiB upload is a 504 after backendTimeout, not twice it`, async () => {
+      const t0 = Date.now();
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${gw.url}/upload`, { method: 'POST', headers: { host, accept: 'application/json', 'content-length': String(12 << 20) } });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end(Buffer.alloc(12 << 20, 97));
       });
       assert.equal(status, 504);
       inTime(Date.now() - t0);
