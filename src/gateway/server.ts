@@ -31,9 +31,11 @@ import { CORRELATION_HEADER } from './headers.js';
 /**
  * The public listeners' HTTP options. No request timeout: uploads take as long as they take
  * (stall.ts bounds silences instead). A request without Host is the edge's to refuse, with
- * its page and a correlation id, not Node's bare 400 that no log line records.
+ * its page and a correlation id, not Node's bare 400 that no log line records. Node checks the
+ * headers timeout only every connectionsCheckingInterval (30 s by default): a request head that
+ * never came was cut after 75-90 s, not 60.
  */
-const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false } as const;
+const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000 } as const;
 
 /**
  * Header lines a request to a public listener may have. Node keeps only the first
@@ -352,7 +354,7 @@ export class GatewayServer {
       // headers are only the bytes the parser held, so Accept is read from them as best it can be.
       const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '';
       const html = status === 431 && /^accept:[^\r\n]*text\/html/im.test(head);
-      const refuse = () => (html ? endWithPage(socket, status, 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.', correlationId) : endWithProblem(socket, status, 'The request is malformed.', correlationId));
+      const refuse = () => (html ? endWithPage(socket, status, 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.', correlationId) : endWithProblem(socket, status, status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.', correlationId));
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
         // The pending request's own body is what failed to parse: its answer cannot wait for the rest.
