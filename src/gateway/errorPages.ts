@@ -41,6 +41,13 @@ export interface ErrorInfo {
   correlationId: string;
   app?: string;
   headers?: Readonly<Record<string, string | string[]>>;
+  /** what the user can do next, as a link on this site (a path): the page shows it, problem+json has it as `next` */
+  next?: NextStep;
+}
+
+export interface NextStep {
+  href: string;
+  label: string;
 }
 
 export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, info: ErrorInfo): void {
@@ -53,10 +60,10 @@ export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, 
   let type: string;
   if (wantsJson(reqHeaders)) {
     type = 'application/problem+json';
-    body = JSON.stringify({ type: 'about:blank', title, status: info.status, detail: info.reason, correlationId: info.correlationId, ...(info.app ? { app: info.app } : {}) });
+    body = JSON.stringify({ type: 'about:blank', title, status: info.status, detail: info.reason, correlationId: info.correlationId, ...(info.app ? { app: info.app } : {}), ...(info.next ? { next: info.next.href } : {}) });
   } else {
     type = 'text/html; charset=utf-8';
-    body = renderPage(info.status, title, info.reason, info.correlationId);
+    body = renderPage(info.status, title, info.reason, info.correlationId, info.next);
   }
   res.statusCode = info.status;
   for (const [k, v] of Object.entries(info.headers ?? {})) res.setHeader(k, v);
@@ -68,7 +75,7 @@ export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, 
   res.end(body);
 }
 
-export function renderPage(status: number, title: string, reason: string, correlationId: string): string {
+export function renderPage(status: number, title: string, reason: string, correlationId: string, next?: NextStep): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${status} ${escapeHtml(title)}</title>
@@ -76,7 +83,7 @@ export function renderPage(status: number, title: string, reason: string, correl
 </head><body><main>
 <h1>This corporate app can't be accessed</h1>
 <p><strong>${status} ${escapeHtml(title)}</strong>: ${escapeHtml(reason)}</p>
-<dl><dt>Correlation ID</dt><dd><code>${escapeHtml(correlationId)}</code></dd><dt>Timestamp</dt><dd>${new Date().toISOString()}</dd></dl>
+${next ? `<p><a href="${escapeHtml(next.href)}">${escapeHtml(next.label)}</a></p>\n` : ''}<dl><dt>Correlation ID</dt><dd><code>${escapeHtml(correlationId)}</code></dd><dt>Timestamp</dt><dd>${new Date().toISOString()}</dd></dl>
 <p>If the problem persists, give the correlation ID to your administrator.</p>
 </main></body></html>
 `;

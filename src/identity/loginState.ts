@@ -52,7 +52,14 @@ export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: str
 /** Sign-ins that can be in flight at once in one browser, per host (about 450 bytes each). */
 export const LOGIN_SLOTS = 4;
 
-const prefix = (secure: boolean) => `${secure ? '__Secure-' : ''}${LOGIN_COOKIE}_`;
+/**
+ * `__Host-` on https, and only that name is read there: `__Secure-` asks only for `Secure`, so a
+ * sibling subdomain could set it with `Domain=` the parent domain and hand the browser its own
+ * sign-in in flight (login CSRF: the victim finishes the attacker's sign-in and works in the
+ * attacker's account). `__Host-` forbids `Domain` and needs `Path=/`, which these cookies have.
+ * Plain http (the localhost demo) cannot set a Secure cookie, so there the name is unprefixed.
+ */
+const prefix = (secure: boolean) => `${secure ? '__Host-' : ''}${LOGIN_COOKIE}_`;
 const slotName = (slot: number, secure: boolean) => `${prefix(secure)}${slot}`;
 
 const attrs = (secure: boolean) => ({ path: '/', httpOnly: true, secure, sameSite: 'lax' as const });

@@ -13,12 +13,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
 import type { Edge, InternalHandler } from '../gateway/edge.js';
-import { sendError } from '../gateway/errorPages.js';
+import { sendError, type NextStep } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
 import { ProviderUnavailableError } from './discovery.js';
 import { loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -60,8 +61,11 @@ function redirect(res: ServerResponse, location: string, cookies: string[] = [])
   res.end();
 }
 
+/** how long a browser or client is asked to wait when the provider is down or asks to be tried later */
+const RETRY_AFTER_SEC = '5';
+
 function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
-  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app, headers: { 'retry-after': '5' } });
+  sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app, headers: { 'retry-after': RETRY_AFTER_SEC } });
 }
 
 /** Registers the gateway-owned identity endpoints and the step-up handler on both edges. */
@@ -92,13 +96,13 @@ const callbackHandler =
     const state = params.get('state');
     const rt = existingRuntime(ctx.generation.config);
     let appName: string | undefined;
-    const fail = (status: number, reason: string, detail: string, cookies: string[] = []) => {
+    const fail = (status: number, reason: string, detail: string, cookies: string[] = [], more: { headers?: Record<string, string>; next?: NextStep } = {}) => {
       log.warn({ correlationId: ctx.id, app: appName, reason: detail }, 'sign-in callback refused');
       // Once the login state names the app, a refusal is that app's access decision. Before, the
       // callback is tied to no sign-in this gateway started: the log line is all there is.
       if (appName) ctx.record({ app: appName, decision: 'sign-in-refused', reasons: [`sign-in refused: ${detail.slice(0, MAX_REASON)}`] });
       if (cookies.length) res.setHeader('set-cookie', cookies);
-      sendError(res, req.headers, { status, reason, correlationId: ctx.id });
+      sendError(res, req.headers, { status, reason, correlationId: ctx.id, ...more });
     };
     if (!origin || !rt || !state) return fail(400, 'The sign-in response is incomplete. Open the app again to sign in.', 'no state, origin or identity runtime');
     const secure = ctx.protocol === 'https';
@@ -109,8 +113,14 @@ const callbackHandler =
     appName = app?.name;
     const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
     if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
-    if (params.get('error')) {
-      return fail(params.get('error') === 'access_denied' ? 403 : 401, 'The sign-in did not complete.', `provider error ${params.get('error')}: ${params.get('error_description') ?? ''}`, [clear]);
+    const error = params.get('error');
+    if (error) {
+      // The login cookie goes either way: the provider issued no code, so a reload has nothing to finish.
+      const refusal = providerRefusal(error, new URL(rt.config.identity!.issuer).host);
+      const again = new URL(st.r);
+      const next = { href: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(again.pathname + again.search)}`, label: 'Sign in again' };
+      const headers = refusal.retryLater ? { 'retry-after': RETRY_AFTER_SEC } : undefined;
+      return fail(refusal.status, refusal.reason, `provider error ${error}: ${params.get('error_description') ?? ''}`, [clear], { headers, next });
     }
     let claims: Record<string, unknown>;
     try {
