@@ -11,11 +11,12 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
-import type { Decision, RequestContext, StepUp } from '../pipeline/stage.js';
+import type { Decision, RequestContext, Stage, StepUp } from '../pipeline/stage.js';
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
 import { clientAddress } from './clientAddress.js';
+import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
 import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize.js';
@@ -285,7 +286,7 @@ export class Edge {
     // so that 5xx from the gateway keep meaning a fault on this side.
     if (req.httpVersionMajor !== 1) return this.deny(req, res, id, outcome, 400, 'Only HTTP/1.0 and HTTP/1.1 are served here.');
     // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
-    if (hostHeaderCount(req.rawHeaders) > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
+    if (headerCount(req.rawHeaders, 'host') > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
     // TRACE would echo the request, gateway-set identity headers and cookies included, back to the caller.
     const refused = REFUSED_METHODS.get(req.method ?? '');
     if (refused !== undefined) {
@@ -332,6 +333,14 @@ export class Edge {
     if (!addr.ok) return this.deny(req, res, id, outcome, 400, `The client address cannot be determined (${addr.reason}).`);
     outcome.clientIp = addr.ip;
 
+    // COPY and MOVE act on a second path: it is routed and checked like the target before anything is forwarded.
+    let destination: Destination | undefined;
+    if (h.destination !== undefined) {
+      const checked = checkDestination(req.rawHeaders, String(h.destination), host, app, gen.router);
+      if (!checked.ok) return this.deny(req, res, id, outcome, 400, `The Destination header is not acceptable (${checked.reason}).`);
+      destination = checked;
+    }
+
     const headers = upstreamRequestHeaders(h, app.stripHeaders, app.isGatewayCookie);
     const ctx: RequestContext = {
       id,
@@ -349,11 +358,28 @@ export class Edge {
       app,
       upstreamHeaders: headers,
     };
-    this.runStages(req, res, ctx, app, 0, outcome);
+    if (!destination) return this.runStages(req, res, ctx, app, 0, outcome);
+    // strip before set: the client's Destination names the external URL, the app is sent its own
+    delete headers.destination;
+    const dest = destination;
+    this.runStages(req, res, ctx, app, 0, outcome, app.stages, () => this.checkDestinationAccess(req, res, ctx, app, outcome, dest));
   }
 
-  private runStages(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, from: number, outcome: Outcome): void {
-    const stages = app.stages;
+  /**
+   * The Destination must be allowed as a target of its own: the app's access stages run on it with
+   * the identity the request proved, and a refusal is the one that path alone would get.
+   */
+  private checkDestinationAccess(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome, dest: Destination): void {
+    const destCtx: RequestContext = { ...ctx, path: dest.path, pathParams: dest.params, search: dest.search, upstreamHeaders: {} };
+    this.runStages(req, res, destCtx, app, 0, outcome, destinationStages(app), () => {
+      ctx.upstreamHeaders.destination = internalDestination(app, dest);
+      outcome.decision = 'allow';
+      this.forward(req, res, ctx, app, outcome);
+    });
+  }
+
+  /** Runs `stages` from `from`; when all let the request through, `then` (default: forward it). */
+  private runStages(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, from: number, outcome: Outcome, stages: readonly Stage[] = app.stages, then?: () => void): void {
     for (let i = from; i < stages.length; i++) {
       const stage = stages[i]!;
       let d: Decision | Promise<Decision>;
@@ -378,7 +404,7 @@ export class Edge {
         };
         (d as Promise<Decision>).then(
           (resolved) => {
-            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage.name)) this.runStages(req, res, ctx, app, i + 1, outcome);
+            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage.name)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
           },
           (e) => {
             if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
@@ -388,8 +414,9 @@ export class Edge {
       }
       if (!this.applyChecked(req, res, ctx, d as Decision, outcome, stage.name)) return;
     }
-    outcome.decision = 'allow';
     try {
+      if (then) return then();
+      outcome.decision = 'allow';
       this.forward(req, res, ctx, app, outcome);
     } catch (e) {
       this.fail(req, res, ctx.id, outcome, e);
@@ -463,8 +490,7 @@ export class Edge {
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
-    const rest = ctx.path.length >= app.externalPrefix.length ? ctx.path.slice(app.externalPrefix.length) : undefined;
-    const upstreamPath = (rest === undefined ? app.internalPrefix.slice(0, -1) || '/' : app.internalPrefix + rest) + ctx.pathParams + ctx.search;
+    const upstreamPath = internalTarget(app, ctx.path, ctx.pathParams, ctx.search);
     const headers = ctx.upstreamHeaders;
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
@@ -574,8 +600,6 @@ function defaultReason(status: number): string {
   return 'The request was refused.';
 }
 
-/** the methods the gateway passes on (the Allow header of its own 405s) */
-export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 /**
  * Methods the gateway answers itself with 405 (and what it tells the client), before any app
  * or stage sees them; what-if reads the same table. CONNECT never reaches the edge (Node hands
@@ -584,7 +608,18 @@ export const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
   ['TRACE', 'TRACE is not allowed.'],
   ['CONNECT', 'The gateway does not tunnel CONNECT requests.'],
+  // RFC 5842: they name the resources they bind, move or unbind in the body, which the gateway
+  // does not read, so no rule could ever see those paths (COPY and MOVE name theirs in Destination).
+  ['BIND', 'BIND is not allowed: the gateway cannot check the resources it names.'],
+  ['REBIND', 'REBIND is not allowed: the gateway cannot check the resources it names.'],
+  ['UNBIND', 'UNBIND is not allowed: the gateway cannot check the resources it names.'],
 ]);
+/**
+ * The methods the gateway passes on (the Allow header of its own 405s and of OPTIONS with
+ * Max-Forwards: 0): every method Node's parser accepts (it answers any other with 400) but
+ * the refused ones. WebDAV, CalDAV and the like are served, so the list is long.
+ */
+export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
 
 interface UpgradeTag {
   readonly app: string;
@@ -606,12 +641,6 @@ async function refusalOf(app: CompiledApp, ctx: RequestContext): Promise<string 
     }
   }
   return undefined;
-}
-
-function hostHeaderCount(raw: string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
-  return n;
 }
 
 function conflictingLengths(raw: string[]): boolean {

@@ -56,6 +56,14 @@ function isClientForwarding(key: string): boolean {
   return CLIENT_FORWARDING_HEADERS.has(key) || key.startsWith('x-forwarded');
 }
 
+/**
+ * Headers that ask a framework to act on another method than the one sent (ASP.NET Web API,
+ * Express method-override, Symfony and Laravel read them). Rules (`when.methods`) see the method
+ * that is forwarded, so a client may not change it behind them. Also with their `_` and `.`
+ * spellings, which CGI-style backends fold into the same variable.
+ */
+const METHOD_OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+
 export const CORRELATION_HEADER = 'x-correlation-id';
 
 /** Names listed in a Connection header (lower case). */
@@ -72,7 +80,7 @@ export function connectionTokens(value: string | string[] | undefined): string[]
 
 /**
  * Copies request headers for the upstream, leaving out hop-by-hop headers,
- * headers named in Connection, client copies of forwarding headers, and the
+ * headers named in Connection, client copies of forwarding headers, method overrides, and the
  * strip list (every app's identity headers and their look-alikes), and the
  * gateway's cookies from Cookie.
  */
@@ -80,10 +88,13 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const key in incoming) {
-    if (HOP_BY_HOP.has(key) || isClientForwarding(key) || appStrip.has(key) || (named && named.has(key))) continue;
+    if (HOP_BY_HOP.has(key) || isClientForwarding(key) || METHOD_OVERRIDE_HEADERS.has(key) || appStrip.has(key) || (named && named.has(key))) continue;
     // Underscore and dot spellings can be folded into the same variable by CGI-style
     // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
-    if ((key.includes('_') || key.includes('.')) && appStrip.has(key.replace(/[_.]/g, '-'))) continue;
+    if (key.includes('_') || key.includes('.')) {
+      const dashed = key.replace(/[_.]/g, '-');
+      if (appStrip.has(dashed) || METHOD_OVERRIDE_HEADERS.has(dashed)) continue;
+    }
     const v = key === 'cookie' && isGatewayCookie ? withoutCookies(incoming.cookie, isGatewayCookie) : incoming[key];
     if (v !== undefined) out[key] = v;
   }

@@ -117,6 +117,19 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(h['x-kept'], 'yes');
   });
 
+  it('strips method overrides (and their _ and . spellings): the app acts on the method the rules saw', async () => {
+    const res = await request(`${gw.url}/m`, {
+      method: 'POST',
+      headers: { host: 'echo.test', 'x-http-method-override': 'DELETE', 'X-HTTP-Method': 'DELETE', 'x-method-override': 'DELETE', X_HTTP_Method_Override: 'DELETE', 'x.method.override': 'DELETE' },
+    });
+    assert.equal(res.status, 200);
+    const h = last().headers;
+    assert.equal(last().method, 'POST');
+    for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override', 'x_http_method_override', 'x.method.override']) {
+      assert.equal(h[name], undefined, `${name} must not reach the app`);
+    }
+  });
+
   it('appends the peer to X-Forwarded-For only when the peer is a trusted proxy', async () => {
     const res = await new Promise<string>((resolve, reject) => {
       const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.2' }, () => {
