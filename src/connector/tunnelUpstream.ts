@@ -16,6 +16,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
+import { coalescedBody } from '../gateway/requestBody.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
@@ -221,7 +222,8 @@ export class TunnelUpstream implements Upstream {
       failOnDeadSocket(upReq);
       countInFlight(upReq);
       // The body is read only once a live connection exists, so a failed dial can still be retried.
-      if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || req.pipe(upReq)));
+      // (A client that leaves mid-body errors it; res's 'close' has already aborted the attempt.)
+      if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq)));
       else upReq.end();
     };
     send(0);

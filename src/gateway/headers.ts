@@ -66,6 +66,11 @@ const METHOD_OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-metho
 
 export const CORRELATION_HEADER = 'x-correlation-id';
 
+/** A (dashed, lower-case) name the client never gets to send the app: the gateway drops it or sets its own. */
+function isStripped(key: string, appStrip: ReadonlySet<string>): boolean {
+  return HOP_BY_HOP.has(key) || isClientForwarding(key) || METHOD_OVERRIDE_HEADERS.has(key) || appStrip.has(key);
+}
+
 /** Names listed in a Connection header (lower case). */
 export function connectionTokens(value: string | string[] | undefined): string[] {
   if (!value) return [];
@@ -88,13 +93,11 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: Record<string, string | string[]> = {};
   for (const key in incoming) {
-    if (HOP_BY_HOP.has(key) || isClientForwarding(key) || METHOD_OVERRIDE_HEADERS.has(key) || appStrip.has(key) || (named && named.has(key))) continue;
-    // Underscore and dot spellings can be folded into the same variable by CGI-style
-    // backends (X_Remote_User == X-Remote-User), so strip those when their dashed form is protected.
-    if (key.includes('_') || key.includes('.')) {
-      const dashed = key.replace(/[_.]/g, '-');
-      if (appStrip.has(dashed) || METHOD_OVERRIDE_HEADERS.has(dashed)) continue;
-    }
+    if (isStripped(key, appStrip) || (named && named.has(key))) continue;
+    // Underscore and dot spellings are folded into the same variable as the dashed name by CGI-style
+    // backends (X_Forwarded_For and X-Forwarded-For are both HTTP_X_FORWARDED_FOR), where the client's
+    // value would sit beside or ahead of the gateway's: every spelling of a stripped name is stripped.
+    if ((key.includes('_') || key.includes('.')) && isStripped(key.replace(/[_.]/g, '-'), appStrip)) continue;
     const v = key === 'cookie' && isGatewayCookie ? withoutCookies(incoming.cookie, isGatewayCookie) : incoming[key];
     if (v !== undefined) out[key] = v;
   }

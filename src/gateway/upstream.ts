@@ -13,6 +13,7 @@ import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { CORRELATION_HEADER, downstreamResponseHeaders } from './headers.js';
+import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
 
@@ -106,7 +107,7 @@ export class DirectUpstream implements Upstream {
         path: f.path,
         method: f.method as Dispatcher.HttpMethod,
         headers: f.headers,
-        body: hasBody ? req : null,
+        body: hasBody ? coalescedBody(req) : null,
         headersTimeout: f.timeoutMs,
         bodyTimeout: f.timeoutMs,
       },

@@ -130,6 +130,17 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     }
   });
 
+  it('strips the underscore and dot spellings of those headers too (CGI-style backends fold them into the dashed name)', async () => {
+    const spellings = ['X_Forwarded_For', 'X_Real_IP', 'X_Forwarded_Host', 'X_Forwarded_Proto', 'X_Forwarded_Ssl', 'X_Correlation_Id', 'X_Original_URL', 'Client_IP', 'True_Client_IP', 'X.Forwarded.For', 'X_Forwarded-Host', 'Keep_Alive', 'Proxy_Authorization'];
+    await request(`${gw.url}/u`, { headers: { host: 'echo.test', ...Object.fromEntries(spellings.map((n) => [n, 'forged'])), 'x_kept': 'yes' } });
+    const h = last().headers;
+    for (const name of spellings) assert.equal(h[name.toLowerCase()], undefined, `${name} must not reach the app`);
+    assert.equal(h['x-forwarded-for'], '127.0.0.1');
+    assert.equal(h['x-forwarded-host'], 'echo.test');
+    assert.notEqual(h['x-correlation-id'], 'forged');
+    assert.equal(h['x_kept'], 'yes', 'an underscore name the gateway does not own still passes');
+  });
+
   it('appends the peer to X-Forwarded-For only when the peer is a trusted proxy', async () => {
     const res = await new Promise<string>((resolve, reject) => {
       const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.2' }, () => {
