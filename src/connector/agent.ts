@@ -21,6 +21,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
+import { BufferPool } from './bufferPool.js';
 import { createCsr, generateKeyPair, pinOf } from './ca.js';
 import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
@@ -30,23 +31,6 @@ export const CONNECTOR_VERSION = '0.1.0';
 const STREAM_ROOM = 1 << 20;
 
 /** Read buffers for app sockets, handed back once HTTP/2 has taken their bytes. */
-class BufferPool {
-  private readonly free: Uint8Array[] = [];
-
-  constructor(
-    private readonly size: number,
-    private readonly keep: number,
-  ) {}
-
-  take(): Uint8Array {
-    return this.free.pop() ?? new Uint8Array(this.size);
-  }
-
-  give(buf: Uint8Array): void {
-    if (this.free.length < this.keep) this.free.push(buf);
-  }
-}
-
 const readBuffers = new BufferPool(128 << 10, 64);
 
 export class ConnectorError extends DrawbridgeError {}
