@@ -9,9 +9,8 @@
 import type { CompiledApp } from '../pipeline/generation.js';
 import type { Decision, RequestContext, Stage } from '../pipeline/stage.js';
 // (a cycle with edge.ts, read only when a request is checked, never while modules load)
-import { RESERVED_PREFIXES } from './edge.js';
 import { normalizeTarget } from './normalize.js';
-import { hostnameOf, type Router } from './router.js';
+import { hostnameOf, RESERVED_PREFIXES, type Router } from './router.js';
 
 /** A Destination that routes to the request's own app, in the normalized form rules see. */
 export interface Destination {

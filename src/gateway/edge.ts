@@ -32,8 +32,6 @@ import type { BodyTranslation } from './translateBody.js';
 /** Requests one connection may have waiting behind the one being answered; more closes it (nginx serves them one by one too). */
 export const MAX_PIPELINED = 32;
 
-/** Paths the gateway answers itself on every host; they are never forwarded. */
-export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
 
 /** Sends a browser back to the identity provider for a stronger or fresher sign-in. */
 export type StepUpHandler = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, stepUp: StepUp) => void | Promise<void>;

@@ -2,6 +2,9 @@
  * Route table: host (exact, or one leading "*." label) and path prefix; the
  * most specific route wins. Built once per generation, read per request.
  */
+/** Paths the gateway answers itself on every host; they are never forwarded. */
+export const RESERVED_PREFIXES = ['/.drawbridge/', '/.well-known/drawbridge/'];
+
 export interface RouteTarget {
   readonly name: string;
 }
