@@ -8,6 +8,7 @@
  * bounds the app.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 export type Stall =
   /** the client sent part of its body, then nothing */
@@ -36,13 +37,38 @@ export function whoStalled(req: IncomingMessage, res: ServerResponse): Stall | u
 }
 
 /**
- * Calls `onStall` when the client's socket saw no bytes move either way for
- * `ms` and the stall is one the app's own timers do not cover. Node's socket
- * timer counts a slow write that still makes progress as activity.
+ * Calls `onStall` when no bytes moved on the client's connection, either way, for
+ * `ms`, and the stall is one the app's own timers do not cover. Moved means read
+ * from the client, or handed to the kernel for it: a slow client that still takes
+ * bytes is making progress.
+ *
+ * A timer of its own that samples the connection, not the socket's idle timer:
+ * Node puts that one off once when a write is pending whose queue changed since it
+ * was armed, which is exactly a client that stopped reading (it was cut after
+ * twice backendTimeout). Sampled four times a period: a stall is acted on between
+ * `ms` and 1.25 `ms` after the last byte moved.
  */
 export function watchStall(req: IncomingMessage, res: ServerResponse, ms: number, onStall: (stall: Stall) => void): void {
-  res.setTimeout(ms, () => {
-    const stall = whoStalled(req, res);
-    if (stall) onStall(stall);
-  });
+  const socket = req.socket as Socket & { _bytesDispatched?: number };
+  const moved = () => socket.bytesRead + (socket._bytesDispatched ?? socket.bytesWritten ?? 0);
+  let last = moved();
+  let quietSince = Date.now();
+  const timer = setInterval(
+    () => {
+      const now = moved();
+      if (now !== last) {
+        last = now;
+        quietSince = Date.now();
+        return;
+      }
+      if (Date.now() - quietSince < ms) return;
+      const stall = whoStalled(req, res);
+      // waiting on the app, whose own timers answer for it: the client's side starts over
+      if (!stall) return void (quietSince = Date.now());
+      clearInterval(timer);
+      onStall(stall);
+    },
+    Math.max(25, Math.floor(ms / 4)),
+  ).unref();
+  res.once('close', () => clearInterval(timer));
 }
