@@ -31,6 +31,8 @@ export function userFromClaims(claims: Record<string, unknown>, names: ClaimName
 export function appOnlySignal(claims: Readonly<Record<string, unknown>>): string | undefined {
   // Entra's explicit marker (the optional claim idtyp) on app-only tokens.
   if (claims.idtyp === 'app') return 'idtyp is app';
+  // Auth0 names the grant (gty) and makes sub `<client id>@clients`, which no other signal catches.
+  if (claims.gty === 'client-credentials') return 'gty is client-credentials';
   const sub = claims.sub;
   if (typeof sub !== 'string' || !sub) return undefined;
   // RFC 9068 section 2.2: for client credentials, sub identifies the client (oidc-provider, Okta); the

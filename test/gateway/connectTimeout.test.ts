@@ -167,9 +167,12 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
       const status = await new Promise<number>((resolve, reject) => {
         const req = http.request(`${gw.url}/upload`, { method: 'POST', headers: { host, accept: 'application/json', 'content-length': String(12 << 20) } });
         req.on('response', (res) => {
-          res.resume();
+          // the gateway answers before it has read the whole upload: the rest is not sent
+          // (writing on would meet the reset after the response let go of the socket)
           resolve(res.statusCode ?? 0);
+          req.destroy();
         });
+        req.on('socket', (socket) => socket.on('error', () => undefined));
         req.on('error', reject);
         req.end(Buffer.alloc(12 << 20, 97));
       });

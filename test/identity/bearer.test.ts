@@ -238,6 +238,7 @@ describe('identity: bearer tokens', function () {
       ['sub is the client (client_id, RFC 9068)', 'app_token', () => good({ sub: 'daemon', client_id: 'daemon' })],
       ['sub is the client (azp)', 'app_token', () => good({ sub: 'daemon', azp: 'daemon' })],
       ['sub is the client (Entra v1 appid)', 'app_token', () => good({ sub: 'daemon', appid: 'daemon' })],
+      ['Auth0 client credentials (gty, sub <client>@clients)', 'app_token', () => good({ gty: 'client-credentials', sub: 'AbC123@clients', azp: 'AbC123' })],
     ];
     for (const [name, check, mint] of online) {
       it(`${name}: refused (${check})`, async () => {
