@@ -83,11 +83,32 @@ export class TunnelUpstream implements Upstream {
       // own idle timeout let a handshake the app never answered wait twice as long (Node defers a
       // socket timeout once while a write on a JS stream is still counted as pending), and a CONNECT
       // closed unanswered was a failed dial, retried on the same app for the same wait again.
+      // A CONNECT still unanswered then is the app's silence only if the connector itself still
+      // answers: one ping tells. A connector that froze (its channel not yet out of rotation by
+      // missed pings) is a failed dial, retried on another connector.
       let handshake: tls.TLSSocket | undefined;
-      const timer = setTimeout(() => {
+      const timedOut = () => {
         reject(Object.assign(new Error(handshake ? `the app at ${this.target} did not complete the TLS handshake in time` : `connector ${channel.connectorId} did not connect to ${this.target} in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
         handshake?.destroy();
         stream.close(http2Cancel);
+      };
+      const timer = setTimeout(() => {
+        if (handshake) return timedOut();
+        let settled = false;
+        const settle = (alive: boolean) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(unanswered);
+          if (alive) return timedOut();
+          reject(Object.assign(new NotDialed(`connector ${channel.connectorId} answered neither the CONNECT nor a ping in time`, 502), { channel }));
+          stream.close(http2Cancel);
+        };
+        const unanswered = setTimeout(() => settle(false), PING_GRACE_MS);
+        try {
+          if (!channel.session.ping((err) => settle(!err))) settle(false);
+        } catch {
+          settle(false);
+        }
       }, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -265,6 +286,8 @@ class DialRefused extends NotDialed {
 }
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
+/** how long a connector whose CONNECT timed out has to answer a ping before it counts as gone */
+const PING_GRACE_MS = 1000;
 
 /**
  * The app's silence in the middle of a body is bounded by backendTimeout, as

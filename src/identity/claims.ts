@@ -36,11 +36,13 @@ export function appOnlySignal(claims: Readonly<Record<string, unknown>>): string
   const sub = claims.sub;
   if (typeof sub !== 'string' || !sub) return undefined;
   // RFC 9068 section 2.2: for client credentials, sub identifies the client (oidc-provider, Okta); the
-  // client is client_id (RFC 9068, RFC 8693), azp (OpenID Connect) or appid (Entra v1).
-  for (const name of ['client_id', 'azp', 'appid']) if (claims[name] === sub) return `sub equals ${name}`;
+  // client is client_id (RFC 9068, RFC 8693), azp (OpenID Connect), appid (Entra v1) or cid (Okta).
+  for (const name of ['client_id', 'azp', 'appid', 'cid']) if (claims[name] === sub) return `sub equals ${name}`;
   // Entra app-only: sub and oid are both the service principal's object id. In a user's token oid is
   // the user's object id and sub a pairwise id for this app: they differ.
-  if (claims.oid === sub) return 'oid equals sub';
+  // B2C user tokens may carry oid equal to sub too, but a user's access token grants scopes (scp);
+  // an app-only token never does.
+  if (claims.oid === sub && claims.scp === undefined) return 'oid equals sub, no scp';
   return undefined;
 }
 

@@ -161,3 +161,53 @@ describe('connector groups: balancing, failover and drain', function () {
     assert.ok(gw.logs.some((l) => l.msg === 'connector missed a ping'));
   });
 });
+
+describe('connector groups: a connector that hangs before its pings are missed', function () {
+  this.timeout(40_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let a: ConnectorProcess;
+  let b: ConnectorProcess;
+
+  before(async () => {
+    // pings far apart: the stopped connector stays in rotation for the whole test
+    process.env.DRAWBRIDGE_CONNECTOR_PING_MS = '30000';
+    backend = await startEchoBackend();
+    const dir = tempDir();
+    gw = await startHubGateway(
+      gatewayYaml(
+        backend,
+        '',
+        `  - name: Quick
+    externalUrl: http://quick.test/
+    internalUrl: ${backend.url}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 1s
+`,
+      ),
+      dir,
+    );
+    a = startConnector(join(dir, 'a'), { gateway: hubUrl(gw), token: token(gw) });
+    b = startConnector(join(dir, 'b'), { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 4);
+  });
+  after(async () => {
+    delete process.env.DRAWBRIDGE_CONNECTOR_PING_MS;
+    b?.child.kill('SIGCONT');
+    await killConnector(a);
+    await killConnector(b);
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('a CONNECT the stopped connector never answers is retried on the other one (a ping tells a hung connector from a silent app)', async () => {
+    // every request dials (the tunnel pool's idle connections are gone after 4 s)
+    await sleep(4500);
+    b.child.kill('SIGSTOP');
+    const results = await Promise.all([1, 2, 3, 4].map((i) => request(`${gw.url}/get${i}`, { headers: { host: 'quick.test', accept: 'application/json' } })));
+    b.child.kill('SIGCONT');
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200], results.map((r) => r.body).join('\n'));
+    assert.ok(gw.logs.some((l) => /answered neither the CONNECT nor a ping/.test(JSON.stringify(l))));
+  });
+});

@@ -234,11 +234,12 @@ describe('identity: bearer tokens', function () {
       ['the configured user claim missing', 'user', () => good({ preferred_username: undefined, sub: 'alice' })],
       // app-only tokens, refused even when they carry the configured user claim
       ['Entra app-only (idtyp app)', 'app_token', () => good({ idtyp: 'app', sub: 'sp-object-id', oid: undefined })],
-      ['Entra app-only without idtyp (oid equals sub: the service principal)', 'app_token', () => good({ sub: '0f6c1a52-sp', oid: '0f6c1a52-sp' })],
+      ['Entra app-only without idtyp (oid equals sub: the service principal)', 'app_token', () => good({ sub: '0f6c1a52-sp', oid: '0f6c1a52-sp', scp: undefined })],
       ['sub is the client (client_id, RFC 9068)', 'app_token', () => good({ sub: 'daemon', client_id: 'daemon' })],
       ['sub is the client (azp)', 'app_token', () => good({ sub: 'daemon', azp: 'daemon' })],
       ['sub is the client (Entra v1 appid)', 'app_token', () => good({ sub: 'daemon', appid: 'daemon' })],
       ['Auth0 client credentials (gty, sub <client>@clients)', 'app_token', () => good({ gty: 'client-credentials', sub: 'AbC123@clients', azp: 'AbC123' })],
+      ['Okta client credentials (sub equals cid)', 'app_token', () => good({ sub: '0oa1client', cid: '0oa1client' })],
     ];
     for (const [name, check, mint] of online) {
       it(`${name}: refused (${check})`, async () => {
@@ -250,6 +251,8 @@ describe('identity: bearer tokens', function () {
       const entra = await verifier().verify(good({ idtyp: 'user', oid: 'user-object-id', sub: 'pairwise-sub', azp: 'client-app-id', appid: 'client-app-id' }));
       assert.equal(entra.identity.user, 'alice');
       assert.equal((await verifier().verify(good({ client_id: 'native-app', azp: 'native-app' }))).identity.user, 'alice');
+      // Azure AD B2C: sub is the user's object id, so oid equals sub in a user's token too
+      assert.equal((await verifier().verify(good({ oid: 'b2c-user-object', sub: 'b2c-user-object', tfp: 'B2C_1_signin' }))).identity.user, 'alice');
     });
 
     it('without a configured user claim, the user is preferred_username, then upn, email, sub', async () => {
