@@ -21,7 +21,8 @@ import { Readable } from 'node:stream';
 /** the most one write to the app carries; a larger turn's worth goes out in pieces this size */
 export const MAX_CHUNK = 64 << 10;
 
-export function coalescedBody(src: Readable): Readable {
+export function coalescedBody(src: Readable & { socket?: Readable | null }): Readable {
+  const socket = src.socket ?? undefined;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let scheduled = false;
@@ -38,6 +39,10 @@ export function coalescedBody(src: Readable): Readable {
         src.once('end', onEnd);
         src.once('error', onError);
         src.once('close', onClose);
+        // Once the response is out, Node no longer tells the request its connection died (it
+        // leaves the server's queue of requests): a client that left in the middle of an upload
+        // the app had already answered (a 413 before reading) held the app's request for good.
+        socket?.once('close', onClose);
       }
       src.resume();
     },
@@ -67,6 +72,8 @@ export function coalescedBody(src: Readable): Readable {
     }
   };
   const onEnd = () => {
+    // (a kept-alive connection carries many requests: none may leave a listener on it)
+    detach();
     flush();
     body.push(null);
   };
@@ -80,6 +87,7 @@ export function coalescedBody(src: Readable): Readable {
     src.removeListener('end', onEnd);
     src.removeListener('error', onError);
     src.removeListener('close', onClose);
+    socket?.removeListener('close', onClose);
   };
   return body;
 }

@@ -16,6 +16,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let gw: TestGateway;
   let conn: ConnectorProcess;
   let tlsBackend: https.Server;
+  let early: http.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -29,6 +30,9 @@ describe('tunnel upstream: apps behind a connector', function () {
     tlsBackend = https.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (req, res) => res.end(`tls app saw ${req.url}`));
     await new Promise<void>((r) => tlsBackend.listen(0, '127.0.0.1', r));
     const tlsUrl = `https://127.0.0.1:${(tlsBackend.address() as AddressInfo).port}`;
+    // refuses every upload at once, without reading it
+    early = http.createServer((_req, res) => res.writeHead(413, { 'content-type': 'text/plain' }).end('too large'));
+    await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -56,6 +60,11 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: ${tlsUrl}/other/
     connectorGroup: g1
     preAuth: passthrough
+  - name: Early
+    externalUrl: http://early.test/
+    internalUrl: http://127.0.0.1:${(early.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
   - name: Translated
     externalUrl: http://translated.test/
     internalUrl: ${backend.url}/
@@ -72,6 +81,8 @@ describe('tunnel upstream: apps behind a connector', function () {
     await gw.stop();
     await backend.close();
     tlsBackend.close();
+    early.closeAllConnections();
+    early.close();
   });
 
   it('carries GET and streamed POST bodies both ways', async () => {
@@ -214,6 +225,31 @@ describe('tunnel upstream: apps behind a connector', function () {
     agent.destroy();
     assert.deepEqual([...new Set(statuses)], [200]);
     assert.equal(backend.received.length - before, 1000);
+  });
+
+  it('a client that leaves in the middle of an upload the app already refused frees its tunnel stream', async () => {
+    const streams = () => gw.server.connectorHub!.registry.all().reduce((n, c) => n + c.streams, 0);
+    await eventually(() => streams() === 0, 10_000, 50);
+    for (let i = 0; i < 3; i++) {
+      await new Promise<void>((resolve) => {
+        const r = http.request({ host: '127.0.0.1', port: gw.port, path: '/upload', method: 'POST', headers: { host: 'early.test', 'content-length': String(64 << 20) }, agent: false });
+        r.on('response', (res) => {
+          assert.equal(res.statusCode, 413);
+          // the app answered; the client stops its upload half-way and goes
+          setTimeout(() => (r.destroy(), resolve()), 200);
+        });
+        // (or the gateway, having answered, closes first and the client's next write fails)
+        r.on('error', () => resolve());
+        const chunk = Buffer.alloc(64 << 10, 97);
+        const pump = () => {
+          while (!r.destroyed && r.write(chunk));
+          if (!r.destroyed) r.once('drain', pump);
+        };
+        pump();
+      });
+    }
+    // (the request had left Node's queue when its response finished, so nothing told it the client went)
+    await eventually(() => streams() === 0, 5000, 50);
   });
 
   it('a client that leaves in the middle of a large download frees its tunnel stream and what it had buffered', async () => {
