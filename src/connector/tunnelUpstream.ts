@@ -16,6 +16,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
+import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
@@ -79,13 +80,12 @@ export class TunnelUpstream implements Upstream {
         load.set(false);
       });
       // Bounds the CONNECT (the connector connecting to the app) and, for an https app, the TLS
-      // handshake with it, as connecting is bounded for direct apps: a 504, not retried. The socket's
-      // own idle timeout let a handshake the app never answered wait twice as long (Node defers a
-      // socket timeout once while a write on a JS stream is still counted as pending), and a CONNECT
-      // closed unanswered was a failed dial, retried on the same app for the same wait again.
-      // A CONNECT still unanswered then is the app's silence only if the connector itself still
-      // answers: one ping tells. A connector that froze (its channel not yet out of rotation by
-      // missed pings) is a failed dial, retried on another connector.
+      // handshake with it, as connecting is bounded for direct apps: a 504, not retried (another
+      // connector would wait on the same app). The socket's own idle timer let a handshake wait
+      // twice as long (Node puts it off once while a write on a JS stream is pending). A CONNECT
+      // still unanswered is the app's silence only if the connector answers a ping: one that
+      // froze, its channel still in rotation until its pings are missed, is a failed dial,
+      // retried on another connector.
       let handshake: tls.TLSSocket | undefined;
       const timedOut = () => {
         reject(Object.assign(new Error(handshake ? `the app at ${this.target} did not complete the TLS handshake in time` : `connector ${channel.connectorId} did not connect to ${this.target} in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
@@ -94,21 +94,11 @@ export class TunnelUpstream implements Upstream {
       };
       const timer = setTimeout(() => {
         if (handshake) return timedOut();
-        let settled = false;
-        const settle = (alive: boolean) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(unanswered);
+        answersPing(channel, PING_GRACE_MS, (alive) => {
           if (alive) return timedOut();
           reject(Object.assign(new NotDialed(`connector ${channel.connectorId} answered neither the CONNECT nor a ping in time`, 502), { channel }));
           stream.close(http2Cancel);
-        };
-        const unanswered = setTimeout(() => settle(false), PING_GRACE_MS);
-        try {
-          if (!channel.session.ping((err) => settle(!err))) settle(false);
-        } catch {
-          settle(false);
-        }
+        });
       }, Math.min(timeoutMs, CONNECT_TIMEOUT_MS));
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -200,7 +190,7 @@ export class TunnelUpstream implements Upstream {
       } as http.RequestOptions);
       current = upReq;
       // (a body still going out when the app went quiet is one the app stopped reading)
-      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error(upReq.writableFinished ? 'the app did not answer in time' : `the app read no request body bytes for ${f.timeoutMs / 1000} s`), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+      upReq.on('timeout', () => upReq.destroy(Object.assign(new Error(upReq.writableFinished ? 'the app did not answer in time' : `${STALL_ANSWERS['app-upload'].logged} for ${f.timeoutMs / 1000} s`), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       upReq.on('error', (err: Error & { channel?: Channel }) => {
         if (clientGone) return done();
         if (err instanceof DialRefused) return done({ status: 502, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false });
@@ -288,6 +278,23 @@ class DialRefused extends NotDialed {
 const http2Cancel = 8; // NGHTTP2_CANCEL
 /** how long a connector whose CONNECT timed out has to answer a ping before it counts as gone */
 const PING_GRACE_MS = 1000;
+
+/** Tells `then` once whether the channel's connector answers a ping within `ms`. */
+function answersPing(channel: Channel, ms: number, then: (alive: boolean) => void): void {
+  let told = false;
+  const tell = (alive: boolean) => {
+    if (told) return;
+    told = true;
+    clearTimeout(unanswered);
+    then(alive);
+  };
+  const unanswered = setTimeout(() => tell(false), ms);
+  try {
+    if (!channel.session.ping((err) => tell(!err))) tell(false);
+  } catch {
+    tell(false);
+  }
+}
 
 /**
  * The app's silence in the middle of a body is bounded by backendTimeout, as

@@ -7,8 +7,7 @@
  * header: an app decides for itself which methods read it.
  */
 import type { CompiledApp } from '../pipeline/generation.js';
-import type { Decision, RequestContext, Stage } from '../pipeline/stage.js';
-// (a cycle with edge.ts, read only when a request is checked, never while modules load)
+import { isPendingDecision, type Decision, type RequestContext, type Stage } from '../pipeline/stage.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf, RESERVED_PREFIXES, type Router } from './router.js';
 
@@ -85,7 +84,7 @@ export function destinationStages(app: CompiledApp): readonly Stage[] {
         kind: s.kind,
         run: (ctx) => {
           const d = s.run(ctx);
-          return d !== null && typeof d === 'object' && typeof (d as Promise<Decision>).then === 'function' ? (d as Promise<Decision>).then((r) => forDestination(r, ctx)) : forDestination(d as Decision, ctx);
+          return isPendingDecision(d) ? d.then((r) => forDestination(r, ctx)) : forDestination(d, ctx);
         },
       })),
   );

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
-import type { Decision, RequestContext, Stage, StepUp } from '../pipeline/stage.js';
+import { isPendingDecision, type Decision, type RequestContext, type Stage, type StepUp } from '../pipeline/stage.js';
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
@@ -386,7 +386,7 @@ export class Edge {
       } catch (e) {
         return this.fail(req, res, ctx.id, outcome, e, stage.name);
       }
-      if (d !== null && typeof d === 'object' && typeof (d as Promise<Decision>).then === 'function') {
+      if (isPendingDecision(d)) {
         // A stage that never settles must not hold the client (or its generation) for good:
         // it gets as long as the app's backend, then the client gets a 504 naming it.
         let settled = false;
@@ -400,7 +400,7 @@ export class Edge {
           clearTimeout(deadline);
           return !res.destroyed;
         };
-        (d as Promise<Decision>).then(
+        d.then(
           (resolved) => {
             if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage.name)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
           },

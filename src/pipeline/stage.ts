@@ -127,3 +127,8 @@ export interface Plugin<Options = Record<string, unknown>> {
 }
 
 export const CONTINUE: Decision = Object.freeze({ kind: 'continue' });
+
+/** Whether a stage answered later (any thenable, as plugins may return one of their own). */
+export function isPendingDecision(d: Decision | Promise<Decision>): d is Promise<Decision> {
+  return d !== null && typeof d === 'object' && typeof (d as Promise<Decision>).then === 'function';
+}

@@ -17,6 +17,19 @@ import { request, tempDir } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 import type { TestGateway } from '../support/harness.js';
 
+/** The same app twice, direct (direct<x>.test) and through the connector group g1 (tunnelled<x>.test), with a 2 s backendTimeout. */
+function appPair(name: string, url: string, extra = ''): string {
+  const host = name ? `-${name.toLowerCase()}` : '';
+  const app = (via: 'Direct' | 'Tunnelled', group: string) => `  - name: ${via}${name}
+    externalUrl: http://${via.toLowerCase()}${host}.test/
+    internalUrl: ${url}/
+${group}    preAuth: passthrough
+    backendTimeout: 2s
+    websockets: true
+${extra}`;
+  return app('Direct', '') + app('Tunnelled', '    connectorGroup: g1\n');
+}
+
 describe('upstream: backendTimeout covers connecting to the app', function () {
   this.timeout(30_000);
   let silent: net.Server;
@@ -28,20 +41,18 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
 
   before(async () => {
     // takes connections and says nothing: a TLS handshake to it never completes
-    silent = net.createServer((s) => {
+    // (the sockets they take are held, and closed after the tests)
+    const hold = (s: net.Socket) => {
       held.add(s);
       s.on('error', () => undefined);
       s.on('close', () => held.delete(s));
-    });
+    };
+    silent = net.createServer(hold);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const url = `https://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
     // completes the TLS handshake, then never answers the request
     const leaf = await (await ConnectorCa.loadOrCreate(tempDir())).issueServer(['127.0.0.1']);
-    mute = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (s) => {
-      held.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => held.delete(s));
-    });
+    mute = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem }, hold);
     await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
     const muteUrl = `https://127.0.0.1:${(mute.address() as net.AddressInfo).port}`;
     // A TCP connect to it hangs: a stopped process's listen queue (backlog 1; Node makes 0 its
@@ -63,48 +74,11 @@ describe('upstream: backendTimeout covers connecting to the app', function () {
       gatewayYaml(
         { url: 'http://127.0.0.1:1' },
         '',
-        `  - name: Direct
-    externalUrl: http://direct.test/
-    internalUrl: ${url}/
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-  - name: Tunnelled
-    externalUrl: http://tunnelled.test/
-    internalUrl: ${url}/
-    connectorGroup: g1
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-  - name: DirectMute
-    externalUrl: http://direct-mute.test/
-    internalUrl: ${muteUrl}/
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-    backend: { tls: { verify: false } }
-  - name: TunnelledMute
-    externalUrl: http://tunnelled-mute.test/
-    internalUrl: ${muteUrl}/
-    connectorGroup: g1
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-    backend: { tls: { verify: false } }
-  - name: DirectHole
-    externalUrl: http://direct-hole.test/
-    internalUrl: http://127.0.0.1:${holePort}/
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-  - name: TunnelledHole
-    externalUrl: http://tunnelled-hole.test/
-    internalUrl: http://127.0.0.1:${holePort}/
-    connectorGroup: g1
-    preAuth: passthrough
-    backendTimeout: 2s
-    websockets: true
-`,
+        [
+          appPair('', url),
+          appPair('Mute', muteUrl, '    backend: { tls: { verify: false } }\n'),
+          appPair('Hole', `http://127.0.0.1:${holePort}`),
+        ].join(''),
       ),
     );
     conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
