@@ -25,6 +25,7 @@ export interface CrossIssue {
 
 const MAX_CERTIFICATE_LIFETIME_MS = 365 * 86_400_000;
 const MIN_COOKIE_LIFETIME_MS = 1000;
+const MAX_COOKIE_LIFETIME_MS = 400 * 86_400_000;
 const MAX_CLOCK_TOLERANCE_MS = 10 * 60_000;
 
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
@@ -102,6 +103,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     // The session's expiry is whole seconds after sign-in: under a second it is expired as it is
     // issued, and every sign-in ends back at the provider, forever.
     if (ms !== undefined && ms < MIN_COOKIE_LIFETIME_MS) err(path, 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider');
+    // Browsers keep a cookie at most 400 days (RFC 6265bis), whatever it asks for: a longer session
+    // would end earlier than configured, without a word; past JavaScript's last date it has no expiry.
+    const overflows = ms === undefined && typeof value === 'string' && new RegExp(DURATION_PATTERN).test(value);
+    if (overflows || (ms !== undefined && ms > MAX_COOKIE_LIFETIME_MS)) err(path, 'must be at most 400d: browsers keep no cookie longer');
   };
   cookieLifetime(['session', 'cookie', 'lifetime'], sessionCookie.lifetime);
   const cookieName = (path: KeyPath, value: unknown) => {

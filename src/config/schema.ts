@@ -106,7 +106,7 @@ const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.L
 export const CookieOptions = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'drawbridge_session', description: 'Cookie name, without a __Host- or __Secure- prefix: the gateway adds __Host- itself where the app lives at the host root over https.' })),
-    lifetime: Type.Optional(Duration('How long a session lasts after sign-in; at least 1s.', '8h')),
+    lifetime: Type.Optional(Duration('How long a session lasts after sign-in; 1s to 400d (browsers keep no cookie longer).', '8h')),
     httpOnly: Type.Optional(Type.Boolean({ default: true, description: 'Hide the cookie from scripts.' })),
     secure: Type.Optional(Type.Boolean({ default: true, description: 'Send the cookie over HTTPS only.' })),
     persistent: Type.Optional(Type.Boolean({ default: false, description: 'false: a session cookie the browser drops on close; true: kept until it expires.' })),

@@ -729,6 +729,25 @@ apps:
     ],
   },
   {
+    description: 'a session cookie lifetime past what browsers keep (400 days), or past any date',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { lifetime: 401d } }
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 99999999999999999999999d }
+  - name: Year
+    externalUrl: http://year.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    cookies: { lifetime: 400d }
+`,
+    errors: [
+      { at: '5:79', path: 'session.cookie.lifetime', message: 'must be at most 400d: browsers keep no cookie longer' },
+      { at: '10:26', path: 'apps[0].cookies.lifetime', message: 'must be at most 400d' },
+    ],
+  },
+  {
     description: 'a signInFrequency of 0s (lint passed it; the start then failed at an app, saying "not a duration")',
     yaml: `${GW}policies:
   fresh: { session: { signInFrequency: 0s } }
