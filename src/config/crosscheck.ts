@@ -104,7 +104,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     // issued, and every sign-in ends back at the provider, forever.
     if (ms !== undefined && ms < MIN_COOKIE_LIFETIME_MS) err(path, 'must be at least 1s: a shorter session expires as it is issued, and every sign-in would loop back to the provider');
     // Browsers keep a cookie at most 400 days (RFC 6265bis), whatever it asks for: a longer session
-    // would end earlier than configured, without a word; past JavaScript's last date it has no expiry.
+    // would end earlier than configured, without a word; too large to be a number, 8h was used instead.
     const overflows = ms === undefined && typeof value === 'string' && new RegExp(DURATION_PATTERN).test(value);
     if (overflows || (ms !== undefined && ms > MAX_COOKIE_LIFETIME_MS)) err(path, 'must be at most 400d: browsers keep no cookie longer');
   };
