@@ -3,6 +3,7 @@ import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelL
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
+import { reportProcessFaults } from '../observability/processFaults.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
 const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
@@ -69,6 +70,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   if (gateway && !sameGateway(gateway, agent.state.gateway)) {
     log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `--gateway ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
   }
+  reportProcessFaults(log);
   agent.start();
   let stopping = false;
   const stop = (signal: string) => {

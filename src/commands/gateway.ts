@@ -3,6 +3,7 @@ import { discoverConfig } from '../config/load.js';
 import { ConfigUnreadableError } from '../errors.js';
 import { GatewayServer } from '../gateway/server.js';
 import { DRAIN_GRACE_MS } from '../gateway/listen.js';
+import { reportProcessFaults } from '../observability/processFaults.js';
 import { asOperational, parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge gateway [--config FILE] [--no-watch]';
@@ -23,11 +24,12 @@ export async function gatewayCommand(args: string[]): Promise<number> {
 }
 
 /**
- * SIGHUP reloads. SIGTERM/SIGINT drain: stop taking connections, let in-flight requests finish
+ * Defects that escape every handler are logged (reportProcessFaults). SIGHUP reloads. SIGTERM/SIGINT drain: stop taking connections, let in-flight requests finish
  * (up to DRAIN_GRACE_MS), then exit 0. A second SIGTERM/SIGINT exits at once (1): someone who
  * presses Ctrl-C twice, or an orchestrator that gave up, wants the process gone now.
  */
 export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promise<void> = async () => undefined): void {
+  reportProcessFaults(gateway.log, () => gateway.metrics.unhandledRejections.inc());
   process.on('SIGHUP', () => void gateway.reload('SIGHUP'));
   let stopping = false;
   const stop = (signal: string) => {
