@@ -194,6 +194,8 @@ export interface AgentOptions {
   transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
+  /** the gateway refused a certificate that has run out: nothing but a new enrollment helps (the command exits) */
+  onExpired?: () => void;
 }
 
 /**
@@ -222,6 +224,9 @@ export class ConnectorAgent {
   private draining = false;
   private stopped = false;
   private renewTimer?: NodeJS.Timeout;
+  private renewing = false;
+  /** the last renewal failed; the next channel that opens tries again */
+  private renewalFailed = false;
   private readonly log: Logger;
   private readonly files: Files;
   private readonly transport: ChannelTransport;
@@ -290,12 +295,16 @@ export class ConnectorAgent {
     this.links.add(link);
     let opened = false;
     link.on('refused', (status) => {
+      if (status === 403 && Date.now() >= this.creds.notAfter) return this.expired();
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
     link.on('error', (err) => this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error'));
     link.on('open', (duplex) => {
       opened = true;
       this.log.info({ channel: index, transport: this.transport }, 'channel open');
+      // A renewal that failed while the gateway was away is tried again as soon as it is back,
+      // not at its next retry, which could fall after the certificate runs out.
+      if (this.renewalFailed && !this.renewing) void this.renew();
       duplex.on('error', () => undefined); // reported by the link; the session ends with it
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
       this.sessions.add(session);
@@ -430,7 +439,9 @@ export class ConnectorAgent {
   }
 
   async renew(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.renewing) return;
+    this.renewing = true;
+    clearTimeout(this.renewTimer);
     try {
       const kp = await generateKeyPair();
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
@@ -442,12 +453,33 @@ export class ConnectorAgent {
       writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
       this.creds = this.readCreds();
       this.log.info({ certExpiry: this.state.notAfter }, 'certificate renewed');
+      this.renewalFailed = false;
       this.scheduleRenewal();
     } catch (e) {
-      this.log.error({ reason: (e as Error).message }, 'certificate renewal failed; retrying in a minute');
-      this.renewTimer = setTimeout(() => void this.renew(), 60_000);
-      this.renewTimer.unref();
+      this.renewalFailed = true;
+      // A minute, or sooner when the certificate has less than ten minutes left: with a short
+      // lifetime a fixed minute let one failed try run past the expiry, and the connector was
+      // locked out for good.
+      const retryMs = Math.round(Math.min(60_000, Math.max(1_000, (this.creds.notAfter - Date.now()) / 10)));
+      this.log.error({ reason: (e as Error).message, retryInMs: retryMs, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'certificate renewal failed; retrying');
+      if (!this.stopped) {
+        this.renewTimer = setTimeout(() => void this.renew(), retryMs);
+        this.renewTimer.unref();
+      }
+    } finally {
+      this.renewing = false;
     }
+  }
+
+  /** The certificate ran out (its renewals failed, or the connector was off): only a new enrollment helps. */
+  private expired(): void {
+    if (this.stopped) return;
+    this.log.fatal(
+      { certExpiry: new Date(this.creds.notAfter).toISOString(), stateDir: this.opts.stateDir },
+      `this connector's certificate expired at ${new Date(this.creds.notAfter).toISOString()} and the gateway no longer accepts it; nothing can renew it now: enroll the connector again (a new token, an empty --state-dir) and revoke ${this.state.id}`,
+    );
+    this.stop();
+    this.opts.onExpired?.();
   }
 
   /** Stops taking new streams (GOAWAY), lets in-flight ones finish, then closes. */

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
+const idOf = (cert: X509Certificate) => cert.subject.match(/CN=([^\n,]+)/)![1]!;
+
+
 describe('connector certificate renewal', function () {
-  this.timeout(55_000);
+  this.timeout(70_000);
   let backend: EchoBackend;
   let gw: TestGateway;
   let c: ConnectorProcess;
@@ -16,7 +20,7 @@ describe('connector certificate renewal', function () {
     gw = await startHubGateway(gatewayYaml(backend).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
   });
   after(async () => {
-    await killConnector(c);
+    if (c) await killConnector(c);
     await gw.stop();
     await backend.close();
   });
@@ -46,5 +50,49 @@ describe('connector certificate renewal', function () {
     for (const ch of gw.server.connectorHub!.registry.all()) ch.terminate();
     await eventually(() => gw.server.connectorHub!.registry.all().some((ch) => ch.ready && ch.certExpiry.getTime() === Date.parse(second.validTo)), 5000);
     assert.equal((await request(`${gw.url}/y`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a renewal refused while the connector was revoked for a moment is tried again within seconds, before the certificate runs out', async () => {
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+    const cert = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+    const notAfter = Date.parse(cert.validTo);
+    const renewalAt = notAfter - (notAfter - Date.parse(cert.validFrom) - 60_000) / 3;
+    const revoke = async (ids: string[]) => {
+      writeFileSync(gw.configFile, gatewayYaml(backend, '', '', ids).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
+      await gw.server.reload('test');
+    };
+    // revoked from just before the renewal is due until just after: the first try is refused
+    await new Promise((r) => setTimeout(r, renewalAt - Date.now() - 2000));
+    await revoke([idOf(cert)]);
+    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewal failed; retrying'), 8000, 100);
+    await revoke([]);
+    // the next try comes within a tenth of what is left (a fixed minute came after the expiry)
+    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewed'), notAfter - Date.now(), 200);
+    assert.ok(Date.now() < notAfter, 'renewed before the certificate ran out');
+    await waitChannels(gw, 1, 'g1', 30_000);
+    assert.equal((await request(`${gw.url}/after-renewal`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a connector whose certificate ran out says it must be enrolled again, and exits 1', async () => {
+    if (c) await killConnector(c);
+    // a state dir whose certificate expired (a connector that was off longer than its lifetime)
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const issued = await hub.ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', 1000, 'c-expired');
+    const dir = join(tempDir(), 'expired');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'cert.pem'), issued.certPem);
+    writeFileSync(join(dir, 'ca.pem'), hub.ca.certPem);
+    writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway: hubUrl(gw), notAfter: issued.notAfter.toISOString() }));
+    await new Promise((r) => setTimeout(r, Math.max(0, issued.notAfter.getTime() - Date.now() + 500)));
+    c = startConnector(dir);
+    assert.equal(await Promise.race([c.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]), 1);
+    const fatal = c.logs().find((l) => l.level === 'fatal' || l.level === 60);
+    assert.ok(fatal, c.lines.join('\n'));
+    assert.match(String(fatal.msg), /certificate expired at .* enroll the connector again/);
   });
 });
