@@ -342,7 +342,9 @@ export class GatewayServer {
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Only the parser's errors (and its timeout) are about what the client sent. The rest are the
       // connection's: a client that hung up, or a response the gateway cut (an app that went quiet).
-      if (!err.code?.startsWith('HPE_') && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      // The parser's "EOF in the middle of a request" is a client that hung up too (a cancelled
+      // upload): it was logged as a malformed request refused with a 400 nobody could read.
+      if ((!err.code?.startsWith('HPE_') && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') || err.code === 'HPE_INVALID_EOF_STATE') {
         this.log.debug({ code: err.code, reason: err.message }, 'client connection ended');
         return socket.destroy();
       }

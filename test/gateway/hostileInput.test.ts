@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
-import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
 import { Browser, CLIENT_SECRET, SECRET_A, USERS, userToken } from '../identity/support.js';
 
 const CID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -261,6 +261,20 @@ apps:
       assert.ok(gw.logs.some((l) => l.msg === 'client connection ended' && l.code === 'ECONNRESET'));
       expectedForwards.add('/after-reset');
       assert.equal((await request(`${gw.url}/after-reset`, { headers: { host: 'echo.test' } })).status, 200);
+    });
+
+    it('a client that cancels an upload halfway (closes its connection): no "malformed request" warning, the gateway serves on', async () => {
+      const warnsBefore = gw.logs.filter((l) => l.msg === 'malformed request refused').length;
+      expectedForwards.add('/cancelled-upload');
+      const s = net.connect(gw.port, '127.0.0.1');
+      await new Promise((r) => s.once('connect', r));
+      s.write(`POST /cancelled-upload HTTP/1.1\r\n${H}Content-Length: 200000\r\n\r\n${'b'.repeat(100_000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+      s.destroy();
+      await eventually(() => gw.logs.some((l) => l.msg === 'client connection ended' && l.code === 'HPE_INVALID_EOF_STATE'));
+      assert.equal(gw.logs.filter((l) => l.msg === 'malformed request refused').length, warnsBefore, 'no 400 claimed for a client that left');
+      expectedForwards.add('/after-cancel');
+      assert.equal((await request(`${gw.url}/after-cancel`, { headers: { host: 'echo.test' } })).status, 200);
     });
 
     const edgeRefusals: [string, string, number][] = [
