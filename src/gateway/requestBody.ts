@@ -13,7 +13,7 @@
  * consumer stops taking pieces (highWaterMark 0), so a slow app pauses the
  * client and the stall watch (stall.ts) sees the client's request paused.
  * A client that errors or leaves mid-body errors this stream (the consumer
- * aborts the app's request); a consumer that destroys it destroys the request,
+ * aborts the app's request, or there is none left to tell); a consumer that destroys it destroys the request,
  * as it did when it was handed the request itself.
  */
 import { Readable } from 'node:stream';
@@ -53,6 +53,11 @@ export function coalescedBody(src: Readable & { socket?: Readable | null }): Rea
       cb(err);
     },
   });
+
+  // Its failure is told to whoever reads it (undici, or the tunnel's pipe). One that never got a
+  // reader (undici gives up on a request whose client left while it waited for a connection, and
+  // still reads the body once) has no one to tell: unheard, the error ended the gateway process.
+  body.on('error', () => undefined);
 
   const flush = () => {
     scheduled = false;

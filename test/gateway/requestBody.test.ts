@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { ConnectorCa } from '../../src/connector/ca.js';
 import { eventually, sleep, startGateway, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 
@@ -151,4 +153,50 @@ apps:
       });
     });
   }
+});
+
+describe('request bodies: a client that leaves before the app is connected', function () {
+  this.timeout(15_000);
+
+  it('a POST whose client leaves while the gateway waits for the app: no crash, the app gets nothing, the gateway serves on', async () => {
+    // An https app whose TLS handshake starts a second late (a busy or distant app): the request
+    // waits for its connection while the client sends part of the body and leaves. The body
+    // stream then failed with nobody listening, and that error ended the gateway process.
+    const leaf = await (await ConnectorCa.loadOrCreate(tempDir())).issueServer(['127.0.0.1']);
+    const requests: string[] = [];
+    const app = https.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      req.resume().on('end', () => res.end('ok'));
+    });
+    const late = net.createServer((s) => void setTimeout(() => app.emit('connection', s), 1000));
+    await new Promise<void>((r) => late.listen(0, '127.0.0.1', r));
+    const gw = await startGateway(`
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Late
+    externalUrl: http://late.test/
+    internalUrl: https://127.0.0.1:${(late.address() as AddressInfo).port}/
+    preAuth: passthrough
+    backend: { tls: { verify: false } }
+`);
+    try {
+      const client = net.connect(gw.port, '127.0.0.1');
+      client.on('error', () => undefined);
+      await new Promise((r) => client.once('connect', r));
+      client.write('POST /upload HTTP/1.1\r\nHost: late.test\r\nContent-Length: 5\r\n\r\nab');
+      await sleep(300);
+      client.destroy();
+      await sleep(1500);
+      const after = await new Promise<number>((resolve, reject) =>
+        http.get({ port: gw.port, host: '127.0.0.1', path: '/after', headers: { host: 'late.test' } }, (res) => resolve(res.resume().statusCode!)).on('error', reject),
+      );
+      assert.equal(after, 200);
+      assert.deepEqual(requests, ['GET /after'], 'the abandoned POST never reached the app');
+    } finally {
+      await gw.stop();
+      late.close();
+    }
+  });
 });
