@@ -229,6 +229,14 @@ export class TunnelUpstream implements Upstream {
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => done());
       });
+      // A 101 to a request that asked for no upgrade: Node emits it as 'upgrade', and without a
+      // listener it dropped the connection and told the request nothing (no answer, no timeout).
+      upReq.on('upgrade', (upRes: IncomingMessage, socket: Duplex) => {
+        socket.destroy();
+        upReq.removeAllListeners('error').on('error', () => undefined);
+        upReq.destroy();
+        done(invalidStatus(upRes.statusCode ?? 0) ?? { status: 502, reason: "The app's answer was not valid HTTP.", detail: 'the app switched protocols on a request that asked for no upgrade', afterHeaders: false });
+      });
       // A dead socket is a failed dial: retried, with the body still unread.
       failOnDeadSocket(upReq);
       countInFlight(upReq);

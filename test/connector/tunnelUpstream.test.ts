@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
@@ -17,6 +17,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let conn: ConnectorProcess;
   let tlsBackend: https.Server;
   let early: http.Server;
+  let switcher: net.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -33,6 +34,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     // refuses every upload at once, without reading it
     early = http.createServer((_req, res) => res.writeHead(413, { 'content-type': 'text/plain' }).end('too large'));
     await new Promise<void>((r) => early.listen(0, '127.0.0.1', r));
+    // answers every request with 101 Switching Protocols, upgrade asked or not, and keeps the connection
+    switcher = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nnot http any more'));
+    });
+    await new Promise<void>((r) => switcher.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -71,6 +78,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     connectorGroup: g1
     preAuth: passthrough
     translateUrls: { body: true }
+  - name: Switcher
+    externalUrl: http://switcher.test/
+    internalUrl: http://127.0.0.1:${(switcher.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 5s
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -83,6 +96,16 @@ describe('tunnel upstream: apps behind a connector', function () {
     tlsBackend.close();
     early.closeAllConnections();
     early.close();
+    switcher.close();
+  });
+
+  it('an app that switches protocols on a request that asked for no upgrade: 502 at once, not a client left waiting', async () => {
+    const started = Date.now();
+    const res = await request(`${gw.url}/plain`, { headers: { host: 'switcher.test', accept: 'application/json' } });
+    assert.equal(res.status, 502);
+    assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+    assert.match(JSON.stringify(res.json()), /not valid HTTP/);
+    await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
   });
 
   it('carries GET and streamed POST bodies both ways', async () => {
