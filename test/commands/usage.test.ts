@@ -66,6 +66,8 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['token', 'create', '--group'], 'token create', /^drawbridge token create: --group needs a value$/],
       [['connectors', '-c'], 'connectors', /^drawbridge connectors: --config needs a value$/],
       [['what-if', '--app', 'X', '--config'], 'what-if', /^drawbridge what-if: --config needs a value$/],
+      [['schema', '-c'], 'schema', /^drawbridge schema: --config needs a value$/],
+      [['demo', '-c'], 'demo', /^drawbridge demo: --config needs a value$/],
       // each of these printed the usage alone, or the problem alone
       [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45144'], 'connector enroll', /--token is required/],
       [['connector'], 'connector', /a subcommand is required: enroll or run/],
@@ -116,6 +118,16 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
         for (const flag of synopsis.match(/--[a-z-]+/g) ?? []) assert.ok(entry.includes(flag), `${command} ${flag} in:\n${entry}`);
       }
     });
+  });
+
+  it('-c is short for --config in schema and demo too (the README says so for every command)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, 'plugins: [drawbridge-plugin-nowhere]\n');
+    const schema = await run(['schema', '-c', file]);
+    assert.equal(schema.code, 0, schema.stderr);
+    assert.match(schema.stderr, /drawbridge-plugin-nowhere/, 'the plugins of the file given with -c were read');
+    assertOneLine(await run(['demo', '-c', join(dir, 'nope.yaml')]), 2, 'demo', /cannot read .*nope\.yaml: ENOENT/);
   });
 
   describe('gateway', () => {
