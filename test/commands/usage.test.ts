@@ -202,6 +202,17 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host: .*connectors\.serverNames/);
     });
 
+    it('into a state dir that already holds an enrollment: refused, the dir left as it was, the token unused', async () => {
+      const before = ['key.pem', 'cert.pem', 'connector.json'].map((f) => readFileSync(join(enrolled, f), 'utf8'));
+      const id = JSON.parse(before[2]!).id as string;
+      const tok = token(gw);
+      const r = await enroll(hubUrl(gw), tok, enrolled);
+      assertOneLine(r, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: ${enrolled} already holds an enrollment \\(connector ${id}, group g1, gateway https://127\\.0\\.0\\.1:\\d+\\); it is left as it is\\. To enroll anew, give an empty --state-dir$`));
+      assert.equal(r.stdout, '');
+      assert.deepEqual(['key.pem', 'cert.pem', 'connector.json'].map((f) => readFileSync(join(enrolled, f), 'utf8')), before);
+      assert.equal((await enroll(hubUrl(gw), tok)).code, 0, 'the token was not spent');
+    });
+
     it('a gateway that does not answer', async () => {
       const closed = net.createServer();
       await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
