@@ -112,6 +112,16 @@ describe('what-if and test-policies through the real CLI', function () {
     );
   });
 
+  it('TRACE on an app that signs users in is refused before sign-in, not labelled passthrough; on a passthrough app it still is', async () => {
+    const oidc = await whatIf('--app', 'Payroll', '--user', 'bob', '--method', 'TRACE');
+    assert.equal(oidc.code, 3, oidc.stderr + oidc.stdout);
+    assert.match(oidc.stdout, /^What if anyone \(refused before sign-in: who signs in does not matter\)\n {2}from .* sends TRACE \/ to Payroll/);
+    assert.match(oidc.stdout, /Decision: DENY \(405\)/);
+    assert.doesNotMatch(oidc.stdout, /passthrough/);
+    const passthrough = await whatIf('--app', 'Status', '--method', 'TRACE');
+    assert.match(passthrough.stdout, /^What if anyone \(passthrough: no sign-in\)\n/);
+  });
+
   it('native clients: a token is refused as the gateway refuses it (no audience 401, missing scope 403), and so is TRACE (405)', async () => {
     const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native'];
     const trace = await whatIf('--app', 'Status', '--method', 'TRACE');
