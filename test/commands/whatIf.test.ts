@@ -251,6 +251,7 @@ cases:
   - { name: path, app: Status, path: [a], expect: allow }
   - { name: claims, app: Payroll, user: bob, claims: amr, expect: allow }
   - { name: expect, app: Status, expect: 5 }
+  - { name: app, app: 5, expect: allow }
   - { name: fine, app: Status, ip: 203.0.113.1, expect: allow }
 `,
     );
@@ -263,7 +264,8 @@ cases:
     assert.match(r.stdout, /FAIL path\n\s+path: must be a string, not \["a"\]\n/);
     assert.match(r.stdout, /FAIL claims\n\s+claims: must be a mapping of claim names to values, not "amr"\n/);
     assert.match(r.stdout, /FAIL expect\n\s+expect: 5 must be allow, deny, step-up or a mapping\n/);
-    assert.match(r.stdout, /ok   fine\n\n1 passed, 6 failed/);
+    assert.match(r.stdout, /FAIL app\n\s+app: must be a string, quote 5\n/);
+    assert.match(r.stdout, /ok   fine\n\n1 passed, 7 failed/);
     writeFileSync(file, 'config: 5\ncases: [{ app: Status, expect: allow }]\n');
     const bad = await run(['test-policies', file]);
     assert.equal(bad.code, 2, bad.stdout + bad.stderr);
@@ -295,6 +297,12 @@ cases:
 
   it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {
     assert.equal((await run(['test-policies', join(dir, 'missing.yaml')])).code, 2);
+    // not YAML: one line naming the place, as lint says it (the parser's message quoted the file on four more lines)
+    const notYaml = join(dir, 'notyaml.test.yaml');
+    writeFileSync(notYaml, 'cases:\n[ app: Status\n');
+    const r0 = await run(['test-policies', notYaml]);
+    assert.equal(r0.code, 2, r0.stdout + r0.stderr);
+    assert.match(r0.stderr, new RegExp(`^drawbridge test-policies: cannot read ${notYaml.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: not valid YAML: [^\n]+\n$`));
     const r = await run(['test-policies', 'policies.test.yaml'], resolve('.'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });
