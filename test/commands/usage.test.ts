@@ -103,6 +103,15 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       });
     }
 
+    it('connector --help and the README say where the state dir and the transport default from', async () => {
+      const help = (await run(['connector', '--help'])).stdout;
+      const readme = readFileSync(resolve('README.md'), 'utf8');
+      for (const said of ['DRAWBRIDGE_CONNECTOR_STATE_DIR', './connector-state', 'DRAWBRIDGE_CONNECTOR_TRANSPORT']) {
+        assert.ok(help.includes(said), `${said} in connector --help:\n${help}`);
+        assert.ok(readme.includes(said), `${said} in the README`);
+      }
+    });
+
     it('drawbridge --help shows every option the README documents for each command', async () => {
       const r = await run(['--help']);
       assert.equal(r.code, 0);
