@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConnectorAgent, ConnectorError, enroll, gatewayUrlProblem, isEnrolled, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
@@ -13,6 +15,8 @@ const USAGE = `usage: ${ENROLL}
        ${RUN.replace(/\n {32}/, '\n' + ' '.repeat(39))}
 run enrolls first when the state dir holds no enrollment and a token is given
 (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
+--state-dir defaults to DRAWBRIDGE_CONNECTOR_STATE_DIR, then ./connector-state;
+--transport to DRAWBRIDGE_CONNECTOR_TRANSPORT, then h2
 `;
 
 /**
@@ -48,6 +52,9 @@ export async function connectorCommand(args: string[]): Promise<number> {
     const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
+    // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
+    // disk while a connector running from the dir still used it, and the token made another connector.
+    if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
     const s = await enrollAt(gateway, token, stateDir, values.ca);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
@@ -92,6 +99,16 @@ function sameGateway(a: string, b: string): boolean {
     return new URL(a).origin === new URL(b).origin;
   } catch {
     return a === b;
+  }
+}
+
+/** " (connector c-..., group g1, gateway https://...)" from connector.json, or nothing when it cannot be read. */
+function enrolledAs(stateDir: string): string {
+  try {
+    const s = JSON.parse(readFileSync(join(stateDir, 'connector.json'), 'utf8')) as Partial<ConnectorState>;
+    return ` (connector ${s.id}, group ${s.group}, gateway ${s.gateway})`;
+  } catch {
+    return '';
   }
 }
 

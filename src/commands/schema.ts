@@ -10,7 +10,7 @@ import { parseCommandArgs } from './usage.js';
  * schema without a word. Other problems in the file are lint's business.
  */
 export async function schemaCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs({ args, options: { config: { type: 'string' } } }, 'drawbridge schema [--config FILE]');
+  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c' } } }, 'drawbridge schema [--config FILE]');
   const schemas: Record<string, any> = {};
   let plugins = BUILTIN_PLUGINS;
   let failed = false;

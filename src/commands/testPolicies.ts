@@ -19,7 +19,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
 import type { Config } from '../config/load.js';
 import { loadForSimulation } from './whatIf.js';
@@ -52,9 +52,9 @@ export async function testPoliciesCommand(args: string[]): Promise<number> {
   if (extra !== undefined) throw new UsageError(`unexpected argument ${extra} (one test file at a time)`, USAGE);
   let doc: { config?: string; cases?: Case[] };
   try {
-    doc = parseYaml(readFileSync(file, 'utf8')) ?? {};
+    doc = readTestFile(file);
   } catch (e) {
-    process.stderr.write(`drawbridge test-policies: cannot read ${file}: ${(e as Error).message}\n`);
+    process.stderr.write(`drawbridge test-policies: ${(e as Error).message}\n`);
     return 2;
   }
   if (doc.config !== undefined && typeof doc.config !== 'string') {
@@ -124,11 +124,32 @@ function formatOutcome(o: CaseOutcome): string {
   return `FAIL ${o.name}\n${diff.map((d) => `     ${d}`).join('\n')}${reasons}`;
 }
 
+/**
+ * The test file as data. Not YAML is one line with FILE:LINE:COL, as lint says it: the parser's
+ * own message went on for four more lines, quoting the file and pointing a caret at it.
+ */
+function readTestFile(file: string): { config?: string; cases?: Case[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, logLevel: 'error' });
+  const error = doc.errors[0];
+  if (error) {
+    const pos = lines.linePos(error.pos[0]);
+    throw new Error(`cannot read ${file}:${pos.line}:${pos.col}: not valid YAML: ${error.message.split('\n')[0]}`);
+  }
+  return (doc.toJS() as { config?: string; cases?: Case[] } | null) ?? {};
+}
+
 function checkCase(c: Case): string[] {
   const problems: string[] = [];
   if (!c || typeof c !== 'object' || Array.isArray(c)) return [`a case must be a mapping (app:, expect: ...), not ${JSON.stringify(c)}`];
   for (const k of Object.keys(c)) if (!INPUT_KEYS.has(k)) problems.push(`unknown key ${JSON.stringify(k)} (known: ${[...INPUT_KEYS].join(', ')})`);
-  if (typeof c.app !== 'string') problems.push('app: is required');
+  if (c.app === undefined) problems.push('app: is required');
   if (c.expect === undefined) problems.push('expect: is required (allow, deny, step-up, or a mapping)');
   else if (typeof c.expect === 'string') {
     if (!['allow', 'deny', 'step-up'].includes(c.expect)) problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny or step-up`);
@@ -138,7 +159,7 @@ function checkCase(c: Case): string[] {
     problems.push(`expect: ${JSON.stringify(c.expect)} must be allow, deny, step-up or a mapping`);
   }
   // what-if reads these as text; anything else would reach it as a number or a list
-  for (const k of ['name', 'ip', 'method', 'path', 'at', 'userAgent', 'signedInAgo'] as const) {
+  for (const k of ['app', 'name', 'ip', 'method', 'path', 'at', 'userAgent', 'signedInAgo'] as const) {
     const v: unknown = c[k];
     if (v !== undefined && typeof v !== 'string') problems.push(`${k}: must be a string, ${typeof v === 'number' || typeof v === 'boolean' ? `quote ${v}` : `not ${JSON.stringify(v)}`}`);
   }

@@ -8,12 +8,21 @@ import { HelpRequest, asOperational, isHelp, parseCommandArgs } from './usage.js
 
 const USAGE = 'drawbridge token create --group NAME [--ttl 1h] [--config FILE]';
 
-/** Loads the gateway config for commands that work on its stateDir. */
+/**
+ * The gateway config for commands that work on its stateDir. Read in lint mode: they use
+ * gateway.stateDir and the connector groups, and an operator's shell (or a demo that never
+ * started) lacks the service's ${env:...} and ${file:...} secrets, which start mode demanded.
+ */
 export async function gatewayConfig(file: string | undefined, usage?: string): Promise<{ config: Config; stateDir: string; dir: string }> {
   const path = file ?? (await discoverConfig());
   if (!path) throw new UsageError('no --config given and no gateway.config.yaml found', usage);
-  const result = await loadConfigFile(path, { mode: 'start' });
+  const result = await loadConfigFile(path, { mode: 'lint' });
   if (!result.config) throw new ConfigInvalidError(result.problems, path);
+  // In lint mode an unresolved ${...} is a warning and its value an empty stand-in: here it is the directory itself.
+  if (result.config.gateway.stateDir === '') {
+    const why = result.problems.find((p) => p.path === 'gateway.stateDir');
+    throw new ConfigInvalidError([why ? { ...why, severity: 'error' } : { file: path, path: 'gateway.stateDir', message: 'is empty', severity: 'error' }], path);
+  }
   return { config: result.config, dir: result.dir, stateDir: resolve(result.dir, result.config.gateway.stateDir ?? './state') };
 }
 

@@ -85,7 +85,8 @@ export async function whatIfCommand(args: string[]): Promise<number> {
     }
     throw e;
   }
-  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : formatResult(result));
+  const signsIn = (config.apps.find((a) => a.name === result.app)?.preAuth ?? 'oidc') === 'oidc';
+  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : formatResult(result, signsIn));
   return EXIT_FOR[result.decision];
 }
 
@@ -120,8 +121,13 @@ function inputFromFlags(v: Record<string, string | boolean | undefined>): WhatIf
   };
 }
 
-export function formatResult(r: WhatIfResult): string {
-  const who = r.identity ? `${r.identity.user}${r.identity.groups.length ? ` (groups: ${r.identity.groups.join(', ')})` : ''} with a ${r.identity.via === 'bearer' ? 'bearer token (native)' : 'browser session'}` : 'anyone (passthrough: no sign-in)';
+/**
+ * `signsIn`: the app is oidc. A result without an identity is then a request the edge refused
+ * before sign-in (TRACE), which the header called passthrough on an app that signs users in.
+ */
+export function formatResult(r: WhatIfResult, signsIn = false): string {
+  const nobody = signsIn ? 'anyone (refused before sign-in: who signs in does not matter)' : 'anyone (passthrough: no sign-in)';
+  const who = r.identity ? `${r.identity.user}${r.identity.groups.length ? ` (groups: ${r.identity.groups.join(', ')})` : ''} with a ${r.identity.via === 'bearer' ? 'bearer token (native)' : 'browser session'}` : nobody;
   const lines = [`What if ${who}`, `  from ${r.clientIp} sends ${r.method} ${r.path} to ${r.app} at ${r.at}?`, ''];
   const verdict = r.decision === 'allow' ? 'ALLOW' : r.decision === 'deny' ? `DENY (${r.status})` : `STEP-UP REQUIRED (${r.status})`;
   lines.push(`Decision: ${verdict}`);

@@ -261,14 +261,14 @@ export class ConnectorAgent {
     } catch (e) {
       throw e instanceof ConnectorError ? e : unusable(keyFile, 'a readable PEM private key', e);
     }
-    let ca: string | undefined;
-    if (existsSync(caFile)) {
-      ca = readFileSync(caFile, 'utf8');
-      try {
-        new X509Certificate(ca);
-      } catch (e) {
-        throw unusable(caFile, 'a readable PEM certificate', e);
-      }
+    // Enrollment always writes ca.pem, and the hub's certificate is always signed by the connector
+    // CA: without it the connector fell back to the system roots and failed every handshake, forever.
+    if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); enroll again`);
+    const ca = readFileSync(caFile, 'utf8');
+    try {
+      new X509Certificate(ca);
+    } catch (e) {
+      throw unusable(caFile, 'a readable PEM certificate', e);
     }
     return { key, cert, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
   }

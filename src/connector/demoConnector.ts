@@ -1,10 +1,12 @@
 /**
  * For `npm start`: runs one connector as a real child process next to the
  * demo gateway. It enrolls on first start with a token made here and reuses
- * its state directory afterwards.
+ * its state directory afterwards, unless that enrollment names another
+ * gateway address (the demo's ports were moved): then it enrolls again.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatewayServer } from '../gateway/server.js';
 import { isEnrolled } from './agent.js';
@@ -18,13 +20,31 @@ export function startDemoConnector(gateway: GatewayServer, stateDir: string): Ch
   if (!group) return undefined;
   const cli = resolve(fileURLToPath(import.meta.url), '../../cli.js');
   const args = [cli, 'connector', 'run', '--state-dir', stateDir];
+  const gatewayUrl = `https://${hub.address()!.replace(/^0\.0\.0\.0:|^\[::\]:/, '127.0.0.1:')}`;
+  const enrolledWith = isEnrolled(stateDir) ? storedGateway(stateDir) : undefined;
+  if (enrolledWith !== undefined && enrolledWith !== new URL(gatewayUrl).origin) {
+    // A connector dials the gateway it enrolled with, for good (see `connector run`); after the
+    // README's "move the demo ports" it dialled the old port forever and Hello answered 504.
+    // This state dir is the demo's own, so the demo starts it over.
+    gateway.log.warn({ stateDir, enrolledWith, gateway: gatewayUrl }, `demo connector: enrolled with ${enrolledWith}, but connectors.listen is now ${gatewayUrl}: enrolling it again`);
+    rmSync(stateDir, { recursive: true, force: true });
+  }
   if (!isEnrolled(stateDir)) {
-    const addr = hub.address()!.replace(/^0\.0\.0\.0:|^\[::\]:/, '127.0.0.1:');
-    args.push('--gateway', `https://${addr}`, '--token', createToken(hub.stateDir, group, 10 * 60_000, hub.ca.pin));
+    args.push('--gateway', gatewayUrl, '--token', createToken(hub.stateDir, group, 10 * 60_000, hub.ca.pin));
   }
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
   child.on('exit', (code, signal) => gateway.log.info({ code, signal }, 'demo connector exited'));
   return child;
+}
+
+/** The origin the state dir enrolled with; undefined when connector.json cannot say (connector run names that). */
+function storedGateway(stateDir: string): string | undefined {
+  try {
+    const gateway = (JSON.parse(readFileSync(join(stateDir, 'connector.json'), 'utf8')) as { gateway?: unknown }).gateway;
+    return typeof gateway === 'string' && URL.canParse(gateway) ? new URL(gateway).origin : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function stopDemoConnector(child: ChildProcess | undefined): Promise<void> {

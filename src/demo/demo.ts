@@ -22,7 +22,7 @@ DEMO_APP_PORT (3001) and DEMO_IDP_PORT (9000) move the sample app and the identi
 export class DemoError extends DrawbridgeError {}
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', default: 'gateway.config.yaml' } } }, USAGE);
+  const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c', default: 'gateway.config.yaml' } } }, USAGE);
   const configFile = resolve(values.config!);
   const appPort = demoPort('DEMO_APP_PORT', 3001);
   const idpPort = demoPort('DEMO_IDP_PORT', 9000);

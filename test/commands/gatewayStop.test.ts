@@ -140,7 +140,7 @@ describe('drawbridge gateway: stopping', function () {
     const inFlight = slowGet(gw.port, 10_000).catch((e: Error) => e);
     await sleep(300);
     gw.child.kill('SIGTERM');
-    await sleep(300);
+    await sleep(1500);
     assert.equal(gw.child.exitCode, null, 'still draining after the first signal');
     const second = Date.now();
     gw.child.kill('SIGTERM');
@@ -148,5 +148,34 @@ describe('drawbridge gateway: stopping', function () {
     assert.equal(exit.code, 1);
     assert.ok(exit.at - second < 2000, `exited ${exit.at - second} ms after the second signal`);
     assert.ok((await inFlight) instanceof Error, 'the request in flight was cut');
+  });
+
+  it('Ctrl-C under npm start (SIGINT from the terminal, the same SIGINT from npm 10 ms later) drains: 200, exit 0', async () => {
+    const gw = await startGatewayProcess(backend);
+    const inFlight = slowGet(gw.port, 1500);
+    await sleep(300);
+    gw.child.kill('SIGINT');
+    await sleep(10);
+    gw.child.kill('SIGINT');
+    const answer = await inFlight;
+    assert.equal(answer.status, 200, 'the in-flight request completes');
+    assert.equal((await gw.exit).code, 0);
+    assert.doesNotMatch(gw.output(), /second signal/);
+  });
+
+  it('a second SIGINT 1.5 s after the first still exits at once (1) and cuts the request in flight', async () => {
+    const gw = await startGatewayProcess(backend);
+    const inFlight = slowGet(gw.port, 10_000).catch((e: Error) => e);
+    await sleep(300);
+    gw.child.kill('SIGINT');
+    await sleep(1500);
+    assert.equal(gw.child.exitCode, null, 'still draining after the first signal');
+    const second = Date.now();
+    gw.child.kill('SIGINT');
+    const exit = await gw.exit;
+    assert.equal(exit.code, 1);
+    assert.ok(exit.at - second < 2000, `exited ${exit.at - second} ms after the second signal`);
+    assert.ok((await inFlight) instanceof Error, 'the request in flight was cut');
+    assert.match(gw.output(), /second signal/);
   });
 });

@@ -66,6 +66,8 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['token', 'create', '--group'], 'token create', /^drawbridge token create: --group needs a value$/],
       [['connectors', '-c'], 'connectors', /^drawbridge connectors: --config needs a value$/],
       [['what-if', '--app', 'X', '--config'], 'what-if', /^drawbridge what-if: --config needs a value$/],
+      [['schema', '-c'], 'schema', /^drawbridge schema: --config needs a value$/],
+      [['demo', '-c'], 'demo', /^drawbridge demo: --config needs a value$/],
       // each of these printed the usage alone, or the problem alone
       [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45144'], 'connector enroll', /--token is required/],
       [['connector'], 'connector', /a subcommand is required: enroll or run/],
@@ -101,6 +103,15 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       });
     }
 
+    it('connector --help and the README say where the state dir and the transport default from', async () => {
+      const help = (await run(['connector', '--help'])).stdout;
+      const readme = readFileSync(resolve('README.md'), 'utf8');
+      for (const said of ['DRAWBRIDGE_CONNECTOR_STATE_DIR', './connector-state', 'DRAWBRIDGE_CONNECTOR_TRANSPORT']) {
+        assert.ok(help.includes(said), `${said} in connector --help:\n${help}`);
+        assert.ok(readme.includes(said), `${said} in the README`);
+      }
+    });
+
     it('drawbridge --help shows every option the README documents for each command', async () => {
       const r = await run(['--help']);
       assert.equal(r.code, 0);
@@ -116,6 +127,16 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
         for (const flag of synopsis.match(/--[a-z-]+/g) ?? []) assert.ok(entry.includes(flag), `${command} ${flag} in:\n${entry}`);
       }
     });
+  });
+
+  it('-c is short for --config in schema and demo too (the README says so for every command)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, 'plugins: [drawbridge-plugin-nowhere]\n');
+    const schema = await run(['schema', '-c', file]);
+    assert.equal(schema.code, 0, schema.stderr);
+    assert.match(schema.stderr, /drawbridge-plugin-nowhere/, 'the plugins of the file given with -c were read');
+    assertOneLine(await run(['demo', '-c', join(dir, 'nope.yaml')]), 2, 'demo', /cannot read .*nope\.yaml: ENOENT/);
   });
 
   describe('gateway', () => {
@@ -188,6 +209,17 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       // The hub listens on 127.0.0.1; its certificate names that, not the IPv4-mapped IPv6 form.
       const mapped = hubUrl(gw).replace('127.0.0.1', '[::ffff:127.0.0.1]');
       assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host: .*connectors\.serverNames/);
+    });
+
+    it('into a state dir that already holds an enrollment: refused, the dir left as it was, the token unused', async () => {
+      const before = ['key.pem', 'cert.pem', 'connector.json'].map((f) => readFileSync(join(enrolled, f), 'utf8'));
+      const id = JSON.parse(before[2]!).id as string;
+      const tok = token(gw);
+      const r = await enroll(hubUrl(gw), tok, enrolled);
+      assertOneLine(r, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: ${enrolled} already holds an enrollment \\(connector ${id}, group g1, gateway https://127\\.0\\.0\\.1:\\d+\\); it is left as it is\\. To enroll anew, give an empty --state-dir$`));
+      assert.equal(r.stdout, '');
+      assert.deepEqual(['key.pem', 'cert.pem', 'connector.json'].map((f) => readFileSync(join(enrolled, f), 'utf8')), before);
+      assert.equal((await enroll(hubUrl(gw), tok)).code, 0, 'the token was not spent');
     });
 
     it('a gateway that does not answer', async () => {

@@ -112,6 +112,16 @@ describe('what-if and test-policies through the real CLI', function () {
     );
   });
 
+  it('TRACE on an app that signs users in is refused before sign-in, not labelled passthrough; on a passthrough app it still is', async () => {
+    const oidc = await whatIf('--app', 'Payroll', '--user', 'bob', '--method', 'TRACE');
+    assert.equal(oidc.code, 3, oidc.stderr + oidc.stdout);
+    assert.match(oidc.stdout, /^What if anyone \(refused before sign-in: who signs in does not matter\)\n {2}from .* sends TRACE \/ to Payroll/);
+    assert.match(oidc.stdout, /Decision: DENY \(405\)/);
+    assert.doesNotMatch(oidc.stdout, /passthrough/);
+    const passthrough = await whatIf('--app', 'Status', '--method', 'TRACE');
+    assert.match(passthrough.stdout, /^What if anyone \(passthrough: no sign-in\)\n/);
+  });
+
   it('native clients: a token is refused as the gateway refuses it (no audience 401, missing scope 403), and so is TRACE (405)', async () => {
     const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native'];
     const trace = await whatIf('--app', 'Status', '--method', 'TRACE');
@@ -241,6 +251,7 @@ cases:
   - { name: path, app: Status, path: [a], expect: allow }
   - { name: claims, app: Payroll, user: bob, claims: amr, expect: allow }
   - { name: expect, app: Status, expect: 5 }
+  - { name: app, app: 5, expect: allow }
   - { name: fine, app: Status, ip: 203.0.113.1, expect: allow }
 `,
     );
@@ -253,7 +264,8 @@ cases:
     assert.match(r.stdout, /FAIL path\n\s+path: must be a string, not \["a"\]\n/);
     assert.match(r.stdout, /FAIL claims\n\s+claims: must be a mapping of claim names to values, not "amr"\n/);
     assert.match(r.stdout, /FAIL expect\n\s+expect: 5 must be allow, deny, step-up or a mapping\n/);
-    assert.match(r.stdout, /ok   fine\n\n1 passed, 6 failed/);
+    assert.match(r.stdout, /FAIL app\n\s+app: must be a string, quote 5\n/);
+    assert.match(r.stdout, /ok   fine\n\n1 passed, 7 failed/);
     writeFileSync(file, 'config: 5\ncases: [{ app: Status, expect: allow }]\n');
     const bad = await run(['test-policies', file]);
     assert.equal(bad.code, 2, bad.stdout + bad.stderr);
@@ -285,6 +297,12 @@ cases:
 
   it('test-policies: exit 2 when the file cannot be read; the shipped example passes against the demo config', async () => {
     assert.equal((await run(['test-policies', join(dir, 'missing.yaml')])).code, 2);
+    // not YAML: one line naming the place, as lint says it (the parser's message quoted the file on four more lines)
+    const notYaml = join(dir, 'notyaml.test.yaml');
+    writeFileSync(notYaml, 'cases:\n[ app: Status\n');
+    const r0 = await run(['test-policies', notYaml]);
+    assert.equal(r0.code, 2, r0.stdout + r0.stderr);
+    assert.match(r0.stderr, new RegExp(`^drawbridge test-policies: cannot read ${notYaml.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: not valid YAML: [^\n]+\n$`));
     const r = await run(['test-policies', 'policies.test.yaml'], resolve('.'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });

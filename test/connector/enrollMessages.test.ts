@@ -3,7 +3,7 @@
  * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -68,6 +68,8 @@ describe('connector enrollment and run messages', function () {
     ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again$/],
     ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again$/],
     ['a key.pem of another key pair', 'key.pem', async (s) => writeFileSync(join(s, 'key.pem'), (await generateKeyPair()).keyPem), /key\.pem is not the key of .*cert\.pem; enroll again$/],
+    // it fell back to the system roots and retried a failing handshake forever
+    ['no ca.pem', 'ca.pem', (s) => rmSync(join(s, 'ca.pem')), /ca\.pem is missing \(the connector CA the gateway's certificate is checked against\); enroll again$/],
   ];
   for (const [what, file, damage, said] of damaged) {
     it(`connector run names ${file} when the state dir holds ${what}, before it starts`, async () => {

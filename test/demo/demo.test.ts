@@ -1,11 +1,11 @@
 /** `drawbridge demo` (what `npm start` runs) as a real process. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { tempDir } from '../support/harness.js';
+import { eventually, request, tempDir } from '../support/harness.js';
 import type { Config } from '../../src/config/load.js';
 import { portMismatch } from '../../src/demo/demo.js';
 
@@ -47,6 +47,16 @@ function runDemo(args: string[], env: Record<string, string>, cwd: string, until
     }, 20_000);
     child.once('exit', (code, signal) => (clearTimeout(t), resolve({ code: code ?? signal, err })));
   });
+}
+
+/** A running demo: its stdout and stderr together, and stop() (SIGINT, then the exit code). */
+function startDemo(args: string[], env: Record<string, string>, cwd: string): { child: ChildProcess; output: () => string; stop: () => Promise<number | null> } {
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/src/cli.js'), 'demo', ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  return { child, output: () => out, stop: () => (child.kill('SIGINT'), exit) };
 }
 
 describe('drawbridge demo', function () {
@@ -119,6 +129,30 @@ describe('drawbridge demo', function () {
       assert.match(err, new RegExp(`127\\.0\\.0\\.1:${gw} is already in use`));
     } finally {
       busy.close();
+    }
+  });
+
+  it('enrolls its connector again when the connector port moved since the last start (the README recipe), and says so: Hello answers', async function () {
+    this.timeout(60_000);
+    const dir = tempDir();
+    const { file, gw, hub, app, idp } = await movedConfig(dir);
+    const env = { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp) };
+    const hello = async () => (await request(`http://127.0.0.1:${gw}/`, { headers: { host: `hello.localhost:${gw}` } })).status === 200;
+    const first = startDemo(['--config', file], env, dir);
+    try {
+      await eventually(hello, 20_000, 200);
+    } finally {
+      assert.equal(await first.stop(), 0, first.output());
+    }
+    const [moved] = await freePorts(1);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(new RegExp(String(hub), 'g'), String(moved)));
+    const second = startDemo(['--config', file], env, dir);
+    try {
+      await eventually(hello, 20_000, 200);
+      assert.match(second.output(), new RegExp(`demo connector: enrolled with https://127\\.0\\.0\\.1:${hub}, but connectors\\.listen is now https://127\\.0\\.0\\.1:${moved}: enrolling it again`));
+      assert.match(readFileSync(join(dir, '.demo-state/connector/connector.json'), 'utf8'), new RegExp(`"gateway": "https://127\\.0\\.0\\.1:${moved}"`));
+    } finally {
+      assert.equal(await second.stop(), 0, second.output());
     }
   });
 });
