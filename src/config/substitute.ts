@@ -2,9 +2,15 @@
  * ${env:NAME} and ${file:path} references. Resolved once at load time, so a
  * secret never sits in the file and the rest of the gateway only sees values.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { FileTooLargeError, NotARegularFileError, readRegularFile } from './regularFile.js';
 import type { KeyPath } from './source.js';
+
+/**
+ * Secrets, keys and certificates are a few KiB. The limit keeps a reference to a
+ * disk image or a log in the wrong place from filling the gateway's memory.
+ */
+export const MAX_REFERENCED_FILE_BYTES = 1024 * 1024;
 
 const REF = /\$\{(env|file):([^}]*)\}/g;
 
@@ -61,10 +67,16 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
         const file = resolve(baseDir, name);
         files.push(file);
         try {
-          const val = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+          const val = readRegularFile(file, MAX_REFERENCED_FILE_BYTES).toString('utf8').replace(/\r?\n$/, '');
           resolved.push({ ref: `\${file:${name}}`, value: val });
           return val;
         } catch (e) {
+          // A pipe, a device or a huge file is a mistake in the config itself, wherever it runs: an error in lint too.
+          if (e instanceof NotARegularFileError || e instanceof FileTooLargeError) {
+            issues.push({ path, message: `cannot use ${name}: it ${e.message}; \${file:} reads a secret, key or certificate from a regular file`, missing: false });
+            missing = true;
+            return '';
+          }
           issues.push({ path, message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, missing: true });
           missing = true;
           return '';

@@ -5,9 +5,12 @@
  * decides whether anything really changed.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
+import { readRegularFile } from './regularFile.js';
+
+/** Far above any file a config refers to (the loader refuses ${file:} values over 1 MiB and PEM files over 4 MiB). */
+const MAX_HASHED_BYTES = 64 * 1024 * 1024;
 
 export interface WatchOptions {
   debounceMs?: number;
@@ -69,10 +72,11 @@ export function contentHash(text: string, files: readonly string[]): string {
   const h = createHash('sha256').update(text);
   for (const f of [...files].sort()) {
     h.update('\0' + f + '\0');
+    // A pipe or a device named by the config is refused by the loader; read here, it would hang every reload.
     try {
-      h.update(readFileSync(f));
-    } catch {
-      h.update('<missing>');
+      h.update(readRegularFile(f, MAX_HASHED_BYTES));
+    } catch (e) {
+      h.update(`<${(e as NodeJS.ErrnoException).code ?? 'unreadable'}>`);
     }
   }
   return h.digest('hex');

@@ -3,9 +3,16 @@ import express, { type Express } from 'express';
 import type { Metrics } from '../observability/metrics.js';
 import type { GenerationHolder } from '../pipeline/generation.js';
 
+/** Every admin endpoint is read-only. */
+export const ADMIN_METHODS = 'GET, HEAD';
+
 export function adminApp(holder: GenerationHolder, metrics: Metrics, extra: (app: Express) => void = () => undefined): Express {
   const app = express();
   app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next();
+    res.set('allow', ADMIN_METHODS).status(405).json({ error: 'method not allowed' });
+  });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });

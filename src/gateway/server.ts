@@ -20,7 +20,7 @@ import { AuditLog } from '../observability/audit.js';
 import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.js';
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
-import { adminApp } from './admin.js';
+import { ADMIN_METHODS, adminApp } from './admin.js';
 import { ALLOWED_METHODS, Edge, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
@@ -281,6 +281,11 @@ export class GatewayServer {
     }
     if (config.gateway.admin) {
       const server = http.createServer(adminApp(this.holder, this.metrics, (app) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }))));
+      // Node closes a CONNECT nothing listens for without a word; the express app never sees it.
+      server.on('connect', (_req: http.IncomingMessage, socket) => {
+        socket.on('error', () => socket.destroy());
+        afterPendingAnswer(socket, () => endWithProblem(socket, 405, `The admin listener serves ${ADMIN_METHODS} only.`, randomUUID(), `allow: ${ADMIN_METHODS}\r\n`));
+      });
       await listen(server, parseListen(config.gateway.admin.listen));
       this.servers.admin = server;
     }

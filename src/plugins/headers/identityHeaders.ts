@@ -5,7 +5,8 @@
  * Field names: `user`, `groups`, or any claim name (email, name, oid, roles...).
  * Encoding, so an app can always tell what it got:
  * - a scalar is sent as text; an array is joined with "," (no spaces);
- * - when any element is outside printable ASCII, or contains "," or "%", the
+ * - when any element is outside printable ASCII, or contains "," or "%", or the
+ *   value itself begins with `UTF-8''` (in any letter case), the
  *   whole value is sent RFC 8187-style as `UTF-8''` followed by each element
  *   percent-encoded (UTF-8), still joined with ",". Apps split on "," and
  *   percent-decode each part when the value starts with `UTF-8''`.
@@ -39,7 +40,11 @@ export function encodeHeaderValue(v: unknown): string | undefined {
   const parts = (Array.isArray(v) ? v : [v]).filter((x) => x !== undefined && x !== null).map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x)));
   if (Array.isArray(v) && parts.length === 0) return '';
   const plain = parts.every((p) => /^[\x20-\x7e]*$/.test(p) && !p.includes(',') && !p.includes('%'));
-  if (plain) return parts.join(',');
+  // A value that already begins with the prefix, sent as it is, would be decoded by the app:
+  // a user who names herself UTF-8''alice would be read as alice. RFC 8187 decoders take the
+  // charset in any letter case, so the check does too.
+  const joined = parts.join(',');
+  if (plain && !joined.toUpperCase().startsWith(EXT_PREFIX)) return joined;
   return EXT_PREFIX + parts.map(percentEncode).join(',');
 }
 
@@ -54,7 +59,7 @@ function percentEncode(s: string): string {
 
 /** The inverse, for apps and tests. */
 export function decodeHeaderValue(h: string): string[] {
-  if (!h.startsWith(EXT_PREFIX)) return h === '' ? [] : h.split(',');
+  if (!h.toUpperCase().startsWith(EXT_PREFIX)) return h === '' ? [] : h.split(',');
   return h.slice(EXT_PREFIX.length).split(',').map((p) => decodeURIComponent(p));
 }
 

@@ -38,10 +38,12 @@ describe('identity headers and the signed assertion, at a real backend', functio
   let s: Stack;
   let trailers: Awaited<ReturnType<typeof startTrailerBackend>>;
   const zoe = { username: 'zoe', password: 'zoe-pw', name: 'Zoë Ünal', email: 'zoe@example.test', groups: ['R&D, Europe', 'everyone'], mfa: false };
+  // Users who chose names that look encoded: decoded as the README says, they must read as what they chose.
+  const mallory = { username: "utf-8''alice", password: 'mallory-pw', name: "UTF-8''Alice", email: 'mallory@example.test', groups: ["Utf-8''engineering", 'everyone'], mfa: false };
   before(async () => {
     trailers = await startTrailerBackend();
     s = await startStack({
-      users: [...USERS, zoe],
+      users: [...USERS, zoe, mallory],
       apps: (backend) => `
   - name: Web
     externalUrl: http://web.localhost/
@@ -98,6 +100,19 @@ describe('identity headers and the signed assertion, at a real backend', functio
     assert.deepEqual(decodeHeaderValue(String(h['x-remote-name'])), ['Zoë Ünal']);
     assert.deepEqual(decodeHeaderValue(String(h['x-remote-groups'])), ['R&D, Europe', 'everyone']);
     assert.equal(h['x-remote-user'], 'zoe', 'plain ASCII stays plain');
+  });
+
+  it("encodes a value that itself begins with UTF-8'' (any letter case), so decoding gives what the user chose, not another user's name", async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: "utf-8''alice", password: 'mallory-pw' });
+    assert.equal(res.status, 200, res.body);
+    const h = last().headers;
+    assert.equal(h['x-remote-user'], "UTF-8''utf-8%27%27alice");
+    assert.equal(h['x-remote-name'], "UTF-8''UTF-8%27%27Alice");
+    assert.deepEqual(decodeHeaderValue(String(h['x-remote-user'])), ["utf-8''alice"]);
+    assert.deepEqual(decodeHeaderValue(String(h['x-remote-name'])), ["UTF-8''Alice"]);
+    assert.deepEqual(decodeHeaderValue(String(h['x-remote-groups'])), ["Utf-8''engineering", 'everyone']);
+    assert.equal(h['x-remote-email'], 'mallory@example.test', 'plain ASCII stays plain');
   });
 
   it('drops client copies of identity and assertion headers in every spelling before setting its own', async () => {
@@ -169,5 +184,8 @@ describe('identity headers and the signed assertion, at a real backend', functio
     assert.equal(encodeHeaderValue(undefined), undefined);
     assert.equal(encodeHeaderValue(true), 'true');
     assert.equal(encodeHeaderValue([]), '');
+    assert.equal(encodeHeaderValue("utf-8''x"), "UTF-8''utf-8%27%27x");
+    assert.equal(encodeHeaderValue("UTF-8'"), "UTF-8'", 'only the whole prefix needs encoding');
+    assert.equal(encodeHeaderValue(["a", "UTF-8''b"]), "a,UTF-8''b", 'a later element is never read as the prefix');
   });
 });
