@@ -59,7 +59,14 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
       const res = await b.get(`${s.origin('web')}/api`, headers);
       assert.equal(res.status, 401, JSON.stringify(headers));
       assert.match(String(res.headers['www-authenticate']), /^Bearer/);
-      assert.match(String(res.headers['content-type']), /json/);
+      // problem+json like every other error, with OAuth's members beside the problem's
+      assert.equal(res.headers['content-type'], 'application/problem+json');
+      const problem = JSON.parse(res.body) as Record<string, unknown>;
+      assert.equal(problem.status, 401);
+      assert.equal(problem.title, 'Unauthorized');
+      assert.equal(problem.correlationId, res.headers['x-correlation-id']);
+      assert.equal(problem.error, 'unauthorized');
+      assert.equal(problem.detail, problem.error_description);
       assert.equal(res.headers.location, undefined);
     }
     const post = await b.send('POST', `${s.origin('web')}/api`, {}, 'x');

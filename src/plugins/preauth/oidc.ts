@@ -11,6 +11,7 @@ import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, ty
 import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
+import { titleOf } from '../../gateway/errorPages.js';
 import { requestedTarget, safeReturnUrl } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
@@ -104,13 +105,15 @@ class OidcStage implements Stage {
   private unauthorized(ctx: RequestContext, description: string, error?: 'invalid_token' | 'insufficient_scope', cookies: string[] = [], check?: string, status = 401): Decision {
     const realm = `realm="${this.app.name}"`;
     const challenge = error ? `Bearer ${realm}, error="${error}", error_description="${description.replace(NOT_IN_ERROR_DESCRIPTION, '')}"` : `Bearer ${realm}`;
-    const headers: Record<string, string | string[]> = { 'www-authenticate': challenge, 'content-type': 'application/json', 'cache-control': 'no-store', 'x-drawbridge-correlation-id': ctx.id };
+    // problem+json like every other error the gateway answers (RFC 9457), with OAuth's own members
+    // (RFC 6750) beside the problem's for clients that read those
+    const headers: Record<string, string | string[]> = { 'www-authenticate': challenge, 'content-type': 'application/problem+json', 'cache-control': 'no-store' };
     if (cookies.length) headers['set-cookie'] = cookies;
     return {
       kind: 'respond',
       status,
       headers,
-      body: json({ error: error ?? 'unauthorized', error_description: description, ...(check ? { check } : {}), app: this.app.name, correlationId: ctx.id }),
+      body: json({ type: 'about:blank', title: titleOf(status), status, detail: description, correlationId: ctx.id, app: this.app.name, error: error ?? 'unauthorized', error_description: description, ...(check ? { check } : {}) }),
       reasons: [check ? `bearer token refused (${check}): ${description}` : description],
     };
   }
@@ -120,7 +123,7 @@ class OidcStage implements Stage {
     const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
     const link = `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(requestedTarget(ctx))}`;
     const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
-    const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'", 'x-drawbridge-correlation-id': ctx.id };
+    const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
     if (cookies.length) headers['set-cookie'] = cookies;
     return { kind: 'respond', status: 401, headers, body, reasons: [`no session: ${ctx.method} sent from a page, answered with a sign-in link`] };
   }
