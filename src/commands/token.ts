@@ -7,6 +7,7 @@ import { createToken } from '../connector/tokens.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge token create --group NAME [--ttl 1h] [--config FILE]';
+const MAX_TOKEN_TTL_MS = 7 * 86_400_000;
 
 /**
  * The gateway config for commands that work on its stateDir. Read in lint mode: they use
@@ -35,6 +36,8 @@ export async function tokenCommand(args: string[]): Promise<number> {
   if (!values.group) throw new UsageError('--group NAME is required', USAGE);
   const ttl = parseDuration(values.ttl!);
   if (ttl === undefined || ttl <= 0) throw new UsageError(`invalid --ttl ${JSON.stringify(values.ttl)} (e.g. 15m, 1h, 2d)`, USAGE);
+  // An unused token is a standing credential for joining the group: it is meant for the install at hand.
+  if (ttl > MAX_TOKEN_TTL_MS) throw new UsageError(`--ttl ${values.ttl} is longer than 7d: an enrollment token is meant for the connector being installed now (make one per install)`, USAGE);
   const { config, stateDir } = await gatewayConfig(values.config, USAGE);
   if (!config.connectors) {
     process.stderr.write('drawbridge token create: the config has no connectors: section\n');

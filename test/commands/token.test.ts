@@ -58,6 +58,17 @@ describe('drawbridge token create', function () {
     assert.equal(r.stderr, 'drawbridge token create: the config has no connectors: section\n');
   });
 
+  it('--ttl: at most 7 days (an unused token is a standing way into the group); a bad one is a usage error (exit 2)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, gatewayYaml({ url: 'http://127.0.0.1:9' }));
+    assert.equal((await runCli(['token', 'create', '-g', 'g1', '--ttl', '7d', '-c', file])).code, 0);
+    const long = await runCli(['token', 'create', '-g', 'g1', '--ttl', '999d', '-c', file]);
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /--ttl 999d is longer than 7d/);
+    assert.equal((await runCli(['token', 'create', '-g', 'g1', '--ttl', 'soon', '-c', file])).code, 2);
+  });
+
   it('names gateway.stateDir when it is an unset ${env:...} (the one secret-like value it needs)', async () => {
     const dir = tempDir();
     const file = join(dir, 'gateway.config.yaml');
