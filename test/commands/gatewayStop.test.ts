@@ -3,12 +3,11 @@
  * connections are refused, idle keep-alive connections close), a second signal exits at once.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
-import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+import { request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
 
 const cfg = (backend: string) => `
 gateway:
@@ -23,23 +22,17 @@ apps:
 `;
 
 interface Started {
-  child: ChildProcess;
+  child: GatewayProcess['child'];
   port: number;
-  exit: Promise<{ code: number | null; ms: number; at: number }>;
+  exit: GatewayProcess['exited'];
   output: () => string;
 }
 
 async function startGatewayProcess(backend: EchoBackend): Promise<Started> {
-  const dir = tempDir();
-  const file = join(dir, 'gateway.config.yaml');
+  const file = join(tempDir(), 'gateway.config.yaml');
   writeFileSync(file, cfg(backend.url));
-  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (c) => (out += c));
-  child.stderr!.on('data', (c) => (out += c));
-  const exit = new Promise<{ code: number | null; ms: number; at: number }>((r) => child.once('exit', (code) => r({ code, ms: 0, at: Date.now() })));
-  const port = Number(await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000));
-  return { child, port, exit, output: () => out };
+  const gw = spawnGateway(file);
+  return { child: gw.child, port: await gw.port(), exit: gw.exited, output: gw.output };
 }
 
 /**

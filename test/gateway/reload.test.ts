@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { join } from 'node:path';
-import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, request, sleep, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 const cfg = (backend: string, version: string, extraApp = '') => `
 gateway:
@@ -337,12 +336,9 @@ apps:
     const dir = tempDir();
     const file = join(dir, 'gateway.config.yaml');
     writeFileSync(file, cfg(backend.url, 'h1'));
-    const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (out += c));
+    const { child, port, exited } = spawnGateway(file);
     try {
-      const addr = await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000);
+      const addr = await port();
       const gw = { url: `http://127.0.0.1:${addr}` } as TestGateway;
       assert.equal(await seenVersion(gw), 'h1');
       writeFileSync(file, cfg(backend.url, 'h2'));
@@ -352,7 +348,7 @@ apps:
       await eventually(async () => (await seenVersion(gw)) === 'h2', 2000);
     } finally {
       child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await exited;
     }
   });
 });

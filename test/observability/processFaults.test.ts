@@ -4,10 +4,9 @@
  * nobody caught ends the process, saying why in the log.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually, request, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+import { eventually, request, spawnGateway, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
 
 /**
  * An sso plugin with the bugs background work in third-party code has (refreshing a ticket or a
@@ -50,12 +49,7 @@ apps:
     preAuth: passthrough
 `,
   );
-  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (c) => (out += c));
-  child.stderr.on('data', (c) => (out += c));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { child, exited, output: () => out };
+  return spawnGateway(file);
 }
 
 const logLines = (out: string) =>
@@ -73,8 +67,8 @@ describe('drawbridge gateway: defects that escape every handler', function () {
   it('a promise a plugin let fail is logged with its stack and counted; the gateway keeps serving', async () => {
     const gw = startWithBuggyPlugin(backend, 'floating');
     try {
-      const port = await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(gw.output())?.[1], 10_000);
-      const admin = await eventually(() => /"admin":"127\.0\.0\.1:(\d+)"/.exec(gw.output())?.[1], 10_000);
+      const port = await gw.port();
+      const admin = await gw.port('admin');
       const logged = await eventually(() => {
         const lines = logLines(gw.output()).filter((l) => l.level === 'error' && l.err?.message === 'the plugin lost a promise');
         return lines.length === 2 ? lines : null;
@@ -92,7 +86,7 @@ describe('drawbridge gateway: defects that escape every handler', function () {
 
   it('an exception nobody caught ends the process with exit 1 and a fatal log line that names it', async () => {
     const gw = startWithBuggyPlugin(backend, 'thrown');
-    assert.equal(await gw.exited, 1);
+    assert.equal((await gw.exited).code, 1);
     const fatal = logLines(gw.output()).find((l) => l.level === 'fatal');
     assert.ok(fatal, `a fatal line in the log:\n${gw.output()}`);
     assert.equal(fatal.err?.message, 'the plugin threw in a callback');

@@ -2,6 +2,7 @@
  * Shared test helpers: a real echo backend, a real gateway on loopback with
  * ephemeral ports, and a plain HTTP client. No mocks: every test talks TCP.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import * as netModule from 'node:net';
@@ -184,4 +185,25 @@ export async function eventually<T>(fn: () => Promise<T> | T, ms = 3000, step = 
     if (Date.now() > end) throw last instanceof Error ? last : new Error('condition not met in time');
     await sleep(step);
   }
+}
+
+/** A real `drawbridge gateway` process (the CLI, as an operator starts it), its output collected. */
+export interface GatewayProcess {
+  child: ChildProcess;
+  /** stdout and stderr so far */
+  output(): string;
+  /** resolves when the process exits: its code, and when */
+  exited: Promise<{ code: number | null; at: number }>;
+  /** the port a listener (`http`, `admin`) bound, read from the start line */
+  port(listener?: string): Promise<number>;
+}
+
+export function spawnGateway(file: string, args: string[] = ['--no-watch']): GatewayProcess {
+  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  const exited = new Promise<{ code: number | null; at: number }>((r) => child.once('exit', (code) => r({ code, at: Date.now() })));
+  const port = async (listener = 'http') => Number(await eventually(() => new RegExp(`"${listener}":"127\\.0\\.0\\.1:(\\d+)"`).exec(out)?.[1], 10_000));
+  return { child, output: () => out, exited, port };
 }
