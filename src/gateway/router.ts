@@ -56,6 +56,13 @@ export class Router<T extends RouteTarget> {
     return wild && pick(wild, path);
   }
 
+  /** whether some app is published on `host` (lower-case, without port), under any path */
+  publishes(host: string): boolean {
+    if (this.exact.has(host)) return true;
+    const dot = host.indexOf('.');
+    return dot > 0 && this.wildcard.has(host.slice(dot + 1));
+  }
+
   *entries(): Iterable<{ host: string; prefix: string; target: T }> {
     for (const [host, list] of this.exact) for (const r of list) yield { host, prefix: r.prefix, target: r.target };
     for (const [host, list] of this.wildcard) for (const r of list) yield { host: `*.${host}`, prefix: r.prefix, target: r.target };

@@ -413,7 +413,11 @@ export class GatewayServer {
         return void res.writeHead(404).end();
       }
       const host = (req.headers.host ?? '').replace(/:\d+$/, '');
-      if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId: String(res.getHeader(CORRELATION_HEADER) ?? '-') });
+      const correlationId = String(res.getHeader(CORRELATION_HEADER) ?? '-');
+      if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId });
+      // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
+      // port 80 that does not key on Host be taught to send users elsewhere.
+      if (!this.holder.current?.router.publishes(host.toLowerCase())) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
       const p = publicPort();
       const port = p && p !== '443' ? `:${p}` : '';
       res.writeHead(308, { location: `https://${host}${port}${url.startsWith('/') ? url : '/'}` }).end();

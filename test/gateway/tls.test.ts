@@ -71,6 +71,15 @@ apps:
     assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
   });
 
+  it('redirects only hosts an app is published on: another Host gets 404, not a redirect to it', async () => {
+    for (const host of ['evil.test', 'evil.test:8080', 'echo.test.evil.test']) {
+      const res = await request(`http://127.0.0.1:${httpPort()}/p`, { headers: { host, accept: 'application/json' } });
+      assert.equal(res.status, 404, host);
+      assert.equal(res.headers.location, undefined, host);
+    }
+    assert.equal((await request(`http://127.0.0.1:${httpPort()}/p`, { headers: { host: 'ECHO.test' } })).status, 308, 'a published host in any case');
+  });
+
   it('the redirect follows a publicUrl changed by a reload (it kept the port the gateway started with)', async () => {
     const before = readFileSync(gw.configFile, 'utf8');
     try {
