@@ -41,6 +41,27 @@ export function isLoopbackHttp(url: URL): boolean {
   return h === 'localhost' || h.endsWith('.localhost') || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
+/**
+ * The endpoints sign-in and bearer verification use, checked when the document arrives: a
+ * document without a usable one sent users to sign in at the provider and then answered its
+ * callback with 401 (a loop, the log pointing at the user), or every page with 500. Now it is
+ * the provider's outage, 503, with the field named in the log.
+ */
+function checkEndpoints(meta: Record<string, unknown>, issuer: URL): void {
+  for (const field of ['authorization_endpoint', 'token_endpoint', 'jwks_uri']) {
+    const value = meta[field];
+    let url: URL | undefined;
+    try {
+      url = typeof value === 'string' ? new URL(value) : undefined;
+    } catch {
+      url = undefined;
+    }
+    if (!url || !(url.protocol === 'https:' || (isLoopbackHttp(url) && isLoopbackHttp(issuer)))) {
+      throw new Error(`the discovery document's ${field} is ${value === undefined ? 'missing' : `not an https URL (${JSON.stringify(value).slice(0, 100)})`}`);
+    }
+  }
+}
+
 export class OidcClient {
   private pending?: Promise<oidc.Configuration>;
   private failedAt = 0;
@@ -62,6 +83,10 @@ export class OidcClient {
         .discovery(issuer, this.opts.clientId, metadata, auth, {
           execute: isLoopbackHttp(issuer) ? [oidc.allowInsecureRequests] : [],
           timeout: 5,
+        })
+        .then((c) => {
+          checkEndpoints(c.serverMetadata(), issuer);
+          return c;
         })
         .catch((e: Error) => {
           this.pending = undefined;

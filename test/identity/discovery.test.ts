@@ -1,0 +1,71 @@
+/**
+ * A provider whose discovery document lacks a usable endpoint is an outage of the sign-in
+ * service (503, the field named in the log), found before anyone is sent to sign in: users
+ * signed in at the provider and then got 401 at the callback, in a loop, or a 500 on every page.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startGateway } from '../support/harness.js';
+
+/** A provider that publishes only a discovery document, `edit` applied to a sound one. */
+async function startIssuer(edit: (doc: Record<string, unknown>) => void): Promise<{ url: string; close(): void }> {
+  const server = http.createServer((req, res) => {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    if (req.url !== '/.well-known/openid-configuration') return void res.writeHead(404).end();
+    const doc: Record<string, unknown> = {
+      issuer: url,
+      authorization_endpoint: `${url}/auth`,
+      token_endpoint: `${url}/token`,
+      jwks_uri: `${url}/jwks`,
+      response_types_supported: ['code'],
+      subject_types_supported: ['public'],
+      id_token_signing_alg_values_supported: ['RS256'],
+    };
+    edit(doc);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}
+
+describe('identity: a discovery document without usable endpoints', function () {
+  this.timeout(20_000);
+  const cases: [string, (d: Record<string, unknown>) => void, RegExp][] = [
+    ['no token_endpoint', (d) => delete d.token_endpoint, /token_endpoint is missing/],
+    ['a token_endpoint that is not a URL', (d) => (d.token_endpoint = 'token please'), /token_endpoint is not an https URL/],
+    ['a jwks_uri that is a number', (d) => (d.jwks_uri = 42), /jwks_uri is not an https URL \(42\)/],
+    ['no authorization_endpoint', (d) => delete d.authorization_endpoint, /authorization_endpoint is missing/],
+    ['a javascript: authorization_endpoint', (d) => (d.authorization_endpoint = 'javascript:alert(1)'), /authorization_endpoint is not an https URL/],
+    ['an http endpoint on another host for a loopback issuer', (d) => (d.token_endpoint = 'http://idp.example.test/token'), /token_endpoint is not an https URL/],
+  ];
+  for (const [what, edit, logged] of cases) {
+    it(`${what}: the browser gets 503 before it is sent to the provider, and the log names the field`, async () => {
+      const issuer = await startIssuer(edit);
+      const gw = await startGateway(`
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: ${issuer.url}, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: Web
+    externalUrl: http://web.test/
+    internalUrl: http://127.0.0.1:9/
+    preAuth: oidc
+`);
+      try {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+          http.get({ port: gw.port, host: '127.0.0.1', path: '/page', headers: { host: 'web.test', accept: 'text/html', 'sec-fetch-mode': 'navigate' } }, (r) => resolve(r.resume())).on('error', reject),
+        );
+        assert.equal(res.statusCode, 503);
+        assert.equal(res.headers.location, undefined, 'not sent to the provider');
+        assert.equal(res.headers['retry-after'], '5');
+        assert.ok(gw.logs.some((l) => l.msg === 'identity provider unavailable' && logged.test(JSON.stringify(l))), JSON.stringify(gw.logs.filter((l) => l.level === 'error' || l.level === 50)));
+      } finally {
+        await gw.stop();
+        issuer.close();
+      }
+    });
+  }
+});
