@@ -27,6 +27,8 @@ import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
+import { headerCount } from './destination.js';
+import { hostnameOf } from './router.js';
 
 /**
  * The public listeners' HTTP options. No request timeout: uploads take as long as they take
@@ -412,12 +414,15 @@ export class GatewayServer {
         }
         return void res.writeHead(404).end();
       }
-      const host = (req.headers.host ?? '').replace(/:\d+$/, '');
       const correlationId = String(res.getHeader(CORRELATION_HEADER) ?? '-');
-      if (!/^[A-Za-z0-9.-]+$/.test(host)) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId });
+      // The Host checks of the https side (edge.ts), so a request it would refuse is not redirected to it.
+      if (req.httpVersionMajor !== 1) return sendError(res, req.headers, { status: 400, reason: 'Only HTTP/1.0 and HTTP/1.1 are served here.', correlationId });
+      if (headerCount(req.rawHeaders, 'host') > 1) return sendError(res, req.headers, { status: 400, reason: 'The request has more than one Host header.', correlationId });
+      const host = hostnameOf(req.headers.host);
+      if (!host || host.startsWith('[')) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId });
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
-      if (!this.holder.current?.router.publishes(host.toLowerCase())) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
+      if (!this.holder.current?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
       const p = publicPort();
       const port = p && p !== '443' ? `:${p}` : '';
       res.writeHead(308, { location: `https://${host}${port}${url.startsWith('/') ? url : '/'}` }).end();

@@ -4,7 +4,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import { selfSignedCert } from '../support/certs.js';
-import { eventually, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 function httpsGet(port: number, host: string, ca: string, path = '/'): Promise<{ status: number; body: string; peerCn: string }> {
   return new Promise((resolve, reject) => {
@@ -78,6 +78,14 @@ apps:
       assert.equal(res.headers.location, undefined, host);
     }
     assert.equal((await request(`http://127.0.0.1:${httpPort()}/p`, { headers: { host: 'ECHO.test' } })).status, 308, 'a published host in any case');
+  });
+
+  it('refuses what the https side would refuse instead of redirecting it: two Host lines, a port past 65535, HTTP/2.0 (400)', async () => {
+    for (const head of ['GET /p HTTP/1.1\r\nHost: echo.test\r\nHost: evil.test\r\n', 'GET /p HTTP/1.1\r\nHost: echo.test:99999\r\n', 'GET /p HTTP/2.0\r\nHost: echo.test\r\n']) {
+      const answer = await rawRequest(httpPort(), `${head}Connection: close\r\n\r\n`);
+      assert.match(answer, /^HTTP\/1\.1 400 /, head);
+      assert.doesNotMatch(answer, /\r\nlocation:/i, head);
+    }
   });
 
   it('the redirect follows a publicUrl changed by a reload (it kept the port the gateway started with)', async () => {
