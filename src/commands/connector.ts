@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ConnectorAgent, ConnectorError, enroll, gatewayUrlProblem, isEnrolled, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, enroll, gatewayUrlProblem, isEnrolled, storedEnrollment, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors.js';
@@ -104,12 +102,8 @@ function sameGateway(a: string, b: string): boolean {
 
 /** " (connector c-..., group g1, gateway https://...)" from connector.json, or nothing when it cannot be read. */
 function enrolledAs(stateDir: string): string {
-  try {
-    const s = JSON.parse(readFileSync(join(stateDir, 'connector.json'), 'utf8')) as Partial<ConnectorState>;
-    return ` (connector ${s.id}, group ${s.group}, gateway ${s.gateway})`;
-  } catch {
-    return '';
-  }
+  const s = storedEnrollment(stateDir);
+  return s ? ` (connector ${s.id}, group ${s.group}, gateway ${s.gateway})` : '';
 }
 
 function connectorError(code: string, message: string): ConnectorError {

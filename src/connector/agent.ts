@@ -58,6 +58,15 @@ export function isEnrolled(stateDir: string): boolean {
   return existsSync(f.state) && existsSync(f.key) && existsSync(f.cert);
 }
 
+/** What connector.json says of an enrollment, for messages and the demo; undefined when it cannot be read. */
+export function storedEnrollment(stateDir: string): Partial<ConnectorState> | undefined {
+  try {
+    return JSON.parse(readFileSync(filesOf(stateDir).state, 'utf8')) as Partial<ConnectorState>;
+  } catch {
+    return undefined;
+  }
+}
+
 function writeAtomic(file: string, data: string, mode = 0o644): void {
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode });

@@ -5,11 +5,11 @@
  * gateway address (the demo's ports were moved): then it enrolls again.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatewayServer } from '../gateway/server.js';
-import { isEnrolled } from './agent.js';
+import { isEnrolled, storedEnrollment } from './agent.js';
 import { createToken } from './tokens.js';
 
 export function startDemoConnector(gateway: GatewayServer, stateDir: string): ChildProcess | undefined {
@@ -39,12 +39,8 @@ export function startDemoConnector(gateway: GatewayServer, stateDir: string): Ch
 
 /** The origin the state dir enrolled with; undefined when connector.json cannot say (connector run names that). */
 function storedGateway(stateDir: string): string | undefined {
-  try {
-    const gateway = (JSON.parse(readFileSync(join(stateDir, 'connector.json'), 'utf8')) as { gateway?: unknown }).gateway;
-    return typeof gateway === 'string' && URL.canParse(gateway) ? new URL(gateway).origin : undefined;
-  } catch {
-    return undefined;
-  }
+  const gateway: unknown = storedEnrollment(stateDir)?.gateway;
+  return typeof gateway === 'string' && URL.canParse(gateway) ? new URL(gateway).origin : undefined;
 }
 
 export function stopDemoConnector(child: ChildProcess | undefined): Promise<void> {

@@ -189,6 +189,12 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
+      // a status outside 200-599 (a 101 included) is an answer, not a failed dial: no retry elsewhere
+      const notHttp = (failure: UpstreamFailure) => {
+        upReq.removeAllListeners('error').on('error', () => undefined);
+        upReq.destroy();
+        done(failure);
+      };
       // (a body still going out when the app went quiet is one the app stopped reading)
       upReq.on('timeout', () => upReq.destroy(Object.assign(new Error(upReq.writableFinished ? 'the app did not answer in time' : `${STALL_ANSWERS['app-upload'].logged} for ${f.timeoutMs / 1000} s`), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       upReq.on('error', (err: Error & { channel?: Channel }) => {
@@ -212,11 +218,8 @@ export class TunnelUpstream implements Upstream {
       upReq.on('response', (upRes: IncomingMessage) => {
         const invalid = invalidStatus(upRes.statusCode ?? 0);
         if (invalid) {
-          // an answer, not a failed dial: no retry elsewhere
-          upReq.removeAllListeners('error').on('error', () => undefined);
           upRes.on('error', () => undefined).resume();
-          upReq.destroy();
-          return done(invalid);
+          return notHttp(invalid);
         }
         started = true;
         upReq.setTimeout(0);
@@ -233,9 +236,7 @@ export class TunnelUpstream implements Upstream {
       // listener it dropped the connection and told the request nothing (no answer, no timeout).
       upReq.on('upgrade', (upRes: IncomingMessage, socket: Duplex) => {
         socket.destroy();
-        upReq.removeAllListeners('error').on('error', () => undefined);
-        upReq.destroy();
-        done(invalidStatus(upRes.statusCode ?? 0) ?? { status: 502, reason: "The app's answer was not valid HTTP.", detail: 'the app switched protocols on a request that asked for no upgrade', afterHeaders: false });
+        notHttp(invalidStatus(upRes.statusCode ?? 0)!);
       });
       // A dead socket is a failed dial: retried, with the body still unread.
       failOnDeadSocket(upReq);

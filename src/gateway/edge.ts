@@ -280,11 +280,8 @@ export class Edge {
     // Request smuggling guard: a body framed two ways is refused before anything reads it.
     if (h['transfer-encoding'] !== undefined && h['content-length'] !== undefined) return this.deny(req, res, id, outcome, 400, 'The request has both Content-Length and Transfer-Encoding.');
     if (h['content-length'] !== undefined && conflictingLengths(req.rawHeaders)) return this.deny(req, res, id, outcome, 400, 'The request has conflicting Content-Length headers.');
-    // HTTP/0.9 lines and other major versions get through Node's parser; a client error (400), not 505,
-    // so that 5xx from the gateway keep meaning a fault on this side.
-    if (req.httpVersionMajor !== 1) return this.deny(req, res, id, outcome, 400, 'Only HTTP/1.0 and HTTP/1.1 are served here.');
-    // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
-    if (headerCount(req.rawHeaders, 'host') > 1) return this.deny(req, res, id, outcome, 400, 'The request has more than one Host header.');
+    const malformed = malformedHead(req);
+    if (malformed) return this.deny(req, res, id, outcome, 400, malformed);
     // TRACE would echo the request, gateway-set identity headers and cookies included, back to the caller.
     const refused = REFUSED_METHODS.get(req.method ?? '');
     if (refused !== undefined) {
@@ -298,7 +295,7 @@ export class Edge {
       return;
     }
     const host = hostnameOf(h.host);
-    if (!host) return this.deny(req, res, id, outcome, 400, 'The request has no valid Host header.');
+    if (!host) return this.deny(req, res, id, outcome, 400, NO_VALID_HOST);
     const target = normalizeTarget(req.url ?? '');
     if (!target.ok) return this.deny(req, res, id, outcome, 400, `The request path is not acceptable (${target.reason}).`);
 
@@ -672,4 +669,16 @@ function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) =>
     if (!v.startsWith(internalBase) && v !== internalBase.slice(0, -1)) return v;
     return externalBaseOf(app, ctx) + v.slice(internalBase.length);
   };
+}
+
+export const NO_VALID_HOST = 'The request has no valid Host header.';
+
+/** What makes a request head unservable whatever it asks for (the https edge, and the redirect listener before it redirects). */
+export function malformedHead(req: IncomingMessage): string | undefined {
+  // HTTP/0.9 lines and other major versions get through Node's parser; a client error (400), not 505,
+  // so that 5xx from the gateway keep meaning a fault on this side.
+  if (req.httpVersionMajor !== 1) return 'Only HTTP/1.0 and HTTP/1.1 are served here.';
+  // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
+  if (headerCount(req.rawHeaders, 'host') > 1) return 'The request has more than one Host header.';
+  return undefined;
 }

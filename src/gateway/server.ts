@@ -21,13 +21,12 @@ import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.j
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import { ADMIN_METHODS, adminApp } from './admin.js';
-import { ALLOWED_METHODS, Edge, REFUSED_METHODS } from './edge.js';
+import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
-import { headerCount } from './destination.js';
 import { hostnameOf } from './router.js';
 
 /**
@@ -415,11 +414,11 @@ export class GatewayServer {
         return void res.writeHead(404).end();
       }
       const correlationId = String(res.getHeader(CORRELATION_HEADER) ?? '-');
-      // The Host checks of the https side (edge.ts), so a request it would refuse is not redirected to it.
-      if (req.httpVersionMajor !== 1) return sendError(res, req.headers, { status: 400, reason: 'Only HTTP/1.0 and HTTP/1.1 are served here.', correlationId });
-      if (headerCount(req.rawHeaders, 'host') > 1) return sendError(res, req.headers, { status: 400, reason: 'The request has more than one Host header.', correlationId });
+      // The checks of the https side (edge.ts), so a request it would refuse is not redirected to it.
+      const malformed = malformedHead(req);
+      if (malformed) return sendError(res, req.headers, { status: 400, reason: malformed, correlationId });
       const host = hostnameOf(req.headers.host);
-      if (!host || host.startsWith('[')) return sendError(res, req.headers, { status: 400, reason: 'The request has no valid Host header.', correlationId });
+      if (!host || host.startsWith('[')) return sendError(res, req.headers, { status: 400, reason: NO_VALID_HOST, correlationId });
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
       if (!this.holder.current?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
