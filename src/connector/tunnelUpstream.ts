@@ -18,6 +18,7 @@ import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
+import type { AppCookieGuard } from '../gateway/headers.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
@@ -250,7 +251,7 @@ export class TunnelUpstream implements Upstream {
     return abort;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
         // (an upgraded connection stays in flight from its dial until it closes)
@@ -261,7 +262,7 @@ export class TunnelUpstream implements Upstream {
           timeout: timeoutMs,
           createConnection: () => up as never,
         });
-        pipeUpgrade(upReq, socket, head, done);
+        pipeUpgrade(upReq, socket, head, cookies, done);
         failOnDeadSocket(upReq);
       },
       (err: Error) => {

@@ -18,7 +18,7 @@ import { isBrowserNavigation } from '../identity/clientKind.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
-import { CORRELATION_HEADER, upstreamRequestHeaders } from './headers.js';
+import { CORRELATION_HEADER, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
@@ -490,6 +490,10 @@ export class Edge {
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
     let stalled = false;
+    const cookies: AppCookieGuard = {
+      isGatewayCookie: app.isGatewayCookie,
+      refused: (name) => this.log.warn({ correlationId: ctx.id, app: app.name, cookie: name }, "the app's Set-Cookie for a cookie of the gateway's was left out"),
+    };
     const done = (failure?: UpstreamFailure) => {
       // A stall was answered already; the upstream's failure is its echo.
       if (!failure || stalled) return;
@@ -505,7 +509,7 @@ export class Edge {
       }
       const head = (req as { upgradeHead?: Buffer }).upgradeHead ?? Buffer.alloc(0);
       outcome.decision = 'upgrade';
-      app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, (failure) => {
+      app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, cookies, (failure) => {
         if (!failure) {
           outcome.switched = true;
           const socket = res.socket!;
@@ -538,7 +542,7 @@ export class Edge {
       // the rest of the body may never come, so the connection cannot carry another request
       sendError(res, req.headers, { ...answer.page, correlationId: ctx.id, app: app.name, headers: { connection: 'close' } });
     });
-    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody }, done);
+    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody, cookies }, done);
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {

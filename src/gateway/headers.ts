@@ -105,16 +105,56 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
 }
 
 /**
- * Response headers from the app, minus hop-by-hop ones (Node frames the response itself)
- * and the app's own correlation id: the client gets the gateway's, the one in its logs.
+ * Keeps the gateway's own cookies (session, sign-in) the gateway's to set. An app's response
+ * comes from the origin the gateway's pages come from, so a browser takes a Set-Cookie for
+ * them from any app on the host, `__Host-` names included: the backend of a passthrough app,
+ * or of another team's app under another prefix, could plant its own user's session in a
+ * victim's browser, finish a sign-in there, or sign users out of the other apps.
  */
-export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+export interface AppCookieGuard {
+  isGatewayCookie(name: string): boolean;
+  /** told the name of each Set-Cookie left out, for the log */
+  refused(name: string): void;
+}
+
+/**
+ * The name a browser gives the cookie of a Set-Cookie value. Without an `=` a browser makes a
+ * cookie with an empty name and sends it back as the bare value, which a server may read as a
+ * name: that text is taken as the name here, so such a cookie is refused too.
+ */
+export function setCookieName(value: string): string {
+  const pair = value.split(';', 1)[0]!;
+  const eq = pair.indexOf('=');
+  return (eq < 0 ? pair : pair.slice(0, eq)).trim();
+}
+
+/** The app's Set-Cookie values without those naming a cookie of the gateway's. */
+export function appSetCookies(values: string | string[], guard: AppCookieGuard): string[] {
+  const kept: string[] = [];
+  for (const v of Array.isArray(values) ? values : [values]) {
+    const name = setCookieName(v);
+    if (guard.isGatewayCookie(name)) guard.refused(name);
+    else kept.push(v);
+  }
+  return kept;
+}
+
+/**
+ * Response headers from the app, minus hop-by-hop ones (Node frames the response itself),
+ * the app's own correlation id (the client gets the gateway's, the one in its logs) and any
+ * Set-Cookie for a cookie of the gateway's.
+ */
+export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>, cookies?: AppCookieGuard): OutgoingHttpHeaders {
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
   const out: OutgoingHttpHeaders = {};
   for (const key in incoming) {
     if (HOP_BY_HOP.has(key) || key === CORRELATION_HEADER || (named && named.has(key))) continue;
     const v = incoming[key];
-    if (v !== undefined) out[key] = v;
+    if (v === undefined) continue;
+    if (key === 'set-cookie' && cookies) {
+      const kept = appSetCookies(v, cookies);
+      if (kept.length) out[key] = kept;
+    } else out[key] = v;
   }
   return out;
 }

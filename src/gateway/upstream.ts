@@ -12,7 +12,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerRespon
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
-import { CORRELATION_HEADER, downstreamResponseHeaders } from './headers.js';
+import { appSetCookies, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
@@ -29,6 +29,8 @@ export interface ForwardRequest {
   readonly rewriteLocation?: UrlRewrite;
   /** rewrites internal URLs in HTML, CSS and JavaScript bodies (translateUrls.body) */
   readonly translateBody?: BodyTranslation;
+  /** leaves out the app's Set-Cookie for the gateway's own cookies */
+  readonly cookies?: AppCookieGuard;
 }
 
 export interface UpstreamFailure {
@@ -46,7 +48,7 @@ export type CancelForward = () => void;
 
 export interface Upstream {
   forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void;
   close(): Promise<void>;
 }
 
@@ -69,7 +71,7 @@ export interface BackendTlsOptions {
  * Shared by the direct and the tunnel upstream.
  */
 export function clientResponse(f: ForwardRequest, status: number, headers: Record<string, string | string[]>): { headers: OutgoingHttpHeaders; body?: Transform } {
-  const out = downstreamResponseHeaders(headers);
+  const out = downstreamResponseHeaders(headers, f.cookies);
   if (f.rewriteLocation) translateHeaders(out, f.rewriteLocation);
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
 }
@@ -116,7 +118,7 @@ export class DirectUpstream implements Upstream {
     return exchange.cancel;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, done: (failure?: UpstreamFailure) => void): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
     const mod = this.target.protocol === 'https:' ? https : http;
     const upReq = mod.request({
       host: this.target.hostname,
@@ -129,7 +131,7 @@ export class DirectUpstream implements Upstream {
       ...(this.tls ?? {}),
     });
     boundConnect(upReq, this.tls ? 'secureConnect' : 'connect', Math.min(timeoutMs, this.connectTimeoutMs));
-    pipeUpgrade(upReq, socket, head, done);
+    pipeUpgrade(upReq, socket, head, cookies, done);
   }
 
   close(): Promise<void> {
@@ -251,7 +253,7 @@ function boundConnect(upReq: http.ClientRequest, connected: 'connect' | 'secureC
   });
 }
 
-export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, done: (failure?: UpstreamFailure) => void): void {
+export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
   let answered = false;
   // what the edge sent the app; the client's answer carries it too
   const correlationId = String(upReq.getHeader(CORRELATION_HEADER) ?? '');
@@ -296,14 +298,20 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       upReq.destroy();
       return done(invalid);
     }
-    relayRefusal(upReq, upRes, socket, done);
+    relayRefusal(upReq, upRes, socket, cookies, done);
   });
   upReq.on('upgrade', (upRes, upSocket, upHead) => {
     answered = true;
     stopReading();
     upReq.setTimeout(0);
     const lines = [`HTTP/1.1 101 Switching Protocols`];
-    for (let i = 0; i < upRes.rawHeaders.length; i += 2) if (upRes.rawHeaders[i]!.toLowerCase() !== CORRELATION_HEADER) lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+    for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
+      const name = upRes.rawHeaders[i]!.toLowerCase();
+      if (name === CORRELATION_HEADER) continue;
+      // (a browser takes cookies from a 101 too)
+      if (name === 'set-cookie' && cookies && !appSetCookies(upRes.rawHeaders[i + 1]!, cookies).length) continue;
+      lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+    }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
     if (upHead.length) socket.write(upHead);
@@ -329,7 +337,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
  * closes the other side too (neither was watched: a broken answer hung the client, and a
  * client that left kept its socket in CLOSE-WAIT).
  */
-function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket: Duplex, done: (failure?: UpstreamFailure) => void): void {
+function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket: Duplex, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
   const res = (socket as { _httpMessage?: unknown })._httpMessage;
   const fail = (detail: string, afterHeaders: boolean) => {
     upRes.unpipe();
@@ -339,7 +347,7 @@ function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket:
   };
   if (!(res instanceof http.ServerResponse) || res.headersSent) return fail('no response to relay the answer to an upgrade through', false);
   try {
-    res.writeHead(upRes.statusCode!, upRes.statusMessage, downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>));
+    res.writeHead(upRes.statusCode!, upRes.statusMessage, downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>, cookies));
   } catch (e) {
     return fail(`the app's answer to an upgrade could not be relayed: ${(e as Error).message}`, false);
   }

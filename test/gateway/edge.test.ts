@@ -383,6 +383,27 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.match(withBody, /^HTTP\/1\.1 400/);
   });
 
+  it("leaves out the app's Set-Cookie for the gateway's session and sign-in cookies, in an answer and in a 101, and logs it", async () => {
+    // What a passthrough app's backend could send to plant its own user's session in a victim's browser.
+    const planted = ['__Host-drawbridge_session=planted; Path=/; Secure; HttpOnly', 'drawbridge_session=x; Path=/portal/', ' __Host-drawbridge_login_0 =y; Path=/; Secure', 'drawbridge_session', '__Secure-drawbridge_session=; Max-Age=0'];
+    const own = ['theme=dark; Path=/', 'drawbridge_sessionx=kept'];
+    const query = [...planted, ...own].map((c) => `set-cookie=${encodeURIComponent(c)}`).join('&');
+    const res = await request(`${gw.url}/cookies?${query}`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.headers['set-cookie'], own, "the app's own cookies pass as they were");
+    const warned = gw.logs.filter((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 40).map((l) => l.cookie);
+    assert.deepEqual(warned, ['__Host-drawbridge_session', 'drawbridge_session', '__Host-drawbridge_login_0', 'drawbridge_session', '__Secure-drawbridge_session']);
+    const only = await request(`${gw.url}/cookies?set-cookie=${encodeURIComponent(planted[0]!)}`, { headers: { host: 'echo.test' } });
+    assert.equal(only.headers['set-cookie'], undefined, 'no Set-Cookie is left when every one was the gateway\'s');
+    const head = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws?${query}`, { headers: { host: 'echo.test' } });
+      ws.on('upgrade', (r) => resolve(r.headers));
+      ws.on('open', () => ws.close());
+      ws.on('error', reject);
+    });
+    assert.deepEqual(head['set-cookie'], own, 'the same holds for the 101 of a WebSocket handshake');
+  });
+
   it('never forwards the gateway-reserved paths', async () => {
     const before = backend.received.length;
     const res = await request(`${gw.url}/.drawbridge/nothing`, { headers: { host: 'echo.test' } });

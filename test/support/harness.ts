@@ -27,11 +27,16 @@ export interface EchoBackend {
  * GET/POST anything: answers JSON {method,url,headers,body}. Special paths:
  * /slow?ms=N waits N ms, /status/NNN answers NNN, /redirect sends a Location to
  * itself, /big?bytes=N sends N bytes, /ws echoes WebSocket messages (/ws?ms=N switches after N ms).
+ * Any answer, a 101 included, carries a Set-Cookie for each `set-cookie` query parameter.
  */
 export async function startEchoBackend(): Promise<EchoBackend> {
   const received: EchoBackend['received'] = [];
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => ws.on('message', (m, bin) => ws.send(m, { binary: bin })));
+  const cookiesAsked = (url: string) => new URL(url, 'http://x').searchParams.getAll('set-cookie');
+  wss.on('headers', (lines, req) => {
+    for (const c of cookiesAsked(req.url!)) lines.push(`Set-Cookie: ${c}`);
+  });
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -39,6 +44,8 @@ export async function startEchoBackend(): Promise<EchoBackend> {
       const body = Buffer.concat(chunks);
       received.push({ method: req.method!, url: req.url!, headers: req.headers, body });
       const u = new URL(req.url!, 'http://x');
+      const setCookies = cookiesAsked(req.url!);
+      if (setCookies.length) res.setHeader('set-cookie', setCookies);
       const reply = () => {
         if (u.pathname.startsWith('/status/')) return void res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' }).end('status');
         if (u.pathname === '/redirect') return void res.writeHead(302, { location: `http://127.0.0.1:${port}/landed` }).end();
