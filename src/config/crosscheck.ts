@@ -266,6 +266,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
 
   // apps
   const claims = new Map<string, number>();
+  const audiences = new Map<string, number>();
   apps.forEach((a, i) => {
     if (!isObj(a)) return;
     const at = (...p: (string | number)[]): KeyPath => ['apps', i, ...p];
@@ -296,6 +297,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       else if (!cl) err(at('connectorGroup'), 'apps behind a connector group need the connectors: section');
     }
     if (preAuth === 'oidc') {
+      if (typeof a.audience === 'string') {
+        // A copied app entry, most likely: each app should be its own API at the provider (Entra gives each its own Application ID URI).
+        const other = audiences.get(a.audience);
+        if (other !== undefined) warn(at('audience'), `apps[${other}] has this audience too: a token issued for one of them is accepted by the other (assignment and policies still apply to each)`);
+        else audiences.set(a.audience, i);
+      }
       if (!id) err(at('preAuth'), 'preAuth oidc needs the identity: section');
       if (!session) err(at('preAuth'), 'preAuth oidc needs the session: section (secrets)');
     } else {

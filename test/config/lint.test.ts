@@ -970,6 +970,20 @@ apps:
       warnings: [{ at: '9:20', path: 'policies.block-admin.when.paths', message: 'none of these paths can match app Hr, published at /hr/: paths are matched as the client requests them, prefix included (e.g. /hr/admin/**)' }],
     },
     {
+      description: 'two apps with one audience: a token for one is a token for the other',
+      yaml: `${SESSION}apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost/
+    internalUrl: http://127.0.0.1:3001/
+    audience: api://payroll
+  - name: Expenses
+    externalUrl: http://expenses.localhost/
+    internalUrl: http://127.0.0.1:3002/
+    audience: api://payroll
+`,
+      warnings: [{ at: '15:15', path: 'apps[1].audience', message: 'apps[0] has this audience too: a token issued for one of them is accepted by the other' }],
+    },
+    {
       description: 'sameSite none on a cookie that is not Secure is sent as Lax (session.cookie: once, not per app)',
       yaml: `${SESSION}  cookie: { sameSite: none, secure: false }
 apps:
