@@ -14,6 +14,38 @@ export class ProviderUnavailableError extends DrawbridgeError {
 }
 
 /**
+ * The provider refused the gateway itself at its token endpoint: a wrong or expired client
+ * secret (Entra's expire after two years at most), a client id it does not know, or a client
+ * not allowed the authorization code grant. No user can fix that by signing in again.
+ */
+export class ClientRefusedError extends DrawbridgeError {
+  constructor(issuer: string, error: string) {
+    super('ERR_IDP_CLIENT_REFUSED', `the identity provider ${issuer} refused the gateway's client credentials (${error}): check identity.clientId and identity.clientSecret`, { issuer, error });
+  }
+}
+
+const CLIENT_ERRORS = new Set(['invalid_client', 'unauthorized_client']);
+
+/**
+ * The token endpoint's OAuth error when it names the client as the problem. openid-client
+ * reports a body error as ResponseBodyError, and a 401 with a WWW-Authenticate challenge
+ * (how RFC 6749 5.2 answers a failed client authentication) as a list of challenges.
+ */
+export function clientRefusal(e: unknown): string | undefined {
+  const err = e as { code?: string; error?: unknown; cause?: unknown; status?: number };
+  if (err?.code === 'OAUTH_RESPONSE_BODY_ERROR' && typeof err.error === 'string' && CLIENT_ERRORS.has(err.error)) return err.error;
+  if (err?.code === 'OAUTH_WWW_AUTHENTICATE_CHALLENGE' && Array.isArray(err.cause)) {
+    for (const c of err.cause as { parameters?: { error?: unknown } }[]) {
+      const named = c?.parameters?.error;
+      if (typeof named === 'string' && CLIENT_ERRORS.has(named)) return named;
+    }
+    // a 401 with a challenge and no error named is still the client's authentication failing
+    if (err.status === 401) return 'invalid_client';
+  }
+  return undefined;
+}
+
+/**
  * A token request that did not get an answer from the provider (refused, reset, DNS, the
  * 5 s timeout) or got a 5xx: an outage, not a bad sign-in response. openid-client passes
  * fetch's TypeError through and names its timeout OAUTH_TIMEOUT.
@@ -136,6 +168,8 @@ export class OidcClient {
       });
     } catch (e) {
       if (providerUnreachable(e)) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${(e as Error).message}`);
+      const refused = clientRefusal(e);
+      if (refused) throw new ClientRefusedError(this.opts.issuer, refused);
       throw e;
     }
     const claims = tokens.claims();

@@ -17,7 +17,7 @@ import { sendError, type NextStep } from '../gateway/errorPages.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
-import { ProviderUnavailableError } from './discovery.js';
+import { ClientRefusedError, ProviderUnavailableError } from './discovery.js';
 import { loginCookie, newLoginState, readLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl } from './returnUrl.js';
@@ -132,6 +132,11 @@ const callbackHandler =
         // An outage, not a bad response: the login cookie stays, so a reload can finish while the code is valid.
         log.error({ correlationId: ctx.id, app: app.name, err: e }, 'identity provider unavailable');
         return unavailable(req, res, ctx.id, app.name);
+      }
+      if (e instanceof ClientRefusedError) {
+        // the gateway's configuration, not the user's sign-in: said once at error, and no "try again" that cannot help
+        log.error({ correlationId: ctx.id, app: app.name, err: e }, 'the identity provider refused the gateway at its token endpoint');
+        return fail(502, "Sign-in to this app is failing on the gateway's side: the identity provider did not accept the gateway. Signing in again will not help; tell your administrator.", e.message, [clear]);
       }
       return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { WebSocket } from 'ws';
 import { request, startEchoBackend, startGateway } from '../support/harness.js';
@@ -166,6 +166,28 @@ describe('identity: callback and login state', function () {
     const res = await new Browser().get(`${s.origin('app')}/x`, { authorization: `Bearer ${token}` });
     assert.equal(res.status, 200);
     assert.equal(s.backend.received[before]!.headers.authorization, `Bearer ${token}`);
+  });
+
+  it("a client secret the provider does not accept (expired, rotated): 502 saying it is the gateway's side, logged at error naming identity.clientSecret; the right one signs in again", async () => {
+    const original = readFileSync(s.gw.configFile, 'utf8');
+    writeFileSync(s.gw.configFile, original.replace(`clientSecret: ${CLIENT_SECRET}`, 'clientSecret: an-expired-secret-0123456789'));
+    assert.equal(await s.gw.server.reload('test'), 'success');
+    try {
+      const b = new Browser();
+      const { res, url } = await b.browse(`${s.origin('web')}/x`, { user: 'bob', password: 'bob-pw' });
+      assert.match(url, /\/\.drawbridge\/callback\?/);
+      assert.equal(res.status, 502);
+      assert.match(res.body, /failing on the gateway&#39;s side|failing on the gateway's side/);
+      assert.match(res.body, /Signing in again will not help/);
+      const logged = s.gw.logs.find((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 50);
+      assert.match(String((logged?.err as { message?: string })?.message), /refused the gateway's client credentials \(invalid_client\): check identity\.clientId and identity\.clientSecret/);
+      assert.equal(s.backend.received.filter((r) => r.url === '/x').length, 0);
+    } finally {
+      writeFileSync(s.gw.configFile, original);
+      assert.equal(await s.gw.server.reload('test'), 'success');
+    }
+    const { res } = await new Browser().browse(`${s.origin('web')}/x`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200);
   });
 
   it('provider unreachable: 503 page for browsers and API clients, nobody gets through, and it recovers', async () => {
