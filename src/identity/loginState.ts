@@ -12,6 +12,7 @@
  * parallel sign-ins in several tabs do not overwrite each other up to that
  * many. The gateway removes them before any request reaches an app.
  */
+import { randomInt } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { clearCookie, parseCookies, serializeCookie } from './cookies.js';
 import { LOGIN_COOKIE, LOGIN_TTL_SEC, type IdentityRuntime } from './runtime.js';
@@ -76,18 +77,24 @@ async function loginsIn(rt: IdentityRuntime, cookieHeader: string | string[] | u
   return found;
 }
 
-/** The slot for a new sign-in: a free one, else the one whose sign-in expires first. */
+/**
+ * The slot for a new sign-in: one of the free ones, at random, else the one whose sign-in
+ * expires first. Not the first free one: tabs that start signing in at the same instant (a
+ * browser restoring its tabs) send the same Cookie header, and all took slot 0, so every
+ * callback but the last one's found its sign-in overwritten (400).
+ */
 async function freeSlot(rt: IdentityRuntime, cookieHeader: string | string[] | undefined, secure: boolean): Promise<string> {
   const taken = await loginsIn(rt, cookieHeader, secure);
   const now = Math.floor(rt.now() / 1000);
+  const free: string[] = [];
   let oldest: [string, number] | undefined;
   for (let i = 0; i < LOGIN_SLOTS; i++) {
     const name = slotName(i, secure);
     const st = taken.get(name);
-    if (!st || st.exp <= now) return name;
-    if (!oldest || st.exp < oldest[1]) oldest = [name, st.exp];
+    if (!st || st.exp <= now) free.push(name);
+    else if (!oldest || st.exp < oldest[1]) oldest = [name, st.exp];
   }
-  return oldest![0];
+  return free.length ? free[randomInt(free.length)]! : oldest![0];
 }
 
 export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined): Promise<string> {
