@@ -138,11 +138,24 @@ class UrlRewriter {
 
   feed(chunk: Buffer): Buffer {
     const data = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
-    // the tail that could be the start of a URL split across chunks waits for the next one
-    const keep = Math.min(data.length, this.needle.length - 1);
-    const { out, rest } = this.rewrite(data, data.length - keep);
+    const { out, rest } = this.rewrite(data, data.length - this.partialAtEnd(data));
     this.carry = rest;
     return out;
+  }
+
+  /**
+   * How many bytes at the end of `data` could be the start of the internal URL, cut by the
+   * chunk's end: only those wait for the next chunk. Holding back a needle's length of every
+   * chunk delayed each write of a streamed page (a progress page, a build log) until the next.
+   */
+  private partialAtEnd(data: Buffer): number {
+    for (let k = Math.min(data.length, this.needle.length - 1); k > 0; k--) {
+      let i = 0;
+      const at = data.length - k;
+      while (i < k && lowerByte(data[at + i]!) === this.needle[i]) i++;
+      if (i === k) return k;
+    }
+    return 0;
   }
 
   finish(): Buffer {
@@ -170,11 +183,12 @@ class UrlRewriter {
   }
 }
 
+function lowerByte(c: number): number {
+  return c >= 65 && c <= 90 ? c + 32 : c;
+}
+
 function lowerAscii(b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(b.length);
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i]!;
-    out[i] = c >= 65 && c <= 90 ? c + 32 : c;
-  }
+  for (let i = 0; i < b.length; i++) out[i] = lowerByte(b[i]!);
   return out;
 }

@@ -26,6 +26,25 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.equal(await through([...bytes].map((b) => Buffer.from([b]))), want, 'one byte at a time');
   });
 
+  it('a streamed page leaves as it is written: only a tail that could begin the internal URL waits for the next chunk', async () => {
+    const t = bodyTranslator(T, 'GET', 200, { 'content-type': 'text/html' })!;
+    const out: string[] = [];
+    t.on('data', (c: Buffer) => out.push(c.toString()));
+    const write = async (s: string) => {
+      out.length = 0;
+      t.write(s);
+      await new Promise((r) => setImmediate(r));
+      return out.join('');
+    };
+    assert.equal(await write('<html><body>\n'), '<html><body>\n', 'a first write shorter than the URL is not held');
+    assert.equal(await write('<script>tick(1)</script>\n'), '<script>tick(1)</script>\n');
+    assert.equal(await write('<a href="HTTP://10.0.0.5:80'), '<a href="', 'the start of the URL waits');
+    assert.equal(await write('80/hr/x">x</a>'), 'https://hr.example.test/x">x</a>');
+    assert.equal(await write('see http:'), 'see ', '"http:" could begin it');
+    assert.equal(await write('//elsewhere/'), 'http://elsewhere/');
+    t.end();
+  });
+
   it('leaves other URLs alone: another port, another path prefix, the path in another case, a bare mention', async () => {
     const other = 'http://10.0.0.5:8081/hr/ http://10.0.0.5:8080/payroll/ http://10.0.0.5:8080/HR/x 10.0.0.5:8080/hr/ http://10.0.0.5:8080/hr';
     assert.equal(await through([other]), other);
