@@ -45,12 +45,14 @@ export interface ConnectorState {
 interface Files {
   state: string;
   key: string;
+  /** the key of the certificate a renewal is replacing, kept until the new cert.pem is in place */
+  prevKey: string;
   cert: string;
   ca: string;
 }
 
 function filesOf(stateDir: string): Files {
-  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
+  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), prevKey: join(stateDir, 'key.pem.prev'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
 }
 
 export function isEnrolled(stateDir: string): boolean {
@@ -187,6 +189,8 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const f = filesOf(opts.stateDir);
+  // connector.json goes last: a state dir without it holds no enrollment (isEnrolled), so an
+  // enrollment cut short leaves nothing that `connector run` would start from half-written.
   writeAtomic(f.key, kp.keyPem, 0o600);
   writeAtomic(f.cert, String(res.body.cert));
   writeAtomic(f.ca, ca ?? String(res.body.ca));
@@ -219,6 +223,8 @@ const PING_INTERVAL_MS = Number(process.env.DRAWBRIDGE_CHANNEL_PING_MS) || 10_00
 interface Creds {
   key: string;
   cert: string;
+  /** the file the key was read from: key.pem, or key.pem.prev after a renewal cut short */
+  keyFile: string;
   ca?: string;
   notBefore: number;
   notAfter: number;
@@ -264,9 +270,17 @@ export class ConnectorAgent {
     } catch (e) {
       throw unusable(certFile, 'a readable PEM certificate', e);
     }
-    const key = readFileSync(keyFile, 'utf8');
+    let key = readFileSync(keyFile, 'utf8');
+    let usedKeyFile = keyFile;
     try {
-      if (!x.checkPrivateKey(createPrivateKey(key))) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+      if (!x.checkPrivateKey(createPrivateKey(key))) {
+        // A renewal that stopped between its key.pem and its cert.pem (see renew()) left the old
+        // certificate beside the new key; key.pem.prev then holds the old certificate's key.
+        const prev = this.previousKeyOf(x);
+        if (prev === undefined) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+        key = prev;
+        usedKeyFile = this.files.prevKey;
+      }
     } catch (e) {
       throw e instanceof ConnectorError ? e : unusable(keyFile, 'a readable PEM private key', e);
     }
@@ -279,12 +293,25 @@ export class ConnectorAgent {
     } catch (e) {
       throw unusable(caFile, 'a readable PEM certificate', e);
     }
-    return { key, cert, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+    return { key, cert, keyFile: usedKeyFile, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+  }
+
+  /** key.pem.prev when it is the key of `cert`; undefined when it is missing, unreadable or another key. */
+  private previousKeyOf(cert: X509Certificate): string | undefined {
+    try {
+      const pem = readFileSync(this.files.prevKey, 'utf8');
+      return cert.checkPrivateKey(createPrivateKey(pem)) ? pem : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   start(): void {
     const n = this.opts.channels ?? 2;
     this.log.info({ gateway: this.state.gateway, channels: n, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'connector starting');
+    if (this.creds.keyFile === this.files.prevKey) {
+      this.log.warn({ keyFile: this.creds.keyFile }, `${this.files.key} is not the key of ${this.files.cert} (a certificate renewal was cut short): using ${this.files.prevKey}, its key; the next renewal replaces both`);
+    }
     for (let i = 0; i < n; i++) this.channel(i, 0);
     this.scheduleRenewal();
   }
@@ -456,11 +483,26 @@ export class ConnectorAgent {
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
       const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
       if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
+      // key.pem and cert.pem cannot be replaced by one rename, so the certificate on disk always
+      // has its key in key.pem or key.pem.prev, whichever write fails or wherever the process dies:
+      // first key.pem.prev gets the key of the certificate in use, then key.pem the new key, then
+      // cert.pem the new certificate. Stopped before that last rename, cert.pem is the old
+      // certificate, which is still valid, and readCreds() takes key.pem.prev for it; after it, the
+      // new pair is in place. (key.pem first and cert.pem second left the new key beside the old
+      // certificate, and the next start refused the state dir: "enroll again".)
+      const cert = String(res.body.cert);
+      // checked before anything is written: an answer that is no certificate of the new key must not reach the disk
+      const x = new X509Certificate(cert);
+      if (!x.checkPrivateKey(createPrivateKey(kp.keyPem))) throw new Error('the gateway answered with a certificate of another key');
+      const renewed: Creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+      writeAtomic(this.files.prevKey, this.creds.key, 0o600);
       writeAtomic(this.files.key, kp.keyPem, 0o600);
-      writeAtomic(this.files.cert, String(res.body.cert));
+      writeAtomic(this.files.cert, cert);
+      // From here on the new pair is the one on disk; a failure below must not leave the old one
+      // in memory, or the next try would save the old key as key.pem.prev of the new certificate.
+      this.creds = renewed;
       (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
       writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
-      this.creds = this.readCreds();
       this.log.info({ certExpiry: this.state.notAfter }, 'certificate renewed');
       this.renewalFailed = false;
       this.scheduleRenewal();
