@@ -12,7 +12,7 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -158,6 +158,25 @@ function readCaFile(file: string): string {
     throw new ConnectorError('ERR_CA_FILE', `${file}: its certificate cannot be read (${opensslReason(e)})`);
   }
   return pem;
+}
+
+/**
+ * How a key file is open to group or others, or undefined when only its owner can read and write
+ * it (or it is missing). Enrollment writes 0600; a restore from a backup, a `cp` without -p or
+ * configuration management leaves 0644, and the connector ran with it without a word.
+ */
+function tooOpen(file: string): { mode: string; how: string } | undefined {
+  if (process.platform === 'win32') return undefined; // no POSIX modes to check
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  if ((mode & 0o066) === 0) return undefined;
+  const what = [mode & 0o044 ? 'read' : '', mode & 0o022 ? 'written' : ''].filter(Boolean).join(' and ');
+  const who = [mode & 0o060 ? 'its group' : '', mode & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
+  return { mode: `0${mode.toString(8).padStart(3, '0')}`, how: `${what} by ${who}` };
 }
 
 /** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported"). */
@@ -309,6 +328,10 @@ export class ConnectorAgent {
   start(): void {
     const n = this.opts.channels ?? 2;
     this.log.info({ gateway: this.state.gateway, channels: n, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'connector starting');
+    for (const file of [this.files.key, this.files.prevKey]) {
+      const open = tooOpen(file);
+      if (open) this.log.warn({ file, mode: open.mode }, `${file} can be ${open.how} (mode ${open.mode}): whoever reads it can act as this connector and receive its apps' traffic; run chmod 600 ${file}`);
+    }
     if (this.creds.keyFile === this.files.prevKey) {
       this.log.warn({ keyFile: this.creds.keyFile }, `${this.files.key} is not the key of ${this.files.cert} (a certificate renewal was cut short): using ${this.files.prevKey}, its key; the next renewal replaces both`);
     }

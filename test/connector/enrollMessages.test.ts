@@ -3,7 +3,7 @@
  * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -61,6 +61,27 @@ describe('connector enrollment and run messages', function () {
       assert.equal(log!.reason, `${plain} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?`);
     } finally {
       await killConnector(c);
+    }
+  });
+
+  it('connector run warns at start when key.pem can be read or written by group or others, naming the file, its mode and the chmod; not at 0600', async () => {
+    const open = join(tempDir(), 'open');
+    cpSync(enrolled, open, { recursive: true });
+    chmodSync(join(open, 'key.pem'), 0o644);
+    const shut = join(tempDir(), 'shut');
+    cpSync(enrolled, shut, { recursive: true });
+    chmodSync(join(shut, 'key.pem'), 0o600);
+    const a = startConnector(open, { args: ['--channels', '1'] });
+    const b = startConnector(shut, { args: ['--channels', '1'] });
+    try {
+      for (const c of [a, b]) await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 10_000, 50);
+      const key = join(open, 'key.pem');
+      const warned = a.logs().filter((l) => l.level === 'warn' && l.file === key);
+      assert.deepEqual(warned.map((l) => [l.mode, l.msg]), [['0644', `${key} can be read by its group and other users (mode 0644): whoever reads it can act as this connector and receive its apps' traffic; run chmod 600 ${key}`]]);
+      assert.deepEqual(b.logs().filter((l) => l.level === 'warn'), []);
+    } finally {
+      await killConnector(a);
+      await killConnector(b);
     }
   });
 
