@@ -161,6 +161,19 @@ function readCaFile(file: string): string {
 }
 
 /**
+ * A file of the state dir. Node's EISDIR carries no path, so a directory in a file's place was
+ * reported as "a path names a directory where a file belongs", naming none.
+ */
+function readStateFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a directory, not ${what}; enroll again`);
+    throw e;
+  }
+}
+
+/**
  * How a key file is open to group or others, or undefined when only its owner can read and write
  * it (or it is missing). Enrollment writes 0600; a restore from a backup, a `cp` without -p or
  * configuration management leaves 0644, and the connector ran with it without a word.
@@ -270,7 +283,7 @@ export class ConnectorAgent {
     this.files = filesOf(opts.stateDir);
     this.transport = opts.transport ?? 'h2';
     if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
-    this.state = JSON.parse(readFileSync(this.files.state, 'utf8')) as ConnectorState;
+    this.state = JSON.parse(readStateFile(this.files.state, 'a JSON file')) as ConnectorState;
     this.creds = this.readCreds();
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
   }
@@ -282,14 +295,14 @@ export class ConnectorAgent {
   private readCreds(): Creds {
     const { cert: certFile, key: keyFile, ca: caFile } = this.files;
     const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); enroll again`);
-    const cert = readFileSync(certFile, 'utf8');
+    const cert = readStateFile(certFile, 'a PEM certificate');
     let x: X509Certificate;
     try {
       x = new X509Certificate(cert);
     } catch (e) {
       throw unusable(certFile, 'a readable PEM certificate', e);
     }
-    let key = readFileSync(keyFile, 'utf8');
+    let key = readStateFile(keyFile, 'a PEM private key');
     let usedKeyFile = keyFile;
     try {
       if (!x.checkPrivateKey(createPrivateKey(key))) {
@@ -306,7 +319,7 @@ export class ConnectorAgent {
     // Enrollment always writes ca.pem, and the hub's certificate is always signed by the connector
     // CA: without it the connector fell back to the system roots and failed every handshake, forever.
     if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); enroll again`);
-    const ca = readFileSync(caFile, 'utf8');
+    const ca = readStateFile(caFile, 'a PEM certificate');
     try {
       new X509Certificate(ca);
     } catch (e) {
