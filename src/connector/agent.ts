@@ -12,7 +12,7 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -45,12 +45,14 @@ export interface ConnectorState {
 interface Files {
   state: string;
   key: string;
+  /** the key of the certificate a renewal is replacing, kept until the new cert.pem is in place */
+  prevKey: string;
   cert: string;
   ca: string;
 }
 
 function filesOf(stateDir: string): Files {
-  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
+  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), prevKey: join(stateDir, 'key.pem.prev'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
 }
 
 export function isEnrolled(stateDir: string): boolean {
@@ -158,6 +160,38 @@ function readCaFile(file: string): string {
   return pem;
 }
 
+/**
+ * A file of the state dir. Node's EISDIR carries no path, so a directory in a file's place was
+ * reported as "a path names a directory where a file belongs", naming none.
+ */
+function readStateFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a directory, not ${what}; enroll again`);
+    throw e;
+  }
+}
+
+/**
+ * How a key file is open to group or others, or undefined when only its owner can read and write
+ * it (or it is missing). Enrollment writes 0600; a restore from a backup, a `cp` without -p or
+ * configuration management leaves 0644, and the connector ran with it without a word.
+ */
+function tooOpen(file: string): { mode: string; how: string } | undefined {
+  if (process.platform === 'win32') return undefined; // no POSIX modes to check
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  if ((mode & 0o066) === 0) return undefined;
+  const what = [mode & 0o044 ? 'read' : '', mode & 0o022 ? 'written' : ''].filter(Boolean).join(' and ');
+  const who = [mode & 0o060 ? 'its group' : '', mode & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
+  return { mode: `0${mode.toString(8).padStart(3, '0')}`, how: `${what} by ${who}` };
+}
+
 /** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported"). */
 function opensslReason(e: unknown): string {
   const message = String((e as Error)?.message ?? e);
@@ -187,6 +221,8 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
   mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const f = filesOf(opts.stateDir);
+  // connector.json goes last: a state dir without it holds no enrollment (isEnrolled), so an
+  // enrollment cut short leaves nothing that `connector run` would start from half-written.
   writeAtomic(f.key, kp.keyPem, 0o600);
   writeAtomic(f.cert, String(res.body.cert));
   writeAtomic(f.ca, ca ?? String(res.body.ca));
@@ -219,6 +255,8 @@ const PING_INTERVAL_MS = Number(process.env.DRAWBRIDGE_CHANNEL_PING_MS) || 10_00
 interface Creds {
   key: string;
   cert: string;
+  /** the file the key was read from: key.pem, or key.pem.prev after a renewal cut short */
+  keyFile: string;
   ca?: string;
   notBefore: number;
   notAfter: number;
@@ -245,7 +283,7 @@ export class ConnectorAgent {
     this.files = filesOf(opts.stateDir);
     this.transport = opts.transport ?? 'h2';
     if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
-    this.state = JSON.parse(readFileSync(this.files.state, 'utf8')) as ConnectorState;
+    this.state = JSON.parse(readStateFile(this.files.state, 'a JSON file')) as ConnectorState;
     this.creds = this.readCreds();
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
   }
@@ -257,34 +295,59 @@ export class ConnectorAgent {
   private readCreds(): Creds {
     const { cert: certFile, key: keyFile, ca: caFile } = this.files;
     const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); enroll again`);
-    const cert = readFileSync(certFile, 'utf8');
+    const cert = readStateFile(certFile, 'a PEM certificate');
     let x: X509Certificate;
     try {
       x = new X509Certificate(cert);
     } catch (e) {
       throw unusable(certFile, 'a readable PEM certificate', e);
     }
-    const key = readFileSync(keyFile, 'utf8');
+    let key = readStateFile(keyFile, 'a PEM private key');
+    let usedKeyFile = keyFile;
     try {
-      if (!x.checkPrivateKey(createPrivateKey(key))) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+      if (!x.checkPrivateKey(createPrivateKey(key))) {
+        // A renewal that stopped between its key.pem and its cert.pem (see renew()) left the old
+        // certificate beside the new key; key.pem.prev then holds the old certificate's key.
+        const prev = this.previousKeyOf(x);
+        if (prev === undefined) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+        key = prev;
+        usedKeyFile = this.files.prevKey;
+      }
     } catch (e) {
       throw e instanceof ConnectorError ? e : unusable(keyFile, 'a readable PEM private key', e);
     }
     // Enrollment always writes ca.pem, and the hub's certificate is always signed by the connector
     // CA: without it the connector fell back to the system roots and failed every handshake, forever.
     if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); enroll again`);
-    const ca = readFileSync(caFile, 'utf8');
+    const ca = readStateFile(caFile, 'a PEM certificate');
     try {
       new X509Certificate(ca);
     } catch (e) {
       throw unusable(caFile, 'a readable PEM certificate', e);
     }
-    return { key, cert, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+    return { key, cert, keyFile: usedKeyFile, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+  }
+
+  /** key.pem.prev when it is the key of `cert`; undefined when it is missing, unreadable or another key. */
+  private previousKeyOf(cert: X509Certificate): string | undefined {
+    try {
+      const pem = readFileSync(this.files.prevKey, 'utf8');
+      return cert.checkPrivateKey(createPrivateKey(pem)) ? pem : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   start(): void {
     const n = this.opts.channels ?? 2;
     this.log.info({ gateway: this.state.gateway, channels: n, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'connector starting');
+    for (const file of [this.files.key, this.files.prevKey]) {
+      const open = tooOpen(file);
+      if (open) this.log.warn({ file, mode: open.mode }, `${file} can be ${open.how} (mode ${open.mode}): whoever reads it can act as this connector and receive its apps' traffic; run chmod 600 ${file}`);
+    }
+    if (this.creds.keyFile === this.files.prevKey) {
+      this.log.warn({ keyFile: this.creds.keyFile }, `${this.files.key} is not the key of ${this.files.cert} (a certificate renewal was cut short): using ${this.files.prevKey}, its key; the next renewal replaces both`);
+    }
     for (let i = 0; i < n; i++) this.channel(i, 0);
     this.scheduleRenewal();
   }
@@ -456,11 +519,26 @@ export class ConnectorAgent {
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
       const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
       if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
+      // key.pem and cert.pem cannot be replaced by one rename, so the certificate on disk always
+      // has its key in key.pem or key.pem.prev, whichever write fails or wherever the process dies:
+      // first key.pem.prev gets the key of the certificate in use, then key.pem the new key, then
+      // cert.pem the new certificate. Stopped before that last rename, cert.pem is the old
+      // certificate, which is still valid, and readCreds() takes key.pem.prev for it; after it, the
+      // new pair is in place. (key.pem first and cert.pem second left the new key beside the old
+      // certificate, and the next start refused the state dir: "enroll again".)
+      const cert = String(res.body.cert);
+      // checked before anything is written: an answer that is no certificate of the new key must not reach the disk
+      const x = new X509Certificate(cert);
+      if (!x.checkPrivateKey(createPrivateKey(kp.keyPem))) throw new Error('the gateway answered with a certificate of another key');
+      const renewed: Creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+      writeAtomic(this.files.prevKey, this.creds.key, 0o600);
       writeAtomic(this.files.key, kp.keyPem, 0o600);
-      writeAtomic(this.files.cert, String(res.body.cert));
+      writeAtomic(this.files.cert, cert);
+      // From here on the new pair is the one on disk; a failure below must not leave the old one
+      // in memory, or the next try would save the old key as key.pem.prev of the new certificate.
+      this.creds = renewed;
       (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
       writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
-      this.creds = this.readCreds();
       this.log.info({ certExpiry: this.state.notAfter }, 'certificate renewed');
       this.renewalFailed = false;
       this.scheduleRenewal();

@@ -3,7 +3,7 @@
  * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -64,10 +64,36 @@ describe('connector enrollment and run messages', function () {
     }
   });
 
+  it('connector run warns at start when key.pem can be read or written by group or others, naming the file, its mode and the chmod; not at 0600', async () => {
+    const open = join(tempDir(), 'open');
+    cpSync(enrolled, open, { recursive: true });
+    chmodSync(join(open, 'key.pem'), 0o644);
+    const shut = join(tempDir(), 'shut');
+    cpSync(enrolled, shut, { recursive: true });
+    chmodSync(join(shut, 'key.pem'), 0o600);
+    const a = startConnector(open, { args: ['--channels', '1'] });
+    const b = startConnector(shut, { args: ['--channels', '1'] });
+    try {
+      for (const c of [a, b]) await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 10_000, 50);
+      const key = join(open, 'key.pem');
+      const warned = a.logs().filter((l) => l.level === 'warn' && l.file === key);
+      assert.deepEqual(warned.map((l) => [l.mode, l.msg]), [['0644', `${key} can be read by its group and other users (mode 0644): whoever reads it can act as this connector and receive its apps' traffic; run chmod 600 ${key}`]]);
+      assert.deepEqual(b.logs().filter((l) => l.level === 'warn'), []);
+    } finally {
+      await killConnector(a);
+      await killConnector(b);
+    }
+  });
+
   const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
     ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again$/],
     ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again$/],
     ['a key.pem of another key pair', 'key.pem', async (s) => writeFileSync(join(s, 'key.pem'), (await generateKeyPair()).keyPem), /key\.pem is not the key of .*cert\.pem; enroll again$/],
+    // Node's EISDIR names no path: "a path names a directory where a file belongs"
+    ['a key.pem that is a directory', 'key.pem', (s) => (rmSync(join(s, 'key.pem')), mkdirSync(join(s, 'key.pem'))), /key\.pem is a directory, not a PEM private key; enroll again$/],
+    ['a cert.pem that is a directory', 'cert.pem', (s) => (rmSync(join(s, 'cert.pem')), mkdirSync(join(s, 'cert.pem'))), /cert\.pem is a directory, not a PEM certificate; enroll again$/],
+    ['a ca.pem that is a directory', 'ca.pem', (s) => (rmSync(join(s, 'ca.pem')), mkdirSync(join(s, 'ca.pem'))), /ca\.pem is a directory, not a PEM certificate; enroll again$/],
+    ['a connector.json that is a directory', 'connector.json', (s) => (rmSync(join(s, 'connector.json')), mkdirSync(join(s, 'connector.json'))), /connector\.json is a directory, not a JSON file; enroll again$/],
     // it fell back to the system roots and retried a failing handshake forever
     ['no ca.pem', 'ca.pem', (s) => rmSync(join(s, 'ca.pem')), /ca\.pem is missing \(the connector CA the gateway's certificate is checked against\); enroll again$/],
   ];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
@@ -74,6 +74,38 @@ describe('connector certificate renewal', function () {
     assert.ok(Date.now() < notAfter, 'renewed before the certificate ran out');
     await waitChannels(gw, 1, 'g1', 30_000);
     assert.equal((await request(`${gw.url}/after-renewal`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a renewal that fails between writing the new key and the new certificate leaves a state dir that starts again, on the old certificate, and renews from it', async () => {
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+    const first = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+    // the new cert.pem cannot be written (as on a full disk): its temporary name is a directory
+    const blocker = join(dir, `cert.pem.tmp-${c.child.pid}`);
+    mkdirSync(blocker);
+    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewal failed; retrying'), 50_000, 200);
+    await killConnector(c);
+    rmdirSync(blocker);
+    assert.ok(Date.now() < Date.parse(first.validTo), 'the old certificate is still valid');
+    // restarted, it runs on the certificate it has (it refused: "key.pem is not the key of cert.pem; enroll again")
+    c = startConnector(dir);
+    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewed') || c.child.exitCode !== null, 15_000, 100);
+    assert.equal(c.child.exitCode, null, c.lines.join('\n'));
+    assert.ok(c.logs().some((l) => l.msg === 'connector starting' && l.certExpiry === new Date(first.validTo).toISOString()), c.lines.join('\n'));
+    const told = c.logs().find((l) => l.level === 'warn' && String(l.msg).includes('a certificate renewal was cut short'));
+    assert.equal(told?.msg, `${join(dir, 'key.pem')} is not the key of ${join(dir, 'cert.pem')} (a certificate renewal was cut short): using ${join(dir, 'key.pem.prev')}, its key; the next renewal replaces both`);
+    await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 15_000, 100);
+    assert.equal((await request(`${gw.url}/after-torn-renewal`, { headers: { host: 'app.test' } })).status, 200);
+    // the renewal it made at once (the old certificate is past two thirds) left a pair that starts again
+    await killConnector(c);
+    const second = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+    assert.notEqual(second.serialNumber, first.serialNumber);
+    c = startConnector(dir);
+    await eventually(() => c.logs().find((l) => l.msg === 'connector starting'), 10_000, 100);
+    assert.equal(c.logs().find((l) => l.msg === 'connector starting')!.certExpiry, new Date(second.validTo).toISOString());
+    await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 15_000, 100);
   });
 
   it('a connector whose certificate ran out says it must be enrolled again, and exits 1', async () => {
