@@ -56,6 +56,8 @@ export interface InternalContext {
   host: string;
   protocol: 'http' | 'https';
   generation: Generation;
+  /** the app path prefix the endpoint was addressed under (`/a/` for `/a/.drawbridge/me`); `/` at the host root */
+  prefix: string;
   /** adds an event to the audit trail (and names the app in the request log) */
   record(e: OwnedEvent): void;
 }
@@ -81,6 +83,11 @@ interface Outcome {
 export class Edge {
   /** gateway-owned endpoints by exact path (sign-in callback, sign-out, JWKS...) */
   readonly internal = new Map<string, InternalHandler>();
+  /**
+   * the few of them also served under each app's path prefix, by their root path: `/a/.drawbridge/me`
+   * is `/.drawbridge/me` for the app at `/a/`
+   */
+  readonly internalUnderPrefix = new Map<string, InternalHandler>();
   /** set by the identity subsystem; without it a step-up deny is answered as a plain deny */
   stepUpHandler?: StepUpHandler;
   /** told about every finished request to an app (the audit trail) */
@@ -300,8 +307,9 @@ export class Edge {
     if (!target.ok) return this.deny(req, res, id, outcome, 400, `The request path is not acceptable (${target.reason}).`);
 
     const path = target.path;
-    if (path.startsWith('/.drawbridge/') || path.startsWith('/.well-known/drawbridge/')) {
-      const handler = this.internal.get(path);
+    const owned = this.ownedEndpoint(gen, host, path);
+    if (owned) {
+      const handler = owned.handler;
       outcome.decision = 'internal';
       if (!handler) return this.deny(req, res, id, outcome, 404, 'There is nothing here.');
       const record = (e: OwnedEvent) => {
@@ -314,7 +322,7 @@ export class Edge {
         }
         outcome.owned.push(e);
       };
-      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen, record })).catch((e) => this.fail(req, res, id, outcome, e));
+      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen, prefix: owned.prefix, record })).catch((e) => this.fail(req, res, id, outcome, e));
       return;
     }
 
@@ -358,6 +366,19 @@ export class Edge {
     delete headers.destination;
     const dest = destination;
     this.runStages(req, res, ctx, app, 0, outcome, app.stages, () => this.checkDestinationAccess(req, res, ctx, app, outcome, dest));
+  }
+
+  /**
+   * The gateway-owned endpoint a path is reserved for, if any (`handler` undefined: nothing there, a 404).
+   * `/.drawbridge/` is the gateway's on every host. An app under a path prefix has its session cookie on
+   * `Path=<prefix>`, which a browser sends nowhere above the prefix: sign-out and `me` must also be
+   * reachable under it, so `<prefix>.drawbridge/` is the gateway's too and never reaches that app.
+   */
+  private ownedEndpoint(gen: Generation, host: string, path: string): { prefix: string; handler?: InternalHandler } | undefined {
+    if (path.startsWith('/.drawbridge/') || path.startsWith('/.well-known/drawbridge/')) return { prefix: '/', handler: this.internal.get(path) };
+    const m = gen.router.match(host, path);
+    if (!m || m.prefix === '/' || !path.startsWith(m.prefix + '.drawbridge/')) return undefined;
+    return { prefix: m.prefix, handler: this.internalUnderPrefix.get(path.slice(m.prefix.length - 1)) };
   }
 
   /**

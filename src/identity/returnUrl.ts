@@ -31,6 +31,8 @@ const RAW_SUSPICIOUS = /[\u0000-\u001f\u007f\\\s]/;
 const ENCODED_SUSPICIOUS = /%(?:[01][0-9a-f]|7f|5c)/i;
 const DECODED_SUSPICIOUS = /[\u0000-\u001f\u007f\\]/;
 
+const OWNED_ON_EVERY_HOST = ['/.drawbridge/', '/.well-known/drawbridge/'];
+
 export function safeReturnUrl(candidate: string | undefined | null, app: AppLocation): string {
   const root = appRoot(app);
   if (typeof candidate !== 'string' || candidate === '' || candidate.length > 4096) return root;
@@ -57,7 +59,14 @@ export function safeReturnUrl(candidate: string | undefined | null, app: AppLoca
   }
   if (url.origin !== app.origin || url.username || url.password) return root;
   if (url.pathname !== app.prefix.slice(0, -1) && !url.pathname.startsWith(app.prefix)) return root;
-  // Paths the gateway owns are never a place to land after sign-in.
-  if (url.pathname.startsWith('/.drawbridge/') || url.pathname.startsWith('/.well-known/drawbridge/')) return root;
+  // Paths the gateway owns (sign-out among them) are never a place to land after sign-in: at the
+  // host root and under the app's prefix, compared decoded since the gateway routes `%2E` as `.`.
+  let landing: string;
+  try {
+    landing = decodeURIComponent(url.pathname);
+  } catch {
+    return root;
+  }
+  if ([...OWNED_ON_EVERY_HOST, app.prefix + '.drawbridge/'].some((p) => landing.startsWith(p))) return root;
   return url.href;
 }

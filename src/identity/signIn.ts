@@ -53,8 +53,8 @@ export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin:
   return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader)] };
 }
 
-function redirect(res: ServerResponse, location: string, cookies: string[] = []): void {
-  res.statusCode = 302;
+function redirect(res: ServerResponse, location: string, cookies: string[] = [], status: 302 | 307 = 302): void {
+  res.statusCode = status;
   res.setHeader('location', location);
   res.setHeader('cache-control', 'no-store');
   if (cookies.length) res.setHeader('set-cookie', cookies);
@@ -76,6 +76,9 @@ export function installIdentity(edges: { http: Edge; https: Edge }, log: Logger)
     edge.internal.set(SIGN_OUT_PATH, signOutHandler(log));
     edge.internal.set(SIGNED_OUT_PATH, signedOutHandler);
     edge.internal.set(ME_PATH, meHandler);
+    // an app under a path prefix gets its session cookie only there (Path=<prefix>)
+    edge.internalUnderPrefix.set(SIGN_OUT_PATH, edge.internal.get(SIGN_OUT_PATH)!);
+    edge.internalUnderPrefix.set(ME_PATH, meHandler);
     edge.stepUpHandler = stepUpHandler(log);
   }
 }
@@ -180,9 +183,13 @@ function signInFacts(claims: Record<string, unknown>): string[] {
   return facts;
 }
 
-function continuePage(res: ServerResponse, target: string, cookies: string[]): void {
-  const url = target.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${url}"><title>Signed in</title></head><body><p>Signed in. <a href="${url}">Continue</a></p></body></html>`;
+function htmlAttr(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function continuePage(res: ServerResponse, target: string, cookies: string[], words = 'Signed in'): void {
+  const url = htmlAttr(target);
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${url}"><title>${words}</title></head><body><p>${words}. <a href="${url}">Continue</a></p></body></html>`;
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'set-cookie': cookies, 'content-security-policy': "default-src 'none'" }).end(body);
 }
 
@@ -237,43 +244,80 @@ function signOutIntent(req: Pick<IncomingMessage, 'method' | 'headers'>, origin:
   return site === 'same-origin' || site === 'none' ? 'sign-out' : 'confirm';
 }
 
-function signOutConfirmPage(res: ServerResponse): void {
-  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}button{font:inherit;padding:.4rem 1.2rem}</style></head><body><h1>Sign out?</h1><p>This ends your session with the apps published at this address.</p><form method="post" action="${SIGN_OUT_PATH}"><button type="submit">Sign out</button></form></body></html>`;
+function signOutConfirmPage(res: ServerResponse, action: string): void {
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}button{font:inherit;padding:.4rem 1.2rem}</style></head><body><h1>Sign out?</h1><p>This ends your session with the apps published at this address.</p><form method="post" action="${htmlAttr(action)}"><button type="submit">Sign out</button></form></body></html>`;
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'" }).end(body);
+}
+
+/** `/.drawbridge/…` as served under an app's path prefix (`/a/.drawbridge/…`), where that app's session cookie is sent */
+function underPrefix(prefix: string, ownedPath: string): string {
+  return prefix === '/' ? ownedPath : prefix + ownedPath.slice(1);
+}
+
+/** sign-out steps answered with a redirect in a row, well under browsers' limit with the provider's own redirects after them */
+const SIGN_OUT_STEPS_PER_PAGE = 10;
+
+/**
+ * The apps with sign-in published on this host, in the order a sign-out ends them: the one at the
+ * host root, then those under a path prefix, by prefix. Derived from the config alone: nothing in the
+ * request chooses which sessions a sign-out ends or where it goes next.
+ */
+function signOutSteps(gen: Generation, rt: IdentityRuntime, host: string): AppIdentity[] {
+  const here = [...rt.apps.values()].filter((app) => gen.router.match(host, app.prefix)?.target.name === app.name);
+  // '/' sorts before every other prefix; one host has one app per prefix
+  return here.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
 }
 
 /**
  * Ends the sessions of every app on this host: revoked at the gateway (a copy
  * of the cookie stops working too) and cleared in the browser; then at the
  * provider when it offers end_session.
+ *
+ * The browser sends the session cookie of an app under a path prefix only to
+ * paths under it, so sign-out is a chain of same-origin steps:
+ * `/.drawbridge/sign-out` ends the root app's session, then each prefix app's
+ * `<prefix>.drawbridge/sign-out` ends its own, and the last one goes on to the
+ * provider. A step clears only its own app's cookie: clearing a prefix app's
+ * cookie earlier would stop the browser sending it to that app's step, which
+ * could then revoke nothing. Every step asks for the same intent as the first.
  */
 const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) => {
   const origin = originOf(ctx.protocol, req.headers.host);
+  const rt = existingRuntime(ctx.generation.config);
+  const steps = rt ? signOutSteps(ctx.generation, rt, ctx.host) : [];
+  const prefixed = steps.filter((app) => app.prefix !== '/');
+  const at = prefixed.findIndex((app) => app.prefix === ctx.prefix);
+  if (ctx.prefix !== '/' && at < 0) return sendError(res, req.headers, { status: 404, reason: 'No app with sign-in is published at this address.', correlationId: ctx.id });
   if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'POST') {
     res.setHeader('allow', 'GET, HEAD, POST');
     return sendError(res, req.headers, { status: 405, reason: 'Sign out with GET or POST.', correlationId: ctx.id });
   }
   const intent = signOutIntent(req, origin);
   if (intent === 'refuse') return sendError(res, req.headers, { status: 403, reason: 'A sign-out request must come from this site.', correlationId: ctx.id });
-  if (intent === 'confirm') return signOutConfirmPage(res);
-  const rt = existingRuntime(ctx.generation.config);
+  // the button posts to this step, so a browser without Sec-Fetch-Site moves on instead of starting over
+  if (intent === 'confirm') return signOutConfirmPage(res, underPrefix(ctx.prefix, SIGN_OUT_PATH));
   const cookies: string[] = [];
-  if (rt) {
-    for (const app of rt.apps.values()) {
-      const m = ctx.generation.router.match(ctx.host, app.prefix);
-      if (m?.target.name !== app.name) continue;
-      cookies.push(clearSessionCookie(app, ctx.protocol));
-      try {
-        const user = await revokeSession(rt, app, ctx.host, ctx.protocol, req.headers.cookie);
-        if (user) {
-          log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
-          ctx.record({ app: app.name, decision: 'sign-out', user });
-        }
-      } catch (e) {
-        // still revoked in this process, and the browser's cookie is cleared; only a restart would forget it
-        log.error({ correlationId: ctx.id, app: app.name, reason: (e as Error).message }, 'could not record the revoked session in stateDir');
+  for (const app of steps.filter((a) => a.prefix === ctx.prefix)) {
+    cookies.push(clearSessionCookie(app, ctx.protocol));
+    try {
+      const user = await revokeSession(rt!, app, ctx.host, ctx.protocol, req.headers.cookie);
+      if (user) {
+        log.info({ correlationId: ctx.id, app: app.name, user }, 'signed out: session revoked');
+        ctx.record({ app: app.name, decision: 'sign-out', user });
       }
+    } catch (e) {
+      // still revoked in this process, and the browser's cookie is cleared; only a restart would forget it
+      log.error({ correlationId: ctx.id, app: app.name, reason: (e as Error).message }, 'could not record the revoked session in stateDir');
     }
+  }
+  const next = prefixed[at + 1];
+  if (next) {
+    const step = (origin ?? '') + underPrefix(next.prefix, SIGN_OUT_PATH);
+    // Browsers follow about 20 redirects in a row, then show an error: a long chain rests on a page
+    // that moves on (a navigation of its own, from this origin) every few steps.
+    if ((at + 2) % SIGN_OUT_STEPS_PER_PAGE === 0) return continuePage(res, step, cookies, 'Signing out');
+    // 307 keeps a POST a POST (with this Origin): a browser without Sec-Fetch-Site needs one click, not one per app
+    return redirect(res, step, cookies, req.method === 'POST' ? 307 : 302);
   }
   const done = origin ? origin + SIGNED_OUT_PATH : SIGNED_OUT_PATH;
   const end = rt && origin ? await rt.client.endSessionUrl(done) : undefined;
@@ -290,14 +334,20 @@ const signedOutHandler: InternalHandler = (_req, res) => {
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(body);
 };
 
-/** Who is signed in to the app at this host (JSON; `?path=` picks an app under a path prefix). */
+/**
+ * Who is signed in to the app at this host (JSON). At the root, `?path=` picks the app; one under a
+ * path prefix is answered at `<prefix>.drawbridge/me`, where the browser sends its cookie, and a
+ * request here is redirected there (fetch follows a same-origin redirect with the cookies that path gets).
+ */
 const meHandler: InternalHandler = async (req, res, ctx) => {
-  const path = new URLSearchParams(ctx.search).get('path') ?? '/';
+  const path = ctx.prefix !== '/' ? ctx.prefix : (new URLSearchParams(ctx.search).get('path') ?? '/');
   const found = appAt(ctx.generation, ctx.host, path.startsWith('/') ? path : '/');
   const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body, null, 2));
-  if (!found) return void send(404, { error: 'no app with sign-in at this address' });
+  if (!found || (ctx.prefix !== '/' && found.app.prefix !== ctx.prefix)) return void send(404, { error: 'no app with sign-in at this address' });
+  if (found.app.prefix !== ctx.prefix) return redirect(res, underPrefix(found.app.prefix, ME_PATH));
   const s = await readSession(found.rt, found.app, ctx.host, ctx.protocol, req.headers.cookie);
   if (!s.identity) return void send(401, { signedIn: false, app: found.app.name, signIn: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(path)}` });
+  // the root's sign-out, which ends this host's other apps too
   send(200, { signedIn: true, app: found.app.name, user: s.identity.user, groups: s.identity.groups, claims: s.identity.claims, expires: new Date(s.exp! * 1000).toISOString(), signOut: SIGN_OUT_PATH });
 };
 

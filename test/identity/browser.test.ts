@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, request } from '../support/harness.js';
 import { auditPayloads, defaultApps, startStack, type Stack } from './support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+/** more apps under path prefixes on one host than a browser follows redirects in a row */
+const MANY = Array.from({ length: 24 }, (_, i) => `m${String(i).padStart(2, '0')}`);
 
 describe('identity: the whole browser flow in Chromium', function () {
   this.timeout(60_000);
@@ -15,7 +21,19 @@ describe('identity: the whole browser flow in Chromium', function () {
     externalUrl: http://prefix.localhost/pre/
     internalUrl: ${b}/pre/
     preAuth: oidc
-`,
+  - name: Home
+    externalUrl: http://app.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+  - name: AppA
+    externalUrl: http://app.localhost/a/
+    internalUrl: ${b}/a/
+    preAuth: oidc
+  - name: AppB
+    externalUrl: http://app.localhost/b/
+    internalUrl: ${b}/b/
+    preAuth: oidc
+${MANY.map((p) => `  - name: Many${p}\n    externalUrl: http://other.localhost/${p}/\n    internalUrl: ${b}/\n    preAuth: oidc\n`).join('')}`,
     });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
   });
@@ -109,6 +127,88 @@ describe('identity: the whole browser flow in Chromium', function () {
     await page.goto(`${s.origin('prefix')}/pre`);
     assert.equal(page.url(), `${s.origin('prefix')}/pre/`);
     assert.ok(hops.every((h) => h.includes(s.origin('prefix'))), hops.join('\n'));
+    await ctx.close();
+  });
+
+  it('one sign-out from the host root ends the sessions of the apps under path prefixes too, whose cookies it is never sent', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const o = s.origin('app');
+    await page.goto(`${o}/home`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${o}/home`), page.click('button[type=submit]')]);
+    // the provider remembers bob: the prefix apps' sign-ins come straight back
+    for (const p of ['/a/x', '/b/x']) {
+      await page.goto(o + p);
+      assert.equal(page.url(), o + p);
+    }
+    // every cookie the context holds (cookies(url) gives only those that URL's path would be sent)
+    const saved = (await ctx.cookies()).filter((c) => c.name === 'drawbridge_session');
+    assert.deepEqual(saved.map((c) => c.path).sort(), ['/', '/a/', '/b/']);
+    // who is signed in to AppA, at its prefix and through the root address a page script may use
+    await page.goto(`${o}/a/.drawbridge/me`);
+    const me = JSON.parse((await page.textContent('body'))!);
+    assert.deepEqual([me.app, me.user], ['AppA', 'bob']);
+    await page.goto(`${o}/a/x`);
+    const viaRoot = await page.evaluate(() => fetch('/.drawbridge/me?path=/a/').then((r) => r.json()));
+    assert.deepEqual([viaRoot.app, viaRoot.user], ['AppA', 'bob']);
+
+    // a "Sign out" link on a page of the root app
+    await page.route(`${o}/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href="/.drawbridge/sign-out">Sign out</a>' }));
+    await page.goto(`${o}/with-link`);
+    await Promise.all([page.waitForURL(`${o}/.drawbridge/signed-out`), page.click('#out')]);
+    assert.deepEqual((await ctx.cookies()).filter((c) => c.name === 'drawbridge_session'), []);
+    // a copy of each cookie taken before is refused: back to sign-in
+    for (const c of saved) {
+      const res = await request(`http://127.0.0.1:${s.gw.port}${c.path}x`, { headers: { host: new URL(o).host, cookie: `drawbridge_session=${c.value}`, accept: 'text/html' } });
+      assert.equal(res.status, 302, `${c.path}: ${res.status}`);
+      assert.ok(res.headers.location!.startsWith(s.idp.issuer), res.headers.location);
+    }
+    const audit = join(s.gw.dir, 'state', 'audit', 'audit.log');
+    const signOuts = await eventually(() => {
+      const lines = existsSync(audit) ? readFileSync(audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
+      const got = lines.filter((l) => l.decision === 'sign-out' && l.user === 'bob' && ['Home', 'AppA', 'AppB'].includes(l.app));
+      return got.length === 3 ? got : undefined;
+    });
+    assert.deepEqual(signOuts!.map((l) => l.app), ['Home', 'AppA', 'AppB']);
+
+    // Sent there by another site, bob gets the page with a button; its POST goes along the chain
+    // as a POST from this origin (307), so each step needs no button of its own.
+    await page.goto(`${o}/home`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${o}/home`), page.click('button[type=submit]')]);
+    for (const p of ['/a/x', '/b/x']) await page.goto(o + p);
+    const again = (await ctx.cookies()).filter((c) => c.name === 'drawbridge_session');
+    assert.equal(again.length, 3);
+    const elsewhere = `http://elsewhere.localhost:${s.gw.port}/`;
+    await page.route(elsewhere, (r) => r.fulfill({ contentType: 'text/html', body: `<meta http-equiv="refresh" content="0;url=${o}/.drawbridge/sign-out">` }));
+    await page.goto(elsewhere);
+    await page.waitForSelector('form[method=post] button');
+    await Promise.all([page.waitForURL(`${o}/.drawbridge/signed-out`), page.click('form[method=post] button')]);
+    assert.deepEqual((await ctx.cookies()).filter((c) => c.name === 'drawbridge_session'), []);
+    for (const c of again) {
+      const res = await request(`http://127.0.0.1:${s.gw.port}${c.path}x`, { headers: { host: new URL(o).host, cookie: `drawbridge_session=${c.value}`, accept: 'text/html' } });
+      assert.equal(res.status, 302, `${c.path}: ${res.status}`);
+    }
+    await ctx.close();
+  });
+
+  it('a sign-out through more apps under prefixes than a browser follows redirects in a row reaches the end', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const o = s.origin('other');
+    await page.goto(`${o}/${MANY[0]}/`);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    await Promise.all([page.waitForURL(`${o}/${MANY[0]}/`), page.click('button[type=submit]')]);
+    for (const p of MANY.slice(1)) await page.goto(`${o}/${p}/`);
+    assert.equal((await ctx.cookies()).filter((c) => c.name === 'drawbridge_session').length, MANY.length);
+    await page.route(`${o}/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href="/.drawbridge/sign-out">Sign out</a>' }));
+    await page.goto(`${o}/with-link`);
+    await Promise.all([page.waitForURL(`${o}/.drawbridge/signed-out`), page.click('#out')]);
+    assert.deepEqual((await ctx.cookies()).filter((c) => c.name === 'drawbridge_session').map((c) => c.path), []);
     await ctx.close();
   });
 

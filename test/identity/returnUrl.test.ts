@@ -46,6 +46,7 @@ export const OPEN_REDIRECTS = [
   '%252F%252Fevil.test',
   '/%252F%252Fevil.test%5C',
   '/.drawbridge/sign-out',
+  '/%2Edrawbridge/sign-out',
   '/.well-known/drawbridge/jwks.json',
   'http://[::1]/',
   'x'.repeat(5000),
@@ -91,6 +92,10 @@ describe('identity: return URL after sign-in', function () {
     assert.equal(safeReturnUrl('/other', app), 'http://h.localhost/app/');
     assert.equal(safeReturnUrl('/application', app), 'http://h.localhost/app/');
     assert.equal(safeReturnUrl('/app/../admin', app), 'http://h.localhost/app/');
+    // the gateway's own paths under the prefix (its sign-out step) are no place to land either
+    assert.equal(safeReturnUrl('/app/.drawbridge/sign-out', app), 'http://h.localhost/app/');
+    assert.equal(safeReturnUrl('/app/%2edrawbridge/sign-out', app), 'http://h.localhost/app/');
+    assert.equal(safeReturnUrl('/app/x/.drawbridge/y', app), 'http://h.localhost/app/x/.drawbridge/y');
   });
 
   describe('through the real gateway and provider (/.drawbridge/sign-in?returnUrl=)', () => {

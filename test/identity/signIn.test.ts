@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SessionRevocations } from '../../src/identity/revocations.js';
+import { request } from '../support/harness.js';
 import { Browser, startStack, type Stack } from './support.js';
 
 describe('identity: browser sign-in through the embedded provider (HTTP client)', function () {
@@ -170,5 +171,107 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     assert.equal(out.status, 302);
     assert.ok(out.headers.location!.startsWith(s.idp.issuer), out.headers.location);
     assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+  });
+});
+
+/**
+ * Apps under a path prefix have their session cookie on Path=<prefix>, which a browser sends only
+ * there: the gateway serves their sign-out and `me` under the prefix (<prefix>.drawbridge/). This
+ * client sends every cookie whatever its path, so each app's session is kept in a browser of its own
+ * and sent only where a real browser would send it (Chromium: browser.test.ts).
+ */
+describe('identity: sign-out and me for apps under a path prefix (HTTP client)', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  let o: string;
+  before(async () => {
+    s = await startStack({
+      apps: (b) => `
+  - name: Home
+    externalUrl: http://app.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+  - name: AppA
+    externalUrl: http://app.localhost/a/
+    internalUrl: ${b}/a/
+    preAuth: oidc
+  - name: AppB
+    externalUrl: http://app.localhost/b/
+    internalUrl: ${b}/b/
+    preAuth: oidc
+  - name: Pass
+    externalUrl: http://app.localhost/p/
+    internalUrl: ${b}/p/
+    preAuth: passthrough
+`,
+    });
+    o = s.origin('app');
+  });
+  after(async () => s?.stop());
+
+  /** bob's session for the app at `prefix`, in a browser of its own */
+  async function signedIn(prefix: string): Promise<{ b: Browser; cookie: string }> {
+    const b = new Browser();
+    const { url } = await b.browse(`${o}${prefix}x`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(url, `${o}${prefix}x`);
+    return { b, cookie: b.cookieHeader(new URL(o).host) };
+  }
+
+  it('<prefix>.drawbridge/ is the gateway\'s: me and sign-out answer there, anything else is a 404 that reaches no backend', async () => {
+    const a = await signedIn('/a/');
+    const me = await a.b.get(`${o}/a/.drawbridge/me`);
+    assert.equal(me.status, 200, me.body);
+    assert.equal(me.json().app, 'AppA');
+    assert.equal(me.json().user, 'bob');
+    assert.equal(me.json().signOut, '/.drawbridge/sign-out');
+    // the address callers used before: redirected to where the browser sends the app's cookie
+    const viaRoot = await a.b.get(`${o}/.drawbridge/me?path=${encodeURIComponent('/a/reports')}`);
+    assert.equal(viaRoot.status, 302);
+    assert.equal(viaRoot.headers.location, '/a/.drawbridge/me');
+    const before = s.backend.received.length;
+    for (const path of ['/a/.drawbridge/anything-else', '/a/.drawbridge/callback', '/a/.drawbridge/sign-in', '/a/.drawbridge/', '/a/%2Edrawbridge/x', '/p/.drawbridge/x']) {
+      const res = await a.b.get(o + path);
+      assert.equal(res.status, 404, `${path}: ${res.status} ${res.body}`);
+    }
+    // a passthrough app has no sign-in: nothing to answer for
+    assert.equal((await a.b.get(`${o}/p/.drawbridge/me`)).status, 404);
+    assert.equal(s.backend.received.length, before, s.backend.received.slice(before).map((r) => r.url).join(' '));
+    // deeper than the prefix, the path is the app's
+    assert.equal((await a.b.get(`${o}/p/x/.drawbridge/x`)).status, 200);
+    assert.equal(s.backend.received.at(-1)!.url, '/p/x/.drawbridge/x');
+  });
+
+  it('sign-out at the root goes on to each prefix app\'s step, which revokes the session the browser sends there; a browser without Sec-Fetch-Site clicks once', async () => {
+    const home = await signedIn('/');
+    const a = await signedIn('/a/');
+    const b = await signedIn('/b/');
+    const send = (method: string, path: string, cookie: string, headers: Record<string, string> = {}) => request(`http://127.0.0.1:${s.gw.port}${path}`, { method, headers: { host: new URL(o).host, cookie, accept: 'text/html', ...headers } });
+    // such a browser is asked at each step, and the button posts to that step
+    const ask = await send('GET', '/a/.drawbridge/sign-out', a.cookie);
+    assert.equal(ask.status, 200);
+    assert.match(ask.body, /<form method="post" action="\/a\/\.drawbridge\/sign-out">/);
+    assert.equal((await send('POST', '/a/.drawbridge/sign-out', a.cookie, { origin: 'http://evil.localhost:1' })).status, 403);
+    assert.equal((await send('GET', '/a/.drawbridge/me', a.cookie)).status, 200, 'still signed in');
+
+    const form = { origin: o, 'content-type': 'application/x-www-form-urlencoded' };
+    const atRoot = await send('POST', '/.drawbridge/sign-out', home.cookie, form);
+    assert.equal(atRoot.status, 307, 'a POST stays a POST along the chain');
+    assert.equal(atRoot.headers.location, `${o}/a/.drawbridge/sign-out`);
+    // the prefix apps' cookies stay in the browser until their own step, or it would not send them there
+    assert.deepEqual([atRoot.headers['set-cookie'] ?? []].flat().map((c) => /Path=[^;]*/i.exec(c)?.[0]), ['Path=/']);
+    const atA = await send('POST', '/a/.drawbridge/sign-out', a.cookie, form);
+    assert.equal(atA.status, 307);
+    assert.equal(atA.headers.location, `${o}/b/.drawbridge/sign-out`);
+    assert.deepEqual([atA.headers['set-cookie'] ?? []].flat().map((c) => /Path=[^;]*/i.exec(c)?.[0]), ['Path=/a/']);
+    const atB = await send('POST', '/b/.drawbridge/sign-out', b.cookie, form);
+    assert.equal(atB.status, 302, 'the provider is not posted to');
+    assert.ok(atB.headers.location!.startsWith(s.idp.issuer), atB.headers.location);
+
+    assert.equal((await send('GET', '/.drawbridge/me', home.cookie)).status, 401);
+    assert.equal((await send('GET', '/a/.drawbridge/me', a.cookie)).status, 401);
+    assert.equal((await send('GET', '/b/.drawbridge/me', b.cookie)).status, 401);
+    for (const [app, id] of [['Home', atRoot], ['AppA', atA], ['AppB', atB]] as const) {
+      assert.ok(s.gw.logs.some((l) => l.msg === 'signed out: session revoked' && l.app === app && l.user === 'bob' && l.correlationId === id.headers['x-correlation-id']), app);
+    }
   });
 });
