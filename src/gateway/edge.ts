@@ -376,6 +376,8 @@ export class Edge {
    */
   private ownedEndpoint(gen: Generation, host: string, path: string): { prefix: string; handler?: InternalHandler } | undefined {
     if (path.startsWith('/.drawbridge/') || path.startsWith('/.well-known/drawbridge/')) return { prefix: '/', handler: this.internal.get(path) };
+    // (every request passes here: a second route lookup only for the paths that could be one)
+    if (!path.includes('/.drawbridge/')) return undefined;
     const m = gen.router.match(host, path);
     if (!m || m.prefix === '/' || !path.startsWith(m.prefix + '.drawbridge/')) return undefined;
     return { prefix: m.prefix, handler: this.internalUnderPrefix.get(path.slice(m.prefix.length - 1)) };
