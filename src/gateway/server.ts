@@ -28,7 +28,7 @@ import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { hostnameOf } from './router.js';
-import { StateDirLock } from './stateLock.js';
+import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
 
 /**
  * The public listeners' HTTP options. No request timeout: uploads take as long as they take
@@ -113,6 +113,7 @@ export class GatewayServer {
     this.started = startedSettings(result.config, result.dir);
     // Before anything in the stateDir is read or written: a second gateway there is refused, not run beside the first.
     this.lock = await StateDirLock.acquire(this.started.stateDir, { log: this.log });
+    warnIfStateDirOpen(this.started.stateDir, this.log);
     let gen: Generation;
     try {
       this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log });

@@ -156,6 +156,17 @@ export class StateDirLock {
   }
 }
 
+/** Warns when the stateDir can be written by group or others: another local user could plant symlinks where the gateway writes. */
+export function warnIfStateDirOpen(stateDir: string, log: Logger): void {
+  let mode: number;
+  try {
+    mode = statSync(stateDir).mode & 0o777;
+  } catch {
+    return;
+  }
+  if (mode & 0o022) log.warn({ stateDir, mode: mode.toString(8) }, `stateDir ${stateDir} is writable by group or others (mode ${mode.toString(8)}): another local user could plant symlinks where the gateway writes its keys and audit log; run: chmod go-w ${stateDir}`);
+}
+
 function create(file: string, me: Holder): boolean {
   let fd: number;
   try {

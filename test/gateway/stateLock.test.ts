@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { eventually, request, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
@@ -136,5 +136,19 @@ describe('gateway: one gateway process per stateDir (stateDir/gateway.lock)', fu
     a.child.kill('SIGTERM');
     assert.equal((await a.exited).code, 1);
     assert.equal(existsSync(join(dir, 'state', 'gateway.lock')), false);
+  });
+
+  it('warns at start when the stateDir is writable by group or others, naming it and the chmod', async () => {
+    const dir = tempDir();
+    const file = configIn(dir);
+    const stateDir = join(dir, 'state');
+    mkdirSync(stateDir);
+    chmodSync(stateDir, 0o777);
+    const gw = spawn(file);
+    await started(gw);
+    assert.match(gw.output(), new RegExp(`"msg":"stateDir ${stateDir} is writable by group or others \\(mode 777\\): another local user could plant symlinks where the gateway writes its keys and audit log; run: chmod go-w ${stateDir}"`));
+    const quiet = spawn(configIn(tempDir()));
+    await started(quiet);
+    assert.doesNotMatch(quiet.output(), /writable by group or others/);
   });
 });
