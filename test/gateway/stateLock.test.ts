@@ -6,10 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { eventually, request, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
+import pino from 'pino';
+import { LOCK_FILE, StateDirLock } from '../../src/gateway/stateLock.js';
+import { eventually, request, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
 import { gatewayYaml, runCli } from '../connector/support.js';
 
 describe('gateway: one gateway process per stateDir (stateDir/gateway.lock)', function () {
@@ -76,12 +80,13 @@ describe('gateway: one gateway process per stateDir (stateDir/gateway.lock)', fu
     const file = configIn(tempDir());
     const a = spawn(file);
     const port = await a.port();
-    const slow = request(`http://127.0.0.1:${port}/slow?ms=2500`, { headers: { host: 'direct.test' } });
-    await eventually(() => backend.received.some((r) => r.url === '/slow?ms=2500'));
+    // long enough for the new process to start (seconds on a loaded machine) while the old one drains
+    const slow = request(`http://127.0.0.1:${port}/slow?ms=12000`, { headers: { host: 'direct.test' } });
+    await eventually(() => backend.received.some((r) => r.url === '/slow?ms=12000'));
     a.child.kill('SIGTERM');
     await eventually(() => a.output().includes('stopping: finishing in-flight requests'));
     const b = spawn(file);
-    await eventually(() => b.output().includes('waiting for the gateway that is stopping'), 10_000);
+    await eventually(() => b.output().includes('waiting for the gateway that is stopping'), 11_000);
     assert.match(b.output(), new RegExp(`waiting for the gateway that is stopping \\(pid ${a.child.pid} on `));
     assert.equal((await slow).status, 200, 'the old one finished its request');
     const aExit = await a.exited;
@@ -150,5 +155,61 @@ describe('gateway: one gateway process per stateDir (stateDir/gateway.lock)', fu
     const quiet = spawn(configIn(tempDir()));
     await started(quiet);
     assert.doesNotMatch(quiet.output(), /writable by group or others/);
+  });
+});
+
+describe('gateway: the stateDir lock, in this process', () => {
+  const yaml = (adminPort = 0) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:${adminPort} }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: http://127.0.0.1:9/
+    preAuth: passthrough
+`;
+
+  it('a second GatewayServer on the same stateDir in one process is refused too, and the first lets go on stop', async () => {
+    const dir = tempDir();
+    const first = await startGateway(yaml(), { dir });
+    try {
+      await assert.rejects(startGateway(yaml(), { dir, file: 'again.yaml' }), (e: Error & { code?: string }) => e.code === 'ERR_STATE_DIR_LOCKED' && /\(this process\)/.test(e.message));
+    } finally {
+      await first.stop();
+    }
+    assert.equal(existsSync(join(dir, 'state', 'gateway.lock')), false);
+    await (await startGateway(yaml(), { dir })).stop();
+  });
+
+  it('a gateway that fails to start lets go of the lock', async () => {
+    const dir = tempDir();
+    const blocker = net.createServer().listen(24520, '127.0.0.1');
+    await once(blocker, 'listening');
+    try {
+      await assert.rejects(startGateway(yaml(24520), { dir }), /EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+    assert.equal(existsSync(join(dir, 'state', 'gateway.lock')), false);
+  });
+
+  it('refreshes the heartbeat, and says so when the lock was taken away', async () => {
+    const dir = tempDir();
+    const logs: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
+    const lock = await StateDirLock.acquire(dir, { log, heartbeatMs: 50 });
+    try {
+      const file = join(dir, LOCK_FILE);
+      const old = new Date(Date.now() - 20_000);
+      utimesSync(file, old, old);
+      await eventually(() => Date.now() - statSync(file).mtimeMs < 5_000);
+      unlinkSync(file);
+      const line = await eventually(() => logs.find((l) => l.level === 50));
+      assert.match(String(line!.msg), /the stateDir lock \S+ was removed or taken by another process: another gateway may now share this stateDir; restart this one/);
+    } finally {
+      lock.release();
+    }
   });
 });
