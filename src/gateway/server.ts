@@ -28,6 +28,7 @@ import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { hostnameOf } from './router.js';
+import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
 
 /**
  * The public listeners' HTTP options. No request timeout: uploads take as long as they take
@@ -83,6 +84,8 @@ export class GatewayServer {
   audit?: AuditLog;
   /** the connector endpoint, when `connectors:` is configured */
   connectorHub?: ConnectorHub;
+  /** stateDir/gateway.lock, held while the gateway runs: one gateway process per stateDir */
+  private lock?: StateDirLock;
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger ?? createLogger();
@@ -108,10 +111,13 @@ export class GatewayServer {
     if (!result.config) throw new ConfigInvalidError(result.problems, this.opts.configFile);
     this.logWarnings(result);
     this.started = startedSettings(result.config, result.dir);
-    this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log });
-    for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
+    // Before anything in the stateDir is read or written: a second gateway there is refused, not run beside the first.
+    this.lock = await StateDirLock.acquire(this.started.stateDir, { log: this.log });
+    warnIfStateDirOpen(this.started.stateDir, this.log);
     let gen: Generation;
     try {
+      this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log });
+      for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
       // The hub comes first: compiling an app behind a connector group needs it.
       if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
       gen = await compile(result.config, hash, this.compileDeps(result));
@@ -433,6 +439,8 @@ export class GatewayServer {
   }
 
   async stop(): Promise<void> {
+    // A gateway started now (a rolling restart) waits for this one's drain instead of being refused.
+    this.lock?.markStopping();
     this.stopRevocations();
     await this.watcher?.close();
     this.edges.http.drain();
@@ -446,6 +454,7 @@ export class GatewayServer {
     await Promise.race([gen?.retire(), new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.connectorHub?.stop();
     await this.audit?.close();
+    this.lock?.release();
     this.log.flush?.();
   }
 }

@@ -1,0 +1,268 @@
+/**
+ * One gateway process per stateDir. The revoked sessions are read once at start and pruned
+ * from memory, the assertion keys and the audit log are rotated by whoever holds them, and the
+ * connector CA and token key live there too: two gateways on one stateDir each forget the
+ * other's sign-outs and overwrite the other's files. So the gateway holds stateDir/gateway.lock
+ * while it runs, and a second one on the same stateDir refuses to start.
+ *
+ * The lock file is created with O_EXCL and holds who has it (pid, host, start time); the holder
+ * refreshes its mtime every HEARTBEAT_MS (the heartbeat). A lock is stale, and taken over, when
+ * its holder is gone: on this host and its pid is not alive, or its heartbeat is older than
+ * STALE_MS (a holder in another pid namespace or on another host that shares the folder).
+ *
+ * A rolling restart starts the new process while the old one drains (up to DRAIN_GRACE_MS).
+ * The old one marks the lock `stopping` when its drain begins, and the new one waits for such a
+ * lock (up to STOPPING_WAIT_MS, saying so) instead of failing; a lock whose holder is serving is
+ * refused at once, so a second gateway started by mistake is told so without a wait.
+ */
+import { randomUUID } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync, linkSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { DrawbridgeError } from '../errors.js';
+import { DRAIN_GRACE_MS } from './listen.js';
+
+export const LOCK_FILE = 'gateway.lock';
+/** how often the holder refreshes the lock's mtime */
+export const HEARTBEAT_MS = 10_000;
+/** a heartbeat this old means the holder is gone, wherever it ran (three missed beats) */
+export const STALE_MS = 30_000;
+/** how long a starting gateway waits for one that is draining: its drain, and the rest of its stop */
+export const STOPPING_WAIT_MS = DRAIN_GRACE_MS + 10_000;
+
+/** Another gateway process holds the stateDir. */
+export class StateDirLockedError extends DrawbridgeError {
+  constructor(message: string, details: Record<string, unknown>) {
+    super('ERR_STATE_DIR_LOCKED', message, details);
+  }
+}
+
+interface Holder {
+  pid: number;
+  host: string;
+  startedAt: string;
+  /** this holding, so a process lets go only of its own lock */
+  id: string;
+  /** set when the holder's drain begins: a starting gateway waits for it */
+  stopping?: boolean;
+}
+
+export interface LockOptions {
+  log: Logger;
+  /** tests: shorter bounds */
+  staleMs?: number;
+  waitMs?: number;
+  heartbeatMs?: number;
+}
+
+/** stateDirs held by this process: a second GatewayServer here on one of them is refused like another process */
+const heldHere = new Set<string>();
+
+export class StateDirLock {
+  private timer?: NodeJS.Timeout;
+  private released = false;
+  private lost = false;
+  private readonly onExit = () => this.release();
+
+  private constructor(
+    readonly stateDir: string,
+    private readonly file: string,
+    private holder: Holder,
+    private readonly log: Logger,
+    heartbeatMs: number,
+  ) {
+    heldHere.add(stateDir);
+    // A fatal exit (an uncaught exception, a second signal, the forced exit after the drain) ends in process.exit: let go there too.
+    process.on('exit', this.onExit);
+    this.timer = setInterval(() => this.beat(), heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** Takes stateDir/gateway.lock, waiting for a holder that is stopping; throws StateDirLockedError when another gateway holds it. */
+  static async acquire(stateDir: string, opts: LockOptions): Promise<StateDirLock> {
+    const file = join(stateDir, LOCK_FILE);
+    const staleMs = opts.staleMs ?? STALE_MS;
+    const waitMs = opts.waitMs ?? STOPPING_WAIT_MS;
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const deadline = Date.now() + waitMs;
+    let waiting = false;
+    for (;;) {
+      if (heldHere.has(stateDir)) throw lockedError(stateDir, file, { pid: process.pid, host: hostname(), startedAt: '', id: '' });
+      const me: Holder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), id: randomUUID() };
+      if (create(file, me)) return new StateDirLock(stateDir, file, me, opts.log, opts.heartbeatMs ?? HEARTBEAT_MS);
+      const seen = read(file);
+      if (!seen) continue; // let go of between our try and the read: try again
+      if (!seen.holder && Date.now() - seen.beatAt <= staleMs) {
+        // Being written by a gateway that just created it (or damaged: taken over once its heartbeat is stale).
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      const gone = goneReason(seen, staleMs);
+      if (gone) {
+        if (takeOver(file, seen)) opts.log.warn({ stateDir, lock: file, holder: seen.holder, reason: gone }, `stateDir lock taken over: ${gone}`);
+        continue;
+      }
+      if (!seen.holder!.stopping) throw lockedError(stateDir, file, seen.holder!);
+      if (Date.now() >= deadline) throw lockedError(stateDir, file, seen.holder!, waitMs);
+      if (!waiting) opts.log.info({ stateDir, holder: seen.holder, waitMs }, `waiting for the gateway that is stopping (pid ${seen.holder!.pid} on ${seen.holder!.host}) to let go of the stateDir`);
+      waiting = true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** The drain begins: a gateway starting now waits for this one instead of refusing. */
+  markStopping(): void {
+    if (this.released || this.lost) return;
+    this.holder = { ...this.holder, stopping: true };
+    try {
+      const tmp = `${this.file}.${this.holder.id}`;
+      writeFileSync(tmp, JSON.stringify(this.holder) + '\n', { mode: 0o600 });
+      renameSync(tmp, this.file);
+    } catch (e) {
+      this.log.warn({ lock: this.file, reason: (e as Error).message }, 'could not mark the stateDir lock as stopping');
+    }
+  }
+
+  /** Lets go of the lock if it is still this process's (idempotent; synchronous, for process.on('exit')). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    process.off('exit', this.onExit);
+    heldHere.delete(this.stateDir);
+    if (read(this.file)?.holder?.id !== this.holder.id) return;
+    try {
+      unlinkSync(this.file);
+    } catch {
+      /* gone already */
+    }
+  }
+
+  private beat(): void {
+    if (this.released || this.lost) return;
+    const now = new Date();
+    if (read(this.file)?.holder?.id === this.holder.id) {
+      try {
+        utimesSync(this.file, now, now);
+        return;
+      } catch {
+        /* removed under us: said below */
+      }
+    }
+    // Someone deleted the file, or judged this process gone (a clock jump, a process stopped for STALE_MS).
+    this.lost = true;
+    this.log.error({ stateDir: this.stateDir, lock: this.file }, `the stateDir lock ${this.file} was removed or taken by another process: another gateway may now share this stateDir; restart this one`);
+  }
+}
+
+/** Warns when the stateDir can be written by group or others: another local user could plant symlinks where the gateway writes. */
+export function warnIfStateDirOpen(stateDir: string, log: Logger): void {
+  let mode: number;
+  try {
+    mode = statSync(stateDir).mode & 0o777;
+  } catch {
+    return;
+  }
+  if (mode & 0o022) log.warn({ stateDir, mode: mode.toString(8) }, `stateDir ${stateDir} is writable by group or others (mode ${mode.toString(8)}): another local user could plant symlinks where the gateway writes its keys and audit log; run: chmod go-w ${stateDir}`);
+}
+
+function create(file: string, me: Holder): boolean {
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+  try {
+    writeSync(fd, JSON.stringify(me) + '\n');
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/** The lock as found: its holder (undefined while it is being written, or when damaged) and its heartbeat. */
+function read(file: string): { holder?: Holder; beatAt: number; text: string } | undefined {
+  try {
+    const beatAt = statSync(file).mtimeMs;
+    const text = readFileSync(file, 'utf8');
+    let holder: Holder | undefined;
+    try {
+      const v = JSON.parse(text) as Holder;
+      if (typeof v?.pid === 'number' && typeof v.host === 'string' && typeof v.id === 'string') holder = v;
+    } catch {
+      /* being written, or damaged: judged by its heartbeat alone */
+    }
+    return { holder, beatAt, text };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** Why the lock's holder is gone, or undefined while it may be alive. */
+function goneReason(seen: { holder?: Holder; beatAt: number }, staleMs: number): string | undefined {
+  const age = Date.now() - seen.beatAt;
+  if (age > staleMs) return `its heartbeat is ${Math.round(age / 1000)} s old (a gateway refreshes it every ${HEARTBEAT_MS / 1000} s)`;
+  const h = seen.holder;
+  if (!h || h.host !== hostname()) return undefined;
+  // Our own pid in a lock this process does not hold: a previous life of this container (pid 1 again).
+  if (h.pid === process.pid) return `it names this process's pid ${h.pid} but this process did not take it (a restarted container)`;
+  if (!alive(h.pid)) return `its holder, pid ${h.pid} on this host, is not running`;
+  return undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it exists, under another user
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the stale lock, unless another starting gateway replaced it since it was read: the file
+ * is moved aside and compared, and put back when it is not the one judged stale.
+ */
+function takeOver(file: string, seen: { text: string }): boolean {
+  const aside = `${file}.stale-${randomUUID()}`;
+  try {
+    renameSync(file, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+  let same = false;
+  try {
+    same = readFileSync(aside, 'utf8') === seen.text;
+    if (!same) {
+      try {
+        linkSync(aside, file); // fails if yet another one was created meanwhile: that one stands
+      } catch {
+        /* the newer lock stands */
+      }
+    }
+  } finally {
+    try {
+      unlinkSync(aside);
+    } catch {
+      /* nothing to tidy */
+    }
+  }
+  return same;
+}
+
+/** `waitedMs`: the holder was stopping, and this long was waited for it */
+function lockedError(stateDir: string, file: string, holder: Holder, waitedMs?: number): StateDirLockedError {
+  const who = `pid ${holder.pid} on host ${holder.host}${holder.startedAt ? `, started ${holder.startedAt}` : ''}`;
+  const here = holder.pid === process.pid && holder.host === hostname() ? ' (this process)' : '';
+  const why = waitedMs !== undefined ? `it was stopping but still held it after ${Math.round(waitedMs / 1000)} s` : 'only one gateway process may use a stateDir';
+  return new StateDirLockedError(
+    `stateDir ${stateDir} is in use by another gateway (${who}${here}); ${why}. Stop that gateway first, or give this one its own gateway.stateDir. A lock left by a gateway that is gone is taken over by itself (${file})`,
+    { stateDir, lock: file, holder },
+  );
+}
