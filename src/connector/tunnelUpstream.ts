@@ -114,8 +114,11 @@ export class TunnelUpstream implements Upstream {
         // socket it did not make, so without this a silent app would hold a request forever.
         socket.setTimeout(timeoutMs);
         // A connector that says goodbye gets no more requests on idle kept-alive connections.
+        // An upgraded connection has no request either (Node lets go of it at the 101), but it is
+        // in flight like a stream the drain lets finish: cut here, every WebSocket on a connector
+        // closed at its SIGTERM, without the drain timeout other streams get.
         const onGoaway = () => {
-          if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+          if (!(socket as { _httpMessage?: unknown })._httpMessage && !(socket as { carriesUpgrade?: boolean }).carriesUpgrade) socket.destroy();
         };
         channel.session.on('goaway', onGoaway);
         socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
@@ -254,7 +257,8 @@ export class TunnelUpstream implements Upstream {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
-        // (an upgraded connection stays in flight from its dial until it closes)
+        // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
+        Object.assign(up, { carriesUpgrade: true });
         const upReq = http.request({
           method: req.method,
           path,
