@@ -176,6 +176,7 @@ export class TunnelUpstream implements Upstream {
     // retry always dials a new stream, on another connector when there is one.
     const send = (n: number, avoid?: string) => {
       let started = false;
+      let answer: IncomingMessage | undefined;
       const upReq = http.request({
         method: f.method,
         path: f.path,
@@ -215,6 +216,10 @@ export class TunnelUpstream implements Upstream {
           this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
         }
+        // Bytes after a complete answer (a 204, a 304 or a HEAD answered with a body) fail Node's
+        // parser, which drops the connection: the answer itself is whole and ends as usual ('end').
+        // Destroyed here, the client got an empty reply where a direct app's answer is relayed.
+        if (answer?.complete) return;
         const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
         if (started) res.destroy();
         done(failure);
@@ -226,6 +231,7 @@ export class TunnelUpstream implements Upstream {
           return notHttp(invalid);
         }
         started = true;
+        answer = upRes;
         upReq.setTimeout(0);
         watchBodyIdle(upReq, upRes, f.timeoutMs);
         const status = upRes.statusCode ?? 502;

@@ -18,6 +18,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let tlsBackend: https.Server;
   let early: http.Server;
   let switcher: net.Server;
+  let trailing: net.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -40,6 +41,17 @@ describe('tunnel upstream: apps behind a connector', function () {
       s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nnot http any more'));
     });
     await new Promise<void>((r) => switcher.listen(0, '127.0.0.1', r));
+    // answers 204 and 304 with bytes behind them, and HEAD with its GET body (do_HEAD calling do_GET)
+    trailing = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', (d) => {
+        const [method, path] = d.toString('latin1').split(' ');
+        if (path === '/204') s.write('HTTP/1.1 204 No Content\r\n\r\nSTRAY-BYTES');
+        else if (path === '/304') s.write('HTTP/1.1 304 Not Modified\r\netag: "a"\r\n\r\nSTRAY-BYTES');
+        else if (method === 'HEAD') s.write('HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-type: text/plain\r\n\r\nrawok\r\n');
+      });
+    });
+    await new Promise<void>((r) => trailing.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -84,6 +96,11 @@ describe('tunnel upstream: apps behind a connector', function () {
     connectorGroup: g1
     preAuth: passthrough
     backendTimeout: 5s
+  - name: Trailing
+    externalUrl: http://trailing.test/
+    internalUrl: http://127.0.0.1:${(trailing.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -97,6 +114,7 @@ describe('tunnel upstream: apps behind a connector', function () {
     early.closeAllConnections();
     early.close();
     switcher.close();
+    trailing.close();
   });
 
   it('an app that switches protocols on a request that asked for no upgrade: 502 at once, not a client left waiting', async () => {
@@ -105,6 +123,20 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(res.status, 502);
     assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
     assert.match(JSON.stringify(res.json()), /not valid HTTP/);
+    await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
+  });
+
+  it('a 204, a 304 or a HEAD answer with stray bytes behind it is relayed, as a direct app\'s is, not an empty reply', async () => {
+    const noContent = await request(`${gw.url}/204`, { headers: host('trailing.test') });
+    assert.equal(noContent.status, 204);
+    assert.equal(noContent.body, '');
+    const notModified = await request(`${gw.url}/304`, { headers: host('trailing.test') });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, '"a"');
+    const head = await request(`${gw.url}/x`, { method: 'HEAD', headers: host('trailing.test') });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '7');
+    assert.equal(head.body, '');
     await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
   });
 
