@@ -19,7 +19,7 @@ import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
 import type { AppCookieGuard } from '../gateway/headers.js';
-import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -242,6 +242,8 @@ export class TunnelUpstream implements Upstream {
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => done());
       });
+      // (its bytes put off the idle timer like any others: a sign of life)
+      upReq.on('information', (info: { statusCode: number; headers: http.IncomingHttpHeaders }) => relayInterim(f, info.statusCode, info.headers));
       // A 101 to a request that asked for no upgrade: Node emits it as 'upgrade', and without a
       // listener it dropped the connection and told the request nothing (no answer, no timeout).
       upReq.on('upgrade', (upRes: IncomingMessage, socket: Duplex) => {

@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { TunnelUpstream } from '../../src/connector/tunnelUpstream.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 describe('tunnel upstream: apps behind a connector', function () {
@@ -19,6 +20,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let early: http.Server;
   let switcher: net.Server;
   let trailing: net.Server;
+  let working: net.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -52,6 +54,11 @@ describe('tunnel upstream: apps behind a connector', function () {
       });
     });
     await new Promise<void>((r) => trailing.listen(0, '127.0.0.1', r));
+    working = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end(INTERIM_ANSWER));
+    });
+    await new Promise<void>((r) => working.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -101,6 +108,11 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: http://127.0.0.1:${(trailing.address() as AddressInfo).port}/
     connectorGroup: g1
     preAuth: passthrough
+  - name: Working
+    externalUrl: http://working.test/
+    internalUrl: http://127.0.0.1:${(working.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -115,6 +127,7 @@ describe('tunnel upstream: apps behind a connector', function () {
     early.close();
     switcher.close();
     trailing.close();
+    working.close();
   });
 
   it('an app that switches protocols on a request that asked for no upgrade: 502 at once, not a client left waiting', async () => {
@@ -138,6 +151,13 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(head.headers['content-length'], '7');
     assert.equal(head.body, '');
     await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
+  });
+
+  it('an app\'s 102 and 103 reach the client, without hop-by-hop fields, as from a direct app', async () => {
+    const got = await interimAnswers(gw.port, 'working.test');
+    assert.equal(got.status, 200);
+    assert.equal(got.body, 'done');
+    assert.deepEqual(got.interim, EXPECTED_INTERIM);
   });
 
   it('carries GET and streamed POST bodies both ways', async () => {
