@@ -19,7 +19,7 @@ import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
 import type { AppCookieGuard } from '../gateway/headers.js';
-import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -237,6 +237,7 @@ export class TunnelUpstream implements Upstream {
         const status = upRes.statusCode ?? 502;
         const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
         res.writeHead(status, r.headers);
+        flushHeadForDuplex(f);
         relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: CLIENT_ROOM, coalesce: true });
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
@@ -255,7 +256,16 @@ export class TunnelUpstream implements Upstream {
       countInFlight(upReq);
       // The body is read only once a live connection exists, so a failed dial can still be retried.
       // (A client that leaves mid-body errors it; res's 'close' has already aborted the attempt.)
-      if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq)));
+      // Node holds the head back for the first body byte: a client that sends its body only once
+      // the app has answered (the app speaks first) never got its request to the app, and a 408
+      // after backendTimeout. With no byte waiting the head goes out alone; a body already here
+      // still leaves with it in one write.
+      if (hasBody)
+        upReq.once('socket', (socket: Duplex) => {
+          if (socket.destroyed) return;
+          if (req.readableLength === 0 && !req.readableEnded) upReq.flushHeaders();
+          coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq);
+        });
       else upReq.end();
     };
     send(0);

@@ -123,6 +123,16 @@ function splitLinks(value: string | string[]): string[] {
   return links;
 }
 
+/**
+ * Node holds a response head back for the first body byte. While the client is still sending
+ * its body, it may be waiting for that head (an app that speaks first, full duplex): it goes
+ * out at once then. A request already in whole (every GET) costs nothing more: its head leaves
+ * with the body, in one write.
+ */
+export function flushHeadForDuplex(f: ForwardRequest): void {
+  if (!f.req.complete) f.res.flushHeaders();
+}
+
 export class DirectUpstream implements Upstream {
   private readonly pool: Pool;
   private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
@@ -251,6 +261,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
     f.res.writeHead(statusCode, r.headers);
+    flushHeadForDuplex(f);
     let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
     if (r.body) {
       r.body.on('error', (err) => this.onError(err));

@@ -21,6 +21,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let switcher: net.Server;
   let trailing: net.Server;
   let working: net.Server;
+  let speaksFirst: http.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -54,6 +55,13 @@ describe('tunnel upstream: apps behind a connector', function () {
       });
     });
     await new Promise<void>((r) => trailing.listen(0, '127.0.0.1', r));
+    // answers its head at once and then echoes the body (a client may wait for that head to send it)
+    speaksFirst = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.flushHeaders();
+      req.pipe(res);
+    });
+    await new Promise<void>((r) => speaksFirst.listen(0, '127.0.0.1', r));
     working = net.createServer((s) => {
       s.on('error', () => undefined);
       s.once('data', () => s.end(INTERIM_ANSWER));
@@ -108,6 +116,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: http://127.0.0.1:${(trailing.address() as AddressInfo).port}/
     connectorGroup: g1
     preAuth: passthrough
+  - name: SpeaksFirst
+    externalUrl: http://speaks-first.test/
+    internalUrl: http://127.0.0.1:${(speaksFirst.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 3s
   - name: Working
     externalUrl: http://working.test/
     internalUrl: http://127.0.0.1:${(working.address() as AddressInfo).port}/
@@ -128,6 +142,8 @@ describe('tunnel upstream: apps behind a connector', function () {
     switcher.close();
     trailing.close();
     working.close();
+    speaksFirst.closeAllConnections();
+    speaksFirst.close();
   });
 
   it('an app that switches protocols on a request that asked for no upgrade: 502 at once, not a client left waiting', async () => {
@@ -158,6 +174,24 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(got.status, 200);
     assert.equal(got.body, 'done');
     assert.deepEqual(got.interim, EXPECTED_INTERIM);
+  });
+
+  it('a POST whose client sends its body only after the app\'s head reaches the app at once (the head is not held for the body)', async () => {
+    const started = Date.now();
+    const got = await new Promise<{ status: number; headAfter: number; body: string }>((resolve, reject) => {
+      const r = http.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/duplex', headers: { host: 'speaks-first.test', 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+        const headAfter = Date.now() - started;
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headAfter, body }));
+        if (res.statusCode === 200) r.end('sent after the head');
+      });
+      r.on('error', reject);
+      r.flushHeaders();
+    });
+    assert.equal(got.status, 200);
+    assert.ok(got.headAfter < 1500, `the app's head came ${got.headAfter} ms after the request`);
+    assert.equal(got.body, 'sent after the head');
   });
 
   it('carries GET and streamed POST bodies both ways', async () => {
