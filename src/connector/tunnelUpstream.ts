@@ -19,7 +19,7 @@ import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
 import type { AppCookieGuard } from '../gateway/headers.js';
-import { classify, clientResponse, CONNECT_TIMEOUT_MS, invalidStatus, pipeUpgrade, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -114,8 +114,11 @@ export class TunnelUpstream implements Upstream {
         // socket it did not make, so without this a silent app would hold a request forever.
         socket.setTimeout(timeoutMs);
         // A connector that says goodbye gets no more requests on idle kept-alive connections.
+        // An upgraded connection has no request either (Node lets go of it at the 101), but it is
+        // in flight like a stream the drain lets finish: cut here, every WebSocket on a connector
+        // closed at its SIGTERM, without the drain timeout other streams get.
         const onGoaway = () => {
-          if (!(socket as { _httpMessage?: unknown })._httpMessage) socket.destroy();
+          if (!(socket as { _httpMessage?: unknown })._httpMessage && !(socket as { carriesUpgrade?: boolean }).carriesUpgrade) socket.destroy();
         };
         channel.session.on('goaway', onGoaway);
         socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
@@ -173,6 +176,7 @@ export class TunnelUpstream implements Upstream {
     // retry always dials a new stream, on another connector when there is one.
     const send = (n: number, avoid?: string) => {
       let started = false;
+      let answer: IncomingMessage | undefined;
       const upReq = http.request({
         method: f.method,
         path: f.path,
@@ -212,6 +216,10 @@ export class TunnelUpstream implements Upstream {
           this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
         }
+        // Bytes after a complete answer (a 204, a 304 or a HEAD answered with a body) fail Node's
+        // parser, which drops the connection: the answer itself is whole and ends as usual ('end').
+        // Destroyed here, the client got an empty reply where a direct app's answer is relayed.
+        if (answer?.complete) return;
         const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
         if (started) res.destroy();
         done(failure);
@@ -223,16 +231,20 @@ export class TunnelUpstream implements Upstream {
           return notHttp(invalid);
         }
         started = true;
+        answer = upRes;
         upReq.setTimeout(0);
         watchBodyIdle(upReq, upRes, f.timeoutMs);
         const status = upRes.statusCode ?? 502;
         const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
         res.writeHead(status, r.headers);
+        flushHeadForDuplex(f);
         relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: CLIENT_ROOM, coalesce: true });
         upRes.on('error', () => res.destroy());
         upRes.on('aborted', () => res.destroy());
         upRes.on('end', () => done());
       });
+      // (its bytes put off the idle timer like any others: a sign of life)
+      upReq.on('information', (info: { statusCode: number; headers: http.IncomingHttpHeaders }) => relayInterim(f, info.statusCode, info.headers));
       // A 101 to a request that asked for no upgrade: Node emits it as 'upgrade', and without a
       // listener it dropped the connection and told the request nothing (no answer, no timeout).
       upReq.on('upgrade', (upRes: IncomingMessage, socket: Duplex) => {
@@ -244,7 +256,16 @@ export class TunnelUpstream implements Upstream {
       countInFlight(upReq);
       // The body is read only once a live connection exists, so a failed dial can still be retried.
       // (A client that leaves mid-body errors it; res's 'close' has already aborted the attempt.)
-      if (hasBody) upReq.once('socket', (socket: Duplex) => void (socket.destroyed || coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq)));
+      // Node holds the head back for the first body byte: a client that sends its body only once
+      // the app has answered (the app speaks first) never got its request to the app, and a 408
+      // after backendTimeout. With no byte waiting the head goes out alone; a body already here
+      // still leaves with it in one write.
+      if (hasBody)
+        upReq.once('socket', (socket: Duplex) => {
+          if (socket.destroyed) return;
+          if (req.readableLength === 0 && !req.readableEnded) upReq.flushHeaders();
+          coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq);
+        });
       else upReq.end();
     };
     send(0);
@@ -254,7 +275,8 @@ export class TunnelUpstream implements Upstream {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
-        // (an upgraded connection stays in flight from its dial until it closes)
+        // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
+        Object.assign(up, { carriesUpgrade: true });
         const upReq = http.request({
           method: req.method,
           path,

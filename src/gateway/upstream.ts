@@ -76,6 +76,63 @@ export function clientResponse(f: ForwardRequest, status: number, headers: Recor
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
 }
 
+/**
+ * Passes on an app's interim answer, as a proxy must (RFC 9110 15.2): 102 Processing tells
+ * a client with a read timeout of its own that the app is still working, 103 Early Hints lets
+ * a browser fetch what the page will need. Not 100 (Node's server answers a client's Expect
+ * itself), not to an HTTP/1.0 client (it knows no 1xx), and no other 1xx (none is in use,
+ * and Node has no way to write one). A 103 keeps its end-to-end fields and goes only with a
+ * Link Node can write: the links are its point, and it is only a hint.
+ */
+export function relayInterim(f: ForwardRequest, status: number, headers: Record<string, string | string[] | undefined>): void {
+  const { req, res } = f;
+  if (res.headersSent || res.destroyed || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0)) return;
+  if (status === 102) return void res.writeProcessing();
+  if (status !== 103 || !headers.link) return;
+  const hints: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(downstreamResponseHeaders(headers, f.cookies))) {
+    // (Node writes each field as one line: a list in one value, a cookie list would be corrupted)
+    if (name === 'set-cookie' || value === undefined) continue;
+    hints[name] = name === 'link' ? splitLinks(value as string | string[]) : Array.isArray(value) ? value.join(', ') : String(value);
+  }
+  try {
+    res.writeEarlyHints(hints);
+  } catch {
+    // a Link Node refuses to write (malformed): the final answer follows anyway
+  }
+}
+
+/** One Link field's links (`<a>; rel=preload, <b>; rel=preload`), apart: Node takes one link per value. */
+function splitLinks(value: string | string[]): string[] {
+  const links: string[] = [];
+  for (const field of Array.isArray(value) ? value : [value]) {
+    let start = 0;
+    let inUri = false;
+    let inQuotes = false;
+    for (let i = 0; i <= field.length; i++) {
+      const c = field[i];
+      if (c === undefined || (c === ',' && !inUri && !inQuotes)) {
+        const link = field.slice(start, i).trim();
+        if (link) links.push(link);
+        start = i + 1;
+      } else if (c === '"' && !inUri) inQuotes = !inQuotes;
+      else if (c === '<' && !inQuotes) inUri = true;
+      else if (c === '>' && !inQuotes) inUri = false;
+    }
+  }
+  return links;
+}
+
+/**
+ * Node holds a response head back for the first body byte. While the client is still sending
+ * its body, it may be waiting for that head (an app that speaks first, full duplex): it goes
+ * out at once then. A request already in whole (every GET) costs nothing more: its head leaves
+ * with the body, in one write.
+ */
+export function flushHeadForDuplex(f: ForwardRequest): void {
+  if (!f.req.complete) f.res.flushHeaders();
+}
+
 export class DirectUpstream implements Upstream {
   private readonly pool: Pool;
   private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
@@ -190,7 +247,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    if (statusCode < 200) return true; // 1xx: the final answer follows
+    if (statusCode < 200) {
+      // (undici has already put off backendTimeout for it: a sign of life)
+      relayInterim(this.f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
+      return true; // the final answer follows
+    }
     const { f } = this;
     const invalid = invalidStatus(statusCode);
     if (invalid) {
@@ -200,6 +261,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
     f.res.writeHead(statusCode, r.headers);
+    flushHeadForDuplex(f);
     let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
     if (r.body) {
       r.body.on('error', (err) => this.onError(err));

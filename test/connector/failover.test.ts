@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { WebSocket } from 'ws';
+import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 interface LoadResult {
@@ -147,6 +148,34 @@ describe('connector groups: balancing, failover and drain', function () {
     assert.deepEqual([...postsReceived(backend)].filter(([, n]) => n > 1), []);
     assert.ok(a.logs().some((l) => l.msg === 'drained'));
     assert.ok(gw.logs.some((l) => /connector draining/.test(String(l.msg))));
+    await restart('a');
+  });
+
+  it('SIGTERM lets an open WebSocket run until the drain timeout, as it does other in-flight streams', async () => {
+    const hub = gw.server.connectorHub!;
+    // only `a` (with a short drain timeout) is up when the WebSocket opens, so it carries it
+    await killConnector(a, 'SIGKILL');
+    await killConnector(b, 'SIGKILL');
+    await eventually(() => hub.registry.all().length === 0, 5000);
+    a = startConnector(join(dir, 'a'), { args: ['--drain-timeout', '3s'] });
+    await waitChannels(gw, 2);
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'app.test' } });
+    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    let closedAt = 0;
+    ws.once('close', () => (closedAt = Date.now()));
+    const echo = (text: string) => new Promise<string>((r) => (ws.once('message', (m) => r(String(m))), ws.send(text)));
+    assert.equal(await echo('before'), 'before');
+    b = startConnector(join(dir, 'b'));
+    await waitChannels(gw, 4);
+
+    const termAt = Date.now();
+    a.child.kill('SIGTERM');
+    await sleep(1500);
+    assert.equal(closedAt, 0, `the WebSocket was closed ${closedAt - termAt} ms after SIGTERM`);
+    assert.equal(await echo('while draining'), 'while draining');
+    assert.equal(await a.exited, 0);
+    await eventually(() => closedAt > 0);
+    assert.ok(closedAt - termAt >= 2500, `closed ${closedAt - termAt} ms after SIGTERM, before the 3 s drain timeout`);
     await restart('a');
   });
 

@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { TunnelUpstream } from '../../src/connector/tunnelUpstream.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 describe('tunnel upstream: apps behind a connector', function () {
@@ -18,6 +19,9 @@ describe('tunnel upstream: apps behind a connector', function () {
   let tlsBackend: https.Server;
   let early: http.Server;
   let switcher: net.Server;
+  let trailing: net.Server;
+  let working: net.Server;
+  let speaksFirst: http.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -40,6 +44,29 @@ describe('tunnel upstream: apps behind a connector', function () {
       s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\nnot http any more'));
     });
     await new Promise<void>((r) => switcher.listen(0, '127.0.0.1', r));
+    // answers 204 and 304 with bytes behind them, and HEAD with its GET body (do_HEAD calling do_GET)
+    trailing = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', (d) => {
+        const [method, path] = d.toString('latin1').split(' ');
+        if (path === '/204') s.write('HTTP/1.1 204 No Content\r\n\r\nSTRAY-BYTES');
+        else if (path === '/304') s.write('HTTP/1.1 304 Not Modified\r\netag: "a"\r\n\r\nSTRAY-BYTES');
+        else if (method === 'HEAD') s.write('HTTP/1.1 200 OK\r\ncontent-length: 7\r\ncontent-type: text/plain\r\n\r\nrawok\r\n');
+      });
+    });
+    await new Promise<void>((r) => trailing.listen(0, '127.0.0.1', r));
+    // answers its head at once and then echoes the body (a client may wait for that head to send it)
+    speaksFirst = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.flushHeaders();
+      req.pipe(res);
+    });
+    await new Promise<void>((r) => speaksFirst.listen(0, '127.0.0.1', r));
+    working = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end(INTERIM_ANSWER));
+    });
+    await new Promise<void>((r) => working.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -84,6 +111,22 @@ describe('tunnel upstream: apps behind a connector', function () {
     connectorGroup: g1
     preAuth: passthrough
     backendTimeout: 5s
+  - name: Trailing
+    externalUrl: http://trailing.test/
+    internalUrl: http://127.0.0.1:${(trailing.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+  - name: SpeaksFirst
+    externalUrl: http://speaks-first.test/
+    internalUrl: http://127.0.0.1:${(speaksFirst.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 3s
+  - name: Working
+    externalUrl: http://working.test/
+    internalUrl: http://127.0.0.1:${(working.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -97,6 +140,10 @@ describe('tunnel upstream: apps behind a connector', function () {
     early.closeAllConnections();
     early.close();
     switcher.close();
+    trailing.close();
+    working.close();
+    speaksFirst.closeAllConnections();
+    speaksFirst.close();
   });
 
   it('an app that switches protocols on a request that asked for no upgrade: 502 at once, not a client left waiting', async () => {
@@ -106,6 +153,45 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
     assert.match(JSON.stringify(res.json()), /not valid HTTP/);
     await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
+  });
+
+  it('a 204, a 304 or a HEAD answer with stray bytes behind it is relayed, as a direct app\'s is, not an empty reply', async () => {
+    const noContent = await request(`${gw.url}/204`, { headers: host('trailing.test') });
+    assert.equal(noContent.status, 204);
+    assert.equal(noContent.body, '');
+    const notModified = await request(`${gw.url}/304`, { headers: host('trailing.test') });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, '"a"');
+    const head = await request(`${gw.url}/x`, { method: 'HEAD', headers: host('trailing.test') });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], '7');
+    assert.equal(head.body, '');
+    await eventually(() => gw.server.connectorHub!.registry.all().every((c) => c.inflight === 0));
+  });
+
+  it('an app\'s 102 and 103 reach the client, without hop-by-hop fields, as from a direct app', async () => {
+    const got = await interimAnswers(gw.port, 'working.test');
+    assert.equal(got.status, 200);
+    assert.equal(got.body, 'done');
+    assert.deepEqual(got.interim, EXPECTED_INTERIM);
+  });
+
+  it('a POST whose client sends its body only after the app\'s head reaches the app at once (the head is not held for the body)', async () => {
+    const started = Date.now();
+    const got = await new Promise<{ status: number; headAfter: number; body: string }>((resolve, reject) => {
+      const r = http.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/duplex', headers: { host: 'speaks-first.test', 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+        const headAfter = Date.now() - started;
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headAfter, body }));
+        if (res.statusCode === 200) r.end('sent after the head');
+      });
+      r.on('error', reject);
+      r.flushHeaders();
+    });
+    assert.equal(got.status, 200);
+    assert.ok(got.headAfter < 1500, `the app's head came ${got.headAfter} ms after the request`);
+    assert.equal(got.body, 'sent after the head');
   });
 
   it('carries GET and streamed POST bodies both ways', async () => {

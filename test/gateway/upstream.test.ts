@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import net, { type AddressInfo } from 'node:net';
 import type { Stage } from '../../src/pipeline/stage.js';
-import { request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 
 /**
  * A stage (as a plugin's would be) that sets a header undici refuses to send. (A value no HTTP
@@ -38,6 +40,42 @@ apps:
       assert.equal(backend.received.length, before, 'nothing reached the app');
       const line = gw.logs.find((l) => l.app === 'Evil' && Array.isArray(l.reasons));
       assert.match(String((line?.reasons as string[] | undefined)?.[0]), /header a stage or plugin set: UND_ERR_INVALID_ARG/);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('upstream: interim answers (1xx)', function () {
+  this.timeout(20_000);
+  let app: net.Server;
+  before(async () => {
+    app = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end(INTERIM_ANSWER));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  });
+  after(() => app.close());
+
+  it('an app\'s 102 and 103 reach the client, without hop-by-hop fields; an HTTP/1.0 client gets only the final answer', async () => {
+    const gw = await startGateway(`gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Working
+    externalUrl: http://working.test/
+    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
+    preAuth: passthrough
+`);
+    try {
+      const got = await interimAnswers(gw.port, 'working.test');
+      assert.equal(got.status, 200);
+      assert.equal(got.body, 'done');
+      assert.deepEqual(got.interim, EXPECTED_INTERIM);
+      const old = await rawRequest(gw.port, 'GET /work HTTP/1.0\r\nHost: working.test\r\n\r\n');
+      assert.match(old, /^HTTP\/1\.1 200 /);
+      assert.doesNotMatch(old, /HTTP\/1\.1 10[23]/);
     } finally {
       await gw.stop();
     }
