@@ -14,7 +14,8 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -133,8 +134,23 @@ export class ConnectorHub {
     const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
     hub.applyConfig(config);
     await listen(hub.server, addr);
-    hub.log.info({ address: hub.address() }, 'connector hub listening');
+    if (ca.created) hub.logNewCa(config);
+    hub.log.info({ address: hub.address(), caPin: ca.pin }, 'connector hub listening');
     return hub;
+  }
+
+  /**
+   * A new CA is silent trouble when the gateway had connectors: they keep redialling with
+   * "self-signed certificate in certificate chain" and nothing says why. Warn when this
+   * stateDir shows it was used before (tokens used, connectors revoked, an audit log).
+   */
+  private logNewCa(config: Config): void {
+    const dir = join(this.stateDir, 'connectors');
+    const usedBefore = existsSync(join(dir, 'used-tokens.jsonl')) || (config.connectors?.revoked ?? []).length > 0 || nonEmpty(join(this.stateDir, 'audit', 'audit.log'));
+    this.log[usedBefore ? 'warn' : 'info'](
+      { dir, caPin: this.ca.pin },
+      `created a new connector CA in ${dir}; connectors enrolled with another CA must be enrolled again (token create, then connector enroll)`,
+    );
   }
 
   private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[]; minVersion: 'TLSv1.2' } {
@@ -484,6 +500,14 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     });
     req.on('error', reject);
   });
+}
+
+function nonEmpty(file: string): boolean {
+  try {
+    return statSync(file).size > 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

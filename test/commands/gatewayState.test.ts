@@ -1,0 +1,113 @@
+/**
+ * `drawbridge gateway` on a stateDir whose files were lost, damaged or restored from another
+ * gateway: the start stops with one line that names the file and what to do, or it goes on
+ * and says what it changed. The real CLI, as an operator starts it.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConnectorCa } from '../../src/connector/ca.js';
+import { createToken } from '../../src/connector/tokens.js';
+import { eventually, spawnGateway, tempDir } from '../support/harness.js';
+
+const YAML = `
+gateway:
+  publicUrl: http://app.test
+  listen: { http: 127.0.0.1:0 }
+  stateDir: ./state
+connectors: { listen: 127.0.0.1:0 }
+connectorGroups: { g1: {} }
+apps:
+  - { name: Tun, externalUrl: "http://app.test/", internalUrl: "http://127.0.0.1:9/", connectorGroup: g1, preAuth: passthrough }
+`;
+
+/** A config dir whose stateDir holds a connector CA and a token key, as after one `token create`. */
+async function prepared(): Promise<{ dir: string; state: string; conn: string }> {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'gateway.config.yaml'), YAML);
+  const state = join(dir, 'state');
+  const ca = await ConnectorCa.loadOrCreate(state);
+  createToken(state, 'g1', 60_000, ca.pin);
+  return { dir, state, conn: join(state, 'connectors') };
+}
+
+/** Starts the CLI on the dir; resolves when it exits or has started (then stops it). */
+async function start(dir: string): Promise<{ code: number | null; output: string; started: boolean }> {
+  const gw = spawnGateway(join(dir, 'gateway.config.yaml'));
+  const ended = await Promise.race([gw.exited, eventually(() => gw.output().includes('"gateway started"'), 15_000).then(() => undefined)]);
+  if (ended) return { code: ended.code, output: gw.output(), started: false };
+  gw.child.kill('SIGTERM');
+  const { code } = await gw.exited;
+  return { code, output: gw.output(), started: true };
+}
+
+function logLines(output: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** exit 1 and exactly one line on stderr (no JSON log, no stack) */
+function assertOneLine(r: { code: number | null; output: string; started: boolean }, line: string): void {
+  assert.equal(r.started, false, r.output);
+  assert.equal(r.code, 1, r.output);
+  const text = r.output.split('\n').filter((l) => l && !l.startsWith('{'));
+  assert.deepEqual(text, [line], r.output);
+}
+
+const REMEDY = 'restore both from a backup, or remove both to create a new connector CA and enroll every connector again';
+
+describe('drawbridge gateway on a stateDir with lost, damaged or foreign files', function () {
+  this.timeout(60_000);
+
+  describe('the connector CA', () => {
+    it('ca.pem without ca.key stops the start, naming both, and no key is made beside the certificate', async () => {
+      const { dir, conn } = await prepared();
+      const pem = readFileSync(join(conn, 'ca.pem'), 'utf8');
+      rmSync(join(conn, 'ca.key'));
+      assertOneLine(await start(dir), `drawbridge gateway: ${join(conn, 'ca.pem')} exists without ca.key: ${REMEDY}`);
+      assert.equal(existsSync(join(conn, 'ca.key')), false);
+      assert.equal(readFileSync(join(conn, 'ca.pem'), 'utf8'), pem);
+    });
+
+    it('ca.key without ca.pem stops the start, naming both', async () => {
+      const { dir, conn } = await prepared();
+      rmSync(join(conn, 'ca.pem'));
+      assertOneLine(await start(dir), `drawbridge gateway: ${join(conn, 'ca.key')} exists without ca.pem: ${REMEDY}`);
+      assert.equal(existsSync(join(conn, 'ca.pem')), false);
+    });
+
+    it('a ca.key of another CA (a restore from another gateway) stops the start', async () => {
+      const { dir, conn } = await prepared();
+      const other = tempDir();
+      await ConnectorCa.loadOrCreate(other);
+      writeFileSync(join(conn, 'ca.key'), readFileSync(join(other, 'connectors', 'ca.key')));
+      assertOneLine(await start(dir), `drawbridge gateway: ${join(conn, 'ca.key')} is not the key of ${join(conn, 'ca.pem')}: ${REMEDY}`);
+    });
+
+    it('a new CA beside used tokens (a rotation, a lost CA) is logged at warn with its pin', async () => {
+      const { dir, conn } = await prepared();
+      writeFileSync(join(conn, 'used-tokens.jsonl'), '{"n":"x","e":1}\n');
+      rmSync(join(conn, 'ca.key'));
+      rmSync(join(conn, 'ca.pem'));
+      const r = await start(dir);
+      assert.equal(r.started, true, r.output);
+      const created = logLines(r.output).find((l) => String(l.msg).startsWith('created a new connector CA'));
+      assert.ok(created, r.output);
+      assert.equal(created.level, 'warn');
+      assert.equal(created.msg, `created a new connector CA in ${conn}; connectors enrolled with another CA must be enrolled again (token create, then connector enroll)`);
+      assert.equal(created.caPin, (await ConnectorCa.loadOrCreate(join(dir, 'state'))).pin);
+    });
+
+    it('the first start on an empty stateDir logs the new CA at info', async () => {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'gateway.config.yaml'), YAML);
+      const r = await start(dir);
+      assert.equal(r.started, true, r.output);
+      const created = logLines(r.output).find((l) => String(l.msg).startsWith('created a new connector CA'));
+      assert.equal(created?.level, 'info', r.output);
+      assert.equal(typeof created?.caPin, 'string');
+    });
+  });
+});
