@@ -5,9 +5,10 @@
  * of this CA carried inside its enrollment token.
  */
 import { createHash, createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { readStateFile, StateFileError } from '../config/stateFile.js';
 import { DrawbridgeError, OperationalError } from '../errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -18,7 +19,7 @@ export const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 export class EnrollmentError extends DrawbridgeError {}
 
 /** what an operator can do about a connector CA that cannot be used as it is */
-const CA_REMEDY = 'restore both from a backup, or remove both to create a new connector CA and enroll every connector again';
+const CA_REMEDY = 'restore ca.key and ca.pem from a backup, or remove both to create a new connector CA and enroll every connector again';
 
 /** The hub's own TLS certificate; the hub replaces it while running, well before it expires. */
 export const SERVER_CERT_LIFETIME_MS = 365 * 86400_000;
@@ -135,13 +136,30 @@ export class ConnectorCa {
   }
 
   private static async read(keyFile: string, certFile: string, created: boolean): Promise<ConnectorCa> {
-    const certPem = readFileSync(certFile, 'utf8');
-    const keyPem = readFileSync(keyFile, 'utf8');
-    // A key of another CA (a backup of another gateway, a partial restore) signs certificates no connector accepts.
-    if (!new NodeX509(certPem).checkPrivateKey(createPrivateKey(keyPem))) {
-      throw new OperationalError('ERR_CONNECTOR_CA_MISMATCH', `${keyFile} is not the key of ${certFile}: ${CA_REMEDY}`);
+    // a dangling symlink (a secret mount not mounted) is present but reads as missing
+    const text = (file: string) => readStateFile(file, CA_REMEDY) ?? fail(file, 'a file that can be read (a link to nothing?)');
+    const fail = (file: string, what: string, e?: unknown): never => {
+      throw new StateFileError('ERR_CONNECTOR_CA_DAMAGED', `${file} is not ${what}${e ? ` (${reasonOf(e)})` : ''}: ${CA_REMEDY}`, { file });
+    };
+    const certPem = text(certFile);
+    const keyPem = text(keyFile);
+    let cert: NodeX509;
+    try {
+      cert = new NodeX509(certPem);
+    } catch (e) {
+      return fail(certFile, 'a readable PEM certificate', e);
     }
-    const key = await importPrivateKey(keyPem);
+    let key: CryptoKey;
+    try {
+      // A key of another CA (a backup of another gateway, a partial restore) signs certificates no connector accepts.
+      if (!cert.checkPrivateKey(createPrivateKey(keyPem))) {
+        throw new OperationalError('ERR_CONNECTOR_CA_MISMATCH', `${keyFile} is not the key of ${certFile}: ${CA_REMEDY}`);
+      }
+      key = await importPrivateKey(keyPem);
+    } catch (e) {
+      if (e instanceof OperationalError) throw e;
+      return fail(keyFile, 'a readable PEM private key', e);
+    }
     return new ConnectorCa(certPem, key, new x509.X509Certificate(certPem), created);
   }
 
@@ -205,6 +223,11 @@ export class ConnectorCa {
     });
     return { keyPem: kp.keyPem, certPem: cert.toString('pem') + '\n' + this.certPem, notAfter };
   }
+}
+
+/** OpenSSL's reason without its library prefix ("error:1E08010C:DECODER routines::unsupported" -> "DECODER routines::unsupported") */
+function reasonOf(e: unknown): string {
+  return String((e as Error)?.message ?? e).replace(/^error:[0-9A-F]+:/, '');
 }
 
 /** lstat, not exists: a symlink to a secret mount that is not mounted is there, and must not be replaced */

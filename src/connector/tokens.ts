@@ -9,6 +9,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStateFile, StateFileError } from '../config/stateFile.js';
 import { EnrollmentError } from './ca.js';
 
 export interface TokenPayload {
@@ -33,8 +34,10 @@ function keyOf(stateDir: string): Buffer {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
-  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-  if (key.length < 32) throw new Error(`${file} is damaged: remove it to make a new one (issued tokens stop working)`);
+  const remedy = 'remove it to make a new one (enrollment tokens issued and not yet used stop working)';
+  const text = readStateFile(file, remedy);
+  const key = Buffer.from((text ?? '').trim(), 'base64');
+  if (key.length < 32) throw new StateFileError('ERR_TOKEN_KEY_DAMAGED', text === undefined ? `${file} is a link to nothing: restore it, or ${remedy}` : `${file} is damaged (not a base64 key of 32 bytes): ${remedy}`, { file });
   return key;
 }
 

@@ -4,7 +4,7 @@
  * and says what it changed. The real CLI, as an operator starts it.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import { createToken } from '../../src/connector/tokens.js';
@@ -19,6 +19,15 @@ connectors: { listen: 127.0.0.1:0 }
 connectorGroups: { g1: {} }
 apps:
   - { name: Tun, externalUrl: "http://app.test/", internalUrl: "http://127.0.0.1:9/", connectorGroup: g1, preAuth: passthrough }
+`;
+
+/** with a signed-in app: its stage reads sessions/revoked.jsonl (the provider is never asked at start) */
+const OIDC_YAML = `${YAML}  - name: Team
+    externalUrl: http://team.test/
+    internalUrl: http://127.0.0.1:9/
+    preAuth: oidc
+identity: { issuer: "http://127.0.0.1:9", clientId: drawbridge, clientSecret: client-secret-0123456789 }
+session: { secrets: ["a-session-secret-of-at-least-32-characters"] }
 `;
 
 /** A config dir whose stateDir holds a connector CA and a token key, as after one `token create`. */
@@ -56,7 +65,7 @@ function assertOneLine(r: { code: number | null; output: string; started: boolea
   assert.deepEqual(text, [line], r.output);
 }
 
-const REMEDY = 'restore both from a backup, or remove both to create a new connector CA and enroll every connector again';
+const REMEDY = 'restore ca.key and ca.pem from a backup, or remove both to create a new connector CA and enroll every connector again';
 
 describe('drawbridge gateway on a stateDir with lost, damaged or foreign files', function () {
   this.timeout(60_000);
@@ -108,6 +117,41 @@ describe('drawbridge gateway on a stateDir with lost, damaged or foreign files',
       const created = logLines(r.output).find((l) => String(l.msg).startsWith('created a new connector CA'));
       assert.equal(created?.level, 'info', r.output);
       assert.equal(typeof created?.caPin, 'string');
+    });
+  });
+
+  describe('damaged files: one line naming the file and what to do, exit 1, no stack', () => {
+    const ca = (file: string, what: string) => (conn: string) => `drawbridge gateway: ${join(conn, file)} is not ${what}`;
+    const cases: [string, (conn: string) => void, (conn: string) => string, RegExp?][] = [
+      ['an empty ca.key', (c) => writeFileSync(join(c, 'ca.key'), ''), ca('ca.key', 'a readable PEM private key'), /^ \(.+\): restore ca.key and ca.pem/],
+      ['a ca.pem cut short', (c) => writeFileSync(join(c, 'ca.pem'), readFileSync(join(c, 'ca.pem'), 'utf8').slice(0, 100)), ca('ca.pem', 'a readable PEM certificate'), /^ \(.+\): restore ca.key and ca.pem/],
+      ['an empty ca.pem', (c) => writeFileSync(join(c, 'ca.pem'), ''), ca('ca.pem', 'a readable PEM certificate'), /^ \(.+\): restore ca.key and ca.pem/],
+      ['a directory in place of ca.key', (c) => (rmSync(join(c, 'ca.key')), mkdirSync(join(c, 'ca.key'))), (c) => `drawbridge gateway: ${join(c, 'ca.key')} is a directory, not a file: ${REMEDY}`],
+      ['an empty token.key', (c) => writeFileSync(join(c, 'token.key'), ''), (c) => `drawbridge gateway: ${join(c, 'token.key')} is damaged (not a base64 key of 32 bytes): remove it to make a new one (enrollment tokens issued and not yet used stop working)`],
+      ['a directory in place of token.key', (c) => (rmSync(join(c, 'token.key')), mkdirSync(join(c, 'token.key'))), (c) => `drawbridge gateway: ${join(c, 'token.key')} is a directory, not a file: remove it to make a new one (enrollment tokens issued and not yet used stop working)`],
+    ];
+    for (const [what, damage, said, rest] of cases) {
+      it(what, async () => {
+        const { dir, conn } = await prepared();
+        damage(conn);
+        const r = await start(dir);
+        if (!rest) return assertOneLine(r, said(conn));
+        assertOneLine(r, r.output.split('\n').find((l) => l.startsWith('drawbridge gateway: '))!);
+        const line = r.output.split('\n').find((l) => l.startsWith('drawbridge gateway: '))!;
+        assert.ok(line.startsWith(said(conn)), line);
+        assert.match(line.slice(said(conn).length), rest);
+        assert.ok(line.endsWith(REMEDY), line);
+      });
+    }
+
+    it('a directory in place of sessions/revoked.jsonl: named, not a config error at a YAML position', async () => {
+      const { dir, state } = await prepared();
+      writeFileSync(join(dir, 'gateway.config.yaml'), OIDC_YAML);
+      mkdirSync(join(state, 'sessions', 'revoked.jsonl'), { recursive: true });
+      assertOneLine(
+        await start(dir),
+        `drawbridge gateway: ${join(state, 'sessions', 'revoked.jsonl')} is a directory, not a file: move it aside and start again (sessions signed out before are accepted again until their cookies expire)`,
+      );
     });
   });
 });
