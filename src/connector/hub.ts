@@ -28,7 +28,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
-import { TokenStore } from './tokens.js';
+import { NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
@@ -36,7 +36,9 @@ const MAX_BODY_BYTES = 64 << 10;
 /** what a client of the connectors listener gets for its TLS handshake, and then for its request head (the public https listener's handshake too) */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
+/** seconds a connector is told to wait after the gateway's own storage failed it */
+const RETRY_AFTER_S = 30;
 /**
  * Channels one connector may hold at once. `connector run --channels` goes up
  * to 16, and after a network break its redials can meet old channels the hub
@@ -277,7 +279,11 @@ export class ConnectorHub {
     } catch (e) {
       const err = e as EnrollmentError;
       const status = REFUSAL_STATUS[err.code] ?? 400;
-      this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
+      if (err.code === NOT_RECORDED) {
+        const { file, reason } = err.details as { file: string; reason: string };
+        this.log.error({ code: err.code, file, reason, path, address: sock.remoteAddress }, `could not record a used enrollment token in ${file}: ${reason}; the enrollment was not completed (503)`);
+        if (!res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
+      } else this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
       if (res.headersSent) return;
       const answer = { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message };
       if (status === 413) answerThenClose(req, res, status, answer);

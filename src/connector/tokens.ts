@@ -25,6 +25,9 @@ export interface TokenPayload {
 
 const PREFIX = 'dbt1';
 
+/** the code of an enrollment refused because the used-token list could not be read or written */
+export const NOT_RECORDED = 'ERR_ENROLLMENT_NOT_RECORDED';
+
 function keyOf(stateDir: string): Buffer {
   const dir = join(stateDir, 'connectors');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -77,11 +80,15 @@ export class TokenStore {
     // A used token that has expired since is refused for its expiry alone: its line can go.
     const entries = this.entries();
     const live = entries.filter((u) => u.e > now);
-    if (live.length === entries.length) appendFileSync(this.usedFile, line, { mode: 0o600 });
-    else {
-      const tmp = `${this.usedFile}.tmp`;
-      writeFileSync(tmp, live.map((u) => JSON.stringify(u) + '\n').join('') + line, { mode: 0o600 });
-      renameSync(tmp, this.usedFile);
+    try {
+      if (live.length === entries.length) appendFileSync(this.usedFile, line, { mode: 0o600 });
+      else {
+        const tmp = `${this.usedFile}.tmp`;
+        writeFileSync(tmp, live.map((u) => JSON.stringify(u) + '\n').join('') + line, { mode: 0o600 });
+        renameSync(tmp, this.usedFile);
+      }
+    } catch (e) {
+      throw this.notRecorded(e);
     }
     return payload;
   }
@@ -99,12 +106,22 @@ export class TokenStore {
     return payload;
   }
 
+  /**
+   * The used list cannot be read or written (a full disk, a directory in its place): the
+   * gateway's fault, not the token's. The token stays unused and no certificate goes out;
+   * the connector is told to retry, the log names the file.
+   */
+  private notRecorded(e: unknown): EnrollmentError {
+    const reason = (e as NodeJS.ErrnoException).code === 'EISDIR' ? `${this.usedFile} is a directory, not a file` : (e as Error).message;
+    return new EnrollmentError(NOT_RECORDED, 'the gateway could not record the enrollment; retry later', { file: this.usedFile, reason });
+  }
+
   private entries(): { n: string; e: number; at?: number }[] {
     let text = '';
     try {
       text = readFileSync(this.usedFile, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw this.notRecorded(e);
     }
     const out: { n: string; e: number; at?: number }[] = [];
     for (const line of text.split('\n')) {

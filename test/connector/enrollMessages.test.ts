@@ -3,7 +3,7 @@
  * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
  */
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -62,6 +62,27 @@ describe('connector enrollment and run messages', function () {
     } finally {
       await killConnector(c);
     }
+  });
+
+  it('a used-token list the gateway cannot write: 503, retry later, logged at error naming the file; the token stays usable', async () => {
+    const used = join(gw.server.connectorHub!.stateDir, 'connectors', 'used-tokens.jsonl');
+    rmSync(used, { force: true });
+    mkdirSync(used);
+    const t = token(gw);
+    const state = join(tempDir(), 'state');
+    try {
+      const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, 'drawbridge connector enroll: enrollment refused (503): the gateway could not record the enrollment; retry later\n');
+      const log = await eventually(() => gw.logs.find((l) => l.code === 'ERR_ENROLLMENT_NOT_RECORDED'));
+      assert.equal(log!.level, 50);
+      assert.equal(log!.file, used);
+      assert.equal(log!.msg, `could not record a used enrollment token in ${used}: ${used} is a directory, not a file; the enrollment was not completed (503)`);
+    } finally {
+      rmSync(used, { recursive: true });
+    }
+    const again = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+    assert.equal(again.code, 0, again.stderr);
   });
 
   const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
