@@ -21,6 +21,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { parseDuration } from '../config/duration.js';
+import { warnIfExposed } from '../config/stateFile.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
@@ -137,6 +138,7 @@ export class ConnectorHub {
     hub.applyConfig(config);
     await listen(hub.server, addr);
     if (ca.created) hub.logNewCa(config);
+    for (const file of ['ca.key', 'token.key']) warnIfExposed(join(stateDir, 'connectors', file), hub.log);
     hub.log.info({ address: hub.address(), caPin: ca.pin }, 'connector hub listening');
     return hub;
   }

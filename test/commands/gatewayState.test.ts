@@ -4,10 +4,11 @@
  * and says what it changed. The real CLI, as an operator starts it.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import { createToken } from '../../src/connector/tokens.js';
+import { AssertionKeyStore } from '../../src/plugins/headers/assertionKeys.js';
 import { eventually, spawnGateway, tempDir } from '../support/harness.js';
 
 const YAML = `
@@ -26,6 +27,7 @@ const OIDC_YAML = `${YAML}  - name: Team
     externalUrl: http://team.test/
     internalUrl: http://127.0.0.1:9/
     preAuth: oidc
+    headers: { assertion: X-Drawbridge-Assertion }
 identity: { issuer: "http://127.0.0.1:9", clientId: drawbridge, clientSecret: client-secret-0123456789 }
 session: { secrets: ["a-session-secret-of-at-least-32-characters"] }
 `;
@@ -153,5 +155,27 @@ describe('drawbridge gateway on a stateDir with lost, damaged or foreign files',
         `drawbridge gateway: ${join(state, 'sessions', 'revoked.jsonl')} is a directory, not a file: move it aside and start again (sessions signed out before are accepted again until their cookies expire)`,
       );
     });
+  });
+
+  it('key files open to group or others: a warning at start naming each file, its mode and the chmod', async () => {
+    const { dir, state, conn } = await prepared();
+    writeFileSync(join(dir, 'gateway.config.yaml'), OIDC_YAML);
+    await new AssertionKeyStore(state).ready();
+    const files = [join(conn, 'ca.key'), join(conn, 'token.key'), join(state, 'assertion-keys.json')];
+    for (const f of files) chmodSync(f, 0o644);
+    const r = await start(dir);
+    assert.equal(r.started, true, r.output);
+    const warned = logLines(r.output).filter((l) => l.level === 'warn' && l.mode === '0644');
+    assert.deepEqual(
+      warned.map((l) => l.msg),
+      files.map((f) => `${f} is a private key readable or writable by group or others (mode 0644): run chmod 600 ${f}`),
+    );
+  });
+
+  it('key files at 0600: no such warning', async () => {
+    const { dir } = await prepared();
+    const r = await start(dir);
+    assert.equal(r.started, true, r.output);
+    assert.equal(logLines(r.output).filter((l) => l.level === 'warn').length, 0, r.output);
   });
 });
