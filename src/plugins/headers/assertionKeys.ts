@@ -144,7 +144,11 @@ export class AssertionKeyStore {
     const retireDue = this.keys.length > 1 && t - this.activationOf(this.keys[1]!) >= this.timings.retainMs;
     if (!this.rotating && (t - newest.createdAt >= this.timings.rotateAfterMs || retireDue)) {
       this.rotating = this.maintain().finally(() => (this.rotating = undefined));
-      this.rotating.catch(() => undefined);
+      // Nobody awaits this: a key made but not saved (a full disk) signs from memory and is gone at
+      // the next restart, when apps that cached it stop verifying what it signed until they re-fetch.
+      this.rotating.catch((e) =>
+        this.log?.error({ file: join(this.dir, FILE), reason: (e as Error).message }, `could not save the rotated assertion keys to ${join(this.dir, FILE)}: the new key is used from memory and lost at the next restart`),
+      );
     }
     const k = this.keys[this.activeIndex(t)]!;
     return { kid: k.kid, key: this.imported.get(k.kid)! };
