@@ -4,11 +4,12 @@
  * own TLS server certificate, so a connector can trust the hub through a pin
  * of this CA carried inside its enrollment token.
  */
-import { createHash, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { DrawbridgeError } from '../errors.js';
+import { readStateFile, StateFileError } from '../config/stateFile.js';
+import { DrawbridgeError, OperationalError } from '../errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -16,6 +17,9 @@ export const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 export const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 export class EnrollmentError extends DrawbridgeError {}
+
+/** what an operator can do about a connector CA that cannot be used as it is */
+const CA_REMEDY = 'restore ca.key and ca.pem from a backup, or remove both to create a new connector CA and enroll every connector again';
 
 /** The hub's own TLS certificate; the hub replaces it while running, well before it expires. */
 export const SERVER_CERT_LIFETIME_MS = 365 * 86400_000;
@@ -73,22 +77,36 @@ export class ConnectorCa {
     readonly certPem: string,
     private readonly signingKey: CryptoKey,
     private readonly cert: x509.X509Certificate,
+    /** made by this call (first start, or ca.key and ca.pem removed): connectors enrolled before no longer trust the gateway */
+    readonly created: boolean,
   ) {}
 
   get pin(): string {
     return pinOf(this.certPem);
   }
 
-  /** Loads the CA from `<stateDir>/connectors`, creating it on first use. */
+  /**
+   * Loads the CA from `<stateDir>/connectors`, creating it when neither of its
+   * files is there. One file without the other is never completed: a new key
+   * beside the old certificate signed hub and connector certificates that
+   * nothing trusts, and a new certificate cuts off every enrolled connector;
+   * either is the operator's call, so the start stops and says so.
+   */
   static async loadOrCreate(stateDir: string): Promise<ConnectorCa> {
     const dir = join(stateDir, 'connectors');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const keyFile = join(dir, 'ca.key');
     const certFile = join(dir, 'ca.pem');
-    try {
-      return await ConnectorCa.read(keyFile, certFile);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    let found = [present(keyFile), present(certFile)];
+    // `token create` and the gateway may be creating the CA at this moment: the second file follows within milliseconds.
+    if (found[0] !== found[1]) {
+      await new Promise((r) => setTimeout(r, 200));
+      found = [present(keyFile), present(certFile)];
+    }
+    if (found[0] && found[1]) return ConnectorCa.read(keyFile, certFile, false);
+    if (found[0] || found[1]) {
+      const [there, missing] = found[0] ? [keyFile, 'ca.pem'] : [certFile, 'ca.key'];
+      throw new OperationalError('ERR_CONNECTOR_CA_INCOMPLETE', `${there} exists without ${missing}: ${CA_REMEDY}`);
     }
     const kp = await generateKeyPair();
     const now = Date.now();
@@ -111,15 +129,38 @@ export class ConnectorCa {
       writeFileSync(certFile, cert.toString('pem') + '\n', { flag: 'wx' });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 200));
+      return ConnectorCa.read(keyFile, certFile, false);
     }
-    return ConnectorCa.read(keyFile, certFile);
+    return ConnectorCa.read(keyFile, certFile, true);
   }
 
-  private static async read(keyFile: string, certFile: string): Promise<ConnectorCa> {
-    const certPem = readFileSync(certFile, 'utf8');
-    const key = await importPrivateKey(readFileSync(keyFile, 'utf8'));
-    return new ConnectorCa(certPem, key, new x509.X509Certificate(certPem));
+  private static async read(keyFile: string, certFile: string, created: boolean): Promise<ConnectorCa> {
+    // a dangling symlink (a secret mount not mounted) is present but reads as missing
+    const text = (file: string) => readStateFile(file, CA_REMEDY) ?? fail(file, 'a file that can be read (a link to nothing?)');
+    const fail = (file: string, what: string, e?: unknown): never => {
+      throw new StateFileError('ERR_CONNECTOR_CA_DAMAGED', `${file} is not ${what}${e ? ` (${reasonOf(e)})` : ''}: ${CA_REMEDY}`, { file });
+    };
+    const certPem = text(certFile);
+    const keyPem = text(keyFile);
+    let cert: NodeX509;
+    try {
+      cert = new NodeX509(certPem);
+    } catch (e) {
+      return fail(certFile, 'a readable PEM certificate', e);
+    }
+    let key: CryptoKey;
+    try {
+      // A key of another CA (a backup of another gateway, a partial restore) signs certificates no connector accepts.
+      if (!cert.checkPrivateKey(createPrivateKey(keyPem))) {
+        throw new OperationalError('ERR_CONNECTOR_CA_MISMATCH', `${keyFile} is not the key of ${certFile}: ${CA_REMEDY}`);
+      }
+      key = await importPrivateKey(keyPem);
+    } catch (e) {
+      if (e instanceof OperationalError) throw e;
+      return fail(keyFile, 'a readable PEM private key', e);
+    }
+    return new ConnectorCa(certPem, key, new x509.X509Certificate(certPem), created);
   }
 
   /**
@@ -181,6 +222,22 @@ export class ConnectorCa {
       ],
     });
     return { keyPem: kp.keyPem, certPem: cert.toString('pem') + '\n' + this.certPem, notAfter };
+  }
+}
+
+/** OpenSSL's reason without its library prefix ("error:1E08010C:DECODER routines::unsupported" -> "DECODER routines::unsupported") */
+function reasonOf(e: unknown): string {
+  return String((e as Error)?.message ?? e).replace(/^error:[0-9A-F]+:/, '');
+}
+
+/** lstat, not exists: a symlink to a secret mount that is not mounted is there, and must not be replaced */
+function present(file: string): boolean {
+  try {
+    lstatSync(file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
   }
 }
 

@@ -14,12 +14,14 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { parseDuration } from '../config/duration.js';
+import { warnIfExposed } from '../config/stateFile.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
@@ -27,7 +29,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
-import { TokenStore } from './tokens.js';
+import { NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
@@ -35,7 +37,9 @@ const MAX_BODY_BYTES = 64 << 10;
 /** what a client of the connectors listener gets for its TLS handshake, and then for its request head (the public https listener's handshake too) */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
+/** seconds a connector is told to wait after the gateway's own storage failed it */
+const RETRY_AFTER_S = 30;
 /**
  * Channels one connector may hold at once. `connector run --channels` goes up
  * to 16, and after a network break its redials can meet old channels the hub
@@ -133,8 +137,24 @@ export class ConnectorHub {
     const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
     hub.applyConfig(config);
     await listen(hub.server, addr);
-    hub.log.info({ address: hub.address() }, 'connector hub listening');
+    if (ca.created) hub.logNewCa(config);
+    for (const file of ['ca.key', 'token.key']) warnIfExposed(join(stateDir, 'connectors', file), hub.log);
+    hub.log.info({ address: hub.address(), caPin: ca.pin }, 'connector hub listening');
     return hub;
+  }
+
+  /**
+   * A new CA is silent trouble when the gateway had connectors: they keep redialling with
+   * "self-signed certificate in certificate chain" and nothing says why. Warn when this
+   * stateDir shows it was used before (tokens used, connectors revoked, an audit log).
+   */
+  private logNewCa(config: Config): void {
+    const dir = join(this.stateDir, 'connectors');
+    const usedBefore = existsSync(join(dir, 'used-tokens.jsonl')) || (config.connectors?.revoked ?? []).length > 0 || nonEmpty(join(this.stateDir, 'audit', 'audit.log'));
+    this.log[usedBefore ? 'warn' : 'info'](
+      { dir, caPin: this.ca.pin },
+      `created a new connector CA in ${dir}; connectors enrolled with another CA must be enrolled again (token create, then connector enroll)`,
+    );
   }
 
   private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[]; minVersion: 'TLSv1.2' } {
@@ -261,7 +281,11 @@ export class ConnectorHub {
     } catch (e) {
       const err = e as EnrollmentError;
       const status = REFUSAL_STATUS[err.code] ?? 400;
-      this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
+      if (err.code === NOT_RECORDED) {
+        const { file, reason } = err.details as { file: string; reason: string };
+        this.log.error({ code: err.code, file, reason, path, address: sock.remoteAddress }, `could not record a used enrollment token in ${file}: ${reason}; the enrollment was not completed (503)`);
+        if (!res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
+      } else this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
       if (res.headersSent) return;
       const answer = { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message };
       if (status === 413) answerThenClose(req, res, status, answer);
@@ -484,6 +508,14 @@ function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     });
     req.on('error', reject);
   });
+}
+
+function nonEmpty(file: string): boolean {
+  try {
+    return statSync(file).size > 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -9,6 +9,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStateFile, StateFileError } from '../config/stateFile.js';
 import { EnrollmentError } from './ca.js';
 
 export interface TokenPayload {
@@ -24,6 +25,9 @@ export interface TokenPayload {
 
 const PREFIX = 'dbt1';
 
+/** the code of an enrollment refused because the used-token list could not be read or written */
+export const NOT_RECORDED = 'ERR_ENROLLMENT_NOT_RECORDED';
+
 function keyOf(stateDir: string): Buffer {
   const dir = join(stateDir, 'connectors');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -33,8 +37,10 @@ function keyOf(stateDir: string): Buffer {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
-  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-  if (key.length < 32) throw new Error(`${file} is damaged: remove it to make a new one (issued tokens stop working)`);
+  const remedy = 'remove it to make a new one (enrollment tokens issued and not yet used stop working)';
+  const text = readStateFile(file, remedy);
+  const key = Buffer.from((text ?? '').trim(), 'base64');
+  if (key.length < 32) throw new StateFileError('ERR_TOKEN_KEY_DAMAGED', text === undefined ? `${file} is a link to nothing: restore it, or ${remedy}` : `${file} is damaged (not a base64 key of 32 bytes): ${remedy}`, { file });
   return key;
 }
 
@@ -74,11 +80,15 @@ export class TokenStore {
     // A used token that has expired since is refused for its expiry alone: its line can go.
     const entries = this.entries();
     const live = entries.filter((u) => u.e > now);
-    if (live.length === entries.length) appendFileSync(this.usedFile, line, { mode: 0o600 });
-    else {
-      const tmp = `${this.usedFile}.tmp`;
-      writeFileSync(tmp, live.map((u) => JSON.stringify(u) + '\n').join('') + line, { mode: 0o600 });
-      renameSync(tmp, this.usedFile);
+    try {
+      if (live.length === entries.length) appendFileSync(this.usedFile, line, { mode: 0o600 });
+      else {
+        const tmp = `${this.usedFile}.tmp`;
+        writeFileSync(tmp, live.map((u) => JSON.stringify(u) + '\n').join('') + line, { mode: 0o600 });
+        renameSync(tmp, this.usedFile);
+      }
+    } catch (e) {
+      throw this.notRecorded(e);
     }
     return payload;
   }
@@ -96,12 +106,22 @@ export class TokenStore {
     return payload;
   }
 
+  /**
+   * The used list cannot be read or written (a full disk, a directory in its place): the
+   * gateway's fault, not the token's. The token stays unused and no certificate goes out;
+   * the connector is told to retry, the log names the file.
+   */
+  private notRecorded(e: unknown): EnrollmentError {
+    const reason = (e as NodeJS.ErrnoException).code === 'EISDIR' ? `${this.usedFile} is a directory, not a file` : (e as Error).message;
+    return new EnrollmentError(NOT_RECORDED, 'the gateway could not record the enrollment; retry later', { file: this.usedFile, reason });
+  }
+
   private entries(): { n: string; e: number; at?: number }[] {
     let text = '';
     try {
       text = readFileSync(this.usedFile, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw this.notRecorded(e);
     }
     const out: { n: string; e: number; at?: number }[] = [];
     for (const line of text.split('\n')) {

@@ -9,8 +9,9 @@
  *
  * File: stateDir/sessions/revoked.jsonl, one {"j": id, "exp": seconds} per line.
  */
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { readStateFile } from '../config/stateFile.js';
 
 /** expired lines are dropped when they outnumber live ones by this much */
 const PRUNE_SLACK = 1000;
@@ -45,12 +46,7 @@ export class SessionRevocations {
   }
 
   private constructor(private readonly file: string) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
+    const text = readStateFile(file, 'move it aside and start again (sessions signed out before are accepted again until their cookies expire)') ?? '';
     for (const line of text.split('\n')) {
       if (!line) continue;
       this.lines++;

@@ -9,6 +9,7 @@ import { parseDuration } from '../config/duration.js';
 import type { Config, SourcePosition } from '../config/load.js';
 import { formatPath, type KeyPath } from '../config/source.js';
 import { CidrSet } from '../config/net.js';
+import { StateFileError } from '../config/stateFile.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
@@ -121,12 +122,15 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
       try {
         stage = await plugin.create(options as never, ctx);
       } catch (e) {
+        // a file in stateDir the gateway cannot use is not the config's fault: it is said as it is
+        if (e instanceof StateFileError) throw e;
         throw new Error(`plugin ${name} refused to build its stage: ${(e as Error).message}`);
       }
       const problem = stageProblem(stage, plugin.kind);
       if (problem) throw new Error(`plugin ${name}: ${problem}`);
       return stage as Stage;
     } catch (e) {
+      if (e instanceof StateFileError) throw e;
       const path = ['apps', index, ...key];
       throw new CompileError(app.name, e as Error, deps.locate && { path, position: deps.locate(path) });
     }

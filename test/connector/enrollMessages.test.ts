@@ -85,6 +85,27 @@ describe('connector enrollment and run messages', function () {
     }
   });
 
+  it('a used-token list the gateway cannot write: 503, retry later, logged at error naming the file; the token stays usable', async () => {
+    const used = join(gw.server.connectorHub!.stateDir, 'connectors', 'used-tokens.jsonl');
+    rmSync(used, { force: true });
+    mkdirSync(used);
+    const t = token(gw);
+    const state = join(tempDir(), 'state');
+    try {
+      const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stderr, 'drawbridge connector enroll: enrollment refused (503): the gateway could not record the enrollment; retry later\n');
+      const log = await eventually(() => gw.logs.find((l) => l.code === 'ERR_ENROLLMENT_NOT_RECORDED'));
+      assert.equal(log!.level, 50);
+      assert.equal(log!.file, used);
+      assert.equal(log!.msg, `could not record a used enrollment token in ${used}: ${used} is a directory, not a file; the enrollment was not completed (503)`);
+    } finally {
+      rmSync(used, { recursive: true });
+    }
+    const again = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+    assert.equal(again.code, 0, again.stderr);
+  });
+
   const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
     ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again$/],
     ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again$/],

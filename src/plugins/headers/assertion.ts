@@ -44,7 +44,7 @@ export const identityAssertion: Plugin<AssertionOptions> = {
     const lifetime = options.lifetime ?? 60;
     const audience = context.app.externalUrl;
     const store = AssertionKeyStore.for(context.stateDir);
-    await store.ready();
+    await store.ready(context.logger);
     const headers = new Map<string, string>();
     const headerFor = (kid: string) => {
       let h = headers.get(kid);

@@ -12,6 +12,8 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
+import type { Logger } from 'pino';
+import { warnIfExposed } from '../../config/stateFile.js';
 
 export const JWKS_PATH = '/.well-known/drawbridge/jwks.json';
 const FILE = 'assertion-keys.json';
@@ -64,8 +66,12 @@ export class AssertionKeyStore {
     private readonly timings: KeyTimings = DEFAULT_TIMINGS,
   ) {}
 
-  /** Loads the keys (making the first one if there is none). */
-  ready(): Promise<void> {
+  /** where a key file open to others, and a rotated key that could not be saved, are told */
+  private log?: Pick<Logger, 'warn' | 'error'>;
+
+  /** Loads the keys (making the first one if there is none); `log` is the first caller's. */
+  ready(log?: Pick<Logger, 'warn' | 'error'>): Promise<void> {
+    this.log ??= log;
     this.loading ??= this.load();
     return this.loading;
   }
@@ -78,6 +84,7 @@ export class AssertionKeyStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${join(this.dir, FILE)}: ${(e as Error).message}`);
     }
+    if (this.log) warnIfExposed(join(this.dir, FILE), this.log);
     this.keys = stored.sort((a, b) => a.createdAt - b.createdAt);
     for (const k of this.keys) this.imported.set(k.kid, createPrivateKey({ key: k.jwk as never, format: 'jwk' }));
     if (!this.keys.length) await this.addKey();
@@ -137,7 +144,11 @@ export class AssertionKeyStore {
     const retireDue = this.keys.length > 1 && t - this.activationOf(this.keys[1]!) >= this.timings.retainMs;
     if (!this.rotating && (t - newest.createdAt >= this.timings.rotateAfterMs || retireDue)) {
       this.rotating = this.maintain().finally(() => (this.rotating = undefined));
-      this.rotating.catch(() => undefined);
+      // Nobody awaits this: a key made but not saved (a full disk) signs from memory and is gone at
+      // the next restart, when apps that cached it stop verifying what it signed until they re-fetch.
+      this.rotating.catch((e) =>
+        this.log?.error({ file: join(this.dir, FILE), reason: (e as Error).message }, `could not save the rotated assertion keys to ${join(this.dir, FILE)}: the new key is used from memory and lost at the next restart`),
+      );
     }
     const k = this.keys[this.activeIndex(t)]!;
     return { kid: k.kid, key: this.imported.get(k.kid)! };

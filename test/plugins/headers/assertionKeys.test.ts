@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AssertionKeyStore } from '../../../src/plugins/headers/assertionKeys.js';
-import { tempDir } from '../../support/harness.js';
+import { eventually, tempDir } from '../../support/harness.js';
 
 describe('assertion signing keys: kept in stateDir, rotated with overlap', () => {
   const H = 3_600_000;
@@ -44,5 +44,23 @@ describe('assertion signing keys: kept in stateDir, rotated with overlap', () =>
     const reloaded = new AssertionKeyStore(dir, () => t, timings);
     await reloaded.ready();
     assert.deepEqual(reloaded.jwks().keys.map((k) => k.kid), [k2], 'rotation is persisted');
+  });
+
+  it('a rotated key that cannot be saved (a full disk at rotation) is logged at error naming the file', async () => {
+    const dir = tempDir();
+    let t = 0;
+    const errors: [Record<string, unknown>, string][] = [];
+    const log = { warn: () => undefined, error: (o: Record<string, unknown>, msg: string) => void errors.push([o, msg]) };
+    const store = new AssertionKeyStore(dir, () => t, timings);
+    await store.ready(log as never);
+    const file = join(dir, 'assertion-keys.json');
+    // the save's temporary file cannot be written: what ENOSPC does, without filling a disk
+    mkdirSync(`${file}.${process.pid}.tmp`);
+    t = 25 * H;
+    store.signingKey();
+    await eventually(() => errors.length > 0);
+    assert.equal(errors[0]![0].file, file);
+    assert.match(String(errors[0]![0].reason), /EISDIR/);
+    assert.equal(errors[0]![1], `could not save the rotated assertion keys to ${file}: the new key is used from memory and lost at the next restart`);
   });
 });

@@ -1,0 +1,48 @@
+/**
+ * Reading the gateway's own files in stateDir (the connector CA, the token key, the
+ * revoked-session list). A damaged or misplaced one is an operator's problem to fix, not a
+ * bug: it stops the start with one line that names the file and what to do about it. Node's
+ * EISDIR from readFileSync carries no path, so the file is named here, where it is read.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { OperationalError } from '../errors.js';
+
+/** A file in stateDir that cannot be used; the message names it and says what to do. */
+export class StateFileError extends OperationalError {}
+
+/**
+ * The text of a file in stateDir, or undefined when it does not exist. `remedy` is what the
+ * operator can do when the file is not usable (a directory in its place, unreadable).
+ */
+export function readStateFile(file: string, remedy: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'EISDIR') throw new StateFileError('ERR_STATE_FILE', `${file} is a directory, not a file: ${remedy}`, { file });
+    // the remedy is for a damaged file; an unreadable one needs its owner or mode fixed
+    if (code === 'EACCES' || code === 'EPERM') throw new StateFileError('ERR_STATE_FILE', `${file}: permission denied (the gateway's user must be able to read it)`, { file });
+    throw new StateFileError('ERR_STATE_FILE', `cannot read ${file}: ${(e as Error).message}`, { file });
+  }
+}
+
+/**
+ * Warns when a key file in stateDir can be read or written by group or others. The gateway
+ * makes these 0600; a restore from backup, a `cp` without `-p` or configuration management
+ * may not. Anyone who reads ca.key issues connector certificates, token.key mints enrollment
+ * tokens, assertion-keys.json signs identities. A warning, not a refusal: a restore must
+ * not take the gateway down, and the fix is one chmod.
+ */
+export function warnIfExposed(file: string, log: Pick<Logger, 'warn'>): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o077) === 0) return;
+  const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  log.warn({ file, mode: octal }, `${file} is a private key readable or writable by group or others (mode ${octal}): run chmod 600 ${file}`);
+}
