@@ -11,7 +11,7 @@ import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
-import { substitute, withoutResolvedValues, type SubstitutionResult } from './substitute.js';
+import { substitute, withoutResolvedValues, type FileSnapshot, type SubstitutionResult } from './substitute.js';
 import { coerceScalars, validateAgainst } from './validate.js';
 
 export type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
@@ -35,6 +35,8 @@ export interface LoadResult {
   plugins: LoadedPlugin[];
   /** files the config refers to (certificates, ${file:...}, plugin modules): a change to them is a reload */
   referencedFiles: string[];
+  /** the ${file:} files as this load read them: a generation is hashed from these (see contentHash) */
+  readFiles: ReadonlyMap<string, FileSnapshot>;
   /** where a key path is in the file, for problems found after loading (a plugin's create() refusing its options) */
   locate(path: KeyPath): SourcePosition;
 }
@@ -126,7 +128,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   // An empty file (or only comments) would otherwise read as two "missing required key" errors.
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
     problems.push({ severity: 'error', message: 'the file is empty: it needs at least gateway: and apps:', path: '', file, line: 1, col: 1 });
-    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [], locate };
+    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [], readFiles: new Map(), locate };
   }
 
   refuseCollectionKeys(doc, map, file);
@@ -162,7 +164,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
   const referencedFiles = [...new Set([...sub.files, ...collectFiles(value, dir), ...loaded.flatMap((l) => (l.file ? [l.file] : []))])];
   const ok = !problems.some((p) => p.severity === 'error');
-  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, locate };
+  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, readFiles: sub.read, locate };
 }
 
 /** Loads for serving: throws ConfigInvalidError unless the file is clean. */

@@ -14,6 +14,9 @@ export const MAX_REFERENCED_FILE_BYTES = 1024 * 1024;
 
 const REF = /\$\{(env|file):([^}]*)\}/g;
 
+/** A file as it was read: its bytes, or the error reading it gave. */
+export type FileSnapshot = { bytes: Buffer } | { error: unknown };
+
 export interface SubstitutionIssue {
   path: KeyPath;
   message: string;
@@ -28,6 +31,13 @@ export interface SubstitutionResult {
   unresolved: Set<string>;
   files: string[];
   /**
+   * Each ${file:} file as it was read, once per load: every reference to it gets the same
+   * value, and the generation is hashed from these bytes. Hashed from a second read, a write
+   * landing between the two left a generation built from the old bytes under the new hash,
+   * and every later reload took the file for unchanged.
+   */
+  read: Map<string, FileSnapshot>;
+  /**
    * Paths whose whole value was one resolved reference (`http: ${env:PORT}`). A
    * reference always yields a string; these may be read as the number or boolean
    * the schema wants there (see coerceScalars).
@@ -41,6 +51,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
   const issues: SubstitutionIssue[] = [];
   const unresolved = new Set<string>();
   const files: string[] = [];
+  const read = new Map<string, FileSnapshot>();
   const wholeReferences: KeyPath[] = [];
   const resolved: SubstitutionResult['resolved'] = [];
   const walk = (v: unknown, path: (string | number)[]): unknown => {
@@ -66,21 +77,30 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
         }
         const file = resolve(baseDir, name);
         files.push(file);
-        try {
-          const val = readRegularFile(file, MAX_REFERENCED_FILE_BYTES).toString('utf8').replace(/\r?\n$/, '');
+        let snapshot = read.get(file);
+        if (!snapshot) {
+          try {
+            snapshot = { bytes: readRegularFile(file, MAX_REFERENCED_FILE_BYTES) };
+          } catch (error) {
+            snapshot = { error };
+          }
+          read.set(file, snapshot);
+        }
+        if ('bytes' in snapshot) {
+          const val = snapshot.bytes.toString('utf8').replace(/\r?\n$/, '');
           resolved.push({ ref: `\${file:${name}}`, value: val });
           return val;
-        } catch (e) {
-          // A pipe, a device or a huge file is a mistake in the config itself, wherever it runs: an error in lint too.
-          if (e instanceof NotARegularFileError || e instanceof FileTooLargeError) {
-            issues.push({ path, message: `cannot use ${name}: it ${e.message}; \${file:} reads a secret, key or certificate from a regular file`, missing: false });
-            missing = true;
-            return '';
-          }
-          issues.push({ path, message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, missing: true });
+        }
+        const e = snapshot.error;
+        // A pipe, a device or a huge file is a mistake in the config itself, wherever it runs: an error in lint too.
+        if (e instanceof NotARegularFileError || e instanceof FileTooLargeError) {
+          issues.push({ path, message: `cannot use ${name}: it ${e.message}; \${file:} reads a secret, key or certificate from a regular file`, missing: false });
           missing = true;
           return '';
         }
+        issues.push({ path, message: `cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, missing: true });
+        missing = true;
+        return '';
       });
       if (/\$\{(?!env:|file:)[^}]*\}/.test(v)) {
         issues.push({ path, message: 'unknown reference: use ${env:NAME} or ${file:path}', missing: false });
@@ -98,7 +118,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
     }
     return v;
   };
-  return { value: walk(value, []), issues, unresolved, files, wholeReferences, resolved };
+  return { value: walk(value, []), issues, unresolved, files, read, wholeReferences, resolved };
 }
 
 /**

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { readRegularFile } from './regularFile.js';
+import type { FileSnapshot } from './substitute.js';
 
 /** Far above any file a config refers to (the loader refuses ${file:} values over 1 MiB and PEM files over 4 MiB). */
 const MAX_HASHED_BYTES = 64 * 1024 * 1024;
@@ -67,17 +68,29 @@ export class ConfigWatcher {
   }
 }
 
-/** Hash of the config text and every file it refers to: unchanged hash, no reload. */
-export function contentHash(text: string, files: readonly string[]): string {
+/**
+ * Hash of the config text and every file it refers to: unchanged hash, no reload. A file in
+ * `alreadyRead` is hashed as it was read there, not read again: a generation's hash must be of
+ * the bytes that built it, or a write between the two reads is taken for live and never applied.
+ * The others are read now (certificates, CA files: read again when the generation is built, so
+ * a write after this read only makes the next reload build once more).
+ */
+export function contentHash(text: string, files: readonly string[], alreadyRead: ReadonlyMap<string, FileSnapshot> = new Map()): string {
   const h = createHash('sha256').update(text);
   for (const f of [...files].sort()) {
     h.update('\0' + f + '\0');
-    // A pipe or a device named by the config is refused by the loader; read here, it would hang every reload.
-    try {
-      h.update(readRegularFile(f, MAX_HASHED_BYTES));
-    } catch (e) {
-      h.update(`<${(e as NodeJS.ErrnoException).code ?? 'unreadable'}>`);
-    }
+    const snapshot = alreadyRead.get(f) ?? readNow(f);
+    if ('bytes' in snapshot) h.update(snapshot.bytes);
+    else h.update(`<${(snapshot.error as NodeJS.ErrnoException).code ?? 'unreadable'}>`);
   }
   return h.digest('hex');
+}
+
+function readNow(file: string): FileSnapshot {
+  // A pipe or a device named by the config is refused by the loader; read here, it would hang every reload.
+  try {
+    return { bytes: readRegularFile(file, MAX_HASHED_BYTES) };
+  } catch (error) {
+    return { error };
+  }
 }

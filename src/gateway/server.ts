@@ -231,7 +231,7 @@ export class GatewayServer {
     const body = text ?? (await readConfigText(this.opts.configFile));
     const result = await loadConfigText(body, this.opts.configFile, { mode: 'start', env: this.opts.env });
     if (!text) this.referenced = result.referencedFiles;
-    return { result, hash: contentHash(body, result.referencedFiles) };
+    return { result, hash: contentHash(body, result.referencedFiles, result.readFiles) };
   }
 
   private compileDeps(result: LoadResult): CompileDeps {

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigInvalidError, ConfigUnreadableError } from '../../src/errors.js';
 import { loadConfigFile, loadForStart } from '../../src/config/load.js';
+import { contentHash } from '../../src/config/watch.js';
 import { tempDir } from '../support/harness.js';
 
 const dir = tempDir('drawbridge-load-');
@@ -165,6 +166,26 @@ apps:
       const r = await loadForStart(write(config('${file:session.secret}')), {});
       assert.equal(r.config.session?.secrets[0], 'y'.repeat(33));
       assert.ok(r.referencedFiles.includes(secretFile));
+    });
+
+    it('a ${file:} file is read once per load, and the load is hashed from those bytes: a write after the read is a change for the next reload', async () => {
+      const secretFile = join(dir, 'rotated.secret');
+      writeFileSync(secretFile, 'a'.repeat(33) + '\n');
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "\${file:rotated.secret}" }
+session:
+  secrets: ["\${file:./rotated.secret}"]
+apps: []
+`);
+      const r = await loadForStart(file, {});
+      const asRead = contentHash(r.text, r.referencedFiles);
+      writeFileSync(secretFile, 'b'.repeat(33) + '\n');
+      assert.deepEqual([...r.readFiles.keys()], [secretFile], 'both references share one read');
+      assert.equal(contentHash(r.text, r.referencedFiles, r.readFiles), asRead, 'the hash of what built the config');
+      assert.notEqual(contentHash(r.text, r.referencedFiles), asRead, 'the file on disk now differs from it');
+      assert.equal(r.config.session?.secrets[0], 'a'.repeat(33));
     });
 
     it('no problem shows a resolved value: lint in CI must not print secrets or files into the build log', async () => {

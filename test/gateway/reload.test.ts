@@ -307,6 +307,54 @@ apps:
     }
   });
 
+  /**
+   * A plugin's module runs while the config loads, after ${file:} values were read: one that
+   * rewrites ./internal-url is a write landing between the read that built the generation and any
+   * later read, every time, with no timing luck. Such a write must be applied by the next reload.
+   */
+  const rotatingPlugin = (dir: string, to: string) => {
+    writeFileSync(
+      join(dir, 'rotate.mjs'),
+      `import { writeFileSync } from 'node:fs';\nwriteFileSync(new URL('./internal-url', import.meta.url), ${JSON.stringify(`${to}\n`)});\nexport default { name: 'rotate', kind: 'headers', apiVersion: 1, optionsSchema: {}, create() { return {}; } };\n`,
+    );
+  };
+  const fromFile = (withPlugin: boolean) => cfg(backend.url, 'x').replace(`internalUrl: ${backend.url}/x/`, 'internalUrl: ${file:./internal-url}') + (withPlugin ? 'plugins: [./rotate.mjs]\n' : '');
+
+  it('a ${file:} value written while the gateway starts is applied by the next reload, not taken for the live one', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'internal-url'), `${backend.url}/read-at-start/\n`);
+    rotatingPlugin(dir, `${backend.url}/written-during-start/`);
+    const gw = await startGateway(fromFile(true), { dir, watch: false });
+    try {
+      assert.equal(await seenVersion(gw), 'read-at-start', 'the generation is built from what was read');
+      assert.equal(await gw.server.reload(), 'success');
+      assert.equal(await seenVersion(gw), 'written-during-start');
+      assert.equal(await gw.server.reload(), 'unchanged', 'and then nothing more has changed');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a ${file:} value written while a reload loads the config is applied by the next reload (the gateway does not serve the old one for good)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'internal-url'), `${backend.url}/first/\n`);
+    const gw = await startGateway(fromFile(false), { dir, watch: false });
+    try {
+      assert.equal(await seenVersion(gw), 'first');
+      // The operator changes the config and the secret together; the secret changes again mid-reload.
+      writeFileSync(join(dir, 'internal-url'), `${backend.url}/second/\n`);
+      rotatingPlugin(dir, `${backend.url}/third/`);
+      writeFileSync(gw.configFile, fromFile(true));
+      assert.equal(await gw.server.reload(), 'success');
+      assert.equal(await seenVersion(gw), 'second');
+      assert.equal(await gw.server.reload(), 'success', 'the write that landed during the reload is a change');
+      assert.equal(await seenVersion(gw), 'third');
+      assert.equal(await gw.server.reload(), 'unchanged');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('reloads on a Kubernetes-style ..data symlink swap', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, '..2026_01'));
