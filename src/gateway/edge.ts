@@ -242,7 +242,7 @@ export class Edge {
 
   /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
   closeStaleUpgrades(next: Generation): void {
-    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, 'its app or access rules changed in the config');
+    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, STALE_ACCESS);
   }
 
   /** Closes WebSockets that a now revoked session let in (sign-out). */
@@ -266,6 +266,9 @@ export class Edge {
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
     const tag: UpgradeTag = { app, fingerprint, ctx };
     this.upgraded.set(socket, tag);
+    // A reload while the app was deciding passed this socket by (it had no tag yet): the
+    // live generation decides now, as closeStaleUpgrades would have.
+    if (this.holder.current?.accessFingerprint(app) !== fingerprint) return this.closeWebSocket(socket, tag, STALE_ACCESS);
     this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
@@ -619,6 +622,8 @@ export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
  * the refused ones. WebDAV, CalDAV and the like are served, so the list is long.
  */
 export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
+
+const STALE_ACCESS = 'its app or access rules changed in the config';
 
 interface UpgradeTag {
   readonly app: string;
