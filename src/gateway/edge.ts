@@ -15,6 +15,7 @@ import { isPendingDecision, type Decision, type RequestContext, type Stage, type
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
+import { sessionSignedOut } from '../identity/session.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
@@ -224,10 +225,16 @@ export class Edge {
     this.rechecking = true;
     try {
       const gen = this.holder.current;
+      if (!gen) return;
       for (const [socket, tag] of this.upgraded) {
         // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
-        const app = tag && gen?.apps.get(tag.app);
+        const app = tag && gen.apps.get(tag.app);
         if (!app || socket.destroyed) continue;
+        // (sign-out closes its WebSockets when it happens; this is the net under that)
+        if (signedOut(gen, tag.ctx)) {
+          this.closeWebSocket(socket, tag, SIGNED_OUT);
+          continue;
+        }
         const why = await refusalOf(app, tag.ctx);
         if (!why || socket.destroyed) continue;
         this.closeWebSocket(socket, tag, 'its access rules no longer allow it', [why]);
@@ -247,7 +254,7 @@ export class Edge {
 
   /** Closes WebSockets that a now revoked session let in (sign-out). */
   closeUpgradesOfSession(sessionId: string): void {
-    this.closeWebSocketsWhere((tag) => tag.ctx.identity?.sessionId === sessionId, 'its session was signed out');
+    this.closeWebSocketsWhere((tag) => tag.ctx.identity?.sessionId === sessionId, SIGNED_OUT);
   }
 
   private closeWebSocketsWhere(match: (tag: UpgradeTag) => boolean, why: string): void {
@@ -266,9 +273,11 @@ export class Edge {
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
     const tag: UpgradeTag = { app, fingerprint, ctx };
     this.upgraded.set(socket, tag);
-    // A reload while the app was deciding passed this socket by (it had no tag yet): the
-    // live generation decides now, as closeStaleUpgrades would have.
-    if (this.holder.current?.accessFingerprint(app) !== fingerprint) return this.closeWebSocket(socket, tag, STALE_ACCESS);
+    // A reload or sign-out while the app was deciding passed this socket by (it had no tag
+    // yet): the live generation and the revocations decide now, as they would have then.
+    const live = this.holder.current;
+    if (!live || live.accessFingerprint(app) !== fingerprint) return this.closeWebSocket(socket, tag, STALE_ACCESS);
+    if (signedOut(live, ctx)) return this.closeWebSocket(socket, tag, SIGNED_OUT);
     this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
@@ -624,6 +633,13 @@ export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
 export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
 
 const STALE_ACCESS = 'its app or access rules changed in the config';
+const SIGNED_OUT = 'its session was signed out';
+
+/** Whether the session that let this WebSocket in has been signed out since. */
+function signedOut(gen: Generation, ctx: RequestContext): boolean {
+  const id = ctx.identity?.sessionId;
+  return id !== undefined && sessionSignedOut(gen.config, id);
+}
 
 interface UpgradeTag {
   readonly app: string;
