@@ -15,6 +15,7 @@ import { isPendingDecision, type Decision, type RequestContext, type Stage, type
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
+import { sessionSignedOut } from '../identity/session.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
@@ -78,6 +79,12 @@ interface Outcome {
   switched?: boolean;
   /** what a gateway-owned endpoint recorded (sign-in, sign-out) */
   owned?: OwnedEvent[];
+  /** a request routed to an app: what a response still running is held to (long-lived responses) */
+  ctx?: RequestContext;
+  gen?: Generation;
+  res?: ServerResponse;
+  /** Date.now() when it began */
+  startedAt?: number;
 }
 
 export class Edge {
@@ -106,6 +113,14 @@ export class Edge {
   private readonly recheckMs = Number(process.env.DRAWBRIDGE_WS_RECHECK_MS) || 30_000;
   private recheckTimer?: NodeJS.Timeout;
   private rechecking = false;
+  /**
+   * Every client connection, with the app request it is answering now (Node answers one at a
+   * time per connection). An SSE stream or long poll outlives its request's checks like a
+   * WebSocket; once it has run for a re-check interval it is held to the same rules. Kept per
+   * connection, updated by one Map.set per request: a Set of every live response, added to
+   * and deleted from per request, tripled the time spent collecting garbage (measured).
+   */
+  private readonly answering = new Map<Socket, Outcome | undefined>();
   /** requests waiting for their turn behind another response, per connection */
   private readonly pipelined = new WeakMap<Socket, number>();
   private draining = false;
@@ -137,8 +152,11 @@ export class Edge {
     }
     gen.acquire();
     const outcome: Outcome = { decision: 'error' };
+    const socket = req.socket;
+    if (!this.upgraded.has(socket)) this.answer(socket, outcome);
     res.once('close', () => {
       gen.release();
+      if (outcome.res && this.answering.get(socket) === outcome) this.answering.set(socket, undefined);
       if (res.writableFinished) return this.finish(req, res, id, outcome, started);
       // A response cut short is logged a turn later: the direct upstream learns why (the app
       // went quiet, or the client left) from undici only after this close.
@@ -150,6 +168,14 @@ export class Edge {
       this.fail(req, res, id, outcome, e);
     }
   };
+
+  private answer(socket: Socket, outcome: Outcome): void {
+    if (!this.answering.has(socket)) {
+      socket.once('close', () => this.answering.delete(socket));
+      this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
+    }
+    this.answering.set(socket, outcome);
+  }
 
   private waitForTurn(req: IncomingMessage, res: ServerResponse): void {
     const socket = req.socket;
@@ -221,6 +247,7 @@ export class Edge {
   closeUpgraded(): void {
     for (const s of this.upgraded.keys()) s.destroy();
     this.upgraded.clear();
+    this.answering.clear();
     clearInterval(this.recheckTimer);
     this.recheckTimer = undefined;
   }
@@ -231,10 +258,17 @@ export class Edge {
     this.rechecking = true;
     try {
       const gen = this.holder.current;
+      if (!gen) return;
+      this.sweepLongResponses(gen);
       for (const [socket, tag] of this.upgraded) {
         // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
-        const app = tag && gen?.apps.get(tag.app);
+        const app = tag && gen.apps.get(tag.app);
         if (!app || socket.destroyed) continue;
+        // (sign-out closes its WebSockets when it happens; this is the net under that)
+        if (signedOut(gen, tag.ctx)) {
+          this.closeWebSocket(socket, tag, SIGNED_OUT);
+          continue;
+        }
         const why = await refusalOf(app, tag.ctx);
         if (!why || socket.destroyed) continue;
         this.closeWebSocket(socket, tag, 'its access rules no longer allow it', [why]);
@@ -247,14 +281,40 @@ export class Edge {
     }
   }
 
-  /** After a reload: closes WebSockets whose app was removed or whose access rules changed. */
+  /** After a reload: closes WebSockets, and long-lived responses, whose app was removed or whose access rules changed. */
   closeStaleUpgrades(next: Generation): void {
-    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, 'its app or access rules changed in the config');
+    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, STALE_ACCESS);
+    this.sweepLongResponses(next);
   }
 
-  /** Closes WebSockets that a now revoked session let in (sign-out). */
+  /** Closes WebSockets, and responses still running, that a now revoked session let in (sign-out). */
   closeUpgradesOfSession(sessionId: string): void {
-    this.closeWebSocketsWhere((tag) => tag.ctx.identity?.sessionId === sessionId, 'its session was signed out');
+    this.closeWebSocketsWhere((tag) => tag.ctx.identity?.sessionId === sessionId, SIGNED_OUT);
+    for (const o of this.answering.values()) if (o?.res && o.ctx?.identity?.sessionId === sessionId) this.cutResponse(o, SIGNED_OUT);
+  }
+
+  /**
+   * Responses that have run for a re-check interval (SSE, long polls, streamed downloads) are cut
+   * when their app was removed or its access changed, or their session was signed out or their
+   * session or token expired. Shorter ones complete on the generation they started on.
+   */
+  private sweepLongResponses(live: Generation): void {
+    const now = Date.now();
+    const before = now - this.recheckMs;
+    for (const o of this.answering.values()) {
+      if (!o?.res || !o.ctx || !o.gen || o.startedAt! > before || o.res.destroyed) continue;
+      const app = o.ctx.app.name;
+      const expiresAt = o.ctx.identity?.expiresAt;
+      if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app)) this.cutResponse(o, STALE_ACCESS);
+      else if (expiresAt !== undefined && expiresAt * 1000 <= now) this.cutResponse(o, `its ${o.ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
+      else if (signedOut(live, o.ctx)) this.cutResponse(o, SIGNED_OUT);
+    }
+  }
+
+  private cutResponse(o: Outcome, why: string): void {
+    this.log.info({ correlationId: o.ctx!.id, app: o.ctx!.app.name, user: o.ctx!.identity?.user }, `response cut: ${why}`);
+    o.reasons = [...(o.reasons ?? []), `response cut: ${why}`];
+    o.res!.destroy();
   }
 
   private closeWebSocketsWhere(match: (tag: UpgradeTag) => boolean, why: string): void {
@@ -273,6 +333,11 @@ export class Edge {
   private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
     const tag: UpgradeTag = { app, fingerprint, ctx };
     this.upgraded.set(socket, tag);
+    // A reload or sign-out while the app was deciding passed this socket by (it had no tag
+    // yet): the live generation and the revocations decide now, as they would have then.
+    const live = this.holder.current;
+    if (!live || live.accessFingerprint(app) !== fingerprint) return this.closeWebSocket(socket, tag, STALE_ACCESS);
+    if (signedOut(live, ctx)) return this.closeWebSocket(socket, tag, SIGNED_OUT);
     this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
@@ -361,6 +426,12 @@ export class Edge {
       app,
       upstreamHeaders: headers,
     };
+    if (!ctx.upgrade) {
+      outcome.ctx = ctx;
+      outcome.gen = gen;
+      outcome.res = res;
+      outcome.startedAt = ctx.startedAt;
+    }
     if (!destination) return this.runStages(req, res, ctx, app, 0, outcome);
     // strip before set: the client's Destination names the external URL, the app is sent its own
     delete headers.destination;
@@ -642,6 +713,15 @@ export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
  * the refused ones. WebDAV, CalDAV and the like are served, so the list is long.
  */
 export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
+
+const STALE_ACCESS = 'its app or access rules changed in the config';
+const SIGNED_OUT = 'its session was signed out';
+
+/** Whether the session that let this WebSocket in has been signed out since. */
+function signedOut(gen: Generation, ctx: RequestContext): boolean {
+  const id = ctx.identity?.sessionId;
+  return id !== undefined && sessionSignedOut(gen.config, id);
+}
 
 interface UpgradeTag {
   readonly app: string;

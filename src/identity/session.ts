@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
 import { groupsOverage, userFromClaims } from './claims.js';
-import type { AppIdentity, IdentityRuntime } from './runtime.js';
+import type { Config } from '../config/load.js';
+import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 
 /** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
 export const MAX_COOKIE_BYTES = 4000;
@@ -120,6 +121,16 @@ export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host:
   if (!identity?.sessionId) return undefined;
   rt.revocations.revoke(identity.sessionId, exp!, Math.floor(rt.now() / 1000));
   return identity.user;
+}
+
+/**
+ * Whether sign-out has ended this session since a request proved it: an open WebSocket
+ * outlives that check. Asked of the generation serving now (every generation shares the
+ * revocations of the started stateDir); one without sign-in has nothing to ask.
+ */
+export function sessionSignedOut(config: Config, sessionId: string): boolean {
+  const rt = existingRuntime(config);
+  return rt !== undefined && rt.revocations.has(sessionId, Math.floor(rt.now() / 1000));
 }
 
 const OPENED_MAX = 10_000;

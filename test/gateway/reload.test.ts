@@ -242,6 +242,56 @@ apps:
     }
   });
 
+  it('a WebSocket the app was still switching to when a reload removed its app, or turned its WebSockets off, is closed at the 101', async () => {
+    const apps = (echo: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+${echo}  - name: Other
+    externalUrl: http://other.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    websockets: true
+`;
+    const echo = (websockets: boolean) => `  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: ${backend.url}/\n    preAuth: passthrough\n    websockets: ${websockets}\n`;
+    const gw = await startGateway(apps(echo(true)), { watch: false });
+    // the app takes 800 ms to answer the upgrade; the reload lands in between
+    const raced = async (next: string) => {
+      writeFileSync(gw.configFile, apps(echo(true)));
+      await gw.server.reload();
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws?ms=800`, { headers: { host: 'echo.test' } });
+      const closed = new Promise<number>((r) => ws.once('close', () => r(Date.now())));
+      ws.on('error', () => undefined);
+      let openedAt = 0;
+      ws.once('open', () => (openedAt = Date.now()));
+      await sleep(200);
+      writeFileSync(gw.configFile, next);
+      assert.equal(await gw.server.reload(), 'success');
+      const at = await Promise.race([closed, sleep(3000).then(() => assert.fail(`the WebSocket is still open ${openedAt ? Date.now() - openedAt : '?'} ms after the 101`))]);
+      assert.ok(!openedAt || at - openedAt < 500, `closed ${at - openedAt} ms after the 101`);
+    };
+    try {
+      await raced(apps(''));
+      await raced(apps(echo(false)));
+      assert.equal(gw.logs.filter((l) => /WebSocket closed: its app or access rules changed/.test(String(l.msg)) && l.app === 'Echo').length, 2);
+      // a reload that leaves Echo's access as it was does not close one
+      writeFileSync(gw.configFile, apps(echo(true)));
+      assert.equal(await gw.server.reload(), 'success');
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws?ms=800`, { headers: { host: 'echo.test' } });
+      await sleep(200);
+      writeFileSync(gw.configFile, apps(echo(true)) + `  - name: Third\n    externalUrl: http://third.test/\n    internalUrl: ${backend.url}/\n    preAuth: passthrough\n`);
+      assert.equal(await gw.server.reload(), 'success');
+      await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+      const echoed = new Promise<string>((r, j) => (ws.once('message', (m) => r(String(m))), ws.once('close', () => j(new Error('closed')))));
+      ws.send('still there?');
+      assert.equal(await echoed, 'still there?');
+      ws.close();
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('ignores a save that does not change the content', async () => {
     const text = cfg(backend.url, 'same');
     const gw = await startGateway(text);

@@ -160,6 +160,29 @@ describe('identity: bearer tokens', function () {
       assert.ok(closedAt < exp * 1000 + 1500, `closed ${closedAt - exp * 1000} ms after exp`);
       assert.ok(s.gw.logs.some((l) => /WebSocket closed: its token expired/.test(String(l.msg))));
     });
+
+    it('an upgrade with a token past its exp is refused (401 invalid_token), though clockTolerance still admits the token on a plain request', async () => {
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
+      const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number;
+      await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 200));
+      const host = new URL(s.origin('live')).host;
+      // the default clockTolerance (60 s) lets the token through on a request that ends...
+      assert.equal((await request(`${s.gw.url}/x`, { headers: { host, authorization: `Bearer ${token}` } })).status, 200);
+      // ...but a WebSocket would be closed at exp, at once: the client is told to fetch a new token instead
+      const before = s.backend.received.length;
+      const refused = await new Promise<{ status?: number; challenge?: string; body: string }>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, authorization: `Bearer ${token}` } });
+        ws.once('open', () => (ws.close(), resolve({ body: 'opened' })));
+        ws.once('unexpected-response', (_q, res) => {
+          let body = '';
+          res.on('data', (c) => (body += c)).on('end', () => resolve({ status: res.statusCode, challenge: String(res.headers['www-authenticate']), body }));
+        });
+      });
+      assert.equal(refused.status, 401, refused.body);
+      assert.match(refused.challenge!, /error="invalid_token"/);
+      assert.equal(JSON.parse(refused.body).check, 'exp');
+      assert.equal(s.backend.received.length, before, 'the upgrade reached the app');
+    });
   });
 
   describe('forged tokens (jose-minted), refused with the failing check named', () => {

@@ -180,6 +180,23 @@ describe('identity: callback and login state', function () {
     staying.ws.close();
   });
 
+  it('a WebSocket the app was still switching to when its session was signed out is closed at the 101', async () => {
+    const host = new URL(s.origin('ws')).host;
+    const b = new Browser();
+    await b.browse(`${s.origin('ws')}/`, { user: 'carol', password: 'carol-pw' });
+    // the app takes 800 ms to answer the upgrade; the sign-out lands in between
+    const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws?ms=800`, { headers: { host, cookie: b.cookieHeader(host) } });
+    ws.on('error', () => undefined);
+    let openedAt = 0;
+    ws.once('open', () => (openedAt = Date.now()));
+    const closed = new Promise<number>((r) => ws.once('close', () => r(Date.now())));
+    await new Promise((r) => setTimeout(r, 200));
+    await b.get(`${s.origin('ws')}/.drawbridge/sign-out`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' });
+    const at = await Promise.race([closed, new Promise<never>((_, j) => setTimeout(() => j(new Error('the WebSocket is still open 3 s after the sign-out')), 3000))]);
+    assert.ok(!openedAt || at - openedAt < 500, `closed ${at - openedAt} ms after the 101`);
+    assert.ok(s.gw.logs.some((l) => l.msg === 'WebSocket closed: its session was signed out' && l.user === 'carol'));
+  });
+
   it('forwardBearerToken: true sends the verified token on to the app', async () => {
     const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
     const before = s.backend.received.length;

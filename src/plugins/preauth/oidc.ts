@@ -87,6 +87,12 @@ class OidcStage implements Stage {
     try {
       const verifier = await this.rt.bearerVerifier(this.app);
       const { identity } = await verifier.verify(token);
+      // clockTolerance admits a token a little past its exp for skew between clocks, on a request
+      // that ends. A WebSocket is closed at exp (edge.ts): let in, it would reach the app and be cut
+      // at once, and a client reconnecting with the same token would loop until the tolerance ran out.
+      if (ctx.upgrade && identity.expiresAt !== undefined && identity.expiresAt * 1000 <= this.rt.now()) {
+        throw new BearerError('exp', 'The token has expired.', 'past its exp: a WebSocket would be closed at once');
+      }
       if (!this.app.forwardToken) delete ctx.upstreamHeaders.authorization;
       return { kind: 'continue', identity };
     } catch (e) {
