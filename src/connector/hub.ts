@@ -262,6 +262,8 @@ export class ConnectorHub {
         if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
         // A bad CSR leaves the token usable; the token is spent only on success.
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), payload.g, this.lifetimeMs);
+        // a reload while the CSR was checked may have removed the group
+        if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
         this.tokens.consume(token);
         this.log.info({ connector: issued.id, group: issued.group, address: sock.remoteAddress, notAfter: issued.notAfter }, 'connector enrolled');
         return void json(res, 200, { id: issued.id, group: issued.group, cert: issued.certPem, ca: this.ca.certPem, notAfter: issued.notAfter.toISOString() });
@@ -270,6 +272,9 @@ export class ConnectorHub {
         const who = this.authenticate(sock);
         const body = await readJson(req);
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), who.group, this.lifetimeMs, who.id);
+        // Checked again once the body is in: a connector revoked by a reload while it held its
+        // body back (up to the request timeout) was issued a fresh certificate.
+        this.authenticate(sock);
         // The connector keeps its channels across a renewal (closing them would cut its
         // requests). They carry the connector id, which just proved itself with a valid
         // certificate of its own: they go on under the new certificate's expiry.

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
@@ -74,6 +75,39 @@ describe('connector certificate renewal', function () {
     assert.ok(Date.now() < notAfter, 'renewed before the certificate ran out');
     await waitChannels(gw, 1, 'g1', 30_000);
     assert.equal((await request(`${gw.url}/after-renewal`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a connector revoked while it holds back the body of its renewal gets 403, not a certificate', async () => {
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+    await killConnector(c);
+    const id = idOf(new X509Certificate(readFileSync(join(dir, 'cert.pem'))));
+    const kp = await generateKeyPair();
+    const body = JSON.stringify({ csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') });
+    const hub = new URL(hubUrl(gw));
+    let held = () => undefined as void;
+    const answered = new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+      const req = https.request({ host: hub.hostname, port: hub.port, path: '/v1/renew', method: 'POST', key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')), ca: readFileSync(join(dir, 'ca.pem')), servername: 'localhost', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      // the head goes now (authenticated: not yet revoked); the body after the reload
+      req.flushHeaders();
+      held = () => req.end(body);
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    writeFileSync(gw.configFile, gatewayYaml(backend, '', '', [id]).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
+    await gw.server.reload('test');
+    held();
+    const r = await answered;
+    assert.equal(r.status, 403);
+    assert.equal(r.body.error, 'ERR_REVOKED');
+    assert.ok(!gw.logs.some((l) => l.msg === 'connector certificate renewed' && l.connector === id));
+    writeFileSync(gw.configFile, gatewayYaml(backend).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
+    await gw.server.reload('test');
   });
 
   it('a renewal that fails between writing the new key and the new certificate leaves a state dir that starts again, on the old certificate, and renews from it', async () => {
