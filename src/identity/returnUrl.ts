@@ -6,6 +6,8 @@
  * list: same origin, same path prefix, nothing odd anywhere in the string.
  */
 
+import { normalizeTarget } from '../gateway/normalize.js';
+
 export interface AppLocation {
   /** scheme://host[:port] as the browser sees the app */
   origin: string;
@@ -58,12 +60,17 @@ export function safeReturnUrl(candidate: string | undefined | null, app: AppLoca
     return root;
   }
   if (url.origin !== app.origin || url.username || url.password) return root;
-  if (url.pathname !== app.prefix.slice(0, -1) && !url.pathname.startsWith(app.prefix)) return root;
+  // Checked in the form the gateway routes, not as the URL parser leaves it: the gateway folds
+  // duplicate slashes and decodes `%2E`, so `/a//.drawbridge/sign-out` (or `/x/..//.drawbridge/…`,
+  // which a browser resolves to `//.drawbridge/…`) is the sign-out a plain check let through.
+  const routed = normalizeTarget(url.pathname + url.search);
+  if (!routed.ok) return root;
+  if (routed.path !== app.prefix.slice(0, -1) && !routed.path.startsWith(app.prefix)) return root;
   // Paths the gateway owns (sign-out among them) are never a place to land after sign-in: at the
-  // host root and under the app's prefix, compared decoded since the gateway routes `%2E` as `.`.
+  // host root and under the app's prefix.
   let landing: string;
   try {
-    landing = decodeURIComponent(url.pathname);
+    landing = decodeURIComponent(routed.path);
   } catch {
     return root;
   }

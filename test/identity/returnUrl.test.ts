@@ -47,6 +47,9 @@ export const OPEN_REDIRECTS = [
   '/%252F%252Fevil.test%5C',
   '/.drawbridge/sign-out',
   '/%2Edrawbridge/sign-out',
+  // the gateway folds duplicate slashes: these are its sign-out as it routes them
+  '/x/..//.drawbridge/sign-out',
+  '/x/..//%2Edrawbridge//sign-out',
   '/.well-known/drawbridge/jwks.json',
   'http://[::1]/',
   'x'.repeat(5000),
@@ -95,6 +98,8 @@ describe('identity: return URL after sign-in', function () {
     // the gateway's own paths under the prefix (its sign-out step) are no place to land either
     assert.equal(safeReturnUrl('/app/.drawbridge/sign-out', app), 'http://h.localhost/app/');
     assert.equal(safeReturnUrl('/app/%2edrawbridge/sign-out', app), 'http://h.localhost/app/');
+    assert.equal(safeReturnUrl('/app//.drawbridge/sign-out', app), 'http://h.localhost/app/');
+    assert.equal(safeReturnUrl('/app/x/..//.drawbridge/sign-out', app), 'http://h.localhost/app/');
     assert.equal(safeReturnUrl('/app/x/.drawbridge/y', app), 'http://h.localhost/app/x/.drawbridge/y');
   });
 
