@@ -16,7 +16,7 @@
  * refused at once, so a second gateway started by mistake is told so without a wait.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync, linkSync } from 'node:fs';
+import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -114,6 +114,8 @@ export class StateDirLock {
   /** The drain begins: a gateway starting now waits for this one instead of refusing. */
   markStopping(): void {
     if (this.released || this.lost) return;
+    // A gateway that took the lock over (this one judged gone) keeps it: writing here would hand it back to us.
+    if (!this.stillHeld()) return;
     this.holder = { ...this.holder, stopping: true };
     try {
       const tmp = `${this.file}.${this.holder.id}`;
@@ -131,7 +133,7 @@ export class StateDirLock {
     clearInterval(this.timer);
     process.off('exit', this.onExit);
     heldHere.delete(this.stateDir);
-    if (read(this.file)?.holder?.id !== this.holder.id) return;
+    if (!this.stillHeld()) return;
     try {
       unlinkSync(this.file);
     } catch {
@@ -139,20 +141,31 @@ export class StateDirLock {
     }
   }
 
+  /** The file still names this holding; false too when it cannot be read (it runs at exit and on a timer: it never throws). */
+  private stillHeld(): boolean {
+    try {
+      return read(this.file)?.holder?.id === this.holder.id;
+    } catch {
+      return false;
+    }
+  }
+
   private beat(): void {
     if (this.released || this.lost) return;
     const now = new Date();
-    if (read(this.file)?.holder?.id === this.holder.id) {
-      try {
+    let reason = 'it was removed or taken by another process';
+    try {
+      if (read(this.file)?.holder?.id === this.holder.id) {
         utimesSync(this.file, now, now);
         return;
-      } catch {
-        /* removed under us: said below */
       }
+    } catch (e) {
+      // (unreadable now: permissions changed, replaced by a directory) the gateway serves on; it is said once
+      reason = `it cannot be read or refreshed (${(e as Error).message})`;
     }
     // Someone deleted the file, or judged this process gone (a clock jump, a process stopped for STALE_MS).
     this.lost = true;
-    this.log.error({ stateDir: this.stateDir, lock: this.file }, `the stateDir lock ${this.file} was removed or taken by another process: another gateway may now share this stateDir; restart this one`);
+    this.log.error({ stateDir: this.stateDir, lock: this.file }, `the stateDir lock ${this.file}: ${reason}; another gateway may now share this stateDir; restart this one`);
   }
 }
 
@@ -186,7 +199,10 @@ function create(file: string, me: Holder): boolean {
 /** The lock as found: its holder (undefined while it is being written, or when damaged) and its heartbeat. */
 function read(file: string): { holder?: Holder; beatAt: number; text: string } | undefined {
   try {
-    const beatAt = statSync(file).mtimeMs;
+    // lstat: a symlink here (a dangling one made O_EXCL fail and stat say ENOENT, forever) or a directory is no lock
+    const st = lstatSync(file);
+    if (!st.isFile()) throw new StateDirLockedError(`${file} is ${st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, not a gateway lock: remove it (no running gateway uses it)`, { lock: file });
+    const beatAt = st.mtimeMs;
     const text = readFileSync(file, 'utf8');
     let holder: Holder | undefined;
     try {

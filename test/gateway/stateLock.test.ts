@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -207,9 +207,48 @@ apps:
       await eventually(() => Date.now() - statSync(file).mtimeMs < 5_000);
       unlinkSync(file);
       const line = await eventually(() => logs.find((l) => l.level === 50));
-      assert.match(String(line!.msg), /the stateDir lock \S+ was removed or taken by another process: another gateway may now share this stateDir; restart this one/);
+      assert.match(String(line!.msg), /the stateDir lock \S+: it was removed or taken by another process; another gateway may now share this stateDir; restart this one/);
     } finally {
       lock.release();
     }
+  });
+
+  it('a lock that can no longer be read (replaced by a directory) is said once at error; the heartbeat does not end the process', async () => {
+    const dir = tempDir();
+    const logs: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
+    const lock = await StateDirLock.acquire(dir, { log, heartbeatMs: 30 });
+    const file = join(dir, LOCK_FILE);
+    try {
+      unlinkSync(file);
+      mkdirSync(file);
+      const line = await eventually(() => logs.find((l) => l.level === 50));
+      assert.match(String(line!.msg), /it cannot be read or refreshed \(.*is a directory, not a gateway lock/);
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(logs.filter((l) => l.level === 50).length, 1);
+    } finally {
+      lock.release();
+    }
+    assert.ok(statSync(file).isDirectory(), 'what is not its lock is left alone');
+  });
+
+  it('a symbolic link or a directory where the lock goes stops the start with one line naming it (a dangling link spun forever)', async () => {
+    for (const make of [(f: string) => symlinkSync(join(tempDir(), 'nowhere'), f), (f: string) => mkdirSync(f)]) {
+      const dir = tempDir();
+      const file = join(dir, LOCK_FILE);
+      make(file);
+      await assert.rejects(StateDirLock.acquire(dir, { log: pino({ level: 'silent' }) }), (e: Error) => e.message.startsWith(`${file} is a `) && /not a gateway lock: remove it/.test(e.message));
+    }
+  });
+
+  it('a gateway whose lock was taken over does not mark it stopping nor remove it when it stops', async () => {
+    const dir = tempDir();
+    const lock = await StateDirLock.acquire(dir, { log: pino({ level: 'silent' }) });
+    const file = join(dir, LOCK_FILE);
+    const other = JSON.stringify({ pid: 4242, host: 'elsewhere', startedAt: new Date().toISOString(), id: 'the-other-gateway' }) + '\n';
+    writeFileSync(file, other);
+    lock.markStopping();
+    lock.release();
+    assert.equal(readFileSync(file, 'utf8'), other);
   });
 });
