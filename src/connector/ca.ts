@@ -53,7 +53,9 @@ export async function createCsr(keys: CryptoKeyPair, name: string): Promise<stri
 }
 
 async function importPrivateKey(pem: string): Promise<CryptoKey> {
-  const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  // Through Node's parser, so a key in SEC1 form (`BEGIN EC PRIVATE KEY`, as `openssl ec` writes a
+  // restored or converted key) is read too; its PEM body is not PKCS#8.
+  const der = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
   return webcrypto.subtle.importKey('pkcs8', der, EC_ALG, false, ['sign']) as Promise<CryptoKey>;
 }
 

@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
-import { ConnectorCa } from '../../src/connector/ca.js';
+import { ConnectorCa, pinOf } from '../../src/connector/ca.js';
 import { createToken } from '../../src/connector/tokens.js';
 import { AssertionKeyStore } from '../../src/plugins/headers/assertionKeys.js';
 import { eventually, spawnGateway, tempDir } from '../support/harness.js';
@@ -95,6 +96,16 @@ describe('drawbridge gateway on a stateDir with lost, damaged or foreign files',
       await ConnectorCa.loadOrCreate(other);
       writeFileSync(join(conn, 'ca.key'), readFileSync(join(other, 'connectors', 'ca.key')));
       assertOneLine(await start(dir), `drawbridge gateway: ${join(conn, 'ca.key')} is not the key of ${join(conn, 'ca.pem')}: ${REMEDY}`);
+    });
+
+    it('the CA key restored in SEC1 form (BEGIN EC PRIVATE KEY, as openssl ec writes it) is read: the gateway starts on the same CA', async () => {
+      const { dir, conn } = await prepared();
+      const pkcs8 = readFileSync(join(conn, 'ca.key'), 'utf8');
+      writeFileSync(join(conn, 'ca.key'), createPrivateKey(pkcs8).export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
+      const pin = pinOf(readFileSync(join(conn, 'ca.pem'), 'utf8'));
+      const r = await start(dir);
+      assert.ok(r.started, r.output);
+      assert.equal(logLines(r.output).find((l) => l.msg === 'connector hub listening')?.caPin, pin);
     });
 
     it('a new CA beside used tokens (a rotation, a lost CA) is logged at warn with its pin', async () => {
