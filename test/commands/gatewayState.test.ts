@@ -157,6 +157,17 @@ describe('drawbridge gateway on a stateDir with lost, damaged or foreign files',
       });
     }
 
+    it('a damaged assertion-keys.json: named, not a config error at a YAML position', async () => {
+      const { dir, state } = await prepared();
+      writeFileSync(join(dir, 'gateway.config.yaml'), OIDC_YAML);
+      writeFileSync(join(state, 'assertion-keys.json'), '{"keys": [', { mode: 0o600 });
+      const r = await start(dir);
+      const line = r.output.split('\n').find((l) => l.startsWith('drawbridge gateway: '))!;
+      assertOneLine(r, line);
+      assert.ok(line.startsWith(`drawbridge gateway: ${join(state, 'assertion-keys.json')} is not readable JSON (`), line);
+      assert.ok(line.endsWith('): restore it from a backup, or remove it to make a new signing key'), line);
+    });
+
     it('a directory in place of sessions/revoked.jsonl: named, not a config error at a YAML position', async () => {
       const { dir, state } = await prepared();
       writeFileSync(join(dir, 'gateway.config.yaml'), OIDC_YAML);

@@ -8,12 +8,12 @@
  * the old key stays published for `retainMs` after its successor took over, so
  * assertions signed just before the switch still verify.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
-import { warnIfExposed } from '../../config/stateFile.js';
+import { readStateFile, StateFileError, warnIfExposed } from '../../config/stateFile.js';
 
 export const JWKS_PATH = '/.well-known/drawbridge/jwks.json';
 const FILE = 'assertion-keys.json';
@@ -78,11 +78,17 @@ export class AssertionKeyStore {
 
   private async load(): Promise<void> {
     let stored: StoredKey[] = [];
-    try {
-      const parsed = JSON.parse(readFileSync(join(this.dir, FILE), 'utf8')) as { keys?: StoredKey[] };
-      stored = (parsed.keys ?? []).filter((k) => k && typeof k.kid === 'string' && typeof k.createdAt === 'number' && k.jwk?.kty === 'EC' && typeof k.jwk.d === 'string');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read ${join(this.dir, FILE)}: ${(e as Error).message}`);
+    const file = join(this.dir, FILE);
+    // (removing the file makes a new key: apps that verify the assertion fetch the JWKS again)
+    const remedy = 'restore it from a backup, or remove it to make a new signing key';
+    const text = readStateFile(file, remedy);
+    if (text !== undefined) {
+      try {
+        const parsed = JSON.parse(text) as { keys?: StoredKey[] };
+        stored = (parsed.keys ?? []).filter((k) => k && typeof k.kid === 'string' && typeof k.createdAt === 'number' && k.jwk?.kty === 'EC' && typeof k.jwk.d === 'string');
+      } catch (e) {
+        throw new StateFileError('ERR_STATE_FILE', `${file} is not readable JSON (${(e as Error).message}): ${remedy}`, { file });
+      }
     }
     if (this.log) warnIfExposed(join(this.dir, FILE), this.log);
     this.keys = stored.sort((a, b) => a.createdAt - b.createdAt);
