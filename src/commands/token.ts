@@ -48,6 +48,8 @@ export async function tokenCommand(args: string[]): Promise<number> {
     return 1;
   }
   const ca = await asOperational(`cannot open the connector CA in ${stateDir}`, () => ConnectorCa.loadOrCreate(stateDir));
+  // On stderr, so `$(drawbridge token create ...)` still captures only the token.
+  if (ca.created) process.stderr.write(`drawbridge token create: created a new connector CA in ${stateDir} (pin ${ca.pin}); a gateway already running on this stateDir still uses the CA it started with, so restart it before this token is used, and connectors enrolled with another CA must be enrolled again\n`);
   process.stdout.write((await asOperational(`cannot record the token in ${stateDir}`, () => createToken(stateDir, values.group!, ttl, ca.pin))) + '\n');
   return 0;
 }

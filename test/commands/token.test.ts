@@ -28,7 +28,11 @@ describe('drawbridge token create', function () {
     const t = await runCli(['token', 'create', '-g', 'g1', '-c', file], { DRAWBRIDGE_TEST_TOKEN_SECRET: undefined });
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /^dbt1\.\S+\n$/);
-    assert.equal(t.stderr, '');
+    // the first one made the connector CA, and says so (on stderr: stdout is the token alone)
+    assert.match(t.stderr, /^drawbridge token create: created a new connector CA in \S+ \(pin [\w-]+\); a gateway already running on this stateDir still uses the CA it started with, so restart it before this token is used, and connectors enrolled with another CA must be enrolled again\n$/);
+    const again = await runCli(['token', 'create', '-g', 'g1', '-c', file], { DRAWBRIDGE_TEST_TOKEN_SECRET: undefined });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stderr, '', 'the CA exists now: nothing to say');
 
     // the gateway, which has its secrets, starts on that state dir and accepts the token
     writeFileSync(join(dir, 'no-such-secret'), 'client-secret\n');
