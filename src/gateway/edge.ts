@@ -586,7 +586,7 @@ export class Edge {
     let stalled = false;
     const cookies: AppCookieGuard = {
       isGatewayCookie: app.isGatewayCookie,
-      refused: (name) => this.log.warn({ correlationId: ctx.id, app: app.name, cookie: name }, "the app's Set-Cookie for a cookie of the gateway's was left out"),
+      refused: (name) => this.log.warn({ correlationId: ctx.id, app: app.name, cookie: name }, "the app's answer set or cleared a cookie of the gateway's: left out"),
     };
     const done = (failure?: UpstreamFailure) => {
       // A stall was answered already; the upstream's failure is its echo.

@@ -113,7 +113,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
  */
 export interface AppCookieGuard {
   isGatewayCookie(name: string): boolean;
-  /** told the name of each Set-Cookie left out, for the log */
+  /** told the name of each Set-Cookie left out (or of the Clear-Site-Data part), for the log */
   refused(name: string): void;
 }
 
@@ -139,10 +139,35 @@ export function appSetCookies(values: string | string[], guard: AppCookieGuard):
   return kept;
 }
 
+/** what an app's `Clear-Site-Data: "*"` asks for, but the cookies */
+const ALL_BUT_COOKIES = ['"cache"', '"storage"', '"executionContexts"'];
+
+/**
+ * The app's Clear-Site-Data without `"cookies"`: a browser applies it to every cookie of the
+ * registrable domain, so one app's sign-out page (or any backend on any host under the parent
+ * domain) wiped the gateway's session cookies of every app there. `"*"` keeps its other parts.
+ * undefined: nothing is left to send.
+ */
+export function appClearSiteData(value: string | string[], guard: AppCookieGuard): string | undefined {
+  const kept: string[] = [];
+  let refused = false;
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const t = part.trim();
+    if (!t) continue;
+    const bare = t.replace(/^"|"$/g, '').toLowerCase();
+    if (bare === 'cookies' || bare === '*') refused = true;
+    if (bare === 'cookies') continue;
+    if (bare === '*') kept.push(...ALL_BUT_COOKIES);
+    else kept.push(t);
+  }
+  if (refused) guard.refused('Clear-Site-Data: "cookies"');
+  return kept.length ? [...new Set(kept)].join(', ') : undefined;
+}
+
 /**
  * Response headers from the app, minus hop-by-hop ones (Node frames the response itself),
- * the app's own correlation id (the client gets the gateway's, the one in its logs) and any
- * Set-Cookie for a cookie of the gateway's.
+ * the app's own correlation id (the client gets the gateway's, the one in its logs), any
+ * Set-Cookie for a cookie of the gateway's, and the cookies part of Clear-Site-Data.
  */
 export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>, cookies?: AppCookieGuard): OutgoingHttpHeaders {
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
@@ -154,6 +179,9 @@ export function downstreamResponseHeaders(incoming: Record<string, string | stri
     if (key === 'set-cookie' && cookies) {
       const kept = appSetCookies(v, cookies);
       if (kept.length) out[key] = kept;
+    } else if (key === 'clear-site-data' && cookies) {
+      const kept = appClearSiteData(v, cookies);
+      if (kept) out[key] = kept;
     } else out[key] = v;
   }
   return out;

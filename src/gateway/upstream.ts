@@ -12,7 +12,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerRespon
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
-import { appSetCookies, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
+import { appClearSiteData, appSetCookies, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
@@ -372,6 +372,11 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       if (name === CORRELATION_HEADER) continue;
       // (a browser takes cookies from a 101 too)
       if (name === 'set-cookie' && cookies && !appSetCookies(upRes.rawHeaders[i + 1]!, cookies).length) continue;
+      if (name === 'clear-site-data' && cookies) {
+        const kept = appClearSiteData(upRes.rawHeaders[i + 1]!, cookies);
+        if (kept) lines.push(`${upRes.rawHeaders[i]}: ${kept}`);
+        continue;
+      }
       lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
     }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);

@@ -404,6 +404,19 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.deepEqual(head['set-cookie'], own, 'the same holds for the 101 of a WebSocket handshake');
   });
 
+  it('leaves "cookies" out of the app\'s Clear-Site-Data (a browser applies it to every cookie of the parent domain, the gateway\'s sessions included), and keeps the rest', async () => {
+    const clearing = async (value: string) => {
+      const res = await request(`${gw.url}/logout?clear-site-data=${encodeURIComponent(value)}`, { headers: { host: 'echo.test' } });
+      assert.equal(res.status, 200);
+      const warned = gw.logs.some((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 40 && l.cookie === 'Clear-Site-Data: "cookies"');
+      return { header: res.headers['clear-site-data'], warned };
+    };
+    assert.deepEqual(await clearing('"cache", "cookies"'), { header: '"cache"', warned: true });
+    assert.deepEqual(await clearing('"cookies"'), { header: undefined, warned: true });
+    assert.deepEqual(await clearing('"*"'), { header: '"cache", "storage", "executionContexts"', warned: true });
+    assert.deepEqual(await clearing('"storage"'), { header: '"storage"', warned: false });
+  });
+
   it('never forwards the gateway-reserved paths', async () => {
     const before = backend.received.length;
     const res = await request(`${gw.url}/.drawbridge/nothing`, { headers: { host: 'echo.test' } });

@@ -27,7 +27,8 @@ export interface EchoBackend {
  * GET/POST anything: answers JSON {method,url,headers,body}. Special paths:
  * /slow?ms=N waits N ms, /status/NNN answers NNN, /redirect sends a Location to
  * itself, /big?bytes=N sends N bytes, /ws echoes WebSocket messages (/ws?ms=N switches after N ms).
- * Any answer, a 101 included, carries a Set-Cookie for each `set-cookie` query parameter.
+ * Any answer, a 101 included, carries a Set-Cookie for each `set-cookie` query parameter, and
+ * an HTTP answer the `clear-site-data` parameter as that header.
  */
 export async function startEchoBackend(): Promise<EchoBackend> {
   const received: EchoBackend['received'] = [];
@@ -46,6 +47,8 @@ export async function startEchoBackend(): Promise<EchoBackend> {
       const u = new URL(req.url!, 'http://x');
       const setCookies = cookiesAsked(req.url!);
       if (setCookies.length) res.setHeader('set-cookie', setCookies);
+      const clear = u.searchParams.get('clear-site-data');
+      if (clear !== null) res.setHeader('clear-site-data', clear);
       const reply = () => {
         if (u.pathname.startsWith('/status/')) return void res.writeHead(Number(u.pathname.slice(8)), { 'content-type': 'text/plain' }).end('status');
         if (u.pathname === '/redirect') return void res.writeHead(302, { location: `http://127.0.0.1:${port}/landed` }).end();
