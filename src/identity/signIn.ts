@@ -14,6 +14,7 @@ import { errors as joseErrors, jwtVerify } from 'jose';
 import type { Logger } from 'pino';
 import type { Edge, InternalHandler } from '../gateway/edge.js';
 import { sendError, type NextStep } from '../gateway/errorPages.js';
+import { normalizeTarget } from '../gateway/normalize.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
@@ -340,8 +341,11 @@ const signedOutHandler: InternalHandler = (_req, res) => {
  * request here is redirected there (fetch follows a same-origin redirect with the cookies that path gets).
  */
 const meHandler: InternalHandler = async (req, res, ctx) => {
-  const path = ctx.prefix !== '/' ? ctx.prefix : (new URLSearchParams(ctx.search).get('path') ?? '/');
-  const found = appAt(ctx.generation, ctx.host, path.startsWith('/') ? path : '/');
+  const asked = ctx.prefix !== '/' ? ctx.prefix : (new URLSearchParams(ctx.search).get('path') ?? '/');
+  // the app the router would give that path (dot segments and duplicate slashes resolved as it does)
+  const routed = normalizeTarget(asked.startsWith('/') ? asked : '/');
+  const path = routed.ok ? routed.path : '/';
+  const found = appAt(ctx.generation, ctx.host, path);
   const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body, null, 2));
   if (!found || (ctx.prefix !== '/' && found.app.prefix !== ctx.prefix)) return void send(404, { error: 'no app with sign-in at this address' });
   if (found.app.prefix !== ctx.prefix) return redirect(res, underPrefix(found.app.prefix, ME_PATH));

@@ -228,6 +228,8 @@ describe('identity: sign-out and me for apps under a path prefix (HTTP client)',
     const viaRoot = await a.b.get(`${o}/.drawbridge/me?path=${encodeURIComponent('/a/reports')}`);
     assert.equal(viaRoot.status, 302);
     assert.equal(viaRoot.headers.location, '/a/.drawbridge/me');
+    // ?path= names the app the router gives that path: /a/../b/x and /a//../b/x are AppB's requests
+    for (const p of ['/a/../b/x', '/a/x/../../b/x']) assert.equal((await a.b.get(`${o}/.drawbridge/me?path=${encodeURIComponent(p)}`)).headers.location, '/b/.drawbridge/me', p);
     const before = s.backend.received.length;
     for (const path of ['/a/.drawbridge/anything-else', '/a/.drawbridge/callback', '/a/.drawbridge/sign-in', '/a/.drawbridge/', '/a/%2Edrawbridge/x', '/p/.drawbridge/x']) {
       const res = await a.b.get(o + path);
