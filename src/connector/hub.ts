@@ -37,7 +37,7 @@ const MAX_BODY_BYTES = 64 << 10;
 /** what a client of the connectors listener gets for its TLS handshake, and then for its request head (the public https listener's handshake too) */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_CERT_EXPIRED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
 /**
@@ -305,7 +305,11 @@ export class ConnectorHub {
     const who = identityOfCert(cert);
     if (!who) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', 'the certificate is not a connector certificate');
     if (this.revoked.has(who.id)) throw new EnrollmentError('ERR_REVOKED', `connector ${who.id} is revoked`);
-    return { ...who, notAfter: new Date(cert.valid_to) };
+    // TLS checked the dates when the connection opened; a kept-alive one can outlive the certificate,
+    // and a renewal over it would have turned an expired certificate into a fresh one.
+    const notAfter = new Date(cert.valid_to);
+    if (!(notAfter.getTime() > Date.now())) throw new EnrollmentError('ERR_CERT_EXPIRED', `the certificate of connector ${who.id} expired at ${notAfter.toISOString()}: enroll it again`);
+    return { ...who, notAfter };
   }
 
   // --- channels ----------------------------------------------------------------

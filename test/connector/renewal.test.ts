@@ -110,6 +110,36 @@ describe('connector certificate renewal', function () {
     await gw.server.reload('test');
   });
 
+  it('a renewal over a connection kept alive past the certificate\'s expiry is refused (403 ERR_CERT_EXPIRED), not turned into a fresh certificate', async () => {
+    const hub = gw.server.connectorHub!;
+    const held = await generateKeyPair();
+    const issued = await hub.ca.issueClient(await createCsr(held.keys, 'x'), held.publicKeyDer, 'g1', 2000);
+    const url = new URL(hubUrl(gw));
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const tlsOpts = { host: url.hostname, port: url.port, key: held.keyPem, cert: issued.certPem, ca: hub.ca.certPem, servername: 'localhost', agent };
+    const send = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; body: string; reused: boolean }>((resolve, reject) => {
+        const req = https.request({ ...tlsOpts, method, path, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: text, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      assert.equal((await send('GET', '/v1/ca')).status, 200, 'the certificate was valid when the connection opened');
+      // past its notAfter (whole seconds), on the same connection (the hub keeps it 5 s)
+      await new Promise((r) => setTimeout(r, issued.notAfter.getTime() - Date.now() + 300));
+      const kp = await generateKeyPair();
+      const r = await send('POST', '/v1/renew', JSON.stringify({ csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') }));
+      assert.ok(r.reused, 'the renewal went over the connection opened before the expiry');
+      assert.equal(r.status, 403, r.body);
+      assert.equal(JSON.parse(r.body).error, 'ERR_CERT_EXPIRED');
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('a renewal that fails between writing the new key and the new certificate leaves a state dir that starts again, on the old certificate, and renews from it', async () => {
     if (c) await killConnector(c);
     const dir = join(tempDir(), 'conn');
