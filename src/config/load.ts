@@ -11,7 +11,8 @@ import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
-import { substitute, withoutResolvedValues, type FileSnapshot, type SubstitutionResult } from './substitute.js';
+import type { FileSnapshot } from './regularFile.js';
+import { substitute, withoutResolvedValues, type SubstitutionResult } from './substitute.js';
 import { coerceScalars, validateAgainst } from './validate.js';
 
 export type DeepReadonly<T> = T extends (infer U)[] ? readonly DeepReadonly<U>[] : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;

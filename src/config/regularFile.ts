@@ -23,6 +23,18 @@ export class FileTooLargeError extends DrawbridgeError {
   }
 }
 
+/** A file as it was read once: its bytes, or the error reading it gave. */
+export type FileSnapshot = { bytes: Buffer } | { error: unknown };
+
+/** readRegularFile, with its failure kept as a value (read once, used by several). */
+export function snapshotOf(file: string, limit = Infinity): FileSnapshot {
+  try {
+    return { bytes: readRegularFile(file, limit) };
+  } catch (error) {
+    return { error };
+  }
+}
+
 /**
  * The bytes of a regular file of at most `limit` bytes. Throws
  * NotARegularFileError, FileTooLargeError, or the system's error (ENOENT...).

@@ -36,13 +36,22 @@ export function readStateFile(file: string, remedy: string): string | undefined 
  * not take the gateway down, and the fix is one chmod.
  */
 export function warnIfExposed(file: string, log: Pick<Logger, 'warn'>): void {
-  let mode: number;
-  try {
-    mode = statSync(file).mode & 0o777;
-  } catch {
-    return;
-  }
-  if ((mode & 0o077) === 0) return;
-  const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  const mode = permissionsOf(file);
+  if (mode === undefined || (mode & 0o077) === 0) return;
+  const octal = octalMode(mode);
   log.warn({ file, mode: octal }, `${file} is a private key readable or writable by group or others (mode ${octal}): run chmod 600 ${file}`);
+}
+
+/** A file's permission bits; undefined when it cannot be looked at (missing: nothing to warn about). */
+export function permissionsOf(file: string): number | undefined {
+  try {
+    return statSync(file).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `0644`, as chmod takes it */
+export function octalMode(mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`;
 }

@@ -3,7 +3,7 @@
  * secret never sits in the file and the rest of the gateway only sees values.
  */
 import { resolve } from 'node:path';
-import { FileTooLargeError, NotARegularFileError, readRegularFile } from './regularFile.js';
+import { FileTooLargeError, NotARegularFileError, snapshotOf, type FileSnapshot } from './regularFile.js';
 import type { KeyPath } from './source.js';
 
 /**
@@ -13,9 +13,6 @@ import type { KeyPath } from './source.js';
 export const MAX_REFERENCED_FILE_BYTES = 1024 * 1024;
 
 const REF = /\$\{(env|file):([^}]*)\}/g;
-
-/** A file as it was read: its bytes, or the error reading it gave. */
-export type FileSnapshot = { bytes: Buffer } | { error: unknown };
 
 export interface SubstitutionIssue {
   path: KeyPath;
@@ -79,11 +76,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
         files.push(file);
         let snapshot = read.get(file);
         if (!snapshot) {
-          try {
-            snapshot = { bytes: readRegularFile(file, MAX_REFERENCED_FILE_BYTES) };
-          } catch (error) {
-            snapshot = { error };
-          }
+          snapshot = snapshotOf(file, MAX_REFERENCED_FILE_BYTES);
           read.set(file, snapshot);
         }
         if ('bytes' in snapshot) {

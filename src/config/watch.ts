@@ -7,8 +7,7 @@
 import { createHash } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
-import { readRegularFile } from './regularFile.js';
-import type { FileSnapshot } from './substitute.js';
+import { snapshotOf, type FileSnapshot } from './regularFile.js';
 
 /** Far above any file a config refers to (the loader refuses ${file:} values over 1 MiB and PEM files over 4 MiB). */
 const MAX_HASHED_BYTES = 64 * 1024 * 1024;
@@ -79,18 +78,10 @@ export function contentHash(text: string, files: readonly string[], alreadyRead:
   const h = createHash('sha256').update(text);
   for (const f of [...files].sort()) {
     h.update('\0' + f + '\0');
-    const snapshot = alreadyRead.get(f) ?? readNow(f);
+    // (a pipe or a device named by the config is refused by the loader; read here, it would hang every reload)
+    const snapshot = alreadyRead.get(f) ?? snapshotOf(f, MAX_HASHED_BYTES);
     if ('bytes' in snapshot) h.update(snapshot.bytes);
     else h.update(`<${(snapshot.error as NodeJS.ErrnoException).code ?? 'unreadable'}>`);
   }
   return h.digest('hex');
-}
-
-function readNow(file: string): FileSnapshot {
-  // A pipe or a device named by the config is refused by the loader; read here, it would hang every reload.
-  try {
-    return { bytes: readRegularFile(file, MAX_HASHED_BYTES) };
-  } catch (error) {
-    return { error };
-  }
 }

@@ -12,7 +12,7 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -22,7 +22,8 @@ import type { Logger } from 'pino';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { BufferPool } from './bufferPool.js';
-import { createCsr, generateKeyPair, pinOf } from './ca.js';
+import { createCsr, generateKeyPair, opensslReason, pinOf } from './ca.js';
+import { octalMode, permissionsOf } from '../config/stateFile.js';
 import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
@@ -180,22 +181,11 @@ function readStateFile(file: string, what: string): string {
  */
 function tooOpen(file: string): { mode: string; how: string } | undefined {
   if (process.platform === 'win32') return undefined; // no POSIX modes to check
-  let mode: number;
-  try {
-    mode = statSync(file).mode & 0o777;
-  } catch {
-    return undefined;
-  }
-  if ((mode & 0o066) === 0) return undefined;
+  const mode = permissionsOf(file);
+  if (mode === undefined || (mode & 0o066) === 0) return undefined;
   const what = [mode & 0o044 ? 'read' : '', mode & 0o022 ? 'written' : ''].filter(Boolean).join(' and ');
   const who = [mode & 0o060 ? 'its group' : '', mode & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
-  return { mode: `0${mode.toString(8).padStart(3, '0')}`, how: `${what} by ${who}` };
-}
-
-/** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported"). */
-function opensslReason(e: unknown): string {
-  const message = String((e as Error)?.message ?? e);
-  return message.replace(/^error:[0-9A-F]+:/, '').split('\n')[0]!;
+  return { mode: octalMode(mode), how: `${what} by ${who}` };
 }
 
 /** The CA to trust for the gateway: a file, the pinned CA, or the system store. */

@@ -141,7 +141,7 @@ export class ConnectorCa {
     // a dangling symlink (a secret mount not mounted) is present but reads as missing
     const text = (file: string) => readStateFile(file, CA_REMEDY) ?? fail(file, 'a file that can be read (a link to nothing?)');
     const fail = (file: string, what: string, e?: unknown): never => {
-      throw new StateFileError('ERR_CONNECTOR_CA_DAMAGED', `${file} is not ${what}${e ? ` (${reasonOf(e)})` : ''}: ${CA_REMEDY}`, { file });
+      throw new StateFileError('ERR_CONNECTOR_CA_DAMAGED', `${file} is not ${what}${e ? ` (${opensslReason(e)})` : ''}: ${CA_REMEDY}`, { file });
     };
     const certPem = text(certFile);
     const keyPem = text(keyFile);
@@ -227,9 +227,10 @@ export class ConnectorCa {
   }
 }
 
-/** OpenSSL's reason without its library prefix ("error:1E08010C:DECODER routines::unsupported" -> "DECODER routines::unsupported") */
-function reasonOf(e: unknown): string {
-  return String((e as Error)?.message ?? e).replace(/^error:[0-9A-F]+:/, '');
+/** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported" -> "DECODER routines::unsupported"), first line only */
+export function opensslReason(e: unknown): string {
+  const message = String((e as Error)?.message ?? e);
+  return message.replace(/^error:[0-9A-F]+:/, '').split('\n')[0]!;
 }
 
 /** lstat, not exists: a symlink to a secret mount that is not mounted is there, and must not be replaced */

@@ -27,6 +27,8 @@ import type { Channel } from './registry.js';
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** how much of a response may wait for a slow client before the tunnel stream is paused */
 const CLIENT_ROOM = 256 << 10;
+/** tunnel connections carrying a WebSocket: never pooled, and in flight until they close */
+const upgradedStreams = new WeakSet<object>();
 
 /** A failure before the connector dialed the app: the app never saw a byte. */
 class NotDialed extends Error {
@@ -118,7 +120,7 @@ export class TunnelUpstream implements Upstream {
         // in flight like a stream the drain lets finish: cut here, every WebSocket on a connector
         // closed at its SIGTERM, without the drain timeout other streams get.
         const onGoaway = () => {
-          if (!(socket as { _httpMessage?: unknown })._httpMessage && !(socket as { carriesUpgrade?: boolean }).carriesUpgrade) socket.destroy();
+          if (!(socket as { _httpMessage?: unknown })._httpMessage && !upgradedStreams.has(socket)) socket.destroy();
         };
         channel.session.on('goaway', onGoaway);
         socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
@@ -276,7 +278,7 @@ export class TunnelUpstream implements Upstream {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
         // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
-        Object.assign(up, { carriesUpgrade: true });
+        upgradedStreams.add(up);
         const upReq = http.request({
           method: req.method,
           path,

@@ -83,8 +83,6 @@ interface Outcome {
   ctx?: RequestContext;
   gen?: Generation;
   res?: ServerResponse;
-  /** Date.now() when it began */
-  startedAt?: number;
 }
 
 export class Edge {
@@ -153,10 +151,10 @@ export class Edge {
     gen.acquire();
     const outcome: Outcome = { decision: 'error' };
     const socket = req.socket;
-    if (!this.upgraded.has(socket)) this.answer(socket, outcome);
+    this.answer(socket, outcome);
     res.once('close', () => {
       gen.release();
-      if (outcome.res && this.answering.get(socket) === outcome) this.answering.set(socket, undefined);
+      if (this.answering.get(socket) === outcome) this.answering.set(socket, undefined);
       if (res.writableFinished) return this.finish(req, res, id, outcome, started);
       // A response cut short is logged a turn later: the direct upstream learns why (the app
       // went quiet, or the client left) from undici only after this close.
@@ -172,9 +170,14 @@ export class Edge {
   private answer(socket: Socket, outcome: Outcome): void {
     if (!this.answering.has(socket)) {
       socket.once('close', () => this.answering.delete(socket));
-      this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
+      this.startRechecks();
     }
     this.answering.set(socket, outcome);
+  }
+
+  /** the periodic re-check of WebSockets and long responses, from the first connection on */
+  private startRechecks(): void {
+    this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
   }
 
   private waitForTurn(req: IncomingMessage, res: ServerResponse): void {
@@ -302,7 +305,7 @@ export class Edge {
     const now = Date.now();
     const before = now - this.recheckMs;
     for (const o of this.answering.values()) {
-      if (!o?.res || !o.ctx || !o.gen || o.startedAt! > before || o.res.destroyed) continue;
+      if (!o?.res || !o.ctx || !o.gen || o.ctx.startedAt > before || o.res.destroyed) continue;
       const app = o.ctx.app.name;
       const expiresAt = o.ctx.identity?.expiresAt;
       if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app)) this.cutResponse(o, STALE_ACCESS);
@@ -338,7 +341,7 @@ export class Edge {
     const live = this.holder.current;
     if (!live || live.accessFingerprint(app) !== fingerprint) return this.closeWebSocket(socket, tag, STALE_ACCESS);
     if (signedOut(live, ctx)) return this.closeWebSocket(socket, tag, SIGNED_OUT);
-    this.recheckTimer ??= setInterval(() => void this.recheckUpgrades(), this.recheckMs).unref();
+    this.startRechecks();
     const expiresAt = ctx.identity?.expiresAt;
     if (expiresAt === undefined) return;
     const left = Math.max(0, expiresAt * 1000 - Date.now());
@@ -430,7 +433,6 @@ export class Edge {
       outcome.ctx = ctx;
       outcome.gen = gen;
       outcome.res = res;
-      outcome.startedAt = ctx.startedAt;
     }
     if (!destination) return this.runStages(req, res, ctx, app, 0, outcome);
     // strip before set: the client's Destination names the external URL, the app is sent its own

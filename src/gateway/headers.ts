@@ -165,9 +165,23 @@ export function appClearSiteData(value: string | string[], guard: AppCookieGuard
 }
 
 /**
+ * An app's response header as the client may get it: Set-Cookie without the gateway's cookies,
+ * Clear-Site-Data without "cookies", any other as it is. undefined: nothing is left of it.
+ * For parsed heads and for the raw lines of a 101 alike.
+ */
+export function appResponseValue(key: string, value: string | string[], cookies: AppCookieGuard): string | string[] | undefined {
+  if (key === 'set-cookie') {
+    const kept = appSetCookies(value, cookies);
+    return kept.length ? kept : undefined;
+  }
+  if (key === 'clear-site-data') return appClearSiteData(value, cookies);
+  return value;
+}
+
+/**
  * Response headers from the app, minus hop-by-hop ones (Node frames the response itself),
- * the app's own correlation id (the client gets the gateway's, the one in its logs), any
- * Set-Cookie for a cookie of the gateway's, and the cookies part of Clear-Site-Data.
+ * the app's own correlation id (the client gets the gateway's, the one in its logs), and
+ * what appResponseValue leaves out.
  */
 export function downstreamResponseHeaders(incoming: Record<string, string | string[] | undefined>, cookies?: AppCookieGuard): OutgoingHttpHeaders {
   const named = incoming.connection ? new Set(connectionTokens(incoming.connection)) : undefined;
@@ -175,14 +189,8 @@ export function downstreamResponseHeaders(incoming: Record<string, string | stri
   for (const key in incoming) {
     if (HOP_BY_HOP.has(key) || key === CORRELATION_HEADER || (named && named.has(key))) continue;
     const v = incoming[key];
-    if (v === undefined) continue;
-    if (key === 'set-cookie' && cookies) {
-      const kept = appSetCookies(v, cookies);
-      if (kept.length) out[key] = kept;
-    } else if (key === 'clear-site-data' && cookies) {
-      const kept = appClearSiteData(v, cookies);
-      if (kept) out[key] = kept;
-    } else out[key] = v;
+    const kept = v === undefined || !cookies ? v : appResponseValue(key, v, cookies);
+    if (kept !== undefined) out[key] = kept;
   }
   return out;
 }

@@ -12,7 +12,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerRespon
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
-import { appClearSiteData, appSetCookies, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
+import { appResponseValue, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
@@ -29,7 +29,7 @@ export interface ForwardRequest {
   readonly rewriteLocation?: UrlRewrite;
   /** rewrites internal URLs in HTML, CSS and JavaScript bodies (translateUrls.body) */
   readonly translateBody?: BodyTranslation;
-  /** leaves out the app's Set-Cookie for the gateway's own cookies */
+  /** leaves the gateway's own cookies out of what the app's answer sets or clears */
   readonly cookies?: AppCookieGuard;
 }
 
@@ -371,13 +371,8 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       const name = upRes.rawHeaders[i]!.toLowerCase();
       if (name === CORRELATION_HEADER) continue;
       // (a browser takes cookies from a 101 too)
-      if (name === 'set-cookie' && cookies && !appSetCookies(upRes.rawHeaders[i + 1]!, cookies).length) continue;
-      if (name === 'clear-site-data' && cookies) {
-        const kept = appClearSiteData(upRes.rawHeaders[i + 1]!, cookies);
-        if (kept) lines.push(`${upRes.rawHeaders[i]}: ${kept}`);
-        continue;
-      }
-      lines.push(`${upRes.rawHeaders[i]}: ${upRes.rawHeaders[i + 1]}`);
+      const kept = cookies ? appResponseValue(name, upRes.rawHeaders[i + 1]!, cookies) : upRes.rawHeaders[i + 1];
+      for (const v of [kept ?? []].flat()) lines.push(`${upRes.rawHeaders[i]}: ${v}`);
     }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');

@@ -68,12 +68,6 @@ export function safeReturnUrl(candidate: string | undefined | null, app: AppLoca
   if (routed.path !== app.prefix.slice(0, -1) && !routed.path.startsWith(app.prefix)) return root;
   // Paths the gateway owns (sign-out among them) are never a place to land after sign-in: at the
   // host root and under the app's prefix.
-  let landing: string;
-  try {
-    landing = decodeURIComponent(routed.path);
-  } catch {
-    return root;
-  }
-  if ([...OWNED_ON_EVERY_HOST, app.prefix + '.drawbridge/'].some((p) => landing.startsWith(p))) return root;
+  if ([...OWNED_ON_EVERY_HOST, app.prefix + '.drawbridge/'].some((p) => routed.path.startsWith(p))) return root;
   return url.href;
 }

@@ -74,11 +74,12 @@ export function installIdentity(edges: { http: Edge; https: Edge }, log: Logger)
   for (const edge of [edges.http, edges.https]) {
     edge.internal.set(CALLBACK_PATH, callbackHandler(log));
     edge.internal.set(SIGN_IN_PATH, signInHandler);
-    edge.internal.set(SIGN_OUT_PATH, signOutHandler(log));
+    const signOut = signOutHandler(log);
+    edge.internal.set(SIGN_OUT_PATH, signOut);
     edge.internal.set(SIGNED_OUT_PATH, signedOutHandler);
     edge.internal.set(ME_PATH, meHandler);
     // an app under a path prefix gets its session cookie only there (Path=<prefix>)
-    edge.internalUnderPrefix.set(SIGN_OUT_PATH, edge.internal.get(SIGN_OUT_PATH)!);
+    edge.internalUnderPrefix.set(SIGN_OUT_PATH, signOut);
     edge.internalUnderPrefix.set(ME_PATH, meHandler);
     edge.stepUpHandler = stepUpHandler(log);
   }

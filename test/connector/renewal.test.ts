@@ -16,9 +16,16 @@ describe('connector certificate renewal', function () {
   let gw: TestGateway;
   let c: ConnectorProcess;
 
+  /** the hub's config with a one-minute certificate lifetime, these connectors revoked */
+  const shortLived = (revoked: string[] = []) => gatewayYaml(backend, '', '', revoked).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n');
+  const reconfigure = async (revoked: string[]) => {
+    writeFileSync(gw.configFile, shortLived(revoked));
+    await gw.server.reload('test');
+  };
+
   before(async () => {
     backend = await startEchoBackend();
-    gw = await startHubGateway(gatewayYaml(backend).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
+    gw = await startHubGateway(shortLived());
   });
   after(async () => {
     if (c) await killConnector(c);
@@ -61,15 +68,11 @@ describe('connector certificate renewal', function () {
     const cert = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
     const notAfter = Date.parse(cert.validTo);
     const renewalAt = notAfter - (notAfter - Date.parse(cert.validFrom) - 60_000) / 3;
-    const revoke = async (ids: string[]) => {
-      writeFileSync(gw.configFile, gatewayYaml(backend, '', '', ids).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
-      await gw.server.reload('test');
-    };
     // revoked from just before the renewal is due until just after: the first try is refused
     await new Promise((r) => setTimeout(r, renewalAt - Date.now() - 2000));
-    await revoke([idOf(cert)]);
+    await reconfigure([idOf(cert)]);
     await eventually(() => c.logs().some((l) => l.msg === 'certificate renewal failed; retrying'), 8000, 100);
-    await revoke([]);
+    await reconfigure([]);
     // the next try comes within a tenth of what is left (a fixed minute came after the expiry)
     await eventually(() => c.logs().some((l) => l.msg === 'certificate renewed'), notAfter - Date.now(), 200);
     assert.ok(Date.now() < notAfter, 'renewed before the certificate ran out');
@@ -99,15 +102,13 @@ describe('connector certificate renewal', function () {
       held = () => req.end(body);
     });
     await new Promise((r) => setTimeout(r, 200));
-    writeFileSync(gw.configFile, gatewayYaml(backend, '', '', [id]).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
-    await gw.server.reload('test');
+    await reconfigure([id]);
     held();
     const r = await answered;
     assert.equal(r.status, 403);
     assert.equal(r.body.error, 'ERR_REVOKED');
     assert.ok(!gw.logs.some((l) => l.msg === 'connector certificate renewed' && l.connector === id));
-    writeFileSync(gw.configFile, gatewayYaml(backend).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'));
-    await gw.server.reload('test');
+    await reconfigure([]);
   });
 
   it('a renewal over a connection kept alive past the certificate\'s expiry is refused (403 ERR_CERT_EXPIRED), not turned into a fresh certificate', async () => {
