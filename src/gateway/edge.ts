@@ -263,6 +263,7 @@ export class Edge {
       const gen = this.holder.current;
       if (!gen) return;
       this.sweepLongResponses(gen);
+      await this.recheckLongResponses(gen);
       for (const [socket, tag] of this.upgraded) {
         // a removed app or changed rules are closeStaleUpgrades' work; without the app there is nothing to check against
         const app = tag && gen.apps.get(tag.app);
@@ -311,6 +312,24 @@ export class Edge {
       if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app)) this.cutResponse(o, STALE_ACCESS);
       else if (expiresAt !== undefined && expiresAt * 1000 <= now) this.cutResponse(o, `its ${o.ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
       else if (signedOut(live, o.ctx)) this.cutResponse(o, SIGNED_OUT);
+    }
+  }
+
+  /**
+   * A response that has run for a re-check interval meets its app's access stages again, as an
+   * open WebSocket does: an SSE stream opened inside a time window or a sign-in frequency would
+   * otherwise run on after the rule stopped holding, for as long as the app keeps it open.
+   */
+  private async recheckLongResponses(live: Generation): Promise<void> {
+    const before = Date.now() - this.recheckMs;
+    const long = [...this.answering.values()].filter((o) => o?.res && o.ctx && o.ctx.startedAt <= before && !o.res.destroyed) as Outcome[];
+    for (const o of long) {
+      const app = live.apps.get(o.ctx!.app.name);
+      if (!app) continue; // a removed app is sweepLongResponses' work
+      const why = await refusalOf(app, o.ctx!);
+      if (!why || o.res!.destroyed) continue;
+      // (its own log line and audit record, written when it closes, carry the reason)
+      this.cutResponse(o, `its access rules no longer allow it (${why})`);
     }
   }
 

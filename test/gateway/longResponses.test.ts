@@ -41,7 +41,16 @@ describe('edge: long-lived responses are held to the rules of open WebSockets', 
     s = await startStack({
       accessTokenTtlSec: 3,
       watch: false,
+      extraYaml: `policies:
+  fresh-sign-in:
+    when: { apps: [FreshFeed] }
+    session: { signInFrequency: 2s }`,
       apps: (b) => `${defaultApps(b)}
+  - name: FreshFeed
+    externalUrl: http://freshfeed.localhost/
+    internalUrl: ${sse.url}/
+    preAuth: oidc
+    conditionalAccess: [fresh-sign-in]
   - name: Feed
     externalUrl: http://feed.localhost/
     internalUrl: ${sse.url}/
@@ -49,7 +58,7 @@ describe('edge: long-lived responses are held to the rules of open WebSockets', 
     audience: api://web
 ${passthroughFeed(sse.url)}`,
     });
-    s.idp.allowRedirectUri(`${s.origin('feed')}/.drawbridge/callback`);
+    for (const h of ['feed', 'freshfeed']) s.idp.allowRedirectUri(`${s.origin(h)}/.drawbridge/callback`);
   });
   after(async () => {
     if (saved === undefined) delete process.env.DRAWBRIDGE_WS_RECHECK_MS;
@@ -94,6 +103,26 @@ ${passthroughFeed(sse.url)}`,
     await sleep(500);
     assert.ok(staying.feed.events() > seen, 'the other session stream stopped too');
     assert.ok(s.gw.logs.some((l) => l.msg === 'response cut: its session was signed out' && l.user === 'bob'));
+  });
+
+  it('a stream whose sign-in grows older than signInFrequency is cut, as a WebSocket is; one on an app without the rule runs on', async () => {
+    const open = async (app: string) => {
+      const b = new Browser();
+      const { res } = await b.browse(`${s.origin(app)}/`, { user: 'bob', password: 'bob-pw' });
+      assert.equal(res.status, 200, res.body);
+      return stream(app, { cookie: b.cookieHeader(new URL(s.origin(app)).host) });
+    };
+    const t0 = Date.now();
+    const fresh = await open('freshfeed');
+    const steady = await open('feed');
+    // auth_time has a resolution of one second; a re-check interval and its own sweep on top
+    const at = await within(fresh.ended, 8000, 'the stream past its sign-in frequency');
+    assert.ok(at - t0 >= 1000, `cut after ${at - t0} ms`);
+    assert.ok(fresh.events() > 5);
+    assert.ok(s.gw.logs.some((l) => /^response cut: its access rules no longer allow it \(.*sign-in/i.test(String(l.msg)) && l.app === 'FreshFeed' && l.user === 'bob'));
+    const seen = steady.events();
+    await sleep(700);
+    assert.ok(steady.events() > seen, 'the stream of the app without the rule stopped too');
   });
 
   it('a stream opened with a bearer token is cut when the token expires', async () => {
