@@ -35,9 +35,12 @@ import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
  * (stall.ts bounds silences instead). A request without Host is the edge's to refuse, with
  * its page and a correlation id, not Node's bare 400 that no log line records. Node checks the
  * headers timeout only every connectionsCheckingInterval (30 s by default): a request head that
- * never came was cut after 75-90 s, not 60.
+ * never came was cut after 75-90 s, not 60. TCP keep-alive probes after a minute of silence:
+ * a WebSocket or event stream whose client vanished without a FIN (a closed laptop, a NAT that
+ * dropped the flow) fails nothing while both ends are quiet, and held its app connection and
+ * connector stream for good; the kernel now finds the dead peer and the socket closes.
  */
-const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000 } as const;
+const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000 } as const;
 
 /**
  * Header lines a request to a public listener may have. Node keeps only the first
