@@ -23,6 +23,7 @@ import { CORRELATION_HEADER, upstreamRequestHeaders, type AppCookieGuard } from 
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
+import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, closeWebSocket } from './webSocketClose.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
 import { loggedTarget } from '../observability/loggedTarget.js';
@@ -248,7 +249,7 @@ export class Edge {
 
   /** Cuts every upgraded connection (shutdown). */
   closeUpgraded(): void {
-    for (const s of this.upgraded.keys()) s.destroy();
+    for (const s of this.upgraded.keys()) closeWebSocket(s, CLOSE_GOING_AWAY, 'the gateway is stopping');
     this.upgraded.clear();
     this.answering.clear();
     clearInterval(this.recheckTimer);
@@ -345,7 +346,7 @@ export class Edge {
 
   private closeWebSocket(socket: Duplex, tag: UpgradeTag, why: string, reasons?: string[]): void {
     this.log.info({ correlationId: tag.ctx.id, app: tag.app, user: tag.ctx.identity?.user, reasons }, `WebSocket closed: ${why}`);
-    socket.destroy();
+    closeWebSocket(socket, CLOSE_POLICY_VIOLATION, why.replace(/^its /, ''));
   }
 
   /**

@@ -16,6 +16,7 @@ import { appResponseValue, CORRELATION_HEADER, downstreamResponseHeaders, type A
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
+import { relayWebSocket } from './webSocketClose.js';
 
 export interface ForwardRequest {
   readonly req: IncomingMessage;
@@ -376,14 +377,8 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
-    if (upHead.length) socket.write(upHead);
     for (const chunk of early) upSocket.write(chunk);
-    upSocket.on('error', () => socket.destroy());
-    socket.on('error', () => upSocket.destroy());
-    upSocket.on('close', () => socket.destroy());
-    socket.on('close', () => upSocket.destroy());
-    upSocket.pipe(socket);
-    socket.pipe(upSocket);
+    relayWebSocket(socket, upSocket, upHead);
     done();
   });
   upReq.end();

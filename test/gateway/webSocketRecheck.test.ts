@@ -44,6 +44,9 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     await s?.stop();
   });
 
+  /** the close frame each app's WebSocket got */
+  const closeOf: Record<string, { code: number; reason: string }> = {};
+
   async function openAs(app: string): Promise<{ ws: WebSocket; closedAt: Promise<number> }> {
     const b = new Browser();
     const { res } = await b.browse(`${s.origin(app)}/`, { user: 'bob', password: 'bob-pw' });
@@ -52,7 +55,7 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     const cookie = b.cookieHeader(host);
     const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie } });
     await new Promise((r, j) => (ws.once('open', r), ws.once('unexpected-response', (_q, rs) => j(new Error(`refused ${rs.statusCode}`)))));
-    return { ws, closedAt: new Promise((r) => ws.once('close', () => r(Date.now()))) };
+    return { ws, closedAt: new Promise((r) => ws.once('close', (code, reason) => ((closeOf[app] = { code, reason: String(reason) }), r(Date.now())))) };
   }
 
   it('a WebSocket whose sign-in grows older than signInFrequency is closed; one on an app without the rule stays', async () => {
@@ -62,6 +65,8 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     const closed = await fresh.closedAt;
     // auth_time has a resolution of one second; one re-check interval on top
     assert.ok(closed - t0 >= 1000 && closed - t0 < 8000, `closed after ${closed - t0} ms`);
+    // a close frame the page can act on (sign in again), not a dropped connection (1006)
+    assert.deepEqual(closeOf.fresh, { code: 1008, reason: 'access rules no longer allow it' });
     assert.ok(s.gw.logs.some((l) => l.msg === 'WebSocket closed: its access rules no longer allow it' && l.app === 'Fresh' && /signInFrequency|sign-in/i.test(JSON.stringify(l.reasons))));
     const deniedNow = () =>
       readFileSync(join(s.gw.dir, 'state', 'audit', 'audit.log'), 'utf8')
