@@ -141,6 +141,8 @@ export class AuditLog {
   /** lines not yet handed to the stream: one write per event-loop turn, not one syscall per request */
   private pending: string[] = [];
   private flushScheduled = false;
+  /** a failed rotation is tried again from this time on */
+  private rotateRetryAt = 0;
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
     this.file = join(dir, 'audit.log');
@@ -172,7 +174,7 @@ export class AuditLog {
     if (!this.stream) return rec;
     const line = JSON.stringify(rec) + '\n';
     const bytes = Buffer.byteLength(line);
-    if (this.size > 0 && this.size + bytes > this.maxBytes) this.rotate();
+    if (this.size > 0 && this.size + bytes > this.maxBytes && Date.now() >= this.rotateRetryAt) this.rotate();
     this.size += bytes;
     this.pending.push(line);
     if (!this.flushScheduled) {
@@ -243,14 +245,37 @@ export class AuditLog {
     this.opts.logger?.error({ err, file: this.file, lost: outage.lost }, 'audit log cannot be written: requests are still served, their audit records are lost');
   }
 
-  /** audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file. */
+  /**
+   * audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file.
+   * A rotation that fails (a folder turned read-only, a name taken by a directory) loses nothing: the
+   * live stream stays open and takes the records past the size limit, the failure is logged at most
+   * once a minute, and the rotation is tried again then. It used to end the stream first and throw,
+   * so every later record was dropped, uncounted, while the metrics said the trail was written.
+   */
   private rotate(): void {
     this.flush();
-    this.stream!.end();
-    rmSync(`${this.file}.${this.keep}`, { force: true });
-    for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
-    renameSync(this.file, `${this.file}.1`);
-    this.open();
+    const live = this.stream!;
+    try {
+      rmSync(`${this.file}.${this.keep}`, { force: true });
+      for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
+      renameSync(this.file, `${this.file}.1`);
+    } catch (err) {
+      return this.rotateFailed(err as Error);
+    }
+    try {
+      this.open();
+    } catch (err) {
+      // the live descriptor follows its file to audit.log.1, and the records with it
+      this.stream = live;
+      return this.rotateFailed(err as Error);
+    }
+    live.end();
+    this.rotateRetryAt = 0;
+  }
+
+  private rotateFailed(err: Error): void {
+    this.rotateRetryAt = Date.now() + LOG_EVERY_MS;
+    this.opts.logger?.error({ err, file: this.file, bytes: this.size }, 'audit log cannot be rotated: records are still written, past the size limit; rotation is tried again in a minute');
   }
 
   close(): Promise<void> {

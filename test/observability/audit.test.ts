@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import pino from 'pino';
 import { join } from 'node:path';
 import { AuditLog, auditRecordOf } from '../../src/observability/audit.js';
@@ -85,5 +85,37 @@ describe('audit log: one JSON line per decision, rotated by size, no secrets', (
     assert.equal(await value('drawbridge_audit_log_writable'), 1);
     const back = logs.find((l) => /written again/.test(String(l.msg)));
     assert.equal(back?.lost, 3);
+  });
+});
+
+describe('audit log: a rotation that fails', () => {
+  it('loses no record: they go on into the live file past the limit, the failure is logged once, and the next try rotates', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'audit.log');
+    // the oldest kept name taken by a directory with something in it: the rotation cannot drop it
+    mkdirSync(`${file}.2/x`, { recursive: true });
+    const metrics = new Metrics({ defaultMetrics: false });
+    const logs: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
+    const log = new AuditLog(dir, { maxBytes: 2048, keep: 2, metrics, logger });
+    const decide = (i: number) => log.record({ correlationId: `id-${i}`, app: 'A', decision: 'allow', status: 200, reasons: ['x'.repeat(50)] });
+    for (let i = 0; i < 40; i++) decide(i);
+    await sleep(50);
+    assert.deepEqual(lines(file).map((r) => r.correlationId), [...Array(40).keys()].map((i) => `id-${i}`), 'every record, in the live file');
+    assert.ok(statSync(file).size > 2048);
+    const errors = logs.filter((l) => l.level === 50);
+    assert.equal(errors.length, 1, 'logged once, not once per record');
+    assert.match(String(errors[0]!.msg), /audit log cannot be rotated/);
+    const value = async (name: string) => Number(/ (\d+)$/m.exec(await metrics.registry.getSingleMetricAsString(name))![1]);
+    assert.equal(await value('drawbridge_audit_records_lost_total'), 0);
+    assert.equal(await value('drawbridge_audit_log_writable'), 1);
+
+    // the obstacle gone, the next try (a minute later) rotates
+    rmSync(`${file}.2`, { recursive: true });
+    (log as unknown as { rotateRetryAt: number }).rotateRetryAt = 0;
+    decide(40);
+    await log.close();
+    assert.deepEqual(lines(file).map((r) => r.correlationId), ['id-40']);
+    assert.equal(lines(`${file}.1`).length, 40);
   });
 });
