@@ -39,7 +39,10 @@ export function encodeHeaderValue(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
   const parts = (Array.isArray(v) ? v : [v]).filter((x) => x !== undefined && x !== null).map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x)));
   if (Array.isArray(v) && parts.length === 0) return '';
-  const plain = parts.every((p) => /^[\x20-\x7e]*$/.test(p) && !p.includes(',') && !p.includes('%'));
+  // HTTP drops the spaces at either end of a field value, and an app splitting a list on ',' trims
+  // each element: sent plain, a user `root ` or a group ` admins` was read as `root` and `admins`
+  // (and an empty element could not be told from none). Those go out percent-encoded.
+  const plain = parts.every((p) => /^[\x20-\x7e]*$/.test(p) && !p.includes(',') && !p.includes('%') && p.trim() === p && (p !== '' || !Array.isArray(v)));
   // A value that already begins with the prefix, sent as it is, would be decoded by the app:
   // a user who names herself UTF-8''alice would be read as alice. RFC 8187 decoders take the
   // charset in any letter case, so the check does too.

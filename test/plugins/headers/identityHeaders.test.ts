@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { decodeHeaderValue, encodeHeaderValue } from '../../../src/plugins/headers/identityHeaders.js';
 import { Browser, USERS, startStack, type Stack } from '../../identity/support.js';
-import { request } from '../../support/harness.js';
+import { rawRequest, request } from '../../support/harness.js';
 
 /** Records what the app got, trailers included. */
 async function startTrailerBackend(): Promise<{ url: string; got: { headers: http.IncomingHttpHeaders; trailers: NodeJS.Dict<string> }[]; close(): Promise<void> }> {
@@ -187,5 +187,21 @@ describe('identity headers and the signed assertion, at a real backend', functio
     assert.equal(encodeHeaderValue("utf-8''x"), "UTF-8''utf-8%27%27x");
     assert.equal(encodeHeaderValue("UTF-8'"), "UTF-8'", 'only the whole prefix needs encoding');
     assert.equal(encodeHeaderValue(["a", "UTF-8''b"]), "a,UTF-8''b", 'a later element is never read as the prefix');
+  });
+
+  it('what an app reads through a real HTTP parser decodes to the values sent, spaces at the ends and empty elements included', async () => {
+    const server = http.createServer((req, res) => res.end(JSON.stringify(req.headers['x-v'] ?? null)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      for (const v of ['root ', ' root', 'alice', ['staff', ' admins'], ['a', ''], [''], [], ['admins\t'], 'ünï']) {
+        const encoded = encodeHeaderValue(v)!;
+        const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: x\r\nX-V: ${encoded}\r\nConnection: close\r\n\r\n`);
+        const read = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as string;
+        assert.deepEqual(decodeHeaderValue(read), [v].flat(), `${JSON.stringify(v)} sent as ${JSON.stringify(encoded)}, read as ${JSON.stringify(read)}`);
+      }
+    } finally {
+      server.close();
+    }
   });
 });
