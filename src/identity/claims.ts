@@ -50,10 +50,28 @@ export function appOnlySignal(claims: Readonly<Record<string, unknown>>): string
 export function identityFromClaims(claims: Record<string, unknown>, names: ClaimNames, via: 'session' | 'bearer'): Identity | undefined {
   const user = userFromClaims(claims, names);
   if (!user) return undefined;
-  const raw = claims[names.groups];
-  const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
+  const { groups, incomplete } = groupsFromClaims(claims, names.groups);
   const exp = typeof claims.exp === 'number' ? claims.exp : undefined;
-  return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: groupsOverage(claims, names.groups) || undefined, via, claims: Object.freeze({ ...claims }), ...(exp !== undefined ? { expiresAt: exp } : {}) });
+  return Object.freeze({ user, groups: Object.freeze(groups), groupsIncomplete: incomplete || undefined, via, claims: Object.freeze({ ...claims }), ...(exp !== undefined ? { expiresAt: exp } : {}) });
+}
+
+/**
+ * The user's groups as the rules compare them. Providers do not all send a list of strings: ADFS
+ * and single-valued mappers send one group as a string, some send numeric ids. Read as no
+ * groups, such a user passed every group block policy. A string is a list of one, a number its
+ * decimal form; any other shape (objects, booleans) cannot be compared, so the groups count as
+ * incomplete, as at an Entra overage: a group block applies and a group assignment refuses.
+ */
+export function groupsFromClaims(claims: Record<string, unknown>, groupsClaim: string): { groups: string[]; incomplete: boolean } {
+  const raw = claims[groupsClaim];
+  let incomplete = groupsOverage(claims, groupsClaim);
+  const groups: string[] = [];
+  for (const g of raw === undefined || raw === null ? [] : Array.isArray(raw) ? raw : [raw]) {
+    if (typeof g === 'string') groups.push(g);
+    else if (typeof g === 'number' && Number.isFinite(g)) groups.push(String(g));
+    else incomplete = true;
+  }
+  return { groups, incomplete };
 }
 
 /** requireMfa's test: `amr` contains `mfa`, or `acr` is one of `identity.mfaAcrValues`. */

@@ -4,6 +4,7 @@
  * verifiers per audience, and per-app cookie settings. Found again by the
  * gateway's own endpoints through the generation's config object.
  */
+import { createHash } from 'node:crypto';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
@@ -53,6 +54,8 @@ export class IdentityRuntime {
   readonly apps = new Map<string, AppIdentity>();
   /** groups that any rule in the config refers to, lower-cased: kept when a session must shrink */
   readonly referencedGroups: ReadonlySet<string>;
+  /** names a trimmed session's groups by the config they were trimmed for (session.ts) */
+  readonly referencedGroupsDigest: string;
   /**
    * The claims a browser session keeps: those the built-in rules read, and every claim the config
    * names (policy claim conditions, the compliant-device claim, identity headers), so a rule reads
@@ -90,6 +93,7 @@ export class IdentityRuntime {
     for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g.toLowerCase());
     for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g.toLowerCase());
     this.referencedGroups = groups;
+    this.referencedGroupsDigest = createHash('sha256').update([...groups].sort().join('\n')).digest('base64url').slice(0, 16);
     this.sessionClaims = Object.freeze([...new Set([...POLICY_CLAIMS, ...claimsReadBy(config)])]);
   }
 

@@ -6,9 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
-import { groupsOverage, userFromClaims } from './claims.js';
+import { groupsFromClaims, POLICY_CLAIMS, userFromClaims } from './claims.js';
 import type { Config } from '../config/load.js';
 import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
+
+/** claims every session keeps when the token has them, whatever the config reads */
+const ALWAYS_KEPT: ReadonlySet<string> = new Set(POLICY_CLAIMS);
 
 /** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
 export const MAX_COOKIE_BYTES = 4000;
@@ -25,6 +28,10 @@ interface SessionPayload {
   gi?: 1;
   /** groups cut down to the ones the config refers to, so the cookie fits */
   gf?: 1;
+  /** with gf: the digest of the groups the config referred to then (IdentityRuntime.referencedGroupsDigest) */
+  gh?: string;
+  /** the claim names the config read at sign-in beyond POLICY_CLAIMS (kept in c when the token had them) */
+  k?: string[];
   c: Record<string, unknown>;
   iat: number;
   exp: number;
@@ -54,12 +61,13 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const now = Math.floor(rt.now() / 1000);
   const user = userFromClaims(claims, rt.claimNames);
   if (!user) throw new Error('the ID token names no user');
-  const raw = claims[rt.claimNames.groups];
-  const groups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : [];
+  const { groups, incomplete } = groupsFromClaims(claims, rt.claimNames.groups);
   const kept: Record<string, unknown> = {};
   for (const k of rt.sessionClaims) if (claims[k] !== undefined) kept[k] = claims[k];
   const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
-  if (groupsOverage(claims, rt.claimNames.groups)) payload.gi = 1;
+  const keptBeyond = rt.sessionClaims.filter((k) => !ALWAYS_KEPT.has(k));
+  if (keptBeyond.length) payload.k = keptBeyond;
+  if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
   const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: app.lifetimeSec } : {}) };
   let value = await rt.sessions.seal(payload);
@@ -68,6 +76,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
     // Keep the groups the rules look at; say so, so no group rule is fooled by the cut.
     payload.g = groups.filter((g) => rt.referencedGroups.has(g.toLowerCase()));
     payload.gf = 1;
+    payload.gh = rt.referencedGroupsDigest;
     value = await rt.sessions.seal(payload);
     header = serializeCookie(name, value, cookieAttrs);
     if (header.length > MAX_COOKIE_BYTES) {
@@ -98,7 +107,7 @@ function toIdentity(p: SessionPayload): Identity {
  * what a sibling subdomain or a plain-http response can plant, and it would win (browsers send
  * it first when its path is longer).
  */
-export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined): Promise<{ identity?: Identity; present: boolean; exp?: number }> {
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; stale?: string }> {
   const binding = bindingOf(app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
@@ -109,14 +118,33 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;
+    const stale = staleness(rt, p);
+    if (stale && !opts.evenIfStale) return { present, stale };
     return { identity: toIdentity(p), present, exp: p.exp };
   }
   return { present };
 }
 
+/**
+ * Why a session built under an earlier config cannot be judged by the live one, if it cannot. A
+ * session keeps only the claims the config read at sign-in, and a user with too many groups only
+ * the groups it named: after a reload that adds a block on another claim or group, such a session
+ * had nothing for the new rule to match, and its user kept access until it expired. The browser
+ * signs in again instead (silently while the provider's own session lasts), and the new session
+ * keeps what the live rules read.
+ */
+function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
+  const kept = new Set(Array.isArray(p.k) ? p.k : []);
+  const missing = rt.sessionClaims.filter((k) => !ALWAYS_KEPT.has(k) && !kept.has(k));
+  if (missing.length) return `the session was built before the config read the claim ${missing.join(', ')}`;
+  if (p.gf && p.gh !== rt.referencedGroupsDigest) return 'the session keeps only the groups an earlier config named';
+  return undefined;
+}
+
 /** Revokes the session this request carries for the app, if any; returns its user. Throws if stateDir cannot be written. */
 export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined): Promise<string | undefined> {
-  const { identity, exp } = await readSession(rt, app, host, protocol, cookieHeader);
+  // (one built under an earlier config is revoked too: a reload back would make it valid again)
+  const { identity, exp } = await readSession(rt, app, host, protocol, cookieHeader, { evenIfStale: true });
   // readSession only accepts sessions with an id
   if (!identity?.sessionId) return undefined;
   rt.revocations.revoke(identity.sessionId, exp!, Math.floor(rt.now() / 1000));

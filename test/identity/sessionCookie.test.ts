@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { CookieSealer } from '../../src/identity/sessionCookie.js';
 import { cookieFor } from '../../src/identity/session.js';
 import { Browser, defaultApps, gatewayYaml, SECRET_A, SECRET_B, startStack, USERS, type Stack } from './support.js';
@@ -169,6 +169,21 @@ describe('identity: session cookies', function () {
         const flow = await b.browse(`${s.origin('web')}/`, { user: user!, password: password! });
         assert.equal(flow.res.status, 403, `${user}: ${flow.res.body.slice(0, 200)}`);
       }
+    });
+
+    it('a trimmed session meets a group rule a reload adds later: the browser signs in again and the new session keeps that group', async () => {
+      const b = new Browser();
+      assert.equal((await b.browse(`${s.origin('finance')}/`, { user: 'dave', password: 'dave-pw' })).res.status, 200);
+      const yaml = readFileSync(s.gw.configFile, 'utf8');
+      // a group of dave's that no rule named when his session was trimmed
+      writeFileSync(s.gw.configFile, yaml.replace('policies:\n', `policies:\n  block-new:\n    when: { groups: [${many[123]}], apps: [Finance] }\n    grant: block\n`));
+      assert.equal(await s.gw.server.reload(), 'success');
+      const after = await b.browse(`${s.origin('finance')}/`);
+      assert.equal(after.res.status, 403, after.hops.join('\n'));
+      assert.ok(after.hops.some((h) => h.startsWith(s.idp.issuer)), 'signed in again at the provider');
+      assert.ok(s.gw.logs.some((l) => /the session keeps only the groups an earlier config named/.test(JSON.stringify(l.reasons ?? ''))));
+      writeFileSync(s.gw.configFile, yaml);
+      assert.equal(await s.gw.server.reload(), 'success');
     });
 
     it('a session too large because of its claims says so, not that there are too many groups', async () => {

@@ -76,7 +76,7 @@ class OidcStage implements Stage {
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
       const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(requestedTarget(ctx), { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
-      return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
+      return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.stale ? `${s.stale}: sign in again` : s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
       return this.providerDown(e);
     }
