@@ -31,9 +31,11 @@ export interface RequirementOptions {
   /** the claim that says a device is compliant, and the value it must have */
   readonly compliantDeviceClaim: string;
   readonly compliantDeviceValue: string | number | boolean;
+  /** identity.clockTolerance in seconds: how far ahead of this clock an auth_time may be */
+  readonly clockToleranceS?: number;
 }
 
-export const DEFAULT_REQUIREMENTS: RequirementOptions = Object.freeze({ mfaAcrValues: ['mfa'], compliantDeviceClaim: 'device_compliant', compliantDeviceValue: true });
+export const DEFAULT_REQUIREMENTS: RequirementOptions = Object.freeze({ mfaAcrValues: ['mfa'], compliantDeviceClaim: 'device_compliant', compliantDeviceValue: true, clockToleranceS: 60 });
 
 export type DecisionKind = 'allow' | 'deny' | 'step-up';
 
@@ -239,6 +241,9 @@ export class PolicySet {
     // No auth_time: the sign-in's age is unknown, so it is not fresh enough.
     if (typeof at !== 'number' || !Number.isFinite(at)) return { ok: false, detail: 'no auth_time' };
     const age = Math.floor(now / 1000 - at);
+    // A sign-in later than now is no evidence of a recent one: an age below zero met every
+    // frequency, so a token dated ahead (or a provider's clock running fast) stretched them all.
+    if (-age > (this.req.clockToleranceS ?? 60)) return { ok: false, detail: 'auth_time in the future' };
     return { ok: age <= maxAgeS, detail: `signed in ${formatSeconds(Math.max(0, age))} ago` };
   }
 }

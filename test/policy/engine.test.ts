@@ -95,6 +95,8 @@ describe('policy engine: grants, session control and how they combine', () => {
     { desc: 'signInFrequency met', policies: { f: { session: { signInFrequency: '1h' } } }, input: {}, decision: 'allow' },
     { desc: 'signInFrequency exceeded: step-up with max_age', policies: { f: { session: { signInFrequency: '5m' } } }, input: {}, decision: 'step-up', status: 401, maxAge: 300 },
     { desc: 'signInFrequency without auth_time: step-up', policies: { f: { session: { signInFrequency: '1h' } } }, input: { identity: alice({}, { auth_time: undefined }) }, decision: 'step-up', maxAge: 3600 },
+    { desc: 'signInFrequency with an auth_time ten years ahead: step-up, not fresh forever', policies: { f: { session: { signInFrequency: '1h' } } }, input: { identity: alice({}, { auth_time: NOW_S + 10 * 365 * 86400 }) }, decision: 'step-up', maxAge: 3600 },
+    { desc: 'signInFrequency with an auth_time within the clock tolerance ahead: met (clocks differ)', policies: { f: { session: { signInFrequency: '1h' } } }, input: { identity: alice({}, { auth_time: NOW_S + 30 }) }, decision: 'allow' },
     { desc: 'requirements add up: mfa and freshness in one step-up, shortest frequency wins', policies: { m: mfaOutside, f1: { session: { signInFrequency: '1h' } }, f2: { session: { signInFrequency: '5m' } } }, input: {}, decision: 'step-up', acr: 'mfa', maxAge: 300 },
     { desc: 'requirements add up: mfa met but device unmet denies', policies: { m: mfaOutside, d: { grant: 'requireCompliantDevice' } }, input: { identity: alice({}, { amr: ['mfa'] }) }, decision: 'deny', status: 403 },
     { desc: 'block wins over a step-up', policies: { m: mfaOutside, b: { when: { methods: ['GET'] }, grant: 'block' } }, input: {}, decision: 'deny', status: 403 },

@@ -10,6 +10,7 @@
  * match, so a block still blocks, and a requirement (MFA, device, sign-in
  * frequency) that nobody signed in can meet denies with 403: fail closed.
  */
+import { parseDuration } from '../../config/duration.js';
 import type { Config } from '../../config/load.js';
 import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext } from '../../pipeline/stage.js';
@@ -38,6 +39,7 @@ export function requirementsOf(config: Pick<Config, 'identity'>): RequirementOpt
     mfaAcrValues: id?.mfaAcrValues?.length ? [...id.mfaAcrValues] : DEFAULT_REQUIREMENTS.mfaAcrValues,
     compliantDeviceClaim: id?.compliantDevice?.claim ?? DEFAULT_REQUIREMENTS.compliantDeviceClaim,
     compliantDeviceValue: id?.compliantDevice?.equals ?? DEFAULT_REQUIREMENTS.compliantDeviceValue,
+    clockToleranceS: Math.round((parseDuration(id?.clockTolerance ?? '60s') ?? 60_000) / 1000),
   };
 }
 
