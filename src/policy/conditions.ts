@@ -70,15 +70,26 @@ export function compileConditions(when: ConditionsSpec | undefined, locations: R
   }
   if (when.methods) {
     const want = new Set(when.methods.map((m) => m.toUpperCase()));
+    // Apps answer HEAD with their GET handler (RFC 9110 9.3.2), side effects and headers included.
+    if (want.has('GET')) want.add('HEAD');
     out.push({ name: 'methods', test: (i) => want.has(i.method.toUpperCase()), describe: (i) => `method ${i.method}` });
   }
   if (when.paths) {
-    const globs = when.paths.map((p) => new PathGlob(p));
+    // Matched without letter case and with or without a trailing slash: Express's default routing
+    // and IIS serve /REPORTS/export and /api/users/ from the handlers of /reports/export and
+    // /api/users, which a rule on the exact spelling missed. A policy only ever adds conditions
+    // to meet, so a wider match can refuse more, never let more in.
+    const globs = when.paths.map((p) => new PathGlob(p.toLowerCase()));
+    const hitOf = (path: string) => {
+      const lower = path.toLowerCase();
+      const other = lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : `${lower}/`;
+      return globs.find((g) => g.matches(lower) || g.matches(other));
+    };
     out.push({
       name: 'paths',
-      test: (i) => globs.some((g) => g.matches(i.path)),
+      test: (i) => hitOf(i.path) !== undefined,
       describe: (i) => {
-        const hit = globs.find((g) => g.matches(i.path));
+        const hit = hitOf(i.path);
         return hit ? `path ${i.path} matches ${hit.pattern}` : `path ${i.path} matches none of ${list(globs.map((g) => g.pattern))}`;
       },
     });

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { join } from 'node:path';
 import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../../support/harness.js';
 
@@ -158,5 +161,60 @@ describe('conditional access through a real gateway: client address, passthrough
       status = (await request(`${gw.url}/`, { headers: { host: 'office.test' } })).status;
     }
     assert.equal(status, 200);
+  });
+});
+
+/**
+ * Express, with its default routing, serves HEAD with the GET handler and ignores letter case and a
+ * trailing slash: a rule on the exact spelling and method let those requests reach the handler it
+ * blocks. A real Express app counts what its handlers ran.
+ */
+describe('conditional access: method and path rules cover what an Express app serves under them', () => {
+  let server: http.Server;
+  let gw: TestGateway;
+  const ran: string[] = [];
+  before(async () => {
+    const app = express();
+    app.get('/reports/export', (req, res) => void (ran.push(`${req.method} ${req.url}`), res.set('x-rows', '1234').send('rows')));
+    app.get('/api/users', (req, res) => void (ran.push(`${req.method} ${req.url}`), res.json(['alice'])));
+    server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    gw = await startGateway(`
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+policies:
+  no-reading:
+    when: { methods: [GET], paths: [/reports/**, /api/users] }
+    grant: block
+apps:
+  - name: Reports
+    externalUrl: http://reports.test/
+    internalUrl: http://127.0.0.1:${(server.address() as AddressInfo).port}/
+    preAuth: passthrough
+    conditionalAccess: [no-reading]
+`);
+  });
+  after(async () => {
+    await gw?.stop();
+    server?.close();
+  });
+
+  it('a GET rule refuses HEAD, and a path rule refuses other letter cases and a trailing slash, before the app runs anything', async () => {
+    for (const [method, path] of [
+      ['GET', '/reports/export'],
+      ['HEAD', '/reports/export'],
+      ['GET', '/REPORTS/export'],
+      ['GET', '/Reports/Export'],
+      ['GET', '/api/users/'],
+      ['HEAD', '/API/Users'],
+    ] as const) {
+      const res = await request(`${gw.url}${path}`, { method, headers: { host: 'reports.test' } });
+      assert.equal(res.status, 403, `${method} ${path}`);
+      assert.equal(res.headers['x-rows'], undefined);
+    }
+    assert.deepEqual(ran, []);
+    // what the rule does not name still reaches the app
+    assert.equal((await request(`${gw.url}/reports/export`, { method: 'POST', headers: { host: 'reports.test' } })).status, 404);
   });
 });
