@@ -288,7 +288,7 @@ export class Edge {
 
   /** After a reload: closes WebSockets, and long-lived responses, whose app was removed or whose access rules changed. */
   closeStaleUpgrades(next: Generation): void {
-    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint, STALE_ACCESS);
+    this.closeWebSocketsWhere((tag) => next.accessFingerprint(tag.app) !== tag.fingerprint || rerouted(next, tag.ctx), STALE_ACCESS);
     this.sweepLongResponses(next);
   }
 
@@ -310,7 +310,7 @@ export class Edge {
       if (!o?.res || !o.ctx || !o.gen || o.ctx.startedAt > before || o.res.destroyed) continue;
       const app = o.ctx.app.name;
       const expiresAt = o.ctx.identity?.expiresAt;
-      if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app)) this.cutResponse(o, STALE_ACCESS);
+      if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app) || rerouted(live, o.ctx)) this.cutResponse(o, STALE_ACCESS);
       else if (expiresAt !== undefined && expiresAt * 1000 <= now) this.cutResponse(o, `its ${o.ctx.identity?.via === 'bearer' ? 'token' : 'session'} expired`);
       else if (signedOut(live, o.ctx)) this.cutResponse(o, SIGNED_OUT);
     }
@@ -737,6 +737,15 @@ export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
 export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
 
 const STALE_ACCESS = 'its app or access rules changed in the config';
+
+/**
+ * A reload that publishes another app where a channel's path was (a new app on `/chat/` under the
+ * root app) hands that path to the new app's rules; the channel was let in under the old app's,
+ * whose own entry did not change.
+ */
+function rerouted(gen: Generation, ctx: RequestContext): boolean {
+  return gen.router.match(ctx.host, ctx.path)?.target.name !== ctx.app.name;
+}
 const SIGNED_OUT = 'its session was signed out';
 
 /** Whether the session that let this WebSocket in has been signed out since. */

@@ -194,6 +194,17 @@ ${appEntry(url)}  - name: Other
     assert.ok(Date.now() - t0 >= 900 && Date.now() - t0 < 3000, `dropped after ${Date.now() - t0} ms`);
   });
 
+  it('a reload that publishes another app on the WebSocket\'s path closes it: the path is under that app\'s rules now', async () => {
+    const { closed } = await open('/chat/ws');
+    await sleep(100);
+    const chat = `  - name: Chat\n    externalUrl: http://frames.test/chat/\n    internalUrl: ${app.url}/chat/\n    preAuth: passthrough\n    websockets: true\n`;
+    writeFileSync(gw.configFile, readFileSync(gw.configFile, 'utf8').replace('apps:\n', `apps:\n${chat}`));
+    assert.equal(await gw.server.reload(), 'success');
+    const got = await closed;
+    assert.equal(got.code, 1008);
+    assert.equal(got.reason, 'app or access rules changed in the config');
+  });
+
   it('a gateway that stops says 1001, going away', async () => {
     const { closed } = await open('/ws');
     await sleep(100);
