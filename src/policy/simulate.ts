@@ -17,6 +17,7 @@ import { normalizeTarget } from '../gateway/normalize.js';
 import { externalUrlOf, prefixOf } from '../gateway/router.js';
 import { REFUSED_METHODS } from '../gateway/edge.js';
 import { BearerError, NO_BEARER_TOKENS, checkIssuedToUser, checkScopes, refusalStatus } from '../identity/bearer.js';
+import { groupsFromClaims } from '../identity/claims.js';
 import { METHODS } from 'node:http';
 
 export interface WhatIfInput {
@@ -67,6 +68,9 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   if (!app) throw new WhatIfError(`no app named ${JSON.stringify(input.app)} (apps: ${config.apps.map((a) => a.name).join(', ')})`);
   const now = input.at === undefined ? Date.now() : Date.parse(input.at);
   if (!Number.isFinite(now)) throw new WhatIfError(`--at ${JSON.stringify(input.at)} is not an ISO-8601 time`);
+  // Without an offset JavaScript reads the time in this machine's zone: a test file passed on a
+  // laptop in Berlin and failed in CI on UTC.
+  if (input.at !== undefined && !/(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(input.at.trim())) throw new WhatIfError(`--at ${JSON.stringify(input.at)} has no UTC offset: add Z or one such as +01:00 (without it the time would be read in this machine's zone)`);
   const clientIp = input.ip ?? DEFAULT_CLIENT_IP;
   const ip = parseIp(clientIp);
   if (!ip) throw new WhatIfError(`--ip ${JSON.stringify(clientIp)} is not an IP address`);
@@ -92,12 +96,20 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   if ((app.preAuth ?? 'oidc') === 'oidc') {
     if (!input.user) throw new WhatIfError(`app ${app.name} signs users in: give --user (and --groups, --claims as needed)`);
     const claims: Record<string, unknown> = { ...(input.claims ?? {}) };
-    if (claims.auth_time === undefined) {
+    // A browser session always has the ID token's auth_time; access tokens mostly carry none, and the
+    // gateway counts a token without one as not fresh: a native client's sign-in time is simulated
+    // only when given.
+    if (claims.auth_time === undefined && (input.client !== 'native' || input.signedInAgo !== undefined)) {
       const ago = input.signedInAgo === undefined ? 0 : parseDuration(input.signedInAgo);
       if (ago === undefined) throw new WhatIfError(`signed-in-ago ${JSON.stringify(input.signedInAgo)} is not a duration`);
       claims.auth_time = Math.floor((now - ago) / 1000);
     }
-    identity = { user: input.user, groups: input.groups ?? [], via: input.client === 'native' ? 'bearer' : 'session', claims };
+    // groups as the gateway reads them from a token: --groups fills the groups claim, and an overage
+    // (hasgroups, _claim_names) or an unreadable shape in --claims makes them incomplete
+    const groupsClaim = config.identity?.claims?.groups ?? 'groups';
+    if (input.groups !== undefined && claims[groupsClaim] === undefined) claims[groupsClaim] = input.groups;
+    const { groups, incomplete } = groupsFromClaims(claims, groupsClaim);
+    identity = { user: input.user, groups, ...(incomplete ? { groupsIncomplete: true } : {}), via: input.client === 'native' ? 'bearer' : 'session', claims };
   }
 
   const result: WhatIfResult = { ...base, decision: 'allow' };

@@ -97,7 +97,7 @@ describe('what-if and test-policies through the real CLI', function () {
   });
 
   it('--json gives the full explanation; claims and native clients count', async () => {
-    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"],"scp":"payroll.read"}', '--client', 'native', '--json');
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '198.51.100.1', '--at', WED, '--claims', '{"amr":["pwd","mfa"],"scp":"payroll.read"}', '--client', 'native', '--signed-in-ago', '5m', '--json');
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const j = JSON.parse(r.stdout);
     assert.equal(j.decision, 'allow');
@@ -112,6 +112,23 @@ describe('what-if and test-policies through the real CLI', function () {
     );
   });
 
+  it('a native client\'s token carries no sign-in time unless given: under a sign-in frequency it is asked to sign in again, as the gateway asks', async () => {
+    const r = await whatIf('--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--claims', '{"scp":"payroll.read"}', '--client', 'native', '--json');
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.decision, 'step-up', r.stdout);
+    assert.equal(j.stepUp.maxAge, 3600);
+    assert.match(j.reasons.join(' '), /no auth_time/);
+  });
+
+  it('--at without a UTC offset is refused: it would be read in the zone of the machine running it', async () => {
+    const r = await whatIf('--app', 'Status', '--at', '2026-11-18T10:00:00');
+    assert.equal(r.code, 2, r.stderr + r.stdout);
+    assert.match(r.stderr, /has no UTC offset: add Z or one such as \+01:00/);
+    const withOffset = await whatIf('--app', 'Status', '--at', '2026-11-18T10:00:00Z');
+    assert.notEqual(withOffset.code, 2, withOffset.stderr);
+    assert.match(withOffset.stdout, /^What if /);
+  });
+
   it('TRACE on an app that signs users in is refused before sign-in, not labelled passthrough; on a passthrough app it still is', async () => {
     const oidc = await whatIf('--app', 'Payroll', '--user', 'bob', '--method', 'TRACE');
     assert.equal(oidc.code, 3, oidc.stderr + oidc.stdout);
@@ -123,7 +140,7 @@ describe('what-if and test-policies through the real CLI', function () {
   });
 
   it('native clients: a token is refused as the gateway refuses it (no audience 401, missing scope 403), and so is TRACE (405)', async () => {
-    const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native'];
+    const bob = ['--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED, '--client', 'native', '--signed-in-ago', '5m'];
     const trace = await whatIf('--app', 'Status', '--method', 'TRACE');
     assert.equal(trace.code, 3, trace.stderr + trace.stdout);
     assert.match(trace.stdout, /Decision: DENY \(405\)\n\s+the user sees: TRACE is not allowed\.\nRefused before any policy/);
@@ -135,7 +152,7 @@ describe('what-if and test-policies through the real CLI', function () {
     assert.equal(appOnly.code, 3, appOnly.stderr + appOnly.stdout);
     assert.match(appOnly.stdout, /Decision: DENY \(401\)\n\s+the user sees: The token was issued to an application, not to a user\./);
     assert.match(appOnly.stdout, /bearer token refused \(app_token\): .*\(app-only token: idtyp is app in --claims\)/);
-    assert.equal((await whatIf('--app', 'Payroll', ...bob.slice(0, -2), '--claims', '{"scp":"payroll.write"}')).code, 0, 'a browser session has no token scopes');
+    assert.equal((await whatIf('--app', 'Payroll', ...bob.filter((a) => a !== '--client' && a !== 'native'), '--claims', '{"scp":"payroll.write"}')).code, 0, 'a browser session has no token scopes');
     const file = join(dir, 'native.test.yaml');
     writeFileSync(file, `config: ./gateway.config.yaml
 cases:

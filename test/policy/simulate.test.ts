@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { loadConfigFile, type Config } from '../../src/config/load.js';
 import { WhatIfError, whatIf, type WhatIfResult } from '../../src/policy/simulate.js';
 import { request } from '../support/harness.js';
-import { defaultApps, startStack, userToken, type Stack } from '../identity/support.js';
+import { defaultApps, startStack, userToken, USERS, type Stack } from '../identity/support.js';
 
 /**
  * what-if against the gateway it simulates: the same config, a real token from the real
@@ -15,6 +15,8 @@ describe('what-if agrees with the running gateway', function () {
   let config: Config;
   before(async () => {
     s = await startStack({
+      // an Entra user in too many groups: the token says so instead of listing them
+      users: [...USERS, { username: 'olly', password: 'olly-pw', name: 'Olly', email: 'olly@example.test', groups: [], mfa: false, claims: { hasgroups: true, groups: undefined } }],
       // the default apps (Api requires a scope, Finance sets no audience), and one requiring a scope no token here has
       apps: (backend) => `${defaultApps(backend)}
   - name: Admin
@@ -53,6 +55,14 @@ describe('what-if agrees with the running gateway', function () {
       }
     });
   }
+
+  it('a group overage (hasgroups): the gateway refuses a group assignment, and what-if given the same claims says so', async () => {
+    const { Browser } = await import('../identity/support.js');
+    const flow = await new Browser().browse(`${s.origin('finance')}/`, { user: 'olly', password: 'olly-pw' });
+    assert.equal(flow.res.status, 403);
+    const r = await whatIf(config, { app: 'Finance', user: 'olly', groups: ['finance'], claims: { hasgroups: true } });
+    assert.deepEqual([r.decision, r.status], ['deny', 403], JSON.stringify(r.reasons));
+  });
 
   it('TRACE: the gateway answers 405 before any app; what-if says DENY (405) even for a sign-in app without --user', async () => {
     const res = await request(`${s.gw.url}/x`, { method: 'TRACE', headers: { host: 'web.localhost' } });
