@@ -302,12 +302,15 @@ export class EmbeddedIdp {
       },
       // Entra names scopes in `scp`; RFC 9068 says `scope`: send both.
       // A user's access token names the user and groups, as Entra's do, so assignment works for native clients too.
-      extraTokenClaims: async (_ctx: unknown, token: { scope?: string; resourceServer?: unknown; accountId?: string; amr?: string[]; acr?: string }) => {
+      // The sign-in's amr and acr too, as Entra's access tokens have them, so a native client that did MFA
+      // meets requireMfa: they are on the grant the token comes from (its code or refresh token), not on the token.
+      extraTokenClaims: async (ctx: { oidc?: { entities?: Record<string, { amr?: string[]; acr?: string } | undefined> } }, token: { scope?: string; resourceServer?: unknown; accountId?: string }) => {
         if (!token.resourceServer) return undefined;
         const user = token.accountId ? self.users.get(token.accountId) : undefined;
+        const grant = ctx.oidc?.entities?.AuthorizationCode ?? ctx.oidc?.entities?.RefreshToken;
         return {
           ...(token.scope ? { scp: token.scope } : {}),
-          ...(user ? { preferred_username: user.username, name: user.name, email: user.email, groups: user.groups, ...(token.amr ? { amr: token.amr } : {}), ...(token.acr ? { acr: token.acr } : {}), ...user.claims } : {}),
+          ...(user ? { preferred_username: user.username, name: user.name, email: user.email, groups: user.groups, ...(grant?.amr ? { amr: grant.amr } : {}), ...(grant?.acr ? { acr: grant.acr } : {}), ...user.claims } : {}),
         };
       },
       ttl: { AccessToken: ttl, ClientCredentials: ttl, IdToken: 3600, Interaction: 600, Session: 86400, Grant: 86400, AuthorizationCode: 60 },

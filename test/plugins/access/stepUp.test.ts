@@ -65,6 +65,16 @@ policies:
     assert.ok(!JSON.stringify(audit()).includes(token.split('.')[2]!), 'the token is never in the audit log');
   });
 
+  it('a bearer client whose sign-in did MFA meets requireMfa: the token carries the sign-in\'s amr, and the app is reached', async () => {
+    const token = await userToken(s, 'alice', 'alice-pw', 'api://secret', 'user_impersonation');
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    assert.ok(Array.isArray(claims.amr) && claims.amr.includes('mfa'), JSON.stringify(claims));
+    const before = s.backend.received.length;
+    const res = await request(`http://127.0.0.1:${s.gw.port}/data`, { headers: { host: new URL(s.origin('api')).host, authorization: `Bearer ${token}`, accept: 'application/json' } });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(s.backend.received.length, before + 1);
+  });
+
   it('a browser without MFA is sent back to the provider with acr_values=mfa, does MFA, and lands where it was', async () => {
     const b = new Browser();
     const before = s.backend.received.length;
