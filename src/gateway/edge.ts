@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
 import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/generation.js';
-import { isPendingDecision, type Decision, type RequestContext, type Stage, type StepUp } from '../pipeline/stage.js';
+import { isPendingDecision, type Decision, type Identity, type RequestContext, type Stage, type StepUp } from '../pipeline/stage.js';
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
@@ -19,7 +19,7 @@ import { sessionSignedOut } from '../identity/session.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
-import { CORRELATION_HEADER, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
+import { CORRELATION_HEADER, HOP_BY_HOP, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
@@ -78,6 +78,8 @@ interface Outcome {
   accessFingerprint?: string;
   /** a WebSocket that went through: the app's 101 went to the client on the socket, not through res */
   switched?: boolean;
+  /** the identity the preauth stage set: no later stage may put another in ctx */
+  identity?: Identity;
   /** what a gateway-owned endpoint recorded (sign-in, sign-out) */
   owned?: OwnedEvent[];
   /** a request routed to an app: what a response still running is held to (long-lived responses) */
@@ -515,7 +517,7 @@ export class Edge {
         };
         d.then(
           (resolved) => {
-            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage.name)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
+            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
           },
           (e) => {
             if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
@@ -523,7 +525,7 @@ export class Edge {
         );
         return;
       }
-      if (!this.applyChecked(req, res, ctx, d as Decision, outcome, stage.name)) return;
+      if (!this.applyChecked(req, res, ctx, d as Decision, outcome, stage)) return;
     }
     try {
       if (then) return then();
@@ -535,16 +537,19 @@ export class Edge {
   }
 
   /** A malformed decision, or one the response machinery refuses, fails this request, never the process. */
-  private applyChecked(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, d: Decision, outcome: Outcome, stage: string): boolean {
-    const problem = decisionProblem(d);
+  private applyChecked(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, d: Decision, outcome: Outcome, stage: Stage): boolean {
+    // Who the request is was settled by the preauth stage, and access was checked for that
+    // identity: a later stage that returned or assigned another one had the identity headers,
+    // the signed assertion and the audit trail name a user the rules never saw.
+    const problem = decisionProblem(d) ?? (d.kind === 'continue' && d.identity && stage.kind !== 'preauth' ? `only a preauth stage may set the identity (this is a ${stage.kind} stage)` : undefined) ?? (ctx.identity !== outcome.identity ? 'the stage replaced ctx.identity, which only a preauth decision sets' : undefined);
     if (problem) {
-      this.fail(req, res, ctx.id, outcome, new InvalidDecisionError(problem), stage);
+      this.fail(req, res, ctx.id, outcome, new InvalidDecisionError(problem), stage.name);
       return false;
     }
     try {
       return this.apply(req, res, ctx, d, outcome);
     } catch (e) {
-      this.fail(req, res, ctx.id, outcome, e, stage);
+      this.fail(req, res, ctx.id, outcome, e, stage.name);
       return false;
     }
   }
@@ -562,6 +567,7 @@ export class Edge {
       case 'continue':
         if (d.identity) {
           ctx.identity = d.identity;
+          outcome.identity = d.identity;
           outcome.user = d.identity.user;
         }
         // Reasons of passing stages (e.g. the policies that applied) go to the log and the audit trail.
@@ -603,6 +609,14 @@ export class Edge {
   private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
     const upstreamPath = internalTarget(app, ctx.path, ctx.pathParams, ctx.search);
     const headers = ctx.upstreamHeaders;
+    // Framing and connection headers are the client's request's, whatever a stage wrote into
+    // ctx.upstreamHeaders itself (decisions that set them are refused): behind a connector they
+    // were sent as given, and a Content-Length shorter than the body smuggled a second request.
+    for (const name in headers) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'content-length' || lower === 'host') delete headers[name];
+    }
+    if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
     let stalled = false;

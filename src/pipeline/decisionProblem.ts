@@ -7,6 +7,7 @@
  * down or leave the client without an answer.
  */
 import { validateHeaderName, validateHeaderValue } from 'node:http';
+import { HOP_BY_HOP } from '../gateway/headers.js';
 import { CONTINUE } from './stage.js';
 
 const KINDS = new Set(['continue', 'deny', 'redirect', 'respond']);
@@ -46,6 +47,31 @@ function checkValue(name: string, v: unknown): void {
   validateHeaderValue(name, v);
 }
 
+/**
+ * Request headers only the gateway sets: how the body is framed, how the connection behaves, where
+ * it goes. A stage's Content-Length reached an app behind a connector as given, and the rest of the
+ * client's body was read there as a second request no stage had checked.
+ */
+const GATEWAY_OWNED = new Set([...HOP_BY_HOP, 'content-length', 'expect', 'host']);
+
+function gatewayOwnedProblem(headers: unknown): string | undefined {
+  if (!headers || typeof headers !== 'object') return undefined;
+  for (const name in headers) if (GATEWAY_OWNED.has(name.toLowerCase())) return `setHeaders: ${name} is the gateway's to set (message framing, connection or routing), not a stage's`;
+  return undefined;
+}
+
+/** An identity the headers, the assertion and the audit trail will name: it must be one they can. */
+function identityProblem(id: unknown): string | undefined {
+  if (id === undefined) return undefined;
+  if (id === null || typeof id !== 'object') return 'identity must be an object';
+  const i = id as Record<string, unknown>;
+  if (typeof i.user !== 'string' || i.user === '') return 'identity.user must be a non-empty string';
+  if (!Array.isArray(i.groups) || i.groups.some((g) => typeof g !== 'string')) return 'identity.groups must be an array of strings';
+  if (i.via !== 'session' && i.via !== 'bearer') return 'identity.via must be "session" or "bearer"';
+  if (i.claims === null || typeof i.claims !== 'object' || Array.isArray(i.claims)) return 'identity.claims must be an object';
+  return undefined;
+}
+
 export function decisionProblem(d: unknown): string | undefined {
   if (d === CONTINUE) return undefined;
   if (d === null || typeof d !== 'object') return `the decision is ${d === null ? 'null' : typeof d}, not an object`;
@@ -54,7 +80,7 @@ export function decisionProblem(d: unknown): string | undefined {
   const x = d as Record<string, unknown>;
   switch (kind) {
     case 'continue':
-      return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders');
+      return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders') ?? gatewayOwnedProblem(x.setHeaders) ?? identityProblem(x.identity);
     case 'deny':
       return statusProblem(x.status, 400, 'a deny') ?? reasonsProblem(x.reasons, true) ?? headersProblem(x.headers, 'headers') ?? (x.publicReason !== undefined && typeof x.publicReason !== 'string' ? 'publicReason must be a string' : undefined);
     case 'redirect':

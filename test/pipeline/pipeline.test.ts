@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import type { AppConfig } from '../../src/config/schema.js';
 import type { Decision, RequestContext, Stage } from '../../src/pipeline/stage.js';
-import { eventually, request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+import { join } from 'node:path';
+import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 
 /**
  * Stages injected through the compile hook (the way the identity and policy
@@ -168,4 +170,94 @@ apps:${apps}
       await gw.stop();
     }
   });
+});
+
+/**
+ * What a stage may not do to the request it passes on: set how its body is framed (behind a
+ * connector a stage's Content-Length was sent as given, and the rest of the client's body reached
+ * the app as a second request that no stage had checked), or change who the request is after the
+ * preauth stage (the identity headers, the signed assertion and the audit trail then named a user
+ * the access rules never saw). Real gateway, real connector process, real echo app.
+ */
+describe('pipeline: framing headers and the identity are not a later stage\'s to set', function () {
+  this.timeout(40_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  const SMUGGLED = '0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\nx-remote-user: admin\r\n\r\n';
+  function stagesFor(app: AppConfig): Stage[] {
+    const mode = app.name.toLowerCase().replace(/^tunnel/, '');
+    const sso = (run: Stage['run']): Stage[] => [{ name: 'sso-test', kind: 'sso', run }];
+    const who = { user: 'admin', groups: ['admins'], via: 'session' as const, claims: {} };
+    if (mode === 'framing') return sso(() => ({ kind: 'continue', setHeaders: { 'Content-Length': '5' } }));
+    if (mode === 'writesframing')
+      return sso((ctx) => {
+        ctx.upstreamHeaders['content-length'] = '5';
+        ctx.upstreamHeaders['transfer-encoding'] = 'chunked';
+        ctx.upstreamHeaders.connection = 'keep-alive, x-keep';
+        return { kind: 'continue' };
+      });
+    if (mode === 'returnsidentity') return sso(() => ({ kind: 'continue', identity: who }));
+    if (mode === 'assignsidentity')
+      return sso((ctx) => {
+        (ctx as { identity?: unknown }).identity = who;
+        return { kind: 'continue' };
+      });
+    if (mode === 'preauthidentity') return [{ name: 'preauth-test', kind: 'preauth', run: () => ({ kind: 'continue', identity: { ...who, user: 42 } as never }) }];
+    return [];
+  }
+  const appOf = (name: string, tunnel: boolean) => `
+  - name: ${tunnel ? 'Tunnel' : ''}${name}
+    externalUrl: http://${tunnel ? 'tunnel-' : ''}${name.toLowerCase()}.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough${tunnel ? '\n    connectorGroup: g1' : ''}`;
+  const modes = ['Framing', 'WritesFraming', 'ReturnsIdentity', 'AssignsIdentity', 'PreauthIdentity'];
+  before(async () => {
+    backend = await startEchoBackend();
+    const dir = tempDir();
+    gw = await startGateway(gatewayYaml(backend, '', modes.flatMap((m) => [appOf(m, false), appOf(m, true)]).join('')), { dir, watch: false, compileHooks: { extraStages: stagesFor } });
+    conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+  });
+  after(async () => {
+    if (conn) await killConnector(conn);
+    await gw?.stop();
+    await backend?.close();
+  });
+
+  for (const tunnel of [false, true]) {
+    const via = tunnel ? 'through a connector' : 'direct';
+    const host = (m: string) => `${tunnel ? 'tunnel-' : ''}${m.toLowerCase()}.test`;
+
+    it(`${via}: a decision that sets Content-Length is refused (500, naming the stage), and nothing reaches the app`, async () => {
+      const before = backend.received.length;
+      const res = await request(`${gw.url}/upload`, { method: 'POST', headers: { host: host('Framing'), accept: 'application/json', 'content-type': 'text/plain' }, body: SMUGGLED });
+      assert.equal(res.status, 500, res.body);
+      assert.ok(gw.logs.some((l) => l.correlationId === res.headers['x-correlation-id'] && l.stage === 'sso-test' && /Content-Length is the gateway's to set/.test(JSON.stringify(l))));
+      assert.equal(backend.received.length, before);
+    });
+
+    it(`${via}: framing a stage writes into the request itself is replaced by the client's: the app gets one request, the whole body`, async () => {
+      const before = backend.received.length;
+      const res = await request(`${gw.url}/upload`, { method: 'POST', headers: { host: host('WritesFraming'), 'content-type': 'text/plain' }, body: SMUGGLED });
+      assert.equal(res.status, 200, res.body);
+      await sleep(100);
+      const got = backend.received.slice(before);
+      assert.deepEqual(got.map((r) => `${r.method} ${r.url}`), ['POST /upload']);
+      assert.equal(got[0]!.body.toString(), SMUGGLED);
+      assert.equal(got[0]!.headers['content-length'], String(Buffer.byteLength(SMUGGLED)));
+      assert.equal(got[0]!.headers['x-keep'], undefined);
+    });
+
+    it(`${via}: a later stage that returns or assigns another identity, or a preauth identity of the wrong shape, is refused (500) before the app`, async () => {
+      const before = backend.received.length;
+      for (const m of ['ReturnsIdentity', 'AssignsIdentity', 'PreauthIdentity']) {
+        const res = await request(`${gw.url}/`, { headers: { host: host(m), accept: 'application/json' } });
+        assert.equal(res.status, 500, `${m}: ${res.body}`);
+        const line = gw.logs.find((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 50);
+        assert.match(JSON.stringify(line), m === 'PreauthIdentity' ? /identity.user must be a non-empty string/ : /identity/, m);
+      }
+      assert.equal(backend.received.length, before);
+    });
+  }
 });
