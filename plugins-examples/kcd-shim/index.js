@@ -23,6 +23,8 @@
 
 const SPN_PATTERN = '^[A-Za-z][A-Za-z0-9_-]*/[A-Za-z0-9.-]+(:[0-9]{1,5})?@[A-Za-z0-9.-]+$';
 const HEADER_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/** request headers the gateway owns (framing, connection, routing, forwarding, correlation) */
+const GATEWAY_SETS = /^(host|content-length|transfer-encoding|connection|keep-alive|proxy-connection|proxy-authorization|te|trailer|upgrade|expect|forwarded|x-forwarded-.*|x-correlation-id)$/i;
 /** base64 (RFC 4648, standard alphabet): what SPNEGO tokens travel as in HTTP */
 const TICKET_PATTERN = /^[A-Za-z0-9+/]+={0,2}$/;
 const MAX_TICKET_BYTES = 64 * 1024;
@@ -74,6 +76,8 @@ const kcdShim = {
     }
     const header = options.delegationHeader ?? 'Authorization';
     if (!new RegExp(HEADER_PATTERN).test(header)) throw new TypeError(`kcd-shim: delegationHeader ${JSON.stringify(header)} is not a header name`);
+    // The gateway sets these itself: the ticket would be refused or replaced, never delivered.
+    if (GATEWAY_SETS.test(header)) throw new TypeError(`kcd-shim: delegationHeader ${JSON.stringify(header)} is a header the gateway sets itself; choose another`);
     const timeoutMs = options.timeoutMs ?? 5000;
     /** @type {URL | undefined} */
     let endpoint;

@@ -19,7 +19,7 @@ import { sessionSignedOut } from '../identity/session.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
-import { CORRELATION_HEADER, HOP_BY_HOP, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
+import { appResponseValue, CORRELATION_HEADER, HOP_BY_HOP, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
@@ -515,14 +515,19 @@ export class Edge {
           clearTimeout(deadline);
           return !res.destroyed;
         };
-        d.then(
-          (resolved) => {
-            if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
-          },
-          (e) => {
-            if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
-          },
-        );
+        try {
+          d.then(
+            (resolved) => {
+              if (settle() && this.applyChecked(req, res, ctx, resolved, outcome, stage)) this.runStages(req, res, ctx, app, i + 1, outcome, stages, then);
+            },
+            (e) => {
+              if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
+            },
+          );
+        } catch (e) {
+          // a plugin's own thenable whose then() throws: failed now, not at the deadline
+          if (settle()) this.fail(req, res, ctx.id, outcome, e, stage.name);
+        }
         return;
       }
       if (!this.applyChecked(req, res, ctx, d as Decision, outcome, stage)) return;
@@ -541,13 +546,17 @@ export class Edge {
     // Who the request is was settled by the preauth stage, and access was checked for that
     // identity: a later stage that returned or assigned another one had the identity headers,
     // the signed assertion and the audit trail name a user the rules never saw.
-    const problem = decisionProblem(d) ?? (d.kind === 'continue' && d.identity && stage.kind !== 'preauth' ? `only a preauth stage may set the identity (this is a ${stage.kind} stage)` : undefined) ?? (ctx.identity !== outcome.identity ? 'the stage replaced ctx.identity, which only a preauth decision sets' : undefined);
+    const problem =
+      decisionProblem(d) ??
+      (d.kind === 'continue' && d.identity && stage.kind !== 'preauth' ? `only a preauth stage may set the identity (this is a ${stage.kind} stage)` : undefined) ??
+      (ctx.identity !== outcome.identity ? 'the stage replaced ctx.identity, which only a preauth decision sets' : undefined) ??
+      (d.kind === 'continue' && d.setHeaders && stage.kind !== 'headers' ? replacedLater(d.setHeaders) : undefined);
     if (problem) {
       this.fail(req, res, ctx.id, outcome, new InvalidDecisionError(problem), stage.name);
       return false;
     }
     try {
-      return this.apply(req, res, ctx, d, outcome);
+      return this.apply(req, res, ctx, stage.kind === 'preauth' ? d : withoutGatewayCookies(d, ctx, this.log, stage.name), outcome);
     } catch (e) {
       this.fail(req, res, ctx.id, outcome, e, stage.name);
       return false;
@@ -751,6 +760,40 @@ export const REFUSED_METHODS: ReadonlyMap<string, string> = new Map([
 export const ALLOWED_METHODS = http.METHODS.filter((m) => !REFUSED_METHODS.has(m)).join(', ');
 
 const STALE_ACCESS = 'its app or access rules changed in the config';
+
+/**
+ * Request headers the gateway sets after every stage but its own headers stages (the forwarded
+ * headers) or at the very end (the correlation id): set by another stage, its value was replaced
+ * without a word, and a plugin's ticket in such a header never reached the app while the client's
+ * own copy of another header did.
+ */
+function replacedLater(setHeaders: Readonly<Record<string, unknown>>): string | undefined {
+  for (const name in setHeaders) {
+    const lower = name.toLowerCase();
+    if (lower === CORRELATION_HEADER || lower === 'forwarded' || lower.startsWith('x-forwarded-')) return `setHeaders: ${name} is set by the gateway after this stage, which would replace the stage's value`;
+  }
+  return undefined;
+}
+
+/**
+ * Sign-in is the preauth stage's: another stage's answer that sets or clears the gateway's own
+ * cookies (a session, a sign-in in progress) or asks the browser to clear cookies has that part
+ * left out and logged, as an app's answer does (headers.ts appResponseValue).
+ */
+function withoutGatewayCookies(d: Decision, ctx: RequestContext, log: Logger, stage: string): Decision {
+  if (d.kind === 'continue' || !d.headers) return d;
+  const headers = d.headers;
+  const guard: AppCookieGuard = {
+    isGatewayCookie: (ctx.app as CompiledApp).isGatewayCookie,
+    refused: (name) => log.warn({ correlationId: ctx.id, app: ctx.app.name, stage, cookie: name }, "a stage's answer set or cleared a cookie of the gateway's: left out"),
+  };
+  const kept: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const v = appResponseValue(name.toLowerCase(), headers[name]!, guard);
+    if (v !== undefined) kept[name] = v;
+  }
+  return { ...d, headers: kept };
+}
 
 /**
  * A reload that publishes another app where a channel's path was (a new app on `/chat/` under the

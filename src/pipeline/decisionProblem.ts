@@ -60,6 +60,19 @@ function gatewayOwnedProblem(headers: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Response headers of a stage's own answer that the gateway sets: a wrong Content-Length left the
+ * rest of the body to be read as the start of the next response on the connection, and a stage's
+ * correlation id replaced the one the log and the error page name.
+ */
+const ANSWER_OWNED = new Set([...HOP_BY_HOP, 'content-length', 'x-correlation-id']);
+
+function answerFramingProblem(headers: unknown): string | undefined {
+  if (!headers || typeof headers !== 'object') return undefined;
+  for (const name in headers) if (ANSWER_OWNED.has(name.toLowerCase())) return `headers: ${name} is the gateway's to set on an answer, not a stage's`;
+  return undefined;
+}
+
 /** An identity the headers, the assertion and the audit trail will name: it must be one they can. */
 function identityProblem(id: unknown): string | undefined {
   if (id === undefined) return undefined;
@@ -82,19 +95,21 @@ export function decisionProblem(d: unknown): string | undefined {
     case 'continue':
       return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders') ?? gatewayOwnedProblem(x.setHeaders) ?? identityProblem(x.identity);
     case 'deny':
-      return statusProblem(x.status, 400, 'a deny') ?? reasonsProblem(x.reasons, true) ?? headersProblem(x.headers, 'headers') ?? (x.publicReason !== undefined && typeof x.publicReason !== 'string' ? 'publicReason must be a string' : undefined);
+      return statusProblem(x.status, 400, 'a deny') ?? reasonsProblem(x.reasons, true) ?? headersProblem(x.headers, 'headers') ?? answerFramingProblem(x.headers) ?? (x.publicReason !== undefined && typeof x.publicReason !== 'string' ? 'publicReason must be a string' : undefined);
     case 'redirect':
       return (
         (typeof x.location !== 'string' ? 'a redirect needs a location string' : headersProblem({ location: x.location }, 'location')) ??
         (x.status !== undefined && x.status !== 302 && x.status !== 303 && x.status !== 307 ? `a redirect status must be 302, 303 or 307 (got ${String(x.status)})` : undefined) ??
         reasonsProblem(x.reasons, false) ??
-        headersProblem(x.headers, 'headers')
+        headersProblem(x.headers, 'headers') ??
+        answerFramingProblem(x.headers)
       );
     default:
       return (
         statusProblem(x.status, 200, 'a respond') ??
         reasonsProblem(x.reasons, false) ??
         headersProblem(x.headers, 'headers') ??
+        answerFramingProblem(x.headers) ??
         (x.body !== undefined && typeof x.body !== 'string' && !Buffer.isBuffer(x.body) ? 'a respond body must be a string or a Buffer' : undefined)
       );
   }

@@ -32,6 +32,14 @@ function stagesFor(app: AppConfig): Stage[] {
       if (mode === 'badlocation') return Promise.resolve(untyped({ kind: 'redirect', location: '/x\r\nset-cookie: x=1' }));
       if (mode === 'badupstream') return Promise.resolve(untyped({ kind: 'continue', setHeaders: { 'x-user': 'a\nb' } }));
       if (mode === 'bogus') return untyped({ kind: 'bogus' });
+      // an answer whose framing or correlation id is the stage's, not the gateway's
+      if (mode === 'answerlength') return { kind: 'respond', status: 200, headers: { 'Content-Length': '5' }, body: 'hello from plugin' };
+      if (mode === 'answerid') return { kind: 'respond', status: 200, headers: { 'x-correlation-id': 'forged' }, body: 'hi' };
+      if (mode === 'answercookie') return { kind: 'respond', status: 200, headers: { 'set-cookie': ['drawbridge_session=planted; Path=/', 'plugin_pref=1; Path=/'] }, body: 'hi' };
+      // a thenable of the plugin's own whose then() throws
+      // a header the gateway sets after this stage (the forwarded headers, the correlation id)
+      if (mode === 'setsforwarded') return { kind: 'continue', setHeaders: { 'X-Forwarded-For': '10.0.0.1' } };
+      if (mode === 'thenthrows') return untyped({ then: () => { throw new Error('then broke'); } });
       if (mode === 'hang') return new Promise<Decision>(() => {});
       return { kind: 'continue', setHeaders: trail(ctx, 'sso') };
     }),
@@ -106,7 +114,7 @@ apps:${apps}
   });
 
   it('fails a malformed or unsettled decision with an answer for that request, and keeps serving', async () => {
-    const modes = ['Nothing', 'NullSync', 'NoReasons', 'StatusZero', 'BadHeader', 'BadLocation', 'BadUpstream', 'Bogus'];
+    const modes = ['Nothing', 'NullSync', 'NoReasons', 'StatusZero', 'BadHeader', 'BadLocation', 'BadUpstream', 'Bogus', 'AnswerLength', 'AnswerId', 'ThenThrows', 'SetsForwarded'];
     const hang = `
   - name: Hang
     externalUrl: http://hang.test/
@@ -132,6 +140,18 @@ apps:${apps}
       assert.equal(backend.received.length, before, 'nothing reached the app');
       assert.equal((await request(`${gw.url}/`, { headers: { host: 'plain.test' } })).status, 200, 'the gateway still serves');
       await eventually(() => gw.server.generation!.inFlight === 0, 1000);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a stage\'s own answer cannot set or clear the gateway\'s cookies: that Set-Cookie is left out and logged, the others kept', async () => {
+    const gw = await startGateway(config(app('AnswerCookie', backend.url)), hooks);
+    try {
+      const res = await request(`${gw.url}/`, { headers: { host: 'answercookie.test' } });
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.headers['set-cookie'], ['plugin_pref=1; Path=/']);
+      assert.ok(gw.logs.some((l) => l.cookie === 'drawbridge_session' && l.stage === 'sso-test' && l.level === 40));
     } finally {
       await gw.stop();
     }

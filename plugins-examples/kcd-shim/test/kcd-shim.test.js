@@ -90,6 +90,10 @@ describe('kcd-shim plugin', function () {
       await assert.rejects(async () => kcdShim.create({ servicePrincipal: 'payroll' }, context), /SERVICE\/host@REALM/);
       await assert.rejects(async () => kcdShim.create({ servicePrincipal: SPN, delegationHeader: 'bad header' }, context), /not a header name/);
       await assert.rejects(async () => kcdShim.create({ servicePrincipal: SPN, tokenEndpoint: 'ftp://x/' }, context), /http or https/);
+      // headers the gateway sets itself: the ticket would be replaced and the app reached without it
+      for (const h of ['Host', 'X-Forwarded-For', 'x-correlation-id', 'Content-Length']) {
+        await assert.rejects(async () => kcdShim.create({ servicePrincipal: SPN, delegationHeader: h }, context), /a header the gateway sets itself/, h);
+      }
     });
   });
 
