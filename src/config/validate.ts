@@ -32,7 +32,12 @@ const cache = new WeakMap<object, ValidateFunction>();
 export function compileSchema(schema: object): ValidateFunction {
   let fn = cache.get(schema);
   if (!fn) {
-    fn = ajv.compile(JSON.parse(JSON.stringify(schema)));
+    const copy = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+    // Ajv keeps every schema with an `$id` by that id and refuses a second one: the edited plugin
+    // file a reload loads again (or a fork of a plugin) was refused as "not a valid JSON Schema"
+    // until a restart. The newest one takes the id; functions compiled before keep working.
+    if (typeof copy.$id === 'string' && ajv.getSchema(copy.$id)) ajv.removeSchema(copy.$id);
+    fn = ajv.compile(copy);
     cache.set(schema, fn);
   }
   return fn;

@@ -3,7 +3,11 @@
  * Schema keyword, and each must read as plain words with the right key path.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { compileSchema, suggest, validateAgainst } from '../../src/config/validate.js';
+import { loadPlugins } from '../../src/plugins/registry.js';
+import { tempDir } from '../support/harness.js';
 
 const schema = {
   type: 'object',
@@ -75,6 +79,21 @@ describe('config validate: formats in plugin option schemas', () => {
       process.stderr.write = write;
     }
     assert.equal(stderr, '');
+  });
+});
+
+describe('config validate: a plugin options schema with an $id', () => {
+  it('is taken again when a reload loads the edited plugin file (a new schema under the same $id), and the new one validates', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'ided.mjs');
+    const plugin = (max: number) => `export default { name: 'ided', kind: 'sso', apiVersion: 1, optionsSchema: { $id: 'https://plugins.example.test/ided.json', type: 'object', properties: { n: { type: 'integer', maximum: ${max} } } }, create: () => ({ name: 'ided', kind: 'sso', run: () => ({ kind: 'continue' }) }) };\n`;
+    for (const max of [5, 50]) {
+      writeFileSync(file, plugin(max));
+      const { loaded, failures } = await loadPlugins(['./ided.mjs'], dir);
+      assert.deepEqual(failures.map((f) => f.message), []);
+      const schema = loaded.find((l) => l.plugin.name === 'ided')!.plugin.optionsSchema;
+      assert.equal(validateAgainst(schema, { n: 20 }).length, max === 5 ? 1 : 0, `maximum ${max}`);
+    }
   });
 });
 
