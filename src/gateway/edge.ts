@@ -5,7 +5,7 @@
  * this file acts on them, so no stage can skip authentication by accident.
  */
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -16,6 +16,7 @@ import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
 import { sessionSignedOut } from '../identity/session.js';
+import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
@@ -556,7 +557,14 @@ export class Edge {
       return false;
     }
     try {
-      return this.apply(req, res, ctx, stage.kind === 'preauth' ? d : withoutGatewayCookies(d, ctx, this.log, stage.name), outcome);
+      const goOn = this.apply(req, res, ctx, stage.kind === 'preauth' ? d : withoutGatewayCookies(d, ctx, this.log, stage.name), outcome);
+      // The session cookie is a credential for every app on the host, and sign-in is done: the
+      // stages after preauth (plugins among them) see the request without the gateway's cookies,
+      // as the app does. (A plugin could forward it under a name of its own, or log it.)
+      if (goOn && stage.kind === 'preauth' && ctx.headers.cookie !== undefined) {
+        (ctx as { headers: IncomingHttpHeaders }).headers = { ...ctx.headers, cookie: withoutCookies(ctx.headers.cookie, (ctx.app as CompiledApp).isGatewayCookie) };
+      }
+      return goOn;
     } catch (e) {
       this.fail(req, res, ctx.id, outcome, e, stage.name);
       return false;

@@ -39,6 +39,8 @@ function stagesFor(app: AppConfig): Stage[] {
       // a thenable of the plugin's own whose then() throws
       // a header the gateway sets after this stage (the forwarded headers, the correlation id)
       if (mode === 'setsforwarded') return { kind: 'continue', setHeaders: { 'X-Forwarded-For': '10.0.0.1' } };
+      // what a plugin sees of the client's cookies
+      if (mode === 'seescookie') return { kind: 'respond', status: 200, headers: { 'content-type': 'text/plain' }, body: String(ctx.headers.cookie) };
       if (mode === 'thenthrows') return untyped({ then: () => { throw new Error('then broke'); } });
       if (mode === 'hang') return new Promise<Decision>(() => {});
       return { kind: 'continue', setHeaders: trail(ctx, 'sso') };
@@ -152,6 +154,17 @@ apps:${apps}
       assert.equal(res.status, 200);
       assert.deepEqual(res.headers['set-cookie'], ['plugin_pref=1; Path=/']);
       assert.ok(gw.logs.some((l) => l.cookie === 'drawbridge_session' && l.stage === 'sso-test' && l.level === 40));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('stages after sign-in do not see the gateway\'s cookies: a session cookie is a credential for every app on the host', async () => {
+    const gw = await startGateway(config(app('SeesCookie', backend.url)), hooks);
+    try {
+      const res = await request(`${gw.url}/`, { headers: { host: 'seescookie.test', cookie: 'pref=dark; drawbridge_session=secret-session; __Host-drawbridge_session=other; lang=en' } });
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'pref=dark; lang=en');
     } finally {
       await gw.stop();
     }
