@@ -378,11 +378,14 @@ export class GatewayServer {
       // headers are only the bytes the parser held, so Accept is read from them as best it can be.
       const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '';
       const html = status === 431 && /^accept:[^\r\n]*text\/html/im.test(head);
+      // An answer to HEAD has no content (RFC 9110 9.3.2). Read from the same bytes: a head that
+      // came in several reads shows only the last one, and is answered with the body as before.
+      const bodiless = head.startsWith('HEAD ');
       const refuse = () => {
         const reason = html ? 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' : status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.';
         this.countRefusal(correlationId, status, reason);
-        if (html) endWithPage(socket, status, reason, correlationId);
-        else endWithProblem(socket, status, reason, correlationId);
+        if (html) endWithPage(socket, status, reason, correlationId, bodiless);
+        else endWithProblem(socket, status, reason, correlationId, '', bodiless);
       };
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
@@ -507,23 +510,26 @@ function startedSettings(config: Config, dir: string): StartedSettings {
 }
 
 /** The HTML error page written straight to a socket that no ServerResponse owns, then the connection is closed. */
-function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string): void {
+function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string, bodiless = false): void {
   const title = http.STATUS_CODES[status] ?? String(status);
-  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n');
+  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n', bodiless);
 }
 
 /**
  * A problem+json answer written straight to a socket that no ServerResponse
  * owns (parser errors, CONNECT), then the connection is closed.
  */
-function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = ''): void {
+function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = '', bodiless = false): void {
   const title = http.STATUS_CODES[status];
-  endRaw(socket, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, detail, correlationId }), correlationId, extraHeaders);
+  endRaw(socket, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, detail, correlationId }), correlationId, extraHeaders, bodiless);
 }
 
-/** One answer written as raw bytes (`extraHeaders` are whole `name: value\r\n` lines), then the connection is closed. */
-function endRaw(socket: Duplex, status: number, contentType: string, body: string, correlationId: string, extraHeaders: string): void {
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+/**
+ * One answer written as raw bytes (`extraHeaders` are whole `name: value\r\n` lines), then the
+ * connection is closed. `bodiless` (the answer to a HEAD) keeps the Content-Length of the body it leaves out.
+ */
+function endRaw(socket: Duplex, status: number, contentType: string, body: string, correlationId: string, extraHeaders: string, bodiless = false): void {
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${bodiless ? '' : body}`);
 }
 
 /**

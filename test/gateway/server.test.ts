@@ -92,4 +92,23 @@ apps:
     for (const [status, n] of expected) assert.equal((after.get(status) ?? 0) - (before.get(status) ?? 0), n, `drawbridge_requests_total{app="-",status="${status}"}`);
     assert.ok(!gw.logs.some((l) => JSON.stringify(l).includes('x'.repeat(100))), 'no cookie or URL in the log');
   });
+
+  it('a HEAD refused by the parser gets the head of the GET\'s answer and no body', async () => {
+    const H = 'Host: echo.test\r\n';
+    for (const [what, rest, status] of [
+      ['a header over 16 KiB', `${H}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`, 431],
+      ['cookies over 16 KiB from a browser (a page)', `${H}Accept: text/html\r\nCookie: a=${'x'.repeat(17_000)}\r\n\r\n`, 431],
+      ['a space in a header name', `${H}Bad Header: 1\r\n\r\n`, 400],
+    ] as const) {
+      const get = await rawRequest(gw.port, `GET / HTTP/1.1\r\n${rest}`, 3000);
+      const head = await rawRequest(gw.port, `HEAD / HTTP/1.1\r\n${rest}`, 3000);
+      const [getHead, getBody] = get.split('\r\n\r\n');
+      const [headHead, headBody] = head.split('\r\n\r\n');
+      const length = (h: string) => /\r\ncontent-length: (\d+)/i.exec(h)?.[1];
+      assert.equal(headHead!.slice(9, 12), String(status), `${what}: ${headHead}`);
+      assert.equal(getBody!.length, Number(length(getHead!)), `${what}: the GET has its body`);
+      assert.equal(length(headHead!), length(getHead!), `${what}: the HEAD keeps the GET's Content-Length`);
+      assert.equal(headBody, '', `${what}: no body on the HEAD answer`);
+    }
+  });
 });
