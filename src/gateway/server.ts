@@ -21,6 +21,7 @@ import { AuditLog } from '../observability/audit.js';
 import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.js';
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
+import type { Express } from 'express';
 import { ADMIN_METHODS, adminApp } from './admin.js';
 import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
@@ -291,7 +292,8 @@ export class GatewayServer {
       this.servers.http = server;
     }
     if (config.gateway.admin) {
-      const server = http.createServer(adminApp(this.holder, this.metrics, (app) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }))));
+      const connectors = (app: Express) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }));
+      const server = http.createServer(adminApp(this.holder, this.metrics, connectors, parseListen(config.gateway.admin.listen).host));
       // Node closes a CONNECT nothing listens for without a word; the express app never sees it.
       server.on('connect', (_req: http.IncomingMessage, socket) => {
         socket.on('error', () => socket.destroy());
