@@ -33,6 +33,13 @@ const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 /** Header names an identity mapping may never set: the gateway or HTTP framing owns them. */
 const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'cookie', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-correlation-id']);
 
+/**
+ * A header name as an app may read it: letter case ignored (HTTP), and `_` and `.` read as `-`
+ * (CGI-style servers, older WSGI ones and PHP put all three in one HTTP_X_REMOTE_USER variable).
+ */
+const foldedHeader = (name: string) => name.toLowerCase().replace(/[_.]/g, '-');
+const sameBecause = (a: string, b: string) => (a.toLowerCase() === b.toLowerCase() ? 'header names ignore letter case' : 'CGI-style servers read _ and . as -');
+
 export interface CrossCheckInput {
   raw: any;
   configDir: string;
@@ -329,11 +336,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (isObj(a.headers?.identity)) {
       const seen = new Map<string, string>();
       for (const h of Object.keys(a.headers.identity)) {
-        if (RESERVED_HEADERS.has(h.toLowerCase())) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
-        // Header names ignore letter case: the backend would get one of the two values, the other dropped.
-        const first = seen.get(h.toLowerCase());
-        if (first !== undefined) err(at('headers', 'identity', h), `${h} is ${first} again (header names ignore letter case): only one of the two would be sent`, true);
-        else seen.set(h.toLowerCase(), h);
+        if (RESERVED_HEADERS.has(foldedHeader(h))) err(at('headers', 'identity', h), `${h} cannot carry an identity: the gateway or HTTP owns it`, true);
+        // In letter case only, the backend would get one of the two values, the other dropped; in
+        // `_` or `.`, both are sent and a folding server reads them joined, as one.
+        const first = seen.get(foldedHeader(h));
+        if (first !== undefined) err(at('headers', 'identity', h), `${h} is ${first} again (${sameBecause(h, first)}): ${first.toLowerCase() === h.toLowerCase() ? 'only one of the two would be sent' : 'the app would read both values as one'}`, true);
+        else seen.set(foldedHeader(h), h);
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
@@ -341,12 +349,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
       cookieName(at('cookies', 'name'), a.cookies.name);
     }
-    if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(a.headers.assertion.toLowerCase())) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
+    if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(foldedHeader(a.headers.assertion))) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
     if (typeof a.headers?.assertion === 'string' && isObj(a.headers.identity)) {
-      const assertion = a.headers.assertion.toLowerCase();
-      const same = Object.keys(a.headers.identity).find((h) => h.toLowerCase() === assertion);
+      const assertion = foldedHeader(a.headers.assertion);
+      const same = Object.keys(a.headers.identity).find((h) => foldedHeader(h) === assertion);
       // One header, two values: the assertion is set last, so the app would read the JWT as that identity field.
-      if (same !== undefined) err(at('headers', 'assertion'), `${a.headers.assertion} is also headers.identity's ${same} (header names ignore letter case): the app would get the assertion in place of ${JSON.stringify(a.headers.identity[same])}`);
+      if (same !== undefined) err(at('headers', 'assertion'), `${a.headers.assertion} is also headers.identity's ${same} (${sameBecause(a.headers.assertion, same)}): the app would get the assertion in place of ${JSON.stringify(a.headers.identity[same])}`);
     }
     if (typeof a.backendTimeout === 'string' && a.backendTimeout !== 'default' && a.backendTimeout !== 'long') {
       const ms = parseDuration(a.backendTimeout);

@@ -18,7 +18,7 @@ import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
-import type { AppCookieGuard } from '../gateway/headers.js';
+import { CORRELATION_HEADER, type AppCookieGuard } from '../gateway/headers.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
@@ -215,7 +215,7 @@ export class TunnelUpstream implements Upstream {
         // likely time out again: a retry would double the wait and its load.
         const timedOut = (err as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_TIMEOUT' || (err as NodeJS.ErrnoException).code === 'UND_ERR_CONNECT_TIMEOUT';
         if (n === 0 && !started && !timedOut && (err instanceof NotDialed || replayable)) {
-          this.hub.log.warn({ connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
+          this.hub.log.warn({ correlationId: f.headers[CORRELATION_HEADER], connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
         }
         // Bytes after a complete answer (a 204, a 304 or a HEAD answered with a body) fail Node's

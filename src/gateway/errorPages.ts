@@ -22,14 +22,40 @@ export function titleOf(status: number): string {
   return TITLES[status] ?? STATUS_CODES[status] ?? 'Error';
 }
 
+/**
+ * Whether the client asked for JSON rather than a page (RFC 9110 12.5.1): a JSON type
+ * (`application/json`, `application/problem+json`, any `+json`) weighted more than `text/html`,
+ * whose weight is that of the most specific range naming it (`text/html`, `text/*`, `*\/*`).
+ * `q=0` is "not acceptable". At the same weight a JSON type the client named wins over HTML
+ * reached only through a wildcard: `application/json, text/plain, *\/*` (axios) is an API client.
+ */
 export function wantsJson(headers: IncomingHttpHeaders): boolean {
   const accept = headers.accept;
   if (!accept) return false;
-  if (accept.includes('application/json') || accept.includes('+json')) {
-    const html = accept.indexOf('text/html');
-    return html < 0 || accept.indexOf('json') < html;
+  let json = 0;
+  const html: Record<string, number> = {};
+  for (const { type, q } of mediaRanges(accept)) {
+    if (type === 'application/json' || /^[^/]+\/[^/]+\+json$/.test(type)) json = Math.max(json, q);
+    else if (type === 'text/html' || type === 'text/*' || type === '*/*') html[type] = Math.max(html[type] ?? 0, q);
   }
-  return false;
+  const named = html['text/html'];
+  const page = named ?? html['text/*'] ?? html['*/*'] ?? 0;
+  return json > page || (json > 0 && json === page && named === undefined);
+}
+
+/** An Accept header's media ranges, lower-cased, with their weights; a range whose weight is not a number is left out. */
+function mediaRanges(accept: string): { type: string; q: number }[] {
+  return accept.split(',').flatMap((part) => {
+    const [range, ...params] = part.split(';');
+    let q = 1;
+    for (const p of params) {
+      const eq = p.indexOf('=');
+      if (eq < 0 || p.slice(0, eq).trim().toLowerCase() !== 'q') continue;
+      q = Number(p.slice(eq + 1).trim());
+      break;
+    }
+    return Number.isNaN(q) ? [] : [{ type: range!.trim().toLowerCase(), q: Math.min(Math.max(q, 0), 1) }];
+  });
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -16,10 +16,12 @@ import { ConfigWatcher, contentHash } from '../config/watch.js';
 import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
+import { loggedTarget } from '../observability/loggedTarget.js';
 import { AuditLog } from '../observability/audit.js';
 import { compile, directUpstream, type CompileDeps } from '../pipeline/compile.js';
 import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
+import type { Express } from 'express';
 import { ADMIN_METHODS, adminApp } from './admin.js';
 import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
@@ -290,7 +292,8 @@ export class GatewayServer {
       this.servers.http = server;
     }
     if (config.gateway.admin) {
-      const server = http.createServer(adminApp(this.holder, this.metrics, (app) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }))));
+      const connectors = (app: Express) => app.get('/connectors', (_req, res) => void res.json({ connectors: this.connectorHub?.connectors() ?? [] }));
+      const server = http.createServer(adminApp(this.holder, this.metrics, connectors, parseListen(config.gateway.admin.listen).host));
       // Node closes a CONNECT nothing listens for without a word; the express app never sees it.
       server.on('connect', (_req: http.IncomingMessage, socket) => {
         socket.on('error', () => socket.destroy());
@@ -333,6 +336,7 @@ export class GatewayServer {
       const correlationId = refused(req);
       if (correlationId === undefined) return onRequest(req, res);
       res.shouldKeepAlive = false;
+      this.countRefusal(correlationId, 431, reason, req);
       sendError(res, req.headers, { status: 431, reason, correlationId });
     });
     if (!onUpgrade) return;
@@ -344,10 +348,15 @@ export class GatewayServer {
         // Browsers never pipeline an upgrade; this one is refused once that answer is out.
         const id = randomUUID();
         this.log.warn({ correlationId: id, status: 400 }, 'upgrade pipelined behind another request refused');
-        return afterPendingAnswer(socket, () => endWithProblem(socket, 400, 'An upgrade cannot be pipelined behind another request.', id));
+        const pipelined = 'An upgrade cannot be pipelined behind another request.';
+        return afterPendingAnswer(socket, () => {
+          this.countRefusal(id, 400, pipelined, req);
+          endWithProblem(socket, 400, pipelined, id);
+        });
       }
       const correlationId = refused(req);
       if (correlationId === undefined) return onUpgrade(req, socket, head);
+      this.countRefusal(correlationId, 431, reason, req);
       endWithProblem(socket, 431, reason, correlationId);
     });
   }
@@ -371,7 +380,15 @@ export class GatewayServer {
       // headers are only the bytes the parser held, so Accept is read from them as best it can be.
       const head = (err as { rawPacket?: Buffer }).rawPacket?.toString('latin1') ?? '';
       const html = status === 431 && /^accept:[^\r\n]*text\/html/im.test(head);
-      const refuse = () => (html ? endWithPage(socket, status, 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.', correlationId) : endWithProblem(socket, status, status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.', correlationId));
+      // An answer to HEAD has no content (RFC 9110 9.3.2). Read from the same bytes: a head that
+      // came in several reads shows only the last one, and is answered with the body as before.
+      const bodiless = head.startsWith('HEAD ');
+      const refuse = () => {
+        const reason = html ? 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' : status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.';
+        this.countRefusal(correlationId, status, reason);
+        if (html) endWithPage(socket, status, reason, correlationId, bodiless);
+        else endWithProblem(socket, status, reason, correlationId, '', bodiless);
+      };
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
         // The pending request's own body is what failed to parse: its answer cannot wait for the rest.
@@ -387,15 +404,32 @@ export class GatewayServer {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, method: 'CONNECT', target: String(req.url).slice(0, 200), status: 405 }, 'CONNECT refused: the gateway is not a forward proxy');
       socket.on('error', () => socket.destroy());
-      afterPendingAnswer(socket, () => endWithProblem(socket, 405, REFUSED_METHODS.get('CONNECT')!, correlationId, `allow: ${ALLOWED_METHODS}\r\n`));
+      afterPendingAnswer(socket, () => {
+        this.countRefusal(correlationId, 405, REFUSED_METHODS.get('CONNECT')!, req);
+        endWithProblem(socket, 405, REFUSED_METHODS.get('CONNECT')!, correlationId, `allow: ${ALLOWED_METHODS}\r\n`);
+      });
     });
     // An Expect other than 100-continue: 417 with a correlation id, logged, nothing forwarded.
     server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const correlationId = randomUUID();
       this.log.warn({ correlationId, expect: String(req.headers.expect).slice(0, 100), status: 417 }, 'unsupported Expect refused');
       res.shouldKeepAlive = false;
-      sendError(res, req.headers, { status: 417, reason: 'The gateway only supports Expect: 100-continue.', correlationId });
+      const reason = 'The gateway only supports Expect: 100-continue.';
+      this.countRefusal(correlationId, 417, reason, req);
+      sendError(res, req.headers, { status: 417, reason, correlationId });
     });
+  }
+
+  /**
+   * A request refused before any edge saw it, counted and logged as the edge's own refusals are
+   * (app `-`, one `request` line): users whose cookies outgrew the limit, or a flood of malformed
+   * requests, were missing from drawbridge_requests_total. The warn line before it says why.
+   * `req` is absent when the parser refused the head, whose method and target are not known.
+   */
+  private countRefusal(correlationId: string, status: number, reason: string, req?: http.IncomingMessage): void {
+    this.metrics.countRequest('-', status);
+    const target = req ? loggedTarget(req.url) : undefined;
+    this.log.info({ correlationId, app: '-', method: req?.method, path: target?.path, ...(target?.query !== undefined ? { query: target.query } : {}), status, decision: 'deny', reasons: [reason] }, 'request');
   }
 
   private redirectToHttps(config: Config, dir: string): http.RequestListener {
@@ -478,23 +512,26 @@ function startedSettings(config: Config, dir: string): StartedSettings {
 }
 
 /** The HTML error page written straight to a socket that no ServerResponse owns, then the connection is closed. */
-function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string): void {
+function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string, bodiless = false): void {
   const title = http.STATUS_CODES[status] ?? String(status);
-  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n');
+  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n', bodiless);
 }
 
 /**
  * A problem+json answer written straight to a socket that no ServerResponse
  * owns (parser errors, CONNECT), then the connection is closed.
  */
-function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = ''): void {
+function endWithProblem(socket: Duplex, status: number, detail: string, correlationId: string, extraHeaders = '', bodiless = false): void {
   const title = http.STATUS_CODES[status];
-  endRaw(socket, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, detail, correlationId }), correlationId, extraHeaders);
+  endRaw(socket, status, 'application/problem+json', JSON.stringify({ type: 'about:blank', title, status, detail, correlationId }), correlationId, extraHeaders, bodiless);
 }
 
-/** One answer written as raw bytes (`extraHeaders` are whole `name: value\r\n` lines), then the connection is closed. */
-function endRaw(socket: Duplex, status: number, contentType: string, body: string, correlationId: string, extraHeaders: string): void {
-  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+/**
+ * One answer written as raw bytes (`extraHeaders` are whole `name: value\r\n` lines), then the
+ * connection is closed. `bodiless` (the answer to a HEAD) keeps the Content-Length of the body it leaves out.
+ */
+function endRaw(socket: Duplex, status: number, contentType: string, body: string, correlationId: string, extraHeaders: string, bodiless = false): void {
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? status}\r\nconnection: close\r\n${extraHeaders}content-type: ${contentType}\r\n${CORRELATION_HEADER}: ${correlationId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${bodiless ? '' : body}`);
 }
 
 /**

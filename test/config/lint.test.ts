@@ -773,6 +773,51 @@ apps: []
     errors: [{ at: '12:18', path: 'apps[0].headers.assertion', message: `x-remote-user is also headers.identity's X-Remote-User (header names ignore letter case): the app would get the assertion in place of "user"` }],
   },
   {
+    description: 'identity headers that differ only by -, _ or . (CGI-style servers read them as one variable, values joined)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity:
+        X-Remote-User: user
+        X_Remote_User: email
+        x.remote.user: name
+`,
+    errors: [
+      { at: '13:9', path: 'apps[0].headers.identity.X_Remote_User', message: 'X_Remote_User is X-Remote-User again (CGI-style servers read _ and . as -): the app would read both values as one' },
+      { at: '14:9', path: 'apps[0].headers.identity["x.remote.user"]', message: 'x.remote.user is X-Remote-User again' },
+    ],
+  },
+  {
+    description: 'the assertion header named like an identity header but for -, _ or . (the app got the JWT joined to the user name)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity: { X-Remote-User: user }
+      assertion: X.Remote.User
+`,
+    errors: [{ at: '12:18', path: 'apps[0].headers.assertion', message: `X.Remote.User is also headers.identity's X-Remote-User (CGI-style servers read _ and . as -): the app would get the assertion in place of "user"` }],
+  },
+  {
+    description: 'reserved header names in their _ and . spellings (X_Forwarded_For, X.Correlation.Id)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity:
+        X_Forwarded_For: user
+      assertion: X.Correlation.Id
+`,
+    errors: [
+      { at: '12:9', path: 'apps[0].headers.identity.X_Forwarded_For', message: 'X_Forwarded_For cannot carry an identity: the gateway or HTTP owns it' },
+      { at: '13:18', path: 'apps[0].headers.assertion', message: 'X.Correlation.Id cannot carry the assertion' },
+    ],
+  },
+  {
     description: 'a cookie name with a browser prefix (__Host-, __Secure-, any letter case): the gateway adds __Host- itself, and a prefix the cookie does not meet makes sign-in loop',
     yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
 session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { name: __Secure-sess } }

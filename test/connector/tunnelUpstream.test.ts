@@ -21,6 +21,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let switcher: net.Server;
   let trailing: net.Server;
   let working: net.Server;
+  let hangup: net.Server;
   let speaksFirst: http.Server;
   let dir: string;
   const host = (h: string) => ({ host: h });
@@ -67,6 +68,12 @@ describe('tunnel upstream: apps behind a connector', function () {
       s.once('data', () => s.end(INTERIM_ANSWER));
     });
     await new Promise<void>((r) => working.listen(0, '127.0.0.1', r));
+    // hangs up on every request without a word
+    hangup = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.destroy());
+    });
+    await new Promise<void>((r) => hangup.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -127,6 +134,11 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: http://127.0.0.1:${(working.address() as AddressInfo).port}/
     connectorGroup: g1
     preAuth: passthrough
+  - name: Hangup
+    externalUrl: http://hangup.test/
+    internalUrl: http://127.0.0.1:${(hangup.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
 `;
     gw = await startHubGateway(gatewayYaml(backend, '', apps), dir);
     conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
@@ -142,6 +154,7 @@ describe('tunnel upstream: apps behind a connector', function () {
     switcher.close();
     trailing.close();
     working.close();
+    hangup.close();
     speaksFirst.closeAllConnections();
     speaksFirst.close();
   });
@@ -285,6 +298,15 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(res.status, 502);
     assert.match(res.body, /Bad gateway/);
     await eventually(() => conn.logs().some((l) => l.msg === 'the app could not be reached' && l.reason === 'ECONNREFUSED'));
+  });
+
+  it('a GET retried after the app hung up: the retry warning carries the correlation id the client\'s 502 shows', async () => {
+    const res = await request(`${gw.url}/gone`, { headers: host('hangup.test') });
+    assert.equal(res.status, 502);
+    const id = res.headers['x-correlation-id'];
+    assert.ok(id);
+    const retry = await eventually(() => gw.logs.find((l) => /retrying once on another connector/.test(String(l.msg)) && l.correlationId === id));
+    assert.ok(retry, JSON.stringify(gw.logs.filter((l) => /retrying/.test(String(l.msg)))));
   });
 
   it('validates https apps end to end: a private root via backend.tls.ca, 502 with the reason logged otherwise', async () => {

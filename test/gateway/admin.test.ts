@@ -3,7 +3,11 @@
  * it serves GET and HEAD, and Node closed a CONNECT there without a word.
  */
 import assert from 'node:assert/strict';
+import { lookup } from 'node:dns/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { rawRequest, request, startGateway, type TestGateway } from '../support/harness.js';
+import { runCli } from '../connector/support.js';
 
 /** Every status line, also one right after the previous answer's body. */
 const statusLines = (raw: string) => raw.match(/HTTP\/1\.1 \d{3} [^\r\n]*/g) ?? [];
@@ -35,7 +39,7 @@ apps: []
   });
 
   it('a CONNECT pipelined behind a GET: the GET is answered first, then the 405', async () => {
-    const raw = await rawRequest(port, `GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nCONNECT /metrics HTTP/1.1\r\nHost: a\r\n\r\n`, 3000);
+    const raw = await rawRequest(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nCONNECT /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 3000);
     assert.deepEqual(statusLines(raw), ['HTTP/1.1 200 OK', 'HTTP/1.1 405 Method Not Allowed'], JSON.stringify(raw));
   });
 
@@ -53,5 +57,58 @@ apps: []
     assert.equal((await request(`${gw.adminUrl}/healthz`)).status, 200);
     assert.equal((await request(`${gw.adminUrl}/metrics`, { method: 'HEAD' })).status, 200);
     assert.equal((await request(`${gw.adminUrl}/nope`)).status, 404);
+  });
+
+  it('a Host that is a name of somebody else\'s (DNS rebinding from a browser): 421 on every path, nothing read', async () => {
+    for (const host of ['attacker.example', `attacker.example:${port}`, 'ATTACKER.example', 'localhost.attacker.example', '127.0.0.1.attacker.example', 'localhost.', '']) {
+      for (const path of ['/metrics', '/connectors', '/readyz', '/healthz', '/nope']) {
+        const res = await request(`${gw.adminUrl}${path}`, { headers: { host } });
+        assert.equal(res.status, 421, `Host ${JSON.stringify(host)} ${path}: ${res.status}`);
+        assert.match(String(res.headers['content-type']), /application\/json/);
+        assert.match(res.json().error, /misdirected request/);
+        assert.doesNotMatch(res.body, /drawbridge_|connectors"|generation/);
+      }
+    }
+  });
+
+  it('a Host that is an IP address, localhost or without a port is served', async () => {
+    for (const host of [`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LocalHost', `[::1]:${port}`, '[::1]', '10.1.2.3:9090']) {
+      const res = await request(`${gw.adminUrl}/metrics`, { headers: { host } });
+      assert.equal(res.status, 200, `Host ${JSON.stringify(host)}`);
+      assert.match(res.body, /drawbridge_config_generation/);
+    }
+    // An absolute-form target's host is the one asked for, whatever Host says (RFC 9112 3.2.2).
+    const absolute = (target: string) => rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`, 3000);
+    assert.deepEqual(statusLines(await absolute('http://attacker.example/metrics')), ['HTTP/1.1 421 Misdirected Request']);
+    assert.deepEqual(statusLines(await absolute('http://u@attacker.example/metrics')), ['HTTP/1.1 421 Misdirected Request']);
+    assert.deepEqual(statusLines(await absolute(`http://127.0.0.1:${port}/metrics`)), ['HTTP/1.1 200 OK']);
+    // HTTP/1.0 without Host is no browser
+    const raw = await rawRequest(port, 'GET /healthz HTTP/1.0\r\n\r\n', 3000);
+    assert.deepEqual(statusLines(raw), ['HTTP/1.1 200 OK'], JSON.stringify(raw));
+  });
+
+  it('a listener on a host name answers to that name, and `drawbridge connectors` reaches it', async function () {
+    const name = hostname();
+    const resolved = await lookup(name, { family: 4 }).catch(() => undefined);
+    if (resolved?.address !== '127.0.0.1') return this.skip();
+    const free = createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+    const adminPort = (free.address() as AddressInfo).port;
+    await new Promise((r) => free.close(r));
+    const named = await startGateway(`gateway:
+  publicUrl: http://localhost
+  listen: { http: 127.0.0.1:0 }
+  admin: { listen: "${name}:${adminPort}" }
+apps: []
+`);
+    try {
+      assert.equal((await request(`http://127.0.0.1:${adminPort}/healthz`, { headers: { host: `${name.toUpperCase()}:${adminPort}` } })).status, 200);
+      assert.equal((await request(`http://127.0.0.1:${adminPort}/healthz`, { headers: { host: `other-${name}:${adminPort}` } })).status, 421);
+      const cli = await runCli(['connectors', '--config', named.configFile]);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.match(cli.stdout, /no connector is connected/);
+    } finally {
+      await named.stop();
+    }
   });
 });

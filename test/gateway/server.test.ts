@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
-import { startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { rawRequest, request, sleep, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 /** the timers ss reports for the gateway's end of the connection from `clientPort` */
 function timersOf(gatewayPort: number, clientPort: number): string {
@@ -25,6 +25,7 @@ describe('server: public listeners', function () {
 gateway:
   publicUrl: http://gw.test
   listen: { http: 127.0.0.1:0 }
+  admin: { listen: 127.0.0.1:0 }
 apps:
   - name: Echo
     externalUrl: http://echo.test/
@@ -52,5 +53,62 @@ apps:
     ws.send('still relayed');
     assert.equal(await echo, 'still relayed');
     ws.close();
+  });
+
+  /** drawbridge_requests_total{app="-"} by status, as /metrics shows it */
+  async function refusedCounts(): Promise<Map<string, number>> {
+    const body = (await request(`${gw.adminUrl}/metrics`)).body;
+    return new Map([...body.matchAll(/^drawbridge_requests_total\{app="-",status="(\d+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  }
+
+  it('requests refused before the edge (by the parser, CONNECT, Expect, too many header lines) are counted and get a request line with their correlation id', async () => {
+    const H = 'Host: echo.test\r\n';
+    const refusals: [string, string, number][] = [
+      ['a space in a header name', `GET / HTTP/1.1\r\n${H}Bad Header: 1\r\n\r\n`, 400],
+      ['an unknown method', `FOO / HTTP/1.1\r\n${H}\r\n`, 400],
+      ['Content-Length and Transfer-Encoding', `POST / HTTP/1.1\r\n${H}Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
+      ['cookies over 16 KiB', `GET / HTTP/1.1\r\n${H}Accept: text/html\r\nCookie: a=${'x'.repeat(17_000)}\r\n\r\n`, 431],
+      ['a URL over 16 KiB', `GET /${'a'.repeat(17_000)} HTTP/1.1\r\n${H}\r\n`, 431],
+      ['2,001 header lines', `GET / HTTP/1.1\r\n${H}${'X-A: 1\r\n'.repeat(2001)}\r\n`, 431],
+      ['CONNECT', `CONNECT echo.test:443 HTTP/1.1\r\nHost: echo.test:443\r\n\r\n`, 405],
+      ['an unknown Expect', `GET / HTTP/1.1\r\n${H}Expect: something\r\n\r\n`, 417],
+    ];
+    const before = await refusedCounts();
+    const expected = new Map<string, number>();
+    for (const [what, bytes, status] of refusals) {
+      const answer = await rawRequest(gw.port, bytes, 3000);
+      assert.equal(answer.slice(9, 12), String(status), `${what}: ${answer.slice(0, 100)}`);
+      const id = /\r\nx-correlation-id: ([^\r\n]+)/i.exec(answer)?.[1];
+      assert.ok(id, `${what}: a correlation id`);
+      await sleep(20);
+      const line = gw.logs.find((l) => l.msg === 'request' && l.correlationId === id);
+      assert.ok(line, `${what}: a request line`);
+      assert.equal(line.status, status, what);
+      assert.equal(line.app, '-', what);
+      assert.equal(line.decision, 'deny', what);
+      expected.set(String(status), (expected.get(String(status)) ?? 0) + 1);
+    }
+    const after = await refusedCounts();
+    for (const [status, n] of expected) assert.equal((after.get(status) ?? 0) - (before.get(status) ?? 0), n, `drawbridge_requests_total{app="-",status="${status}"}`);
+    assert.ok(!gw.logs.some((l) => JSON.stringify(l).includes('x'.repeat(100))), 'no cookie or URL in the log');
+  });
+
+  it('a HEAD refused by the parser gets the head of the GET\'s answer and no body', async () => {
+    const H = 'Host: echo.test\r\n';
+    for (const [what, rest, status] of [
+      ['a header over 16 KiB', `${H}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`, 431],
+      ['cookies over 16 KiB from a browser (a page)', `${H}Accept: text/html\r\nCookie: a=${'x'.repeat(17_000)}\r\n\r\n`, 431],
+      ['a space in a header name', `${H}Bad Header: 1\r\n\r\n`, 400],
+    ] as const) {
+      const get = await rawRequest(gw.port, `GET / HTTP/1.1\r\n${rest}`, 3000);
+      const head = await rawRequest(gw.port, `HEAD / HTTP/1.1\r\n${rest}`, 3000);
+      const [getHead, getBody] = get.split('\r\n\r\n');
+      const [headHead, headBody] = head.split('\r\n\r\n');
+      const length = (h: string) => /\r\ncontent-length: (\d+)/i.exec(h)?.[1];
+      assert.equal(headHead!.slice(9, 12), String(status), `${what}: ${headHead}`);
+      assert.equal(getBody!.length, Number(length(getHead!)), `${what}: the GET has its body`);
+      assert.equal(length(headHead!), length(getHead!), `${what}: the HEAD keeps the GET's Content-Length`);
+      assert.equal(headBody, '', `${what}: no body on the HEAD answer`);
+    }
   });
 });

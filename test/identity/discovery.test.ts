@@ -61,7 +61,10 @@ apps:
         assert.equal(res.statusCode, 503);
         assert.equal(res.headers.location, undefined, 'not sent to the provider');
         assert.equal(res.headers['retry-after'], '5');
-        assert.ok(gw.logs.some((l) => l.msg === 'identity provider unavailable' && logged.test(JSON.stringify(l))), JSON.stringify(gw.logs.filter((l) => l.level === 'error' || l.level === 50)));
+        // the id on the page finds the line that says why
+        const id = res.headers['x-correlation-id'];
+        assert.ok(id);
+        assert.ok(gw.logs.some((l) => l.msg === 'identity provider unavailable' && l.correlationId === id && logged.test(JSON.stringify(l))), JSON.stringify(gw.logs.filter((l) => l.level === 'error' || l.level === 50)));
       } finally {
         await gw.stop();
         issuer.close();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { loggedTarget } from '../../src/observability/loggedTarget.js';
+import { rawRequest, sleep, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 describe('observability: the request target as logs keep it', () => {
   it('keeps the path, drops ;parameters and every query value', () => {
@@ -15,5 +16,58 @@ describe('observability: the request target as logs keep it', () => {
   it('bounds what a query of thousands of names can add to a line', () => {
     const t = loggedTarget(`/x?${'n&'.repeat(5000)}`);
     assert.ok(t.query!.length <= 515, `${t.query!.length}`);
+  });
+
+  it('drops a fragment, and the scheme, host and userinfo of a target that is not a path', () => {
+    assert.deepEqual(loggedTarget('/cb#access_token=SECRET&token_type=bearer'), { path: '/cb' });
+    assert.deepEqual(loggedTarget('/cb?x=1#access_token=SECRET&token_type=bearer'), { path: '/cb', query: 'x' }, 'the fragment\'s names are not query names');
+    assert.deepEqual(loggedTarget('/cb#frag?code=SECRET'), { path: '/cb' }, 'a ? inside the fragment is not a query');
+    assert.deepEqual(loggedTarget('http://alice:SECRET@app.test/x'), { path: '/x' });
+    assert.deepEqual(loggedTarget('HTTPS://app.test/x/y;p=SECRET?code=SECRET#f'), { path: '/x/y', query: 'code' });
+    assert.deepEqual(loggedTarget('http://alice:SE/CRET@app.test/x'), { path: '/x' }, 'a / in the password does not end the userinfo');
+    assert.deepEqual(loggedTarget('http://app.test'), { path: '' });
+    assert.deepEqual(loggedTarget('alice:SECRET@app.test/x'), { path: '/x' });
+    assert.deepEqual(loggedTarget('*'), { path: '*' });
+  });
+
+  describe('in the request log of a real gateway', function () {
+    this.timeout(20_000);
+    let backend: EchoBackend;
+    let gw: TestGateway;
+    before(async () => {
+      backend = await startEchoBackend();
+      gw = await startGateway(`gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Open
+    externalUrl: http://open.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`);
+    });
+    after(async () => {
+      await gw?.stop();
+      await backend?.close();
+    });
+
+    // A broken client sends the fragment an implicit-flow redirect carried; a proxy-minded one the absolute form, with a password.
+    for (const [target, path] of [
+      ['/cb#access_token=FRAGSECRET1&token_type=bearer', '/cb'],
+      ['http://alice:USERINFOSECRET2@open.test/x', '/x'],
+      ['http://open.test/x?code=ABSQUERYSECRET2', '/x'],
+    ]) {
+      it(`${target}: answered, logged with path ${path} and none of the secret`, async () => {
+        const secret = /[A-Z]+SECRET\d/.exec(target!)![0];
+        const answer = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n`);
+        const id = /\r\nx-correlation-id: ([^\r\n]+)/i.exec(answer)?.[1];
+        assert.ok(id, answer.slice(0, 200));
+        await sleep(50);
+        const line = gw.logs.find((l) => l.msg === 'request' && l.correlationId === id);
+        assert.ok(line, 'a request line');
+        assert.equal(line.path, path);
+        assert.ok(!gw.logs.some((l) => JSON.stringify(l).includes(secret)), `${secret} in the log`);
+      });
+    }
   });
 });

@@ -78,7 +78,7 @@ class OidcStage implements Stage {
       const start = await startSignIn(this.rt, this.app, origin, safeReturnUrl(requestedTarget(ctx), { origin, prefix: this.app.prefix }), undefined, ctx.headers.cookie);
       return { kind: 'redirect', location: start.location, headers: { 'set-cookie': [...clear, ...start.setCookie] }, reasons: [s.stale ? `${s.stale}: sign in again` : s.present ? 'session cookie not valid: sign in again' : 'no session: sign in'] };
     } catch (e) {
-      return this.providerDown(e);
+      return this.providerDown(ctx, e);
     }
   }
 
@@ -98,13 +98,13 @@ class OidcStage implements Stage {
     } catch (e) {
       if (e instanceof BearerError && e.check === 'jwks') {
         // The provider's keys are out of reach: nobody can be verified, which is an outage, not a bad token.
-        return this.providerDown(new ProviderUnavailableError(this.rt.config.identity!.issuer, e.detail ?? e.message));
+        return this.providerDown(ctx, new ProviderUnavailableError(this.rt.config.identity!.issuer, e.detail ?? e.message));
       }
       if (e instanceof BearerError) {
         this.log.info({ correlationId: ctx.id, check: e.check, detail: e.detail ?? e.publicMessage }, 'bearer token refused');
         return this.unauthorized(ctx, e.publicMessage, e.oauthError, [], e.check, refusalStatus(e));
       }
-      return this.providerDown(e);
+      return this.providerDown(ctx, e);
     }
   }
 
@@ -134,9 +134,9 @@ class OidcStage implements Stage {
     return { kind: 'respond', status: 401, headers, body, reasons: [`no session: ${ctx.method} sent from a page, answered with a sign-in link`] };
   }
 
-  private providerDown(e: unknown): Decision {
+  private providerDown(ctx: RequestContext, e: unknown): Decision {
     if (e instanceof ProviderUnavailableError) {
-      this.log.error({ err: e }, 'identity provider unavailable');
+      this.log.error({ correlationId: ctx.id, err: e }, 'identity provider unavailable');
       return { kind: 'deny', status: 503, reasons: [e.message], publicReason: 'The sign-in service cannot be reached right now. Try again in a moment.', headers: { 'retry-after': '5' } };
     }
     throw e;
