@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+import { gatewayYaml, hubUrl, killConnector, readyChannels, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const idOf = (cert: X509Certificate) => cert.subject.match(/CN=([^\n,]+)/)![1]!;
 
@@ -84,9 +84,11 @@ describe('connector certificate renewal', function () {
     if (c) await killConnector(c);
     const dir = join(tempDir(), 'conn');
     c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw) });
-    await waitChannels(gw, 2);
-    await killConnector(c);
+    // (the killed connector's channels may still be listed: wait for this one's own)
+    await eventually(() => existsSync(join(dir, 'cert.pem')), 15_000);
     const id = idOf(new X509Certificate(readFileSync(join(dir, 'cert.pem'))));
+    await eventually(() => readyChannels(gw).filter((ch) => ch.connectorId === id).length >= 2, 15_000);
+    await killConnector(c);
     const kp = await generateKeyPair();
     const body = JSON.stringify({ csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') });
     const hub = new URL(hubUrl(gw));

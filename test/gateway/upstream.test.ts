@@ -5,10 +5,20 @@ import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend }
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 
 /**
- * A stage (as a plugin's would be) that sets a header undici refuses to send. (A value no HTTP
- * message may carry, CR/LF say, is refused earlier, with the decision: test/pipeline/pipeline.test.ts.)
+ * A stage (as a plugin's would be) that writes a header undici refuses to send straight into the
+ * request, past the checks its decision would meet (a value no HTTP message may carry, or a
+ * framing header, in a decision is refused with the decision: test/pipeline/pipeline.test.ts).
  */
-const badHeader = (): Stage[] => [{ name: 'bad-header', kind: 'sso', run: () => ({ kind: 'continue', setHeaders: { 'transfer-encoding': 'chunked' } }) }];
+const badHeader = (): Stage[] => [
+  {
+    name: 'bad-header',
+    kind: 'sso',
+    run: (ctx) => {
+      ctx.upstreamHeaders['x-note'] = 'a\r\nset-cookie: x=1';
+      return { kind: 'continue' };
+    },
+  },
+];
 
 describe('upstream: a request the gateway cannot send is its own failure, not the app\'s', function () {
   this.timeout(20_000);
