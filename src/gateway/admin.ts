@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import express, { type Express } from 'express';
 import type { Metrics } from '../observability/metrics.js';
 import type { GenerationHolder } from '../pipeline/generation.js';
+import { hostnameOf } from './router.js';
 
 /** Every admin endpoint is read-only. */
 export const ADMIN_METHODS = 'GET, HEAD';
@@ -26,8 +27,11 @@ export function adminApp(holder: GenerationHolder, metrics: Metrics, extra: (app
   app.use((req, res, next) => {
     // An absolute-form target names the host itself, and Host is then ignored (RFC 9112 3.2.2).
     const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(req.originalUrl)?.[1];
-    const host = hostOf(authority === undefined ? req.headers.host : authority.slice(authority.lastIndexOf('@') + 1));
-    if (host === undefined || host === 'localhost' || host === known || isIP(host)) return next();
+    const header = authority === undefined ? req.headers.host : authority.slice(authority.lastIndexOf('@') + 1);
+    if (header === undefined) return next();
+    // (the edge's reading of a Host header; an IPv6 literal without its brackets for isIP)
+    const host = hostnameOf(header)?.replace(/^\[(.*)\]$/, '$1');
+    if (host !== undefined && (host === 'localhost' || host === known || isIP(host))) return next();
     res.status(421).json({ error: 'misdirected request: ask by IP address, localhost, or the host of gateway.admin.listen' });
   });
   app.get('/healthz', (_req, res) => {
@@ -48,9 +52,3 @@ export function adminApp(holder: GenerationHolder, metrics: Metrics, extra: (app
   return app;
 }
 
-/** The name in a Host header, lower-cased, without its port or an IPv6 literal's brackets ('' when it cannot be read); undefined without one. */
-function hostOf(header: string | undefined): string | undefined {
-  if (header === undefined) return undefined;
-  const m = /^(?:\[([^\]]*)\]|([^:[\]]*))(?::\d*)?$/.exec(header);
-  return (m?.[1] ?? m?.[2] ?? '').toLowerCase();
-}
