@@ -256,6 +256,14 @@ function underPrefix(prefix: string, ownedPath: string): string {
   return prefix === '/' ? ownedPath : prefix + ownedPath.slice(1);
 }
 
+/** marks a prefix app's sign-out step as one the chain sent the browser to */
+const CHAIN_STEP = 'step';
+
+/** The sign-out step for the app at `prefix`, as the chain links to it. */
+function chainStep(prefix: string): string {
+  return prefix === '/' ? SIGN_OUT_PATH : `${underPrefix(prefix, SIGN_OUT_PATH)}?${CHAIN_STEP}=1`;
+}
+
 /** sign-out steps answered with a redirect in a row, well under browsers' limit with the provider's own redirects after them */
 const SIGN_OUT_STEPS_PER_PAGE = 10;
 
@@ -294,10 +302,15 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
     res.setHeader('allow', 'GET, HEAD, POST');
     return sendError(res, req.headers, { status: 405, reason: 'Sign out with GET or POST.', correlationId: ctx.id });
   }
+  // A prefix app's step that the chain did not send the browser to (a relative `.drawbridge/sign-out`
+  // link in the app) ended that app's session and the ones after it, and left the root app and the
+  // prefixes before it signed in: the chain starts at the root instead. The mark can only make a
+  // sign-out skip steps a browser could skip anyway by stopping, never end another session.
+  if (ctx.prefix !== '/' && !new URLSearchParams(ctx.search).has(CHAIN_STEP)) return redirect(res, (origin ?? '') + SIGN_OUT_PATH, [], req.method === 'POST' ? 307 : 302);
   const intent = signOutIntent(req, origin);
   if (intent === 'refuse') return sendError(res, req.headers, { status: 403, reason: 'A sign-out request must come from this site.', correlationId: ctx.id });
   // the button posts to this step, so a browser without Sec-Fetch-Site moves on instead of starting over
-  if (intent === 'confirm') return signOutConfirmPage(res, underPrefix(ctx.prefix, SIGN_OUT_PATH));
+  if (intent === 'confirm') return signOutConfirmPage(res, chainStep(ctx.prefix));
   const cookies: string[] = [];
   for (const app of steps.filter((a) => a.prefix === ctx.prefix)) {
     cookies.push(clearSessionCookie(app, ctx.protocol));
@@ -314,7 +327,7 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
   }
   const next = prefixed[at + 1];
   if (next) {
-    const step = (origin ?? '') + underPrefix(next.prefix, SIGN_OUT_PATH);
+    const step = (origin ?? '') + chainStep(next.prefix);
     // Browsers follow about 20 redirects in a row, then show an error: a long chain rests on a page
     // that moves on (a navigation of its own, from this origin) every few steps.
     if ((at + 2) % SIGN_OUT_STEPS_PER_PAGE === 0) return continuePage(res, step, cookies, 'Signing out');

@@ -130,7 +130,7 @@ ${MANY.map((p) => `  - name: Many${p}\n    externalUrl: http://other.localhost/$
     await ctx.close();
   });
 
-  it('one sign-out from the host root ends the sessions of the apps under path prefixes too, whose cookies it is never sent', async () => {
+  it('one sign-out, from the host root or from a prefix app\'s own link, ends the sessions of the apps under path prefixes too, whose cookies it is never sent', async () => {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     const o = s.origin('app');
@@ -154,9 +154,10 @@ ${MANY.map((p) => `  - name: Many${p}\n    externalUrl: http://other.localhost/$
     const viaRoot = await page.evaluate(() => fetch('/.drawbridge/me?path=/a/').then((r) => r.json()));
     assert.deepEqual([viaRoot.app, viaRoot.user], ['AppA', 'bob']);
 
-    // a "Sign out" link on a page of the root app
-    await page.route(`${o}/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href="/.drawbridge/sign-out">Sign out</a>' }));
-    await page.goto(`${o}/with-link`);
+    // a "Sign out" link on a page of AppB, relative to its prefix (/b/.drawbridge/sign-out): the chain
+    // starts at the root, so the root app and AppA are signed out too
+    await page.route(`${o}/b/with-link`, (r) => r.fulfill({ contentType: 'text/html', body: '<a id="out" href=".drawbridge/sign-out">Sign out</a>' }));
+    await page.goto(`${o}/b/with-link`);
     await Promise.all([page.waitForURL(`${o}/.drawbridge/signed-out`), page.click('#out')]);
     assert.deepEqual((await ctx.cookies()).filter((c) => c.name === 'drawbridge_session'), []);
     // a copy of each cookie taken before is refused: back to sign-in

@@ -249,23 +249,28 @@ describe('identity: sign-out and me for apps under a path prefix (HTTP client)',
     const b = await signedIn('/b/');
     const send = (method: string, path: string, cookie: string, headers: Record<string, string> = {}) => request(`http://127.0.0.1:${s.gw.port}${path}`, { method, headers: { host: new URL(o).host, cookie, accept: 'text/html', ...headers } });
     // such a browser is asked at each step, and the button posts to that step
-    const ask = await send('GET', '/a/.drawbridge/sign-out', a.cookie);
+    const ask = await send('GET', '/a/.drawbridge/sign-out?step=1', a.cookie);
     assert.equal(ask.status, 200);
-    assert.match(ask.body, /<form method="post" action="\/a\/\.drawbridge\/sign-out">/);
-    assert.equal((await send('POST', '/a/.drawbridge/sign-out', a.cookie, { origin: 'http://evil.localhost:1' })).status, 403);
+    assert.match(ask.body, /<form method="post" action="\/a\/\.drawbridge\/sign-out\?step=1">/);
+    assert.equal((await send('POST', '/a/.drawbridge/sign-out?step=1', a.cookie, { origin: 'http://evil.localhost:1' })).status, 403);
     assert.equal((await send('GET', '/a/.drawbridge/me', a.cookie)).status, 200, 'still signed in');
+    // a prefix app's own link to its step (not the chain's) starts the chain at the root, POST kept a POST
+    const direct = await send('GET', '/a/.drawbridge/sign-out', a.cookie, { 'sec-fetch-site': 'same-origin' });
+    assert.deepEqual([direct.status, direct.headers.location], [302, `${o}/.drawbridge/sign-out`]);
+    assert.equal((await send('POST', '/a/.drawbridge/sign-out', a.cookie, { origin: o })).status, 307);
+    assert.equal((await send('GET', '/a/.drawbridge/me', a.cookie)).status, 200, 'still signed in: nothing ended before the root step');
 
     const form = { origin: o, 'content-type': 'application/x-www-form-urlencoded' };
     const atRoot = await send('POST', '/.drawbridge/sign-out', home.cookie, form);
     assert.equal(atRoot.status, 307, 'a POST stays a POST along the chain');
-    assert.equal(atRoot.headers.location, `${o}/a/.drawbridge/sign-out`);
+    assert.equal(atRoot.headers.location, `${o}/a/.drawbridge/sign-out?step=1`);
     // the prefix apps' cookies stay in the browser until their own step, or it would not send them there
     assert.deepEqual([atRoot.headers['set-cookie'] ?? []].flat().map((c) => /Path=[^;]*/i.exec(c)?.[0]), ['Path=/']);
-    const atA = await send('POST', '/a/.drawbridge/sign-out', a.cookie, form);
+    const atA = await send('POST', '/a/.drawbridge/sign-out?step=1', a.cookie, form);
     assert.equal(atA.status, 307);
-    assert.equal(atA.headers.location, `${o}/b/.drawbridge/sign-out`);
+    assert.equal(atA.headers.location, `${o}/b/.drawbridge/sign-out?step=1`);
     assert.deepEqual([atA.headers['set-cookie'] ?? []].flat().map((c) => /Path=[^;]*/i.exec(c)?.[0]), ['Path=/a/']);
-    const atB = await send('POST', '/b/.drawbridge/sign-out', b.cookie, form);
+    const atB = await send('POST', '/b/.drawbridge/sign-out?step=1', b.cookie, form);
     assert.equal(atB.status, 302, 'the provider is not posted to');
     assert.ok(atB.headers.location!.startsWith(s.idp.issuer), atB.headers.location);
 
