@@ -15,6 +15,7 @@ import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
+import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from '../plugins/deadline.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
 import { gatewayOwned, ownedHeaders } from './gatewayOwned.js';
@@ -37,6 +38,8 @@ export interface CompileDeps {
   stateDir?: string;
   /** file:line:col of a key path (the loader's), so a stage that cannot be built is reported where the app asks for it */
   locate?: (path: KeyPath) => SourcePosition;
+  /** how long a plugin's create() may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
+  pluginTimeoutMs?: number;
 }
 
 /** Where in the file a failure belongs: the key of the app that asked for the stage. */
@@ -113,6 +116,7 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
     configDir: deps.configDir,
     stateDir,
   };
+  const timeoutMs = deps.pluginTimeoutMs ?? pluginDeadlineMs();
   /** `key`: the app's key that asks for this plugin, where a failure to build its stage is reported */
   const use = async (name: string, options: unknown, key: KeyPath): Promise<Stage> => {
     try {
@@ -120,10 +124,18 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
       if (!plugin) throw new Error(`plugin ${name} is not loaded`);
       let stage: unknown;
       try {
-        stage = await plugin.create(options as never, ctx);
+        // A create() that never settles would hold the start or the reload (and every reload after it) for good.
+        const created = Promise.resolve().then(() => plugin.create(options as never, ctx));
+        stage = await withDeadline(created, timeoutMs, `its create()`, (late) => {
+          ctx.logger.warn({ plugin: name }, `plugin ${name}: create() finished after its deadline; that stage is disposed`);
+          void Promise.resolve()
+            .then(() => (late as Partial<Stage> | null)?.dispose?.())
+            .catch(() => undefined);
+        });
       } catch (e) {
         // a file in stateDir the gateway cannot use is not the config's fault: it is said as it is
         if (e instanceof StateFileError) throw e;
+        if (e instanceof PluginTimeoutError) throw new Error(`plugin ${name} did not build its stage: ${e.message}`);
         throw new Error(`plugin ${name} refused to build its stage: ${(e as Error).message}`);
       }
       const problem = stageProblem(stage, plugin.kind);

@@ -9,6 +9,7 @@ import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { compileSchema } from '../config/validate.js';
 import { PLUGIN_API_VERSION, STAGE_KINDS, type Plugin } from '../pipeline/stage.js';
+import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from './deadline.js';
 import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
 import { oidcPreauth } from './preauth/oidc.js';
@@ -39,7 +40,13 @@ export interface PluginLoadFailure {
 /** What a plugin file may be called: anything else is not imported (Node would run an extensionless file as CommonJS). */
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
 
-export async function loadPlugins(specifiers: readonly string[], configDir: string): Promise<{ loaded: LoadedPlugin[]; failures: PluginLoadFailure[] }> {
+export interface LoadOptions {
+  /** how long one module's import may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
+  timeoutMs?: number;
+}
+
+export async function loadPlugins(specifiers: readonly string[], configDir: string, opts: LoadOptions = {}): Promise<{ loaded: LoadedPlugin[]; failures: PluginLoadFailure[] }> {
+  const timeoutMs = opts.timeoutMs ?? pluginDeadlineMs();
   const loaded: LoadedPlugin[] = BUILTIN_PLUGINS.map((plugin) => ({ plugin }));
   const failures: PluginLoadFailure[] = [];
   const req = createRequire(resolve(configDir, 'gateway.config.yaml'));
@@ -70,9 +77,9 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
     }
     let mod: Record<string, unknown>;
     try {
-      mod = await import(moduleUrl(file, specifier));
+      mod = await withDeadline(import(moduleUrl(file, specifier)), timeoutMs, `importing ${file}`);
     } catch (e) {
-      fail(`plugin ${JSON.stringify(specifier)} failed to load: ${describeLoadError(e, file)}`);
+      fail(`plugin ${JSON.stringify(specifier)} failed to load: ${e instanceof PluginTimeoutError ? e.message : describeLoadError(e, file)}`);
       continue;
     }
     const exported = mod.default ?? mod.plugin ?? mod.plugins;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startGateway, tempDir } from '../support/harness.js';
+import { spawnGateway, startGateway, tempDir } from '../support/harness.js';
+import { PROBE_PLUGIN } from '../plugins/support.js';
 import { Browser, startStack, type Stack } from '../identity/support.js';
 
 /** An sso plugin that carries a ticket in the header its options name, as kcd-shim does with delegationHeader. */
@@ -108,4 +109,37 @@ apps:
       assert.match(e.message, c.says);
     });
   }
+});
+
+/** Config of one app whose sso.plugin (line 12, col 15) is PROBE_PLUGIN with these options. */
+const probeConfig = (options: Record<string, string>) => `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:19900, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./probe.mjs]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.test/
+    internalUrl: http://127.0.0.1:19901/
+    sso:
+      plugin: probe
+      options: ${JSON.stringify(options)}
+`;
+
+describe('pipeline: a plugin whose create() never settles', function () {
+  this.timeout(20_000);
+
+  it('the gateway exits 1 once the deadline passes, naming the app and the file:line:col of sso.plugin (it exited 0 in silence)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'probe.mjs'), PROBE_PLUGIN);
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, probeConfig({ mode: 'create-hangs' }));
+    const t0 = Date.now();
+    const gw = spawnGateway(file, ['--no-watch'], { DRAWBRIDGE_PLUGIN_TIMEOUT: '1s' });
+    const { code, at } = await gw.exited;
+    assert.equal(code, 1, gw.output());
+    assert.ok(gw.output().includes(`${file}:12:15: error: apps[0].sso.plugin: app Payroll: plugin probe did not build its stage: its create() did not finish within 1 s, the limit for a plugin (DRAWBRIDGE_PLUGIN_TIMEOUT)`), gw.output());
+    assert.ok(at - t0 < 10_000, `exited after ${at - t0} ms`);
+  });
 });
