@@ -38,7 +38,7 @@ export interface CompileDeps {
   stateDir?: string;
   /** file:line:col of a key path (the loader's), so a stage that cannot be built is reported where the app asks for it */
   locate?: (path: KeyPath) => SourcePosition;
-  /** how long a plugin's create() may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
+  /** how long a plugin's create(), and its stage's dispose(), may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
   pluginTimeoutMs?: number;
 }
 
@@ -105,7 +105,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
     throw e;
   }
   const trusted = new CidrSet(config.gateway.trustedProxies ?? []);
-  return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger);
+  return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger, deps.pluginTimeoutMs ?? pluginDeadlineMs());
 }
 
 async function stagesOf(app: AppConfig, index: number, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<Stage[]> {
