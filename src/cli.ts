@@ -127,6 +127,8 @@ main(argv).then(
   },
   (e) => {
     finished = true;
-    process.exitCode = reportFailure(e, commandName(argv));
+    // Ends now: a failed start may leave a plugin's timer or socket open (a module may open them
+    // when it is imported), and the process ran on without a listener, never reporting its exit.
+    process.exit(reportFailure(e, commandName(argv)));
   },
 );

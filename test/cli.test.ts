@@ -13,14 +13,19 @@ import { PROBE_PLUGIN } from './plugins/support.js';
 /** dist/test -> dist/src/cli.js */
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli.js');
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** The real CLI; one still running after `killAfterMs` is killed (its code is then null). */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, killAfterMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const kill = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
     child.stderr.on('data', (c) => (stderr += c));
-    child.on('exit', (code) => done({ code, stdout, stderr }));
+    child.on('exit', (code) => {
+      clearTimeout(kill);
+      done({ code, stdout, stderr });
+    });
   });
 }
 
@@ -67,5 +72,19 @@ describe('cli: a command that can no longer finish', function () {
     const r = await cli(['lint', join(dir, 'gateway.config.yaml')], noDeadline);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.doesNotMatch(r.stderr, /stopped before finishing/);
+  });
+});
+
+describe('cli: a command that failed', function () {
+  this.timeout(20_000);
+
+  it('a gateway that failed to start exits 1, even when a plugin module keeps a timer of its own', async () => {
+    const dir = tempDir();
+    // a module that opens a shared resource when imported (a connection pool, a refresh timer)
+    writeFileSync(join(dir, 'plugin.mjs'), PROBE_PLUGIN.replace('export default {', 'setInterval(() => undefined, 60_000);\nexport default {'));
+    writeFileSync(join(dir, 'gateway.config.yaml'), config('probe', '{ mode: throws }'));
+    const r = await cli(['gateway', '--config', join(dir, 'gateway.config.yaml'), '--no-watch']);
+    assert.equal(r.code, 1, `${r.code === null ? 'still running after 10 s: ' : ''}${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /error: apps\[0\]\.sso\.plugin: app Payroll: plugin probe refused to build its stage: the ticket service said no/);
   });
 });

@@ -121,9 +121,12 @@ export class Generation {
 export async function disposeStages(stages: readonly { app: string; stage: Stage }[], log: Logger, timeoutMs: number): Promise<void> {
   await Promise.allSettled(
     stages.map(async ({ app, stage }) => {
+      // (also a stage compile refused, whose shape is not to be trusted)
+      const dispose = (stage as Partial<Stage> | null)?.dispose;
+      if (typeof dispose !== 'function') return;
       try {
         await withDeadline(
-          Promise.resolve().then(() => stage.dispose?.()),
+          Promise.resolve().then(() => dispose.call(stage)),
           timeoutMs,
           'its dispose()',
         );

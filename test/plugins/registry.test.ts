@@ -46,15 +46,19 @@ describe('plugin loading across reloads', () => {
   });
 });
 
-/** Runs the real CLI; resolves with its exit code, output and how long it ran. */
+/** Runs the real CLI; resolves with its exit code (null: killed, still running after 15 s), output and how long it ran. */
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; ms: number }> {
   return new Promise((done) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (out += c));
-    child.on('exit', (code) => done({ code, out, ms: Date.now() - t0 }));
+    child.on('exit', (code) => {
+      clearTimeout(kill);
+      done({ code, out, ms: Date.now() - t0 });
+    });
   });
 }
 
