@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RequestContext } from '../../src/pipeline/stage.js';
@@ -102,5 +102,96 @@ describe('plugin loading: a module whose import never finishes', function () {
     assert.equal(failures.length, 1);
     assert.equal(failures[0]!.notFound, false);
     assert.match(failures[0]!.message, /did not finish within 200 ms/);
+  });
+});
+
+/** A plugin module's text; `cjs`: as `module.exports =`; `tsCjs`: as tsc/Babel compile `export default` to CommonJS. */
+const pluginText = (name: string, opts: { description?: string; cjs?: boolean; tsCjs?: boolean; schema?: string } = {}) => {
+  const object = `{ name: ${JSON.stringify(name)}, kind: 'sso', apiVersion: 1, description: ${JSON.stringify(opts.description ?? '')}, optionsSchema: ${opts.schema ?? "{ type: 'object' }"}, create: () => ({ name: ${JSON.stringify(name)}, kind: 'sso', run: () => ({ kind: 'continue' }) }) }`;
+  if (opts.tsCjs) return `"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\nexports.default = ${object};\n`;
+  return opts.cjs ? `module.exports = ${object};\n` : `export default ${object};\n`;
+};
+
+/** writes package `name` under dir/node_modules with these files (package.json given as an object) */
+function installPackage(dir: string, name: string, files: Record<string, string | object>): void {
+  for (const [path, content] of Object.entries(files)) {
+    const file = join(dir, 'node_modules', name, path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, typeof content === 'string' ? content : JSON.stringify({ name, version: '1.0.0', ...content }));
+  }
+}
+
+describe('plugin loading: packages resolved as import() resolves them', function () {
+  this.timeout(20_000);
+  const dir = tempDir();
+  installPackage(dir, 'esm-only-plugin', { 'package.json': { type: 'module', exports: { '.': { import: './index.js' } } }, 'index.js': pluginText('esm-only') });
+  installPackage(dir, '@acme/sso-plugin', { 'package.json': { type: 'module', exports: { types: './index.d.ts', default: './index.js' } }, 'index.js': pluginText('acme') });
+  installPackage(dir, 'dual-plugin', {
+    'package.json': { type: 'module', exports: { '.': { types: './dist/index.d.ts', import: './dist/index.js', require: './dist/index.cjs' } }, main: './dist/index.cjs' },
+    'dist/index.js': pluginText('dual', { description: 'ESM build' }),
+    'dist/index.cjs': pluginText('dual', { description: 'CommonJS build', cjs: true }),
+  });
+  installPackage(dir, 'require-only-plugin', { 'package.json': { exports: { require: './index.cjs' } }, 'index.cjs': pluginText('require-only', { cjs: true }) });
+  installPackage(dir, 'legacy-plugin', { 'package.json': { main: './lib/main' }, 'lib/main.js': pluginText('legacy', { cjs: true }) });
+  installPackage(dir, 'ts-cjs-plugin', { 'package.json': { main: './dist/index.js' }, 'dist/index.js': pluginText('ts-cjs-pkg', { tsCjs: true }) });
+  installPackage(dir, 'many-plugins', { 'package.json': { type: 'module', exports: { './sso/*': { import: './src/*.mjs' } } }, 'src/one.mjs': pluginText('many-one') });
+  installPackage(dir, 'subpaths-only', { 'package.json': { type: 'module', exports: { './extra': './extra.js' } }, 'extra.js': pluginText('extra') });
+  writeFileSync(join(dir, 'ts-default.cjs'), pluginText('ts-cjs', { tsCjs: true }));
+  writeFileSync(join(dir, 'namespace.mjs'), `export default { helpers: {}, version: '2.0.0' };\n`);
+  writeFileSync(join(dir, 'factory.mjs'), `export default function makePlugin() { return {}; }\n`);
+
+  const load = async (specifier: string) => {
+    const { loaded, failures } = await loadPlugins([specifier], dir);
+    return { plugin: loaded.find((l) => l.source === specifier), failure: failures[0] };
+  };
+
+  const loads: { specifier: string; name: string; file: RegExp; description?: string }[] = [
+    { specifier: 'esm-only-plugin', name: 'esm-only', file: /esm-only-plugin\/index\.js$/ },
+    { specifier: '@acme/sso-plugin', name: 'acme', file: /@acme\/sso-plugin\/index\.js$/ },
+    { specifier: 'dual-plugin', name: 'dual', file: /dual-plugin\/dist\/index\.js$/, description: 'ESM build' },
+    { specifier: 'require-only-plugin', name: 'require-only', file: /require-only-plugin\/index\.cjs$/ },
+    { specifier: 'legacy-plugin', name: 'legacy', file: /legacy-plugin\/lib\/main\.js$/ },
+    { specifier: 'ts-cjs-plugin', name: 'ts-cjs-pkg', file: /ts-cjs-plugin\/dist\/index\.js$/ },
+    { specifier: 'many-plugins/sso/one', name: 'many-one', file: /many-plugins\/src\/one\.mjs$/ },
+    { specifier: './node_modules/dual-plugin', name: 'dual', file: /dual-plugin\/dist\/index\.js$/, description: 'ESM build' },
+    { specifier: './ts-default.cjs', name: 'ts-cjs', file: /ts-default\.cjs$/ },
+  ];
+  for (const c of loads) {
+    it(`${c.specifier}: loads ${c.name}${c.description ? ` (${c.description})` : ''}`, async () => {
+      const { plugin, failure } = await load(c.specifier);
+      assert.equal(failure, undefined, failure?.message);
+      assert.equal(plugin?.plugin.name, c.name);
+      assert.match(plugin!.file!, c.file);
+      if (c.description) assert.equal(plugin!.plugin.description, c.description);
+    });
+  }
+
+  it('a package that exports nothing for import is a load error, not "not found"', async () => {
+    const { failure } = await load('subpaths-only');
+    assert.equal(failure?.notFound, false);
+    assert.match(failure!.message, /^plugin "subpaths-only" failed to load: package "subpaths-only" \(\S+\) exports no main entry for import/);
+    assert.equal((await load('not-installed')).failure?.notFound, true);
+  });
+
+  it('a default export that is not a plugin object is named as such, with what it is', async () => {
+    assert.equal((await load('./namespace.mjs')).failure?.message, `plugin "./namespace.mjs" failed to load: the module's default export is not a plugin object (it has the keys "helpers", "version"; a plugin has name, kind, apiVersion, optionsSchema, create)`);
+    assert.equal((await load('./factory.mjs')).failure?.message, `plugin "./factory.mjs" failed to load: the module's default export is not a plugin object (it is a function: export the plugin object itself)`);
+  });
+
+  it('lint checks the options of an installed ESM-only plugin (it warned "not found" and checked nothing)', async () => {
+    installPackage(dir, 'strict-plugin', {
+      'package.json': { type: 'module', exports: { '.': { import: './index.js' } } },
+      'index.js': pluginText('strict', { schema: `{ type: 'object', properties: { endpoint: { type: 'string', format: 'uri' } }, required: ['endpoint'], additionalProperties: false }` }),
+    });
+    const file = join(dir, 'strict.yaml');
+    writeFileSync(file, lintConfig('strict-plugin', 'strict', '{ endpont: "https://kdc.example.test/" }'));
+    const bad = await cli(['lint', file]);
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /:11:\d+: error: apps\[0\]\.sso\.options/);
+    assert.doesNotMatch(bad.out, /not found/);
+    writeFileSync(file, lintConfig('strict-plugin', 'strict', '{ endpoint: "https://kdc.example.test/" }'));
+    const good = await cli(['lint', file]);
+    assert.equal(good.code, 0, good.out);
+    assert.match(good.out, /0 error\(s\), 0 warning\(s\)/);
   });
 });
