@@ -111,11 +111,24 @@ export function reportFailure(e: unknown, command: string, stream: NodeJS.Writab
 }
 
 const argv = process.argv.slice(2);
+let finished = false;
+// Node exits, with 0, once nothing is left that could wake it, even while main() still waits: a
+// plugin whose import or create() awaits what never comes made lint pass a CI gate in silence,
+// and the gateway stop "cleanly" before it listened (a supervisor does not restart that).
+process.on('beforeExit', () => {
+  if (finished) return;
+  process.stderr.write(`drawbridge ${commandName(argv)}: stopped before finishing: it was waiting on something that can no longer happen (a plugin whose import or create() never settles?)\n`);
+  process.exit(1);
+});
 main(argv).then(
   (code) => {
+    finished = true;
     if (code !== undefined && code >= 0) process.exitCode = code;
   },
   (e) => {
-    process.exitCode = reportFailure(e, commandName(argv));
+    finished = true;
+    // Ends now: a failed start may leave a plugin's timer or socket open (a module may open them
+    // when it is imported), and the process ran on without a listener, never reporting its exit.
+    process.exit(reportFailure(e, commandName(argv)));
   },
 );

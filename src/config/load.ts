@@ -8,6 +8,7 @@ import { cosmiconfig } from 'cosmiconfig';
 import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
+import { pluginDeadlineMs } from '../plugins/deadline.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
@@ -147,7 +148,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   }
 
   const specifiers: string[] = Array.isArray(value?.plugins) ? value.plugins.filter((p: unknown) => typeof p === 'string') : [];
-  const { loaded, failures } = await loadPlugins(specifiers, dir);
+  const { loaded, failures } = await loadPlugins(specifiers, dir, { timeoutMs: pluginDeadlineMs(env) });
   const unloaded = new Set<string>();
   for (const f of failures) {
     const lenient = opts.mode === 'lint' && f.notFound;

@@ -31,6 +31,7 @@ import { addressOf, closeServer, listen, parseListen } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { hostnameOf } from './router.js';
 import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
+import { pluginDeadlineMs } from '../plugins/deadline.js';
 
 /**
  * The public listeners' HTTP options. No request timeout: uploads take as long as they take
@@ -64,9 +65,18 @@ export interface GatewayOptions {
   pollMs?: number;
   /** hooks for subsystems that add upstreams and stages */
   compileHooks?: Pick<CompileDeps, 'upstreamFor' | 'extraStages'>;
+  /** how long a reload may run before the next one goes ahead without it (default RELOAD_STUCK_MS) */
+  reloadStuckMs?: number;
 }
 
-export type ReloadOutcome = 'success' | 'failure' | 'unchanged';
+/** `superseded`: the reload ran so long that a later one went ahead, and its result was dropped. */
+export type ReloadOutcome = 'success' | 'failure' | 'unchanged' | 'superseded';
+
+/**
+ * Longer than any reload that finishes: every plugin import and create() has its own deadline
+ * (30 s by default), and a reload runs a few of them at most.
+ */
+export const RELOAD_STUCK_MS = 120_000;
 
 /** the reload reason of the watcher's safety poll, which runs whether or not anything changed */
 const POLL = 'safety poll';
@@ -79,7 +89,7 @@ export class GatewayServer {
   private readonly stopRevocations: () => void;
   private servers: { http?: Server; https?: Server; admin?: Server } = {};
   private watcher?: ConfigWatcher;
-  private reloading?: Promise<ReloadOutcome>;
+  private reloading?: ReloadAttempt;
   private reloadAgain = false;
   private lastProblems: string[] = [];
   private tlsFingerprint?: string;
@@ -145,30 +155,45 @@ export class GatewayServer {
 
   /** Re-reads the file; an invalid file keeps the last good generation serving. */
   reload(reason = 'requested'): Promise<ReloadOutcome> {
-    if (this.reloading) {
-      this.reloadAgain = true;
-      return this.reloading;
+    const running = this.reloading;
+    if (running) {
+      const runningMs = Date.now() - running.since;
+      if (runningMs < (this.opts.reloadStuckMs ?? RELOAD_STUCK_MS)) {
+        this.reloadAgain = true;
+        return running.done;
+      }
+      // Reloads run one at a time, so one that never ends (something it awaits never settles)
+      // held every later one: access removed in the file was never applied, SIGHUP included.
+      // This one goes ahead; the stuck one read an older file and is dropped if it ever ends.
+      this.metrics.reloads.inc({ outcome: 'failure' });
+      this.log.error({ runningMs, reason: running.reason }, `a reload (${running.reason}) has run for ${Math.round(runningMs / 1000)} s without finishing: reloading again without it, and it will not be applied`);
     }
-    this.reloading = this.reloadOnce(reason).finally(() => {
+    const attempt: ReloadAttempt = { reason, since: Date.now(), done: Promise.resolve('unchanged') };
+    this.reloading = attempt;
+    attempt.done = this.reloadOnce(reason, attempt).finally(() => {
+      if (this.reloading !== attempt) return;
       this.reloading = undefined;
       if (this.reloadAgain) {
         this.reloadAgain = false;
         void this.reload(reason);
       }
     });
-    return this.reloading;
+    return attempt.done;
   }
 
-  private async reloadOnce(reason: string): Promise<ReloadOutcome> {
+  private async reloadOnce(reason: string, attempt: ReloadAttempt): Promise<ReloadOutcome> {
     const live = this.holder.current;
+    const superseded = () => this.reloading !== attempt;
     let read: { result: LoadResult; hash: string };
     try {
       const text = await readConfigText(this.opts.configFile);
+      if (superseded()) return 'superseded';
       if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id, reason);
       read = await this.read(text);
     } catch (e) {
-      return this.rejected([(e as Error).message]);
+      return superseded() ? 'superseded' : this.rejected([(e as Error).message]);
     }
+    if (superseded()) return 'superseded';
     const { result, hash } = read;
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
@@ -183,7 +208,12 @@ export class GatewayServer {
     try {
       gen = await compile(result.config, hash, this.compileDeps(result));
     } catch (e) {
-      return this.rejected([(e as Error).message]);
+      return superseded() ? 'superseded' : this.rejected([(e as Error).message]);
+    }
+    if (superseded()) {
+      this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
+      void gen.retire();
+      return 'superseded';
     }
     this.logWarnings(result);
     this.warnRestartNeeded(result.config, result.dir);
@@ -242,7 +272,7 @@ export class GatewayServer {
   private compileDeps(result: LoadResult): CompileDeps {
     // Every generation keeps the started stateDir: moving assertion keys and revoked sessions alone would
     // publish an unannounced signing key and forget sign-outs, while the audit log and connector CA stay.
-    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, locate: result.locate, ...this.opts.compileHooks };
+    const deps: CompileDeps = { logger: this.log, plugins: result.plugins, configDir: result.dir, stateDir: this.started?.stateDir, locate: result.locate, pluginTimeoutMs: pluginDeadlineMs(this.opts.env), ...this.opts.compileHooks };
     const hub = this.connectorHub;
     // Apps with a connectorGroup go through the tunnel, never directly (fail closed); the others as before.
     const other = deps.upstreamFor ?? directUpstream;
@@ -494,6 +524,12 @@ export class GatewayServer {
     this.lock?.release();
     this.log.flush?.();
   }
+}
+
+interface ReloadAttempt {
+  reason: string;
+  since: number;
+  done: Promise<ReloadOutcome>;
 }
 
 /** The settings a reload cannot apply: the listeners are bound and the state folder is open. */

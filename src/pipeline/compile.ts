@@ -15,10 +15,11 @@ import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
 import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
+import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from '../plugins/deadline.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
 import { gatewayOwned, ownedHeaders } from './gatewayOwned.js';
-import { Generation, type CompiledApp } from './generation.js';
+import { Generation, disposeStages, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage, type StageKind } from './stage.js';
 
 export const BACKEND_TIMEOUT_DEFAULT_MS = 85_000;
@@ -37,6 +38,8 @@ export interface CompileDeps {
   stateDir?: string;
   /** file:line:col of a key path (the loader's), so a stage that cannot be built is reported where the app asks for it */
   locate?: (path: KeyPath) => SourcePosition;
+  /** how long a plugin's create(), and its stage's dispose(), may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
+  pluginTimeoutMs?: number;
 }
 
 /** Where in the file a failure belongs: the key of the app that asked for the stage. */
@@ -97,12 +100,18 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
     }
   } catch (e) {
     // Nothing of a half-built generation may stay open.
-    for (const { stages } of staged) for (const s of stages) await Promise.resolve(s.dispose?.()).catch(() => undefined);
-    for (const app of built) await app.upstream.close().catch(() => undefined);
+    await Promise.allSettled([
+      disposeStages(
+        staged.flatMap(({ app, stages }) => stages.map((stage) => ({ app: app.name, stage }))),
+        deps.logger,
+        deps.pluginTimeoutMs ?? pluginDeadlineMs(),
+      ),
+      ...built.map((app) => app.upstream.close()),
+    ]);
     throw e;
   }
   const trusted = new CidrSet(config.gateway.trustedProxies ?? []);
-  return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger);
+  return new Generation(nextGenerationId++, config, router, apps, trusted, hash, deps.logger, deps.pluginTimeoutMs ?? pluginDeadlineMs());
 }
 
 async function stagesOf(app: AppConfig, index: number, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<Stage[]> {
@@ -113,6 +122,7 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
     configDir: deps.configDir,
     stateDir,
   };
+  const timeoutMs = deps.pluginTimeoutMs ?? pluginDeadlineMs();
   /** `key`: the app's key that asks for this plugin, where a failure to build its stage is reported */
   const use = async (name: string, options: unknown, key: KeyPath): Promise<Stage> => {
     try {
@@ -120,14 +130,25 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
       if (!plugin) throw new Error(`plugin ${name} is not loaded`);
       let stage: unknown;
       try {
-        stage = await plugin.create(options as never, ctx);
+        // A create() that never settles would hold the start or the reload (and every reload after it) for good.
+        const created = Promise.resolve().then(() => plugin.create(options as never, ctx));
+        stage = await withDeadline(created, timeoutMs, `its create()`, (late) => {
+          ctx.logger.warn({ plugin: name }, `plugin ${name}: create() finished after its deadline; that stage is disposed`);
+          void disposeStages([{ app: app.name, stage: late }], deps.logger, timeoutMs);
+        });
       } catch (e) {
         // a file in stateDir the gateway cannot use is not the config's fault: it is said as it is
         if (e instanceof StateFileError) throw e;
+        if (e instanceof PluginTimeoutError) throw new Error(`plugin ${name} did not build its stage: ${e.message}`);
         throw new Error(`plugin ${name} refused to build its stage: ${(e as Error).message}`);
       }
       const problem = stageProblem(stage, plugin.kind);
-      if (problem) throw new Error(`plugin ${name}: ${problem}`);
+      if (problem) {
+        // Refused, yet built: what create() opened (timers, sockets) is released here, or each
+        // attempt leaked it (the 5 s poll rebuilds a broken file again and again), and a failed start never ended.
+        await disposeStages([{ app: app.name, stage: stage as Stage }], deps.logger, timeoutMs);
+        throw new Error(`plugin ${name}: ${problem}`);
+      }
       return stage as Stage;
     } catch (e) {
       if (e instanceof StateFileError) throw e;
@@ -137,22 +158,28 @@ async function stagesOf(app: AppConfig, index: number, config: Config, deps: Com
   };
 
   const stages: Stage[] = [];
-  const preAuth = app.preAuth ?? 'oidc';
-  if (preAuth === 'passthrough') stages.push(await use('passthrough', {}, ['preAuth']));
-  if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }, ['preAuth']));
-  if (app.assignment) stages.push(await use('assignment', app.assignment, ['assignment']));
-  if (deps.extraStages) stages.push(...(await deps.extraStages(app, config)));
-  const policies = conditionalAccessOptionsFor(app, config);
-  if (policies) stages.push(await use('conditional-access', policies, ['conditionalAccess']));
-  if (app.headers?.identity) stages.push(await use('identity-headers', { map: { ...app.headers.identity } }, ['headers', 'identity']));
-  if (app.headers?.assertion) stages.push(await use('identity-assertion', { header: app.headers.assertion, issuer: config.gateway.publicUrl }, ['headers', 'assertion']));
-  if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}, ['sso', 'plugin']));
-  if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }, ['headers', 'forwarded']));
-  // A pipeline without its authentication stage must never be built: fail closed.
-  if (!stages.some((s) => s.kind === 'preauth')) throw new Error(`no pre-authentication stage for preAuth ${preAuth}`);
-  // The sort below puts an unknown kind (indexOf -1) before preauth, where it would see unauthenticated requests.
-  const unknown = stages.find((s) => !STAGE_KINDS.includes(s.kind));
-  if (unknown) throw new Error(`stage ${unknown.name} has kind ${JSON.stringify(unknown.kind)}, not one of ${STAGE_KINDS.join(', ')}`);
+  try {
+    const preAuth = app.preAuth ?? 'oidc';
+    if (preAuth === 'passthrough') stages.push(await use('passthrough', {}, ['preAuth']));
+    if (preAuth === 'oidc') stages.push(await use('oidc', { config, app }, ['preAuth']));
+    if (app.assignment) stages.push(await use('assignment', app.assignment, ['assignment']));
+    if (deps.extraStages) stages.push(...(await deps.extraStages(app, config)));
+    const policies = conditionalAccessOptionsFor(app, config);
+    if (policies) stages.push(await use('conditional-access', policies, ['conditionalAccess']));
+    if (app.headers?.identity) stages.push(await use('identity-headers', { map: { ...app.headers.identity } }, ['headers', 'identity']));
+    if (app.headers?.assertion) stages.push(await use('identity-assertion', { header: app.headers.assertion, issuer: config.gateway.publicUrl }, ['headers', 'assertion']));
+    if (app.sso) stages.push(await use(app.sso.plugin, app.sso.options ?? {}, ['sso', 'plugin']));
+    if (app.headers?.forwarded !== false) stages.push(await use('forwarded-headers', { trustedProxies: [...(config.gateway.trustedProxies ?? [])] }, ['headers', 'forwarded']));
+    // A pipeline without its authentication stage must never be built: fail closed.
+    if (!stages.some((s) => s.kind === 'preauth')) throw new Error(`no pre-authentication stage for preAuth ${preAuth}`);
+    // The sort below puts an unknown kind (indexOf -1) before preauth, where it would see unauthenticated requests.
+    const unknown = stages.find((s) => !STAGE_KINDS.includes(s.kind));
+    if (unknown) throw new Error(`stage ${unknown.name} has kind ${JSON.stringify(unknown.kind)}, not one of ${STAGE_KINDS.join(', ')}`);
+  } catch (e) {
+    // compile() disposes the stages of the apps already built; this app's are only here.
+    await disposeStages(stages.map((stage) => ({ app: app.name, stage })), deps.logger, timeoutMs);
+    throw e;
+  }
   stages.sort((a, b) => STAGE_KINDS.indexOf(a.kind) - STAGE_KINDS.indexOf(b.kind));
   return stages;
 }

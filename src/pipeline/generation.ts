@@ -9,6 +9,7 @@ import type { CidrSet } from '../config/net.js';
 import type { Router } from '../gateway/router.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { policyNamesFor, type PolicySpec } from '../policy/engine.js';
+import { PLUGIN_DEADLINE_DEFAULT_MS, PluginTimeoutError, formatMs, withDeadline } from '../plugins/deadline.js';
 import type { Stage } from './stage.js';
 
 export interface CompiledApp {
@@ -52,6 +53,8 @@ export class Generation {
     readonly trustedProxies: CidrSet,
     readonly hash: string,
     private readonly log: Logger,
+    /** how long one stage's dispose() may take (0: no limit) */
+    private readonly disposeTimeoutMs = PLUGIN_DEADLINE_DEFAULT_MS,
   ) {}
 
   /**
@@ -96,18 +99,43 @@ export class Generation {
   }
 
   private async dispose(): Promise<void> {
-    for (const app of this.apps.values()) {
-      for (const s of app.stages) {
-        try {
-          await s.dispose?.();
-        } catch (e) {
-          this.log.warn({ err: e, app: app.name, stage: s.name }, 'stage dispose failed');
-        }
-      }
-      await app.upstream.close().catch((e) => this.log.warn({ err: e, app: app.name }, 'upstream close failed'));
-    }
+    const apps = [...this.apps.values()];
+    // The upstream pools are the gateway's own: closed whatever the stages' dispose() do.
+    await Promise.allSettled([
+      disposeStages(
+        apps.flatMap((app) => app.stages.map((stage) => ({ app: app.name, stage }))),
+        this.log,
+        this.disposeTimeoutMs,
+      ),
+      ...apps.map((app) => app.upstream.close().catch((e) => this.log.warn({ err: e, app: app.name }, 'upstream close failed'))),
+    ]);
     this.log.debug({ generation: this.id }, 'generation disposed');
   }
+}
+
+/**
+ * Calls every stage's dispose(), all at once and each within `timeoutMs` (0: no limit). In turn,
+ * one dispose() that never settled kept every later stage (other apps' too) from being disposed,
+ * at each reload; one that throws or overruns is logged, and the others go on.
+ */
+export async function disposeStages(stages: readonly { app: string; stage: Stage }[], log: Logger, timeoutMs: number): Promise<void> {
+  await Promise.allSettled(
+    stages.map(async ({ app, stage }) => {
+      // (also a stage compile refused, whose shape is not to be trusted)
+      const dispose = (stage as Partial<Stage> | null)?.dispose;
+      if (typeof dispose !== 'function') return;
+      try {
+        await withDeadline(
+          Promise.resolve().then(() => dispose.call(stage)),
+          timeoutMs,
+          'its dispose()',
+        );
+      } catch (e) {
+        if (e instanceof PluginTimeoutError) log.warn({ app, stage: stage.name, timeoutMs }, `stage ${stage.name} of app ${app}: dispose() did not finish within ${formatMs(timeoutMs)}; what it holds may stay open`);
+        else log.warn({ err: e, app, stage: stage.name }, 'stage dispose failed');
+      }
+    }),
+  );
 }
 
 /** Holds the live generation; `current` is read once per request. */

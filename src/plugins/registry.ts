@@ -9,6 +9,8 @@ import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { compileSchema } from '../config/validate.js';
 import { PLUGIN_API_VERSION, STAGE_KINDS, type Plugin } from '../pipeline/stage.js';
+import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from './deadline.js';
+import { resolveInPackage, resolvePackageImport } from './resolveImport.js';
 import { passthrough } from './preauth/passthrough.js';
 import { forwardedHeaders } from './headers/forwarded.js';
 import { oidcPreauth } from './preauth/oidc.js';
@@ -39,7 +41,13 @@ export interface PluginLoadFailure {
 /** What a plugin file may be called: anything else is not imported (Node would run an extensionless file as CommonJS). */
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs'];
 
-export async function loadPlugins(specifiers: readonly string[], configDir: string): Promise<{ loaded: LoadedPlugin[]; failures: PluginLoadFailure[] }> {
+export interface LoadOptions {
+  /** how long one module's import may take (0: no limit); default from DRAWBRIDGE_PLUGIN_TIMEOUT */
+  timeoutMs?: number;
+}
+
+export async function loadPlugins(specifiers: readonly string[], configDir: string, opts: LoadOptions = {}): Promise<{ loaded: LoadedPlugin[]; failures: PluginLoadFailure[] }> {
+  const timeoutMs = opts.timeoutMs ?? pluginDeadlineMs();
   const loaded: LoadedPlugin[] = BUILTIN_PLUGINS.map((plugin) => ({ plugin }));
   const failures: PluginLoadFailure[] = [];
   const req = createRequire(resolve(configDir, 'gateway.config.yaml'));
@@ -56,13 +64,12 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
         continue;
       }
     }
-    let file: string;
-    try {
-      file = req.resolve(path ?? specifier);
-    } catch {
-      fail(`plugin ${JSON.stringify(specifier)} not found (relative paths are resolved from ${configDir})`, true);
+    const found = resolveEntry(specifier, path, stat, configDir, req);
+    if ('problem' in found) {
+      fail(found.problem, found.notFound);
       continue;
     }
+    const { file } = found;
     // A package's main, a package subpath or a symlink may still lead to something that is not JavaScript.
     if (!MODULE_EXTENSIONS.includes(extname(file))) {
       fail(`plugin ${JSON.stringify(specifier)} is not a JavaScript module: it resolves to ${file}, and a plugin must be a .js, .mjs or .cjs file`);
@@ -70,22 +77,22 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
     }
     let mod: Record<string, unknown>;
     try {
-      mod = await import(moduleUrl(file, specifier));
+      mod = await withDeadline(import(moduleUrl(file, specifier)), timeoutMs, `importing ${file}`);
     } catch (e) {
-      fail(`plugin ${JSON.stringify(specifier)} failed to load: ${describeLoadError(e, file)}`);
+      fail(`plugin ${JSON.stringify(specifier)} failed to load: ${e instanceof PluginTimeoutError ? e.message : describeLoadError(e, file)}`);
       continue;
     }
-    const exported = mod.default ?? mod.plugin ?? mod.plugins;
+    const { exported, what } = exportedPlugins(mod);
     const list: unknown[] = Array.isArray(exported) ? exported : [exported];
     if (!list.length || exported === undefined) {
       fail(`plugin ${JSON.stringify(specifier)} failed to load: the module exports no plugin (export default a plugin object)`);
       continue;
     }
     const accepted: LoadedPlugin[] = [];
-    for (const candidate of list) {
+    for (const [i, candidate] of list.entries()) {
       const name = (candidate as { name?: unknown } | null)?.name;
       if (typeof name === 'string' && PLUGIN_NAME.test(name)) guessedName = name;
-      const problem = checkShape(candidate, specifier);
+      const problem = checkShape(candidate, specifier, Array.isArray(exported) ? `entry ${i} of ${what}` : what);
       if (problem) {
         fail(problem);
         break;
@@ -101,6 +108,42 @@ export async function loadPlugins(specifiers: readonly string[], configDir: stri
     if (accepted.length === list.length) loaded.push(...accepted);
   }
   return { loaded, failures };
+}
+
+/**
+ * The file a plugins: entry names, as import() finds it: a package's `exports` read with the
+ * import conditions (resolveImport.ts). require's lookup only where they say nothing: a
+ * local file, a package without `exports` (its main, index.js), or one that exports only
+ * `require` (a CommonJS plugin, which import() loads from that file as well).
+ */
+function resolveEntry(specifier: string, path: string | undefined, stat: Stats | undefined, configDir: string, req: NodeJS.Require): { file: string } | { problem: string; notFound: boolean } {
+  const esm = path === undefined ? resolvePackageImport(specifier, configDir) : stat?.isDirectory() ? resolveInPackage(path, '.', specifier) : undefined;
+  if (esm && 'file' in esm) return esm;
+  try {
+    return { file: req.resolve(path ?? specifier) };
+  } catch (e) {
+    // Installed but unusable is an error in lint too; only "not there" may be a deployment difference.
+    if (esm) return { problem: `plugin ${JSON.stringify(specifier)} failed to load: ${esm.notExported}`, notFound: false };
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ERR_PACKAGE_PATH_NOT_EXPORTED') return { problem: `plugin ${JSON.stringify(specifier)} failed to load: ${describeLoadError(e, path ?? specifier)}`, notFound: false };
+    return { problem: `plugin ${JSON.stringify(specifier)} not found (relative paths are resolved from ${configDir})`, notFound: true };
+  }
+}
+
+/**
+ * What the module offers as its plugin (or list of plugins): its default export, else an export
+ * named `plugin` or `plugins`. import() gives a CommonJS module's whole `exports` object as its
+ * default, and TypeScript's and Babel's CommonJS output for `export default plugin` is
+ * `exports.default = plugin` marked `__esModule`: that object is read as the module itself, as
+ * those compilers' own interop does.
+ */
+function exportedPlugins(mod: Record<string, unknown>): { exported: unknown; what: string } {
+  const d = mod.default as Record<string, unknown> | null | undefined;
+  const ns = d && typeof d === 'object' && !Array.isArray(d) && d.__esModule ? d : mod;
+  for (const key of ['default', 'plugin', 'plugins']) {
+    if (ns[key] !== undefined) return { exported: ns[key], what: key === 'default' ? "the module's default export" : `the module's export ${JSON.stringify(key)}` };
+  }
+  return { exported: undefined, what: '' };
 }
 
 /**
@@ -150,10 +193,19 @@ function moduleUrl(file: string, specifier: string): string {
 
 const PLUGIN_NAME = /^[a-z0-9][a-z0-9._-]*$/;
 
-function checkShape(p: unknown, specifier: string): string | undefined {
+/** the members a plugin object has; an object with none of them is something else (a module namespace, a factory's options) */
+const PLUGIN_KEYS = ['name', 'kind', 'apiVersion', 'optionsSchema', 'create'];
+
+/** `what`: where the candidate came from ("the module's default export") */
+function checkShape(p: unknown, specifier: string, what: string): string | undefined {
   const failed = `plugin ${JSON.stringify(specifier)} failed to load`;
-  if (!p || typeof p !== 'object') return `${failed}: a plugin must be an object`;
+  if (!p || typeof p !== 'object') return `${failed}: ${what} is not a plugin object (it is ${p === null ? 'null' : typeof p === 'function' ? 'a function: export the plugin object itself' : `a ${typeof p}`})`;
   const o = p as Record<string, unknown>;
+  if (!PLUGIN_KEYS.some((k) => k in o)) {
+    const keys = Object.keys(o);
+    const shown = keys.slice(0, 8).map((k) => JSON.stringify(k.slice(0, 40)));
+    return `${failed}: ${what} is not a plugin object (${keys.length ? `it has the keys ${shown.join(', ')}${keys.length > shown.length ? ', ...' : ''}` : 'it has no keys'}; a plugin has ${PLUGIN_KEYS.join(', ')})`;
+  }
   if (typeof o.name !== 'string' || !PLUGIN_NAME.test(o.name)) return `${failed}: plugin.name must be a lower-case name`;
   if (!STAGE_KINDS.includes(o.kind as never)) return `${failed}: plugin ${o.name}: kind must be one of ${STAGE_KINDS.join(', ')}`;
   if (o.apiVersion !== PLUGIN_API_VERSION) return `${failed}: plugin ${o.name}: apiVersion ${String(o.apiVersion)} is not supported (this gateway speaks ${PLUGIN_API_VERSION})`;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startGateway, tempDir } from '../support/harness.js';
+import { eventually, sleep, spawnGateway, startGateway, tempDir } from '../support/harness.js';
+import { PROBE_PLUGIN, traceLines } from '../plugins/support.js';
 import { Browser, startStack, type Stack } from '../identity/support.js';
 
 /** An sso plugin that carries a ticket in the header its options name, as kcd-shim does with delegationHeader. */
@@ -108,4 +109,85 @@ apps:
       assert.match(e.message, c.says);
     });
   }
+});
+
+/** Config of one app whose sso.plugin (line 12, col 15) is PROBE_PLUGIN with these options. */
+const probeConfig = (options: Record<string, string>) => `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: http://127.0.0.1:19900, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+plugins: [./probe.mjs]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.test/
+    internalUrl: http://127.0.0.1:19901/
+    sso:
+      plugin: probe
+      options: ${JSON.stringify(options)}
+`;
+
+describe('pipeline: a plugin whose create() never settles', function () {
+  this.timeout(20_000);
+
+  it('the gateway exits 1 once the deadline passes, naming the app and the file:line:col of sso.plugin (it exited 0 in silence)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'probe.mjs'), PROBE_PLUGIN);
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, probeConfig({ mode: 'create-hangs' }));
+    const t0 = Date.now();
+    const gw = spawnGateway(file, ['--no-watch'], { DRAWBRIDGE_PLUGIN_TIMEOUT: '1s' });
+    const kill = setTimeout(() => gw.child.kill('SIGKILL'), 15_000);
+    const { code, at } = await gw.exited;
+    clearTimeout(kill);
+    assert.equal(code, 1, gw.output());
+    assert.ok(gw.output().includes(`${file}:12:15: error: apps[0].sso.plugin: app Payroll: plugin probe did not build its stage: its create() did not finish within 1 s, the limit for a plugin (DRAWBRIDGE_PLUGIN_TIMEOUT)`), gw.output());
+    assert.ok(at - t0 < 10_000, `exited after ${at - t0} ms`);
+  });
+});
+
+describe('pipeline: compile disposes every stage it built for a config it refuses', function () {
+  this.timeout(20_000);
+  const setup = () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'probe.mjs'), PROBE_PLUGIN);
+    // outside the config folder: a write there is itself a reason to reload
+    return { dir, trace: join(dir, '..', `${dir.split('/').pop()}-trace.log`) };
+  };
+
+  it('at start, a stage of the wrong kind is disposed and the gateway exits 1 (it ran on, listening on nothing, its timer ticking)', async () => {
+    const { dir, trace } = setup();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, probeConfig({ mode: 'wrong-kind', tag: 'x', trace }));
+    const gw = spawnGateway(file);
+    const exited = await Promise.race([gw.exited, sleep(10_000).then(() => undefined)]);
+    if (!exited) gw.child.kill('SIGKILL');
+    assert.equal(exited?.code, 1, `still running after 10 s: ${gw.output()}`);
+    assert.ok(gw.output().includes(`${file}:12:15: error: apps[0].sso.plugin: app Payroll: plugin probe: its stage has kind "access", but the plugin's kind is "sso"`), gw.output());
+    assert.deepEqual(traceLines(trace), ['create x', 'dispose x']);
+  });
+
+  it('on reload, each attempt at a refused file (the poll retries it every few seconds) disposes the stage it built', async () => {
+    const { dir, trace } = setup();
+    const gw = await startGateway(probeConfig({ tag: 'good', trace }), { dir, pollMs: 300 });
+    try {
+      writeFileSync(gw.configFile, probeConfig({ mode: 'wrong-kind', tag: 'bad', trace }));
+      await sleep(2000);
+      const count = (line: string) => traceLines(trace).filter((l) => l === line).length;
+      assert.ok(count('create bad') >= 3, `the broken file was built ${count('create bad')} time(s)`);
+      await eventually(() => count('dispose bad') === count('create bad'), 1000);
+      assert.equal(count('dispose good'), 0, 'the live generation keeps its stage');
+      assert.ok(gw.logs.some((l) => /^config rejected, still serving generation \d+: .*its stage has kind "access"/.test(String(l.msg))));
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a stage the app already had is disposed when a later one of the same app fails', async () => {
+    const { dir, trace } = setup();
+    const disposed: string[] = [];
+    const extraStages = () => [{ name: 'policy-probe', kind: 'access' as const, run: () => ({ kind: 'continue' as const }), dispose: () => void disposed.push('policy-probe') }];
+    await assert.rejects(startGateway(probeConfig({ mode: 'throws', tag: 'x', trace }), { dir, compileHooks: { extraStages } }), /plugin probe refused to build its stage: the ticket service said no/);
+    assert.deepEqual(disposed, ['policy-probe']);
+  });
 });

@@ -208,8 +208,8 @@ export interface GatewayProcess {
   port(listener?: string): Promise<number>;
 }
 
-export function spawnGateway(file: string, args: string[] = ['--no-watch']): GatewayProcess {
-  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnGateway(file: string, args: string[] = ['--no-watch'], env: NodeJS.ProcessEnv = {}): GatewayProcess {
+  const child = spawn(process.execPath, ['dist/src/cli.js', 'gateway', '--config', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
