@@ -22,6 +22,27 @@ export const REDACT_PATHS = [
   'password',
 ];
 
+/**
+ * A plugin's logger also redacts credentials one or two levels down: an author's debugging line
+ * `log.info({ ctx })` or `{ request: { headers } }` wrote the client's bearer token to the log.
+ * Wildcards cost on every line, so only plugins' lines pay for them.
+ */
+export const PLUGIN_REDACT_PATHS = [
+  ...REDACT_PATHS,
+  'upstreamHeaders.authorization',
+  'upstreamHeaders.cookie',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  '*.headers["proxy-authorization"]',
+  '*.upstreamHeaders.authorization',
+  '*.upstreamHeaders.cookie',
+  '*.*.headers.authorization',
+  '*.*.headers.cookie',
+  '*.*.headers["proxy-authorization"]',
+  '*.*.upstreamHeaders.authorization',
+  '*.*.upstreamHeaders.cookie',
+];
+
 export interface LoggerOptions {
   level?: string;
   /** write synchronously (CLI tools, tests); the gateway writes asynchronously */

@@ -13,6 +13,7 @@ import { StateFileError } from '../config/stateFile.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
 import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
+import { PLUGIN_REDACT_PATHS } from '../observability/logger.js';
 import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from '../plugins/deadline.js';
@@ -116,7 +117,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
 
 async function stagesOf(app: AppConfig, index: number, config: Config, deps: CompileDeps, plugins: Map<string, Plugin<any>>, stateDir: string): Promise<Stage[]> {
   const ctx: PluginContext = {
-    logger: deps.logger.child({ app: app.name }),
+    logger: deps.logger.child({ app: app.name }, { redact: { paths: PLUGIN_REDACT_PATHS, censor: '[redacted]' } }),
     now: deps.now ?? Date.now,
     app: { name: app.name, externalUrl: app.externalUrl, internalUrl: app.internalUrl, connectorGroup: app.connectorGroup },
     configDir: deps.configDir,

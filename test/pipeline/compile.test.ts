@@ -191,3 +191,39 @@ describe('pipeline: compile disposes every stage it built for a config it refuse
     assert.deepEqual(disposed, ['policy-probe']);
   });
 });
+
+describe('pipeline: a plugin\'s logger', function () {
+  this.timeout(30_000);
+
+  it('redacts credentials in what a plugin logs of the request: the cookies it is sent are not written', async () => {
+    const dir = tempDir();
+    const plugin = join(dir, 'probe.mjs');
+    writeFileSync(plugin, PROBE_PLUGIN);
+    const s = await startStack({
+      extraYaml: `plugins: [${JSON.stringify(plugin)}]`,
+      apps: (backend) => `
+  - name: Payroll
+    externalUrl: http://app.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    sso: { plugin: probe, options: { mode: log-ctx } }
+`,
+    });
+    try {
+      const b = new Browser();
+      assert.equal((await b.browse(`${s.origin('app')}/`, { user: 'carol', password: 'carol-pw' })).res.status, 200);
+      b.jar.get(new URL(s.origin('app')).host)!.set('pref', 'cookie-secret-value');
+      const res = await b.get(`${s.origin('app')}/pay`);
+      assert.match(JSON.parse(res.body).headers.cookie, /pref=cookie-secret-value/, 'the app gets its cookie');
+      assert.equal(res.status, 200);
+      const lines = s.gw.logs.filter((l) => l.msg === 'probe saw the request');
+      assert.ok(lines.length >= 1);
+      const text = JSON.stringify(lines);
+      assert.ok(text.includes('"path":"/pay"'), text.slice(0, 300));
+      assert.doesNotMatch(text, /cookie-secret-value/);
+      assert.match(text, /\[redacted\]/);
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -5,15 +5,20 @@ import { existsSync, readFileSync } from 'node:fs';
  * An sso plugin whose create() and dispose() misbehave as `options.mode` says. Its stage holds a
  * timer that only dispose() releases, sets `x-probe: <tag>` on the request, and each create() and
  * dispose() appends `create <tag>` / `dispose <tag>` to the file `options.trace`. In `create-hangs`
- * create() settles only when the test calls one of `globalThis.__probeRelease` (in-process gateways).
+ * create() settles only when the test calls one of `globalThis.__probeRelease` (in-process gateways);
+ * in `log-ctx` its stage logs the request context through the plugin's logger.
  */
 export const PROBE_PLUGIN = `import { appendFileSync } from 'node:fs';
 const note = (o, what) => o.trace && appendFileSync(o.trace, what + ' ' + (o.tag ?? '-') + '\\n');
-const build = (o) => {
+const build = (o, context) => {
   const timer = setInterval(() => undefined, 60_000);
   return {
     name: 'probe', kind: o.mode === 'wrong-kind' ? 'access' : 'sso',
-    run: () => ({ kind: 'continue', setHeaders: { 'x-probe': o.tag ?? '-' } }),
+    run: (ctx) => {
+      // a careless debugging line: the whole request context, headers and all
+      if (o.mode === 'log-ctx') context.logger.info({ ctx, request: { headers: ctx.headers } }, 'probe saw the request');
+      return { kind: 'continue', setHeaders: { 'x-probe': o.tag ?? '-' } };
+    },
     dispose() {
       clearInterval(timer);
       note(o, 'dispose');
@@ -24,11 +29,11 @@ const build = (o) => {
 export default {
   name: 'probe', kind: 'sso', apiVersion: 1,
   optionsSchema: { type: 'object', properties: { mode: { type: 'string' }, tag: { type: 'string' }, trace: { type: 'string' } }, additionalProperties: false },
-  create(o) {
+  create(o, context) {
     note(o, 'create');
     if (o.mode === 'throws') throw new Error('the ticket service said no');
-    if (o.mode === 'create-hangs') return new Promise((resolve) => (globalThis.__probeRelease ??= []).push(() => resolve(build(o))));
-    return build(o);
+    if (o.mode === 'create-hangs') return new Promise((resolve) => (globalThis.__probeRelease ??= []).push(() => resolve(build(o, context))));
+    return build(o, context);
   },
 };
 `;
