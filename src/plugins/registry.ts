@@ -179,11 +179,16 @@ function statOf(path: string): Stats | undefined {
  * reload "successfully" with its old code (and a broken one would only fail at the
  * next start). A local file is imported under its content's hash: an edit loads the
  * new code or fails the reload, and an unchanged file stays the module already
- * loaded. Plugins from packages change with an install, which needs a restart.
+ * loaded. Only the file `plugins:` names is loaded again: a module it imports keeps its first
+ * version. Plugins from packages change with an install, which needs a restart.
  */
 function moduleUrl(file: string, specifier: string): string {
   const url = pathToFileURL(file).href;
   if (!(specifier.startsWith('.') || isAbsolute(specifier))) return url;
+  // A CommonJS file is evaluated through require's cache, whatever the URL: an edit reloaded
+  // "successfully" with the old code (a broken edit too, which then failed the next start).
+  // Out of that cache, the new URL evaluates the file again. (An ES module is not in it.)
+  delete createRequire(file).cache[file];
   try {
     return `${url}?v=${createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16)}`;
   } catch {

@@ -38,6 +38,20 @@ describe('plugin loading across reloads', () => {
     assert.equal(a, b, 'same content, same module: no new copy per reload');
   });
 
+  it('an edited CommonJS file is loaded again too, and a broken edit of one is refused (it reloaded with its old code)', async () => {
+    const cjs = join(dir, 'tagger.cjs');
+    const load = async () => (await loadPlugins(['./tagger.cjs'], dir)).loaded.find((l) => l.plugin.name === 'tagger')?.plugin;
+    const tag = async () => ((await (await load())!.create({}, {} as never)).run({} as RequestContext) as { setHeaders: Record<string, string> }).setHeaders['x-tag'];
+    writeFileSync(cjs, plugin('cjs-one').replace('export default {', 'module.exports = {'));
+    assert.equal(await tag(), 'cjs-one');
+    writeFileSync(cjs, plugin('cjs-two').replace('export default {', 'module.exports = {'));
+    assert.equal(await tag(), 'cjs-two');
+    writeFileSync(cjs, plugin('cjs-three').replace('export default {', 'module.exports = {{'));
+    const { failures } = await loadPlugins(['./tagger.cjs'], dir);
+    assert.equal(failures.length, 1);
+    assert.match(failures[0]!.message, /plugin "\.\/tagger\.cjs" failed to load/);
+  });
+
   it('a syntax error in an edited file is a load failure (the reload is refused), not the old code', async () => {
     writeFileSync(file, plugin('three').replace('export default {', 'export default {{'));
     const { failures } = await loadPlugins(['./tagger.mjs'], dir);
