@@ -349,6 +349,8 @@ export class Edge {
 
   private closeWebSocket(socket: Duplex, tag: UpgradeTag, why: string, reasons?: string[]): void {
     this.log.info({ correlationId: tag.ctx.id, app: tag.app, user: tag.ctx.identity?.user, reasons }, `WebSocket closed: ${why}`);
+    // (out of the re-checks, reloads and sign-outs: it is closing, and said why once)
+    this.upgraded.delete(socket);
     closeWebSocket(socket, CLOSE_POLICY_VIOLATION, why.replace(/^its /, ''));
   }
 

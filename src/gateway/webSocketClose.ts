@@ -101,6 +101,8 @@ interface Relay {
 }
 
 const relays = new WeakMap<Duplex, Relay>();
+/** sockets whose close is under way: a second close (another reload, a re-check, a stop) leaves it to finish */
+const closing = new WeakSet<Duplex>();
 
 /**
  * Relays a switched WebSocket both ways, following the app's frames (from `appHead`, what
@@ -132,9 +134,11 @@ export function relayWebSocket(client: Duplex, app: Duplex, appHead: Buffer): vo
  * deciding, or refused) is destroyed.
  */
 export function closeWebSocket(client: Duplex, code: number, reason: string): void {
+  if (closing.has(client)) return;
   const relay = relays.get(client);
   if (!relay || client.destroyed || !client.writable) return void client.destroy();
   relays.delete(client);
+  closing.add(client);
   const { app, frames, follow, appClosed } = relay;
   app.unpipe(client);
   client.unpipe(app);

@@ -183,6 +183,19 @@ ${appEntry(url)}  - name: Other
     assert.ok(got.messages[0]!.every((b) => b === 7));
   });
 
+  it('a second close asked for while the first waits for the frame\'s end (another reload) changes nothing: still the whole frame, then 1008', async () => {
+    const { closed } = await open('/ws?piece=15');
+    await sleep(60);
+    await removeApp();
+    await sleep(100);
+    writeFileSync(gw.configFile, readFileSync(gw.configFile, 'utf8').replace('apps:\n', 'apps:\n  - name: Late\n    externalUrl: http://late.test/\n    internalUrl: http://127.0.0.1:9/\n    preAuth: passthrough\n'));
+    assert.equal(await gw.server.reload(), 'success');
+    const got = await closed;
+    assert.equal(got.code, 1008);
+    assert.deepEqual(got.messages.map((m) => m.length), [FRAME_BYTES]);
+    assert.equal(gw.logs.filter((l) => String(l.msg).startsWith('WebSocket closed')).length, 1, 'closed and logged once');
+  });
+
   it('a frame that does not end within a second: the connection is dropped as before (1006)', async () => {
     const { closed } = await open('/ws?piece=400');
     await sleep(100);
