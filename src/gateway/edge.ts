@@ -833,11 +833,18 @@ interface UpgradeTag {
 async function refusalOf(app: CompiledApp, ctx: RequestContext): Promise<string | undefined> {
   for (const stage of app.stages) {
     if (stage.kind !== 'access') continue;
+    // A stage that never decides would hold this pass, and every later one (they do not stack),
+    // for good: like a request, it gets the app's backendTimeout, and silence counts as a refusal.
+    let timer: NodeJS.Timeout | undefined;
+    const silence = new Promise<'silent'>((r) => (timer = setTimeout(() => r('silent'), app.timeoutMs)));
     try {
-      const d = await stage.run(ctx);
+      const d = await Promise.race([Promise.resolve(stage.run(ctx)), silence]);
+      if (d === 'silent') return `${stage.name}: no decision within ${app.timeoutMs / 1000} s`;
       if (d.kind !== 'continue') return `${stage.name}: ${(d.reasons ?? []).join('; ') || d.kind}`;
     } catch (e) {
       return `${stage.name} failed: ${(e as Error).message}`;
+    } finally {
+      clearTimeout(timer);
     }
   }
   return undefined;

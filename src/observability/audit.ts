@@ -14,7 +14,7 @@
  * write succeeds again. Failing open is the choice: a full disk taking every app down, and
  * /readyz pulling every replica at once, would be worse than a gap the metric shows.
  */
-import { createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { policyNamesIn } from '../policy/engine.js';
@@ -143,6 +143,8 @@ export class AuditLog {
   private flushScheduled = false;
   /** a failed rotation is tried again from this time on */
   private rotateRetryAt = 0;
+  /** a rotation renamed the files but could not open the new one: the live stream writes to audit.log.1 */
+  private renamedNotOpened = false;
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
     this.file = join(dir, 'audit.log');
@@ -159,9 +161,16 @@ export class AuditLog {
     // Opened synchronously so the file exists at once: a rotation right after (a burst) can rename it,
     // and lines still queued on this stream follow the descriptor into the renamed file.
     const fd = openSync(this.file, 'a+', 0o600);
-    this.size = fstatSync(fd).size;
+    let size: number;
     const last = Buffer.alloc(1);
-    this.cutLine = this.size > 0 && readSync(fd, last, 0, 1, this.size - 1) === 1 && last[0] !== 0x0a;
+    try {
+      size = fstatSync(fd).size;
+      this.cutLine = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    this.size = size;
     this.stream = createWriteStream(this.file, { fd });
     // A failed write is handled by its callback (flush); the stream is then done and is replaced.
     this.stream.on('error', () => undefined);
@@ -255,6 +264,21 @@ export class AuditLog {
   private rotate(): void {
     this.flush();
     const live = this.stream!;
+    // The renames of a rotation whose new file could not be opened were done: this retry only
+    // opens it. Renaming again would move the file being written down the chain, and after
+    // `keep` retries delete it while records still went to it.
+    if (this.renamedNotOpened) {
+      try {
+        this.open();
+      } catch (err) {
+        this.stream = live;
+        return this.rotateFailed(err as Error);
+      }
+      this.renamedNotOpened = false;
+      live.end();
+      this.rotateRetryAt = 0;
+      return;
+    }
     try {
       rmSync(`${this.file}.${this.keep}`, { force: true });
       for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
@@ -267,6 +291,7 @@ export class AuditLog {
     } catch (err) {
       // the live descriptor follows its file to audit.log.1, and the records with it
       this.stream = live;
+      this.renamedNotOpened = true;
       return this.rotateFailed(err as Error);
     }
     live.end();

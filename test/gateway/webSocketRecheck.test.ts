@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { Browser, defaultApps, startStack, type Stack } from '../identity/support.js';
-import { eventually } from '../support/harness.js';
+import type { Stage } from '../../src/pipeline/stage.js';
+import { eventually, sleep, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 describe('edge: open WebSockets are re-checked against their access rules', function () {
   this.timeout(30_000);
@@ -85,5 +86,53 @@ describe('edge: open WebSockets are re-checked against their access rules', func
     steady.ws.send('still open');
     assert.equal(await echo, 'still open');
     steady.ws.close();
+  });
+});
+
+/**
+ * An access stage that never decides when a WebSocket is re-checked: the pass waited on it for
+ * good, and no later pass (they do not stack) re-checked or closed anything. It gets the app's
+ * backendTimeout, as a request's stage does, and its silence closes the WebSocket.
+ */
+describe('edge: an access stage silent at a re-check', function () {
+  this.timeout(20_000);
+  const saved = process.env.DRAWBRIDGE_WS_RECHECK_MS;
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  before(async () => {
+    process.env.DRAWBRIDGE_WS_RECHECK_MS = '200';
+    backend = await startEchoBackend();
+    let calls = 0;
+    // decides the upgrade, then never again
+    const stages = (): Stage[] => [{ name: 'moody', kind: 'access', run: () => (calls++ === 0 ? { kind: 'continue' } : new Promise<never>(() => {})) }];
+    gw = await startGateway(
+      `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Moody
+    externalUrl: http://moody.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    websockets: true
+    backendTimeout: 500ms
+`,
+      { compileHooks: { extraStages: stages } },
+    );
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env.DRAWBRIDGE_WS_RECHECK_MS;
+    else process.env.DRAWBRIDGE_WS_RECHECK_MS = saved;
+    await gw?.stop();
+    await backend?.close();
+  });
+
+  it('is a refusal once the app\'s backendTimeout passes: the WebSocket is closed (1008), and the re-checks go on', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'moody.test' } });
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+    const code = await Promise.race([closed, sleep(5000).then(() => 0)]);
+    assert.equal(code, 1008, 'still open 5 s later');
+    assert.ok(gw.logs.some((l) => l.msg === 'WebSocket closed: its access rules no longer allow it' && /moody: no decision within 0.5 s/.test(JSON.stringify(l.reasons))));
   });
 });

@@ -119,3 +119,34 @@ describe('audit log: a rotation that fails', () => {
     assert.equal(lines(`${file}.1`).length, 40);
   });
 });
+
+describe('audit log: a rotation whose new file cannot be opened', () => {
+  it('keeps writing to the renamed file, and its retries only open the new one: the file being written is never moved down the chain and deleted', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'audit.log');
+    const logs: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
+    const log = new AuditLog(dir, { maxBytes: 1024, keep: 2, logger });
+    const internals = log as unknown as { open(): void; rotateRetryAt: number };
+    const realOpen = internals.open.bind(log);
+    let n = 0;
+    const decide = () => log.record({ correlationId: `id-${n++}`, app: 'A', decision: 'allow', status: 200, reasons: ['x'.repeat(40)] });
+    // out of descriptors from the first rotation on, for three retries (a minute apart each)
+    let failing = true;
+    internals.open = () => {
+      if (failing) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      realOpen();
+    };
+    for (let retry = 0; retry < 4; retry++) {
+      for (let i = 0; i < 10; i++) decide();
+      await sleep(20);
+      internals.rotateRetryAt = 0;
+    }
+    failing = false;
+    for (let i = 0; i < 3; i++) decide();
+    await log.close();
+    const written = [`${file}.2`, `${file}.1`, file].filter((f) => existsSync(f)).flatMap((f) => lines(f).map((r) => r.correlationId));
+    assert.deepEqual(written.slice(-n), Array.from({ length: n }, (_, i) => `id-${i}`), 'every record, in order, none deleted');
+    assert.ok(logs.some((l) => /audit log cannot be rotated/.test(String(l.msg))));
+  });
+});
