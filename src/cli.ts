@@ -123,7 +123,9 @@ process.on('beforeExit', () => {
 main(argv).then(
   (code) => {
     finished = true;
-    if (code !== undefined && code >= 0) process.exitCode = code;
+    // A one-shot command (a code of 0 or more; the servers return -1 and run on) ends when it
+    // is done: a plugin lint imported may keep a timer of its own, and lint then never exited.
+    if (code !== undefined && code >= 0) process.exit(code);
   },
   (e) => {
     finished = true;

@@ -75,6 +75,21 @@ describe('cli: a command that can no longer finish', function () {
   });
 });
 
+describe('cli: a command that finished', function () {
+  this.timeout(20_000);
+
+  it('lint exits once it is done, even when a plugin module keeps a timer of its own (it waited for good)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'plugin.mjs'), PROBE_PLUGIN.replace('export default {', 'setInterval(() => undefined, 60_000);\nexport default {'));
+    writeFileSync(join(dir, 'gateway.config.yaml'), config('probe'));
+    const t0 = Date.now();
+    const r = await cli(['lint', join(dir, 'gateway.config.yaml')], {}, 8000);
+    assert.equal(r.code, 0, `${r.code === null ? 'still running after 8 s: ' : ''}${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /0 error\(s\)/);
+    assert.ok(Date.now() - t0 < 6000);
+  });
+});
+
 describe('cli: a command that failed', function () {
   this.timeout(20_000);
 

@@ -158,7 +158,9 @@ export class GatewayServer {
     const running = this.reloading;
     if (running) {
       const runningMs = Date.now() - running.since;
-      if (runningMs < (this.opts.reloadStuckMs ?? RELOAD_STUCK_MS)) {
+      // One that replaced a stuck reload is waited for: a reload slower than the limit but working
+      // would otherwise be replaced by the next poll for ever, each one as slow, none applied.
+      if (runningMs < (this.opts.reloadStuckMs ?? RELOAD_STUCK_MS) || running.replaces) {
         this.reloadAgain = true;
         return running.done;
       }
@@ -168,7 +170,7 @@ export class GatewayServer {
       this.metrics.reloads.inc({ outcome: 'failure' });
       this.log.error({ runningMs, reason: running.reason }, `a reload (${running.reason}) has run for ${Math.round(runningMs / 1000)} s without finishing: reloading again without it, and it will not be applied`);
     }
-    const attempt: ReloadAttempt = { reason, since: Date.now(), done: Promise.resolve('unchanged') };
+    const attempt: ReloadAttempt = { reason, since: Date.now(), done: Promise.resolve('unchanged'), replaces: running !== undefined };
     this.reloading = attempt;
     attempt.done = this.reloadOnce(reason, attempt).finally(() => {
       if (this.reloading !== attempt) return;
@@ -530,6 +532,8 @@ interface ReloadAttempt {
   reason: string;
   since: number;
   done: Promise<ReloadOutcome>;
+  /** it went ahead without a reload given up on as stuck: it is not given up on in turn */
+  replaces: boolean;
 }
 
 /** The settings a reload cannot apply: the listeners are bound and the state folder is open. */

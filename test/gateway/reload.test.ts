@@ -513,6 +513,19 @@ describe('hot reload: a plugin whose create() never settles', function () {
     }
   });
 
+  it('a reload slower than reloadStuckMs but working is applied: the one that replaced it is waited for, not replaced by every poll', async () => {
+    const { gw, tag } = await signedIn({ reloadStuckMs: 600, pollMs: 200 });
+    try {
+      // each build of the new generation takes 1 s, longer than the limit
+      writeFileSync(gw.configFile, yaml({ mode: 'create-slow', ms: '1000', tag: 'slow' }));
+      await eventually(async () => (await tag()) === 'slow', 8000);
+      const givenUp = gw.logs.filter((l) => l.level === 50 && /without finishing: reloading again without it/.test(String(l.msg)));
+      assert.ok(givenUp.length <= 1, `${givenUp.length} reloads given up on`);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('with no deadline, a reload stuck past reloadStuckMs no longer holds the next one, and is dropped if it ever finishes', async () => {
     const { gw, trace, tag } = await signedIn({ env: { DRAWBRIDGE_PLUGIN_TIMEOUT: '0' }, reloadStuckMs: 1500, pollMs: 300 });
     try {

@@ -28,10 +28,12 @@ const build = (o, context) => {
 };
 export default {
   name: 'probe', kind: 'sso', apiVersion: 1,
-  optionsSchema: { type: 'object', properties: { mode: { type: 'string' }, tag: { type: 'string' }, trace: { type: 'string' } }, additionalProperties: false },
+  optionsSchema: { type: 'object', properties: { mode: { type: 'string' }, tag: { type: 'string' }, trace: { type: 'string' }, ms: { type: 'string' } }, additionalProperties: false },
   create(o, context) {
     note(o, 'create');
     if (o.mode === 'throws') throw new Error('the ticket service said no');
+    // slow but working: a stage after o.ms milliseconds
+    if (o.mode === 'create-slow') return new Promise((resolve) => setTimeout(() => resolve(build(o, context)), Number(o.ms)));
     if (o.mode === 'create-hangs') return new Promise((resolve) => (globalThis.__probeRelease ??= []).push(() => resolve(build(o, context))));
     return build(o, context);
   },
