@@ -28,6 +28,10 @@ export function resolvePackageImport(specifier: string, fromDir: string): Import
   const m = /^((?:@[^/\\]+\/)?[^/\\@][^/\\]*)(\/.*)?$/.exec(specifier);
   if (!m || specifier.startsWith('node:')) return undefined;
   const [, name, rest] = m;
+  // PACKAGE_SELF_RESOLVE: inside a package, its own name resolves through its own `exports`
+  // (a plugin's repository linting its example config), before any node_modules.
+  const own = ownPackage(fromDir);
+  if (own && own.name === name && own.hasExports) return resolveInPackage(own.folder, rest ? `.${rest}` : '.', specifier);
   for (let dir = resolve(fromDir); ; dir = dirname(dir)) {
     if (!dir.endsWith(`${sep}node_modules`)) {
       const folder = join(dir, 'node_modules', name!);
@@ -99,11 +103,15 @@ function targetOf(target: unknown, match: string | undefined): string | null | u
     return match === undefined ? target : target.replaceAll('*', match);
   }
   if (Array.isArray(target)) {
+    // Node tries the next item after an excluded one (null) too, and answers null when the last it could use was
+    if (target.length === 0) return null;
+    let last: null | undefined;
     for (const t of target) {
       const r = targetOf(t, match);
-      if (r !== undefined) return r;
+      if (r === null) last = null;
+      else if (r !== undefined) return r;
     }
-    return undefined;
+    return last;
   }
   if (target && typeof target === 'object') {
     for (const [condition, value] of Object.entries(target)) {
@@ -114,6 +122,28 @@ function targetOf(target: unknown, match: string | undefined): string | null | u
     return undefined;
   }
   return target === null ? null : undefined;
+}
+
+/** The package whose scope `dir` is in: the nearest package.json above it (LOOKUP_PACKAGE_SCOPE). */
+function ownPackage(dir: string): { folder: string; name?: string; hasExports: boolean } | undefined {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if (d.endsWith(`${sep}node_modules`)) return undefined;
+    let text: string | undefined;
+    try {
+      text = readFileSync(join(d, 'package.json'), 'utf8');
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) {
+      try {
+        const pkg = JSON.parse(text) as { name?: unknown; exports?: unknown };
+        return { folder: d, name: typeof pkg.name === 'string' ? pkg.name : undefined, hasExports: pkg.exports !== undefined && pkg.exports !== null };
+      } catch {
+        return undefined;
+      }
+    }
+    if (dirname(d) === d) return undefined;
+  }
 }
 
 function isDirectory(path: string): boolean {

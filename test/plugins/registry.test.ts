@@ -150,6 +150,12 @@ describe('plugin loading: packages resolved as import() resolves them', function
   installPackage(dir, 'ts-cjs-plugin', { 'package.json': { main: './dist/index.js' }, 'dist/index.js': pluginText('ts-cjs-pkg', { tsCjs: true }) });
   installPackage(dir, 'many-plugins', { 'package.json': { type: 'module', exports: { './sso/*': { import: './src/*.mjs' } } }, 'src/one.mjs': pluginText('many-one') });
   installPackage(dir, 'subpaths-only', { 'package.json': { type: 'module', exports: { './extra': './extra.js' } }, 'extra.js': pluginText('extra') });
+  // Node skips an excluded (null) entry of an array target and takes the next
+  installPackage(dir, 'fallback-plugin', {
+    'package.json': { type: 'module', exports: { '.': [null, { import: './e.js', require: './c.cjs' }] } },
+    'e.js': pluginText('fallback', { description: 'ESM build' }),
+    'c.cjs': pluginText('fallback', { description: 'CommonJS build', cjs: true }),
+  });
   writeFileSync(join(dir, 'ts-default.cjs'), pluginText('ts-cjs', { tsCjs: true }));
   writeFileSync(join(dir, 'namespace.mjs'), `export default { helpers: {}, version: '2.0.0' };\n`);
   writeFileSync(join(dir, 'factory.mjs'), `export default function makePlugin() { return {}; }\n`);
@@ -169,6 +175,7 @@ describe('plugin loading: packages resolved as import() resolves them', function
     { specifier: 'many-plugins/sso/one', name: 'many-one', file: /many-plugins\/src\/one\.mjs$/ },
     { specifier: './node_modules/dual-plugin', name: 'dual', file: /dual-plugin\/dist\/index\.js$/, description: 'ESM build' },
     { specifier: './ts-default.cjs', name: 'ts-cjs', file: /ts-default\.cjs$/ },
+    { specifier: 'fallback-plugin', name: 'fallback', file: /fallback-plugin\/e\.js$/, description: 'ESM build' },
   ];
   for (const c of loads) {
     it(`${c.specifier}: loads ${c.name}${c.description ? ` (${c.description})` : ''}`, async () => {
@@ -179,6 +186,17 @@ describe('plugin loading: packages resolved as import() resolves them', function
       if (c.description) assert.equal(plugin!.plugin.description, c.description);
     });
   }
+
+  it('inside a plugin\'s own package, its name resolves through its own exports (its example config, linted in its CI)', async () => {
+    const own = tempDir();
+    writeFileSync(join(own, 'package.json'), JSON.stringify({ name: 'my-sso', type: 'module', exports: { import: './index.mjs', require: './index.cjs' } }));
+    writeFileSync(join(own, 'index.mjs'), pluginText('my-sso', { description: 'ESM build' }));
+    writeFileSync(join(own, 'index.cjs'), pluginText('my-sso', { description: 'CommonJS build', cjs: true }));
+    mkdirSync(join(own, 'examples'));
+    const { loaded, failures } = await loadPlugins(['my-sso'], join(own, 'examples'));
+    assert.deepEqual(failures.map((f) => f.message), []);
+    assert.equal(loaded.find((l) => l.source === 'my-sso')?.plugin.description, 'ESM build');
+  });
 
   it('a package that exports nothing for import is a load error, not "not found"', async () => {
     const { failure } = await load('subpaths-only');
