@@ -62,6 +62,8 @@ export class IdentityRuntime {
    * the same claims from a session as from a bearer token.
    */
   readonly sessionClaims: readonly string[];
+  /** those of sessionClaims only this config reads (beyond POLICY_CLAIMS): a session records them, and is stale without one */
+  readonly configClaims: readonly string[];
   /**
    * Session cookies already decrypted, by their exact value (at most a minute; the
    * expiry and binding are still checked on every request). One per generation, so
@@ -95,6 +97,7 @@ export class IdentityRuntime {
     this.referencedGroups = groups;
     this.referencedGroupsDigest = createHash('sha256').update([...groups].sort().join('\n')).digest('base64url').slice(0, 16);
     this.sessionClaims = Object.freeze([...new Set([...POLICY_CLAIMS, ...claimsReadBy(config)])]);
+    this.configClaims = Object.freeze(this.sessionClaims.filter((k) => !POLICY_CLAIMS.includes(k)));
   }
 
   registerApp(app: AppConfig): AppIdentity {

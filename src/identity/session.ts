@@ -6,12 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
 import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
-import { groupsFromClaims, POLICY_CLAIMS, userFromClaims } from './claims.js';
+import { groupsFromClaims, userFromClaims } from './claims.js';
 import type { Config } from '../config/load.js';
 import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
-
-/** claims every session keeps when the token has them, whatever the config reads */
-const ALWAYS_KEPT: ReadonlySet<string> = new Set(POLICY_CLAIMS);
 
 /** Browsers keep at most 4096 bytes per cookie (name, value and attributes). */
 export const MAX_COOKIE_BYTES = 4000;
@@ -65,8 +62,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const kept: Record<string, unknown> = {};
   for (const k of rt.sessionClaims) if (claims[k] !== undefined) kept[k] = claims[k];
   const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
-  const keptBeyond = rt.sessionClaims.filter((k) => !ALWAYS_KEPT.has(k));
-  if (keptBeyond.length) payload.k = keptBeyond;
+  if (rt.configClaims.length) payload.k = [...rt.configClaims];
   if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
   const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: app.lifetimeSec } : {}) };
@@ -134,8 +130,9 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
  * keeps what the live rules read.
  */
 function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
-  const kept = new Set(Array.isArray(p.k) ? p.k : []);
-  const missing = rt.sessionClaims.filter((k) => !ALWAYS_KEPT.has(k) && !kept.has(k));
+  // (every request of a session asks: the config's list is worked out once, per runtime)
+  const kept = Array.isArray(p.k) ? p.k : [];
+  const missing = rt.configClaims.filter((k) => !kept.includes(k));
   if (missing.length) return `the session was built before the config read the claim ${missing.join(', ')}`;
   if (p.gf && p.gh !== rt.referencedGroupsDigest) return 'the session keeps only the groups an earlier config named';
   return undefined;
