@@ -20,7 +20,7 @@ import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
-import { appResponseValue, CORRELATION_HEADER, HOP_BY_HOP, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
+import { appResponseValue, CORRELATION_HEADER, firstOwnedName, GATEWAY_FRAMED, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
@@ -88,6 +88,9 @@ interface Outcome {
   gen?: Generation;
   res?: ServerResponse;
 }
+
+/** an app response still running, with what it is held to */
+type LongResponse = Outcome & Required<Pick<Outcome, 'ctx' | 'gen' | 'res'>>;
 
 export class Edge {
   /** gateway-owned endpoints by exact path (sign-in callback, sign-out, JWKS...) */
@@ -308,9 +311,7 @@ export class Edge {
    */
   private sweepLongResponses(live: Generation): void {
     const now = Date.now();
-    const before = now - this.recheckMs;
-    for (const o of this.answering.values()) {
-      if (!o?.res || !o.ctx || !o.gen || o.ctx.startedAt > before || o.res.destroyed) continue;
+    for (const o of this.longResponses()) {
       const app = o.ctx.app.name;
       const expiresAt = o.ctx.identity?.expiresAt;
       if (live.accessFingerprint(app) !== o.gen.accessFingerprint(app) || rerouted(live, o.ctx)) this.cutResponse(o, STALE_ACCESS);
@@ -325,16 +326,22 @@ export class Edge {
    * otherwise run on after the rule stopped holding, for as long as the app keeps it open.
    */
   private async recheckLongResponses(live: Generation): Promise<void> {
-    const before = Date.now() - this.recheckMs;
-    const long = [...this.answering.values()].filter((o) => o?.res && o.ctx && o.ctx.startedAt <= before && !o.res.destroyed) as Outcome[];
-    for (const o of long) {
-      const app = live.apps.get(o.ctx!.app.name);
+    for (const o of this.longResponses()) {
+      const app = live.apps.get(o.ctx.app.name);
       if (!app) continue; // a removed app is sweepLongResponses' work
-      const why = await refusalOf(app, o.ctx!);
-      if (!why || o.res!.destroyed) continue;
+      const why = await refusalOf(app, o.ctx);
+      if (!why || o.res.destroyed) continue;
       // (its own log line and audit record, written when it closes, carry the reason)
       this.cutResponse(o, `its access rules no longer allow it (${why})`);
     }
+  }
+
+  /** App responses still running that began a re-check interval ago or more (a list: passes await between them). */
+  private longResponses(): LongResponse[] {
+    const before = Date.now() - this.recheckMs;
+    const out: LongResponse[] = [];
+    for (const o of this.answering.values()) if (o?.res && o.ctx && o.gen && o.ctx.startedAt <= before && !o.res.destroyed) out.push(o as LongResponse);
+    return out;
   }
 
   private cutResponse(o: Outcome, why: string): void {
@@ -628,13 +635,8 @@ export class Edge {
   private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
     const upstreamPath = internalTarget(app, ctx.path, ctx.pathParams, ctx.search);
     const headers = ctx.upstreamHeaders;
-    // Framing and connection headers are the client's request's, whatever a stage wrote into
-    // ctx.upstreamHeaders itself (decisions that set them are refused): behind a connector they
-    // were sent as given, and a Content-Length shorter than the body smuggled a second request.
-    for (const name in headers) {
-      const lower = name.toLowerCase();
-      if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'content-length' || lower === 'host') delete headers[name];
-    }
+    // Framing is the client's request's, whatever a stage wrote into ctx.upstreamHeaders itself (headers.ts GATEWAY_FRAMED).
+    for (const name in headers) if (GATEWAY_FRAMED.has(name.toLowerCase())) delete headers[name];
     if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
@@ -778,11 +780,8 @@ const STALE_ACCESS = 'its app or access rules changed in the config';
  * own copy of another header did.
  */
 function replacedLater(setHeaders: Readonly<Record<string, unknown>>): string | undefined {
-  for (const name in setHeaders) {
-    const lower = name.toLowerCase();
-    if (lower === CORRELATION_HEADER || lower === 'forwarded' || lower.startsWith('x-forwarded-')) return `setHeaders: ${name} is set by the gateway after this stage, which would replace the stage's value`;
-  }
-  return undefined;
+  const name = firstOwnedName(setHeaders, (n) => n === CORRELATION_HEADER || n === 'forwarded' || n.startsWith('x-forwarded-'));
+  return name === undefined ? undefined : `setHeaders: ${name} is set by the gateway after this stage, which would replace the stage's value`;
 }
 
 /**

@@ -20,6 +20,21 @@ export const HOP_BY_HOP = new Set([
 ]);
 
 /**
+ * Request headers only the gateway sets on what it forwards: how the body is framed, how the
+ * connection behaves, where it goes. A stage's decision may not set them (decisionProblem.ts), and
+ * what a stage wrote into the request itself is replaced before it leaves (edge.ts forward):
+ * behind a connector a stage's Content-Length was sent as given, and the rest of the client's
+ * body was read as a second request no stage had checked.
+ */
+export const GATEWAY_FRAMED = new Set([...HOP_BY_HOP, 'content-length', 'expect', 'host']);
+
+/** The first name in `headers` (any letter case) that `owned` says is not the caller's to set. */
+export function firstOwnedName(headers: object, owned: (lowerCaseName: string) => boolean): string | undefined {
+  for (const name in headers) if (owned(name.toLowerCase())) return name;
+  return undefined;
+}
+
+/**
  * Headers a client could use to impersonate the gateway's view of the
  * request. They are rebuilt by the forwarded-headers stage from what the
  * gateway itself saw (and trusted proxies said). Every `x-forwarded*` name is

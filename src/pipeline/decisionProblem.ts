@@ -7,7 +7,7 @@
  * down or leave the client without an answer.
  */
 import { validateHeaderName, validateHeaderValue } from 'node:http';
-import { HOP_BY_HOP } from '../gateway/headers.js';
+import { CORRELATION_HEADER, firstOwnedName, GATEWAY_FRAMED, HOP_BY_HOP } from '../gateway/headers.js';
 import { CONTINUE } from './stage.js';
 
 const KINDS = new Set(['continue', 'deny', 'redirect', 'respond']);
@@ -47,17 +47,9 @@ function checkValue(name: string, v: unknown): void {
   validateHeaderValue(name, v);
 }
 
-/**
- * Request headers only the gateway sets: how the body is framed, how the connection behaves, where
- * it goes. A stage's Content-Length reached an app behind a connector as given, and the rest of the
- * client's body was read there as a second request no stage had checked.
- */
-const GATEWAY_OWNED = new Set([...HOP_BY_HOP, 'content-length', 'expect', 'host']);
-
-function gatewayOwnedProblem(headers: unknown): string | undefined {
-  if (!headers || typeof headers !== 'object') return undefined;
-  for (const name in headers) if (GATEWAY_OWNED.has(name.toLowerCase())) return `setHeaders: ${name} is the gateway's to set (message framing, connection or routing), not a stage's`;
-  return undefined;
+function gatewayFramedProblem(headers: unknown): string | undefined {
+  const name = headers && typeof headers === 'object' ? firstOwnedName(headers, (n) => GATEWAY_FRAMED.has(n)) : undefined;
+  return name === undefined ? undefined : `setHeaders: ${name} is the gateway's to set (message framing, connection or routing), not a stage's`;
 }
 
 /**
@@ -65,12 +57,11 @@ function gatewayOwnedProblem(headers: unknown): string | undefined {
  * rest of the body to be read as the start of the next response on the connection, and a stage's
  * correlation id replaced the one the log and the error page name.
  */
-const ANSWER_OWNED = new Set([...HOP_BY_HOP, 'content-length', 'x-correlation-id']);
+const ANSWER_OWNED = new Set([...HOP_BY_HOP, 'content-length', CORRELATION_HEADER]);
 
 function answerFramingProblem(headers: unknown): string | undefined {
-  if (!headers || typeof headers !== 'object') return undefined;
-  for (const name in headers) if (ANSWER_OWNED.has(name.toLowerCase())) return `headers: ${name} is the gateway's to set on an answer, not a stage's`;
-  return undefined;
+  const name = headers && typeof headers === 'object' ? firstOwnedName(headers, (n) => ANSWER_OWNED.has(n)) : undefined;
+  return name === undefined ? undefined : `headers: ${name} is the gateway's to set on an answer, not a stage's`;
 }
 
 /** An identity the headers, the assertion and the audit trail will name: it must be one they can. */
@@ -93,7 +84,7 @@ export function decisionProblem(d: unknown): string | undefined {
   const x = d as Record<string, unknown>;
   switch (kind) {
     case 'continue':
-      return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders') ?? gatewayOwnedProblem(x.setHeaders) ?? identityProblem(x.identity);
+      return reasonsProblem(x.reasons, false) ?? headersProblem(x.setHeaders, 'setHeaders') ?? gatewayFramedProblem(x.setHeaders) ?? identityProblem(x.identity);
     case 'deny':
       return statusProblem(x.status, 400, 'a deny') ?? reasonsProblem(x.reasons, true) ?? headersProblem(x.headers, 'headers') ?? answerFramingProblem(x.headers) ?? (x.publicReason !== undefined && typeof x.publicReason !== 'string' ? 'publicReason must be a string' : undefined);
     case 'redirect':
