@@ -20,7 +20,7 @@ import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError } from './errorPages.js';
-import { appResponseValue, CORRELATION_HEADER, firstOwnedName, GATEWAY_FRAMED, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
+import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall } from './stall.js';
@@ -634,12 +634,13 @@ export class Edge {
 
   private forward(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, app: CompiledApp, outcome: Outcome): void {
     const upstreamPath = internalTarget(app, ctx.path, ctx.pathParams, ctx.search);
-    const headers = ctx.upstreamHeaders;
+    let headers = ctx.upstreamHeaders;
     // Framing is the client's request's, whatever a stage wrote into ctx.upstreamHeaders itself (headers.ts GATEWAY_FRAMED).
     for (const name in headers) if (GATEWAY_FRAMED.has(name.toLowerCase())) delete headers[name];
     if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
+    if (req.rawHeaders.length > 2 * FEW_HEADER_LINES) headers = gatewayHeadersFirst(headers, req.headers);
     let stalled = false;
     const cookies: AppCookieGuard = {
       isGatewayCookie: app.isGatewayCookie,

@@ -120,6 +120,25 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
 }
 
 /**
+ * Past this many header lines, the headers the gateway set go to the app ahead of the client's.
+ * Servers keep only so many (Node's http server the first 1,000): a client that padded its
+ * request had the app drop the gateway's Host, X-Forwarded-*, correlation id and identity
+ * headers, which were written after its own. Below it, the order is left as it came (no copy).
+ */
+export const FEW_HEADER_LINES = 100;
+
+/**
+ * The headers for the app with Host and every value the gateway or a stage set (one the client
+ * did not send as it stands) first, then the client's own, each group in its order.
+ */
+export function gatewayHeadersFirst(out: Record<string, string | string[]>, client: IncomingHttpHeaders): Record<string, string | string[]> {
+  const first: Record<string, string | string[]> = { host: out.host! };
+  const rest: Record<string, string | string[]> = {};
+  for (const k in out) if (k !== 'host') (out[k] === client[k] ? rest : first)[k] = out[k]!;
+  return Object.assign(first, rest);
+}
+
+/**
  * Keeps the gateway's own cookies (session, sign-in) the gateway's to set. An app's response
  * comes from the origin the gateway's pages come from, so a browser takes a Set-Cookie for
  * them from any app on the host, `__Host-` names included: the backend of a passthrough app,

@@ -221,6 +221,17 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(big.body.length, 5 << 20);
   });
 
+  it('a request padded with 1,100 distinct headers reaches the app with its Host and correlation id (it answered 400 without a Host)', async () => {
+    const headers: Record<string, string> = { host: 'app.test' };
+    for (let i = 0; i < 1100; i++) headers[`x-pad-${i}`] = 'a';
+    const res = await request(`${gw.url}/padded`, { headers });
+    assert.equal(res.status, 200);
+    const seen = res.json().headers;
+    assert.equal(seen.host, new URL(backend.url).host);
+    assert.equal(seen['x-correlation-id'], res.headers['x-correlation-id']);
+    assert.equal(seen['x-pad-0'], 'a');
+  });
+
   it('translateUrls.body works through the tunnel too', async () => {
     const page = await request(`${gw.url}/page`, { headers: host('translated.test') });
     assert.equal(page.status, 200);

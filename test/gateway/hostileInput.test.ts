@@ -445,6 +445,24 @@ apps:
       assert.equal(got[0]!.headers.a, Array(1998).fill('b').join(', '));
     });
 
+    // Node's http server keeps only the first 1,000 header lines: the gateway's own, written after
+    // the client's, were dropped, and the app saw neither the client address nor the correlation id.
+    it('a request padded with 1,100 distinct headers: the app still gets Host and every header the gateway set', async () => {
+      const padding = Array.from({ length: 1100 }, (_, i) => `X-Pad-${i}: a\r\n`).join('');
+      let a!: RawAnswer;
+      const got = await newForwards(async () => void (a = await raw(gw.port, `GET /padded HTTP/1.1\r\n${H}${padding}\r\n`)));
+      expectedForwards.add('/padded');
+      assertAnswer(a, 200, 'padded');
+      assert.equal(got.length, 1);
+      const seen = got[0]!.headers;
+      assert.equal(seen.host, new URL(backend.url).host);
+      assert.equal(seen['x-correlation-id'], a.headers['x-correlation-id']![0]);
+      assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+      assert.equal(seen['x-forwarded-host'], 'echo.test');
+      assert.equal(seen['x-forwarded-proto'], 'http');
+      assert.equal(seen['x-pad-0'], 'a', "the client's own follow, in their order");
+    });
+
     it('an unknown Expect: 417, nothing forwarded', async () => {
       let a!: RawAnswer;
       const got = await newForwards(async () => void (a = await raw(gw.port, `POST /expect HTTP/1.1\r\n${H}Expect: 999-nope\r\nContent-Length: 3\r\n\r\nabc`)), 50);
