@@ -2,10 +2,13 @@
  * Watches the config file, its folder and every file it refers to. Editors
  * that save by rename and Kubernetes' ..data symlink swaps both show up as
  * events in the folder, so the folder is what is watched; the content hash
- * decides whether anything really changed.
+ * decides whether anything really changed. Only events on those files, or on
+ * Kubernetes' `..` entries, are taken for a save: the folder may also hold the
+ * stateDir (its lock is touched every 10 s) or the gateway's own log, and each
+ * of their writes was counted as an `unchanged` reload and read every file again.
  */
 import { createHash } from 'node:crypto';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import { snapshotOf, type FileSnapshot } from './regularFile.js';
 
@@ -25,6 +28,8 @@ export class ConfigWatcher {
   private timer?: NodeJS.Timeout;
   private poll?: NodeJS.Timeout;
   private watched = new Set<string>();
+  /** the config and the files it refers to, resolved */
+  private files = new Set<string>();
 
   constructor(
     private readonly file: string,
@@ -35,7 +40,9 @@ export class ConfigWatcher {
   /** Resolves once the initial scan is done: changes made before that would be missed. */
   start(referenced: readonly string[]): Promise<void> {
     this.watcher = chokidar.watch([], { ignoreInitial: true, followSymlinks: true, depth: 0, awaitWriteFinish: false });
-    this.watcher.on('all', () => this.kick());
+    this.watcher.on('all', (_event, path) => {
+      if (this.concerns(path)) this.kick();
+    });
     this.watcher.on('error', () => this.kick());
     const ready = new Promise<void>((r) => this.watcher!.once('ready', () => r()));
     this.update(referenced);
@@ -49,10 +56,16 @@ export class ConfigWatcher {
   /** Follows the set of referenced files as the config changes. */
   update(referenced: readonly string[]): void {
     if (!this.watcher) return;
+    this.files = new Set([resolve(this.file), ...referenced.map((f) => resolve(f))]);
     const want = new Set([dirname(resolve(this.file)), ...referenced.map((f) => dirname(resolve(f)))]);
     for (const p of want) if (!this.watched.has(p)) this.watcher.add(p);
     for (const p of this.watched) if (!want.has(p)) this.watcher.unwatch(p);
     this.watched = want;
+  }
+
+  /** an event about the config or a file it refers to (a Kubernetes swap renames `..data`, which they link through) */
+  private concerns(path: string): boolean {
+    return this.files.has(resolve(path)) || basename(path).startsWith('..');
   }
 
   private kick(): void {

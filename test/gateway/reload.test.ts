@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import WebSocket from 'ws';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { eventually, request, sleep, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
 import { Browser, CLIENT_SECRET, SECRET_A, USERS, gatewayYaml } from '../identity/support.js';
@@ -290,6 +290,27 @@ ${echo}  - name: Other
       ws.send('still there?');
       assert.equal(await echoed, 'still there?');
       ws.close();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('files written beside the config that it does not name (a log, a lock) are no save: no reload is counted', async () => {
+    const gw = await startGateway(cfg(backend.url, 'first'));
+    const count = async (outcome: string) => Number(new RegExp(`drawbridge_config_reloads_total\\{outcome="${outcome}"\\} (\\d+)`).exec((await request(`${gw.adminUrl}/metrics`)).body)?.[1] ?? 0);
+    try {
+      const beside = join(dirname(gw.configFile), 'gateway.log');
+      for (let i = 0; i < 8; i++) {
+        appendFileSync(beside, `line ${i}\n`);
+        await sleep(150);
+      }
+      await sleep(300);
+      assert.equal(await count('unchanged'), 0);
+      assert.equal(await count('success'), 0);
+      // a save of the config itself still reloads (positive control)
+      writeFileSync(gw.configFile, cfg(backend.url, 'second'));
+      await eventually(async () => (await seenVersion(gw)) === 'second', 2000);
+      assert.equal(await count('success'), 1);
     } finally {
       await gw.stop();
     }
