@@ -295,6 +295,10 @@ export class GatewayServer {
       const name = RESTART_KEYS[key];
       this.log.warn({ key: name, configured: now[key] ?? null, inEffect: this.started[key] ?? null }, `${name} changed: it takes effect after a restart (still ${this.started[key] ?? 'unset'})`);
     }
+    // (a changed connectors.listen is the hub's to tell; without a hub, nothing listens yet)
+    if (config.connectors && !this.connectorHub) {
+      this.log.warn({ key: 'connectors.listen', configured: String(config.connectors.listen), inEffect: null }, 'connectors.listen was added: the connector listener opens after a restart (until then an app with a connectorGroup fails the reload)');
+    }
   }
 
   private logWarnings(result: LoadResult): void {

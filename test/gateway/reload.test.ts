@@ -367,6 +367,27 @@ apps:
     }
   });
 
+  it('connectors: added by a reload is warned about (its listener opens after a restart); an app that needs it fails the reload', async () => {
+    const connectors = '\nconnectors:\n  listen: 127.0.0.1:0\nconnectorGroups:\n  site: {}\n';
+    const siteApp = `  - name: Site\n    externalUrl: http://site.test/\n    internalUrl: ${backend.url}/\n    connectorGroup: site\n    preAuth: passthrough\n`;
+    const gw = await startGateway(cfg(backend.url, 'v1'));
+    const refused = () => gw.logs.filter((l) => JSON.stringify(l).includes('connectors: was added after the gateway started; restart it')).length;
+    try {
+      const generation = gw.server.generation!.id;
+      writeFileSync(gw.configFile, cfg(backend.url, 'v2') + connectors);
+      await eventually(async () => (await seenVersion(gw)) === 'v2', 2000);
+      assert.ok(gw.server.generation!.id > generation, 'the rest of the file was applied');
+      assert.ok(gw.logs.some((l) => l.key === 'connectors.listen' && /added: the connector listener opens after a restart/.test(String(l.msg))), 'warned');
+      assert.equal(gw.server.addresses().connectors, undefined, 'no connector listener yet');
+      assert.equal(refused(), 0);
+      writeFileSync(gw.configFile, cfg(backend.url, 'v3', siteApp) + connectors);
+      await eventually(() => refused() > 0, 2000);
+      assert.equal(await seenVersion(gw), 'v2', 'the last good config keeps serving');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('reloads when a file the config refers to changes (${file:...})', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'internal-url'), `${backend.url}/from-file-1/\n`);
