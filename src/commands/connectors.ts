@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { ConnectorSummary } from '../connector/registry.js';
 import { discoverConfig, loadConfigFile } from '../config/load.js';
-import { ConfigInvalidError, UsageError, formatProblem } from '../errors.js';
+import { ConfigInvalidError, OperationalError, UsageError, formatProblem } from '../errors.js';
 import { parseListen } from '../gateway/listen.js';
 import { parseCommandArgs } from './usage.js';
 
@@ -11,7 +11,6 @@ const USAGE = 'drawbridge connectors [--config FILE] [--json]';
 export async function connectorsCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } } }, USAGE);
   const admin = await adminListen(values.config);
-  if (typeof admin === 'number') return admin;
   const addr = parseListen(admin.listen);
   const host = !addr.host || addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
   const where = `the gateway admin listener at ${host}:${addr.port}`;
@@ -31,14 +30,12 @@ export async function connectorsCommand(args: string[]): Promise<number> {
         .on('error', reject);
     });
   } catch (e) {
-    process.stderr.write(`drawbridge connectors: ${where} did not answer (${(e as Error).message}); is the gateway running?\n`);
-    return 1;
+    throw new OperationalError('ERR_ADMIN_UNREACHABLE', `${where} did not answer (${(e as Error).message}); is the gateway running?`);
   }
   const list = connectorList(answer);
   if (!list) {
     // Something answers there, but not this gateway's admin listener (another service, another version).
-    process.stderr.write(`drawbridge connectors: ${where} answered ${answer.status} (${answer.type}) without a connectors list: ${JSON.stringify(answer.body.slice(0, 80))}; is gateway.admin.listen the port of this gateway's admin listener?\n`);
-    return 1;
+    throw new OperationalError('ERR_ADMIN_ANSWER', `${where} answered ${answer.status} (${answer.type}) without a connectors list: ${JSON.stringify(answer.body.slice(0, 80))}; is gateway.admin.listen the port of this gateway's admin listener?`);
   }
   if (values.json) {
     process.stdout.write(JSON.stringify(list, null, 2) + '\n');
@@ -57,21 +54,19 @@ export async function connectorsCommand(args: string[]): Promise<number> {
  * operator's shell lacks the service's ${env:...} and ${file:...} secrets, and start mode refused
  * the whole file for session.secrets and identity.clientSecret it never uses.
  */
-async function adminListen(file: string | undefined): Promise<{ listen: string | number } | number> {
+async function adminListen(file: string | undefined): Promise<{ listen: string | number }> {
   const path = file ?? (await discoverConfig());
   if (!path) throw new UsageError('no --config given and no gateway.config.yaml found', USAGE);
   const result = await loadConfigFile(path, { mode: 'lint' });
   if (!result.config) throw new ConfigInvalidError(result.problems, path);
   const listen = result.config.gateway.admin?.listen;
   if (listen === undefined) {
-    process.stderr.write('drawbridge connectors: the config has no gateway.admin listener to ask\n');
-    return 1;
+    throw new OperationalError('ERR_NO_ADMIN_LISTENER', 'the config has no gateway.admin listener to ask');
   }
   // In lint mode an unresolved ${...} is a warning and its value an empty stand-in: here it is the address itself.
   if (listen === '') {
     const why = result.problems.find((p) => p.path === 'gateway.admin.listen');
-    process.stderr.write(`drawbridge connectors: ${why ? formatProblem({ ...why, severity: 'error' }) : 'gateway.admin.listen is empty'}\n`);
-    return 1;
+    throw new OperationalError('ERR_NO_ADMIN_LISTENER', why ? formatProblem({ ...why, severity: 'error' }) : 'gateway.admin.listen is empty');
   }
   return { listen };
 }

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { discoverConfig, loadConfigFile, type Config } from '../config/load.js';
 import { parseDuration } from '../config/duration.js';
-import { ConfigInvalidError, UsageError } from '../errors.js';
+import { ConfigInvalidError, OperationalError, UsageError } from '../errors.js';
 import { ConnectorCa } from '../connector/ca.js';
 import { createToken } from '../connector/tokens.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs } from './usage.js';
@@ -40,12 +40,10 @@ export async function tokenCommand(args: string[]): Promise<number> {
   if (ttl > MAX_TOKEN_TTL_MS) throw new UsageError(`--ttl ${values.ttl} is longer than 7d: an enrollment token is meant for the connector being installed now (make one per install)`, USAGE);
   const { config, stateDir } = await gatewayConfig(values.config, USAGE);
   if (!config.connectors) {
-    process.stderr.write('drawbridge token create: the config has no connectors: section\n');
-    return 1;
+    throw new OperationalError('ERR_NO_CONNECTORS', 'the config has no connectors: section');
   }
   if (!(values.group in (config.connectorGroups ?? {}))) {
-    process.stderr.write(`drawbridge token create: unknown connector group ${JSON.stringify(values.group)} (configured: ${Object.keys(config.connectorGroups ?? {}).join(', ') || 'none'})\n`);
-    return 1;
+    throw new OperationalError('ERR_UNKNOWN_GROUP', `unknown connector group ${JSON.stringify(values.group)} (configured: ${Object.keys(config.connectorGroups ?? {}).join(', ') || 'none'})`);
   }
   const ca = await asOperational(`cannot open the connector CA in ${stateDir}`, () => ConnectorCa.loadOrCreate(stateDir));
   // On stderr, so `$(drawbridge token create ...)` still captures only the token.

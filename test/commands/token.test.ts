@@ -60,6 +60,10 @@ describe('drawbridge token create', function () {
     const r = await runCli(['token', 'create', '-g', 'g1', '-c', none]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, 'drawbridge token create: the config has no connectors: section\n');
+    // DRAWBRIDGE_DEBUG=1 adds the stack to these too, as to every other error (README, Commands)
+    const debug = await runCli(['token', 'create', '-g', 'nope', '-c', file], { DRAWBRIDGE_DEBUG: '1' });
+    assert.equal(debug.code, 1);
+    assert.match(debug.stderr, /^drawbridge token create: unknown connector group "nope" \(configured: g1, g2\)\nOperationalError: unknown connector group[^\n]*\n\s+at /);
   });
 
   it('--ttl: at most 7 days (an unused token is a standing way into the group); a bad one is a usage error (exit 2)', async () => {
