@@ -273,7 +273,7 @@ export const App = Type.Object(
     sso: Type.Optional(
       Type.Object(
         {
-          plugin: Type.String({ minLength: 1, description: 'Name of an sso plugin (built-in or from plugins:).' }),
+          plugin: Type.String({ minLength: 1, description: 'Name of an sso plugin listed under plugins: (none is built in).' }),
           options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Options checked against the plugin\'s own schema.' })),
         },
         { additionalProperties: false, description: 'Single sign-on to the app.' },

@@ -122,7 +122,7 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         break;
       }
       case 'anyOf':
-        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${describeUnion(e.parentSchema as { anyOf: any[] })}` };
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${describeUnion(e.parentSchema as { anyOf: any[] })}${quotedNumber(value, e.parentSchema as { anyOf: any[] })}` };
         break;
       case 'uniqueItems': {
         // Point at the later copy: the first one is where the reader expects it.
@@ -203,6 +203,11 @@ function describePattern(pattern: string, value: unknown, description?: string):
   if (pattern.startsWith('^[A-Za-z0-9_-]+$')) return `${v} may only hold letters, digits, '_' and '-'`;
   if (description) return `${v} is not valid: ${description.replace(/\.$/, '')}`;
   return `${v} does not match ${pattern}`;
+}
+
+/** A port written in quotes is text, not the number a branch takes: say so, or the message reads as a contradiction. */
+function quotedNumber(value: unknown, schema: { anyOf: any[] }): string {
+  return typeof value === 'string' && /^\d+$/.test(value) && schema.anyOf.some((b) => b.type === 'integer') ? ' (a port is written without quotes)' : '';
 }
 
 function describeUnion(schema: { anyOf: any[] }): string {

@@ -574,6 +574,15 @@ apps: []
     errors: [{ at: '3:19', path: 'gateway.listen.http', message: '70000 is not allowed here: must be a port number (0-65535) or host:port' }],
   },
   {
+    description: 'listen port written in quotes',
+    yaml: `gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: "8080" }
+apps: []
+`,
+    errors: [{ at: '3:19', path: 'gateway.listen.http', message: '"8080" is not allowed here: must be a port number (0-65535) or host:port (a port is written without quotes)' }],
+  },
+  {
     description: 'host:port listen with a port out of range',
     yaml: `gateway:
   publicUrl: http://localhost:8080
