@@ -433,11 +433,22 @@ class StreamSocket extends Duplex {
       this.idle?.refresh();
       if (!this.push(c)) s.pause();
     });
-    s.on('end', () => this.push(null));
+    s.on('end', () => {
+      this.push(null);
+      // The app closed its connection (the connector ends the stream then). A request on it
+      // learns so from the end; one pooled here would have been sent into nothing and waited
+      // out backendTimeout for a 504: the agent drops a pooled socket when it closes.
+      if (!(this as { _httpMessage?: unknown })._httpMessage) this.destroy();
+    });
     s.on('error', (e) => this.destroy(e));
     s.on('close', () => {
       if (!this.destroyed) this.destroy(s.rstCode && s.rstCode !== 0 ? Object.assign(new Error(`tunnel stream reset (code ${s.rstCode})`), { code: 'ECONNRESET' }) : undefined);
     });
+  }
+
+  /** the app's side of this connection is over: the connector ended the stream */
+  get appEnded(): boolean {
+    return this.s.readableEnded;
   }
 
   /** the idle timer (setTimeout): bytes that arrived or that the stream took count as activity */
@@ -528,6 +539,8 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
   agent.keepSocketAlive = (socket) => {
     const ch = (socket as unknown as { channel?: Channel }).channel;
     if (!ch || !hub.registry.usable(ch)) return false;
+    // a connection the app closed (with the end of its last answer): never used again
+    if ((socket as StreamSocket).appEnded) return false;
     return keep(socket);
   };
   return agent;

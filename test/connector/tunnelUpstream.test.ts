@@ -23,6 +23,9 @@ describe('tunnel upstream: apps behind a connector', function () {
   let working: net.Server;
   let hangup: net.Server;
   let speaksFirst: http.Server;
+  let closer: net.Server;
+  /** what the closing app received, in order */
+  const closerSaw: string[] = [];
   let dir: string;
   const host = (h: string) => ({ host: h });
 
@@ -74,6 +77,36 @@ describe('tunnel upstream: apps behind a connector', function () {
       s.once('data', () => s.destroy());
     });
     await new Promise<void>((r) => hangup.listen(0, '127.0.0.1', r));
+    // a keep-alive app that closes an idle connection after 300 ms, and closes after answering
+    // /close-after, both without a Connection: close (gunicorn closes idle ones after 2 s)
+    closer = net.createServer((s) => {
+      s.on('error', () => undefined);
+      let idle: NodeJS.Timeout | undefined;
+      const arm = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => s.end(), 300);
+      };
+      arm();
+      let head = '';
+      s.on('data', (d) => {
+        head += d.toString('latin1');
+        for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
+          const path = head.slice(0, end).split(' ')[1]!;
+          head = head.slice(end + 4);
+          closerSaw.push(path);
+          const answer = `HTTP/1.1 200 OK\r\ncontent-length: ${path.length}\r\n\r\n${path}`;
+          if (path.startsWith('/close-after')) {
+            clearTimeout(idle);
+            s.end(answer);
+          } else {
+            s.write(answer);
+            arm();
+          }
+        }
+      });
+      s.on('close', () => clearTimeout(idle));
+    });
+    await new Promise<void>((r) => closer.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -134,6 +167,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     internalUrl: http://127.0.0.1:${(working.address() as AddressInfo).port}/
     connectorGroup: g1
     preAuth: passthrough
+  - name: Closer
+    externalUrl: http://closer.test/
+    internalUrl: http://127.0.0.1:${(closer.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 5s
   - name: Hangup
     externalUrl: http://hangup.test/
     internalUrl: http://127.0.0.1:${(hangup.address() as AddressInfo).port}/
@@ -155,6 +194,7 @@ describe('tunnel upstream: apps behind a connector', function () {
     trailing.close();
     working.close();
     hangup.close();
+    closer.close();
     speaksFirst.closeAllConnections();
     speaksFirst.close();
   });
@@ -230,6 +270,19 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(seen.host, new URL(backend.url).host);
     assert.equal(seen['x-correlation-id'], res.headers['x-correlation-id']);
     assert.equal(seen['x-pad-0'], 'a');
+  });
+
+  it('an app that closed a kept-alive connection (idle, or after its answer) gets the next request on a new one at once, not a 504 after backendTimeout', async () => {
+    for (const [first, pause] of [['/idle-first', 700], ['/close-after-answer', 100]] as const) {
+      assert.equal((await request(`${gw.url}${first}`, { headers: host('closer.test') })).status, 200);
+      await new Promise((r) => setTimeout(r, pause));
+      const t0 = Date.now();
+      const next = await request(`${gw.url}${first}-next`, { headers: host('closer.test') });
+      assert.equal(next.status, 200, `after ${first}: ${next.status} in ${Date.now() - t0} ms`);
+      assert.equal(next.body, `${first}-next`);
+      assert.ok(Date.now() - t0 < 2000, `after ${first}: answered in ${Date.now() - t0} ms`);
+    }
+    assert.deepEqual(closerSaw, ['/idle-first', '/idle-first-next', '/close-after-answer', '/close-after-answer-next'], 'each request reached the app once');
   });
 
   it('translateUrls.body works through the tunnel too', async () => {
