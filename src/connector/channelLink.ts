@@ -161,7 +161,10 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   // The windows that bound the queue are the peer's to announce. A peer that announces
   // huge ones and then stops reading (a rogue connector with a valid certificate) would
   // have us queue every upload in memory: past what our own windows allow, it is cut.
-  const overflowing = () => queuedBytes + socket.writableLength > MAX_QUEUED_FOR_PEER;
+  // Each queued chunk is counted with what it costs besides its bytes: a peer that stops reading
+  // and sends PINGs has a 17-byte ACK queued per PING, and counted by their bytes alone, those
+  // held twenty times the bound in memory (a gigabyte per channel) before the cut.
+  const overflowing = () => queuedBytes + queue.length * QUEUED_CHUNK_COST + socket.writableLength > MAX_QUEUED_FOR_PEER;
   const cut = (): void => void stream.destroy(Object.assign(new Error(`the peer stopped reading: more than ${MAX_QUEUED_FOR_PEER >> 20} MiB queued for it`), { code: 'ERR_PEER_NOT_READING' }));
   // One write to the TLS socket at a time, each a single buffer. Handed several (corked
   // writes, or what queued behind a busy socket), Node's TLS socket copies them into a new
@@ -238,6 +241,9 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   socket.on('close', () => stream.destroy());
   return stream;
 }
+
+/** what a queued chunk costs besides its bytes (its Buffer and the allocation behind it; about 330 bytes measured) */
+const QUEUED_CHUNK_COST = 512;
 
 /** the most one write of unblockedStream copies together */
 const WRITE_BATCH_BYTES = 256 << 10;

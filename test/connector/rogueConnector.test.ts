@@ -295,4 +295,40 @@ describe('a connector with a valid certificate that announces huge windows and s
     assert.ok(gw.logs.some((l) => /the peer stopped reading/.test(String(l.reason))), 'the channel is dropped with the reason');
     socket.destroy();
   });
+
+  it('a channel that stops reading and sends PINGs is cut once the ACKs queued for it pass the bound, counted with what each costs in memory', async () => {
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-pinger')).certPem;
+    const socket = await new Promise<TLSSocket>((resolve, reject) => {
+      const req = https.request(`https://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, agent: false, headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL } });
+      req.on('upgrade', (_res, s: TLSSocket) => resolve(s));
+      req.on('response', (res) => reject(new Error(`refused ${res.statusCode}`)));
+      req.on('error', reject);
+      req.end();
+    });
+    socket.on('error', () => undefined);
+    socket.pause(); // never reads a byte of the gateway's
+    const frame = (type: number, payload: Buffer) => {
+      const h = Buffer.alloc(9);
+      h.writeUIntBE(payload.length, 0, 3);
+      h[3] = type;
+      return Buffer.concat([h, payload]);
+    };
+    socket.write(frame(4, Buffer.alloc(0))); // SETTINGS: the connector's preface
+    // 400 PINGs a write, paced under nghttp2's own limit of 1,000 unanswered ones
+    const burst = Buffer.concat(Array.from({ length: 400 }, () => frame(6, Buffer.alloc(8, 1))));
+    let pings = 0;
+    while (!socket.destroyed && !socket.writableEnded && pings < 800_000) {
+      socket.write(burst);
+      pings += 400;
+      await new Promise((r) => setTimeout(r, 2));
+      if (gw.logs.some((l) => /the peer stopped reading/.test(String(l.reason)) && l.connector === 'c-pinger')) break;
+    }
+    // 800,000 ACKs are 13 MiB of bytes, a quarter of the bound, and over a gigabyte of memory
+    await eventually(() => gw.logs.some((l) => /the peer stopped reading/.test(String(l.reason)) && l.connector === 'c-pinger'), 5000);
+    assert.ok(pings < 800_000, `cut after ${pings} PINGs`);
+    socket.destroy();
+    assert.equal((await request(`${gw.url}/`, { headers: { host: 'healthy.test' } })).status, 200, 'the gateway serves on');
+  });
 });
