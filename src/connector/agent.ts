@@ -427,7 +427,7 @@ export class ConnectorAgent {
       this.log.warn({ target: authority }, 'target refused: not an internal URL of an app published to this group');
       return void stream.respond({ ':status': 403, 'x-drawbridge-error': 'target not allowed' }, { endStream: true });
     }
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(authority)!;
+    const m = TARGET.exec(authority)!;
     this.inflight++;
     const resume = () => sock.resume();
     const sock = net.connect({
@@ -479,7 +479,7 @@ export class ConnectorAgent {
     stream.on('end', () => {
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { targets?: unknown };
-        if (!Array.isArray(body.targets) || !body.targets.every((t) => typeof t === 'string')) throw new Error('targets must be a list of host:port');
+        if (!Array.isArray(body.targets) || !body.targets.every(isTarget)) throw new Error('targets must be a list of host:port (port 0-65535)');
         const next = new Set(body.targets as string[]);
         if ([...next].join() !== [...this.targets].join()) this.log.info({ targets: [...next] }, 'target list from the gateway');
         this.targets = next;
@@ -577,4 +577,17 @@ export class ConnectorAgent {
     for (const s of this.sessions) s.destroy();
     for (const link of this.links) link.terminate();
   }
+}
+
+/**
+ * A target as the gateway writes them (host:port, [IPv6]:port). The list is the gateway's, but
+ * one this end could not dial (no port, a port past 65535) threw where the app is dialled and
+ * took the whole connector down: such a list is refused whole.
+ */
+const TARGET = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/;
+
+function isTarget(t: unknown): t is string {
+  if (typeof t !== 'string') return false;
+  const m = TARGET.exec(t);
+  return m !== null && Number(m[2]) <= 65535;
 }

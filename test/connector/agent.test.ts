@@ -6,10 +6,15 @@
  * side; the connector must find out by itself and dial again.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, startConnector, startHubGateway, token, waitChannels } from './support.js';
+import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
 async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; close: () => Promise<void> }> {
@@ -97,4 +102,60 @@ describe('connector agent: a gateway that goes silent', function () {
       }
     });
   }
+});
+
+describe('connector agent: a target list it could not dial', function () {
+  this.timeout(30_000);
+
+  it('is refused whole (400, logged), and the connector keeps serving the targets it had: it used to crash on a port past 65535 or no port', async () => {
+    const hub = await startEnrolledHub();
+    const ca = hub.gw.server.connectorHub!.ca;
+    const tlsPair = await ca.issueServer(['127.0.0.1']);
+    await hub.gw.stop(); // a gateway of the same CA, as a hostile or broken one would be
+    let session: http2.ClientHttp2Session | undefined;
+    const fake = https.createServer({ key: tlsPair.keyPem, cert: tlsPair.certPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: true });
+    fake.on('upgrade', (_req, socket: TLSSocket) => {
+      socket.write(SWITCHING_TO_TUNNEL);
+      session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket) });
+      session.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const state = join(hub.enrolled, 'connector.json');
+    writeFileSync(state, JSON.stringify({ ...JSON.parse(readFileSync(state, 'utf8')), gateway: `https://127.0.0.1:${(fake.address() as AddressInfo).port}` }));
+    const c = startConnector(hub.enrolled, { args: ['--channels', '1'] });
+    try {
+      await eventually(() => session !== undefined && !session.connecting, 10_000);
+      const push = (targets: string[]) =>
+        new Promise<number>((resolve, reject) => {
+          const s = session!.request({ ':method': 'POST', ':path': '/v1/targets' });
+          s.on('response', (h) => resolve(Number(h[':status'])));
+          s.on('error', reject);
+          s.resume();
+          s.end(JSON.stringify({ targets }));
+        });
+      const connect = (authority: string) =>
+        new Promise<string>((resolve) => {
+          const s = session!.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
+          s.on('response', (h) => {
+            resolve(String(h[':status']));
+            s.close();
+          });
+          s.on('error', (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
+        });
+      const app = new URL(hub.backend.url).host;
+      assert.equal(await push([app]), 200);
+      for (const bad of ['127.0.0.1:99999', 'no-port-here']) {
+        assert.equal(await push([app, bad]), 400, bad);
+        assert.equal(await connect(bad), '403', `${bad} is not a target`);
+      }
+      assert.equal(await connect(app), '200', 'the list it had still stands');
+      assert.equal(c.child.exitCode, null, 'the connector process kept running');
+      await eventually(() => c.logs().filter((l) => l.msg === 'bad target list refused').length === 2, 3000);
+    } finally {
+      await killConnector(c);
+      session?.destroy();
+      fake.close();
+      await hub.backend.close();
+    }
+  });
 });
