@@ -436,15 +436,18 @@ class StreamSocket extends Duplex {
     s.on('end', () => {
       this.push(null);
       // The app closed its connection (the connector ends the stream then). A request on it
-      // learns so from the end; one pooled here would have been sent into nothing and waited
-      // out backendTimeout for a 504: the agent drops a pooled socket when it closes.
-      if (!(this as { _httpMessage?: unknown })._httpMessage) this.destroy();
+      // learns so from the end; one taken from the pool would have been sent into nothing and
+      // waited out backendTimeout for a 504: the agent drops a pooled socket when it closes.
+      if (this.pooled) this.destroy();
     });
     s.on('error', (e) => this.destroy(e));
     s.on('close', () => {
       if (!this.destroyed) this.destroy(s.rstCode && s.rstCode !== 0 ? Object.assign(new Error(`tunnel stream reset (code ${s.rstCode})`), { code: 'ECONNRESET' }) : undefined);
     });
   }
+
+  /** waiting in the agent's pool for a request (set and cleared by tunnelAgent) */
+  pooled = false;
 
   /** the app's side of this connection is over: the connector ended the stream */
   get appEnded(): boolean {
@@ -541,7 +544,14 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
     if (!ch || !hub.registry.usable(ch)) return false;
     // a connection the app closed (with the end of its last answer): never used again
     if ((socket as StreamSocket).appEnded) return false;
-    return keep(socket);
+    const kept = keep(socket) as unknown as boolean; // (typed void, returns whether it is kept)
+    if (kept) (socket as StreamSocket).pooled = true;
+    return kept;
+  };
+  const reuse = agent.reuseSocket.bind(agent);
+  agent.reuseSocket = (socket, req) => {
+    (socket as StreamSocket).pooled = false;
+    reuse(socket, req);
   };
   return agent;
 }

@@ -227,6 +227,22 @@ for (const transport of CHANNEL_TRANSPORTS) describe(`a connector with a valid c
   });
 });
 
+/** An h2 channel opened by hand with a certificate of the gateway's CA (group g2): its TLS socket after the 101. */
+async function rogueChannel(gw: TestGateway, id: string): Promise<TLSSocket> {
+  const hub = gw.server.connectorHub!;
+  const kp = await generateKeyPair();
+  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, id)).certPem;
+  const socket = await new Promise<TLSSocket>((resolve, reject) => {
+    const req = https.request(`https://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, agent: false, headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL } });
+    req.on('upgrade', (_res, s: TLSSocket) => resolve(s));
+    req.on('response', (res) => reject(new Error(`refused ${res.statusCode}`)));
+    req.on('error', reject);
+    req.end();
+  });
+  socket.on('error', () => undefined);
+  return socket;
+}
+
 describe('a connector with a valid certificate that announces huge windows and stops reading', function () {
   this.timeout(60_000);
   let backend: EchoBackend;
@@ -241,18 +257,8 @@ describe('a connector with a valid certificate that announces huge windows and s
   });
 
   it('an upload through it is cut once the gateway holds more than its own windows allow: 502, not every byte in memory', async () => {
-    const hub = gw.server.connectorHub!;
-    const kp = await generateKeyPair();
-    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-hoarder')).certPem;
     // the channel by hand, so that this end can stop reading its TLS socket
-    const socket = await new Promise<TLSSocket>((resolve, reject) => {
-      const req = https.request(`https://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, agent: false, headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL } });
-      req.on('upgrade', (_res, s: TLSSocket) => resolve(s));
-      req.on('response', (res) => reject(new Error(`refused ${res.statusCode}`)));
-      req.on('error', reject);
-      req.end();
-    });
-    socket.on('error', () => undefined);
+    const socket = await rogueChannel(gw, 'c-hoarder');
     let reading = true;
     const duplex = new Duplex({ read: () => void (reading && socket.resume()), write: (c, _e, cb) => void socket.write(c, cb) });
     socket.on('data', (c: Buffer) => void (duplex.push(c) || socket.pause()));
@@ -269,7 +275,7 @@ describe('a connector with a valid certificate that announces huge windows and s
         socket.pause();
       });
     });
-    await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-hoarder' && c.ready));
+    await eventually(() => gw.server.connectorHub!.registry.all().some((c) => c.connectorId === 'c-hoarder' && c.ready));
 
     let sent = 0;
     const chunk = Buffer.alloc(1 << 20);
@@ -297,17 +303,7 @@ describe('a connector with a valid certificate that announces huge windows and s
   });
 
   it('a channel that stops reading and sends PINGs is cut once the ACKs queued for it pass the bound, counted with what each costs in memory', async () => {
-    const hub = gw.server.connectorHub!;
-    const kp = await generateKeyPair();
-    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-pinger')).certPem;
-    const socket = await new Promise<TLSSocket>((resolve, reject) => {
-      const req = https.request(`https://${hub.address()}/v1/tunnel`, { key: kp.keyPem, cert, ca: hub.ca.certPem, agent: false, headers: { connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL } });
-      req.on('upgrade', (_res, s: TLSSocket) => resolve(s));
-      req.on('response', (res) => reject(new Error(`refused ${res.statusCode}`)));
-      req.on('error', reject);
-      req.end();
-    });
-    socket.on('error', () => undefined);
+    const socket = await rogueChannel(gw, 'c-pinger');
     socket.pause(); // never reads a byte of the gateway's
     const frame = (type: number, payload: Buffer) => {
       const h = Buffer.alloc(9);
