@@ -12,7 +12,7 @@ import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
 import { externalUrlOf, prefixOf } from '../gateway/router.js';
-import { keyMatches, readCertificates, readPrivateKey } from './pem.js';
+import { brokenLink, keyMatches, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -138,8 +138,17 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
     // A warning, not an error: the file may be renewed where the gateway runs before it matters,
     // and a gateway that refused to start would take every app down with it.
+    // So are a name or a chain clients will refuse: the file is the operator's to fix, and lint says so.
     const leaf = certs?.[0];
-    if (leaf && Date.parse(leaf.validTo) < Date.now()) warn(['gateway', 'tls', 'cert'], `the certificate expired on ${new Date(leaf.validTo).toISOString().slice(0, 10)}: browsers and clients will refuse it`);
+    const dates = leaf && outsideValidity(leaf);
+    if (dates) warn(['gateway', 'tls', 'cert'], `${dates}: browsers and clients will refuse it`);
+    if (leaf) {
+      const hosts = [gw.publicUrl, ...arr(raw.apps).map((a) => (isObj(a) ? a.externalUrl : undefined))].flatMap((u) => (typeof u === 'string' && /^https:\/\//i.test(u) ? [hostOfUrl(u)] : [])).filter((h): h is string => !!h);
+      const missing = uncoveredHosts(leaf, hosts);
+      if (missing.length) warn(['gateway', 'tls', 'cert'], `the certificate does not cover ${missing.join(', ')}: clients that check the name will refuse it`);
+      const link = brokenLink(certs!);
+      if (link) warn(['gateway', 'tls', 'cert'], `certificate ${link + 1} in the file did not sign certificate ${link}: clients that need the chain will refuse it`);
+    }
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }
   arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
@@ -465,4 +474,13 @@ function globMayMatchUnder(glob: string, prefix: string): boolean {
   const star = glob.indexOf('*');
   const literal = star >= 0 ? glob.slice(0, star) : glob;
   return literal.startsWith(prefix) || prefix.startsWith(literal) || literal === prefix.slice(0, -1);
+}
+
+/** The host of a URL as a certificate names it (no brackets around IPv6); undefined for one that does not parse. */
+function hostOfUrl(u: string): string | undefined {
+  try {
+    return new URL(u.replace('://*.', '://wildcard-label.')).hostname.replace(/^wildcard-label\./, '*.').replace(/^\[|\]$/g, '');
+  } catch {
+    return undefined;
+  }
 }

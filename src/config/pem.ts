@@ -6,6 +6,7 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 
 /** Far above any real CA bundle (the Mozilla bundle is about 220 KB); keeps a misnamed disk image out of memory. */
 const MAX_PEM_BYTES = 4 * 1024 * 1024;
@@ -62,4 +63,33 @@ export function keyMatches(leaf: X509Certificate, key: KeyObject): boolean {
   } catch {
     return false;
   }
+}
+
+const day = (d: string) => new Date(d).toISOString().slice(0, 10);
+
+/** Why no client would accept the certificate now (expired, or not valid yet); undefined when it is within its dates. */
+export function outsideValidity(cert: X509Certificate, now = Date.now()): string | undefined {
+  if (Date.parse(cert.validTo) < now) return `the certificate expired on ${day(cert.validTo)}`;
+  if (Date.parse(cert.validFrom) > now) return `the certificate is valid only from ${day(cert.validFrom)}`;
+  return undefined;
+}
+
+/**
+ * The hosts a served certificate does not cover. A `*.` host stands for any one name under it,
+ * which a wildcard certificate for that domain covers.
+ */
+export function uncoveredHosts(leaf: X509Certificate, hosts: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const h of new Set(hosts)) {
+    const name = h.startsWith('*.') ? `any-name${h.slice(1)}` : h;
+    const covered = isIP(name) ? leaf.checkIP(name) !== undefined : leaf.checkHost(name) !== undefined;
+    if (!covered) out.push(h);
+  }
+  return out;
+}
+
+/** The first certificate in a chain file that the one after it did not sign (1-based), or undefined when each link holds. */
+export function brokenLink(certs: readonly X509Certificate[]): number | undefined {
+  for (let i = 0; i + 1 < certs.length; i++) if (!certs[i]!.checkIssued(certs[i + 1]!)) return i + 1;
+  return undefined;
 }

@@ -2,11 +2,12 @@
  * The gateway process: public listeners, the admin listener, and the config
  * lifecycle (load -> compile -> swap, and again on every change).
  */
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext } from 'node:tls';
+import { outsideValidity } from '../config/pem.js';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -93,6 +94,8 @@ export class GatewayServer {
   private reloadAgain = false;
   private lastProblems: string[] = [];
   private tlsFingerprint?: string;
+  /** the certificate file the https listener serves */
+  private tlsCert?: Buffer;
   /** what only a restart changes, as the gateway started */
   private started?: StartedSettings;
   /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
@@ -223,6 +226,7 @@ export class GatewayServer {
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key });
       this.tlsFingerprint = tls.fingerprint;
+      this.tlsCert = tls.cert;
       this.log.info('gateway certificate reloaded');
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
@@ -310,6 +314,7 @@ export class GatewayServer {
     if (l.https !== undefined && config.gateway.tls) {
       const { fingerprint, ...tls } = this.readTls(config, dir);
       this.tlsFingerprint = fingerprint;
+      this.tlsCert = tls.cert;
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
       const server = https.createServer({ ...tls, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
@@ -355,6 +360,10 @@ export class GatewayServer {
     const tls = this.readTls(config, dir);
     if (tls.fingerprint === this.tlsFingerprint) return undefined;
     createSecureContext({ cert: tls.cert, key: tls.key });
+    // Out of its dates, no client would take it: a backup restored by mistake, or a renewal whose
+    // start is still ahead, took every app down while the one it replaced still worked.
+    const refused = outsideValidity(new X509Certificate(tls.cert));
+    if (refused && this.tlsCert && !outsideValidity(new X509Certificate(this.tlsCert))) throw new Error(`${refused}; the certificate served now is kept until then`);
     return tls;
   }
 

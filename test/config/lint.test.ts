@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
 import { generateKeyPair } from '../../src/connector/ca.js';
@@ -906,7 +906,7 @@ describe('config lint: broken configs', () => {
 describe('config lint: certificate files are read, not only found', () => {
   const dir = tempDir('drawbridge-lint-pem-');
   before(() => {
-    const one = selfSignedCert(dir, 'one', ['localhost']);
+    const one = selfSignedCert(dir, 'one', ['localhost', 'hello.localhost']);
     const two = selfSignedCert(dir, 'two', ['localhost']);
     writeFileSync(join(dir, 'garbage.pem'), 'garbage\n');
     writeFileSync(join(dir, 'broken.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
@@ -977,6 +977,41 @@ describe('config lint: certificate files are read, not only found', () => {
       r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
       ['warning 4:16 gateway.tls.cert: the certificate expired on 2021-01-01: browsers and clients will refuse it'],
     );
+  });
+
+  it('a gateway certificate not valid yet, one that does not cover the published hosts, and a chain that does not link are warnings at its key', async () => {
+    const kp = await generateKeyPair();
+    const later = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '02',
+      name: 'CN=localhost',
+      notBefore: new Date(Date.now() + 2 * 86_400_000),
+      notAfter: new Date(Date.now() + 30 * 86_400_000),
+      keys: kp.keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }, { type: 'dns', value: 'hello.localhost' }])],
+    });
+    writeFileSync(join(dir, 'later.crt'), later.toString('pem'));
+    writeFileSync(join(dir, 'later.key'), kp.keyPem);
+    selfSignedCert(dir, 'elsewhere', ['elsewhere.example']);
+    const unrelated = selfSignedCert(dir, 'unrelated', ['unrelated.example']);
+    writeFileSync(join(dir, 'badchain.crt'), readFileSync(join(dir, 'one.crt'), 'utf8') + readFileSync(unrelated.cert, 'utf8'));
+    const cases: [string, string, string][] = [
+      ['./later.crt', './later.key', `the certificate is valid only from ${later.notBefore.toISOString().slice(0, 10)}: browsers and clients will refuse it`],
+      ['./elsewhere.crt', './elsewhere.key', 'the certificate does not cover localhost, hello.localhost: clients that check the name will refuse it'],
+      ['./badchain.crt', './one.key', 'certificate 2 in the file did not sign certificate 1: clients that need the chain will refuse it'],
+    ];
+    for (const [cert, key, message] of cases) {
+      const file = join(dir, 'warned.yaml');
+      writeFileSync(file, `${TLS(cert, key)}${backendCa('./one.crt')}`);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), [`warning 4:16 gateway.tls.cert: ${message}`], cert);
+    }
+    // a wildcard certificate covers a wildcard app host and any name under it
+    const wild = selfSignedCert(dir, 'wild', ['localhost', '*.apps.localhost']);
+    const file = join(dir, 'wild.yaml');
+    writeFileSync(file, `${TLS('./wild.crt', './wild.key')}apps:\n  - name: Any\n    externalUrl: https://*.apps.localhost:8443/\n    internalUrl: http://127.0.0.1:3001/\n    preAuth: passthrough\n`);
+    assert.equal(wild.cert, join(dir, 'wild.crt'));
+    assert.deepEqual((await loadConfigFile(file, { mode: 'lint', env: {} })).problems, []);
   });
 
   pemCases.forEach((c, i) => {

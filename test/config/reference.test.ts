@@ -42,7 +42,7 @@ describe('reference config', () => {
     copyFileSync(FIXTURE, join(dir, 'gateway.config.yaml'));
     symlinkSync(join(ROOT, 'plugins-examples'), join(dir, 'plugins-examples'));
     mkdirSync(join(dir, 'certs'));
-    const gateway = selfSignedCert(join(dir, 'certs'), 'gateway', ['gateway.example.com']);
+    const gateway = selfSignedCert(join(dir, 'certs'), 'gateway', ['apps.example.test', '*.apps.example.test']);
     selfSignedCert(join(dir, 'certs'), 'corp-root', ['corp-root.example.com']);
     assert.equal(gateway.cert, join(dir, 'certs', 'gateway.crt'));
     const env = { DRAWBRIDGE_CLIENT_SECRET: 'client-secret', DRAWBRIDGE_SESSION_SECRET: 's'.repeat(32) };

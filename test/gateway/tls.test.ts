@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import * as x509 from '@peculiar/x509';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
+import { generateKeyPair } from '../../src/connector/ca.js';
 import { selfSignedCert } from '../support/certs.js';
 import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
@@ -151,6 +153,41 @@ apps:
       await gw.server.reload('test');
     }
     assert.equal(await metric(), '1');
+  });
+
+  it('refuses a reload to a certificate out of its dates (expired, or valid only from later) while the served one is valid: no client could use it', async () => {
+    const served = () => httpsGet(httpsPort(), 'echo.test', readFileSync(join(dir, 'gateway.crt'), 'utf8')).then((r) => r.peerCn);
+    const good = { cert: readFileSync(join(dir, 'gateway.crt')), key: readFileSync(join(dir, 'gateway.key')) };
+    const cn = await served();
+    const kp = await generateKeyPair();
+    const day = 86_400_000;
+    try {
+      for (const [notBefore, notAfter, said] of [
+        [Date.now() - 30 * day, Date.now() - day, /the certificate expired on/],
+        [Date.now() + 2 * day, Date.now() + 30 * day, /the certificate is valid only from/],
+      ] as const) {
+        const cert = await x509.X509CertificateGenerator.createSelfSigned({
+          serialNumber: '03',
+          name: 'CN=out-of-dates',
+          notBefore: new Date(notBefore),
+          notAfter: new Date(notAfter),
+          keys: kp.keys,
+          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'echo.test' }])],
+        });
+        writeFileSync(join(dir, 'gateway.key'), kp.keyPem);
+        writeFileSync(join(dir, 'gateway.crt'), cert.toString('pem'));
+        assert.equal(await gw.server.reload('test'), 'failure');
+        assert.ok(gw.logs.some((l) => said.test(JSON.stringify(l)) && /the certificate served now is kept/.test(JSON.stringify(l))), String(said));
+        writeFileSync(join(dir, 'gateway.crt'), good.cert);
+        writeFileSync(join(dir, 'gateway.key'), good.key);
+        assert.equal(await served(), cn, 'the valid certificate keeps serving');
+      }
+    } finally {
+      writeFileSync(join(dir, 'gateway.key'), good.key);
+      writeFileSync(join(dir, 'gateway.crt'), good.cert);
+      await gw.server.reload('test');
+    }
   });
 
   it('drops a connection that never finishes its TLS handshake after 10 s, as the connectors listener does (it held a descriptor for 120 s)', async function () {
