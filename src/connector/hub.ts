@@ -24,7 +24,7 @@ import { parseDuration } from '../config/duration.js';
 import { warnIfExposed } from '../config/stateFile.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
-import { addressOf, closeServer, listen, parseListen } from '../gateway/listen.js';
+import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
@@ -157,8 +157,8 @@ export class ConnectorHub {
     );
   }
 
-  private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[]; minVersion: 'TLSv1.2' } {
-    return { key: tls.keyPem, cert: tls.certPem, ca: [this.ca.certPem], minVersion: 'TLSv1.2' };
+  private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[] } & typeof SERVER_TLS {
+    return { key: tls.keyPem, cert: tls.certPem, ca: [this.ca.certPem], ...SERVER_TLS };
   }
 
   /**

@@ -64,3 +64,24 @@ export function closeServer(server: Server | undefined, graceMs = DRAIN_GRACE_MS
     s.closeIdleConnections?.();
   });
 }
+
+/**
+ * What the TLS listeners (public https, connectors) offer: TLS 1.2 and 1.3, and in 1.2 only
+ * ECDHE suites with AEAD ciphers (Mozilla's "intermediate" list). Node's default adds its
+ * `HIGH` set, which let a client settle on RSA key exchange (no forward secrecy) or CBC with
+ * SHA-1. Every client of the last ten years offers one of these.
+ */
+export const SERVER_TLS = {
+  minVersion: 'TLSv1.2',
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256',
+    'TLS_AES_256_GCM_SHA384',
+    'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256',
+    'ECDHE-RSA-AES128-GCM-SHA256',
+    'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384',
+    'ECDHE-ECDSA-CHACHA20-POLY1305',
+    'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+} as const;

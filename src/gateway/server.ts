@@ -28,7 +28,7 @@ import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } 
 import { installIdentity } from '../identity/signIn.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
-import { addressOf, closeServer, listen, parseListen } from './listen.js';
+import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { hostnameOf } from './router.js';
 import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
@@ -224,7 +224,7 @@ export class GatewayServer {
     this.warnRestartNeeded(result.config, result.dir);
     this.holder.swap(gen);
     if (tls) {
-      (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key });
+      (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
       this.tlsFingerprint = tls.fingerprint;
       this.tlsCert = tls.cert;
       this.log.info('gateway certificate reloaded');
@@ -317,7 +317,7 @@ export class GatewayServer {
       this.tlsCert = tls.cert;
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
-      const server = https.createServer({ ...tls, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+      const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
       this.limitHeaderLines(server, this.edges.https.handle, this.edges.https.handleUpgrade);
       this.guard(server);
       await listen(server, parseListen(l.https));

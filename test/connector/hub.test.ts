@@ -8,6 +8,7 @@ import { loadForStart } from '../../src/config/load.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { dialChannel } from '../../src/connector/channelLink.js';
 import { ConnectorHub } from '../../src/connector/hub.js';
+import { assertOnlyStrongSuites } from '../support/certs.js';
 import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
 import { gatewayYaml } from './support.js';
 
@@ -54,6 +55,15 @@ apps:
       s.on('connect', () => resolve(Object.assign(new Error('connected'), { code: 'CONNECTED' })));
     });
     assert.equal(err.code, 'ECONNREFUSED');
+  });
+
+  it('its TLS 1.2 offers only suites with forward secrecy and an AEAD cipher, as the public listener', async () => {
+    const gw = await startGateway(gatewayYaml(backend), { watch: false });
+    try {
+      await assertOnlyStrongSuites(Number(gw.server.addresses().connectors!.split(':')[1]));
+    } finally {
+      await gw.stop();
+    }
   });
 
   it('drops a connection that never finishes its TLS handshake, and one that never sends its request, after 10 s (they held a descriptor for 120 s)', async function () {

@@ -5,7 +5,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
-import { selfSignedCert } from '../support/certs.js';
+import { assertOnlyStrongSuites, selfSignedCert } from '../support/certs.js';
 import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 function httpsGet(port: number, host: string, ca: string, path = '/'): Promise<{ status: number; body: string; peerCn: string }> {
@@ -188,6 +188,10 @@ apps:
       writeFileSync(join(dir, 'gateway.crt'), good.cert);
       await gw.server.reload('test');
     }
+  });
+
+  it('TLS 1.2 only with forward secrecy and AEAD suites, also after a certificate reload: RSA key exchange, CBC and SHA-1 suites are refused', async () => {
+    await assertOnlyStrongSuites(httpsPort());
   });
 
   it('drops a connection that never finishes its TLS handshake after 10 s, as the connectors listener does (it held a descriptor for 120 s)', async function () {
