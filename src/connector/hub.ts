@@ -19,6 +19,7 @@ import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { throttledWarn } from '../observability/throttledWarn.js';
 import { WebSocketServer } from 'ws';
 import { parseDuration } from '../config/duration.js';
 import { warnIfExposed } from '../config/stateFile.js';
@@ -121,7 +122,8 @@ export class ConnectorHub {
     this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
     this.scheduleServerCertRenewal();
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    this.server.on('tlsClientError', (err) => this.log.warn({ reason: err.message }, 'connector TLS handshake refused'));
+    const handshakeRefused = throttledWarn(this.log, 'connector TLS handshake refused');
+    this.server.on('tlsClientError', (err) => handshakeRefused({ reason: err.message }));
     // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
     this.pingMs = opts.pingIntervalMs ?? (Number(process.env.DRAWBRIDGE_CONNECTOR_PING_MS) || 5000);
     this.pingTimer = setInterval(() => this.pingAll(), this.pingMs);
@@ -300,7 +302,9 @@ export class ConnectorHub {
 
   /** The connector named by a verified client certificate from our CA, if not revoked. */
   private authenticate(sock: TLSSocket): { id: string; group: string; notAfter: Date } {
-    if (!sock.authorized) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', `no valid connector certificate (${sock.authorizationError ?? 'none presented'})`);
+    // (Node's reason for a client that sent no certificate is a chain error: it sent operators looking for one)
+    const presented = Object.keys(sock.getPeerCertificate() ?? {}).length > 0;
+    if (!sock.authorized) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', `no valid connector certificate (${presented ? (sock.authorizationError ?? 'not trusted') : 'none presented'})`);
     const cert = sock.getPeerCertificate();
     const who = identityOfCert(cert);
     if (!who) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', 'the certificate is not a connector certificate');

@@ -66,6 +66,27 @@ apps:
     }
   });
 
+  it('failed TLS handshakes, which anyone can cause, are logged once, not once each', async () => {
+    const gw = await startGateway(gatewayYaml(backend), { watch: false });
+    try {
+      const port = Number(gw.server.addresses().connectors!.split(':')[1]);
+      for (let i = 0; i < 10; i++) {
+        await new Promise<void>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+          s.on('error', () => resolve());
+          s.on('close', () => resolve());
+        });
+      }
+      const lines = () => gw.logs.filter((l) => l.msg === 'connector TLS handshake refused');
+      await eventually(() => lines().length >= 1);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(lines().length, 1);
+      assert.ok(String(lines()[0]!.reason).length > 0, 'the first says why');
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('drops a connection that never finishes its TLS handshake, and one that never sends its request, after 10 s (they held a descriptor for 120 s)', async function () {
     this.timeout(30_000);
     const gw = await startGateway(gatewayYaml(backend), { watch: false });
