@@ -201,7 +201,10 @@ export class GatewayServer {
     if (superseded()) return 'superseded';
     const { result, hash } = read;
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
-    if (!result.config) return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
+    if (!result.config) {
+      this.tellCertificateWaiting(result.dir);
+      return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
+    }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
     let tls: ReturnType<GatewayServer['changedTls']>;
     try {
@@ -349,6 +352,25 @@ export class GatewayServer {
     const cert = readFileSync(resolve(dir, config.gateway.tls!.cert));
     const key = readFileSync(resolve(dir, config.gateway.tls!.key));
     return { cert, key, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
+  }
+
+  /**
+   * A renewed certificate waits for the whole file to be valid again: the certificate is part of
+   * the config. It is the one part with an end date, so a renewal held up by an unrelated typo
+   * is said, with when the served one runs out.
+   */
+  private tellCertificateWaiting(dir: string): void {
+    const live = this.holder.current?.config;
+    if (!live?.gateway.tls || !this.tlsCert) return;
+    let fingerprint: string;
+    try {
+      fingerprint = this.readTls(live, dir).fingerprint;
+    } catch {
+      return; // (unreadable: the reload's own problems say so)
+    }
+    if (fingerprint === this.tlsFingerprint) return;
+    const servedUntil = new Date(new X509Certificate(this.tlsCert).validTo).toISOString();
+    this.log.error({ key: 'gateway.tls.cert', servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
   }
 
   /**

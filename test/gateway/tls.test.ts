@@ -190,6 +190,26 @@ apps:
     }
   });
 
+  it('a renewed certificate held up by an unrelated error in the file is said, with when the served one runs out', async () => {
+    const good = { cert: readFileSync(join(dir, 'gateway.crt')), key: readFileSync(join(dir, 'gateway.key')), config: readFileSync(gw.configFile, 'utf8') };
+    try {
+      writeFileSync(gw.configFile, good.config.replace('preAuth: passthrough', 'preAuth: passthrough\n    backendTimout: 5s'));
+      const renewed = selfSignedCert(dir, 'renewed', ['echo.test']);
+      copyFileSync(renewed.key, join(dir, 'gateway.key'));
+      copyFileSync(renewed.cert, join(dir, 'gateway.crt'));
+      assert.equal(await gw.server.reload('test'), 'failure');
+      const said = gw.logs.find((l) => /certificate files changed but are not applied while the config is invalid/.test(String(l.msg)));
+      assert.ok(said, 'said');
+      assert.equal(said.level, 50, 'at error');
+      assert.match(String(said.servedUntil), /^\d{4}-\d\d-\d\dT/);
+    } finally {
+      writeFileSync(gw.configFile, good.config);
+      writeFileSync(join(dir, 'gateway.key'), good.key);
+      writeFileSync(join(dir, 'gateway.crt'), good.cert);
+      await gw.server.reload('test');
+    }
+  });
+
   it('TLS 1.2 only with forward secrecy and AEAD suites, also after a certificate reload: RSA key exchange, CBC and SHA-1 suites are refused', async () => {
     await assertOnlyStrongSuites(httpsPort());
   });
