@@ -5,9 +5,10 @@
  * Only then is the issuer's JWKS consulted (cached; an unknown kid refreshes
  * it at most once per cooldown).
  */
-import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Identity } from '../pipeline/stage.js';
 import { appOnlySignal, identityFromClaims, type ClaimNames } from './claims.js';
+import { newIssuerKeys } from './issuerKeys.js';
 
 export interface BearerOptions {
   issuer: string;
@@ -191,7 +192,7 @@ function fromJose(e: unknown): BearerError {
   return new BearerError('jwks', 'The issuer keys could not be fetched.', (e as Error)?.message);
 }
 
-/** The issuer's JWKS, cached; an unknown kid refreshes it at most once per cooldown. */
+/** The issuer's JWKS, cached (issuerKeys.ts); an unknown kid refreshes it at most once per cooldown. */
 export function remoteJwks(uri: string, cooldownMs = 30_000): JWTVerifyGetKey {
-  return createRemoteJWKSet(new URL(uri), { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5000 });
+  return newIssuerKeys(uri, cooldownMs);
 }

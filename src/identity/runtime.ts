@@ -4,11 +4,13 @@
  * verifiers per audience, and per-app cookie settings. Found again by the
  * gateway's own endpoints through the generation's config object.
  */
+import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
-import { BearerVerifier, remoteJwks } from './bearer.js';
+import { BearerVerifier } from './bearer.js';
+import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
 import { POLICY_CLAIMS, type ClaimNames } from './claims.js';
 import { OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
@@ -70,13 +72,18 @@ export class IdentityRuntime {
    * a secret removed by a reload takes effect at once.
    */
   readonly openedSessions = new Map<string, { payload: object; until: number }>();
-  private jwks?: JWTVerifyGetKey;
+  private jwks?: IssuerKeyGetter;
   private readonly verifiers = new Map<string, BearerVerifier>();
 
   /** sessions ended by sign-out; shared by every generation with this stateDir */
   readonly revocations: SessionRevocations;
 
-  constructor(readonly config: Config, readonly now: () => number, stateDir: string) {
+  constructor(
+    readonly config: Config,
+    readonly now: () => number,
+    private readonly stateDir: string,
+    private readonly log?: Logger,
+  ) {
     this.revocations = SessionRevocations.at(stateDir);
     const id = config.identity;
     const session = config.session;
@@ -127,7 +134,7 @@ export class IdentityRuntime {
     const audience = app.audience!;
     let v = this.verifiers.get(audience + '\n' + app.requiredScopes.join(' '));
     if (v) return v;
-    if (!this.jwks) this.jwks = remoteJwks(await this.client.jwksUri());
+    this.jwks ??= await this.issuerKeys();
     v = new BearerVerifier(this.jwks, {
       issuer: (await this.client.configuration()).serverMetadata().issuer,
       audience,
@@ -144,18 +151,23 @@ export class IdentityRuntime {
 
   /** The JWKS used for ID tokens at the callback (same cache as bearer tokens). */
   async idTokenKeys(): Promise<JWTVerifyGetKey> {
-    if (!this.jwks) this.jwks = remoteJwks(await this.client.jwksUri());
-    return this.jwks;
+    this.jwks ??= await this.issuerKeys();
+    return this.jwks.forSignIn;
+  }
+
+  /** The provider's keys, kept across reloads of this gateway (issuerKeys.ts). */
+  private async issuerKeys(): Promise<IssuerKeyGetter> {
+    return issuerKeys(this.stateDir, await this.client.jwksUri(), this.log);
   }
 }
 
 const runtimes = new WeakMap<Config, IdentityRuntime>();
 
 /** The runtime of this config (generation), created on first use. */
-export function runtimeFor(config: Config, now: () => number, stateDir: string): IdentityRuntime {
+export function runtimeFor(config: Config, now: () => number, stateDir: string, log?: Logger): IdentityRuntime {
   let r = runtimes.get(config);
   if (!r) {
-    r = new IdentityRuntime(config, now, stateDir);
+    r = new IdentityRuntime(config, now, stateDir, log);
     runtimes.set(config, r);
   }
   return r;

@@ -31,7 +31,7 @@ export const oidcPreauth: Plugin<OidcStageOptions> = {
   description: 'OpenID Connect sign-in (session cookie) or bearer token.',
   optionsSchema: { type: 'object' },
   create: (options, context) => {
-    const rt = runtimeFor(options.config, context.now, context.stateDir);
+    const rt = runtimeFor(options.config, context.now, context.stateDir, context.logger);
     const app = rt.registerApp(options.app);
     return new OidcStage(rt, app, context.logger);
   },

@@ -1,0 +1,134 @@
+/**
+ * The identity provider's signing keys (its JWKS), for bearer tokens and ID tokens.
+ *
+ * Not jose's createRemoteJWKSet, which dropped the keys it held once they were ten minutes old
+ * and a refresh failed (every token refused for as long as the provider's key endpoint was
+ * down, though no key had changed), counted a key endpoint answering 500 as a bad token, and
+ * let failing fetches go out once per request. Here:
+ * - keys are refreshed in the background after KEYS_MAX_AGE_MS, and the ones held stay in use
+ *   while a refresh fails (logged); a refresh that succeeds drops removed keys;
+ * - an unknown `kid` fetches again at most once per cooldown (it may be a new key);
+ * - while fetching fails, it is tried again at most once per cooldown, and verifying in
+ *   between fails at once as KeysUnavailable (an outage: 503, not a bad token);
+ * - the set is kept per gateway (stateDir) and key URL, so a reload keeps what was fetched:
+ *   an unrelated reload during a provider outage made tokens fail that had verified a second
+ *   earlier.
+ */
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import type { Logger } from 'pino';
+
+/** The keys could not be had: an outage of the provider, never a verdict on a token. */
+export class KeysUnavailable extends Error {
+  readonly code = 'ERR_JWKS_UNAVAILABLE';
+}
+
+export const KEYS_MAX_AGE_MS = 10 * 60_000;
+const FETCH_TIMEOUT_MS = 5000;
+/** far above any real key set (Entra's is a few KB) */
+const MAX_JWKS_BYTES = 1 << 20;
+
+export type IssuerKeyGetter = JWTVerifyGetKey & {
+  /** the key set in use (a new object after each refresh that succeeded) */
+  jwks(): JSONWebKeySet | undefined;
+  /**
+   * The getter for ID tokens at the sign-in callback, which fetches whatever the cooldown (an
+   * unknown kid, keys not had yet): a sign-in right after the provider rotated its key, or came
+   * back, failed. Only the provider can hand the gateway an ID token there (the code exchange
+   * comes first), so no client can make it fetch at will.
+   */
+  forSignIn: JWTVerifyGetKey;
+};
+
+class IssuerKeys {
+  private set?: JSONWebKeySet;
+  private local?: ReturnType<typeof createLocalJWKSet>;
+  private fetchedAt = 0;
+  private attemptAt = -Infinity;
+  private lastError?: KeysUnavailable;
+  private inflight?: Promise<void>;
+
+  constructor(
+    private readonly uri: string,
+    private readonly cooldownMs: number,
+    private readonly log?: Logger,
+    private readonly maxAgeMs = KEYS_MAX_AGE_MS,
+  ) {}
+
+  private refresh(): Promise<void> {
+    this.inflight ??= this.fetchKeys().finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async fetchKeys(): Promise<void> {
+    this.attemptAt = Date.now();
+    try {
+      const res = await fetch(this.uri, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+      if (res.status !== 200) throw new Error(`the key set answered ${res.status}`);
+      const text = await res.text();
+      if (text.length > MAX_JWKS_BYTES) throw new Error('the key set is larger than 1 MiB');
+      const body = JSON.parse(text) as JSONWebKeySet;
+      if (!body || !Array.isArray(body.keys)) throw new Error('the key set has no keys list');
+      this.local = createLocalJWKSet(body);
+      this.set = body;
+      this.fetchedAt = Date.now();
+      this.lastError = undefined;
+    } catch (e) {
+      this.lastError = e instanceof KeysUnavailable ? e : new KeysUnavailable(`the provider's keys could not be fetched from ${this.uri}: ${(e as Error).message}`);
+      if (this.local) this.log?.warn({ reason: this.lastError.message, keysFetchedAt: new Date(this.fetchedAt).toISOString() }, 'refreshing the identity provider keys failed: the keys held stay in use');
+      throw this.lastError;
+    }
+  }
+
+  private mayFetch(): boolean {
+    return Date.now() - this.attemptAt >= this.cooldownMs;
+  }
+
+  async getKey(header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1], eager: boolean): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
+    if (!this.local) {
+      if (!eager && !this.mayFetch() && this.lastError) throw this.lastError;
+      await this.refresh();
+    } else if (Date.now() - this.fetchedAt > this.maxAgeMs && this.mayFetch()) {
+      void this.refresh().catch(() => undefined);
+    }
+    try {
+      return await this.local!(header, token);
+    } catch (e) {
+      if (!(e instanceof errors.JWKSNoMatchingKey)) throw e;
+      // a key the provider may have started signing with since the last fetch: the refresh
+      // under way, or one now if the cooldown allows (a refresh that fails is an outage)
+      if (this.inflight) await this.inflight;
+      else if (eager || this.mayFetch()) await this.refresh();
+      else throw e;
+      return await this.local!(header, token);
+    }
+  }
+
+  getter(): IssuerKeyGetter {
+    const get = ((header, token) => this.getKey(header, token, false)) as IssuerKeyGetter;
+    get.jwks = () => this.set;
+    get.forSignIn = (header, token) => this.getKey(header, token, true);
+    return get;
+  }
+}
+
+/** A key set of its own (not shared): tests, and what-if's lookalikes. */
+export function newIssuerKeys(uri: string, cooldownMs = 30_000, log?: Logger, maxAgeMs = KEYS_MAX_AGE_MS): IssuerKeyGetter {
+  return new IssuerKeys(uri, cooldownMs, log, maxAgeMs).getter();
+}
+
+const kept = new Map<string, IssuerKeys>();
+
+/**
+ * The provider's keys at `uri` for the gateway whose state is in `stateDir`, shared by every
+ * config generation of it. `cooldownMs`: how often an unknown kid, or a failing fetch, may
+ * fetch again.
+ */
+export function issuerKeys(stateDir: string, uri: string, log?: Logger, cooldownMs = 30_000): IssuerKeyGetter {
+  const k = `${stateDir}\n${uri}`;
+  let keys = kept.get(k);
+  if (!keys) {
+    keys = new IssuerKeys(uri, cooldownMs, log);
+    kept.set(k, keys);
+  }
+  return keys.getter();
+}

@@ -1,0 +1,103 @@
+/**
+ * The provider's keys against a real key endpoint on loopback that answers, fails, or rotates,
+ * with tokens signed by real RSA keys (jose). What a client sees is a BearerError: `jwks` is
+ * an outage (503 at the gateway), anything else a refused token (401).
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, SignJWT } from 'jose';
+import { BearerError, BearerVerifier } from '../../src/identity/bearer.js';
+import { issuerKeys, newIssuerKeys } from '../../src/identity/issuerKeys.js';
+import { tempDir } from '../support/harness.js';
+
+const ISS = 'https://issuer.test';
+
+describe('identity: the provider keys (issuerKeys)', function () {
+  this.timeout(20_000);
+  const k1 = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const k2 = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  let published: { kid: string; key: KeyObject }[] = [];
+  let failing = false;
+  let hits = 0;
+  let server: http.Server;
+  let uri = '';
+  before(async () => {
+    server = http.createServer(async (_req, res) => {
+      hits++;
+      if (failing) return void res.writeHead(500).end('down');
+      const keys = await Promise.all(published.map(async ({ kid, key }) => ({ ...(await exportJWK(key)), kid, alg: 'RS256', use: 'sig' })));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    uri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+  beforeEach(() => {
+    published = [{ kid: 'k1', key: k1.publicKey }];
+    failing = false;
+    hits = 0;
+  });
+
+  let n = 0;
+  /** a fresh token each time (the verifier remembers verified ones) */
+  const token = (kid: string, key: KeyObject) =>
+    new SignJWT({ preferred_username: `user${n++}`, scp: 'read' }).setProtectedHeader({ alg: 'RS256', kid, typ: 'at+jwt' }).setIssuer(ISS).setAudience('api://app').setIssuedAt().setExpirationTime('5m').sign(key);
+  const verifier = (keys: ReturnType<typeof newIssuerKeys>) => new BearerVerifier(keys, { issuer: ISS, audience: 'api://app', algorithms: ['RS256'], clockToleranceSec: 5, requiredScopes: [], claimNames: { groups: 'groups' }, clientId: 'drawbridge' });
+  const check = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof BearerError ? e.check : `not a BearerError: ${String(e)}`));
+
+  it('a key endpoint answering 500 is an outage (jwks), not a bad token, and is asked again at most once per cooldown', async () => {
+    failing = true;
+    const v = verifier(newIssuerKeys(uri, 300));
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'jwks');
+    for (let i = 0; i < 20; i++) assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'jwks');
+    assert.equal(hits, 1, 'twenty more tokens within the cooldown: no fetch');
+    failing = false;
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok', 'after the cooldown it is asked again');
+    assert.equal(hits, 2);
+  });
+
+  it('keys held stay in use while refreshing them fails past their age; a refresh that works drops a removed key', async () => {
+    const keys = newIssuerKeys(uri, 100, undefined, 200);
+    const v = verifier(keys);
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok');
+    failing = true;
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 5; i++) assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok', 'the unchanged key still verifies');
+    assert.ok(hits >= 2, 'a refresh was tried');
+    // the provider is back, having replaced k1 by k2
+    failing = false;
+    published = [{ kid: 'k2', key: k2.publicKey }];
+    await new Promise((r) => setTimeout(r, 300));
+    await check(v.verify(await token('k2', k2.privateKey))); // (an unknown kid fetches at once)
+    assert.equal(await check(v.verify(await token('k2', k2.privateKey))), 'ok');
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'kid', 'the removed key no longer verifies');
+  });
+
+  it('a key the provider starts signing with is fetched on first sight (once per cooldown), and at the sign-in callback whatever the cooldown', async () => {
+    const keys = newIssuerKeys(uri, 60_000);
+    const v = verifier(keys);
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok');
+    published = [{ kid: 'k1', key: k1.publicKey }, { kid: 'k2', key: k2.publicKey }];
+    // the first fetch was just now: a bearer token with the new kid waits for the cooldown...
+    assert.equal(await check(v.verify(await token('k2', k2.privateKey))), 'kid');
+    assert.equal(hits, 1);
+    // ...an ID token at the callback does not (only the provider hands one over there)
+    const got = await keys.forSignIn({ alg: 'RS256', kid: 'k2' }, undefined as never);
+    assert.ok(got, 'the new key was fetched for the sign-in');
+    assert.equal(hits, 2);
+  });
+
+  it('is kept per gateway and key URL across config generations, so a reload during an outage keeps the keys', async () => {
+    const stateDir = tempDir();
+    assert.equal(await check(verifier(issuerKeys(stateDir, uri)).verify(await token('k1', k1.privateKey))), 'ok');
+    failing = true;
+    // the next generation's verifier, built after the reload
+    assert.equal(await check(verifier(issuerKeys(stateDir, uri)).verify(await token('k1', k1.privateKey))), 'ok');
+    assert.equal(hits, 1);
+    // another gateway (stateDir) fetches its own
+    assert.equal(await check(verifier(issuerKeys(tempDir(), uri)).verify(await token('k1', k1.privateKey))), 'jwks');
+  });
+});
