@@ -65,11 +65,10 @@ export function decodeToken(token: string): TokenPayload {
 }
 
 export class TokenStore {
-  private readonly key: Buffer;
   private readonly usedFile: string;
 
-  constructor(stateDir: string) {
-    this.key = keyOf(stateDir);
+  constructor(private readonly stateDir: string) {
+    keyOf(stateDir); // a damaged key stops the start, naming the file
     this.usedFile = join(stateDir, 'connectors', 'used-tokens.jsonl');
   }
 
@@ -97,7 +96,10 @@ export class TokenStore {
   check(token: string, now = Date.now()): TokenPayload {
     const payload = decodeToken(token);
     const [prefix, body, mac] = token.trim().split('.');
-    const want = createHmac('sha256', this.key).update(`${prefix}.${body}`).digest();
+    // The key is read at each check, not once at start: an operator who removes it to void a
+    // leaked token (as the remedy says) voids it at once, and tokens made with the new key,
+    // which `token create` writes, work without a restart.
+    const want = createHmac('sha256', keyOf(this.stateDir)).update(`${prefix}.${body}`).digest();
     const got = Buffer.from(mac, 'base64url');
     if (got.length !== want.length || !timingSafeEqual(got, want)) throw new EnrollmentError('ERR_TOKEN_SIGNATURE', 'the enrollment token was not issued by this gateway');
     if (payload.e <= now) throw new EnrollmentError('ERR_TOKEN_EXPIRED', `the enrollment token expired at ${new Date(payload.e).toISOString()}`);

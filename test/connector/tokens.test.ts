@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenStore, createToken } from '../../src/connector/tokens.js';
 import { tempDir } from '../support/harness.js';
@@ -23,6 +23,17 @@ describe('connector enrollment tokens: one use, remembered across restarts, the 
     const t0 = Date.now();
     const t = createToken(dir, 'g1', 1000, 'pin', t0);
     assert.throws(() => store.check(t, t0 + 1000), { code: 'ERR_TOKEN_EXPIRED' });
+  });
+
+  it('removing token.key on a running gateway voids the tokens not yet used at once, and tokens made with the new key work without a restart', () => {
+    const dir = tempDir();
+    const store = new TokenStore(dir); // the running gateway's
+    const leaked = createToken(dir, 'g1', HOUR, 'pin');
+    assert.equal(store.check(leaked).g, 'g1');
+    rmSync(join(dir, 'connectors', 'token.key'));
+    assert.throws(() => store.consume(leaked), { code: 'ERR_TOKEN_SIGNATURE' });
+    const fresh = createToken(dir, 'g1', HOUR, 'pin'); // token create writes a new key
+    assert.equal(store.consume(fresh).g, 'g1');
   });
 
   it('lines of used tokens that have expired since are dropped on the next use; live ones stay', () => {
