@@ -72,7 +72,12 @@ export class AssertionKeyStore {
   /** Loads the keys (making the first one if there is none); `log` is the first caller's. */
   ready(log?: Pick<Logger, 'warn' | 'error'>): Promise<void> {
     this.log ??= log;
-    this.loading ??= this.load();
+    // A load that failed (a damaged key file) is forgotten: the next reload tries again, after
+    // the operator restored or removed the file as told. Kept, it refused every later reload.
+    this.loading ??= this.load().catch((e: unknown) => {
+      this.loading = undefined;
+      throw e;
+    });
     return this.loading;
   }
 

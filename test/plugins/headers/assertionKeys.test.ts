@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AssertionKeyStore } from '../../../src/plugins/headers/assertionKeys.js';
 import { eventually, tempDir } from '../../support/harness.js';
@@ -18,6 +18,17 @@ describe('assertion signing keys: kept in stateDir, rotated with overlap', () =>
     await b.ready();
     assert.equal(b.signingKey().kid, kid);
     assert.deepEqual(b.jwks(), a.jwks());
+  });
+
+  it('a damaged key file fails the load with the remedy; once it is removed, as told, the next load makes a key (it kept failing until a restart)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'assertion-keys.json'), '{ not json');
+    const store = new AssertionKeyStore(dir, () => 0, timings);
+    await assert.rejects(store.ready(), /is not readable JSON .*remove it to make a new signing key/);
+    await assert.rejects(store.ready(), /is not readable JSON/, 'still damaged: still refused');
+    rmSync(join(dir, 'assertion-keys.json'));
+    await store.ready();
+    assert.match(store.signingKey().kid, /./);
   });
 
   it('publishes the next key before signing with it and the old one after', async () => {
