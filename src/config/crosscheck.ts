@@ -188,6 +188,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (typeof id.issuer === 'string' && !unresolved(['identity', 'issuer'])) checkUrl(['identity', 'issuer'], id.issuer, { err, allowPath: true, httpsUnlessLoopback: true });
     if (Array.isArray(id.scopes) && !id.scopes.includes('openid')) err(['identity', 'scopes'], 'must include "openid"');
     if (id.clientSecret === undefined) warn(['identity'], 'no clientSecret: the provider must accept a public client with PKCE');
+    // an empty ${file:} or ${env:} value: every sign-in would fail at the token endpoint
+    else if (typeof id.clientSecret === 'string' && !id.clientSecret.trim() && !unresolved(['identity', 'clientSecret'])) err(['identity', 'clientSecret'], 'is empty: every sign-in would be refused by the provider (leave the key out for a public client)');
     if (typeof id.clockTolerance === 'string') {
       // Every token stays good this long after it expires: a slip such as 60d for 60s would accept
       // tokens months old, without a word.
@@ -217,6 +219,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const overflows = ms === undefined && new RegExp(DURATION_PATTERN).test(cl.certificateLifetime);
     if (overflows || (ms !== undefined && ms > MAX_CERTIFICATE_LIFETIME_MS)) err(['connectors', 'certificateLifetime'], 'must be at most 365d');
   }
+  // an id that matches no connector revokes nothing, without a word
+  if (cl) arr(cl.revoked).forEach((r, i) => typeof r === 'string' && !CONNECTOR_ID.test(r.trim()) && warn(['connectors', 'revoked', i], `${JSON.stringify(r)} is not a connector id (c- and 16 hex digits, as \`drawbridge connectors\` lists them): it revokes no connector the gateway enrolled`));
   // a name the certificate cannot carry would only show as every connector's TLS error
   if (cl) arr(cl.serverNames).forEach((n, i) => typeof n === 'string' && !isIP(n.replace(/^\[|\]$/g, '')) && !DNS_NAME.test(n) && err(['connectors', 'serverNames', i], `${JSON.stringify(n)} is not a DNS name or an IP address`));
 
@@ -475,6 +479,9 @@ function globMayMatchUnder(glob: string, prefix: string): boolean {
   const literal = star >= 0 ? glob.slice(0, star) : glob;
   return literal.startsWith(prefix) || prefix.startsWith(literal) || literal === prefix.slice(0, -1);
 }
+
+/** the ids enrollment gives connectors (ca.ts issueClient), in any letter case */
+const CONNECTOR_ID = /^c-[0-9a-f]{16}$/i;
 
 /** The host of a URL as a certificate names it (no brackets around IPv6); undefined for one that does not parse. */
 function hostOfUrl(u: string): string | undefined {

@@ -247,6 +247,13 @@ apps: []
     errors: [{ at: '7:18', path: 'apps[0].internalUrl', message: 'wildcard hosts are only allowed in externalUrl' }],
   },
   {
+    description: 'an empty client secret (an empty ${file:} or ${env:} value)',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "" }
+apps: []
+`,
+    errors: [{ at: '4:80', path: 'identity.clientSecret', message: 'is empty: every sign-in would be refused by the provider (leave the key out for a public client)' }],
+  },
+  {
     description: 'unknown connector group',
     yaml: `${GW}connectors: { listen: 8444 }
 connectorGroups:
@@ -1037,6 +1044,15 @@ session:
   secrets: ["0123456789abcdef0123456789abcdef"]
 `;
   const warningCases: { description: string; yaml: string; warnings: Expected[] }[] = [
+    {
+      description: 'a revoked entry that is no connector id revokes nothing',
+      yaml: `${GW}connectors:
+  listen: 8444
+  revoked: [c-0123456789ABCDEF, bob]
+apps: []
+`,
+      warnings: [{ at: '6:33', path: 'connectors.revoked[1]', message: '"bob" is not a connector id (c- and 16 hex digits, as `drawbridge connectors` lists them): it revokes no connector the gateway enrolled' }],
+    },
     {
       description: "policy paths written for the internal path of an app published under a prefix never match (the prefix is part of the path they see)",
       yaml: `${SESSION}policies:
