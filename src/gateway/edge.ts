@@ -640,7 +640,9 @@ export class Edge {
     if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
     headers.host = app.internalHost;
     headers[CORRELATION_HEADER] = ctx.id;
-    if (req.rawHeaders.length > 2 * FEW_HEADER_LINES) headers = gatewayHeadersFirst(headers, req.headers);
+    // a compressed body could not be rewritten without inflating it here
+    if (app.translateBody && !ctx.upgrade) headers['accept-encoding'] = 'identity';
+    if (req.rawHeaders.length > 2 * FEW_HEADER_LINES) headers = gatewayHeadersFirst(headers, req.headers, app.stripHeaders);
     let stalled = false;
     const cookies: AppCookieGuard = {
       isGatewayCookie: app.isGatewayCookie,
@@ -679,8 +681,6 @@ export class Edge {
     let translateBody: BodyTranslation | undefined;
     if (app.translateBody) {
       translateBody = { from: app.internalBase, to: externalBaseOf(app, ctx) };
-      // a compressed body could not be rewritten without inflating it here
-      headers['accept-encoding'] = 'identity';
     }
     watchStall(req, res, app.timeoutMs, (stall) => {
       stalled = true;

@@ -128,13 +128,16 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, appStrip: 
 export const FEW_HEADER_LINES = 100;
 
 /**
- * The headers for the app with Host and every value the gateway or a stage set (one the client
- * did not send as it stands) first, then the client's own, each group in its order.
+ * The headers for the app with Host and every header the gateway or a stage set first, then
+ * the client's own, each group in its order. A header is the gateway's by its name when the
+ * client may not send that name (its copy was stripped), whatever the value: a client that sent
+ * its own address as X-Forwarded-For, which the gateway then set to the same value, had it
+ * counted as its own and pushed out again. Otherwise by a value the client did not send.
  */
-export function gatewayHeadersFirst(out: Record<string, string | string[]>, client: IncomingHttpHeaders): Record<string, string | string[]> {
+export function gatewayHeadersFirst(out: Record<string, string | string[]>, client: IncomingHttpHeaders, appStrip: ReadonlySet<string>): Record<string, string | string[]> {
   const first: Record<string, string | string[]> = { host: out.host! };
   const rest: Record<string, string | string[]> = {};
-  for (const k in out) if (k !== 'host') (out[k] === client[k] ? rest : first)[k] = out[k]!;
+  for (const k in out) if (k !== 'host') (isStripped(k, appStrip) || out[k] !== client[k] ? first : rest)[k] = out[k]!;
   return Object.assign(first, rest);
 }
 
