@@ -96,6 +96,8 @@ export class GatewayServer {
   private tlsFingerprint?: string;
   /** the certificate file the https listener serves */
   private tlsCert?: Buffer;
+  /** the certificate files last said to wait for a valid config */
+  private tlsWaitingTold?: string;
   /** what only a restart changes, as the gateway started */
   private started?: StartedSettings;
   /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
@@ -368,7 +370,9 @@ export class GatewayServer {
     } catch {
       return; // (unreadable: the reload's own problems say so)
     }
-    if (fingerprint === this.tlsFingerprint) return;
+    // once per waiting certificate, not at every poll that finds the file still invalid
+    if (fingerprint === this.tlsFingerprint || fingerprint === this.tlsWaitingTold) return;
+    this.tlsWaitingTold = fingerprint;
     const servedUntil = new Date(new X509Certificate(this.tlsCert).validTo).toISOString();
     this.log.error({ key: 'gateway.tls.cert', servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
   }
