@@ -192,6 +192,8 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
       out = Buffer.from(batch.buffer, batch.byteOffset, n);
     }
     queuedBytes -= out.length;
+    // the buffer being filled went out with the rest: the next small write starts another
+    if (!queue.length) tail = undefined;
     writing = true;
     socket.write(out, (err) => {
       writing = false;
@@ -200,9 +202,30 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
       pump();
     });
   };
+  // Small writes (frame headers, control frames, the DATA of an app that writes a few hundred
+  // bytes at a time) are copied together into the queue's last buffer, which grows as it fills:
+  // queued one by one, each cost hundreds of bytes besides its own, so a peer that stops reading
+  // and sends PINGs had a gigabyte queued per channel for 48 MiB counted.
+  let tail: Buffer | undefined;
+  let tailUsed = 0;
+  let tailSize = TAIL_MIN_BYTES;
   const enqueue = (chunk: Buffer): void => {
-    queue.push(chunk);
     queuedBytes += chunk.length;
+    if (chunk.length >= COALESCE_BELOW_BYTES) {
+      queue.push(chunk);
+      tail = undefined;
+      tailSize = TAIL_MIN_BYTES;
+      return;
+    }
+    if (!tail || tailUsed + chunk.length > tail.length) {
+      if (tail) tailSize = Math.min(tailSize * 2, TAIL_MAX_BYTES);
+      tail = Buffer.allocUnsafe(Math.max(tailSize, chunk.length));
+      tailUsed = 0;
+      queue.push(tail.subarray(0, 0));
+    }
+    chunk.copy(tail, tailUsed);
+    tailUsed += chunk.length;
+    queue[queue.length - 1] = tail.subarray(0, tailUsed);
   };
   const stream: Duplex = new Duplex({
     read() {
@@ -227,6 +250,7 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
     },
     destroy(err, cb) {
       queue.length = 0;
+      tail = undefined;
       socket.destroy();
       cb(err);
     },
@@ -244,6 +268,10 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
 
 /** what a queued chunk costs besides its bytes (its Buffer and the allocation behind it; about 330 bytes measured) */
 const QUEUED_CHUNK_COST = 512;
+/** writes shorter than this are copied into the queue's last buffer (COALESCE: far below a 16 KiB DATA frame) */
+const COALESCE_BELOW_BYTES = 4096;
+const TAIL_MIN_BYTES = 1024;
+const TAIL_MAX_BYTES = 64 << 10;
 
 /** the most one write of unblockedStream copies together */
 const WRITE_BATCH_BYTES = 256 << 10;
