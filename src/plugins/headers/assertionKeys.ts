@@ -10,7 +10,7 @@
  */
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import { readStateFile, StateFileError, warnIfExposed } from '../../config/stateFile.js';
@@ -37,6 +37,8 @@ export interface SigningKey {
   /** node:crypto key: signing is synchronous and several times cheaper than WebCrypto's */
   key: KeyObject;
 }
+
+const KEY_PROBE = Buffer.from('drawbridge assertion key check');
 
 export class AssertionKeyStore {
   private static readonly byDir = new Map<string, AssertionKeyStore>();
@@ -97,7 +99,15 @@ export class AssertionKeyStore {
     }
     if (this.log) warnIfExposed(join(this.dir, FILE), this.log);
     this.keys = stored.sort((a, b) => a.createdAt - b.createdAt);
-    for (const k of this.keys) this.imported.set(k.kid, createPrivateKey({ key: k.jwk as never, format: 'jwk' }));
+    for (const k of this.keys) {
+      const key = createPrivateKey({ key: k.jwk as never, format: 'jwk' });
+      // The JWKS publishes x and y as stored; signing uses d. A file whose two halves differ
+      // (edited, or pieced together from backups) signed assertions no app could verify.
+      // (Node keeps x and y as given on import: a signature made with d is what tells)
+      const published = createPublicKey({ key: { kty: 'EC', crv: k.jwk.crv, x: k.jwk.x, y: k.jwk.y } as never, format: 'jwk' });
+      if (!verify('sha256', KEY_PROBE, published, sign('sha256', KEY_PROBE, key))) throw new StateFileError('ERR_STATE_FILE', `${file}: the private key of ${k.kid} does not match its public key: ${remedy}`, { file });
+      this.imported.set(k.kid, key);
+    }
     if (!this.keys.length) await this.addKey();
     else await this.maintain();
   }

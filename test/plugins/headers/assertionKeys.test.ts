@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AssertionKeyStore } from '../../../src/plugins/headers/assertionKeys.js';
 import { eventually, tempDir } from '../../support/harness.js';
@@ -29,6 +30,17 @@ describe('assertion signing keys: kept in stateDir, rotated with overlap', () =>
     rmSync(join(dir, 'assertion-keys.json'));
     await store.ready();
     assert.match(store.signingKey().kid, /./);
+  });
+
+  it('a key file whose private key is not the one it publishes is refused with the remedy (no app could verify what it signed)', async () => {
+    const dir = tempDir();
+    await new AssertionKeyStore(dir, () => 0, timings).ready();
+    const file = join(dir, 'assertion-keys.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+    stored.keys[0].jwk.d = other.d;
+    writeFileSync(file, JSON.stringify(stored));
+    await assert.rejects(new AssertionKeyStore(dir, () => 0, timings).ready(), /does not match its public key: restore it from a backup, or remove it/);
   });
 
   it('publishes the next key before signing with it and the old one after', async () => {
