@@ -193,7 +193,10 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
     }
     queuedBytes -= out.length;
     // the buffer being filled went out with the rest: the next small write starts another
-    if (!queue.length) tail = undefined;
+    if (!queue.length) {
+      tail = undefined;
+      tailSize = TAIL_MIN_BYTES;
+    }
     writing = true;
     socket.write(out, (err) => {
       writing = false;

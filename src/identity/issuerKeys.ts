@@ -5,8 +5,8 @@
  * and a refresh failed (every token refused for as long as the provider's key endpoint was
  * down, though no key had changed), counted a key endpoint answering 500 as a bad token, and
  * let failing fetches go out once per request. Here:
- * - keys are refreshed in the background after KEYS_MAX_AGE_MS, and the ones held stay in use
- *   while a refresh fails (logged); a refresh that succeeds drops removed keys;
+ * - keys are fetched again once KEYS_MAX_AGE_MS old (the request waits, as a removed key must
+ *   stop working), and the ones held stay in use while a refresh fails (logged);
  * - an unknown `kid` fetches again at most once per cooldown (it may be a new key);
  * - while fetching fails, it is tried again at most once per cooldown, and verifying in
  *   between fails at once as KeysUnavailable (an outage: 503, not a bad token);
@@ -15,6 +15,8 @@
  *   earlier.
  */
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import http from 'node:http';
+import https from 'node:https';
 import type { Logger } from 'pino';
 
 /** The keys could not be had: an outage of the provider, never a verdict on a token. */
@@ -62,11 +64,7 @@ class IssuerKeys {
   private async fetchKeys(): Promise<void> {
     this.attemptAt = Date.now();
     try {
-      const res = await fetch(this.uri, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-      if (res.status !== 200) throw new Error(`the key set answered ${res.status}`);
-      const text = await res.text();
-      if (text.length > MAX_JWKS_BYTES) throw new Error('the key set is larger than 1 MiB');
-      const body = JSON.parse(text) as JSONWebKeySet;
+      const body = JSON.parse(await getText(this.uri, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the key set has no keys list');
       this.local = createLocalJWKSet(body);
       this.set = body;
@@ -87,8 +85,10 @@ class IssuerKeys {
     if (!this.local) {
       if (!eager && !this.mayFetch() && this.lastError) throw this.lastError;
       await this.refresh();
-    } else if (Date.now() - this.fetchedAt > this.maxAgeMs && this.mayFetch()) {
-      void this.refresh().catch(() => undefined);
+    } else if (Date.now() - this.fetchedAt > this.maxAgeMs && (this.inflight || this.mayFetch())) {
+      // Waited for, as jose did: verified against the old keys meanwhile, a key the provider
+      // removed went on working. Only a refresh that fails leaves the held keys in use.
+      await this.refresh().catch(() => undefined);
     }
     try {
       return await this.local!(header, token);
@@ -131,4 +131,41 @@ export function issuerKeys(stateDir: string, uri: string, log?: Logger, cooldown
     kept.set(k, keys);
   }
   return keys.getter();
+}
+
+/**
+ * GET `uri` as text within `ms` in all, body included, and at most `max` bytes (refused as soon
+ * as it passes them). node:http with a timer of our own, not fetch: a key endpoint that sent its
+ * head and then stalled held fetch for good once a garbage collection had run (its abort is
+ * held weakly), with every request that needed keys, and every later fetch, behind it.
+ */
+function getText(uri: string, ms: number, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(uri);
+    const req = (url.protocol === 'https:' ? https : http).get(url, { headers: { accept: 'application/json' } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return fail(new Error(`the key set answered ${res.statusCode}`));
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > max) return fail(new Error(`the key set is larger than ${max >> 20} MiB`));
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks).toString('utf8'));
+      });
+      res.on('error', fail);
+    });
+    const timer = setTimeout(() => fail(new Error(`no complete answer in ${ms / 1000} s`)), ms);
+    function fail(e: Error): void {
+      clearTimeout(timer);
+      req.destroy();
+      reject(e);
+    }
+    req.on('error', fail);
+  });
 }

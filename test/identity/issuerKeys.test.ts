@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { exportJWK, SignJWT } from 'jose';
 import { BearerError, BearerVerifier } from '../../src/identity/bearer.js';
 import { issuerKeys, newIssuerKeys } from '../../src/identity/issuerKeys.js';
@@ -74,6 +76,43 @@ describe('identity: the provider keys (issuerKeys)', function () {
     await check(v.verify(await token('k2', k2.privateKey))); // (an unknown kid fetches at once)
     assert.equal(await check(v.verify(await token('k2', k2.privateKey))), 'ok');
     assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'kid', 'the removed key no longer verifies');
+  });
+
+  it('keys older than their age are fetched again before a token is verified, so a key the provider removed stops working at once', async () => {
+    const v = verifier(newIssuerKeys(uri, 100, undefined, 200));
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok');
+    published = [{ kid: 'k2', key: k2.publicKey }];
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'kid');
+    assert.equal(await check(v.verify(await token('k2', k2.privateKey))), 'ok');
+  });
+
+  it('a key endpoint that sends its head and then stalls is an outage after 5 s, also across garbage collections, and is asked again later', async function () {
+    this.timeout(15_000);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const stalled: http.ServerResponse[] = [];
+    const staller = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"keys":[');
+      stalled.push(res);
+    });
+    await new Promise<void>((r) => staller.listen(0, '127.0.0.1', r));
+    try {
+      const v = verifier(newIssuerKeys(`http://127.0.0.1:${(staller.address() as AddressInfo).port}/jwks`, 100));
+      const t0 = Date.now();
+      const sweeping = setInterval(gc, 200);
+      const got = await check(v.verify(await token('k1', k1.privateKey)));
+      clearInterval(sweeping);
+      assert.equal(got, 'jwks');
+      assert.ok(Date.now() - t0 < 7000, `answered after ${Date.now() - t0} ms`);
+      await new Promise((r) => setTimeout(r, 150));
+      await check(v.verify(await token('k1', k1.privateKey)));
+      assert.equal(stalled.length, 2, 'asked again once the cooldown passed');
+    } finally {
+      for (const r of stalled) r.destroy();
+      staller.close();
+    }
   });
 
   it('a key the provider starts signing with is fetched on first sight (once per cooldown), and at the sign-in callback whatever the cooldown', async () => {
