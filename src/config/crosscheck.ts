@@ -11,7 +11,7 @@ import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
-import { externalUrlOf, prefixOf } from '../gateway/router.js';
+import { externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
 import { brokenLink, keyMatches, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
 export interface CrossIssue {
@@ -486,7 +486,7 @@ const CONNECTOR_ID = /^c-[0-9a-f]{16}$/i;
 /** The host of a URL as a certificate names it (no brackets around IPv6); undefined for one that does not parse. */
 function hostOfUrl(u: string): string | undefined {
   try {
-    return new URL(u.replace('://*.', '://wildcard-label.')).hostname.replace(/^wildcard-label\./, '*.').replace(/^\[|\]$/g, '');
+    return wildcardHostOf(externalUrlOf(u)).replace(/^\[|\]$/g, '');
   } catch {
     return undefined;
   }

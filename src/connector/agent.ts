@@ -21,6 +21,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
+import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
 import { createCsr, generateKeyPair, opensslReason, pinOf } from './ca.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
@@ -427,12 +428,12 @@ export class ConnectorAgent {
       this.log.warn({ target: authority }, 'target refused: not an internal URL of an app published to this group');
       return void stream.respond({ ':status': 403, 'x-drawbridge-error': 'target not allowed' }, { endStream: true });
     }
-    const m = TARGET.exec(authority)!;
+    const target = parseListen(authority);
     this.inflight++;
     const resume = () => sock.resume();
     const sock = net.connect({
-      host: m[1],
-      port: Number(m[2]),
+      host: target.host,
+      port: target.port,
       // The app's bytes are read into recycled buffers, not a fresh 64 KiB allocation per read:
       // that churn set off a full GC several times a second in a bulk download.
       onread: {
@@ -580,14 +581,14 @@ export class ConnectorAgent {
 }
 
 /**
- * A target as the gateway writes them (host:port, [IPv6]:port). The list is the gateway's, but
- * one this end could not dial (no port, a port past 65535) threw where the app is dialled and
- * took the whole connector down: such a list is refused whole.
+ * A target as the gateway writes them (host:port, [IPv6]:port, as listen addresses are read).
+ * The list is the gateway's, but one this end could not dial (no port, a port past 65535) threw
+ * where the app is dialled and took the whole connector down: such a list is refused whole.
  */
-const TARGET = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/;
-
 function isTarget(t: unknown): t is string {
-  if (typeof t !== 'string') return false;
-  const m = TARGET.exec(t);
-  return m !== null && Number(m[2]) <= 65535;
+  try {
+    return typeof t === 'string' && parseListen(t).port <= 65535;
+  } catch {
+    return false;
+  }
 }

@@ -218,10 +218,9 @@ export class ConnectorHub {
     const before = this.targets;
     this.targets = new Map([...targets].map(([g, s]) => [g, [...s].sort()]));
     for (const [g, cfg] of Object.entries(config.connectorGroups ?? {})) this.registry.balancing.set(g, ((cfg as { loadBalancing?: Balancing }).loadBalancing ?? 'least-inflight'));
-    // (ids are lower case; one written in capitals, or with spaces, revoked nothing)
-    this.revoked = new Set((config.connectors?.revoked ?? []).map((id) => id.trim().toLowerCase()));
+    this.revoked = new Set((config.connectors?.revoked ?? []).map(revokedForm));
     for (const ch of this.registry.all()) {
-      if (this.revoked.has(ch.connectorId.toLowerCase())) {
+      if (this.revoked.has(revokedForm(ch.connectorId))) {
         this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
         ch.terminate();
       } else if (JSON.stringify(before.get(ch.group)) !== JSON.stringify(this.targets.get(ch.group))) {
@@ -309,7 +308,7 @@ export class ConnectorHub {
     const cert = sock.getPeerCertificate();
     const who = identityOfCert(cert);
     if (!who) throw new EnrollmentError('ERR_NOT_AUTHENTICATED', 'the certificate is not a connector certificate');
-    if (this.revoked.has(who.id.toLowerCase())) throw new EnrollmentError('ERR_REVOKED', `connector ${who.id} is revoked`);
+    if (this.revoked.has(revokedForm(who.id))) throw new EnrollmentError('ERR_REVOKED', `connector ${who.id} is revoked`);
     // TLS checked the dates when the connection opened; a kept-alive one can outlive the certificate,
     // and a renewal over it would have turned an expired certificate into a fresh one.
     const notAfter = new Date(cert.valid_to);
@@ -543,4 +542,9 @@ function hubNames(config: Config): string[] {
   if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
   for (const n of config.connectors?.serverNames ?? []) names.push(n.toLowerCase().replace(/^\[|\]$/g, ''));
   return [...new Set(names)];
+}
+
+/** A connector id as revocations compare it: one written in capitals, or with spaces, revoked nothing. */
+function revokedForm(id: string): string {
+  return id.trim().toLowerCase();
 }

@@ -26,6 +26,11 @@ export function externalUrlOf(externalUrl: string): URL {
   return new URL(externalUrl.replace('://*.', '://wildcard---.'));
 }
 
+/** The host pattern of a URL from externalUrlOf, its wildcard label back as `*.`. */
+export function wildcardHostOf(url: URL): string {
+  return hostPatternOf(url).replace(/^wildcard---\./, '*.');
+}
+
 export function prefixOf(url: URL): string {
   return url.pathname.endsWith('/') ? url.pathname : url.pathname + '/';
 }

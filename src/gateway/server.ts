@@ -93,9 +93,8 @@ export class GatewayServer {
   private reloading?: ReloadAttempt;
   private reloadAgain = false;
   private lastProblems: string[] = [];
-  private tlsFingerprint?: string;
-  /** the certificate file the https listener serves */
-  private tlsCert?: Buffer;
+  /** what the https listener serves: the certificate file, and the fingerprint of it with its key */
+  private servedTls?: { cert: Buffer; fingerprint: string };
   /** the certificate files last said to wait for a valid config */
   private tlsWaitingTold?: string;
   /** what only a restart changes, as the gateway started */
@@ -230,8 +229,7 @@ export class GatewayServer {
     this.holder.swap(gen);
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
-      this.tlsFingerprint = tls.fingerprint;
-      this.tlsCert = tls.cert;
+      this.servedTls = { cert: tls.cert, fingerprint: tls.fingerprint };
       this.log.info('gateway certificate reloaded');
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
@@ -318,8 +316,7 @@ export class GatewayServer {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
       const { fingerprint, ...tls } = this.readTls(config, dir);
-      this.tlsFingerprint = fingerprint;
-      this.tlsCert = tls.cert;
+      this.servedTls = { cert: tls.cert, fingerprint };
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
       const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
@@ -363,7 +360,7 @@ export class GatewayServer {
    */
   private tellCertificateWaiting(dir: string): void {
     const live = this.holder.current?.config;
-    if (!live?.gateway.tls || !this.tlsCert) return;
+    if (!live?.gateway.tls || !this.servedTls) return;
     let fingerprint: string;
     try {
       fingerprint = this.readTls(live, dir).fingerprint;
@@ -371,9 +368,9 @@ export class GatewayServer {
       return; // (unreadable: the reload's own problems say so)
     }
     // once per waiting certificate, not at every poll that finds the file still invalid
-    if (fingerprint === this.tlsFingerprint || fingerprint === this.tlsWaitingTold) return;
+    if (fingerprint === this.servedTls.fingerprint || fingerprint === this.tlsWaitingTold) return;
     this.tlsWaitingTold = fingerprint;
-    const servedUntil = new Date(new X509Certificate(this.tlsCert).validTo).toISOString();
+    const servedUntil = new Date(new X509Certificate(this.servedTls.cert).validTo).toISOString();
     this.log.error({ key: 'gateway.tls.cert', servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
   }
 
@@ -384,12 +381,12 @@ export class GatewayServer {
   private changedTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } | undefined {
     if (!this.servers.https || !config.gateway.tls) return undefined;
     const tls = this.readTls(config, dir);
-    if (tls.fingerprint === this.tlsFingerprint) return undefined;
+    if (tls.fingerprint === this.servedTls?.fingerprint) return undefined;
     createSecureContext({ cert: tls.cert, key: tls.key });
     // Out of its dates, no client would take it: a backup restored by mistake, or a renewal whose
     // start is still ahead, took every app down while the one it replaced still worked.
     const refused = outsideValidity(new X509Certificate(tls.cert));
-    if (refused && this.tlsCert && !outsideValidity(new X509Certificate(this.tlsCert))) throw new Error(`${refused}; the certificate served now is kept until then`);
+    if (refused && this.servedTls && !outsideValidity(new X509Certificate(this.servedTls.cert))) throw new Error(`${refused}; the certificate served now is kept until then`);
     return tls;
   }
 

@@ -12,7 +12,7 @@ import { CidrSet } from '../config/net.js';
 import { StateFileError } from '../config/stateFile.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
-import { Router, externalUrlOf, hostPatternOf, prefixOf } from '../gateway/router.js';
+import { Router, externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
 import { PLUGIN_REDACT_PATHS } from '../observability/logger.js';
 import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
@@ -94,7 +94,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
         built.push(app);
         apps.set(app.name, app);
         const ext = externalUrlOf(appCfg.externalUrl);
-        router.add(hostPatternOf(ext).replace(/^wildcard---\./, '*.'), prefixOf(ext), app);
+        router.add(wildcardHostOf(ext), prefixOf(ext), app);
       } catch (e) {
         throw failed(appCfg, e);
       }
