@@ -23,7 +23,7 @@ import { sendError } from './errorPages.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
-import { STALL_ANSWERS, watchStall } from './stall.js';
+import { STALL_ANSWERS, watchStall, whoStalled, type Stall } from './stall.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, closeWebSocket } from './webSocketClose.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
@@ -648,9 +648,25 @@ export class Edge {
       isGatewayCookie: app.isGatewayCookie,
       refused: (name) => this.log.warn({ correlationId: ctx.id, app: app.name, cookie: name }, "the app's answer set or cleared a cookie of the gateway's: left out"),
     };
+    const answerStall = (stall: Stall) => {
+      stalled = true;
+      const answer = STALL_ANSWERS[stall];
+      outcome.decision = answer.decision;
+      outcome.reasons = [`${answer.logged} for ${app.timeoutMs / 1000} s`];
+      // The response has begun: ending the connection is all that is left (the upstream sees the close).
+      if (!answer.page) return void res.destroy();
+      // The page goes out first: cutting the app's side ends the client's request stream, and with it the socket.
+      res.once('close', () => cancel());
+      // the rest of the body may never come, so the connection cannot carry another request
+      sendError(res, req.headers, { ...answer.page, correlationId: ctx.id, app: app.name, headers: { connection: 'close' } });
+    };
     const done = (failure?: UpstreamFailure) => {
       // A stall was answered already; the upstream's failure is its echo.
       if (!failure || stalled) return;
+      // The app went quiet waiting for the rest of a body the client stopped sending: the client's
+      // stall, whichever timer saw it first (the app's connection saw the last body bytes later
+      // than the client's watcher, which samples, so its timer often runs out first).
+      if (failure.appQuiet && !failure.afterHeaders && !ctx.upgrade && whoStalled(req, res) === 'client-upload') return answerStall('client-upload');
       outcome.decision = failure.status === 504 ? 'timeout' : 'upstream-error';
       outcome.reasons = [failure.detail];
       if (!failure.afterHeaders) sendError(res, req.headers, { status: failure.status, reason: failure.reason, correlationId: ctx.id, app: app.name });
@@ -682,18 +698,7 @@ export class Edge {
     if (app.translateBody) {
       translateBody = { from: app.internalBase, to: externalBaseOf(app, ctx) };
     }
-    watchStall(req, res, app.timeoutMs, (stall) => {
-      stalled = true;
-      const answer = STALL_ANSWERS[stall];
-      outcome.decision = answer.decision;
-      outcome.reasons = [`${answer.logged} for ${app.timeoutMs / 1000} s`];
-      // The response has begun: ending the connection is all that is left (the upstream sees the close).
-      if (!answer.page) return void res.destroy();
-      // The page goes out first: cutting the app's side ends the client's request stream, and with it the socket.
-      res.once('close', () => cancel());
-      // the rest of the body may never come, so the connection cannot carry another request
-      sendError(res, req.headers, { ...answer.page, correlationId: ctx.id, app: app.name, headers: { connection: 'close' } });
-    });
+    watchStall(req, res, app.timeoutMs, answerStall);
     const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody, cookies }, done);
   }
 

@@ -42,6 +42,8 @@ export interface UpstreamFailure {
   detail: string;
   /** the response had already started; the client connection was cut */
   afterHeaders: boolean;
+  /** a 504 because the app's connection went quiet for backendTimeout mid-exchange (not while connecting) */
+  appQuiet?: boolean;
 }
 
 /** ends an exchange with the app early; `done` is then called without a failure */
@@ -459,7 +461,7 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
   const code = e.code ?? e.cause?.code ?? '';
   const detail = `${code || e.name}: ${e.message}`;
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return { status: 504, reason: 'The app did not answer in time.', detail, afterHeaders };
+    return { status: 504, reason: 'The app did not answer in time.', detail, afterHeaders, appQuiet: code !== 'UND_ERR_CONNECT_TIMEOUT' };
   }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
     return { status: 400, reason: 'The request body did not match its Content-Length.', detail, afterHeaders };

@@ -150,6 +150,26 @@ apps:
         assert.equal(line!.status, 408);
       });
 
+      it('a client that sends its head, then part of its body a moment later, then nothing, gets 408 (not a 504 blaming the app)', async () => {
+        // The body arrives after the request went to the app, so the app's connection saw those
+        // bytes last: its own idle timer runs out before the client's watcher, which samples.
+        const mark = app.exchanges.length;
+        const s = await connect(gw.port);
+        let answer = '';
+        s.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+        s.write(`POST /upload HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 100000\r\n\r\n`);
+        await sleep(TIMEOUT_MS / 8 + 30);
+        s.write('b'.repeat(3000));
+        const x = await exchangeAfter(mark, '/upload');
+        await closed(s);
+        assert.match(answer, /^HTTP\/1\.1 408 /);
+        assert.match(answer, /The request body stopped arriving/);
+        await eventually(() => x.fate === 'closed', 5000);
+        assert.equal(x.received, 3000);
+        const line = await eventually(() => logOf(app_, '/upload'));
+        assert.equal(line!.decision, 'client-timeout');
+      });
+
       it('a client that stops reading the response is dropped, and the app\'s response is cut while the client still holds its socket', async () => {
         const mark = app.exchanges.length;
         const s = await connect(gw.port);
