@@ -461,7 +461,11 @@ class StreamSocket extends Duplex {
     this.s.resume();
   }
 
+  /** when a request's bytes were last handed to this connection (Date.now()) */
+  lastSentAt = 0;
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.lastSentAt = Date.now();
     this.s.write(chunk, (err) => {
       this.idle?.refresh();
       cb(err);
@@ -490,7 +494,11 @@ class StreamSocket extends Duplex {
    * the app stopped reading waited twice backendTimeout. Here a write counts when the stream
    * has taken it, and a write the app's flow control holds back does not.
    */
+  /** the idle timeout armed last, as net.Socket's `timeout` (the agent reads it) */
+  timeout = 0;
+
   setTimeout(ms: number, cb?: () => void): this {
+    this.timeout = ms;
     clearTimeout(this.idle);
     this.idle = ms > 0 ? setTimeout(() => this.emit('timeout'), ms).unref() : undefined;
     // as net.Socket: 0 with a callback removes it (http's keep-alive cleanup relies on that)
@@ -526,8 +534,11 @@ class StreamSocket extends Duplex {
  * picked for it: pooled for the whole group, a client's requests one after
  * another all took the same kept-alive connection, and so the same connector.
  */
+/** how long a connection to the app waits in the pool, counted from its last request (apps commonly close after 5 s) */
+const POOLED_IDLE_MS = 4000;
+
 function tunnelAgent(up: TunnelUpstream): http.Agent {
-  const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: 4000 });
+  const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: POOLED_IDLE_MS });
   const hub = (up as unknown as { hub: ConnectorHub }).hub;
   Object.assign(agent, {
     getName: (opts: { channel?: Channel }) => opts.channel?.key ?? '',
@@ -544,8 +555,18 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
     if (!ch || !hub.registry.usable(ch)) return false;
     // a connection the app closed (with the end of its last answer): never used again
     if ((socket as StreamSocket).appEnded) return false;
+    // The app's idle timer may have run since it answered, which can be as early as the request
+    // reached it: an answer the tunnel delivered late (a connector that stalled) says nothing of
+    // how long the connection has been idle there, and a request sent into the app's close on the
+    // way is lost (a POST is not sent twice: 502). Idle time counts from the request, not the answer.
+    const left = POOLED_IDLE_MS - (Date.now() - (socket as StreamSocket).lastSentAt);
+    if (left <= 0) return false;
     const kept = keep(socket) as unknown as boolean; // (typed void, returns whether it is kept)
-    if (kept) (socket as StreamSocket).pooled = true;
+    if (kept) {
+      (socket as StreamSocket).pooled = true;
+      // (keep armed the agent's timeout, or less when the app's Keep-Alive hint said so)
+      if (left < (socket as StreamSocket).timeout) (socket as StreamSocket).setTimeout(left);
+    }
     return kept;
   };
   const reuse = agent.reuseSocket.bind(agent);

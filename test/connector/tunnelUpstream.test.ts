@@ -88,14 +88,30 @@ describe('tunnel upstream: apps behind a connector', function () {
       };
       arm();
       let head = '';
+      /** the app has decided to close this connection: what arrives now crossed its close on the way */
+      let closing = false;
       s.on('data', (d) => {
         head += d.toString('latin1');
         for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
           const path = head.slice(0, end).split(' ')[1]!;
-          head = head.slice(end + 4);
+          const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head.slice(0, end))?.[1] ?? 0);
+          head = head.slice(end + 4 + length);
+          if (closing) {
+            closerSaw.push(`lost ${path}`);
+            continue;
+          }
           closerSaw.push(path);
           const answer = `HTTP/1.1 200 OK\r\ncontent-length: ${path.length}\r\n\r\n${path}`;
-          if (path.startsWith('/close-after')) {
+          if (path === '/late') {
+            // answers after 4.2 s, then its idle timer (as a kept-alive app's would, counting
+            // from an answer a stalled connector delivers late) closes the connection
+            clearTimeout(idle);
+            idle = setTimeout(() => {
+              s.write(answer);
+              closing = true;
+              idle = setTimeout(() => s.end(), 150);
+            }, 4200);
+          } else if (path.startsWith('/close-after')) {
             clearTimeout(idle);
             s.end(answer);
           } else {
@@ -283,6 +299,17 @@ describe('tunnel upstream: apps behind a connector', function () {
       assert.ok(Date.now() - t0 < 2000, `after ${first}: answered in ${Date.now() - t0} ms`);
     }
     assert.deepEqual(closerSaw, ['/idle-first', '/idle-first-next', '/close-after-answer', '/close-after-answer-next'], 'each request reached the app once');
+  });
+
+  it('a kept-alive connection whose answer came more than 4 s after its request is not reused: a POST right after goes out on a new one, not into the app\'s close (502)', async () => {
+    // A connector that stalls (a paused VM, a long GC) delivers an answer late, and the app's
+    // idle timer may have run from when it answered: its close is then still on the way.
+    const mark = closerSaw.length;
+    assert.equal((await request(`${gw.url}/late`, { headers: host('closer.test') })).status, 200);
+    const post = await request(`${gw.url}/late-next`, { method: 'POST', headers: { ...host('closer.test'), 'content-type': 'text/plain' }, body: 'once' });
+    assert.equal(post.status, 200, post.body.slice(0, 300));
+    assert.equal(post.body, '/late-next');
+    assert.deepEqual(closerSaw.slice(mark), ['/late', '/late-next']);
   });
 
   it('translateUrls.body works through the tunnel too', async () => {
