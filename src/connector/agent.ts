@@ -243,6 +243,9 @@ export interface AgentOptions {
  */
 const PING_INTERVAL_MS = Number(process.env.DRAWBRIDGE_CHANNEL_PING_MS) || 10_000;
 
+/** How often a renewed certificate that could not be saved is tried again (DRAWBRIDGE_SAVE_RETRY_MS: for tests). */
+const SAVE_RETRY_MS = Number(process.env.DRAWBRIDGE_SAVE_RETRY_MS) || 60_000;
+
 interface Creds {
   key: string;
   cert: string;
@@ -255,7 +258,14 @@ interface Creds {
 
 export class ConnectorAgent {
   readonly state: ConnectorState;
+  /** the certificate and key in use: after a renewal that could not be saved, not the ones on disk */
   private creds: Creds;
+  /** the certificate and key in the state dir (what a restart would start from) */
+  private onDisk: Creds;
+  private saveTimer?: NodeJS.Timeout;
+  /** the last save failed; its error line is written once per run of failures */
+  private saveFailing = false;
+  private lastRenewalFailure?: string;
   private targets = new Set<string>();
   private readonly sessions = new Set<Http2Session>();
   private readonly links = new Set<ChannelLink>();
@@ -276,6 +286,7 @@ export class ConnectorAgent {
     if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
     this.state = JSON.parse(readStateFile(this.files.state, 'a JSON file')) as ConnectorState;
     this.creds = this.readCreds();
+    this.onDisk = this.creds;
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
   }
 
@@ -510,36 +521,31 @@ export class ConnectorAgent {
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
       const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
       if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
-      // key.pem and cert.pem cannot be replaced by one rename, so the certificate on disk always
-      // has its key in key.pem or key.pem.prev, whichever write fails or wherever the process dies:
-      // first key.pem.prev gets the key of the certificate in use, then key.pem the new key, then
-      // cert.pem the new certificate. Stopped before that last rename, cert.pem is the old
-      // certificate, which is still valid, and readCreds() takes key.pem.prev for it; after it, the
-      // new pair is in place. (key.pem first and cert.pem second left the new key beside the old
-      // certificate, and the next start refused the state dir: "enroll again".)
       const cert = String(res.body.cert);
-      // checked before anything is written: an answer that is no certificate of the new key must not reach the disk
+      // checked before it is used or written: an answer that is no certificate of the new key must not reach the disk
       const x = new X509Certificate(cert);
       if (!x.checkPrivateKey(createPrivateKey(kp.keyPem))) throw new Error('the gateway answered with a certificate of another key');
-      const renewed: Creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
-      writeAtomic(this.files.prevKey, this.creds.key, 0o600);
-      writeAtomic(this.files.key, kp.keyPem, 0o600);
-      writeAtomic(this.files.cert, cert);
-      // From here on the new pair is the one on disk; a failure below must not leave the old one
-      // in memory, or the next try would save the old key as key.pem.prev of the new certificate.
-      this.creds = renewed;
+      // The gateway has issued it and moved this connector's expiry to it, so it is used from now
+      // on even when it cannot be saved: throwing it away (as when it was adopted only after the
+      // writes) made every retry mint another certificate nobody held, and the old one ran out.
+      this.creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
       (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
-      writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
-      this.log.info({ certExpiry: this.state.notAfter }, 'certificate renewed');
       this.renewalFailed = false;
+      this.lastRenewalFailure = undefined;
+      const saved = this.save();
+      this.log.info({ certExpiry: this.state.notAfter, saved }, 'certificate renewed');
       this.scheduleRenewal();
     } catch (e) {
       this.renewalFailed = true;
+      this.lastRenewalFailure = (e as Error).message;
+      // Past its expiry the certificate in use can never be renewed (the gateway refuses it), and
+      // retrying every second only filled the logs until a channel was refused.
+      if (Date.now() >= this.creds.notAfter) return this.expired();
       // A minute, or sooner when the certificate has less than ten minutes left: with a short
       // lifetime a fixed minute let one failed try run past the expiry, and the connector was
       // locked out for good.
       const retryMs = Math.round(Math.min(60_000, Math.max(1_000, (this.creds.notAfter - Date.now()) / 10)));
-      this.log.error({ reason: (e as Error).message, retryInMs: retryMs, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'certificate renewal failed; retrying');
+      this.log.error({ reason: this.lastRenewalFailure, retryInMs: retryMs, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'certificate renewal failed; retrying');
       if (!this.stopped) {
         this.renewTimer = setTimeout(() => void this.renew(), retryMs);
         this.renewTimer.unref();
@@ -549,12 +555,59 @@ export class ConnectorAgent {
     }
   }
 
+  /**
+   * Writes the certificate in use to the state dir; true when it is there. On failure it logs once
+   * per run of failures and tries again every SAVE_RETRY_MS, until it succeeds or a later renewal
+   * brings another certificate to save.
+   *
+   * key.pem and cert.pem cannot be replaced by one rename, so the certificate on disk always has
+   * its key in key.pem or key.pem.prev, whichever write fails or wherever the process dies: first
+   * key.pem.prev gets the key of the certificate on disk (not of the one in use: after a failed
+   * save they differ, and the one in use is not on disk), then key.pem the new key, then cert.pem
+   * the new certificate. Stopped before that last rename, cert.pem is the old certificate and
+   * readCreds() takes key.pem.prev for it; after it, the new pair is in place. (key.pem first and
+   * cert.pem second left the new key beside the old certificate, and the next start refused the
+   * state dir: "enroll again".)
+   */
+  private save(): boolean {
+    clearTimeout(this.saveTimer);
+    const inUse = this.creds;
+    try {
+      if (this.onDisk.cert !== inUse.cert) {
+        writeAtomic(this.files.prevKey, this.onDisk.key, 0o600);
+        writeAtomic(this.files.key, inUse.key, 0o600);
+        writeAtomic(this.files.cert, inUse.cert);
+        this.onDisk = inUse;
+      }
+      writeAtomic(this.files.state, JSON.stringify(this.state, null, 2) + '\n');
+    } catch (e) {
+      if (!this.saveFailing) {
+        const onDiskUntil = new Date(this.onDisk.notAfter).toISOString();
+        this.log.error(
+          { stateDir: this.opts.stateDir, reason: (e as Error).message, certExpiry: new Date(inUse.notAfter).toISOString(), onDiskCertExpiry: onDiskUntil, retryInMs: SAVE_RETRY_MS },
+          `the renewed certificate cannot be saved in ${this.opts.stateDir} (${(e as Error).message}): this process uses it from memory and keeps trying to save it; a restart now would start from the certificate on disk, valid until ${onDiskUntil} (after that, only a new enrollment helps)`,
+        );
+      }
+      this.saveFailing = true;
+      if (!this.stopped) {
+        this.saveTimer = setTimeout(() => this.save(), SAVE_RETRY_MS);
+        this.saveTimer.unref();
+      }
+      return false;
+    }
+    if (this.saveFailing) this.log.info({ stateDir: this.opts.stateDir, certExpiry: new Date(inUse.notAfter).toISOString() }, `the renewed certificate is saved in ${this.opts.stateDir} now`);
+    this.saveFailing = false;
+    return true;
+  }
+
   /** The certificate ran out (its renewals failed, or the connector was off): only a new enrollment helps. */
   private expired(): void {
     if (this.stopped) return;
+    const at = new Date(this.creds.notAfter).toISOString();
+    const lastFailure = this.lastRenewalFailure === undefined ? '' : ` (its last renewal failed: ${this.lastRenewalFailure})`;
     this.log.fatal(
-      { certExpiry: new Date(this.creds.notAfter).toISOString(), stateDir: this.opts.stateDir },
-      `this connector's certificate expired at ${new Date(this.creds.notAfter).toISOString()} and the gateway no longer accepts it; nothing can renew it now: enroll the connector again (a new token, an empty --state-dir) and revoke ${this.state.id}`,
+      { certExpiry: at, stateDir: this.opts.stateDir, lastRenewalFailure: this.lastRenewalFailure },
+      `this connector's certificate expired at ${at}${lastFailure} and the gateway no longer accepts it; nothing can renew it now: enroll the connector again (a new token, an empty --state-dir) and revoke ${this.state.id}`,
     );
     this.stop();
     this.opts.onExpired?.();
@@ -575,6 +628,7 @@ export class ConnectorAgent {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.renewTimer);
+    clearTimeout(this.saveTimer);
     for (const s of this.sessions) s.destroy();
     for (const link of this.links) link.terminate();
   }

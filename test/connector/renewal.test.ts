@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
@@ -21,6 +22,19 @@ describe('connector certificate renewal', function () {
   const reconfigure = async (revoked: string[]) => {
     writeFileSync(gw.configFile, shortLived(revoked));
     await gw.server.reload('test');
+  };
+  /** A state dir holding a certificate the hub issued for `lifetimeMs`, enrolled with `gateway`, as `connector enroll` leaves it. */
+  const handMadeStateDir = async (name: string, lifetimeMs: number, gateway = hubUrl(gw)) => {
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const issued = await hub.ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', lifetimeMs, `c-${name}`);
+    const dir = join(tempDir(), name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'cert.pem'), issued.certPem);
+    writeFileSync(join(dir, 'ca.pem'), hub.ca.certPem);
+    writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
+    return { dir, notAfter: issued.notAfter.getTime() };
   };
 
   before(async () => {
@@ -143,7 +157,7 @@ describe('connector certificate renewal', function () {
     }
   });
 
-  it('a renewal that fails between writing the new key and the new certificate leaves a state dir that starts again, on the old certificate, and renews from it', async () => {
+  it('a renewed certificate whose saving stops between the new key and the new certificate leaves a state dir that starts again, on the old certificate, and renews from it', async () => {
     if (c) await killConnector(c);
     const dir = join(tempDir(), 'conn');
     c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw) });
@@ -152,7 +166,7 @@ describe('connector certificate renewal', function () {
     // the new cert.pem cannot be written (as on a full disk): its temporary name is a directory
     const blocker = join(dir, `cert.pem.tmp-${c.child.pid}`);
     mkdirSync(blocker);
-    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewal failed; retrying'), 50_000, 200);
+    await eventually(() => c.logs().some((l) => String(l.msg).startsWith('the renewed certificate cannot be saved in ')), 50_000, 200);
     await killConnector(c);
     rmdirSync(blocker);
     assert.ok(Date.now() < Date.parse(first.validTo), 'the old certificate is still valid');
@@ -175,19 +189,66 @@ describe('connector certificate renewal', function () {
     await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 15_000, 100);
   });
 
+  it('a renewed certificate the state dir does not take is used from memory, said once at error naming the dir, and saved once the dir takes it', async () => {
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw), env: { DRAWBRIDGE_SAVE_RETRY_MS: '500' } });
+    await eventually(() => existsSync(join(dir, 'cert.pem')), 15_000);
+    const first = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+    const firstKey = readFileSync(join(dir, 'key.pem'), 'utf8');
+    const id = idOf(first);
+    await eventually(() => readyChannels(gw).filter((ch) => ch.connectorId === id).length >= 2, 15_000);
+    // nothing can be written in the state dir (as when it is read-only or full): key.pem.prev's temporary name is a directory
+    const blocker = join(dir, `key.pem.prev.tmp-${c.child.pid}`);
+    mkdirSync(blocker);
+    const renewed = (await eventually(() => c.logs().find((l) => l.msg === 'certificate renewed'), 50_000, 200))!;
+    assert.equal(renewed.saved, false);
+    const certExpiry = String(renewed.certExpiry);
+    assert.ok(Date.parse(certExpiry) > Date.parse(first.validTo));
+    // a few save retries later: one error line, no further renewal, one certificate minted
+    await new Promise((r) => setTimeout(r, 2000));
+    const told = c.logs().filter((l) => l.level === 'error');
+    assert.equal(told.length, 1, c.lines.join('\n'));
+    assert.match(String(told[0]!.reason), /EISDIR/);
+    assert.equal(told[0]!.msg, `the renewed certificate cannot be saved in ${dir} (${String(told[0]!.reason)}): this process uses it from memory and keeps trying to save it; a restart now would start from the certificate on disk, valid until ${new Date(first.validTo).toISOString()} (after that, only a new enrollment helps)`);
+    assert.equal(gw.logs.filter((l) => l.msg === 'connector certificate renewed' && l.connector === id).length, 1);
+    assert.equal(new X509Certificate(readFileSync(join(dir, 'cert.pem'))).serialNumber, first.serialNumber, 'the disk still holds the first certificate');
+    // the channels it dials now present the renewed certificate: the listing's expiry is one a process holds
+    for (const ch of gw.server.connectorHub!.registry.all()) if (ch.connectorId === id) ch.terminate();
+    await eventually(() => readyChannels(gw).some((ch) => ch.connectorId === id && ch.certExpiry.toISOString() === certExpiry), 5000);
+    assert.equal((await request(`${gw.url}/unsaved`, { headers: { host: 'app.test' } })).status, 200);
+    // the dir takes files again: the renewed pair is saved, and the first certificate's key kept beside it
+    rmdirSync(blocker);
+    await eventually(() => c.logs().some((l) => l.msg === `the renewed certificate is saved in ${dir} now`), 5000, 100);
+    const saved = new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+    assert.equal(new Date(saved.validTo).toISOString(), certExpiry);
+    assert.ok(saved.checkPrivateKey(createPrivateKey(readFileSync(join(dir, 'key.pem'), 'utf8'))));
+    assert.equal(readFileSync(join(dir, 'key.pem.prev'), 'utf8'), firstKey);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'connector.json'), 'utf8')).notAfter, certExpiry);
+  });
+
+  it('a renewal that fails once the certificate has run out ends the connector at once (exit 1), naming that failure', async () => {
+    if (c) await killConnector(c);
+    // the gateway is down from before the renewal until past the expiry: nothing listens at its address
+    const gone = net.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const { port } = gone.address() as net.AddressInfo;
+    await new Promise((r) => gone.close(r));
+    const { dir, notAfter } = await handMadeStateDir('gateway-gone', 3000, `https://127.0.0.1:${port}`);
+    c = startConnector(dir);
+    // (it retried every second, forever, while the channels redialled)
+    assert.equal(await Promise.race([c.exited, new Promise((r) => setTimeout(() => r('still running'), notAfter - Date.now() + 4000))]), 1);
+    const fatal = c.logs().find((l) => l.level === 'fatal');
+    assert.ok(fatal, c.lines.join('\n'));
+    assert.match(String(fatal.msg), /certificate expired at .* \(its last renewal failed: .*ECONNREFUSED.*\) and the gateway no longer accepts it; .*enroll the connector again/);
+    assert.ok(c.logs().filter((l) => l.msg === 'certificate renewal failed; retrying').every((l) => Date.parse(String(l.time)) < notAfter), 'no retry after the expiry');
+  });
+
   it('a connector whose certificate ran out says it must be enrolled again, and exits 1', async () => {
     if (c) await killConnector(c);
     // a state dir whose certificate expired (a connector that was off longer than its lifetime)
-    const hub = gw.server.connectorHub!;
-    const kp = await generateKeyPair();
-    const issued = await hub.ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', 1000, 'c-expired');
-    const dir = join(tempDir(), 'expired');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
-    writeFileSync(join(dir, 'cert.pem'), issued.certPem);
-    writeFileSync(join(dir, 'ca.pem'), hub.ca.certPem);
-    writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway: hubUrl(gw), notAfter: issued.notAfter.toISOString() }));
-    await new Promise((r) => setTimeout(r, Math.max(0, issued.notAfter.getTime() - Date.now() + 500)));
+    const { dir, notAfter } = await handMadeStateDir('expired', 1000);
+    await new Promise((r) => setTimeout(r, Math.max(0, notAfter - Date.now() + 500)));
     c = startConnector(dir);
     assert.equal(await Promise.race([c.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]), 1);
     const fatal = c.logs().find((l) => l.level === 'fatal' || l.level === 60);
