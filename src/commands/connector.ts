@@ -68,7 +68,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     const s = await enrollAt(gateway, token, stateDir, values.ca);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
-  const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs, onExpired: () => void setTimeout(() => process.exit(1), 50) }), connectorError);
+  const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs, onEnrollAgain: () => void setTimeout(() => process.exit(1), 50) }), connectorError);
   // --gateway and --token enroll a state dir that holds no enrollment (so one command line serves
   // the first start and every restart); once enrolled, the stored gateway is the one dialled. A
   // different --gateway is an operator who moved the gateway and expects it to be used: say so.

@@ -137,6 +137,26 @@ function notTlsError(gateway: URL | string): ConnectorError {
   return new ConnectorError('ERR_NOT_TLS', `${origin} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?`);
 }
 
+/**
+ * OpenSSL's codes for a server certificate that does not chain to the CA the client trusts: for
+ * a connector, whose only trusted CA is the one it enrolled with, the gateway's connector CA was
+ * replaced (a rotation, a lost stateDir) or the address now reaches another gateway. An expired
+ * or misnamed certificate has other codes, and another cause.
+ */
+const FOREIGN_CA_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+]);
+
+function isForeignCa(err: unknown): boolean {
+  return FOREIGN_CA_CODES.has(String((err as NodeJS.ErrnoException | undefined)?.code));
+}
+
 /** The reason to show for a failed dial to the gateway. */
 export function dialFailure(err: Error, gateway: URL | string): string {
   return isNotTls(err) ? notTlsError(gateway).message : err.message;
@@ -230,8 +250,11 @@ export interface AgentOptions {
   transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
-  /** the gateway refused a certificate that has run out: nothing but a new enrollment helps (the command exits) */
-  onExpired?: () => void;
+  /**
+   * Nothing but a new enrollment helps (the certificate ran out, or the gateway's certificate has
+   * not chained to the enrolled CA for FOREIGN_CA_EXIT_MS): the agent has stopped, the command exits 1.
+   */
+  onEnrollAgain?: () => void;
 }
 
 /**
@@ -242,6 +265,14 @@ export interface AgentOptions {
  * config key.
  */
 const PING_INTERVAL_MS = Number(process.env.DRAWBRIDGE_CHANNEL_PING_MS) || 10_000;
+
+/**
+ * How long the gateway may present a certificate of another CA, with no channel opening, before
+ * the connector exits (DRAWBRIDGE_FOREIGN_CA_EXIT_MS: for tests). Not at once: a name that points
+ * at another gateway for a while, or a CA restored from a backup, mends without a new enrollment;
+ * not never: a connector redialling forever looked healthy to its supervisor.
+ */
+const FOREIGN_CA_EXIT_MS = Number(process.env.DRAWBRIDGE_FOREIGN_CA_EXIT_MS) || 5 * 60_000;
 
 /** How often a renewed certificate that could not be saved is tried again (DRAWBRIDGE_SAVE_RETRY_MS: for tests). */
 const SAVE_RETRY_MS = Number(process.env.DRAWBRIDGE_SAVE_RETRY_MS) || 60_000;
@@ -266,6 +297,8 @@ export class ConnectorAgent {
   /** the last save failed; its error line is written once per run of failures */
   private saveFailing = false;
   private lastRenewalFailure?: string;
+  /** since when every handshake with the gateway found a certificate of another CA (undefined: the last one verified) */
+  private foreignCaSince?: number;
   private targets = new Set<string>();
   private readonly sessions = new Set<Http2Session>();
   private readonly links = new Set<ChannelLink>();
@@ -369,12 +402,14 @@ export class ConnectorAgent {
     this.links.add(link);
     let opened = false;
     link.on('refused', (status) => {
+      this.foreignCaSince = undefined; // (the gateway's certificate verified)
       if (status === 403 && Date.now() >= this.creds.notAfter) return this.expired();
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
-    link.on('error', (err) => this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error'));
+    link.on('error', (err) => (isForeignCa(err) ? this.foreignCa(index, err) : this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error')));
     link.on('open', (duplex) => {
       opened = true;
+      this.foreignCaSince = undefined;
       this.log.info({ channel: index, transport: this.transport }, 'channel open');
       // A renewal that failed while the gateway was away is tried again as soon as it is back,
       // not at its next retry, which could fall after the certificate runs out.
@@ -402,6 +437,28 @@ export class ConnectorAgent {
       this.log.info({ channel: index, retryInMs: Math.round(delay) }, 'channel closed; reconnecting');
       setTimeout(() => this.channel(index, next), delay);
     });
+  }
+
+  /**
+   * The gateway's certificate does not chain to the CA this connector enrolled with. Said once at
+   * error (a warn per redial, in OpenSSL's words, never said what to do); the connector exits once
+   * that has lasted FOREIGN_CA_EXIT_MS. The backoff is the channel's as for any failed dial.
+   */
+  private foreignCa(index: number, err: Error): void {
+    const now = Date.now();
+    const pin = pinOf(this.creds.ca!);
+    const what = `the certificate of the gateway at ${this.state.gateway} is not signed by the CA this connector enrolled with (${this.files.ca}, pin ${pin})`;
+    if (this.foreignCaSince === undefined) {
+      this.foreignCaSince = now;
+      this.log.error(
+        { channel: index, reason: err.message, code: (err as NodeJS.ErrnoException).code, caPin: pin, exitInMs: FOREIGN_CA_EXIT_MS },
+        `${what}: the gateway's connector CA changed (rotated, or its stateDir replaced) or this is not the gateway it enrolled with; enroll the connector again with a new token (an empty --state-dir); it exits if this lasts ${Math.round(FOREIGN_CA_EXIT_MS / 1000)} s`,
+      );
+      return;
+    }
+    this.log.debug({ channel: index, reason: err.message }, 'channel error: the gateway\'s certificate is of another CA');
+    if (now - this.foreignCaSince < FOREIGN_CA_EXIT_MS) return;
+    this.enrollAgain({ caPin: pin, since: new Date(this.foreignCaSince).toISOString() }, `${what} (at every handshake since ${new Date(this.foreignCaSince).toISOString()}): this connector cannot reach it again; enroll the connector again (a new token, an empty --state-dir)`);
   }
 
   /** Pings the gateway on this session; `dead` runs once a ping goes unanswered for two intervals. */
@@ -602,15 +659,20 @@ export class ConnectorAgent {
 
   /** The certificate ran out (its renewals failed, or the connector was off): only a new enrollment helps. */
   private expired(): void {
-    if (this.stopped) return;
     const at = new Date(this.creds.notAfter).toISOString();
     const lastFailure = this.lastRenewalFailure === undefined ? '' : ` (its last renewal failed: ${this.lastRenewalFailure})`;
-    this.log.fatal(
-      { certExpiry: at, stateDir: this.opts.stateDir, lastRenewalFailure: this.lastRenewalFailure },
+    this.enrollAgain(
+      { certExpiry: at, lastRenewalFailure: this.lastRenewalFailure },
       `this connector's certificate expired at ${at}${lastFailure} and the gateway no longer accepts it; nothing can renew it now: enroll the connector again (a new token, an empty --state-dir) and revoke ${this.state.id}`,
     );
+  }
+
+  /** Says at fatal why only a new enrollment helps, and stops; the command exits 1 (onEnrollAgain). */
+  private enrollAgain(fields: Record<string, unknown>, msg: string): void {
+    if (this.stopped) return;
+    this.log.fatal({ ...fields, stateDir: this.opts.stateDir }, msg);
     this.stop();
-    this.opts.onExpired?.();
+    this.opts.onEnrollAgain?.();
   }
 
   /** Stops taking new streams (GOAWAY), lets in-flight ones finish, then closes. */

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair } from '../../src/connector/ca.js';
+import { generateKeyPair, pinOf } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
-import { hubUrl, killConnector, runCli, startConnector, startEnrolledHub, token, type EnrolledHub } from './support.js';
+import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startEnrolledHub, startHubGateway, token, type EnrolledHub } from './support.js';
 
 describe('connector enrollment and run messages', function () {
   this.timeout(30_000);
@@ -63,6 +63,39 @@ describe('connector enrollment and run messages', function () {
       await killConnector(c);
     }
   });
+
+  for (const transport of ['h2', 'websocket']) {
+    it(`${transport}: connector run says once, at error, that the gateway's certificate is of another CA than the one it enrolled with, and exits 1 when that lasts`, async () => {
+      // another gateway (its own stateDir, so its own connector CA) where this connector dials:
+      // what a rotated CA, a lost stateDir or a name now pointing elsewhere look like from here
+      const other = await startHubGateway(gatewayYaml(hub.backend));
+      const state = join(tempDir(), 'state');
+      cpSync(enrolled, state, { recursive: true });
+      const json = JSON.parse(readFileSync(join(state, 'connector.json'), 'utf8'));
+      writeFileSync(join(state, 'connector.json'), JSON.stringify({ ...json, gateway: hubUrl(other) }));
+      const c = startConnector(state, { args: ['--transport', transport], env: { DRAWBRIDGE_FOREIGN_CA_EXIT_MS: '3000' } });
+      try {
+        // (it redialled forever, a warn per dial: "self-signed certificate in certificate chain")
+        assert.equal(await Promise.race([c.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]), 1, c.lines.join('\n'));
+        const pin = pinOf(readFileSync(join(state, 'ca.pem'), 'utf8'));
+        const said = `the certificate of the gateway at ${hubUrl(other)} is not signed by the CA this connector enrolled with (${join(state, 'ca.pem')}, pin ${pin})`;
+        const errors = c.logs().filter((l) => l.level === 'error');
+        assert.deepEqual(
+          errors.map((l) => l.msg),
+          [`${said}: the gateway's connector CA changed (rotated, or its stateDir replaced) or this is not the gateway it enrolled with; enroll the connector again with a new token (an empty --state-dir); it exits if this lasts 3 s`],
+        );
+        assert.ok(c.logs().filter((l) => l.msg === 'channel closed; reconnecting').length >= 2, 'it redialled with its backoff meanwhile');
+        assert.ok(!c.logs().some((l) => l.msg === 'channel error'), c.lines.join('\n'));
+        const fatal = c.logs().find((l) => l.level === 'fatal');
+        const fatalMsg = String(fatal?.msg);
+        assert.ok(fatalMsg.startsWith(`${said} (at every handshake since `), fatalMsg);
+        assert.ok(fatalMsg.endsWith(': this connector cannot reach it again; enroll the connector again (a new token, an empty --state-dir)'), fatalMsg);
+      } finally {
+        await killConnector(c);
+        await other.stop();
+      }
+    });
+  }
 
   it('connector run warns at start when key.pem can be read or written by group or others, naming the file, its mode and the chmod; not at 0600', async () => {
     const open = join(tempDir(), 'open');
