@@ -26,6 +26,7 @@ import type { Express } from 'express';
 import { ADMIN_METHODS, adminApp } from './admin.js';
 import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
+import { expireLoginCookies } from '../identity/loginState.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
@@ -405,7 +406,8 @@ export class GatewayServer {
       if (correlationId === undefined) return onRequest(req, res);
       res.shouldKeepAlive = false;
       this.countRefusal(correlationId, 431, reason, req);
-      sendError(res, req.headers, { status: 431, reason, correlationId });
+      const expire = expireLoginCookies([req.headers.cookie ?? ''].flat().join('; '));
+      sendError(res, req.headers, { status: 431, reason, correlationId, ...(expire.length ? { headers: { 'set-cookie': expire } } : {}) });
     });
     if (!onUpgrade) return;
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -451,11 +453,15 @@ export class GatewayServer {
       // An answer to HEAD has no content (RFC 9110 9.3.2). Read from the same bytes: a head that
       // came in several reads shows only the last one, and is answered with the body as before.
       const bodiless = head.startsWith('HEAD ');
+      // The gateway's login cookies in those bytes are expired in the answer, so a browser they took
+      // over the limit recovers with its next request. Not from the request line: its target is anyone's to write.
+      const expire = status === 431 ? expireLoginCookies(/^[A-Z]+ /.test(head) ? head.slice(head.indexOf('\n') + 1) : head) : [];
+      const setCookies = expire.map((c) => `set-cookie: ${c}\r\n`).join('');
       const refuse = () => {
         const reason = html ? 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' : status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.';
         this.countRefusal(correlationId, status, reason);
-        if (html) endWithPage(socket, status, reason, correlationId, bodiless);
-        else endWithProblem(socket, status, reason, correlationId, '', bodiless);
+        if (html) endWithPage(socket, status, reason, correlationId, bodiless, setCookies);
+        else endWithProblem(socket, status, reason, correlationId, setCookies, bodiless);
       };
       const pending = (socket as { _httpMessage?: http.ServerResponse & { req?: http.IncomingMessage } })._httpMessage;
       if (pending && !pending.req?.complete) {
@@ -588,9 +594,9 @@ function startedSettings(config: Config, dir: string): StartedSettings {
 }
 
 /** The HTML error page written straight to a socket that no ServerResponse owns, then the connection is closed. */
-function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string, bodiless = false): void {
+function endWithPage(socket: Duplex, status: number, reason: string, correlationId: string, bodiless = false, extraHeaders = ''): void {
   const title = http.STATUS_CODES[status] ?? String(status);
-  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, 'cache-control: no-store\r\nx-content-type-options: nosniff\r\n', bodiless);
+  endRaw(socket, status, 'text/html; charset=utf-8', renderPage(status, title, reason, correlationId), correlationId, `cache-control: no-store\r\nx-content-type-options: nosniff\r\n${extraHeaders}`, bodiless);
 }
 
 /**

@@ -50,8 +50,18 @@ export function newLoginState(rt: IdentityRuntime, app: string, redirectUri: str
   };
 }
 
-/** Sign-ins that can be in flight at once in one browser, per host (about 450 bytes each). */
+/** Sign-ins that can be in flight at once in one browser, per host. */
 export const LOGIN_SLOTS = 4;
+
+/**
+ * The most one login cookie's Set-Cookie may take. The return URL is what grows (up to 4,096
+ * characters): a cookie near 4 KB was dropped by the browser (every callback a 400), and
+ * LOGIN_SLOTS of them just under it passed Node's 16 KiB header limit, so every request to the
+ * host got 431 until they expired. A login cookie that would be larger carries the app's root
+ * instead. LOGIN_SLOTS of these (about 450 bytes with a short return URL) and a session cookie
+ * (MAX_COOKIE_BYTES) stay well under 16 KiB.
+ */
+export const MAX_LOGIN_COOKIE_BYTES = 1800;
 
 /**
  * `__Host-` on https, and only that name is read there: `__Secure-` asks only for `Secure`, so a
@@ -97,8 +107,29 @@ async function freeSlot(rt: IdentityRuntime, cookieHeader: string | string[] | u
   return free.length ? free[randomInt(free.length)]! : oldest![0];
 }
 
-export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined): Promise<string> {
-  return serializeCookie(await freeSlot(rt, cookieHeader, secure), await rt.logins.seal(st), { ...attrs(secure), maxAge: LOGIN_TTL_SEC });
+/** The Set-Cookie for a new sign-in; `root` (the app's root URL) replaces a return URL that would make it too large. */
+export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined, root: string): Promise<string> {
+  const name = await freeSlot(rt, cookieHeader, secure);
+  const a = { ...attrs(secure), maxAge: LOGIN_TTL_SEC };
+  const cookie = serializeCookie(name, await rt.logins.seal(st), a);
+  return cookie.length <= MAX_LOGIN_COOKIE_BYTES ? cookie : serializeCookie(name, await rt.logins.seal({ ...st, r: root }), a);
+}
+
+/** a login cookie's name, as a request (or the part of one the parser held) spells it: every name this or an earlier version issued */
+const LOGIN_NAME_IN = new RegExp(`(?<![\\w-])((?:__Host-)?${LOGIN_COOKIE}_[A-Za-z0-9_-]{1,16})=`, 'g');
+/** at most this many login cookies are expired in one answer */
+const MAX_EXPIRED = 4 * LOGIN_SLOTS;
+
+/**
+ * Set-Cookies that expire the login cookies named in `cookieText` (a Cookie header, or the bytes of
+ * a request head): a 431 sends them, so that a browser whose login cookies took its Cookie header
+ * over the limit recovers with its next request instead of when they expire (10 minutes, every
+ * path of the host refused meanwhile). The attributes are those they were set with.
+ */
+export function expireLoginCookies(cookieText: string): string[] {
+  const names = new Set<string>();
+  for (const m of cookieText.matchAll(LOGIN_NAME_IN)) if (names.size < MAX_EXPIRED) names.add(m[1]!);
+  return [...names].map((name) => clearCookie(name, attrs(name.startsWith('__Host-'))));
 }
 
 /** The login state for this `state` parameter, if this browser started it and it has not expired, with the Set-Cookie that clears it. */

@@ -51,7 +51,7 @@ export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin:
   const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
   const secure = origin.startsWith('https:');
-  return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader)] };
+  return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader, appRoot({ origin, prefix: app.prefix }))] };
 }
 
 function redirect(res: ServerResponse, location: string, cookies: string[] = [], status: 302 | 307 = 302): void {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { WebSocket } from 'ws';
 import { request, startEchoBackend, startGateway } from '../support/harness.js';
-import { LOGIN_SLOTS } from '../../src/identity/loginState.js';
+import { LOGIN_SLOTS, MAX_LOGIN_COOKIE_BYTES } from '../../src/identity/loginState.js';
 import { Browser, CLIENT_SECRET, defaultApps, gatewayYaml, SECRET_A, startStack, userToken, type Stack } from './support.js';
 
 describe('identity: callback and login state', function () {
@@ -117,21 +118,53 @@ describe('identity: callback and login state', function () {
   });
 
   it('a browser whose cookies are over the header limit gets the 431 as a page; an API client as problem+json', async () => {
-    const send = (accept: string) =>
+    const send = (accept: string, cookie = Array.from({ length: 40 }, (_, i) => `drawbridge_login_${i}=${'A'.repeat(430)}`).join('; '), more = '') =>
       new Promise<string>((resolve, reject) => {
         const chunks: Buffer[] = [];
         const socket = net.connect(s.gw.port, '127.0.0.1', () =>
-          socket.write(`GET /.drawbridge/callback?state=x HTTP/1.1\r\nHost: ${new URL(s.origin('web')).host}\r\nAccept: ${accept}\r\nCookie: ${Array.from({ length: 40 }, (_, i) => `drawbridge_login_${i}=${'A'.repeat(430)}`).join('; ')}\r\n\r\n`),
+          socket.write(`GET /.drawbridge/callback?state=x&drawbridge_login_target=1 HTTP/1.1\r\nHost: ${new URL(s.origin('web')).host}\r\nAccept: ${accept}\r\nCookie: ${cookie}\r\n${more}\r\n`),
         );
         socket.on('data', (c) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks).toString())).on('error', reject);
       });
+    const expired = (answer: string) => [...answer.matchAll(/^set-cookie: (.*)\r$/gim)].map((m) => m[1]);
     const page = await send('text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8');
     assert.match(page, /^HTTP\/1\.1 431 /);
     assert.match(page, /content-type: text\/html/i);
     assert.match(page, /This corporate app can't be accessed[\s\S]*Clearing the cookies of this site/);
+    // The login cookies in the request are expired (a bounded number per answer, the next answer takes the rest), nothing of the request line's.
+    assert.deepEqual(expired(page), Array.from({ length: 16 }, (_, i) => `drawbridge_login_${i}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`));
     const problem = await send('application/json');
     assert.match(problem, /^HTTP\/1\.1 431 /);
     assert.match(problem, /content-type: application\/problem\+json/i);
+    assert.equal(expired(problem).length, 16);
+    // The https names with the attributes they were set with; the app's own cookies are left alone.
+    const big = `app_pref=${'p'.repeat(9000)}; __Host-drawbridge_login_Ab3-x_Yz=${'A'.repeat(4000)}; __Host-drawbridge_login_0=${'B'.repeat(4000)}`;
+    assert.deepEqual(expired(await send('text/html', big)), ['__Host-drawbridge_login_Ab3-x_Yz=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax', '__Host-drawbridge_login_0=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax']);
+    // The 431 for too many header lines, too.
+    const lines = await send('text/html', 'drawbridge_login_Ab3-x_Yz=x; theme=dark', 'X-A: 1\r\n'.repeat(2000));
+    assert.match(lines, /^HTTP\/1\.1 431 /);
+    assert.deepEqual(expired(lines), ['drawbridge_login_Ab3-x_Yz=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax']);
+  });
+
+  it('a long return URL never makes a login cookie the browser drops, and another site cannot lock the host out with them (431)', async () => {
+    // High entropy, so deflate cannot shrink it: the audit's login cookies were 4,510 bytes (dropped by
+    // Chromium: the callback was a 400 forever) and, at 3,550 characters, 3,990 bytes each.
+    const query = (n: number) => `?q=${randomBytes(n).toString('base64url').slice(0, n)}`;
+    const b = new Browser();
+    const start = await b.get(`${s.origin('web')}/deep${query(4000)}`);
+    const login = [start.headers['set-cookie'] ?? []].flat().find((c) => c.startsWith('drawbridge_login_'))!;
+    assert.ok(login.length <= MAX_LOGIN_COOKIE_BYTES, `${login.length} bytes`);
+    const { res, url } = await b.browse(start.headers.location!, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200);
+    assert.equal(url, `${s.origin('web')}/`, 'the app root instead');
+    // A deep link of a usual length still comes back exactly.
+    const shorter = `${s.origin('web')}/deep${query(900)}`;
+    assert.equal((await new Browser().browse(shorter, { user: 'bob', password: 'bob-pw' })).url, shorter);
+    // Sign-ins started by another site (top-level navigations) and never finished: the host still answers.
+    const victim = new Browser();
+    for (let i = 0; i < LOGIN_SLOTS; i++) assert.equal((await victim.get(`${s.origin('web')}/x${i}${query(3550)}`)).status, 302);
+    const after = await victim.get(`${s.origin('web')}/`);
+    assert.equal(after.status, 302, `${after.status}: ${victim.cookieHeader(new URL(s.origin('web')).host).length} bytes of cookies`);
   });
 
   it('WebSocket upgrades need the session too; with it they reach the app without the gateway cookie', async () => {
