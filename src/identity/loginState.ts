@@ -3,16 +3,15 @@
  * short-lived encrypted cookie. A callback URL replayed in another browser
  * finds nothing to finish.
  *
- * Bound: the cookie takes one of LOGIN_SLOTS fixed names, so sign-ins started
- * and never finished (a user opening the app again and again, or another site
- * sending the browser to app URLs in a loop) can never make the Cookie header
- * outgrow the server's limit (431 on every gateway path of the host). The
- * cookies are `Path=/` so that the start of a sign-in, which happens on an
- * app path, sees which slots are taken and uses a free one (else the oldest):
- * parallel sign-ins in several tabs do not overwrite each other up to that
- * many. The gateway removes them before any request reaches an app.
+ * Bound: each sign-in's cookie has a name of its own, and a new sign-in expires
+ * all but the newest few the browser holds (loginCookies), each of bounded size,
+ * so sign-ins started and never finished (a user opening the app again and
+ * again, or another site sending the browser to app URLs in a loop) can never
+ * make the Cookie header outgrow the server's limit (431 on every gateway path
+ * of the host). The cookies are `Path=/` so that the start of a sign-in, which
+ * happens on an app path, sees them all. The gateway removes them before any
+ * request reaches an app.
  */
-import { randomInt } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { clearCookie, parseCookies, serializeCookie } from './cookies.js';
 import { LOGIN_COOKIE, LOGIN_TTL_SEC, type IdentityRuntime } from './runtime.js';
@@ -71,48 +70,50 @@ export const MAX_LOGIN_COOKIE_BYTES = 1800;
  * Plain http (the localhost demo) cannot set a Secure cookie, so there the name is unprefixed.
  */
 const prefix = (secure: boolean) => `${secure ? '__Host-' : ''}${LOGIN_COOKIE}_`;
-const slotName = (slot: number, secure: boolean) => `${prefix(secure)}${slot}`;
+
+/** characters of the state that name its cookie: 48 random bits, so sign-ins in flight together never share one */
+const ID_LENGTH = 8;
+const nameOf = (state: string, secure: boolean) => `${prefix(secure)}${state.slice(0, ID_LENGTH)}`;
+/** the names this gateway gives login cookies (and the single digits of the fixed slots of earlier versions) */
+const nameShape = (secure: boolean) => new RegExp(`^${prefix(secure)}(?:[0-9]|[A-Za-z0-9_-]{${ID_LENGTH}})$`);
 
 const attrs = (secure: boolean) => ({ path: '/', httpOnly: true, secure, sameSite: 'lax' as const });
 
-/** This browser's login cookies that open, by slot name. */
-async function loginsIn(rt: IdentityRuntime, cookieHeader: string | string[] | undefined, secure: boolean): Promise<Map<string, LoginState>> {
-  const found = new Map<string, LoginState>();
-  const names = new Set(Array.from({ length: LOGIN_SLOTS }, (_, i) => slotName(i, secure)));
-  for (const [name, value] of parseCookies(cookieHeader)) {
-    if (!names.has(name) || found.has(name)) continue;
-    const st = await rt.logins.open<LoginState>(value);
-    if (st && st.v === 1 && typeof st.s === 'string' && typeof st.exp === 'number') found.set(name, st);
-  }
-  return found;
+async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState | undefined> {
+  const st = await rt.logins.open<LoginState>(value);
+  return st && st.v === 1 && typeof st.s === 'string' && typeof st.exp === 'number' ? st : undefined;
 }
 
 /**
- * The slot for a new sign-in: one of the free ones, at random, else the one whose sign-in
- * expires first. Not the first free one: tabs that start signing in at the same instant (a
- * browser restoring its tabs) send the same Cookie header, and all took slot 0, so every
- * callback but the last one's found its sign-in overwritten (400).
+ * The Set-Cookies of a new sign-in: its own login cookie, and the expiry of those it leaves
+ * behind. Each sign-in's cookie is named after its state. Slots chosen from the Cookie header
+ * collided: tabs that start signing in at the same instant (a browser restoring its tabs) send
+ * the same header, and 4 of them shared a slot 9 times in 10, the last to start overwriting the
+ * others' (400 at their callbacks). The bound is kept here instead: the login cookies the request
+ * carries that are expired or do not open go, and of the live ones the newest LOGIN_SLOTS - 1 stay
+ * beside the new one. Every later start sees every earlier cookie, so only starts at the same
+ * instant go past LOGIN_SLOTS, and the next start cuts them back. `root` (the app's root URL)
+ * replaces a return URL that would make the cookie too large.
  */
-async function freeSlot(rt: IdentityRuntime, cookieHeader: string | string[] | undefined, secure: boolean): Promise<string> {
-  const taken = await loginsIn(rt, cookieHeader, secure);
+export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined, root: string): Promise<string[]> {
   const now = Math.floor(rt.now() / 1000);
-  const free: string[] = [];
-  let oldest: [string, number] | undefined;
-  for (let i = 0; i < LOGIN_SLOTS; i++) {
-    const name = slotName(i, secure);
-    const st = taken.get(name);
-    if (!st || st.exp <= now) free.push(name);
-    else if (!oldest || st.exp < oldest[1]) oldest = [name, st.exp];
+  const shape = nameShape(secure);
+  const live: [string, number][] = [];
+  const gone = new Set<string>();
+  for (const [name, value] of parseCookies(cookieHeader)) {
+    if (!shape.test(name) || gone.has(name) || live.some(([n]) => n === name)) continue;
+    const open = await openLogin(rt, value);
+    if (open && open.exp > now) live.push([name, open.exp]);
+    else gone.add(name);
   }
-  return free.length ? free[randomInt(free.length)]! : oldest![0];
-}
-
-/** The Set-Cookie for a new sign-in; `root` (the app's root URL) replaces a return URL that would make it too large. */
-export async function loginCookie(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined, root: string): Promise<string> {
-  const name = await freeSlot(rt, cookieHeader, secure);
+  // all have the same lifetime: the latest expiry is the newest sign-in
+  live.sort((a, b) => b[1] - a[1]);
+  for (const [name] of live.slice(LOGIN_SLOTS - 1)) gone.add(name);
+  const name = nameOf(st.s, secure);
   const a = { ...attrs(secure), maxAge: LOGIN_TTL_SEC };
-  const cookie = serializeCookie(name, await rt.logins.seal(st), a);
-  return cookie.length <= MAX_LOGIN_COOKIE_BYTES ? cookie : serializeCookie(name, await rt.logins.seal({ ...st, r: root }), a);
+  let cookie = serializeCookie(name, await rt.logins.seal(st), a);
+  if (cookie.length > MAX_LOGIN_COOKIE_BYTES) cookie = serializeCookie(name, await rt.logins.seal({ ...st, r: root }), a);
+  return [...[...gone].map((n) => clearCookie(n, attrs(secure))), cookie];
 }
 
 /** a login cookie's name, as a request (or the part of one the parser held) spells it: every name this or an earlier version issued */
@@ -135,8 +136,12 @@ export function expireLoginCookies(cookieText: string): string[] {
 /** The login state for this `state` parameter, if this browser started it and it has not expired, with the Set-Cookie that clears it. */
 export async function readLoginState(rt: IdentityRuntime, state: string, cookieHeader: string | string[] | undefined, secure: boolean): Promise<{ st: LoginState; clear: string } | undefined> {
   const now = Math.floor(rt.now() / 1000);
-  for (const [name, st] of await loginsIn(rt, cookieHeader, secure)) {
-    if (st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
+  const name = nameOf(state, secure);
+  if (!nameShape(secure).test(name)) return undefined;
+  for (const [n, value] of parseCookies(cookieHeader)) {
+    if (n !== name) continue;
+    const st = await openLogin(rt, value);
+    if (st && st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
   }
   return undefined;
 }

@@ -19,7 +19,7 @@ import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError } from './discovery.js';
-import { loginCookie, newLoginState, readLoginState } from './loginState.js';
+import { loginCookies, newLoginState, readLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
@@ -41,7 +41,7 @@ export function originOf(protocol: 'http' | 'https', hostHeader: string | string
 
 export interface SignInStart {
   location: string;
-  /** the login state cookie (in one of a few fixed slots) */
+  /** the login state cookie, and the expiry of the older ones past the bound */
   setCookie: string[];
 }
 
@@ -51,7 +51,7 @@ export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin:
   const st = newLoginState(rt, app.name, redirectUri, returnUrl, stepUp);
   const url = await rt.client.authorizationUrl({ redirectUri, scope: rt.scopes, state: st.s, nonce: st.n, codeVerifier: st.pv, acrValues: stepUp?.acrValues, maxAge: stepUp?.maxAge, prompt: stepUp?.prompt });
   const secure = origin.startsWith('https:');
-  return { location: url.href, setCookie: [await loginCookie(rt, st, secure, cookieHeader, appRoot({ origin, prefix: app.prefix }))] };
+  return { location: url.href, setCookie: await loginCookies(rt, st, secure, cookieHeader, appRoot({ origin, prefix: app.prefix })) };
 }
 
 function redirect(res: ServerResponse, location: string, cookies: string[] = [], status: 302 | 307 = 302): void {
@@ -112,7 +112,17 @@ const callbackHandler =
     if (!origin || !rt || !state) return fail(400, 'The sign-in response is incomplete. Open the app again to sign in.', 'no state, origin or identity runtime');
     const secure = ctx.protocol === 'https';
     const login = await readLoginState(rt, state, req.headers.cookie, secure);
-    if (!login) return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+    if (!login) {
+      // A sibling tab's sign-in finished first, or the callback came back from the history: the
+      // browser is signed in to the app at the host root (the only one whose session cookie is
+      // sent to this path), and its root is a better place to land than a page that says start over.
+      const root = appAt(ctx.generation, ctx.host, '/');
+      if (root && (await readSession(root.rt, root.app, ctx.host, ctx.protocol, req.headers.cookie)).identity) {
+        log.info({ correlationId: ctx.id, app: root.app.name }, 'sign-in callback without its login state, already signed in: to the app root');
+        return redirect(res, appRoot({ origin, prefix: root.app.prefix }));
+      }
+      return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+    }
     const { st, clear } = login;
     const app = rt.apps.get(st.a);
     appName = app?.name;

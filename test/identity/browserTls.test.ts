@@ -71,7 +71,7 @@ apps:
     const page = await ctx.newPage();
     await page.goto(`${origin}/deep?x=1`);
     // The sign-in in flight is a __Host- cookie too: no sibling subdomain can set one (see the cookie-tossing test).
-    const login = (await ctx.cookies(origin)).find((c) => /^__Host-drawbridge_login_[0-3]$/.test(c.name));
+    const login = (await ctx.cookies(origin)).find((c) => /^__Host-drawbridge_login_[A-Za-z0-9_-]{8}$/.test(c.name));
     assert.ok(login, JSON.stringify(await ctx.cookies(origin)));
     assert.deepEqual([login.domain, login.path, login.secure, login.httpOnly], ['secure.localhost', '/', true, true]);
     await page.fill('#username', 'carol');
@@ -135,7 +135,7 @@ apps:
     // The attacker starts a sign-in on the app, signs in at the provider as bob, and keeps the callback URL unopened.
     const attacker = await untilCallback(`${one}/documents`, 'bob', 'bob-pw');
     const [name, value] = [...attacker.cookies].find(([n]) => n.includes('drawbridge_login_'))!;
-    const slot = name.slice(-1);
+    const slot = name.slice(name.indexOf('drawbridge_login_') + 'drawbridge_login_'.length);
     // The sibling's page plants that sign-in for the parent domain, under every name the gateway has used.
     planted = ['__Host-', '__Secure-', ''].map((p) => `${p}drawbridge_login_${slot}=${value}; Domain=apps.example.test; Path=/; Secure; HttpOnly; SameSite=Lax`);
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
