@@ -14,12 +14,13 @@ import type { CompiledApp, Generation, GenerationHolder } from '../pipeline/gene
 import { isPendingDecision, type Decision, type Identity, type RequestContext, type Stage, type StepUp } from '../pipeline/stage.js';
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
-import { isBrowserNavigation } from '../identity/clientKind.js';
+import { isBrowserNavigation, wantsPage } from '../identity/clientKind.js';
+import { requestedTarget, signInLink } from '../identity/returnUrl.js';
 import { sessionSignedOut } from '../identity/session.js';
 import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
-import { sendError } from './errorPages.js';
+import { sendError, type ErrorInfo } from './errorPages.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
@@ -611,7 +612,7 @@ export class Edge {
           return false;
         }
         outcome.decision = 'deny';
-        sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers });
+        sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers, ...(d.stepUp ? stepUpAnswer(ctx, d.stepUp) : {}) });
         return false;
       case 'redirect':
         outcome.decision = 'redirect';
@@ -748,6 +749,17 @@ export class Edge {
       'request',
     );
   }
+}
+
+/**
+ * The form of a step-up that is not a redirect to the provider, by the OIDC stage's client-kind
+ * test rather than Accept alone: an API client (fetch, XHR: `Accept: *\/*`) gets problem+json as
+ * when its session ended, and a page the browser shows (a form posted) gets a link that signs in
+ * again with the step-up, where before it had nothing to follow.
+ */
+function stepUpAnswer(ctx: RequestContext, stepUp: StepUp): Pick<ErrorInfo, 'as' | 'next'> {
+  if (ctx.upgrade || !wantsPage(ctx.headers)) return { as: 'problem' };
+  return { as: 'page', ...(ctx.identity?.via === 'session' ? { next: { href: signInLink(requestedTarget(ctx), stepUp), label: 'Sign in again' } } : {}) };
 }
 
 function defaultReason(status: number): string {

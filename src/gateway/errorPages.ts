@@ -69,6 +69,8 @@ export interface ErrorInfo {
   headers?: Readonly<Record<string, string | string[]>>;
   /** what the user can do next, as a link on this site (a path): the page shows it, problem+json has it as `next` */
   next?: NextStep;
+  /** the form, when the caller knows the kind of client better than its Accept says (clientKind.ts) */
+  as?: 'page' | 'problem';
 }
 
 export interface NextStep {
@@ -84,7 +86,7 @@ export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, 
   const title = titleOf(info.status);
   let body: string;
   let type: string;
-  if (wantsJson(reqHeaders)) {
+  if (info.as ? info.as === 'problem' : wantsJson(reqHeaders)) {
     type = 'application/problem+json';
     body = JSON.stringify({ type: 'about:blank', title, status: info.status, detail: info.reason, correlationId: info.correlationId, ...(info.app ? { app: info.app } : {}), ...(info.next ? { next: info.next.href } : {}) });
   } else {

@@ -7,6 +7,8 @@
  */
 
 import { normalizeTarget } from '../gateway/normalize.js';
+import type { StepUp } from '../pipeline/stage.js';
+import { SIGN_IN_PATH } from './runtime.js';
 
 export interface AppLocation {
   /** scheme://host[:port] as the browser sees the app */
@@ -18,6 +20,19 @@ export interface AppLocation {
 /** The URL this request asked for, relative to its origin: what sign-in comes back to (`;jsessionid=` and query kept). */
 export function requestedTarget(ctx: { readonly path: string; readonly pathParams: string; readonly search: string }): string {
   return ctx.path + ctx.pathParams + ctx.search;
+}
+
+/**
+ * The gateway's sign-in link back to `target` (a path and query of this host): a page links to it
+ * where a browser cannot be sent to sign in at once (a form post, whose body would be lost). A
+ * step-up travels with it, so the new sign-in is the fresher or stronger one asked for, not one the
+ * provider's session answers with the old auth_time.
+ */
+export function signInLink(target: string, stepUp?: StepUp): string {
+  const q = new URLSearchParams({ returnUrl: target });
+  if (stepUp?.maxAge !== undefined) q.set('max_age', String(stepUp.maxAge));
+  if (stepUp?.acrValues) q.set('acr_values', stepUp.acrValues);
+  return `${SIGN_IN_PATH}?${q}`;
 }
 
 export function appRoot(app: AppLocation): string {

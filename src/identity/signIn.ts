@@ -21,7 +21,7 @@ import { meetsMfa } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError } from './discovery.js';
 import { loginCookies, newLoginState, readLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
-import { appRoot, requestedTarget, safeReturnUrl } from './returnUrl.js';
+import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
 import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
@@ -133,7 +133,7 @@ const callbackHandler =
       // The login cookie goes either way: the provider issued no code, so a reload has nothing to finish.
       const refusal = providerRefusal(error, new URL(rt.config.identity!.issuer).host);
       const again = new URL(st.r);
-      const next = { href: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(again.pathname + again.search)}`, label: 'Sign in again' };
+      const next = { href: signInLink(again.pathname + again.search, { maxAge: st.ma, acrValues: st.acr }), label: 'Sign in again' };
       const headers = refusal.retryLater ? { 'retry-after': RETRY_AFTER_SEC } : undefined;
       return fail(refusal.status, refusal.reason, `provider error ${error}: ${params.get('error_description') ?? ''}`, [clear], { headers, next });
     }
@@ -232,13 +232,27 @@ const signInHandler: InternalHandler = async (req, res, ctx) => {
   if (!origin || !found) return sendError(res, req.headers, { status: 404, reason: 'No app with sign-in is published at this address.', correlationId: ctx.id });
   const target = safeReturnUrl(candidate, { origin, prefix: found.app.prefix });
   try {
-    const s = await startSignIn(found.rt, found.app, origin, target, undefined, req.headers.cookie);
+    const s = await startSignIn(found.rt, found.app, origin, target, stepUpAsked(found.rt, new URLSearchParams(ctx.search)), req.headers.cookie);
     redirect(res, s.location, s.setCookie);
   } catch (e) {
     if (e instanceof ProviderUnavailableError) return unavailable(req, res, ctx.id, found.app.name);
     throw e;
   }
 };
+
+/**
+ * The step-up a sign-in link carries (signInLink): `max_age` (with prompt=login, as a policy's
+ * signInFrequency asks for it), and `acr_values` only among identity.mfaAcrValues, which the
+ * callback can tell were met. Asking for more than the app needs costs the user a prompt, no more.
+ */
+function stepUpAsked(rt: IdentityRuntime, q: URLSearchParams): StepUp | undefined {
+  const maxAge = /^\d{1,9}$/.test(q.get('max_age') ?? '') ? Number(q.get('max_age')) : undefined;
+  const mfa = rt.config.identity!.mfaAcrValues ?? DEFAULT_REQUIREMENTS.mfaAcrValues;
+  const acr = q.get('acr_values');
+  const acrValues = acr && acr.split(' ').every((v) => mfa.includes(v) || (!mfa.length && v === 'mfa')) ? acr : undefined;
+  if (maxAge === undefined && !acrValues) return undefined;
+  return { ...(acrValues ? { acrValues } : {}), ...(maxAge !== undefined ? { maxAge, prompt: 'login' as const } : {}) };
+}
 
 /**
  * Sign-out changes state, so a page elsewhere must not be able to trigger it
@@ -374,7 +388,7 @@ const meHandler: InternalHandler = async (req, res, ctx) => {
   if (!found || (ctx.prefix !== '/' && found.app.prefix !== ctx.prefix)) return void send(404, { error: 'no app with sign-in at this address' });
   if (found.app.prefix !== ctx.prefix) return redirect(res, underPrefix(found.app.prefix, ME_PATH));
   const s = await readSession(found.rt, found.app, ctx.host, ctx.protocol, req.headers.cookie);
-  if (!s.identity) return void send(401, { signedIn: false, app: found.app.name, signIn: `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(path)}` });
+  if (!s.identity) return void send(401, { signedIn: false, app: found.app.name, signIn: signInLink(path) });
   // the root's sign-out, which ends this host's other apps too
   send(200, { signedIn: true, app: found.app.name, user: s.identity.user, groups: s.identity.groups, claims: s.identity.claims, expires: new Date(s.exp! * 1000).toISOString(), signOut: SIGN_OUT_PATH });
 };

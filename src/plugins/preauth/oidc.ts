@@ -12,10 +12,9 @@ import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bea
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { titleOf } from '../../gateway/errorPages.js';
-import { requestedTarget, safeReturnUrl } from '../../identity/returnUrl.js';
+import { requestedTarget, safeReturnUrl, signInLink } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
-import { SIGN_IN_PATH } from '../../identity/runtime.js';
 import { originOf, rememberRuntime, startSignIn } from '../../identity/signIn.js';
 
 export interface OidcStageOptions {
@@ -127,7 +126,7 @@ class OidcStage implements Stage {
   /** 401 as for an API client, but as a page with a sign-in link: a form posted after the session ended. */
   private signInPage(ctx: RequestContext, cookies: string[]): Decision {
     const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-    const link = `${SIGN_IN_PATH}?returnUrl=${encodeURIComponent(requestedTarget(ctx))}`;
+    const link = signInLink(requestedTarget(ctx));
     const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
     const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
     if (cookies.length) headers['set-cookie'] = cookies;

@@ -124,4 +124,41 @@ policies:
     assert.equal(res.status, 200, res.body);
     assert.equal(url, `${s.origin('finance')}/report`);
   });
+
+  it('after signInFrequency lapsed, fetch and XHR get problem+json (not the HTML page), and a posted form a page whose "Sign in again" link really signs in again', async () => {
+    const b = new Browser();
+    assert.equal((await b.browse(`${s.origin('finance')}/`, { user: 'bob', password: 'bob-pw' })).res.status, 200);
+    await new Promise((r) => setTimeout(r, 3200));
+    const before = s.backend.received.length;
+    for (const [method, headers] of [
+      ['POST', { accept: '*/*', 'sec-fetch-mode': 'cors', 'sec-fetch-dest': 'empty', 'content-type': 'application/json' }],
+      ['GET', { accept: '*/*', 'x-requested-with': 'XMLHttpRequest' }],
+    ] as [string, Record<string, string>][]) {
+      const api = await b.send(method, `${s.origin('finance')}/api/items`, headers, method === 'POST' ? '{}' : undefined);
+      assert.equal(api.status, 401);
+      assert.match(String(api.headers['content-type']), /^application\/problem\+json/, `${method}: ${api.body.slice(0, 100)}`);
+      assert.equal(api.json().detail, 'This app requires you to sign in again.');
+      assert.match(String(api.headers['www-authenticate']), /insufficient_user_authentication.*max_age=2/);
+    }
+    // The form: as after the session's lifetime, a page with a link back, here carrying the step-up.
+    const form = await b.send('POST', `${s.origin('finance')}/submit?x=1`, { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'content-type': 'application/x-www-form-urlencoded' }, 'a=1');
+    assert.equal(form.status, 401);
+    assert.match(String(form.headers['content-type']), /^text\/html/);
+    const href = /<a href="([^"]+)">Sign in again<\/a>/.exec(form.body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+    assert.equal(href, '/.drawbridge/sign-in?returnUrl=%2Fsubmit%3Fx%3D1&max_age=2');
+    assert.equal(s.backend.received.length, before, 'nothing reached the app');
+    // Following it asks the provider for max_age and prompt=login, so the user signs in for real, and lands on the form's URL.
+    const start = await b.get(`${s.origin('finance')}${href}`);
+    const auth = new URL(start.headers.location!);
+    assert.equal(auth.searchParams.get('max_age'), '2');
+    assert.equal(auth.searchParams.get('prompt'), 'login');
+    const { res, url } = await b.browse(start.headers.location!, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(url, `${s.origin('finance')}/submit?x=1`);
+    assert.equal((await b.send('POST', `${s.origin('finance')}/submit?x=1`, { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'content-type': 'application/x-www-form-urlencoded' }, 'a=1')).status, 200, 'the form goes through now');
+    // A sign-in link can ask only for the MFA acr values the config knows.
+    const odd = await b.get(`${s.origin('finance')}/.drawbridge/sign-in?returnUrl=/&acr_values=urn:evil&max_age=x`);
+    const plain = new URL(odd.headers.location!);
+    assert.deepEqual([plain.searchParams.get('acr_values'), plain.searchParams.get('max_age'), plain.searchParams.get('prompt')], [null, null, null]);
+  });
 });
