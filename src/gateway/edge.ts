@@ -20,7 +20,7 @@ import { sessionSignedOut } from '../identity/session.js';
 import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
-import { sendError, type ErrorInfo } from './errorPages.js';
+import { sendError, type ErrorInfo, type NextStep } from './errorPages.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget } from './normalize.js';
 import { hostnameOf } from './router.js';
@@ -612,7 +612,7 @@ export class Edge {
           return false;
         }
         outcome.decision = 'deny';
-        sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers, ...(d.stepUp ? stepUpAnswer(ctx, d.stepUp) : {}) });
+        sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers, ...(d.stepUp ? stepUpAnswer(ctx, d.stepUp) : signInAgain(ctx, d.signInAgain)) });
         return false;
       case 'redirect':
         outcome.decision = 'redirect';
@@ -759,7 +759,17 @@ export class Edge {
  */
 function stepUpAnswer(ctx: RequestContext, stepUp: StepUp): Pick<ErrorInfo, 'as' | 'next'> {
   if (ctx.upgrade || !wantsPage(ctx.headers)) return { as: 'problem' };
-  return { as: 'page', ...(ctx.identity?.via === 'session' ? { next: { href: signInLink(requestedTarget(ctx), stepUp), label: 'Sign in again' } } : {}) };
+  return { as: 'page', next: signInAgainLink(ctx, stepUp) };
+}
+
+/** A deny a fresh sign-in may lift (Decision signInAgain): a browser session gets the link that replaces it. */
+function signInAgain(ctx: RequestContext, asked: boolean | undefined): Pick<ErrorInfo, 'next'> {
+  return asked === true ? { next: signInAgainLink(ctx) } : {};
+}
+
+/** Only a browser session is replaced by signing in again; a bearer client brings its own token. */
+function signInAgainLink(ctx: RequestContext, stepUp?: StepUp): NextStep | undefined {
+  return ctx.identity?.via === 'session' ? { href: signInLink(requestedTarget(ctx), stepUp), label: 'Sign in again' } : undefined;
 }
 
 function defaultReason(status: number): string {

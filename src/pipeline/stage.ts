@@ -72,6 +72,13 @@ export type Decision =
        * client gets the deny as it is (the stage sets WWW-Authenticate).
        */
       readonly stepUp?: StepUp;
+      /**
+       * The deny rests on what the sign-in said about the user (assignment by group): a browser
+       * session is offered a link that signs in again, which replaces the session with what the
+       * provider says now. A session keeps its groups for its lifetime, so a user added to the
+       * group at the provider got this deny until the session ended.
+       */
+      readonly signInAgain?: boolean;
     }
   | { readonly kind: 'redirect'; readonly location: string; readonly status?: 302 | 303 | 307; readonly headers?: Readonly<Record<string, string | string[]>>; readonly reasons?: readonly string[] }
   | { readonly kind: 'respond'; readonly status: number; readonly headers?: Readonly<Record<string, string | string[]>>; readonly body?: string | Buffer; readonly reasons?: readonly string[] };

@@ -102,6 +102,28 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     }
   });
 
+  it('a user added to the app\'s group at the provider after a 403 gets in by the page\'s "Sign in again" link, which replaces the session', async () => {
+    const bob = s.idp.users.get('bob')!;
+    const groups = bob.groups;
+    bob.groups = ['everyone'];
+    try {
+      const b = new Browser();
+      const { res } = await b.browse(`${s.origin('finance')}/ledger?y=1`, { user: 'bob', password: 'bob-pw' });
+      assert.equal(res.status, 403);
+      const href = /<a href="([^"]+)">Sign in again<\/a>/.exec(res.body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+      assert.equal(href, '/.drawbridge/sign-in?returnUrl=%2Fledger%3Fy%3D1');
+      assert.equal((await b.get(`${s.origin('finance')}/ledger?y=1`, { accept: 'application/json' })).json().next, href, 'a script of the page gets it in problem+json');
+      bob.groups = ['finance', 'everyone'];
+      assert.equal((await b.get(`${s.origin('finance')}/ledger?y=1`)).status, 403, 'the session keeps the groups of its sign-in');
+      // the provider's session answers at once: no password again, fresh groups
+      const again = await b.browse(`${s.origin('finance')}${href}`);
+      assert.equal(again.res.status, 200, again.res.body.slice(0, 200));
+      assert.equal(again.url, `${s.origin('finance')}/ledger?y=1`);
+    } finally {
+      bob.groups = groups;
+    }
+  });
+
   it('passthrough apps keep working without identity', async () => {
     const res = await new Browser().get(`${s.origin('open')}/x`);
     assert.equal(res.status, 200);

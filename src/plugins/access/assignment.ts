@@ -49,6 +49,7 @@ class AssignmentStage implements Stage {
       status: 403,
       reasons: [`user ${id.user} is not assigned to ${ctx.app.name}${id.groupsIncomplete ? ' (group list incomplete: overage)' : ''}`],
       publicReason: 'You are not assigned to this app. Ask your administrator for access.',
+      signInAgain: true,
     };
   }
 }
