@@ -58,6 +58,8 @@ export class IdentityRuntime {
   readonly referencedGroups: ReadonlySet<string>;
   /** names a trimmed session's groups by the config they were trimmed for (session.ts) */
   readonly referencedGroupsDigest: string;
+  /** identity.issuer and clientId, as a session's binding names them (session.ts bindingOf) */
+  readonly signedInBy: string;
   /**
    * The claims a browser session keeps: those the built-in rules read, and every claim the config
    * names (policy claim conditions, the compliant-device claim, identity headers), so a rule reads
@@ -103,6 +105,7 @@ export class IdentityRuntime {
     for (const p of Object.values((config as { policies?: Record<string, { when?: { groups?: string[] } }> }).policies ?? {})) for (const g of p.when?.groups ?? []) groups.add(g.toLowerCase());
     this.referencedGroups = groups;
     this.referencedGroupsDigest = createHash('sha256').update([...groups].sort().join('\n')).digest('base64url').slice(0, 16);
+    this.signedInBy = createHash('sha256').update(`${id.issuer}\n${id.clientId}`).digest('base64url').slice(0, 16);
     this.sessionClaims = Object.freeze([...new Set([...POLICY_CLAIMS, ...claimsReadBy(config)])]);
     this.configClaims = Object.freeze(this.sessionClaims.filter((k) => !POLICY_CLAIMS.includes(k)));
   }

@@ -1,7 +1,8 @@
 /**
  * The browser session: what goes into the encrypted cookie and how it comes
  * back out. Bound to the app and the exact host it was issued for, so a
- * cookie lifted from one app or host is worthless on another.
+ * cookie lifted from one app or host is worthless on another, and to the
+ * provider and client that signed the user in.
  */
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
@@ -17,7 +18,7 @@ interface SessionPayload {
   v: 1;
   /** id: what sign-out revokes (revocations.ts) */
   j: string;
-  /** binding: app name and host */
+  /** binding: app name, host, and the provider and client (bindingOf) */
   b: string;
   u: string;
   g: string[];
@@ -42,8 +43,14 @@ export class SessionTooLargeError extends Error {
   }
 }
 
-export function bindingOf(app: AppIdentity, host: string): string {
-  return `${app.name}\n${host.toLowerCase()}`;
+/**
+ * What a session is good for: the app, the exact host, and the provider and client that signed it
+ * in. `bob` at one issuer (or tenant) is not necessarily `bob` at another: after a reload that
+ * switches identity.issuer or identity.clientId (another tenant after a compromise, a test provider
+ * replaced by production), the sessions the previous one issued end, though session.secrets stay.
+ */
+function bindingOf(rt: IdentityRuntime, app: AppIdentity, host: string): string {
+  return `${app.name}\n${host.toLowerCase()}\n${rt.signedInBy}`;
 }
 
 export function cookieFor(app: AppIdentity, protocol: 'http' | 'https'): { name: string; attrs: Omit<CookieAttributes, 'maxAge'> } {
@@ -61,7 +68,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const { groups, incomplete } = groupsFromClaims(claims, rt.claimNames.groups);
   const kept: Record<string, unknown> = {};
   for (const k of rt.sessionClaims) if (claims[k] !== undefined) kept[k] = claims[k];
-  const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
+  const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(rt, app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
   if (rt.configClaims.length) payload.k = [...rt.configClaims];
   if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
@@ -104,7 +111,7 @@ function toIdentity(p: SessionPayload): Identity {
  * it first when its path is longer).
  */
 export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; stale?: string }> {
-  const binding = bindingOf(app, host);
+  const binding = bindingOf(rt, app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
   const issued = cookieFor(app, protocol).name;

@@ -133,6 +133,28 @@ describe('identity: session cookies', function () {
       assert.equal((await me()).status, 401, 'old key removed: signed out');
       assert.equal((await b2.get(`${s.origin('web')}/.drawbridge/me`)).status, 200, '...and survive the old key going');
     });
+
+    it('a reload that switches identity.issuer or clientId ends the sessions the previous provider or client issued, whatever the secrets', async () => {
+      const config = (issuer: string, clientId = 'drawbridge') => gatewayYaml(issuer, [SECRET_A, SECRET_B], defaultApps(s.backend.url)).replace('clientId: drawbridge', `clientId: ${clientId}`);
+      const switchTo = async (text: string) => {
+        writeFileSync(s.gw.configFile, text);
+        assert.equal(await s.gw.server.reload('test'), 'success');
+      };
+      await switchTo(config(s.idp.issuer));
+      const b = new Browser();
+      await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+      const app = () => b.get(`${s.origin('web')}/x`);
+      assert.equal((await app()).status, 200);
+      // another tenant (here one that cannot be reached): the old session is no way in
+      await switchTo(config('http://127.0.0.1:9/other-tenant'));
+      assert.equal((await app()).status, 503, 'sent to sign in at the new provider (down), not let in');
+      assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+      // another client at the same provider
+      await switchTo(config(s.idp.issuer, 'another-client'));
+      assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+      await switchTo(config(s.idp.issuer));
+      assert.equal((await app()).status, 200, 'the same provider and client again: the session was never revoked');
+    });
   });
 
   describe('hundreds of groups', () => {
