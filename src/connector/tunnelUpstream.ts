@@ -196,6 +196,10 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
+      /** the app's bytes on this request's connection before it was sent: more later means the app answered */
+      let arrivedBefore: number | undefined;
+      upReq.once('socket', (socket: Duplex) => (arrivedBefore = (socket as StreamSocket).bytesArrived ?? 0));
+      const appAnswered = () => arrivedBefore !== undefined && ((upReq.socket as StreamSocket | null)?.bytesArrived ?? 0) > arrivedBefore;
       // a status outside 200-599 (a 101 included) is an answer, not a failed dial: no retry elsewhere
       const notHttp = (failure: UpstreamFailure) => {
         upReq.removeAllListeners('error').on('error', () => undefined);
@@ -214,7 +218,11 @@ export class TunnelUpstream implements Upstream {
         // An app that timed out (on the request, or on the TLS handshake before it) would most
         // likely time out again: a retry would double the wait and its load.
         const timedOut = (err as NodeJS.ErrnoException).code === 'UND_ERR_HEADERS_TIMEOUT' || (err as NodeJS.ErrnoException).code === 'UND_ERR_CONNECT_TIMEOUT';
-        if (n === 0 && !started && !timedOut && (err instanceof NotDialed || replayable)) {
+        // An answer that came back and failed to parse (two lengths, a bare LF) means the app ran the
+        // request: not sent twice. (Bytes are counted on plain connections; an https app's handshake
+        // bytes would count too, so there the parser's error says it.)
+        const answeredBadly = appAnswered() || String((err as NodeJS.ErrnoException).code).startsWith('HPE_');
+        if (n === 0 && !started && !timedOut && !answeredBadly && (err instanceof NotDialed || replayable)) {
           this.hub.log.warn({ correlationId: f.headers[CORRELATION_HEADER], connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
         }
@@ -430,6 +438,7 @@ class StreamSocket extends Duplex {
     // it (its own listener, or failOnDeadSocket).
     this.on('error', ignoreError);
     s.on('data', (c: Buffer) => {
+      this.bytesArrived += c.length;
       this.idle?.refresh();
       if (!this.push(c)) s.pause();
     });
@@ -460,6 +469,9 @@ class StreamSocket extends Duplex {
   override _read(): void {
     this.s.resume();
   }
+
+  /** bytes the app's side sent on this connection, all requests together */
+  bytesArrived = 0;
 
   /** when a request's bytes were last handed to this connection (Date.now()) */
   lastSentAt = 0;

@@ -24,6 +24,9 @@ describe('tunnel upstream: apps behind a connector', function () {
   let hangup: net.Server;
   let speaksFirst: http.Server;
   let closer: net.Server;
+  let twoLengths: net.Server;
+  /** the request lines the app with two Content-Lengths received */
+  const twoLengthsSaw: string[] = [];
   /** what the closing app received, in order */
   const closerSaw: string[] = [];
   let dir: string;
@@ -123,6 +126,15 @@ describe('tunnel upstream: apps behind a connector', function () {
       s.on('close', () => clearTimeout(idle));
     });
     await new Promise<void>((r) => closer.listen(0, '127.0.0.1', r));
+    // runs each request, then answers it with two different Content-Lengths (a head no parser takes)
+    twoLengths = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', (d) => {
+        twoLengthsSaw.push(d.toString('latin1').split('\r\n', 1)[0]!);
+        s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok!');
+      });
+    });
+    await new Promise<void>((r) => twoLengths.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -189,6 +201,11 @@ describe('tunnel upstream: apps behind a connector', function () {
     connectorGroup: g1
     preAuth: passthrough
     backendTimeout: 5s
+  - name: TwoLengths
+    externalUrl: http://two-lengths.test/
+    internalUrl: http://127.0.0.1:${(twoLengths.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
   - name: Hangup
     externalUrl: http://hangup.test/
     internalUrl: http://127.0.0.1:${(hangup.address() as AddressInfo).port}/
@@ -211,6 +228,7 @@ describe('tunnel upstream: apps behind a connector', function () {
     working.close();
     hangup.close();
     closer.close();
+    twoLengths.close();
     speaksFirst.closeAllConnections();
     speaksFirst.close();
   });
@@ -310,6 +328,16 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(post.status, 200, post.body.slice(0, 300));
     assert.equal(post.body, '/late-next');
     assert.deepEqual(closerSaw.slice(mark), ['/late', '/late-next']);
+  });
+
+  it('an app whose answer does not parse gets each request once (a DELETE it ran is not retried), and the client gets 502', async () => {
+    for (const method of ['DELETE', 'GET']) {
+      const mark = twoLengthsSaw.length;
+      const r = await request(`${gw.url}/d/item-1`, { method, headers: host('two-lengths.test') });
+      assert.equal(r.status, 502);
+      await sleep(200);
+      assert.deepEqual(twoLengthsSaw.slice(mark), [`${method} /d/item-1 HTTP/1.1`]);
+    }
   });
 
   it('translateUrls.body works through the tunnel too', async () => {
