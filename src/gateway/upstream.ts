@@ -75,6 +75,8 @@ export interface BackendTlsOptions {
  */
 export function clientResponse(f: ForwardRequest, status: number, headers: Record<string, string | string[]>): { headers: OutgoingHttpHeaders; body?: Transform } {
   const out = downstreamResponseHeaders(headers, f.cookies);
+  // a 204 carries no length (RFC 9110 8.6): one from the app would tell a client to wait for bytes that never come
+  if (status === 204) delete out['content-length'];
   if (f.rewriteLocation) translateHeaders(out, f.rewriteLocation);
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
 }
@@ -264,6 +266,14 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
     f.res.writeHead(statusCode, r.headers);
+    // A 204 or 304 has no body whatever its Content-Length says (RFC 9112 6.3), and a 304 may carry
+    // the length the 200 would have had (ASP.NET does). undici counts that length as missing
+    // bytes and fails the exchange, which cut an answer the client already had whole.
+    if (statusCode === 204 || statusCode === 304) {
+      f.res.end();
+      this.end();
+      return true;
+    }
     flushHeadForDuplex(f);
     let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
     if (r.body) {

@@ -91,3 +91,46 @@ apps:
     }
   });
 });
+
+describe('upstream: answers that have no body whatever their Content-Length says', function () {
+  this.timeout(20_000);
+  it('a 304 or 204 that carries a Content-Length (as ASP.NET sends) reaches the client whole, and the connection carries the next request', async () => {
+    // answers /304 and /204 with a length and no body, anything else with a plain 200
+    const app = net.createServer((s) => {
+      s.on('error', () => undefined);
+      let head = '';
+      s.on('data', (d) => {
+        head += d.toString('latin1');
+        for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
+          const path = head.slice(0, end).split(' ')[1]!;
+          head = head.slice(end + 4);
+          if (path === '/304') s.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 100\r\netag: "a"\r\n\r\n');
+          else if (path === '/204') s.write('HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n');
+          else s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${path.length}\r\n\r\n${path}`);
+        }
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const gw = await startGateway(`gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Lengths
+    externalUrl: http://lengths.test/
+    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
+    preAuth: passthrough
+`);
+    try {
+      for (const status of ['304', '204']) {
+        const got = await rawRequest(gw.port, `GET /${status} HTTP/1.1\r\nHost: lengths.test\r\nIf-None-Match: "a"\r\n\r\nGET /next HTTP/1.1\r\nHost: lengths.test\r\n\r\n`);
+        assert.match(got, new RegExp(`^HTTP/1\\.1 ${status} `), got);
+        if (status === '304') assert.match(got, /\r\netag: "a"\r\n/i);
+        else assert.doesNotMatch(got.split('\r\n\r\n', 1)[0]!, /content-length/i, 'a 204 carries no Content-Length');
+        assert.match(got, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\n\/next$/, got);
+      }
+    } finally {
+      await gw.stop();
+      app.close();
+    }
+  });
+});
