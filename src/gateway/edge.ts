@@ -387,6 +387,14 @@ export class Edge {
     const h = req.headers;
     // Request smuggling guard: a body framed two ways is refused before anything reads it.
     if (h['transfer-encoding'] !== undefined && h['content-length'] !== undefined) return this.deny(req, res, id, outcome, 400, 'The request has both Content-Length and Transfer-Encoding.');
+    // Only chunked is decoded here: a coding before it (`gzip, chunked`) would reach the app as a
+    // plain body with the coding silently gone (RFC 9112 6.1: 501). Without chunked last the body
+    // has no framing at all (400).
+    const te = h['transfer-encoding']?.trim().toLowerCase();
+    if (te !== undefined && te !== 'chunked') {
+      if (!/(?:^|[\s,])chunked$/.test(te)) return this.deny(req, res, id, outcome, 400, 'The request body has no valid framing (Transfer-Encoding must end in chunked).');
+      return this.deny(req, res, id, outcome, 501, 'The request uses a transfer coding the gateway does not support (only chunked).');
+    }
     if (h['content-length'] !== undefined && conflictingLengths(req.rawHeaders)) return this.deny(req, res, id, outcome, 400, 'The request has conflicting Content-Length headers.');
     const malformed = malformedHead(req);
     if (malformed) return this.deny(req, res, id, outcome, 400, malformed);
