@@ -174,7 +174,11 @@ export class DirectUpstream implements Upstream {
         body: hasBody ? coalescedBody(req) : null,
         headersTimeout: f.timeoutMs,
         bodyTimeout: f.timeoutMs,
-      },
+        // undici takes the name to send and check from each request's Host otherwise (the pool's own
+        // servername loses to it): backend.tls.serverName was ignored, and a Host that varied would
+        // have closed the connection at each change
+        ...(this.tls?.servername ? { servername: this.tls.servername } : {}),
+      } as Dispatcher.DispatchOptions,
       exchange,
     );
     return exchange.cancel;

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConnectorCa } from '../../src/connector/ca.js';
 import type { Stage } from '../../src/pipeline/stage.js';
-import { rawRequest, request, startEchoBackend, startGateway, type EchoBackend } from '../support/harness.js';
+import { rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 
 /**
@@ -128,6 +132,44 @@ apps:
         else assert.doesNotMatch(got.split('\r\n\r\n', 1)[0]!, /content-length/i, 'a 204 carries no Content-Length');
         assert.match(got, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\n\/next$/, got);
       }
+    } finally {
+      await gw.stop();
+      app.close();
+    }
+  });
+});
+
+describe('upstream: an https direct app', function () {
+  this.timeout(20_000);
+  it('backend.tls.serverName is the name sent (SNI) and checked, whatever internalUrl\'s host is, as through a connector', async () => {
+    const root = await ConnectorCa.loadOrCreate(tempDir());
+    const leaf = await root.issueServer(['alt.internal']);
+    const sni: (string | false | null)[] = [];
+    const app = https.createServer({ key: leaf.keyPem, cert: leaf.certPem }, (req, res) => {
+      sni.push((req.socket as import('node:tls').TLSSocket).servername);
+      res.end('tls app');
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const dir = tempDir();
+    writeFileSync(join(dir, 'root.pem'), root.certPem);
+    const gw = await startGateway(
+      `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Named
+    externalUrl: http://named.test/
+    internalUrl: https://localhost:${(app.address() as AddressInfo).port}/
+    preAuth: passthrough
+    backend: { tls: { ca: ./root.pem, serverName: alt.internal } }
+`,
+      { dir },
+    );
+    try {
+      const r = await request(`${gw.url}/`, { headers: { host: 'named.test' } });
+      assert.equal(r.status, 200, r.body.slice(0, 300));
+      assert.equal(r.body, 'tls app');
+      assert.deepEqual(sni, ['alt.internal']);
     } finally {
       await gw.stop();
       app.close();
