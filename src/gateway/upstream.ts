@@ -477,6 +477,10 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return { status: 504, reason: 'The app did not answer in time.', detail, afterHeaders, appQuiet: code !== 'UND_ERR_CONNECT_TIMEOUT' };
   }
+  // undici's words for a 101 to a request that asked for no upgrade, and for any 100: the app answered, wrongly
+  if (code === 'UND_ERR_SOCKET' && (e.message === 'bad upgrade' || e.message === 'bad response')) {
+    return { status: 502, reason: "The app's answer was not valid HTTP.", detail, afterHeaders };
+  }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
     return { status: 400, reason: 'The request body did not match its Content-Length.', detail, afterHeaders };
   }

@@ -98,7 +98,7 @@ apps:
 
 describe('upstream: answers that have no body whatever their Content-Length says', function () {
   this.timeout(20_000);
-  it('a 304 or 204 that carries a Content-Length (as ASP.NET sends) reaches the client whole, and the connection carries the next request', async () => {
+  it('a 304 or 204 that carries a Content-Length (as ASP.NET sends) reaches the client whole, and the connection carries the next request; a 101 nobody asked for is a 502 saying the answer was not valid HTTP', async () => {
     // answers /304 and /204 with a length and no body, anything else with a plain 200
     const app = net.createServer((s) => {
       s.on('error', () => undefined);
@@ -108,7 +108,8 @@ describe('upstream: answers that have no body whatever their Content-Length says
         for (let end = head.indexOf('\r\n\r\n'); end >= 0; end = head.indexOf('\r\n\r\n')) {
           const path = head.slice(0, end).split(' ')[1]!;
           head = head.slice(end + 4);
-          if (path === '/304') s.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 100\r\netag: "a"\r\n\r\n');
+          if (path === '/switch') s.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n');
+          else if (path === '/304') s.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 100\r\netag: "a"\r\n\r\n');
           else if (path === '/204') s.write('HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n');
           else s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${path.length}\r\n\r\n${path}`);
         }
@@ -132,6 +133,10 @@ apps:
         else assert.doesNotMatch(got.split('\r\n\r\n', 1)[0]!, /content-length/i, 'a 204 carries no Content-Length');
         assert.match(got, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\n\/next$/, got);
       }
+      // (a 101 to a request that asked for no upgrade is the app's fault, not a network one)
+      const switched = await request(`${gw.url}/switch`, { headers: { host: 'lengths.test', accept: 'application/json' } });
+      assert.equal(switched.status, 502);
+      assert.match(switched.body, /The app's answer was not valid HTTP/);
     } finally {
       await gw.stop();
       app.close();
