@@ -300,6 +300,12 @@ export class ConnectorAgent {
   /** since when every handshake with the gateway found a certificate of another CA (undefined: the last one verified) */
   private foreignCaSince?: number;
   private targets = new Set<string>();
+  /**
+   * Target lists whose stream has begun but not yet ended. After a reload the gateway sends a new
+   * list, then at once requests for what it adds; those streams arrive behind the list's, and
+   * were refused (403, a 502 for the client) while its bytes were still being read.
+   */
+  private targetsArriving = new Set<Promise<void>>();
   private readonly sessions = new Set<Http2Session>();
   private readonly links = new Set<ChannelLink>();
   private draining = false;
@@ -492,6 +498,10 @@ export class ConnectorAgent {
       return void stream.respond({ ':status': 400 }, { endStream: true });
     }
     const authority = String(headers[':authority'] ?? '');
+    if (!this.targets.has(authority) && this.targetsArriving.size) {
+      void Promise.all(this.targetsArriving).then(() => !stream.destroyed && this.onStream(stream, headers));
+      return;
+    }
     if (!this.targets.has(authority)) {
       this.log.warn({ target: authority }, 'target refused: not an internal URL of an app published to this group');
       return void stream.respond({ ':status': 403, 'x-drawbridge-error': 'target not allowed' }, { endStream: true });
@@ -539,6 +549,13 @@ export class ConnectorAgent {
   }
 
   private onTargets(stream: ServerHttp2Stream): void {
+    let read!: () => void;
+    const arriving = new Promise<void>((r) => (read = r));
+    this.targetsArriving.add(arriving);
+    stream.once('close', () => {
+      this.targetsArriving.delete(arriving);
+      read();
+    });
     const chunks: Buffer[] = [];
     let size = 0;
     stream.on('data', (c: Buffer) => {

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, sleep, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+/**
+ * A reload that changes what a group may reach pushes the new target list to its connectors,
+ * and the gateway sends requests for the new targets at once: the connector must not refuse
+ * them while the list is still on its way.
+ */
+describe('connector target list across reloads under load', function () {
+  this.timeout(60_000);
+  let a: EchoBackend;
+  let b: EchoBackend;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+
+  before(async () => {
+    a = await startEchoBackend();
+    b = await startEchoBackend();
+    gw = await startHubGateway(gatewayYaml(a));
+    conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw) });
+    await waitChannels(gw, 2);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw.stop();
+    await a.close();
+    await b.close();
+  });
+
+  it('switching an app\'s internalUrl between two apps 8 times while clients keep requesting: no request fails, and each switch takes effect', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+    let running = true;
+    const failed: string[] = [];
+    let total = 0;
+    const worker = async () => {
+      while (running) {
+        const status = await new Promise<number | string>((resolve) => {
+          const req = http.get(`${gw.url}/n`, { agent, headers: { host: 'app.test' } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        });
+        total++;
+        if (status !== 200) failed.push(String(status));
+      }
+    };
+    const workers = Array.from({ length: 10 }, worker);
+    try {
+      for (let i = 1; i <= 8; i++) {
+        const to = i % 2 ? b : a;
+        const before = to.received.length;
+        writeFileSync(gw.configFile, gatewayYaml(to));
+        assert.equal(await gw.server.reload('test'), 'success');
+        // the switch is visible: the new app gets requests
+        await eventually(() => to.received.length > before + 20, 5000);
+        await sleep(100);
+      }
+    } finally {
+      running = false;
+      await Promise.all(workers);
+      agent.destroy();
+    }
+    assert.ok(total > 200, `only ${total} requests were made`);
+    assert.deepEqual(failed, [], `${failed.length} of ${total} requests failed`);
+  });
+});
