@@ -500,15 +500,15 @@ class StreamSocket extends Duplex {
     cb(err);
   }
 
+  /** the idle timeout armed last, as net.Socket's `timeout` (the agent reads it) */
+  timeout = 0;
+
   /**
    * An idle timer of its own, not the HTTP/2 stream's: that one, like a socket's, is put off
    * once when a write is pending and some data went out since the last write, so an upload
    * the app stopped reading waited twice backendTimeout. Here a write counts when the stream
    * has taken it, and a write the app's flow control holds back does not.
    */
-  /** the idle timeout armed last, as net.Socket's `timeout` (the agent reads it) */
-  timeout = 0;
-
   setTimeout(ms: number, cb?: () => void): this {
     this.timeout = ms;
     clearTimeout(this.idle);
@@ -538,6 +538,9 @@ class StreamSocket extends Duplex {
   }
 }
 
+/** how long a connection to the app waits in the pool, counted from its last request (apps commonly close after 5 s) */
+const POOLED_IDLE_MS = 4000;
+
 /**
  * Keeps HTTP/1.1 connections to the app alive over their tunnel streams, so a
  * request costs no CONNECT and no TCP handshake at the connector. A connection
@@ -546,9 +549,6 @@ class StreamSocket extends Duplex {
  * picked for it: pooled for the whole group, a client's requests one after
  * another all took the same kept-alive connection, and so the same connector.
  */
-/** how long a connection to the app waits in the pool, counted from its last request (apps commonly close after 5 s) */
-const POOLED_IDLE_MS = 4000;
-
 function tunnelAgent(up: TunnelUpstream): http.Agent {
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 1024, scheduling: 'lifo', timeout: POOLED_IDLE_MS });
   const hub = (up as unknown as { hub: ConnectorHub }).hub;
@@ -584,6 +584,10 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
   const reuse = agent.reuseSocket.bind(agent);
   agent.reuseSocket = (socket, req) => {
     (socket as StreamSocket).pooled = false;
+    // The pool may have shortened the idle timer (above); Node arms the request's own only when it
+    // differs from the agent's timeout, so a backendTimeout of exactly 4 s kept the short one.
+    const requestTimeout = (req as { timeout?: number }).timeout;
+    if (requestTimeout !== undefined) (socket as StreamSocket).setTimeout(requestTimeout);
     reuse(socket, req);
   };
   return agent;

@@ -25,6 +25,7 @@ describe('tunnel upstream: apps behind a connector', function () {
   let speaksFirst: http.Server;
   let closer: net.Server;
   let twoLengths: net.Server;
+  let patient: http.Server;
   /** the request lines the app with two Content-Lengths received */
   const twoLengthsSaw: string[] = [];
   /** what the closing app received, in order */
@@ -135,6 +136,13 @@ describe('tunnel upstream: apps behind a connector', function () {
       });
     });
     await new Promise<void>((r) => twoLengths.listen(0, '127.0.0.1', r));
+    // answers /wait?ms=N after N ms, and keeps connections alive for long
+    patient = http.createServer((req, res) => {
+      const ms = Number(new URL(req.url!, 'http://x').searchParams.get('ms'));
+      setTimeout(() => res.end(`waited ${ms}`), ms);
+    });
+    patient.keepAliveTimeout = 30_000;
+    await new Promise<void>((r) => patient.listen(0, '127.0.0.1', r));
     const apps = `
   - name: NoConnector
     externalUrl: http://lonely.test/
@@ -201,6 +209,12 @@ describe('tunnel upstream: apps behind a connector', function () {
     connectorGroup: g1
     preAuth: passthrough
     backendTimeout: 5s
+  - name: Patient
+    externalUrl: http://patient.test/
+    internalUrl: http://127.0.0.1:${(patient.address() as AddressInfo).port}/
+    connectorGroup: g1
+    preAuth: passthrough
+    backendTimeout: 4s
   - name: TwoLengths
     externalUrl: http://two-lengths.test/
     internalUrl: http://127.0.0.1:${(twoLengths.address() as AddressInfo).port}/
@@ -229,6 +243,8 @@ describe('tunnel upstream: apps behind a connector', function () {
     hangup.close();
     closer.close();
     twoLengths.close();
+    patient.closeAllConnections();
+    patient.close();
     speaksFirst.closeAllConnections();
     speaksFirst.close();
   });
@@ -328,6 +344,28 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(post.status, 200, post.body.slice(0, 300));
     assert.equal(post.body, '/late-next');
     assert.deepEqual(closerSaw.slice(mark), ['/late', '/late-next']);
+  });
+
+  it('a kept-alive connection taken from the pool gives the next request the app\'s whole backendTimeout (4 s here, as long as the pool keeps connections)', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = (ms: number) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          http
+            .get(`${gw.url}/wait?ms=${ms}`, { agent, headers: host('patient.test') }, (res) => {
+              let body = '';
+              res.on('data', (c) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode!, body }));
+            })
+            .on('error', reject);
+        });
+      assert.deepEqual(await get(3000), { status: 200, body: 'waited 3000' });
+      const t0 = Date.now();
+      const second = await get(1500);
+      assert.equal(second.status, 200, `${second.status} after ${Date.now() - t0} ms: ${second.body.slice(0, 200)}`);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('an app whose answer does not parse gets each request once (a DELETE it ran is not retried), and the client gets 502', async () => {
