@@ -45,7 +45,21 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
  * dropped the flow) fails nothing while both ends are quiet, and held its app connection and
  * connector stream for good; the kernel now finds the dead peer and the socket closes.
  */
-const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000 } as const;
+/**
+ * A request head may have MAX_HEAD_BYTES; Node's parser takes twice that, so that a head over the
+ * limit reaches the request handler whole and its 431 can expire the gateway's login cookies (Node's
+ * own overflow error shows only the parser's last read: over https, a TLS record after the first
+ * 16 KiB, which held none of them).
+ */
+const MAX_HEAD_BYTES = 16 * 1024;
+const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
+
+/** the bytes of a parsed request head, as the client sent it (give or take its line endings) */
+function headBytes(req: http.IncomingMessage): number {
+  let n = (req.method?.length ?? 0) + (req.url?.length ?? 0) + 12;
+  for (const field of req.rawHeaders) n += field.length + 2;
+  return n;
+}
 
 /**
  * Header lines a request to a public listener may have. Node keeps only the first
@@ -391,23 +405,30 @@ export class GatewayServer {
     return tls;
   }
 
-  /** Serves requests with at most MAX_HEADER_LINES header lines; more get 431 with a correlation id. */
+  /** Serves requests with at most MAX_HEADER_LINES header lines and MAX_HEAD_BYTES; more get 431 with a correlation id. */
   private limitHeaderLines(server: http.Server | https.Server, onRequest: http.RequestListener, onUpgrade?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void): void {
     server.maxHeadersCount = MAX_HEADER_LINES + 1;
-    const refused = (req: http.IncomingMessage): string | undefined => {
-      if (req.rawHeaders.length / 2 <= MAX_HEADER_LINES) return undefined;
+    const refused = (req: http.IncomingMessage): { correlationId: string; reason: string } | undefined => {
+      const tooMany = req.rawHeaders.length / 2 > MAX_HEADER_LINES;
+      if (!tooMany && headBytes(req) <= MAX_HEAD_BYTES) return undefined;
       const correlationId = randomUUID();
-      this.log.warn({ correlationId, method: req.method, status: 431, limit: MAX_HEADER_LINES }, 'request with too many header lines refused');
-      return correlationId;
+      if (tooMany) {
+        this.log.warn({ correlationId, method: req.method, status: 431, limit: MAX_HEADER_LINES }, 'request with too many header lines refused');
+        return { correlationId, reason: `The request has more than ${MAX_HEADER_LINES} header lines.` };
+      }
+      this.log.warn({ correlationId, method: req.method, status: 431, limitBytes: MAX_HEAD_BYTES }, 'request with headers over the size limit refused');
+      return { correlationId, reason: 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' };
     };
-    const reason = `The request has more than ${MAX_HEADER_LINES} header lines.`;
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const correlationId = refused(req);
-      if (correlationId === undefined) return onRequest(req, res);
+      const refusal = refused(req);
+      if (refusal === undefined) return onRequest(req, res);
+      const { correlationId, reason } = refusal;
       res.shouldKeepAlive = false;
       this.countRefusal(correlationId, 431, reason, req);
       const expire = expireLoginCookies([req.headers.cookie ?? ''].flat().join('; '));
-      sendError(res, req.headers, { status: 431, reason, correlationId, ...(expire.length ? { headers: { 'set-cookie': expire } } : {}) });
+      // (a page only for a client that asks for one, as the parser's own 431 below: a head this large is rarely a browser's)
+      const as = /text\/html/.test(String(req.headers.accept ?? '')) ? 'page' : 'problem';
+      sendError(res, req.headers, { status: 431, reason, correlationId, as, ...(expire.length ? { headers: { 'set-cookie': expire } } : {}) });
     });
     if (!onUpgrade) return;
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -424,10 +445,10 @@ export class GatewayServer {
           endWithProblem(socket, 400, pipelined, id);
         });
       }
-      const correlationId = refused(req);
-      if (correlationId === undefined) return onUpgrade(req, socket, head);
-      this.countRefusal(correlationId, 431, reason, req);
-      endWithProblem(socket, 431, reason, correlationId);
+      const refusal = refused(req);
+      if (refusal === undefined) return onUpgrade(req, socket, head);
+      this.countRefusal(refusal.correlationId, 431, refusal.reason, req);
+      endWithProblem(socket, 431, refusal.reason, refusal.correlationId);
     });
   }
 

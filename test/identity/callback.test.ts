@@ -141,12 +141,15 @@ describe('identity: callback and login state', function () {
   });
 
   it('a browser whose cookies are over the header limit gets the 431 as a page; an API client as problem+json', async () => {
-    const send = (accept: string, cookie = Array.from({ length: 40 }, (_, i) => `drawbridge_login_${i}=${'A'.repeat(430)}`).join('; '), more = '') =>
+    const send = (accept: string, cookie = Array.from({ length: 40 }, (_, i) => `drawbridge_login_${i}=${'A'.repeat(430)}`).join('; '), more = '', splitAt = 0) =>
       new Promise<string>((resolve, reject) => {
         const chunks: Buffer[] = [];
-        const socket = net.connect(s.gw.port, '127.0.0.1', () =>
-          socket.write(`GET /.drawbridge/callback?state=x&drawbridge_login_target=1 HTTP/1.1\r\nHost: ${new URL(s.origin('web')).host}\r\nAccept: ${accept}\r\nCookie: ${cookie}\r\n${more}\r\n`),
-        );
+        const head = `GET /.drawbridge/callback?state=x&drawbridge_login_target=1 HTTP/1.1\r\nHost: ${new URL(s.origin('web')).host}\r\nAccept: ${accept}\r\nCookie: ${cookie}\r\n${more}\r\n`;
+        // (split: the head in two reads, as over https, where a TLS record holds at most 16 KiB)
+        const socket = net.connect(s.gw.port, '127.0.0.1', () => {
+          socket.write(splitAt ? head.slice(0, splitAt) : head);
+          if (splitAt) setTimeout(() => socket.write(head.slice(splitAt)), 50);
+        });
         socket.on('data', (c) => chunks.push(c)).on('end', () => resolve(Buffer.concat(chunks).toString())).on('error', reject);
       });
     const expired = (answer: string) => [...answer.matchAll(/^set-cookie: (.*)\r$/gim)].map((m) => m[1]);
@@ -163,6 +166,9 @@ describe('identity: callback and login state', function () {
     // The https names with the attributes they were set with; the app's own cookies are left alone.
     const big = `app_pref=${'p'.repeat(9000)}; __Host-drawbridge_login_Ab3-x_Yz=${'A'.repeat(4000)}; __Host-drawbridge_login_0=${'B'.repeat(4000)}`;
     assert.deepEqual(expired(await send('text/html', big)), ['__Host-drawbridge_login_Ab3-x_Yz=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax', '__Host-drawbridge_login_0=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax']);
+    // A head that arrives in several reads: every login cookie is seen, not only those of the last read.
+    const eight = Array.from({ length: 8 }, (_, i) => `drawbridge_login_${'abcdefgh'[i]!.repeat(8)}=${'C'.repeat(1790)}`).join('; ') + `; app_pref=${'p'.repeat(3000)}`;
+    assert.equal(expired(await send('text/html', eight, '', 6000)).length, 8);
     // The 431 for too many header lines, too.
     const lines = await send('text/html', 'drawbridge_login_Ab3-x_Yz=x; theme=dark', 'X-A: 1\r\n'.repeat(2000));
     assert.match(lines, /^HTTP\/1\.1 431 /);
