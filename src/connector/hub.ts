@@ -219,7 +219,12 @@ export class ConnectorHub {
     this.targets = new Map([...targets].map(([g, s]) => [g, [...s].sort()]));
     for (const [g, cfg] of Object.entries(config.connectorGroups ?? {})) this.registry.balancing.set(g, ((cfg as { loadBalancing?: Balancing }).loadBalancing ?? 'least-inflight'));
     this.revoked = new Set((config.connectors?.revoked ?? []).map(revokedForm));
+    const groupless = new Set<string>();
     for (const ch of this.registry.all()) {
+      if (!this.targets.has(ch.group) && !this.revoked.has(revokedForm(ch.connectorId)) && !groupless.has(ch.connectorId)) {
+        groupless.add(ch.connectorId);
+        this.warnGroupless(ch);
+      }
       if (this.revoked.has(revokedForm(ch.connectorId))) {
         this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
         ch.terminate();
@@ -412,8 +417,21 @@ export class ConnectorHub {
     link.onClose(() => ch.terminate());
     this.registry.add(ch);
     log.info({ channel: ch.key, address: ch.address, version: ch.version, transport: ch.transport }, 'connector channel open');
+    // (said once per connector: its first channel)
+    if (!this.targets.has(ch.group) && this.registry.all().filter((c) => c.connectorId === ch.connectorId).length === 1) this.warnGroupless(ch);
     closeAtExpiry();
     this.pushTargets(ch);
+  }
+
+  /**
+   * A connector whose group the config no longer has stays connected and idle: removing a group
+   * revokes nothing, and a group of that name added back later is served by it at once.
+   */
+  private warnGroupless(ch: Channel): void {
+    this.log.warn(
+      { connector: ch.connectorId, group: ch.group },
+      `connector ${ch.connectorId} is connected for group ${ch.group}, which the config no longer has: it gets no work, and would serve a group of that name added back; a renamed group needs its connectors enrolled again, and a retired one belongs in connectors.revoked`,
+    );
   }
 
   /** Tells a connector which targets it may reach; the channel takes work once acknowledged. */

@@ -10,7 +10,7 @@ import { dialChannel } from '../../src/connector/channelLink.js';
 import { ConnectorHub } from '../../src/connector/hub.js';
 import { assertOnlyStrongSuites } from '../support/certs.js';
 import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
-import { gatewayYaml } from './support.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels } from './support.js';
 
 describe('connector hub lifecycle in the gateway', function () {
   this.timeout(20_000);
@@ -40,6 +40,32 @@ apps:
       assert.equal(res.status, 404);
       assert.equal(backend.received.length, 0);
     } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a connector whose group a reload removes (or a restart no longer has) is named in a warning: it stays connected and idle, and removing the group revoked nothing', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    let conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw, 'g2') });
+    try {
+      await waitChannels(gw, 2, 'g2');
+      const id = gw.server.connectorHub!.registry.all()[0]!.connectorId;
+      const said = () => gw.logs.filter((l) => l.level === 40 && l.connector === id && /which the config no longer has/.test(String(l.msg)));
+      assert.deepEqual(said(), []);
+      writeFileSync(gw.configFile, gatewayYaml(backend).replace('  g2: {}\n', ''));
+      assert.equal(await gw.server.reload('test'), 'success');
+      assert.equal(said().length, 1, 'once per connector, not per channel');
+      assert.match(String(said()[0]!.msg), /renamed group needs its connectors enrolled again.*connectors\.revoked/);
+      // its channels open again (a connector restart, as after a gateway restart): said again, once
+      await killConnector(conn);
+      conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw) });
+      await eventually(() => said().length === 2, 10_000);
+      await eventually(() => gw.server.connectorHub!.registry.all().length === 2);
+      await sleep(300);
+      assert.equal(said().length, 2);
+    } finally {
+      await killConnector(conn);
       await gw.stop();
     }
   });
