@@ -499,7 +499,7 @@ export class ConnectorAgent {
     }
     const authority = String(headers[':authority'] ?? '');
     if (!this.targets.has(authority) && this.targetsArriving.size) {
-      void Promise.all(this.targetsArriving).then(() => !stream.destroyed && this.onStream(stream, headers));
+      void Promise.all(this.targetsArriving).then(() => !stream.destroyed && !stream.closed && this.onStream(stream, headers));
       return;
     }
     if (!this.targets.has(authority)) {
@@ -563,17 +563,20 @@ export class ConnectorAgent {
       if (size <= 1 << 20) chunks.push(c);
     });
     stream.on('end', () => {
+      let status = 200;
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { targets?: unknown };
         if (!Array.isArray(body.targets) || !body.targets.every(isTarget)) throw new Error('targets must be a list of host:port (port 0-65535)');
         const next = new Set(body.targets as string[]);
         if ([...next].join() !== [...this.targets].join()) this.log.info({ targets: [...next] }, 'target list from the gateway');
         this.targets = next;
-        stream.respond({ ':status': 200 }, { endStream: true });
       } catch (e) {
         this.log.warn({ reason: (e as Error).message }, 'bad target list refused');
-        stream.respond({ ':status': 400 }, { endStream: true });
+        status = 400;
       }
+      // The list arrived whole, but its channel may have closed since: answering a destroyed stream
+      // throws, and a throw here took the whole connector down.
+      if (!stream.destroyed && !stream.closed) stream.respond({ ':status': status }, { endStream: true });
     });
   }
 

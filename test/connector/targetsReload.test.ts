@@ -68,4 +68,16 @@ describe('connector target list across reloads under load', function () {
     assert.ok(total > 200, `only ${total} requests were made`);
     assert.deepEqual(failed, [], `${failed.length} of ${total} requests failed`);
   });
+
+  it('channels closed while a new target list is on its way: the connector stays up and comes back (it exited on an exception)', async () => {
+    for (let i = 0; i < 3; i++) {
+      writeFileSync(gw.configFile, gatewayYaml(i % 2 ? a : b));
+      assert.equal(await gw.server.reload('test'), 'success');
+      for (const ch of gw.server.connectorHub!.registry.all()) ch.terminate();
+      await waitChannels(gw, 2);
+    }
+    const exited = await Promise.race([conn.exited, sleep(300).then(() => 'running')]);
+    assert.equal(exited, 'running');
+    assert.deepEqual(conn.logs().filter((l) => (l.level as number) >= 50), []);
+  });
 });
