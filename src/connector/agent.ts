@@ -529,14 +529,15 @@ export class ConnectorAgent {
     let connected = false;
     sock.once('connect', () => {
       connected = true;
-      if (stream.destroyed) return void sock.destroy();
+      // (a stream the gateway reset is closed before it is destroyed: answering it would throw)
+      if (stream.destroyed || stream.closed) return void sock.destroy();
       stream.respond({ ':status': 200 });
       relay(stream, sock, { maxBuffered: STREAM_ROOM });
     });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) {
         this.log.warn({ target: authority, reason: err.code ?? err.message }, 'the app could not be reached');
-        if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 502, 'x-drawbridge-error': err.code ?? 'connect failed' }, { endStream: true });
+        if (!stream.destroyed && !stream.closed && !stream.headersSent) stream.respond({ ':status': 502, 'x-drawbridge-error': err.code ?? 'connect failed' }, { endStream: true });
       } else stream.close(http2.constants.NGHTTP2_CANCEL);
     });
     sock.on('close', () => {
