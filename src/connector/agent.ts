@@ -153,6 +153,14 @@ const FOREIGN_CA_CODES = new Set([
   'CERT_UNTRUSTED',
 ]);
 
+/**
+ * A stream may still be answered. One the gateway reset, or whose channel closed, is closed before
+ * it is destroyed, and answering it throws: a throw in a stream's handler took the connector down.
+ */
+function answerable(stream: ServerHttp2Stream): boolean {
+  return !stream.destroyed && !stream.closed;
+}
+
 function isForeignCa(err: unknown): boolean {
   return FOREIGN_CA_CODES.has(String((err as NodeJS.ErrnoException | undefined)?.code));
 }
@@ -499,7 +507,7 @@ export class ConnectorAgent {
     }
     const authority = String(headers[':authority'] ?? '');
     if (!this.targets.has(authority) && this.targetsArriving.size) {
-      void Promise.all(this.targetsArriving).then(() => !stream.destroyed && !stream.closed && this.onStream(stream, headers));
+      void Promise.all(this.targetsArriving).then(() => answerable(stream) && this.onStream(stream, headers));
       return;
     }
     if (!this.targets.has(authority)) {
@@ -529,15 +537,14 @@ export class ConnectorAgent {
     let connected = false;
     sock.once('connect', () => {
       connected = true;
-      // (a stream the gateway reset is closed before it is destroyed: answering it would throw)
-      if (stream.destroyed || stream.closed) return void sock.destroy();
+      if (!answerable(stream)) return void sock.destroy();
       stream.respond({ ':status': 200 });
       relay(stream, sock, { maxBuffered: STREAM_ROOM });
     });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) {
         this.log.warn({ target: authority, reason: err.code ?? err.message }, 'the app could not be reached');
-        if (!stream.destroyed && !stream.closed && !stream.headersSent) stream.respond({ ':status': 502, 'x-drawbridge-error': err.code ?? 'connect failed' }, { endStream: true });
+        if (answerable(stream) && !stream.headersSent) stream.respond({ ':status': 502, 'x-drawbridge-error': err.code ?? 'connect failed' }, { endStream: true });
       } else stream.close(http2.constants.NGHTTP2_CANCEL);
     });
     sock.on('close', () => {
@@ -575,9 +582,8 @@ export class ConnectorAgent {
         this.log.warn({ reason: (e as Error).message }, 'bad target list refused');
         status = 400;
       }
-      // The list arrived whole, but its channel may have closed since: answering a destroyed stream
-      // throws, and a throw here took the whole connector down.
-      if (!stream.destroyed && !stream.closed) stream.respond({ ':status': status }, { endStream: true });
+      // The list arrived whole, but its channel may have closed since.
+      if (answerable(stream)) stream.respond({ ':status': status }, { endStream: true });
     });
   }
 

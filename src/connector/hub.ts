@@ -221,11 +221,12 @@ export class ConnectorHub {
     this.revoked = new Set((config.connectors?.revoked ?? []).map(revokedForm));
     const groupless = new Set<string>();
     for (const ch of this.registry.all()) {
-      if (!this.targets.has(ch.group) && !this.revoked.has(revokedForm(ch.connectorId)) && !groupless.has(ch.connectorId)) {
+      const revoked = this.revoked.has(revokedForm(ch.connectorId));
+      if (!revoked && !this.targets.has(ch.group) && !groupless.has(ch.connectorId)) {
         groupless.add(ch.connectorId);
         this.warnGroupless(ch);
       }
-      if (this.revoked.has(revokedForm(ch.connectorId))) {
+      if (revoked) {
         this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
         ch.terminate();
       } else if (JSON.stringify(before.get(ch.group)) !== JSON.stringify(this.targets.get(ch.group))) {

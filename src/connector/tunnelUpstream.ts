@@ -196,10 +196,6 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
-      /** the app's bytes on this request's connection before it was sent: more later means the app answered */
-      let arrivedBefore: number | undefined;
-      upReq.once('socket', (socket: Duplex) => (arrivedBefore = (socket as StreamSocket).bytesArrived ?? 0));
-      const appAnswered = () => arrivedBefore !== undefined && ((upReq.socket as StreamSocket | null)?.bytesArrived ?? 0) > arrivedBefore;
       // a status outside 200-599 (a 101 included) is an answer, not a failed dial: no retry elsewhere
       const notHttp = (failure: UpstreamFailure) => {
         upReq.removeAllListeners('error').on('error', () => undefined);
@@ -221,7 +217,8 @@ export class TunnelUpstream implements Upstream {
         // An answer that came back and failed to parse (two lengths, a bare LF) means the app ran the
         // request: not sent twice. (Bytes are counted on plain connections; an https app's handshake
         // bytes would count too, so there the parser's error says it.)
-        const answeredBadly = appAnswered() || String((err as NodeJS.ErrnoException).code).startsWith('HPE_');
+        const conn = upReq.socket as Partial<StreamSocket> | null;
+        const answeredBadly = (conn?.bytesArrived ?? 0) > (conn?.arrivedBeforeRequest ?? 0) || String((err as NodeJS.ErrnoException).code).startsWith('HPE_');
         if (n === 0 && !started && !timedOut && !answeredBadly && (err instanceof NotDialed || replayable)) {
           this.hub.log.warn({ correlationId: f.headers[CORRELATION_HEADER], connector: failedOn, reason: err.message }, 'tunnel stream failed before the response: retrying once on another connector');
           return send(1, failedOn);
@@ -473,6 +470,9 @@ class StreamSocket extends Duplex {
   /** bytes the app's side sent on this connection, all requests together */
   bytesArrived = 0;
 
+  /** bytesArrived when the connection's current request was given it (tunnelAgent): more since means the app answered */
+  arrivedBeforeRequest = 0;
+
   /** when a request's bytes were last handed to this connection (Date.now()) */
   lastSentAt = 0;
 
@@ -584,6 +584,7 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
   const reuse = agent.reuseSocket.bind(agent);
   agent.reuseSocket = (socket, req) => {
     (socket as StreamSocket).pooled = false;
+    (socket as StreamSocket).arrivedBeforeRequest = (socket as StreamSocket).bytesArrived;
     // The pool may have shortened the idle timer (above); Node arms the request's own only when it
     // differs from the agent's timeout, so a backendTimeout of exactly 4 s kept the short one.
     const requestTimeout = (req as { timeout?: number }).timeout;

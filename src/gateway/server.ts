@@ -52,6 +52,8 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
  * 16 KiB, which held none of them).
  */
 const MAX_HEAD_BYTES = 16 * 1024;
+/** the 431 reason for a head over the size limit (cookies are what grows) */
+const HEAD_TOO_LARGE = 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.';
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
 
 /** the bytes of a parsed request head, as the client sent it (give or take its line endings) */
@@ -417,7 +419,7 @@ export class GatewayServer {
         return { correlationId, reason: `The request has more than ${MAX_HEADER_LINES} header lines.` };
       }
       this.log.warn({ correlationId, method: req.method, status: 431, limitBytes: MAX_HEAD_BYTES }, 'request with headers over the size limit refused');
-      return { correlationId, reason: 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' };
+      return { correlationId, reason: HEAD_TOO_LARGE };
     };
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const refusal = refused(req);
@@ -479,7 +481,7 @@ export class GatewayServer {
       const expire = status === 431 ? expireLoginCookies(/^[A-Z]+ /.test(head) ? head.slice(head.indexOf('\n') + 1) : head) : [];
       const setCookies = expire.map((c) => `set-cookie: ${c}\r\n`).join('');
       const refuse = () => {
-        const reason = html ? 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.' : status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.';
+        const reason = html ? HEAD_TOO_LARGE : status === 408 ? 'The request headers did not arrive in time.' : 'The request is malformed.';
         this.countRefusal(correlationId, status, reason);
         if (html) endWithPage(socket, status, reason, correlationId, bodiless, setCookies);
         else endWithProblem(socket, status, reason, correlationId, setCookies, bodiless);

@@ -68,6 +68,9 @@ export interface BackendTlsOptions {
   serverName?: string;
 }
 
+/** the client's reason when the app answered, but not with valid HTTP for this request */
+const NOT_HTTP = "The app's answer was not valid HTTP.";
+
 /**
  * What the client gets for the app's response head: the headers after hygiene
  * and URL translation, and the stream the body must pass through, if any.
@@ -416,7 +419,7 @@ function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket:
     upRes.unpipe();
     upRes.on('error', () => undefined).resume();
     upReq.destroy();
-    done({ status: 502, reason: "The app's answer was not valid HTTP.", detail, afterHeaders });
+    done({ status: 502, reason: NOT_HTTP, detail, afterHeaders });
   };
   if (!(res instanceof http.ServerResponse) || res.headersSent) return fail('no response to relay the answer to an upgrade through', false);
   try {
@@ -467,7 +470,7 @@ const TLS_CODES = new Set([
  */
 export function invalidStatus(status: number): UpstreamFailure | undefined {
   if (status >= 200 && status <= 599) return undefined;
-  return { status: 502, reason: "The app's answer was not valid HTTP.", detail: `the app answered with status ${status}`, afterHeaders: false };
+  return { status: 502, reason: NOT_HTTP, detail: `the app answered with status ${status}`, afterHeaders: false };
 }
 
 export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
@@ -479,7 +482,7 @@ export function classify(err: unknown, afterHeaders: boolean): UpstreamFailure {
   }
   // undici's words for a 101 to a request that asked for no upgrade, and for any 100: the app answered, wrongly
   if (code === 'UND_ERR_SOCKET' && (e.message === 'bad upgrade' || e.message === 'bad response')) {
-    return { status: 502, reason: "The app's answer was not valid HTTP.", detail, afterHeaders };
+    return { status: 502, reason: NOT_HTTP, detail, afterHeaders };
   }
   if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
     return { status: 400, reason: 'The request body did not match its Content-Length.', detail, afterHeaders };

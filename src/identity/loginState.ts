@@ -100,8 +100,10 @@ export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: 
   const shape = nameShape(secure);
   const live: [string, number][] = [];
   const gone = new Set<string>();
+  const seen = new Set<string>();
   for (const [name, value] of parseCookies(cookieHeader)) {
-    if (!shape.test(name) || gone.has(name) || live.some(([n]) => n === name)) continue;
+    if (!shape.test(name) || seen.has(name)) continue;
+    seen.add(name);
     const open = await openLogin(rt, value);
     if (open && open.exp > now) live.push([name, open.exp]);
     else gone.add(name);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -23,6 +24,19 @@ const badHeader = (): Stage[] => [
     },
   },
 ];
+
+/** a gateway with one passthrough app, `name` on `host`, in direct mode to the server `app` */
+function directGateway(name: string, host: string, app: net.Server | http.Server) {
+  return startGateway(`gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: ${name}
+    externalUrl: http://${host}/
+    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
+    preAuth: passthrough
+`);
+}
 
 describe('upstream: a request the gateway cannot send is its own failure, not the app\'s', function () {
   this.timeout(20_000);
@@ -73,15 +87,7 @@ describe('upstream: interim answers (1xx)', function () {
   after(() => app.close());
 
   it('an app\'s 102 and 103 reach the client, without hop-by-hop fields; an HTTP/1.0 client gets only the final answer', async () => {
-    const gw = await startGateway(`gateway:
-  publicUrl: http://gw.test
-  listen: { http: 127.0.0.1:0 }
-apps:
-  - name: Working
-    externalUrl: http://working.test/
-    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
-    preAuth: passthrough
-`);
+    const gw = await directGateway('Working', 'working.test', app);
     try {
       const got = await interimAnswers(gw.port, 'working.test');
       assert.equal(got.status, 200);
@@ -116,15 +122,7 @@ describe('upstream: answers that have no body whatever their Content-Length says
       });
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-    const gw = await startGateway(`gateway:
-  publicUrl: http://gw.test
-  listen: { http: 127.0.0.1:0 }
-apps:
-  - name: Lengths
-    externalUrl: http://lengths.test/
-    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
-    preAuth: passthrough
-`);
+    const gw = await directGateway('Lengths', 'lengths.test', app);
     try {
       for (const status of ['304', '204']) {
         const got = await rawRequest(gw.port, `GET /${status} HTTP/1.1\r\nHost: lengths.test\r\nIf-None-Match: "a"\r\n\r\nGET /next HTTP/1.1\r\nHost: lengths.test\r\n\r\n`);
