@@ -48,6 +48,8 @@ export interface CrossCheckInput {
   unloadedPluginNames: ReadonlySet<string>;
   /** paths (JSON of KeyPath) whose value came from an unresolved ${...} */
   unresolved: ReadonlySet<string>;
+  /** the text as written (by JSON of KeyPath) of values a ${...} was resolved in (SubstitutionResult.written) */
+  written: ReadonlyMap<string, string>;
 }
 
 /** a DNS name as a certificate carries it: dot-separated labels of letters, digits and inner hyphens */
@@ -56,13 +58,16 @@ const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.
 /**
  * Why a path written in the config would never meet a request path (those are compared
  * normalized), or undefined when it is in that form. `show` quotes the path as the message
- * about its key does.
+ * about its key does. `written`: the value as written, when a ${...} was resolved in it; the
+ * path and its normalized form are computed from the secret then, and only `written` is shown.
  */
-function pathFormProblem(path: string, show: (p: string) => string, verb: 'match' | 'start with'): string | undefined {
+function pathFormProblem(path: string, show: (p: string) => string, verb: 'match' | 'start with', written: string | undefined): string | undefined {
   const canonical = canonicalPath(path);
   if (canonical === path) return undefined;
-  if (canonical === undefined) return `no request path can ${verb} ${show(path)} (an encoded slash, or ';' parameters on a segment)`;
-  return `request paths are compared in normalized form, so ${show(path)} would never match: write ${show(canonical)}`;
+  const shown = written === undefined ? show(path) : `the path ${JSON.stringify(written)} resolves to`;
+  if (canonical === undefined) return `no request path can ${verb} ${shown} (an encoded slash, or ';' parameters on a segment)`;
+  if (written !== undefined) return `request paths are compared in normalized form, so ${shown} would never match: make it resolve to the path's normalized form (dot segments resolved, characters a browser encodes encoded)`;
+  return `request paths are compared in normalized form, so ${shown} would never match: write ${show(canonical)}`;
 }
 
 export function crossCheck(input: CrossCheckInput): CrossIssue[] {
@@ -71,6 +76,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const err = (path: KeyPath, message: string, atKey = false) => issues.push({ path, message, severity: 'error', atKey });
   const warn = (path: KeyPath, message: string) => issues.push({ path, message, severity: 'warning' });
   const unresolved = (path: KeyPath) => input.unresolved.has(JSON.stringify(path));
+  const written = (path: KeyPath) => input.written.get(JSON.stringify(path));
   const fileMustExist = (path: KeyPath, file: unknown) => {
     if (typeof file !== 'string' || unresolved(path)) return;
     if (!existsSync(resolve(configDir, file))) issues.push({ path, message: `file ${JSON.stringify(file)} not found`, severity: 'error', environmental: true });
@@ -174,7 +180,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       const exposed = adminExposure(addr.host);
       // A warning, not a different meaning: a bare port binds every interface on every listener,
       // and a container's admin port is often meant to be scraped from outside on purpose.
-      if (exposed) warn(l.path, `binds ${exposed}: /metrics and /connectors answer without authentication to anyone who can reach it; write 127.0.0.1:${addr.port} (or a private address)`);
+      // From a ${...}, the address is a secret's text: neither its host nor its port is echoed.
+      const from = written(l.path);
+      const fix = from === undefined ? `write 127.0.0.1:${addr.port}` : `make ${JSON.stringify(from)} resolve to 127.0.0.1 and the port`;
+      if (exposed) warn(l.path, `binds ${from === undefined ? exposed : 'further than this host'}: /metrics and /connectors answer without authentication to anyone who can reach it; ${fix} (or a private address)`);
     }
     // Port 0 asks the system for a free port: never a clash.
     const clash = addr.port !== 0 && bound.find((b) => b.port === addr.port && (b.host === undefined || addr.host === undefined || b.host === addr.host));
@@ -242,7 +251,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const when = isObj(p.when) ? p.when : {};
     arr(when.apps).forEach((a, i) => typeof a === 'string' && !appNames.has(a.toLowerCase()) && err(['policies', name, 'when', 'apps', i], `unknown app ${JSON.stringify(a)}`));
     arr(when.paths).forEach((g, i) => {
-      const problem = typeof g === 'string' && g.startsWith('/') ? pathFormProblem(g, JSON.stringify, 'match') : undefined;
+      const problem = typeof g === 'string' && g.startsWith('/') ? pathFormProblem(g, JSON.stringify, 'match', written(['policies', name, 'when', 'paths', i])) : undefined;
       if (problem) err(['policies', name, 'when', 'paths', i], problem);
     });
     const globs = arr(when.paths).filter((g): g is string => typeof g === 'string' && g.startsWith('/'));
@@ -250,15 +259,20 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       // Paths are matched as the client asks for them, the app's prefix included: a glob written for
       // the internal path of an app published under a prefix never matches, and its block is skipped.
       const named = new Set(arr(when.apps).filter((a): a is string => typeof a === 'string').map((a) => a.toLowerCase()));
-      for (const a of apps) {
-        if (!isObj(a) || typeof a.name !== 'string' || typeof a.externalUrl !== 'string') continue;
+      const globWritten = arr(when.paths).some((_g, i) => written(['policies', name, 'when', 'paths', i]) !== undefined);
+      apps.forEach((a, i) => {
+        if (!isObj(a) || typeof a.name !== 'string' || typeof a.externalUrl !== 'string') return;
         const lists = arr(a.conditionalAccess).includes(name) && (!named.size || named.has(a.name.toLowerCase()));
-        if (!lists && !named.has(a.name.toLowerCase())) continue;
+        if (!lists && !named.has(a.name.toLowerCase())) return;
         const prefix = externalPrefixOf(a.externalUrl);
         if (prefix && prefix !== '/' && !globs.some((g) => globMayMatchUnder(g, prefix))) {
-          warn(['policies', name, 'when', 'paths'], `none of these paths can match app ${a.name}, published at ${prefix}: paths are matched as the client requests them, prefix included (e.g. ${prefix}${globs[0]!.slice(1)})`);
+          // The prefix and the example are computed from the values: from a ${...}, they would print a secret.
+          const urlWritten = written(['apps', i, 'externalUrl']);
+          const at = urlWritten === undefined ? prefix : `the path of ${JSON.stringify(urlWritten)}`;
+          const example = urlWritten === undefined && !globWritten ? ` (e.g. ${prefix}${globs[0]!.slice(1)})` : '';
+          warn(['policies', name, 'when', 'paths'], `none of these paths can match app ${a.name}, published at ${at}: paths are matched as the client requests them, prefix included${example}`);
         }
-      }
+      });
     }
     for (const key of ['locations', 'notLocations'] as const) {
       arr(when[key]).forEach((l, i) => typeof l === 'string' && !Object.hasOwn(locations, l) && err(['policies', name, 'when', key, i], `unknown location ${JSON.stringify(l)}${hint(l, Object.keys(locations))}`));
@@ -299,7 +313,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         if (scheme === 'https' && listen.https === undefined) err(at('externalUrl'), 'is https but gateway.listen.https is not set');
         if (scheme === 'http' && listen.http === undefined) err(at('externalUrl'), 'is http but gateway.listen.http is not set');
         if (scheme === 'http' && listen.https !== undefined) err(at('externalUrl'), 'is http, but with an https listener the http listener only redirects to https');
-        const problem = pathFormProblem(ext.pathname, (p) => p, 'start with');
+        const problem = pathFormProblem(ext.pathname, (p) => p, 'start with', written(at('externalUrl')));
         if (problem) err(at('externalUrl'), problem);
         const host = ext.hostname.toLowerCase().replace('%2a', '*');
         const prefix = ext.pathname.endsWith('/') ? ext.pathname : ext.pathname + '/';

@@ -41,6 +41,11 @@ export interface LoadResult {
   readFiles: ReadonlyMap<string, FileSnapshot>;
   /** where a key path is in the file, for problems found after loading (a plugin's create() refusing its options) */
   locate(path: KeyPath): SourcePosition;
+  /**
+   * The message with each value a ${...} resolved to replaced by the reference: for what is
+   * found after loading (a plugin's create() refusing its options) and printed or logged.
+   */
+  redact(message: string): string;
 }
 
 export interface SourcePosition {
@@ -104,9 +109,10 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const map = new SourceMap(file, doc, lines);
   let resolved: SubstitutionResult['resolved'] = [];
   const locate = (path: KeyPath): SourcePosition => ({ file, ...map.position(path) });
+  const redact = (message: string) => withoutResolvedValues(message, resolved);
   const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
     const pos = map.position(path, atKey);
-    problems.push({ severity, message: withoutResolvedValues(message, resolved), path: formatPath(path), file, line: pos.line, col: pos.col });
+    problems.push({ severity, message: redact(message), path: formatPath(path), file, line: pos.line, col: pos.col });
   };
 
   // prettyErrors is off (its messages quote the source), so linePos is not filled in: map the offsets ourselves.
@@ -130,7 +136,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   // An empty file (or only comments) would otherwise read as two "missing required key" errors.
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
     problems.push({ severity: 'error', message: 'the file is empty: it needs at least gateway: and apps:', path: '', file, line: 1, col: 1 });
-    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [], readFiles: new Map(), locate };
+    return { file, dir, text, config: undefined, problems, plugins: [], referencedFiles: [], readFiles: new Map(), locate, redact };
   }
 
   refuseCollectionKeys(doc, map, file);
@@ -156,7 +162,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
     unloaded.add(f.guessedName);
   }
 
-  for (const c of crossCheck({ raw: value, configDir: dir, plugins: loaded, unloadedPluginNames: unloaded, unresolved: sub.unresolved })) {
+  for (const c of crossCheck({ raw: value, configDir: dir, plugins: loaded, unloadedPluginNames: unloaded, unresolved: sub.unresolved, written: sub.written })) {
     // A value whose ${...} could not be resolved already has its own problem; checking the
     // empty stand-in ("" is not a valid URL) would turn a lint warning into an error.
     if (sub.unresolved.has(JSON.stringify(c.path))) continue;
@@ -166,7 +172,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
   const referencedFiles = [...new Set([...sub.files, ...collectFiles(value, dir), ...loaded.flatMap((l) => (l.file ? [l.file] : []))])];
   const ok = !problems.some((p) => p.severity === 'error');
-  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, readFiles: sub.read, locate };
+  return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, readFiles: sub.read, locate, redact };
 }
 
 /** Loads for serving: throws ConfigInvalidError unless the file is clean. */

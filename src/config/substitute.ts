@@ -42,6 +42,12 @@ export interface SubstitutionResult {
   wholeReferences: KeyPath[];
   /** each reference resolved, with its value: messages about the file must not show the value */
   resolved: { ref: string; value: string }[];
+  /**
+   * The text as written (JSON of KeyPath -> string) of each value a reference was resolved in:
+   * a message that would show something computed from such a value (a normalized form) shows
+   * this instead, as redacting the value cannot find what was computed from it.
+   */
+  written: Map<string, string>;
 }
 
 export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessEnv): SubstitutionResult {
@@ -51,10 +57,12 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
   const read = new Map<string, FileSnapshot>();
   const wholeReferences: KeyPath[] = [];
   const resolved: SubstitutionResult['resolved'] = [];
+  const written = new Map<string, string>();
   const walk = (v: unknown, path: (string | number)[]): unknown => {
     if (typeof v === 'string') {
       if (!v.includes('${')) return v;
       let missing = false;
+      const before = resolved.length;
       const out = v.replace(REF, (_m, kind: string, arg: string) => {
         const name = arg.trim();
         if (kind === 'env') {
@@ -98,6 +106,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
       if (/\$\{(?!env:|file:)[^}]*\}/.test(v)) {
         issues.push({ path, message: 'unknown reference: use ${env:NAME} or ${file:path}', missing: false });
       }
+      if (resolved.length > before) written.set(JSON.stringify(path), v);
       if (missing) unresolved.add(JSON.stringify(path));
       else if (/^\$\{(env|file):[^}]*\}$/.test(v)) wholeReferences.push(path);
       return out;
@@ -111,7 +120,7 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
     }
     return v;
   };
-  return { value: walk(value, []), issues, unresolved, files, read, wholeReferences, resolved };
+  return { value: walk(value, []), issues, unresolved, files, read, wholeReferences, resolved, written };
 }
 
 /**
@@ -121,13 +130,18 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
  * environment into the build log, nor a reload print a secret into the logs.
  */
 export function withoutResolvedValues(message: string, resolved: SubstitutionResult['resolved']): string {
-  let out = message;
+  const needles: { text: string; ref: string }[] = [];
   for (const { ref, value } of resolved) {
     // shorter values would only blot out unrelated words; they are not secrets anyway
     if (value.length < 3) continue;
+    needles.push({ text: value, ref });
     const escaped = JSON.stringify(value).slice(1, -1);
-    out = out.split(value).join(ref);
-    if (escaped !== value) out = out.split(escaped).join(ref);
+    if (escaped !== value) needles.push({ text: escaped, ref });
   }
+  // Longest first: a shorter value replaced first (${env:HOME}'s /root) cuts the longer one that
+  // holds it (${file:/proc/self/environ}'s HOME=/root), and the rest of that one was printed.
+  needles.sort((a, b) => b.text.length - a.text.length);
+  let out = message;
+  for (const { text, ref } of needles) out = out.split(text).join(ref);
   return out;
 }

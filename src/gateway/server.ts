@@ -168,7 +168,7 @@ export class GatewayServer {
     } catch (e) {
       // A gateway that failed to start must not leave a listener (or the connector hub) behind.
       await this.stop().catch(() => undefined);
-      throw e;
+      throw redacted(e, result.redact);
     }
     // The file may have been found by searching upwards: say which one is served.
     this.log.info({ config: resolve(this.opts.configFile), generation: gen.id, apps: [...gen.apps.keys()], addresses: this.addresses() }, 'gateway started');
@@ -228,13 +228,14 @@ export class GatewayServer {
     try {
       tls = this.changedTls(result.config, result.dir);
     } catch (e) {
-      return this.rejected([`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`]);
+      return this.rejected([result.redact(`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`)]);
     }
     let gen: Generation;
     try {
       gen = await compile(result.config, hash, this.compileDeps(result));
     } catch (e) {
-      return superseded() ? 'superseded' : this.rejected([(e as Error).message]);
+      // A plugin's create() refusing its options may quote them, secrets resolved from ${...} included.
+      return superseded() ? 'superseded' : this.rejected([result.redact((e as Error).message)]);
     }
     if (superseded()) {
       this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
@@ -660,4 +661,16 @@ function afterPendingAnswer(socket: Duplex, answer: () => void): void {
   // Node's own 'finish' listener, added before this one, lets go of the socket; check again after it.
   pending.once('finish', () => setImmediate(() => (socket.writable && !pendingAnswer(socket) ? answer() : socket.destroy())));
   pending.once('close', () => pending.writableFinished || socket.destroy());
+}
+
+/**
+ * The error, its message (and stack, printed with DRAWBRIDGE_DEBUG) without the values the
+ * load's ${...} resolved to: a start that fails is printed, and a plugin's create() may quote its options.
+ */
+function redacted(e: unknown, redact: (message: string) => string): unknown {
+  if (e instanceof Error) {
+    e.message = redact(e.message);
+    if (e.stack) e.stack = redact(e.stack);
+  }
+  return e;
 }

@@ -206,6 +206,54 @@ apps:
       assert.ok(!JSON.stringify(r.problems).match(/ghp_|secret-line/), JSON.stringify(r.problems));
     });
 
+    it('a value inside another (${env:HOME} in ${file:/proc/self/environ}) does not break the redaction of the longer one', async () => {
+      // replaced in document order, the shorter value first, the environment after HOME= was printed
+      writeFileSync(join(dir, 'environ'), 'PATH=/usr/bin\0HOME=/home/ci\0AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI\0');
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/
+    audience: \${env:HOME}
+    internalUrl: \${file:environ}
+    preAuth: passthrough
+`);
+      const r = await loadConfigFile(file, { mode: 'lint', env: { HOME: '/home/ci' } });
+      assert.ok(lines(r, 'error').includes('8:18 apps[0].internalUrl: "${file:environ}" is not a valid URL'), JSON.stringify(r.problems));
+      assert.doesNotMatch(JSON.stringify(r.problems), /wJalr|usr\/bin/);
+    });
+
+    it('a hint computed from a resolved value (a normalized path) names the reference, never the value', async () => {
+      const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+  admin: { listen: "\${env:ADMIN}" }
+policies:
+  p:
+    when: { paths: ["\${env:S}"] }
+    grant: block
+  q:
+    when: { paths: ["/x/*"] }
+    grant: block
+apps:
+  - name: A
+    externalUrl: http://a.localhost:8080/\${env:PREFIX}/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: passthrough
+    conditionalAccess: [p, q]
+`);
+      // the URL parser encodes the space: what it gives is no longer the value redaction looks for
+      const env = { S: '/x/../TopSecretValue123', PREFIX: 'a b/%2FHiddenPrefix99', ADMIN: '8.8.8.8:9099' };
+      const r = await loadConfigFile(file, { mode: 'lint', env });
+      const all = r.problems.map((p) => `${p.line}:${p.col} ${p.path}: ${p.message}`);
+      assert.doesNotMatch(all.join('\n'), /TopSecretValue123|HiddenPrefix99|8\.8\.8\.8|9099/);
+      assert.ok(all.some((l) => l.startsWith('7:21 policies.p.when.paths[0]: request paths are compared in normalized form, so the path "${env:S}" resolves to would never match')), all.join('\n'));
+      assert.ok(all.some((l) => l.includes('apps[0].externalUrl: no request path can start with the path "http://a.localhost:8080/${env:PREFIX}/" resolves to')), all.join('\n'));
+      assert.ok(all.some((l) => l.includes('policies.q.when.paths: none of these paths can match app A, published at the path of "http://a.localhost:8080/${env:PREFIX}/"')), all.join('\n'));
+      assert.ok(all.some((l) => l.includes('gateway.admin.listen: binds further than this host') && l.includes('make "${env:ADMIN}" resolve to 127.0.0.1')), all.join('\n'));
+    });
+
     it('a missing ${file:} is a warning in lint and an error at start', async () => {
       const file = write(config('${file:missing.secret}'));
       const lint = await loadConfigFile(file, { mode: 'lint', env: {} });

@@ -496,7 +496,7 @@ apps:
   });
 });
 
-describe('hot reload: a plugin whose create() never settles', function () {
+describe('hot reload: a plugin whose create() never settles, or refuses', function () {
   this.timeout(60_000);
   let idp: EmbeddedIdp;
   let backend: EchoBackend;
@@ -535,6 +535,28 @@ describe('hot reload: a plugin whose create() never settles', function () {
     };
     return { gw, trace, tag };
   }
+
+  it("a plugin's create() quoting a ${env:} value: neither the start error nor the reload's log line shows the value", async () => {
+    const env = { PROBE_SECRET: 'TopSecretClientValue' };
+    const withProbe = (mode: string) => yaml({ mode, tag: '${env:PROBE_SECRET}' });
+    const dir = tempDir();
+    writeFileSync(join(dir, 'probe.mjs'), PROBE_PLUGIN);
+    await assert.rejects(startGateway(withProbe('throws-echo'), { dir, env }), (e: unknown) => {
+      assert.match(String((e as Error).message), /plugin probe refused to build its stage: cannot reach https:\/\/svc\.internal\/\?key=\$\{env:PROBE_SECRET\}/);
+      assert.doesNotMatch(String((e as Error).stack), /TopSecretClientValue/);
+      return true;
+    });
+    const gw = await startGateway(withProbe('fine'), { dir, env });
+    try {
+      writeFileSync(gw.configFile, withProbe('throws-echo'));
+      await eventually(() => gw.logs.some((l) => /^config rejected/.test(String(l.msg))), 5000);
+      const rejected = gw.logs.filter((l) => /^config rejected/.test(String(l.msg)));
+      assert.match(String(rejected[0]!.msg), /key=\$\{env:PROBE_SECRET\}/);
+      assert.doesNotMatch(JSON.stringify(gw.logs), /TopSecretClientValue/);
+    } finally {
+      await gw.stop();
+    }
+  });
 
   it('the reload is rejected once the deadline passes, the next edit is applied, and the stage built too late is disposed', async () => {
     const { gw, trace, tag } = await signedIn({ env: { DRAWBRIDGE_PLUGIN_TIMEOUT: '1s' } });

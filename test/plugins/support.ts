@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 
 /**
- * An sso plugin whose create() and dispose() misbehave as `options.mode` says. Its stage holds a
+ * An sso plugin whose create() and dispose() misbehave as `options.mode` says (`throws-echo`: create() refuses, quoting options.tag). Its stage holds a
  * timer that only dispose() releases, sets `x-probe: <tag>` on the request, and each create() and
  * dispose() appends `create <tag>` / `dispose <tag>` to the file `options.trace`. In `create-hangs`
  * create() settles only when the test calls one of `globalThis.__probeRelease` (in-process gateways);
@@ -32,6 +32,8 @@ export default {
   create(o, context) {
     note(o, 'create');
     if (o.mode === 'throws') throw new Error('the ticket service said no');
+    // as many a plugin's message does: it quotes the option it could not use
+    if (o.mode === 'throws-echo') throw new Error('cannot reach https://svc.internal/?key=' + o.tag);
     // slow but working: a stage after o.ms milliseconds
     if (o.mode === 'create-slow') return new Promise((resolve) => setTimeout(() => resolve(build(o, context)), Number(o.ms)));
     if (o.mode === 'create-hangs') return new Promise((resolve) => (globalThis.__probeRelease ??= []).push(() => resolve(build(o, context))));
