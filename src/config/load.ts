@@ -104,7 +104,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const dir = dirname(abs);
   const lines = new LineCounter();
   // logLevel error: the parser's warnings are reported below as problems, never on the process's stderr.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: false, logLevel: 'error' });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: sameKey, merge: false, logLevel: 'error' });
   const problems: Problem[] = [];
   const map = new SourceMap(file, doc, lines);
   let resolved: SubstitutionResult['resolved'] = [];
@@ -212,6 +212,14 @@ function toPlain(doc: Document, map: SourceMap, file: string): unknown {
           : message.split('\n')[0];
     throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
   }
+}
+
+/**
+ * Keys are compared as the loaded object has them, as strings: `2024:` (a number) and `"2024":`
+ * are the same key there, and yaml's own comparison of values let the later silently win.
+ */
+function sameKey(a: unknown, b: unknown): boolean {
+  return a === b || (isScalar(a) && isScalar(b) && String(a.value ?? '') === String(b.value ?? ''));
 }
 
 /** Every key in a config is a name; a `? [a, b]` key would be flattened into the text "[ a, b ]". */

@@ -471,6 +471,29 @@ apps:
       await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /resource exhaustion/.test(e.message));
     });
 
+    it('a number key and the same key quoted are duplicates (2024 and "2024" are one key once loaded), at the second', async () => {
+      const r = await loadConfigFile(
+        write(`gateway: { publicUrl: http://localhost:8080, listen: { http: 8080 } }
+policies:
+  2024: { when: { paths: ["/admin/*"] }, grant: block }
+  "2024": { when: { paths: ["/admin/*"] }, grant: allow }
+connectorGroups:
+  1: {}
+  '1': {}
+locations:
+  true: [10.0.0.0/8]
+  "true": [10.0.0.0/8]
+apps: []
+`),
+        { mode: 'lint' },
+      );
+      assert.deepEqual(lines(r, 'error').filter((l) => l.includes('duplicate')), [
+        '4:3 policies["2024"]: duplicate key "2024" (the later value would silently replace the earlier one)',
+        '7:3 connectorGroups["1"]: duplicate key "1" (the later value would silently replace the earlier one)',
+        '10:3 locations.true: duplicate key "true" (the later value would silently replace the earlier one)',
+      ]);
+    });
+
     it('ordinary anchors and aliases work', async () => {
       const file = write(`gateway:
   publicUrl: http://localhost:8080
