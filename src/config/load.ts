@@ -9,6 +9,7 @@ import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { pluginDeadlineMs } from '../plugins/deadline.js';
+import { aliasProblem } from './aliases.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
@@ -183,13 +184,19 @@ export async function loadForStart(file: string, env?: NodeJS.ProcessEnv): Promi
 }
 
 /**
- * The document as plain values. Aliases are resolved here, and this is where
- * the parser reports an alias to an undefined anchor or an alias bomb (a few
- * lines that expand to millions of nodes): both make the file unreadable.
+ * The document as plain values. Aliases are resolved here, and this is where an alias
+ * to an undefined anchor, an alias inside its own anchor's value, or an alias bomb (a
+ * few lines that expand to millions of nodes) is found: each makes the file unreadable.
  */
 function toPlain(doc: Document, map: SourceMap, file: string): unknown {
+  const refused = aliasProblem(doc);
+  if (refused) {
+    const pos = map.positionOf(refused.alias.range?.[0] ?? 0);
+    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${refused.why}`, file, pos.line, pos.col);
+  }
   try {
-    return doc.toJS({ maxAliasCount: 50 }) ?? {};
+    // The expansion is bounded above (aliasProblem); yaml's count of uses would refuse a shared scalar used 51 times.
+    return doc.toJS({ maxAliasCount: -1 }) ?? {};
   } catch (e) {
     const message = (e as Error).message;
     const unresolved = /^Unresolved alias.*: (.+)$/.exec(message)?.[1];
@@ -204,12 +211,7 @@ function toPlain(doc: Document, map: SourceMap, file: string): unknown {
       },
     });
     const pos = map.positionOf(offset);
-    const why =
-      unresolved !== undefined
-        ? `alias *${unresolved} has no anchor &${unresolved} before it`
-        : /alias count/i.test(message)
-          ? 'its aliases expand to far more data than they take up (refused: a resource exhaustion guard)'
-          : message.split('\n')[0];
+    const why = unresolved !== undefined ? `alias *${unresolved} has no anchor &${unresolved} before it` : message.split('\n')[0];
     throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
   }
 }

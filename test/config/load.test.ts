@@ -471,6 +471,40 @@ apps:
       await assert.rejects(loadConfigFile(file, { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /resource exhaustion/.test(e.message));
     });
 
+    it('an alias inside its own anchor is unreadable at the alias, not a stack overflow', async () => {
+      for (const [text, at] of [
+        ['gateway: &g\n  x: *g\napps: []\n', '2:6'],
+        ['gateway: { publicUrl: http://localhost:8080, listen: { http: 8080 } }\nconnectorGroups: &cg\n  loop: *cg\napps: []\n', '3:9'],
+        ['gateway: { publicUrl: http://localhost:8080, listen: { http: 8080 } }\napps: &a\n  - *a\n', '3:5'],
+      ]) {
+        await assert.rejects(loadConfigFile(write(text!), { mode: 'lint' }), (e: unknown) => {
+          assert.ok(e instanceof ConfigUnreadableError, String(e));
+          assert.equal(`${e.line}:${e.col}`, at, text);
+          assert.match(e.message, /not valid YAML: alias \*\w+ is inside the value its anchor &\w+ names/);
+          return true;
+        });
+      }
+    });
+
+    it('one anchor used by 60 apps is no alias bomb; a bomb is refused at the alias that crosses the limit', async () => {
+      const apps = Array.from({ length: 60 }, (_, i) => `  - name: A${i}
+    externalUrl: http://a${i}.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: ${i ? '*p' : '&p passthrough'}
+    headers: ${i ? '*h' : '&h { forwarded: true }'}`);
+      const r = await loadConfigFile(write(`gateway:\n  publicUrl: http://localhost:8080\n  listen: { http: 8080 }\napps:\n${apps.join('\n')}\n`), { mode: 'lint' });
+      assert.deepEqual(lines(r, 'error'), []);
+      // a list of 400 items (401 nodes) aliased 80 times in each of 4 lists: the 10th alias of the last crosses 100,000
+      const rows = ['a: &a [' + Array(400).fill('x').join(', ') + ']'];
+      rows.push(`b: [${Array(80).fill('*a').join(', ')}]`, `c: [${Array(80).fill('*a').join(', ')}]`, `d: [${Array(80).fill('*a').join(', ')}]`, `e: [${Array(80).fill('*a').join(', ')}]`);
+      await assert.rejects(loadConfigFile(write(rows.join('\n') + '\n'), { mode: 'lint' }), (e: unknown) => {
+        assert.ok(e instanceof ConfigUnreadableError);
+        assert.equal(`${e.line}:${e.col}`, `5:${5 + 4 * 9}`);
+        assert.match(e.message, /with alias \*a the aliases expand to more than 100000 nodes \(refused: a resource exhaustion guard\)/);
+        return true;
+      });
+    });
+
     it('a number key and the same key quoted are duplicates (2024 and "2024" are one key once loaded), at the second', async () => {
       const r = await loadConfigFile(
         write(`gateway: { publicUrl: http://localhost:8080, listen: { http: 8080 } }
