@@ -9,7 +9,7 @@ const USAGE = `usage: drawbridge <command> [options]
        drawbridge <command> --help             (or -h) the command's usage
 
 commands:
-  gateway [--config FILE] [--no-watch]    serve the gateway (config found with cosmiconfig when --config is left out);
+  gateway [--config FILE] [--no-watch]    serve the gateway (config found by searching up from here when --config is left out);
                                           reloads on file change and on SIGHUP
   lint [FILE...] [--format text|json|github]
                                           check config files; exit 0 valid, 1 invalid, 2 unreadable

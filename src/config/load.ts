@@ -2,9 +2,8 @@
  * raw YAML -> validated, frozen Config. Every problem is collected with its
  * file:line:col and key path; nothing downstream ever sees raw input.
  */
-import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { cosmiconfig } from 'cosmiconfig';
+import { statSync, type Stats } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
@@ -13,7 +12,7 @@ import { aliasProblem } from './aliases.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
 import { SourceMap, formatPath, type KeyPath } from './source.js';
-import type { FileSnapshot } from './regularFile.js';
+import { FileTooLargeError, NotARegularFileError, readRegularFile, type FileSnapshot } from './regularFile.js';
 import { substitute, withoutResolvedValues, type SubstitutionResult } from './substitute.js';
 import { coerceScalars, validateAgainst } from './validate.js';
 
@@ -59,6 +58,9 @@ export async function loadConfigFile(file: string, opts: LoadOptions): Promise<L
   return loadConfigText(await readConfigText(file), file, opts);
 }
 
+/** A config of thousands of apps is a few hundred KiB; the limit keeps a wrong path from filling the memory. */
+export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
+
 /**
  * The file's text. It must be UTF-8: decoding other bytes leniently turns them into U+FFFD, so a
  * Latin-1 `finé` would lint clean and then match no group or user, ever.
@@ -66,9 +68,12 @@ export async function loadConfigFile(file: string, opts: LoadOptions): Promise<L
 export async function readConfigText(file: string): Promise<string> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(resolve(file));
+    // As a ${file:} value is read: a FIFO at the path blocked the read (and a reload, and the
+    // gateway's exit) until a writer came, and /dev/zero filled the memory.
+    bytes = readRegularFile(resolve(file), MAX_CONFIG_FILE_BYTES);
   } catch (e) {
-    throw new ConfigUnreadableError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, file);
+    const why = e instanceof NotARegularFileError || e instanceof FileTooLargeError ? `it ${e.message}` : ((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+    throw new ConfigUnreadableError(`cannot read ${file}: ${why}`, file);
   }
   try {
     // The leading BOM is dropped, as the lenient decoding did (the YAML parser accepts it either way).
@@ -255,18 +260,28 @@ export function deepFreeze<T>(v: T): DeepReadonly<T> {
 
 export const SEARCH_PLACES = ['gateway.config.yaml', 'gateway.config.yml', '.config/gateway.config.yaml', '.drawbridgerc.yaml', '.drawbridgerc.yml', '.config/drawbridgerc.yaml'];
 
-/** Finds gateway.config.yaml the way cosmiconfig does (cwd up to the project root). */
+/**
+ * Finds gateway.config.yaml from the working directory up to the project root (the first
+ * directory with a package.json or package.yaml), as cosmiconfig's "project" search did. Each
+ * place is only looked at: cosmiconfig read every file it found, and a FIFO there blocked lint
+ * and the gateway's start for good; found, it is refused by readConfigText with the others.
+ */
 export async function discoverConfig(from = process.cwd()): Promise<string | undefined> {
-  const pathOnly = () => ({});
-  const explorer = cosmiconfig('drawbridge', {
-    searchPlaces: SEARCH_PLACES,
-    searchStrategy: 'project',
-    // An empty file in the working directory is the config (and reported as empty), not a reason
-    // to serve a parent directory's file in its place.
-    ignoreEmptySearchPlaces: false,
-    // We only want the path; the file is parsed by `yaml` so problems keep positions.
-    loaders: { '.yaml': pathOnly, '.yml': pathOnly, noExt: pathOnly },
-  });
-  const found = await explorer.search(from);
-  return found?.filepath;
+  for (let dir = resolve(from); ; dir = dirname(dir)) {
+    for (const place of SEARCH_PLACES) {
+      const file = join(dir, place);
+      // An empty file in the working directory is the config (and reported as empty), not a reason
+      // to serve a parent directory's file in its place; a directory of that name is passed over.
+      if (statOrUndefined(file)?.isDirectory() === false) return file;
+    }
+    if (statOrUndefined(join(dir, 'package.json')) || statOrUndefined(join(dir, 'package.yaml')) || dirname(dir) === dir) return undefined;
+  }
+}
+
+function statOrUndefined(file: string): Stats | undefined {
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
+  }
 }

@@ -3,7 +3,7 @@
  * child process: exit codes, output formats, several files in one run.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -153,6 +153,22 @@ describe('drawbridge lint (CLI)', function () {
       `::error file=${INVALID},line=9,col=21::apps[0].connectorGroup: unknown connector group "eu" (none defined)`,
       `::error file=${INVALID},line=10,col=21::apps[0].backendTimeout: "10 minutes" is not allowed here: must be "default", "long" or a duration such as 90s`,
     ]);
+  });
+
+  it('exits 2 at once for a config path that is a FIFO or a device, found or named, and for a self-referencing alias (json still JSON)', async () => {
+    const root = realpathSync(tempDir('drawbridge-fifo-'));
+    writeFileSync(join(root, 'package.json'), '{"name":"ops"}\n');
+    mkdirSync(join(root, 'sub'));
+    const fifo = join(root, 'gateway.config.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const cyclic = write('cyclic.yaml', 'gateway: &g\n  x: *g\napps: []\n');
+    const [found, zero, json] = await Promise.all([cli(['lint'], { cwd: join(root, 'sub'), timeoutMs: 5000 }), cli(['lint', '/dev/zero'], { timeoutMs: 5000 }), cli(['lint', '--format', 'json', cyclic])]);
+    assert.equal(found.code, 2, found.stdout + found.stderr);
+    assert.equal(found.stdout, `${fifo}:1:1: error: cannot read the file: it is a named pipe (FIFO), not a regular file\n`);
+    assert.equal(zero.code, 2, zero.stdout + zero.stderr);
+    assert.equal(zero.stdout, '/dev/zero:1:1: error: cannot read the file: it is a character device, not a regular file\n');
+    assert.equal(json.code, 2, json.stdout + json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout).problems, [{ severity: 'error', message: 'not valid YAML: alias *g is inside the value its anchor &g names, which would make that value contain itself', path: '', file: cyclic, line: 2, col: 6 }]);
   });
 
   it('refuses an unknown --format with exit 2', async () => {

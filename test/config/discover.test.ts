@@ -1,5 +1,6 @@
-/** `drawbridge gateway` / `lint` without a file: cosmiconfig finds gateway.config.yaml. */
+/** `drawbridge gateway` / `lint` without a file: gateway.config.yaml is found by searching upwards. */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { discoverConfig } from '../../src/config/load.js';
@@ -45,6 +46,14 @@ describe('config discovery', () => {
     writeFileSync(join(dir, 'gateway.config.yaml'), 'apps: []\n');
     writeFileSync(join(dir, 'deploy', 'gateway.config.yaml'), '');
     assert.equal(await discoverConfig(join(dir, 'deploy')), join(dir, 'deploy', 'gateway.config.yaml'));
+  });
+
+  it('a FIFO found there is returned without being read (reading it waited for a writer for ever); a directory of that name is passed over', async () => {
+    const dir = project();
+    execFileSync('mkfifo', [join(dir, 'gateway.config.yaml')]);
+    assert.equal(await discoverConfig(join(dir, 'deploy')), join(dir, 'gateway.config.yaml'));
+    mkdirSync(join(dir, 'deploy', 'gateway.config.yaml'));
+    assert.equal(await discoverConfig(join(dir, 'deploy')), join(dir, 'gateway.config.yaml'));
   });
 
   it('finds nothing in a project without one', async () => {

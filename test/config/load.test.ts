@@ -4,6 +4,7 @@
  * files that are not YAML at all.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigInvalidError, ConfigUnreadableError } from '../../src/errors.js';
@@ -594,6 +595,21 @@ apps:
 
     it('a missing file is unreadable', async () => {
       await assert.rejects(loadConfigFile(join(dir, 'nope.yaml'), { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && /ENOENT/.test(e.message));
+    });
+
+    it('a FIFO, a device or a file over 4 MiB is unreadable at once, as a ${file:} value would be', async () => {
+      const fifo = join(dir, `fifo-${n++}.yaml`);
+      execFileSync('mkfifo', [fifo]);
+      const big = join(dir, `big-${n++}.yaml`);
+      writeFileSync(big, `# ${'x'.repeat(4 * 1024 * 1024)}\napps: []\n`);
+      for (const [file, why] of [
+        [fifo, 'it is a named pipe (FIFO), not a regular file'],
+        ['/dev/zero', 'it is a character device, not a regular file'],
+        [dir, 'it is a directory, not a regular file'],
+        [big, `it is ${4 * 1024 * 1024 + 12} bytes, over the limit of 4194304 bytes`],
+      ]) {
+        await assert.rejects(loadConfigFile(file!, { mode: 'lint' }), (e: unknown) => e instanceof ConfigUnreadableError && e.message === `cannot read ${file}: ${why}`);
+      }
     });
 
     it('an empty file and a scalar are invalid, not unreadable', async () => {

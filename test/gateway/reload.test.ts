@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import WebSocket from 'ws';
@@ -472,6 +473,28 @@ apps:
       await eventually(async () => (await seenVersion(gw)) === 'k2', 1500);
     } finally {
       await server.stop();
+    }
+  });
+
+  it('a config path that becomes a FIFO fails the reload at once, and the gateway still exits on SIGTERM', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    writeFileSync(file, cfg(backend.url, 'f1'));
+    const { child, port, exited, output } = spawnGateway(file);
+    try {
+      await port();
+      // read blocking, open() waited for a writer on a pool thread, and exiting joined that thread
+      renameSync(file, join(dir, 'good.yaml'));
+      execFileSync('mkfifo', [file]);
+      child.kill('SIGHUP');
+      await eventually(() => output().includes('not a regular file'), 5000);
+      assert.match(output(), /config rejected, still serving generation 1: cannot read [^\n]*gateway\.config\.yaml: it is a named pipe \(FIFO\), not a regular file/);
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exited, sleep(10_000).then(() => undefined)]);
+      assert.ok(stopped, 'still running 10 s after SIGTERM');
+      assert.equal(stopped.code, 0);
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 
