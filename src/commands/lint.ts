@@ -37,8 +37,10 @@ export async function lintCommand(args: string[]): Promise<number> {
     process.stdout.write(JSON.stringify({ valid: exit === 0, files, errors, warnings, problems: all }, null, 2) + '\n');
   } else if (format === 'github') {
     for (const p of all) {
-      const msg = `${p.path ? p.path + ': ' : ''}${p.message}`.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
-      process.stdout.write(`::${p.severity} file=${p.file},line=${p.line},col=${p.col}::${msg}\n`);
+      const msg = escapeData(`${p.path ? p.path + ': ' : ''}${p.message}`);
+      // A property ends at , and the properties at :, so a file named a,line=99.yaml set a second line=.
+      const file = escapeData(p.file ?? '').replace(/:/g, '%3A').replace(/,/g, '%2C');
+      process.stdout.write(`::${p.severity} file=${file},line=${p.line},col=${p.col}::${msg}\n`);
     }
   } else {
     for (const p of all) process.stdout.write(formatProblem(p) + '\n');
@@ -46,4 +48,9 @@ export async function lintCommand(args: string[]): Promise<number> {
     process.stderr.write(`${files.length} file(s): ${errors} error(s), ${warnings} warning(s) (${files.join(', ')})\n`);
   }
   return exit;
+}
+
+/** GitHub's escaping of a workflow command's data: a raw line break would start a command of its own. */
+function escapeData(text: string): string {
+  return text.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
 }

@@ -155,6 +155,19 @@ describe('drawbridge lint (CLI)', function () {
     ]);
   });
 
+  it('--format github escapes the file= property (a name with , : or a line break cannot add properties or commands)', async () => {
+    const sub = join(dir, 'github-names');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, 'a,line=99,title=x:y.yaml'), readFileSync(INVALID));
+    writeFileSync(join(sub, 'n\n::warning file=evil.yaml,line=1::injected x.yaml'), readFileSync(INVALID));
+    const r = await cli(['lint', '--format', 'github', 'a,line=99,title=x:y.yaml', 'n\n::warning file=evil.yaml,line=1::injected x.yaml'], { cwd: sub });
+    assert.equal(r.code, 1);
+    const out = r.stdout.trim().split('\n');
+    assert.equal(out.length, 4, r.stdout);
+    assert.equal(out[0], '::error file=a%2Cline=99%2Ctitle=x%3Ay.yaml,line=9,col=21::apps[0].connectorGroup: unknown connector group "eu" (none defined)');
+    assert.ok(out[2]!.startsWith('::error file=n%0A%3A%3Awarning file=evil.yaml%2Cline=1%3A%3Ainjected x.yaml,line=9,col=21::'), out[2]);
+  });
+
   it('exits 2 at once for a config path that is a FIFO or a device, found or named, and for a self-referencing alias (json still JSON)', async () => {
     const root = realpathSync(tempDir('drawbridge-fifo-'));
     writeFileSync(join(root, 'package.json'), '{"name":"ops"}\n');
