@@ -321,5 +321,55 @@ export function jsonSchema(pluginOptionSchemas: Record<string, TSchema> = {}): R
       then: { properties: { sso: { properties: { options: pluginOptionSchemas[name] } } } },
     }));
   }
-  return JSON.parse(JSON.stringify(schema));
+  return acceptReferences(JSON.parse(JSON.stringify(schema)));
+}
+
+/**
+ * A whole-value ${env:...} or ${file:...} reference, as an editor sees it: lint resolves it and
+ * reads `http: ${env:PORT}` as the port; the schema the modeline points at flagged it.
+ */
+const REFERENCE = { type: 'string', pattern: '^\\$\\{(env|file):[^}]+\\}$', description: 'A ${env:NAME} or ${file:path} reference, resolved when the gateway loads the file.' };
+/** kept on the outer schema, where editors look for them */
+const ANNOTATIONS = new Set(['description', 'default', 'title', 'examples', 'deprecated']);
+/** keywords whose value is a schema, or a list or map of them (not `if`: it tests, it does not allow) */
+const SUBSCHEMAS = ['properties', 'patternProperties', 'additionalProperties', 'items', 'prefixItems', 'anyOf', 'oneOf', 'allOf', 'then', 'else'];
+
+/** Each value a reference's text would fail (a number, a boolean, a patterned string) also accepts a reference. */
+function acceptReferences(node: any): any {
+  if (!node || typeof node !== 'object') return node;
+  if (Array.isArray(node)) return node.map(acceptReferences);
+  if (refusesReference(node)) {
+    if (node.anyOf) return { ...node, anyOf: [...node.anyOf, REFERENCE] };
+    const outer: Record<string, unknown> = {};
+    const inner: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) (ANNOTATIONS.has(k) ? outer : inner)[k] = v;
+    return { ...outer, anyOf: [inner, REFERENCE] };
+  }
+  // A union with a plain string branch takes a reference there already: its other scalar branches stay as they are.
+  const plainString = Array.isArray(node.anyOf) && node.anyOf.some((b: any) => isScalar(b) && acceptsReference(b));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k === 'anyOf' && plainString) {
+      out[k] = (v as any[]).map((b) => (isScalar(b) ? b : acceptReferences(b)));
+      continue;
+    }
+    const mapOfSchemas = (k === 'properties' || k === 'patternProperties') && v && typeof v === 'object';
+    out[k] = !SUBSCHEMAS.includes(k) ? v : mapOfSchemas ? Object.fromEntries(Object.entries(v as object).map(([name, sub]) => [name, acceptReferences(sub)])) : acceptReferences(v);
+  }
+  return out;
+}
+
+/** A scalar schema (or a union of them) that `${env:X}` does not satisfy. */
+function refusesReference(s: any): boolean {
+  if (Array.isArray(s.anyOf)) return s.anyOf.every(isScalar) && !s.anyOf.some(acceptsReference);
+  return isScalar(s) && !acceptsReference(s);
+}
+
+function isScalar(s: any): boolean {
+  return !!s && typeof s === 'object' && !s.anyOf && (['string', 'integer', 'number', 'boolean'].includes(s.type) || 'const' in s || 'enum' in s);
+}
+
+/** A plain string, at most with a short minimum length (the shortest reference, ${env:X}, has 8 characters). */
+function acceptsReference(s: any): boolean {
+  return s.type === 'string' && Object.keys(s).every((k) => ANNOTATIONS.has(k) || k === 'type' || (k === 'minLength' && s.minLength <= 8));
 }

@@ -77,6 +77,22 @@ describe('JSON Schema (drawbridge schema)', function () {
     assert.equal(validate(parse(text)), true, JSON.stringify(validate.errors));
   });
 
+  it('accepts a whole-value ${env:} or ${file:} reference where lint does (ports, booleans, durations, patterned strings)', () => {
+    const validate = new Ajv2020({ strict: false, allErrors: true }).compile(JSON.parse(printed));
+    const data = parse(readFileSync(FIXTURE, 'utf8'));
+    data.gateway.listen.http = '${env:PORT}';
+    data.gateway.listen.https = '${file:/run/secrets/https-listen}';
+    data.apps[0].websockets = '${env:WS}';
+    data.apps[0].backendTimeout = '${env:BT}';
+    data.session.cookie.lifetime = '${env:LIFETIME}';
+    assert.equal(validate(data), true, JSON.stringify(validate.errors, null, 2));
+    // a reference in part, or a malformed one, is still a string the value's rules apply to
+    data.apps[0].websockets = 'x${env:WS}';
+    data.apps[0].backendTimeout = '${env:BT';
+    assert.equal(validate(data), false);
+    assert.deepEqual([...new Set(validate.errors!.map((e) => e.instancePath))].sort(), ['/apps/0/backendTimeout', '/apps/0/websockets']);
+  });
+
   it('rejects what editors should flag (an unknown key)', () => {
     const validate = new Ajv2020({ strict: false }).compile(JSON.parse(printed));
     const data = parse(readFileSync(FIXTURE, 'utf8'));
