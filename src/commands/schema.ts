@@ -23,7 +23,9 @@ export async function schemaCommand(args: string[]): Promise<number> {
       failed ||= p.severity === 'error';
     }
   }
+  // Nothing on stdout then: `schema --config f > schema.json` would overwrite the file with a schema missing a plugin's options.
+  if (failed) return 1;
   for (const p of plugins) if (p.kind === 'sso') schemas[p.name] = p.optionsSchema;
   process.stdout.write(JSON.stringify(jsonSchema(schemas), null, 2) + '\n');
-  return failed ? 1 : 0;
+  return 0;
 }

@@ -133,6 +133,7 @@ describe('JSON Schema (drawbridge schema)', function () {
     writeFileSync(join(dir, 'bad.mjs'), `export default { name: 'bad', kind: 'sso', apiVersion: 1, optionsSchema: { type: 'objekt' }, create() {} };\n`);
     const broken = await run('./bad.mjs');
     assert.equal(broken.code, 1);
+    assert.equal(broken.stdout, '', 'nothing to redirect into schema.json: the schema would lack the plugin');
     assert.match(broken.stderr, new RegExp(`^${config}:2:11: error: plugins\\[0\\]: plugin "./bad.mjs": optionsSchema is not a valid JSON Schema: [^\\n]*\\n$`));
   });
 });
