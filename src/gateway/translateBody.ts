@@ -20,8 +20,8 @@
  * Only uncompressed bodies are rewritten: the gateway asks the app for
  * `accept-encoding: identity` (edge.ts), and a body that comes compressed
  * anyway passes untouched rather than being inflated here. The rewritten
- * body is gzipped again for a client that accepts gzip, flushed per chunk so
- * a page the app streams still arrives as it is written.
+ * body is gzipped again for a client that accepts gzip, flushed whenever the
+ * app's body goes idle, so a page the app streams still arrives as it is written.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -95,8 +95,23 @@ class Rewrite extends Transform {
   }
 }
 
+/** rewritten bytes gathered before they are handed to zlib anyway, without waiting for the input to go idle */
+const GZIP_BATCH = 64 << 10;
+
+/**
+ * Gzips the rewritten body. Each write to zlib, and each flush, is a trip to the thread
+ * pool; the app's body comes in pieces as small as its writes (undici hands over every
+ * chunk of a chunked body), and a flush per piece made a page written in 1 KiB pieces
+ * 30 times slower than the same page uncompressed. So pieces are gathered, and written
+ * and flushed once the input goes idle (after the event loop's turn that brought them):
+ * a page the app streams still arrives as it is written, and one it sends at full speed
+ * costs one flush per socket read.
+ */
 class RewriteGzip extends Transform {
   private readonly z = zlib.createGzip();
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private idle?: NodeJS.Immediate;
 
   constructor(private readonly r: UrlRewriter) {
     super();
@@ -105,16 +120,41 @@ class RewriteGzip extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.z.write(this.r.feed(chunk));
-    this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => cb());
+    const out = this.r.feed(chunk);
+    if (out.length) {
+      this.pending.push(out);
+      this.pendingBytes += out.length;
+    }
+    this.idle ??= setImmediate(this.flushIdle);
+    // a full batch waits for zlib to take it: that is where a slow client holds the app back
+    if (this.pendingBytes >= GZIP_BATCH) this.z.write(this.takePending(), () => cb());
+    else cb();
+  }
+
+  private readonly flushIdle = (): void => {
+    this.idle = undefined;
+    if (this.destroyed) return;
+    if (this.pendingBytes) this.z.write(this.takePending());
+    this.z.flush(zlib.constants.Z_SYNC_FLUSH);
+  };
+
+  private takePending(): Buffer {
+    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return all;
   }
 
   override _flush(cb: TransformCallback): void {
+    if (this.idle) clearImmediate(this.idle);
+    this.idle = undefined;
+    this.pending.push(this.r.finish());
     this.z.once('end', () => cb());
-    this.z.end(this.r.finish());
+    this.z.end(this.takePending());
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.idle) clearImmediate(this.idle);
     this.z.destroy();
     cb(err);
   }

@@ -3,7 +3,7 @@ import http, { type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { gunzipSync } from 'node:zlib';
+import { createGunzip, gunzipSync, gzipSync } from 'node:zlib';
 import { acceptsGzip, bodyTranslator } from '../../src/gateway/translateBody.js';
 import { request, startGateway, type TestGateway } from '../support/harness.js';
 
@@ -77,6 +77,34 @@ describe('translateUrls.body: the rewriting stream', () => {
     assert.equal(plain.vary, 'accept-encoding');
     for (const [h, yes] of [['gzip', true], ['GZIP; q=0.5', true], ['*', true], ['deflate, x-gzip', true], ['gzip;q=0', false], ['br', false], ['identity', false], ['', false]] as const) assert.equal(acceptsGzip(h), yes, h);
     assert.equal(acceptsGzip(undefined), false);
+  });
+
+  it('gzipped, a page the app writes in many small pieces at once is flushed once, not once a piece; a streamed one still leaves as it is written', async () => {
+    const piece = Buffer.from(`<p>row <a href="http://10.0.0.5:8080/hr/x">x</a> ${'y'.repeat(960)}</p>\n`);
+    const t = bodyTranslator(T, 'GET', 200, { 'content-type': 'text/html' }, 'gzip')!;
+    const out: Buffer[] = [];
+    t.on('data', (c: Buffer) => out.push(c));
+    const ended = new Promise((r) => t.on('end', r));
+    for (let i = 0; i < 2000; i++) t.write(piece);
+    t.end();
+    await ended;
+    const zipped = Buffer.concat(out);
+    const rewritten = piece.toString().replace('http://10.0.0.5:8080/hr/', 'https://hr.example.test/').repeat(2000);
+    assert.equal(gunzipSync(zipped).toString(), rewritten);
+    // A flush per piece (a sync marker and a new block each) made it several times the size of the page gzipped at once.
+    assert.ok(zipped.length < 2 * gzipSync(rewritten).length, `${zipped.length} bytes, against ${gzipSync(rewritten).length} for the page gzipped at once`);
+
+    const streamed = bodyTranslator(T, 'GET', 200, { 'content-type': 'text/html' }, 'gzip')!;
+    const gunzip = createGunzip();
+    let seen = '';
+    streamed.pipe(gunzip).on('data', (c: Buffer) => (seen += c.toString()));
+    for (const line of ['<html><body>\n', '<script>tick(1)</script>\n', '<a href="http://10.0.0.5:8080/hr/x">x</a>\n']) {
+      streamed.write(line);
+      const want = seen + line.replace('http://10.0.0.5:8080/hr/', 'https://hr.example.test/');
+      for (let i = 0; i < 100 && seen !== want; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(seen, want, 'each write reaches the client before the next one is made');
+    }
+    streamed.end();
   });
 
   it('a compressed body passes untouched; a rewritten one loses its length and its ETag turns weak', async () => {
