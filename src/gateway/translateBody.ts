@@ -41,8 +41,9 @@ export interface BodyTranslation {
  * one to touch. Adjusts the response headers it is given: the length changes
  * and the representation is no longer byte-identical (weak ETag).
  */
-export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders, acceptEncoding?: string | string[]): Transform | undefined {
-  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return undefined;
+export function bodyTranslator(t: BodyTranslation, method: string, status: number, headers: OutgoingHttpHeaders, acceptEncoding?: string | string[], ifNoneMatch?: string): Transform | undefined {
+  if (status === 304) return void revalidated(headers, ifNoneMatch);
+  if (status === 204 || (status >= 100 && status < 200)) return undefined;
   // A part of the app's body (206, or a 416 naming its length) is counted in the app's bytes: rewritten,
   // it would no longer fit its Content-Range, and a client putting parts together would corrupt the file.
   if (status === 206 || headers['content-range'] !== undefined) return undefined;
@@ -51,12 +52,7 @@ export function bodyTranslator(t: BodyTranslation, method: string, status: numbe
   const encoding = headers['content-encoding'];
   if (encoding !== undefined && String(encoding).trim().toLowerCase() !== 'identity') return undefined;
   delete headers['content-length'];
-  const etag = headers['etag'];
-  if (typeof etag === 'string' && !etag.startsWith('W/')) headers['etag'] = `W/${etag}`;
-  const vary = headers['vary'];
-  headers['vary'] = vary === undefined || vary === '' ? 'accept-encoding' : `${String(vary)}, accept-encoding`;
-  // The app's ranges are of its own bytes, not of these: a client must not resume or split this body by range.
-  headers['accept-ranges'] = 'none';
+  markRewritten(headers);
   const gzip = acceptsGzip(acceptEncoding);
   if (gzip) headers['content-encoding'] = 'gzip';
   // A HEAD answer has no body to rewrite, but the head a GET would get (RFC 9110 9.3.2): the app's
@@ -64,6 +60,29 @@ export function bodyTranslator(t: BodyTranslation, method: string, status: numbe
   if (method === 'HEAD') return undefined;
   const rewriter = new UrlRewriter(t.from, t.to);
   return gzip ? new RewriteGzip(rewriter) : new Rewrite(rewriter);
+}
+
+/** the head of a rewritten body, but for its length and encoding */
+function markRewritten(headers: OutgoingHttpHeaders): void {
+  const etag = headers['etag'];
+  if (typeof etag === 'string' && !etag.startsWith('W/')) headers['etag'] = `W/${etag}`;
+  const vary = headers['vary'];
+  headers['vary'] = vary === undefined || vary === '' ? 'accept-encoding' : `${String(vary)}, accept-encoding`;
+  // The app's ranges are of its own bytes, not of these: a client must not resume or split this body by range.
+  headers['accept-ranges'] = 'none';
+}
+
+/**
+ * A 304 carries the ETag and Vary the 200 would have carried (RFC 9110 15.4.5), and a cache
+ * updates the stored page's head from it (RFC 9111 4.3.4): with the app's strong tag, a
+ * rewritten page would be labelled with a validator of the app's bytes. A 304 has no
+ * Content-Type to tell whether that 200 was rewritten; a client revalidating with the app's
+ * strong tag made weak, which only a rewritten page is given, says it was.
+ */
+function revalidated(headers: OutgoingHttpHeaders, ifNoneMatch: string | undefined): void {
+  const etag = headers['etag'];
+  if (typeof etag !== 'string' || etag.startsWith('W/') || !ifNoneMatch?.includes(`W/${etag}`)) return;
+  markRewritten(headers);
 }
 
 /** true when the client lists gzip (or *) with a q above 0 */

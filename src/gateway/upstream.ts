@@ -81,7 +81,7 @@ export function clientResponse(f: ForwardRequest, status: number, headers: Recor
   // a 204 carries no length (RFC 9110 8.6): one from the app would tell a client to wait for bytes that never come
   if (status === 204) delete out['content-length'];
   if (f.rewriteLocation) translateHeaders(out, f.rewriteLocation);
-  return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding']) : undefined };
+  return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding'], f.req.headers['if-none-match']) : undefined };
 }
 
 /**

@@ -130,6 +130,8 @@ describe('translateUrls.body: ranges through a real app', () => {
       const body = page();
       const m = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
       const common = { 'content-type': 'text/html', 'accept-ranges': 'bytes', etag: '"v1"' };
+      // If-None-Match compares weakly (RFC 9110 13.1.2): W/"v1" is this page too
+      if (String(req.headers['if-none-match'] ?? '').replace('W/', '') === '"v1"') return void res.writeHead(304, { etag: '"v1"', 'accept-ranges': 'bytes' }).end();
       if (!m) return void res.writeHead(200, { ...common, 'content-length': body.length }).end(body);
       const from = Number(m[1]);
       const to = Math.min(m[2] ? Number(m[2]) : body.length - 1, body.length - 1);
@@ -180,6 +182,21 @@ apps:
       for (const name of ['content-length', 'content-encoding', 'etag', 'accept-ranges', 'vary', 'content-type']) assert.equal(head.headers[name], get.headers[name], `${enc}: ${name}`);
       assert.equal(head.headers['content-length'], undefined, 'the app\'s length is of bytes the client never gets');
     }
+  });
+
+  it('a 304 to a client revalidating the rewritten page carries the ETag and Vary its 200 carried (a cache takes them from the 304)', async () => {
+    const page = await request(`${gw.url}/page`, { headers: { host: 'tr.test', 'accept-encoding': 'gzip' } });
+    assert.equal(page.headers.etag, 'W/"v1"');
+    const again = await request(`${gw.url}/page`, { headers: { host: 'tr.test', 'accept-encoding': 'gzip', 'if-none-match': page.headers.etag! } });
+    assert.equal(again.status, 304);
+    assert.equal(again.headers.etag, 'W/"v1"');
+    assert.equal(again.headers.vary, page.headers.vary);
+    assert.equal(again.headers['accept-ranges'], 'none');
+    // the app's strong tag, which only a copy of its own bytes carries: nothing says this 304 is of a rewritten page
+    const own = await request(`${gw.url}/page`, { headers: { host: 'tr.test', 'if-none-match': '"v1"' } });
+    assert.equal(own.status, 304);
+    assert.equal(own.headers.etag, '"v1"');
+    assert.equal(own.headers.vary, undefined);
   });
 
   it('a 416 with Content-Range passes untouched', async () => {
