@@ -325,6 +325,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (typeof a.internalUrl === 'string' && !unresolved(at('internalUrl'))) {
       const int = checkUrl(at('internalUrl'), a.internalUrl, { err, allowPath: true });
       if (int && a.backend?.tls?.ca !== undefined && int.protocol !== 'https:') warn(at('backend', 'tls', 'ca'), 'only used for https internal URLs');
+      // Headers (Location, Link, cookie paths) are translated, path-absolute URLs included; a body is
+      // only searched for the whole internal URL, since a bare "/app/" in a page is as often text as a link.
+      if (int && ext && prefixOf(int) !== prefixOf(ext)) {
+        warn(at('internalUrl'), `its path ${prefixOf(int)} is not externalUrl's ${prefixOf(ext)}: links the app writes into its pages as "${prefixOf(int)}…" are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
+      }
     }
     if (typeof a.connectorGroup === 'string') {
       if (!(a.connectorGroup in groups)) err(at('connectorGroup'), `unknown connector group ${JSON.stringify(a.connectorGroup)}${hint(a.connectorGroup, Object.keys(groups))}`);

@@ -18,8 +18,8 @@ import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
-import { CORRELATION_HEADER, type AppCookieGuard } from '../gateway/headers.js';
-import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure } from '../gateway/upstream.js';
+import { CORRELATION_HEADER } from '../gateway/headers.js';
+import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure, type UpgradeAnswer } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
@@ -279,7 +279,7 @@ export class TunnelUpstream implements Upstream {
     return abort;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
         // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
@@ -291,7 +291,7 @@ export class TunnelUpstream implements Upstream {
           timeout: timeoutMs,
           createConnection: () => up as never,
         });
-        pipeUpgrade(upReq, socket, head, cookies, done);
+        pipeUpgrade(upReq, socket, head, answer, done);
         failOnDeadSocket(upReq);
       },
       (err: Error) => {

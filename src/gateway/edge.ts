@@ -32,6 +32,7 @@ import { loggedTarget } from '../observability/loggedTarget.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
 import type { BodyTranslation } from './translateBody.js';
+import type { UrlTranslation } from './translateHeaders.js';
 
 /** Requests one connection may have waiting behind the one being answered; more closes it (nginx serves them one by one too). */
 export const MAX_PIPELINED = 32;
@@ -688,7 +689,8 @@ export class Edge {
       }
       const head = (req as { upgradeHead?: Buffer }).upgradeHead ?? Buffer.alloc(0);
       outcome.decision = 'upgrade';
-      app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, cookies, (failure) => {
+      const answer = { cookies, translateUrls: app.translateHeaders ? urlTranslation(app, ctx) : undefined };
+      app.upstream.upgrade(req, res.socket!, head, upstreamPath, headers, app.timeoutMs, answer, (failure) => {
         if (!failure) {
           outcome.switched = true;
           const socket = res.socket!;
@@ -702,13 +704,13 @@ export class Edge {
       });
       return;
     }
-    const rewriteLocation = app.translateHeaders ? locationRewriter(app, ctx) : undefined;
+    const translateUrls = app.translateHeaders ? urlTranslation(app, ctx) : undefined;
     let translateBody: BodyTranslation | undefined;
     if (app.translateBody) {
       translateBody = { from: app.internalBase, to: externalBaseOf(app, ctx) };
     }
     watchStall(req, res, app.timeoutMs, answerStall);
-    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, rewriteLocation, translateBody, cookies }, done);
+    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, translateUrls, translateBody, cookies }, done);
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {
@@ -909,12 +911,14 @@ function externalBaseOf(app: CompiledApp, ctx: RequestContext): string {
   return `${ctx.protocol}://${hostHeader}${app.externalPrefix}`;
 }
 
-/** Rewrites internal URLs in Location-like headers to the URL the client used. */
-function locationRewriter(app: CompiledApp, ctx: RequestContext): (v: string) => string {
-  const internalBase = app.internalBase;
-  return (v: string) => {
-    if (!v.startsWith(internalBase) && v !== internalBase.slice(0, -1)) return v;
-    return externalBaseOf(app, ctx) + v.slice(internalBase.length);
+/** What this response's URLs are translated from and to (translateHeaders.ts). */
+function urlTranslation(app: CompiledApp, ctx: RequestContext): UrlTranslation {
+  return {
+    internalBase: app.internalBase,
+    internalPrefix: app.internalPrefix,
+    internalHostname: app.internalUrl.hostname,
+    externalBase: externalBaseOf(app, ctx),
+    externalPrefix: app.externalPrefix,
   };
 }
 

@@ -15,7 +15,7 @@ import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { appResponseValue, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
-import { translateHeaders, type UrlRewrite } from './translateHeaders.js';
+import { translateHeaders, translateLink, translateSetCookie, type UrlTranslation } from './translateHeaders.js';
 import { relayWebSocket } from './webSocketClose.js';
 
 export interface ForwardRequest {
@@ -26,8 +26,8 @@ export interface ForwardRequest {
   readonly path: string;
   readonly headers: Record<string, string | string[]>;
   readonly timeoutMs: number;
-  /** rewrites an internal URL in Location, Content-Location and Refresh (translateHeaders.ts); undefined: leave them */
-  readonly rewriteLocation?: UrlRewrite;
+  /** translates internal URLs in Location, Content-Location, Refresh, Link and the app's cookies (translateHeaders.ts); undefined: leave them */
+  readonly translateUrls?: UrlTranslation;
   /** rewrites internal URLs in HTML, CSS and JavaScript bodies (translateUrls.body) */
   readonly translateBody?: BodyTranslation;
   /** leaves the gateway's own cookies out of what the app's answer sets or clears */
@@ -46,12 +46,15 @@ export interface UpstreamFailure {
   appQuiet?: boolean;
 }
 
+/** what the client's copy of the app's answer to an upgrade (a 101, or a refusal) is held to */
+export type UpgradeAnswer = Pick<ForwardRequest, 'cookies' | 'translateUrls'>;
+
 /** ends an exchange with the app early; `done` is then called without a failure */
 export type CancelForward = () => void;
 
 export interface Upstream {
   forward(f: ForwardRequest, done: (failure?: UpstreamFailure) => void): CancelForward;
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void;
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void;
   close(): Promise<void>;
 }
 
@@ -80,7 +83,7 @@ export function clientResponse(f: ForwardRequest, status: number, headers: Recor
   const out = downstreamResponseHeaders(headers, f.cookies);
   // a 204 carries no length (RFC 9110 8.6): one from the app would tell a client to wait for bytes that never come
   if (status === 204) delete out['content-length'];
-  if (f.rewriteLocation) translateHeaders(out, f.rewriteLocation);
+  if (f.translateUrls) translateHeaders(out, f.translateUrls);
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding'], f.req.headers['if-none-match']) : undefined };
 }
 
@@ -101,7 +104,8 @@ export function relayInterim(f: ForwardRequest, status: number, headers: Record<
   for (const [name, value] of Object.entries(downstreamResponseHeaders(headers, f.cookies))) {
     // (Node writes each field as one line: a list in one value, a cookie list would be corrupted)
     if (name === 'set-cookie' || value === undefined) continue;
-    hints[name] = name === 'link' ? splitLinks(value as string | string[]) : Array.isArray(value) ? value.join(', ') : String(value);
+    if (name !== 'link') hints[name] = Array.isArray(value) ? value.join(', ') : String(value);
+    else hints[name] = splitLinks(value as string | string[]).map((l) => (f.translateUrls ? translateLink(l, f.translateUrls) : l));
   }
   try {
     res.writeEarlyHints(hints);
@@ -187,7 +191,7 @@ export class DirectUpstream implements Upstream {
     return exchange.cancel;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
     const mod = this.target.protocol === 'https:' ? https : http;
     const upReq = mod.request({
       host: this.target.hostname,
@@ -200,7 +204,7 @@ export class DirectUpstream implements Upstream {
       ...(this.tls ?? {}),
     });
     boundConnect(upReq, this.tls ? 'secureConnect' : 'connect', Math.min(timeoutMs, this.connectTimeoutMs));
-    pipeUpgrade(upReq, socket, head, cookies, done);
+    pipeUpgrade(upReq, socket, head, answer, done);
   }
 
   close(): Promise<void> {
@@ -335,7 +339,8 @@ function boundConnect(upReq: http.ClientRequest, connected: 'connect' | 'secureC
   });
 }
 
-export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
+export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
+  const { cookies, translateUrls } = answer;
   let answered = false;
   // what the edge sent the app; the client's answer carries it too
   const correlationId = String(upReq.getHeader(CORRELATION_HEADER) ?? '');
@@ -380,7 +385,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       upReq.destroy();
       return done(invalid);
     }
-    relayRefusal(upReq, upRes, socket, cookies, done);
+    relayRefusal(upReq, upRes, socket, answer, done);
   });
   upReq.on('upgrade', (upRes, upSocket, upHead) => {
     answered = true;
@@ -392,7 +397,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
       if (name === CORRELATION_HEADER) continue;
       // (a browser takes cookies from a 101 too)
       const kept = cookies ? appResponseValue(name, upRes.rawHeaders[i + 1]!, cookies) : upRes.rawHeaders[i + 1];
-      for (const v of [kept ?? []].flat()) lines.push(`${upRes.rawHeaders[i]}: ${v}`);
+      for (const v of [kept ?? []].flat()) lines.push(`${upRes.rawHeaders[i]}: ${translateUrls && name === 'set-cookie' ? translateSetCookie(v, translateUrls) : v}`);
     }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
@@ -413,7 +418,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
  * closes the other side too (neither was watched: a broken answer hung the client, and a
  * client that left kept its socket in CLOSE-WAIT).
  */
-function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket: Duplex, cookies: AppCookieGuard | undefined, done: (failure?: UpstreamFailure) => void): void {
+function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket: Duplex, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
   const res = (socket as { _httpMessage?: unknown })._httpMessage;
   const fail = (detail: string, afterHeaders: boolean) => {
     upRes.unpipe();
@@ -422,8 +427,11 @@ function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket:
     done({ status: 502, reason: NOT_HTTP, detail, afterHeaders });
   };
   if (!(res instanceof http.ServerResponse) || res.headersSent) return fail('no response to relay the answer to an upgrade through', false);
+  // the same answer to a plain request would be translated: the client reads both alike
+  const out = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>, answer.cookies);
+  if (answer.translateUrls) translateHeaders(out, answer.translateUrls);
   try {
-    res.writeHead(upRes.statusCode!, upRes.statusMessage, downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>, cookies));
+    res.writeHead(upRes.statusCode!, upRes.statusMessage, out);
   } catch (e) {
     return fail(`the app's answer to an upgrade could not be relayed: ${(e as Error).message}`, false);
   }

@@ -1072,7 +1072,22 @@ apps:
     internalUrl: http://127.0.0.1:3001/
     conditionalAccess: [block-admin]
 `,
-      warnings: [{ at: '9:20', path: 'policies.block-admin.when.paths', message: 'none of these paths can match app Hr, published at /hr/: paths are matched as the client requests them, prefix included (e.g. /hr/admin/**)' }],
+      warnings: [
+        { at: '9:20', path: 'policies.block-admin.when.paths', message: 'none of these paths can match app Hr, published at /hr/: paths are matched as the client requests them, prefix included (e.g. /hr/admin/**)' },
+        { at: '17:18', path: 'apps[0].internalUrl', message: `its path / is not externalUrl's /hr/` },
+      ],
+    },
+    {
+      description: "an internal path that is not the external one: root-relative links in the app's pages lead out of it",
+      yaml: `${SESSION}apps:
+  - name: Hr
+    externalUrl: http://intranet.localhost/hr/
+    internalUrl: http://127.0.0.1:3001/intranet/hr
+  - name: Same
+    externalUrl: http://same.localhost/app/
+    internalUrl: http://127.0.0.1:3001/app/
+`,
+      warnings: [{ at: '10:18', path: 'apps[0].internalUrl', message: `its path /intranet/hr/ is not externalUrl's /hr/: links the app writes into its pages as "/intranet/hr/…" are not translated` }],
     },
     {
       description: 'two apps with one audience: a token for one is a token for the other',

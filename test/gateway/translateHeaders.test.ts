@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request, startGateway, type TestGateway } from '../support/harness.js';
 
-/** An app that answers /say?h=NAME&v=VALUE with that header, `{base}` in VALUE standing for its own URL. */
+/** An app that answers /say?h=NAME&v=VALUE (under any path) with that header, `{base}` in VALUE standing for its own URL. */
 async function startHeaderApp(): Promise<{ base: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
@@ -36,7 +36,7 @@ apps:
     translateUrls: { headers: false }
 `;
 
-describe('translateUrls.headers: Location, Content-Location and Refresh through a real app', () => {
+describe('translateUrls.headers: Location, Content-Location, Refresh, Link and Set-Cookie through a real app', () => {
   let app: Awaited<ReturnType<typeof startHeaderApp>>;
   let gw: TestGateway;
   before(async () => {
@@ -106,8 +106,58 @@ describe('translateUrls.headers: Location, Content-Location and Refresh through 
     }
   });
 
+  it('a path-absolute URL under an internal path prefix that is not the external one is moved to the external prefix (it would land in another app)', async () => {
+    const hr = (name: string, v: string) => seen(name, v, 'tr.test', '/hr');
+    assert.equal(await hr('location', '/Intranet/HR/people?q=1#top'), '/hr/people?q=1#top');
+    assert.equal(await hr('location', '/Intranet/HR/'), '/hr/');
+    assert.equal(await hr('location', '/Intranet/HR'), '/hr/', "the prefix without its slash: the app's own slash redirect");
+    assert.equal(await hr('location', '/Intranet/HR?next=1'), '/hr/?next=1');
+    assert.equal(await hr('content-location', '/Intranet/HR/doc'), '/hr/doc');
+    assert.equal(await hr('refresh', '0; url=/Intranet/HR/x'), '0; url=/hr/x');
+    for (const v of ['/Intranet/HRx', '/intranet/hr/x', '/other/x', '//127.0.0.1/Intranet/HR/x', '/\\evil.test/Intranet/HR/', 'Intranet/HR/x', '?x=/Intranet/HR/']) {
+      assert.equal(await hr('location', v), v, v);
+    }
+    assert.equal(await seen('location', '/Intranet/HR/x'), '/Intranet/HR/x', 'internal and external prefix alike (/): nothing to move');
+  });
+
+  it('the internal prefix without its slash, then a query or fragment, is the app too', async () => {
+    assert.equal(await seen('location', '{base}/Intranet/HR?next=1', 'tr.test', '/hr'), 'http://tr.test/hr/?next=1');
+    assert.equal(await seen('location', '{base}/Intranet/HR#f', 'tr.test', '/hr'), 'http://tr.test/hr/#f');
+    assert.equal(await seen('location', '{base}/Intranet/HRx?next=1', 'tr.test', '/hr'), `${app.base}/Intranet/HRx?next=1`);
+  });
+
+  it('dot segments are resolved first, as the browser will: a URL that leaves the prefix is not made a sibling app\'s external URL', async () => {
+    const hr = (v: string) => seen('location', v, 'tr.test', '/hr');
+    for (const v of ['{base}/Intranet/HR/../payroll/x', '{base}/Intranet/HR/a/../../payroll/', '/Intranet/HR/../payroll/x', '/Intranet/HR/%2E%2e/payroll/x', '/Intranet/HR/..\\payroll', '/Intranet/HR/..']) {
+      assert.equal(await hr(v), v.replaceAll('{base}', app.base), v);
+    }
+    assert.equal(await hr('{base}/Intranet/HR/a/../b?x=../..'), 'http://tr.test/hr/b?x=../..', 'one that stays inside comes out resolved');
+    assert.equal(await hr('/Intranet/HR/a/./b'), '/hr/a/b');
+  });
+
+  it('Link: each URI-reference is translated, parameters (quoted ones too) stay', async () => {
+    const link = '<{base}/Intranet/HR/app.css>; rel=preload; as=style, </Intranet/HR/app.js>; rel=preload; title="<{base}/Intranet/HR/t>, x", <https://cdn.test/f.woff2>; rel=preload';
+    assert.equal(
+      await seen('link', link, 'tr.test', '/hr'),
+      `<http://tr.test/hr/app.css>; rel=preload; as=style, </hr/app.js>; rel=preload; title="<${app.base}/Intranet/HR/t>, x", <https://cdn.test/f.woff2>; rel=preload`,
+    );
+  });
+
+  it("Set-Cookie: a Path under the internal prefix moves to the external one, a Domain naming the internal host is dropped (the cookie is the external host's)", async () => {
+    const hr = (v: string) => seen('set-cookie', v, 'tr.test', '/hr');
+    assert.equal(await hr('sid=1; Path=/Intranet/HR/; HttpOnly'), 'sid=1; Path=/hr/; HttpOnly');
+    assert.equal(await hr('sid=1; path=/Intranet/HR'), 'sid=1; path=/hr');
+    assert.equal(await hr('sid=1; Path=/Intranet/HR/admin; Secure'), 'sid=1; Path=/hr/admin; Secure');
+    assert.equal(await hr('sid=1; Domain=127.0.0.1; Path=/Intranet/HR/'), 'sid=1; Path=/hr/');
+    assert.equal(await hr('sid=1; domain=.127.0.0.1'), 'sid=1');
+    for (const v of ['sid=1; Path=/', 'sid=1; Path=/Intranet/HRx', 'sid=1; Domain=corp.example; Path=/other/', 'sid=1', 'v=Path=/Intranet/HR/']) assert.equal(await hr(v), v, v);
+    assert.equal(await seen('set-cookie', 'sid=1; Domain=127.0.0.1; Path=/x', 'tr.test'), 'sid=1; Path=/x', 'the same prefix: only the Domain goes');
+    assert.equal(await seen('set-cookie', 'sid=1; Domain=127.0.0.1', 'off.test'), 'sid=1; Domain=127.0.0.1', 'headers: false');
+  });
+
   it('translateUrls.headers: false leaves every header as the app wrote it', async () => {
     assert.equal(await seen('location', '{base}/x', 'off.test'), `${app.base}/x`);
     assert.equal(await seen('refresh', '5; url={base}/x', 'off.test'), `5; url=${app.base}/x`);
+    assert.equal(await seen('link', '<{base}/x>; rel=preload', 'off.test'), `<${app.base}/x>; rel=preload`);
   });
 });

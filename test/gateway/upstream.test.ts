@@ -100,6 +100,35 @@ describe('upstream: interim answers (1xx)', function () {
       await gw.stop();
     }
   });
+
+  it("a 103's links to the app's internal URL are translated as the final answer's are", async () => {
+    const hints = net.createServer((s) => {
+      s.on('error', () => undefined);
+      const internal = `http://127.0.0.1:${(hints.address() as AddressInfo).port}/in`;
+      s.once('data', () =>
+        s.end(`HTTP/1.1 103 Early Hints\r\nLink: <${internal}/a.css>; rel=preload; as=style, </in/b.js>; rel=preload; as=script\r\n\r\nHTTP/1.1 200 OK\r\nLink: <${internal}/a.css>; rel=preload\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone`),
+      );
+    });
+    await new Promise<void>((r) => hints.listen(0, '127.0.0.1', r));
+    const gw = await startGateway(`gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Hints
+    externalUrl: http://hints.test/ext/
+    internalUrl: http://127.0.0.1:${(hints.address() as AddressInfo).port}/in/
+    preAuth: passthrough
+`);
+    try {
+      const got = await interimAnswers(gw.port, 'hints.test', '/ext/work');
+      assert.equal(got.status, 200);
+      assert.deepEqual(got.interim, [{ status: 103, headers: { link: '<http://hints.test/ext/a.css>; rel=preload; as=style, </ext/b.js>; rel=preload; as=script' } }]);
+      assert.equal(got.headers.link, '<http://hints.test/ext/a.css>; rel=preload');
+    } finally {
+      await gw.stop();
+      hints.close();
+    }
+  });
 });
 
 describe('upstream: answers that have no body whatever their Content-Length says', function () {

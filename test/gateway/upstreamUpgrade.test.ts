@@ -72,6 +72,8 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}`;
+    // a sign-in redirect as an app writes it, naming its internal URL and host
+    ANSWERS['/refused-redirect'] = { bytes: `HTTP/1.1 302 Found\r\nlocation: ${url}/login?next=%2Fchat\r\nrefresh: 0; url=${url}/login\r\nset-cookie: state=1; Domain=127.0.0.1; Path=/\r\ncontent-length: 0\r\n\r\n` };
     // App (app.test) goes through a connector, Ws (ws.test) is direct
     const direct = `  - name: Ws
     externalUrl: http://ws.test/
@@ -108,6 +110,15 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       await settled();
       assert.equal(logOf(a.text)?.status, 403);
       assert.equal(logOf(a.text)?.aborted, undefined);
+    });
+
+    it(`${via}: the answer's internal URLs and cookie domain are translated, as in the same answer to a plain request`, async () => {
+      const a = await exchange(gw.port, host, '/refused-redirect', 5000);
+      assert.match(a.text, /^HTTP\/1\.1 302 Found\r\n/);
+      assert.match(a.text, new RegExp(`\r\nlocation: http://${host}/login\\?next=%2Fchat\r\n`, 'i'));
+      assert.match(a.text, new RegExp(`\r\nrefresh: 0; url=http://${host}/login\r\n`, 'i'));
+      assert.match(a.text, /\r\nset-cookie: state=1; Path=\/\r\n/i);
+      assert.doesNotMatch(a.text, /127\.0\.0\.1/);
     });
 
     it(`${via}: a chunked answer keeps its chunked framing, terminator included`, async () => {

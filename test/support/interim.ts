@@ -7,14 +7,14 @@ export const INTERIM_ANSWER =
   'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style, </b.js>; rel=preload; as=script\r\nLink: </c.woff2>; rel=preload; as=font; crossorigin\r\nX-Trace: t1\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n' +
   'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone';
 
-/** What a client sees of the interim answers to one GET, and the final status. */
-export function interimAnswers(port: number, host: string): Promise<{ interim: { status: number; headers: http.IncomingHttpHeaders }[]; status: number; body: string }> {
+/** What a client sees of the interim answers to one GET, and the final answer. */
+export function interimAnswers(port: number, host: string, path = '/work'): Promise<{ interim: { status: number; headers: http.IncomingHttpHeaders }[]; status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const interim: { status: number; headers: http.IncomingHttpHeaders }[] = [];
-    const r = http.get({ host: '127.0.0.1', port, path: '/work', headers: { host }, agent: false }, (res) => {
+    const r = http.get({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ interim, status: res.statusCode!, body }));
+      res.on('end', () => resolve({ interim, status: res.statusCode!, headers: res.headers, body }));
     });
     r.on('information', (i) => interim.push({ status: i.statusCode, headers: i.headers }));
     r.on('error', reject);
