@@ -301,6 +301,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   // apps
   const claims = new Map<string, number>();
   const audiences = new Map<string, number>();
+  /** the apps seen so far on each host, with what decides who may use them */
+  const onHost = new Map<string, { i: number; preAuth: string; assignment: string }[]>();
   apps.forEach((a, i) => {
     if (!isObj(a)) return;
     const at = (...p: (string | number)[]): KeyPath => ['apps', i, ...p];
@@ -320,6 +322,14 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         const key = `${host}${prefix}`;
         if (claims.has(key)) err(at('externalUrl'), `host and path already claimed by apps[${claims.get(key)}]`);
         else claims.set(key, i);
+        const here = { i, preAuth: String(preAuth), assignment: JSON.stringify(a.assignment ?? null) };
+        const neighbours = onHost.get(host) ?? [];
+        const other = neighbours.find((n) => n.preAuth !== here.preAuth || n.assignment !== here.assignment);
+        if (other) {
+          const what = other.preAuth !== here.preAuth ? `preAuth ${other.preAuth}` : 'another assignment';
+          warn(at('externalUrl'), `shares host ${host} with apps[${other.i}], which has ${what}: apps on one host are one browser origin, so a page of either can read the other with the user's session and sign it out; publish apps with different sign-in, assignment or trust on hosts of their own`);
+        }
+        onHost.set(host, [...neighbours, here]);
       }
     }
     if (typeof a.internalUrl === 'string' && !unresolved(at('internalUrl'))) {

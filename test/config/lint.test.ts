@@ -1090,6 +1090,26 @@ apps:
       warnings: [{ at: '10:18', path: 'apps[0].internalUrl', message: `its path /intranet/hr/ is not externalUrl's /hr/: links the app writes into its pages as "/intranet/hr/…" are not translated` }],
     },
     {
+      description: 'apps on one host with another preAuth or assignment: one browser origin, so each can read the other',
+      yaml: `${SESSION}apps:
+  - name: Finance
+    externalUrl: http://apps.localhost/finance/
+    internalUrl: http://127.0.0.1:3001/finance/
+    assignment: { groups: [finance] }
+  - name: Same
+    externalUrl: http://Apps.localhost/finance2/
+    internalUrl: http://127.0.0.1:3001/finance2/
+    assignment: { groups: [finance] }
+  - name: Everyone
+    externalUrl: http://apps.localhost/everyone/
+    internalUrl: http://127.0.0.1:3001/everyone/
+${app('Public', 'apps.localhost')}${app('Elsewhere', 'public.localhost')}`,
+      warnings: [
+        { at: '17:18', path: 'apps[2].externalUrl', message: "shares host apps.localhost with apps[0], which has another assignment: apps on one host are one browser origin, so a page of either can read the other with the user's session and sign it out" },
+        { at: '20:18', path: 'apps[3].externalUrl', message: 'shares host apps.localhost with apps[0], which has preAuth oidc: apps on one host are one browser origin' },
+      ],
+    },
+    {
       description: 'two apps with one audience: a token for one is a token for the other',
       yaml: `${SESSION}apps:
   - name: Payroll
