@@ -10,7 +10,7 @@ import type { JWK } from 'jose';
 import type { InternalHandler } from '../../gateway/edge.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { AssertionKeyStore } from './assertionKeys.js';
-import { stripNamesFor } from './identityHeaders.js';
+import { GROUPS_INCOMPLETE_HEADER, groupsKnownIncomplete, stripNamesFor } from './identityHeaders.js';
 
 export interface AssertionOptions {
   header: string;
@@ -55,7 +55,7 @@ export const identityAssertion: Plugin<AssertionOptions> = {
       name: 'identity-assertion',
       kind: 'headers',
       jwks: () => store.jwks(),
-      stripHeaders: stripNamesFor([options.header]),
+      stripHeaders: stripNamesFor([options.header, GROUPS_INCOMPLETE_HEADER]),
       run(ctx: RequestContext): Decision {
         const id = ctx.identity;
         if (!id) return { kind: 'continue' };
@@ -64,6 +64,8 @@ export const identityAssertion: Plugin<AssertionOptions> = {
         const claims: Record<string, unknown> = { iss: options.issuer, sub: id.user, aud: audience, iat, nbf: iat - 5, exp: iat + lifetime, jti: ctx.id };
         for (const c of COPIED_CLAIMS) if (id.claims[c] !== undefined) claims[c] = id.claims[c];
         claims.groups = [...id.groups];
+        // Signed, for the reason identityHeaders.ts sends GROUPS_INCOMPLETE_HEADER: absent, the list is whole.
+        if (groupsKnownIncomplete(id)) claims.groups_incomplete = true;
         claims.via = id.via;
         // A compact JWS (RFC 7515) signed with node:crypto: ES256 is P-256 + SHA-256 with the
         // signature as r||s (ieee-p1363), which is what JOSE expects, not DER.

@@ -12,6 +12,9 @@
  *   percent-decode each part when the value starts with `UTF-8''`.
  * - an absent field sends no header at all (the client's copy is gone anyway).
  *
+ * - when the gateway knows the groups are not all the user's (groupsKnownIncomplete), a mapped
+ *   `groups` header still carries the groups it knows, and GROUPS_INCOMPLETE_HEADER comes with it.
+ *
  * Strip before set: every configured name is declared in stripHeaders, with
  * its dashed spelling, so the edge drops client copies in any letter case and
  * in `_` / `.` spellings before this stage runs. Request trailers are never
@@ -27,6 +30,30 @@ export interface IdentityHeadersOptions {
 const EXT_PREFIX = "UTF-8''";
 // RFC 8187 attr-char, minus nothing: everything else is percent-encoded.
 const ATTR_CHAR = /[A-Za-z0-9!#$&+\-.^_`|~]/;
+
+/**
+ * Sent with the groups header, as `true`, when the list is known to be incomplete: the provider's
+ * overage (`_claim_names.groups`, what Entra sends past 200 groups), or a session that kept only
+ * the groups the config names because all of them would not fit in a cookie. Without it the app
+ * read a cut-down or empty list as the user's whole list: an allow on another group refused, and a
+ * deny ("no contractors") let through, while the gateway's own rules failed closed.
+ *
+ * Why a companion header and not leaving the groups header out: an app reads a missing groups
+ * header as "no groups", the very reading that misled it (an overage already came as ""), and
+ * it would lose the groups the gateway does know, each a real membership. Why one fixed name:
+ * an app checks the same header whatever it calls its groups header, and every stage that can
+ * send groups declares it in stripHeaders, so the client's copy is dropped on every app like the
+ * identity headers'. Only the gateway can send it; absent, the list is whole.
+ */
+export const GROUPS_INCOMPLETE_HEADER = 'x-drawbridge-groups-incomplete';
+
+/**
+ * Whether identity.groups is known to be short of the user's groups: the provider said so
+ * (groupsIncomplete), or the session kept only the groups the config names (groupsFiltered).
+ */
+export function groupsKnownIncomplete(id: Identity): boolean {
+  return id.groupsIncomplete === true || id.claims.groupsFiltered === true;
+}
 
 export function valueOf(identity: Identity, field: string): unknown {
   if (field === 'user') return identity.user;
@@ -92,10 +119,11 @@ export const identityHeaders: Plugin<IdentityHeadersOptions> = {
       if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header)) throw new Error(`identity header ${JSON.stringify(header)} is not a valid header name`);
       return [header.toLowerCase(), field] as const;
     });
+    const sendsGroups = entries.some(([, field]) => field === 'groups');
     return {
       name: 'identity-headers',
       kind: 'headers',
-      stripHeaders: stripNamesFor(Object.keys(options.map)),
+      stripHeaders: stripNamesFor([...Object.keys(options.map), GROUPS_INCOMPLETE_HEADER]),
       run(ctx: RequestContext): Decision {
         const id = ctx.identity;
         // No identity here means a pipeline without sign-in; the client's copies are already gone.
@@ -105,6 +133,7 @@ export const identityHeaders: Plugin<IdentityHeadersOptions> = {
           const v = encodeHeaderValue(valueOf(id, field));
           if (v !== undefined) set[header] = v;
         }
+        if (sendsGroups && groupsKnownIncomplete(id)) set[GROUPS_INCOMPLETE_HEADER] = 'true';
         return { kind: 'continue', setHeaders: set };
       },
     };

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { decodeHeaderValue, encodeHeaderValue } from '../../../src/plugins/headers/identityHeaders.js';
-import { Browser, USERS, startStack, type Stack } from '../../identity/support.js';
+import { Browser, USERS, startStack, userToken, type Stack } from '../../identity/support.js';
 import { rawRequest, request } from '../../support/harness.js';
 
 /** Records what the app got, trailers included. */
@@ -202,6 +203,88 @@ describe('identity headers and the signed assertion, at a real backend', functio
       }
     } finally {
       server.close();
+    }
+  });
+});
+
+/**
+ * A group list the gateway knows is not whole: a session that kept only the groups the config
+ * names so its cookie fits, or the provider's overage (`_claim_names.groups`, what Entra sends past
+ * 200 groups). The app got a cut-down or empty list that it could not tell from the real one; it
+ * now gets a companion header and a signed claim saying so.
+ */
+describe('identity headers and the assertion when the group list is incomplete', function () {
+  this.timeout(60_000);
+  let s: Stack;
+  // GUIDs, as Entra sends groups: 130 of them make the session cookie too large, so it keeps the named ones
+  const guids = Array.from({ length: 130 }, () => randomUUID());
+  const dave = { username: 'dave', password: 'dave-pw', name: 'Dave', email: 'dave@example.test', groups: ['everyone', ...guids], mfa: false };
+  const olga = { username: 'olga', password: 'olga-pw', name: 'Olga', email: 'olga@example.test', groups: [], mfa: false, claims: { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'https://graph.microsoft.com/v1.0/users/x/getMemberObjects' } } } };
+  before(async () => {
+    s = await startStack({
+      users: [...USERS, dave, olga],
+      apps: (backend) => `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://web
+    headers:
+      identity: { X-Remote-User: user, X-Remote-Groups: groups }
+      assertion: X-Drawbridge-Assertion
+  - name: Open
+    externalUrl: http://open.localhost/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`,
+      extraYaml: 'policies:\n  named:\n    when: { groups: [everyone] }\n    grant: allow\n',
+    });
+  });
+  after(async () => s?.stop());
+  const last = () => s.backend.received[s.backend.received.length - 1]!;
+  const verified = async (jwt: string) => {
+    const jwks = (await request(`http://127.0.0.1:${s.gw.port}/.well-known/drawbridge/jwks.json`, { headers: { host: 'web.localhost' } })).json();
+    return (await jwtVerify(jwt, createLocalJWKSet(jwks), { issuer: 'http://localhost', audience: 'http://web.localhost/', algorithms: ['ES256'] })).payload;
+  };
+
+  it('a session cut to the groups the config names: the app gets those groups, X-Drawbridge-Groups-Incomplete: true and groups_incomplete in the assertion', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'dave', password: 'dave-pw' });
+    assert.equal(res.status, 200, res.body.slice(0, 300));
+    const h = last().headers;
+    assert.equal(String(h['x-remote-groups']).slice(0, 100), 'everyone', 'only the named group is kept in the session');
+    assert.equal(h['x-drawbridge-groups-incomplete'], 'true');
+    const p = await verified(String(h['x-drawbridge-assertion']));
+    assert.deepEqual(p.groups, ['everyone']);
+    assert.equal(p.groups_incomplete, true);
+  });
+
+  it('a provider overage, in a session and with a bearer token: an empty list the app can tell from no groups', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'olga', password: 'olga-pw' });
+    assert.equal(res.status, 200, res.body.slice(0, 300));
+    const token = await userToken(s, 'olga', 'olga-pw', 'api://web', 'read');
+    const bearer = await request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+    assert.equal(bearer.status, 200, bearer.body.slice(0, 300));
+    for (const h of [s.backend.received.at(-2)!.headers, last().headers]) {
+      assert.equal(h['x-remote-groups'], '');
+      assert.equal(h['x-drawbridge-groups-incomplete'], 'true');
+      const p = await verified(String(h['x-drawbridge-assertion']));
+      assert.deepEqual(p.groups, []);
+      assert.equal(p.groups_incomplete, true);
+    }
+  });
+
+  it('a whole list has no marker, and a client copy of the marker reaches no app', async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    for (const spoof of [{ 'X-Drawbridge-Groups-Incomplete': 'false' }, { x_drawbridge_groups_incomplete: 'false' }] as Record<string, string>[]) {
+      assert.equal((await b.get(`${s.origin('web')}/`, spoof)).status, 200);
+      assert.equal(last().headers['x-remote-groups'], 'finance,everyone');
+      assert.equal(last().headers['x-drawbridge-groups-incomplete'], undefined);
+      assert.equal((await verified(String(last().headers['x-drawbridge-assertion']))).groups_incomplete, undefined);
+      assert.equal((await request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('open')).host, ...spoof } })).status, 200);
+      assert.ok(!Object.keys(last().headers).some((k) => /groups.incomplete/i.test(k)), JSON.stringify(last().headers));
     }
   });
 });
