@@ -28,6 +28,42 @@ const GATEWAY_SETS = /^(host|content-length|transfer-encoding|connection|keep-al
 /** base64 (RFC 4648, standard alphabet): what SPNEGO tokens travel as in HTTP */
 const TICKET_PATTERN = /^[A-Za-z0-9+/]+={0,2}$/;
 const MAX_TICKET_BYTES = 64 * 1024;
+/** the most of the service's answer read: a ticket in a little JSON */
+const MAX_ANSWER_BYTES = 2 * MAX_TICKET_BYTES;
+
+/**
+ * The answer's text, or undefined when it is larger than MAX_ANSWER_BYTES. Read piece by piece and
+ * let go at the limit: `res.text()` took in whatever the service sent before its length could be
+ * checked (300 MB held a gigabyte of the gateway's memory for 10 s, every app of the gateway slowed
+ * meanwhile, and a few at once could exhaust it). The reads run under the fetch's timeout signal,
+ * so `timeoutMs` covers the body too.
+ * @param {Response} res
+ * @param {AbortSignal} signal
+ * @returns {Promise<string | undefined>}
+ */
+async function readAnswer(res, signal) {
+  if (!res.body) return '';
+  // a declared length over the limit is refused before a byte of the body is read
+  if (Number(res.headers.get('content-length')) > MAX_ANSWER_BYTES) {
+    await res.body.cancel();
+    return undefined;
+  }
+  const reader = res.body.getReader();
+  /** @type {Uint8Array[]} */
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    signal.throwIfAborted();
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks).toString('utf8');
+    size += value.byteLength;
+    if (size > MAX_ANSWER_BYTES) {
+      await reader.cancel();
+      return undefined;
+    }
+    chunks.push(value);
+  }
+}
 
 /** @type {import('drawbridge').Plugin<KcdShimOptions>} */
 const kcdShim = {
@@ -128,19 +164,20 @@ const kcdShim = {
         if (!user) return badGateway('no signed-in user to delegate for');
         let answer;
         try {
+          const signal = AbortSignal.timeout(timeoutMs);
           const res = await fetch(target, {
             method: 'POST',
             headers: { 'content-type': 'application/json', accept: 'application/json', 'x-correlation-id': ctx.id },
             body: JSON.stringify({ user, servicePrincipal }),
-            signal: AbortSignal.timeout(timeoutMs),
+            signal,
             redirect: 'error',
           });
           if (!res.ok) {
             await res.body?.cancel();
             return badGateway(`delegation service answered ${res.status} for ${user} -> ${servicePrincipal}`);
           }
-          const text = await res.text();
-          if (text.length > MAX_TICKET_BYTES * 2) return badGateway('delegation service answer is too large');
+          const text = await readAnswer(res, signal);
+          if (text === undefined) return badGateway(`delegation service answer is too large (more than ${MAX_ANSWER_BYTES} bytes)`);
           answer = JSON.parse(text);
         } catch (e) {
           const err = /** @type {Error} */ (e);

@@ -158,6 +158,82 @@ describe('kcd-shim plugin', function () {
       });
     }
 
+    /**
+     * A service that answers 200 with a body of `mb` MB, sent as fast as it is read: the ticket
+     * is at most 64 KB, so the plugin stops reading long before. `written` is what the service
+     * managed to send before the plugin let go: what the gateway could have had to hold.
+     * @param {number} mb
+     * @param {boolean} declared  send Content-Length (else chunked)
+     */
+    async function startHugeService(mb, declared) {
+      const state = { written: 0 };
+      const chunk = Buffer.alloc(64 * 1024, 'A');
+      const server = http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json', ...(declared ? { 'content-length': String(mb * 1024 * 1024 + 12) } : {}) });
+        res.write('{"ticket":"');
+        const pump = () => {
+          while (state.written < mb * 1024 * 1024) {
+            state.written += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end('"}');
+        };
+        res.on('close', () => res.removeAllListeners('drain'));
+        pump();
+      });
+      await new Promise((r) => server.listen(0, '127.0.0.1', () => r(undefined)));
+      const port = /** @type {import('node:net').AddressInfo} */ (server.address()).port;
+      return { url: `http://127.0.0.1:${port}/delegate`, state, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r(undefined)); }) };
+    }
+
+    for (const declared of [true, false]) {
+      it(`denies with 502 at once, without reading it whole, when the service answers 200 MB (${declared ? 'with Content-Length' : 'chunked'})`, async () => {
+        const svc = await startHugeService(200, declared);
+        try {
+          const stage = await kcdShim.create({ servicePrincipal: SPN, tokenEndpoint: svc.url, timeoutMs: 5000 }, context);
+          const before = process.memoryUsage();
+          const started = performance.now();
+          const d = await stage.run(requestContext());
+          const ms = performance.now() - started;
+          const grown = process.memoryUsage().arrayBuffers - before.arrayBuffers;
+          assert.equal(d.kind, 'deny');
+          assert.equal(d.status, 502);
+          assert.match(d.reasons[0], /answer is too large/);
+          assert.ok(ms < 1500, `took ${Math.round(ms)} ms`);
+          assert.ok(grown < 64 * 1024 * 1024, `memory grew by ${grown} bytes`);
+          // the plugin let go: the service stops well short of the whole answer
+          await new Promise((r) => setTimeout(r, 200));
+          assert.ok(svc.state.written < 64 * 1024 * 1024, `the service sent ${svc.state.written} bytes`);
+        } finally {
+          await svc.close();
+        }
+      });
+    }
+
+    it('counts the time to read the answer in timeoutMs: a body that keeps coming is a 502 when the time is up', async () => {
+      const server = http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"ticket":"');
+        const t = setInterval(() => res.write('A'), 20);
+        res.on('close', () => clearInterval(t));
+      });
+      await new Promise((r) => server.listen(0, '127.0.0.1', () => r(undefined)));
+      try {
+        const url = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}/delegate`;
+        const stage = await kcdShim.create({ servicePrincipal: SPN, tokenEndpoint: url, timeoutMs: 300 }, context);
+        const started = performance.now();
+        const d = await stage.run(requestContext());
+        assert.equal(d.status, 502);
+        assert.match(d.reasons[0], /no answer within 300ms/);
+        assert.ok(performance.now() - started < 1000);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    });
+
     it('denies with 502 when the service is unreachable', async () => {
       const svc = await startDelegationService(() => ({ status: 200, body: '{}' }));
       await svc.close();
