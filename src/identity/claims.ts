@@ -10,6 +10,13 @@ export interface ClaimNames {
   groups: string;
 }
 
+/**
+ * Claims the signed assertion copies from the identity when present (headers.assertion); never a
+ * token. They travel in the session too when an app uses the assertion (runtime.ts claimsReadBy),
+ * so a browser session gives the same assertion as the user's bearer token.
+ */
+export const ASSERTION_CLAIMS = ['email', 'name', 'amr', 'acr', 'auth_time', 'oid', 'tid', 'roles'];
+
 /** Claims that policies read (issue 5) and that therefore travel in the session. */
 export const POLICY_CLAIMS = ['sub', 'iss', 'amr', 'acr', 'auth_time', 'email', 'name', 'preferred_username', 'tid', 'oid', 'deviceid', 'device_id', 'device_compliant', 'device_trust', 'xms_dc'];
 

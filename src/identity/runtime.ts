@@ -11,7 +11,7 @@ import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { BearerVerifier } from './bearer.js';
 import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
-import { POLICY_CLAIMS, type ClaimNames } from './claims.js';
+import { ASSERTION_CLAIMS, POLICY_CLAIMS, type ClaimNames } from './claims.js';
 import { OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
@@ -195,6 +195,8 @@ function claimsReadBy(config: Config): string[] {
   for (const a of config.apps as AppConfig[]) {
     const headers = (a.headers as { identity?: Record<string, string> } | undefined)?.identity ?? {};
     for (const field of Object.values(headers)) if (!IDENTITY_FIELDS.has(field)) names.push(field);
+    // (without them a session's assertion lacked the roles the same user's bearer token gave the app)
+    if ((a.headers as { assertion?: string } | undefined)?.assertion) names.push(...ASSERTION_CLAIMS);
   }
   return names;
 }

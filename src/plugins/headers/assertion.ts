@@ -8,6 +8,7 @@
 import { sign as cryptoSign } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { InternalHandler } from '../../gateway/edge.js';
+import { ASSERTION_CLAIMS } from '../../identity/claims.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { AssertionKeyStore } from './assertionKeys.js';
 import { GROUPS_INCOMPLETE_HEADER, groupsKnownIncomplete, stripNamesFor } from './identityHeaders.js';
@@ -25,8 +26,6 @@ export interface AssertionStage extends Stage {
   jwks(): { keys: JWK[] };
 }
 
-/** Claims copied from the identity when present; nothing else (never tokens). */
-const COPIED_CLAIMS = ['email', 'name', 'amr', 'acr', 'auth_time', 'oid', 'tid', 'roles'];
 
 export const identityAssertion: Plugin<AssertionOptions> = {
   name: 'identity-assertion',
@@ -62,7 +61,7 @@ export const identityAssertion: Plugin<AssertionOptions> = {
         const { kid, key } = store.signingKey();
         const iat = Math.floor(context.now() / 1000);
         const claims: Record<string, unknown> = { iss: options.issuer, sub: id.user, aud: audience, iat, nbf: iat - 5, exp: iat + lifetime, jti: ctx.id };
-        for (const c of COPIED_CLAIMS) if (id.claims[c] !== undefined) claims[c] = id.claims[c];
+        for (const c of ASSERTION_CLAIMS) if (id.claims[c] !== undefined) claims[c] = id.claims[c];
         claims.groups = [...id.groups];
         // Signed, for the reason identityHeaders.ts sends GROUPS_INCOMPLETE_HEADER: absent, the list is whole.
         if (groupsKnownIncomplete(id)) claims.groups_incomplete = true;

@@ -41,10 +41,12 @@ describe('identity headers and the signed assertion, at a real backend', functio
   const zoe = { username: 'zoe', password: 'zoe-pw', name: 'Zoë Ünal', email: 'zoe@example.test', groups: ['R&D, Europe', 'everyone'], mfa: false };
   // Users who chose names that look encoded: decoded as the README says, they must read as what they chose.
   const mallory = { username: "utf-8''alice", password: 'mallory-pw', name: "UTF-8''Alice", email: 'mallory@example.test', groups: ["Utf-8''engineering", 'everyone'], mfa: false };
+  // claims the assertion copies that no rule of this config reads
+  const rita = { username: 'rita', password: 'rita-pw', name: 'Rita', email: 'rita@example.test', groups: ['everyone'], mfa: false, claims: { roles: ['r-admin'], oid: 'oid-rita', tid: 'tid-1' } };
   before(async () => {
     trailers = await startTrailerBackend();
     s = await startStack({
-      users: [...USERS, zoe, mallory],
+      users: [...USERS, zoe, mallory, rita],
       apps: (backend) => `
   - name: Web
     externalUrl: http://web.localhost/
@@ -176,6 +178,18 @@ describe('identity headers and the signed assertion, at a real backend', functio
     const forged = Buffer.from(JSON.stringify({ ...payload, sub: 'admin' })).toString('base64url');
     await assert.rejects(jwtVerify(`${h}.${forged}.${sig}`, createLocalJWKSet(jwks), { algorithms: ['ES256'] }));
     assert.ok(jwks.keys.some((k: { kid: string }) => k.kid === decodeProtectedHeader(jwt).kid) && p);
+  });
+
+  it('gives the same user the same assertion claims in a browser session as with a bearer token (roles, oid, tid included)', async () => {
+    const payloadOf = (h: http.IncomingHttpHeaders) => JSON.parse(Buffer.from(String(h['x-drawbridge-assertion']).split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    const { res } = await new Browser().browse(`${s.origin('web')}/`, { user: 'rita', password: 'rita-pw' });
+    assert.equal(res.status, 200, res.body);
+    const session = payloadOf(last().headers);
+    const token = await userToken(s, 'rita', 'rita-pw', 'api://web', 'read');
+    assert.equal((await request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } })).status, 200);
+    const bearer = payloadOf(last().headers);
+    for (const c of ['sub', 'groups', 'email', 'name', 'roles', 'oid', 'tid']) assert.deepEqual(session[c], bearer[c], c);
+    assert.deepEqual(session.roles, ['r-admin']);
   });
 
   it('encoding rules', () => {
