@@ -11,6 +11,7 @@ import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
+import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
 import { externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
 import { brokenLink, keyMatches, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
@@ -31,13 +32,22 @@ const MAX_CLOCK_TOLERANCE_MS = 10 * 60_000;
 const HOURS_WINDOW = /^\d{2}:\d{2}-\d{2}:\d{2}$/;
 
 /** Header names an identity mapping may never set: the gateway or HTTP framing owns them. */
-const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'cookie', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-correlation-id']);
+const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'cookie', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-correlation-id', GROUPS_INCOMPLETE_HEADER]);
 
 /**
  * A header name as an app may read it: letter case ignored (HTTP), and `_` and `.` read as `-`
  * (CGI-style servers, older WSGI ones and PHP put all three in one HTTP_X_REMOTE_USER variable).
  */
 const foldedHeader = (name: string) => name.toLowerCase().replace(/[_.]/g, '-');
+/**
+ * nginx (underscores_in_headers off, its default), Apache httpd 2.4 for CGI-style apps and
+ * gunicorn 22+ drop a request header whose name has `_` or `.`: an SSO header so named never
+ * reached such an app, without a word. Only a warning: other servers take them.
+ */
+const droppedName = (name: string) => {
+  const c = /[_.]/.exec(name)?.[0];
+  return c && `${name} has ${c} in its name: nginx (by default), Apache httpd 2.4 for CGI-style apps (PHP, WSGI) and gunicorn drop such headers, and the app would never get it; write ${name.replace(/[_.]/g, '-')}`;
+};
 const sameBecause = (a: string, b: string) => (a.toLowerCase() === b.toLowerCase() ? 'header names ignore letter case' : 'CGI-style servers read _ and . as -');
 
 export interface CrossCheckInput {
@@ -384,6 +394,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         const first = seen.get(foldedHeader(h));
         if (first !== undefined) err(at('headers', 'identity', h), `${h} is ${first} again (${sameBecause(h, first)}): ${first.toLowerCase() === h.toLowerCase() ? 'only one of the two would be sent' : 'the app would read both values as one'}`, true);
         else seen.set(foldedHeader(h), h);
+        const dropped = droppedName(h);
+        if (dropped) warn(at('headers', 'identity', h), dropped);
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
@@ -392,6 +404,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       cookieName(at('cookies', 'name'), a.cookies.name);
     }
     if (typeof a.headers?.assertion === 'string' && RESERVED_HEADERS.has(foldedHeader(a.headers.assertion))) err(at('headers', 'assertion'), `${a.headers.assertion} cannot carry the assertion`);
+    const droppedAssertion = typeof a.headers?.assertion === 'string' && droppedName(a.headers.assertion);
+    if (droppedAssertion) warn(at('headers', 'assertion'), droppedAssertion);
     if (typeof a.headers?.assertion === 'string' && isObj(a.headers.identity)) {
       const assertion = foldedHeader(a.headers.assertion);
       const same = Object.keys(a.headers.identity).find((h) => foldedHeader(h) === assertion);

@@ -834,6 +834,19 @@ apps: []
     ],
   },
   {
+    description: 'the header that says the groups are incomplete (X-Drawbridge-Groups-Incomplete) is the gateway\'s',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    headers:
+      identity:
+        X-Remote-Groups: groups
+        X-Drawbridge-Groups-Incomplete: email
+`,
+    errors: [{ at: '13:9', path: 'apps[0].headers.identity.X-Drawbridge-Groups-Incomplete', message: 'X-Drawbridge-Groups-Incomplete cannot carry an identity: the gateway or HTTP owns it' }],
+  },
+  {
     description: 'a cookie name with a browser prefix (__Host-, __Secure-, any letter case): the gateway adds __Host- itself, and a prefix the cookie does not meet makes sign-in loop',
     yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
 session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { name: __Secure-sess } }
@@ -1178,6 +1191,26 @@ apps: []
       yaml: `${GW}  admin: { listen: ${listen} }\napps: []\n`,
       warnings: [],
     })),
+    {
+      description: 'identity and assertion header names with _ or . (nginx, Apache httpd 2.4 CGI and gunicorn drop them: the app never gets the header)',
+      yaml: `${SESSION}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: oidc
+    headers:
+      identity:
+        X_Remote_Email: email
+        X.Remote.Groups: groups
+        X-Remote-User: user
+      assertion: X_Drawbridge_Assertion
+`,
+      warnings: [
+        { at: '14:25', path: 'apps[0].headers.identity.X_Remote_Email', message: 'X_Remote_Email has _ in its name: nginx (by default), Apache httpd 2.4 for CGI-style apps (PHP, WSGI) and gunicorn drop such headers, and the app would never get it; write X-Remote-Email' },
+        { at: '15:26', path: 'apps[0].headers.identity["X.Remote.Groups"]', message: 'X.Remote.Groups has . in its name' },
+        { at: '17:18', path: 'apps[0].headers.assertion', message: 'X_Drawbridge_Assertion has _ in its name' },
+      ],
+    },
     {
       description: 'sameSite none on a passthrough app sets no cookie: no warning',
       yaml: `${SESSION}  cookie: { sameSite: none }
