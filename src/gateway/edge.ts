@@ -31,6 +31,7 @@ import type { DecisionEvent } from '../observability/audit.js';
 import { loggedTarget } from '../observability/loggedTarget.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
+import { largeIdentityHead } from '../plugins/headers/identityHeaders.js';
 import type { BodyTranslation } from './translateBody.js';
 import type { UrlTranslation } from './translateHeaders.js';
 
@@ -735,6 +736,8 @@ export class Edge {
     this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);
     const target = loggedTarget(req.url);
+    const largeIdentity = status === 431 && outcome.decision === 'allow' && outcome.ctx ? largeIdentityHead((outcome.ctx.app as CompiledApp).stages, outcome.ctx.upstreamHeaders) : undefined;
+    if (largeIdentity) this.log.warn({ correlationId: id, app, ...largeIdentity }, "the app refused the request head as too large (431), and the gateway's identity headers and assertion were over 8 KB of it: the user's groups need a larger header limit in the app");
     if (this.onDecision) {
       try {
         if (outcome.app) this.onDecision({ correlationId: id, app, decision: outcome.decision, stepUp: outcome.stepUp, status, method: req.method, path: target.path, user: outcome.user, clientIp: outcome.clientIp, reasons: outcome.reasons });

@@ -20,7 +20,7 @@
  * in `_` / `.` spellings before this stage runs. Request trailers are never
  * forwarded by the upstream, so they cannot smuggle a copy either.
  */
-import { PLUGIN_API_VERSION, type Decision, type Identity, type Plugin, type RequestContext } from '../../pipeline/stage.js';
+import { PLUGIN_API_VERSION, type Decision, type Identity, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 
 export interface IdentityHeadersOptions {
   /** header name -> identity field or claim */
@@ -101,6 +101,31 @@ export function stripNamesFor(names: Iterable<string>): string[] {
     out.add(n.toLowerCase().replace(/[_.]/g, '-'));
   }
   return [...out];
+}
+
+/** nginx's default header line buffer (large_client_header_buffers 4 8k): an assertion over it is refused on its own. */
+const LARGE_IDENTITY_BYTES = 8 * 1024;
+
+/**
+ * When the app answered 431 (request header fields too large): the bytes of the identity headers
+ * and of the assertion this request carried (name, value and line ends), if they were over 8 KB
+ * together; else undefined. A user with 200 GUID groups is sent about 7 KB of groups header and an
+ * 11 KB assertion that repeats them, more than many servers take. The client is only shown the
+ * app's 431, which blames its own request, and the request log says allow: the operator needs
+ * these sizes to see that it is the user's groups, and the app's limit that should grow.
+ */
+export function largeIdentityHead(stages: readonly Stage[], sent: Readonly<Record<string, unknown>>): { identityHeaderBytes: number; assertionBytes: number } | undefined {
+  const bytes = (stage: string) => {
+    let n = 0;
+    for (const s of stages) {
+      if (s.name !== stage) continue;
+      for (const name of s.stripHeaders ?? []) if (typeof sent[name] === 'string') n += name.length + Buffer.byteLength(sent[name] as string) + 4;
+    }
+    return n;
+  };
+  const identityHeaderBytes = bytes('identity-headers');
+  const assertionBytes = bytes('identity-assertion');
+  return identityHeaderBytes + assertionBytes > LARGE_IDENTITY_BYTES ? { identityHeaderBytes, assertionBytes } : undefined;
 }
 
 export const identityHeaders: Plugin<IdentityHeadersOptions> = {

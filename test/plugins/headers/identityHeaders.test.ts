@@ -302,3 +302,55 @@ describe('identity headers and the assertion when the group list is incomplete',
     }
   });
 });
+
+/**
+ * A user with 200 GUID groups (Entra's limit in a token) gets about 7 KB of groups header and an
+ * assertion of about 11 KB, which repeats them. An app with Node's default 16 KB head limit
+ * answers 431, which the client took for its own fault and the log only showed as an allowed
+ * request: the gateway now says, at warn, how much of the head was its identity headers.
+ */
+describe('an app that refuses the identity headers as too large (431)', function () {
+  this.timeout(60_000);
+  let s: Stack;
+  let app: http.Server;
+  const many = { username: 'gus', password: 'gus-pw', name: 'Gus', email: 'gus@example.test', groups: ['everyone', ...Array.from({ length: 200 }, () => randomUUID())], mfa: false };
+  before(async () => {
+    // Node's default limits, as most Node apps run
+    app = http.createServer((req, res) => res.end('ok'));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    s = await startStack({
+      users: [...USERS, many],
+      apps: () => `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: http://127.0.0.1:${(app.address() as AddressInfo).port}/
+    preAuth: oidc
+    audience: api://web
+    headers:
+      identity: { X-Remote-User: user, X-Remote-Groups: groups }
+      assertion: X-Drawbridge-Assertion
+`,
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    app?.close();
+  });
+
+  it('logs a warning naming the sizes of the identity headers and the assertion; a user with few groups gets through', async () => {
+    const call = async (user: string) => {
+      const token = await userToken(s, user, `${user}-pw`, 'api://web', 'read');
+      return request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+    };
+    assert.equal((await call('bob')).status, 200);
+    const res = await call('gus');
+    assert.equal(res.status, 431);
+    const id = res.headers['x-correlation-id'];
+    const warning = s.gw.logs.find((l) => l.correlationId === id && l.level === 40);
+    assert.ok(warning, JSON.stringify(s.gw.logs.filter((l) => l.correlationId === id)));
+    assert.match(String(warning.msg), /the app refused the request head as too large \(431\)/);
+    assert.ok((warning.identityHeaderBytes as number) > 7000, JSON.stringify(warning));
+    assert.ok((warning.assertionBytes as number) > 10_000, JSON.stringify(warning));
+    assert.equal(s.gw.logs.filter((l) => l.level === 40 && /431/.test(String(l.msg))).length, 1, 'bob got no warning');
+  });
+});
