@@ -21,6 +21,9 @@ async function startTrailerBackend(): Promise<{ url: string; got: { headers: htt
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got, close: () => new Promise((r) => server.close(() => r())) };
 }
 
+/** GET / on the Web app (web.localhost) with a bearer token. */
+const withBearer = (s: Stack, token: string) => request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+
 const SPOOFS: Record<string, string>[] = [
   { 'x-remote-user': 'admin' },
   { 'X-REMOTE-USER': 'admin' },
@@ -186,7 +189,7 @@ describe('identity headers and the signed assertion, at a real backend', functio
     assert.equal(res.status, 200, res.body);
     const session = payloadOf(last().headers);
     const token = await userToken(s, 'rita', 'rita-pw', 'api://web', 'read');
-    assert.equal((await request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } })).status, 200);
+    assert.equal((await withBearer(s, token)).status, 200);
     const bearer = payloadOf(last().headers);
     for (const c of ['sub', 'groups', 'email', 'name', 'roles', 'oid', 'tid']) assert.deepEqual(session[c], bearer[c], c);
     assert.deepEqual(session.roles, ['r-admin']);
@@ -278,7 +281,7 @@ describe('identity headers and the assertion when the group list is incomplete',
     const { res } = await b.browse(`${s.origin('web')}/`, { user: 'olga', password: 'olga-pw' });
     assert.equal(res.status, 200, res.body.slice(0, 300));
     const token = await userToken(s, 'olga', 'olga-pw', 'api://web', 'read');
-    const bearer = await request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+    const bearer = await withBearer(s, token);
     assert.equal(bearer.status, 200, bearer.body.slice(0, 300));
     for (const h of [s.backend.received.at(-2)!.headers, last().headers]) {
       assert.equal(h['x-remote-groups'], '');
@@ -340,7 +343,7 @@ describe('an app that refuses the identity headers as too large (431)', function
   it('logs a warning naming the sizes of the identity headers and the assertion; a user with few groups gets through', async () => {
     const call = async (user: string) => {
       const token = await userToken(s, user, `${user}-pw`, 'api://web', 'read');
-      return request(`http://127.0.0.1:${s.gw.port}/`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+      return withBearer(s, token);
     };
     assert.equal((await call('bob')).status, 200);
     const res = await call('gus');
