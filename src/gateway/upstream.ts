@@ -8,6 +8,7 @@
  * http.request, which is what lets the gateway keep up with bare proxies.
  */
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
@@ -323,10 +324,6 @@ class Exchange implements Dispatcher.DispatchHandler {
 const MAX_EARLY_BYTES = 64 << 10;
 
 /**
- * Relays an upgrade request: the app's 101 is copied to the client and both
- * sockets are spliced; a non-101 answer is relayed as a normal response.
- */
-/**
  * Connecting (TCP, and TLS for an https app) within `ms`, as undici bounds it for
  * requests. The request's own timeout is the socket's idle timer, which Node put
  * off once during a TLS handshake the app never answered: twice backendTimeout.
@@ -339,6 +336,28 @@ function boundConnect(upReq: http.ClientRequest, connected: 'connect' | 'secureC
   });
 }
 
+/** RFC 6455 4.2.2: the accept value that proves the app read this handshake's key */
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/**
+ * Why the app's 101 is no WebSocket handshake answer for this request, if it is not. A 101
+ * with another Upgrade (h2c) or without the key's accept value would make the client's
+ * connection a raw pipe to an app that may still be reading HTTP on it: later requests on it
+ * would reach the app without the pipeline (WebSocket smuggling).
+ */
+function notWebSocketAnswer(upReq: http.ClientRequest, upRes: IncomingMessage): string | undefined {
+  if (String(upRes.headers.upgrade ?? '').toLowerCase() !== 'websocket') return `the app switched to ${JSON.stringify(String(upRes.headers.upgrade ?? '')).slice(0, 80)}, not websocket`;
+  const key = upReq.getHeader('sec-websocket-key');
+  if (typeof key !== 'string') return undefined;
+  const expected = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  if (upRes.headers['sec-websocket-accept'] !== expected) return "the app's 101 does not carry the Sec-WebSocket-Accept of the request's key";
+  return undefined;
+}
+
+/**
+ * Relays an upgrade request: the app's 101 is copied to the client and both
+ * sockets are spliced; a non-101 answer is relayed as a normal response.
+ */
 export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
   const { cookies, translateUrls } = answer;
   let answered = false;
@@ -391,6 +410,11 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     answered = true;
     stopReading();
     upReq.setTimeout(0);
+    const wrong = notWebSocketAnswer(upReq, upRes);
+    if (wrong) {
+      upSocket.destroy();
+      return done({ status: 502, reason: NOT_HTTP, detail: wrong, afterHeaders: false });
+    }
     const lines = [`HTTP/1.1 101 Switching Protocols`];
     for (let i = 0; i < upRes.rawHeaders.length; i += 2) {
       const name = upRes.rawHeaders[i]!.toLowerCase();

@@ -21,7 +21,16 @@ const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
   '/stall-chunked': { bytes: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n' },
   '/stall-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}` },
   '/silent': { bytes: '' },
+  // 101s that are no answer to a WebSocket handshake: the app may go on reading HTTP on the connection
+  '/h2c': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n' },
+  '/no-accept': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' },
+  '/wrong-accept': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n' },
+  // the accept value RFC 6455 gives for the sample key UPGRADE sends
+  '/switch': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n' },
 };
+
+/** what reached the app on a connection after its answer */
+const afterAnswer: string[] = [];
 
 interface Exchange {
   text: string;
@@ -31,11 +40,14 @@ interface Exchange {
 }
 
 /** Sends an upgrade request and reads until the gateway closes the connection or `limitMs` passes. */
-function exchange(port: number, host: string, path: string, limitMs: number): Promise<Exchange> {
+function exchange(port: number, host: string, path: string, limitMs: number, thenSend?: string): Promise<Exchange> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const chunks: Buffer[] = [];
-    const s = net.connect(port, '127.0.0.1', () => s.write(UPGRADE(host, path)));
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(UPGRADE(host, path));
+      if (thenSend) setTimeout(() => s.writable && s.write(thenSend), 200);
+    });
     const end = (closed: boolean) => {
       clearTimeout(timer);
       s.destroy();
@@ -62,10 +74,13 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       s.on('close', () => open.delete(s));
       s.on('error', () => undefined);
       let head = '';
+      let answered = false;
       s.on('data', (c: Buffer) => {
+        if (answered) return void afterAnswer.push(c.toString('latin1'));
         head += c.toString('latin1');
         if (!head.includes('\r\n\r\n')) return;
         const answer = ANSWERS[head.split(' ')[1]!]!;
+        answered = true;
         s.write(answer.bytes);
         if (answer.close) s.end();
       });
@@ -159,6 +174,26 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       // well before backendTimeout (1 s), which would cut them anyway
       await eventually(() => open.size === before, 500).catch(() => assert.fail(`${open.size - before} app connections still open`));
       await eventually(async () => (await serverConnections()) === 0, 500).catch(() => assert.fail('gateway sockets still open'));
+    });
+
+    it(`${via}: a 101 that is no WebSocket handshake answer (another Upgrade, no or a wrong Sec-WebSocket-Accept) is a 502, and nothing more the client sends reaches the app`, async () => {
+      const openBefore = open.size;
+      const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\nX-Remote-User: admin\r\n\r\n`;
+      for (const path of ['/h2c', '/no-accept', '/wrong-accept']) {
+        afterAnswer.length = 0;
+        const a = await exchange(gw.port, host, path, 3000, smuggled);
+        assert.match(a.text, /^HTTP\/1\.1 502 /, `${path}: ${JSON.stringify(a.text.slice(0, 200))}`);
+        assert.ok(a.closed, `${path}: closed`);
+        await settled();
+        assert.deepEqual(afterAnswer, [], `${path}: the app got more after its 101`);
+        assert.match(JSON.stringify(logOf(a.text)?.reasons), /not websocket|Sec-WebSocket-Accept/);
+      }
+      // the control: a real handshake answer switches, and the client's bytes are the app's from then on
+      afterAnswer.length = 0;
+      const ok = await exchange(gw.port, host, '/switch', 600, smuggled);
+      assert.match(ok.text, /^HTTP\/1\.1 101 /);
+      assert.deepEqual(afterAnswer, [smuggled]);
+      await eventually(() => open.size === openBefore, 2000);
     });
 
     it(`${via}: a client that leaves before the app answers: the app's request is dropped at once, not held until backendTimeout`, async () => {
