@@ -351,6 +351,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         warn(at('internalUrl'), `its path ${prefixOf(int)} is not externalUrl's ${prefixOf(ext)}: links the app writes into its pages as "${prefixOf(int)}…" are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
       }
     }
+    arr(a.websocketOrigins).forEach((o, j) => {
+      if (typeof o !== 'string') return;
+      const url = checkUrl(at('websocketOrigins', j), o, { err });
+      if (url && (url.pathname !== '/' || o.endsWith('/'))) err(at('websocketOrigins', j), `must be an origin (scheme://host[:port], no path): write ${JSON.stringify(url.origin)}`);
+    });
+    if (a.websocketOrigins !== undefined && a.websockets !== true) warn(at('websocketOrigins'), 'ignored: the app does not accept WebSockets (websockets: true)');
+    if (a.websocketOrigins !== undefined && preAuth !== 'oidc') warn(at('websocketOrigins'), 'ignored: only a session cookie is checked against the page\'s origin, and a passthrough app has none');
     if (typeof a.connectorGroup === 'string') {
       if (!(a.connectorGroup in groups)) err(at('connectorGroup'), `unknown connector group ${JSON.stringify(a.connectorGroup)}${hint(a.connectorGroup, Object.keys(groups))}`);
       else if (!cl) err(at('connectorGroup'), 'apps behind a connector group need the connectors: section');

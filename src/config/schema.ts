@@ -269,6 +269,12 @@ export const App = Type.Object(
       ),
     ),
     websockets: Type.Optional(Type.Boolean({ default: false, description: 'Allow WebSocket upgrades (after the pipeline ran).' })),
+    websocketOrigins: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          "Other origins (scheme://host[:port]) whose pages may open this app's WebSockets with the user's session cookie. By default only the app's own origin may: a page elsewhere on the same site (another app's host) would otherwise get a WebSocket as the signed-in user.",
+      }),
+    ),
     cookies: Type.Optional(Type.Object(CookieOptions.properties, { additionalProperties: false, description: 'Session cookie settings for this app, over those in session.cookie.' })),
     sso: Type.Optional(
       Type.Object(

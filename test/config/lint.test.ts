@@ -126,6 +126,20 @@ ${app('Hello', 'hello.localhost:8080', '    websockets: yes please\n')}`,
     errors: [{ at: '9:17', path: 'apps[0].websockets', message: 'must be a boolean, not string "yes please"' }],
   },
   {
+    description: 'websocketOrigins: an origin with a path, and a scheme other than http(s)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    websockets: true
+    websocketOrigins: [https://dash.example.test/app, "https://ok.example.test", ftp://x.test]
+`,
+    errors: [
+      { at: '11:24', path: 'apps[0].websocketOrigins[0]', message: 'must be an origin (scheme://host[:port], no path): write "https://dash.example.test"' },
+      { at: '11:82', path: 'apps[0].websocketOrigins[2]', message: '"ftp://x.test" must be an http or https URL' },
+    ],
+  },
+  {
     description: 'wrong type: apps as a mapping',
     yaml: `${GW}apps:
   name: Hello
@@ -1057,6 +1071,15 @@ session:
   secrets: ["0123456789abcdef0123456789abcdef"]
 `;
   const warningCases: { description: string; yaml: string; warnings: Expected[] }[] = [
+    {
+      description: 'websocketOrigins on an app that takes no WebSockets and has no session cookie',
+      yaml: `${GW}apps:
+${app('Pass', 'pass.localhost:8080', '    websocketOrigins: [https://ok.example.test]\n')}`,
+      warnings: [
+        { at: '9:23', path: 'apps[0].websocketOrigins', message: 'ignored: the app does not accept WebSockets (websockets: true)' },
+        { at: '9:23', path: 'apps[0].websocketOrigins', message: "ignored: only a session cookie is checked against the page's origin, and a passthrough app has none" },
+      ],
+    },
     {
       description: 'a revoked entry that is no connector id revokes nothing',
       yaml: `${GW}connectors:

@@ -23,6 +23,7 @@ describe('identity: callback and login state', function () {
     internalUrl: ${b}/
     preAuth: oidc
     websockets: true
+    websocketOrigins: [https://Dash.example.test]
 ` });
     s.idp.allowRedirectUri(`${s.origin('ws')}/.drawbridge/callback`);
   });
@@ -216,6 +217,34 @@ describe('identity: callback and login state', function () {
     const before = s.backend.received.length;
     assert.equal(await open({ cookie }), 'message:ping');
     assert.equal(s.backend.received[before]!.headers.cookie, 'app_cookie=1');
+  });
+
+  it("a WebSocket with the session cookie opens from the app's own pages and those of websocketOrigins only: another app's page gets 403 and the app sees nothing", async () => {
+    const b = new Browser();
+    await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
+    const host = new URL(s.origin('ws')).host;
+    const cookie = b.cookieHeader(host);
+    const open = (origin: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie, origin } });
+        ws.on('open', () => ws.send('ping'));
+        ws.on('message', (m) => {
+          resolve(`message:${m}`);
+          ws.close();
+        });
+        ws.on('unexpected-response', (_req, res) => resolve(`status:${res.statusCode}`));
+        ws.on('error', (e) => resolve(`error:${e.message}`));
+      });
+    assert.equal(await open(s.origin('ws')), 'message:ping');
+    assert.equal(await open('https://dash.example.test'), 'message:ping');
+    const before = s.backend.received.length;
+    // a sibling host (the same site, so SameSite cookies go along), a sandboxed page, and a look-alike
+    for (const origin of [s.origin('web'), 'null', `${s.origin('ws')}.evil.test`, 'https://dash.example.test:8443', `${s.origin('ws')}, ${s.origin('web')}`]) {
+      assert.equal(await open(origin), 'status:403', origin);
+    }
+    assert.equal(s.backend.received.length, before, 'nothing reached the app');
+    const refused = s.gw.logs.filter((l) => l.msg === 'request' && l.status === 403 && l.app === 'Ws');
+    assert.match(JSON.stringify(refused.at(-1)?.reasons), /another origin/);
   });
 
   it('sign-out closes the WebSockets its session opened, and only those', async () => {

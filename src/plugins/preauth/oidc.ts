@@ -32,7 +32,8 @@ export const oidcPreauth: Plugin<OidcStageOptions> = {
   create: (options, context) => {
     const rt = runtimeFor(options.config, context.now, context.stateDir, context.logger);
     const app = rt.registerApp(options.app);
-    return new OidcStage(rt, app, context.logger);
+    const origins = new Set((options.app.websocketOrigins ?? []).map((o) => new URL(o).origin));
+    return new OidcStage(rt, app, context.logger, origins);
   },
 };
 
@@ -51,6 +52,8 @@ class OidcStage implements Stage {
     private readonly rt: IdentityRuntime,
     private readonly app: AppIdentity,
     private readonly log: import('pino').Logger,
+    /** origins besides the app's own whose pages may open its WebSockets with the session cookie */
+    private readonly webSocketOrigins: ReadonlySet<string>,
   ) {}
 
   async run(ctx: RequestContext): Promise<Decision> {
@@ -59,7 +62,7 @@ class OidcStage implements Stage {
     if (auth !== undefined && /^bearer\s/i.test(auth)) return this.bearer(ctx, auth.slice(7).trim());
 
     const s = await readSession(this.rt, this.app, ctx.host, ctx.protocol, ctx.headers.cookie);
-    if (s.identity) return { kind: 'continue', identity: s.identity };
+    if (s.identity) return (ctx.upgrade && this.foreignPage(ctx)) || { kind: 'continue', identity: s.identity };
     const clear = s.present ? [clearSessionCookie(this.app, ctx.protocol)] : [];
     // `/pre` reaches the app at `/pre/`, but its `Path=/pre/` session cookie is never sent there, so
     // signing in from `/pre` would come back without a session and sign in again, forever. `Path=/pre`
@@ -79,6 +82,24 @@ class OidcStage implements Stage {
     } catch (e) {
       return this.providerDown(ctx, e);
     }
+  }
+
+  /**
+   * A WebSocket opened by a page of another origin. The browser sends the session cookie with
+   * it whenever the page is on the same site (SameSite is per site: every host under the same
+   * registrable domain, another published app among them), and, unlike a fetch, the page can
+   * then read what the app sends: CORS does not apply to WebSockets. Browsers always send
+   * Origin on the handshake (RFC 6455 10.2); a client without one is no page.
+   */
+  private foreignPage(ctx: RequestContext): Decision | undefined {
+    const page = ctx.headers.origin;
+    if (page === undefined || page === originOf(ctx.protocol, ctx.headers.host) || this.webSocketOrigins.has(page)) return undefined;
+    return {
+      kind: 'deny',
+      status: 403,
+      reasons: [`WebSocket opened with the session cookie by a page of another origin (${JSON.stringify(page.slice(0, 200))}), not in websocketOrigins`],
+      publicReason: "This app's WebSocket connections are open to its own pages only.",
+    };
   }
 
   private async bearer(ctx: RequestContext, token: string): Promise<Decision> {
