@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { tempDir, type TestGateway } from '../support/harness.js';
+import { eventually, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const MiB = 1 << 20;
@@ -32,10 +32,18 @@ describe('tunnel streaming: large bodies are never buffered whole', function () 
   let gw: TestGateway;
   let conn: ConnectorProcess;
   const chunk = Buffer.alloc(MiB, 7);
+  const held: http.ServerResponse[] = [];
 
   before(async () => {
     // a backend that streams a download and counts an upload, holding one MiB at a time
     backend = http.createServer((req, res) => {
+      if (req.url === '/hold') {
+        // the head and a first byte now, the rest when the test lets go
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('x');
+        held.push(res);
+        return;
+      }
       const random = /^\/random\/(\d+)\/(\d+)$/.exec(req.url ?? '');
       if (random && req.method === 'POST') {
         const h = createHash('sha256');
@@ -148,6 +156,32 @@ describe('tunnel streaming: large bodies are never buffered whole', function () 
     if (process.env.DRAWBRIDGE_TEST_TUNNEL_MIB) console.log(`      upload: gateway +${r.gateway.toFixed(0)} MiB, connector +${r.connector.toFixed(0)} MiB`);
     assert.ok(r.gateway < 100, `gateway process grew ${r.gateway.toFixed(0)} MiB`);
     assert.ok(r.connector < 100, `connector grew ${r.connector.toFixed(0)} MiB`);
+  });
+
+  it('1,000 quiet streams (the app answered and holds its body) cost the connector little memory each, and all complete', async () => {
+    // Each app socket holds the buffer for its next read while it waits: 128 KiB each was 125 MiB here.
+    const agent = new http.Agent({ keepAlive: false, maxSockets: 2000 });
+    const base = connectorRss();
+    const done = Array.from(
+      { length: 1000 },
+      () =>
+        new Promise<string>((resolve) => {
+          http
+            .get({ host: '127.0.0.1', port: gw.port, path: '/hold', headers: { host: 'app.test' }, agent }, (res) => {
+              let b = '';
+              res.on('data', (c) => (b += c));
+              res.on('end', () => resolve(`${res.statusCode} ${b}`));
+            })
+            .on('error', (e) => resolve(e.message));
+        }),
+    );
+    await eventually(() => held.length === 1000, 30_000, 100);
+    await new Promise((r) => setTimeout(r, 500));
+    const grown = connectorRss() - base;
+    for (const res of held.splice(0)) res.end('y');
+    assert.deepEqual([...new Set(await Promise.all(done))], ['200 xy']);
+    agent.destroy();
+    assert.ok(grown < 60, `the connector grew ${grown.toFixed(0)} MiB with 1,000 quiet streams`);
   });
 
   it('eight 32 MiB downloads and uploads of random bytes at once arrive byte for byte', async () => {
