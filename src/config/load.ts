@@ -4,6 +4,7 @@
  */
 import { statSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { cosmiconfig } from 'cosmiconfig';
 import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
@@ -260,19 +261,38 @@ export function deepFreeze<T>(v: T): DeepReadonly<T> {
 
 export const SEARCH_PLACES = ['gateway.config.yaml', 'gateway.config.yml', '.config/gateway.config.yaml', '.drawbridgerc.yaml', '.drawbridgerc.yml', '.config/drawbridgerc.yaml'];
 
-/**
- * Finds gateway.config.yaml from the working directory up to the project root (the first
- * directory with a package.json or package.yaml), as cosmiconfig's "project" search did. Each
- * place is only looked at: cosmiconfig read every file it found, and a FIFO there blocked lint
- * and the gateway's start for good; found, it is refused by readConfigText with the others.
- */
+/** Finds gateway.config.yaml the way cosmiconfig does (cwd up to the project root). */
 export async function discoverConfig(from = process.cwd()): Promise<string | undefined> {
+  const unreadable = unreadableSearchPlace(from);
+  if (unreadable) return unreadable;
+  const pathOnly = () => ({});
+  const explorer = cosmiconfig('drawbridge', {
+    searchPlaces: SEARCH_PLACES,
+    searchStrategy: 'project',
+    // An empty file in the working directory is the config (and reported as empty), not a reason
+    // to serve a parent directory's file in its place.
+    ignoreEmptySearchPlaces: false,
+    // We only want the path; the file is parsed by `yaml` so problems keep positions.
+    loaders: { '.yaml': pathOnly, '.yml': pathOnly, noExt: pathOnly },
+  });
+  const found = await explorer.search(from);
+  return found?.filepath;
+}
+
+/**
+ * The place cosmiconfig would find first, when that is no regular file it can read (a FIFO,
+ * a device) or one over the size limit: cosmiconfig reads what it finds whole, and a FIFO there
+ * blocked lint and the gateway's start for good. Returned as found, readConfigText refuses it.
+ * The walk is cosmiconfig's "project" search: from the working directory up to the first
+ * directory with a package.json or package.yaml, the places in order in each.
+ */
+function unreadableSearchPlace(from: string): string | undefined {
   for (let dir = resolve(from); ; dir = dirname(dir)) {
     for (const place of SEARCH_PLACES) {
       const file = join(dir, place);
-      // An empty file in the working directory is the config (and reported as empty), not a reason
-      // to serve a parent directory's file in its place; a directory of that name is passed over.
-      if (statOrUndefined(file)?.isDirectory() === false) return file;
+      const st = statOrUndefined(file);
+      if (!st || st.isDirectory()) continue;
+      return st.isFile() && st.size <= MAX_CONFIG_FILE_BYTES ? undefined : file;
     }
     if (statOrUndefined(join(dir, 'package.json')) || statOrUndefined(join(dir, 'package.yaml')) || dirname(dir) === dir) return undefined;
   }
