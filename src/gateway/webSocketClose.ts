@@ -29,6 +29,8 @@ export class FrameBoundary {
   private payloadLeft = 0;
   /** the start of a header split across chunks */
   private partial: Buffer | undefined;
+  /** the app has sent its close frame: nothing may follow it */
+  closeSent = false;
 
   get between(): boolean {
     return this.payloadLeft === 0 && this.partial === undefined;
@@ -57,6 +59,7 @@ export class FrameBoundary {
         this.partial = undefined;
         at += size - from;
         this.payloadLeft = payloadLength(head);
+        if ((head[0]! & 0x0f) === 0x8) this.closeSent = true;
       }
       if (stopBetween && this.between) return at;
     }
@@ -117,15 +120,36 @@ export function relayWebSocket(client: Duplex, app: Duplex, appHead: Buffer): vo
     client.write(appHead);
   }
   const follow = (chunk: Buffer) => void frames.feed(chunk);
-  const appClosed = () => client.destroy();
+  // The app's side ended (its close, a reset, its connector gone) before it sent a close
+  // frame: the page gets 1001 and a reason to reconnect on, not 1006 and nothing. After
+  // the app's own close frame, or inside a frame, the client's side just ends as the app's did.
+  let ended = false;
+  const appClosed = () => {
+    if (ended) return;
+    ended = true;
+    if (client.destroyed || !client.writable) return void client.destroy();
+    if (frames.closeSent) return void client.end();
+    if (!frames.between) return void client.destroy();
+    endWithClose(client, CLOSE_GOING_AWAY, "the app's connection ended");
+  };
   relays.set(client, { app, frames, follow, appClosed });
   app.on('data', follow);
-  app.on('error', () => client.destroy());
   client.on('error', () => app.destroy());
+  app.on('error', appClosed);
+  app.on('end', appClosed);
   app.on('close', appClosed);
   client.on('close', () => app.destroy());
-  app.pipe(client);
+  // (the client's end is appClosed's: a close frame may have to go before it)
+  app.pipe(client, { end: false });
   client.pipe(app);
+}
+
+/** Sends the close frame as the last bytes to the client; one that does not answer it is dropped. */
+function endWithClose(client: Duplex, code: number, reason: string): void {
+  client.end(closeFrame(code, reason));
+  // the client answers with a close frame of its own and closes; one that does not is dropped
+  setTimeout(() => client.destroy(), CLOSE_ANSWER_MS).unref();
+  client.resume(); // its answer is read and discarded, so its end is seen
 }
 
 /**
@@ -143,17 +167,17 @@ export function closeWebSocket(client: Duplex, code: number, reason: string): vo
   app.unpipe(client);
   client.unpipe(app);
   app.removeListener('data', follow);
-  // from here the app's side closing is no reason to drop the client before its close frame
+  // from here the app's side ending is no reason to drop the client before its close frame
   app.removeListener('close', appClosed);
+  app.removeListener('end', appClosed);
+  app.removeListener('error', appClosed);
+  app.on('error', () => undefined);
   let giveUp: NodeJS.Timeout | undefined;
   const sendClose = () => {
     clearTimeout(giveUp);
     app.removeListener('data', finishFrame);
     app.destroy();
-    client.end(closeFrame(code, reason));
-    // the client answers with a close frame of its own and closes; one that does not is dropped
-    setTimeout(() => client.destroy(), CLOSE_ANSWER_MS).unref();
-    client.resume(); // its answer is read and discarded, so its end is seen
+    endWithClose(client, code, reason);
   };
   // Asked for inside a frame: the rest of that frame goes out first, and nothing after it.
   const finishFrame = (chunk: Buffer) => {

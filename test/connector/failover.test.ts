@@ -151,7 +151,7 @@ describe('connector groups: balancing, failover and drain', function () {
     await restart('a');
   });
 
-  it('SIGTERM lets an open WebSocket run until the drain timeout, as it does other in-flight streams', async () => {
+  it('SIGTERM lets an open WebSocket run until the drain timeout, as it does other in-flight streams, then the page gets 1001', async () => {
     const hub = gw.server.connectorHub!;
     // only `a` (with a short drain timeout) is up when the WebSocket opens, so it carries it
     await killConnector(a, 'SIGKILL');
@@ -162,7 +162,8 @@ describe('connector groups: balancing, failover and drain', function () {
     const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws`, { headers: { host: 'app.test' } });
     await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
     let closedAt = 0;
-    ws.once('close', () => (closedAt = Date.now()));
+    let closed = { code: 0, reason: '' };
+    ws.once('close', (code, reason) => ((closedAt = Date.now()), (closed = { code, reason: String(reason) })));
     const echo = (text: string) => new Promise<string>((r) => (ws.once('message', (m) => r(String(m))), ws.send(text)));
     assert.equal(await echo('before'), 'before');
     b = startConnector(join(dir, 'b'));
@@ -176,6 +177,8 @@ describe('connector groups: balancing, failover and drain', function () {
     assert.equal(await a.exited, 0);
     await eventually(() => closedAt > 0);
     assert.ok(closedAt - termAt >= 2500, `closed ${closedAt - termAt} ms after SIGTERM, before the 3 s drain timeout`);
+    // a close frame the page can act on (it was 1006, no frame, when the connector cut the stream)
+    assert.deepEqual(closed, { code: 1001, reason: "the app's connection ended" });
     await restart('a');
   });
 

@@ -104,6 +104,12 @@ async function slowFrameApp(): Promise<{ url: string; close(): Promise<void> }> 
       const payload = Buffer.alloc(FRAME_BYTES, 7);
       const header = Buffer.from([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 0]);
       header.writeUInt32BE(FRAME_BYTES, 6);
+      // ?then=reset|end|close: after the frame, the app's connection is reset, ended, or ended after its close frame (4003)
+      const then = /[?&]then=(\w+)/.exec(head)?.[1];
+      if (then) {
+        s.write(Buffer.concat([header, payload, then === 'close' ? frame(Buffer.concat([Buffer.from([0x0f, 0xa3]), Buffer.from('bye')]), 0x8) : Buffer.alloc(0)]));
+        return void setTimeout(() => (then === 'reset' ? s.resetAndDestroy() : s.end()), 100);
+      }
       if (!pieceMs) return void s.write(Buffer.concat([header, payload]));
       s.write(header);
       let at = 0;
@@ -216,6 +222,20 @@ ${appEntry(url)}  - name: Other
     const got = await closed;
     assert.equal(got.code, 1008);
     assert.equal(got.reason, 'app or access rules changed in the config');
+  });
+
+  it("an app's side that ends without the app's close frame (a reset, a plain close) gives the page 1001 and a reason, after every frame; the app's own close frame is relayed as it is", async () => {
+    for (const then of ['reset', 'end']) {
+      const { closed } = await open(`/ws?then=${then}`);
+      const got = await closed;
+      assert.equal(got.code, 1001, then);
+      assert.equal(got.reason, "the app's connection ended");
+      assert.deepEqual(got.messages.map((m) => m.length), [FRAME_BYTES]);
+    }
+    const { closed } = await open('/ws?then=close');
+    const got = await closed;
+    assert.equal(got.code, 4003);
+    assert.equal(got.reason, 'bye');
   });
 
   it('a gateway that stops says 1001, going away', async () => {
