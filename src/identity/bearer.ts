@@ -152,12 +152,17 @@ export function checkIssuedToUser(claims: Record<string, unknown>): void {
 }
 
 /**
- * The app's requiredScopes against the scopes a token grants (scp, space-separated or a list,
- * and roles); throws the 403 insufficient_scope BearerError. what-if runs it on typed claims.
+ * The app's requiredScopes against the scopes a token grants: `scope` (RFC 9068, space-separated:
+ * oidc-provider, Keycloak, Auth0 send only this), `scp` (space-separated or a list: Entra, Okta)
+ * and `roles` (a list); throws the 403 insufficient_scope BearerError. what-if runs it on typed claims.
  */
 export function checkScopes(claims: Record<string, unknown>, requiredScopes: readonly string[]): void {
   if (!requiredScopes.length) return;
-  const granted = new Set<string>([...(typeof claims.scp === 'string' ? claims.scp.split(' ') : Array.isArray(claims.scp) ? claims.scp.map(String) : []), ...(Array.isArray(claims.roles) ? claims.roles.map(String) : [])]);
+  const granted = new Set<string>([
+    ...(typeof claims.scope === 'string' ? claims.scope.split(' ') : []),
+    ...(typeof claims.scp === 'string' ? claims.scp.split(' ') : Array.isArray(claims.scp) ? claims.scp.map(String) : []),
+    ...(Array.isArray(claims.roles) ? claims.roles.map(String) : []),
+  ]);
   const missing = requiredScopes.filter((s) => !granted.has(s));
   if (missing.length) throw new BearerError('scope', `The token lacks the required scope ${missing.join(' ')}.`, undefined, 'insufficient_scope');
 }

@@ -47,9 +47,9 @@ export function appOnlySignal(claims: Readonly<Record<string, unknown>>): string
   for (const name of ['client_id', 'azp', 'appid', 'cid']) if (claims[name] === sub) return `sub equals ${name}`;
   // Entra app-only: sub and oid are both the service principal's object id. In a user's token oid is
   // the user's object id and sub a pairwise id for this app: they differ.
-  // B2C user tokens may carry oid equal to sub too, but a user's access token grants scopes (scp);
-  // an app-only token never does.
-  if (claims.oid === sub && claims.scp === undefined) return 'oid equals sub, no scp';
+  // B2C user tokens may carry oid equal to sub too, but a user's access token grants scopes (scp,
+  // or RFC 9068's scope); an app-only token never does.
+  if (claims.oid === sub && claims.scp === undefined && claims.scope === undefined) return 'oid equals sub, no scp or scope';
   return undefined;
 }
 

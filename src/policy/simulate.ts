@@ -124,7 +124,7 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
       checkScopes(identity.claims, app.requiredScopes ?? []);
     } catch (e) {
       if (!(e instanceof BearerError)) throw e;
-      const read = e.check === 'app_token' ? `${e.detail} in --claims` : "what-if reads the token's scp and roles from --claims";
+      const read = e.check === 'app_token' ? `${e.detail} in --claims` : "what-if reads the token's scope, scp and roles from --claims";
       return { ...result, decision: 'deny', status: refusalStatus(e), reasons: [`bearer token refused (${e.check}): ${e.publicMessage} (${read})`], publicReason: e.publicMessage };
     }
   }

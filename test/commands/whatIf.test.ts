@@ -148,6 +148,7 @@ describe('what-if and test-policies through the real CLI', function () {
     assert.equal(noScope.code, 3, noScope.stderr + noScope.stdout);
     assert.match(noScope.stdout, /Decision: DENY \(403\)\n\s+the user sees: The token lacks the required scope payroll\.read\./);
     assert.equal((await whatIf('--app', 'Payroll', ...bob, '--claims', '{"roles":["payroll.read"]}')).code, 0, 'a role counts as a scope, as in the gateway');
+    assert.equal((await whatIf('--app', 'Payroll', ...bob, '--claims', '{"scope":"openid payroll.read"}')).code, 0, 'the RFC 9068 scope claim counts, as in the gateway');
     const appOnly = await whatIf('--app', 'Payroll', ...bob, '--claims', '{"idtyp":"app","roles":["payroll.read"]}');
     assert.equal(appOnly.code, 3, appOnly.stderr + appOnly.stdout);
     assert.match(appOnly.stdout, /Decision: DENY \(401\)\n\s+the user sees: The token was issued to an application, not to a user\./);

@@ -67,8 +67,11 @@ describe('identity: bearer tokens', function () {
       assert.equal((await request(`${s.gw.url}/hello`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}` } })).status, 200, 'still serving');
     });
 
-    it('requiredScopes: a token with the scope passes', async () => {
+    it('requiredScopes: a token with the scope passes (oidc-provider names it in the RFC 9068 scope claim, not scp)', async () => {
       const token = await userToken(s, 'bob', 'bob-pw', 'api://secret', 'user_impersonation');
+      const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+      assert.equal(payload.scope, 'user_impersonation');
+      assert.equal(payload.scp, undefined, 'the provider adds no scp of its own');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}` } });
       assert.equal(res.status, 200, res.body);
     });
@@ -249,6 +252,8 @@ describe('identity: bearer tokens', function () {
       ['no exp at all', 'exp', () => good({ exp: undefined })],
       ['ID token (nonce, aud = client id) as an access token', 'token_type', () => good({ aud: ['api://app', 'drawbridge'], nonce: 'n' }, { typ: 'JWT' })],
       ['missing scope', 'scope', () => good({ scp: 'write' })],
+      ['missing scope (RFC 9068 scope claim)', 'scope', () => good({ scp: undefined, scope: 'openid write' })],
+      ['scope as a list (RFC 9068 says a string)', 'scope', () => good({ scp: undefined, scope: ['read'] })],
       ['signed by an unknown key with a known kid', 'signature', () => rawJwt({ alg: 'RS256', kid: 'k1' }, claims(), attacker.privateKey)],
       ['payload changed after signing', 'signature', () => { const [h, , sig] = good().split('.'); return `${h}.${b64(claims({ preferred_username: 'admin' }))}.${sig}`; }],
       ['unknown kid', 'kid', () => rawJwt({ alg: 'RS256', kid: 'k9' }, claims(), attacker.privateKey)],
@@ -303,6 +308,13 @@ describe('identity: bearer tokens', function () {
       await assert.rejects(v.verify(t), (e: BearerError) => e.check === 'exp');
     });
 
+    it('the RFC 9068 scope claim (space-separated: oidc-provider, Keycloak, Auth0) satisfies requiredScopes as scp does (Entra, Okta)', async () => {
+      assert.equal((await verifier().verify(good({ scp: undefined, scope: 'openid read' }))).identity.user, 'alice');
+      assert.equal((await verifier().verify(good({ scp: ['read'] }))).identity.user, 'alice');
+      // a B2C-style user (oid equals sub) whose provider names the scopes in scope is still a user
+      assert.equal((await verifier().verify(good({ scp: undefined, scope: 'read', oid: 'b2c-user-object', sub: 'b2c-user-object' }))).identity.user, 'alice');
+    });
+
     it('roles satisfy requiredScopes too; overage marks groups incomplete', async () => {
       const { identity } = await verifier().verify(good({ scp: undefined, roles: ['read'], groups: ['g1'], _claim_names: { groups: 'src1' } }));
       assert.equal(identity.groupsIncomplete, true);
@@ -328,7 +340,7 @@ describe('identity: a native client with a user token (authorization code + PKCE
     const token = await userToken(s, 'bob', 'bob-pw', 'api://secret');
     const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
     assert.equal(payload.aud, 'api://secret');
-    assert.equal(payload.scp, 'user_impersonation');
+    assert.equal(payload.scope, 'user_impersonation');
     assert.equal(payload.preferred_username, 'bob');
     assert.deepEqual(payload.groups, ['finance', 'everyone']);
     const res = await request(`${s.gw.url}/me`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}`, accept: 'application/json' } });

@@ -300,16 +300,16 @@ export class EmbeddedIdp {
           },
         },
       },
-      // Entra names scopes in `scp`; RFC 9068 says `scope`: send both.
+      // Scopes only in RFC 9068's `scope` (oidc-provider's own): no Entra-style `scp` beside it, so the tests
+      // prove the gateway reads the claim that oidc-provider, Keycloak and Auth0 send.
       // A user's access token names the user and groups, as Entra's do, so assignment works for native clients too.
       // The sign-in's amr and acr too, as Entra's access tokens have them, so a native client that did MFA
       // meets requireMfa: they are on the grant the token comes from (its code or refresh token), not on the token.
-      extraTokenClaims: async (ctx: { oidc?: { entities?: Record<string, { amr?: string[]; acr?: string } | undefined> } }, token: { scope?: string; resourceServer?: unknown; accountId?: string }) => {
+      extraTokenClaims: async (ctx: { oidc?: { entities?: Record<string, { amr?: string[]; acr?: string } | undefined> } }, token: { resourceServer?: unknown; accountId?: string }) => {
         if (!token.resourceServer) return undefined;
         const user = token.accountId ? self.users.get(token.accountId) : undefined;
         const grant = ctx.oidc?.entities?.AuthorizationCode ?? ctx.oidc?.entities?.RefreshToken;
         return {
-          ...(token.scope ? { scp: token.scope } : {}),
           ...(user ? { preferred_username: user.username, name: user.name, email: user.email, groups: user.groups, ...(grant?.amr ? { amr: grant.amr } : {}), ...(grant?.acr ? { acr: grant.acr } : {}), ...user.claims } : {}),
         };
       },
