@@ -211,7 +211,7 @@ export const App = Type.Object(
     connectorGroup: Type.Optional(Type.String({ description: 'Connector group that reaches the app. Without it the gateway connects directly.' })),
     preAuth: Type.Optional(Type.Union([Type.Literal('oidc'), Type.Literal('passthrough')], { default: 'oidc', description: 'oidc: sign-in or bearer token required; passthrough: no sign-in (location rules still apply).' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'The aud that bearer tokens from native clients must carry.' })),
-    requiredScopes: Type.Optional(StringList('Scopes (scp) or roles a bearer token must carry.')),
+    requiredScopes: Type.Optional(StringList('Scopes a bearer token must grant, in its scope (RFC 9068), scp or roles claim.')),
     forwardBearerToken: Type.Optional(Type.Boolean({ default: false, description: 'Send the client\'s verified bearer token on to the app (off: the gateway removes Authorization).' })),
     assignment: Type.Optional(
       Type.Object(
