@@ -8,7 +8,7 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Identity } from '../pipeline/stage.js';
 import { appOnlySignal, identityFromClaims, type ClaimNames } from './claims.js';
-import { newIssuerKeys } from './issuerKeys.js';
+import { newIssuerKeys, SIGNATURE_ALGORITHMS } from './issuerKeys.js';
 
 export interface BearerOptions {
   issuer: string;
@@ -66,7 +66,7 @@ export class BearerVerifier {
     private readonly jwks: JWTVerifyGetKey,
     private readonly opts: BearerOptions,
   ) {
-    for (const a of opts.algorithms) if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) throw new Error(`identity.algorithms: ${a} is not an asymmetric signature algorithm`);
+    for (const a of opts.algorithms) if (!SIGNATURE_ALGORITHMS.includes(a)) throw new Error(`identity.algorithms: ${a} is not an asymmetric signature algorithm`);
   }
 
   async verify(token: string): Promise<Verified> {

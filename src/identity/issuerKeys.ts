@@ -10,11 +10,15 @@
  * - an unknown `kid` fetches again at most once per cooldown (it may be a new key);
  * - while fetching fails, it is tried again at most once per cooldown, and verifying in
  *   between fails at once as KeysUnavailable (an outage: 503, not a bad token);
+ * - a key that cannot verify with any pinned algorithm (malformed, RSA under 2048 bits, a
+ *   kty no pinned algorithm uses) is left out, and a set with no usable key left is a failed
+ *   fetch: it was stored as good for ten minutes, every token failing on it with no fetch
+ *   again, however soon the provider mended its keys;
  * - the set is kept per gateway (stateDir) and key URL, so a reload keeps what was fetched:
  *   an unrelated reload during a provider outage made tokens fail that had verified a second
  *   earlier.
  */
-import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, errors, flattenedVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import http from 'node:http';
 import https from 'node:https';
 import type { Logger } from 'pino';
@@ -25,6 +29,8 @@ export class KeysUnavailable extends Error {
 }
 
 export const KEYS_MAX_AGE_MS = 10 * 60_000;
+/** The asymmetric signature algorithms jose verifies JWTs with: what identity.algorithms may pin. */
+export const SIGNATURE_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const FETCH_TIMEOUT_MS = 5000;
 /** far above any real key set (Entra's is a few KB) */
 const MAX_JWKS_BYTES = 1 << 20;
@@ -54,6 +60,7 @@ class IssuerKeys {
     private readonly cooldownMs: number,
     private readonly log?: Logger,
     private readonly maxAgeMs = KEYS_MAX_AGE_MS,
+    private readonly algorithms: readonly string[] = SIGNATURE_ALGORITHMS,
   ) {}
 
   private refresh(): Promise<void> {
@@ -66,8 +73,20 @@ class IssuerKeys {
     try {
       const body = JSON.parse(await getText(this.uri, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the key set has no keys list');
-      this.local = createLocalJWKSet(body);
-      this.set = body;
+      const usable: JWK[] = [];
+      const refused: string[] = [];
+      for (const key of body.keys) {
+        const reason = await unusableReason(key, this.algorithms);
+        if (reason === undefined) usable.push(key);
+        else if (reason) {
+          refused.push(`kid ${String(key.kid)}: ${reason}`);
+          this.log?.warn({ kid: key.kid, reason }, 'the identity provider publishes a key the gateway cannot use: it is left out');
+        }
+      }
+      if (!usable.length) throw new Error(`the key set holds no key usable with ${this.algorithms.join(', ')}${refused.length ? `: ${refused.join('; ')}` : ''}`);
+      const set = { ...body, keys: usable };
+      this.local = createLocalJWKSet(set);
+      this.set = set;
       this.fetchedAt = Date.now();
       this.lastError = undefined;
     } catch (e) {
@@ -111,23 +130,46 @@ class IssuerKeys {
   }
 }
 
+/**
+ * Why jose could not verify a token with `key` under any of `algorithms`: its message when it
+ * would throw on the key itself (malformed, too short), '' when no algorithm fits the key at all
+ * (an encryption key, another kty or alg: not a fault, left out silently), undefined when usable.
+ * The check is jose's own: a signature over nothing, through a set of this key alone, must fail
+ * as a wrong signature and on nothing earlier.
+ */
+async function unusableReason(key: unknown, algorithms: readonly string[]): Promise<string | undefined> {
+  let reason = '';
+  for (const alg of algorithms) {
+    const kid = (key as { kid?: unknown })?.kid;
+    try {
+      const header = Buffer.from(JSON.stringify({ alg, ...(typeof kid === 'string' ? { kid } : {}) })).toString('base64url');
+      await flattenedVerify({ protected: header, payload: '', signature: '' }, createLocalJWKSet({ keys: [key as JWK] }));
+    } catch (e) {
+      if (e instanceof errors.JWSSignatureVerificationFailed) return undefined;
+      if (!(e instanceof errors.JWKSNoMatchingKey)) reason ||= (e as Error).message;
+    }
+  }
+  return reason;
+}
+
 /** A key set of its own (not shared): tests, and what-if's lookalikes. */
-export function newIssuerKeys(uri: string, cooldownMs = 30_000, log?: Logger, maxAgeMs = KEYS_MAX_AGE_MS): IssuerKeyGetter {
-  return new IssuerKeys(uri, cooldownMs, log, maxAgeMs).getter();
+export function newIssuerKeys(uri: string, cooldownMs = 30_000, log?: Logger, maxAgeMs = KEYS_MAX_AGE_MS, algorithms = SIGNATURE_ALGORITHMS): IssuerKeyGetter {
+  return new IssuerKeys(uri, cooldownMs, log, maxAgeMs, algorithms).getter();
 }
 
 const kept = new Map<string, IssuerKeys>();
 
 /**
  * The provider's keys at `uri` for the gateway whose state is in `stateDir`, shared by every
- * config generation of it. `cooldownMs`: how often an unknown kid, or a failing fetch, may
- * fetch again.
+ * config generation of it with the same pinned `algorithms` (the keys kept are those usable
+ * with them: a reload that pins others fetches afresh). `cooldownMs`: how often an unknown
+ * kid, or a failing fetch, may fetch again.
  */
-export function issuerKeys(stateDir: string, uri: string, log?: Logger, cooldownMs = 30_000): IssuerKeyGetter {
-  const k = `${stateDir}\n${uri}`;
+export function issuerKeys(stateDir: string, uri: string, algorithms: readonly string[], log?: Logger, cooldownMs = 30_000): IssuerKeyGetter {
+  const k = `${stateDir}\n${uri}\n${algorithms.join(' ')}`;
   let keys = kept.get(k);
   if (!keys) {
-    keys = new IssuerKeys(uri, cooldownMs, log);
+    keys = new IssuerKeys(uri, cooldownMs, log, KEYS_MAX_AGE_MS, algorithms);
     kept.set(k, keys);
   }
   return keys.getter();

@@ -160,7 +160,7 @@ export class IdentityRuntime {
 
   /** The provider's keys, kept across reloads of this gateway (issuerKeys.ts). */
   private async issuerKeys(): Promise<IssuerKeyGetter> {
-    return issuerKeys(this.stateDir, await this.client.jwksUri(), this.log);
+    return issuerKeys(this.stateDir, await this.client.jwksUri(), this.algorithms, this.log);
   }
 }
 

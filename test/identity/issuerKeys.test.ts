@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { exportJWK, SignJWT } from 'jose';
+import pino from 'pino';
 import { BearerError, BearerVerifier } from '../../src/identity/bearer.js';
 import { issuerKeys, newIssuerKeys } from '../../src/identity/issuerKeys.js';
 import { tempDir } from '../support/harness.js';
@@ -21,6 +22,8 @@ describe('identity: the provider keys (issuerKeys)', function () {
   const k1 = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const k2 = generateKeyPairSync('rsa', { modulusLength: 2048 });
   let published: { kid: string; key: KeyObject }[] = [];
+  /** JWKs served as they are instead of `published`: keys the gateway cannot use */
+  let raw: object[] | undefined;
   let failing = false;
   let hits = 0;
   let server: http.Server;
@@ -29,6 +32,7 @@ describe('identity: the provider keys (issuerKeys)', function () {
     server = http.createServer(async (_req, res) => {
       hits++;
       if (failing) return void res.writeHead(500).end('down');
+      if (raw) return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: raw }));
       const keys = await Promise.all(published.map(async ({ kid, key }) => ({ ...(await exportJWK(key)), kid, alg: 'RS256', use: 'sig' })));
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
     });
@@ -38,6 +42,7 @@ describe('identity: the provider keys (issuerKeys)', function () {
   after(() => new Promise<void>((r) => server.close(() => r())));
   beforeEach(() => {
     published = [{ kid: 'k1', key: k1.publicKey }];
+    raw = undefined;
     failing = false;
     hits = 0;
   });
@@ -131,12 +136,66 @@ describe('identity: the provider keys (issuerKeys)', function () {
 
   it('is kept per gateway and key URL across config generations, so a reload during an outage keeps the keys', async () => {
     const stateDir = tempDir();
-    assert.equal(await check(verifier(issuerKeys(stateDir, uri)).verify(await token('k1', k1.privateKey))), 'ok');
+    assert.equal(await check(verifier(issuerKeys(stateDir, uri, ['RS256'])).verify(await token('k1', k1.privateKey))), 'ok');
     failing = true;
     // the next generation's verifier, built after the reload
-    assert.equal(await check(verifier(issuerKeys(stateDir, uri)).verify(await token('k1', k1.privateKey))), 'ok');
+    assert.equal(await check(verifier(issuerKeys(stateDir, uri, ['RS256'])).verify(await token('k1', k1.privateKey))), 'ok');
     assert.equal(hits, 1);
     // another gateway (stateDir) fetches its own
-    assert.equal(await check(verifier(issuerKeys(tempDir(), uri)).verify(await token('k1', k1.privateKey))), 'jwks');
+    assert.equal(await check(verifier(issuerKeys(tempDir(), uri, ['RS256'])).verify(await token('k1', k1.privateKey))), 'jwks');
+  });
+
+  /** a logger whose lines the test reads */
+  const logged = () => {
+    const logs: Record<string, unknown>[] = [];
+    return { logs, log: pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) }) };
+  };
+  /** k1 as the provider may botch it: each is a key set that holds no key for RS256 */
+  const unusable = async (): Promise<[string, object][]> => {
+    const good = { ...(await exportJWK(k1.publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    return [
+      ['a malformed modulus', { ...good, n: 'AAAA' }],
+      ['a 1024-bit RSA key', { ...(await exportJWK(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' }],
+      ['an EC key where RS256 alone is pinned', { ...(await exportJWK(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey)), kid: 'k1', use: 'sig' }],
+    ];
+  };
+
+  it('a key set that holds no usable key is an outage like a failed fetch (jwks), asked again once per cooldown: the fixed set is used as soon as the cooldown passes', async () => {
+    for (const [what, key] of await unusable()) {
+      raw = [key];
+      hits = 0;
+      const v = verifier(newIssuerKeys(uri, 300, undefined, undefined, ['RS256']));
+      assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'jwks', what);
+      for (let i = 0; i < 5; i++) assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'jwks', what);
+      assert.equal(hits, 1, `${what}: no fetch within the cooldown`);
+      raw = undefined;
+      await new Promise((r) => setTimeout(r, 350));
+      assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok', `${what}: the provider fixed its keys`);
+      assert.equal(hits, 2, what);
+    }
+  });
+
+  it('keys held stay in use when a refresh brings a set with no usable key, with a warning naming the key', async () => {
+    const { logs, log } = logged();
+    const v = verifier(newIssuerKeys(uri, 100, log, 200, ['RS256']));
+    assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok');
+    raw = [(await unusable())[1]![1]];
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 3; i++) assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok', 'the held k1 still verifies');
+    assert.equal(hits, 2, 'the refresh was tried');
+    const warned = logs.find((l) => l.msg === 'refreshing the identity provider keys failed: the keys held stay in use');
+    assert.match(String(warned?.reason), /holds no key usable with RS256: kid k1: RS256 requires key modulusLength to be 2048 bits or larger/);
+  });
+
+  it('an unusable key beside good ones is left out with a warning; the good ones verify', async () => {
+    const { logs, log } = logged();
+    raw = [{ ...(await exportJWK(k2.publicKey)), kid: 'k2', alg: 'RS256', use: 'sig' }, { ...(await unusable())[0]![1], kid: 'bad' }];
+    const v = verifier(newIssuerKeys(uri, 60_000, log, undefined, ['RS256']));
+    assert.equal(await check(v.verify(await token('k2', k2.privateKey))), 'ok');
+    assert.equal(hits, 1);
+    const warned = logs.find((l) => l.msg === 'the identity provider publishes a key the gateway cannot use: it is left out');
+    assert.equal(warned?.kid, 'bad');
+    assert.match(String(warned?.reason), /RS256/);
+    assert.equal(logs.length, 1, 'the good key is not mentioned');
   });
 });
