@@ -934,5 +934,8 @@ export function malformedHead(req: IncomingMessage): string | undefined {
   if (req.httpVersionMajor !== 1) return 'Only HTTP/1.0 and HTTP/1.1 are served here.';
   // Node keeps the first Host; an app or cache behind may read the last (RFC 9112 3.2: 400).
   if (headerCount(req.rawHeaders, 'host') > 1) return 'The request has more than one Host header.';
+  // The same for credentials (RFC 9110 11.6.2: not a list): Node keeps the first Authorization,
+  // a WAF or proxy in front may have judged the last, a different token or user.
+  if (headerCount(req.rawHeaders, 'authorization') > 1) return 'The request has more than one Authorization header.';
   return undefined;
 }

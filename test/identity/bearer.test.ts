@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
 import WebSocket from 'ws';
-import { request } from '../support/harness.js';
+import { rawRequest, request } from '../support/harness.js';
 import { startStack, userToken, type Stack } from './support.js';
 
 const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
@@ -37,6 +37,23 @@ describe('identity: bearer tokens', function () {
       assert.equal(got.length, 1);
       assert.equal(got[0]!.headers.authorization, undefined);
       assert.equal(got[0]!.headers.cookie, 'app_pref=1');
+    });
+
+    it('two Authorization headers get 400 at the edge in either order, and nothing reaches the app (Node keeps the first; a proxy in front may judge the last)', async () => {
+      const good = await userToken(s, 'bob', 'bob-pw', 'api://web');
+      const bad = `${good.slice(0, -4)}AAAA`;
+      const before = s.backend.received.length;
+      for (const [first, second] of [[good, bad], [bad, good], [good, good]]) {
+        const answer = await rawRequest(s.gw.port, `GET /hello HTTP/1.1\r\nHost: web.localhost\r\nAuthorization: Bearer ${first}\r\nAuthorization: Bearer ${second}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`);
+        assert.match(answer, /^HTTP\/1\.1 400 /, first === good ? 'good first' : 'bad first');
+        assert.match(answer, /more than one Authorization header/);
+      }
+      // whatever the schemes (here Basic, then Bearer in lower case)
+      const basic = await rawRequest(s.gw.port, `GET /hello HTTP/1.1\r\nHost: web.localhost\r\nAuthorization: Basic Ym9iOnB3\r\nauthorization: Bearer ${good}\r\nConnection: close\r\n\r\n`);
+      assert.match(basic, /^HTTP\/1\.1 400 /);
+      assert.equal(s.backend.received.length, before, 'nothing was forwarded');
+      const one = await rawRequest(s.gw.port, `GET /hello HTTP/1.1\r\nHost: web.localhost\r\nAuthorization: Bearer ${good}\r\nConnection: close\r\n\r\n`);
+      assert.match(one, /^HTTP\/1\.1 200 /, 'one header is served as before');
     });
 
     it('a token for another audience gets 401 invalid_token naming the aud check', async () => {
