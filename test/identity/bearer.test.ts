@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { BearerError, BearerVerifier, remoteJwks } from '../../src/identity/bearer.js';
 import WebSocket from 'ws';
 import { rawRequest, request } from '../support/harness.js';
-import { startStack, userToken, type Stack } from './support.js';
+import { Browser, startStack, userToken, type Stack } from './support.js';
 
 const b64 = (o: unknown) => Buffer.from(typeof o === 'string' ? o : JSON.stringify(o)).toString('base64url');
 
@@ -97,6 +97,24 @@ describe('identity: bearer tokens', function () {
       const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'finance.localhost', authorization: `Bearer ${token}` } });
       assert.equal(res.status, 401);
+    });
+
+    it('a Bearer header is judged alone, the session cookie beside it unread (401 on an app without audience, or for a token not the provider\'s); Basic reaches the app untouched', async () => {
+      const b = new Browser();
+      for (const app of ['finance', 'web']) assert.equal((await b.browse(`${s.origin(app)}/x`, { user: 'bob', password: 'bob-pw' })).res.status, 200, `${app}: signed in`);
+      const before = s.backend.received.length;
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
+      const refused = await b.get(`${s.origin('finance')}/x`, { authorization: `Bearer ${token}`, accept: 'application/json' });
+      assert.equal(refused.status, 401, 'the session did not count');
+      assert.equal(refused.json().detail, 'This app accepts no bearer tokens.');
+      // the app's own front end with a token of its own (an API key, say), on an app with an audience
+      const own = await b.get(`${s.origin('web')}/x`, { authorization: 'Bearer glsa_0123456789abcdef', accept: 'application/json' });
+      assert.equal(own.status, 401);
+      assert.equal(own.json().check, 'format');
+      assert.equal(s.backend.received.length, before, 'neither reached the app');
+      const basic = await b.get(`${s.origin('finance')}/x`, { authorization: 'Basic Ym9iOmFwcC1wdw==' });
+      assert.equal(basic.status, 200, 'the session counts under another scheme');
+      assert.equal(s.backend.received.at(-1)!.headers.authorization, 'Basic Ym9iOmFwcC1wdw==', 'Basic reached the app as sent');
     });
 
     it('an app-only token (client credentials: no user, its sub is the client id) gets 401 app_token; nothing reaches the app; the log and the audit say why', async () => {
