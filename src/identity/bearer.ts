@@ -108,8 +108,9 @@ export class BearerVerifier {
     } catch {
       throw new BearerError('format', 'The bearer token header cannot be read.');
     }
-    const alg = String(header.alg ?? '');
-    if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg ? shown(alg) : '(none)'} is not accepted.`);
+    // typeof, not String(): ['RS256'] would read as RS256 here, and only jose, after a key fetch, refused it
+    const alg = typeof header.alg === 'string' ? header.alg : '';
+    if (!this.opts.algorithms.includes(alg)) throw new BearerError('alg', `The token algorithm ${alg ? shown(alg) : header.alg === undefined ? '(none)' : '(not a string)'} is not accepted.`);
     if (!parts[2]) throw new BearerError('format', 'The bearer token is not signed.');
     for (const k of Object.keys(header)) {
       if (!ALLOWED_HEADER.has(k)) throw new BearerError('header', `The token header parameter ${shown(k)} is not accepted.`);

@@ -268,6 +268,7 @@ describe('identity: bearer tokens', function () {
       ['non-canonical base64url (stray bits in the last signature character)', 'format', () => { const t = good(); const last = t.at(-1)!; const alt = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].find((c) => c !== last && Buffer.from(t.split('.')[2]!.slice(0, -1) + c, 'base64url').equals(Buffer.from(t.split('.')[2]!, 'base64url')))!; return t.slice(0, -1) + alt; }],
       ['ID token typ', 'typ', () => good({}, { typ: 'id_token+jwt' })],
       ['alg outside the pinned list (RS512)', 'alg', () => good({}, { alg: 'RS512' })],
+      ['alg as a list naming a pinned one', 'alg', () => good({}, { alg: ['RS256'] })],
     ];
     for (const [name, check, mint] of offline) {
       it(`${name}: refused (${check}) without fetching the JWKS`, async () => {
