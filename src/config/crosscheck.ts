@@ -337,7 +337,9 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         const other = neighbours.find((n) => n.preAuth !== here.preAuth || n.assignment !== here.assignment);
         if (other) {
           const what = other.preAuth !== here.preAuth ? `preAuth ${other.preAuth}` : 'another assignment';
-          warn(at('externalUrl'), `shares host ${host} with apps[${other.i}], which has ${what}: apps on one host are one browser origin, so a page of either can read the other with the user's session and sign it out; publish apps with different sign-in, assignment or trust on hosts of their own`);
+          // (the host of a URL that came from a ${...} is not shown: it was resolved from a secret, perhaps)
+          const shownHost = written(at('externalUrl')) === undefined ? `host ${host}` : 'its host';
+          warn(at('externalUrl'), `shares ${shownHost} with apps[${other.i}], which has ${what}: apps on one host are one browser origin, so a page of either can read the other with the user's session and sign it out; publish apps with different sign-in, assignment or trust on hosts of their own`);
         }
         onHost.set(host, [...neighbours, here]);
       }
@@ -348,7 +350,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       // Headers (Location, Link, cookie paths) are translated, path-absolute URLs included; a body is
       // only searched for the whole internal URL, since a bare "/app/" in a page is as often text as a link.
       if (int && ext && prefixOf(int) !== prefixOf(ext)) {
-        warn(at('internalUrl'), `its path ${prefixOf(int)} is not externalUrl's ${prefixOf(ext)}: links the app writes into its pages as "${prefixOf(int)}…" are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
+        // paths of URLs that came from a ${...} are named by the reference as written, never shown
+        const shownInt = written(at('internalUrl')) === undefined ? prefixOf(int) : `(that of ${JSON.stringify(written(at('internalUrl')))})`;
+        const shownExt = written(at('externalUrl')) === undefined ? prefixOf(ext) : `(that of ${JSON.stringify(written(at('externalUrl')))})`;
+        const links = written(at('internalUrl')) === undefined ? `as "${prefixOf(int)}…"` : 'under that path';
+        warn(at('internalUrl'), `its path ${shownInt} is not externalUrl's ${shownExt}: links the app writes into its pages ${links} are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
       }
     }
     arr(a.websocketOrigins).forEach((o, j) => {

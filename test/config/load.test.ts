@@ -243,12 +243,24 @@ apps:
     internalUrl: http://127.0.0.1:3001/
     preAuth: passthrough
     conditionalAccess: [p, q]
+  - name: B
+    externalUrl: http://\${env:HOST}/b/
+    internalUrl: http://127.0.0.1:3001/b/
+    preAuth: passthrough
+  - name: C
+    externalUrl: http://\${env:HOST}/c/
+    internalUrl: http://127.0.0.1:3001/c/
+    preAuth: passthrough
+    assignment: { groups: [g] }
 `);
       // the URL parser encodes the space: what it gives is no longer the value redaction looks for
-      const env = { S: '/x/../TopSecretValue123', PREFIX: 'a b/%2FHiddenPrefix99', ADMIN: '8.8.8.8:9099' };
+      const env = { S: '/x/../TopSecretValue123', PREFIX: 'a b/%2FHiddenPrefix99', ADMIN: '8.8.8.8:9099', HOST: 'secret-host-77.example' };
       const r = await loadConfigFile(file, { mode: 'lint', env });
       const all = r.problems.map((p) => `${p.line}:${p.col} ${p.path}: ${p.message}`);
-      assert.doesNotMatch(all.join('\n'), /TopSecretValue123|HiddenPrefix99|8\.8\.8\.8|9099/);
+      assert.doesNotMatch(all.join('\n'), /TopSecretValue123|HiddenPrefix99|8\.8\.8\.8|9099|secret-host-77/);
+      // the lint warnings computed from URLs: the app's internal path, a host shared with another app
+      assert.ok(all.some((l) => l.includes('apps[0].internalUrl: its path / is not externalUrl\'s (that of "http://a.localhost:8080/${env:PREFIX}/")')), all.join('\n'));
+      assert.ok(all.some((l) => l.includes('apps[2].externalUrl: shares its host with apps[1]')), all.join('\n'));
       assert.ok(all.some((l) => l.startsWith('7:21 policies.p.when.paths[0]: request paths are compared in normalized form, so the path "${env:S}" resolves to would never match')), all.join('\n'));
       assert.ok(all.some((l) => l.includes('apps[0].externalUrl: no request path can start with the path "http://a.localhost:8080/${env:PREFIX}/" resolves to')), all.join('\n'));
       assert.ok(all.some((l) => l.includes('policies.q.when.paths: none of these paths can match app A, published at the path of "http://a.localhost:8080/${env:PREFIX}/"')), all.join('\n'));
