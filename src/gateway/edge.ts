@@ -920,6 +920,7 @@ function urlTranslation(app: CompiledApp, ctx: RequestContext): UrlTranslation {
     internalBase: app.internalBase,
     internalPrefix: app.internalPrefix,
     internalHostname: app.internalUrl.hostname,
+    externalHostname: ctx.host,
     externalBase: externalBaseOf(app, ctx),
     externalPrefix: app.externalPrefix,
   };

@@ -13,9 +13,10 @@
  * A path-absolute URL (`/inta/x`) is resolved by the browser against the URL
  * it used: when the app's internal path prefix is not its external one, such
  * a URL under the internal prefix names another app's path (the root app's,
- * most often), so it is rewritten to the external prefix, as nginx's
- * proxy_redirect and Apache's ProxyPassReverse do. Stock servers redirect
- * with one (a directory's slash redirect, Tomcat's relative redirects).
+ * most often), so it is rewritten to the external prefix, as an explicit
+ * nginx proxy_redirect would. Stock servers redirect with one (a directory's
+ * slash redirect, Tomcat's relative redirects). Not from an internal `/`
+ * (pathsMapped).
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 
@@ -27,6 +28,8 @@ export interface UrlTranslation {
   readonly internalPrefix: string;
   /** internalUrl's host name without port: a cookie's Domain that names it is the app's host */
   readonly internalHostname: string;
+  /** the host name the client used, without port */
+  readonly externalHostname: string;
   /** the app's URL as the client reached it: its scheme, its Host, the external path prefix */
   readonly externalBase: string;
   /** externalUrl's path prefix, ending in `/` */
@@ -110,8 +113,9 @@ export function translateSetCookie(value: string, t: UrlTranslation): string {
     const eq = part.indexOf('=');
     const name = (eq < 0 ? part : part.slice(0, eq)).trim().toLowerCase();
     const attr = eq < 0 ? '' : part.slice(eq + 1).trim();
-    if (name === 'domain' && attr.replace(/^\./, '').toLowerCase() === t.internalHostname) continue;
-    if (name === 'path' && t.internalPrefix !== t.externalPrefix) {
+    // (one that also names the external host is the cookie the app meant, for its subdomains too)
+    if (name === 'domain' && t.internalHostname !== t.externalHostname && attr.replace(/^\./, '').toLowerCase() === t.internalHostname) continue;
+    if (name === 'path' && pathsMapped(t)) {
       const path = cookiePath(attr, t);
       if (path !== undefined) {
         kept.push(`${part.slice(0, eq + 1)}${path}`);
@@ -121,6 +125,16 @@ export function translateSetCookie(value: string, t: UrlTranslation): string {
     kept.push(part);
   }
   return kept.join(';');
+}
+
+/**
+ * Whether path-absolute URLs and cookie paths move from the internal prefix to the external
+ * one. Not from `/`: every path is under it, and an app published at `/grafana/` from its root
+ * that already knows its public path (Grafana's root_url, Kibana's basePath) writes
+ * `/grafana/login`, which would become `/grafana/grafana/login`.
+ */
+function pathsMapped(t: UrlTranslation): boolean {
+  return t.internalPrefix !== t.externalPrefix && t.internalPrefix !== '/';
 }
 
 /** a cookie's Path under the internal prefix, on the external one; undefined otherwise (a cookie path is compared as written: no dot segments) */
@@ -145,7 +159,7 @@ export function translateUrl(url: string, t: UrlTranslation): string {
   }
   // Scheme-relative (`//host`, `/\host` as browsers read it) names a host; a relative path
   // resolves inside the app on either side.
-  if (url[0] !== '/' || url[1] === '/' || url[1] === '\\' || t.internalPrefix === t.externalPrefix) return url;
+  if (url[0] !== '/' || url[1] === '/' || url[1] === '\\' || !pathsMapped(t)) return url;
   const rest = underPrefix(url, t.internalPrefix, 0);
   return rest === undefined ? url : t.externalPrefix + rest;
 }

@@ -29,6 +29,14 @@ apps:
     externalUrl: http://tr.test/hr/
     internalUrl: ${base}/Intranet/HR/
     preAuth: passthrough
+  - name: Graf
+    externalUrl: http://tr.test/grafana/
+    internalUrl: ${base}/
+    preAuth: passthrough
+  - name: Same
+    externalUrl: http://127.0.0.1/same/
+    internalUrl: ${base}/same/
+    preAuth: passthrough
   - name: Off
     externalUrl: http://off.test/
     internalUrl: ${base}/
@@ -153,6 +161,18 @@ describe('translateUrls.headers: Location, Content-Location, Refresh, Link and S
     for (const v of ['sid=1; Path=/', 'sid=1; Path=/Intranet/HRx', 'sid=1; Domain=corp.example; Path=/other/', 'sid=1', 'v=Path=/Intranet/HR/']) assert.equal(await hr(v), v, v);
     assert.equal(await seen('set-cookie', 'sid=1; Domain=127.0.0.1; Path=/x', 'tr.test'), 'sid=1; Path=/x', 'the same prefix: only the Domain goes');
     assert.equal(await seen('set-cookie', 'sid=1; Domain=127.0.0.1', 'off.test'), 'sid=1; Domain=127.0.0.1', 'headers: false');
+  });
+
+  it('an app published under a prefix from its root, that knows its public path (Grafana, Kibana), keeps its path-absolute URLs and cookie paths', async () => {
+    const graf = (name: string, v: string) => seen(name, v, 'tr.test', '/grafana');
+    assert.equal(await graf('location', '/grafana/login'), '/grafana/login');
+    assert.equal(await graf('set-cookie', 'grafana_session=1; Path=/grafana; HttpOnly'), 'grafana_session=1; Path=/grafana; HttpOnly');
+    // its absolute internal URLs still move, as they always did
+    assert.equal(await graf('location', '{base}/login'), 'http://tr.test/grafana/login');
+  });
+
+  it("a cookie Domain naming the internal host is kept when that is the host the client used too (it reaches the host's subdomains)", async () => {
+    assert.equal(await seen('set-cookie', 'sid=1; Domain=127.0.0.1; Path=/same/', '127.0.0.1', '/same'), 'sid=1; Domain=127.0.0.1; Path=/same/');
   });
 
   it('translateUrls.headers: false leaves every header as the app wrote it', async () => {
