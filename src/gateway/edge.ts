@@ -688,6 +688,10 @@ export class Edge {
       if (upgradeHeader !== 'websocket' || !app.websockets) {
         return this.deny(req, res, ctx.id, outcome, 400, upgradeHeader === 'websocket' ? 'This app does not accept WebSocket connections.' : 'This protocol upgrade is not supported.');
       }
+      // RFC 6455 4.2.1: a key of 16 bytes in base64; the app's 101 is checked against it (upstream.ts)
+      if (!WEBSOCKET_KEY.test(String(req.headers['sec-websocket-key'] ?? ''))) {
+        return this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Key is missing or malformed.');
+      }
       const head = (req as { upgradeHead?: Buffer }).upgradeHead ?? Buffer.alloc(0);
       outcome.decision = 'upgrade';
       const answer = { cookies, translateUrls: app.translateHeaders ? urlTranslation(app, ctx) : undefined };
@@ -927,6 +931,8 @@ function urlTranslation(app: CompiledApp, ctx: RequestContext): UrlTranslation {
 }
 
 export const NO_VALID_HOST = 'The request has no valid Host header.';
+
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
 /** What makes a request head unservable whatever it asks for (the https edge, and the redirect listener before it redirects). */
 export function malformedHead(req: IncomingMessage): string | undefined {

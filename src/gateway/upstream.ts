@@ -348,7 +348,8 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 function notWebSocketAnswer(upReq: http.ClientRequest, upRes: IncomingMessage): string | undefined {
   if (String(upRes.headers.upgrade ?? '').toLowerCase() !== 'websocket') return `the app switched to ${JSON.stringify(String(upRes.headers.upgrade ?? '')).slice(0, 80)}, not websocket`;
   const key = upReq.getHeader('sec-websocket-key');
-  if (typeof key !== 'string') return undefined;
+  // (the edge refuses a handshake without one; without it no 101 could be checked)
+  if (typeof key !== 'string') return 'the request had no Sec-WebSocket-Key to check the 101 against';
   const expected = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
   if (upRes.headers['sec-websocket-accept'] !== expected) return "the app's 101 does not carry the Sec-WebSocket-Accept of the request's key";
   return undefined;

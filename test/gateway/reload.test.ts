@@ -115,7 +115,7 @@ describe('hot reload', function () {
     const gw = await startGateway(cfg(backend.url, 'good'));
     try {
       writeFileSync(gw.configFile, BROKEN);
-      await eventually(() => gw.logs.some((l) => String(l.problem ?? '').includes('apps[0].internalUrl')), 2000);
+      await eventually(() => gw.logs.some((l) => String(l.problem ?? '').includes('error: apps[0].internalUrl')), 2000);
       const problems = gw.logs.filter((l) => l.problem).map((l) => String(l.problem));
       assert.ok(problems.some((p) => /gateway\.config\.yaml:8:18: error: apps\[0\]\.internalUrl: "not a url" is not a valid URL/.test(p)), problems.join('\n'));
       assert.ok(problems.some((p) => /gateway\.config\.yaml:9:14: error: apps\[0\]\.preAuth/.test(p)), problems.join('\n'));

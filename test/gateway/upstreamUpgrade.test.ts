@@ -196,6 +196,31 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       await eventually(() => open.size === openBefore, 2000);
     });
 
+    it(`${via}: an upgrade without a valid Sec-WebSocket-Key is 400 at the gateway and never reaches the app (its 101 could not be checked)`, async () => {
+      const seen = afterAnswer.length;
+      let appConnections = 0;
+      const count = () => appConnections++;
+      app.on('connection', count);
+      try {
+        for (const key of ['', 'Sec-WebSocket-Key: short\r\n', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n']) {
+          const a = await new Promise<string>((resolve) => {
+            const chunks: Buffer[] = [];
+            const s = net.connect(gw.port, '127.0.0.1', () => s.write(`GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+            s.on('data', (c: Buffer) => chunks.push(c));
+            s.on('error', () => undefined);
+            s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+            setTimeout(() => s.destroy(), 2000);
+          });
+          assert.match(a, /^HTTP\/1\.1 400 /, JSON.stringify(key));
+        }
+        await settled();
+        assert.equal(appConnections, 0, 'the app was reached');
+        assert.equal(afterAnswer.length, seen);
+      } finally {
+        app.removeListener('connection', count);
+      }
+    });
+
     it(`${via}: a client that leaves before the app answers: the app's request is dropped at once, not held until backendTimeout`, async () => {
       const before = open.size;
       const seen = new Promise<void>((r) => app.once('connection', () => r()));
