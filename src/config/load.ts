@@ -2,7 +2,7 @@
  * raw YAML -> validated, frozen Config. Every problem is collected with its
  * file:line:col and key path; nothing downstream ever sees raw input.
  */
-import { statSync, type Stats } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { cosmiconfig } from 'cosmiconfig';
 import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
@@ -292,9 +292,19 @@ function unreadableSearchPlace(from: string): string | undefined {
       const file = join(dir, place);
       const st = statOrUndefined(file);
       if (!st || st.isDirectory()) continue;
-      return st.isFile() && st.size <= MAX_CONFIG_FILE_BYTES ? undefined : file;
+      // (one it cannot read, cosmiconfig passes over, on to a parent's place that may be a FIFO)
+      return st.isFile() && st.size <= MAX_CONFIG_FILE_BYTES && readable(file) ? undefined : file;
     }
     if (statOrUndefined(join(dir, 'package.json')) || statOrUndefined(join(dir, 'package.yaml')) || dirname(dir) === dir) return undefined;
+  }
+}
+
+function readable(file: string): boolean {
+  try {
+    accessSync(file, fsConstants.R_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 
