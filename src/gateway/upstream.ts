@@ -81,11 +81,17 @@ const NOT_HTTP = "The app's answer was not valid HTTP.";
  * Shared by the direct and the tunnel upstream.
  */
 export function clientResponse(f: ForwardRequest, status: number, headers: Record<string, string | string[]>): { headers: OutgoingHttpHeaders; body?: Transform } {
-  const out = downstreamResponseHeaders(headers, f.cookies);
+  const out = appHead(headers, f.cookies, f.translateUrls);
   // a 204 carries no length (RFC 9110 8.6): one from the app would tell a client to wait for bytes that never come
   if (status === 204) delete out['content-length'];
-  if (f.translateUrls) translateHeaders(out, f.translateUrls);
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding'], f.req.headers['if-none-match']) : undefined };
+}
+
+/** The app's response headers as the client gets them: after hygiene, then URL translation. */
+function appHead(headers: Record<string, string | string[]>, cookies: AppCookieGuard | undefined, translateUrls: UrlTranslation | undefined): OutgoingHttpHeaders {
+  const out = downstreamResponseHeaders(headers, cookies);
+  if (translateUrls) translateHeaders(out, translateUrls);
+  return out;
 }
 
 /**
@@ -453,8 +459,7 @@ function relayRefusal(upReq: http.ClientRequest, upRes: IncomingMessage, socket:
   };
   if (!(res instanceof http.ServerResponse) || res.headersSent) return fail('no response to relay the answer to an upgrade through', false);
   // the same answer to a plain request would be translated: the client reads both alike
-  const out = downstreamResponseHeaders(upRes.headers as Record<string, string | string[]>, answer.cookies);
-  if (answer.translateUrls) translateHeaders(out, answer.translateUrls);
+  const out = appHead(upRes.headers as Record<string, string | string[]>, answer.cookies, answer.translateUrls);
   try {
     res.writeHead(upRes.statusCode!, upRes.statusMessage, out);
   } catch (e) {
