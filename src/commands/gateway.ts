@@ -31,9 +31,10 @@ export async function gatewayCommand(args: string[]): Promise<number> {
  * gateway twice, from the terminal (to the whole process group) and a few ms later from npm, which
  * forwards what it got to its child.
  */
-export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promise<void> = async () => undefined): void {
+export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promise<void> = async () => undefined, onHangup: 'reload' | 'stop' = 'reload'): void {
   reportProcessFaults(gateway.log, () => gateway.metrics.unhandledRejections.inc());
-  process.on('SIGHUP', () => void gateway.reload('SIGHUP'));
+  // (the demo runs in a terminal: its closing is the end of the demo, not a reload that leaves it holding the ports)
+  process.on('SIGHUP', () => (onHangup === 'stop' ? stop('SIGHUP') : void gateway.reload('SIGHUP')));
   let stopping: { signal: string; at: number } | undefined;
   const stop = (signal: string) => {
     if (stopping) {

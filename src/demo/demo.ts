@@ -57,7 +57,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   lines.push(`  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
   // The handlers go in before the banner that says Ctrl-C works: a signal sent as soon as it is
   // read would otherwise meet the default action and kill the demo, its connector left behind.
-  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined));
+  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined), 'stop');
   process.stderr.write(lines.join('\n') + '\n');
   return -1;
 }

@@ -65,6 +65,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     },
     dest,
   );
+  dropWritesOnFailure(dest);
   if (!opts.sync) {
     // Buffered for throughput, but never held back for long: operators tail these.
     const flusher = setInterval(() => dest.flush(), 500);
@@ -79,4 +80,18 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     });
   }
   return logger;
+}
+
+/**
+ * A destination that fails (the terminal the process was started from closed: EIO; a pipe
+ * whose reader left: EPIPE) must not take the process with it. Its error had no listener, so it
+ * became an uncaught exception, and the exit's flushSync then retried the failing write for ever
+ * (sonic-boom sleeps and retries any error there): the gateway held its ports and answered
+ * nothing, SIGTERM included. From the first error on, lines are dropped; the process serves on.
+ */
+function dropWritesOnFailure(dest: ReturnType<typeof pino.destination>): void {
+  dest.once('error', () => {
+    Object.assign(dest, { write: () => true, flush: () => undefined, flushSync: () => undefined });
+    dest.on('error', () => undefined);
+  });
 }

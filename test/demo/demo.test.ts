@@ -1,11 +1,11 @@
 /** `drawbridge demo` (what `npm start` runs) as a real process. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { eventually, request, tempDir } from '../support/harness.js';
+import { eventually, request, sleep, tempDir } from '../support/harness.js';
 import type { Config } from '../../src/config/load.js';
 import { portMismatch } from '../../src/demo/demo.js';
 
@@ -103,13 +103,15 @@ describe('drawbridge demo', function () {
     );
   });
 
-  it('exits 1 with the one-line error when the gateway port is busy, closing the sample app and the provider', async () => {
+  for (const which of ['gateway', 'identity provider'] as const)
+  it(`exits 1 with the one-line error when the ${which} port is busy, closing the parts already listening`, async () => {
     const [gw, admin, hub, app, idp] = await freePorts(5);
     const dir = tempDir();
     const config = readFileSync('gateway.config.yaml', 'utf8').replace(/8080/g, String(gw)).replace(/9090/g, String(admin)).replace(/8444/g, String(hub)).replace(/3001/g, String(app)).replace(/9000/g, String(idp));
     writeFileSync(join(dir, 'gateway.config.yaml'), config);
+    const taken = which === 'gateway' ? gw : idp;
     const busy = net.createServer();
-    await new Promise<void>((r) => busy.listen(gw, '127.0.0.1', r));
+    await new Promise<void>((r) => busy.listen(taken, '127.0.0.1', r));
     try {
       const child = spawn(process.execPath, [join(process.cwd(), 'dist/src/cli.js'), 'demo', '--config', join(dir, 'gateway.config.yaml')], {
         cwd: dir,
@@ -126,7 +128,8 @@ describe('drawbridge demo', function () {
         child.once('exit', (c) => (clearTimeout(t), resolve(c)));
       });
       assert.equal(code, 1);
-      assert.match(err, new RegExp(`127\\.0\\.0\\.1:${gw} is already in use`));
+      assert.match(err, new RegExp(`127\\.0\\.0\\.1:${taken} is already in use`));
+      assert.doesNotMatch(err, /\n\s+at /, 'no stack trace');
     } finally {
       busy.close();
     }
@@ -153,6 +156,25 @@ describe('drawbridge demo', function () {
       assert.match(readFileSync(join(dir, '.demo-state/connector/connector.json'), 'utf8'), new RegExp(`"gateway": "https://127\\.0\\.0\\.1:${moved}"`));
     } finally {
       assert.equal(await second.stop(), 0, second.output());
+    }
+  });
+
+  it('stops on SIGHUP (the terminal it runs in closed), its connector and sample app with it, and keeps no mode-755 state folder', async function () {
+    this.timeout(60_000);
+    const dir = tempDir();
+    const { file, gw, app, idp } = await movedConfig(dir);
+    const demo = startDemo(['--config', file], { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp) }, dir);
+    const exited = new Promise<number | null>((r) => demo.child.once('exit', (code) => r(code)));
+    try {
+      await eventually(async () => (await request(`http://127.0.0.1:${gw}/`, { headers: { host: `hello.localhost:${gw}` } })).status === 200, 20_000, 200);
+      assert.equal(statSync(join(dir, '.demo-state')).mode & 0o777, 0o700);
+      demo.child.kill('SIGHUP');
+      const code = await Promise.race([exited, sleep(25_000).then(() => 'still running')]);
+      assert.equal(code, 0, demo.output());
+      const stillUp = await request(`http://127.0.0.1:${app}/`).then(() => true, () => false);
+      assert.equal(stillUp, false, 'the sample app still answers');
+    } finally {
+      demo.child.kill('SIGKILL');
     }
   });
 });

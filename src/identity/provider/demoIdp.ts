@@ -24,7 +24,8 @@ export interface DemoIdp {
 }
 
 export async function startDemoIdp(stateDir: string, opts: { port: number; audiences?: ApiAudience[] }): Promise<DemoIdp> {
-  mkdirSync(stateDir, { recursive: true });
+  // (its secrets are 0600 too; a folder others can list would still show what it holds)
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   ensureSecretFile(join(stateDir, 'session-secret'), 48);
   const clientSecret = ensureSecretFile(join(stateDir, 'client-secret'));
   const passwordsFile = join(stateDir, 'demo-users.json');

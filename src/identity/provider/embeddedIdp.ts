@@ -6,6 +6,7 @@
  * registered for the gateway, and JWT access tokens for API audiences through
  * resource indicators. Never point a production gateway at it.
  */
+import { listen } from '../../gateway/listen.js';
 import { randomBytes, randomInt } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -95,7 +96,8 @@ export class EmbeddedIdp {
     const idp = new EmbeddedIdp(opts);
     idp.keys = [await newSigningKey()];
     idp.server = http.createServer((req, res) => void idp.handle(req, res));
-    await new Promise<void>((r) => idp.server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', r));
+    // (a port already taken rejects, so the demo says so in one line; unheard, the error event was a stack trace)
+    await listen(idp.server, { port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
     const port = (idp.server.address() as AddressInfo).port;
     idp.issuer = `http://${opts.issuerHost ?? opts.host ?? '127.0.0.1'}:${port}`;
     idp.provider = idp.build();

@@ -1,0 +1,85 @@
+/**
+ * The log destination of the real `drawbridge gateway` process failing for good: the terminal
+ * it was started from closed (EIO), or the reader of its stdout pipe left (EPIPE). The gateway
+ * serves on without logs and still stops on SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+
+describe('logger: a log destination that fails', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  after(async () => backend.close());
+
+  const configFile = () => {
+    const file = join(tempDir(), 'gateway.config.yaml');
+    writeFileSync(
+      file,
+      `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+apps:
+  - name: Echo
+    externalUrl: http://echo.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`,
+    );
+    return file;
+  };
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('the terminal it runs in closes: requests are still served, and SIGTERM still stops it (it hung on the EIO writes, holding its ports)', async () => {
+    // a real terminal: script(1) runs the gateway on a pty; killing script closes it (SIGHUP, then EIO on every write)
+    const term = spawn('setsid', ['script', '-qfc', `exec ${process.execPath} dist/src/cli.js gateway --config ${configFile()} --no-watch`, '/dev/null'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    term.stdout!.on('data', (c) => (out += c));
+    const port = Number(await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000));
+    const pid = Number(/"pid":(\d+)/.exec(out)![1]);
+    const get = () => request(`http://127.0.0.1:${port}/x`, { headers: { host: 'echo.test' } }).then((r) => r.status, (e: Error) => e.message);
+    try {
+      assert.equal(await get(), 200);
+      term.kill('SIGKILL');
+      await sleep(500);
+      for (let i = 0; i < 3; i++) {
+        assert.equal(await get(), 200, `request ${i} after the terminal closed`);
+        await sleep(300);
+      }
+      process.kill(pid, 'SIGTERM');
+      await eventually(() => !alive(pid), 10_000).catch(() => assert.fail('the gateway is still running 10 s after SIGTERM'));
+    } finally {
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('a stdout whose reader left (EPIPE): requests are still served, and SIGTERM still stops the gateway', async () => {
+    const gw = spawnGateway(configFile());
+    const port = await gw.port();
+    const get = () => request(`http://127.0.0.1:${port}/x`, { headers: { host: 'echo.test' } }).then((r) => r.status, (e: Error) => e.message);
+    assert.equal(await get(), 200);
+    gw.child.stdout!.destroy();
+    // each request writes a line: the first failed write is the destination's error
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await get(), 200, `request ${i} after stdout went`);
+      await sleep(600);
+    }
+    gw.child.kill('SIGTERM');
+    const exit = await Promise.race([gw.exited, sleep(10_000).then(() => undefined)]);
+    if (!exit) gw.child.kill('SIGKILL');
+    assert.ok(exit, 'the gateway is still running 10 s after SIGTERM');
+    assert.equal(exit.code, 0);
+  });
+});
