@@ -273,6 +273,8 @@ export class GatewayServer {
     if (reason !== POLL) this.metrics.reloads.inc({ outcome: 'unchanged' });
     this.metrics.configValid.set(1);
     if (this.lastProblems.length) this.log.info({ generation }, 'config file valid again (it matches the live generation)');
+    // (an operator who sent SIGHUP looks for an answer; a save that changed nothing needs none)
+    else if (reason === 'SIGHUP') this.log.info({ generation, reason }, 'reload: the config and the files it refers to are unchanged');
     this.lastProblems = [];
     return 'unchanged';
   }

@@ -502,11 +502,14 @@ apps:
     const dir = tempDir();
     const file = join(dir, 'gateway.config.yaml');
     writeFileSync(file, cfg(backend.url, 'h1'));
-    const { child, port, exited } = spawnGateway(file);
+    const { child, port, exited, output } = spawnGateway(file);
     try {
       const addr = await port();
       const gw = { url: `http://127.0.0.1:${addr}` } as TestGateway;
       assert.equal(await seenVersion(gw), 'h1');
+      // a SIGHUP that finds nothing changed says so: the operator who sent it gets an answer
+      child.kill('SIGHUP');
+      await eventually(() => output().includes('reload: the config and the files it refers to are unchanged'), 3000);
       writeFileSync(file, cfg(backend.url, 'h2'));
       await sleep(400);
       assert.equal(await seenVersion(gw), 'h1', 'no watcher: nothing changes without the signal');

@@ -197,22 +197,25 @@ describe('identity: callback and login state', function () {
     assert.equal(after.status, 302, `${after.status}: ${victim.cookieHeader(new URL(s.origin('web')).host).length} bytes of cookies`);
   });
 
+  /** Opens a WebSocket to the Ws app and sends a ping: the echo (`message:ping`), or how it was refused (`status:401`). */
+  const pingOver = (headers: Record<string, string>) =>
+    new Promise<string>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers });
+      ws.on('open', () => ws.send('ping'));
+      ws.on('message', (m) => {
+        resolve(`message:${m}`);
+        ws.close();
+      });
+      ws.on('unexpected-response', (_req, res) => resolve(`status:${res.statusCode}`));
+      ws.on('error', (e) => resolve(`error:${e.message}`));
+    });
+
   it('WebSocket upgrades need the session too; with it they reach the app without the gateway cookie', async () => {
     const b = new Browser();
     await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
     const host = new URL(s.origin('ws')).host;
     const cookie = b.cookieHeader(host) + '; app_cookie=1';
-    const open = (headers: Record<string, string>) =>
-      new Promise<string>((resolve) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, ...headers } });
-        ws.on('open', () => ws.send('ping'));
-        ws.on('message', (m) => {
-          resolve(`message:${m}`);
-          ws.close();
-        });
-        ws.on('unexpected-response', (_req, res) => resolve(`status:${res.statusCode}`));
-        ws.on('error', (e) => resolve(`error:${e.message}`));
-      });
+    const open = (headers: Record<string, string>) => pingOver({ host, ...headers });
     assert.equal(await open({}), 'status:401');
     const before = s.backend.received.length;
     assert.equal(await open({ cookie }), 'message:ping');
@@ -224,17 +227,7 @@ describe('identity: callback and login state', function () {
     await b.browse(`${s.origin('ws')}/`, { user: 'bob', password: 'bob-pw' });
     const host = new URL(s.origin('ws')).host;
     const cookie = b.cookieHeader(host);
-    const open = (origin: string) =>
-      new Promise<string>((resolve) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${s.gw.port}/ws`, { headers: { host, cookie, origin } });
-        ws.on('open', () => ws.send('ping'));
-        ws.on('message', (m) => {
-          resolve(`message:${m}`);
-          ws.close();
-        });
-        ws.on('unexpected-response', (_req, res) => resolve(`status:${res.statusCode}`));
-        ws.on('error', (e) => resolve(`error:${e.message}`));
-      });
+    const open = (origin: string) => pingOver({ host, cookie, origin });
     assert.equal(await open(s.origin('ws')), 'message:ping');
     assert.equal(await open('https://dash.example.test'), 'message:ping');
     const before = s.backend.received.length;
