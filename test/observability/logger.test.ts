@@ -33,6 +33,12 @@ apps:
     );
     return file;
   };
+  /** the gateway under the pty: killed after the test whatever happened (a hung one ignores SIGTERM, and a failed test never reaches its own cleanup) */
+  let ptyGateway: number | undefined;
+  afterEach(() => {
+    if (ptyGateway !== undefined && alive(ptyGateway)) process.kill(ptyGateway, 'SIGKILL');
+    ptyGateway = undefined;
+  });
   const alive = (pid: number) => {
     try {
       process.kill(pid, 0);
@@ -49,20 +55,17 @@ apps:
     term.stdout!.on('data', (c) => (out += c));
     const port = Number(await eventually(() => /"http":"127\.0\.0\.1:(\d+)"/.exec(out)?.[1], 10_000));
     const pid = Number(/"pid":(\d+)/.exec(out)![1]);
+    ptyGateway = pid;
     const get = () => request(`http://127.0.0.1:${port}/x`, { headers: { host: 'echo.test' } }).then((r) => r.status, (e: Error) => e.message);
-    try {
-      assert.equal(await get(), 200);
-      term.kill('SIGKILL');
-      await sleep(500);
-      for (let i = 0; i < 3; i++) {
-        assert.equal(await get(), 200, `request ${i} after the terminal closed`);
-        await sleep(300);
-      }
-      process.kill(pid, 'SIGTERM');
-      await eventually(() => !alive(pid), 10_000).catch(() => assert.fail('the gateway is still running 10 s after SIGTERM'));
-    } finally {
-      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    assert.equal(await get(), 200);
+    term.kill('SIGKILL');
+    await sleep(500);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await get(), 200, `request ${i} after the terminal closed`);
+      await sleep(300);
     }
+    process.kill(pid, 'SIGTERM');
+    await eventually(() => !alive(pid), 10_000).catch(() => assert.fail('the gateway is still running 10 s after SIGTERM'));
   });
 
   it('a stdout whose reader left (EPIPE): requests are still served, and SIGTERM still stops the gateway', async () => {
