@@ -351,10 +351,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       // only searched for the whole internal URL, since a bare "/app/" in a page is as often text as a link.
       if (int && ext && prefixOf(int) !== prefixOf(ext)) {
         // paths of URLs that came from a ${...} are named by the reference as written, never shown
-        const shownInt = written(at('internalUrl')) === undefined ? prefixOf(int) : `(that of ${JSON.stringify(written(at('internalUrl')))})`;
-        const shownExt = written(at('externalUrl')) === undefined ? prefixOf(ext) : `(that of ${JSON.stringify(written(at('externalUrl')))})`;
+        const shown = (key: 'internalUrl' | 'externalUrl', path: string) => {
+          const w = written(at(key));
+          return w === undefined ? path : `(that of ${JSON.stringify(w)})`;
+        };
         const links = written(at('internalUrl')) === undefined ? `as "${prefixOf(int)}…"` : 'under that path';
-        warn(at('internalUrl'), `its path ${shownInt} is not externalUrl's ${shownExt}: links the app writes into its pages ${links} are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
+        warn(at('internalUrl'), `its path ${shown('internalUrl', prefixOf(int))} is not externalUrl's ${shown('externalUrl', prefixOf(ext))}: links the app writes into its pages ${links} are not translated and lead out of the app on the external host; publish it under the same path, or have it write relative links`);
       }
     }
     arr(a.websocketOrigins).forEach((o, j) => {

@@ -7,6 +7,11 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DURATION_PATTERN } from './duration.js';
 
 const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
+/** The asymmetric signature algorithms jose verifies JWTs with: what identity.algorithms may pin. */
+export const SIGNATURE_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+/** identity.algorithms when the config leaves it out */
+export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'PS256', 'ES256'];
+
 export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
 const Duration = (description: string, def?: string) =>
@@ -73,8 +78,8 @@ export const IdentitySection = Type.Object(
     ),
     clockTolerance: Type.Optional(Duration('Allowed clock skew when checking token lifetimes, at most 10m: a token is still accepted this long after it expires, so it is meant for clocks that drift by seconds, not to stretch a token\'s lifetime.', '60s')),
     algorithms: Type.Optional(
-      Type.Array(Type.Union(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'].map((a) => Type.Literal(a))), {
-        default: ['RS256', 'PS256', 'ES256'],
+      Type.Array(Type.Union(SIGNATURE_ALGORITHMS.map((a) => Type.Literal(a))), {
+        default: [...DEFAULT_ALGORITHMS],
         minItems: 1,
         uniqueItems: true,
         description: 'Token signature algorithms accepted; anything else (none, HMAC) is refused.',

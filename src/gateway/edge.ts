@@ -710,10 +710,7 @@ export class Edge {
       return;
     }
     const translateUrls = app.translateHeaders ? urlTranslation(app, ctx) : undefined;
-    let translateBody: BodyTranslation | undefined;
-    if (app.translateBody) {
-      translateBody = { from: app.internalBase, to: externalBaseOf(app, ctx) };
-    }
+    const translateBody: BodyTranslation | undefined = app.translateBody ? { from: app.internalBase, to: translateUrls?.externalBase ?? externalBaseOf(app, ctx) } : undefined;
     watchStall(req, res, app.timeoutMs, answerStall);
     const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, translateUrls, translateBody, cookies }, done);
   }

@@ -8,7 +8,8 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Identity } from '../pipeline/stage.js';
 import { appOnlySignal, identityFromClaims, type ClaimNames } from './claims.js';
-import { newIssuerKeys, SIGNATURE_ALGORITHMS } from './issuerKeys.js';
+import { SIGNATURE_ALGORITHMS } from '../config/schema.js';
+import { newIssuerKeys } from './issuerKeys.js';
 
 export interface BearerOptions {
   issuer: string;

@@ -18,6 +18,7 @@
  *   an unrelated reload during a provider outage made tokens fail that had verified a second
  *   earlier.
  */
+import { SIGNATURE_ALGORITHMS } from '../config/schema.js';
 import { createLocalJWKSet, errors, flattenedVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import http from 'node:http';
 import https from 'node:https';
@@ -29,8 +30,6 @@ export class KeysUnavailable extends Error {
 }
 
 export const KEYS_MAX_AGE_MS = 10 * 60_000;
-/** The asymmetric signature algorithms jose verifies JWTs with: what identity.algorithms may pin. */
-export const SIGNATURE_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const FETCH_TIMEOUT_MS = 5000;
 /** far above any real key set (Entra's is a few KB) */
 const MAX_JWKS_BYTES = 1 << 20;

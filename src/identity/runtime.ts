@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
-import type { AppConfig } from '../config/schema.js';
+import { DEFAULT_ALGORITHMS, type AppConfig } from '../config/schema.js';
 import { BearerVerifier } from './bearer.js';
 import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
 import { ASSERTION_CLAIMS, POLICY_CLAIMS, type ClaimNames } from './claims.js';
@@ -98,7 +98,7 @@ export class IdentityRuntime {
     this.logins = new CookieSealer(session.secrets, 'login');
     this.claimNames = { user: id.claims?.user, groups: id.claims?.groups ?? 'groups' };
     this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
-    this.algorithms = id.algorithms ?? ['RS256', 'PS256', 'ES256'];
+    this.algorithms = id.algorithms ?? [...DEFAULT_ALGORITHMS];
     const groups = new Set<string>();
     // lower case: policy group conditions ignore case, so the session must keep `finance` for a rule on `FINANCE`
     for (const a of config.apps as AppConfig[]) for (const g of a.assignment?.groups ?? []) groups.add(g.toLowerCase());
