@@ -235,6 +235,9 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
   return pem;
 }
 
+/** how long SIGTERM waits for in-flight streams unless --drain-timeout says otherwise */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+
 export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string }): Promise<ConnectorState> {
   const problem = gatewayUrlProblem(opts.gateway);
   if (problem) throw new UsageError(problem);
@@ -718,7 +721,7 @@ export class ConnectorAgent {
     clearTimeout(this.renewTimer);
     this.log.info({ inflight: this.inflight }, 'draining');
     const closed = [...this.sessions].map((s) => new Promise<void>((r) => (s.closed ? r() : (s.once('close', () => r()), s.close()))));
-    const timeout = new Promise<void>((r) => setTimeout(r, this.opts.drainTimeoutMs ?? 30_000).unref());
+    const timeout = new Promise<void>((r) => setTimeout(r, this.opts.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS).unref());
     await Promise.race([Promise.all(closed), timeout]);
     this.stop();
     this.log.info('drained');

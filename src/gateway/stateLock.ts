@@ -14,6 +14,10 @@
  * The old one marks the lock `stopping` when its drain begins, and the new one waits for such a
  * lock (up to STOPPING_WAIT_MS, saying so) instead of failing; a lock whose holder is serving is
  * refused at once, so a second gateway started by mistake is told so without a wait.
+ *
+ * A connector's state dir is held the same way (connector.lock): two connectors on one dir are
+ * one connector id with two sets of channels, and each renewal rewrites the key and certificate
+ * the other process started from.
  */
 import { randomUUID } from 'node:crypto';
 import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
@@ -23,7 +27,19 @@ import type { Logger } from 'pino';
 import { DrawbridgeError } from '../errors.js';
 import { DRAIN_GRACE_MS } from './listen.js';
 
-export const LOCK_FILE = 'gateway.lock';
+/** Who holds a lock, for its file name and for what the messages tell the operator. */
+export interface LockRole {
+  file: string;
+  /** 'gateway' or 'connector' */
+  holder: string;
+  /** what the operator calls the dir */
+  dir: string;
+  /** how the operator gives a second process a dir of its own */
+  ownDir: string;
+}
+export const GATEWAY_LOCK: LockRole = { file: 'gateway.lock', holder: 'gateway', dir: 'stateDir', ownDir: 'gateway.stateDir' };
+export const CONNECTOR_LOCK: LockRole = { file: 'connector.lock', holder: 'connector', dir: 'state dir', ownDir: '--state-dir' };
+export const LOCK_FILE = GATEWAY_LOCK.file;
 /** how often the holder refreshes the lock's mtime */
 export const HEARTBEAT_MS = 10_000;
 /** a heartbeat this old means the holder is gone, wherever it ran (three missed beats) */
@@ -50,13 +66,15 @@ interface Holder {
 
 export interface LockOptions {
   log: Logger;
+  /** default GATEWAY_LOCK */
+  role?: LockRole;
   /** tests: shorter bounds */
   staleMs?: number;
   waitMs?: number;
   heartbeatMs?: number;
 }
 
-/** stateDirs held by this process: a second GatewayServer here on one of them is refused like another process */
+/** locks (their files) held by this process: a second GatewayServer here on one stateDir is refused like another process */
 const heldHere = new Set<string>();
 
 export class StateDirLock {
@@ -70,51 +88,53 @@ export class StateDirLock {
     private readonly file: string,
     private holder: Holder,
     private readonly log: Logger,
+    private readonly role: LockRole,
     heartbeatMs: number,
   ) {
-    heldHere.add(stateDir);
+    heldHere.add(file);
     // A fatal exit (an uncaught exception, a second signal, the forced exit after the drain) ends in process.exit: let go there too.
     process.on('exit', this.onExit);
     this.timer = setInterval(() => this.beat(), heartbeatMs);
     this.timer.unref();
   }
 
-  /** Takes stateDir/gateway.lock, waiting for a holder that is stopping; throws StateDirLockedError when another gateway holds it. */
+  /** Takes stateDir/<role's file>, waiting for a holder that is stopping; throws StateDirLockedError when another process holds it. */
   static async acquire(stateDir: string, opts: LockOptions): Promise<StateDirLock> {
-    const file = join(stateDir, LOCK_FILE);
+    const role = opts.role ?? GATEWAY_LOCK;
+    const file = join(stateDir, role.file);
     const staleMs = opts.staleMs ?? STALE_MS;
     const waitMs = opts.waitMs ?? STOPPING_WAIT_MS;
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const deadline = Date.now() + waitMs;
     let waiting = false;
     for (;;) {
-      if (heldHere.has(stateDir)) throw lockedError(stateDir, file, { pid: process.pid, host: hostname(), startedAt: '', id: '' });
+      if (heldHere.has(file)) throw lockedError(role, stateDir, file, { pid: process.pid, host: hostname(), startedAt: '', id: '' });
       const me: Holder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), id: randomUUID() };
-      if (create(file, me)) return new StateDirLock(stateDir, file, me, opts.log, opts.heartbeatMs ?? HEARTBEAT_MS);
-      const seen = read(file);
+      if (create(file, me)) return new StateDirLock(stateDir, file, me, opts.log, role, opts.heartbeatMs ?? HEARTBEAT_MS);
+      const seen = read(file, role);
       if (!seen) continue; // let go of between our try and the read: try again
       if (!seen.holder && Date.now() - seen.beatAt <= staleMs) {
-        // Being written by a gateway that just created it (or damaged: taken over once its heartbeat is stale).
+        // Being written by a process that just created it (or damaged: taken over once its heartbeat is stale).
         await new Promise((r) => setTimeout(r, 100));
         continue;
       }
-      const gone = goneReason(seen, staleMs);
+      const gone = goneReason(seen, staleMs, role);
       if (gone) {
-        if (takeOver(file, seen)) opts.log.warn({ stateDir, lock: file, holder: seen.holder, reason: gone }, `stateDir lock taken over: ${gone}`);
+        if (takeOver(file, seen)) opts.log.warn({ stateDir, lock: file, holder: seen.holder, reason: gone }, `${role.dir} lock taken over: ${gone}`);
         continue;
       }
-      if (!seen.holder!.stopping) throw lockedError(stateDir, file, seen.holder!);
-      if (Date.now() >= deadline) throw lockedError(stateDir, file, seen.holder!, waitMs);
-      if (!waiting) opts.log.info({ stateDir, holder: seen.holder, waitMs }, `waiting for the gateway that is stopping (pid ${seen.holder!.pid} on ${seen.holder!.host}) to let go of the stateDir`);
+      if (!seen.holder!.stopping) throw lockedError(role, stateDir, file, seen.holder!);
+      if (Date.now() >= deadline) throw lockedError(role, stateDir, file, seen.holder!, waitMs);
+      if (!waiting) opts.log.info({ stateDir, holder: seen.holder, waitMs }, `waiting for the ${role.holder} that is stopping (pid ${seen.holder!.pid} on ${seen.holder!.host}) to let go of the ${role.dir}`);
       waiting = true;
       await new Promise((r) => setTimeout(r, 200));
     }
   }
 
-  /** The drain begins: a gateway starting now waits for this one instead of refusing. */
+  /** The drain begins: a process starting now waits for this one instead of refusing. */
   markStopping(): void {
     if (this.released || this.lost) return;
-    // A gateway that took the lock over (this one judged gone) keeps it: writing here would hand it back to us.
+    // A process that took the lock over (this one judged gone) keeps it: writing here would hand it back to us.
     if (!this.stillHeld()) return;
     this.holder = { ...this.holder, stopping: true };
     try {
@@ -132,7 +152,7 @@ export class StateDirLock {
     this.released = true;
     clearInterval(this.timer);
     process.off('exit', this.onExit);
-    heldHere.delete(this.stateDir);
+    heldHere.delete(this.file);
     if (!this.stillHeld()) return;
     try {
       unlinkSync(this.file);
@@ -144,7 +164,7 @@ export class StateDirLock {
   /** The file still names this holding; false too when it cannot be read (it runs at exit and on a timer: it never throws). */
   private stillHeld(): boolean {
     try {
-      return read(this.file)?.holder?.id === this.holder.id;
+      return read(this.file, this.role)?.holder?.id === this.holder.id;
     } catch {
       return false;
     }
@@ -155,17 +175,17 @@ export class StateDirLock {
     const now = new Date();
     let reason = 'it was removed or taken by another process';
     try {
-      if (read(this.file)?.holder?.id === this.holder.id) {
+      if (read(this.file, this.role)?.holder?.id === this.holder.id) {
         utimesSync(this.file, now, now);
         return;
       }
     } catch (e) {
-      // (unreadable now: permissions changed, replaced by a directory) the gateway serves on; it is said once
+      // (unreadable now: permissions changed, replaced by a directory) the process serves on; it is said once
       reason = `it cannot be read or refreshed (${(e as Error).message})`;
     }
     // Someone deleted the file, or judged this process gone (a clock jump, a process stopped for STALE_MS).
     this.lost = true;
-    this.log.error({ stateDir: this.stateDir, lock: this.file }, `the stateDir lock ${this.file}: ${reason}; another gateway may now share this stateDir; restart this one`);
+    this.log.error({ stateDir: this.stateDir, lock: this.file }, `the ${this.role.dir} lock ${this.file}: ${reason}; another ${this.role.holder} may now share this ${this.role.dir}; restart this one`);
   }
 }
 
@@ -197,11 +217,11 @@ function create(file: string, me: Holder): boolean {
 }
 
 /** The lock as found: its holder (undefined while it is being written, or when damaged) and its heartbeat. */
-function read(file: string): { holder?: Holder; beatAt: number; text: string } | undefined {
+function read(file: string, role: LockRole): { holder?: Holder; beatAt: number; text: string } | undefined {
   try {
     // lstat: a symlink here (a dangling one made O_EXCL fail and stat say ENOENT, forever) or a directory is no lock
     const st = lstatSync(file);
-    if (!st.isFile()) throw new StateDirLockedError(`${file} is ${st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, not a gateway lock: remove it (no running gateway uses it)`, { lock: file });
+    if (!st.isFile()) throw new StateDirLockedError(`${file} is ${st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, not a ${role.holder} lock: remove it (no running ${role.holder} uses it)`, { lock: file });
     const beatAt = st.mtimeMs;
     const text = readFileSync(file, 'utf8');
     let holder: Holder | undefined;
@@ -219,9 +239,9 @@ function read(file: string): { holder?: Holder; beatAt: number; text: string } |
 }
 
 /** Why the lock's holder is gone, or undefined while it may be alive. */
-function goneReason(seen: { holder?: Holder; beatAt: number }, staleMs: number): string | undefined {
+function goneReason(seen: { holder?: Holder; beatAt: number }, staleMs: number, role: LockRole): string | undefined {
   const age = Date.now() - seen.beatAt;
-  if (age > staleMs) return `its heartbeat is ${Math.round(age / 1000)} s old (a gateway refreshes it every ${HEARTBEAT_MS / 1000} s)`;
+  if (age > staleMs) return `its heartbeat is ${Math.round(age / 1000)} s old (a ${role.holder} refreshes it every ${HEARTBEAT_MS / 1000} s)`;
   const h = seen.holder;
   if (!h || h.host !== hostname()) return undefined;
   // Our own pid in a lock this process does not hold: a previous life of this container (pid 1 again).
@@ -241,7 +261,7 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes the stale lock, unless another starting gateway replaced it since it was read: the file
+ * Removes the stale lock, unless another starting process replaced it since it was read: the file
  * is moved aside and compared, and put back when it is not the one judged stale.
  */
 function takeOver(file: string, seen: { text: string }): boolean {
@@ -273,12 +293,12 @@ function takeOver(file: string, seen: { text: string }): boolean {
 }
 
 /** `waitedMs`: the holder was stopping, and this long was waited for it */
-function lockedError(stateDir: string, file: string, holder: Holder, waitedMs?: number): StateDirLockedError {
+function lockedError(role: LockRole, stateDir: string, file: string, holder: Holder, waitedMs?: number): StateDirLockedError {
   const who = `pid ${holder.pid} on host ${holder.host}${holder.startedAt ? `, started ${holder.startedAt}` : ''}`;
   const here = holder.pid === process.pid && holder.host === hostname() ? ' (this process)' : '';
-  const why = waitedMs !== undefined ? `it was stopping but still held it after ${Math.round(waitedMs / 1000)} s` : 'only one gateway process may use a stateDir';
+  const why = waitedMs !== undefined ? `it was stopping but still held it after ${Math.round(waitedMs / 1000)} s` : `only one ${role.holder} process may use a ${role.dir}`;
   return new StateDirLockedError(
-    `stateDir ${stateDir} is in use by another gateway (${who}${here}); ${why}. Stop that gateway first, or give this one its own gateway.stateDir. A lock left by a gateway that is gone is taken over by itself (${file})`,
+    `${role.dir} ${stateDir} is in use by another ${role.holder} (${who}${here}); ${why}. Stop that ${role.holder} first, or give this one its own ${role.ownDir}. A lock left by a ${role.holder} that is gone is taken over by itself (${file})`,
     { stateDir, lock: file, holder },
   );
 }

@@ -1,0 +1,81 @@
+/**
+ * `drawbridge connector run` holds its state dir: a second process on the same dir is refused
+ * (it would be the same connector id with channels of its own, renewing into the other's files),
+ * and a restart that starts the new process while the old one drains waits for it.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { eventually, request, sleep, type TestGateway } from '../support/harness.js';
+import { hubUrl, killConnector, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
+
+describe('connector run: one process per state dir', function () {
+  this.timeout(60_000);
+  let hub: EnrolledHub;
+  let gw: TestGateway;
+  let running: ConnectorProcess[] = [];
+
+  before(async () => {
+    hub = await startEnrolledHub();
+    gw = hub.gw;
+  });
+  afterEach(async () => {
+    await Promise.all(running.map((c) => killConnector(c)));
+    running = [];
+  });
+  after(async () => hub?.stop());
+
+  it('a second run on a dir in use is refused in one line, and the first keeps its channels alone', async () => {
+    const first = startConnector(hub.enrolled);
+    running.push(first);
+    await waitChannels(gw, 2);
+    const lock = JSON.parse(readFileSync(join(hub.enrolled, 'connector.lock'), 'utf8')) as { pid: number; startedAt: string };
+    assert.equal(lock.pid, first.child.pid);
+
+    const second = await runCli(['connector', 'run', '--state-dir', hub.enrolled]);
+    assert.equal(second.code, 1, second.stderr);
+    assert.equal(
+      second.stderr,
+      `drawbridge connector run: state dir ${hub.enrolled} is in use by another connector (pid ${first.child.pid} on host ${hostname()}, started ${lock.startedAt}); only one connector process may use a state dir. Stop that connector first, or give this one its own --state-dir. A lock left by a connector that is gone is taken over by itself (${join(hub.enrolled, 'connector.lock')})\n`,
+    );
+    assert.doesNotMatch(second.stdout, /connector starting/);
+    // enroll is refused the same way while the dir is in use (before it looks at the token)
+    const enroll = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', hub.enrolled]);
+    assert.equal(enroll.code, 1, enroll.stderr);
+    assert.match(enroll.stderr, /^drawbridge connector enroll: state dir \S+ is in use by another connector/);
+    await sleep(300);
+    assert.equal(readyChannels(gw).length, 2, 'no channels beside the first connector\'s');
+  });
+
+  it('a connector killed with SIGKILL leaves a lock the next run takes over', async () => {
+    const first = startConnector(hub.enrolled);
+    running.push(first);
+    await waitChannels(gw, 2);
+    await killConnector(first);
+    assert.ok(existsSync(join(hub.enrolled, 'connector.lock')));
+    const next = startConnector(hub.enrolled);
+    running.push(next);
+    await eventually(() => next.logs().some((l) => String(l.msg).startsWith('state dir lock taken over: its holder, pid')), 10_000);
+    await eventually(() => readyChannels(gw).some((c) => c.connectorId === JSON.parse(readFileSync(join(hub.enrolled, 'connector.json'), 'utf8')).id), 15_000);
+  });
+
+  it('a restart while the old process drains: the new one waits for it, then serves', async () => {
+    const old = startConnector(hub.enrolled, { args: ['--drain-timeout', '20s'] });
+    running.push(old);
+    await waitChannels(gw, 2);
+    // a request in flight keeps the old connector draining for about two seconds
+    const slow = request(`${gw.url}/slow?ms=2000`, { headers: { host: 'app.test' } });
+    await sleep(300);
+    old.child.kill('SIGTERM');
+    await eventually(() => old.logs().some((l) => l.msg === 'draining'), 5_000);
+    const fresh = startConnector(hub.enrolled);
+    running.push(fresh);
+    await eventually(() => fresh.logs().some((l) => String(l.msg).startsWith('waiting for the connector that is stopping')), 5_000);
+    assert.equal((await slow).status, 200, 'the drained request completed');
+    assert.equal(await old.exited, 0);
+    await eventually(() => fresh.logs().some((l) => l.msg === 'channel open'), 15_000);
+    await waitChannels(gw, 2);
+    assert.equal(fresh.child.exitCode, null, fresh.lines.join('\n'));
+  });
+});
