@@ -18,14 +18,16 @@ commands:
           [--client browser|native] [--method M] [--path P] [--user-agent UA] [--signed-in-ago 2h] [--json]
                                           explain the conditional-access decision; exit 0 allow, 3 deny, 4 step-up
   test-policies FILE.yaml [--config FILE] [--json]
-                                          run expected decisions (CI); exit 0 all pass, 1 a case failed
+                                          run expected decisions (CI); exit 0 all pass, 1 a case failed,
+                                          2 the cases or the config cannot be used
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token
   connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
   connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
                 [--gateway URL --token TOKEN [--ca FILE]]
-                                          run an outbound-only connector (enrolls first when the state dir is empty)
+                                          run an outbound-only connector, 2 channels unless --channels says
+                                          (enrolls first when the state dir is empty)
   connectors [--config FILE] [--json]     list the connectors connected to the running gateway
 `;
 

@@ -15,7 +15,7 @@ const USAGE = `usage: ${ENROLL}
 run enrolls first when the state dir holds no enrollment and a token is given
 (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 --state-dir defaults to DRAWBRIDGE_CONNECTOR_STATE_DIR, then ./connector-state;
---transport to DRAWBRIDGE_CONNECTOR_TRANSPORT, then h2
+--transport to DRAWBRIDGE_CONNECTOR_TRANSPORT, then h2; --channels to 2
 `;
 
 /**

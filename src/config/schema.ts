@@ -96,7 +96,7 @@ export const IdentitySection = Type.Object(
     compliantDevice: Type.Optional(
       Type.Object(
         {
-          claim: Type.String({ minLength: 1, default: 'device_compliant', description: 'Claim that says the device is compliant.' }),
+          claim: Type.Optional(Type.String({ minLength: 1, default: 'device_compliant', description: 'Claim that says the device is compliant.' })),
           equals: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Boolean()], { default: true, description: 'Value the claim must have.' })),
         },
         { additionalProperties: false, description: 'What requireCompliantDevice checks; default: the claim device_compliant equals true.' },
@@ -106,19 +106,24 @@ export const IdentitySection = Type.Object(
   { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
 );
 
-const SameSite = Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { default: 'lax', description: 'SameSite attribute of the session cookie.' });
 
-export const CookieOptions = Type.Object(
-  {
-    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'drawbridge_session', description: 'Cookie name, without a __Host- or __Secure- prefix: the gateway adds __Host- itself where the app lives at the host root over https.' })),
-    lifetime: Type.Optional(Duration('How long a session lasts after sign-in; 1s to 400d (browsers keep no cookie longer).', '8h')),
-    httpOnly: Type.Optional(Type.Boolean({ default: true, description: 'Hide the cookie from scripts.' })),
-    secure: Type.Optional(Type.Boolean({ default: true, description: 'Send the cookie over HTTPS only.' })),
-    persistent: Type.Optional(Type.Boolean({ default: false, description: 'false: a session cookie the browser drops on close; true: kept until it expires.' })),
-    sameSite: Type.Optional(SameSite),
-  },
-  { additionalProperties: false },
-);
+/**
+ * The cookie keys of session.cookie (with its defaults) or of an app's `cookies`, where a key left
+ * out takes session.cookie's value: an editor showing "default 8h" there would be wrong.
+ */
+function cookieKeys(forApp: boolean) {
+  const d = <T>(value: T, description: string) => (forApp ? { description: `${description} Default: session.cookie's.` } : { default: value, description });
+  return {
+    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$', ...d('drawbridge_session', 'Cookie name, without a __Host- or __Secure- prefix: the gateway adds __Host- itself where the app lives at the host root over https.') })),
+    lifetime: Type.Optional(Duration(d('8h', 'How long a session lasts after sign-in; 1s to 400d (browsers keep no cookie longer).').description, forApp ? undefined : '8h')),
+    httpOnly: Type.Optional(Type.Boolean(d(true, 'Hide the cookie from scripts.'))),
+    secure: Type.Optional(Type.Boolean(d(true, 'Send the cookie over HTTPS only.'))),
+    persistent: Type.Optional(Type.Boolean(d(false, 'false: a session cookie the browser drops on close; true: kept until it expires.'))),
+    sameSite: Type.Optional(Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], d('lax', 'SameSite attribute of the session cookie.'))),
+  };
+}
+
+export const CookieOptions = Type.Object(cookieKeys(false), { additionalProperties: false });
 
 export const SessionSection = Type.Object(
   {
@@ -267,7 +272,7 @@ export const App = Type.Object(
     translateUrls: Type.Optional(
       Type.Object(
         {
-          headers: Type.Optional(Type.Boolean({ default: true, description: 'Rewrite internal URLs to external ones in response headers (Location, Content-Location, Refresh).' })),
+          headers: Type.Optional(Type.Boolean({ default: true, description: 'Rewrite internal URLs to external ones in response headers (Location, Content-Location, Refresh, Link) and the Path and Domain of Set-Cookie.' })),
           body: Type.Optional(Type.Boolean({ default: false, description: 'Rewrite the internal URL to the external one in HTML, XHTML, CSS and JavaScript bodies (streamed; the app is asked for uncompressed bodies, and a compressed one passes untouched).' })),
         },
         { additionalProperties: false, description: 'Rewrite the app\'s internal URLs to its external URL in responses.' },
@@ -280,7 +285,7 @@ export const App = Type.Object(
           "Other origins (scheme://host[:port]) whose pages may open this app's WebSockets with the user's session cookie. By default only the app's own origin may: a page elsewhere on the same site (another app's host) would otherwise get a WebSocket as the signed-in user.",
       }),
     ),
-    cookies: Type.Optional(Type.Object(CookieOptions.properties, { additionalProperties: false, description: 'Session cookie settings for this app, over those in session.cookie.' })),
+    cookies: Type.Optional(Type.Object(cookieKeys(true), { additionalProperties: false, description: 'Session cookie settings for this app, over those in session.cookie.' })),
     sso: Type.Optional(
       Type.Object(
         {
@@ -340,6 +345,11 @@ export function jsonSchema(pluginOptionSchemas: Record<string, TSchema> = {}): R
  * reads `http: ${env:PORT}` as the port; the schema the modeline points at flagged it.
  */
 const REFERENCE = { type: 'string', pattern: '^\\$\\{(env|file):[^}]+\\}$', description: 'A ${env:NAME} or ${file:path} reference, resolved when the gateway loads the file.' };
+/**
+ * Where a string of a given form is accepted (host:port, a duration), a reference may be part of
+ * it (`127.0.0.1:${env:PORT}`): only the resolved text can be checked, and lint does that.
+ */
+const PARTIAL_REFERENCE = { type: 'string', pattern: '\\$\\{(env|file):[^}]+\\}', description: 'Holds a ${env:NAME} or ${file:path} reference, whole or in part (127.0.0.1:${env:PORT}); lint checks the value it resolves to.' };
 /** kept on the outer schema, where editors look for them */
 const ANNOTATIONS = new Set(['description', 'default', 'title', 'examples', 'deprecated']);
 /** keywords whose value is a schema, or a list or map of them (not `if`: it tests, it does not allow) */
@@ -350,11 +360,12 @@ function acceptReferences(node: any): any {
   if (!node || typeof node !== 'object') return node;
   if (Array.isArray(node)) return node.map(acceptReferences);
   if (refusesReference(node)) {
-    if (node.anyOf) return { ...node, anyOf: [...node.anyOf, REFERENCE] };
+    const reference = (node.anyOf ?? [node]).some((b: any) => b.type === 'string' && b.pattern) ? PARTIAL_REFERENCE : REFERENCE;
+    if (node.anyOf) return { ...node, anyOf: [...node.anyOf, reference] };
     const outer: Record<string, unknown> = {};
     const inner: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) (ANNOTATIONS.has(k) ? outer : inner)[k] = v;
-    return { ...outer, anyOf: [inner, REFERENCE] };
+    return { ...outer, anyOf: [inner, reference] };
   }
   // A union with a plain string branch takes a reference there already: its other scalar branches stay as they are.
   const plainString = Array.isArray(node.anyOf) && node.anyOf.some((b: any) => isScalar(b) && acceptsReference(b));

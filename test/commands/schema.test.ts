@@ -41,7 +41,10 @@ describe('JSON Schema (drawbridge schema)', function () {
     assert.equal(schema.properties.session.properties.cookie.properties.lifetime.default, '8h');
     // the identity runtime's default when neither session.cookie nor the app's cookies set it
     assert.equal(schema.properties.session.properties.cookie.properties.sameSite.default, 'lax');
-    assert.equal(schema.properties.apps.items.properties.cookies.properties.sameSite.default, 'lax');
+    // an app's cookie key left out takes session.cookie's value, whatever that is: no default of its own
+    const appCookies = schema.properties.apps.items.properties.cookies.properties;
+    assert.deepEqual(Object.keys(appCookies).filter((k) => JSON.stringify(appCookies[k]).includes('"default"')), []);
+    assert.match(appCookies.lifetime.description, /Default: session\.cookie's\./);
   });
 
   it('describes every key the reference file uses (editors show it on hover)', () => {
@@ -70,6 +73,15 @@ describe('JSON Schema (drawbridge schema)', function () {
     assert.equal(data.identity.clientSecret, '${env:DRAWBRIDGE_CLIENT_SECRET}');
   });
 
+  it('accepts the bench configs, whose modeline points at it (ports as 127.0.0.1:${env:GATEWAY_PORT})', () => {
+    const validate = new Ajv2020({ strict: false, allErrors: true }).compile(JSON.parse(printed));
+    for (const f of ['gateway.bench.yaml', 'gateway.bench-bearer.yaml', 'gateway.bench-policies.yaml', 'gateway.bench-connector.yaml']) {
+      const text = readFileSync(join(ROOT, 'bench', f), 'utf8');
+      assert.match(text, /yaml-language-server: \$schema=/);
+      assert.equal(validate(parse(text)), true, `${f}: ${JSON.stringify(validate.errors)}`);
+    }
+  });
+
   it('accepts the demo gateway.config.yaml, which points editors at it with a modeline', () => {
     const text = readFileSync(join(ROOT, 'gateway.config.yaml'), 'utf8');
     assert.equal(text.split('\n')[0], '# yaml-language-server: $schema=./schema/gateway.config.schema.json');
@@ -86,7 +98,11 @@ describe('JSON Schema (drawbridge schema)', function () {
     data.apps[0].backendTimeout = '${env:BT}';
     data.session.cookie.lifetime = '${env:LIFETIME}';
     assert.equal(validate(data), true, JSON.stringify(validate.errors, null, 2));
-    // a reference in part, or a malformed one, is still a string the value's rules apply to
+    // Part of a string of a given form (host:port, a duration): only lint can check the resolved text.
+    data.gateway.listen.http = '127.0.0.1:${env:PORT}';
+    data.session.cookie.lifetime = '${env:HOURS}h';
+    assert.equal(validate(data), true, JSON.stringify(validate.errors, null, 2));
+    // a reference in part of a boolean, or a malformed one, is still a string the value's rules apply to
     data.apps[0].websockets = 'x${env:WS}';
     data.apps[0].backendTimeout = '${env:BT';
     assert.equal(validate(data), false);

@@ -58,6 +58,23 @@ apps:
     ]);
   });
 
+  it('identity.compliantDevice may give only `equals`: the claim defaults to device_compliant, as documented', async () => {
+    const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: { http: 8080 }
+identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  clientSecret: s
+  compliantDevice: { equals: "yes" }
+session:
+  secrets: ["0123456789abcdef0123456789abcdef"]
+apps: []
+`);
+    const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+    assert.deepEqual(lines(r, 'error'), []);
+  });
+
   describe('${env:} and ${file:}', () => {
     const config = (secret: string) => `gateway:
   publicUrl: http://localhost:8080
