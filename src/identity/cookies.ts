@@ -1,4 +1,5 @@
 /** Cookie header parsing and Set-Cookie building for the gateway's own cookies. */
+import type { Logger } from 'pino';
 
 export interface CookieAttributes {
   path: string;
@@ -20,6 +21,26 @@ export function parseCookies(header: string | string[] | undefined): [string, st
     if (name) out.push([name, part.slice(eq + 1).trim()]);
   }
   return out;
+}
+
+/**
+ * Cookies of one name tried per request. A browser sends several only when cookies of that name
+ * with different paths (or domains) all match the request, and sends the most specific first; a
+ * request with dozens is made by hand, and each one tried is a decryption with every secret.
+ */
+export const MAX_SAME_NAME = 4;
+
+/** The values of the cookies named `name`, the first MAX_SAME_NAME in request order; the rest are left untried, and said so at debug. */
+export function cookiesNamed(header: string | string[] | undefined, name: string, log?: Logger): string[] {
+  const values: string[] = [];
+  let ignored = 0;
+  for (const [n, value] of parseCookies(header)) {
+    if (n !== name) continue;
+    if (values.length < MAX_SAME_NAME) values.push(value);
+    else ignored++;
+  }
+  if (ignored) log?.debug({ cookie: name, tried: MAX_SAME_NAME, ignored }, 'more cookies of one name than a browser sends: the rest not tried');
+  return values;
 }
 
 export function serializeCookie(name: string, value: string, a: CookieAttributes): string {

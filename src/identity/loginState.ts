@@ -13,7 +13,7 @@
  * request reaches an app.
  */
 import * as oidc from 'openid-client';
-import { clearCookie, parseCookies, serializeCookie } from './cookies.js';
+import { clearCookie, cookiesNamed, parseCookies, serializeCookie } from './cookies.js';
 import { LOGIN_COOKIE, LOGIN_TTL_SEC, type IdentityRuntime } from './runtime.js';
 
 export interface LoginState {
@@ -85,6 +85,13 @@ async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState
 }
 
 /**
+ * Login cookies opened at a sign-in start: a browser holds LOGIN_SLOTS, a few more only while
+ * starts at the same instant have not been cut back yet. A request with more was made by hand,
+ * to have each one decrypted with every secret.
+ */
+const MAX_OPENED = 2 * LOGIN_SLOTS;
+
+/**
  * The Set-Cookies of a new sign-in: its own login cookie, and the expiry of those it leaves
  * behind. Each sign-in's cookie is named after its state. Slots chosen from the Cookie header
  * collided: tabs that start signing in at the same instant (a browser restoring its tabs) send
@@ -92,8 +99,8 @@ async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState
  * others' (400 at their callbacks). The bound is kept here instead: the login cookies the request
  * carries that are expired or do not open go, and of the live ones the newest LOGIN_SLOTS - 1 stay
  * beside the new one. Every later start sees every earlier cookie, so only starts at the same
- * instant go past LOGIN_SLOTS, and the next start cuts them back. `root` (the app's root URL)
- * replaces a return URL that would make the cookie too large.
+ * instant go past LOGIN_SLOTS, and the next start cuts them back. Names past MAX_OPENED go
+ * unopened. `root` (the app's root URL) replaces a return URL that would make the cookie too large.
  */
 export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined, root: string): Promise<string[]> {
   const now = Math.floor(rt.now() / 1000);
@@ -104,10 +111,16 @@ export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: 
   for (const [name, value] of parseCookies(cookieHeader)) {
     if (!shape.test(name) || seen.has(name)) continue;
     seen.add(name);
+    // past what a browser holds, a name is expired without the decryption that would tell
+    if (seen.size > MAX_OPENED) {
+      gone.add(name);
+      continue;
+    }
     const open = await openLogin(rt, value);
     if (open && open.exp > now) live.push([name, open.exp]);
     else gone.add(name);
   }
+  if (seen.size > MAX_OPENED) rt.log?.debug({ opened: MAX_OPENED, unopened: seen.size - MAX_OPENED }, 'more login cookies than a browser holds: the rest expired unopened');
   // all have the same lifetime: the latest expiry is the newest sign-in
   live.sort((a, b) => b[1] - a[1]);
   for (const [name] of live.slice(LOGIN_SLOTS - 1)) gone.add(name);
@@ -140,8 +153,7 @@ export async function readLoginState(rt: IdentityRuntime, state: string, cookieH
   const now = Math.floor(rt.now() / 1000);
   const name = nameOf(state, secure);
   if (!nameShape(secure).test(name)) return undefined;
-  for (const [n, value] of parseCookies(cookieHeader)) {
-    if (n !== name) continue;
+  for (const value of cookiesNamed(cookieHeader, name, rt.log)) {
     const st = await openLogin(rt, value);
     if (st && st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
   }

@@ -84,7 +84,7 @@ export class IdentityRuntime {
     readonly config: Config,
     readonly now: () => number,
     private readonly stateDir: string,
-    private readonly log?: Logger,
+    readonly log?: Logger,
   ) {
     this.revocations = SessionRevocations.at(stateDir);
     const id = config.identity;

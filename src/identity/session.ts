@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
-import { parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
+import { cookiesNamed, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
 import { groupsFromClaims, userFromClaims } from './claims.js';
 import type { Config } from '../config/load.js';
 import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -108,15 +108,15 @@ function toIdentity(p: SessionPayload): Identity {
  * The identity from this app's session cookie, or undefined (absent, tampered, expired, foreign...).
  * Only the name the gateway issues here counts: where that is `__Host-`, an unprefixed copy is
  * what a sibling subdomain or a plain-http response can plant, and it would win (browsers send
- * it first when its path is longer).
+ * it first when its path is longer). The first valid one wins, in the order the browser sends
+ * them (the most specific path first); only the first few are tried (cookiesNamed).
  */
 export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; stale?: string }> {
   const binding = bindingOf(rt, app, host);
   let present = false;
   const now = Math.floor(rt.now() / 1000);
   const issued = cookieFor(app, protocol).name;
-  for (const [name, value] of parseCookies(cookieHeader)) {
-    if (name !== issued) continue;
+  for (const value of cookiesNamed(cookieHeader, issued, rt.log)) {
     present = true;
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;

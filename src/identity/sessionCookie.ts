@@ -2,7 +2,8 @@
  * Encrypted cookies (jose JWE, dir + A256GCM). One key per secret, derived
  * with HKDF and a purpose label, so the session and login cookies can never
  * be swapped for each other. The first secret encrypts; every secret
- * decrypts, which is how `session.secrets` rotates without signing anyone out.
+ * decrypts (the one the cookie's kid names), which is how `session.secrets`
+ * rotates without signing anyone out.
  */
 import { createHash, hkdfSync } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
@@ -48,8 +49,9 @@ export class CookieSealer {
     } catch {
       return undefined;
     }
-    const ordered = [...this.keys.filter((k) => k.kid === kid), ...this.keys.filter((k) => k.kid !== kid)];
-    for (const { key } of ordered) {
+    // Every cookie this gateway seals names its key, and a key decrypts nothing another key sealed:
+    // a kid that matches no key (a removed secret, or none at all) is not worth a decryption.
+    for (const { key } of this.keys.filter((k) => k.kid === kid)) {
       try {
         const { plaintext } = await compactDecrypt(token, key, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
         const value = JSON.parse(inflateRawSync(plaintext, { maxOutputLength: 1 << 20 }).toString('utf8'));

@@ -91,6 +91,34 @@ describe('identity: session cookies', function () {
       assert.equal(api.status, 401);
     });
 
+    it('a request with more session or login cookies of one kind than a browser sends has only the first few tried (each try is a decryption), and the log says so', async () => {
+      const b = new Browser();
+      await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+      const [name, value] = sessionOf(b, 'web')!;
+      const host = new URL(s.origin('web')).host;
+      // forged with this gateway's key id and a canonical tag: each one costs a decryption
+      const forged = (i: number, real = value) => real.slice(0, -5) + String(1000 + i).replace(/\d/g, (d) => 'ABCDEFGHIJ'[Number(d)]!) + real.slice(-1);
+      const get = (cookies: string[]) => request(`${s.gw.url}/x`, { headers: { host, cookie: cookies.join('; '), accept: 'text/html' } });
+      const ignored = () => s.gw.logs.filter((l) => l.msg === 'more cookies of one name than a browser sends: the rest not tried');
+      // Path overlaps: a browser sends the most specific first, and the first valid one still wins.
+      const three = Array.from({ length: 3 }, (_, i) => `${name}=${forged(i)}`);
+      assert.equal((await get([...three, `${name}=${value}`])).status, 200);
+      assert.equal(ignored().length, 0);
+      const many = Array.from({ length: 12 }, (_, i) => `${name}=${forged(i)}`);
+      const res = await get([...many, `${name}=${value}`]);
+      assert.equal(res.status, 302, 'a valid cookie behind a dozen forged ones is not reached');
+      assert.ok(res.headers.location!.startsWith(s.idp.issuer));
+      assert.deepEqual(ignored().map((l) => [l.cookie, l.tried, l.ignored]), [[name, 4, 9]]);
+      // A sign-in start opens a bounded number of login cookies; the rest are expired by name.
+      const login = b.setCookies.find((c) => c.startsWith('drawbridge_login_'))!.split(';')[0]!.split('=')[1]!;
+      const logins = Array.from({ length: 12 }, (_, i) => `drawbridge_login_${String(10_000_000 + i)}=${forged(i, login)}`);
+      const start = await request(`${s.gw.url}/y`, { headers: { host, cookie: logins.join('; '), accept: 'text/html' } });
+      assert.equal(start.status, 302);
+      assert.equal([start.headers['set-cookie'] ?? []].flat().filter((c) => /^drawbridge_login_1\d{7}=; .*Max-Age=0/.test(c)).length, 12);
+      const unopened = s.gw.logs.filter((l) => l.msg === 'more login cookies than a browser holds: the rest expired unopened');
+      assert.deepEqual(unopened.map((l) => [l.opened, l.unopened]), [[8, 4]]);
+    });
+
     it('an expired session asks to sign in again', async () => {
       const b = new Browser();
       const flow = await b.browse(`${s.origin('other')}/`, { user: 'bob', password: 'bob-pw' });
