@@ -159,3 +159,33 @@ export async function readLoginState(rt: IdentityRuntime, state: string, cookieH
   }
   return undefined;
 }
+
+/** sign-ins whose code went to the token endpoint that this process remembers at most (the oldest are forgotten first) */
+const CONSUMED_MAX = 100_000;
+/** state -> its login cookie's expiry (seconds) */
+const consumed = new Map<string, number>();
+
+/**
+ * Marks this sign-in's code exchange as begun; false when it already was. The login cookie is
+ * what a replay carries, and clearing it binds only a browser: a client that kept it could send
+ * it to the callback with any code until it expires, each time a token request in the gateway's
+ * name (and providers throttle per client, so everyone's sign-in would fail). Kept per process,
+ * until the cookie's own expiry; checked and marked before any await, so replays sent at once
+ * are refused too.
+ */
+export function consumeLoginState(st: LoginState, nowSec: number): boolean {
+  // Marked about in expiry order (one lifetime for all): expired ones leave from the front.
+  for (const [state, exp] of consumed) {
+    if (exp > nowSec) break;
+    consumed.delete(state);
+  }
+  if (consumed.has(st.s)) return false;
+  if (consumed.size >= CONSUMED_MAX) consumed.delete(consumed.keys().next().value!);
+  consumed.set(st.s, st.exp);
+  return true;
+}
+
+/** The provider gave no answer (an outage): the sign-in may be finished by a reload once it is back. */
+export function releaseLoginState(st: LoginState): void {
+  consumed.delete(st.s);
+}

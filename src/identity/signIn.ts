@@ -19,7 +19,7 @@ import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError } from './discovery.js';
-import { loginCookies, newLoginState, readLoginState } from './loginState.js';
+import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
@@ -137,6 +137,9 @@ const callbackHandler =
       const headers = refusal.retryLater ? { 'retry-after': RETRY_AFTER_SEC } : undefined;
       return fail(refusal.status, refusal.reason, `provider error ${error}: ${params.get('error_description') ?? ''}`, [clear], { headers, next });
     }
+    // what a forged or used code gets from the provider, and a replayed login state from the gateway
+    const unverified = (detail: string) => fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', detail, [clear]);
+    if (!consumeLoginState(st, Math.floor(rt.now() / 1000))) return unverified('this sign-in already went to the token endpoint (login state replayed)');
     let claims: Record<string, unknown>;
     try {
       const done = await rt.client.finishSignIn(new URL(st.ru + ctx.search), { state: st.s, nonce: st.n, codeVerifier: st.pv, maxAge: st.ma });
@@ -145,6 +148,7 @@ const callbackHandler =
     } catch (e) {
       if (e instanceof ProviderUnavailableError) {
         // An outage, not a bad response: the login cookie stays, so a reload can finish while the code is valid.
+        releaseLoginState(st);
         log.error({ correlationId: ctx.id, app: app.name, err: e }, 'identity provider unavailable');
         return unavailable(req, res, ctx.id, app.name);
       }
@@ -153,7 +157,7 @@ const callbackHandler =
         log.error({ correlationId: ctx.id, app: app.name, err: e }, 'the identity provider refused the gateway at its token endpoint');
         return fail(502, "Sign-in to this app is failing on the gateway's side: the identity provider did not accept the gateway. Signing in again will not help; tell your administrator.", e.message, [clear]);
       }
-      return fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', (e as Error).message, [clear]);
+      return unverified((e as Error).message);
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
     // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.

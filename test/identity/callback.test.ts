@@ -67,6 +67,35 @@ describe('identity: callback and login state', function () {
     assert.equal(second.status, 401, 'the provider refuses a used code');
   });
 
+  it('a login cookie takes one code to the provider: replays with it, with any code and all at once, are refused without a token request', async () => {
+    const b = new Browser();
+    const callback = new URL(await codeFor(b));
+    const host = new URL(s.origin('web')).host;
+    const kept = new Map(b.jar.get(host)!);
+    const tokenRequests = () => [...s.idp.hits].filter(([path]) => path.endsWith('/token')).reduce((n, [, c]) => n + c, 0);
+    const replay = (code: string) => {
+      const again = new Browser();
+      again.jar.set(host, new Map(kept));
+      const url = new URL(callback);
+      url.searchParams.set('code', code);
+      return again.get(url.href);
+    };
+    const before = tokenRequests();
+    const forged = await replay('forged-code');
+    assert.equal(forged.status, 401, 'the provider refuses the forged code');
+    assert.equal(tokenRequests(), before + 1);
+    // The real code, then a burst of made-up ones: the same answer as a used code, and no request to the provider.
+    const answers = [await replay(callback.searchParams.get('code')!), ...(await Promise.all(Array.from({ length: 20 }, (_, i) => replay(`code-${i}`))))];
+    assert.deepEqual(new Set(answers.map((r) => r.status)), new Set([401]));
+    assert.match(answers[0]!.body, /could not be verified/);
+    assert.ok(answers.every((r) => [r.headers['set-cookie'] ?? []].flat().some((c) => /^drawbridge_login_[\w-]+=; .*Max-Age=0/.test(c))), 'the login cookie is cleared');
+    assert.equal(tokenRequests(), before + 1, 'no token request for a replay');
+    const ids = new Set(answers.map((r) => r.headers['x-correlation-id']));
+    const refused = s.gw.logs.filter((l) => l.msg === 'sign-in callback refused' && ids.has(l.correlationId as string));
+    assert.deepEqual(new Set(refused.map((l) => l.reason)), new Set(['this sign-in already went to the token endpoint (login state replayed)']));
+    assert.equal(refused.length, 21);
+  });
+
   it('a tampered state or code is refused', async () => {
     const b = new Browser();
     const callback = new URL(await codeFor(b));
