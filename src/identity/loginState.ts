@@ -85,6 +85,23 @@ async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState
 }
 
 /**
+ * At most this many login cookies are expired in one answer (a sign-in start's, a 431's), so that
+ * a request cannot buy an answer many times its size; a browser that had more (a request made by
+ * hand) loses the rest with its next answer.
+ */
+const MAX_EXPIRED = 4 * LOGIN_SLOTS;
+
+/** Set-Cookies that expire the first MAX_EXPIRED of these login cookie names, with the attributes they were set with. */
+function expiryOf(names: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const name of names) {
+    if (out.length === MAX_EXPIRED) break;
+    out.push(clearCookie(name, attrs(name.startsWith('__Host-'))));
+  }
+  return out;
+}
+
+/**
  * Login cookies opened at a sign-in start: a browser holds LOGIN_SLOTS, a few more only while
  * starts at the same instant have not been cut back yet. A request with more was made by hand,
  * to have each one decrypted with every secret.
@@ -100,41 +117,42 @@ const MAX_OPENED = 2 * LOGIN_SLOTS;
  * carries that are expired or do not open go, and of the live ones the newest LOGIN_SLOTS - 1 stay
  * beside the new one. Every later start sees every earlier cookie, so only starts at the same
  * instant go past LOGIN_SLOTS, and the next start cuts them back. Names past MAX_OPENED go
- * unopened. `root` (the app's root URL) replaces a return URL that would make the cookie too large.
+ * unopened, and one answer expires MAX_EXPIRED at most (the unopened last). `root` (the app's
+ * root URL) replaces a return URL that would make the cookie too large.
  */
 export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: boolean, cookieHeader: string | string[] | undefined, root: string): Promise<string[]> {
   const now = Math.floor(rt.now() / 1000);
   const shape = nameShape(secure);
   const live: [string, number][] = [];
   const gone = new Set<string>();
+  const unopened: string[] = [];
   const seen = new Set<string>();
   for (const [name, value] of parseCookies(cookieHeader)) {
     if (!shape.test(name) || seen.has(name)) continue;
     seen.add(name);
     // past what a browser holds, a name is expired without the decryption that would tell
     if (seen.size > MAX_OPENED) {
-      gone.add(name);
+      unopened.push(name);
       continue;
     }
     const open = await openLogin(rt, value);
     if (open && open.exp > now) live.push([name, open.exp]);
     else gone.add(name);
   }
-  if (seen.size > MAX_OPENED) rt.log?.debug({ opened: MAX_OPENED, unopened: seen.size - MAX_OPENED }, 'more login cookies than a browser holds: the rest expired unopened');
+  if (unopened.length) rt.log?.debug({ opened: MAX_OPENED, unopened: unopened.length }, 'more login cookies than a browser holds: the rest not opened');
   // all have the same lifetime: the latest expiry is the newest sign-in
   live.sort((a, b) => b[1] - a[1]);
   for (const [name] of live.slice(LOGIN_SLOTS - 1)) gone.add(name);
+  for (const name of unopened) gone.add(name);
   const name = nameOf(st.s, secure);
   const a = { ...attrs(secure), maxAge: LOGIN_TTL_SEC };
   let cookie = serializeCookie(name, await rt.logins.seal(st), a);
   if (cookie.length > MAX_LOGIN_COOKIE_BYTES) cookie = serializeCookie(name, await rt.logins.seal({ ...st, r: root }), a);
-  return [...[...gone].map((n) => clearCookie(n, attrs(secure))), cookie];
+  return [...expiryOf(gone), cookie];
 }
 
 /** a login cookie's name, as a request (or the part of one the parser held) spells it: every name this or an earlier version issued */
 const LOGIN_NAME_IN = new RegExp(`(?<![\\w-])((?:__Host-)?${LOGIN_COOKIE}_[A-Za-z0-9_-]{1,16})=`, 'g');
-/** at most this many login cookies are expired in one answer */
-const MAX_EXPIRED = 4 * LOGIN_SLOTS;
 
 /**
  * Set-Cookies that expire the login cookies named in `cookieText` (a Cookie header, or the bytes of
@@ -143,9 +161,7 @@ const MAX_EXPIRED = 4 * LOGIN_SLOTS;
  * path of the host refused meanwhile). The attributes are those they were set with.
  */
 export function expireLoginCookies(cookieText: string): string[] {
-  const names = new Set<string>();
-  for (const m of cookieText.matchAll(LOGIN_NAME_IN)) if (names.size < MAX_EXPIRED) names.add(m[1]!);
-  return [...names].map((name) => clearCookie(name, attrs(name.startsWith('__Host-'))));
+  return expiryOf(new Set(Array.from(cookieText.matchAll(LOGIN_NAME_IN), (m) => m[1]!)));
 }
 
 /** The login state for this `state` parameter, if this browser started it and it has not expired, with the Set-Cookie that clears it. */

@@ -205,6 +205,21 @@ describe('identity: callback and login state', function () {
     assert.deepEqual(expired(lines), ['drawbridge_login_Ab3-x_Yz=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax']);
   });
 
+  it('a sign-in start expires as many login cookies as the 431 does at most, so a request cannot buy an answer many times its size', async () => {
+    const host = new URL(s.origin('web')).host;
+    // 545 names in 15.9 KB: the answer had 546 Set-Cookie lines (46 KB)
+    const names = Array.from({ length: 545 }, (_, i) => `drawbridge_login_${randomBytes(6).toString('base64url').slice(0, 7)}${i % 10}`);
+    const start = await request(`${s.gw.url}/spray`, { headers: { host, accept: 'text/html', cookie: names.map((n) => `${n}=x`).join('; ') } });
+    assert.equal(start.status, 302);
+    const set = [start.headers['set-cookie'] ?? []].flat();
+    assert.deepEqual(set.filter((c) => /Max-Age=0/.test(c)), names.slice(0, 16).map((n) => `${n}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`));
+    assert.equal(set.filter((c) => /Max-Age=600/.test(c)).length, 1, 'and the new sign-in');
+    // A browser's own few: every one that must go still goes in one answer.
+    const b = new Browser();
+    for (let i = 0; i < LOGIN_SLOTS + 2; i++) await b.get(`${s.origin('web')}/a${i}`);
+    assert.equal([...b.jar.get(host)!.keys()].filter((k) => k.startsWith('drawbridge_login_')).length, LOGIN_SLOTS);
+  });
+
   it('a long return URL never makes a login cookie the browser drops, and another site cannot lock the host out with them (431)', async () => {
     // High entropy, so deflate cannot shrink it: the audit's login cookies were 4,510 bytes (dropped by
     // Chromium: the callback was a 400 forever) and, at 3,550 characters, 3,990 bytes each.
