@@ -30,6 +30,10 @@ const Listen = (description: string) =>
 
 const CidrList = (description: string) => Type.Array(Type.String({ minLength: 1 }), { description });
 
+/** gateway.audit's defaults: the AuditLog uses them too */
+export const AUDIT_ROTATE_AT_MIB = 10;
+export const AUDIT_KEEP_FILES = 5;
+
 export const GatewaySection = Type.Object(
   {
     publicUrl: Type.String({ description: "The gateway's own public URL: the iss of identity assertions, the port the http listener redirects to (when it is https), and a name in the connector listener's certificate. Sign-in callbacks and sign-out are on each app's own host." }),
@@ -57,6 +61,15 @@ export const GatewaySection = Type.Object(
       ),
     ),
     stateDir: Type.Optional(Type.String({ minLength: 1, default: './state', description: 'Embedded state: connector CA, issued certificates, used enrollment tokens, signing keys, audit log.' })),
+    audit: Type.Optional(
+      Type.Object(
+        {
+          rotateAtMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, default: AUDIT_ROTATE_AT_MIB, description: 'Start a new stateDir/audit/audit.log when the live one reaches this many MiB.' })),
+          keepFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: AUDIT_KEEP_FILES, description: 'Rotated files kept (audit.log.1 ... audit.log.N); the oldest is deleted at the next rotation. What the trail holds is rotateAtMiB x (keepFiles + 1), filled at the rate requests come in, anonymous ones included: ship the file off the host if it must outlive a flood.' })),
+        },
+        { additionalProperties: false, description: 'How much of the audit trail stays on disk. Applied on reload.' },
+      ),
+    ),
   },
   { additionalProperties: false, description: 'The gateway process: listeners, TLS and trust.' },
 );

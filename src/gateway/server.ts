@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { loadConfigText, readConfigText, type Config, type LoadResult } from '../config/load.js';
 import { ConfigWatcher, contentHash } from '../config/watch.js';
+import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -152,7 +153,7 @@ export class GatewayServer {
     warnIfStateDirOpen(this.started.stateDir, this.log);
     let gen: Generation;
     try {
-      this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log });
+      this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log, ...auditRetention(result.config) });
       for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
       // The hub comes first: compiling an app behind a connector group needs it.
       if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
@@ -245,6 +246,8 @@ export class GatewayServer {
     this.logWarnings(result);
     this.warnRestartNeeded(result.config, result.dir);
     this.holder.swap(gen);
+    const retention = auditRetention(result.config);
+    this.audit?.setRetention(retention.maxBytes, retention.keep);
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
       this.servedTls = { cert: tls.cert, fingerprint: tls.fingerprint };
@@ -675,4 +678,10 @@ function redacted(e: unknown, redact: (message: string) => string): unknown {
     if (e.stack) e.stack = redact(e.stack);
   }
   return e;
+}
+
+/** gateway.audit in the AuditLog's terms. */
+function auditRetention(config: Config): { maxBytes: number; keep: number } {
+  const a = config.gateway.audit;
+  return { maxBytes: (a?.rotateAtMiB ?? AUDIT_ROTATE_AT_MIB) * 1024 * 1024, keep: a?.keepFiles ?? AUDIT_KEEP_FILES };
 }

@@ -17,6 +17,7 @@
 import { closeSync, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { policyNamesIn } from '../policy/engine.js';
 import type { Metrics } from './metrics.js';
 
@@ -118,7 +119,7 @@ export function auditRecordOf(e: DecisionEvent, now: number): AuditRecord {
   if (e.method !== undefined) rec.method = e.method;
   if (e.path !== undefined) {
     const q = e.path.indexOf('?');
-    rec.path = q >= 0 ? e.path.slice(0, q) : e.path;
+    rec.path = cappedPath(q >= 0 ? e.path.slice(0, q) : e.path);
   }
   rec.decision = auditDecisionOf(e);
   rec.status = e.status;
@@ -127,12 +128,27 @@ export function auditRecordOf(e: DecisionEvent, now: number): AuditRecord {
   return rec;
 }
 
+/**
+ * Anyone can choose a request's path, and a 15,000-character one made each record 15 KB: a few
+ * thousand anonymous requests then rotated every earlier record out of the kept files.
+ */
+export const AUDIT_PATH_MAX = 1024;
+
+function cappedPath(path: string): string {
+  return path.length <= AUDIT_PATH_MAX ? path : `${path.slice(0, AUDIT_PATH_MAX)}...(${path.length - AUDIT_PATH_MAX} more characters)`;
+}
+
+/** Rotations closer together than this are a trail being filled fast (a flood, or a too small rotateAtMiB): said at warn. */
+const FAST_ROTATION_MS = 60_000;
+
 export class AuditLog {
   readonly file: string;
   private stream?: WriteStream;
   private size = 0;
-  private readonly maxBytes: number;
-  private readonly keep: number;
+  private maxBytes: number;
+  private keep: number;
+  private lastRotationAt = -Infinity;
+  private fastRotationToldAt = -Infinity;
   private readonly now: () => number;
   /** set while writes fail: since when, records lost, when to reopen, when the error was last logged */
   private outage?: { since: number; lost: number; reopenAt: number; loggedAt: number; failing: boolean };
@@ -148,13 +164,20 @@ export class AuditLog {
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
     this.file = join(dir, 'audit.log');
-    this.maxBytes = opts.maxBytes ?? 10 * 1024 * 1024;
-    this.keep = Math.max(1, opts.keep ?? 5);
+    this.maxBytes = opts.maxBytes ?? AUDIT_ROTATE_AT_MIB * 1024 * 1024;
+    this.keep = Math.max(1, opts.keep ?? AUDIT_KEEP_FILES);
     this.now = opts.now ?? Date.now;
     if (this.maxBytes < 1024) throw new Error('audit maxBytes must be at least 1024');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.open();
     opts.metrics?.auditWritable.set(1);
+  }
+
+  /** gateway.audit as the reloaded config has it: the next rotation uses it. */
+  setRetention(maxBytes: number, keep: number): void {
+    if (maxBytes < 1024 || keep < 1) throw new Error('audit retention must be at least 1024 bytes and 1 file');
+    this.maxBytes = maxBytes;
+    this.keep = keep;
   }
 
   private open(): void {
@@ -296,6 +319,22 @@ export class AuditLog {
     }
     live.end();
     this.rotateRetryAt = 0;
+    this.rotated();
+  }
+
+  /** Counted; rotations less than a minute apart are said at warn (at most once a minute), with what the kept files then hold. */
+  private rotated(): void {
+    const now = this.now();
+    this.opts.metrics?.auditRotations.inc();
+    const since = now - this.lastRotationAt;
+    this.lastRotationAt = now;
+    if (since >= FAST_ROTATION_MS || now - this.fastRotationToldAt < FAST_ROTATION_MS) return;
+    this.fastRotationToldAt = now;
+    const holds = Math.round((since * (this.keep + 1)) / 1000);
+    this.opts.logger?.warn(
+      { file: this.file, sinceLastRotationMs: since, keepFiles: this.keep, rotateAtBytes: this.maxBytes },
+      `audit log rotated ${Math.round(since / 1000)} s after the previous rotation: at this rate the kept files hold the last ${holds} s of decisions; raise gateway.audit.rotateAtMiB or keepFiles, or ship the file off the host`,
+    );
   }
 
   private rotateFailed(err: Error): void {

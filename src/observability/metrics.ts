@@ -10,6 +10,7 @@ export class Metrics {
   readonly configValid: Gauge;
   readonly decisions: Counter<'app' | 'decision'>;
   readonly auditLost: Counter;
+  readonly auditRotations: Counter;
   readonly unhandledRejections: Counter;
   readonly auditWritable: Gauge;
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
@@ -47,6 +48,7 @@ export class Metrics {
         decisionCounts.flushInto(this);
       },
     });
+    this.auditRotations = new Counter({ name: 'drawbridge_audit_rotations_total', help: 'Audit log rotations (audit.log renamed to audit.log.1); a fast rate means the kept files hold little time.', registers: [this.registry] });
     this.auditLost = new Counter({ name: 'drawbridge_audit_records_lost_total', help: 'Audit records that could not be written (disk full, lost mount); the request was still served.', registers: [this.registry] });
     this.unhandledRejections = new Counter({ name: 'drawbridge_unhandled_rejections_total', help: 'Promises that failed with nothing to handle them: each is a defect (logged at error level with its stack); the gateway kept serving.', registers: [this.registry] });
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import pino from 'pino';
 import { join } from 'node:path';
 import { AuditLog, auditRecordOf } from '../../src/observability/audit.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { eventually, sleep, tempDir } from '../support/harness.js';
+import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 
@@ -148,5 +149,63 @@ describe('audit log: a rotation whose new file cannot be opened', () => {
     const written = [`${file}.2`, `${file}.1`, file].filter((f) => existsSync(f)).flatMap((f) => lines(f).map((r) => r.correlationId));
     assert.deepEqual(written.slice(-n), Array.from({ length: n }, (_, i) => `id-${i}`), 'every record, in order, none deleted');
     assert.ok(logs.some((l) => /audit log cannot be rotated/.test(String(l.msg))));
+  });
+});
+
+describe('audit trail through a running gateway: a client cannot buy the whole trail cheaply', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  const yaml = (audit: string) => `
+gateway:
+  publicUrl: http://app.test
+  listen: { http: 127.0.0.1:0 }
+  stateDir: ./state
+${audit}
+apps:
+  - name: App
+    externalUrl: http://app.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  afterEach(async () => gw?.stop());
+  after(async () => backend.close());
+
+  it('a long path is cut in its record, rotation follows gateway.audit, and fast rotations are said at warn and counted', async () => {
+    gw = await startGateway(yaml('  audit: { rotateAtMiB: 1, keepFiles: 2 }'));
+    const file = join(gw.dir, 'state', 'audit', 'audit.log');
+    const long = '/' + 'a'.repeat(15_000);
+    assert.equal((await request(`${gw.url}${long}`, { headers: { host: 'app.test' } })).status, 200);
+    await eventually(() => existsSync(file) && readFileSync(file, 'utf8').length > 0);
+    const rec = lines(file).at(-1);
+    assert.equal(rec.path, `/${'a'.repeat(1023)}...(13977 more characters)`);
+    // 1 MiB fills with ~1,000-byte records: about a thousand requests per rotation
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+    const mid = '/' + 'b'.repeat(900);
+    for (let i = 0; i < 2_600; i += 20) await Promise.all(Array.from({ length: 20 }, () => request(`${gw.url}${mid}`, { headers: { host: 'app.test' }, agent })));
+    agent.destroy();
+    await eventually(() => existsSync(`${file}.2`));
+    assert.ok(!existsSync(`${file}.3`), 'keepFiles: 2');
+    for (const f of [file, `${file}.1`, `${file}.2`]) assert.ok(statSync(f).size <= 1024 * 1024, `${f} is over rotateAtMiB`);
+    const warned = gw.logs.filter((l) => String(l.msg).startsWith('audit log rotated'));
+    assert.equal(warned.length, 1, 'said once a minute at most');
+    assert.equal(warned[0]!.level, 40);
+    assert.match(String(warned[0]!.msg), /s after the previous rotation: at this rate the kept files hold the last \d+ s of decisions; raise gateway\.audit\.rotateAtMiB or keepFiles, or ship the file off the host$/);
+    assert.match(await gw.server.metrics.registry.getSingleMetricAsString('drawbridge_audit_rotations_total'), /drawbridge_audit_rotations_total [23]\b/);
+  });
+
+  it('a reload applies a new gateway.audit at the next rotation', async () => {
+    gw = await startGateway(yaml('  audit: { rotateAtMiB: 1, keepFiles: 1 }'));
+    const file = join(gw.dir, 'state', 'audit', 'audit.log');
+    writeFileSync(gw.configFile, yaml('  audit: { rotateAtMiB: 1, keepFiles: 3 }'));
+    assert.equal(await gw.server.reload('test'), 'success');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+    const mid = '/' + 'c'.repeat(1000);
+    for (let i = 0; i < 3_400; i += 20) await Promise.all(Array.from({ length: 20 }, () => request(`${gw.url}${mid}`, { headers: { host: 'app.test' }, agent })));
+    agent.destroy();
+    await eventually(() => existsSync(`${file}.3`), 10_000);
   });
 });
