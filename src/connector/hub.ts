@@ -39,6 +39,8 @@ const MAX_BODY_BYTES = 64 << 10;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
 const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_CERT_EXPIRED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
+/** refusals of a token whose signature is this gateway's: someone was given it, so each is worth a line */
+const SIGNED_TOKEN_REFUSALS = new Set(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_USED']);
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
 /**
@@ -123,6 +125,7 @@ export class ConnectorHub {
     this.scheduleServerCertRenewal();
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     const handshakeRefused = throttledWarn(this.log, 'connector TLS handshake refused');
+
     this.server.on('tlsClientError', (err) => handshakeRefused({ reason: err.message }));
     // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
     this.pingMs = opts.pingIntervalMs ?? (Number(process.env.DRAWBRIDGE_CONNECTOR_PING_MS) || 5000);
@@ -249,6 +252,24 @@ export class ConnectorHub {
 
   // --- enrollment and renewal -------------------------------------------------
 
+  /**
+   * Refusals anyone who reaches connectors.listen can cause (a made-up token, no certificate, a
+   * wrong path): at most one line a minute, like failed handshakes. A refusal of a token this
+   * gateway signed, or of a connector with a certificate from its CA, is a line each.
+   */
+  private readonly quietRefusals = new Map<string, (fields: Record<string, unknown>) => void>();
+
+  /** One throttle per kind and code (the codes are this module's own, so the map stays small). */
+  private refusedQuietly(kind: 'request' | 'channel', fields: { code: string } & Record<string, unknown>): void {
+    const key = `${kind} ${fields.code}`;
+    let warn = this.quietRefusals.get(key);
+    if (!warn) {
+      warn = throttledWarn(this.log, kind === 'request' ? 'connector request refused (from a client with no valid token or certificate)' : 'connector channel refused (from a client with no valid certificate)');
+      this.quietRefusals.set(key, warn);
+    }
+    warn(fields);
+  }
+
   /** connections that have not sent a request yet: the timer that drops them if none comes */
   private readonly firstRequestDue = new WeakMap<object, NodeJS.Timeout>();
 
@@ -261,12 +282,14 @@ export class ConnectorHub {
     this.spoke(req.socket);
     const sock = req.socket as TLSSocket;
     const path = (req.url ?? '').split('?')[0];
+    let tokenChecked = false;
     try {
       if (req.method === 'GET' && path === '/v1/ca') return void res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(this.ca.certPem);
       if (req.method === 'POST' && path === '/v1/enroll') {
         const body = await readJson(req);
         const token = String(body.token ?? '');
         const payload = this.tokens.check(token);
+        tokenChecked = true;
         if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
         // A bad CSR leaves the token usable; the token is spent only on success.
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), payload.g, this.lifetimeMs);
@@ -298,7 +321,9 @@ export class ConnectorHub {
         const { file, reason } = err.details as { file: string; reason: string };
         this.log.error({ code: err.code, file, reason, path, address: sock.remoteAddress }, `could not record a used enrollment token in ${file}: ${reason}; the enrollment was not completed (503)`);
         if (!res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
-      } else this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
+      } else if (sock.authorized || SIGNED_TOKEN_REFUSALS.has(err.code) || tokenChecked) {
+        this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
+      } else this.refusedQuietly('request', { code: err.code, reason: err.message, path, address: sock.remoteAddress });
       if (res.headersSent) return;
       const answer = { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message };
       if (status === 413) answerThenClose(req, res, status, answer);
@@ -341,7 +366,8 @@ export class ConnectorHub {
       if (transport === TUNNEL_PROTOCOL && head.length > 0) throw new EnrollmentError('ERR_BAD_REQUEST', 'data sent before the channel upgrade was answered');
     } catch (e) {
       const err = e as EnrollmentError;
-      this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress, connector: who?.id }, `connector channel refused: ${err.message}`);
+      if (sock.authorized) this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress, connector: who?.id }, `connector channel refused: ${err.message}`);
+      else this.refusedQuietly('channel', { code: err.code, reason: err.message, address: sock.remoteAddress });
       const status = REFUSAL_STATUS[err.code] ?? 400;
       socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
