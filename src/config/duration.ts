@@ -1,5 +1,10 @@
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const DURATION_RE = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/;
+const N = '\\d+(?:\\.\\d+)?';
+/**
+ * Units from the largest down, each at most once (1h30m, 2d12h, 1m30s, 500ms): `1h1h` or `30m1h`
+ * is more likely a slip than a sum, and lint says so rather than add it up.
+ */
+const DURATION_RE = new RegExp(`^(?=\\d)(?:${N}d)?(?:${N}h)?(?:${N}m(?!s))?(?:${N}s)?(?:${N}ms)?$`);
 const PART_RE = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
 
 /** Parses "90s", "1h30m", "500ms", "30d" to milliseconds; undefined when malformed. */

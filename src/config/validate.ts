@@ -195,7 +195,7 @@ function kindOf(v: unknown): string {
 
 function describePattern(pattern: string, value: unknown, description?: string): string {
   const v = JSON.stringify(value);
-  if (pattern === DURATION_PATTERN) return `${v} is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m)`;
+  if (pattern === DURATION_PATTERN) return `${v} is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m: units from the largest down, each once)`;
   if (pattern.startsWith('^[A-Za-z0-9][A-Za-z0-9._-]')) return `${v} is not a valid name: use letters, digits, '.', '_' or '-', starting with a letter or digit`;
   if (pattern.startsWith("^[!#$%&'*+")) return `${v} is not a valid header name`;
   if (pattern.startsWith('^[A-Z]+$')) return `${v} is not an HTTP method (upper case, e.g. GET)`;

@@ -172,7 +172,18 @@ apps: []
   clockTolerance: 60 seconds
 apps: []
 `,
-    errors: [{ at: '8:19', path: 'identity.clockTolerance', message: '"60 seconds" is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m)' }],
+    errors: [{ at: '8:19', path: 'identity.clockTolerance', message: '"60 seconds" is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m: units from the largest down, each once)' }],
+  },
+  {
+    description: 'a duration with a unit twice (a slip, not a sum)',
+    yaml: `${GW}identity:
+  issuer: http://127.0.0.1:9000
+  clientId: drawbridge
+  clientSecret: s
+  clockTolerance: 1m1m
+apps: []
+`,
+    errors: [{ at: '8:19', path: 'identity.clockTolerance', message: '"1m1m" is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m: units from the largest down, each once)' }],
   },
   {
     description: 'bad CIDR in trustedProxies',
