@@ -16,3 +16,16 @@ export function parseDuration(text: string): number | undefined {
 }
 
 export const DURATION_PATTERN = DURATION_RE.source;
+
+/** 2700000 -> "45m", 5400000 -> "1h30m", 50400 -> "50s": at most the two largest units, in whole seconds. */
+export function formatDuration(ms: number): string {
+  let left = Math.round(Math.abs(ms) / 1000) * 1000;
+  const parts: string[] = [];
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    const n = Math.floor(left / UNIT_MS[unit]!);
+    left -= n * UNIT_MS[unit]!;
+    if (n > 0 || parts.length) parts.push(`${n}${unit}`);
+  }
+  const shown = parts.slice(0, 2).filter((p) => !p.startsWith('0'));
+  return shown.length ? shown.join('') : '0s';
+}

@@ -12,7 +12,7 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -23,7 +23,8 @@ import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
-import { createCsr, generateKeyPair, opensslReason, pinOf } from './ca.js';
+import { CERT_BACKDATE_MS, createCsr, generateKeyPair, opensslReason, pinOf } from './ca.js';
+import { formatDuration } from '../config/duration.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
 import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
@@ -86,7 +87,7 @@ function writeAtomic(file: string, data: string, mode = 0o644): void {
   renameSync(tmp, file);
 }
 
-function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown> }> {
+function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
     const req = https.request(url, { ...tlsOpts, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, agent: false, timeout: 15_000 }, (res) => {
@@ -94,9 +95,9 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promi
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> });
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>, retryAfterS: Number(res.headers['retry-after']) || undefined });
         } catch {
-          resolve({ status: res.statusCode ?? 0, body: {} });
+          resolve({ status: res.statusCode ?? 0, body: {}, retryAfterS: Number(res.headers['retry-after']) || undefined });
         }
       });
     });
@@ -304,7 +305,38 @@ interface Creds {
   ca?: string;
   notBefore: number;
   notAfter: number;
+  /**
+   * When this host got the certificate, on its own clock. The renewal and the expiry are timed
+   * from it and the certificate's lifetime: notAfter is on the gateway's clock, and a connector
+   * clock 2/3 of the lifetime ahead found every fresh certificate due at once and renewed in a loop.
+   */
+  receivedAt: number;
 }
+
+/** How long a certificate is issued for (its notBefore is set back CERT_BACKDATE_MS). */
+function lifetimeOf(c: Creds): number {
+  return c.notAfter - c.notBefore - CERT_BACKDATE_MS;
+}
+
+/** When the certificate runs out, on this host's clock. */
+function localExpiry(c: Creds): number {
+  return c.receivedAt + lifetimeOf(c);
+}
+
+/**
+ * How far this host's clock is from the gateway's when it differs by more than a renewal can
+ * absorb (a few minutes, or a sixth of a short lifetime), or undefined: the certificate's issue
+ * time is the gateway's "now" when it answered.
+ */
+function clockSkew(c: Creds, localNow: number): number | undefined {
+  const skew = localNow - (c.notBefore + CERT_BACKDATE_MS);
+  return Math.abs(skew) > Math.min(CLOCK_SKEW_WARN_MS, lifetimeOf(c) / 6) ? skew : undefined;
+}
+
+const CLOCK_SKEW_WARN_MS = 5 * 60_000;
+
+/** Never renews again sooner than this after a renewal (or a third of a shorter lifetime). */
+const MIN_RENEWAL_GAP_MS = 60_000;
 
 export class ConnectorAgent {
   readonly state: ConnectorState;
@@ -331,6 +363,9 @@ export class ConnectorAgent {
   private stopped = false;
   private renewTimer?: NodeJS.Timeout;
   private renewing = false;
+  /** when the last renewal's certificate arrived, on this host's clock */
+  private renewedAt?: number;
+  private skewWarned = false;
   /** the last renewal failed; the next channel that opens tries again */
   private renewalFailed = false;
   private readonly log: Logger;
@@ -385,7 +420,11 @@ export class ConnectorAgent {
     } catch (e) {
       throw unusable(caFile, 'a readable PEM certificate', e);
     }
-    return { key, cert, keyFile: usedKeyFile, ca, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+    const notBefore = Date.parse(x.validFrom);
+    // cert.pem was written when the certificate arrived, by this host's clock; a copy made later
+    // (cp without -p) is newer than the certificate itself, whose issue time then counts.
+    const receivedAt = Math.min(statSync(certFile).mtimeMs, notBefore + CERT_BACKDATE_MS);
+    return { key, cert, keyFile: usedKeyFile, ca, notBefore, notAfter: Date.parse(x.validTo), receivedAt };
   }
 
   /** key.pem.prev when it is the key of `cert`; undefined when it is missing, unreadable or another key. */
@@ -408,6 +447,9 @@ export class ConnectorAgent {
     if (this.creds.keyFile === this.files.prevKey) {
       this.log.warn({ keyFile: this.creds.keyFile }, `${this.files.key} is not the key of ${this.files.cert} (a certificate renewal was cut short): using ${this.files.prevKey}, its key; the next renewal replaces both`);
     }
+    // (a clock ahead cannot be told from an old certificate here: it is said at the next renewal)
+    const skew = clockSkew(this.creds, Date.now());
+    if (skew !== undefined && skew < 0) this.warnOfClockSkew(skew);
     for (let i = 0; i < n; i++) this.channel(i, 0);
     this.scheduleRenewal();
   }
@@ -428,7 +470,7 @@ export class ConnectorAgent {
     let opened = false;
     link.on('refused', (status) => {
       this.foreignCaSince = undefined; // (the gateway's certificate verified)
-      if (status === 403 && Date.now() >= this.creds.notAfter) return this.expired();
+      if (status === 403 && Date.now() >= localExpiry(this.creds)) return this.expired();
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
     link.on('error', (err) => (isForeignCa(err) ? this.foreignCa(index, err) : this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error')));
@@ -600,11 +642,15 @@ export class ConnectorAgent {
     });
   }
 
-  /** Renews at two thirds of the certificate's lifetime, over mutual TLS. */
+  /**
+   * Renews at two thirds of the certificate's lifetime, counted from when it arrived (receivedAt,
+   * this host's clock), over mutual TLS; never sooner than MIN_RENEWAL_GAP_MS after a renewal.
+   */
   private scheduleRenewal(): void {
-    const lifetime = this.creds.notAfter - (this.creds.notBefore + 60_000);
-    const at = this.creds.notAfter - lifetime / 3;
-    const delay = Math.max(0, at - Date.now());
+    const lifetime = lifetimeOf(this.creds);
+    const at = this.creds.receivedAt + (lifetime * 2) / 3;
+    const gap = this.renewedAt === undefined ? 0 : this.renewedAt + Math.min(MIN_RENEWAL_GAP_MS, lifetime / 3) - Date.now();
+    const delay = Math.max(0, at - Date.now(), gap);
     this.renewTimer = setTimeout(() => void this.renew(), Math.min(delay, 2 ** 31 - 1));
     this.renewTimer.unref();
   }
@@ -617,7 +663,9 @@ export class ConnectorAgent {
       const kp = await generateKeyPair();
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
       const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
+      if (res.status === 429 && res.body.error === 'ERR_RENEWED_RECENTLY') return this.renewLater(res.retryAfterS, String(res.body.message ?? ''));
       if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
+      const receivedAt = Date.now();
       const cert = String(res.body.cert);
       // checked before it is used or written: an answer that is no certificate of the new key must not reach the disk
       const x = new X509Certificate(cert);
@@ -625,23 +673,26 @@ export class ConnectorAgent {
       // The gateway has issued it and moved this connector's expiry to it, so it is used from now
       // on even when it cannot be saved: throwing it away (as when it was adopted only after the
       // writes) made every retry mint another certificate nobody held, and the old one ran out.
-      this.creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo) };
+      this.creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo), receivedAt };
+      this.renewedAt = receivedAt;
       (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
       this.renewalFailed = false;
       this.lastRenewalFailure = undefined;
       const saved = this.save();
       this.log.info({ certExpiry: this.state.notAfter, saved }, 'certificate renewed');
+      this.warnOfClockSkew(clockSkew(this.creds, receivedAt));
       this.scheduleRenewal();
     } catch (e) {
       this.renewalFailed = true;
       this.lastRenewalFailure = (e as Error).message;
       // Past its expiry the certificate in use can never be renewed (the gateway refuses it), and
       // retrying every second only filled the logs until a channel was refused.
-      if (Date.now() >= this.creds.notAfter) return this.expired();
+      const expiry = localExpiry(this.creds);
+      if (Date.now() >= expiry) return this.expired();
       // A minute, or sooner when the certificate has less than ten minutes left: with a short
       // lifetime a fixed minute let one failed try run past the expiry, and the connector was
       // locked out for good.
-      const retryMs = Math.round(Math.min(60_000, Math.max(1_000, (this.creds.notAfter - Date.now()) / 10)));
+      const retryMs = Math.round(Math.min(60_000, Math.max(1_000, (expiry - Date.now()) / 10)));
       this.log.error({ reason: this.lastRenewalFailure, retryInMs: retryMs, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'certificate renewal failed; retrying');
       if (!this.stopped) {
         this.renewTimer = setTimeout(() => void this.renew(), retryMs);
@@ -650,6 +701,29 @@ export class ConnectorAgent {
     } finally {
       this.renewing = false;
     }
+  }
+
+  /** The gateway renewed this connector moments ago (429): tried again when it says, not sooner. */
+  private renewLater(retryAfterS: number | undefined, reason: string): void {
+    const retryMs = Math.max(1_000, (retryAfterS ?? 60) * 1000);
+    this.log.warn({ reason, retryInMs: retryMs }, 'certificate renewal deferred by the gateway (renewed moments ago); retrying');
+    if (this.stopped) return;
+    this.renewTimer = setTimeout(() => void this.renew(), retryMs);
+    this.renewTimer.unref();
+  }
+
+  /**
+   * A clock a few minutes off is said once, at warn: renewals are timed from the certificate's
+   * lifetime and do not depend on it, but TLS checks the gateway's certificate dates by it.
+   */
+  private warnOfClockSkew(skew: number | undefined): void {
+    if (skew === undefined || this.skewWarned) return;
+    this.skewWarned = true;
+    const how = `${formatDuration(skew)} ${skew > 0 ? 'ahead of' : 'behind'}`;
+    this.log.warn(
+      { clockSkewMs: Math.round(skew), certIssuedAt: new Date(this.creds.notBefore + CERT_BACKDATE_MS).toISOString() },
+      `clock skew: this host's clock is about ${how} the gateway's (a certificate the gateway issued at ${new Date(this.creds.notBefore + CERT_BACKDATE_MS).toISOString()} arrived at ${new Date(this.creds.receivedAt).toISOString()} by this clock); renewals are timed from the certificate's lifetime, but check the clock (NTP)`,
+    );
   }
 
   /**

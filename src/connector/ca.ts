@@ -21,6 +21,12 @@ export class EnrollmentError extends DrawbridgeError {}
 /** what an operator can do about a connector CA that cannot be used as it is */
 const CA_REMEDY = 'restore ca.key and ca.pem from a backup, or remove both to create a new connector CA and enroll every connector again';
 
+/**
+ * How far before its issue a certificate's notBefore is set, for clocks a little behind. A
+ * certificate's lifetime is notAfter - notBefore - this; its issue time is notBefore + this.
+ */
+export const CERT_BACKDATE_MS = 60_000;
+
 /** The hub's own TLS certificate; the hub replaces it while running, well before it expires. */
 export const SERVER_CERT_LIFETIME_MS = 365 * 86400_000;
 
@@ -115,7 +121,7 @@ export class ConnectorCa {
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: randomSerial(),
       name: `CN=Drawbridge connector CA ${randomBytes(4).toString('hex')}`,
-      notBefore: new Date(now - 60_000),
+      notBefore: new Date(now - CERT_BACKDATE_MS),
       notAfter: new Date(now + 20 * 365 * 86400_000),
       keys: kp.keys,
       signingAlgorithm: SIGN_ALG,
@@ -187,7 +193,7 @@ export class ConnectorCa {
       serialNumber: randomSerial(),
       subject: `CN=${id}, OU=${group}`,
       issuer: this.cert.subject,
-      notBefore: new Date(now - 60_000),
+      notBefore: new Date(now - CERT_BACKDATE_MS),
       notAfter,
       publicKey: csr.publicKey,
       signingKey: this.signingKey,
@@ -211,7 +217,7 @@ export class ConnectorCa {
       serialNumber: randomSerial(),
       subject: 'CN=drawbridge connector hub',
       issuer: this.cert.subject,
-      notBefore: new Date(now - 60_000),
+      notBefore: new Date(now - CERT_BACKDATE_MS),
       notAfter,
       publicKey: kp.keys.publicKey,
       signingKey: this.signingKey,

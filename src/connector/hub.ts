@@ -27,7 +27,7 @@ import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
-import { ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
+import { CERT_BACKDATE_MS, ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { NOT_RECORDED, TokenStore } from './tokens.js';
@@ -38,11 +38,13 @@ const MAX_BODY_BYTES = 64 << 10;
 /** what a client of the connectors listener gets for its TLS handshake, and then for its request head (the public https listener's handshake too) */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** HTTP status of an enrollment or renewal refusal, by its code; anything else is 400 */
-const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_CERT_EXPIRED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, [NOT_RECORDED]: 503 };
+const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_CERT_EXPIRED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, ERR_RENEWED_RECENTLY: 429, [NOT_RECORDED]: 503 };
 /** refusals of a token whose signature is this gateway's: someone was given it, so each is worth a line */
 const SIGNED_TOKEN_REFUSALS = new Set(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_USED']);
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
+/** A connector renews again no sooner than this after its last renewal, or a tenth of a shorter lifetime. */
+const MIN_RENEWAL_GAP_MS = 60_000;
 /**
  * Channels one connector may hold at once. `connector run --channels` goes up
  * to 16, and after a network break its redials can meet old channels the hub
@@ -302,6 +304,9 @@ export class ConnectorHub {
       if (req.method === 'POST' && path === '/v1/renew') {
         const who = this.authenticate(sock);
         const body = await readJson(req);
+        // (revoked while the body came in: a 403, not a 429 that would have it try again)
+        this.authenticate(sock);
+        this.refuseEarlyRenewal(sock, who.id, res);
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), who.group, this.lifetimeMs, who.id);
         // Checked again once the body is in: a connector revoked by a reload while it held its
         // body back (up to the request timeout) was issued a fresh certificate.
@@ -329,6 +334,21 @@ export class ConnectorHub {
       if (status === 413) answerThenClose(req, res, status, answer);
       else json(res, status, answer);
     }
+  }
+
+  /**
+   * A connector renews at two thirds of its certificate's lifetime. One that renews again within
+   * moments of its last renewal is misbehaving (a clock far ahead made one renew about 30 times a
+   * second, each a key, a CSR and a certificate signed here): it waits, told how long.
+   */
+  private refuseEarlyRenewal(sock: TLSSocket, id: string, res: ServerResponse): void {
+    const cert = sock.getPeerCertificate();
+    const notBefore = Date.parse(cert.valid_from);
+    const issuedAt = notBefore + CERT_BACKDATE_MS;
+    const wait = Math.min(MIN_RENEWAL_GAP_MS, (Date.parse(cert.valid_to) - issuedAt) / 10) - (Date.now() - issuedAt);
+    if (!(wait > 0)) return;
+    res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
+    throw new EnrollmentError('ERR_RENEWED_RECENTLY', `connector ${id} was issued its certificate ${Math.round((Date.now() - issuedAt) / 1000)} s ago; renew again in ${Math.ceil(wait / 1000)} s (a connector renews at two thirds of the certificate's lifetime: is its clock ahead?)`);
   }
 
   /** The connector named by a verified client certificate from our CA, if not revoked. */

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import http2, { type Http2Session } from 'node:http2';
 import net from 'node:net';
@@ -155,6 +156,8 @@ describe('connector hub limits', function () {
     await eventually(() => hub.registry.all().some((c) => c.connectorId === 'c-renewing' && c.ready), 5000);
     const listed = () => hub.connectors().find((c) => c.id === 'c-renewing')!.certExpiry;
     assert.equal(listed(), new Date(oldNotAfter).toISOString());
+    // (a renewal within a tenth of the lifetime of the certificate it presents is refused: 429)
+    await sleep(400);
     const kp = await generateKeyPair();
     const renewed = await renew(hub, creds, { csr: await createCsr(kp.keys, 'hand-made'), publicKey: kp.publicKeyDer.toString('base64') });
     assert.equal(renewed.status, 200);
@@ -166,16 +169,29 @@ describe('connector hub limits', function () {
     assert.equal((await request(`${gw.url}/after`, { headers: { host: 'app.test' } })).status, 200);
     assert.ok(hub.registry.all().some((c) => c.connectorId === 'c-renewing'));
   });
+
+  it('a connector that renews again moments after its certificate was issued gets 429 with Retry-After, and no certificate', async () => {
+    const creds = await credsFor(hub, 'c-hasty');
+    const kp = await generateKeyPair();
+    const r = await renew(hub, creds, { csr: await createCsr(kp.keys, 'hand-made'), publicKey: kp.publicKeyDer.toString('base64') });
+    assert.equal(r.status, 429);
+    assert.equal(r.body.error, 'ERR_RENEWED_RECENTLY');
+    const retryAfter = Number(r.headers['retry-after']);
+    assert.ok(retryAfter > 50 && retryAfter <= 60, `retry-after ${retryAfter}`);
+    assert.match(String(r.body.message), /^connector c-hasty was issued its certificate \d+ s ago; renew again in \d+ s \(a connector renews at two thirds of the certificate's lifetime: is its clock ahead\?\)$/);
+    assert.equal(r.body.cert, undefined);
+    assert.ok(!gw.logs.some((l) => l.msg === 'connector certificate renewed' && l.connector === 'c-hasty'));
+  });
 });
 
 /** POST /v1/renew over mutual TLS with the given certificate */
-function renew(hub: ConnectorHub, creds: Creds, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+function renew(hub: ConnectorHub, creds: Creds, body: unknown): Promise<{ status: number; body: Record<string, unknown>; headers: IncomingHttpHeaders }> {
   const [host, port] = hub.address()!.split(':');
   return new Promise((resolve, reject) => {
     const req = https.request({ host, port: Number(port), path: '/v1/renew', method: 'POST', key: creds.key, cert: creds.cert, ca: hub.ca.certPem, servername: 'localhost', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
       let t = '';
       res.on('data', (c) => (t += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(t) }));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(t), headers: res.headers }));
     });
     req.on('error', reject);
     req.end(JSON.stringify(body));

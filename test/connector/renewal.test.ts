@@ -8,6 +8,7 @@ import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type 
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { gatewayYaml, hubUrl, killConnector, readyChannels, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
+const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 const idOf = (cert: X509Certificate) => cert.subject.match(/CN=([^\n,]+)/)![1]!;
 
 
@@ -72,6 +73,26 @@ describe('connector certificate renewal', function () {
     for (const ch of gw.server.connectorHub!.registry.all()) ch.terminate();
     await eventually(() => gw.server.connectorHub!.registry.all().some((ch) => ch.ready && ch.certExpiry.getTime() === Date.parse(second.validTo)), 5000);
     assert.equal((await request(`${gw.url}/y`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a connector whose clock runs ahead by more than two thirds of the lifetime renews once, not in a loop, and names the clock skew once', async function () {
+    // (libfaketime: the connector's clock only, 50 s ahead of the gateway's with a 1m lifetime)
+    if (!existsSync(FAKETIME_LIB)) this.skip();
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    c = startConnector(dir, { gateway: hubUrl(gw), token: token(gw), env: { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+50', FAKETIME_DONT_FAKE_MONOTONIC: '1' } });
+    await eventually(() => c.logs().some((l) => l.msg === 'certificate renewed'), 20_000, 100);
+    const id = idOf(new X509Certificate(readFileSync(join(dir, 'cert.pem'))));
+    // (it renewed about 30 times a second, each a certificate the gateway signed)
+    await new Promise((r) => setTimeout(r, 8000));
+    assert.equal(c.logs().filter((l) => l.msg === 'certificate renewed').length, 1, c.lines.join('\n'));
+    assert.equal(gw.logs.filter((l) => l.msg === 'connector certificate renewed' && l.connector === id).length, 1);
+    const skew = c.logs().filter((l) => String(l.msg).startsWith('clock skew'));
+    assert.equal(skew.length, 1, c.lines.join('\n'));
+    assert.equal(skew[0]!.level, 'warn');
+    assert.match(String(skew[0]!.msg), /^clock skew: this host's clock is about (49|50|51)s ahead of the gateway's .*check the clock \(NTP\)$/);
+    assert.equal(c.child.exitCode, null, 'still running (its certificate is not taken for expired by the fast clock)');
+    assert.equal((await request(`${gw.url}/skewed`, { headers: { host: 'app.test' } })).status, 200);
   });
 
   it('a renewal refused while the connector was revoked for a moment is tried again within seconds, before the certificate runs out', async () => {
