@@ -1,7 +1,7 @@
-import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, enroll, gatewayUrlProblem, isEnrolled, storedEnrollment, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
-import { UsageError } from '../errors.js';
+import { DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock } from '../gateway/stateLock.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
@@ -52,7 +52,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
     // Held while the files are written, so a run starting from this dir never reads them half done.
-    await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }));
+    await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
@@ -66,7 +66,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
   const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
   const log = createLogger({ name: 'drawbridge-connector' });
-  const lock = await holdStateDir(stateDir, log, (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000);
+  const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
     const s = await enrollAt(gateway, token, stateDir, values.ca);
@@ -111,8 +111,16 @@ function sameGateway(a: string, b: string): boolean {
  * One connector process per state dir: a second one is the same connector id with channels of its
  * own, and each renews into the key and certificate files the other started from.
  */
-function holdStateDir(stateDir: string, log: ReturnType<typeof createLogger>, waitMs?: number): Promise<StateDirLock> {
-  return StateDirLock.acquire(stateDir, { log, role: CONNECTOR_LOCK, waitMs });
+async function holdStateDir(stateDir: string, log: ReturnType<typeof createLogger>, opts: { waitMs?: number; enrolling: boolean }): Promise<StateDirLock> {
+  try {
+    makeStateDir(stateDir);
+    return await StateDirLock.acquire(stateDir, { log, role: CONNECTOR_LOCK, waitMs: opts.waitMs });
+  } catch (e) {
+    // (the lock is the first file written: a read-only dir fails here, before the token is spent)
+    if (e instanceof DrawbridgeError && e.code !== 'ERR_STATE_DIR') throw e;
+    const err = e instanceof DrawbridgeError ? e : stateDirUnwritable(stateDir, e);
+    throw opts.enrolling ? new ConnectorError(err.code, `${err.message}${TOKEN_UNSPENT}`) : err;
+  }
 }
 
 function enrolledAs(stateDir: string): string {

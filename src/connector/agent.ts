@@ -12,11 +12,11 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DrawbridgeError, UsageError } from '../errors.js';
@@ -82,9 +82,67 @@ export function storedEnrollment(stateDir: string): Partial<ConnectorState> | un
 
 function writeAtomic(file: string, data: string, mode = 0o644): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, file);
+  try {
+    writeFileSync(tmp, data, { mode });
+    chmodSync(tmp, mode);
+    renameSync(tmp, file);
+  } catch (e) {
+    // (a full disk left a 0-byte connector.json.tmp-PID behind)
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      /* a directory in its place: not this process's to remove */
+    }
+    throw e;
+  }
+}
+
+/** Why the state dir cannot be written, in the words an operator looks for. */
+const WRITE_FAILURES: Record<string, string> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  ENOTDIR: 'a file stands where a directory belongs',
+  EEXIST: 'a file stands where a directory belongs',
+  EISDIR: 'a directory stands where a file belongs',
+};
+
+function writeFailure(e: unknown): string {
+  return WRITE_FAILURES[String((e as NodeJS.ErrnoException).code)] ?? (e as Error).message;
+}
+
+/**
+ * Creates the state dir, or says why it cannot be. A recursive mkdir reports ENOENT for every
+ * failure below the first missing directory (a read-only file system read "no such file or
+ * directory"): the first missing one is made alone, which reports the real cause.
+ */
+export function makeStateDir(stateDir: string): void {
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    if (!statSync(stateDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (e) {
+    let cause = e;
+    let missing = stateDir;
+    while (!existsSync(dirname(missing)) && dirname(missing) !== missing) missing = dirname(missing);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      try {
+        mkdirSync(missing, { mode: 0o700 });
+      } catch (real) {
+        cause = real;
+      }
+    }
+    throw stateDirUnwritable(stateDir, cause);
+  }
+}
+
+/** Said of an enrollment that stopped at the state dir: the token can be given again. */
+export const TOKEN_UNSPENT = '; nothing was sent to the gateway, and the token is unused';
+
+/** The state dir, or a file in it, cannot be written. */
+export function stateDirUnwritable(stateDir: string, e: unknown, file?: string): ConnectorError {
+  return new ConnectorError('ERR_STATE_DIR', `the state dir ${stateDir} cannot be written (${file ? `${file}: ` : ''}${writeFailure(e)})`);
 }
 
 function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
@@ -248,17 +306,41 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   const ca = await gatewayCa(gateway, payload.p, opts.caFile);
   const kp = await generateKeyPair();
   const csr = await createCsr(kp.keys, 'drawbridge-connector');
-  const res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }));
-  if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
-  mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   const f = filesOf(opts.stateDir);
+  // What can be written is written before the token is spent: a state dir that took nothing
+  // (read-only, full, not a directory) cost the token and left a connector id nobody held.
+  const before = [[f.key, kp.keyPem, 0o600], ...(ca ? [[f.ca, ca, 0o644]] : [])] as [string, string, number][];
+  for (const [file, data, mode] of before) {
+    try {
+      makeStateDir(opts.stateDir);
+      writeAtomic(file, data, mode);
+    } catch (e) {
+      const err = e instanceof ConnectorError ? e : stateDirUnwritable(opts.stateDir, e, file);
+      throw new ConnectorError(err.code, `${err.message}${TOKEN_UNSPENT}`);
+    }
+  }
+  let res: Awaited<ReturnType<typeof postJson>>;
+  try {
+    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }));
+    if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
+  } catch (e) {
+    for (const [file] of before) rmSync(file, { force: true });
+    throw e;
+  }
   // connector.json goes last: a state dir without it holds no enrollment (isEnrolled), so an
   // enrollment cut short leaves nothing that `connector run` would start from half-written.
-  writeAtomic(f.key, kp.keyPem, 0o600);
-  writeAtomic(f.cert, String(res.body.cert));
-  writeAtomic(f.ca, ca ?? String(res.body.ca));
   const state: ConnectorState = { id: String(res.body.id), group: String(res.body.group), gateway: gateway.origin, notAfter: String(res.body.notAfter) };
-  writeAtomic(f.state, JSON.stringify(state, null, 2) + '\n');
+  const after = [[f.cert, String(res.body.cert)], ...(ca ? [] : [[f.ca, String(res.body.ca)]]), [f.state, JSON.stringify(state, null, 2) + '\n']] as [string, string][];
+  for (const [file, data] of after) {
+    try {
+      writeAtomic(file, data);
+    } catch (e) {
+      throw new ConnectorError(
+        'ERR_ENROLLED_NOT_SAVED',
+        `connector ${state.id} was enrolled at the gateway, but its certificate cannot be saved in ${opts.stateDir} (${file}: ${writeFailure(e)}): revoke ${state.id} (connectors.revoked on the gateway) and enroll again with a new token`,
+      );
+    }
+  }
   return state;
 }
 

@@ -3,7 +3,8 @@
  * port, given the wrong file, or find their state dir damaged: one line naming it, no OpenSSL dump.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, pinOf } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -137,6 +138,47 @@ describe('connector enrollment and run messages', function () {
     }
     const again = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
     assert.equal(again.code, 0, again.stderr);
+  });
+
+  it('enroll into a state dir that cannot be written says so, naming the dir and the cause, before the token is spent', async function () {
+    const t = token(gw);
+    const enrolledBefore = gw.logs.filter((l) => l.msg === 'connector enrolled').length;
+    const afile = join(tempDir(), 'afile');
+    writeFileSync(afile, 'not a dir\n');
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', afile]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `drawbridge connector enroll: the state dir ${afile} cannot be written (a file stands where a directory belongs); nothing was sent to the gateway, and the token is unused\n`);
+    // a read-only file system (as root, a mode cannot stop a write): it read "no such file or directory"
+    const mnt = join(tempDir(), 'ro');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      this.skip(); // (not root, or no mount here)
+    }
+    try {
+      for (const state of [mnt, join(mnt, 'c1')]) {
+        const ro = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+        assert.equal(ro.code, 1, ro.stderr);
+        assert.equal(ro.stderr, `drawbridge connector enroll: the state dir ${state} cannot be written (read-only file system); nothing was sent to the gateway, and the token is unused\n`);
+      }
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+    assert.equal(gw.logs.filter((l) => l.msg === 'connector enrolled').length, enrolledBefore, 'no connector was enrolled');
+    const state = join(tempDir(), 'state');
+    const again = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+    assert.equal(again.code, 0, `the token is still usable: ${again.stderr}`);
+  });
+
+  it('enroll whose certificate cannot be saved once the gateway issued it names the connector id to revoke, and leaves no temporary files', async () => {
+    const state = join(tempDir(), 'state');
+    mkdirSync(join(state, 'cert.pem'), { recursive: true });
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state]);
+    assert.equal(r.code, 1, r.stderr);
+    const id = (await eventually(() => gw.logs.filter((l) => l.msg === 'connector enrolled').at(-1)?.connector as string | undefined))!;
+    assert.equal(r.stderr, `drawbridge connector enroll: connector ${id} was enrolled at the gateway, but its certificate cannot be saved in ${state} (${join(state, 'cert.pem')}: a directory stands where a file belongs): revoke ${id} (connectors.revoked on the gateway) and enroll again with a new token\n`);
+    assert.deepEqual(readdirSync(state).filter((f) => f.includes('.tmp-')), []);
   });
 
   const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
