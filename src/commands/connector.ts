@@ -5,6 +5,7 @@ import { DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock } from '../gateway/stateLock.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
+import { onStopSignals } from './signals.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
 const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
@@ -81,20 +82,22 @@ export async function connectorCommand(args: string[]): Promise<number> {
   }
   reportProcessFaults(log);
   agent.start();
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    // A connector started now (a restart) waits for this drain instead of being refused.
-    lock.markStopping();
-    void agent.drain().finally(() => {
-      log.flush?.();
-      setTimeout(() => process.exit(0), 50);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  onStopSignals(
+    log,
+    (signal) => {
+      log.info({ signal }, 'stopping');
+      // A connector started now (a restart) waits for this drain instead of being refused.
+      lock.markStopping();
+      void agent.drain().finally(() => {
+        log.flush?.();
+        setTimeout(() => process.exit(0), 50);
+      });
+    },
+    'in-flight streams are cut',
+  );
+  // Operators send SIGHUP to "reload" by habit (as to the gateway), and a closed terminal sends
+  // it: by default it killed the connector on the spot, and its in-flight requests got 504.
+  process.on('SIGHUP', () => log.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: the connector has nothing to reload (SIGTERM stops it)'));
   return -1;
 }
 

@@ -4,6 +4,7 @@ import { ConfigUnreadableError } from '../errors.js';
 import { GatewayServer } from '../gateway/server.js';
 import { DRAIN_GRACE_MS } from '../gateway/listen.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
+import { onStopSignals } from './signals.js';
 import { asOperational, parseCommandArgs } from './usage.js';
 
 const USAGE = 'drawbridge gateway [--config FILE] [--no-watch]';
@@ -25,44 +26,28 @@ export async function gatewayCommand(args: string[]): Promise<number> {
 
 /**
  * Defects that escape every handler are logged (reportProcessFaults). SIGHUP reloads. SIGTERM/SIGINT drain: stop taking connections, let in-flight requests finish
- * (up to DRAIN_GRACE_MS), then exit 0. A second SIGTERM/SIGINT exits at once (1): someone who
- * presses Ctrl-C twice, or an orchestrator that gave up, wants the process gone now. The same
- * signal again within SAME_SIGNAL_MS is not a second one: under `npm start` a Ctrl-C reaches the
- * gateway twice, from the terminal (to the whole process group) and a few ms later from npm, which
- * forwards what it got to its child.
+ * (up to DRAIN_GRACE_MS), then exit 0; a second one exits at once (onStopSignals).
  */
 export function runUntilSignalled(gateway: GatewayServer, extraStop: () => Promise<void> = async () => undefined, onHangup: 'reload' | 'stop' = 'reload'): void {
   reportProcessFaults(gateway.log, () => gateway.metrics.unhandledRejections.inc());
+  const stop = onStopSignals(
+    gateway.log,
+    (signal) => {
+      gateway.log.info({ signal, drainMs: DRAIN_GRACE_MS }, 'stopping: finishing in-flight requests');
+      // The drain is bounded by DRAIN_GRACE_MS; this bounds whatever comes after it (the connector hub, the audit file).
+      const force = setTimeout(() => process.exit(1), FORCE_EXIT_MS);
+      force.unref();
+      // The gateway first: what it still forwards during the drain may need the rest (the demo's app and connector).
+      void gateway
+        .stop()
+        .finally(extraStop)
+        .finally(() => process.exit(0));
+    },
+    'in-flight requests are cut',
+  );
   // (the demo runs in a terminal: its closing is the end of the demo, not a reload that leaves it holding the ports)
   process.on('SIGHUP', () => (onHangup === 'stop' ? stop('SIGHUP') : void gateway.reload('SIGHUP')));
-  let stopping: { signal: string; at: number } | undefined;
-  const stop = (signal: string) => {
-    if (stopping) {
-      if (signal === stopping.signal && Date.now() - stopping.at < SAME_SIGNAL_MS) {
-        gateway.log.debug({ signal }, 'stopping: the same signal again (forwarded by a parent such as npm), still draining');
-        return;
-      }
-      gateway.log.warn({ signal }, 'stopping now: second signal, in-flight requests are cut');
-      gateway.log.flush?.();
-      process.exit(1);
-    }
-    stopping = { signal, at: Date.now() };
-    gateway.log.info({ signal, drainMs: DRAIN_GRACE_MS }, 'stopping: finishing in-flight requests');
-    // The drain is bounded by DRAIN_GRACE_MS; this bounds whatever comes after it (the connector hub, the audit file).
-    const force = setTimeout(() => process.exit(1), FORCE_EXIT_MS);
-    force.unref();
-    // The gateway first: what it still forwards during the drain may need the rest (the demo's app and connector).
-    void gateway
-      .stop()
-      .finally(extraStop)
-      .finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
 }
-
-/** Longer than npm's forwarding delay (a few ms), shorter than a person pressing Ctrl-C again. */
-const SAME_SIGNAL_MS = 500;
 
 /** Still inside Kubernetes' default 30 s terminationGracePeriodSeconds. */
 const FORCE_EXIT_MS = DRAIN_GRACE_MS + 5_000;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { eventually, request, sleep, type TestGateway } from '../support/harness.js';
 import { hubUrl, killConnector, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
 
-describe('connector run: one process per state dir', function () {
+describe('connector run: one process per state dir, and signals', function () {
   this.timeout(60_000);
   let hub: EnrolledHub;
   let gw: TestGateway;
@@ -77,5 +77,41 @@ describe('connector run: one process per state dir', function () {
     await eventually(() => fresh.logs().some((l) => l.msg === 'channel open'), 15_000);
     await waitChannels(gw, 2);
     assert.equal(fresh.child.exitCode, null, fresh.lines.join('\n'));
+  });
+
+  it('SIGHUP is ignored with a line: the connector keeps running and its in-flight request completes (it died at once, and the request got 504)', async () => {
+    const c = startConnector(hub.enrolled, { args: ['--channels', '1'] });
+    running.push(c);
+    await waitChannels(gw, 1);
+    const slow = request(`${gw.url}/slow?ms=1500`, { headers: { host: 'app.test' } });
+    await sleep(300);
+    c.child.kill('SIGHUP');
+    await eventually(() => c.logs().find((l) => l.signal === 'SIGHUP'), 5_000);
+    assert.equal(c.logs().find((l) => l.signal === 'SIGHUP')!.msg, 'SIGHUP ignored: the connector has nothing to reload (SIGTERM stops it)');
+    assert.equal((await slow).status, 200);
+    assert.equal(c.child.exitCode, null);
+    assert.equal(c.child.signalCode, null);
+    assert.equal((await request(`${gw.url}/after-hup`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a second SIGINT during the drain exits at once with 1, saying in-flight streams are cut; the same signal twice within moments is one', async () => {
+    const c = startConnector(hub.enrolled, { args: ['--channels', '1', '--drain-timeout', '30s'] });
+    running.push(c);
+    await waitChannels(gw, 1);
+    const slow = request(`${gw.url}/slow?ms=20000`, { headers: { host: 'app.test' } }).catch(() => undefined);
+    await sleep(300);
+    c.child.kill('SIGINT');
+    c.child.kill('SIGINT'); // (a Ctrl-C forwarded by npm as well: not a second one)
+    await eventually(() => c.logs().some((l) => l.msg === 'draining'), 5_000);
+    await sleep(700);
+    assert.equal(c.child.exitCode, null, 'still draining');
+    const at = Date.now();
+    c.child.kill('SIGINT');
+    assert.equal(await c.exited, 1);
+    assert.ok(Date.now() - at < 2000, 'at once, not after the drain');
+    const said = c.logs().find((l) => String(l.msg).startsWith('stopping now'));
+    assert.equal(said?.msg, 'stopping now: second signal, in-flight streams are cut');
+    assert.equal(said?.level, 'warn');
+    await slow;
   });
 });
