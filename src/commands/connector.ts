@@ -1,4 +1,4 @@
-import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, ENROLL_AGAIN, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
@@ -147,7 +147,7 @@ function openAgent(opts: ConstructorParameters<typeof ConnectorAgent>[0]): Conne
   try {
     return new ConnectorAgent(opts);
   } catch (e) {
-    if (e instanceof SyntaxError) throw new ConnectorError('ERR_STATE_UNREADABLE', `${opts.stateDir}/connector.json is not valid JSON (${e.message}); enroll again`);
+    if (e instanceof SyntaxError) throw new ConnectorError('ERR_STATE_UNREADABLE', `${opts.stateDir}/connector.json is not valid JSON (${e.message}); ${ENROLL_AGAIN}`);
     throw e;
   }
 }

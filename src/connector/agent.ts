@@ -12,7 +12,7 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -66,9 +66,46 @@ function filesOf(stateDir: string): Files {
   return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), prevKey: join(stateDir, 'key.pem.prev'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
 }
 
+/**
+ * The state dir holds an enrollment: connector.json, which enroll writes last. A missing key.pem
+ * or cert.pem beside it is a damaged enrollment, named by ConnectorAgent (it read "holds no
+ * enrollment", and with --token given, "the enrollment token was already used").
+ */
 export function isEnrolled(stateDir: string): boolean {
-  const f = filesOf(stateDir);
-  return existsSync(f.state) && existsSync(f.key) && existsSync(f.cert);
+  return existsSync(filesOf(stateDir).state);
+}
+
+/** What a damaged state dir asks for: enroll refuses a dir that holds an enrollment, damaged or not. */
+export const ENROLL_AGAIN = 'enroll again in an empty --state-dir';
+
+/**
+ * connector.json as enrollment wrote it, or why it is not: a hand-edited `gateway` (the README
+ * points at it) or a `null` ended in a stack trace, and `{}` in `not a URL: "/v1/tunnel"`.
+ */
+function readState(file: string): ConnectorState {
+  const v = JSON.parse(readStateFile(file, 'a JSON file')) as Record<string, unknown> | null;
+  const damaged = (what: string) => new ConnectorError('ERR_STATE_UNREADABLE', `${file}: ${what}; ${ENROLL_AGAIN}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw damaged(`holds ${v === null ? 'null' : Array.isArray(v) ? 'a list' : `a ${typeof v}`}, not the enrollment's JSON object`);
+  for (const field of ['id', 'group', 'gateway'] as const) {
+    if (typeof v[field] !== 'string' || v[field] === '') throw damaged(`"${field}" is ${v[field] === undefined ? 'missing' : `not a name (${JSON.stringify(v[field])})`}`);
+  }
+  const gateway = v.gateway as string;
+  if (gatewayUrlProblem(gateway)) throw damaged(`"gateway" must be https://host:port (the connectors.listen endpoint it enrolled with), not ${JSON.stringify(gateway)}`);
+  return v as unknown as ConnectorState;
+}
+
+/**
+ * key.pem or cert.pem is gone (or a link to nothing): named, not taken for an empty state dir.
+ * lstat: a dangling link is said as one.
+ */
+function assertPresent(file: string): void {
+  let link = false;
+  try {
+    link = lstatSync(file).isSymbolicLink();
+  } catch {
+    throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is missing; ${ENROLL_AGAIN}`);
+  }
+  if (link && !existsSync(file)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a symbolic link to ${readlinkSync(file)}, which does not exist; ${ENROLL_AGAIN}`);
 }
 
 /** What connector.json says of an enrollment, for messages and the demo; undefined when it cannot be read. */
@@ -265,7 +302,7 @@ function readStateFile(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a directory, not ${what}; enroll again`);
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a directory, not ${what}; ${ENROLL_AGAIN}`);
     throw e;
   }
 }
@@ -459,7 +496,7 @@ export class ConnectorAgent {
     this.files = filesOf(opts.stateDir);
     this.transport = opts.transport ?? 'h2';
     if (!isEnrolled(opts.stateDir)) throw new ConnectorError('ERR_NOT_ENROLLED', `${opts.stateDir} holds no enrollment: run \`drawbridge connector enroll\` first`);
-    this.state = JSON.parse(readStateFile(this.files.state, 'a JSON file')) as ConnectorState;
+    this.state = readState(this.files.state);
     this.creds = this.readCreds();
     this.onDisk = this.creds;
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
@@ -471,7 +508,9 @@ export class ConnectorAgent {
    */
   private readCreds(): Creds {
     const { cert: certFile, key: keyFile, ca: caFile } = this.files;
-    const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); enroll again`);
+    const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); ${ENROLL_AGAIN}`);
+    assertPresent(certFile);
+    assertPresent(keyFile);
     const cert = readStateFile(certFile, 'a PEM certificate');
     let x: X509Certificate;
     try {
@@ -486,7 +525,7 @@ export class ConnectorAgent {
         // A renewal that stopped between its key.pem and its cert.pem (see renew()) left the old
         // certificate beside the new key; key.pem.prev then holds the old certificate's key.
         const prev = this.previousKeyOf(x);
-        if (prev === undefined) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; enroll again`);
+        if (prev === undefined) throw new ConnectorError('ERR_STATE_UNREADABLE', `${keyFile} is not the key of ${certFile}; ${ENROLL_AGAIN}`);
         key = prev;
         usedKeyFile = this.files.prevKey;
       }
@@ -495,7 +534,7 @@ export class ConnectorAgent {
     }
     // Enrollment always writes ca.pem, and the hub's certificate is always signed by the connector
     // CA: without it the connector fell back to the system roots and failed every handshake, forever.
-    if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); enroll again`);
+    if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); ${ENROLL_AGAIN}`);
     const ca = readStateFile(caFile, 'a PEM certificate');
     try {
       new X509Certificate(ca);

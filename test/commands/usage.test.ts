@@ -251,9 +251,9 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       mkdirSync(broken);
       cpSync(enrolled, broken, { recursive: true });
       writeFileSync(join(broken, 'cert.pem'), 'not a certificate\n');
-      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /broken\/cert\.pem is not a readable PEM certificate \(PEM routines::no start line\); enroll again$/);
+      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /broken\/cert\.pem is not a readable PEM certificate \(PEM routines::no start line\); enroll again in an empty --state-dir$/);
       writeFileSync(join(broken, 'connector.json'), '{');
-      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /connector\.json is not valid JSON .*enroll again/);
+      assertOneLine(await run(['connector', 'run', '--state-dir', broken]), 1, 'connector run', /connector\.json is not valid JSON .*enroll again in an empty --state-dir$/);
     });
   });
 });

@@ -4,11 +4,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, pinOf } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startEnrolledHub, startHubGateway, token, type EnrolledHub } from './support.js';
+
+/** connector.json with some fields changed, as an operator's editor leaves it */
+function editState(state: string, fields: Record<string, unknown>): void {
+  const file = join(state, 'connector.json');
+  writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...fields }, null, 2));
+}
 
 describe('connector enrollment and run messages', function () {
   this.timeout(30_000);
@@ -182,17 +188,36 @@ describe('connector enrollment and run messages', function () {
   });
 
   const damaged: [string, string, (state: string) => Promise<void> | void, RegExp][] = [
-    ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again$/],
-    ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again$/],
-    ['a key.pem of another key pair', 'key.pem', async (s) => writeFileSync(join(s, 'key.pem'), (await generateKeyPair()).keyPem), /key\.pem is not the key of .*cert\.pem; enroll again$/],
+    ['a corrupt key.pem', 'key.pem', (s) => writeFileSync(join(s, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), /key\.pem is not a readable PEM private key \(.+\); enroll again in an empty --state-dir$/],
+    ['a cert.pem cut short', 'cert.pem', (s) => writeFileSync(join(s, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n'), /cert\.pem is not a readable PEM certificate \(.+\); enroll again in an empty --state-dir$/],
+    ['a key.pem of another key pair', 'key.pem', async (s) => writeFileSync(join(s, 'key.pem'), (await generateKeyPair()).keyPem), /key\.pem is not the key of .*cert\.pem; enroll again in an empty --state-dir$/],
     // Node's EISDIR names no path: "a path names a directory where a file belongs"
-    ['a key.pem that is a directory', 'key.pem', (s) => (rmSync(join(s, 'key.pem')), mkdirSync(join(s, 'key.pem'))), /key\.pem is a directory, not a PEM private key; enroll again$/],
-    ['a cert.pem that is a directory', 'cert.pem', (s) => (rmSync(join(s, 'cert.pem')), mkdirSync(join(s, 'cert.pem'))), /cert\.pem is a directory, not a PEM certificate; enroll again$/],
-    ['a ca.pem that is a directory', 'ca.pem', (s) => (rmSync(join(s, 'ca.pem')), mkdirSync(join(s, 'ca.pem'))), /ca\.pem is a directory, not a PEM certificate; enroll again$/],
-    ['a connector.json that is a directory', 'connector.json', (s) => (rmSync(join(s, 'connector.json')), mkdirSync(join(s, 'connector.json'))), /connector\.json is a directory, not a JSON file; enroll again$/],
+    ['a key.pem that is a directory', 'key.pem', (s) => (rmSync(join(s, 'key.pem')), mkdirSync(join(s, 'key.pem'))), /key\.pem is a directory, not a PEM private key; enroll again in an empty --state-dir$/],
+    ['a cert.pem that is a directory', 'cert.pem', (s) => (rmSync(join(s, 'cert.pem')), mkdirSync(join(s, 'cert.pem'))), /cert\.pem is a directory, not a PEM certificate; enroll again in an empty --state-dir$/],
+    ['a ca.pem that is a directory', 'ca.pem', (s) => (rmSync(join(s, 'ca.pem')), mkdirSync(join(s, 'ca.pem'))), /ca\.pem is a directory, not a PEM certificate; enroll again in an empty --state-dir$/],
+    ['a connector.json that is a directory', 'connector.json', (s) => (rmSync(join(s, 'connector.json')), mkdirSync(join(s, 'connector.json'))), /connector\.json is a directory, not a JSON file; enroll again in an empty --state-dir$/],
     // it fell back to the system roots and retried a failing handshake forever
-    ['no ca.pem', 'ca.pem', (s) => rmSync(join(s, 'ca.pem')), /ca\.pem is missing \(the connector CA the gateway's certificate is checked against\); enroll again$/],
+    ['no ca.pem', 'ca.pem', (s) => rmSync(join(s, 'ca.pem')), /ca\.pem is missing \(the connector CA the gateway's certificate is checked against\); enroll again in an empty --state-dir$/],
+      // taken for an empty state dir: "holds no enrollment" (exit 2), or with --token, "the enrollment token was already used"
+    ['no key.pem', 'key.pem', (s) => rmSync(join(s, 'key.pem')), /key\.pem is missing; enroll again in an empty --state-dir$/],
+    ['no cert.pem', 'cert.pem', (s) => rmSync(join(s, 'cert.pem')), /cert\.pem is missing; enroll again in an empty --state-dir$/],
+    ['a cert.pem linked to nothing', 'cert.pem', (s) => (rmSync(join(s, 'cert.pem')), symlinkSync(join(s, 'gone.pem'), join(s, 'cert.pem'))), /cert\.pem is a symbolic link to .*gone\.pem, which does not exist; enroll again in an empty --state-dir$/],
+    // a hand-edited connector.json ended in a stack trace, or in `not a URL: "/v1/tunnel"` naming no file
+    ['a connector.json whose gateway is http://', 'connector.json', (s) => editState(s, { gateway: 'http://127.0.0.1:1' }), /connector\.json: "gateway" must be https:\/\/host:port \(the connectors\.listen endpoint it enrolled with\), not "http:\/\/127\.0\.0\.1:1"; enroll again in an empty --state-dir$/],
+    ['a connector.json whose gateway has no scheme', 'connector.json', (s) => editState(s, { gateway: '127.0.0.1:1' }), /connector\.json: "gateway" must be https:\/\/host:port .*not "127\.0\.0\.1:1"; enroll again in an empty --state-dir$/],
+    ['a connector.json of null', 'connector.json', (s) => writeFileSync(join(s, 'connector.json'), 'null\n'), /connector\.json: holds null, not the enrollment's JSON object; enroll again in an empty --state-dir$/],
+    ['a connector.json of {}', 'connector.json', (s) => writeFileSync(join(s, 'connector.json'), '{}\n'), /connector\.json: "id" is missing; enroll again in an empty --state-dir$/],
   ];
+
+  it('connector run with --gateway and --token on a state dir that lost key.pem names it, not "the enrollment token was already used"', async () => {
+    const state = join(tempDir(), 'state');
+    cpSync(enrolled, state, { recursive: true });
+    rmSync(join(state, 'key.pem'));
+    const r = await runCli(['connector', 'run', '--state-dir', state, '--gateway', hubUrl(gw), '--token', token(gw)]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `drawbridge connector run: ${join(state, 'key.pem')} is missing; enroll again in an empty --state-dir\n`);
+  });
+
   for (const [what, file, damage, said] of damaged) {
     it(`connector run names ${file} when the state dir holds ${what}, before it starts`, async () => {
       const state = join(tempDir(), 'state');
