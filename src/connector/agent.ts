@@ -485,6 +485,7 @@ export class ConnectorAgent {
   /** when the last renewal's certificate arrived, on this host's clock */
   private renewedAt?: number;
   private skewWarned = false;
+  private clockBehindSaid = false;
   /** the last renewal failed; the next channel that opens tries again */
   private renewalFailed = false;
   private readonly log: Logger;
@@ -594,7 +595,11 @@ export class ConnectorAgent {
       if (status === 403 && Date.now() >= localExpiry(this.creds)) return this.expired();
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
-    link.on('error', (err) => (isForeignCa(err) ? this.foreignCa(index, err) : this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error')));
+    link.on('error', (err) => {
+      if (isForeignCa(err)) return this.foreignCa(index, err);
+      if ((err as NodeJS.ErrnoException).code === 'CERT_NOT_YET_VALID') return this.clockBehind(index, err);
+      this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error');
+    });
     link.on('open', (duplex) => {
       opened = true;
       this.foreignCaSince = undefined;
@@ -647,6 +652,23 @@ export class ConnectorAgent {
     this.log.debug({ channel: index, reason: err.message }, 'channel error: the gateway\'s certificate is of another CA');
     if (now - this.foreignCaSince < FOREIGN_CA_EXIT_MS) return;
     this.enrollAgain({ caPin: pin, since: new Date(this.foreignCaSince).toISOString() }, `${what} (at every handshake since ${new Date(this.foreignCaSince).toISOString()}): this connector cannot reach it again; enroll the connector again (a new token, an empty --state-dir)`);
+  }
+
+  /**
+   * The gateway's certificate is not yet valid by this host's clock: the clock is behind (the
+   * gateway made its certificate from its own "now"). Said once at error, with how far behind by
+   * this connector's own certificate, where a warn per redial said only "certificate is not yet valid".
+   */
+  private clockBehind(index: number, err: Error): void {
+    if (this.clockBehindSaid) return void this.log.debug({ channel: index, reason: err.message }, 'channel error: the gateway\'s certificate is not yet valid');
+    this.clockBehindSaid = true;
+    const now = Date.now();
+    const issuedAt = this.creds.notBefore + CERT_BACKDATE_MS;
+    const by = issuedAt > now ? `, by at least ${formatDuration(issuedAt - now)} (this connector's certificate was issued at ${new Date(issuedAt).toISOString()} by the gateway's clock)` : '';
+    this.log.error(
+      { channel: index, reason: err.message, localTime: new Date(now).toISOString(), behindMs: issuedAt > now ? issuedAt - now : undefined },
+      `the gateway's certificate is not yet valid by this host's clock (${new Date(now).toISOString()}): the local clock is likely behind${by}; set it right (NTP). The connector keeps redialling`,
+    );
   }
 
   /** Pings the gateway on this session; `dead` runs once a ping goes unanswered for two intervals. */

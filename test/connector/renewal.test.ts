@@ -6,7 +6,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { gatewayYaml, hubUrl, killConnector, readyChannels, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+import { gatewayYaml, hubUrl, killConnector, readyChannels, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 const idOf = (cert: X509Certificate) => cert.subject.match(/CN=([^\n,]+)/)![1]!;
@@ -93,6 +93,23 @@ describe('connector certificate renewal', function () {
     assert.match(String(skew[0]!.msg), /^clock skew: this host's clock is about (49|50|51)s ahead of the gateway's .*check the clock \(NTP\)$/);
     assert.equal(c.child.exitCode, null, 'still running (its certificate is not taken for expired by the fast clock)');
     assert.equal((await request(`${gw.url}/skewed`, { headers: { host: 'app.test' } })).status, 200);
+  });
+
+  it('a connector whose clock is behind says once, at error, that its clock is likely behind and by how much, not a warn per redial', async function () {
+    if (!existsSync(FAKETIME_LIB)) this.skip();
+    if (c) await killConnector(c);
+    const dir = join(tempDir(), 'conn');
+    const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', dir]);
+    assert.equal(e.code, 0, e.stderr);
+    c = startConnector(dir, { args: ['--channels', '1'], env: { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '-2d', FAKETIME_DONT_FAKE_MONOTONIC: '1', DRAWBRIDGE_LOG_LEVEL: 'info' } });
+    // (the backoff redials within a few seconds)
+    await eventually(() => c.logs().filter((l) => l.msg === 'channel closed; reconnecting').length >= 3, 20_000, 100);
+    const said = c.logs().filter((l) => String(l.msg).startsWith("the gateway's certificate is not yet valid"));
+    assert.equal(said.length, 1, c.lines.join('\n'));
+    assert.equal(said[0]!.level, 'error');
+    assert.match(String(said[0]!.msg), /^the gateway's certificate is not yet valid by this host's clock \(\S+\): the local clock is likely behind, by at least (1d23h|2d)\b.*set it right \(NTP\)/);
+    assert.ok(!c.logs().some((l) => l.msg === 'channel error'), c.lines.join('\n'));
+    await killConnector(c);
   });
 
   it('a renewal refused while the connector was revoked for a moment is tried again within seconds, before the certificate runs out', async () => {
