@@ -2,7 +2,7 @@ import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, ENROLL_AGAIN,
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
-import { CONNECTOR_LOCK, StateDirLock } from '../gateway/stateLock.js';
+import { CONNECTOR_LOCK, StateDirLock, warnIfStateDirOpen } from '../gateway/stateLock.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
 import { onStopSignals } from './signals.js';
@@ -73,6 +73,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     const s = await enrollAt(gateway, token, stateDir, values.ca);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
+  warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
   const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs, onEnrollAgain: () => void setTimeout(() => process.exit(1), 50) }), connectorError);
   // --gateway and --token enroll a state dir that holds no enrollment (so one command line serves
   // the first start and every restart); once enrolled, the stored gateway is the one dialled. A

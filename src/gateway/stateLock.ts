@@ -36,9 +36,17 @@ export interface LockRole {
   dir: string;
   /** how the operator gives a second process a dir of its own */
   ownDir: string;
+  /** what it keeps there that another local user must not replace */
+  keeps: string;
 }
-export const GATEWAY_LOCK: LockRole = { file: 'gateway.lock', holder: 'gateway', dir: 'stateDir', ownDir: 'gateway.stateDir' };
-export const CONNECTOR_LOCK: LockRole = { file: 'connector.lock', holder: 'connector', dir: 'state dir', ownDir: '--state-dir' };
+export const GATEWAY_LOCK: LockRole = { file: 'gateway.lock', holder: 'gateway', dir: 'stateDir', ownDir: 'gateway.stateDir', keeps: 'its keys and audit log' };
+export const CONNECTOR_LOCK: LockRole = {
+  file: 'connector.lock',
+  holder: 'connector',
+  dir: 'state dir',
+  ownDir: '--state-dir',
+  keeps: 'its key and certificate, and connector.json, which names the gateway it dials',
+};
 export const LOCK_FILE = GATEWAY_LOCK.file;
 /** how often the holder refreshes the lock's mtime */
 export const HEARTBEAT_MS = 10_000;
@@ -189,15 +197,15 @@ export class StateDirLock {
   }
 }
 
-/** Warns when the stateDir can be written by group or others: another local user could plant symlinks where the gateway writes. */
-export function warnIfStateDirOpen(stateDir: string, log: Logger): void {
+/** Warns when the dir can be written by group or others: another local user could plant symlinks or files where the process writes. */
+export function warnIfStateDirOpen(stateDir: string, log: Logger, role: LockRole = GATEWAY_LOCK): void {
   let mode: number;
   try {
     mode = statSync(stateDir).mode & 0o777;
   } catch {
     return;
   }
-  if (mode & 0o022) log.warn({ stateDir, mode: mode.toString(8) }, `stateDir ${stateDir} is writable by group or others (mode ${mode.toString(8)}): another local user could plant symlinks where the gateway writes its keys and audit log; run: chmod go-w ${stateDir}`);
+  if (mode & 0o022) log.warn({ stateDir, mode: mode.toString(8) }, `${role.dir} ${stateDir} is writable by group or others (mode ${mode.toString(8)}): another local user could plant symlinks or files where the ${role.holder} keeps ${role.keeps}; run: chmod go-w ${stateDir}`);
 }
 
 function create(file: string, me: Holder): boolean {

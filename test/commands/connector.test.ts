@@ -4,7 +4,7 @@
  * and a restart that starts the new process while the old one drains waits for it.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { eventually, request, sleep, type TestGateway } from '../support/harness.js';
@@ -46,6 +46,20 @@ describe('connector run: one process per state dir, and signals', function () {
     assert.match(enroll.stderr, /^drawbridge connector enroll: state dir \S+ is in use by another connector/);
     await sleep(300);
     assert.equal(readyChannels(gw).length, 2, 'no channels beside the first connector\'s');
+  });
+
+  it('a state dir other users can write is warned about at start, naming the chmod to run', async () => {
+    chmodSync(hub.enrolled, 0o777);
+    try {
+      const c = startConnector(hub.enrolled);
+      running.push(c);
+      await waitChannels(gw, 2);
+      const warned = await eventually(() => c.logs().find((l) => String(l.msg).startsWith(`state dir ${hub.enrolled} is writable by group or others`)), 5_000);
+      assert.equal(warned!.level, 'warn');
+      assert.match(String(warned!.msg), /\(mode 777\): another local user could plant symlinks or files where the connector keeps its key and certificate, and connector\.json, which names the gateway it dials; run: chmod go-w /);
+    } finally {
+      chmodSync(hub.enrolled, 0o700);
+    }
   });
 
   it('a connector killed with SIGKILL leaves a lock the next run takes over', async () => {

@@ -151,7 +151,7 @@ describe('gateway: one gateway process per stateDir (stateDir/gateway.lock)', fu
     chmodSync(stateDir, 0o777);
     const gw = spawn(file);
     await started(gw);
-    assert.match(gw.output(), new RegExp(`"msg":"stateDir ${stateDir} is writable by group or others \\(mode 777\\): another local user could plant symlinks where the gateway writes its keys and audit log; run: chmod go-w ${stateDir}"`));
+    assert.match(gw.output(), new RegExp(`"msg":"stateDir ${stateDir} is writable by group or others \\(mode 777\\): another local user could plant symlinks or files where the gateway keeps its keys and audit log; run: chmod go-w ${stateDir}"`));
     const quiet = spawn(configIn(tempDir()));
     await started(quiet);
     assert.doesNotMatch(quiet.output(), /writable by group or others/);
