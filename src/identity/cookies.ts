@@ -24,18 +24,23 @@ export function parseCookies(header: string | string[] | undefined): [string, st
 }
 
 /**
- * Cookies of one name tried per request. A browser sends several only when cookies of that name
- * with different paths (or domains) all match the request, and sends the most specific first; a
- * request with dozens is made by hand, and each one tried is a decryption with every secret.
+ * Cookies of one name opened per request. A browser sends several only when cookies of that name
+ * with different paths (or domains) all match the request, and sends the most specific first.
+ * Only values that name one of the gateway's keys count (a made-up one costs no decryption), so
+ * cookies planted by a sibling subdomain cannot hide the real session behind a few of their own
+ * unless they carry the gateway's key id; a request with dozens of those is made by hand.
  */
-export const MAX_SAME_NAME = 4;
+export const MAX_SAME_NAME = 16;
 
-/** The values of the cookies named `name`, the first MAX_SAME_NAME in request order; the rest are left untried, and said so at debug. */
-export function cookiesNamed(header: string | string[] | undefined, name: string, log?: Logger): string[] {
+/**
+ * The values of the cookies named `name` that `ours` accepts (a check without decryption), the
+ * first MAX_SAME_NAME in request order; the rest are left unopened, and said so at debug.
+ */
+export function cookiesNamed(header: string | string[] | undefined, name: string, ours: (value: string) => boolean, log?: Logger): string[] {
   const values: string[] = [];
   let ignored = 0;
   for (const [n, value] of parseCookies(header)) {
-    if (n !== name) continue;
+    if (n !== name || !ours(value)) continue;
     if (values.length < MAX_SAME_NAME) values.push(value);
     else ignored++;
   }

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
-import { cookiesNamed, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
+import { cookiesNamed, parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
 import { groupsFromClaims, userFromClaims } from './claims.js';
 import type { Config } from '../config/load.js';
 import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -113,11 +113,11 @@ function toIdentity(p: SessionPayload): Identity {
  */
 export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; stale?: string }> {
   const binding = bindingOf(rt, app, host);
-  let present = false;
   const now = Math.floor(rt.now() / 1000);
   const issued = cookieFor(app, protocol).name;
-  for (const value of cookiesNamed(cookieHeader, issued, rt.log)) {
-    present = true;
+  // present: a cookie of that name came, whether or not it could be one of ours
+  const present = parseCookies(cookieHeader).some(([n]) => n === issued);
+  for (const value of cookiesNamed(cookieHeader, issued, (v) => rt.sessions.keysFor(v).length > 0, rt.log)) {
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;

@@ -36,24 +36,32 @@ export class CookieSealer {
     return new CompactEncrypt(plain).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid }).encrypt(key);
   }
 
-  /** undefined for anything that does not decrypt to a JSON object: tampered, truncated, foreign. */
-  async open<T extends object>(token: string | undefined): Promise<T | undefined> {
-    if (!token || token.length > 8192) return undefined;
+  /**
+   * The keys that may open `token`, without decrypting: none for a value that is not a canonical
+   * JWE naming one of this sealer's key ids. Every cookie this gateway seals names its key, and a
+   * key decrypts nothing another key sealed, so a removed secret's cookie or a made-up one costs
+   * no decryption, and is not counted among the cookies of one name that are tried.
+   */
+  keysFor(token: string | undefined): readonly Key[] {
+    if (!token || token.length > 8192) return [];
     const parts = token.split('.');
     // Only the canonical encoding: base64url decoders ignore stray bits, and a
     // cookie that can be changed and still work is not what "tampered" means to anyone.
-    if (parts.length !== 5 || parts.some((p) => Buffer.from(p, 'base64url').toString('base64url') !== p)) return undefined;
+    if (parts.length !== 5 || parts.some((p) => Buffer.from(p, 'base64url').toString('base64url') !== p)) return [];
     let kid: unknown;
     try {
       kid = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')).kid;
     } catch {
-      return undefined;
+      return [];
     }
-    // Every cookie this gateway seals names its key, and a key decrypts nothing another key sealed:
-    // a kid that matches no key (a removed secret, or none at all) is not worth a decryption.
-    for (const { key } of this.keys.filter((k) => k.kid === kid)) {
+    return this.keys.filter((k) => k.kid === kid);
+  }
+
+  /** undefined for anything that does not decrypt to a JSON object: tampered, truncated, foreign. */
+  async open<T extends object>(token: string | undefined): Promise<T | undefined> {
+    for (const { key } of this.keysFor(token)) {
       try {
-        const { plaintext } = await compactDecrypt(token, key, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
+        const { plaintext } = await compactDecrypt(token!, key, { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] });
         const value = JSON.parse(inflateRawSync(plaintext, { maxOutputLength: 1 << 20 }).toString('utf8'));
         return value && typeof value === 'object' && !Array.isArray(value) ? (value as T) : undefined;
       } catch {
