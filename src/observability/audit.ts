@@ -14,8 +14,8 @@
  * write succeeds again. Failing open is the choice: a full disk taking every app down, and
  * /readyz pulling every replica at once, would be worse than a gap the metric shows.
  */
-import { closeSync, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { policyNamesIn } from '../policy/engine.js';
@@ -303,7 +303,7 @@ export class AuditLog {
       return;
     }
     try {
-      rmSync(`${this.file}.${this.keep}`, { force: true });
+      this.dropBeyondKeep();
       for (let i = this.keep - 1; i >= 1; i--) if (existsSync(`${this.file}.${i}`)) renameSync(`${this.file}.${i}`, `${this.file}.${i + 1}`);
       renameSync(this.file, `${this.file}.1`);
     } catch (err) {
@@ -335,6 +335,19 @@ export class AuditLog {
       { file: this.file, sinceLastRotationMs: since, keepFiles: this.keep, rotateAtBytes: this.maxBytes },
       `audit log rotated ${Math.round(since / 1000)} s after the previous rotation: at this rate the kept files hold the last ${holds} s of decisions; raise gateway.audit.rotateAtMiB or keepFiles, or ship the file off the host`,
     );
+  }
+
+  /**
+   * Deletes audit.log.<keep> and every older file: after keepFiles was lowered (by a reload or a
+   * restart), files past the new count would otherwise stay on disk for ever.
+   */
+  private dropBeyondKeep(): void {
+    const prefix = `${basename(this.file)}.`;
+    for (const name of readdirSync(this.dir)) {
+      if (!name.startsWith(prefix)) continue;
+      const n = name.slice(prefix.length);
+      if (/^[1-9]\d*$/.test(n) && Number(n) >= this.keep) rmSync(join(this.dir, name), { force: true });
+    }
   }
 
   private rotateFailed(err: Error): void {

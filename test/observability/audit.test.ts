@@ -208,4 +208,21 @@ apps:
     agent.destroy();
     await eventually(() => existsSync(`${file}.3`), 10_000);
   });
+
+  it('a lowered keepFiles deletes the files past it at the next rotation (they stayed on disk for ever)', async () => {
+    gw = await startGateway(yaml('  audit: { rotateAtMiB: 1, keepFiles: 3 }'));
+    const file = join(gw.dir, 'state', 'audit', 'audit.log');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+    const mid = '/' + 'd'.repeat(1000);
+    const fill = async (n: number) => {
+      for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: 20 }, () => request(`${gw.url}${mid}`, { headers: { host: 'app.test' }, agent })));
+    };
+    await fill(3_400);
+    await eventually(() => existsSync(`${file}.3`), 10_000);
+    writeFileSync(gw.configFile, yaml('  audit: { rotateAtMiB: 1, keepFiles: 1 }'));
+    assert.equal(await gw.server.reload('test'), 'success');
+    await fill(1_200);
+    agent.destroy();
+    await eventually(() => !existsSync(`${file}.2`) && !existsSync(`${file}.3`) && existsSync(`${file}.1`), 10_000);
+  });
 });
