@@ -10,6 +10,7 @@ import { loadConfigText, readConfigText, type Config } from '../config/load.js';
 import { DrawbridgeError } from '../errors.js';
 import { createSampleApp } from './sampleApp.js';
 import { startDemoIdp } from '../identity/provider/demoIdp.js';
+import type { ChildProcess } from 'node:child_process';
 import { startDemoConnector, stopDemoConnector } from '../connector/demoConnector.js';
 import { parseCommandArgs } from '../commands/usage.js';
 
@@ -48,18 +49,35 @@ export async function demoCommand(args: string[]): Promise<number> {
   }
   // Apps behind a connector group are reached through a real connector process.
   const connector = startDemoConnector(gateway, resolve(configFile, '..', '.demo-state/connector'));
+  // The handlers go in before anything is waited for or printed: a signal sent as soon as the
+  // banner is read would otherwise meet the default action and kill the demo, its connector left behind.
+  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined), 'stop');
+  // The banner says the apps are ready: a click before the connector's first channel was a 504.
+  const connected = !connector || (await connectorUp(gateway, connector, CONNECTOR_WAIT_MS));
   const gen = gateway.generation!;
   const lines = ['', 'Drawbridge demo is running.', ''];
   for (const a of gen.apps.values()) lines.push(`  ${a.name.padEnd(10)} ${a.externalUrl.padEnd(34)} -> ${a.internalUrl.href} (${a.preAuth})`);
   const admin = gateway.addresses().admin;
   lines.push('', ...demoIdp.banner, '');
   if (admin) lines.push(`  admin      http://${admin}/metrics`);
-  lines.push(`  config     ${configFile} (edit it: the gateway reloads on save)`, '', 'Open the first URL in a browser. Ctrl-C stops everything.', '');
-  // The handlers go in before the banner that says Ctrl-C works: a signal sent as soon as it is
-  // read would otherwise meet the default action and kill the demo, its connector left behind.
-  runUntilSignalled(gateway, () => Promise.all([stopDemoConnector(connector), closeApp(), demoIdp!.idp.close()]).then(() => undefined), 'stop');
+  lines.push(`  config     ${configFile} (edit it: the gateway reloads on save)`, '');
+  if (!connected) lines.push(`The demo connector has no channel to the gateway after ${CONNECTOR_WAIT_MS / 1000} s (its log is above): apps behind it answer 504 until it connects.`, '');
+  lines.push('Open the first URL in a browser. Ctrl-C stops everything.', '');
   process.stderr.write(lines.join('\n') + '\n');
   return -1;
+}
+
+/** how long the demo waits for its connector's first channel before it prints the banner anyway */
+const CONNECTOR_WAIT_MS = 15_000;
+
+/** Resolves true once the gateway holds a ready channel, false when the connector exits or `ms` pass. */
+async function connectorUp(gateway: GatewayServer, connector: ChildProcess, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && connector.exitCode === null && connector.signalCode === null) {
+    if (gateway.connectorHub?.registry.all().some((c) => c.ready && !c.draining)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
 
 /** A port from the environment; Number('abc') reached listen() and came back as a stack trace. */

@@ -159,6 +159,24 @@ describe('drawbridge demo', function () {
     }
   });
 
+  it('prints its banner once the connector is connected: the first click on Hello is a 200, not a 504 (first start and restart)', async function () {
+    this.timeout(60_000);
+    const dir = tempDir();
+    const { file, gw, app, idp } = await movedConfig(dir);
+    const env = { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp) };
+    for (const start of ['first start (enrolls)', 'restart']) {
+      const demo = startDemo(['--config', file], env, dir);
+      try {
+        await eventually(() => /Open the first URL in a browser/.test(demo.output()), 25_000, 20);
+        const res = await request(`http://127.0.0.1:${gw}/`, { headers: { host: `hello.localhost:${gw}` } });
+        assert.equal(res.status, 200, `${start}: ${demo.output()}`);
+        assert.doesNotMatch(demo.output(), /has no channel to the gateway/);
+      } finally {
+        assert.equal(await demo.stop(), 0, demo.output());
+      }
+    }
+  });
+
   it('stops on SIGHUP (the terminal it runs in closed), its connector and sample app with it, and keeps no mode-755 state folder', async function () {
     this.timeout(60_000);
     const dir = tempDir();
