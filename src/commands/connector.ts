@@ -1,4 +1,4 @@
-import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, ENROLL_AGAIN, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, readCaFile, ENROLL_AGAIN, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
@@ -140,6 +140,8 @@ function connectorError(code: string, message: string): ConnectorError {
 function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
   const problem = gatewayUrlProblem(gateway);
   if (problem) throw new UsageError(problem, ENROLL);
+  // --ca is a local file: a problem with it is said before the gateway is contacted, and not as the gateway's
+  if (caFile) readCaFile(caFile);
   return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
 }
 

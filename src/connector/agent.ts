@@ -283,8 +283,16 @@ async function talkingToGateway<T>(gateway: URL, step: () => Promise<T>): Promis
 }
 
 /** The PEM certificate(s) in a --ca file; a file with none failed later as "not trusted", naming neither file nor cause. */
-function readCaFile(file: string): string {
-  const pem = readFileSync(file, 'utf8');
+export function readCaFile(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (e) {
+    // a local file: said as such, not as a failure to enroll at the gateway's address
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a directory, not a certificate file' : code === 'EACCES' ? 'not readable by this user' : (e as Error).message;
+    throw new ConnectorError('ERR_CA_FILE', `--ca ${file}: ${why}`);
+  }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConnectorError('ERR_CA_FILE', `${file} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA certificate of the gateway's connectors listener`);
   try {
     new X509Certificate(pem);
@@ -327,7 +335,12 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
   if (!pin) return undefined;
   // The CA is fetched unauthenticated and accepted only if it matches the pin.
   const pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }));
-  if (pinOf(pem) !== pin) throw new ConnectorError('ERR_CA_PIN_MISMATCH', 'the gateway presented a CA that does not match the pin in the token: refusing to enroll');
+  if (pinOf(pem) !== pin) {
+    throw new ConnectorError(
+      'ERR_CA_PIN_MISMATCH',
+      `the gateway at ${gateway.origin} presented a connector CA that does not match the pin in the token: refusing to enroll. The token was made by another gateway, or before this gateway's connector CA changed; make a new one with \`drawbridge token create\` on the gateway at ${gateway.origin}`,
+    );
+  }
   return pem;
 }
 

@@ -205,7 +205,12 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
     it('a CA that does not match the pin, and a certificate that does not name the host', async () => {
       const other = tempDir();
       const ca = await ConnectorCa.loadOrCreate(other);
-      assertOneLine(await enroll(hubUrl(gw), createToken(other, 'g1', 60_000, ca.pin)), 1, 'connector enroll', /does not match the pin/);
+      assertOneLine(
+        await enroll(hubUrl(gw), createToken(other, 'g1', 60_000, ca.pin)),
+        1,
+        'connector enroll',
+        new RegExp(`the gateway at ${hubUrl(gw).replace(/\./g, '\\.')} presented a connector CA that does not match the pin in the token: refusing to enroll\\. The token was made by another gateway, or before this gateway's connector CA changed; make a new one with \`drawbridge token create\` on the gateway at `),
+      );
       // The hub listens on 127.0.0.1; its certificate names that, not the IPv4-mapped IPv6 form.
       const mapped = hubUrl(gw).replace('127.0.0.1', '[::ffff:127.0.0.1]');
       assertOneLine(await enroll(mapped, token(gw)), 1, 'connector enroll', /cannot enroll at .*: the certificate does not name the host: .*connectors\.serverNames/);
@@ -220,6 +225,14 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       assert.equal(r.stdout, '');
       assert.deepEqual(['key.pem', 'cert.pem', 'connector.json'].map((f) => readFileSync(join(enrolled, f), 'utf8')), before);
       assert.equal((await enroll(hubUrl(gw), tok)).code, 0, 'the token was not spent');
+    });
+
+    it('a --ca that is missing or a directory is said as a local file, before the gateway is contacted (it read "cannot enroll at <gateway>")', async () => {
+      const state = join(dir, 'ca-missing');
+      const missing = await run(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state, '--ca', join(dir, 'nowhere.pem')]);
+      assertOneLine(missing, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: --ca ${join(dir, 'nowhere.pem')}: no such file$`));
+      const folder = await run(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state, '--ca', dir]);
+      assertOneLine(folder, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: --ca ${dir}: a directory, not a certificate file$`));
     });
 
     it('a gateway that does not answer', async () => {
