@@ -110,7 +110,6 @@ function sameGateway(a: string, b: string): boolean {
   }
 }
 
-/** " (connector c-..., group g1, gateway https://...)" from connector.json, or nothing when it cannot be read. */
 /**
  * One connector process per state dir: a second one is the same connector id with channels of its
  * own, and each renews into the key and certificate files the other started from.
@@ -127,6 +126,7 @@ async function holdStateDir(stateDir: string, log: ReturnType<typeof createLogge
   }
 }
 
+/** " (connector c-..., group g1, gateway https://...)" from connector.json, or nothing when it cannot be read. */
 function enrolledAs(stateDir: string): string {
   const s = storedEnrollment(stateDir);
   return s ? ` (connector ${s.id}, group ${s.group}, gateway ${s.gateway})` : '';

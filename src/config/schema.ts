@@ -119,7 +119,6 @@ export const IdentitySection = Type.Object(
   { additionalProperties: false, description: 'The OpenID Connect provider that pre-authenticates users.' },
 );
 
-
 /**
  * The cookie keys of session.cookie (with its defaults) or of an app's `cookies`, where a key left
  * out takes session.cookie's value: an editor showing "default 8h" there would be wrong.

@@ -23,7 +23,7 @@ import { DrawbridgeError, UsageError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
-import { CERT_BACKDATE_MS, createCsr, generateKeyPair, opensslReason, pinOf } from './ca.js';
+import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
 import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
@@ -189,11 +189,13 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promi
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
+        let parsed: Record<string, unknown> = {};
         try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>, retryAfterS: Number(res.headers['retry-after']) || undefined });
+          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
         } catch {
-          resolve({ status: res.statusCode ?? 0, body: {}, retryAfterS: Number(res.headers['retry-after']) || undefined });
+          /* no JSON: the status says what happened */
         }
+        resolve({ status: res.statusCode ?? 0, body: parsed, retryAfterS: Number(res.headers['retry-after']) || undefined });
       });
     });
     req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
@@ -445,9 +447,9 @@ interface Creds {
   receivedAt: number;
 }
 
-/** How long a certificate is issued for (its notBefore is set back CERT_BACKDATE_MS). */
+/** How long a certificate is issued for (its notBefore is set back CERT_BACKDATE_MS before its issue). */
 function lifetimeOf(c: Creds): number {
-  return c.notAfter - c.notBefore - CERT_BACKDATE_MS;
+  return c.notAfter - issuedAt(c.notBefore);
 }
 
 /** When the certificate runs out, on this host's clock. */
@@ -461,14 +463,12 @@ function localExpiry(c: Creds): number {
  * time is the gateway's "now" when it answered.
  */
 function clockSkew(c: Creds, localNow: number): number | undefined {
-  const skew = localNow - (c.notBefore + CERT_BACKDATE_MS);
+  const skew = localNow - issuedAt(c.notBefore);
   return Math.abs(skew) > Math.min(CLOCK_SKEW_WARN_MS, lifetimeOf(c) / 6) ? skew : undefined;
 }
 
 const CLOCK_SKEW_WARN_MS = 5 * 60_000;
 
-/** Never renews again sooner than this after a renewal (or a third of a shorter lifetime). */
-const MIN_RENEWAL_GAP_MS = 60_000;
 
 export class ConnectorAgent {
   readonly state: ConnectorState;
@@ -558,7 +558,7 @@ export class ConnectorAgent {
     const notBefore = Date.parse(x.validFrom);
     // cert.pem was written when the certificate arrived, by this host's clock; a copy made later
     // (cp without -p) is newer than the certificate itself, whose issue time then counts.
-    const receivedAt = Math.min(statSync(certFile).mtimeMs, notBefore + CERT_BACKDATE_MS);
+    const receivedAt = Math.min(statSync(certFile).mtimeMs, issuedAt(notBefore));
     return { key, cert, keyFile: usedKeyFile, ca, notBefore, notAfter: Date.parse(x.validTo), receivedAt };
   }
 
@@ -676,10 +676,10 @@ export class ConnectorAgent {
     if (this.clockBehindSaid) return void this.log.debug({ channel: index, reason: err.message }, 'channel error: the gateway\'s certificate is not yet valid');
     this.clockBehindSaid = true;
     const now = Date.now();
-    const issuedAt = this.creds.notBefore + CERT_BACKDATE_MS;
-    const by = issuedAt > now ? `, by at least ${formatDuration(issuedAt - now)} (this connector's certificate was issued at ${new Date(issuedAt).toISOString()} by the gateway's clock)` : '';
+    const issued = issuedAt(this.creds.notBefore);
+    const by = issued > now ? `, by at least ${formatDuration(issued - now)} (this connector's certificate was issued at ${new Date(issued).toISOString()} by the gateway's clock)` : '';
     this.log.error(
-      { channel: index, reason: err.message, localTime: new Date(now).toISOString(), behindMs: issuedAt > now ? issuedAt - now : undefined },
+      { channel: index, reason: err.message, localTime: new Date(now).toISOString(), behindMs: issued > now ? issued - now : undefined },
       `the gateway's certificate is not yet valid by this host's clock (${new Date(now).toISOString()}): the local clock is likely behind${by}; set it right (NTP). The connector keeps redialling`,
     );
   }
@@ -806,8 +806,13 @@ export class ConnectorAgent {
     const lifetime = lifetimeOf(this.creds);
     const at = this.creds.receivedAt + (lifetime * 2) / 3;
     const gap = this.renewedAt === undefined ? 0 : this.renewedAt + Math.min(MIN_RENEWAL_GAP_MS, lifetime / 3) - Date.now();
-    const delay = Math.max(0, at - Date.now(), gap);
-    this.renewTimer = setTimeout(() => void this.renew(), Math.min(delay, 2 ** 31 - 1));
+    this.renewIn(Math.max(0, at - Date.now(), gap));
+  }
+
+  /** The next renewal attempt, unless the connector stopped (setTimeout's longest delay at most). */
+  private renewIn(ms: number): void {
+    if (this.stopped) return;
+    this.renewTimer = setTimeout(() => void this.renew(), Math.min(ms, 2 ** 31 - 1));
     this.renewTimer.unref();
   }
 
@@ -850,10 +855,7 @@ export class ConnectorAgent {
       // locked out for good.
       const retryMs = Math.round(Math.min(60_000, Math.max(1_000, (expiry - Date.now()) / 10)));
       this.log.error({ reason: this.lastRenewalFailure, retryInMs: retryMs, certExpiry: new Date(this.creds.notAfter).toISOString() }, 'certificate renewal failed; retrying');
-      if (!this.stopped) {
-        this.renewTimer = setTimeout(() => void this.renew(), retryMs);
-        this.renewTimer.unref();
-      }
+      this.renewIn(retryMs);
     } finally {
       this.renewing = false;
     }
@@ -863,9 +865,7 @@ export class ConnectorAgent {
   private renewLater(retryAfterS: number | undefined, reason: string): void {
     const retryMs = Math.max(1_000, (retryAfterS ?? 60) * 1000);
     this.log.warn({ reason, retryInMs: retryMs }, 'certificate renewal deferred by the gateway (renewed moments ago); retrying');
-    if (this.stopped) return;
-    this.renewTimer = setTimeout(() => void this.renew(), retryMs);
-    this.renewTimer.unref();
+    this.renewIn(retryMs);
   }
 
   /**
@@ -876,9 +876,10 @@ export class ConnectorAgent {
     if (skew === undefined || this.skewWarned) return;
     this.skewWarned = true;
     const how = `${formatDuration(skew)} ${skew > 0 ? 'ahead of' : 'behind'}`;
+    const issued = new Date(issuedAt(this.creds.notBefore)).toISOString();
     this.log.warn(
-      { clockSkewMs: Math.round(skew), certIssuedAt: new Date(this.creds.notBefore + CERT_BACKDATE_MS).toISOString() },
-      `clock skew: this host's clock is about ${how} the gateway's (a certificate the gateway issued at ${new Date(this.creds.notBefore + CERT_BACKDATE_MS).toISOString()} arrived at ${new Date(this.creds.receivedAt).toISOString()} by this clock); renewals are timed from the certificate's lifetime, but check the clock (NTP)`,
+      { clockSkewMs: Math.round(skew), certIssuedAt: issued },
+      `clock skew: this host's clock is about ${how} the gateway's (a certificate the gateway issued at ${issued} arrived at ${new Date(this.creds.receivedAt).toISOString()} by this clock); renewals are timed from the certificate's lifetime, but check the clock (NTP)`,
     );
   }
 

@@ -27,6 +27,18 @@ const CA_REMEDY = 'restore ca.key and ca.pem from a backup, or remove both to cr
  */
 export const CERT_BACKDATE_MS = 60_000;
 
+/** When a certificate was issued, by the issuing gateway's clock. */
+export function issuedAt(notBefore: number): number {
+  return notBefore + CERT_BACKDATE_MS;
+}
+
+/**
+ * A connector renews no sooner than this after its last renewal (or a third of a shorter
+ * lifetime); the hub refuses one sooner than this or a tenth of the lifetime, below the
+ * connector's own floor, so only a misbehaving connector meets it.
+ */
+export const MIN_RENEWAL_GAP_MS = 60_000;
+
 /** The hub's own TLS certificate; the hub replaces it while running, well before it expires. */
 export const SERVER_CERT_LIFETIME_MS = 365 * 86400_000;
 

@@ -27,7 +27,7 @@ import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
-import { CERT_BACKDATE_MS, ConnectorCa, EnrollmentError, SERVER_CERT_LIFETIME_MS, identityOfCert } from './ca.js';
+import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { NOT_RECORDED, TokenStore } from './tokens.js';
@@ -43,8 +43,6 @@ const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR
 const SIGNED_TOKEN_REFUSALS = new Set(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_USED']);
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
-/** A connector renews again no sooner than this after its last renewal, or a tenth of a shorter lifetime. */
-const MIN_RENEWAL_GAP_MS = 60_000;
 /**
  * Channels one connector may hold at once. `connector run --channels` goes up
  * to 16, and after a network break its redials can meet old channels the hub
@@ -127,7 +125,6 @@ export class ConnectorHub {
     this.scheduleServerCertRenewal();
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     const handshakeRefused = throttledWarn(this.log, 'connector TLS handshake refused');
-
     this.server.on('tlsClientError', (err) => handshakeRefused({ reason: err.message }));
     // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
     this.pingMs = opts.pingIntervalMs ?? (Number(process.env.DRAWBRIDGE_CONNECTOR_PING_MS) || 5000);
@@ -304,12 +301,13 @@ export class ConnectorHub {
       if (req.method === 'POST' && path === '/v1/renew') {
         const who = this.authenticate(sock);
         const body = await readJson(req);
-        // (revoked while the body came in: a 403, not a 429 that would have it try again)
+        // Checked again once the body is in: a connector revoked by a reload while it held its body
+        // back (up to the request timeout) was issued a fresh certificate; and a revoked one gets
+        // 403, not the 429 below that would have it try again.
         this.authenticate(sock);
         this.refuseEarlyRenewal(sock, who.id, res);
         const issued = await this.ca.issueClient(String(body.csr ?? ''), Buffer.from(String(body.publicKey ?? ''), 'base64'), who.group, this.lifetimeMs, who.id);
-        // Checked again once the body is in: a connector revoked by a reload while it held its
-        // body back (up to the request timeout) was issued a fresh certificate.
+        // and once it is signed: a reload may have revoked it meanwhile
         this.authenticate(sock);
         // The connector keeps its channels across a renewal (closing them would cut its
         // requests). They carry the connector id, which just proved itself with a valid
@@ -343,12 +341,11 @@ export class ConnectorHub {
    */
   private refuseEarlyRenewal(sock: TLSSocket, id: string, res: ServerResponse): void {
     const cert = sock.getPeerCertificate();
-    const notBefore = Date.parse(cert.valid_from);
-    const issuedAt = notBefore + CERT_BACKDATE_MS;
-    const wait = Math.min(MIN_RENEWAL_GAP_MS, (Date.parse(cert.valid_to) - issuedAt) / 10) - (Date.now() - issuedAt);
+    const issued = issuedAt(Date.parse(cert.valid_from));
+    const wait = Math.min(MIN_RENEWAL_GAP_MS, (Date.parse(cert.valid_to) - issued) / 10) - (Date.now() - issued);
     if (!(wait > 0)) return;
     res.setHeader('retry-after', String(Math.ceil(wait / 1000)));
-    throw new EnrollmentError('ERR_RENEWED_RECENTLY', `connector ${id} was issued its certificate ${Math.round((Date.now() - issuedAt) / 1000)} s ago; renew again in ${Math.ceil(wait / 1000)} s (a connector renews at two thirds of the certificate's lifetime: is its clock ahead?)`);
+    throw new EnrollmentError('ERR_RENEWED_RECENTLY', `connector ${id} was issued its certificate ${Math.round((Date.now() - issued) / 1000)} s ago; renew again in ${Math.ceil(wait / 1000)} s (a connector renews at two thirds of the certificate's lifetime: is its clock ahead?)`);
   }
 
   /** The connector named by a verified client certificate from our CA, if not revoked. */

@@ -14,7 +14,6 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { loadConfigText, readConfigText, type Config, type LoadResult } from '../config/load.js';
 import { ConfigWatcher, contentHash } from '../config/watch.js';
-import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { ConfigInvalidError, formatProblem } from '../errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -246,8 +245,7 @@ export class GatewayServer {
     this.logWarnings(result);
     this.warnRestartNeeded(result.config, result.dir);
     this.holder.swap(gen);
-    const retention = auditRetention(result.config);
-    this.audit?.setRetention(retention.maxBytes, retention.keep);
+    this.audit?.setRetention(auditRetention(result.config));
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
       this.servedTls = { cert: tls.cert, fingerprint: tls.fingerprint };
@@ -680,8 +678,8 @@ function redacted(e: unknown, redact: (message: string) => string): unknown {
   return e;
 }
 
-/** gateway.audit in the AuditLog's terms. */
-function auditRetention(config: Config): { maxBytes: number; keep: number } {
+/** gateway.audit in the AuditLog's terms (it supplies the defaults). */
+function auditRetention(config: Config): { maxBytes?: number; keep?: number } {
   const a = config.gateway.audit;
-  return { maxBytes: (a?.rotateAtMiB ?? AUDIT_ROTATE_AT_MIB) * 1024 * 1024, keep: a?.keepFiles ?? AUDIT_KEEP_FILES };
+  return { maxBytes: a?.rotateAtMiB === undefined ? undefined : a.rotateAtMiB * 1024 * 1024, keep: a?.keepFiles };
 }

@@ -34,18 +34,22 @@ export const MAX_SAME_NAME = 16;
 
 /**
  * The values of the cookies named `name` that `ours` accepts (a check without decryption), the
- * first MAX_SAME_NAME in request order; the rest are left unopened, and said so at debug.
+ * first MAX_SAME_NAME in request order, and whether any cookie of that name came at all; the rest
+ * are left unopened, and said so at debug.
  */
-export function cookiesNamed(header: string | string[] | undefined, name: string, ours: (value: string) => boolean, log?: Logger): string[] {
+export function cookiesNamed(header: string | string[] | undefined, name: string, ours: (value: string) => boolean, log?: Logger): { values: string[]; present: boolean } {
   const values: string[] = [];
+  let present = false;
   let ignored = 0;
   for (const [n, value] of parseCookies(header)) {
-    if (n !== name || !ours(value)) continue;
+    if (n !== name) continue;
+    present = true;
+    if (!ours(value)) continue;
     if (values.length < MAX_SAME_NAME) values.push(value);
     else ignored++;
   }
   if (ignored) log?.debug({ cookie: name, tried: MAX_SAME_NAME, ignored }, 'more cookies of one name than a browser sends: the rest not tried');
-  return values;
+  return { values, present };
 }
 
 export function serializeCookie(name: string, value: string, a: CookieAttributes): string {

@@ -169,7 +169,7 @@ export async function readLoginState(rt: IdentityRuntime, state: string, cookieH
   const now = Math.floor(rt.now() / 1000);
   const name = nameOf(state, secure);
   if (!nameShape(secure).test(name)) return undefined;
-  for (const value of cookiesNamed(cookieHeader, name, (v) => rt.logins.keysFor(v).length > 0, rt.log)) {
+  for (const value of cookiesNamed(cookieHeader, name, (v) => rt.logins.keysFor(v).length > 0, rt.log).values) {
     const st = await openLogin(rt, value);
     if (st && st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
   }

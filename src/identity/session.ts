@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Identity } from '../pipeline/stage.js';
-import { cookiesNamed, parseCookies, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
+import { cookiesNamed, serializeCookie, clearCookie, type CookieAttributes } from './cookies.js';
 import { groupsFromClaims, userFromClaims } from './claims.js';
 import type { Config } from '../config/load.js';
 import { existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -115,9 +115,10 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
   const binding = bindingOf(rt, app, host);
   const now = Math.floor(rt.now() / 1000);
   const issued = cookieFor(app, protocol).name;
-  // present: a cookie of that name came, whether or not it could be one of ours
-  const present = parseCookies(cookieHeader).some(([n]) => n === issued);
-  for (const value of cookiesNamed(cookieHeader, issued, (v) => rt.sessions.keysFor(v).length > 0, rt.log)) {
+  // present: a cookie of that name came, whether or not it could be one of ours. A value opened
+  // within the minute (most requests) is ours without looking at its key id again.
+  const { values, present } = cookiesNamed(cookieHeader, issued, (v) => rt.openedSessions.has(v) || rt.sessions.keysFor(v).length > 0, rt.log);
+  for (const value of values) {
     const p = await openCached(rt, value, now);
     if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;

@@ -145,8 +145,8 @@ export class AuditLog {
   readonly file: string;
   private stream?: WriteStream;
   private size = 0;
-  private maxBytes: number;
-  private keep: number;
+  private maxBytes!: number;
+  private keep!: number;
   private lastRotationAt = -Infinity;
   private fastRotationToldAt = -Infinity;
   private readonly now: () => number;
@@ -164,20 +164,19 @@ export class AuditLog {
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
     this.file = join(dir, 'audit.log');
-    this.maxBytes = opts.maxBytes ?? AUDIT_ROTATE_AT_MIB * 1024 * 1024;
-    this.keep = Math.max(1, opts.keep ?? AUDIT_KEEP_FILES);
+    this.setRetention(opts);
     this.now = opts.now ?? Date.now;
-    if (this.maxBytes < 1024) throw new Error('audit maxBytes must be at least 1024');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.open();
     opts.metrics?.auditWritable.set(1);
   }
 
-  /** gateway.audit as the reloaded config has it: the next rotation uses it. */
-  setRetention(maxBytes: number, keep: number): void {
-    if (maxBytes < 1024 || keep < 1) throw new Error('audit retention must be at least 1024 bytes and 1 file');
+  /** gateway.audit as the (reloaded) config has it, its defaults for what it leaves out: the next rotation uses it. */
+  setRetention(r: { maxBytes?: number; keep?: number }): void {
+    const maxBytes = r.maxBytes ?? AUDIT_ROTATE_AT_MIB * 1024 * 1024;
+    if (maxBytes < 1024) throw new Error('audit maxBytes must be at least 1024');
     this.maxBytes = maxBytes;
-    this.keep = keep;
+    this.keep = Math.max(1, r.keep ?? AUDIT_KEEP_FILES);
   }
 
   private open(): void {

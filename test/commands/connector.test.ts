@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { eventually, request, sleep, type TestGateway } from '../support/harness.js';
+import { eventually, request, sleep, type SimpleResponse, type TestGateway } from '../support/harness.js';
 import { hubUrl, killConnector, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
 
 describe('connector run: one process per state dir, and signals', function () {
@@ -74,19 +74,25 @@ describe('connector run: one process per state dir, and signals', function () {
     await eventually(() => readyChannels(gw).some((c) => c.connectorId === JSON.parse(readFileSync(join(hub.enrolled, 'connector.json'), 'utf8')).id), 15_000);
   });
 
-  it('a restart while the old process drains: the new one waits for it, then serves', async () => {
-    const old = startConnector(hub.enrolled, { args: ['--drain-timeout', '20s'] });
-    running.push(old);
-    await waitChannels(gw, 2);
-    // a request in flight keeps the old connector draining for about two seconds
-    const slow = request(`${gw.url}/slow?ms=2000`, { headers: { host: 'app.test' } });
+  /** A connector with `channels` channels up and a request in flight through it, which the app answers after `ms`. */
+  async function busyConnector(args: string[], channels: number, ms: number): Promise<{ c: ConnectorProcess; slow: Promise<SimpleResponse | undefined> }> {
+    const c = startConnector(hub.enrolled, { args });
+    running.push(c);
+    await waitChannels(gw, channels);
+    const slow = request(`${gw.url}/slow?ms=${ms}`, { headers: { host: 'app.test' } }).catch(() => undefined);
     await sleep(300);
+    return { c, slow };
+  }
+
+  it('a restart while the old process drains: the new one waits for it, then serves', async () => {
+    // a request in flight keeps the old connector draining for about two seconds
+    const { c: old, slow } = await busyConnector(['--drain-timeout', '20s'], 2, 2000);
     old.child.kill('SIGTERM');
     await eventually(() => old.logs().some((l) => l.msg === 'draining'), 5_000);
     const fresh = startConnector(hub.enrolled);
     running.push(fresh);
     await eventually(() => fresh.logs().some((l) => String(l.msg).startsWith('waiting for the connector that is stopping')), 5_000);
-    assert.equal((await slow).status, 200, 'the drained request completed');
+    assert.equal((await slow)?.status, 200, 'the drained request completed');
     assert.equal(await old.exited, 0);
     await eventually(() => fresh.logs().some((l) => l.msg === 'channel open'), 15_000);
     await waitChannels(gw, 2);
@@ -94,26 +100,18 @@ describe('connector run: one process per state dir, and signals', function () {
   });
 
   it('SIGHUP is ignored with a line: the connector keeps running and its in-flight request completes (it died at once, and the request got 504)', async () => {
-    const c = startConnector(hub.enrolled, { args: ['--channels', '1'] });
-    running.push(c);
-    await waitChannels(gw, 1);
-    const slow = request(`${gw.url}/slow?ms=1500`, { headers: { host: 'app.test' } });
-    await sleep(300);
+    const { c, slow } = await busyConnector(['--channels', '1'], 1, 1500);
     c.child.kill('SIGHUP');
     await eventually(() => c.logs().find((l) => l.signal === 'SIGHUP'), 5_000);
     assert.equal(c.logs().find((l) => l.signal === 'SIGHUP')!.msg, 'SIGHUP ignored: the connector has nothing to reload (SIGTERM stops it)');
-    assert.equal((await slow).status, 200);
+    assert.equal((await slow)?.status, 200);
     assert.equal(c.child.exitCode, null);
     assert.equal(c.child.signalCode, null);
     assert.equal((await request(`${gw.url}/after-hup`, { headers: { host: 'app.test' } })).status, 200);
   });
 
   it('a second SIGINT during the drain exits at once with 1, saying in-flight streams are cut; the same signal twice within moments is one', async () => {
-    const c = startConnector(hub.enrolled, { args: ['--channels', '1', '--drain-timeout', '30s'] });
-    running.push(c);
-    await waitChannels(gw, 1);
-    const slow = request(`${gw.url}/slow?ms=20000`, { headers: { host: 'app.test' } }).catch(() => undefined);
-    await sleep(300);
+    const { c, slow } = await busyConnector(['--channels', '1', '--drain-timeout', '30s'], 1, 20000);
     c.child.kill('SIGINT');
     c.child.kill('SIGINT'); // (a Ctrl-C forwarded by npm as well: not a second one)
     await eventually(() => c.logs().some((l) => l.msg === 'draining'), 5_000);
