@@ -22,7 +22,7 @@ import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError, type ErrorInfo, type NextStep } from './errorPages.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
-import { normalizeTarget } from './normalize.js';
+import { normalizeTarget, originForm } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall, whoStalled, type Stall } from './stall.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, closeWebSocket } from './webSocketClose.js';
@@ -411,6 +411,17 @@ export class Edge {
       outcome.decision = 'internal';
       res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': '0' }).end();
       return;
+    }
+    const absolute = originForm(req.url ?? '');
+    if (absolute) {
+      if (!absolute.ok) return this.deny(req, res, id, outcome, 400, `The request target is not acceptable (${absolute.reason}).`);
+      // RFC 9112 3.2.2 has Host ignored here. A front proxy or a WAF may have routed or checked on
+      // the Host header, though, so a target naming another host is refused, not followed. (Ports
+      // are not compared: routing does not read them.)
+      if (h.host !== undefined && hostnameOf(h.host) !== hostnameOf(absolute.authority)) return this.deny(req, res, id, outcome, 400, 'The request target names another host than the Host header.');
+      // From here on, logs, rules and the app see the origin form, as from any other client.
+      h.host ??= absolute.authority;
+      req.url = absolute.target;
     }
     const host = hostnameOf(h.host);
     if (!host) return this.deny(req, res, id, outcome, 400, NO_VALID_HOST);

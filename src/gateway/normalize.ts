@@ -103,3 +103,22 @@ export function canonicalPath(p: string): string | undefined {
   const n = normalizeTarget(encoded.replace(/[?#]/g, encodeURIComponent));
   return n.ok && n.params === '' ? n.path : undefined;
 }
+
+export type OriginForm = { ok: true; authority: string; target: string } | { ok: false; reason: string };
+
+/**
+ * An absolute-form target (`GET http://host/x?y`, sent by clients configured for a proxy),
+ * split into its authority and the origin-form target the rest of the gateway reads. Servers
+ * must accept this form (RFC 9112 3.2.2). Undefined for any other form; other schemes are left
+ * to normalizeTarget, which refuses them.
+ */
+export function originForm(target: string): OriginForm | undefined {
+  const m = /^https?:\/\/([^/?#]*)(.*)$/is.exec(target);
+  if (!m) return undefined;
+  const authority = m[1]!;
+  const rest = m[2]!;
+  // userinfo: a password in a request line is an error, never a name to route on (RFC 9110 4.2.4)
+  if (authority.includes('@')) return { ok: false, reason: 'userinfo in the request target' };
+  if (authority === '') return { ok: false, reason: 'no host in the request target' };
+  return { ok: true, authority, target: rest === '' || rest.startsWith('?') ? `/${rest}` : rest };
+}

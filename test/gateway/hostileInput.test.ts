@@ -291,6 +291,9 @@ apps:
       ['Host list (comma)', `GET /h HTTP/1.1\r\nHost: echo.test, evil.test\r\n\r\n`, 400],
       ['unterminated IPv6 Host', `GET /h HTTP/1.1\r\nHost: [::1\r\n\r\n`, 400],
       ['absolute-form target for another host', `GET http://evil.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
+      ['absolute-form target with userinfo', `GET http://alice:pw@echo.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
+      ['absolute-form target without a host', `GET http:///abs HTTP/1.1\r\n${H}\r\n`, 400],
+      ['absolute-form target of another scheme', `GET ftp://echo.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
       ['asterisk-form target', `OPTIONS * HTTP/1.1\r\n${H}\r\n`, 400],
       ['fragment in the target', `GET /a#frag HTTP/1.1\r\n${H}\r\n`, 400],
       ['Upgrade to something other than WebSocket, with a body', `POST / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nab`, 400],
@@ -336,6 +339,22 @@ apps:
       assert.equal(got.length, 1);
       assert.equal(got[0]!.headers.upgrade, undefined);
     });
+    it('an absolute-form target for the Host it names (a client set up for a proxy) is served as its origin form (RFC 9112 3.2.2)', async () => {
+      for (const [line, host, want] of [
+        ['GET http://echo.test/abs-form?x=1 HTTP/1.1', 'Host: echo.test\r\n', '/abs-form?x=1'],
+        ['GET HTTP://ECHO.TEST:8080/abs-case HTTP/1.1', 'Host: echo.test\r\n', '/abs-case'],
+        ['GET http://echo.test?q=2 HTTP/1.1', 'Host: echo.test\r\n', '/?q=2'],
+        // HTTP/1.0 may send no Host: the target's authority is the host
+        ['GET http://echo.test/abs-10 HTTP/1.0', '', '/abs-10'],
+      ] as const) {
+        expectedForwards.add(want);
+        let a!: RawAnswer;
+        const got = await newForwards(async () => void (a = await raw(gw.port, `${line}\r\n${host}Connection: close\r\n\r\n`)));
+        assertAnswer(a, 200, line);
+        assert.deepEqual(got.map((r) => [r.url, r.headers.host]), [[want, new URL(backend.url).host]], line);
+      }
+    });
+
     for (const [name, bytes, status] of edgeRefusals) {
       it(`${name}: ${status} from the edge, nothing forwarded`, async () => {
         let a!: RawAnswer;
