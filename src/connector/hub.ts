@@ -41,6 +41,8 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR_REVOKED: 403, ERR_CERT_EXPIRED: 403, ERR_NOT_FOUND: 404, ERR_BODY_TOO_LARGE: 413, ERR_TOO_MANY_CHANNELS: 429, ERR_RENEWED_RECENTLY: 429, [NOT_RECORDED]: 503 };
 /** refusals of a token whose signature is this gateway's: someone was given it, so each is worth a line */
 const SIGNED_TOKEN_REFUSALS = new Set(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_USED']);
+/** the most tokens and connectors whose refusals are throttled apart (past it the throttles start again) */
+const MAX_REFUSAL_SUBJECTS = 10_000;
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
 /**
@@ -253,20 +255,32 @@ export class ConnectorHub {
 
   /**
    * Refusals anyone who reaches connectors.listen can cause (a made-up token, no certificate, a
-   * wrong path): at most one line a minute, like failed handshakes. A refusal of a token this
-   * gateway signed, or of a connector with a certificate from its CA, is a line each.
+   * wrong path): at most one line a minute per kind and code, like failed handshakes. A refusal
+   * of a token this gateway signed, or of a connector with a certificate from its CA, names that
+   * token's or connector's trouble: its first line is written at once, then at most one a minute
+   * for the same token or connector (a used token or a revoked connector's certificate sent in a
+   * loop wrote a line per request, 8 MB in 10 s).
    */
   private readonly quietRefusals = new Map<string, (fields: Record<string, unknown>) => void>();
 
-  /** One throttle per kind and code (the codes are this module's own, so the map stays small). */
-  private refusedQuietly(kind: 'request' | 'channel', fields: { code: string } & Record<string, unknown>): void {
-    const key = `${kind} ${fields.code}`;
+  private refusedQuietly(kind: 'request' | 'channel', fields: { code: string } & Record<string, unknown>, of?: { subject: string; msg: string }): void {
+    const key = `${kind} ${fields.code} ${of?.subject ?? ''}`;
     let warn = this.quietRefusals.get(key);
     if (!warn) {
-      warn = throttledWarn(this.log, kind === 'request' ? 'connector request refused (from a client with no valid token or certificate)' : 'connector channel refused (from a client with no valid certificate)');
+      // Subjects are tokens this gateway signed and connectors it certified, so the map is bounded
+      // by them; its cap only keeps a gateway that signed very many from holding every one.
+      if (this.quietRefusals.size >= MAX_REFUSAL_SUBJECTS) this.quietRefusals.clear();
+      const msg = of?.msg ?? (kind === 'request' ? 'connector request refused (from a client with no valid token or certificate)' : 'connector channel refused (from a client with no valid certificate)');
+      warn = throttledWarn(this.log, msg);
       this.quietRefusals.set(key, warn);
     }
     warn(fields);
+  }
+
+  /** what a refusal is about when someone this gateway knows is refused: the connector of a certificate from its CA, or a token it signed */
+  private refusalSubject(sock: TLSSocket, token: string | undefined): string {
+    if (sock.authorized) return `connector ${identityOfCert(sock.getPeerCertificate())?.id ?? '?'}`;
+    return `token ${token?.slice(0, 512) ?? ''}`;
   }
 
   /** connections that have not sent a request yet: the timer that drops them if none comes */
@@ -281,12 +295,13 @@ export class ConnectorHub {
     this.spoke(req.socket);
     const sock = req.socket as TLSSocket;
     const path = (req.url ?? '').split('?')[0];
+    let token: string | undefined;
     let tokenChecked = false;
     try {
       if (req.method === 'GET' && path === '/v1/ca') return void res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(this.ca.certPem);
       if (req.method === 'POST' && path === '/v1/enroll') {
         const body = await readJson(req);
-        const token = String(body.token ?? '');
+        token = String(body.token ?? '');
         const payload = this.tokens.check(token);
         tokenChecked = true;
         if (!this.targets.has(payload.g)) throw new EnrollmentError('ERR_GROUP_UNKNOWN', `connector group ${payload.g} is not configured`);
@@ -324,9 +339,11 @@ export class ConnectorHub {
         const { file, reason } = err.details as { file: string; reason: string };
         this.log.error({ code: err.code, file, reason, path, address: sock.remoteAddress }, `could not record a used enrollment token in ${file}: ${reason}; the enrollment was not completed (503)`);
         if (!res.headersSent) res.setHeader('retry-after', String(RETRY_AFTER_S));
-      } else if (sock.authorized || SIGNED_TOKEN_REFUSALS.has(err.code) || tokenChecked) {
-        this.log.warn({ code: err.code, reason: err.message, path, address: sock.remoteAddress }, `connector request refused: ${err.message}`);
-      } else this.refusedQuietly('request', { code: err.code, reason: err.message, path, address: sock.remoteAddress });
+      } else {
+        const fields = { code: err.code, reason: err.message, path, address: sock.remoteAddress };
+        const known = sock.authorized || SIGNED_TOKEN_REFUSALS.has(err.code) || tokenChecked;
+        this.refusedQuietly('request', fields, known ? { subject: this.refusalSubject(sock, token), msg: `connector request refused: ${err.message}` } : undefined);
+      }
       if (res.headersSent) return;
       const answer = { error: err.code ?? 'ERR_BAD_REQUEST', message: err.message };
       if (status === 413) answerThenClose(req, res, status, answer);
@@ -383,8 +400,8 @@ export class ConnectorHub {
       if (transport === TUNNEL_PROTOCOL && head.length > 0) throw new EnrollmentError('ERR_BAD_REQUEST', 'data sent before the channel upgrade was answered');
     } catch (e) {
       const err = e as EnrollmentError;
-      if (sock.authorized) this.log.warn({ code: err.code, reason: err.message, address: sock.remoteAddress, connector: who?.id }, `connector channel refused: ${err.message}`);
-      else this.refusedQuietly('channel', { code: err.code, reason: err.message, address: sock.remoteAddress });
+      const fields = { code: err.code, reason: err.message, address: sock.remoteAddress, connector: who?.id };
+      this.refusedQuietly('channel', fields, sock.authorized ? { subject: this.refusalSubject(sock, undefined), msg: `connector channel refused: ${err.message}` } : undefined);
       const status = REFUSAL_STATUS[err.code] ?? 400;
       socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;

@@ -170,6 +170,36 @@ describe('connector enrollment, mutual TLS and revocation', function () {
     assert.equal(gw.logs.find((l) => l.code === 'ERR_TOKEN_MALFORMED')!.msg, 'connector request refused (from a client with no valid token or certificate)');
   });
 
+  it('a used token, or a revoked connector\'s certificate, sent in a loop: one line per token or connector, not one per request', async () => {
+    const kp = await generateKeyPair();
+    const csr = await createCsr(kp.keys, 'x');
+    const publicKey = kp.publicKeyDer.toString('base64');
+    const lines = (code: string) => gw.logs.filter((l) => l.code === code);
+    const usedBefore = lines('ERR_TOKEN_USED').length;
+    for (const [n, repeats] of [[0, 40], [1, 5]]) {
+      const used = token(gw);
+      assert.equal((await post(gw, '/v1/enroll', { token: used, csr, publicKey })).status, 200, `token ${n}`);
+      for (let i = 0; i < repeats; i += 10) {
+        const answers = await Promise.all(Array.from({ length: 10 }, () => post(gw, '/v1/enroll', { token: used, csr, publicKey })));
+        // each still gets its refusal; only the log is spared
+        assert.deepEqual([...new Set(answers.map((a) => `${a.status} ${a.body.error}`))], ['400 ERR_TOKEN_USED']);
+      }
+    }
+    assert.equal(lines('ERR_TOKEN_USED').length - usedBefore, 2, 'a line for each of the two tokens');
+    assert.equal(lines('ERR_TOKEN_USED').at(-1)!.msg, 'connector request refused: the enrollment token was already used');
+
+    const hub = gw.server.connectorHub!;
+    const issued = await hub.ca.issueClient(csr, kp.publicKeyDer, 'g1', 3600_000);
+    writeFileSync(gw.configFile, gatewayYaml(backend, '', '', [issued.id]));
+    assert.equal(await gw.server.reload('test'), 'success');
+    const revokedBefore = lines('ERR_REVOKED').length;
+    for (let i = 0; i < 20; i++) assert.equal(await channelStatus(gw, { key: kp.keyPem, cert: issued.certPem }, CHANNEL_TRANSPORTS[i % CHANNEL_TRANSPORTS.length]!), 403);
+    assert.equal(lines('ERR_REVOKED').length - revokedBefore, 1);
+    assert.match(String(lines('ERR_REVOKED').at(-1)!.msg), /^connector channel refused: connector c-.* is revoked$/);
+    writeFileSync(gw.configFile, gatewayYaml(backend));
+    assert.equal(await gw.server.reload('test'), 'success');
+  });
+
   it('one token, two enrollments at once: exactly one certificate; an oversized body gets 413', async () => {
     const kp = await generateKeyPair();
     const body = { token: token(gw), csr: await createCsr(kp.keys, 'x'), publicKey: kp.publicKeyDer.toString('base64') };
