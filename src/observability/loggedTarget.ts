@@ -7,11 +7,13 @@
  */
 export interface LoggedTarget {
   path: string;
-  /** the query's parameter names, `&`-joined, in order (`code&state`; `-` for a part without `=`); absent without a query */
+  /** the query's parameter names, `&`-joined, in order (`code&state`; `-` for a part without a value or a name: `?<token>`, `?x=`); absent without a query */
   query?: string;
 }
 
 const MAX_QUERY_NAMES = 512;
+/** longer than this, a query "name" is taken for a value (a token) */
+const MAX_NAME_LENGTH = 64;
 
 export function loggedTarget(url: string | undefined): LoggedTarget {
   if (!url) return { path: '' };
@@ -28,9 +30,12 @@ export function loggedTarget(url: string | undefined): LoggedTarget {
     .slice(q + 1)
     .split('&')
     .map((pair) => {
-      // `?<token>` (a signed link) is a value without a name: it is not written either.
+      // `?<token>` (a signed link) is a value without a name: it is not written either. Nor is
+      // one in base64 with its padding (`?dG9r...MQ==`), which reads as a name with an empty
+      // value, nor a "name" longer than any parameter's.
       const eq = pair.indexOf('=');
-      return eq >= 0 ? pair.slice(0, eq) : pair === '' ? '' : '-';
+      if (eq < 0) return pair === '' ? '' : '-';
+      return /^=*$/.test(pair.slice(eq)) || eq > MAX_NAME_LENGTH ? '-' : pair.slice(0, eq);
     })
     .join('&');
   return { path, query: names.length > MAX_QUERY_NAMES ? `${names.slice(0, MAX_QUERY_NAMES)}...` : names };

@@ -11,6 +11,10 @@ describe('observability: the request target as logs keep it', () => {
     assert.deepEqual(loggedTarget('/ws?access_token=eyJ.eyJ.sig'), { path: '/ws', query: 'access_token' });
     assert.deepEqual(loggedTarget(undefined), { path: '' });
     assert.deepEqual(loggedTarget('/download?SIGNED-TOKEN-VALUE&x=1'), { path: '/download', query: '-&x' }, 'a part without = is a value: not written');
+    assert.deepEqual(loggedTarget('/download?dG9rZW4tc2VjcmV0LTE==&x=1'), { path: '/download', query: '-&x' }, 'a base64 token with its padding is a value too');
+    assert.deepEqual(loggedTarget('/download?dG9rZW4tc2VjcmV0LTEy=&x=1'), { path: '/download', query: '-&x' });
+    assert.deepEqual(loggedTarget(`/download?${'A'.repeat(80)}=1&x=1`), { path: '/download', query: '-&x' }, 'so is a "name" longer than any parameter\'s');
+    assert.deepEqual(loggedTarget('/search?q=&page=2'), { path: '/search', query: '-&page' }, 'an empty value is not told from padding');
   });
 
   it('bounds what a query of thousands of names can add to a line', () => {
