@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import express, { type Express } from 'express';
 import type { Metrics } from '../observability/metrics.js';
 import type { GenerationHolder } from '../pipeline/generation.js';
+import { headerCount } from './destination.js';
 import { hostnameOf } from './router.js';
 
 /** Every admin endpoint is read-only. */
@@ -25,6 +26,8 @@ export function adminApp(holder: GenerationHolder, metrics: Metrics, extra: (app
   // listen. (No Host at all is HTTP/1.0, not a browser.)
   const known = listenHost?.toLowerCase();
   app.use((req, res, next) => {
+    // Node reads the first of two Host headers; a proxy in front may have read the last (RFC 9112 3.2: 400).
+    if (headerCount(req.rawHeaders, 'host') > 1) return void res.status(400).json({ error: 'more than one Host header' });
     // An absolute-form target names the host itself, and Host is then ignored (RFC 9112 3.2.2).
     const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(req.originalUrl)?.[1];
     const header = authority === undefined ? req.headers.host : authority.slice(authority.lastIndexOf('@') + 1);

@@ -82,6 +82,10 @@ apps: []
     assert.deepEqual(statusLines(await absolute('http://attacker.example/metrics')), ['HTTP/1.1 421 Misdirected Request']);
     assert.deepEqual(statusLines(await absolute('http://u@attacker.example/metrics')), ['HTTP/1.1 421 Misdirected Request']);
     assert.deepEqual(statusLines(await absolute(`http://127.0.0.1:${port}/metrics`)), ['HTTP/1.1 200 OK']);
+    // two Host headers: Node reads the first, a proxy in front may have checked the last
+    const twoHosts = await rawRequest(port, `GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nHost: attacker.example\r\nConnection: close\r\n\r\n`, 3000);
+    assert.deepEqual(statusLines(twoHosts), ['HTTP/1.1 400 Bad Request']);
+    assert.doesNotMatch(twoHosts, /drawbridge_config_generation/);
     // HTTP/1.0 without Host is no browser
     const raw = await rawRequest(port, 'GET /healthz HTTP/1.0\r\n\r\n', 3000);
     assert.deepEqual(statusLines(raw), ['HTTP/1.1 200 OK'], JSON.stringify(raw));
