@@ -31,7 +31,7 @@ import type { DecisionEvent } from '../observability/audit.js';
 import { loggedTarget } from '../observability/loggedTarget.js';
 import { jwksHandler } from '../plugins/headers/assertion.js';
 import { JWKS_PATH } from '../plugins/headers/assertionKeys.js';
-import { largeIdentityHead } from '../plugins/headers/identityHeaders.js';
+import { dashedName, largeIdentityHead } from '../plugins/headers/identityHeaders.js';
 import type { BodyTranslation } from './translateBody.js';
 import type { UrlTranslation } from './translateHeaders.js';
 
@@ -582,7 +582,7 @@ export class Edge {
       decisionProblem(d) ??
       (d.kind === 'continue' && d.identity && stage.kind !== 'preauth' ? `only a preauth stage may set the identity (this is a ${stage.kind} stage)` : undefined) ??
       (ctx.identity !== outcome.identity ? 'the stage replaced ctx.identity, which only a preauth decision sets' : undefined) ??
-      (d.kind === 'continue' && d.setHeaders && stage.kind !== 'headers' ? replacedLater(d.setHeaders) : undefined);
+      (d.kind === 'continue' && d.setHeaders && stage.kind !== 'headers' ? replacedLater(d.setHeaders, ctx.app as CompiledApp) : undefined);
     if (problem) {
       this.fail(req, res, ctx.id, outcome, new InvalidDecisionError(problem), stage.name);
       return false;
@@ -614,7 +614,7 @@ export class Edge {
     switch (d.kind) {
       case 'continue':
         if (d.identity) {
-          ctx.identity = d.identity;
+          (ctx as { identity?: Identity }).identity = d.identity;
           outcome.identity = d.identity;
           outcome.user = d.identity.user;
         }
@@ -828,12 +828,14 @@ const STALE_ACCESS = 'its app or access rules changed in the config';
 
 /**
  * Request headers the gateway sets after every stage but its own headers stages (the forwarded
- * headers) or at the very end (the correlation id): set by another stage, its value was replaced
- * without a word, and a plugin's ticket in such a header never reached the app while the client's
- * own copy of another header did.
+ * headers, the app's identity headers and assertion) or at the very end (the correlation id): set
+ * by another stage, its value was replaced without a word, and a plugin's ticket in such a header
+ * never reached the app while the client's own copy of another header did. An identity header's
+ * `_` or `.` spelling would reach the app beside the gateway's value, which a CGI-style backend
+ * reads as the same header.
  */
-function replacedLater(setHeaders: Readonly<Record<string, unknown>>): string | undefined {
-  const name = firstOwnedName(setHeaders, (n) => n === CORRELATION_HEADER || n === 'forwarded' || n.startsWith('x-forwarded-'));
+function replacedLater(setHeaders: Readonly<Record<string, unknown>>, app: CompiledApp): string | undefined {
+  const name = firstOwnedName(setHeaders, (n) => n === CORRELATION_HEADER || n === 'forwarded' || n.startsWith('x-forwarded-') || app.identityHeaders.has(dashedName(n)));
   return name === undefined ? undefined : `setHeaders: ${name} is set by the gateway after this stage, which would replace the stage's value`;
 }
 

@@ -29,6 +29,8 @@ export interface CompiledApp {
   readonly stages: readonly Stage[];
   /** request headers never passed on from the client (identity headers and the like) */
   readonly stripHeaders: ReadonlySet<string>;
+  /** this app's identity and assertion headers, lower case with `_` and `.` as `-`: set by its headers stages after every other stage */
+  readonly identityHeaders: ReadonlySet<string>;
   /** the gateway's own cookies (any app's session, sign-in state): removed from Cookie */
   readonly isGatewayCookie: (name: string) => boolean;
   readonly timeoutMs: number;

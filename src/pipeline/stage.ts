@@ -50,9 +50,13 @@ export interface RequestContext {
   readonly upgrade: boolean;
   readonly startedAt: number;
   readonly app: { readonly name: string; readonly externalUrl: string };
-  /** set by a preauth stage; later stages see it */
-  identity?: Identity;
-  /** headers to send upstream; stages add to it through their decisions */
+  /** set by the gateway from a preauth stage's decision; later stages see it (assigning it fails the request) */
+  readonly identity?: Identity;
+  /**
+   * Headers to send upstream, for reading: stages add to it through their decisions'
+   * setHeaders, which are checked (a name only the gateway sets is a 500). A name written here
+   * directly is not checked, and one the gateway owns is replaced before the request leaves.
+   */
   readonly upstreamHeaders: Record<string, string | string[]>;
 }
 

@@ -4,6 +4,7 @@
  * signs in through the real pages (for tests that need a session but not a
  * whole browser).
  */
+import type { GatewayOptions } from '../../src/gateway/server.js';
 import { EmbeddedIdp, NATIVE_CLIENT_ID, type DemoUser } from '../../src/identity/provider/embeddedIdp.js';
 import { request, startEchoBackend, startGateway, type EchoBackend, type SimpleResponse, type TestGateway } from '../support/harness.js';
 
@@ -38,6 +39,8 @@ export interface StackOptions {
   users?: DemoUser[];
   /** false: the config file is read only on reload(), so a test's explicit reload is the one that applies its edit */
   watch?: boolean;
+  /** stages a test adds to every app, as a plugin's would be */
+  compileHooks?: GatewayOptions['compileHooks'];
 }
 
 export function defaultApps(backend: string): string {
@@ -97,7 +100,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     onOneTimeCode: (u, c) => codes.set(u, c),
     accessTokenTtlSec: opts.accessTokenTtlSec,
   });
-  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml), opts.watch === false ? { watch: false } : {});
+  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml), { ...(opts.watch === false ? { watch: false } : {}), ...(opts.compileHooks ? { compileHooks: opts.compileHooks } : {}) });
   const origin = (host: string) => `http://${host}.localhost:${gw.port}`;
   for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix']) {
     idp.allowRedirectUri(`${origin(h)}/.drawbridge/callback`);

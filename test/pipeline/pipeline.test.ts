@@ -5,6 +5,7 @@ import type { Decision, RequestContext, Stage } from '../../src/pipeline/stage.j
 import { join } from 'node:path';
 import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
+import { startStack, userToken, type Stack } from '../identity/support.js';
 
 /**
  * Stages injected through the compile hook (the way the identity and policy
@@ -293,4 +294,54 @@ describe('pipeline: framing headers and the identity are not a later stage\'s to
       assert.equal(backend.received.length, before);
     });
   }
+});
+
+describe('pipeline: a stage that sets the app\'s identity or assertion header', function () {
+  this.timeout(60_000);
+  let s: Stack;
+  let bearer: string;
+  // what the sso stage of each app sets, by app name
+  const sets: Record<string, Record<string, string>> = {
+    Own: { 'X-Plugin-Ticket': 'ticket-1' },
+    User: { 'x-remote-user': 'admin' },
+    UserUnderscore: { x_remote_user: 'admin' },
+    UserDot: { 'X.Remote.User': 'admin' },
+    Assertion: { 'x-drawbridge-assertion': 'forged.jwt.value' },
+  };
+  before(async () => {
+    const apps = (backend: string) =>
+      Object.keys(sets)
+        .map(
+          (name) => `
+  - name: ${name}
+    externalUrl: http://${name.toLowerCase()}.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    audience: api://web
+    headers:
+      identity: { X-Remote-User: user }
+      assertion: X-Drawbridge-Assertion`,
+        )
+        .join('');
+    const stages = (app: AppConfig): Stage[] => [{ name: 'sets-test', kind: 'sso', run: () => ({ kind: 'continue', setHeaders: sets[app.name]! }) }];
+    s = await startStack({ apps, compileHooks: { extraStages: stages } });
+    bearer = await userToken(s, 'bob', 'bob-pw', 'api://web', 'read');
+  });
+  after(() => s?.stop());
+
+  it('is refused (500, naming the header) in any spelling, before the app; a header of its own reaches the app', async () => {
+    const call = (name: string) => request(`${s.gw.url}/`, { headers: { host: `${name.toLowerCase()}.localhost`, authorization: `Bearer ${bearer}`, accept: 'application/json' } });
+    const ok = await call('Own');
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(ok.json().headers['x-plugin-ticket'], 'ticket-1');
+    assert.equal(ok.json().headers['x-remote-user'], 'bob');
+    const before = s.backend.received.length;
+    for (const name of ['User', 'UserUnderscore', 'UserDot', 'Assertion']) {
+      const res = await call(name);
+      assert.equal(res.status, 500, `${name}: ${res.body}`);
+      const line = s.gw.logs.find((l) => l.correlationId === res.headers['x-correlation-id'] && l.level === 50);
+      assert.match(JSON.stringify(line), new RegExp(`setHeaders: ${Object.keys(sets[name]!)[0]!.replace(/\./g, '\\.')} is set by the gateway after this stage`), name);
+    }
+    assert.equal(s.backend.received.length, before, 'nothing reached the app');
+  });
 });

@@ -98,9 +98,14 @@ export function stripNamesFor(names: Iterable<string>): string[] {
   const out = new Set<string>();
   for (const n of names) {
     out.add(n.toLowerCase());
-    out.add(n.toLowerCase().replace(/[_.]/g, '-'));
+    out.add(dashedName(n));
   }
   return [...out];
+}
+
+/** A header name as a CGI-style backend reads it: letter case, `_` and `.` do not tell names apart. */
+export function dashedName(name: string): string {
+  return name.toLowerCase().replace(/[_.]/g, '-');
 }
 
 /** nginx's default header line buffer (large_client_header_buffers 4 8k): an assertion over it is refused on its own. */
