@@ -420,7 +420,8 @@ export class Edge {
       // are not compared: routing does not read them.)
       if (h.host !== undefined && hostnameOf(h.host) !== hostnameOf(absolute.authority)) return this.deny(req, res, id, outcome, 400, 'The request target names another host than the Host header.');
       // From here on, logs, rules and the app see the origin form, as from any other client.
-      h.host ??= absolute.authority;
+      // (HTTP/1.0 may come without Host; HTTP/1.1 without one gets its 400 below, RFC 9112 3.2)
+      if (req.httpVersionMinor === 0) h.host ??= absolute.authority;
       req.url = absolute.target;
     }
     const host = hostnameOf(h.host);

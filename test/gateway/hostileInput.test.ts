@@ -294,6 +294,7 @@ apps:
       ['absolute-form target with userinfo', `GET http://alice:pw@echo.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
       ['absolute-form target without a host', `GET http:///abs HTTP/1.1\r\n${H}\r\n`, 400],
       ['absolute-form target of another scheme', `GET ftp://echo.test/abs HTTP/1.1\r\n${H}\r\n`, 400],
+      ['absolute-form target in HTTP/1.1 without a Host', `GET http://echo.test/abs HTTP/1.1\r\n\r\n`, 400],
       ['asterisk-form target', `OPTIONS * HTTP/1.1\r\n${H}\r\n`, 400],
       ['fragment in the target', `GET /a#frag HTTP/1.1\r\n${H}\r\n`, 400],
       ['Upgrade to something other than WebSocket, with a body', `POST / HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nab`, 400],

@@ -73,6 +73,18 @@ apps:
     assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
   });
 
+  it('redirects an absolute-form target to its path; one for another host than Host, or with userinfo, gets 400', async () => {
+    const ask = (target: string, host = 'Host: echo.test\r\n') => rawRequest(httpPort(), `GET ${target} HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
+    assert.match(await ask('http://echo.test/a/b?c=d'), /^HTTP\/1\.1 308 [^]*\r\nlocation: https:\/\/echo\.test:8443\/a\/b\?c=d\r\n/i);
+    assert.match(await ask('http://echo.test/http11', ''), /^HTTP\/1\.1 400 /, 'HTTP/1.1 without Host');
+    assert.match(await rawRequest(httpPort(), 'GET http://echo.test/http10 HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 308 [^]*\r\nlocation: https:\/\/echo\.test:8443\/http10\r\n/i, 'HTTP/1.0 without Host');
+    for (const target of ['http://evil.test/a', 'http://u:p@echo.test/a']) {
+      const answer = await ask(target);
+      assert.match(answer, /^HTTP\/1\.1 400 /, target);
+      assert.doesNotMatch(answer, /\r\nlocation:/i, target);
+    }
+  });
+
   it('redirects only hosts an app is published on: another Host gets 404, not a redirect to it', async () => {
     for (const host of ['evil.test', 'evil.test:8080', 'echo.test.evil.test']) {
       const res = await request(`http://127.0.0.1:${httpPort()}/p`, { headers: { host, accept: 'application/json' } });
