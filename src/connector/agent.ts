@@ -26,7 +26,7 @@ import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
-import { SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
+import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';
@@ -490,6 +490,8 @@ export class ConnectorAgent {
    */
   private targetsArriving = new Set<Promise<void>>();
   private readonly sessions = new Set<Http2Session>();
+  /** each session's relay streams by id, with what cuts one short (the gateway's cancel) */
+  private readonly relays = new WeakMap<Http2Session, Map<number, () => void>>();
   private readonly links = new Set<ChannelLink>();
   private draining = false;
   private stopped = false;
@@ -621,7 +623,7 @@ export class ConnectorAgent {
       // not at its next retry, which could fall after the certificate runs out.
       if (this.renewalFailed && !this.renewing) void this.renew();
       duplex.on('error', () => undefined); // reported by the link; the session ends with it
-      const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
+      const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: SESSION_MEMORY_MB });
       this.sessions.add(session);
       session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       session.on('stream', (stream, headers) => this.onStream(stream, headers));
@@ -710,6 +712,10 @@ export class ConnectorAgent {
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => undefined);
     if (headers[':method'] === 'POST' && headers[':path'] === '/v1/targets') return this.onTargets(stream);
+    if (headers[':method'] === 'POST' && headers[':path'] === CANCEL_PATH) {
+      this.relays.get(stream.session!)?.get(Number(headers[CANCEL_HEADER]))?.();
+      return void stream.respond({ ':status': 204 }, { endStream: true });
+    }
     if (headers[':method'] !== 'CONNECT') {
       this.log.warn({ method: headers[':method'], path: headers[':path'] }, 'unexpected stream refused');
       return void stream.respond({ ':status': 400 }, { endStream: true });
@@ -761,10 +767,26 @@ export class ConnectorAgent {
     sock.on('close', () => {
       if (connected && !stream.destroyed && !stream.writableEnded) stream.end();
     });
+    const relays = this.relaysOf(stream.session!);
+    const id = stream.id!;
+    // The app gets a reset, not a FIN: an app that stopped reading an upload would never read
+    // up to a FIN, and held the request for minutes.
+    relays.set(id, () => {
+      if (connected && !sock.destroyed) sock.resetAndDestroy();
+      else sock.destroy();
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
     stream.on('close', () => {
       this.inflight--;
+      relays.delete(id);
       sock.destroy();
     });
+  }
+
+  private relaysOf(session: Http2Session): Map<number, () => void> {
+    let m = this.relays.get(session);
+    if (!m) this.relays.set(session, (m = new Map()));
+    return m;
   }
 
   private onTargets(stream: ServerHttp2Stream): void {

@@ -24,6 +24,27 @@ export const CHANNEL_TRANSPORTS = ['h2', 'websocket'] as const;
 export type ChannelTransport = (typeof CHANNEL_TRANSPORTS)[number];
 /** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
 export const MAX_FRAME_BYTES = 4 << 20;
+
+/**
+ * The gateway's way to end a relay stream it no longer wants (its client left): a stream of its
+ * own, POST CANCEL_PATH naming the stream in CANCEL_HEADER, on which the connector resets it.
+ * An RST_STREAM from the gateway would do it at once, but the connector is the HTTP/2 server,
+ * and nghttp2 ends a server's session after 1,000 resets from its peer plus 33 a second (its
+ * guard against the rapid-reset attack): clients that gave up downloads at 100 a second cut
+ * every request on the channel. A reset sent by the connector is not counted.
+ */
+export const CANCEL_PATH = '/v1/cancel';
+
+/**
+ * Node's maxSessionMemory for channel sessions, in MB: high enough never to be reached. Node 20
+ * counts the bytes queued on a stream that is then reset and never takes them off its count (the
+ * memory itself is freed): at 64 MB a connector refused every new stream (ENHANCE_YOUR_CALM) once
+ * some thousand downloads had been given up, and then its session failed, cutting every request
+ * on the channel. What a channel holds is bounded by its windows, the connector's STREAM_ROOM and
+ * MAX_QUEUED_FOR_PEER instead.
+ */
+export const SESSION_MEMORY_MB = 1 << 20;
+export const CANCEL_HEADER = 'x-drawbridge-stream';
 /**
  * HTTP/2 flow-control windows of a channel, the same on both ends: a 1 MiB
  * response never waits for a WINDOW_UPDATE, and they bound what

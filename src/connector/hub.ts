@@ -28,7 +28,7 @@ import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
-import { MAX_FRAME_BYTES, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
+import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -264,7 +264,8 @@ export class ConnectorHub {
   private readonly quietRefusals = new Map<string, (fields: Record<string, unknown>) => void>();
 
   private refusedQuietly(kind: 'request' | 'channel', fields: { code: string } & Record<string, unknown>, of?: { subject: string; msg: string }): void {
-    const key = `${kind} ${fields.code} ${of?.subject ?? ''}`;
+    // (a known subject's key holds the message too: two different refusals of one connector are two lines)
+    const key = of ? `${kind} ${fields.code} ${of.subject} ${of.msg}` : `${kind} ${fields.code}`;
     let warn = this.quietRefusals.get(key);
     if (!warn) {
       // Subjects are tokens this gateway signed and connectors it certified, so the map is bounded
@@ -424,7 +425,7 @@ export class ConnectorHub {
     const session = http2.connect('http://connector.invalid', {
       createConnection: () => duplex,
       settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
-      maxSessionMemory: 64,
+      maxSessionMemory: SESSION_MEMORY_MB,
     });
     const ch: Channel = {
       key: `ch${this.nextChannel++}`,

@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
-import type { ClientHttp2Stream } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { relay } from '../gateway/relay.js';
@@ -23,6 +23,7 @@ import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, inval
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
 import type { Channel } from './registry.js';
+import { CANCEL_HEADER, CANCEL_PATH } from './channelLink.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** how much of a response may wait for a slow client before the tunnel stream is paused */
@@ -315,6 +316,40 @@ class DialRefused extends NotDialed {
 }
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
+/** how long a connector has to reset a stream the gateway cancelled before the gateway resets it itself (a connector from before CANCEL_PATH) */
+const CANCEL_GRACE_MS = 2000;
+
+/**
+ * Ends a relay stream the gateway no longer wants by asking the connector to reset it (see
+ * CANCEL_PATH). What still arrives on it is read and dropped: a paused stream would hold its
+ * window of data here until the reset came. A connector that does not answer 204 (one from
+ * before this), or a stream still open after CANCEL_GRACE_MS, is reset from here.
+ */
+/** channels of connectors that refused CANCEL_PATH (from before it): their streams are reset from here */
+const noCancelPath = new WeakSet<ClientHttp2Session>();
+
+function cancelThroughConnector(s: ClientHttp2Stream): void {
+  const session = s.session as ClientHttp2Session | undefined;
+  const reset = () => void (s.destroyed || s.close(http2Cancel));
+  if (s.id === undefined || !session || session.closed || session.destroyed || noCancelPath.has(session)) return reset();
+  s.removeAllListeners('data');
+  s.resume();
+  let ask: ClientHttp2Stream;
+  try {
+    ask = session.request({ ':method': 'POST', ':path': CANCEL_PATH, [CANCEL_HEADER]: String(s.id) }, { endStream: true });
+  } catch {
+    return reset();
+  }
+  const fallback = setTimeout(reset, CANCEL_GRACE_MS).unref();
+  s.once('close', () => clearTimeout(fallback));
+  ask.on('error', reset);
+  ask.on('response', (h) => {
+    if (h[':status'] === 204) return;
+    noCancelPath.add(session);
+    reset();
+  });
+  ask.resume();
+}
 /** how long a connector whose CONNECT timed out has to answer a ping before it counts as gone */
 const PING_GRACE_MS = 1000;
 
@@ -495,8 +530,14 @@ class StreamSocket extends Duplex {
     // app stopped reading, a response the client stopped taking), so the stream, its
     // window of data and the connector's connection to the app would stay for good.
     // CANCEL ends it at once.
+    // Ending our side finishes a stream the app already ended (a reset, even NO_ERROR, is one
+    // more for the connector's rapid-reset guard); any other is cancelled through the connector.
     const clean = !err && this.s.writableLength === 0 && this.s.readableEnded;
-    if (!this.s.destroyed) this.s.close(clean ? 0 : http2Cancel);
+    if (!this.s.destroyed) {
+      if (clean && !this.s.writableEnded) this.s.end();
+      else if (!clean) cancelThroughConnector(this.s);
+      else this.s.close();
+    }
     cb(err);
   }
 

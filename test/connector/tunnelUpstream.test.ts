@@ -592,3 +592,57 @@ describe('tunnel upstream: apps behind a connector', function () {
     await sleep(10);
   });
 });
+
+describe('tunnel upstream: clients that give up', function () {
+  this.timeout(120_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(gatewayYaml(backend));
+    conn = startConnector(join(tempDir(), 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    await waitChannels(gw, 1);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw?.stop();
+    await backend?.close();
+  });
+
+  /** a download given up as soon as its head arrives, as a browser that navigates away */
+  const givenUp = () =>
+    new Promise<boolean>((resolve) => {
+      const s = net.connect(gw.port, '127.0.0.1', () => s.write('GET /big?bytes=4000000 HTTP/1.1\r\nHost: app.test\r\n\r\n'));
+      let got = '';
+      s.on('error', () => resolve(false));
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+        if (!got.includes('\r\n\r\n')) return;
+        s.destroy();
+        resolve(got.startsWith('HTTP/1.1 200'));
+      });
+    });
+
+  // Two limits of Node's HTTP/2 ended the channel here: its count of session memory, which keeps the
+  // bytes of every reset stream, and nghttp2's rapid-reset guard (1,000 resets from the gateway, then
+  // 33 a second). 2,000 given up in about 30 s passes neither.
+  it('2,000 downloads given up at once keep the channel: other requests on it are served, and nothing is left open', async () => {
+    const [channel] = gw.server.connectorHub!.registry.all();
+    let left = 2000;
+    let answered = 0;
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        while (left-- > 0) if (await givenUp()) answered++;
+      }),
+    );
+    assert.ok(answered > 1900, `${answered} of 2,000 got their head`);
+    const res = await request(`${gw.url}/after`, { headers: { host: 'app.test' } });
+    assert.equal(res.status, 200, res.body);
+    // the same channel: it was never closed and dialled again
+    assert.deepEqual(gw.server.connectorHub!.registry.all(), [channel]);
+    assert.ok(!conn.logs().some((l) => /session error|channel closed/.test(String(l.msg))), conn.lines.filter((l) => /error|closed/.test(l)).slice(0, 3).join('\n'));
+    assert.ok(!gw.logs.some((l) => /connector channel (error|broken)/.test(String(l.msg))));
+    await eventually(() => channel!.streams === 0, 5000);
+  });
+});
