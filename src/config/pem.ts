@@ -9,7 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 
 /** Far above any real CA bundle (the Mozilla bundle is about 220 KB); keeps a misnamed disk image out of memory. */
-const MAX_PEM_BYTES = 4 * 1024 * 1024;
+export const MAX_PEM_BYTES = 4 * 1024 * 1024;
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 

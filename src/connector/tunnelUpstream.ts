@@ -10,7 +10,8 @@
  * request that failed is known never to have reached the app when the
  * connector had not answered the CONNECT yet.
  */
-import { readFileSync } from 'node:fs';
+import { MAX_PEM_BYTES } from '../config/pem.js';
+import { readRegularFile } from '../config/regularFile.js';
 import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
@@ -57,7 +58,7 @@ export class TunnelUpstream implements Upstream {
     this.agent = tunnelAgent(this);
     if (url.protocol === 'https:') {
       this.tls = {
-        ca: tlsOpts.ca ? readFileSync(resolvePath(tlsOpts.ca)) : undefined,
+        ca: tlsOpts.ca ? readRegularFile(resolvePath(tlsOpts.ca), MAX_PEM_BYTES) : undefined,
         rejectUnauthorized: tlsOpts.verify !== false,
         // checked against the certificate when there is no server name (an IP address)
         host: url.hostname.replace(/^\[|\]$/g, ''),

@@ -3,11 +3,11 @@
  * lifecycle (load -> compile -> swap, and again on every change).
  */
 import { randomUUID, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext } from 'node:tls';
-import { outsideValidity } from '../config/pem.js';
+import { MAX_PEM_BYTES, outsideValidity } from '../config/pem.js';
+import { readRegularFile } from '../config/regularFile.js';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -55,6 +55,8 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
 const MAX_HEAD_BYTES = 16 * 1024;
 /** the 431 reason for a head over the size limit (cookies are what grows) */
 const HEAD_TOO_LARGE = 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.';
+/** an http-01 answer is a token and a key thumbprint: some 90 bytes */
+const MAX_ACME_ANSWER_BYTES = 4096;
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
 
 /** the bytes of a parsed request head, as the client sent it (give or take its line endings) */
@@ -370,8 +372,9 @@ export class GatewayServer {
   }
 
   private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } {
-    const cert = readFileSync(resolve(dir, config.gateway.tls!.cert));
-    const key = readFileSync(resolve(dir, config.gateway.tls!.key));
+    // (never a plain read: a FIFO or /dev/zero put where the certificate was would hang the gateway or fill its memory)
+    const cert = readRegularFile(resolve(dir, config.gateway.tls!.cert), MAX_PEM_BYTES);
+    const key = readRegularFile(resolve(dir, config.gateway.tls!.key), MAX_PEM_BYTES);
     return { cert, key, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
   }
 
@@ -550,7 +553,8 @@ export class GatewayServer {
         if (/^[A-Za-z0-9_-]+$/.test(token)) {
           let body: Buffer | undefined;
           try {
-            body = readFileSync(join(acmeDir, token));
+            // anyone may ask: a FIFO or a device put in the folder must not hold or fill the gateway
+            body = readRegularFile(join(acmeDir, token), MAX_ACME_ANSWER_BYTES);
           } catch {
             /* no such challenge: 404 below */
           }

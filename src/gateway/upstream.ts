@@ -7,7 +7,8 @@
  * Node 22. undici's pool is also several times cheaper per request than
  * http.request, which is what lets the gateway keep up with bare proxies.
  */
-import { readFileSync } from 'node:fs';
+import { MAX_PEM_BYTES } from '../config/pem.js';
+import { readRegularFile } from '../config/regularFile.js';
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -164,7 +165,7 @@ export class DirectUpstream implements Upstream {
   ) {
     if (target.protocol === 'https:') {
       this.tls = {
-        ca: tls.ca ? readFileSync(configDirResolve(tls.ca)) : undefined,
+        ca: tls.ca ? readRegularFile(configDirResolve(tls.ca), MAX_PEM_BYTES) : undefined,
         rejectUnauthorized: tls.verify !== false,
         servername: tls.serverName ?? (isIp(target.hostname) ? undefined : target.hostname),
       };

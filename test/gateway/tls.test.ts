@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -122,6 +123,40 @@ apps:
     assert.equal(res.body, 'tok_123.thumbprint');
     const missing = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/nope`, { headers: { host: 'echo.test' } });
     assert.equal(missing.status, 404);
+  });
+
+  it('an ACME answer that is a FIFO or a device is refused (404) at once; the gateway goes on serving', async () => {
+    const acme = join(dir, 'state', 'acme-challenge');
+    execFileSync('mkfifo', [join(acme, 'tok_fifo')]);
+    symlinkSync('/dev/zero', join(acme, 'tok_zero'));
+    try {
+      for (const name of ['tok_fifo', 'tok_zero']) {
+        const started = Date.now();
+        const res = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/${name}`, { headers: { host: 'echo.test' } });
+        assert.equal(res.status, 404, name);
+        assert.ok(Date.now() - started < 2000, `${name}: answered at once`);
+      }
+      assert.equal((await httpsGet(httpsPort(), 'echo.test', ca1, '/after-acme')).status, 200);
+    } finally {
+      rmSync(join(acme, 'tok_fifo'));
+      rmSync(join(acme, 'tok_zero'));
+    }
+  });
+
+  it('a certificate file replaced by a FIFO is refused at once, the served certificate is kept, and the gateway goes on serving', async () => {
+    const good = readFileSync(join(dir, 'gateway.crt'));
+    rmSync(join(dir, 'gateway.crt'));
+    execFileSync('mkfifo', [join(dir, 'gateway.crt')]);
+    try {
+      const started = Date.now();
+      assert.equal(await gw.server.reload('test'), 'failure');
+      assert.ok(Date.now() - started < 3000, 'the reload did not wait on the FIFO');
+      assert.equal((await httpsGet(httpsPort(), 'echo.test', ca1, '/after-fifo')).status, 200);
+    } finally {
+      rmSync(join(dir, 'gateway.crt'));
+      writeFileSync(join(dir, 'gateway.crt'), good);
+      await gw.server.reload('test');
+    }
   });
 
   it('swaps the certificate live when the files change, without dropping the listener', async () => {
