@@ -55,6 +55,9 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
 const MAX_HEAD_BYTES = 16 * 1024;
 /** the 431 reason for a head over the size limit (cookies are what grows) */
 const HEAD_TOO_LARGE = 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.';
+/** how often the served certificate's end date is looked at, and how long before it that is said */
+const CERT_DATES_CHECK_MS = 60 * 60_000;
+const CERT_EXPIRY_WARN_MS = 14 * 86_400_000;
 /** an http-01 answer is a token and a key thumbprint: some 90 bytes */
 const MAX_ACME_ANSWER_BYTES = 4096;
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
@@ -114,9 +117,12 @@ export class GatewayServer {
   private reloadAgain = false;
   private lastProblems: string[] = [];
   /** what the https listener serves: the certificate file, and the fingerprint of it with its key */
-  private servedTls?: { cert: Buffer; fingerprint: string };
+  private servedTls?: { cert: Buffer; fingerprint: string; file: string; until: number };
   /** the certificate files last said to wait for a valid config */
   private tlsWaitingTold?: string;
+  /** what has been said of the served certificate's end date: nothing, that it is near, that it passed */
+  private tlsExpirySaid: 'none' | 'near' | 'passed' = 'none';
+  private tlsExpiryTimer?: NodeJS.Timeout;
   /** what only a restart changes, as the gateway started */
   private started?: StartedSettings;
   /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
@@ -251,7 +257,7 @@ export class GatewayServer {
     this.audit?.setRetention(auditRetention(result.config));
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
-      this.servedTls = { cert: tls.cert, fingerprint: tls.fingerprint };
+      this.serve(tls.cert, tls.fingerprint, resolve(result.dir, result.config.gateway.tls!.cert));
       this.log.info('gateway certificate reloaded');
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
@@ -340,7 +346,8 @@ export class GatewayServer {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
       const { fingerprint, ...tls } = this.readTls(config, dir);
-      this.servedTls = { cert: tls.cert, fingerprint };
+      this.serve(tls.cert, fingerprint, resolve(dir, config.gateway.tls.cert));
+      this.tlsExpiryTimer = setInterval(() => this.checkCertificateDates(), CERT_DATES_CHECK_MS).unref();
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
       const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
@@ -369,6 +376,35 @@ export class GatewayServer {
       await listen(server, parseListen(config.gateway.admin.listen));
       this.servers.admin = server;
     }
+  }
+
+  private serve(cert: Buffer, fingerprint: string, file: string): void {
+    this.servedTls = { cert, fingerprint, file, until: Date.parse(new X509Certificate(cert).validTo) };
+    this.metrics.tlsCertificateExpiry.set(Math.floor(this.servedTls.until / 1000));
+    this.tlsExpirySaid = 'none';
+    this.checkCertificateDates();
+  }
+
+  /**
+   * A certificate that runs out while the gateway serves it is the usual failure (a renewal that
+   * stopped): every client's handshake fails and nothing else would say so. Said once when it is
+   * CERT_EXPIRY_WARN_MS from its end (warn), and once when it has passed (error); checked at each
+   * certificate load and every CERT_DATES_CHECK_MS.
+   */
+  checkCertificateDates(now = Date.now()): void {
+    const served = this.servedTls;
+    if (!served) return;
+    const file = served.file;
+    const servedUntil = new Date(served.until).toISOString();
+    if (served.until <= now) {
+      if (this.tlsExpirySaid === 'passed') return;
+      this.tlsExpirySaid = 'passed';
+      return void this.log.error({ file, servedUntil }, `the certificate the https listener serves expired at ${servedUntil}: clients cannot connect; put a renewed certificate and key in place (they are picked up without a restart)`);
+    }
+    if (served.until - now > CERT_EXPIRY_WARN_MS || this.tlsExpirySaid !== 'none') return;
+    this.tlsExpirySaid = 'near';
+    const days = Math.floor((served.until - now) / 86_400_000);
+    this.log.warn({ file, servedUntil, daysLeft: days }, `the certificate the https listener serves expires at ${servedUntil} (${days === 0 ? 'within a day' : `in ${days} day${days === 1 ? '' : 's'}`}): renew it`);
   }
 
   private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } {
@@ -590,6 +626,7 @@ export class GatewayServer {
     // A gateway started now (a rolling restart) waits for this one's drain instead of being refused.
     this.lock?.markStopping();
     this.stopRevocations();
+    clearInterval(this.tlsExpiryTimer);
     await this.watcher?.close();
     this.edges.http.drain();
     this.edges.https.drain();

@@ -13,6 +13,7 @@ export class Metrics {
   readonly auditRotations: Counter;
   readonly unhandledRejections: Counter;
   readonly auditWritable: Gauge;
+  readonly tlsCertificateExpiry: Gauge;
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
   private readonly decisionCounts = new LabelCounts<'app' | 'decision'>();
 
@@ -52,6 +53,7 @@ export class Metrics {
     this.auditLost = new Counter({ name: 'drawbridge_audit_records_lost_total', help: 'Audit records that could not be written (disk full, lost mount); the request was still served.', registers: [this.registry] });
     this.unhandledRejections = new Counter({ name: 'drawbridge_unhandled_rejections_total', help: 'Promises that failed with nothing to handle them: each is a defect (logged at error level with its stack); the gateway kept serving.', registers: [this.registry] });
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
+    this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [this.registry] });
   }
 
   /** One finished request (drawbridge_requests_total). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
@@ -123,6 +124,25 @@ apps:
     assert.equal(res.body, 'tok_123.thumbprint');
     const missing = await request(`http://127.0.0.1:${httpPort()}/.well-known/acme-challenge/nope`, { headers: { host: 'echo.test' } });
     assert.equal(missing.status, 404);
+  });
+
+  it('the served certificate\'s end date: a gauge, a warning once it is 14 days away, an error once it has passed', async () => {
+    const until = Date.parse(new X509Certificate(readFileSync(join(dir, 'gateway.crt'))).validTo);
+    const metrics = await request(`${gw.adminUrl}/metrics`);
+    assert.match(metrics.body, new RegExp(`^drawbridge_tls_certificate_expiry_timestamp_seconds ${Math.floor(until / 1000)}$`, 'm'));
+    // the test certificate is good for two days: said at start, once
+    const near = gw.logs.filter((l) => /the certificate the https listener serves expires at/.test(String(l.msg)));
+    assert.equal(near.length, 1);
+    assert.equal(near[0]!.level, 40);
+    assert.equal(near[0]!.file, join(dir, 'gateway.crt'));
+    gw.server.checkCertificateDates();
+    assert.equal(gw.logs.filter((l) => /serves expires at/.test(String(l.msg))).length, 1, 'not again at the next check');
+    // as the hourly check would see it once the end date has passed
+    gw.server.checkCertificateDates(until + 1000);
+    gw.server.checkCertificateDates(until + 2000);
+    const passed = gw.logs.filter((l) => /the certificate the https listener serves expired at/.test(String(l.msg)));
+    assert.equal(passed.length, 1);
+    assert.equal(passed[0]!.level, 50);
   });
 
   it('an ACME answer that is a FIFO or a device is refused (404) at once; the gateway goes on serving', async () => {
