@@ -608,7 +608,7 @@ export class GatewayServer {
       if (absolute && req.headers.host !== undefined && hostnameOf(req.headers.host) !== hostnameOf(absolute.authority)) return sendError(res, req.headers, { status: 400, reason: 'The request target names another host than the Host header.', correlationId });
       const target = absolute ? absolute.target : url;
       const host = hostnameOf(req.headers.host ?? (absolute && req.httpVersionMinor === 0 ? absolute.authority : undefined));
-      if (!host || host.startsWith('[')) return sendError(res, req.headers, { status: 400, reason: NO_VALID_HOST, correlationId });
+      if (!host) return sendError(res, req.headers, { status: 400, reason: NO_VALID_HOST, correlationId });
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
       if (!this.holder.current?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });

@@ -51,6 +51,10 @@ apps:
     externalUrl: https://echo.test:8443/
     internalUrl: ${backend.url}/
     preAuth: passthrough
+  - name: V6
+    externalUrl: https://[::1]:8443/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
 `,
       { dir },
     );
@@ -73,6 +77,12 @@ apps:
     assert.equal(res.status, 308);
     assert.equal(res.headers.location, 'https://echo.test:8443/a/b?c=d');
     assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
+  });
+
+  it('redirects an app published at an IPv6 address too', async () => {
+    const res = await request(`http://127.0.0.1:${httpPort()}/v6?q=1`, { headers: { host: '[::1]' } });
+    assert.equal(res.status, 308);
+    assert.equal(res.headers.location, 'https://[::1]:8443/v6?q=1');
   });
 
   it('redirects an absolute-form target to its path; one for another host than Host, or with userinfo, gets 400', async () => {
