@@ -139,6 +139,8 @@ const callbackHandler =
     }
     // what a forged or used code gets from the provider, and a replayed login state from the gateway
     const unverified = (detail: string) => fail(401, 'The sign-in response could not be verified. Open the app again to sign in.', detail, [clear]);
+    const staleSignIn = (detail: string) =>
+      fail(403, 'This app requires a recent sign-in, and the identity provider reported an older one. Signing in again may not help; tell your administrator (the identity provider\'s clock may be behind the gateway\'s).', detail, [clear]);
     if (!consumeLoginState(st, Math.floor(rt.now() / 1000))) return unverified('this sign-in already went to the token endpoint (login state replayed)');
     let claims: Record<string, unknown>;
     try {
@@ -157,7 +159,16 @@ const callbackHandler =
         log.error({ correlationId: ctx.id, app: app.name, err: e }, 'the identity provider refused the gateway at its token endpoint');
         return fail(502, "Sign-in to this app is failing on the gateway's side: the identity provider did not accept the gateway. Signing in again will not help; tell your administrator.", e.message, [clear]);
       }
+      // openid-client's own max_age check, with the clock tolerance: said as the check below says it
+      if (st.ma !== undefined && tooOldForMaxAge(e)) return staleSignIn(`step-up asked for max_age=${st.ma}: too much time has elapsed since the sign-in the ID token reports (auth_time)`);
       return unverified((e as Error).message);
+    }
+    // A sign-in older than the max_age the step-up asked for fails the sign-in frequency again at
+    // the next request, which asks for it again: with a provider whose clock is behind by more
+    // than the frequency, the user typed a password every few seconds, for ever.
+    const authTime = typeof claims.auth_time === 'number' ? claims.auth_time : undefined;
+    if (st.ma !== undefined && authTime !== undefined && Math.floor(rt.now() / 1000) - authTime > st.ma) {
+      return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${Math.floor(rt.now() / 1000) - authTime} s ago`);
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
     // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.
@@ -186,6 +197,14 @@ const callbackHandler =
     if (app.sameSite === 'strict') return continuePage(res, target, [clear, session.setCookie]);
     redirect(res, target, [clear, session.setCookie]);
   };
+
+/** openid-client's refusal of an ID token whose auth_time is older than max_age allows (the reason is in its causes) */
+function tooOldForMaxAge(e: unknown): boolean {
+  for (let c = e, depth = 0; c && typeof c === 'object' && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    if ((c as { claim?: unknown }).claim === 'auth_time' || /too much time has elapsed/i.test(String((c as { message?: unknown }).message))) return true;
+  }
+  return false;
+}
 
 /** the provider's words in a refusal (error_description) are the client's to choose: kept short */
 const MAX_REASON = 300;
