@@ -14,7 +14,7 @@ const USAGE = `usage: drawbridge what-if --config FILE --app NAME [--user U] [--
          [--claims JSON] [--at ISO-8601] [--client browser|native] [--method M] [--path P]
          [--user-agent UA] [--signed-in-ago DURATION] [--json]
 defaults: --ip 192.0.2.1 (somewhere outside every private range), --at now, --client browser,
-          --method GET, --path /, signed in just now (auth_time) unless --claims or --signed-in-ago say otherwise
+          --method GET, --path the app's root (its externalUrl path), signed in just now (auth_time) unless --claims or --signed-in-ago say otherwise
 exit: 0 allow, 3 deny, 4 step-up required; 1 invalid config; 2 bad usage
 `;
 

@@ -78,13 +78,14 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
   // Node's parser knows a fixed list of methods and answers 400 to any other before the gateway sees it.
   if (!METHODS.includes(method)) throw new WhatIfError(`--method ${JSON.stringify(input.method)}: the gateway answers 400 to a method its HTTP parser does not know`);
   if (input.path !== undefined && !input.path.startsWith('/')) throw new WhatIfError('--path must start with /');
-  // the gateway decides on the normalized path; so does what-if, or the two would disagree
-  const target = normalizeTarget(input.path ?? '/');
-  if (!target.ok) throw new WhatIfError(`--path: the gateway answers 400 to this path (${target.reason})`);
-  const path = target.path;
   // Policies see the path as the client asks for it, the app's prefix included (the path the app
   // receives has the internal prefix instead); a path outside the prefix never reaches this app.
+  // Without --path, the app's own root.
   const prefix = prefixOf(externalUrlOf(app.externalUrl));
+  // the gateway decides on the normalized path; so does what-if, or the two would disagree
+  const target = normalizeTarget(input.path ?? prefix);
+  if (!target.ok) throw new WhatIfError(`--path: the gateway answers 400 to this path (${target.reason})`);
+  const path = target.path;
   if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`--path ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
 
   const base = { app: app.name, clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };

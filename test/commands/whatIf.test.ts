@@ -201,6 +201,10 @@ cases:
     const outside = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/admin/users');
     assert.equal(outside.code, 2);
     assert.match(outside.stderr, /--path \/admin\/users is not under app Hr's prefix \/hr\//);
+    // without --path: the app's own root, not / (which is outside the prefix)
+    const root = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--json');
+    assert.equal(root.code, 0, root.stderr);
+    assert.equal(JSON.parse(root.stdout).path, '/hr/');
   });
 
   it('exit 2 for bad usage, with a message', async () => {
