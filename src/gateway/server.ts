@@ -229,7 +229,8 @@ export class GatewayServer {
     const { result, hash } = read;
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) {
-      this.tellCertificateWaiting(result.dir);
+      // (a refusal of the certificate or key themselves is not a renewal held up by another part)
+      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path ?? ''))) this.tellCertificateWaiting(result.dir);
       return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
     }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
@@ -447,7 +448,10 @@ export class GatewayServer {
     // Out of its dates, no client would take it: a backup restored by mistake, or a renewal whose
     // start is still ahead, took every app down while the one it replaced still worked.
     const refused = outsideValidity(new X509Certificate(tls.cert));
-    if (refused && this.servedTls && !outsideValidity(new X509Certificate(this.servedTls.cert))) throw new Error(`${refused}; the certificate served now is kept until then`);
+    if (refused && this.servedTls && !outsideValidity(new X509Certificate(this.servedTls.cert))) {
+      const file = resolve(dir, config.gateway.tls.cert);
+      throw new Error(`${file}: ${refused}; the certificate served now is kept${refused.includes('valid only from') ? ' until then' : ''}`);
+    }
     return tls;
   }
 

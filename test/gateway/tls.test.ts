@@ -267,6 +267,22 @@ apps:
     }
   });
 
+  it('a new key that is not the certificate\'s fails the reload at gateway.tls.key, without the line about a renewal held up by another part', async () => {
+    const good = readFileSync(join(dir, 'gateway.key'));
+    const other = selfSignedCert(dir, 'other-key', ['echo.test']);
+    const waiting = () => gw.logs.filter((l) => /certificate files changed but are not applied/.test(String(l.msg))).length;
+    const before = waiting();
+    try {
+      copyFileSync(other.key, join(dir, 'gateway.key'));
+      assert.equal(await gw.server.reload('test'), 'failure');
+      assert.ok(gw.logs.some((l) => /gateway\.tls\.key/.test(JSON.stringify(l)) && /is not the private key of the certificate/.test(JSON.stringify(l))));
+      assert.equal(waiting(), before);
+    } finally {
+      writeFileSync(join(dir, 'gateway.key'), good);
+      await gw.server.reload('test');
+    }
+  });
+
   it('a renewed certificate held up by an unrelated error in the file is said, with when the served one runs out', async () => {
     const good = { cert: readFileSync(join(dir, 'gateway.crt')), key: readFileSync(join(dir, 'gateway.key')), config: readFileSync(gw.configFile, 'utf8') };
     try {
