@@ -30,7 +30,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
-import { NOT_RECORDED, TokenStore } from './tokens.js';
+import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
 export const DEFAULT_CERT_LIFETIME_MS = 30 * 86400_000;
@@ -264,8 +264,9 @@ export class ConnectorHub {
   private readonly quietRefusals = new Map<string, (fields: Record<string, unknown>) => void>();
 
   private refusedQuietly(kind: 'request' | 'channel', fields: { code: string } & Record<string, unknown>, of?: { subject: string; msg: string }): void {
-    // (a known subject's key holds the message too: two different refusals of one connector are two lines)
-    const key = of ? `${kind} ${fields.code} ${of.subject} ${of.msg}` : `${kind} ${fields.code}`;
+    // A known subject's key holds the message too, its numbers left out: two different refusals of
+    // one connector are two lines, and "renewed 3 s ago", "4 s ago"... are one.
+    const key = of ? `${kind} ${fields.code} ${of.subject} ${of.msg.replace(/\d+/g, '#')}` : `${kind} ${fields.code}`;
     let warn = this.quietRefusals.get(key);
     if (!warn) {
       // Subjects are tokens this gateway signed and connectors it certified, so the map is bounded
@@ -281,7 +282,15 @@ export class ConnectorHub {
   /** what a refusal is about when someone this gateway knows is refused: the connector of a certificate from its CA, or a token it signed */
   private refusalSubject(sock: TLSSocket, token: string | undefined): string {
     if (sock.authorized) return `connector ${identityOfCert(sock.getPeerCertificate())?.id ?? '?'}`;
-    return `token ${token?.slice(0, 512) ?? ''}`;
+    // By its signed nonce, not as sent: the checks trim it and read base64url leniently, so ' ' + a
+    // used token, or one with a character added to its MAC, was the same token under a new key.
+    let nonce = '';
+    try {
+      nonce = token === undefined ? '' : decodeToken(token).n;
+    } catch {
+      /* not a token: its refusal was thrown before any signature check */
+    }
+    return `token ${nonce}`;
   }
 
   /** connections that have not sent a request yet: the timer that drops them if none comes */

@@ -412,18 +412,8 @@ export class Edge {
       res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': '0' }).end();
       return;
     }
-    const absolute = originForm(req.url ?? '');
-    if (absolute) {
-      if (!absolute.ok) return this.deny(req, res, id, outcome, 400, `The request target is not acceptable (${absolute.reason}).`);
-      // RFC 9112 3.2.2 has Host ignored here. A front proxy or a WAF may have routed or checked on
-      // the Host header, though, so a target naming another host is refused, not followed. (Ports
-      // are not compared: routing does not read them.)
-      if (h.host !== undefined && hostnameOf(h.host) !== hostnameOf(absolute.authority)) return this.deny(req, res, id, outcome, 400, 'The request target names another host than the Host header.');
-      // From here on, logs, rules and the app see the origin form, as from any other client.
-      // (HTTP/1.0 may come without Host; HTTP/1.1 without one gets its 400 below, RFC 9112 3.2)
-      if (req.httpVersionMinor === 0) h.host ??= absolute.authority;
-      req.url = absolute.target;
-    }
+    const notOriginForm = acceptAbsoluteForm(req);
+    if (notOriginForm) return this.deny(req, res, id, outcome, 400, notOriginForm);
     const host = hostnameOf(h.host);
     if (!host) return this.deny(req, res, id, outcome, 400, NO_VALID_HOST);
     const target = normalizeTarget(req.url ?? '');
@@ -942,6 +932,25 @@ function urlTranslation(app: CompiledApp, ctx: RequestContext): UrlTranslation {
 }
 
 export const NO_VALID_HOST = 'The request has no valid Host header.';
+
+/**
+ * An absolute-form target (`GET http://host/x`, from a client set up for a proxy) made the
+ * origin form every later step reads (logs, rules, the app), in place; the reason for a 400
+ * when it cannot be. RFC 9112 3.2.2 has Host ignored then, but a front proxy or a WAF may have
+ * routed or checked on the Host header, so a target naming another host is refused, not
+ * followed (ports are not compared: routing does not read them). HTTP/1.0 may come without
+ * Host; HTTP/1.1 without one gets its 400 afterwards (RFC 9112 3.2).
+ */
+export function acceptAbsoluteForm(req: IncomingMessage): string | undefined {
+  const absolute = originForm(req.url ?? '');
+  if (!absolute) return undefined;
+  if (!absolute.ok) return `The request target is not acceptable (${absolute.reason}).`;
+  const h = req.headers;
+  if (h.host !== undefined && hostnameOf(h.host) !== hostnameOf(absolute.authority)) return 'The request target names another host than the Host header.';
+  if (req.httpVersionMinor === 0) h.host ??= absolute.authority;
+  req.url = absolute.target;
+  return undefined;
+}
 
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 

@@ -24,8 +24,7 @@ import { ConnectorHub, HANDSHAKE_TIMEOUT_MS } from '../connector/hub.js';
 import { GenerationHolder, type Generation } from '../pipeline/generation.js';
 import type { Express } from 'express';
 import { ADMIN_METHODS, adminApp } from './admin.js';
-import { ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
-import { originForm } from './normalize.js';
+import { acceptAbsoluteForm, ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { expireLoginCookies } from '../identity/loginState.js';
 import { onSessionRevoked } from '../identity/revocations.js';
@@ -607,11 +606,10 @@ export class GatewayServer {
       const malformed = malformedHead(req);
       if (malformed) return sendError(res, req.headers, { status: 400, reason: malformed, correlationId });
       // an absolute-form target is redirected to its path, on the terms the https side serves it on
-      const absolute = originForm(url);
-      if (absolute && !absolute.ok) return sendError(res, req.headers, { status: 400, reason: `The request target is not acceptable (${absolute.reason}).`, correlationId });
-      if (absolute && req.headers.host !== undefined && hostnameOf(req.headers.host) !== hostnameOf(absolute.authority)) return sendError(res, req.headers, { status: 400, reason: 'The request target names another host than the Host header.', correlationId });
-      const target = absolute ? absolute.target : url;
-      const host = hostnameOf(req.headers.host ?? (absolute && req.httpVersionMinor === 0 ? absolute.authority : undefined));
+      const notOriginForm = acceptAbsoluteForm(req);
+      if (notOriginForm) return sendError(res, req.headers, { status: 400, reason: notOriginForm, correlationId });
+      const target = req.url ?? '/';
+      const host = hostnameOf(req.headers.host);
       if (!host) return sendError(res, req.headers, { status: 400, reason: NO_VALID_HOST, correlationId });
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
