@@ -5,11 +5,20 @@
  * and fail only when TLS is set up, or on every request to the app.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { FileTooLargeError, NotARegularFileError, readRegularFile } from './regularFile.js';
 
 /** Far above any real CA bundle (the Mozilla bundle is about 220 KB); keeps a misnamed disk image out of memory. */
-export const MAX_PEM_BYTES = 4 * 1024 * 1024;
+const MAX_PEM_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The bytes of a PEM file the config names (a certificate, a key, a CA bundle), for the checks
+ * here and for the listeners and upstreams that use it: read as a regular file of at most
+ * MAX_PEM_BYTES, so a FIFO or a device put in its place cannot hold the gateway or fill its memory.
+ */
+export function readPemFile(file: string): Buffer {
+  return readRegularFile(file, MAX_PEM_BYTES);
+}
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
@@ -17,11 +26,10 @@ export type PemRead<T> = { ok: true; value: T } | { ok: false; message: string }
 
 function readPem(file: string): PemRead<string> {
   try {
-    const st = statSync(file);
-    if (!st.isFile()) return { ok: false, message: 'is not a regular file' };
-    if (st.size > MAX_PEM_BYTES) return { ok: false, message: `is ${st.size} bytes, too large for a PEM file` };
-    return { ok: true, value: readFileSync(file, 'latin1') };
+    return { ok: true, value: readPemFile(file).toString('latin1') };
   } catch (e) {
+    if (e instanceof NotARegularFileError) return { ok: false, message: 'is not a regular file' };
+    if (e instanceof FileTooLargeError) return { ok: false, message: `is ${String(e.details.size)} bytes, too large for a PEM file` };
     return { ok: false, message: `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
   }
 }

@@ -469,6 +469,8 @@ function clockSkew(c: Creds, localNow: number): number | undefined {
 
 const CLOCK_SKEW_WARN_MS = 5 * 60_000;
 
+/** a channel session's relay streams by stream id, each with what cuts it short */
+type Relays = Map<number, () => void>;
 
 export class ConnectorAgent {
   readonly state: ConnectorState;
@@ -490,8 +492,6 @@ export class ConnectorAgent {
    */
   private targetsArriving = new Set<Promise<void>>();
   private readonly sessions = new Set<Http2Session>();
-  /** each session's relay streams by id, with what cuts one short (the gateway's cancel) */
-  private readonly relays = new WeakMap<Http2Session, Map<number, () => void>>();
   private readonly links = new Set<ChannelLink>();
   private draining = false;
   private stopped = false;
@@ -626,7 +626,9 @@ export class ConnectorAgent {
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: SESSION_MEMORY_MB });
       this.sessions.add(session);
       session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
-      session.on('stream', (stream, headers) => this.onStream(stream, headers));
+      // this session's relay streams by id, with what cuts one short (the gateway's cancel)
+      const relays: Relays = new Map();
+      session.on('stream', (stream, headers) => this.onStream(stream, headers, relays));
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
       // the link's close destroys the session, which stops the pings
       const stopPinging = this.pingGateway(session, index, () => link.terminate());
@@ -709,11 +711,11 @@ export class ConnectorAgent {
     };
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, relays: Relays): void {
     stream.on('error', () => undefined);
     if (headers[':method'] === 'POST' && headers[':path'] === '/v1/targets') return this.onTargets(stream);
     if (headers[':method'] === 'POST' && headers[':path'] === CANCEL_PATH) {
-      this.relays.get(stream.session!)?.get(Number(headers[CANCEL_HEADER]))?.();
+      relays.get(Number(headers[CANCEL_HEADER]))?.();
       return void stream.respond({ ':status': 204 }, { endStream: true });
     }
     if (headers[':method'] !== 'CONNECT') {
@@ -722,7 +724,7 @@ export class ConnectorAgent {
     }
     const authority = String(headers[':authority'] ?? '');
     if (!this.targets.has(authority) && this.targetsArriving.size) {
-      void Promise.all(this.targetsArriving).then(() => answerable(stream) && this.onStream(stream, headers));
+      void Promise.all(this.targetsArriving).then(() => answerable(stream) && this.onStream(stream, headers, relays));
       return;
     }
     if (!this.targets.has(authority)) {
@@ -767,7 +769,6 @@ export class ConnectorAgent {
     sock.on('close', () => {
       if (connected && !stream.destroyed && !stream.writableEnded) stream.end();
     });
-    const relays = this.relaysOf(stream.session!);
     const id = stream.id!;
     // The app gets a reset, not a FIN: an app that stopped reading an upload would never read
     // up to a FIN, and held the request for minutes.
@@ -781,12 +782,6 @@ export class ConnectorAgent {
       relays.delete(id);
       sock.destroy();
     });
-  }
-
-  private relaysOf(session: Http2Session): Map<number, () => void> {
-    let m = this.relays.get(session);
-    if (!m) this.relays.set(session, (m = new Map()));
-    return m;
   }
 
   private onTargets(stream: ServerHttp2Stream): void {

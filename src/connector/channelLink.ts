@@ -34,6 +34,7 @@ export const MAX_FRAME_BYTES = 4 << 20;
  * every request on the channel. A reset sent by the connector is not counted.
  */
 export const CANCEL_PATH = '/v1/cancel';
+export const CANCEL_HEADER = 'x-drawbridge-stream';
 
 /**
  * Node's maxSessionMemory for channel sessions, in MB: high enough never to be reached. Node 20
@@ -44,7 +45,6 @@ export const CANCEL_PATH = '/v1/cancel';
  * MAX_QUEUED_FOR_PEER instead.
  */
 export const SESSION_MEMORY_MB = 1 << 20;
-export const CANCEL_HEADER = 'x-drawbridge-stream';
 /**
  * HTTP/2 flow-control windows of a channel, the same on both ends: a 1 MiB
  * response never waits for a WINDOW_UPDATE, and they bound what

@@ -10,12 +10,11 @@
  * request that failed is known never to have reached the app when the
  * connector had not answered the CONNECT yet.
  */
-import { MAX_PEM_BYTES } from '../config/pem.js';
-import { readRegularFile } from '../config/regularFile.js';
 import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { readPemFile } from '../config/pem.js';
 import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
@@ -58,7 +57,7 @@ export class TunnelUpstream implements Upstream {
     this.agent = tunnelAgent(this);
     if (url.protocol === 'https:') {
       this.tls = {
-        ca: tlsOpts.ca ? readRegularFile(resolvePath(tlsOpts.ca), MAX_PEM_BYTES) : undefined,
+        ca: tlsOpts.ca ? readPemFile(resolvePath(tlsOpts.ca)) : undefined,
         rejectUnauthorized: tlsOpts.verify !== false,
         // checked against the certificate when there is no server name (an IP address)
         host: url.hostname.replace(/^\[|\]$/g, ''),
@@ -320,15 +319,15 @@ const http2Cancel = 8; // NGHTTP2_CANCEL
 /** how long a connector has to reset a stream the gateway cancelled before the gateway resets it itself (a connector from before CANCEL_PATH) */
 const CANCEL_GRACE_MS = 2000;
 
+/** channels of connectors that refused CANCEL_PATH (from before it): their streams are reset from here */
+const noCancelPath = new WeakSet<ClientHttp2Session>();
+
 /**
  * Ends a relay stream the gateway no longer wants by asking the connector to reset it (see
  * CANCEL_PATH). What still arrives on it is read and dropped: a paused stream would hold its
  * window of data here until the reset came. A connector that does not answer 204 (one from
  * before this), or a stream still open after CANCEL_GRACE_MS, is reset from here.
  */
-/** channels of connectors that refused CANCEL_PATH (from before it): their streams are reset from here */
-const noCancelPath = new WeakSet<ClientHttp2Session>();
-
 function cancelThroughConnector(s: ClientHttp2Stream): void {
   const session = s.session as ClientHttp2Session | undefined;
   const reset = () => void (s.destroyed || s.close(http2Cancel));
@@ -529,16 +528,15 @@ class StreamSocket extends Duplex {
     // A stream closed with NO_ERROR lingers until what it queued has gone out and what
     // it received has been read. Neither happens to a request cut short (a body the
     // app stopped reading, a response the client stopped taking), so the stream, its
-    // window of data and the connector's connection to the app would stay for good.
-    // CANCEL ends it at once.
-    // Ending our side finishes a stream the app already ended (a reset, even NO_ERROR, is one
-    // more for the connector's rapid-reset guard); any other is cancelled through the connector.
+    // window of data and the connector's connection to the app would stay for good: it is
+    // cancelled, through the connector (cancelThroughConnector). One the app already ended is
+    // finished by ending our side: a reset, even NO_ERROR, counts toward the connector's
+    // rapid-reset guard.
     const clean = !err && this.s.writableLength === 0 && this.s.readableEnded;
-    if (!this.s.destroyed) {
-      if (clean && !this.s.writableEnded) this.s.end();
-      else if (!clean) cancelThroughConnector(this.s);
-      else this.s.close();
-    }
+    if (this.s.destroyed) return cb(err);
+    if (!clean) cancelThroughConnector(this.s);
+    else if (!this.s.writableEnded) this.s.end();
+    else this.s.close();
     cb(err);
   }
 

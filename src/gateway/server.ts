@@ -6,7 +6,7 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext } from 'node:tls';
-import { MAX_PEM_BYTES, outsideValidity } from '../config/pem.js';
+import { outsideValidity, readPemFile } from '../config/pem.js';
 import { readRegularFile } from '../config/regularFile.js';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
@@ -60,6 +60,14 @@ const CERT_EXPIRY_WARN_MS = 14 * 86_400_000;
 /** an http-01 answer is a token and a key thumbprint: some 90 bytes */
 const MAX_ACME_ANSWER_BYTES = 4096;
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
+
+/** the https listener's certificate and key as read, with the certificate's file and their fingerprint together */
+interface ServedTlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  certFile: string;
+  fingerprint: string;
+}
 
 /** the bytes of a parsed request head, as the client sent it (give or take its line endings) */
 function headBytes(req: http.IncomingMessage): number {
@@ -229,7 +237,7 @@ export class GatewayServer {
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) {
       // (a refusal of the certificate or key themselves is not a renewal held up by another part)
-      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path ?? ''))) this.tellCertificateWaiting(result.dir);
+      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path))) this.tellCertificateWaiting(result.dir);
       return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
     }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
@@ -257,7 +265,7 @@ export class GatewayServer {
     this.audit?.setRetention(auditRetention(result.config));
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
-      this.serve(tls.cert, tls.fingerprint, resolve(result.dir, result.config.gateway.tls!.cert));
+      this.serve(tls);
       this.log.info('gateway certificate reloaded');
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
@@ -345,8 +353,9 @@ export class GatewayServer {
   private async listenAll(config: Config, dir: string): Promise<void> {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
-      const { fingerprint, ...tls } = this.readTls(config, dir);
-      this.serve(tls.cert, fingerprint, resolve(dir, config.gateway.tls.cert));
+      const files = this.readTls(config, dir);
+      this.serve(files);
+      const tls = { cert: files.cert, key: files.key };
       this.tlsExpiryTimer = setInterval(() => this.checkCertificateDates(), CERT_DATES_CHECK_MS).unref();
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
@@ -378,8 +387,8 @@ export class GatewayServer {
     }
   }
 
-  private serve(cert: Buffer, fingerprint: string, file: string): void {
-    this.servedTls = { cert, fingerprint, file, until: Date.parse(new X509Certificate(cert).validTo) };
+  private serve({ cert, fingerprint, certFile }: ServedTlsFiles): void {
+    this.servedTls = { cert, fingerprint, file: certFile, until: Date.parse(new X509Certificate(cert).validTo) };
     this.metrics.tlsCertificateExpiry.set(Math.floor(this.servedTls.until / 1000));
     this.tlsExpirySaid = 'none';
     this.checkCertificateDates();
@@ -407,11 +416,11 @@ export class GatewayServer {
     this.log.warn({ file, servedUntil, daysLeft: days }, `the certificate the https listener serves expires at ${servedUntil} (${days === 0 ? 'within a day' : `in ${days} day${days === 1 ? '' : 's'}`}): renew it`);
   }
 
-  private readTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } {
-    // (never a plain read: a FIFO or /dev/zero put where the certificate was would hang the gateway or fill its memory)
-    const cert = readRegularFile(resolve(dir, config.gateway.tls!.cert), MAX_PEM_BYTES);
-    const key = readRegularFile(resolve(dir, config.gateway.tls!.key), MAX_PEM_BYTES);
-    return { cert, key, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
+  private readTls(config: Config, dir: string): ServedTlsFiles {
+    const certFile = resolve(dir, config.gateway.tls!.cert);
+    const cert = readPemFile(certFile);
+    const key = readPemFile(resolve(dir, config.gateway.tls!.key));
+    return { cert, key, certFile, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
   }
 
   /**
@@ -431,7 +440,7 @@ export class GatewayServer {
     // once per waiting certificate, not at every poll that finds the file still invalid
     if (fingerprint === this.servedTls.fingerprint || fingerprint === this.tlsWaitingTold) return;
     this.tlsWaitingTold = fingerprint;
-    const servedUntil = new Date(new X509Certificate(this.servedTls.cert).validTo).toISOString();
+    const servedUntil = new Date(this.servedTls.until).toISOString();
     this.log.error({ key: 'gateway.tls.cert', servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
   }
 
@@ -439,7 +448,7 @@ export class GatewayServer {
    * The new certificate and key when they differ from the served ones, checked by building a
    * TLS context from them (throws when they cannot be used); certificates are swapped live.
    */
-  private changedTls(config: Config, dir: string): { cert: Buffer; key: Buffer; fingerprint: string } | undefined {
+  private changedTls(config: Config, dir: string): ServedTlsFiles | undefined {
     if (!this.servers.https || !config.gateway.tls) return undefined;
     const tls = this.readTls(config, dir);
     if (tls.fingerprint === this.servedTls?.fingerprint) return undefined;
@@ -448,8 +457,7 @@ export class GatewayServer {
     // start is still ahead, took every app down while the one it replaced still worked.
     const refused = outsideValidity(new X509Certificate(tls.cert));
     if (refused && this.servedTls && !outsideValidity(new X509Certificate(this.servedTls.cert))) {
-      const file = resolve(dir, config.gateway.tls.cert);
-      throw new Error(`${file}: ${refused}; the certificate served now is kept${refused.includes('valid only from') ? ' until then' : ''}`);
+      throw new Error(`${tls.certFile}: ${refused}; the certificate served now is kept${refused.includes('valid only from') ? ' until then' : ''}`);
     }
     return tls;
   }

@@ -7,8 +7,7 @@
  * Node 22. undici's pool is also several times cheaper per request than
  * http.request, which is what lets the gateway keep up with bare proxies.
  */
-import { MAX_PEM_BYTES } from '../config/pem.js';
-import { readRegularFile } from '../config/regularFile.js';
+import { readPemFile } from '../config/pem.js';
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -165,7 +164,7 @@ export class DirectUpstream implements Upstream {
   ) {
     if (target.protocol === 'https:') {
       this.tls = {
-        ca: tls.ca ? readRegularFile(configDirResolve(tls.ca), MAX_PEM_BYTES) : undefined,
+        ca: tls.ca ? readPemFile(configDirResolve(tls.ca)) : undefined,
         rejectUnauthorized: tls.verify !== false,
         servername: tls.serverName ?? (isIp(target.hostname) ? undefined : target.hostname),
       };

@@ -166,9 +166,10 @@ const callbackHandler =
     // A sign-in older than the max_age the step-up asked for fails the sign-in frequency again at
     // the next request, which asks for it again: with a provider whose clock is behind by more
     // than the frequency, the user typed a password every few seconds, for ever.
-    const authTime = typeof claims.auth_time === 'number' ? claims.auth_time : undefined;
-    if (st.ma !== undefined && authTime !== undefined && Math.floor(rt.now() / 1000) - authTime > st.ma) {
-      return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${Math.floor(rt.now() / 1000) - authTime} s ago`);
+    const authTime = claims.auth_time;
+    if (st.ma !== undefined && typeof authTime === 'number') {
+      const age = Math.floor(rt.now() / 1000) - authTime;
+      if (age > st.ma) return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${age} s ago`);
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
     // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.

@@ -19,7 +19,7 @@ import type { LoadedPlugin } from '../plugins/registry.js';
 import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from '../plugins/deadline.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { dashedName, stripNamesFor } from '../plugins/headers/identityHeaders.js';
-import { gatewayOwned, ownedHeaders } from './gatewayOwned.js';
+import { gatewayOwned, identityHeaderNames, ownedHeaders } from './gatewayOwned.js';
 import { Generation, disposeStages, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage, type StageKind } from './stage.js';
 
@@ -208,7 +208,7 @@ function finishApp(app: AppConfig, config: Config, deps: CompileDeps, stages: St
     preAuth,
     stages: Object.freeze(stages),
     stripHeaders: strip,
-    identityHeaders: new Set([...Object.keys(app.headers?.identity ?? {}), ...(app.headers?.assertion ? [app.headers.assertion] : [])].map(dashedName)),
+    identityHeaders: new Set(identityHeaderNames(app).map(dashedName)),
     isGatewayCookie: gatewayOwned(config).isCookie,
     timeoutMs: timeoutOf(app.backendTimeout),
     websockets: app.websockets === true,

@@ -34,17 +34,17 @@ export function gatewayOwned(config: Config): GatewayOwned {
   for (const a of apps) if (a.cookies?.name) sessionNames.add(a.cookies.name);
   const cookies = new Set<string>();
   for (const n of sessionNames) for (const p of ['', '__Host-', '__Secure-']) cookies.add(p + n);
-  const headerNames: string[] = [];
-  for (const a of apps) {
-    headerNames.push(...Object.keys(a.headers?.identity ?? {}));
-    if (a.headers?.assertion) headerNames.push(a.headers.assertion);
-  }
   o = Object.freeze({
-    headers: new Set(stripNamesFor(headerNames)),
+    headers: new Set(stripNamesFor(apps.flatMap(identityHeaderNames))),
     isCookie: (name: string) => cookies.has(name) || LOGIN_COOKIE_NAME.test(name),
   });
   owned.set(config, o);
   return o;
+}
+
+/** The headers an app's headers stages set from the identity: its identity headers and its signed assertion. */
+export function identityHeaderNames(app: AppConfig): string[] {
+  return [...Object.keys(app.headers?.identity ?? {}), ...(app.headers?.assertion ? [app.headers.assertion] : [])];
 }
 
 /**

@@ -4,12 +4,11 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
+import { FAKETIME_LIB } from '../support/faketime.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { gatewayYaml, hubUrl, killConnector, readyChannels, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
-/** Debian's libfaketime (package faketime, which .ci/run installs), wherever the architecture puts it */
-const FAKETIME_LIB = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].map((d) => `${d}/faketime/libfaketime.so.1`).find((f) => existsSync(f)) ?? '';
 const idOf = (cert: X509Certificate) => cert.subject.match(/CN=([^\n,]+)/)![1]!;
 
 

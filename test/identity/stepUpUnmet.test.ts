@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
+import { FAKETIME_LIB } from '../support/faketime.js';
 import { spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
 import { Browser, CLIENT_SECRET, gatewayYaml, SECRET_A, startStack, USERS, type Stack } from './support.js';
 
@@ -45,8 +46,6 @@ describe('identity: an MFA step-up the provider does not honour', function () {
     assert.equal(again.res.status, 403, again.hops.join('\n'));
   });
 });
-
-const FAKETIME_LIB = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].map((d) => `${d}/faketime/libfaketime.so.1`).find((f) => existsSync(f)) ?? '';
 
 /**
  * A sign-in frequency step-up sends the browser back with max_age. A provider whose clock is
