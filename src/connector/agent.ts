@@ -26,6 +26,7 @@ import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
+import { StreamWindows } from './streamWindow.js';
 import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
@@ -628,7 +629,11 @@ export class ConnectorAgent {
       session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
       // this session's relay streams by id, with what cuts one short (the gateway's cancel)
       const relays: Relays = new Map();
-      session.on('stream', (stream, headers) => this.onStream(stream, headers, relays));
+      const windows = new StreamWindows(session);
+      session.on('stream', (stream, headers) => {
+        windows.track(stream);
+        this.onStream(stream, headers, relays);
+      });
       session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
       // the link's close destroys the session, which stops the pings
       const stopPinging = this.pingGateway(session, index, () => link.terminate());

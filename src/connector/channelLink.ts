@@ -48,7 +48,8 @@ export const SESSION_MEMORY_MB = 1 << 20;
 /**
  * HTTP/2 flow-control windows of a channel, the same on both ends: a 1 MiB
  * response never waits for a WINDOW_UPDATE, and they bound what
- * unblockedStream can queue for the peer.
+ * unblockedStream can queue for the peer. STREAM_WINDOW is the largest a
+ * stream gets: StreamWindows shrinks it as streams open.
  */
 export const STREAM_WINDOW = 8 << 20;
 export const SESSION_WINDOW = 4 * STREAM_WINDOW;

@@ -28,6 +28,7 @@ import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
+import { StreamWindows } from './streamWindow.js';
 import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
@@ -445,6 +446,7 @@ export class ConnectorHub {
       transport: link.transport,
       certExpiry: who.notAfter,
       session,
+      windows: new StreamWindows(session),
       openedAt: Date.now(),
       inflight: 0,
       streams: 0,

@@ -5,6 +5,7 @@
  */
 import type { ClientHttp2Session } from 'node:http2';
 import type { ChannelTransport } from './channelLink.js';
+import type { StreamWindows } from './streamWindow.js';
 
 export type Balancing = 'least-inflight' | 'round-robin';
 
@@ -24,6 +25,8 @@ export interface Channel {
   inflight: number;
   /** tunnel streams open on it, kept-alive idle ones included */
   streams: number;
+  /** sizes the session's stream window by its open streams: each tunnel stream is tracked in it */
+  readonly windows: StreamWindows;
   lastSeen: number;
   /** the connector acknowledged its target list */
   ready: boolean;

@@ -78,6 +78,7 @@ export class TunnelUpstream implements Upstream {
         return reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${(e as Error).message}`, 502), { channel }));
       }
       channel.streams++;
+      channel.windows.track(stream);
       const load = new InFlight(channel);
       stream.once('close', () => {
         channel.streams--;

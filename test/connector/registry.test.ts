@@ -7,7 +7,7 @@ describe('channel registry', () => {
     const reg = new ChannelRegistry();
     reg.balancing.set('g', 'round-robin');
     const session = { closed: false, destroyed: false } as never;
-    const mk = (id: string, inflight: number) => ({ key: id, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
+    const mk = (id: string, inflight: number) => ({ key: id, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, windows: undefined as never, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
     const a = mk('a', 5);
     const b = mk('b', 0);
     reg.add(a);
@@ -32,7 +32,7 @@ describe('channel registry', () => {
   it('the choice is between connectors, then between a connector\'s channels; equals take turns', () => {
     const reg = new ChannelRegistry();
     const session = { closed: false, destroyed: false } as never;
-    const mk = (key: string, id: string, inflight = 0) => ({ key, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
+    const mk = (key: string, id: string, inflight = 0) => ({ key, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight, streams: inflight, windows: undefined as never, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
     // a has three channels, b one: b still gets every other request
     const a1 = mk('a1', 'a');
     const a2 = mk('a2', 'a');
