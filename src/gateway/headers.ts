@@ -28,6 +28,40 @@ export const HOP_BY_HOP = new Set([
  */
 export const GATEWAY_FRAMED = new Set([...HOP_BY_HOP, 'content-length', 'expect', 'host']);
 
+/**
+ * Request headers of the exchange itself, which clients send to any app: its framing, what the
+ * body is, what answer is wanted, who asks. A stage's stripHeaders drops its names on every app
+ * of the config (an identity header forged through another app is still forged), so one of these
+ * there would be taken from every app's requests: a plugin listing Content-Type cost another
+ * app's POSTs theirs. compile refuses them.
+ */
+export const EXCHANGE_HEADERS = new Set([
+  ...GATEWAY_FRAMED,
+  'content-type',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'accept',
+  'accept-charset',
+  'accept-encoding',
+  'accept-language',
+  'range',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'cache-control',
+  'pragma',
+  'origin',
+  'referer',
+  'user-agent',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
+]);
+
 /** The first name in `headers` (any letter case) that `owned` says is not the caller's to set. */
 export function firstOwnedName(headers: object, owned: (lowerCaseName: string) => boolean): string | undefined {
   for (const name in headers) if (owned(name.toLowerCase())) return name;

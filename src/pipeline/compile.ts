@@ -12,6 +12,7 @@ import { CidrSet } from '../config/net.js';
 import { StateFileError } from '../config/stateFile.js';
 import { HEADER_NAME_PATTERN, type AppConfig } from '../config/schema.js';
 import { DrawbridgeError, formatProblem } from '../errors.js';
+import { EXCHANGE_HEADERS } from '../gateway/headers.js';
 import { Router, externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
 import { PLUGIN_REDACT_PATHS } from '../observability/logger.js';
 import { CONNECT_TIMEOUT_MS, DirectUpstream, type Upstream } from '../gateway/upstream.js';
@@ -232,5 +233,7 @@ function stageProblem(stage: unknown, kind: StageKind): string | undefined {
   if (s.kind !== kind) return `its stage has kind ${JSON.stringify(s.kind)}, but the plugin's kind is ${JSON.stringify(kind)} (a stage must have its plugin's kind: it decides where in the pipeline the stage runs)`;
   if (typeof s.run !== 'function') return 'its stage has no run() function';
   if (s.stripHeaders !== undefined && !(Array.isArray(s.stripHeaders) && s.stripHeaders.every((h) => typeof h === 'string' && HEADER_NAME.test(h)))) return 'its stage\'s stripHeaders must be a list of header names';
+  const shared = (s.stripHeaders as string[] | undefined)?.find((h) => EXCHANGE_HEADERS.has(dashedName(h)));
+  if (shared !== undefined) return `its stage's stripHeaders names ${shared}, which clients send to every app: a stage's stripHeaders are dropped on every app of the config, so it would be taken from all their requests (list only headers that carry identity, which no client may supply)`;
   return undefined;
 }

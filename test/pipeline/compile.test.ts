@@ -59,6 +59,7 @@ const ODD_PLUGIN = `export default {
     const run = () => ({ kind: 'continue' });
     if (options.mode === 'no-run') return { name: 'odd', kind: 'sso' };
     if (options.mode === 'bad-strip') return { name: 'odd', kind: 'sso', run, stripHeaders: ['x ok'] };
+    if (options.mode === 'shared-strip') return { name: 'odd', kind: 'sso', run, stripHeaders: ['x-remote-user', 'Content_Type'] };
     return { name: 'odd', kind: options.mode, run };
   },
 };
@@ -99,6 +100,7 @@ apps:
     { mode: 'access', says: /app Payroll: plugin odd: its stage has kind "access", but the plugin's kind is "sso"/ },
     { mode: 'no-run', says: /app Payroll: plugin odd: its stage has no run\(\) function/ },
     { mode: 'bad-strip', says: /app Payroll: plugin odd: its stage's stripHeaders must be a list of header names/ },
+    { mode: 'shared-strip', says: /app Payroll: plugin odd: its stage's stripHeaders names Content_Type, which clients send to every app/ },
     { mode: 'throws', says: /app Payroll: plugin odd refused to build its stage: tokenEndpoint is not reachable from here/ },
   ];
   for (const c of cases) {
