@@ -12,9 +12,11 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable } from 'node:stream';
+import { util as undiciUtil } from 'undici';
 import tls from 'node:tls';
 import { readPemFile } from '../config/pem.js';
+import { holdHead } from '../gateway/heldHead.js';
 import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
@@ -181,6 +183,8 @@ export class TunnelUpstream implements Upstream {
     const send = (n: number, avoid?: string) => {
       let started = false;
       let answer: IncomingMessage | undefined;
+      /** the client's body on its way to the app */
+      let body: Readable | undefined;
       const upReq = http.request({
         method: f.method,
         path: f.path,
@@ -229,10 +233,24 @@ export class TunnelUpstream implements Upstream {
         // parser, which drops the connection: the answer itself is whole and ends as usual ('end').
         // Destroyed here, the client got an empty reply where a direct app's answer is relayed.
         if (answer?.complete) return;
-        const failure = err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, started);
-        if (started) res.destroy();
-        done(failure);
+        if (answer) return answerCut(err);
+        done(err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, false));
       });
+      /**
+       * The app's answer ended early (went quiet, or its connection closed). Once any of it went
+       * out, the client's connection can only be cut; a head still held is taken back for the page.
+       */
+      let cut = false;
+      const answerCut = (err: Error) => {
+        if (cut) return;
+        cut = true;
+        if (res.headersSent) {
+          // what relay() holds corked for this turn goes out first: the part of the answer that came
+          while (res.writableCorked > 0) res.uncork();
+          res.destroy();
+        }
+        done(classify(err, res.headersSent));
+      };
       upReq.on('response', (upRes: IncomingMessage) => {
         const invalid = invalidStatus(upRes.statusCode ?? 0);
         if (invalid) {
@@ -244,13 +262,21 @@ export class TunnelUpstream implements Upstream {
         upReq.setTimeout(0);
         watchBodyIdle(upReq, upRes, f.timeoutMs);
         const status = upRes.statusCode ?? 502;
-        const r = clientResponse(f, status, upRes.headers as Record<string, string | string[]>);
-        res.writeHead(status, r.headers);
+        // (a field the app sent twice stays two, as in direct mode: Node's `headers` joins lists
+        // such as two WWW-Authenticate challenges into one line, and keeps the first Location)
+        const r = clientResponse(f, status, undiciUtil.parseHeaders(upRes.rawHeaders) as Record<string, string | string[]>);
+        holdHead(res, status, r.headers, r.body);
         flushHeadForDuplex(f);
         relay(r.body ? upRes.pipe(r.body) : upRes, res, { maxBuffered: CLIENT_ROOM, coalesce: true });
-        upRes.on('error', () => res.destroy());
-        upRes.on('aborted', () => res.destroy());
-        upRes.on('end', () => done());
+        upRes.on('error', answerCut);
+        upRes.on('aborted', () => answerCut(Object.assign(new Error('the app closed its connection before its answer was complete'), { code: 'ECONNRESET' })));
+        upRes.on('end', () => {
+          // An answer that came before the app read the whole upload (a 413, a 401 to an expired
+          // session): the rest is read and dropped, or the client's next request on the
+          // connection, behind it, was never read.
+          if (body && !req.complete) body.unpipe(upReq).resume();
+          done();
+        });
       });
       // (its bytes put off the idle timer like any others: a sign of life)
       upReq.on('information', (info: { statusCode: number; headers: http.IncomingHttpHeaders }) => relayInterim(f, info.statusCode, info.headers));
@@ -273,7 +299,8 @@ export class TunnelUpstream implements Upstream {
         upReq.once('socket', (socket: Duplex) => {
           if (socket.destroyed) return;
           if (req.readableLength === 0 && !req.readableEnded) upReq.flushHeaders();
-          coalescedBody(req).on('error', () => upReq.destroy()).pipe(upReq);
+          body = coalescedBody(req).on('error', () => upReq.destroy());
+          body.pipe(upReq);
         });
       else upReq.end();
     };

@@ -21,6 +21,7 @@ import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError, type ErrorInfo, type NextStep } from './errorPages.js';
+import { answerBegun } from './heldHead.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget, originForm } from './normalize.js';
 import { hostnameOf } from './router.js';
@@ -734,7 +735,7 @@ export class Edge {
 
   private finish(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, started: number): void {
     const seconds = (performance.now() - started) / 1000;
-    const status = outcome.switched ? 101 : res.headersSent ? res.statusCode : 0;
+    const status = outcome.switched ? 101 : answerBegun(res) ? res.statusCode : 0;
     const app = outcome.app ?? outcome.owned?.[0]?.app ?? '-';
     this.metrics.countRequest(app, status);
     this.metrics.latency.observe({ app }, seconds);

@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { CORRELATION_HEADER } from './headers.js';
+import { withdrawHead } from './heldHead.js';
 
 /** Entra's wording for the statuses users see most. */
 const TITLES: Record<number, string> = {
@@ -79,7 +80,7 @@ export interface NextStep {
 }
 
 export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, info: ErrorInfo): void {
-  if (res.headersSent) {
+  if (!withdrawHead(res)) {
     res.destroy();
     return;
   }

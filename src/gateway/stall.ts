@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { answerBegun } from './heldHead.js';
 
 export type Stall =
   /** the client sent part of its body, then nothing */
@@ -28,7 +29,7 @@ export const STALL_ANSWERS: Readonly<Record<Stall, { decision: string; logged: s
 export function whoStalled(req: IncomingMessage, res: ServerResponse): Stall | undefined {
   if (!req.complete) {
     // Bytes the gateway holds and has not passed on mean the app is the one not reading.
-    if (req.isPaused() || req.readableLength > 0) return res.headersSent ? undefined : 'app-upload';
+    if (req.isPaused() || req.readableLength > 0) return answerBegun(res) ? undefined : 'app-upload';
     return 'client-upload';
   }
   if (res.headersSent && (res.writableLength > 0 || (res.socket?.writableLength ?? 0) > 0)) return 'client-download';

@@ -14,6 +14,7 @@ import https from 'node:https';
 import type { Duplex, Transform } from 'node:stream';
 import { Pool, util as undiciUtil, type Dispatcher } from 'undici';
 import { appResponseValue, CORRELATION_HEADER, downstreamResponseHeaders, type AppCookieGuard } from './headers.js';
+import { holdHead } from './heldHead.js';
 import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, translateLink, translateSetCookie, type UrlTranslation } from './translateHeaders.js';
@@ -152,6 +153,7 @@ export function flushHeadForDuplex(f: ForwardRequest): void {
   if (!f.req.complete) f.res.flushHeaders();
 }
 
+
 export class DirectUpstream implements Upstream {
   private readonly pool: Pool;
   private readonly tls?: { ca?: Buffer; rejectUnauthorized: boolean; servername?: string };
@@ -283,7 +285,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return false;
     }
     const r = clientResponse(f, statusCode, undiciUtil.parseHeaders(rawHeaders) as Record<string, string | string[]>);
-    f.res.writeHead(statusCode, r.headers);
+    holdHead(f.res, statusCode, r.headers, r.body);
     // A 204 or 304 has no body whatever its Content-Length says (RFC 9112 6.3), and a 304 may carry
     // the length the 200 would have had (ASP.NET does). undici counts that length as missing
     // bytes and fails the exchange, which cut an answer the client already had whole.
@@ -317,7 +319,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.over) return;
     // the client left (or the edge cancelled): there is no one to tell
     if (this.clientGone) return this.end();
-    const started = this.sink !== undefined;
+    // (an app head not yet sent is taken back by the error page)
+    const started = this.f.res.headersSent;
     this.end(classify(err, started));
     if (started) {
       this.abortApp?.(err);

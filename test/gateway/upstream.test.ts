@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import type { Stage } from '../../src/pipeline/stage.js';
-import { rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
+import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 
 /**
@@ -207,4 +208,121 @@ apps:
       app.close();
     }
   });
+});
+
+describe('upstream: an app that sends its head and then fails', function () {
+  this.timeout(30_000);
+  let app: net.Server;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  /** what the app writes for each path, and whether it then closes; otherwise it stays silent */
+  const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
+    '/head-then-silence': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\nset-cookie: app=1\r\nx-app: yes\r\n\r\n' },
+    '/head-then-close': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\nset-cookie: app=1\r\nx-app: yes\r\n\r\n', close: true },
+    '/some-then-silence': { bytes: `HTTP/1.1 200 OK\r\ncontent-length: 100\r\nx-app: yes\r\n\r\n${'x'.repeat(10)}` },
+    '/some-then-close': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-app: yes\r\n\r\nabc', close: true },
+    // (written as UTF-8, as PHP, Python and Java apps send a file name)
+    '/utf8-name': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-disposition: attachment; filename="résumé-日本-€.pdf"\r\n\r\nok' },
+    '/two-challenges': { bytes: 'HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Negotiate\r\nwww-authenticate: Basic realm="x, y"\r\ncontent-length: 0\r\n\r\n' },
+    // answered before the upload is read; the app reads (and drops) the rest
+    '/early': { bytes: 'HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig' },
+    '/second': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond' },
+  };
+  before(async () => {
+    app = net.createServer((s) => {
+      s.on('error', () => undefined);
+      // requests one after another on a connection; a body is read and dropped
+      let buffered = '';
+      let skip = 0;
+      s.on('data', (d) => {
+        buffered += d.toString('latin1');
+        for (;;) {
+          const dropped = Math.min(skip, buffered.length);
+          buffered = buffered.slice(dropped);
+          skip -= dropped;
+          const end = buffered.indexOf('\r\n\r\n');
+          if (skip > 0 || end < 0) return;
+          const head = buffered.slice(0, end);
+          buffered = buffered.slice(end + 4);
+          skip = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          const answer = ANSWERS[head.split(' ')[1]!]!;
+          s.write(answer.bytes);
+          if (answer.close) return void s.end();
+        }
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const pair = (via: string, group: string) => `  - name: ${via}
+    externalUrl: http://${via.toLowerCase()}.test/
+    internalUrl: ${url}/
+${group}    preAuth: passthrough
+    backendTimeout: 2s
+`;
+    gw = await startHubGateway(gatewayYaml({ url }, '', pair('Direct', '') + pair('Tunnelled', '    connectorGroup: g1\n')));
+    conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    await waitChannels(gw, 1);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw?.stop();
+    app.close();
+  });
+
+  const logOf = (correlationId: string | undefined) => gw.logs.find((l) => l.correlationId === correlationId && l.status !== undefined);
+
+  for (const via of ['direct', 'tunnelled']) {
+    it(`${via}: a head and then silence past backendTimeout is a 504 page, without the app's fields (it was an empty reply)`, async () => {
+      const res = await request(`${gw.url}/head-then-silence`, { headers: { host: `${via}.test`, accept: 'application/json' } });
+      assert.equal(res.status, 504, res.body);
+      assert.match(res.body, /did not answer in time/);
+      assert.equal(res.headers['x-app'], undefined);
+      assert.equal(res.headers['set-cookie'], undefined);
+      await eventually(() => logOf(res.headers['x-correlation-id'] as string));
+      assert.equal(logOf(res.headers['x-correlation-id'] as string)?.decision, 'timeout');
+    });
+
+    it(`${via}: a head and then a closed connection is a 502 page`, async () => {
+      const res = await request(`${gw.url}/head-then-close`, { headers: { host: `${via}.test`, accept: 'application/json' } });
+      assert.equal(res.status, 502, res.body);
+      assert.equal(res.headers['x-app'], undefined);
+      assert.equal(res.headers['set-cookie'], undefined);
+    });
+
+    it(`${via}: once body bytes went out, silence still cuts the connection (the head can no longer be taken back)`, async () => {
+      const t0 = Date.now();
+      const got = await rawRequest(gw.port, `GET /some-then-silence HTTP/1.1\r\nHost: ${via}.test\r\n\r\n`, 6000);
+      assert.ok(Date.now() - t0 < 5000, 'the connection was cut');
+      assert.match(got, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(got, /\r\nx-app: yes\r\n/);
+      assert.ok(got.endsWith('\r\n\r\n' + 'x'.repeat(10)), JSON.stringify(got.slice(-40)));
+    });
+
+    it(`${via}: an answer the app cuts after some of its body reaches the client as far as it came, every time, and is logged as the app's failure`, async () => {
+      for (let i = 0; i < 20; i++) {
+        const got = await rawRequest(gw.port, `GET /some-then-close HTTP/1.1\r\nHost: ${via}.test\r\n\r\n`, 3000);
+        assert.match(got, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nabc$/, `try ${i}: ${JSON.stringify(got)}`);
+        const id = /\r\nx-correlation-id: ([^\r]+)/.exec(got)![1];
+        const line = await eventually(() => logOf(id));
+        assert.equal(line?.decision, 'upstream-error');
+      }
+    });
+
+    it(`${via}: a raw UTF-8 file name in Content-Disposition reaches the client byte for byte (Node re-encoded it after a Content-Length)`, async () => {
+      const got = Buffer.from(await rawRequest(gw.port, `GET /utf8-name HTTP/1.1\r\nHost: ${via}.test\r\nConnection: close\r\n\r\n`, 3000), 'latin1');
+      assert.ok(got.includes(Buffer.from('filename="résumé-日本-€.pdf"\r\n', 'utf8')), got.toString('utf8'));
+    });
+
+    it(`${via}: a field the app sends twice reaches the client as two lines`, async () => {
+      const got = await rawRequest(gw.port, `GET /two-challenges HTTP/1.1\r\nHost: ${via}.test\r\nConnection: close\r\n\r\n`, 3000);
+      assert.match(got, /\r\nwww-authenticate: Negotiate\r\nwww-authenticate: Basic realm="x, y"\r\n/i, got);
+    });
+
+    it(`${via}: after an answer that came before the app read a large upload, the next request on the connection is answered`, async () => {
+      const upload = 'u'.repeat(300_000);
+      const got = await rawRequest(gw.port, `POST /early HTTP/1.1\r\nHost: ${via}.test\r\nContent-Length: ${upload.length}\r\n\r\n${upload}GET /second HTTP/1.1\r\nHost: ${via}.test\r\n\r\n`, 3000);
+      assert.match(got, /^HTTP\/1\.1 413 /);
+      assert.match(got, /\r\n\r\nbigHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nsecond$/, JSON.stringify(got.slice(0, 400)));
+    });
+  }
 });
