@@ -140,7 +140,7 @@ export class ConnectorHub {
     const stateDir = resolve(configDir, config.gateway.stateDir ?? './state');
     const ca = await ConnectorCa.loadOrCreate(stateDir);
     const addr = parseListen(config.connectors!.listen);
-    const names = hubNames(config);
+    const names = hubNames(config, config.connectors!);
     const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
     hub.applyConfig(config);
     await listen(hub.server, addr);
@@ -201,17 +201,25 @@ export class ConnectorHub {
 
   /** Targets per group, load balancing and revocations from a (re)loaded config. */
   applyConfig(config: Config): void {
-    const listenAt = String(config.connectors?.listen ?? '');
-    if (this.listenAt !== undefined && listenAt !== this.listenAt) this.log.warn({ listen: listenAt, serving: this.address() }, 'connectors.listen changed: it takes effect after a restart');
-    this.listenAt ??= listenAt;
-    const names = hubNames(config);
-    if (names.join(' ') !== this.names.join(' ')) {
-      // new handshakes get a certificate with the new names at once; open channels go on
-      this.names = names;
-      this.log.info({ names }, 'connector hub names changed: reissuing its TLS certificate');
-      void this.renewServerCert();
+    const section = config.connectors;
+    if (!section) {
+      // The listener, its certificate and its revocations stay as they were until a restart: a
+      // file without the section revokes nothing, and no app can name a group without it.
+      this.log.warn({ serving: this.address() }, 'connectors: was removed: the connector listener closes after a restart; until then its connectors carry no app');
+    } else {
+      const listenAt = String(section.listen);
+      if (this.listenAt !== undefined && listenAt !== this.listenAt) this.log.warn({ listen: listenAt, serving: this.address() }, 'connectors.listen changed: it takes effect after a restart');
+      this.listenAt ??= listenAt;
+      const names = hubNames(config, section);
+      if (names.join(' ') !== this.names.join(' ')) {
+        // new handshakes get a certificate with the new names at once; open channels go on
+        this.names = names;
+        this.log.info({ names }, 'connector hub names changed: reissuing its TLS certificate');
+        void this.renewServerCert();
+      }
+      this.lifetimeMs = parseDuration(section.certificateLifetime ?? '30d') ?? DEFAULT_CERT_LIFETIME_MS;
+      this.revoked = new Set((section.revoked ?? []).map(revokedForm));
     }
-    this.lifetimeMs = parseDuration(config.connectors?.certificateLifetime ?? '30d') ?? DEFAULT_CERT_LIFETIME_MS;
     const targets = new Map<string, Set<string>>();
     for (const name of Object.keys(config.connectorGroups ?? {})) targets.set(name, new Set());
     for (const app of config.apps as AppConfig[]) {
@@ -223,7 +231,6 @@ export class ConnectorHub {
     const before = this.targets;
     this.targets = new Map([...targets].map(([g, s]) => [g, [...s].sort()]));
     for (const [g, cfg] of Object.entries(config.connectorGroups ?? {})) this.registry.balancing.set(g, ((cfg as { loadBalancing?: Balancing }).loadBalancing ?? 'least-inflight'));
-    this.revoked = new Set((config.connectors?.revoked ?? []).map(revokedForm));
     const groupless = new Set<string>();
     for (const ch of this.registry.all()) {
       const revoked = this.revoked.has(revokedForm(ch.connectorId));
@@ -627,11 +634,11 @@ function nonEmpty(file: string): boolean {
  * this network is likely to dial, and connectors.serverNames for the others
  * (a load balancer's name, a public address).
  */
-function hubNames(config: Config): string[] {
-  const addr = parseListen(config.connectors!.listen);
+function hubNames(config: Config, connectors: NonNullable<Config['connectors']>): string[] {
+  const addr = parseListen(connectors.listen);
   const names = ['localhost', '127.0.0.1', '::1', hostname(), new URL(config.gateway.publicUrl).hostname];
   if (addr.host && addr.host !== '0.0.0.0' && addr.host !== '::') names.push(addr.host);
-  for (const n of config.connectors?.serverNames ?? []) names.push(n.toLowerCase().replace(/^\[|\]$/g, ''));
+  for (const n of connectors.serverNames ?? []) names.push(n.toLowerCase().replace(/^\[|\]$/g, ''));
   return [...new Set(names)];
 }
 

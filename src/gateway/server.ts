@@ -230,7 +230,7 @@ export class GatewayServer {
       if (live && contentHash(text, this.referenced) === live.hash) return this.unchanged(live.id, reason);
       read = await this.read(text);
     } catch (e) {
-      return superseded() ? 'superseded' : this.rejected([(e as Error).message]);
+      return superseded() ? 'superseded' : this.rejected([(e as Error).message], reason);
     }
     if (superseded()) return 'superseded';
     const { result, hash } = read;
@@ -238,21 +238,21 @@ export class GatewayServer {
     if (!result.config) {
       // (a refusal of the certificate or key themselves is not a renewal held up by another part)
       if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path))) this.tellCertificateWaiting(result.dir);
-      return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem));
+      return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem), reason);
     }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
     let tls: ReturnType<GatewayServer['changedTls']>;
     try {
       tls = this.changedTls(result.config, result.dir);
     } catch (e) {
-      return this.rejected([result.redact(`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`)]);
+      return this.rejected([result.redact(`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`)], reason);
     }
     let gen: Generation;
     try {
       gen = await compile(result.config, hash, this.compileDeps(result));
     } catch (e) {
       // A plugin's create() refusing its options may quote them, secrets resolved from ${...} included.
-      return superseded() ? 'superseded' : this.rejected([result.redact((e as Error).message)]);
+      return superseded() ? 'superseded' : this.rejected([result.redact((e as Error).message)], reason);
     }
     if (superseded()) {
       this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
@@ -269,7 +269,12 @@ export class GatewayServer {
       this.log.info('gateway certificate reloaded');
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
-    this.connectorHub?.applyConfig(result.config);
+    try {
+      this.connectorHub?.applyConfig(result.config);
+    } catch (e) {
+      // The generation is live: what follows (watching its files, the metrics, the reloaded line) must still happen.
+      this.log.error({ err: e, generation: gen.id }, 'the connector hub could not take the reloaded config; its connectors keep their previous targets');
+    }
     this.referenced = result.referencedFiles;
     this.watcher?.update(result.referencedFiles);
     this.metrics.generation.set(gen.id);
@@ -297,11 +302,12 @@ export class GatewayServer {
     return 'unchanged';
   }
 
-  private rejected(problems: string[]): ReloadOutcome {
+  private rejected(problems: string[], reason: string): ReloadOutcome {
     this.metrics.configValid.set(0);
     // A broken file is one failed reload, logged once with each problem's position, however often
-    // it is read again while it stays broken (the poll, and the save's own event after the poll saw it first).
-    if (problems.join('\n') !== this.lastProblems.join('\n')) {
+    // it is read again while it stays broken (the poll, and the save's own event after the poll saw
+    // it first). An operator's SIGHUP is an attempt of its own, which looks for an answer.
+    if (reason === 'SIGHUP' || problems.join('\n') !== this.lastProblems.join('\n')) {
       this.metrics.reloads.inc({ outcome: 'failure' });
       for (const p of problems) this.log.error({ problem: p }, `config rejected, still serving generation ${this.holder.current?.id ?? '-'}: ${p}`);
     }

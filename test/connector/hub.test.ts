@@ -70,6 +70,25 @@ apps:
     }
   });
 
+  it('a reload that removes connectors: applies the rest of the file, says the listener closes after a restart, and revokes nothing back', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend, '', '', ['revoked-one']), dir);
+    try {
+      const plain = gatewayYaml(backend).replace(/connectors:\n  listen: 127\.0\.0\.1:0\n  revoked: \[\]\nconnectorGroups:\n  g1: \{\}\n  g2: \{\}\n/, '').replace('    connectorGroup: g1\n', '');
+      assert.doesNotMatch(plain, /connector/);
+      writeFileSync(gw.configFile, plain);
+      assert.equal(await gw.server.reload('test'), 'success');
+      assert.ok(gw.logs.some((l) => l.msg === 'config reloaded'));
+      assert.ok(gw.logs.some((l) => l.level === 40 && /connectors: was removed: the connector listener closes after a restart/.test(String(l.msg))));
+      assert.ok(!gw.logs.some((l) => Number(l.level) >= 50), 'nothing at error');
+      // the app now goes straight to the backend
+      assert.equal((await request(`${gw.url}/direct`, { headers: { host: 'app.test' } })).status, 200);
+      assert.ok(gw.server.connectorHub!['revoked'].has('revoked-one'));
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('the hub listens only when connectors: is configured, and stops with the gateway', async () => {
     const gw = await startGateway(gatewayYaml(backend), { watch: false });
     const addr = gw.server.addresses().connectors!;

@@ -515,6 +515,15 @@ apps:
       assert.equal(await seenVersion(gw), 'h1', 'no watcher: nothing changes without the signal');
       child.kill('SIGHUP');
       await eventually(async () => (await seenVersion(gw)) === 'h2', 2000);
+      // a SIGHUP on a file still broken is answered each time, with the problem again
+      writeFileSync(file, cfg(backend.url, 'h3').replace('apps:', 'apps: ['));
+      const rejections = () => output().split('\n').filter((l) => l.includes('config rejected, still serving')).length;
+      child.kill('SIGHUP');
+      await eventually(() => rejections() >= 1, 3000);
+      const first = rejections();
+      child.kill('SIGHUP');
+      await eventually(() => rejections() >= 2 * first, 3000);
+      assert.equal(await seenVersion(gw), 'h2');
     } finally {
       child.kill('SIGTERM');
       await exited;
