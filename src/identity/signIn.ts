@@ -170,6 +170,14 @@ const callbackHandler =
     if (st.ma !== undefined && typeof authTime === 'number') {
       const age = Math.floor(rt.now() / 1000) - authTime;
       if (age > st.ma) return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${age} s ago`);
+      // Dated ahead of the gateway's clock past the tolerance, a sign-in proves nothing recent to the
+      // frequency check, which asked again at the next request: a password every round, for ever.
+      // Only the operator can fix the clocks, so it is said at error, with both.
+      if (-age > rt.clockToleranceSec) {
+        const gatewayNow = new Date(rt.now()).toISOString();
+        log.error({ correlationId: ctx.id, app: app.name, authTime: new Date(authTime * 1000).toISOString(), gatewayTime: gatewayNow, clockToleranceSec: rt.clockToleranceSec }, `the identity provider dated a sign-in ${-age} s after the gateway's clock: one of the two clocks is wrong`);
+        return fail(403, "This app requires a recent sign-in, and the identity provider dated yours ahead of the gateway's clock. Signing in again will not help; tell your administrator (the clocks of the identity provider and the gateway disagree).", `step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${-age} s after the gateway's clock (${gatewayNow}), past clockTolerance (${rt.clockToleranceSec} s)`, [clear]);
+      }
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
     // MFA would be sent for MFA again at once, and again, in a loop only the browser's limit ends.

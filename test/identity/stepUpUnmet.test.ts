@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedIdp } from '../../src/identity/provider/embeddedIdp.js';
 import { FAKETIME_LIB } from '../support/faketime.js';
-import { spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
+import { eventually, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
 import { Browser, CLIENT_SECRET, gatewayYaml, SECRET_A, startStack, USERS, type Stack } from './support.js';
 
 /**
@@ -99,4 +99,16 @@ describe('identity: a sign-in frequency step-up answered by a provider whose clo
       assert.ok(!backend.received.some((r) => r.url.startsWith('/fresh/')), 'nothing reached the app');
     });
   }
+
+  // the other way round: the provider's clock ahead (the gateway's behind) by more than clockTolerance
+  // (60 s): its sign-ins are dated in the gateway's future, which the frequency check does not take
+  it('90 s ahead: one page saying the clocks disagree, after one step-up, and an error naming both clocks', async () => {
+    writeFileSync(offsetFile, '-90\n');
+    const { res, hops } = await new Browser().browse(`${origin}/fresh/report`, { user: 'carol', password: 'carol-pw' }, 30);
+    assert.equal(res.status, 403, hops.join('\n'));
+    assert.match(res.body, /dated yours ahead of the gateway&#39;s clock|dated yours ahead of the gateway's clock/);
+    assert.equal(hops.filter((h) => h.includes('max_age=60')).length, 1, hops.join('\n'));
+    assert.ok(!backend.received.some((r) => r.url.startsWith('/fresh/')), 'nothing reached the app');
+    await eventually(() => /"level":"error"[^\n]*dated a sign-in 9\d s after the gateway's clock/.test(gw.output()));
+  });
 });
