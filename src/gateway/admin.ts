@@ -42,6 +42,7 @@ export function adminApp(holder: GenerationHolder, metrics: Metrics, extra: (app
   });
   app.get('/readyz', (_req, res) => {
     const gen = holder.current;
+    if (holder.stopping) return void res.status(503).json({ status: 'stopping' });
     if (!gen) return void res.status(503).json({ status: 'starting' });
     res.json({ status: 'ready', generation: gen.id, apps: gen.apps.size });
   });

@@ -641,6 +641,7 @@ export class GatewayServer {
   async stop(): Promise<void> {
     // A gateway started now (a rolling restart) waits for this one's drain instead of being refused.
     this.lock?.markStopping();
+    this.holder.stopping = true;
     this.stopRevocations();
     clearInterval(this.tlsExpiryTimer);
     await this.watcher?.close();
@@ -648,7 +649,10 @@ export class GatewayServer {
     this.edges.https.drain();
     this.edges.http.closeUpgraded();
     this.edges.https.closeUpgraded();
-    await Promise.all([closeServer(this.servers.http), closeServer(this.servers.https), closeServer(this.servers.admin)]);
+    // The admin listener stays through the drain: /readyz answers 503 (a load balancer that asks
+    // stops sending), and /metrics can still be scraped while in-flight requests finish.
+    await Promise.all([closeServer(this.servers.http), closeServer(this.servers.https)]);
+    await closeServer(this.servers.admin);
     const gen = this.holder.current;
     this.holder.current = undefined;
     // Every connection is closed by now, so in-flight requests are ending; do not hang on a straggler.

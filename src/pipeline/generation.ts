@@ -143,6 +143,8 @@ export async function disposeStages(stages: readonly { app: string; stage: Stage
 /** Holds the live generation; `current` is read once per request. */
 export class GenerationHolder {
   current?: Generation;
+  /** the gateway is draining: it finishes what it has and takes nothing new (readiness says so) */
+  stopping = false;
 
   swap(next: Generation): Generation | undefined {
     const old = this.current;

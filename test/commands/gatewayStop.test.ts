@@ -88,6 +88,29 @@ describe('drawbridge gateway: stopping', function () {
     agent.destroy();
   });
 
+  it('during the drain the admin listener stays: /readyz answers 503 "stopping", /metrics can be scraped; it closes with the process', async () => {
+    const file = join(tempDir(), 'gateway.config.yaml');
+    writeFileSync(file, cfg(backend.url).replace('  listen: { http: 127.0.0.1:0 }', '  listen: { http: 127.0.0.1:0 }\n  admin: { listen: 127.0.0.1:0 }'));
+    const gw = spawnGateway(file);
+    const port = await gw.port();
+    const admin = `http://127.0.0.1:${await gw.port('admin')}`;
+    assert.equal((await request(`${admin}/readyz`)).status, 200);
+    const inFlight = slowGet(port, 1500);
+    await sleep(300);
+    gw.child.kill('SIGTERM');
+    await sleep(200);
+    const ready = await request(`${admin}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal(JSON.parse(ready.body).status, 'stopping');
+    const metrics = await request(`${admin}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /drawbridge_config_generation/);
+    assert.equal((await request(`${admin}/healthz`)).status, 200);
+    assert.equal((await inFlight).status, 200);
+    assert.equal((await gw.exited).code, 0);
+    await assert.rejects(request(`${admin}/readyz`), /ECONNREFUSED/);
+  });
+
   it('pipelined requests in flight at SIGTERM are all answered, in order; only the last says Connection: close', async () => {
     const gw = await startGatewayProcess(backend);
     const socket = net.connect(gw.port, '127.0.0.1');
