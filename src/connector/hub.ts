@@ -85,7 +85,12 @@ export function targetOf(u: URL): string {
 
 export class ConnectorHub {
   readonly registry = new ChannelRegistry();
+  /** each group's targets in the live config */
   private targets = new Map<string, string[]>();
+  /** the targets of configs a reload replaced, while their requests run */
+  private readonly lingering = new Set<Map<string, string[]>>();
+  /** the list last sent to each group's connectors */
+  private readonly pushed = new Map<string, string[]>();
   private revoked = new Set<string>();
   private lifetimeMs = DEFAULT_CERT_LIFETIME_MS;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
@@ -199,8 +204,13 @@ export class ConnectorHub {
     return addressOf(this.server);
   }
 
-  /** Targets per group, load balancing and revocations from a (re)loaded config. */
-  applyConfig(config: Config): void {
+  /**
+   * Targets per group, load balancing and revocations from a (re)loaded config. `previousDrained`:
+   * when the requests of the config before it are over. Until then its targets stay in the lists
+   * connectors get: a request that config admitted may still dial its app (a stage that takes its
+   * time, a retry), and was refused "target not allowed" once the new list had arrived.
+   */
+  applyConfig(config: Config, previousDrained?: Promise<unknown>): void {
     const section = config.connectors;
     if (!section) {
       // The listener, its certificate and its revocations stay as they were until a restart: a
@@ -228,8 +238,15 @@ export class ConnectorHub {
       set.add(targetOf(new URL(app.internalUrl)));
       targets.set(app.connectorGroup, set);
     }
-    const before = this.targets;
+    const previous = this.targets;
     this.targets = new Map([...targets].map(([g, s]) => [g, [...s].sort()]));
+    if (previousDrained) {
+      this.lingering.add(previous);
+      void previousDrained.finally(() => {
+        this.lingering.delete(previous);
+        this.pushChangedTargets();
+      });
+    }
     for (const [g, cfg] of Object.entries(config.connectorGroups ?? {})) this.registry.balancing.set(g, ((cfg as { loadBalancing?: Balancing }).loadBalancing ?? 'least-inflight'));
     const groupless = new Set<string>();
     for (const ch of this.registry.all()) {
@@ -241,10 +258,25 @@ export class ConnectorHub {
       if (revoked) {
         this.log.warn({ connector: ch.connectorId, group: ch.group }, 'connector revoked: closing its channel');
         ch.terminate();
-      } else if (JSON.stringify(before.get(ch.group)) !== JSON.stringify(this.targets.get(ch.group))) {
-        this.pushTargets(ch);
       }
     }
+    this.pushChangedTargets();
+  }
+
+  /** The list each group's connectors get: the live config's targets, and those of configs whose requests are not over. */
+  private listFor(group: string): string[] {
+    const all = new Set(this.targets.get(group));
+    for (const kept of this.lingering) for (const t of kept.get(group) ?? []) all.add(t);
+    return [...all].sort();
+  }
+
+  private pushChangedTargets(): void {
+    const lists = new Map<string, string[]>();
+    for (const ch of this.registry.all()) {
+      if (!lists.has(ch.group)) lists.set(ch.group, this.listFor(ch.group));
+      if (JSON.stringify(this.pushed.get(ch.group)) !== JSON.stringify(lists.get(ch.group))) this.pushTargets(ch);
+    }
+    for (const [g, list] of lists) this.pushed.set(g, list);
   }
 
   upstreamFor(app: AppConfig, internalUrl: URL, configDir: string): Upstream {
@@ -516,7 +548,7 @@ export class ConnectorHub {
 
   /** Tells a connector which targets it may reach; the channel takes work once acknowledged. */
   private pushTargets(ch: Channel): void {
-    const targets = this.targets.get(ch.group) ?? [];
+    const targets = this.listFor(ch.group);
     let stream;
     try {
       stream = ch.session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });

@@ -261,7 +261,7 @@ export class GatewayServer {
     }
     this.logWarnings(result);
     this.warnRestartNeeded(result.config, result.dir);
-    this.holder.swap(gen);
+    const replaced = this.holder.swap(gen);
     this.audit?.setRetention(auditRetention(result.config));
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
@@ -270,7 +270,7 @@ export class GatewayServer {
     }
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
     try {
-      this.connectorHub?.applyConfig(result.config);
+      this.connectorHub?.applyConfig(result.config, replaced?.retire());
     } catch (e) {
       // The generation is live: what follows (watching its files, the metrics, the reloaded line) must still happen.
       this.log.error({ err: e, generation: gen.id }, 'the connector hub could not take the reloaded config; its connectors keep their previous targets');

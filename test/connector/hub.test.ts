@@ -8,6 +8,7 @@ import { loadForStart } from '../../src/config/load.js';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { dialChannel } from '../../src/connector/channelLink.js';
 import { ConnectorHub } from '../../src/connector/hub.js';
+import type { Stage } from '../../src/pipeline/stage.js';
 import { assertOnlyStrongSuites } from '../support/certs.js';
 import { eventually, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels } from './support.js';
@@ -86,6 +87,38 @@ apps:
       assert.ok(gw.server.connectorHub!['revoked'].has('revoked-one'));
     } finally {
       await gw.stop();
+    }
+  });
+
+  it('a request admitted before a reload that moves its app still reaches the old target: the old list stays until its requests are over', async () => {
+    const other = await startEchoBackend();
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    // holds /held in the pipeline, as a plugin stage that takes its time would
+    const hold: Stage = { name: 'hold', kind: 'sso', run: async (ctx) => ((ctx.path.startsWith('/held') ? await held : undefined), { kind: 'continue' }) };
+    const dir = tempDir();
+    const gw = await startGateway(gatewayYaml(backend), { dir, watch: false, compileHooks: { extraStages: () => [hold] } });
+    const conn = startConnector(join(dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    try {
+      await waitChannels(gw, 1);
+      const waiting = request(`${gw.url}/held`, { headers: { host: 'app.test' } });
+      await eventually(() => gw.server['holder'].current!.inFlight > 0);
+      writeFileSync(gw.configFile, gatewayYaml(other));
+      assert.equal(await gw.server.reload('test'), 'success');
+      // the connector has the new list (the new target is served) before the held request goes on
+      assert.equal((await request(`${gw.url}/new`, { headers: { host: 'app.test' } })).status, 200);
+      assert.ok(other.received.some((r) => r.url === '/new'));
+      release();
+      const res = await waiting;
+      assert.equal(res.status, 200, res.body);
+      assert.ok(backend.received.some((r) => r.url === '/held'), 'the admitted request went where its config sent it');
+      // once it is over, the old target is withdrawn
+      await eventually(() => conn.logs().some((l) => l.msg === 'target list from the gateway' && JSON.stringify(l.targets) === JSON.stringify([new URL(other.url).host])), 10_000);
+    } finally {
+      release();
+      await killConnector(conn);
+      await gw.stop();
+      await other.close();
     }
   });
 
