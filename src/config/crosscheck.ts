@@ -13,7 +13,7 @@ import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
 import { externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
-import { brokenLink, keyMatches, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
+import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -164,6 +164,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (missing.length) warn(['gateway', 'tls', 'cert'], `the certificate does not cover ${missing.join(', ')}: clients that check the name will refuse it`);
       const link = brokenLink(certs!);
       if (link) warn(['gateway', 'tls', 'cert'], `certificate ${link + 1} in the file did not sign certificate ${link}: clients that need the chain will refuse it`);
+      const issuer = link ? undefined : missingIssuer(certs!);
+      if (issuer) warn(['gateway', 'tls', 'cert'], `the file ends with a certificate issued by ${issuer}, which the file does not hold and which is no public root: clients that do not fetch missing intermediates (curl, Node, Java) will refuse it; use the full chain (certbot's fullchain.pem, not cert.pem), or for a private CA append its root`);
     }
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }

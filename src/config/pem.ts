@@ -6,6 +6,7 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
+import tls from 'node:tls';
 import { FileTooLargeError, NotARegularFileError, readRegularFile } from './regularFile.js';
 
 /** Far above any real CA bundle (the Mozilla bundle is about 220 KB); keeps a misnamed disk image out of memory. */
@@ -94,6 +95,23 @@ export function uncoveredHosts(leaf: X509Certificate, hosts: Iterable<string>): 
     if (!covered) out.push(h);
   }
   return out;
+}
+
+/** Node's public roots, parsed once on first use (lint and start only) */
+let publicRoots: X509Certificate[] | undefined;
+
+/**
+ * The issuer the last certificate of a chain file names when neither the file nor the public
+ * roots hold it, or undefined. certbot's cert.pem (the leaf alone, fullchain.pem being the whole
+ * chain) works in browsers, which fetch a missing intermediate, and fails in curl, Node and Java,
+ * which do not. A private CA's root is no public root: a file that holds it too says nothing.
+ */
+export function missingIssuer(certs: readonly X509Certificate[]): string | undefined {
+  const last = certs[certs.length - 1]!;
+  if (last.checkIssued(last) || certs.some((c) => last.checkIssued(c))) return undefined;
+  publicRoots ??= tls.rootCertificates.map((pem) => new X509Certificate(pem));
+  if (publicRoots.some((root) => last.checkIssued(root))) return undefined;
+  return last.issuer.replace(/\n/g, ', ');
 }
 
 /** The first certificate in a chain file that the one after it did not sign (1-based), or undefined when each link holds. */

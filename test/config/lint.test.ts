@@ -4,10 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
+import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
-import { generateKeyPair } from '../../src/connector/ca.js';
+import { ConnectorCa, generateKeyPair } from '../../src/connector/ca.js';
 import { selfSignedCert } from '../support/certs.js';
 import { tempDir } from '../support/harness.js';
 
@@ -1051,6 +1052,25 @@ describe('config lint: certificate files are read, not only found', () => {
       const r = await loadConfigFile(file, { mode: 'lint', env: {} });
       assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), [`warning 4:16 gateway.tls.cert: ${message}`], cert);
     }
+    // certbot's cert.pem: a leaf whose issuer is neither in the file nor a public root (curl, Node
+    // and Java fetch no missing intermediate); with the issuer appended (fullchain.pem), clean
+    const ca = await ConnectorCa.loadOrCreate(tempDir());
+    const issued = await ca.issueServer(['localhost', 'hello.localhost']);
+    // (issueServer's PEM holds the CA after the leaf)
+    const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(issued.certPem)![0];
+    writeFileSync(join(dir, 'leaf-only.crt'), leafPem);
+    writeFileSync(join(dir, 'full-chain.crt'), leafPem + ca.certPem);
+    writeFileSync(join(dir, 'issued.key'), issued.keyPem);
+    const issuer = new X509Certificate(issued.certPem).issuer.replace(/\n/g, ', ');
+    const leafOnly = join(dir, 'leaf-only.yaml');
+    writeFileSync(leafOnly, `${TLS('./leaf-only.crt', './issued.key')}${backendCa('./one.crt')}`);
+    assert.deepEqual(
+      (await loadConfigFile(leafOnly, { mode: 'lint', env: {} })).problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
+      [`warning 4:16 gateway.tls.cert: the file ends with a certificate issued by ${issuer}, which the file does not hold and which is no public root: clients that do not fetch missing intermediates (curl, Node, Java) will refuse it; use the full chain (certbot's fullchain.pem, not cert.pem), or for a private CA append its root`],
+    );
+    const fullChain = join(dir, 'full-chain.yaml');
+    writeFileSync(fullChain, `${TLS('./full-chain.crt', './issued.key')}${backendCa('./one.crt')}`);
+    assert.deepEqual((await loadConfigFile(fullChain, { mode: 'lint', env: {} })).problems, []);
     // a wildcard certificate covers a wildcard app host and any name under it
     const wild = selfSignedCert(dir, 'wild', ['localhost', '*.apps.localhost']);
     const file = join(dir, 'wild.yaml');
