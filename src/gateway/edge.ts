@@ -715,7 +715,7 @@ export class Edge {
     const translateUrls = app.translateHeaders ? urlTranslation(app, ctx) : undefined;
     const translateBody: BodyTranslation | undefined = app.translateBody ? { from: app.internalBase, to: translateUrls?.externalBase ?? externalBaseOf(app, ctx) } : undefined;
     watchStall(req, res, app.timeoutMs, answerStall);
-    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, translateUrls, translateBody, cookies }, done);
+    const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, translateUrls, translateBody, cookies, signedIn: ctx.identity?.via === 'session' }, done);
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {

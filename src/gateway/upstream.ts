@@ -34,6 +34,8 @@ export interface ForwardRequest {
   readonly translateBody?: BodyTranslation;
   /** leaves the gateway's own cookies out of what the app's answer sets or clears */
   readonly cookies?: AppCookieGuard;
+  /** let in by a browser session: an answer that says nothing of caching is marked private */
+  readonly signedIn?: boolean;
 }
 
 export interface UpstreamFailure {
@@ -85,6 +87,11 @@ export function clientResponse(f: ForwardRequest, status: number, headers: Recor
   const out = appHead(headers, f.cookies, f.translateUrls);
   // a 204 carries no length (RFC 9110 8.6): one from the app would tell a client to wait for bytes that never come
   if (status === 204) delete out['content-length'];
+  // A page shown to a signed-in user is that user's: a shared cache in front of the gateway that
+  // stored it would give it to the next client, signed in or not (RFC 9111 3.5 spares answers to
+  // requests with Authorization, not with cookies). The app, which the gateway keeps the session
+  // cookie from, often does not know it answered someone signed in.
+  if (f.signedIn && out['cache-control'] === undefined) out['cache-control'] = 'private';
   return { headers: out, body: f.translateBody ? bodyTranslator(f.translateBody, f.method, status, out, f.req.headers['accept-encoding'], f.req.headers['if-none-match']) : undefined };
 }
 

@@ -367,6 +367,10 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
   if (intent === 'refuse') return sendError(res, req.headers, { status: 403, reason: 'A sign-out request must come from this site.', correlationId: ctx.id });
   // the button posts to this step, so a browser without Sec-Fetch-Site moves on instead of starting over
   if (intent === 'confirm') return signOutConfirmPage(res, chainStep(ctx.prefix));
+  // The app's pages stay in the browser's cache and history: Back after sign-out showed the last
+  // one. "cache" only: "cookies" would reach every host of the registrable domain, and this step
+  // runs only for a sign-out this site asked for.
+  res.setHeader('clear-site-data', '"cache"');
   const cookies: string[] = [];
   for (const app of steps.filter((a) => a.prefix === ctx.prefix)) {
     cookies.push(clearSessionCookie(app, ctx.protocol));

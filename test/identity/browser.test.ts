@@ -111,6 +111,28 @@ ${MANY.map((p) => `  - name: Many${p}\n    externalUrl: http://other.localhost/$
     await ctx.close();
   });
 
+  it('after sign-out, Back does not show the private page from the cache: it asks again, and sign-in is required', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const deep = `${s.origin('web')}/private?acct=42`;
+    await page.goto(deep);
+    await page.fill('#username', 'bob');
+    await page.fill('#password', 'bob-pw');
+    const [shown] = await Promise.all([page.waitForResponse((r) => r.url() === deep), page.click('button[type=submit]')]);
+    await page.waitForURL(deep);
+    // the app said nothing of caching: the signed-in user's page is marked private
+    assert.equal(shown.headers()['cache-control'], 'private');
+    // a sign-out link on the page itself, as an app's menu has one
+    await page.evaluate(() => document.body.insertAdjacentHTML('beforeend', '<a id="out" href="/.drawbridge/sign-out">Sign out</a>'));
+    await Promise.all([page.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`), page.click('#out')]);
+    const before = s.backend.received.length;
+    await page.goBack();
+    await page.waitForLoadState();
+    assert.ok(page.url().startsWith(s.idp.issuer + '/interaction/'), `Back showed ${page.url()}`);
+    assert.equal(s.backend.received.length, before, 'nothing reached the app');
+    await ctx.close();
+  });
+
   it('an app under a path prefix opened without its trailing slash signs in once and lands on the prefix', async () => {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
