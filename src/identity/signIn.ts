@@ -121,7 +121,12 @@ const callbackHandler =
         log.info({ correlationId: ctx.id, app: root.app.name }, 'sign-in callback without its login state, already signed in: to the app root');
         return redirect(res, appRoot({ origin, prefix: root.app.prefix }));
       }
-      return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter');
+      // The user may have just typed a password (a provider form left open past the login cookie's
+      // life, a sign-in pushed out by later tabs), and Reload gives this page again: it links to
+      // this host's app (the root one, else the first), where a sign-in starts afresh.
+      const here = signOutSteps(ctx.generation, rt, ctx.host)[0];
+      const next = here ? { href: here.prefix, label: 'Open the app again' } : undefined;
+      return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter', [], { next });
     }
     const { st, clear } = login;
     const app = rt.apps.get(st.a);

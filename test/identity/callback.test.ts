@@ -52,6 +52,8 @@ describe('identity: callback and login state', function () {
     const res = await new Browser().get(callback);
     assert.equal(res.status, 400);
     assert.equal(res.headers['set-cookie'], undefined);
+    // a way on: the user may just have typed a password, and Reload gives this page again
+    assert.match(res.body, /<a href="\/">Open the app again<\/a>/);
   });
 
   it('the same callback cannot be used twice (login cookie cleared, code single-use)', async () => {
