@@ -77,7 +77,13 @@ const nameOf = (state: string, secure: boolean) => `${prefix(secure)}${state.sli
 /** the names this gateway gives login cookies (and the single digits of the fixed slots of earlier versions) */
 const nameShape = (secure: boolean) => new RegExp(`^${prefix(secure)}(?:[0-9]|[A-Za-z0-9_-]{${ID_LENGTH}})$`);
 
-const attrs = (secure: boolean) => ({ path: '/', httpOnly: true, secure, sameSite: 'lax' as const });
+/**
+ * `crossSite`: the app's session cookie is SameSite=None (an app embedded in another site's
+ * frame). Its sign-in runs in that frame too, where a Lax login cookie is neither stored nor sent,
+ * and the callback found no sign-in started. Only with Secure, as browsers require.
+ */
+const attrs = (secure: boolean, crossSite = false) => ({ path: '/', httpOnly: true, secure, sameSite: crossSite && secure ? ('none' as const) : ('lax' as const) });
+const crossSiteFor = (rt: IdentityRuntime, st: LoginState) => rt.apps.get(st.a)?.sameSite === 'none';
 
 async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState | undefined> {
   const st = await rt.logins.open<LoginState>(value);
@@ -92,11 +98,11 @@ async function openLogin(rt: IdentityRuntime, value: string): Promise<LoginState
 const MAX_EXPIRED = 4 * LOGIN_SLOTS;
 
 /** Set-Cookies that expire the first MAX_EXPIRED of these login cookie names, with the attributes they were set with. */
-function expiryOf(names: Iterable<string>): string[] {
+function expiryOf(names: Iterable<string>, crossSite = false): string[] {
   const out: string[] = [];
   for (const name of names) {
     if (out.length === MAX_EXPIRED) break;
-    out.push(clearCookie(name, attrs(name.startsWith('__Host-'))));
+    out.push(clearCookie(name, attrs(name.startsWith('__Host-'), crossSite)));
   }
   return out;
 }
@@ -145,10 +151,11 @@ export async function loginCookies(rt: IdentityRuntime, st: LoginState, secure: 
   for (const [name] of live.slice(LOGIN_SLOTS - 1)) gone.add(name);
   for (const name of unopened) gone.add(name);
   const name = nameOf(st.s, secure);
-  const a = { ...attrs(secure), maxAge: LOGIN_TTL_SEC };
+  const crossSite = crossSiteFor(rt, st);
+  const a = { ...attrs(secure, crossSite), maxAge: LOGIN_TTL_SEC };
   let cookie = serializeCookie(name, await rt.logins.seal(st), a);
   if (cookie.length > MAX_LOGIN_COOKIE_BYTES) cookie = serializeCookie(name, await rt.logins.seal({ ...st, r: root }), a);
-  return [...expiryOf(gone), cookie];
+  return [...expiryOf(gone, crossSite), cookie];
 }
 
 /** a login cookie's name, as a request (or the part of one the parser held) spells it: every name this or an earlier version issued */
@@ -171,7 +178,7 @@ export async function readLoginState(rt: IdentityRuntime, state: string, cookieH
   if (!nameShape(secure).test(name)) return undefined;
   for (const value of cookiesNamed(cookieHeader, name, (v) => rt.logins.keysFor(v).length > 0, rt.log).values) {
     const st = await openLogin(rt, value);
-    if (st && st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure)) };
+    if (st && st.s === state && st.exp > now) return { st, clear: clearCookie(name, attrs(secure, crossSiteFor(rt, st))) };
   }
   return undefined;
 }

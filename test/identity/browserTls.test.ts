@@ -25,7 +25,7 @@ describe('identity: sign-in over https in Chromium (__Host- session cookie)', fu
     backend = await startEchoBackend();
     idp = await EmbeddedIdp.start({ clientId: 'drawbridge', clientSecret: CLIENT_SECRET, users: USERS });
     const dir = tempDir();
-    const cert = selfSignedCert(dir, 'gateway', ['secure.localhost', 'one.apps.example.test', 'evil.apps.example.test']);
+    const cert = selfSignedCert(dir, 'gateway', ['secure.localhost', 'one.apps.example.test', 'evil.apps.example.test', 'framed.apps.example.test']);
     sibling = https.createServer({ cert: cert.certPem, key: readFileSync(cert.key) }, (_req, res) => res.writeHead(200, { 'set-cookie': planted, 'content-type': 'text/html' }).end('<p>sibling</p>'));
     await new Promise<void>((r) => sibling.listen(0, '127.0.0.1', r));
     gw = await startGateway(
@@ -49,6 +49,11 @@ apps:
     externalUrl: https://one.apps.example.test/
     internalUrl: ${backend.url}/
     preAuth: oidc
+  - name: Framed
+    externalUrl: https://framed.apps.example.test/
+    internalUrl: ${backend.url}/
+    preAuth: oidc
+    cookies: { sameSite: none }
 `,
       { dir },
     );
@@ -110,6 +115,22 @@ apps:
     assert.equal(both.status, 200);
     assert.equal(JSON.parse(both.body).headers.cookie, undefined, 'neither name reaches the app');
     assert.equal(backend.received.length, before + 1);
+  });
+
+  it('an app whose session cookie is SameSite=None (embedded in another site) starts its sign-in with a SameSite=None login cookie, which a frame can keep; other apps keep Lax', async () => {
+    const loginCookieOf = (host: string) =>
+      new Promise<string>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port: new URL(origin).port, path: '/deep', servername: host, rejectUnauthorized: false, headers: { host: `${host}:${new URL(origin).port}` } }, (res) => {
+          res.resume();
+          resolve([res.headers['set-cookie'] ?? []].flat().find((c) => c.startsWith('__Host-drawbridge_login_')) ?? 'none');
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const framed = await loginCookieOf('framed.apps.example.test');
+    assert.match(framed, /; Secure/);
+    assert.match(framed, /; SameSite=None/);
+    assert.match(await loginCookieOf('one.apps.example.test'), /; SameSite=Lax/);
   });
 
   it('the signed-out page, which any site can send the browser to, leaves every cookie of other sites alone', async () => {
