@@ -627,8 +627,12 @@ export class GatewayServer {
       if (!host) return sendError(res, req.headers, { status: 400, reason: NO_VALID_HOST, correlationId });
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
-      if (!this.holder.current?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
-      const p = publicPort();
+      const gen = this.holder.current;
+      if (!gen?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
+      // To the port of the app published there (its externalUrl's), else publicUrl's: an app at
+      // https://app.test:9443/ was sent to 443.
+      const app = gen.router.match(host, target.split('?', 1)[0]!)?.target;
+      const p = app && /^https:/i.test(app.externalOrigin) ? (/:(\d+)$/.exec(app.externalOrigin)?.[1] ?? '443') : publicPort();
       const port = p && p !== '443' ? `:${p}` : '';
       res.writeHead(308, { location: `https://${host}${port}${target.startsWith('/') ? target : '/'}` }).end();
     };

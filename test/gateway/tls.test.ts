@@ -51,6 +51,10 @@ apps:
     externalUrl: https://echo.test:8443/
     internalUrl: ${backend.url}/
     preAuth: passthrough
+  - name: Elsewhere
+    externalUrl: https://echo.test:9443/other/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
   - name: V6
     externalUrl: https://[::1]:8443/
     internalUrl: ${backend.url}/
@@ -77,6 +81,12 @@ apps:
     assert.equal(res.status, 308);
     assert.equal(res.headers.location, 'https://echo.test:8443/a/b?c=d');
     assert.equal(backend.received.filter((r) => r.url === '/a/b?c=d').length, 0, 'nothing forwarded over plain http');
+  });
+
+  it('redirects to the port of the app published at the path (its externalUrl), not publicUrl\'s', async () => {
+    const res = await request(`http://127.0.0.1:${httpPort()}/other/x?y=1`, { headers: { host: 'echo.test' } });
+    assert.equal(res.status, 308);
+    assert.equal(res.headers.location, 'https://echo.test:9443/other/x?y=1');
   });
 
   it('redirects an app published at an IPv6 address too', async () => {
@@ -114,10 +124,10 @@ apps:
     }
   });
 
-  it('the redirect follows a publicUrl changed by a reload (it kept the port the gateway started with)', async () => {
+  it('the redirect follows ports changed by a reload (it kept the port the gateway started with)', async () => {
     const before = readFileSync(gw.configFile, 'utf8');
     try {
-      writeFileSync(gw.configFile, before.replace('publicUrl: https://echo.test:8443', 'publicUrl: https://echo.test'));
+      writeFileSync(gw.configFile, before.replace('publicUrl: https://echo.test:8443', 'publicUrl: https://echo.test').replace('externalUrl: https://echo.test:8443/', 'externalUrl: https://echo.test/'));
       assert.equal(await gw.server.reload(), 'success');
       const res = await request(`http://127.0.0.1:${httpPort()}/a?b=c`, { headers: { host: 'echo.test' } });
       assert.equal(res.headers.location, 'https://echo.test/a?b=c');
