@@ -729,7 +729,14 @@ export class ConnectorAgent {
     }
     const authority = String(headers[':authority'] ?? '');
     if (!this.targets.has(authority) && this.targetsArriving.size) {
-      void Promise.all(this.targetsArriving).then(() => answerable(stream) && this.onStream(stream, headers, relays));
+      // (a cancel while it waits ends it here: it answered 204 and did nothing, and the gateway
+      // reset the stream itself 2 s later, a reset that counts toward the channel's limit)
+      const id = stream.id!;
+      relays.set(id, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+      void Promise.all(this.targetsArriving).then(() => {
+        relays.delete(id);
+        if (answerable(stream)) this.onStream(stream, headers, relays);
+      });
       return;
     }
     if (!this.targets.has(authority)) {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { CANCEL_HEADER, CANCEL_PATH } from '../../src/connector/channelLink.js';
 import { TunnelUpstream } from '../../src/connector/tunnelUpstream.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
@@ -496,6 +498,23 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(await gw.server.reload('test'), 'success');
     await eventually(async () => (await status('127.0.0.1:1')) === 403);
     assert.equal(await status('127.0.0.1:2'), 502);
+  });
+
+  it('a cancel for a CONNECT that waits for a target list still arriving ends it at once (not the gateway\'s reset 2 s later)', async () => {
+    const ch = gw.server.connectorHub!.registry.all()[0]!;
+    // a target list on its way: the connector holds a CONNECT to a target it does not list until it is read
+    const arriving = ch.session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });
+    arriving.on('error', () => undefined);
+    const waiting = ch.session.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:3' });
+    waiting.on('error', () => undefined);
+    const closed = new Promise<number>((r) => waiting.on('close', () => r(waiting.rstCode ?? -1)));
+    await sleep(100);
+    assert.equal(typeof waiting.id, 'number');
+    const cancel = ch.session.request({ ':method': 'POST', ':path': CANCEL_PATH, [CANCEL_HEADER]: String(waiting.id) }, { endStream: true });
+    cancel.resume();
+    const code = await Promise.race([closed, sleep(1000).then(() => 'still open')]);
+    arriving.close();
+    assert.equal(code, http2.constants.NGHTTP2_CANCEL);
   });
 
   it('1,000 concurrent slow requests on one connector all complete', async () => {
