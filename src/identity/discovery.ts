@@ -6,6 +6,7 @@
  */
 import * as oidc from 'openid-client';
 import { DrawbridgeError } from '../errors.js';
+import { ProviderAnswerTooLarge, ProviderNoAnswer, providerFetch } from './providerFetch.js';
 
 export class ProviderUnavailableError extends DrawbridgeError {
   constructor(issuer: string, cause: string) {
@@ -45,15 +46,27 @@ export function clientRefusal(e: unknown): string | undefined {
   return undefined;
 }
 
+/** `e` and its causes, innermost last (openid-client wraps what its fetch throws). */
+function causes(e: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let c = e; c && typeof c === 'object' && chain.length < 6; c = (c as { cause?: unknown }).cause) chain.push(c);
+  return chain;
+}
+
+/** What went wrong, in the words of our own fetch when it was that (openid-client's wrapper says "something went wrong"). */
+export function causeText(e: unknown): string {
+  const ours = causes(e).find((c) => c instanceof ProviderNoAnswer || c instanceof ProviderAnswerTooLarge);
+  return ((ours ?? e) as Error).message;
+}
+
 /**
- * A token request that did not get an answer from the provider (refused, reset, DNS, the
- * 5 s timeout) or got a 5xx: an outage, not a bad sign-in response. openid-client passes
- * fetch's TypeError through and names its timeout OAUTH_TIMEOUT.
+ * A token request that did not get a complete answer from the provider (refused, reset, cut
+ * short, DNS, the 5 s limit: providerFetch.ts) or got a 5xx: an outage, not a bad sign-in
+ * response.
  */
 export function providerUnreachable(e: unknown): boolean {
-  const err = e as { code?: string; message?: string; cause?: unknown };
-  if (e instanceof TypeError && err.message === 'fetch failed') return true;
-  if (err?.code === 'OAUTH_TIMEOUT') return true;
+  const err = e as { code?: string; cause?: unknown };
+  if (causes(e).some((c) => c instanceof ProviderNoAnswer)) return true;
   return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;
 }
 
@@ -114,7 +127,8 @@ export class OidcClient {
       this.pending = oidc
         .discovery(issuer, this.opts.clientId, metadata, auth, {
           execute: isLoopbackHttp(issuer) ? [oidc.allowInsecureRequests] : [],
-          timeout: 5,
+          // discovery, and the token endpoint through the configuration it returns
+          [oidc.customFetch]: providerFetch,
         })
         .then((c) => {
           checkEndpoints(c.serverMetadata(), issuer);
@@ -123,7 +137,7 @@ export class OidcClient {
         .catch((e: Error) => {
           this.pending = undefined;
           this.failedAt = Date.now();
-          throw new ProviderUnavailableError(this.opts.issuer, e.message);
+          throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
         });
     }
     return this.pending;
@@ -167,7 +181,7 @@ export class OidcClient {
         ...(checks.maxAge !== undefined ? { maxAge: checks.maxAge } : {}),
       });
     } catch (e) {
-      if (providerUnreachable(e)) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${(e as Error).message}`);
+      if (providerUnreachable(e)) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${causeText(e)}`);
       const refused = clientRefusal(e);
       if (refused) throw new ClientRefusedError(this.opts.issuer, refused);
       throw e;

@@ -20,9 +20,8 @@
  */
 import { SIGNATURE_ALGORITHMS } from '../config/schema.js';
 import { createLocalJWKSet, errors, flattenedVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
-import http from 'node:http';
-import https from 'node:https';
 import type { Logger } from 'pino';
+import { requestText } from './providerFetch.js';
 
 /** The keys could not be had: an outage of the provider, never a verdict on a token. */
 export class KeysUnavailable extends Error {
@@ -30,9 +29,6 @@ export class KeysUnavailable extends Error {
 }
 
 export const KEYS_MAX_AGE_MS = 10 * 60_000;
-const FETCH_TIMEOUT_MS = 5000;
-/** far above any real key set (Entra's is a few KB) */
-const MAX_JWKS_BYTES = 1 << 20;
 
 export type IssuerKeyGetter = JWTVerifyGetKey & {
   /** the key set in use (a new object after each refresh that succeeded) */
@@ -70,7 +66,7 @@ class IssuerKeys {
   private async fetchKeys(): Promise<void> {
     this.attemptAt = Date.now();
     try {
-      const body = JSON.parse(await getText(this.uri, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES)) as JSONWebKeySet;
+      const body = JSON.parse(await getText(this.uri)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the key set has no keys list');
       const usable: JWK[] = [];
       const refused: string[] = [];
@@ -174,39 +170,9 @@ export function issuerKeys(stateDir: string, uri: string, algorithms: readonly s
   return keys.getter();
 }
 
-/**
- * GET `uri` as text within `ms` in all, body included, and at most `max` bytes (refused as soon
- * as it passes them). node:http with a timer of our own, not fetch: a key endpoint that sent its
- * head and then stalled held fetch for good once a garbage collection had run (its abort is
- * held weakly), with every request that needed keys, and every later fetch, behind it.
- */
-function getText(uri: string, ms: number, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const url = new URL(uri);
-    const req = (url.protocol === 'https:' ? https : http).get(url, { headers: { accept: 'application/json' } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        return fail(new Error(`the key set answered ${res.statusCode}`));
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > max) return fail(new Error(`the key set is larger than ${max >> 20} MiB`));
-        chunks.push(c);
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-      res.on('error', fail);
-    });
-    const timer = setTimeout(() => fail(new Error(`no complete answer in ${ms / 1000} s`)), ms);
-    function fail(e: Error): void {
-      clearTimeout(timer);
-      req.destroy();
-      reject(e);
-    }
-    req.on('error', fail);
-  });
+/** The key set at `uri` as text (providerFetch.ts: 5 s in all, body included, and 1 MiB). */
+async function getText(uri: string): Promise<string> {
+  const answer = await requestText(uri, { headers: { accept: 'application/json' } });
+  if (answer.status !== 200) throw new Error(`the key set answered ${answer.status}`);
+  return answer.body.toString('utf8');
 }

@@ -1,0 +1,77 @@
+/**
+ * Every request the gateway makes to the identity provider (discovery, the token endpoint, the
+ * key set) goes through requestText: node:http with a timer of our own that covers the whole
+ * answer, body included, and a cap on the body's size (refused as soon as it passes it).
+ *
+ * Not fetch: a key endpoint that sent its head and then stalled held fetch for good once a
+ * garbage collection had run (its abort is held weakly); openid-client's timeout covered the
+ * head only, so a body that trickled took as long as it liked; and a 400 MB discovery document
+ * was read and parsed whole (16 s with the event loop stalled for every app, 2.9 GB).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { CustomFetch } from 'openid-client';
+
+export const PROVIDER_TIMEOUT_MS = 5000;
+/** far above any real answer (Entra's key set and discovery document are a few KB) */
+export const MAX_PROVIDER_ANSWER_BYTES = 1 << 20;
+
+/** The provider gave no complete answer: refused, reset, cut short, or not within the time. An outage. */
+export class ProviderNoAnswer extends Error {
+  readonly code = 'ERR_IDP_NO_ANSWER';
+}
+
+/** The provider's answer is larger than any real one: something on its path, not a document to parse. */
+export class ProviderAnswerTooLarge extends Error {
+  readonly code = 'ERR_IDP_ANSWER_TOO_LARGE';
+}
+
+export interface TextAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export function requestText(uri: string, opts: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }, ms = PROVIDER_TIMEOUT_MS, max = MAX_PROVIDER_ANSWER_BYTES): Promise<TextAnswer> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(uri);
+    const headers: Record<string, string | number> = { ...opts.headers };
+    if (opts.body !== undefined) headers['content-length'] = Buffer.byteLength(opts.body);
+    const req = (url.protocol === 'https:' ? https : http).request(url, { method: opts.method ?? 'GET', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > max) return fail(new ProviderAnswerTooLarge(`the answer from ${url.origin}${url.pathname} is larger than ${max >> 20} MiB`));
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+      });
+      res.on('aborted', () => fail(new ProviderNoAnswer(`the answer from ${url.origin}${url.pathname} was cut short`)));
+      res.on('error', (e) => fail(new ProviderNoAnswer(`the answer from ${url.origin}${url.pathname} was cut short: ${e.message}`)));
+    });
+    const timer = setTimeout(() => fail(new ProviderNoAnswer(`no complete answer from ${url.origin}${url.pathname} in ${ms / 1000} s`)), ms);
+    function fail(e: Error): void {
+      clearTimeout(timer);
+      req.destroy();
+      reject(e);
+    }
+    req.on('error', (e) => fail(new ProviderNoAnswer(`${url.origin}${url.pathname}: ${e.message}`)));
+    req.end(opts.body);
+  });
+}
+
+const NULL_BODY = new Set([101, 204, 205, 304]);
+
+/** requestText as openid-client's fetch (discovery and the token endpoint). Redirects are not followed, as openid-client asks. */
+export const providerFetch: CustomFetch = async (url, options) => {
+  const b = options.body;
+  const body = b === undefined || b === null ? undefined : typeof b === 'string' || b instanceof Uint8Array ? b : b instanceof URLSearchParams ? b.toString() : b instanceof ArrayBuffer ? new Uint8Array(b) : undefined;
+  if (b && body === undefined) throw new TypeError('providerFetch: a streamed request body is not supported');
+  const answer = await requestText(url, { method: options.method, headers: Object.fromEntries(new Headers(options.headers as HeadersInit).entries()), body });
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(answer.headers)) for (const one of [v ?? []].flat()) headers.append(k, one);
+  return new Response(NULL_BODY.has(answer.status) ? null : new Uint8Array(answer.body), { status: answer.status, headers });
+};
