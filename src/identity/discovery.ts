@@ -70,6 +70,21 @@ export function providerUnreachable(e: unknown): boolean {
   return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;
 }
 
+/**
+ * Why the token endpoint's answer is an outage rather than a verdict on this sign-in, or
+ * undefined: no complete answer or a 5xx; an answer that is no token response at all (a proxy's
+ * HTML maintenance page, JSON cut short, over 1 MiB), which said "could not be verified" and
+ * dropped the login cookie though a reload would finish.
+ */
+function tokenOutage(e: unknown): string | undefined {
+  if (providerUnreachable(e)) return causeText(e);
+  if (causes(e).some((c) => c instanceof ProviderAnswerTooLarge)) return causeText(e);
+  const err = e as { code?: string; cause?: unknown };
+  if (err?.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && err.cause instanceof Response) return `the token endpoint answered ${err.cause.status} with ${err.cause.headers.get('content-type') ?? 'no content-type'}, not a token response`;
+  if (err?.code === 'OAUTH_PARSE_ERROR' && causes(e).some((c) => /"response" body as JSON/.test(String((c as Error).message)))) return 'the token endpoint answered with a body that is not JSON';
+  return undefined;
+}
+
 export interface OidcClientOptions {
   issuer: string;
   clientId: string;
@@ -181,7 +196,8 @@ export class OidcClient {
         ...(checks.maxAge !== undefined ? { maxAge: checks.maxAge } : {}),
       });
     } catch (e) {
-      if (providerUnreachable(e)) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${causeText(e)}`);
+      const outage = tokenOutage(e);
+      if (outage) throw new ProviderUnavailableError(this.opts.issuer, `token request: ${outage}`);
       const refused = clientRefusal(e);
       if (refused) throw new ClientRefusedError(this.opts.issuer, refused);
       throw e;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { RequestListener, Server } from 'node:http';
+import type { RequestListener, Server, ServerResponse } from 'node:http';
 import { Browser, startStack, type Stack } from './support.js';
 
 /** The provider goes away between the sign-in page and the callback's token request. */
@@ -41,11 +41,21 @@ describe('identity: provider unreachable or slow at the callback', function () {
     };
   }
 
+  /** The provider answers its token endpoint with `answer`, everything else as usual. */
+  function token(answer: (res: ServerResponse) => unknown): (real: RequestListener) => RequestListener {
+    return (real) => (req, res) => (req.url?.startsWith('/token') ? void req.resume().on('end', () => answer(res)) : real(req, res));
+  }
+
   // The first case runs first: the gateway has not fetched the provider's keys yet.
   for (const [what, behaviour, within, codeSpent] of [
     ['answers the token request but not the key set request', ((real) => (req, res) => (req.url?.startsWith('/jwks') ? res.writeHead(503).end() : real(req, res))) as (real: RequestListener) => RequestListener, 3000, true],
     ['closes connections', (() => (req) => req.socket.destroy()) as (real: RequestListener) => RequestListener, 3000, false],
     ['does not answer (5 s timeout)', (() => () => undefined) as (real: RequestListener) => RequestListener, 7000, false],
+    // (each was a 401 "could not be verified", the login cookie cleared: a reload could not finish)
+    ['resets the connection in the middle of the token answer', token((res) => (res.writeHead(200, { 'content-type': 'application/json' }), res.write('{"access_token":"'), setTimeout(() => res.socket?.destroy(), 50))), 3000, false],
+    ['sends the token answer\'s head and then nothing (5 s in all)', token((res) => (res.writeHead(200, { 'content-type': 'application/json' }), res.write('{"access_token":"'))), 7000, false],
+    ['answers the token request with 2 MiB of JSON', token((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'x'.repeat(2 << 20) }))), 3000, false],
+    ['answers the token request with a 200 HTML page (a proxy\'s maintenance page)', token((res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Down for maintenance</body></html>')), 3000, false],
   ] as const) {
     it(`a provider that ${what}: 503 page with Retry-After, logged as an outage; ${codeSpent ? 'opening the app again' : 'a reload'} finishes the sign-in`, async () => {
       const b = new Browser();
