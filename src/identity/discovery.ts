@@ -70,19 +70,30 @@ export function providerUnreachable(e: unknown): boolean {
   return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;
 }
 
+/** the token endpoint's OAuth errors that say "later" (RFC 6749 5.2 leaves them to providers: Entra sends both) */
+const LATER_ERRORS = new Set(['temporarily_unavailable', 'server_error']);
+
 /**
  * Why the token endpoint's answer is an outage rather than a verdict on this sign-in, or
  * undefined: no complete answer or a 5xx; an answer that is no token response at all (a proxy's
  * HTML maintenance page, JSON cut short, over 1 MiB), which said "could not be verified" and
- * dropped the login cookie though a reload would finish.
+ * dropped the login cookie though a reload would finish; an OAuth error that asks to be tried later.
  */
 function tokenOutage(e: unknown): string | undefined {
   if (providerUnreachable(e)) return causeText(e);
   if (causes(e).some((c) => c instanceof ProviderAnswerTooLarge)) return causeText(e);
-  const err = e as { code?: string; cause?: unknown };
+  const err = e as { code?: string; error?: unknown; cause?: unknown };
   if (err?.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && err.cause instanceof Response) return `the token endpoint answered ${err.cause.status} with ${err.cause.headers.get('content-type') ?? 'no content-type'}, not a token response`;
   if (err?.code === 'OAUTH_PARSE_ERROR' && causes(e).some((c) => /"response" body as JSON/.test(String((c as Error).message)))) return 'the token endpoint answered with a body that is not JSON';
+  if (err?.code === 'OAUTH_RESPONSE_BODY_ERROR' && typeof err.error === 'string' && LATER_ERRORS.has(err.error)) return tokenRefusal(e);
   return undefined;
+}
+
+/** A sign-in the token endpoint or the ID token check refused, for the log: the provider's error code when it gave one. */
+export function tokenRefusal(e: unknown): string {
+  const err = e as { code?: string; error?: unknown; error_description?: unknown; status?: unknown };
+  if (err?.code !== 'OAUTH_RESPONSE_BODY_ERROR' || typeof err.error !== 'string') return causeText(e);
+  return `the token endpoint answered ${String(err.status)} ${err.error}${typeof err.error_description === 'string' ? `: ${err.error_description.slice(0, 300)}` : ''}`;
 }
 
 export interface OidcClientOptions {

@@ -18,7 +18,7 @@ import { normalizeTarget } from '../gateway/normalize.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa } from './claims.js';
-import { ClientRefusedError, ProviderUnavailableError } from './discovery.js';
+import { ClientRefusedError, ProviderUnavailableError, tokenRefusal } from './discovery.js';
 import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
@@ -166,7 +166,7 @@ const callbackHandler =
       }
       // openid-client's own max_age check, with the clock tolerance: said as the check below says it
       if (st.ma !== undefined && tooOldForMaxAge(e)) return staleSignIn(`step-up asked for max_age=${st.ma}: too much time has elapsed since the sign-in the ID token reports (auth_time)`);
-      return unverified((e as Error).message);
+      return unverified(tokenRefusal(e));
     }
     // A sign-in older than the max_age the step-up asked for fails the sign-in frequency again at
     // the next request, which asks for it again: with a provider whose clock is behind by more

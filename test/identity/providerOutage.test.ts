@@ -54,6 +54,8 @@ describe('identity: provider unreachable or slow at the callback', function () {
     // (each was a 401 "could not be verified", the login cookie cleared: a reload could not finish)
     ['resets the connection in the middle of the token answer', token((res) => (res.writeHead(200, { 'content-type': 'application/json' }), res.write('{"access_token":"'), setTimeout(() => res.socket?.destroy(), 50))), 3000, false],
     ['sends the token answer\'s head and then nothing (5 s in all)', token((res) => (res.writeHead(200, { 'content-type': 'application/json' }), res.write('{"access_token":"'))), 7000, false],
+    // (Entra's token endpoint sends it; it was a 401 logged as "server responded with an error in the response body")
+    ['answers the token request with the OAuth error temporarily_unavailable', token((res) => res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"temporarily_unavailable","error_description":"try later"}')), 3000, false],
     ['answers the token request with 2 MiB of JSON', token((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ access_token: 'x'.repeat(2 << 20) }))), 3000, false],
     ['answers the token request with a 200 HTML page (a proxy\'s maintenance page)', token((res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Down for maintenance</body></html>')), 3000, false],
   ] as const) {
