@@ -5,6 +5,7 @@
  * never lets anyone through.
  */
 import * as oidc from 'openid-client';
+import type { Logger } from 'pino';
 import { DrawbridgeError } from '../errors.js';
 import { ProviderAnswerTooLarge, ProviderNoAnswer, providerFetch } from './providerFetch.js';
 
@@ -135,6 +136,9 @@ function checkEndpoints(meta: Record<string, unknown>, issuer: URL): void {
 
 export class OidcClient {
   private pending?: Promise<oidc.Configuration>;
+  /** the last configuration discovered, in use until another is */
+  private held?: oidc.Configuration;
+  private rediscovering = false;
   private failedAt = 0;
 
   constructor(readonly opts: OidcClientOptions) {
@@ -142,31 +146,56 @@ export class OidcClient {
     if (u.protocol !== 'https:' && !isLoopbackHttp(u)) throw new Error(`identity.issuer must be https (http only for a loopback issuer): ${opts.issuer}`);
   }
 
-  /** The discovered configuration; throws ProviderUnavailableError while the provider is down. */
+  /** The discovered configuration; throws ProviderUnavailableError while the provider is down and none is held. */
   async configuration(): Promise<oidc.Configuration> {
+    if (this.held) return this.held;
     if (!this.pending) {
       if (Date.now() - this.failedAt < (this.opts.retryMs ?? 5000) && this.failedAt) throw new ProviderUnavailableError(this.opts.issuer, 'discovery failed recently');
-      const issuer = new URL(this.opts.issuer);
-      const metadata: Partial<oidc.ClientMetadata> = { [oidc.clockTolerance]: this.opts.clockToleranceSec };
-      if (this.opts.clientSecret) metadata.client_secret = this.opts.clientSecret;
-      const auth = this.opts.clientSecret ? oidc.ClientSecretBasic(this.opts.clientSecret) : oidc.None();
-      this.pending = oidc
-        .discovery(issuer, this.opts.clientId, metadata, auth, {
-          execute: isLoopbackHttp(issuer) ? [oidc.allowInsecureRequests] : [],
-          // discovery, and the token endpoint through the configuration it returns
-          [oidc.customFetch]: providerFetch,
-        })
-        .then((c) => {
-          checkEndpoints(c.serverMetadata(), issuer);
-          return c;
-        })
-        .catch((e: Error) => {
+      this.pending = this.discover().then(
+        (c) => (this.held = c),
+        (e: Error) => {
           this.pending = undefined;
           this.failedAt = Date.now();
-          throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
-        });
+          throw e;
+        },
+      );
     }
     return this.pending;
+  }
+
+  /**
+   * Discovers again for a new config generation while the configuration held stays in use: a
+   * changed document is taken up, and one that cannot be had keeps the one held (the provider
+   * down during an unrelated reload made every bearer token 503, and each waited 5 s first
+   * when the provider hung). Nothing held: nothing to do, the first request discovers.
+   */
+  rediscover(log?: Logger): void {
+    if (!this.held || this.rediscovering) return;
+    this.rediscovering = true;
+    this.discover()
+      .then(
+        (c) => void (this.held = c),
+        (e: Error) => log?.warn({ issuer: this.opts.issuer, reason: e.message }, "discovering the identity provider again after the reload failed: the discovery document held stays in use"),
+      )
+      .finally(() => (this.rediscovering = false));
+  }
+
+  private async discover(): Promise<oidc.Configuration> {
+    const issuer = new URL(this.opts.issuer);
+    const metadata: Partial<oidc.ClientMetadata> = { [oidc.clockTolerance]: this.opts.clockToleranceSec };
+    if (this.opts.clientSecret) metadata.client_secret = this.opts.clientSecret;
+    const auth = this.opts.clientSecret ? oidc.ClientSecretBasic(this.opts.clientSecret) : oidc.None();
+    try {
+      const c = await oidc.discovery(issuer, this.opts.clientId, metadata, auth, {
+        execute: isLoopbackHttp(issuer) ? [oidc.allowInsecureRequests] : [],
+        // discovery, and the token endpoint through the configuration it returns
+        [oidc.customFetch]: providerFetch,
+      });
+      checkEndpoints(c.serverMetadata(), issuer);
+      return c;
+    } catch (e) {
+      throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
+    }
   }
 
   /** The JWKS URI from discovery, for bearer tokens. */
@@ -228,4 +257,25 @@ export class OidcClient {
     if (!c.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(c, { client_id: this.opts.clientId, post_logout_redirect_uri: postLogoutRedirectUri });
   }
+}
+
+const kept = new Map<string, { same: string; client: OidcClient }>();
+
+/**
+ * The client for the gateway whose state is in `stateDir`, shared by its config generations
+ * while identity.issuer, clientId, clientSecret and clockTolerance stay the same (as the
+ * provider's keys are, issuerKeys.ts): a reload starts from the discovery document held, and
+ * discovers again behind it.
+ */
+export function keptOidcClient(stateDir: string, opts: OidcClientOptions, log?: Logger): OidcClient {
+  const where = `${stateDir}\n${opts.issuer}`;
+  const same = JSON.stringify([opts.clientId, opts.clientSecret ?? '', opts.clockToleranceSec, opts.retryMs ?? 0]);
+  const k = kept.get(where);
+  if (k?.same === same) {
+    k.client.rediscover(log);
+    return k.client;
+  }
+  const client = new OidcClient(opts);
+  kept.set(where, { same, client });
+  return client;
 }

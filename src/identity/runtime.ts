@@ -12,7 +12,7 @@ import { DEFAULT_ALGORITHMS, type AppConfig } from '../config/schema.js';
 import { BearerVerifier } from './bearer.js';
 import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
 import { ASSERTION_CLAIMS, POLICY_CLAIMS, type ClaimNames } from './claims.js';
-import { OidcClient } from './discovery.js';
+import { keptOidcClient, type OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
 import { SessionRevocations } from './revocations.js';
@@ -92,7 +92,7 @@ export class IdentityRuntime {
     if (!id) throw new Error('preAuth oidc needs the identity: section');
     if (!session) throw new Error('preAuth oidc needs the session: section');
     this.clockToleranceSec = Math.round((parseDuration(id.clockTolerance ?? '60s') ?? 60_000) / 1000);
-    this.client = new OidcClient({ issuer: id.issuer, clientId: id.clientId, clientSecret: id.clientSecret, clockToleranceSec: this.clockToleranceSec });
+    this.client = keptOidcClient(stateDir, { issuer: id.issuer, clientId: id.clientId, clientSecret: id.clientSecret, clockToleranceSec: this.clockToleranceSec }, log);
     for (const s of session.secrets) if (s.length < 32) throw new Error('a session secret needs at least 32 characters');
     this.sessions = new CookieSealer(session.secrets, 'session');
     this.logins = new CookieSealer(session.secrets, 'login');

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { RequestListener, Server, ServerResponse } from 'node:http';
-import { Browser, startStack, type Stack } from './support.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from '../support/harness.js';
+import { Browser, startStack, userToken, type Stack } from './support.js';
 
 /** The provider goes away between the sign-in page and the callback's token request. */
 describe('identity: provider unreachable or slow at the callback', function () {
@@ -92,4 +94,26 @@ describe('identity: provider unreachable or slow at the callback', function () {
       assert.equal((await b.get(`${s.origin('web')}/deep?x=1`)).status, 200);
     });
   }
+
+  // The keys were kept across reloads, but reaching them took discovery, which each generation did
+  // anew: a bearer token that had just verified got 503 (after 5 s with a provider that hung).
+  it('a reload while the provider is down keeps bearer tokens and new sign-ins working', async () => {
+    const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
+    const bearer = () => request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin('web')).host, authorization: `Bearer ${token}` } });
+    assert.equal((await bearer()).status, 200);
+    const restore = provider(() => (req) => req.socket.destroy());
+    try {
+      writeFileSync(s.gw.configFile, readFileSync(s.gw.configFile, 'utf8') + '\n# an unrelated edit\n');
+      assert.ok(['success', 'unchanged'].includes(await s.gw.server.reload('test')));
+      const t0 = Date.now();
+      const after = await bearer();
+      assert.equal(after.status, 200, after.body.slice(0, 300));
+      assert.ok(Date.now() - t0 < 1000, `${Date.now() - t0} ms`);
+      const start = await new Browser().get(`${s.origin('web')}/y`);
+      assert.equal(start.status, 302, 'a new browser is still sent to sign in');
+      assert.ok(s.gw.logs.some((l) => l.msg === 'discovering the identity provider again after the reload failed: the discovery document held stays in use'));
+    } finally {
+      restore();
+    }
+  });
 });
