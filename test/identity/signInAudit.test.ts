@@ -77,7 +77,10 @@ describe('identity: sign-in and sign-out in the audit trail', function () {
     assert.equal(line!.app, 'Web');
     assert.equal(line!.user, undefined);
     assert.equal(line!.status, 401);
-    assert.match(line!.reasons[0], /^sign-in refused: /);
+    // the provider's own code, not openid-client's "server responded with an error in the response body"
+    assert.match(line!.reasons[0], /^sign-in refused: the token endpoint answered 400 invalid_grant: /);
+    const logged = s.gw.logs.find((l) => l.msg === 'sign-in callback refused' && l.correlationId === res.headers['x-correlation-id']);
+    assert.match(String(logged?.reason), /^the token endpoint answered 400 invalid_grant: /, JSON.stringify(logged));
 
     const b2 = new Browser();
     const denied = new URL(await callbackFor(b2));
