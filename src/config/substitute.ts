@@ -14,6 +14,11 @@ export const MAX_REFERENCED_FILE_BYTES = 1024 * 1024;
 
 const REF = /\$\{(env|file):([^}]*)\}/g;
 
+/** where a value is a secret: one that looks like a reference gone wrong is refused, not used */
+const isSecretPath = (path: readonly (string | number)[]) => (path[0] === 'session' && path[1] === 'secrets') || (path[0] === 'identity' && path[1] === 'clientSecret');
+/** `{file:/run/x}`, `$(cat x)`, `$env:X`, `file:/run/x`: written as the secret, meant as a reference */
+const MISTYPED_REFERENCE = /^\s*[$\{]|(?:^|[^A-Za-z0-9])(?:env|file):/;
+
 export interface SubstitutionIssue {
   path: KeyPath;
   message: string;
@@ -60,7 +65,12 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
   const written = new Map<string, string>();
   const walk = (v: unknown, path: (string | number)[]): unknown => {
     if (typeof v === 'string') {
-      if (!v.includes('${')) return v;
+      if (!v.includes('${')) {
+        if (isSecretPath(path) && MISTYPED_REFERENCE.test(v)) {
+          issues.push({ path, message: 'looks like a mistyped ${env:NAME} or ${file:path}: as written, this text would be the secret, and anyone who reads the file could sign in as any user', missing: false });
+        }
+        return v;
+      }
       let missing = false;
       const before = resolved.length;
       const out = v.replace(REF, (_m, kind: string, arg: string) => {
@@ -106,6 +116,10 @@ export function substitute(value: unknown, baseDir: string, env: NodeJS.ProcessE
       if (/\$\{(?!env:|file:)[^}]*\}/.test(v)) {
         issues.push({ path, message: 'unknown reference: use ${env:NAME} or ${file:path}', missing: false });
       }
+      // Without its }, a reference matched nothing and was kept as text: a session secret was the
+      // text of the config file itself.
+      if (/\$\{[^}]*$/.test(v)) issues.push({ path, message: 'a reference without its closing }: write ${env:NAME} or ${file:path} (as written, the text itself would be the value)', missing: false });
+      if (/\$\{(?:env|file):[^}]*\}\}/.test(v)) issues.push({ path, message: 'a } right after a reference: it would end the value', missing: false });
       if (resolved.length > before) written.set(JSON.stringify(path), v);
       if (missing) unresolved.add(JSON.stringify(path));
       else if (/^\$\{(env|file):[^}]*\}$/.test(v)) wholeReferences.push(path);

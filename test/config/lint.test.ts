@@ -752,6 +752,23 @@ apps: []
     errors: [{ at: '4:80', path: 'identity.clientSecret', message: 'unknown reference: use ${env:NAME} or ${file:path}' }],
   },
   {
+    description: 'a reference without its closing } (it was kept as text: the session secret was the text of the file), a } after one, and a secret that looks like a mistyped reference',
+    yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: "{file:/run/secrets/client}" }
+session:
+  secrets:
+    - "\${file:/run/secrets/drawbridge-session-secret"
+    - "\${env:SESSION_SECRET}}"
+    - "$(cat /run/secrets/drawbridge-session-secret)"
+apps: []
+`,
+    errors: [
+      { at: '4:80', path: 'identity.clientSecret', message: 'looks like a mistyped ${env:NAME} or ${file:path}: as written, this text would be the secret, and anyone who reads the file could sign in as any user' },
+      { at: '7:7', path: 'session.secrets[0]', message: 'a reference without its closing }: write ${env:NAME} or ${file:path} (as written, the text itself would be the value)' },
+      { at: '8:7', path: 'session.secrets[1]', message: 'a } right after a reference: it would end the value' },
+      { at: '9:7', path: 'session.secrets[2]', message: 'looks like a mistyped ${env:NAME} or ${file:path}: as written, this text would be the secret, and anyone who reads the file could sign in as any user' },
+    ],
+  },
+  {
     description: 'a session cookie lifetime under a second (the session expired as it was issued: every sign-in looped); 1s is fine',
     yaml: `${GW}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
 session: { secrets: ["0123456789abcdef0123456789abcdef"], cookie: { lifetime: 0s } }
