@@ -140,6 +140,7 @@ export class OidcClient {
   private held?: oidc.Configuration;
   private rediscovering = false;
   private failedAt = 0;
+  private lastFailure?: Error;
 
   constructor(readonly opts: OidcClientOptions) {
     const u = new URL(opts.issuer);
@@ -150,12 +151,14 @@ export class OidcClient {
   async configuration(): Promise<oidc.Configuration> {
     if (this.held) return this.held;
     if (!this.pending) {
-      if (Date.now() - this.failedAt < (this.opts.retryMs ?? 5000) && this.failedAt) throw new ProviderUnavailableError(this.opts.issuer, 'discovery failed recently');
+      // (within retryMs of a failure, the failure itself again: each request's log line says why)
+      if (Date.now() - this.failedAt < (this.opts.retryMs ?? 5000) && this.lastFailure) throw this.lastFailure;
       this.pending = this.discover().then(
         (c) => (this.held = c),
         (e: Error) => {
           this.pending = undefined;
           this.failedAt = Date.now();
+          this.lastFailure = e;
           throw e;
         },
       );

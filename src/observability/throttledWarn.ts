@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 
-export function throttledWarn(log: Logger, msg: string, everyMs = 60_000): (fields: Record<string, unknown>) => void {
+export function throttledWarn(log: Logger, msg: string, everyMs = 60_000, level: 'warn' | 'error' = 'warn'): (fields: Record<string, unknown>) => void {
   let quietUntil = 0;
   let leftOut = 0;
   return (fields) => {
@@ -15,7 +15,7 @@ export function throttledWarn(log: Logger, msg: string, everyMs = 60_000): (fiel
       return;
     }
     quietUntil = now + everyMs;
-    log.warn(leftOut ? { ...fields, leftOutSinceLastLine: leftOut } : fields, msg);
+    log[level](leftOut ? { ...fields, leftOutSinceLastLine: leftOut } : fields, msg);
     leftOut = 0;
   };
 }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startGateway } from '../support/harness.js';
+import { eventually, request, startGateway } from '../support/harness.js';
 
 /** A provider that publishes only a discovery document, `edit` applied to a sound one. */
 async function startIssuer(edit: (doc: Record<string, unknown>) => void): Promise<{ url: string; close(): void }> {
@@ -75,6 +75,11 @@ apps:
       const id = res.headers['x-correlation-id'];
       assert.ok(id);
       assert.ok(gw.logs.some((l) => l.msg === 'identity provider unavailable' && l.correlationId === id && logged.test(JSON.stringify(l))), JSON.stringify(gw.logs.filter((l) => l.level === 'error' || l.level === 50)));
+      // More requests while it lasts: each request's line has the reason; the error is not written again with its stack each time
+      const more = await Promise.all(Array.from({ length: 20 }, () => request(`${gw.url}/page`, { headers: { host: 'web.test', accept: 'text/html', 'sec-fetch-mode': 'navigate' } })));
+      assert.deepEqual([...new Set(more.map((r) => r.status))], [503]);
+      await eventually(() => more.every((r) => gw.logs.some((l) => l.correlationId === r.headers["x-correlation-id"] && l.status === 503 && logged.test(JSON.stringify(l.reasons))))).catch(() => assert.fail(JSON.stringify(gw.logs.filter((l) => l.correlationId === more[0]!.headers["x-correlation-id"]))));
+      assert.equal(gw.logs.filter((l) => l.msg === 'identity provider unavailable').length, 1);
     } finally {
       await gw.stop();
       issuer.close();
