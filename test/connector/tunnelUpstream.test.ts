@@ -398,6 +398,28 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(backend.received.filter((r) => r.url === '/ws').length, 1);
   });
 
+  it('a client that leaves while its WebSocket upgrade is being dialled gets no WebSocket made at the app for it', async () => {
+    // the dial made slow: the client resets its connection while it runs
+    const dial = TunnelUpstream.prototype.dial;
+    TunnelUpstream.prototype.dial = async function (this: TunnelUpstream, ...args: Parameters<typeof dial>) {
+      const r = await dial.apply(this, args);
+      await sleep(500);
+      return r;
+    };
+    try {
+      const s = net.connect(gw.port, '127.0.0.1', () =>
+        s.write('GET /ws-left HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+      );
+      s.on('error', () => undefined);
+      await sleep(150);
+      s.resetAndDestroy();
+      await sleep(1200);
+      assert.deepEqual(backend.received.filter((r) => r.url === '/ws-left'), [], 'the app got an upgrade for a client that had left');
+    } finally {
+      TunnelUpstream.prototype.dial = dial;
+    }
+  });
+
   it('a tunnel connection that breaks while it is handed to a request: no crash, the POST is sent once on a new stream', async () => {
     // The race the failover tests hit now and then, made certain: the first
     // dial's socket is already destroyed (with an error) when http gets it.
