@@ -379,6 +379,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         if (other !== undefined) warn(at('audience'), `apps[${other}] has this audience too: a token issued for one of them is accepted by the other (assignment and policies still apply to each)`);
         else audiences.set(a.audience, i);
       }
+      // An assignment names who may use the app; one that names nobody is refused when the gateway starts.
+      if (isObj(a.assignment) && !arr(a.assignment.users).length && !arr(a.assignment.groups).length) err(at('assignment'), 'lists no users and no groups: nobody could use the app (leave assignment out to let every signed-in user in)');
       if (!id) err(at('preAuth'), 'preAuth oidc needs the identity: section');
       if (!session) err(at('preAuth'), 'preAuth oidc needs the session: section (secrets)');
     } else {

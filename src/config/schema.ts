@@ -168,21 +168,27 @@ export const ConnectorGroup = Type.Object(
 
 const Weekday = Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)));
 
+const ConditionList = <T extends TSchema>(item: T, description: string) => Type.Array(item, { description, uniqueItems: true });
+/** a path glob starts with /, as request paths do; the policy engine refuses one that does not */
+export const PATH_GLOB_PATTERN = '^/';
+
 export const PolicyConditions = Type.Object(
   {
-    users: Type.Optional(StringList('Users this policy applies to.')),
-    groups: Type.Optional(StringList('Groups this policy applies to (any of them).')),
-    apps: Type.Optional(StringList('App names this policy applies to.')),
-    locations: Type.Optional(StringList('Named locations the client address must be in.')),
-    notLocations: Type.Optional(StringList('Named locations the client address must not be in.')),
-    clientApps: Type.Optional(Type.Array(Type.Union([Type.Literal('browser'), Type.Literal('native')]), { uniqueItems: true, description: 'browser (session cookie) or native (bearer token).' })),
-    devicePlatforms: Type.Optional(Type.Array(Type.Union(['windows', 'macos', 'linux', 'ios', 'android', 'other'].map((p) => Type.Literal(p))), { uniqueItems: true, description: 'Platforms, read from the User-Agent.' })),
-    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Z]+$' }), { uniqueItems: true, description: 'HTTP methods.' })),
-    paths: Type.Optional(StringList("Path globs, matched on the normalized path as the client requests it, the app's externalUrl prefix included (* within a segment, ** across segments).")),
+    users: Type.Optional(ConditionList(Type.String({ minLength: 1 }), 'Users this policy applies to.')),
+    groups: Type.Optional(ConditionList(Type.String({ minLength: 1 }), 'Groups this policy applies to (any of them).')),
+    apps: Type.Optional(ConditionList(Type.String({ minLength: 1 }), 'App names this policy applies to.')),
+    locations: Type.Optional(ConditionList(Type.String({ minLength: 1 }), 'Named locations the client address must be in.')),
+    notLocations: Type.Optional(ConditionList(Type.String({ minLength: 1 }), 'Named locations the client address must not be in.')),
+    clientApps: Type.Optional(ConditionList(Type.Union([Type.Literal('browser'), Type.Literal('native')]), 'browser (session cookie) or native (bearer token).')),
+    devicePlatforms: Type.Optional(ConditionList(Type.Union(['windows', 'macos', 'linux', 'ios', 'android', 'other'].map((p) => Type.Literal(p))), 'Platforms, read from the User-Agent.')),
+    methods: Type.Optional(ConditionList(Type.String({ pattern: '^[A-Z]+$' }), 'HTTP methods.')),
+    paths: Type.Optional(
+      ConditionList(Type.String({ pattern: PATH_GLOB_PATTERN }), "Path globs, starting with /, matched on the normalized path as the client requests it, the app's externalUrl prefix included (* within a segment, ** across segments)."),
+    ),
     time: Type.Optional(
       Type.Object(
         {
-          days: Type.Optional(Type.Array(Weekday, { uniqueItems: true, description: 'Days of the week.' })),
+          days: Type.Optional(ConditionList(Weekday, 'Days of the week.')),
           hours: Type.Optional(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$', description: 'A time window, e.g. 08:00-18:00.' })),
           timezone: Type.String({ description: 'IANA timezone, e.g. Europe/Berlin.' }),
         },
@@ -198,9 +204,10 @@ export const PolicyConditions = Type.Object(
             includes: Type.Optional(Type.String()),
             exists: Type.Optional(Type.Boolean()),
           },
-          { additionalProperties: false },
+          // An empty condition has nothing to test: the policy engine refuses it.
+          { additionalProperties: false, minProperties: 1 },
         ),
-        { description: 'Conditions on any identity claim: equals, includes (for arrays) or exists.' },
+        { description: 'Conditions on any identity claim: equals, includes (for arrays) or exists; each names at least one.' },
       ),
     ),
   },

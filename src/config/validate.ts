@@ -2,6 +2,7 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import formatsPlugin from 'ajv-formats';
 import { DURATION_PATTERN } from './duration.js';
+import { PATH_GLOB_PATTERN } from './schema.js';
 import type { KeyPath } from './source.js';
 
 export interface SchemaIssue {
@@ -136,6 +137,13 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         issue = { path, atKey: false, message: limit === 1 ? 'must not be empty' : `must have at least ${limit} items` };
         break;
       }
+      case 'minProperties': {
+        // (a condition such as a claim's: the keys it may have are the ones to name)
+        const known = Object.keys((e.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
+        const limit = (e.params as { limit: number }).limit;
+        issue = { path, atKey: false, message: limit === 1 && known.length ? `needs ${orList(known)}` : `must have at least ${limit} keys` };
+        break;
+      }
       case 'maxItems':
         issue = { path, atKey: false, message: `must have at most ${(e.params as { limit: number }).limit} items` };
         break;
@@ -162,7 +170,7 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
         break;
       case 'enum': {
         const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v));
-        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}` : allowed[0]}` };
+        issue = { path, atKey: false, message: `${JSON.stringify(value)} is not allowed here: must be ${orList(allowed)}` };
         break;
       }
       default:
@@ -176,6 +184,11 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
     }
   }
   return out;
+}
+
+/** "a", "a or b", "a, b or c" */
+function orList(items: readonly string[]): string {
+  return items.length > 1 ? `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}` : (items[0] ?? '');
 }
 
 function article(type: string): string {
@@ -198,6 +211,7 @@ function describePattern(pattern: string, value: unknown, description?: string):
   if (pattern === DURATION_PATTERN) return `${v} is not a duration (use e.g. 500ms, 90s, 15m, 8h, 30d or 1h30m: units from the largest down, each once)`;
   if (pattern.startsWith('^[A-Za-z0-9][A-Za-z0-9._-]')) return `${v} is not a valid name: use letters, digits, '.', '_' or '-', starting with a letter or digit`;
   if (pattern.startsWith("^[!#$%&'*+")) return `${v} is not a valid header name`;
+  if (pattern === PATH_GLOB_PATTERN) return `${v} must start with / (paths are matched on the request path, which does)`;
   if (pattern.startsWith('^[A-Z]+$')) return `${v} is not an HTTP method (upper case, e.g. GET)`;
   if (pattern.includes('[0-5][0-9]-')) return `${v} is not a time window (use HH:MM-HH:MM, e.g. 08:00-18:00)`;
   if (pattern.startsWith('^[A-Za-z0-9_-]+$')) return `${v} may only hold letters, digits, '_' and '-'`;
@@ -218,7 +232,7 @@ function describeUnion(schema: { anyOf: any[] }): string {
     if (b.type === 'string' && typeof b.pattern === 'string' && b.pattern.includes(':[0-9]{1,5}')) return 'host:port';
     return b.description ?? b.type ?? 'another form';
   });
-  return parts.length > 1 ? `${parts.slice(0, -1).join(', ')} or ${parts[parts.length - 1]}` : parts[0];
+  return orList(parts);
 }
 
 /** Closest known key within a small edit distance, for "did you mean". */

@@ -223,6 +223,28 @@ cases:
     assert.match(r.stderr, /unknown location "korp"/);
   });
 
+  it('exit 1 with the place and key path, no stack trace, for what the gateway would refuse to start with (a path glob without /, an empty claim condition, an assignment naming nobody)', async () => {
+    const variants: [string, string, RegExp][] = [
+      ['paths: ["/hr/admin/**"]', 'paths: ["hr/admin/**"]', /:\d+:\d+: error: policies\.hr-admin\.when\.paths\[0\]: "hr\/admin\/\*\*" must start with \//],
+      ['notLocations: [corp]', 'notLocations: [corp], claims: { tid: {} }', /:\d+:\d+: error: policies\.mfa-outside-corp\.when\.claims\.tid: needs equals, includes or exists/],
+      ['assignment: { groups: [finance] }', 'assignment: { users: [], groups: [] }', /:\d+:\d+: error: apps\[0\]\.assignment: lists no users and no groups/],
+    ];
+    for (const [from, to, message] of variants) {
+      const bad = join(dir, 'refused.yaml');
+      writeFileSync(bad, CONFIG.replace(from, to));
+      const r = await run(['what-if', '--config', bad, '--app', 'Payroll', '--user', 'bob', '--groups', 'finance']);
+      assert.equal(r.code, 1, `${to}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      const tests = join(dir, 'refused.test.yaml');
+      writeFileSync(tests, 'config: ./refused.yaml\ncases:\n  - { app: Payroll, user: bob, groups: [finance], expect: allow }\n');
+      const t = await run(['test-policies', tests]);
+      assert.equal(t.code, 1, `${to}: ${t.stdout}${t.stderr}`);
+      assert.match(t.stderr, message);
+      assert.doesNotMatch(t.stderr, /\n\s+at /, 'no stack trace');
+    }
+  });
+
   it('test-policies: exit 0 when every case passes', async () => {
     const file = join(dir, 'ok.test.yaml');
     writeFileSync(

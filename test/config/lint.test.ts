@@ -940,6 +940,25 @@ apps: []
 `,
     errors: [{ at: '4:99', path: 'identity.clockTolerance', message: 'must be at most 10m' }],
   },
+  {
+    description: 'what the gateway refuses to start with: a path glob without a leading /, a claim condition that tests nothing, an assignment that names nobody',
+    yaml: `${OIDC}policies:
+  p:
+    when: { paths: [admin/*], claims: { tid: {} } }
+    grant: block
+apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    conditionalAccess: [p]
+    assignment: { users: [], groups: [] }
+`,
+    errors: [
+      { at: '8:21', path: 'policies.p.when.paths[0]', message: '"admin/*" must start with /' },
+      { at: '8:46', path: 'policies.p.when.claims.tid', message: 'needs equals, includes or exists' },
+      { at: '15:17', path: 'apps[0].assignment', message: 'lists no users and no groups: nobody could use the app' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
