@@ -168,7 +168,12 @@ export const ConnectorGroup = Type.Object(
 
 const Weekday = Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)));
 
-const ConditionList = <T extends TSchema>(item: T, description: string) => Type.Array(item, { description, uniqueItems: true });
+/**
+ * A condition's list is never empty: an empty one matches no request, so the policy would never
+ * apply (a block emptied by a template or a review lets everyone in) while looking configured.
+ */
+export const NOT_EMPTY_CONDITION = ' Not empty: leave the key out for no condition.';
+const ConditionList = <T extends TSchema>(item: T, description: string) => Type.Array(item, { description: description + NOT_EMPTY_CONDITION, minItems: 1, uniqueItems: true });
 /** a path glob starts with /, as request paths do; the policy engine refuses one that does not */
 export const PATH_GLOB_PATTERN = '^/';
 

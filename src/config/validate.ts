@@ -2,7 +2,7 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import formatsPlugin from 'ajv-formats';
 import { DURATION_PATTERN } from './duration.js';
-import { PATH_GLOB_PATTERN } from './schema.js';
+import { NOT_EMPTY_CONDITION, PATH_GLOB_PATTERN } from './schema.js';
 import type { KeyPath } from './source.js';
 
 export interface SchemaIssue {
@@ -134,7 +134,10 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
       }
       case 'minItems': {
         const limit = (e.params as { limit: number }).limit;
-        issue = { path, atKey: false, message: limit === 1 ? 'must not be empty' : `must have at least ${limit} items` };
+        const description = (e.parentSchema as { description?: unknown } | undefined)?.description;
+        // A policy condition's empty list is no typo to shrug at: it switches the policy off.
+        const condition = typeof description === 'string' && description.endsWith(NOT_EMPTY_CONDITION);
+        issue = { path, atKey: false, message: condition ? 'must not be empty: an empty list matches no request, so the policy would never apply; leave the key out for no condition' : limit === 1 ? 'must not be empty' : `must have at least ${limit} items` };
         break;
       }
       case 'minProperties': {

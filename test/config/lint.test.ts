@@ -959,6 +959,38 @@ apps:
       { at: '15:17', path: 'apps[0].assignment', message: 'lists no users and no groups: nobody could use the app' },
     ],
   },
+  {
+    description: 'an empty condition list (a block that would never apply, letting everyone in)',
+    yaml: `${OIDC}locations: { office: [10.0.0.0/8] }
+policies:
+  p:
+    when:
+      users: []
+      groups: []
+      apps: []
+      locations: []
+      notLocations: []
+      clientApps: []
+      devicePlatforms: []
+      methods: []
+      paths: []
+      time: { days: [], timezone: UTC }
+    grant: block
+apps: []
+`,
+    errors: [
+      { at: '10:14', path: 'policies.p.when.users', message: 'must not be empty: an empty list matches no request, so the policy would never apply; leave the key out for no condition' },
+      { at: '11:15', path: 'policies.p.when.groups', message: 'must not be empty: an empty list matches no request' },
+      { at: '12:13', path: 'policies.p.when.apps', message: 'must not be empty: an empty list matches no request' },
+      { at: '13:18', path: 'policies.p.when.locations', message: 'must not be empty: an empty list matches no request' },
+      { at: '14:21', path: 'policies.p.when.notLocations', message: 'must not be empty: an empty list matches no request' },
+      { at: '15:19', path: 'policies.p.when.clientApps', message: 'must not be empty: an empty list matches no request' },
+      { at: '16:24', path: 'policies.p.when.devicePlatforms', message: 'must not be empty: an empty list matches no request' },
+      { at: '17:16', path: 'policies.p.when.methods', message: 'must not be empty: an empty list matches no request' },
+      { at: '18:14', path: 'policies.p.when.paths', message: 'must not be empty: an empty list matches no request' },
+      { at: '19:21', path: 'policies.p.when.time.days', message: 'must not be empty: an empty list matches no request' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
