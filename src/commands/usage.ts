@@ -26,13 +26,23 @@ export function usageText(usage: string): string {
  * every command takes --help and -h (a HelpRequest).
  */
 export function parseCommandArgs<T extends ParseArgsConfig>(config: T, usage: string): ReturnType<typeof parseArgs<T>> {
-  let parsed: ReturnType<typeof parseArgs<T>>;
+  let parsed: ReturnType<typeof parseArgs<T>> & { tokens?: { kind: string; name?: string }[] };
+  const options = { ...config.options, help: { type: 'boolean', short: 'h' } } as NonNullable<ParseArgsConfig['options']>;
   try {
-    parsed = parseArgs({ ...config, options: { ...config.options, help: { type: 'boolean', short: 'h' } } }) as ReturnType<typeof parseArgs<T>>;
+    parsed = parseArgs({ ...config, options, tokens: true }) as typeof parsed;
   } catch (e) {
     throw usageErrorOf(e, usage) ?? e;
   }
   if ((parsed.values as { help?: boolean }).help) throw new HelpRequest(usage);
+  // parseArgs keeps the last of two values: `--group a --group b` made a token for b, and
+  // `--format json --format text` printed text to a parser that expects JSON, without a word.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || !t.name || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} is given twice${options[t.name]?.type === 'string' ? ' (it takes one value)' : ''}`, usage);
+    seen.add(t.name);
+  }
+  delete parsed.tokens;
   return parsed;
 }
 

@@ -68,6 +68,12 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       [['what-if', '--app', 'X', '--config'], 'what-if', /^drawbridge what-if: --config needs a value$/],
       [['schema', '-c'], 'schema', /^drawbridge schema: --config needs a value$/],
       [['demo', '-c'], 'demo', /^drawbridge demo: --config needs a value$/],
+      // an option given twice: the last one won in silence (a token for beta, text where JSON was asked for)
+      [['token', 'create', '--group', 'alpha', '--group', 'beta'], 'token create', /^drawbridge token create: --group is given twice \(it takes one value\)$/],
+      [['token', 'create', '-g', 'alpha', '--group=beta'], 'token create', /^drawbridge token create: --group is given twice/],
+      [['lint', '--format', 'json', '--format', 'text'], 'lint', /^drawbridge lint: --format is given twice/],
+      [['what-if', '-c', 'a.yaml', '--config', 'b.yaml', '--app', 'X'], 'what-if', /^drawbridge what-if: --config is given twice/],
+      [['connectors', '--json', '--json'], 'connectors', /^drawbridge connectors: --json is given twice$/],
       // each of these printed the usage alone, or the problem alone
       [['connector', 'enroll', '--gateway', 'https://127.0.0.1:45144'], 'connector enroll', /--token is required/],
       [['connector'], 'connector', /a subcommand is required: enroll or run/],
