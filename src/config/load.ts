@@ -12,7 +12,7 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
 import { aliasProblem } from './aliases.js';
 import { crossCheck } from './crosscheck.js';
 import { ConfigSchema, type RawConfig } from './schema.js';
-import { SourceMap, formatPath, type KeyPath } from './source.js';
+import { SourceMap, formatPath, visible, type KeyPath } from './source.js';
 import { FileTooLargeError, NotARegularFileError, readRegularFile, type FileSnapshot } from './regularFile.js';
 import { substitute, withoutResolvedValues, type SubstitutionResult } from './substitute.js';
 import { coerceScalars, validateAgainst } from './validate.js';
@@ -119,7 +119,8 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const redact = (message: string) => withoutResolvedValues(message, resolved);
   const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
     const pos = map.position(path, atKey);
-    problems.push({ severity, message: redact(message), path: formatPath(path), file, line: pos.line, col: pos.col });
+    // Every message about the file is built here: what it quotes from the file is shown with its invisible characters escaped.
+    problems.push({ severity, message: visible(redact(message)), path: formatPath(path), file, line: pos.line, col: pos.col });
   };
 
   // prettyErrors is off (its messages quote the source), so linePos is not filled in: map the offsets ourselves.
@@ -128,7 +129,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
     if (e.code === 'DUPLICATE_KEY') {
       const path = map.keyPathAt(e.pos[0]);
       const name = path?.length ? JSON.stringify(path[path.length - 1]) : 'key';
-      problems.push({ severity: 'error', message: `duplicate key ${name} (the later value would silently replace the earlier one)`, path: path ? formatPath(path) : '', file, line: pos.line, col: pos.col });
+      problems.push({ severity: 'error', message: `duplicate key ${visible(name)} (the later value would silently replace the earlier one)`, path: path ? formatPath(path) : '', file, line: pos.line, col: pos.col });
       continue;
     }
     // The parser's own wording for this one is advice to programmers (use parseAllDocuments).

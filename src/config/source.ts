@@ -10,7 +10,23 @@ export function formatPath(path: KeyPath): string {
     else if (/^[A-Za-z_$][\w$-]*$/.test(seg)) out += out ? `.${seg}` : seg;
     else out += `[${JSON.stringify(seg)}]`;
   }
-  return out;
+  return visible(out);
+}
+
+/** format and control characters, line and paragraph separators, and every space but the ASCII one */
+const INVISIBLE = /[\p{Cf}\p{Cc}\p{Zl}\p{Zp}\p{Zs}]/gu;
+
+/**
+ * Text a problem quotes from the file, with what a terminal or a CI annotation would not show
+ * written as an escape: a zero-width space made `"pre\u200bAuth"` read as `"preAuth"` (did you
+ * mean "preAuth"?), and a right-to-left override reordered the rest of the line.
+ */
+export function visible(text: string): string {
+  return text.replace(INVISIBLE, (c) => {
+    if (c === ' ') return c;
+    const code = c.codePointAt(0)!;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 export class SourceMap {

@@ -991,6 +991,25 @@ apps: []
       { at: '19:21', path: 'policies.p.when.time.days', message: 'must not be empty: an empty list matches no request' },
     ],
   },
+  {
+    description: 'invisible and bidi characters quoted from the file are escaped (a zero-width space read as "preAuth" (did you mean "preAuth"?), a right-to-left override reordered the line)',
+    yaml: `${OIDC}apps:
+  - name: Hello
+    externalUrl: http://hello.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    pre\u200bAuth: oidc
+  - name: Other
+    externalUrl: http://other.localhost:8080/
+    internalUrl: http://127.0.0.1:3001/
+    preAuth: "passthrough\u202e\u00a0"
+    conditionalAccess: ["p\u2066x"]
+`,
+    errors: [
+      { at: '10:5', path: 'apps[0]["pre\\u200bAuth"]', message: 'unknown key "pre\\u200bAuth" (did you mean "preAuth"?)' },
+      { at: '14:14', path: 'apps[1].preAuth', message: '"passthrough\\u202e\\u00a0" is not allowed here' },
+      { at: '15:25', path: 'apps[1].conditionalAccess[0]', message: 'unknown policy "p\\u2066x"' },
+    ],
+  },
 ];
 
 describe('config lint: broken configs', () => {
