@@ -17,11 +17,11 @@
  *
  * Exit: 0 all passed, 1 a case failed (or the config is invalid), 2 unreadable input.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { WhatIfError, whatIf, type WhatIfInput, type WhatIfResult } from '../policy/simulate.js';
-import type { Config } from '../config/load.js';
+import { readConfigText, toPlain, yamlReason, type Config } from '../config/load.js';
+import { SourceMap } from '../config/source.js';
 import { loadForSimulation } from './whatIf.js';
 import { UsageError } from '../errors.js';
 import { parseCommandArgs } from './usage.js';
@@ -52,7 +52,7 @@ export async function testPoliciesCommand(args: string[]): Promise<number> {
   if (extra !== undefined) throw new UsageError(`unexpected argument ${extra} (one test file at a time)`, USAGE);
   let doc: { config?: string; cases?: Case[] };
   try {
-    doc = readTestFile(file);
+    doc = await readTestFile(file);
   } catch (e) {
     process.stderr.write(`drawbridge test-policies: ${(e as Error).message}\n`);
     return 2;
@@ -125,24 +125,21 @@ function formatOutcome(o: CaseOutcome): string {
 }
 
 /**
- * The test file as data. Not YAML is one line with FILE:LINE:COL, as lint says it: the parser's
- * own message went on for four more lines, quoting the file and pointing a caret at it.
+ * The test file as data, read as the config file is (it sits beside it in the repository, where
+ * a change can make it a FIFO, a symlink to /dev/zero or an alias bomb): a regular UTF-8 file
+ * under the size limit, one document, its aliases bounded. Not YAML is one line with
+ * FILE:LINE:COL, as lint says it: the parser's own message quoted the file on four more lines.
  */
-function readTestFile(file: string): { config?: string; cases?: Case[] } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
-  }
+async function readTestFile(file: string): Promise<{ config?: string; cases?: Case[] }> {
+  const text = await readConfigText(file);
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, logLevel: 'error' });
   const error = doc.errors[0];
   if (error) {
     const pos = lines.linePos(error.pos[0]);
-    throw new Error(`cannot read ${file}:${pos.line}:${pos.col}: not valid YAML: ${error.message.split('\n')[0]}`);
+    throw new Error(`cannot read ${file}:${pos.line}:${pos.col}: not valid YAML: ${yamlReason(error)}`);
   }
-  return (doc.toJS() as { config?: string; cases?: Case[] } | null) ?? {};
+  return (toPlain(doc, new SourceMap(file, doc, lines), file) as { config?: string; cases?: Case[] } | null) ?? {};
 }
 
 function checkCase(c: Case): string[] {

@@ -5,7 +5,7 @@
 import { accessSync, constants as fsConstants, statSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { cosmiconfig } from 'cosmiconfig';
-import { LineCounter, isScalar, parseDocument, visit, type Document } from 'yaml';
+import { LineCounter, isScalar, parseDocument, visit, type Document, type YAMLError } from 'yaml';
 import { ConfigInvalidError, ConfigUnreadableError, type Problem } from '../errors.js';
 import { loadPlugins, type LoadedPlugin } from '../plugins/registry.js';
 import { pluginDeadlineMs } from '../plugins/deadline.js';
@@ -132,9 +132,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
       problems.push({ severity: 'error', message: `duplicate key ${visible(name)} (the later value would silently replace the earlier one)`, path: path ? formatPath(path) : '', file, line: pos.line, col: pos.col });
       continue;
     }
-    // The parser's own wording for this one is advice to programmers (use parseAllDocuments).
-    const why = e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document (a --- line); the config must be one document' : e.message.split('\n')[0];
-    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${why}`, file, pos.line, pos.col);
+    throw new ConfigUnreadableError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${yamlReason(e)}`, file, pos.line, pos.col);
   }
   for (const w of doc.warnings) {
     const pos = map.positionOf(w.pos[0]);
@@ -183,6 +181,11 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   return { file, dir, text, config: ok ? deepFreeze(value) : undefined, problems, plugins: loaded, referencedFiles, readFiles: sub.read, locate, redact };
 }
 
+/** The parser's error in one line; its own wording for a second document is advice to programmers (use parseAllDocuments). */
+export function yamlReason(e: YAMLError): string {
+  return e.code === 'MULTIPLE_DOCS' ? 'the file holds more than one YAML document (a --- line); it must be one document' : e.message.split('\n')[0]!;
+}
+
 /** Loads for serving: throws ConfigInvalidError unless the file is clean. */
 export async function loadForStart(file: string, env?: NodeJS.ProcessEnv): Promise<LoadResult & { config: Config }> {
   const result = await loadConfigFile(file, { mode: 'start', env });
@@ -195,7 +198,7 @@ export async function loadForStart(file: string, env?: NodeJS.ProcessEnv): Promi
  * to an undefined anchor, an alias inside its own anchor's value, or an alias bomb (a
  * few lines that expand to millions of nodes) is found: each makes the file unreadable.
  */
-function toPlain(doc: Document, map: SourceMap, file: string): unknown {
+export function toPlain(doc: Document, map: SourceMap, file: string): unknown {
   const refused = aliasProblem(doc);
   if (refused) {
     const pos = map.positionOf(refused.alias.range?.[0] ?? 0);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tempDir } from '../support/harness.js';
@@ -347,6 +347,22 @@ cases:
     const r0 = await run(['test-policies', notYaml]);
     assert.equal(r0.code, 2, r0.stdout + r0.stderr);
     assert.match(r0.stderr, new RegExp(`^drawbridge test-policies: cannot read ${notYaml.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: not valid YAML: [^\n]+\n$`));
+    // read as the config file is: a cycle, a FIFO, a device, non-UTF-8 and a second document are one line, exit 2
+    const unusable: [string, string | undefined, RegExp][] = [
+      ['cycle.test.yaml', 'config: ./gateway.config.yaml\ncases: &c\n  - *c\n', /:3:5: not valid YAML: alias \*c is inside the value its anchor &c names/],
+      ['fifo.test.yaml', undefined, /cannot read .*fifo\.test\.yaml: it is a named pipe \(FIFO\), not a regular file/],
+      ['/dev/zero', undefined, /cannot read \/dev\/zero: it is a character device, not a regular file/],
+      ['latin1.test.yaml', 'cases:\n  - { app: Status, path: /caf\xe9, expect: allow }\n', /:2:30: not valid YAML: the file is not UTF-8 \(byte 0xe9 here\)/],
+      ['two.test.yaml', 'cases: [{ app: Status, expect: allow }]\n---\ncases: []\n', /:2:1: not valid YAML: the file holds more than one YAML document \(a --- line\)/],
+    ];
+    for (const [name, text, message] of unusable) {
+      const file = name.startsWith('/') ? name : join(dir, name);
+      if (name === 'fifo.test.yaml') execFileSync('mkfifo', [file]);
+      else if (text !== undefined) writeFileSync(file, Buffer.from(text, 'latin1'));
+      const u = await run(['test-policies', file, '--config', config]);
+      assert.equal(u.code, 2, `${name}: ${u.stdout}${u.stderr}`);
+      assert.match(u.stderr, new RegExp(`^drawbridge test-policies: [^\n]*${message.source}[^\n]*\n$`));
+    }
     const r = await run(['test-policies', 'policies.test.yaml'], resolve('.'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });
