@@ -14,7 +14,7 @@ export function formatPath(path: KeyPath): string {
 }
 
 /** format and control characters, line and paragraph separators, and every space but the ASCII one */
-const INVISIBLE = /[\p{Cf}\p{Cc}\p{Zl}\p{Zp}\p{Zs}]/gu;
+const INVISIBLE = /(?! )[\p{Cf}\p{Cc}\p{Zl}\p{Zp}\p{Zs}]/gu;
 
 /**
  * Text a problem quotes from the file, with what a terminal or a CI annotation would not show
@@ -23,7 +23,6 @@ const INVISIBLE = /[\p{Cf}\p{Cc}\p{Zl}\p{Zp}\p{Zs}]/gu;
  */
 export function visible(text: string): string {
   return text.replace(INVISIBLE, (c) => {
-    if (c === ' ') return c;
     const code = c.codePointAt(0)!;
     return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });

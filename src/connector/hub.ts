@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { throttledWarn } from '../observability/throttledWarn.js';
+import { throttledLog } from '../observability/throttledLog.js';
 import { WebSocketServer } from 'ws';
 import { parseDuration } from '../config/duration.js';
 import { warnIfExposed } from '../config/stateFile.js';
@@ -132,7 +132,7 @@ export class ConnectorHub {
     this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
     this.scheduleServerCertRenewal();
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    const handshakeRefused = throttledWarn(this.log, 'connector TLS handshake refused');
+    const handshakeRefused = throttledLog(this.log, 'connector TLS handshake refused');
     this.server.on('tlsClientError', (err) => handshakeRefused({ reason: err.message }));
     // DRAWBRIDGE_CONNECTOR_PING_MS: a knob for tests and very lossy networks, not a config key
     this.pingMs = opts.pingIntervalMs ?? (Number(process.env.DRAWBRIDGE_CONNECTOR_PING_MS) || 5000);
@@ -313,7 +313,7 @@ export class ConnectorHub {
       // by them; its cap only keeps a gateway that signed very many from holding every one.
       if (this.quietRefusals.size >= MAX_REFUSAL_SUBJECTS) this.quietRefusals.clear();
       const msg = of?.msg ?? (kind === 'request' ? 'connector request refused (from a client with no valid token or certificate)' : 'connector channel refused (from a client with no valid certificate)');
-      warn = throttledWarn(this.log, msg);
+      warn = throttledLog(this.log, msg);
       this.quietRefusals.set(key, warn);
     }
     warn(fields);
@@ -486,9 +486,11 @@ export class ConnectorHub {
       certExpiry: who.notAfter,
       session,
       windows: new StreamWindows(session),
+      get streams() {
+        return this.windows.open;
+      },
       openedAt: Date.now(),
       inflight: 0,
-      streams: 0,
       lastSeen: Date.now(),
       ready: false,
       draining: false,

@@ -23,10 +23,10 @@ export interface Channel {
   readonly openedAt: number;
   /** requests running on it: an upstream request from its tunnel connection to the end of the app's answer, an upgraded connection while open */
   inflight: number;
-  /** tunnel streams open on it, kept-alive idle ones included */
-  streams: number;
   /** sizes the session's stream window by its open streams: each tunnel stream is tracked in it */
   readonly windows: StreamWindows;
+  /** tunnel streams open on it, kept-alive idle ones included (the ones `windows` counts) */
+  readonly streams: number;
   lastSeen: number;
   /** the connector acknowledged its target list */
   ready: boolean;

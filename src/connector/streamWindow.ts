@@ -25,12 +25,12 @@ export const MIN_STREAM_WINDOW = 64 << 10;
 export function streamWindowFor(open: number, current: number): number {
   let w = current;
   while (w > MIN_STREAM_WINDOW && w * open > STREAM_WINDOW_BUDGET) w /= 2;
-  while (w < STREAM_WINDOW && w * 2 * open * 2 <= STREAM_WINDOW_BUDGET) w *= 2;
+  while (w < STREAM_WINDOW && 4 * w * open <= STREAM_WINDOW_BUDGET) w *= 2;
   return w;
 }
 
 export class StreamWindows {
-  private open = 0;
+  private count = 0;
   private inForce = STREAM_WINDOW;
   private wanted = STREAM_WINDOW;
 
@@ -40,18 +40,23 @@ export class StreamWindows {
     session.on('localSettings', () => this.send());
   }
 
+  /** streams tracked and not closed yet */
+  get open(): number {
+    return this.count;
+  }
+
   /** counts `stream` as open until it closes */
   track(stream: Http2Stream): void {
-    this.open++;
+    this.count++;
     this.retune();
     stream.once('close', () => {
-      this.open--;
+      this.count--;
       this.retune();
     });
   }
 
   private retune(): void {
-    this.wanted = streamWindowFor(this.open, this.wanted);
+    this.wanted = streamWindowFor(this.count, this.wanted);
     this.send();
   }
 

@@ -79,13 +79,9 @@ export class TunnelUpstream implements Upstream {
       } catch (e) {
         return reject(Object.assign(new NotDialed(`connector ${channel.connectorId}: ${(e as Error).message}`, 502), { channel }));
       }
-      channel.streams++;
       channel.windows.track(stream);
       const load = new InFlight(channel);
-      stream.once('close', () => {
-        channel.streams--;
-        load.set(false);
-      });
+      stream.once('close', () => load.set(false));
       // Bounds the CONNECT (the connector connecting to the app) and, for an https app, the TLS
       // handshake with it, as connecting is bounded for direct apps: a 504, not retried (another
       // connector would wait on the same app). The socket's own idle timer let a handshake wait

@@ -31,7 +31,7 @@ import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { CORRELATION_HEADER } from './headers.js';
-import { hostnameOf } from './router.js';
+import { externalUrlOf, hostnameOf } from './router.js';
 import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
 import { pluginDeadlineMs } from '../plugins/deadline.js';
 
@@ -632,7 +632,8 @@ export class GatewayServer {
       // To the port of the app published there (its externalUrl's), else publicUrl's: an app at
       // https://app.test:9443/ was sent to 443.
       const app = gen.router.match(host, target.split('?', 1)[0]!)?.target;
-      const p = app && /^https:/i.test(app.externalOrigin) ? (/:(\d+)$/.exec(app.externalOrigin)?.[1] ?? '443') : publicPort();
+      const external = app && externalUrlOf(app.externalUrl);
+      const p = external?.protocol === 'https:' ? external.port || '443' : publicPort();
       const port = p && p !== '443' ? `:${p}` : '';
       res.writeHead(308, { location: `https://${host}${port}${target.startsWith('/') ? target : '/'}` }).end();
     };

@@ -88,6 +88,20 @@ export function meetsMfa(claims: Readonly<Record<string, unknown>>, mfaAcrValues
   return typeof claims.acr === 'string' && mfaAcrValues.includes(claims.acr);
 }
 
+/**
+ * How long ago the sign-in the claims report (auth_time) was, in whole seconds; undefined when
+ * they name no time. `ahead`: dated after `nowMs` by more than the clock tolerance. Such a
+ * sign-in is no evidence of a recent one (an age below zero met every frequency, so a provider
+ * clock running fast stretched them all), and signing in again gets the same kind of date.
+ * The sign-in frequency check and the step-up callback read it the same way.
+ */
+export function signInAge(claims: Readonly<Record<string, unknown>>, nowMs: number, toleranceS: number): { ageS: number; ahead: boolean } | undefined {
+  const at = claims.auth_time;
+  if (typeof at !== 'number' || !Number.isFinite(at)) return undefined;
+  const ageS = Math.floor(nowMs / 1000 - at);
+  return { ageS, ahead: -ageS > toleranceS };
+}
+
 /** Entra leaves groups out past a limit and says so with _claim_names / hasgroups. */
 export function groupsOverage(claims: Record<string, unknown>, groupsClaim: string): boolean {
   const names = claims._claim_names;

@@ -55,7 +55,7 @@ function causes(e: unknown): unknown[] {
 }
 
 /** What went wrong, in the words of our own fetch when it was that (openid-client's wrapper says "something went wrong"). */
-export function causeText(e: unknown): string {
+function causeText(e: unknown): string {
   const ours = causes(e).find((c) => c instanceof ProviderNoAnswer || c instanceof ProviderAnswerTooLarge);
   return ((ours ?? e) as Error).message;
 }
@@ -65,7 +65,7 @@ export function causeText(e: unknown): string {
  * short, DNS, the 5 s limit: providerFetch.ts) or got a 5xx: an outage, not a bad sign-in
  * response.
  */
-export function providerUnreachable(e: unknown): boolean {
+function providerUnreachable(e: unknown): boolean {
   const err = e as { code?: string; cause?: unknown };
   if (causes(e).some((c) => c instanceof ProviderNoAnswer)) return true;
   return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;

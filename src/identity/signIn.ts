@@ -17,7 +17,7 @@ import { sendError, type NextStep } from '../gateway/errorPages.js';
 import { normalizeTarget } from '../gateway/normalize.js';
 import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
-import { meetsMfa } from './claims.js';
+import { meetsMfa, signInAge } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError, tokenRefusal } from './discovery.js';
 import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
@@ -124,7 +124,7 @@ const callbackHandler =
       // The user may have just typed a password (a provider form left open past the login cookie's
       // life, a sign-in pushed out by later tabs), and Reload gives this page again: it links to
       // this host's app (the root one, else the first), where a sign-in starts afresh.
-      const here = signOutSteps(ctx.generation, rt, ctx.host)[0];
+      const here = signInAppsAt(ctx.generation, rt, ctx.host)[0];
       const next = here ? { href: here.prefix, label: 'Open the app again' } : undefined;
       return fail(400, 'This sign-in was not started in this browser or has expired. Open the app again to sign in.', 'no login state for this state parameter', [], { next });
     }
@@ -171,17 +171,16 @@ const callbackHandler =
     // A sign-in older than the max_age the step-up asked for fails the sign-in frequency again at
     // the next request, which asks for it again: with a provider whose clock is behind by more
     // than the frequency, the user typed a password every few seconds, for ever.
-    const authTime = claims.auth_time;
-    if (st.ma !== undefined && typeof authTime === 'number') {
-      const age = Math.floor(rt.now() / 1000) - authTime;
-      if (age > st.ma) return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${age} s ago`);
-      // Dated ahead of the gateway's clock past the tolerance, a sign-in proves nothing recent to the
-      // frequency check, which asked again at the next request: a password every round, for ever.
-      // Only the operator can fix the clocks, so it is said at error, with both.
-      if (-age > rt.clockToleranceSec) {
+    // So does one the frequency check takes as dated ahead of the gateway's clock (signInAge):
+    // only the operator can fix the clocks, so that is said at error, with both.
+    const age = signInAge(claims, rt.now(), rt.clockToleranceSec);
+    if (st.ma !== undefined && age) {
+      const authTime = new Date((claims.auth_time as number) * 1000).toISOString();
+      if (age.ageS > st.ma) return staleSignIn(`step-up asked for max_age=${st.ma}; the ID token's auth_time is ${authTime}, ${age.ageS} s ago`);
+      if (age.ahead) {
         const gatewayNow = new Date(rt.now()).toISOString();
-        log.error({ correlationId: ctx.id, app: app.name, authTime: new Date(authTime * 1000).toISOString(), gatewayTime: gatewayNow, clockToleranceSec: rt.clockToleranceSec }, `the identity provider dated a sign-in ${-age} s after the gateway's clock: one of the two clocks is wrong`);
-        return fail(403, "This app requires a recent sign-in, and the identity provider dated yours ahead of the gateway's clock. Signing in again will not help; tell your administrator (the clocks of the identity provider and the gateway disagree).", `step-up asked for max_age=${st.ma}; the ID token's auth_time is ${new Date(authTime * 1000).toISOString()}, ${-age} s after the gateway's clock (${gatewayNow}), past clockTolerance (${rt.clockToleranceSec} s)`, [clear]);
+        log.error({ correlationId: ctx.id, app: app.name, authTime, gatewayTime: gatewayNow, clockToleranceSec: rt.clockToleranceSec }, `the identity provider dated a sign-in ${-age.ageS} s after the gateway's clock: one of the two clocks is wrong`);
+        return fail(403, "This app requires a recent sign-in, and the identity provider dated yours ahead of the gateway's clock. Signing in again will not help; tell your administrator (the clocks of the identity provider and the gateway disagree).", `step-up asked for max_age=${st.ma}; the ID token's auth_time is ${authTime}, ${-age.ageS} s after the gateway's clock (${gatewayNow}), past clockTolerance (${rt.clockToleranceSec} s)`, [clear]);
       }
     }
     // acr_values is a request the provider may ignore (Entra does): a step-up that comes back without
@@ -333,7 +332,7 @@ const SIGN_OUT_STEPS_PER_PAGE = 10;
  * host root, then those under a path prefix, by prefix. Derived from the config alone: nothing in the
  * request chooses which sessions a sign-out ends or where it goes next.
  */
-function signOutSteps(gen: Generation, rt: IdentityRuntime, host: string): AppIdentity[] {
+function signInAppsAt(gen: Generation, rt: IdentityRuntime, host: string): AppIdentity[] {
   const here = [...rt.apps.values()].filter((app) => gen.router.match(host, app.prefix)?.target.name === app.name);
   // '/' sorts before every other prefix; one host has one app per prefix
   return here.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
@@ -355,7 +354,7 @@ function signOutSteps(gen: Generation, rt: IdentityRuntime, host: string): AppId
 const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) => {
   const origin = originOf(ctx.protocol, req.headers.host);
   const rt = existingRuntime(ctx.generation.config);
-  const steps = rt ? signOutSteps(ctx.generation, rt, ctx.host) : [];
+  const steps = rt ? signInAppsAt(ctx.generation, rt, ctx.host) : [];
   const prefixed = steps.filter((app) => app.prefix !== '/');
   const at = prefixed.findIndex((app) => app.prefix === ctx.prefix);
   if (ctx.prefix !== '/' && at < 0) return sendError(res, req.headers, { status: 404, reason: 'No app with sign-in is published at this address.', correlationId: ctx.id });

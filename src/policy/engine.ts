@@ -15,7 +15,7 @@
 import { parseDuration } from '../config/duration.js';
 import type { Identity, StepUp } from '../pipeline/stage.js';
 import { compileConditions, type Condition, type ConditionsSpec, type PolicyInput } from './conditions.js';
-import { meetsMfa } from '../identity/claims.js';
+import { meetsMfa, signInAge } from '../identity/claims.js';
 
 export type Grant = 'block' | 'allow' | 'requireMfa' | 'requireCompliantDevice';
 
@@ -237,14 +237,11 @@ export class PolicySet {
 
   private freshness(id: Identity | undefined, now: number, maxAgeS: number): { ok: boolean; detail: string } {
     if (!id) return { ok: false, detail: 'no sign-in' };
-    const at = id.claims.auth_time;
+    const age = signInAge(id.claims, now, this.req.clockToleranceS ?? 60);
     // No auth_time: the sign-in's age is unknown, so it is not fresh enough.
-    if (typeof at !== 'number' || !Number.isFinite(at)) return { ok: false, detail: 'no auth_time' };
-    const age = Math.floor(now / 1000 - at);
-    // A sign-in later than now is no evidence of a recent one: an age below zero met every
-    // frequency, so a token dated ahead (or a provider's clock running fast) stretched them all.
-    if (-age > (this.req.clockToleranceS ?? 60)) return { ok: false, detail: 'auth_time in the future' };
-    return { ok: age <= maxAgeS, detail: `signed in ${formatSeconds(Math.max(0, age))} ago` };
+    if (!age) return { ok: false, detail: 'no auth_time' };
+    if (age.ahead) return { ok: false, detail: 'auth_time in the future' };
+    return { ok: age.ageS <= maxAgeS, detail: `signed in ${formatSeconds(Math.max(0, age.ageS))} ago` };
   }
 }
 

@@ -16,7 +16,7 @@ import { requestedTarget, safeReturnUrl, signInLink } from '../../identity/retur
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
 import { originOf, rememberRuntime, startSignIn } from '../../identity/signIn.js';
-import { throttledWarn } from '../../observability/throttledWarn.js';
+import { throttledLog } from '../../observability/throttledLog.js';
 
 export interface OidcStageOptions {
   /** the whole validated config: identity, session and this app */
@@ -56,7 +56,7 @@ class OidcStage implements Stage {
     /** origins besides the app's own whose pages may open its WebSockets with the session cookie */
     private readonly webSocketOrigins: ReadonlySet<string>,
   ) {
-    this.providerDownLogged = throttledWarn(log, 'identity provider unavailable', 60_000, 'error');
+    this.providerDownLogged = throttledLog(log, 'identity provider unavailable', 60_000, 'error');
   }
 
   /**
