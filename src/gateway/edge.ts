@@ -27,6 +27,7 @@ import { normalizeTarget, originForm } from './normalize.js';
 import { hostnameOf } from './router.js';
 import { STALL_ANSWERS, watchStall, whoStalled, type Stall } from './stall.js';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, closeWebSocket } from './webSocketClose.js';
+import { watchWebSocketStall } from './webSocketStall.js';
 import type { UpstreamFailure } from './upstream.js';
 import type { DecisionEvent } from '../observability/audit.js';
 import { loggedTarget } from '../observability/loggedTarget.js';
@@ -369,9 +370,17 @@ export class Edge {
    * A WebSocket that is through: tagged for reloads, sign-out and the periodic
    * access re-check, and cut when the session or token that let it in expires.
    */
-  private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined): void {
+  private trackWebSocket(socket: Duplex, ctx: RequestContext, app: string, fingerprint: string | undefined, timeoutMs: number): void {
     const tag: UpgradeTag = { app, fingerprint, ctx };
     this.upgraded.set(socket, tag);
+    watchWebSocketStall(socket, timeoutMs, (stall) => {
+      const why = stall === 'app' ? `the app read none of the client's bytes for ${timeoutMs / 1000} s` : `the client took none of the app's bytes for ${timeoutMs / 1000} s`;
+      this.log.warn({ correlationId: ctx.id, app, user: ctx.identity?.user }, `WebSocket closed: ${why}`);
+      this.upgraded.delete(socket);
+      // A client that takes nothing would not read a close frame either.
+      if (stall === 'client') return void socket.destroy();
+      closeWebSocket(socket, CLOSE_GOING_AWAY, 'the app stopped reading');
+    });
     // A reload or sign-out while the app was deciding passed this socket by (it had no tag
     // yet): the live generation and the revocations decide now, as they would have then.
     const live = this.holder.current;
@@ -702,7 +711,7 @@ export class Edge {
         if (!failure) {
           outcome.switched = true;
           const socket = res.socket!;
-          this.trackWebSocket(socket, ctx, app.name, outcome.accessFingerprint);
+          this.trackWebSocket(socket, ctx, app.name, outcome.accessFingerprint, app.timeoutMs);
           res.detachSocket(socket);
           res.removeAllListeners('finish');
           res.emit('close');

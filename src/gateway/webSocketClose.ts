@@ -144,6 +144,11 @@ export function relayWebSocket(client: Duplex, app: Duplex, appHead: Buffer): vo
   client.pipe(app);
 }
 
+/** The app's side of a WebSocket relayWebSocket relays and nothing has begun to close. */
+export function relayedApp(client: Duplex): Duplex | undefined {
+  return relays.get(client)?.app;
+}
+
 /** Sends the close frame as the last bytes to the client; one that does not answer it is dropped. */
 function endWithClose(client: Duplex, code: number, reason: string): void {
   client.end(closeFrame(code, reason));
