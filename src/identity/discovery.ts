@@ -10,8 +10,20 @@ import { DrawbridgeError } from '../errors.js';
 import { ProviderAnswerTooLarge, ProviderNoAnswer, providerFetch } from './providerFetch.js';
 
 export class ProviderUnavailableError extends DrawbridgeError {
+  constructor(issuer: string, cause: string, code = 'ERR_IDP_UNAVAILABLE', message = `the identity provider ${issuer} cannot be reached: ${cause}`) {
+    super(code, message, { issuer });
+  }
+}
+
+/**
+ * The provider answered, with a discovery document the gateway cannot use: an issuer that does
+ * not match (another tenant, Entra's v1 issuer for a v2 one), a 404, an HTML page, a missing
+ * endpoint. Users still get the 503 of an outage, but it is a configuration to fix, and was
+ * logged as "cannot be reached" though the provider had answered.
+ */
+export class DiscoveryUnusableError extends ProviderUnavailableError {
   constructor(issuer: string, cause: string) {
-    super('ERR_IDP_UNAVAILABLE', `the identity provider ${issuer} cannot be reached: ${cause}`, { issuer });
+    super(issuer, cause, 'ERR_IDP_DISCOVERY_UNUSABLE', `the discovery document of the identity provider ${issuer} cannot be used: ${cause} (check identity.issuer)`);
   }
 }
 
@@ -68,7 +80,7 @@ function causeText(e: unknown): string {
 function providerUnreachable(e: unknown): boolean {
   const err = e as { code?: string; cause?: unknown };
   if (causes(e).some((c) => c instanceof ProviderNoAnswer)) return true;
-  return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && err.cause.status >= 500;
+  return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && (err.cause.status >= 500 || err.cause.status === 429);
 }
 
 /** the token endpoint's OAuth errors that say "later" (RFC 6749 5.2 leaves them to providers: Entra sends both) */
@@ -197,8 +209,23 @@ export class OidcClient {
       checkEndpoints(c.serverMetadata(), issuer);
       return c;
     } catch (e) {
-      throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
+      // (an answer over 1 MiB is something on the provider's path, not its document: an outage)
+      if (providerUnreachable(e) || causes(e).some((c) => c instanceof ProviderAnswerTooLarge)) throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
+      throw new DiscoveryUnusableError(this.opts.issuer, causeText(e));
     }
+  }
+
+  /**
+   * Discovers now, in the background, when no document is held: a provider the gateway cannot
+   * use is in the log at start and at each reload, where it was seen first at a user's
+   * sign-in (a 503 with nothing said before).
+   */
+  checkNow(log?: Logger): void {
+    if (!log || this.held || this.pending) return;
+    this.configuration().catch((e: Error) => {
+      if (e instanceof DiscoveryUnusableError) log.error({ issuer: this.opts.issuer, code: e.code, reason: e.message }, 'identity.issuer: the discovery document cannot be used; sign-in answers 503 until it is fixed');
+      else log.warn({ issuer: this.opts.issuer, code: (e as { code?: string }).code, reason: e.message }, 'the identity provider cannot be reached yet; sign-in answers 503 until it can');
+    });
   }
 
   /** The JWKS URI from discovery, for bearer tokens. */
@@ -276,9 +303,11 @@ export function keptOidcClient(stateDir: string, opts: OidcClientOptions, log?: 
   const k = kept.get(where);
   if (k?.same === same) {
     k.client.rediscover(log);
+    k.client.checkNow(log);
     return k.client;
   }
   const client = new OidcClient(opts);
   kept.set(where, { same, client });
+  client.checkNow(log);
   return client;
 }

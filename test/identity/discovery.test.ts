@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { eventually, request, startGateway } from '../support/harness.js';
+import { eventually, request, sleep, startGateway } from '../support/harness.js';
 
 /** A provider that publishes only a discovery document, `edit` applied to a sound one. */
 async function startIssuer(edit: (doc: Record<string, unknown>) => void): Promise<{ url: string; close(): void }> {
@@ -85,4 +85,74 @@ apps:
       issuer.close();
     }
   }
+});
+
+describe('identity: a discovery document the gateway cannot use is a configuration error, said at start', function () {
+  this.timeout(20_000);
+  const yaml = (issuer: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: ${issuer}, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: Web
+    externalUrl: http://web.test/
+    internalUrl: http://127.0.0.1:9/
+    preAuth: oidc
+`;
+  const cases: [string, (d: Record<string, unknown>) => void, string, RegExp][] = [
+    // another tenant, or Entra's v1 issuer given for a v2 one
+    ['an issuer that does not match identity.issuer', (d) => (d.issuer = 'https://login.example.test/other-tenant/v2.0'), '', /issuer/],
+    ['a 404 (a wrong path in identity.issuer)', () => undefined, '/wrong', /404|status code/],
+  ];
+  for (const [what, edit, suffix, cause] of cases) {
+    it(`${what}: an error naming identity.issuer as the gateway starts, before anyone signs in; requests get 503 logged as "cannot be used", not "cannot be reached"`, async () => {
+      const issuer = await startIssuer(edit);
+      const gw = await startGateway(yaml(issuer.url + suffix));
+      try {
+        const line = await eventually(() => gw.logs.find((l) => l.level === 50 && String(l.msg).startsWith('identity.issuer: the discovery document cannot be used'))!);
+        assert.equal(line.code, 'ERR_IDP_DISCOVERY_UNUSABLE');
+        assert.match(String(line.reason), cause);
+        assert.doesNotMatch(String(line.reason), /cannot be reached/);
+        const res = await request(`${gw.url}/page`, { headers: { host: 'web.test', accept: 'text/html', 'sec-fetch-mode': 'navigate' } });
+        assert.equal(res.status, 503);
+        const id = res.headers['x-correlation-id'];
+        await eventually(() => gw.logs.find((l) => l.correlationId === id && l.msg === 'request')!);
+        const reasons = JSON.stringify(gw.logs.find((l) => l.correlationId === id && l.msg === 'request')!.reasons);
+        assert.match(reasons, /discovery document of the identity provider .* cannot be used/);
+        assert.doesNotMatch(reasons, /cannot be reached/);
+      } finally {
+        await gw.stop();
+        issuer.close();
+      }
+    });
+  }
+
+  it('a provider that is down as the gateway starts: one warning that it cannot be reached yet, no error', async () => {
+    const issuer = await startIssuer(() => undefined);
+    issuer.close();
+    await sleep(50);
+    const gw = await startGateway(yaml(issuer.url));
+    try {
+      const line = await eventually(() => gw.logs.find((l) => String(l.msg).startsWith('the identity provider cannot be reached yet'))!);
+      assert.equal(line.level, 40);
+      assert.equal(line.code, 'ERR_IDP_UNAVAILABLE');
+      assert.equal(gw.logs.filter((l) => l.level === 50).length, 0);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a sound document: nothing logged about the provider at start', async () => {
+    const issuer = await startIssuer(() => undefined);
+    const gw = await startGateway(yaml(issuer.url));
+    try {
+      await sleep(500);
+      assert.deepEqual(gw.logs.filter((l) => (l.level as number) >= 40).map((l) => l.msg), []);
+    } finally {
+      await gw.stop();
+      issuer.close();
+    }
+  });
 });
