@@ -74,7 +74,7 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     assert.equal(post.status, 401);
   });
 
-  it('a form posted without a session gets a 401 page with a sign-in link back to it, not JSON and not a redirect', async () => {
+  it('a form posted without a session gets a 401 page with a sign-in link back to it (or to the page of the app that sent it), not JSON and not a redirect', async () => {
     const b = new Browser();
     const nav = { accept: 'text/html,application/xhtml+xml', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'content-type': 'application/x-www-form-urlencoded' };
     const res = await b.send('POST', `${s.origin('web')}/orders/new?step=2`, nav, 'qty=3');
@@ -87,6 +87,18 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
     assert.equal(s.backend.received.filter((r) => r.url.startsWith('/orders')).length, 0);
     const { url } = await b.browse(`${s.origin('web')}${href}`, { user: 'bob', password: 'bob-pw' });
     assert.equal(url, `${s.origin('web')}/orders/new?step=2`);
+    // Sent from a page of the app (its Referer), the link comes back to that page, not to the
+    // form's target as a GET; another site's page, or an odd one, is not where it goes.
+    for (const [referer, back] of [
+      [`${s.origin('web')}/orders/form?draft=1`, '/orders/form?draft=1'],
+      ['https://elsewhere.test/orders/form', '/orders/new?step=2'],
+      [`${s.origin('web')}/.drawbridge/sign-out`, '/'],
+    ]) {
+      const fromPage = await new Browser().send('POST', `${s.origin('web')}/orders/new?step=2`, { ...nav, referer }, 'qty=3');
+      assert.equal(fromPage.status, 401);
+      const link = /<a href="([^"]+)">Sign in again<\/a>/.exec(fromPage.body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+      assert.equal(link, `/.drawbridge/sign-in?returnUrl=${encodeURIComponent(back!)}`, referer);
+    }
     // A script's POST still gets JSON.
     const api = await new Browser().send('POST', `${s.origin('web')}/orders/new`, { accept: 'application/json', 'sec-fetch-mode': 'cors' }, '{}');
     assert.equal(api.status, 401);

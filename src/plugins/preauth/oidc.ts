@@ -157,11 +157,31 @@ class OidcStage implements Stage {
   /** 401 as for an API client, but as a page with a sign-in link: a form posted after the session ended. */
   private signInPage(ctx: RequestContext, cookies: string[]): Decision {
     const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-    const link = signInLink(requestedTarget(ctx));
+    const link = signInLink(this.formPage(ctx) ?? requestedTarget(ctx));
     const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
     const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
     if (cookies.length) headers['set-cookie'] = cookies;
     return { kind: 'respond', status: 401, headers, body, reasons: [`no session: ${ctx.method} sent from a page, answered with a sign-in link`] };
+  }
+
+  /**
+   * The page of this app that sent the form (its Referer), where the sign-in link comes back
+   * to: the form's own target, opened again as a link, is a GET that many apps answer with 405.
+   * Another origin's page, or none sent (a no-referrer policy), leaves the form's target.
+   */
+  private formPage(ctx: RequestContext): string | undefined {
+    const origin = originOf(ctx.protocol, ctx.headers.host);
+    const referer = ctx.headers.referer;
+    if (!origin || !referer) return undefined;
+    let from: URL;
+    try {
+      from = new URL(referer);
+    } catch {
+      return undefined;
+    }
+    if (from.origin !== origin) return undefined;
+    const back = new URL(safeReturnUrl(referer, { origin, prefix: this.app.prefix }));
+    return back.pathname + back.search;
   }
 
   private providerDown(ctx: RequestContext, e: unknown): Decision {
