@@ -121,6 +121,19 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       warn(where ?? ['apps', i, 'externalUrl'], `${NONE_NEEDS_SECURE}, and a cookie set over plain http cannot be Secure: this app's session cookie is sent as SameSite=Lax`);
     }
   };
+  // secure: false on an https app drops Secure (and the __Host- prefix) from its session cookie:
+  // the browser then also sends it over plain http, to anyone on the path who asks for
+  // http://<the app's host>/. Said once where session.cookie says it, or at the app's own key.
+  let insecureSessionCookieWarned = false;
+  const insecureOnHttps = (a: Record<string, any>, i: number, ext: URL | undefined) => {
+    const own = isObj(a.cookies) ? a.cookies : {};
+    if (ext?.protocol !== 'https:' || ({ ...sessionCookie, ...own }.secure !== false)) return;
+    const SENT_OVER_HTTP = "secure: false on an https app: its session cookie is sent without Secure, so the browser also sends it over plain http, where anyone on the network path can read it";
+    if (own.secure === false) return warn(['apps', i, 'cookies', 'secure'], SENT_OVER_HTTP);
+    if (insecureSessionCookieWarned) return;
+    insecureSessionCookieWarned = true;
+    warn(['session', 'cookie', 'secure'], `${SENT_OVER_HTTP} (apps[${i}] ${JSON.stringify(a.name)} and every https app that does not set its own)`);
+  };
   const cookieLifetime = (path: KeyPath, value: unknown) => {
     const ms = typeof value === 'string' ? parseDuration(value) : undefined;
     // The session's expiry is whole seconds after sign-in: under a second it is expired as it is
@@ -418,6 +431,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
     if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
+    if (preAuth === 'oidc') insecureOnHttps(a, i, ext);
     if (isObj(a.cookies)) {
       cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
       cookieName(at('cookies', 'name'), a.cookies.name);

@@ -1166,6 +1166,27 @@ describe('config lint: certificate files are read, not only found', () => {
     assert.deepEqual((await loadConfigFile(file, { mode: 'lint', env: {} })).problems, []);
   });
 
+  it("secure: false on an https app's session cookie is warned: once at session.cookie, naming the first app, or at the app's own key; an app with its own secure: true is not", async () => {
+    const SENT = 'secure: false on an https app: its session cookie is sent without Secure, so the browser also sends it over plain http, where anyone on the network path can read it';
+    const head = `${TLS('./one.crt', './one.key')}identity: { issuer: http://127.0.0.1:9000, clientId: drawbridge, clientSecret: s }
+session:
+  secrets: ["0123456789abcdef0123456789abcdef"]
+  cookie: { secure: false }
+apps:
+`;
+    const app = (name: string, extra = '') => `  - name: ${name}\n    externalUrl: https://hello.localhost:8443/${name.toLowerCase()}/\n    internalUrl: http://127.0.0.1:3001/${name.toLowerCase()}/\n${extra}`;
+    const cases: [string, string[]][] = [
+      [head + app('Hello') + app('Team'), [`warning 8:21 session.cookie.secure: ${SENT} (apps[0] "Hello" and every https app that does not set its own)`]],
+      [head + app('Hello', '    cookies: { secure: true }\n') + app('Own', '    cookies: { secure: false }\n'), [`warning 17:24 apps[1].cookies.secure: ${SENT}`]],
+    ];
+    for (const [yaml, expected] of cases) {
+      const file = join(dir, 'insecure.yaml');
+      writeFileSync(file, yaml);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), expected, yaml);
+    }
+  });
+
   pemCases.forEach((c, i) => {
     it(c.description, async () => {
       const file = join(dir, `pem${i}.yaml`);
