@@ -646,7 +646,9 @@ export class Edge {
         res.end();
         return false;
       case 'respond':
-        outcome.decision = 'respond';
+        // A stage's own answer with an error status (the 401 for a refused bearer token) refused
+        // access: the request line says deny, as the audit trail does; a filter on it missed them.
+        outcome.decision = d.status >= 400 ? 'deny' : 'respond';
         outcome.reasons = d.reasons;
         for (const [k, v] of Object.entries(d.headers ?? {})) res.setHeader(k, v);
         res.statusCode = d.status;

@@ -134,6 +134,8 @@ describe('identity: bearer tokens', function () {
         await new Promise((r) => setTimeout(r, 50));
         const rec = audit().find((r) => r.correlationId === id);
         assert.equal(rec?.decision, 'deny');
+        // the request line says what the audit trail says: a filter on deny finds it in both
+        assert.equal(s.gw.logs.find((l) => l.correlationId === id && l.msg === 'request')?.decision, 'deny');
         assert.equal(rec?.user, undefined, 'the client id is nobody\'s user name');
         assert.match(rec?.reasons[0], /^bearer token refused \(app_token\): The token was issued to an application/);
       }
