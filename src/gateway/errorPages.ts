@@ -32,15 +32,20 @@ export function titleOf(status: number): string {
  */
 export function wantsJson(headers: IncomingHttpHeaders): boolean {
   const accept = headers.accept;
-  if (!accept) return false;
-  let json = 0;
+  // A bearer token is an API client's (a browser's navigation never carries one): without HTML
+  // asked for by name it gets JSON, as its 401s already were. curl's default `*/*` got the 403
+  // of an unassigned user as a page, where a script reads the problem's fields.
+  const apiClient = /^bearer\s/i.test(String(headers.authorization ?? ''));
+  if (!accept) return apiClient;
+  let json: number | undefined;
   const html: Record<string, number> = {};
   for (const { type, q } of mediaRanges(accept)) {
-    if (type === 'application/json' || /^[^/]+\/[^/]+\+json$/.test(type)) json = Math.max(json, q);
+    if (type === 'application/json' || /^[^/]+\/[^/]+\+json$/.test(type)) json = Math.max(json ?? 0, q);
     else if (type === 'text/html' || type === 'text/*' || type === '*/*') html[type] = Math.max(html[type] ?? 0, q);
   }
   const named = html['text/html'];
   const page = named ?? html['text/*'] ?? html['*/*'] ?? 0;
+  if (json === undefined) return apiClient && named === undefined && html['text/*'] === undefined;
   return json > page || (json > 0 && json === page && named === undefined);
 }
 

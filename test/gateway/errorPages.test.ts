@@ -41,6 +41,27 @@ apps: []
     ['application/jsonx', PAGE, 'a type that only begins with json'],
     ['text/json-ish, application/jsonp', PAGE, 'other types that contain json'],
   ];
+  // With a bearer token (an API client), JSON unless HTML is asked for by name or JSON refused
+  const bearerCases: [string | undefined, string, string][] = [
+    [undefined, JSON_, 'no Accept'],
+    ['*/*', JSON_, "curl's default"],
+    ['text/plain', JSON_, 'neither'],
+    ['text/html', PAGE, 'HTML named'],
+    ['text/*', PAGE, 'text/* named'],
+    ['application/json;q=0, */*', PAGE, 'JSON not acceptable'],
+  ];
+  for (const [accept, type, what] of bearerCases) {
+    it(`Authorization: Bearer, Accept ${accept === undefined ? '(none)' : JSON.stringify(accept)} (${what}): ${type === PAGE ? 'page' : 'problem+json'}`, async () => {
+      const res = await request(`${gw.url}/`, { headers: { host: 'nothing.test', authorization: 'Bearer abc.def.ghi', ...(accept === undefined ? {} : { accept }) } });
+      assert.equal(res.status, 404);
+      assert.equal(res.headers['content-type'], type);
+    });
+  }
+  // Basic credentials are a browser's as often as a script's: Accept alone decides
+  it('Authorization: Basic with Accept */*: a page', async () => {
+    const res = await request(`${gw.url}/`, { headers: { host: 'nothing.test', authorization: 'Basic Ym9iOnB3', accept: '*/*' } });
+    assert.equal(res.headers['content-type'], PAGE);
+  });
   for (const [accept, type, what] of cases) {
     it(`Accept ${accept === undefined ? '(none)' : JSON.stringify(accept)} (${what}): ${type === PAGE ? 'page' : 'problem+json'}`, async () => {
       const res = await request(`${gw.url}/`, { headers: { host: 'nothing.test', ...(accept === undefined ? {} : { accept }) } });
