@@ -102,12 +102,17 @@ let publicRoots: X509Certificate[] | undefined;
 
 /**
  * The issuer the last certificate of a chain file names when neither the file nor the public
- * roots hold it, or undefined. certbot's cert.pem (the leaf alone, fullchain.pem being the whole
- * chain) works in browsers, which fetch a missing intermediate, and fails in curl, Node and Java,
- * which do not. A private CA's root is no public root: a file that holds it too says nothing.
+ * roots hold it, and the certificate says where its issuer is fetched from (Authority
+ * Information Access, "CA Issuers"), or undefined. certbot's cert.pem (the leaf alone,
+ * fullchain.pem being the whole chain) works in browsers, which fetch a missing intermediate
+ * from there, and fails in curl, Node and Java, which do not. Public CAs and AD CS write that
+ * address into what they issue; a private root made with openssl does not, and a leaf it signed
+ * needs nothing more in the file (TLS lets the trust anchor be left out): it was warned at
+ * every lint, start and reload, with advice that changed nothing.
  */
 export function missingIssuer(certs: readonly X509Certificate[]): string | undefined {
   const last = certs[certs.length - 1]!;
+  if (!/^CA Issuers - /m.test(last.infoAccess ?? '')) return undefined;
   if (last.checkIssued(last) || certs.some((c) => last.checkIssued(c))) return undefined;
   publicRoots ??= tls.rootCertificates.map((pem) => new X509Certificate(pem));
   if (publicRoots.some((root) => last.checkIssued(root))) return undefined;

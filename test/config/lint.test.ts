@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
-import { ConnectorCa, generateKeyPair } from '../../src/connector/ca.js';
+import { generateKeyPair } from '../../src/connector/ca.js';
 import { selfSignedCert } from '../support/certs.js';
 import { tempDir } from '../support/harness.js';
 
@@ -1139,16 +1139,44 @@ describe('config lint: certificate files are read, not only found', () => {
       const r = await loadConfigFile(file, { mode: 'lint', env: {} });
       assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), [`warning 4:16 gateway.tls.cert: ${message}`], cert);
     }
-    // certbot's cert.pem: a leaf whose issuer is neither in the file nor a public root (curl, Node
-    // and Java fetch no missing intermediate); with the issuer appended (fullchain.pem), clean
-    const ca = await ConnectorCa.loadOrCreate(tempDir());
-    const issued = await ca.issueServer(['localhost', 'hello.localhost']);
-    // (issueServer's PEM holds the CA after the leaf)
-    const leafPem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/.exec(issued.certPem)![0];
+    // certbot's cert.pem: a leaf whose issuer is neither in the file nor a public root, and which
+    // says where to fetch it (browsers do; curl, Node and Java fetch no missing intermediate);
+    // with the issuer appended (fullchain.pem), clean
+    const caKeys = await generateKeyPair();
+    const caCert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '0a',
+      name: 'CN=Lint Test Issuing CA',
+      keys: caKeys.keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const issueLeaf = async (serial: string, extensions: x509.Extension[]) => {
+      const kp = await generateKeyPair();
+      const leaf = await x509.X509CertificateGenerator.create({
+        serialNumber: serial,
+        subject: 'CN=localhost',
+        issuer: caCert.subject,
+        publicKey: kp.keys.publicKey,
+        signingKey: caKeys.keys.privateKey,
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+        extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }, { type: 'dns', value: 'hello.localhost' }]), ...extensions],
+      });
+      return { pem: leaf.toString('pem'), keyPem: kp.keyPem };
+    };
+    const issued = await issueLeaf('0b', [new x509.AuthorityInfoAccessExtension({ caIssuers: 'http://ca.example.test/issuing.crt' })]);
+    const leafPem = issued.pem;
     writeFileSync(join(dir, 'leaf-only.crt'), leafPem);
-    writeFileSync(join(dir, 'full-chain.crt'), leafPem + ca.certPem);
+    writeFileSync(join(dir, 'full-chain.crt'), leafPem + caCert.toString('pem'));
     writeFileSync(join(dir, 'issued.key'), issued.keyPem);
-    const issuer = new X509Certificate(issued.certPem).issuer.replace(/\n/g, ', ');
+    const issuer = new X509Certificate(leafPem).issuer.replace(/\n/g, ', ');
+    // A leaf a private root signed that names no place to fetch its issuer from (what an openssl
+    // CA makes): clients that trust the root need nothing more, so nothing is said
+    const privateLeaf = await issueLeaf('0c', []);
+    writeFileSync(join(dir, 'private-leaf.crt'), privateLeaf.pem);
+    writeFileSync(join(dir, 'private-leaf.key'), privateLeaf.keyPem);
+    const privateOnly = join(dir, 'private-leaf.yaml');
+    writeFileSync(privateOnly, `${TLS('./private-leaf.crt', './private-leaf.key')}${backendCa('./one.crt')}`);
+    assert.deepEqual((await loadConfigFile(privateOnly, { mode: 'lint', env: {} })).problems, []);
     const leafOnly = join(dir, 'leaf-only.yaml');
     writeFileSync(leafOnly, `${TLS('./leaf-only.crt', './issued.key')}${backendCa('./one.crt')}`);
     assert.deepEqual(
