@@ -119,7 +119,8 @@ export function operationalReason(e: unknown): string | undefined {
   }
   // (the only TLS peer the CLI checks by name is the gateway's connectors listener)
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the certificate does not name the host: ${err.message.replace(/^Hostname\/IP does not match certificate's altnames: /, '')} (a name to dial the gateway by goes in its connectors.serverNames)`;
-  if (UNTRUSTED_CERT.has(code)) return `the certificate is not trusted (${err.message})`;
+  // (an operator with a CA of their own for the public listener gave that one)
+  if (UNTRUSTED_CERT.has(code)) return `the certificate is not trusted (${err.message}): --ca must be the gateway's connector CA, the ca.pem in its stateDir's connectors/ folder, not the CA of its public listener`;
   if (code.startsWith('ERR_OSSL_') || code.startsWith('ERR_SSL_')) return `a certificate or key cannot be used (${err.message})`;
   if (code.startsWith('ERR_TLS_')) return err.message;
   if (code === 'ERR_INVALID_URL') return `not a URL: ${JSON.stringify(err.input ?? '')}`;

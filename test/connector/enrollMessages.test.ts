@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair, pinOf } from '../../src/connector/ca.js';
+import { ConnectorCa, generateKeyPair, pinOf } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startEnrolledHub, startHubGateway, token, type EnrolledHub } from './support.js';
 
@@ -42,6 +42,15 @@ describe('connector enrollment and run messages', function () {
     const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'ca'), '--ca', ca]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `drawbridge connector enroll: ${ca} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA certificate of the gateway's connectors listener\n`);
+  });
+
+  it("says which CA --ca must be when it is another one (the public listener's, say)", async () => {
+    const other = await ConnectorCa.loadOrCreate(join(dir, 'other-ca'));
+    const ca = join(dir, 'other-ca.pem');
+    writeFileSync(ca, other.certPem);
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'other'), '--ca', ca]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^drawbridge connector enroll: cannot enroll at https:\/\/[^ ]+: the certificate is not trusted \([^)]+\): --ca must be the gateway's connector CA, the ca\.pem in its stateDir's connectors\/ folder, not the CA of its public listener\n$/);
   });
 
   it('takes --gateway http://... and a malformed URL as bad usage alike (exit 2)', async () => {
