@@ -89,8 +89,6 @@ export class ConnectorHub {
   private targets = new Map<string, string[]>();
   /** the targets of configs a reload replaced, while their requests run */
   private readonly lingering = new Set<Map<string, string[]>>();
-  /** the list last sent to each group's connectors */
-  private readonly pushed = new Map<string, string[]>();
   private revoked = new Set<string>();
   private lifetimeMs = DEFAULT_CERT_LIFETIME_MS;
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
@@ -270,13 +268,17 @@ export class ConnectorHub {
     return [...all].sort();
   }
 
+  /**
+   * Sends its list again to each channel that was sent another. Per channel, not per group: a
+   * group's record, updated only while it had channels, went stale while its connectors were
+   * away, and a later reload that restored that stale list sent nothing (502 "target not
+   * allowed" until the connector reconnected). A draining channel takes no new streams, and
+   * no new work either.
+   */
   private pushChangedTargets(): void {
-    const lists = new Map<string, string[]>();
     for (const ch of this.registry.all()) {
-      if (!lists.has(ch.group)) lists.set(ch.group, this.listFor(ch.group));
-      if (JSON.stringify(this.pushed.get(ch.group)) !== JSON.stringify(lists.get(ch.group))) this.pushTargets(ch);
+      if (!ch.draining && ch.sentTargets !== JSON.stringify(this.listFor(ch.group))) this.pushTargets(ch);
     }
-    for (const [g, list] of lists) this.pushed.set(g, list);
   }
 
   upstreamFor(app: AppConfig, internalUrl: URL, configDir: string): Upstream {
@@ -559,6 +561,8 @@ export class ConnectorHub {
     }
     stream.on('response', (h) => {
       if (h[':status'] === 200) {
+        // (a list that did not arrive is sent again at the next change)
+        ch.sentTargets = JSON.stringify(targets);
         ch.ready = true;
         ch.lastSeen = Date.now();
       } else this.log.warn({ connector: ch.connectorId, status: h[':status'] }, 'connector refused its target list');

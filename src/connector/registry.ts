@@ -30,6 +30,8 @@ export interface Channel {
   lastSeen: number;
   /** the connector acknowledged its target list */
   ready: boolean;
+  /** the target list last sent on this channel (JSON), to send a changed one only */
+  sentTargets?: string;
   /** the connector said goodbye (GOAWAY): no new streams */
   draining: boolean;
   missedPings: number;

@@ -80,4 +80,27 @@ describe('connector target list across reloads under load', function () {
     assert.equal(exited, 'running');
     assert.deepEqual(conn.logs().filter((l) => (l.level as number) >= 50), []);
   });
+
+  it("a group whose connector was away at a reload gets the list of a later reload that restores the one before: its apps are reached (502 'target not allowed' until the connector reconnected)", async () => {
+    const second = `  - name: Second\n    externalUrl: http://second.test/\n    internalUrl: ${b.url}/\n    connectorGroup: g1\n    preAuth: passthrough\n`;
+    const get = (host: string) => new Promise<number>((resolve, reject) => http.get(`${gw.url}/n`, { headers: { host } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+    // the group reaches a and b
+    writeFileSync(gw.configFile, gatewayYaml(a, '', second));
+    assert.equal(await gw.server.reload('test'), 'success');
+    await eventually(async () => (await get('second.test')) === 200);
+    // its only connector goes, and a reload takes b from the group while no channel is there
+    await killConnector(conn, 'SIGTERM');
+    await eventually(() => gw.server.connectorHub!.registry.all().length === 0);
+    writeFileSync(gw.configFile, gatewayYaml(a));
+    assert.equal(await gw.server.reload('test'), 'success');
+    conn = startConnector(join(gw.dir, 'conn'));
+    await waitChannels(gw, 2);
+    assert.equal(await get('app.test'), 200);
+    // b comes back: the group's list is what it was before the connector left
+    writeFileSync(gw.configFile, gatewayYaml(a, '', second));
+    assert.equal(await gw.server.reload('test'), 'success');
+    await eventually(async () => (await get('second.test')) === 200, 3000);
+    await sleep(300);
+    assert.equal(await get('second.test'), 200);
+  });
 });
