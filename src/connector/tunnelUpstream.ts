@@ -198,10 +198,18 @@ export class TunnelUpstream implements Upstream {
             }),
       } as http.RequestOptions);
       current = upReq;
+      // An answer (the app's own, or the gateway's page for a failure) that comes before the app
+      // read the whole upload: the rest is read and dropped. Left unread, the client, still
+      // sending, never read the answer, and its next request on the connection waited behind it
+      // until Node reset the connection 5 s later.
+      const dropRestOfBody = () => {
+        if (body && !req.complete) body.unpipe(upReq).resume();
+      };
       // a status outside 200-599 (a 101 included) is an answer, not a failed dial: no retry elsewhere
       const notHttp = (failure: UpstreamFailure) => {
         upReq.removeAllListeners('error').on('error', () => undefined);
         upReq.destroy();
+        dropRestOfBody();
         done(failure);
       };
       // (a body still going out when the app went quiet is one the app stopped reading)
@@ -230,6 +238,7 @@ export class TunnelUpstream implements Upstream {
         // Destroyed here, the client got an empty reply where a direct app's answer is relayed.
         if (answer?.complete) return;
         if (answer) return answerCut(err);
+        dropRestOfBody();
         done(err instanceof NotDialed ? { status: 502 as const, reason: "The connector can't reach the app.", detail: err.message, afterHeaders: false } : classify(err, false));
       });
       /**
@@ -267,10 +276,8 @@ export class TunnelUpstream implements Upstream {
         upRes.on('error', answerCut);
         upRes.on('aborted', () => answerCut(Object.assign(new Error('the app closed its connection before its answer was complete'), { code: 'ECONNRESET' })));
         upRes.on('end', () => {
-          // An answer that came before the app read the whole upload (a 413, a 401 to an expired
-          // session): the rest is read and dropped, or the client's next request on the
-          // connection, behind it, was never read.
-          if (body && !req.complete) body.unpipe(upReq).resume();
+          // (an answer before the app read the whole upload: a 413, a 401 to an expired session)
+          dropRestOfBody();
           done();
         });
       });

@@ -49,7 +49,11 @@ export function coalescedBody(src: Readable & { socket?: Readable | null }): Rea
     destroy(err, cb) {
       detach();
       pending = [];
-      if (!src.readableEnded) src.destroy(err ?? undefined);
+      // The app's request ended (it failed, or was given up) while the client was still sending:
+      // the rest is read and dropped, so the client reads the gateway's answer and its next
+      // request on the connection is served. Destroyed, the client got a reset, often before it
+      // had read the 502. (A stall's page says Connection: close, which ends the connection.)
+      if (!src.readableEnded && !src.destroyed) src.on('data', () => undefined).resume();
       cb(err);
     },
   });

@@ -216,7 +216,7 @@ describe('upstream: an app that sends its head and then fails', function () {
   let gw: TestGateway;
   let conn: ConnectorProcess;
   /** what the app writes for each path, and whether it then closes; otherwise it stays silent */
-  const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
+  const ANSWERS: Record<string, { bytes: string; close?: boolean; reset?: boolean }> = {
     '/head-then-silence': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\nset-cookie: app=1\r\nx-app: yes\r\n\r\n' },
     '/head-then-close': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\nset-cookie: app=1\r\nx-app: yes\r\n\r\n', close: true },
     '/some-then-silence': { bytes: `HTTP/1.1 200 OK\r\ncontent-length: 100\r\nx-app: yes\r\n\r\n${'x'.repeat(10)}` },
@@ -227,6 +227,8 @@ describe('upstream: an app that sends its head and then fails', function () {
     // answered before the upload is read; the app reads (and drops) the rest
     '/early': { bytes: 'HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig' },
     '/second': { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond' },
+    // the app's connection is reset while the upload is coming (the app crashed)
+    '/reset-mid-upload': { bytes: '', reset: true },
   };
   before(async () => {
     app = net.createServer((s) => {
@@ -246,6 +248,7 @@ describe('upstream: an app that sends its head and then fails', function () {
           buffered = buffered.slice(end + 4);
           skip = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
           const answer = ANSWERS[head.split(' ')[1]!]!;
+          if (answer.reset) return void s.resetAndDestroy();
           s.write(answer.bytes);
           if (answer.close) return void s.end();
         }
@@ -323,6 +326,14 @@ ${group}    preAuth: passthrough
       const got = await rawRequest(gw.port, `POST /early HTTP/1.1\r\nHost: ${via}.test\r\nContent-Length: ${upload.length}\r\n\r\n${upload}GET /second HTTP/1.1\r\nHost: ${via}.test\r\n\r\n`, 3000);
       assert.match(got, /^HTTP\/1\.1 413 /);
       assert.match(got, /\r\n\r\nbigHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nsecond$/, JSON.stringify(got.slice(0, 400)));
+    });
+
+    it(`${via}: after a 502 for an app that failed in the middle of a large upload, the client gets the page and its next request on the connection is answered`, async () => {
+      // larger than the tunnel's windows: most of it is still to come when the app's connection is reset
+      const upload = 'u'.repeat(48 << 20);
+      const got = await rawRequest(gw.port, `POST /reset-mid-upload HTTP/1.1\r\nHost: ${via}.test\r\nContent-Length: ${upload.length}\r\n\r\n${upload}GET /second HTTP/1.1\r\nHost: ${via}.test\r\n\r\n`, 4000);
+      assert.match(got, /^HTTP\/1\.1 502 /, JSON.stringify(got.slice(0, 200)));
+      assert.match(got, /HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nsecond$/, JSON.stringify(got.slice(-300)));
     });
   }
 });
