@@ -33,6 +33,18 @@ ${appExtra}
 `;
 }
 
+/**
+ * One app reached both ways, for tests that compare them: App (app.test) through a connector
+ * (one channel) and Ws (ws.test) direct, both with WebSockets and a 1 s backendTimeout.
+ */
+export async function startBothWays(url: string): Promise<{ gw: TestGateway; conn: ConnectorProcess }> {
+  const direct = `  - name: Ws\n    externalUrl: http://ws.test/\n    internalUrl: ${url}/\n    preAuth: passthrough\n    websockets: true\n    backendTimeout: 1s\n`;
+  const gw = await startHubGateway(gatewayYaml({ url }, '', `    backendTimeout: 1s\n${direct}`));
+  const conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+  await waitChannels(gw, 1);
+  return { gw, conn };
+}
+
 export async function startHubGateway(yaml: string, dir = tempDir()): Promise<TestGateway> {
   return startGateway(yaml, { dir, watch: false });
 }

@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { join } from 'node:path';
 import { eventually, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
+import { killConnector, startBothWays, type ConnectorProcess } from '../connector/support.js';
 
 const UPGRADE = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
@@ -90,16 +89,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
     // a sign-in redirect as an app writes it, naming its internal URL and host
     ANSWERS['/refused-redirect'] = { bytes: `HTTP/1.1 302 Found\r\nlocation: ${url}/login?next=%2Fchat\r\nrefresh: 0; url=${url}/login\r\nset-cookie: state=1; Domain=127.0.0.1; Path=/\r\ncontent-length: 0\r\n\r\n` };
     // App (app.test) goes through a connector, Ws (ws.test) is direct
-    const direct = `  - name: Ws
-    externalUrl: http://ws.test/
-    internalUrl: ${url}/
-    preAuth: passthrough
-    websockets: true
-    backendTimeout: 1s
-`;
-    gw = await startHubGateway(gatewayYaml({ url }, '', `    backendTimeout: 1s\n${direct}`));
-    conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
-    await waitChannels(gw, 1);
+    ({ gw, conn } = await startBothWays(url));
   });
   after(async () => {
     await killConnector(conn);

@@ -8,9 +8,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
-import { join } from 'node:path';
 import { eventually, sleep, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
+import { killConnector, startBothWays, type ConnectorProcess } from '../connector/support.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const UPGRADE = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n\r\n`;
@@ -68,10 +67,7 @@ describe('webSocketStall: a WebSocket whose app or client stopped taking bytes',
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(app.address() as net.AddressInfo).port}`;
     // App (app.test) goes through a connector, Ws (ws.test) is direct
-    const direct = `  - name: Ws\n    externalUrl: http://ws.test/\n    internalUrl: ${url}/\n    preAuth: passthrough\n    websockets: true\n    backendTimeout: 1s\n`;
-    gw = await startHubGateway(gatewayYaml({ url }, '', `    backendTimeout: 1s\n${direct}`));
-    conn = startConnector(join(gw.dir, 'conn'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
-    await waitChannels(gw, 1);
+    ({ gw, conn } = await startBothWays(url));
   });
   after(async () => {
     await killConnector(conn);

@@ -29,6 +29,20 @@ async function startIssuer(edit: (doc: Record<string, unknown>) => void): Promis
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
 }
 
+/** A gateway with one oidc app signing in at `issuer` (whose app is never reached). */
+const oidcAppYaml = (issuer: string) => `
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+identity: { issuer: ${issuer}, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: Web
+    externalUrl: http://web.test/
+    internalUrl: http://127.0.0.1:9/
+    preAuth: oidc
+`;
+
 describe('identity: a discovery document without usable endpoints', function () {
   this.timeout(20_000);
   const cases: [string, (d: Record<string, unknown>) => void, RegExp][] = [
@@ -52,18 +66,7 @@ describe('identity: a discovery document without usable endpoints', function () 
 
   async function expect503(edit: (d: Record<string, unknown>) => void, logged: RegExp): Promise<void> {
     const issuer = await startIssuer(edit);
-    const gw = await startGateway(`
-gateway:
-  publicUrl: http://gw.test
-  listen: { http: 127.0.0.1:0 }
-identity: { issuer: ${issuer.url}, clientId: drawbridge, clientSecret: s }
-session: { secrets: ["0123456789abcdef0123456789abcdef"] }
-apps:
-  - name: Web
-    externalUrl: http://web.test/
-    internalUrl: http://127.0.0.1:9/
-    preAuth: oidc
-`);
+    const gw = await startGateway(oidcAppYaml(issuer.url));
     try {
       const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
         http.get({ port: gw.port, host: '127.0.0.1', path: '/page', headers: { host: 'web.test', accept: 'text/html', 'sec-fetch-mode': 'navigate' } }, (r) => resolve(r.resume())).on('error', reject),
@@ -89,18 +92,6 @@ apps:
 
 describe('identity: a discovery document the gateway cannot use is a configuration error, said at start', function () {
   this.timeout(20_000);
-  const yaml = (issuer: string) => `
-gateway:
-  publicUrl: http://gw.test
-  listen: { http: 127.0.0.1:0 }
-identity: { issuer: ${issuer}, clientId: drawbridge, clientSecret: s }
-session: { secrets: ["0123456789abcdef0123456789abcdef"] }
-apps:
-  - name: Web
-    externalUrl: http://web.test/
-    internalUrl: http://127.0.0.1:9/
-    preAuth: oidc
-`;
   const cases: [string, (d: Record<string, unknown>) => void, string, RegExp][] = [
     // another tenant, or Entra's v1 issuer given for a v2 one
     ['an issuer that does not match identity.issuer', (d) => (d.issuer = 'https://login.example.test/other-tenant/v2.0'), '', /issuer/],
@@ -109,7 +100,7 @@ apps:
   for (const [what, edit, suffix, cause] of cases) {
     it(`${what}: an error naming identity.issuer as the gateway starts, before anyone signs in; requests get 503 logged as "cannot be used", not "cannot be reached"`, async () => {
       const issuer = await startIssuer(edit);
-      const gw = await startGateway(yaml(issuer.url + suffix));
+      const gw = await startGateway(oidcAppYaml(issuer.url + suffix));
       try {
         const line = await eventually(() => gw.logs.find((l) => l.level === 50 && String(l.msg).startsWith('identity.issuer: the discovery document cannot be used'))!);
         assert.equal(line.code, 'ERR_IDP_DISCOVERY_UNUSABLE');
@@ -133,7 +124,7 @@ apps:
     const issuer = await startIssuer(() => undefined);
     issuer.close();
     await sleep(50);
-    const gw = await startGateway(yaml(issuer.url));
+    const gw = await startGateway(oidcAppYaml(issuer.url));
     try {
       const line = await eventually(() => gw.logs.find((l) => String(l.msg).startsWith('the identity provider cannot be reached yet'))!);
       assert.equal(line.level, 40);
@@ -146,7 +137,7 @@ apps:
 
   it('a sound document: nothing logged about the provider at start', async () => {
     const issuer = await startIssuer(() => undefined);
-    const gw = await startGateway(yaml(issuer.url));
+    const gw = await startGateway(oidcAppYaml(issuer.url));
     try {
       await sleep(500);
       assert.deepEqual(gw.logs.filter((l) => (l.level as number) >= 40).map((l) => l.msg), []);
