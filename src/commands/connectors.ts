@@ -42,10 +42,13 @@ export async function connectorsCommand(args: string[]): Promise<number> {
     return 0;
   }
   const rows = [['ID', 'GROUP', 'VERSION', 'ADDRESS', 'TRANSPORT', 'CHANNELS', 'IN-FLIGHT', 'LAST SEEN', 'CERT EXPIRY']];
-  for (const c of list) rows.push([c.id, c.group, c.version, c.address, c.transport ?? '-', String(c.channels), String(c.inflight), c.lastSeen, c.certExpiry + (c.draining ? ' (draining)' : '')]);
+  // (a gateway older than the `active` field lists live connectors only)
+  const inactive = (c: ConnectorSummary): boolean => c.active === false;
+  for (const c of list) rows.push([c.id, c.group, c.version, c.address, c.transport ?? '-', String(c.channels), String(c.inflight), c.lastSeen + (inactive(c) ? ' (inactive)' : ''), c.certExpiry + (c.draining ? ' (draining)' : '')]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) process.stdout.write(r.map((v, i) => String(v).padEnd(widths[i])).join('  ').trimEnd() + '\n');
-  if (list.length === 0) process.stdout.write('(no connector is connected)\n');
+  if (list.length === 0) process.stdout.write('(no connector is connected, nor was one in the last 10 days since the gateway started)\n');
+  else if (list.every(inactive)) process.stdout.write('(no connector is connected)\n');
   return 0;
 }
 

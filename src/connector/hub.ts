@@ -30,7 +30,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { StreamWindows } from './streamWindow.js';
 import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
-import { ChannelRegistry, type Balancing, type Channel } from './registry.js';
+import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
@@ -594,8 +594,18 @@ export class ConnectorHub {
     }
   }
 
-  connectors(): ReturnType<ChannelRegistry['summary']> {
-    return this.registry.summary();
+  /**
+   * The live connectors and the inactive ones. A revoked connector is left out once its channels
+   * are closed: it can never connect again under that id, so "inactive" (which may come back)
+   * would be wrong; connectors.revoked is where it is listed.
+   */
+  connectors(): ConnectorSummary[] {
+    return this.registry.summary().filter((c) => c.active || !this.revoked.has(revokedForm(c.id)));
+  }
+
+  /** Live connectors and open channels per connector group of the live config, for /metrics. */
+  groupCounts(): Map<string, { connectors: number; channels: number }> {
+    return this.registry.groupCounts(this.targets.keys());
   }
 
   /** For tests and the admin endpoint: sessions that still exist */

@@ -50,14 +50,31 @@ export interface ConnectorSummary {
   lastSeen: string;
   certExpiry: string;
   draining: boolean;
+  /** false for a connector whose last channel closed, kept in the listing for a while (channels and inflight 0) */
+  active: boolean;
 }
+
+/**
+ * How long a connector whose last channel closed stays listed, as inactive, after it was last
+ * seen: Entra application proxy shows such a connector as inactive and removes it after 10 days.
+ */
+export const INACTIVE_KEPT_MS = 10 * 24 * 3600_000;
+/** at most this many are remembered, the longest gone forgotten first: connectors enrolled and dropped in a loop must not grow the gateway */
+export const INACTIVE_KEPT_MAX = 5000;
 
 export class ChannelRegistry {
   private readonly byGroup = new Map<string, Channel[]>();
   private rr = new Map<string, number>();
   balancing = new Map<string, Balancing>();
+  /** the last summary of each connector whose last channel closed, in the order they went */
+  private readonly inactive = new Map<string, ConnectorSummary>();
+  /** the latest last seen of the closed channels of connectors that still hold one */
+  private readonly closedSeen = new Map<string, number>();
+
+  constructor(private readonly keep = { ms: INACTIVE_KEPT_MS, max: INACTIVE_KEPT_MAX }) {}
 
   add(ch: Channel): void {
+    this.inactive.delete(ch.connectorId);
     const list = this.byGroup.get(ch.group) ?? [];
     list.push(ch);
     this.byGroup.set(ch.group, list);
@@ -67,8 +84,35 @@ export class ChannelRegistry {
     const list = this.byGroup.get(ch.group);
     if (!list) return;
     const i = list.indexOf(ch);
-    if (i >= 0) list.splice(i, 1);
+    if (i < 0) return;
+    const last = summarize(list.filter((c) => c.connectorId === ch.connectorId))[0]!;
+    list.splice(i, 1);
     if (list.length === 0) this.byGroup.delete(ch.group);
+    // Its channels close one by one: the last seen is the latest of them all, not of the last one closed.
+    const seen = Math.max(Date.parse(last.lastSeen), this.closedSeen.get(ch.connectorId) ?? 0);
+    if (last.channels > 1) return void this.closedSeen.set(ch.connectorId, seen);
+    this.closedSeen.delete(ch.connectorId);
+    this.remember({ ...last, lastSeen: new Date(seen).toISOString() });
+  }
+
+  /** A connector's last channel closed: it is listed as inactive until it connects again or is forgotten. */
+  private remember(last: ConnectorSummary): void {
+    this.inactive.delete(last.id);
+    this.inactive.set(last.id, { ...last, channels: 0, inflight: 0, draining: false, active: false });
+    for (const id of this.inactive.keys()) {
+      if (this.inactive.size <= this.keep.max) break;
+      this.inactive.delete(id);
+    }
+  }
+
+  /** Live connectors and open channels in each of `groups` (0 and 0 for a group with none). */
+  groupCounts(groups: Iterable<string>): Map<string, { connectors: number; channels: number }> {
+    const out = new Map<string, { connectors: number; channels: number }>();
+    for (const g of groups) {
+      const list = this.byGroup.get(g) ?? [];
+      out.set(g, { connectors: new Set(list.map((c) => c.connectorId)).size, channels: list.length });
+    }
+    return out;
   }
 
   /** how many channels the connector holds, in any state */
@@ -121,30 +165,38 @@ export class ChannelRegistry {
     return best;
   }
 
-  summary(): ConnectorSummary[] {
-    const out = new Map<string, ConnectorSummary>();
-    for (const c of this.all()) {
-      const s = out.get(c.connectorId) ?? {
-        id: c.connectorId,
-        group: c.group,
-        version: c.version,
-        address: c.address,
-        transport: c.transport,
-        channels: 0,
-        inflight: 0,
-        lastSeen: new Date(c.lastSeen).toISOString(),
-        certExpiry: c.certExpiry.toISOString(),
-        draining: false,
-      };
-      s.channels++;
-      s.inflight += c.inflight;
-      if (c.lastSeen > Date.parse(s.lastSeen)) s.lastSeen = new Date(c.lastSeen).toISOString();
-      if (c.certExpiry.getTime() > Date.parse(s.certExpiry)) s.certExpiry = c.certExpiry.toISOString();
-      s.draining ||= c.draining;
-      out.set(c.connectorId, s);
-    }
-    return [...out.values()].sort((a, b) => a.group.localeCompare(b.group) || a.id.localeCompare(b.id));
+  /** The live connectors and, as inactive, those whose last channel closed and that were last seen less than `keep.ms` ago. */
+  summary(now = Date.now()): ConnectorSummary[] {
+    for (const [id, s] of this.inactive) if (now - Date.parse(s.lastSeen) >= this.keep.ms) this.inactive.delete(id);
+    return [...summarize(this.all()), ...this.inactive.values()].sort((a, b) => a.group.localeCompare(b.group) || a.id.localeCompare(b.id));
   }
+}
+
+/** One summary per connector of these channels, in the order their first channels come. */
+function summarize(channels: Channel[]): ConnectorSummary[] {
+  const out = new Map<string, ConnectorSummary>();
+  for (const c of channels) {
+    const s = out.get(c.connectorId) ?? {
+      id: c.connectorId,
+      group: c.group,
+      version: c.version,
+      address: c.address,
+      transport: c.transport,
+      channels: 0,
+      inflight: 0,
+      lastSeen: new Date(c.lastSeen).toISOString(),
+      certExpiry: c.certExpiry.toISOString(),
+      draining: false,
+      active: true,
+    };
+    s.channels++;
+    s.inflight += c.inflight;
+    if (c.lastSeen > Date.parse(s.lastSeen)) s.lastSeen = new Date(c.lastSeen).toISOString();
+    if (c.certExpiry.getTime() > Date.parse(s.certExpiry)) s.certExpiry = c.certExpiry.toISOString();
+    s.draining ||= c.draining;
+    out.set(c.connectorId, s);
+  }
+  return [...out.values()];
 }
 
 /**

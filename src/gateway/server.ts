@@ -171,7 +171,10 @@ export class GatewayServer {
       this.audit = new AuditLog(join(this.started.stateDir, 'audit'), { metrics: this.metrics, logger: this.log, ...auditRetention(result.config) });
       for (const edge of [this.edges.http, this.edges.https]) edge.onDecision = (e) => void this.audit?.record(e);
       // The hub comes first: compiling an app behind a connector group needs it.
-      if (result.config.connectors) this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log);
+      if (result.config.connectors) {
+        const hub = (this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log));
+        this.metrics.connectorCounts = () => hub.groupCounts();
+      }
       gen = await compile(result.config, hash, this.compileDeps(result));
       this.holder.swap(gen);
       this.metrics.generation.set(gen.id);

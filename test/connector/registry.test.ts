@@ -53,4 +53,35 @@ describe('channel registry', () => {
     a3.inflight = 1;
     assert.equal(reg.pick('g')!.key, 'b1', 'a has 3 in flight, b 2');
   });
+
+  it('keeps a connector whose last channel closed as inactive until it is back, 10 days pass, or more than the cap went', () => {
+    const day = 24 * 3600_000;
+    const reg = new ChannelRegistry({ ms: 10 * day, max: 2 });
+    const session = { closed: false, destroyed: false } as never;
+    const mk = (key: string, id: string, lastSeen: number) => ({ key, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight: 1, streams: 1, windows: undefined as never, lastSeen, ready: true, draining: true, missedPings: 0, terminate() {} });
+    const t0 = Date.parse('2026-01-01T00:00:00Z');
+    const a1 = mk('a1', 'a', t0 + 5000);
+    const a2 = mk('a2', 'a', t0);
+    for (const c of [a1, a2]) reg.add(c);
+    reg.remove(a1);
+    reg.remove(a1);
+    assert.deepEqual(reg.summary(t0).map((c) => [c.id, c.channels, c.active]), [['a', 1, true]]);
+    reg.remove(a2);
+    const [gone] = reg.summary(t0);
+    assert.deepEqual([gone.channels, gone.inflight, gone.active, gone.draining, gone.lastSeen], [0, 0, false, false, new Date(t0 + 5000).toISOString()], 'the latest of its channels');
+    assert.equal(reg.summary(t0 + 10 * day).length, 1);
+    assert.deepEqual(reg.summary(t0 + 10 * day + 5000), [], 'forgotten 10 days after it was last seen');
+
+    reg.add(a2);
+    reg.remove(a2);
+    reg.add(a1);
+    assert.deepEqual(reg.summary(t0).map((c) => [c.id, c.active]), [['a', true]], 'back: one live row');
+    reg.remove(a1);
+    for (const id of ['b', 'c']) {
+      const ch = mk(id, id, t0);
+      reg.add(ch);
+      reg.remove(ch);
+    }
+    assert.deepEqual(reg.summary(t0).map((c) => c.id), ['b', 'c'], 'the longest gone forgotten first');
+  });
 });
