@@ -430,8 +430,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         if (dropped) warn(at('headers', 'identity', h), dropped);
       }
     }
-    if (preAuth === 'oidc') sameSiteNoneDowngrades(a, i, ext);
-    if (preAuth === 'oidc') insecureOnHttps(a, i, ext);
+    if (preAuth === 'oidc') {
+      sameSiteNoneDowngrades(a, i, ext);
+      insecureOnHttps(a, i, ext);
+    }
     if (isObj(a.cookies)) {
       cookieLifetime(at('cookies', 'lifetime'), a.cookies.lifetime);
       cookieName(at('cookies', 'name'), a.cookies.name);

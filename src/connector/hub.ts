@@ -30,7 +30,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { StreamWindows } from './streamWindow.js';
 import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
-import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary } from './registry.js';
+import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary, type GroupCounts } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
 
@@ -604,7 +604,7 @@ export class ConnectorHub {
   }
 
   /** Live connectors and open channels per connector group of the live config, for /metrics. */
-  groupCounts(): Map<string, { connectors: number; channels: number }> {
+  groupCounts(): Map<string, GroupCounts> {
     return this.registry.groupCounts(this.targets.keys());
   }
 

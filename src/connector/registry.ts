@@ -62,6 +62,12 @@ export const INACTIVE_KEPT_MS = 10 * 24 * 3600_000;
 /** at most this many are remembered, the longest gone forgotten first: connectors enrolled and dropped in a loop must not grow the gateway */
 export const INACTIVE_KEPT_MAX = 5000;
 
+/** live connectors and their open channels in one connector group */
+export interface GroupCounts {
+  connectors: number;
+  channels: number;
+}
+
 export class ChannelRegistry {
   private readonly byGroup = new Map<string, Channel[]>();
   private rr = new Map<string, number>();
@@ -106,8 +112,8 @@ export class ChannelRegistry {
   }
 
   /** Live connectors and open channels in each of `groups` (0 and 0 for a group with none). */
-  groupCounts(groups: Iterable<string>): Map<string, { connectors: number; channels: number }> {
-    const out = new Map<string, { connectors: number; channels: number }>();
+  groupCounts(groups: Iterable<string>): Map<string, GroupCounts> {
+    const out = new Map<string, GroupCounts>();
     for (const g of groups) {
       const list = this.byGroup.get(g) ?? [];
       out.set(g, { connectors: new Set(list.map((c) => c.connectorId)).size, channels: list.length });

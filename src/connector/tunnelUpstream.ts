@@ -202,6 +202,8 @@ export class TunnelUpstream implements Upstream {
       // read the whole upload: the rest is read and dropped. Left unread, the client, still
       // sending, never read the answer, and its next request on the connection waited behind it
       // until Node reset the connection 5 s later.
+      // (Not body.destroy(), which drains the client too: the body must go on watching the
+      // client's connection, whose close is what frees the tunnel stream of an answered upload.)
       const dropRestOfBody = () => {
         if (body && !req.complete) body.unpipe(upReq).resume();
       };

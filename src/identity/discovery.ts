@@ -73,13 +73,14 @@ function causeText(e: unknown): string {
 }
 
 /**
- * A token request that did not get a complete answer from the provider (refused, reset, cut
- * short, DNS, the 5 s limit: providerFetch.ts) or got a 5xx: an outage, not a bad sign-in
- * response.
+ * A request to the provider (discovery, the token endpoint) that got no complete answer
+ * (refused, reset, cut short, DNS, the 5 s limit: providerFetch.ts), an answer over 1 MiB
+ * (something on the provider's path, not a document to parse), a 5xx or a 429: an outage, not
+ * a verdict on the request.
  */
-function providerUnreachable(e: unknown): boolean {
+function providerOutage(e: unknown): boolean {
   const err = e as { code?: string; cause?: unknown };
-  if (causes(e).some((c) => c instanceof ProviderNoAnswer)) return true;
+  if (causes(e).some((c) => c instanceof ProviderNoAnswer || c instanceof ProviderAnswerTooLarge)) return true;
   return err?.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && err.cause instanceof Response && (err.cause.status >= 500 || err.cause.status === 429);
 }
 
@@ -88,13 +89,12 @@ const LATER_ERRORS = new Set(['temporarily_unavailable', 'server_error']);
 
 /**
  * Why the token endpoint's answer is an outage rather than a verdict on this sign-in, or
- * undefined: no complete answer or a 5xx; an answer that is no token response at all (a proxy's
- * HTML maintenance page, JSON cut short, over 1 MiB), which said "could not be verified" and
- * dropped the login cookie though a reload would finish; an OAuth error that asks to be tried later.
+ * undefined: a provider outage (above); an answer that is no token response at all (a proxy's
+ * HTML maintenance page, JSON cut short), which said "could not be verified" and dropped the
+ * login cookie though a reload would finish; an OAuth error that asks to be tried later.
  */
 function tokenOutage(e: unknown): string | undefined {
-  if (providerUnreachable(e)) return causeText(e);
-  if (causes(e).some((c) => c instanceof ProviderAnswerTooLarge)) return causeText(e);
+  if (providerOutage(e)) return causeText(e);
   const err = e as { code?: string; error?: unknown; cause?: unknown };
   if (err?.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && err.cause instanceof Response) return `the token endpoint answered ${err.cause.status} with ${err.cause.headers.get('content-type') ?? 'no content-type'}, not a token response`;
   if (err?.code === 'OAUTH_PARSE_ERROR' && causes(e).some((c) => /"response" body as JSON/.test(String((c as Error).message)))) return 'the token endpoint answered with a body that is not JSON';
@@ -209,8 +209,7 @@ export class OidcClient {
       checkEndpoints(c.serverMetadata(), issuer);
       return c;
     } catch (e) {
-      // (an answer over 1 MiB is something on the provider's path, not its document: an outage)
-      if (providerUnreachable(e) || causes(e).some((c) => c instanceof ProviderAnswerTooLarge)) throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
+      if (providerOutage(e)) throw new ProviderUnavailableError(this.opts.issuer, causeText(e));
       throw new DiscoveryUnusableError(this.opts.issuer, causeText(e));
     }
   }

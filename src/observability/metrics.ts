@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GroupCounts } from '../connector/registry.js';
 
 /** Process-wide metrics; one registry per gateway so tests can run several. */
 export class Metrics {
@@ -14,10 +15,8 @@ export class Metrics {
   readonly unhandledRejections: Counter;
   readonly auditWritable: Gauge;
   readonly tlsCertificateExpiry: Gauge;
-  readonly connectors: Gauge<'group'>;
-  readonly connectorChannels: Gauge<'group'>;
   /** the connector hub's counts per configured group, read at each scrape (none without a hub) */
-  connectorCounts: () => Map<string, { connectors: number; channels: number }> = () => new Map();
+  connectorCounts: () => Map<string, GroupCounts> = () => new Map();
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
   private readonly decisionCounts = new LabelCounts<'app' | 'decision'>();
 
@@ -58,9 +57,10 @@ export class Metrics {
     this.unhandledRejections = new Counter({ name: 'drawbridge_unhandled_rejections_total', help: 'Promises that failed with nothing to handle them: each is a defect (logged at error level with its stack); the gateway kept serving.', registers: [this.registry] });
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
     this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [this.registry] });
-    const counts = (): Map<string, { connectors: number; channels: number }> => this.connectorCounts();
-    this.connectors = groupGauge(this.registry, 'drawbridge_connectors', 'Connectors with an open channel, by connector group of the config (0 for a group with none: its apps get 504).', counts, 'connectors');
-    this.connectorChannels = groupGauge(this.registry, 'drawbridge_connector_channels', 'Open connector channels, by connector group of the config.', counts, 'channels');
+    // (read through the field at each scrape: the gateway sets it once its hub runs)
+    const counts = () => this.connectorCounts();
+    groupGauge(this.registry, 'drawbridge_connectors', 'Connectors with an open channel, by connector group of the config (0 for a group with none: its apps get 504).', counts, 'connectors');
+    groupGauge(this.registry, 'drawbridge_connector_channels', 'Open connector channels, by connector group of the config.', counts, 'channels');
   }
 
   /** One finished request (drawbridge_requests_total). */
@@ -75,8 +75,8 @@ export class Metrics {
 }
 
 /** A gauge per connector group, read at the scrape and reset first: a group the config dropped goes from the output. */
-function groupGauge(registry: Registry, name: string, help: string, counts: () => Map<string, { connectors: number; channels: number }>, field: 'connectors' | 'channels'): Gauge<'group'> {
-  return new Gauge({
+function groupGauge(registry: Registry, name: string, help: string, counts: () => Map<string, GroupCounts>, field: keyof GroupCounts): void {
+  new Gauge({
     name,
     help,
     labelNames: ['group'],
