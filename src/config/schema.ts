@@ -131,6 +131,7 @@ function cookieKeys(forApp: boolean) {
     httpOnly: Type.Optional(Type.Boolean(d(true, 'Hide the cookie from scripts.'))),
     secure: Type.Optional(Type.Boolean(d(true, 'Send the cookie over HTTPS only.'))),
     persistent: Type.Optional(Type.Boolean(d(false, 'false: a session cookie the browser drops on close; true: kept until it expires.'))),
+    endWithIdToken: Type.Optional(Type.Boolean(d(false, "true: a session also ends when the ID token of its sign-in expires (as Entra application proxy's cookie does), so the browser goes back to the identity provider, silently while the provider's own session lasts, and groups, claims and a disabled account are read again; a session still lasts at least a minute. false: the session lasts `lifetime`, whatever the token says."))),
     sameSite: Type.Optional(Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], d('lax', 'SameSite attribute of the session cookie.'))),
   };
 }

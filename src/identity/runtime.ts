@@ -38,6 +38,8 @@ export interface AppIdentity {
   /** as configured; effective only on https */
   secure: boolean;
   persistent: boolean;
+  /** the session ends no later than the sign-in's ID token (session.cookie.endWithIdToken) */
+  endWithIdToken: boolean;
   sameSite: 'lax' | 'strict' | 'none';
   audience?: string;
   requiredScopes: readonly string[];
@@ -123,6 +125,7 @@ export class IdentityRuntime {
       httpOnly: base.httpOnly ?? true,
       secure: base.secure ?? true,
       persistent: base.persistent ?? false,
+      endWithIdToken: base.endWithIdToken ?? false,
       sameSite: base.sameSite ?? 'lax',
       audience: app.audience,
       requiredScopes: Object.freeze([...(app.requiredScopes ?? [])]),

@@ -61,18 +61,19 @@ export function cookieFor(app: AppIdentity, protocol: 'http' | 'https'): { name:
   return { name, attrs: { path: app.prefix, httpOnly: app.httpOnly, secure, sameSite: app.sameSite === 'none' && !secure ? 'lax' : app.sameSite } };
 }
 
-export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', claims: Record<string, unknown>): Promise<{ setCookie: string; identity: Identity }> {
+export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', claims: Record<string, unknown>): Promise<{ setCookie: string; identity: Identity; tokenLeftSec?: number }> {
   const now = Math.floor(rt.now() / 1000);
   const user = userFromClaims(claims, rt.claimNames);
   if (!user) throw new Error('the ID token names no user');
   const { groups, incomplete } = groupsFromClaims(claims, rt.claimNames.groups);
   const kept: Record<string, unknown> = {};
   for (const k of rt.sessionClaims) if (claims[k] !== undefined) kept[k] = claims[k];
-  const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(rt, app, host), u: user, g: groups, c: kept, iat: now, exp: now + app.lifetimeSec };
+  const { sec: lasts, tokenLeftSec } = sessionLength(app, now, claims);
+  const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(rt, app, host), u: user, g: groups, c: kept, iat: now, exp: now + lasts };
   if (rt.configClaims.length) payload.k = [...rt.configClaims];
   if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
-  const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: app.lifetimeSec } : {}) };
+  const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: lasts } : {}) };
   let value = await rt.sessions.seal(payload);
   let header = serializeCookie(name, value, cookieAttrs);
   if (header.length > MAX_COOKIE_BYTES) {
@@ -89,7 +90,25 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
       throw new SessionTooLargeError(`the session for ${user} needs ${header.length} bytes, more than a browser keeps (${tooLarge === 'claims' ? `its claims alone need ${bare.length}` : `${payload.g.length} groups the rules name`})`, tooLarge);
     }
   }
-  return { setCookie: header, identity: toIdentity(payload) };
+  return { setCookie: header, identity: toIdentity(payload), ...(tokenLeftSec !== undefined ? { tokenLeftSec } : {}) };
+}
+
+/**
+ * A session that ends with its ID token still lasts this long: a token with seconds left, or a
+ * gateway clock ahead of the provider's by more than the token's life, would otherwise make a
+ * session that is over before the browser comes back, and a sign-in loop.
+ */
+export const MIN_TOKEN_BOUND_SESSION_SEC = 60;
+
+/**
+ * Seconds the new session lasts: `lifetime`, or less where it ends with the ID token; with
+ * `tokenLeftSec` where the token had less than the minimum left (the caller says so in the log).
+ */
+function sessionLength(app: AppIdentity, now: number, claims: Record<string, unknown>): { sec: number; tokenLeftSec?: number } {
+  if (!app.endWithIdToken || typeof claims.exp !== 'number') return { sec: app.lifetimeSec };
+  const left = Math.floor(claims.exp) - now;
+  if (left >= MIN_TOKEN_BOUND_SESSION_SEC) return { sec: Math.min(app.lifetimeSec, left) };
+  return { sec: Math.min(app.lifetimeSec, MIN_TOKEN_BOUND_SESSION_SEC), tokenLeftSec: left };
 }
 
 function toIdentity(p: SessionPayload): Identity {

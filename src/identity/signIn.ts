@@ -24,7 +24,7 @@ import { providerRefusal } from './providerError.js';
 import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
-import { clearSessionCookie, createSessionCookie, readSession, revokeSession, SessionTooLargeError } from './session.js';
+import { clearSessionCookie, createSessionCookie, MIN_TOKEN_BOUND_SESSION_SEC, readSession, revokeSession, SessionTooLargeError } from './session.js';
 
 const HOST_HEADER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
@@ -202,6 +202,7 @@ const callbackHandler =
       return fail(401, 'The sign-in did not name a user.', (e as Error).message, [clear]);
     }
     log.info({ correlationId: ctx.id, app: app.name, user: session.identity.user, acr: claims.acr, amr: claims.amr }, 'signed in');
+    if (session.tokenLeftSec !== undefined) log.warn({ correlationId: ctx.id, app: app.name, user: session.identity.user, idTokenExpiresInSec: session.tokenLeftSec }, `the ID token expires in ${session.tokenLeftSec} s by the gateway's clock, so the session that ends with it (endWithIdToken) lasts ${MIN_TOKEN_BOUND_SESSION_SEC} s: check the provider's ID token lifetime, and the two clocks`);
     ctx.record({ app: app.name, decision: 'sign-in', user: session.identity.user, reasons: signInFacts(claims) });
     const target = safeReturnUrl(st.r, { origin, prefix: app.prefix });
     // A SameSite=Strict cookie is not sent on a redirect chain that started at the provider (another

@@ -34,7 +34,7 @@ describe('identity: session cookies', function () {
   });
 
   describe('cookie attributes', () => {
-    const app = { name: 'A', externalUrl: 'https://a.test/', prefix: '/', cookieName: 'drawbridge_session', lifetimeSec: 60, httpOnly: true, secure: true, persistent: false, sameSite: 'lax' as const, requiredScopes: [], forwardToken: false };
+    const app = { name: 'A', externalUrl: 'https://a.test/', prefix: '/', cookieName: 'drawbridge_session', lifetimeSec: 60, httpOnly: true, secure: true, persistent: false, endWithIdToken: false, sameSite: 'lax' as const, requiredScopes: [], forwardToken: false };
     it('__Host- prefix at the host root over https; a path-scoped plain name under a prefix; never Secure over http', () => {
       assert.deepEqual(cookieFor(app, 'https'), { name: '__Host-drawbridge_session', attrs: { path: '/', httpOnly: true, secure: true, sameSite: 'lax' } });
       assert.deepEqual(cookieFor({ ...app, prefix: '/app/' }, 'https'), { name: 'drawbridge_session', attrs: { path: '/app/', httpOnly: true, secure: true, sameSite: 'lax' } });
@@ -250,6 +250,70 @@ describe('identity: session cookies', function () {
       assert.match(flow.res.body, /claims about your account \(such as its name\) too large/);
       assert.doesNotMatch(flow.res.body, /groups/);
       assert.ok(s.gw.logs.some((l) => String(l.reason).includes('its claims alone need')), 'the log gives the sizes');
+    });
+  });
+
+  describe('a session that ends with its ID token (endWithIdToken)', () => {
+    const apps = (b: string) => `${defaultApps(b)}
+  - name: Tok
+    externalUrl: http://app.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    cookies: { endWithIdToken: true, persistent: true }
+  - name: TokShort
+    externalUrl: http://other.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+    cookies: { endWithIdToken: true, lifetime: 2m, persistent: true }
+`;
+    /** signs bob in at `host`; the session's Max-Age and its end in seconds from now, as /.drawbridge/me says it */
+    async function signIn(st: Stack, host: string): Promise<{ maxAge?: number; endsInSec: number; res: number }> {
+      const b = new Browser();
+      const flow = await b.browse(`${st.origin(host)}/`, { user: 'bob', password: 'bob-pw' });
+      const set = b.setCookies.find((c) => /^drawbridge_session=[^;]/.test(c))!;
+      const me = await b.get(`${st.origin(host)}/.drawbridge/me`, { accept: 'application/json' });
+      assert.equal(me.status, 200, me.body);
+      const m = /Max-Age=(\d+)/.exec(set);
+      return { ...(m ? { maxAge: Number(m[1]) } : {}), endsInSec: (Date.parse(JSON.parse(me.body).expires) - Date.now()) / 1000, res: flow.res.status };
+    }
+    const near = (actual: number, expected: number, what: string) => assert.ok(Math.abs(actual - expected) <= 5, `${what}: ${actual}, expected about ${expected}`);
+
+    it("ends when the sign-in's ID token does, or at the lifetime if that comes first; other apps keep the configured lifetime", async () => {
+      const st = await startStack({ apps, idTokenTtlSec: 600 });
+      try {
+        const tok = await signIn(st, 'app');
+        assert.equal(tok.res, 200);
+        near(tok.endsInSec, 600, 'the session ends with the 10-minute ID token');
+        near(tok.maxAge!, 600, 'and the persistent cookie with it');
+        const short = await signIn(st, 'other');
+        near(short.endsInSec, 120, 'lifetime 2m comes before the token');
+        near(short.maxAge!, 120, 'Max-Age');
+        const plain = await signIn(st, 'web');
+        near(plain.endsInSec, 8 * 3600, 'an app without the key: 8 h whatever the token says');
+        assert.equal(plain.maxAge, undefined, 'a browser-session cookie');
+        assert.equal(st.gw.logs.filter((l) => l.level === 40 && /endWithIdToken/.test(String(l.msg))).length, 0);
+      } finally {
+        await st.stop();
+      }
+    });
+
+    it('still lasts a minute when the token has less left, and the log says why', async () => {
+      const st = await startStack({ apps, idTokenTtlSec: 20 });
+      try {
+        const tok = await signIn(st, 'app');
+        assert.equal(tok.res, 200, 'no sign-in loop');
+        near(tok.endsInSec, 60, 'at least a minute');
+        near(tok.maxAge!, 60, 'Max-Age');
+        const warned = st.gw.logs.filter((l) => l.level === 40 && /endWithIdToken/.test(String(l.msg)));
+        assert.equal(warned.length, 1);
+        assert.equal(warned[0]!.app, 'Tok');
+        assert.equal(warned[0]!.user, 'bob');
+        assert.ok(typeof warned[0]!.correlationId === 'string');
+        assert.ok((warned[0]!.idTokenExpiresInSec as number) <= 20 && (warned[0]!.idTokenExpiresInSec as number) >= 15, String(warned[0]!.idTokenExpiresInSec));
+        assert.match(String(warned[0]!.msg), /lasts 60 s: check the provider's ID token lifetime, and the two clocks/);
+      } finally {
+        await st.stop();
+      }
     });
   });
 });

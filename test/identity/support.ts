@@ -35,6 +35,7 @@ export interface StackOptions {
   /** more keys of the identity: section, indented by two spaces */
   identityYaml?: string;
   accessTokenTtlSec?: number;
+  idTokenTtlSec?: number;
   audiences?: { audience: string; scopes: string[] }[];
   users?: DemoUser[];
   /** false: the config file is read only on reload(), so a test's explicit reload is the one that applies its edit */
@@ -99,6 +100,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     ],
     onOneTimeCode: (u, c) => codes.set(u, c),
     accessTokenTtlSec: opts.accessTokenTtlSec,
+    idTokenTtlSec: opts.idTokenTtlSec,
   });
   const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml), { ...(opts.watch === false ? { watch: false } : {}), ...(opts.compileHooks ? { compileHooks: opts.compileHooks } : {}) });
   const origin = (host: string) => `http://${host}.localhost:${gw.port}`;

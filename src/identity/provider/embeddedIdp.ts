@@ -44,6 +44,8 @@ export interface EmbeddedIdpOptions {
   /** where the one-time codes go (the console in the demo) */
   onOneTimeCode?: (user: string, code: string) => void;
   accessTokenTtlSec?: number;
+  /** ID token lifetime (default 1 h) */
+  idTokenTtlSec?: number;
   /** accept any http://<loopback host>:<port>/.drawbridge/callback (the demo, where apps change while it runs) */
   allowLoopbackCallbacks?: boolean;
 }
@@ -315,7 +317,7 @@ export class EmbeddedIdp {
           ...(user ? { preferred_username: user.username, name: user.name, email: user.email, groups: user.groups, ...(grant?.amr ? { amr: grant.amr } : {}), ...(grant?.acr ? { acr: grant.acr } : {}), ...user.claims } : {}),
         };
       },
-      ttl: { AccessToken: ttl, ClientCredentials: ttl, IdToken: 3600, Interaction: 600, Session: 86400, Grant: 86400, AuthorizationCode: 60 },
+      ttl: { AccessToken: ttl, ClientCredentials: ttl, IdToken: this.opts.idTokenTtlSec ?? 3600, Interaction: 600, Session: 86400, Grant: 86400, AuthorizationCode: 60 },
       renderError: async (ctx: any, out: Record<string, string>) => {
         ctx.type = 'html';
         ctx.body = page('Sign-in error', `<p>${esc(out.error ?? 'error')}: ${esc(out.error_description ?? '')}</p>`);
