@@ -93,6 +93,8 @@ describe('identity: browser sign-in through the embedded provider (HTTP client)'
       [`${s.origin('web')}/orders/form?draft=1`, '/orders/form?draft=1'],
       ['https://elsewhere.test/orders/form', '/orders/new?step=2'],
       [`${s.origin('web')}/.drawbridge/sign-out`, '/'],
+      // a same-origin page whose path begins with two slashes is not made into a link
+      [`${s.origin('web')}//elsewhere.test/x`, '/orders/new?step=2'],
     ]) {
       const fromPage = await new Browser().send('POST', `${s.origin('web')}/orders/new?step=2`, { ...nav, referer }, 'qty=3');
       assert.equal(fromPage.status, 401);
@@ -242,6 +244,25 @@ describe('identity: sign-out and me for apps under a path prefix (HTTP client)',
     o = s.origin('app');
   });
   after(async () => s?.stop());
+
+  it("a form posted without a session from a page of another app on the host gets a link back to the form's own app, not a sign-in to the other", async () => {
+    const nav = { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'content-type': 'application/x-www-form-urlencoded' };
+    const linkOf = (body: string) => /<a href="([^"]+)">Sign in again<\/a>/.exec(body)?.[1]?.replace(/&#(\d+);/g, (_, c) => String.fromCharCode(Number(c)));
+    for (const [referer, back] of [
+      [`${o}/a/form`, '/orders'],
+      [`${o}/root-page`, '/root-page'],
+    ]) {
+      const res = await new Browser().send('POST', `${o}/orders`, { ...nav, referer }, 'qty=1');
+      assert.equal(res.status, 401);
+      assert.equal(linkOf(res.body), `/.drawbridge/sign-in?returnUrl=${encodeURIComponent(back!)}`, referer);
+    }
+    // and the link signs in to the app that got the form, landing back on it
+    const b = new Browser();
+    const res = await b.send('POST', `${o}/orders`, { ...nav, referer: `${o}/a/form` }, 'qty=1');
+    const { url } = await b.browse(`${o}${linkOf(res.body)}`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(url, `${o}/orders`);
+    assert.equal((await b.get(`${o}/.drawbridge/me`, { accept: 'application/json' })).json().app, 'Home');
+  });
 
   /** bob's session for the app at `prefix`, in a browser of its own */
   async function signedIn(prefix: string): Promise<{ b: Browser; cookie: string }> {

@@ -167,7 +167,10 @@ class OidcStage implements Stage {
   /**
    * The page of this app that sent the form (its Referer), where the sign-in link comes back
    * to: the form's own target, opened again as a link, is a GET that many apps answer with 405.
-   * Another origin's page, or none sent (a no-referrer policy), leaves the form's target.
+   * Another origin's page, or none sent (a no-referrer policy), leaves the form's target. So
+   * does a page of another app on this host (under a longer prefix): its link would sign in to
+   * that app, and the form would get this page again. A path that starts with `//` is never
+   * made into a link, whatever checks the sign-in itself makes.
    */
   private formPage(ctx: RequestContext): string | undefined {
     const origin = originOf(ctx.protocol, ctx.headers.host);
@@ -181,6 +184,7 @@ class OidcStage implements Stage {
     }
     if (from.origin !== origin) return undefined;
     const back = new URL(safeReturnUrl(referer, { origin, prefix: this.app.prefix }));
+    if (back.pathname.startsWith('//') || this.rt.appNameAt(ctx.host, back.pathname) !== this.app.name) return undefined;
     return back.pathname + back.search;
   }
 
