@@ -139,6 +139,10 @@ export function relayWebSocket(client: Duplex, app: Duplex, appHead: Buffer): vo
   app.on('end', appClosed);
   app.on('close', appClosed);
   client.on('close', () => app.destroy());
+  // A client's FIN ends the WebSocket, close frame or not: nothing more can come from it. The
+  // pipe passes the FIN on, and an app that does not close on it (not every server does)
+  // would hold both connections, the client's half-closed, for as long as it runs.
+  client.once('end', () => setTimeout(() => void (client.destroy(), app.destroy()), CLOSE_ANSWER_MS).unref());
   // (the client's end is appClosed's: a close frame may have to go before it)
   app.pipe(client, { end: false });
   client.pipe(app);

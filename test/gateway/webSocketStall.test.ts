@@ -2,7 +2,7 @@
  * A relayed WebSocket one side of which stopped taking bytes (webSocketStall.ts), direct and
  * through a connector: the app's backendTimeout (1 s here) ends it, the app's connection
  * included, whether the client is still there or left; a quiet WebSocket and a slow reader
- * that keeps taking bytes are left alone. A raw TCP app answers each handshake as its path
+ * that keeps taking bytes are left alone; a client's FIN frees an app that would hold on. A raw TCP app answers each handshake as its path
  * says, so it can stop reading, which no WebSocket library lets an app do on purpose.
  */
 import assert from 'node:assert/strict';
@@ -28,7 +28,9 @@ describe('webSocketStall: a WebSocket whose app or client stopped taking bytes',
   const appSockets: { path: string; socket: net.Socket; closed: boolean; received: number }[] = [];
 
   before(async () => {
-    app = net.createServer((s) => {
+    // allowHalfOpen: /halfopen keeps its side open after the client's FIN, as some servers do;
+    // every other path ends with it, as Node's default would
+    app = net.createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined);
       let head = '';
       const onHead = (c: Buffer) => {
@@ -39,6 +41,12 @@ describe('webSocketStall: a WebSocket whose app or client stopped taking bytes',
         const entry = { path, socket: s, closed: false, received: 0 };
         appSockets.push(entry);
         s.on('close', () => (entry.closed = true));
+        if (path !== '/halfopen') s.on('end', () => s.end());
+        // /halfopen pings every 200 ms: it is how it would notice its connection closed
+        else {
+          const heartbeat = setInterval(() => s.write(Buffer.from([0x89, 0])), 200);
+          s.once('close', () => clearInterval(heartbeat));
+        }
         s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${ACCEPT}\r\n\r\n`);
         // /deaf reads nothing more but pings every 200 ms (a server's heartbeat: it is how it
         // notices its connection closed); /firehose sends frames for as long as it may; /quiet
@@ -155,6 +163,13 @@ describe('webSocketStall: a WebSocket whose app or client stopped taking bytes',
       await eventually(() => c.appSide.closed, 8000);
       assert.equal(closedLine(c.correlationId)?.msg, "WebSocket closed: the client took none of the app's bytes for 1 s");
       await eventually(() => c.client.closed || c.socket.readableLength > 0, 2000);
+    });
+
+    it(`${via}: a client that ends its side (FIN) frees both connections, though the app keeps its own open`, async () => {
+      const c = await openRaw(host, '/halfopen');
+      c.socket.end();
+      await eventually(() => c.appSide.closed, 5000);
+      await eventually(() => c.client.closed, 2000);
     });
 
     it(`${via}: a quiet WebSocket and a slow reader that keeps taking bytes stay open past backendTimeout`, async () => {
