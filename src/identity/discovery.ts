@@ -7,7 +7,7 @@
 import * as oidc from 'openid-client';
 import type { Logger } from 'pino';
 import { DrawbridgeError } from '../errors.js';
-import { ProviderAnswerTooLarge, ProviderNoAnswer, providerFetch } from './providerFetch.js';
+import { ProviderAnswerTooLarge, ProviderAnswerUnusable, ProviderNoAnswer, providerFetch } from './providerFetch.js';
 
 export class ProviderUnavailableError extends DrawbridgeError {
   constructor(issuer: string, cause: string, code = 'ERR_IDP_UNAVAILABLE', message = `the identity provider ${issuer} cannot be reached: ${cause}`) {
@@ -68,7 +68,7 @@ function causes(e: unknown): unknown[] {
 
 /** What went wrong, in the words of our own fetch when it was that (openid-client's wrapper says "something went wrong"). */
 function causeText(e: unknown): string {
-  const ours = causes(e).find((c) => c instanceof ProviderNoAnswer || c instanceof ProviderAnswerTooLarge);
+  const ours = causes(e).find((c) => c instanceof ProviderNoAnswer || c instanceof ProviderAnswerTooLarge || c instanceof ProviderAnswerUnusable);
   return ((ours ?? e) as Error).message;
 }
 

@@ -26,6 +26,11 @@ export class ProviderAnswerTooLarge extends Error {
   readonly code = 'ERR_IDP_ANSWER_TOO_LARGE';
 }
 
+/** The provider answered with something no request of the gateway's can use: a redirect, a status outside HTTP's. Not an outage. */
+export class ProviderAnswerUnusable extends Error {
+  readonly code = 'ERR_IDP_ANSWER_UNUSABLE';
+}
+
 export interface TextAnswer {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -71,6 +76,14 @@ export const providerFetch: CustomFetch = async (url, options) => {
   const body = b === undefined || b === null ? undefined : typeof b === 'string' || b instanceof Uint8Array ? b : b instanceof URLSearchParams ? b.toString() : b instanceof ArrayBuffer ? new Uint8Array(b) : undefined;
   if (b && body === undefined) throw new TypeError('providerFetch: a streamed request body is not supported');
   const answer = await requestText(url, { method: options.method, headers: Object.fromEntries(new Headers(options.headers as HeadersInit).entries()), body });
+  // Said here in the provider's terms: openid-client reports a redirect as an unexpected status
+  // with neither, and a status fetch cannot represent (600, 199) as "something went wrong".
+  const where = String(url).split('?')[0];
+  if (answer.status >= 300 && answer.status < 400) {
+    const to = [answer.headers.location ?? []].flat()[0];
+    throw new ProviderAnswerUnusable(`${where} answered ${answer.status}, a redirect${to ? ` to ${to.slice(0, 200)}` : ''}, which the gateway does not follow: give the address the provider answers at`);
+  }
+  if (answer.status < 200 || answer.status > 599) throw new ProviderAnswerUnusable(`${where} answered with status ${answer.status}, which is no HTTP answer`);
   const headers = new Headers();
   for (const [k, v] of Object.entries(answer.headers)) for (const one of [v ?? []].flat()) headers.append(k, one);
   return new Response(NULL_BODY.has(answer.status) ? null : new Uint8Array(answer.body), { status: answer.status, headers });

@@ -8,10 +8,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { eventually, request, sleep, startGateway } from '../support/harness.js';
 
-/** A provider that publishes only a discovery document, `edit` applied to a sound one. */
+/** A provider that publishes only a discovery document, `edit` applied to a sound one; `/status/N` answers N, `/moved` redirects. */
 async function startIssuer(edit: (doc: Record<string, unknown>) => void): Promise<{ url: string; close(): void }> {
   const server = http.createServer((req, res) => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const status = /^\/status\/(\d+)\//.exec(req.url!)?.[1];
+    if (status) return void res.writeHead(Number(status)).end('{}');
+    if (req.url!.startsWith('/moved/')) return void res.writeHead(302, { location: `${url}/.well-known/openid-configuration` }).end();
     if (req.url !== '/.well-known/openid-configuration') return void res.writeHead(404).end();
     const doc: Record<string, unknown> = {
       issuer: url,
@@ -96,6 +99,9 @@ describe('identity: a discovery document the gateway cannot use is a configurati
     // another tenant, or Entra's v1 issuer given for a v2 one
     ['an issuer that does not match identity.issuer', (d) => (d.issuer = 'https://login.example.test/other-tenant/v2.0'), '', /issuer/],
     ['a 404 (a wrong path in identity.issuer)', () => undefined, '/wrong', /404|status code/],
+    // an issuer behind a redirect: not followed, and the log says where it pointed
+    ['a redirect', () => undefined, '/moved', /\/moved\/\.well-known\/openid-configuration answered 302, a redirect to http:\/\/127\.0\.0\.1:\d+\/\.well-known\/openid-configuration, which the gateway does not follow/],
+    ['a status no HTTP answer has (600)', () => undefined, '/status/600', /answered with status 600, which is no HTTP answer/],
   ];
   for (const [what, edit, suffix, cause] of cases) {
     it(`${what}: an error naming identity.issuer as the gateway starts, before anyone signs in; requests get 503 logged as "cannot be used", not "cannot be reached"`, async () => {
