@@ -78,6 +78,9 @@ export interface BackendTlsOptions {
 /** the client's reason when the app answered, but not with valid HTTP for this request */
 const NOT_HTTP = "The app's answer was not valid HTTP.";
 
+/** how much of an app's response may wait for a slow client before the app's connection is paused */
+const CLIENT_ROOM = 256 << 10;
+
 /**
  * What the client gets for the app's response head: the headers after hygiene
  * and URL translation, and the stream the body must pass through, if any.
@@ -244,7 +247,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private over = false;
   private clientGone = false;
   /** where the app's body goes (the client response, or the URL translator in front of it); set once the app's head went to the client */
-  private sink?: NodeJS.WritableStream & { writableNeedDrain?: boolean };
+  private sink?: NodeJS.WritableStream & { writableNeedDrain?: boolean; readonly writableLength: number };
 
   constructor(
     private readonly f: ForwardRequest,
@@ -302,7 +305,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return true;
     }
     flushHeadForDuplex(f);
-    let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean } = f.res;
+    let sink: NodeJS.WritableStream & { writableNeedDrain?: boolean; readonly writableLength: number } = f.res;
     if (r.body) {
       r.body.on('error', (err) => this.onError(err));
       r.body.pipe(f.res);
@@ -314,7 +317,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
-    return this.sink!.write(chunk);
+    // undici hands an empty chunk when it resumes a paused parser: written, it was a write(2) of nothing
+    if (chunk.length === 0) return true;
+    const sink = this.sink!;
+    // Room, as relay() gives a tunnelled body: a ServerResponse's write is false for every 64 KiB read
+    // (the socket is corked until the next tick, over its 16 KiB highWaterMark), and each false paused
+    // the app's connection, waited for 'drain' and resumed it: one read and one write(2) a turn of the
+    // event loop. The 'drain' that resumes it is due once any write was false.
+    return sink.write(chunk) || sink.writableLength <= CLIENT_ROOM;
   }
 
   onComplete(): void {
