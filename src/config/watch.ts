@@ -39,7 +39,11 @@ export class ConfigWatcher {
 
   /** Resolves once the initial scan is done: changes made before that would be missed. */
   start(referenced: readonly string[]): Promise<void> {
-    this.watcher = chokidar.watch([], { ignoreInitial: true, followSymlinks: true, depth: 0, awaitWriteFinish: false });
+    // chokidar also opens a watch on each file of a watched folder, and stats it on every write
+    // to it: a config in a folder of thousands of files used an inotify watch each, and the
+    // gateway's own log beside it was stat'ed at every line. Only the folders themselves and
+    // the files that concern the config are looked at; the folder's watch still sees a save.
+    this.watcher = chokidar.watch([], { ignoreInitial: true, followSymlinks: true, depth: 0, awaitWriteFinish: false, ignored: (path) => !this.watched.has(resolve(path)) && !this.concerns(path) });
     this.watcher.on('all', (_event, path) => {
       if (this.concerns(path)) this.kick();
     });
@@ -58,9 +62,11 @@ export class ConfigWatcher {
     if (!this.watcher) return;
     this.files = new Set([resolve(this.file), ...referenced.map((f) => resolve(f))]);
     const want = new Set([dirname(resolve(this.file)), ...referenced.map((f) => dirname(resolve(f)))]);
-    for (const p of want) if (!this.watched.has(p)) this.watcher.add(p);
-    for (const p of this.watched) if (!want.has(p)) this.watcher.unwatch(p);
+    const was = this.watched;
+    // (first: `ignored` reads it as the folders are added)
     this.watched = want;
+    for (const p of want) if (!was.has(p)) this.watcher.add(p);
+    for (const p of was) if (!want.has(p)) this.watcher.unwatch(p);
   }
 
   /** an event about the config or a file it refers to (a Kubernetes swap renames `..data`, which they link through) */

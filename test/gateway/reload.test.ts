@@ -317,6 +317,26 @@ ${echo}  - name: Other
     }
   });
 
+  it('a config folder full of other files costs no watcher per file (a home folder or /etc would have used one inotify watch each)', async () => {
+    const watchers = () => process.getActiveResourcesInfo().filter((r) => r === 'FSEventWrap').length;
+    const before = watchers();
+    const dir = tempDir();
+    for (let i = 0; i < 300; i++) writeFileSync(join(dir, `other-${i}.txt`), 'x');
+    const gw = await startGateway(cfg(backend.url, 'first'), { dir });
+    try {
+      await sleep(300);
+      assert.ok(watchers() - before <= 3, `${watchers() - before} watchers for a folder of 301 files`);
+      // the folder is still watched: a save by rename and one in place are both seen
+      writeFileSync(join(dir, 'next.yaml'), cfg(backend.url, 'second'));
+      renameSync(join(dir, 'next.yaml'), gw.configFile);
+      await eventually(async () => (await seenVersion(gw)) === 'second', 2000);
+      writeFileSync(gw.configFile, cfg(backend.url, 'third'));
+      await eventually(async () => (await seenVersion(gw)) === 'third', 2000);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('ignores a save that does not change the content', async () => {
     const text = cfg(backend.url, 'same');
     const gw = await startGateway(text);
