@@ -212,8 +212,13 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     }
     // Port 0 asks the system for a free port: never a clash.
     const clash = addr.port !== 0 && bound.find((b) => b.port === addr.port && (b.host === undefined || addr.host === undefined || b.host === addr.host));
-    if (clash) err(l.path, `port ${addr.port} is already taken by ${formatPath(clash.path)}`);
-    else bound.push({ path: l.path, ...addr });
+    // connectors.listen may name the https listener's own address: connectors are then told
+    // apart by their ClientHello (gateway/sharedTlsPort.ts). Only the same address: one bound to
+    // every interface and one to a single address would still clash at bind time.
+    const sharesHttps = clash && l.path[0] === 'connectors' && clash.path[2] === 'https';
+    if (sharesHttps && clash.host !== addr.host) err(l.path, `port ${addr.port} is already taken by gateway.listen.https: to share its port, connectors.listen must name the same address (one binds every interface, the other one address)`);
+    else if (clash && !sharesHttps) err(l.path, `port ${addr.port} is already taken by ${formatPath(clash.path)}`);
+    else if (!clash) bound.push({ path: l.path, ...addr });
   }
 
   // identity and session

@@ -148,7 +148,7 @@ export const SessionSection = Type.Object(
 
 export const ConnectorsSection = Type.Object(
   {
-    listen: Listen('Where connectors dial out to (TLS; mutual TLS after enrollment).'),
+    listen: Listen("Where connectors dial out to (TLS; mutual TLS after enrollment). May be gateway.listen.https's own address, written the same: the two then share its port, connectors being told apart by their TLS ALPN id."),
     certificateLifetime: Type.Optional(Duration('Lifetime of connector client certificates, 1m to 365d; connectors renew at two thirds of it.', '30d')),
     revoked: Type.Optional(StringList('Connector ids that may no longer connect; their live channels are closed on reload.')),
     serverNames: Type.Optional(

@@ -27,7 +27,7 @@ import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason
 import { formatDuration } from '../config/duration.js';
 import { octalMode, permissionsOf } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
-import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
+import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';
@@ -186,7 +186,7 @@ export function stateDirUnwritable(stateDir: string, e: unknown, file?: string):
 function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
-    const req = https.request(url, { ...tlsOpts, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, agent: false, timeout: 15_000 }, (res) => {
+    const req = https.request(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, agent: false, timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -207,7 +207,7 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promi
 
 function getText(url: URL, tlsOpts: https.RequestOptions): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ...tlsOpts, agent: false, timeout: 15_000 }, (res) => {
+    const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, agent: false, timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`GET ${url.pathname}: ${res.statusCode}`))));

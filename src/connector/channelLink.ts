@@ -15,11 +15,20 @@
 import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { BufferPool } from './bufferPool.js';
 
 export const TUNNEL_PROTOCOL = 'drawbridge-h2';
+/**
+ * The ALPN protocol id a connector offers on every TLS connection to the gateway (enrollment,
+ * renewal, channels), before http/1.1. It is what lets connectors.listen share the public https
+ * port: the gateway hands a connection that offers it to the connector hub (gateway/sharedTlsPort.ts).
+ */
+export const CONNECTOR_ALPN = 'drawbridge-connector/1';
+export const CONNECTOR_ALPN_OFFER = [CONNECTOR_ALPN, 'http/1.1'];
+/** for https.request and ws, which hand it to tls.connect (their option types leave it out) */
+export const OFFER_CONNECTOR_ALPN: Pick<ConnectionOptions, 'ALPNProtocols'> = { ALPNProtocols: CONNECTOR_ALPN_OFFER };
 export const CHANNEL_TRANSPORTS = ['h2', 'websocket'] as const;
 export type ChannelTransport = (typeof CHANNEL_TRANSPORTS)[number];
 /** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */
@@ -104,6 +113,7 @@ function dialUpgrade(opts: DialOptions): ChannelLink {
     key: opts.key,
     cert: opts.cert,
     ca: opts.ca,
+    ...OFFER_CONNECTOR_ALPN,
     agent: false,
     headers: { ...opts.headers, connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL },
     timeout: opts.handshakeTimeoutMs,
@@ -143,6 +153,7 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
     key: opts.key,
     cert: opts.cert,
     ca: opts.ca,
+    ...OFFER_CONNECTOR_ALPN,
     perMessageDeflate: false,
     maxPayload: MAX_FRAME_BYTES,
     headers: opts.headers,

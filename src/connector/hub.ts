@@ -26,10 +26,11 @@ import { warnIfExposed } from '../config/stateFile.js';
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from '../gateway/listen.js';
+import { sharesHttpsPort } from '../gateway/sharedTlsPort.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { StreamWindows } from './streamWindow.js';
-import { MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
+import { CONNECTOR_ALPN_OFFER, MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary, type GroupCounts } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -101,6 +102,9 @@ export class ConnectorHub {
   private readonly serverCertLifetimeMs: number;
   private serverCertRenewAt: number;
   private serverCertTimer?: NodeJS.Timeout;
+  private stopped = false;
+  /** whether the hub is on gateway.listen.https's port, as it started (a reload does not change it) */
+  sharesHttpsPort = false;
 
   private constructor(
     readonly ca: ConnectorCa,
@@ -115,8 +119,10 @@ export class ConnectorHub {
     // The listener is open to the internet and needs no certificate to connect to: a TCP
     // connection that never finishes its handshake, or never sends its request, holds a file
     // descriptor. Node's defaults (120 s, 60 s) let a few hundred of them starve the gateway.
+    // ALPN: connectors offer CONNECTOR_ALPN (and take it on a port of its own too); clients that
+    // offer http/1.1 alone (curl, older connectors) still get it.
     this.server = https.createServer(
-      { ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, requestTimeout: 60_000 },
+      { ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, requestTimeout: 60_000, ALPNProtocols: CONNECTOR_ALPN_OFFER },
       (req, res) => void this.onRequest(req, res),
     );
     // Node's headersTimeout only runs once a request has begun: a client that finished its
@@ -138,19 +144,33 @@ export class ConnectorHub {
     this.pingTimer.unref();
   }
 
-  /** Creates the CA on first start, then listens on connectors.listen. */
+  /**
+   * Creates the CA on first start, then listens on connectors.listen; or, when that is
+   * gateway.listen.https's address (sharesHttpsPort), leaves the listening to the gateway, which
+   * hands it its connections (`tlsServer`) and then calls `announce`.
+   */
   static async start(config: Config, configDir: string, logger: Logger, opts: HubOptions = {}): Promise<ConnectorHub> {
     const stateDir = resolve(configDir, config.gateway.stateDir ?? './state');
     const ca = await ConnectorCa.loadOrCreate(stateDir);
     const addr = parseListen(config.connectors!.listen);
     const names = hubNames(config, config.connectors!);
     const hub = new ConnectorHub(ca, await ca.issueServer(names, opts.serverCertLifetimeMs), names, stateDir, logger.child({ component: 'connectors' }), opts);
+    hub.sharesHttpsPort = sharesHttpsPort(config);
     hub.applyConfig(config);
-    await listen(hub.server, addr);
+    if (!hub.sharesHttpsPort) await listen(hub.server, addr);
     if (ca.created) hub.logNewCa(config);
     for (const file of ['ca.key', 'token.key']) warnIfExposed(join(stateDir, 'connectors', file), hub.log);
-    hub.log.info({ address: hub.address(), caPin: ca.pin }, 'connector hub listening');
+    if (!hub.sharesHttpsPort) hub.announce();
     return hub;
+  }
+
+  /** the hub's TLS server, for the gateway to hand connections to when they share a port */
+  get tlsServer(): https.Server {
+    return this.server;
+  }
+
+  announce(): void {
+    this.log.info({ address: this.address(), caPin: this.ca.pin, ...(this.sharesHttpsPort && { sharedWith: 'gateway.listen.https' }) }, 'connector hub listening');
   }
 
   /**
@@ -187,7 +207,7 @@ export class ConnectorHub {
   private async renewServerCert(): Promise<void> {
     try {
       const tls = await this.ca.issueServer(this.names, this.serverCertLifetimeMs);
-      if (!this.server.listening) return;
+      if (this.stopped) return;
       this.server.setSecureContext(this.tlsContext(tls));
       this.serverCertRenewAt = Date.now() + (this.serverCertLifetimeMs * 2) / 3;
       this.log.info({ notAfter: tls.notAfter }, 'connector hub TLS certificate renewed');
@@ -286,6 +306,7 @@ export class ConnectorHub {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.pingTimer);
     clearTimeout(this.serverCertTimer);
     for (const ch of this.registry.all()) ch.terminate();

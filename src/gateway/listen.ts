@@ -23,8 +23,30 @@ export function listen(server: Server, addr: ListenAddress): Promise<void> {
   });
 }
 
+/**
+ * A server that listens on no port of its own: another listener hands it its connections
+ * (sharedTlsPort.ts). Node's net bookkeeping of such a server counts none of them.
+ */
+export interface Feed {
+  /** the server that listens for it */
+  listener: Server;
+  /** hand it no more connections */
+  stop(): void;
+  /** resolves once stopped and every connection handed to it has closed */
+  drained(): Promise<void>;
+}
+
+const feeds = new WeakMap<Server, Feed>();
+
+export function fedBy(server: Server, feed: Feed): void {
+  feeds.set(server, feed);
+  // Node's http server starts its connection list (headersTimeout, requestTimeout, and the idle
+  // connections closeServer closes) on 'listening': one that never listens would keep none.
+  server.emit('listening');
+}
+
 export function addressOf(server: Server | undefined): string | undefined {
-  const a = server?.address();
+  const a = (server && (feeds.get(server)?.listener ?? server))?.address();
   if (!a || typeof a === 'string') return a ?? undefined;
   return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
@@ -48,7 +70,8 @@ const IDLE_SWEEP_MS = 200;
  */
 export function closeServer(server: Server | undefined, graceMs = DRAIN_GRACE_MS): Promise<void> {
   return new Promise((resolve) => {
-    if (!server || !server.listening) return resolve();
+    const feed = server && feeds.get(server);
+    if (!server || !(server.listening || feed)) return resolve();
     const s = server as HttpServer;
     const cut = setTimeout(() => s.closeAllConnections?.(), graceMs);
     cut.unref();
@@ -56,11 +79,17 @@ export function closeServer(server: Server | undefined, graceMs = DRAIN_GRACE_MS
     // marks the answers it sends while stopping Connection: close, so most end by themselves.)
     const sweep = setInterval(() => s.closeIdleConnections?.(), IDLE_SWEEP_MS);
     sweep.unref();
-    server.close(() => {
+    const done = () => {
       clearTimeout(cut);
       clearInterval(sweep);
       resolve();
-    });
+    };
+    if (feed) {
+      feed.stop();
+      // for its timers only: net's close callback would come at once, having counted no connection
+      server.close();
+      void feed.drained().then(done);
+    } else server.close(done);
     s.closeIdleConnections?.();
   });
 }

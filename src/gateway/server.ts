@@ -30,6 +30,8 @@ import { expireLoginCookies } from '../identity/loginState.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
+import { SharedTlsPort, sharesHttpsPort } from './sharedTlsPort.js';
+import { CONNECTOR_ALPN } from '../connector/channelLink.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { externalUrlOf, hostnameOf } from './router.js';
 import { StateDirLock, warnIfStateDirOpen } from './stateLock.js';
@@ -350,6 +352,11 @@ export class GatewayServer {
       this.log.warn({ key: name, configured: now[key] ?? null, inEffect: this.started[key] ?? null }, `${name} changed: it takes effect after a restart (still ${this.started[key] ?? 'unset'})`);
     }
     // (a changed connectors.listen is the hub's to tell; without a hub, nothing listens yet)
+    const hub = this.connectorHub;
+    if (config.connectors && hub && sharesHttpsPort(config) !== hub.sharesHttpsPort) {
+      const now = hub.sharesHttpsPort ? 'no longer share' : 'share';
+      this.log.warn({ key: 'connectors.listen', sharesHttpsPort: !hub.sharesHttpsPort, inEffect: hub.sharesHttpsPort }, `connectors.listen and gateway.listen.https ${now} one port after a restart (until then, as started)`);
+    }
     if (config.connectors && !this.connectorHub) {
       this.log.warn({ key: 'connectors.listen', configured: String(config.connectors.listen), inEffect: null }, 'connectors.listen was added: the connector listener opens after a restart (until then an app with a connectorGroup fails the reload)');
     }
@@ -371,7 +378,13 @@ export class GatewayServer {
       const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
       this.limitHeaderLines(server, this.edges.https.handle, this.edges.https.handleUpgrade);
       this.guard(server);
-      await listen(server, parseListen(l.https));
+      const hub = this.connectorHub;
+      if (hub?.sharesHttpsPort) {
+        // connectors.listen is this address: connectors get their own server by ALPN (README: Connectors)
+        const port = new SharedTlsPort({ alpn: CONNECTOR_ALPN, byAlpn: hub.tlsServer, other: server }, HANDSHAKE_TIMEOUT_MS);
+        await port.listen(parseListen(l.https));
+        hub.announce();
+      } else await listen(server, parseListen(l.https));
       this.servers.https = server;
     }
     if (l.http !== undefined) {

@@ -635,6 +635,21 @@ apps: []
     errors: [{ at: '4:20', path: 'gateway.admin.listen', message: 'port 8080 is already taken by gateway.listen.http' }],
   },
   {
+    description: "connectors.listen on the http listener's port (only the https listener's can be shared)",
+    yaml: `${GW}connectors: { listen: 8080 }
+apps: []
+`,
+    errors: [{ at: '4:23', path: 'connectors.listen', message: 'port 8080 is already taken by gateway.listen.http' }],
+  },
+  {
+    description: "connectors.listen on the admin listener's port",
+    yaml: `${GW}  admin: { listen: 127.0.0.1:9091 }
+connectors: { listen: 127.0.0.1:9091 }
+apps: []
+`,
+    errors: [{ at: '5:23', path: 'connectors.listen', message: 'port 9091 is already taken by gateway.admin.listen' }],
+  },
+  {
     description: 'a wildcard that is not the whole first label',
     yaml: `${GW}apps:
   - name: Hello
@@ -1060,6 +1075,12 @@ describe('config lint: certificate files are read, not only found', () => {
 `;
   const pemCases: Case[] = [
     { description: 'a matching certificate and key are clean', yaml: `${TLS('./one.crt', './one.key')}${backendCa('./two.crt')}`, errors: [] },
+    { description: "connectors.listen on the https listener's own address is clean: the two share its port", yaml: `${TLS('./one.crt', './one.key')}connectors: { listen: 8443 }\napps: []\n`, errors: [] },
+    {
+      description: "connectors.listen on the https listener's port but one address, where https binds every interface",
+      yaml: `${TLS('./one.crt', './one.key')}connectors: { listen: 127.0.0.1:8443 }\napps: []\n`,
+      errors: [{ at: '5:23', path: 'connectors.listen', message: 'port 8443 is already taken by gateway.listen.https: to share its port, connectors.listen must name the same address' }],
+    },
     {
       description: 'a certificate file with no certificate in it',
       yaml: `${TLS('./garbage.pem', './one.key')}apps: []\n`,
