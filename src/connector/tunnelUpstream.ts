@@ -162,6 +162,11 @@ export class TunnelUpstream implements Upstream {
     const { req, res } = f;
     const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
     const replayable = IDEMPOTENT.has(f.method) && !hasBody;
+    // A body without a length goes chunked, whatever the method. The gateway removed the client's
+    // Transfer-Encoding (hop-by-hop), and Node's client chunks by default only for methods that
+    // usually carry a body: a GET's body left raw, and the app read it as a second request, one
+    // that no rule had seen (request smuggling).
+    const headers = hasBody && req.headers['content-length'] === undefined ? { ...f.headers, 'transfer-encoding': 'chunked' } : f.headers;
     let clientGone = false;
     /** the attempt in flight (a retry replaces the first) */
     let current: http.ClientRequest | undefined;
@@ -184,7 +189,7 @@ export class TunnelUpstream implements Upstream {
       const upReq = http.request({
         method: f.method,
         path: f.path,
-        headers: f.headers,
+        headers,
         timeout: f.timeoutMs,
         ...(n === 0
           ? // The balancing choice is made per request; the pool keeps idle connections per channel (tunnelAgent).

@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { CANCEL_HEADER, CANCEL_PATH } from '../../src/connector/channelLink.js';
 import { TunnelUpstream } from '../../src/connector/tunnelUpstream.js';
-import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
@@ -311,6 +311,21 @@ describe('tunnel upstream: apps behind a connector', function () {
     assert.equal(post.json().body.length, body.length);
     const big = await request(`${gw.url}/big?bytes=${5 << 20}`, { headers: { host: 'app.test' } });
     assert.equal(big.body.length, 5 << 20);
+  });
+
+  it('a GET, HEAD, DELETE or OPTIONS with a chunked body reaches the app as one request with its body chunked, never as a second request (smuggling)', async () => {
+    for (const method of ['GET', 'HEAD', 'DELETE', 'OPTIONS']) {
+      const before = backend.received.length;
+      const tag = `smuggled-${method}`;
+      const inner = `GET /${tag} HTTP/1.1\r\nHost: app.test\r\nX-Remote-User: admin\r\n\r\n`;
+      const answer = await rawRequest(gw.port, `${method} /outer-${method} HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`, 1500);
+      assert.match(answer, /^HTTP\/1\.1 200 /, method);
+      await sleep(200);
+      const got = backend.received.slice(before);
+      assert.deepEqual(got.map((r) => `${r.method} ${r.url}`), [`${method} /outer-${method}`], `${method}: what the app received`);
+      assert.equal(got[0]!.headers['transfer-encoding'], 'chunked', method);
+      assert.equal(got[0]!.body.toString('latin1'), inner, `${method}: the body, whole`);
+    }
   });
 
   it('a request padded with 1,100 distinct headers reaches the app with its Host and correlation id (it answered 400 without a Host)', async () => {
