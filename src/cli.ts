@@ -122,17 +122,31 @@ process.on('beforeExit', () => {
   process.stderr.write(`drawbridge ${commandName(argv)}: stopped before finishing: it was waiting on something that can no longer happen (a plugin whose import or create() never settles?)\n`);
   process.exit(1);
 });
+/**
+ * Exits once what was written to stdout and stderr has left: into a pipe its reader has not
+ * emptied yet, the rest waits in the process, and exit() dropped it (lint's JSON was cut at the
+ * pipe's size). A reader that never reads does not hold the exit past OUTPUT_WAIT_MS.
+ */
+function exitAfterOutput(code: number): void {
+  let pending = 2;
+  const done = () => void (--pending === 0 && process.exit(code));
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+  setTimeout(() => process.exit(code), OUTPUT_WAIT_MS).unref();
+}
+const OUTPUT_WAIT_MS = 10_000;
+
 main(argv).then(
   (code) => {
     finished = true;
     // A one-shot command (a code of 0 or more; the servers return -1 and run on) ends when it
     // is done: a plugin lint imported may keep a timer of its own, and lint then never exited.
-    if (code !== undefined && code >= 0) process.exit(code);
+    if (code !== undefined && code >= 0) exitAfterOutput(code);
   },
   (e) => {
     finished = true;
     // Ends now: a failed start may leave a plugin's timer or socket open (a module may open them
     // when it is imported), and the process ran on without a listener, never reporting its exit.
-    process.exit(reportFailure(e, commandName(argv)));
+    exitAfterOutput(reportFailure(e, commandName(argv)));
   },
 );

@@ -7,7 +7,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir } from '../support/harness.js';
+import { sleep, tempDir } from '../support/harness.js';
 
 /** dist/test/commands -> repo root */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -144,6 +144,22 @@ describe('drawbridge lint (CLI)', function () {
       [UNSET_ENV, 4, 77, 'warning', 'identity.clientSecret'],
     ]);
     assert.match(out.problems[2].message, /environment variable DB_CLI_TEST_SECRET is not set/);
+  });
+
+  it('--format json through a pipe read slowly is whole: the exit waits for the output (it was cut at 64 KiB)', async () => {
+    const apps = Array.from({ length: 3000 }, (_, i) => `  - { name: a${i}, externalUrl: 'http://a${i}.localhost/', internalUrl: 'http://127.0.0.1:1/', preAuth: bogus }`).join('\n');
+    const big = write('big.yaml', `gateway: { publicUrl: "http://localhost:1", listen: { http: "127.0.0.1:1" } }\napps:\n${apps}\n`);
+    const child = spawn(process.execPath, [CLI, 'lint', '--format', 'json', big], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pause();
+    // the reader comes late: the pipe fills (64 KiB) and the rest waits in the process
+    await sleep(800);
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c)).resume();
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 1);
+    const out = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    assert.ok(Buffer.concat(chunks).length > 64 << 10, `${Buffer.concat(chunks).length} bytes`);
+    assert.equal(out.errors, 3000);
   });
 
   it('--format github prints workflow commands that annotate the lines', async () => {
