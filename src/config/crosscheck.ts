@@ -498,8 +498,13 @@ function adminExposure(host: string | undefined): string | undefined {
   return ['loopback', 'private', 'uniqueLocal', 'linkLocal', 'carrierGradeNat'].includes(ip.range()) ? undefined : `a public address (${host})`;
 }
 
+/** the known names a problem lists; past them, how many more (3,000 locations made a 20,000-character line) */
+const HINT_NAMES = 10;
+
 function hint(word: string, known: string[]): string {
-  return known.length ? ` (known: ${known.join(', ')})` : ` (none defined)`;
+  if (!known.length) return ` (none defined)`;
+  const more = known.length - HINT_NAMES;
+  return ` (known: ${known.slice(0, HINT_NAMES).join(', ')}${more > 0 ? ` and ${more} more` : ''})`;
 }
 
 export function isTimezone(tz: string): boolean {

@@ -120,7 +120,7 @@ export async function loadConfigText(text: string, file: string, opts: LoadOptio
   const add = (severity: Problem['severity'], path: KeyPath, message: string, atKey = false) => {
     const pos = map.position(path, atKey);
     // Every message about the file is built here: what it quotes from the file is shown with its invisible characters escaped.
-    problems.push({ severity, message: visible(redact(message)), path: formatPath(path), file, line: pos.line, col: pos.col });
+    problems.push({ severity, message: shortQuotes(visible(redact(message))), path: formatPath(path), file, line: pos.line, col: pos.col });
   };
 
   // prettyErrors is off (its messages quote the source), so linePos is not filled in: map the offsets ourselves.
@@ -318,4 +318,16 @@ function statOrUndefined(file: string): Stats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** a quoted value in a message past this many characters is shown by its start and its length */
+const QUOTE_SHOWN = 60;
+const LONG_QUOTE = new RegExp(`"((?:[^"\\\\]|\\\\.){${QUOTE_SHOWN}})(?:[^"\\\\]|\\\\.)+"`, 'g');
+
+/**
+ * A problem is one line an operator reads: a 200 KB value pasted under the wrong key was quoted
+ * whole, in the terminal and in every CI annotation. Its start and its length say which it is.
+ */
+function shortQuotes(message: string): string {
+  return message.replace(LONG_QUOTE, (whole, start: string) => `"${start}…" (${whole.length - 2} characters)`);
 }

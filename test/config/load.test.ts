@@ -58,6 +58,25 @@ apps:
     ]);
   });
 
+  it('a problem quotes a long value by its start and length, and names at most ten of the known names: one line an operator can read', async () => {
+    const locations = Array.from({ length: 300 }, (_, i) => `  l${i}: [10.${i >> 8}.${i & 255}.0/24]`).join('\n');
+    const file = write(`gateway:
+  publicUrl: http://localhost:8080
+  listen: ${'x'.repeat(5000)}
+locations:
+${locations}
+policies:
+  p: { when: { locations: [elsewhere] }, grant: allow }
+apps: []
+`);
+    const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+    const errors = lines(r, 'error');
+    assert.equal(errors.length, 2, errors.join('\n').slice(0, 500));
+    for (const e of errors) assert.ok(e.length < 400, `${e.length} characters: ${e.slice(0, 300)}`);
+    assert.match(errors[0]!, /^3:11 gateway\.listen: must be a mapping, not string "x{60}…" \(5000 characters\)$/);
+    assert.match(errors[1]!, /unknown location "elsewhere" \(known: l0, l1, l2, l3, l4, l5, l6, l7, l8, l9 and 290 more\)$/);
+  });
+
   it('identity.compliantDevice may give only `equals`: the claim defaults to device_compliant, as documented', async () => {
     const file = write(`gateway:
   publicUrl: http://localhost:8080
