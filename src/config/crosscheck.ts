@@ -12,7 +12,7 @@ import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
-import { externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
+import { externalUrlOf, hostPatternOf, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
 import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
 export interface CrossIssue {
@@ -475,7 +475,27 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       }
     }
   });
+  portalTaken(gw.publicUrl, apps, !!id && !!session, warn);
   return issues;
+}
+
+/**
+ * The app portal is served at publicUrl's host and path when identity is configured, unless an app
+ * is published there (identity/portal.ts): said at that app, since the operator may expect both.
+ */
+function portalTaken(publicUrl: unknown, apps: unknown[], signIn: boolean, warn: (p: KeyPath, m: string) => void): void {
+  if (!signIn || typeof publicUrl !== 'string' || !URL.canParse(publicUrl)) return;
+  const portal = new URL(publicUrl);
+  const router = new Router<{ name: string; i: number }>();
+  apps.forEach((a, i) => {
+    const url = (a as { externalUrl?: unknown } | null)?.externalUrl;
+    if (typeof url === 'string' && URL.canParse(url.replace('://*.', '://wildcard---.'))) {
+      const ext = externalUrlOf(url);
+      router.add(wildcardHostOf(ext), prefixOf(ext), { name: String(i), i });
+    }
+  });
+  const taker = router.match(hostPatternOf(portal), prefixOf(portal));
+  if (taker) warn(['apps', taker.target.i, 'externalUrl'], `is where gateway.publicUrl puts the app portal (${portal.origin}${prefixOf(portal)}): the app takes the address, and the gateway serves no portal`);
 }
 
 /** host (undefined: every interface) and port of a `listen` value; undefined when the schema rejects its form anyway. */

@@ -36,7 +36,7 @@ export const AUDIT_KEEP_FILES = 5;
 
 export const GatewaySection = Type.Object(
   {
-    publicUrl: Type.String({ description: "The gateway's own public URL: the iss of identity assertions, the port the http listener redirects to (when it is https), and a name in the connector listener's certificate. Sign-in callbacks and sign-out are on each app's own host." }),
+    publicUrl: Type.String({ description: "The gateway's own public URL: the iss of identity assertions, the port the http listener redirects to (when it is https), and a name in the connector listener's certificate, and where the app portal is served when identity: is configured and no app is published there (its sign-in callback is /.drawbridge/callback on that host). Apps' sign-in callbacks and sign-out are on each app's own host." }),
     listen: Type.Object(
       {
         https: Type.Optional(Listen('Public HTTPS endpoint; TLS is terminated here with gateway.tls.')),
@@ -254,7 +254,7 @@ export const App = Type.Object(
         { additionalProperties: false, description: 'Who may use the app; unassigned users get 403.' },
       ),
     ),
-    visibleToUsers: Type.Optional(Type.Boolean({ default: true, description: 'Reserved for an app portal, which the gateway does not have yet: accepted, and has no effect.' })),
+    visibleToUsers: Type.Optional(Type.Boolean({ default: true, description: 'Listed in the app portal (at gateway.publicUrl) for the users its assignment admits; false hides it there (APIs). Access is unchanged either way.' })),
     conditionalAccess: Type.Optional(StringList('Names of policies that apply to this app.')),
     headers: Type.Optional(
       Type.Object(

@@ -10,6 +10,7 @@ import { loadConfigText, readConfigText, type Config } from '../config/load.js';
 import { DrawbridgeError } from '../errors.js';
 import { createSampleApp } from './sampleApp.js';
 import { startDemoIdp } from '../identity/provider/demoIdp.js';
+import { portalUrl } from '../identity/portal.js';
 import type { ChildProcess } from 'node:child_process';
 import { startDemoConnector, stopDemoConnector } from '../connector/demoConnector.js';
 import { parseCommandArgs } from '../commands/usage.js';
@@ -57,6 +58,14 @@ export async function demoCommand(args: string[]): Promise<number> {
   const gen = gateway.generation!;
   const lines = ['', 'Drawbridge demo is running.', ''];
   for (const a of gen.apps.values()) lines.push(`  ${a.name.padEnd(10)} ${a.externalUrl.padEnd(34)} -> ${a.internalUrl.href} (${a.preAuth})`);
+  const portal = portalUrl(gen);
+  if (portal) {
+    // (loopback hosts are let in by the provider anyway; a publicUrl of another name is not)
+    const origin = new URL(portal).origin;
+    demoIdp.idp.allowRedirectUri(`${origin}/.drawbridge/callback`);
+    demoIdp.idp.allowPostLogoutUri(`${origin}/.drawbridge/signed-out`);
+    lines.push(`  ${'portal'.padEnd(10)} ${portal.padEnd(34)}    the apps each user may open, after sign-in`);
+  }
   const admin = gateway.addresses().admin;
   lines.push('', ...demoIdp.banner, '');
   if (admin) lines.push(`  admin      http://${admin}/metrics`);

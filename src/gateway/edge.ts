@@ -105,6 +105,11 @@ export class Edge {
    * is `/.drawbridge/me` for the app at `/a/`
    */
   readonly internalUnderPrefix = new Map<string, InternalHandler>();
+  /**
+   * set by the app portal (portal.ts): where a generation serves the portal on a host and path no
+   * app takes, its path prefix there, and its page's handler when the path is the page
+   */
+  portalAt?: (gen: Generation, host: string, path: string) => { prefix: string; page?: InternalHandler } | undefined;
   /** set by the identity subsystem; without it a step-up deny is answered as a plain deny */
   stepUpHandler?: StepUpHandler;
   /** told about every finished request to an app (the audit trail) */
@@ -431,26 +436,15 @@ export class Edge {
 
     const path = target.path;
     const owned = this.ownedEndpoint(gen, host, path);
-    if (owned) {
-      const handler = owned.handler;
-      outcome.decision = 'internal';
-      if (!handler) return this.deny(req, res, id, outcome, 404, 'There is nothing here.');
-      const record = (e: OwnedEvent) => {
-        if (!outcome.owned) {
-          outcome.owned = [];
-          // the same address the app's requests are audited under; one that cannot be told is left out
-          const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);
-          if (addr.ok) outcome.clientIp = addr.ip;
-          outcome.decision = e.decision;
-        }
-        outcome.owned.push(e);
-      };
-      void Promise.resolve(handler(req, res, { id, path, search: target.search, host, protocol: this.protocol, generation: gen, prefix: owned.prefix, record })).catch((e) => this.fail(req, res, id, outcome, e));
-      return;
-    }
+    if (owned) return this.internalAnswer(req, res, id, gen, outcome, { path, search: target.search, host, prefix: owned.prefix }, owned.handler);
 
     const match = gen.router.match(host, path);
-    if (!match) return this.deny(req, res, id, outcome, 404, 'No app is published at this address.');
+    if (!match) {
+      // nothing of the portal's is an app's: it is answered here, like the endpoints above
+      const portal = this.portalAt?.(gen, host, path);
+      if (portal) return this.internalAnswer(req, res, id, gen, outcome, { path, search: target.search, host, prefix: portal.prefix }, portal.page);
+      return this.deny(req, res, id, outcome, 404, 'No app is published at this address.');
+    }
     const app = match.target;
     outcome.app = app.name;
     if ((req as { upgradeHead?: Buffer }).upgradeHead !== undefined) outcome.accessFingerprint = gen.accessFingerprint(app.name);
@@ -496,6 +490,23 @@ export class Edge {
     this.runStages(req, res, ctx, app, 0, outcome, app.stages, () => this.checkDestinationAccess(req, res, ctx, app, outcome, dest));
   }
 
+  /** A gateway-owned endpoint or the portal's page answers (`handler` undefined: nothing there, a 404); nothing is forwarded. */
+  private internalAnswer(req: IncomingMessage, res: ServerResponse, id: string, gen: Generation, outcome: Outcome, at: Pick<InternalContext, 'path' | 'search' | 'host' | 'prefix'>, handler: InternalHandler | undefined): void {
+    outcome.decision = 'internal';
+    if (!handler) return this.deny(req, res, id, outcome, 404, 'There is nothing here.');
+    const record = (e: OwnedEvent) => {
+      if (!outcome.owned) {
+        outcome.owned = [];
+        // the same address the app's requests are audited under; one that cannot be told is left out
+        const addr = clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'], gen.trustedProxies);
+        if (addr.ok) outcome.clientIp = addr.ip;
+        outcome.decision = e.decision;
+      }
+      outcome.owned.push(e);
+    };
+    void Promise.resolve(handler(req, res, { id, ...at, protocol: this.protocol, generation: gen, record })).catch((e) => this.fail(req, res, id, outcome, e));
+  }
+
   /**
    * The gateway-owned endpoint a path is reserved for, if any (`handler` undefined: nothing there, a 404).
    * `/.drawbridge/` is the gateway's on every host. An app under a path prefix has its session cookie on
@@ -506,9 +517,10 @@ export class Edge {
     if (path.startsWith('/.drawbridge/') || path.startsWith('/.well-known/drawbridge/')) return { prefix: '/', handler: this.internal.get(path) };
     // (every request passes here: a second route lookup only for the paths that could be one)
     if (!path.includes('/.drawbridge/')) return undefined;
-    const m = gen.router.match(host, path);
-    if (!m || m.prefix === '/' || !path.startsWith(m.prefix + '.drawbridge/')) return undefined;
-    return { prefix: m.prefix, handler: this.internalUnderPrefix.get(path.slice(m.prefix.length - 1)) };
+    // (the portal under a path prefix of publicUrl is answered there too: its cookie is on that path)
+    const prefix = gen.router.match(host, path)?.prefix ?? this.portalAt?.(gen, host, path)?.prefix;
+    if (!prefix || prefix === '/' || !path.startsWith(prefix + '.drawbridge/')) return undefined;
+    return { prefix, handler: this.internalUnderPrefix.get(path.slice(prefix.length - 1)) };
   }
 
   /**

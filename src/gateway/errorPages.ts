@@ -64,7 +64,7 @@ function mediaRanges(accept: string): { type: string; q: number }[] {
   });
 }
 
-const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+export const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export interface ErrorInfo {
   status: number;

@@ -26,6 +26,7 @@ import type { Express } from 'express';
 import { ADMIN_METHODS, adminApp } from './admin.js';
 import { acceptAbsoluteForm, ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
+import { installPortal } from './portal.js';
 import { expireLoginCookies } from '../identity/loginState.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
@@ -146,6 +147,7 @@ export class GatewayServer {
     this.metrics = opts.metrics ?? new Metrics();
     this.edges = { http: new Edge(this.holder, this.log, this.metrics, 'http'), https: new Edge(this.holder, this.log, this.metrics, 'https') };
     installIdentity(this.edges, this.log);
+    installPortal(this.edges);
     this.stopRevocations = onSessionRevoked((id) => {
       for (const edge of [this.edges.http, this.edges.https]) edge.closeUpgradesOfSession(id);
     });

@@ -131,7 +131,8 @@ export class IdentityRuntime {
     return this.routes.match(host, path)?.target.name;
   }
 
-  registerApp(app: AppConfig): AppIdentity {
+  /** An app's identity (the oidc stage's), or the portal's (portal.ts), which has no entry of its own in apps:. */
+  registerApp(app: Pick<AppConfig, 'name' | 'externalUrl' | 'cookies' | 'audience' | 'requiredScopes' | 'forwardBearerToken'>): AppIdentity {
     const base = { ...(this.config.session?.cookie ?? {}), ...(app.cookies ?? {}) };
     const prefix = prefixOf(externalUrlOf(app.externalUrl));
     const name = base.name ?? DEFAULT_SESSION_COOKIE;

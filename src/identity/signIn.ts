@@ -21,6 +21,7 @@ import { meetsMfa, signInAge } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError, tokenRefusal } from './discovery.js';
 import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
+import { portalAt } from './portal.js';
 import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -54,7 +55,7 @@ export async function startSignIn(rt: IdentityRuntime, app: AppIdentity, origin:
   return { location: url.href, setCookie: await loginCookies(rt, st, secure, cookieHeader, appRoot({ origin, prefix: app.prefix })) };
 }
 
-function redirect(res: ServerResponse, location: string, cookies: string[] = [], status: 302 | 307 = 302): void {
+export function redirect(res: ServerResponse, location: string, cookies: string[] = [], status: 302 | 307 = 302): void {
   res.statusCode = status;
   res.setHeader('location', location);
   res.setHeader('cache-control', 'no-store');
@@ -65,7 +66,7 @@ function redirect(res: ServerResponse, location: string, cookies: string[] = [],
 /** how long a browser or client is asked to wait when the provider is down or asks to be tried later */
 const RETRY_AFTER_SEC = '5';
 
-function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
+export function unavailable(req: IncomingMessage, res: ServerResponse, id: string, app?: string): void {
   sendError(res, req.headers, { status: 503, reason: 'The sign-in service cannot be reached right now. Try again in a moment.', correlationId: id, app, headers: { 'retry-after': RETRY_AFTER_SEC } });
 }
 
@@ -85,9 +86,11 @@ export function installIdentity(edges: { http: Edge; https: Edge }, log: Logger)
   }
 }
 
+/** The app with sign-in that this host and path route to, the app portal among them (portal.ts). */
 function appAt(gen: Generation, host: string, path: string): { rt: IdentityRuntime; app: AppIdentity } | undefined {
   const m = gen.router.match(host, path);
-  if (!m || m.target.preAuth !== 'oidc') return undefined;
+  if (!m) return portalAt(gen, host, path);
+  if (m.target.preAuth !== 'oidc') return undefined;
   const rt = existingRuntime(gen.config);
   const app = rt?.apps.get(m.target.name);
   return rt && app ? { rt, app } : undefined;
@@ -131,8 +134,7 @@ const callbackHandler =
     const { st, clear } = login;
     const app = rt.apps.get(st.a);
     appName = app?.name;
-    const m = ctx.generation.router.match(ctx.host, app?.prefix ?? '/');
-    if (!app || !m || m.target.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
+    if (!app || appAt(ctx.generation, ctx.host, app.prefix)?.app.name !== app.name || st.ru !== origin + CALLBACK_PATH) return fail(400, 'The sign-in response arrived at the wrong address.', 'callback host does not match the login state', [clear]);
     const error = params.get('error');
     if (error) {
       // The login cookie goes either way: the provider issued no code, so a reload has nothing to finish.
@@ -334,7 +336,7 @@ const SIGN_OUT_STEPS_PER_PAGE = 10;
  * request chooses which sessions a sign-out ends or where it goes next.
  */
 function signInAppsAt(gen: Generation, rt: IdentityRuntime, host: string): AppIdentity[] {
-  const here = [...rt.apps.values()].filter((app) => gen.router.match(host, app.prefix)?.target.name === app.name);
+  const here = [...rt.apps.values()].filter((app) => appAt(gen, host, app.prefix)?.app.name === app.name);
   // '/' sorts before every other prefix; one host has one app per prefix
   return here.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
 }

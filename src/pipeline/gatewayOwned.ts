@@ -1,6 +1,6 @@
 /**
- * What the gateway owns in a request, whichever app it is for: the session and
- * sign-in cookies, every identity and assertion header any app of the
+ * What the gateway owns in a request, whichever app it is for: the session
+ * (the app portal's too) and sign-in cookies, every identity and assertion header any app of the
  * generation sets, and every header any app's stage (an sso plugin's among
  * them) declares in stripHeaders. None of it may reach an app from the client.
  *
@@ -13,6 +13,7 @@
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { DEFAULT_SESSION_COOKIE, LOGIN_COOKIE } from '../identity/runtime.js';
+import { PORTAL_COOKIE } from '../identity/portal.js';
 import { stripNamesFor } from '../plugins/headers/identityHeaders.js';
 
 export interface GatewayOwned {
@@ -28,7 +29,7 @@ export function gatewayOwned(config: Config): GatewayOwned {
   let o = owned.get(config);
   if (o) return o;
   const apps = config.apps as AppConfig[];
-  const sessionNames = new Set<string>([DEFAULT_SESSION_COOKIE]);
+  const sessionNames = new Set<string>([DEFAULT_SESSION_COOKIE, PORTAL_COOKIE]);
   const base = config.session?.cookie?.name;
   if (base) sessionNames.add(base);
   for (const a of apps) if (a.cookies?.name) sessionNames.add(a.cookies.name);

@@ -1269,6 +1269,16 @@ ${app('Pass', 'pass.localhost:8080', '    websocketOrigins: [https://ok.example.
       ],
     },
     {
+      description: 'an app published where publicUrl puts the app portal takes the address: no portal (only with identity: a gateway without sign-in has no portal)',
+      yaml: `${SESSION}apps:
+${app('Home', 'localhost:8080')}  - name: Sub
+    externalUrl: http://localhost:8080/sub/
+    internalUrl: http://127.0.0.1:3001/sub/
+    preAuth: passthrough
+`,
+      warnings: [{ at: '9:18', path: 'apps[0].externalUrl', message: 'is where gateway.publicUrl puts the app portal (http://localhost:8080/): the app takes the address, and the gateway serves no portal' }],
+    },
+    {
       description: 'a revoked entry that is no connector id revokes nothing',
       yaml: `${GW}connectors:
   listen: 8444

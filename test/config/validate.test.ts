@@ -98,7 +98,7 @@ describe('config validate: a plugin options schema with an $id', () => {
 });
 
 describe('schema descriptions say what the gateway does', () => {
-  it('promise no portal (there is none) and put no callback on publicUrl; visibleToUsers says it has no effect', async () => {
+  it('name the app portal at publicUrl and its callback there; visibleToUsers says what it hides, and that access is unchanged', async () => {
     const { jsonSchema } = await import('../../src/config/schema.js');
     const descriptions: { path: string; text: string }[] = [];
     const walk = (node: unknown, path: string) => {
@@ -108,12 +108,15 @@ describe('schema descriptions say what the gateway does', () => {
       for (const [k, v] of Object.entries(node)) walk(v, `${path}/${k}`);
     };
     walk(jsonSchema(), '');
-    const portal = descriptions.filter((d) => /portal/i.test(d.text) && !d.path.endsWith('/visibleToUsers'));
+    const portal = descriptions.filter((d) => /portal/i.test(d.text) && !d.path.endsWith('/visibleToUsers') && !d.path.endsWith('/publicUrl'));
     assert.deepEqual(portal, []);
     const visible = descriptions.find((d) => d.path.endsWith('/visibleToUsers'))!;
-    assert.match(visible.text, /has no effect/);
+    assert.match(visible.text, /app portal/);
+    assert.match(visible.text, /false hides it/);
+    assert.match(visible.text, /Access is unchanged/);
     const publicUrl = descriptions.find((d) => d.path.endsWith('/publicUrl'))!;
-    assert.doesNotMatch(publicUrl.text, /callback[^.]*live here/i);
+    assert.match(publicUrl.text, /app portal is served/);
+    assert.match(publicUrl.text, /\/\.drawbridge\/callback on that host/);
     assert.match(publicUrl.text, /iss of identity assertions/);
   });
 });

@@ -42,6 +42,8 @@ export interface StackOptions {
   watch?: boolean;
   /** stages a test adds to every app, as a plugin's would be */
   compileHooks?: GatewayOptions['compileHooks'];
+  /** gateway.publicUrl, where the app portal is (default http://localhost) */
+  publicUrl?: string;
 }
 
 export function defaultApps(backend: string): string {
@@ -69,9 +71,9 @@ export function defaultApps(backend: string): string {
 `;
 }
 
-export function gatewayYaml(issuer: string, secrets: string[], apps: string, extra = '', identityExtra = ''): string {
+export function gatewayYaml(issuer: string, secrets: string[], apps: string, extra = '', identityExtra = '', publicUrl = 'http://localhost'): string {
   return `gateway:
-  publicUrl: http://localhost
+  publicUrl: ${publicUrl}
   listen: { http: 127.0.0.1:0 }
 identity:
   issuer: ${issuer}
@@ -102,9 +104,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     accessTokenTtlSec: opts.accessTokenTtlSec,
     idTokenTtlSec: opts.idTokenTtlSec,
   });
-  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml), { ...(opts.watch === false ? { watch: false } : {}), ...(opts.compileHooks ? { compileHooks: opts.compileHooks } : {}) });
+  const gw = await startGateway(gatewayYaml(idp.issuer, opts.secrets ?? [SECRET_A], (opts.apps ?? defaultApps)(backend.url), opts.extraYaml, opts.identityYaml, opts.publicUrl), { ...(opts.watch === false ? { watch: false } : {}), ...(opts.compileHooks ? { compileHooks: opts.compileHooks } : {}) });
   const origin = (host: string) => `http://${host}.localhost:${gw.port}`;
-  for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix']) {
+  for (const h of ['web', 'api', 'finance', 'open', 'other', 'app', 'prefix', 'portal']) {
     idp.allowRedirectUri(`${origin(h)}/.drawbridge/callback`);
     idp.allowPostLogoutUri(`${origin(h)}/.drawbridge/signed-out`);
   }
