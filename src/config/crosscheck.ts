@@ -489,10 +489,14 @@ function portalTaken(publicUrl: unknown, apps: unknown[], signIn: boolean, warn:
   const router = new Router<{ name: string; i: number }>();
   apps.forEach((a, i) => {
     const url = (a as { externalUrl?: unknown } | null)?.externalUrl;
-    if (typeof url === 'string' && URL.canParse(url.replace('://*.', '://wildcard---.'))) {
-      const ext = externalUrlOf(url);
-      router.add(wildcardHostOf(ext), prefixOf(ext), { name: String(i), i });
+    if (typeof url !== 'string') return;
+    let ext: URL;
+    try {
+      ext = externalUrlOf(url);
+    } catch {
+      return; // (the URL's own problem is said where it is checked)
     }
+    router.add(wildcardHostOf(ext), prefixOf(ext), { name: String(i), i });
   });
   const taker = router.match(hostPatternOf(portal), prefixOf(portal));
   if (taker) warn(['apps', taker.target.i, 'externalUrl'], `is where gateway.publicUrl puts the app portal (${portal.origin}${prefixOf(portal)}): the app takes the address, and the gateway serves no portal`);

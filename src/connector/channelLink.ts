@@ -26,9 +26,11 @@ export const TUNNEL_PROTOCOL = 'drawbridge-h2';
  * port: the gateway hands a connection that offers it to the connector hub (gateway/sharedTlsPort.ts).
  */
 export const CONNECTOR_ALPN = 'drawbridge-connector/1';
-export const CONNECTOR_ALPN_OFFER = [CONNECTOR_ALPN, 'http/1.1'];
-/** for https.request and ws, which hand it to tls.connect (their option types leave it out) */
-export const OFFER_CONNECTOR_ALPN: Pick<ConnectionOptions, 'ALPNProtocols'> = { ALPNProtocols: CONNECTOR_ALPN_OFFER };
+/**
+ * The ALPN list of both ends (https.request and ws hand it to tls.connect, their option types
+ * leave it out; the hub's server takes the same): ours first, http/1.1 for every other client.
+ */
+export const OFFER_CONNECTOR_ALPN: Pick<ConnectionOptions, 'ALPNProtocols'> = { ALPNProtocols: [CONNECTOR_ALPN, 'http/1.1'] };
 export const CHANNEL_TRANSPORTS = ['h2', 'websocket'] as const;
 export type ChannelTransport = (typeof CHANNEL_TRANSPORTS)[number];
 /** a WebSocket message carries at most one write of the HTTP/2 session; anything bigger is garbage */

@@ -30,7 +30,7 @@ import { sharesHttpsPort } from '../gateway/sharedTlsPort.js';
 import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { StreamWindows } from './streamWindow.js';
-import { CONNECTOR_ALPN_OFFER, MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
+import { OFFER_CONNECTOR_ALPN, MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary, type GroupCounts } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -122,7 +122,7 @@ export class ConnectorHub {
     // ALPN: connectors offer CONNECTOR_ALPN (and take it on a port of its own too); clients that
     // offer http/1.1 alone (curl, older connectors) still get it.
     this.server = https.createServer(
-      { ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, requestTimeout: 60_000, ALPNProtocols: CONNECTOR_ALPN_OFFER },
+      { ...this.tlsContext(tls), requestCert: true, rejectUnauthorized: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, requestTimeout: 60_000, ...OFFER_CONNECTOR_ALPN },
       (req, res) => void this.onRequest(req, res),
     );
     // Node's headersTimeout only runs once a request has begun: a client that finished its

@@ -29,7 +29,7 @@ export const PORTAL_COOKIE = 'drawbridge_portal';
  * Registers the portal with the generation's identity runtime when the config serves one. Called
  * once the route table is complete (compile.ts), since an app at publicUrl's address takes it.
  */
-export function registerPortal(config: Config, router: Router<{ name: string }>, deps: { now: () => number; stateDir: string; logger?: Logger }): void {
+function registerPortal(config: Config, router: Router<{ name: string }>, deps: { now: () => number; stateDir: string; logger?: Logger }): void {
   if (!config.identity || !config.session) return;
   const url = externalUrlOf(config.gateway.publicUrl);
   if (router.match(hostPatternOf(url), prefixOf(url))) return;
@@ -37,8 +37,19 @@ export function registerPortal(config: Config, router: Router<{ name: string }>,
 }
 
 /**
- * The portal, when this generation serves it and `path` on `host` is under its address with no app
- * taking the path (an app under a longer prefix on the portal's host keeps its own paths).
+ * What identity needs once the generation's route table is complete (compile.ts): the portal, if
+ * the config serves one, and the table itself, which the oidc stage asks which app a page is.
+ */
+export function routesComplete(config: Config, router: Router<{ name: string }>, deps: { now: () => number; stateDir: string; logger?: Logger }): void {
+  registerPortal(config, router, deps);
+  const rt = existingRuntime(config);
+  if (rt) rt.routes = router;
+}
+
+/**
+ * The portal, when this generation serves it and `path` on `host` is under its address. Asked
+ * only where the generation's router found no app (an app under a longer prefix on the portal's
+ * host keeps its own paths): every caller has just looked.
  */
 export function portalAt(gen: Generation, host: string, path: string): { rt: IdentityRuntime; app: AppIdentity } | undefined {
   const rt = existingRuntime(gen.config);
@@ -46,7 +57,7 @@ export function portalAt(gen: Generation, host: string, path: string): { rt: Ide
   if (!rt || !app) return undefined;
   if (host !== hostPatternOf(new URL(app.externalUrl))) return undefined;
   if (!path.startsWith(app.prefix) && path !== app.prefix.slice(0, -1)) return undefined;
-  return gen.router.match(host, path) ? undefined : { rt, app };
+  return { rt, app };
 }
 
 /** The portal's URL in this generation, or undefined when it serves none. */

@@ -16,7 +16,7 @@ import { keptOidcClient, type OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
 import type { JWTVerifyGetKey } from 'jose';
 import { SessionRevocations } from './revocations.js';
-import { externalUrlOf, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
+import { externalUrlOf, prefixOf, type Router } from '../gateway/router.js';
 
 export const LOGIN_COOKIE = 'drawbridge_login';
 export const DEFAULT_SESSION_COOKIE = 'drawbridge_session';
@@ -112,23 +112,15 @@ export class IdentityRuntime {
     this.configClaims = Object.freeze(this.sessionClaims.filter((k) => !POLICY_CLAIMS.includes(k)));
   }
 
-  private routes?: Router<{ name: string }>;
+  /** the route table of the generation built from this config (compile.ts hands it over once complete) */
+  routes?: Router<{ name: string }>;
 
   /**
-   * The app this config routes `host` (lower-case, no port) and `path` to, as the gateway's
-   * router does: on one host an app under a longer prefix takes its paths from one at the root.
-   * Built on first use, for the few requests that ask (a form posted without a session).
+   * The app the gateway routes `host` (lower-case, no port) and `path` to under this config: on
+   * one host an app under a longer prefix takes its paths from one at the root.
    */
   appNameAt(host: string, path: string): string | undefined {
-    if (!this.routes) {
-      const r = new Router<{ name: string }>();
-      for (const a of this.config.apps as AppConfig[]) {
-        const ext = externalUrlOf(a.externalUrl);
-        r.add(wildcardHostOf(ext), prefixOf(ext), { name: a.name });
-      }
-      this.routes = r;
-    }
-    return this.routes.match(host, path)?.target.name;
+    return this.routes?.match(host, path)?.target.name;
   }
 
   /** An app's identity (the oidc stage's), or the portal's (portal.ts), which has no entry of its own in apps:. */

@@ -20,7 +20,7 @@ import type { LoadedPlugin } from '../plugins/registry.js';
 import { PluginTimeoutError, pluginDeadlineMs, withDeadline } from '../plugins/deadline.js';
 import { conditionalAccessOptionsFor } from '../plugins/access/conditionalAccess.js';
 import { dashedName, stripNamesFor } from '../plugins/headers/identityHeaders.js';
-import { registerPortal } from '../identity/portal.js';
+import { routesComplete } from '../identity/portal.js';
 import { gatewayOwned, identityHeaderNames, ownedHeaders } from './gatewayOwned.js';
 import { Generation, disposeStages, type CompiledApp } from './generation.js';
 import { STAGE_KINDS, type Plugin, type PluginContext, type Stage, type StageKind } from './stage.js';
@@ -102,7 +102,7 @@ export async function compile(config: Config, hash: string, deps: CompileDeps): 
       }
     }
     // once every app is routed: an app published at publicUrl's address takes it from the portal
-    registerPortal(config, router, { now: deps.now ?? Date.now, stateDir, logger: deps.logger });
+    routesComplete(config, router, { now: deps.now ?? Date.now, stateDir, logger: deps.logger });
   } catch (e) {
     // Nothing of a half-built generation may stay open.
     await Promise.allSettled([
