@@ -21,6 +21,7 @@ import { withoutCookies } from '../identity/cookies.js';
 import { clientAddress } from './clientAddress.js';
 import { checkDestination, destinationStages, headerCount, internalDestination, internalTarget, type Destination } from './destination.js';
 import { sendError, type ErrorInfo, type NextStep } from './errorPages.js';
+import { boundUnwantedBody } from './linger.js';
 import { answerBegun } from './heldHead.js';
 import { appResponseValue, CORRELATION_HEADER, FEW_HEADER_LINES, firstOwnedName, GATEWAY_FRAMED, gatewayHeadersFirst, upstreamRequestHeaders, type AppCookieGuard } from './headers.js';
 import { normalizeTarget, originForm } from './normalize.js';
@@ -172,7 +173,10 @@ export class Edge {
     res.once('close', () => {
       gen.release();
       if (this.answering.get(socket) === outcome) this.answering.set(socket, undefined);
-      if (res.writableFinished) return this.finish(req, res, id, outcome, started);
+      if (res.writableFinished) {
+        boundUnwantedBody(req, (ms) => this.log.info({ correlationId: id, client: socket.remoteAddress, seconds: ms / 1000 }, 'connection closed: the client was still sending a request body after its answer had left'));
+        return this.finish(req, res, id, outcome, started);
+      }
       // A response cut short is logged a turn later: the direct upstream learns why (the app
       // went quiet, or the client left) from undici only after this close.
       setImmediate(() => this.finish(req, res, id, outcome, started));
