@@ -47,7 +47,7 @@ export async function connectorsCommand(args: string[]): Promise<number> {
   for (const c of list) rows.push([c.id, c.group, c.version, c.address, c.transport ?? '-', String(c.channels), String(c.inflight), c.lastSeen + (inactive(c) ? ' (inactive)' : ''), c.certExpiry + (c.draining ? ' (draining)' : '')]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) process.stdout.write(r.map((v, i) => String(v).padEnd(widths[i])).join('  ').trimEnd() + '\n');
-  if (list.length === 0) process.stdout.write('(no connector is connected, nor was one in the last 10 days since the gateway started)\n');
+  if (list.length === 0) process.stdout.write('(no connector is connected, nor was one in the last 10 days)\n');
   else if (list.every(inactive)) process.stdout.write('(no connector is connected)\n');
   return 0;
 }

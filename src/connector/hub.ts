@@ -31,6 +31,7 @@ import type { Upstream } from '../gateway/upstream.js';
 import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_MS, identityOfCert, issuedAt } from './ca.js';
 import { StreamWindows } from './streamWindow.js';
 import { OFFER_CONNECTOR_ALPN, MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
+import { KnownConnectors } from './knownConnectors.js';
 import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary, type GroupCounts } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -96,6 +97,8 @@ export class ConnectorHub {
   private readonly server: https.Server;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly tokens: TokenStore;
+  /** the listing as saved in stateDir, so a restart still lists the connectors that went away */
+  private readonly known: KnownConnectors;
   private nextChannel = 1;
   private listenAt?: string;
   private readonly pingMs: number;
@@ -116,6 +119,9 @@ export class ConnectorHub {
     opts: HubOptions,
   ) {
     this.tokens = new TokenStore(stateDir);
+    this.known = new KnownConnectors(join(stateDir, 'connectors', 'known.json'), log, () => this.connectors());
+    this.registry.restore(this.known.load());
+    this.registry.onChange = () => this.known.changed();
     // The listener is open to the internet and needs no certificate to connect to: a TCP
     // connection that never finishes its handshake, or never sends its request, holds a file
     // descriptor. Node's defaults (120 s, 60 s) let a few hundred of them starve the gateway.
@@ -310,6 +316,8 @@ export class ConnectorHub {
     clearInterval(this.pingTimer);
     clearTimeout(this.serverCertTimer);
     for (const ch of this.registry.all()) ch.terminate();
+    this.known.saveNow();
+    this.registry.onChange = undefined;
     for (const ws of this.wss.clients) ws.terminate();
     await closeServer(this.server);
   }
@@ -594,6 +602,7 @@ export class ConnectorHub {
   }
 
   private pingAll(): void {
+    this.known.tick();
     for (const ch of this.registry.all()) {
       if (ch.session.destroyed || ch.session.closed) continue;
       const sentAt = Date.now();

@@ -77,13 +77,22 @@ export class ChannelRegistry {
   /** the latest last seen of the closed channels of connectors that still hold one */
   private readonly closedSeen = new Map<string, number>();
 
+  /** told when a channel is added or removed (the saved listing follows it) */
+  onChange?: () => void;
+
   constructor(private readonly keep = { ms: INACTIVE_KEPT_MS, max: INACTIVE_KEPT_MAX }) {}
+
+  /** Connectors of an earlier run (knownConnectors.ts), listed as inactive until they connect. */
+  restore(gone: readonly ConnectorSummary[]): void {
+    for (const s of gone) if (!this.channelsOf(s.id)) this.remember(s);
+  }
 
   add(ch: Channel): void {
     this.inactive.delete(ch.connectorId);
     const list = this.byGroup.get(ch.group) ?? [];
     list.push(ch);
     this.byGroup.set(ch.group, list);
+    this.onChange?.();
   }
 
   remove(ch: Channel): void {
@@ -94,6 +103,7 @@ export class ChannelRegistry {
     const last = summarize(list.filter((c) => c.connectorId === ch.connectorId))[0]!;
     list.splice(i, 1);
     if (list.length === 0) this.byGroup.delete(ch.group);
+    this.onChange?.();
     // Its channels close one by one: the last seen is the latest of them all, not of the last one closed.
     const seen = Math.max(Date.parse(last.lastSeen), this.closedSeen.get(ch.connectorId) ?? 0);
     if (last.channels > 1) return void this.closedSeen.set(ch.connectorId, seen);
