@@ -12,7 +12,7 @@
  * aside; the listing starts empty, and the gateway runs as before: the file is a record, never a
  * reason not to serve.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { throttledLog } from '../observability/throttledLog.js';
@@ -23,6 +23,7 @@ const FORMAT = 1;
 const SAVE_AFTER_CHANGE_MS = 1000;
 /** while connectors are live: their last seen moves with every ping */
 const SAVE_EVERY_MS = 60_000;
+const MAX_FILE_BYTES = 8 << 20;
 /** no field of a real summary comes near this: longer means the file is not ours */
 const MAX_FIELD = 512;
 
@@ -47,6 +48,11 @@ export class KnownConnectors {
   load(now = Date.now()): ConnectorSummary[] {
     let text: string;
     try {
+      // 5,000 rows are about 1.5 MB: a larger file is not one this gateway wrote
+      if (statSync(this.file).size > MAX_FILE_BYTES) {
+        this.setAside(`larger than ${MAX_FILE_BYTES >> 20} MiB`);
+        return [];
+      }
       text = readFileSync(this.file, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, reason: (e as Error).message }, 'the saved connector listing could not be read; connectors that went away before this start are not listed');

@@ -119,10 +119,19 @@ describe('connector listing across gateway restarts', function () {
     assert.ok(warned, 'a warning names the file');
     assert.equal(warned!.file, brokenFile);
     assert.ok(existsSync(`${brokenFile}.unreadable`), 'kept beside for a look');
-    // the gateway serves as before: its connector still enrolls and carries requests
-    const conn = startConnector(join(broken, 'conn'), { gateway: hubUrl(gw2), token: token(gw2) });
+    await gw2.stop();
+
+    // one far larger than 5,000 rows is not read at all
+    const huge = tempDir();
+    mkdirSync(join(huge, 'state', 'connectors'), { recursive: true });
+    writeFileSync(join(huge, 'state', 'connectors', 'known.json'), JSON.stringify({ format: 1, connectors: Array.from({ length: 60_000 }, (_, i) => row(`c${i}`, 1000)) }));
+    const gw3 = await start(gatewayYaml(backend), huge);
+    assert.deepEqual(await listing(gw3), []);
+    assert.ok(gw3.logs.some((l) => l.reason === 'larger than 8 MiB'), 'the size is the reason given');
+    // the gateway serves as before: a connector still enrolls and carries requests
+    const conn = startConnector(join(huge, 'conn'), { gateway: hubUrl(gw3), token: token(gw3) });
     procs.push(conn);
-    await waitChannels(gw2, 2);
-    assert.equal((await request(`${gw2.url}/`, { headers: { host: 'app.test' } })).status, 200);
+    await waitChannels(gw3, 2);
+    assert.equal((await request(`${gw3.url}/`, { headers: { host: 'app.test' } })).status, 200);
   });
 });
