@@ -30,25 +30,67 @@ const MAX_RECORD = (1 << 14) + 2048;
 
 /** Reads a ClientHello from the start of `buf` (RFC 8446 4.1.2, RFC 7301), spread over as many handshake records as it takes. */
 export function readClientHello(buf: Buffer): Hello {
-  const parts: Buffer[] = [];
-  let have = 0;
-  let at = 0;
-  while (at + 5 <= buf.length) {
-    const length = buf.readUInt16BE(at + 3);
-    if (buf[at] !== HANDSHAKE || buf[at + 1] !== 3 || length === 0 || length > MAX_RECORD) return { kind: 'other' };
-    if (at + 5 + length > buf.length) break;
-    parts.push(buf.subarray(at + 5, at + 5 + length));
-    have += length;
-    at += 5 + length;
-    const msg = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    if (msg[0] !== CLIENT_HELLO) return { kind: 'other' };
-    if (have < 4) continue;
-    const size = msg.readUIntBE(1, 3);
-    if (have >= 4 + size) return helloBody(msg.subarray(4, 4 + size));
+  return new ClientHelloReader().push(buf);
+}
+
+/**
+ * Reads a ClientHello as its bytes arrive: each byte is copied and each record header read once.
+ * Why not read the whole buffer again at every chunk: a hello may come as thousands of 1-byte
+ * records, one per TCP segment, and reading (and joining) all of them again for each one took
+ * the gateway ~5 s of CPU per 16 KiB connection, any client's to open (sec29 #1).
+ */
+export class ClientHelloReader {
+  private buf = Buffer.alloc(0);
+  /** bytes held in buf */
+  private held = 0;
+  /** where the next record header starts */
+  private at = 0;
+  /** the handshake message's bytes in buf, record by record */
+  private readonly ranges: [number, number][] = [];
+  private have = 0;
+  /** the ClientHello's length, once its first 4 bytes are in (-1 before) */
+  private size = -1;
+
+  /** every byte pushed so far */
+  get bytes(): Buffer {
+    return this.buf.subarray(0, this.held);
   }
-  // A first byte that is no handshake record says enough (plain HTTP, garbage).
-  if (buf.length > at && buf[at] !== HANDSHAKE) return { kind: 'other' };
-  return { kind: 'partial' };
+
+  push(chunk: Buffer): Hello {
+    this.append(chunk);
+    const b = this.buf;
+    while (this.at + 5 <= this.held) {
+      const at = this.at;
+      const length = b.readUInt16BE(at + 3);
+      if (b[at] !== HANDSHAKE || b[at + 1] !== 3 || length === 0 || length > MAX_RECORD) return { kind: 'other' };
+      if (at + 5 + length > this.held) break;
+      this.ranges.push([at + 5, at + 5 + length]);
+      this.have += length;
+      this.at = at + 5 + length;
+      if (b[this.ranges[0]![0]] !== CLIENT_HELLO) return { kind: 'other' };
+      // (at most 4 records hold the first 4 bytes: each has at least one)
+      if (this.size < 0 && this.have >= 4) this.size = this.message().readUIntBE(1, 3);
+      if (this.size >= 0 && this.have >= 4 + this.size) return helloBody(this.message().subarray(4, 4 + this.size));
+    }
+    // A first byte that is no handshake record says enough (plain HTTP, garbage).
+    if (this.held > this.at && b[this.at] !== HANDSHAKE) return { kind: 'other' };
+    return { kind: 'partial' };
+  }
+
+  private append(chunk: Buffer): void {
+    if (this.held + chunk.length > this.buf.length) {
+      // doubling: each byte is copied a bounded number of times however the chunks come
+      const grown = Buffer.allocUnsafe(Math.max(this.held + chunk.length, this.buf.length * 2));
+      this.buf.copy(grown, 0, 0, this.held);
+      this.buf = grown;
+    }
+    chunk.copy(this.buf, this.held);
+    this.held += chunk.length;
+  }
+
+  private message(): Buffer {
+    return Buffer.concat(this.ranges.map(([from, to]) => this.buf.subarray(from, to)));
+  }
 }
 
 function helloBody(b: Buffer): Hello {
@@ -149,16 +191,13 @@ export class SharedTlsPort {
   }
 
   private sort(socket: Socket): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
+    const reader = new ClientHelloReader();
     const timer = setTimeout(() => socket.destroy(), this.helloTimeoutMs).unref();
     const drop = () => socket.destroy();
     const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      const buf = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      const hello = readClientHello(buf);
-      if (hello.kind === 'partial' && size < MAX_HELLO_BYTES) return;
+      const hello = reader.push(chunk);
+      const buf = reader.bytes;
+      if (hello.kind === 'partial' && buf.length < MAX_HELLO_BYTES) return;
       clearTimeout(timer);
       socket.off('data', onData).off('error', drop).off('end', drop).off('close', forget);
       this.handOver(hello.kind === 'hello' && hello.alpn.includes(this.routes.alpn) ? this.byAlpn : this.other, socket, buf);

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import tls from 'node:tls';
 import { CONNECTOR_ALPN } from '../../src/connector/channelLink.js';
 import { readClientHello } from '../../src/gateway/sharedTlsPort.js';
 import { selfSignedCert, type TestCert } from '../support/certs.js';
-import { eventually, rawRequest, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, sleep, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { hubUrl, killConnector, startConnector, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 
 /** a port free now (the gateway binds it by number: port 0 would give each listener its own) */
@@ -214,6 +215,61 @@ describe('connectors.listen sharing gateway.listen.https: stopping', function ()
     } finally {
       await killConnector(conn);
       await gw.stop();
+      await backend.close();
+    }
+  });
+});
+
+/** CPU seconds a process has used so far (user + system), from the kernel's own count */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+}
+
+describe('connectors.listen sharing gateway.listen.https: a hello in many records', function () {
+  this.timeout(60_000);
+  it('costs the gateway little CPU, and other clients are served meanwhile (a hello as 1-byte records, one per segment, took seconds of CPU each)', async () => {
+    const backend = await startEchoBackend();
+    const dir = tempDir();
+    const cert = selfSignedCert(dir, 'public', ['direct.test', 'app.test']);
+    const port = await freePort();
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, sharedYaml(port, backend));
+    const gw = spawnGateway(file);
+    try {
+      await gw.port('admin');
+      await eventually(() => /connector hub listening/.test(gw.output()), 10_000);
+      assert.equal((await get(port, 'direct.test', cert.certPem)).status, 200);
+      const cpuBefore = cpuSeconds(gw.child.pid!);
+      // A ClientHello that says it is 16 MiB long, then 1-byte records, each in a TCP segment of its own.
+      const slowHello = async () => {
+        const s = net.connect(port, '127.0.0.1');
+        s.setNoDelay(true);
+        s.on('error', () => undefined);
+        await new Promise((r) => s.once('connect', r));
+        s.write(Buffer.from([0x16, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]));
+        for (let sent = 9; sent < 16_000 && !s.destroyed; sent += 6) {
+          s.write(Buffer.from([0x16, 3, 1, 0, 1, 0]));
+          await sleep(2);
+        }
+        s.destroy();
+      };
+      let sending = true;
+      const attack = Promise.all(Array.from({ length: 10 }, slowHello)).finally(() => (sending = false));
+      let slowest = 0;
+      while (sending) {
+        const t0 = Date.now();
+        assert.equal((await get(port, 'direct.test', cert.certPem)).status, 200);
+        slowest = Math.max(slowest, Date.now() - t0);
+        await sleep(100);
+      }
+      await attack;
+      const cpu = cpuSeconds(gw.child.pid!) - cpuBefore;
+      assert.ok(cpu < 2, `the gateway used ${cpu.toFixed(1)} s of CPU on 10 such connections`);
+      assert.ok(slowest < 1000, `a request meanwhile took ${slowest} ms`);
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
       await backend.close();
     }
   });
