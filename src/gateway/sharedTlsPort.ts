@@ -209,6 +209,11 @@ export class SharedTlsPort {
 
   private handOver(route: Route, socket: Socket, read: Buffer): void {
     if (route.stopped) return void socket.destroy();
+    // What net does for a server's own accepted connections, from its options: this one accepts
+    // none. Without it the public listener's TCP keep-alive probes (server.ts PUBLIC_LISTENER) were
+    // off on a shared port, and a WebSocket whose client vanished was held for good (sec29 #2).
+    const own = route.server as Server & { keepAlive?: boolean; keepAliveInitialDelay?: number };
+    if (own.keepAlive) socket.setKeepAlive(true, (own.keepAliveInitialDelay ?? 0) * 1000);
     socket.pause();
     socket.unshift(read);
     route.sockets.add(socket);

@@ -181,6 +181,14 @@ describe('connectors.listen sharing gateway.listen.https', function () {
     assert.equal((await get(port, 'app.test', cert.certPem)).status, 200);
   });
 
+  it('arms TCP keep-alive probes on public connections as the https listener does on a port of its own (an open WebSocket whose client vanished is found)', async () => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'direct.test', ca: cert.certPem });
+    await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+    const line = execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} and dport = :${s.localPort} )`], { encoding: 'utf8' });
+    s.destroy();
+    assert.match(line, /timer:\(keepalive,/, `the gateway's socket: ${line}`);
+  });
+
   it('a reload that would end the sharing says it takes a restart, and the port goes on as started', async () => {
     const other = await freePort();
     writeFileSync(gw.configFile, sharedYaml(port, backend, `127.0.0.1:${other}`));
