@@ -10,6 +10,7 @@ import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
+import { framedSignInPage, inAnotherSite, isFrameNavigation, signsInInFrame } from '../../identity/framedSignIn.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { titleOf } from '../../gateway/errorPages.js';
 import { requestedTarget, safeReturnUrl, signInLink } from '../../identity/returnUrl.js';
@@ -84,6 +85,7 @@ class OidcStage implements Stage {
 
     if (!ctx.upgrade && !isBrowserNavigation(ctx.method, ctx.headers) && wantsPage(ctx.headers)) return this.signInPage(ctx, clear);
     if (ctx.upgrade || !isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
+    if (this.frameCannotSignIn(ctx)) return this.framedPage(ctx, clear);
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
@@ -158,10 +160,29 @@ class OidcStage implements Stage {
   private signInPage(ctx: RequestContext, cookies: string[]): Decision {
     const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
     const link = signInLink(this.formPage(ctx) ?? requestedTarget(ctx));
-    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}">Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
+    // a form in a frame: sign-in cannot happen there (framedSignIn.ts), a window of its own can
+    const framed = this.frameCannotSignIn(ctx) ? ' target="_blank" rel="noopener"' : '';
+    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}"${framed}>Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
+    return this.signInRequired(body, cookies, `no session: ${ctx.method} sent from a page, answered with a sign-in link`);
+  }
+
+  /** 401 as a page the browser shows: the sign-in link it carries is the way on */
+  private signInRequired(body: string, cookies: string[], reason: string): Decision {
     const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
     if (cookies.length) headers['set-cookie'] = cookies;
-    return { kind: 'respond', status: 401, headers, body, reasons: [`no session: ${ctx.method} sent from a page, answered with a sign-in link`] };
+    return { kind: 'respond', status: 401, headers, body, reasons: [reason] };
+  }
+
+  /** a frame's navigation, which cannot sign in where it is (framedSignIn.ts) */
+  private frameCannotSignIn(ctx: RequestContext): boolean {
+    return isFrameNavigation(ctx.headers) && !signsInInFrame(this.app.sameSite, ctx.protocol);
+  }
+
+  /** 401 as a page for a frame, which cannot sign in where it is (framedSignIn.ts): a new window can. */
+  private framedPage(ctx: RequestContext, cookies: string[]): Decision {
+    const crossSite = inAnotherSite(ctx.headers);
+    const body = framedSignInPage({ app: this.app.name, target: requestedTarget(ctx), crossSite, correlationId: ctx.id });
+    return this.signInRequired(body, cookies, `no session in a frame${crossSite ? ' of another site' : ''}: answered with a page to sign in in a new window`);
   }
 
   /**

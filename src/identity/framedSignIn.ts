@@ -1,0 +1,52 @@
+/**
+ * A page of an app opened in a frame (an iframe of a dashboard, a portal, the app's own page)
+ * when its session is missing or has ended. Sign-in cannot happen there: the provider's pages
+ * are another site inside that frame, so its cookies are third-party (the embedded provider
+ * answered "invalid_request", Entra's pages refuse to be framed at all), and the frame showed
+ * the provider's error or nothing. Entra application proxy says the same: a framed app signs in
+ * in a window of its own. The frame gets a page that says so, with the link that does it.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** A navigation of a frame, as Chromium, Firefox and Safari say it (Sec-Fetch-Dest). */
+export function isFrameNavigation(h: Readonly<IncomingHttpHeaders>): boolean {
+  const dest = Array.isArray(h['sec-fetch-dest']) ? h['sec-fetch-dest'][0] : h['sec-fetch-dest'];
+  return dest === 'iframe' || dest === 'frame';
+}
+
+/**
+ * Whether a frame of this app still signs in where it is: only an app whose cookies are
+ * SameSite=None (which needs https), as an operator sets for an app embedded in another site's
+ * page, with a provider that lets its pages be framed (loginState.ts gives that sign-in a login
+ * cookie the frame keeps). Every other frame gets the page below.
+ */
+export function signsInInFrame(sameSite: 'lax' | 'strict' | 'none', protocol: 'http' | 'https'): boolean {
+  return sameSite === 'none' && protocol === 'https';
+}
+
+/**
+ * The frame is in a page of another site, which never gets a Lax or Strict session cookie even
+ * once the user has signed in. Sec-Fetch-Site compares the frame with the page that navigated it,
+ * the page the frame is in for every frame but one nested in a frame of a third site: there the
+ * page offers "show it here again" where the cookie may still not come, which is no loop either.
+ */
+export function inAnotherSite(h: Readonly<IncomingHttpHeaders>): boolean {
+  const site = Array.isArray(h['sec-fetch-site']) ? h['sec-fetch-site'][0] : h['sec-fetch-site'];
+  return site === 'cross-site';
+}
+
+const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * The page shown in the frame. `target` is the framed page's own path: opened as a window of its
+ * own it is a top-level navigation, which signs in as any other and comes back to it. Where the
+ * frame will get the cookie afterwards, a second link shows the page in the frame again.
+ */
+export function framedSignInPage(o: { app: string; target: string; crossSite: boolean; correlationId: string }): string {
+  const href = esc(o.target);
+  const open = `<a href="${href}" target="_blank" rel="noopener">Open it in a new window</a>`;
+  const what = o.crossSite
+    ? `<p>This frame is in a page of another site, where your browser does not send your sign-in to ${esc(o.app)}, and sign-in cannot happen inside a frame. ${open} to sign in and use it there.</p>`
+    : `<p>Your session for ${esc(o.app)} has ended or has not started, and sign-in cannot happen inside a frame. ${open} to sign in, then <a href="${href}" target="_self">show it here again</a>.</p>`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1>${what}<p>Correlation ID: <code>${esc(o.correlationId)}</code></p></body></html>`;
+}
