@@ -42,11 +42,17 @@ const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
  * own it is a top-level navigation, which signs in as any other and comes back to it. Where the
  * frame will get the cookie afterwards, a second link shows the page in the frame again.
  */
-export function framedSignInPage(o: { app: string; target: string; crossSite: boolean; correlationId: string }): string {
+export function framedSignInPage(o: { app: string; target: string; crossSite: boolean; correlationId: string; stepUp?: boolean }): string {
   const href = esc(o.target);
   const open = `<a href="${href}" target="_blank" rel="noopener">Open it in a new window</a>`;
+  const why = o.stepUp ? `This page of ${esc(o.app)} needs a stronger or more recent sign-in` : `Your session for ${esc(o.app)} has ended or has not started`;
   const what = o.crossSite
     ? `<p>This frame is in a page of another site, where your browser does not send your sign-in to ${esc(o.app)}, and sign-in cannot happen inside a frame. ${open} to sign in and use it there.</p>`
-    : `<p>Your session for ${esc(o.app)} has ended or has not started, and sign-in cannot happen inside a frame. ${open} to sign in, then <a href="${href}" target="_self">show it here again</a>.</p>`;
+    : `<p>${why}, and sign-in cannot happen inside a frame. ${open} to sign in, then <a href="${href}" target="_self">show it here again</a>.</p>`;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1>${what}<p>Correlation ID: <code>${esc(o.correlationId)}</code></p></body></html>`;
+}
+
+/** The headers of a page that answers 401 with the way to sign in (this one, and the page for a form posted without a session). */
+export function signInRequiredHeaders(app: string): Record<string, string> {
+  return { 'www-authenticate': `Bearer realm="${app}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
 }

@@ -35,6 +35,7 @@ describe('identity: an app page in a frame without a session, in Chromium', func
         saved.push(req.method!);
         body = '<p id="saved">Saved</p>';
       } else if (req.url === '/dash-form') body = '<h1>Dash</h1><iframe id="f" src="/form-widget" width="800" height="400"></iframe>';
+      else if (req.url === '/dash-admin') body = '<h1>Dash</h1><iframe id="f" src="/admin/panel" width="800" height="400"></iframe>';
       else if (req.url === '/dash') body = '<h1>Dash</h1><iframe id="f" src="/widget" width="800" height="400"></iframe>';
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'x-served-for': host }).end(`<!doctype html><html><body>${body}</body></html>`);
     });
@@ -47,7 +48,9 @@ describe('identity: an app page in a frame without a session, in Chromium', func
     externalUrl: http://web.localhost/
     internalUrl: http://127.0.0.1:${port}/
     preAuth: oidc
+    conditionalAccess: [admin-mfa]
 `,
+      extraYaml: 'policies:\n  admin-mfa:\n    when: { paths: [/admin/**] }\n    grant: requireMfa\n',
     });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
   });
@@ -159,6 +162,29 @@ describe('identity: an app page in a frame without a session, in Chromium', func
     await signIn(popup);
     // back on the form's page (its Referer), in a window of its own
     await popup.waitForURL(`${W}/form-widget`, { timeout: 20_000 });
+    await ctx.close();
+  });
+
+  it('a frame whose page needs a stronger sign-in (a policy asks for MFA): the frame says to sign in in a new window, which asks for the second factor, and the frame shows the page after', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const W = s.origin('web');
+    // bob signs in with his password; the page itself needs no more
+    await page.goto(`${W}/dash-admin`);
+    await signIn(page);
+    await page.waitForURL(`${W}/dash-admin`, { timeout: 20_000 });
+    const shown = await frameOffersNewWindow(page);
+    assert.doesNotMatch(shown, /invalid_request|Sign-in problem/, shown);
+    const [popup] = await Promise.all([ctx.waitForEvent('page'), frameOf(page).locator('a[target=_blank]').click()]);
+    // the embedded provider asks for the password again, then the one-time code
+    await popup.waitForSelector('#username', { timeout: 20_000 });
+    assert.match((await popup.textContent('body'))!, /multi-factor/);
+    await signIn(popup);
+    await popup.waitForSelector('#code', { timeout: 20_000 });
+    await popup.fill('#code', s.codes.get('bob')!);
+    await Promise.all([popup.waitForURL(`${W}/admin/panel`, { timeout: 20_000 }), popup.click('button[type=submit]')]);
+    await frameOf(page).locator('a[target=_self]').click();
+    await eventually(async () => /Widget content/.test(await text(frameOf(page))), 20_000);
     await ctx.close();
   });
 });

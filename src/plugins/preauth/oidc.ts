@@ -10,7 +10,7 @@ import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
-import { framedSignInPage, inAnotherSite, isFrameNavigation, signsInInFrame } from '../../identity/framedSignIn.js';
+import { framedSignInPage, inAnotherSite, isFrameNavigation, signInRequiredHeaders, signsInInFrame } from '../../identity/framedSignIn.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
 import { titleOf } from '../../gateway/errorPages.js';
 import { requestedTarget, safeReturnUrl, signInLink } from '../../identity/returnUrl.js';
@@ -168,7 +168,7 @@ class OidcStage implements Stage {
 
   /** 401 as a page the browser shows: the sign-in link it carries is the way on */
   private signInRequired(body: string, cookies: string[], reason: string): Decision {
-    const headers: Record<string, string | string[]> = { 'www-authenticate': `Bearer realm="${this.app.name}"`, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" };
+    const headers: Record<string, string | string[]> = signInRequiredHeaders(this.app.name);
     if (cookies.length) headers['set-cookie'] = cookies;
     return { kind: 'respond', status: 401, headers, body, reasons: [reason] };
   }
