@@ -15,6 +15,7 @@ import { isPendingDecision, type Decision, type Identity, type RequestContext, t
 import { decisionProblem } from '../pipeline/decisionProblem.js';
 import { InvalidDecisionError } from '../errors.js';
 import { isBrowserNavigation, wantsPage } from '../identity/clientKind.js';
+import { isFrameNavigation } from '../identity/framedSignIn.js';
 import { requestedTarget, signInLink } from '../identity/returnUrl.js';
 import { sessionSignedOut } from '../identity/session.js';
 import { withoutCookies } from '../identity/cookies.js';
@@ -813,7 +814,8 @@ function signInAgain(ctx: RequestContext, asked: boolean | undefined): Pick<Erro
 
 /** Only a browser session is replaced by signing in again; a bearer client brings its own token. */
 function signInAgainLink(ctx: RequestContext, stepUp?: StepUp): NextStep | undefined {
-  return ctx.identity?.via === 'session' ? { href: signInLink(requestedTarget(ctx), stepUp), label: 'Sign in again' } : undefined;
+  if (ctx.identity?.via !== 'session') return undefined;
+  return { href: signInLink(requestedTarget(ctx), stepUp), label: 'Sign in again', ...(isFrameNavigation(ctx.headers) ? { newWindow: true } : {}) };
 }
 
 function defaultReason(status: number): string {

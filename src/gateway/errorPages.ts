@@ -82,6 +82,8 @@ export interface ErrorInfo {
 export interface NextStep {
   href: string;
   label: string;
+  /** the link opens a window of its own: a sign-in link on a page shown in a frame, where sign-in cannot happen (identity/framedSignIn.ts) */
+  newWindow?: boolean;
 }
 
 export function sendError(res: ServerResponse, reqHeaders: IncomingHttpHeaders, info: ErrorInfo): void {
@@ -117,7 +119,7 @@ export function renderPage(status: number, title: string, reason: string, correl
 </head><body><main>
 <h1>This corporate app can't be accessed</h1>
 <p><strong>${status} ${escapeHtml(title)}</strong>: ${escapeHtml(reason)}</p>
-${next ? `<p><a href="${escapeHtml(next.href)}">${escapeHtml(next.label)}</a></p>\n` : ''}<dl><dt>Correlation ID</dt><dd><code>${escapeHtml(correlationId)}</code></dd><dt>Timestamp</dt><dd>${new Date().toISOString()}</dd></dl>
+${next ? `<p><a href="${escapeHtml(next.href)}"${next.newWindow ? ' target="_blank" rel="noopener"' : ''}>${escapeHtml(next.label)}</a></p>\n` : ''}<dl><dt>Correlation ID</dt><dd><code>${escapeHtml(correlationId)}</code></dd><dt>Timestamp</dt><dd>${new Date().toISOString()}</dd></dl>
 <p>If the problem persists, give the correlation ID to your administrator.</p>
 </main></body></html>
 `;

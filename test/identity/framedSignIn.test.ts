@@ -36,6 +36,7 @@ describe('identity: an app page in a frame without a session, in Chromium', func
         body = '<p id="saved">Saved</p>';
       } else if (req.url === '/dash-form') body = '<h1>Dash</h1><iframe id="f" src="/form-widget" width="800" height="400"></iframe>';
       else if (req.url === '/dash-admin') body = '<h1>Dash</h1><iframe id="f" src="/admin/panel" width="800" height="400"></iframe>';
+      else if (req.url === '/dash-finance') body = '<h1>Dash</h1><iframe id="f" src="/fin/ledger" width="800" height="400"></iframe>';
       else if (req.url === '/dash') body = '<h1>Dash</h1><iframe id="f" src="/widget" width="800" height="400"></iframe>';
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'x-served-for': host }).end(`<!doctype html><html><body>${body}</body></html>`);
     });
@@ -49,6 +50,11 @@ describe('identity: an app page in a frame without a session, in Chromium', func
     internalUrl: http://127.0.0.1:${port}/
     preAuth: oidc
     conditionalAccess: [admin-mfa]
+  - name: Finance
+    externalUrl: http://web.localhost/fin/
+    internalUrl: http://127.0.0.1:${port}/
+    preAuth: oidc
+    assignment: { groups: [finance] }
 `,
       extraYaml: 'policies:\n  admin-mfa:\n    when: { paths: [/admin/**] }\n    grant: requireMfa\n',
     });
@@ -185,6 +191,28 @@ describe('identity: an app page in a frame without a session, in Chromium', func
     await Promise.all([popup.waitForURL(`${W}/admin/panel`, { timeout: 20_000 }), popup.click('button[type=submit]')]);
     await frameOf(page).locator('a[target=_self]').click();
     await eventually(async () => /Widget content/.test(await text(frameOf(page))), 20_000);
+    await ctx.close();
+  });
+
+  it("a frame of an app the user is not assigned to: the 403 page's sign-in link (as someone else) opens a new window", async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    // carol (not in finance) is signed in to Finance (under /fin/ on Web's host): its 403 page
+    const W = s.origin('web');
+    await page.goto(`${W}/fin/start`);
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'carol-pw');
+    const [denied] = await Promise.all([page.waitForResponse((r) => r.url() === `${W}/fin/start`), page.click('button[type=submit]')]);
+    assert.equal(denied.status(), 403);
+    // the same in a frame of a page of Web (signed in through the provider's session)
+    await page.goto(`${W}/dash-finance`);
+    await page.waitForURL(`${W}/dash-finance`, { timeout: 20_000 });
+    await eventually(async () => /not assigned/.test(await text(frameOf(page))), 20_000);
+    const link = frameOf(page).locator('a', { hasText: 'Sign in again' });
+    assert.equal(await link.getAttribute('target'), '_blank');
+    const [popup] = await Promise.all([ctx.waitForEvent('page'), link.click()]);
+    // a sign-in of its own in that window: through the provider (which still has carol) and back to the page
+    await popup.waitForURL(`${W}/fin/ledger`, { timeout: 20_000 });
     await ctx.close();
   });
 });
