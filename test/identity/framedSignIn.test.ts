@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Frame, type Page } from 'playwright-core';
 import { eventually } from '../support/harness.js';
 import { startStack, type Stack } from './support.js';
 
@@ -87,6 +87,23 @@ describe('identity: an app page in a frame without a session, in Chromium', func
     await page.click('button[type=submit]');
   }
 
+  /** a new tab of `ctx` where bob has signed in at Web's `path` and is shown it */
+  async function signedInAt(ctx: BrowserContext, path: string): Promise<Page> {
+    const page = await ctx.newPage();
+    await page.goto(s.origin('web') + path);
+    await signIn(page);
+    await page.waitForURL(s.origin('web') + path, { timeout: 20_000 });
+    return page;
+  }
+
+  /** bob signs out of Web in another tab, as a user does while a page stays open */
+  async function signOutInAnotherTab(ctx: BrowserContext): Promise<void> {
+    const other = await ctx.newPage();
+    await other.goto(`${s.origin('web')}/.drawbridge/sign-out`);
+    await other.waitForURL(`${s.origin('web')}/.drawbridge/signed-out`);
+    await other.close();
+  }
+
   it("in another site's page: the frame says to open the app in a new window, never the provider's error, and that window signs in and shows it", async () => {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
@@ -117,17 +134,10 @@ describe('identity: an app page in a frame without a session, in Chromium', func
 
   it("in the app's own page, after the session ended: the frame says to sign in in a new window, and shows the page again after that", async () => {
     const ctx = await browser.newContext();
-    const page = await ctx.newPage();
     const W = s.origin('web');
-    await page.goto(`${W}/dash`);
-    await signIn(page);
-    await page.waitForURL(`${W}/dash`, { timeout: 20_000 });
+    const page = await signedInAt(ctx, '/dash');
     await eventually(async () => /Widget content/.test(await text(frameOf(page))), 20_000);
-    // signed out in another tab
-    const other = await ctx.newPage();
-    await other.goto(`${W}/.drawbridge/sign-out`);
-    await other.waitForURL(`${W}/.drawbridge/signed-out`);
-    await other.close();
+    await signOutInAnotherTab(ctx);
     // the page's frame navigates again (a widget that refreshes itself)
     await page.evaluate(() => {
       const f = document.getElementById('f') as HTMLIFrameElement;
@@ -147,16 +157,10 @@ describe('identity: an app page in a frame without a session, in Chromium', func
 
   it("a form in a frame posted after the session ended: nothing reaches the app, and the frame's sign-in link opens a new window", async () => {
     const ctx = await browser.newContext();
-    const page = await ctx.newPage();
     const W = s.origin('web');
-    await page.goto(`${W}/dash-form`);
-    await signIn(page);
-    await page.waitForURL(`${W}/dash-form`, { timeout: 20_000 });
+    const page = await signedInAt(ctx, '/dash-form');
     await eventually(async () => (await frameOf(page).$('#save')) !== null, 20_000);
-    const other = await ctx.newPage();
-    await other.goto(`${W}/.drawbridge/sign-out`);
-    await other.waitForURL(`${W}/.drawbridge/signed-out`);
-    await other.close();
+    await signOutInAnotherTab(ctx);
     saved.length = 0;
     await frameOf(page).click('#save');
     await eventually(async () => /not passed on/.test(await text(frameOf(page))), 20_000);
@@ -173,12 +177,9 @@ describe('identity: an app page in a frame without a session, in Chromium', func
 
   it('a frame whose page needs a stronger sign-in (a policy asks for MFA): the frame says to sign in in a new window, which asks for the second factor, and the frame shows the page after', async () => {
     const ctx = await browser.newContext();
-    const page = await ctx.newPage();
     const W = s.origin('web');
     // bob signs in with his password; the page itself needs no more
-    await page.goto(`${W}/dash-admin`);
-    await signIn(page);
-    await page.waitForURL(`${W}/dash-admin`, { timeout: 20_000 });
+    const page = await signedInAt(ctx, '/dash-admin');
     const shown = await frameOffersNewWindow(page);
     assert.doesNotMatch(shown, /invalid_request|Sign-in problem/, shown);
     const [popup] = await Promise.all([ctx.waitForEvent('page'), frameOf(page).locator('a[target=_blank]').click()]);
