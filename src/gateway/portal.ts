@@ -10,6 +10,7 @@
 import type { Config } from '../config/load.js';
 import type { AppConfig } from '../config/schema.js';
 import { isBrowserNavigation } from '../identity/clientKind.js';
+import { isFrameNavigation } from '../identity/framedSignIn.js';
 import { ProviderUnavailableError } from '../identity/discovery.js';
 import { portalAt } from '../identity/portal.js';
 import { appRoot } from '../identity/returnUrl.js';
@@ -81,6 +82,12 @@ const portalPage: InternalHandler = async (req, res, ctx) => {
   }
   // `/portal` for a portal at `/portal/`: its cookie is on `Path=/portal/`, which the browser sends only there
   if (ctx.path !== app.prefix) return redirect(res, app.prefix + ctx.search);
+  // In a frame the list is refused (X-Frame-Options) and a sign-in cannot happen (identity/framedSignIn.ts):
+  // the frame showed the provider's error or a blocked frame. A link out is all it gets, and it lists nothing.
+  if (isFrameNavigation(req.headers)) {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'", [CORRELATION_HEADER]: ctx.id });
+    return void res.end(req.method === 'HEAD' ? undefined : FRAMED_PAGE(app.prefix));
+  }
   const s = await readSession(rt, app, ctx.host, ctx.protocol, req.headers.cookie);
   if (!s.identity) {
     const clear = s.present ? [clearSessionCookie(app, ctx.protocol)] : [];
@@ -102,6 +109,10 @@ const portalPage: InternalHandler = async (req, res, ctx) => {
   res.writeHead(200, { ...PAGE_HEADERS, 'content-type': json ? 'application/json' : 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(body), [CORRELATION_HEADER]: ctx.id, vary: 'accept, cookie' });
   res.end(req.method === 'HEAD' ? undefined : body);
 };
+
+/** What a frame gets instead of the list: the portal in a window of its own. */
+const FRAMED_PAGE = (href: string) =>
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>My apps</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:32rem}</style></head><body><h1>My apps</h1><p>Your apps are not listed inside a frame of another page. <a href="${escapeHtml(href)}" target="_blank" rel="noopener">Open My apps in a new window</a>.</p></body></html>`;
 
 /** The page, in the error pages' style (errorPages.ts renderPage). */
 export function renderPortal(user: string, apps: readonly { name: string; url: string }[]): string {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { eventually } from '../support/harness.js';
 import { startStack, type Stack } from '../identity/support.js';
 
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -122,5 +125,35 @@ describe('gateway: the app portal in Chromium', function () {
     await portalTab.fill('#password', 'bob-pw');
     await Promise.all([portalTab.waitForURL(`${s.origin('web')}/`), portalTab.click('button[type=submit]')]);
     await ctx.close();
+  });
+
+  it("in a frame (an intranet page that embeds My apps), signed in or not: a link that opens it in a new window, never the provider's error or a blocked frame", async () => {
+    // another site's page, served from loopback (Chromium lets a loopback page frame a loopback address)
+    const intranet = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(`<h1>Intranet</h1><iframe src="${portal}" width="800" height="400"></iframe>`));
+    await new Promise<void>((r) => intranet.listen(0, '127.0.0.1', r));
+    const ctx = await browser.newContext();
+    try {
+      const page = await ctx.newPage();
+      const framed = async () => {
+        await page.goto(`http://intranet.localhost:${(intranet.address() as AddressInfo).port}/`);
+        const frame = page.frames().find((f) => f !== page.mainFrame())!;
+        let last = '';
+        await eventually(async () => /new window/.test((last = (await frame.textContent('body').catch(() => '')) ?? '')), 20_000).catch(() => assert.fail(`the frame shows ${JSON.stringify(last.slice(0, 200))} at ${frame.url()}`));
+        return frame;
+      };
+      const frame = await framed();
+      assert.equal(frame.url(), portal, 'the frame did not go to the provider');
+      const [popup] = await Promise.all([ctx.waitForEvent('page'), frame.locator('a[target=_blank]').click()]);
+      await popup.waitForSelector('#username', { timeout: 20_000 });
+      await popup.fill('#username', 'bob');
+      await popup.fill('#password', 'bob-pw');
+      await Promise.all([popup.waitForURL(portal, { timeout: 20_000 }), popup.click('button[type=submit]')]);
+      assert.equal(await popup.textContent('h1'), 'My apps');
+      // signed in now: the frame still offers the window (the list itself is never framed)
+      await framed();
+    } finally {
+      await ctx.close();
+      await new Promise((r) => intranet.close(r));
+    }
   });
 });
