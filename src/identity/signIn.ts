@@ -22,7 +22,7 @@ import { ClientRefusedError, ProviderUnavailableError, tokenRefusal } from './di
 import { framedSignInPage, inAnotherSite, isFrameNavigation, signInRequiredHeaders, signsInInFrame } from './framedSignIn.js';
 import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
-import { portalAt } from './portal.js';
+import { portalAt, portalUrl } from './portal.js';
 import { appRoot, requestedTarget, safeReturnUrl, signInLink } from './returnUrl.js';
 import { DEFAULT_REQUIREMENTS } from '../policy/engine.js';
 import { CALLBACK_PATH, ME_PATH, SIGN_IN_PATH, SIGN_OUT_PATH, SIGNED_OUT_PATH, existingRuntime, type AppIdentity, type IdentityRuntime } from './runtime.js';
@@ -412,8 +412,11 @@ const signOutHandler = (log: Logger): InternalHandler => async (req, res, ctx) =
  * company site under it, every other app host's session), and any site can send the browser
  * to this page. The sign-out handler has already expired this host's cookies by name.
  */
-const signedOutHandler: InternalHandler = (_req, res) => {
-  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>You have signed out</h1><p>Close the browser to finish, or open an app again to sign in.</p></body></html>`;
+const signedOutHandler: InternalHandler = (_req, res, ctx) => {
+  // after a sign-out at the portal, nothing on this page led back to it: the list is one link away
+  const portal = portalUrl(ctx.generation);
+  const back = portal ? ` <a href="${htmlAttr(portal)}">My apps</a> lists them.` : '';
+  const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>You have signed out</h1><p>Close the browser to finish, or open an app again to sign in.${back}</p></body></html>`;
   res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(body);
 };
 

@@ -94,6 +94,8 @@ describe('gateway: the app portal in Chromium', function () {
     await page.goto(portal);
     await Promise.all([page.waitForURL(`${s.origin('portal')}/.drawbridge/signed-out`), page.click('text=Sign out')]);
     assert.equal(await page.textContent('h1'), 'You have signed out');
+    // the way back to the list (the portal's configured address)
+    assert.equal(await page.locator('a', { hasText: 'My apps' }).getAttribute('href'), 'http://portal.localhost/');
     // Back: the portal's page is no-store, so it is asked for again, and sign-in is required
     await page.goBack();
     await page.waitForURL((u) => u.href.startsWith(`${s.idp.issuer}/interaction/`));
