@@ -33,6 +33,7 @@ export function wantsPage(h: Readonly<IncomingHttpHeaders>): boolean {
   return (first(h.accept) ?? '').toLowerCase().includes('text/html');
 }
 
-function first(v: string | string[] | undefined): string | undefined {
+/** a header's value, the first of a repeated one */
+export function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }

@@ -7,21 +7,24 @@
  * in a window of its own. The frame gets a page that says so, with the link that does it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { escapeHtml as esc } from '../gateway/errorPages.js';
+import { first } from './clientKind.js';
 
 /** A navigation of a frame, as Chromium, Firefox and Safari say it (Sec-Fetch-Dest). */
 export function isFrameNavigation(h: Readonly<IncomingHttpHeaders>): boolean {
-  const dest = Array.isArray(h['sec-fetch-dest']) ? h['sec-fetch-dest'][0] : h['sec-fetch-dest'];
+  const dest = first(h['sec-fetch-dest']);
   return dest === 'iframe' || dest === 'frame';
 }
 
 /**
- * Whether a frame of this app still signs in where it is: only an app whose cookies are
+ * A frame's navigation that cannot sign in where it is. Only an app whose cookies are
  * SameSite=None (which needs https), as an operator sets for an app embedded in another site's
- * page, with a provider that lets its pages be framed (loginState.ts gives that sign-in a login
- * cookie the frame keeps). Every other frame gets the page below.
+ * page, still signs in inside the frame, with a provider that lets its pages be framed
+ * (loginState.ts gives that sign-in a login cookie the frame keeps). Every other frame gets the
+ * page below.
  */
-export function signsInInFrame(sameSite: 'lax' | 'strict' | 'none', protocol: 'http' | 'https'): boolean {
-  return sameSite === 'none' && protocol === 'https';
+export function frameCannotSignIn(h: Readonly<IncomingHttpHeaders>, sameSite: 'lax' | 'strict' | 'none', protocol: 'http' | 'https'): boolean {
+  return isFrameNavigation(h) && !(sameSite === 'none' && protocol === 'https');
 }
 
 /**
@@ -31,11 +34,8 @@ export function signsInInFrame(sameSite: 'lax' | 'strict' | 'none', protocol: 'h
  * page offers "show it here again" where the cookie may still not come, which is no loop either.
  */
 export function inAnotherSite(h: Readonly<IncomingHttpHeaders>): boolean {
-  const site = Array.isArray(h['sec-fetch-site']) ? h['sec-fetch-site'][0] : h['sec-fetch-site'];
-  return site === 'cross-site';
+  return first(h['sec-fetch-site']) === 'cross-site';
 }
-
-const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
  * The page shown in the frame. `target` is the framed page's own path: opened as a window of its

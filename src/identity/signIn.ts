@@ -19,7 +19,7 @@ import type { Generation } from '../pipeline/generation.js';
 import type { RequestContext, StepUp } from '../pipeline/stage.js';
 import { meetsMfa, signInAge } from './claims.js';
 import { ClientRefusedError, ProviderUnavailableError, tokenRefusal } from './discovery.js';
-import { framedSignInPage, inAnotherSite, isFrameNavigation, signInRequiredHeaders, signsInInFrame } from './framedSignIn.js';
+import { frameCannotSignIn, framedSignInPage, inAnotherSite, signInRequiredHeaders } from './framedSignIn.js';
 import { consumeLoginState, loginCookies, newLoginState, readLoginState, releaseLoginState } from './loginState.js';
 import { providerRefusal } from './providerError.js';
 import { portalAt, portalUrl } from './portal.js';
@@ -449,7 +449,7 @@ const stepUpHandler =
     const app = rt?.apps.get(ctx.app.name);
     if (!origin || !rt || !app) return sendError(res, req.headers, { status: 401, reason: 'A stronger sign-in is required.', correlationId: ctx.id, app: ctx.app.name });
     const prefix = app.prefix;
-    if (isFrameNavigation(req.headers) && !signsInInFrame(app.sameSite, ctx.protocol)) {
+    if (frameCannotSignIn(req.headers, app.sameSite, ctx.protocol)) {
       // the provider in a frame is the dead end a sign-in there is (framedSignIn.ts): a new window instead
       const body = framedSignInPage({ app: app.name, target: requestedTarget(ctx), crossSite: inAnotherSite(req.headers), correlationId: ctx.id, stepUp: true });
       log.info({ correlationId: ctx.id, app: app.name, stepUp }, 'step-up asked in a frame: answered with a page to sign in in a new window');

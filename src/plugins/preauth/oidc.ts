@@ -10,9 +10,9 @@ import type { AppConfig } from '../../config/schema.js';
 import { PLUGIN_API_VERSION, type Decision, type Plugin, type RequestContext, type Stage } from '../../pipeline/stage.js';
 import { BearerError, NO_BEARER_TOKENS, refusalStatus } from '../../identity/bearer.js';
 import { isBrowserNavigation, wantsPage } from '../../identity/clientKind.js';
-import { framedSignInPage, inAnotherSite, isFrameNavigation, signInRequiredHeaders, signsInInFrame } from '../../identity/framedSignIn.js';
+import { frameCannotSignIn, framedSignInPage, inAnotherSite, signInRequiredHeaders } from '../../identity/framedSignIn.js';
 import { ProviderUnavailableError } from '../../identity/discovery.js';
-import { titleOf } from '../../gateway/errorPages.js';
+import { escapeHtml, titleOf } from '../../gateway/errorPages.js';
 import { requestedTarget, safeReturnUrl, signInLink } from '../../identity/returnUrl.js';
 import { runtimeFor, type AppIdentity, type IdentityRuntime } from '../../identity/runtime.js';
 import { clearSessionCookie, readSession } from '../../identity/session.js';
@@ -85,7 +85,7 @@ class OidcStage implements Stage {
 
     if (!ctx.upgrade && !isBrowserNavigation(ctx.method, ctx.headers) && wantsPage(ctx.headers)) return this.signInPage(ctx, clear);
     if (ctx.upgrade || !isBrowserNavigation(ctx.method, ctx.headers)) return this.unauthorized(ctx, 'Sign-in is required: send a bearer token or sign in with a browser.', undefined, clear);
-    if (this.frameCannotSignIn(ctx)) return this.framedPage(ctx, clear);
+    if (frameCannotSignIn(ctx.headers, this.app.sameSite, ctx.protocol)) return this.framedPage(ctx, clear);
     const origin = originOf(ctx.protocol, ctx.headers.host);
     if (!origin) return { kind: 'deny', status: 400, reasons: ['host header cannot be echoed in a redirect'], publicReason: 'The request has no valid Host header.' };
     try {
@@ -158,11 +158,10 @@ class OidcStage implements Stage {
 
   /** 401 as for an API client, but as a page with a sign-in link: a form posted after the session ended. */
   private signInPage(ctx: RequestContext, cookies: string[]): Decision {
-    const esc = (v: string) => v.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
     const link = signInLink(this.formPage(ctx) ?? requestedTarget(ctx));
     // a form in a frame: sign-in cannot happen there (framedSignIn.ts), a window of its own can
-    const framed = this.frameCannotSignIn(ctx) ? ' target="_blank" rel="noopener"' : '';
-    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${esc(this.app.name)} has ended, so what you sent was not passed on. <a href="${esc(link)}"${framed}>Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${esc(ctx.id)}</code></p></body></html>`;
+    const framed = frameCannotSignIn(ctx.headers, this.app.sameSite, ctx.protocol) ? ' target="_blank" rel="noopener"' : '';
+    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>401 Sign-in required</title><style>body{font:16px/1.5 system-ui,sans-serif;margin:12vh auto;max-width:32rem}</style></head><body><h1>Sign-in required</h1><p>Your session for ${escapeHtml(this.app.name)} has ended, so what you sent was not passed on. <a href="${escapeHtml(link)}"${framed}>Sign in again</a>, then send it again.</p><p>Correlation ID: <code>${escapeHtml(ctx.id)}</code></p></body></html>`;
     return this.signInRequired(body, cookies, `no session: ${ctx.method} sent from a page, answered with a sign-in link`);
   }
 
@@ -171,11 +170,6 @@ class OidcStage implements Stage {
     const headers: Record<string, string | string[]> = signInRequiredHeaders(this.app.name);
     if (cookies.length) headers['set-cookie'] = cookies;
     return { kind: 'respond', status: 401, headers, body, reasons: [reason] };
-  }
-
-  /** a frame's navigation, which cannot sign in where it is (framedSignIn.ts) */
-  private frameCannotSignIn(ctx: RequestContext): boolean {
-    return isFrameNavigation(ctx.headers) && !signsInInFrame(this.app.sameSite, ctx.protocol);
   }
 
   /** 401 as a page for a frame, which cannot sign in where it is (framedSignIn.ts): a new window can. */
