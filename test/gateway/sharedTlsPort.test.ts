@@ -13,17 +13,8 @@ import tls from 'node:tls';
 import { CONNECTOR_ALPN } from '../../src/connector/channelLink.js';
 import { readClientHello } from '../../src/gateway/sharedTlsPort.js';
 import { selfSignedCert, type TestCert } from '../support/certs.js';
-import { eventually, rawRequest, sleep, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, freePort, rawRequest, sleep, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { hubUrl, killConnector, startConnector, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
-
-/** a port free now (the gateway binds it by number: port 0 would give each listener its own) */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function sharedYaml(port: number, backend: EchoBackend, connectorsListen = `127.0.0.1:${port}`): string {
   return `

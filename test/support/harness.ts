@@ -113,6 +113,15 @@ export interface TestGateway {
  * Starts a real gateway in this process on ephemeral ports. `yaml` is the
  * config text; use listen `http: 127.0.0.1:0`. Log lines are collected.
  */
+/** a port free now, for a listener that must keep its number across a restart (port 0 would give each start another) */
+export async function freePort(): Promise<number> {
+  const s = netModule.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 export async function startGateway(yaml: string, opts: Partial<GatewayOptions> & { dir?: string; file?: string } = {}): Promise<TestGateway> {
   const dir = opts.dir ?? tempDir();
   const configFile = join(dir, opts.file ?? 'gateway.config.yaml');
