@@ -27,6 +27,7 @@ import { ADMIN_METHODS, adminApp } from './admin.js';
 import { acceptAbsoluteForm, ALLOWED_METHODS, Edge, malformedHead, NO_VALID_HOST, REFUSED_METHODS } from './edge.js';
 import { installIdentity } from '../identity/signIn.js';
 import { installPortal } from './portal.js';
+import { portalAt } from '../identity/portal.js';
 import { expireLoginCookies } from '../identity/loginState.js';
 import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
@@ -646,10 +647,12 @@ export class GatewayServer {
       // Only to a host the gateway serves: a redirect to any Host would let a cache in front of
       // port 80 that does not key on Host be taught to send users elsewhere.
       const gen = this.holder.current;
-      if (!gen?.router.publishes(host)) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
+      const path = target.split('?', 1)[0]!;
+      // the app portal at publicUrl is served like an app: a user who types its address gets there
+      if (!gen || (!gen.router.publishes(host) && !portalAt(gen, host, path))) return sendError(res, req.headers, { status: 404, reason: 'No app is published at this address.', correlationId });
       // To the port of the app published there (its externalUrl's), else publicUrl's: an app at
       // https://app.test:9443/ was sent to 443.
-      const app = gen.router.match(host, target.split('?', 1)[0]!)?.target;
+      const app = gen.router.match(host, path)?.target;
       const external = app && externalUrlOf(app.externalUrl);
       const p = external?.protocol === 'https:' ? external.port || '443' : publicPort();
       const port = p && p !== '443' ? `:${p}` : '';

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { request, startGateway } from '../support/harness.js';
+import { selfSignedCert } from '../support/certs.js';
+import { request, startGateway, tempDir } from '../support/harness.js';
 import { Browser, startStack, type Stack } from '../identity/support.js';
 
 /**
@@ -215,6 +216,52 @@ apps:
     try {
       const res = await request(`${gw.url}/`, { headers: { host: `portal.localhost:${gw.port}`, accept: 'text/html' } });
       assert.equal(res.status, 404);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('gateway: the app portal behind an https listener', function () {
+  this.timeout(30_000);
+
+  it('plain http to publicUrl is redirected to the portal over https, as an app\'s address is; a host nothing is published on is not', async () => {
+    const dir = tempDir();
+    selfSignedCert(dir, 'gateway', ['portal.test']);
+    const gw = await startGateway(
+      `gateway:
+  publicUrl: https://portal.test:8443
+  listen: { https: 127.0.0.1:0, http: 127.0.0.1:0 }
+  tls: { cert: ./gateway.crt, key: ./gateway.key }
+identity:
+  issuer: http://127.0.0.1:1
+  clientId: drawbridge
+  clientSecret: a-client-secret-for-tests
+session:
+  secrets: [${'s'.repeat(32)}]
+apps:
+  - name: Web
+    externalUrl: https://web.test/
+    internalUrl: http://127.0.0.1:1/
+`,
+      { dir },
+    );
+    try {
+      const httpPort = Number(gw.server.addresses().http!.split(':').pop());
+      const ask = (path: string, host = 'portal.test') => request(`http://127.0.0.1:${httpPort}${path}`, { headers: { host, accept: 'application/json' } });
+      for (const [path, location] of [
+        ['/', 'https://portal.test:8443/'],
+        ['/?from=bookmark', 'https://portal.test:8443/?from=bookmark'],
+        ['/.drawbridge/me', 'https://portal.test:8443/.drawbridge/me'],
+      ] as const) {
+        const res = await ask(path);
+        assert.equal(res.status, 308, path);
+        assert.equal(res.headers.location, location, path);
+      }
+      assert.equal((await ask('/', 'web.test')).headers.location, 'https://web.test/', 'an app, as before');
+      const other = await ask('/', 'elsewhere.test');
+      assert.equal(other.status, 404);
+      assert.equal(other.headers.location, undefined);
     } finally {
       await gw.stop();
     }
