@@ -614,6 +614,8 @@ export class ConnectorAgent {
     link.on('error', (err) => {
       if (isForeignCa(err)) return this.foreignCa(index, err);
       if ((err as NodeJS.ErrnoException).code === 'CERT_NOT_YET_VALID') return this.clockBehind(index, err);
+      // while it drains the gateway may stop too (a demo's Ctrl-C, a host shutting down): a reset then is expected
+      if (this.draining || this.stopped) return void this.log.info({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel ended while draining');
       this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error');
     });
     link.on('open', (duplex) => {
@@ -634,7 +636,10 @@ export class ConnectorAgent {
         windows.track(stream);
         this.onStream(stream, headers, relays);
       });
-      session.on('error', (err) => this.log.warn({ channel: index, reason: err.message }, 'channel session error'));
+      session.on('error', (err) => {
+        if (this.draining || this.stopped) return void this.log.info({ channel: index, reason: err.message }, 'channel session ended while draining');
+        this.log.warn({ channel: index, reason: err.message }, 'channel session error');
+      });
       // the link's close destroys the session, which stops the pings
       const stopPinging = this.pingGateway(session, index, () => link.terminate());
       session.on('close', () => {

@@ -17,7 +17,7 @@ import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type 
 import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
-async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; close: () => Promise<void> }> {
+async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; reset: () => void; close: () => Promise<void> }> {
   const [host, port] = target.split(':');
   const pairs = new Set<{ silenced: boolean; a: net.Socket; b: net.Socket }>();
   let total = 0;
@@ -46,6 +46,10 @@ async function silenceableRelay(target: string): Promise<{ url: string; connecti
     connections: () => total,
     silence: () => {
       for (const pair of pairs) pair.silenced = true;
+    },
+    /** Resets the connections on the connector's side (a TCP RST, as from a gateway host that went down), closes the gateway's. */
+    reset: () => {
+      for (const { a, b } of pairs) a.resetAndDestroy(), b.destroy();
     },
     close: async () => {
       for (const { a, b } of pairs) a.destroy(), b.destroy();
@@ -102,6 +106,37 @@ describe('connector agent: a gateway that goes silent', function () {
       }
     });
   }
+});
+
+describe('connector agent: a gateway that goes away while the connector drains', function () {
+  this.timeout(30_000);
+
+  it('logs the reset of its channels at info, not as warnings: the gateway stopping with it is expected (a demo\'s Ctrl-C stops both)', async () => {
+    const backend = await startEchoBackend();
+    const gw = await startHubGateway(gatewayYaml(backend));
+    const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
+    const c = startConnector(tempDir(), { gateway: relay.url, token: token(gw) });
+    try {
+      await waitChannels(gw, 2);
+      // a request in flight keeps the drain going until the reset (a POST: a GET cut short would be retried, and wait for a connector)
+      const slow = request(`${gw.url}/slow?ms=3000`, { method: 'POST', headers: { host: 'app.test' }, body: 'x' }).catch(() => undefined);
+      await eventually(() => gw.server.connectorHub!.registry.all().some((ch) => ch.inflight > 0), 5000, 20);
+      c.child.kill('SIGTERM');
+      await eventually(() => c.logs().some((l) => l.msg === 'draining'), 5000, 20);
+      relay.reset();
+      assert.equal(await c.exited, 0);
+      await slow;
+      const ended = c.logs().filter((l) => /ended while draining/.test(String(l.msg)));
+      assert.ok(ended.length > 0, `the reset was seen and logged:\n${c.lines.join('\n')}`);
+      assert.match(String(ended[0]!.reason), /ECONNRESET/);
+      assert.deepEqual(c.logs().filter((l) => Number(l.level) >= 40), [], 'no warning or error');
+    } finally {
+      await killConnector(c);
+      await relay.close();
+      await gw.stop();
+      await backend.close();
+    }
+  });
 });
 
 describe('connector agent: a target list it could not dial', function () {
