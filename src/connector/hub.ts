@@ -122,6 +122,7 @@ export class ConnectorHub {
     this.known = new KnownConnectors(join(stateDir, 'connectors', 'known.json'), log, () => this.connectors());
     this.registry.restore(this.known.load());
     this.registry.onChange = () => this.known.changed();
+    this.registry.mayReturn = (id) => !this.revoked.has(revokedForm(id));
     // The listener is open to the internet and needs no certificate to connect to: a TCP
     // connection that never finishes its handshake, or never sends its request, holds a file
     // descriptor. Node's defaults (120 s, 60 s) let a few hundred of them starve the gateway.
@@ -594,6 +595,7 @@ export class ConnectorHub {
         ch.sentTargets = JSON.stringify(targets);
         ch.ready = true;
         ch.lastSeen = Date.now();
+        this.registry.channelReady(ch.group);
       } else this.log.warn({ connector: ch.connectorId, status: h[':status'] }, 'connector refused its target list');
     });
     stream.on('error', (err) => this.log.warn({ connector: ch.connectorId, reason: err.message }, 'could not send targets'));

@@ -62,6 +62,15 @@ export const INACTIVE_KEPT_MS = 10 * 24 * 3600_000;
 /** at most this many are remembered, the longest gone forgotten first: connectors enrolled and dropped in a loop must not grow the gateway */
 export const INACTIVE_KEPT_MAX = 5000;
 
+/**
+ * A group that had a live connector this recently is expected to get one back: the gateway
+ * restarted, or its connectors restart (an upgrade) or lost their connection and are redialling.
+ * A request for it waits for one (COMEBACK_WAIT_MS) instead of getting a 504 at once.
+ */
+export const COMEBACK_WINDOW_MS = 60_000;
+/** the longest a request waits for a connector of its group to come back (also bounded by the app's backendTimeout) */
+export const COMEBACK_WAIT_MS = 10_000;
+
 /** live connectors and their open channels in one connector group */
 export interface GroupCounts {
   connectors: number;
@@ -79,6 +88,10 @@ export class ChannelRegistry {
 
   /** told when a channel is added or removed (the saved listing follows it) */
   onChange?: () => void;
+  /** whether a connector may connect again (the hub: not revoked); one that may not is not waited for */
+  mayReturn: (connectorId: string) => boolean = () => true;
+  /** requests waiting for a usable channel, per group (pickOrWait) */
+  private readonly waiting = new Map<string, Set<() => void>>();
 
   constructor(private readonly keep = { ms: INACTIVE_KEPT_MS, max: INACTIVE_KEPT_MAX }) {}
 
@@ -179,6 +192,53 @@ export class ChannelRegistry {
     let best: Channel | undefined;
     for (const c of pool) if (c.connectorId === connector && (!best || c.inflight < best.inflight)) best = c;
     return best;
+  }
+
+  /**
+   * A channel for a new request as pick() chooses it, or, when the group has none usable but
+   * expects one back (expectsBack), the first that becomes usable within `ms`. A restart of the
+   * gateway or of a group's only connector was a burst of 504s for the second or two until the
+   * channels were back; now those requests wait that long. Undefined when none came.
+   */
+  pickOrWait(group: string, avoid: string | undefined, ms: number): Promise<Channel | undefined> | Channel | undefined {
+    const now = this.pick(group, avoid);
+    if (now || ms <= 0 || !this.expectsBack(group)) return now;
+    return new Promise((resolve) => {
+      const waiters = this.waiting.get(group) ?? new Set<() => void>();
+      this.waiting.set(group, waiters);
+      const done = (ch: Channel | undefined) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        if (waiters.size === 0 && this.waiting.get(group) === waiters) this.waiting.delete(group);
+        resolve(ch);
+      };
+      const check = () => {
+        const ch = this.pick(group, avoid);
+        if (ch) done(ch);
+      };
+      const timer = setTimeout(() => done(undefined), ms);
+      waiters.add(check);
+    });
+  }
+
+  /** A channel of the group became usable (the connector acknowledged its targets): waiting requests go on. */
+  channelReady(group: string): void {
+    for (const check of [...(this.waiting.get(group) ?? [])]) check();
+  }
+
+  /**
+   * Whether a connector of the group is likely to be usable soon: one holds a channel not usable
+   * yet (its targets not acknowledged, draining, pings missed), or one was last seen less than
+   * COMEBACK_WINDOW_MS ago (a restored listing counts: a gateway restart). Not one that is revoked
+   * or whose certificate has run out: it cannot connect again.
+   */
+  expectsBack(group: string, now = Date.now()): boolean {
+    const returns = (id: string, certExpiry: number) => certExpiry > now && this.mayReturn(id);
+    for (const c of this.byGroup.get(group) ?? []) if (returns(c.connectorId, c.certExpiry.getTime())) return true;
+    for (const s of this.inactive.values()) {
+      if (s.group === group && now - Date.parse(s.lastSeen) < COMEBACK_WINDOW_MS && returns(s.id, Date.parse(s.certExpiry))) return true;
+    }
+    return false;
   }
 
   /** The live connectors and, as inactive, those whose last channel closed and that were last seen less than `keep.ms` ago. */

@@ -24,7 +24,7 @@ import { CORRELATION_HEADER } from '../gateway/headers.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure, type UpgradeAnswer } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
-import type { Channel } from './registry.js';
+import { COMEBACK_WAIT_MS, type Channel } from './registry.js';
 import { CANCEL_HEADER, CANCEL_PATH } from './channelLink.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -70,8 +70,23 @@ export class TunnelUpstream implements Upstream {
 
   /** Opens a CONNECT stream to the target on `on` (or a channel picked now); resolves with the byte stream to the app. */
   dial(avoid: string | undefined, timeoutMs: number, on?: Channel): Promise<{ socket: Duplex; channel: Channel }> {
-    const channel = on ?? this.hub.registry.pick(this.group, avoid);
-    if (!channel) return Promise.reject(Object.assign(new NotDialed(`no live connector in group ${this.group}`, 504), { channel: undefined }));
+    if (on) return this.dialOn(on, timeoutMs);
+    const wait = Math.min(COMEBACK_WAIT_MS, timeoutMs);
+    const picked = this.hub.registry.pickOrWait(this.group, avoid, wait);
+    if (!(picked instanceof Promise)) return picked ? this.dialOn(picked, timeoutMs) : Promise.reject(this.noConnector());
+    const since = Date.now();
+    return picked.then((channel) => {
+      if (!channel) throw this.noConnector(wait);
+      return this.dialOn(channel, Math.max(1, timeoutMs - (Date.now() - since)));
+    });
+  }
+
+  private noConnector(waitedMs?: number): NotDialed {
+    const waited = waitedMs === undefined ? '' : ` (one was connected recently; none came back within ${Math.round(waitedMs / 100) / 10} s)`;
+    return Object.assign(new NotDialed(`no live connector in group ${this.group}${waited}`, 504), { channel: undefined });
+  }
+
+  private dialOn(channel: Channel, timeoutMs: number): Promise<{ socket: Duplex; channel: Channel }> {
     return new Promise((resolve, reject) => {
       let stream: ClientHttp2Stream;
       try {
@@ -186,14 +201,16 @@ export class TunnelUpstream implements Upstream {
       let answer: IncomingMessage | undefined;
       /** the client's body on its way to the app */
       let body: Readable | undefined;
+      // (none usable now: the dial waits for one to come back, outside the pool)
+      const first = n === 0 ? this.hub.registry.pick(this.group) : undefined;
       const upReq = http.request({
         method: f.method,
         path: f.path,
         headers,
         timeout: f.timeoutMs,
-        ...(n === 0
+        ...(first
           ? // The balancing choice is made per request; the pool keeps idle connections per channel (tunnelAgent).
-            { agent: this.agent, channel: this.hub.registry.pick(this.group), dialTimeoutMs: f.timeoutMs }
+            { agent: this.agent, channel: first, dialTimeoutMs: f.timeoutMs }
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, freePort, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 interface LoadResult {
@@ -241,5 +242,81 @@ describe('connector groups: a connector that hangs before its pings are missed',
     b.child.kill('SIGCONT');
     assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200], results.map((r) => r.body).join('\n'));
     assert.ok(gw.logs.some((l) => /answered neither the CONNECT nor a ping/.test(JSON.stringify(l))));
+  });
+});
+
+describe('connector groups: a connector expected back', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  after(async () => backend.close());
+  const procs: ConnectorProcess[] = [];
+  afterEach(async () => {
+    for (const p of procs.splice(0)) await killConnector(p);
+  });
+
+  it('a group\'s only connector restarting (an upgrade): requests sent while it is away wait for it and are served, where they got 504', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    try {
+      const first = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
+      procs.push(first);
+      await waitChannels(gw, 2);
+      await killConnector(first, 'SIGTERM');
+      assert.equal(gw.server.connectorHub!.registry.pick('g1'), undefined, 'no connector left');
+      const t0 = Date.now();
+      const asked = Promise.all([1, 2, 3, 4, 5].map((i) => request(`${gw.url}/while-away/${i}`, { headers: { host: 'app.test', accept: 'application/json' } })));
+      await sleep(1000);
+      procs.push(startConnector(join(dir, 'only')));
+      const answers = await asked;
+      assert.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200], answers.map((r) => r.body).join('\n'));
+      assert.ok(Date.now() - t0 >= 1000, 'they waited for the connector');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a gateway restart: a request right after the start waits for the connector of the last run to dial back', async () => {
+    const dir = tempDir();
+    const yaml = gatewayYaml(backend).replace('connectors:\n  listen: 127.0.0.1:0', `connectors:\n  listen: 127.0.0.1:${await freePort()}`);
+    const first = await startHubGateway(yaml, dir);
+    procs.push(startConnector(join(dir, 'conn'), { gateway: hubUrl(first), token: token(first) }));
+    await waitChannels(first, 2);
+    await first.stop();
+    const second = await startHubGateway(yaml, dir);
+    try {
+      assert.equal(second.server.connectorHub!.registry.pick('g1'), undefined, 'the connector has not dialled back yet');
+      const res = await request(`${second.url}/right-after-start`, { headers: { host: 'app.test', accept: 'application/json' } });
+      assert.equal(res.status, 200, res.body);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('one that does not come back: 504 once the wait (here the app\'s 2 s backendTimeout) is over, saying so; a revoked one is not waited for', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend, '', '    backendTimeout: 2s\n'), dir);
+    try {
+      const c = startConnector(join(dir, 'gone'), { gateway: hubUrl(gw), token: token(gw) });
+      procs.push(c);
+      const id = (await waitChannels(gw, 2))[0]!.connectorId;
+      await killConnector(c);
+      await eventually(() => gw.server.connectorHub!.registry.all().length === 0, 5000, 20);
+      let t0 = Date.now();
+      const late = await request(`${gw.url}/nobody`, { headers: { host: 'app.test', accept: 'application/json' } });
+      assert.equal(late.status, 504);
+      assert.ok(Date.now() - t0 >= 1900, `answered after ${Date.now() - t0} ms`);
+      assert.ok(gw.logs.some((l) => JSON.stringify(l.reasons ?? '').includes('none came back within 2 s')), 'the log says it waited');
+      // revoked, it cannot come back: the 504 is at once
+      writeFileSync(gw.configFile, gatewayYaml(backend, '', '    backendTimeout: 2s\n', [id]));
+      assert.equal(await gw.server.reload('test'), 'success');
+      t0 = Date.now();
+      assert.equal((await request(`${gw.url}/revoked`, { headers: { host: 'app.test', accept: 'application/json' } })).status, 504);
+      assert.ok(Date.now() - t0 < 1000, `answered after ${Date.now() - t0} ms`);
+    } finally {
+      await gw.stop();
+    }
   });
 });

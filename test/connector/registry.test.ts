@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { ChannelRegistry } from '../../src/connector/registry.js';
+import { sleep } from '../support/harness.js';
 
 // The choice of a channel is pure logic; the processes around it are tested in failover.test.ts.
 describe('channel registry', () => {
@@ -83,5 +84,53 @@ describe('channel registry', () => {
       reg.remove(ch);
     }
     assert.deepEqual(reg.summary(t0).map((c) => c.id), ['b', 'c'], 'the longest gone forgotten first');
+  });
+
+  it('a request for a group expected back waits for its first usable channel; a group not expected back is answered at once', async () => {
+    const session = { closed: false, destroyed: false } as never;
+    const hour = new Date(Date.now() + 3600_000).toISOString();
+    const mk = (id: string, ready: boolean) => ({ key: id, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight: 0, streams: 0, windows: undefined as never, lastSeen: Date.now(), ready, draining: false, missedPings: 0, terminate() {} });
+    const gone = (id: string, ago: number, certExpiry = hour) => ({ id, group: 'g', version: '1', address: '-', transport: 'h2' as const, channels: 0, inflight: 0, lastSeen: new Date(Date.now() - ago).toISOString(), certExpiry, draining: false, active: false });
+
+    // the listing of the last run (a gateway restart): seen 2 s ago
+    const reg = new ChannelRegistry();
+    reg.restore([gone('a', 2000)]);
+    assert.equal(reg.expectsBack('g'), true);
+    const waited = reg.pickOrWait('g', undefined, 5000);
+    assert.ok(waited instanceof Promise);
+    const a = mk('a', false);
+    reg.add(a);
+    await sleep(20);
+    a.ready = true; // its targets acknowledged
+    reg.channelReady('g');
+    assert.equal((await waited)?.connectorId, 'a');
+    assert.equal(reg.pickOrWait('g', undefined, 5000), a, 'a usable channel is picked at once');
+
+    const t0 = Date.now();
+    assert.equal(await new ChannelRegistry().pickOrWait('g', undefined, 5000), undefined, 'a group that never had a connector');
+    const lastRun = (summary: ReturnType<typeof gone>) => {
+      const r = new ChannelRegistry();
+      r.restore([summary]);
+      r.mayReturn = (id) => id !== 'revoked';
+      return r;
+    };
+    for (const [what, r] of [
+      ['last seen 2 min ago', lastRun(gone('old', 120_000))],
+      ['its certificate ran out', lastRun(gone('expired', 1000, new Date(Date.now() - 1).toISOString()))],
+      ['revoked', lastRun(gone('revoked', 1000))],
+    ] as const) {
+      assert.equal(r.expectsBack('g'), false, what);
+      assert.equal(await r.pickOrWait('g', undefined, 5000), undefined, what);
+    }
+    assert.equal(lastRun(gone('recent', 1000)).expectsBack('g'), true, 'the same, seen a second ago and valid');
+    assert.ok(Date.now() - t0 < 100, 'answered at once');
+
+    // expected back but not back in time: undefined after the wait, and the waiter is gone
+    const slow = new ChannelRegistry();
+    slow.restore([gone('b', 1000)]);
+    const t1 = Date.now();
+    assert.equal(await slow.pickOrWait('g', undefined, 300), undefined);
+    assert.ok(Date.now() - t1 >= 290);
+    slow.channelReady('g'); // (nothing left to call)
   });
 });
