@@ -317,6 +317,7 @@ export class ConnectorHub {
     clearInterval(this.pingTimer);
     clearTimeout(this.serverCertTimer);
     for (const ch of this.registry.all()) ch.terminate();
+    this.registry.stopWaiting();
     this.known.saveNow();
     this.registry.onChange = undefined;
     for (const ws of this.wss.clients) ws.terminate();

@@ -91,7 +91,8 @@ export class ChannelRegistry {
   /** whether a connector may connect again (the hub: not revoked); one that may not is not waited for */
   mayReturn: (connectorId: string) => boolean = () => true;
   /** requests waiting for a usable channel, per group (pickOrWait) */
-  private readonly waiting = new Map<string, Set<() => void>>();
+  private noWaiting = false;
+  private readonly waiting = new Map<string, Set<(release?: boolean) => void>>();
 
   constructor(private readonly keep = { ms: INACTIVE_KEPT_MS, max: INACTIVE_KEPT_MAX }) {}
 
@@ -202,9 +203,9 @@ export class ChannelRegistry {
    */
   pickOrWait(group: string, avoid: string | undefined, ms: number): Promise<Channel | undefined> | Channel | undefined {
     const now = this.pick(group, avoid);
-    if (now || ms <= 0 || !this.expectsBack(group)) return now;
+    if (now || ms <= 0 || this.noWaiting || !this.expectsBack(group)) return now;
     return new Promise((resolve) => {
-      const waiters = this.waiting.get(group) ?? new Set<() => void>();
+      const waiters = this.waiting.get(group) ?? new Set<(release?: boolean) => void>();
       this.waiting.set(group, waiters);
       const done = (ch: Channel | undefined) => {
         clearTimeout(timer);
@@ -212,9 +213,9 @@ export class ChannelRegistry {
         if (waiters.size === 0 && this.waiting.get(group) === waiters) this.waiting.delete(group);
         resolve(ch);
       };
-      const check = () => {
-        const ch = this.pick(group, avoid);
-        if (ch) done(ch);
+      const check = (release?: boolean) => {
+        const ch = release ? undefined : this.pick(group, avoid);
+        if (ch || release) done(ch);
       };
       const timer = setTimeout(() => done(undefined), ms);
       waiters.add(check);
@@ -224,6 +225,15 @@ export class ChannelRegistry {
   /** A channel of the group became usable (the connector acknowledged its targets): waiting requests go on. */
   channelReady(group: string): void {
     for (const check of [...(this.waiting.get(group) ?? [])]) check();
+  }
+
+  /**
+   * The gateway stops: waiting requests get their 504 now and new ones do not wait (the
+   * connectors come back to the next gateway, not this one), where they held its drain.
+   */
+  stopWaiting(): void {
+    this.noWaiting = true;
+    for (const waiters of [...this.waiting.values()]) for (const check of [...waiters]) check(true);
   }
 
   /**

@@ -668,6 +668,7 @@ export class GatewayServer {
     // A gateway started now (a rolling restart) waits for this one's drain instead of being refused.
     this.lock?.markStopping();
     this.holder.stopping = true;
+    this.connectorHub?.registry.stopWaiting();
     this.stopRevocations();
     clearInterval(this.tlsExpiryTimer);
     await this.watcher?.close();

@@ -295,6 +295,22 @@ describe('connector groups: a connector expected back', function () {
     }
   });
 
+  it('a gateway that stops answers the requests waiting for a connector at once (504), where they held its drain for the wait', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    const c = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw) });
+    procs.push(c);
+    await waitChannels(gw, 2);
+    await killConnector(c);
+    await eventually(() => gw.server.connectorHub!.registry.all().length === 0, 5000, 20);
+    const waiting = request(`${gw.url}/waiting`, { headers: { host: 'app.test', accept: 'application/json' } });
+    await sleep(300);
+    const t0 = Date.now();
+    await gw.stop();
+    assert.ok(Date.now() - t0 < 2000, `the stop took ${Date.now() - t0} ms`);
+    assert.equal((await waiting).status, 504);
+  });
+
   it('one that does not come back: 504 once the wait (here the app\'s 2 s backendTimeout) is over, saying so; a revoked one is not waited for', async () => {
     const dir = tempDir();
     const gw = await startHubGateway(gatewayYaml(backend, '', '    backendTimeout: 2s\n'), dir);
