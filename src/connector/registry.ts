@@ -90,8 +90,9 @@ export class ChannelRegistry {
   onChange?: () => void;
   /** whether a connector may connect again (the hub: not revoked); one that may not is not waited for */
   mayReturn: (connectorId: string) => boolean = () => true;
-  /** requests waiting for a usable channel, per group (pickOrWait) */
+  /** the gateway is stopping: no request waits for a connector (stopWaiting) */
   private noWaiting = false;
+  /** requests waiting for a usable channel, per group (pickOrWait) */
   private readonly waiting = new Map<string, Set<(release?: boolean) => void>>();
 
   constructor(private readonly keep = { ms: INACTIVE_KEPT_MS, max: INACTIVE_KEPT_MAX }) {}
@@ -167,7 +168,13 @@ export class ChannelRegistry {
    * larger share), then between that connector's channels by in-flight load.
    */
   pick(group: string, avoid?: string): Channel | undefined {
-    const candidates = (this.byGroup.get(group) ?? []).filter(open);
+    const list = this.byGroup.get(group) ?? [];
+    // A connector closes its sessions gracefully only when it drains, and then all of them: a
+    // GOAWAY seen on one of its channels is on its way on the others. The retry of a stream it
+    // refused took its other channel, whose GOAWAY had not arrived yet, and was refused too (502).
+    let draining: Set<string> | undefined;
+    for (const c of list) if (c.draining) (draining ??= new Set()).add(c.connectorId);
+    const candidates = list.filter((c) => open(c) && !draining?.has(c.connectorId));
     // A late ping on a busy machine must not empty the group: channels that
     // missed one are used only when no channel is fully healthy.
     const healthy = candidates.filter((c) => c.missedPings === 0);

@@ -278,6 +278,31 @@ describe('connector groups: a connector expected back', function () {
     }
   });
 
+  it('a group\'s only connector upgraded under load (SIGTERM, then the new one started): zero failed GETs and POSTs, none sent twice', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    try {
+      const old = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
+      procs.push(old);
+      await waitChannels(gw, 2);
+      backend.received.length = 0;
+      const l = load(gw, 50, { postEvery: 3 });
+      await sleep(700);
+      old.child.kill('SIGTERM');
+      assert.equal(await old.exited, 0);
+      await sleep(500);
+      procs.push(startConnector(join(dir, 'only')));
+      await waitChannels(gw, 2);
+      await sleep(500);
+      const r = await l.stop();
+      assert.ok(r.total > 200, `enough load (${r.total})`);
+      assert.deepEqual(r.failed, [], JSON.stringify(gw.logs.filter((x) => Number(x.status) >= 500), null, 1));
+      assert.deepEqual([...postsReceived(backend)].filter(([, n]) => n > 1), []);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('a gateway restart: a request right after the start waits for the connector of the last run to dial back', async () => {
     const dir = tempDir();
     const yaml = gatewayYaml(backend).replace('connectors:\n  listen: 127.0.0.1:0', `connectors:\n  listen: 127.0.0.1:${await freePort()}`);

@@ -30,6 +30,22 @@ describe('channel registry', () => {
     assert.equal(reg.pick('g'), undefined);
   });
 
+  it('a connector draining on one channel gets no work on its others (it drains them all; their GOAWAY is on its way)', () => {
+    const reg = new ChannelRegistry();
+    const session = { closed: false, destroyed: false } as never;
+    const mk = (key: string, id: string) => ({ key, connectorId: id, group: 'g', version: '1', address: '-', transport: 'h2' as const, certExpiry: new Date(Date.now() + 3600_000), session, openedAt: 0, inflight: 0, streams: 0, windows: undefined as never, lastSeen: 0, ready: true, draining: false, missedPings: 0, terminate() {} });
+    const a1 = mk('a1', 'a');
+    const a2 = mk('a2', 'a');
+    const b1 = mk('b1', 'b');
+    for (const c of [a1, a2, b1]) reg.add(c);
+    a1.draining = true;
+    for (let i = 0; i < 4; i++) assert.equal(reg.pick('g')?.key, 'b1');
+    assert.equal(reg.pick('g', 'b')?.key, 'b1', 'even when b is to be avoided: a is leaving');
+    b1.draining = true;
+    assert.equal(reg.pick('g'), undefined);
+    assert.equal(reg.expectsBack('g'), true, 'both are still connected: a request waits for a connector to come');
+  });
+
   it('the choice is between connectors, then between a connector\'s channels; equals take turns', () => {
     const reg = new ChannelRegistry();
     const session = { closed: false, destroyed: false } as never;
