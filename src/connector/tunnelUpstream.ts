@@ -69,7 +69,7 @@ export class TunnelUpstream implements Upstream {
   }
 
   /** Opens a CONNECT stream to the target on `on` (or a channel picked now); resolves with the byte stream to the app. */
-  dial(avoid: string | undefined, timeoutMs: number, on?: Channel): Promise<{ socket: Duplex; channel: Channel }> {
+  dial(avoid: string | undefined, timeoutMs: number, on?: Channel, gone: () => boolean = () => false): Promise<{ socket: Duplex; channel: Channel }> {
     if (on) return this.dialOn(on, timeoutMs);
     const wait = Math.min(COMEBACK_WAIT_MS, timeoutMs);
     const picked = this.hub.registry.pickOrWait(this.group, avoid, wait);
@@ -77,6 +77,10 @@ export class TunnelUpstream implements Upstream {
     const since = Date.now();
     return picked.then((channel) => {
       if (!channel) throw this.noConnector(wait);
+      // A client that left during the wait gets no stream: when the connector came back, every
+      // request given up on in the meantime still opened one, and the connector a connection to
+      // the app for each (a burst of useless connections to an app that was just coming back).
+      if (gone()) throw Object.assign(new NotDialed('the client left while its request waited for a connector', 499), { channel: undefined });
       return this.dialOn(channel, Math.max(1, timeoutMs - (Date.now() - since)));
     });
   }
@@ -214,7 +218,7 @@ export class TunnelUpstream implements Upstream {
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-                this.dial(avoid, f.timeoutMs).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+                this.dial(avoid, f.timeoutMs, undefined, () => clientGone).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
                 return undefined;
               },
             }),
@@ -336,7 +340,7 @@ export class TunnelUpstream implements Upstream {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
-    this.dial(undefined, timeoutMs).then(
+    this.dial(undefined, timeoutMs, undefined, () => socket.destroyed).then(
       ({ socket: up }) => {
         // A client gone while the connector dialled is seen by no one after this (pipeUpgrade
         // watches a socket that is still there): 1,499 upgrades were made for clients that had
@@ -355,6 +359,8 @@ export class TunnelUpstream implements Upstream {
         failOnDeadSocket(upReq);
       },
       (err: Error) => {
+        // (gone while waiting for a connector: as when gone during the dial, above)
+        if (err instanceof NotDialed && err.status === 499) return;
         if (!(err instanceof NotDialed)) return done(classify(err, false));
         const status = err instanceof DialRefused ? 502 : err.status === 504 ? 504 : 502;
         done({ status: status as 502 | 504, reason: status === 504 ? 'No connector is available for this app.' : "The connector can't reach the app.", detail: err.message, afterHeaders: false });

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -358,6 +360,44 @@ describe('connector groups: a connector expected back', function () {
       assert.ok(Date.now() - t0 < 1000, `answered after ${Date.now() - t0} ms`);
     } finally {
       await gw.stop();
+    }
+  });
+});
+
+describe('connector groups: clients that leave while their request waits for a connector', function () {
+  this.timeout(60_000);
+  it('open no stream to the app when the connector comes back (wait30 #1)', async () => {
+    // counts TCP connections, which the echo backend does not
+    let connections = 0;
+    const app = http.createServer((_q, s) => s.end('ok')).on('connection', () => connections++);
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml({ url }), dir);
+    const procs: ConnectorProcess[] = [];
+    try {
+      procs.push(startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) }));
+      await waitChannels(gw, 2);
+      await killConnector(procs.pop()!, 'SIGTERM');
+      connections = 0;
+      // 20 clients that give up after 300 ms, while no connector is there
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          new Promise<void>((resolve) => {
+            const r = http.get(`${gw.url}/left/${i}`, { headers: { host: 'app.test' } });
+            r.on('error', () => resolve());
+            setTimeout(() => (r.destroy(), resolve()), 300);
+          }),
+        ),
+      );
+      procs.push(startConnector(join(dir, 'only')));
+      await waitChannels(gw, 2);
+      await sleep(500);
+      assert.equal(connections, 0, 'connections opened to the app for clients that had left');
+    } finally {
+      for (const p of procs) await killConnector(p);
+      await gw.stop();
+      app.close();
     }
   });
 });
