@@ -285,6 +285,7 @@ export class ConnectorHub {
         ch.terminate();
       }
     }
+    this.registry.recheckWaiting();
     this.pushChangedTargets();
   }
 

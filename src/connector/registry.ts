@@ -235,6 +235,15 @@ export class ChannelRegistry {
   }
 
   /**
+   * What expectsBack depends on changed (a reload revoked connectors): the requests waiting for a
+   * group that no longer expects a connector get their 504 now, where they waited out the 10 s
+   * for one that cannot connect again.
+   */
+  recheckWaiting(): void {
+    for (const [group, waiters] of [...this.waiting]) if (!this.expectsBack(group)) for (const check of [...waiters]) check(true);
+  }
+
+  /**
    * The gateway stops: waiting requests get their 504 now and new ones do not wait (the
    * connectors come back to the next gateway, not this one), where they held its drain.
    */

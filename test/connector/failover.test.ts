@@ -401,3 +401,30 @@ describe('connector groups: clients that leave while their request waits for a c
     }
   });
 });
+
+describe('connector groups: a reload that revokes the connector a request waits for', function () {
+  this.timeout(60_000);
+  it('answers the waiting request with its 504 at once (wait30 #2)', async () => {
+    const backend = await startEchoBackend();
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    const procs: ConnectorProcess[] = [];
+    try {
+      procs.push(startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw) }));
+      const id = (await waitChannels(gw, 2))[0]!.connectorId;
+      await killConnector(procs.pop()!);
+      await eventually(() => gw.server.connectorHub!.registry.all().length === 0, 5000, 20);
+      const t0 = Date.now();
+      const waiting = request(`${gw.url}/waits`, { headers: { host: 'app.test', accept: 'application/json' } });
+      await sleep(300);
+      writeFileSync(gw.configFile, gatewayYaml(backend, '', '', [id]));
+      assert.equal(await gw.server.reload('test'), 'success');
+      assert.equal((await waiting).status, 504);
+      assert.ok(Date.now() - t0 < 3000, `answered after ${Date.now() - t0} ms`);
+    } finally {
+      for (const p of procs) await killConnector(p);
+      await gw.stop();
+      await backend.close();
+    }
+  });
+});
