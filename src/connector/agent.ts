@@ -609,6 +609,8 @@ export class ConnectorAgent {
     link.on('refused', (status) => {
       this.foreignCaSince = undefined; // (the gateway's certificate verified)
       if (status === 403 && Date.now() >= localExpiry(this.creds)) return this.expired();
+      // (the gateway is stopping: a restart, whose next run takes the channel)
+      if (status === 503) return void this.log.info({ channel: index, status }, 'the gateway is stopping and takes no channel now; dialling again');
       this.log.error({ channel: index, status }, status === 403 ? 'the gateway refused this connector (revoked or certificate not accepted)' : 'the gateway refused the channel');
     });
     link.on('error', (err) => {

@@ -46,6 +46,8 @@ const REFUSAL_STATUS: Record<string, number> = { ERR_NOT_AUTHENTICATED: 403, ERR
 const SIGNED_TOKEN_REFUSALS = new Set(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_USED']);
 /** the most tokens and connectors whose refusals are throttled apart (past it the throttles start again) */
 const MAX_REFUSAL_SUBJECTS = 10_000;
+/** what a channel asked for while the hub stops gets: the connector dials again (the next gateway, a restart) */
+const STOPPING_ANSWER = 'HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 /** seconds a connector is told to wait after the gateway's own storage failed it */
 const RETRY_AFTER_S = 30;
 /**
@@ -471,6 +473,11 @@ export class ConnectorHub {
     this.spoke(req.socket);
     const sock = req.socket as TLSSocket;
     socket.on('error', () => undefined);
+    // A connector whose request was under way when the hub stopped (its TLS handshake, its
+    // redial after the stop closed its channels) would get a channel outliving the stop: past
+    // the sweep of the registry and the pings, and the listener's close waited on its socket
+    // for as long as the connector kept it open (a gateway restart that never finished).
+    if (this.stopped) return void socket.end(STOPPING_ANSWER);
     const transport = String(req.headers.upgrade ?? '').toLowerCase();
     let who: { id: string; group: string; notAfter: Date } | undefined;
     try {
@@ -502,6 +509,8 @@ export class ConnectorHub {
   }
 
   private attach(link: AcceptedLink, who: { id: string; group: string; notAfter: Date }, req: IncomingMessage): void {
+    // (a WebSocket's handshake can finish after the stop, as above)
+    if (this.stopped) return link.terminate();
     const duplex = link.stream;
     const log = this.log.child({ connector: who.id, group: who.group });
     duplex.on('error', (err) => log.warn({ reason: err.message }, 'connector channel broken'));

@@ -135,6 +135,33 @@ apps:
     assert.equal(err.code, 'ECONNREFUSED');
   });
 
+  it('a channel asked for while the gateway stops gets 503, and the stop finishes (it waited on that channel for as long as the connector held it)', async () => {
+    const gw = await startGateway(gatewayYaml(backend), { watch: false });
+    const hub = gw.server.connectorHub!;
+    const kp = await generateKeyPair();
+    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'late'), kp.publicKeyDer, 'g1', 3600_000, 'c-late')).certPem;
+    const [host, port] = hub.address()!.split(':');
+    // a connector whose channel request is under way when the stop begins (half its head sent)
+    const sock = tls.connect({ host, port: Number(port), key: kp.keyPem, cert, ca: hub.ca.certPem, servername: 'localhost' });
+    sock.on('error', () => undefined);
+    await new Promise((r) => sock.once('secureConnect', r));
+    sock.write('GET /v1/tunnel HTTP/1.1\r\nhost: hub\r\n');
+    await sleep(50);
+    let answer = '';
+    sock.on('data', (c: Buffer) => (answer += c.toString('latin1')));
+    const stopped = gw.stop().then(() => 'stopped');
+    sock.write('connection: Upgrade\r\nupgrade: drawbridge-h2\r\nx-drawbridge-version: test\r\n\r\n');
+    try {
+      const outcome = await Promise.race([stopped, sleep(5000).then(() => 'still stopping after 5 s')]);
+      assert.equal(outcome, 'stopped');
+      assert.match(answer, /^HTTP\/1\.1 503 /);
+      assert.equal(hub.registry.all().length, 0, 'no channel was added');
+    } finally {
+      sock.destroy();
+      await stopped;
+    }
+  });
+
   it('its TLS 1.2 offers only suites with forward secrecy and an AEAD cipher, as the public listener', async () => {
     const gw = await startGateway(gatewayYaml(backend), { watch: false });
     try {
