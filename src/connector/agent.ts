@@ -622,6 +622,13 @@ export class ConnectorAgent {
     });
     link.on('open', (duplex) => {
       opened = true;
+      // A dial under way when the drain began (a redial after a lost channel) would give the
+      // gateway a fresh, ready channel to a connector about to exit: new requests went there and
+      // were cut when it stopped. The drain waits only on the sessions it began with.
+      if (this.draining || this.stopped) {
+        this.log.info({ channel: index }, 'channel opened while draining: closed');
+        return void link.terminate();
+      }
       this.foreignCaSince = undefined;
       this.log.info({ channel: index, transport: this.transport }, 'channel open');
       // A renewal that failed while the gateway was away is tried again as soon as it is back,

@@ -17,17 +17,29 @@ import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type 
 import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
-async function silenceableRelay(target: string): Promise<{ url: string; connections: () => number; silence: () => void; reset: () => void; close: () => Promise<void> }> {
+async function silenceableRelay(target: string): Promise<{
+  url: string;
+  connections: () => number;
+  silence: () => void;
+  reset: () => void;
+  /** connections made from now on get nothing from the gateway until release() (a slow network mid-dial) */
+  hold: () => void;
+  release: () => void;
+  /** drops the oldest connection both ways (one channel lost) */
+  dropOne: () => void;
+  close: () => Promise<void>;
+}> {
   const [host, port] = target.split(':');
-  const pairs = new Set<{ silenced: boolean; a: net.Socket; b: net.Socket }>();
+  const pairs = new Set<{ silenced: boolean; held?: Buffer[]; a: net.Socket; b: net.Socket }>();
   let total = 0;
+  let holding = false;
   const server = net.createServer((a) => {
     total++;
     const b = net.connect(Number(port), host);
-    const pair = { silenced: false, a, b };
+    const pair: { silenced: boolean; held?: Buffer[]; a: net.Socket; b: net.Socket } = { silenced: false, held: holding ? [] : undefined, a, b };
     pairs.add(pair);
     a.on('data', (c) => void (pair.silenced || b.write(c)));
-    b.on('data', (c) => void (pair.silenced || a.write(c)));
+    b.on('data', (c) => void (pair.silenced || (pair.held ? pair.held.push(c) : a.write(c))));
     const end = () => {
       pairs.delete(pair);
       a.destroy();
@@ -50,6 +62,19 @@ async function silenceableRelay(target: string): Promise<{ url: string; connecti
     /** Resets the connections on the connector's side (a TCP RST, as from a gateway host that went down), closes the gateway's. */
     reset: () => {
       for (const { a, b } of pairs) a.resetAndDestroy(), b.destroy();
+    },
+    hold: () => void (holding = true),
+    release: () => {
+      holding = false;
+      for (const pair of pairs) {
+        for (const c of pair.held ?? []) pair.a.write(c);
+        pair.held = undefined;
+      }
+    },
+    dropOne: () => {
+      const [first] = pairs;
+      first!.a.destroy();
+      first!.b.destroy();
     },
     close: async () => {
       for (const { a, b } of pairs) a.destroy(), b.destroy();
@@ -130,6 +155,46 @@ describe('connector agent: a gateway that goes away while the connector drains',
       assert.ok(ended.length > 0, `the reset was seen and logged:\n${c.lines.join('\n')}`);
       assert.match(String(ended[0]!.reason), /ECONNRESET/);
       assert.deepEqual(c.logs().filter((l) => Number(l.level) >= 40), [], 'no warning or error');
+    } finally {
+      await killConnector(c);
+      await relay.close();
+      await gw.stop();
+      await backend.close();
+    }
+  });
+});
+
+describe('connector agent: a channel that opens while the connector drains', function () {
+  this.timeout(30_000);
+
+  it('is closed at once: the gateway never gets a ready channel to a connector about to exit (new requests went there and were cut)', async () => {
+    const backend = await startEchoBackend();
+    const gw = await startHubGateway(gatewayYaml(backend));
+    const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
+    const c = startConnector(tempDir(), { gateway: relay.url, token: token(gw) });
+    const registry = gw.server.connectorHub!.registry;
+    const usable = () => registry.all().filter((ch) => ch.ready && !ch.draining);
+    try {
+      await waitChannels(gw, 2);
+      // one channel is lost; its redial is slow to get through, and is still under way at the SIGTERM
+      const dialled = relay.connections();
+      relay.hold();
+      relay.dropOne();
+      await eventually(() => usable().length === 1, 5000, 20);
+      await eventually(() => relay.connections() > dialled, 5000, 20);
+      const slow = request(`${gw.url}/slow?ms=2000`, { method: 'POST', headers: { host: 'app.test' }, body: 'x' });
+      await eventually(() => registry.all().some((ch) => ch.inflight > 0), 5000, 20);
+      c.child.kill('SIGTERM');
+      await eventually(() => registry.all().every((ch) => ch.draining), 5000, 20);
+      const known = registry.all().map((ch) => ch.key);
+      relay.release();
+      // the gateway sees the late channel open (for a moment, or for good)...
+      await eventually(() => registry.all().some((ch) => !known.includes(ch.key)) || c.logs().some((l) => l.msg === 'channel opened while draining: closed'), 5000, 10);
+      // ...and it never becomes ready for work
+      for (let i = 0; i < 20; i++, await new Promise((r) => setTimeout(r, 50))) assert.deepEqual(usable().map((ch) => ch.key), [], 'a ready channel of the draining connector');
+      assert.ok(c.logs().some((l) => l.msg === 'channel opened while draining: closed'), c.lines.join('\n'));
+      assert.equal((await slow).status, 200);
+      assert.equal(await c.exited, 0);
     } finally {
       await killConnector(c);
       await relay.close();
