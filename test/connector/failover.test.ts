@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -275,6 +276,42 @@ describe('connector groups: a connector expected back', function () {
       const answers = await asked;
       assert.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200], answers.map((r) => r.body).join('\n'));
       assert.ok(Date.now() - t0 >= 1000, 'they waited for the connector');
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('POSTs whose bodies arrive while the connector is away (1 MiB, and one sent in slow parts) reach the app whole and once', async () => {
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    try {
+      const first = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
+      procs.push(first);
+      await waitChannels(gw, 2);
+      await killConnector(first, 'SIGTERM');
+      const big = randomBytes(1 << 20);
+      const bigAnswer = request(`${gw.url}/away/big`, { method: 'POST', headers: { host: 'app.test', 'content-type': 'application/octet-stream' }, body: big });
+      // a client that keeps sending while the request waits
+      const parts = ['first part,', 'second part,', 'last part'];
+      const slowAnswer = new Promise<number>((resolveP, rejectP) => {
+        const [host, port] = gw.url.replace('http://', '').split(':');
+        const req = http.request({ host, port: Number(port), path: '/away/slow', method: 'POST', headers: { host: 'app.test', 'content-length': String(parts.join('').length) }, agent: false }, (res) => {
+          res.resume();
+          res.on('end', () => resolveP(res.statusCode!));
+        });
+        req.on('error', rejectP);
+        req.write(parts[0]);
+        setTimeout(() => req.write(parts[1]), 400);
+        setTimeout(() => req.end(parts[2]), 1500);
+      });
+      await sleep(800);
+      procs.push(startConnector(join(dir, 'only')));
+      assert.equal((await bigAnswer).status, 200);
+      assert.equal(await slowAnswer, 200);
+      const got = (url: string) => backend.received.filter((r) => r.url === url);
+      assert.equal(got('/away/big').length, 1, 'the 1 MiB POST reached the app once');
+      assert.ok(got('/away/big')[0]!.body.equals(big), 'and whole');
+      assert.deepEqual(got('/away/slow').map((r) => r.body.toString()), [parts.join('')]);
     } finally {
       await gw.stop();
     }
