@@ -200,6 +200,8 @@ export class GatewayServer {
 
   /** Re-reads the file; an invalid file keeps the last good generation serving. */
   reload(reason = 'requested'): Promise<ReloadOutcome> {
+    // (a SIGHUP or a save during the drain: the next run reads the file)
+    if (this.holder.stopping) return Promise.resolve('superseded');
     const running = this.reloading;
     if (running) {
       const runningMs = Date.now() - running.since;
@@ -264,6 +266,13 @@ export class GatewayServer {
     }
     if (superseded()) {
       this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
+      void gen.retire();
+      return 'superseded';
+    }
+    // A build that outlived the stop would go live after it: its stages never disposed (a
+    // plugin's timers and connections held for good), the hub's targets pushed after it stopped.
+    if (this.holder.stopping) {
+      this.log.info({ generation: gen.id, reason }, 'the gateway stopped while a reload was building; its generation is discarded');
       void gen.retire();
       return 'superseded';
     }

@@ -632,6 +632,25 @@ describe('hot reload: a plugin whose create() never settles, or refuses', functi
     }
   });
 
+  it('a reload still building when the gateway stops never goes live: its stages are disposed, and the stop does not wait for it', async () => {
+    const { gw, trace } = await signedIn({ env: { DRAWBRIDGE_PLUGIN_TIMEOUT: '0' } });
+    let stopped = false;
+    try {
+      writeFileSync(gw.configFile, yaml({ mode: 'create-hangs', tag: 'two', trace }));
+      await eventually(() => traceLines(trace).includes('create two'), 5000);
+      await gw.stop();
+      stopped = true;
+      const linesAtStop = gw.logs.length;
+      releaseHungCreates();
+      await eventually(() => traceLines(trace).includes('dispose two'), 3000).catch(() => assert.fail(`the late generation's stage was disposed: ${traceLines(trace).join(', ')}`));
+      assert.deepEqual(gw.logs.slice(linesAtStop).filter((l) => l.msg === 'config reloaded'), [], 'nothing was reloaded after the stop');
+      assert.equal(await gw.server.reload('SIGHUP'), 'superseded', 'a SIGHUP after the stop reloads nothing');
+    } finally {
+      releaseHungCreates();
+      if (!stopped) await gw.stop();
+    }
+  });
+
   it('a reload slower than reloadStuckMs but working is applied: the one that replaced it is waited for, not replaced by every poll', async () => {
     const { gw, tag } = await signedIn({ reloadStuckMs: 600, pollMs: 200 });
     try {
