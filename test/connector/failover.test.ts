@@ -260,14 +260,20 @@ describe('connector groups: a connector expected back', function () {
     for (const p of procs.splice(0)) await killConnector(p);
   });
 
-  it('a group\'s only connector restarting (an upgrade): requests sent while it is away wait for it and are served, where they got 504', async () => {
+  /** A gateway whose group g1 had one connector (state in `dir`/only), stopped by SIGTERM: it is expected back. */
+  async function onlyConnectorGone(): Promise<{ gw: TestGateway; dir: string }> {
     const dir = tempDir();
     const gw = await startHubGateway(gatewayYaml(backend), dir);
+    const first = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
+    procs.push(first);
+    await waitChannels(gw, 2);
+    await killConnector(first, 'SIGTERM');
+    return { gw, dir };
+  }
+
+  it('a group\'s only connector restarting (an upgrade): requests sent while it is away wait for it and are served, where they got 504', async () => {
+    const { gw, dir } = await onlyConnectorGone();
     try {
-      const first = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
-      procs.push(first);
-      await waitChannels(gw, 2);
-      await killConnector(first, 'SIGTERM');
       assert.equal(gw.server.connectorHub!.registry.pick('g1'), undefined, 'no connector left');
       const t0 = Date.now();
       const asked = Promise.all([1, 2, 3, 4, 5].map((i) => request(`${gw.url}/while-away/${i}`, { headers: { host: 'app.test', accept: 'application/json' } })));
@@ -282,13 +288,8 @@ describe('connector groups: a connector expected back', function () {
   });
 
   it('POSTs whose bodies arrive while the connector is away (1 MiB, and one sent in slow parts) reach the app whole and once', async () => {
-    const dir = tempDir();
-    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    const { gw, dir } = await onlyConnectorGone();
     try {
-      const first = startConnector(join(dir, 'only'), { gateway: hubUrl(gw), token: token(gw) });
-      procs.push(first);
-      await waitChannels(gw, 2);
-      await killConnector(first, 'SIGTERM');
       const big = randomBytes(1 << 20);
       const bigAnswer = request(`${gw.url}/away/big`, { method: 'POST', headers: { host: 'app.test', 'content-type': 'application/octet-stream' }, body: big });
       // a client that keeps sending while the request waits
