@@ -77,6 +77,9 @@ export interface GroupCounts {
   channels: number;
 }
 
+/** how a request's wait for a connector ended: a channel came, none came in time, or the wait was called off (a stop, a revocation) */
+export type WaitOutcome = 'served' | 'timeout' | 'released';
+
 export class ChannelRegistry {
   private readonly byGroup = new Map<string, Channel[]>();
   private rr = new Map<string, number>();
@@ -90,6 +93,8 @@ export class ChannelRegistry {
   onChange?: () => void;
   /** whether a connector may connect again (the hub: not revoked); one that may not is not waited for */
   mayReturn: (connectorId: string) => boolean = () => true;
+  /** told how each wait of pickOrWait ended (drawbridge_connector_waits_total) */
+  onWaitEnded?: (group: string, outcome: WaitOutcome) => void;
   /** the gateway is stopping: no request waits for a connector (stopWaiting) */
   private noWaiting = false;
   /** requests waiting for a usable channel, per group (pickOrWait) */
@@ -214,17 +219,19 @@ export class ChannelRegistry {
     return new Promise((resolve) => {
       const waiters = this.waiting.get(group) ?? new Set<(release?: boolean) => void>();
       this.waiting.set(group, waiters);
-      const done = (ch: Channel | undefined) => {
+      const done = (ch: Channel | undefined, outcome: WaitOutcome) => {
         clearTimeout(timer);
         waiters.delete(check);
         if (waiters.size === 0 && this.waiting.get(group) === waiters) this.waiting.delete(group);
+        this.onWaitEnded?.(group, outcome);
         resolve(ch);
       };
       const check = (release?: boolean) => {
         const ch = release ? undefined : this.pick(group, avoid);
-        if (ch || release) done(ch);
+        if (ch) done(ch, 'served');
+        else if (release) done(undefined, 'released');
       };
-      const timer = setTimeout(() => done(undefined), ms);
+      const timer = setTimeout(() => done(undefined, 'timeout'), ms);
       waiters.add(check);
     });
   }

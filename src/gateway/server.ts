@@ -179,6 +179,7 @@ export class GatewayServer {
       if (result.config.connectors) {
         const hub = (this.connectorHub = await ConnectorHub.start(result.config, result.dir, this.log));
         this.metrics.connectorCounts = () => hub.groupCounts();
+        hub.registry.onWaitEnded = (group, outcome) => this.metrics.connectorWaits.inc({ group, outcome });
       }
       gen = await compile(result.config, hash, this.compileDeps(result));
       this.holder.swap(gen);

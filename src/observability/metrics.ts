@@ -15,6 +15,7 @@ export class Metrics {
   readonly unhandledRejections: Counter;
   readonly auditWritable: Gauge;
   readonly tlsCertificateExpiry: Gauge;
+  readonly connectorWaits: Counter<'group' | 'outcome'>;
   /** the connector hub's counts per configured group, read at each scrape (none without a hub) */
   connectorCounts: () => Map<string, GroupCounts> = () => new Map();
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
@@ -57,6 +58,12 @@ export class Metrics {
     this.unhandledRejections = new Counter({ name: 'drawbridge_unhandled_rejections_total', help: 'Promises that failed with nothing to handle them: each is a defect (logged at error level with its stack); the gateway kept serving.', registers: [this.registry] });
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
     this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [this.registry] });
+    this.connectorWaits = new Counter({
+      name: 'drawbridge_connector_waits_total',
+      help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504).',
+      labelNames: ['group', 'outcome'],
+      registers: [this.registry],
+    });
     // (read through the field at each scrape: the gateway sets it once its hub runs)
     const counts = () => this.connectorCounts();
     groupGauge(this.registry, 'drawbridge_connectors', 'Connectors with an open channel, by connector group of the config (0 for a group with none: its apps get 504).', counts, 'connectors');

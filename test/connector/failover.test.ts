@@ -47,6 +47,12 @@ function load(gw: TestGateway, workers: number, opts: { path?: string; postEvery
   };
 }
 
+/** drawbridge_connector_waits_total as scraped: { 'g1 served': n, ... } */
+async function waitsCounted(gw: TestGateway): Promise<Record<string, number>> {
+  const text = await gw.server.metrics.registry.metrics();
+  return Object.fromEntries([...text.matchAll(/^drawbridge_connector_waits_total\{group="(\w+)",outcome="(\w+)"\} (\d+)$/gm)].map((m) => [`${m[1]} ${m[2]}`, Number(m[3])]));
+}
+
 function postsReceived(backend: EchoBackend): Map<string, number> {
   const m = new Map<string, number>();
   for (const r of backend.received) if (r.method === 'POST') m.set(r.body.toString(), (m.get(r.body.toString()) ?? 0) + 1);
@@ -282,6 +288,7 @@ describe('connector groups: a connector expected back', function () {
       const answers = await asked;
       assert.deepEqual(answers.map((r) => r.status), [200, 200, 200, 200, 200], answers.map((r) => r.body).join('\n'));
       assert.ok(Date.now() - t0 >= 1000, 'they waited for the connector');
+      assert.deepEqual(await waitsCounted(gw), { 'g1 served': 5 });
     } finally {
       await gw.stop();
     }
@@ -374,6 +381,7 @@ describe('connector groups: a connector expected back', function () {
     await gw.stop();
     assert.ok(Date.now() - t0 < 2000, `the stop took ${Date.now() - t0} ms`);
     assert.equal((await waiting).status, 504);
+    assert.deepEqual(await waitsCounted(gw), { 'g1 released': 1 });
   });
 
   it('one that does not come back: 504 once the wait (here the app\'s 2 s backendTimeout) is over, saying so; a revoked one is not waited for', async () => {
@@ -396,6 +404,7 @@ describe('connector groups: a connector expected back', function () {
       t0 = Date.now();
       assert.equal((await request(`${gw.url}/revoked`, { headers: { host: 'app.test', accept: 'application/json' } })).status, 504);
       assert.ok(Date.now() - t0 < 1000, `answered after ${Date.now() - t0} ms`);
+      assert.deepEqual(await waitsCounted(gw), { 'g1 timeout': 1 }, 'the revoked one was not waited for');
     } finally {
       await gw.stop();
     }
@@ -459,6 +468,7 @@ describe('connector groups: a reload that revokes the connector a request waits 
       assert.equal(await gw.server.reload('test'), 'success');
       assert.equal((await waiting).status, 504);
       assert.ok(Date.now() - t0 < 3000, `answered after ${Date.now() - t0} ms`);
+      assert.deepEqual(await waitsCounted(gw), { 'g1 released': 1 });
     } finally {
       for (const p of procs) await killConnector(p);
       await gw.stop();
