@@ -48,6 +48,9 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const stateDir = values['state-dir'] ?? process.env.DRAWBRIDGE_CONNECTOR_STATE_DIR ?? './connector-state';
   const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
   const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
+  // A value from the environment is named as such: a service that sets DRAWBRIDGE_GATEWAY and gives
+  // no option was told to fix a --gateway it never wrote.
+  const gatewaySource = values.gateway !== undefined ? '--gateway' : 'DRAWBRIDGE_GATEWAY';
   if (sub === 'enroll') {
     const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
@@ -57,12 +60,13 @@ export async function connectorCommand(args: string[]): Promise<number> {
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
   const transport = values.transport ?? process.env.DRAWBRIDGE_CONNECTOR_TRANSPORT ?? 'h2';
-  if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`--transport must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
+  const transportSource = values.transport !== undefined ? '--transport' : 'DRAWBRIDGE_CONNECTOR_TRANSPORT';
+  if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`${transportSource} must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
   // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
   const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
   const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
@@ -70,7 +74,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
-    const s = await enrollAt(gateway, token, stateDir, values.ca);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
@@ -79,7 +83,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   // the first start and every restart); once enrolled, the stored gateway is the one dialled. A
   // different --gateway is an operator who moved the gateway and expects it to be used: say so.
   if (gateway && !sameGateway(gateway, agent.state.gateway)) {
-    log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `--gateway ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
+    log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `${gatewaySource} ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
   }
   reportProcessFaults(log);
   agent.start();
@@ -137,8 +141,8 @@ function connectorError(code: string, message: string): ConnectorError {
 }
 
 /** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */
-function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
-  const problem = gatewayUrlProblem(gateway);
+function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, source: string): Promise<ConnectorState> {
+  const problem = gatewayUrlProblem(gateway, source);
   if (problem) throw new UsageError(problem, ENROLL);
   // --ca is a local file: a problem with it is said before the gateway is contacted, and not as the gateway's
   if (caFile) readCaFile(caFile);

@@ -220,11 +220,12 @@ function getText(url: URL, tlsOpts: https.RequestOptions): Promise<string> {
 /**
  * What is wrong with a --gateway value, or undefined: it must be the connectors.listen endpoint,
  * which speaks TLS. Both are bad usage (exit 2); http:// failed later as an enrollment (exit 1).
+ * `source` names where the value came from (DRAWBRIDGE_GATEWAY for a service that sets no option).
  */
-export function gatewayUrlProblem(text: string): string | undefined {
-  if (!URL.canParse(text)) return `--gateway must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(text)}`;
+export function gatewayUrlProblem(text: string, source = '--gateway'): string | undefined {
+  if (!URL.canParse(text)) return `${source} must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(text)}`;
   const { protocol } = new URL(text);
-  if (protocol !== 'https:' && protocol !== 'wss:') return `--gateway must be https://host:port (the connectors.listen endpoint speaks TLS only), not ${JSON.stringify(text)}`;
+  if (protocol !== 'https:' && protocol !== 'wss:') return `${source} must be https://host:port (the connectors.listen endpoint speaks TLS only), not ${JSON.stringify(text)}`;
   return undefined;
 }
 

@@ -94,6 +94,22 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
     for (const [args, command, problem] of cases) {
       it(`drawbridge ${args.join(' ')}`, async () => assertOneLine(await run(args), 2, command, problem));
     }
+
+    // A connector run as a service often takes these from its environment and gives no option:
+    // it was told to fix a --transport or --gateway nobody wrote.
+    const fromEnv: [string[], NodeJS.ProcessEnv, string, RegExp][] = [
+      [['connector', 'run', '--state-dir', '<dir>'], { DRAWBRIDGE_CONNECTOR_TRANSPORT: 'ws' }, 'connector run', /^drawbridge connector run: DRAWBRIDGE_CONNECTOR_TRANSPORT must be h2 or websocket, not "ws"$/],
+      [['connector', 'enroll', '--state-dir', '<dir>'], { DRAWBRIDGE_GATEWAY: 'http://127.0.0.1:45144', DRAWBRIDGE_TOKEN: 'x' }, 'connector enroll', /^drawbridge connector enroll: DRAWBRIDGE_GATEWAY must be https:\/\/host:port \(the connectors\.listen endpoint speaks TLS only\), not "http:\/\/127\.0\.0\.1:45144"$/],
+      [['connector', 'enroll', '--state-dir', '<dir>', '--gateway', 'http://127.0.0.1:45144'], { DRAWBRIDGE_TOKEN: 'x' }, 'connector enroll', /^drawbridge connector enroll: --gateway must be https:/],
+    ];
+    for (const [args, env, command, problem] of fromEnv) {
+      it(`${Object.keys(env).join(' ')} drawbridge ${args.join(' ')}: the problem names where the value came from`, async () => {
+        const dir = join(tempDir(), 'state');
+        const env0 = { ...env };
+        for (const name of ['DRAWBRIDGE_CONNECTOR_TRANSPORT', 'DRAWBRIDGE_GATEWAY', 'DRAWBRIDGE_TOKEN']) env0[name] ??= undefined;
+        assertOneLine(await run(args.map((a) => (a === '<dir>' ? dir : a)), env0), 2, command, problem);
+      });
+    }
   });
 
   describe('--help and -h', () => {
