@@ -424,7 +424,7 @@ export class GatewayServer {
 
   private serve({ cert, fingerprint, certFile }: ServedTlsFiles): void {
     this.servedTls = { cert, fingerprint, file: certFile, until: Date.parse(new X509Certificate(cert).validTo) };
-    this.metrics.tlsCertificateExpiry.set(Math.floor(this.servedTls.until / 1000));
+    this.metrics.tlsCertificateServed(this.servedTls.until);
     this.tlsExpirySaid = 'none';
     this.checkCertificateDates();
   }

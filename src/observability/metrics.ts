@@ -20,6 +20,7 @@ export class Metrics {
   connectorCounts: () => Map<string, GroupCounts> = () => new Map();
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
   private readonly decisionCounts = new LabelCounts<'app' | 'decision'>();
+  private tlsExpiryRegistered = false;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'drawbridge_' });
@@ -57,7 +58,9 @@ export class Metrics {
     this.auditLost = new Counter({ name: 'drawbridge_audit_records_lost_total', help: 'Audit records that could not be written (disk full, lost mount); the request was still served.', registers: [this.registry] });
     this.unhandledRejections = new Counter({ name: 'drawbridge_unhandled_rejections_total', help: 'Promises that failed with nothing to handle them: each is a defect (logged at error level with its stack); the gateway kept serving.', registers: [this.registry] });
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
-    this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [this.registry] });
+    // Registered with the first certificate served (tlsCertificateServed): a gateway without an
+    // https listener showed 0, an end date in 1970, and every expiry alert fired for it.
+    this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [] });
     this.connectorWaits = new Counter({
       name: 'drawbridge_connector_waits_total',
       help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504).',
@@ -68,6 +71,13 @@ export class Metrics {
     const counts = () => this.connectorCounts();
     groupGauge(this.registry, 'drawbridge_connectors', 'Connectors with an open channel, by connector group of the config (0 for a group with none: its apps get 504).', counts, 'connectors');
     groupGauge(this.registry, 'drawbridge_connector_channels', 'Open connector channels, by connector group of the config.', counts, 'channels');
+  }
+
+  /** The end date of the certificate the https listener serves, in ms (drawbridge_tls_certificate_expiry_timestamp_seconds). */
+  tlsCertificateServed(untilMs: number): void {
+    if (!this.tlsExpiryRegistered) this.registry.registerMetric(this.tlsCertificateExpiry);
+    this.tlsExpiryRegistered = true;
+    this.tlsCertificateExpiry.set(Math.floor(untilMs / 1000));
   }
 
   /** One finished request (drawbridge_requests_total). */

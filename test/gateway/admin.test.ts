@@ -53,6 +53,12 @@ apps: []
     assert.deepEqual(statusLines(raw), ['HTTP/1.1 400 Bad Request'], JSON.stringify(raw));
   });
 
+  it('a gateway without an https listener shows no certificate end date on /metrics (its 0, an end in 1970, fired every expiry alert)', async () => {
+    const metrics = await request(`${gw.adminUrl}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.doesNotMatch(metrics.body, /drawbridge_tls_certificate_expiry_timestamp_seconds/);
+  });
+
   it('GET and HEAD are served as before, and an unknown path is 404', async () => {
     assert.equal((await request(`${gw.adminUrl}/healthz`)).status, 200);
     assert.equal((await request(`${gw.adminUrl}/metrics`, { method: 'HEAD' })).status, 200);
