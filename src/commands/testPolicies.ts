@@ -103,7 +103,7 @@ async function runCase(config: Config, c: unknown, i: number): Promise<CaseOutco
   const k = c as Case;
   let result: WhatIfResult;
   try {
-    result = await whatIf(config, { ...(k as WhatIfInput), at: k.at === undefined ? undefined : String(k.at) });
+    result = await whatIf(config, { ...(k as WhatIfInput), at: k.at === undefined ? undefined : String(k.at) }, (field) => `${field}:`);
   } catch (e) {
     if (!(e instanceof WhatIfError)) throw e;
     return { name, ok: false, problems: [e.message] };

@@ -63,30 +63,40 @@ export class WhatIfError extends DrawbridgeError {
 
 export const DEFAULT_CLIENT_IP = '192.0.2.1';
 
-export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIfResult> {
+/** How an input is named in a problem with it: what-if's option, or test-policies' case field. */
+export type InputName = (field: keyof WhatIfInput) => string;
+
+/** what-if's options: --signed-in-ago for signedInAgo. */
+export const optionName: InputName = (field) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/**
+ * `name` says each input as the user wrote it: a test-policies case with `at: "2026-01-01T10:00"`
+ * was told `--at ... has no UTC offset`, an option it never gave.
+ */
+export async function whatIf(config: Config, input: WhatIfInput, name: InputName = optionName): Promise<WhatIfResult> {
   const app = (config.apps as readonly AppConfig[]).find((a) => a.name.toLowerCase() === input.app.toLowerCase());
   if (!app) throw new WhatIfError(`no app named ${JSON.stringify(input.app)} (apps: ${config.apps.map((a) => a.name).join(', ')})`);
   const now = input.at === undefined ? Date.now() : Date.parse(input.at);
-  if (!Number.isFinite(now)) throw new WhatIfError(`--at ${JSON.stringify(input.at)} is not an ISO-8601 time`);
+  if (!Number.isFinite(now)) throw new WhatIfError(`${name('at')} ${JSON.stringify(input.at)} is not an ISO-8601 time`);
   // Without an offset JavaScript reads the time in this machine's zone: a test file passed on a
   // laptop in Berlin and failed in CI on UTC.
-  if (input.at !== undefined && !/(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(input.at.trim())) throw new WhatIfError(`--at ${JSON.stringify(input.at)} has no UTC offset: add Z or one such as +01:00 (without it the time would be read in this machine's zone)`);
+  if (input.at !== undefined && !/(?:Z|[+-]\d{2}(?::?\d{2})?)$/i.test(input.at.trim())) throw new WhatIfError(`${name('at')} ${JSON.stringify(input.at)} has no UTC offset: add Z or one such as +01:00 (without it the time would be read in this machine's zone)`);
   const clientIp = input.ip ?? DEFAULT_CLIENT_IP;
   const ip = parseIp(clientIp);
-  if (!ip) throw new WhatIfError(`--ip ${JSON.stringify(clientIp)} is not an IP address`);
+  if (!ip) throw new WhatIfError(`${name('ip')} ${JSON.stringify(clientIp)} is not an IP address`);
   const method = (input.method ?? 'GET').toUpperCase();
   // Node's parser knows a fixed list of methods and answers 400 to any other before the gateway sees it.
-  if (!METHODS.includes(method)) throw new WhatIfError(`--method ${JSON.stringify(input.method)}: the gateway answers 400 to a method its HTTP parser does not know`);
-  if (input.path !== undefined && !input.path.startsWith('/')) throw new WhatIfError('--path must start with /');
+  if (!METHODS.includes(method)) throw new WhatIfError(`${name('method')} ${JSON.stringify(input.method)}: the gateway answers 400 to a method its HTTP parser does not know`);
+  if (input.path !== undefined && !input.path.startsWith('/')) throw new WhatIfError(`${name('path')} must start with /`);
   // Policies see the path as the client asks for it, the app's prefix included (the path the app
   // receives has the internal prefix instead); a path outside the prefix never reaches this app.
   // Without --path, the app's own root.
   const prefix = prefixOf(externalUrlOf(app.externalUrl));
   // the gateway decides on the normalized path; so does what-if, or the two would disagree
   const target = normalizeTarget(input.path ?? prefix);
-  if (!target.ok) throw new WhatIfError(`--path: the gateway answers 400 to this path (${target.reason})`);
+  if (!target.ok) throw new WhatIfError(`${name('path')} ${JSON.stringify(input.path ?? prefix)}: the gateway answers 400 to this path (${target.reason})`);
   const path = target.path;
-  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`--path ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
+  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`${name('path')} ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
 
   const base = { app: app.name, clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
   // The edge answers these before routing: no app, sign-in or policy is involved.
@@ -95,14 +105,14 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
 
   let identity: Identity | undefined;
   if ((app.preAuth ?? 'oidc') === 'oidc') {
-    if (!input.user) throw new WhatIfError(`app ${app.name} signs users in: give --user (and --groups, --claims as needed)`);
+    if (!input.user) throw new WhatIfError(`app ${app.name} signs users in: give ${name('user')} (and ${name('groups')}, ${name('claims')} as needed)`);
     const claims: Record<string, unknown> = { ...(input.claims ?? {}) };
     // A browser session always has the ID token's auth_time; access tokens mostly carry none, and the
     // gateway counts a token without one as not fresh: a native client's sign-in time is simulated
     // only when given.
     if (claims.auth_time === undefined && (input.client !== 'native' || input.signedInAgo !== undefined)) {
       const ago = input.signedInAgo === undefined ? 0 : parseDuration(input.signedInAgo);
-      if (ago === undefined) throw new WhatIfError(`signed-in-ago ${JSON.stringify(input.signedInAgo)} is not a duration`);
+      if (ago === undefined) throw new WhatIfError(`${name('signedInAgo')} ${JSON.stringify(input.signedInAgo)} is not a duration`);
       claims.auth_time = Math.floor((now - ago) / 1000);
     }
     // groups as the gateway reads them from a token: --groups fills the groups claim, and an overage
@@ -125,7 +135,7 @@ export async function whatIf(config: Config, input: WhatIfInput): Promise<WhatIf
       checkScopes(identity.claims, app.requiredScopes ?? []);
     } catch (e) {
       if (!(e instanceof BearerError)) throw e;
-      const read = e.check === 'app_token' ? `${e.detail} in --claims` : "what-if reads the token's scope, scp and roles from --claims";
+      const read = e.check === 'app_token' ? `${e.detail} in ${name('claims')}` : `what-if reads the token's scope, scp and roles from ${name('claims')}`;
       return { ...result, decision: 'deny', status: refusalStatus(e), reasons: [`bearer token refused (${e.check}): ${e.publicMessage} (${read})`], publicReason: e.publicMessage };
     }
   }

@@ -316,6 +316,35 @@ cases:
     assert.match(bad.stderr, /^drawbridge test-policies: .*malformed\.test\.yaml: config: must be a file name, not 5\n$/);
   });
 
+  it('test-policies: a value the gateway would refuse is named by the case\'s field, not by what-if\'s option the file never gave', async () => {
+    const file = join(dir, 'values.test.yaml');
+    writeFileSync(
+      file,
+      `config: ./gateway.config.yaml
+cases:
+  - { name: at, app: Status, at: "2026-01-01T10:00:00", expect: allow }
+  - { name: ip, app: Status, ip: 999.1.1.1, expect: allow }
+  - { name: method, app: Status, method: FOO, expect: allow }
+  - { name: path, app: Hr, path: /admin/users, expect: allow }
+  - { name: user, app: Payroll, expect: allow }
+  - { name: ago, app: Payroll, user: bob, signedInAgo: 1m1m, expect: allow }
+`,
+    );
+    const r = await run(['test-policies', file]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /FAIL at\n\s+at: "2026-01-01T10:00:00" has no UTC offset/);
+    assert.match(r.stdout, /FAIL ip\n\s+ip: "999\.1\.1\.1" is not an IP address\n/);
+    assert.match(r.stdout, /FAIL method\n\s+method: "FOO": the gateway answers 400/);
+    assert.match(r.stdout, /FAIL path\n\s+path: \/admin\/users is not under app Hr's prefix/);
+    assert.match(r.stdout, /FAIL user\n\s+app Payroll signs users in: give user: \(and groups:, claims: as needed\)\n/);
+    assert.match(r.stdout, /FAIL ago\n\s+signedInAgo: "1m1m" is not a duration\n/);
+    assert.doesNotMatch(r.stdout, /--/);
+    // what-if itself still names its options
+    const cli = await run(['what-if', '--config', join(dir, 'gateway.config.yaml'), '--app', 'Payroll', '--user', 'bob', '--signed-in-ago', '1m1m']);
+    assert.equal(cli.code, 2);
+    assert.match(cli.stderr, /^drawbridge what-if: --signed-in-ago "1m1m" is not a duration\n/);
+  });
+
   it('test-policies --json: every case, its differences or problems and what-if\'s result, as one JSON document; the exit code is the same', async () => {
     const file = join(dir, 'json.test.yaml');
     writeFileSync(
