@@ -60,7 +60,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource, ENROLL);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
@@ -74,7 +74,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource, RUN);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
@@ -141,9 +141,10 @@ function connectorError(code: string, message: string): ConnectorError {
 }
 
 /** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */
-function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, source: string): Promise<ConnectorState> {
+function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, source: string, usage: string): Promise<ConnectorState> {
   const problem = gatewayUrlProblem(gateway, source);
-  if (problem) throw new UsageError(problem, ENROLL);
+  // (the usage of the command given: connector run showed enroll's)
+  if (problem) throw new UsageError(problem, usage);
   // --ca is a local file: a problem with it is said before the gateway is contacted, and not as the gateway's
   if (caFile) readCaFile(caFile);
   return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);

@@ -95,6 +95,13 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       it(`drawbridge ${args.join(' ')}`, async () => assertOneLine(await run(args), 2, command, problem));
     }
 
+    it('connector run with a --gateway that is no https URL shows the usage of connector run, not of enroll', async () => {
+      const dir = join(tempDir(), 'state');
+      const r = await run(['connector', 'run', '--state-dir', dir, '--gateway', 'http://127.0.0.1:45144', '--token', 'x']);
+      assertOneLine(r, 2, 'connector run', /--gateway must be https:/);
+      assert.match(r.stderr, /\nusage: drawbridge connector run \[--state-dir DIR\]/);
+    });
+
     // A connector run as a service often takes these from its environment and gives no option:
     // it was told to fix a --transport or --gateway nobody wrote.
     const fromEnv: [string[], NodeJS.ProcessEnv, string, RegExp][] = [
