@@ -45,16 +45,19 @@ export async function connectorCommand(args: string[]): Promise<number> {
       'drain-timeout': { type: 'string' },
     },
   }, synopsis);
-  const stateDir = values['state-dir'] ?? process.env.DRAWBRIDGE_CONNECTOR_STATE_DIR ?? './connector-state';
-  const gateway = values.gateway ?? process.env.DRAWBRIDGE_GATEWAY;
-  const token = values.token ?? process.env.DRAWBRIDGE_TOKEN;
+  const stateDir = values['state-dir'] ?? fromEnv('DRAWBRIDGE_CONNECTOR_STATE_DIR') ?? './connector-state';
+  const gateway = values.gateway ?? fromEnv('DRAWBRIDGE_GATEWAY');
+  const token = values.token ?? fromEnv('DRAWBRIDGE_TOKEN');
   // A value from the environment is named as such: a service that sets DRAWBRIDGE_GATEWAY and gives
   // no option was told to fix a --gateway it never wrote.
   const gatewaySource = values.gateway !== undefined ? '--gateway' : 'DRAWBRIDGE_GATEWAY';
+  // Said before the state dir is made: a refused command left an empty one behind.
+  const gatewayProblem = gateway === undefined ? undefined : gatewayUrlProblem(gateway, gatewaySource);
   if (sub === 'enroll') {
     const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
+    if (gatewayProblem) throw new UsageError(gatewayProblem, ENROLL);
     // Held while the files are written, so a run starting from this dir never reads them half done.
     await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
@@ -64,16 +67,21 @@ export async function connectorCommand(args: string[]): Promise<number> {
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
-  const transport = values.transport ?? process.env.DRAWBRIDGE_CONNECTOR_TRANSPORT ?? 'h2';
+  const transport = values.transport ?? fromEnv('DRAWBRIDGE_CONNECTOR_TRANSPORT') ?? 'h2';
   const transportSource = values.transport !== undefined ? '--transport' : 'DRAWBRIDGE_CONNECTOR_TRANSPORT';
   if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`${transportSource} must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
   // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
   const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
   const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
+  if (!isEnrolled(stateDir)) {
+    if (!gateway || !token) throw new UsageError(noEnrollment(stateDir), RUN);
+    if (gatewayProblem) throw new UsageError(gatewayProblem, RUN);
+  }
   const log = createLogger({ name: 'drawbridge-connector' });
   const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
-    if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
+    // (enrolled by another process since the check above, or not: under the lock this is the answer)
+    if (!gateway || !token) throw new UsageError(noEnrollment(stateDir), RUN);
     const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource, RUN);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
@@ -138,6 +146,15 @@ function enrolledAs(stateDir: string): string {
 
 function connectorError(code: string, message: string): ConnectorError {
   return new ConnectorError(code, message);
+}
+
+/** An empty variable is an unset one: a service file's `DRAWBRIDGE_CONNECTOR_STATE_DIR=` named a state dir "". */
+function fromEnv(name: string): string | undefined {
+  return process.env[name] || undefined;
+}
+
+function noEnrollment(stateDir: string): string {
+  return `${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`;
 }
 
 /** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */

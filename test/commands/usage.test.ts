@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
@@ -16,9 +16,9 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function run(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<Run> {
   return new Promise((r) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, DRAWBRIDGE_DEBUG: '', ...env }, timeout: 15_000 }, (err, stdout, stderr) =>
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, DRAWBRIDGE_DEBUG: '', ...env }, timeout: 15_000, cwd }, (err, stdout, stderr) =>
       r({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
@@ -115,8 +115,19 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
         const env0 = { ...env };
         for (const name of ['DRAWBRIDGE_CONNECTOR_TRANSPORT', 'DRAWBRIDGE_GATEWAY', 'DRAWBRIDGE_TOKEN']) env0[name] ??= undefined;
         assertOneLine(await run(args.map((a) => (a === '<dir>' ? dir : a)), env0), 2, command, problem);
+        assert.equal(existsSync(dir), false, 'a refused command leaves no state dir behind');
       });
     }
+    // A service file's `NAME=` (a value left out) is no value: the defaults apply, and what is
+    // missing is said, not a state dir "" or a transport "".
+    it('empty DRAWBRIDGE_* variables count as unset, and a refused run or enroll makes no state dir', async () => {
+      const cwd = tempDir();
+      const empty = { DRAWBRIDGE_CONNECTOR_STATE_DIR: '', DRAWBRIDGE_CONNECTOR_TRANSPORT: '', DRAWBRIDGE_GATEWAY: '', DRAWBRIDGE_TOKEN: '' };
+      assertOneLine(await run(['connector', 'run'], empty, cwd), 2, 'connector run', /^drawbridge connector run: \.\/connector-state holds no enrollment; give --gateway and --token/);
+      assertOneLine(await run(['connector', 'enroll'], empty, cwd), 2, 'connector enroll', /^drawbridge connector enroll: --gateway and --token are required/);
+      assertOneLine(await run(['connector', 'run', '--gateway', 'http://127.0.0.1:1', '--token', 'x'], empty, cwd), 2, 'connector run', /--gateway must be https:/);
+      assert.deepEqual(readdirSync(cwd), [], 'no ./connector-state was made');
+    });
   });
 
   describe('--help and -h', () => {
