@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { discoverConfig, loadConfigFile, type Config } from '../config/load.js';
 import { parseDuration } from '../config/duration.js';
 import { ConfigInvalidError, OperationalError, UsageError } from '../errors.js';
@@ -47,7 +47,7 @@ export async function tokenCommand(args: string[]): Promise<number> {
   }
   const ca = await asOperational(`cannot open the connector CA in ${stateDir}`, () => ConnectorCa.loadOrCreate(stateDir));
   // On stderr, so `$(drawbridge token create ...)` still captures only the token.
-  if (ca.created) process.stderr.write(`drawbridge token create: created a new connector CA in ${stateDir} (pin ${ca.pin}); a gateway already running on this stateDir still uses the CA it started with, so restart it before this token is used, and connectors enrolled with another CA must be enrolled again\n`);
+  if (ca.created) process.stderr.write(`drawbridge token create: created a new connector CA in ${join(stateDir, 'connectors')} (pin ${ca.pin}); a gateway already running on this stateDir still uses the CA it started with, so restart it before this token is used, and connectors enrolled with another CA must be enrolled again\n`);
   process.stdout.write((await asOperational(`cannot record the token in ${stateDir}`, () => createToken(stateDir, values.group!, ttl, ca.pin))) + '\n');
   return 0;
 }

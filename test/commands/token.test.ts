@@ -3,7 +3,7 @@
  * of the config, not the service's secrets, and the token it prints enrolls a connector.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../support/harness.js';
 import { gatewayYaml, hubUrl, runCli, startHubGateway } from '../connector/support.js';
@@ -29,6 +29,9 @@ describe('drawbridge token create', function () {
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /^dbt1\.\S+\n$/);
     // the first one made the connector CA, and says so (on stderr: stdout is the token alone)
+    // (named where its files are: stateDir/connectors)
+    assert.ok(t.stderr.includes(` connector CA in ${join(dir, 'state', 'connectors')} (pin `), t.stderr);
+    assert.ok(existsSync(join(dir, 'state', 'connectors', 'ca.pem')));
     assert.match(t.stderr, /^drawbridge token create: created a new connector CA in \S+ \(pin [\w-]+\); a gateway already running on this stateDir still uses the CA it started with, so restart it before this token is used, and connectors enrolled with another CA must be enrolled again\n$/);
     const again = await runCli(['token', 'create', '-g', 'g1', '-c', file], { DRAWBRIDGE_TEST_TOKEN_SECRET: undefined });
     assert.equal(again.code, 0, again.stderr);
