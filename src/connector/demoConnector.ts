@@ -29,10 +29,13 @@ export function startDemoConnector(gateway: GatewayServer, stateDir: string): Ch
     gateway.log.warn({ stateDir, enrolledWith, gateway: gatewayUrl }, `demo connector: enrolled with ${enrolledWith}, but connectors.listen is now ${gatewayUrl}: enrolling it again`);
     rmSync(stateDir, { recursive: true, force: true });
   }
+  // The token goes in the environment: on the command line any local user's `ps` showed it while it enrolled.
+  const env = { ...process.env };
   if (!isEnrolled(stateDir)) {
-    args.push('--gateway', gatewayUrl, '--token', createToken(hub.stateDir, group, 10 * 60_000, hub.ca.pin));
+    args.push('--gateway', gatewayUrl);
+    env.DRAWBRIDGE_TOKEN = createToken(hub.stateDir, group, 10 * 60_000, hub.ca.pin);
   }
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
   child.on('exit', (code, signal) => gateway.log.info({ code, signal }, 'demo connector exited'));
   return child;
 }

@@ -1,7 +1,7 @@
 /** `drawbridge demo` (what `npm start` runs) as a real process. */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -57,6 +57,20 @@ function startDemo(args: string[], env: Record<string, string>, cwd: string): { 
   child.stderr!.on('data', (c) => (out += c));
   const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   return { child, output: () => out, stop: () => (child.kill('SIGINT'), exit) };
+}
+
+/** The command lines (arguments joined by spaces) of this machine's processes that contain `text`. */
+function commandLinesWith(text: string): string[] {
+  const lines: string[] = [];
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const line = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      if (line.includes(text)) lines.push(line);
+    } catch {
+      // (gone meanwhile)
+    }
+  }
+  return lines;
 }
 
 describe('drawbridge demo', function () {
@@ -171,6 +185,10 @@ describe('drawbridge demo', function () {
         const res = await request(`http://127.0.0.1:${gw}/`, { headers: { host: `hello.localhost:${gw}` } });
         assert.equal(res.status, 200, `${start}: ${demo.output()}`);
         assert.doesNotMatch(demo.output(), /has no channel to the gateway/);
+        // what `ps` shows of its connector: no enrollment token
+        const connectorArgs = commandLinesWith(join(dir, '.demo-state'));
+        assert.equal(connectorArgs.length, 1, `one connector process: ${connectorArgs.join('\n')}`);
+        assert.doesNotMatch(connectorArgs[0]!, /dbt1\.|--token/);
       } finally {
         assert.equal(await demo.stop(), 0, demo.output());
       }
