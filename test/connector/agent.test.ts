@@ -16,6 +16,15 @@ import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channe
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
+/**
+ * Waits until the app has the request: only then is it in flight at the connector. The gateway
+ * counts a stream in flight as soon as it opens it, before the connector has it; a SIGTERM in
+ * between drains at once (the connector has nothing in flight) and its GOAWAY refuses the stream.
+ */
+async function reachedApp(backend: EchoBackend, path: string): Promise<void> {
+  await eventually(() => backend.received.some((r) => r.url.startsWith(path)), 5000, 20);
+}
+
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
 async function silenceableRelay(target: string): Promise<{
   url: string;
@@ -145,8 +154,7 @@ describe('connector agent: a gateway that goes away while the connector drains',
       await waitChannels(gw, 2);
       // a request in flight keeps the drain going until the reset (a POST: a GET cut short would be retried, and wait for a connector)
       const slow = request(`${gw.url}/slow?ms=3000`, { method: 'POST', headers: { host: 'app.test' }, body: 'x' }).catch(() => undefined);
-      // (the app has it, so the connector holds its stream: the gateway counts it from the dial, before the connector has it, and a drain begun then had nothing to wait for)
-      await eventually(() => backend.received.some((r) => r.url.startsWith('/slow')), 5000, 20);
+      await reachedApp(backend, '/slow');
       c.child.kill('SIGTERM');
       await eventually(() => c.logs().some((l) => l.msg === 'draining'), 5000, 20);
       relay.reset();
@@ -184,7 +192,7 @@ describe('connector agent: a channel that opens while the connector drains', fun
       await eventually(() => usable().length === 1, 5000, 20);
       await eventually(() => relay.connections() > dialled, 5000, 20);
       const slow = request(`${gw.url}/slow?ms=2000`, { method: 'POST', headers: { host: 'app.test' }, body: 'x' });
-      await eventually(() => backend.received.some((r) => r.url.startsWith('/slow')), 5000, 20);
+      await reachedApp(backend, '/slow');
       c.child.kill('SIGTERM');
       await eventually(() => registry.all().every((ch) => ch.draining), 5000, 20);
       const known = registry.all().map((ch) => ch.key);
