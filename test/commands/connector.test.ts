@@ -8,7 +8,7 @@ import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { eventually, request, sleep, type SimpleResponse, type TestGateway } from '../support/harness.js';
-import { hubUrl, killConnector, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
+import { hubUrl, killConnector, reachedApp, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
 
 describe('connector run: one process per state dir, and signals', function () {
   this.timeout(60_000);
@@ -74,13 +74,16 @@ describe('connector run: one process per state dir, and signals', function () {
     await eventually(() => readyChannels(gw).some((c) => c.connectorId === JSON.parse(readFileSync(join(hub.enrolled, 'connector.json'), 'utf8')).id), 15_000);
   });
 
+  let busy = 0;
   /** A connector with `channels` channels up and a request in flight through it, which the app answers after `ms`. */
   async function busyConnector(args: string[], channels: number, ms: number): Promise<{ c: ConnectorProcess; slow: Promise<SimpleResponse | undefined> }> {
     const c = startConnector(hub.enrolled, { args });
     running.push(c);
     await waitChannels(gw, channels);
-    const slow = request(`${gw.url}/slow?ms=${ms}`, { headers: { host: 'app.test' } }).catch(() => undefined);
-    await sleep(300);
+    // (a mark of its own: each test's request is told from the earlier ones the app received)
+    const path = `/slow?ms=${ms}&busy=${++busy}`;
+    const slow = request(`${gw.url}${path}`, { headers: { host: 'app.test' } }).catch(() => undefined);
+    await reachedApp(hub.backend, path);
     return { c, slow };
   }
 

@@ -14,16 +14,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
-
-/**
- * Waits until the app has the request: only then is it in flight at the connector. The gateway
- * counts a stream in flight as soon as it opens it, before the connector has it; a SIGTERM in
- * between drains at once (the connector has nothing in flight) and its GOAWAY refuses the stream.
- */
-async function reachedApp(backend: EchoBackend, path: string): Promise<void> {
-  await eventually(() => backend.received.some((r) => r.url.startsWith(path)), 5000, 20);
-}
+import { gatewayYaml, killConnector, reachedApp, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
 async function silenceableRelay(target: string): Promise<{
