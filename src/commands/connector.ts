@@ -46,13 +46,11 @@ export async function connectorCommand(args: string[]): Promise<number> {
     },
   }, synopsis);
   const stateDir = values['state-dir'] ?? fromEnv('DRAWBRIDGE_CONNECTOR_STATE_DIR') ?? './connector-state';
-  const gateway = values.gateway ?? fromEnv('DRAWBRIDGE_GATEWAY');
+  const { value: gateway, from: gatewayFrom } = optionOrEnv(values.gateway, 'gateway', 'DRAWBRIDGE_GATEWAY');
   const token = values.token ?? fromEnv('DRAWBRIDGE_TOKEN');
-  // A value from the environment is named as such: a service that sets DRAWBRIDGE_GATEWAY and gives
-  // no option was told to fix a --gateway it never wrote.
-  const gatewaySource = values.gateway !== undefined ? '--gateway' : 'DRAWBRIDGE_GATEWAY';
-  // Said before the state dir is made: a refused command left an empty one behind.
-  const gatewayProblem = gateway === undefined ? undefined : gatewayUrlProblem(gateway, gatewaySource);
+  // Said before the state dir is made (a refused command left an empty one behind), and before
+  // enrolling, under the lock, where it is not checked again.
+  const gatewayProblem = gateway === undefined ? undefined : gatewayUrlProblem(gateway, gatewayFrom);
   if (sub === 'enroll') {
     const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
@@ -63,26 +61,27 @@ export async function connectorCommand(args: string[]): Promise<number> {
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource, ENROLL);
+    const s = await enrollAt(gateway, token, stateDir, values.ca);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
-  const transport = values.transport ?? fromEnv('DRAWBRIDGE_CONNECTOR_TRANSPORT') ?? 'h2';
-  const transportSource = values.transport !== undefined ? '--transport' : 'DRAWBRIDGE_CONNECTOR_TRANSPORT';
-  if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`${transportSource} must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
+  const { value: transport = 'h2', from: transportFrom } = optionOrEnv(values.transport, 'transport', 'DRAWBRIDGE_CONNECTOR_TRANSPORT');
+  if (!(CHANNEL_TRANSPORTS as readonly string[]).includes(transport)) throw new UsageError(`${transportFrom} must be ${CHANNEL_TRANSPORTS.join(' or ')}, not ${JSON.stringify(transport)}`, RUN);
   // Checked before anything starts: a connector that ran with no channels exited 0, and a supervisor took that as done.
   const channels = values.channels === undefined ? undefined : wholeNumberOption('channels', values.channels, 1, MAX_CHANNELS, RUN);
   const drainTimeoutMs = values['drain-timeout'] === undefined ? undefined : drainTimeout(values['drain-timeout']);
-  if (!isEnrolled(stateDir)) {
-    if (!gateway || !token) throw new UsageError(noEnrollment(stateDir), RUN);
+  const enrollable = (): { gateway: string; token: string } => {
+    if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
     if (gatewayProblem) throw new UsageError(gatewayProblem, RUN);
-  }
+    return { gateway, token };
+  };
+  if (!isEnrolled(stateDir)) enrollable();
   const log = createLogger({ name: 'drawbridge-connector' });
   const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     // (enrolled by another process since the check above, or not: under the lock this is the answer)
-    if (!gateway || !token) throw new UsageError(noEnrollment(stateDir), RUN);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, gatewaySource, RUN);
+    const to = enrollable();
+    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
@@ -91,7 +90,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   // the first start and every restart); once enrolled, the stored gateway is the one dialled. A
   // different --gateway is an operator who moved the gateway and expects it to be used: say so.
   if (gateway && !sameGateway(gateway, agent.state.gateway)) {
-    log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `${gatewaySource} ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
+    log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `${gatewayFrom} ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
   }
   reportProcessFaults(log);
   agent.start();
@@ -153,15 +152,16 @@ function fromEnv(name: string): string | undefined {
   return process.env[name] || undefined;
 }
 
-function noEnrollment(stateDir: string): string {
-  return `${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`;
+/**
+ * An option's value, else its variable's, and how to name where it came from: a service that sets
+ * DRAWBRIDGE_GATEWAY and gives no option was told to fix a --gateway it never wrote.
+ */
+function optionOrEnv(option: string | undefined, name: string, variable: string): { value: string | undefined; from: string } {
+  return option !== undefined ? { value: option, from: `--${name}` } : { value: fromEnv(variable), from: variable };
 }
 
-/** A URL that is not one is bad usage; an unreachable or untrusted gateway is a failed enrollment. */
-function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, source: string, usage: string): Promise<ConnectorState> {
-  const problem = gatewayUrlProblem(gateway, source);
-  // (the usage of the command given: connector run showed enroll's)
-  if (problem) throw new UsageError(problem, usage);
+/** An unreachable or untrusted gateway is a failed enrollment (a URL that is not one was refused as usage before). */
+function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
   // --ca is a local file: a problem with it is said before the gateway is contacted, and not as the gateway's
   if (caFile) readCaFile(caFile);
   return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
