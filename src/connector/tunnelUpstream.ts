@@ -68,8 +68,11 @@ export class TunnelUpstream implements Upstream {
     }
   }
 
-  /** Opens a CONNECT stream to the target on `on` (or a channel picked now); resolves with the byte stream to the app. */
-  dial(avoid: string | undefined, timeoutMs: number, on?: Channel, gone: () => boolean = () => false): Promise<{ socket: Duplex; channel: Channel }> {
+  /**
+   * Opens a CONNECT stream to the target on `on` (or a channel picked now, waiting for a connector
+   * expected back; `gone` says the client left meanwhile); resolves with the byte stream to the app.
+   */
+  dial(avoid: string | undefined, timeoutMs: number, { on, gone }: { on?: Channel; gone?: () => boolean } = {}): Promise<{ socket: Duplex; channel: Channel }> {
     if (on) return this.dialOn(on, timeoutMs);
     const wait = Math.min(COMEBACK_WAIT_MS, timeoutMs);
     const picked = this.hub.registry.pickOrWait(this.group, avoid, wait);
@@ -80,7 +83,7 @@ export class TunnelUpstream implements Upstream {
       // A client that left during the wait gets no stream: when the connector came back, every
       // request given up on in the meantime still opened one, and the connector a connection to
       // the app for each (a burst of useless connections to an app that was just coming back).
-      if (gone()) throw Object.assign(new NotDialed('the client left while its request waited for a connector', 499), { channel: undefined });
+      if (gone?.()) throw Object.assign(new NotDialed('the client left while its request waited for a connector', 499), { channel: undefined });
       return this.dialOn(channel, Math.max(1, timeoutMs - (Date.now() - since)));
     });
   }
@@ -218,7 +221,7 @@ export class TunnelUpstream implements Upstream {
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-                this.dial(avoid, f.timeoutMs, undefined, () => clientGone).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+                this.dial(avoid, f.timeoutMs, { gone: () => clientGone }).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
                 return undefined;
               },
             }),
@@ -340,7 +343,7 @@ export class TunnelUpstream implements Upstream {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
-    this.dial(undefined, timeoutMs, undefined, () => socket.destroyed).then(
+    this.dial(undefined, timeoutMs, { gone: () => socket.destroyed }).then(
       ({ socket: up }) => {
         // A client gone while the connector dialled is seen by no one after this (pipeUpgrade
         // watches a socket that is still there): 1,499 upgrades were made for clients that had
@@ -662,7 +665,7 @@ function tunnelAgent(up: TunnelUpstream): http.Agent {
     // The request's options reach here under the agent's own: `timeout` is the agent's idle
     // timeout (4 s), so the app's backendTimeout, which bounds the dial, comes by its own name.
     createConnection: (opts: { dialTimeoutMs?: number; channel?: Channel }, cb: (err: Error | null, s?: Duplex) => void) => {
-      up.dial(undefined, opts.dialTimeoutMs ?? CONNECT_TIMEOUT_MS, opts.channel).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+      up.dial(undefined, opts.dialTimeoutMs ?? CONNECT_TIMEOUT_MS, { on: opts.channel }).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
       return undefined;
     },
   });
