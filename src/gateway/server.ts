@@ -265,15 +265,11 @@ export class GatewayServer {
       // A plugin's create() refusing its options may quote them, secrets resolved from ${...} included.
       return superseded() ? 'superseded' : this.rejected([result.redact((e as Error).message)], reason);
     }
-    if (superseded()) {
-      this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
-      void gen.retire();
-      return 'superseded';
-    }
     // A build that outlived the stop would go live after it: its stages never disposed (a
     // plugin's timers and connections held for good), the hub's targets pushed after it stopped.
-    if (this.holder.stopping) {
-      this.log.info({ generation: gen.id, reason }, 'the gateway stopped while a reload was building; its generation is discarded');
+    if (superseded() || this.holder.stopping) {
+      if (superseded()) this.log.warn({ generation: gen.id, reason }, 'a reload that had been given up on finished; its generation is discarded');
+      else this.log.info({ generation: gen.id, reason }, 'the gateway stopped while a reload was building; its generation is discarded');
       void gen.retire();
       return 'superseded';
     }
