@@ -2,6 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { GroupCounts } from '../connector/registry.js';
 
 /** Process-wide metrics; one registry per gateway so tests can run several. */
+const TLS_EXPIRY = 'drawbridge_tls_certificate_expiry_timestamp_seconds';
+
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'app' | 'status'>;
@@ -20,7 +22,6 @@ export class Metrics {
   connectorCounts: () => Map<string, GroupCounts> = () => new Map();
   private readonly requestCounts = new LabelCounts<'app' | 'status'>();
   private readonly decisionCounts = new LabelCounts<'app' | 'decision'>();
-  private tlsExpiryRegistered = false;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'drawbridge_' });
@@ -60,7 +61,7 @@ export class Metrics {
     this.auditWritable = new Gauge({ name: 'drawbridge_audit_log_writable', help: '1 while the audit log is written, 0 from a failed write until a write succeeds again.', registers: [this.registry] });
     // Registered with the first certificate served (tlsCertificateServed): a gateway without an
     // https listener showed 0, an end date in 1970, and every expiry alert fired for it.
-    this.tlsCertificateExpiry = new Gauge({ name: 'drawbridge_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [] });
+    this.tlsCertificateExpiry = new Gauge({ name: TLS_EXPIRY, help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [] });
     this.connectorWaits = new Counter({
       name: 'drawbridge_connector_waits_total',
       help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504).',
@@ -75,8 +76,7 @@ export class Metrics {
 
   /** The end date of the certificate the https listener serves, in ms (drawbridge_tls_certificate_expiry_timestamp_seconds). */
   tlsCertificateServed(untilMs: number): void {
-    if (!this.tlsExpiryRegistered) this.registry.registerMetric(this.tlsCertificateExpiry);
-    this.tlsExpiryRegistered = true;
+    if (!this.registry.getSingleMetric(TLS_EXPIRY)) this.registry.registerMetric(this.tlsCertificateExpiry);
     this.tlsCertificateExpiry.set(Math.floor(untilMs / 1000));
   }
 
