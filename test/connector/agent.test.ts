@@ -133,14 +133,26 @@ describe('connector agent: a gateway that goes silent', function () {
   }
 });
 
+/** An echo backend, a hub gateway, and a connector process that reaches the gateway through a silenceableRelay. */
+async function relayedConnector() {
+  const backend = await startEchoBackend();
+  const gw = await startHubGateway(gatewayYaml(backend));
+  const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
+  const c = startConnector(tempDir(), { gateway: relay.url, token: token(gw) });
+  const stop = async () => {
+    await killConnector(c);
+    await relay.close();
+    await gw.stop();
+    await backend.close();
+  };
+  return { backend, gw, relay, c, stop };
+}
+
 describe('connector agent: a gateway that goes away while the connector drains', function () {
   this.timeout(30_000);
 
   it('logs the reset of its channels at info, not as warnings: the gateway stopping with it is expected (a demo\'s Ctrl-C stops both)', async () => {
-    const backend = await startEchoBackend();
-    const gw = await startHubGateway(gatewayYaml(backend));
-    const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
-    const c = startConnector(tempDir(), { gateway: relay.url, token: token(gw) });
+    const { backend, gw, relay, c, stop } = await relayedConnector();
     try {
       await waitChannels(gw, 2);
       // a request in flight keeps the drain going until the reset (a POST: a GET cut short would be retried, and wait for a connector)
@@ -156,10 +168,7 @@ describe('connector agent: a gateway that goes away while the connector drains',
       assert.match(String(ended[0]!.reason), /ECONNRESET/);
       assert.deepEqual(c.logs().filter((l) => Number(l.level) >= 40), [], 'no warning or error');
     } finally {
-      await killConnector(c);
-      await relay.close();
-      await gw.stop();
-      await backend.close();
+      await stop();
     }
   });
 });
@@ -168,10 +177,7 @@ describe('connector agent: a channel that opens while the connector drains', fun
   this.timeout(30_000);
 
   it('is closed at once: the gateway never gets a ready channel to a connector about to exit (new requests went there and were cut)', async () => {
-    const backend = await startEchoBackend();
-    const gw = await startHubGateway(gatewayYaml(backend));
-    const relay = await silenceableRelay(gw.server.connectorHub!.address()!);
-    const c = startConnector(tempDir(), { gateway: relay.url, token: token(gw) });
+    const { backend, gw, relay, c, stop } = await relayedConnector();
     const registry = gw.server.connectorHub!.registry;
     const usable = () => registry.all().filter((ch) => ch.ready && !ch.draining);
     try {
@@ -196,10 +202,7 @@ describe('connector agent: a channel that opens while the connector drains', fun
       assert.equal((await slow).status, 200);
       assert.equal(await c.exited, 0);
     } finally {
-      await killConnector(c);
-      await relay.close();
-      await gw.stop();
-      await backend.close();
+      await stop();
     }
   });
 });
