@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { eventually, request, sleep, type SimpleResponse, type TestGateway } from '../support/harness.js';
-import { hubUrl, killConnector, reachedApp, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
+import { eventually, reachedApp, request, sleep, type SimpleResponse, type TestGateway } from '../support/harness.js';
+import { hubUrl, killConnector, readyChannels, runCli, startConnector, startEnrolledHub, token, waitChannels, type ConnectorProcess, type EnrolledHub } from '../connector/support.js';
 
 describe('connector run: one process per state dir, and signals', function () {
   this.timeout(60_000);

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
-import { request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
+import { eventually, reachedApp, request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend, type GatewayProcess } from '../support/harness.js';
 
 const cfg = (backend: string) => `
 gateway:
@@ -69,8 +69,9 @@ describe('drawbridge gateway: stopping', function () {
     assert.ok(idle, 'the warm-up left an idle keep-alive connection');
     const idleClosed = new Promise<number>((r) => idle.once('close', () => r(Date.now())));
 
+    const seen = backend.received.length;
     const inFlight = slowGet(gw.port, 1500);
-    await sleep(300);
+    await reachedApp(backend, '/slow?ms=1500', seen);
     const signalled = Date.now();
     gw.child.kill('SIGTERM');
     assert.ok((await idleClosed) - signalled < 1000, 'the idle keep-alive connection is closed at once');
@@ -95,12 +96,14 @@ describe('drawbridge gateway: stopping', function () {
     const port = await gw.port();
     const admin = `http://127.0.0.1:${await gw.port('admin')}`;
     assert.equal((await request(`${admin}/readyz`)).status, 200);
+    const seen = backend.received.length;
     const inFlight = slowGet(port, 1500);
-    await sleep(300);
+    await reachedApp(backend, '/slow?ms=1500', seen);
     gw.child.kill('SIGTERM');
-    await sleep(200);
-    const ready = await request(`${admin}/readyz`);
-    assert.equal(ready.status, 503);
+    const ready = (await eventually(async () => {
+      const r = await request(`${admin}/readyz`);
+      return r.status === 503 ? r : undefined;
+    }))!;
     assert.equal(JSON.parse(ready.body).status, 'stopping');
     const metrics = await request(`${admin}/metrics`);
     assert.equal(metrics.status, 200);
@@ -117,8 +120,9 @@ describe('drawbridge gateway: stopping', function () {
     let raw = '';
     socket.on('data', (c: Buffer) => (raw += c.toString('latin1')));
     const closed = new Promise((r) => socket.once('close', r));
+    const seen = backend.received.length;
     socket.write('GET /slow?ms=600 HTTP/1.1\r\nHost: echo.test\r\n\r\nGET /slow?ms=300 HTTP/1.1\r\nHost: echo.test\r\n\r\n');
-    await sleep(200);
+    await reachedApp(backend, '/slow?ms=600', seen);
     gw.child.kill('SIGTERM');
     await closed;
     const answers = raw.split('HTTP/1.1 ').slice(1);
@@ -140,8 +144,9 @@ describe('drawbridge gateway: stopping', function () {
       if (raw.includes('slow?ms=600') && !raw.includes('Upgrade'))
         socket.write('GET /ws HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nUpgrade');
     });
+    const seen = backend.received.length;
     socket.write('GET /slow?ms=600 HTTP/1.1\r\nHost: echo.test\r\n\r\n');
-    await sleep(200);
+    await reachedApp(backend, '/slow?ms=600', seen);
     const signalled = Date.now();
     gw.child.kill('SIGTERM');
     await closed;
@@ -153,8 +158,9 @@ describe('drawbridge gateway: stopping', function () {
 
   it('a second SIGTERM exits at once, without waiting for the drain', async () => {
     const gw = await startGatewayProcess(backend);
+    const seen = backend.received.length;
     const inFlight = slowGet(gw.port, 10_000).catch((e: Error) => e);
-    await sleep(300);
+    await reachedApp(backend, '/slow?ms=10000', seen);
     gw.child.kill('SIGTERM');
     await sleep(1500);
     assert.equal(gw.child.exitCode, null, 'still draining after the first signal');
@@ -168,8 +174,9 @@ describe('drawbridge gateway: stopping', function () {
 
   it('Ctrl-C under npm start (SIGINT from the terminal, the same SIGINT from npm 10 ms later) drains: 200, exit 0', async () => {
     const gw = await startGatewayProcess(backend);
+    const seen = backend.received.length;
     const inFlight = slowGet(gw.port, 1500);
-    await sleep(300);
+    await reachedApp(backend, '/slow?ms=1500', seen);
     gw.child.kill('SIGINT');
     await sleep(10);
     gw.child.kill('SIGINT');
@@ -181,8 +188,9 @@ describe('drawbridge gateway: stopping', function () {
 
   it('a second SIGINT 1.5 s after the first still exits at once (1) and cuts the request in flight', async () => {
     const gw = await startGatewayProcess(backend);
+    const seen = backend.received.length;
     const inFlight = slowGet(gw.port, 10_000).catch((e: Error) => e);
-    await sleep(300);
+    await reachedApp(backend, '/slow?ms=10000', seen);
     gw.child.kill('SIGINT');
     await sleep(1500);
     assert.equal(gw.child.exitCode, null, 'still draining after the first signal');

@@ -159,11 +159,3 @@ export async function killConnector(c: ConnectorProcess, signal: NodeJS.Signals 
   await c.exited;
 }
 
-/**
- * Waits until the app has the request: only then is it in flight at the connector. The gateway
- * counts a stream in flight as soon as it opens it, before the connector has it; a SIGTERM in
- * between drains at once (the connector has nothing in flight) and its GOAWAY refuses the stream.
- */
-export async function reachedApp(backend: EchoBackend, path: string): Promise<void> {
-  await eventually(() => backend.received.some((r) => r.url.startsWith(path)), 5000, 20);
-}

@@ -186,6 +186,16 @@ export function rawRequest(port: number, bytes: string, waitMs = 1000): Promise<
 }
 
 
+/**
+ * Waits until the app has a request whose URL starts with `path` (among those it received after
+ * the first `after`): only then is the request in flight everywhere. A signal sent as soon as the
+ * client wrote it can find the gateway, or the connector, with nothing in flight yet, and a test
+ * that slept a fixed time instead raced a loaded machine.
+ */
+export async function reachedApp(backend: EchoBackend, path: string, after = 0): Promise<void> {
+  await eventually(() => backend.received.slice(after).some((r) => r.url.startsWith(path)), 5000, 20);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
