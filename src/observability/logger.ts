@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { UsageError } from '../errors.js';
 
 /**
  * JSON logs. Anything that can carry a secret is redacted by path, so a
@@ -51,8 +52,24 @@ export interface LoggerOptions {
   name?: string;
 }
 
+/** pino's levels, the names DRAWBRIDGE_LOG_LEVEL takes (in any case); `silent` logs nothing */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/**
+ * The level from DRAWBRIDGE_LOG_LEVEL, `info` when unset or empty. pino refuses an unknown level
+ * by throwing from its constructor: a typo such as `warning` or `INFO` stopped the gateway and
+ * the connector with a stack trace, which this project keeps for its own bugs.
+ */
+export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
+  const raw = env.DRAWBRIDGE_LOG_LEVEL?.trim();
+  if (!raw) return 'info';
+  const level = raw.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`DRAWBRIDGE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not ${JSON.stringify(raw)}`);
+  return level;
+}
+
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const level = opts.level ?? process.env.DRAWBRIDGE_LOG_LEVEL ?? 'info';
+  const level = opts.level ?? logLevelFrom();
   const dest = pino.destination({ dest: opts.destination ?? 1, sync: opts.sync ?? false, minLength: opts.sync ? 0 : 4096 });
   const logger = pino(
     {

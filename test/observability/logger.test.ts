@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually, request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+import { eventually, freePort, request, sleep, spawnGateway, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
 
 describe('logger: a log destination that fails', function () {
   this.timeout(30_000);
@@ -84,5 +84,46 @@ apps:
     if (!exit) gw.child.kill('SIGKILL');
     assert.ok(exit, 'the gateway is still running 10 s after SIGTERM');
     assert.equal(exit.code, 0);
+  });
+});
+
+describe('logger: DRAWBRIDGE_LOG_LEVEL', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  after(async () => backend.close());
+
+  const configFile = (port: number | 0 = 0) => {
+    const file = join(tempDir(), 'gateway.config.yaml');
+    writeFileSync(file, `gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:${port} }\napps:\n  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: ${backend.url}/\n    preAuth: passthrough\n`);
+    return file;
+  };
+
+  for (const level of ['warning', 'verbose', '3']) {
+    it(`${JSON.stringify(level)} is refused in one line naming the variable and the levels, exit 2 (it was a pino stack trace)`, async () => {
+      const gw = spawnGateway(configFile(), ['--no-watch'], { DRAWBRIDGE_LOG_LEVEL: level });
+      const exit = await Promise.race([gw.exited, sleep(10_000).then(() => undefined)]);
+      if (!exit) gw.child.kill('SIGKILL');
+      assert.ok(exit, 'the gateway started with a log level it cannot use');
+      assert.equal(exit.code, 2);
+      assert.equal(gw.output().split('\n')[0], `drawbridge gateway: DRAWBRIDGE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "${level}"`);
+      assert.doesNotMatch(gw.output(), /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  it('a level in capitals is taken ("WARN"): the gateway serves, and its per-request info lines are left out', async () => {
+    const port = await freePort();
+    const gw = spawnGateway(configFile(port), ['--no-watch'], { DRAWBRIDGE_LOG_LEVEL: ' WARN ' });
+    try {
+      const status = await eventually(() => request(`http://127.0.0.1:${port}/x`, { headers: { host: 'echo.test' } }).then((r) => r.status), 10_000);
+      assert.equal(status, 200);
+      assert.equal(gw.child.exitCode, null);
+      assert.doesNotMatch(gw.output(), /"msg":"request"|"msg":"gateway started"/, 'no info lines at warn');
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+    }
   });
 });
