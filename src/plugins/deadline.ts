@@ -5,19 +5,25 @@
  * and lint and the gateway used to exit 0 without a word when nothing else kept Node alive.
  */
 import { parseDuration } from '../config/duration.js';
-import { DrawbridgeError } from '../errors.js';
+import { DrawbridgeError, UsageError } from '../errors.js';
 
 export const PLUGIN_DEADLINE_DEFAULT_MS = 30_000;
 
 /** The knob: a duration ("30s", "500ms"); "0" waits for ever. Meant for tests and for a plugin known to be slow. */
 export const PLUGIN_DEADLINE_ENV = 'DRAWBRIDGE_PLUGIN_TIMEOUT';
 
-/** The deadline in ms from the environment; 0 means none. A value that is not a duration leaves the default. */
+/**
+ * The deadline in ms from the environment; 0 means none. A value that is not a duration is refused:
+ * taken as the default, a `5 min` or `30sec` meant to give a slow plugin longer left it 30 s
+ * without a word, and the operator read the plugin's timeout as the plugin's fault.
+ */
 export function pluginDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
   const v = env[PLUGIN_DEADLINE_ENV]?.trim();
   if (v === undefined || v === '') return PLUGIN_DEADLINE_DEFAULT_MS;
   if (v === '0') return 0;
-  return parseDuration(v) ?? PLUGIN_DEADLINE_DEFAULT_MS;
+  const ms = parseDuration(v);
+  if (ms === undefined) throw new UsageError(`${PLUGIN_DEADLINE_ENV} must be a duration (30s, 2m, 500ms) or 0 for no limit, not ${JSON.stringify(v)}`);
+  return ms;
 }
 
 export class PluginTimeoutError extends DrawbridgeError {

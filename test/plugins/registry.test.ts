@@ -111,6 +111,14 @@ describe('plugin loading: a module whose import never finishes', function () {
     assert.match(r.out, /:6:11: error: plugins\[0\]: plugin "\.\/tla\.mjs" failed to load: importing \S*tla\.mjs did not finish within 1 s/);
   });
 
+  for (const command of [['lint', file], ['gateway', '--config', file, '--no-watch']])
+    it(`${command[0]}: a DRAWBRIDGE_PLUGIN_TIMEOUT that is not a duration ("5 min") is refused, exit 2, instead of leaving the 30 s limit without a word`, async () => {
+      const r = await cli(command, { DRAWBRIDGE_PLUGIN_TIMEOUT: '5 min' });
+      assert.equal(r.code, 2, r.out);
+      assert.equal(r.out.split('\n')[0], `drawbridge ${command[0]}: DRAWBRIDGE_PLUGIN_TIMEOUT must be a duration (30s, 2m, 500ms) or 0 for no limit, not "5 min"`);
+      assert.ok(r.ms < 10_000, `took ${r.ms} ms: the plugin was waited for`);
+    });
+
   it('is a load failure, not "not found" (which lint only warns about)', async () => {
     const { failures } = await loadPlugins(['./tla.mjs'], dir, { timeoutMs: 200 });
     assert.equal(failures.length, 1);
