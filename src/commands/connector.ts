@@ -1,8 +1,10 @@
+import { existsSync, rmdirSync } from 'node:fs';
 import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, readCaFile, ENROLL_AGAIN, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock, warnIfStateDirOpen } from '../gateway/stateLock.js';
+import { decodeToken } from '../connector/tokens.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
 import { onStopSignals } from './signals.js';
@@ -56,12 +58,14 @@ export async function connectorCommand(args: string[]): Promise<number> {
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
     if (gatewayProblem) throw new UsageError(gatewayProblem, ENROLL);
+    checkLocally(token, values.ca);
+    const made = !existsSync(stateDir);
     // Held while the files are written, so a run starting from this dir never reads them half done.
-    await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
+    const lock = await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, made ? lock : undefined);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
@@ -73,15 +77,17 @@ export async function connectorCommand(args: string[]): Promise<number> {
   const enrollable = (): { gateway: string; token: string } => {
     if (!gateway || !token) throw new UsageError(`${stateDir} holds no enrollment; give --gateway and --token (or run connector enroll)`, RUN);
     if (gatewayProblem) throw new UsageError(gatewayProblem, RUN);
+    checkLocally(token, values.ca);
     return { gateway, token };
   };
   if (!isEnrolled(stateDir)) enrollable();
   const log = createLogger({ name: 'drawbridge-connector' });
+  const made = !existsSync(stateDir);
   const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     // (enrolled by another process since the check above, or not: under the lock this is the answer)
     const to = enrollable();
-    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca);
+    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca, made ? lock : undefined);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
@@ -161,10 +167,34 @@ function optionOrEnv(option: string | undefined, name: string, variable: string)
 }
 
 /** An unreachable or untrusted gateway is a failed enrollment (a URL that is not one was refused as usage before). */
-function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined): Promise<ConnectorState> {
-  // --ca is a local file: a problem with it is said before the gateway is contacted, and not as the gateway's
+/**
+ * What can be found wrong without the gateway, said before the state dir is made: a token cut
+ * short in the copy, a --ca file that cannot be read (and not as the gateway's fault).
+ */
+function checkLocally(token: string, caFile: string | undefined): void {
+  decodeToken(token);
   if (caFile) readCaFile(caFile);
-  return asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
+}
+
+/**
+ * `madeHeld`: the lock on a state dir this command made, which a failed enrollment takes away
+ * again (it is empty then: enroll removes what it wrote before the gateway refused). An empty dir
+ * left behind by a refused token or an unreachable gateway looked like a half-installed connector.
+ */
+async function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, madeHeld: StateDirLock | undefined): Promise<ConnectorState> {
+  try {
+    return await asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
+  } catch (e) {
+    if (madeHeld) {
+      madeHeld.release();
+      try {
+        rmdirSync(stateDir);
+      } catch {
+        /* not empty after all: left as it is */
+      }
+    }
+    throw e;
+  }
 }
 
 /** A state dir whose files were cut short or edited by hand: say which, not where in the parser. */

@@ -231,15 +231,24 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
 
     const enroll = (gateway: string, tok: string, state = join(dir, `s-${Math.random().toString(36).slice(2)}`)) => run(['connector', 'enroll', '--gateway', gateway, '--token', tok, '--state-dir', state]);
 
-    it('a malformed token', async () => {
-      assertOneLine(await enroll(hubUrl(gw), 'garbage'), 1, 'connector enroll', /not a Drawbridge enrollment token/);
+    it('a malformed token, to enroll and to run: refused before a state dir is made (an empty one was left behind)', async () => {
+      const state = join(dir, 'malformed');
+      assertOneLine(await enroll(hubUrl(gw), 'garbage', state), 1, 'connector enroll', /not a Drawbridge enrollment token/);
+      assertOneLine(await run(['connector', 'run', '--gateway', hubUrl(gw), '--token', 'dbt1.garbage.x', '--state-dir', state]), 1, 'connector run', /the enrollment token is damaged/);
+      assert.equal(existsSync(state), false, 'no state dir left behind');
     });
 
-    it('a reused token, and a token for a group the gateway does not have, are refused', async () => {
+    it('a reused token, and a token for a group the gateway does not have, are refused; the state dir the command made is gone again, one the operator made is kept', async () => {
       const tok = token(gw);
       assert.equal((await enroll(hubUrl(gw), tok)).code, 0);
-      assertOneLine(await enroll(hubUrl(gw), tok), 1, 'connector enroll', /enrollment refused \(\d+\): .*already used/);
-      assertOneLine(await enroll(hubUrl(gw), token(gw, 'no-such-group')), 1, 'connector enroll', /enrollment refused \(\d+\)/);
+      const state = join(dir, 'refused');
+      assertOneLine(await enroll(hubUrl(gw), tok, state), 1, 'connector enroll', /enrollment refused \(\d+\): .*already used/);
+      assert.equal(existsSync(state), false, 'no state dir left behind by enroll');
+      assertOneLine(await run(['connector', 'run', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', state]), 1, 'connector run', /enrollment refused \(\d+\): .*already used/);
+      assert.equal(existsSync(state), false, 'no state dir left behind by run');
+      mkdirSync(state);
+      assertOneLine(await enroll(hubUrl(gw), token(gw, 'no-such-group'), state), 1, 'connector enroll', /enrollment refused \(\d+\)/);
+      assert.deepEqual(readdirSync(state), [], 'the operator\'s dir is kept, empty');
     });
 
     it('a CA that does not match the pin, and a certificate that does not name the host', async () => {
@@ -273,6 +282,7 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       assertOneLine(missing, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: --ca ${join(dir, 'nowhere.pem')}: no such file$`));
       const folder = await run(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state, '--ca', dir]);
       assertOneLine(folder, 1, 'connector enroll', new RegExp(`^drawbridge connector enroll: --ca ${dir}: a directory, not a certificate file$`));
+      assert.equal(existsSync(state), false, 'no state dir made for an enrollment that cannot start');
     });
 
     it('a gateway that does not answer', async () => {
@@ -280,7 +290,9 @@ describe('the CLI: bad usage and expected failures are one line and an exit code
       await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
       const port = (closed.address() as net.AddressInfo).port;
       await new Promise((r) => closed.close(r));
-      assertOneLine(await enroll(`https://127.0.0.1:${port}`, token(gw)), 1, 'connector enroll', new RegExp(`127\\.0\\.0\\.1:${port} refused the connection`));
+      const state = join(dir, 'unanswered');
+      assertOneLine(await enroll(`https://127.0.0.1:${port}`, token(gw), state), 1, 'connector enroll', new RegExp(`127\\.0\\.0\\.1:${port} refused the connection`));
+      assert.equal(existsSync(state), false, 'no state dir left behind');
     });
 
     it('run: a bad --channels stops before the connector starts (it ran with no channels and exited 0)', async () => {
