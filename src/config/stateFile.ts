@@ -4,7 +4,8 @@
  * bug: it stops the start with one line that names the file and what to do about it. Node's
  * EISDIR from readFileSync carries no path, so the file is named here, where it is read.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { OperationalError } from '../errors.js';
 
@@ -54,4 +55,45 @@ export function permissionsOf(file: string): number | undefined {
 /** `0644`, as chmod takes it */
 export function octalMode(mode: number): string {
   return `0${mode.toString(8).padStart(3, '0')}`;
+}
+
+/**
+ * `mkdir -p` that always ends: Node 20's `mkdirSync(dir, { recursive: true })` loops for ever, at
+ * full CPU and without a word, when a directory that exists refuses a new entry with ENOENT, as
+ * procfs does (a stateDir under /proc hung the gateway's start, SIGTERM unheard). The missing
+ * levels are made one at a time, and the first failure is thrown with Node's own code and path.
+ */
+export function makeDirs(dir: string, mode = 0o700): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !entryExists(d); d = dirname(d)) {
+    missing.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  if (missing.length === 0) missing.push(resolve(dir));
+  for (const d of missing) {
+    try {
+      mkdirSync(d, { mode });
+    } catch (e) {
+      // made meanwhile by another process, or the dir that was asked for is already there
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !isDirectory(d)) throw e;
+    }
+  }
+}
+
+/** lstat, not stat: a link to nothing is an entry, which mkdir below it fails on (ENOENT) */
+function entryExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -25,7 +25,7 @@ import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
-import { octalMode, permissionsOf } from '../config/stateFile.js';
+import { octalMode, permissionsOf, makeDirs } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
 import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
@@ -158,7 +158,7 @@ function writeFailure(e: unknown): string {
  */
 export function makeStateDir(stateDir: string): void {
   try {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    makeDirs(stateDir);
     if (!statSync(stateDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (e) {
     let cause = e;

@@ -5,10 +5,10 @@
  * of this CA carried inside its enrollment token.
  */
 import { createHash, createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { readStateFile, StateFileError } from '../config/stateFile.js';
+import { readStateFile, StateFileError, makeDirs } from '../config/stateFile.js';
 import { DrawbridgeError, OperationalError } from '../errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -114,7 +114,7 @@ export class ConnectorCa {
    */
   static async loadOrCreate(stateDir: string): Promise<ConnectorCa> {
     const dir = join(stateDir, 'connectors');
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir);
     const keyFile = join(dir, 'ca.key');
     const certFile = join(dir, 'ca.pem');
     let found = [present(keyFile), present(certFile)];

@@ -12,7 +12,8 @@
  * aside; the listing starts empty, and the gateway runs as before: the file is a record, never a
  * reason not to serve.
  */
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { makeDirs } from '../config/stateFile.js';
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { throttledLog } from '../observability/throttledLog.js';
@@ -102,7 +103,7 @@ export class KnownConnectors {
     const text = JSON.stringify({ format: FORMAT, connectors }, null, 1) + '\n';
     if (text === this.lastSaved) return;
     try {
-      mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
+      makeDirs(dirname(this.file));
       const tmp = `${this.file}.tmp`;
       writeFileSync(tmp, text, { mode: 0o600 });
       renameSync(tmp, this.file);

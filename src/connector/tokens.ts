@@ -7,9 +7,9 @@
  * Format: dbt1.<base64url JSON {g: group, e: expiry ms, n: nonce, p: CA pin}>.<base64url HMAC-SHA256>
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readStateFile, StateFileError } from '../config/stateFile.js';
+import { readStateFile, StateFileError, makeDirs } from '../config/stateFile.js';
 import { EnrollmentError } from './ca.js';
 
 export interface TokenPayload {
@@ -30,7 +30,7 @@ export const NOT_RECORDED = 'ERR_ENROLLMENT_NOT_RECORDED';
 
 function keyOf(stateDir: string): Buffer {
   const dir = join(stateDir, 'connectors');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir);
   const file = join(dir, 'token.key');
   try {
     writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });

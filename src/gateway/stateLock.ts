@@ -19,8 +19,9 @@
  * one connector id with two sets of channels, and each renewal rewrites the key and certificate
  * the other process started from.
  */
+import { makeDirs } from '../config/stateFile.js';
 import { randomUUID } from 'node:crypto';
-import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, lstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -112,7 +113,7 @@ export class StateDirLock {
     const file = join(stateDir, role.file);
     const staleMs = opts.staleMs ?? STALE_MS;
     const waitMs = opts.waitMs ?? STOPPING_WAIT_MS;
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    makeDirs(stateDir);
     const deadline = Date.now() + waitMs;
     let waiting = false;
     for (;;) {

@@ -9,9 +9,9 @@
  *
  * File: stateDir/sessions/revoked.jsonl, one {"j": id, "exp": seconds} per line.
  */
-import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { readStateFile } from '../config/stateFile.js';
+import { readStateFile, makeDirs } from '../config/stateFile.js';
 
 /** expired lines are dropped when they outnumber live ones by this much */
 const PRUNE_SLACK = 1000;
@@ -71,7 +71,7 @@ export class SessionRevocations {
     this.revoked.set(id, exp);
     for (const fn of listeners) fn(id);
     for (const [j, e] of this.revoked) if (e <= nowSec) this.revoked.delete(j);
-    mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
+    makeDirs(dirname(this.file));
     const line = JSON.stringify({ j: id, exp }) + '\n';
     if (this.lines - this.revoked.size < PRUNE_SLACK) {
       appendFileSync(this.file, line, { mode: 0o600 });

@@ -14,7 +14,8 @@
  * write succeeds again. Failing open is the choice: a full disk taking every app down, and
  * /readyz pulling every replica at once, would be worse than a gap the metric shows.
  */
-import { closeSync, createWriteStream, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { makeDirs } from '../config/stateFile.js';
+import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
@@ -166,7 +167,7 @@ export class AuditLog {
     this.file = join(dir, 'audit.log');
     this.setRetention(opts);
     this.now = opts.now ?? Date.now;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir);
     this.open();
     opts.metrics?.auditWritable.set(1);
   }

@@ -3,8 +3,9 @@
  * the demo state directory (the gateway config reads them with ${file:...}),
  * demo users with passwords printed on start. For the demo only.
  */
+import { makeDirs } from '../../config/stateFile.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddedIdp, demoUsers, type ApiAudience, type DemoUser } from './embeddedIdp.js';
 
@@ -25,7 +26,7 @@ export interface DemoIdp {
 
 export async function startDemoIdp(stateDir: string, opts: { port: number; audiences?: ApiAudience[] }): Promise<DemoIdp> {
   // (its secrets are 0600 too; a folder others can list would still show what it holds)
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  makeDirs(stateDir);
   ensureSecretFile(join(stateDir, 'session-secret'), 48);
   const clientSecret = ensureSecretFile(join(stateDir, 'client-secret'));
   const passwordsFile = join(stateDir, 'demo-users.json');

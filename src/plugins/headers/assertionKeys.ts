@@ -8,12 +8,12 @@
  * the old key stays published for `retainMs` after its successor took over, so
  * assertions signed just before the switch still verify.
  */
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
-import { readStateFile, StateFileError, warnIfExposed } from '../../config/stateFile.js';
+import { readStateFile, StateFileError, warnIfExposed, makeDirs } from '../../config/stateFile.js';
 
 export const JWKS_PATH = '/.well-known/drawbridge/jwks.json';
 const FILE = 'assertion-keys.json';
@@ -123,7 +123,7 @@ export class AssertionKeyStore {
   }
 
   private save(): void {
-    mkdirSync(this.dir, { recursive: true });
+    makeDirs(this.dir, 0o777);
     const file = join(this.dir, FILE);
     const tmp = `${file}.${process.pid}.tmp`;
     // Private keys: readable by the gateway's user only.

@@ -1,0 +1,53 @@
+/**
+ * makeDirs: mkdir -p for stateDir and its folders, which must end with Node's own error where
+ * Node 20's recursive mkdirSync loops for ever (a directory that answers ENOENT, as /proc does).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeDirs } from '../../src/config/stateFile.js';
+import { CLI } from '../connector/support.js';
+import { tempDir } from '../support/harness.js';
+
+describe('config/stateFile: makeDirs', function () {
+  this.timeout(20_000);
+
+  it('makes every missing level, private (0700), and is quiet when the dir is there', () => {
+    const root = tempDir();
+    const dir = join(root, 'a', 'b', 'c');
+    makeDirs(dir);
+    for (const d of [join(root, 'a'), join(root, 'a', 'b'), dir]) assert.equal(statSync(d).mode & 0o777, 0o700 & ~process.umask(), d);
+    makeDirs(dir);
+    mkdirSync(join(root, 'open'), { mode: 0o755 });
+    makeDirs(join(root, 'open'));
+    assert.equal(statSync(join(root, 'open')).mode & 0o777, 0o755 & ~process.umask(), 'an existing dir is left as it is');
+  });
+
+  it('fails as Node does on a file in the way or a link to nothing', () => {
+    const root = tempDir();
+    writeFileSync(join(root, 'file'), 'x');
+    assert.throws(() => makeDirs(join(root, 'file')), (e: NodeJS.ErrnoException) => e.code === 'EEXIST');
+    assert.throws(() => makeDirs(join(root, 'file', 'x', 'y')), (e: NodeJS.ErrnoException) => e.code === 'ENOTDIR');
+    symlinkSync(join(root, 'nowhere', 'deeper'), join(root, 'link'));
+    assert.throws(() => makeDirs(join(root, 'link', 'x')), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+  });
+
+  it('a directory that refuses new entries with ENOENT (/proc) is an error, not an endless loop', () => {
+    assert.throws(() => makeDirs('/proc/drawbridge-state/connectors'), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+  });
+
+  it('a gateway whose stateDir is under /proc stops at once with the reason (it spun at full CPU, saying nothing, deaf to SIGTERM)', async () => {
+    const file = join(tempDir(), 'gateway.config.yaml');
+    writeFileSync(file, 'gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\n  stateDir: /proc/drawbridge-state\napps:\n  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: http://127.0.0.1:1/\n    preAuth: passthrough\n');
+    const child = spawn(process.execPath, [CLI, 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    clearTimeout(killer);
+    assert.equal(code, 1, out);
+    assert.match(out, /^drawbridge gateway: cannot start: \/proc\/drawbridge-state: no such file or directory$/m);
+  });
+});
