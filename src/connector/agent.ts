@@ -12,11 +12,11 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DrawbridgeError, UsageError } from '../errors.js';
@@ -152,26 +152,16 @@ function writeFailure(e: unknown): string {
 }
 
 /**
- * Creates the state dir, or says why it cannot be. A recursive mkdir reports ENOENT for every
- * failure below the first missing directory (a read-only file system read "no such file or
- * directory"): the first missing one is made alone, which reports the real cause.
+ * Creates the state dir, or says why it cannot be. makeDirs makes the missing levels one at a
+ * time, so the cause is the real one (Node's recursive mkdir read "no such file or directory" for
+ * a read-only file system).
  */
 export function makeStateDir(stateDir: string): void {
   try {
     makeDirs(stateDir);
     if (!statSync(stateDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (e) {
-    let cause = e;
-    let missing = stateDir;
-    while (!existsSync(dirname(missing)) && dirname(missing) !== missing) missing = dirname(missing);
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      try {
-        mkdirSync(missing, { mode: 0o700 });
-      } catch (real) {
-        cause = real;
-      }
-    }
-    throw stateDirUnwritable(stateDir, cause);
+    throw stateDirUnwritable(stateDir, e);
   }
 }
 
