@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { policyNamesIn } from '../policy/engine.js';
 import type { Metrics } from './metrics.js';
+import { isoTime } from './isoTime.js';
 
 /** What the edge reports when a request is finished. */
 export interface DecisionEvent {
@@ -98,17 +99,6 @@ export function auditDecisionOf(e: Pick<DecisionEvent, 'decision' | 'stepUp' | '
     default:
       return 'error';
   }
-}
-
-let isoAt = NaN;
-let iso = '';
-/** Several requests finish in the same millisecond under load: format each millisecond once. */
-function isoTime(ms: number): string {
-  if (ms !== isoAt) {
-    isoAt = ms;
-    iso = new Date(ms).toISOString();
-  }
-  return iso;
 }
 
 export function auditRecordOf(e: DecisionEvent, now: number): AuditRecord {

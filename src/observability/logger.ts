@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import { UsageError } from '../errors.js';
+import { isoTime } from './isoTime.js';
 
 /**
  * JSON logs. Anything that can carry a secret is redacted by path, so a
@@ -77,7 +78,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       name: opts.name ?? 'drawbridge',
       base: { pid: process.pid },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      // pino's stdTimeFunctions.isoTime, with each millisecond formatted once
+      timestamp: () => `,"time":"${isoTime(Date.now())}"`,
       formatters: { level: (label) => ({ level: label }) },
     },
     dest,
