@@ -112,6 +112,11 @@ export function operationalReason(e: unknown): string | undefined {
     if (code === 'ENOENT') return `${err.path ?? 'a file'}: no such file or directory`;
     if (code === 'EISDIR') return err.path ? `${err.path} is a directory, not a file` : 'a path names a directory where a file belongs';
     if (code === 'EACCES' || code === 'EPERM') return `${err.path ?? 'a file'}: permission denied`;
+    // a stateDir (or a folder in it) that cannot be made; Node's own words read "EEXIST: file already exists, mkdir ..."
+    if (code === 'EEXIST' && err.syscall === 'mkdir') return `${err.path ?? 'a folder'} is a file, not a directory`;
+    if (code === 'ENOTDIR') return `${err.path ?? 'a path'}: a part of it is a file, not a directory`;
+    if (code === 'EROFS') return `${err.path ?? 'a file'}: read-only file system`;
+    if (code === 'ENOSPC') return `${err.path ?? 'a file'}: no space left on the device`;
     if (code === 'ECONNREFUSED') return `${where ?? 'the peer'} refused the connection`;
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve ${err.hostname ?? 'the host name'}`;
     // Other system errors (ETIMEDOUT, ECONNRESET, ENOSPC, ...): Node's message is already one line.

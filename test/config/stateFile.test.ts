@@ -37,9 +37,10 @@ describe('config/stateFile: makeDirs', function () {
     assert.throws(() => makeDirs('/proc/drawbridge-state/connectors'), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
   });
 
-  it('a gateway whose stateDir is under /proc stops at once with the reason (it spun at full CPU, saying nothing, deaf to SIGTERM)', async () => {
+  /** `drawbridge gateway` on a config whose stateDir is `stateDir`: its exit code and output */
+  async function gatewayWithStateDir(stateDir: string): Promise<{ code: number | null; out: string }> {
     const file = join(tempDir(), 'gateway.config.yaml');
-    writeFileSync(file, 'gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\n  stateDir: /proc/drawbridge-state\napps:\n  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: http://127.0.0.1:1/\n    preAuth: passthrough\n');
+    writeFileSync(file, `gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\n  stateDir: ${stateDir}\napps:\n  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: http://127.0.0.1:1/\n    preAuth: passthrough\n`);
     const child = spawn(process.execPath, [CLI, 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
@@ -47,7 +48,23 @@ describe('config/stateFile: makeDirs', function () {
     const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const code = await new Promise<number | null>((r) => child.once('exit', r));
     clearTimeout(killer);
+    return { code, out };
+  }
+
+  it('a gateway whose stateDir is under /proc stops at once with the reason (it spun at full CPU, saying nothing, deaf to SIGTERM)', async () => {
+    const { code, out } = await gatewayWithStateDir('/proc/drawbridge-state');
     assert.equal(code, 1, out);
     assert.match(out, /^drawbridge gateway: cannot start: \/proc\/drawbridge-state: no such file or directory$/m);
+  });
+
+  it('a stateDir that is a file, or below one, is said in words (it was Node\'s "EEXIST: file already exists, mkdir ...")', async () => {
+    const afile = join(tempDir(), 'afile');
+    writeFileSync(afile, 'x');
+    const onFile = await gatewayWithStateDir(afile);
+    assert.equal(onFile.code, 1, onFile.out);
+    assert.equal(onFile.out, `drawbridge gateway: cannot start: ${afile} is a file, not a directory\n`);
+    const below = await gatewayWithStateDir(join(afile, 'state'));
+    assert.equal(below.code, 1, below.out);
+    assert.equal(below.out, `drawbridge gateway: cannot start: ${join(afile, 'state')}: a part of it is a file, not a directory\n`);
   });
 });
