@@ -476,3 +476,59 @@ describe('connector groups: a reload that revokes the connector a request waits 
     }
   });
 });
+
+describe('connector groups: loadBalancing from the config', function () {
+  this.timeout(50_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let a: ConnectorProcess;
+  let b: ConnectorProcess;
+
+  before(async () => {
+    backend = await startEchoBackend();
+    const dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend).replace('  g1: {}\n', '  g1: { loadBalancing: round-robin }\n'), dir);
+    a = startConnector(join(dir, 'a'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    b = startConnector(join(dir, 'b'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    await waitChannels(gw, 2);
+  });
+  after(async () => {
+    await killConnector(a);
+    await killConnector(b);
+    await gw.stop();
+    await backend.close();
+  });
+
+  /** requests in flight per connector, as the gateway counts them */
+  const inflight = () => {
+    const m = new Map<string, number>();
+    for (const ch of gw.server.connectorHub!.registry.all()) m.set(ch.connectorId, (m.get(ch.connectorId) ?? 0) + ch.inflight);
+    return m;
+  };
+
+  /**
+   * With one connector busy on a long request, requests one after another: least-inflight sends
+   * every one to the idle connector; round-robin takes turns, so every other one waits behind
+   * the busy connector's long request. The most in flight on one connector tells them apart.
+   */
+  async function mostInFlightOnOne(): Promise<number> {
+    const long = request(`${gw.url}/slow?ms=4000`, { headers: { host: 'app.test' } });
+    await eventually(() => [...inflight().values()].some((n) => n > 0) || undefined);
+    let most = 0;
+    for (let i = 0; i < 4; i++) {
+      const r = request(`${gw.url}/slow?ms=300`, { headers: { host: 'app.test' } });
+      await sleep(150);
+      most = Math.max(most, ...inflight().values());
+      assert.equal((await r).status, 200);
+    }
+    assert.equal((await long).status, 200);
+    return most;
+  }
+
+  it('round-robin takes turns whatever the load; a reload to least-inflight sends new requests to the idle connector', async () => {
+    assert.equal(await mostInFlightOnOne(), 2, 'round-robin: a request went to the busy connector');
+    writeFileSync(gw.configFile, gatewayYaml(backend));
+    await gw.server.reload();
+    assert.equal(await mostInFlightOnOne(), 1, 'least-inflight: every request went to the idle connector');
+  });
+});
