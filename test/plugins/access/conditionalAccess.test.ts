@@ -218,3 +218,57 @@ apps:
     assert.equal((await request(`${gw.url}/reports/export`, { method: 'POST', headers: { host: 'reports.test' } })).status, 404);
   });
 });
+
+describe('conditional access through a real gateway: time days in the policy timezone', () => {
+  const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+  /** the weekday and seconds since midnight at `now` in `timeZone` */
+  const local = (now: Date, timeZone: string) => {
+    const p = Object.fromEntries(new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).formatToParts(now).map((x) => [x.type, x.value]));
+    return { day: p.weekday!.toLowerCase().slice(0, 3), sec: Number(p.hour) * 3600 + Number(p.minute) * 60 + Number(p.second) };
+  };
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let tz = '';
+  before(async function () {
+    // UTC+14 and UTC-11: at any instant one of them is on another weekday than UTC
+    const now = new Date();
+    const utc = local(now, 'UTC');
+    tz = ['Pacific/Kiritimati', 'Pacific/Pago_Pago'].find((z) => local(now, z).day !== utc.day && Math.min(local(now, z).sec, 86_400 - local(now, z).sec) > 60 && Math.min(utc.sec, 86_400 - utc.sec) > 60) ?? '';
+    if (!tz) return this.skip(); // within a minute of a midnight: the day could change under the test
+    assert.ok(DAYS.includes(utc.day));
+    backend = await startEchoBackend();
+    gw = await startGateway(`
+gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  stateDir: ./state
+policies:
+  closed-there-today:
+    when: { time: { days: [${local(now, tz).day}], timezone: ${tz} } }
+    grant: block
+  closed-on-the-utc-day:
+    when: { time: { days: [${utc.day}], timezone: ${tz} } }
+    grant: block
+apps:
+  - name: ThereToday
+    externalUrl: http://there.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    conditionalAccess: [closed-there-today]
+  - name: UtcDay
+    externalUrl: http://utc.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    conditionalAccess: [closed-on-the-utc-day]
+`);
+  });
+  after(async () => {
+    await gw?.stop();
+    await backend?.close();
+  });
+
+  it("a block on days applies on the policy timezone's weekday, not the UTC one", async () => {
+    assert.equal((await request(`${gw.url}/`, { headers: { host: 'there.test' } })).status, 403, `today in ${tz} is blocked`);
+    assert.equal((await request(`${gw.url}/`, { headers: { host: 'utc.test' } })).status, 200, `the UTC weekday is another day in ${tz}`);
+  });
+});
