@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConnectorCa } from '../../src/connector/ca.js';
 import type { Stage } from '../../src/pipeline/stage.js';
-import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, request, spawnGateway, startEchoBackend, startGateway, tempDir, type EchoBackend, type GatewayProcess, type TestGateway } from '../support/harness.js';
+import { FAKETIME_LIB } from '../support/faketime.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from '../connector/support.js';
 import { EXPECTED_INTERIM, INTERIM_ANSWER, interimAnswers } from '../support/interim.js';
 
@@ -336,4 +337,40 @@ ${group}    preAuth: passthrough
       assert.match(got, /HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nsecond$/, JSON.stringify(got.slice(-300)));
     });
   }
+});
+
+describe('upstream: backendTimeout default (85 s) and long (180 s), on a gateway whose clock runs 20 times as fast', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: GatewayProcess;
+  before(async function () {
+    if (!FAKETIME_LIB) this.skip();
+    backend = await startEchoBackend();
+    const dir = tempDir();
+    const file = join(dir, 'gateway.config.yaml');
+    const app = (name: string, timeout?: string) => `  - name: ${name}\n    externalUrl: http://${name.toLowerCase()}.test/\n    internalUrl: ${backend.url}/\n    preAuth: passthrough\n${timeout ? `    backendTimeout: ${timeout}\n` : ''}`;
+    writeFileSync(file, `gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\n  stateDir: ./state\napps:\n${app('Unset')}${app('Default', 'default')}${app('Long', 'long')}`);
+    // The timers run 20 times as fast: 85 s is 4.25 s, 180 s is 9 s. The app (this process) keeps real time.
+    gw = spawnGateway(file, ['--no-watch'], { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+0 x20', FAKETIME_NO_CACHE: '1' });
+    await gw.port();
+  });
+  after(async () => {
+    gw?.child.kill('SIGTERM');
+    await gw?.exited;
+    await backend?.close();
+  });
+
+  it('an app answering after 6 s (2 min for the gateway) gets a 504 under default or no backendTimeout, and its answer through under long', async () => {
+    const port = await gw.port();
+    const get = async (host: string) => {
+      const t = Date.now();
+      const res = await request(`http://127.0.0.1:${port}/slow?ms=6000`, { headers: { host } });
+      return { status: res.status, sec: (Date.now() - t) / 1000 };
+    };
+    const [unset, byName, long] = await Promise.all([get('unset.test'), get('default.test'), get('long.test')]);
+    assert.equal(unset.status, 504);
+    assert.equal(byName.status, 504);
+    assert.ok(byName.sec > 3 && byName.sec < 5.5, `default waited ${byName.sec} s of 4.25`);
+    assert.equal(long.status, 200);
+  });
 });
