@@ -5,7 +5,7 @@
  * cookie's attributes. Each test here fails when runtime.ts stops reading its key.
  */
 import assert from 'node:assert/strict';
-import { request } from '../support/harness.js';
+import { request, sleep } from '../support/harness.js';
 import { Browser, USERS, startStack, userToken, type Stack } from './support.js';
 
 /** an app that needs the group `payroll` and tells the backend who came */
@@ -85,6 +85,27 @@ describe('identity: the identity: keys through the gateway', function () {
       const me = (await b.get(`${s.origin('finance')}/.drawbridge/me`)).json();
       assert.equal(me.user, 'bob@example.test', 'no preferred_username: the user is named by email');
       assert.deepEqual(me.groups, []);
+    });
+  });
+
+  describe('clockTolerance', () => {
+    let s: Stack;
+    before(async () => {
+      // support.ts writes `clockTolerance: 5s`; access tokens live 2 s
+      s = await startStack({ accessTokenTtlSec: 2 });
+    });
+    after(async () => s?.stop());
+
+    it('a bearer token is accepted for the configured 5 s past its exp, and refused after (not the default 60 s)', async () => {
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web', 'read');
+      const exp = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).exp as number;
+      const get = () => request(`http://127.0.0.1:${s.gw.port}/y`, { headers: { host: `web.localhost:${s.gw.port}`, authorization: `Bearer ${token}` } });
+      const at = (sec: number) => sleep(Math.max(0, sec * 1000 - Date.now()));
+      await at(exp + 2);
+      assert.equal((await get()).status, 200, 'within the tolerance');
+      await at(exp + 7);
+      const late = await get();
+      assert.equal(late.status, 401, late.body);
     });
   });
 
