@@ -93,6 +93,18 @@ describe('identity: bearer tokens', function () {
       assert.equal(res.status, 200, res.body);
     });
 
+    it('requiredScopes: a token for the audience without the scope gets 403 insufficient_scope, and the app sees nothing', async () => {
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://secret', 'profile');
+      const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+      assert.equal(payload.aud, 'api://secret');
+      assert.ok(!String(payload.scope ?? '').split(' ').includes('user_impersonation'), String(payload.scope));
+      const before = s.backend.received.length;
+      const res = await request(`${s.gw.url}/x`, { headers: { host: 'api.localhost', authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 403, res.body);
+      assert.match(String(res.headers['www-authenticate']), /^Bearer .*error="insufficient_scope"/);
+      assert.equal(s.backend.received.length, before);
+    });
+
     it('an app without an audience accepts no bearer token', async () => {
       const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const res = await request(`${s.gw.url}/x`, { headers: { host: 'finance.localhost', authorization: `Bearer ${token}` } });
