@@ -8,7 +8,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import WebSocket from 'ws';
-import { rawRequest, request, sleep, startEchoBackend, startGateway, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AssertionKeyStore } from '../../src/plugins/headers/assertionKeys.js';
+import { eventually, rawRequest, request, sleep, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 /** the timers ss reports for the gateway's end of the connection from `clientPort` */
 function timersOf(gatewayPort: number, clientPort: number): string {
@@ -109,6 +112,47 @@ apps:
       assert.equal(getBody!.length, Number(length(getHead!)), `${what}: the GET has its body`);
       assert.equal(length(headHead!), length(getHead!), `${what}: the HEAD keeps the GET's Content-Length`);
       assert.equal(headBody, '', `${what}: no body on the HEAD answer`);
+    }
+  });
+});
+
+describe('server: gateway.stateDir', function () {
+  this.timeout(20_000);
+  it("keeps the lock, the audit log, the connector CA and the signing keys in the configured folder, and makes no ./state beside it", async () => {
+    const backend = await startEchoBackend();
+    const dir = tempDir();
+    const gw = await startGateway(
+      `gateway:
+  publicUrl: http://gw.test
+  listen: { http: 127.0.0.1:0 }
+  stateDir: ./var/drawbridge
+connectors: { listen: 127.0.0.1:0 }
+connectorGroups: { g1: {} }
+identity: { issuer: http://127.0.0.1:9, clientId: drawbridge, clientSecret: s }
+session: { secrets: ["0123456789abcdef0123456789abcdef"] }
+apps:
+  - name: Open
+    externalUrl: http://open.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+  - name: Signed
+    externalUrl: http://signed.test/
+    internalUrl: ${backend.url}/
+    headers: { assertion: X-Drawbridge-Assertion }
+`,
+      { dir },
+    );
+    try {
+      assert.equal((await request(`${gw.url}/`, { headers: { host: 'open.test' } })).status, 200);
+      const state = join(dir, 'var', 'drawbridge');
+      assert.equal(gw.server.connectorHub!.stateDir, state);
+      await eventually(() => existsSync(join(state, 'audit', 'audit.log')) || undefined);
+      assert.ok(existsSync(join(state, 'gateway.lock')), readdirSync(state).join(' '));
+      assert.ok(AssertionKeyStore.existing(state), 'the signing keys');
+      assert.equal(existsSync(join(dir, 'state')), false, 'nothing went to the default ./state');
+    } finally {
+      await gw.stop();
+      await backend.close();
     }
   });
 });
