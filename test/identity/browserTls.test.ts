@@ -25,7 +25,7 @@ describe('identity: sign-in over https in Chromium (__Host- session cookie)', fu
     backend = await startEchoBackend();
     idp = await EmbeddedIdp.start({ clientId: 'drawbridge', clientSecret: CLIENT_SECRET, users: USERS });
     const dir = tempDir();
-    const cert = selfSignedCert(dir, 'gateway', ['secure.localhost', 'one.apps.example.test', 'evil.apps.example.test', 'framed.apps.example.test']);
+    const cert = selfSignedCert(dir, 'gateway', ['secure.localhost', 'one.apps.example.test', 'evil.apps.example.test', 'framed.apps.example.test', 'plain.apps.example.test']);
     sibling = https.createServer({ cert: cert.certPem, key: readFileSync(cert.key) }, (_req, res) => res.writeHead(200, { 'set-cookie': planted, 'content-type': 'text/html' }).end('<p>sibling</p>'));
     await new Promise<void>((r) => sibling.listen(0, '127.0.0.1', r));
     gw = await startGateway(
@@ -54,6 +54,11 @@ apps:
     internalUrl: ${backend.url}/
     preAuth: oidc
     cookies: { sameSite: none }
+  - name: Plain
+    externalUrl: https://plain.apps.example.test/
+    internalUrl: ${backend.url}/
+    preAuth: oidc
+    cookies: { secure: false, httpOnly: false }
 `,
       { dir },
     );
@@ -61,6 +66,7 @@ apps:
     origin = `https://secure.localhost:${port}`;
     idp.allowRedirectUri(`${origin}/.drawbridge/callback`);
     idp.allowRedirectUri(`https://one.apps.example.test:${port}/.drawbridge/callback`);
+    idp.allowRedirectUri(`https://plain.apps.example.test:${port}/.drawbridge/callback`);
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...ARGS, '--host-resolver-rules=MAP *.example.test 127.0.0.1'] });
   });
   after(async () => {
@@ -115,6 +121,22 @@ apps:
     assert.equal(both.status, 200);
     assert.equal(JSON.parse(both.body).headers.cookie, undefined, 'neither name reaches the app');
     assert.equal(backend.received.length, before + 1);
+  });
+
+  it("an app's cookies: { secure: false, httpOnly: false } over https: the session cookie is neither Secure nor HttpOnly, so it has no __Host- prefix", async () => {
+    const plain = `https://plain.apps.example.test:${new URL(origin).port}`;
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await ctx.newPage();
+    await page.goto(`${plain}/deep`);
+    await page.fill('#username', 'carol');
+    await page.fill('#password', 'carol-pw');
+    await Promise.all([page.waitForURL(`${plain}/deep`), page.click('button[type=submit]')]);
+    const cookies = await ctx.cookies(plain);
+    const cookie = cookies.find((c) => c.name.endsWith('drawbridge_session'));
+    assert.ok(cookie, JSON.stringify(cookies));
+    assert.deepEqual([cookie.name, cookie.secure, cookie.httpOnly, cookie.sameSite], ['drawbridge_session', false, false, 'Strict']);
+    assert.equal(await page.evaluate(() => document.cookie.includes('drawbridge_session=')), true, 'scripts see it');
+    await ctx.close();
   });
 
   it('an app whose session cookie is SameSite=None (embedded in another site) starts its sign-in with a SameSite=None login cookie, which a frame can keep; other apps keep Lax', async () => {
