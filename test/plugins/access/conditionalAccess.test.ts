@@ -101,6 +101,9 @@ describe('conditional access through a real gateway: client address, passthrough
     // the leftmost entry is the client's own word: 203.0.113.5 on the left does not help
     const outside = await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': '203.0.113.5, 198.51.100.9' });
     assert.equal(outside.status, 403);
+    // the location's IPv6 range counts as its IPv4 one does
+    assert.equal((await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': '2001:db8:1::5' })).status, 200);
+    assert.equal((await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': '2001:db8:2::5' })).status, 403);
     // an unparsable entry from a trusted proxy fails closed
     const junk = await requestFrom('127.0.0.2', `${gw.url}/`, { host: 'office.test', 'x-forwarded-for': 'not-an-ip' });
     assert.equal(junk.status, 400);
