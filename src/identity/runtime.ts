@@ -63,6 +63,12 @@ export class IdentityRuntime {
   /** identity.issuer and clientId, as a session's binding names them (session.ts bindingOf) */
   readonly signedInBy: string;
   /**
+   * identity.claims when it names the user or the groups by other claims than the defaults
+   * (undefined for the defaults, so sessions made before it existed match them): a session keeps
+   * the user and groups those claims gave at sign-in (session.ts staleness).
+   */
+  readonly claimNamesKey?: string;
+  /**
    * The claims a browser session keeps: those the built-in rules read, and every claim the config
    * names (policy claim conditions, the compliant-device claim, identity headers), so a rule reads
    * the same claims from a session as from a bearer token.
@@ -99,6 +105,9 @@ export class IdentityRuntime {
     this.sessions = new CookieSealer(session.secrets, 'session');
     this.logins = new CookieSealer(session.secrets, 'login');
     this.claimNames = { user: id.claims?.user, groups: id.claims?.groups ?? 'groups' };
+    if (this.claimNames.user !== undefined || this.claimNames.groups !== 'groups') {
+      this.claimNamesKey = createHash('sha256').update(`${this.claimNames.user ?? ''}\n${this.claimNames.groups}`).digest('base64url').slice(0, 16);
+    }
     this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
     this.algorithms = id.algorithms ?? [...DEFAULT_ALGORITHMS];
     const groups = new Set<string>();

@@ -30,6 +30,8 @@ interface SessionPayload {
   gh?: string;
   /** the claim names the config read at sign-in beyond POLICY_CLAIMS (kept in c when the token had them) */
   k?: string[];
+  /** IdentityRuntime.claimNamesKey at sign-in: which claims named the user (u) and the groups (g) */
+  n?: string;
   c: Record<string, unknown>;
   iat: number;
   exp: number;
@@ -71,6 +73,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const { sec: lasts, tokenLeftSec } = sessionLength(app, now, claims);
   const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(rt, app, host), u: user, g: groups, c: kept, iat: now, exp: now + lasts };
   if (rt.configClaims.length) payload.k = [...rt.configClaims];
+  if (rt.claimNamesKey) payload.n = rt.claimNamesKey;
   if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
   const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: lasts } : {}) };
@@ -162,6 +165,10 @@ function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
   const missing = rt.configClaims.filter((k) => !kept.includes(k));
   if (missing.length) return `the session was built before the config read the claim ${missing.join(', ')}`;
   if (p.gf && p.gh !== rt.referencedGroupsDigest) return 'the session keeps only the groups an earlier config named';
+  // Its user and groups were read from the claims identity.claims named then: after a reload to
+  // others (groups: roles), a block on a role found the old groups and let its user in until the
+  // session expired, and a rule on the new user name missed the old one.
+  if (p.n !== rt.claimNamesKey) return 'the session was built when identity.claims named the user or the groups by other claims';
   return undefined;
 }
 

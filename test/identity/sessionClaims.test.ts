@@ -111,6 +111,47 @@ describe('identity: a reload that reads a claim earlier sessions did not keep', 
   });
 });
 
+describe('identity: a reload that names the user or the groups by other claims', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  // tess's provider groups say everyone; her app roles (another claim) say contractors
+  const users = [...USERS, { username: 'tess', password: 'tess-pw', name: 'Tess', email: 'tess@example.test', groups: ['everyone'], mfa: false, claims: { roles: ['contractors'] } }];
+  const app = `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: BACKEND/
+    preAuth: oidc
+    conditionalAccess: [no-contractors, not-bob-by-mail]
+`;
+  const policies = `policies:\n  no-contractors:\n    when: { groups: [contractors] }\n    grant: block\n  not-bob-by-mail:\n    when: { users: [bob@example.test] }\n    grant: block\n`;
+  before(async () => {
+    s = await startStack({ users, watch: false, apps: (b) => app.replace('BACKEND', b), extraYaml: policies });
+  });
+  after(async () => s?.stop());
+
+  it('identity.claims.groups and claims.user changed by a reload reach sessions signed in before it: a block on the new claim applies after a silent sign-in', async () => {
+    const tess = new Browser();
+    const bob = new Browser();
+    assert.equal((await tess.browse(`${s.origin('web')}/`, { user: 'tess', password: 'tess-pw' })).res.status, 200);
+    assert.equal((await bob.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' })).res.status, 200);
+    const carol = new Browser();
+    assert.equal((await carol.browse(`${s.origin('web')}/`, { user: 'carol', password: 'carol-pw' })).res.status, 200);
+    const yaml = readFileSync(s.gw.configFile, 'utf8');
+    writeFileSync(s.gw.configFile, yaml.replace('  clockTolerance: 5s\n', '  clockTolerance: 5s\n  claims: { user: email, groups: roles }\n'));
+    assert.equal(await s.gw.server.reload(), 'success');
+    const tessAfter = await tess.browse(`${s.origin('web')}/`);
+    assert.equal(tessAfter.res.status, 403, tessAfter.hops.join('\n'));
+    assert.ok(tessAfter.hops.some((h) => h.startsWith(s.idp.issuer)), 'signed in again at the provider, without a password');
+    const bobAfter = await bob.browse(`${s.origin('web')}/`);
+    assert.equal(bobAfter.res.status, 403, bobAfter.hops.join('\n'));
+    assert.ok(s.gw.logs.some((l) => /identity.claims/.test(JSON.stringify(l.reasons ?? ''))), 'the log says why');
+    // carol is neither: she carries on, named by her email now
+    const carolAfter = await carol.browse(`${s.origin('web')}/`);
+    assert.equal(carolAfter.res.status, 200, carolAfter.hops.join('\n'));
+    assert.equal((await carol.get(`${s.origin('web')}/.drawbridge/me`)).json().user, 'carol@example.test');
+  });
+});
+
 /**
  * Providers do not all send groups as a list of strings. Read as no groups, a user whose one group
  * came as a string passed a block on that group; numbers are compared as their decimal form, and
