@@ -133,7 +133,7 @@ function toIdentity(p: SessionPayload): Identity {
  * it first when its path is longer). The first valid one wins, in the order the browser sends
  * them (the most specific path first); only the first few are tried (cookiesNamed).
  */
-export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; stale?: string }> {
+export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined, opts: { evenIfStale?: boolean } = {}): Promise<{ identity?: Identity; present: boolean; exp?: number; sealedExp?: number; stale?: string }> {
   const binding = bindingOf(rt, app, host);
   const now = Math.floor(rt.now() / 1000);
   const issued = cookieFor(app, protocol).name;
@@ -142,11 +142,15 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
   const { values, present } = cookiesNamed(cookieHeader, issued, (v) => rt.openedSessions.has(v) || rt.sessions.keysFor(v).length > 0, rt.log);
   for (const value of values) {
     const p = await openCached(rt, value, now);
-    if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || p.exp <= now) continue;
+    if (!p || p.v !== 1 || p.b !== binding || typeof p.u !== 'string' || !Array.isArray(p.g) || typeof p.exp !== 'number' || typeof p.iat !== 'number') continue;
+    // The live lifetime bounds it too: a reload that shortens lifetime (after an incident) left
+    // sessions signed in before it running for the lifetime they were made under.
+    const exp = Math.min(p.exp, p.iat + app.lifetimeSec);
+    if (exp <= now) continue;
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;
     const stale = staleness(rt, p);
     if (stale && !opts.evenIfStale) return { present, stale };
-    return { identity: toIdentity(p), present, exp: p.exp };
+    return { identity: toIdentity({ ...p, exp }), present, exp, sealedExp: p.exp };
   }
   return { present };
 }
@@ -175,10 +179,12 @@ function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
 /** Revokes the session this request carries for the app, if any; returns its user. Throws if stateDir cannot be written. */
 export async function revokeSession(rt: IdentityRuntime, app: AppIdentity, host: string, protocol: 'http' | 'https', cookieHeader: string | string[] | undefined): Promise<string | undefined> {
   // (one built under an earlier config is revoked too: a reload back would make it valid again)
-  const { identity, exp } = await readSession(rt, app, host, protocol, cookieHeader, { evenIfStale: true });
+  const { identity, sealedExp } = await readSession(rt, app, host, protocol, cookieHeader, { evenIfStale: true });
   // readSession only accepts sessions with an id
   if (!identity?.sessionId) return undefined;
-  rt.revocations.revoke(identity.sessionId, exp!, Math.floor(rt.now() / 1000));
+  // kept until the end sealed in the cookie, not the live lifetime's: a reload back to a longer
+  // lifetime would otherwise bring the session back once its revocation was forgotten
+  rt.revocations.revoke(identity.sessionId, sealedExp!, Math.floor(rt.now() / 1000));
   return identity.user;
 }
 

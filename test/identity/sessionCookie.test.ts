@@ -317,3 +317,24 @@ describe('identity: session cookies', function () {
     });
   });
 });
+
+describe('identity: a reload that shortens the session lifetime', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack({ watch: false });
+  });
+  after(async () => s?.stop());
+
+  it('sessions signed in before it end at their sign-in plus the new lifetime, not the one they were made under', async () => {
+    const b = new Browser();
+    assert.equal((await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' })).res.status, 200);
+    await new Promise((r) => setTimeout(r, 2100));
+    // an operator cuts sessions to 2 s (after an incident, say): bob signed in over 2 s ago
+    writeFileSync(s.gw.configFile, readFileSync(s.gw.configFile, 'utf8').replace('session:\n', 'session:\n  cookie: { lifetime: 2s }\n'));
+    assert.equal(await s.gw.server.reload(), 'success');
+    const res = await b.get(`${s.origin('web')}/x`);
+    assert.equal(res.status, 302, 'the browser is sent to sign in again');
+    assert.ok(res.headers.location!.startsWith(s.idp.issuer), res.headers.location);
+  });
+});
