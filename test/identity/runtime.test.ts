@@ -50,7 +50,7 @@ describe('identity: the identity: keys through the gateway', function () {
       assert.equal(lastSeen(s).user, 'bob@example.test');
       assert.equal((await b.get(`${s.origin('web')}/.drawbridge/me`)).json().user, 'bob@example.test');
       const token = await userToken(s, 'bob', 'bob-pw', 'api://web', 'read');
-      const api = await request(`${s.origin('web')}/y`.replace('web.localhost', '127.0.0.1'), { headers: { host: `web.localhost:${s.gw.port}`, authorization: `Bearer ${token}` } });
+      const api = await request(`http://127.0.0.1:${s.gw.port}/y`, { headers: { host: `web.localhost:${s.gw.port}`, authorization: `Bearer ${token}` } });
       assert.equal(api.status, 200, api.body);
       assert.equal(lastSeen(s).user, 'bob@example.test');
     });
