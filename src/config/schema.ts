@@ -11,6 +11,7 @@ const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
 export const SIGNATURE_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 /** identity.algorithms when the config leaves it out */
 export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'PS256', 'ES256'];
+export const DEFAULT_SCOPES: readonly string[] = ['openid', 'profile', 'email'];
 
 export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
@@ -79,7 +80,7 @@ export const IdentitySection = Type.Object(
     issuer: Type.String({ description: 'OpenID Connect issuer; discovery is read from {issuer}/.well-known/openid-configuration.' }),
     clientId: Type.String({ minLength: 1, description: 'The client id registered for the gateway at the provider.' }),
     clientSecret: Type.Optional(Type.String({ description: 'The client secret; use ${env:NAME} or ${file:path}, never a literal.' })),
-    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'profile', 'email'], description: 'Scopes asked for at sign-in; must include openid.' })),
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { default: [...DEFAULT_SCOPES], description: 'Scopes asked for at sign-in; must include openid.' })),
     claims: Type.Optional(
       Type.Object(
         {

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/load.js';
-import { DEFAULT_ALGORITHMS, type AppConfig } from '../config/schema.js';
+import { DEFAULT_ALGORITHMS, DEFAULT_SCOPES, type AppConfig } from '../config/schema.js';
 import { BearerVerifier } from './bearer.js';
 import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
 import { ASSERTION_CLAIMS, POLICY_CLAIMS, type ClaimNames } from './claims.js';
@@ -63,9 +63,10 @@ export class IdentityRuntime {
   /** identity.issuer and clientId, as a session's binding names them (session.ts bindingOf) */
   readonly signedInBy: string;
   /**
-   * identity.claims when it names the user or the groups by other claims than the defaults
-   * (undefined for the defaults, so sessions made before it existed match them): a session keeps
-   * the user and groups those claims gave at sign-in (session.ts staleness).
+   * identity.claims and identity.scopes when they differ from the defaults (undefined for the
+   * defaults, so sessions made before it existed match them): a session keeps the user and groups
+   * those claims, asked for with those scopes, gave at sign-in (session.ts staleness). A scope
+   * added by a reload (profile, which carries the groups) brings claims an older session lacks.
    */
   readonly claimNamesKey?: string;
   /**
@@ -105,10 +106,10 @@ export class IdentityRuntime {
     this.sessions = new CookieSealer(session.secrets, 'session');
     this.logins = new CookieSealer(session.secrets, 'login');
     this.claimNames = { user: id.claims?.user, groups: id.claims?.groups ?? 'groups' };
-    if (this.claimNames.user !== undefined || this.claimNames.groups !== 'groups') {
-      this.claimNamesKey = createHash('sha256').update(`${this.claimNames.user ?? ''}\n${this.claimNames.groups}`).digest('base64url').slice(0, 16);
+    this.scopes = (id.scopes ?? DEFAULT_SCOPES).join(' ');
+    if (this.claimNames.user !== undefined || this.claimNames.groups !== 'groups' || this.scopes !== DEFAULT_SCOPES.join(' ')) {
+      this.claimNamesKey = createHash('sha256').update(`${this.claimNames.user ?? ''}\n${this.claimNames.groups}\n${this.scopes}`).digest('base64url').slice(0, 16);
     }
-    this.scopes = (id.scopes ?? ['openid', 'profile', 'email']).join(' ');
     this.algorithms = id.algorithms ?? [...DEFAULT_ALGORITHMS];
     const groups = new Set<string>();
     // lower case: policy group conditions ignore case, so the session must keep `finance` for a rule on `FINANCE`

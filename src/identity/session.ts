@@ -30,7 +30,7 @@ interface SessionPayload {
   gh?: string;
   /** the claim names the config read at sign-in beyond POLICY_CLAIMS (kept in c when the token had them) */
   k?: string[];
-  /** IdentityRuntime.claimNamesKey at sign-in: which claims named the user (u) and the groups (g) */
+  /** IdentityRuntime.claimNamesKey at sign-in: which claims named the user (u) and the groups (g), asked for with which scopes */
   n?: string;
   c: Record<string, unknown>;
   iat: number;
@@ -172,7 +172,7 @@ function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
   // Its user and groups were read from the claims identity.claims named then: after a reload to
   // others (groups: roles), a block on a role found the old groups and let its user in until the
   // session expired, and a rule on the new user name missed the old one.
-  if (p.n !== rt.claimNamesKey) return 'the session was built when identity.claims named the user or the groups by other claims';
+  if (p.n !== rt.claimNamesKey) return 'the session was built when identity.claims or identity.scopes named the user or the groups otherwise';
   return undefined;
 }
 

@@ -152,6 +152,36 @@ describe('identity: a reload that names the user or the groups by other claims',
   });
 });
 
+describe('identity: a reload that changes identity.scopes', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  // dana's groups come with the profile scope
+  const users = [...USERS, { username: 'dana', password: 'dana-pw', name: 'Dana', email: 'dana@example.test', groups: ['contractors'], mfa: false }];
+  before(async () => {
+    s = await startStack({
+      users,
+      watch: false,
+      apps: (b) => `\n  - name: Web\n    externalUrl: http://web.localhost/\n    internalUrl: ${b}/\n    preAuth: oidc\n    conditionalAccess: [no-contractors]\n`,
+      extraYaml: 'policies:\n  no-contractors:\n    when: { groups: [contractors] }\n    grant: block\n',
+    });
+  });
+  after(async () => s?.stop());
+
+  it('a session signed in without the scope that carries the groups signs in again once a reload asks for it: the block on her group applies', async () => {
+    const yaml = readFileSync(s.gw.configFile, 'utf8');
+    writeFileSync(s.gw.configFile, yaml.replace('  clockTolerance: 5s\n', '  clockTolerance: 5s\n  scopes: [openid, email]\n'));
+    assert.equal(await s.gw.server.reload(), 'success');
+    const dana = new Browser();
+    const before = await dana.browse(`${s.origin('web')}/`, { user: 'dana', password: 'dana-pw' });
+    assert.equal(before.res.status, 200, 'without profile the provider sends no groups: the block finds none');
+    writeFileSync(s.gw.configFile, yaml);
+    assert.equal(await s.gw.server.reload(), 'success');
+    const after = await dana.browse(`${s.origin('web')}/`);
+    assert.equal(after.res.status, 403, after.hops.join('\n'));
+    assert.ok(after.hops.some((h) => h.startsWith(s.idp.issuer)), 'signed in again at the provider, without a password');
+  });
+});
+
 /**
  * Providers do not all send groups as a list of strings. Read as no groups, a user whose one group
  * came as a string passed a block on that group; numbers are compared as their decimal form, and
