@@ -16,6 +16,10 @@ describe('clientAddress: whom the gateway believes', () => {
     ['bracketed IPv6 entry', '10.1.1.1', '[2001:db9::1]:443', trusted, '2001:db9::1'],
     ['garbage from a trusted proxy fails closed', '10.1.1.1', 'not-an-ip', trusted, false],
     ['garbage from an untrusted peer is simply ignored', '203.0.113.9', 'not-an-ip', trusted, '203.0.113.9'],
+    // (mut32) garbage right of a client entry fails closed too: skipping it believed the client's own entry
+    ['garbage right of the client entry fails closed', '10.1.1.1', '1.2.3.4, not-an-ip', trusted, false],
+    ['unbracketed IPv6 entry', '10.1.1.1', '2001:db9::1', trusted, '2001:db9::1'],
+    ['every hop a trusted proxy: the leftmost entry, not the peer', '10.1.1.1', '10.3.3.3, 10.2.2.2', trusted, '10.3.3.3'],
   ];
   for (const [desc, peer, xff, set, want] of cases) {
     it(desc, () => {
