@@ -52,6 +52,7 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['escape above the root after collapse', '/a/../../b', /escapes the root/],
     ['encoded NUL', '/a%00b', /control/],
     ['encoded newline', '/a%0Ab', /control/],
+    ['encoded DEL (mut32: only the C0 range was tested)', '/a%7Fb', /control/],
     ['malformed escape', '/a%zz', /malformed/],
     ['truncated escape', '/a%2', /malformed/],
     ['asterisk form', '*', /absolute path/],

@@ -8,6 +8,7 @@ describe('Router: host and path prefix, most specific wins', () => {
   r.add('apps.test', '/api/v2/', { name: 'api-v2' });
   r.add('*.wild.test', '/', { name: 'wild' });
   r.add('exact.wild.test', '/', { name: 'exact' });
+  r.add('partial.wild.test', '/only/', { name: 'partial' });
 
   const cases: [string, string, string, string | undefined][] = [
     ['root prefix catches everything', 'apps.test', '/x/y', 'root'],
@@ -20,6 +21,8 @@ describe('Router: host and path prefix, most specific wins', () => {
     ['wildcard does not match two labels', 'a.b.wild.test', '/', undefined],
     ['wildcard does not match the bare domain', 'wild.test', '/', undefined],
     ['unknown host', 'other.test', '/', undefined],
+    // (mut32) an exact host whose prefixes miss the path still falls back to the wildcard app
+    ['exact host without a matching prefix falls back to the wildcard', 'partial.wild.test', '/other', 'wild'],
   ];
   for (const [desc, host, path, want] of cases) {
     it(desc, () => assert.equal(r.match(host, path)?.target.name, want));
