@@ -92,6 +92,9 @@ describe('policy engine: grants, session control and how they combine', () => {
     { desc: 'requireMfa not applying inside the office', policies: { m: mfaOutside }, input: { clientIp: '203.0.113.7' }, decision: 'allow' },
     { desc: 'requireCompliantDevice met', policies: { d: { grant: 'requireCompliantDevice' } }, input: { identity: alice({}, { device_compliant: true }) }, decision: 'allow' },
     { desc: 'requireCompliantDevice unmet: deny (a new sign-in cannot fix it)', policies: { d: { grant: 'requireCompliantDevice' } }, input: {}, decision: 'deny', status: 403 },
+    // the claim present is not enough: its value must be the configured one (mut32: any value passed)
+    { desc: 'requireCompliantDevice with the claim false: deny', policies: { d: { grant: 'requireCompliantDevice' } }, input: { identity: alice({}, { device_compliant: false }) }, decision: 'deny', status: 403 },
+    { desc: 'requireCompliantDevice with the claim "true" (a string): deny', policies: { d: { grant: 'requireCompliantDevice' } }, input: { identity: alice({}, { device_compliant: 'true' }) }, decision: 'deny', status: 403 },
     { desc: 'signInFrequency met', policies: { f: { session: { signInFrequency: '1h' } } }, input: {}, decision: 'allow' },
     { desc: 'signInFrequency exceeded: step-up with max_age', policies: { f: { session: { signInFrequency: '5m' } } }, input: {}, decision: 'step-up', status: 401, maxAge: 300 },
     { desc: 'signInFrequency without auth_time: step-up', policies: { f: { session: { signInFrequency: '1h' } } }, input: { identity: alice({}, { auth_time: undefined }) }, decision: 'step-up', maxAge: 3600 },
