@@ -301,9 +301,15 @@ describe('identity: bearer tokens', function () {
       ['not yet valid beyond the tolerance', 'nbf', () => good({ nbf: sec + 61 })],
       ['no exp at all', 'exp', () => good({ exp: undefined })],
       ['ID token (nonce, aud = client id) as an access token', 'token_type', () => good({ aud: ['api://app', 'drawbridge'], nonce: 'n' }, { typ: 'JWT' })],
+      // each ID-token sign alone (mut32: dropping either check let such a token through)
+      ['ID token by its nonce alone (aud the app\'s)', 'token_type', () => good({ nonce: 'n' }, { typ: 'JWT' })],
+      ['ID token by its audience alone (names the gateway\'s client id, no nonce)', 'token_type', () => good({ aud: ['api://app', 'drawbridge'] })],
       ['missing scope', 'scope', () => good({ scp: 'write' })],
       ['missing scope (RFC 9068 scope claim)', 'scope', () => good({ scp: undefined, scope: 'openid write' })],
       ['scope as a list (RFC 9068 says a string)', 'scope', () => good({ scp: undefined, scope: ['read'] })],
+      // scopes are matched whole (mut32: a substring match let readonly stand for read)
+      ['a scope that only contains the required one', 'scope', () => good({ scp: 'readonly write' })],
+      ['roles as a string (roles is a list)', 'scope', () => good({ scp: undefined, roles: 'read' })],
       ['signed by an unknown key with a known kid', 'signature', () => rawJwt({ alg: 'RS256', kid: 'k1' }, claims(), attacker.privateKey)],
       ['payload changed after signing', 'signature', () => { const [h, , sig] = good().split('.'); return `${h}.${b64(claims({ preferred_username: 'admin' }))}.${sig}`; }],
       ['unknown kid', 'kid', () => rawJwt({ alg: 'RS256', kid: 'k9' }, claims(), attacker.privateKey)],
