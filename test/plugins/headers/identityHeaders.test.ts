@@ -357,3 +357,40 @@ describe('an app that refuses the identity headers as too large (431)', function
     assert.equal(s.gw.logs.filter((l) => l.level === 40 && /431/.test(String(l.msg))).length, 1, 'bob got no warning');
   });
 });
+
+describe('identity headers: client copies dropped on every app, without an assertion stage in the config', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack({
+      apps: (backend) => `
+  - name: Web
+    externalUrl: http://web.localhost/
+    internalUrl: ${backend}/
+    preAuth: oidc
+    headers:
+      identity:
+        X_Auth_User: user
+        X-Auth-Groups: groups
+  - name: Open
+    externalUrl: http://open.localhost/
+    internalUrl: ${backend}/
+    preAuth: passthrough
+`,
+    });
+  });
+  after(async () => {
+    await s?.stop();
+  });
+
+  // (mut32) an underscore name in the map was stripped only as written, and the groups-incomplete
+  // header only by the assertion stage: a CGI-style app read the client's dashed copy as the user
+  it('a header named with underscores is stripped in its dashed and dotted spellings too, and X-Drawbridge-Groups-Incomplete is never the client\'s', async () => {
+    const spoofs = { 'X-Auth-User': 'admin', 'x.auth.user': 'admin', X_Auth_User: 'admin', 'X-Drawbridge-Groups-Incomplete': 'true', 'x-kept': 'yes' };
+    const res = await request(`http://127.0.0.1:${s.gw.port}/spoof`, { headers: { host: new URL(s.origin('open')).host, ...spoofs } });
+    assert.equal(res.status, 200);
+    const h = s.backend.received[s.backend.received.length - 1]!.headers;
+    assert.equal(h['x-kept'], 'yes', 'a header nobody owns still passes (the check is not vacuous)');
+    for (const k of Object.keys(h)) assert.ok(!/^x[-_.]auth[-_.]user$|^x-drawbridge-groups-incomplete$/.test(k), `${k} reached the app`);
+  });
+});
