@@ -156,6 +156,23 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     assert.equal(last().headers['x-forwarded-proto'], 'https');
   });
 
+  it('believes only http or https as X-Forwarded-Proto from a trusted proxy (forwarded headers stage); anything else is the scheme the gateway saw', async () => {
+    // (mut32) a proxy passing on its client's header gave the app whatever scheme that client wrote
+    for (const proto of ['javascript', 'https, gopher']) {
+      const res = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: '127.0.0.2' }, () => {
+          s.write(`GET /t HTTP/1.1\r\nHost: echo.test\r\nX-Forwarded-Proto: ${proto}\r\nConnection: close\r\n\r\n`);
+        });
+        const chunks: Buffer[] = [];
+        s.on('data', (c) => chunks.push(c));
+        s.on('end', () => resolve(Buffer.concat(chunks).toString()));
+        s.on('error', reject);
+      });
+      assert.match(res, /^HTTP\/1\.1 200/);
+      assert.equal(last().headers['x-forwarded-proto'], 'http', proto);
+    }
+  });
+
   it('sends no X-Forwarded-* when the app turns them off (and still strips client copies)', async () => {
     await request(`${gw.url}/nf`, { headers: { host: 'a.wild.test', 'x-forwarded-for': '6.6.6.6' } });
     assert.equal(last().headers['x-forwarded-for'], undefined);
