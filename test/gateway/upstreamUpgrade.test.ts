@@ -22,6 +22,8 @@ const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
   '/silent': { bytes: '' },
   // 101s that are no answer to a WebSocket handshake: the app may go on reading HTTP on the connection
   '/h2c': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n' },
+  // another protocol, though with the right accept value: the Upgrade alone must refuse it (mut32)
+  '/h2c-accepted': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n' },
   '/no-accept': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' },
   '/wrong-accept': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n' },
   // the accept value RFC 6455 gives for the sample key UPGRADE sends
@@ -169,7 +171,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
     it(`${via}: a 101 that is no WebSocket handshake answer (another Upgrade, no or a wrong Sec-WebSocket-Accept) is a 502, and nothing more the client sends reaches the app`, async () => {
       const openBefore = open.size;
       const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\nX-Remote-User: admin\r\n\r\n`;
-      for (const path of ['/h2c', '/no-accept', '/wrong-accept']) {
+      for (const path of ['/h2c', '/h2c-accepted', '/no-accept', '/wrong-accept']) {
         afterAnswer.length = 0;
         const a = await exchange(gw.port, host, path, 3000, smuggled);
         assert.match(a.text, /^HTTP\/1\.1 502 /, `${path}: ${JSON.stringify(a.text.slice(0, 200))}`);
