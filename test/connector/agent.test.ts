@@ -6,7 +6,8 @@
  * side; the connector must find out by itself and dial again.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -14,7 +15,8 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
 import { eventually, reachedApp, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
+import { createToken } from '../../src/connector/tokens.js';
+import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startEnrolledHub, startHubGateway, token, waitChannels } from './support.js';
 
 /** A TCP relay to `target` whose open connections can be silenced (bytes dropped both ways, sockets left open). */
 async function silenceableRelay(target: string): Promise<{
@@ -259,6 +261,34 @@ describe('connector agent: a target list it could not dial', function () {
       session?.destroy();
       fake.close();
       await hub.backend.close();
+    }
+  });
+});
+
+describe('connector agent: enrolling with a gateway whose CA does not match the pin in the token', function () {
+  this.timeout(30_000);
+
+  // (mut32) the CA is fetched without TLS verification: only the pin check stands between the token and a gateway in the middle
+  it('refuses to enroll, says why, and writes no credentials', async () => {
+    const backend = await startEchoBackend();
+    const dir = tempDir();
+    const gw = await startHubGateway(gatewayYaml(backend), dir);
+    try {
+      const hub = gw.server.connectorHub!;
+      // a token signed by this gateway, but pinning another CA (as one made before the CA changed would)
+      const otherPin = createHash('sha256').update('another connector CA').digest('base64url');
+      const tok = createToken(hub.stateDir, 'g1', 60_000, otherPin);
+      const state = join(dir, 'conn');
+      const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', tok, '--state-dir', state]);
+      assert.notEqual(e.code, 0, e.stdout);
+      assert.match(e.stderr, /does not match the pin in the token: refusing to enroll/);
+      assert.ok(!existsSync(join(state, 'cert.pem')), 'no certificate was issued');
+      // the control: the same gateway enrolls a connector whose token pins its CA
+      const ok = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'conn2')]);
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      await gw.stop();
+      await backend.close();
     }
   });
 });
