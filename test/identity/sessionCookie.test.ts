@@ -338,3 +338,32 @@ describe('identity: a reload that shortens the session lifetime', function () {
     assert.ok(res.headers.location!.startsWith(s.idp.issuer), res.headers.location);
   });
 });
+
+describe('identity: a session of a wildcard app is bound to the host it was issued on', function () {
+  this.timeout(30_000);
+  let s: Stack;
+  before(async () => {
+    s = await startStack({
+      apps: (b) => `
+  - name: Tenants
+    externalUrl: http://*.localhost/
+    internalUrl: ${b}/
+    preAuth: oidc
+`,
+    });
+  });
+  after(async () => s?.stop());
+
+  // (mut32) a binding without the host survived every test: only apps with one host had sessions
+  it('works on its own host; the same cookie on another host of the app means sign in again', async () => {
+    const b = new Browser();
+    const { res } = await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' });
+    assert.equal(res.status, 200, res.body);
+    const [name, value] = [...(b.jar.get(new URL(s.origin('web')).host) ?? [])].find(([k]) => k.includes('session'))!;
+    const at = (h: string) => request(`${s.gw.url}/x`, { headers: { host: new URL(s.origin(h)).host, cookie: `${name}=${value}`, accept: 'text/html' } });
+    assert.equal((await at('web')).status, 200, 'the control: the cookie works where it was issued');
+    const other = await at('api');
+    assert.equal(other.status, 302);
+    assert.ok(other.headers.location!.startsWith(s.idp.issuer));
+  });
+});
