@@ -398,6 +398,22 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
     // with a body it cannot be read as plain HTTP any more (the parser let go of the connection)
     const withBody = await rawRequest(gw.port, 'POST /h2c HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 3\r\n\r\nx=1');
     assert.match(withBody, /^HTTP\/1\.1 400/);
+    // (mut32) also when the body comes after the head, in a later packet: served as plain HTTP,
+    // its body would be cut off (the parser has let go) and the app left waiting for it
+    const before = backend.received.length;
+    const late = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(gw.port, '127.0.0.1', () => {
+        s.write('POST /h2c-late HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nContent-Length: 3\r\n\r\n');
+        setTimeout(() => s.writable && s.write('x=1'), 150);
+      });
+      const chunks: Buffer[] = [];
+      s.on('data', (c) => chunks.push(c));
+      s.on('error', reject);
+      s.on('close', () => resolve(Buffer.concat(chunks).toString()));
+      setTimeout(() => s.destroy(), 2000);
+    });
+    assert.match(late, /^HTTP\/1\.1 400/);
+    assert.equal(backend.received.length, before, 'nothing reached the app');
   });
 
   it("leaves out the app's Set-Cookie for the gateway's session and sign-in cookies, in an answer and in a 101, and logs it", async () => {
