@@ -83,6 +83,8 @@ describe('edge: the Destination of COPY and MOVE is routed, checked and translat
       ['dav.test', '/pub/a.txt', '/other/a.txt', /outside this app/],
       ['dav.test', '/other/a.txt', '/pub/a.txt', /outside this app/],
       ['dav.test', '/pub/a.txt', '/.drawbridge/x', /gateway owns/],
+      // (mut32) the other reserved prefix, on an app at the root where the path is otherwise its own
+      ['davpub.test', '/readme.txt', '/.well-known/drawbridge/jwks.json', /gateway owns/],
       ['dav.test', '/pub/a.txt', 'ftp://dav.test/pub/b.txt', /neither/],
       ['dav.test', '/pub/a.txt', 'http://user@dav.test/pub/b.txt', /user information/],
       ['dav.test', '/pub/a.txt', '/pub/%2e%2e/secret/x', /encoded dot/],

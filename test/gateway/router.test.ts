@@ -20,6 +20,7 @@ describe('Router: host and path prefix, most specific wins', () => {
     ['exact host beats wildcard', 'exact.wild.test', '/', 'exact'],
     ['wildcard does not match two labels', 'a.b.wild.test', '/', undefined],
     ['wildcard does not match the bare domain', 'wild.test', '/', undefined],
+    ['wildcard does not match an empty label (mut32)', '.wild.test', '/', undefined],
     ['unknown host', 'other.test', '/', undefined],
     // (mut32) an exact host whose prefixes miss the path still falls back to the wildcard app
     ['exact host without a matching prefix falls back to the wildcard', 'partial.wild.test', '/other', 'wild'],
