@@ -278,7 +278,8 @@ describe('identity: callback and login state', function () {
     assert.equal(await open('https://dash.example.test'), 'message:ping');
     const before = s.backend.received.length;
     // a sibling host (the same site, so SameSite cookies go along), a sandboxed page, and a look-alike
-    for (const origin of [s.origin('web'), 'null', `${s.origin('ws')}.evil.test`, 'https://dash.example.test:8443', `${s.origin('ws')}, ${s.origin('web')}`]) {
+    // (mut32) and ones that end with the app's host: another scheme, a host with a longer name
+    for (const origin of [s.origin('web'), 'null', `${s.origin('ws')}.evil.test`, 'https://dash.example.test:8443', `${s.origin('ws')}, ${s.origin('web')}`, `https://${host}`, `http://evil${host}`]) {
       assert.equal(await open(origin), 'status:403', origin);
     }
     assert.equal(s.backend.received.length, before, 'nothing reached the app');
