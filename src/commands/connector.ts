@@ -59,13 +59,12 @@ export async function connectorCommand(args: string[]): Promise<number> {
     if (!gateway || !token) throw new UsageError(`${[gateway ? '' : '--gateway', token ? '' : '--token'].filter(Boolean).join(' and ')} ${gateway || token ? 'is' : 'are'} required (or DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)`, ENROLL);
     if (gatewayProblem) throw new UsageError(gatewayProblem, ENROLL);
     checkLocally(token, values.ca);
-    const made = !existsSync(stateDir);
     // Held while the files are written, so a run starting from this dir never reads them half done.
-    const lock = await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
+    const held = await holdStateDir(stateDir, createLogger({ name: 'drawbridge-connector' }), { enrolling: true });
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, made ? lock : undefined);
+    const s = await enrollAt(gateway, token, stateDir, values.ca, held);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
@@ -82,12 +81,11 @@ export async function connectorCommand(args: string[]): Promise<number> {
   };
   if (!isEnrolled(stateDir)) enrollable();
   const log = createLogger({ name: 'drawbridge-connector' });
-  const made = !existsSync(stateDir);
-  const lock = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
+  const held = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     // (enrolled by another process since the check above, or not: under the lock this is the answer)
     const to = enrollable();
-    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca, made ? lock : undefined);
+    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca, held);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
@@ -105,7 +103,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     (signal) => {
       log.info({ signal }, 'stopping');
       // A connector started now (a restart) waits for this drain instead of being refused.
-      lock.markStopping();
+      held.lock.markStopping();
       void agent.drain().finally(() => {
         log.flush?.();
         setTimeout(() => process.exit(0), 50);
@@ -127,14 +125,21 @@ function sameGateway(a: string, b: string): boolean {
   }
 }
 
+/** The state dir's lock, and whether this command made the dir (a failed enrollment takes it away again). */
+interface HeldStateDir {
+  lock: StateDirLock;
+  made: boolean;
+}
+
 /**
  * One connector process per state dir: a second one is the same connector id with channels of its
  * own, and each renews into the key and certificate files the other started from.
  */
-async function holdStateDir(stateDir: string, log: ReturnType<typeof createLogger>, opts: { waitMs?: number; enrolling: boolean }): Promise<StateDirLock> {
+async function holdStateDir(stateDir: string, log: ReturnType<typeof createLogger>, opts: { waitMs?: number; enrolling: boolean }): Promise<HeldStateDir> {
   try {
+    const made = !existsSync(stateDir);
     makeStateDir(stateDir);
-    return await StateDirLock.acquire(stateDir, { log, role: CONNECTOR_LOCK, waitMs: opts.waitMs });
+    return { lock: await StateDirLock.acquire(stateDir, { log, role: CONNECTOR_LOCK, waitMs: opts.waitMs }), made };
   } catch (e) {
     // (the lock is the first file written: a read-only dir fails here, before the token is spent)
     if (e instanceof DrawbridgeError && e.code !== 'ERR_STATE_DIR') throw e;
@@ -166,7 +171,6 @@ function optionOrEnv(option: string | undefined, name: string, variable: string)
   return option !== undefined ? { value: option, from: `--${name}` } : { value: fromEnv(variable), from: variable };
 }
 
-/** An unreachable or untrusted gateway is a failed enrollment (a URL that is not one was refused as usage before). */
 /**
  * What can be found wrong without the gateway, said before the state dir is made: a token cut
  * short in the copy, a --ca file that cannot be read (and not as the gateway's fault).
@@ -177,16 +181,17 @@ function checkLocally(token: string, caFile: string | undefined): void {
 }
 
 /**
- * `madeHeld`: the lock on a state dir this command made, which a failed enrollment takes away
- * again (it is empty then: enroll removes what it wrote before the gateway refused). An empty dir
- * left behind by a refused token or an unreachable gateway looked like a half-installed connector.
+ * An unreachable or untrusted gateway is a failed enrollment (a URL that is not one was refused as
+ * usage before). A state dir this command made is taken away again then (it is empty: enroll
+ * removes what it wrote before the gateway refused): an empty dir left behind by a refused token
+ * or an unreachable gateway looked like a half-installed connector.
  */
-async function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, madeHeld: StateDirLock | undefined): Promise<ConnectorState> {
+async function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, held: HeldStateDir): Promise<ConnectorState> {
   try {
     return await asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
   } catch (e) {
-    if (madeHeld) {
-      madeHeld.release();
+    if (held.made) {
+      held.lock.release();
       try {
         rmdirSync(stateDir);
       } catch {
