@@ -4,6 +4,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DrawbridgeError, OperationalError, UsageError } from '../errors.js';
+import { STATE_WRITE_FAILURES } from '../config/stateFile.js';
 
 /**
  * `--help` or `-h` on a command: not an error, but it ends the command the same way, before it
@@ -115,11 +116,10 @@ export function operationalReason(e: unknown): string | undefined {
     // a stateDir (or a folder in it) that cannot be made; Node's own words read "EEXIST: file already exists, mkdir ..."
     if (code === 'EEXIST' && err.syscall === 'mkdir') return `${err.path ?? 'a folder'} is a file, not a directory`;
     if (code === 'ENOTDIR') return `${err.path ?? 'a path'}: a part of it is a file, not a directory`;
-    if (code === 'EROFS') return `${err.path ?? 'a file'}: read-only file system`;
-    if (code === 'ENOSPC') return `${err.path ?? 'a file'}: no space left on the device`;
+    if (code === 'EROFS' || code === 'ENOSPC') return `${err.path ?? 'a file'}: ${STATE_WRITE_FAILURES[code]}`;
     if (code === 'ECONNREFUSED') return `${where ?? 'the peer'} refused the connection`;
     if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve ${err.hostname ?? 'the host name'}`;
-    // Other system errors (ETIMEDOUT, ECONNRESET, ENOSPC, ...): Node's message is already one line.
+    // Other system errors (ETIMEDOUT, ECONNRESET, EDQUOT, ...): Node's message is already one line.
     return err.message;
   }
   // (the only TLS peer the CLI checks by name is the gateway's connectors listener)

@@ -57,6 +57,18 @@ export function octalMode(mode: number): string {
   return `0${mode.toString(8).padStart(3, '0')}`;
 }
 
+/** Why a file or folder in stateDir cannot be written, in the words an operator looks for (by errno code). */
+export const STATE_WRITE_FAILURES: Readonly<Record<string, string>> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  ENOTDIR: 'a file stands where a directory belongs',
+  EEXIST: 'a file stands where a directory belongs',
+  EISDIR: 'a directory stands where a file belongs',
+};
+
 /**
  * `mkdir -p` that always ends: Node 20's `mkdirSync(dir, { recursive: true })` loops for ever, at
  * full CPU and without a word, when a directory that exists refuses a new entry with ENOENT, as

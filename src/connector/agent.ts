@@ -25,7 +25,7 @@ import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
-import { octalMode, permissionsOf, makeDirs } from '../config/stateFile.js';
+import { STATE_WRITE_FAILURES, makeDirs, octalMode, permissionsOf } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
 import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { decodeToken } from './tokens.js';
@@ -135,31 +135,18 @@ function writeAtomic(file: string, data: string, mode = 0o644): void {
   }
 }
 
-/** Why the state dir cannot be written, in the words an operator looks for. */
-const WRITE_FAILURES: Record<string, string> = {
-  EROFS: 'read-only file system',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  ENOSPC: 'no space left on the device',
-  EDQUOT: 'disk quota exceeded',
-  ENOTDIR: 'a file stands where a directory belongs',
-  EEXIST: 'a file stands where a directory belongs',
-  EISDIR: 'a directory stands where a file belongs',
-};
-
 function writeFailure(e: unknown): string {
-  return WRITE_FAILURES[String((e as NodeJS.ErrnoException).code)] ?? (e as Error).message;
+  return STATE_WRITE_FAILURES[String((e as NodeJS.ErrnoException).code)] ?? (e as Error).message;
 }
 
 /**
  * Creates the state dir, or says why it cannot be. makeDirs makes the missing levels one at a
- * time, so the cause is the real one (Node's recursive mkdir read "no such file or directory" for
- * a read-only file system).
+ * time and refuses a file in the dir's place, so the cause is the real one (Node's recursive
+ * mkdir read "no such file or directory" for a read-only file system).
  */
 export function makeStateDir(stateDir: string): void {
   try {
     makeDirs(stateDir);
-    if (!statSync(stateDir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
   } catch (e) {
     throw stateDirUnwritable(stateDir, e);
   }
