@@ -11,6 +11,7 @@ const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]*$';
 export const SIGNATURE_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 /** identity.algorithms when the config leaves it out */
 export const DEFAULT_ALGORITHMS: readonly string[] = ['RS256', 'PS256', 'ES256'];
+/** identity.scopes when the config leaves it out */
 export const DEFAULT_SCOPES: readonly string[] = ['openid', 'profile', 'email'];
 
 export const HEADER_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";

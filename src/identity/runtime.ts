@@ -68,7 +68,7 @@ export class IdentityRuntime {
    * those claims, asked for with those scopes, gave at sign-in (session.ts staleness). A scope
    * added by a reload (profile, which carries the groups) brings claims an older session lacks.
    */
-  readonly claimNamesKey?: string;
+  readonly claimSourcesKey?: string;
   /**
    * The claims a browser session keeps: those the built-in rules read, and every claim the config
    * names (policy claim conditions, the compliant-device claim, identity headers), so a rule reads
@@ -108,7 +108,7 @@ export class IdentityRuntime {
     this.claimNames = { user: id.claims?.user, groups: id.claims?.groups ?? 'groups' };
     this.scopes = (id.scopes ?? DEFAULT_SCOPES).join(' ');
     if (this.claimNames.user !== undefined || this.claimNames.groups !== 'groups' || this.scopes !== DEFAULT_SCOPES.join(' ')) {
-      this.claimNamesKey = createHash('sha256').update(`${this.claimNames.user ?? ''}\n${this.claimNames.groups}\n${this.scopes}`).digest('base64url').slice(0, 16);
+      this.claimSourcesKey = createHash('sha256').update(`${this.claimNames.user ?? ''}\n${this.claimNames.groups}\n${this.scopes}`).digest('base64url').slice(0, 16);
     }
     this.algorithms = id.algorithms ?? [...DEFAULT_ALGORITHMS];
     const groups = new Set<string>();

@@ -30,7 +30,7 @@ interface SessionPayload {
   gh?: string;
   /** the claim names the config read at sign-in beyond POLICY_CLAIMS (kept in c when the token had them) */
   k?: string[];
-  /** IdentityRuntime.claimNamesKey at sign-in: which claims named the user (u) and the groups (g), asked for with which scopes */
+  /** IdentityRuntime.claimSourcesKey at sign-in: which claims named the user (u) and the groups (g), asked for with which scopes */
   n?: string;
   c: Record<string, unknown>;
   iat: number;
@@ -73,7 +73,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
   const { sec: lasts, tokenLeftSec } = sessionLength(app, now, claims);
   const payload: SessionPayload = { v: 1, j: randomBytes(16).toString('base64url'), b: bindingOf(rt, app, host), u: user, g: groups, c: kept, iat: now, exp: now + lasts };
   if (rt.configClaims.length) payload.k = [...rt.configClaims];
-  if (rt.claimNamesKey) payload.n = rt.claimNamesKey;
+  if (rt.claimSourcesKey) payload.n = rt.claimSourcesKey;
   if (incomplete) payload.gi = 1;
   const { name, attrs } = cookieFor(app, protocol);
   const cookieAttrs: CookieAttributes = { ...attrs, ...(app.persistent ? { maxAge: lasts } : {}) };
@@ -93,7 +93,7 @@ export async function createSessionCookie(rt: IdentityRuntime, app: AppIdentity,
       throw new SessionTooLargeError(`the session for ${user} needs ${header.length} bytes, more than a browser keeps (${tooLarge === 'claims' ? `its claims alone need ${bare.length}` : `${payload.g.length} groups the rules name`})`, tooLarge);
     }
   }
-  return { setCookie: header, identity: toIdentity(payload), ...(tokenLeftSec !== undefined ? { tokenLeftSec } : {}) };
+  return { setCookie: header, identity: toIdentity(payload, payload.exp), ...(tokenLeftSec !== undefined ? { tokenLeftSec } : {}) };
 }
 
 /**
@@ -114,14 +114,15 @@ function sessionLength(app: AppIdentity, now: number, claims: Record<string, unk
   return { sec: Math.min(app.lifetimeSec, MIN_TOKEN_BOUND_SESSION_SEC), tokenLeftSec: left };
 }
 
-function toIdentity(p: SessionPayload): Identity {
+/** `exp`: when the session ends, which a shorter lifetime since sign-in brings forward (readSession) */
+function toIdentity(p: SessionPayload, exp: number): Identity {
   return Object.freeze({
     user: p.u,
     groups: Object.freeze([...p.g]),
     ...(p.gi ? { groupsIncomplete: true } : {}),
     via: 'session' as const,
     claims: Object.freeze({ ...p.c, ...(p.gf ? { groupsFiltered: true } : {}) }),
-    ...(typeof p.exp === 'number' ? { expiresAt: p.exp } : {}),
+    expiresAt: exp,
     sessionId: p.j,
   });
 }
@@ -150,7 +151,7 @@ export async function readSession(rt: IdentityRuntime, app: AppIdentity, host: s
     if (typeof p.j !== 'string' || rt.revocations.has(p.j, now)) continue;
     const stale = staleness(rt, p);
     if (stale && !opts.evenIfStale) return { present, stale };
-    return { identity: toIdentity({ ...p, exp }), present, exp, sealedExp: p.exp };
+    return { identity: toIdentity(p, exp), present, exp, sealedExp: p.exp };
   }
   return { present };
 }
@@ -172,7 +173,7 @@ function staleness(rt: IdentityRuntime, p: SessionPayload): string | undefined {
   // Its user and groups were read from the claims identity.claims named then: after a reload to
   // others (groups: roles), a block on a role found the old groups and let its user in until the
   // session expired, and a rule on the new user name missed the old one.
-  if (p.n !== rt.claimNamesKey) return 'the session was built when identity.claims or identity.scopes named the user or the groups otherwise';
+  if (p.n !== rt.claimSourcesKey) return 'the session was built when identity.claims or identity.scopes named the user or the groups otherwise';
   return undefined;
 }
 
