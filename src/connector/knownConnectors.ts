@@ -12,10 +12,10 @@
  * aside; the listing starts empty, and the gateway runs as before: the file is a record, never a
  * reason not to serve.
  */
-import { makeDirs } from '../config/stateFile.js';
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { makeDirs } from '../config/stateFile.js';
 import { throttledLog } from '../observability/throttledLog.js';
 import { INACTIVE_KEPT_MAX, INACTIVE_KEPT_MS, type ConnectorSummary } from './registry.js';
 

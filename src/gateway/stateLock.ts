@@ -19,12 +19,12 @@
  * one connector id with two sets of channels, and each renewal rewrites the key and certificate
  * the other process started from.
  */
-import { makeDirs } from '../config/stateFile.js';
 import { randomUUID } from 'node:crypto';
 import { closeSync, linkSync, lstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { makeDirs } from '../config/stateFile.js';
 import { DrawbridgeError } from '../errors.js';
 import { DRAIN_GRACE_MS } from './listen.js';
 

@@ -14,10 +14,10 @@
  * write succeeds again. Failing open is the choice: a full disk taking every app down, and
  * /readyz pulling every replica at once, would be worse than a gap the metric shows.
  */
-import { makeDirs } from '../config/stateFile.js';
 import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
+import { makeDirs } from '../config/stateFile.js';
 import { AUDIT_KEEP_FILES, AUDIT_ROTATE_AT_MIB } from '../config/schema.js';
 import { policyNamesIn } from '../policy/engine.js';
 import type { Metrics } from './metrics.js';

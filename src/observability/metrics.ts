@@ -1,9 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { GroupCounts } from '../connector/registry.js';
 
-/** Process-wide metrics; one registry per gateway so tests can run several. */
 const TLS_EXPIRY = 'drawbridge_tls_certificate_expiry_timestamp_seconds';
 
+/** Process-wide metrics; one registry per gateway so tests can run several. */
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'app' | 'status'>;

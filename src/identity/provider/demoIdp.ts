@@ -3,10 +3,10 @@
  * the demo state directory (the gateway config reads them with ${file:...}),
  * demo users with passwords printed on start. For the demo only.
  */
-import { makeDirs } from '../../config/stateFile.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirs } from '../../config/stateFile.js';
 import { EmbeddedIdp, demoUsers, type ApiAudience, type DemoUser } from './embeddedIdp.js';
 
 export const DEMO_CLIENT_ID = 'drawbridge';
