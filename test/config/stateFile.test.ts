@@ -3,12 +3,10 @@
  * Node 20's recursive mkdirSync loops for ever (a directory that answers ENOENT, as /proc does).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirs } from '../../src/config/stateFile.js';
-import { CLI } from '../connector/support.js';
-import { tempDir } from '../support/harness.js';
+import { spawnGateway, tempDir } from '../support/harness.js';
 
 describe('config/stateFile: makeDirs', function () {
   this.timeout(20_000);
@@ -41,14 +39,11 @@ describe('config/stateFile: makeDirs', function () {
   async function gatewayWithStateDir(stateDir: string): Promise<{ code: number | null; out: string }> {
     const file = join(tempDir(), 'gateway.config.yaml');
     writeFileSync(file, `gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\n  stateDir: ${stateDir}\napps:\n  - name: Echo\n    externalUrl: http://echo.test/\n    internalUrl: http://127.0.0.1:1/\n    preAuth: passthrough\n`);
-    const child = spawn(process.execPath, [CLI, 'gateway', '--config', file, '--no-watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (out += c));
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const gw = spawnGateway(file);
+    const killer = setTimeout(() => gw.child.kill('SIGKILL'), 10_000);
+    const { code } = await gw.exited;
     clearTimeout(killer);
-    return { code, out };
+    return { code, out: gw.output() };
   }
 
   it('a gateway whose stateDir is under /proc stops at once with the reason (it spun at full CPU, saying nothing, deaf to SIGTERM)', async () => {
