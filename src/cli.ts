@@ -23,9 +23,9 @@ commands:
   demo [--config FILE]                    run the demo: sample app and gateway on localhost
   token create --group NAME [--ttl 1h] [--config FILE]
                                           print a one-time connector enrollment token
-  connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]
+  connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE] [--proxy URL]
   connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
-                [--gateway URL --token TOKEN [--ca FILE]]
+                [--proxy URL] [--gateway URL --token TOKEN [--ca FILE]]
                                           run an outbound-only connector, 2 channels unless --channels says
                                           (enrolls first when the state dir is empty)
   connectors [--config FILE] [--json]     list the connectors connected to the running gateway

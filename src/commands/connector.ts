@@ -4,21 +4,24 @@ import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelL
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock, warnIfStateDirOpen } from '../gateway/stateLock.js';
+import { proxySettingFrom, type ProxySetting } from '../connector/outboundProxy.js';
 import { decodeToken } from '../connector/tokens.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
 import { onStopSignals } from './signals.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
-const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE]';
+const ENROLL = 'drawbridge connector enroll --gateway URL --token TOKEN [--state-dir DIR] [--ca FILE] [--proxy URL]';
 const RUN = `drawbridge connector run [--state-dir DIR] [--channels 1-16] [--transport h2|websocket] [--drain-timeout 30s]
-                                [--gateway URL --token TOKEN [--ca FILE]]`;
+                                [--proxy URL] [--gateway URL --token TOKEN [--ca FILE]]`;
 const USAGE = `usage: ${ENROLL}
        ${RUN.replace(/\n {32}/, '\n' + ' '.repeat(39))}
 run enrolls first when the state dir holds no enrollment and a token is given
 (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 --state-dir defaults to DRAWBRIDGE_CONNECTOR_STATE_DIR, then ./connector-state;
 --transport to DRAWBRIDGE_CONNECTOR_TRANSPORT, then h2; --channels to 2
+--proxy (an http:// proxy the gateway is reached through, by CONNECT) defaults to
+HTTPS_PROXY, unless NO_PROXY covers the gateway
 `;
 
 /**
@@ -45,6 +48,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
       channels: { type: 'string' },
       transport: { type: 'string' },
       'drain-timeout': { type: 'string' },
+      proxy: { type: 'string' },
     },
   }, synopsis);
   const stateDir = values['state-dir'] ?? fromEnv('DRAWBRIDGE_CONNECTOR_STATE_DIR') ?? './connector-state';
@@ -53,6 +57,12 @@ export async function connectorCommand(args: string[]): Promise<number> {
   // Said before the state dir is made (a refused command left an empty one behind), and before
   // enrolling, under the lock, where it is not checked again.
   const gatewayProblem = gateway === undefined ? undefined : gatewayUrlProblem(gateway, gatewayFrom);
+  let proxy: ProxySetting | undefined;
+  try {
+    proxy = proxySettingFrom(values.proxy);
+  } catch (e) {
+    throw e instanceof UsageError ? new UsageError(e.message, synopsis) : e;
+  }
   if (sub === 'enroll') {
     const runOnly = RUN_ONLY.filter((o) => values[o] !== undefined).map((o) => `--${o}`);
     if (runOnly.length) throw new UsageError(`${runOnly.join(' and ')} ${runOnly.length > 1 ? 'are options' : 'is an option'} of connector run, not enroll (give ${runOnly.length > 1 ? 'them' : 'it'} to run)`, ENROLL);
@@ -64,7 +74,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
     // A second enroll replaced key.pem and cert.pem without a word: the old identity was gone from
     // disk while a connector running from the dir still used it, and the token made another connector.
     if (isEnrolled(stateDir)) throw new ConnectorError('ERR_ALREADY_ENROLLED', `${stateDir} already holds an enrollment${enrolledAs(stateDir)}; it is left as it is. To enroll anew, give an empty --state-dir`);
-    const s = await enrollAt(gateway, token, stateDir, values.ca, held);
+    const s = await enrollAt(gateway, token, stateDir, { caFile: values.ca, proxy }, held);
     process.stdout.write(`enrolled connector ${s.id} in group ${s.group}; certificate valid until ${s.notAfter}; state in ${stateDir}\n`);
     return 0;
   }
@@ -85,17 +95,18 @@ export async function connectorCommand(args: string[]): Promise<number> {
   if (!isEnrolled(stateDir)) {
     // (enrolled by another process since the check above, or not: under the lock this is the answer)
     const to = enrollable();
-    const s = await enrollAt(to.gateway, to.token, stateDir, values.ca, held);
+    const s = await enrollAt(to.gateway, to.token, stateDir, { caFile: values.ca, proxy }, held);
     log.info({ connector: s.id, group: s.group }, 'enrolled');
   }
   warnIfStateDirOpen(stateDir, log, CONNECTOR_LOCK);
-  const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs, onEnrollAgain: () => void setTimeout(() => process.exit(1), 50) }), connectorError);
+  const agent = await asOperational(`cannot read the enrollment in ${stateDir}`, () => openAgent({ stateDir, logger: log, channels, transport: transport as ChannelTransport, drainTimeoutMs, proxy, onEnrollAgain: () => void setTimeout(() => process.exit(1), 50) }), connectorError);
   // --gateway and --token enroll a state dir that holds no enrollment (so one command line serves
   // the first start and every restart); once enrolled, the stored gateway is the one dialled. A
   // different --gateway is an operator who moved the gateway and expects it to be used: say so.
   if (gateway && !sameGateway(gateway, agent.state.gateway)) {
     log.warn({ given: gateway, enrolledWith: agent.state.gateway, stateDir }, `${gatewayFrom} ${gateway} ignored: ${stateDir} is enrolled with ${agent.state.gateway}; to move the connector, enroll it again in an empty state dir`);
   }
+  if (agent.proxy) log.info({ proxy: agent.proxy.display, from: agent.proxy.from }, 'reaching the gateway through an HTTP proxy');
   reportProcessFaults(log);
   agent.start();
   onStopSignals(
@@ -186,9 +197,9 @@ function checkLocally(token: string, caFile: string | undefined): void {
  * removes what it wrote before the gateway refused): an empty dir left behind by a refused token
  * or an unreachable gateway looked like a half-installed connector.
  */
-async function enrollAt(gateway: string, token: string, stateDir: string, caFile: string | undefined, held: HeldStateDir): Promise<ConnectorState> {
+async function enrollAt(gateway: string, token: string, stateDir: string, how: { caFile?: string; proxy?: ProxySetting }, held: HeldStateDir): Promise<ConnectorState> {
   try {
-    return await asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, caFile }), connectorError);
+    return await asOperational(`cannot enroll at ${gateway}`, () => enroll({ gateway, token, stateDir, ...how }), connectorError);
   } catch (e) {
     if (held.made) {
       held.lock.release();

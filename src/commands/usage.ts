@@ -129,6 +129,8 @@ export function operationalReason(e: unknown): string | undefined {
   if (code.startsWith('ERR_OSSL_') || code.startsWith('ERR_SSL_')) return `a certificate or key cannot be used (${err.message})`;
   if (code.startsWith('ERR_TLS_')) return err.message;
   if (code === 'ERR_INVALID_URL') return `not a URL: ${JSON.stringify(err.input ?? '')}`;
+  // (the connector's outbound proxy: its message names the proxy and what it said)
+  if (code === 'ERR_PROXY') return err.message;
   return undefined;
 }
 

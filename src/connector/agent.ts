@@ -28,6 +28,7 @@ import { formatDuration } from '../config/duration.js';
 import { STATE_WRITE_FAILURES, makeDirs, octalMode, permissionsOf } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
 import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
+import { dialVia, proxyFor, type OutboundProxy, type ProxySetting } from './outboundProxy.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';
@@ -160,10 +161,10 @@ export function stateDirUnwritable(stateDir: string, e: unknown, file?: string):
   return new ConnectorError('ERR_STATE_DIR', `the state dir ${stateDir} cannot be written (${file ? `${file}: ` : ''}${writeFailure(e)})`);
 }
 
-function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
+function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions, proxy?: OutboundProxy): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
-    const req = https.request(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, agent: false, timeout: 15_000 }, (res) => {
+    const req = https.request(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, ...dialVia(proxy), timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -182,9 +183,9 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions): Promi
   });
 }
 
-function getText(url: URL, tlsOpts: https.RequestOptions): Promise<string> {
+function getText(url: URL, tlsOpts: https.RequestOptions, proxy?: OutboundProxy): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, agent: false, timeout: 15_000 }, (res) => {
+    const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, ...dialVia(proxy), timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`GET ${url.pathname}: ${res.statusCode}`))));
@@ -311,11 +312,11 @@ function tooOpen(file: string): { mode: string; how: string } | undefined {
 }
 
 /** The CA to trust for the gateway: a file, the pinned CA, or the system store. */
-async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string | undefined): Promise<string | undefined> {
+async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string | undefined, proxy: OutboundProxy | undefined): Promise<string | undefined> {
   if (caFile) return readCaFile(caFile);
   if (!pin) return undefined;
   // The CA is fetched unauthenticated and accepted only if it matches the pin.
-  const pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }));
+  const pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }, proxy));
   if (pinOf(pem) !== pin) {
     throw new ConnectorError(
       'ERR_CA_PIN_MISMATCH',
@@ -328,13 +329,14 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
 /** how long SIGTERM waits for in-flight streams unless --drain-timeout says otherwise */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
-export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string }): Promise<ConnectorState> {
+export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string; proxy?: ProxySetting }): Promise<ConnectorState> {
   const problem = gatewayUrlProblem(opts.gateway);
   if (problem) throw new UsageError(problem);
   const gateway = new URL(opts.gateway);
   gateway.protocol = 'https:';
   const payload = decodeToken(opts.token);
-  const ca = await gatewayCa(gateway, payload.p, opts.caFile);
+  const proxy = proxyFor(gateway, opts.proxy);
+  const ca = await gatewayCa(gateway, payload.p, opts.caFile, proxy);
   const kp = await generateKeyPair();
   const csr = await createCsr(kp.keys, 'drawbridge-connector');
   const f = filesOf(opts.stateDir);
@@ -352,7 +354,7 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   }
   let res: Awaited<ReturnType<typeof postJson>>;
   try {
-    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }));
+    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }, proxy));
     if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
   } catch (e) {
     for (const [file] of before) rmSync(file, { force: true });
@@ -383,6 +385,8 @@ export interface AgentOptions {
   transport?: ChannelTransport;
   /** how long SIGTERM waits for in-flight streams */
   drainTimeoutMs?: number;
+  /** --proxy or HTTPS_PROXY: channels and renewals reach the gateway through it (unless NO_PROXY covers the gateway) */
+  proxy?: ProxySetting;
   /**
    * Nothing but a new enrollment helps (the certificate ran out, or the gateway's certificate has
    * not chained to the enrolled CA for FOREIGN_CA_EXIT_MS): the agent has stopped, the command exits 1.
@@ -485,6 +489,8 @@ export class ConnectorAgent {
   private readonly log: Logger;
   private readonly files: Files;
   private readonly transport: ChannelTransport;
+  /** the HTTP proxy every dial to the gateway goes through, if any */
+  readonly proxy?: OutboundProxy;
   inflight = 0;
 
   constructor(private readonly opts: AgentOptions) {
@@ -495,6 +501,7 @@ export class ConnectorAgent {
     this.creds = this.readCreds();
     this.onDisk = this.creds;
     this.log = opts.logger.child({ connector: this.state.id, group: this.state.group });
+    this.proxy = proxyFor(this.state.gateway, opts.proxy);
   }
 
   /**
@@ -581,6 +588,7 @@ export class ConnectorAgent {
       ca: this.creds.ca,
       headers: { 'x-drawbridge-version': CONNECTOR_VERSION, 'x-drawbridge-channel': String(index) },
       handshakeTimeoutMs: 10_000,
+      proxy: this.proxy,
     });
     this.links.add(link);
     let opened = false;
@@ -844,7 +852,7 @@ export class ConnectorAgent {
     try {
       const kp = await generateKeyPair();
       const csr = await createCsr(kp.keys, 'drawbridge-connector');
-      const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca });
+      const res = await postJson(new URL('/v1/renew', this.state.gateway), { csr, publicKey: kp.publicKeyDer.toString('base64') }, { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca }, this.proxy);
       if (res.status === 429 && res.body.error === 'ERR_RENEWED_RECENTLY') return this.renewLater(res.retryAfterS, String(res.body.message ?? ''));
       if (res.status !== 200) throw new Error(`${res.status} ${String(res.body.message ?? '')}`);
       const receivedAt = Date.now();

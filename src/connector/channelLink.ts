@@ -18,6 +18,7 @@ import { Duplex } from 'node:stream';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { BufferPool } from './bufferPool.js';
+import { connectThrough, dialVia, type OutboundProxy } from './outboundProxy.js';
 
 export const TUNNEL_PROTOCOL = 'drawbridge-h2';
 /**
@@ -80,6 +81,8 @@ export interface DialOptions {
   ca?: string;
   headers: Record<string, string>;
   handshakeTimeoutMs: number;
+  /** an HTTP proxy to CONNECT through (outboundProxy.ts); the TLS with the gateway runs inside it */
+  proxy?: OutboundProxy;
 }
 
 /**
@@ -116,7 +119,7 @@ function dialUpgrade(opts: DialOptions): ChannelLink {
     cert: opts.cert,
     ca: opts.ca,
     ...OFFER_CONNECTOR_ALPN,
-    agent: false,
+    ...dialVia(opts.proxy),
     headers: { ...opts.headers, connection: 'Upgrade', upgrade: TUNNEL_PROTOCOL },
     timeout: opts.handshakeTimeoutMs,
   });
@@ -158,6 +161,8 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
     ...OFFER_CONNECTOR_ALPN,
     perMessageDeflate: false,
     maxPayload: MAX_FRAME_BYTES,
+    // (ws dials with its own connection, never pooled, when there is no proxy)
+    ...(opts.proxy && { createConnection: connectThrough(opts.proxy) }),
     headers: opts.headers,
     handshakeTimeout: opts.handshakeTimeoutMs,
     // Masking guards browsers against proxy cache poisoning; inside TLS between our own

@@ -177,7 +177,9 @@ describe('drawbridge demo', function () {
     this.timeout(60_000);
     const dir = tempDir();
     const { file, gw, app, idp } = await movedConfig(dir);
-    const env = { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp) };
+    // (a developer's corporate proxy in the environment, which cannot reach this machine's loopback,
+    // must not take the demo connector's dials: nothing listens on port 9)
+    const env = { DEMO_APP_PORT: String(app), DEMO_IDP_PORT: String(idp), HTTPS_PROXY: 'http://127.0.0.1:9', https_proxy: 'http://127.0.0.1:9' };
     for (const start of ['first start (enrolls)', 'restart']) {
       const demo = startDemo(['--config', file], env, dir);
       try {

@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { proxyFor, proxySettingFrom } from '../../src/connector/outboundProxy.js';
+import { UsageError } from '../../src/errors.js';
+import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { FAKETIME_LIB } from '../support/faketime.js';
+import { startTinyproxy, type Tinyproxy } from '../support/tinyproxy.js';
+import { NO_PROXY_ENV, gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+describe('connector through an outbound HTTP proxy', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let proxy: Tinyproxy;
+  let dir: string;
+  const procs: ConnectorProcess[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend();
+  });
+  beforeEach(async () => {
+    dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend), dir);
+    proxy = await startTinyproxy({ user: 'relay', password: 'pass-w0rd' });
+  });
+  afterEach(async () => {
+    for (const p of procs.splice(0)) await killConnector(p);
+    await proxy.stop();
+    await gw.stop();
+  });
+  after(async () => {
+    await backend.close();
+  });
+
+  const hubAuthority = () => gw.server.connectorHub!.address()!;
+
+  for (const transport of ['h2', 'websocket']) {
+    it(`enrolls, opens its channels and serves requests through the proxy HTTPS_PROXY names (${transport})`, async () => {
+      const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--transport', transport], env: { ...NO_PROXY_ENV, HTTPS_PROXY: proxy.url } });
+      procs.push(conn);
+      await waitChannels(gw, 2);
+      const res = await request(`http://127.0.0.1:${gw.port}/through-proxy`, { headers: { host: 'app.test' } });
+      assert.equal(res.status, 200);
+      assert.ok(backend.received.some((r) => r.url === '/through-proxy'));
+      // the CA fetch (the token's pin), the enrollment and both channels each asked the proxy for the hub
+      const connects = proxy.connects();
+      assert.ok(connects.filter((c) => c === hubAuthority()).length >= 4, `CONNECTs: ${connects.join(', ')}`);
+      assert.deepEqual([...new Set(connects)], [hubAuthority()]);
+      // (the connector's log is written asynchronously)
+      const said = await eventually(() => conn.logs().find((l) => l.msg === 'reaching the gateway through an HTTP proxy'));
+      assert.equal(said?.proxy, `http://127.0.0.1:${proxy.port}`);
+      assert.equal(said?.from, 'HTTPS_PROXY');
+      // the password is in the URL the operator gave, and nowhere in what the connector says
+      assert.ok(!conn.lines.some((l) => l.includes('pass-w0rd')), 'the proxy password was logged');
+    });
+  }
+
+  it('redials through the proxy when the proxy restarts', async () => {
+    const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', proxy.url, '--channels', '1'], env: { ...NO_PROXY_ENV, DRAWBRIDGE_CHANNEL_PING_MS: '300' } });
+    procs.push(conn);
+    const [before] = await waitChannels(gw, 1);
+    await proxy.stop();
+    await eventually(() => !gw.server.connectorHub!.registry.all().includes(before!), 10_000, 50);
+    const asked = proxy.connects().length;
+    await proxy.restart();
+    await waitChannels(gw, 1, 'g1', 30_000);
+    assert.ok(proxy.connects().length > asked, 'the channel came back without the proxy');
+    const res = await request(`http://127.0.0.1:${gw.port}/after-restart`, { headers: { host: 'app.test' } });
+    assert.equal(res.status, 200);
+  });
+
+  it('renews its certificate through the proxy', async function () {
+    // (libfaketime, as in renewal.test.ts: the connector's clock 50 s ahead and a 1m lifetime, so it renews at once)
+    if (!FAKETIME_LIB) this.skip();
+    await gw.stop();
+    gw = await startHubGateway(gatewayYaml(backend).replace('  listen: 127.0.0.1:0\n', '  listen: 127.0.0.1:0\n  certificateLifetime: 1m\n'), dir);
+    const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', proxy.url, '--channels', '1'], env: { LD_PRELOAD: FAKETIME_LIB, FAKETIME: '+50', FAKETIME_DONT_FAKE_MONOTONIC: '1' } });
+    procs.push(conn);
+    await eventually(() => gw.logs.some((l) => l.msg === 'connector certificate renewed'), 20_000, 100);
+    // the CA fetch, the enrollment, the channel and the renewal: each a CONNECT to the hub
+    await eventually(() => proxy.connects().filter((c) => c === hubAuthority()).length >= 4, 5000, 50);
+  });
+
+  it('says which proxy refused and why, leaves no state dir, and keeps the token unused', async () => {
+    const t = token(gw);
+    const state = join(dir, 'refused');
+    const base = ['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state];
+    const wrong = await runCli([...base, '--proxy', `http://relay:nope@127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
+    assert.equal(wrong.code, 1, wrong.stderr);
+    assert.match(wrong.stderr, new RegExp(`cannot enroll at https://${hubAuthority()}: the proxy http://127\\.0\\.0\\.1:${proxy.port} refused CONNECT ${hubAuthority()}: 401 Unauthorized: it does not take the user and password in the proxy URL\\n$`));
+    assert.ok(!wrong.stderr.includes('nope'), 'the password was printed');
+    const none = await runCli([...base, '--proxy', `http://127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(none.stderr, /refused CONNECT \S+: 407 Proxy Authentication Required: give its user and password in the proxy URL/);
+    const dead = await freePort();
+    const unreachable = await runCli([...base, '--proxy', `http://127.0.0.1:${dead}`], NO_PROXY_ENV);
+    assert.equal(unreachable.code, 1, unreachable.stderr);
+    assert.match(unreachable.stderr, new RegExp(`cannot reach the proxy http://127\\.0\\.0\\.1:${dead} \\(--proxy\\): ECONNREFUSED`));
+    assert.equal(existsSync(state), false, 'a refused enrollment left its state dir');
+    // nothing reached the gateway: the same token still enrolls
+    const ok = await runCli([...base, '--proxy', proxy.url], NO_PROXY_ENV);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^enrolled connector c-/);
+  });
+
+  it('dials the gateway directly when NO_PROXY covers it, and through the proxy when it does not', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const enroll = (name: string, env: Record<string, string>) => runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, name)], { ...NO_PROXY_ENV, ...env });
+    const covered = await enroll('covered', { HTTPS_PROXY: dead, NO_PROXY: 'example.test, 127.0.0.0/8' });
+    assert.equal(covered.code, 0, covered.stderr);
+    const otherPort = await enroll('other-port', { https_proxy: dead, no_proxy: '127.0.0.1:1' });
+    assert.equal(otherPort.code, 1);
+    assert.match(otherPort.stderr, /cannot reach the proxy http:\/\/127\.0\.0\.1:\d+ \(https_proxy\): ECONNREFUSED/);
+    // an explicit --proxy is used whatever NO_PROXY says
+    const explicit = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'explicit'), '--proxy', proxy.url], { ...NO_PROXY_ENV, NO_PROXY: '*' });
+    assert.equal(explicit.code, 0, explicit.stderr);
+    assert.ok(proxy.connects().includes(hubAuthority()));
+  });
+
+  it('refuses a proxy setting that is no http:// proxy URL as usage (exit 2), before making the state dir', async () => {
+    const state = join(dir, 'never');
+    const base = ['connector', 'run', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state];
+    for (const [args, env, said] of [
+      [['--proxy', 'https://127.0.0.1:3128'], {}, /--proxy must be an http:\/\/ proxy .* not https:\/\//],
+      [['--proxy', 'socks5://127.0.0.1:1080'], {}, /--proxy must be an http:\/\/ proxy .* not socks5:\/\//],
+      [['--proxy', 'http://127.0.0.1:3128/path'], {}, /--proxy must be the proxy's address alone \(http:\/\/host:port\), without a path or query/],
+      [[], { HTTPS_PROXY: 'http://exa mple:80' }, /HTTPS_PROXY must be a proxy URL like http:\/\/proxy\.example:3128, not "http:\/\/exa mple:80"/],
+    ] as const) {
+      const r = await runCli([...base, ...args], { ...NO_PROXY_ENV, ...env });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, said);
+      assert.match(r.stderr, /usage: drawbridge connector run/);
+    }
+    assert.equal(existsSync(state), false);
+  });
+});
+
+describe('outbound proxy settings', () => {
+  const gateway = 'https://gw.corp.example:8443';
+  const chosen = (env: NodeJS.ProcessEnv, to = gateway, flag?: string) => proxyFor(to, proxySettingFrom(flag, env))?.display;
+
+  it('reads https_proxy before HTTPS_PROXY, a bare host:port as http://, port 80 by default', () => {
+    assert.equal(chosen({ HTTPS_PROXY: 'http://upper:3128', https_proxy: 'http://lower:3128' }), 'http://lower:3128');
+    assert.equal(chosen({ HTTPS_PROXY: 'proxy.corp:8080' }), 'http://proxy.corp:8080');
+    assert.equal(chosen({ HTTPS_PROXY: 'http://proxy.corp' }), 'http://proxy.corp:80');
+    assert.equal(chosen({ HTTPS_PROXY: 'http://[fd00::1]:3128' }), 'http://[fd00::1]:3128');
+    assert.equal(chosen({}), undefined);
+    assert.equal(chosen({ HTTPS_PROXY: '' }), undefined);
+  });
+
+  it('sends the URL credentials as Basic, decoded, and never shows them', () => {
+    const p = proxySettingFrom('http://svc%40corp:p%3Ass@proxy.corp:3128', {})!.proxy;
+    assert.equal(p.authorization, `Basic ${Buffer.from('svc@corp:p:ss').toString('base64')}`);
+    assert.equal(p.display, 'http://proxy.corp:3128');
+    assert.equal(p.from, '--proxy');
+  });
+
+  it('bypasses the proxy for the hosts, domains, ranges and ports NO_PROXY lists', () => {
+    const cases: [string, string, boolean][] = [
+      ['*', gateway, true],
+      ['corp.example', gateway, true],
+      ['.corp.example', gateway, true],
+      ['*.corp.example', gateway, true],
+      ['gw.corp.example', gateway, true],
+      ['GW.CORP.EXAMPLE', gateway, true],
+      ['orp.example', gateway, false],
+      ['other.example, gw.corp.example:8443', gateway, true],
+      ['gw.corp.example:443', gateway, false],
+      ['10.0.0.0/8', 'https://10.1.2.3:8443', true],
+      ['10.0.0.0/8', 'https://11.1.2.3:8443', false],
+      ['10.1.2.3', 'https://10.1.2.3', true],
+      ['10.1.2.3:443', 'https://10.1.2.3', true],
+      ['[fd00::1]:8443', 'https://[fd00::1]:8443', true],
+      ['fd00::/16', 'https://[fd00::1]:8443', true],
+      ['fd00::1', 'https://[fd00::2]:8443', false],
+      ['localhost', gateway, false],
+    ];
+    for (const [noProxy, to, bypass] of cases) {
+      const p = chosen({ HTTPS_PROXY: 'http://proxy.corp:3128', NO_PROXY: noProxy }, to);
+      assert.equal(p === undefined, bypass, `NO_PROXY=${noProxy} for ${to}`);
+    }
+    assert.equal(chosen({ https_proxy: 'http://proxy.corp:3128', no_proxy: 'corp.example' }), undefined);
+    // --proxy is the operator's explicit choice: NO_PROXY does not undo it
+    assert.equal(chosen({ NO_PROXY: '*' }, gateway, 'http://proxy.corp:3128'), 'http://proxy.corp:3128');
+  });
+
+  it('refuses what is no http:// proxy, naming where it came from', () => {
+    assert.throws(() => proxySettingFrom(undefined, { https_proxy: 'https://proxy.corp' }), (e: Error) => e instanceof UsageError && /^https_proxy must be an http:\/\/ proxy/.test(e.message));
+    assert.throws(() => proxySettingFrom('http://proxy.corp:3128/?x=1', {}), /without a path or query/);
+    assert.throws(() => proxySettingFrom('http://:3128', {}), /must be a proxy URL|names no proxy host/);
+  });
+});
