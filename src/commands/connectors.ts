@@ -1,7 +1,8 @@
 import http from 'node:http';
+import { parse as parseYaml } from 'yaml';
 import type { ConnectorSummary } from '../connector/registry.js';
 import { discoverConfig, loadConfigFile } from '../config/load.js';
-import { ConfigInvalidError, OperationalError, UsageError, formatProblem } from '../errors.js';
+import { ConfigInvalidError, OperationalError, UsageError, formatProblem, type Problem } from '../errors.js';
 import { parseListen } from '../gateway/listen.js';
 import { parseCommandArgs } from './usage.js';
 
@@ -61,7 +62,7 @@ async function adminListen(file: string | undefined): Promise<{ listen: string |
   const path = file ?? (await discoverConfig());
   if (!path) throw new UsageError('no --config given and no gateway.config.yaml found', USAGE);
   const result = await loadConfigFile(path, { mode: 'lint' });
-  if (!result.config) throw new ConfigInvalidError(result.problems, path);
+  if (!result.config) return adminListenOfInvalid(path, result.text, result.problems);
   const listen = result.config.gateway.admin?.listen;
   if (listen === undefined) {
     throw new OperationalError('ERR_NO_ADMIN_LISTENER', 'the config has no gateway.admin listener to ask');
@@ -72,6 +73,35 @@ async function adminListen(file: string | undefined): Promise<{ listen: string |
     throw new OperationalError('ERR_NO_ADMIN_LISTENER', why ? formatProblem({ ...why, severity: 'error' }) : 'gateway.admin.listen is empty');
   }
   return { listen };
+}
+
+/**
+ * An operator asks for the connectors most when something is wrong, and a broken edit of the
+ * config is often that something: the gateway keeps serving its last valid version, and this
+ * command refused the whole file. When the file is YAML and gateway.admin.listen itself is fine,
+ * that address is used, with a warning naming the problems' count.
+ */
+function adminListenOfInvalid(path: string, text: string, problems: readonly Problem[]): { listen: string | number } {
+  const errors = problems.filter((p) => p.severity === 'error');
+  const refuse = () => new ConfigInvalidError([...problems], path);
+  // (a problem at gateway, gateway.admin or the key itself, or at the root: the address is part of it)
+  if (errors.some((p) => p.path === '' || 'gateway.admin.listen'.startsWith(p.path) || p.path.startsWith('gateway.admin.listen'))) throw refuse();
+  let listen: unknown;
+  try {
+    listen = (parseYaml(text) as { gateway?: { admin?: { listen?: unknown } } } | null)?.gateway?.admin?.listen;
+  } catch {
+    throw refuse();
+  }
+  if (typeof listen === 'number' || (typeof listen === 'string' && !listen.includes('${'))) {
+    try {
+      parseListen(listen);
+    } catch {
+      throw refuse();
+    }
+    process.stderr.write(`warning: ${path} has ${errors.length} problem${errors.length === 1 ? '' : 's'} (\`drawbridge lint ${path}\` lists them; a running gateway serves its last valid config): asking the admin listener it names, ${listen}\n`);
+    return { listen };
+  }
+  throw refuse();
 }
 
 /** The list from the admin listener's answer, or undefined when the answer is not one. */

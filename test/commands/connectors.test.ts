@@ -76,6 +76,29 @@ describe('drawbridge connectors', function () {
     });
   }
 
+  it('lists from a config broken elsewhere (the gateway serves its last valid one), with a warning; refuses one whose admin listener is the broken part', async () => {
+    answer = { status: 200, type: 'application/json', body: JSON.stringify({ connectors: [] }) };
+    const dir = tempDir();
+    const port = (server.address() as AddressInfo).port;
+    const broken = join(dir, 'broken.yaml');
+    writeFileSync(broken, config(`127.0.0.1:${port}`).replace('    preAuth: passthrough', '    preAuth: passthrough\n    connectorGroup: nope'));
+    const r = await runCli(['connectors', '--config', broken]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^ID\s+GROUP/);
+    assert.equal(r.stderr, `warning: ${broken} has 1 problem (\`drawbridge lint ${broken}\` lists them; a running gateway serves its last valid config): asking the admin listener it names, 127.0.0.1:${port}\n`);
+    for (const [what, listen] of [
+      ['not an address', 'here and there'],
+      ['a port out of range', '127.0.0.1:70000'],
+    ]) {
+      const bad = join(dir, 'bad-admin.yaml');
+      writeFileSync(bad, config(listen!).replace('    preAuth: passthrough', '    preAuth: passthrough\n    connectorGroup: nope'));
+      const refused = await runCli(['connectors', '--config', bad]);
+      assert.notEqual(refused.code, 0, `${what}: ${refused.stdout}`);
+      assert.match(refused.stderr, /gateway\.admin\.listen/, what);
+      assert.equal(refused.stdout, '');
+    }
+  });
+
   it('names the unset reference when gateway.admin.listen itself is one', async () => {
     const own = join(tempDir(), 'gateway.config.yaml');
     writeFileSync(own, config('${env:DRAWBRIDGE_TEST_NO_ADMIN}'));
