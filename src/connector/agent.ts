@@ -188,7 +188,7 @@ function getText(url: URL, tlsOpts: https.RequestOptions, proxy?: OutboundProxy)
     const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, ...dialVia(proxy), timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`GET ${url.pathname}: ${res.statusCode}`))));
+      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(Object.assign(new Error(`GET ${url.pathname}: ${res.statusCode}`), { status: res.statusCode }))));
     });
     req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
     req.on('error', reject);
@@ -316,7 +316,15 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
   if (caFile) return readCaFile(caFile);
   if (!pin) return undefined;
   // The CA is fetched unauthenticated and accepted only if it matches the pin.
-  const pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }, proxy));
+  let pem: string;
+  try {
+    pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }, proxy));
+  } catch (e) {
+    const status = (e as { status?: number }).status;
+    if (status === undefined) throw e;
+    // (a stack trace before: "Error: GET /v1/ca: 502")
+    throw new ConnectorError('ERR_CA_FETCH', `the gateway at ${gateway.origin} answered GET /v1/ca with ${status}, not its connector CA: is it the connectors.listen endpoint?${proxy ? ` (or the proxy ${proxy.display} answered for it)` : ''}${TOKEN_UNSPENT}`);
+  }
   if (pinOf(pem) !== pin) {
     throw new ConnectorError(
       'ERR_CA_PIN_MISMATCH',
@@ -324,6 +332,19 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
     );
   }
   return pem;
+}
+
+/**
+ * The gateway's certificate at enrollment is not of the CA the connector trusts. With the CA from
+ * the token's pin (it matched), something between the two answers for the gateway: an inspecting
+ * proxy, most often. With --ca, the file may be the wrong CA. Either way the token was not sent.
+ */
+function untrustedAtEnrollment(gateway: URL, err: Error, how: { pinned: boolean; proxy?: OutboundProxy }): ConnectorError {
+  const inspecting = how.proxy ? `if the proxy ${how.proxy.display} inspects TLS, exempt ${gateway.host} from inspection (a connector's path cannot be inspected)` : undefined;
+  const why = how.pinned
+    ? `the gateway at ${gateway.origin} presented a certificate that the connector CA named by the token's pin did not sign (${err.message}): something between this host and the gateway answers for it${inspecting ? `; ${inspecting}` : ''}`
+    : `the gateway at ${gateway.origin} presented a certificate that --ca did not sign (${err.message}): --ca must be the gateway's connector CA, the ca.pem in its stateDir's connectors/ folder, not the CA of its public listener${inspecting ? `, or ${inspecting}` : ''}`;
+  return new ConnectorError('ERR_GATEWAY_UNTRUSTED', `${why}${TOKEN_UNSPENT}`);
 }
 
 /** how long SIGTERM waits for in-flight streams unless --drain-timeout says otherwise */
@@ -354,7 +375,10 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   }
   let res: Awaited<ReturnType<typeof postJson>>;
   try {
-    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }, proxy));
+    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }, proxy)).catch((e: unknown) => {
+      // (a wrong --ca with no proxy is said by the CLI's words for an untrusted certificate)
+      throw isForeignCa(e) && (!opts.caFile || proxy) ? untrustedAtEnrollment(gateway, e as Error, { pinned: !opts.caFile, proxy }) : e;
+    });
     if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
   } catch (e) {
     for (const [file] of before) rmSync(file, { force: true });
@@ -667,7 +691,7 @@ export class ConnectorAgent {
       this.foreignCaSince = now;
       this.log.error(
         { channel: index, reason: err.message, code: (err as NodeJS.ErrnoException).code, caPin: pin, exitInMs: FOREIGN_CA_EXIT_MS },
-        `${what}: the gateway's connector CA changed (rotated, or its stateDir replaced) or this is not the gateway it enrolled with; enroll the connector again with a new token (an empty --state-dir); it exits if this lasts ${Math.round(FOREIGN_CA_EXIT_MS / 1000)} s`,
+        `${what}: the gateway's connector CA changed (rotated, or its stateDir replaced)${this.proxy ? `, the proxy ${this.proxy.display} inspects TLS (exempt the gateway's address from inspection: a connector's path cannot be inspected)` : ''} or this is not the gateway it enrolled with; enroll the connector again with a new token (an empty --state-dir); it exits if this lasts ${Math.round(FOREIGN_CA_EXIT_MS / 1000)} s`,
       );
       return;
     }

@@ -5,8 +5,10 @@ import { proxyFor, proxySettingFrom } from '../../src/connector/outboundProxy.js
 import { UsageError } from '../../src/errors.js';
 import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { FAKETIME_LIB } from '../support/faketime.js';
-import { startTinyproxy, type Tinyproxy } from '../support/tinyproxy.js';
+import { startMitmproxy, startTinyproxy, type Tinyproxy } from '../support/proxies.js';
 import { NO_PROXY_ENV, gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+
+const hubAuthority = (gw: TestGateway) => gw.server.connectorHub!.address()!;
 
 describe('connector through an outbound HTTP proxy', function () {
   this.timeout(60_000);
@@ -33,7 +35,6 @@ describe('connector through an outbound HTTP proxy', function () {
     await backend.close();
   });
 
-  const hubAuthority = () => gw.server.connectorHub!.address()!;
 
   for (const transport of ['h2', 'websocket']) {
     it(`enrolls, opens its channels and serves requests through the proxy HTTPS_PROXY names (${transport})`, async () => {
@@ -45,8 +46,8 @@ describe('connector through an outbound HTTP proxy', function () {
       assert.ok(backend.received.some((r) => r.url === '/through-proxy'));
       // the CA fetch (the token's pin), the enrollment and both channels each asked the proxy for the hub
       const connects = proxy.connects();
-      assert.ok(connects.filter((c) => c === hubAuthority()).length >= 4, `CONNECTs: ${connects.join(', ')}`);
-      assert.deepEqual([...new Set(connects)], [hubAuthority()]);
+      assert.ok(connects.filter((c) => c === hubAuthority(gw)).length >= 4, `CONNECTs: ${connects.join(', ')}`);
+      assert.deepEqual([...new Set(connects)], [hubAuthority(gw)]);
       // (the connector's log is written asynchronously)
       const said = await eventually(() => conn.logs().find((l) => l.msg === 'reaching the gateway through an HTTP proxy'));
       assert.equal(said?.proxy, `http://127.0.0.1:${proxy.port}`);
@@ -79,7 +80,7 @@ describe('connector through an outbound HTTP proxy', function () {
     procs.push(conn);
     await eventually(() => gw.logs.some((l) => l.msg === 'connector certificate renewed'), 20_000, 100);
     // the CA fetch, the enrollment, the channel and the renewal: each a CONNECT to the hub
-    await eventually(() => proxy.connects().filter((c) => c === hubAuthority()).length >= 4, 5000, 50);
+    await eventually(() => proxy.connects().filter((c) => c === hubAuthority(gw)).length >= 4, 5000, 50);
   });
 
   it('says which proxy refused and why, leaves no state dir, and keeps the token unused', async () => {
@@ -88,7 +89,7 @@ describe('connector through an outbound HTTP proxy', function () {
     const base = ['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state];
     const wrong = await runCli([...base, '--proxy', `http://relay:nope@127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
     assert.equal(wrong.code, 1, wrong.stderr);
-    assert.match(wrong.stderr, new RegExp(`cannot enroll at https://${hubAuthority()}: the proxy http://127\\.0\\.0\\.1:${proxy.port} refused CONNECT ${hubAuthority()}: 401 Unauthorized: it does not take the user and password in the proxy URL\\n$`));
+    assert.match(wrong.stderr, new RegExp(`cannot enroll at https://${hubAuthority(gw)}: the proxy http://127\\.0\\.0\\.1:${proxy.port} refused CONNECT ${hubAuthority(gw)}: 401 Unauthorized: it does not take the user and password in the proxy URL\\n$`));
     assert.ok(!wrong.stderr.includes('nope'), 'the password was printed');
     const none = await runCli([...base, '--proxy', `http://127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
     assert.equal(none.code, 1, none.stderr);
@@ -115,7 +116,7 @@ describe('connector through an outbound HTTP proxy', function () {
     // an explicit --proxy is used whatever NO_PROXY says
     const explicit = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'explicit'), '--proxy', proxy.url], { ...NO_PROXY_ENV, NO_PROXY: '*' });
     assert.equal(explicit.code, 0, explicit.stderr);
-    assert.ok(proxy.connects().includes(hubAuthority()));
+    assert.ok(proxy.connects().includes(hubAuthority(gw)));
   });
 
   it('refuses a proxy setting that is no http:// proxy URL as usage (exit 2), before making the state dir', async () => {
@@ -133,6 +134,66 @@ describe('connector through an outbound HTTP proxy', function () {
       assert.match(r.stderr, /usage: drawbridge connector run/);
     }
     assert.equal(existsSync(state), false);
+  });
+});
+
+describe('connector through a proxy that inspects TLS', function () {
+  this.timeout(60_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let dir: string;
+  const stops: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    backend = await startEchoBackend();
+    dir = tempDir();
+    gw = await startHubGateway(gatewayYaml(backend), dir);
+  });
+  after(async () => {
+    for (const stop of stops.splice(0)) await stop();
+    await gw.stop();
+    await backend.close();
+  });
+
+  const enrollments = () => gw.logs.filter((l) => String(l.msg).startsWith('connector enrolled')).length;
+
+  it('refuses to enroll through it, sends it no token, says why, and the token stays good', async () => {
+    const mitm = await startMitmproxy({ insecureUpstream: true });
+    stops.push(mitm.stop);
+    const t = token(gw);
+    const state = join(dir, 'inspected');
+    const before = enrollments();
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state, '--proxy', mitm.url]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`^drawbridge connector enroll: the gateway at ${hubUrl(gw).replace(/\./g, '\\.')} presented a certificate that the connector CA named by the token's pin did not sign \\([^)]+\\): something between this host and the gateway answers for it; if the proxy ${mitm.url.replace(/\./g, '\\.')} inspects TLS, exempt ${hubAuthority(gw).replace(/\./g, '\\.')} from inspection \\(a connector's path cannot be inspected\\); nothing was sent to the gateway, and the token is unused\\n$`),
+    );
+    assert.equal(existsSync(state), false);
+    assert.equal(enrollments(), before);
+    const direct = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state]);
+    assert.equal(direct.code, 0, direct.stderr);
+  });
+
+  it('an enrolled connector opens no channel through it and names it in its error', async () => {
+    const mitm = await startMitmproxy({ insecureUpstream: true });
+    stops.push(mitm.stop);
+    const state = join(dir, 'enrolled');
+    const e = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state]);
+    assert.equal(e.code, 0, e.stderr);
+    const conn = startConnector(state, { args: ['--proxy', mitm.url, '--channels', '1'] });
+    stops.push(() => killConnector(conn));
+    const said = await eventually(() => conn.logs().find((l) => l.level === 'error' && String(l.msg).startsWith('the certificate of the gateway at')), 15_000, 100);
+    assert.match(String(said!.msg), new RegExp(`the proxy ${mitm.url.replace(/\./g, '\\.')} inspects TLS \\(exempt the gateway's address from inspection`));
+    assert.equal(gw.server.connectorHub!.registry.all().length, 0, 'a channel opened through the inspecting proxy');
+  });
+
+  it('a proxy that answers GET /v1/ca itself (it cannot verify the gateway) is named, in one line, not a stack trace', async () => {
+    const mitm = await startMitmproxy();
+    stops.push(mitm.stop);
+    const r = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'ca-fetch'), '--proxy', mitm.url]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `drawbridge connector enroll: the gateway at ${hubUrl(gw)} answered GET /v1/ca with 502, not its connector CA: is it the connectors.listen endpoint? (or the proxy ${mitm.url} answered for it); nothing was sent to the gateway, and the token is unused\n`);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
- * Debian's tinyproxy on loopback, as the outbound HTTP proxy of a private network: it takes
- * CONNECT (with Basic credentials when given) and logs each one. .ci/run installs it.
+ * Real HTTP proxies on loopback, as a private network's outbound proxy: Debian's tinyproxy (it
+ * takes CONNECT, with Basic credentials when given, and logs each one) and mitmproxy (it
+ * inspects TLS). .ci/run installs both.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -62,5 +63,41 @@ export async function startTinyproxy(opts: { user?: string; password?: string } 
     connects: () => [...log.matchAll(/Request \(file descriptor \d+\): CONNECT (\S+) HTTP/g)].map((m) => m[1]),
     stop,
     restart: start,
+  };
+}
+
+/**
+ * mitmproxy's mitmdump on loopback: a proxy that inspects TLS, answering CONNECT with a
+ * certificate of its own CA (with `insecureUpstream`, it reaches a gateway whose certificate it
+ * cannot verify, as an inspecting proxy told to trust it would). .ci/run installs it.
+ */
+export async function startMitmproxy(opts: { insecureUpstream?: boolean } = {}): Promise<{ url: string; stop(): Promise<void> }> {
+  if (spawnSync('mitmdump', ['--version']).error) throw new Error('mitmdump is not installed (apt-get install mitmproxy; .ci/run installs it)');
+  const dir = tempDir('drawbridge-mitmproxy-');
+  const port = await freePort();
+  const args = ['--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, ...(opts.insecureUpstream ? ['--ssl-insecure'] : [])];
+  const child = spawn('mitmdump', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: dir } });
+  let log = '';
+  child.stdout!.on('data', (c) => (log += c));
+  child.stderr!.on('data', (c) => (log += c));
+  await eventually(
+    () => {
+      if (child.exitCode !== null) throw new Error(`mitmdump exited ${child.exitCode}: ${log.trim()}`);
+      return new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => resolve(Boolean(s.end())));
+        s.on('error', () => resolve(false));
+      });
+    },
+    20_000,
+    100,
+  );
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
   };
 }
