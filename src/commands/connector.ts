@@ -4,7 +4,7 @@ import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelL
 import { parseDuration } from '../config/duration.js';
 import { DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock, warnIfStateDirOpen } from '../gateway/stateLock.js';
-import { proxySettingFrom, type ProxySetting } from '../connector/outboundProxy.js';
+import { proxySettingFrom, type ProxySetting } from '../gateway/outboundProxy.js';
 import { decodeToken } from '../connector/tokens.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';

@@ -3,6 +3,7 @@ import { discoverConfig } from '../config/load.js';
 import { ConfigUnreadableError } from '../errors.js';
 import { GatewayServer } from '../gateway/server.js';
 import { DRAIN_GRACE_MS } from '../gateway/listen.js';
+import { providerProxySetting } from '../identity/providerFetch.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
 import { onStopSignals } from './signals.js';
 import { asOperational, parseCommandArgs } from './usage.js';
@@ -17,9 +18,12 @@ export async function gatewayCommand(args: string[]): Promise<number> {
     return 2;
   }
   assertReadable(file);
+  // (a bad HTTPS_PROXY is said at start, not at the first sign-in)
+  const proxy = providerProxySetting();
   // --no-watch: reload only on SIGHUP (for orchestrators that signal after a rollout).
   const gateway = new GatewayServer({ configFile: file, watch: !values['no-watch'] });
   await asOperational('cannot start', () => gateway.start());
+  if (proxy) gateway.log.info({ proxy: proxy.proxy.display, from: proxy.proxy.from, noProxy: proxy.noProxy }, 'reaching identity providers through an HTTP proxy');
   runUntilSignalled(gateway);
   return -1;
 }

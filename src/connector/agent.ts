@@ -28,7 +28,7 @@ import { formatDuration } from '../config/duration.js';
 import { STATE_WRITE_FAILURES, makeDirs, octalMode, permissionsOf } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
 import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
-import { dialVia, proxyFor, type OutboundProxy, type ProxySetting } from './outboundProxy.js';
+import { dialVia, proxyFor, type OutboundProxy, type ProxySetting } from '../gateway/outboundProxy.js';
 import { decodeToken } from './tokens.js';
 
 export const CONNECTOR_VERSION = '0.1.0';

@@ -18,7 +18,7 @@ import { Duplex } from 'node:stream';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { BufferPool } from './bufferPool.js';
-import { connectThrough, dialVia, type OutboundProxy } from './outboundProxy.js';
+import { connectThrough, dialVia, type OutboundProxy } from '../gateway/outboundProxy.js';
 
 export const TUNNEL_PROTOCOL = 'drawbridge-h2';
 /**

@@ -31,9 +31,6 @@ export function startDemoConnector(gateway: GatewayServer, stateDir: string): Ch
   }
   // The token goes in the environment: on the command line any local user's `ps` showed it while it enrolled.
   const env = { ...process.env };
-  // The demo's gateway is on this machine: a developer's HTTPS_PROXY (a corporate proxy, which
-  // cannot reach this loopback) would take the connector's dials there.
-  for (const v of ['HTTPS_PROXY', 'https_proxy']) delete env[v];
   if (!isEnrolled(stateDir)) {
     args.push('--gateway', gatewayUrl);
     env.DRAWBRIDGE_TOKEN = createToken(hub.stateDir, group, 10 * 60_000, hub.ca.pin);

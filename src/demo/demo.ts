@@ -26,6 +26,10 @@ export class DemoError extends DrawbridgeError {}
 export async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseCommandArgs({ args, options: { config: { type: 'string', short: 'c', default: 'gateway.config.yaml' } } }, USAGE);
   const configFile = resolve(values.config!);
+  // Every part of the demo is on this machine: a developer's HTTPS_PROXY (a corporate proxy, which
+  // cannot reach this loopback) would take the gateway's calls to its identity provider and the
+  // connector's dials (a child, which inherits this environment).
+  for (const v of ['HTTPS_PROXY', 'https_proxy']) delete process.env[v];
   const appPort = demoPort('DEMO_APP_PORT', 3001);
   const idpPort = demoPort('DEMO_IDP_PORT', 9000);
   // Read before anything listens or writes .demo-state: a mistyped --config must leave nothing behind.

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { CustomFetch } from 'openid-client';
+import { connectThrough, proxyFor, proxySettingFrom, type ProxySetting } from '../gateway/outboundProxy.js';
 
 export const PROVIDER_TIMEOUT_MS = 5000;
 /** far above any real answer (Entra's key set and discovery document are a few KB) */
@@ -37,12 +38,28 @@ export interface TextAnswer {
   body: Buffer;
 }
 
+/** HTTPS_PROXY with NO_PROXY as the process started with them (undefined: none); null until read. */
+let providerProxy: ProxySetting | undefined | null = null;
+
+/**
+ * The proxy the gateway reaches identity providers through, from HTTPS_PROXY / https_proxy and
+ * NO_PROXY, read once: in a network that lets nothing out but through a proxy, discovery, the key
+ * set and the token endpoint were out of reach. A value that is no http:// proxy URL is a
+ * UsageError, which the gateway command says at start.
+ */
+export function providerProxySetting(env: NodeJS.ProcessEnv = process.env): ProxySetting | undefined {
+  if (providerProxy === null) providerProxy = proxySettingFrom(undefined, env);
+  return providerProxy;
+}
+
 export function requestText(uri: string, opts: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }, ms = PROVIDER_TIMEOUT_MS, max = MAX_PROVIDER_ANSWER_BYTES): Promise<TextAnswer> {
   return new Promise((resolve, reject) => {
     const url = new URL(uri);
     const headers: Record<string, string | number> = { ...opts.headers };
     if (opts.body !== undefined) headers['content-length'] = Buffer.byteLength(opts.body);
-    const req = (url.protocol === 'https:' ? https : http).request(url, { method: opts.method ?? 'GET', headers }, (res) => {
+    const proxy = proxyFor(url, providerProxySetting());
+    const overTls = url.protocol === 'https:';
+    const req = (overTls ? https : http).request(url, { method: opts.method ?? 'GET', headers, ...(proxy && { createConnection: connectThrough(proxy, overTls) }) }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

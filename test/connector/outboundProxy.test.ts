@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { proxyFor, proxySettingFrom } from '../../src/connector/outboundProxy.js';
+import { proxyFor, proxySettingFrom } from '../../src/gateway/outboundProxy.js';
 import { UsageError } from '../../src/errors.js';
 import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { FAKETIME_LIB } from '../support/faketime.js';

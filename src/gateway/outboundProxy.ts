@@ -1,11 +1,12 @@
 /**
- * Reaching the gateway through an outbound HTTP proxy. Many private networks let nothing out
- * but through a proxy, and Entra's connectors follow the machine's proxy setting; so does this
- * one: `--proxy URL`, else HTTPS_PROXY / https_proxy with NO_PROXY / no_proxy.
+ * Reaching out through an HTTP proxy. Many networks let nothing out but through a proxy, and
+ * Entra's connectors follow the machine's proxy setting. So do the connector, dialling the
+ * gateway (`--proxy URL`, else HTTPS_PROXY / https_proxy with NO_PROXY / no_proxy), and the
+ * gateway, asking its identity provider for discovery, keys and tokens (the variables).
  *
- * The proxy gets a CONNECT to the gateway's host and port and then relays bytes: the mutual TLS
- * with the gateway runs inside the tunnel, end to end, so the proxy sees the gateway's name and
- * nothing else. A proxy that inspects TLS cannot sit there (it would need the connector's key).
+ * The proxy gets a CONNECT to the host and port and then relays bytes: TLS runs inside the
+ * tunnel, end to end, so the proxy sees the host's name and nothing else. For a connector, a
+ * proxy that inspects TLS cannot sit there (it would need the connector's key).
  */
 import type { ClientRequestArgs } from 'node:http';
 import net from 'node:net';
@@ -65,7 +66,7 @@ export function parseProxyUrl(text: string, from: string): OutboundProxy {
   if (!URL.canParse(withScheme)) throw new UsageError(`${from} must be a proxy URL like http://proxy.example:3128, not ${JSON.stringify(text)}`);
   const u = new URL(withScheme);
   if (u.protocol !== 'http:') {
-    throw new UsageError(`${from} must be an http:// proxy (the connector sends it CONNECT in plain HTTP; the connection to the gateway inside is TLS all the same), not ${u.protocol}//`);
+    throw new UsageError(`${from} must be an http:// proxy (CONNECT goes to it in plain HTTP; what runs inside the tunnel is TLS all the same), not ${u.protocol}//`);
   }
   if (!u.hostname) throw new UsageError(`${from} names no proxy host: ${JSON.stringify(text)}`);
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) throw new UsageError(`${from} must be the proxy's address alone (http://host:port), without a path or query`);
@@ -110,16 +111,16 @@ function bypassed(gateway: URL, entries: readonly string[]): boolean {
 
 /**
  * A `createConnection` for https.request and ws: the TCP connection goes to the proxy, which is
- * asked to CONNECT to the gateway; TLS with the gateway then starts inside that tunnel, with the
- * request's own TLS options (client certificate, CA, ALPN). Errors name the proxy, so an operator
- * tells a proxy that refused from a gateway that did.
+ * asked to CONNECT to the host; TLS with the host then starts inside that tunnel, with the
+ * request's own TLS options (client certificate, CA, ALPN), unless `overTls` is false (an http://
+ * URL). Errors name the proxy, so an operator tells a proxy that refused from a host that did.
  */
-export function connectThrough(proxy: OutboundProxy): (args: ClientRequestArgs, done: (err: Error | null, socket: Duplex) => void) => undefined {
+export function connectThrough(proxy: OutboundProxy, overTls = true): (args: ClientRequestArgs, done: (err: Error | null, socket: Duplex) => void) => undefined {
   return (args, done) => {
     // (https.request and ws hand over the whole request's options, TLS ones included)
     const opts = args as ClientRequestArgs & ConnectionOptions;
     const host = String(opts.hostname ?? opts.host ?? 'localhost').replace(/^\[(.*)\]$/, '$1');
-    const port = Number(opts.port) || 443;
+    const port = Number(opts.port) || (overTls ? 443 : 80);
     const authority = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
     const socket = net.connect({ host: proxy.host, port: proxy.port });
     let head = Buffer.alloc(0);
@@ -163,6 +164,7 @@ export function connectThrough(proxy: OutboundProxy): (args: ClientRequestArgs, 
       // (bytes after the head are the gateway's: a proxy does not add any of its own)
       const rest = head.subarray(end + 4);
       if (rest.length) socket.unshift(rest);
+      if (!overTls) return done(null, socket);
       const servername = opts.servername ?? (net.isIP(host) ? undefined : host);
       done(null, tls.connect({ ...opts, host, port, socket, servername }));
     };
