@@ -15,6 +15,10 @@ import { GatewayServer, type GatewayOptions } from '../../src/gateway/server.js'
 import { Metrics } from '../../src/observability/metrics.js';
 import { gzipSync } from 'node:zlib';
 
+// Every test dials loopback: a proxy set on the machine that runs them would take the in-process
+// gateways' calls to their identity provider, and every child process's. Tests of the proxy set their own.
+for (const v of ['HTTPS_PROXY', 'https_proxy']) delete process.env[v];
+
 export interface EchoBackend {
   url: string;
   port: number;
