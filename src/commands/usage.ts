@@ -129,6 +129,10 @@ export function operationalReason(e: unknown): string | undefined {
   if (code.startsWith('ERR_OSSL_') || code.startsWith('ERR_SSL_')) return `a certificate or key cannot be used (${err.message})`;
   if (code.startsWith('ERR_TLS_')) return err.message;
   if (code === 'ERR_INVALID_URL') return `not a URL: ${JSON.stringify(err.input ?? '')}`;
+  // A peer that accepts the connection and closes it during the TLS handshake (a load balancer with
+  // no backend, a service on the wrong port, a proxy's tunnel that ends): Node's error carries no
+  // syscall, and it was a stack trace.
+  if (code === 'ECONNRESET' && /before secure TLS connection/.test(err.message)) return 'the connection was closed before the TLS handshake finished: is this the connectors.listen endpoint?';
   // (the connector's outbound proxy: its message names the proxy and what it said)
   if (code === 'ERR_PROXY') return err.message;
   return undefined;

@@ -157,13 +157,13 @@ export function connectThrough(proxy: OutboundProxy, overTls = true): (args: Cli
         const advice = status === 407 || (status === 401 && proxy.authorization) ? (proxy.authorization ? ': it does not take the user and password in the proxy URL' : ': give its user and password in the proxy URL (http://user:password@host:port)') : '';
         return fail(`the proxy ${proxy.display} refused CONNECT ${authority}: ${status}${m[2] ? ` ${m[2]}` : ''}${advice}`);
       }
+      // The client speaks first in both TLS and HTTP: bytes after the answer came from no server,
+      // and TLS would never see them (it reads the socket's handle, not what was read already).
+      if (head.length > end + 4) return fail(`the proxy ${proxy.display} sent ${head.length - end - 4} bytes after its answer to CONNECT ${authority}, before anything was sent through the tunnel`);
       settled = true;
       socket.setTimeout(0);
       socket.removeAllListeners('error');
       socket.removeAllListeners('close');
-      // (bytes after the head are the gateway's: a proxy does not add any of its own)
-      const rest = head.subarray(end + 4);
-      if (rest.length) socket.unshift(rest);
       if (!overTls) return done(null, socket);
       const servername = opts.servername ?? (net.isIP(host) ? undefined : host);
       done(null, tls.connect({ ...opts, host, port, socket, servername }));

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { ConnectorCa, generateKeyPair, pinOf } from '../../src/connector/ca.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
@@ -34,6 +35,19 @@ describe('connector enrollment and run messages', function () {
     const r = await runCli(['connector', 'enroll', '--gateway', plain, '--token', token(gw), '--state-dir', join(dir, 'plain')]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `drawbridge connector enroll: ${plain} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?\n`);
+  });
+
+  it('says a port that closes the connection during the TLS handshake is likely not the connectors endpoint, in one line (it was a stack trace)', async () => {
+    const closer = net.createServer((s) => s.end());
+    await new Promise<void>((r) => closer.listen(0, '127.0.0.1', r));
+    try {
+      const at = `https://127.0.0.1:${(closer.address() as net.AddressInfo).port}`;
+      const r = await runCli(['connector', 'enroll', '--gateway', at, '--token', token(gw), '--state-dir', join(dir, 'closer')]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, `drawbridge connector enroll: cannot enroll at ${at}: the connection was closed before the TLS handshake finished: is this the connectors.listen endpoint?\n`);
+    } finally {
+      closer.close();
+    }
   });
 
   it('says a --ca file holds no PEM certificate', async () => {

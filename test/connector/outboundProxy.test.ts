@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
+import { createToken } from '../../src/connector/tokens.js';
 import { proxyFor, proxySettingFrom } from '../../src/gateway/outboundProxy.js';
 import { UsageError } from '../../src/errors.js';
 import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
@@ -250,5 +252,59 @@ describe('outbound proxy settings', () => {
     assert.throws(() => proxySettingFrom(undefined, { https_proxy: 'https://proxy.corp' }), (e: Error) => e instanceof UsageError && /^https_proxy must be an http:\/\/ proxy/.test(e.message));
     assert.throws(() => proxySettingFrom('http://proxy.corp:3128/?x=1', {}), /without a path or query/);
     assert.throws(() => proxySettingFrom('http://:3128', {}), /must be a proxy URL|names no proxy host/);
+  });
+});
+
+describe('a proxy whose answer to CONNECT is not one', function () {
+  this.timeout(30_000);
+  let server: net.Server;
+  let answer: (socket: net.Socket) => void;
+  let port: number;
+
+  before(async () => {
+    // (scripted answers no real proxy gives: the bad input the connector must refuse in one line)
+    server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.once('data', () => answer(s));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  const sockets = new Set<net.Socket>();
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  const enroll = () => runCli(['connector', 'enroll', '--gateway', 'https://gw.corp.example:8443', '--token', createToken(tempDir(), 'g1', 60_000, 'A'.repeat(43)), '--state-dir', join(tempDir(), 'c'), '--proxy', `http://127.0.0.1:${port}`]);
+
+  for (const [what, send, said] of [
+    ['no HTTP status line', (s: net.Socket) => s.end('SSH-2.0-OpenSSH_9.2\r\n\r\n'), /answered CONNECT with "SSH-2\.0-OpenSSH_9\.2", not an HTTP status/],
+    ['a head that never ends', (s: net.Socket) => s.write('HTTP/1.1 200 OK\r\n' + 'X-Filler: y\r\n'.repeat(2000)), /answered CONNECT with more than 16 KiB of head/],
+    ['a close before the head ends', (s: net.Socket) => s.end('HTTP/1.1 200 Connection established\r\n'), /closed the connection before it answered CONNECT gw\.corp\.example:8443/],
+    ['a 502 from the proxy', (s: net.Socket) => s.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n'), /refused CONNECT gw\.corp\.example:8443: 502 Bad Gateway$/m],
+    ['bytes after its 200, before the connector spoke', (s: net.Socket) => s.write('HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'), /the proxy http:\/\/127\.0\.0\.1:\d+ sent 47 bytes after its answer to CONNECT gw\.corp\.example:8443, before anything was sent through the tunnel/],
+    ['200 and then plain text instead of TLS', (s: net.Socket) => {
+      s.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      s.once('data', () => s.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'));
+    }, /https:\/\/gw\.corp\.example:8443 is not a TLS endpoint \(it answered in plain text\)/],
+    ['200 and then a close instead of TLS', (s: net.Socket) => s.end('HTTP/1.1 200 Connection established\r\n\r\n'), /cannot enroll at https:\/\/gw\.corp\.example:8443: the connection was closed before the TLS handshake finished: is this the connectors.listen endpoint\?/],
+  ] as const) {
+    it(`says so in one line, exit 1: ${what}`, async () => {
+      answer = send;
+      const r = await enroll();
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, said);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    });
+  }
+
+  it('a proxy that accepts and never answers is given up after 15 s', async function () {
+    this.timeout(40_000);
+    answer = () => undefined;
+    const r = await enroll();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the proxy http:\/\/127\.0\.0\.1:\d+ did not answer CONNECT gw\.corp\.example:8443 within 15 s/);
   });
 });
