@@ -133,6 +133,8 @@ export function operationalReason(e: unknown): string | undefined {
   // no backend, a service on the wrong port, a proxy's tunnel that ends): Node's error carries no
   // syscall, and it was a stack trace.
   if (code === 'ECONNRESET' && /before secure TLS connection/.test(err.message)) return 'the connection was closed before the TLS handshake finished: is this the connectors.listen endpoint?';
+  if (code === 'ECONNRESET' && /^socket hang up$/.test(err.message)) return 'the connection was closed before an answer came';
+  if (code === 'ECONNRESET' && /was cut short$/.test(err.message)) return err.message;
   // (the connector's outbound proxy: its message names the proxy and what it said)
   if (code === 'ERR_PROXY') return err.message;
   return undefined;

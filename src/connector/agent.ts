@@ -14,6 +14,7 @@
  */
 import { chmodSync, existsSync, lstatSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -166,6 +167,7 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions, proxy?
     const text = JSON.stringify(body);
     const req = https.request(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, ...dialVia(proxy), timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
+      whenCutShort(res, url, reject);
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         let parsed: Record<string, unknown> = {};
@@ -183,10 +185,24 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions, proxy?
   });
 }
 
+/**
+ * An answer whose connection closed before its end. Nothing else settles the request then: a
+ * cut-short /v1/ca left enroll waiting on nothing, and a cut-short renewal held `renewing` for
+ * good, so the certificate ran out without another try.
+ */
+function whenCutShort(res: http.IncomingMessage, url: URL, reject: (e: Error) => void): void {
+  const cut = () => reject(Object.assign(new Error(`the answer to ${url.pathname} was cut short`), { code: 'ECONNRESET' }));
+  res.on('error', cut);
+  res.on('close', () => {
+    if (!res.complete) cut();
+  });
+}
+
 function getText(url: URL, tlsOpts: https.RequestOptions, proxy?: OutboundProxy): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, ...dialVia(proxy), timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
+      whenCutShort(res, url, reject);
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(Object.assign(new Error(`GET ${url.pathname}: ${res.statusCode}`), { status: res.statusCode }))));
     });
@@ -325,7 +341,13 @@ async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string |
     // (a stack trace before: "Error: GET /v1/ca: 502")
     throw new ConnectorError('ERR_CA_FETCH', `the gateway at ${gateway.origin} answered GET /v1/ca with ${status}, not its connector CA: is it the connectors.listen endpoint?${proxy ? ` (or the proxy ${proxy.display} answered for it)` : ''}${TOKEN_UNSPENT}`);
   }
-  if (pinOf(pem) !== pin) {
+  let answered: string;
+  try {
+    answered = pinOf(pem);
+  } catch {
+    throw new ConnectorError('ERR_CA_FETCH', `the gateway at ${gateway.origin} answered GET /v1/ca with something that is no PEM certificate (${JSON.stringify(pem.slice(0, 40))}): is it the connectors.listen endpoint?${TOKEN_UNSPENT}`);
+  }
+  if (answered !== pin) {
     throw new ConnectorError(
       'ERR_CA_PIN_MISMATCH',
       `the gateway at ${gateway.origin} presented a connector CA that does not match the pin in the token: refusing to enroll. The token was made by another gateway, or before this gateway's connector CA changed; make a new one with \`drawbridge token create\` on the gateway at ${gateway.origin}`,
@@ -384,6 +406,12 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
     for (const [file] of before) rmSync(file, { force: true });
     throw e;
   }
+  const wrong = enrollmentAnswerProblem(res.body, kp.keyPem, ca);
+  if (wrong) {
+    for (const [file] of before) rmSync(file, { force: true });
+    const id = typeof res.body.id === 'string' && SAFE_NAME.test(res.body.id) ? ` (and revoke ${res.body.id} should it be listed)` : '';
+    throw new ConnectorError('ERR_ENROLL_ANSWER', `the gateway at ${gateway.origin} answered the enrollment with ${wrong}: nothing was saved; it took the token, so make a new one${id}`);
+  }
   // connector.json goes last: a state dir without it holds no enrollment (isEnrolled), so an
   // enrollment cut short leaves nothing that `connector run` would start from half-written.
   const state: ConnectorState = { id: String(res.body.id), group: String(res.body.group), gateway: gateway.origin, notAfter: String(res.body.notAfter) };
@@ -399,6 +427,36 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
     }
   }
   return state;
+}
+
+/** what a connector id or group name may be: they go into file contents, logs and headers */
+const SAFE_NAME = /^[\w.-]{1,128}$/;
+
+/**
+ * What is wrong with a 200 answer to /v1/enroll, or undefined. Saved unchecked, a body that was
+ * not JSON, or `{}`, said "enrolled connector undefined in group undefined" (exit 0) and left a
+ * state dir whose cert.pem read "undefined"; `connector run` then failed on it.
+ */
+function enrollmentAnswerProblem(body: Record<string, unknown>, keyPem: string, ca: string | undefined): string | undefined {
+  for (const field of ['id', 'group'] as const) {
+    if (typeof body[field] !== 'string' || !SAFE_NAME.test(body[field] as string)) return `no usable "${field}" (${JSON.stringify(body[field] ?? null).slice(0, 40)})`;
+  }
+  if (typeof body.notAfter !== 'string' || !Number.isFinite(Date.parse(body.notAfter))) return 'no usable "notAfter"';
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(String(body.cert));
+  } catch {
+    return 'no readable certificate';
+  }
+  if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return 'a certificate of another key than this connector\'s';
+  let issuer: X509Certificate;
+  try {
+    issuer = new X509Certificate(ca ?? String(body.ca));
+  } catch {
+    return 'no readable connector CA';
+  }
+  if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) return 'a certificate its connector CA did not sign';
+  return undefined;
 }
 
 export interface AgentOptions {

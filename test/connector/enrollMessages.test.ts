@@ -4,10 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import { ConnectorCa, generateKeyPair, pinOf } from '../../src/connector/ca.js';
+import { createToken } from '../../src/connector/tokens.js';
+import { selfSignedCert } from '../support/certs.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startEnrolledHub, startHubGateway, token, type EnrolledHub } from './support.js';
 
@@ -253,6 +257,58 @@ describe('connector enrollment and run messages', function () {
       assert.equal(lines.length, 1, r.stderr);
       assert.ok(lines[0]!.startsWith(`drawbridge connector run: ${join(state, file)}`) || lines[0]!.includes(join(state, file)), r.stderr);
       assert.match(lines[0]!, said);
+    });
+  }
+});
+
+describe('connector enrollment against a gateway whose answers are broken', function () {
+  this.timeout(30_000);
+  let server: https.Server;
+  let url: string;
+  let pin: string;
+  let answer: (res: http.ServerResponse, cert: string) => void;
+  /** the path `answer` answers; /v1/ca otherwise gets the certificate */
+  let scripted: string;
+  const dir = tempDir();
+
+  before(async () => {
+    // (a scripted TLS server: the real gateway gives none of these answers, which a broken deployment
+    // in front of it can; the token's pin names its certificate, so the connector trusts it)
+    const c = selfSignedCert(dir, 'fake-gateway', ['127.0.0.1']);
+    pin = pinOf(c.certPem);
+    server = https.createServer({ key: readFileSync(c.key), cert: c.certPem }, (req, res) => {
+      if (req.url !== scripted) return void res.end(c.certPem);
+      req.resume();
+      req.on('end', () => answer(res, c.certPem));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  const enroll = (name: string) => runCli(['connector', 'enroll', '--gateway', url, '--token', createToken(dir, 'g1', 60_000, pin), '--state-dir', join(dir, name)]);
+  const json = (res: http.ServerResponse, body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
+
+  for (const [what, path, script, said] of [
+    ['GET /v1/ca answered with no certificate', '/v1/ca', (res) => res.end('hello'), /answered GET \/v1\/ca with something that is no PEM certificate \("hello"\): is it the connectors\.listen endpoint\?; nothing was sent to the gateway, and the token is unused$/],
+    ['GET /v1/ca cut short', '/v1/ca', (res) => { res.write('-----BEGIN'); setTimeout(() => res.socket!.destroy(), 50); }, /cannot enroll at https:\/\/127\.0\.0\.1:\d+: the answer to \/v1\/ca was cut short$/],
+    ['the enrollment answer cut short', '/v1/enroll', (res) => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': 1000 }).write('{"id":'); setTimeout(() => res.socket!.destroy(), 50); }, /: the answer to \/v1\/enroll was cut short$/],
+    ['no answer at all to the enrollment', '/v1/enroll', (res) => res.socket!.destroy(), /: the connection was closed before an answer came$/],
+    ['200 with a body that is not JSON', '/v1/enroll', (res) => json(res, 'not json'), /answered the enrollment with no usable "id" \(null\): nothing was saved; it took the token, so make a new one$/],
+    ['200 with {}', '/v1/enroll', (res) => json(res, {}), /answered the enrollment with no usable "id"/],
+    ['200 with a certificate of another key', '/v1/enroll', (res, cert) => json(res, { id: 'c-0123456789abcdef', group: 'g1', notAfter: new Date(Date.now() + 3600_000).toISOString(), cert }), /answered the enrollment with a certificate of another key than this connector's: nothing was saved; it took the token, so make a new one \(and revoke c-0123456789abcdef should it be listed\)$/],
+  ] as [string, string, typeof answer, RegExp][]) {
+    it(`says so in one line, exit 1, and leaves no state dir: ${what}`, async () => {
+      answer = script;
+      scripted = path;
+      const r = await enroll(what.replace(/\W+/g, '-'));
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr.trimEnd(), said);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+      assert.equal(existsSync(join(dir, what.replace(/\W+/g, '-'))), false);
     });
   }
 });
