@@ -63,17 +63,29 @@ export function proxyFor(gateway: URL | string, setting: ProxySetting | undefine
 export function parseProxyUrl(text: string, from: string): OutboundProxy {
   // (a bare host:port is what many people write in HTTPS_PROXY, and curl takes it as http://)
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
-  if (!URL.canParse(withScheme)) throw new UsageError(`${from} must be a proxy URL like http://proxy.example:3128, not ${JSON.stringify(text)}`);
+  // (what is shown of the value leaves out credentials: they are secrets even in a broken URL)
+  const shown = JSON.stringify(text.replace(/^([^/]*\/\/)?[^/@]*@/, '$1[credentials]@'));
+  if (!URL.canParse(withScheme)) throw new UsageError(`${from} must be a proxy URL like http://proxy.example:3128, not ${shown}`);
   const u = new URL(withScheme);
   if (u.protocol !== 'http:') {
     throw new UsageError(`${from} must be an http:// proxy (CONNECT goes to it in plain HTTP; what runs inside the tunnel is TLS all the same), not ${u.protocol}//`);
   }
-  if (!u.hostname) throw new UsageError(`${from} names no proxy host: ${JSON.stringify(text)}`);
+  if (!u.hostname) throw new UsageError(`${from} names no proxy host: ${shown}`);
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) throw new UsageError(`${from} must be the proxy's address alone (http://host:port), without a path or query`);
   const port = Number(u.port) || 80;
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   const display = `http://${u.host.includes(':') || u.port ? u.host : `${u.host}:${port}`}`;
-  const authorization = u.username || u.password ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}` : undefined;
+  let authorization: string | undefined;
+  if (u.username || u.password) {
+    let credentials: string;
+    try {
+      credentials = `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`;
+    } catch {
+      // (the message leaves the credentials out: they are secrets even when mistyped)
+      throw new UsageError(`${from}: the user or password in the proxy URL is not valid percent-encoding (write % as %25)`);
+    }
+    authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
+  }
   return { host, port, authorization, display, from };
 }
 

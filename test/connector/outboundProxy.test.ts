@@ -252,6 +252,8 @@ describe('outbound proxy settings', () => {
     assert.throws(() => proxySettingFrom(undefined, { https_proxy: 'https://proxy.corp' }), (e: Error) => e instanceof UsageError && /^https_proxy must be an http:\/\/ proxy/.test(e.message));
     assert.throws(() => proxySettingFrom('http://proxy.corp:3128/?x=1', {}), /without a path or query/);
     assert.throws(() => proxySettingFrom('http://:3128', {}), /must be a proxy URL|names no proxy host/);
+    assert.throws(() => proxySettingFrom('http://svc:pass word@proxy corp:3128', {}), (e: Error) => e.message === '--proxy must be a proxy URL like http://proxy.example:3128, not "http://[credentials]@proxy corp:3128"');
+    assert.throws(() => proxySettingFrom('http://svc:50%zz@proxy.corp:3128', {}), (e: Error) => e instanceof UsageError && e.message === '--proxy: the user or password in the proxy URL is not valid percent-encoding (write % as %25)');
   });
 });
 
