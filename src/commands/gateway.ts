@@ -18,12 +18,13 @@ export async function gatewayCommand(args: string[]): Promise<number> {
     return 2;
   }
   assertReadable(file);
-  // (a bad HTTPS_PROXY is said at start, not at the first sign-in)
-  const proxy = providerProxySetting();
   // --no-watch: reload only on SIGHUP (for orchestrators that signal after a rollout).
   const gateway = new GatewayServer({ configFile: file, watch: !values['no-watch'] });
   await asOperational('cannot start', () => gateway.start());
+  // (said at start, not at the first sign-in)
+  const { setting: proxy, problem } = providerProxySetting();
   if (proxy) gateway.log.info({ proxy: proxy.proxy.display, from: proxy.proxy.from, noProxy: proxy.noProxy }, 'reaching identity providers through an HTTP proxy');
+  if (problem) gateway.log.error({ problem }, `${problem}: the identity provider is not asked, through a proxy or directly, until it is fixed (apps with preAuth oidc answer 503)`);
   runUntilSignalled(gateway);
   return -1;
 }

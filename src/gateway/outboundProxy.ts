@@ -20,7 +20,9 @@ export interface OutboundProxy {
   readonly port: number;
   /** the Proxy-Authorization value for credentials in the URL (http://user:password@host:port) */
   readonly authorization?: string;
-  /** http://host:port, never with the credentials: what logs and messages show */
+  /** https:// proxy: the CONNECT itself goes over TLS to the proxy (its certificate checked by the system CAs and NODE_EXTRA_CA_CERTS) */
+  readonly tls: boolean;
+  /** http(s)://host:port, never with the credentials: what logs and messages show */
   readonly display: string;
   /** where the setting came from: --proxy, HTTPS_PROXY, https_proxy */
   readonly from: string;
@@ -33,6 +35,8 @@ export interface ProxySetting {
   readonly noProxy: readonly string[];
 }
 
+/** OpenSSL's codes for a certificate that does not verify or name its host (an https:// proxy's) */
+const UNTRUSTED = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME/;
 /** how long the proxy has to connect us and answer the CONNECT */
 const CONNECT_TIMEOUT_MS = 15_000;
 /** a CONNECT answer's head longer than this is no proxy's */
@@ -67,14 +71,13 @@ export function parseProxyUrl(text: string, from: string): OutboundProxy {
   const shown = JSON.stringify(text.replace(/^([^/]*\/\/)?[^/@]*@/, '$1[credentials]@'));
   if (!URL.canParse(withScheme)) throw new UsageError(`${from} must be a proxy URL like http://proxy.example:3128, not ${shown}`);
   const u = new URL(withScheme);
-  if (u.protocol !== 'http:') {
-    throw new UsageError(`${from} must be an http:// proxy (CONNECT goes to it in plain HTTP; what runs inside the tunnel is TLS all the same), not ${u.protocol}//`);
-  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`${from} must be an http:// or https:// proxy (one that takes CONNECT), not ${u.protocol}//`);
+  const overTls = u.protocol === 'https:';
   if (!u.hostname) throw new UsageError(`${from} names no proxy host: ${shown}`);
   if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) throw new UsageError(`${from} must be the proxy's address alone (http://host:port), without a path or query`);
-  const port = Number(u.port) || 80;
+  const port = Number(u.port) || (overTls ? 443 : 80);
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  const display = `http://${u.host.includes(':') || u.port ? u.host : `${u.host}:${port}`}`;
+  const display = `${u.protocol}//${u.port ? u.host : `${u.host}:${port}`}`;
   let authorization: string | undefined;
   if (u.username || u.password) {
     let credentials: string;
@@ -86,7 +89,7 @@ export function parseProxyUrl(text: string, from: string): OutboundProxy {
     }
     authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
   }
-  return { host, port, authorization, display, from };
+  return { host, port, authorization, tls: overTls, display, from };
 }
 
 /**
@@ -134,7 +137,7 @@ export function connectThrough(proxy: OutboundProxy, overTls = true): (args: Cli
     const host = String(opts.hostname ?? opts.host ?? 'localhost').replace(/^\[(.*)\]$/, '$1');
     const port = Number(opts.port) || (overTls ? 443 : 80);
     const authority = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-    const socket = net.connect({ host: proxy.host, port: proxy.port });
+    const socket = proxy.tls ? tls.connect({ host: proxy.host, port: proxy.port, servername: net.isIP(proxy.host) ? undefined : proxy.host, ALPNProtocols: ['http/1.1'] }) : net.connect({ host: proxy.host, port: proxy.port });
     let head = Buffer.alloc(0);
     let settled = false;
     const fail = (why: string) => {
@@ -145,9 +148,15 @@ export function connectThrough(proxy: OutboundProxy, overTls = true): (args: Cli
       done(Object.assign(new Error(why), { code: 'ERR_PROXY' }), socket);
     };
     socket.setTimeout(CONNECT_TIMEOUT_MS, () => fail(`the proxy ${proxy.display} did not answer CONNECT ${authority} within ${CONNECT_TIMEOUT_MS / 1000} s`));
-    socket.on('error', (e: NodeJS.ErrnoException) => fail(`cannot reach the proxy ${proxy.display} (${proxy.from}): ${e.code ?? e.message}`));
+    socket.on('error', (e: NodeJS.ErrnoException) =>
+      fail(
+        proxy.tls && UNTRUSTED.test(String(e.code))
+          ? `the proxy ${proxy.display} (${proxy.from}) presented a certificate this host does not trust (${e.code}): give Node its CA with NODE_EXTRA_CA_CERTS`
+          : `cannot reach the proxy ${proxy.display} (${proxy.from}): ${e.code ?? e.message}`,
+      ),
+    );
     socket.on('close', () => fail(`the proxy ${proxy.display} closed the connection before it answered CONNECT ${authority}`));
-    socket.on('connect', () => {
+    socket.on(proxy.tls ? 'secureConnect' : 'connect', () => {
       const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
       if (proxy.authorization) lines.push(`Proxy-Authorization: ${proxy.authorization}`);
       socket.write(lines.join('\r\n') + '\r\n\r\n');

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { CustomFetch } from 'openid-client';
+import { UsageError } from '../errors.js';
 import { connectThrough, proxyFor, proxySettingFrom, type ProxySetting } from '../gateway/outboundProxy.js';
 
 export const PROVIDER_TIMEOUT_MS = 5000;
@@ -38,17 +39,31 @@ export interface TextAnswer {
   body: Buffer;
 }
 
-/** HTTPS_PROXY with NO_PROXY as the process started with them (undefined: none); null until read. */
-let providerProxy: ProxySetting | undefined | null = null;
+/** What HTTPS_PROXY and NO_PROXY say: a proxy, none, or why the value cannot be used. */
+export interface ProviderProxy {
+  setting?: ProxySetting;
+  problem?: string;
+}
+
+let providerProxy: ProviderProxy | undefined;
 
 /**
  * The proxy the gateway reaches identity providers through, from HTTPS_PROXY / https_proxy and
  * NO_PROXY, read once: in a network that lets nothing out but through a proxy, discovery, the key
- * set and the token endpoint were out of reach. A value that is no http:// proxy URL is a
- * UsageError, which the gateway command says at start.
+ * set and the token endpoint were out of reach. A value that cannot be used (socks5://, no URL)
+ * does not stop the gateway, whose apps without sign-in need no provider (machines set the
+ * variable for other tools): the gateway command says it at start, and no request goes to the
+ * provider, directly either, until it is fixed.
  */
-export function providerProxySetting(env: NodeJS.ProcessEnv = process.env): ProxySetting | undefined {
-  if (providerProxy === null) providerProxy = proxySettingFrom(undefined, env);
+export function providerProxySetting(env: NodeJS.ProcessEnv = process.env): ProviderProxy {
+  if (!providerProxy) {
+    try {
+      providerProxy = { setting: proxySettingFrom(undefined, env) };
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      providerProxy = { problem: e.message };
+    }
+  }
   return providerProxy;
 }
 
@@ -57,7 +72,10 @@ export function requestText(uri: string, opts: { method?: string; headers?: Reco
     const url = new URL(uri);
     const headers: Record<string, string | number> = { ...opts.headers };
     if (opts.body !== undefined) headers['content-length'] = Buffer.byteLength(opts.body);
-    const proxy = proxyFor(url, providerProxySetting());
+    const { setting, problem } = providerProxySetting();
+    // (fails closed: going around the proxy an operator named, however badly, is not ours to decide)
+    if (problem) return reject(new ProviderNoAnswer(`${url.origin}${url.pathname} not asked: ${problem}`));
+    const proxy = proxyFor(url, setting);
     const overTls = url.protocol === 'https:';
     const req = (overTls ? https : http).request(url, { method: opts.method ?? 'GET', headers, ...(proxy && { createConnection: connectThrough(proxy, overTls) }) }, (res) => {
       const chunks: Buffer[] = [];

@@ -7,7 +7,7 @@ import { proxyFor, proxySettingFrom } from '../../src/gateway/outboundProxy.js';
 import { UsageError } from '../../src/errors.js';
 import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { FAKETIME_LIB } from '../support/faketime.js';
-import { startMitmproxy, startTinyproxy, type Tinyproxy } from '../support/proxies.js';
+import { startMitmproxy, startTinyproxy, startTlsProxy, type Tinyproxy } from '../support/proxies.js';
 import { NO_PROXY_ENV, gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const hubAuthority = (gw: TestGateway) => gw.server.connectorHub!.address()!;
@@ -58,6 +58,25 @@ describe('connector through an outbound HTTP proxy', function () {
       assert.ok(!conn.lines.some((l) => l.includes('pass-w0rd')), 'the proxy password was logged');
     });
   }
+
+  it('enrolls and serves through an https:// proxy whose CA NODE_EXTRA_CA_CERTS gives, and names an untrusted one', async () => {
+    const tlsProxy = await startTlsProxy(proxy);
+    try {
+      const untrusted = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'untrusted'), '--proxy', tlsProxy.url]);
+      assert.equal(untrusted.code, 1, untrusted.stderr);
+      assert.match(untrusted.stderr, new RegExp(`the proxy https://127\\.0\\.0\\.1:\\d+ \\(--proxy\\) presented a certificate this host does not trust \\(DEPTH_ZERO_SELF_SIGNED_CERT\\): give Node its CA with NODE_EXTRA_CA_CERTS`));
+      const before = proxy.connects().length;
+      const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', tlsProxy.url], env: { NODE_EXTRA_CA_CERTS: tlsProxy.caFile } });
+      procs.push(conn);
+      await waitChannels(gw, 2);
+      const res = await request(`http://127.0.0.1:${gw.port}/through-https-proxy`, { headers: { host: 'app.test' } });
+      assert.equal(res.status, 200);
+      // (socat carries the TLS to the proxy; tinyproxy behind it logs the CONNECTs)
+      assert.ok(proxy.connects().slice(before).filter((c) => c === hubAuthority(gw)).length >= 4, proxy.connects().join(', '));
+    } finally {
+      await tlsProxy.stop();
+    }
+  });
 
   it('redials through the proxy when the proxy restarts', async () => {
     const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', proxy.url, '--channels', '1'], env: { ...NO_PROXY_ENV, DRAWBRIDGE_CHANNEL_PING_MS: '300' } });
@@ -121,12 +140,12 @@ describe('connector through an outbound HTTP proxy', function () {
     assert.ok(proxy.connects().includes(hubAuthority(gw)));
   });
 
-  it('refuses a proxy setting that is no http:// proxy URL as usage (exit 2), before making the state dir', async () => {
+  it('refuses a proxy setting that is no http(s):// proxy URL as usage (exit 2), before making the state dir', async () => {
     const state = join(dir, 'never');
     const base = ['connector', 'run', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', state];
     for (const [args, env, said] of [
-      [['--proxy', 'https://127.0.0.1:3128'], {}, /--proxy must be an http:\/\/ proxy .* not https:\/\//],
-      [['--proxy', 'socks5://127.0.0.1:1080'], {}, /--proxy must be an http:\/\/ proxy .* not socks5:\/\//],
+      [['--proxy', 'ftp://127.0.0.1:3128'], {}, /--proxy must be an http:\/\/ or https:\/\/ proxy \(one that takes CONNECT\), not ftp:\/\//],
+      [['--proxy', 'socks5://127.0.0.1:1080'], {}, /--proxy must be an http:\/\/ or https:\/\/ proxy \(one that takes CONNECT\), not socks5:\/\//],
       [['--proxy', 'http://127.0.0.1:3128/path'], {}, /--proxy must be the proxy's address alone \(http:\/\/host:port\), without a path or query/],
       [[], { HTTPS_PROXY: 'http://exa mple:80' }, /HTTPS_PROXY must be a proxy URL like http:\/\/proxy\.example:3128, not "http:\/\/exa mple:80"/],
     ] as const) {
@@ -248,8 +267,15 @@ describe('outbound proxy settings', () => {
     assert.equal(chosen({ NO_PROXY: '*' }, gateway, 'http://proxy.corp:3128'), 'http://proxy.corp:3128');
   });
 
-  it('refuses what is no http:// proxy, naming where it came from', () => {
-    assert.throws(() => proxySettingFrom(undefined, { https_proxy: 'https://proxy.corp' }), (e: Error) => e instanceof UsageError && /^https_proxy must be an http:\/\/ proxy/.test(e.message));
+  it('takes an https:// proxy (TLS to the proxy itself), port 443 by default', () => {
+    const p = proxySettingFrom('https://proxy.corp', {})!.proxy;
+    assert.equal(p.tls, true);
+    assert.equal(p.display, 'https://proxy.corp:443');
+    assert.equal(proxySettingFrom('http://proxy.corp:3128', {})!.proxy.tls, false);
+  });
+
+  it('refuses what is no http:// or https:// proxy, naming where it came from', () => {
+    assert.throws(() => proxySettingFrom(undefined, { https_proxy: 'socks5://proxy.corp' }), (e: Error) => e instanceof UsageError && /^https_proxy must be an http:\/\/ or https:\/\/ proxy/.test(e.message));
     assert.throws(() => proxySettingFrom('http://proxy.corp:3128/?x=1', {}), /without a path or query/);
     assert.throws(() => proxySettingFrom('http://:3128', {}), /must be a proxy URL|names no proxy host/);
     assert.throws(() => proxySettingFrom('http://svc:pass word@proxy corp:3128', {}), (e: Error) => e.message === '--proxy must be a proxy URL like http://proxy.example:3128, not "http://[credentials]@proxy corp:3128"');

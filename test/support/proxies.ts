@@ -1,12 +1,13 @@
 /**
  * Real HTTP proxies on loopback, as a private network's outbound proxy: Debian's tinyproxy (it
- * takes CONNECT, with Basic credentials when given, and logs each one) and mitmproxy (it
- * inspects TLS). .ci/run installs both.
+ * takes CONNECT, with Basic credentials when given, and logs each one), tinyproxy behind socat's
+ * TLS (an https:// proxy) and mitmproxy (it inspects TLS). .ci/run installs all three.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { selfSignedCert } from './certs.js';
 import { eventually, freePort, tempDir } from './harness.js';
 
 export interface Tinyproxy {
@@ -94,4 +95,21 @@ export async function startMitmproxy(opts: { insecureUpstream?: boolean } = {}):
   const args = ['--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, ...(opts.insecureUpstream ? ['--ssl-insecure'] : [])];
   const proc = await startProxyProcess('mitmdump', args, port, { ...process.env, HOME: dir }, 20_000);
   return { url: `http://127.0.0.1:${port}`, stop: proc.stop };
+}
+
+/**
+ * An https:// proxy: socat takes TLS on its own port, with a self-signed certificate for
+ * 127.0.0.1 (`caFile`), and hands each connection to `behind` (tinyproxy, which logs the CONNECTs).
+ */
+export async function startTlsProxy(behind: Tinyproxy): Promise<{ url: string; caFile: string; stop(): Promise<void> }> {
+  assertInstalled('socat', 'socat');
+  const dir = tempDir('drawbridge-tlsproxy-');
+  const cert = selfSignedCert(dir, 'proxy', ['127.0.0.1']);
+  const port = await freePort();
+  const listen = `OPENSSL-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,cert=${cert.cert},key=${cert.key},verify=0`;
+  const proc = await startProxyProcess('socat', [listen, `TCP:127.0.0.1:${behind.port}`], port);
+  const url = new URL(behind.url);
+  url.protocol = 'https:';
+  url.port = String(port);
+  return { url: url.href.replace(/\/$/, ''), caFile: cert.cert, stop: proc.stop };
 }
