@@ -20,7 +20,7 @@ run enrolls first when the state dir holds no enrollment and a token is given
 (also from DRAWBRIDGE_GATEWAY and DRAWBRIDGE_TOKEN)
 --state-dir defaults to DRAWBRIDGE_CONNECTOR_STATE_DIR, then ./connector-state;
 --transport to DRAWBRIDGE_CONNECTOR_TRANSPORT, then h2; --channels to 2
---proxy (an http:// proxy the gateway is reached through, by CONNECT) defaults to
+--proxy (an http:// or https:// proxy the gateway is reached through, by CONNECT) defaults to
 HTTPS_PROXY, unless NO_PROXY covers the gateway
 `;
 

@@ -44,7 +44,7 @@ const MAX_ANSWER_HEAD = 16 * 1024;
 
 /**
  * --proxy, else the environment's HTTPS_PROXY (https_proxy first, as curl reads it), or undefined:
- * dial directly. A value that is not an http:// proxy URL is bad usage, named with where it came from.
+ * dial directly. A value that is not an http:// or https:// proxy URL is bad usage, named with where it came from.
  */
 export function proxySettingFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): ProxySetting | undefined {
   if (flag !== undefined) return { proxy: parseProxyUrl(flag, '--proxy'), noProxy: [] };
