@@ -942,12 +942,15 @@ export class ConnectorAgent {
       // checked before it is used or written: an answer that is no certificate of the new key must not reach the disk
       const x = new X509Certificate(cert);
       if (!x.checkPrivateKey(createPrivateKey(kp.keyPem))) throw new Error('the gateway answered with a certificate of another key');
+      const problem = renewedCertProblem(x, this.creds.ca!);
+      if (problem) throw new Error(`the gateway answered with a certificate ${problem}`);
       // The gateway has issued it and moved this connector's expiry to it, so it is used from now
       // on even when it cannot be saved: throwing it away (as when it was adopted only after the
       // writes) made every retry mint another certificate nobody held, and the old one ran out.
       this.creds = { ...this.creds, key: kp.keyPem, cert, keyFile: this.files.key, notBefore: Date.parse(x.validFrom), notAfter: Date.parse(x.validTo), receivedAt };
       this.renewedAt = receivedAt;
-      (this.state as { notAfter: string }).notAfter = String(res.body.notAfter);
+      // (the certificate's own date: the answer's "notAfter" is a copy, and a broken one went into connector.json)
+      (this.state as { notAfter: string }).notAfter = new Date(x.validTo).toISOString();
       this.renewalFailed = false;
       this.lastRenewalFailure = undefined;
       const saved = this.save();
@@ -1076,6 +1079,17 @@ export class ConnectorAgent {
     for (const s of this.sessions) s.destroy();
     for (const link of this.links) link.terminate();
   }
+}
+
+/**
+ * Why a renewed certificate (already known to be of the new key) must not replace the one in use,
+ * or undefined. One the connector CA did not sign is refused by the gateway's handshake: taken and
+ * written to cert.pem, it locked the connector out for good.
+ */
+function renewedCertProblem(x: X509Certificate, caPem: string): string | undefined {
+  const ca = new X509Certificate(caPem);
+  if (!x.checkIssued(ca) || !x.verify(ca.publicKey)) return `not signed by the connector CA (pin ${pinOf(caPem)})`;
+  return undefined;
 }
 
 /**

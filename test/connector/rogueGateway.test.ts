@@ -1,0 +1,121 @@
+/**
+ * A broken or hostile gateway must not take the connector down. This file mirrors no single src
+ * file: it attacks a REAL connector child process (agent.ts, channelLink.ts) from a scripted
+ * gateway, a TLS server whose certificate the connector's enrolled CA signed (as the hub's is),
+ * speaking the channel protocol (the `h2` upgrade on GET /v1/tunnel, then HTTP/2 with the gateway
+ * as the client; POST /v1/renew), and then misbehaving.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http2, { type ClientHttp2Session } from 'node:http2';
+import type http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { eventually, tempDir } from '../support/harness.js';
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
+import { killConnector, startConnector, type ConnectorProcess } from './support.js';
+
+interface RenewRequest {
+  csr: string;
+  publicKey: string;
+}
+
+/** The scripted gateway: `renew` answers POST /v1/renew; every channel becomes an HTTP/2 client session in `sessions`. */
+interface ScriptedGateway {
+  url: string;
+  ca: ConnectorCa;
+  renewals: number;
+  renew: (body: RenewRequest, res: http.ServerResponse) => void | Promise<void>;
+  sessions: ClientHttp2Session[];
+  close(): void;
+}
+
+async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
+  const ca = await ConnectorCa.loadOrCreate(dir);
+  const tls = await ca.issueServer(['127.0.0.1', 'localhost']);
+  const sockets = new Set<net.Socket>();
+  const gw: ScriptedGateway = {
+    url: '',
+    ca,
+    renewals: 0,
+    renew: (_b, res) => void res.writeHead(503).end(),
+    sessions: [],
+    close: () => {
+      for (const s of gw.sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url !== '/v1/renew') return void res.writeHead(404).end();
+      gw.renewals++;
+      void gw.renew(JSON.parse(Buffer.concat(chunks).toString('utf8')) as RenewRequest, res);
+    });
+  });
+  server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  server.on('upgrade', (_req, socket: net.Socket) => {
+    socket.write(SWITCHING_TO_TUNNEL);
+    const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket as TLSSocket) });
+    session.on('error', () => undefined);
+    gw.sessions.push(session);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  gw.url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return gw;
+}
+
+/** A state dir as `connector enroll` leaves it, its certificate from `ca`, for `lifetimeMs`. */
+async function enrolledStateDir(ca: ConnectorCa, gateway: string, dir: string, lifetimeMs: number): Promise<string> {
+  const kp = await generateKeyPair();
+  const issued = await ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', lifetimeMs, 'c-rogue');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'cert.pem'), issued.certPem);
+  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
+  writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
+  return dir;
+}
+
+/** Signs the connector's renewal CSR with `ca` for `lifetimeMs` and answers it as the hub does. */
+async function answerRenewal(ca: ConnectorCa, body: RenewRequest, res: http.ServerResponse, lifetimeMs: number): Promise<void> {
+  const issued = await ca.issueClient(body.csr, Buffer.from(body.publicKey, 'base64'), 'g1', lifetimeMs, 'c-rogue');
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ cert: issued.certPem, notAfter: issued.notAfter.toISOString() }));
+}
+
+describe('a connector against a broken or hostile gateway', function () {
+  this.timeout(20_000);
+  let gw: ScriptedGateway;
+  let conn: ConnectorProcess | undefined;
+  const dir = tempDir();
+
+  before(async () => {
+    gw = await startScriptedGateway(join(dir, 'gw'));
+  });
+  afterEach(async () => {
+    if (conn) await killConnector(conn);
+    conn = undefined;
+    for (const s of gw.sessions.splice(0)) s.destroy();
+    gw.renewals = 0;
+  });
+  after(() => gw.close());
+
+  it('a renewal answered with a certificate of the new key from ANOTHER CA is not used nor written to cert.pem', async () => {
+    const other = await ConnectorCa.loadOrCreate(join(dir, 'other'));
+    // 3 s certificate: the renewal comes at 2 s
+    const state = await enrolledStateDir(gw.ca, gw.url, join(dir, 'foreign'), 3_000);
+    const before = readFileSync(join(state, 'cert.pem'), 'utf8');
+    gw.renew = (body, res) => answerRenewal(other, body, res, 3600_000);
+    conn = startConnector(state);
+    await eventually(() => conn!.logs().find((l) => l.msg === 'certificate renewal failed; retrying'), 8_000, 50);
+    assert.equal(readFileSync(join(state, 'cert.pem'), 'utf8'), before);
+    const failed = conn.logs().find((l) => l.msg === 'certificate renewal failed; retrying')!;
+    assert.match(String(failed.reason), /not signed by the connector CA/);
+    assert.equal(conn.logs().some((l) => l.msg === 'certificate renewed'), false);
+  });
+});
