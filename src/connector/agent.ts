@@ -1084,11 +1084,16 @@ export class ConnectorAgent {
 /**
  * Why a renewed certificate (already known to be of the new key) must not replace the one in use,
  * or undefined. One the connector CA did not sign is refused by the gateway's handshake: taken and
- * written to cert.pem, it locked the connector out for good.
+ * written to cert.pem, it locked the connector out for good. One whose notAfter is not after its
+ * issue has no lifetime to renew within: taken, the connector renewed again at once, as fast as
+ * the gateway answered (a new key pair each time, 60 a second, 100% CPU).
  */
 function renewedCertProblem(x: X509Certificate, caPem: string): string | undefined {
   const ca = new X509Certificate(caPem);
   if (!x.checkIssued(ca) || !x.verify(ca.publicKey)) return `not signed by the connector CA (pin ${pinOf(caPem)})`;
+  const notBefore = Date.parse(x.validFrom);
+  const notAfter = Date.parse(x.validTo);
+  if (!(notAfter > issuedAt(notBefore))) return `that runs out before it was issued (valid ${x.validFrom} to ${x.validTo})`;
   return undefined;
 }
 

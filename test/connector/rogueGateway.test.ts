@@ -6,6 +6,7 @@
  * as the client; POST /v1/renew), and then misbehaving.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import type http from 'node:http';
@@ -117,5 +118,22 @@ describe('a connector against a broken or hostile gateway', function () {
     const failed = conn.logs().find((l) => l.msg === 'certificate renewal failed; retrying')!;
     assert.match(String(failed.reason), /not signed by the connector CA/);
     assert.equal(conn.logs().some((l) => l.msg === 'certificate renewed'), false);
+  });
+
+  it('a renewal answered with a certificate that has already run out is refused, and the connector does not spin renewing', async () => {
+    const state = await enrolledStateDir(gw.ca, gw.url, join(dir, 'expired'), 3_000);
+    const before = readFileSync(join(state, 'cert.pem'), 'utf8');
+    // a certificate whose notAfter is an hour before its issue
+    gw.renew = (body, res) => answerRenewal(gw.ca, body, res, -3600_000);
+    conn = startConnector(state);
+    await eventually(() => gw.renewals >= 1 || undefined, 8_000, 50);
+    // (before its own certificate runs out at 3 s, after which it exits asking for a new enrollment)
+    await new Promise((r) => setTimeout(r, 700));
+    // (it renewed as fast as the gateway answered: a new key pair each time, 100% CPU)
+    assert.ok(gw.renewals <= 2, `${gw.renewals} renewals in 0.7 s`);
+    assert.equal(readFileSync(join(state, 'cert.pem'), 'utf8'), before);
+    const failed = conn.logs().find((l) => l.msg === 'certificate renewal failed; retrying')!;
+    assert.match(String(failed.reason), /runs out before it was issued/);
+    assert.ok(new X509Certificate(readFileSync(join(state, 'cert.pem'))).checkIssued(new X509Certificate(gw.ca.certPem)));
   });
 });
