@@ -556,6 +556,8 @@ export class ConnectorAgent {
    * were refused (403, a 502 for the client) while its bytes were still being read.
    */
   private targetsArriving = new Set<Promise<void>>();
+  /** the bytes of the target lists being read, on every channel (MAX_TARGET_LISTS_HELD) */
+  private targetListBytes = 0;
   private readonly sessions = new Set<Http2Session>();
   private readonly links = new Set<ChannelLink>();
   private draining = false;
@@ -888,9 +890,26 @@ export class ConnectorAgent {
     });
     const chunks: Buffer[] = [];
     let size = 0;
+    const release = () => {
+      this.targetListBytes -= size;
+      size = 0;
+      chunks.length = 0;
+    };
+    stream.once('close', release);
     stream.on('data', (c: Buffer) => {
       size += c.length;
-      if (size <= 1 << 20) chunks.push(c);
+      this.targetListBytes += c.length;
+      if (size <= MAX_TARGET_LIST_BYTES && this.targetListBytes <= MAX_TARGET_LISTS_HELD) return void chunks.push(c);
+      // Read on and thrown away (as before), a list past the limit still cost nothing; but every
+      // list held its first MiB until it ended, and a gateway that began hundreds and never
+      // ended them grew the connector by as many MiB. Refused now, and its bytes let go.
+      const why = size > MAX_TARGET_LIST_BYTES ? `larger than ${MAX_TARGET_LIST_BYTES >> 20} MiB` : `more than ${MAX_TARGET_LISTS_HELD >> 20} MiB of target lists arriving at once`;
+      this.log.warn({ reason: why }, 'bad target list refused');
+      stream.removeAllListeners('data');
+      stream.removeAllListeners('end');
+      release();
+      if (answerable(stream)) stream.respond({ ':status': 413, 'x-drawbridge-error': why }, { endStream: true });
+      stream.close(http2.constants.NGHTTP2_CANCEL);
     });
     stream.on('end', () => {
       let status = 200;
@@ -1080,6 +1099,11 @@ export class ConnectorAgent {
     for (const link of this.links) link.terminate();
   }
 }
+
+/** the most one target list may be: the gateway's are a few KiB (hundreds of apps) */
+const MAX_TARGET_LIST_BYTES = 1 << 20;
+/** the most the target lists being read may hold together; past it, the list that brought more is refused */
+const MAX_TARGET_LISTS_HELD = 4 * MAX_TARGET_LIST_BYTES;
 
 /**
  * Why a renewed certificate (already known to be of the new key) must not replace the one in use,

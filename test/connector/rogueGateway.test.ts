@@ -137,3 +137,79 @@ describe('a connector against a broken or hostile gateway', function () {
     assert.ok(new X509Certificate(readFileSync(join(state, 'cert.pem'))).checkIssued(new X509Certificate(gw.ca.certPem)));
   });
 });
+
+/** VmRSS of a process, in MiB. */
+function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+/** Sends a target list on `session`; resolves with the connector's status. */
+function sendTargets(session: ClientHttp2Session, body: string | Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });
+    s.on('response', (h) => resolve(Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+    s.end(body);
+  });
+}
+
+/** Opens a CONNECT stream; resolves with the connector's status, or the reset's code. */
+function connectTo(session: ClientHttp2Session, authority: string): Promise<number | string> {
+  return new Promise((resolve) => {
+    const s = session.request({ ':method': 'CONNECT', ':authority': authority });
+    s.on('response', (h) => {
+      resolve(Number(h[':status']));
+      s.close();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    s.resume();
+  });
+}
+
+describe('a connector channel to a hostile gateway', function () {
+  this.timeout(20_000);
+  let gw: ScriptedGateway;
+  let conn: ConnectorProcess;
+  let session: ClientHttp2Session;
+  const dir = tempDir();
+
+  before(async () => {
+    gw = await startScriptedGateway(join(dir, 'gw'));
+    conn = startConnector(await enrolledStateDir(gw.ca, gw.url, join(dir, 'state'), 3600_000), { args: ['--channels', '1'] });
+    session = (await eventually(() => gw.sessions[0], 10_000, 20))!;
+    assert.equal(await sendTargets(session, JSON.stringify({ targets: ['127.0.0.1:9'] })), 200);
+  });
+  after(async () => {
+    await killConnector(conn);
+    gw.close();
+  });
+
+  it('target lists that are not JSON, huge, or not host:port are refused (400, 413 when huge), and the list in use stays', async () => {
+    assert.equal(await sendTargets(session, 'not json'), 400);
+    assert.equal(await sendTargets(session, Buffer.alloc(3 << 20, 'x')), 413);
+    assert.equal(await sendTargets(session, JSON.stringify({ targets: ['nohost', '127.0.0.1:70000'] })), 400);
+    assert.equal(await sendTargets(session, JSON.stringify({ targets: Array.from({ length: 5000 }, (_, i) => `10.0.${i >> 8}.${i & 255}:80`).concat('127.0.0.1:9') })), 200);
+    assert.equal(await connectTo(session, '127.0.0.1:22'), 403);
+    // (a :authority that is no authority is reset by HTTP/2 itself)
+    assert.ok([403, 'ERR_HTTP2_STREAM_ERROR'].includes((await connectTo(session, 'not an authority')) as never));
+    assert.equal(await connectTo(session, '127.0.0.1:9'), 502);
+    assert.equal(conn.child.exitCode, null);
+  });
+
+  it('target-list streams that never end do not grow the connector without bound', async () => {
+    const start = rssMiB(conn.child.pid!);
+    const held: http2.ClientHttp2Stream[] = [];
+    for (let i = 0; i < 300; i++) {
+      const s = session.request({ ':method': 'POST', ':path': '/v1/targets' });
+      s.on('error', () => undefined);
+      s.write(Buffer.alloc(1 << 20, ' '));
+      held.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    const grown = rssMiB(conn.child.pid!) - start;
+    for (const s of held) s.close();
+    assert.equal(conn.child.exitCode, null);
+    assert.ok(grown < 100, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+});
