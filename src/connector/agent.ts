@@ -707,7 +707,9 @@ export class ConnectorAgent {
       duplex.on('error', () => undefined); // reported by the link; the session ends with it
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: SESSION_MEMORY_MB });
       this.sessions.add(session);
-      session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
+      // (a session can be destroyed before its 'connect': what came with the 101 is read at once,
+      // and a gateway that sent garbage there made this throw and took the whole connector down)
+      session.on('connect', () => session.destroyed || session.setLocalWindowSize(SESSION_WINDOW));
       // this session's relay streams by id, with what cuts one short (the gateway's cancel)
       const relays: Relays = new Map();
       const windows = new StreamWindows(session);

@@ -31,6 +31,10 @@ interface ScriptedGateway {
   renewals: number;
   renew: (body: RenewRequest, res: http.ServerResponse) => void | Promise<void>;
   sessions: ClientHttp2Session[];
+  /** channel upgrades asked for */
+  upgrades: number;
+  /** when set, answers the upgrade instead of a channel */
+  onUpgrade?: (socket: TLSSocket) => void;
   close(): void;
 }
 
@@ -44,6 +48,7 @@ async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
     renewals: 0,
     renew: (_b, res) => void res.writeHead(503).end(),
     sessions: [],
+    upgrades: 0,
     close: () => {
       for (const s of gw.sessions) s.destroy();
       for (const s of sockets) s.destroy();
@@ -61,6 +66,8 @@ async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
   });
   server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
   server.on('upgrade', (_req, socket: net.Socket) => {
+    gw.upgrades++;
+    if (gw.onUpgrade) return gw.onUpgrade(socket as TLSSocket);
     socket.write(SWITCHING_TO_TUNNEL);
     const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket as TLSSocket) });
     session.on('error', () => undefined);
@@ -103,6 +110,8 @@ describe('a connector against a broken or hostile gateway', function () {
     conn = undefined;
     for (const s of gw.sessions.splice(0)) s.destroy();
     gw.renewals = 0;
+    gw.upgrades = 0;
+    gw.onUpgrade = undefined;
   });
   after(() => gw.close());
 
@@ -118,6 +127,15 @@ describe('a connector against a broken or hostile gateway', function () {
     const failed = conn.logs().find((l) => l.msg === 'certificate renewal failed; retrying')!;
     assert.match(String(failed.reason), /not signed by the connector CA/);
     assert.equal(conn.logs().some((l) => l.msg === 'certificate renewed'), false);
+  });
+
+  it('a gateway that answers the channel upgrade with 101 then garbage does not take the connector down', async () => {
+    gw.onUpgrade = (s) => s.end(SWITCHING_TO_TUNNEL + 'garbage, not an HTTP/2 preface\r\n');
+    conn = startConnector(await enrolledStateDir(gw.ca, gw.url, join(dir, 'garbage'), 3600_000), { args: ['--channels', '1'] });
+    await eventually(() => (gw.upgrades >= 2 && conn!.logs().some((l) => l.msg === 'channel closed; reconnecting')) || undefined, 8_000, 20);
+    await new Promise((r) => setTimeout(r, 300));
+    // (it exited 1 at the first: "an exception nobody caught", ERR_HTTP2_INVALID_SESSION from setLocalWindowSize)
+    assert.equal(conn.child.exitCode, null, conn.lines.slice(-3).join('\n'));
   });
 
   it('a renewal answered with a certificate that has already run out is refused, and the connector does not spin renewing', async () => {
