@@ -675,7 +675,7 @@ export class ConnectorAgent {
       proxy: this.proxy,
     });
     this.links.add(link);
-    let opened = false;
+    let openedAt: number | undefined;
     link.on('refused', (status) => {
       this.foreignCaSince = undefined; // (the gateway's certificate verified)
       if (status === 403 && Date.now() >= localExpiry(this.creds)) return this.expired();
@@ -691,7 +691,7 @@ export class ConnectorAgent {
       this.log.warn({ channel: index, reason: dialFailure(err, this.state.gateway) }, 'channel error');
     });
     link.on('open', (duplex) => {
-      opened = true;
+      openedAt = Date.now();
       // A dial under way when the drain began (a redial after a lost channel) would give the
       // gateway a fresh, ready channel to a connector about to exit: new requests went there and
       // were cut when it stopped. The drain waits only on the sessions it began with.
@@ -733,7 +733,10 @@ export class ConnectorAgent {
     link.on('close', () => {
       this.links.delete(link);
       if (this.draining || this.stopped) return;
-      const next = opened ? 0 : failures + 1;
+      // A channel that ended moments after it opened (a gateway that answers the upgrade and then
+      // closes, sends garbage or GOAWAY) counts as a failed dial: reset to the shortest delay, it
+      // was dialled every 125-250 ms for as long as the gateway kept doing it.
+      const next = openedAt !== undefined && Date.now() - openedAt >= STABLE_CHANNEL_MS ? 0 : failures + 1;
       const delay = Math.min(30_000, 250 * 2 ** Math.min(next, 7)) * (0.5 + Math.random() / 2);
       this.log.info({ channel: index, retryInMs: Math.round(delay) }, 'channel closed; reconnecting');
       setTimeout(() => this.channel(index, next), delay);
@@ -1101,6 +1104,9 @@ export class ConnectorAgent {
     for (const link of this.links) link.terminate();
   }
 }
+
+/** how long a channel must have lasted for its end to dial again at the shortest backoff */
+const STABLE_CHANNEL_MS = 5_000;
 
 /** the most one target list may be: the gateway's are a few KiB (hundreds of apps) */
 const MAX_TARGET_LIST_BYTES = 1 << 20;

@@ -138,6 +138,27 @@ describe('a connector against a broken or hostile gateway', function () {
     assert.equal(conn.child.exitCode, null, conn.lines.slice(-3).join('\n'));
   });
 
+  for (const [what, answer] of [
+    ['101 then garbage', (s: TLSSocket) => s.end(SWITCHING_TO_TUNNEL + 'garbage, not an HTTP/2 preface\r\n')],
+    ['101, HTTP/2, then GOAWAY at once', (s: TLSSocket) => {
+      s.write(SWITCHING_TO_TUNNEL);
+      const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(s) });
+      session.on('error', () => undefined);
+      session.on('connect', () => session.close());
+    }],
+  ] as [string, (s: TLSSocket) => void][]) {
+    it(`a gateway that answers every channel with ${what} is dialled with a growing backoff, not several times a second forever`, async () => {
+      gw.onUpgrade = answer;
+      conn = startConnector(await enrolledStateDir(gw.ca, gw.url, join(dir, what.replace(/\W+/g, '-')), 3600_000), { args: ['--channels', '1'] });
+      await eventually(() => gw.upgrades >= 1 || undefined, 8_000, 20);
+      const from = gw.upgrades;
+      await new Promise((r) => setTimeout(r, 4000));
+      // (backoff 250 ms, 500 ms, 1 s, 2 s with jitter: at most 4 more; it was 16-30, every 125-250 ms)
+      assert.equal(conn.child.exitCode, null, conn.lines.slice(-5).join('\n'));
+      assert.ok(gw.upgrades - from <= 5, `${gw.upgrades - from} channel dials in 4 s`);
+    });
+  }
+
   it('a renewal answered with a certificate that has already run out is refused, and the connector does not spin renewing', async () => {
     const state = await enrolledStateDir(gw.ca, gw.url, join(dir, 'expired'), 3_000);
     const before = readFileSync(join(state, 'cert.pem'), 'utf8');
