@@ -546,7 +546,8 @@ export class ConnectorHub {
       },
     };
     session.setMaxListeners(0); // one goaway listener per kept-alive connection
-    session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
+    // (as at the connector's end: a session destroyed before its 'connect' must not throw here)
+    session.on('connect', () => session.destroyed || session.setLocalWindowSize(SESSION_WINDOW));
     session.on('goaway', () => {
       if (!ch.draining) log.info({ channel: ch.key, inflight: ch.inflight }, 'connector draining: no new streams on this channel');
       ch.draining = true;
