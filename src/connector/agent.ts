@@ -429,6 +429,11 @@ export async function enroll(opts: { gateway: string; token: string; stateDir: s
   return state;
 }
 
+/** The certificate names `ca` as its issuer and carries its signature (enrollment and renewal answers). */
+function issuedBy(cert: X509Certificate, ca: X509Certificate): boolean {
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+}
+
 /** what a connector id or group name may be: they go into file contents, logs and headers */
 const SAFE_NAME = /^[\w.-]{1,128}$/;
 
@@ -455,7 +460,7 @@ function enrollmentAnswerProblem(body: Record<string, unknown>, keyPem: string, 
   } catch {
     return 'no readable connector CA';
   }
-  if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) return 'a certificate its connector CA did not sign';
+  if (!issuedBy(cert, issuer)) return 'a certificate its connector CA did not sign';
   return undefined;
 }
 
@@ -1122,7 +1127,7 @@ const MAX_TARGET_LISTS_HELD = 4 * MAX_TARGET_LIST_BYTES;
  */
 function renewedCertProblem(x: X509Certificate, caPem: string): string | undefined {
   const ca = new X509Certificate(caPem);
-  if (!x.checkIssued(ca) || !x.verify(ca.publicKey)) return `not signed by the connector CA (pin ${pinOf(caPem)})`;
+  if (!issuedBy(x, ca)) return `not signed by the connector CA (pin ${pinOf(caPem)})`;
   const notBefore = Date.parse(x.validFrom);
   const notAfter = Date.parse(x.validTo);
   if (!(notAfter > issuedAt(notBefore))) return `that runs out before it was issued (valid ${x.validFrom} to ${x.validTo})`;

@@ -8,7 +8,7 @@ import { UsageError } from '../../src/errors.js';
 import { eventually, freePort, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { FAKETIME_LIB } from '../support/faketime.js';
 import { startMitmproxy, startTinyproxy, startTlsProxy, type Tinyproxy } from '../support/proxies.js';
-import { NO_PROXY_ENV, gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
+import { gatewayYaml, hubUrl, killConnector, runCli, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
 const hubAuthority = (gw: TestGateway) => gw.server.connectorHub!.address()!;
 
@@ -40,7 +40,7 @@ describe('connector through an outbound HTTP proxy', function () {
 
   for (const transport of ['h2', 'websocket']) {
     it(`enrolls, opens its channels and serves requests through the proxy HTTPS_PROXY names (${transport})`, async () => {
-      const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--transport', transport], env: { ...NO_PROXY_ENV, HTTPS_PROXY: proxy.url } });
+      const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--transport', transport], env: { HTTPS_PROXY: proxy.url } });
       procs.push(conn);
       await waitChannels(gw, 2);
       const res = await request(`http://127.0.0.1:${gw.port}/through-proxy`, { headers: { host: 'app.test' } });
@@ -79,7 +79,7 @@ describe('connector through an outbound HTTP proxy', function () {
   });
 
   it('redials through the proxy when the proxy restarts', async () => {
-    const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', proxy.url, '--channels', '1'], env: { ...NO_PROXY_ENV, DRAWBRIDGE_CHANNEL_PING_MS: '300' } });
+    const conn = startConnector(join(dir, 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--proxy', proxy.url, '--channels', '1'], env: { DRAWBRIDGE_CHANNEL_PING_MS: '300' } });
     procs.push(conn);
     const [before] = await waitChannels(gw, 1);
     await proxy.stop();
@@ -108,34 +108,34 @@ describe('connector through an outbound HTTP proxy', function () {
     const t = token(gw);
     const state = join(dir, 'refused');
     const base = ['connector', 'enroll', '--gateway', hubUrl(gw), '--token', t, '--state-dir', state];
-    const wrong = await runCli([...base, '--proxy', `http://relay:nope@127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
+    const wrong = await runCli([...base, '--proxy', `http://relay:nope@127.0.0.1:${proxy.port}`]);
     assert.equal(wrong.code, 1, wrong.stderr);
     assert.match(wrong.stderr, new RegExp(`cannot enroll at https://${hubAuthority(gw)}: the proxy http://127\\.0\\.0\\.1:${proxy.port} refused CONNECT ${hubAuthority(gw)}: 401 Unauthorized: it does not take the user and password in the proxy URL\\n$`));
     assert.ok(!wrong.stderr.includes('nope'), 'the password was printed');
-    const none = await runCli([...base, '--proxy', `http://127.0.0.1:${proxy.port}`], NO_PROXY_ENV);
+    const none = await runCli([...base, '--proxy', `http://127.0.0.1:${proxy.port}`]);
     assert.equal(none.code, 1, none.stderr);
     assert.match(none.stderr, /refused CONNECT \S+: 407 Proxy Authentication Required: give its user and password in the proxy URL/);
     const dead = await freePort();
-    const unreachable = await runCli([...base, '--proxy', `http://127.0.0.1:${dead}`], NO_PROXY_ENV);
+    const unreachable = await runCli([...base, '--proxy', `http://127.0.0.1:${dead}`]);
     assert.equal(unreachable.code, 1, unreachable.stderr);
     assert.match(unreachable.stderr, new RegExp(`cannot reach the proxy http://127\\.0\\.0\\.1:${dead} \\(--proxy\\): ECONNREFUSED`));
     assert.equal(existsSync(state), false, 'a refused enrollment left its state dir');
     // nothing reached the gateway: the same token still enrolls
-    const ok = await runCli([...base, '--proxy', proxy.url], NO_PROXY_ENV);
+    const ok = await runCli([...base, '--proxy', proxy.url]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /^enrolled connector c-/);
   });
 
   it('dials the gateway directly when NO_PROXY covers it, and through the proxy when it does not', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
-    const enroll = (name: string, env: Record<string, string>) => runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, name)], { ...NO_PROXY_ENV, ...env });
+    const enroll = (name: string, env: Record<string, string>) => runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, name)], env);
     const covered = await enroll('covered', { HTTPS_PROXY: dead, NO_PROXY: 'example.test, 127.0.0.0/8' });
     assert.equal(covered.code, 0, covered.stderr);
     const otherPort = await enroll('other-port', { https_proxy: dead, no_proxy: '127.0.0.1:1' });
     assert.equal(otherPort.code, 1);
     assert.match(otherPort.stderr, /cannot reach the proxy http:\/\/127\.0\.0\.1:\d+ \(https_proxy\): ECONNREFUSED/);
     // an explicit --proxy is used whatever NO_PROXY says
-    const explicit = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'explicit'), '--proxy', proxy.url], { ...NO_PROXY_ENV, NO_PROXY: '*' });
+    const explicit = await runCli(['connector', 'enroll', '--gateway', hubUrl(gw), '--token', token(gw), '--state-dir', join(dir, 'explicit'), '--proxy', proxy.url], { NO_PROXY: '*' });
     assert.equal(explicit.code, 0, explicit.stderr);
     assert.ok(proxy.connects().includes(hubAuthority(gw)));
   });
@@ -149,7 +149,7 @@ describe('connector through an outbound HTTP proxy', function () {
       [['--proxy', 'http://127.0.0.1:3128/path'], {}, /--proxy must be the proxy's address alone \(http:\/\/host:port\), without a path or query/],
       [[], { HTTPS_PROXY: 'http://exa mple:80' }, /HTTPS_PROXY must be a proxy URL like http:\/\/proxy\.example:3128, not "http:\/\/exa mple:80"/],
     ] as const) {
-      const r = await runCli([...base, ...args], { ...NO_PROXY_ENV, ...env });
+      const r = await runCli([...base, ...args], env);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, said);
       assert.match(r.stderr, /usage: drawbridge connector run/);

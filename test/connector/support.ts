@@ -8,12 +8,6 @@ import { eventually, startEchoBackend, startGateway, tempDir, type EchoBackend, 
 
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli.js');
 
-/**
- * The proxy variables of a machine that has none: a connector follows HTTPS_PROXY, and one set
- * where the tests run would send every loopback dial to it. A test sets its own after these.
- */
-export const NO_PROXY_ENV = { HTTPS_PROXY: '', https_proxy: '', NO_PROXY: '', no_proxy: '' };
-
 export function gatewayYaml(backend: EchoBackend | { url: string }, extra = '', appExtra = '', revoked: string[] = []): string {
   return `
 gateway:
@@ -75,7 +69,7 @@ export interface ConnectorProcess {
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolveP) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...NO_PROXY_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
@@ -118,7 +112,7 @@ export function startConnector(stateDir: string, opts: { gateway?: string; token
   const args = [CLI, 'connector', 'run', '--state-dir', stateDir, ...(opts.args ?? [])];
   if (opts.gateway) args.push('--gateway', opts.gateway);
   if (opts.token) args.push('--token', opts.token);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...NO_PROXY_ENV, DRAWBRIDGE_LOG_LEVEL: 'info', ...opts.env } });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DRAWBRIDGE_LOG_LEVEL: 'info', ...opts.env } });
   const lines: string[] = [];
   let buf = '';
   const onData = (c: Buffer) => {

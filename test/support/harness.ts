@@ -16,8 +16,9 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { gzipSync } from 'node:zlib';
 
 // Every test dials loopback: a proxy set on the machine that runs them would take the in-process
-// gateways' calls to their identity provider, and every child process's. Tests of the proxy set their own.
-for (const v of ['HTTPS_PROXY', 'https_proxy']) delete process.env[v];
+// gateways' calls to their identity provider, and every child process's (they inherit this
+// environment). Tests of the proxy set their own, NO_PROXY included.
+for (const v of ['HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy']) delete process.env[v];
 
 export interface EchoBackend {
   url: string;
