@@ -134,11 +134,15 @@ export function operationalReason(e: unknown): string | undefined {
   // syscall, and it was a stack trace.
   if (code === 'ECONNRESET' && /before secure TLS connection/.test(err.message)) return 'the connection was closed before the TLS handshake finished: is this the connectors.listen endpoint?';
   if (code === 'ECONNRESET' && /^socket hang up$/.test(err.message)) return 'the connection was closed before an answer came';
-  if (code === 'ECONNRESET' && /was cut short$/.test(err.message)) return err.message;
-  // (the connector's outbound proxy: its message names the proxy and what it said)
-  if (code === 'ERR_PROXY') return err.message;
+  if (SAID_IN_OWN_WORDS.has(code)) return err.message;
   return undefined;
 }
+
+/**
+ * Codes of network errors the project makes itself, whose message is already the reason: the
+ * outbound proxy's (it names the proxy and what it said), an answer cut short.
+ */
+const SAID_IN_OWN_WORDS = new Set(['ERR_PROXY', 'ERR_ANSWER_CUT_SHORT']);
 
 /**
  * Runs a step that talks to the world; a failure of the world becomes an OperationalError

@@ -191,7 +191,7 @@ function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions, proxy?
  * good, so the certificate ran out without another try.
  */
 function whenCutShort(res: http.IncomingMessage, url: URL, reject: (e: Error) => void): void {
-  const cut = () => reject(Object.assign(new Error(`the answer to ${url.pathname} was cut short`), { code: 'ECONNRESET' }));
+  const cut = () => reject(Object.assign(new Error(`the answer to ${url.pathname} was cut short`), { code: 'ERR_ANSWER_CUT_SHORT' }));
   res.on('error', cut);
   res.on('close', () => {
     if (!res.complete) cut();
