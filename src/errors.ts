@@ -42,6 +42,9 @@ export class ConfigUnreadableError extends DrawbridgeError {
 
 export class PluginError extends DrawbridgeError {}
 
+/** What the connector says of its state dir, its enrollment and its dials to the gateway. */
+export class ConnectorError extends DrawbridgeError {}
+
 export function formatProblem(p: Problem): string {
   const where = p.file ? `${p.file}:${p.line ?? 1}:${p.col ?? 1}: ` : '';
   const path = p.path ? `${p.path}: ` : '';

@@ -1,8 +1,11 @@
 import { existsSync, rmdirSync } from 'node:fs';
-import { ConnectorAgent, ConnectorError, DEFAULT_DRAIN_TIMEOUT_MS, readCaFile, ENROLL_AGAIN, enroll, gatewayUrlProblem, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, TOKEN_UNSPENT, type ConnectorState } from '../connector/agent.js';
+import { ConnectorAgent, DEFAULT_DRAIN_TIMEOUT_MS } from '../connector/agent.js';
+import { enroll, readCaFile } from '../connector/enroll.js';
+import { gatewayUrlProblem } from '../connector/gatewayCalls.js';
+import { ENROLL_AGAIN, TOKEN_UNSPENT, isEnrolled, makeStateDir, stateDirUnwritable, storedEnrollment, type ConnectorState } from '../connector/stateDir.js';
 import { CHANNEL_TRANSPORTS, type ChannelTransport } from '../connector/channelLink.js';
 import { parseDuration } from '../config/duration.js';
-import { DrawbridgeError, UsageError } from '../errors.js';
+import { ConnectorError, DrawbridgeError, UsageError } from '../errors.js';
 import { CONNECTOR_LOCK, StateDirLock, warnIfStateDirOpen } from '../gateway/stateLock.js';
 import { proxySettingFrom, type ProxySetting } from '../gateway/outboundProxy.js';
 import { decodeToken } from '../connector/tokens.js';

@@ -1,9 +1,6 @@
 /**
- * The connector: runs inside the private network and only dials out.
- *
- * enroll(): makes a key pair locally (the private key never leaves this
- * machine), trusts the gateway by system CAs, a CA file, or the CA pin inside
- * the token, and stores the client certificate it gets for its CSR.
+ * The connector: runs inside the private network and only dials out. Enrollment is in
+ * enroll.ts, its state dir in stateDir.ts.
  *
  * ConnectorAgent: keeps `channels` channels to the gateway (mutual TLS; the
  * two transports are in channelLink.ts), each carrying an HTTP/2 session in
@@ -12,27 +9,23 @@
  * the gateway pushed, and relays bytes with HTTP/2 flow control as
  * backpressure.
  */
-import { chmodSync, existsSync, lstatSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import type http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
-import { join } from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Logger } from 'pino';
-import { DrawbridgeError, UsageError } from '../errors.js';
+import { ConnectorError } from '../errors.js';
 import { relay } from '../gateway/relay.js';
 import { parseListen } from '../gateway/listen.js';
 import { BufferPool } from './bufferPool.js';
-import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, opensslReason, pinOf } from './ca.js';
+import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, issuedBy, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
-import { STATE_WRITE_FAILURES, makeDirs, octalMode, permissionsOf } from '../config/stateFile.js';
 import { StreamWindows } from './streamWindow.js';
-import { CANCEL_HEADER, CANCEL_PATH, OFFER_CONNECTOR_ALPN, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
-import { dialVia, proxyFor, type OutboundProxy, type ProxySetting } from '../gateway/outboundProxy.js';
-import { decodeToken } from './tokens.js';
+import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
+import { proxyFor, type OutboundProxy, type ProxySetting } from '../gateway/outboundProxy.js';
+import { CONNECTOR_VERSION, dialFailure, isForeignCa, postJson } from './gatewayCalls.js';
+import { ENROLL_AGAIN, assertPresent, filesOf, isEnrolled, readState, readStateDirFile, tooOpen, writeAtomic, type ConnectorState, type Files } from './stateDir.js';
 
-export const CONNECTOR_VERSION = '0.1.0';
 /** how much of an app's response may wait in a tunnel stream before the app's socket is paused */
 const STREAM_ROOM = 1 << 20;
 
@@ -47,214 +40,6 @@ const bulkReadBuffers = new BufferPool(128 << 10, 64);
 const quietReadBuffers = new BufferPool(16 << 10, 256);
 const poolOf = (buf: Uint8Array) => (buf.byteLength === bulkReadBuffers.size ? bulkReadBuffers : quietReadBuffers);
 
-export class ConnectorError extends DrawbridgeError {}
-
-export interface ConnectorState {
-  id: string;
-  group: string;
-  gateway: string;
-  notAfter: string;
-}
-
-interface Files {
-  state: string;
-  key: string;
-  /** the key of the certificate a renewal is replacing, kept until the new cert.pem is in place */
-  prevKey: string;
-  cert: string;
-  ca: string;
-}
-
-function filesOf(stateDir: string): Files {
-  return { state: join(stateDir, 'connector.json'), key: join(stateDir, 'key.pem'), prevKey: join(stateDir, 'key.pem.prev'), cert: join(stateDir, 'cert.pem'), ca: join(stateDir, 'ca.pem') };
-}
-
-/**
- * The state dir holds an enrollment: connector.json, which enroll writes last. A missing key.pem
- * or cert.pem beside it is a damaged enrollment, named by ConnectorAgent (it read "holds no
- * enrollment", and with --token given, "the enrollment token was already used").
- */
-export function isEnrolled(stateDir: string): boolean {
-  return existsSync(filesOf(stateDir).state);
-}
-
-/** What a damaged state dir asks for: enroll refuses a dir that holds an enrollment, damaged or not. */
-export const ENROLL_AGAIN = 'enroll again in an empty --state-dir';
-
-/**
- * connector.json as enrollment wrote it, or why it is not: a hand-edited `gateway` (the README
- * points at it) or a `null` ended in a stack trace, and `{}` in `not a URL: "/v1/tunnel"`.
- */
-function readState(file: string): ConnectorState {
-  const v = JSON.parse(readStateFile(file, 'a JSON file')) as Record<string, unknown> | null;
-  const damaged = (what: string) => new ConnectorError('ERR_STATE_UNREADABLE', `${file}: ${what}; ${ENROLL_AGAIN}`);
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw damaged(`holds ${v === null ? 'null' : Array.isArray(v) ? 'a list' : `a ${typeof v}`}, not the enrollment's JSON object`);
-  for (const field of ['id', 'group', 'gateway'] as const) {
-    if (typeof v[field] !== 'string' || v[field] === '') throw damaged(`"${field}" is ${v[field] === undefined ? 'missing' : `not a name (${JSON.stringify(v[field])})`}`);
-  }
-  const gateway = v.gateway as string;
-  if (gatewayUrlProblem(gateway)) throw damaged(`"gateway" must be https://host:port (the connectors.listen endpoint it enrolled with), not ${JSON.stringify(gateway)}`);
-  return v as unknown as ConnectorState;
-}
-
-/**
- * key.pem or cert.pem is gone (or a link to nothing): named, not taken for an empty state dir.
- * lstat: a dangling link is said as one.
- */
-function assertPresent(file: string): void {
-  let link = false;
-  try {
-    link = lstatSync(file).isSymbolicLink();
-  } catch {
-    throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is missing; ${ENROLL_AGAIN}`);
-  }
-  if (link && !existsSync(file)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a symbolic link to ${readlinkSync(file)}, which does not exist; ${ENROLL_AGAIN}`);
-}
-
-/** What connector.json says of an enrollment, for messages and the demo; undefined when it cannot be read. */
-export function storedEnrollment(stateDir: string): Partial<ConnectorState> | undefined {
-  try {
-    return JSON.parse(readFileSync(filesOf(stateDir).state, 'utf8')) as Partial<ConnectorState>;
-  } catch {
-    return undefined;
-  }
-}
-
-function writeAtomic(file: string, data: string, mode = 0o644): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, data, { mode });
-    chmodSync(tmp, mode);
-    renameSync(tmp, file);
-  } catch (e) {
-    // (a full disk left a 0-byte connector.json.tmp-PID behind)
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      /* a directory in its place: not this process's to remove */
-    }
-    throw e;
-  }
-}
-
-function writeFailure(e: unknown): string {
-  return STATE_WRITE_FAILURES[String((e as NodeJS.ErrnoException).code)] ?? (e as Error).message;
-}
-
-/**
- * Creates the state dir, or says why it cannot be. makeDirs makes the missing levels one at a
- * time and refuses a file in the dir's place, so the cause is the real one (Node's recursive
- * mkdir read "no such file or directory" for a read-only file system).
- */
-export function makeStateDir(stateDir: string): void {
-  try {
-    makeDirs(stateDir);
-  } catch (e) {
-    throw stateDirUnwritable(stateDir, e);
-  }
-}
-
-/** Said of an enrollment that stopped at the state dir: the token can be given again. */
-export const TOKEN_UNSPENT = '; nothing was sent to the gateway, and the token is unused';
-
-/** The state dir, or a file in it, cannot be written. */
-export function stateDirUnwritable(stateDir: string, e: unknown, file?: string): ConnectorError {
-  return new ConnectorError('ERR_STATE_DIR', `the state dir ${stateDir} cannot be written (${file ? `${file}: ` : ''}${writeFailure(e)})`);
-}
-
-function postJson(url: URL, body: unknown, tlsOpts: https.RequestOptions, proxy?: OutboundProxy): Promise<{ status: number; body: Record<string, unknown>; retryAfterS?: number }> {
-  return new Promise((resolve, reject) => {
-    const text = JSON.stringify(body);
-    const req = https.request(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }, ...dialVia(proxy), timeout: 15_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      whenCutShort(res, url, reject);
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let parsed: Record<string, unknown> = {};
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-        } catch {
-          /* no JSON: the status says what happened */
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed, retryAfterS: Number(res.headers['retry-after']) || undefined });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
-    req.on('error', reject);
-    req.end(text);
-  });
-}
-
-/**
- * An answer whose connection closed before its end. Nothing else settles the request then: a
- * cut-short /v1/ca left enroll waiting on nothing, and a cut-short renewal held `renewing` for
- * good, so the certificate ran out without another try.
- */
-function whenCutShort(res: http.IncomingMessage, url: URL, reject: (e: Error) => void): void {
-  const cut = () => reject(Object.assign(new Error(`the answer to ${url.pathname} was cut short`), { code: 'ERR_ANSWER_CUT_SHORT' }));
-  res.on('error', cut);
-  res.on('close', () => {
-    if (!res.complete) cut();
-  });
-}
-
-function getText(url: URL, tlsOpts: https.RequestOptions, proxy?: OutboundProxy): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = https.get(url, { ...tlsOpts, ...OFFER_CONNECTOR_ALPN, ...dialVia(proxy), timeout: 15_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      whenCutShort(res, url, reject);
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(Object.assign(new Error(`GET ${url.pathname}: ${res.statusCode}`), { status: res.statusCode }))));
-    });
-    req.on('timeout', () => req.destroy(new Error('the gateway did not answer in time')));
-    req.on('error', reject);
-  });
-}
-
-/**
- * What is wrong with a --gateway value, or undefined: it must be the connectors.listen endpoint,
- * which speaks TLS. Both are bad usage (exit 2); http:// failed later as an enrollment (exit 1).
- * `source` names where the value came from (DRAWBRIDGE_GATEWAY for a service that sets no option).
- */
-export function gatewayUrlProblem(text: string, source = '--gateway'): string | undefined {
-  if (!URL.canParse(text)) return `${source} must be a URL like https://host:port (the connectors.listen endpoint), not ${JSON.stringify(text)}`;
-  const { protocol } = new URL(text);
-  if (protocol !== 'https:' && protocol !== 'wss:') return `${source} must be https://host:port (the connectors.listen endpoint speaks TLS only), not ${JSON.stringify(text)}`;
-  return undefined;
-}
-
-/**
- * A TLS client that reached something speaking plain text (the gateway's http listener, its admin
- * port) gets bytes that are no TLS record: OpenSSL says "wrong version number" or "packet length
- * too long", as EPROTO on the socket write or as an ERR_SSL_ code, in a message that runs to two lines.
- */
-function isNotTls(err: unknown): boolean {
-  const e = err as NodeJS.ErrnoException | undefined;
-  if (!e || typeof e.message !== 'string') return false;
-  return (e.code === 'EPROTO' || String(e.code).startsWith('ERR_SSL_')) && /wrong version number|packet length too long|http request|record layer failure/i.test(e.message);
-}
-
-function notTlsError(gateway: URL | string): ConnectorError {
-  const origin = typeof gateway === 'string' ? gateway : gateway.origin;
-  return new ConnectorError('ERR_NOT_TLS', `${origin} is not a TLS endpoint (it answered in plain text): is this the connectors.listen port?`);
-}
-
-/**
- * OpenSSL's codes for a server certificate that does not chain to the CA the client trusts: for
- * a connector, whose only trusted CA is the one it enrolled with, the gateway's connector CA was
- * replaced (a rotation, a lost stateDir) or the address now reaches another gateway. An expired
- * or misnamed certificate has other codes, and another cause.
- */
-const FOREIGN_CA_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-]);
-
 /**
  * A stream may still be answered. One the gateway reset, or whose channel closed, is closed before
  * it is destroyed, and answering it throws: a throw in a stream's handler took the connector down.
@@ -263,206 +48,8 @@ function answerable(stream: ServerHttp2Stream): boolean {
   return !stream.destroyed && !stream.closed;
 }
 
-function isForeignCa(err: unknown): boolean {
-  return FOREIGN_CA_CODES.has(String((err as NodeJS.ErrnoException | undefined)?.code));
-}
-
-/** The reason to show for a failed dial to the gateway. */
-export function dialFailure(err: Error, gateway: URL | string): string {
-  return isNotTls(err) ? notTlsError(gateway).message : err.message;
-}
-
-async function talkingToGateway<T>(gateway: URL, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (e) {
-    throw isNotTls(e) ? notTlsError(gateway) : e;
-  }
-}
-
-/** The PEM certificate(s) in a --ca file; a file with none failed later as "not trusted", naming neither file nor cause. */
-export function readCaFile(file: string): string {
-  let pem: string;
-  try {
-    pem = readFileSync(file, 'utf8');
-  } catch (e) {
-    // a local file: said as such, not as a failure to enroll at the gateway's address
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a directory, not a certificate file' : code === 'EACCES' ? 'not readable by this user' : (e as Error).message;
-    throw new ConnectorError('ERR_CA_FILE', `--ca ${file}: ${why}`);
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConnectorError('ERR_CA_FILE', `${file} holds no PEM certificate (a -----BEGIN CERTIFICATE----- block): give the CA certificate of the gateway's connectors listener`);
-  try {
-    new X509Certificate(pem);
-  } catch (e) {
-    throw new ConnectorError('ERR_CA_FILE', `${file}: its certificate cannot be read (${opensslReason(e)})`);
-  }
-  return pem;
-}
-
-/**
- * A file of the state dir. Node's EISDIR carries no path, so a directory in a file's place was
- * reported as "a path names a directory where a file belongs", naming none.
- */
-function readStateFile(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ConnectorError('ERR_STATE_UNREADABLE', `${file} is a directory, not ${what}; ${ENROLL_AGAIN}`);
-    throw e;
-  }
-}
-
-/**
- * How a key file is open to group or others, or undefined when only its owner can read and write
- * it (or it is missing). Enrollment writes 0600; a restore from a backup, a `cp` without -p or
- * configuration management leaves 0644, and the connector ran with it without a word.
- */
-function tooOpen(file: string): { mode: string; how: string } | undefined {
-  if (process.platform === 'win32') return undefined; // no POSIX modes to check
-  const mode = permissionsOf(file);
-  if (mode === undefined || (mode & 0o066) === 0) return undefined;
-  const what = [mode & 0o044 ? 'read' : '', mode & 0o022 ? 'written' : ''].filter(Boolean).join(' and ');
-  const who = [mode & 0o060 ? 'its group' : '', mode & 0o006 ? 'other users' : ''].filter(Boolean).join(' and ');
-  return { mode: octalMode(mode), how: `${what} by ${who}` };
-}
-
-/** The CA to trust for the gateway: a file, the pinned CA, or the system store. */
-async function gatewayCa(gateway: URL, pin: string | undefined, caFile: string | undefined, proxy: OutboundProxy | undefined): Promise<string | undefined> {
-  if (caFile) return readCaFile(caFile);
-  if (!pin) return undefined;
-  // The CA is fetched unauthenticated and accepted only if it matches the pin.
-  let pem: string;
-  try {
-    pem = await talkingToGateway(gateway, () => getText(new URL('/v1/ca', gateway), { rejectUnauthorized: false }, proxy));
-  } catch (e) {
-    const status = (e as { status?: number }).status;
-    if (status === undefined) throw e;
-    // (a stack trace before: "Error: GET /v1/ca: 502")
-    throw new ConnectorError('ERR_CA_FETCH', `the gateway at ${gateway.origin} answered GET /v1/ca with ${status}, not its connector CA: is it the connectors.listen endpoint?${proxy ? ` (or the proxy ${proxy.display} answered for it)` : ''}${TOKEN_UNSPENT}`);
-  }
-  let answered: string;
-  try {
-    answered = pinOf(pem);
-  } catch {
-    throw new ConnectorError('ERR_CA_FETCH', `the gateway at ${gateway.origin} answered GET /v1/ca with something that is no PEM certificate (${JSON.stringify(pem.slice(0, 40))}): is it the connectors.listen endpoint?${TOKEN_UNSPENT}`);
-  }
-  if (answered !== pin) {
-    throw new ConnectorError(
-      'ERR_CA_PIN_MISMATCH',
-      `the gateway at ${gateway.origin} presented a connector CA that does not match the pin in the token: refusing to enroll. The token was made by another gateway, or before this gateway's connector CA changed; make a new one with \`drawbridge token create\` on the gateway at ${gateway.origin}`,
-    );
-  }
-  return pem;
-}
-
-/**
- * The gateway's certificate at enrollment is not of the CA the connector trusts. With the CA from
- * the token's pin (it matched), something between the two answers for the gateway: an inspecting
- * proxy, most often. With --ca, the file may be the wrong CA. Either way the token was not sent.
- */
-function untrustedAtEnrollment(gateway: URL, err: Error, how: { pinned: boolean; proxy?: OutboundProxy }): ConnectorError {
-  const inspecting = how.proxy ? `if the proxy ${how.proxy.display} inspects TLS, exempt ${gateway.host} from inspection (a connector's path cannot be inspected)` : undefined;
-  const why = how.pinned
-    ? `the gateway at ${gateway.origin} presented a certificate that the connector CA named by the token's pin did not sign (${err.message}): something between this host and the gateway answers for it${inspecting ? `; ${inspecting}` : ''}`
-    : `the gateway at ${gateway.origin} presented a certificate that --ca did not sign (${err.message}): --ca must be the gateway's connector CA, the ca.pem in its stateDir's connectors/ folder, not the CA of its public listener${inspecting ? `, or ${inspecting}` : ''}`;
-  return new ConnectorError('ERR_GATEWAY_UNTRUSTED', `${why}${TOKEN_UNSPENT}`);
-}
-
 /** how long SIGTERM waits for in-flight streams unless --drain-timeout says otherwise */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
-
-export async function enroll(opts: { gateway: string; token: string; stateDir: string; caFile?: string; proxy?: ProxySetting }): Promise<ConnectorState> {
-  const problem = gatewayUrlProblem(opts.gateway);
-  if (problem) throw new UsageError(problem);
-  const gateway = new URL(opts.gateway);
-  gateway.protocol = 'https:';
-  const payload = decodeToken(opts.token);
-  const proxy = proxyFor(gateway, opts.proxy);
-  const ca = await gatewayCa(gateway, payload.p, opts.caFile, proxy);
-  const kp = await generateKeyPair();
-  const csr = await createCsr(kp.keys, 'drawbridge-connector');
-  const f = filesOf(opts.stateDir);
-  // What can be written is written before the token is spent: a state dir that took nothing
-  // (read-only, full, not a directory) cost the token and left a connector id nobody held.
-  const before = [[f.key, kp.keyPem, 0o600], ...(ca ? [[f.ca, ca, 0o644]] : [])] as [string, string, number][];
-  for (const [file, data, mode] of before) {
-    try {
-      makeStateDir(opts.stateDir);
-      writeAtomic(file, data, mode);
-    } catch (e) {
-      const err = e instanceof ConnectorError ? e : stateDirUnwritable(opts.stateDir, e, file);
-      throw new ConnectorError(err.code, `${err.message}${TOKEN_UNSPENT}`);
-    }
-  }
-  let res: Awaited<ReturnType<typeof postJson>>;
-  try {
-    res = await talkingToGateway(gateway, () => postJson(new URL('/v1/enroll', gateway), { token: opts.token.trim(), csr, publicKey: kp.publicKeyDer.toString('base64'), version: CONNECTOR_VERSION }, { ca }, proxy)).catch((e: unknown) => {
-      // (a wrong --ca with no proxy is said by the CLI's words for an untrusted certificate)
-      throw isForeignCa(e) && (!opts.caFile || proxy) ? untrustedAtEnrollment(gateway, e as Error, { pinned: !opts.caFile, proxy }) : e;
-    });
-    if (res.status !== 200) throw new ConnectorError(String(res.body.error ?? 'ERR_ENROLL'), `enrollment refused (${res.status}): ${String(res.body.message ?? 'no reason given')}`);
-  } catch (e) {
-    for (const [file] of before) rmSync(file, { force: true });
-    throw e;
-  }
-  const wrong = enrollmentAnswerProblem(res.body, kp.keyPem, ca);
-  if (wrong) {
-    for (const [file] of before) rmSync(file, { force: true });
-    const id = typeof res.body.id === 'string' && SAFE_NAME.test(res.body.id) ? ` (and revoke ${res.body.id} should it be listed)` : '';
-    throw new ConnectorError('ERR_ENROLL_ANSWER', `the gateway at ${gateway.origin} answered the enrollment with ${wrong}: nothing was saved; it took the token, so make a new one${id}`);
-  }
-  // connector.json goes last: a state dir without it holds no enrollment (isEnrolled), so an
-  // enrollment cut short leaves nothing that `connector run` would start from half-written.
-  const state: ConnectorState = { id: String(res.body.id), group: String(res.body.group), gateway: gateway.origin, notAfter: String(res.body.notAfter) };
-  const after = [[f.cert, String(res.body.cert)], ...(ca ? [] : [[f.ca, String(res.body.ca)]]), [f.state, JSON.stringify(state, null, 2) + '\n']] as [string, string][];
-  for (const [file, data] of after) {
-    try {
-      writeAtomic(file, data);
-    } catch (e) {
-      throw new ConnectorError(
-        'ERR_ENROLLED_NOT_SAVED',
-        `connector ${state.id} was enrolled at the gateway, but its certificate cannot be saved in ${opts.stateDir} (${file}: ${writeFailure(e)}): revoke ${state.id} (connectors.revoked on the gateway) and enroll again with a new token`,
-      );
-    }
-  }
-  return state;
-}
-
-/** The certificate names `ca` as its issuer and carries its signature (enrollment and renewal answers). */
-function issuedBy(cert: X509Certificate, ca: X509Certificate): boolean {
-  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
-}
-
-/** what a connector id or group name may be: they go into file contents, logs and headers */
-const SAFE_NAME = /^[\w.-]{1,128}$/;
-
-/**
- * What is wrong with a 200 answer to /v1/enroll, or undefined. Saved unchecked, a body that was
- * not JSON, or `{}`, said "enrolled connector undefined in group undefined" (exit 0) and left a
- * state dir whose cert.pem read "undefined"; `connector run` then failed on it.
- */
-function enrollmentAnswerProblem(body: Record<string, unknown>, keyPem: string, ca: string | undefined): string | undefined {
-  for (const field of ['id', 'group'] as const) {
-    if (typeof body[field] !== 'string' || !SAFE_NAME.test(body[field] as string)) return `no usable "${field}" (${JSON.stringify(body[field] ?? null).slice(0, 40)})`;
-  }
-  if (typeof body.notAfter !== 'string' || !Number.isFinite(Date.parse(body.notAfter))) return 'no usable "notAfter"';
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(String(body.cert));
-  } catch {
-    return 'no readable certificate';
-  }
-  if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return 'a certificate of another key than this connector\'s';
-  let issuer: X509Certificate;
-  try {
-    issuer = new X509Certificate(ca ?? String(body.ca));
-  } catch {
-    return 'no readable connector CA';
-  }
-  if (!issuedBy(cert, issuer)) return 'a certificate its connector CA did not sign';
-  return undefined;
-}
 
 export interface AgentOptions {
   stateDir: string;
@@ -602,14 +189,14 @@ export class ConnectorAgent {
     const unusable = (file: string, what: string, e: unknown) => new ConnectorError('ERR_STATE_UNREADABLE', `${file} is not ${what} (${opensslReason(e)}); ${ENROLL_AGAIN}`);
     assertPresent(certFile);
     assertPresent(keyFile);
-    const cert = readStateFile(certFile, 'a PEM certificate');
+    const cert = readStateDirFile(certFile, 'a PEM certificate');
     let x: X509Certificate;
     try {
       x = new X509Certificate(cert);
     } catch (e) {
       throw unusable(certFile, 'a readable PEM certificate', e);
     }
-    let key = readStateFile(keyFile, 'a PEM private key');
+    let key = readStateDirFile(keyFile, 'a PEM private key');
     let usedKeyFile = keyFile;
     try {
       if (!x.checkPrivateKey(createPrivateKey(key))) {
@@ -626,7 +213,7 @@ export class ConnectorAgent {
     // Enrollment always writes ca.pem, and the hub's certificate is always signed by the connector
     // CA: without it the connector fell back to the system roots and failed every handshake, forever.
     if (!existsSync(caFile)) throw new ConnectorError('ERR_STATE_UNREADABLE', `${caFile} is missing (the connector CA the gateway's certificate is checked against); ${ENROLL_AGAIN}`);
-    const ca = readStateFile(caFile, 'a PEM certificate');
+    const ca = readStateDirFile(caFile, 'a PEM certificate');
     try {
       new X509Certificate(ca);
     } catch (e) {

@@ -245,6 +245,11 @@ export class ConnectorCa {
   }
 }
 
+/** The certificate names `ca` as its issuer and carries its signature (enrollment and renewal answers). */
+export function issuedBy(cert: NodeX509, ca: NodeX509): boolean {
+  return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+}
+
 /** OpenSSL's reason without its error-code prefix ("error:1E08010C:DECODER routines::unsupported" -> "DECODER routines::unsupported"), first line only */
 export function opensslReason(e: unknown): string {
   const message = String((e as Error)?.message ?? e);

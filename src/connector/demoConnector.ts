@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GatewayServer } from '../gateway/server.js';
-import { isEnrolled, storedEnrollment } from './agent.js';
+import { isEnrolled, storedEnrollment } from './stateDir.js';
 import { createToken } from './tokens.js';
 
 export function startDemoConnector(gateway: GatewayServer, stateDir: string): ChildProcess | undefined {
