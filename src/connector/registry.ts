@@ -77,8 +77,11 @@ export interface GroupCounts {
   channels: number;
 }
 
-/** how a request's wait for a connector ended: a channel came, none came in time, or the wait was called off (a stop, a revocation) */
-export type WaitOutcome = 'served' | 'timeout' | 'released';
+/**
+ * how a request's wait for a connector ended: a channel came, none came in time, the wait was
+ * called off (a stop, a revocation), or its client left
+ */
+export type WaitOutcome = 'served' | 'timeout' | 'released' | 'abandoned';
 
 export class ChannelRegistry {
   private readonly byGroup = new Map<string, Channel[]>();
@@ -212,14 +215,18 @@ export class ChannelRegistry {
    * expects one back (expectsBack), the first that becomes usable within `ms`. A restart of the
    * gateway or of a group's only connector was a burst of 504s for the second or two until the
    * channels were back; now those requests wait that long. Undefined when none came.
+   * `whenGone` is handed the call that ends the wait when the request's client leaves.
    */
-  pickOrWait(group: string, avoid: string | undefined, ms: number): Promise<Channel | undefined> | Channel | undefined {
+  pickOrWait(group: string, avoid: string | undefined, ms: number, whenGone?: (cancel: () => void) => void): Promise<Channel | undefined> | Channel | undefined {
     const now = this.pick(group, avoid);
     if (now || ms <= 0 || this.noWaiting || !this.expectsBack(group)) return now;
     return new Promise((resolve) => {
       const waiters = this.waiting.get(group) ?? new Set<(release?: boolean) => void>();
       this.waiting.set(group, waiters);
+      let settled = false;
       const done = (ch: Channel | undefined, outcome: WaitOutcome) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         waiters.delete(check);
         if (waiters.size === 0 && this.waiting.get(group) === waiters) this.waiting.delete(group);
@@ -233,6 +240,9 @@ export class ChannelRegistry {
       };
       const timer = setTimeout(() => done(undefined, 'timeout'), ms);
       waiters.add(check);
+      // A client that left ends its wait now: it held the request's closure for up to 10 s, and
+      // was counted as served or timed out for a request nobody was waiting for.
+      whenGone?.(() => done(undefined, 'abandoned'));
     });
   }
 

@@ -21,6 +21,7 @@ import { relay } from '../gateway/relay.js';
 import { STALL_ANSWERS } from '../gateway/stall.js';
 import { coalescedBody } from '../gateway/requestBody.js';
 import { CORRELATION_HEADER } from '../gateway/headers.js';
+import { EarlyBytes } from '../gateway/earlyBytes.js';
 import { classify, clientResponse, CONNECT_TIMEOUT_MS, flushHeadForDuplex, invalidStatus, pipeUpgrade, relayInterim, type BackendTlsOptions, type CancelForward, type ForwardRequest, type Upstream, type UpstreamFailure, type UpgradeAnswer } from '../gateway/upstream.js';
 import type { ConnectorHub } from './hub.js';
 import { targetOf } from './hub.js';
@@ -70,20 +71,21 @@ export class TunnelUpstream implements Upstream {
 
   /**
    * Opens a CONNECT stream to the target on `on` (or a channel picked now, waiting for a connector
-   * expected back; `gone` says the client left meanwhile); resolves with the byte stream to the app.
+   * expected back; `gone` says the client left meanwhile, `whenGone` is handed the call that ends
+   * the wait when it leaves); resolves with the byte stream to the app.
    */
-  dial(avoid: string | undefined, timeoutMs: number, { on, gone }: { on?: Channel; gone?: () => boolean } = {}): Promise<{ socket: Duplex; channel: Channel }> {
+  dial(avoid: string | undefined, timeoutMs: number, { on, gone, whenGone }: { on?: Channel; gone?: () => boolean; whenGone?: (cancel: () => void) => void } = {}): Promise<{ socket: Duplex; channel: Channel }> {
     if (on) return this.dialOn(on, timeoutMs);
     const wait = Math.min(COMEBACK_WAIT_MS, timeoutMs);
-    const picked = this.hub.registry.pickOrWait(this.group, avoid, wait);
+    const picked = this.hub.registry.pickOrWait(this.group, avoid, wait, whenGone);
     if (!(picked instanceof Promise)) return picked ? this.dialOn(picked, timeoutMs) : Promise.reject(this.noConnector());
     const since = Date.now();
     return picked.then((channel) => {
-      if (!channel) throw this.noConnector(wait);
       // A client that left during the wait gets no stream: when the connector came back, every
       // request given up on in the meantime still opened one, and the connector a connection to
       // the app for each (a burst of useless connections to an app that was just coming back).
       if (gone?.()) throw Object.assign(new NotDialed('the client left while its request waited for a connector', 499), { channel: undefined });
+      if (!channel) throw this.noConnector(wait);
       return this.dialOn(channel, Math.max(1, timeoutMs - (Date.now() - since)));
     });
   }
@@ -193,9 +195,12 @@ export class TunnelUpstream implements Upstream {
     /** the attempt in flight (a retry replaces the first) */
     let current: http.ClientRequest | undefined;
     // (destroying an attempt that already ended is a no-op: a kept-alive one is marked destroyed when its socket is freed)
+    /** ends a wait for a connector (set while the dial waits for one) */
+    let endWait: (() => void) | undefined;
     const abort = () => {
       clientGone = true;
       current?.destroy();
+      endWait?.();
     };
     res.once('close', () => {
       if (!res.writableFinished) abort();
@@ -221,7 +226,7 @@ export class TunnelUpstream implements Upstream {
           : {
               // (agent: false would make Node build a plain Agent and ignore createConnection)
               createConnection: (_o: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-                this.dial(avoid, f.timeoutMs, { gone: () => clientGone }).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
+                this.dial(avoid, f.timeoutMs, { gone: () => clientGone, whenGone: (end) => (clientGone ? end() : (endWait = end)) }).then(({ socket }) => cb(null, socket), (e: Error) => cb(e));
                 return undefined;
               },
             }),
@@ -343,12 +348,14 @@ export class TunnelUpstream implements Upstream {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, path: string, headers: Record<string, string | string[]>, timeoutMs: number, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
-    this.dial(undefined, timeoutMs, { gone: () => socket.destroyed }).then(
+    // (read from now: a client that leaves while its request waits for a connector ends the wait)
+    const early = new EarlyBytes(socket, head);
+    this.dial(undefined, timeoutMs, { gone: () => early.left, whenGone: (end) => early.whenLeft(end) }).then(
       ({ socket: up }) => {
         // A client gone while the connector dialled is seen by no one after this (pipeUpgrade
         // watches a socket that is still there): 1,499 upgrades were made for clients that had
         // left, and the app held their WebSockets. (The edge logs the request as the client's.)
-        if (socket.destroyed) return void up.destroy();
+        if (early.left || socket.destroyed) return void up.destroy();
         // (an upgraded connection stays in flight from its dial until it closes, and is never pooled)
         upgradedStreams.add(up);
         const upReq = http.request({
@@ -358,12 +365,13 @@ export class TunnelUpstream implements Upstream {
           timeout: timeoutMs,
           createConnection: () => up as never,
         });
-        pipeUpgrade(upReq, socket, head, answer, done);
+        pipeUpgrade(upReq, socket, early, answer, done);
         failOnDeadSocket(upReq);
       },
       (err: Error) => {
         // (gone while waiting for a connector: as when gone during the dial, above)
         if (err instanceof NotDialed && err.status === 499) return;
+        early.stop();
         if (!(err instanceof NotDialed)) return done(classify(err, false));
         const status = err instanceof DialRefused ? 502 : err.status === 504 ? 504 : 502;
         done({ status: status as 502 | 504, reason: status === 504 ? 'No connector is available for this app.' : "The connector can't reach the app.", detail: err.message, afterHeaders: false });

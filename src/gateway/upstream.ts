@@ -19,6 +19,7 @@ import { coalescedBody } from './requestBody.js';
 import { bodyTranslator, type BodyTranslation } from './translateBody.js';
 import { translateHeaders, translateLink, translateSetCookie, type UrlTranslation } from './translateHeaders.js';
 import { relayWebSocket } from './webSocketClose.js';
+import { EarlyBytes } from './earlyBytes.js';
 
 export interface ForwardRequest {
   readonly req: IncomingMessage;
@@ -223,7 +224,7 @@ export class DirectUpstream implements Upstream {
       ...(this.tls ?? {}),
     });
     boundConnect(upReq, this.tls ? 'secureConnect' : 'connect', Math.min(timeoutMs, this.connectTimeoutMs));
-    pipeUpgrade(upReq, socket, head, answer, done);
+    pipeUpgrade(upReq, socket, new EarlyBytes(socket, head), answer, done);
   }
 
   close(): Promise<void> {
@@ -346,9 +347,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 }
 
-/** what a client may send on an upgrade before the app's 101; more is no WebSocket handshake */
-const MAX_EARLY_BYTES = 64 << 10;
-
 /**
  * Connecting (TCP, and TLS for an https app) within `ms`, as undici bounds it for
  * requests. The request's own timeout is the socket's idle timer, which Node put
@@ -385,37 +383,19 @@ function notWebSocketAnswer(upReq: http.ClientRequest, upRes: IncomingMessage): 
  * Relays an upgrade request: the app's 101 is copied to the client and both
  * sockets are spliced; a non-101 answer is relayed as a normal response.
  */
-export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buffer, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
+export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, early: EarlyBytes, answer: UpgradeAnswer, done: (failure?: UpstreamFailure) => void): void {
   const { cookies, translateUrls } = answer;
   let answered = false;
   // what the edge sent the app; the client's answer carries it too
   const correlationId = String(upReq.getHeader(CORRELATION_HEADER) ?? '');
   socket.on('error', () => upReq.destroy());
-  // The client's side is read while the app decides. A client that hangs up is seen only by
-  // reading (its FIN); unseen, the app's request (a connector stream, for tunnelled apps) was
-  // held until backendTimeout. What a client sends before the 101 (it should wait for it) is
-  // kept for the app after what came with the request (head), up to a bound.
-  const early: Buffer[] = head.length ? [head] : [];
-  let earlyBytes = 0;
-  const clientLeft = () => {
+  // (a client that leaves before the app answers ends the app's request: EarlyBytes)
+  early.whenLeft(() => {
     if (answered) return;
     answered = true;
     upReq.destroy();
-    socket.destroy();
-  };
-  const keepEarly = (chunk: Buffer) => {
-    earlyBytes += chunk.length;
-    if (earlyBytes > MAX_EARLY_BYTES) return clientLeft();
-    early.push(chunk);
-  };
-  const stopReading = () => {
-    socket.removeListener('data', keepEarly);
-    socket.removeListener('end', clientLeft);
-    socket.pause();
-  };
-  socket.on('data', keepEarly);
-  socket.once('end', clientLeft);
-  socket.once('close', clientLeft);
+  });
+  const stopReading = () => early.stop();
   upReq.on('timeout', () => upReq.destroy(Object.assign(new Error('timed out'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
   upReq.on('error', (err) => {
     if (answered) return socket.destroy();
@@ -452,7 +432,7 @@ export function pipeUpgrade(upReq: http.ClientRequest, socket: Duplex, head: Buf
     }
     lines.push(`${CORRELATION_HEADER}: ${correlationId}`);
     socket.write(lines.join('\r\n') + '\r\n\r\n');
-    for (const chunk of early) upSocket.write(chunk);
+    for (const chunk of early.chunks) upSocket.write(chunk);
     relayWebSocket(socket, upSocket, upHead);
     done();
   });

@@ -64,7 +64,7 @@ export class Metrics {
     this.tlsCertificateExpiry = new Gauge({ name: TLS_EXPIRY, help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [] });
     this.connectorWaits = new Counter({
       name: 'drawbridge_connector_waits_total',
-      help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504).',
+      help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504), abandoned (the client left).',
       labelNames: ['group', 'outcome'],
       registers: [this.registry],
     });

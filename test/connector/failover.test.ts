@@ -413,7 +413,7 @@ describe('connector groups: a connector expected back', function () {
 
 describe('connector groups: clients that leave while their request waits for a connector', function () {
   this.timeout(60_000);
-  it('open no stream to the app when the connector comes back (wait30 #1)', async () => {
+  it('end their wait as they leave (counted as abandoned), and open no stream to the app when the connector comes back (wait30 #1)', async () => {
     // counts TCP connections, which the echo backend does not
     let connections = 0;
     const app = http.createServer((_q, s) => s.end('ok')).on('connection', () => connections++);
@@ -427,16 +427,19 @@ describe('connector groups: clients that leave while their request waits for a c
       await waitChannels(gw, 2);
       await killConnector(procs.pop()!, 'SIGTERM');
       connections = 0;
-      // 20 clients that give up after 300 ms, while no connector is there
+      // 20 clients that give up after 300 ms while no connector is there, 5 of them WebSocket upgrades
       await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
           new Promise<void>((resolve) => {
-            const r = http.get(`${gw.url}/left/${i}`, { headers: { host: 'app.test' } });
+            const upgrade = i % 4 === 0 ? { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') } : {};
+            const r = http.get(`${gw.url}/left/${i}`, { headers: { host: 'app.test', ...upgrade } });
             r.on('error', () => resolve());
             setTimeout(() => (r.destroy(), resolve()), 300);
           }),
         ),
       );
+      // each wait ends as its client leaves, not when a connector comes back or after 10 s
+      await eventually(async () => (assert.deepEqual(await waitsCounted(gw), { 'g1 abandoned': 20 }), true), 2_000);
       procs.push(startConnector(join(dir, 'only')));
       await waitChannels(gw, 2);
       await sleep(500);
