@@ -24,6 +24,8 @@ export class EarlyBytes {
     socket.on('data', this.keep);
     socket.once('end', this.gone);
     socket.once('close', this.gone);
+    // (a 'data' listener does not start a socket someone paused)
+    socket.resume();
   }
 
   /** `fn` runs when the client leaves (at once if it has): one at a time, the last given */
