@@ -185,15 +185,15 @@ export class ConnectorHub {
   /**
    * A new CA is silent trouble when the gateway had connectors: they keep redialling with
    * "self-signed certificate in certificate chain" and nothing says why. Warn when this
-   * stateDir shows it was used before (tokens used, connectors revoked, an audit log).
+   * stateDir shows it was used before (tokens used, connectors listed or revoked, an audit log).
+   * A first start says so, where it read as a warning to re-enroll connectors there never were.
    */
   private logNewCa(config: Config): void {
     const dir = join(this.stateDir, 'connectors');
-    const usedBefore = existsSync(join(dir, 'used-tokens.jsonl')) || (config.connectors?.revoked ?? []).length > 0 || nonEmpty(join(this.stateDir, 'audit', 'audit.log'));
-    this.log[usedBefore ? 'warn' : 'info'](
-      { dir, caPin: this.ca.pin },
-      `created a new connector CA in ${dir}; connectors enrolled with another CA must be enrolled again (token create, then connector enroll)`,
-    );
+    const usedBefore =
+      existsSync(join(dir, 'used-tokens.jsonl')) || nonEmpty(join(dir, 'known.json')) || (config.connectors?.revoked ?? []).length > 0 || nonEmpty(join(this.stateDir, 'audit', 'audit.log'));
+    if (!usedBefore) return void this.log.info({ dir, caPin: this.ca.pin }, `created the connector CA in ${dir} (a first start: no connector was enrolled with this stateDir)`);
+    this.log.warn({ dir, caPin: this.ca.pin }, `created a new connector CA in ${dir}; connectors enrolled with another CA must be enrolled again (token create, then connector enroll)`);
   }
 
   private tlsContext(tls: ServerTls): { key: string; cert: string; ca: string[] } & typeof SERVER_TLS {

@@ -122,13 +122,25 @@ describe('drawbridge gateway on a stateDir with lost, damaged or foreign files',
       assert.equal(created.caPin, (await ConnectorCa.loadOrCreate(join(dir, 'state'))).pin);
     });
 
-    it('the first start on an empty stateDir logs the new CA at info', async () => {
+    it('a new CA where connectors were listed before (connectors/known.json) is logged at warn', async () => {
+      const { dir, conn } = await prepared();
+      writeFileSync(join(conn, 'known.json'), JSON.stringify({ format: 1, connectors: [] }) + '\n');
+      rmSync(join(conn, 'ca.key'));
+      rmSync(join(conn, 'ca.pem'));
+      const r = await start(dir);
+      assert.equal(r.started, true, r.output);
+      const created = logLines(r.output).find((l) => String(l.msg).startsWith('created a new connector CA'));
+      assert.equal(created?.level, 'warn', r.output);
+    });
+
+    it('the first start on an empty stateDir logs the new CA at info, as a first start, not as connectors to enroll again', async () => {
       const dir = tempDir();
       writeFileSync(join(dir, 'gateway.config.yaml'), YAML);
       const r = await start(dir);
       assert.equal(r.started, true, r.output);
-      const created = logLines(r.output).find((l) => String(l.msg).startsWith('created a new connector CA'));
+      const created = logLines(r.output).find((l) => String(l.msg).startsWith('created the connector CA'));
       assert.equal(created?.level, 'info', r.output);
+      assert.equal(created?.msg, `created the connector CA in ${join(dir, 'state', 'connectors')} (a first start: no connector was enrolled with this stateDir)`);
       assert.equal(typeof created?.caPin, 'string');
     });
   });
