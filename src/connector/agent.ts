@@ -397,7 +397,8 @@ export class ConnectorAgent {
     };
   }
 
-  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, relays: Relays): void {
+  /** `waited`: the stream already waited TARGETS_WAIT_MS for target lists that were arriving */
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, relays: Relays, waited = false): void {
     stream.on('error', () => undefined);
     if (headers[':method'] === 'POST' && headers[':path'] === '/v1/targets') return this.onTargets(stream);
     if (headers[':method'] === 'POST' && headers[':path'] === CANCEL_PATH) {
@@ -409,14 +410,22 @@ export class ConnectorAgent {
       return void stream.respond({ ':status': 400 }, { endStream: true });
     }
     const authority = String(headers[':authority'] ?? '');
-    if (!this.targets.has(authority) && this.targetsArriving.size) {
+    if (!this.targets.has(authority) && this.targetsArriving.size && !waited) {
       // (a cancel while it waits ends it here: it answered 204 and did nothing, and the gateway
       // reset the stream itself 2 s later, a reset that counts toward the channel's limit)
+      // The wait is bounded: a list whose stream never ended (a valid start, then a byte now and
+      // then) held every CONNECT to a target not on the list in use for as long as it trickled.
       const id = stream.id!;
-      relays.set(id, () => stream.close(http2.constants.NGHTTP2_CANCEL));
-      void Promise.all(this.targetsArriving).then(() => {
+      let timer: NodeJS.Timeout | undefined;
+      relays.set(id, () => {
+        clearTimeout(timer);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      const timedOut = new Promise<void>((r) => (timer = setTimeout(r, TARGETS_WAIT_MS)));
+      void Promise.race([Promise.all(this.targetsArriving), timedOut]).then(() => {
+        clearTimeout(timer);
         relays.delete(id);
-        if (answerable(stream)) this.onStream(stream, headers, relays);
+        if (answerable(stream)) this.onStream(stream, headers, relays, true);
       });
       return;
     }
@@ -487,6 +496,14 @@ export class ConnectorAgent {
     });
     const chunks: Buffer[] = [];
     let size = 0;
+    const slow = setTimeout(() => {
+      this.log.warn(
+        { receivedBytes: size, waitedMs: TARGETS_WAIT_MS },
+        `a target list from the gateway has not ended in ${TARGETS_WAIT_MS / 1000} s: requests for targets not on the list in use are refused meanwhile (403 target not allowed)`,
+      );
+    }, TARGETS_WAIT_MS);
+    stream.once('close', () => clearTimeout(slow));
+    stream.once('end', () => clearTimeout(slow));
     const release = () => {
       this.targetListBytes -= size;
       size = 0;
@@ -699,6 +716,13 @@ export class ConnectorAgent {
 
 /** how long a channel must have lasted for its end to dial again at the shortest backoff */
 const STABLE_CHANNEL_MS = 5_000;
+
+/**
+ * How long a CONNECT to a target not on the list in use waits for target lists that are arriving.
+ * A list arrives in milliseconds; the wait ends well before the gateway's own CONNECT_TIMEOUT_MS
+ * (10 s), so its client gets the refusal, not a timeout.
+ */
+const TARGETS_WAIT_MS = 5_000;
 
 /** the most one target list may be: the gateway's are a few KiB (hundreds of apps) */
 const MAX_TARGET_LIST_BYTES = 1 << 20;

@@ -1,0 +1,576 @@
+/**
+ * HTTP/2-level abuse of a connector channel, both ways. This file mirrors no single src file: it
+ * writes raw HTTP/2 frames (a 9-byte header and a payload, HPACK literals by hand) where
+ * node:http2 cannot misbehave enough, first as a scripted gateway against a REAL connector child
+ * process (agent.ts, channelLink.ts), then as a rogue connector with a valid certificate against a
+ * real gateway (hub.ts, tunnelUpstream.ts). Each attack must leave the attacked process running,
+ * serving its other channels, with its memory bounded; the offending channel may be closed.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http2, { type ClientHttp2Session } from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { SWITCHING_TO_TUNNEL, dialChannel, unblockedStream } from '../../src/connector/channelLink.js';
+import type { ConnectorHub } from '../../src/connector/hub.js';
+import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { gatewayYaml, killConnector, startConnector, startHubGateway, type ConnectorProcess } from './support.js';
+
+// --- raw HTTP/2 -------------------------------------------------------------------
+
+const BULK_MIB = 200;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+const T = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
+const F = { END_STREAM: 1, ACK: 1, END_HEADERS: 4 } as const;
+
+function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream & 0x7fffffff, 5);
+  return Buffer.concat([h, payload]);
+}
+
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+
+/** an HPACK integer with an N-bit prefix */
+function hpackInt(n: number, bits: number, high = 0): Buffer {
+  const max = (1 << bits) - 1;
+  if (n < max) return Buffer.from([high | n]);
+  const out = [high | max];
+  n -= max;
+  while (n >= 128) {
+    out.push((n & 127) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/** a header block of literals without indexing (new names): no dynamic table to keep */
+function hpack(headers: [string, string][]): Buffer {
+  const str = (s: string) => Buffer.concat([hpackInt(Buffer.byteLength(s), 7), Buffer.from(s)]);
+  return Buffer.concat(headers.flatMap(([k, v]) => [Buffer.from([0]), str(k), str(v)]));
+}
+
+interface Received {
+  type: number;
+  flags: number;
+  stream: number;
+  /** GOAWAY and RST_STREAM: the error code */
+  code?: number;
+}
+
+/** Parses the frames `sock` receives (after `skip` bytes: a client preface) into `into`; calls `onFrame` with each. */
+function readFrames(sock: Duplex, skip = 0, onFrame: (f: Received) => void = () => undefined): Received[] {
+  const into: Received[] = [];
+  let buf = Buffer.alloc(0);
+  sock.on('data', (c: Buffer) => {
+    buf = Buffer.concat([buf, c]);
+    if (skip) {
+      const n = Math.min(skip, buf.length);
+      buf = buf.subarray(n);
+      skip -= n;
+    }
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + len) break;
+      const f: Received = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff };
+      if (f.type === T.GOAWAY) f.code = buf.readUInt32BE(9 + 4);
+      if (f.type === T.RST_STREAM) f.code = buf.readUInt32BE(9);
+      into.push(f);
+      onFrame(f);
+      buf = buf.subarray(9 + len);
+    }
+  });
+  return into;
+}
+
+/** VmRSS of a process, in MiB */
+function rssMiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+}
+
+/** CPU seconds a process has used (user and system) */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** Writes `n` copies of `f` in batches, yielding between them, as long as `sock` is open. */
+async function flood(sock: Duplex, f: Buffer, n: number, batch = 2000): Promise<number> {
+  const chunk = Buffer.concat(Array.from({ length: batch }, () => f));
+  let sent = 0;
+  while (sent < n && !sock.destroyed && sock.writable) {
+    sock.write(chunk);
+    sent += batch;
+    if (sock.writableLength > 4 << 20) await new Promise((r) => setTimeout(r, 5));
+    else await new Promise((r) => setImmediate(r));
+  }
+  return sent;
+}
+
+// --- a scripted gateway: the first channel is the attacker's, the others plain HTTP/2 ------
+
+interface ScriptedGateway {
+  url: string;
+  ca: ConnectorCa;
+  /** the raw TLS sockets of attacked channels, in order */
+  raw: TLSSocket[];
+  /** the frames each raw channel received from the connector */
+  frames: Map<TLSSocket, Received[]>;
+  /** the next channel is the attacker's */
+  wantRaw: boolean;
+  /** well-behaved channels */
+  sessions: ClientHttp2Session[];
+  upgrades: number;
+  close(): void;
+}
+
+async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
+  const ca = await ConnectorCa.loadOrCreate(dir);
+  const tls = await ca.issueServer(['127.0.0.1', 'localhost']);
+  const sockets = new Set<net.Socket>();
+  const gw: ScriptedGateway = {
+    url: '',
+    ca,
+    raw: [],
+    frames: new Map(),
+    wantRaw: false,
+    sessions: [],
+    upgrades: 0,
+    close: () => {
+      for (const s of gw.sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (_req, res) => void res.writeHead(503).end());
+  server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  server.on('upgrade', (_req, socket: TLSSocket) => {
+    socket.on('error', () => undefined);
+    socket.write(SWITCHING_TO_TUNNEL);
+    // the attacker's channel speaks the client preface by hand
+    gw.upgrades++;
+    if (gw.wantRaw) {
+      gw.wantRaw = false;
+      socket.write(Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0)]));
+      gw.frames.set(socket, readFrames(socket));
+      return void gw.raw.push(socket);
+    }
+    const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket) });
+    session.on('error', () => undefined);
+    gw.sessions.push(session);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  gw.url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return gw;
+}
+
+async function enrolledStateDir(ca: ConnectorCa, gateway: string, dir: string): Promise<string> {
+  const kp = await generateKeyPair();
+  const issued = await ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', 3600_000, 'c-abused');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'cert.pem'), issued.certPem);
+  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
+  writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
+  return dir;
+}
+
+function sendTargets(session: ClientHttp2Session, targets: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': '/v1/targets' });
+    s.on('response', (h) => resolve(Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+    s.end(JSON.stringify({ targets }));
+  });
+}
+
+/** A GET through a CONNECT stream on `session` to `target`: the app's status line, or what went wrong. */
+function getThrough(session: ClientHttp2Session, target: string, ms = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = session.request({ ':method': 'CONNECT', ':authority': target });
+    const timer = setTimeout(() => (s.close(), resolve(`timeout ${JSON.stringify(got.slice(0, 80))} ${s.state?.state}`)), ms);
+    let got = '';
+    s.on('response', (h) => {
+      if (h[':status'] !== 200) return void (clearTimeout(timer), resolve(`CONNECT ${h[':status']}`));
+      s.write(`GET /alive HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    });
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+      if (!got.includes('\r\n')) return;
+      clearTimeout(timer);
+      resolve(got.split('\r\n')[0]!);
+      s.close();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => (clearTimeout(timer), resolve(e.code ?? e.message)));
+  });
+}
+
+describe('HTTP/2 abuse from a scripted gateway against a real connector', function () {
+  this.timeout(30_000);
+  let gw: ScriptedGateway;
+  let backend: EchoBackend;
+  let target: string;
+  /** an app that accepts and never reads; and one that sends BULK_MIB MiB to whoever connects */
+  let sink: net.Server;
+  let bulk: net.Server;
+  let sinkTarget: string;
+  let bulkTarget: string;
+  let conn: ConnectorProcess | undefined;
+  let raw: TLSSocket;
+  let good: ClientHttp2Session;
+  const dir = tempDir();
+
+  before(async () => {
+    gw = await startScriptedGateway(join(dir, 'gw'));
+    backend = await startEchoBackend();
+    target = `127.0.0.1:${backend.port}`;
+    sink = net.createServer((s) => (s.pause(), s.on('error', () => undefined)));
+    bulk = net.createServer((s) => {
+      s.on('error', () => undefined);
+      const chunk = Buffer.alloc(1 << 20, 0x42);
+      let left = BULK_MIB;
+      const write = (): void => {
+        while (left > 0 && !s.destroyed) {
+          left--;
+          if (!s.write(chunk)) return void s.once('drain', write);
+        }
+        s.end();
+      };
+      write();
+    });
+    for (const srv of [sink, bulk]) await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    sinkTarget = `127.0.0.1:${(sink.address() as net.AddressInfo).port}`;
+    bulkTarget = `127.0.0.1:${(bulk.address() as net.AddressInfo).port}`;
+  });
+  beforeEach(async () => {
+    const n = gw.raw.length;
+    const m = gw.sessions.length;
+    gw.wantRaw = true;
+    conn = startConnector(await enrolledStateDir(gw.ca, gw.url, join(dir, `s${n}`)), { args: ['--channels', '2'] });
+    raw = (await eventually(() => gw.raw[n], 10_000, 20))!;
+    good = (await eventually(() => gw.sessions[m], 10_000, 20))!;
+    assert.equal(await sendTargets(good, [target, sinkTarget, bulkTarget].sort()), 200);
+  });
+  afterEach(async function () {
+    if (process.env.H2DEBUG && this.currentTest?.state === 'failed') console.log(conn?.lines.slice(-8).join('\n'));
+    if (conn) await killConnector(conn);
+    conn = undefined;
+  });
+  after(async () => {
+    gw.close();
+    sink.close();
+    bulk.close();
+    await backend.close();
+  });
+
+  /** the connector still runs, and its other channel still reaches the app */
+  async function stillServing(): Promise<void> {
+    assert.equal(conn!.child.exitCode, null, conn!.lines.slice(-5).join('\n'));
+    assert.equal(await getThrough(good, target), 'HTTP/1.1 200 OK');
+  }
+
+  /** the reasons of the channel session errors the connector logged */
+  const sessionErrors = () => conn!.logs().filter((l) => l.msg === 'channel session error').map((l) => String(l.reason));
+
+  /** runs `attack`, watching the connector's RSS; resolves with its growth in MiB at the peak */
+  async function watched(attack: () => Promise<unknown>): Promise<number> {
+    const pid = conn!.child.pid!;
+    const base = rssMiB(pid);
+    let peak = base;
+    const timer = setInterval(() => {
+      try {
+        peak = Math.max(peak, rssMiB(pid));
+      } catch {
+        /* exited: said by stillServing */
+      }
+    }, 50);
+    try {
+      await attack();
+      // until the connector has taken every byte of the attack (or closed the channel)
+      await eventually(() => raw.destroyed || raw.isPaused() || raw.writableLength === 0 || undefined, 15_000, 20);
+      await sleep(500);
+    } finally {
+      clearInterval(timer);
+    }
+    return peak - base;
+  }
+
+  for (const [what, f, n] of [
+    ['SETTINGS', frame(T.SETTINGS, 0, 0), 400_000],
+    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8, 1)), 400_000],
+  ] as [string, Buffer, number][]) {
+    it(`a ${what} flood from a gateway that reads nothing: the connector's memory stays bounded and its other channel serves`, async () => {
+      raw.pause();
+      const cpu = cpuSeconds(conn!.child.pid!);
+      const grown = await watched(() => flood(raw, f, n));
+      await stillServing();
+      // (SETTINGS: Node's own flood guard closes the channel; PING: the ACKs are queued, bounded by MAX_QUEUED_FOR_PEER)
+      assert.ok(cpuSeconds(conn!.child.pid!) - cpu < 5, 'the connector spent its CPU on the flood');
+      assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+    });
+  }
+
+  it('rapid reset (HEADERS then RST_STREAM, 20,000 times): the channel may close, the connector serves on', async () => {
+    const block = hpack([[':method', 'CONNECT'], [':authority', target]]);
+    let id = 1;
+    const grown = await watched(async () => {
+      for (let round = 0; round < 20 && !raw.destroyed; round++) {
+        const out: Buffer[] = [];
+        for (let i = 0; i < 1000; i++, id += 2) out.push(frame(T.HEADERS, F.END_HEADERS, id, block), frame(T.RST_STREAM, 0, id, u32(8)));
+        raw.write(Buffer.concat(out));
+        await sleep(10);
+      }
+    });
+    await stillServing();
+    assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('a CONTINUATION flood (a header block that never ends): the channel is closed, the connector serves on', async () => {
+    const grown = await watched(async () => {
+      raw.write(frame(T.HEADERS, 0, 1, hpack([[':method', 'CONNECT'], [':authority', target]])));
+      await flood(raw, frame(T.CONTINUATION, 0, 1, hpack([['x-a', 'b'.repeat(1000)]])), 100_000, 200);
+    });
+    await stillServing();
+    assert.ok(raw.destroyed || raw.readableEnded, 'the attacking channel is still open');
+    assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('a huge header block (4 MiB of headers): refused, the connector serves on', async () => {
+    const block = hpack([[':method', 'CONNECT'], [':authority', target], ...Array.from({ length: 256 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
+    const grown = await watched(async () => {
+      for (let off = 0, first = true; off < block.length; off += 16_000, first = false) {
+        const last = off + 16_000 >= block.length;
+        raw.write(frame(first ? T.HEADERS : T.CONTINUATION, last ? F.END_HEADERS : 0, 1, block.subarray(off, off + 16_000)));
+      }
+    });
+    await stillServing();
+    assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('a WINDOW_UPDATE past 2^31-1 closes the channel, DATA beyond a stream window resets that stream (an app that reads nothing): the connector serves on', async () => {
+    gw.wantRaw = true;
+    raw.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+    raw.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+    await eventually(() => sessionErrors().length === 1 || undefined, 5000, 20);
+    assert.equal(gw.frames.get(raw)!.find((f) => f.type === T.GOAWAY)?.type, T.GOAWAY);
+    await stillServing();
+    // a new attacking channel: the connector dials again
+    const next = (await eventually(() => gw.raw[gw.raw.indexOf(raw) + 1], 10_000, 20))!;
+    // DATA past the 8 MiB stream window on a CONNECT stream to an app that reads nothing
+    next.write(frame(T.HEADERS, F.END_HEADERS, 1, hpack([[':method', 'CONNECT'], [':authority', sinkTarget]])));
+    await sleep(200);
+    const grown = await watched(() => flood(next, frame(T.DATA, 0, 1, Buffer.alloc(16_384, 0x41)), 4000, 100));
+    // (a stream's window overrun is that stream's error: it is reset with FLOW_CONTROL_ERROR)
+    await eventually(() => gw.frames.get(next)!.find((f) => f.type === T.RST_STREAM && f.stream === 1 && f.code === http2.constants.NGHTTP2_FLOW_CONTROL_ERROR), 5000, 20);
+    await stillServing();
+    assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('a gateway that announces huge windows and never reads while an app sends 200 MiB: the channel is cut, the connector stays bounded', async () => {
+    const SETTINGS_INITIAL_WINDOW_SIZE = 4;
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 0);
+    settings.writeUInt32BE(0x7fffffff, 2);
+    raw.write(Buffer.concat([frame(T.SETTINGS, 0, 0, settings), frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff - 65535)), frame(T.HEADERS, F.END_HEADERS, 1, hpack([[':method', 'CONNECT'], [':authority', bulkTarget]]))]));
+    await sleep(100);
+    raw.pause();
+    const grown = await watched(() => eventually(() => sessionErrors().length || undefined, 15_000, 50));
+    assert.match(sessionErrors()[0]!, /the peer stopped reading/);
+    await stillServing();
+    assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('an upload of 200 MiB to an app that reads nothing: the connector holds about a window of it', async () => {
+    const up = good.request({ ':method': 'CONNECT', ':authority': sinkTarget });
+    up.on('error', () => undefined);
+    const chunk = Buffer.alloc(1 << 20, 0x43);
+    let sent = 0;
+    const grown = await watched(async () => {
+      const until = Date.now() + 3000;
+      while (Date.now() < until && sent < 200) {
+        if (up.write(chunk)) sent++;
+        else while (up.writableNeedDrain && Date.now() < until) await sleep(20);
+      }
+    });
+    up.close();
+    await stillServing();
+    assert.ok(sent < 100, `${sent} MiB went into the tunnel`);
+    assert.ok(grown < 100, `the connector grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('a target list that never ends (a valid prefix, then a byte now and then): CONNECTs to targets not on the list are answered, not held for as long as it trickles', async () => {
+    const list = good.request({ ':method': 'POST', ':path': '/v1/targets' });
+    list.on('error', () => undefined);
+    list.write('{"targets":["127.0.0.1:9"');
+    const trickle = setInterval(() => list.write(' '), 100);
+    try {
+      await sleep(100);
+      const t0 = Date.now();
+      // a target on the list in use is served at once; one on neither is answered once the wait is over
+      assert.equal(await getThrough(good, target), 'HTTP/1.1 200 OK');
+      const pending = Array.from({ length: 500 }, () => getThrough(good, '127.0.0.1:9', 12_000));
+      const answers = await Promise.all(pending);
+      assert.deepEqual([...new Set(answers)], ['CONNECT 403'], `after ${Date.now() - t0} ms`);
+      // (the wait is 5 s: they were held for as long as the list trickled)
+      assert.ok(Date.now() - t0 < 8_000, `answered after ${Date.now() - t0} ms`);
+      assert.ok(conn!.logs().some((l) => /a target list from the gateway has not ended in 5 s/.test(String(l.msg))));
+      await stillServing();
+    } finally {
+      clearInterval(trickle);
+      list.close();
+    }
+  });
+});
+
+// --- a rogue connector against a real gateway -------------------------------------
+
+describe('HTTP/2 abuse from a rogue connector against a real gateway', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  const healthy = async () => assert.equal((await request(`${gw.url}/still-here`, { headers: { host: 'healthy.test' } })).status, 200);
+
+  before(async () => {
+    backend = await startEchoBackend();
+    gw = await startHubGateway(
+      gatewayYaml(
+        backend,
+        '',
+        `
+  - name: Healthy
+    externalUrl: http://healthy.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+  - name: Rogue
+    externalUrl: http://rogue.test/
+    internalUrl: http://127.0.0.1:7199/
+    connectorGroup: g2
+    preAuth: passthrough
+    backendTimeout: 3s`,
+      ),
+    );
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+
+  /** A channel of a g2 connector, speaking HTTP/2 by hand: it answers the target list, then `attack` runs. */
+  async function rogueChannel(hub: ConnectorHub): Promise<{ stream: Duplex; streams: number[]; frames: Received[] }> {
+    const kp = await generateKeyPair();
+    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
+    const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+    const stream = await new Promise<Duplex>((r, j) => {
+      link.once('open', r);
+      link.once('error', j);
+    });
+    stream.on('error', () => undefined);
+    stream.write(frame(T.SETTINGS, 0, 0));
+    // the stream ids the gateway opened (odd), from the frame headers it sends
+    const streams: number[] = [];
+    const frames = readFrames(stream, PREFACE.length, ({ type, flags, stream: id }) => {
+      if (type === T.SETTINGS && !(flags & F.ACK)) stream.write(frame(T.SETTINGS, F.ACK, 0));
+      if (type !== T.HEADERS || streams.includes(id)) return;
+      streams.push(id);
+      // the first is the target list: answered 200
+      if (id === 1) stream.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 1, hpack([[':status', '200']])));
+    });
+    return { stream, streams, frames };
+  }
+
+  const rogueRequest = () => request(`${gw.url}/x`, { headers: { host: 'rogue.test' } }).catch((e: Error) => ({ status: 0, error: e.message }));
+  const rss = () => process.memoryUsage().rss / (1 << 20);
+
+  it('SETTINGS and PING floods from a connector that reads nothing: the gateway stays bounded and serves', async () => {
+    const hub = gw.server.connectorHub!;
+    const { stream } = await rogueChannel(hub);
+    await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
+    stream.pause();
+    const base = rss();
+    await flood(stream, frame(T.SETTINGS, 0, 0), 300_000);
+    await flood(stream, frame(T.PING, 0, 0, Buffer.alloc(8)), 300_000);
+    await sleep(300);
+    const grown = rss() - base;
+    await healthy();
+    assert.ok(grown < 150, `the gateway grew by ${Math.round(grown)} MiB`);
+  });
+
+  it('streams the connector opens itself (HEADERS on even ids, PUSH_PROMISE, thousands): the channel is closed, the gateway serves', async () => {
+    const hub = gw.server.connectorHub!;
+    const { stream } = await rogueChannel(hub);
+    await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
+    const block = hpack([[':status', '200']]);
+    const out: Buffer[] = [];
+    for (let id = 2; id < 20_000; id += 2) out.push(frame(T.HEADERS, F.END_HEADERS, id, block));
+    stream.write(Buffer.concat(out));
+    await eventually(() => stream.destroyed || undefined, 5000, 20);
+    await healthy();
+  });
+
+  it('a CONTINUATION flood or a huge header block in answer to a CONNECT: that request fails, the gateway serves', async () => {
+    const hub = gw.server.connectorHub!;
+    for (const how of ['continuation', 'huge'] as const) {
+      const { stream, streams } = await rogueChannel(hub);
+      await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
+      const asked = rogueRequest();
+      const id = (await eventually(() => streams.find((s) => s > 1), 5000, 20))!;
+      const base = rss();
+      if (how === 'continuation') {
+        stream.write(frame(T.HEADERS, 0, id, hpack([[':status', '200']])));
+        await flood(stream, frame(T.CONTINUATION, 0, id, hpack([['x-a', 'b'.repeat(1000)]])), 100_000, 200);
+      } else {
+        const block = hpack([[':status', '200'], ...Array.from({ length: 256 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
+        for (let off = 0, first = true; off < block.length; off += 16_000, first = false) {
+          stream.write(frame(first ? T.HEADERS : T.CONTINUATION, off + 16_000 >= block.length ? F.END_HEADERS : 0, id, block.subarray(off, off + 16_000)));
+        }
+      }
+      const answer = await asked;
+      assert.ok(answer.status === 502 || answer.status === 504, `${how}: ${answer.status}`);
+      assert.ok(rss() - base < 150, `${how}: the gateway grew by ${Math.round(rss() - base)} MiB`);
+      await healthy();
+      stream.destroy();
+    }
+  });
+
+  it('a WINDOW_UPDATE past 2^31-1, RST_STREAM and PRIORITY floods, DATA beyond the window: the gateway serves', async () => {
+    const hub = gw.server.connectorHub!;
+    for (const how of ['window', 'rst', 'priority', 'data'] as const) {
+      const { stream, streams } = await rogueChannel(hub);
+      await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready && !c.session.destroyed), 5000, 20);
+      const base = rss();
+      if (how === 'window') {
+        stream.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+        stream.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+        await eventually(() => stream.destroyed || undefined, 5000, 20);
+      } else if (how === 'rst') await flood(stream, frame(T.RST_STREAM, 0, 1, u32(8)), 200_000);
+      else if (how === 'priority') {
+        const out: Buffer[] = [];
+        for (let id = 3; id < 200_000; id += 2) out.push(frame(T.PRIORITY, 0, id, Buffer.concat([u32(id - 2), Buffer.from([15])])));
+        stream.write(Buffer.concat(out));
+      } else {
+        const asked = rogueRequest();
+        const id = (await eventually(() => streams.find((s) => s > 1), 5000, 20))!;
+        stream.write(frame(T.HEADERS, F.END_HEADERS, id, hpack([[':status', '200']])));
+        await flood(stream, frame(T.DATA, 0, id, Buffer.alloc(16_384, 0x41)), 6000, 100);
+        await asked;
+      }
+      await sleep(300);
+      assert.ok(rss() - base < 150, `${how}: the gateway grew by ${Math.round(rss() - base)} MiB`);
+      await healthy();
+      stream.destroy();
+    }
+  });
+});
