@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { SWITCHING_TO_TUNNEL, dialChannel, unblockedStream } from '../../src/connector/channelLink.js';
+import { SWITCHING_TO_TUNNEL, dialChannel, unblockedStream, type ChannelTransport } from '../../src/connector/channelLink.js';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, killConnector, startConnector, startHubGateway, token, type ConnectorProcess } from './support.js';
@@ -492,10 +492,10 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
   });
 
   /** A channel of a g2 connector, speaking HTTP/2 by hand: it answers the target list, then `attack` runs. */
-  async function rogueChannel(hub: ConnectorHub): Promise<{ stream: Duplex; streams: number[]; frames: Received[] }> {
+  async function rogueChannel(hub: ConnectorHub, transport: ChannelTransport = 'h2'): Promise<{ stream: Duplex; streams: number[]; frames: Received[] }> {
     const kp = await generateKeyPair();
     const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
-    const link = dialChannel({ gateway: `https://${hub.address()}`, transport: 'h2', key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+    const link = dialChannel({ gateway: `https://${hub.address()}`, transport, key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
     const stream = await new Promise<Duplex>((r, j) => {
       link.once('open', r);
       link.once('error', j);
@@ -521,13 +521,15 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
   const rogueRequest = () => request(`${gw.url}/x`, { headers: { host: 'rogue.test' } }).catch((e: Error) => ({ status: 0, error: e.message }));
   const rss = () => process.memoryUsage().rss / (1 << 20);
 
-  for (const [what, f] of [
-    ['SETTINGS', frame(T.SETTINGS, 0, 0)],
-    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8))],
-  ] as [string, Buffer][]) {
-    it(`a ${what} flood from a connector that reads nothing: the gateway stays bounded and serves`, async () => {
+  for (const [what, f, transport] of [
+    ['SETTINGS', frame(T.SETTINGS, 0, 0), 'h2'],
+    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8)), 'h2'],
+    ['SETTINGS', frame(T.SETTINGS, 0, 0), 'websocket'],
+    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8)), 'websocket'],
+  ] as [string, Buffer, ChannelTransport][]) {
+    it(`a ${what} flood from a connector that reads nothing (${transport} channel): the gateway stays bounded and serves`, async () => {
       const hub = gw.server.connectorHub!;
-      const { stream } = await rogueChannel(hub);
+      const { stream } = await rogueChannel(hub, transport);
       await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
       stream.pause();
       const base = rss();
