@@ -436,7 +436,7 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
     }
   });
 
-  it('5,000 CONNECT streams held while a target list is arriving: the connector stays bounded (about 8 KiB a stream), answers them all 403 after the wait', async () => {
+  it('5,000 CONNECT streams held while a target list is arriving: the connector stays bounded (about 10 KiB a stream), answers them all 403 after the wait', async () => {
     const list = good.request({ ':method': 'POST', ':path': '/v1/targets' });
     list.on('error', () => undefined);
     list.write('{"targets":[');
