@@ -15,10 +15,10 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { SWITCHING_TO_TUNNEL, dialChannel, unblockedStream, type ChannelTransport } from '../../src/connector/channelLink.js';
+import { SWITCHING_TO_TUNNEL, unblockedStream, type ChannelTransport } from '../../src/connector/channelLink.js';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, startConnector, startHubGateway, token, type ConnectorProcess } from './support.js';
+import { gatewayYaml, killConnector, rogueChannelStream, startConnector, startHubGateway, token, type ConnectorProcess } from './support.js';
 
 // --- raw HTTP/2 -------------------------------------------------------------------
 
@@ -493,13 +493,7 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
 
   /** A channel of a g2 connector, speaking HTTP/2 by hand: it answers the target list, then `attack` runs. */
   async function rogueChannel(hub: ConnectorHub, transport: ChannelTransport = 'h2'): Promise<{ stream: Duplex; streams: number[]; frames: Received[] }> {
-    const kp = await generateKeyPair();
-    const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
-    const link = dialChannel({ gateway: `https://${hub.address()}`, transport, key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
-    const stream = await new Promise<Duplex>((r, j) => {
-      link.once('open', r);
-      link.once('error', j);
-    });
+    const { stream } = await rogueChannelStream(hub, transport);
     stream.on('error', () => undefined);
     stream.write(frame(T.SETTINGS, 0, 0));
     // the stream ids the gateway opened (odd), from the frame headers it sends

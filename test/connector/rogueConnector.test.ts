@@ -10,12 +10,12 @@ import http from 'node:http';
 import https from 'node:https';
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { CHANNEL_TRANSPORTS, TUNNEL_PROTOCOL, dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
+import { CHANNEL_TRANSPORTS, TUNNEL_PROTOCOL, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
 import { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, rawRequest, request, startEchoBackend, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, startHubGateway } from './support.js';
+import { gatewayYaml, rogueChannelStream, startHubGateway } from './support.js';
 
 /** Each app's internal URL names a port the rogue connector maps to one misbehaviour; nothing listens there. */
 const BEHAVIOURS = {
@@ -61,13 +61,7 @@ interface Rogue {
 }
 
 async function rogueConnector(hub: ConnectorHub, transport: ChannelTransport, act: (b: Behaviour, stream: ServerHttp2Stream, session: Http2Session) => void): Promise<Rogue> {
-  const kp = await generateKeyPair();
-  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, 'g2', 3600_000, 'c-rogue')).certPem;
-  const link = dialChannel({ gateway: `https://${hub.address()}`, transport, key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
-  const stream = await new Promise<Duplex>((r, j) => {
-    link.once('open', r);
-    link.once('error', j);
-  });
+  const { link, stream } = await rogueChannelStream(hub, transport);
   stream.on('error', () => undefined);
   const session = http2.performServerHandshake(stream);
   session.on('error', () => undefined);

@@ -1,3 +1,7 @@
+import type { Duplex } from 'node:stream';
+import type { ConnectorHub } from '../../src/connector/hub.js';
+import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
 /** Helpers for connector tests: a gateway with a hub, real connector child processes. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -159,3 +163,14 @@ export async function killConnector(c: ConnectorProcess, signal: NodeJS.Signals 
   await c.exited;
 }
 
+/** A channel of a made-up connector of `group`, with a certificate the hub's CA issued: for tests that speak HTTP/2 on it by hand. */
+export async function rogueChannelStream(hub: ConnectorHub, transport: ChannelTransport, group = 'g2'): Promise<{ link: ChannelLink; stream: Duplex }> {
+  const kp = await generateKeyPair();
+  const cert = (await hub.ca.issueClient(await createCsr(kp.keys, 'rogue'), kp.publicKeyDer, group, 3600_000, 'c-rogue')).certPem;
+  const link = dialChannel({ gateway: `https://${hub.address()}`, transport, key: kp.keyPem, cert, ca: hub.ca.certPem, headers: {}, handshakeTimeoutMs: 5000 });
+  const stream = await new Promise<Duplex>((r, j) => {
+    link.once('open', r);
+    link.once('error', j);
+  });
+  return { link, stream };
+}
