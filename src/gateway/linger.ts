@@ -30,7 +30,14 @@ export function boundUnwantedBody(req: IncomingMessage, onCut: (ms: number) => v
     socket.destroy();
     onCut(ms);
   }, ms).unref();
-  const stop = () => clearTimeout(timer);
+  // Both listeners go as soon as either fires: the socket outlives the request on a kept-alive
+  // connection, and a 'close' listener left on it per early answer piled up there (with the
+  // request it held) until the client hung up: MaxListenersExceededWarning after 10 of them.
+  const stop = () => {
+    clearTimeout(timer);
+    req.removeListener('end', stop);
+    socket.removeListener('close', stop);
+  };
   req.once('end', stop);
   socket.once('close', stop);
 }

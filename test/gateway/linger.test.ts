@@ -95,4 +95,26 @@ apps:
       c.socket.destroy();
     }
   });
+  it('many early answers on one kept-alive connection leave nothing behind on it (no listener per answer)', async () => {
+    // Each answered-early request used to leave a 'close' listener (holding the request) on the
+    // connection until the client hung up: Node warned at the 11th, and memory grew per request.
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const c = connect(gw.port, '');
+    try {
+      for (let i = 1; i <= 20; i++) {
+        c.socket.write('POST /upload HTTP/1.1\r\nHost: early.test\r\nContent-Length: 10\r\n\r\n12345');
+        await eventually(() => c.got().split('too large').length - 1 === i, 5000);
+        c.socket.write('67890');
+      }
+      c.socket.write('GET /next HTTP/1.1\r\nHost: early.test\r\n\r\n');
+      await eventually(() => c.got().endsWith('4\r\nnext\r\n0\r\n\r\n'), 5000);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => /MaxListeners/.test(w)), []);
+    } finally {
+      process.off('warning', onWarning);
+      c.socket.destroy();
+    }
+  });
 });
