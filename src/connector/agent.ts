@@ -21,6 +21,7 @@ import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, issuedBy, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
 import { StreamWindows } from './streamWindow.js';
+import { onOwnGoaway } from './ownGoaway.js';
 import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { proxyFor, type OutboundProxy, type ProxySetting } from '../gateway/outboundProxy.js';
 import { CONNECTOR_VERSION, dialFailure, isForeignCa, postJson } from './gatewayCalls.js';
@@ -297,6 +298,14 @@ export class ConnectorAgent {
       // not at its next retry, which could fall after the certificate runs out.
       if (this.renewalFailed && !this.renewing) void this.renew();
       duplex.on('error', () => undefined); // reported by the link; the session ends with it
+      // A connection error nghttp2 handles by itself (its rapid-reset guard, DATA on a stream never
+      // opened...) leaves the session silent: no 'error', no 'close'; it stops reading the socket.
+      // Nothing then dialled again, and with the socket no longer read nothing held the process:
+      // the connector exited 0, logging nothing.
+      onOwnGoaway(duplex, 0, ({ code, debug }) => {
+        this.log.warn({ channel: index, code, reason: debug || `HTTP/2 error code ${code}` }, 'channel closed: the gateway broke the HTTP/2 protocol (this connector sent GOAWAY); dialling again');
+        link.terminate();
+      });
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: SESSION_MEMORY_MB });
       this.sessions.add(session);
       // (a session can be destroyed before its 'connect': what came with the 101 is read at once,
@@ -390,7 +399,10 @@ export class ConnectorAgent {
         clearTimeout(deadline);
         deadline = undefined;
       });
-    }, every).unref();
+    }, every);
+    // (not unref'd: while a channel is meant to run, its pings hold the process, so a channel whose
+    // socket stopped being read is found dead and dialled again, and the connector never exits
+    // for having nothing left to wait on)
     return () => {
       clearInterval(timer);
       clearTimeout(deadline);

@@ -11,13 +11,15 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import type http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
+import net from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { eventually, tempDir } from '../support/harness.js';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
 import { killConnector, startConnector, type ConnectorProcess } from './support.js';
+import { CLIENT_PREFACE, FLAG, FRAME, frame, headerBlock, readFrames, settingsFrame, u32 } from '../support/h2Frames.js';
+import { cpuMs, rssMiB } from '../support/procStats.js';
 
 interface RenewRequest {
   csr: string;
@@ -177,10 +179,6 @@ describe('a connector against a broken or hostile gateway', function () {
   });
 });
 
-/** VmRSS of a process, in MiB. */
-function rssMiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
 
 /** Sends a target list on `session`; resolves with the connector's status. */
 function sendTargets(session: ClientHttp2Session, body: string | Buffer): Promise<number> {
@@ -251,4 +249,209 @@ describe('a connector channel to a hostile gateway', function () {
     assert.equal(conn.child.exitCode, null);
     assert.ok(grown < 100, `the connector grew by ${Math.round(grown)} MiB`);
   });
+});
+
+/** A target-list request's header block (POST /v1/targets) and a CONNECT's. */
+const targetsHead = headerBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/v1/targets'], [':authority', 'connector.invalid']]);
+const connectHead = (authority: string) => headerBlock([[':method', 'CONNECT'], [':authority', authority]]);
+const turn = () => new Promise((r) => setImmediate(r));
+
+/** Writes `make(i)` for i below `n`, `batch` at a time, letting the loop turn between batches. */
+async function flood(s: TLSSocket, n: number, make: (i: number) => Buffer, batch = 500): Promise<void> {
+  for (let i = 0; i < n && !s.destroyed; i += batch) {
+    s.write(Buffer.concat(Array.from({ length: Math.min(batch, n - i) }, (_, j) => make(i + j))));
+    await turn();
+  }
+}
+
+describe('a connector against HTTP/2 abuse from its gateway (frames by hand)', function () {
+  this.timeout(30_000);
+  let gw: ScriptedGateway;
+  let conn: ConnectorProcess;
+  let state: string;
+  /** the connector's channels, as the scripted gateway took them: HTTP/2 preface and SETTINGS sent */
+  let channels: TLSSocket[] = [];
+  const dir = tempDir();
+
+  before(async () => {
+    gw = await startScriptedGateway(join(dir, 'gw'));
+    state = await enrolledStateDir(gw.ca, gw.url, join(dir, 'state'), 3600_000);
+    gw.onUpgrade = (s) => {
+      s.write(SWITCHING_TO_TUNNEL);
+      s.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
+      // (each frame the connector sends is emitted on the socket as 'frame')
+      readFrames(s, (f) => {
+        if (f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK)) s.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        s.emit('frame', f);
+      });
+      channels.push(s);
+    };
+  });
+  beforeEach(async () => {
+    channels = [];
+    conn = startConnector(state, { args: ['--channels', '1'] });
+    await eventually(() => channels[0], 10_000, 20);
+    await new Promise((r) => setTimeout(r, 200));
+  });
+  afterEach(async () => {
+    await killConnector(conn);
+    for (const s of channels) s.destroy();
+  });
+  after(() => gw.close());
+
+  /** the connector is up, not busy, and has a channel that answers a PING (the first one, or the one it dialled again) */
+  async function holds(what: string): Promise<void> {
+    assert.equal(conn.child.exitCode, null, `${what}: the connector exited\n${conn.lines.slice(-5).join('\n')}`);
+    const cpu = cpuMs(conn.child.pid!);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(cpuMs(conn.child.pid!) - cpu < 300, `${what}: the connector is still busy`);
+    const live = await eventually(() => channels.find((s) => !s.destroyed && !s.readableEnded), 5000, 20);
+    const pong = await new Promise<boolean>((resolve) => {
+      live!.on('frame', (f: { type: number; flags: number }) => f.type === FRAME.PING && f.flags & FLAG.ACK && resolve(true));
+      live!.write(frame(FRAME.PING, 0, 0, Buffer.alloc(8, 7)));
+      setTimeout(() => resolve(false), 2000);
+    });
+    assert.ok(pong, `${what}: no channel of the connector answers`);
+  }
+
+  it('a rapid-reset flood (CONNECT then RST_STREAM, 10,000 times): the connector says why the channel ended and dials again; it exited 0, logging nothing', async () => {
+    const s = channels[0]!;
+    // a target list that has begun and not ended: each CONNECT waits for it, open when its reset comes
+    s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, targetsHead));
+    await flood(s, 10_000, (i) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 2 * i + 3, connectHead('127.0.0.1:9')), frame(FRAME.RST_STREAM, 0, 2 * i + 3, u32(8))]));
+    await eventually(() => conn.logs().find((l) => /the gateway broke the HTTP\/2 protocol/.test(String(l.msg))), 5000, 20);
+    await eventually(() => channels.length >= 2 || undefined, 5000, 20);
+    await holds('rapid reset');
+  });
+
+  it('DATA on a stream never opened, then more bytes: the channel is closed at once with nghttp2\'s reason and dialled again (it stayed, unread)', async () => {
+    const s = channels[0]!;
+    s.write(frame(FRAME.DATA, 0, 99, Buffer.alloc(100)));
+    await new Promise((r) => setTimeout(r, 100));
+    await flood(s, 2000, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)));
+    const said = await eventually(() => conn.logs().find((l) => /the gateway broke the HTTP\/2 protocol/.test(String(l.msg))), 3000, 20);
+    assert.match(String(said!.reason), /DATA: stream in idle/);
+    await eventually(() => channels.length >= 2 || undefined, 3000, 20);
+    await holds('DATA on an idle stream');
+  });
+
+  it('a target list that never ends (a valid beginning, then a byte now and then) with 1,000 CONNECTs to targets not listed waiting behind it: they cost little, and are answered 403 once the list\'s stream is reset', async () => {
+    const s = channels[0]!;
+    const pid = conn.child.pid!;
+    const before = rssMiB(pid);
+    const answered = new Set<number>();
+    s.on('frame', (f: { type: number; stream: number }) => f.type === FRAME.HEADERS && f.stream > 1 && answered.add(f.stream));
+    s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, targetsHead));
+    s.write(frame(FRAME.DATA, 0, 1, Buffer.from('{"targets":["127.0.0.1:9"')));
+    await flood(s, 1000, (i) => frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 2 * i + 3, connectHead(`127.0.0.1:${1000 + i}`)));
+    for (let i = 0; i < 10; i++) {
+      s.write(frame(FRAME.DATA, 0, 1, Buffer.from(' ')));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(answered.size, 0, 'they wait for the list');
+    assert.ok(rssMiB(pid) - before < 40, `the connector grew by ${Math.round(rssMiB(pid) - before)} MiB`);
+    s.write(frame(FRAME.RST_STREAM, 0, 1, u32(8)));
+    await eventually(() => answered.size === 1000 || undefined, 5000, 20);
+    await holds('a target list that never ends');
+  });
+
+  it('a gateway that announces the largest windows and then reads nothing while an app sends 200 MiB: the channel is cut once 48 MiB wait for it, the connector\'s memory bounded', async () => {
+    const app = net.createServer((c) => {
+      c.on('error', () => undefined);
+      const mib = Buffer.alloc(1 << 20, 'z');
+      let n = 0;
+      const pump = (): void => {
+        while (n++ < 200) if (!c.write(mib)) return void c.once('drain', pump);
+        c.end();
+      };
+      pump();
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const target = `127.0.0.1:${(app.address() as net.AddressInfo).port}`;
+    try {
+      const s = channels[0]!;
+      const pid = conn.child.pid!;
+      const before = rssMiB(pid);
+      s.write(settingsFrame([[4, 0x7fffffff]]));
+      s.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff - 65535)));
+      s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, targetsHead));
+      s.write(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from(JSON.stringify({ targets: [target] }))));
+      await eventually(() => conn.logs().find((l) => l.msg === 'target list from the gateway'), 3000, 20);
+      s.pause();
+      s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, connectHead(target)));
+      const cut = await eventually(() => conn.logs().find((l) => /the peer stopped reading/.test(String(l.reason))), 10_000, 50);
+      assert.ok(cut);
+      const grown = rssMiB(pid) - before;
+      assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
+      s.destroy(); // (paused, it would not see the connector's close)
+      await holds('a gateway that reads nothing');
+    } finally {
+      app.close();
+    }
+  });
+
+  it('DATA past a stream\'s window to an app that reads nothing: the stream is reset (FLOW_CONTROL_ERROR), nothing past the window is held', async () => {
+    const app = net.createServer((c) => void c.on('error', () => undefined).pause());
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const target = `127.0.0.1:${(app.address() as net.AddressInfo).port}`;
+    try {
+      const s = channels[0]!;
+      const pid = conn.child.pid!;
+      const before = rssMiB(pid);
+      let reset: number | undefined;
+      s.on('frame', (f: { type: number; stream: number; payload: Buffer }) => {
+        if ((f.type === FRAME.RST_STREAM && f.stream === 3) || f.type === FRAME.GOAWAY) reset ??= f.payload.readUInt32BE(f.type === FRAME.GOAWAY ? 4 : 0);
+      });
+      s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, targetsHead));
+      s.write(frame(FRAME.DATA, FLAG.END_STREAM, 1, Buffer.from(JSON.stringify({ targets: [target] }))));
+      await eventually(() => conn.logs().find((l) => l.msg === 'target list from the gateway'), 3000, 20);
+      s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, connectHead(target)));
+      await new Promise((r) => setTimeout(r, 200));
+      // 64 MiB, where the stream's window is 8 MiB and the channel's 32 MiB
+      await flood(s, 4096, () => frame(FRAME.DATA, 0, 3, Buffer.alloc(16_384)), 64);
+      await eventually(() => reset, 10_000, 20);
+      assert.equal(reset, http2.constants.NGHTTP2_FLOW_CONTROL_ERROR);
+      assert.ok(rssMiB(pid) - before < 60, `the connector grew by ${Math.round(rssMiB(pid) - before)} MiB`);
+      await holds('DATA past the window');
+    } finally {
+      app.close();
+    }
+  });
+
+  const floods: [string, (s: TLSSocket) => Promise<void>][] = [
+    ['200,000 SETTINGS', (s) => flood(s, 200_000, (i) => settingsFrame([[4, 65535 + (i & 1)]]))],
+    ['200,000 PINGs, read', (s) => flood(s, 200_000, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)))],
+    ['200,000 PINGs, none of the ACKs read', async (s) => {
+      s.pause();
+      for (let i = 0; i < 500 && !s.destroyed; i++) {
+        s.write(Buffer.concat(Array.from({ length: 400 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)))));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      s.destroy();
+    }],
+    ['200,000 PRIORITY frames on streams never opened', (s) => flood(s, 200_000, (i) => frame(FRAME.PRIORITY, 0, 2 * i + 3, Buffer.from([0, 0, 0, 0, 15])))],
+    ['a HEADERS followed by 20,000 CONTINUATIONs (CVE-2024-27983)', async (s) => {
+      s.write(frame(FRAME.HEADERS, 0, 3, connectHead('127.0.0.1:9')));
+      await flood(s, 20_000, () => frame(FRAME.CONTINUATION, 0, 3, headerBlock([['x-a', 'bbb']])));
+    }],
+    ['a 96 KiB header block', async (s) => {
+      const block = Buffer.concat([connectHead('127.0.0.1:9'), headerBlock([['x-big', 'a'.repeat(96 << 10)]])]);
+      for (let o = 0; o < block.length; o += 16_000) s.write(frame(o === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, o + 16_000 >= block.length ? FLAG.END_HEADERS : 0, 3, block.subarray(o, o + 16_000)));
+    }],
+    ['a WINDOW_UPDATE past 2^31-1', async (s) => void s.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)))],
+    ['a stream\'s WINDOW_UPDATE past 2^31-1', async (s) => {
+      s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, targetsHead));
+      s.write(frame(FRAME.WINDOW_UPDATE, 0, 3, u32(0x7fffffff)));
+    }],
+  ];
+  for (const [what, attack] of floods) {
+    it(`${what}: the connector stays up, its memory bounded and its CPU free, and serves on (or dials again)`, async () => {
+      const pid = conn.child.pid!;
+      const before = rssMiB(pid);
+      await attack(channels[0]!);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(rssMiB(pid) - before < 80, `${what}: the connector grew by ${Math.round(rssMiB(pid) - before)} MiB`);
+      await holds(what);
+    });
+  }
 });
