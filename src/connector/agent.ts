@@ -21,7 +21,7 @@ import { BufferPool } from './bufferPool.js';
 import { MIN_RENEWAL_GAP_MS, createCsr, generateKeyPair, issuedAt, issuedBy, opensslReason, pinOf } from './ca.js';
 import { formatDuration } from '../config/duration.js';
 import { StreamWindows } from './streamWindow.js';
-import { onOwnGoaway } from './ownGoaway.js';
+import { goawayReason, onOwnGoaway } from './ownGoaway.js';
 import { CANCEL_HEADER, CANCEL_PATH, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, dialChannel, type ChannelLink, type ChannelTransport } from './channelLink.js';
 import { proxyFor, type OutboundProxy, type ProxySetting } from '../gateway/outboundProxy.js';
 import { CONNECTOR_VERSION, dialFailure, isForeignCa, postJson } from './gatewayCalls.js';
@@ -302,8 +302,10 @@ export class ConnectorAgent {
       // opened...) leaves the session silent: no 'error', no 'close'; it stops reading the socket.
       // Nothing then dialled again, and with the socket no longer read nothing held the process:
       // the connector exited 0, logging nothing.
-      onOwnGoaway(duplex, 0, ({ code, debug }) => {
-        this.log.warn({ channel: index, code, reason: debug || `HTTP/2 error code ${code}` }, 'channel closed: the gateway broke the HTTP/2 protocol (this connector sent GOAWAY); dialling again');
+      onOwnGoaway(duplex, 0, (g) => {
+        // (an error Node reports itself destroys the session, with a GOAWAY too: its 'error' said why)
+        if (session.destroyed) return;
+        this.log.warn({ channel: index, code: g.code, reason: goawayReason(g) }, 'channel closed: the gateway broke the HTTP/2 protocol (this connector sent GOAWAY); dialling again');
         link.terminate();
       });
       const session = http2.performServerHandshake(duplex, { settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: SESSION_MEMORY_MB });

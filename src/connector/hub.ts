@@ -32,7 +32,7 @@ import { ConnectorCa, EnrollmentError, MIN_RENEWAL_GAP_MS, SERVER_CERT_LIFETIME_
 import { StreamWindows } from './streamWindow.js';
 import { OFFER_CONNECTOR_ALPN, MAX_FRAME_BYTES, SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW, SWITCHING_TO_TUNNEL, TUNNEL_PROTOCOL, channelStream, unblockedStream, type ChannelTransport } from './channelLink.js';
 import { KnownConnectors } from './knownConnectors.js';
-import { CLIENT_PREFACE_BYTES, onOwnGoaway } from './ownGoaway.js';
+import { CLIENT_PREFACE_BYTES, goawayReason, onOwnGoaway } from './ownGoaway.js';
 import { ChannelRegistry, type Balancing, type Channel, type ConnectorSummary, type GroupCounts } from './registry.js';
 import { decodeToken, NOT_RECORDED, TokenStore } from './tokens.js';
 import { TunnelUpstream } from './tunnelUpstream.js';
@@ -518,8 +518,10 @@ export class ConnectorHub {
     // A connection error nghttp2 handles by itself (DATA on a stream never opened, ...) leaves the
     // session silent: no 'error', no 'close'; it only stops reading. The channel stayed in rotation
     // until its pings were missed, its requests waiting out the app's backendTimeout for a 502.
-    onOwnGoaway(duplex, CLIENT_PREFACE_BYTES, ({ code, debug }) => {
-      log.warn({ channel: ch.key, code, reason: debug || `HTTP/2 error code ${code}` }, 'connector channel closed: it broke the HTTP/2 protocol (the gateway sent GOAWAY)');
+    onOwnGoaway(duplex, CLIENT_PREFACE_BYTES, (g) => {
+      // (an error Node reports itself destroys the session, with a GOAWAY too: its 'error' said why)
+      if (session.destroyed) return;
+      log.warn({ channel: ch.key, code: g.code, reason: goawayReason(g) }, 'connector channel closed: it broke the HTTP/2 protocol (the gateway sent GOAWAY)');
       ch.terminate();
     });
     const session = http2.connect('http://connector.invalid', {

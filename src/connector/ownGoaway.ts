@@ -26,6 +26,14 @@ export interface OwnGoaway {
   debug: string;
 }
 
+/** RFC 9113 7's error codes, by number */
+const ERROR_NAMES = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED', 'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM', 'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED'];
+
+/** What a log line says of it: nghttp2's debug text, else the code's name. */
+export function goawayReason({ code, debug }: OwnGoaway): string {
+  return debug || `${ERROR_NAMES[code] ?? 'HTTP/2 error'} (code ${code})`;
+}
+
 /**
  * Calls `fn` once, on the next turn, when `stream` is handed a GOAWAY with an error code. A GOAWAY
  * with NO_ERROR (session.close(): a connector draining) is a goodbye, not a failure: ignored.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { Duplex, PassThrough } from 'node:stream';
-import { CLIENT_PREFACE_BYTES, onOwnGoaway, type OwnGoaway } from '../../src/connector/ownGoaway.js';
+import { CLIENT_PREFACE_BYTES, goawayReason, onOwnGoaway, type OwnGoaway } from '../../src/connector/ownGoaway.js';
 import { CLIENT_PREFACE, FRAME, frame, u32 } from '../support/h2Frames.js';
 
 /** a stream that takes writes and drops them, watched by onOwnGoaway */
@@ -65,5 +65,11 @@ describe('onOwnGoaway: the GOAWAY an HTTP/2 session sends by itself', () => {
       await new Promise((r) => setTimeout(r, 50));
       assert.deepEqual(seen, expect, end);
     }
+  });
+
+  it('a log line\'s reason is nghttp2\'s debug text, else the error code\'s name', () => {
+    assert.equal(goawayReason({ code: 1, debug: 'DATA: stream in idle' }), 'DATA: stream in idle');
+    assert.equal(goawayReason({ code: 11, debug: '' }), 'ENHANCE_YOUR_CALM (code 11)');
+    assert.equal(goawayReason({ code: 99, debug: '' }), 'HTTP/2 error (code 99)');
   });
 });

@@ -319,7 +319,9 @@ describe('a connector against HTTP/2 abuse from its gateway (frames by hand)', f
     // a target list that has begun and not ended: each CONNECT waits for it, open when its reset comes
     s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, targetsHead));
     await flood(s, 10_000, (i) => Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 2 * i + 3, connectHead('127.0.0.1:9')), frame(FRAME.RST_STREAM, 0, 2 * i + 3, u32(8))]));
-    await eventually(() => conn.logs().find((l) => /the gateway broke the HTTP\/2 protocol/.test(String(l.msg))), 5000, 20);
+    const said = await eventually(() => conn.logs().find((l) => /the gateway broke the HTTP\/2 protocol/.test(String(l.msg))), 5000, 20);
+    // (nghttp2's text, or the code's name: INTERNAL_ERROR (code 2) here)
+    assert.match(String(said!.reason), /^[A-Z_]+ \(code \d+\)$|: /);
     await eventually(() => channels.length >= 2 || undefined, 5000, 20);
     await holds('rapid reset');
   });
@@ -416,6 +418,13 @@ describe('a connector against HTTP/2 abuse from its gateway (frames by hand)', f
     } finally {
       app.close();
     }
+  });
+
+  it('an error Node reports itself (a WINDOW_UPDATE past 2^31-1) is said once, in its words, not also as a GOAWAY of the connector\'s own', async () => {
+    channels[0]!.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+    await eventually(() => conn.logs().find((l) => l.msg === 'channel session error' && /Flow control error/.test(String(l.reason))), 3000, 20);
+    await eventually(() => channels.length >= 2 || undefined, 3000, 20);
+    assert.equal(conn.logs().filter((l) => /broke the HTTP\/2 protocol/.test(String(l.msg))).length, 0);
   });
 
   const floods: [string, (s: TLSSocket) => Promise<void>][] = [
