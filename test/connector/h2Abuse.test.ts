@@ -333,9 +333,10 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
         await sleep(10);
       }
     });
-    // (nghttp2's guard answers with GOAWAY but Node leaves the session open and says nothing: the
-    // channel ends at the connector's next unanswered ping; a real gateway cancels through CANCEL_PATH)
+    // (nghttp2's guard answers with GOAWAY, which Node does not report: the connector reads it off
+    // its own writes and closes the channel; a real gateway cancels through CANCEL_PATH)
     assert.ok(gw.frames.get(raw)!.some((f) => f.type === T.GOAWAY), 'no GOAWAY for the reset flood');
+    await eventually(() => raw.destroyed || undefined, 3000, 20);
     await stillServing();
     assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
   });
@@ -534,6 +535,23 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
       assert.ok(grown < 150, `the gateway grew by ${Math.round(grown)} MiB`);
       // (SETTINGS: Node's flood guard closes the channel, and it is logged; PING: the ACKs are queued, bounded)
       if (what === 'SETTINGS') assert.ok(channelTrouble(0).some((l) => /Flooding was detected/.test(l)), channelTrouble(0).join('\n'));
+      stream.destroy();
+    });
+  }
+
+  for (const transport of ['h2', 'websocket'] as ChannelTransport[]) {
+    it(`a connector that breaks the protocol on a ready ${transport} channel (DATA on a stream never opened) is dropped at once, nghttp2's reason logged: its app gets 504 without waiting on a dead channel`, async () => {
+      const hub = gw.server.connectorHub!;
+      const { stream } = await rogueChannel(hub, transport);
+      await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
+      // (nghttp2 answers with GOAWAY and Node says nothing: the channel stayed in rotation until 3 pings were missed)
+      stream.write(frame(T.DATA, 0, 99, Buffer.alloc(100)));
+      await eventually(() => channelTrouble(0).find((l) => /it broke the HTTP\/2 protocol.*: DATA: stream in idle/.test(l)), 2000, 20);
+      await eventually(() => !hub.registry.all().some((c) => c.group === 'g2') || undefined, 2000, 20);
+      const t0 = Date.now();
+      assert.equal((await rogueRequest()).status, 504);
+      assert.ok(Date.now() - t0 < 4500, `answered after ${Date.now() - t0} ms`);
+      await healthy();
       stream.destroy();
     });
   }
