@@ -115,7 +115,7 @@ const tokenFor = () => execFileSync(process.execPath, [CLI, 'token', 'create', '
 const connectors = {};
 function startConnector(name) {
   const dir = join(RUN, name);
-  const args = ['connector', 'run', '--state-dir', dir, '--drain-timeout', '2s'];
+  const args = ['connector', 'run', '--state-dir', dir, '--drain-timeout', '2s', '--transport', process.env.SOAK_TRANSPORT ?? 'h2'];
   if (!existsSync(join(dir, 'connector.json'))) args.push('--gateway', `https://127.0.0.1:${hubPort}`, '--token', tokenFor());
   connectors[name] = spawnLogged(name, args);
 }
