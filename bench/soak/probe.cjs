@@ -9,8 +9,9 @@ if (dir) {
     const handles = count(process._getActiveHandles().map((h) => h?.constructor?.name ?? typeof h));
     const resources = count(process.getActiveResourcesInfo());
     const m = process.memoryUsage();
+    const listeners = Object.fromEntries(process.eventNames().map((e) => [String(e), process.listenerCount(e)]));
     const file = `${dir}/${process.pid}.json`;
-    writeFileSync(file + '.tmp', JSON.stringify({ at: Date.now(), handles, resources, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }));
+    writeFileSync(file + '.tmp', JSON.stringify({ at: Date.now(), handles, resources, listeners, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }));
     renameSync(file + '.tmp', file);
   }, 2000);
   t.unref();
