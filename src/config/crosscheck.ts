@@ -13,6 +13,7 @@ import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
 import { externalUrlOf, hostPatternOf, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
+import type { X509Certificate } from 'node:crypto';
 import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
 export interface CrossIssue {
@@ -101,6 +102,25 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     return r.ok ? r.value : undefined;
   };
   const isObj = (v: unknown): v is Record<string, any> => !!v && typeof v === 'object' && !Array.isArray(v);
+  /**
+   * What clients will refuse in a served certificate file at `path` (its cert key): dates, names,
+   * chain. Warnings, not errors: the file may be renewed where the gateway runs before it matters,
+   * and a gateway that refused to start would take every app down with it; the file is the
+   * operator's to fix, and lint says so.
+   */
+  const certificateWarnings = (path: KeyPath, certs: X509Certificate[] | undefined, hosts: string[]) => {
+    const leaf = certs?.[0];
+    if (!leaf) return;
+    const at = [...path, 'cert'];
+    const dates = outsideValidity(leaf);
+    if (dates) warn(at, `${dates}: browsers and clients will refuse it`);
+    const missing = uncoveredHosts(leaf, hosts);
+    if (missing.length) warn(at, `the certificate does not cover ${missing.join(', ')}: clients that check the name will refuse it`);
+    const link = brokenLink(certs);
+    if (link) warn(at, `certificate ${link + 1} in the file did not sign certificate ${link}: clients that need the chain will refuse it`);
+    const issuer = link ? undefined : missingIssuer(certs);
+    if (issuer) warn(at, `the file ends with a certificate issued by ${issuer}, which the file does not hold and which is no public root: clients that do not fetch missing intermediates (curl, Node, Java) will refuse it; use the full chain (certbot's fullchain.pem, not cert.pem), or for a private CA append its root`);
+  };
   const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 
   if (!isObj(raw)) return issues;
@@ -165,21 +185,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const certs = pemFile(['gateway', 'tls', 'cert'], gw.tls.cert, readCertificates);
     const key = pemFile(['gateway', 'tls', 'key'], gw.tls.key, readPrivateKey);
     if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
-    // A warning, not an error: the file may be renewed where the gateway runs before it matters,
-    // and a gateway that refused to start would take every app down with it.
-    // So are a name or a chain clients will refuse: the file is the operator's to fix, and lint says so.
-    const leaf = certs?.[0];
-    const dates = leaf && outsideValidity(leaf);
-    if (dates) warn(['gateway', 'tls', 'cert'], `${dates}: browsers and clients will refuse it`);
-    if (leaf) {
-      const hosts = [gw.publicUrl, ...arr(raw.apps).map((a) => (isObj(a) ? a.externalUrl : undefined))].flatMap((u) => (typeof u === 'string' && /^https:\/\//i.test(u) ? [hostOfUrl(u)] : [])).filter((h): h is string => !!h);
-      const missing = uncoveredHosts(leaf, hosts);
-      if (missing.length) warn(['gateway', 'tls', 'cert'], `the certificate does not cover ${missing.join(', ')}: clients that check the name will refuse it`);
-      const link = brokenLink(certs!);
-      if (link) warn(['gateway', 'tls', 'cert'], `certificate ${link + 1} in the file did not sign certificate ${link}: clients that need the chain will refuse it`);
-      const issuer = link ? undefined : missingIssuer(certs!);
-      if (issuer) warn(['gateway', 'tls', 'cert'], `the file ends with a certificate issued by ${issuer}, which the file does not hold and which is no public root: clients that do not fetch missing intermediates (curl, Node, Java) will refuse it; use the full chain (certbot's fullchain.pem, not cert.pem), or for a private CA append its root`);
-    }
+    // Hosts with a certificate of their own (apps[].tls) are not the default certificate's to cover.
+    const ownCert = new Set(arr(raw.apps).flatMap((a) => (isObj(a) && isObj(a.tls) && typeof a.externalUrl === 'string' ? [httpsHostOf(a.externalUrl)] : [])));
+    const hosts = [gw.publicUrl, ...arr(raw.apps).map((a) => (isObj(a) ? a.externalUrl : undefined))].flatMap((u) => (typeof u === 'string' ? [httpsHostOf(u)] : [])).filter((h): h is string => !!h && !ownCert.has(h));
+    certificateWarnings(['gateway', 'tls'], certs, hosts);
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }
   arr(gw.trustedProxies).forEach((c, i) => typeof c === 'string' && !parseCidr(c) && err(['gateway', 'trustedProxies', i], `${JSON.stringify(c)} is not a valid CIDR range or address`));
@@ -333,6 +342,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const audiences = new Map<string, number>();
   /** the apps seen so far on each host, with what decides who may use them */
   const onHost = new Map<string, { i: number; preAuth: string; assignment: string }[]>();
+  /** the first app with a certificate of its own on each https host */
+  const certOnHost = new Map<string, { i: number; cert: unknown; key: unknown }>();
   apps.forEach((a, i) => {
     if (!isObj(a)) return;
     const at = (...p: (string | number)[]): KeyPath => ['apps', i, ...p];
@@ -362,6 +373,20 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
           warn(at('externalUrl'), `shares ${shownHost} with apps[${other.i}], which has ${what}: apps on one host are one browser origin, so a page of either can read the other with the user's session and sign it out; publish apps with different sign-in, assignment or trust on hosts of their own`);
         }
         onHost.set(host, [...neighbours, here]);
+      }
+    }
+    if (isObj(a.tls)) {
+      const certs = pemFile(at('tls', 'cert'), a.tls.cert, readCertificates);
+      const key = pemFile(at('tls', 'key'), a.tls.key, readPrivateKey);
+      if (certs && key && !keyMatches(certs[0]!, key)) err(at('tls', 'key'), `is not the private key of the certificate in apps[${i}].tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
+      const host = ext && typeof a.externalUrl === 'string' ? httpsHostOf(a.externalUrl) : undefined;
+      if (ext && !host) err(at('tls'), 'an app certificate is served by the https listener, and this externalUrl is http');
+      if (host) {
+        certificateWarnings(at('tls'), certs, [host]);
+        // SNI names a host, not a path: two certificates for one host could not both be served
+        const first = certOnHost.get(host);
+        if (first && (first.cert !== a.tls.cert || first.key !== a.tls.key)) err(at('tls'), `apps[${first.i}] has another certificate for host ${host}: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls`);
+        else if (!first) certOnHost.set(host, { i, cert: a.tls.cert, key: a.tls.key });
       }
     }
     if (typeof a.internalUrl === 'string' && !unresolved(at('internalUrl'))) {
@@ -596,7 +621,9 @@ function globMayMatchUnder(glob: string, prefix: string): boolean {
 const CONNECTOR_ID = /^c-[0-9a-f]{16}$/i;
 
 /** The host of a URL as a certificate names it (no brackets around IPv6); undefined for one that does not parse. */
-function hostOfUrl(u: string): string | undefined {
+/** The host (a leading *. kept) of an https URL, undefined for another scheme or no URL. */
+function httpsHostOf(u: string): string | undefined {
+  if (!/^https:\/\//i.test(u)) return undefined;
   try {
     return wildcardHostOf(externalUrlOf(u)).replace(/^\[|\]$/g, '');
   } catch {

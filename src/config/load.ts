@@ -250,7 +250,7 @@ function collectFiles(raw: any, dir: string): string[] {
   const push = (p: unknown) => typeof p === 'string' && p && out.push(resolve(dir, p));
   push(raw?.gateway?.tls?.cert);
   push(raw?.gateway?.tls?.key);
-  if (Array.isArray(raw?.apps)) for (const a of raw.apps) push(a?.backend?.tls?.ca);
+  if (Array.isArray(raw?.apps)) for (const a of raw.apps) [a?.backend?.tls?.ca, a?.tls?.cert, a?.tls?.key].forEach(push);
   return out;
 }
 

@@ -245,6 +245,18 @@ export const App = Type.Object(
     name: Type.String({ pattern: NAME_PATTERN, description: 'Unique app name (used in policies, logs and metrics).' }),
     externalUrl: Type.String({ description: 'Public URL; host (a leading *. wildcard allowed) and path prefix route requests to this app.' }),
     internalUrl: Type.String({ description: 'Where the app lives inside the private network (http or https).' }),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          cert: Type.String({ minLength: 1, description: "PEM certificate chain for the externalUrl's host (path relative to this file). Re-read on change." }),
+          key: Type.String({ minLength: 1, description: 'PEM private key of that certificate (path relative to this file). Re-read on change.' }),
+        },
+        {
+          additionalProperties: false,
+          description: "The certificate of the app's own domain (a custom domain): the https listener serves it, by SNI, to clients that ask for the externalUrl's host (a *. host: any one name under it); other hosts get gateway.tls. Apps on one host share one certificate. https externalUrls only.",
+        },
+      ),
+    ),
     connectorGroup: Type.Optional(Type.String({ description: 'Connector group that reaches the app. Without it the gateway connects directly.' })),
     preAuth: Type.Optional(Type.Union([Type.Literal('oidc'), Type.Literal('passthrough')], { default: 'oidc', description: 'oidc: sign-in or bearer token required; passthrough: no sign-in (location rules still apply).' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'The aud that bearer tokens from native clients must carry.' })),

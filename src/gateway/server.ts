@@ -5,7 +5,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { outsideValidity, readPemFile } from '../config/pem.js';
 import { readRegularFile } from '../config/regularFile.js';
 import { join, resolve } from 'node:path';
@@ -33,6 +33,7 @@ import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { SharedTlsPort, sharesHttpsPort } from './sharedTlsPort.js';
+import { pickAppCertificate, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
 import { CONNECTOR_ALPN } from '../connector/channelLink.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { externalUrlOf, hostnameOf } from './router.js';
@@ -131,8 +132,10 @@ export class GatewayServer {
   private servedTls?: { cert: Buffer; fingerprint: string; file: string; until: number };
   /** the certificate files last said to wait for a valid config */
   private tlsWaitingTold?: string;
-  /** what has been said of the served certificate's end date: nothing, that it is near, that it passed */
-  private tlsExpirySaid: 'none' | 'near' | 'passed' = 'none';
+  /** the app certificates the https listener serves by SNI (apps[].tls) */
+  private appCerts: AppCertificates = new Map();
+  /** what has been said of a served certificate's end date (by fingerprint): that it is near, that it passed */
+  private readonly datesSaid = new Map<string, 'near' | 'passed'>();
   private tlsExpiryTimer?: NodeJS.Timeout;
   /** what only a restart changes, as the gateway started */
   private started?: StartedSettings;
@@ -258,6 +261,12 @@ export class GatewayServer {
     } catch (e) {
       return this.rejected([result.redact(`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`)], reason);
     }
+    let appCerts: AppCertificates | undefined;
+    try {
+      appCerts = this.servers.https ? readAppCertificates(result.config, result.dir, this.appCerts) : undefined;
+    } catch (e) {
+      return this.rejected([result.redact((e as Error).message)], reason);
+    }
     let gen: Generation;
     try {
       gen = await compile(result.config, hash, this.compileDeps(result));
@@ -277,11 +286,14 @@ export class GatewayServer {
     this.warnRestartNeeded(result.config, result.dir);
     const replaced = this.holder.swap(gen);
     this.audit?.setRetention(auditRetention(result.config));
+    const appCertsChanged = appCerts && !sameAppCertificates(appCerts, this.appCerts);
+    if (appCerts) this.appCerts = appCerts;
     if (tls) {
       (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
       this.serve(tls);
       this.log.info('gateway certificate reloaded');
-    }
+    } else if (appCertsChanged) this.certificatesServed();
+    if (appCertsChanged) this.log.info({ hosts: [...this.appCerts.keys()] }, 'app certificates reloaded');
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
     try {
       this.connectorHub?.applyConfig(result.config, replaced?.retire());
@@ -379,12 +391,15 @@ export class GatewayServer {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
       const files = this.readTls(config, dir);
+      this.appCerts = readAppCertificates(config, dir);
       this.serve(files);
       const tls = { cert: files.cert, key: files.key };
       this.tlsExpiryTimer = setInterval(() => this.checkCertificateDates(), CERT_DATES_CHECK_MS).unref();
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
-      const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+      // (an SNI callback that gives nothing leaves the default context: gateway.tls)
+      const SNICallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => cb(null, pickAppCertificate(this.appCerts, name)?.context);
+      const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, SNICallback, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
       this.limitHeaderLines(server, this.edges.https.handle, this.edges.https.handleUpgrade);
       this.guard(server);
       const hub = this.connectorHub;
@@ -420,8 +435,14 @@ export class GatewayServer {
 
   private serve({ cert, fingerprint, certFile }: ServedTlsFiles): void {
     this.servedTls = { cert, fingerprint, file: certFile, until: Date.parse(new X509Certificate(cert).validTo) };
+    this.certificatesServed();
+  }
+
+  /** the end dates of the served certificates, to the metrics and (when near or passed) the log */
+  private certificatesServed(): void {
+    if (!this.servedTls) return;
     this.metrics.tlsCertificateServed(this.servedTls.until);
-    this.tlsExpirySaid = 'none';
+    this.metrics.appCertificatesServed([...this.appCerts.values()]);
     this.checkCertificateDates();
   }
 
@@ -434,17 +455,24 @@ export class GatewayServer {
   checkCertificateDates(now = Date.now()): void {
     const served = this.servedTls;
     if (!served) return;
-    const file = served.file;
-    const servedUntil = new Date(served.until).toISOString();
-    if (served.until <= now) {
-      if (this.tlsExpirySaid === 'passed') return;
-      this.tlsExpirySaid = 'passed';
-      return void this.log.error({ file, servedUntil }, `the certificate the https listener serves expired at ${servedUntil}: clients cannot connect; put a renewed certificate and key in place (they are picked up without a restart)`);
+    this.tellDates('the certificate the https listener serves', served, now);
+    for (const c of this.appCerts.values()) this.tellDates(`the certificate served for ${c.host} (apps[].tls of ${c.apps.join(', ')})`, { file: c.certFile, until: c.until, fingerprint: c.fingerprint }, now);
+    const live = new Set([served.fingerprint, ...[...this.appCerts.values()].map((c) => c.fingerprint)]);
+    for (const f of this.datesSaid.keys()) if (!live.has(f)) this.datesSaid.delete(f);
+  }
+
+  private tellDates(what: string, { file, until, fingerprint }: { file: string; until: number; fingerprint: string }, now: number): void {
+    const said = this.datesSaid.get(fingerprint);
+    const servedUntil = new Date(until).toISOString();
+    if (until <= now) {
+      if (said === 'passed') return;
+      this.datesSaid.set(fingerprint, 'passed');
+      return void this.log.error({ file, servedUntil }, `${what} expired at ${servedUntil}: clients cannot connect; put a renewed certificate and key in place (they are picked up without a restart)`);
     }
-    if (served.until - now > CERT_EXPIRY_WARN_MS || this.tlsExpirySaid !== 'none') return;
-    this.tlsExpirySaid = 'near';
-    const days = Math.floor((served.until - now) / 86_400_000);
-    this.log.warn({ file, servedUntil, daysLeft: days }, `the certificate the https listener serves expires at ${servedUntil} (${days === 0 ? 'within a day' : `in ${days} day${days === 1 ? '' : 's'}`}): renew it`);
+    if (until - now > CERT_EXPIRY_WARN_MS || said) return;
+    this.datesSaid.set(fingerprint, 'near');
+    const days = Math.floor((until - now) / 86_400_000);
+    this.log.warn({ file, servedUntil, daysLeft: days }, `${what} expires at ${servedUntil} (${days === 0 ? 'within a day' : `in ${days} day${days === 1 ? '' : 's'}`}): renew it`);
   }
 
   private readTls(config: Config, dir: string): ServedTlsFiles {

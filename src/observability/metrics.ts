@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { GroupCounts } from '../connector/registry.js';
 
 const TLS_EXPIRY = 'drawbridge_tls_certificate_expiry_timestamp_seconds';
+const APP_TLS_EXPIRY = 'drawbridge_app_tls_certificate_expiry_timestamp_seconds';
 
 /** Process-wide metrics; one registry per gateway so tests can run several. */
 export class Metrics {
@@ -17,6 +18,7 @@ export class Metrics {
   readonly unhandledRejections: Counter;
   readonly auditWritable: Gauge;
   readonly tlsCertificateExpiry: Gauge;
+  readonly appTlsCertificateExpiry: Gauge<'host'>;
   readonly connectorWaits: Counter<'group' | 'outcome'>;
   /** the connector hub's counts per configured group, read at each scrape (none without a hub) */
   connectorCounts: () => Map<string, GroupCounts> = () => new Map();
@@ -62,6 +64,7 @@ export class Metrics {
     // Registered with the first certificate served (tlsCertificateServed): a gateway without an
     // https listener showed 0, an end date in 1970, and every expiry alert fired for it.
     this.tlsCertificateExpiry = new Gauge({ name: TLS_EXPIRY, help: 'When the certificate the https listener serves runs out (Unix time); alert well before it.', registers: [] });
+    this.appTlsCertificateExpiry = new Gauge({ name: APP_TLS_EXPIRY, help: 'When the certificate served for an app host by SNI (apps[].tls) runs out (Unix time), by host; alert well before it.', labelNames: ['host'], registers: [this.registry] });
     this.connectorWaits = new Counter({
       name: 'drawbridge_connector_waits_total',
       help: 'Requests that found no usable connector in a group expecting one back (a connector restarting, a gateway restart) and waited, by how the wait ended: served (a channel became usable), timeout (none within the wait: 504), released (the gateway stopped, or a reload revoked the connector: 504), abandoned (the client left).',
@@ -78,6 +81,12 @@ export class Metrics {
   tlsCertificateServed(untilMs: number): void {
     if (!this.registry.getSingleMetric(TLS_EXPIRY)) this.registry.registerMetric(this.tlsCertificateExpiry);
     this.tlsCertificateExpiry.set(Math.floor(untilMs / 1000));
+  }
+
+  /** The end dates of the app certificates served by SNI, in ms: hosts no longer served leave the gauge. */
+  appCertificatesServed(certs: readonly { host: string; until: number }[]): void {
+    this.appTlsCertificateExpiry.reset();
+    for (const c of certs) this.appTlsCertificateExpiry.set({ host: c.host }, Math.floor(c.until / 1000));
   }
 
   /** One finished request (drawbridge_requests_total). */

@@ -1236,6 +1236,34 @@ apps:
     }
   });
 
+  it('an app certificate (apps[].tls, served by SNI): clean when it covers its host, which gateway.tls then need not; errors and warnings at its keys', async () => {
+    selfSignedCert(dir, 'shop', ['shop.example']);
+    const app = (name: string, url: string, tls: string) => `  - name: ${name}
+    externalUrl: ${url}
+    internalUrl: http://127.0.0.1:3001${new URL(url).pathname}
+    preAuth: passthrough
+    tls: ${tls}
+`;
+    const cases: [string, string[]][] = [
+      [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./shop.key }'), []],
+      [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./one.key }'), ['error 10:35 apps[0].tls.key: is not the private key of the certificate in apps[0].tls.cert (CN=shop.example)']],
+      [app('Shop', 'https://hello.localhost:8443/', '{ cert: ./shop.crt, key: ./shop.key }'), ['warning 10:18 apps[0].tls.cert: the certificate does not cover hello.localhost: clients that check the name will refuse it']],
+      [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./shop.key }') + app('ShopApi', 'https://shop.example:8443/api/', '{ cert: ./one.crt, key: ./one.key }'),
+        ['error 15:10 apps[1].tls: apps[0] has another certificate for host shop.example: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls', 'warning 15:18 apps[1].tls.cert: the certificate does not cover shop.example: clients that check the name will refuse it']],
+    ];
+    for (const [apps, expected] of cases) {
+      const file = join(dir, 'appcert.yaml');
+      writeFileSync(file, `${TLS('./one.crt', './one.key')}apps:\n${apps}`);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), expected, apps);
+    }
+    // an http app: its certificate would never be served
+    const file = join(dir, 'appcert.yaml');
+    writeFileSync(file, `gateway:\n  publicUrl: http://localhost\n  listen: { http: 8080 }\napps:\n${app('Shop', 'http://shop.example/', '{ cert: ./shop.crt, key: ./shop.key }')}`);
+    const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+    assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.path}: ${p.message}`), ['error apps[0].tls: an app certificate is served by the https listener, and this externalUrl is http']);
+  });
+
   pemCases.forEach((c, i) => {
     it(c.description, async () => {
       const file = join(dir, `pem${i}.yaml`);

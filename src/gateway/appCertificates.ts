@@ -1,0 +1,86 @@
+/**
+ * Certificates of apps' own domains (`apps[].tls`, Entra's custom domains), served by the https
+ * listener by SNI: a client that names an app's host gets that app's certificate, every other
+ * one (and a client that names none) gets gateway.tls. One gateway can so publish apps of
+ * several domains without one certificate that names them all.
+ *
+ * A set is read whole at start and at each reload, beside the live one, and swapped in with the
+ * generation: a certificate or key that cannot be used fails the reload, and the served set stays.
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { resolve } from 'node:path';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Config } from '../config/load.js';
+import { outsideValidity, readPemFile } from '../config/pem.js';
+import { SERVER_TLS } from './listen.js';
+import { externalUrlOf, wildcardHostOf } from './router.js';
+
+export interface AppCertificate {
+  /** the host it is served for: a name, or `*.` and a domain (any one name under it) */
+  host: string;
+  /** the apps published on that host with this certificate */
+  apps: string[];
+  certFile: string;
+  /** the end of the certificate's validity, in ms */
+  until: number;
+  fingerprint: string;
+  context: SecureContext;
+}
+
+/** app certificates by host (see pickAppCertificate) */
+export type AppCertificates = ReadonlyMap<string, AppCertificate>;
+
+/**
+ * Reads each https app's certificate and key, and builds its TLS context (the served set's, when
+ * the files did not change). Throws, naming the app's key, when one cannot be used, or is out of
+ * its dates while the one served for that host is not: no client would take it.
+ */
+export function readAppCertificates(config: Config, dir: string, served: AppCertificates = new Map()): Map<string, AppCertificate> {
+  const out = new Map<string, AppCertificate>();
+  config.apps.forEach((app, i) => {
+    if (!app.tls || !/^https:/i.test(app.externalUrl)) return;
+    const host = wildcardHostOf(externalUrlOf(app.externalUrl));
+    const same = out.get(host);
+    // (lint refuses two certificates for one host; the first app's is the one a client gets)
+    if (same) return void same.apps.push(app.name);
+    const at = `apps[${i}].tls`;
+    const certFile = resolve(dir, app.tls.cert);
+    let cert: Buffer;
+    let key: Buffer;
+    try {
+      cert = readPemFile(certFile);
+      key = readPemFile(resolve(dir, app.tls.key));
+    } catch (e) {
+      throw new Error(`${at}: ${(e as Error).message}`);
+    }
+    const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
+    const before = served.get(host);
+    if (before?.fingerprint === fingerprint) return void out.set(host, { ...before, apps: [app.name] });
+    let context: SecureContext;
+    let leaf: X509Certificate;
+    try {
+      context = createSecureContext({ cert, key, ...SERVER_TLS });
+      leaf = new X509Certificate(cert);
+    } catch (e) {
+      throw new Error(`${at}: the certificate and key cannot be used: ${(e as Error).message}`);
+    }
+    const refused = outsideValidity(leaf);
+    if (refused && before && before.until > Date.now()) throw new Error(`${at}: ${certFile}: ${refused}; the certificate served now for ${host} is kept`);
+    out.set(host, { host, apps: [app.name], certFile, until: Date.parse(leaf.validTo), fingerprint, context });
+  });
+  return out;
+}
+
+/** The certificate for the host a client named in its ClientHello (SNI), if an app has one. */
+export function pickAppCertificate(certs: AppCertificates, servername: string): AppCertificate | undefined {
+  const name = servername.toLowerCase().replace(/\.$/, '');
+  const exact = certs.get(name);
+  if (exact) return exact;
+  const dot = name.indexOf('.');
+  return dot > 0 ? certs.get(`*${name.slice(dot)}`) : undefined;
+}
+
+/** Whether two sets serve the same certificates for the same hosts. */
+export function sameAppCertificates(a: AppCertificates, b: AppCertificates): boolean {
+  return a.size === b.size && [...a].every(([host, c]) => b.get(host)?.fingerprint === c.fingerprint);
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { selfSignedCert } from '../support/certs.js';
+import { request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+
+/** The certificate the https listener serves to a client that names `servername` (none: an IP), and what a GET through it answers. */
+function fetchOver(port: number, servername: string | undefined, host: string): Promise<{ cn: string; status: string }> {
+  return new Promise((resolve, reject) => {
+    // (not verified here: which certificate comes back is the point; the apps' own CAs differ)
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false }, () => {
+      const cn = String(s.getPeerCertificate().subject?.CN);
+      s.write(`GET /x HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`);
+      let got = '';
+      s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      s.on('end', () => resolve({ cn, status: got.split('\r\n')[0]! }));
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('gateway: app certificates served by SNI (apps[].tls, custom domains)', function () {
+  this.timeout(30_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  const dir = tempDir();
+  const yaml = (extra = '', customTls = '    tls: { cert: ./custom.crt, key: ./custom.key }\n') => `
+gateway:
+  publicUrl: https://gw.example.test
+  listen: { https: 127.0.0.1:0 }
+  tls: { cert: ./gateway.crt, key: ./gateway.key }
+  admin: { listen: 127.0.0.1:0 }
+  stateDir: ./state
+apps:
+  - name: Default
+    externalUrl: https://gw.example.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+  - name: Custom
+    externalUrl: https://app.contoso.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+${customTls}  - name: CustomApi
+    externalUrl: https://app.contoso.test/api/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+${customTls}  - name: Wild
+    externalUrl: https://*.fabrikam.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+    tls: { cert: ./wild.crt, key: ./wild.key }
+${extra}`;
+  const port = () => Number(gw.server.addresses().https!.split(':').pop());
+  const rewrite = async (text: string) => {
+    writeFileSync(gw.configFile, text);
+    return gw.server.reload('test');
+  };
+
+  before(async () => {
+    backend = await startEchoBackend();
+    selfSignedCert(dir, 'gateway', ['gw.example.test']);
+    selfSignedCert(dir, 'custom', ['app.contoso.test']);
+    selfSignedCert(dir, 'wild', ['*.fabrikam.test']);
+    gw = await startGateway(yaml(), { dir });
+  });
+  after(async () => {
+    await gw.stop();
+    await backend.close();
+  });
+
+  it('a client that names an app host gets that app\'s certificate (a *. host: any one name under it); every other one, and one that names none, gets gateway.tls', async () => {
+    assert.deepEqual(await fetchOver(port(), 'app.contoso.test', 'app.contoso.test'), { cn: 'app.contoso.test', status: 'HTTP/1.1 200 OK' });
+    assert.deepEqual(await fetchOver(port(), 'APP.contoso.test.', 'app.contoso.test'), { cn: 'app.contoso.test', status: 'HTTP/1.1 200 OK' });
+    assert.deepEqual(await fetchOver(port(), 'eu.fabrikam.test', 'eu.fabrikam.test'), { cn: '*.fabrikam.test', status: 'HTTP/1.1 200 OK' });
+    assert.equal((await fetchOver(port(), 'a.b.fabrikam.test', 'gw.example.test')).cn, 'gw.example.test', 'a wildcard covers one label');
+    assert.equal((await fetchOver(port(), 'gw.example.test', 'gw.example.test')).cn, 'gw.example.test');
+    assert.equal((await fetchOver(port(), 'unknown.test', 'gw.example.test')).cn, 'gw.example.test');
+    assert.equal((await fetchOver(port(), undefined, 'gw.example.test')).cn, 'gw.example.test');
+  });
+
+  it('each app certificate\'s end date is a gauge by host', async () => {
+    const until = (f: string) => Math.floor(Date.parse(new X509Certificate(readFileSync(join(dir, f))).validTo) / 1000);
+    const body = (await request(`${gw.adminUrl}/metrics`)).body;
+    assert.match(body, new RegExp(`^drawbridge_app_tls_certificate_expiry_timestamp_seconds\\{host="app.contoso.test"\\} ${until('custom.crt')}$`, 'm'));
+    assert.match(body, new RegExp(`^drawbridge_app_tls_certificate_expiry_timestamp_seconds\\{host="\\*.fabrikam.test"\\} ${until('wild.crt')}$`, 'm'));
+    // (the test certificates are good for two days: their nearness was said once each, at start)
+    const near = gw.logs.filter((l) => /^the certificate served for app\.contoso\.test \(apps\[\]\.tls of Custom, CustomApi\) expires at/.test(String(l.msg)));
+    assert.equal(near.length, 1);
+  });
+
+  it('renewed files are served after the reload, without a restart; a key of another certificate fails the reload at file:line:col and the served one stays', async () => {
+    selfSignedCert(dir, 'custom2', ['app.contoso.test', 'www.contoso.test']);
+    copyFileSync(join(dir, 'custom2.key'), join(dir, 'custom.key'));
+    copyFileSync(join(dir, 'custom2.crt'), join(dir, 'custom.crt'));
+    assert.equal(await rewrite(yaml()), 'success');
+    const renewed = new X509Certificate(readFileSync(join(dir, 'custom2.crt')));
+    const served = await new Promise<X509Certificate>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: port(), servername: 'app.contoso.test', rejectUnauthorized: false }, () => (resolve(s.getPeerX509Certificate()!), s.destroy()));
+      s.on('error', reject);
+    });
+    assert.equal(served.fingerprint256, renewed.fingerprint256);
+    assert.ok(gw.logs.some((l) => l.msg === 'app certificates reloaded'));
+
+    selfSignedCert(dir, 'other', ['app.contoso.test']);
+    copyFileSync(join(dir, 'other.key'), join(dir, 'custom.key'));
+    try {
+      assert.equal(await rewrite(yaml() + '\n'), 'failure');
+      assert.ok(
+        gw.logs.some((l) => /gateway\.config\.yaml:\d+:\d+: error: apps\[1\]\.tls\.key: is not the private key of the certificate in apps\[1\]\.tls\.cert/.test(String(l.problem))),
+        gw.logs.map((l) => String(l.problem ?? '')).join('\n'),
+      );
+      assert.deepEqual(await fetchOver(port(), 'app.contoso.test', 'app.contoso.test'), { cn: 'app.contoso.test', status: 'HTTP/1.1 200 OK' });
+    } finally {
+      copyFileSync(join(dir, 'custom2.key'), join(dir, 'custom.key'));
+    }
+  });
+
+  it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge', async () => {
+    assert.equal(await rewrite(yaml('', '')), 'success');
+    assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'gw.example.test');
+    assert.doesNotMatch((await request(`${gw.adminUrl}/metrics`)).body, /host="app\.contoso\.test"/);
+    assert.equal(await rewrite(yaml()), 'success');
+    assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'app.contoso.test');
+  });
+});
