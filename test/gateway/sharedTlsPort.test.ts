@@ -180,6 +180,24 @@ describe('connectors.listen sharing gateway.listen.https', function () {
     assert.match(line, /timer:\(keepalive,/, `the gateway's socket: ${line}`);
   });
 
+  it('an app certificate (apps[].tls) is served by SNI on the shared port too, and connectors still get the hub', async () => {
+    const own = selfSignedCert(gw.dir, 'own', ['app.test']);
+    writeFileSync(gw.configFile, sharedYaml(port, backend).replace('    connectorGroup: g1\n', '    connectorGroup: g1\n    tls: { cert: ./own.crt, key: ./own.key }\n'));
+    try {
+      assert.equal(await gw.server.reload('test'), 'success');
+      assert.equal((await get(port, 'app.test', own.certPem)).fingerprint, new X509Certificate(own.certPem).fingerprint256);
+      assert.equal((await get(port, 'direct.test', cert.certPem)).fingerprint, publicFingerprint());
+      const hub = await new Promise<string>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, servername: 'app.test', ALPNProtocols: [CONNECTOR_ALPN], rejectUnauthorized: false }, () => (resolve(String(s.getPeerCertificate().issuer?.CN)), s.destroy()));
+        s.on('error', reject);
+      });
+      assert.match(hub, /connector/i, 'the connector ALPN id still gets the hub\'s certificate');
+    } finally {
+      writeFileSync(gw.configFile, sharedYaml(port, backend));
+      assert.equal(await gw.server.reload('test'), 'success');
+    }
+  });
+
   it('a reload that would end the sharing says it takes a restart, and the port goes on as started', async () => {
     const other = await freePort();
     writeFileSync(gw.configFile, sharedYaml(port, backend, `127.0.0.1:${other}`));
