@@ -30,32 +30,53 @@ export interface AppCertificate {
 /** app certificates by host (see pickAppCertificate) */
 export type AppCertificates = ReadonlyMap<string, AppCertificate>;
 
-/**
- * Reads each https app's certificate and key, and builds its TLS context (the served set's, when
- * the files did not change). Throws, naming the app's key, when one cannot be used, or is out of
- * its dates while the one served for that host is not: no client would take it.
- */
-export function readAppCertificates(config: Config, dir: string, served: AppCertificates = new Map()): Map<string, AppCertificate> {
-  const out = new Map<string, AppCertificate>();
+/** An app certificate's files as read, before a TLS context is built from them. */
+export interface AppCertificateFiles {
+  /** the key path of the first app's tls on that host (apps[i].tls) */
+  at: string;
+  host: string;
+  apps: string[];
+  certFile: string;
+  cert: Buffer;
+  key: Buffer;
+  fingerprint: string;
+}
+
+/** Reads each https app's certificate and key, one pair per host (lint refuses two: the first app's is served). */
+export function readAppCertificateFiles(config: Config, dir: string): Map<string, AppCertificateFiles> {
+  const out = new Map<string, AppCertificateFiles>();
   config.apps.forEach((app, i) => {
     if (!app.tls || !/^https:/i.test(app.externalUrl)) return;
     const host = wildcardHostOf(externalUrlOf(app.externalUrl));
     const same = out.get(host);
-    // (lint refuses two certificates for one host; the first app's is the one a client gets)
     if (same) return void same.apps.push(app.name);
     const at = `apps[${i}].tls`;
     const certFile = resolve(dir, app.tls.cert);
-    let cert: Buffer;
-    let key: Buffer;
     try {
-      cert = readPemFile(certFile);
-      key = readPemFile(resolve(dir, app.tls.key));
+      const cert = readPemFile(certFile);
+      const key = readPemFile(resolve(dir, app.tls.key));
+      const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
+      out.set(host, { at, host, apps: [app.name], certFile, cert, key, fingerprint });
     } catch (e) {
       throw new Error(`${at}: ${(e as Error).message}`);
     }
-    const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
+  });
+  return out;
+}
+
+/**
+ * Each https app's certificate with its TLS context (the served set's, when the files did not
+ * change). Throws, naming the app's key, when one cannot be used, or is out of its dates while
+ * the one served for that host is not: no client would take it.
+ */
+export function readAppCertificates(config: Config, dir: string, served: AppCertificates = new Map()): Map<string, AppCertificate> {
+  const out = new Map<string, AppCertificate>();
+  for (const { at, host, apps, certFile, cert, key, fingerprint } of readAppCertificateFiles(config, dir).values()) {
     const before = served.get(host);
-    if (before?.fingerprint === fingerprint) return void out.set(host, { ...before, apps: [app.name] });
+    if (before?.fingerprint === fingerprint) {
+      out.set(host, { ...before, apps });
+      continue;
+    }
     let context: SecureContext;
     let leaf: X509Certificate;
     try {
@@ -66,8 +87,8 @@ export function readAppCertificates(config: Config, dir: string, served: AppCert
     }
     const refused = outsideValidity(leaf);
     if (refused && before && before.until > Date.now()) throw new Error(`${at}: ${certFile}: ${refused}; the certificate served now for ${host} is kept`);
-    out.set(host, { host, apps: [app.name], certFile, until: Date.parse(leaf.validTo), fingerprint, context });
-  });
+    out.set(host, { host, apps, certFile, until: Date.parse(leaf.validTo), fingerprint, context });
+  }
   return out;
 }
 

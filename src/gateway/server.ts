@@ -33,7 +33,7 @@ import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { SharedTlsPort, sharesHttpsPort } from './sharedTlsPort.js';
-import { pickAppCertificate, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
+import { pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
 import { CONNECTOR_ALPN } from '../connector/channelLink.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { externalUrlOf, hostnameOf } from './router.js';
@@ -131,7 +131,7 @@ export class GatewayServer {
   /** what the https listener serves: the certificate file, and the fingerprint of it with its key */
   private servedTls?: { cert: Buffer; fingerprint: string; file: string; until: number };
   /** the certificate files last said to wait for a valid config */
-  private tlsWaitingTold?: string;
+  private readonly tlsWaitingTold = new Set<string>();
   /** the app certificates the https listener serves by SNI (apps[].tls) */
   private appCerts: AppCertificates = new Map();
   /** what has been said of a served certificate's end date (by fingerprint): that it is near, that it passed */
@@ -307,6 +307,7 @@ export class GatewayServer {
     this.metrics.configValid.set(1);
     this.metrics.reloads.inc({ outcome: 'success' });
     this.lastProblems = [];
+    this.tlsWaitingTold.clear();
     this.log.info({ generation: gen.id, previous: live?.id, reason, apps: [...gen.apps.keys()] }, 'config reloaded');
     return 'success';
   }
@@ -489,18 +490,33 @@ export class GatewayServer {
    */
   private tellCertificateWaiting(dir: string): void {
     const live = this.holder.current?.config;
-    if (!live?.gateway.tls || !this.servedTls) return;
-    let fingerprint: string;
+    const served = this.servedTls;
+    if (!live?.gateway.tls || !served) return;
+    const waiting: { key: string; until: number; fingerprint: string }[] = [];
+    // (a file that cannot be read is left out: the reload's own problems say so)
     try {
-      fingerprint = this.readTls(live, dir).fingerprint;
+      const { fingerprint } = this.readTls(live, dir);
+      if (fingerprint !== served.fingerprint) waiting.push({ key: 'gateway.tls.cert', until: served.until, fingerprint });
     } catch {
-      return; // (unreadable: the reload's own problems say so)
+      /* said by the reload */
+    }
+    let apps: ReturnType<typeof readAppCertificateFiles> = new Map();
+    try {
+      apps = readAppCertificateFiles(live, dir);
+    } catch {
+      /* said by the reload */
+    }
+    for (const files of apps.values()) {
+      const now = this.appCerts.get(files.host);
+      if (now && now.fingerprint !== files.fingerprint) waiting.push({ key: `${files.at}.cert`, until: now.until, fingerprint: files.fingerprint });
     }
     // once per waiting certificate, not at every poll that finds the file still invalid
-    if (fingerprint === this.servedTls.fingerprint || fingerprint === this.tlsWaitingTold) return;
-    this.tlsWaitingTold = fingerprint;
-    const servedUntil = new Date(this.servedTls.until).toISOString();
-    this.log.error({ key: 'gateway.tls.cert', servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
+    for (const w of waiting) {
+      if (this.tlsWaitingTold.has(w.fingerprint)) continue;
+      this.tlsWaitingTold.add(w.fingerprint);
+      const servedUntil = new Date(w.until).toISOString();
+      this.log.error({ key: w.key, servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
+    }
   }
 
   /**

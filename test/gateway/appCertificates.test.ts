@@ -117,6 +117,25 @@ ${extra}`;
     }
   });
 
+  it('a renewed app certificate held up by an unrelated error in the file is said once, at its key, with when the served one runs out', async () => {
+    const served = readFileSync(join(dir, 'wild.crt'));
+    const servedKey = readFileSync(join(dir, 'wild.key'));
+    const told = () => gw.logs.filter((l) => l.key === 'apps[3].tls.cert' && /certificate files changed but are not applied while the config is invalid/.test(String(l.msg)));
+    try {
+      selfSignedCert(dir, 'wild', ['*.fabrikam.test']);
+      assert.equal(await rewrite(yaml('    backendTimout: 5s\n')), 'failure');
+      assert.equal(told().length, 1);
+      assert.equal(told()[0]!.servedUntil, new Date(new X509Certificate(served).validTo).toISOString());
+      assert.equal(await rewrite(yaml('    backendTimout: 6s\n')), 'failure');
+      assert.equal(told().length, 1, 'not again at the next failed reload');
+    } finally {
+      writeFileSync(join(dir, 'wild.crt'), served);
+      writeFileSync(join(dir, 'wild.key'), servedKey);
+    }
+    // (the file and the certificates are those served again)
+    assert.equal(await rewrite(yaml()), 'unchanged');
+  });
+
   it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge', async () => {
     assert.equal(await rewrite(yaml('', '')), 'success');
     assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'gw.example.test');
