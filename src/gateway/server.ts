@@ -2,11 +2,9 @@
  * The gateway process: public listeners, the admin listener, and the config
  * lifecycle (load -> compile -> swap, and again on every change).
  */
-import { randomUUID, X509Certificate } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { createSecureContext, type SecureContext } from 'node:tls';
-import { outsideValidity, readPemFile } from '../config/pem.js';
 import { readRegularFile } from '../config/regularFile.js';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:net';
@@ -33,7 +31,7 @@ import { onSessionRevoked } from '../identity/revocations.js';
 import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { SharedTlsPort, sharesHttpsPort } from './sharedTlsPort.js';
-import { pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
+import { ServedCertificates, type CertificateChange } from './servedCertificates.js';
 import { CONNECTOR_ALPN } from '../connector/channelLink.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { externalUrlOf, hostnameOf } from './router.js';
@@ -59,20 +57,10 @@ import { pluginDeadlineMs } from '../plugins/deadline.js';
 const MAX_HEAD_BYTES = 16 * 1024;
 /** the 431 reason for a head over the size limit (cookies are what grows) */
 const HEAD_TOO_LARGE = 'The request headers are too large. Clearing the cookies of this site in the browser fixes it.';
-/** how often the served certificate's end date is looked at, and how long before it that is said */
-const CERT_DATES_CHECK_MS = 60 * 60_000;
-const CERT_EXPIRY_WARN_MS = 14 * 86_400_000;
 /** an http-01 answer is a token and a key thumbprint: some 90 bytes */
 const MAX_ACME_ANSWER_BYTES = 4096;
 const PUBLIC_LISTENER = { requestTimeout: 0, headersTimeout: 60_000, requireHostHeader: false, connectionsCheckingInterval: 5_000, keepAlive: true, keepAliveInitialDelay: 60_000, maxHeaderSize: 2 * MAX_HEAD_BYTES } as const;
 
-/** the https listener's certificate and key as read, with the certificate's file and their fingerprint together */
-interface ServedTlsFiles {
-  cert: Buffer;
-  key: Buffer;
-  certFile: string;
-  fingerprint: string;
-}
 
 /** the bytes of a parsed request head, as the client sent it (give or take its line endings) */
 function headBytes(req: http.IncomingMessage): number {
@@ -128,15 +116,8 @@ export class GatewayServer {
   private reloading?: ReloadAttempt;
   private reloadAgain = false;
   private lastProblems: string[] = [];
-  /** what the https listener serves: the certificate file, and the fingerprint of it with its key */
-  private servedTls?: { cert: Buffer; fingerprint: string; file: string; until: number };
-  /** the certificate files last said to wait for a valid config */
-  private readonly tlsWaitingTold = new Set<string>();
-  /** the app certificates the https listener serves by SNI (apps[].tls) */
-  private appCerts: AppCertificates = new Map();
-  /** what has been said of a served certificate's end date (by fingerprint): that it is near, that it passed */
-  private readonly datesSaid = new Map<string, 'near' | 'passed'>();
-  private tlsExpiryTimer?: NodeJS.Timeout;
+  /** what the https listener serves, and their end dates (with an https listener) */
+  private certificates?: ServedCertificates;
   /** what only a restart changes, as the gateway started */
   private started?: StartedSettings;
   /** one JSON line per decision in stateDir/audit (the stateDir of the config the gateway started with) */
@@ -251,19 +232,13 @@ export class GatewayServer {
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) {
       // (a refusal of the certificate or key themselves is not a renewal held up by another part)
-      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path))) this.tellCertificateWaiting(result.dir);
+      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path)) && live) this.certificates?.tellWaiting(live.config, result.dir);
       return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem), reason);
     }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.
-    let tls: ReturnType<GatewayServer['changedTls']>;
+    let certificates: CertificateChange | undefined;
     try {
-      tls = this.changedTls(result.config, result.dir);
-    } catch (e) {
-      return this.rejected([result.redact(`gateway.tls: the certificate and key cannot be used: ${(e as Error).message}`)], reason);
-    }
-    let appCerts: AppCertificates | undefined;
-    try {
-      appCerts = this.servers.https ? readAppCertificates(result.config, result.dir, this.appCerts) : undefined;
+      certificates = this.certificates?.prepare(result.config, result.dir);
     } catch (e) {
       return this.rejected([result.redact((e as Error).message)], reason);
     }
@@ -286,14 +261,7 @@ export class GatewayServer {
     this.warnRestartNeeded(result.config, result.dir);
     const replaced = this.holder.swap(gen);
     this.audit?.setRetention(auditRetention(result.config));
-    const appCertsChanged = appCerts && !sameAppCertificates(appCerts, this.appCerts);
-    if (appCerts) this.appCerts = appCerts;
-    if (tls) {
-      (this.servers.https as https.Server).setSecureContext({ cert: tls.cert, key: tls.key, ...SERVER_TLS });
-      this.serve(tls);
-      this.log.info('gateway certificate reloaded');
-    } else if (appCertsChanged) this.certificatesServed();
-    if (appCertsChanged) this.log.info({ hosts: [...this.appCerts.keys()] }, 'app certificates reloaded');
+    if (certificates) this.certificates!.apply(certificates, this.servers.https as https.Server);
     for (const edge of [this.edges.http, this.edges.https]) edge.closeStaleUpgrades(gen);
     try {
       this.connectorHub?.applyConfig(result.config, replaced?.retire());
@@ -307,7 +275,6 @@ export class GatewayServer {
     this.metrics.configValid.set(1);
     this.metrics.reloads.inc({ outcome: 'success' });
     this.lastProblems = [];
-    this.tlsWaitingTold.clear();
     this.log.info({ generation: gen.id, previous: live?.id, reason, apps: [...gen.apps.keys()] }, 'config reloaded');
     return 'success';
   }
@@ -391,16 +358,10 @@ export class GatewayServer {
   private async listenAll(config: Config, dir: string): Promise<void> {
     const { listen: l } = config.gateway;
     if (l.https !== undefined && config.gateway.tls) {
-      const files = this.readTls(config, dir);
-      this.appCerts = readAppCertificates(config, dir);
-      this.serve(files);
-      const tls = { cert: files.cert, key: files.key };
-      this.tlsExpiryTimer = setInterval(() => this.checkCertificateDates(), CERT_DATES_CHECK_MS).unref();
+      this.certificates = new ServedCertificates(config, dir, this.log, this.metrics);
       // A connection that never starts TLS would hold its descriptor for Node's 120 s, twice
       // what headersTimeout gives one that did: it gets what the connectors listener gives.
-      // (an SNI callback that gives nothing leaves the default context: gateway.tls)
-      const SNICallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => cb(null, pickAppCertificate(this.appCerts, name)?.context);
-      const server = https.createServer({ ...tls, ...SERVER_TLS, ...PUBLIC_LISTENER, SNICallback, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+      const server = https.createServer({ ...this.certificates.listenerTls(), ...SERVER_TLS, ...PUBLIC_LISTENER, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
       this.limitHeaderLines(server, this.edges.https.handle, this.edges.https.handleUpgrade);
       this.guard(server);
       const hub = this.connectorHub;
@@ -434,107 +395,9 @@ export class GatewayServer {
     }
   }
 
-  private serve({ cert, fingerprint, certFile }: ServedTlsFiles): void {
-    this.servedTls = { cert, fingerprint, file: certFile, until: Date.parse(new X509Certificate(cert).validTo) };
-    this.certificatesServed();
-  }
-
-  /** the end dates of the served certificates, to the metrics and (when near or passed) the log */
-  private certificatesServed(): void {
-    if (!this.servedTls) return;
-    this.metrics.tlsCertificateServed(this.servedTls.until);
-    this.metrics.appCertificatesServed([...this.appCerts.values()]);
-    this.checkCertificateDates();
-  }
-
-  /**
-   * A certificate that runs out while the gateway serves it is the usual failure (a renewal that
-   * stopped): every client's handshake fails and nothing else would say so. Said once when it is
-   * CERT_EXPIRY_WARN_MS from its end (warn), and once when it has passed (error); checked at each
-   * certificate load and every CERT_DATES_CHECK_MS.
-   */
+  /** Looks at the served certificates' end dates as the hourly check does (`now` for tests). */
   checkCertificateDates(now = Date.now()): void {
-    const served = this.servedTls;
-    if (!served) return;
-    this.tellDates('the certificate the https listener serves', served, now);
-    for (const c of this.appCerts.values()) this.tellDates(`the certificate served for ${c.host} (apps[].tls of ${c.apps.join(', ')})`, { file: c.certFile, until: c.until, fingerprint: c.fingerprint }, now);
-    const live = new Set([served.fingerprint, ...[...this.appCerts.values()].map((c) => c.fingerprint)]);
-    for (const f of this.datesSaid.keys()) if (!live.has(f)) this.datesSaid.delete(f);
-  }
-
-  private tellDates(what: string, { file, until, fingerprint }: { file: string; until: number; fingerprint: string }, now: number): void {
-    const said = this.datesSaid.get(fingerprint);
-    const servedUntil = new Date(until).toISOString();
-    if (until <= now) {
-      if (said === 'passed') return;
-      this.datesSaid.set(fingerprint, 'passed');
-      return void this.log.error({ file, servedUntil }, `${what} expired at ${servedUntil}: clients cannot connect; put a renewed certificate and key in place (they are picked up without a restart)`);
-    }
-    if (until - now > CERT_EXPIRY_WARN_MS || said) return;
-    this.datesSaid.set(fingerprint, 'near');
-    const days = Math.floor((until - now) / 86_400_000);
-    this.log.warn({ file, servedUntil, daysLeft: days }, `${what} expires at ${servedUntil} (${days === 0 ? 'within a day' : `in ${days} day${days === 1 ? '' : 's'}`}): renew it`);
-  }
-
-  private readTls(config: Config, dir: string): ServedTlsFiles {
-    const certFile = resolve(dir, config.gateway.tls!.cert);
-    const cert = readPemFile(certFile);
-    const key = readPemFile(resolve(dir, config.gateway.tls!.key));
-    return { cert, key, certFile, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
-  }
-
-  /**
-   * A renewed certificate waits for the whole file to be valid again: the certificate is part of
-   * the config. It is the one part with an end date, so a renewal held up by an unrelated typo
-   * is said, with when the served one runs out.
-   */
-  private tellCertificateWaiting(dir: string): void {
-    const live = this.holder.current?.config;
-    const served = this.servedTls;
-    if (!live?.gateway.tls || !served) return;
-    const waiting: { key: string; until: number; fingerprint: string }[] = [];
-    // (a file that cannot be read is left out: the reload's own problems say so)
-    try {
-      const { fingerprint } = this.readTls(live, dir);
-      if (fingerprint !== served.fingerprint) waiting.push({ key: 'gateway.tls.cert', until: served.until, fingerprint });
-    } catch {
-      /* said by the reload */
-    }
-    let apps: ReturnType<typeof readAppCertificateFiles> = new Map();
-    try {
-      apps = readAppCertificateFiles(live, dir);
-    } catch {
-      /* said by the reload */
-    }
-    for (const files of apps.values()) {
-      const now = this.appCerts.get(files.host);
-      if (now && now.fingerprint !== files.fingerprint) waiting.push({ key: `${files.at}.cert`, until: now.until, fingerprint: files.fingerprint });
-    }
-    // once per waiting certificate, not at every poll that finds the file still invalid
-    for (const w of waiting) {
-      if (this.tlsWaitingTold.has(w.fingerprint)) continue;
-      this.tlsWaitingTold.add(w.fingerprint);
-      const servedUntil = new Date(w.until).toISOString();
-      this.log.error({ key: w.key, servedUntil }, `the certificate files changed but are not applied while the config is invalid: the served certificate runs out at ${servedUntil}`);
-    }
-  }
-
-  /**
-   * The new certificate and key when they differ from the served ones, checked by building a
-   * TLS context from them (throws when they cannot be used); certificates are swapped live.
-   */
-  private changedTls(config: Config, dir: string): ServedTlsFiles | undefined {
-    if (!this.servers.https || !config.gateway.tls) return undefined;
-    const tls = this.readTls(config, dir);
-    if (tls.fingerprint === this.servedTls?.fingerprint) return undefined;
-    createSecureContext({ cert: tls.cert, key: tls.key });
-    // Out of its dates, no client would take it: a backup restored by mistake, or a renewal whose
-    // start is still ahead, took every app down while the one it replaced still worked.
-    const refused = outsideValidity(new X509Certificate(tls.cert));
-    if (refused && this.servedTls && !outsideValidity(new X509Certificate(this.servedTls.cert))) {
-      throw new Error(`${tls.certFile}: ${refused}; the certificate served now is kept${refused.includes('valid only from') ? ' until then' : ''}`);
-    }
-    return tls;
+    this.certificates?.checkDates(now);
   }
 
   /** Serves requests with at most MAX_HEADER_LINES header lines and MAX_HEAD_BYTES; more get 431 with a correlation id. */
@@ -720,7 +583,7 @@ export class GatewayServer {
     this.holder.stopping = true;
     this.connectorHub?.registry.stopWaiting();
     this.stopRevocations();
-    clearInterval(this.tlsExpiryTimer);
+    this.certificates?.stop();
     await this.watcher?.close();
     this.edges.http.drain();
     this.edges.https.drain();
