@@ -8,6 +8,8 @@ if (dir) {
   const t = setInterval(() => {
     const handles = count(process._getActiveHandles().map((h) => h?.constructor?.name ?? typeof h));
     const resources = count(process.getActiveResourcesInfo());
+    // (with --expose-gc: a full collection first, so heapUsed counts what is held, not garbage not collected yet)
+    if (typeof globalThis.gc === 'function') globalThis.gc();
     const m = process.memoryUsage();
     const listeners = Object.fromEntries(process.eventNames().map((e) => [String(e), process.listenerCount(e)]));
     const file = `${dir}/${process.pid}.json`;

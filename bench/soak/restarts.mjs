@@ -43,7 +43,7 @@ apps:
 );
 const env = { ...process.env, SOAK_PROBE_DIR: PROBE_DIR, DRAWBRIDGE_LOG_LEVEL: 'warn' };
 const node = (args, log) => {
-  const c = spawn(process.execPath, ['--require', PROBE, CLI, ...args], { cwd: OUT, stdio: ['ignore', 'pipe', 'pipe'], env });
+  const c = spawn(process.execPath, ['--expose-gc', '--heapsnapshot-signal=SIGUSR2', '--require', PROBE, CLI, ...args], { cwd: OUT, stdio: ['ignore', 'pipe', 'pipe'], env });
   for (const s of [c.stdout, c.stderr]) s.on('data', (d) => appendFileSync(join(OUT, log), d));
   c.exited = new Promise((r) => c.on('exit', r));
   return c;
