@@ -81,6 +81,24 @@ describe('connector target list across reloads under load', function () {
     assert.deepEqual(conn.logs().filter((l) => (l.level as number) >= 50), []);
   });
 
+  it('a request waiting for its connector while a reload moves its app elsewhere is served when the connector is back (by the app it was routed to), and the next goes to the new one', async () => {
+    const get = () => new Promise<number>((resolve, reject) => http.get(`${gw.url}/w`, { headers: { host: 'app.test' } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
+    writeFileSync(gw.configFile, gatewayYaml(a));
+    await gw.server.reload('test');
+    await killConnector(conn, 'SIGTERM');
+    await eventually(() => gw.server.connectorHub!.registry.all().length === 0);
+    const [fromA, fromB] = [a.received.length, b.received.length];
+    const waiting = get();
+    await sleep(300);
+    writeFileSync(gw.configFile, gatewayYaml(b));
+    assert.equal(await gw.server.reload('test'), 'success');
+    conn = startConnector(join(gw.dir, 'conn'));
+    assert.equal(await waiting, 200);
+    assert.equal(a.received.length, fromA + 1, 'the waiting request reached the app of its generation');
+    assert.equal(await get(), 200);
+    assert.equal(b.received.length, fromB + 1);
+  });
+
   it("a group whose connector was away at a reload gets the list of a later reload that restores the one before: its apps are reached (502 'target not allowed' until the connector reconnected)", async () => {
     const second = `  - name: Second\n    externalUrl: http://second.test/\n    internalUrl: ${b.url}/\n    connectorGroup: g1\n    preAuth: passthrough\n`;
     const get = (host: string) => new Promise<number>((resolve, reject) => http.get(`${gw.url}/n`, { headers: { host } }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject));
