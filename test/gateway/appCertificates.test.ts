@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { chromium } from 'playwright-core';
 import { selfSignedCert } from '../support/certs.js';
 import { request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
@@ -78,6 +79,24 @@ ${extra}`;
     assert.equal((await fetchOver(port(), 'gw.example.test', 'gw.example.test')).cn, 'gw.example.test');
     assert.equal((await fetchOver(port(), 'unknown.test', 'gw.example.test')).cn, 'gw.example.test');
     assert.equal((await fetchOver(port(), undefined, 'gw.example.test')).cn, 'gw.example.test');
+  });
+
+  it('Chromium that trusts only the app\'s certificate opens the app on its own domain, and refuses the gateway\'s host', async () => {
+    // (the pin is the certificate's key: a page loads only if the gateway served that certificate)
+    const spki = createHash('sha256').update(new X509Certificate(readFileSync(join(dir, 'custom.crt'))).publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-quic', `--ignore-certificate-errors-spki-list=${spki}`, '--host-resolver-rules=MAP *.test 127.0.0.1'],
+    });
+    try {
+      const page = await (await browser.newContext()).newPage();
+      const res = await page.goto(`https://app.contoso.test:${port()}/hello`);
+      assert.equal(res?.status(), 200);
+      assert.equal(JSON.parse((await page.textContent('body'))!).url, '/hello');
+      await assert.rejects(page.goto(`https://gw.example.test:${port()}/`), /ERR_CERT/);
+    } finally {
+      await browser.close();
+    }
   });
 
   it('each app certificate\'s end date is a gauge by host', async () => {
