@@ -7,7 +7,7 @@
  * serving its other channels, with its memory bounded; the offending channel may be closed.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -19,105 +19,10 @@ import { SWITCHING_TO_TUNNEL, unblockedStream, type ChannelTransport } from '../
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, killConnector, rogueChannelStream, startConnector, startHubGateway, token, type ConnectorProcess } from './support.js';
-
-// --- raw HTTP/2 -------------------------------------------------------------------
+import { CLIENT_PREFACE, FLAG, FRAME, STATUS_200, flood, frame, headerBlock, readFrames, settingsFrame, u32, type ReceivedFrame } from '../support/h2Frames.js';
+import { cpuMs, rssMiB } from '../support/procStats.js';
 
 const BULK_MIB = 200;
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-const T = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
-const F = { END_STREAM: 1, ACK: 1, END_HEADERS: 4 } as const;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream & 0x7fffffff, 5);
-  return Buffer.concat([h, payload]);
-}
-
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-
-/** an HPACK integer with an N-bit prefix */
-function hpackInt(n: number, bits: number, high = 0): Buffer {
-  const max = (1 << bits) - 1;
-  if (n < max) return Buffer.from([high | n]);
-  const out = [high | max];
-  n -= max;
-  while (n >= 128) {
-    out.push((n & 127) | 128);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return Buffer.from(out);
-}
-
-/** a header block of literals without indexing (new names): no dynamic table to keep */
-function hpack(headers: [string, string][]): Buffer {
-  const str = (s: string) => Buffer.concat([hpackInt(Buffer.byteLength(s), 7), Buffer.from(s)]);
-  return Buffer.concat(headers.flatMap(([k, v]) => [Buffer.from([0]), str(k), str(v)]));
-}
-
-interface Received {
-  type: number;
-  flags: number;
-  stream: number;
-  /** GOAWAY and RST_STREAM: the error code */
-  code?: number;
-}
-
-/** Parses the frames `sock` receives (after `skip` bytes: a client preface) into `into`; calls `onFrame` with each. */
-function readFrames(sock: Duplex, skip = 0, onFrame: (f: Received) => void = () => undefined): Received[] {
-  const into: Received[] = [];
-  let buf = Buffer.alloc(0);
-  sock.on('data', (c: Buffer) => {
-    buf = Buffer.concat([buf, c]);
-    if (skip) {
-      const n = Math.min(skip, buf.length);
-      buf = buf.subarray(n);
-      skip -= n;
-    }
-    while (buf.length >= 9) {
-      const len = buf.readUIntBE(0, 3);
-      if (buf.length < 9 + len) break;
-      const f: Received = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff };
-      if (f.type === T.GOAWAY) f.code = buf.readUInt32BE(9 + 4);
-      if (f.type === T.RST_STREAM) f.code = buf.readUInt32BE(9);
-      into.push(f);
-      onFrame(f);
-      buf = buf.subarray(9 + len);
-    }
-  });
-  return into;
-}
-
-/** VmRSS of a process, in MiB */
-function rssMiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-
-/** CPU seconds a process has used (user and system) */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
-/** Writes `n` copies of `f` in batches, yielding between them, as long as `sock` is open. */
-async function flood(sock: Duplex, f: Buffer, n: number, batch = 2000): Promise<number> {
-  const chunk = Buffer.concat(Array.from({ length: batch }, () => f));
-  let sent = 0;
-  while (sent < n && !sock.destroyed && sock.writable) {
-    sock.write(chunk);
-    sent += batch;
-    if (sock.writableLength > 4 << 20) await new Promise((r) => setTimeout(r, 5));
-    else await new Promise((r) => setImmediate(r));
-  }
-  return sent;
-}
 
 // --- a scripted gateway: the first channel is the attacker's, the others plain HTTP/2 ------
 
@@ -127,7 +32,7 @@ interface ScriptedGateway {
   /** the raw TLS sockets of attacked channels, in order */
   raw: TLSSocket[];
   /** the frames each raw channel received from the connector */
-  frames: Map<TLSSocket, Received[]>;
+  frames: Map<TLSSocket, ReceivedFrame[]>;
   /** the next channel is the attacker's */
   wantRaw: boolean;
   /** well-behaved channels */
@@ -163,8 +68,10 @@ async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
     gw.upgrades++;
     if (gw.wantRaw) {
       gw.wantRaw = false;
-      socket.write(Buffer.concat([PREFACE, frame(T.SETTINGS, 0, 0)]));
-      gw.frames.set(socket, readFrames(socket));
+      socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
+      const got: ReceivedFrame[] = [];
+      readFrames(socket, (f) => got.push(f));
+      gw.frames.set(socket, got);
       return void gw.raw.push(socket);
     }
     const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket) });
@@ -308,34 +215,34 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
   }
 
   for (const [what, f, n] of [
-    ['SETTINGS', frame(T.SETTINGS, 0, 0), 400_000],
-    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8, 1)), 400_000],
+    ['SETTINGS', settingsFrame(), 400_000],
+    ['PING', frame(FRAME.PING, 0, 0, Buffer.alloc(8, 1)), 400_000],
   ] as [string, Buffer, number][]) {
     it(`a ${what} flood from a gateway that reads nothing: the connector's memory stays bounded and its other channel serves`, async () => {
       raw.pause();
-      const cpu = cpuSeconds(conn!.child.pid!);
-      const grown = await watched(() => flood(raw, f, n));
+      const cpu = cpuMs(conn!.child.pid!);
+      const grown = await watched(() => flood(raw, n, f, 2000));
       await stillServing();
       // (SETTINGS: Node's own flood guard closes the channel; PING: the ACKs are queued, bounded by MAX_QUEUED_FOR_PEER)
-      assert.ok(cpuSeconds(conn!.child.pid!) - cpu < 5, 'the connector spent its CPU on the flood');
+      assert.ok(cpuMs(conn!.child.pid!) - cpu < 5000, 'the connector spent its CPU on the flood');
       assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
     });
   }
 
   it('rapid reset (HEADERS then RST_STREAM, 20,000 times): the channel may close, the connector serves on', async () => {
-    const block = hpack([[':method', 'CONNECT'], [':authority', target]]);
+    const block = headerBlock([[':method', 'CONNECT'], [':authority', target]]);
     let id = 1;
     const grown = await watched(async () => {
       for (let round = 0; round < 20 && !raw.destroyed; round++) {
         const out: Buffer[] = [];
-        for (let i = 0; i < 1000; i++, id += 2) out.push(frame(T.HEADERS, F.END_HEADERS, id, block), frame(T.RST_STREAM, 0, id, u32(8)));
+        for (let i = 0; i < 1000; i++, id += 2) out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, block), frame(FRAME.RST_STREAM, 0, id, u32(8)));
         raw.write(Buffer.concat(out));
         await sleep(10);
       }
     });
     // (nghttp2's guard answers with GOAWAY, which Node does not report: the connector reads it off
     // its own writes and closes the channel; a real gateway cancels through CANCEL_PATH)
-    assert.ok(gw.frames.get(raw)!.some((f) => f.type === T.GOAWAY), 'no GOAWAY for the reset flood');
+    assert.ok(gw.frames.get(raw)!.some((f) => f.type === FRAME.GOAWAY), 'no GOAWAY for the reset flood');
     await eventually(() => raw.destroyed || undefined, 3000, 20);
     await stillServing();
     assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
@@ -343,8 +250,8 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
 
   it('a CONTINUATION flood (a header block that never ends): the channel is closed, the connector serves on', async () => {
     const grown = await watched(async () => {
-      raw.write(frame(T.HEADERS, 0, 1, hpack([[':method', 'CONNECT'], [':authority', target]])));
-      await flood(raw, frame(T.CONTINUATION, 0, 1, hpack([['x-a', 'b'.repeat(1000)]])), 100_000, 200);
+      raw.write(frame(FRAME.HEADERS, 0, 1, headerBlock([[':method', 'CONNECT'], [':authority', target]])));
+      await flood(raw, 100_000, frame(FRAME.CONTINUATION, 0, 1, headerBlock([['x-a', 'b'.repeat(1000)]])), 200);
     });
     await stillServing();
     assert.ok(raw.destroyed || raw.readableEnded, 'the attacking channel is still open');
@@ -352,11 +259,11 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
   });
 
   it('a huge header block (4 MiB of headers): refused, the connector serves on', async () => {
-    const block = hpack([[':method', 'CONNECT'], [':authority', target], ...Array.from({ length: 256 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
+    const block = headerBlock([[':method', 'CONNECT'], [':authority', target], ...Array.from({ length: 256 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
     const grown = await watched(async () => {
       for (let off = 0, first = true; off < block.length; off += 16_000, first = false) {
         const last = off + 16_000 >= block.length;
-        raw.write(frame(first ? T.HEADERS : T.CONTINUATION, last ? F.END_HEADERS : 0, 1, block.subarray(off, off + 16_000)));
+        raw.write(frame(first ? FRAME.HEADERS : FRAME.CONTINUATION, last ? FLAG.END_HEADERS : 0, 1, block.subarray(off, off + 16_000)));
       }
     });
     await stillServing();
@@ -365,29 +272,26 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
 
   it('a WINDOW_UPDATE past 2^31-1 closes the channel, DATA beyond a stream window resets that stream (an app that reads nothing): the connector serves on', async () => {
     gw.wantRaw = true;
-    raw.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
-    raw.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+    raw.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+    raw.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
     await eventually(() => sessionErrors().length === 1 || undefined, 5000, 20);
-    assert.equal(gw.frames.get(raw)!.find((f) => f.type === T.GOAWAY)?.type, T.GOAWAY);
+    assert.equal(gw.frames.get(raw)!.find((f) => f.type === FRAME.GOAWAY)?.type, FRAME.GOAWAY);
     await stillServing();
     // a new attacking channel: the connector dials again
     const next = (await eventually(() => gw.raw[gw.raw.indexOf(raw) + 1], 10_000, 20))!;
     // DATA past the 8 MiB stream window on a CONNECT stream to an app that reads nothing
-    next.write(frame(T.HEADERS, F.END_HEADERS, 1, hpack([[':method', 'CONNECT'], [':authority', sinkTarget]])));
+    next.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':method', 'CONNECT'], [':authority', sinkTarget]])));
     await sleep(200);
-    const grown = await watched(() => flood(next, frame(T.DATA, 0, 1, Buffer.alloc(16_384, 0x41)), 4000, 100));
+    const grown = await watched(() => flood(next, 4000, frame(FRAME.DATA, 0, 1, Buffer.alloc(16_384, 0x41)), 100));
     // (a stream's window overrun is that stream's error: it is reset with FLOW_CONTROL_ERROR)
-    await eventually(() => gw.frames.get(next)!.find((f) => f.type === T.RST_STREAM && f.stream === 1 && f.code === http2.constants.NGHTTP2_FLOW_CONTROL_ERROR), 5000, 20);
+    await eventually(() => gw.frames.get(next)!.find((f) => f.type === FRAME.RST_STREAM && f.stream === 1 && f.code === http2.constants.NGHTTP2_FLOW_CONTROL_ERROR), 5000, 20);
     await stillServing();
     assert.ok(grown < 150, `the connector grew by ${Math.round(grown)} MiB`);
   });
 
   it('a gateway that announces huge windows and never reads while an app sends 200 MiB: the channel is cut, the connector stays bounded', async () => {
     const SETTINGS_INITIAL_WINDOW_SIZE = 4;
-    const settings = Buffer.alloc(6);
-    settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 0);
-    settings.writeUInt32BE(0x7fffffff, 2);
-    raw.write(Buffer.concat([frame(T.SETTINGS, 0, 0, settings), frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff - 65535)), frame(T.HEADERS, F.END_HEADERS, 1, hpack([[':method', 'CONNECT'], [':authority', bulkTarget]]))]));
+    raw.write(Buffer.concat([settingsFrame([[SETTINGS_INITIAL_WINDOW_SIZE, 0x7fffffff]]), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff - 65535)), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock([[':method', 'CONNECT'], [':authority', bulkTarget]]))]));
     await sleep(100);
     raw.pause();
     const grown = await watched(() => eventually(() => sessionErrors().length || undefined, 15_000, 50));
@@ -442,15 +346,15 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
     list.on('error', () => undefined);
     list.write('{"targets":[');
     try {
-      const block = hpack([[':method', 'CONNECT'], [':authority', '127.0.0.1:9']]);
+      const block = headerBlock([[':method', 'CONNECT'], [':authority', '127.0.0.1:9']]);
       const out: Buffer[] = [];
-      for (let i = 0, id = 1; i < 5_000; i++, id += 2) out.push(frame(T.HEADERS, F.END_HEADERS, id, block));
-      const cpu = cpuSeconds(conn!.child.pid!);
+      for (let i = 0, id = 1; i < 5_000; i++, id += 2) out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, block));
+      const cpu = cpuMs(conn!.child.pid!);
       const grown = await watched(async () => {
         raw.write(Buffer.concat(out));
-        await eventually(() => gw.frames.get(raw)!.filter((f) => f.type === T.HEADERS).length >= 5_000 || undefined, 15_000, 100);
+        await eventually(() => gw.frames.get(raw)!.filter((f) => f.type === FRAME.HEADERS).length >= 5_000 || undefined, 15_000, 100);
       });
-      assert.ok(cpuSeconds(conn!.child.pid!) - cpu < 5, 'the connector spent its CPU on the streams');
+      assert.ok(cpuMs(conn!.child.pid!) - cpu < 5000, 'the connector spent its CPU on the streams');
       await stillServing();
       assert.ok(grown < 100, `the connector grew by ${Math.round(grown)} MiB`);
     } finally {
@@ -493,20 +397,24 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
   });
 
   /** A channel of a g2 connector, speaking HTTP/2 by hand: it answers the target list, then `attack` runs. */
-  async function rogueChannel(hub: ConnectorHub, transport: ChannelTransport = 'h2'): Promise<{ stream: Duplex; streams: number[]; frames: Received[] }> {
+  async function rogueChannel(hub: ConnectorHub, transport: ChannelTransport = 'h2'): Promise<{ stream: Duplex; streams: number[] }> {
     const { stream } = await rogueChannelStream(hub, transport);
     stream.on('error', () => undefined);
-    stream.write(frame(T.SETTINGS, 0, 0));
+    stream.write(settingsFrame());
     // the stream ids the gateway opened (odd), from the frame headers it sends
     const streams: number[] = [];
-    const frames = readFrames(stream, PREFACE.length, ({ type, flags, stream: id }) => {
-      if (type === T.SETTINGS && !(flags & F.ACK)) stream.write(frame(T.SETTINGS, F.ACK, 0));
-      if (type !== T.HEADERS || streams.includes(id)) return;
-      streams.push(id);
-      // the first is the target list: answered 200
-      if (id === 1) stream.write(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 1, hpack([[':status', '200']])));
-    });
-    return { stream, streams, frames };
+    readFrames(
+      stream,
+      ({ type, flags, stream: id }) => {
+        if (type === FRAME.SETTINGS && !(flags & FLAG.ACK)) stream.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+        if (type !== FRAME.HEADERS || streams.includes(id)) return;
+        streams.push(id);
+        // the first is the target list: answered 200
+        if (id === 1) stream.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, STATUS_200));
+      },
+      CLIENT_PREFACE.length,
+    );
+    return { stream, streams };
   }
 
   /** what the gateway logged about connector channels since line `from` (warn and above) */
@@ -517,10 +425,10 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
   const rss = () => process.memoryUsage().rss / (1 << 20);
 
   for (const [what, f, transport] of [
-    ['SETTINGS', frame(T.SETTINGS, 0, 0), 'h2'],
-    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8)), 'h2'],
-    ['SETTINGS', frame(T.SETTINGS, 0, 0), 'websocket'],
-    ['PING', frame(T.PING, 0, 0, Buffer.alloc(8)), 'websocket'],
+    ['SETTINGS', settingsFrame(), 'h2'],
+    ['PING', frame(FRAME.PING, 0, 0, Buffer.alloc(8)), 'h2'],
+    ['SETTINGS', settingsFrame(), 'websocket'],
+    ['PING', frame(FRAME.PING, 0, 0, Buffer.alloc(8)), 'websocket'],
   ] as [string, Buffer, ChannelTransport][]) {
     it(`a ${what} flood from a connector that reads nothing (${transport} channel): the gateway stays bounded and serves`, async () => {
       const hub = gw.server.connectorHub!;
@@ -528,7 +436,7 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
       await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
       stream.pause();
       const base = rss();
-      await flood(stream, f, 400_000);
+      await flood(stream, 400_000, f, 2000);
       await sleep(500);
       const grown = rss() - base;
       await healthy();
@@ -545,7 +453,7 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
       const { stream } = await rogueChannel(hub, transport);
       await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
       // (nghttp2 answers with GOAWAY and Node says nothing: the channel stayed in rotation until 3 pings were missed)
-      stream.write(frame(T.DATA, 0, 99, Buffer.alloc(100)));
+      stream.write(frame(FRAME.DATA, 0, 99, Buffer.alloc(100)));
       await eventually(() => channelTrouble(0).find((l) => /it broke the HTTP\/2 protocol.*: DATA: stream in idle/.test(l)), 2000, 20);
       await eventually(() => !hub.registry.all().some((c) => c.group === 'g2') || undefined, 2000, 20);
       const t0 = Date.now();
@@ -560,9 +468,9 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
     const hub = gw.server.connectorHub!;
     const { stream } = await rogueChannel(hub);
     await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready), 5000, 20);
-    const block = hpack([[':status', '200']]);
+    const block = STATUS_200;
     const out: Buffer[] = [];
-    for (let id = 2; id < 20_000; id += 2) out.push(frame(T.HEADERS, F.END_HEADERS, id, block));
+    for (let id = 2; id < 20_000; id += 2) out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, block));
     stream.write(Buffer.concat(out));
     await eventually(() => stream.destroyed || undefined, 5000, 20);
     await healthy();
@@ -570,7 +478,7 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
     // a PUSH_PROMISE (the gateway's SETTINGS say no push)
     const second = await rogueChannel(hub);
     await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready && !c.session.destroyed), 5000, 20);
-    second.stream.write(frame(T.PUSH_PROMISE, F.END_HEADERS, 1, Buffer.concat([u32(2), hpack([[':method', 'GET'], [':path', '/'], [':scheme', 'http'], [':authority', 'x']])])));
+    second.stream.write(frame(FRAME.PUSH_PROMISE, FLAG.END_HEADERS, 1, Buffer.concat([u32(2), headerBlock([[':method', 'GET'], [':path', '/'], [':scheme', 'http'], [':authority', 'x']])])));
     await eventually(() => second.stream.destroyed || undefined, 5000, 20);
     await healthy();
   });
@@ -584,13 +492,13 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
       const id = (await eventually(() => streams.find((s) => s > 1), 5000, 20))!;
       const base = rss();
       if (how === 'continuation') {
-        stream.write(frame(T.HEADERS, 0, id, hpack([[':status', '200']])));
-        await flood(stream, frame(T.CONTINUATION, 0, id, hpack([['x-a', 'b'.repeat(1000)]])), 100_000, 200);
+        stream.write(frame(FRAME.HEADERS, 0, id, STATUS_200));
+        await flood(stream, 100_000, frame(FRAME.CONTINUATION, 0, id, headerBlock([['x-a', 'b'.repeat(1000)]])), 200);
       } else {
         // huge: past nghttp2's CONTINUATION limit; large: 7 frames, past the header list limit only
-        const block = hpack([[':status', '200'], ...Array.from({ length: how === 'huge' ? 256 : 7 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
+        const block = headerBlock([[':status', '200'], ...Array.from({ length: how === 'huge' ? 256 : 7 }, (_, i): [string, string] => [`x-h${i}`, 'v'.repeat(16_000)])]);
         for (let off = 0, first = true; off < block.length; off += 16_000, first = false) {
-          stream.write(frame(first ? T.HEADERS : T.CONTINUATION, off + 16_000 >= block.length ? F.END_HEADERS : 0, id, block.subarray(off, off + 16_000)));
+          stream.write(frame(first ? FRAME.HEADERS : FRAME.CONTINUATION, off + 16_000 >= block.length ? FLAG.END_HEADERS : 0, id, block.subarray(off, off + 16_000)));
         }
       }
       const answer = await asked;
@@ -609,20 +517,20 @@ describe('HTTP/2 abuse from a rogue connector against a real gateway', function 
       await eventually(() => hub.registry.all().some((c) => c.group === 'g2' && c.ready && !c.session.destroyed), 5000, 20);
       const base = rss();
       if (how === 'window') {
-        stream.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
-        stream.write(frame(T.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+        stream.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
+        stream.write(frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)));
         await eventually(() => stream.destroyed || undefined, 5000, 20);
         assert.ok(channelTrouble(0).some((l) => /Flow control error/.test(l)), channelTrouble(0).join('\n'));
-      } else if (how === 'rst') await flood(stream, frame(T.RST_STREAM, 0, 1, u32(8)), 200_000);
+      } else if (how === 'rst') await flood(stream, 200_000, frame(FRAME.RST_STREAM, 0, 1, u32(8)), 2000);
       else if (how === 'priority') {
         const out: Buffer[] = [];
-        for (let id = 3; id < 200_000; id += 2) out.push(frame(T.PRIORITY, 0, id, Buffer.concat([u32(id - 2), Buffer.from([15])])));
+        for (let id = 3; id < 200_000; id += 2) out.push(frame(FRAME.PRIORITY, 0, id, Buffer.concat([u32(id - 2), Buffer.from([15])])));
         stream.write(Buffer.concat(out));
       } else {
         const asked = rogueRequest();
         const id = (await eventually(() => streams.find((s) => s > 1), 5000, 20))!;
-        stream.write(frame(T.HEADERS, F.END_HEADERS, id, hpack([[':status', '200']])));
-        await flood(stream, frame(T.DATA, 0, id, Buffer.alloc(16_384, 0x41)), 6000, 100);
+        stream.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, STATUS_200));
+        await flood(stream, 6000, frame(FRAME.DATA, 0, id, Buffer.alloc(16_384, 0x41)), 100);
         await asked;
       }
       await sleep(300);

@@ -18,7 +18,7 @@ import { eventually, tempDir } from '../support/harness.js';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
 import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
 import { killConnector, startConnector, type ConnectorProcess } from './support.js';
-import { CLIENT_PREFACE, FLAG, FRAME, frame, headerBlock, readFrames, settingsFrame, u32 } from '../support/h2Frames.js';
+import { CLIENT_PREFACE, FLAG, FRAME, flood, frame, headerBlock, readFrames, settingsFrame, u32 } from '../support/h2Frames.js';
 import { cpuMs, rssMiB } from '../support/procStats.js';
 
 interface RenewRequest {
@@ -254,15 +254,6 @@ describe('a connector channel to a hostile gateway', function () {
 /** A target-list request's header block (POST /v1/targets) and a CONNECT's. */
 const targetsHead = headerBlock([[':method', 'POST'], [':scheme', 'http'], [':path', '/v1/targets'], [':authority', 'connector.invalid']]);
 const connectHead = (authority: string) => headerBlock([[':method', 'CONNECT'], [':authority', authority]]);
-const turn = () => new Promise((r) => setImmediate(r));
-
-/** Writes `make(i)` for i below `n`, `batch` at a time, letting the loop turn between batches. */
-async function flood(s: TLSSocket, n: number, make: (i: number) => Buffer, batch = 500): Promise<void> {
-  for (let i = 0; i < n && !s.destroyed; i += batch) {
-    s.write(Buffer.concat(Array.from({ length: Math.min(batch, n - i) }, (_, j) => make(i + j))));
-    await turn();
-  }
-}
 
 describe('a connector against HTTP/2 abuse from its gateway (frames by hand)', function () {
   this.timeout(30_000);

@@ -69,8 +69,17 @@ export function headerBlock(fields: [string, string | Buffer][]): Buffer {
 /** :status 200, as one byte (static table entry 8) */
 export const STATUS_200 = Buffer.from([0x88]);
 
+/** A frame as read off the wire; `code` is the error code of a GOAWAY or RST_STREAM. */
+export interface ReceivedFrame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+  code?: number;
+}
+
 /** Calls `on` with each whole frame read from `stream` (after `skip` bytes, a client's preface). */
-export function readFrames(stream: Duplex, on: (f: { type: number; flags: number; stream: number; payload: Buffer }) => void, skip = 0): void {
+export function readFrames(stream: Duplex, on: (f: ReceivedFrame) => void, skip = 0): void {
   let buf = Buffer.alloc(0);
   stream.on('data', (c: Buffer) => {
     buf = Buffer.concat([buf, c]);
@@ -82,8 +91,32 @@ export function readFrames(stream: Duplex, on: (f: { type: number; flags: number
     while (buf.length >= 9) {
       const length = buf.readUIntBE(0, 3);
       if (buf.length < 9 + length) break;
-      on({ type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + length) });
+      const f: ReceivedFrame = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + length) };
+      // (GOAWAY: last stream id, then the code; RST_STREAM: the code alone)
+      if (f.type === FRAME.GOAWAY) f.code = f.payload.readUInt32BE(4);
+      if (f.type === FRAME.RST_STREAM) f.code = f.payload.readUInt32BE(0);
+      on(f);
       buf = buf.subarray(9 + length);
     }
   });
+}
+
+/**
+ * Writes `n` frames, `make(i)` (or the same one each time), `batch` at a time while `sock` is
+ * open, letting the loop turn between batches (and waiting while more than 4 MiB is queued, so a
+ * peer that reads nothing does not grow this process instead); resolves with how many it wrote.
+ */
+export async function flood(sock: Duplex, n: number, make: Buffer | ((i: number) => Buffer), batch = 500): Promise<number> {
+  const one = (i: number) => (Buffer.isBuffer(make) ? make : make(i));
+  // (the same frame each time: its batch is built once)
+  const same = Buffer.isBuffer(make) ? Buffer.concat(Array.from({ length: batch }, () => make)) : undefined;
+  let sent = 0;
+  while (sent < n && !sock.destroyed && sock.writable) {
+    const count = Math.min(batch, n - sent);
+    sock.write(same && count === batch ? same : Buffer.concat(Array.from({ length: count }, (_, j) => one(sent + j))));
+    sent += count;
+    if (sock.writableLength > 4 << 20) await new Promise((r) => setTimeout(r, 5));
+    else await new Promise((r) => setImmediate(r));
+  }
+  return sent;
 }
