@@ -7,102 +7,21 @@
  * serving its other channels, with its memory bounded; the offending channel may be closed.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session } from 'node:http2';
-import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { SWITCHING_TO_TUNNEL, unblockedStream, type ChannelTransport } from '../../src/connector/channelLink.js';
+import type { ChannelTransport } from '../../src/connector/channelLink.js';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, sleep, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
-import { gatewayYaml, killConnector, rogueChannelStream, startConnector, startHubGateway, token, type ConnectorProcess } from './support.js';
-import { CLIENT_PREFACE, FLAG, FRAME, STATUS_200, flood, frame, headerBlock, readFrames, settingsFrame, u32, type ReceivedFrame } from '../support/h2Frames.js';
+import { enrolledStateDir, gatewayYaml, killConnector, rogueChannelStream, sendTargets, startConnector, startHubGateway, startScriptedGateway, token, type ConnectorProcess, type ScriptedGateway } from './support.js';
+import { CLIENT_PREFACE, FLAG, FRAME, STATUS_200, flood, frame, headerBlock, readFrames, settingsFrame, u32 } from '../support/h2Frames.js';
 import { cpuMs, rssMiB } from '../support/procStats.js';
 
 const BULK_MIB = 200;
 
-// --- a scripted gateway: the first channel is the attacker's, the others plain HTTP/2 ------
-
-interface ScriptedGateway {
-  url: string;
-  ca: ConnectorCa;
-  /** the raw TLS sockets of attacked channels, in order */
-  raw: TLSSocket[];
-  /** the frames each raw channel received from the connector */
-  frames: Map<TLSSocket, ReceivedFrame[]>;
-  /** the next channel is the attacker's */
-  wantRaw: boolean;
-  /** well-behaved channels */
-  sessions: ClientHttp2Session[];
-  upgrades: number;
-  close(): void;
-}
-
-async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
-  const ca = await ConnectorCa.loadOrCreate(dir);
-  const tls = await ca.issueServer(['127.0.0.1', 'localhost']);
-  const sockets = new Set<net.Socket>();
-  const gw: ScriptedGateway = {
-    url: '',
-    ca,
-    raw: [],
-    frames: new Map(),
-    wantRaw: false,
-    sessions: [],
-    upgrades: 0,
-    close: () => {
-      for (const s of gw.sessions) s.destroy();
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (_req, res) => void res.writeHead(503).end());
-  server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  server.on('upgrade', (_req, socket: TLSSocket) => {
-    socket.on('error', () => undefined);
-    socket.write(SWITCHING_TO_TUNNEL);
-    // the attacker's channel speaks the client preface by hand
-    gw.upgrades++;
-    if (gw.wantRaw) {
-      gw.wantRaw = false;
-      socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
-      const got: ReceivedFrame[] = [];
-      readFrames(socket, (f) => got.push(f));
-      gw.frames.set(socket, got);
-      return void gw.raw.push(socket);
-    }
-    const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket) });
-    session.on('error', () => undefined);
-    gw.sessions.push(session);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  gw.url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  return gw;
-}
-
-async function enrolledStateDir(ca: ConnectorCa, gateway: string, dir: string): Promise<string> {
-  const kp = await generateKeyPair();
-  const issued = await ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', 3600_000, 'c-abused');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
-  writeFileSync(join(dir, 'cert.pem'), issued.certPem);
-  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
-  writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
-  return dir;
-}
-
-function sendTargets(session: ClientHttp2Session, targets: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = session.request({ ':method': 'POST', ':path': '/v1/targets' });
-    s.on('response', (h) => resolve(Number(h[':status'])));
-    s.on('error', reject);
-    s.resume();
-    s.end(JSON.stringify({ targets }));
-  });
-}
+// --- a scripted gateway (support.ts): the first channel is the attacker's (wantRaw), the others plain HTTP/2 ---
 
 /** A GET through a CONNECT stream on `session` to `target`: the app's status line, or what went wrong. */
 function getThrough(session: ClientHttp2Session, target: string, ms = 5000): Promise<string> {
@@ -169,7 +88,7 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
     conn = startConnector(await enrolledStateDir(gw.ca, gw.url, join(dir, `s${n}`)), { args: ['--channels', '2'] });
     raw = (await eventually(() => gw.raw[n], 10_000, 20))!;
     good = (await eventually(() => gw.sessions[m], 10_000, 20))!;
-    assert.equal(await sendTargets(good, [target, sinkTarget, bulkTarget].sort()), 200);
+    assert.equal(await sendTargets(good, JSON.stringify({ targets: [target, sinkTarget, bulkTarget].sort() })), 200);
   });
   afterEach(async () => {
     if (conn) await killConnector(conn);

@@ -7,90 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import type http from 'node:http';
-import https from 'node:https';
-import net from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { eventually, tempDir } from '../support/harness.js';
-import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { ConnectorCa } from '../../src/connector/ca.js';
 import { SWITCHING_TO_TUNNEL, unblockedStream } from '../../src/connector/channelLink.js';
-import { killConnector, startConnector, type ConnectorProcess } from './support.js';
-import { CLIENT_PREFACE, FLAG, FRAME, flood, frame, headerBlock, readFrames, settingsFrame, u32 } from '../support/h2Frames.js';
+import { enrolledStateDir, killConnector, rawChannel, sendTargets, startConnector, startScriptedGateway, type ConnectorProcess, type RenewRequest, type ScriptedGateway } from './support.js';
+import { FLAG, FRAME, flood, frame, headerBlock, u32 } from '../support/h2Frames.js';
 import { cpuMs, rssMiB } from '../support/procStats.js';
-
-interface RenewRequest {
-  csr: string;
-  publicKey: string;
-}
-
-/** The scripted gateway: `renew` answers POST /v1/renew; every channel becomes an HTTP/2 client session in `sessions`. */
-interface ScriptedGateway {
-  url: string;
-  ca: ConnectorCa;
-  renewals: number;
-  renew: (body: RenewRequest, res: http.ServerResponse) => void | Promise<void>;
-  sessions: ClientHttp2Session[];
-  /** channel upgrades asked for */
-  upgrades: number;
-  /** when set, answers the upgrade instead of a channel */
-  onUpgrade?: (socket: TLSSocket) => void;
-  close(): void;
-}
-
-async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
-  const ca = await ConnectorCa.loadOrCreate(dir);
-  const tls = await ca.issueServer(['127.0.0.1', 'localhost']);
-  const sockets = new Set<net.Socket>();
-  const gw: ScriptedGateway = {
-    url: '',
-    ca,
-    renewals: 0,
-    renew: (_b, res) => void res.writeHead(503).end(),
-    sessions: [],
-    upgrades: 0,
-    close: () => {
-      for (const s of gw.sessions) s.destroy();
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (req.url !== '/v1/renew') return void res.writeHead(404).end();
-      gw.renewals++;
-      void gw.renew(JSON.parse(Buffer.concat(chunks).toString('utf8')) as RenewRequest, res);
-    });
-  });
-  server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
-  server.on('upgrade', (_req, socket: net.Socket) => {
-    gw.upgrades++;
-    if (gw.onUpgrade) return gw.onUpgrade(socket as TLSSocket);
-    socket.write(SWITCHING_TO_TUNNEL);
-    const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket as TLSSocket) });
-    session.on('error', () => undefined);
-    gw.sessions.push(session);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  gw.url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  return gw;
-}
-
-/** A state dir as `connector enroll` leaves it, its certificate from `ca`, for `lifetimeMs`. */
-async function enrolledStateDir(ca: ConnectorCa, gateway: string, dir: string, lifetimeMs: number): Promise<string> {
-  const kp = await generateKeyPair();
-  const issued = await ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', lifetimeMs, 'c-rogue');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
-  writeFileSync(join(dir, 'cert.pem'), issued.certPem);
-  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
-  writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
-  return dir;
-}
 
 /** Signs the connector's renewal CSR with `ca` for `lifetimeMs` and answers it as the hub does. */
 async function answerRenewal(ca: ConnectorCa, body: RenewRequest, res: http.ServerResponse, lifetimeMs: number): Promise<void> {
@@ -180,17 +107,6 @@ describe('a connector against a broken or hostile gateway', function () {
 });
 
 
-/** Sends a target list on `session`; resolves with the connector's status. */
-function sendTargets(session: ClientHttp2Session, body: string | Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });
-    s.on('response', (h) => resolve(Number(h[':status'])));
-    s.on('error', reject);
-    s.resume();
-    s.end(body);
-  });
-}
-
 /** Opens a CONNECT stream; resolves with the connector's status, or the reset's code. */
 function connectTo(session: ClientHttp2Session, authority: string): Promise<number | string> {
   return new Promise((resolve) => {
@@ -268,13 +184,8 @@ describe('a connector against HTTP/2 abuse from its gateway (frames by hand)', f
     gw = await startScriptedGateway(join(dir, 'gw'));
     state = await enrolledStateDir(gw.ca, gw.url, join(dir, 'state'), 3600_000);
     gw.onUpgrade = (s) => {
-      s.write(SWITCHING_TO_TUNNEL);
-      s.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
       // (each frame the connector sends is emitted on the socket as 'frame')
-      readFrames(s, (f) => {
-        if (f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK)) s.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
-        s.emit('frame', f);
-      });
+      rawChannel(s, true);
       channels.push(s);
     };
   });

@@ -1,14 +1,21 @@
+/** Helpers for connector tests: a gateway with a hub, real connector child processes, a scripted gateway. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import http2, { type ClientHttp2Session } from 'node:http2';
+import https from 'node:https';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { ConnectorHub } from '../../src/connector/hub.js';
-import { createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { dialChannel, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
-/** Helpers for connector tests: a gateway with a hub, real connector child processes. */
+import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
+import { dialChannel, SWITCHING_TO_TUNNEL, unblockedStream, type ChannelLink, type ChannelTransport } from '../../src/connector/channelLink.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../../src/connector/tokens.js';
 import type { Channel } from '../../src/connector/registry.js';
 import { eventually, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { CLIENT_PREFACE, FLAG, FRAME, frame, readFrames, settingsFrame, type ReceivedFrame } from '../support/h2Frames.js';
 
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli.js');
 
@@ -173,4 +180,125 @@ export async function rogueChannelStream(hub: ConnectorHub, transport: ChannelTr
     link.once('error', j);
   });
   return { link, stream };
+}
+
+/** What a connector sends to renew its certificate (POST /v1/renew). */
+export interface RenewRequest {
+  csr: string;
+  publicKey: string;
+}
+
+/**
+ * A gateway a test scripts, to attack a REAL connector with: a TLS server whose certificate the
+ * connector's enrolled CA signed (as the hub's is), speaking the channel protocol (the `h2`
+ * upgrade on GET /v1/tunnel, then HTTP/2 with the gateway as the client; POST /v1/renew). Each
+ * channel becomes an HTTP/2 client session in `sessions`, unless `wantRaw` or `onUpgrade` says otherwise.
+ */
+export interface ScriptedGateway {
+  url: string;
+  ca: ConnectorCa;
+  renewals: number;
+  /** answers POST /v1/renew (503 until a test sets it) */
+  renew: (body: RenewRequest, res: http.ServerResponse) => void | Promise<void>;
+  /** the well-behaved channels */
+  sessions: ClientHttp2Session[];
+  /** channel upgrades asked for */
+  upgrades: number;
+  /** when set, answers every upgrade itself instead of taking a channel */
+  onUpgrade?: (socket: TLSSocket) => void;
+  /** the next channel (one) is the attacker's: taken by rawChannel */
+  wantRaw: boolean;
+  /** the attackers' channels, in order, and the frames each received from the connector */
+  raw: TLSSocket[];
+  frames: Map<TLSSocket, ReceivedFrame[]>;
+  close(): void;
+}
+
+export async function startScriptedGateway(dir: string): Promise<ScriptedGateway> {
+  const ca = await ConnectorCa.loadOrCreate(dir);
+  const tls = await ca.issueServer(['127.0.0.1', 'localhost']);
+  const sockets = new Set<net.Socket>();
+  const gw: ScriptedGateway = {
+    url: '',
+    ca,
+    renewals: 0,
+    renew: (_b, res) => void res.writeHead(503).end(),
+    sessions: [],
+    upgrades: 0,
+    wantRaw: false,
+    raw: [],
+    frames: new Map(),
+    close: () => {
+      for (const s of gw.sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+  const server = https.createServer({ key: tls.keyPem, cert: tls.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url !== '/v1/renew') return void res.writeHead(404).end();
+      gw.renewals++;
+      void gw.renew(JSON.parse(Buffer.concat(chunks).toString('utf8')) as RenewRequest, res);
+    });
+  });
+  server.on('connection', (s: net.Socket) => (sockets.add(s), s.on('close', () => sockets.delete(s))));
+  server.on('upgrade', (_req, socket: TLSSocket) => {
+    socket.on('error', () => undefined);
+    gw.upgrades++;
+    if (gw.onUpgrade) return gw.onUpgrade(socket);
+    if (gw.wantRaw) {
+      gw.wantRaw = false;
+      gw.frames.set(socket, rawChannel(socket));
+      return void gw.raw.push(socket);
+    }
+    socket.write(SWITCHING_TO_TUNNEL);
+    const session = http2.connect('http://connector.invalid', { createConnection: () => unblockedStream(socket) });
+    session.on('error', () => undefined);
+    gw.sessions.push(session);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  gw.url = `https://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return gw;
+}
+
+/**
+ * Takes an upgraded channel as a gateway that speaks HTTP/2 by hand: 101, the client preface and
+ * SETTINGS. Each frame the connector sends is kept in the list returned and emitted on the socket
+ * as 'frame'; with `ack`, the connector's SETTINGS are acknowledged (without, they never apply).
+ */
+export function rawChannel(socket: TLSSocket, ack = false): ReceivedFrame[] {
+  socket.write(SWITCHING_TO_TUNNEL);
+  socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
+  const got: ReceivedFrame[] = [];
+  readFrames(socket, (f) => {
+    if (ack && f.type === FRAME.SETTINGS && !(f.flags & FLAG.ACK)) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+    got.push(f);
+    socket.emit('frame', f);
+  });
+  return got;
+}
+
+/** A state dir as `connector enroll` leaves it, its certificate from `ca`, for `lifetimeMs`. */
+export async function enrolledStateDir(ca: ConnectorCa, gateway: string, dir: string, lifetimeMs = 3600_000): Promise<string> {
+  const kp = await generateKeyPair();
+  const issued = await ca.issueClient(await createCsr(kp.keys, 'drawbridge-connector'), kp.publicKeyDer, 'g1', lifetimeMs, 'c-scripted');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'key.pem'), kp.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'cert.pem'), issued.certPem);
+  writeFileSync(join(dir, 'ca.pem'), ca.certPem);
+  writeFileSync(join(dir, 'connector.json'), JSON.stringify({ id: issued.id, group: 'g1', gateway, notAfter: issued.notAfter.toISOString() }));
+  return dir;
+}
+
+/** Sends a target list on `session` (a scripted gateway's channel); resolves with the connector's status. */
+export function sendTargets(session: ClientHttp2Session, body: string | Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': '/v1/targets', 'content-type': 'application/json' });
+    s.on('response', (h) => resolve(Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+    s.end(body);
+  });
 }
