@@ -21,6 +21,21 @@ import { cpuMs, rssMiB } from '../support/procStats.js';
 
 const BULK_MIB = 200;
 
+/** Writes `mib` MiB of `fill` to `s` as fast as it drains, while it is open, then calls `then`; returns how many MiB it has written so far. */
+function pour(s: net.Socket, mib: number, fill: number, then?: () => void): () => number {
+  const chunk = Buffer.alloc(1 << 20, fill);
+  let sent = 0;
+  const write = (): void => {
+    while (sent < mib && !s.destroyed) {
+      sent++;
+      if (!s.write(chunk)) return void s.once('drain', write);
+    }
+    then?.();
+  };
+  write();
+  return () => sent;
+}
+
 // --- a scripted gateway (support.ts): the first channel is the attacker's (wantRaw), the others plain HTTP/2 ---
 
 /** A GET through a CONNECT stream on `session` to `target`: the app's status line, or what went wrong. */
@@ -66,16 +81,7 @@ describe('HTTP/2 abuse from a scripted gateway against a real connector', functi
     sink = net.createServer((s) => (s.pause(), s.on('error', () => undefined)));
     bulk = net.createServer((s) => {
       s.on('error', () => undefined);
-      const chunk = Buffer.alloc(1 << 20, 0x42);
-      let left = BULK_MIB;
-      const write = (): void => {
-        while (left > 0 && !s.destroyed) {
-          left--;
-          if (!s.write(chunk)) return void s.once('drain', write);
-        }
-        s.end();
-      };
-      write();
+      pour(s, BULK_MIB, 0x42, () => s.end());
     });
     for (const srv of [sink, bulk]) await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     sinkTarget = `127.0.0.1:${(sink.address() as net.AddressInfo).port}`;
@@ -476,15 +482,7 @@ describe('a client that stops reading, through a real gateway and connector', fu
       s.on('error', () => undefined);
       s.once('data', () => {
         s.write(`HTTP/1.1 200 OK\r\ncontent-length: ${BULK_MIB << 20}\r\n\r\n`);
-        const chunk = Buffer.alloc(1 << 20, 0x42);
-        let left = BULK_MIB;
-        const write = (): void => {
-          while (left > 0 && !s.destroyed) {
-            left--;
-            if (!s.write(chunk)) return void s.once('drain', write);
-          }
-        };
-        write();
+        pour(s, BULK_MIB, 0x42);
       });
     });
     sink = net.createServer((s) => (s.pause(), s.on('error', () => undefined)));
@@ -546,18 +544,10 @@ describe('a client that stops reading, through a real gateway and connector', fu
     const client = net.connect(gw.port, '127.0.0.1');
     client.on('error', () => undefined);
     client.write(`POST /up HTTP/1.1\r\nhost: sink.test\r\ncontent-length: ${BULK_MIB << 20}\r\n\r\n`);
-    const chunk = Buffer.alloc(1 << 20, 0x43);
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < BULK_MIB && !client.destroyed) {
-        sent++;
-        if (!client.write(chunk)) return void client.once('drain', pump);
-      }
-    };
-    pump();
+    const sent = pour(client, BULK_MIB, 0x43);
     const grown = await peaks(4000);
     client.destroy();
-    assert.ok(sent < BULK_MIB, 'the whole upload was taken');
+    assert.ok(sent() < BULK_MIB, 'the whole upload was taken');
     assert.ok(grown.gateway < 100, `the gateway grew by ${Math.round(grown.gateway)} MiB`);
     assert.ok(grown.connector < 100, `the connector grew by ${Math.round(grown.connector)} MiB`);
     assert.equal(conn.child.exitCode, null);

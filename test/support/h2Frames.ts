@@ -93,8 +93,8 @@ export function readFrames(stream: Duplex, on: (f: ReceivedFrame) => void, skip 
       if (buf.length < 9 + length) break;
       const f: ReceivedFrame = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + length) };
       // (GOAWAY: last stream id, then the code; RST_STREAM: the code alone)
-      if (f.type === FRAME.GOAWAY) f.code = f.payload.readUInt32BE(4);
-      if (f.type === FRAME.RST_STREAM) f.code = f.payload.readUInt32BE(0);
+      if (f.type === FRAME.GOAWAY && length >= 8) f.code = f.payload.readUInt32BE(4);
+      if (f.type === FRAME.RST_STREAM && length >= 4) f.code = f.payload.readUInt32BE(0);
       on(f);
       buf = buf.subarray(9 + length);
     }
