@@ -93,7 +93,7 @@ writeFileSync(CFG, yaml('a'));
 const env = { ...process.env, SOAK_PROBE_DIR: PROBE_DIR, DRAWBRIDGE_LOG_LEVEL: 'warn' };
 function spawnLogged(name, args) {
   const out = createWriteStream(join(RUN, `${name}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, ['--require', PROBE, '--heapsnapshot-signal=SIGUSR2', CLI, ...args], { cwd: RUN, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(process.env.SOAK_GC ? ['--expose-gc'] : []), '--require', PROBE, '--heapsnapshot-signal=SIGUSR2', CLI, ...args], { cwd: RUN, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(out, { end: false });
   child.stderr.pipe(out, { end: false });
   return child;
