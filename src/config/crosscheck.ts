@@ -381,7 +381,9 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
       if (certs && key && !keyMatches(certs[0]!, key)) err(at('tls', 'key'), `is not the private key of the certificate in apps[${i}].tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
       const host = ext && typeof a.externalUrl === 'string' ? httpsHostOf(a.externalUrl) : undefined;
       if (ext && !host) err(at('tls'), 'an app certificate is served by the https listener, and this externalUrl is http');
-      if (host) {
+      // SNI carries DNS names only (RFC 6066): a client of an IP address names no host, so gets gateway.tls
+      if (host && isIP(host)) err(at('tls'), `clients name no host when they connect to an IP address (SNI carries DNS names only), so this certificate would never be served: they get gateway.tls; publish the app on a DNS name, or put ${host} in gateway.tls's certificate`);
+      else if (host) {
         certificateWarnings(at('tls'), certs, [host]);
         // SNI names a host, not a path: two certificates for one host could not both be served
         const first = certOnHost.get(host);

@@ -253,7 +253,7 @@ export const App = Type.Object(
         },
         {
           additionalProperties: false,
-          description: "The certificate of the app's own domain (a custom domain): the https listener serves it, by SNI, to clients that ask for the externalUrl's host (a *. host: any one name under it); other hosts get gateway.tls. Apps on one host share one certificate. https externalUrls only.",
+          description: "The certificate of the app's own domain (a custom domain): the https listener serves it, by SNI, to clients that ask for the externalUrl's host (a *. host: any one name under it); other hosts get gateway.tls. Apps on one host share one certificate. https externalUrls on a DNS name only (clients send no SNI for an IP address).",
         },
       ),
     ),

@@ -1262,6 +1262,17 @@ apps:
     writeFileSync(file, `gateway:\n  publicUrl: http://localhost\n  listen: { http: 8080 }\napps:\n${app('Shop', 'http://shop.example/', '{ cert: ./shop.crt, key: ./shop.key }')}`);
     const r = await loadConfigFile(file, { mode: 'lint', env: {} });
     assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.path}: ${p.message}`), ['error apps[0].tls: an app certificate is served by the https listener, and this externalUrl is http']);
+    // an app on an IP address: clients send no SNI for one, so its certificate would never be served
+    selfSignedCert(dir, 'ipapp', ['127.0.0.1', '::1']);
+    for (const [url, ip] of [['https://127.0.0.1:8443/', '127.0.0.1'], ['https://[::1]/', '::1']]) {
+      writeFileSync(file, `${TLS('./one.crt', './one.key')}apps:\n${app('Ip', url!, '{ cert: ./ipapp.crt, key: ./ipapp.key }')}`);
+      const ipr = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(
+        ipr.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
+        [`error 10:10 apps[0].tls: clients name no host when they connect to an IP address (SNI carries DNS names only), so this certificate would never be served: they get gateway.tls; publish the app on a DNS name, or put ${ip} in gateway.tls's certificate`],
+        url,
+      );
+    }
   });
 
   pemCases.forEach((c, i) => {
