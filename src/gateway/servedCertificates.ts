@@ -100,9 +100,10 @@ export class ServedCertificates {
   /**
    * A renewed certificate waits for the whole file to be valid again: the certificates are part
    * of the config. They are the one part with an end date, so a renewal held up by an unrelated
-   * typo is said, once, at its key, with when the served one runs out. `live` is the config served.
+   * typo is said, once, at its key, with when the served one runs out. `live` is the config served;
+   * `refused` the tls keys (`gateway.tls`, `apps[i].tls`) whose own files the reload refused.
    */
-  tellWaiting(live: Config, dir: string): void {
+  tellWaiting(live: Config, dir: string, refused: readonly string[] = []): void {
     const waiting: { key: string; until: number; fingerprint: string }[] = [];
     // (a file that cannot be read is left out: the reload's own problems say so)
     try {
@@ -122,6 +123,8 @@ export class ServedCertificates {
       if (now && now.fingerprint !== files.fingerprint) waiting.push({ key: `${files.at}.cert`, until: now.until, fingerprint: files.fingerprint });
     }
     for (const w of waiting) {
+      // (the reload's own problem at that key says why those files are not served: "waiting" would mislead)
+      if (refused.some((k) => w.key.startsWith(`${k}.`))) continue;
       if (this.waitingTold.has(w.fingerprint)) continue;
       this.waitingTold.add(w.fingerprint);
       const servedUntil = new Date(w.until).toISOString();

@@ -231,8 +231,9 @@ export class GatewayServer {
     const { result, hash } = read;
     if (live && hash === live.hash) return this.unchanged(live.id, reason);
     if (!result.config) {
-      // (a refusal of the certificate or key themselves is not a renewal held up by another part)
-      if (!result.problems.some((p) => p.severity === 'error' && /^gateway\.tls\b/.test(p.path)) && live) this.certificates?.tellWaiting(live.config, result.dir);
+      // (a refusal of a certificate or key themselves is not a renewal held up by another part)
+      const refused = result.problems.flatMap((p) => (p.severity === 'error' ? (/^(gateway|apps\[\d+\])\.tls\b/.exec(p.path)?.slice(0, 1) ?? []) : []));
+      if (live) this.certificates?.tellWaiting(live.config, result.dir, refused);
       return this.rejected(result.problems.filter((p) => p.severity === 'error').map(formatProblem), reason);
     }
     // The certificate is part of the config: one that cannot be used fails the reload before anything is swapped.

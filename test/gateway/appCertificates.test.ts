@@ -155,6 +155,28 @@ ${extra}`;
     assert.equal(await rewrite(yaml()), 'unchanged');
   });
 
+  it('an app certificate or key refused itself is said by the reload\'s problem alone, not as a renewal held up by the file; one held up by a refused gateway.tls is said', async () => {
+    const saved = ['wild.crt', 'wild.key', 'gateway.crt', 'gateway.key'].map((f) => [f, readFileSync(join(dir, f))] as const);
+    const waiting = (key: string) => gw.logs.filter((l) => l.key === key && /not applied while the config is invalid/.test(String(l.msg)));
+    const before = waiting('apps[3].tls.cert').length;
+    try {
+      // the key of another certificate: the problem names apps[3].tls.key, and nothing claims the files wait
+      copyFileSync(join(dir, 'custom.key'), join(dir, 'wild.key'));
+      assert.equal(await rewrite(yaml()), 'failure');
+      assert.ok(gw.logs.some((l) => /apps\[3\]\.tls\.key: is not the private key/.test(String(l.msg))));
+      assert.equal(waiting('apps[3].tls.cert').length, before, 'its own refusal is not a renewal held up by another part');
+      // a renewed app certificate while gateway.tls's own key is refused: the app's renewal waits on it
+      selfSignedCert(dir, 'wild', ['*.fabrikam.test']);
+      copyFileSync(join(dir, 'custom.key'), join(dir, 'gateway.key'));
+      assert.equal(await rewrite(yaml()), 'failure');
+      assert.equal(waiting('apps[3].tls.cert').length, before + 1);
+      assert.equal(waiting('gateway.tls.cert').length, 0);
+    } finally {
+      for (const [f, bytes] of saved) writeFileSync(join(dir, f), bytes);
+    }
+    assert.equal(await rewrite(yaml()), 'unchanged');
+  });
+
   it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge', async () => {
     assert.equal(await rewrite(yaml('', '')), 'success');
     assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'gw.example.test');
