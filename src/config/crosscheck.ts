@@ -12,7 +12,7 @@ import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
 import { canonicalPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
-import { externalUrlOf, hostPatternOf, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
+import { externalUrlOf, hostPatternOf, hostPatternsFor, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
 import type { X509Certificate } from 'node:crypto';
 import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
 
@@ -185,9 +185,11 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const certs = pemFile(['gateway', 'tls', 'cert'], gw.tls.cert, readCertificates);
     const key = pemFile(['gateway', 'tls', 'key'], gw.tls.key, readPrivateKey);
     if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
-    // Hosts with a certificate of their own (apps[].tls) are not the default certificate's to cover.
-    const ownCert = new Set(arr(raw.apps).flatMap((a) => (isObj(a) && isObj(a.tls) && typeof a.externalUrl === 'string' ? [httpsHostOf(a.externalUrl)] : [])));
-    const hosts = [gw.publicUrl, ...arr(raw.apps).map((a) => (isObj(a) ? a.externalUrl : undefined))].flatMap((u) => (typeof u === 'string' ? [httpsHostOf(u)] : [])).filter((h): h is string => !!h && !ownCert.has(h));
+    // Hosts served an app's certificate (apps[].tls, its own or its `*.` parent's, as the SNI callback picks) are not the default certificate's to cover.
+    const ownCert = new Set(arr(raw.apps).flatMap((a) => (isObj(a) && isObj(a.tls) && typeof a.externalUrl === 'string' ? [httpsHostOf(a.externalUrl)] : [])).filter((h) => h && !isIP(h)));
+    const hosts = [gw.publicUrl, ...arr(raw.apps).map((a) => (isObj(a) ? a.externalUrl : undefined))]
+      .flatMap((u) => (typeof u === 'string' ? [httpsHostOf(u)] : []))
+      .filter((h): h is string => !!h && !hostPatternsFor(h).some((p) => ownCert.has(p)));
     certificateWarnings(['gateway', 'tls'], certs, hosts);
     if (listen.https === undefined) warn(['gateway', 'tls'], 'gateway.tls is set but there is no https listener');
   }

@@ -13,7 +13,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../config/load.js';
 import { outsideValidity, readPemFile } from '../config/pem.js';
 import { SERVER_TLS } from './listen.js';
-import { externalUrlOf, wildcardHostOf } from './router.js';
+import { externalUrlOf, hostPatternsFor, wildcardHostOf } from './router.js';
 
 export interface AppCertificate {
   /** the host it is served for: a name, or `*.` and a domain (any one name under it) */
@@ -94,11 +94,11 @@ export function readAppCertificates(config: Config, dir: string, served: AppCert
 
 /** The certificate for the host a client named in its ClientHello (SNI), if an app has one. */
 export function pickAppCertificate(certs: AppCertificates, servername: string): AppCertificate | undefined {
-  const name = servername.toLowerCase().replace(/\.$/, '');
-  const exact = certs.get(name);
-  if (exact) return exact;
-  const dot = name.indexOf('.');
-  return dot > 0 ? certs.get(`*${name.slice(dot)}`) : undefined;
+  for (const host of hostPatternsFor(servername)) {
+    const cert = certs.get(host);
+    if (cert) return cert;
+  }
+  return undefined;
 }
 
 /** Whether two sets serve the same certificates for the same hosts. */

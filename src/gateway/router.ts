@@ -19,6 +19,16 @@ export function hostPatternOf(url: URL): string {
 }
 
 /**
+ * The host patterns a name a client asked for (SNI) falls under, most precise first: the name
+ * itself, then the `*.` host of its parent (a wildcard covers one label, as certificates do).
+ */
+export function hostPatternsFor(servername: string): string[] {
+  const name = servername.toLowerCase().replace(/\.$/, '');
+  const dot = name.indexOf('.');
+  return dot > 0 ? [name, `*${name.slice(dot)}`] : [name];
+}
+
+/**
  * An app's externalUrl as a URL. A wildcard first label (`https://*.apps.example.test/`) is not a
  * host URL accepts, so it is parsed as a placeholder label; the path is the app's either way.
  */

@@ -1238,6 +1238,7 @@ apps:
 
   it('an app certificate (apps[].tls, served by SNI): clean when it covers its host, which gateway.tls then need not; errors and warnings at its keys', async () => {
     selfSignedCert(dir, 'shop', ['shop.example']);
+    selfSignedCert(dir, 'shops', ['*.shops.example']);
     const app = (name: string, url: string, tls: string) => `  - name: ${name}
     externalUrl: ${url}
     internalUrl: http://127.0.0.1:3001${new URL(url).pathname}
@@ -1250,6 +1251,10 @@ apps:
       [app('Shop', 'https://hello.localhost:8443/', '{ cert: ./shop.crt, key: ./shop.key }'), ['warning 10:18 apps[0].tls.cert: the certificate does not cover hello.localhost: clients that check the name will refuse it']],
       [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./shop.key }') + app('ShopApi', 'https://shop.example:8443/api/', '{ cert: ./one.crt, key: ./one.key }'),
         ['error 15:10 apps[1].tls: apps[0] has another certificate for host shop.example: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls', 'warning 15:18 apps[1].tls.cert: the certificate does not cover shop.example: clients that check the name will refuse it']],
+      // a host one label under a `*.` app's host is served that app's certificate, not gateway.tls; two labels under, gateway.tls
+      [app('Shops', 'https://*.shops.example:8443/', '{ cert: ./shops.crt, key: ./shops.key }') + app('Eu', 'https://eu.shops.example:8443/', '{}').replace('    tls: {}\n', ''), []],
+      [app('Shops', 'https://*.shops.example:8443/', '{ cert: ./shops.crt, key: ./shops.key }') + app('Eu', 'https://a.eu.shops.example:8443/', '{}').replace('    tls: {}\n', ''),
+        ['warning 4:16 gateway.tls.cert: the certificate does not cover a.eu.shops.example: clients that check the name will refuse it']],
     ];
     for (const [apps, expected] of cases) {
       const file = join(dir, 'appcert.yaml');
@@ -1269,7 +1274,7 @@ apps:
       const ipr = await loadConfigFile(file, { mode: 'lint', env: {} });
       assert.deepEqual(
         ipr.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
-        [`error 10:10 apps[0].tls: clients name no host when they connect to an IP address (SNI carries DNS names only), so this certificate would never be served: they get gateway.tls; publish the app on a DNS name, or put ${ip} in gateway.tls's certificate`],
+        [`warning 4:16 gateway.tls.cert: the certificate does not cover ${ip}: clients that check the name will refuse it`, `error 10:10 apps[0].tls: clients name no host when they connect to an IP address (SNI carries DNS names only), so this certificate would never be served: they get gateway.tls; publish the app on a DNS name, or put ${ip} in gateway.tls's certificate`],
         url,
       );
     }
