@@ -12,6 +12,8 @@ import { resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Config } from '../config/load.js';
 import { outsideValidity, readPemFile } from '../config/pem.js';
+import { formatPath, type KeyPath } from '../config/source.js';
+import { DrawbridgeError } from '../errors.js';
 import { SERVER_TLS } from './listen.js';
 import { externalUrlOf, hostPatternsFor, wildcardHostOf } from './router.js';
 
@@ -27,6 +29,19 @@ export interface AppCertificate {
   context: SecureContext;
 }
 
+/**
+ * An app's certificate or key cannot be served. `path` is the key it is about (apps[i].tls.cert,
+ * .key, or .tls for the pair), for the reload to say the problem at its place in the file.
+ */
+export class AppCertificateError extends DrawbridgeError {
+  constructor(
+    readonly path: KeyPath,
+    readonly problem: string,
+  ) {
+    super('ERR_APP_CERTIFICATE', `${formatPath(path)}: ${problem}`, { path: formatPath(path) });
+  }
+}
+
 /** app certificates by host (see pickAppCertificate) */
 export type AppCertificates = ReadonlyMap<string, AppCertificate>;
 
@@ -34,6 +49,8 @@ export type AppCertificates = ReadonlyMap<string, AppCertificate>;
 export interface AppCertificateFiles {
   /** the key path of the first app's tls on that host (apps[i].tls) */
   at: string;
+  /** that app's index in apps */
+  index: number;
   host: string;
   apps: string[];
   certFile: string;
@@ -52,14 +69,17 @@ export function readAppCertificateFiles(config: Config, dir: string): Map<string
     if (same) return void same.apps.push(app.name);
     const at = `apps[${i}].tls`;
     const certFile = resolve(dir, app.tls.cert);
-    try {
-      const cert = readPemFile(certFile);
-      const key = readPemFile(resolve(dir, app.tls.key));
-      const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
-      out.set(host, { at, host, apps: [app.name], certFile, cert, key, fingerprint });
-    } catch (e) {
-      throw new Error(`${at}: ${(e as Error).message}`);
-    }
+    const read = (which: 'cert' | 'key', file: string) => {
+      try {
+        return readPemFile(file);
+      } catch (e) {
+        throw new AppCertificateError(['apps', i, 'tls', which], (e as Error).message);
+      }
+    };
+    const cert = read('cert', certFile);
+    const key = read('key', resolve(dir, app.tls.key));
+    const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
+    out.set(host, { at, index: i, host, apps: [app.name], certFile, cert, key, fingerprint });
   });
   return out;
 }
@@ -71,7 +91,7 @@ export function readAppCertificateFiles(config: Config, dir: string): Map<string
  */
 export function readAppCertificates(config: Config, dir: string, served: AppCertificates = new Map()): Map<string, AppCertificate> {
   const out = new Map<string, AppCertificate>();
-  for (const { at, host, apps, certFile, cert, key, fingerprint } of readAppCertificateFiles(config, dir).values()) {
+  for (const { index, host, apps, certFile, cert, key, fingerprint } of readAppCertificateFiles(config, dir).values()) {
     const before = served.get(host);
     if (before?.fingerprint === fingerprint) {
       out.set(host, { ...before, apps });
@@ -83,10 +103,10 @@ export function readAppCertificates(config: Config, dir: string, served: AppCert
       context = createSecureContext({ cert, key, ...SERVER_TLS });
       leaf = new X509Certificate(cert);
     } catch (e) {
-      throw new Error(`${at}: the certificate and key cannot be used: ${(e as Error).message}`);
+      throw new AppCertificateError(['apps', index, 'tls'], `the certificate and key cannot be used: ${(e as Error).message}`);
     }
     const refused = outsideValidity(leaf);
-    if (refused && before && before.until > Date.now()) throw new Error(`${at}: ${certFile}: ${refused}; the certificate served now for ${host} is kept`);
+    if (refused && before && before.until > Date.now()) throw new AppCertificateError(['apps', index, 'tls', 'cert'], `${certFile}: ${refused}; the certificate served now for ${host} is kept`);
     out.set(host, { host, apps, certFile, until: Date.parse(leaf.validTo), fingerprint, context });
   }
   return out;

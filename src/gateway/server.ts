@@ -32,6 +32,8 @@ import { renderPage, sendError } from './errorPages.js';
 import { addressOf, closeServer, listen, parseListen, SERVER_TLS } from './listen.js';
 import { SharedTlsPort, sharesHttpsPort } from './sharedTlsPort.js';
 import { ServedCertificates, type CertificateChange } from './servedCertificates.js';
+import { AppCertificateError } from './appCertificates.js';
+import { formatPath } from '../config/source.js';
 import { CONNECTOR_ALPN } from '../connector/channelLink.js';
 import { CORRELATION_HEADER } from './headers.js';
 import { externalUrlOf, hostnameOf } from './router.js';
@@ -241,7 +243,9 @@ export class GatewayServer {
     try {
       certificates = this.certificates?.prepare(result.config, result.dir);
     } catch (e) {
-      return this.rejected([result.redact((e as Error).message)], reason);
+      // (an app's certificate is said at its key's place in the file, as lint's problems are)
+      const said = e instanceof AppCertificateError ? formatProblem({ severity: 'error', path: formatPath(e.path), message: e.problem, ...result.locate(e.path) }) : (e as Error).message;
+      return this.rejected([result.redact(said)], reason);
     }
     let gen: Generation;
     try {

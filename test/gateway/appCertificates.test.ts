@@ -3,7 +3,9 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import * as x509 from '@peculiar/x509';
 import { chromium } from 'playwright-core';
+import { generateKeyPair } from '../../src/connector/ca.js';
 import { selfSignedCert } from '../support/certs.js';
 import { request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
@@ -171,6 +173,36 @@ ${extra}`;
       assert.equal(await rewrite(yaml()), 'failure');
       assert.equal(waiting('apps[3].tls.cert').length, before + 1);
       assert.equal(waiting('gateway.tls.cert').length, 0);
+    } finally {
+      for (const [f, bytes] of saved) writeFileSync(join(dir, f), bytes);
+    }
+    assert.equal(await rewrite(yaml()), 'unchanged');
+  });
+
+  it('an app certificate out of its dates is refused at its key\'s file:line:col, as lint says its problems, and the served one stays', async () => {
+    const saved = ['wild.crt', 'wild.key'].map((f) => [f, readFileSync(join(dir, f))] as const);
+    const kp = await generateKeyPair();
+    const day = 86_400_000;
+    const expired = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '07',
+      name: 'CN=*.fabrikam.test expired',
+      notBefore: new Date(Date.now() - 30 * day),
+      notAfter: new Date(Date.now() - day),
+      keys: kp.keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: '*.fabrikam.test' }])],
+    });
+    try {
+      writeFileSync(join(dir, 'wild.key'), kp.keyPem);
+      writeFileSync(join(dir, 'wild.crt'), expired.toString('pem'));
+      assert.equal(await rewrite(yaml()), 'failure');
+      const lines = readFileSync(gw.configFile, 'utf8').split('\n');
+      const line = lines.findIndex((l) => l.includes('cert: ./wild.crt')) + 1;
+      const col = lines[line - 1]!.indexOf('./wild.crt') + 1;
+      const said = gw.logs.map((l) => String(l.problem ?? '')).filter((p) => /the certificate expired on/.test(p));
+      assert.equal(said.length, 1, said.join('\n'));
+      assert.match(said[0]!, new RegExp(`gateway\\.config\\.yaml:${line}:${col}: error: apps\\[3\\]\\.tls\\.cert: .*wild\\.crt: the certificate expired on .*; the certificate served now for \\*\\.fabrikam\\.test is kept$`));
+      assert.equal((await fetchOver(port(), 'eu.fabrikam.test', 'eu.fabrikam.test')).cn, '*.fabrikam.test');
     } finally {
       for (const [f, bytes] of saved) writeFileSync(join(dir, f), bytes);
     }
