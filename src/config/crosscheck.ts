@@ -624,8 +624,7 @@ function globMayMatchUnder(glob: string, prefix: string): boolean {
 /** the ids enrollment gives connectors (ca.ts issueClient), in any letter case */
 const CONNECTOR_ID = /^c-[0-9a-f]{16}$/i;
 
-/** The host of a URL as a certificate names it (no brackets around IPv6); undefined for one that does not parse. */
-/** The host (a leading *. kept) of an https URL, undefined for another scheme or no URL. */
+/** The host of an https URL as a certificate names it (a leading *. kept, no brackets around IPv6); undefined for another scheme or a URL that does not parse. */
 function httpsHostOf(u: string): string | undefined {
   if (!/^https:\/\//i.test(u)) return undefined;
   try {

@@ -47,9 +47,7 @@ export type AppCertificates = ReadonlyMap<string, AppCertificate>;
 
 /** An app certificate's files as read, before a TLS context is built from them. */
 export interface AppCertificateFiles {
-  /** the key path of the first app's tls on that host (apps[i].tls) */
-  at: string;
-  /** that app's index in apps */
+  /** the index in apps of the first app on that host: its tls is the one served */
   index: number;
   host: string;
   apps: string[];
@@ -67,7 +65,6 @@ export function readAppCertificateFiles(config: Config, dir: string): Map<string
     const host = wildcardHostOf(externalUrlOf(app.externalUrl));
     const same = out.get(host);
     if (same) return void same.apps.push(app.name);
-    const at = `apps[${i}].tls`;
     const certFile = resolve(dir, app.tls.cert);
     const read = (which: 'cert' | 'key', file: string) => {
       try {
@@ -78,10 +75,14 @@ export function readAppCertificateFiles(config: Config, dir: string): Map<string
     };
     const cert = read('cert', certFile);
     const key = read('key', resolve(dir, app.tls.key));
-    const fingerprint = createHash('sha256').update(cert).update(key).digest('base64url');
-    out.set(host, { at, index: i, host, apps: [app.name], certFile, cert, key, fingerprint });
+    out.set(host, { index: i, host, apps: [app.name], certFile, cert, key, fingerprint: pairFingerprint(cert, key) });
   });
   return out;
+}
+
+/** What tells a certificate and key pair from another (a renewal, a swapped key): the same for gateway.tls and apps' own. */
+export function pairFingerprint(cert: Buffer, key: Buffer): string {
+  return createHash('sha256').update(cert).update(key).digest('base64url');
 }
 
 /**

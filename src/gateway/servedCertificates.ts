@@ -11,9 +11,9 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
 import { outsideValidity, readPemFile } from '../config/pem.js';
-import { contentHash } from '../config/watch.js';
+import { formatPath } from '../config/source.js';
 import type { Metrics } from '../observability/metrics.js';
-import { pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
+import { pairFingerprint, pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
 import { SERVER_TLS } from './listen.js';
 
 /** how often the served certificates' end dates are looked at, and how long before one that is said */
@@ -120,7 +120,7 @@ export class ServedCertificates {
     }
     for (const files of apps.values()) {
       const now = this.apps.get(files.host);
-      if (now && now.fingerprint !== files.fingerprint) waiting.push({ key: `${files.at}.cert`, until: now.until, fingerprint: files.fingerprint });
+      if (now && now.fingerprint !== files.fingerprint) waiting.push({ key: formatPath(['apps', files.index, 'tls', 'cert']), until: now.until, fingerprint: files.fingerprint });
     }
     for (const w of waiting) {
       // (the reload's own problem at that key says why those files are not served: "waiting" would mislead)
@@ -199,5 +199,5 @@ function readGatewayTls(config: Config, dir: string): GatewayTlsFiles {
   const certFile = resolve(dir, config.gateway.tls!.cert);
   const cert = readPemFile(certFile);
   const key = readPemFile(resolve(dir, config.gateway.tls!.key));
-  return { cert, key, certFile, fingerprint: contentHash(cert.toString('latin1') + key.toString('latin1'), []) };
+  return { cert, key, certFile, fingerprint: pairFingerprint(cert, key) };
 }
