@@ -140,10 +140,19 @@ export class ServedCertificates {
    */
   checkDates(now = Date.now()): void {
     const g = this.gateway;
-    this.tellDates('the certificate the https listener serves', g, now);
-    for (const c of this.apps.values()) this.tellDates(`the certificate served for ${c.host} (apps[].tls of ${c.apps.join(', ')})`, { file: c.certFile, until: c.until, fingerprint: c.fingerprint }, now);
-    const live = new Set([g.fingerprint, ...[...this.apps.values()].map((c) => c.fingerprint)]);
-    for (const f of this.datesSaid.keys()) if (!live.has(f)) this.datesSaid.delete(f);
+    // One pair of files may be served for several hosts (a certificate naming them all, given to
+    // each app, or also to gateway.tls): said once per pair, naming every host it is served for.
+    const appHosts = new Map<string, string[]>();
+    for (const c of this.apps.values()) appHosts.set(c.fingerprint, [...(appHosts.get(c.fingerprint) ?? []), `${c.host} (apps[].tls of ${c.apps.join(', ')})`]);
+    const alsoForApps = appHosts.get(g.fingerprint);
+    this.tellDates(`the certificate the https listener serves${alsoForApps ? `, also for ${alsoForApps.join(', ')},` : ''}`, g, now);
+    const told = new Set([g.fingerprint]);
+    for (const c of this.apps.values()) {
+      if (told.has(c.fingerprint)) continue;
+      told.add(c.fingerprint);
+      this.tellDates(`the certificate served for ${appHosts.get(c.fingerprint)!.join(', ')}`, { file: c.certFile, until: c.until, fingerprint: c.fingerprint }, now);
+    }
+    for (const f of this.datesSaid.keys()) if (!told.has(f)) this.datesSaid.delete(f);
   }
 
   stop(): void {
