@@ -14,7 +14,7 @@ import { canonicalPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
 import { externalUrlOf, hostPatternOf, hostPatternsFor, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
 import type { X509Certificate } from 'node:crypto';
-import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts } from './pem.js';
+import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts, weakKey } from './pem.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -114,6 +114,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const at = [...path, 'cert'];
     const dates = outsideValidity(leaf);
     if (dates) warn(at, `${dates}: browsers and clients will refuse it`);
+    const weak = weakKey(leaf);
+    if (weak) warn(at, `${weak}; issue one with an RSA key of 2048 bits or more, or an EC P-256 key`);
     const missing = uncoveredHosts(leaf, hosts);
     if (missing.length) warn(at, `the certificate does not cover ${missing.join(', ')}: clients that check the name will refuse it`);
     const link = brokenLink(certs);

@@ -76,6 +76,25 @@ export function keyMatches(leaf: X509Certificate, key: KeyObject): boolean {
 
 const day = (d: string) => new Date(d).toISOString().slice(0, 10);
 
+/** Named curves browsers take a certificate's key on (P-256, P-384; OpenSSL also P-521). */
+const SERVED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+
+/**
+ * Who refuses the certificate for its key, whatever its names and dates: an RSA key under 2048
+ * bits, a DSA key, an EC key on a curve browsers do not offer. Node's own OpenSSL serves each of
+ * them without a word, so only the clients would find out.
+ */
+export function weakKey(leaf: X509Certificate): string | undefined {
+  const { asymmetricKeyType: type, asymmetricKeyDetails: details = {} } = leaf.publicKey;
+  if ((type === 'rsa' || type === 'rsa-pss') && (details.modulusLength ?? 0) < 2048) {
+    return `the certificate's RSA key has ${details.modulusLength} bits: curl and other clients of a system OpenSSL at security level 2 (Debian, Ubuntu, RHEL) refuse it ("EE certificate key too weak")`;
+  }
+  if (type === 'dsa') return "the certificate's key is DSA: browsers and TLS 1.3 clients refuse it";
+  if (type === 'ec' && !SERVED_CURVES.has(String(details.namedCurve))) return `the certificate's key is on the curve ${details.namedCurve}, which browsers do not offer: they refuse it`;
+  return undefined;
+}
+
+
 /** Why no client would accept the certificate now (expired, or not valid yet); undefined when it is within its dates. */
 export function outsideValidity(cert: X509Certificate, now = Date.now()): string | undefined {
   if (Date.parse(cert.validTo) < now) return `the certificate expired on ${day(cert.validTo)}`;

@@ -1133,7 +1133,7 @@ describe('config lint: certificate files are read, not only found', () => {
     );
   });
 
-  it('a gateway certificate not valid yet, one that does not cover the published hosts, and a chain that does not link are warnings at its key', async () => {
+  it('a gateway certificate with a key clients refuse (RSA under 2048 bits, a curve they do not offer), not valid yet, not covering the published hosts, or with a chain that does not link: warnings at its key', async () => {
     const kp = await generateKeyPair();
     const later = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: '02',
@@ -1149,7 +1149,13 @@ describe('config lint: certificate files are read, not only found', () => {
     selfSignedCert(dir, 'elsewhere', ['elsewhere.example']);
     const unrelated = selfSignedCert(dir, 'unrelated', ['unrelated.example']);
     writeFileSync(join(dir, 'badchain.crt'), readFileSync(join(dir, 'one.crt'), 'utf8') + readFileSync(unrelated.cert, 'utf8'));
+    // (Node serves both; Debian's curl refuses the first: "EE certificate key too weak")
+    selfSignedCert(dir, 'rsa1024', ['localhost', 'hello.localhost'], ['-newkey', 'rsa:1024']);
+    selfSignedCert(dir, 'p224', ['localhost', 'hello.localhost'], ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-224']);
+    const STRONG_KEY = 'issue one with an RSA key of 2048 bits or more, or an EC P-256 key';
     const cases: [string, string, string][] = [
+      ['./rsa1024.crt', './rsa1024.key', `the certificate's RSA key has 1024 bits: curl and other clients of a system OpenSSL at security level 2 (Debian, Ubuntu, RHEL) refuse it ("EE certificate key too weak"); ${STRONG_KEY}`],
+      ['./p224.crt', './p224.key', `the certificate's key is on the curve secp224r1, which browsers do not offer: they refuse it; ${STRONG_KEY}`],
       ['./later.crt', './later.key', `the certificate is valid only from ${later.notBefore.toISOString().slice(0, 10)}: browsers and clients will refuse it`],
       ['./elsewhere.crt', './elsewhere.key', 'the certificate does not cover localhost, hello.localhost: clients that check the name will refuse it'],
       ['./badchain.crt', './one.key', 'certificate 2 in the file did not sign certificate 1: clients that need the chain will refuse it'],

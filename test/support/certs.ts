@@ -13,12 +13,12 @@ export interface TestCert {
 }
 
 /** A self-signed certificate for `names` (DNS names), written into dir as <base>.crt/.key. */
-export function selfSignedCert(dir: string, base: string, names: string[]): TestCert {
+export function selfSignedCert(dir: string, base: string, names: string[], newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']): TestCert {
   const cert = join(dir, `${base}.crt`);
   const key = join(dir, `${base}.key`);
   const ext = join(dir, `${base}.ext`);
   writeFileSync(ext, `subjectAltName=${names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',')}\n`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',')}`], { stdio: 'pipe' });
+  execFileSync('openssl', ['req', '-x509', ...newKey, '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => (isIP(n) ? `IP:${n}` : `DNS:${n}`)).join(',')}`], { stdio: 'pipe' });
   return { cert, key, certPem: execFileSync('cat', [cert]).toString() };
 }
 
