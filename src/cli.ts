@@ -91,7 +91,10 @@ export function reportFailure(e: unknown, command: string, stream: NodeJS.Writab
   const debug = process.env.DRAWBRIDGE_DEBUG === '1' && e instanceof Error ? `${e.stack}\n` : '';
   const usage = e instanceof UsageError ? e : usageErrorOf(e);
   if (usage) {
-    stream.write(`${prefix}${usage.message}\n${usageText(usage.usage ?? 'drawbridge help')}${debug}`);
+    // A UsageError without a usage is an environment variable's (DRAWBRIDGE_LOG_LEVEL,
+    // DRAWBRIDGE_PLUGIN_TIMEOUT): the command line was right, so its line stands alone, where a
+    // placeholder "usage: drawbridge help" followed it, naming no command's options.
+    stream.write(`${prefix}${usage.message}\n${usage.usage === undefined ? '' : usageText(usage.usage)}${debug}`);
     return 2;
   }
   if (e instanceof ConfigInvalidError) {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './support/harness.js';
@@ -102,4 +102,25 @@ describe('cli: a command that failed', function () {
     assert.equal(r.code, 1, `${r.code === null ? 'still running after 10 s: ' : ''}${r.stdout}${r.stderr}`);
     assert.match(r.stderr, /error: apps\[0\]\.sso\.plugin: app Payroll: plugin probe refused to build its stage: the ticket service said no/);
   });
+});
+
+describe('cli: an environment variable it cannot use', function () {
+  this.timeout(20_000);
+
+  // The command line was right: a usage after the line named no command (it read "usage: drawbridge help").
+  for (const [args, env, line] of [
+    [['gateway', '--config', 'gateway.config.yaml', '--no-watch'], { DRAWBRIDGE_LOG_LEVEL: 'verbose' }, 'drawbridge gateway: DRAWBRIDGE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"'],
+    [['connector', 'run', '--state-dir', 'connector-state'], { DRAWBRIDGE_LOG_LEVEL: 'verbose' }, 'drawbridge connector run: DRAWBRIDGE_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"'],
+    [['lint', 'gateway.config.yaml'], { DRAWBRIDGE_PLUGIN_TIMEOUT: '5 min' }, 'drawbridge lint: DRAWBRIDGE_PLUGIN_TIMEOUT must be a duration (30s, 2m, 500ms) or 0 for no limit, not "5 min"'],
+  ] as const) {
+    it(`${args.slice(0, 2).join(' ')} with ${Object.keys(env)[0]} it cannot use: exit 2, that one line and no usage`, async () => {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'gateway.config.yaml'), 'gateway:\n  publicUrl: http://gw.test\n  listen: { http: 127.0.0.1:0 }\napps: []\n');
+      mkdirSync(join(dir, 'connector-state'), { mode: 0o700 });
+      writeFileSync(join(dir, 'connector-state', 'connector.json'), JSON.stringify({ id: 'c-0123456789abcdef', group: 'g', gateway: 'https://127.0.0.1:9' }));
+      const r = await cli(args.map((a) => (a.includes('.') || a.endsWith('-state') ? join(dir, a) : a)), env);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(r.stderr, `${line}\n`);
+    });
+  }
 });
