@@ -391,7 +391,9 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         certificateWarnings(at('tls'), certs, [host]);
         // SNI names a host, not a path: two certificates for one host could not both be served
         const first = certOnHost.get(host);
-        if (first && (first.cert !== a.tls.cert || first.key !== a.tls.key)) err(at('tls'), `apps[${first.i}] has another certificate for host ${host}: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls`);
+        // the files, not their spelling: ./shop.crt, shop.crt and its absolute path are one certificate
+        const file = (f: unknown) => (typeof f === 'string' ? resolve(configDir, f) : f);
+        if (first && (file(first.cert) !== file(a.tls.cert) || file(first.key) !== file(a.tls.key))) err(at('tls'), `apps[${first.i}] has another certificate for host ${host}: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls`);
         else if (!first) certOnHost.set(host, { i, cert: a.tls.cert, key: a.tls.key });
       }
     }

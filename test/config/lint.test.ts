@@ -1257,6 +1257,8 @@ apps:
       [app('Shop', 'https://hello.localhost:8443/', '{ cert: ./shop.crt, key: ./shop.key }'), ['warning 10:18 apps[0].tls.cert: the certificate does not cover hello.localhost: clients that check the name will refuse it']],
       [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./shop.key }') + app('ShopApi', 'https://shop.example:8443/api/', '{ cert: ./one.crt, key: ./one.key }'),
         ['error 15:10 apps[1].tls: apps[0] has another certificate for host shop.example: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls', 'warning 15:18 apps[1].tls.cert: the certificate does not cover shop.example: clients that check the name will refuse it']],
+      // one host's apps that name the same files, however the paths are spelled, share one certificate
+      [app('Shop', 'https://shop.example:8443/', '{ cert: ./shop.crt, key: ./shop.key }') + app('ShopApi', 'https://shop.example:8443/api/', `{ cert: shop.crt, key: "${join(dir, 'shop.key')}" }`), []],
       // a host one label under a `*.` app's host is served that app's certificate, not gateway.tls; two labels under, gateway.tls
       [app('Shops', 'https://*.shops.example:8443/', '{ cert: ./shops.crt, key: ./shops.key }') + app('Eu', 'https://eu.shops.example:8443/', '{}').replace('    tls: {}\n', ''), []],
       [app('Shops', 'https://*.shops.example:8443/', '{ cert: ./shops.crt, key: ./shops.key }') + app('Eu', 'https://a.eu.shops.example:8443/', '{}').replace('    tls: {}\n', ''),
