@@ -14,7 +14,8 @@ export async function connectorsCommand(args: string[]): Promise<number> {
   const admin = await adminListen(values.config);
   const addr = parseListen(admin.listen);
   const host = !addr.host || addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host;
-  const where = `the gateway admin listener at ${host}:${addr.port}`;
+  // an IPv6 address in brackets, as gateway.admin.listen writes it: "::1:9090" named no port one could tell apart
+  const where = `the gateway admin listener at ${host.includes(':') ? `[${host}]` : host}:${addr.port}`;
   let answer: { status: number; type: string; body: string };
   try {
     answer = await new Promise((resolve, reject) => {

@@ -76,6 +76,21 @@ describe('drawbridge connectors', function () {
     });
   }
 
+  it('names an IPv6 admin listener as gateway.admin.listen writes it, in brackets ("::1:9090" read as a longer address)', async () => {
+    const v6 = http.createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/plain' }).end('not found'));
+    await new Promise<void>((r) => v6.listen(0, '::1', r));
+    try {
+      const port = (v6.address() as AddressInfo).port;
+      const own = join(tempDir(), 'gateway.config.yaml');
+      writeFileSync(own, config(`"[::1]:${port}"`));
+      const r = await runCli(['connectors', '--config', own]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.ok(r.stderr.startsWith(`drawbridge connectors: the gateway admin listener at [::1]:${port} answered 404 (text/plain)`), r.stderr);
+    } finally {
+      v6.close();
+    }
+  });
+
   it('lists from a config broken elsewhere (the gateway serves its last valid one), with a warning; refuses one whose admin listener is the broken part', async () => {
     answer = { status: 200, type: 'application/json', body: JSON.stringify({ connectors: [] }) };
     const dir = tempDir();
