@@ -151,6 +151,13 @@ describe('deploy/systemd: the gateway and connector units', function () {
     assert.equal(r.error, undefined, 'systemd-analyze is needed (Debian package systemd; .ci/run installs it)');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout + r.stderr, '');
+    // systemd's own score of what a unit leaves a compromised service (0 sandboxed ... 10 unprotected):
+    // a later edit that drops a protection shows here
+    for (const unit of units) {
+      const sec = spawnSync('systemd-analyze', ['security', '--offline=yes', unit], { encoding: 'utf8' });
+      const level = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(sec.stdout)?.[1]);
+      assert.ok(level <= 3.0, `${basename(unit)}: exposure ${level}\n${sec.stdout}`);
+    }
   });
 
   describe('drawbridge-connector.service', () => {
