@@ -15,6 +15,7 @@ import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js'
 import { externalUrlOf, hostPatternOf, hostPatternsFor, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
 import type { X509Certificate } from 'node:crypto';
 import { brokenLink, keyMatches, missingIssuer, outsideValidity, readCertificates, readPrivateKey, uncoveredHosts, weakKey } from './pem.js';
+import { octalMode, permissionsOf } from './stateFile.js';
 
 export interface CrossIssue {
   path: KeyPath;
@@ -123,6 +124,20 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     const issuer = link ? undefined : missingIssuer(certs);
     if (issuer) warn(at, `the file ends with a certificate issued by ${issuer}, which the file does not hold and which is no public root: clients that do not fetch missing intermediates (curl, Node, Java) will refuse it; use the full chain (certbot's fullchain.pem, not cert.pem), or for a private CA append its root`);
   };
+  /**
+   * A served certificate's key file that users beyond its owner and group can read, or its group
+   * can write: any local account could pose as the gateway to its clients. Group read is left
+   * alone (Debian's ssl-cert group, the service unit's drawbridge group). A warning, as the
+   * gateway's own key files in stateDir get (stateFile.ts warnIfExposed): the fix is one chmod.
+   */
+  const keyFileMode = (path: KeyPath, file: unknown) => {
+    if (typeof file !== 'string' || unresolved(path)) return;
+    const mode = permissionsOf(resolve(configDir, file));
+    if (mode === undefined || (mode & 0o026) === 0) return;
+    const others = mode & 0o004 ? (mode & 0o002 ? 'read and replace' : 'read') : mode & 0o002 ? 'replace' : undefined;
+    const who = others ? `every user of this host can ${others} it` : 'its group can replace it';
+    warn(path, `the private key file's mode is ${octalMode(mode)}: ${who}, and whoever holds the key can pose as this gateway to its clients; run chmod 600 ${file} (640 when a group must read it)`);
+  };
   const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 
   if (!isObj(raw)) return issues;
@@ -186,6 +201,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   if (isObj(gw.tls)) {
     const certs = pemFile(['gateway', 'tls', 'cert'], gw.tls.cert, readCertificates);
     const key = pemFile(['gateway', 'tls', 'key'], gw.tls.key, readPrivateKey);
+    if (key) keyFileMode(['gateway', 'tls', 'key'], gw.tls.key);
     if (certs && key && !keyMatches(certs[0]!, key)) err(['gateway', 'tls', 'key'], `is not the private key of the certificate in gateway.tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
     // Hosts served an app's certificate (apps[].tls, its own or its `*.` parent's, as the SNI callback picks) are not the default certificate's to cover.
     const ownCert = new Set(arr(raw.apps).flatMap((a) => (isObj(a) && isObj(a.tls) && typeof a.externalUrl === 'string' ? [httpsHostOf(a.externalUrl)] : [])).filter((h) => h && !isIP(h)));
@@ -382,6 +398,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (isObj(a.tls)) {
       const certs = pemFile(at('tls', 'cert'), a.tls.cert, readCertificates);
       const key = pemFile(at('tls', 'key'), a.tls.key, readPrivateKey);
+      if (key) keyFileMode(at('tls', 'key'), a.tls.key);
       if (certs && key && !keyMatches(certs[0]!, key)) err(at('tls', 'key'), `is not the private key of the certificate in apps[${i}].tls.cert (${certs[0]!.subject.replace(/\n/g, ', ')})`);
       const host = ext && typeof a.externalUrl === 'string' ? httpsHostOf(a.externalUrl) : undefined;
       if (ext && !host) err(at('tls'), 'an app certificate is served by the https listener, and this externalUrl is http');

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadConfigFile } from '../../src/config/load.js';
 import { generateKeyPair } from '../../src/connector/ca.js';
@@ -1123,7 +1123,7 @@ describe('config lint: certificate files are read, not only found', () => {
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     });
     writeFileSync(join(dir, 'old.crt'), cert.toString('pem'));
-    writeFileSync(join(dir, 'old.key'), kp.keyPem);
+    writeFileSync(join(dir, 'old.key'), kp.keyPem, { mode: 0o600 });
     const file = join(dir, 'expired.yaml');
     writeFileSync(file, `${TLS('./old.crt', './old.key')}apps: []\n`);
     const r = await loadConfigFile(file, { mode: 'lint', env: {} });
@@ -1131,6 +1131,25 @@ describe('config lint: certificate files are read, not only found', () => {
       r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`),
       ['warning 4:16 gateway.tls.cert: the certificate expired on 2021-01-01: browsers and clients will refuse it'],
     );
+  });
+
+  it("a served certificate's key file that every user can read, or its group write, is a warning at its key; group read is not (ssl-cert, the service unit's group)", async () => {
+    const file = join(dir, 'keymode.yaml');
+    writeFileSync(file, `${TLS('./one.crt', './modes.key')}${backendCa('./one.crt')}`);
+    const told = (mode: number, who: string) => [`warning 4:32 gateway.tls.key: the private key file's mode is 0${mode.toString(8)}: ${who}, and whoever holds the key can pose as this gateway to its clients; run chmod 600 ./modes.key (640 when a group must read it)`];
+    const cases: [number, string[]][] = [
+      [0o644, told(0o644, 'every user of this host can read it')],
+      [0o606, told(0o606, 'every user of this host can read and replace it')],
+      [0o660, told(0o660, 'its group can replace it')],
+      [0o640, []],
+      [0o600, []],
+    ];
+    for (const [mode, expected] of cases) {
+      copyFileSync(join(dir, 'one.key'), join(dir, 'modes.key'));
+      chmodSync(join(dir, 'modes.key'), mode);
+      const r = await loadConfigFile(file, { mode: 'lint', env: {} });
+      assert.deepEqual(r.problems.map((p) => `${p.severity} ${p.line}:${p.col} ${p.path}: ${p.message}`), expected, mode.toString(8));
+    }
   });
 
   it('a gateway certificate with a key clients refuse (RSA under 2048 bits, a curve they do not offer), not valid yet, not covering the published hosts, or with a chain that does not link: warnings at its key', async () => {
@@ -1145,7 +1164,7 @@ describe('config lint: certificate files are read, not only found', () => {
       extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'localhost' }, { type: 'dns', value: 'hello.localhost' }])],
     });
     writeFileSync(join(dir, 'later.crt'), later.toString('pem'));
-    writeFileSync(join(dir, 'later.key'), kp.keyPem);
+    writeFileSync(join(dir, 'later.key'), kp.keyPem, { mode: 0o600 });
     selfSignedCert(dir, 'elsewhere', ['elsewhere.example']);
     const unrelated = selfSignedCert(dir, 'unrelated', ['unrelated.example']);
     writeFileSync(join(dir, 'badchain.crt'), readFileSync(join(dir, 'one.crt'), 'utf8') + readFileSync(unrelated.cert, 'utf8'));
@@ -1194,13 +1213,13 @@ describe('config lint: certificate files are read, not only found', () => {
     const leafPem = issued.pem;
     writeFileSync(join(dir, 'leaf-only.crt'), leafPem);
     writeFileSync(join(dir, 'full-chain.crt'), leafPem + caCert.toString('pem'));
-    writeFileSync(join(dir, 'issued.key'), issued.keyPem);
+    writeFileSync(join(dir, 'issued.key'), issued.keyPem, { mode: 0o600 });
     const issuer = new X509Certificate(leafPem).issuer.replace(/\n/g, ', ');
     // A leaf a private root signed that names no place to fetch its issuer from (what an openssl
     // CA makes): clients that trust the root need nothing more, so nothing is said
     const privateLeaf = await issueLeaf('0c', []);
     writeFileSync(join(dir, 'private-leaf.crt'), privateLeaf.pem);
-    writeFileSync(join(dir, 'private-leaf.key'), privateLeaf.keyPem);
+    writeFileSync(join(dir, 'private-leaf.key'), privateLeaf.keyPem, { mode: 0o600 });
     const privateOnly = join(dir, 'private-leaf.yaml');
     writeFileSync(privateOnly, `${TLS('./private-leaf.crt', './private-leaf.key')}${backendCa('./one.crt')}`);
     assert.deepEqual((await loadConfigFile(privateOnly, { mode: 'lint', env: {} })).problems, []);
