@@ -182,7 +182,8 @@ describe('identity: the provider keys (issuerKeys)', function () {
     raw = [(await unusable())[1]![1]];
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 3; i++) assert.equal(await check(v.verify(await token('k1', k1.privateKey))), 'ok', 'the held k1 still verifies');
-    assert.equal(hits, 2, 'the refresh was tried');
+    // (at least once: on a loaded machine the three verifications can span the 100 ms cooldown, and a third fetch is as good a test)
+    assert.ok(hits >= 2, `the refresh was tried (fetches: ${hits})`);
     const warned = logs.find((l) => l.msg === 'refreshing the identity provider keys failed: the keys held stay in use');
     assert.match(String(warned?.reason), /holds no key usable with RS256: kid k1: RS256 requires key modulusLength to be 2048 bits or larger/);
   });
