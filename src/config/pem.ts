@@ -94,7 +94,6 @@ export function weakKey(leaf: X509Certificate): string | undefined {
   return undefined;
 }
 
-
 /** Why no client would accept the certificate now (expired, or not valid yet); undefined when it is within its dates. */
 export function outsideValidity(cert: X509Certificate, now = Date.now()): string | undefined {
   if (Date.parse(cert.validTo) < now) return `the certificate expired on ${day(cert.validTo)}`;
