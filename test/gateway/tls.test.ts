@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
 import { assertOnlyStrongSuites, selfSignedCert } from '../support/certs.js';
@@ -277,6 +278,50 @@ apps:
     }
   });
 
+  it('a reload that leaves the certificate files alone keeps the served TLS context: clients resume their sessions across it, and no certificate reload is said', async () => {
+    const before = readFileSync(gw.configFile, 'utf8');
+    const said = () => gw.logs.filter((l) => l.msg === 'gateway certificate reloaded').length;
+    const ca = readFileSync(join(dir, 'gateway.crt'), 'utf8');
+    const connect = (session?: Buffer) =>
+      new Promise<{ reused: boolean; session?: Buffer }>((resolve, reject) => {
+        let ticket: Buffer | undefined;
+        const s = tlsConnect({ host: '127.0.0.1', port: httpsPort(), servername: 'echo.test', ca, session }, () => s.write('GET / HTTP/1.1\r\nhost: echo.test\r\nconnection: close\r\n\r\n'));
+        s.on('session', (t: Buffer) => (ticket = t));
+        s.on('data', () => undefined);
+        s.on('end', () => resolve({ reused: s.isSessionReused(), session: ticket }));
+        s.on('error', reject);
+      });
+    const first = await connect();
+    assert.ok(first.session, 'a session to resume');
+    const saidBefore = said();
+    try {
+      writeFileSync(gw.configFile, before.replace('name: Elsewhere', 'name: Elsewhere2'));
+      assert.equal(await gw.server.reload('test'), 'success');
+      assert.equal((await connect(first.session)).reused, true, 'the session resumes: the TLS context was not rebuilt');
+      assert.equal(said(), saidBefore);
+    } finally {
+      writeFileSync(gw.configFile, before);
+      await gw.server.reload('test');
+    }
+  });
+
+  it('refuses a reload to a key OpenSSL will not serve (RSA 512): the reload fails at gateway.tls before anything is swapped, and the served certificate stays', async () => {
+    const good = { cert: readFileSync(join(dir, 'gateway.crt')), key: readFileSync(join(dir, 'gateway.key')) };
+    const generation = gw.server.generation!.id;
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:512', '-nodes', '-keyout', join(dir, 'gateway.key'), '-out', join(dir, 'gateway.crt'), '-days', '2', '-subj', '/CN=echo.test', '-addext', 'subjectAltName=DNS:echo.test'], { stdio: 'pipe' });
+      assert.equal(await gw.server.reload('test'), 'failure');
+      assert.ok(gw.logs.some((l) => /gateway\.tls: the certificate and key cannot be used: .*key too small/.test(JSON.stringify(l))), 'said at gateway.tls, in OpenSSL\'s words');
+      assert.equal(gw.server.generation!.id, generation, 'the last good generation keeps serving');
+      const res = await httpsGet(httpsPort(), 'echo.test', good.cert.toString());
+      assert.equal(res.status, 200);
+    } finally {
+      writeFileSync(join(dir, 'gateway.key'), good.key);
+      writeFileSync(join(dir, 'gateway.crt'), good.cert);
+      await gw.server.reload('test');
+    }
+  });
+
   it('a new key that is not the certificate\'s fails the reload at gateway.tls.key, without the line about a renewal held up by another part', async () => {
     const good = readFileSync(join(dir, 'gateway.key'));
     const other = selfSignedCert(dir, 'other-key', ['echo.test']);
@@ -369,5 +414,56 @@ apps:
     await assert.rejects(server.start(), /EADDRINUSE/);
     assert.ok(Object.values(server.addresses()).every((a) => a === undefined), 'the public listener that did open was closed again');
     await blocker.close();
+  });
+});
+
+describe('a gateway whose certificate has run out', function () {
+  this.timeout(30_000);
+  it('takes a renewal that starts later at the next reload: no client takes the expired one any more, so nothing is kept by refusing it', async () => {
+    const backend = await startEchoBackend();
+    const dir = tempDir();
+    const kp = await generateKeyPair();
+    const day = 86_400_000;
+    const cert = async (serialNumber: string, notBefore: number, notAfter: number) =>
+      (
+        await x509.X509CertificateGenerator.createSelfSigned({
+          serialNumber,
+          name: 'CN=echo.test',
+          notBefore: new Date(notBefore),
+          notAfter: new Date(notAfter),
+          keys: kp.keys,
+          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'echo.test' }])],
+        })
+      ).toString('pem');
+    writeFileSync(join(dir, 'gateway.key'), kp.keyPem);
+    writeFileSync(join(dir, 'gateway.crt'), await cert('05', Date.now() - 30 * day, Date.now() - day));
+    const gw = await startGateway(
+      `
+gateway:
+  publicUrl: https://echo.test
+  listen: { https: 127.0.0.1:0 }
+  tls: { cert: ./gateway.crt, key: ./gateway.key }
+apps:
+  - name: Echo
+    externalUrl: https://echo.test/
+    internalUrl: ${backend.url}/
+    preAuth: passthrough
+`,
+      { dir },
+    );
+    try {
+      const later = await cert('06', Date.now() + 3_600_000, Date.now() + 90 * day);
+      writeFileSync(join(dir, 'gateway.crt'), later);
+      assert.equal(await gw.server.reload('test'), 'success');
+      const served = await new Promise<X509Certificate>((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: gw.port, servername: 'echo.test', rejectUnauthorized: false }, () => (resolve(s.getPeerX509Certificate()!), s.destroy()));
+        s.on('error', reject);
+      });
+      assert.equal(served.fingerprint256, new X509Certificate(later).fingerprint256);
+    } finally {
+      await gw.stop();
+      await backend.close();
+    }
   });
 });
