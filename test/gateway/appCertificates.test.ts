@@ -60,6 +60,12 @@ ${customTls}  - name: Wild
     preAuth: passthrough
 ${customTls}${extra}`;
   const port = () => Number(gw.server.addresses().https!.split(':').pop());
+  /** the certificate the https listener serves to a client that names `servername` */
+  const servedTo = (servername: string) =>
+    new Promise<X509Certificate>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: port(), servername, rejectUnauthorized: false }, () => (resolve(s.getPeerX509Certificate()!), s.destroy()));
+      s.on('error', reject);
+    });
   const rewrite = async (text: string) => {
     writeFileSync(gw.configFile, text);
     return gw.server.reload('test');
@@ -123,11 +129,7 @@ ${customTls}${extra}`;
     copyFileSync(join(dir, 'custom2.crt'), join(dir, 'custom.crt'));
     assert.equal(await rewrite(yaml()), 'success');
     const renewed = new X509Certificate(readFileSync(join(dir, 'custom2.crt')));
-    const served = await new Promise<X509Certificate>((resolve, reject) => {
-      const s = tlsConnect({ host: '127.0.0.1', port: port(), servername: 'app.contoso.test', rejectUnauthorized: false }, () => (resolve(s.getPeerX509Certificate()!), s.destroy()));
-      s.on('error', reject);
-    });
-    assert.equal(served.fingerprint256, renewed.fingerprint256);
+    assert.equal((await servedTo('app.contoso.test')).fingerprint256, renewed.fingerprint256);
     assert.ok(gw.logs.some((l) => l.msg === 'app certificates reloaded'));
 
     selfSignedCert(dir, 'other', ['app.contoso.test']);
@@ -213,6 +215,38 @@ ${customTls}${extra}`;
       for (const [f, bytes] of saved) writeFileSync(join(dir, f), bytes);
     }
     assert.equal(await rewrite(yaml()), 'unchanged');
+  });
+
+  it('an app certificate that has run out is replaced by a renewal that starts later: no client takes the served one any more, so nothing is kept by refusing it', async () => {
+    const saved = ['custom.crt', 'custom.key'].map((f) => [f, readFileSync(join(dir, f))] as const);
+    const kp = await generateKeyPair();
+    const day = 86_400_000;
+    const cert = async (serialNumber: string, notBefore: number, notAfter: number) =>
+      (
+        await x509.X509CertificateGenerator.createSelfSigned({
+          serialNumber,
+          name: 'CN=app.contoso.test',
+          notBefore: new Date(notBefore),
+          notAfter: new Date(notAfter),
+          keys: kp.keys,
+          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'app.contoso.test' }])],
+        })
+      ).toString('pem');
+    try {
+      // (served run out: taken out of the file, and put back expired, as a gateway starting with it would serve it)
+      assert.equal(await rewrite(yaml('', '')), 'success');
+      writeFileSync(join(dir, 'custom.key'), kp.keyPem);
+      writeFileSync(join(dir, 'custom.crt'), await cert('08', Date.now() - 30 * day, Date.now() - day));
+      assert.equal(await rewrite(yaml()), 'success');
+      const later = await cert('09', Date.now() + 3_600_000, Date.now() + 90 * day);
+      writeFileSync(join(dir, 'custom.crt'), later);
+      assert.equal(await rewrite(yaml()), 'success');
+      assert.equal((await servedTo('app.contoso.test')).fingerprint256, new X509Certificate(later).fingerprint256);
+    } finally {
+      for (const [f, bytes] of saved) writeFileSync(join(dir, f), bytes);
+    }
+    assert.equal(await rewrite(yaml()), 'success');
   });
 
   it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge', async () => {
