@@ -60,7 +60,10 @@ describe('EarlyBytes: the client side of an upgrade while the app is found', () 
   it('takes a client that sends more than a handshake may (64 KiB before the 101) as gone', async () => {
     await withEarly(Buffer.alloc(0), async (early, client, server) => {
       client.on('error', () => undefined);
-      client.write(Buffer.alloc(65 << 10, 1));
+      client.write(Buffer.alloc(64 << 10, 1));
+      await eventually(() => Buffer.concat(early.chunks).length === 64 << 10);
+      assert.equal(early.left, false, '64 KiB is still a handshake\'s');
+      client.write(Buffer.alloc(1, 1));
       await eventually(() => early.left);
       assert.ok(server.destroyed);
       assert.ok(Buffer.concat(early.chunks).length <= 64 << 10);
@@ -76,6 +79,20 @@ describe('EarlyBytes: the client side of an upgrade while the app is found', () 
       await sleep(150);
       assert.equal(early.left, false);
       assert.equal(told, 0);
+    });
+  });
+  it('after stop() what the client sends is the relay\'s, however much: a WebSocket that sent more than 64 KiB is not cut', async () => {
+    await withEarly(Buffer.alloc(0), async (early, client, server) => {
+      early.stop();
+      let relayed = 0;
+      server.on('data', (c: Buffer) => (relayed += c.length));
+      server.resume();
+      client.write(Buffer.alloc(256 << 10, 1));
+      await eventually(() => relayed === 256 << 10);
+      await sleep(50);
+      assert.equal(early.left, false);
+      assert.equal(server.destroyed, false);
+      assert.equal(Buffer.concat(early.chunks).length, 0, 'nothing kept after the 101');
     });
   });
 });
