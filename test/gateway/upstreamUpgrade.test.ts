@@ -13,7 +13,7 @@ import { killConnector, startBothWays, type ConnectorProcess } from '../connecto
 const UPGRADE = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
 /** what the app writes for each path; it never closes unless the answer says so */
-const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
+const ANSWERS: Record<string, { bytes: string; close?: boolean; delayMs?: number }> = {
   '/refused': { bytes: 'HTTP/1.1 403 Forbidden\r\ncontent-length: 9\r\n\r\nforbidden' },
   '/refused-chunked': { bytes: 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' },
   '/cut-length': { bytes: `HTTP/1.1 403 Forbidden\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(100)}`, close: true },
@@ -28,6 +28,8 @@ const ANSWERS: Record<string, { bytes: string; close?: boolean }> = {
   '/wrong-accept': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n' },
   // the accept value RFC 6455 gives for the sample key UPGRADE sends
   '/switch': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n' },
+  // the same, once the app took its time to decide
+  '/switch-later': { bytes: 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n', delayMs: 400 },
 };
 
 /** what reached the app on a connection after its answer */
@@ -82,8 +84,12 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
         if (!head.includes('\r\n\r\n')) return;
         const answer = ANSWERS[head.split(' ')[1]!]!;
         answered = true;
-        s.write(answer.bytes);
-        if (answer.close) s.end();
+        const send = () => {
+          s.write(answer.bytes);
+          if (answer.close) s.end();
+        };
+        if (answer.delayMs) setTimeout(send, answer.delayMs);
+        else send();
       });
     });
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
@@ -186,6 +192,22 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       assert.match(ok.text, /^HTTP\/1\.1 101 /);
       assert.deepEqual(afterAnswer, [smuggled]);
       await eventually(() => open.size === openBefore, 2000);
+    });
+
+    it(`${via}: what the client sends before the 101, with its request and while the app decides, reaches the app after the 101, in order`, async () => {
+      afterAnswer.length = 0;
+      const got: Buffer[] = [];
+      const s = net.connect(gw.port, '127.0.0.1', () => s.write(UPGRADE(host, '/switch-later') + 'one|'));
+      s.on('data', (c: Buffer) => got.push(c));
+      s.on('error', () => undefined);
+      try {
+        await new Promise((r) => setTimeout(r, 150));
+        s.write('two|');
+        await eventually(() => /^HTTP\/1\.1 101 /.test(Buffer.concat(got).toString('latin1')), 3000);
+        await eventually(() => afterAnswer.join('') === 'one|two|', 2000).catch(() => assert.fail(`the app got ${JSON.stringify(afterAnswer)}`));
+      } finally {
+        s.destroy();
+      }
     });
 
     it(`${via}: an upgrade without a valid Sec-WebSocket-Key is 400 at the gateway and never reaches the app (its 101 could not be checked)`, async () => {
