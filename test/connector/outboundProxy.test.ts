@@ -312,6 +312,8 @@ describe('a proxy whose answer to CONNECT is not one', function () {
     ['a head that never ends', (s: net.Socket) => s.write('HTTP/1.1 200 OK\r\n' + 'X-Filler: y\r\n'.repeat(2000)), /answered CONNECT with more than 16 KiB of head/],
     ['a close before the head ends', (s: net.Socket) => s.end('HTTP/1.1 200 Connection established\r\n'), /closed the connection before it answered CONNECT gw\.corp\.example:8443/],
     ['a 502 from the proxy', (s: net.Socket) => s.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n'), /refused CONNECT gw\.corp\.example:8443: 502 Bad Gateway$/m],
+    // (a 1xx is no tunnel: TLS through it went to a proxy that never said yes)
+    ['a 1xx answer in place of a 2xx', (s: net.Socket) => s.end('HTTP/1.1 100 Continue\r\n\r\n'), /refused CONNECT gw\.corp\.example:8443: 100 Continue$/m],
     ['bytes after its 200, before the connector spoke', (s: net.Socket) => s.write('HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'), /the proxy http:\/\/127\.0\.0\.1:\d+ sent 47 bytes after its answer to CONNECT gw\.corp\.example:8443, before anything was sent through the tunnel/],
     ['200 and then plain text instead of TLS', (s: net.Socket) => {
       s.write('HTTP/1.1 200 Connection established\r\n\r\n');
