@@ -337,6 +337,33 @@ describe('identity: a reload that shortens the session lifetime', function () {
     assert.equal(res.status, 302, 'the browser is sent to sign in again');
     assert.ok(res.headers.location!.startsWith(s.idp.issuer), res.headers.location);
   });
+
+  it('a session signed out under the shorter lifetime stays revoked when a reload brings the longer one back', async () => {
+    const long = readFileSync(s.gw.configFile, 'utf8').replace(/session:\n  cookie: \{ lifetime: \d+s \}\n/, 'session:\n');
+    const setConfig = async (text: string) => {
+      writeFileSync(s.gw.configFile, text);
+      assert.equal(await s.gw.server.reload(), 'success');
+    };
+    try {
+      // (the test before leaves a shorter lifetime in place)
+      writeFileSync(s.gw.configFile, long);
+      assert.notEqual(await s.gw.server.reload(), 'failure');
+      const b = new Browser();
+      assert.equal((await b.browse(`${s.origin('web')}/`, { user: 'bob', password: 'bob-pw' })).res.status, 200);
+      const thief = new Browser();
+      for (const [host, jar] of b.jar) thief.jar.set(host, new Map(jar));
+      await setConfig(long.replace('session:\n', 'session:\n  cookie: { lifetime: 5s }\n'));
+      await b.get(`${s.origin('web')}/.drawbridge/sign-out`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' });
+      assert.equal((await thief.get(`${s.origin('web')}/.drawbridge/me`)).status, 401);
+      // past the shorter lifetime (a revocation kept only that long is forgotten), then back to the longer one
+      await new Promise((r) => setTimeout(r, 5200));
+      await setConfig(long);
+      assert.equal((await thief.get(`${s.origin('web')}/.drawbridge/me`)).status, 401, 'the copy of the cookie taken before the sign-out is still refused');
+    } finally {
+      writeFileSync(s.gw.configFile, long);
+      await s.gw.server.reload();
+    }
+  });
 });
 
 describe('identity: a session of a wildcard app is bound to the host it was issued on', function () {
