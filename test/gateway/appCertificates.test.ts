@@ -249,11 +249,14 @@ ${customTls}${extra}`;
     assert.equal(await rewrite(yaml()), 'success');
   });
 
-  it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge', async () => {
+  it('an app certificate taken out of the file: its host gets gateway.tls at the next connection, and leaves the gauge; put back, its near end is said again', async () => {
+    const near = () => gw.logs.filter((l) => /^the certificate served for app\.contoso\.test \(.*\) expires at/.test(String(l.msg))).length;
+    const said = near();
     assert.equal(await rewrite(yaml('', '')), 'success');
     assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'gw.example.test');
     assert.doesNotMatch((await request(`${gw.adminUrl}/metrics`)).body, /host="app\.contoso\.test"/);
     assert.equal(await rewrite(yaml()), 'success');
     assert.equal((await fetchOver(port(), 'app.contoso.test', 'app.contoso.test')).cn, 'app.contoso.test');
+    assert.equal(near(), said + 1, 'served again, what was said of it before is not taken as said');
   });
 });
