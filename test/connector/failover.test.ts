@@ -294,6 +294,22 @@ describe('connector groups: a connector expected back', function () {
     }
   });
 
+  it('a request that waited and was served, whose client leaves before the app answers, is counted once: served, not also abandoned', async () => {
+    const { gw, dir } = await onlyConnectorGone();
+    try {
+      const r = http.get(`${gw.url}/slow?ms=3000`, { headers: { host: 'app.test' } });
+      r.on('error', () => undefined);
+      await sleep(500);
+      procs.push(startConnector(join(dir, 'only')));
+      await eventually(async () => (await waitsCounted(gw))['g1 served'] === 1, 10_000);
+      r.destroy();
+      await sleep(300);
+      assert.deepEqual(await waitsCounted(gw), { 'g1 served': 1 });
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('POSTs whose bodies arrive while the connector is away (1 MiB, and one sent in slow parts) reach the app whole and once', async () => {
     const { gw, dir } = await onlyConnectorGone();
     try {
