@@ -138,17 +138,25 @@ describe('connector enrollment and run messages', function () {
     const shut = join(tempDir(), 'shut');
     cpSync(enrolled, shut, { recursive: true });
     chmodSync(join(shut, 'key.pem'), 0o600);
+    // (readable by its group alone is readable by others than the connector too)
+    const grouped = join(tempDir(), 'grouped');
+    cpSync(enrolled, grouped, { recursive: true });
+    chmodSync(join(grouped, 'key.pem'), 0o640);
     const a = startConnector(open, { args: ['--channels', '1'] });
     const b = startConnector(shut, { args: ['--channels', '1'] });
+    const g = startConnector(grouped, { args: ['--channels', '1'] });
     try {
-      for (const c of [a, b]) await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 10_000, 50);
+      for (const c of [a, b, g]) await eventually(() => c.logs().some((l) => l.msg === 'channel open'), 10_000, 50);
       const key = join(open, 'key.pem');
       const warned = a.logs().filter((l) => l.level === 'warn' && l.file === key);
       assert.deepEqual(warned.map((l) => [l.mode, l.msg]), [['0644', `${key} can be read by its group and other users (mode 0644): whoever reads it can act as this connector and receive its apps' traffic; run chmod 600 ${key}`]]);
       assert.deepEqual(b.logs().filter((l) => l.level === 'warn'), []);
+      const groupKey = join(grouped, 'key.pem');
+      assert.deepEqual(g.logs().filter((l) => l.level === 'warn' && l.file === groupKey).map((l) => l.mode), ['0640']);
     } finally {
       await killConnector(a);
       await killConnector(b);
+      await killConnector(g);
     }
   });
 

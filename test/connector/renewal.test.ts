@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -63,6 +63,8 @@ describe('connector certificate renewal', function () {
     assert.notEqual(second.serialNumber, first.serialNumber);
     assert.equal(second.subject, first.subject, 'same connector id and group');
     assert.notEqual(readFileSync(join(dir, 'key.pem'), 'utf8'), firstKey, 'a fresh key pair');
+    // (whoever reads a key can act as this connector: the renewal writes them as enrollment does)
+    for (const f of ['key.pem', 'key.pem.prev']) if (existsSync(join(dir, f))) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, f);
     assert.ok(renewedAt < Date.parse(first.validTo), 'renewed before the old certificate ran out');
     assert.ok(gw.logs.some((l) => l.msg === 'connector certificate renewed' && l.connector === first.subject.match(/CN=([^\n,]+)/)![1]));
     // the channels the connector kept are listed with the new certificate's expiry
