@@ -66,6 +66,9 @@ function readEnvironmentFile(file: string): Record<string, string> {
   );
 }
 
+/** processes started by startUnit and not exited yet: a failed assertion must not leave one running */
+const running = new Set<ChildProcess>();
+
 interface Started {
   child: ChildProcess;
   output(): string;
@@ -100,7 +103,8 @@ function startUnit(name: string, unit: Unit, root: string, files: Record<string,
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
-  const exited = new Promise<number | string>((r) => child.on('exit', (code, signal) => r(signal ?? code ?? -1)));
+  running.add(child);
+  const exited = new Promise<number | string>((r) => child.on('exit', (code, signal) => (running.delete(child), r(signal ?? code ?? -1))));
   return { child, output: () => out, exited, stateDir };
 }
 
@@ -137,6 +141,9 @@ describe('deploy/systemd: the gateway and connector units', function () {
   this.timeout(90_000);
   const connectorUnit = readUnit(join(UNITS, 'drawbridge-connector.service'));
   const gatewayUnit = readUnit(join(UNITS, 'drawbridge-gateway.service'));
+  afterEach(() => {
+    for (const child of running) child.kill('SIGKILL');
+  });
 
   it('systemd-analyze verify finds nothing to say about either unit', () => {
     // (the copies point at this checkout: verify checks that ExecStart's files exist)
