@@ -362,8 +362,8 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const audiences = new Map<string, number>();
   /** the apps seen so far on each host, with what decides who may use them */
   const onHost = new Map<string, { i: number; preAuth: string; assignment: string }[]>();
-  /** the first app with a certificate of its own on each https host */
-  const certOnHost = new Map<string, { i: number; cert: unknown; key: unknown }>();
+  /** the first app with a certificate of its own on each https host, with its files as resolved */
+  const certOnHost = new Map<string, { i: number; certFile: unknown; keyFile: unknown }>();
   apps.forEach((a, i) => {
     if (!isObj(a)) return;
     const at = (...p: (string | number)[]): KeyPath => ['apps', i, ...p];
@@ -410,8 +410,10 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         const first = certOnHost.get(host);
         // the files, not their spelling: ./shop.crt, shop.crt and its absolute path are one certificate
         const file = (f: unknown) => (typeof f === 'string' ? resolve(configDir, f) : f);
-        if (first && (file(first.cert) !== file(a.tls.cert) || file(first.key) !== file(a.tls.key))) err(at('tls'), `apps[${first.i}] has another certificate for host ${host}: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls`);
-        else if (!first) certOnHost.set(host, { i, cert: a.tls.cert, key: a.tls.key });
+        const certFile = file(a.tls.cert);
+        const keyFile = file(a.tls.key);
+        if (first && (first.certFile !== certFile || first.keyFile !== keyFile)) err(at('tls'), `apps[${first.i}] has another certificate for host ${host}: a host is served one certificate (clients name the host, not the path, when they ask for it); give both apps the same tls`);
+        else if (!first) certOnHost.set(host, { i, certFile, keyFile });
       }
     }
     if (typeof a.internalUrl === 'string' && !unresolved(at('internalUrl'))) {

@@ -13,7 +13,7 @@ import type { Config } from '../config/load.js';
 import { outsideValidity, readPemFile } from '../config/pem.js';
 import { formatPath } from '../config/source.js';
 import type { Metrics } from '../observability/metrics.js';
-import { pairFingerprint, pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificates } from './appCertificates.js';
+import { pairFingerprint, pickAppCertificate, readAppCertificateFiles, readAppCertificates, sameAppCertificates, type AppCertificate, type AppCertificates } from './appCertificates.js';
 import { SERVER_TLS } from './listen.js';
 
 /** how often the served certificates' end dates are looked at, and how long before one that is said */
@@ -142,17 +142,18 @@ export class ServedCertificates {
     const g = this.gateway;
     // One pair of files may be served for several hosts (a certificate naming them all, given to
     // each app, or also to gateway.tls): said once per pair, naming every host it is served for.
-    const appHosts = new Map<string, string[]>();
-    for (const c of this.apps.values()) appHosts.set(c.fingerprint, [...(appHosts.get(c.fingerprint) ?? []), `${c.host} (apps[].tls of ${c.apps.join(', ')})`]);
-    const alsoForApps = appHosts.get(g.fingerprint);
-    this.tellDates(`the certificate the https listener serves${alsoForApps ? `, also for ${alsoForApps.join(', ')},` : ''}`, g, now);
-    const told = new Set([g.fingerprint]);
+    const pairs = new Map<string, { cert: AppCertificate; hosts: string[] }>();
     for (const c of this.apps.values()) {
-      if (told.has(c.fingerprint)) continue;
-      told.add(c.fingerprint);
-      this.tellDates(`the certificate served for ${appHosts.get(c.fingerprint)!.join(', ')}`, { file: c.certFile, until: c.until, fingerprint: c.fingerprint }, now);
+      const pair = pairs.get(c.fingerprint) ?? { cert: c, hosts: [] };
+      pair.hosts.push(`${c.host} (apps[].tls of ${c.apps.join(', ')})`);
+      pairs.set(c.fingerprint, pair);
     }
-    for (const f of this.datesSaid.keys()) if (!told.has(f)) this.datesSaid.delete(f);
+    const alsoForApps = pairs.get(g.fingerprint)?.hosts;
+    this.tellDates(`the certificate the https listener serves${alsoForApps ? `, also for ${alsoForApps.join(', ')},` : ''}`, g, now);
+    for (const [fingerprint, { cert, hosts }] of pairs) {
+      if (fingerprint !== g.fingerprint) this.tellDates(`the certificate served for ${hosts.join(', ')}`, { file: cert.certFile, until: cert.until, fingerprint }, now);
+    }
+    for (const f of this.datesSaid.keys()) if (f !== g.fingerprint && !pairs.has(f)) this.datesSaid.delete(f);
   }
 
   stop(): void {
