@@ -3,10 +3,9 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import * as x509 from '@peculiar/x509';
 import { chromium } from 'playwright-core';
 import { generateKeyPair } from '../../src/connector/ca.js';
-import { selfSignedCert } from '../support/certs.js';
+import { datedCert, selfSignedCert } from '../support/certs.js';
 import { request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 /** The certificate the https listener serves to a client that names `servername` (none: an IP), and what a GET through it answers. */
@@ -191,18 +190,10 @@ ${customTls}${extra}`;
     const saved = ['wild.crt', 'wild.key'].map((f) => [f, readFileSync(join(dir, f))] as const);
     const kp = await generateKeyPair();
     const day = 86_400_000;
-    const expired = await x509.X509CertificateGenerator.createSelfSigned({
-      serialNumber: '07',
-      name: 'CN=*.fabrikam.test expired',
-      notBefore: new Date(Date.now() - 30 * day),
-      notAfter: new Date(Date.now() - day),
-      keys: kp.keys,
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: '*.fabrikam.test' }])],
-    });
+    const expired = await datedCert(kp.keys, '*.fabrikam.test', Date.now() - 30 * day, Date.now() - day, '07', '*.fabrikam.test expired');
     try {
       writeFileSync(join(dir, 'wild.key'), kp.keyPem);
-      writeFileSync(join(dir, 'wild.crt'), expired.toString('pem'));
+      writeFileSync(join(dir, 'wild.crt'), expired);
       assert.equal(await rewrite(yaml()), 'failure');
       const lines = readFileSync(gw.configFile, 'utf8').split('\n');
       const line = lines.findIndex((l) => l.includes('cert: ./wild.crt')) + 1;
@@ -221,18 +212,7 @@ ${customTls}${extra}`;
     const saved = ['custom.crt', 'custom.key'].map((f) => [f, readFileSync(join(dir, f))] as const);
     const kp = await generateKeyPair();
     const day = 86_400_000;
-    const cert = async (serialNumber: string, notBefore: number, notAfter: number) =>
-      (
-        await x509.X509CertificateGenerator.createSelfSigned({
-          serialNumber,
-          name: 'CN=app.contoso.test',
-          notBefore: new Date(notBefore),
-          notAfter: new Date(notAfter),
-          keys: kp.keys,
-          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'app.contoso.test' }])],
-        })
-      ).toString('pem');
+    const cert = (serialNumber: string, notBefore: number, notAfter: number) => datedCert(kp.keys, 'app.contoso.test', notBefore, notAfter, serialNumber);
     try {
       // (served run out: taken out of the file, and put back expired, as a gateway starting with it would serve it)
       assert.equal(await rewrite(yaml('', '')), 'success');

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import * as x509 from '@peculiar/x509';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -8,7 +7,7 @@ import net from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../src/connector/ca.js';
-import { assertOnlyStrongSuites, selfSignedCert } from '../support/certs.js';
+import { assertOnlyStrongSuites, datedCert, selfSignedCert } from '../support/certs.js';
 import { eventually, rawRequest, request, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 
 function httpsGet(port: number, host: string, ca: string, path = '/'): Promise<{ status: number; body: string; peerCn: string }> {
@@ -254,17 +253,8 @@ apps:
         [Date.now() - 30 * day, Date.now() - day, /the certificate expired on/],
         [Date.now() + 2 * day, Date.now() + 30 * day, /the certificate is valid only from/],
       ] as const) {
-        const cert = await x509.X509CertificateGenerator.createSelfSigned({
-          serialNumber: '03',
-          name: 'CN=out-of-dates',
-          notBefore: new Date(notBefore),
-          notAfter: new Date(notAfter),
-          keys: kp.keys,
-          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'echo.test' }])],
-        });
         writeFileSync(join(dir, 'gateway.key'), kp.keyPem);
-        writeFileSync(join(dir, 'gateway.crt'), cert.toString('pem'));
+        writeFileSync(join(dir, 'gateway.crt'), await datedCert(kp.keys, 'echo.test', notBefore, notAfter, '03', 'out-of-dates'));
         assert.equal(await gw.server.reload('test'), 'failure');
         assert.ok(gw.logs.some((l) => said.test(JSON.stringify(l)) && /the certificate served now is kept/.test(JSON.stringify(l))), String(said));
         writeFileSync(join(dir, 'gateway.crt'), good.cert);
@@ -424,18 +414,7 @@ describe('a gateway whose certificate has run out', function () {
     const dir = tempDir();
     const kp = await generateKeyPair();
     const day = 86_400_000;
-    const cert = async (serialNumber: string, notBefore: number, notAfter: number) =>
-      (
-        await x509.X509CertificateGenerator.createSelfSigned({
-          serialNumber,
-          name: 'CN=echo.test',
-          notBefore: new Date(notBefore),
-          notAfter: new Date(notAfter),
-          keys: kp.keys,
-          signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-          extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'echo.test' }])],
-        })
-      ).toString('pem');
+    const cert = (serialNumber: string, notBefore: number, notAfter: number) => datedCert(kp.keys, 'echo.test', notBefore, notAfter, serialNumber);
     writeFileSync(join(dir, 'gateway.key'), kp.keyPem);
     writeFileSync(join(dir, 'gateway.crt'), await cert('05', Date.now() - 30 * day, Date.now() - day));
     const gw = await startGateway(

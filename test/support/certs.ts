@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import * as x509 from '@peculiar/x509';
 
 export interface TestCert {
   cert: string;
@@ -37,4 +38,21 @@ export function tls12Suite(port: number, ciphers: string): Promise<string> {
 export async function assertOnlyStrongSuites(port: number): Promise<void> {
   for (const weak of ['AES128-SHA', 'AES256-GCM-SHA384', 'ECDHE-ECDSA-AES128-SHA', 'ECDHE-RSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA384']) assert.match(await tls12Suite(port, weak), /^refused/, weak);
   assert.equal(await tls12Suite(port, 'ECDHE-ECDSA-AES128-GCM-SHA256'), 'ECDHE-ECDSA-AES128-GCM-SHA256');
+}
+
+/**
+ * A self-signed ECDSA certificate for one DNS name, valid from `notBefore` to `notAfter` (ms):
+ * one out of its dates, which openssl's CLI cannot make. `keys` as from ca.ts generateKeyPair.
+ */
+export async function datedCert(keys: CryptoKeyPair, dnsName: string, notBefore: number, notAfter: number, serialNumber = '01', cn = dnsName): Promise<string> {
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber,
+    name: `CN=${cn}`,
+    notBefore: new Date(notBefore),
+    notAfter: new Date(notAfter),
+    keys,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: dnsName }])],
+  });
+  return cert.toString('pem');
 }
