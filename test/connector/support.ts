@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createToken } from '../../src/connector/tokens.js';
 import type { Channel } from '../../src/connector/registry.js';
-import { eventually, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
+import { eventually, jsonLines, startEchoBackend, startGateway, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { CLIENT_PREFACE, FLAG, FRAME, frame, readFrames, settingsFrame, type ReceivedFrame } from '../support/h2Frames.js';
 
 export const CLI = resolve(fileURLToPath(import.meta.url), '../../../src/cli.js');
@@ -140,14 +140,7 @@ export function startConnector(stateDir: string, opts: { gateway?: string; token
     stateDir,
     lines,
     exited,
-    logs: () =>
-      lines.flatMap((l) => {
-        try {
-          return [JSON.parse(l) as Record<string, unknown>];
-        } catch {
-          return [];
-        }
-      }),
+    logs: () => jsonLines(lines),
   };
 }
 

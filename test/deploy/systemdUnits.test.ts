@@ -13,7 +13,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { eventually, request, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
+import { eventually, jsonLines, request, startEchoBackend, tempDir, type EchoBackend } from '../support/harness.js';
 import { gatewayYaml, hubUrl, startHubGateway, token, waitChannels } from '../connector/support.js';
 import type { TestGateway } from '../support/harness.js';
 
@@ -128,14 +128,7 @@ function restartedAfter(unit: Unit, code: number | string): boolean {
   return !(code === 0 || code === (service(unit, 'KillSignal') ?? 'SIGTERM'));
 }
 
-const logLines = (out: string) =>
-  out.split('\n').flatMap((l) => {
-    try {
-      return [JSON.parse(l) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
+const logLines = (out: string) => jsonLines(out.split('\n'));
 
 describe('deploy/systemd: the gateway and connector units', function () {
   this.timeout(90_000);

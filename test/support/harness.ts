@@ -201,6 +201,17 @@ export async function reachedApp(backend: EchoBackend, path: string, after = 0):
   await eventually(() => backend.received.slice(after).some((r) => r.url.startsWith(path)), 5000, 20);
 }
 
+/** The JSON log lines among `lines` (a process's output), other lines (usage text, warnings) left out. */
+export function jsonLines(lines: readonly string[]): Record<string, unknown>[] {
+  return lines.flatMap((l) => {
+    try {
+      return [JSON.parse(l) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
