@@ -116,7 +116,8 @@ export class GatewayServer {
   private servers: { http?: Server; https?: Server; admin?: Server } = {};
   private watcher?: ConfigWatcher;
   private reloading?: ReloadAttempt;
-  private reloadAgain = false;
+  /** a reload asked for while one ran: it runs when that one ends, and its callers get its outcome */
+  private next?: { reason: string; outcome: Promise<ReloadOutcome>; start: (o: Promise<ReloadOutcome>) => void };
   private lastProblems: string[] = [];
   /** what the https listener serves, and their end dates (with an https listener) */
   private certificates?: ServedCertificates;
@@ -195,8 +196,14 @@ export class GatewayServer {
       // One that replaced a stuck reload is waited for: a reload slower than the limit but working
       // would otherwise be replaced by the next poll for ever, each one as slow, none applied.
       if (runningMs < (this.opts.reloadStuckMs ?? RELOAD_STUCK_MS) || running.replaces) {
-        this.reloadAgain = true;
-        return running.done;
+        // The running one may have read the file before this caller's edit: answering with its
+        // outcome said 'unchanged' (or an older file's problems) for an edit not yet read.
+        if (!this.next) {
+          let start!: (o: Promise<ReloadOutcome>) => void;
+          const outcome = new Promise<ReloadOutcome>((resolve) => (start = resolve));
+          this.next = { reason, outcome, start };
+        } else if (this.next.reason === POLL) this.next.reason = reason;
+        return this.next.outcome;
       }
       // Reloads run one at a time, so one that never ends (something it awaits never settles)
       // held every later one: access removed in the file was never applied, SIGHUP included.
@@ -209,10 +216,9 @@ export class GatewayServer {
     attempt.done = this.reloadOnce(reason, attempt).finally(() => {
       if (this.reloading !== attempt) return;
       this.reloading = undefined;
-      if (this.reloadAgain) {
-        this.reloadAgain = false;
-        void this.reload(reason);
-      }
+      const next = this.next;
+      this.next = undefined;
+      next?.start(this.reload(next.reason));
     });
     return attempt.done;
   }

@@ -664,6 +664,29 @@ describe('hot reload: a plugin whose create() never settles, or refuses', functi
     }
   });
 
+  it('a reload asked for while one builds answers for the file as it is after the ask, not with the running one\'s outcome', async () => {
+    const { gw, trace, tag } = await signedIn({ watch: false });
+    try {
+      writeFileSync(gw.configFile, yaml({ mode: 'create-slow', ms: '400', tag: 'slow', trace }));
+      const first = gw.server.reload('test');
+      await eventually(() => traceLines(trace).includes('create slow'), 3000);
+      // (the running reload read the file before this edit)
+      writeFileSync(gw.configFile, yaml({ tag: 'after', trace }));
+      const second = gw.server.reload('SIGHUP');
+      assert.equal(await first, 'success');
+      assert.equal(await second, 'success');
+      assert.equal(await tag(), 'after', 'the outcome the second caller got is that of its edit');
+      // and two asks during one build share one follow-up reload, which finds its own edit only once
+      writeFileSync(gw.configFile, yaml({ mode: 'create-slow', ms: '400', tag: 'slow2', trace }));
+      const third = gw.server.reload('test');
+      await eventually(() => traceLines(trace).includes('create slow2'), 3000);
+      const [a, b] = [gw.server.reload('test'), gw.server.reload('test')];
+      assert.deepEqual([await third, await a, await b], ['success', 'unchanged', 'unchanged']);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('with no deadline, a reload stuck past reloadStuckMs no longer holds the next one, and is dropped if it ever finishes', async () => {
     const { gw, trace, tag } = await signedIn({ env: { DRAWBRIDGE_PLUGIN_TIMEOUT: '0' }, reloadStuckMs: 1500, pollMs: 300 });
     try {
