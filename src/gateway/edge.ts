@@ -488,7 +488,8 @@ export class Edge {
           void Promise.resolve(this.stepUpHandler(req, res, ctx, d.stepUp)).catch((e) => this.fail(req, res, ctx.id, outcome, e, 'step-up'));
           return false;
         }
-        outcome.decision = 'deny';
+        // (a 401 challenge is a step-up in the request log as in the audit trail and the metric)
+        outcome.decision = d.stepUp ? 'step-up' : 'deny';
         sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers, ...(d.stepUp ? stepUpAnswer(ctx, d.stepUp) : signInAgain(ctx, d.signInAgain)) });
         return false;
       case 'redirect':

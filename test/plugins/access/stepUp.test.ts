@@ -62,6 +62,9 @@ policies:
     const rec = audit().find((r) => r.correlationId === res.headers['x-correlation-id']);
     assert.equal(rec?.decision, 'step-up');
     assert.deepEqual(rec?.policies, ['mfa-outside-nowhere']);
+    // The request log says what the audit trail and the metric say: a 401 challenge is a step-up, not a deny.
+    const line = s.gw.logs.find((l) => l.msg === 'request' && l.correlationId === res.headers['x-correlation-id']);
+    assert.equal(line?.decision, 'step-up', JSON.stringify(line));
     assert.ok(!JSON.stringify(audit()).includes(token.split('.')[2]!), 'the token is never in the audit log');
   });
 
