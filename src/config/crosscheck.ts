@@ -86,7 +86,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
   const { raw, configDir } = input;
   const issues: CrossIssue[] = [];
   const err = (path: KeyPath, message: string, atKey = false) => issues.push({ path, message, severity: 'error', atKey });
-  const warn = (path: KeyPath, message: string) => issues.push({ path, message, severity: 'warning' });
+  const warn = (path: KeyPath, message: string, atKey = false) => issues.push({ path, message, severity: 'warning', atKey });
   const unresolved = (path: KeyPath) => input.unresolved.has(JSON.stringify(path));
   const written = (path: KeyPath) => input.written.get(JSON.stringify(path));
   const fileMustExist = (path: KeyPath, file: unknown) => {
@@ -309,6 +309,12 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
     if (!isObj(p)) continue;
     const when = isObj(p.when) ? p.when : {};
     arr(when.apps).forEach((a, i) => typeof a === 'string' && !appNames.has(a.toLowerCase()) && err(['policies', name, 'when', 'apps', i], `unknown app ${JSON.stringify(a)}`));
+    // A policy that can apply to no app is switched off without a word, as an empty condition list
+    // would be: one written as tenant-wide (Entra's "all apps") left every app unguarded.
+    const appsNamed = new Set(arr(when.apps).filter((a): a is string => typeof a === 'string').map((a) => a.toLowerCase()));
+    const listing = apps.flatMap((a, i) => (isObj(a) && typeof a.name === 'string' && arr(a.conditionalAccess).includes(name) ? [{ i, name: a.name, at: arr(a.conditionalAccess).indexOf(name) }] : []));
+    if (!appsNamed.size && !listing.length) warn(['policies', name], "applies to no app: no app lists it in conditionalAccess and its when.apps names none (a policy is never tenant-wide)", true);
+    if (appsNamed.size) for (const l of listing.filter((l) => !appsNamed.has(l.name.toLowerCase()))) warn(['apps', l.i, 'conditionalAccess', l.at], `policy ${JSON.stringify(name)} never applies to ${l.name}: its when.apps names other apps only`);
     arr(when.paths).forEach((g, i) => {
       const problem = typeof g === 'string' && g.startsWith('/') ? pathFormProblem(g, JSON.stringify, 'match', written(['policies', name, 'when', 'paths', i])) : undefined;
       if (problem) err(['policies', name, 'when', 'paths', i], problem);

@@ -1383,6 +1383,27 @@ apps:
       ],
     },
     {
+      description: 'a policy that can apply to no app (none lists it, its when.apps names none; or an app lists it and its when.apps names only others) is switched off without a word',
+      yaml: `${SESSION}policies:
+  tenant-wide-block:
+    when: { locations: [anywhere] }
+    grant: block
+  only-b:
+    when: { apps: [B] }
+    grant: block
+  listed:
+    when: { methods: [DELETE] }
+    grant: block
+locations:
+  anywhere: [0.0.0.0/0]
+apps:
+${app('A', 'a.localhost', '    conditionalAccess: [only-b, listed]\n')}${app('B', 'b.localhost')}`,
+      warnings: [
+        { at: '8:3', path: 'policies.tenant-wide-block', message: 'applies to no app: no app lists it in conditionalAccess and its when.apps names none (a policy is never tenant-wide)' },
+        { at: '24:25', path: 'apps[0].conditionalAccess[0]', message: 'policy "only-b" never applies to A: its when.apps names other apps only' },
+      ],
+    },
+    {
       description: "an internal path that is not the external one: root-relative links in the app's pages lead out of it",
       yaml: `${SESSION}apps:
   - name: Hr

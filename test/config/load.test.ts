@@ -128,6 +128,7 @@ apps:
     internalUrl: \${env:INTERNAL_URL}
     preAuth: passthrough
     backendTimeout: \${env:TIMEOUT}
+    conditionalAccess: [p]
 `);
       const lint = await loadConfigFile(file, { mode: 'lint', env: {} });
       assert.deepEqual(lines(lint, 'error'), []);
