@@ -85,8 +85,9 @@ export async function whatIfCommand(args: string[]): Promise<number> {
     }
     throw e;
   }
-  const signsIn = (config.apps.find((a) => a.name === result.app)?.preAuth ?? 'oidc') === 'oidc';
-  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : formatResult(result, signsIn));
+  const app = config.apps.find((a) => a.name === result.app);
+  const signsIn = (app?.preAuth ?? 'oidc') === 'oidc';
+  process.stdout.write(values.json ? JSON.stringify(result, null, 2) + '\n' : formatResult(result, signsIn, app?.sso?.plugin));
   return EXIT_FOR[result.decision];
 }
 
@@ -124,8 +125,9 @@ function inputFromFlags(v: Record<string, string | boolean | undefined>): WhatIf
 /**
  * `signsIn`: the app is oidc. A result without an identity is then a request the edge refused
  * before sign-in (TRACE), which the header called passthrough on an app that signs users in.
+ * `ssoPlugin`: the app's sso plugin, which what-if does not run.
  */
-export function formatResult(r: WhatIfResult, signsIn = false): string {
+export function formatResult(r: WhatIfResult, signsIn = false, ssoPlugin?: string): string {
   const nobody = signsIn ? 'anyone (refused before sign-in: who signs in does not matter)' : 'anyone (passthrough: no sign-in)';
   const who = r.identity ? `${r.identity.user}${r.identity.groups.length ? ` (groups: ${r.identity.groups.join(', ')})` : ''} with a ${r.identity.via === 'bearer' ? 'bearer token (native)' : 'browser session'}` : nobody;
   const lines = [`What if ${who}`, `  from ${r.clientIp} sends ${r.method} ${r.path} to ${r.app} at ${r.at}?`, ''];
@@ -160,5 +162,8 @@ export function formatResult(r: WhatIfResult, signsIn = false): string {
   } else if (r.askFor.length) {
     lines.push(`Cannot be met here: ${r.askFor.join(' and ')}`);
   }
+  // The sso stage is a plugin's code, which may reach the network (kcd-shim's delegation service):
+  // it is not run here, and an ALLOW alone read as "this user gets in" where it answers 502 to all.
+  if (r.decision === 'allow' && ssoPlugin) lines.push(`Not simulated: the app's sso plugin ${ssoPlugin} runs after these checks and may still refuse the request`);
   return lines.join('\n') + '\n';
 }

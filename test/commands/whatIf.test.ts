@@ -172,6 +172,25 @@ cases:
     }
   });
 
+  it("an app with an sso plugin: ALLOW says the plugin is not run (kcd-shim without a delegation service answers 502 to everyone)", async () => {
+    const withSso = join(dir, 'sso.config.yaml');
+    const plugins = `plugins:\n  - ${JSON.stringify(resolve('plugins-examples/kcd-shim'))}\napps:`;
+    writeFileSync(withSso, `${CONFIG.replace(/^apps:$/m, plugins)}  - name: Kerberos
+    externalUrl: http://kerberos.apps.example.test/
+    internalUrl: http://10.0.0.8/
+    sso:
+      plugin: kcd-shim
+      options: { servicePrincipal: HTTP/kerberos.corp.internal@CORP.INTERNAL }
+`);
+    const r = await run(['what-if', '--config', withSso, '--app', 'Kerberos', '--user', 'bob', '--ip', '203.0.113.4']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /Decision: ALLOW\n/);
+    assert.match(r.stdout, /\nNot simulated: the app's sso plugin kcd-shim runs after these checks and may still refuse the request\n$/);
+    const plain = await run(['what-if', '--config', withSso, '--app', 'Payroll', '--user', 'bob', '--groups', 'finance', '--ip', '203.0.113.4', '--at', WED]);
+    assert.equal(plain.code, 0, plain.stderr + plain.stdout);
+    assert.doesNotMatch(plain.stdout, /Not simulated/, 'an app without an sso plugin has nothing left out');
+  });
+
   it('exit 3 for an unassigned user, before any policy', async () => {
     const r = await whatIf('--app', 'Payroll', '--user', 'carol', '--groups', 'everyone', '--at', WED, '--json');
     assert.equal(r.code, 3);
