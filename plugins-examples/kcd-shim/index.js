@@ -136,7 +136,7 @@ const kcdShim = {
     });
 
     if (!endpoint) {
-      log.warn({ app: context.app.name, servicePrincipal }, 'kcd-shim has no tokenEndpoint: every request to this app is denied');
+      log.warn({ servicePrincipal }, 'kcd-shim has no tokenEndpoint: every request to this app is denied');
       return {
         name: 'kcd-shim',
         kind: 'sso',

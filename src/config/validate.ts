@@ -70,6 +70,8 @@ function valueAt(root: unknown, path: (string | number)[]): unknown {
   return v;
 }
 
+const STRING_SHAPE = new Set(['pattern', 'format', 'minLength', 'maxLength']);
+
 function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): SchemaIssue[] {
   // A union reports one error per branch plus the anyOf itself; keep only the anyOf,
   // described from its branches ("must be default, long or a duration").
@@ -85,8 +87,15 @@ function describeErrors(errors: ErrorObject[], root: unknown, base: KeyPath): Sc
   }
   const out: SchemaIssue[] = [];
   const seen = new Set<string>();
+  // A string that fails its pattern usually fails its format too (a plugin's `pattern` with
+  // `format: uri`): one value, one problem, the first its schema names.
+  const shapeSaid = new Set<string>();
   for (const e of errors) {
     if (unionSchemaPaths.some((p) => e.schemaPath.startsWith(p))) continue;
+    if (STRING_SHAPE.has(e.keyword)) {
+      if (shapeSaid.has(e.instancePath)) continue;
+      shapeSaid.add(e.instancePath);
+    }
     if (e.keyword === 'required' && suggested.has(`${e.instancePath}\u0000${(e.params as { missingProperty: string }).missingProperty}`)) continue;
     const path = pointerToPath(e.instancePath, root);
     const value = valueAt(root, path);

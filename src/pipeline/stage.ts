@@ -119,6 +119,7 @@ export interface Stage {
  * (ARCHITECTURE.md plans them): a plugin's own fetch leaves from the gateway host.
  */
 export interface PluginContext {
+  /** its lines carry `app` already (a field of that name in a call is written a second time) and redact credentials */
   readonly logger: Logger;
   readonly now: () => number;
   readonly app: { readonly name: string; readonly externalUrl: string; readonly internalUrl: string; readonly connectorGroup?: string };

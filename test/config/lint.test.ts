@@ -403,6 +403,21 @@ apps:
     errors: [{ at: '15:24', path: 'apps[0].sso.options.tokenEndpoint', message: '"http://[::1" is not a valid URL' }],
   },
   {
+    description: 'an sso option failing both its pattern and its format is one problem, not two at the same place',
+    yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
+apps:
+  - name: Payroll
+    externalUrl: http://payroll.localhost:8080/
+    internalUrl: http://127.0.0.1:8000/
+    sso:
+      plugin: kcd-shim
+      options:
+        servicePrincipal: HTTP/payroll.corp.internal@CORP.INTERNAL
+        tokenEndpoint: "ftp://kdc bridge"
+`,
+    errors: [{ at: '15:24', path: 'apps[0].sso.options.tokenEndpoint', message: '"ftp://kdc bridge" is not valid: Internal URL of a delegation service' }],
+  },
+  {
     description: 'sso options missing a key the plugin requires',
     yaml: `${OIDC}plugins: [${JSON.stringify(KCD_SHIM)}]
 apps:
