@@ -164,6 +164,11 @@ export function formatResult(r: WhatIfResult, signsIn = false, ssoPlugin?: strin
   }
   // The sso stage is a plugin's code, which may reach the network (kcd-shim's delegation service):
   // it is not run here, and an ALLOW alone read as "this user gets in" where it answers 502 to all.
-  if (r.decision === 'allow' && ssoPlugin) lines.push(`Not simulated: the app's sso plugin ${ssoPlugin} runs after these checks and may still refuse the request`);
+  if (r.decision === 'allow' && ssoPlugin) lines.push(`Not simulated: ${notSimulated(ssoPlugin)}`);
   return lines.join('\n') + '\n';
+}
+
+/** What an ALLOW does not cover on an app whose sso stage is a plugin (what-if and test-policies say it). */
+export function notSimulated(ssoPlugin: string): string {
+  return `the app's sso plugin ${ssoPlugin} runs after these checks and may still refuse the request`;
 }

@@ -191,6 +191,30 @@ cases:
     assert.doesNotMatch(plain.stdout, /Not simulated/, 'an app without an sso plugin has nothing left out');
   });
 
+  it('test-policies: an expected allow on an app with an sso plugin passes, and says the plugin was not run (text and --json)', async () => {
+    const withSso = join(dir, 'sso-cases.config.yaml');
+    const plugins = `plugins:\n  - ${JSON.stringify(resolve('plugins-examples/kcd-shim'))}\napps:`;
+    writeFileSync(withSso, `${CONFIG.replace(/^apps:$/m, plugins)}  - name: Kerberos
+    externalUrl: http://kerberos.apps.example.test/
+    internalUrl: http://10.0.0.8/
+    sso:
+      plugin: kcd-shim
+      options: { servicePrincipal: HTTP/kerberos.corp.internal@CORP.INTERNAL }
+`);
+    const cases = join(dir, 'sso-cases.yaml');
+    writeFileSync(cases, `config: ./sso-cases.config.yaml
+cases:
+  - { name: kerberos allow, app: Kerberos, user: bob, ip: 203.0.113.4, expect: allow }
+  - { name: payroll allow, app: Payroll, user: bob, groups: [finance], ip: 203.0.113.4, at: "${WED}", expect: allow }
+`);
+    const r = await run(['test-policies', cases]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /^ok   kerberos allow \(not simulated: the app's sso plugin kcd-shim runs after these checks and may still refuse the request\)$/m);
+    assert.match(r.stdout, /^ok   payroll allow$/m);
+    const json = JSON.parse((await run(['test-policies', cases, '--json'])).stdout);
+    assert.deepEqual(json.cases.map((c: { notSimulated?: string }) => c.notSimulated ?? null), ["the app's sso plugin kcd-shim runs after these checks and may still refuse the request", null]);
+  });
+
   it('exit 3 for an unassigned user, before any policy', async () => {
     const r = await whatIf('--app', 'Payroll', '--user', 'carol', '--groups', 'everyone', '--at', WED, '--json');
     assert.equal(r.code, 3);
