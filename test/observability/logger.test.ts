@@ -127,3 +127,45 @@ describe('logger: DRAWBRIDGE_LOG_LEVEL', function () {
     }
   });
 });
+
+describe('logger: asynchronous lines, handed over once per event-loop turn', function () {
+  this.timeout(30_000);
+  const logger = new URL('../../src/observability/logger.js', import.meta.url).href;
+  /** a process that logs with the gateway's logger, its stdout and exit code */
+  const runScript = (body: string) =>
+    new Promise<{ code: number | null; lines: string[]; firstMsBeforeExit: number }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger } from ${JSON.stringify(logger)};\nconst log = createLogger();\n${body}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      let first = 0;
+      child.stdout.setEncoding('utf8').on('data', (d: string) => ((first ||= performance.now()), (out += d)));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, lines: out.split('\n').filter(Boolean), firstMsBeforeExit: performance.now() - first }));
+    });
+
+  it('every line of busy turns arrives, in order, when the process exits in the middle of a turn', async () => {
+    // 40 turns of 250 lines; the exit comes right after the last turn's lines, before its hand-over
+    const { code, lines } = await runScript(`
+let n = 0;
+const turn = () => {
+  for (let i = 0; i < 250; i++) log.info({ n: n++, path: '/caf\\u00e9/' + 'x'.repeat(i % 50) }, 'request');
+  if (n < 10000) setImmediate(turn); else process.exit(0);
+};
+turn();`);
+    assert.equal(code, 0);
+    const seen = lines.map((l) => JSON.parse(l) as { n: number; msg: string });
+    assert.equal(seen.length, 10000);
+    assert.ok(seen.every((l, i) => l.n === i && l.msg === 'request'), 'in the order they were logged');
+  });
+
+  it('a single line of a quiet process is written within the flush interval, without waiting for more', async () => {
+    const quiet = await runScript(`
+log.info('one quiet line');
+const started = Date.now();
+const check = setInterval(() => { if (Date.now() - started > 1500) { clearInterval(check); process.exitCode = 0; } }, 100);`);
+    const { code, lines, firstMsBeforeExit } = quiet;
+    assert.equal(code, 0);
+    assert.ok(firstMsBeforeExit > 700, `written ${Math.round(firstMsBeforeExit)} ms before the exit, not by the exit's flush`);
+    assert.equal(lines.length, 1);
+    assert.equal(JSON.parse(lines[0]!).msg, 'one quiet line');
+  });
+});
