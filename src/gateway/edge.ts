@@ -562,6 +562,12 @@ export class Edge {
       if (!WEBSOCKET_KEY.test(String(req.headers['sec-websocket-key'] ?? ''))) {
         return this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Key is missing or malformed.');
       }
+      // A handshake is a GET without content (RFC 6455 4.1). Its Content-Length went on to the app
+      // while the bytes it counted came only after the 101, as WebSocket data: an app declining the
+      // upgrade waited for a body that never came, and one reading it took the client's frames for it.
+      if (!['0', undefined].includes(req.headers['content-length']) || req.headers['transfer-encoding'] !== undefined) {
+        return this.deny(req, res, ctx.id, outcome, 400, 'A WebSocket handshake has no body: Content-Length or Transfer-Encoding is not allowed.');
+      }
       const head = (req as { upgradeHead?: Buffer }).upgradeHead ?? Buffer.alloc(0);
       outcome.decision = 'upgrade';
       const answer = { cookies, translateUrls: app.translateHeaders ? urlTranslation(app, ctx) : undefined };

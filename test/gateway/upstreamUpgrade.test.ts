@@ -235,6 +235,32 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       }
     });
 
+    it(`${via}: an upgrade that declares a body (Content-Length, Transfer-Encoding) is 400 at the gateway and never reaches the app`, async () => {
+      const seen = afterAnswer.length;
+      let appConnections = 0;
+      const count = () => appConnections++;
+      app.on('connection', count);
+      const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+      try {
+        for (const framing of [`Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`, `Transfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`]) {
+          const a = await new Promise<string>((resolve) => {
+            const chunks: Buffer[] = [];
+            const s = net.connect(gw.port, '127.0.0.1', () => s.write(UPGRADE(host, '/switch').slice(0, -2) + framing));
+            s.on('data', (c: Buffer) => chunks.push(c));
+            s.on('error', () => undefined);
+            s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+            setTimeout(() => s.destroy(), 2000);
+          });
+          assert.match(a, /^HTTP\/1\.1 400 /, framing.split('\r\n')[0]);
+        }
+        await settled();
+        assert.equal(appConnections, 0, 'the app was reached');
+        assert.equal(afterAnswer.length, seen);
+      } finally {
+        app.removeListener('connection', count);
+      }
+    });
+
     it(`${via}: a client that leaves before the app answers: the app's request is dropped at once, not held until backendTimeout`, async () => {
       const before = open.size;
       const seen = new Promise<void>((r) => app.once('connection', () => r()));
