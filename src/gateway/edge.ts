@@ -562,6 +562,11 @@ export class Edge {
       if (!WEBSOCKET_KEY.test(String(req.headers['sec-websocket-key'] ?? ''))) {
         return this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Key is missing or malformed.');
       }
+      // RFC 6455 4.1: the handshake is a GET. Another method went on to the app with the Upgrade,
+      // where a server that ignores the method switched on a request that method-scoped rules saw as a POST.
+      if (ctx.method !== 'GET') {
+        return this.deny(req, res, ctx.id, outcome, 400, 'A WebSocket handshake is a GET request.');
+      }
       // A handshake is a GET without content (RFC 6455 4.1). Its Content-Length went on to the app
       // while the bytes it counted came only after the 101, as WebSocket data: an app declining the
       // upgrade waited for a body that never came, and one reading it took the client's frames for it.

@@ -63,6 +63,18 @@ function exchange(port: number, host: string, path: string, limitMs: number, the
   });
 }
 
+/** Writes `bytes` on a new connection and reads until the gateway closes it (at most 2 s). */
+function untilClosed(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    setTimeout(() => s.destroy(), 2000);
+  });
+}
+
 describe('upstream: an upgrade the app answers without switching protocols', function () {
   this.timeout(30_000);
   let app: net.Server;
@@ -217,14 +229,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       app.on('connection', count);
       try {
         for (const key of ['', 'Sec-WebSocket-Key: short\r\n', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n']) {
-          const a = await new Promise<string>((resolve) => {
-            const chunks: Buffer[] = [];
-            const s = net.connect(gw.port, '127.0.0.1', () => s.write(`GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
-            s.on('data', (c: Buffer) => chunks.push(c));
-            s.on('error', () => undefined);
-            s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-            setTimeout(() => s.destroy(), 2000);
-          });
+          const a = await untilClosed(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
           assert.match(a, /^HTTP\/1\.1 400 /, JSON.stringify(key));
         }
         await settled();
@@ -243,19 +248,28 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
       try {
         for (const framing of [`Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`, `Transfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`]) {
-          const a = await new Promise<string>((resolve) => {
-            const chunks: Buffer[] = [];
-            const s = net.connect(gw.port, '127.0.0.1', () => s.write(UPGRADE(host, '/switch').slice(0, -2) + framing));
-            s.on('data', (c: Buffer) => chunks.push(c));
-            s.on('error', () => undefined);
-            s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-            setTimeout(() => s.destroy(), 2000);
-          });
+          const a = await untilClosed(gw.port, UPGRADE(host, '/switch').slice(0, -2) + framing);
           assert.match(a, /^HTTP\/1\.1 400 /, framing.split('\r\n')[0]);
         }
         await settled();
         assert.equal(appConnections, 0, 'the app was reached');
         assert.equal(afterAnswer.length, seen);
+      } finally {
+        app.removeListener('connection', count);
+      }
+    });
+
+    it(`${via}: an upgrade with a method other than GET is 400 at the gateway and never reaches the app`, async () => {
+      let appConnections = 0;
+      const count = () => appConnections++;
+      app.on('connection', count);
+      try {
+        for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+          const a = await untilClosed(gw.port, method + UPGRADE(host, '/switch').slice(3));
+          assert.match(a, /^HTTP\/1\.1 400 /, method);
+        }
+        await settled();
+        assert.equal(appConnections, 0, 'the app was reached');
       } finally {
         app.removeListener('connection', count);
       }
