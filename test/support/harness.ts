@@ -38,7 +38,8 @@ export interface EchoBackend {
 export async function startEchoBackend(): Promise<EchoBackend> {
   const received: EchoBackend['received'] = [];
   const wss = new WebSocketServer({ noServer: true });
-  wss.on('connection', (ws) => ws.on('message', (m, bin) => ws.send(m, { binary: bin })));
+  // (a bad frame from a client under test is ws's 'error' on that socket: without a listener it took the test process down)
+  wss.on('connection', (ws) => ws.on('error', () => ws.terminate()).on('message', (m, bin) => ws.send(m, { binary: bin })));
   const cookiesAsked = (url: string) => new URL(url, 'http://x').searchParams.getAll('set-cookie');
   wss.on('headers', (lines, req) => {
     for (const c of cookiesAsked(req.url!)) lines.push(`Set-Cookie: ${c}`);
