@@ -18,6 +18,9 @@ export type NormalizedTarget = { ok: true; path: string; params: string; search:
 const CLEAN_PATH = /^\/[A-Za-z0-9\-_~!$&'()*+,=:@/.]*$/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
+/** `%252f`, `%255c` (and `%25252f`...): a slash or backslash to whatever decodes the path again */
+const DOUBLY_ENCODED_SLASH = /%25(?:25)*(?:2f|5c)/i;
+const DOUBLY_ENCODED_DOT = /%25(?:25)*2e/gi;
 
 export function normalizeTarget(target: string): NormalizedTarget {
   const q = target.indexOf('?');
@@ -75,6 +78,13 @@ export function normalizeTarget(target: string): NormalizedTarget {
       params = s.text.slice(semi);
       s.text = s.text.slice(0, semi);
     }
+    // An app (or a filter in front of it) that decodes once more reads `%252e%252e` as `..` and
+    // `%252f` as `/`, climbing out of the prefix the rules were checked on.
+    if (s.text.includes('%25')) {
+      if (DOUBLY_ENCODED_SLASH.test(s.text)) return { ok: false, reason: 'doubly encoded slash in path' };
+      const dots = s.text.replace(DOUBLY_ENCODED_DOT, '.');
+      if (dots === '.' || dots === '..') return { ok: false, reason: 'doubly encoded dot segment in path' };
+    }
     if (s.text === '.' || s.text === '..') {
       if (s.encodedDot) return { ok: false, reason: 'encoded dot segment in path' };
       if (s.text === '..') {
@@ -102,6 +112,24 @@ export function canonicalPath(p: string): string | undefined {
   const encoded = p.replace(/[^\x21-\x7e]/gu, (c) => encodeURIComponent(c));
   const n = normalizeTarget(encoded.replace(/[?#]/g, encodeURIComponent));
   return n.ok && n.params === '' ? n.path : undefined;
+}
+
+/**
+ * A path segment as servers that ignore letter case and drop trailing dots and spaces from names
+ * (IIS, and anything that maps URLs to Windows file names) read it.
+ */
+export function segmentKey(segment: string): string {
+  let s = segment.toLowerCase();
+  for (;;) {
+    if (s.endsWith('.') || s.endsWith(' ')) s = s.slice(0, -1);
+    else if (s.endsWith('%20')) s = s.slice(0, -3);
+    else return s;
+  }
+}
+
+/** A normalized path as such a server reads it, segment by segment (policy paths are matched on it too). */
+export function lenientPath(path: string): string {
+  return path.split('/').map(segmentKey).join('/');
 }
 
 export type OriginForm = { ok: true; authority: string; target: string } | { ok: false; reason: string };

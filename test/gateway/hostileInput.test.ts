@@ -556,7 +556,9 @@ apps:
       // Overlong UTF-8 for '.' is not a dot: forwarded still encoded, inside the prefix.
       ['/portal/%c0%ae%c0%ae/secret', 200, `${INTERNAL}%C0%AE%C0%AE/secret`],
       ['/portal/%e0%80%ae%e0%80%ae/secret', 200, `${INTERNAL}%E0%80%AE%E0%80%AE/secret`],
-      ['/portal/%252e%252e/secret', 200, `${INTERNAL}%252e%252e/secret`], // double encoding stays encoded
+      ['/portal/%252e%252e/secret', 400], // an app that decodes twice reads `..`
+      ['/portal/%252e%252e%252fsecret', 400], // and `%252f` as `/`
+      ['/portal/a%252eb/secret', 200, `${INTERNAL}a%252eb/secret`], // inside a name, twice decoded or not, it is no dot segment
       ['/portal/./././x', 200, `${INTERNAL}x`],
       ['/portal/a/../x', 200, `${INTERNAL}x`],
       ['/portal/%7e%41/x', 200, `${INTERNAL}~A/x`],

@@ -13,6 +13,8 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['encoded space stays encoded', '/a%20b', '/a%20b'],
     ['root', '/', '/'],
     ['dots that are part of a name stay', '/a/.../b', '/a/.../b'],
+    ['a doubly encoded dot inside a name stays (only whole dot segments are refused)', '/a/x%252ey', '/a/x%252ey'],
+    ['a doubly encoded percent that makes no dot or slash stays', '/a/100%2541', '/a/100%2541'],
   ];
   for (const [desc, input, path] of ok) {
     it(`accepts: ${desc}`, () => {
@@ -48,6 +50,14 @@ describe('normalizeTarget: the path rules see is the path forwarded', () => {
     ['a parameter on a directory segment (/secure;x/data is /secure/data to a servlet container)', '/secure;x/data', /parameters on a directory segment/],
     ['an empty parameter on a directory segment', '/admin;/x', /parameters on a directory segment/],
     ['dots with a parameter on a directory segment', '/a/...;x/b', /parameters on a directory segment/],
+    // an app that decodes once more (or a filter in front of it) climbs out of the prefix checked
+    ['doubly encoded dot-dot', '/x/%252e%252e/secret', /doubly encoded dot segment/],
+    ['doubly encoded dot-dot, upper case', '/x/%252E%252E/secret', /doubly encoded dot segment/],
+    ['half doubly encoded dot-dot', '/x/.%252e/secret', /doubly encoded dot segment/],
+    ['trebly encoded dot-dot', '/x/%25252e%25252e/secret', /doubly encoded dot segment/],
+    ['doubly encoded single dot', '/x/%252e/secret', /doubly encoded dot segment/],
+    ['doubly encoded slash', '/x%252f..%252fsecret', /doubly encoded slash/],
+    ['doubly encoded backslash', '/x/a%255Cb', /doubly encoded slash/],
     ['escape above the root', '/../etc/passwd', /escapes the root/],
     ['escape above the root after collapse', '/a/../../b', /escapes the root/],
     ['encoded NUL', '/a%00b', /control/],
