@@ -10,7 +10,7 @@ import { parseCidr, parseIp } from './net.js';
 import { formatPath, type KeyPath } from './source.js';
 import type { LoadedPlugin } from '../plugins/registry.js';
 import { validateAgainst } from './validate.js';
-import { canonicalPath } from '../gateway/normalize.js';
+import { canonicalPath, lenientPath } from '../gateway/normalize.js';
 import { GROUPS_INCOMPLETE_HEADER } from '../plugins/headers/identityHeaders.js';
 import { externalUrlOf, hostPatternOf, hostPatternsFor, prefixOf, Router, wildcardHostOf } from '../gateway/router.js';
 import type { X509Certificate } from 'node:crypto';
@@ -365,6 +365,7 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
 
   // apps
   const claims = new Map<string, number>();
+  const lenientClaims = new Map<string, number>();
   const audiences = new Map<string, number>();
   /** the apps seen so far on each host, with what decides who may use them */
   const onHost = new Map<string, { i: number; preAuth: string; assignment: string }[]>();
@@ -388,7 +389,15 @@ export function crossCheck(input: CrossCheckInput): CrossIssue[] {
         const prefix = ext.pathname.endsWith('/') ? ext.pathname : ext.pathname + '/';
         const key = `${host}${prefix}`;
         if (claims.has(key)) err(at('externalUrl'), `host and path already claimed by apps[${claims.get(key)}]`);
-        else claims.set(key, i);
+        else {
+          claims.set(key, i);
+          // The gateway sends another spelling of a prefix to its app (router.ts); two prefixes
+          // that are one path to IIS leave it to pick one of them for the other spellings.
+          const lenientKey = `${host}${lenientPath(prefix)}`;
+          const twin = lenientClaims.get(lenientKey);
+          if (twin !== undefined) warn(at('externalUrl'), `its path differs from that of apps[${twin}] only in letter case or trailing dots: a server that ignores them (IIS) sees one path, and the gateway sends other spellings of it to one of the two apps`);
+          else lenientClaims.set(lenientKey, i);
+        }
         const here = { i, preAuth: String(preAuth), assignment: JSON.stringify(a.assignment ?? null) };
         const neighbours = onHost.get(host) ?? [];
         const other = neighbours.find((n) => n.preAuth !== here.preAuth || n.assignment !== here.assignment);

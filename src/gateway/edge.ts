@@ -290,6 +290,17 @@ export class Edge {
     }
     const app = match.target;
     outcome.app = app.name;
+    if (match.canonical !== undefined) {
+      // Another spelling of the app's prefix (`/ADMIN/x` for `/admin/`): the client is sent to the
+      // app's own, which its session cookie's Path and its rules are written for.
+      outcome.decision = 'redirect';
+      outcome.reasons = [`the path is ${match.canonical} to a server that ignores letter case and trailing dots or spaces`];
+      res.statusCode = 307;
+      res.setHeader('location', match.canonical + target.params + target.search);
+      res.setHeader('cache-control', 'no-store');
+      res.end();
+      return;
+    }
     if ((req as { upgradeHead?: Buffer }).upgradeHead !== undefined) outcome.accessFingerprint = gen.accessFingerprint(app.name);
 
     const addr = clientAddress(req.socket.remoteAddress ?? '', h['x-forwarded-for'], gen.trustedProxies);

@@ -6,6 +6,7 @@
  * restrictions (block, requirements), so assuming it applies fails closed.
  */
 import { CidrSet, parseIp } from '../config/net.js';
+import { lenientPath } from '../gateway/normalize.js';
 import type { Identity } from '../pipeline/stage.js';
 import { PathGlob } from './glob.js';
 import { platformOf } from './platform.js';
@@ -77,13 +78,21 @@ export function compileConditions(when: ConditionsSpec | undefined, locations: R
   if (when.paths) {
     // Matched without letter case and with or without a trailing slash: Express's default routing
     // and IIS serve /REPORTS/export and /api/users/ from the handlers of /reports/export and
-    // /api/users, which a rule on the exact spelling missed. A policy only ever adds conditions
-    // to meet, so a wider match can refuse more, never let more in.
+    // /api/users, which a rule on the exact spelling missed. IIS also drops trailing dots and
+    // spaces from a segment (/reports./export, /reports%20/export), so those are tried without
+    // them too. A policy only ever adds conditions to meet, so a wider match can refuse more,
+    // never let more in.
     const globs = when.paths.map((p) => new PathGlob(p.toLowerCase()));
-    const hitOf = (path: string) => {
-      const lower = path.toLowerCase();
+    const hitIn = (lower: string) => {
       const other = lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : `${lower}/`;
       return globs.find((g) => g.matches(lower) || g.matches(other));
+    };
+    const hitOf = (path: string) => {
+      const lower = path.toLowerCase();
+      const hit = hitIn(lower);
+      if (hit) return hit;
+      const lenient = lenientPath(lower);
+      return lenient !== lower ? hitIn(lenient) : undefined;
     };
     out.push({
       name: 'paths',

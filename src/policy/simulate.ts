@@ -14,7 +14,7 @@ import { DrawbridgeError } from '../errors.js';
 import { PolicySet, type DecisionKind, type Evaluation, type PolicyTrace } from './engine.js';
 import type { StepUp } from '../pipeline/stage.js';
 import { normalizeTarget } from '../gateway/normalize.js';
-import { externalUrlOf, prefixOf } from '../gateway/router.js';
+import { Router, externalUrlOf, prefixOf, wildcardHostOf } from '../gateway/router.js';
 import { REFUSED_METHODS } from '../gateway/edge.js';
 import { BearerError, NO_BEARER_TOKENS, checkIssuedToUser, checkScopes, refusalStatus } from '../identity/bearer.js';
 import { groupsFromClaims } from '../identity/claims.js';
@@ -96,7 +96,15 @@ export async function whatIf(config: Config, input: WhatIfInput, name: InputName
   const target = normalizeTarget(input.path ?? prefix);
   if (!target.ok) throw new WhatIfError(`${name('path')} ${JSON.stringify(input.path ?? prefix)}: the gateway answers 400 to this path (${target.reason})`);
   const path = target.path;
-  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`${name('path')} ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
+  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) {
+    const taker = routeOf(config, app, path);
+    if (taker?.app === app && taker.canonical) throw new WhatIfError(`${name('path')} ${path} is another spelling of app ${app.name}'s prefix ${prefix}: the gateway answers 307 to ${taker.canonical} (ask about that path)`);
+    throw new WhatIfError(`${name('path')} ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
+  }
+  // An app under a longer prefix on the same host takes its paths (/admin/x from the app at /),
+  // other spellings of that prefix too (/ADMIN/x): this app's policies never see them.
+  const taker = routeOf(config, app, path);
+  if (taker && taker.app !== app) throw new WhatIfError(`${name('path')} ${path} is app ${taker.app.name}'s, published at ${prefixOf(externalUrlOf(taker.app.externalUrl))} on the same host: the gateway ${taker.canonical ? `answers 307 to ${taker.canonical}` : 'routes it there'}, and app ${app.name}'s policies never see it`);
 
   const base = { app: app.name, clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
   // The edge answers these before routing: no app, sign-in or policy is involved.
@@ -160,4 +168,15 @@ export async function whatIf(config: Config, input: WhatIfInput, name: InputName
     throw new WhatIfError(`evaluation failed: ${(err as Error).message}`);
   }
   return { ...result, decision: e.decision, status: e.status, policies: e.policies, reasons: e.reasons, askFor: e.askFor, stepUp: e.stepUp, publicReason: e.publicReason };
+}
+
+/** The app the gateway routes `path` on `app`'s host to, as the edge's route table does. */
+function routeOf(config: Config, app: AppConfig, path: string): { app: AppConfig; canonical?: string } | undefined {
+  const router = new Router<{ name: string; app: AppConfig }>();
+  for (const a of config.apps as readonly AppConfig[]) {
+    const url = externalUrlOf(a.externalUrl);
+    router.add(wildcardHostOf(url), prefixOf(url), { name: a.name, app: a });
+  }
+  const m = router.match(wildcardHostOf(externalUrlOf(app.externalUrl)), path);
+  return m && { app: m.target.app, canonical: m.canonical };
 }

@@ -61,6 +61,10 @@ apps:
     internalUrl: http://10.0.0.7/
     preAuth: passthrough
     conditionalAccess: [hr-admin]
+  - name: Intranet
+    externalUrl: http://intranet.apps.example.test/
+    internalUrl: http://10.0.0.7/
+    preAuth: passthrough
 `;
 
 describe('what-if and test-policies through the real CLI', function () {
@@ -244,6 +248,17 @@ cases:
     const outside = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/admin/users');
     assert.equal(outside.code, 2);
     assert.match(outside.stderr, /--path \/admin\/users is not under app Hr's prefix \/hr\//);
+    // another spelling of the prefix gets a 307 to the app's own (IIS reads /HR./x as /hr/x)
+    const spelled = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--path', '/HR./admin/users');
+    assert.equal(spelled.code, 2);
+    assert.match(spelled.stderr, /--path \/HR\.\/admin\/users is another spelling of app Hr's prefix \/hr\/: the gateway answers 307 to \/hr\/admin\/users/);
+    // the app at the host's root never sees what the app under /hr/ takes, in any spelling
+    const taken = await whatIf('--app', 'Intranet', '--ip', '203.0.113.4', '--path', '/hr/admin/users');
+    assert.equal(taken.code, 2);
+    assert.match(taken.stderr, /--path \/hr\/admin\/users is app Hr's, published at \/hr\/ on the same host: the gateway routes it there, and app Intranet's policies never see it/);
+    const takenSpelled = await whatIf('--app', 'Intranet', '--ip', '203.0.113.4', '--path', '/Hr/admin/users');
+    assert.match(takenSpelled.stderr, /is app Hr's, published at \/hr\/ on the same host: the gateway answers 307 to \/hr\/admin\/users/);
+    assert.equal((await whatIf('--app', 'Intranet', '--ip', '203.0.113.4', '--path', '/hrx/admin')).code, 0);
     // without --path: the app's own root, not / (which is outside the prefix)
     const root = await whatIf('--app', 'Hr', '--ip', '203.0.113.4', '--json');
     assert.equal(root.code, 0, root.stderr);

@@ -1365,6 +1365,24 @@ ${app('Home', 'localhost:8080')}  - name: Sub
       warnings: [{ at: '9:18', path: 'apps[0].externalUrl', message: 'is where gateway.publicUrl puts the app portal (http://localhost:8080/): the app takes the address, and the gateway serves no portal' }],
     },
     {
+      description: 'two prefixes on one host that are one path to IIS (letter case, trailing dots): other spellings go to one of them',
+      yaml: `${GW}apps:
+  - name: One
+    externalUrl: http://iis.localhost:8080/Admin/
+    internalUrl: http://127.0.0.1:3001/Admin/
+    preAuth: passthrough
+  - name: Two
+    externalUrl: http://iis.localhost:8080/admin./
+    internalUrl: http://127.0.0.1:3001/admin./
+    preAuth: passthrough
+  - name: Three
+    externalUrl: http://other.localhost:8080/admin/
+    internalUrl: http://127.0.0.1:3001/admin/
+    preAuth: passthrough
+`,
+      warnings: [{ at: '10:18', path: 'apps[1].externalUrl', message: 'its path differs from that of apps[0] only in letter case or trailing dots: a server that ignores them (IIS) sees one path, and the gateway sends other spellings of it to one of the two apps' }],
+    },
+    {
       description: 'a revoked entry that is no connector id revokes nothing',
       yaml: `${GW}connectors:
   listen: 8444

@@ -237,11 +237,32 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
 
   it('answers 400 to paths that cannot be normalized safely, and forwards nothing', async () => {
     const before = backend.received.length;
-    for (const p of ['/a%2Fb', '/a/%2e%2e/b', '/..%2F', '/a%00']) {
+    for (const p of ['/a%2Fb', '/a/%2e%2e/b', '/..%2F', '/a%00', '/x/%252e%252e/portal/a', '/x%252f..%252fportal/a']) {
       const res = await request(`${gw.url}${p}`, { headers: { host: 'echo.test' } });
       assert.equal(res.status, 400, p);
     }
     assert.equal(backend.received.length, before);
+  });
+
+  it("another spelling of an app's prefix (letter case, trailing dots or spaces, as IIS reads paths) is sent to the app's own, not forwarded by the app above it", async () => {
+    const before = backend.received.length;
+    const cases: [string, string][] = [
+      ['/PORTAL/a?q=1', '/portal/a?q=1'],
+      ['/portal./a', '/portal/a'],
+      ['/Portal%20/a/page.jsp;jsessionid=AB12', '/portal/a/page.jsp;jsessionid=AB12'],
+      ['/PORTAL', '/portal'],
+    ];
+    for (const [p, location] of cases) {
+      const res = await request(`${gw.url}${p}`, { method: 'POST', headers: { host: 'echo.test', 'content-type': 'text/plain' }, body: 'x' });
+      assert.equal(res.status, 307, p);
+      assert.equal(res.headers.location, location, p);
+      assert.equal(res.headers['cache-control'], 'no-store');
+    }
+    assert.equal(backend.received.length, before, 'the root app forwarded none of them');
+    const res = await request(`${gw.url}/portal/a?q=1`, { headers: { host: 'echo.test' } });
+    assert.equal(res.json().url, '/internal/portal/a?q=1');
+    // names that only look alike stay the root app's
+    assert.equal((await request(`${gw.url}/portals/a`, { headers: { host: 'echo.test' } })).json().url, '/portals/a');
   });
 
   it('path parameters: refused on a directory segment; on the last one, routed as a servlet container maps them and forwarded', async () => {

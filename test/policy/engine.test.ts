@@ -51,6 +51,11 @@ describe('policy engine: each condition decides whether a policy applies', () =>
     { desc: 'paths: ** crosses segments', when: { paths: ['/admin/**'] }, input: { path: '/admin/users/1' }, applies: true },
     { desc: 'paths: /x/** covers /x itself', when: { paths: ['/admin/**'] }, input: { path: '/admin' }, applies: true },
     { desc: 'paths: /x/** does not cover /xy', when: { paths: ['/admin/**'] }, input: { path: '/administrator' }, applies: false, decidedBy: 'paths' },
+    // IIS drops trailing dots and spaces from names: these are its /admin/users
+    { desc: 'paths: a trailing dot on a segment', when: { paths: ['/admin/**'] }, input: { path: '/admin./users' }, applies: true },
+    { desc: 'paths: an encoded trailing space on a segment', when: { paths: ['/admin/**'] }, input: { path: '/admin%20/users' }, applies: true },
+    { desc: 'paths: trailing dots and spaces, upper case, on the last segment', when: { paths: ['/admin/users'] }, input: { path: '/ADMIN/Users.%20.' }, applies: true },
+    { desc: 'paths: a dot inside a name is no trailing dot', when: { paths: ['/admin/**'] }, input: { path: '/ad.min/users' }, applies: false, decidedBy: 'paths' },
     { desc: 'time: weekday inside hours', when: { time: { days: ['mon', 'tue', 'wed', 'thu', 'fri'], hours: '08:00-18:00', timezone: 'Europe/Berlin' } }, input: {}, applies: true },
     { desc: 'time: weekend', when: { time: { days: ['sat', 'sun'], timezone: 'Europe/Berlin' } }, input: {}, applies: false, decidedBy: 'time' },
     { desc: 'time: the end of the window is exclusive', when: { time: { hours: '08:00-10:00', timezone: 'Europe/Berlin' } }, input: {}, applies: false, decidedBy: 'time' },
