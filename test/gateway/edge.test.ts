@@ -258,6 +258,10 @@ describe('edge: forwarding, header hygiene and error paths through a real backen
       assert.equal(res.headers.location, location, p);
       assert.equal(res.headers['cache-control'], 'no-store');
     }
+    // a WebSocket handshake too: the answer is the redirect, no 101 from the root app (which takes WebSockets)
+    const ws = await rawRequest(gw.port, 'GET /PORTAL/ws HTTP/1.1\r\nHost: echo.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 500);
+    assert.match(ws, /^HTTP\/1\.1 307 /, ws);
+    assert.match(ws, /\r\nlocation: \/portal\/ws\r\n/i, ws);
     assert.equal(backend.received.length, before, 'the root app forwarded none of them');
     const res = await request(`${gw.url}/portal/a?q=1`, { headers: { host: 'echo.test' } });
     assert.equal(res.json().url, '/internal/portal/a?q=1');
