@@ -293,13 +293,8 @@ export class Edge {
     if (match.canonical !== undefined) {
       // Another spelling of the app's prefix (`/ADMIN/x` for `/admin/`): the client is sent to the
       // app's own, which its session cookie's Path and its rules are written for.
-      outcome.decision = 'redirect';
-      outcome.reasons = [`the path is ${match.canonical} to a server that ignores letter case and trailing dots or spaces`];
-      res.statusCode = 307;
-      res.setHeader('location', match.canonical + target.params + target.search);
-      res.setHeader('cache-control', 'no-store');
-      res.end();
-      return;
+      const reasons = [`the path is ${match.canonical} to a server that ignores letter case and trailing dots or spaces`];
+      return this.redirect(res, outcome, { kind: 'redirect', status: 307, location: match.canonical + target.params + target.search, reasons });
     }
     if ((req as { upgradeHead?: Buffer }).upgradeHead !== undefined) outcome.accessFingerprint = gen.accessFingerprint(app.name);
 
@@ -504,13 +499,7 @@ export class Edge {
         sendError(res, req.headers, { status: d.status, reason: d.publicReason ?? defaultReason(d.status), correlationId: ctx.id, app: ctx.app.name, headers: d.headers, ...(d.stepUp ? stepUpAnswer(ctx, d.stepUp) : signInAgain(ctx, d.signInAgain)) });
         return false;
       case 'redirect':
-        outcome.decision = 'redirect';
-        outcome.reasons = d.reasons;
-        for (const [k, v] of Object.entries(d.headers ?? {})) res.setHeader(k, v);
-        res.statusCode = d.status ?? 302;
-        res.setHeader('location', d.location);
-        res.setHeader('cache-control', 'no-store');
-        res.end();
+        this.redirect(res, outcome, d);
         return false;
       case 'respond':
         // A stage's own answer with an error status (the 401 for a refused bearer token) refused
@@ -605,6 +594,16 @@ export class Edge {
     const translateBody: BodyTranslation | undefined = app.translateBody ? { from: app.internalBase, to: translateUrls?.externalBase ?? externalBaseOf(app, ctx) } : undefined;
     watchStall(req, res, app.timeoutMs, answerStall);
     const cancel = app.upstream.forward({ req, res, method: ctx.method, path: upstreamPath, headers, timeoutMs: app.timeoutMs, translateUrls, translateBody, cookies, signedIn: ctx.identity?.via === 'session' }, done);
+  }
+
+  private redirect(res: ServerResponse, outcome: Outcome, d: Extract<Decision, { kind: 'redirect' }>): void {
+    outcome.decision = 'redirect';
+    outcome.reasons = d.reasons;
+    for (const [k, v] of Object.entries(d.headers ?? {})) res.setHeader(k, v);
+    res.statusCode = d.status ?? 302;
+    res.setHeader('location', d.location);
+    res.setHeader('cache-control', 'no-store');
+    res.end();
   }
 
   private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {

@@ -96,14 +96,11 @@ export async function whatIf(config: Config, input: WhatIfInput, name: InputName
   const target = normalizeTarget(input.path ?? prefix);
   if (!target.ok) throw new WhatIfError(`${name('path')} ${JSON.stringify(input.path ?? prefix)}: the gateway answers 400 to this path (${target.reason})`);
   const path = target.path;
-  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) {
-    const taker = routeOf(config, app, path);
-    if (taker?.app === app && taker.canonical) throw new WhatIfError(`${name('path')} ${path} is another spelling of app ${app.name}'s prefix ${prefix}: the gateway answers 307 to ${taker.canonical} (ask about that path)`);
-    throw new WhatIfError(`${name('path')} ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
-  }
   // An app under a longer prefix on the same host takes its paths (/admin/x from the app at /),
   // other spellings of that prefix too (/ADMIN/x): this app's policies never see them.
   const taker = routeOf(config, app, path);
+  if (taker?.app === app && taker.canonical) throw new WhatIfError(`${name('path')} ${path} is another spelling of app ${app.name}'s prefix ${prefix}: the gateway answers 307 to ${taker.canonical} (ask about that path)`);
+  if (!path.startsWith(prefix) && path !== prefix.slice(0, -1)) throw new WhatIfError(`${name('path')} ${path} is not under app ${app.name}'s prefix ${prefix}: the gateway would not route it to this app (policies match the path as the client requests it, prefix included)`);
   if (taker && taker.app !== app) throw new WhatIfError(`${name('path')} ${path} is app ${taker.app.name}'s, published at ${prefixOf(externalUrlOf(taker.app.externalUrl))} on the same host: the gateway ${taker.canonical ? `answers 307 to ${taker.canonical}` : 'routes it there'}, and app ${app.name}'s policies never see it`);
 
   const base = { app: app.name, clientIp: ip.toString(), at: new Date(now).toISOString(), method, path, policies: [], reasons: [], askFor: [] };
