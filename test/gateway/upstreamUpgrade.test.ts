@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { eventually, type TestGateway } from '../support/harness.js';
+import { eventually, rawRequest, type TestGateway } from '../support/harness.js';
 import { killConnector, startBothWays, type ConnectorProcess } from '../connector/support.js';
 
 const UPGRADE = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
@@ -60,18 +60,6 @@ function exchange(port: number, host: string, path: string, limitMs: number, the
     s.on('data', (c: Buffer) => chunks.push(c));
     s.on('error', () => undefined);
     s.on('close', () => end(true));
-  });
-}
-
-/** Writes `bytes` on a new connection and reads until the gateway closes it (at most 2 s). */
-function untilClosed(port: number, bytes: string): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('error', () => undefined);
-    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
-    setTimeout(() => s.destroy(), 2000);
   });
 }
 
@@ -229,7 +217,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       app.on('connection', count);
       try {
         for (const key of ['', 'Sec-WebSocket-Key: short\r\n', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n']) {
-          const a = await untilClosed(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+          const a = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, JSON.stringify(key));
         }
         await settled();
@@ -248,7 +236,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
       try {
         for (const framing of [`Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`, `Transfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`]) {
-          const a = await untilClosed(gw.port, UPGRADE(host, '/switch').slice(0, -2) + framing);
+          const a = await rawRequest(gw.port, UPGRADE(host, '/switch').slice(0, -2) + framing, 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, framing.split('\r\n')[0]);
         }
         await settled();
@@ -265,7 +253,7 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       app.on('connection', count);
       try {
         for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
-          const a = await untilClosed(gw.port, method + UPGRADE(host, '/switch').slice(3));
+          const a = await rawRequest(gw.port, method + UPGRADE(host, '/switch').slice(3), 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, method);
         }
         await settled();
