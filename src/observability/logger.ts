@@ -1,6 +1,7 @@
 import pino, { type Logger } from 'pino';
 import { UsageError } from '../errors.js';
 import { isoTime } from './isoTime.js';
+import { LogOutput, stdoutWithoutBlocking } from './logOutput.js';
 
 /**
  * JSON logs. Anything that can carry a secret is redacted by path, so a
@@ -47,9 +48,8 @@ export const PLUGIN_REDACT_PATHS = [
 
 export interface LoggerOptions {
   level?: string;
-  /** write synchronously (CLI tools, tests); the gateway writes asynchronously */
-  sync?: boolean;
-  destination?: number | string;
+  /** the descriptor written to; stdout unless a test says otherwise */
+  fd?: number;
   name?: string;
 }
 
@@ -71,8 +71,7 @@ export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? logLevelFrom();
-  const dest = pino.destination({ dest: opts.destination ?? 1, sync: opts.sync ?? false, minLength: opts.sync ? 0 : 16_384, maxWrite: 65_536 });
-  const lines = opts.sync ? dest : new LinesPerTurn(dest);
+  const output = new LogOutput(opts.fd ?? stdoutWithoutBlocking());
   const logger = pino(
     {
       level,
@@ -83,81 +82,12 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       timestamp: () => `,"time":"${isoTime(Date.now())}"`,
       formatters: { level: (label) => ({ level: label }) },
     },
-    lines,
+    output,
   );
-  dropWritesOnFailure(dest);
-  if (!opts.sync) {
-    // Buffered for throughput, but never held back for long: operators tail these.
-    const flusher = setInterval(() => lines.flush(), 500);
-    flusher.unref();
-    // Flush the async buffer on the way out so the last lines are not lost.
-    process.once('exit', () => {
-      try {
-        lines.flushSync();
-      } catch {
-        /* destination already closed */
-      }
-    });
-  }
+  // Buffered for throughput, but never held back for long: operators tail these.
+  const flusher = setInterval(() => output.flush(), 500);
+  flusher.unref();
+  // The last lines (why the process stopped) are the ones that matter most.
+  process.once('exit', () => output.flushSync());
   return logger;
-}
-
-type Destination = ReturnType<typeof pino.destination>;
-
-/**
- * Hands the lines of one event-loop turn to the destination as one string. sonic-boom measures
- * the UTF-8 length of its whole pending buffer on every write, a buffer that grows to 16 KiB:
- * per request line that was most of the logging's cost (about 3 of its 5.7 us), paid again for
- * each line of a busy turn. The lines stay in order and are written asynchronously as before.
- * Handed over in chunks, the destination can also wait for 16 KiB before it writes (each
- * asynchronous write costs tens of microseconds of the thread pool's CPU): a loop of request
- * lines in turns of 25 cost 5-6 us a line before, 3 now. A quiet process's lines still leave
- * within the half-second flush.
- */
-class LinesPerTurn {
-  private pending: string[] = [];
-  private scheduled = false;
-  constructor(private readonly dest: Destination) {}
-
-  write(line: string): boolean {
-    this.pending.push(line);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.handOver);
-    }
-    return true;
-  }
-
-  private readonly handOver = (): void => {
-    this.scheduled = false;
-    if (!this.pending.length) return;
-    const chunk = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
-    this.pending = [];
-    // (pino ends its destination at beforeExit: a line after that is dropped, not an uncaught throw)
-    if (!(this.dest as unknown as { destroyed: boolean }).destroyed) this.dest.write(chunk);
-  };
-
-  flush(): void {
-    this.handOver();
-    this.dest.flush();
-  }
-
-  flushSync(): void {
-    this.handOver();
-    this.dest.flushSync();
-  }
-}
-
-/**
- * A destination that fails (the terminal the process was started from closed: EIO; a pipe
- * whose reader left: EPIPE) must not take the process with it. Its error had no listener, so it
- * became an uncaught exception, and the exit's flushSync then retried the failing write for ever
- * (sonic-boom sleeps and retries any error there): the gateway held its ports and answered
- * nothing, SIGTERM included. From the first error on, lines are dropped; the process serves on.
- */
-function dropWritesOnFailure(dest: Destination): void {
-  dest.once('error', () => {
-    Object.assign(dest, { write: () => true, flush: () => undefined, flushSync: () => undefined });
-    dest.on('error', () => undefined);
-  });
 }

@@ -157,6 +157,32 @@ turn();`);
     assert.ok(seen.every((l, i) => l.n === i && l.msg === 'request'), 'in the order they were logged');
   });
 
+  it('a reader that stops reading neither stalls the process nor loses a line: the backlog waits in memory, and the exit waits for the reader', async () => {
+    // 20,000 lines of ~300 bytes (6 MB, a pipe holds 64 KiB) while the reader is away for 1.5 s
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger } from ${JSON.stringify(logger)};
+const log = createLogger();
+let n = 0, maxLag = 0, last = performance.now();
+const tick = setInterval(() => { const now = performance.now(); maxLag = Math.max(maxLag, now - last - 10); last = now; }, 10);
+const turn = () => {
+  for (let i = 0; i < 100; i++) log.info({ n: n++, path: '/x/' + 'y'.repeat(200) }, 'request');
+  if (n < 20000) setTimeout(turn, 1); else { clearInterval(tick); log.info({ n, maxLag }, 'done'); process.exit(0); }
+};
+turn();`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child.stdout.pause();
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await sleep(1500);
+    assert.equal(child.exitCode, null, 'the process waits at its exit until its lines are read');
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d)).resume();
+    assert.equal(await closed, 0);
+    const seen = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { n: number; msg: string; maxLag?: number });
+    assert.equal(seen.length, 20001);
+    assert.ok(seen.every((l, i) => l.n === i), 'in the order they were logged');
+    const done = seen[20000]!;
+    assert.equal(done.msg, 'done');
+    assert.ok(done.maxLag! < 400, `its timers ran ${Math.round(done.maxLag!)} ms late while the reader was away`);
+  });
+
   it('a single line of a quiet process is written within the flush interval, without waiting for more', async () => {
     const quiet = await runScript(`
 log.info('one quiet line');
