@@ -21,6 +21,10 @@ import { writeSync } from 'node:fs';
  * non-blocking mode, a write that would block leaves the rest in memory, and it is tried again
  * every few milliseconds until the reader is back. A destination that fails for good (EPIPE: the
  * reader left; EIO: the terminal closed) drops every line from then on, and the process serves on.
+ *
+ * What waits for a stalled reader is bounded (`maxBacklog`, 64 MiB): a reader gone for minutes
+ * under load must not take the process's memory. Lines past the bound are dropped, counted, and
+ * their number is said (`onDropped`) once the backlog has been written.
  */
 export class LogOutput {
   /** lines of the current turn, handed over at its end */
@@ -33,10 +37,15 @@ export class LogOutput {
   private unwritten: Buffer | undefined;
   private retry: NodeJS.Timeout | undefined;
   private failed = false;
+  /** lines dropped since the last report, for a backlog past maxBacklog */
+  private dropped = 0;
+  /** told how many lines were dropped, once what waited before them is written */
+  onDropped: (lines: number) => void = () => undefined;
 
   constructor(
     private readonly fd: number,
     private readonly minLength = 16_384,
+    private readonly maxBacklog = 64 << 20,
   ) {}
 
   /** pino's destination contract: takes one serialized line, never refuses */
@@ -59,8 +68,13 @@ export class LogOutput {
   private handOver(): void {
     if (!this.turn.length) return;
     const chunk = this.turn.length === 1 ? this.turn[0]! : this.turn.join('');
+    const lines = this.turn.length;
     this.turn = [];
     if (this.failed) return;
+    if (this.queuedLength + (this.unwritten?.length ?? 0) + chunk.length > this.maxBacklog) {
+      this.dropped += lines;
+      return;
+    }
     this.queued.push(chunk);
     this.queuedLength += chunk.length;
   }
@@ -74,14 +88,18 @@ export class LogOutput {
 
   /**
    * At the exit: write everything, waiting for a stalled reader, but not for ever (a reader that
-   * stopped for good must not keep the process and its ports; it was a hang, see logger.ts).
+   * stopped for good must not keep the process and its ports: sonic-boom retried for ever there,
+   * and a gateway whose terminal had closed ignored SIGTERM).
    */
   flushSync(waitMs = EXIT_WAIT_MS): void {
-    this.handOver();
     clearTimeout(this.retry);
     this.retry = undefined;
     const deadline = Date.now() + waitMs;
-    while (!this.writeOut(true) && Date.now() < deadline) Atomics.wait(SLEEPER, 0, 0, 2);
+    // (twice: writing the backlog out may log how many lines it dropped, a line of its own)
+    for (let round = 0; round < 2; round++) {
+      this.handOver();
+      while (!this.writeOut(true) && Date.now() < deadline) Atomics.wait(SLEEPER, 0, 0, 2);
+    }
   }
 
   /** @returns true when nothing is left to write */
@@ -89,7 +107,7 @@ export class LogOutput {
     for (;;) {
       if (this.failed) return true;
       if (!this.unwritten) {
-        if (!this.queued.length) return true;
+        if (!this.queued.length) return this.reportDropped();
         this.unwritten = Buffer.from(this.queued.length === 1 ? this.queued[0]! : this.queued.join(''), 'utf8');
         this.queued = [];
         this.queuedLength = 0;
@@ -107,6 +125,16 @@ export class LogOutput {
       }
       this.unwritten = n >= this.unwritten.length ? undefined : this.unwritten.subarray(n);
     }
+  }
+
+  /** @returns true: nothing is left to write (a report is a line for the next turn) */
+  private reportDropped(): boolean {
+    if (this.dropped) {
+      const lines = this.dropped;
+      this.dropped = 0;
+      this.onDropped(lines);
+    }
+    return true;
   }
 
   private readonly retryNow = (): void => {

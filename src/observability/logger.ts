@@ -84,6 +84,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     },
     output,
   );
+  output.onDropped = (lines) => logger.warn({ droppedLines: lines }, 'log lines dropped: the log output was not read while more than 64 MiB waited for it');
   // Buffered for throughput, but never held back for long: operators tail these.
   const flusher = setInterval(() => output.flush(), 500);
   flusher.unref();
