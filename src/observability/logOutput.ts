@@ -164,5 +164,6 @@ export function stdoutWithoutBlocking(): number {
 }
 
 const RETRY_MS = 5;
-const EXIT_WAIT_MS = 5_000;
+/** inside Kubernetes' 30 s grace with the drain (20 s) and the forced exit after it (5 s) */
+const EXIT_WAIT_MS = 2_000;
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
