@@ -45,7 +45,7 @@ export class LogOutput {
   constructor(
     private readonly fd: number,
     private readonly minLength = 16_384,
-    private readonly maxBacklog = 64 << 20,
+    private readonly maxBacklog = LOG_BACKLOG_MAX,
   ) {}
 
   /** pino's destination contract: takes one serialized line, never refuses */
@@ -163,6 +163,8 @@ export function stdoutWithoutBlocking(): number {
   return 1;
 }
 
+/** what may wait for a stalled reader, in bytes */
+export const LOG_BACKLOG_MAX = 64 << 20;
 const RETRY_MS = 5;
 /** inside Kubernetes' 30 s grace with the drain (20 s) and the forced exit after it (5 s) */
 const EXIT_WAIT_MS = 2_000;

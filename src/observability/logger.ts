@@ -1,7 +1,7 @@
 import pino, { type Logger } from 'pino';
 import { UsageError } from '../errors.js';
 import { isoTime } from './isoTime.js';
-import { LogOutput, stdoutWithoutBlocking } from './logOutput.js';
+import { LOG_BACKLOG_MAX, LogOutput, stdoutWithoutBlocking } from './logOutput.js';
 
 /**
  * JSON logs. Anything that can carry a secret is redacted by path, so a
@@ -48,8 +48,6 @@ export const PLUGIN_REDACT_PATHS = [
 
 export interface LoggerOptions {
   level?: string;
-  /** the descriptor written to; stdout unless a test says otherwise */
-  fd?: number;
   name?: string;
 }
 
@@ -71,7 +69,7 @@ export function logLevelFrom(env: NodeJS.ProcessEnv = process.env): string {
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = opts.level ?? logLevelFrom();
-  const output = new LogOutput(opts.fd ?? stdoutWithoutBlocking());
+  const output = new LogOutput(stdoutWithoutBlocking());
   const logger = pino(
     {
       level,
@@ -84,7 +82,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     },
     output,
   );
-  output.onDropped = (lines) => logger.warn({ droppedLines: lines }, 'log lines dropped: the log output was not read while more than 64 MiB waited for it');
+  output.onDropped = (lines) => logger.warn({ droppedLines: lines }, `log lines dropped: the log output was not read while more than ${LOG_BACKLOG_MAX >> 20} MiB waited for it`);
   // Buffered for throughput, but never held back for long: operators tail these.
   const flusher = setInterval(() => output.flush(), 500);
   flusher.unref();
