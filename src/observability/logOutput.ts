@@ -139,8 +139,7 @@ export class LogOutput {
 
   private readonly retryNow = (): void => {
     this.retry = undefined;
-    this.handOver();
-    this.writeOut(false);
+    this.flush();
   };
 
   private fail(): void {
