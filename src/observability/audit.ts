@@ -13,8 +13,14 @@
  * drawbridge_audit_records_lost_total, and the file is reopened (at most once a second) until a
  * write succeeds again. Failing open is the choice: a full disk taking every app down, and
  * /readyz pulling every replica at once, would be worse than a gap the metric shows.
+ *
+ * The lines of one event-loop turn are written together, synchronously, from the main thread (as
+ * the log's are, see logOutput.ts). A write handed to the thread pool could still be waiting
+ * there when a defect ends the process (`process.exit` in processFaults): the records of the
+ * last requests, the ones an investigation of that crash needs most, were lost. Now nothing is
+ * ever in flight, and the process's exit writes what the turn had gathered.
  */
-import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { makeDirs } from '../config/stateFile.js';
@@ -134,7 +140,8 @@ const FAST_ROTATION_MS = 60_000;
 
 export class AuditLog {
   readonly file: string;
-  private stream?: WriteStream;
+  /** the live file's descriptor; undefined once closed */
+  private fd?: number;
   private size = 0;
   private maxBytes!: number;
   private keep!: number;
@@ -145,12 +152,12 @@ export class AuditLog {
   private outage?: { since: number; lost: number; reopenAt: number; loggedAt: number; failing: boolean };
   /** the file ends in a line cut by a failed write: the next write starts a new line */
   private cutLine = false;
-  /** lines not yet handed to the stream: one write per event-loop turn, not one syscall per request */
+  /** lines not yet written: one write per event-loop turn, not one syscall per request */
   private pending: string[] = [];
   private flushScheduled = false;
   /** a failed rotation is tried again from this time on */
   private rotateRetryAt = 0;
-  /** a rotation renamed the files but could not open the new one: the live stream writes to audit.log.1 */
+  /** a rotation renamed the files but could not open the new one: the live descriptor writes to audit.log.1 */
   private renamedNotOpened = false;
 
   constructor(readonly dir: string, private readonly opts: AuditOptions = {}) {
@@ -158,7 +165,8 @@ export class AuditLog {
     this.setRetention(opts);
     this.now = opts.now ?? Date.now;
     makeDirs(dir);
-    this.open();
+    this.fd = this.open();
+    openLogs.add(this);
     opts.metrics?.auditWritable.set(1);
   }
 
@@ -170,9 +178,8 @@ export class AuditLog {
     this.keep = Math.max(1, r.keep ?? AUDIT_KEEP_FILES);
   }
 
-  private open(): void {
-    // Opened synchronously so the file exists at once: a rotation right after (a burst) can rename it,
-    // and lines still queued on this stream follow the descriptor into the renamed file.
+  /** audit.log, created if missing (mode 600); notes whether it ends in a cut line. */
+  private open(): number {
     const fd = openSync(this.file, 'a+', 0o600);
     let size: number;
     const last = Buffer.alloc(1);
@@ -184,16 +191,14 @@ export class AuditLog {
       throw e;
     }
     this.size = size;
-    this.stream = createWriteStream(this.file, { fd });
-    // A failed write is handled by its callback (flush); the stream is then done and is replaced.
-    this.stream.on('error', () => undefined);
+    return fd;
   }
 
   /** Records one decision; counts it in drawbridge_decisions_total. */
   record(e: DecisionEvent): AuditRecord {
     const rec = auditRecordOf(e, this.now());
     this.opts.metrics?.countDecision(rec.app, rec.decision);
-    if (!this.stream) return rec;
+    if (this.fd === undefined) return rec;
     const line = JSON.stringify(rec) + '\n';
     const bytes = Buffer.byteLength(line);
     if (this.size > 0 && this.size + bytes > this.maxBytes && Date.now() >= this.rotateRetryAt) this.rotate();
@@ -206,17 +211,22 @@ export class AuditLog {
     return rec;
   }
 
-  private flush(): void {
+  /** Writes what this turn gathered; also run at the process's exit (openLogs). */
+  flush(): void {
     this.flushScheduled = false;
-    if (!this.pending.length || !this.stream) return;
+    if (!this.pending.length || this.fd === undefined) return;
     const lines = this.pending.length;
     let chunk = this.pending.join('');
     this.pending = [];
     if (this.outage?.failing && !this.reopen()) return this.lose(lines);
     if (this.cutLine) chunk = '\n' + chunk;
     this.cutLine = false;
-    const stream = this.stream;
-    stream.write(chunk, (err) => (err ? this.writeFailed(stream, err, lines) : this.written(stream)));
+    try {
+      writeAll(this.fd, Buffer.from(chunk));
+    } catch (err) {
+      return this.writeFailed(err as Error, lines);
+    }
+    this.written();
   }
 
   /** A new descriptor once REOPEN_EVERY_MS has passed since the failure; false while it is not time or it cannot be opened. */
@@ -225,8 +235,9 @@ export class AuditLog {
     if (Date.now() < outage.reopenAt) return false;
     outage.reopenAt = Date.now() + REOPEN_EVERY_MS;
     try {
-      this.stream?.destroy();
-      this.open();
+      const fd = this.open();
+      closeQuietly(this.fd);
+      this.fd = fd;
     } catch (err) {
       this.logOutage(err as Error);
       return false;
@@ -235,9 +246,8 @@ export class AuditLog {
     return true;
   }
 
-  private writeFailed(stream: WriteStream, err: Error, lines: number): void {
-    // Only the live stream's failure starts (or continues) an outage; an old one's queued writes just count.
-    if (stream !== this.stream) return this.lose(lines);
+  /** A write that failed may have written part of its lines: the next write starts a new line. */
+  private writeFailed(err: Error, lines: number): void {
     this.outage ??= { since: Date.now(), lost: 0, reopenAt: 0, loggedAt: -Infinity, failing: true };
     this.lose(lines);
     this.outage.failing = true;
@@ -247,8 +257,8 @@ export class AuditLog {
     this.logOutage(err);
   }
 
-  private written(stream: WriteStream): void {
-    if (!this.outage || stream !== this.stream || this.outage.failing) return;
+  private written(): void {
+    if (!this.outage || this.outage.failing) return;
     const { since, lost } = this.outage;
     this.outage = undefined;
     this.opts.metrics?.auditWritable.set(1);
@@ -270,25 +280,25 @@ export class AuditLog {
   /**
    * audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file.
    * A rotation that fails (a folder turned read-only, a name taken by a directory) loses nothing: the
-   * live stream stays open and takes the records past the size limit, the failure is logged at most
+   * live descriptor stays open and takes the records past the size limit, the failure is logged at most
    * once a minute, and the rotation is tried again then. It used to end the stream first and throw,
    * so every later record was dropped, uncounted, while the metrics said the trail was written.
    */
   private rotate(): void {
+    // what was gathered before this record goes to the file being rotated out
     this.flush();
-    const live = this.stream!;
+    const live = this.fd!;
     // The renames of a rotation whose new file could not be opened were done: this retry only
     // opens it. Renaming again would move the file being written down the chain, and after
     // `keep` retries delete it while records still went to it.
     if (this.renamedNotOpened) {
       try {
-        this.open();
+        this.fd = this.open();
       } catch (err) {
-        this.stream = live;
         return this.rotateFailed(err as Error);
       }
       this.renamedNotOpened = false;
-      live.end();
+      closeQuietly(live);
       this.rotateRetryAt = 0;
       return;
     }
@@ -300,14 +310,13 @@ export class AuditLog {
       return this.rotateFailed(err as Error);
     }
     try {
-      this.open();
+      this.fd = this.open();
     } catch (err) {
       // the live descriptor follows its file to audit.log.1, and the records with it
-      this.stream = live;
       this.renamedNotOpened = true;
       return this.rotateFailed(err as Error);
     }
-    live.end();
+    closeQuietly(live);
     this.rotateRetryAt = 0;
     this.rotated();
   }
@@ -347,8 +356,32 @@ export class AuditLog {
 
   close(): Promise<void> {
     this.flush();
-    const s = this.stream;
-    this.stream = undefined;
-    return new Promise((r) => (s ? s.end(() => r()) : r()));
+    closeQuietly(this.fd);
+    this.fd = undefined;
+    openLogs.delete(this);
+    return Promise.resolve();
   }
 }
+
+/** A short write to a regular file is a full disk or a quota: the rest is tried until write says why. */
+function writeAll(fd: number, buf: Buffer): void {
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+}
+
+function closeQuietly(fd: number | undefined): void {
+  if (fd === undefined) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // a descriptor on a lost mount may fail to close; it is released either way
+  }
+}
+
+/**
+ * Audit logs not yet closed. Whatever ends the process (an uncaught exception's exit, any
+ * `process.exit`), their last turn's records are written first: one listener for all of them.
+ */
+const openLogs = new Set<AuditLog>();
+process.once('exit', () => {
+  for (const log of openLogs) log.flush();
+});

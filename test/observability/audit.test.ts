@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import pino from 'pino';
@@ -68,7 +69,6 @@ describe('audit log: one JSON line per decision, rotated by size, no secrets', (
     decide('full-2');
     await sleep(50);
     decide('full-3');
-    // the failed writes are reported by the stream a moment later (longer on a busy machine)
     await eventually(async () => (await value('drawbridge_audit_records_lost_total')) === 3).catch(async () => assert.fail(`lost ${await value('drawbridge_audit_records_lost_total')}, not 3`));
     assert.equal(await value('drawbridge_audit_log_writable'), 0);
     const errors = logs.filter((l) => l.level === 50);
@@ -128,7 +128,7 @@ describe('audit log: a rotation whose new file cannot be opened', () => {
     const logs: Record<string, unknown>[] = [];
     const logger = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
     const log = new AuditLog(dir, { maxBytes: 1024, keep: 2, logger });
-    const internals = log as unknown as { open(): void; rotateRetryAt: number };
+    const internals = log as unknown as { open(): number; rotateRetryAt: number };
     const realOpen = internals.open.bind(log);
     let n = 0;
     const decide = () => log.record({ correlationId: `id-${n++}`, app: 'A', decision: 'allow', status: 200, reasons: ['x'.repeat(40)] });
@@ -136,7 +136,7 @@ describe('audit log: a rotation whose new file cannot be opened', () => {
     let failing = true;
     internals.open = () => {
       if (failing) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
-      realOpen();
+      return realOpen();
     };
     for (let retry = 0; retry < 4; retry++) {
       for (let i = 0; i < 10; i++) decide();
@@ -149,6 +149,34 @@ describe('audit log: a rotation whose new file cannot be opened', () => {
     const written = [`${file}.2`, `${file}.1`, file].filter((f) => existsSync(f)).flatMap((f) => lines(f).map((r) => r.correlationId));
     assert.deepEqual(written.slice(-n), Array.from({ length: n }, (_, i) => `id-${i}`), 'every record, in order, none deleted');
     assert.ok(logs.some((l) => /audit log cannot be rotated/.test(String(l.msg))));
+  });
+});
+
+describe('audit log: a process that ends on a defect', () => {
+  it("writes every record, in order, including the turn the exception was thrown in (they were lost in the exit)", () => {
+    const dir = tempDir();
+    const module = (name: string) => JSON.stringify(new URL(`../../src/observability/${name}.js`, import.meta.url).href);
+    // One turn's records written, the next turn's gathered, then an exception nobody catches in
+    // that same turn: the gateway's own handler (processFaults) logs it and exits.
+    const script = `
+      import pino from 'pino';
+      import { AuditLog } from ${module('audit')};
+      import { reportProcessFaults } from ${module('processFaults')};
+      const log = new AuditLog(${JSON.stringify(dir)});
+      reportProcessFaults(pino());
+      const decide = (id) => log.record({ correlationId: id, app: 'A', decision: 'deny', status: 403, reasons: ['x'.repeat(200)] });
+      for (let i = 0; i < 100; i++) decide('a-' + i);
+      setImmediate(() => {
+        for (let i = 0; i < 100; i++) decide('b-' + i);
+        throw new Error('a defect');
+      });`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(run.stdout, /"level":60.*an exception nobody caught/, 'the fatal line says why it exited');
+    const ids = lines(join(dir, 'audit.log')).map((r) => r.correlationId);
+    const want = ['a', 'b'].flatMap((t) => Array.from({ length: 100 }, (_, i) => `${t}-${i}`));
+    assert.equal(ids.length, 200, 'every record is in the file');
+    assert.deepEqual(ids, want, 'in the order they were made');
   });
 });
 
