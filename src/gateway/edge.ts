@@ -562,6 +562,15 @@ export class Edge {
       if (!WEBSOCKET_KEY.test(String(req.headers['sec-websocket-key'] ?? ''))) {
         return this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Key is missing or malformed.');
       }
+      // RFC 6455 4.4: the gateway speaks version 13 on these connections (its close frame when
+      // access ends, the frame boundaries it watches for one), so another version is answered here,
+      // 426 with the version it takes, as the RFC asks, rather than left to an app that might accept it.
+      const version = req.headers['sec-websocket-version'];
+      if (version !== '13') {
+        return version === undefined
+          ? this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Version is missing.')
+          : this.deny(req, res, ctx.id, outcome, 426, 'This WebSocket version is not supported: the gateway speaks version 13.', { 'sec-websocket-version': '13' });
+      }
       // RFC 6455 4.1: the handshake is a GET. Another method went on to the app with the Upgrade,
       // where a server that ignores the method switched on a request that method-scoped rules saw as a POST.
       if (ctx.method !== 'GET') {
@@ -606,10 +615,10 @@ export class Edge {
     res.end();
   }
 
-  private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string): void {
+  private deny(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, status: number, reason: string, headers?: Record<string, string>): void {
     outcome.decision = 'deny';
     outcome.reasons = [reason];
-    sendError(res, req.headers, { status, reason, correlationId: id, app: outcome.app });
+    sendError(res, req.headers, { status, reason, correlationId: id, app: outcome.app, headers });
   }
 
   private fail(req: IncomingMessage, res: ServerResponse, id: string, outcome: Outcome, e: unknown, stage?: string): void {

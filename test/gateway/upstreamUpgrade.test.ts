@@ -228,6 +228,26 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
       }
     });
 
+    it(`${via}: a WebSocket version other than 13 is 426 naming version 13, a missing one 400; neither reaches the app`, async () => {
+      let appConnections = 0;
+      const count = () => appConnections++;
+      app.on('connection', count);
+      const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+      try {
+        for (const version of ['8', '7', '13, 8', '']) {
+          const a = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: ${version}\r\n${key}\r\n`, 2000);
+          assert.match(a, /^HTTP\/1\.1 426 /, version);
+          assert.match(a, /\r\nsec-websocket-version: 13\r\n/i, 'the 426 names the version the gateway speaks');
+        }
+        const missing = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${key}\r\n`, 2000);
+        assert.match(missing, /^HTTP\/1\.1 400 /);
+        await settled();
+        assert.equal(appConnections, 0, 'the app was reached');
+      } finally {
+        app.removeListener('connection', count);
+      }
+    });
+
     it(`${via}: an upgrade that declares a body (Content-Length, Transfer-Encoding) is 400 at the gateway and never reaches the app`, async () => {
       const seen = afterAnswer.length;
       let appConnections = 0;
