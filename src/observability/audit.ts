@@ -278,14 +278,13 @@ export class AuditLog {
   }
 
   /**
-   * audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). Writes still queued land in the renamed file.
+   * audit.log -> audit.log.1 -> ... -> audit.log.N (dropped). The records gathered before it are written to the file renamed.
    * A rotation that fails (a folder turned read-only, a name taken by a directory) loses nothing: the
    * live descriptor stays open and takes the records past the size limit, the failure is logged at most
    * once a minute, and the rotation is tried again then. It used to end the stream first and throw,
    * so every later record was dropped, uncounted, while the metrics said the trail was written.
    */
   private rotate(): void {
-    // what was gathered before this record goes to the file being rotated out
     this.flush();
     const live = this.fd!;
     // The renames of a rotation whose new file could not be opened were done: this retry only
