@@ -12,6 +12,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';
+import { memoryStore } from './memoryStore.js';
 
 export interface DemoUser {
   username: string;
@@ -263,6 +264,7 @@ export class EmbeddedIdp {
         // A public native client (RFC 8252: loopback redirect on any port) that gets user tokens for an API audience.
         { client_id: NATIVE_CLIENT_ID, application_type: 'native', token_endpoint_auth_method: 'none', grant_types: ['authorization_code'], response_types: ['code'], redirect_uris: ['http://127.0.0.1/callback'] },
       ],
+      adapter: memoryStore(),
       jwks: { keys: this.keys },
       cookies: { keys: this.cookieKeys },
       pkce: { required: () => true },
