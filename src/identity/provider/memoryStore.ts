@@ -64,8 +64,8 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
     const { uid, userCode, grantId } = entry.payload;
     if (uid !== undefined && aliases.get(`uid:${uid}`) === key) aliases.delete(`uid:${uid}`);
     if (userCode !== undefined && aliases.get(`userCode:${userCode}`) === key) aliases.delete(`userCode:${userCode}`);
-    if (grantId !== undefined) byGrant.get(grantId)?.delete(key);
-    if (grantId !== undefined && byGrant.get(grantId)?.size === 0) byGrant.delete(grantId);
+    const issued = grantId === undefined ? undefined : byGrant.get(grantId);
+    if (issued?.delete(key) && issued.size === 0) byGrant.delete(grantId!);
   };
 
   return (model: string): ProviderAdapter => {
