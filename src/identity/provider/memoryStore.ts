@@ -39,6 +39,11 @@ const ISSUED_UNDER_A_GRANT = new Set(['AccessToken', 'AuthorizationCode', 'Refre
 
 /** What one store holds at most: a demo taken for a load test drops its oldest entries, not the host's memory. */
 export const MEMORY_STORE_MAX_ENTRIES = 100_000;
+/**
+ * Every this many writes, entries past their end are dropped: one nobody reads again (a spent
+ * code, an interaction left half-way) would otherwise stay until the bound pushed it out.
+ */
+const SWEEP_EVERY_WRITES = 1000;
 
 /**
  * A store for one provider: pass it as the Provider's `adapter`. oidc-provider calls it with each
@@ -49,6 +54,7 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
   // second keys that lead to an entry: a session by its uid, a device code by its user code
   const aliases = new Map<string, string>();
   const byGrant = new Map<string, Set<string>>();
+  let writes = 0;
 
   const live = (key: string): StoredPayload | undefined => {
     const entry = entries.get(key);
@@ -82,6 +88,7 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
           if (!keys) byGrant.set(payload.grantId, (keys = new Set()));
           keys.add(key);
         }
+        if (++writes % SWEEP_EVERY_WRITES === 0) for (const [k, e] of entries) if (e.expiresAt <= now()) drop(k);
         // Map keeps insertion order, and a rewrite re-inserts: the first key is the least recently written.
         while (entries.size > maxEntries) drop(entries.keys().next().value as string);
       },

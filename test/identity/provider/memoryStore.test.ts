@@ -65,6 +65,24 @@ describe("embedded provider's memory store", () => {
     assert.ok(await store('Grant').find('g1'), 'the grant is destroyed on its own (Grant.destroy), as oidc-provider does');
   });
 
+  it('drops entries past their end that nobody reads again (spent codes), while live ones stay', async () => {
+    const store = memoryStore(1_000_000, now);
+    const codes = store('AuthorizationCode');
+    const sessions = store('Session');
+    await sessions.upsert('s1', { uid: 'u1' }, 86_400);
+    for (let i = 0; i < 998; i++) await codes.upsert(`c${i}`, { grantId: `g${i}` }, 60);
+    clock += 61_000;
+    // the thousandth write sweeps
+    await codes.upsert('fresh', { grantId: 'gf' }, 60);
+    // back in time: a code the store still held would be found again, so not finding one means it is gone
+    clock -= 61_000;
+    assert.equal(await codes.find('c0'), undefined, 'a spent code was swept');
+    assert.equal(await codes.find('c997'), undefined);
+    clock += 61_000;
+    assert.ok(await sessions.findByUid('u1'), 'a live session stays');
+    assert.ok(await codes.find('fresh'));
+  });
+
   it('holds at most its bound: the least recently written entries go first', async () => {
     const tokens = memoryStore(3, now)('AccessToken');
     for (const id of ['t1', 't2', 't3']) await tokens.upsert(id, { id }, 60);
