@@ -32,6 +32,10 @@ interface Entry {
   payload: StoredPayload;
   /** ms since the epoch; Infinity for an entry stored without a lifetime */
   expiresAt: number;
+  /** the second keys it is found by: a session by its uid, a device code by its user code */
+  aliases: string[];
+  /** the grant that issued it, for revokeByGrantId */
+  grantId?: string;
 }
 
 /** The models revoked with their grant (oidc-provider's revokeByGrantId): what a grant issued. */
@@ -51,7 +55,6 @@ const SWEEP_EVERY_WRITES = 1000;
  */
 export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => number = Date.now): (model: string) => ProviderAdapter {
   const entries = new Map<string, Entry>();
-  // second keys that lead to an entry: a session by its uid, a device code by its user code
   const aliases = new Map<string, string>();
   const byGrant = new Map<string, Set<string>>();
   let writes = 0;
@@ -67,11 +70,13 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
     const entry = entries.get(key);
     if (!entry) return;
     entries.delete(key);
-    const { uid, userCode, grantId } = entry.payload;
-    if (uid !== undefined && aliases.get(`uid:${uid}`) === key) aliases.delete(`uid:${uid}`);
-    if (userCode !== undefined && aliases.get(`userCode:${userCode}`) === key) aliases.delete(`userCode:${userCode}`);
-    const issued = grantId === undefined ? undefined : byGrant.get(grantId);
-    if (issued?.delete(key) && issued.size === 0) byGrant.delete(grantId!);
+    for (const alias of entry.aliases) if (aliases.get(alias) === key) aliases.delete(alias);
+    const issued = entry.grantId === undefined ? undefined : byGrant.get(entry.grantId);
+    if (issued?.delete(key) && issued.size === 0) byGrant.delete(entry.grantId!);
+  };
+  const byAlias = (alias: string): StoredPayload | undefined => {
+    const key = aliases.get(alias);
+    return key === undefined ? undefined : live(key);
   };
 
   return (model: string): ProviderAdapter => {
@@ -80,14 +85,17 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
       async upsert(id, payload, expiresIn) {
         const key = keyOf(id);
         drop(key);
-        entries.set(key, { payload, expiresAt: expiresIn === undefined ? Infinity : now() + expiresIn * 1000 });
-        if (model === 'Session' && payload.uid !== undefined) aliases.set(`uid:${payload.uid}`, key);
-        if (payload.userCode !== undefined) aliases.set(`userCode:${payload.userCode}`, key);
+        const entry: Entry = { payload, expiresAt: expiresIn === undefined ? Infinity : now() + expiresIn * 1000, aliases: [] };
+        if (model === 'Session' && payload.uid !== undefined) entry.aliases.push(`uid:${payload.uid}`);
+        if (payload.userCode !== undefined) entry.aliases.push(`userCode:${payload.userCode}`);
+        for (const alias of entry.aliases) aliases.set(alias, key);
         if (payload.grantId !== undefined && ISSUED_UNDER_A_GRANT.has(model)) {
+          entry.grantId = payload.grantId;
           let keys = byGrant.get(payload.grantId);
           if (!keys) byGrant.set(payload.grantId, (keys = new Set()));
           keys.add(key);
         }
+        entries.set(key, entry);
         if (++writes % SWEEP_EVERY_WRITES === 0) for (const [k, e] of entries) if (e.expiresAt <= now()) drop(k);
         // Map keeps insertion order, and a rewrite re-inserts: the first key is the least recently written.
         while (entries.size > maxEntries) drop(entries.keys().next().value as string);
@@ -96,12 +104,10 @@ export function memoryStore(maxEntries = MEMORY_STORE_MAX_ENTRIES, now: () => nu
         return live(keyOf(id));
       },
       async findByUid(uid) {
-        const key = aliases.get(`uid:${uid}`);
-        return key === undefined ? undefined : live(key);
+        return byAlias(`uid:${uid}`);
       },
       async findByUserCode(userCode) {
-        const key = aliases.get(`userCode:${userCode}`);
-        return key === undefined ? undefined : live(key);
+        return byAlias(`userCode:${userCode}`);
       },
       async consume(id) {
         const payload = live(keyOf(id));
