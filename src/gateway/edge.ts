@@ -566,10 +566,11 @@ export class Edge {
       // access ends, the frame boundaries it watches for one), so another version is answered here,
       // 426 with the version it takes, as the RFC asks, rather than left to an app that might accept it.
       const version = req.headers['sec-websocket-version'];
+      if (version === undefined) {
+        return this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Version is missing.');
+      }
       if (version !== '13') {
-        return version === undefined
-          ? this.deny(req, res, ctx.id, outcome, 400, 'This is not a WebSocket handshake: Sec-WebSocket-Version is missing.')
-          : this.deny(req, res, ctx.id, outcome, 426, 'This WebSocket version is not supported: the gateway speaks version 13.', { 'sec-websocket-version': '13' });
+        return this.deny(req, res, ctx.id, outcome, 426, 'This WebSocket version is not supported: the gateway speaks version 13.', { 'sec-websocket-version': '13' });
       }
       // RFC 6455 4.1: the handshake is a GET. Another method went on to the app with the Upgrade,
       // where a server that ignores the method switched on a request that method-scoped rules saw as a POST.
