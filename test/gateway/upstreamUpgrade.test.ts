@@ -112,6 +112,19 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
     return gw.logs.find((l) => l.msg === 'request' && l.correlationId === id);
   };
   const settled = () => new Promise((r) => setTimeout(r, 100));
+  /** Sends what `send` sends, then checks that none of it opened a connection to the app: the gateway refused it. */
+  const neverReachesTheApp = async (send: () => Promise<void>) => {
+    let appConnections = 0;
+    const count = () => appConnections++;
+    app.on('connection', count);
+    try {
+      await send();
+      await settled();
+      assert.equal(appConnections, 0, 'the app was reached');
+    } finally {
+      app.removeListener('connection', count);
+    }
+  };
 
   for (const [via, host] of [['direct', 'ws.test'], ['through a connector', 'app.test']] as const) {
     it(`${via}: a complete answer reaches the client whole, then the connection closes; the log has its status`, async () => {
@@ -212,28 +225,18 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
 
     it(`${via}: an upgrade without a valid Sec-WebSocket-Key is 400 at the gateway and never reaches the app (its 101 could not be checked)`, async () => {
       const seen = afterAnswer.length;
-      let appConnections = 0;
-      const count = () => appConnections++;
-      app.on('connection', count);
-      try {
+      await neverReachesTheApp(async () => {
         for (const key of ['', 'Sec-WebSocket-Key: short\r\n', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n']) {
           const a = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n${key}\r\nGET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`, 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, JSON.stringify(key));
         }
-        await settled();
-        assert.equal(appConnections, 0, 'the app was reached');
-        assert.equal(afterAnswer.length, seen);
-      } finally {
-        app.removeListener('connection', count);
-      }
+      });
+      assert.equal(afterAnswer.length, seen);
     });
 
     it(`${via}: a WebSocket version other than 13 is 426 naming version 13, a missing one 400; neither reaches the app`, async () => {
-      let appConnections = 0;
-      const count = () => appConnections++;
-      app.on('connection', count);
       const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
-      try {
+      await neverReachesTheApp(async () => {
         for (const version of ['8', '7', '13, 8', '']) {
           const a = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: ${version}\r\n${key}\r\n`, 2000);
           assert.match(a, /^HTTP\/1\.1 426 /, version);
@@ -241,46 +244,28 @@ describe('upstream: an upgrade the app answers without switching protocols', fun
         }
         const missing = await rawRequest(gw.port, `GET /switch HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${key}\r\n`, 2000);
         assert.match(missing, /^HTTP\/1\.1 400 /);
-        await settled();
-        assert.equal(appConnections, 0, 'the app was reached');
-      } finally {
-        app.removeListener('connection', count);
-      }
+      });
     });
 
     it(`${via}: an upgrade that declares a body (Content-Length, Transfer-Encoding) is 400 at the gateway and never reaches the app`, async () => {
       const seen = afterAnswer.length;
-      let appConnections = 0;
-      const count = () => appConnections++;
-      app.on('connection', count);
       const smuggled = `GET /smuggled HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
-      try {
+      await neverReachesTheApp(async () => {
         for (const framing of [`Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`, `Transfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`]) {
           const a = await rawRequest(gw.port, UPGRADE(host, '/switch').slice(0, -2) + framing, 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, framing.split('\r\n')[0]);
         }
-        await settled();
-        assert.equal(appConnections, 0, 'the app was reached');
-        assert.equal(afterAnswer.length, seen);
-      } finally {
-        app.removeListener('connection', count);
-      }
+      });
+      assert.equal(afterAnswer.length, seen);
     });
 
     it(`${via}: an upgrade with a method other than GET is 400 at the gateway and never reaches the app`, async () => {
-      let appConnections = 0;
-      const count = () => appConnections++;
-      app.on('connection', count);
-      try {
+      await neverReachesTheApp(async () => {
         for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
           const a = await rawRequest(gw.port, method + UPGRADE(host, '/switch').slice(3), 2000);
           assert.match(a, /^HTTP\/1\.1 400 /, method);
         }
-        await settled();
-        assert.equal(appConnections, 0, 'the app was reached');
-      } finally {
-        app.removeListener('connection', count);
-      }
+      });
     });
 
     it(`${via}: a client that leaves before the app answers: the app's request is dropped at once, not held until backendTimeout`, async () => {
