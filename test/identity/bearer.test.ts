@@ -364,6 +364,19 @@ describe('identity: bearer tokens', function () {
       await assert.rejects(v.verify(t), (e: BearerError) => e.check === 'exp');
     });
 
+    it('a cache hit needs the whole token: one that shares a verified token\'s signature, with another payload or header, is verified and refused', async () => {
+      const v = verifier();
+      const t = good();
+      assert.equal((await v.verify(t)).identity.user, 'alice');
+      const [h, , sig] = t.split('.');
+      const payloadSwapped = `${h}.${b64(claims({ preferred_username: 'admin' }))}.${sig}`;
+      await assert.rejects(v.verify(payloadSwapped), (e: BearerError) => e.check === 'signature');
+      const headerSwapped = `${b64({ alg: 'RS256', kid: 'k1', typ: 'JWT' })}.${t.split('.')[1]}.${sig}`;
+      await assert.rejects(v.verify(headerSwapped), (e: BearerError) => e.check === 'signature');
+      // and the genuine token is still served, from the cache or afresh
+      assert.equal((await v.verify(t)).identity.user, 'alice');
+    });
+
     it('the RFC 9068 scope claim (space-separated: oidc-provider, Keycloak, Auth0) satisfies requiredScopes as scp does (Entra, Okta)', async () => {
       assert.equal((await verifier().verify(good({ scp: undefined, scope: 'openid read' }))).identity.user, 'alice');
       assert.equal((await verifier().verify(good({ scp: ['read'] }))).identity.user, 'alice');
