@@ -21,18 +21,26 @@ let started = 0;
 let done = 0;
 let failed = 0;
 await new Promise((resolve) => {
-  const finished = () => (++done === n ? resolve() : next());
   const next = () => {
     if (started >= n) return;
     started++;
+    // a request ends once: a response cut after its end, or a socket error after an error, is not a second one
+    let ended = false;
+    const finished = (ok) => {
+      if (ended) return;
+      ended = true;
+      if (!ok) failed++;
+      if (++done === n) resolve();
+      else next();
+    };
     http
       .get(url, { agent, headers }, (res) => {
-        if (res.statusCode !== 200) failed++;
+        const ok = res.statusCode === 200;
         res.resume();
-        res.on('end', finished);
-        res.on('error', () => (failed++, finished()));
+        res.on('end', () => finished(ok));
+        res.on('error', () => finished(false));
       })
-      .on('error', () => (failed++, finished()));
+      .on('error', () => finished(false));
   };
   for (let i = 0; i < Math.min(c, n); i++) next();
 });
