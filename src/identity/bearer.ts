@@ -10,6 +10,7 @@ import type { Identity } from '../pipeline/stage.js';
 import { appOnlySignal, identityFromClaims, type ClaimNames } from './claims.js';
 import { SIGNATURE_ALGORITHMS } from '../config/schema.js';
 import { newIssuerKeys } from './issuerKeys.js';
+import { CredentialCache } from './credentialCache.js';
 
 export interface BearerOptions {
   issuer: string;
@@ -48,14 +49,6 @@ const shown = (s: string): string => (s.length > 40 ? `${s.slice(0, 40)}...` : s
 export const VERIFIED_CACHE_MS = 60_000;
 const VERIFIED_CACHE_MAX = 10_000;
 
-/**
- * A verified token's place in the cache: its last 48 characters, which are its signature's and differ
- * from token to token. A Map hashes its whole key, and for an RS256 token of 800 characters that hash
- * was the largest part of a cache hit (about 9,000 instructions a request, callgrind); the hit is then
- * confirmed against the whole text, so a token that shares the tail is a miss and is verified in full.
- */
-const cacheKey = (token: string): string => (token.length > 96 ? token.slice(-48) : token);
-
 interface Verified {
   identity: Identity;
   payload: JWTPayload;
@@ -68,7 +61,7 @@ export class BearerVerifier {
    * entry lives at most a minute and never past the token's exp; the whole
    * cache is dropped when the JWKS changes, so a removed key stops working.
    */
-  private readonly verified = new Map<string, Verified & { until: number; token: string }>();
+  private readonly verified = new CredentialCache<Verified>(VERIFIED_CACHE_MAX);
   private seenKeys: unknown;
 
   constructor(
@@ -80,12 +73,8 @@ export class BearerVerifier {
 
   async verify(token: string): Promise<Verified> {
     const now = this.opts.now?.() ?? Date.now();
-    const key = cacheKey(token);
-    const hit = this.verified.get(key);
-    if (hit && hit.token === token) {
-      if (now < hit.until) return hit;
-      this.verified.delete(key);
-    }
+    const hit = this.verified.get(token, now);
+    if (hit) return hit;
     let result: Verified;
     try {
       result = await this.verifyFully(token);
@@ -93,10 +82,7 @@ export class BearerVerifier {
       this.noticeKeyChange();
     }
     const until = Math.min(now + VERIFIED_CACHE_MS, ((result.payload.exp ?? 0) + this.opts.clockToleranceSec) * 1000);
-    if (until > now) {
-      if (this.verified.size >= VERIFIED_CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(key, { ...result, until, token });
-    }
+    if (until > now) this.verified.set(token, result, until);
     return result;
   }
 

@@ -14,6 +14,7 @@ import { issuerKeys, type IssuerKeyGetter } from './issuerKeys.js';
 import { ASSERTION_CLAIMS, POLICY_CLAIMS, type ClaimNames } from './claims.js';
 import { keptOidcClient, type OidcClient } from './discovery.js';
 import { CookieSealer } from './sessionCookie.js';
+import { CredentialCache } from './credentialCache.js';
 import type { JWTVerifyGetKey } from 'jose';
 import { SessionRevocations } from './revocations.js';
 import { externalUrlOf, prefixOf, type Router } from '../gateway/router.js';
@@ -82,7 +83,7 @@ export class IdentityRuntime {
    * expiry and binding are still checked on every request). One per generation, so
    * a secret removed by a reload takes effect at once.
    */
-  readonly openedSessions = new Map<string, { payload: object; until: number }>();
+  readonly openedSessions = new CredentialCache<object>(OPENED_SESSIONS_MAX);
   private jwks?: IssuerKeyGetter;
   private readonly verifiers = new Map<string, BearerVerifier>();
 
@@ -206,6 +207,9 @@ export function existingRuntime(config: Config): IdentityRuntime | undefined {
 }
 
 /** Identity fields an identity header may name besides claims (they are not claims of the token). */
+/** session cookies kept opened at the most (CredentialCache: the oldest opened goes first) */
+const OPENED_SESSIONS_MAX = 10_000;
+
 const IDENTITY_FIELDS = new Set(['user', 'groups']);
 
 /** Every claim name the config reads from an identity. */

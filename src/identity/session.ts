@@ -199,17 +199,12 @@ export function sessionSignedOut(config: Config, sessionId: string): boolean {
   return rt !== undefined && rt.revocations.has(sessionId, Math.floor(rt.now() / 1000));
 }
 
-const OPENED_MAX = 10_000;
-
 async function openCached(rt: IdentityRuntime, value: string, nowSec: number): Promise<SessionPayload | undefined> {
   const nowMs = nowSec * 1000;
-  const hit = rt.openedSessions.get(value);
-  if (hit && hit.until > nowMs) return hit.payload as SessionPayload;
+  const hit = rt.openedSessions.get(value, nowMs);
+  if (hit) return hit as SessionPayload;
   const p = await rt.sessions.open<SessionPayload>(value);
-  if (p && typeof p.exp === 'number') {
-    if (rt.openedSessions.size >= OPENED_MAX) rt.openedSessions.delete(rt.openedSessions.keys().next().value!);
-    rt.openedSessions.set(value, { payload: p, until: Math.min(nowMs + 60_000, p.exp * 1000) });
-  }
+  if (p && typeof p.exp === 'number') rt.openedSessions.set(value, p, Math.min(nowMs + 60_000, p.exp * 1000));
   return p;
 }
 
