@@ -48,12 +48,11 @@ BACKEND_PORT=$P
 BACKEND_URL=http://127.0.0.1:$P
 PORT=$P BENCH_MAX_LIFETIME_S=7200 node "$HARNESS/backend.js" >"$OUT/backend.log" 2>&1 &
 PIDS+=($!)
-ISSUER_PORT=$((P + 1))
-export BENCH_ISSUER_PORT=$ISSUER_PORT BENCH_SESSION_SECRET=bench-session-secret-0123456789abcdef BENCH_CLIENT_SECRET=bench-client-secret
-node "$BENCH_SRC/issuer.mjs" mint "$OUT/issuer" "$ISSUER_PORT" >/dev/null
-BENCH_MAX_LIFETIME_S=7200 node "$BENCH_SRC/issuer.mjs" serve "$OUT/issuer" "$ISSUER_PORT" >"$OUT/issuer.log" 2>&1 &
-PIDS+=($!)
-TOKEN=$(cat "$OUT/issuer/token")
+export BENCH_ISSUER_PORT=$((P + 1))
+source "$BENCH_SRC/issuer.sh"
+start_issuer "$OUT/issuer" "$BENCH_ISSUER_PORT" 7200
+PIDS+=("$ISSUER_PID")
+TOKEN=$ISSUER_TOKEN
 
 # measured NAME ENV... -- COMMAND... : starts one process of the row under callgrind
 measured() {

@@ -30,12 +30,11 @@ case $ROW in
   gateway) CONFIG=gateway.bench.yaml ;;
   gateway-bearer|gateway-policies)
     CONFIG=${ROW/gateway-/gateway.bench-}.yaml
-    export BENCH_ISSUER_PORT=$((PORT0 + 2)) BENCH_SESSION_SECRET=bench-session-secret-0123456789abcdef BENCH_CLIENT_SECRET=bench-client-secret
-    node "$BENCH_SRC/issuer.mjs" mint "$OUT/issuer" "$BENCH_ISSUER_PORT" >/dev/null
-    timeout 600 node "$BENCH_SRC/issuer.mjs" serve "$OUT/issuer" "$BENCH_ISSUER_PORT" >"$OUT/issuer.log" 2>&1 &
-    PIDS+=($!)
-    AUTH=(-H "Authorization: Bearer $(cat "$OUT/issuer/token")")
-    for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$BENCH_ISSUER_PORT/jwks" && break; sleep 0.1; done ;;
+    export BENCH_ISSUER_PORT=$((PORT0 + 2))
+    source "$BENCH_SRC/issuer.sh"
+    start_issuer "$OUT/issuer" "$BENCH_ISSUER_PORT" 600 || true
+    PIDS+=("$ISSUER_PID")
+    AUTH=(-H "Authorization: Bearer $ISSUER_TOKEN") ;;
   *) echo "PROFILE_ROW must be gateway, gateway-bearer or gateway-policies" >&2; exit 2 ;;
 esac
 for scen in ${PROFILE_SCENARIOS:-small big}; do

@@ -96,9 +96,8 @@ export GATEWAY_HOST_HEADER=${GATEWAY_HOST_HEADER:-bench.gw.localhost}
 export BENCH_ISSUER_PORT=${BENCH_ISSUER_PORT:-$((BASE_PORT + 20))}
 export BENCH_CONNECTOR_LISTEN_PORT=${BENCH_CONNECTOR_LISTEN_PORT:-$((BASE_PORT + 21))}
 export BENCH_STATE_DIR=$STATE
-# Only for the bench's throwaway issuer; never a real secret.
-export BENCH_SESSION_SECRET=${BENCH_SESSION_SECRET:-bench-session-secret-0123456789abcdef}
-export BENCH_CLIENT_SECRET=${BENCH_CLIENT_SECRET:-bench-client-secret}
+# shared with profile.sh and instructions.sh: the secrets the configs read, start_issuer
+source "$BENCH_SRC/issuer.sh"
 export GATEWAY_VERSION="drawbridge $(node -p "require('$REPO/package.json').version") $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted')"
 mkdir -p "$STATE"
 
@@ -170,11 +169,8 @@ preflight() {
 
 command -v curl >/dev/null || die "curl is required"
 if row_wanted gateway-bearer || row_wanted gateway-policies; then
-  node "$BENCH_SRC/issuer.mjs" mint "$STATE/issuer" "$BENCH_ISSUER_PORT" >/dev/null
-  export BENCH_BEARER_TOKEN; BENCH_BEARER_TOKEN=$(cat "$STATE/issuer/token")
-  BENCH_MAX_LIFETIME_S=3600 timeout 3600 node "$BENCH_SRC/issuer.mjs" serve "$STATE/issuer" "$BENCH_ISSUER_PORT" >"$STATE/issuer.log" 2>&1 &
-  ISSUER_PID=$!
-  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$BENCH_ISSUER_PORT/jwks" >/dev/null && break; sleep 0.1; done
+  start_issuer "$STATE/issuer" "$BENCH_ISSUER_PORT" 3600 || true
+  export BENCH_BEARER_TOKEN=$ISSUER_TOKEN
 fi
 
 check_row() { # check_row NAME CONFIG [HEADER...] -> exports BENCH_SKIP_<NAME> when it cannot run
