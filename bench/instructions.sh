@@ -124,7 +124,7 @@ count() {
   echo $((total / n))
 }
 
-declare -A RESULT   # RESULT[row/scenario]="median min max"
+touch "$OUT/rounds.txt"   # one line per row and scenario: the instructions per request of each round
 for ROW in ${ROWS//,/ }; do
   MEASURED=()
   log "$ROW: starting under callgrind"
@@ -141,8 +141,7 @@ for ROW in ${ROWS//,/ }; do
     [[ $scen == big ]] && { n=${INSTR_BIG:-60}; path=/big; }
     vals=()
     for _ in $(seq 1 "$ROUNDS"); do vals+=("$(count "$n" "$path")"); done
-    sorted=($(printf '%s\n' "${vals[@]}" | sort -n))
-    RESULT[$ROW/$scen]="${sorted[$(( (${#sorted[@]} - 1) / 2 ))]} ${sorted[0]} ${sorted[-1]}"
+    printf '%s %s %s\n' "$ROW" "$scen" "${vals[*]}" >>"$OUT/rounds.txt"
     log "$ROW $scen: ${vals[*]} instructions per request"
   done
   for p in "${MEASURED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -150,33 +149,8 @@ for ROW in ${ROWS//,/ }; do
 done
 
 # ---------------------------------------------------------------- report
-ratio() { # ratio A B SCEN -> A/B of the medians, or "-"
-  local a=${RESULT[$1/$3]:-} b=${RESULT[$2/$3]:-}
-  [[ -n $a && -n $b ]] || { echo -; return; }
-  awk -v a="${a%% *}" -v b="${b%% *}" 'BEGIN { printf "%.2f", a / b }'
-}
-{
-  echo "# Instructions per request, $TS"
-  echo
-  echo "Tree $(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- src || echo ' +uncommitted'), $(node -v), valgrind $(valgrind --version | sed 's/valgrind-//')."
-  echo "$ROUNDS rounds of ${INSTR_SMALL:-2000} requests (100 B) and ${INSTR_BIG:-60} (1 MiB), $CONNS at a time, after ${INSTR_WARM:-6000} uninstrumented"
-  echo "warm-up requests; user-space instructions of the proxy's processes (callgrind), median and range of the rounds."
-  echo
-  echo "| row | scenario | instructions / request (median) | rounds' range |"
-  echo "|---|---|---:|---|"
-  for ROW in ${ROWS//,/ }; do for scen in $SCENARIOS; do
-    r=${RESULT[$ROW/$scen]:-}
-    [[ -n $r ]] && read -r med lo hi <<<"$r" && echo "| $ROW | $scen | $med | $lo - $hi |"
-  done; done
-  echo
-  echo "Ratios of the medians (fewer instructions is better; a throughput target of >= X asks for about <= 1/X here):"
-  echo
-  echo "| row | vs | scenario | instructions ratio | throughput target |"
-  echo "|---|---|---|---:|---|"
-  for pair in "gateway node-http-proxy >=1.0" "gateway express-hpm >=2.0" "gateway-bearer gateway >=0.85" \
-              "gateway-policies gateway-bearer >=0.9" "gateway-connector localtunnel >=1.5" "gateway-connector gateway >=0.6"; do
-    read -r a b t <<<"$pair"
-    for scen in $SCENARIOS; do echo "| $a | $b | $scen | $(ratio "$a" "$b" "$scen") | $t |"; done
-  done
-} | tee "$REPORT"
+node "$BENCH_SRC/instructions-summary.mjs" "$OUT/rounds.txt" --timestamp "$TS" \
+  --tree "$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- src || echo ' +uncommitted')" \
+  --valgrind "$(valgrind --version | sed 's/valgrind-//')" --rounds "$ROUNDS" --small "${INSTR_SMALL:-2000}" \
+  --big "${INSTR_BIG:-60}" --conns "$CONNS" --warm "${INSTR_WARM:-6000}" --scenarios "$SCENARIOS" | tee "$REPORT"
 log "report: $REPORT (callgrind outputs in $OUT)"

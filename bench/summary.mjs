@@ -9,6 +9,7 @@
  * minute of machine noise), shown beside the ratio of the means.
  */
 import { readFileSync } from 'node:fs';
+import { CHECKS, targetOf } from './targets.mjs';
 
 const [file, ...flags] = process.argv.slice(2);
 if (!file) {
@@ -17,19 +18,6 @@ if (!file) {
 }
 const markdown = flags.includes('--markdown');
 const result = JSON.parse(readFileSync(file, 'utf8'));
-
-/** [row, baseline, target ratio, what the issue asks] */
-const CHECKS = [
-  ['gateway', 'direct', null, 'issue 2: share of the bare backend'],
-  ['gateway', 'node-http-proxy', 1.0, 'issue 2: at least match bare Node http-proxy'],
-  ['gateway', 'express-hpm', 2.0, 'issue 2: at least double express + http-proxy-middleware'],
-  ['gateway', 'nginx', null, 'for scale'],
-  ['gateway-bearer', 'gateway', 0.85, 'issue 4: bearer verification costs at most 15%'],
-  ['gateway-policies', 'gateway-bearer', 0.9, 'issue 5: five policies cost at most 10%'],
-  ['gateway-connector', 'localtunnel', null, 'issue 3: >= 2.0x small, >= 1.5x big, lower p99'],
-  ['gateway-connector', 'gateway', 0.6, 'issue 3: tunnel at least 0.6x direct mode'],
-];
-const CONNECTOR_VS_LT = { small: 2.0, big: 1.5 };
 
 const perRound = (run, scen, target) =>
   Object.fromEntries(
@@ -55,8 +43,7 @@ for (const [row, base, target, why] of CHECKS) {
     const ra = perRound(result, scen, row);
     const rb = perRound(result, scen, base);
     const paired = Object.keys(ra).filter((k) => rb[k] > 0).map((k) => fmt(ra[k] / rb[k]));
-    let want = target;
-    if (row === 'gateway-connector' && base === 'localtunnel') want = CONNECTOR_VS_LT[scen] ?? null;
+    const want = targetOf(row, base, scen, target);
     let met = want == null ? '' : ratio != null && ratio >= want ? 'yes' : 'NO';
     if (row === 'gateway-connector' && base === 'localtunnel' && met === 'yes' && !(a.p99_ms < b.p99_ms)) met = 'NO (p99)';
     table.push([row, base, scen, fmt(a.rps_mean, 0), fmt(b.rps_mean, 0), fmt(ratio), paired.join(' / '), want == null ? '' : `>= ${fmt(want, 2)}`, met, `${fmt(a.p50_ms)} / ${fmt(a.p99_ms)}`, `${fmt(b.p50_ms)} / ${fmt(b.p99_ms)}`, why]);
