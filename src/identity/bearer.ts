@@ -71,6 +71,11 @@ export class BearerVerifier {
     for (const a of opts.algorithms) if (!SIGNATURE_ALGORITHMS.includes(a)) throw new Error(`identity.algorithms: ${a} is not an asymmetric signature algorithm`);
   }
 
+  /** this very token as verified before, while its cache entry lives; undefined: ask verify() */
+  verifiedBefore(token: string): Verified | undefined {
+    return this.verified.get(token, this.opts.now?.() ?? Date.now());
+  }
+
   async verify(token: string): Promise<Verified> {
     const now = this.opts.now?.() ?? Date.now();
     const hit = this.verified.get(token, now);

@@ -86,6 +86,8 @@ export class IdentityRuntime {
   readonly openedSessions = new CredentialCache<object>(OPENED_SESSIONS_MAX);
   private jwks?: IssuerKeyGetter;
   private readonly verifiers = new Map<string, BearerVerifier>();
+  /** each app's verifier once made, found without building the audience key */
+  private readonly verifierOfApp = new WeakMap<AppIdentity, BearerVerifier>();
 
   /** sessions ended by sign-out; shared by every generation with this stateDir */
   readonly revocations: SessionRevocations;
@@ -158,11 +160,19 @@ export class IdentityRuntime {
     return ai;
   }
 
+  /** the app's verifier if bearerVerifier() has made or found it; undefined until then */
+  bearerVerifierNow(app: AppIdentity): BearerVerifier | undefined {
+    return this.verifierOfApp.get(app);
+  }
+
   /** One verifier per audience, all sharing the issuer's JWKS cache. */
   async bearerVerifier(app: AppIdentity): Promise<BearerVerifier> {
     const audience = app.audience!;
     let v = this.verifiers.get(audience + '\n' + app.requiredScopes.join(' '));
-    if (v) return v;
+    if (v) {
+      this.verifierOfApp.set(app, v);
+      return v;
+    }
     this.jwks ??= await this.issuerKeys();
     v = new BearerVerifier(this.jwks, {
       issuer: (await this.client.configuration()).serverMetadata().issuer,
@@ -175,6 +185,7 @@ export class IdentityRuntime {
       now: this.now,
     });
     this.verifiers.set(audience + '\n' + app.requiredScopes.join(' '), v);
+    this.verifierOfApp.set(app, v);
     return v;
   }
 

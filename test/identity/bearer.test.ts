@@ -39,6 +39,30 @@ describe('identity: bearer tokens', function () {
       assert.equal(got[0]!.headers.cookie, 'app_pref=1');
     });
 
+    it('the same token sent again (let in from the verified-token cache) is still kept from the app, and the request is still the user\'s in the audit trail', async () => {
+      const token = await userToken(s, 'bob', 'bob-pw', 'api://web');
+      const audit = () => readFileSync(join(s.gw.dir, 'state', 'audit', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const before = s.backend.received.length;
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await request(`${s.gw.url}/again/${i}`, { headers: { host: 'web.localhost', authorization: `Bearer ${token}`, accept: 'application/json', cookie: 'app_pref=1; drawbridge_session=junk' } });
+        assert.equal(res.status, 200, res.body);
+        ids.push(String(res.headers['x-correlation-id']));
+      }
+      const got = s.backend.received.slice(before);
+      assert.deepEqual(got.map((r) => r.url), ['/again/0', '/again/1', '/again/2']);
+      for (const r of got) {
+        assert.equal(r.headers.authorization, undefined, r.url);
+        assert.equal(r.headers.cookie, 'app_pref=1', r.url);
+      }
+      for (const until = Date.now() + 2000; !ids.every((id) => audit().some((rec) => rec.correlationId === id)) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+      for (const id of ids) {
+        const rec = audit().find((r) => r.correlationId === id);
+        assert.equal(rec.user, 'bob', JSON.stringify(rec));
+        assert.equal(rec.decision, 'allow', JSON.stringify(rec));
+      }
+    });
+
     it('two Authorization headers get 400 at the edge in either order, and nothing reaches the app (Node keeps the first; a proxy in front may judge the last)', async () => {
       const good = await userToken(s, 'bob', 'bob-pw', 'api://web');
       const bad = `${good.slice(0, -4)}AAAA`;
