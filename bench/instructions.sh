@@ -7,6 +7,7 @@
 #   npm run bench:instructions                         # every row, 100 B responses (~9 min)
 #   INSTR_ROWS=gateway,node-http-proxy INSTR_SCENARIOS="small big" npm run bench:instructions
 #   INSTR_ROUNDS=4 INSTR_SMALL=2000 INSTR_BIG=60 ...   # rounds, and requests per round
+#   INSTR_JS=1 INSTR_ROWS=gateway-policies ...          # also names the JavaScript (below)
 #
 # Each proxy process runs under `valgrind --tool=callgrind` with instrumentation off; it is
 # warmed up (JIT) uninstrumented, then each round zeroes the counters, sends exactly N GETs
@@ -18,6 +19,9 @@
 # mostly kernel copies, and what callgrind counts of them swings with V8's major GCs, which run on
 # timers and so come at other moments under valgrind's slowdown (bench/README.md, "Instructions per
 # request"); read those counts as rough. Writes bench/results/<ts>-instructions.md.
+# INSTR_JS=1 starts node with --perf-basic-prof and writes, beside each round's dump, its counts
+# per request by JavaScript function (bench/callgrind-js.mjs; callgrind alone leaves JIT code as
+# bare addresses). The perf map costs a little at code creation, not per request.
 # Needs the harness copy that `npm run bench -- --quick` prepares, and valgrind.
 set -Eeuo pipefail
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,8 +64,10 @@ measured() {
   local envs=()
   while [[ $1 != -- ]]; do envs+=("$1"); shift; done
   shift
+  local cmd=("$@")
+  [[ ${INSTR_JS:-} == 1 && ${cmd[0]} == node ]] && cmd=(node --perf-basic-prof "${cmd[@]:1}")
   env "${envs[@]}" valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file \
-    --callgrind-out-file="$OUT/$ROW.$name.%p.out" "$@" >"$OUT/$ROW.$name.log" 2>&1 &
+    --callgrind-out-file="$OUT/$ROW.$name.%p.out" "${cmd[@]}" >"$OUT/$ROW.$name.log" 2>&1 &
   PIDS+=($!)
   MEASURED+=($!)
 }
@@ -120,6 +126,7 @@ count() {
     callgrind_control -d "$p" >/dev/null 2>&1
     f=$(ls -t "$OUT"/"$ROW".*."$p".out.* | head -1)
     total=$((total + $(awk '/^summary:/{print $2}' "$f")))
+    [[ ${INSTR_JS:-} == 1 && -f /tmp/perf-$p.map ]] && node "$BENCH_SRC/callgrind-js.mjs" "$f" "/tmp/perf-$p.map" "$n" 60 >"$f.js.txt" 2>&1
   done
   echo $((total / n))
 }
