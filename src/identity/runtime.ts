@@ -167,24 +167,25 @@ export class IdentityRuntime {
 
   /** One verifier per audience, all sharing the issuer's JWKS cache. */
   async bearerVerifier(app: AppIdentity): Promise<BearerVerifier> {
+    const known = this.verifierOfApp.get(app);
+    if (known) return known;
     const audience = app.audience!;
-    let v = this.verifiers.get(audience + '\n' + app.requiredScopes.join(' '));
-    if (v) {
-      this.verifierOfApp.set(app, v);
-      return v;
+    const key = audience + '\n' + app.requiredScopes.join(' ');
+    let v = this.verifiers.get(key);
+    if (!v) {
+      this.jwks ??= await this.issuerKeys();
+      v = new BearerVerifier(this.jwks, {
+        issuer: (await this.client.configuration()).serverMetadata().issuer,
+        audience,
+        algorithms: this.algorithms,
+        clockToleranceSec: this.clockToleranceSec,
+        requiredScopes: app.requiredScopes,
+        claimNames: this.claimNames,
+        clientId: this.config.identity!.clientId,
+        now: this.now,
+      });
+      this.verifiers.set(key, v);
     }
-    this.jwks ??= await this.issuerKeys();
-    v = new BearerVerifier(this.jwks, {
-      issuer: (await this.client.configuration()).serverMetadata().issuer,
-      audience,
-      algorithms: this.algorithms,
-      clockToleranceSec: this.clockToleranceSec,
-      requiredScopes: app.requiredScopes,
-      claimNames: this.claimNames,
-      clientId: this.config.identity!.clientId,
-      now: this.now,
-    });
-    this.verifiers.set(audience + '\n' + app.requiredScopes.join(' '), v);
     this.verifierOfApp.set(app, v);
     return v;
   }
@@ -217,10 +218,10 @@ export function existingRuntime(config: Config): IdentityRuntime | undefined {
   return runtimes.get(config);
 }
 
-/** Identity fields an identity header may name besides claims (they are not claims of the token). */
 /** session cookies kept opened at the most (CredentialCache: the oldest opened goes first) */
 const OPENED_SESSIONS_MAX = 10_000;
 
+/** Identity fields an identity header may name besides claims (they are not claims of the token). */
 const IDENTITY_FIELDS = new Set(['user', 'groups']);
 
 /** Every claim name the config reads from an identity. */
