@@ -77,9 +77,9 @@ export class BearerVerifier {
   }
 
   async verify(token: string): Promise<Verified> {
-    const now = this.opts.now?.() ?? Date.now();
-    const hit = this.verified.get(token, now);
+    const hit = this.verifiedBefore(token);
     if (hit) return hit;
+    const now = this.opts.now?.() ?? Date.now();
     let result: Verified;
     try {
       result = await this.verifyFully(token);
