@@ -16,10 +16,9 @@ const MILLIS = Array.from({ length: 1000 }, (_, i) => `${String(i).padStart(3, '
 
 export function isoTime(ms: number): string {
   if (ms === isoAt) return iso;
-  // (what Date does with a fractional time: it drops the fraction; a time it cannot show throws as before)
-  const whole = Math.floor(ms);
-  if (whole !== ms || !(Math.abs(ms) <= MAX_DATE_MS)) return new Date(ms).toISOString();
-  const second = Math.floor(whole / 1000);
+  // (a fractional time, and one Date cannot show, which throws, are Date's to write)
+  if (!Number.isInteger(ms) || Math.abs(ms) > MAX_DATE_MS) return new Date(ms).toISOString();
+  const second = Math.floor(ms / 1000);
   if (second !== secondAt) {
     // "2026-12-06T03:40:20." (any year toISOString can write: the prefix is everything before the milliseconds)
     const full = new Date(second * 1000).toISOString();
@@ -27,6 +26,6 @@ export function isoTime(ms: number): string {
     secondAt = second;
   }
   isoAt = ms;
-  iso = secondPrefix + MILLIS[whole - second * 1000]!;
+  iso = secondPrefix + MILLIS[ms - second * 1000]!;
   return iso;
 }
