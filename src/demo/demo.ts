@@ -5,6 +5,7 @@
 import { dirname, resolve } from 'node:path';
 import { GatewayServer } from '../gateway/server.js';
 import { runUntilSignalled } from '../commands/gateway.js';
+import { preferThroughputHeap } from '../commands/heapGrowth.js';
 import { listen } from '../gateway/listen.js';
 import { loadConfigText, readConfigText, type Config } from '../config/load.js';
 import { DrawbridgeError } from '../errors.js';
@@ -37,6 +38,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const preview = await loadConfigText(await readConfigText(configFile), configFile, { mode: 'lint' });
   const mismatch = preview.config && portMismatch(preview.config, appPort, idpPort);
   if (mismatch) process.stderr.write(`drawbridge demo: warning: ${mismatch}\n`);
+  preferThroughputHeap();
   const app = createSampleApp();
   await listen(app, { host: '127.0.0.1', port: appPort });
   const closeApp = () => new Promise<void>((r) => app.close(() => r()));
