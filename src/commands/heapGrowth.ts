@@ -6,9 +6,10 @@ import v8 from 'node:v8';
  *
  * V8 picks that factor itself, up to 4 (--trace-gc-verbose prints it), but once its memory
  * reducer has run (the process sat idle for 8 s, as a gateway does between bursts) it grows the
- * heap "slowly", at 1.1-1.3, until the process goes quiet again. What counts toward the trigger
- * includes the memory behind ArrayBuffers, and a relay allocates that fast (Node copies every
- * write through the tunnel's HTTP/2 session into a new buffer), so a gateway with a 27 MB heap
+ * heap "slowly", at 1.1-1.3, and kept to that through a 9 s run at full load. What counts toward
+ * the trigger includes the memory behind ArrayBuffers, and a relay allocates that fast (what a
+ * TLS socket reads arrives in new buffers, and Node copies every write through the tunnel's
+ * HTTP/2 session into another), so a gateway with a 27 MB heap
  * ran 100-120 full GCs in 9 s of 1 MiB downloads through a connector, at 8-10 ms of CPU per
  * response; held at 4, it ran 5, at 4.0-4.4 ms (bench/README, "Session 44"). 4 is V8's own
  * ceiling, so the heap never grows further between full GCs than V8 itself would let it, and V8
