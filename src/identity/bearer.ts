@@ -73,13 +73,13 @@ export class BearerVerifier {
 
   /** this very token as verified before, while its cache entry lives; undefined: ask verify() */
   verifiedBefore(token: string): Verified | undefined {
-    return this.verified.get(token, this.opts.now?.() ?? Date.now());
+    return this.verified.get(token, this.clock());
   }
 
   async verify(token: string): Promise<Verified> {
     const hit = this.verifiedBefore(token);
     if (hit) return hit;
-    const now = this.opts.now?.() ?? Date.now();
+    const now = this.clock();
     let result: Verified;
     try {
       result = await this.verifyFully(token);
@@ -89,6 +89,10 @@ export class BearerVerifier {
     const until = Math.min(now + VERIFIED_CACHE_MS, ((result.payload.exp ?? 0) + this.opts.clockToleranceSec) * 1000);
     if (until > now) this.verified.set(token, result, until);
     return result;
+  }
+
+  private clock(): number {
+    return this.opts.now?.() ?? Date.now();
   }
 
   private noticeKeyChange(): void {

@@ -167,7 +167,7 @@ export class IdentityRuntime {
 
   /** One verifier per audience, all sharing the issuer's JWKS cache. */
   async bearerVerifier(app: AppIdentity): Promise<BearerVerifier> {
-    const known = this.verifierOfApp.get(app);
+    const known = this.bearerVerifierNow(app);
     if (known) return known;
     const audience = app.audience!;
     const key = audience + '\n' + app.requiredScopes.join(' ');
