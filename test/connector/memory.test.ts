@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { preferThroughputHeap } from '../../src/commands/heapGrowth.js';
 import { eventually, tempDir, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
 
@@ -36,9 +35,9 @@ describe('tunnel streaming: large bodies are never buffered whole', function () 
   const held: http.ServerResponse[] = [];
 
   before(async () => {
-    // The gateway runs in this process, the connector in its own (`connector run` sets this
-    // itself): the bound is checked with the heap growth both ship with.
-    preferThroughputHeap();
+    // The gateway runs in this process (startGateway sets its heap growth as `drawbridge gateway`
+    // does), the connector in its own (`connector run` sets it itself): the bound is checked with
+    // the heap growth both ship with.
     // a backend that streams a download and counts an upload, holding one MiB at a time
     backend = http.createServer((req, res) => {
       if (req.url === '/hold') {

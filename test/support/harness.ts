@@ -13,6 +13,7 @@ import pino from 'pino';
 import { WebSocketServer } from 'ws';
 import { GatewayServer, type GatewayOptions } from '../../src/gateway/server.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { preferThroughputHeap } from '../../src/commands/heapGrowth.js';
 import { gzipSync } from 'node:zlib';
 
 // Every test dials loopback: a proxy set on the machine that runs them would take the in-process
@@ -134,6 +135,9 @@ export async function startGateway(yaml: string, opts: Partial<GatewayOptions> &
   writeFileSync(configFile, yaml);
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+  // as `drawbridge gateway` does before it builds its server: every in-process gateway runs with
+  // the heap growth it ships with, whichever test file starts one first
+  preferThroughputHeap();
   const server = new GatewayServer({ configFile, logger, metrics: new Metrics({ defaultMetrics: false }), debounceMs: 50, ...opts });
   await server.start();
   const a = server.addresses();
