@@ -11,7 +11,7 @@ import { proxySettingFrom, type ProxySetting } from '../gateway/outboundProxy.js
 import { decodeToken } from '../connector/tokens.js';
 import { createLogger } from '../observability/logger.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
-import { preferThroughputHeap } from './heapGrowth.js';
+import { logHeapGrowth, preferThroughputHeap } from './heapGrowth.js';
 import { onStopSignals } from './signals.js';
 import { HelpRequest, asOperational, isHelp, parseCommandArgs, wholeNumberOption } from './usage.js';
 
@@ -96,7 +96,7 @@ export async function connectorCommand(args: string[]): Promise<number> {
   if (!isEnrolled(stateDir)) enrollable();
   const heap = preferThroughputHeap();
   const log = createLogger({ name: 'drawbridge-connector' });
-  log.debug({ heapGrowingPercent: heap.percent, setBy: heap.from }, 'heap growth between full GCs');
+  logHeapGrowth(log, heap);
   const held = await holdStateDir(stateDir, log, { waitMs: (drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS) + 10_000, enrolling: Boolean(gateway && token) && !isEnrolled(stateDir) });
   if (!isEnrolled(stateDir)) {
     // (enrolled by another process since the check above, or not: under the lock this is the answer)

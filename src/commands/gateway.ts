@@ -5,7 +5,7 @@ import { GatewayServer } from '../gateway/server.js';
 import { DRAIN_GRACE_MS } from '../gateway/listen.js';
 import { providerProxySetting } from '../identity/providerFetch.js';
 import { reportProcessFaults } from '../observability/processFaults.js';
-import { preferThroughputHeap } from './heapGrowth.js';
+import { logHeapGrowth, preferThroughputHeap } from './heapGrowth.js';
 import { onStopSignals } from './signals.js';
 import { asOperational, parseCommandArgs } from './usage.js';
 
@@ -23,7 +23,7 @@ export async function gatewayCommand(args: string[]): Promise<number> {
   // --no-watch: reload only on SIGHUP (for orchestrators that signal after a rollout).
   const gateway = new GatewayServer({ configFile: file, watch: !values['no-watch'] });
   await asOperational('cannot start', () => gateway.start());
-  gateway.log.debug({ heapGrowingPercent: heap.percent, setBy: heap.from }, 'heap growth between full GCs');
+  logHeapGrowth(gateway.log, heap);
   // (said at start, not at the first sign-in)
   const { setting: proxy, problem } = providerProxySetting();
   if (proxy) gateway.log.info({ proxy: proxy.proxy.display, from: proxy.proxy.from, noProxy: proxy.noProxy }, 'reaching identity providers through an HTTP proxy');

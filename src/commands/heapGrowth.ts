@@ -1,4 +1,5 @@
 import v8 from 'node:v8';
+import type { Logger } from 'pino';
 
 /**
  * How far V8 lets the old generation grow past what survived the last full GC before it starts
@@ -27,14 +28,25 @@ export function operatorHeapGrowth(execArgv: readonly string[]): string | undefi
   return undefined;
 }
 
+/** the heap growth in force, and who chose it */
+export interface HeapGrowth {
+  percent: string;
+  from: 'drawbridge' | 'node command line';
+}
+
 /**
  * Sets the heap growth of a long-running server (gateway, connector, demo) unless node was
  * started with its own. Set at run time: V8 reads it each time it computes the next trigger.
  * Returns the percent in force and who chose it, for the start log.
  */
-export function preferThroughputHeap(execArgv: readonly string[] = process.execArgv): { percent: string; from: 'drawbridge' | 'node command line' } {
+export function preferThroughputHeap(execArgv: readonly string[] = process.execArgv): HeapGrowth {
   const own = operatorHeapGrowth(execArgv);
   if (own !== undefined) return { percent: own, from: 'node command line' };
   v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   return { percent: String(HEAP_GROWING_PERCENT), from: 'drawbridge' };
+}
+
+/** the start log's line for it (debug: an operator tuning memory looks for it, nobody else needs it) */
+export function logHeapGrowth(log: Pick<Logger, 'debug'>, heap: HeapGrowth): void {
+  log.debug({ heapGrowingPercent: heap.percent, setBy: heap.from }, 'heap growth between full GCs');
 }

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { HEAP_GROWING_PERCENT, operatorHeapGrowth, preferThroughputHeap } from '../../src/commands/heapGrowth.js';
+import pino from 'pino';
+import { HEAP_GROWING_PERCENT, logHeapGrowth, operatorHeapGrowth, preferThroughputHeap } from '../../src/commands/heapGrowth.js';
 
 const MODULE = fileURLToPath(new URL('../../src/commands/heapGrowth.js', import.meta.url));
 
@@ -37,7 +38,13 @@ describe('commands: heap growth between full GCs', function () {
   });
 
   it('keeps the operator\'s choice and says whose it is', () => {
-    assert.deepEqual(preferThroughputHeap(['--heap-growing-percent=50']), { percent: '50', from: 'node command line' });
+    const heap = preferThroughputHeap(['--heap-growing-percent=50']);
+    assert.deepEqual(heap, { percent: '50', from: 'node command line' });
+    // the start log's line (gateway and connector), at debug level
+    const lines: Record<string, unknown>[] = [];
+    logHeapGrowth(pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l)) }), heap);
+    assert.equal(lines.length, 1);
+    assert.deepEqual({ level: lines[0]!.level, msg: lines[0]!.msg, heapGrowingPercent: lines[0]!.heapGrowingPercent, setBy: lines[0]!.setBy }, { level: 20, msg: 'heap growth between full GCs', heapGrowingPercent: '50', setBy: 'node command line' });
   });
 
   it('holds the growth at 4 where V8 would grow the heap slowly (here: a process told to optimize for size)', () => {
