@@ -193,82 +193,55 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
  */
 export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   socket.setNoDelay(true);
-  /** written by HTTP/2, not yet handed to the TLS socket */
-  const queue: Buffer[] = [];
-  let queuedBytes = 0;
+  /** written by HTTP/2, not yet handed to the TLS socket: pooled batches, the last one still filling */
+  const queue: Batch[] = [];
   let writing = false;
   let ending = false;
   // The windows that bound the queue are the peer's to announce. A peer that announces
   // huge ones and then stops reading (a rogue connector with a valid certificate) would
   // have us queue every upload in memory: past what our own windows allow, it is cut.
-  // Each queued chunk is counted with what it costs besides its bytes: a peer that stops reading
-  // and sends PINGs has a 17-byte ACK queued per PING, and counted by their bytes alone, those
-  // held twenty times the bound in memory (a gigabyte per channel) before the cut.
-  const overflowing = () => queuedBytes + queue.length * QUEUED_CHUNK_COST + socket.writableLength > MAX_QUEUED_FOR_PEER;
+  // Counted by the batches that hold it (a peer that stops reading and sends PINGs has a 17-byte
+  // ACK queued per PING; queued one by one, those once held twenty times their bytes in memory).
+  const overflowing = () => queue.length * WRITE_BATCH_BYTES + socket.writableLength > MAX_QUEUED_FOR_PEER;
   const cut = (): void => void stream.destroy(Object.assign(new Error(`the peer stopped reading: more than ${MAX_QUEUED_FOR_PEER >> 20} MiB queued for it`), { code: 'ERR_PEER_NOT_READING' }));
   // One write to the TLS socket at a time, each a single buffer. Handed several (corked
   // writes, or what queued behind a busy socket), Node's TLS socket copies them into a new
   // allocation of their total size before it encrypts; behind a full kernel buffer those
   // batches grew to megabytes, and the copy and its page faults were a third of the
-  // connector's CPU in a bulk download. HTTP/2's frames (a 9-byte header, then up to
-  // 16 KiB of payload) are copied together here into a buffer that is used again.
+  // connector's CPU in a bulk download.
   const pump = (): void => {
     if (writing || socket.destroyed) return;
-    if (!queue.length) {
+    const next = queue.shift();
+    if (!next) {
       if (ending && !socket.writableEnded) socket.end();
       return;
     }
-    let out: Buffer;
-    let batch: Uint8Array | undefined;
-    if (queue.length === 1 || queue[0]!.length >= WRITE_BATCH_BYTES) out = queue.shift()!;
-    else {
-      batch = writeBatches.take();
-      let n = 0;
-      while (queue.length && n + queue[0]!.length <= WRITE_BATCH_BYTES) {
-        const chunk = queue.shift()!;
-        batch.set(chunk, n);
-        n += chunk.length;
-      }
-      out = Buffer.from(batch.buffer, batch.byteOffset, n);
-    }
-    queuedBytes -= out.length;
-    // the buffer being filled went out with the rest: the next small write starts another
-    if (!queue.length) {
-      tail = undefined;
-      tailSize = TAIL_MIN_BYTES;
-    }
     writing = true;
-    socket.write(out, (err) => {
+    socket.write(Buffer.from(next.bytes.buffer, next.bytes.byteOffset, next.used), (err) => {
       writing = false;
       // (a failed write may still be referenced by the socket being torn down)
-      if (batch && !err) writeBatches.give(batch);
+      if (!err) writeBatches.give(next.bytes);
       pump();
     });
   };
-  // Small writes (frame headers, control frames, the DATA of an app that writes a few hundred
-  // bytes at a time) are copied together into the queue's last buffer, which grows as it fills:
-  // queued one by one, each cost hundreds of bytes besides its own, so a peer that stops reading
-  // and sends PINGs had a gigabyte queued per channel for 48 MiB counted.
-  let tail: Buffer | undefined;
-  let tailUsed = 0;
-  let tailSize = TAIL_MIN_BYTES;
+  // Every write is copied into the batch being filled as it arrives, not kept until the socket
+  // takes it. What HTTP/2 hands over is a fresh copy of each frame (Node's JS stream adapter
+  // makes one per write); kept in the queue, those lived long enough behind a busy socket
+  // (8-18 MiB queued in a bulk download) to reach V8's old generation, and the connector ran a
+  // full GC every 150 ms. Copied now, they die young, and what waits is in buffers used again.
   const enqueue = (chunk: Buffer): void => {
-    queuedBytes += chunk.length;
-    if (chunk.length >= COALESCE_BELOW_BYTES) {
-      queue.push(chunk);
-      tail = undefined;
-      tailSize = TAIL_MIN_BYTES;
-      return;
+    let at = 0;
+    while (at < chunk.length) {
+      let last = queue[queue.length - 1];
+      if (!last || last.used === WRITE_BATCH_BYTES) {
+        last = { bytes: writeBatches.take(), used: 0 };
+        queue.push(last);
+      }
+      const n = Math.min(chunk.length - at, WRITE_BATCH_BYTES - last.used);
+      last.bytes.set(n === chunk.length ? chunk : chunk.subarray(at, at + n), last.used);
+      last.used += n;
+      at += n;
     }
-    if (!tail || tailUsed + chunk.length > tail.length) {
-      if (tail) tailSize = Math.min(tailSize * 2, TAIL_MAX_BYTES);
-      tail = Buffer.allocUnsafe(Math.max(tailSize, chunk.length));
-      tailUsed = 0;
-      queue.push(tail.subarray(0, 0));
-    }
-    chunk.copy(tail, tailUsed);
-    tailUsed += chunk.length;
-    queue[queue.length - 1] = tail.subarray(0, tailUsed);
   };
   const stream: Duplex = new Duplex({
     read() {
@@ -293,7 +266,6 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
     },
     destroy(err, cb) {
       queue.length = 0;
-      tail = undefined;
       socket.destroy();
       cb(err);
     },
@@ -309,16 +281,21 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   return stream;
 }
 
-/** what a queued chunk costs besides its bytes (its Buffer and the allocation behind it; about 330 bytes measured) */
-const QUEUED_CHUNK_COST = 512;
-/** writes shorter than this are copied into the queue's last buffer (COALESCE: far below a 16 KiB DATA frame) */
-const COALESCE_BELOW_BYTES = 4096;
-const TAIL_MIN_BYTES = 1024;
-const TAIL_MAX_BYTES = 64 << 10;
+/** a pooled buffer of the queue and how much of it is written */
+interface Batch {
+  bytes: Uint8Array;
+  used: number;
+}
 
-/** the most one write of unblockedStream copies together */
+/** the most one write of unblockedStream hands the TLS socket */
 const WRITE_BATCH_BYTES = 256 << 10;
-const writeBatches = new BufferPool(WRITE_BATCH_BYTES, 16);
+/**
+ * Enough batches for what a bulk download usually has queued (8-18 MiB behind a busy socket),
+ * so that none is allocated afresh while it lasts: a fresh one that waits is the long-lived
+ * external memory that sets off full GCs. They stay allocated once used, in the connector and
+ * the gateway alike (one pool per process).
+ */
+const writeBatches = new BufferPool(WRITE_BATCH_BYTES, 80);
 
 /** the most one WebSocket message carries of the writes queued behind a busy socket */
 const MAX_BATCH_BYTES = 1 << 20;
