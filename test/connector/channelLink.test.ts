@@ -5,13 +5,15 @@
  * that channel.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ConnectorCa, createCsr, generateKeyPair } from '../../src/connector/ca.js';
-import { MAX_FRAME_BYTES, TUNNEL_PROTOCOL, channelStream, dialChannel } from '../../src/connector/channelLink.js';
+import { MAX_FRAME_BYTES, TUNNEL_PROTOCOL, channelStream, dialChannel, unblockedStream } from '../../src/connector/channelLink.js';
 import type { ConnectorHub } from '../../src/connector/hub.js';
 import { eventually, request, startEchoBackend, tempDir, type EchoBackend, type TestGateway } from '../support/harness.js';
 import { gatewayYaml, hubUrl, killConnector, startConnector, startHubGateway, token, waitChannels, type ConnectorProcess } from './support.js';
@@ -156,6 +158,45 @@ describe('connector channel transports', function () {
     await new Promise((r) => link.once('close', r));
     assert.match((await error).message, /switched to websocket, not drawbridge-h2/);
     assert.equal(opened, false);
+    server.close();
+  });
+});
+
+describe('unblockedStream: the channel socket as a stream whose writes complete at once', function () {
+  this.timeout(30_000);
+
+  it("takes a write's bytes when it completes it: a writer that refills its buffer at once still sends what it wrote, while the peer reads nothing", async () => {
+    const ca = await ConnectorCa.loadOrCreate(tempDir());
+    const leaf = await ca.issueServer(['127.0.0.1']);
+    const server = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem });
+    const peer = once(server, 'secureConnection') as Promise<[tls.TLSSocket]>;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, ca: ca.certPem });
+    await once(socket, 'secureConnect');
+    const [theirs] = await peer;
+    theirs.pause();
+    const stream = unblockedStream(socket);
+    // 32 MiB from one 64 KiB buffer, refilled as soon as each write completes: more than the
+    // kernel's buffers take, so most of it waits in the queue while the peer reads nothing
+    const WRITES = 512;
+    const buf = Buffer.alloc(64 << 10);
+    const sent = createHash('sha256');
+    for (let i = 0; i < WRITES; i++) {
+      buf.fill(i % 256);
+      sent.update(buf);
+      await new Promise<void>((resolve, reject) => stream.write(buf, (err) => (err ? reject(err) : resolve())));
+    }
+    const got = createHash('sha256');
+    let n = 0;
+    theirs.on('data', (c: Buffer) => {
+      got.update(c);
+      n += c.length;
+    });
+    theirs.resume();
+    await eventually(() => n >= WRITES << 16 || undefined, 15_000, 20);
+    assert.equal(n, WRITES << 16);
+    assert.equal(got.digest('hex'), sent.digest('hex'), 'the peer received other bytes than were written');
+    socket.destroy();
     server.close();
   });
 });
