@@ -5,6 +5,7 @@
 #
 #   bash bench/profile.sh                 # small and big, 10 s each
 #   PROFILE_SCENARIOS=big PROFILE_DURATION=5 bash bench/profile.sh
+#   PROFILE_NODE_FLAGS='--trace-gc' bash bench/profile.sh   # extra node flags for the gateway (its log has their output)
 # Output: bench/profiles/<ts>/{small,big}/*.cpuprofile and top.txt (open the .cpuprofile in
 # Chrome DevTools > Performance for flame graphs).
 set -Eeuo pipefail
@@ -40,7 +41,9 @@ esac
 for scen in ${PROFILE_SCENARIOS:-small big}; do
   path=/; [[ $scen == big ]] && path=/big
   mkdir -p "$OUT/$scen"
-  timeout 600 node --cpu-prof --cpu-prof-dir="$OUT/$scen" "$REPO/dist/src/cli.js" gateway --config "$BENCH_SRC/$CONFIG" >"$OUT/$scen/gateway.log" 2>&1 &
+  # (unquoted: several flags)
+  # shellcheck disable=SC2086
+  timeout 600 node ${PROFILE_NODE_FLAGS:-} --cpu-prof --cpu-prof-dir="$OUT/$scen" "$REPO/dist/src/cli.js" gateway --config "$BENCH_SRC/$CONFIG" >"$OUT/$scen/gateway.log" 2>&1 &
   gpid=$!
   PIDS+=("$gpid")
   for _ in $(seq 1 100); do curl -sf -o /dev/null "${AUTH[@]}" -H 'Host: bench.gw.localhost' "http://127.0.0.1:$GATEWAY_PORT$path" && break; sleep 0.1; done
