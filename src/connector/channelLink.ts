@@ -243,21 +243,23 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
       at += n;
     }
   };
+  /** a write is complete once queued (the point of this stream), unless too much waits for a peer that stopped reading */
+  const sendQueued = (cb: () => void): void => {
+    pump();
+    if (overflowing()) return cut();
+    cb();
+  };
   const stream: Duplex = new Duplex({
     read() {
       socket.resume();
     },
     write(chunk: Buffer, _enc, cb) {
       enqueue(chunk);
-      pump();
-      if (overflowing()) return cut();
-      cb();
+      sendQueued(cb);
     },
     writev(chunks, cb) {
       for (const { chunk } of chunks) enqueue(chunk as Buffer);
-      pump();
-      if (overflowing()) return cut();
-      cb();
+      sendQueued(cb);
     },
     final(cb) {
       ending = true;
