@@ -174,29 +174,32 @@ describe('unblockedStream: the channel socket as a stream whose writes complete 
     const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, ca: ca.certPem });
     await once(socket, 'secureConnect');
     const [theirs] = await peer;
-    theirs.pause();
-    const stream = unblockedStream(socket);
-    // 32 MiB from one 64 KiB buffer, refilled as soon as each write completes: more than the
-    // kernel's buffers take, so most of it waits in the queue while the peer reads nothing
-    const WRITES = 512;
-    const buf = Buffer.alloc(64 << 10);
-    const sent = createHash('sha256');
-    for (let i = 0; i < WRITES; i++) {
-      buf.fill(i % 256);
-      sent.update(buf);
-      await new Promise<void>((resolve, reject) => stream.write(buf, (err) => (err ? reject(err) : resolve())));
+    try {
+      theirs.pause();
+      const stream = unblockedStream(socket);
+      // 32 MiB from one 64 KiB buffer, refilled as soon as each write completes: more than the
+      // kernel's buffers take, so most of it waits in the queue while the peer reads nothing
+      const WRITES = 512;
+      const buf = Buffer.alloc(64 << 10);
+      const sent = createHash('sha256');
+      for (let i = 0; i < WRITES; i++) {
+        buf.fill(i % 256);
+        sent.update(buf);
+        await new Promise<void>((resolve, reject) => stream.write(buf, (err) => (err ? reject(err) : resolve())));
+      }
+      const got = createHash('sha256');
+      let n = 0;
+      theirs.on('data', (c: Buffer) => {
+        got.update(c);
+        n += c.length;
+      });
+      theirs.resume();
+      await eventually(() => n >= WRITES << 16 || undefined, 15_000, 20);
+      assert.equal(n, WRITES << 16);
+      assert.equal(got.digest('hex'), sent.digest('hex'), 'the peer received other bytes than were written');
+    } finally {
+      socket.destroy();
+      server.close();
     }
-    const got = createHash('sha256');
-    let n = 0;
-    theirs.on('data', (c: Buffer) => {
-      got.update(c);
-      n += c.length;
-    });
-    theirs.resume();
-    await eventually(() => n >= WRITES << 16 || undefined, 15_000, 20);
-    assert.equal(n, WRITES << 16);
-    assert.equal(got.digest('hex'), sent.digest('hex'), 'the peer received other bytes than were written');
-    socket.destroy();
-    server.close();
   });
 });
