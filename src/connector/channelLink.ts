@@ -274,10 +274,38 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   });
   // what arrived with the 101 (the gateway's HTTP/2 preface) comes first
   if (head?.length) stream.push(head);
-  socket.on('data', (chunk: Buffer) => {
+  // What the socket brings in one turn of the event loop is handed on in one piece, up to
+  // DELIVER_AT_BYTES. Node's TLS socket emits each TLS record (at most 16 KiB) by itself, and
+  // HTTP/2 frames straddle records: pushed one by one, every record cost a pass through the JS
+  // stream adapter into nghttp2, and most frames reached the relay in two halves, each its own
+  // 'data' event. (process.nextTick is too soon: Node runs the ticks after each record.)
+  let arrived: Buffer[] = [];
+  let arrivedBytes = 0;
+  let deliveryQueued = false;
+  const deliver = (): void => {
+    if (arrived.length === 0) return;
+    const chunk = arrived.length === 1 ? arrived[0]! : Buffer.concat(arrived, arrivedBytes);
+    arrived = [];
+    arrivedBytes = 0;
     if (!stream.push(chunk)) socket.pause();
+  };
+  const deliverQueued = (): void => {
+    deliveryQueued = false;
+    deliver();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    arrived.push(chunk);
+    arrivedBytes += chunk.length;
+    if (arrivedBytes >= DELIVER_AT_BYTES) deliver();
+    else if (!deliveryQueued) {
+      deliveryQueued = true;
+      setImmediate(deliverQueued);
+    }
   });
-  socket.on('end', () => stream.push(null));
+  socket.on('end', () => {
+    deliver();
+    stream.push(null);
+  });
   socket.on('error', (err) => stream.destroy(err));
   socket.on('close', () => stream.destroy());
   return stream;
@@ -291,6 +319,8 @@ interface Batch {
 
 /** the most one write of unblockedStream hands the TLS socket */
 const WRITE_BATCH_BYTES = 256 << 10;
+/** what the socket brought is handed to HTTP/2 at once when this much has gathered within a turn */
+const DELIVER_AT_BYTES = 256 << 10;
 /**
  * Enough batches for what a bulk download usually has queued (8-18 MiB behind a busy socket),
  * so that none is allocated afresh while it lasts: a fresh one that waits is the long-lived

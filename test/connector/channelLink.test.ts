@@ -5,7 +5,7 @@
  * that channel.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
@@ -164,6 +164,35 @@ describe('connector channel transports', function () {
 
 describe('unblockedStream: the channel socket as a stream whose writes complete at once', function () {
   this.timeout(30_000);
+
+  it('hands what one read of the socket brought to HTTP/2 in a few pieces, not one TLS record at a time, and all of it before the end', async () => {
+    const ca = await ConnectorCa.loadOrCreate(tempDir());
+    const leaf = await ca.issueServer(['127.0.0.1']);
+    const server = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem });
+    const peer = once(server, 'secureConnection') as Promise<[tls.TLSSocket]>;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, ca: ca.certPem });
+    await once(socket, 'secureConnect');
+    const [theirs] = await peer;
+    try {
+      // 1 MiB, 64 TLS records of 16 KiB, waiting in the kernel before this side reads any of it
+      socket.pause();
+      const body = randomBytes(1 << 20);
+      await new Promise<void>((resolve, reject) => theirs.end(body, (err?: Error | null) => (err ? reject(err) : resolve())));
+      await new Promise((r) => setTimeout(r, 100));
+      const stream = unblockedStream(socket);
+      const pieces: Buffer[] = [];
+      stream.on('data', (c: Buffer) => pieces.push(c));
+      await once(stream, 'end');
+      const got = Buffer.concat(pieces);
+      assert.equal(got.length, body.length, 'bytes that arrived before the end were lost');
+      assert.ok(got.equals(body), 'the stream delivered other bytes than the peer sent');
+      assert.ok(pieces.length <= 8, `1 MiB read at once reached HTTP/2 in ${pieces.length} pieces`);
+    } finally {
+      socket.destroy();
+      server.close();
+    }
+  });
 
   it("takes a write's bytes when it completes it: a writer that refills its buffer at once still sends what it wrote, while the peer reads nothing", async () => {
     const ca = await ConnectorCa.loadOrCreate(tempDir());
