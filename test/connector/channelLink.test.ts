@@ -165,7 +165,8 @@ describe('connector channel transports', function () {
 describe('unblockedStream: the channel socket as a stream whose writes complete at once', function () {
   this.timeout(30_000);
 
-  it('hands what one read of the socket brought to HTTP/2 in a few pieces, not one TLS record at a time, and all of it before the end', async () => {
+  /** a TLS connection on loopback: our end (`socket`) and the peer's (`theirs`); close `server` and `socket` when done */
+  async function tlsPair(): Promise<{ server: tls.Server; socket: tls.TLSSocket; theirs: tls.TLSSocket }> {
     const ca = await ConnectorCa.loadOrCreate(tempDir());
     const leaf = await ca.issueServer(['127.0.0.1']);
     const server = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem });
@@ -174,6 +175,11 @@ describe('unblockedStream: the channel socket as a stream whose writes complete 
     const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, ca: ca.certPem });
     await once(socket, 'secureConnect');
     const [theirs] = await peer;
+    return { server, socket, theirs };
+  }
+
+  it('hands what one read of the socket brought to HTTP/2 in a few pieces, not one TLS record at a time, and all of it before the end', async () => {
+    const { server, socket, theirs } = await tlsPair();
     try {
       // 1 MiB, 64 TLS records of 16 KiB, waiting in the kernel before this side reads any of it
       socket.pause();
@@ -196,14 +202,7 @@ describe('unblockedStream: the channel socket as a stream whose writes complete 
   });
 
   it("takes a write's bytes when it completes it: a writer that refills its buffer at once still sends what it wrote, while the peer reads nothing", async () => {
-    const ca = await ConnectorCa.loadOrCreate(tempDir());
-    const leaf = await ca.issueServer(['127.0.0.1']);
-    const server = tls.createServer({ key: leaf.keyPem, cert: leaf.certPem });
-    const peer = once(server, 'secureConnection') as Promise<[tls.TLSSocket]>;
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const socket = tls.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, ca: ca.certPem });
-    await once(socket, 'secureConnect');
-    const [theirs] = await peer;
+    const { server, socket, theirs } = await tlsPair();
     try {
       theirs.pause();
       const stream = unblockedStream(socket);
