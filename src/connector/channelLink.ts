@@ -19,6 +19,7 @@ import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { BufferPool } from './bufferPool.js';
 import { connectThrough, dialVia, type OutboundProxy } from '../gateway/outboundProxy.js';
+import { gatherByTurn } from '../gateway/turnGather.js';
 
 export const TUNNEL_PROTOCOL = 'drawbridge-h2';
 /**
@@ -274,36 +275,16 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   });
   // what arrived with the 101 (the gateway's HTTP/2 preface) comes first
   if (head?.length) stream.push(head);
-  // What the socket brings in one turn of the event loop is handed on in one piece, up to
-  // DELIVER_AT_BYTES. Node's TLS socket emits each TLS record (at most 16 KiB) by itself, and
-  // HTTP/2 frames straddle records: pushed one by one, every record cost a pass through the JS
-  // stream adapter into nghttp2, and most frames reached the relay in two halves, each its own
-  // 'data' event. (process.nextTick is too soon: Node runs the ticks after each record.)
-  let arrived: Buffer[] = [];
-  let arrivedBytes = 0;
-  let deliveryQueued = false;
-  const deliver = (): void => {
-    if (arrived.length === 0) return;
-    const chunk = arrived.length === 1 ? arrived[0]! : Buffer.concat(arrived, arrivedBytes);
-    arrived = [];
-    arrivedBytes = 0;
+  // What the socket brings in one turn is handed on in one piece, up to DELIVER_AT_BYTES. Node's
+  // TLS socket emits each TLS record (at most 16 KiB) by itself, and HTTP/2 frames straddle
+  // records: pushed one by one, every record cost a pass through the JS stream adapter into
+  // nghttp2, and most frames reached the relay in two halves, each its own 'data' event.
+  const arrived = gatherByTurn(DELIVER_AT_BYTES, (chunk) => {
     if (!stream.push(chunk)) socket.pause();
-  };
-  const deliverQueued = (): void => {
-    deliveryQueued = false;
-    deliver();
-  };
-  socket.on('data', (chunk: Buffer) => {
-    arrived.push(chunk);
-    arrivedBytes += chunk.length;
-    if (arrivedBytes >= DELIVER_AT_BYTES) deliver();
-    else if (!deliveryQueued) {
-      deliveryQueued = true;
-      setImmediate(deliverQueued);
-    }
   });
+  socket.on('data', (chunk: Buffer) => arrived.add(chunk));
   socket.on('end', () => {
-    deliver();
+    arrived.flush();
     stream.push(null);
   });
   socket.on('error', (err) => stream.destroy(err));

@@ -17,15 +17,13 @@
  * as it did when it was handed the request itself.
  */
 import { Readable } from 'node:stream';
+import { gatherByTurn } from './turnGather.js';
 
 /** the most one write to the app carries; a larger turn's worth goes out in pieces this size */
 export const MAX_CHUNK = 64 << 10;
 
 export function coalescedBody(src: Readable & { socket?: Readable | null }): Readable {
   const socket = src.socket ?? undefined;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let scheduled = false;
   let started = false;
 
   const body = new Readable({
@@ -48,7 +46,7 @@ export function coalescedBody(src: Readable & { socket?: Readable | null }): Rea
     },
     destroy(err, cb) {
       detach();
-      pending = [];
+      gathered.drop();
       // The app's request ended (it failed, or was given up) while the client was still sending:
       // the rest is read and dropped, so the client reads the gateway's answer and its next
       // request on the connection is served. Destroyed, the client got a reset, often before it
@@ -63,27 +61,14 @@ export function coalescedBody(src: Readable & { socket?: Readable | null }): Rea
   // still reads the body once) has no one to tell: unheard, the error ended the gateway process.
   body.on('error', () => undefined);
 
-  const flush = () => {
-    scheduled = false;
-    if (pendingBytes === 0 || body.destroyed) return;
-    const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    if (!body.push(chunk)) src.pause();
-  };
-  const onData = (chunk: Buffer) => {
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-    if (pendingBytes >= MAX_CHUNK) flush();
-    else if (!scheduled) {
-      scheduled = true;
-      setImmediate(flush);
-    }
-  };
+  const gathered = gatherByTurn(MAX_CHUNK, (chunk) => {
+    if (!body.destroyed && !body.push(chunk)) src.pause();
+  });
+  const onData = (chunk: Buffer) => gathered.add(chunk);
   const onEnd = () => {
     // (a kept-alive connection carries many requests: none may leave a listener on it)
     detach();
-    flush();
+    gathered.flush();
     body.push(null);
   };
   const onError = (err: Error) => body.destroy(err);
