@@ -191,6 +191,10 @@ function dialWebSocket(opts: DialOptions): ChannelLink {
  * channel), each waited for the other: the channel froze until pings failed.
  * Queued bytes are bounded by HTTP/2 flow control: the peer's windows, and
  * MAX_QUEUED_FOR_PEER for a peer that announces windows no real end would.
+ *
+ * Made for HTTP/2's JS stream adapter, which copies each piece it reads before
+ * its 'data' listener returns: the buffer of a piece read that way is used again
+ * for the next one. A reader that keeps pieces must copy them.
  */
 export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   socket.setNoDelay(true);
@@ -279,9 +283,17 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   // TLS socket emits each TLS record (at most 16 KiB) by itself, and HTTP/2 frames straddle
   // records: pushed one by one, every record cost a pass through the JS stream adapter into
   // nghttp2, and most frames reached the relay in two halves, each its own 'data' event.
-  const arrived = gatherByTurn(DELIVER_AT_BYTES, (chunk) => {
-    if (!stream.push(chunk)) socket.pause();
-  });
+  // The gathered piece goes into a pooled buffer, handed back when HTTP/2 took it at once: its
+  // JS stream adapter copies what it is given into nghttp2 before push returns, unless it has
+  // stopped reading (then the piece waits in the stream's buffer, which readableLength shows).
+  const arrived = gatherByTurn(
+    DELIVER_AT_BYTES,
+    (chunk) => {
+      if (!stream.push(chunk)) socket.pause();
+      return stream.readableLength === 0;
+    },
+    gatherBuffers,
+  );
   socket.on('data', (chunk: Buffer) => arrived.add(chunk));
   socket.on('end', () => {
     arrived.flush();
@@ -302,6 +314,8 @@ interface Batch {
 const WRITE_BATCH_BYTES = 256 << 10;
 /** what the socket brought is handed to HTTP/2 at once when this much has gathered within a turn */
 const DELIVER_AT_BYTES = 256 << 10;
+/** buffers a turn's reads are gathered into (the last record may take a piece past DELIVER_AT_BYTES) */
+const gatherBuffers = new BufferPool(DELIVER_AT_BYTES + (64 << 10), 4);
 /**
  * Enough batches for what a bulk download usually has queued (8-18 MiB behind a busy socket),
  * so that none is allocated afresh while it lasts: a fresh one that waits is the long-lived

@@ -188,7 +188,8 @@ describe('unblockedStream: the channel socket as a stream whose writes complete 
       await new Promise((r) => setTimeout(r, 100));
       const stream = unblockedStream(socket);
       const pieces: Buffer[] = [];
-      stream.on('data', (c: Buffer) => pieces.push(c));
+      // copied as it comes, as HTTP/2's JS stream adapter does (the stream reuses the buffer then)
+      stream.on('data', (c: Buffer) => pieces.push(Buffer.from(c)));
       await once(stream, 'end');
       const got = Buffer.concat(pieces);
       assert.equal(got.length, body.length, 'bytes that arrived before the end were lost');
@@ -198,6 +199,39 @@ describe('unblockedStream: the channel socket as a stream whose writes complete 
     } finally {
       socket.destroy();
       server.close();
+    }
+  });
+
+  it("keeps a piece that waits in the stream while HTTP/2 reads nothing: another channel's reads do not reuse its buffer", async () => {
+    const held = await tlsPair();
+    const busy = await tlsPair();
+    try {
+      // HTTP/2 stops reading its stream while one of its own writes waits; what arrived meanwhile waits in the stream
+      const waiting = unblockedStream(held.socket);
+      const first = randomBytes(1 << 20);
+      held.theirs.write(first);
+      await eventually(() => waiting.readableLength > 0 || undefined, 5000, 10);
+      await new Promise((r) => setTimeout(r, 100));
+      // another channel meanwhile takes a megabyte, copying each piece as HTTP/2 does
+      const other = unblockedStream(busy.socket);
+      const second = randomBytes(1 << 20);
+      const otherPieces: Buffer[] = [];
+      other.on('data', (c: Buffer) => otherPieces.push(Buffer.from(c)));
+      busy.theirs.end(second);
+      await once(other, 'end');
+      assert.ok(Buffer.concat(otherPieces).equals(second), 'the other channel delivered other bytes than its peer sent');
+      const pieces: Buffer[] = [];
+      waiting.on('data', (c: Buffer) => pieces.push(Buffer.from(c)));
+      held.theirs.end();
+      await once(waiting, 'end');
+      const got = Buffer.concat(pieces);
+      assert.equal(got.length, first.length);
+      assert.ok(got.equals(first), "a piece that waited in the stream was overwritten by another channel's reads");
+    } finally {
+      for (const { socket, server } of [held, busy]) {
+        socket.destroy();
+        server.close();
+      }
     }
   });
 
