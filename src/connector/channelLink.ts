@@ -19,7 +19,8 @@ import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { BufferPool } from './bufferPool.js';
 import { connectThrough, dialVia, type OutboundProxy } from '../gateway/outboundProxy.js';
-import { gatherByTurn } from '../gateway/turnGather.js';
+import { gatherIntoPool } from '../gateway/turnGather.js';
+import { readIntoSharedBuffer } from './tlsRecords.js';
 
 export const TUNNEL_PROTOCOL = 'drawbridge-h2';
 /**
@@ -286,15 +287,11 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   // The gathered piece goes into a pooled buffer, handed back when HTTP/2 took it at once: its
   // JS stream adapter copies what it is given into nghttp2 before push returns, unless it has
   // stopped reading (then the piece waits in the stream's buffer, which readableLength shows).
-  const arrived = gatherByTurn(
-    DELIVER_AT_BYTES,
-    (chunk) => {
-      if (!stream.push(chunk)) socket.pause();
-      return stream.readableLength === 0;
-    },
-    gatherBuffers,
-  );
-  socket.on('data', (chunk: Buffer) => arrived.add(chunk));
+  const arrived = gatherIntoPool(gatherBuffers, DELIVER_AT_BYTES, (chunk) => {
+    if (!stream.push(chunk)) socket.pause();
+    return stream.readableLength === 0;
+  });
+  if (!readIntoSharedBuffer(socket, (bytes) => arrived.add(bytes))) socket.on('data', (chunk: Buffer) => arrived.add(chunk));
   socket.on('end', () => {
     arrived.flush();
     stream.push(null);

@@ -16,53 +16,84 @@ export interface TurnGather {
   drop(): void;
 }
 
-/**
- * With `reuse`, what gathered is copied into one of its buffers rather than a fresh allocation,
- * and the buffer goes back to it when `deliver` says it is done with the chunk (returns true):
- * for a consumer that copies what it is handed before it returns. A fresh 256 KiB per turn was
- * external memory that V8 counts toward its next young-generation GC.
- */
-export function gatherByTurn(maxBytes: number, deliver: (chunk: Buffer) => boolean | void, reuse?: BufferPool): TurnGather {
+export function gatherByTurn(maxBytes: number, deliver: (chunk: Buffer) => void): TurnGather {
   let gathered: Buffer[] = [];
   let bytes = 0;
-  let queued = false;
   const flush = (): void => {
     if (gathered.length === 0) return;
-    if (gathered.length > 1 && reuse && bytes <= reuse.size) return deliverPooled(reuse);
     const chunk = gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, bytes);
     gathered = [];
     bytes = 0;
     deliver(chunk);
   };
-  const deliverPooled = (pool: BufferPool): void => {
-    const into = pool.take();
-    let at = 0;
-    for (const piece of gathered) {
-      into.set(piece, at);
-      at += piece.length;
-    }
-    gathered = [];
-    bytes = 0;
-    if (deliver(Buffer.from(into.buffer, into.byteOffset, at)) === true) pool.give(into);
-  };
-  const flushQueued = (): void => {
-    queued = false;
-    flush();
-  };
+  const atTurnEnd = turnEnd(flush);
   return {
     add(chunk) {
       gathered.push(chunk);
       bytes += chunk.length;
       if (bytes >= maxBytes) flush();
-      else if (!queued) {
-        queued = true;
-        setImmediate(flushQueued);
-      }
+      else atTurnEnd();
     },
     flush,
     drop() {
       gathered = [];
       bytes = 0;
     },
+  };
+}
+
+/**
+ * gatherByTurn into buffers of `pool` (their size less than a chunk is the most a piece holds):
+ * each chunk is copied as it is added, so it may be a view the caller overwrites next, and a
+ * piece's buffer goes back to the pool when `deliver` returns true (it was copied before deliver
+ * returned). A fresh allocation per piece was external memory that V8 counts toward its next
+ * young-generation GC.
+ */
+export function gatherIntoPool(pool: BufferPool, maxBytes: number, deliver: (chunk: Buffer) => boolean): TurnGather {
+  let into: Uint8Array | undefined;
+  let used = 0;
+  const flush = (): void => {
+    if (!into || used === 0) return;
+    const piece = into;
+    const chunk = Buffer.from(piece.buffer, piece.byteOffset, used);
+    into = undefined;
+    used = 0;
+    if (deliver(chunk)) pool.give(piece);
+  };
+  const atTurnEnd = turnEnd(flush);
+  return {
+    add(chunk) {
+      if (chunk.length > pool.size) {
+        flush();
+        deliver(Buffer.from(chunk));
+        return;
+      }
+      if (into && used + chunk.length > pool.size) flush();
+      into ??= pool.take();
+      into.set(chunk, used);
+      used += chunk.length;
+      if (used >= maxBytes) flush();
+      else atTurnEnd();
+    },
+    flush,
+    drop() {
+      if (into) pool.give(into);
+      into = undefined;
+      used = 0;
+    },
+  };
+}
+
+/** a call that runs `fn` once at the end of the current turn, however often it is made in it */
+function turnEnd(fn: () => void): () => void {
+  let queued = false;
+  const run = (): void => {
+    queued = false;
+    fn();
+  };
+  return () => {
+    if (queued) return;
+    queued = true;
+    setImmediate(run);
   };
 }
