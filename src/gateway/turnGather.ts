@@ -43,8 +43,9 @@ export function gatherByTurn(maxBytes: number, deliver: (chunk: Buffer) => void)
 }
 
 /**
- * gatherByTurn into buffers of `pool` (their size less than a chunk is the most a piece holds):
- * each chunk is copied as it is added, so it may be a view the caller overwrites next, and a
+ * gatherByTurn into buffers of `pool` (a piece holds at most one buffer's size, so it may hand
+ * on less than maxBytes): each chunk is copied as it is added, so it may be a view the caller
+ * overwrites next (a chunk larger than a buffer goes on by itself, copied afresh), and a
  * piece's buffer goes back to the pool when `deliver` returns true (it was copied before deliver
  * returned). A fresh allocation per piece was external memory that V8 counts toward its next
  * young-generation GC.
