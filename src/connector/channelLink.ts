@@ -291,6 +291,8 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
     if (!stream.push(chunk)) socket.pause();
     return stream.readableLength === 0;
   });
+  // Each record is read into the process's one buffer and copied into the piece at once (no
+  // Buffer and 'data' event per record); 'data' only when the socket is not as Node 20 builds it.
   if (!readIntoSharedBuffer(socket, (bytes) => arrived.add(bytes))) socket.on('data', (chunk: Buffer) => arrived.add(chunk));
   socket.on('end', () => {
     arrived.flush();
