@@ -280,14 +280,14 @@ export function unblockedStream(socket: TLSSocket, head?: Buffer): Duplex {
   });
   // what arrived with the 101 (the gateway's HTTP/2 preface) comes first
   if (head?.length) stream.push(head);
-  // What the socket brings in one turn is handed on in one piece, up to DELIVER_AT_BYTES. Node's
+  // What the socket brings in one turn is handed on in one piece, up to WRITE_BATCH_BYTES. Node's
   // TLS socket emits each TLS record (at most 16 KiB) by itself, and HTTP/2 frames straddle
   // records: pushed one by one, every record cost a pass through the JS stream adapter into
   // nghttp2, and most frames reached the relay in two halves, each its own 'data' event.
-  // The gathered piece goes into a pooled buffer, handed back when HTTP/2 took it at once: its
-  // JS stream adapter copies what it is given into nghttp2 before push returns, unless it has
-  // stopped reading (then the piece waits in the stream's buffer, which readableLength shows).
-  const arrived = gatherIntoPool(gatherBuffers, DELIVER_AT_BYTES, (chunk) => {
+  // The piece is a buffer of the write batches' pool, handed back when HTTP/2 took it at once:
+  // its JS stream adapter copies what it is given into nghttp2 before push returns, unless it
+  // has stopped reading (then the piece waits in the stream's buffer, which readableLength shows).
+  const arrived = gatherIntoPool(writeBatches, (chunk) => {
     if (!stream.push(chunk)) socket.pause();
     return stream.readableLength === 0;
   });
@@ -309,17 +309,13 @@ interface Batch {
   used: number;
 }
 
-/** the most one write of unblockedStream hands the TLS socket */
+/** the most one write of unblockedStream hands the TLS socket, and the most one piece of its reads hands HTTP/2 */
 const WRITE_BATCH_BYTES = 256 << 10;
-/** what the socket brought is handed to HTTP/2 at once when this much has gathered within a turn */
-const DELIVER_AT_BYTES = 256 << 10;
-/** buffers a turn's reads are gathered into (the last record may take a piece past DELIVER_AT_BYTES) */
-const gatherBuffers = new BufferPool(DELIVER_AT_BYTES + (64 << 10), 4);
 /**
  * Enough batches for what a bulk download usually has queued (8-18 MiB behind a busy socket),
  * so that none is allocated afresh while it lasts: a fresh one that waits is the long-lived
  * external memory that sets off full GCs. They stay allocated once used, in the connector and
- * the gateway alike (one pool per process).
+ * the gateway alike (one pool per process). A channel's reads are gathered into them too.
  */
 const writeBatches = new BufferPool(WRITE_BATCH_BYTES, 80);
 

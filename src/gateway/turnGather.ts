@@ -43,14 +43,14 @@ export function gatherByTurn(maxBytes: number, deliver: (chunk: Buffer) => void)
 }
 
 /**
- * gatherByTurn into buffers of `pool` (a piece holds at most one buffer's size, so it may hand
- * on less than maxBytes): each chunk is copied as it is added, so it may be a view the caller
- * overwrites next (a chunk larger than a buffer goes on by itself, copied afresh), and a
- * piece's buffer goes back to the pool when `deliver` returns true (it was copied before deliver
+ * gatherByTurn into buffers of `pool`, a piece going on when the turn ends or its buffer has no
+ * room for the next chunk: each chunk is copied as it is added, so it may be a view the caller
+ * overwrites next (a chunk larger than a buffer goes on by itself, copied afresh), and a piece's
+ * buffer goes back to the pool when `deliver` returns true (it was copied before deliver
  * returned). A fresh allocation per piece was external memory that V8 counts toward its next
  * young-generation GC.
  */
-export function gatherIntoPool(pool: BufferPool, maxBytes: number, deliver: (chunk: Buffer) => boolean): TurnGather {
+export function gatherIntoPool(pool: BufferPool, deliver: (chunk: Buffer) => boolean): TurnGather {
   let into: Uint8Array | undefined;
   let used = 0;
   const flush = (): void => {
@@ -69,11 +69,11 @@ export function gatherIntoPool(pool: BufferPool, maxBytes: number, deliver: (chu
         deliver(Buffer.from(chunk));
         return;
       }
-      if (into && used + chunk.length > pool.size) flush();
+      if (used + chunk.length > pool.size) flush();
       into ??= pool.take();
       into.set(chunk, used);
       used += chunk.length;
-      if (used >= maxBytes) flush();
+      if (used === pool.size) flush();
       else atTurnEnd();
     },
     flush,
