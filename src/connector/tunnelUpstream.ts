@@ -117,7 +117,7 @@ export class TunnelUpstream implements Upstream {
       const timedOut = () => {
         reject(Object.assign(new Error(handshake ? `the app at ${this.target} did not complete the TLS handshake in time` : `connector ${channel.connectorId} did not connect to ${this.target} in time`), { code: 'UND_ERR_CONNECT_TIMEOUT', channel }));
         handshake?.destroy();
-        stream.close(http2Cancel);
+        cancelThroughConnector(stream);
       };
       const timer = setTimeout(() => {
         if (handshake) return timedOut();
@@ -150,12 +150,19 @@ export class TunnelUpstream implements Upstream {
         socket.once('close', () => channel.session.removeListener('goaway', onGoaway));
         resolve({ socket, channel });
       };
-      stream.once('response', (h) => {
+      stream.once('response', (h, flags: number) => {
         const status = Number(h[':status']);
         if (status !== 200) {
           clearTimeout(timer);
-          // `fail` stays on: the channel can still break while this stream closes
-          stream.close();
+          // `fail` stays on: the channel can still break while this stream closes.
+          // A refusal the connector ended is finished by ending our side too, not by a reset:
+          // every reset counts toward the connector's rapid-reset guard (1,000, then 33 a
+          // second), and an app that was down under load had the channel closed every few
+          // seconds, failing the other apps' requests on it.
+          if (flags & http2EndStream) {
+            stream.resume();
+            stream.end();
+          } else cancelThroughConnector(stream);
           const why = String(h['x-drawbridge-error'] ?? '');
           return reject(Object.assign(new DialRefused(`connector ${channel.connectorId} could not reach ${this.target}: ${status} ${why}`), { channel }));
         }
@@ -169,7 +176,7 @@ export class TunnelUpstream implements Upstream {
         const refused = (err: Error) => {
           clearTimeout(timer);
           secure.destroy();
-          stream.close(http2Cancel);
+          cancelThroughConnector(stream);
           reject(Object.assign(err, { channel }));
         };
         secure.once('error', refused);
@@ -392,11 +399,15 @@ class DialRefused extends NotDialed {
 }
 
 const http2Cancel = 8; // NGHTTP2_CANCEL
+const http2EndStream = 0x1; // NGHTTP2_FLAG_END_STREAM
 /** how long a connector has to reset a stream the gateway cancelled before the gateway resets it itself (a connector from before CANCEL_PATH) */
 const CANCEL_GRACE_MS = 2000;
 
 /** channels of connectors that refused CANCEL_PATH (from before it): their streams are reset from here */
 const noCancelPath = new WeakSet<ClientHttp2Session>();
+
+/** streams already asked for: a dial given up and the socket on it may both end the same stream */
+const cancelAsked = new WeakSet<ClientHttp2Stream>();
 
 /**
  * Ends a relay stream the gateway no longer wants by asking the connector to reset it (see
@@ -407,6 +418,8 @@ const noCancelPath = new WeakSet<ClientHttp2Session>();
 function cancelThroughConnector(s: ClientHttp2Stream): void {
   const session = s.session as ClientHttp2Session | undefined;
   const reset = () => void (s.destroyed || s.close(http2Cancel));
+  if (cancelAsked.has(s)) return;
+  cancelAsked.add(s);
   if (s.id === undefined || !session || session.closed || session.destroyed || noCancelPath.has(session)) return reset();
   s.removeAllListeners('data');
   s.resume();

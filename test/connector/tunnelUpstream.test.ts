@@ -702,3 +702,53 @@ describe('tunnel upstream: clients that give up', function () {
     await eventually(() => channel!.streams === 0, 5000);
   });
 });
+
+describe('tunnel upstream: an app that is down, under load', function () {
+  this.timeout(120_000);
+  let backend: EchoBackend;
+  let gw: TestGateway;
+  let conn: ConnectorProcess;
+  before(async () => {
+    backend = await startEchoBackend();
+    // a port nothing listens on: the connector's connect is refused at once
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const down = `  - name: Down\n    externalUrl: http://down.test/\n    internalUrl: http://127.0.0.1:${closedPort}/\n    connectorGroup: g1\n    preAuth: passthrough\n`;
+    gw = await startHubGateway(gatewayYaml(backend, '', down));
+    conn = startConnector(join(tempDir(), 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
+    await waitChannels(gw, 1);
+  });
+  after(async () => {
+    await killConnector(conn);
+    await gw?.stop();
+    await backend?.close();
+  });
+
+  // Each refusal used to end with a reset from the gateway, and nghttp2's rapid-reset guard at the
+  // connector (1,000 resets, then 33 a second) closed the channel: every request of every app on
+  // it failed or was retried, every few seconds, for as long as the app stayed down.
+  it('3,000 requests to it get 502 and keep the channel: the other app on the connector is served on the same one', async () => {
+    const [channel] = gw.server.connectorHub!.registry.all();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+    let left = 3000;
+    const statuses = new Map<number, number>();
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        while (left-- > 0) {
+          const res = await request(`${gw.url}/x`, { headers: { host: 'down.test' }, agent });
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        }
+      }),
+    );
+    agent.destroy();
+    assert.deepEqual([...statuses], [[502, 3000]]);
+    const res = await request(`${gw.url}/after`, { headers: { host: 'app.test' } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(gw.server.connectorHub!.registry.all(), [channel]);
+    assert.ok(!conn.logs().some((l) => /channel closed/.test(String(l.msg))), conn.lines.filter((l) => /closed/.test(l)).slice(0, 3).join('\n'));
+    assert.ok(!gw.logs.some((l) => /connector channel (error|broken)/.test(String(l.msg))));
+    await eventually(() => channel!.streams === 0, 5000);
+  });
+});
