@@ -649,14 +649,20 @@ describe('tunnel upstream: apps behind a connector', function () {
   });
 });
 
-describe('tunnel upstream: clients that give up', function () {
+describe('tunnel upstream: clients that give up, and an app that is down', function () {
   this.timeout(120_000);
   let backend: EchoBackend;
   let gw: TestGateway;
   let conn: ConnectorProcess;
   before(async () => {
     backend = await startEchoBackend();
-    gw = await startHubGateway(gatewayYaml(backend));
+    // a port nothing listens on: the connector's connect to the Down app is refused at once
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closedPort = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const down = `  - name: Down\n    externalUrl: http://down.test/\n    internalUrl: http://127.0.0.1:${closedPort}/\n    connectorGroup: g1\n    preAuth: passthrough\n`;
+    gw = await startHubGateway(gatewayYaml(backend, '', down));
     conn = startConnector(join(tempDir(), 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
     await waitChannels(gw, 1);
   });
@@ -700,30 +706,6 @@ describe('tunnel upstream: clients that give up', function () {
     assert.ok(!conn.logs().some((l) => /session error|channel closed/.test(String(l.msg))), conn.lines.filter((l) => /error|closed/.test(l)).slice(0, 3).join('\n'));
     assert.ok(!gw.logs.some((l) => /connector channel (error|broken)/.test(String(l.msg))));
     await eventually(() => channel!.streams === 0, 5000);
-  });
-});
-
-describe('tunnel upstream: an app that is down, under load', function () {
-  this.timeout(120_000);
-  let backend: EchoBackend;
-  let gw: TestGateway;
-  let conn: ConnectorProcess;
-  before(async () => {
-    backend = await startEchoBackend();
-    // a port nothing listens on: the connector's connect is refused at once
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const closedPort = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
-    const down = `  - name: Down\n    externalUrl: http://down.test/\n    internalUrl: http://127.0.0.1:${closedPort}/\n    connectorGroup: g1\n    preAuth: passthrough\n`;
-    gw = await startHubGateway(gatewayYaml(backend, '', down));
-    conn = startConnector(join(tempDir(), 'c'), { gateway: hubUrl(gw), token: token(gw), args: ['--channels', '1'] });
-    await waitChannels(gw, 1);
-  });
-  after(async () => {
-    await killConnector(conn);
-    await gw?.stop();
-    await backend?.close();
   });
 
   // Each refusal used to end with a reset from the gateway, and nghttp2's rapid-reset guard at the
