@@ -581,7 +581,9 @@ class StreamSocket extends Duplex {
   }
 
   /** the HTTP/2 stream under this socket has closed or failed */
-  streamGone = false;
+  get streamGone(): boolean {
+    return this.s.destroyed;
+  }
 
   /**
    * Set while the socket is on its way to a request (dialled, or taken from the pool), cleared when
@@ -594,8 +596,6 @@ class StreamSocket extends Duplex {
   handingOff = false;
 
   private streamEnded(err?: Error): void {
-    if (this.streamGone) return;
-    this.streamGone = true;
     if (this.destroyed) return;
     if (this.handingOff) setImmediate(() => this.destroy(err));
     else this.destroy(err);
