@@ -14,7 +14,7 @@
 // the backend. Bytes are piped both ways. With wrk's kept-alive connections the handshakes
 // happen once, so what is measured is the bulk path: TLS encryption and decryption, and the
 // socket reads and writes of three hops where direct mode has two.
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -32,9 +32,10 @@ function credentials() {
   const key = join(dir, 'key.pem');
   const cert = join(dir, 'cert.pem');
   if (!existsSync(cert)) {
+    // written aside and renamed: the other side may look for it while openssl writes
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
       '-keyout', key, '-out', `${cert}.tmp`, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
-    writeFileSync(cert, readFileSync(`${cert}.tmp`));
+    renameSync(`${cert}.tmp`, cert);
   }
   return { key: readFileSync(key), cert: readFileSync(cert), ca: readFileSync(cert) };
 }
@@ -64,33 +65,18 @@ function relay(a, b) {
 
 const plain = process.env.RELAY_PLAIN === '1';
 const creds = plain ? undefined : credentials();
-let server;
-if (plain && role === 'inner') {
-  server = net.createServer((s) => {
-    const up = net.connect(Number(nextPort), '127.0.0.1');
-    up.setNoDelay(true);
-    relay(s, up);
-  });
-} else if (plain) {
-  server = net.createServer((client) => {
-    client.setNoDelay(true);
-    const next = net.connect(Number(nextPort), '127.0.0.1');
-    next.setNoDelay(true);
-    relay(client, next);
-  });
-} else if (role === 'inner') {
-  server = tls.createServer({ ...creds, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (secure) => {
-    const up = net.connect(Number(nextPort), '127.0.0.1');
-    up.setNoDelay(true);
-    relay(secure, up);
-  });
-} else {
-  server = net.createServer((client) => {
-    client.setNoDelay(true);
-    const secure = tls.connect({ ...creds, port: Number(nextPort), host: '127.0.0.1', servername: 'localhost', minVersion: 'TLSv1.3' });
-    secure.setNoDelay(true);
-    relay(client, secure);
-  });
-}
+// The outer side's next hop is the encrypted one; the inner side accepts it and dials the backend in clear.
+const dialNext = plain || role === 'inner'
+  ? () => net.connect(Number(nextPort), '127.0.0.1')
+  : () => tls.connect({ ...creds, port: Number(nextPort), host: '127.0.0.1', servername: 'localhost', minVersion: 'TLSv1.3' });
+const onConnection = (incoming) => {
+  incoming.setNoDelay(true);
+  const next = dialNext();
+  next.setNoDelay(true);
+  relay(incoming, next);
+};
+const server = plain || role === 'outer'
+  ? net.createServer(onConnection)
+  : tls.createServer({ ...creds, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, onConnection);
 server.listen(Number(listenPort), '127.0.0.1', () => console.log(`${role} ${plain ? 'plain' : 'TLS'} relay on ${listenPort} -> ${nextPort}`));
 process.on('SIGTERM', () => process.exit(0));
