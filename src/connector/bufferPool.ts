@@ -13,7 +13,10 @@ export class BufferPool {
   ) {}
 
   take(): Uint8Array {
-    return this.free.pop() ?? new Uint8Array(this.size);
+    // Not zero-filled: every user reads back only the bytes it wrote (a buffer from the pool
+    // holds the last user's bytes anyway), and zeroing 256 KiB for each buffer that did not come
+    // back cost the gateway 1.5% of its instructions per 100 B request through a connector.
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
 
   give(buf: Uint8Array): void {
