@@ -10,8 +10,8 @@
 #   gateway-bearer     same app behind bearer-token verification (gateway.bench-bearer.yaml) issue 4
 #   gateway-policies   the bearer app + five conditional-access policies                     issue 5
 #   gateway-connector  the passthrough app through one outbound connector                    issue 3
-#   tls-relay          two bare Node processes relaying through one TLS hop (tls-relay.mjs): the
-#                      floor under gateway-connector's 1 MiB figure; no target of its own
+#   tls-relay          two bare Node processes relaying through one TLS hop (tls-relay.mjs): what
+#                      the TLS hop alone costs, beside gateway-connector; no target of its own
 # A row whose gateway cannot serve its config yet (feature not built) is reported as
 # unavailable with the reason, and the run goes on. BENCH_ROWS=gateway,gateway-bearer picks rows.
 # See bench/README.md.

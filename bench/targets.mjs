@@ -14,8 +14,8 @@ export const CHECKS = [
   ['gateway-policies', 'gateway-bearer', 0.9, 'issue 5: five policies cost at most 10%'],
   ['gateway-connector', 'localtunnel', null, 'issue 3: >= 2.0x small, >= 1.5x big, lower p99'],
   ['gateway-connector', 'gateway', 0.6, 'issue 3: tunnel at least 0.6x direct mode'],
-  ['tls-relay', 'gateway', null, 'the floor: a bare TLS relay between two Node processes against direct mode'],
-  ['gateway-connector', 'tls-relay', null, 'the tunnel against that floor'],
+  ['tls-relay', 'gateway', null, 'the TLS hop alone: a bare relay between two Node processes against direct mode'],
+  ['gateway-connector', 'tls-relay', null, 'the tunnel against that bare relay'],
 ];
 const CONNECTOR_VS_LT = { small: 2.0, big: 1.5 };
 

@@ -1,7 +1,8 @@
-// The floor under the connector row: what two Node processes cost to relay bytes through one
+// The reference under the connector row: what two Node processes cost to relay bytes through one
 // mutual-TLS hop, with nothing of Drawbridge in between (no HTTP parsing, no HTTP/2, no
-// pipeline). It answers one question: how close to the gateway's direct mode can any relay get
-// that encrypts between two Node processes on this machine? It is the "tls-relay" row of
+// pipeline). It answers one question: how close to the gateway's direct mode does a bare relay
+// get that encrypts between two Node processes on this machine, and so how much of the tunnel's
+// cost is the TLS hop and how much its own layers? It is the "tls-relay" row of
 // `npm run bench` (bench/targets/94-tls-relay.sh), measured in the same rounds as the gateway
 // in direct mode and through its connector.
 //

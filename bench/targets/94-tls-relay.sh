@@ -1,11 +1,11 @@
-# Drawbridge's reference row (added by bench/run.sh): the floor under the connector row. Two bare
+# Drawbridge's reference row (added by bench/run.sh): the TLS hop under the connector row. Two bare
 # Node processes relay bytes through one TLS 1.3 hop (bench/tls-relay.mjs), with no HTTP
 # parsing, no HTTP/2 and nothing of Drawbridge: wrk -> outer relay -> TLS -> inner relay ->
-# backend, one TLS connection per client connection. What it costs per 1 MiB response is the
-# least any relay that encrypts between two Node processes pays on this machine.
+# backend, one TLS connection per client connection. What it costs per 1 MiB response is what
+# the TLS hop between two Node processes costs here; what the tunnel pays beyond it is its own.
 T_NAME=tls-relay
 T_PORT=$((BASE_PORT + 14))
-T_DESC="two bare Node processes relaying through one TLS hop (bench/tls-relay.mjs): the floor under the connector row"
+T_DESC="two bare Node processes relaying through one TLS hop (bench/tls-relay.mjs): the TLS hop alone, beside the connector row"
 T_HOST_HEADER=${GATEWAY_HOST_HEADER:-bench.gw.localhost}
 T_HEADERS=()
 t_check() {
