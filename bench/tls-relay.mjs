@@ -15,11 +15,9 @@
 // the backend. Bytes are piped both ways. With wrk's kept-alive connections the handshakes
 // happen once, so what is measured is the bulk path: TLS encryption and decryption, and the
 // socket reads and writes of three hops where direct mode has two.
-import { mkdirSync, readFileSync, renameSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
-import { execFileSync } from 'node:child_process';
+import { credentials, relay } from './relay-common.mjs';
 
 const [role, listenPort, nextPort, dir] = process.argv.slice(2);
 if (!['inner', 'outer'].includes(role) || !listenPort || !nextPort || !dir) {
@@ -27,51 +25,16 @@ if (!['inner', 'outer'].includes(role) || !listenPort || !nextPort || !dir) {
   process.exit(2);
 }
 
-/** One self-signed certificate both sides use, each trusting only it (mutual TLS, as a channel is). */
-function credentials() {
-  mkdirSync(dir, { recursive: true });
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  if (!existsSync(cert)) {
-    // written aside and renamed: the other side may look for it while openssl writes
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', key, '-out', `${cert}.tmp`, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
-    renameSync(`${cert}.tmp`, cert);
-  }
-  return { key: readFileSync(key), cert: readFileSync(cert), ca: readFileSync(cert) };
-}
-
-/** What may wait unwritten for a destination before its source is paused: the gateway's own bound (CLIENT_ROOM). */
-const ROOM = 256 << 10;
-
-/**
- * Bytes from one socket to the other, the writes of one event-loop turn gathered into one
- * (a TLS socket hands its reads on one 16 KiB record at a time: without the cork each would be
- * its own write syscall), the source paused only once more than ROOM waits, as the gateway's
- * relay does. Paused at the destination's own 16 KiB mark, the TLS side stopped after each
- * record and the relay wrote one record per turn: 70 writes per MiB where the gateway, relaying
- * the same bytes out of its channel, makes 6.
- */
-function pump(from, to) {
-  let corked = false;
-  const uncork = () => { corked = false; to.uncork(); };
-  from.on('data', (chunk) => {
-    if (!corked) { corked = true; to.cork(); setImmediate(uncork); }
-    if (!to.write(chunk) && to.writableLength > ROOM && !from.isPaused()) { from.pause(); to.once('drain', () => from.resume()); }
-  });
-  from.on('end', () => to.end());
-}
-
-function relay(a, b) {
-  pump(a, b);
-  pump(b, a);
+function relayBothWays(a, b) {
+  relay(a, b);
+  relay(b, a);
   const end = () => { a.destroy(); b.destroy(); };
   a.on('error', end).on('close', end);
   b.on('error', end).on('close', end);
 }
 
 const plain = process.env.RELAY_PLAIN === '1';
-const creds = plain ? undefined : credentials();
+const creds = plain ? undefined : credentials(dir);
 // The outer side's next hop is the encrypted one; the inner side accepts it and dials the backend in clear.
 const dialNext = plain || role === 'inner'
   ? () => net.connect(Number(nextPort), '127.0.0.1')
@@ -80,7 +43,7 @@ const onConnection = (incoming) => {
   incoming.setNoDelay(true);
   const next = dialNext();
   next.setNoDelay(true);
-  relay(incoming, next);
+  relayBothWays(incoming, next);
 };
 const server = plain || role === 'outer'
   ? net.createServer(onConnection)
