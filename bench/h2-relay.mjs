@@ -13,13 +13,9 @@
 // Measured by bench/relay-alone.sh (RELAY=h2-relay).
 import http from 'node:http';
 import http2 from 'node:http2';
-import { credentials, relay } from './relay-common.mjs';
+import { credentials, relay, relayArgs } from './relay-common.mjs';
 
-const [role, listenPort, nextPort, dir] = process.argv.slice(2);
-if (!['inner', 'outer'].includes(role) || !listenPort || !nextPort || !dir) {
-  console.error('usage: h2-relay.mjs inner|outer <listenPort> <nextPort> <dir>');
-  process.exit(2);
-}
+const { role, listenPort, nextPort, dir } = relayArgs('h2-relay.mjs');
 const creds = credentials(dir);
 // windows as a channel's: a response's bytes are not held back by flow control (and the session
 // may hold what 50 such streams have in flight; Node's default of 10 MB refused new streams)
@@ -32,7 +28,7 @@ if (role === 'inner') {
   const server = http2.createSecureServer({ ...creds, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', settings, maxSessionMemory });
   server.on('session', (session) => session.setLocalWindowSize(32 << 20));
   server.on('stream', (stream, headers) => {
-    const up = http.request({ host: '127.0.0.1', port: Number(nextPort), method: headers[':method'], path: headers[':path'], headers: { host: headers[':authority'] ?? 'localhost' }, agent }, (res) => {
+    const up = http.request({ host: '127.0.0.1', port: nextPort, method: headers[':method'], path: headers[':path'], headers: { host: headers[':authority'] ?? 'localhost' }, agent }, (res) => {
       const answer = { ':status': res.statusCode };
       if (res.headers['content-length'] !== undefined) answer['content-length'] = res.headers['content-length'];
       stream.respond(answer);
@@ -43,7 +39,7 @@ if (role === 'inner') {
     if (bodiless(headers[':method'])) up.end();
     else relay(stream, up);
   });
-  server.listen(Number(listenPort), '127.0.0.1', () => console.log(`inner HTTP/2 relay on ${listenPort} -> ${nextPort}`));
+  server.listen(listenPort, '127.0.0.1', () => console.log(`inner HTTP/2 relay on ${listenPort} -> ${nextPort}`));
 } else {
   const session = http2.connect(`https://127.0.0.1:${nextPort}`, { ...creds, servername: 'localhost', minVersion: 'TLSv1.3', settings, maxSessionMemory });
   session.on('connect', () => session.setLocalWindowSize(32 << 20));
@@ -58,6 +54,6 @@ if (role === 'inner') {
     });
     stream.on('error', () => res.destroy());
     if (!bodiless(req.method)) relay(req, stream);
-  }).listen(Number(listenPort), '127.0.0.1', () => console.log(`outer HTTP/2 relay on ${listenPort} -> ${nextPort}`));
+  }).listen(listenPort, '127.0.0.1', () => console.log(`outer HTTP/2 relay on ${listenPort} -> ${nextPort}`));
 }
 process.on('SIGTERM', () => process.exit(0));

@@ -8,18 +8,21 @@
 #   RELAY_PLAIN=1 bash bench/relay-alone.sh          # tls-relay's hop in clear
 #   RELAY_NODE_FLAGS=--heap-growing-percent=300 ...  # node flags for both relay processes
 #
-# Needs bench/.harness (run `npm run bench -- --quick` once) and wrk.
+# Needs bench/.harness (run `npm run bench -- --quick` once), a build (dist/) and wrk.
 set -euo pipefail
 BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HARNESS=$BENCH_SRC/.harness
 [[ -f $HARNESS/backend.js ]] || { echo "run 'npm run bench -- --quick' once first (it prepares $HARNESS)" >&2; exit 1; }
+[[ -f $BENCH_SRC/../dist/src/gateway/relay.js ]] || { echo "build first (npx tsc -p .): the relays use the gateway's dist/src/gateway/relay.js" >&2; exit 1; }
+# shellcheck source=/dev/null
+source "$HARNESS/lib/common.sh"   # port_open, wait_port
 command -v wrk >/dev/null || { echo "wrk is required" >&2; exit 1; }
 RELAY=${RELAY:-tls-relay}; P=${RELAY_PORT:-18800}; DUR=${DUR:-6}; PATH_=${RELAY_PATH:-/big}
 [[ -f $BENCH_SRC/$RELAY.mjs ]] || { echo "no bench/$RELAY.mjs" >&2; exit 2; }
 D=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -TERM $p 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$D"' EXIT
-up() { for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
+up() { wait_port "$1" 10 || { echo "nothing listens on $1" >&2; return 1; }; }
 PORT=$P BENCH_MAX_LIFETIME_S=600 node "$HARNESS/backend.js" > /dev/null 2>&1 & PIDS+=($!)
 up "$P"
 # shellcheck disable=SC2086

@@ -1,8 +1,9 @@
-// What the bench's bare relays (tls-relay.mjs, h2-relay.mjs) share: their certificate and the way
-// they move bytes from one stream to another.
+// What the bench's bare relays (tls-relay.mjs, h2-relay.mjs) share: their command line, their
+// certificate and the way they move bytes from one stream to another.
 import { mkdirSync, readFileSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { relay as gatewayRelay } from '../dist/src/gateway/relay.js';
 
 /** One self-signed certificate both sides use, each trusting only it (mutual TLS, as a channel is). */
 export function credentials(dir) {
@@ -18,23 +19,20 @@ export function credentials(dir) {
   return { key: readFileSync(key), cert: readFileSync(cert), ca: readFileSync(cert) };
 }
 
-/** What may wait unwritten for a destination before its source is paused: the gateway's own bound (CLIENT_ROOM). */
-const ROOM = 256 << 10;
-
 /**
- * Bytes from one stream to the other, the writes of one event-loop turn gathered into one
- * (a TLS socket hands its reads on one 16 KiB record at a time: without the cork each would be
- * its own write syscall), the source paused only once more than ROOM waits, as the gateway's
- * relay does. Paused at the destination's own 16 KiB mark, the TLS side stopped after each
- * record and the relay wrote one record per turn: 70 writes per MiB where the gateway, relaying
- * the same bytes out of its channel, makes 6.
+ * Bytes from one stream to the other by the gateway's own relay (src/gateway/relay.ts, built to
+ * dist/ by `npm run bench`), with the room the gateway gives a client (256 KiB, CLIENT_ROOM) and
+ * the writes of one event-loop turn gathered into one: a bare relay that moved bytes any other
+ * way would measure that way, not the TLS hop (session 49's paused at every 16 KiB record).
  */
-export function relay(from, to) {
-  let corked = false;
-  const uncork = () => { corked = false; to.uncork(); };
-  from.on('data', (chunk) => {
-    if (!corked) { corked = true; to.cork(); setImmediate(uncork); }
-    if (!to.write(chunk) && to.writableLength > ROOM && !from.isPaused()) { from.pause(); to.once('drain', () => from.resume()); }
-  });
-  from.on('end', () => to.end());
+export const relay = (from, to) => gatewayRelay(from, to, { maxBuffered: 256 << 10, coalesce: true });
+
+/** `<role> <listenPort> <nextPort> <dir>` from the command line, or the usage and exit 2 */
+export function relayArgs(script) {
+  const [role, listenPort, nextPort, dir] = process.argv.slice(2);
+  if (!['inner', 'outer'].includes(role) || !listenPort || !nextPort || !dir) {
+    console.error(`usage: ${script} inner|outer <listenPort> <nextPort> <dir>`);
+    process.exit(2);
+  }
+  return { role, listenPort: Number(listenPort), nextPort: Number(nextPort), dir };
 }

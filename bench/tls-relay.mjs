@@ -17,13 +17,9 @@
 // socket reads and writes of three hops where direct mode has two.
 import net from 'node:net';
 import tls from 'node:tls';
-import { credentials, relay } from './relay-common.mjs';
+import { credentials, relay, relayArgs } from './relay-common.mjs';
 
-const [role, listenPort, nextPort, dir] = process.argv.slice(2);
-if (!['inner', 'outer'].includes(role) || !listenPort || !nextPort || !dir) {
-  console.error('usage: tls-relay.mjs inner|outer <listenPort> <nextPort> <dir>');
-  process.exit(2);
-}
+const { role, listenPort, nextPort, dir } = relayArgs('tls-relay.mjs');
 
 function relayBothWays(a, b) {
   relay(a, b);
@@ -37,8 +33,8 @@ const plain = process.env.RELAY_PLAIN === '1';
 const creds = plain ? undefined : credentials(dir);
 // The outer side's next hop is the encrypted one; the inner side accepts it and dials the backend in clear.
 const dialNext = plain || role === 'inner'
-  ? () => net.connect(Number(nextPort), '127.0.0.1')
-  : () => tls.connect({ ...creds, port: Number(nextPort), host: '127.0.0.1', servername: 'localhost', minVersion: 'TLSv1.3' });
+  ? () => net.connect(nextPort, '127.0.0.1')
+  : () => tls.connect({ ...creds, port: nextPort, host: '127.0.0.1', servername: 'localhost', minVersion: 'TLSv1.3' });
 const onConnection = (incoming) => {
   incoming.setNoDelay(true);
   const next = dialNext();
@@ -48,5 +44,5 @@ const onConnection = (incoming) => {
 const server = plain || role === 'outer'
   ? net.createServer(onConnection)
   : tls.createServer({ ...creds, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, onConnection);
-server.listen(Number(listenPort), '127.0.0.1', () => console.log(`${role} ${plain ? 'plain' : 'TLS'} relay on ${listenPort} -> ${nextPort}`));
+server.listen(listenPort, '127.0.0.1', () => console.log(`${role} ${plain ? 'plain' : 'TLS'} relay on ${listenPort} -> ${nextPort}`));
 process.on('SIGTERM', () => process.exit(0));
